@@ -1,0 +1,39 @@
+//! Authentication: who a caller is and what a token entitles them to.
+//!
+//! Owns the signed token format (`token`), clinician password hashing (`password`) and the
+//! signing key's life cycle. It knows nothing of HTTP or WebSockets: the edge maps
+//! [`AuthError`] to client errors.
+
+mod password;
+mod role;
+mod token;
+
+pub use password::{hash_password, verify_password};
+pub use role::{AccountRole, Role};
+pub use token::{Claims, SigningKey, TokenKind};
+
+/// Why a credential was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("the token is malformed or its signature does not match")]
+    InvalidToken,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid for this use")]
+    WrongKind,
+    #[error("the token is not valid for this room")]
+    WrongRoom,
+    #[error("wrong user name or password")]
+    InvalidCredentials,
+    #[error("signing key unusable: {0}")]
+    Key(String),
+}
+
+/// Current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,214 @@
+//! Signed, scoped tokens: `hz1.<base64url JSON claims>.<base64url HMAC-SHA256>`.
+//!
+//! One format for three uses (clinician sessions, room invites, signaling resumes); the `kind`
+//! claim keeps one from being replayed as another. Tokens are bearer secrets: they are never
+//! logged, and invite tokens travel in URL fragments so they never reach access logs.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::{AuthError, Role, now_unix};
+use crate::ids::RoomId;
+
+const PREFIX: &str = "hz1.";
+/// Tokens longer than this are refused before any decoding work.
+const MAX_TOKEN_LEN: usize = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A signed-in clinician (HTTP API).
+    Session,
+    /// Entry to one room with one role.
+    Invite,
+    /// Takes over a participant whose signaling connection dropped.
+    Resume,
+}
+
+/// What a token asserts. `sub` is the user id (session), invite id (invite) or participant id
+/// (resume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub kind: TokenKind,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Makes every token unique; for resume tokens it is the participant's current resume epoch.
+    pub nonce: u64,
+}
+
+/// The server's HMAC key.
+#[derive(Clone)]
+pub struct SigningKey {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+impl SigningKey {
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        Self { key }
+    }
+
+    /// Reads the key file, or creates it (mode 0600) with a fresh random key.
+    pub fn load_or_create(path: &Path) -> Result<Self, AuthError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let bytes = B64
+                    .decode(text.trim())
+                    .map_err(|_| AuthError::Key(format!("{} is not base64url", path.display())))?;
+                let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                    AuthError::Key(format!("{} must hold 32 bytes", path.display()))
+                })?;
+                Ok(Self { key })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::random();
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| AuthError::Key(e.to_string()))?;
+                }
+                write_private(path, B64.encode(key.key).as_bytes())
+                    .map_err(|e| AuthError::Key(format!("{}: {e}", path.display())))?;
+                Ok(key)
+            }
+            Err(e) => Err(AuthError::Key(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
+        let sig = B64.encode(self.mac(&payload));
+        format!("{PREFIX}{payload}.{sig}")
+    }
+
+    /// Checks signature, kind and expiry. Room scoping is the caller's (it knows the room).
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::InvalidToken);
+        }
+        let rest = token.strip_prefix(PREFIX).ok_or(AuthError::InvalidToken)?;
+        let (payload, sig) = rest.split_once('.').ok_or(AuthError::InvalidToken)?;
+        let sig = B64.decode(sig).map_err(|_| AuthError::InvalidToken)?;
+        let mut mac = self.hmac();
+        mac.update(payload.as_bytes());
+        // verify_slice compares in constant time.
+        mac.verify_slice(&sig)
+            .map_err(|_| AuthError::InvalidToken)?;
+        let json = B64.decode(payload).map_err(|_| AuthError::InvalidToken)?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| AuthError::InvalidToken)?;
+        if claims.kind != kind {
+            return Err(AuthError::WrongKind);
+        }
+        if claims.exp <= now_unix() {
+            return Err(AuthError::Expired);
+        }
+        Ok(claims)
+    }
+
+    fn hmac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    fn mac(&self, payload: &str) -> Vec<u8> {
+        let mut mac = self.hmac();
+        mac.update(payload.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(kind: TokenKind, exp: i64) -> Claims {
+        Claims {
+            kind,
+            sub: "i_x".into(),
+            room: Some(RoomId::generate()),
+            role: Some(Role::Patient),
+            exp,
+            nonce: 7,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let k = SigningKey::random();
+        let c = claims(TokenKind::Invite, now_unix() + 60);
+        let t = k.sign(&c);
+        assert_eq!(k.verify(&t, TokenKind::Invite).unwrap(), c);
+    }
+
+    #[test]
+    fn forged_expired_wrong_kind_and_other_key_are_refused() {
+        let k = SigningKey::random();
+        let t = k.sign(&claims(TokenKind::Invite, now_unix() + 60));
+        assert_eq!(k.verify(&t, TokenKind::Session), Err(AuthError::WrongKind));
+        assert_eq!(
+            SigningKey::random().verify(&t, TokenKind::Invite),
+            Err(AuthError::InvalidToken)
+        );
+        // Flip the role inside the payload but keep the signature.
+        let (payload, sig) = t.strip_prefix(PREFIX).unwrap().split_once('.').unwrap();
+        let mut json = String::from_utf8(B64.decode(payload).unwrap()).unwrap();
+        json = json.replace("patient", "doctor");
+        let forged = format!("{PREFIX}{}.{sig}", B64.encode(json));
+        assert_eq!(
+            k.verify(&forged, TokenKind::Invite),
+            Err(AuthError::InvalidToken)
+        );
+        let old = k.sign(&claims(TokenKind::Invite, now_unix() - 1));
+        assert_eq!(k.verify(&old, TokenKind::Invite), Err(AuthError::Expired));
+        for junk in ["", "hz1.", "hz1.a.b", "nope", &"x".repeat(5000)] {
+            assert_eq!(
+                k.verify(junk, TokenKind::Invite),
+                Err(AuthError::InvalidToken)
+            );
+        }
+    }
+
+    #[test]
+    fn key_file_is_created_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let a = SigningKey::load_or_create(&path).unwrap();
+        let b = SigningKey::load_or_create(&path).unwrap();
+        assert_eq!(a.key, b.key);
+    }
+}

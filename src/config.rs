@@ -1,0 +1,412 @@
+//! Configuration: one TOML file with every default written out (`huizhen config`
+//! prints it), overridable by environment variables.
+//!
+//! Precedence: built-in defaults < the TOML file (`--config`, optional) < environment variables
+//! named `HUIZHEN_<SECTION>_<KEY>` (for example `HUIZHEN_MEDIA_UDP_BIND=0.0.0.0:40000`,
+//! `HUIZHEN_LIMITS_MAX_PARTICIPANTS=8`). List values in the environment are comma separated.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the server can be told. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub media: MediaConfig,
+    pub limits: LimitsConfig,
+    pub rooms: RoomsConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// HTTPS + WSS listener (web client, API, signaling).
+    pub listen: SocketAddr,
+    /// Base URL put in invite links, e.g. "https://consult.example-hospital.cn". Empty: taken
+    /// from the request's Host header.
+    pub public_url: String,
+    /// Extra origins allowed to open the signaling WebSocket. The server's own origin (the
+    /// request's Host, or `public_url`) is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// PEM certificate chain and private key. Empty: a self-signed development certificate is
+    /// generated into `cert_dir` on first run.
+    pub tls_cert: String,
+    pub tls_key: String,
+    pub cert_dir: PathBuf,
+    /// Seconds that shutdown waits for connections to drain.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8443".parse().expect("static address"),
+            public_url: String::new(),
+            allowed_origins: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            cert_dir: PathBuf::from("certs"),
+            shutdown_grace_s: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory for the SQLite database and the signing key.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`. Empty: `sqlite://<data_dir>/huizhen.db`.
+    pub database_url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The one UDP socket all media uses. Port 0 picks a free port.
+    pub udp_bind: SocketAddr,
+    /// IP addresses announced to clients as ICE host candidates (with the bound port). A server
+    /// behind NAT must list its public IP here. Empty: every non-loopback IPv4 address of this
+    /// host, or 127.0.0.1 when the socket is bound to loopback.
+    pub announce: Vec<IpAddr>,
+    /// Media worker threads; rooms are spread over them.
+    pub workers: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            udp_bind: "0.0.0.0:40000".parse().expect("static address"),
+            announce: Vec::new(),
+            workers: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest signaling message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Sustained signaling messages per second per connection, and the burst allowed above it.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    /// Participants present at once in one room.
+    pub max_participants: usize,
+    /// Rooms live at once on this server.
+    pub max_rooms: usize,
+    /// Signaling connections open at once.
+    pub max_connections: usize,
+    /// Largest HTTP API request body, in bytes.
+    pub max_api_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+            messages_per_second: 20,
+            message_burst: 40,
+            max_participants: 16,
+            max_rooms: 1000,
+            max_connections: 10_000,
+            max_api_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Seconds a participant whose signaling dropped stays in the room, resumable.
+    pub resume_window_s: u64,
+    /// Seconds a participant has to send `join` after opening the WebSocket.
+    pub join_timeout_s: u64,
+    /// Default and maximum invite lifetime, in minutes.
+    pub invite_default_minutes: u64,
+    pub invite_max_minutes: u64,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            resume_window_s: 30,
+            join_timeout_s: 10,
+            invite_default_minutes: 240,
+            invite_max_minutes: 7 * 24 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// File holding the token signing key. Empty: `<data_dir>/signing.key`, created on first run.
+    pub signing_key_file: String,
+    /// Lifetime of a clinician's sign-in, in hours.
+    pub session_hours: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: String::new(),
+            session_hours: 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "huizhen=debug,str0m=warn". `RUST_LOG` wins if set.
+    pub filter: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info,str0m=warn,sqlx=warn".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid value in environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env(std::env::vars())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The defaults as a commented TOML document.
+    pub fn default_toml() -> String {
+        let body = toml::to_string_pretty(&Self::default()).expect("defaults serialize");
+        format!(
+            "# huizhen configuration: every key with its default.\n\
+             # Override any key with HUIZHEN_<SECTION>_<KEY>, e.g. HUIZHEN_SERVER_LISTEN.\n\n{body}"
+        )
+    }
+
+    /// Applies `HUIZHEN_<SECTION>_<KEY>` variables. Works on the TOML value tree so every key of
+    /// every section is overridable without a hand-written list.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        let mut tree = toml::Value::try_from(&*self).expect("config serializes");
+        let mut changed = false;
+        for (var, raw) in vars {
+            let Some(rest) = var.strip_prefix("HUIZHEN_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let table = tree.as_table_mut().expect("config is a table");
+            let Some((section, key)) = table
+                .keys()
+                .find_map(|s| rest.strip_prefix(&format!("{s}_")).map(|k| (s.clone(), k)))
+            else {
+                continue;
+            };
+            let section_table = table
+                .get_mut(&section)
+                .and_then(|v| v.as_table_mut())
+                .expect("sections are tables");
+            let Some(current) = section_table.get(key) else {
+                return Err(ConfigError::Env {
+                    var,
+                    reason: format!("no key `{key}` in section [{section}]"),
+                });
+            };
+            let value = env_value(current, &raw).map_err(|reason| ConfigError::Env {
+                var: var.clone(),
+                reason,
+            })?;
+            section_table.insert(key.to_owned(), value);
+            changed = true;
+        }
+        if changed {
+            *self = tree
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Env {
+                    var: "HUIZHEN_*".into(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if l.max_message_bytes < 1024 {
+            return bad("limits.max_message_bytes must be at least 1024");
+        }
+        if l.messages_per_second == 0 || l.message_burst == 0 {
+            return bad("limits.messages_per_second and limits.message_burst must be positive");
+        }
+        if l.max_participants < 2 || l.max_participants > 100 {
+            return bad("limits.max_participants must be between 2 and 100");
+        }
+        if l.max_rooms == 0 || l.max_connections == 0 {
+            return bad("limits.max_rooms and limits.max_connections must be positive");
+        }
+        if self.media.workers == 0 {
+            return bad("media.workers must be at least 1");
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return bad("server.tls_cert and server.tls_key must be set together");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format must be \"text\" or \"json\"");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.storage.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.storage.data_dir.join("huizhen.db").display()
+            )
+        } else {
+            self.storage.database_url.clone()
+        }
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        if self.auth.signing_key_file.is_empty() {
+            self.storage.data_dir.join("signing.key")
+        } else {
+            PathBuf::from(&self.auth.signing_key_file)
+        }
+    }
+}
+
+/// Parses an environment string into the same TOML type as the key's current value.
+fn env_value(current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    use toml::Value;
+    Ok(match current {
+        Value::String(_) => Value::String(raw.to_owned()),
+        Value::Integer(_) => Value::Integer(raw.trim().parse().map_err(|_| "expected an integer")?),
+        Value::Boolean(_) => {
+            Value::Boolean(raw.trim().parse().map_err(|_| "expected true or false")?)
+        }
+        Value::Float(_) => Value::Float(raw.trim().parse().map_err(|_| "expected a number")?),
+        Value::Array(_) => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => return Err("this key cannot be set from the environment".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_toml_round_trips() {
+        let text = Config::default_toml();
+        let parsed: Config = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_keys_with_underscores_and_lists() {
+        let mut c = Config::default();
+        c.apply_env([
+            (
+                "HUIZHEN_LIMITS_MAX_PARTICIPANTS".to_string(),
+                "8".to_string(),
+            ),
+            (
+                "HUIZHEN_MEDIA_ANNOUNCE".to_string(),
+                "203.0.113.7, 127.0.0.1".to_string(),
+            ),
+            (
+                "HUIZHEN_SERVER_LISTEN".to_string(),
+                "127.0.0.1:9000".to_string(),
+            ),
+            ("PATH".to_string(), "/bin".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.limits.max_participants, 8);
+        assert_eq!(c.media.announce.len(), 2);
+        assert_eq!(c.server.listen.port(), 9000);
+    }
+
+    #[test]
+    fn env_errors_are_typed() {
+        let mut c = Config::default();
+        let err = c
+            .apply_env([("HUIZHEN_LIMITS_MAX_PARTICIPANTS".into(), "many".into())])
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }));
+        let err = c
+            .apply_env([("HUIZHEN_LIMITS_NO_SUCH_KEY".into(), "1".into())])
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_key"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("[server]\nlisten_typo = 1\n").is_err());
+    }
+}

@@ -1,0 +1,292 @@
+//! The clinicians' JSON API (docs/protocol.md, "HTTP API"): sign-in, rooms, invites.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, HOST};
+use axum::http::request::Parts;
+use axum::{Json, extract::FromRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::{AccountRole, Claims, Role, TokenKind, now_unix, verify_password};
+use crate::ids::{InviteId, RoomId, UserId};
+use crate::storage::{RoomRecord, RoomStatus, User};
+
+const MAX_TITLE_CHARS: usize = 200;
+const MAX_PATIENT_REF_CHARS: usize = 100;
+const MAX_ROOMS_LISTED: i64 = 200;
+
+/// JSON body extractor whose rejections use the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|e| ApiError::Invalid(e.body_text()))
+    }
+}
+
+/// A signed-in clinician.
+pub struct Clinician(pub User);
+
+impl FromRequestParts<AppState> for Clinician {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated)?;
+        let claims = state
+            .key
+            .verify(token.trim(), TokenKind::Session)
+            .map_err(|_| ApiError::Unauthenticated)?;
+        let id = UserId::parse(&claims.sub).ok_or(ApiError::Unauthenticated)?;
+        let user = state.db.user(&id).await?.ok_or(ApiError::Unauthenticated)?;
+        Ok(Clinician(user))
+    }
+}
+
+#[derive(Serialize)]
+struct UserView<'a> {
+    id: &'a UserId,
+    username: &'a str,
+    display_name: &'a str,
+    role: AccountRole,
+}
+
+fn user_view(u: &User) -> UserView<'_> {
+    UserView {
+        id: &u.id,
+        username: &u.username,
+        display_name: &u.display_name,
+        role: u.role,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = state.db.user_by_username(body.username.trim()).await?;
+    // Hash even for unknown users so timing does not reveal which names exist.
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!("failed sign-in");
+        return Err(ApiError::InvalidCredentials);
+    };
+    let token = state.key.sign(&Claims {
+        kind: TokenKind::Session,
+        sub: user.id.to_string(),
+        room: None,
+        role: None,
+        exp: now_unix() + state.config.auth.session_hours as i64 * 3600,
+        nonce: rand::random(),
+    });
+    tracing::info!(user = %user.id, "signed in");
+    Ok(Json(json!({"token": token, "user": user_view(&user)})))
+}
+
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    crate::auth::hash_password("not a real password").unwrap_or_default()
+});
+
+pub async fn me(Clinician(user): Clinician) -> Json<Value> {
+    Json(json!(user_view(&user)))
+}
+
+#[derive(Deserialize)]
+pub struct CreateRoomBody {
+    title: String,
+    #[serde(default)]
+    patient_ref: Option<String>,
+}
+
+pub async fn create_room(
+    State(state): State<AppState>,
+    Clinician(user): Clinician,
+    ApiJson(body): ApiJson<CreateRoomBody>,
+) -> Result<(StatusCode, Json<RoomRecord>), ApiError> {
+    if !user.role.may_manage_rooms() {
+        return Err(ApiError::Forbidden);
+    }
+    let title = body.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::Invalid(format!(
+            "title must be 1 to {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    let patient_ref = body
+        .patient_ref
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if patient_ref.is_some_and(|p| p.chars().count() > MAX_PATIENT_REF_CHARS) {
+        return Err(ApiError::Invalid(format!(
+            "patient_ref must be at most {MAX_PATIENT_REF_CHARS} characters"
+        )));
+    }
+    let room = state.db.create_room(title, patient_ref, &user.id).await?;
+    tracing::info!(room = %room.id, user = %user.id, "room created");
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+pub async fn list_rooms(
+    State(state): State<AppState>,
+    Clinician(_): Clinician,
+) -> Result<Json<Value>, ApiError> {
+    let rooms = state.db.list_rooms(MAX_ROOMS_LISTED).await?;
+    Ok(Json(json!({"rooms": rooms})))
+}
+
+fn parse_room_id(id: &str) -> Result<RoomId, ApiError> {
+    RoomId::parse(id).ok_or(ApiError::NotFound)
+}
+
+pub async fn get_room(
+    State(state): State<AppState>,
+    Clinician(_): Clinician,
+    Path(id): Path<String>,
+) -> Result<Json<RoomRecord>, ApiError> {
+    let id = parse_room_id(&id)?;
+    Ok(Json(state.db.room(&id).await?.ok_or(ApiError::NotFound)?))
+}
+
+#[derive(Deserialize)]
+pub struct InviteBody {
+    role: String,
+    #[serde(default)]
+    expires_in_minutes: Option<u64>,
+}
+
+pub async fn create_invite(
+    State(state): State<AppState>,
+    Clinician(user): Clinician,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<InviteBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !user.role.may_manage_rooms() || !user.role.room_role().may_invite() {
+        return Err(ApiError::Forbidden);
+    }
+    let room_id = parse_room_id(&id)?;
+    let room = state.db.room(&room_id).await?.ok_or(ApiError::NotFound)?;
+    if room.status == RoomStatus::Ended {
+        return Err(ApiError::RoomEnded);
+    }
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::Invalid("role must be doctor, specialist, patient or observer".into())
+    })?;
+    let rooms_cfg = &state.config.rooms;
+    let minutes = body
+        .expires_in_minutes
+        .unwrap_or(rooms_cfg.invite_default_minutes);
+    if minutes == 0 || minutes > rooms_cfg.invite_max_minutes {
+        return Err(ApiError::Invalid(format!(
+            "expires_in_minutes must be 1 to {}",
+            rooms_cfg.invite_max_minutes
+        )));
+    }
+    let expires_at = now_unix() + minutes as i64 * 60;
+    let invite = state
+        .db
+        .create_invite(&room_id, role, &user.id, expires_at)
+        .await?;
+    let token = state.key.sign(&Claims {
+        kind: TokenKind::Invite,
+        sub: invite.id.to_string(),
+        room: Some(room_id.clone()),
+        role: Some(role),
+        exp: expires_at,
+        nonce: rand::random(),
+    });
+    let base = public_base(&state, &headers);
+    tracing::info!(room = %room_id, invite = %invite.id, role = role.as_str(), "invite issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "invite_id": invite.id,
+            "role": role,
+            "url": format!("{base}/join#{token}"),
+            "token": token,
+            "expires_at": expires_at,
+        })),
+    ))
+}
+
+pub async fn revoke_invite(
+    State(state): State<AppState>,
+    Clinician(user): Clinician,
+    Path((id, invite)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if !user.role.may_manage_rooms() {
+        return Err(ApiError::Forbidden);
+    }
+    let room_id = parse_room_id(&id)?;
+    let invite_id = InviteId::parse(&invite).ok_or(ApiError::NotFound)?;
+    state.db.revoke_invite(&room_id, &invite_id).await?;
+    tracing::info!(room = %room_id, invite = %invite_id, "invite revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn end_room(
+    State(state): State<AppState>,
+    Clinician(user): Clinician,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !user.role.may_manage_rooms() {
+        return Err(ApiError::Forbidden);
+    }
+    let room_id = parse_room_id(&id)?;
+    state.db.room(&room_id).await?.ok_or(ApiError::NotFound)?;
+    state.rooms.end(&room_id).await?;
+    tracing::info!(room = %room_id, user = %user.id, "room ended from the API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `public_url`, or the origin the client used to reach us.
+fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    let configured = state.config.server.public_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.config.server.listen.to_string());
+    format!("https://{host}")
+}

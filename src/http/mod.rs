@@ -1,0 +1,76 @@
+//! The HTTPS edge: one axum router for the web client, the JSON API and the signaling
+//! WebSocket. Handlers translate HTTP to calls on storage, rooms and signaling, and map module
+//! errors to client errors ([`error::ApiError`], protocol error codes); no business rules here.
+
+mod api;
+mod assets;
+pub mod error;
+mod ws;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::http::header;
+use axum::routing::{delete, get, post};
+use tokio::sync::Semaphore;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::SigningKey;
+use crate::config::Config;
+use crate::media::MediaHandle;
+use crate::rooms::RoomManager;
+use crate::signaling::SignalingContext;
+use crate::storage::Db;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub key: SigningKey,
+    pub rooms: RoomManager,
+    pub media: MediaHandle,
+    pub signaling: SignalingContext,
+    /// Caps open signaling connections (`limits.max_connections`).
+    pub connections: Arc<Semaphore>,
+    pub next_conn: Arc<AtomicU64>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(api::login))
+        .route("/me", get(api::me))
+        .route("/rooms", post(api::create_room).get(api::list_rooms))
+        .route("/rooms/{id}", get(api::get_room))
+        .route("/rooms/{id}/invites", post(api::create_invite))
+        .route("/rooms/{id}/invites/{invite}", delete(api::revoke_invite))
+        .route("/rooms/{id}/end", post(api::end_room))
+        .layer(DefaultBodyLimit::max(
+            state.config.limits.max_api_body_bytes,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(assets::serve)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .with_state(state)
+}

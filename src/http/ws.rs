@@ -1,0 +1,65 @@
+//! The signaling WebSocket endpoint: origin check, connection cap, frame limits, then hands
+//! the socket to [`crate::signaling::run_session`].
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::signaling::run_session;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&state, &headers) {
+        tracing::info!("signaling refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    };
+    let limit = state.config.limits.max_message_bytes;
+    let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let ctx = state.signaling.clone();
+    // The session enforces `limit` itself with a typed error; the transport's own cap is
+    // higher so that a slightly oversize message gets that error instead of a dropped socket.
+    ws.max_message_size(limit.saturating_mul(4))
+        .max_frame_size(limit.saturating_mul(4))
+        .on_upgrade(move |socket| async move {
+            run_session(socket, ctx, conn).await;
+            drop(permit);
+        })
+}
+
+/// Browsers always send Origin on WebSockets; it must be this server (as the client reached
+/// it, or `public_url`) or a configured origin. Non-browser clients send none and are let
+/// through: the check protects browsers from cross-site use of their tokens.
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    let cfg = &state.config.server;
+    if cfg
+        .allowed_origins
+        .iter()
+        .any(|o| o.trim_end_matches('/') == origin)
+    {
+        return true;
+    }
+    if !cfg.public_url.is_empty() && cfg.public_url.trim_end_matches('/') == origin {
+        return true;
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| origin == format!("https://{host}"))
+}

@@ -1,0 +1,94 @@
+//! Typed identifiers shared by every layer.
+//!
+//! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
+//! `i_` invite) and 16 random base62 characters, so ids are unguessable, safe to put in URLs and
+//! easy to tell apart in logs. The prefix is part of the value; `parse` checks it.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const RANDOM_LEN: usize = 16;
+
+fn random_suffix() -> String {
+    let mut rng = rand::rng();
+    (0..RANDOM_LEN)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, random_suffix()))
+            }
+
+            /// Accepts only strings this module could have generated.
+            pub fn parse(s: &str) -> Option<Self> {
+                let rest = s.strip_prefix($prefix)?;
+                let ok = rest.len() == RANDOM_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+                ok.then(|| Self(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A consultation room.
+    RoomId,
+    "r_"
+);
+string_id!(
+    /// One participant's presence in a room (a new one per join).
+    ParticipantId,
+    "p_"
+);
+string_id!(
+    /// A clinician account.
+    UserId,
+    "u_"
+);
+string_id!(
+    /// An invite link issued for a room.
+    InviteId,
+    "i_"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back_and_prefixes_are_checked() {
+        let r = RoomId::generate();
+        assert_eq!(RoomId::parse(r.as_str()), Some(r.clone()));
+        assert!(ParticipantId::parse(r.as_str()).is_none());
+        assert!(RoomId::parse("r_short").is_none());
+        assert!(RoomId::parse("r_../../etc/passwdxx").is_none());
+    }
+}

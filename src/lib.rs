@@ -1,0 +1,33 @@
+//! huizhen (会诊): a self-hosted, real-time telemedicine consultation server.
+//!
+//! A primary-care doctor, the patient and a remote specialist meet in a live audio/video room
+//! in their browsers. This crate is the whole server: HTTPS edge, signaling hub, room rules,
+//! SFU media relay and storage.
+//!
+//! # Layout
+//!
+//! - [`server`]: startup and shutdown; wires everything below together.
+//! - [`config`]: the TOML configuration and its environment overrides.
+//! - [`http`]: the HTTPS edge: web client assets, the clinicians' JSON API, the WebSocket.
+//! - [`signaling`]: one session per WebSocket, speaking the protocol in docs/protocol.md.
+//! - [`rooms`]: the clinical rules of a live consultation, one task per room.
+//! - [`sfu`]: the sans-IO media core on str0m: transports, producers, consumers, forwarding.
+//! - [`media`]: the I/O driver that runs the media core on a UDP socket, one thread per worker.
+//! - [`auth`]: signed tokens, passwords, roles and permissions.
+//! - [`storage`]: users, rooms and invites in SQLite or PostgreSQL.
+//! - [`tls`], [`telemetry`], [`ids`]: certificates, logs, typed identifiers.
+//!
+//! See docs/ARCHITECTURE.md for how a join, a media packet and a signaling message travel.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod media;
+pub mod rooms;
+pub mod server;
+pub mod sfu;
+pub mod signaling;
+pub mod storage;
+pub mod telemetry;
+pub mod tls;

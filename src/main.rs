@@ -1,0 +1,224 @@
+//! The `huizhen` command: run the server, and administer it.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use huizhen::auth::{AccountRole, hash_password};
+use huizhen::config::Config;
+use huizhen::server::Server;
+use huizhen::storage::{Db, StorageError};
+use huizhen::tls::CertSource;
+
+#[derive(Parser)]
+#[command(
+    name = "huizhen",
+    version,
+    about = "Self-hosted telemedicine consultation server"
+)]
+struct Cli {
+    /// TOML configuration file (every key is optional; see `huizhen config`).
+    #[arg(long, short, global = true, env = "HUIZHEN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the configuration with every default.
+    Config,
+    /// Manage clinician accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a clinician account.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: String,
+        /// doctor, specialist or admin
+        #[arg(long, default_value = "doctor")]
+        role: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List clinician accounts.
+    List,
+    /// Set a clinician's password.
+    Passwd {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+const MIN_PASSWORD_CHARS: usize = 8;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Config) = cli.command {
+        print!("{}", Config::default_toml());
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    huizhen::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Config => unreachable!("handled above"),
+            Command::User(cmd) => user(config, cmd).await,
+        }
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config.clone()).await?;
+    let port = server.https_addr.port();
+    let shown_host = match server.https_addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        ip => ip.to_string(),
+    };
+    println!("huizhen is running");
+    println!("  web client and API: https://{shown_host}:{port}/");
+    println!("  media (UDP):        port {}", server.media_addr.port());
+    for addr in server.media.announced() {
+        println!("  announced to peers: {addr}");
+    }
+    match server.cert_source {
+        CertSource::Configured => {}
+        CertSource::Development { generated_now } => println!(
+            "  TLS: self-signed development certificate in {}{} (browsers will warn; see certs/README.md)",
+            config.server.cert_dir.display(),
+            if generated_now { ", generated now" } else { "" }
+        ),
+    }
+    if server.db.list_users().await?.is_empty() {
+        println!();
+        println!("No clinician account yet. Create the first one with:");
+        println!("  huizhen user add --username doctor --display-name \"Dr. Wang\" --role doctor");
+        println!(
+            "(with cargo: cargo run --release -- user add ...), then sign in at the URL above."
+        );
+    }
+    shutdown_signal().await;
+    println!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.storage.data_dir)?;
+    let db = Db::connect(&config.database_url())
+        .await
+        .context("opening the database")?;
+    match cmd {
+        UserCommand::Add {
+            username,
+            display_name,
+            role,
+            password_stdin,
+        } => {
+            let role =
+                AccountRole::parse(&role).context("role must be doctor, specialist or admin")?;
+            let username = username.trim();
+            if username.is_empty()
+                || username.len() > 64
+                || !username
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "._-@".contains(c))
+            {
+                bail!("username must be 1 to 64 letters, digits or . _ - @");
+            }
+            let display_name = display_name.trim();
+            if display_name.is_empty() || display_name.chars().count() > 64 {
+                bail!("display name must be 1 to 64 characters");
+            }
+            let password = read_password(password_stdin)?;
+            let hash = hash_password(&password)?;
+            match db.create_user(username, display_name, role, &hash).await {
+                Ok(user) => println!(
+                    "created {} ({}) as {}",
+                    user.username,
+                    user.id,
+                    role.as_str()
+                ),
+                Err(StorageError::Conflict) => bail!("a user named {username} exists already"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UserCommand::List => {
+            for u in db.list_users().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.id,
+                    u.username,
+                    u.role.as_str(),
+                    u.display_name
+                );
+            }
+        }
+        UserCommand::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            db.set_password(&username, &hash_password(&password)?)
+                .await
+                .map_err(|e| match e {
+                    StorageError::NotFound => anyhow::anyhow!("no user named {username}"),
+                    other => other.into(),
+                })?;
+            println!("password changed for {username}");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut s = String::new();
+        std::io::stdin().take(4096).read_to_string(&mut s)?;
+        s.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("password: ")?;
+        let again = rpassword::prompt_password("again: ")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
+    }
+    Ok(password)
+}

@@ -1,0 +1,168 @@
+//! One media worker: a thread, a current-thread tokio runtime, one socket, one `Sfu`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
+use crate::ids::RoomId;
+use crate::sfu::{Sfu, SfuStats};
+
+/// Largest datagram read; WebRTC keeps packets under ~1200 bytes, this leaves headroom.
+const RECV_BUFFER: usize = 2048;
+/// Datagrams read back-to-back before timers and commands get a turn.
+const RECV_BATCH: usize = 64;
+/// Wake at least this often even with no timer due.
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerStats {
+    pub sfu: SfuStats,
+    pub transports: usize,
+    pub rooms: usize,
+    pub events_dropped: u64,
+    pub send_errors: u64,
+}
+
+pub(super) fn spawn(
+    index: usize,
+    socket: std::net::UdpSocket,
+    announce: &[SocketAddr],
+) -> Result<WorkerHandle, MediaError> {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let sfu = Sfu::new(announce);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(MediaError::Spawn)?;
+    std::thread::Builder::new()
+        .name(format!("media-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                match UdpSocket::from_std(socket) {
+                    Ok(socket) => Worker::new(sfu, socket, rx).run().await,
+                    Err(e) => tracing::error!(error = %e, "media socket unusable"),
+                }
+            })
+        })
+        .map_err(MediaError::Spawn)?;
+    Ok(WorkerHandle { tx })
+}
+
+struct Worker {
+    sfu: Sfu,
+    socket: UdpSocket,
+    commands: mpsc::Receiver<WorkerMsg>,
+    rooms: HashMap<RoomId, mpsc::Sender<crate::sfu::SfuEvent>>,
+    buf: Vec<u8>,
+    events_dropped: u64,
+    send_errors: u64,
+}
+
+impl Worker {
+    fn new(sfu: Sfu, socket: UdpSocket, commands: mpsc::Receiver<WorkerMsg>) -> Self {
+        Self {
+            sfu,
+            socket,
+            commands,
+            rooms: HashMap::new(),
+            buf: vec![0; RECV_BUFFER],
+            events_dropped: 0,
+            send_errors: 0,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let deadline = self
+                .sfu
+                .next_timeout()
+                .unwrap_or_else(|| Instant::now() + MAX_IDLE)
+                .min(Instant::now() + MAX_IDLE);
+            tokio::select! {
+                biased;
+                msg = self.commands.recv() => {
+                    let Some(msg) = msg else {
+                        // Every handle dropped: the server is shutting down.
+                        return;
+                    };
+                    self.handle_msg(msg);
+                }
+                res = self.socket.recv_from(&mut self.buf) => {
+                    match res {
+                        Ok((n, source)) => {
+                            let now = Instant::now();
+                            self.sfu.handle_receive(now, source, &self.buf[..n]);
+                            self.drain_socket(now);
+                        }
+                        // ICMP port unreachable from a peer that went away shows up here on
+                        // some systems; it says nothing about the socket itself.
+                        Err(e) => tracing::debug!(error = %e, "media recv error"),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.sfu.handle_timeout(Instant::now());
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    /// Reads what is already queued on the socket without waiting.
+    fn drain_socket(&mut self, now: Instant) {
+        for _ in 0..RECV_BATCH {
+            match self.socket.try_recv_from(&mut self.buf) {
+                Ok((n, source)) => self.sfu.handle_receive(now, source, &self.buf[..n]),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn handle_msg(&mut self, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::OpenRoom { room, events } => {
+                self.rooms.insert(room, events);
+            }
+            WorkerMsg::CloseRoom { room } => {
+                self.rooms.remove(&room);
+            }
+            WorkerMsg::Sfu(cmd) => self.sfu.handle_command(Instant::now(), cmd),
+            WorkerMsg::Stats(reply) => {
+                let _ = reply.send(WorkerStats {
+                    sfu: self.sfu.stats(),
+                    transports: self.sfu.transport_count(),
+                    rooms: self.rooms.len(),
+                    events_dropped: self.events_dropped,
+                    send_errors: self.send_errors,
+                });
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.sfu.poll_transmit() {
+            if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
+                self.send_errors += 1;
+                tracing::debug!(error = %e, "media send error");
+            }
+        }
+        while let Some(event) = self.sfu.poll_event() {
+            let Some(tx) = self.rooms.get(event.room()) else {
+                continue;
+            };
+            // Never block the media thread on a slow room task.
+            match tx.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.events_dropped += 1;
+                    tracing::warn!("room event queue full; media event dropped");
+                }
+                // The room task has stopped; its close message is on the way.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+}

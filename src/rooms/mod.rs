@@ -1,0 +1,281 @@
+//! Consultation rooms: the clinical rules of a live consultation.
+//!
+//! Each live room is a task (the [`room`] actor) that owns its participants and decides who
+//! may publish, subscribe and end the consultation (asking [`crate::auth::Role`]), handles
+//! joins, resumes and leaves, and tells the media core what to set up. Signaling sessions talk
+//! to a room only through [`RoomHandle`]; the media core talks to it only through events.
+//! [`RoomManager`] starts room tasks on demand and enforces the per-server room limit.
+
+mod participant;
+mod room;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::{Role, SigningKey};
+use crate::ids::{InviteId, ParticipantId, RoomId};
+use crate::media::MediaHandle;
+use crate::signaling::protocol::{EndReason, Limits, MediaState, Publish, ServerMessage, Welcome};
+use crate::storage::{Db, RoomStatus, StorageError};
+
+/// Capacity of a room's command queue, and of each session's outbound queue.
+pub const ROOM_QUEUE: usize = 256;
+pub const SESSION_QUEUE: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    #[error("the room does not exist")]
+    NotFound,
+    #[error("the consultation has ended")]
+    Ended,
+    #[error("the room is full ({0} participants)")]
+    Full(usize),
+    #[error("the server is running its maximum number of rooms")]
+    ServerFull,
+    #[error("nothing to resume")]
+    ResumeFailed,
+    #[error("your role may not do this")]
+    Forbidden,
+    #[error("the room is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What a session gets to send to its client. `Close` ends the connection.
+#[derive(Debug)]
+pub enum Outbound {
+    Message(ServerMessage),
+    Close { code: u16, reason: &'static str },
+}
+
+/// A room's way to reach one signaling connection.
+#[derive(Debug, Clone)]
+pub struct SessionLink {
+    /// Unique per connection, so a late message from a replaced connection is recognised.
+    pub conn: u64,
+    pub tx: mpsc::Sender<Outbound>,
+}
+
+/// A resume token's claims, once its signature and expiry were checked.
+#[derive(Debug, Clone)]
+pub struct ResumeRef {
+    pub participant: ParticipantId,
+    pub nonce: u64,
+}
+
+#[derive(Debug)]
+pub enum RoomCommand {
+    Join {
+        name: String,
+        role: Role,
+        publish: Publish,
+        invite: InviteId,
+        replaces: Option<ResumeRef>,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<Joined, RoomError>>,
+    },
+    Resume {
+        resume: ResumeRef,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<Joined, RoomError>>,
+    },
+    Answer {
+        participant: ParticipantId,
+        conn: u64,
+        offer_id: u64,
+        sdp: String,
+    },
+    MediaState {
+        participant: ParticipantId,
+        conn: u64,
+        state: MediaState,
+    },
+    Leave {
+        participant: ParticipantId,
+        conn: u64,
+    },
+    /// End the consultation: by a participant (checked against their role), or by the HTTP API
+    /// (`by: None`, already authorised).
+    End {
+        by: Option<(ParticipantId, u64)>,
+        reason: EndReason,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    Disconnected {
+        participant: ParticipantId,
+        conn: u64,
+    },
+}
+
+/// A successful join or resume.
+#[derive(Debug)]
+pub struct Joined {
+    pub participant: ParticipantId,
+    pub welcome: Welcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    pub id: RoomId,
+    tx: mpsc::Sender<RoomCommand>,
+}
+
+impl RoomHandle {
+    pub async fn send(&self, cmd: RoomCommand) -> Result<(), RoomError> {
+        self.tx.send(cmd).await.map_err(|_| RoomError::Closed)
+    }
+
+    /// For drop paths that cannot await.
+    pub fn try_send(&self, cmd: RoomCommand) -> Result<(), RoomError> {
+        self.tx.try_send(cmd).map_err(|_| RoomError::Closed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Settings every room shares.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub max_participants: usize,
+    pub max_rooms: usize,
+    pub resume_window: Duration,
+    /// How long an empty room's task stays up before it stops.
+    pub idle_stop: Duration,
+    pub limits: Limits,
+}
+
+/// Starts room tasks on demand; one per live room.
+#[derive(Clone)]
+pub struct RoomManager {
+    live: Arc<Mutex<HashMap<RoomId, RoomHandle>>>,
+    db: Db,
+    media: MediaHandle,
+    key: SigningKey,
+    settings: Arc<RoomSettings>,
+}
+
+impl RoomManager {
+    pub fn new(db: Db, media: MediaHandle, key: SigningKey, settings: RoomSettings) -> Self {
+        Self {
+            live: Arc::default(),
+            db,
+            media,
+            key,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn settings(&self) -> &RoomSettings {
+        &self.settings
+    }
+
+    /// The live room, started if needed.
+    pub async fn open(&self, id: &RoomId) -> Result<RoomHandle, RoomError> {
+        if let Some(h) = self.get(id) {
+            return Ok(h);
+        }
+        let record = self.db.room(id).await?.ok_or(RoomError::NotFound)?;
+        if record.status == RoomStatus::Ended {
+            return Err(RoomError::Ended);
+        }
+        let worker = self.media.worker_for(id);
+        let (events_tx, events_rx) = mpsc::channel(crate::media::QUEUE_CAPACITY);
+        let handle = {
+            // std Mutex: nothing is awaited while it is held.
+            let mut live = self.live.lock().expect("room map poisoned");
+            if let Some(h) = live.get(id).filter(|h| !h.is_closed()) {
+                return Ok(h.clone());
+            }
+            live.retain(|_, h| !h.is_closed());
+            if live.len() >= self.settings.max_rooms {
+                return Err(RoomError::ServerFull);
+            }
+            let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+            let handle = RoomHandle { id: id.clone(), tx };
+            live.insert(id.clone(), handle.clone());
+            let actor = room::Room::new(
+                record,
+                self.settings.clone(),
+                self.key.clone(),
+                self.db.clone(),
+                worker.clone(),
+            );
+            let manager = self.clone();
+            let me = handle.clone();
+            tokio::spawn(async move {
+                actor.run(rx, events_rx).await;
+                manager.forget(&me);
+            });
+            handle
+        };
+        worker
+            .open_room(id.clone(), events_tx)
+            .await
+            .map_err(|_| RoomError::Closed)?;
+        Ok(handle)
+    }
+
+    pub fn get(&self, id: &RoomId) -> Option<RoomHandle> {
+        let live = self.live.lock().expect("room map poisoned");
+        live.get(id).filter(|h| !h.is_closed()).cloned()
+    }
+
+    pub fn live_rooms(&self) -> usize {
+        let live = self.live.lock().expect("room map poisoned");
+        live.values().filter(|h| !h.is_closed()).count()
+    }
+
+    /// Ends a consultation from the HTTP API: the live room (if any) tells everyone, and the
+    /// record is marked ended either way.
+    pub async fn end(&self, id: &RoomId) -> Result<(), RoomError> {
+        if let Some(h) = self.get(id) {
+            let (reply, rx) = oneshot::channel();
+            let cmd = RoomCommand::End {
+                by: None,
+                reason: EndReason::EndedByDoctor,
+                reply,
+            };
+            if h.send(cmd).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+        self.db.end_room(id).await?;
+        Ok(())
+    }
+
+    /// Ends every live room (server shutdown).
+    pub async fn shutdown(&self) {
+        let handles: Vec<RoomHandle> = {
+            let live = self.live.lock().expect("room map poisoned");
+            live.values().cloned().collect()
+        };
+        for h in handles {
+            let (reply, rx) = oneshot::channel();
+            let cmd = RoomCommand::End {
+                by: None,
+                reason: EndReason::ServerShutdown,
+                reply,
+            };
+            if h.send(cmd).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    fn forget(&self, handle: &RoomHandle) {
+        let mut live = self.live.lock().expect("room map poisoned");
+        if live
+            .get(&handle.id)
+            .is_some_and(|h| h.tx.same_channel(&handle.tx))
+        {
+            live.remove(&handle.id);
+        }
+    }
+}

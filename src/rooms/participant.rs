@@ -1,0 +1,71 @@
+//! One person's presence in a live room.
+
+use std::time::Instant;
+
+use super::{Outbound, SessionLink};
+use crate::auth::Role;
+use crate::ids::{InviteId, ParticipantId};
+use crate::signaling::protocol::{Connection, ParticipantView, Publish, ServerMessage};
+
+/// Whether the participant's signaling connection is up.
+#[derive(Debug, Clone)]
+pub enum Presence {
+    Connected(SessionLink),
+    /// Dropped; removed at `deadline` unless resumed.
+    Reconnecting {
+        deadline: Instant,
+    },
+}
+
+#[derive(Debug)]
+pub struct Participant {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub invite: InviteId,
+    pub publish: Publish,
+    pub audio_muted: bool,
+    pub video_off: bool,
+    pub presence: Presence,
+    /// Bumped on every join/resume; a resume token carries it, so each token works once.
+    pub resume_nonce: u64,
+    /// The offer the client owes an answer to, kept to re-send after a resume.
+    pub pending_offer: Option<(u64, ServerMessage)>,
+}
+
+impl Participant {
+    pub fn view(&self) -> ParticipantView {
+        ParticipantView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            publishing: self.publish,
+            audio_muted: self.audio_muted,
+            video_off: self.video_off,
+            connection: match self.presence {
+                Presence::Connected(_) => Connection::Connected,
+                Presence::Reconnecting { .. } => Connection::Reconnecting,
+            },
+        }
+    }
+
+    /// The current connection, if `conn` is it.
+    pub fn is_conn(&self, conn: u64) -> bool {
+        matches!(&self.presence, Presence::Connected(l) if l.conn == conn)
+    }
+
+    /// Queues a message; false when the client's queue is full or gone (it is too slow, or
+    /// disconnected), which the room treats as a dropped connection.
+    pub fn send(&self, msg: ServerMessage) -> bool {
+        match &self.presence {
+            Presence::Connected(link) => link.tx.try_send(Outbound::Message(msg)).is_ok(),
+            Presence::Reconnecting { .. } => true,
+        }
+    }
+
+    pub fn close(&self, code: u16, reason: &'static str) {
+        if let Presence::Connected(link) = &self.presence {
+            let _ = link.tx.try_send(Outbound::Close { code, reason });
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Startup and shutdown: wires configuration, storage, the media workers, rooms, signaling and
+//! the HTTPS listener together. [`Server::start`] is what `huizhen serve` and the integration
+//! tests call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::sync::Semaphore;
+
+use crate::auth::SigningKey;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::media::MediaHandle;
+use crate::rooms::{RoomManager, RoomSettings};
+use crate::signaling::protocol::Limits;
+use crate::signaling::{SessionSettings, SignalingContext};
+use crate::storage::Db;
+use crate::tls::{self, CertSource};
+
+/// A running server.
+pub struct Server {
+    /// The HTTPS/WSS address actually bound (port 0 in the config picks one).
+    pub https_addr: SocketAddr,
+    /// The media UDP address actually bound.
+    pub media_addr: SocketAddr,
+    pub cert_source: CertSource,
+    pub db: Db,
+    pub rooms: RoomManager,
+    pub media: MediaHandle,
+    handle: Handle<SocketAddr>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    grace: Duration,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        // Several TLS stacks are linked (rustls for HTTPS, others in dependencies); name ours.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let config = Arc::new(config);
+
+        std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+            format!(
+                "creating data directory {}",
+                config.storage.data_dir.display()
+            )
+        })?;
+        let db = Db::connect(&config.database_url())
+            .await
+            .context("opening the database")?;
+        let key = SigningKey::load_or_create(&config.signing_key_path())?;
+        let media = MediaHandle::start(&config.media)?;
+
+        let limits = Limits {
+            max_message_bytes: config.limits.max_message_bytes,
+            messages_per_second: config.limits.messages_per_second,
+            max_participants: config.limits.max_participants,
+        };
+        let rooms = RoomManager::new(
+            db.clone(),
+            media.clone(),
+            key.clone(),
+            RoomSettings {
+                max_participants: config.limits.max_participants,
+                max_rooms: config.limits.max_rooms,
+                resume_window: Duration::from_secs(config.rooms.resume_window_s),
+                idle_stop: Duration::from_secs(30),
+                limits,
+            },
+        );
+        let signaling = SignalingContext {
+            key: key.clone(),
+            db: db.clone(),
+            rooms: rooms.clone(),
+            settings: Arc::new(SessionSettings {
+                max_message_bytes: config.limits.max_message_bytes,
+                messages_per_second: config.limits.messages_per_second,
+                message_burst: config.limits.message_burst,
+                join_timeout: Duration::from_secs(config.rooms.join_timeout_s),
+            }),
+        };
+        let state = AppState {
+            config: config.clone(),
+            db: db.clone(),
+            key,
+            rooms: rooms.clone(),
+            media: media.clone(),
+            signaling,
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        };
+
+        let (cert, private_key, cert_source) = tls::load_or_generate(&config.server)?;
+        let tls = RustlsConfig::from_pem(cert, private_key)
+            .await
+            .context("loading the TLS certificate")?;
+        let handle = Handle::new();
+        let app = http::router(state);
+        let served = tokio::spawn(
+            axum_server::bind_rustls(config.server.listen, tls)
+                .handle(handle.clone())
+                .serve(app.into_make_service()),
+        );
+        let https_addr = match handle.listening().await {
+            Some(addr) => addr,
+            None => {
+                let err = served
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map_err(Into::into));
+                return Err(anyhow::anyhow!(
+                    "cannot listen on {}: {err:?}",
+                    config.server.listen
+                ));
+            }
+        };
+        Ok(Self {
+            https_addr,
+            media_addr: media.local_addr(),
+            cert_source,
+            db,
+            rooms,
+            media,
+            handle,
+            served,
+            grace: Duration::from_secs(config.server.shutdown_grace_s),
+        })
+    }
+
+    /// Ends every live room (participants get `room_ended`), then stops the listener, letting
+    /// connections drain for the configured grace period.
+    pub async fn shutdown(self) {
+        self.rooms.shutdown().await;
+        self.handle.graceful_shutdown(Some(self.grace));
+        let _ = tokio::time::timeout(self.grace + Duration::from_secs(1), self.served).await;
+        self.db.close().await;
+    }
+}

@@ -1,0 +1,575 @@
+//! The SFU media core: sans-IO, built on str0m.
+//!
+//! [`Sfu`] owns every peer connection of one media worker ([`Transport`]s, one per participant)
+//! and the media of each room on it ([`Router`]: who publishes what). It is driven entirely from
+//! outside: datagrams and time go in ([`Sfu::handle_receive`], [`Sfu::handle_timeout`]),
+//! commands from the rooms go in ([`Sfu::handle_command`]); datagrams to send
+//! ([`Sfu::poll_transmit`]) and events for the rooms ([`Sfu::poll_event`]) come out. It never
+//! touches tokio, sockets or the clock, so it can be tested on a virtual clock and run on any
+//! thread.
+//!
+//! Vocabulary (as in mediasoup): a *producer* is a track a participant sends to the server, a
+//! *consumer* is one participant's copy of someone else's producer. The core forwards RTP as is
+//! (RTP mode): no depacketizing, only per-consumer sequence rebasing and keyframe gating.
+//! It decides nothing about permissions: rooms say who may publish and subscribe.
+
+mod forwarder;
+mod keyframe;
+mod router;
+mod transport;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output};
+
+use crate::ids::{ParticipantId, RoomId};
+use forwarder::Verdict;
+use router::{Producer, Router};
+pub use transport::{AnswerError, OfferOut, Transport};
+use transport::{Connectivity, ConsumerState, ICE_DISCONNECT_GRACE};
+
+/// Keyframe requests to one producer are sent at most this often, however many subscribers ask.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Which kinds of media a participant sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PublishKinds {
+    pub audio: bool,
+    pub video: bool,
+}
+
+/// Identifies a producer: the participant sending it and its m-line on their transport.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProducerKey {
+    pub owner: ParticipantId,
+    pub mid: Mid,
+}
+
+/// One server → participant m-line and whose track it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub mid: String,
+    pub participant: ParticipantId,
+    pub kind: MediaKind,
+}
+
+/// What rooms ask of the media core.
+#[derive(Debug)]
+pub enum SfuCommand {
+    /// Create the participant's peer connection; an `Offer` event follows.
+    AddTransport {
+        room: RoomId,
+        participant: ParticipantId,
+        publish: PublishKinds,
+        subscribe: bool,
+    },
+    Answer {
+        participant: ParticipantId,
+        offer_id: u64,
+        sdp: String,
+    },
+    RemoveTransport {
+        participant: ParticipantId,
+    },
+}
+
+/// What the media core tells rooms.
+#[derive(Debug)]
+pub enum SfuEvent {
+    Offer {
+        room: RoomId,
+        participant: ParticipantId,
+        offer: OfferOut,
+    },
+    AnswerFailed {
+        room: RoomId,
+        participant: ParticipantId,
+        offer_id: u64,
+        error: AnswerError,
+    },
+    /// ICE and DTLS are up: media can flow.
+    Connected {
+        room: RoomId,
+        participant: ParticipantId,
+    },
+    /// The peer connection is gone (ICE lost for too long, DTLS failure); the transport has
+    /// been removed.
+    Failed {
+        room: RoomId,
+        participant: ParticipantId,
+    },
+}
+
+impl SfuEvent {
+    pub fn room(&self) -> &RoomId {
+        match self {
+            SfuEvent::Offer { room, .. }
+            | SfuEvent::AnswerFailed { room, .. }
+            | SfuEvent::Connected { room, .. }
+            | SfuEvent::Failed { room, .. } => room,
+        }
+    }
+}
+
+/// Counters for logs and (later) metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SfuStats {
+    pub datagrams_in: u64,
+    pub datagrams_unrouted: u64,
+    pub rtp_in: u64,
+    pub rtp_out: u64,
+    pub keyframe_requests: u64,
+}
+
+pub struct Sfu {
+    candidates: Vec<Candidate>,
+    /// The address given to str0m as the destination of received datagrams: one of the local
+    /// candidates (with one socket we cannot tell which local IP a datagram arrived on, and the
+    /// kernel picks the source of replies anyway).
+    local_addr: SocketAddr,
+    transports: HashMap<ParticipantId, Transport>,
+    routers: HashMap<RoomId, Router>,
+    /// Demultiplexing cache: remote address → transport. Misses fall back to `Rtc::accepts`.
+    by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// Transports with output to poll.
+    dirty: Vec<ParticipantId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SfuEvent>,
+    stats: SfuStats,
+}
+
+impl Sfu {
+    /// `announce` are the addresses put in offers as host candidates (IP + the media port).
+    pub fn new(announce: &[SocketAddr]) -> Self {
+        let candidates: Vec<Candidate> = announce
+            .iter()
+            .filter_map(|a| Candidate::host(*a, "udp").ok())
+            .collect();
+        Self {
+            local_addr: announce
+                .first()
+                .copied()
+                .unwrap_or(([127, 0, 0, 1], 0).into()),
+            candidates,
+            transports: HashMap::new(),
+            routers: HashMap::new(),
+            by_addr: HashMap::new(),
+            dirty: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SfuStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> SfuStats {
+        self.stats
+    }
+
+    pub fn transport_count(&self) -> usize {
+        self.transports.len()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Sfu::handle_timeout`] is next due.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.transports.values().map(|t| t.next_timeout).min()
+    }
+
+    pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
+        match cmd {
+            SfuCommand::AddTransport {
+                room,
+                participant,
+                publish,
+                subscribe,
+            } => self.add_transport(now, room, participant, publish, subscribe),
+            SfuCommand::Answer {
+                participant,
+                offer_id,
+                sdp,
+            } => self.answer(now, participant, offer_id, &sdp),
+            SfuCommand::RemoveTransport { participant } => {
+                self.remove_transport(&participant);
+            }
+        }
+        self.drive(now);
+    }
+
+    /// One datagram from the media socket.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.stats.datagrams_in += 1;
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local_addr, data) else {
+            self.stats.datagrams_unrouted += 1;
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let owner = match self.by_addr.get(&source) {
+            Some(id) => Some(id.clone()),
+            None => self
+                .transports
+                .iter()
+                .find(|(_, t)| t.rtc.accepts(&input))
+                .map(|(id, _)| id.clone()),
+        };
+        let Some(id) = owner else {
+            self.stats.datagrams_unrouted += 1;
+            return;
+        };
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        if let Err(e) = t.rtc.handle_input(input) {
+            tracing::debug!(participant = %id, error = %e, "peer input rejected");
+        }
+        self.by_addr.entry(source).or_insert_with(|| id.clone());
+        self.dirty.push(id);
+        self.drive(now);
+    }
+
+    /// Advances every transport whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut failed = Vec::new();
+        for (id, t) in &mut self.transports {
+            if t.next_timeout > now {
+                continue;
+            }
+            if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(participant = %id, error = %e, "timeout handling failed");
+            }
+            let lost = matches!(t.connectivity, Connectivity::Disconnected { since }
+                if now.duration_since(since) > ICE_DISCONNECT_GRACE);
+            if lost || !t.rtc.is_alive() {
+                failed.push(id.clone());
+            } else {
+                self.dirty.push(id.clone());
+            }
+        }
+        for id in failed {
+            self.fail(&id);
+        }
+        self.drive(now);
+    }
+
+    fn add_transport(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        participant: ParticipantId,
+        publish: PublishKinds,
+        subscribe: bool,
+    ) {
+        if self.transports.contains_key(&participant) {
+            return;
+        }
+        let mut t = Transport::new(
+            now,
+            room.clone(),
+            participant.clone(),
+            publish,
+            subscribe,
+            &self.candidates,
+        );
+        let router = self.routers.entry(room).or_default();
+        if subscribe {
+            for p in &router.producers {
+                t.add_consumer(p.key.clone(), p.kind);
+            }
+        }
+        router.members.push(participant.clone());
+        self.transports.insert(participant.clone(), t);
+        self.negotiate(&participant);
+        self.dirty.push(participant);
+    }
+
+    fn answer(&mut self, now: Instant, participant: ParticipantId, offer_id: u64, sdp: &str) {
+        let Some(t) = self.transports.get_mut(&participant) else {
+            return;
+        };
+        let room = t.room.clone();
+        let outcome = match t.apply_answer(offer_id, sdp) {
+            Ok(o) => o,
+            Err(error) => {
+                self.events.push_back(SfuEvent::AnswerFailed {
+                    room,
+                    participant: participant.clone(),
+                    offer_id,
+                    error,
+                });
+                // A failed answer put its changes back: offer them again.
+                self.negotiate(&participant);
+                return;
+            }
+        };
+        self.dirty.push(participant.clone());
+        if let Some(router) = self.routers.get_mut(&room) {
+            for (mid, kind) in outcome.new_producers {
+                let key = ProducerKey {
+                    owner: participant.clone(),
+                    mid,
+                };
+                router.producers.push(Producer {
+                    key: key.clone(),
+                    kind,
+                    last_keyframe_request: None,
+                });
+                for member in router.members.iter().filter(|m| **m != participant) {
+                    if let Some(other) = self.transports.get_mut(member)
+                        && other.subscribe
+                    {
+                        other.add_consumer(key.clone(), kind);
+                    }
+                }
+            }
+            let members = router.members.clone();
+            for m in members.iter().filter(|m| **m != participant) {
+                self.negotiate(m);
+            }
+        }
+        for key in outcome.opened_video {
+            self.request_keyframe(now, &key);
+        }
+        // Changes queued while the offer was outstanding.
+        self.negotiate(&participant);
+    }
+
+    fn remove_transport(&mut self, participant: &ParticipantId) -> Option<RoomId> {
+        let mut t = self.transports.remove(participant)?;
+        t.rtc.disconnect();
+        self.by_addr.retain(|_, id| id != participant);
+        let room = t.room.clone();
+        if let Some(router) = self.routers.get_mut(&room) {
+            router.members.retain(|m| m != participant);
+            let gone: Vec<ProducerKey> = router
+                .producers
+                .iter()
+                .filter(|p| &p.key.owner == participant)
+                .map(|p| p.key.clone())
+                .collect();
+            router.producers.retain(|p| &p.key.owner != participant);
+            let members = router.members.clone();
+            if members.is_empty() {
+                self.routers.remove(&room);
+            }
+            for m in &members {
+                if let Some(other) = self.transports.get_mut(m) {
+                    for key in &gone {
+                        other.remove_consumer(key);
+                    }
+                }
+                self.negotiate(m);
+            }
+        }
+        Some(room)
+    }
+
+    fn fail(&mut self, participant: &ParticipantId) {
+        if let Some(room) = self.remove_transport(participant) {
+            self.events.push_back(SfuEvent::Failed {
+                room,
+                participant: participant.clone(),
+            });
+        }
+    }
+
+    fn negotiate(&mut self, participant: &ParticipantId) {
+        let Some(t) = self.transports.get_mut(participant) else {
+            return;
+        };
+        if let Some(offer) = t.negotiate() {
+            self.events.push_back(SfuEvent::Offer {
+                room: t.room.clone(),
+                participant: participant.clone(),
+                offer,
+            });
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, key: &ProducerKey) {
+        let Some(owner) = self.transports.get_mut(&key.owner) else {
+            return;
+        };
+        let Some(router) = self.routers.get_mut(&owner.room) else {
+            return;
+        };
+        let Some(producer) = router.producers.iter_mut().find(|p| &p.key == key) else {
+            return;
+        };
+        if producer
+            .last_keyframe_request
+            .is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        producer.last_keyframe_request = Some(now);
+        if let Some(rx) = owner
+            .rtc
+            .direct_api()
+            .stream_rx_by_mid(key.mid, None)
+            .as_mut()
+        {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            self.stats.keyframe_requests += 1;
+            self.dirty.push(key.owner.clone());
+        }
+    }
+
+    /// Polls every dirty transport until all are drained; forwarding makes others dirty.
+    fn drive(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        while let Some(id) = self.dirty.pop() {
+            let Some(t) = self.transports.get_mut(&id) else {
+                continue;
+            };
+            loop {
+                match t.rtc.poll_output() {
+                    Ok(Output::Timeout(at)) => {
+                        t.next_timeout = at;
+                        break;
+                    }
+                    Ok(Output::Transmit(tx)) => self.transmits.push_back(tx),
+                    Ok(Output::Event(e)) => events.push(e),
+                    Err(e) => {
+                        tracing::debug!(participant = %id, error = %e, "peer connection failed");
+                        t.rtc.disconnect();
+                        t.next_timeout = now;
+                        break;
+                    }
+                }
+            }
+            for e in events.drain(..) {
+                self.handle_event(now, &id, e);
+            }
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, id: &ParticipantId, event: Event) {
+        match event {
+            Event::RtpPacket(pkt) => self.forward(now, id, pkt),
+            Event::KeyframeRequest(req) => {
+                let source = self
+                    .transports
+                    .get(id)
+                    .and_then(|t| t.consumer_by_mid(req.mid))
+                    .map(|c| c.source.clone());
+                if let Some(source) = source {
+                    self.request_keyframe(now, &source);
+                }
+            }
+            Event::Connected => {
+                if let Some(t) = self.transports.get_mut(id) {
+                    t.connectivity = Connectivity::Connected;
+                    self.events.push_back(SfuEvent::Connected {
+                        room: t.room.clone(),
+                        participant: id.clone(),
+                    });
+                }
+            }
+            Event::IceConnectionStateChange(state) => {
+                if let Some(t) = self.transports.get_mut(id) {
+                    let was_lost = matches!(t.connectivity, Connectivity::Disconnected { .. });
+                    match state {
+                        IceConnectionState::Disconnected if !was_lost => {
+                            t.connectivity = Connectivity::Disconnected { since: now };
+                        }
+                        IceConnectionState::Connected | IceConnectionState::Completed
+                            if was_lost =>
+                        {
+                            t.connectivity = Connectivity::Connected;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The hot path: one incoming RTP packet to every consumer of its producer.
+    fn forward(&mut self, now: Instant, id: &ParticipantId, pkt: RtpPacket) {
+        self.stats.rtp_in += 1;
+        let Some(source) = self.transports.get_mut(id) else {
+            return;
+        };
+        let Some(mid) = source.mid_of(pkt.header.ssrc) else {
+            return;
+        };
+        let pt = pkt.header.payload_type;
+        let codec = source.video_codec(pt);
+        let Some(router) = self.routers.get(&source.room) else {
+            return;
+        };
+        let key = ProducerKey {
+            owner: id.clone(),
+            mid,
+        };
+        let Some(producer) = router.producers.iter().find(|p| p.key == key) else {
+            return;
+        };
+        let is_video = producer.kind == MediaKind::Video;
+        let exts = ExtensionValues {
+            audio_level: pkt.header.ext_vals.audio_level,
+            voice_activity: pkt.header.ext_vals.voice_activity,
+            video_orientation: pkt.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        let mut want_keyframe = false;
+        for member in &router.members {
+            if member == id {
+                continue;
+            }
+            let Some(t) = self.transports.get_mut(member) else {
+                continue;
+            };
+            let Some(consumer) = t.consumer_mut(&key) else {
+                continue;
+            };
+            let ConsumerState::Open(out_mid) = consumer.state else {
+                continue;
+            };
+            let out_seq = match consumer
+                .forwarder
+                .on_packet(*pkt.seq_no, codec, &pkt.payload)
+            {
+                Verdict::Forward(seq) => seq,
+                Verdict::WaitKeyframe => {
+                    want_keyframe = true;
+                    continue;
+                }
+                Verdict::Drop => continue,
+            };
+            let mut api = t.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    out_seq.into(),
+                    pkt.header.timestamp,
+                    pkt.timestamp,
+                    pkt.payload.clone(),
+                )
+                .marker(pkt.header.marker)
+                .ext_vals(exts.clone())
+                .nackable(is_video),
+            );
+            self.stats.rtp_out += 1;
+            self.dirty.push(member.clone());
+        }
+        if want_keyframe {
+            self.request_keyframe(now, &key);
+        }
+    }
+}

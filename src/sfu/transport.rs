@@ -1,0 +1,319 @@
+//! One participant's peer connection: a str0m [`Rtc`] plus the SFU's bookkeeping around it.
+//!
+//! The server is always the SDP offerer (see docs/protocol.md), so there is no glare: a
+//! transport has at most one offer outstanding and queues further changes until it is answered.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use super::forwarder::Forwarder;
+use super::keyframe::VideoCodec;
+use super::{ProducerKey, PublishKinds, TrackInfo};
+use crate::ids::{ParticipantId, RoomId};
+
+/// How long ICE may stay disconnected before the transport is declared failed. Generous:
+/// rural links drop for seconds at a time and the browser's consent checks bring them back.
+pub const ICE_DISCONNECT_GRACE: Duration = Duration::from_secs(15);
+
+/// The label of the data channel every transport opens (for low-latency room messages).
+const CHANNEL_LABEL: &str = "huizhen";
+
+/// Life of one forwarded track on this transport (server → participant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerState {
+    /// Waiting for the next offer.
+    ToOpen,
+    /// In the outstanding offer.
+    Negotiating(Mid),
+    Open(Mid),
+    /// Its producer went away; the m-line is to be stopped in the next offer.
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
+impl ConsumerState {
+    fn mid(self) -> Option<Mid> {
+        match self {
+            ConsumerState::ToOpen => None,
+            ConsumerState::Negotiating(m)
+            | ConsumerState::Open(m)
+            | ConsumerState::ToStop(m)
+            | ConsumerState::NegotiatingStop(m) => Some(m),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    pub source: ProducerKey,
+    pub kind: MediaKind,
+    pub state: ConsumerState,
+    pub forwarder: Forwarder,
+}
+
+/// An m-line on which this participant publishes (participant → server).
+#[derive(Debug)]
+pub struct Incoming {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    /// Registered as a producer in the room's router.
+    pub live: bool,
+}
+
+#[derive(Debug)]
+pub struct OfferOut {
+    pub offer_id: u64,
+    pub sdp: String,
+    pub tracks: Vec<TrackInfo>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    #[error("no offer with that id is outstanding")]
+    Stale,
+    #[error("the answer could not be applied: {0}")]
+    BadSdp(String),
+}
+
+/// What an accepted answer changed.
+#[derive(Debug, Default)]
+pub struct AnswerOutcome {
+    /// Incoming m-lines the participant now sends on.
+    pub new_producers: Vec<(Mid, MediaKind)>,
+    /// Video consumers that just opened: their producers owe them a keyframe.
+    pub opened_video: Vec<ProducerKey>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connectivity {
+    New,
+    Connected,
+    Disconnected { since: Instant },
+}
+
+pub struct Transport {
+    pub id: ParticipantId,
+    pub room: RoomId,
+    pub rtc: Rtc,
+    pub subscribe: bool,
+    publish: PublishKinds,
+    pub incoming: Vec<Incoming>,
+    pub consumers: Vec<Consumer>,
+    pub connectivity: Connectivity,
+    pub next_timeout: Instant,
+    pending: Option<(u64, SdpPendingOffer)>,
+    next_offer_id: u64,
+    ssrc_mid: HashMap<Ssrc, Mid>,
+}
+
+impl Transport {
+    pub fn new(
+        now: Instant,
+        room: RoomId,
+        id: ParticipantId,
+        publish: PublishKinds,
+        subscribe: bool,
+        candidates: &[Candidate],
+    ) -> Self {
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .build(now);
+        for c in candidates {
+            rtc.add_local_candidate(c.clone());
+        }
+        Self {
+            id,
+            room,
+            rtc,
+            subscribe,
+            publish,
+            incoming: Vec::new(),
+            consumers: Vec::new(),
+            connectivity: Connectivity::New,
+            next_timeout: now,
+            pending: None,
+            next_offer_id: 1,
+            ssrc_mid: HashMap::new(),
+        }
+    }
+
+    pub fn add_consumer(&mut self, source: ProducerKey, kind: MediaKind) {
+        if self.consumers.iter().any(|c| c.source == source) {
+            return;
+        }
+        self.consumers.push(Consumer {
+            source,
+            kind,
+            state: ConsumerState::ToOpen,
+            forwarder: Forwarder::new(kind == MediaKind::Video),
+        });
+    }
+
+    /// The producer is gone: stop its m-line at the next negotiation.
+    pub fn remove_consumer(&mut self, source: &ProducerKey) {
+        self.consumers.retain_mut(|c| {
+            if &c.source != source {
+                return true;
+            }
+            match c.state {
+                // Never offered: just forget it.
+                ConsumerState::ToOpen => false,
+                ConsumerState::Open(m) | ConsumerState::Negotiating(m) => {
+                    c.state = ConsumerState::ToStop(m);
+                    true
+                }
+                ConsumerState::ToStop(_) | ConsumerState::NegotiatingStop(_) => true,
+            }
+        });
+    }
+
+    /// Makes an offer if anything changed and none is outstanding. The first call also carries
+    /// the participant's own (receive) m-lines and the data channel.
+    pub fn negotiate(&mut self) -> Option<OfferOut> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        if self.next_offer_id == 1 {
+            // The first offer: the participant's own tracks first (docs/protocol.md promises
+            // that order), then the data channel.
+            let p = self.publish;
+            for (on, kind) in [(p.audio, MediaKind::Audio), (p.video, MediaKind::Video)] {
+                if on {
+                    let mid = change.add_media(kind, Direction::RecvOnly, None, None, None);
+                    self.incoming.push(Incoming {
+                        mid,
+                        kind,
+                        live: false,
+                    });
+                }
+            }
+            change.add_channel(CHANNEL_LABEL.to_owned());
+        }
+        for c in &mut self.consumers {
+            match c.state {
+                ConsumerState::ToOpen => {
+                    let stream_id = c.source.owner.to_string();
+                    let mid =
+                        change.add_media(c.kind, Direction::SendOnly, Some(stream_id), None, None);
+                    c.state = ConsumerState::Negotiating(mid);
+                }
+                ConsumerState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    c.state = ConsumerState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return None;
+        }
+        let (offer, pending) = change.apply()?;
+        let offer_id = self.next_offer_id;
+        self.next_offer_id += 1;
+        self.pending = Some((offer_id, pending));
+        Some(OfferOut {
+            offer_id,
+            sdp: offer.to_sdp_string(),
+            tracks: self.track_infos(),
+        })
+    }
+
+    /// Every m-line on which the server sends, with whose track it carries.
+    fn track_infos(&self) -> Vec<TrackInfo> {
+        self.consumers
+            .iter()
+            .filter_map(|c| match c.state {
+                ConsumerState::Negotiating(mid) | ConsumerState::Open(mid) => Some(TrackInfo {
+                    mid: mid.to_string(),
+                    participant: c.source.owner.clone(),
+                    kind: c.kind,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn apply_answer(&mut self, offer_id: u64, sdp: &str) -> Result<AnswerOutcome, AnswerError> {
+        match &self.pending {
+            Some((id, _)) if *id == offer_id => {}
+            _ => return Err(AnswerError::Stale),
+        }
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| AnswerError::BadSdp(e.to_string()))?;
+        let (_, pending) = self.pending.take().expect("checked above");
+        if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
+            // The offer is spent; put its changes back so the next offer carries them again.
+            for c in &mut self.consumers {
+                c.state = match c.state {
+                    ConsumerState::Negotiating(_) => ConsumerState::ToOpen,
+                    ConsumerState::NegotiatingStop(m) => ConsumerState::ToStop(m),
+                    s => s,
+                };
+            }
+            return Err(AnswerError::BadSdp(e.to_string()));
+        }
+        let mut outcome = AnswerOutcome::default();
+        for c in &mut self.consumers {
+            if let ConsumerState::Negotiating(m) = c.state {
+                c.state = ConsumerState::Open(m);
+                c.forwarder.restart();
+                if c.kind == MediaKind::Video {
+                    outcome.opened_video.push(c.source.clone());
+                }
+            }
+        }
+        self.consumers
+            .retain(|c| !matches!(c.state, ConsumerState::NegotiatingStop(_)));
+        for inc in &mut self.incoming {
+            let receiving = self
+                .rtc
+                .media(inc.mid)
+                .is_some_and(|m| m.direction().is_receiving());
+            if receiving && !inc.live {
+                inc.live = true;
+                outcome.new_producers.push((inc.mid, inc.kind));
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The mid an incoming RTP stream belongs to.
+    pub fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {
+        if let Some(mid) = self.ssrc_mid.get(&ssrc) {
+            return Some(*mid);
+        }
+        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        self.ssrc_mid.insert(ssrc, mid);
+        Some(mid)
+    }
+
+    /// The video codec a payload type stands for here.
+    pub fn video_codec(&self, pt: Pt) -> Option<VideoCodec> {
+        let params = self.rtc.codec_config().iter().find(|p| p.pt() == pt)?;
+        match params.spec().codec {
+            Codec::Vp8 => Some(VideoCodec::Vp8),
+            Codec::H264 => Some(VideoCodec::H264),
+            _ => None,
+        }
+    }
+
+    pub fn consumer_mut(&mut self, source: &ProducerKey) -> Option<&mut Consumer> {
+        self.consumers.iter_mut().find(|c| &c.source == source)
+    }
+
+    pub fn consumer_by_mid(&self, mid: Mid) -> Option<&Consumer> {
+        self.consumers.iter().find(|c| c.state.mid() == Some(mid))
+    }
+}

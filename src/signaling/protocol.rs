@@ -1,0 +1,417 @@
+//! The signaling protocol, version 1: message types and error codes, exactly as
+//! docs/protocol.md describes them. Pure data: no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Role;
+use crate::ids::{ParticipantId, RoomId};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// `publish` in `join`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Publish {
+    pub audio: bool,
+    pub video: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Join {
+    pub v: u32,
+    pub token: String,
+    pub name: String,
+    pub publish: Publish,
+    #[serde(default)]
+    pub replaces: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Resume {
+    pub v: u32,
+    pub resume_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Answer {
+    pub offer_id: u64,
+    pub sdp: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct MediaState {
+    pub audio_muted: bool,
+    pub video_off: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Ping {
+    pub id: u64,
+}
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    Join(Join),
+    Resume(Resume),
+    Answer(Answer),
+    MediaState(MediaState),
+    Leave,
+    EndRoom,
+    Ping(Ping),
+}
+
+/// Why a client message could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("message is not a JSON object with a string `type`: {0}")]
+    Malformed(String),
+    #[error("unknown message type `{0}`")]
+    UnknownType(String),
+}
+
+impl ClientMessage {
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+        let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+            return Err(ParseError::Malformed("missing `type`".into()));
+        };
+        fn body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ParseError> {
+            serde_json::from_value(value).map_err(|e| ParseError::Malformed(e.to_string()))
+        }
+        Ok(match kind {
+            "join" => ClientMessage::Join(body(value)?),
+            "resume" => ClientMessage::Resume(body(value)?),
+            "answer" => ClientMessage::Answer(body(value)?),
+            "media_state" => ClientMessage::MediaState(body(value)?),
+            "leave" => ClientMessage::Leave,
+            "end_room" => ClientMessage::EndRoom,
+            "ping" => ClientMessage::Ping(body(value)?),
+            other => {
+                // Echo at most a short, printable prefix of what the client sent.
+                let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
+                return Err(ParseError::UnknownType(shown));
+            }
+        })
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::Join(_) => "join",
+            ClientMessage::Resume(_) => "resume",
+            ClientMessage::Answer(_) => "answer",
+            ClientMessage::MediaState(_) => "media_state",
+            ClientMessage::Leave => "leave",
+            ClientMessage::EndRoom => "end_room",
+            ClientMessage::Ping(_) => "ping",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    Connected,
+    Reconnecting,
+}
+
+/// A participant as other clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParticipantView {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub publishing: Publish,
+    pub audio_muted: bool,
+    pub video_off: bool,
+    pub connection: Connection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomView {
+    pub id: RoomId,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub messages_per_second: u32,
+    pub max_participants: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Welcome {
+    pub v: u32,
+    pub room: RoomView,
+    pub you: ParticipantView,
+    pub participants: Vec<ParticipantView>,
+    pub resume_token: String,
+    pub resume_window_s: u64,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackView {
+    pub mid: String,
+    pub participant_id: ParticipantId,
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    Replaced,
+    MediaFailed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    EndedByDoctor,
+    ServerShutdown,
+}
+
+/// A message to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined(Welcome),
+    Resumed(Welcome),
+    Offer {
+        offer_id: u64,
+        sdp: String,
+        tracks: Vec<TrackView>,
+    },
+    ParticipantJoined {
+        participant: ParticipantView,
+    },
+    ParticipantUpdated {
+        participant: ParticipantView,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+        reason: LeaveReason,
+    },
+    RoomEnded {
+        reason: EndReason,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        fatal: bool,
+    },
+    Pong {
+        id: u64,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            fatal: code.is_fatal(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages serialize")
+    }
+}
+
+/// Stable error codes (docs/protocol.md, "Errors").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadMessage,
+    UnknownType,
+    UnsupportedVersion,
+    MessageTooLarge,
+    RateLimited,
+    NotJoined,
+    AlreadyJoined,
+    InvalidToken,
+    TokenExpired,
+    InviteRevoked,
+    RoomNotFound,
+    RoomEnded,
+    RoomFull,
+    ServerFull,
+    Forbidden,
+    InvalidName,
+    ResumeFailed,
+    StaleOffer,
+    BadSdp,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn is_fatal(self) -> bool {
+        !matches!(
+            self,
+            ErrorCode::BadMessage
+                | ErrorCode::UnknownType
+                | ErrorCode::AlreadyJoined
+                | ErrorCode::Forbidden
+                | ErrorCode::StaleOffer
+                | ErrorCode::BadSdp
+        )
+    }
+
+    /// The WebSocket close code that follows a fatal error.
+    pub fn close_code(self) -> u16 {
+        match self {
+            ErrorCode::MessageTooLarge => 1009,
+            ErrorCode::Internal => 1011,
+            ErrorCode::RoomEnded => 4000,
+            ErrorCode::InvalidToken | ErrorCode::TokenExpired | ErrorCode::InviteRevoked => 4001,
+            ErrorCode::RoomFull | ErrorCode::ServerFull => 4002,
+            ErrorCode::ResumeFailed => 4004,
+            ErrorCode::RateLimited => 4008,
+            ErrorCode::RoomNotFound => 4404,
+            _ => 1008,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        // Kept in sync with the serde names by the unit test below.
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::InviteRevoked => "invite_revoked",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::RoomEnded => "room_ended",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::ServerFull => "server_full",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::StaleOffer => "stale_offer",
+            ErrorCode::BadSdp => "bad_sdp",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// Close codes that are not tied to an error message.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    pub const POLICY: u16 = 1008;
+    pub const INTERNAL: u16 = 1011;
+    pub const ROOM_ENDED: u16 = 4000;
+    pub const REPLACED: u16 = 4003;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_client_message() {
+        let join = r#"{"type":"join","v":1,"token":"t","name":"Dr. Li","publish":{"audio":true,"video":false}}"#;
+        assert!(
+            matches!(ClientMessage::parse(join), Ok(ClientMessage::Join(j)) if j.name == "Dr. Li" && j.replaces.is_none())
+        );
+        assert!(matches!(
+            ClientMessage::parse(r#"{"type":"resume","v":1,"resume_token":"x"}"#),
+            Ok(ClientMessage::Resume(_))
+        ));
+        assert!(matches!(
+            ClientMessage::parse(r#"{"type":"answer","offer_id":3,"sdp":"v=0"}"#),
+            Ok(ClientMessage::Answer(Answer { offer_id: 3, .. }))
+        ));
+        assert!(matches!(
+            ClientMessage::parse(r#"{"type":"media_state","audio_muted":true,"video_off":false}"#),
+            Ok(ClientMessage::MediaState(_))
+        ));
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"leave","extra":1}"#),
+            Ok(ClientMessage::Leave)
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"end_room"}"#),
+            Ok(ClientMessage::EndRoom)
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"ping","id":9}"#),
+            Ok(ClientMessage::Ping(Ping { id: 9 }))
+        );
+    }
+
+    #[test]
+    fn malformed_and_unknown_are_told_apart() {
+        for bad in [
+            "",
+            "nul",
+            "[]",
+            "42",
+            r#"{"type":7}"#,
+            r#"{"no_type":1}"#,
+            r#"{"type":"answer","offer_id":"x","sdp":""}"#,
+        ] {
+            assert!(
+                matches!(ClientMessage::parse(bad), Err(ParseError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"subscribe"}"#),
+            Err(ParseError::UnknownType("subscribe".into()))
+        );
+    }
+
+    #[test]
+    fn error_codes_serialize_as_documented() {
+        for code in [
+            ErrorCode::BadMessage,
+            ErrorCode::RoomFull,
+            ErrorCode::StaleOffer,
+            ErrorCode::Internal,
+            ErrorCode::TokenExpired,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
+        }
+        let m = ServerMessage::error(ErrorCode::RoomFull, "full");
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["code"], "room_full");
+        assert_eq!(v["fatal"], true);
+        assert_eq!(ErrorCode::RoomFull.close_code(), 4002);
+        assert!(!ErrorCode::StaleOffer.is_fatal());
+    }
+
+    #[test]
+    fn welcome_shape() {
+        let p = ParticipantView {
+            id: ParticipantId::generate(),
+            name: "A".into(),
+            role: Role::Patient,
+            publishing: Publish {
+                audio: true,
+                video: true,
+            },
+            audio_muted: false,
+            video_off: false,
+            connection: Connection::Connected,
+        };
+        let m = ServerMessage::ParticipantJoined { participant: p };
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(v["type"], "participant_joined");
+        assert_eq!(v["participant"]["role"], "patient");
+        assert_eq!(v["participant"]["connection"], "connected");
+    }
+}

@@ -1,0 +1,474 @@
+//! One client's signaling connection, from the first `join` to the close.
+//!
+//! States: awaiting `join`/`resume` (with a deadline), then in a room. Every protocol error
+//! becomes a typed `error` message; fatal ones are followed by a close with the code from
+//! [`ErrorCode::close_code`]. Nothing a client sends can panic the server or stall a room: room
+//! commands go through bounded queues and a slow client only loses its own connection.
+
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::SignalingContext;
+use super::limits::RateLimiter;
+use super::protocol::{
+    ClientMessage, EndReason, ErrorCode, Join, PROTOCOL_VERSION, ParseError, Resume, ServerMessage,
+    close,
+};
+use crate::auth::{AuthError, TokenKind};
+use crate::ids::{InviteId, ParticipantId, RoomId};
+use crate::rooms::{
+    Joined, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle, SESSION_QUEUE, SessionLink,
+};
+
+/// Malformed or unknown messages tolerated before the connection is closed.
+const MAX_BAD_MESSAGES: u32 = 5;
+const MAX_NAME_CHARS: usize = 64;
+
+/// A protocol-level refusal: the code the client sees and a human text.
+type Refusal = (ErrorCode, String);
+
+enum State {
+    AwaitingJoin,
+    InRoom {
+        room: RoomHandle,
+        participant: ParticipantId,
+    },
+}
+
+/// What the loop does after handling one message.
+enum Flow {
+    Continue,
+    /// Close with this code; tell the room we are gone unless it already knows.
+    Close {
+        code: u16,
+        room_knows: bool,
+    },
+}
+
+struct Session {
+    ctx: SignalingContext,
+    conn: u64,
+    state: State,
+    link_tx: mpsc::Sender<Outbound>,
+    bad_messages: u32,
+}
+
+/// Runs a connection to its end.
+pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
+    let (mut sink, mut stream) = socket.split();
+    let (link_tx, mut link_rx) = mpsc::channel(SESSION_QUEUE);
+    let settings = ctx.settings.clone();
+    let mut limiter = RateLimiter::new(
+        settings.messages_per_second,
+        settings.message_burst,
+        Instant::now(),
+    );
+    let join_deadline = tokio::time::Instant::now() + settings.join_timeout;
+    let mut session = Session {
+        ctx,
+        conn,
+        state: State::AwaitingJoin,
+        link_tx,
+        bad_messages: 0,
+    };
+
+    let flow = loop {
+        let awaiting = matches!(session.state, State::AwaitingJoin);
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
+                        break Flow::Close { code: close::NORMAL, room_knows: false };
+                    }
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        let msg = ServerMessage::error(ErrorCode::BadMessage, "binary frames are not part of the protocol");
+                        let _ = sink.send(text_frame(&msg)).await;
+                        break Flow::Close { code: close::UNSUPPORTED_DATA, room_knows: false };
+                    }
+                    Some(Ok(_)) => continue, // ping/pong: answered by the WebSocket layer
+                };
+                let mut replies = Vec::new();
+                let flow = if text.len() > settings.max_message_bytes {
+                    session.refuse(&mut replies, (ErrorCode::MessageTooLarge, format!("messages are limited to {} bytes", settings.max_message_bytes)))
+                } else if !limiter.allow(Instant::now()) {
+                    session.refuse(&mut replies, (ErrorCode::RateLimited, format!("more than {} messages per second", settings.messages_per_second)))
+                } else {
+                    session.handle_text(&text, &mut replies).await
+                };
+                for msg in replies {
+                    if sink.send(text_frame(&msg)).await.is_err() {
+                        break;
+                    }
+                }
+                if let Flow::Close { .. } = flow {
+                    break flow;
+                }
+            }
+            out = link_rx.recv() => match out {
+                Some(Outbound::Message(msg)) => {
+                    if sink.send(text_frame(&msg)).await.is_err() {
+                        break Flow::Close { code: close::NORMAL, room_knows: false };
+                    }
+                }
+                Some(Outbound::Close { code, .. }) => break Flow::Close { code, room_knows: true },
+                // The session holds a sender itself, so the queue never closes under it.
+                None => break Flow::Close { code: close::INTERNAL, room_knows: false },
+            },
+            _ = tokio::time::sleep_until(join_deadline), if awaiting => {
+                let msg = ServerMessage::error(ErrorCode::NotJoined, "no join within the time allowed");
+                let _ = sink.send(text_frame(&msg)).await;
+                break Flow::Close { code: ErrorCode::NotJoined.close_code(), room_knows: false };
+            }
+        }
+    };
+
+    let Flow::Close { code, room_knows } = flow else {
+        unreachable!("the loop only breaks with Close")
+    };
+    if let State::InRoom { room, participant } = &session.state {
+        if !room_knows {
+            let _ = room.try_send(RoomCommand::Disconnected {
+                participant: participant.clone(),
+                conn,
+            });
+        } else {
+            // Deliver what the room queued before its close (e.g. `room_ended`).
+            while let Ok(Outbound::Message(msg)) = link_rx.try_recv() {
+                let _ = sink.send(text_frame(&msg)).await;
+            }
+        }
+    }
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(""),
+        })))
+        .await;
+    let _ = sink.close().await;
+}
+
+fn text_frame(msg: &ServerMessage) -> Message {
+    Message::Text(msg.to_json().into())
+}
+
+impl Session {
+    /// Queues an error; fatal errors end the connection.
+    fn refuse(&mut self, replies: &mut Vec<ServerMessage>, (code, text): Refusal) -> Flow {
+        replies.push(ServerMessage::error(code, text));
+        if code.is_fatal() {
+            Flow::Close {
+                code: code.close_code(),
+                room_knows: false,
+            }
+        } else {
+            Flow::Continue
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str, replies: &mut Vec<ServerMessage>) -> Flow {
+        let msg = match ClientMessage::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.bad_messages += 1;
+                let code = match e {
+                    ParseError::Malformed(_) => ErrorCode::BadMessage,
+                    ParseError::UnknownType(_) => ErrorCode::UnknownType,
+                };
+                if self.bad_messages > MAX_BAD_MESSAGES {
+                    replies.push(ServerMessage::error(
+                        ErrorCode::BadMessage,
+                        "too many invalid messages",
+                    ));
+                    return Flow::Close {
+                        code: close::POLICY,
+                        room_knows: false,
+                    };
+                }
+                return self.refuse(replies, (code, e.to_string()));
+            }
+        };
+        match (&self.state, msg) {
+            (State::AwaitingJoin, ClientMessage::Join(join)) => match self.join(join).await {
+                Ok((room, joined)) => {
+                    replies.push(ServerMessage::Joined(joined.welcome));
+                    self.state = State::InRoom {
+                        room,
+                        participant: joined.participant,
+                    };
+                    Flow::Continue
+                }
+                Err(refusal) => self.refuse(replies, refusal),
+            },
+            (State::AwaitingJoin, ClientMessage::Resume(resume)) => match self.resume(resume).await
+            {
+                Ok((room, joined)) => {
+                    replies.push(ServerMessage::Resumed(joined.welcome));
+                    self.state = State::InRoom {
+                        room,
+                        participant: joined.participant,
+                    };
+                    Flow::Continue
+                }
+                Err(refusal) => self.refuse(replies, refusal),
+            },
+            (State::AwaitingJoin, ClientMessage::Ping(p)) => {
+                replies.push(ServerMessage::Pong { id: p.id });
+                Flow::Continue
+            }
+            (State::AwaitingJoin, other) => self.refuse(
+                replies,
+                (
+                    ErrorCode::NotJoined,
+                    format!("`{}` before `join`", other.type_name()),
+                ),
+            ),
+            (State::InRoom { .. }, ClientMessage::Join(_) | ClientMessage::Resume(_)) => self
+                .refuse(
+                    replies,
+                    (
+                        ErrorCode::AlreadyJoined,
+                        "this connection has joined already".into(),
+                    ),
+                ),
+            (State::InRoom { room, participant }, msg) => {
+                let (room, participant) = (room.clone(), participant.clone());
+                self.in_room(room, participant, msg, replies).await
+            }
+        }
+    }
+
+    async fn in_room(
+        &mut self,
+        room: RoomHandle,
+        participant: ParticipantId,
+        msg: ClientMessage,
+        replies: &mut Vec<ServerMessage>,
+    ) -> Flow {
+        let conn = self.conn;
+        let cmd = match msg {
+            ClientMessage::Answer(a) => RoomCommand::Answer {
+                participant,
+                conn,
+                offer_id: a.offer_id,
+                sdp: a.sdp,
+            },
+            ClientMessage::MediaState(state) => RoomCommand::MediaState {
+                participant,
+                conn,
+                state,
+            },
+            ClientMessage::Leave => RoomCommand::Leave { participant, conn },
+            ClientMessage::EndRoom => {
+                let (reply, rx) = oneshot::channel();
+                if room
+                    .send(RoomCommand::End {
+                        by: Some((participant, conn)),
+                        reason: EndReason::EndedByDoctor,
+                        reply,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return self.refuse(
+                        replies,
+                        (ErrorCode::RoomEnded, "the consultation has ended".into()),
+                    );
+                }
+                return match rx.await {
+                    Ok(Ok(())) | Err(_) => Flow::Continue, // the room closes us with 4000
+                    Ok(Err(e)) => self.refuse(replies, room_refusal(e)),
+                };
+            }
+            ClientMessage::Ping(p) => {
+                replies.push(ServerMessage::Pong { id: p.id });
+                return Flow::Continue;
+            }
+            ClientMessage::Join(_) | ClientMessage::Resume(_) => {
+                unreachable!("handled by the caller")
+            }
+        };
+        if room.send(cmd).await.is_err() {
+            return self.refuse(
+                replies,
+                (ErrorCode::RoomEnded, "the consultation has ended".into()),
+            );
+        }
+        Flow::Continue
+    }
+
+    fn link(&self) -> SessionLink {
+        SessionLink {
+            conn: self.conn,
+            tx: self.link_tx.clone(),
+        }
+    }
+
+    async fn join(&mut self, join: Join) -> Result<(RoomHandle, Joined), Refusal> {
+        if join.v != PROTOCOL_VERSION {
+            return Err((
+                ErrorCode::UnsupportedVersion,
+                format!("this server speaks version {PROTOCOL_VERSION}"),
+            ));
+        }
+        let name = join.name.trim();
+        let chars = name.chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            return Err((
+                ErrorCode::InvalidName,
+                format!("the display name must be 1 to {MAX_NAME_CHARS} printable characters"),
+            ));
+        }
+        let claims = self
+            .ctx
+            .key
+            .verify(&join.token, TokenKind::Invite)
+            .map_err(token_refusal)?;
+        let (Some(room_id), Some(role), Some(invite_id)) = (
+            claims.room.clone(),
+            claims.role,
+            InviteId::parse(&claims.sub),
+        ) else {
+            return Err(token_refusal(AuthError::InvalidToken));
+        };
+        let invite = self
+            .ctx
+            .db
+            .invite(&invite_id)
+            .await
+            .map_err(|_| (ErrorCode::Internal, "storage unavailable".to_string()))?
+            .filter(|i| i.room_id == room_id && i.role == role)
+            .ok_or_else(|| token_refusal(AuthError::InvalidToken))?;
+        if invite.revoked_at.is_some() {
+            return Err((
+                ErrorCode::InviteRevoked,
+                "this invite link was revoked".into(),
+            ));
+        }
+        if !role.may_publish() && (join.publish.audio || join.publish.video) {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("the {} role may not publish media", role.as_str()),
+            ));
+        }
+        let replaces = join
+            .replaces
+            .as_deref()
+            .and_then(|t| self.resume_ref(t, Some(&room_id)).ok())
+            .map(|(_, r)| r);
+        // A room task that is stopping refuses with `Closed`; the second try starts a new one.
+        let mut last = RoomError::Closed;
+        for _ in 0..2 {
+            let room = self.ctx.rooms.open(&room_id).await.map_err(room_refusal)?;
+            let (reply, rx) = oneshot::channel();
+            let cmd = RoomCommand::Join {
+                name: name.to_owned(),
+                role,
+                publish: join.publish,
+                invite: invite_id.clone(),
+                replaces: replaces.clone(),
+                link: self.link(),
+                reply,
+            };
+            if room.send(cmd).await.is_err() {
+                continue;
+            }
+            match rx.await {
+                Ok(Ok(joined)) => return Ok((room, joined)),
+                Ok(Err(RoomError::Closed)) | Err(_) => continue,
+                Ok(Err(e)) => {
+                    last = e;
+                    break;
+                }
+            }
+        }
+        Err(room_refusal(last))
+    }
+
+    async fn resume(&mut self, resume: Resume) -> Result<(RoomHandle, Joined), Refusal> {
+        if resume.v != PROTOCOL_VERSION {
+            return Err((
+                ErrorCode::UnsupportedVersion,
+                format!("this server speaks version {PROTOCOL_VERSION}"),
+            ));
+        }
+        let (room_id, rref) = self.resume_ref(&resume.resume_token, None)?;
+        let room = self
+            .ctx
+            .rooms
+            .get(&room_id)
+            .ok_or((ErrorCode::ResumeFailed, "nothing to resume".to_string()))?;
+        let (reply, rx) = oneshot::channel();
+        room.send(RoomCommand::Resume {
+            resume: rref,
+            link: self.link(),
+            reply,
+        })
+        .await
+        .map_err(room_refusal)?;
+        match rx.await {
+            Ok(Ok(joined)) => Ok((room, joined)),
+            Ok(Err(e)) => Err(room_refusal(e)),
+            Err(_) => Err(room_refusal(RoomError::ResumeFailed)),
+        }
+    }
+
+    /// Checks a resume token; `room` restricts it to one room.
+    fn resume_ref(
+        &self,
+        token: &str,
+        room: Option<&RoomId>,
+    ) -> Result<(RoomId, ResumeRef), Refusal> {
+        let claims = self
+            .ctx
+            .key
+            .verify(token, TokenKind::Resume)
+            .map_err(token_refusal)?;
+        let (Some(room_id), Some(participant)) = (claims.room, ParticipantId::parse(&claims.sub))
+        else {
+            return Err(token_refusal(AuthError::InvalidToken));
+        };
+        if room.is_some_and(|r| r != &room_id) {
+            return Err(token_refusal(AuthError::WrongRoom));
+        }
+        Ok((
+            room_id,
+            ResumeRef {
+                participant,
+                nonce: claims.nonce,
+            },
+        ))
+    }
+}
+
+fn token_refusal(e: AuthError) -> Refusal {
+    match e {
+        AuthError::Expired => (
+            ErrorCode::TokenExpired,
+            "this link has expired; ask for a new one".into(),
+        ),
+        _ => (ErrorCode::InvalidToken, "this link is not valid".into()),
+    }
+}
+
+fn room_refusal(e: RoomError) -> Refusal {
+    let code = match &e {
+        RoomError::NotFound => ErrorCode::RoomNotFound,
+        RoomError::Ended => ErrorCode::RoomEnded,
+        RoomError::Full(_) => ErrorCode::RoomFull,
+        RoomError::ServerFull => ErrorCode::ServerFull,
+        RoomError::ResumeFailed => ErrorCode::ResumeFailed,
+        RoomError::Forbidden => ErrorCode::Forbidden,
+        RoomError::Closed | RoomError::Storage(_) => {
+            tracing::warn!(error = %e, "room unavailable");
+            return (
+                ErrorCode::Internal,
+                "the room is unavailable; try again".into(),
+            );
+        }
+    };
+    (code, e.to_string())
+}

@@ -1,0 +1,94 @@
+//! Durable state: clinician accounts, consultation rooms and invites.
+//!
+//! One code path for SQLite (the embedded default) and PostgreSQL (`postgres://` URLs) through
+//! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
+//! BIGINT times). Live room state (who is connected) is not stored here: it lives in `rooms`.
+
+mod invites;
+mod rooms;
+mod users;
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions};
+
+pub use invites::Invite;
+pub use rooms::{RoomRecord, RoomStatus};
+pub use users::User;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("already exists")]
+    Conflict,
+    #[error("not found")]
+    NotFound,
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("cannot prepare storage: {0}")]
+    Setup(String),
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+impl Db {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| StorageError::Setup(e.to_string()))?;
+            }
+        }
+        // Statement logging would put patient references and names into the logs.
+        let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        let is_sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            // SQLite serializes writers anyway; a small pool avoids "database is locked".
+            .max_connections(if is_sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Maps unique-constraint violations to [`StorageError::Conflict`].
+fn map_unique(e: sqlx::Error) -> StorageError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
+        _ => StorageError::Database(e),
+    }
+}

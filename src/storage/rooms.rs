@@ -1,0 +1,108 @@
+//! Consultation rooms as records: what was scheduled, by whom, and when it ended.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, StorageError};
+use crate::auth::now_unix;
+use crate::ids::{RoomId, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomStatus {
+    Open,
+    Ended,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomRecord {
+    pub id: RoomId,
+    pub title: String,
+    pub patient_ref: Option<String>,
+    pub created_by: UserId,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+    pub status: RoomStatus,
+}
+
+fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
+    let id: String = row.try_get("id")?;
+    let created_by: String = row.try_get("created_by")?;
+    let ended_at: Option<i64> = row.try_get("ended_at")?;
+    Ok(RoomRecord {
+        id: RoomId::parse(&id).ok_or(StorageError::Corrupt("room id"))?,
+        title: row.try_get("title")?,
+        patient_ref: row.try_get("patient_ref")?,
+        created_by: UserId::parse(&created_by).ok_or(StorageError::Corrupt("room creator"))?,
+        created_at: row.try_get("created_at")?,
+        ended_at,
+        status: if ended_at.is_some() {
+            RoomStatus::Ended
+        } else {
+            RoomStatus::Open
+        },
+    })
+}
+
+const COLUMNS: &str = "id, title, patient_ref, created_by, created_at, ended_at";
+
+impl Db {
+    pub async fn create_room(
+        &self,
+        title: &str,
+        patient_ref: Option<&str>,
+        created_by: &UserId,
+    ) -> Result<RoomRecord, StorageError> {
+        let room = RoomRecord {
+            id: RoomId::generate(),
+            title: title.to_owned(),
+            patient_ref: patient_ref.map(str::to_owned),
+            created_by: created_by.clone(),
+            created_at: now_unix(),
+            ended_at: None,
+            status: RoomStatus::Open,
+        };
+        sqlx::query(
+            "INSERT INTO rooms (id, title, patient_ref, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(room.id.as_str())
+        .bind(&room.title)
+        .bind(room.patient_ref.as_deref())
+        .bind(created_by.as_str())
+        .bind(room.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(room)
+    }
+
+    pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StorageError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM rooms WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Newest first, at most `limit`.
+    pub async fn list_rooms(&self, limit: i64) -> Result<Vec<RoomRecord>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM rooms ORDER BY created_at DESC, id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Marks the room ended; ending an ended room is not an error.
+    pub async fn end_room(&self, id: &RoomId) -> Result<(), StorageError> {
+        sqlx::query("UPDATE rooms SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            .bind(now_unix())
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

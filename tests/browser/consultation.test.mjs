@@ -1,0 +1,559 @@
+// End-to-end browser test: a doctor, a patient and a specialist meet in a real consultation,
+// each in their own Chromium context, against a real huizhen server.
+//
+// Run through scripts/test-browser.sh, which starts the server in a private network namespace
+// and passes:
+//   HUIZHEN_URL          base URL of the server (default https://127.0.0.1:18443)
+//   HUIZHEN_USER         a doctor account's username (default "doc")
+//   HUIZHEN_PASSWORD     its password
+//   HUIZHEN_TEST_OUTPUT  where screenshots go (default <repo>/test-output/browser)
+//   CHROMIUM             the browser binary (default /usr/bin/chromium)
+//   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
+//                        copy embedded in the server binary (to try client changes without
+//                        rebuilding the server; the embedded copy is what ships)
+//
+// The test prints one line per check and finishes with "N passed, N failed". There are no
+// speed assertions: the machines running this are small and shared, so every wait is generous
+// and only correctness is asserted.
+
+import assert from "node:assert/strict";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, request } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
+const USERNAME = process.env.HUIZHEN_USER ?? "doc";
+const PASSWORD = process.env.HUIZHEN_PASSWORD ?? "";
+const OUT = process.env.HUIZHEN_TEST_OUTPUT ?? path.resolve(HERE, "../../test-output/browser");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";
+
+/** Waits are long because the test machines are small; nothing here measures speed. */
+const JOIN_TIMEOUT = 60_000;
+const MEDIA_TIMEOUT = 90_000;
+const EVENT_TIMEOUT = 30_000;
+/** The whole run may not take longer than this, whatever hangs. */
+const WATCHDOG_MS = 9 * 60_000;
+
+const CHROMIUM_ARGS = [
+  "--headless=new",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--ignore-certificate-errors",
+  "--allow-loopback-in-peer-connection",
+  // Pages fulfilled from disk (HUIZHEN_CLIENT_DIR) count as public, and Chromium's Local
+  // Network Access checks would then block their WebSocket to 127.0.0.1.
+  ...(process.env.HUIZHEN_CLIENT_DIR ? ["--disable-features=LocalNetworkAccessChecks"] : []),
+];
+
+// ---------------------------------------------------------------------------------------------
+// A minimal harness: named checks, a summary line, screenshots on failure.
+
+/** @type {{name: string, ok: boolean, skipped?: boolean}[]} */
+const results = [];
+/** Set when a check of the main scenario fails: the checks after it depend on it. */
+let scenarioBroken = false;
+/** @type {Map<string, import("playwright-core").Page>} pages to photograph on failure */
+const pages = new Map();
+/** @type {import("playwright-core").WebSocketRoute[]} the doctor's signaling sockets, newest last */
+const signalingRoutes = [];
+/** @type {string[]} uncaught errors and suspicious console output from all pages */
+const pageProblems = [];
+
+/**
+ * @param {string} name
+ * @param {{scenario?: boolean}} opts scenario: part of the dependent main flow
+ * @param {() => Promise<void>} fn
+ */
+async function check(name, opts, fn) {
+  if (opts.scenario && scenarioBroken) {
+    results.push({ name, ok: false, skipped: true });
+    console.log(`SKIP ${name} (an earlier step failed)`);
+    return;
+  }
+  const started = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (err) {
+    results.push({ name, ok: false });
+    if (opts.scenario) scenarioBroken = true;
+    console.log(`FAIL ${name}`);
+    console.log(indent(err instanceof Error ? (err.stack ?? err.message) : String(err)));
+    await snapAll(`fail-${slug(name)}`);
+    await dumpStates();
+  }
+}
+
+/** @param {string} text */
+function indent(text) {
+  return text
+    .split("\n")
+    .map((l) => `     ${l}`)
+    .join("\n");
+}
+
+/** @param {string} text */
+function slug(text) {
+  return text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60);
+}
+
+/**
+ * @param {import("playwright-core").Page} page
+ * @param {string} name
+ */
+async function snap(page, name) {
+  try {
+    await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true, timeout: 15_000 });
+  } catch {
+    // A page that is gone or hung cannot be photographed; the failure is reported elsewhere.
+  }
+}
+
+/** @param {string} prefix */
+async function snapAll(prefix) {
+  for (const [who, page] of pages) if (!page.isClosed()) await snap(page, `${prefix}-${who}`);
+}
+
+async function dumpStates() {
+  for (const [who, page] of pages) {
+    if (page.isClosed()) continue;
+    try {
+      const info = await page.evaluate(() => ({
+        state: document.body.dataset.state,
+        status: document.querySelector("#status-text")?.textContent ?? "",
+        tiles: [...document.querySelectorAll(".tile")].map((t) => /** @type {HTMLElement} */ (t).dataset.participantId),
+      }));
+      console.log(`     ${who}: ${JSON.stringify(info)}`);
+    } catch {
+      // ignore
+    }
+  }
+}
+
+function finish() {
+  const passed = results.filter((r) => r.ok).length;
+  const failed = results.length - passed;
+  if (pageProblems.length) {
+    console.log("page problems:");
+    for (const p of pageProblems) console.log(indent(p));
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed === 0 && results.length > 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page helpers. They rely only on the tile DOM contract documented in web-client/js/room-view.js
+// and on `document.body.dataset.state`.
+
+/**
+ * @param {import("playwright-core").Page} page
+ * @param {string} state
+ * @param {number} [timeout]
+ */
+async function waitForState(page, state, timeout = JOIN_TIMEOUT) {
+  await page.waitForFunction((s) => document.body.dataset.state === s, state, { timeout, polling: 200 });
+}
+
+/**
+ * @param {import("playwright-core").Page} page
+ * @param {number} count
+ * @param {number} [timeout]
+ */
+async function waitForTileCount(page, count, timeout = JOIN_TIMEOUT) {
+  await page.waitForFunction((n) => document.querySelectorAll("#tiles .tile").length === n, count, {
+    timeout,
+    polling: 200,
+  });
+}
+
+/** @param {import("playwright-core").Page} page */
+async function localId(page) {
+  const id = await page.$eval("#tiles .tile.tile-local", (t) => /** @type {HTMLElement} */ (t).dataset.participantId);
+  assert.ok(id, "the local tile has a participant id");
+  return id;
+}
+
+/**
+ * Decoded frame counts of every remote tile's video.
+ * @param {import("playwright-core").Page} page
+ * @returns {Promise<Record<string, number>>}
+ */
+async function remoteFrames(page) {
+  return page.$$eval("#tiles .tile:not(.tile-local)", (tiles) =>
+    Object.fromEntries(
+      tiles.map((t) => {
+        const video = t.querySelector("video");
+        const frames = video ? video.getVideoPlaybackQuality().totalVideoFrames : -1;
+        return [/** @type {HTMLElement} */ (t).dataset.participantId ?? "?", frames];
+      }),
+    ),
+  );
+}
+
+/**
+ * Waits until every remote video on the page decodes new frames: sampled, then sampled again
+ * later, each count must have grown (and be above zero).
+ * @param {import("playwright-core").Page} page
+ * @param {number} expectedRemotes
+ */
+async function waitForPlayingRemotes(page, expectedRemotes) {
+  const deadline = Date.now() + MEDIA_TIMEOUT;
+  let last = "";
+  while (Date.now() < deadline) {
+    const first = await remoteFrames(page);
+    await page.waitForTimeout(2000);
+    const second = await remoteFrames(page);
+    const ids = Object.keys(second);
+    last = JSON.stringify({ first, second });
+    if (ids.length === expectedRemotes && ids.every((id) => second[id] > 0 && second[id] > (first[id] ?? 0))) return;
+  }
+  throw new Error(`remote videos are not all playing: ${last}`);
+}
+
+/**
+ * @param {import("playwright-core").Page} page
+ * @param {string} participantId
+ * @param {boolean} muted
+ */
+async function waitForMutedBadge(page, participantId, muted) {
+  await page.waitForFunction(
+    ([id, want]) => {
+      const badge = document.querySelector(`#tiles .tile[data-participant-id="${id}"] .badge-muted`);
+      return badge instanceof HTMLElement && badge.hidden === !want && (getComputedStyle(badge).display !== "none") === want;
+    },
+    /** @type {[string, boolean]} */ ([participantId, muted]),
+    { timeout: EVENT_TIMEOUT, polling: 200 },
+  );
+}
+
+/**
+ * @param {import("playwright-core").Page} page
+ * @param {string} participantId
+ */
+async function waitForTileGone(page, participantId) {
+  await page.waitForFunction(
+    (id) => document.querySelector(`#tiles .tile[data-participant-id="${id}"]`) === null,
+    participantId,
+    { timeout: EVENT_TIMEOUT, polling: 200 },
+  );
+}
+
+/**
+ * Opens a participant page in a fresh context, fills the display name and clicks Join.
+ * @param {import("playwright-core").Browser} browser
+ * @param {string} who
+ * @param {string} url
+ * @param {string} name
+ * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean}} [opts]
+ *   routeSignaling: pass the page's signaling WebSockets through Playwright, so the test can
+ *   cut them (see `signalingRoutes`)
+ */
+async function openJoinPage(browser, who, url, name, opts = {}) {
+  const context = await newContext(browser, opts.viewport ?? { width: 1280, height: 800 });
+  if (opts.routeSignaling) {
+    await context.routeWebSocket(/\/ws$/, (ws) => {
+      // Forward everything both ways (the default once connected); only keep a handle.
+      ws.connectToServer();
+      signalingRoutes.push(ws);
+    });
+  }
+  await context.grantPermissions(["camera", "microphone"], { origin: BASE });
+  const page = await context.newPage();
+  watchPage(page, who);
+  pages.set(who, page);
+  await page.goto(url, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+  await waitForState(page, "prejoin");
+  await page.getByLabel("Display name").fill(name);
+  await page.getByRole("button", { name: "Join", exact: true }).click();
+  return page;
+}
+
+/**
+ * Collects uncaught errors, and any console line that looks like a token or SDP: the client
+ * must never log either.
+ * @param {import("playwright-core").Page} page
+ * @param {string} who
+ */
+function watchPage(page, who) {
+  page.on("pageerror", (err) => pageProblems.push(`${who}: uncaught ${err.message}`));
+  page.on("console", (msg) => {
+    const text = msg.text();
+    if (/hz1\.|v=0\r?\n|a=ice-pwd/.test(text)) pageProblems.push(`${who}: console output contains a token or SDP`);
+  });
+}
+
+/**
+ * A browser context that accepts the server's self-signed certificate, optionally with the
+ * web client's static files served from CLIENT_DIR.
+ * @param {import("playwright-core").Browser} browser
+ * @param {{width: number, height: number}} viewport
+ */
+async function newContext(browser, viewport) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  if (CLIENT_DIR) {
+    await context.route(
+      (url) => url.origin === new URL(BASE).origin && /^\/($|join$|js\/|css\/)/.test(url.pathname),
+      (route) => {
+        const { pathname } = new URL(route.request().url());
+        const file = pathname === "/" ? "index.html" : pathname === "/join" ? "join.html" : pathname.slice(1);
+        const resolved = path.resolve(CLIENT_DIR, file);
+        if (!resolved.startsWith(CLIENT_DIR + path.sep)) return route.fulfill({ status: 404 });
+        return route.fulfill({ path: resolved });
+      },
+    );
+  }
+  return context;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  assert.ok(PASSWORD, "HUIZHEN_PASSWORD must be set (scripts/test-browser.sh does this)");
+  await mkdir(OUT, { recursive: true });
+  // Old screenshots would be mistaken for this run's; logs beside them belong to the runner.
+  for (const file of await readdir(OUT)) if (file.endsWith(".png")) await rm(path.join(OUT, file), { force: true });
+
+  const http = await request.newContext({ baseURL: BASE, ignoreHTTPSErrors: true, timeout: 30_000 });
+  /** @type {import("playwright-core").Browser | null} */
+  let browser = null;
+  try {
+    /** @type {{doctor: string, patient: string, specialist: string}} */
+    const tokens = { doctor: "", patient: "", specialist: "" };
+    let roomId = "";
+    let roomTitle = "";
+    let liveStatus = "";
+
+    await check("api: sign in, create a room and invites", { scenario: true }, async () => {
+      const login = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: PASSWORD } });
+      assert.equal(login.status(), 200, `login status ${login.status()}`);
+      const { token, user } = await login.json();
+      assert.equal(typeof token, "string");
+      assert.equal(user.username, USERNAME);
+      const auth = { Authorization: `Bearer ${token}` };
+
+      const wrong = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: "not-the-password" } });
+      assert.equal(wrong.status(), 401, "a wrong password is refused with 401");
+      assert.equal((await wrong.json()).error.code, "invalid_credentials");
+
+      roomTitle = `Browser test ${new Date().toISOString()}`;
+      const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: roomTitle, patient_ref: "MRN-0001" } });
+      // protocol.md names no status for creations: any 2xx (the server answers 201) is fine.
+      assert.ok(room.ok(), `create room status ${room.status()}`);
+      const roomJson = await room.json();
+      roomId = roomJson.id;
+      assert.equal(roomJson.title, roomTitle);
+      liveStatus = roomJson.status;
+
+      for (const role of /** @type {const} */ (["doctor", "patient", "specialist"])) {
+        const res = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role } });
+        assert.ok(res.ok(), `create ${role} invite status ${res.status()}`);
+        const invite = await res.json();
+        assert.equal(invite.role, role);
+        assert.equal(typeof invite.token, "string");
+        assert.match(invite.url, /\/join#/, "the invite url carries the token in the fragment");
+        tokens[role] = invite.token;
+      }
+    });
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+
+    await check("console: sign in through the page and see the room", {}, async () => {
+      if (!browser) throw new Error("no browser");
+      const context = await newContext(browser, { width: 1100, height: 900 });
+      const page = await context.newPage();
+      watchPage(page, "console");
+      pages.set("console", page);
+      await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      await page.getByLabel("Username").fill(USERNAME);
+      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      const card = page.locator(`li.room-card[data-room-id="${roomId}"]`);
+      await card.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await card.locator("h3").textContent(), roomTitle);
+      await card.getByRole("button", { name: /Create observer invite link/ }).click();
+      const link = card.locator("ul.invites input");
+      await link.first().waitFor({ timeout: EVENT_TIMEOUT });
+      assert.match(await link.first().inputValue(), /\/join#hz1\./);
+      await snap(page, "console");
+      pages.delete("console");
+      await context.close();
+    });
+
+    await check("a garbage invite link ends in the error state", {}, async () => {
+      if (!browser) throw new Error("no browser");
+      const page = await openJoinPage(browser, "garbage", `${BASE}/join#garbage`, "Nobody");
+      await waitForState(page, "error");
+      const text = (await page.locator("#status-text").textContent()) ?? "";
+      assert.match(text, /invitation link is not valid/i, `error text: ${text}`);
+      assert.equal(await page.locator("#status-panel").getAttribute("data-error-code"), "invalid_token");
+      await snap(page, "garbage-link-error");
+      pages.delete("garbage");
+      await page.context().close();
+    });
+
+    /** @type {Record<string, import("playwright-core").Page>} */
+    const p = {};
+    /** @type {Record<string, string>} participant ids */
+    const id = {};
+
+    await check("doctor, patient and specialist join and see three tiles", { scenario: true }, async () => {
+      if (!browser) throw new Error("no browser");
+      p.doctor = await openJoinPage(browser, "doctor", `${BASE}/join#${tokens.doctor}`, "Dr. Wang", {
+        routeSignaling: true,
+      });
+      await waitForState(p.doctor, "in-room");
+      // The patient uses a phone-sized screen: the layout must work there too.
+      p.patient = await openJoinPage(browser, "patient", `${BASE}/join#${tokens.patient}`, "Li Hua", {
+        viewport: { width: 390, height: 844 },
+      });
+      await waitForState(p.patient, "in-room");
+      p.specialist = await openJoinPage(browser, "specialist", `${BASE}/join#${tokens.specialist}`, "Dr. Chen");
+      await waitForState(p.specialist, "in-room");
+      for (const who of ["doctor", "patient", "specialist"]) {
+        await waitForTileCount(p[who], 3);
+        assert.equal(await p[who].locator("#tiles .tile.tile-local").count(), 1, `${who}: one local tile`);
+        assert.equal(await p[who].locator("#tiles .tile video").count(), 3, `${who}: a video per tile`);
+        id[who] = await localId(p[who]);
+      }
+      assert.equal(new Set(Object.values(id)).size, 3, "three distinct participant ids");
+      for (const who of ["doctor", "patient", "specialist"]) {
+        const ids = await p[who].$$eval("#tiles .tile", (ts) => ts.map((t) => /** @type {HTMLElement} */ (t).dataset.participantId));
+        assert.deepEqual([...ids].sort(), Object.values(id).sort(), `${who} sees everyone`);
+      }
+      // Only the doctor may end the consultation.
+      assert.equal(await p.doctor.locator("#end-button").isVisible(), true, "doctor has End consultation");
+      assert.equal(await p.patient.locator("#end-button").isVisible(), false, "patient has no End consultation");
+    });
+
+    await check("every page plays both remote videos", { scenario: true }, async () => {
+      for (const who of ["doctor", "patient", "specialist"]) await waitForPlayingRemotes(p[who], 2);
+      for (const who of ["doctor", "patient", "specialist"]) await snap(p[who], `in-room-${who}`);
+    });
+
+    await check("the patient mutes: doctor and specialist see the Muted badge", { scenario: true }, async () => {
+      await waitForMutedBadge(p.doctor, id.patient, false);
+      await p.patient.locator("#mic-button").click();
+      await waitForMutedBadge(p.patient, id.patient, true);
+      await waitForMutedBadge(p.doctor, id.patient, true);
+      await waitForMutedBadge(p.specialist, id.patient, true);
+      // Nobody else is shown muted.
+      await waitForMutedBadge(p.specialist, id.doctor, false);
+      await snap(p.doctor, "patient-muted-doctor-view");
+      await snap(p.patient, "patient-muted-patient-view");
+    });
+
+    await check("the doctor's signaling drops: Reconnecting…, resume, media carries on", { scenario: true }, async () => {
+      // Record every state the page passes through: "reconnecting" may last well under a second.
+      await p.doctor.evaluate(() => {
+        const log = /** @type {string[]} */ ([]);
+        Object.assign(window, { __stateLog: log });
+        new MutationObserver(() => log.push(document.body.dataset.state ?? "")).observe(document.body, {
+          attributes: true,
+          attributeFilter: ["data-state"],
+        });
+      });
+      const before = signalingRoutes.length;
+      assert.ok(before > 0, "the doctor's signaling socket is routed");
+      // A close code with no meaning in protocol.md: to both ends it looks like a dropped link.
+      await signalingRoutes[before - 1].close({ code: 4900, reason: "test: network drop" });
+      await p.doctor.waitForFunction(
+        () => /** @type {string[]} */ (/** @type {any} */ (window).__stateLog).includes("reconnecting"),
+        undefined,
+        { timeout: EVENT_TIMEOUT, polling: 100 },
+      );
+      await waitForState(p.doctor, "in-room", EVENT_TIMEOUT);
+      assert.ok(signalingRoutes.length > before, "a new signaling socket was opened (resume)");
+      // Resume keeps the participant: same id, same peer connection, nobody saw them leave.
+      assert.equal(await localId(p.doctor), id.doctor, "the doctor is still the same participant");
+      await waitForTileCount(p.patient, 3, EVENT_TIMEOUT);
+      await p.patient.waitForFunction(
+        (doc) => {
+          const badge = document.querySelector(`#tiles .tile[data-participant-id="${doc}"] .badge-reconnecting`);
+          return badge instanceof HTMLElement && badge.hidden;
+        },
+        id.doctor,
+        { timeout: EVENT_TIMEOUT, polling: 200 },
+      );
+      await waitForPlayingRemotes(p.doctor, 2);
+      await waitForPlayingRemotes(p.patient, 2);
+      // The patient's mute survived the doctor's reconnect.
+      await waitForMutedBadge(p.doctor, id.patient, true);
+    });
+
+    await check("the specialist leaves: its tile disappears for the others", { scenario: true }, async () => {
+      await p.specialist.locator("#leave-button").click();
+      await waitForState(p.specialist, "ended", EVENT_TIMEOUT);
+      await waitForTileGone(p.doctor, id.specialist);
+      await waitForTileGone(p.patient, id.specialist);
+      await waitForTileCount(p.doctor, 2, EVENT_TIMEOUT);
+      await waitForTileCount(p.patient, 2, EVENT_TIMEOUT);
+      await snap(p.specialist, "specialist-left");
+      await snap(p.doctor, "after-leave-doctor");
+    });
+
+    await check("the patient reloads the page and is back in the room", { scenario: true }, async () => {
+      await p.patient.reload({ waitUntil: "load" });
+      await waitForState(p.patient, "in-room");
+      await waitForTileCount(p.patient, 2);
+      const newPatientId = await localId(p.patient);
+      // `join` with `replaces` removes the old participant at once: no ghost tile.
+      await waitForTileGone(p.doctor, id.patient);
+      await p.doctor.waitForSelector(`#tiles .tile[data-participant-id="${newPatientId}"]`, { timeout: EVENT_TIMEOUT });
+      await waitForTileCount(p.doctor, 2, EVENT_TIMEOUT);
+      id.patient = newPatientId;
+      await waitForPlayingRemotes(p.doctor, 1);
+      await waitForPlayingRemotes(p.patient, 1);
+      await snap(p.patient, "patient-after-reload");
+    });
+
+    await check("the doctor ends the consultation: the patient sees it has ended", { scenario: true }, async () => {
+      await p.doctor.locator("#end-button").click();
+      await p.doctor.locator("#end-confirm").click();
+      await waitForState(p.patient, "ended", EVENT_TIMEOUT);
+      await waitForState(p.doctor, "ended", EVENT_TIMEOUT);
+      const title = (await p.patient.locator("#status-title").textContent()) ?? "";
+      assert.match(title, /The consultation has ended/);
+      assert.equal(await p.patient.locator("#tiles .tile").count(), 0, "no tiles remain");
+      await snap(p.patient, "ended-patient");
+      await snap(p.doctor, "ended-doctor");
+      const login = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: PASSWORD } });
+      const auth = { Authorization: `Bearer ${(await login.json()).token}` };
+      const after = await http.get(`/api/v1/rooms/${roomId}`, { headers: auth });
+      assert.equal(after.status(), 200);
+      assert.notEqual((await after.json()).status, liveStatus, "the room's status changed when it ended");
+    });
+
+    await check("no page threw or logged a token or SDP", {}, async () => {
+      assert.deepEqual(pageProblems, []);
+    });
+  } finally {
+    await browser?.close().catch(() => undefined);
+    await http.dispose().catch(() => undefined);
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.log(`FAIL the run took longer than ${WATCHDOG_MS / 60_000} minutes`);
+  results.push({ name: "watchdog", ok: false });
+  process.exit(finish());
+}, WATCHDOG_MS);
+watchdog.unref();
+
+try {
+  await main();
+} catch (err) {
+  console.log("FAIL setup");
+  console.log(indent(err instanceof Error ? (err.stack ?? err.message) : String(err)));
+  results.push({ name: "setup", ok: false });
+}
+process.exitCode = finish();

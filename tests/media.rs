@@ -1,0 +1,138 @@
+//! Media end to end: headless webrtc-rs participants (a second, independent WebRTC stack)
+//! publish synthetic Opus and VP8 over real ICE/DTLS-SRTP/UDP on loopback through the SFU.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::peer::{JoinOptions, TestPeer};
+
+const CONNECT: Duration = Duration::from_secs(20);
+const MEDIA: Duration = Duration::from_secs(30);
+/// ~1 s of audio (50 packets/s) and of video (15 fps x 2 packets).
+const ENOUGH: u64 = 25;
+
+async fn peer(s: &TestServer, room: &str, role: &str, name: &str, marker: u8) -> TestPeer {
+    let token = s.invite(room, role).await;
+    let p = TestPeer::join(JoinOptions {
+        ws_url: s.ws_url.clone(),
+        token,
+        name: name.into(),
+        publish_audio: true,
+        publish_video: true,
+        marker,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} joins: {e:#}"));
+    p.wait_connected(CONNECT)
+        .await
+        .unwrap_or_else(|e| panic!("{name} connects: {e:#}"));
+    p.start_media();
+    p
+}
+
+/// `rx` receives both of `from`'s tracks, each carrying only `from`'s marker.
+async fn assert_receives(rx: &TestPeer, from: &TestPeer) {
+    for kind in ["audio", "video"] {
+        let stats = rx
+            .wait_received(&from.id(), kind, ENOUGH, MEDIA)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{:?} <- {:?} {kind}: {e:#}",
+                    rx.options().name,
+                    from.options().name
+                )
+            });
+        assert!(
+            stats.only_marker(from.options().marker),
+            "{} got foreign payloads on {}'s {kind}: {stats:?}",
+            rx.options().name,
+            from.options().name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_participants_late_joiner_and_leaver() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Joint consultation").await;
+
+    let doctor = peer(&s, &room, "doctor", "Dr. Wang", 0xA1).await;
+    let patient = peer(&s, &room, "patient", "Li Hua", 0xB2).await;
+    let specialist = peer(&s, &room, "specialist", "Dr. Zhao", 0xC3).await;
+    let everyone = [&doctor, &patient, &specialist];
+
+    for rx in everyone {
+        for from in everyone {
+            if rx.id() != from.id() {
+                assert_receives(rx, from).await;
+            }
+        }
+        // Nothing of one's own comes back, and nothing unattributed.
+        for ((pid, kind), stats) in rx.received_all() {
+            assert_ne!(
+                pid,
+                rx.id(),
+                "{} received its own {kind}",
+                rx.options().name
+            );
+            assert!(
+                !pid.starts_with("unknown-mid"),
+                "unattributed track {pid} {kind}: {stats:?}"
+            );
+        }
+    }
+
+    // A late joiner gets everyone already there, and they get the late joiner.
+    let late = peer(&s, &room, "doctor", "Dr. Chen", 0xD4).await;
+    for from in everyone {
+        assert_receives(&late, from).await;
+    }
+    let joined = late.joined_message();
+    assert_eq!(joined["participants"].as_array().unwrap().len(), 3);
+
+    // The specialist leaves: their tracks end for the others, everything else keeps flowing.
+    specialist.leave().await.unwrap();
+    for rx in [&doctor, &patient, &late] {
+        let left = rx.next_event("participant_left", MEDIA).await.unwrap();
+        assert_eq!(left["participant_id"], specialist.id().as_str());
+        assert_eq!(left["reason"], "left");
+        for kind in ["audio", "video"] {
+            rx.wait_ended(&specialist.id(), kind, MEDIA)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e:#}", rx.options().name));
+        }
+    }
+    let before = doctor.received(&patient.id(), "video").packets;
+    let after = doctor
+        .wait_received(&patient.id(), "video", before + ENOUGH, MEDIA)
+        .await
+        .unwrap();
+    assert!(after.packets > before);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn media_state_reaches_the_others_and_the_sfu_counts_packets() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Follow-up").await;
+    let doctor = peer(&s, &room, "doctor", "Dr. Wang", 0x11).await;
+    let patient = peer(&s, &room, "patient", "Li Hua", 0x22).await;
+    assert_receives(&doctor, &patient).await;
+
+    patient.send_media_state(true, false).await.unwrap();
+    let upd = doctor
+        .next_event_where("participant_updated", MEDIA, |m| {
+            m["participant"]["audio_muted"] == true
+        })
+        .await
+        .unwrap();
+    assert_eq!(upd["participant"]["id"], patient.id().as_str());
+
+    let stats = s.server().media.workers()[0].stats().await.unwrap();
+    assert!(stats.sfu.rtp_in > 0 && stats.sfu.rtp_out > 0, "{stats:?}");
+    assert_eq!(stats.transports, 2);
+    s.stop().await;
+}

@@ -1,0 +1,495 @@
+//! Signaling over the real server: tokens, bad input, limits and room life cycle, each answered
+//! with the documented error code and close code (docs/protocol.md).
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::peer::{SignalingClient, join_message};
+use huizhen::auth::{Claims, Role, SigningKey, TokenKind, now_unix};
+use huizhen::ids::RoomId;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(10);
+
+async fn client(s: &TestServer) -> SignalingClient {
+    SignalingClient::connect(&s.ws_url).await.expect("connects")
+}
+
+fn server_key(s: &TestServer) -> SigningKey {
+    SigningKey::load_or_create(&s.dir.path().join("data/signing.key")).unwrap()
+}
+
+/// Re-signs a real invite token's claims with changes, using the server's own key.
+fn resign(s: &TestServer, token: &str, change: impl FnOnce(&mut Claims)) -> String {
+    let key = server_key(s);
+    let mut claims = key.verify(token, TokenKind::Invite).unwrap();
+    change(&mut claims);
+    key.sign(&claims)
+}
+
+#[tokio::test]
+async fn forged_expired_revoked_and_other_room_tokens_are_refused() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Cardiology follow-up").await;
+    let token = s.invite(&room, "patient").await;
+
+    // Forged: a different key.
+    let forged =
+        SigningKey::random().sign(&server_key(&s).verify(&token, TokenKind::Invite).unwrap());
+    let c = client(&s).await;
+    c.send_json(&join_message(&forged, "Li Hua", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("invalid_token", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(4001));
+
+    // Expired.
+    let expired = resign(&s, &token, |c| c.exp = now_unix() - 5);
+    let c = client(&s).await;
+    c.send_json(&join_message(&expired, "Li Hua", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("token_expired", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(4001));
+
+    // Signed by us, but naming another room than its invite was issued for.
+    let other = resign(&s, &token, |c| c.room = Some(RoomId::generate()));
+    let c = client(&s).await;
+    c.send_json(&join_message(&other, "Li Hua", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("invalid_token", T).await.unwrap();
+
+    // A role upgrade on the same invite.
+    let upgraded = resign(&s, &token, |c| c.role = Some(Role::Doctor));
+    let c = client(&s).await;
+    c.send_json(&join_message(&upgraded, "Li Hua", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("invalid_token", T).await.unwrap();
+
+    // A session token is not an invite.
+    let c = client(&s).await;
+    c.send_json(&join_message(&s.doctor_token, "Li Hua", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("invalid_token", T).await.unwrap();
+
+    // Revoked.
+    let (status, body) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "specialist"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let invite_id = body["invite_id"].as_str().unwrap();
+    let (status, _) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/invites/{invite_id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let c = client(&s).await;
+    c.send_json(&join_message(
+        body["token"].as_str().unwrap(),
+        "Dr. Zhao",
+        true,
+        true,
+        None,
+    ))
+    .await
+    .unwrap();
+    c.expect_error("invite_revoked", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(4001));
+
+    // The genuine token still works.
+    let c = client(&s).await;
+    let joined = c.join(&token, "Li Hua", true, true).await.unwrap();
+    assert_eq!(joined["you"]["role"], "patient");
+    assert_eq!(joined["room"]["title"], "Cardiology follow-up");
+    assert!(
+        joined["room"].get("patient_ref").is_none(),
+        "patient reference is for clinicians only"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_unknown_and_out_of_order_messages() {
+    let s = TestServer::start().await;
+    let room = s.create_room("R").await;
+    let token = s.invite(&room, "doctor").await;
+
+    // Before joining: anything but join/resume is fatal.
+    let c = client(&s).await;
+    c.send_json(&json!({"type": "media_state", "audio_muted": true, "video_off": false}))
+        .await
+        .unwrap();
+    c.expect_error("not_joined", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(1008));
+
+    let c = client(&s).await;
+    c.send_raw("{not json").await.unwrap();
+    let e = c.expect_error("bad_message", T).await.unwrap();
+    assert_eq!(e["fatal"], false);
+    c.send_json(&json!({"type": "teleport"})).await.unwrap();
+    c.expect_error("unknown_type", T).await.unwrap();
+    c.send_json(&json!({"type": "join", "v": 1, "token": token}))
+        .await
+        .unwrap();
+    c.expect_error("bad_message", T).await.unwrap();
+    c.send_json(&json!({"type": "join", "v": 2, "token": token, "name": "A", "publish": {"audio": true, "video": true}}))
+        .await
+        .unwrap();
+    c.expect_error("unsupported_version", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(1008));
+
+    // Names are checked.
+    let c = client(&s).await;
+    c.send_json(&join_message(&token, "   ", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("invalid_name", T).await.unwrap();
+    let c = client(&s).await;
+    c.send_json(&join_message(&token, &"x".repeat(65), true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("invalid_name", T).await.unwrap();
+
+    // In the room: a second join, a stale answer; the room keeps working.
+    let c = client(&s).await;
+    c.join(&token, "Dr. Wang", true, true).await.unwrap();
+    c.next_event("offer", T).await.unwrap();
+    c.send_json(&join_message(&token, "Dr. Wang", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("already_joined", T).await.unwrap();
+    c.send_json(&json!({"type": "answer", "offer_id": 99, "sdp": "v=0"}))
+        .await
+        .unwrap();
+    c.expect_error("stale_offer", T).await.unwrap();
+    c.send_json(&json!({"type": "ping", "id": 5}))
+        .await
+        .unwrap();
+    assert_eq!(c.next_event("pong", T).await.unwrap()["id"], 5);
+
+    // Too many bad messages end the connection.
+    for _ in 0..6 {
+        c.send_raw("[]").await.unwrap();
+    }
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(1008));
+
+    // Binary frames are a protocol violation.
+    let c = client(&s).await;
+    c.send_binary(vec![1, 2, 3]).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(1003));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn size_rate_and_join_time_limits() {
+    let s = TestServer::start_with(|c| {
+        c.limits.max_message_bytes = 4096;
+        c.limits.messages_per_second = 5;
+        c.limits.message_burst = 5;
+        c.rooms.join_timeout_s = 1;
+    })
+    .await;
+
+    let c = client(&s).await;
+    c.send_raw(&format!(
+        "{{\"type\":\"ping\",\"id\":1,\"pad\":\"{}\"}}",
+        "x".repeat(5000)
+    ))
+    .await
+    .unwrap();
+    c.expect_error("message_too_large", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(1009));
+
+    let c = client(&s).await;
+    for i in 0..20 {
+        if c.send_json(&json!({"type": "ping", "id": i}))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    c.expect_error("rate_limited", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(4008));
+
+    // Nothing sent: the join deadline closes the connection.
+    let c = client(&s).await;
+    c.expect_error("not_joined", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(1008));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn room_capacity_and_server_room_limit() {
+    let s = TestServer::start_with(|c| {
+        c.limits.max_participants = 2;
+        c.limits.max_rooms = 1;
+    })
+    .await;
+    let room = s.create_room("Small").await;
+    let token = s.invite(&room, "patient").await;
+    let a = client(&s).await;
+    a.join(&token, "A", false, false).await.unwrap();
+    let b = client(&s).await;
+    b.join(&token, "B", false, false).await.unwrap();
+    let c = client(&s).await;
+    c.send_json(&join_message(&token, "C", false, false, None))
+        .await
+        .unwrap();
+    c.expect_error("room_full", T).await.unwrap();
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(4002));
+
+    let other = s.create_room("Second").await;
+    let token2 = s.invite(&other, "patient").await;
+    let d = client(&s).await;
+    d.send_json(&join_message(&token2, "D", false, false, None))
+        .await
+        .unwrap();
+    d.expect_error("server_full", T).await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn roles_resume_and_ending_a_consultation() {
+    let s = TestServer::start_with(|c| c.rooms.resume_window_s = 2).await;
+    let room = s.create_room("Joint consultation").await;
+    let doctor = client(&s).await;
+    doctor
+        .join(&s.invite(&room, "doctor").await, "Dr. Wang", false, false)
+        .await
+        .unwrap();
+    let patient = client(&s).await;
+    let joined = patient
+        .join(&s.invite(&room, "patient").await, "Li Hua", false, false)
+        .await
+        .unwrap();
+    let patient_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    let resume_token = joined["resume_token"].as_str().unwrap().to_owned();
+    let seen = doctor.next_event("participant_joined", T).await.unwrap();
+    assert_eq!(seen["participant"]["name"], "Li Hua");
+
+    // An observer may not publish.
+    let observer = client(&s).await;
+    observer
+        .send_json(&join_message(
+            &s.invite(&room, "observer").await,
+            "Trainee",
+            true,
+            false,
+            None,
+        ))
+        .await
+        .unwrap();
+    observer.expect_error("forbidden", T).await.unwrap();
+
+    // A patient may not end the consultation.
+    patient
+        .send_json(&json!({"type": "end_room"}))
+        .await
+        .unwrap();
+    patient.expect_error("forbidden", T).await.unwrap();
+
+    // The patient's signaling drops: others see "reconnecting", then the resume.
+    patient.abort();
+    let upd = doctor.next_event("participant_updated", T).await.unwrap();
+    assert_eq!(upd["participant"]["connection"], "reconnecting");
+    let patient = client(&s).await;
+    let resumed = patient.resume(&resume_token).await.unwrap();
+    assert_eq!(resumed["you"]["id"], patient_id.as_str());
+    let upd = doctor.next_event("participant_updated", T).await.unwrap();
+    assert_eq!(upd["participant"]["connection"], "connected");
+
+    // A spent resume token does not work twice.
+    let thief = client(&s).await;
+    thief
+        .send_json(&json!({"type": "resume", "v": 1, "resume_token": resume_token}))
+        .await
+        .unwrap();
+    thief.expect_error("resume_failed", T).await.unwrap();
+    assert_eq!(thief.wait_closed(T).await.unwrap(), Some(4004));
+
+    // Not resumed within the window: removed.
+    patient.abort();
+    let left = doctor
+        .next_event("participant_left", Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(left["participant_id"], patient_id.as_str());
+    assert_eq!(left["reason"], "disconnected");
+
+    // The doctor ends it for everyone; nobody can join afterwards.
+    let specialist = client(&s).await;
+    specialist
+        .join(
+            &s.invite(&room, "specialist").await,
+            "Dr. Zhao",
+            false,
+            false,
+        )
+        .await
+        .unwrap();
+    doctor
+        .send_json(&json!({"type": "end_room"}))
+        .await
+        .unwrap();
+    let ended = specialist.next_event("room_ended", T).await.unwrap();
+    assert_eq!(ended["reason"], "ended_by_doctor");
+    assert_eq!(specialist.wait_closed(T).await.unwrap(), Some(4000));
+    assert_eq!(doctor.wait_closed(T).await.unwrap(), Some(4000));
+    let (_, rec) = s
+        .api("GET", &format!("/api/v1/rooms/{room}"), None, None)
+        .await;
+    assert_eq!(rec["status"], "ended");
+    let (status, body) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("room_ended"))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn join_with_replaces_removes_the_previous_participant_at_once() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Reload").await;
+    let token = s.invite(&room, "patient").await;
+    let doctor = client(&s).await;
+    doctor
+        .join(&s.invite(&room, "doctor").await, "Dr. Wang", false, false)
+        .await
+        .unwrap();
+    let first = client(&s).await;
+    let joined = first.join(&token, "Li Hua", false, false).await.unwrap();
+    let old_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    doctor.next_event("participant_joined", T).await.unwrap();
+
+    let second = client(&s).await;
+    second
+        .send_json(&join_message(
+            &token,
+            "Li Hua",
+            false,
+            false,
+            joined["resume_token"].as_str(),
+        ))
+        .await
+        .unwrap();
+    second.next_event("joined", T).await.unwrap();
+    assert_eq!(first.wait_closed(T).await.unwrap(), Some(4003));
+    let left = doctor.next_event("participant_left", T).await.unwrap();
+    assert_eq!(left["participant_id"], old_id.as_str());
+    assert_eq!(left["reason"], "replaced");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn api_refuses_bad_callers_and_bad_input() {
+    let s = TestServer::start().await;
+    let (status, body) = s.api("GET", "/api/v1/rooms", Some(""), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, _) = s
+        .api("GET", "/api/v1/rooms", Some("hz1.forged.token"), None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, body) = s
+        .api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": "doc", "password": "wrong"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    let (status, _) = s
+        .api("POST", "/api/v1/rooms", None, Some(json!({"title": ""})))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .api("POST", "/api/v1/rooms", None, Some(json!({"nope": 1})))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .api("GET", "/api/v1/rooms/r_doesnotexist0000", None, None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = s.api("GET", "/api/v1/rooms/../../etc", None, None).await;
+    assert_eq!(status, 404);
+    let room = s.create_room("X").await;
+    let (status, _) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient", "expires_in_minutes": 0})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let resp = s
+        .http
+        .get(format!("{}/Cargo.toml", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_from_a_foreign_origin_is_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = TestServer::start().await;
+    let mut req = s.ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let tls = common::peer::insecure_tls_config().unwrap();
+    let res = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+    )
+    .await;
+    match res {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+    let mut req = s.ws_url.as_str().into_client_request().unwrap();
+    let own = s.base.clone();
+    req.headers_mut().insert("origin", own.parse().unwrap());
+    tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(tls)),
+    )
+    .await
+    .expect("own origin accepted");
+    s.stop().await;
+}

@@ -1,0 +1,177 @@
+// Client for the clinician HTTP API (docs/protocol.md, "HTTP API"). Holds the session token in
+// sessionStorage: it survives a reload of the console but not closing the tab, which suits
+// shared clinic workstations. The token is a bearer secret and is never logged.
+
+const SESSION_KEY = "huizhen.console.session";
+
+/** @typedef {"doctor" | "specialist" | "admin"} AccountRole */
+
+/**
+ * @typedef {object} User
+ * @property {string} id
+ * @property {string} username
+ * @property {string} display_name
+ * @property {AccountRole} role
+ */
+
+/**
+ * @typedef {object} Room
+ * @property {string} id
+ * @property {string} title
+ * @property {string | null} patient_ref
+ * @property {number} created_at Unix seconds
+ * @property {string} status
+ */
+
+/**
+ * @typedef {object} Invite
+ * @property {string} invite_id
+ * @property {import("./protocol.js").Role} role
+ * @property {string} token
+ * @property {string} url
+ * @property {number} expires_at Unix seconds
+ */
+
+/** An API call that failed; `code` is the server's stable error code (or a local one). */
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status, 0 when the request never got an answer
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** @returns {string | null} */
+export function sessionToken() {
+  return sessionStorage.getItem(SESSION_KEY);
+}
+
+export function signOut() {
+  sessionStorage.removeItem(SESSION_KEY);
+}
+
+/**
+ * @param {"GET" | "POST" | "DELETE"} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<unknown>} the parsed JSON answer, or null for 204
+ */
+async function call(method, path, body) {
+  /** @type {Record<string, string>} */
+  const headers = { Accept: "application/json" };
+  const token = sessionToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  /** @type {Response} */
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached.");
+  }
+  if (res.status === 204) return null;
+  /** @type {unknown} */
+  let json = null;
+  try {
+    json = await res.json();
+  } catch {
+    // Not JSON (e.g. a proxy error page): fall through to the status-based error below.
+  }
+  if (!res.ok) {
+    const err = /** @type {{error?: {code?: unknown, message?: unknown}} | null} */ (json)?.error;
+    throw new ApiError(
+      res.status,
+      typeof err?.code === "string" ? err.code : `http_${res.status}`,
+      typeof err?.message === "string" ? err.message : `Request failed (${res.status}).`,
+    );
+  }
+  return json;
+}
+
+/**
+ * Signs in and keeps the session token.
+ * @param {string} username
+ * @param {string} password
+ * @returns {Promise<User>}
+ */
+export async function login(username, password) {
+  const answer = /** @type {{token: string, user: User}} */ (
+    await call("POST", "/api/v1/auth/login", { username, password })
+  );
+  sessionStorage.setItem(SESSION_KEY, answer.token);
+  return answer.user;
+}
+
+/** @returns {Promise<User>} */
+export async function me() {
+  return /** @type {User} */ (await call("GET", "/api/v1/me"));
+}
+
+/** @returns {Promise<Room[]>} newest first */
+export async function listRooms() {
+  return /** @type {{rooms: Room[]}} */ (await call("GET", "/api/v1/rooms")).rooms;
+}
+
+/**
+ * @param {string} title
+ * @param {string} [patientRef]
+ * @returns {Promise<Room>}
+ */
+export async function createRoom(title, patientRef) {
+  /** @type {{title: string, patient_ref?: string}} */
+  const body = { title };
+  if (patientRef) body.patient_ref = patientRef;
+  return /** @type {Room} */ (await call("POST", "/api/v1/rooms", body));
+}
+
+/**
+ * @param {string} roomId
+ * @param {import("./protocol.js").Role} role
+ * @param {number} [expiresInMinutes]
+ * @returns {Promise<Invite>}
+ */
+export async function createInvite(roomId, role, expiresInMinutes) {
+  /** @type {{role: string, expires_in_minutes?: number}} */
+  const body = { role };
+  if (expiresInMinutes !== undefined) body.expires_in_minutes = expiresInMinutes;
+  return /** @type {Invite} */ (
+    await call("POST", `/api/v1/rooms/${encodeURIComponent(roomId)}/invites`, body)
+  );
+}
+
+/**
+ * @param {string} roomId
+ * @param {string} inviteId
+ */
+export async function revokeInvite(roomId, inviteId) {
+  await call(
+    "DELETE",
+    `/api/v1/rooms/${encodeURIComponent(roomId)}/invites/${encodeURIComponent(inviteId)}`,
+  );
+}
+
+/** @param {string} roomId */
+export async function endRoom(roomId) {
+  await call("POST", `/api/v1/rooms/${encodeURIComponent(roomId)}/end`);
+}
+
+/**
+ * The participant link for an invite. The server's `url` is preferred (it knows the public
+ * URL behind a proxy); the fallback keeps the token in the fragment, never the query.
+ * @param {Invite} invite
+ * @returns {string}
+ */
+export function inviteLink(invite) {
+  return invite.url || `${location.origin}/join#${invite.token}`;
+}

@@ -1,0 +1,348 @@
+// The clinician console behind /: sign in, create consultations, hand out invite links, join
+// as the doctor, end consultations. It talks only to the HTTP API (./api.js); the live room is
+// the participant app at /join, which the doctor enters through a doctor invite like anyone else.
+
+import * as api from "./api.js";
+import { el, must, roleLabel } from "./dom.js";
+
+/** @typedef {import("./api.js").Room} Room */
+/** @typedef {import("./api.js").Invite} Invite */
+/** @typedef {import("./api.js").User} User */
+/** @typedef {import("./protocol.js").Role} Role */
+
+/** @type {Role[]} */
+const INVITE_ROLES = ["patient", "specialist", "doctor", "observer"];
+
+const ui = {
+  account: must("#account", HTMLElement),
+  accountName: must("#account-name", HTMLElement),
+  signOut: must("#sign-out", HTMLButtonElement),
+  login: must("#login", HTMLElement),
+  loginForm: must("#login-form", HTMLFormElement),
+  username: must("#username", HTMLInputElement),
+  password: must("#password", HTMLInputElement),
+  loginError: must("#login-error", HTMLElement),
+  loginButton: must("#login-button", HTMLButtonElement),
+  dashboard: must("#dashboard", HTMLElement),
+  createSection: must("#create-section", HTMLElement),
+  createForm: must("#create-form", HTMLFormElement),
+  roomTitle: must("#room-title-input", HTMLInputElement),
+  patientRef: must("#patient-ref-input", HTMLInputElement),
+  createError: must("#create-error", HTMLElement),
+  createButton: must("#create-button", HTMLButtonElement),
+  refresh: must("#refresh-button", HTMLButtonElement),
+  roomsStatus: must("#rooms-status", HTMLElement),
+  rooms: must("#rooms", HTMLUListElement),
+  confirm: must("#confirm-dialog", HTMLDialogElement),
+  confirmTitle: must("#confirm-title", HTMLElement),
+  confirmText: must("#confirm-text", HTMLElement),
+  confirmOk: must("#confirm-ok", HTMLButtonElement),
+};
+
+/** @type {User | null} */
+let user = null;
+/**
+ * Invites created in this tab, per room. The API has no "list invites" call (tokens are shown
+ * once, like passwords), so links are only visible right after they were made.
+ * @type {Map<string, Invite[]>}
+ */
+const invites = new Map();
+
+/**
+ * @param {HTMLElement} node
+ * @param {string} text empty hides it
+ */
+function showText(node, text) {
+  node.textContent = text;
+  node.hidden = text === "";
+}
+
+/**
+ * Turns a failure into a sentence; a lost session goes back to the sign-in form.
+ * @param {unknown} err
+ * @returns {string}
+ */
+function explain(err) {
+  if (err instanceof api.ApiError) {
+    if (err.status === 401) {
+      signOut("Your session has expired. Please sign in again.");
+      return "";
+    }
+    if (err.status === 403) return "Your account may not do this.";
+    if (err.status === 0) return "The server could not be reached. Check the network and try again.";
+    return err.message;
+  }
+  return "Something went wrong. Try again.";
+}
+
+/** @param {string} [message] */
+function signOut(message = "") {
+  api.signOut();
+  user = null;
+  invites.clear();
+  ui.rooms.replaceChildren();
+  ui.account.hidden = true;
+  ui.dashboard.hidden = true;
+  ui.login.hidden = false;
+  document.body.dataset.state = "signed-out";
+  showText(ui.loginError, message);
+  ui.password.value = "";
+  ui.username.focus();
+}
+
+/** @param {User} signedIn */
+function showDashboard(signedIn) {
+  user = signedIn;
+  ui.accountName.textContent = `${signedIn.display_name} (${signedIn.role})`;
+  ui.account.hidden = false;
+  ui.login.hidden = true;
+  ui.dashboard.hidden = false;
+  ui.createSection.hidden = !canManage();
+  document.body.dataset.state = "signed-in";
+  void refreshRooms();
+}
+
+function canManage() {
+  return user?.role === "doctor" || user?.role === "admin";
+}
+
+/**
+ * Asks for confirmation in a modal dialog (not window.confirm, which some embedded browsers
+ * suppress).
+ * @param {string} title
+ * @param {string} text
+ * @param {string} okLabel
+ * @returns {Promise<boolean>}
+ */
+function confirmAction(title, text, okLabel) {
+  ui.confirmTitle.textContent = title;
+  ui.confirmText.textContent = text;
+  ui.confirmOk.textContent = okLabel;
+  ui.confirm.returnValue = "";
+  ui.confirm.showModal();
+  return new Promise((resolve) => {
+    ui.confirm.addEventListener("close", () => resolve(ui.confirm.returnValue === "ok"), { once: true });
+  });
+}
+
+async function refreshRooms() {
+  showText(ui.roomsStatus, "Loading…");
+  try {
+    const rooms = await api.listRooms();
+    ui.rooms.replaceChildren(...rooms.map(renderRoom));
+    showText(ui.roomsStatus, rooms.length ? "" : "No consultations yet.");
+  } catch (err) {
+    showText(ui.roomsStatus, explain(err));
+  }
+}
+
+/** @param {number} unix */
+function formatTime(unix) {
+  return new Date(unix * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/**
+ * @param {Room} room
+ * @returns {HTMLLIElement}
+ */
+function renderRoom(room) {
+  const ended = room.status === "ended";
+  const headingId = `room-${room.id}`;
+  const meta = [`Created ${formatTime(room.created_at)}`];
+  if (room.patient_ref) meta.push(`Patient ref. ${room.patient_ref}`);
+  const item = el(
+    "li",
+    { className: ended ? "room-card room-ended" : "room-card", attrs: { "aria-labelledby": headingId } },
+    el(
+      "div",
+      { className: "room-head" },
+      el("h3", { text: room.title, attrs: { id: headingId } }),
+      el("span", { className: `status status-${room.status}`, text: room.status }),
+    ),
+    el("p", { className: "hint", text: meta.join(" · ") }),
+  );
+  item.dataset.roomId = room.id;
+  if (ended || !canManage()) return item;
+
+  const error = el("p", { className: "form-error", attrs: { role: "alert" } });
+  error.hidden = true;
+  const list = el("ul", { className: "invites", attrs: { "aria-label": `Invite links for ${room.title}` } });
+  for (const invite of invites.get(room.id) ?? []) list.append(renderInvite(room, invite, list, error));
+
+  const joinButton = el("button", { className: "btn btn-primary", text: "Join as doctor", attrs: { type: "button" } });
+  joinButton.addEventListener("click", async () => {
+    joinButton.disabled = true;
+    try {
+      // The doctor enters through a doctor invite like any participant; the token stays in the
+      // fragment so it never reaches a server log.
+      const invite = await api.createInvite(room.id, "doctor");
+      location.assign(`/join#${invite.token}`);
+    } catch (err) {
+      showText(error, explain(err));
+      joinButton.disabled = false;
+    }
+  });
+
+  const inviteButtons = INVITE_ROLES.map((role) => {
+    const button = el("button", {
+      className: "btn",
+      text: `${roleLabel(role)} link`,
+      attrs: { type: "button", "aria-label": `Create ${role} invite link for ${room.title}` },
+    });
+    button.dataset.role = role;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      showText(error, "");
+      try {
+        const invite = await api.createInvite(room.id, role);
+        const kept = invites.get(room.id) ?? [];
+        kept.push(invite);
+        invites.set(room.id, kept);
+        const row = renderInvite(room, invite, list, error);
+        list.append(row);
+        row.querySelector("input")?.focus();
+      } catch (err) {
+        showText(error, explain(err));
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return button;
+  });
+
+  const endButton = el("button", { className: "btn btn-danger", text: "End consultation", attrs: { type: "button" } });
+  endButton.addEventListener("click", async () => {
+    const ok = await confirmAction(
+      `End “${room.title}”?`,
+      "Everyone in the consultation is disconnected and its invite links stop working.",
+      "End consultation",
+    );
+    if (!ok) return;
+    endButton.disabled = true;
+    try {
+      await api.endRoom(room.id);
+      invites.delete(room.id);
+      await refreshRooms();
+    } catch (err) {
+      showText(error, explain(err));
+      endButton.disabled = false;
+    }
+  });
+
+  item.append(
+    el("div", { className: "actions" }, joinButton, endButton),
+    el("div", { className: "actions", attrs: { role: "group", "aria-label": "Create invite link" } }, el("span", { className: "actions-label", text: "New invite link:" }), ...inviteButtons),
+    error,
+    list,
+  );
+  return item;
+}
+
+/**
+ * One invite link with Copy and Revoke.
+ * @param {Room} room
+ * @param {Invite} invite
+ * @param {HTMLUListElement} list
+ * @param {HTMLElement} error
+ * @returns {HTMLLIElement}
+ */
+function renderInvite(room, invite, list, error) {
+  const url = api.inviteLink(invite);
+  const inputId = `invite-${invite.invite_id}`;
+  const input = el("input", { attrs: { id: inputId, type: "text", readonly: "", value: url } });
+  input.addEventListener("focus", () => input.select());
+  const copy = el("button", { className: "btn btn-small", text: "Copy", attrs: { type: "button", "aria-label": `Copy ${invite.role} link` } });
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(url);
+      copy.textContent = "Copied";
+    } catch {
+      // Clipboard refused (permissions, old browser): select it so a keyboard copy works.
+      input.focus();
+      input.select();
+      copy.textContent = "Press Ctrl+C";
+    }
+    setTimeout(() => {
+      copy.textContent = "Copy";
+    }, 2000);
+  });
+  const revoke = el("button", { className: "btn btn-small btn-danger", text: "Revoke", attrs: { type: "button", "aria-label": `Revoke ${invite.role} link` } });
+  const row = el(
+    "li",
+    { className: "invite" },
+    el("label", { attrs: { for: inputId }, text: `${roleLabel(invite.role)} · expires ${formatTime(invite.expires_at)}` }),
+    el("div", { className: "invite-row" }, input, copy, revoke),
+  );
+  revoke.addEventListener("click", async () => {
+    revoke.disabled = true;
+    try {
+      await api.revokeInvite(room.id, invite.invite_id);
+      invites.set(room.id, (invites.get(room.id) ?? []).filter((i) => i.invite_id !== invite.invite_id));
+      row.remove();
+      list.closest("li")?.querySelector("h3")?.focus();
+    } catch (err) {
+      showText(error, explain(err));
+      revoke.disabled = false;
+    }
+  });
+  return row;
+}
+
+ui.loginForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  ui.loginButton.disabled = true;
+  showText(ui.loginError, "");
+  try {
+    const signedIn = await api.login(ui.username.value.trim(), ui.password.value);
+    ui.password.value = "";
+    showDashboard(signedIn);
+  } catch (err) {
+    if (err instanceof api.ApiError && err.status === 401) {
+      showText(ui.loginError, "Wrong username or password.");
+    } else {
+      showText(ui.loginError, explain(err));
+    }
+    ui.password.focus();
+  } finally {
+    ui.loginButton.disabled = false;
+  }
+});
+
+ui.createForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const title = ui.roomTitle.value.trim();
+  if (!title) {
+    showText(ui.createError, "Give the consultation a title.");
+    ui.roomTitle.focus();
+    return;
+  }
+  ui.createButton.disabled = true;
+  showText(ui.createError, "");
+  try {
+    await api.createRoom(title, ui.patientRef.value.trim() || undefined);
+    ui.createForm.reset();
+    await refreshRooms();
+  } catch (err) {
+    showText(ui.createError, explain(err));
+  } finally {
+    ui.createButton.disabled = false;
+  }
+});
+
+ui.refresh.addEventListener("click", () => void refreshRooms());
+ui.signOut.addEventListener("click", () => signOut());
+
+async function start() {
+  if (!api.sessionToken()) {
+    signOut();
+    return;
+  }
+  try {
+    showDashboard(await api.me());
+  } catch (err) {
+    if (err instanceof api.ApiError && err.status === 401) signOut();
+    else signOut(explain(err));
+  }
+}
+
+void start();

@@ -1,0 +1,594 @@
+// The participant app behind /join#<invite token>: wires the pre-join screen, the signaling
+// link, the media session and the room view together, and owns the page state.
+//
+// The state is always visible as `document.body.dataset.state`, one of
+// prejoin | connecting | in-room | reconnecting | ended | error, so that people (and the
+// browser tests) can tell exactly where things stand.
+//
+// Reloading the page rejoins: the invite token and the latest resume token are kept in
+// sessionStorage (per tab, gone when the tab closes), and a reload sends `join` with
+// `replaces`, which removes our previous self at once instead of leaving a "reconnecting" ghost.
+
+import { PROTOCOL_VERSION } from "./protocol.js";
+import { SignalingClient } from "./signaling.js";
+import { MediaSession } from "./media-session.js";
+import { RoomView } from "./room-view.js";
+import { PreJoin, acquireMedia } from "./prejoin.js";
+import { describeError, mediaErrorCode } from "./errors.js";
+import { must } from "./dom.js";
+
+/** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
+/** @typedef {import("./protocol.js").Participant} Participant */
+/** @typedef {import("./protocol.js").JoinedMessage} JoinedMessage */
+/** @typedef {import("./protocol.js").ResumedMessage} ResumedMessage */
+/** @typedef {import("./protocol.js").JoinMessage} JoinMessage */
+/** @typedef {import("./protocol.js").ErrorCode} ErrorCode */
+/** @typedef {import("./errors.js").LocalErrorCode} LocalErrorCode */
+/** @typedef {import("./signaling.js").LinkEnd} LinkEnd */
+
+/** @typedef {"prejoin" | "connecting" | "in-room" | "reconnecting" | "ended" | "error"} AppState */
+
+const STORE_KEY = "huizhen.join";
+/** After this many media failures within RECOVERY_WINDOW_MS, stop rejoining and say so. */
+const MAX_RECOVERIES = 3;
+const RECOVERY_WINDOW_MS = 120_000;
+/** Errors where reloading cannot help: the link itself is the problem. */
+const LINK_ERRORS = new Set(["invalid_token", "token_expired", "invite_revoked", "room_not_found", "no_token"]);
+
+/** @typedef {{invite: string, resume: string, name: string}} Stored */
+
+/** @returns {Stored | null} */
+function loadStored() {
+  try {
+    const value = JSON.parse(sessionStorage.getItem(STORE_KEY) ?? "null");
+    if (value && typeof value.invite === "string" && typeof value.resume === "string" && typeof value.name === "string") {
+      return value;
+    }
+  } catch {
+    // Corrupt entry: behave as if there were none.
+  }
+  return null;
+}
+
+/** @param {Stored} value */
+function saveStored(value) {
+  sessionStorage.setItem(STORE_KEY, JSON.stringify(value));
+}
+
+/**
+ * Reads the role claim out of an invite token, as a hint only: it decides whether to ask for
+ * camera and microphone before joining (an observer needs neither). The server verifies the
+ * token and has the last word; if the hint is wrong the join is refused with `forbidden` and
+ * retried without media.
+ * @param {string} token
+ * @returns {string | null}
+ */
+function roleHint(token) {
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0] !== "hz1") return null;
+  try {
+    const claims = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return typeof claims?.role === "string" ? claims.role : null;
+  } catch {
+    return null;
+  }
+}
+
+function wsUrl() {
+  return `${location.protocol === "http:" ? "ws:" : "wss:"}//${location.host}/ws`;
+}
+
+class JoinApp {
+  /** @type {AppState} */
+  state = "connecting";
+  token = "";
+  name = "";
+  /** @type {MediaStream | null} */
+  local = null;
+  publish = { audio: false, video: false };
+  micOn = true;
+  camOn = true;
+  /** @type {Promise<boolean>} resolves once the camera/microphone request has settled */
+  mediaReady = Promise.resolve(true);
+  /** @type {SignalingClient | null} */
+  signaling = null;
+  /** @type {MediaSession | null} */
+  media = null;
+  /** @type {Participant | null} */
+  you = null;
+  /** @type {Map<string, Participant>} */
+  others = new Map();
+  /**
+   * Bumped whenever the link is torn down, so that late callbacks from an old socket or peer
+   * connection can recognise themselves and do nothing.
+   */
+  generation = 0;
+  /** @type {number[]} */
+  recoveries = [];
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  noticeTimer;
+
+  ui = {
+    prejoin: must("#prejoin", HTMLElement),
+    statusPanel: must("#status-panel", HTMLElement),
+    statusSpinner: must("#status-spinner", HTMLElement),
+    statusTitle: must("#status-title", HTMLElement),
+    statusText: must("#status-text", HTMLElement),
+    statusAction: must("#status-action", HTMLButtonElement),
+    room: must("#room", HTMLElement),
+    roomTitle: must("#room-title", HTMLElement),
+    banner: must("#banner", HTMLElement),
+    tiles: must("#tiles", HTMLElement),
+    notice: must("#notice", HTMLElement),
+    soundButton: must("#sound-button", HTMLButtonElement),
+    micButton: must("#mic-button", HTMLButtonElement),
+    cameraButton: must("#camera-button", HTMLButtonElement),
+    leaveButton: must("#leave-button", HTMLButtonElement),
+    endButton: must("#end-button", HTMLButtonElement),
+    endDialog: must("#end-dialog", HTMLDialogElement),
+  };
+
+  view = new RoomView(this.ui.tiles, () => {
+    this.ui.soundButton.hidden = false;
+  });
+
+  prejoin = new PreJoin(this.ui.prejoin, (name) => void this.onJoinClicked(name));
+
+  constructor() {
+    this.ui.micButton.addEventListener("click", () => this.toggleMic());
+    this.ui.cameraButton.addEventListener("click", () => void this.toggleCamera());
+    this.ui.leaveButton.addEventListener("click", () => void this.leave());
+    this.ui.endButton.addEventListener("click", () => this.ui.endDialog.showModal());
+    this.ui.endDialog.addEventListener("close", () => {
+      if (this.ui.endDialog.returnValue === "end") this.signaling?.send({ type: "end_room" });
+      this.ui.endDialog.returnValue = "";
+    });
+    this.ui.soundButton.addEventListener("click", () => {
+      this.view.enableSound();
+      this.ui.soundButton.hidden = true;
+    });
+    this.ui.statusAction.addEventListener("click", () => location.reload());
+    // A different invite pasted into the address bar of this tab is a different visit.
+    window.addEventListener("hashchange", () => location.reload());
+  }
+
+  async start() {
+    if (typeof RTCPeerConnection === "undefined" || !navigator.mediaDevices?.getUserMedia) {
+      this.fail("unsupported_browser");
+      return;
+    }
+    this.token = location.hash.slice(1).trim();
+    if (!this.token) {
+      this.fail("no_token");
+      return;
+    }
+    const wantsMedia = roleHint(this.token) !== "observer";
+    const stored = loadStored();
+    if (stored && stored.invite === this.token && stored.resume && stored.name) {
+      // A reload in the middle of a consultation: straight back in, replacing our old self.
+      this.name = stored.name;
+      this.setState("connecting");
+      if (await this.acquire(wantsMedia)) this.connect(stored.resume);
+      return;
+    }
+    if (stored && stored.invite === this.token) this.prejoin.setName(stored.name);
+    this.setState("prejoin");
+    this.prejoin.focus();
+    this.mediaReady = this.acquire(wantsMedia);
+  }
+
+  /**
+   * Gets camera and microphone (or nothing, for an observer) and shows the preview.
+   * @param {boolean} wanted
+   * @returns {Promise<boolean>} false when it failed and the error state is showing
+   */
+  async acquire(wanted) {
+    try {
+      this.local = await acquireMedia({ audio: wanted, video: wanted });
+    } catch (err) {
+      this.fail(mediaErrorCode(err));
+      return false;
+    }
+    this.publish = {
+      audio: (this.local?.getAudioTracks().length ?? 0) > 0,
+      video: (this.local?.getVideoTracks().length ?? 0) > 0,
+    };
+    this.micOn = this.publish.audio;
+    this.camOn = this.publish.video;
+    let status = "";
+    if (!wanted) status = "You join as an observer: your camera and microphone are not used.";
+    else if (!this.publish.video) status = "No camera found: you will join with sound only.";
+    else if (!this.publish.audio) status = "No microphone found: the others will not hear you.";
+    this.prejoin.showPreview(this.local, status);
+    return true;
+  }
+
+  /** @param {string} name */
+  async onJoinClicked(name) {
+    this.name = name;
+    this.prejoin.setBusy(true);
+    if (!(await this.mediaReady)) return;
+    this.connect(undefined);
+  }
+
+  /**
+   * Opens a new peer connection and signaling link and joins.
+   * @param {string | undefined} replaces the resume token of our previous participant, if any
+   */
+  connect(replaces) {
+    this.teardownLink();
+    const gen = this.generation;
+    this.setState(this.state === "in-room" || this.state === "reconnecting" ? "reconnecting" : "connecting");
+    const media = new MediaSession({
+      onRemoteTracks: (tracks) => {
+        if (gen === this.generation && this.you) this.view.setRemoteTracks(tracks, this.you.id);
+      },
+      onConnectionState: (state) => {
+        if (gen === this.generation) this.onPeerState(state);
+      },
+    });
+    media.attachLocal(this.local);
+    // Carry the user's mute/camera choice over to a rejoin.
+    media.setMicEnabled(this.micOn);
+    if (this.publish.video && !this.camOn) void media.setCameraEnabled(false);
+    this.media = media;
+    this.signaling = new SignalingClient(wsUrl(), {
+      onMessage: (msg) => {
+        if (gen === this.generation) this.onMessage(msg);
+      },
+      onStatus: (status) => {
+        if (gen === this.generation && status === "reconnecting") this.setState("reconnecting");
+      },
+      onEnd: (end) => {
+        if (gen === this.generation) this.onLinkEnd(end);
+      },
+      onResumeToken: (resume) => {
+        if (gen === this.generation) saveStored({ invite: this.token, resume, name: this.name });
+      },
+    });
+    /** @type {JoinMessage} */
+    const join = { type: "join", v: PROTOCOL_VERSION, token: this.token, name: this.name, publish: { ...this.publish } };
+    if (replaces) join.replaces = replaces;
+    this.signaling.connect(join);
+  }
+
+  /** @param {ServerMessage} msg */
+  onMessage(msg) {
+    switch (msg.type) {
+      case "joined":
+      case "resumed":
+        this.enterRoom(msg);
+        break;
+      case "offer": {
+        const media = this.media;
+        const signaling = this.signaling;
+        const gen = this.generation;
+        if (!media || !signaling) break;
+        media
+          .handleOffer(msg)
+          .then((sdp) => signaling.send({ type: "answer", offer_id: msg.offer_id, sdp }))
+          .catch(() => {
+            if (gen === this.generation) {
+              this.notice("The video connection could not be set up. Reload the page if you cannot see or hear the others.");
+            }
+          });
+        break;
+      }
+      case "participant_joined":
+      case "participant_updated":
+        if (msg.participant.id === this.you?.id) {
+          this.you = msg.participant;
+          this.renderLocal();
+        } else {
+          this.others.set(msg.participant.id, msg.participant);
+          this.view.upsert(msg.participant, false);
+        }
+        break;
+      case "participant_left":
+        if (msg.participant_id === this.you?.id) {
+          // The server dropped our media (or we were replaced; the close code says so next).
+          if (msg.reason === "media_failed") this.recoverMedia();
+          break;
+        }
+        this.others.delete(msg.participant_id);
+        this.view.remove(msg.participant_id);
+        break;
+      case "room_ended":
+        this.finishRoomEnded(msg.reason);
+        break;
+      case "error":
+        if (!msg.fatal) this.onSoftError(msg.code);
+        // Fatal errors arrive again through onLinkEnd once the server has closed the socket.
+        break;
+      case "pong":
+        break;
+    }
+  }
+
+  /** @param {JoinedMessage | ResumedMessage} msg */
+  enterRoom(msg) {
+    this.you = msg.you;
+    const present = new Set(msg.participants.map((p) => p.id));
+    present.add(msg.you.id);
+    // After a resume or a rejoin, whoever left meanwhile (and our own old self) goes away.
+    for (const id of this.view.ids()) if (!present.has(id)) this.view.remove(id);
+    this.others = new Map(msg.participants.map((p) => [p.id, p]));
+    const title = msg.room.title || "Consultation";
+    this.ui.roomTitle.textContent = title;
+    document.title = `${title} · Huizhen`;
+    this.prejoin.showPreview(null, "");
+    this.renderLocal();
+    this.view.setLocalStream(msg.you.id, this.local);
+    for (const p of msg.participants) this.view.upsert(p, false);
+    this.ui.endButton.hidden = msg.you.role !== "doctor";
+    this.ui.micButton.hidden = !this.publish.audio;
+    this.ui.cameraButton.hidden = !this.publish.video;
+    this.renderControls();
+    // The server starts everyone unmuted; tell it if we are not (a rejoin while muted).
+    if (msg.type === "joined" && ((this.publish.audio && !this.micOn) || (this.publish.video && !this.camOn))) {
+      this.sendMediaState();
+    }
+    this.setState("in-room");
+  }
+
+  /** Our own tile reflects our local choices at once, without waiting for the server's echo. */
+  renderLocal() {
+    if (!this.you) return;
+    this.view.upsert(
+      {
+        ...this.you,
+        publishing: { ...this.publish },
+        audio_muted: !this.micOn,
+        video_off: !this.camOn,
+        connection: "connected",
+      },
+      true,
+    );
+  }
+
+  renderControls() {
+    this.ui.micButton.textContent = this.micOn ? "Mute" : "Unmute";
+    this.ui.micButton.setAttribute("aria-label", this.micOn ? "Mute microphone" : "Unmute microphone");
+    this.ui.micButton.classList.toggle("control-off", !this.micOn);
+    this.ui.cameraButton.textContent = this.camOn ? "Camera off" : "Camera on";
+    this.ui.cameraButton.setAttribute("aria-label", this.camOn ? "Turn camera off" : "Turn camera on");
+    this.ui.cameraButton.classList.toggle("control-off", !this.camOn);
+  }
+
+  sendMediaState() {
+    this.signaling?.send({ type: "media_state", audio_muted: !this.micOn, video_off: !this.camOn });
+  }
+
+  toggleMic() {
+    if (!this.publish.audio) return;
+    this.micOn = !this.micOn;
+    this.media?.setMicEnabled(this.micOn);
+    this.renderControls();
+    this.renderLocal();
+    this.sendMediaState();
+  }
+
+  async toggleCamera() {
+    if (!this.publish.video) return;
+    this.camOn = !this.camOn;
+    this.renderControls();
+    this.renderLocal();
+    try {
+      await this.media?.setCameraEnabled(this.camOn);
+    } catch {
+      this.notice("The camera could not be switched. Try again.");
+    }
+    this.sendMediaState();
+  }
+
+  async leave() {
+    const signaling = this.signaling;
+    this.ui.leaveButton.disabled = true;
+    // Stop listening to the link first: its onEnd("left") must not race the screen below.
+    this.generation += 1;
+    if (signaling) await signaling.leave();
+    this.finish("ended", "You left the consultation", "You can close this page now.", "Join again");
+  }
+
+  /** @param {"ended_by_doctor" | "server_shutdown"} reason */
+  finishRoomEnded(reason) {
+    this.finish(
+      "ended",
+      "The consultation has ended",
+      reason === "server_shutdown" ? "The consultation service was shut down." : "Thank you. You can close this page now.",
+      null,
+    );
+  }
+
+  /** @param {LinkEnd} end */
+  onLinkEnd(end) {
+    switch (end.reason) {
+      case "left":
+        this.finish("ended", "You left the consultation", "You can close this page now.", "Join again");
+        return;
+      case "gave_up":
+        this.fail("reconnect_failed");
+        return;
+      case "fatal":
+        if (end.code === "room_ended") this.finishRoomEnded("ended_by_doctor");
+        else if (end.code === "invalid_name") this.backToPrejoin(describeError(end.code));
+        else this.fail(end.code);
+        return;
+      case "closed":
+        this.onClosed(end.closeCode, end.everJoined);
+        return;
+    }
+  }
+
+  /**
+   * The socket closed without a fatal error message first.
+   * @param {number} code
+   * @param {boolean} everJoined
+   */
+  onClosed(code, everJoined) {
+    /** @type {Record<number, ErrorCode | LocalErrorCode>} */
+    const byCode = {
+      4001: "invalid_token",
+      4002: "room_full",
+      4003: "replaced",
+      4004: "resume_failed",
+      4008: "rate_limited",
+      4404: "room_not_found",
+    };
+    if (code === 4000) this.finishRoomEnded("ended_by_doctor");
+    else if (byCode[code]) this.fail(byCode[code]);
+    else this.fail(everJoined ? "reconnect_failed" : "connect_failed");
+  }
+
+  /** @param {ErrorCode} code */
+  onSoftError(code) {
+    if (code === "forbidden" && !this.you && (this.publish.audio || this.publish.video)) {
+      // Our role may not publish (the token's role hint was missing or wrong): join without media.
+      for (const track of this.local?.getTracks() ?? []) track.stop();
+      this.local = null;
+      this.publish = { audio: false, video: false };
+      this.micOn = false;
+      this.camOn = false;
+      this.connect(undefined);
+      return;
+    }
+    if (code === "stale_offer") return; // an answer overtaken by a newer offer: harmless
+    this.notice(describeError(code));
+  }
+
+  /** @param {RTCPeerConnectionState} state */
+  onPeerState(state) {
+    if (state === "failed") {
+      this.recoverMedia();
+    } else if (state === "disconnected") {
+      if (this.state === "in-room") this.showBanner("Connection unstable… trying to restore video and sound.");
+    } else if (state === "connected") {
+      if (this.state === "in-room") this.showBanner("");
+    }
+  }
+
+  /**
+   * The media path is dead (a resume cannot revive a peer connection): rejoin with a fresh
+   * one, replacing our old participant. Bounded, so a network that cannot carry media ends in
+   * a clear error instead of a loop.
+   */
+  recoverMedia() {
+    const now = Date.now();
+    this.recoveries = this.recoveries.filter((t) => now - t < RECOVERY_WINDOW_MS);
+    if (this.recoveries.length >= MAX_RECOVERIES) {
+      this.fail("reconnect_failed");
+      return;
+    }
+    this.recoveries.push(now);
+    const stored = loadStored();
+    this.connect(stored && stored.invite === this.token ? stored.resume : undefined);
+  }
+
+  /** @param {string} error */
+  backToPrejoin(error) {
+    this.teardownLink();
+    this.setState("prejoin");
+    this.prejoin.setBusy(false);
+    this.prejoin.showPreview(this.local, "");
+    this.prejoin.showError(error);
+    this.prejoin.focus();
+  }
+
+  /** @param {ErrorCode | LocalErrorCode} code */
+  fail(code) {
+    this.teardownAll();
+    this.ui.statusAction.hidden = LINK_ERRORS.has(code);
+    this.ui.statusAction.textContent = "Reload";
+    this.showStatus("error", LINK_ERRORS.has(code) ? "This link does not work" : "Cannot join the consultation", describeError(code));
+    this.ui.statusPanel.dataset.errorCode = code;
+  }
+
+  /**
+   * @param {"ended"} state
+   * @param {string} title
+   * @param {string} text
+   * @param {string | null} action label of a button that reloads (and so joins again), or none
+   */
+  finish(state, title, text, action) {
+    this.teardownAll();
+    this.ui.statusAction.hidden = action === null;
+    if (action !== null) this.ui.statusAction.textContent = action;
+    this.showStatus(state, title, text);
+  }
+
+  /**
+   * @param {"ended" | "error"} state
+   * @param {string} title
+   * @param {string} text
+   */
+  showStatus(state, title, text) {
+    this.ui.statusTitle.textContent = title;
+    this.ui.statusText.textContent = text;
+    this.setState(state);
+    // Move focus to the news so keyboard and screen-reader users land on it.
+    this.ui.statusTitle.tabIndex = -1;
+    this.ui.statusTitle.focus();
+  }
+
+  /** Closes signaling and media, keeping the camera and the view for whatever comes next. */
+  teardownLink() {
+    this.generation += 1;
+    this.signaling?.stop();
+    this.media?.close();
+    this.signaling = null;
+    this.media = null;
+  }
+
+  /** Everything off: link, tiles, camera light. */
+  teardownAll() {
+    this.teardownLink();
+    this.view.clear();
+    this.you = null;
+    this.others.clear();
+    for (const track of this.local?.getTracks() ?? []) track.stop();
+    this.local = null;
+    this.prejoin.showPreview(null, "");
+    if (this.ui.endDialog.open) this.ui.endDialog.close();
+    // A reload must not try to take over a participant that is gone.
+    const stored = loadStored();
+    // The name stays, to prefill the pre-join screen of a "Join again".
+    if (stored) saveStored({ ...stored, resume: "" });
+  }
+
+  /** @param {AppState} state */
+  setState(state) {
+    this.state = state;
+    document.body.dataset.state = state;
+    const inRoom = state === "in-room" || state === "reconnecting";
+    this.ui.prejoin.hidden = state !== "prejoin";
+    this.ui.room.hidden = !inRoom;
+    this.ui.statusPanel.hidden = !(state === "connecting" || state === "ended" || state === "error");
+    this.ui.statusSpinner.hidden = state !== "connecting";
+    if (state === "connecting") {
+      this.ui.statusTitle.textContent = "Connecting…";
+      this.ui.statusText.textContent = "Joining the consultation.";
+      this.ui.statusAction.hidden = true;
+      delete this.ui.statusPanel.dataset.errorCode;
+    }
+    if (state === "reconnecting") this.showBanner("Reconnecting…");
+    else if (state === "in-room") this.showBanner("");
+  }
+
+  /** @param {string} text empty hides the banner */
+  showBanner(text) {
+    this.ui.banner.textContent = text;
+    this.ui.banner.hidden = text === "";
+  }
+
+  /** @param {string} text */
+  notice(text) {
+    this.ui.notice.textContent = text;
+    this.ui.notice.hidden = false;
+    clearTimeout(this.noticeTimer);
+    this.noticeTimer = setTimeout(() => {
+      this.ui.notice.hidden = true;
+    }, 8000);
+  }
+}
+
+void new JoinApp().start();

@@ -1,0 +1,153 @@
+// The media session: the one RTCPeerConnection to the server's SFU (docs/protocol.md, "Media").
+//
+// The server drives negotiation: it sends every offer and this side only answers, so there is
+// no glare and no `negotiationneeded` handling. The local microphone and camera are added
+// before the first offer is applied, audio first then video, so that the browser pairs their
+// transceivers with the server's leading recvonly audio and video m-lines. Every other m-line
+// carries somebody else's track; the offer's `tracks` list says whose, by mid.
+//
+// This module knows nothing about signaling or the page: it takes offers, returns answers, and
+// reports which remote tracks belong to which participant.
+
+/** @typedef {import("./protocol.js").OfferMessage} OfferMessage */
+/** @typedef {import("./protocol.js").TrackInfo} TrackInfo */
+
+/** @typedef {{audio?: MediaStreamTrack, video?: MediaStreamTrack}} RemoteTracks */
+
+/**
+ * @typedef {object} MediaHooks
+ * @property {(media: Map<string, RemoteTracks>) => void} onRemoteTracks the complete current
+ *   mapping participant id -> tracks, after every change
+ * @property {(state: RTCPeerConnectionState) => void} onConnectionState
+ */
+
+export class MediaSession {
+  /** @type {RTCPeerConnection} */
+  #pc;
+  /** @type {MediaHooks} */
+  #hooks;
+  /** mid -> whose track, from the latest offer */
+  /** @type {Map<string, TrackInfo>} */
+  #tracksByMid = new Map();
+  /** @type {RTCRtpSender | null} */
+  #videoSender = null;
+  /** @type {MediaStreamTrack | null} */
+  #micTrack = null;
+  /** @type {MediaStreamTrack | null} */
+  #cameraTrack = null;
+  /** Offers are applied strictly one after another even if a handler is still awaiting. */
+  /** @type {Promise<unknown>} */
+  #queue = Promise.resolve();
+  #closed = false;
+
+  /** @param {MediaHooks} hooks */
+  constructor(hooks) {
+    this.#hooks = hooks;
+    // max-bundle: the server runs all media over one transport on its single UDP port.
+    // No ICE servers: the server is ICE-lite with public host candidates, and as the
+    // controlling agent we reach it directly.
+    this.#pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", iceServers: [] });
+    this.#pc.ontrack = () => this.#reportRemoteTracks();
+    this.#pc.onconnectionstatechange = () => {
+      if (!this.#closed) this.#hooks.onConnectionState(this.#pc.connectionState);
+    };
+  }
+
+  /**
+   * Adds the local microphone and camera. Must run before the first offer is applied.
+   * @param {MediaStream | null} stream
+   */
+  attachLocal(stream) {
+    if (!stream) return;
+    const audio = stream.getAudioTracks()[0];
+    const video = stream.getVideoTracks()[0];
+    // Order matters: audio first, then video, like the server's recvonly m-lines.
+    if (audio) {
+      this.#micTrack = audio;
+      this.#pc.addTrack(audio, stream);
+    }
+    if (video) {
+      this.#cameraTrack = video;
+      this.#videoSender = this.#pc.addTrack(video, stream);
+    }
+  }
+
+  /**
+   * Applies a server offer and produces the answer SDP.
+   * @param {OfferMessage} offer
+   * @returns {Promise<string>}
+   */
+  handleOffer(offer) {
+    const run = this.#queue.then(() => this.#applyOffer(offer));
+    // A failed offer must not wedge the ones after it.
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** @param {OfferMessage} offer */
+  async #applyOffer(offer) {
+    if (this.#closed) throw new Error("media session closed");
+    // Record the mapping before applying: `track` events fire during setRemoteDescription.
+    this.#tracksByMid = new Map(offer.tracks.map((t) => [t.mid, t]));
+    await this.#pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    const answer = await this.#pc.createAnswer();
+    await this.#pc.setLocalDescription(answer);
+    this.#reportRemoteTracks();
+    // No trickle: the server is ICE-lite and learns our address from our connectivity checks,
+    // so the answer as created is complete.
+    return this.#pc.localDescription?.sdp ?? answer.sdp ?? "";
+  }
+
+  /**
+   * Rebuilds participant -> tracks from the transceivers. Done from scratch each time, so
+   * m-lines that the server stopped or reused for someone else can never leave a stale entry.
+   */
+  #reportRemoteTracks() {
+    if (this.#closed) return;
+    /** @type {Map<string, RemoteTracks>} */
+    const media = new Map();
+    for (const transceiver of this.#pc.getTransceivers()) {
+      const mid = transceiver.mid;
+      if (mid === null || transceiver.currentDirection === "stopped") continue;
+      const info = this.#tracksByMid.get(mid);
+      if (!info) continue;
+      const entry = media.get(info.participant_id) ?? {};
+      entry[info.kind] = transceiver.receiver.track;
+      media.set(info.participant_id, entry);
+    }
+    this.#hooks.onRemoteTracks(media);
+  }
+
+  /** @param {boolean} on */
+  setMicEnabled(on) {
+    // A disabled track sends silence; no renegotiation (docs/protocol.md).
+    if (this.#micTrack) this.#micTrack.enabled = on;
+  }
+
+  /**
+   * Camera off detaches the camera from the sender so no frames leave this device at all;
+   * camera on attaches it again.
+   * @param {boolean} on
+   */
+  async setCameraEnabled(on) {
+    if (!this.#cameraTrack) return;
+    this.#cameraTrack.enabled = on;
+    if (this.#videoSender) await this.#videoSender.replaceTrack(on ? this.#cameraTrack : null);
+  }
+
+  get hasMic() {
+    return this.#micTrack !== null;
+  }
+
+  get hasCamera() {
+    return this.#cameraTrack !== null;
+  }
+
+  /** Closes the peer connection. Local tracks stay with their owner (the preview uses them). */
+  close() {
+    this.#closed = true;
+    this.#pc.ontrack = null;
+    this.#pc.onconnectionstatechange = null;
+    this.#pc.close();
+  }
+}

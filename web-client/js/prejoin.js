@@ -1,0 +1,132 @@
+// The pre-join screen: camera and microphone preview, display name, Join.
+//
+// It exists so that people see and hear themselves before anyone else does, and so that a
+// blocked camera is found before entering the room rather than inside it.
+
+import { must } from "./dom.js";
+
+/** Display names are 1-64 characters after trimming (docs/protocol.md, `join`). */
+const MAX_NAME_CHARS = 64;
+
+/**
+ * Acquires the camera and microphone. If one of them is missing, joins with the other rather
+ * than not at all: an audio-only consultation is still a consultation.
+ * @param {{audio: boolean, video: boolean}} want
+ * @returns {Promise<MediaStream | null>} null when nothing was wanted
+ */
+export async function acquireMedia(want) {
+  if (!want.audio && !want.video) return null;
+  /** @type {MediaTrackConstraints} */
+  const video = {
+    width: { ideal: 1280 },
+    height: { ideal: 720 },
+    frameRate: { ideal: 24, max: 30 },
+    facingMode: "user",
+  };
+  /** @type {MediaTrackConstraints} */
+  const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+  try {
+    return await navigator.mediaDevices.getUserMedia({
+      audio: want.audio ? audio : false,
+      video: want.video ? video : false,
+    });
+  } catch (err) {
+    const name = err instanceof DOMException ? err.name : "";
+    if (!(want.audio && want.video) || (name !== "NotFoundError" && name !== "OverconstrainedError")) {
+      throw err;
+    }
+    // One of the two devices is missing: try each alone.
+    for (const only of [{ audio, video: false }, { audio: false, video }]) {
+      try {
+        return await navigator.mediaDevices.getUserMedia(only);
+      } catch {
+        // try the next one
+      }
+    }
+    throw err;
+  }
+}
+
+/**
+ * Trims and checks a display name.
+ * @param {string} raw
+ * @returns {string | null} the name to send, or null if it is not acceptable
+ */
+export function cleanName(raw) {
+  const name = raw.trim();
+  const chars = [...name].length; // code points, not UTF-16 units
+  return chars >= 1 && chars <= MAX_NAME_CHARS ? name : null;
+}
+
+export class PreJoin {
+  /** @type {HTMLFormElement} */
+  #form;
+  /** @type {HTMLInputElement} */
+  #nameInput;
+  /** @type {HTMLButtonElement} */
+  #joinButton;
+  /** @type {HTMLVideoElement} */
+  #preview;
+  /** @type {HTMLElement} */
+  #previewStatus;
+  /** @type {HTMLElement} */
+  #error;
+
+  /**
+   * @param {HTMLElement} root the #prejoin section
+   * @param {(name: string) => void} onJoin
+   */
+  constructor(root, onJoin) {
+    this.#form = must("#prejoin-form", HTMLFormElement, root);
+    this.#nameInput = must("#display-name", HTMLInputElement, root);
+    this.#joinButton = must("#join-button", HTMLButtonElement, root);
+    this.#preview = must("#preview", HTMLVideoElement, root);
+    this.#previewStatus = must("#preview-status", HTMLElement, root);
+    this.#error = must("#prejoin-error", HTMLElement, root);
+    this.#form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const name = cleanName(this.#nameInput.value);
+      if (name === null) {
+        this.showError("Please enter a display name of 1 to 64 characters.");
+        this.#nameInput.focus();
+        return;
+      }
+      this.showError("");
+      onJoin(name);
+    });
+  }
+
+  /** @param {string} name */
+  setName(name) {
+    this.#nameInput.value = name;
+  }
+
+  focus() {
+    this.#nameInput.focus();
+  }
+
+  /** @param {boolean} busy */
+  setBusy(busy) {
+    this.#joinButton.disabled = busy;
+    this.#nameInput.disabled = busy;
+  }
+
+  /** @param {string} text empty to clear */
+  showError(text) {
+    this.#error.textContent = text;
+    this.#error.hidden = text === "";
+    this.#nameInput.setAttribute("aria-invalid", text === "" ? "false" : "true");
+  }
+
+  /**
+   * @param {MediaStream | null} stream
+   * @param {string} status text shown under the preview ("" hides it)
+   */
+  showPreview(stream, status) {
+    this.#preview.srcObject = stream;
+    this.#preview.hidden = !stream || stream.getVideoTracks().length === 0;
+    if (stream) this.#preview.play().catch(() => undefined);
+    this.#previewStatus.textContent = status;
+    this.#previewStatus.hidden = status === "";
+  }
+}

@@ -1,0 +1,188 @@
+// The room view: one tile per participant, yourself included.
+//
+// Tile DOM contract (tests/browser relies on it): `.tile[data-participant-id]` holding a
+// <video>, a `.badge-muted` element that is `hidden` unless the participant is muted, and
+// `.tile-local` on your own tile; all inside #tiles.
+//
+// The view only renders what it is told. Who is present comes from signaling events, the
+// tracks from the media session; neither is looked up from here.
+
+import { el, roleLabel } from "./dom.js";
+
+/** @typedef {import("./protocol.js").Participant} Participant */
+/** @typedef {import("./media-session.js").RemoteTracks} RemoteTracks */
+
+/**
+ * @typedef {object} Tile
+ * @property {HTMLElement} root
+ * @property {HTMLVideoElement} video
+ * @property {HTMLElement} placeholder
+ * @property {HTMLElement} placeholderText
+ * @property {HTMLElement} name
+ * @property {HTMLElement} role
+ * @property {HTMLElement} muted
+ * @property {HTMLElement} reconnecting
+ * @property {MediaStreamTrack | undefined} audioTrack
+ * @property {MediaStreamTrack | undefined} videoTrack
+ */
+
+export class RoomView {
+  /** @type {HTMLElement} */
+  #container;
+  /** @type {Map<string, Tile>} */
+  #tiles = new Map();
+  /** @type {() => void} */
+  #onAutoplayBlocked;
+  /** Set once the browser refused to autoplay sound; new remote videos then start muted too. */
+  #soundBlocked = false;
+
+  /**
+   * @param {HTMLElement} container #tiles
+   * @param {() => void} onAutoplayBlocked called when the browser refuses to play sound until
+   *   the user interacts with the page (e.g. after a reload rejoined automatically)
+   */
+  constructor(container, onAutoplayBlocked) {
+    this.#container = container;
+    this.#onAutoplayBlocked = onAutoplayBlocked;
+  }
+
+  /**
+   * Adds or refreshes a participant's tile.
+   * @param {Participant} p
+   * @param {boolean} isLocal
+   */
+  upsert(p, isLocal) {
+    let tile = this.#tiles.get(p.id);
+    if (!tile) {
+      tile = this.#createTile(p.id, isLocal);
+      this.#tiles.set(p.id, tile);
+      // Your own tile first, the others in order of arrival.
+      if (isLocal) this.#container.prepend(tile.root);
+      else this.#container.append(tile.root);
+      this.#updateCount();
+    }
+    tile.name.textContent = isLocal ? `${p.name} (you)` : p.name;
+    tile.role.textContent = roleLabel(p.role);
+    tile.muted.hidden = !(p.publishing.audio && p.audio_muted);
+    tile.reconnecting.hidden = p.connection !== "reconnecting";
+    const cameraShown = p.publishing.video && !p.video_off;
+    tile.placeholder.hidden = cameraShown;
+    tile.placeholderText.textContent = p.publishing.video ? "Camera off" : "No camera";
+    tile.root.classList.toggle("tile-camera-off", !cameraShown);
+    const states = [roleLabel(p.role)];
+    if (!tile.muted.hidden) states.push("muted");
+    if (!cameraShown) states.push("camera off");
+    if (!tile.reconnecting.hidden) states.push("reconnecting");
+    tile.root.setAttribute("aria-label", `${isLocal ? `${p.name} (you)` : p.name}: ${states.join(", ")}`);
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    const tile = this.#tiles.get(id);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.root.remove();
+    this.#tiles.delete(id);
+    this.#updateCount();
+  }
+
+  /** @returns {string[]} */
+  ids() {
+    return [...this.#tiles.keys()];
+  }
+
+  /**
+   * Shows your own camera on your tile (muted, so you never hear yourself).
+   * @param {string} id
+   * @param {MediaStream | null} stream
+   */
+  setLocalStream(id, stream) {
+    const tile = this.#tiles.get(id);
+    if (!tile || !stream || tile.video.srcObject === stream) return;
+    tile.video.muted = true;
+    tile.video.srcObject = stream;
+    this.#play(tile.video, true);
+  }
+
+  /**
+   * Applies the complete remote participant -> tracks mapping.
+   * @param {Map<string, RemoteTracks>} media
+   * @param {string} localId never touched: your own tile shows the local preview
+   */
+  setRemoteTracks(media, localId) {
+    for (const [id, tile] of this.#tiles) {
+      if (id === localId) continue;
+      const tracks = media.get(id) ?? {};
+      // Only replace the stream when a track actually changed: a new srcObject restarts
+      // playback and would make every renegotiation flash every tile.
+      if (tracks.audio === tile.audioTrack && tracks.video === tile.videoTrack) continue;
+      tile.audioTrack = tracks.audio;
+      tile.videoTrack = tracks.video;
+      const list = [tracks.audio, tracks.video].filter((t) => t !== undefined);
+      tile.video.srcObject = list.length ? new MediaStream(list) : null;
+      if (list.length) this.#play(tile.video, false);
+    }
+  }
+
+  /** After the user clicked "Turn on sound": unmute every remote video. */
+  enableSound() {
+    this.#soundBlocked = false;
+    for (const tile of this.#tiles.values()) {
+      if (tile.root.classList.contains("tile-local")) continue;
+      tile.video.muted = false;
+      tile.video.play().catch(() => undefined);
+    }
+  }
+
+  clear() {
+    for (const id of [...this.#tiles.keys()]) this.remove(id);
+  }
+
+  /**
+   * @param {string} id
+   * @param {boolean} isLocal
+   * @returns {Tile}
+   */
+  #createTile(id, isLocal) {
+    const video = el("video", { attrs: { playsinline: "", autoplay: "" } });
+    video.playsInline = true;
+    video.muted = isLocal;
+    const placeholderText = el("span", { text: "Camera off" });
+    const placeholder = el("div", { className: "tile-placeholder" }, placeholderText);
+    placeholder.hidden = true;
+    const name = el("span", { className: "tile-name" });
+    const role = el("span", { className: "tile-role" });
+    const muted = el("span", { className: "badge badge-muted", text: "Muted" });
+    muted.hidden = true;
+    const reconnecting = el("span", { className: "badge badge-reconnecting", text: "Reconnecting…" });
+    reconnecting.hidden = true;
+    const info = el("div", { className: "tile-info" }, name, role, muted, reconnecting);
+    const root = el("article", { className: isLocal ? "tile tile-local" : "tile" }, video, placeholder, info);
+    root.dataset.participantId = id;
+    root.setAttribute("role", "listitem");
+    return { root, video, placeholder, placeholderText, name, role, muted, reconnecting, audioTrack: undefined, videoTrack: undefined };
+  }
+
+  /**
+   * @param {HTMLVideoElement} video
+   * @param {boolean} isLocal
+   */
+  #play(video, isLocal) {
+    if (!isLocal && this.#soundBlocked) video.muted = true;
+    video.play().catch((/** @type {unknown} */ err) => {
+      // Autoplay with sound needs a user gesture; after an automatic rejoin there was none.
+      // Play muted so the picture still runs, and let the user turn sound on with one tap.
+      if (err instanceof DOMException && err.name === "NotAllowedError" && !video.muted) {
+        this.#soundBlocked = true;
+        video.muted = true;
+        video.play().catch(() => undefined);
+        this.#onAutoplayBlocked();
+      }
+      // AbortError: a newer srcObject replaced this one; that one's play() takes over.
+    });
+  }
+
+  #updateCount() {
+    this.#container.dataset.count = String(this.#tiles.size);
+  }
+}
