@@ -13,7 +13,8 @@
 # Screenshots and the server log land in test-output/browser/. The last line printed is
 # "N passed, N failed"; the exit status is 0 only when everything passed.
 #
-# Environment: KEEP_TMP=1 keeps the temporary data dir; CHROMIUM overrides the browser binary.
+# Environment: KEEP_TMP=1 keeps the temporary data dir; CHROMIUM overrides the browser binary;
+# HUIZHEN_CLIENT_DIR=web-client serves the web client from disk instead of the binary's copy.
 
 set -euo pipefail
 
@@ -138,6 +139,11 @@ echo "type-checking web-client/js (tsc --checkJs --strict)…" >&2
 "$BROWSER_DIR/node_modules/.bin/tsc" -p "$BROWSER_DIR/tsconfig.json" || summary_fail "tsc found type errors"
 
 mkdir -p "$OUT_DIR"
+# Made absolute here, before the working directory can matter.
+if [[ -n "${HUIZHEN_CLIENT_DIR:-}" ]]; then
+  HUIZHEN_CLIENT_DIR="$(realpath "$HUIZHEN_CLIENT_DIR")"
+  export HUIZHEN_CLIENT_DIR
+fi
 # The test itself runs with no network but loopback. unshare -n needs root (or user namespaces).
 if [[ "$(id -u)" == 0 ]]; then
   exec unshare -n -- "${BASH_SOURCE[0]}" --inside-netns "$SERVER"

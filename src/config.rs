@@ -4,6 +4,7 @@
 //! Precedence: built-in defaults < the TOML file (`--config`, optional) < environment variables
 //! named `HUIZHEN_<SECTION>_<KEY>` (for example `HUIZHEN_MEDIA_UDP_BIND=0.0.0.0:40000`,
 //! `HUIZHEN_LIMITS_MAX_PARTICIPANTS=8`). List values in the environment are comma separated.
+//! `DATABASE_URL` is honoured when `storage.database_url` is not set otherwise.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -183,7 +184,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            filter: "info,str0m=warn,sqlx=warn".into(),
+            filter: "info,str0m=warn,is=warn,sqlx=warn".into(),
             format: "text".into(),
         }
     }
@@ -217,6 +218,12 @@ impl Config {
             None => Self::default(),
         };
         config.apply_env(std::env::vars())?;
+        // The conventional variable, for deployments that already set it.
+        if config.storage.database_url.is_empty()
+            && let Ok(url) = std::env::var("DATABASE_URL")
+        {
+            config.storage.database_url = url;
+        }
         config.validate()?;
         Ok(config)
     }

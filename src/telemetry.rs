@@ -2,7 +2,8 @@
 //!
 //! Privacy by construction: the code logs ids (room, participant, invite, user) and error
 //! codes, never tokens, names, IP addresses, patient references or SDP. str0m's own logs can
-//! carry addresses and SDP, so its default level here is `warn` and its `pii` feature is off.
+//! (and its ICE agent, target `is`) carry addresses at debug level, so their default level here
+//! is `warn`. tests/privacy.rs runs a whole consultation and scans the logs.
 
 use tracing_subscriber::EnvFilter;
 

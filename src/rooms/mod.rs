@@ -8,6 +8,8 @@
 
 mod participant;
 mod room;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -289,6 +289,10 @@ function watchPage(page, who) {
   page.on("console", (msg) => {
     const text = msg.text();
     if (/hz1\.|v=0\r?\n|a=ice-pwd/.test(text)) pageProblems.push(`${who}: console output contains a token or SDP`);
+    // The server sends a strict Content-Security-Policy; anything it blocks is a client bug.
+    if (/Content Security Policy|Refused to (load|apply|execute|connect)/.test(text)) {
+      pageProblems.push(`${who}: ${text.slice(0, 200)}`);
+    }
   });
 }
 
@@ -327,8 +331,8 @@ async function main() {
   /** @type {import("playwright-core").Browser | null} */
   let browser = null;
   try {
-    /** @type {{doctor: string, patient: string, specialist: string}} */
-    const tokens = { doctor: "", patient: "", specialist: "" };
+    /** @type {{doctor: string, patient: string, specialist: string, observer: string}} */
+    const tokens = { doctor: "", patient: "", specialist: "", observer: "" };
     let roomId = "";
     let roomTitle = "";
     let liveStatus = "";
@@ -354,7 +358,7 @@ async function main() {
       assert.equal(roomJson.title, roomTitle);
       liveStatus = roomJson.status;
 
-      for (const role of /** @type {const} */ (["doctor", "patient", "specialist"])) {
+      for (const role of /** @type {const} */ (["doctor", "patient", "specialist", "observer"])) {
         const res = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role } });
         assert.ok(res.ok(), `create ${role} invite status ${res.status()}`);
         const invite = await res.json();
@@ -385,6 +389,10 @@ async function main() {
       await link.first().waitFor({ timeout: EVENT_TIMEOUT });
       assert.match(await link.first().inputValue(), /\/join#hz1\./);
       await snap(page, "console");
+      // "Join as doctor" makes a doctor invite and opens the participant app with it.
+      await card.getByRole("button", { name: "Join as doctor" }).click();
+      await page.waitForURL(/\/join#hz1\./, { timeout: EVENT_TIMEOUT });
+      await waitForState(page, "prejoin");
       pages.delete("console");
       await context.close();
     });
@@ -438,6 +446,39 @@ async function main() {
     await check("every page plays both remote videos", { scenario: true }, async () => {
       for (const who of ["doctor", "patient", "specialist"]) await waitForPlayingRemotes(p[who], 2);
       for (const who of ["doctor", "patient", "specialist"]) await snap(p[who], `in-room-${who}`);
+    });
+
+    await check("an observer joins without camera, sees and hears everyone, and leaves", { scenario: true }, async () => {
+      if (!browser) throw new Error("no browser");
+      const page = await openJoinPage(browser, "observer", `${BASE}/join#${tokens.observer}`, "Student");
+      await waitForState(page, "in-room");
+      await waitForTileCount(page, 4);
+      const observerId = await localId(page);
+      await waitForPlayingRemotes(page, 3);
+      // The others see a tile without a picture, and no mute badge (there is no microphone).
+      const tile = `#tiles .tile[data-participant-id="${observerId}"]`;
+      await p.doctor.waitForSelector(tile, { timeout: EVENT_TIMEOUT });
+      assert.equal(await p.doctor.locator(`${tile} .tile-placeholder`).isVisible(), true, "placeholder shown");
+      assert.equal(await p.doctor.locator(`${tile} .badge-muted`).isVisible(), false, "no muted badge");
+      assert.equal(await page.locator("#mic-button").isVisible(), false, "an observer has no mute button");
+      await snap(page, "observer");
+      await page.locator("#leave-button").click();
+      await waitForState(page, "ended", EVENT_TIMEOUT);
+      await waitForTileGone(p.doctor, observerId);
+      pages.delete("observer");
+      await page.context().close();
+    });
+
+    await check("the patient turns the camera off and on again", { scenario: true }, async () => {
+      const tile = `#tiles .tile[data-participant-id="${id.patient}"]`;
+      await p.patient.locator("#camera-button").click();
+      await p.doctor.waitForSelector(`${tile} .tile-placeholder:not([hidden])`, { timeout: EVENT_TIMEOUT });
+      await p.specialist.waitForSelector(`${tile} .tile-placeholder:not([hidden])`, { timeout: EVENT_TIMEOUT });
+      await snap(p.doctor, "patient-camera-off-doctor-view");
+      await p.patient.locator("#camera-button").click();
+      await p.doctor.waitForSelector(`${tile} .tile-placeholder[hidden]`, { state: "attached", timeout: EVENT_TIMEOUT });
+      // The picture comes back, not just the tile state.
+      await waitForPlayingRemotes(p.doctor, 2);
     });
 
     await check("the patient mutes: doctor and specialist see the Muted badge", { scenario: true }, async () => {

@@ -99,6 +99,12 @@ class JoinApp {
   /** @type {Map<string, Participant>} */
   others = new Map();
   /**
+   * The latest participant -> tracks mapping from the media session. Kept because an offer may
+   * name a participant before its `participant_joined` has created the tile.
+   * @type {Map<string, import("./media-session.js").RemoteTracks>}
+   */
+  remoteTracks = new Map();
+  /**
    * Bumped whenever the link is torn down, so that late callbacks from an old socket or peer
    * connection can recognise themselves and do nothing.
    */
@@ -221,7 +227,9 @@ class JoinApp {
     this.setState(this.state === "in-room" || this.state === "reconnecting" ? "reconnecting" : "connecting");
     const media = new MediaSession({
       onRemoteTracks: (tracks) => {
-        if (gen === this.generation && this.you) this.view.setRemoteTracks(tracks, this.you.id);
+        if (gen !== this.generation) return;
+        this.remoteTracks = tracks;
+        this.applyRemoteTracks();
       },
       onConnectionState: (state) => {
         if (gen === this.generation) this.onPeerState(state);
@@ -282,6 +290,7 @@ class JoinApp {
         } else {
           this.others.set(msg.participant.id, msg.participant);
           this.view.upsert(msg.participant, false);
+          this.applyRemoteTracks();
         }
         break;
       case "participant_left":
@@ -320,6 +329,7 @@ class JoinApp {
     this.renderLocal();
     this.view.setLocalStream(msg.you.id, this.local);
     for (const p of msg.participants) this.view.upsert(p, false);
+    this.applyRemoteTracks();
     this.ui.endButton.hidden = msg.you.role !== "doctor";
     this.ui.micButton.hidden = !this.publish.audio;
     this.ui.cameraButton.hidden = !this.publish.video;
@@ -329,6 +339,10 @@ class JoinApp {
       this.sendMediaState();
     }
     this.setState("in-room");
+  }
+
+  applyRemoteTracks() {
+    if (this.you) this.view.setRemoteTracks(this.remoteTracks, this.you.id);
   }
 
   /** Our own tile reflects our local choices at once, without waiting for the server's echo. */
@@ -537,6 +551,8 @@ class JoinApp {
     this.media?.close();
     this.signaling = null;
     this.media = null;
+    // Tracks of a closed peer connection are dead; the next one reports its own.
+    this.remoteTracks = new Map();
   }
 
   /** Everything off: link, tiles, camera light. */

@@ -132,6 +132,8 @@ export class SignalingClient {
     return new Promise((resolve) => {
       const ws = this.#ws;
       if (this.#ended || !ws || !this.#live) {
+        // Mid-reconnect there is no socket to say goodbye on; the server drops the participant
+        // when its resume window runs out.
         this.#end({ reason: "left" });
         resolve();
         return;

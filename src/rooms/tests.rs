@@ -1,0 +1,219 @@
+//! The room state machine, driven through [`RoomManager`] with real storage and a real (idle)
+//! media worker, and fake signaling links whose queues the tests read.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::auth::AccountRole;
+use crate::config::MediaConfig;
+use crate::signaling::protocol::{Connection, EndReason, LeaveReason};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    rooms: RoomManager,
+    db: Db,
+    room: RoomId,
+    next_conn: u64,
+}
+
+async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    let media = MediaHandle::start(&MediaConfig {
+        udp_bind: "127.0.0.1:0".parse().unwrap(),
+        announce: vec![],
+        workers: 1,
+    })
+    .unwrap();
+    let user = db.create_user("doc", "D", AccountRole::Doctor, "x").await.unwrap();
+    let room = db.create_room("T", None, &user.id).await.unwrap().id;
+    let rooms = RoomManager::new(
+        db.clone(),
+        media,
+        SigningKey::random(),
+        RoomSettings {
+            max_participants,
+            max_rooms: 10,
+            resume_window,
+            idle_stop: Duration::from_secs(30),
+            limits: Limits {
+                max_message_bytes: 65536,
+                messages_per_second: 20,
+                max_participants,
+            },
+        },
+    );
+    Fixture {
+        _dir: dir,
+        rooms,
+        db,
+        room,
+        next_conn: 1,
+    }
+}
+
+struct Member {
+    id: ParticipantId,
+    conn: u64,
+    rx: mpsc::Receiver<Outbound>,
+    welcome: Welcome,
+}
+
+impl Fixture {
+    async fn join(&mut self, role: Role) -> Result<Member, RoomError> {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let room = self.rooms.open(&self.room).await?;
+        let (reply, done) = oneshot::channel();
+        room.send(RoomCommand::Join {
+            name: format!("{role:?}"),
+            role,
+            publish: Publish { audio: false, video: false },
+            invite: InviteId::generate(),
+            replaces: None,
+            link: SessionLink { conn, tx },
+            reply,
+        })
+        .await?;
+        let joined = done.await.unwrap()?;
+        Ok(Member {
+            id: joined.participant,
+            conn,
+            rx,
+            welcome: joined.welcome,
+        })
+    }
+
+    async fn send(&self, cmd: RoomCommand) {
+        self.rooms.get(&self.room).unwrap().send(cmd).await.unwrap();
+    }
+}
+
+/// The next message (skipping offers, which the media worker sends on its own schedule).
+async fn next(m: &mut Member) -> Outbound {
+    loop {
+        let out = tokio::time::timeout(Duration::from_secs(10), m.rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("queue open");
+        if !matches!(out, Outbound::Message(ServerMessage::Offer { .. })) {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn joins_are_announced_and_capacity_is_enforced() {
+    let mut f = fixture(2, Duration::from_secs(30)).await;
+    let mut a = f.join(Role::Doctor).await.unwrap();
+    assert!(a.welcome.participants.is_empty());
+    let b = f.join(Role::Patient).await.unwrap();
+    assert_eq!(b.welcome.participants.len(), 1);
+    assert_eq!(b.welcome.participants[0].id, a.id);
+    match next(&mut a).await {
+        Outbound::Message(ServerMessage::ParticipantJoined { participant }) => assert_eq!(participant.id, b.id),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(f.join(Role::Specialist).await, Err(RoomError::Full(2))));
+}
+
+#[tokio::test]
+async fn only_a_doctor_ends_and_an_ended_room_stays_ended() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let mut doctor = f.join(Role::Doctor).await.unwrap();
+    let mut patient = f.join(Role::Patient).await.unwrap();
+
+    let (reply, rx) = oneshot::channel();
+    f.send(RoomCommand::End {
+        by: Some((patient.id.clone(), patient.conn)),
+        reason: EndReason::EndedByDoctor,
+        reply,
+    })
+    .await;
+    assert!(matches!(rx.await.unwrap(), Err(RoomError::Forbidden)));
+
+    let (reply, rx) = oneshot::channel();
+    f.send(RoomCommand::End {
+        by: Some((doctor.id.clone(), doctor.conn)),
+        reason: EndReason::EndedByDoctor,
+        reply,
+    })
+    .await;
+    rx.await.unwrap().unwrap();
+    for m in [&mut doctor, &mut patient] {
+        loop {
+            match next(m).await {
+                Outbound::Message(ServerMessage::RoomEnded { reason }) => assert_eq!(reason, EndReason::EndedByDoctor),
+                Outbound::Close { code, .. } => {
+                    assert_eq!(code, 4000);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(f.db.room(&f.room).await.unwrap().unwrap().status, crate::storage::RoomStatus::Ended);
+    // Give the task a moment to stop, then a new join is refused.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(f.join(Role::Patient).await, Err(RoomError::Ended)));
+}
+
+#[tokio::test]
+async fn a_dropped_participant_is_reconnecting_then_removed() {
+    let mut f = fixture(4, Duration::from_secs(1)).await;
+    let mut doctor = f.join(Role::Doctor).await.unwrap();
+    let patient = f.join(Role::Patient).await.unwrap();
+    let _ = next(&mut doctor).await; // participant_joined
+
+    // A stale connection id changes nothing.
+    f.send(RoomCommand::Disconnected {
+        participant: patient.id.clone(),
+        conn: 999,
+    })
+    .await;
+    f.send(RoomCommand::Disconnected {
+        participant: patient.id.clone(),
+        conn: patient.conn,
+    })
+    .await;
+    match next(&mut doctor).await {
+        Outbound::Message(ServerMessage::ParticipantUpdated { participant }) => {
+            assert_eq!(participant.id, patient.id);
+            assert_eq!(participant.connection, Connection::Reconnecting);
+        }
+        other => panic!("{other:?}"),
+    }
+    match next(&mut doctor).await {
+        Outbound::Message(ServerMessage::ParticipantLeft { participant_id, reason }) => {
+            assert_eq!(participant_id, patient.id);
+            assert_eq!(reason, LeaveReason::Disconnected);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_resume_works_once() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let patient = f.join(Role::Patient).await.unwrap();
+    let resume = ResumeRef {
+        participant: patient.id.clone(),
+        nonce: 1,
+    };
+    for expect_ok in [true, false] {
+        let (tx, _rx) = mpsc::channel(SESSION_QUEUE);
+        let (reply, done) = oneshot::channel();
+        f.send(RoomCommand::Resume {
+            resume: resume.clone(),
+            link: SessionLink { conn: 77, tx },
+            reply,
+        })
+        .await;
+        assert_eq!(done.await.unwrap().is_ok(), expect_ok);
+    }
+}
