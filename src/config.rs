@@ -1,5 +1,5 @@
-//! Configuration: one TOML file with every default written out (`huizhen config`
-//! prints it), overridable by environment variables.
+//! Configuration: one TOML file with every default written out (`huizhen config` prints it;
+//! docs/huizhen.toml documents every key), overridable by environment variables.
 //!
 //! Precedence: built-in defaults < the TOML file (`--config`, optional) < environment variables
 //! named `HUIZHEN_<SECTION>_<KEY>` (for example `HUIZHEN_MEDIA_UDP_BIND=0.0.0.0:40000`,
@@ -410,6 +410,13 @@ mod tests {
             .apply_env([("HUIZHEN_LIMITS_NO_SUCH_KEY".into(), "1".into())])
             .unwrap_err();
         assert!(err.to_string().contains("no_such_key"));
+    }
+
+    #[test]
+    fn the_documented_reference_file_is_the_defaults() {
+        let text = include_str!("../docs/huizhen.toml");
+        let parsed: Config = toml::from_str(text).unwrap();
+        assert_eq!(parsed, Config::default());
     }
 
     #[test]

@@ -574,7 +574,7 @@ async function main() {
       assert.notEqual((await after.json()).status, liveStatus, "the room's status changed when it ended");
     });
 
-    await check("no page threw or logged a token or SDP", {}, async () => {
+    await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);
     });
   } finally {
