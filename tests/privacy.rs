@@ -46,8 +46,12 @@ async fn logs_hold_no_tokens_addresses_names_or_sdp() {
         publish_video: true,
         marker,
     };
-    let doctor = TestPeer::join(join(&doctor_token, "Wang Xiuying", 1)).await.unwrap();
-    let patient = TestPeer::join(join(&patient_token, "Zhang Guilan", 2)).await.unwrap();
+    let doctor = TestPeer::join(join(&doctor_token, "Wang Xiuying", 1))
+        .await
+        .unwrap();
+    let patient = TestPeer::join(join(&patient_token, "Zhang Guilan", 2))
+        .await
+        .unwrap();
     for p in [&doctor, &patient] {
         p.wait_connected(Duration::from_secs(20)).await.unwrap();
         p.start_media();
@@ -59,7 +63,12 @@ async fn logs_hold_no_tokens_addresses_names_or_sdp() {
     let resume = patient.resume_token().unwrap();
     patient.close_abruptly();
     let (_, bad) = s
-        .api("POST", "/api/v1/auth/login", Some(""), Some(serde_json::json!({"username": "doc", "password": "Wrong-Password-123"})))
+        .api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(serde_json::json!({"username": "doc", "password": "Wrong-Password-123"})),
+        )
         .await;
     assert_eq!(bad["error"]["code"], "invalid_credentials");
     let session_token = s.doctor_token.clone();

@@ -14,45 +14,87 @@ async fn exercise(db: &Db) {
         .await
         .unwrap();
     assert!(matches!(
-        db.create_user("doc", "Someone else", AccountRole::Admin, "x").await,
+        db.create_user("doc", "Someone else", AccountRole::Admin, "x")
+            .await,
         Err(StorageError::Conflict)
     ));
     let found = db.user_by_username("doc").await.unwrap().unwrap();
-    assert_eq!((found.id.clone(), found.role), (user.id.clone(), AccountRole::Doctor));
+    assert_eq!(
+        (found.id.clone(), found.role),
+        (user.id.clone(), AccountRole::Doctor)
+    );
     assert!(db.user_by_username("nobody").await.unwrap().is_none());
     db.set_password("doc", "new").await.unwrap();
-    assert_eq!(db.user(&user.id).await.unwrap().unwrap().password_hash, "new");
-    assert!(matches!(db.set_password("nobody", "x").await, Err(StorageError::NotFound)));
+    assert_eq!(
+        db.user(&user.id).await.unwrap().unwrap().password_hash,
+        "new"
+    );
+    assert!(matches!(
+        db.set_password("nobody", "x").await,
+        Err(StorageError::NotFound)
+    ));
 
-    let room = db.create_room("ECG review", Some("MRN-7"), &user.id).await.unwrap();
+    let room = db
+        .create_room("ECG review", Some("MRN-7"), &user.id)
+        .await
+        .unwrap();
     let other = db.create_room("Second", None, &user.id).await.unwrap();
     let listed = db.list_rooms(10).await.unwrap();
     assert_eq!(listed.len(), 2);
     let got = db.room(&room.id).await.unwrap().unwrap();
-    assert_eq!((got.title.as_str(), got.patient_ref.as_deref()), ("ECG review", Some("MRN-7")));
+    assert_eq!(
+        (got.title.as_str(), got.patient_ref.as_deref()),
+        ("ECG review", Some("MRN-7"))
+    );
     assert!(db.room(&RoomId::generate()).await.unwrap().is_none());
 
     let invite = db
         .create_invite(&room.id, Role::Patient, &user.id, now_unix() + 60)
         .await
         .unwrap();
-    assert_eq!(db.invite(&invite.id).await.unwrap().unwrap().role, Role::Patient);
+    assert_eq!(
+        db.invite(&invite.id).await.unwrap().unwrap().role,
+        Role::Patient
+    );
     // Revoking through another room's id is refused and changes nothing.
-    assert!(matches!(db.revoke_invite(&other.id, &invite.id).await, Err(StorageError::NotFound)));
-    assert!(db.invite(&invite.id).await.unwrap().unwrap().revoked_at.is_none());
+    assert!(matches!(
+        db.revoke_invite(&other.id, &invite.id).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(
+        db.invite(&invite.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
     db.revoke_invite(&room.id, &invite.id).await.unwrap();
-    assert!(db.invite(&invite.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        db.invite(&invite.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     assert!(db.invite(&InviteId::generate()).await.unwrap().is_none());
 
     db.end_room(&room.id).await.unwrap();
     db.end_room(&room.id).await.unwrap();
-    assert_eq!(db.room(&room.id).await.unwrap().unwrap().status, RoomStatus::Ended);
+    assert_eq!(
+        db.room(&room.id).await.unwrap().unwrap().status,
+        RoomStatus::Ended
+    );
 }
 
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("sub/dir/h.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("sub/dir/h.db").display()
+    );
     let db = Db::connect(&url).await.unwrap();
     exercise(&db).await;
     db.close().await;
@@ -70,14 +112,22 @@ async fn postgres() {
     let admin = match sqlx::AnyPool::connect(&admin_url).await {
         Ok(p) => p,
         Err(e) if !required => {
-            eprintln!("SKIPPED: PostgreSQL not reachable at {admin_url} ({e}); set HUIZHEN_REQUIRE_POSTGRES=1 to fail instead");
+            eprintln!(
+                "SKIPPED: PostgreSQL not reachable at {admin_url} ({e}); set HUIZHEN_REQUIRE_POSTGRES=1 to fail instead"
+            );
             return;
         }
         Err(e) => panic!("PostgreSQL required but not reachable at {admin_url}: {e}"),
     };
     // A database of its own, so runs never see each other's rows.
-    let name = format!("huizhen_test_{}", RoomId::generate().as_str()[2..].to_ascii_lowercase());
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let name = format!(
+        "huizhen_test_{}",
+        RoomId::generate().as_str()[2..].to_ascii_lowercase()
+    );
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
     let url = match admin_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{name}"),
         None => panic!("bad URL {admin_url}"),

@@ -20,16 +20,22 @@ struct Fixture {
 
 async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()))
-        .await
-        .unwrap();
+    let db = Db::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("t.db").display()
+    ))
+    .await
+    .unwrap();
     let media = MediaHandle::start(&MediaConfig {
         udp_bind: "127.0.0.1:0".parse().unwrap(),
         announce: vec![],
         workers: 1,
     })
     .unwrap();
-    let user = db.create_user("doc", "D", AccountRole::Doctor, "x").await.unwrap();
+    let user = db
+        .create_user("doc", "D", AccountRole::Doctor, "x")
+        .await
+        .unwrap();
     let room = db.create_room("T", None, &user.id).await.unwrap().id;
     let rooms = RoomManager::new(
         db.clone(),
@@ -73,7 +79,10 @@ impl Fixture {
         room.send(RoomCommand::Join {
             name: format!("{role:?}"),
             role,
-            publish: Publish { audio: false, video: false },
+            publish: Publish {
+                audio: false,
+                video: false,
+            },
             invite: InviteId::generate(),
             replaces: None,
             link: SessionLink { conn, tx },
@@ -116,10 +125,15 @@ async fn joins_are_announced_and_capacity_is_enforced() {
     assert_eq!(b.welcome.participants.len(), 1);
     assert_eq!(b.welcome.participants[0].id, a.id);
     match next(&mut a).await {
-        Outbound::Message(ServerMessage::ParticipantJoined { participant }) => assert_eq!(participant.id, b.id),
+        Outbound::Message(ServerMessage::ParticipantJoined { participant }) => {
+            assert_eq!(participant.id, b.id)
+        }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(f.join(Role::Specialist).await, Err(RoomError::Full(2))));
+    assert!(matches!(
+        f.join(Role::Specialist).await,
+        Err(RoomError::Full(2))
+    ));
 }
 
 #[tokio::test]
@@ -148,7 +162,9 @@ async fn only_a_doctor_ends_and_an_ended_room_stays_ended() {
     for m in [&mut doctor, &mut patient] {
         loop {
             match next(m).await {
-                Outbound::Message(ServerMessage::RoomEnded { reason }) => assert_eq!(reason, EndReason::EndedByDoctor),
+                Outbound::Message(ServerMessage::RoomEnded { reason }) => {
+                    assert_eq!(reason, EndReason::EndedByDoctor)
+                }
                 Outbound::Close { code, .. } => {
                     assert_eq!(code, 4000);
                     break;
@@ -157,7 +173,10 @@ async fn only_a_doctor_ends_and_an_ended_room_stays_ended() {
             }
         }
     }
-    assert_eq!(f.db.room(&f.room).await.unwrap().unwrap().status, crate::storage::RoomStatus::Ended);
+    assert_eq!(
+        f.db.room(&f.room).await.unwrap().unwrap().status,
+        crate::storage::RoomStatus::Ended
+    );
     // Give the task a moment to stop, then a new join is refused.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(matches!(f.join(Role::Patient).await, Err(RoomError::Ended)));
@@ -189,7 +208,10 @@ async fn a_dropped_participant_is_reconnecting_then_removed() {
         other => panic!("{other:?}"),
     }
     match next(&mut doctor).await {
-        Outbound::Message(ServerMessage::ParticipantLeft { participant_id, reason }) => {
+        Outbound::Message(ServerMessage::ParticipantLeft {
+            participant_id,
+            reason,
+        }) => {
             assert_eq!(participant_id, patient.id);
             assert_eq!(reason, LeaveReason::Disconnected);
         }

@@ -52,7 +52,10 @@ struct Session {
     ctx: SignalingContext,
     conn: u64,
     state: State,
-    link_tx: mpsc::Sender<Outbound>,
+    /// Kept only until joined: from then on the room holds the one sender, so when the room
+    /// drops this connection (a resume elsewhere, a queue overflow, a leave) the queue closes
+    /// and the session ends.
+    link_tx: Option<mpsc::Sender<Outbound>>,
     bad_messages: u32,
 }
 
@@ -71,7 +74,7 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
         ctx,
         conn,
         state: State::AwaitingJoin,
-        link_tx,
+        link_tx: Some(link_tx),
         bad_messages: 0,
     };
 
@@ -108,15 +111,15 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
                     break flow;
                 }
             }
-            out = link_rx.recv() => match out {
+            out = link_rx.recv(), if session.link_tx.is_none() => match out {
                 Some(Outbound::Message(msg)) => {
                     if sink.send(text_frame(&msg)).await.is_err() {
                         break Flow::Close { code: close::NORMAL, room_knows: false };
                     }
                 }
                 Some(Outbound::Close { code, .. }) => break Flow::Close { code, room_knows: true },
-                // The session holds a sender itself, so the queue never closes under it.
-                None => break Flow::Close { code: close::INTERNAL, room_knows: false },
+                // The room let go of this connection without a word: it was too slow to keep up.
+                None => break Flow::Close { code: close::INTERNAL, room_knows: true },
             },
             _ = tokio::time::sleep_until(join_deadline), if awaiting => {
                 let msg = ServerMessage::error(ErrorCode::NotJoined, "no join within the time allowed");
@@ -195,6 +198,7 @@ impl Session {
             (State::AwaitingJoin, ClientMessage::Join(join)) => match self.join(join).await {
                 Ok((room, joined)) => {
                     replies.push(ServerMessage::Joined(joined.welcome));
+                    self.link_tx = None;
                     self.state = State::InRoom {
                         room,
                         participant: joined.participant,
@@ -207,6 +211,7 @@ impl Session {
             {
                 Ok((room, joined)) => {
                     replies.push(ServerMessage::Resumed(joined.welcome));
+                    self.link_tx = None;
                     self.state = State::InRoom {
                         room,
                         participant: joined.participant,
@@ -300,11 +305,15 @@ impl Session {
         Flow::Continue
     }
 
-    fn link(&self) -> SessionLink {
-        SessionLink {
+    fn link(&self) -> Result<SessionLink, Refusal> {
+        let tx = self.link_tx.clone().ok_or((
+            ErrorCode::AlreadyJoined,
+            "this connection has joined already".to_string(),
+        ))?;
+        Ok(SessionLink {
             conn: self.conn,
-            tx: self.link_tx.clone(),
-        }
+            tx,
+        })
     }
 
     async fn join(&mut self, join: Join) -> Result<(RoomHandle, Joined), Refusal> {
@@ -370,7 +379,7 @@ impl Session {
                 publish: join.publish,
                 invite: invite_id.clone(),
                 replaces: replaces.clone(),
-                link: self.link(),
+                link: self.link()?,
                 reply,
             };
             if room.send(cmd).await.is_err() {
@@ -404,7 +413,7 @@ impl Session {
         let (reply, rx) = oneshot::channel();
         room.send(RoomCommand::Resume {
             resume: rref,
-            link: self.link(),
+            link: self.link()?,
             reply,
         })
         .await
