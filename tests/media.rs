@@ -90,6 +90,15 @@ async fn three_participants_late_joiner_and_leaver() {
     for from in everyone {
         assert_receives(&late, from).await;
     }
+    // The late joiner's video started with a keyframe the SFU asked the publishers for.
+    for from in everyone {
+        let rtcp = from.rtcp_stats();
+        assert!(
+            rtcp.pli + rtcp.fir > 0,
+            "{} got no keyframe request: {rtcp:?}",
+            from.options().name
+        );
+    }
     let joined = late.joined_message();
     assert_eq!(joined["participants"].as_array().unwrap().len(), 3);
 

@@ -18,6 +18,9 @@ mod keyframe;
 mod router;
 mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

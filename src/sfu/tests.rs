@@ -1,0 +1,367 @@
+//! The media core on a virtual clock: str0m clients (standing in for browsers) and the `Sfu`
+//! exchange datagrams through in-memory queues, time advances in 1 ms steps, nothing touches a
+//! socket. Deterministic, so it can check exact behaviour: who receives what, keyframe gating,
+//! renegotiation when a participant leaves.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::Receive;
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+use super::*;
+
+const SERVER: &str = "127.0.0.1:40000";
+/// Every 10th video frame is a keyframe; the rest are delta frames.
+const KEYFRAME_EVERY: u64 = 10;
+
+struct Client {
+    id: ParticipantId,
+    addr: SocketAddr,
+    rtc: Rtc,
+    marker: u8,
+    /// mid → (publisher, kind) from the latest offer.
+    tracks: HashMap<Mid, (ParticipantId, MediaKind)>,
+    /// Every mid any offer named.
+    mids: Vec<Mid>,
+    /// (publisher, kind) → frames received, and whether each began with the publisher's marker.
+    received: HashMap<(ParticipantId, MediaKind), Vec<Frame>>,
+    keyframe_requests: u32,
+    frames_sent: u64,
+    connected: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Frame {
+    marker: u8,
+    keyframe: bool,
+}
+
+struct World {
+    now: Instant,
+    elapsed_ms: u64,
+    sfu: Sfu,
+    room: RoomId,
+    clients: Vec<Client>,
+    to_server: VecDeque<(SocketAddr, Vec<u8>)>,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            now: Instant::now(),
+            elapsed_ms: 0,
+            sfu: Sfu::new(&[SERVER.parse().unwrap()]),
+            room: RoomId::generate(),
+            clients: Vec::new(),
+            to_server: VecDeque::new(),
+        }
+    }
+
+    fn join(&mut self, marker: u8) -> ParticipantId {
+        let id = ParticipantId::generate();
+        let addr: SocketAddr = format!("127.0.0.{}:5000", self.clients.len() + 2)
+            .parse()
+            .unwrap();
+        let mut rtc = RtcConfig::new()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        self.clients.push(Client {
+            id: id.clone(),
+            addr,
+            rtc,
+            marker,
+            tracks: HashMap::new(),
+            mids: Vec::new(),
+            received: HashMap::new(),
+            keyframe_requests: 0,
+            frames_sent: 0,
+            connected: false,
+        });
+        self.sfu.handle_command(
+            self.now,
+            SfuCommand::AddTransport {
+                room: self.room.clone(),
+                participant: id.clone(),
+                publish: PublishKinds {
+                    audio: true,
+                    video: true,
+                },
+                subscribe: true,
+            },
+        );
+        id
+    }
+
+    fn leave(&mut self, id: &ParticipantId) {
+        self.clients.retain(|c| &c.id != id);
+        self.sfu.handle_command(
+            self.now,
+            SfuCommand::RemoveTransport {
+                participant: id.clone(),
+            },
+        );
+    }
+
+    fn client(&self, id: &ParticipantId) -> &Client {
+        self.clients.iter().find(|c| &c.id == id).unwrap()
+    }
+
+    /// Runs the world for `ms` milliseconds, publishing media from connected clients.
+    fn run(&mut self, ms: u64) {
+        for _ in 0..ms {
+            self.now += Duration::from_millis(1);
+            self.elapsed_ms += 1;
+            self.publish();
+            self.exchange();
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = self.now;
+        // A 20 ms cadence for both kinds keeps the arithmetic simple.
+        if self.elapsed_ms % 20 != 0 {
+            return;
+        }
+        for c in &mut self.clients {
+            if !c.connected {
+                continue;
+            }
+            let tick = c.frames_sent;
+            let sending: Vec<(Mid, MediaKind)> = c
+                .mids
+                .iter()
+                .filter_map(|mid| {
+                    let m = c.rtc.media(*mid)?;
+                    m.direction().is_sending().then(|| (*mid, m.kind()))
+                })
+                .collect();
+            for (mid, kind) in sending {
+                let Some(writer) = c.rtc.writer(mid) else {
+                    continue;
+                };
+                let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
+                    continue;
+                };
+                let (data, time) = match kind {
+                    MediaKind::Audio => (
+                        vec![c.marker; 80],
+                        MediaTime::new(tick * 960, Frequency::FORTY_EIGHT_KHZ),
+                    ),
+                    MediaKind::Video => {
+                        // VP8 frame tag: bit 0 clear on keyframes. Then the marker.
+                        let tag = if tick % KEYFRAME_EVERY == 0 {
+                            0x10
+                        } else {
+                            0x11
+                        };
+                        let mut d = vec![tag, c.marker];
+                        d.extend(std::iter::repeat_n(c.marker, 500));
+                        (d, MediaTime::new(tick * 1800, Frequency::NINETY_KHZ))
+                    }
+                };
+                writer.write(pt, now, time, data).unwrap();
+            }
+            c.frames_sent += 1;
+        }
+    }
+
+    /// Moves every datagram and event until all sides are quiet for this instant.
+    fn exchange(&mut self) {
+        let server: SocketAddr = SERVER.parse().unwrap();
+        for _ in 0..100 {
+            let mut moved = false;
+            // Clients → server.
+            for c in &mut self.clients {
+                c.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+                loop {
+                    match c.rtc.poll_output().unwrap() {
+                        Output::Timeout(_) => break,
+                        Output::Transmit(t) => {
+                            self.to_server.push_back((c.addr, t.contents.to_vec()))
+                        }
+                        Output::Event(e) => on_client_event(c, e),
+                    }
+                }
+            }
+            while let Some((from, data)) = self.to_server.pop_front() {
+                self.sfu.handle_receive(self.now, from, &data);
+                moved = true;
+            }
+            self.sfu.handle_timeout(self.now);
+            // Server → clients.
+            while let Some(t) = self.sfu.poll_transmit() {
+                if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
+                    let input = Input::Receive(
+                        self.now,
+                        Receive::new(str0m::net::Protocol::Udp, server, c.addr, &t.contents)
+                            .unwrap(),
+                    );
+                    c.rtc.handle_input(input).unwrap();
+                    moved = true;
+                }
+            }
+            while let Some(ev) = self.sfu.poll_event() {
+                if let SfuEvent::Offer {
+                    participant, offer, ..
+                } = ev
+                {
+                    let c = self
+                        .clients
+                        .iter_mut()
+                        .find(|c| c.id == participant)
+                        .unwrap();
+                    c.tracks = offer
+                        .tracks
+                        .iter()
+                        .map(|t| (Mid::from(t.mid.as_str()), (t.participant.clone(), t.kind)))
+                        .collect();
+                    for line in offer.sdp.lines() {
+                        if let Some(mid) = line.strip_prefix("a=mid:") {
+                            let mid = Mid::from(mid.trim());
+                            if !c.mids.contains(&mid) {
+                                c.mids.push(mid);
+                            }
+                        }
+                    }
+                    let sdp = SdpOffer::from_sdp_string(&offer.sdp).unwrap();
+                    let answer = c.rtc.sdp_api().accept_offer(sdp).unwrap();
+                    self.sfu.handle_command(
+                        self.now,
+                        SfuCommand::Answer {
+                            participant,
+                            offer_id: offer.offer_id,
+                            sdp: answer.to_sdp_string(),
+                        },
+                    );
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+fn on_client_event(c: &mut Client, e: Event) {
+    match e {
+        Event::Connected => c.connected = true,
+        Event::KeyframeRequest(_) => c.keyframe_requests += 1,
+        Event::MediaData(d) => {
+            let Some((from, kind)) = c.tracks.get(&d.mid).cloned() else {
+                panic!("media on an unannounced mid {:?}", d.mid);
+            };
+            let frame = match kind {
+                MediaKind::Audio => Frame {
+                    marker: d.data[0],
+                    keyframe: false,
+                },
+                MediaKind::Video => Frame {
+                    marker: d.data[1],
+                    keyframe: d.data[0] & 1 == 0,
+                },
+            };
+            c.received.entry((from, kind)).or_default().push(frame);
+        }
+        _ => {}
+    }
+}
+
+fn frames<'a>(
+    w: &'a World,
+    rx: &ParticipantId,
+    from: &ParticipantId,
+    kind: MediaKind,
+) -> &'a [Frame] {
+    w.client(rx)
+        .received
+        .get(&(from.clone(), kind))
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+#[test]
+fn everyone_receives_everyone_else_and_video_starts_on_a_keyframe() {
+    let mut w = World::new();
+    let ids: Vec<ParticipantId> = [0xA1, 0xB2, 0xC3].into_iter().map(|m| w.join(m)).collect();
+    w.run(3000);
+    for rx in &ids {
+        for from in &ids {
+            for kind in [MediaKind::Audio, MediaKind::Video] {
+                let got = frames(&w, rx, from, kind);
+                if rx == from {
+                    assert!(got.is_empty(), "own media must not come back");
+                    continue;
+                }
+                assert!(
+                    got.len() > 20,
+                    "{kind:?} {rx:?} <- {from:?}: {} frames",
+                    got.len()
+                );
+                let marker = w.client(from).marker;
+                assert!(got.iter().all(|f| f.marker == marker), "foreign payload");
+                if kind == MediaKind::Video {
+                    assert!(got[0].keyframe, "video must start on a keyframe");
+                    assert!(got.iter().any(|f| !f.keyframe), "delta frames flow too");
+                }
+            }
+        }
+    }
+    let stats = w.sfu.stats();
+    assert!(
+        stats.rtp_out >= stats.rtp_in,
+        "3 participants: each packet goes out twice: {stats:?}"
+    );
+}
+
+#[test]
+fn a_leaver_is_renegotiated_away_and_the_others_keep_flowing() {
+    let mut w = World::new();
+    let a = w.join(0x11);
+    let b = w.join(0x22);
+    let c = w.join(0x33);
+    w.run(2000);
+    let before = frames(&w, &a, &c, MediaKind::Video).len();
+    w.leave(&b);
+    w.run(2000);
+    for rx in [&a, &c] {
+        let client = w.client(rx);
+        assert!(
+            client.tracks.values().all(|(from, _)| from != &b),
+            "the leaver's m-lines are gone from the latest offer"
+        );
+    }
+    let from_b = frames(&w, &a, &b, MediaKind::Video).len();
+    w.run(500);
+    assert_eq!(
+        frames(&w, &a, &b, MediaKind::Video).len(),
+        from_b,
+        "nothing from the leaver"
+    );
+    assert!(frames(&w, &a, &c, MediaKind::Video).len() > before + 20);
+    assert_eq!(w.sfu.transport_count(), 2);
+}
+
+#[test]
+fn a_late_joiner_waits_for_a_keyframe_and_asks_for_one() {
+    let mut w = World::new();
+    let a = w.join(0x44);
+    w.run(1000);
+    let requests_before = w.client(&a).keyframe_requests;
+    let late = w.join(0x55);
+    w.run(1500);
+    let got = frames(&w, &late, &a, MediaKind::Video);
+    assert!(!got.is_empty());
+    assert!(got[0].keyframe, "first forwarded frame is a keyframe");
+    assert!(
+        w.client(&a).keyframe_requests > requests_before,
+        "the SFU asked the publisher"
+    );
+}
