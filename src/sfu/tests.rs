@@ -126,7 +126,7 @@ impl World {
     fn publish(&mut self) {
         let now = self.now;
         // A 20 ms cadence for both kinds keeps the arithmetic simple.
-        if self.elapsed_ms % 20 != 0 {
+        if !self.elapsed_ms.is_multiple_of(20) {
             return;
         }
         for c in &mut self.clients {
