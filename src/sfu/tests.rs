@@ -47,6 +47,10 @@ struct World {
     room: RoomId,
     clients: Vec<Client>,
     to_server: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Drop every n-th RTP datagram from this client to the server (a lossy uplink).
+    uplink_loss: Option<(SocketAddr, u64)>,
+    rtp_seen: u64,
+    rtp_dropped: u64,
 }
 
 impl World {
@@ -58,6 +62,9 @@ impl World {
             room: RoomId::generate(),
             clients: Vec::new(),
             to_server: VecDeque::new(),
+            uplink_loss: None,
+            rtp_seen: 0,
+            rtp_dropped: 0,
         }
     }
 
@@ -191,8 +198,18 @@ impl World {
                 }
             }
             while let Some((from, data)) = self.to_server.pop_front() {
-                self.sfu.handle_receive(self.now, from, &data);
                 moved = true;
+                if let Some((lossy, every)) = self.uplink_loss
+                    && lossy == from
+                    && is_rtp(&data)
+                {
+                    self.rtp_seen += 1;
+                    if self.rtp_seen.is_multiple_of(every) {
+                        self.rtp_dropped += 1;
+                        continue;
+                    }
+                }
+                self.sfu.handle_receive(self.now, from, &data);
             }
             self.sfu.handle_timeout(self.now);
             // Server → clients.
@@ -248,6 +265,11 @@ impl World {
             }
         }
     }
+}
+
+/// SRTP media (not RTCP, STUN or DTLS), by RFC 7983 demultiplexing and the RTCP type range.
+fn is_rtp(d: &[u8]) -> bool {
+    d.len() > 12 && (128..=191).contains(&d[0]) && !(200..=206).contains(&(d[1] & 0x7f | 0x80))
 }
 
 fn on_client_event(c: &mut Client, e: Event) {
@@ -364,4 +386,29 @@ fn a_late_joiner_waits_for_a_keyframe_and_asks_for_one() {
         w.client(&a).keyframe_requests > requests_before,
         "the SFU asked the publisher"
     );
+}
+
+#[test]
+fn uplink_loss_is_repaired_by_nack_and_retransmission() {
+    let mut w = World::new();
+    let a = w.join(0x66);
+    let b = w.join(0x77);
+    w.run(1000);
+    let addr = w.client(&a).addr;
+    let sent_before = w.client(&a).frames_sent;
+    let got_before = frames(&w, &b, &a, MediaKind::Video).len() as u64;
+    // Lose one in 20 of a's media packets on the way to the server.
+    w.uplink_loss = Some((addr, 20));
+    w.run(4000);
+    w.uplink_loss = None;
+    w.run(500);
+    assert!(
+        w.rtp_dropped > 10,
+        "the link really lost packets: {}",
+        w.rtp_dropped
+    );
+    let sent = w.client(&a).frames_sent - sent_before;
+    let got = frames(&w, &b, &a, MediaKind::Video).len() as u64 - got_before;
+    // Every lost video packet was asked for again and arrived: no frame is missing.
+    assert!(got + 2 >= sent, "sent {sent} video frames, {got} arrived");
 }
