@@ -14,6 +14,17 @@ const MEDIA: Duration = Duration::from_secs(30);
 const ENOUGH: u64 = 25;
 
 async fn peer(s: &TestServer, room: &str, role: &str, name: &str, marker: u8) -> TestPeer {
+    peer_with(s, room, role, name, marker, false).await
+}
+
+async fn peer_with(
+    s: &TestServer,
+    room: &str,
+    role: &str,
+    name: &str,
+    marker: u8,
+    h264: bool,
+) -> TestPeer {
     let token = s.invite(room, role).await;
     let p = TestPeer::join(JoinOptions {
         ws_url: s.ws_url.clone(),
@@ -22,6 +33,7 @@ async fn peer(s: &TestServer, room: &str, role: &str, name: &str, marker: u8) ->
         publish_audio: true,
         publish_video: true,
         marker,
+        h264,
     })
     .await
     .unwrap_or_else(|e| panic!("{name} joins: {e:#}"));
@@ -143,5 +155,34 @@ async fn media_state_reaches_the_others_and_the_sfu_counts_packets() {
     let stats = s.server().media.workers()[0].stats().await.unwrap();
     assert!(stats.sfu.rtp_in > 0 && stats.sfu.rtp_out > 0, "{stats:?}");
     assert_eq!(stats.transports, 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h264_from_one_participant_reaches_a_vp8_participant() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Safari patient").await;
+    let doctor = peer(&s, &room, "doctor", "Dr. Wang", 0x31).await;
+    let patient = peer_with(&s, &room, "patient", "Li Hua", 0x42, true).await;
+    assert_receives(&doctor, &patient).await;
+    assert_receives(&patient, &doctor).await;
+    let h264 = doctor.received(&patient.id(), "video");
+    assert_eq!(
+        h264.mime_type
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("video/h264"),
+        "{h264:?}"
+    );
+    let vp8 = patient.received(&doctor.id(), "video");
+    assert_eq!(
+        vp8.mime_type
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("video/vp8"),
+        "{vp8:?}"
+    );
     s.stop().await;
 }

@@ -45,6 +45,7 @@ async fn logs_hold_no_tokens_addresses_names_or_sdp() {
         publish_audio: true,
         publish_video: true,
         marker,
+        h264: false,
     };
     let doctor = TestPeer::join(join(&doctor_token, "Wang Xiuying", 1))
         .await

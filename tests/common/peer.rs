@@ -46,7 +46,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use webrtc::api::APIBuilder;
 use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use webrtc::api::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
@@ -773,6 +773,16 @@ pub fn video_payload(marker: u8, counter: u32, first: bool) -> Bytes {
     Bytes::from(buf)
 }
 
+/// Synthetic H.264 payload: a single NAL unit, an IDR slice (type 5) on the first packet of a
+/// frame and a non-IDR slice (type 1) on the other, so every frame starts a keyframe.
+pub fn h264_payload(marker: u8, counter: u32, first: bool) -> Bytes {
+    let mut buf = Vec::with_capacity(VIDEO_PAYLOAD_BYTES);
+    buf.push(if first { 0x65 } else { 0x41 });
+    push_marker(&mut buf, marker, counter);
+    push_filler(&mut buf, VIDEO_PAYLOAD_BYTES);
+    Bytes::from(buf)
+}
+
 /// The MIDs of m-lines that an SDP stops (port 0) or makes inactive.
 fn stopped_mids(sdp: &str) -> HashSet<String> {
     let mut out = HashSet::new();
@@ -841,6 +851,8 @@ pub struct JoinOptions {
     pub publish_video: bool,
     /// Byte embedded in every published packet (must not be 0x00; give each peer its own).
     pub marker: u8,
+    /// Publish H.264 (constrained baseline, packetization-mode 1, as Safari does) instead of VP8.
+    pub h264: bool,
 }
 
 struct Shared {
@@ -1126,12 +1138,24 @@ impl TestPeer {
         }
         let mut video = None;
         if opts.publish_video {
-            let track = Arc::new(TrackLocalStaticRTP::new(
+            let capability = if opts.h264 {
+                RTCRtpCodecCapability {
+                    mime_type: MIME_TYPE_H264.to_owned(),
+                    clock_rate: 90_000,
+                    sdp_fmtp_line:
+                        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                            .to_owned(),
+                    ..Default::default()
+                }
+            } else {
                 RTCRtpCodecCapability {
                     mime_type: MIME_TYPE_VP8.to_owned(),
                     clock_rate: 90_000,
                     ..Default::default()
-                },
+                }
+            };
+            let track = Arc::new(TrackLocalStaticRTP::new(
+                capability,
                 "video".to_owned(),
                 stream_id,
             ));
@@ -1296,6 +1320,7 @@ impl TestPeer {
             let t = tokio::spawn(publish_video(
                 Arc::clone(track),
                 marker,
+                self.opts.h264,
                 Arc::clone(&self.shared),
             ));
             tasks.push(t.abort_handle());
@@ -1732,7 +1757,12 @@ async fn publish_audio(track: Arc<TrackLocalStaticRTP>, marker: u8, shared: Arc<
     }
 }
 
-async fn publish_video(track: Arc<TrackLocalStaticRTP>, marker: u8, shared: Arc<Shared>) {
+async fn publish_video(
+    track: Arc<TrackLocalStaticRTP>,
+    marker: u8,
+    h264: bool,
+    shared: Arc<Shared>,
+) {
     let start = start_value(marker).rotate_left(13);
     let mut seq = start as u16;
     let mut timestamp = start.rotate_left(5);
@@ -1751,7 +1781,11 @@ async fn publish_video(track: Arc<TrackLocalStaticRTP>, marker: u8, shared: Arc<
                     timestamp,
                     ..Default::default()
                 },
-                payload: video_payload(marker, counter, first),
+                payload: if h264 {
+                    h264_payload(marker, counter, first)
+                } else {
+                    video_payload(marker, counter, first)
+                },
             };
             write_packet(&track, &pkt, &shared, true).await;
             seq = seq.wrapping_add(1);
