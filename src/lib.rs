@@ -15,6 +15,7 @@
 //! - [`media`]: the I/O driver that runs the media core on a UDP socket, one thread per worker.
 //! - [`auth`]: signed tokens, passwords, roles and permissions.
 //! - [`storage`]: users, rooms and invites in SQLite or PostgreSQL.
+//! - [`metrics`]: the Prometheus endpoint on its own listener.
 //! - [`tls`], [`telemetry`], [`ids`]: certificates, logs, typed identifiers.
 //!
 //! See docs/ARCHITECTURE.md for how a join, a media packet and a signaling message travel.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod media;
+pub mod metrics;
 pub mod rooms;
 pub mod server;
 pub mod sfu;

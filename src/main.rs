@@ -98,6 +98,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for addr in server.media.announced() {
         println!("  announced to peers: {addr}");
     }
+    if let Some(addr) = server.metrics_addr {
+        println!("  metrics:            http://{addr}/metrics");
+    }
     match server.cert_source {
         CertSource::Configured => {}
         CertSource::Development { generated_now } => println!(

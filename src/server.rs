@@ -16,6 +16,7 @@ use crate::auth::SigningKey;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::media::MediaHandle;
+use crate::metrics::Metrics;
 use crate::rooms::{RoomManager, RoomSettings};
 use crate::signaling::protocol::Limits;
 use crate::signaling::{SessionSettings, SignalingContext};
@@ -28,11 +29,14 @@ pub struct Server {
     pub https_addr: SocketAddr,
     /// The media UDP address actually bound.
     pub media_addr: SocketAddr,
+    /// The Prometheus listener, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     pub cert_source: CertSource,
     pub db: Db,
     pub rooms: RoomManager,
     pub media: MediaHandle,
     handle: Handle<SocketAddr>,
+    metrics_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     grace: Duration,
 }
@@ -61,6 +65,7 @@ impl Server {
             messages_per_second: config.limits.messages_per_second,
             max_participants: config.limits.max_participants,
         };
+        let metrics = Arc::new(Metrics::default());
         let rooms = RoomManager::new(
             db.clone(),
             media.clone(),
@@ -72,6 +77,7 @@ impl Server {
                 idle_stop: Duration::from_secs(30),
                 limits,
             },
+            metrics.clone(),
         );
         let signaling = SignalingContext {
             key: key.clone(),
@@ -83,6 +89,7 @@ impl Server {
                 message_burst: config.limits.message_burst,
                 join_timeout: Duration::from_secs(config.rooms.join_timeout_s),
             }),
+            metrics: metrics.clone(),
         };
         let state = AppState {
             config: config.clone(),
@@ -93,6 +100,24 @@ impl Server {
             signaling,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             next_conn: Arc::new(AtomicU64::new(1)),
+        };
+
+        let (metrics_addr, metrics_task) = if config.metrics.listen.is_empty() {
+            (None, None)
+        } else {
+            let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
+                .await
+                .with_context(|| {
+                    format!("binding the metrics listener {}", config.metrics.listen)
+                })?;
+            let addr = listener.local_addr()?;
+            let app = metrics_router(metrics.clone(), rooms.clone(), media.clone());
+            (
+                Some(addr),
+                Some(tokio::spawn(
+                    async move { axum::serve(listener, app).await },
+                )),
+            )
         };
 
         let (cert, private_key, cert_source) = tls::load_or_generate(&config.server)?;
@@ -122,6 +147,8 @@ impl Server {
         Ok(Self {
             https_addr,
             media_addr: media.local_addr(),
+            metrics_addr,
+            metrics_task,
             cert_source,
             db,
             rooms,
@@ -138,6 +165,28 @@ impl Server {
         self.rooms.shutdown().await;
         self.handle.graceful_shutdown(Some(self.grace));
         let _ = tokio::time::timeout(self.grace + Duration::from_secs(1), self.served).await;
+        if let Some(t) = self.metrics_task {
+            t.abort();
+        }
         self.db.close().await;
     }
+}
+
+fn metrics_router(metrics: Arc<Metrics>, rooms: RoomManager, media: MediaHandle) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (metrics, rooms, media) = (metrics.clone(), rooms.clone(), media.clone());
+            async move {
+                let body = metrics.render(rooms.live_rooms(), &media).await;
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
 }

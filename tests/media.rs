@@ -154,7 +154,37 @@ async fn media_state_reaches_the_others_and_the_sfu_counts_packets() {
 
     let stats = s.server().media.workers()[0].stats().await.unwrap();
     assert!(stats.sfu.rtp_in > 0 && stats.sfu.rtp_out > 0, "{stats:?}");
-    assert_eq!(stats.transports, 2);
+    assert_eq!(stats.sfu.transports, 2);
+    assert_eq!(stats.sfu.producers, 4);
+    assert_eq!(stats.sfu.consumers, 4);
+
+    // The same, as Prometheus sees it on the metrics listener.
+    patient.send_raw("not json").await.unwrap();
+    patient.next_event("error", MEDIA).await.unwrap();
+    let addr = s.server().metrics_addr.expect("metrics listener");
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+    };
+    assert_eq!(value("huizhen_rooms "), 1.0);
+    assert_eq!(value("huizhen_participants "), 2.0);
+    assert_eq!(value("huizhen_signaling_connections "), 2.0);
+    assert_eq!(
+        value("huizhen_signaling_errors_total{code=\"bad_message\"}"),
+        1.0
+    );
+    assert_eq!(value("huizhen_join_seconds_count "), 2.0);
+    assert!(value("huizhen_media_packets_out_total{worker=\"0\"}") > 0.0);
+    assert_eq!(value("huizhen_media_consumers{worker=\"0\"}"), 4.0);
     s.stop().await;
 }
 

@@ -21,10 +21,11 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerStats {
     pub sfu: SfuStats,
-    pub transports: usize,
     pub rooms: usize,
     pub events_dropped: u64,
     pub send_errors: u64,
+    /// CPU time this worker thread has used, in seconds (Linux; 0 elsewhere).
+    pub cpu_seconds: f64,
 }
 
 pub(super) fn spawn(
@@ -133,10 +134,10 @@ impl Worker {
             WorkerMsg::Stats(reply) => {
                 let _ = reply.send(WorkerStats {
                     sfu: self.sfu.stats(),
-                    transports: self.sfu.transport_count(),
                     rooms: self.rooms.len(),
                     events_dropped: self.events_dropped,
                     send_errors: self.send_errors,
+                    cpu_seconds: thread_cpu_seconds(),
                 });
             }
         }
@@ -165,4 +166,26 @@ impl Worker {
             }
         }
     }
+}
+
+/// CPU time of the calling thread, from /proc (Linux). Lets benchmarks compute work per core.
+fn thread_cpu_seconds() -> f64 {
+    // /proc/thread-self/stat: fields 14 and 15 (utime, stime) in clock ticks; the command name
+    // (field 2) may contain spaces, so count from the closing parenthesis.
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields after ')' start at field 3, so utime (14) is index 11 and stime (15) index 12.
+    const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+    (ticks(11) + ticks(12)) as f64 / CLOCK_TICKS_PER_SECOND
 }

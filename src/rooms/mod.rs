@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::{Role, SigningKey};
 use crate::ids::{InviteId, ParticipantId, RoomId};
 use crate::media::MediaHandle;
+use crate::metrics::Metrics;
 use crate::signaling::protocol::{EndReason, Limits, MediaState, Publish, ServerMessage, Welcome};
 use crate::storage::{Db, RoomStatus, StorageError};
 
@@ -161,16 +162,24 @@ pub struct RoomManager {
     media: MediaHandle,
     key: SigningKey,
     settings: Arc<RoomSettings>,
+    metrics: Arc<Metrics>,
 }
 
 impl RoomManager {
-    pub fn new(db: Db, media: MediaHandle, key: SigningKey, settings: RoomSettings) -> Self {
+    pub fn new(
+        db: Db,
+        media: MediaHandle,
+        key: SigningKey,
+        settings: RoomSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             live: Arc::default(),
             db,
             media,
             key,
             settings: Arc::new(settings),
+            metrics,
         }
     }
 
@@ -208,6 +217,7 @@ impl RoomManager {
                 self.key.clone(),
                 self.db.clone(),
                 worker.clone(),
+                self.metrics.clone(),
             );
             let manager = self.clone();
             let me = handle.clone();

@@ -6,6 +6,7 @@
 //! (from the media worker) and are handled one at a time, so there is no locking.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use str0m::media::MediaKind;
@@ -16,6 +17,7 @@ use super::{Joined, ResumeRef, RoomCommand, RoomError, RoomSettings, SessionLink
 use crate::auth::{Claims, Role, SigningKey, TokenKind, now_unix};
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::WorkerHandle;
+use crate::metrics::Metrics;
 use crate::sfu::{AnswerError, PublishKinds, SfuCommand, SfuEvent};
 use crate::signaling::protocol::{
     EndReason, ErrorCode, LeaveReason, RoomView, ServerMessage, TrackView, Welcome, close,
@@ -39,6 +41,7 @@ pub struct Room {
     key: SigningKey,
     db: Db,
     media: WorkerHandle,
+    metrics: Arc<Metrics>,
     phase: Phase,
     participants: Vec<Participant>,
     empty_since: Option<Instant>,
@@ -51,6 +54,7 @@ impl Room {
         key: SigningKey,
         db: Db,
         media: WorkerHandle,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             record,
@@ -58,6 +62,7 @@ impl Room {
             key,
             db,
             media,
+            metrics,
             phase: Phase::Open,
             participants: Vec::new(),
             empty_since: Some(Instant::now()),
@@ -235,6 +240,7 @@ impl Room {
         };
         let view = participant.view();
         self.participants.push(participant);
+        self.metrics.participants.fetch_add(1, Ordering::Relaxed);
         self.empty_since = None;
         self.broadcast_except(&id, ServerMessage::ParticipantJoined { participant: view });
         tracing::info!(room = %self.record.id, participant = %id, invite = %self.find(&id).map(|p| p.invite.to_string()).unwrap_or_default(), role = role.as_str(), "joined");
@@ -371,6 +377,7 @@ impl Room {
             return;
         };
         self.participants.remove(pos);
+        self.metrics.participants.fetch_sub(1, Ordering::Relaxed);
         let _ = self
             .media
             .command(SfuCommand::RemoveTransport {
@@ -396,6 +403,9 @@ impl Room {
             p.close(close::ROOM_ENDED, "room ended");
         }
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
+        self.metrics
+            .participants
+            .fetch_sub(ids.len() as i64, Ordering::Relaxed);
         for id in ids {
             let _ = self
                 .media

@@ -52,6 +52,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
                 max_participants,
             },
         },
+        Default::default(),
     );
     Fixture {
         _dir: dir,

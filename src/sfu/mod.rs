@@ -119,14 +119,29 @@ impl SfuEvent {
     }
 }
 
-/// Counters for logs and (later) metrics.
+/// Counters since start (monotonic) and current sizes, for metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SfuStats {
     pub datagrams_in: u64,
+    /// Datagrams no transport accepted (unknown sender, garbage).
     pub datagrams_unrouted: u64,
     pub rtp_in: u64,
+    pub rtp_in_bytes: u64,
     pub rtp_out: u64,
-    pub keyframe_requests: u64,
+    pub rtp_out_bytes: u64,
+    /// Per-subscriber drops: video held back until a keyframe.
+    pub dropped_keyframe_wait: u64,
+    /// Per-subscriber drops: older than the subscriber's stream start.
+    pub dropped_stale: u64,
+    /// Packets from a stream the SFU cannot place (no m-line, no producer).
+    pub dropped_unknown_stream: u64,
+    /// Keyframe requests (PLI) sent to publishers, and received from subscribers.
+    pub keyframe_requests_sent: u64,
+    pub keyframe_requests_received: u64,
+    /// Current sizes (filled in by `stats()`).
+    pub transports: u64,
+    pub producers: u64,
+    pub consumers: u64,
 }
 
 pub struct Sfu {
@@ -170,7 +185,20 @@ impl Sfu {
     }
 
     pub fn stats(&self) -> SfuStats {
-        self.stats
+        SfuStats {
+            transports: self.transports.len() as u64,
+            producers: self
+                .routers
+                .values()
+                .map(|r| r.producers.len() as u64)
+                .sum(),
+            consumers: self
+                .transports
+                .values()
+                .map(|t| t.consumers.len() as u64)
+                .sum(),
+            ..self.stats
+        }
     }
 
     pub fn transport_count(&self) -> usize {
@@ -423,7 +451,7 @@ impl Sfu {
             .as_mut()
         {
             rx.request_keyframe(KeyframeRequestKind::Pli);
-            self.stats.keyframe_requests += 1;
+            self.stats.keyframe_requests_sent += 1;
             self.dirty.push(key.owner.clone());
         }
     }
@@ -461,6 +489,7 @@ impl Sfu {
         match event {
             Event::RtpPacket(pkt) => self.forward(now, id, pkt),
             Event::KeyframeRequest(req) => {
+                self.stats.keyframe_requests_received += 1;
                 let source = self
                     .transports
                     .get(id)
@@ -502,10 +531,12 @@ impl Sfu {
     /// The hot path: one incoming RTP packet to every consumer of its producer.
     fn forward(&mut self, now: Instant, id: &ParticipantId, pkt: RtpPacket) {
         self.stats.rtp_in += 1;
+        self.stats.rtp_in_bytes += pkt.payload.len() as u64;
         let Some(source) = self.transports.get_mut(id) else {
             return;
         };
         let Some(mid) = source.mid_of(pkt.header.ssrc) else {
+            self.stats.dropped_unknown_stream += 1;
             return;
         };
         let pt = pkt.header.payload_type;
@@ -518,6 +549,7 @@ impl Sfu {
             mid,
         };
         let Some(producer) = router.producers.iter().find(|p| p.key == key) else {
+            self.stats.dropped_unknown_stream += 1;
             return;
         };
         let is_video = producer.kind == MediaKind::Video;
@@ -547,10 +579,14 @@ impl Sfu {
             {
                 Verdict::Forward(seq) => seq,
                 Verdict::WaitKeyframe => {
+                    self.stats.dropped_keyframe_wait += 1;
                     want_keyframe = true;
                     continue;
                 }
-                Verdict::Drop => continue,
+                Verdict::Drop => {
+                    self.stats.dropped_stale += 1;
+                    continue;
+                }
             };
             let mut api = t.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
@@ -569,6 +605,7 @@ impl Sfu {
                 .nackable(is_video),
             );
             self.stats.rtp_out += 1;
+            self.stats.rtp_out_bytes += pkt.payload.len() as u64;
             self.dirty.push(member.clone());
         }
         if want_keyframe {

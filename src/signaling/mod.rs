@@ -15,6 +15,7 @@ pub use limits::RateLimiter;
 pub use session::run_session;
 
 use crate::auth::SigningKey;
+use crate::metrics::Metrics;
 use crate::rooms::RoomManager;
 use crate::storage::Db;
 
@@ -25,6 +26,7 @@ pub struct SignalingContext {
     pub db: Db,
     pub rooms: RoomManager,
     pub settings: Arc<SessionSettings>,
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Clone)]

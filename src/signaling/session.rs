@@ -5,6 +5,7 @@
 //! [`ErrorCode::close_code`]. Nothing a client sends can panic the server or stall a room: room
 //! commands go through bounded queues and a slow client only loses its own connection.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -61,6 +62,24 @@ struct Session {
 
 /// Runs a connection to its end.
 pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
+    let metrics = ctx.metrics.clone();
+    metrics
+        .signaling_connections
+        .fetch_add(1, Ordering::Relaxed);
+    run(socket, ctx, conn).await;
+    metrics
+        .signaling_connections
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
+    let metrics = ctx.metrics.clone();
+    let to_frame = |msg: &ServerMessage| {
+        if let ServerMessage::Error { code, .. } = msg {
+            metrics.error(*code);
+        }
+        text_frame(msg)
+    };
     let (mut sink, mut stream) = socket.split();
     let (link_tx, mut link_rx) = mpsc::channel(SESSION_QUEUE);
     let settings = ctx.settings.clone();
@@ -86,10 +105,13 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
                         break Flow::Close { code: close::NORMAL, room_knows: false };
                     }
-                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Text(t))) => {
+                        session.ctx.metrics.signaling_messages.fetch_add(1, Ordering::Relaxed);
+                        t
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         let msg = ServerMessage::error(ErrorCode::BadMessage, "binary frames are not part of the protocol");
-                        let _ = sink.send(text_frame(&msg)).await;
+                        let _ = sink.send(to_frame(&msg)).await;
                         break Flow::Close { code: close::UNSUPPORTED_DATA, room_knows: false };
                     }
                     Some(Ok(_)) => continue, // ping/pong: answered by the WebSocket layer
@@ -103,7 +125,7 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
                     session.handle_text(&text, &mut replies).await
                 };
                 for msg in replies {
-                    if sink.send(text_frame(&msg)).await.is_err() {
+                    if sink.send(to_frame(&msg)).await.is_err() {
                         break;
                     }
                 }
@@ -113,7 +135,7 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
             }
             out = link_rx.recv(), if session.link_tx.is_none() => match out {
                 Some(Outbound::Message(msg)) => {
-                    if sink.send(text_frame(&msg)).await.is_err() {
+                    if sink.send(to_frame(&msg)).await.is_err() {
                         break Flow::Close { code: close::NORMAL, room_knows: false };
                     }
                 }
@@ -123,7 +145,7 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
             },
             _ = tokio::time::sleep_until(join_deadline), if awaiting => {
                 let msg = ServerMessage::error(ErrorCode::NotJoined, "no join within the time allowed");
-                let _ = sink.send(text_frame(&msg)).await;
+                let _ = sink.send(to_frame(&msg)).await;
                 break Flow::Close { code: ErrorCode::NotJoined.close_code(), room_knows: false };
             }
         }
@@ -141,7 +163,7 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
         } else {
             // Deliver what the room queued before its close (e.g. `room_ended`).
             while let Ok(Outbound::Message(msg)) = link_rx.try_recv() {
-                let _ = sink.send(text_frame(&msg)).await;
+                let _ = sink.send(to_frame(&msg)).await;
             }
         }
     }
@@ -173,6 +195,7 @@ impl Session {
     }
 
     async fn handle_text(&mut self, text: &str, replies: &mut Vec<ServerMessage>) -> Flow {
+        let started = Instant::now();
         let msg = match ClientMessage::parse(text) {
             Ok(m) => m,
             Err(e) => {
@@ -197,6 +220,7 @@ impl Session {
         match (&self.state, msg) {
             (State::AwaitingJoin, ClientMessage::Join(join)) => match self.join(join).await {
                 Ok((room, joined)) => {
+                    self.ctx.metrics.observe_join(started.elapsed());
                     replies.push(ServerMessage::Joined(joined.welcome));
                     self.link_tx = None;
                     self.state = State::InRoom {

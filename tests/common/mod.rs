@@ -37,7 +37,9 @@ impl TestServer {
         config.storage.data_dir = dir.path().join("data");
         config.media.udp_bind = "127.0.0.1:0".parse().unwrap();
         config.media.announce = vec!["127.0.0.1".parse().unwrap()];
-        config.log.filter = "warn,huizhen=info".into();
+        config.log.filter =
+            "warn,huizhen=info,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_srtp=error,webrtc_dtls=error".into();
+        config.metrics.listen = "127.0.0.1:0".into();
         tweak(&mut config);
         huizhen::telemetry::init(&config.log);
         let server = Server::start(config).await.expect("server starts");

@@ -1,0 +1,287 @@
+//! Prometheus metrics, served on their own listener (`metrics.listen`) so they can stay on a
+//! private interface. Counters are plain atomics updated where things happen; media counters
+//! are asked of each worker at scrape time, so the forwarding path pays nothing for them.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::media::MediaHandle;
+use crate::signaling::protocol::ErrorCode;
+
+/// Every error code, in the order of the `signaling_errors` array.
+const ERROR_CODES: [ErrorCode; 20] = [
+    ErrorCode::BadMessage,
+    ErrorCode::UnknownType,
+    ErrorCode::UnsupportedVersion,
+    ErrorCode::MessageTooLarge,
+    ErrorCode::RateLimited,
+    ErrorCode::NotJoined,
+    ErrorCode::AlreadyJoined,
+    ErrorCode::InvalidToken,
+    ErrorCode::TokenExpired,
+    ErrorCode::InviteRevoked,
+    ErrorCode::RoomNotFound,
+    ErrorCode::RoomEnded,
+    ErrorCode::RoomFull,
+    ErrorCode::ServerFull,
+    ErrorCode::Forbidden,
+    ErrorCode::InvalidName,
+    ErrorCode::ResumeFailed,
+    ErrorCode::StaleOffer,
+    ErrorCode::BadSdp,
+    ErrorCode::Internal,
+];
+
+/// Upper bounds of the join latency histogram, in seconds.
+const JOIN_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Counters and gauges owned by the control plane (signaling, rooms).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub signaling_connections: AtomicI64,
+    pub signaling_messages: AtomicU64,
+    signaling_errors: [AtomicU64; ERROR_CODES.len()],
+    pub participants: AtomicI64,
+    join_buckets: [AtomicU64; JOIN_BUCKETS.len()],
+    join_count: AtomicU64,
+    join_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ERROR_CODES.iter().position(|c| *c == code) {
+            self.signaling_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Time from a `join` message to the `joined` reply.
+    pub fn observe_join(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, bound) in JOIN_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.join_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.join_count.fetch_add(1, Ordering::Relaxed);
+        self.join_sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub async fn render(&self, live_rooms: usize, media: &MediaHandle) -> String {
+        let mut out = String::with_capacity(4096);
+        let o = &mut out;
+        gauge(
+            o,
+            "huizhen_rooms",
+            "Live consultation rooms.",
+            live_rooms as f64,
+        );
+        gauge(
+            o,
+            "huizhen_participants",
+            "Participants present in live rooms.",
+            self.participants.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            o,
+            "huizhen_signaling_connections",
+            "Open signaling WebSockets.",
+            self.signaling_connections.load(Ordering::Relaxed) as f64,
+        );
+        counter(
+            o,
+            "huizhen_signaling_messages_total",
+            "Signaling messages received.",
+            self.signaling_messages.load(Ordering::Relaxed),
+        );
+        header(
+            o,
+            "huizhen_signaling_errors_total",
+            "Signaling errors sent, by code.",
+            "counter",
+        );
+        for (i, code) in ERROR_CODES.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "huizhen_signaling_errors_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                self.signaling_errors[i].load(Ordering::Relaxed)
+            );
+        }
+        header(
+            o,
+            "huizhen_join_seconds",
+            "Time from join to joined.",
+            "histogram",
+        );
+        for (i, bound) in JOIN_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "huizhen_join_seconds_bucket{{le=\"{bound}\"}} {}",
+                self.join_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.join_count.load(Ordering::Relaxed);
+        let _ = writeln!(o, "huizhen_join_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            o,
+            "huizhen_join_seconds_sum {}",
+            self.join_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(o, "huizhen_join_seconds_count {count}");
+
+        let mut workers = Vec::new();
+        for w in media.workers() {
+            if let Ok(s) = w.stats().await {
+                workers.push(s);
+            }
+        }
+        let per_worker = |o: &mut String,
+                          name: &str,
+                          help: &str,
+                          kind: &str,
+                          f: &dyn Fn(&crate::media::WorkerStats) -> f64| {
+            header(o, name, help, kind);
+            for (i, s) in workers.iter().enumerate() {
+                let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", f(s));
+            }
+        };
+        per_worker(
+            o,
+            "huizhen_media_transports",
+            "Peer connections.",
+            "gauge",
+            &|s| s.sfu.transports as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_producers",
+            "Tracks received from participants.",
+            "gauge",
+            &|s| s.sfu.producers as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_consumers",
+            "Tracks forwarded to participants.",
+            "gauge",
+            &|s| s.sfu.consumers as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_packets_in_total",
+            "RTP packets received.",
+            "counter",
+            &|s| s.sfu.rtp_in as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_packets_out_total",
+            "RTP packets forwarded.",
+            "counter",
+            &|s| s.sfu.rtp_out as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_bytes_in_total",
+            "RTP payload bytes received.",
+            "counter",
+            &|s| s.sfu.rtp_in_bytes as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_bytes_out_total",
+            "RTP payload bytes forwarded.",
+            "counter",
+            &|s| s.sfu.rtp_out_bytes as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_datagrams_unrouted_total",
+            "Datagrams no peer connection accepted.",
+            "counter",
+            &|s| s.sfu.datagrams_unrouted as f64,
+        );
+        per_worker(
+            o,
+            "huizhen_media_cpu_seconds_total",
+            "CPU time used by the media worker thread.",
+            "counter",
+            &|s| s.cpu_seconds,
+        );
+        header(
+            o,
+            "huizhen_media_dropped_total",
+            "Packets not forwarded to a subscriber, by reason.",
+            "counter",
+        );
+        for (i, s) in workers.iter().enumerate() {
+            for (reason, v) in [
+                ("keyframe_wait", s.sfu.dropped_keyframe_wait),
+                ("stale", s.sfu.dropped_stale),
+                ("unknown_stream", s.sfu.dropped_unknown_stream),
+                ("event_queue_full", s.events_dropped),
+                ("send_error", s.send_errors),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "huizhen_media_dropped_total{{worker=\"{i}\",reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
+        header(
+            o,
+            "huizhen_media_keyframe_requests_total",
+            "Keyframe requests (PLI): sent to publishers, received from subscribers.",
+            "counter",
+        );
+        for (i, s) in workers.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "huizhen_media_keyframe_requests_total{{worker=\"{i}\",direction=\"sent\"}} {}",
+                s.sfu.keyframe_requests_sent
+            );
+            let _ = writeln!(
+                o,
+                "huizhen_media_keyframe_requests_total{{worker=\"{i}\",direction=\"received\"}} {}",
+                s.sfu.keyframe_requests_received
+            );
+        }
+        out
+    }
+}
+
+fn header(o: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
+    header(o, name, help, "gauge");
+    let _ = writeln!(o, "{name} {v}");
+}
+
+fn counter(o: &mut String, name: &str, help: &str, v: u64) {
+    header(o, name, help, "counter");
+    let _ = writeln!(o, "{name} {v}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.observe_join(Duration::from_millis(7));
+        m.observe_join(Duration::from_millis(300));
+        assert_eq!(m.join_buckets[0].load(Ordering::Relaxed), 0); // 5 ms
+        assert_eq!(m.join_buckets[1].load(Ordering::Relaxed), 1); // 10 ms
+        assert_eq!(m.join_buckets[6].load(Ordering::Relaxed), 2); // 500 ms
+        assert_eq!(m.join_count.load(Ordering::Relaxed), 2);
+        m.error(ErrorCode::RoomFull);
+        assert_eq!(m.signaling_errors[12].load(Ordering::Relaxed), 1);
+        assert_eq!(ERROR_CODES[12], ErrorCode::RoomFull);
+    }
+}
