@@ -132,6 +132,27 @@ impl Metrics {
         );
         let _ = writeln!(o, "huizhen_join_seconds_count {count}");
 
+        let (rss, peak) = memory_bytes();
+        gauge(
+            o,
+            "process_resident_memory_bytes",
+            "Resident memory of the server process.",
+            rss,
+        );
+        gauge(
+            o,
+            "process_peak_resident_memory_bytes",
+            "Peak resident memory of the server process.",
+            peak,
+        );
+        header(
+            o,
+            "process_cpu_seconds_total",
+            "CPU time of the server process.",
+            "counter",
+        );
+        let _ = writeln!(o, "process_cpu_seconds_total {}", process_cpu_seconds());
+
         let mut workers = Vec::new();
         for w in media.workers() {
             if let Ok(s) = w.stats().await {
@@ -251,6 +272,31 @@ impl Metrics {
         }
         out
     }
+}
+
+/// (VmRSS, VmHWM) in bytes, from /proc (Linux; zeros elsewhere).
+fn memory_bytes() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("VmRSS:") * 1024.0, kib("VmHWM:") * 1024.0)
+}
+
+/// User + system CPU of this process, from /proc (Linux; 0 elsewhere).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the command name.
+    (ticks(11) + ticks(12)) as f64 / crate::media::CLOCK_TICKS_PER_SECOND
 }
 
 fn header(o: &mut String, name: &str, help: &str, kind: &str) {

@@ -1,3 +1,93 @@
-fn main() {
-    eprintln!("huizhen-loadtests: scenarios land with issue #5; see loadtests/README.md");
+//! `huizhen-loadtests`: run a scenario against a running huizhen server and report.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use huizhen_loadtests::peer::MediaParams;
+use huizhen_loadtests::{RunConfig, Scenario, run};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    Consult,
+    Training,
+    Audio,
+}
+
+#[derive(Parser)]
+#[command(name = "huizhen-loadtests", about = "Load generator for huizhen")]
+struct Cli {
+    /// Scenario preset.
+    #[arg(long, value_enum, default_value = "consult")]
+    scenario: Preset,
+    /// Server base URL.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    url: String,
+    /// Prometheus endpoint of the server, for server-side figures.
+    #[arg(long, default_value = "http://127.0.0.1:9464/metrics")]
+    metrics: String,
+    /// A clinician account that may create rooms.
+    #[arg(long, default_value = "doctor")]
+    username: String,
+    /// Its password (or HUIZHEN_LOADTEST_PASSWORD).
+    #[arg(long, env = "HUIZHEN_LOADTEST_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// Rooms (consult, audio).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Participants per room (consult, audio).
+    #[arg(long, default_value_t = 3)]
+    participants: usize,
+    /// Viewers (training).
+    #[arg(long, default_value_t = 100)]
+    viewers: usize,
+    /// Measured seconds, after everyone connected.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 500)]
+    video_kbps: u32,
+    #[arg(long, default_value_t = 15)]
+    fps: u32,
+    /// Write the JSON report here (also printed to stdout with --json -).
+    #[arg(long)]
+    json: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let scenario = match cli.scenario {
+        Preset::Consult => Scenario::Consult {
+            rooms: cli.rooms,
+            participants: cli.participants,
+        },
+        Preset::Training => Scenario::Training {
+            viewers: cli.viewers,
+        },
+        Preset::Audio => Scenario::Audio {
+            rooms: cli.rooms,
+            participants: cli.participants,
+        },
+    };
+    let report = run(RunConfig {
+        base_url: cli.url,
+        metrics_url: (!cli.metrics.is_empty()).then_some(cli.metrics),
+        username: cli.username,
+        password: cli.password,
+        scenario,
+        duration: Duration::from_secs(cli.seconds),
+        media: MediaParams {
+            video_kbps: cli.video_kbps,
+            fps: cli.fps,
+        },
+        progress: true,
+    })
+    .await?;
+    eprintln!("{}", report.summary());
+    let json = serde_json::to_string_pretty(&report)?;
+    match cli.json.as_deref() {
+        Some("-") => println!("{json}"),
+        Some(path) => std::fs::write(path, json)?,
+        None => {}
+    }
+    Ok(())
 }

@@ -186,6 +186,5 @@ fn thread_cpu_seconds() -> f64 {
             .unwrap_or(0)
     };
     // Fields after ')' start at field 3, so utime (14) is index 11 and stime (15) index 12.
-    const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
-    (ticks(11) + ticks(12)) as f64 / CLOCK_TICKS_PER_SECOND
+    (ticks(11) + ticks(12)) as f64 / super::CLOCK_TICKS_PER_SECOND
 }

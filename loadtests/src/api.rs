@@ -1,0 +1,103 @@
+//! The server's HTTP API and metrics endpoint, as the generator uses them.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Api {
+    /// Signs in as a clinician who may create rooms.
+    pub async fn login(base: &str, username: &str, password: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()?;
+        let base = base.trim_end_matches('/').to_owned();
+        let resp = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .with_context(|| format!("reaching {base}"))?;
+        if !resp.status().is_success() {
+            bail!("sign-in refused: {}", resp.text().await.unwrap_or_default());
+        }
+        let body: Value = resp.json().await?;
+        let token = body["token"]
+            .as_str()
+            .context("no token in the sign-in answer")?
+            .to_owned();
+        Ok(Self { base, http, token })
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    pub async fn create_room(&self, title: &str) -> anyhow::Result<String> {
+        let room = self.post("/api/v1/rooms", json!({"title": title})).await?;
+        Ok(room["id"].as_str().context("room id")?.to_owned())
+    }
+
+    pub async fn invite(&self, room: &str, role: &str) -> anyhow::Result<String> {
+        let inv = self
+            .post(
+                &format!("/api/v1/rooms/{room}/invites"),
+                json!({"role": role}),
+            )
+            .await?;
+        Ok(inv["token"].as_str().context("invite token")?.to_owned())
+    }
+
+    pub async fn end_room(&self, room: &str) -> anyhow::Result<()> {
+        self.post(&format!("/api/v1/rooms/{room}/end"), json!({}))
+            .await
+            .map(|_| ())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.base.replacen("https://", "wss://", 1))
+    }
+}
+
+/// One scrape of the Prometheus endpoint: series name with labels → value.
+pub async fn scrape(metrics_url: &str) -> anyhow::Result<HashMap<String, f64>> {
+    let text = reqwest::get(metrics_url)
+        .await
+        .with_context(|| format!("scraping {metrics_url}"))?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Sum of every series of `name` (all label sets).
+pub fn sum(m: &HashMap<String, f64>, name: &str) -> f64 {
+    m.iter()
+        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
+        .map(|(_, v)| v)
+        .sum()
+}

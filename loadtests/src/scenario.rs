@@ -1,0 +1,263 @@
+//! Scenarios (named presets) and the run that executes one.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::api::{self, Api};
+use crate::peer::{Live, MediaParams, PeerSpec, run_peer};
+use crate::stats::{PeerStats, Percentiles, Report, ServerFigures, process_cpu_seconds};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// `rooms` rooms of `participants` each; everyone publishes audio and video and receives
+    /// everyone else.
+    Consult { rooms: usize, participants: usize },
+    /// One presenter publishing audio and video, `viewers` observers receiving it.
+    Training { viewers: usize },
+    /// `rooms` rooms of `participants` audio-only participants.
+    Audio { rooms: usize, participants: usize },
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Consult { .. } => "consult",
+            Scenario::Training { .. } => "training",
+            Scenario::Audio { .. } => "audio",
+        }
+    }
+
+    /// Per room: (role, publishes audio, publishes video) of each participant.
+    fn rooms(&self) -> Vec<Vec<(&'static str, bool, bool)>> {
+        let consult_role = |i: usize| match i {
+            0 => "doctor",
+            1 => "patient",
+            2 => "specialist",
+            _ => "doctor",
+        };
+        match *self {
+            Scenario::Consult {
+                rooms,
+                participants,
+            } => (0..rooms)
+                .map(|_| {
+                    (0..participants)
+                        .map(|i| (consult_role(i), true, true))
+                        .collect()
+                })
+                .collect(),
+            Scenario::Audio {
+                rooms,
+                participants,
+            } => (0..rooms)
+                .map(|_| {
+                    (0..participants)
+                        .map(|i| (consult_role(i), true, false))
+                        .collect()
+                })
+                .collect(),
+            Scenario::Training { viewers } => {
+                let mut room = vec![("doctor", true, true)];
+                room.extend((0..viewers).map(|_| ("observer", false, false)));
+                vec![room]
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// `https://host:port` of the server.
+    pub base_url: String,
+    /// `http://host:port/metrics`; without it the report has no server-side figures.
+    pub metrics_url: Option<String>,
+    pub username: String,
+    pub password: String,
+    pub scenario: Scenario,
+    /// The measured part of the run, after every peer connected.
+    pub duration: Duration,
+    pub media: MediaParams,
+    /// Print a progress line to stderr every second.
+    pub progress: bool,
+}
+
+/// Runs one scenario to its end and reports.
+pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    str0m::crypto::from_feature_flags().install_process_default();
+    let api = Api::login(&cfg.base_url, &cfg.username, &cfg.password).await?;
+    let ws_url = api.ws_url();
+    let plan = cfg.scenario.rooms();
+
+    let mut specs = Vec::new();
+    let mut room_ids = Vec::new();
+    for (r, members) in plan.iter().enumerate() {
+        let room = api
+            .create_room(&format!("load {} #{r}", cfg.scenario.name()))
+            .await?;
+        for (role, audio, video) in members {
+            specs.push(PeerSpec {
+                index: specs.len() as u32,
+                ws_url: ws_url.clone(),
+                token: api.invite(&room, role).await?,
+                audio: *audio,
+                video: *video,
+            });
+        }
+        room_ids.push(room);
+    }
+    let publishers = specs.iter().filter(|s| s.audio || s.video).count();
+
+    let epoch = Instant::now();
+    let live = Arc::new(Live::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut all_stats = Vec::new();
+    for spec in specs.iter().cloned() {
+        let stats = Arc::new(Mutex::new(PeerStats::default()));
+        all_stats.push(stats.clone());
+        tasks.push(tokio::spawn(run_peer(
+            spec,
+            cfg.media,
+            epoch,
+            stats,
+            live.clone(),
+            stop_rx.clone(),
+        )));
+        // Joins a few milliseconds apart: this measures steady state, not a join storm.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Everyone connected (or given up on), then the measured window.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (live.connected.load(Ordering::Relaxed) as usize) < specs.len()
+        && Instant::now() < deadline
+    {
+        if tasks.iter().all(|t| t.is_finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let keyframe waits and renegotiations settle before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = match &cfg.metrics_url {
+        Some(url) => Some(api::scrape(url).await.context("metrics before the run")?),
+        None => None,
+    };
+    let gen_cpu_before = process_cpu_seconds();
+    let window_start = Instant::now();
+    let mut last_rx = live.received.load(Ordering::Relaxed);
+    while window_start.elapsed() < cfg.duration {
+        tokio::time::sleep(Duration::from_secs(1).min(cfg.duration)).await;
+        if cfg.progress {
+            let rx = live.received.load(Ordering::Relaxed);
+            eprintln!(
+                "t={:>4.1}s peers {}/{} connected, receiving {} pkt/s",
+                window_start.elapsed().as_secs_f64(),
+                live.connected.load(Ordering::Relaxed),
+                specs.len(),
+                rx - last_rx
+            );
+            last_rx = rx;
+        }
+    }
+    let window = window_start.elapsed();
+    let after = match &cfg.metrics_url {
+        Some(url) => Some(api::scrape(url).await.context("metrics after the run")?),
+        None => None,
+    };
+    let generator_cpu_seconds = process_cpu_seconds() - gen_cpu_before;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    for room in &room_ids {
+        let _ = api.end_room(room).await;
+    }
+
+    let mut report = Report {
+        scenario: cfg.scenario.name().into(),
+        rooms: room_ids.len(),
+        participants: specs.len(),
+        publishers,
+        duration_s: window.as_secs_f64(),
+        video_kbps: cfg.media.video_kbps,
+        fps: cfg.media.fps,
+        generator_cpu_seconds,
+        ..Default::default()
+    };
+    let mut latencies = Vec::new();
+    let mut joins = Vec::new();
+    for s in &all_stats {
+        let s = s.lock().unwrap_or_else(|e| e.into_inner());
+        if s.connected {
+            report.peers_connected += 1;
+        } else {
+            report.peers_failed += 1;
+        }
+        if let Some(e) = &s.error
+            && report.errors.len() < 20
+        {
+            report.errors.push(e.clone());
+        }
+        report.sent_audio_packets += s.sent_audio;
+        report.sent_video_packets += s.sent_video;
+        for rx in s.streams.values() {
+            let expected = rx.max_seq - rx.first_seq + 1;
+            report.received_packets += rx.received;
+            report.expected_packets += expected;
+            report.lost_packets += expected.saturating_sub(rx.received);
+            report.reordered_packets += rx.reordered;
+        }
+        latencies.extend(s.latencies_us.iter().map(|us| *us as f64 / 1000.0));
+        if let Some(j) = s.join_time {
+            joins.push(j.as_secs_f64() * 1000.0);
+        }
+    }
+    report.loss_ratio = if report.expected_packets == 0 {
+        0.0
+    } else {
+        report.lost_packets as f64 / report.expected_packets as f64
+    };
+    report.latency_ms = Percentiles::of(latencies);
+    report.join_ms = Percentiles::of(joins);
+    if let (Some(b), Some(a)) = (before, after) {
+        let d = |name: &str| api::sum(&a, name) - api::sum(&b, name);
+        let secs = window.as_secs_f64();
+        let media_cpu = d("huizhen_media_cpu_seconds_total");
+        let out = d("huizhen_media_packets_out_total");
+        let mut dropped = std::collections::HashMap::new();
+        for (k, v) in &a {
+            if let Some(rest) = k.strip_prefix("huizhen_media_dropped_total{") {
+                let reason = rest
+                    .split("reason=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("?");
+                let prev = b.get(k).copied().unwrap_or(0.0);
+                *dropped.entry(reason.to_owned()).or_insert(0.0) += v - prev;
+            }
+        }
+        report.server = ServerFigures {
+            packets_in_per_s: d("huizhen_media_packets_in_total") / secs,
+            packets_out_per_s: out / secs,
+            media_cpu_seconds: media_cpu,
+            packets_out_per_media_cpu_second: if media_cpu > 0.0 {
+                out / media_cpu
+            } else {
+                0.0
+            },
+            process_cpu_seconds: d("process_cpu_seconds_total"),
+            rss_bytes: api::sum(&a, "process_resident_memory_bytes"),
+            peak_rss_bytes: api::sum(&a, "process_peak_resident_memory_bytes"),
+            rss_per_participant_bytes: api::sum(&a, "process_resident_memory_bytes")
+                / specs.len().max(1) as f64,
+            dropped,
+        };
+    }
+    Ok(report)
+}

@@ -1,0 +1,220 @@
+//! What the synthetic peers measure, and the run's report.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::payload::{Kind, Stamp};
+
+/// Latency samples kept per peer; beyond this, samples are thinned (every other one).
+const MAX_SAMPLES: usize = 500_000;
+
+/// Reception of one publisher's stream of one kind at one receiver.
+#[derive(Debug, Default, Clone)]
+pub struct StreamRx {
+    pub first_seq: u64,
+    pub max_seq: u64,
+    pub received: u64,
+    pub reordered: u64,
+}
+
+/// Everything one peer measured.
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    pub connected: bool,
+    pub sent_audio: u64,
+    pub sent_video: u64,
+    pub streams: HashMap<(u32, Kind), StreamRx>,
+    pub latencies_us: Vec<u32>,
+    thin: u32,
+    pub join_time: Option<Duration>,
+    pub error: Option<String>,
+}
+
+impl PeerStats {
+    pub fn record(&mut self, stamp: Stamp, now_ns: u64) {
+        let s = self
+            .streams
+            .entry((stamp.publisher, stamp.kind))
+            .or_insert(StreamRx {
+                first_seq: stamp.seq,
+                max_seq: stamp.seq,
+                ..Default::default()
+            });
+        if s.received > 0 && stamp.seq <= s.max_seq {
+            if stamp.seq < s.first_seq {
+                // From before what we count as the start: ignore.
+                return;
+            }
+            s.reordered += 1;
+        }
+        s.received += 1;
+        s.max_seq = s.max_seq.max(stamp.seq);
+        if self.latencies_us.len() >= MAX_SAMPLES {
+            // Keep memory bounded on long runs: halve, keep every other sample from now on.
+            let kept: Vec<u32> = self.latencies_us.iter().step_by(2).copied().collect();
+            self.latencies_us = kept;
+            self.thin += 1;
+        }
+        if self.thin == 0 || stamp.seq.is_multiple_of(1 << self.thin) {
+            let us = now_ns.saturating_sub(stamp.sent_ns) / 1000;
+            self.latencies_us.push(us.min(u32::MAX as u64) as u32);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+impl Percentiles {
+    /// From values in any unit; the result is in the same unit.
+    pub fn of(mut values: Vec<f64>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: values[values.len() - 1],
+            samples: values.len(),
+        }
+    }
+}
+
+/// Server-side figures over the measurement window, from its /metrics endpoint.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ServerFigures {
+    pub packets_in_per_s: f64,
+    pub packets_out_per_s: f64,
+    /// CPU seconds of the media worker threads over the window.
+    pub media_cpu_seconds: f64,
+    /// Forwarded packets per second of media-worker CPU time: the per-core throughput.
+    pub packets_out_per_media_cpu_second: f64,
+    pub process_cpu_seconds: f64,
+    pub rss_bytes: f64,
+    pub peak_rss_bytes: f64,
+    pub rss_per_participant_bytes: f64,
+    pub dropped: HashMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    pub scenario: String,
+    pub rooms: usize,
+    pub participants: usize,
+    pub publishers: usize,
+    pub duration_s: f64,
+    pub video_kbps: u32,
+    pub fps: u32,
+    pub peers_connected: usize,
+    pub peers_failed: usize,
+    pub errors: Vec<String>,
+    pub sent_audio_packets: u64,
+    pub sent_video_packets: u64,
+    pub received_packets: u64,
+    pub expected_packets: u64,
+    pub lost_packets: u64,
+    pub loss_ratio: f64,
+    pub reordered_packets: u64,
+    /// Send to receive, through the server, on loopback: the latency the server adds (plus
+    /// the generator's own scheduling).
+    pub latency_ms: Percentiles,
+    /// Signaling connect to first remote media packet.
+    pub join_ms: Percentiles,
+    pub server: ServerFigures,
+    pub generator_cpu_seconds: f64,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        format!(
+            "scenario {}: {} rooms, {} participants ({} publishing), {:.1} s\n\
+             peers connected {} / failed {}\n\
+             packets sent {} audio + {} video, received {}, lost {} ({:.3}%), reordered {}\n\
+             added latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}\n\
+             join ms p50 {:.0} p95 {:.0} max {:.0}\n\
+             server: {:.0} pkt/s in, {:.0} pkt/s out, {:.0} pkt/s out per media-core second, \
+             media CPU {:.2} s, process CPU {:.2} s, RSS {:.1} MiB (peak {:.1}, {:.0} KiB per participant)\n\
+             generator CPU {:.2} s",
+            self.scenario,
+            self.rooms,
+            self.participants,
+            self.publishers,
+            self.duration_s,
+            self.peers_connected,
+            self.peers_failed,
+            self.sent_audio_packets,
+            self.sent_video_packets,
+            self.received_packets,
+            self.lost_packets,
+            self.loss_ratio * 100.0,
+            self.reordered_packets,
+            self.latency_ms.p50,
+            self.latency_ms.p95,
+            self.latency_ms.p99,
+            self.latency_ms.max,
+            self.join_ms.p50,
+            self.join_ms.p95,
+            self.join_ms.max,
+            self.server.packets_in_per_s,
+            self.server.packets_out_per_s,
+            self.server.packets_out_per_media_cpu_second,
+            self.server.media_cpu_seconds,
+            self.server.process_cpu_seconds,
+            self.server.rss_bytes / 1_048_576.0,
+            self.server.peak_rss_bytes / 1_048_576.0,
+            self.server.rss_per_participant_bytes / 1024.0,
+            self.generator_cpu_seconds,
+        )
+    }
+}
+
+/// This process's CPU time (user + system), from /proc (Linux; 0 elsewhere).
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_and_reordering_are_counted_per_stream() {
+        let mut p = PeerStats::default();
+        let st = |seq| Stamp {
+            kind: Kind::Audio,
+            publisher: 1,
+            seq,
+            sent_ns: 0,
+        };
+        for seq in [10, 11, 13, 12, 15] {
+            p.record(st(seq), 1_000_000);
+        }
+        let s = &p.streams[&(1, Kind::Audio)];
+        assert_eq!(
+            (s.first_seq, s.max_seq, s.received, s.reordered),
+            (10, 15, 5, 1)
+        );
+        assert_eq!(p.latencies_us, vec![1000; 5]);
+        let q = Percentiles::of(vec![3.0, 1.0, 2.0, 4.0]);
+        assert_eq!((q.p50, q.max), (3.0, 4.0));
+    }
+}

@@ -1,0 +1,103 @@
+//! A short run of every scenario against a real server started in this process: packets flow
+//! and the report is well formed. No speed is asserted (these machines are shared and noisy).
+
+use std::time::Duration;
+
+use huizhen::auth::{AccountRole, hash_password};
+use huizhen::config::Config;
+use huizhen::server::Server;
+use huizhen_loadtests::peer::MediaParams;
+use huizhen_loadtests::{RunConfig, Scenario, run};
+
+async fn server(dir: &std::path::Path) -> Server {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.cert_dir = dir.join("certs");
+    config.server.shutdown_grace_s = 1;
+    config.storage.data_dir = dir.join("data");
+    config.media.udp_bind = "127.0.0.1:0".parse().unwrap();
+    config.media.announce = vec!["127.0.0.1".parse().unwrap()];
+    config.metrics.listen = "127.0.0.1:0".into();
+    config.limits.max_participants = 20;
+    let server = Server::start(config).await.unwrap();
+    let hash = hash_password("load-test-password").unwrap();
+    server
+        .db
+        .create_user("load", "Load", AccountRole::Doctor, &hash)
+        .await
+        .unwrap();
+    server
+}
+
+async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let report = run(RunConfig {
+        base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
+        metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
+        username: "load".into(),
+        password: "load-test-password".into(),
+        scenario,
+        duration: Duration::from_secs(2),
+        media: MediaParams {
+            video_kbps: 300,
+            fps: 15,
+        },
+        progress: false,
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+
+    println!("{}", report.summary());
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    for key in [
+        "scenario",
+        "loss_ratio",
+        "latency_ms",
+        "join_ms",
+        "server",
+        "received_packets",
+    ] {
+        assert!(json.get(key).is_some(), "report lacks {key}: {json}");
+    }
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.peers_failed, 0);
+    assert!(report.received_packets > 0, "no packet flowed");
+    assert!(report.latency_ms.samples > 0 && report.join_ms.samples > 0);
+    assert!(
+        report.server.packets_out_per_s > 0.0,
+        "server figures missing: {:?}",
+        report.server
+    );
+    assert!(report.server.rss_bytes > 0.0);
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consult() {
+    let r = smoke(Scenario::Consult {
+        rooms: 2,
+        participants: 3,
+    })
+    .await;
+    assert_eq!((r.participants, r.publishers), (6, 6));
+    assert!(r.sent_video_packets > 0 && r.sent_audio_packets > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training() {
+    let r = smoke(Scenario::Training { viewers: 5 }).await;
+    assert_eq!((r.participants, r.publishers), (6, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio() {
+    let r = smoke(Scenario::Audio {
+        rooms: 1,
+        participants: 4,
+    })
+    .await;
+    assert_eq!(r.sent_video_packets, 0);
+    assert!(r.sent_audio_packets > 0);
+}
