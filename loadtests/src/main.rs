@@ -11,6 +11,8 @@ enum Preset {
     Consult,
     Training,
     Audio,
+    JoinStorm,
+    SignalingIdle,
 }
 
 #[derive(Parser)]
@@ -40,6 +42,12 @@ struct Cli {
     /// Viewers (training).
     #[arg(long, default_value_t = 100)]
     viewers: usize,
+    /// Participants in total (join-storm) or sessions (signaling-idle).
+    #[arg(long, default_value_t = 60)]
+    total: usize,
+    /// Joins per second (join-storm).
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
     /// Measured seconds, after everyone connected.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -66,6 +74,14 @@ async fn main() -> anyhow::Result<()> {
         Preset::Audio => Scenario::Audio {
             rooms: cli.rooms,
             participants: cli.participants,
+        },
+        Preset::JoinStorm => Scenario::JoinStorm {
+            total: cli.total,
+            rate: cli.rate,
+        },
+        Preset::SignalingIdle => Scenario::SignalingIdle {
+            sessions: cli.total,
+            per_room: cli.participants,
         },
     };
     let report = run(RunConfig {

@@ -333,3 +333,60 @@ fn write(
         s.seq += 1;
     }
 }
+
+/// A signaling-only participant: connects, joins, answers nothing, and stays until stopped.
+pub async fn run_idle_session(
+    spec: PeerSpec,
+    stats: Arc<Mutex<PeerStats>>,
+    live: Arc<Live>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let result: anyhow::Result<()> = async {
+        let started = Instant::now();
+        let tls = crate::tls::insecure_client_config()?;
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            &spec.ws_url,
+            None,
+            false,
+            Some(Connector::Rustls(tls)),
+        )
+        .await
+        .context("signaling connect")?;
+        let (mut sink, mut stream) = ws.split();
+        let join = json!({
+            "type": "join", "v": 1, "token": spec.token, "name": format!("idle {}", spec.index),
+            "publish": {"audio": false, "video": false},
+        });
+        sink.send(Message::text(join.to_string())).await?;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                        match v["type"].as_str() {
+                            Some("joined") => {
+                                let mut st = lock(&stats);
+                                st.connected = true;
+                                st.join_time = Some(started.elapsed());
+                                live.connected.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some("error") if v["fatal"] == true => bail!("server error {}", v["code"]),
+                            _ => {}
+                        }
+                    }
+                    Some(Ok(Message::Close(f))) => bail!("server closed signaling: {f:?}"),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => bail!("signaling: {e}"),
+                    None => bail!("signaling ended"),
+                },
+            }
+        }
+        let _ = sink.send(Message::text(r#"{"type":"leave"}"#)).await;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        lock(&stats).error = Some(format!("session {}: {e:#}", spec.index));
+    }
+}

@@ -20,6 +20,12 @@ pub enum Scenario {
     Training { viewers: usize },
     /// `rooms` rooms of `participants` audio-only participants.
     Audio { rooms: usize, participants: usize },
+    /// `total` participants (rooms of 3, audio and video) joining at `rate` per second: join
+    /// times and errors under a burst of arrivals.
+    JoinStorm { total: usize, rate: u32 },
+    /// `sessions` signaling connections that join (as observers, rooms of `per_room`) and then
+    /// sit idle: what a connected but quiet participant costs the server.
+    SignalingIdle { sessions: usize, per_room: usize },
 }
 
 impl Scenario {
@@ -28,6 +34,8 @@ impl Scenario {
             Scenario::Consult { .. } => "consult",
             Scenario::Training { .. } => "training",
             Scenario::Audio { .. } => "audio",
+            Scenario::JoinStorm { .. } => "join-storm",
+            Scenario::SignalingIdle { .. } => "signaling-idle",
         }
     }
 
@@ -65,7 +73,36 @@ impl Scenario {
                 room.extend((0..viewers).map(|_| ("observer", false, false)));
                 vec![room]
             }
+            Scenario::JoinStorm { total, .. } => (0..total.div_ceil(3))
+                .map(|r| {
+                    let n = (total - r * 3).min(3);
+                    (0..n).map(|i| (consult_role(i), true, true)).collect()
+                })
+                .collect(),
+            Scenario::SignalingIdle { sessions, per_room } => {
+                let per_room = per_room.max(1);
+                (0..sessions.div_ceil(per_room))
+                    .map(|r| {
+                        let n = (sessions - r * per_room).min(per_room);
+                        vec![("observer", false, false); n]
+                    })
+                    .collect()
+            }
         }
+    }
+
+    /// Time between two joins.
+    fn join_spacing(&self) -> Duration {
+        match *self {
+            Scenario::JoinStorm { rate, .. } => Duration::from_secs(1) / rate.max(1),
+            Scenario::SignalingIdle { .. } => Duration::from_millis(1),
+            _ => Duration::from_millis(5),
+        }
+    }
+
+    /// Signaling only: no peer connection at all.
+    fn signaling_only(&self) -> bool {
+        matches!(self, Scenario::SignalingIdle { .. })
     }
 }
 
@@ -112,6 +149,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     }
     let publishers = specs.iter().filter(|s| s.audio || s.video).count();
 
+    let baseline = match &cfg.metrics_url {
+        Some(url) => Some(api::scrape(url).await.context("metrics before the joins")?),
+        None => None,
+    };
     let epoch = Instant::now();
     let live = Arc::new(Live::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -120,16 +161,25 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     for spec in specs.iter().cloned() {
         let stats = Arc::new(Mutex::new(PeerStats::default()));
         all_stats.push(stats.clone());
-        tasks.push(tokio::spawn(run_peer(
-            spec,
-            cfg.media,
-            epoch,
-            stats,
-            live.clone(),
-            stop_rx.clone(),
-        )));
-        // Joins a few milliseconds apart: this measures steady state, not a join storm.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if cfg.scenario.signaling_only() {
+            tasks.push(tokio::spawn(crate::peer::run_idle_session(
+                spec,
+                stats,
+                live.clone(),
+                stop_rx.clone(),
+            )));
+        } else {
+            tasks.push(tokio::spawn(run_peer(
+                spec,
+                cfg.media,
+                epoch,
+                stats,
+                live.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        // Spaced joins: steady-state presets measure forwarding, not a join storm.
+        tokio::time::sleep(cfg.scenario.join_spacing()).await;
     }
 
     // Everyone connected (or given up on), then the measured window.
@@ -254,7 +304,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
             process_cpu_seconds: d("process_cpu_seconds_total"),
             rss_bytes: api::sum(&a, "process_resident_memory_bytes"),
             peak_rss_bytes: api::sum(&a, "process_peak_resident_memory_bytes"),
-            rss_per_participant_bytes: api::sum(&a, "process_resident_memory_bytes")
+            // What the participants added over the server's footprint before they joined.
+            rss_per_participant_bytes: (api::sum(&a, "process_resident_memory_bytes")
+                - baseline
+                    .as_ref()
+                    .map_or(0.0, |m| api::sum(m, "process_resident_memory_bytes")))
                 / specs.len().max(1) as f64,
             dropped,
         };
