@@ -10,7 +10,7 @@ use crate::media::MediaHandle;
 use crate::signaling::protocol::ErrorCode;
 
 /// Every error code, in the order of the `signaling_errors` array.
-const ERROR_CODES: [ErrorCode; 20] = [
+const ERROR_CODES: [ErrorCode; 22] = [
     ErrorCode::BadMessage,
     ErrorCode::UnknownType,
     ErrorCode::UnsupportedVersion,
@@ -30,6 +30,8 @@ const ERROR_CODES: [ErrorCode; 20] = [
     ErrorCode::ResumeFailed,
     ErrorCode::StaleOffer,
     ErrorCode::BadSdp,
+    ErrorCode::MediaUnreachable,
+    ErrorCode::MediaLost,
     ErrorCode::Internal,
 ];
 

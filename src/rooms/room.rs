@@ -18,7 +18,7 @@ use crate::auth::{Claims, Role, SigningKey, TokenKind, now_unix};
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
-use crate::sfu::{AnswerError, PublishKinds, SfuCommand, SfuEvent};
+use crate::sfu::{AnswerError, FailReason, PublishKinds, SfuCommand, SfuEvent};
 use crate::signaling::protocol::{
     EndReason, ErrorCode, LeaveReason, RoomView, ServerMessage, TrackView, Welcome, close,
 };
@@ -343,15 +343,26 @@ impl Room {
             SfuEvent::Connected { participant, .. } => {
                 tracing::info!(room = %self.record.id, participant = %participant, "media connected");
             }
-            SfuEvent::Failed { participant, .. } => {
-                if let Some(p) = self.find(&participant) {
-                    p.send(ServerMessage::error(
-                        ErrorCode::Internal,
+            SfuEvent::Failed {
+                participant,
+                reason,
+                ..
+            } => {
+                let (code, text) = match reason {
+                    FailReason::NeverConnected => (
+                        ErrorCode::MediaUnreachable,
+                        "the media connection never came up: UDP to the server's media port may be blocked",
+                    ),
+                    FailReason::Lost => (
+                        ErrorCode::MediaLost,
                         "the media connection was lost; join again",
-                    ));
-                    p.close(close::INTERNAL, "media lost");
+                    ),
+                };
+                if let Some(p) = self.find(&participant) {
+                    p.send(ServerMessage::error(code, text));
+                    p.close(code.close_code(), "media failed");
                 }
-                tracing::info!(room = %self.record.id, participant = %participant, "media connection lost");
+                tracing::info!(room = %self.record.id, participant = %participant, reason = ?reason, "media connection failed");
                 self.remove(&participant, LeaveReason::MediaFailed).await;
             }
         }

@@ -34,7 +34,7 @@ use crate::ids::{ParticipantId, RoomId};
 use forwarder::Verdict;
 use router::{Producer, Router};
 pub use transport::{AnswerError, OfferOut, Transport};
-use transport::{Connectivity, ConsumerState, ICE_DISCONNECT_GRACE};
+use transport::{Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT_GRACE};
 
 /// Keyframe requests to one producer are sent at most this often, however many subscribers ask.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
@@ -100,12 +100,21 @@ pub enum SfuEvent {
         room: RoomId,
         participant: ParticipantId,
     },
-    /// The peer connection is gone (ICE lost for too long, DTLS failure); the transport has
-    /// been removed.
+    /// The peer connection is gone; the transport has been removed.
     Failed {
         room: RoomId,
         participant: ParticipantId,
+        reason: FailReason,
     },
+}
+
+/// Why a transport failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// ICE never connected (`ICE_CONNECT_TIMEOUT`): UDP is probably blocked.
+    NeverConnected,
+    /// ICE lost for longer than `ICE_DISCONNECT_GRACE`, or DTLS/SRTP failed.
+    Lost,
 }
 
 impl SfuEvent {
@@ -213,9 +222,19 @@ impl Sfu {
         self.events.pop_front()
     }
 
-    /// When [`Sfu::handle_timeout`] is next due.
+    /// When [`Sfu::handle_timeout`] is next due: a str0m timer, or a connectivity deadline.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.transports.values().map(|t| t.next_timeout).min()
+        self.transports
+            .values()
+            .map(|t| {
+                let deadline = match t.connectivity {
+                    Connectivity::New { since } => since + ICE_CONNECT_TIMEOUT,
+                    Connectivity::Disconnected { since } => since + ICE_DISCONNECT_GRACE,
+                    Connectivity::Connected => t.next_timeout,
+                };
+                t.next_timeout.min(deadline + Duration::from_millis(1))
+            })
+            .min()
     }
 
     pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
@@ -273,22 +292,30 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut failed = Vec::new();
         for (id, t) in &mut self.transports {
-            if t.next_timeout > now {
-                continue;
-            }
-            if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
-                tracing::debug!(participant = %id, error = %e, "timeout handling failed");
-            }
-            let lost = matches!(t.connectivity, Connectivity::Disconnected { since }
-                if now.duration_since(since) > ICE_DISCONNECT_GRACE);
-            if lost || !t.rtc.is_alive() {
-                failed.push(id.clone());
-            } else {
+            if t.next_timeout <= now {
+                if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(participant = %id, error = %e, "timeout handling failed");
+                }
                 self.dirty.push(id.clone());
             }
+            let reason = match t.connectivity {
+                Connectivity::New { since } if now.duration_since(since) > ICE_CONNECT_TIMEOUT => {
+                    Some(FailReason::NeverConnected)
+                }
+                Connectivity::Disconnected { since }
+                    if now.duration_since(since) > ICE_DISCONNECT_GRACE =>
+                {
+                    Some(FailReason::Lost)
+                }
+                _ if !t.rtc.is_alive() => Some(FailReason::Lost),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                failed.push((id.clone(), reason));
+            }
         }
-        for id in failed {
-            self.fail(&id);
+        for (id, reason) in failed {
+            self.fail(&id, reason);
         }
         self.drive(now);
     }
@@ -405,11 +432,12 @@ impl Sfu {
         Some(room)
     }
 
-    fn fail(&mut self, participant: &ParticipantId) {
+    fn fail(&mut self, participant: &ParticipantId, reason: FailReason) {
         if let Some(room) = self.remove_transport(participant) {
             self.events.push_back(SfuEvent::Failed {
                 room,
                 participant: participant.clone(),
+                reason,
             });
         }
     }

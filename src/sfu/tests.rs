@@ -49,6 +49,8 @@ struct World {
     to_server: VecDeque<(SocketAddr, Vec<u8>)>,
     /// Drop every n-th RTP datagram from this client to the server (a lossy uplink).
     uplink_loss: Option<(SocketAddr, u64)>,
+    /// Events other than offers (which the world answers itself).
+    events: Vec<SfuEvent>,
     rtp_seen: u64,
     rtp_dropped: u64,
 }
@@ -63,6 +65,7 @@ impl World {
             clients: Vec::new(),
             to_server: VecDeque::new(),
             uplink_loss: None,
+            events: Vec::new(),
             rtp_seen: 0,
             rtp_dropped: 0,
         }
@@ -225,15 +228,15 @@ impl World {
                 }
             }
             while let Some(ev) = self.sfu.poll_event() {
-                if let SfuEvent::Offer {
+                let SfuEvent::Offer {
                     participant, offer, ..
                 } = ev
-                {
-                    let c = self
-                        .clients
-                        .iter_mut()
-                        .find(|c| c.id == participant)
-                        .unwrap();
+                else {
+                    self.events.push(ev);
+                    continue;
+                };
+                // Offers to a participant with no client (it vanished) go unanswered.
+                if let Some(c) = self.clients.iter_mut().find(|c| c.id == participant) {
                     c.tracks = offer
                         .tracks
                         .iter()
@@ -411,4 +414,48 @@ fn uplink_loss_is_repaired_by_nack_and_retransmission() {
     let got = frames(&w, &b, &a, MediaKind::Video).len() as u64 - got_before;
     // Every lost video packet was asked for again and arrived: no frame is missing.
     assert!(got + 2 >= sent, "sent {sent} video frames, {got} arrived");
+}
+
+#[test]
+fn silent_peers_fail_with_the_reason() {
+    let mut w = World::new();
+    let a = w.join(0x88);
+    let b = w.join(0x99);
+    w.run(1000);
+    // A participant whose browser never reaches the media port (UDP blocked).
+    let ghost = ParticipantId::generate();
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::AddTransport {
+            room: w.room.clone(),
+            participant: ghost.clone(),
+            publish: PublishKinds {
+                audio: true,
+                video: true,
+            },
+            subscribe: true,
+        },
+    );
+    // b's network goes away without a word.
+    w.clients.retain(|c| c.id != b);
+    w.run(40_000);
+    let failures: Vec<(ParticipantId, FailReason)> = w
+        .events
+        .iter()
+        .filter_map(|ev| match ev {
+            SfuEvent::Failed {
+                participant,
+                reason,
+                ..
+            } => Some((participant.clone(), *reason)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        failures.contains(&(ghost, FailReason::NeverConnected)),
+        "{failures:?}"
+    );
+    assert!(failures.contains(&(b, FailReason::Lost)), "{failures:?}");
+    assert_eq!(w.sfu.transport_count(), 1, "only a is left");
+    assert!(w.client(&a).connected);
 }

@@ -21,6 +21,10 @@ use crate::ids::{ParticipantId, RoomId};
 /// rural links drop for seconds at a time and the browser's consent checks bring them back.
 pub const ICE_DISCONNECT_GRACE: Duration = Duration::from_secs(15);
 
+/// How long a new transport may take to connect at all. Past it, the participant's network is
+/// almost certainly blocking UDP to the media port; saying so beats a silent, empty room.
+pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The label of the data channel every transport opens (for low-latency room messages).
 const CHANNEL_LABEL: &str = "huizhen";
 
@@ -92,7 +96,7 @@ pub struct AnswerOutcome {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connectivity {
-    New,
+    New { since: Instant },
     Connected,
     Disconnected { since: Instant },
 }
@@ -140,7 +144,7 @@ impl Transport {
             publish,
             incoming: Vec::new(),
             consumers: Vec::new(),
-            connectivity: Connectivity::New,
+            connectivity: Connectivity::New { since: now },
             next_timeout: now,
             pending: None,
             next_offer_id: 1,

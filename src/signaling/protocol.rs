@@ -245,6 +245,8 @@ pub enum ErrorCode {
     ResumeFailed,
     StaleOffer,
     BadSdp,
+    MediaUnreachable,
+    MediaLost,
     Internal,
 }
 
@@ -271,6 +273,7 @@ impl ErrorCode {
             ErrorCode::RoomFull | ErrorCode::ServerFull => 4002,
             ErrorCode::ResumeFailed => 4004,
             ErrorCode::RateLimited => 4008,
+            ErrorCode::MediaUnreachable | ErrorCode::MediaLost => 4005,
             ErrorCode::RoomNotFound => 4404,
             _ => 1008,
         }
@@ -298,6 +301,8 @@ impl ErrorCode {
             ErrorCode::ResumeFailed => "resume_failed",
             ErrorCode::StaleOffer => "stale_offer",
             ErrorCode::BadSdp => "bad_sdp",
+            ErrorCode::MediaUnreachable => "media_unreachable",
+            ErrorCode::MediaLost => "media_lost",
             ErrorCode::Internal => "internal",
         }
     }

@@ -33,6 +33,9 @@ const TEXT = {
   stale_offer: "The media connection fell out of step.",
   bad_sdp: "The media connection could not be set up with this browser.",
   internal: "The consultation server had a problem. Reload the page to try again.",
+  media_unreachable:
+    "Video and sound could not connect to the consultation server. The network you are on may block it: try another network (for example mobile data), or ask your IT department to allow UDP traffic to the server.",
+  media_lost: "The video connection was lost. Reload the page to join again.",
   media_denied:
     "Camera and microphone access was blocked. Allow access for this site in your browser settings, then reload the page.",
   media_missing: "No camera or microphone was found. Connect one and reload the page.",

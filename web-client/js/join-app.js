@@ -426,6 +426,8 @@ class JoinApp {
       case "fatal":
         if (end.code === "room_ended") this.finishRoomEnded("ended_by_doctor");
         else if (end.code === "invalid_name") this.backToPrejoin(describeError(end.code));
+        // A lost media path is worth one fresh peer connection (bounded by recoverMedia).
+        else if (end.code === "media_lost") this.recoverMedia();
         else this.fail(end.code);
         return;
       case "closed":
@@ -450,6 +452,7 @@ class JoinApp {
       4404: "room_not_found",
     };
     if (code === 4000) this.finishRoomEnded("ended_by_doctor");
+    else if (code === 4005) this.recoverMedia();
     else if (byCode[code]) this.fail(byCode[code]);
     else this.fail(everJoined ? "reconnect_failed" : "connect_failed");
   }

@@ -57,7 +57,8 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {"bad_message" | "unknown_type" | "unsupported_version" | "message_too_large" |
  *   "rate_limited" | "not_joined" | "already_joined" | "invalid_token" | "token_expired" |
  *   "invite_revoked" | "room_not_found" | "room_ended" | "room_full" | "server_full" |
- *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" | "internal"}
+ *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
+ *   "media_unreachable" | "media_lost" | "internal"}
  *   ErrorCode
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
