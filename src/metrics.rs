@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::media::MediaHandle;
+use crate::media::{MediaHandle, WorkerStats};
 use crate::signaling::protocol::ErrorCode;
 
 /// Every error code, in the order of the `signaling_errors` array.
@@ -35,8 +35,76 @@ const ERROR_CODES: [ErrorCode; 22] = [
     ErrorCode::Internal,
 ];
 
+/// USER_HZ, the unit of CPU times in /proc: 100 on every Linux architecture we run on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
 /// Upper bounds of the join latency histogram, in seconds.
 const JOIN_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// One value per media worker: (name, help, type, how to read it).
+type WorkerSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&WorkerStats) -> f64,
+);
+
+const WORKER_SERIES: [WorkerSeries; 9] = [
+    (
+        "huizhen_media_transports",
+        "Peer connections.",
+        "gauge",
+        |s| s.sfu.transports as f64,
+    ),
+    (
+        "huizhen_media_producers",
+        "Tracks received from participants.",
+        "gauge",
+        |s| s.sfu.producers as f64,
+    ),
+    (
+        "huizhen_media_consumers",
+        "Tracks forwarded to participants.",
+        "gauge",
+        |s| s.sfu.consumers as f64,
+    ),
+    (
+        "huizhen_media_packets_in_total",
+        "RTP packets received.",
+        "counter",
+        |s| s.sfu.rtp_in as f64,
+    ),
+    (
+        "huizhen_media_packets_out_total",
+        "RTP packets forwarded.",
+        "counter",
+        |s| s.sfu.rtp_out as f64,
+    ),
+    (
+        "huizhen_media_bytes_in_total",
+        "RTP payload bytes received.",
+        "counter",
+        |s| s.sfu.rtp_in_bytes as f64,
+    ),
+    (
+        "huizhen_media_bytes_out_total",
+        "RTP payload bytes forwarded.",
+        "counter",
+        |s| s.sfu.rtp_out_bytes as f64,
+    ),
+    (
+        "huizhen_media_datagrams_unrouted_total",
+        "Datagrams no peer connection accepted.",
+        "counter",
+        |s| s.sfu.datagrams_unrouted as f64,
+    ),
+    (
+        "huizhen_media_cpu_seconds_total",
+        "CPU time used by the media worker thread.",
+        "counter",
+        |s| s.cpu_seconds,
+    ),
+];
 
 /// Counters and gauges owned by the control plane (signaling, rooms).
 #[derive(Debug, Default)]
@@ -161,79 +229,12 @@ impl Metrics {
                 workers.push(s);
             }
         }
-        let per_worker = |o: &mut String,
-                          name: &str,
-                          help: &str,
-                          kind: &str,
-                          f: &dyn Fn(&crate::media::WorkerStats) -> f64| {
+        for (name, help, kind, value) in WORKER_SERIES {
             header(o, name, help, kind);
             for (i, s) in workers.iter().enumerate() {
-                let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", f(s));
+                let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", value(s));
             }
-        };
-        per_worker(
-            o,
-            "huizhen_media_transports",
-            "Peer connections.",
-            "gauge",
-            &|s| s.sfu.transports as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_producers",
-            "Tracks received from participants.",
-            "gauge",
-            &|s| s.sfu.producers as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_consumers",
-            "Tracks forwarded to participants.",
-            "gauge",
-            &|s| s.sfu.consumers as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_packets_in_total",
-            "RTP packets received.",
-            "counter",
-            &|s| s.sfu.rtp_in as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_packets_out_total",
-            "RTP packets forwarded.",
-            "counter",
-            &|s| s.sfu.rtp_out as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_bytes_in_total",
-            "RTP payload bytes received.",
-            "counter",
-            &|s| s.sfu.rtp_in_bytes as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_bytes_out_total",
-            "RTP payload bytes forwarded.",
-            "counter",
-            &|s| s.sfu.rtp_out_bytes as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_datagrams_unrouted_total",
-            "Datagrams no peer connection accepted.",
-            "counter",
-            &|s| s.sfu.datagrams_unrouted as f64,
-        );
-        per_worker(
-            o,
-            "huizhen_media_cpu_seconds_total",
-            "CPU time used by the media worker thread.",
-            "counter",
-            &|s| s.cpu_seconds,
-        );
+        }
         header(
             o,
             "huizhen_media_dropped_total",
@@ -289,16 +290,22 @@ fn memory_bytes() -> (f64, f64) {
     (kib("VmRSS:") * 1024.0, kib("VmHWM:") * 1024.0)
 }
 
-/// User + system CPU of this process, from /proc (Linux; 0 elsewhere).
 fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds("/proc/self/stat")
+}
+
+/// User + system CPU time from a /proc `stat` file (`/proc/self/stat` for the process,
+/// `/proc/thread-self/stat` for the calling thread); 0 where there is none.
+pub(crate) fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // The command name (field 2) may contain spaces: count from its closing parenthesis.
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return 0.0;
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15: indexes 11 and 12 after the command name.
-    (ticks(11) + ticks(12)) as f64 / crate::media::CLOCK_TICKS_PER_SECOND
+    (ticks(11) + ticks(12)) as f64 / CLOCK_TICKS_PER_SECOND
 }
 
 fn header(o: &mut String, name: &str, help: &str, kind: &str) {

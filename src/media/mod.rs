@@ -22,9 +22,6 @@ use crate::sfu::{SfuCommand, SfuEvent};
 
 pub use worker::WorkerStats;
 
-/// USER_HZ, the unit of CPU times in /proc: 100 on every Linux architecture we run on.
-pub const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
-
 /// Capacity of a worker's command queue and of each room's event queue.
 pub const QUEUE_CAPACITY: usize = 1024;
 

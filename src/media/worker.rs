@@ -168,23 +168,7 @@ impl Worker {
     }
 }
 
-/// CPU time of the calling thread, from /proc (Linux). Lets benchmarks compute work per core.
+/// CPU time of the calling thread. Lets benchmarks compute work per core.
 fn thread_cpu_seconds() -> f64 {
-    // /proc/thread-self/stat: fields 14 and 15 (utime, stime) in clock ticks; the command name
-    // (field 2) may contain spaces, so count from the closing parenthesis.
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
-        return 0.0;
-    };
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // Fields after ')' start at field 3, so utime (14) is index 11 and stime (15) index 12.
-    (ticks(11) + ticks(12)) as f64 / super::CLOCK_TICKS_PER_SECOND
+    crate::metrics::cpu_seconds("/proc/thread-self/stat")
 }
