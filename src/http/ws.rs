@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use crate::signaling::run_session;
 
+/// Initial read buffer per connection; it grows for the rare large message.
+const READ_BUFFER: usize = 4096;
+
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -30,6 +33,10 @@ pub async fn upgrade(
     // higher so that a slightly oversize message gets that error instead of a dropped socket.
     ws.max_message_size(limit.saturating_mul(4))
         .max_frame_size(limit.saturating_mul(4))
+        // Signaling messages are small and rare; the WebSocket layer's 128 KiB default buffers
+        // would make every idle participant cost more than its peer connection.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             run_session(socket, ctx, conn).await;
             drop(permit);

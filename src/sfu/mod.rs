@@ -230,7 +230,7 @@ impl Sfu {
                 let deadline = match t.connectivity {
                     Connectivity::New { since } => since + ICE_CONNECT_TIMEOUT,
                     Connectivity::Disconnected { since } => since + ICE_DISCONNECT_GRACE,
-                    Connectivity::Connected => t.next_timeout,
+                    Connectivity::Connected | Connectivity::Unnegotiated => t.next_timeout,
                 };
                 t.next_timeout.min(deadline + Duration::from_millis(1))
             })
@@ -307,6 +307,9 @@ impl Sfu {
                 {
                     Some(FailReason::Lost)
                 }
+                Connectivity::Unnegotiated | Connectivity::New { .. } if !t.rtc.is_alive() => {
+                    Some(FailReason::NeverConnected)
+                }
                 _ if !t.rtc.is_alive() => Some(FailReason::Lost),
                 _ => None,
             };
@@ -356,7 +359,7 @@ impl Sfu {
             return;
         };
         let room = t.room.clone();
-        let outcome = match t.apply_answer(offer_id, sdp) {
+        let outcome = match t.apply_answer(now, offer_id, sdp) {
             Ok(o) => o,
             Err(error) => {
                 self.events.push_back(SfuEvent::AnswerFailed {
@@ -540,7 +543,11 @@ impl Sfu {
                 if let Some(t) = self.transports.get_mut(id) {
                     let was_lost = matches!(t.connectivity, Connectivity::Disconnected { .. });
                     match state {
-                        IceConnectionState::Disconnected if !was_lost => {
+                        // Only a connection that was up can be lost; before that the connect
+                        // timeout is what counts.
+                        IceConnectionState::Disconnected
+                            if t.connectivity == Connectivity::Connected =>
+                        {
                             t.connectivity = Connectivity::Disconnected { since: now };
                         }
                         IceConnectionState::Connected | IceConnectionState::Completed

@@ -32,6 +32,8 @@ struct Client {
     keyframe_requests: u32,
     frames_sent: u64,
     connected: bool,
+    /// Its datagrams never reach the server (a network that blocks UDP); signaling still works.
+    blocked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +95,7 @@ impl World {
             keyframe_requests: 0,
             frames_sent: 0,
             connected: false,
+            blocked: false,
         });
         self.sfu.handle_command(
             self.now,
@@ -193,9 +196,10 @@ impl World {
                 loop {
                     match c.rtc.poll_output().unwrap() {
                         Output::Timeout(_) => break,
-                        Output::Transmit(t) => {
+                        Output::Transmit(t) if !c.blocked => {
                             self.to_server.push_back((c.addr, t.contents.to_vec()))
                         }
+                        Output::Transmit(_) => {}
                         Output::Event(e) => on_client_event(c, e),
                     }
                 }
@@ -422,17 +426,21 @@ fn silent_peers_fail_with_the_reason() {
     let a = w.join(0x88);
     let b = w.join(0x99);
     w.run(1000);
-    // A participant whose browser never reaches the media port (UDP blocked).
-    let ghost = ParticipantId::generate();
+    // A participant whose browser answers over signaling but never reaches the media port.
+    let ghost = w.join(0x77);
+    w.clients
+        .iter_mut()
+        .find(|c| c.id == ghost)
+        .unwrap()
+        .blocked = true;
+    // An observer alone in a room: nothing to negotiate, so nothing to time out.
+    let idle = ParticipantId::generate();
     w.sfu.handle_command(
         w.now,
         SfuCommand::AddTransport {
-            room: w.room.clone(),
-            participant: ghost.clone(),
-            publish: PublishKinds {
-                audio: true,
-                video: true,
-            },
+            room: RoomId::generate(),
+            participant: idle,
+            publish: PublishKinds::default(),
             subscribe: true,
         },
     );
@@ -456,6 +464,11 @@ fn silent_peers_fail_with_the_reason() {
         "{failures:?}"
     );
     assert!(failures.contains(&(b, FailReason::Lost)), "{failures:?}");
-    assert_eq!(w.sfu.transport_count(), 1, "only a is left");
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert_eq!(
+        w.sfu.transport_count(),
+        2,
+        "a and the idle observer are left"
+    );
     assert!(w.client(&a).connected);
 }

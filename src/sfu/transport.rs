@@ -25,9 +25,6 @@ pub const ICE_DISCONNECT_GRACE: Duration = Duration::from_secs(15);
 /// almost certainly blocking UDP to the media port; saying so beats a silent, empty room.
 pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The label of the data channel every transport opens (for low-latency room messages).
-const CHANNEL_LABEL: &str = "huizhen";
-
 /// Life of one forwarded track on this transport (server → participant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumerState {
@@ -96,9 +93,16 @@ pub struct AnswerOutcome {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connectivity {
-    New { since: Instant },
+    /// No answer applied yet: nothing to connect (an observer in an empty room, say).
+    Unnegotiated,
+    /// Negotiated at `since`, ICE not connected yet.
+    New {
+        since: Instant,
+    },
     Connected,
-    Disconnected { since: Instant },
+    Disconnected {
+        since: Instant,
+    },
 }
 
 pub struct Transport {
@@ -144,7 +148,7 @@ impl Transport {
             publish,
             incoming: Vec::new(),
             consumers: Vec::new(),
-            connectivity: Connectivity::New { since: now },
+            connectivity: Connectivity::Unnegotiated,
             next_timeout: now,
             pending: None,
             next_offer_id: 1,
@@ -183,7 +187,7 @@ impl Transport {
     }
 
     /// Makes an offer if anything changed and none is outstanding. The first call also carries
-    /// the participant's own (receive) m-lines and the data channel.
+    /// the participant's own (receive) m-lines.
     pub fn negotiate(&mut self) -> Option<OfferOut> {
         if self.pending.is_some() {
             return None;
@@ -191,7 +195,8 @@ impl Transport {
         let mut change = self.rtc.sdp_api();
         if self.next_offer_id == 1 {
             // The first offer: the participant's own tracks first (docs/protocol.md promises
-            // that order), then the data channel.
+            // that order). No data channel: an idle SCTP association costs every transport
+            // timers and memory; it is to be negotiated when a feature needs it.
             let p = self.publish;
             for (on, kind) in [(p.audio, MediaKind::Audio), (p.video, MediaKind::Video)] {
                 if on {
@@ -203,7 +208,6 @@ impl Transport {
                     });
                 }
             }
-            change.add_channel(CHANNEL_LABEL.to_owned());
         }
         for c in &mut self.consumers {
             match c.state {
@@ -249,7 +253,12 @@ impl Transport {
             .collect()
     }
 
-    pub fn apply_answer(&mut self, offer_id: u64, sdp: &str) -> Result<AnswerOutcome, AnswerError> {
+    pub fn apply_answer(
+        &mut self,
+        now: Instant,
+        offer_id: u64,
+        sdp: &str,
+    ) -> Result<AnswerOutcome, AnswerError> {
         match &self.pending {
             Some((id, _)) if *id == offer_id => {}
             _ => return Err(AnswerError::Stale),
@@ -267,6 +276,9 @@ impl Transport {
                 };
             }
             return Err(AnswerError::BadSdp(e.to_string()));
+        }
+        if self.connectivity == Connectivity::Unnegotiated {
+            self.connectivity = Connectivity::New { since: now };
         }
         let mut outcome = AnswerOutcome::default();
         for c in &mut self.consumers {
