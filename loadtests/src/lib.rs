@@ -12,9 +12,11 @@
 //! - [`peer`]: one synthetic participant.
 //! - [`payload`]: the stamped media payload.
 //! - [`stats`]: measurements and the report.
+//! - [`baseline`]: the limit: a bare UDP relay, with and without the cipher cost of SRTP.
 //! - [`api`], [`tls`]: the server's HTTP API and metrics, TLS for development servers.
 
 pub mod api;
+pub mod baseline;
 pub mod payload;
 pub mod peer;
 pub mod scenario;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use huizhen_loadtests::peer::MediaParams;
-use huizhen_loadtests::{RunConfig, Scenario, run};
+use huizhen_loadtests::{RunConfig, Scenario, baseline, run};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Preset {
@@ -13,6 +13,10 @@ enum Preset {
     Audio,
     JoinStorm,
     SignalingIdle,
+    /// No server: a bare UDP relay on this machine (the kernel's limit).
+    RelayUdp,
+    /// No server: the bare relay plus AES-128-GCM per packet in and out (kernel + cipher).
+    RelaySrtp,
 }
 
 #[derive(Parser)]
@@ -31,7 +35,12 @@ struct Cli {
     #[arg(long, default_value = "doctor")]
     username: String,
     /// Its password (or HUIZHEN_LOADTEST_PASSWORD).
-    #[arg(long, env = "HUIZHEN_LOADTEST_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HUIZHEN_LOADTEST_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
     password: String,
     /// Rooms (consult, audio).
     #[arg(long, default_value_t = 1)]
@@ -48,6 +57,15 @@ struct Cli {
     /// Joins per second (join-storm).
     #[arg(long, default_value_t = 20)]
     rate: u32,
+    /// Subscribers per packet (relay-udp, relay-srtp).
+    #[arg(long, default_value_t = 2)]
+    fanout: usize,
+    /// Packets per second offered (relay-udp, relay-srtp).
+    #[arg(long, default_value_t = 20_000)]
+    relay_rate: u32,
+    /// Payload bytes (relay-udp, relay-srtp).
+    #[arg(long, default_value_t = 1000)]
+    payload: usize,
     /// Measured seconds, after everyone connected.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -63,6 +81,35 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Preset::RelayUdp | Preset::RelaySrtp = cli.scenario {
+        let crypto = if matches!(cli.scenario, Preset::RelaySrtp) {
+            baseline::Crypto::AesGcm
+        } else {
+            baseline::Crypto::None
+        };
+        let report = baseline::run(baseline::BaselineConfig {
+            subscribers: cli.fanout,
+            payload: cli.payload,
+            rate: cli.relay_rate,
+            duration: Duration::from_secs(cli.seconds),
+            crypto,
+        })?;
+        eprintln!(
+            "relay {:?}, fan-out {}: offered {:.0}/s, in {:.0}/s, out {:.0}/s, delivered {:.0}/s, relay CPU {:.2} s, {:.0} packets out per relay-core second",
+            report.crypto,
+            report.subscribers,
+            report.offered_per_s,
+            report.relayed_in_per_s,
+            report.relayed_out_per_s,
+            report.delivered_per_s,
+            report.relay_cpu_seconds,
+            report.out_per_relay_cpu_second
+        );
+        return write_json(cli.json.as_deref(), &report);
+    }
+    if cli.password.is_empty() {
+        anyhow::bail!("--password (or HUIZHEN_LOADTEST_PASSWORD) is needed to create rooms");
+    }
     let scenario = match cli.scenario {
         Preset::Consult => Scenario::Consult {
             rooms: cli.rooms,
@@ -83,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
             sessions: cli.total,
             per_room: cli.participants,
         },
+        Preset::RelayUdp | Preset::RelaySrtp => unreachable!("handled above"),
     };
     let report = run(RunConfig {
         base_url: cli.url,
@@ -99,8 +147,12 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     eprintln!("{}", report.summary());
-    let json = serde_json::to_string_pretty(&report)?;
-    match cli.json.as_deref() {
+    write_json(cli.json.as_deref(), &report)
+}
+
+fn write_json(target: Option<&str>, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    match target {
         Some("-") => println!("{json}"),
         Some(path) => std::fs::write(path, json)?,
         None => {}
