@@ -63,3 +63,11 @@ run training-1x30 --scenario training --viewers 30 --seconds "${SECONDS_PER_RUN:
 run audio-10x4 --scenario audio --rooms 10 --participants 4 --seconds "${SECONDS_PER_RUN:-20}"
 run join-storm-60 --scenario join-storm --total 60 --rate 20 --seconds 5
 run signaling-idle-1000 --scenario signaling-idle --total 1000 --participants 16 --seconds 5
+
+# The limit, measured the same way (packets out per CPU second of the relaying thread).
+stop_server
+for mode in relay-udp relay-srtp; do
+  echo "== $mode" >&2
+  "$bin/huizhen-loadtests" --scenario "$mode" --fanout 2 --relay-rate 20000 --payload 1000 \
+    --seconds "${SECONDS_PER_RUN:-20}" --json "$out/$mode.json"
+done
