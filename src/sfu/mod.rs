@@ -168,6 +168,10 @@ pub struct Sfu {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     stats: SfuStats,
+    /// The latest time given to us, for work deferred to `poll_transmit`.
+    now: Instant,
+    /// Reused for each poll's events.
+    scratch_events: Vec<Event>,
 }
 
 impl Sfu {
@@ -190,6 +194,8 @@ impl Sfu {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SfuStats::default(),
+            now: Instant::now(),
+            scratch_events: Vec::new(),
         }
     }
 
@@ -215,10 +221,16 @@ impl Sfu {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.dirty.is_empty() {
+            self.drive(self.now);
+        }
         self.transmits.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        if !self.dirty.is_empty() {
+            self.drive(self.now);
+        }
         self.events.pop_front()
     }
 
@@ -238,6 +250,7 @@ impl Sfu {
     }
 
     pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
+        self.now = now;
         match cmd {
             SfuCommand::AddTransport {
                 room,
@@ -284,19 +297,23 @@ impl Sfu {
             tracing::debug!(participant = %id, error = %e, "peer input rejected");
         }
         self.by_addr.entry(source).or_insert_with(|| id.clone());
-        self.dirty.push(id);
-        self.drive(now);
+        self.now = now;
+        // The source at once (str0m wants its output drained after each input); the
+        // subscribers it wrote to wait for `poll_transmit`, so a batch of datagrams costs each
+        // subscriber one poll.
+        self.poll_one(now, &id);
     }
 
     /// Advances every transport whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         let mut failed = Vec::new();
         for (id, t) in &mut self.transports {
             if t.next_timeout <= now {
                 if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(participant = %id, error = %e, "timeout handling failed");
                 }
-                self.dirty.push(id.clone());
+                Self::mark_dirty(&mut self.dirty, id, t);
             }
             let reason = match t.connectivity {
                 Connectivity::New { since } if now.duration_since(since) > ICE_CONNECT_TIMEOUT => {
@@ -349,9 +366,9 @@ impl Sfu {
             }
         }
         router.members.push(participant.clone());
+        Self::mark_dirty(&mut self.dirty, &participant, &mut t);
         self.transports.insert(participant.clone(), t);
         self.negotiate(&participant);
-        self.dirty.push(participant);
     }
 
     fn answer(&mut self, now: Instant, participant: ParticipantId, offer_id: u64, sdp: &str) {
@@ -373,7 +390,9 @@ impl Sfu {
                 return;
             }
         };
-        self.dirty.push(participant.clone());
+        if let Some(t) = self.transports.get_mut(&participant) {
+            Self::mark_dirty(&mut self.dirty, &participant, t);
+        }
         if let Some(router) = self.routers.get_mut(&room) {
             for (mid, kind) in outcome.new_producers {
                 let key = ProducerKey {
@@ -483,37 +502,55 @@ impl Sfu {
         {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests_sent += 1;
-            self.dirty.push(key.owner.clone());
+            Self::mark_dirty(&mut self.dirty, &key.owner, owner);
         }
     }
 
-    /// Polls every dirty transport until all are drained; forwarding makes others dirty.
+    /// Marks a transport as having output to poll (once, however often it is asked).
+    fn mark_dirty(dirty: &mut Vec<ParticipantId>, id: &ParticipantId, t: &mut Transport) {
+        if !t.dirty {
+            t.dirty = true;
+            dirty.push(id.clone());
+        }
+    }
+
+    /// Polls every dirty transport until all are drained; forwarding makes others dirty. A
+    /// subscriber written to by many packets of one batch is polled once for all of them.
     fn drive(&mut self, now: Instant) {
-        let mut events = Vec::new();
         while let Some(id) = self.dirty.pop() {
-            let Some(t) = self.transports.get_mut(&id) else {
-                continue;
-            };
-            loop {
-                match t.rtc.poll_output() {
-                    Ok(Output::Timeout(at)) => {
-                        t.next_timeout = at;
-                        break;
-                    }
-                    Ok(Output::Transmit(tx)) => self.transmits.push_back(tx),
-                    Ok(Output::Event(e)) => events.push(e),
-                    Err(e) => {
-                        tracing::debug!(participant = %id, error = %e, "peer connection failed");
-                        t.rtc.disconnect();
-                        t.next_timeout = now;
-                        break;
-                    }
+            if let Some(t) = self.transports.get_mut(&id) {
+                t.dirty = false;
+            }
+            self.poll_one(now, &id);
+        }
+    }
+
+    /// Drains one transport's output: datagrams to send, events to act on.
+    fn poll_one(&mut self, now: Instant, id: &ParticipantId) {
+        let Some(t) = self.transports.get_mut(id) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.scratch_events);
+        loop {
+            match t.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    t.next_timeout = at;
+                    break;
+                }
+                Ok(Output::Transmit(tx)) => self.transmits.push_back(tx),
+                Ok(Output::Event(e)) => events.push(e),
+                Err(e) => {
+                    tracing::debug!(participant = %id, error = %e, "peer connection failed");
+                    t.rtc.disconnect();
+                    t.next_timeout = now;
+                    break;
                 }
             }
-            for e in events.drain(..) {
-                self.handle_event(now, &id, e);
-            }
         }
+        for e in events.drain(..) {
+            self.handle_event(now, id, e);
+        }
+        self.scratch_events = events;
     }
 
     fn handle_event(&mut self, now: Instant, id: &ParticipantId, event: Event) {
@@ -641,7 +678,7 @@ impl Sfu {
             );
             self.stats.rtp_out += 1;
             self.stats.rtp_out_bytes += pkt.payload.len() as u64;
-            self.dirty.push(member.clone());
+            Self::mark_dirty(&mut self.dirty, member, t);
         }
         if want_keyframe {
             self.request_keyframe(now, &key);

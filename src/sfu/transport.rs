@@ -115,6 +115,8 @@ pub struct Transport {
     pub consumers: Vec<Consumer>,
     pub connectivity: Connectivity,
     pub next_timeout: Instant,
+    /// Queued in the SFU's dirty list (see `Sfu::mark_dirty`).
+    pub dirty: bool,
     pending: Option<(u64, SdpPendingOffer)>,
     next_offer_id: u64,
     ssrc_mid: HashMap<Ssrc, Mid>,
@@ -150,6 +152,7 @@ impl Transport {
             consumers: Vec::new(),
             connectivity: Connectivity::Unnegotiated,
             next_timeout: now,
+            dirty: false,
             pending: None,
             next_offer_id: 1,
             ssrc_mid: HashMap::new(),
