@@ -20,7 +20,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
 cargo --version
-rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy || true
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component" || true
+done
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
