@@ -23,4 +23,4 @@ pub mod scenario;
 pub mod stats;
 pub mod tls;
 
-pub use scenario::{RunConfig, Scenario, run};
+pub use scenario::{KneeLimits, RunConfig, Scenario, find_knee, run};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use huizhen_loadtests::peer::MediaParams;
-use huizhen_loadtests::{RunConfig, Scenario, baseline, run};
+use huizhen_loadtests::{KneeLimits, RunConfig, Scenario, baseline, find_knee, run};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Preset {
@@ -73,6 +73,12 @@ struct Cli {
     video_kbps: u32,
     #[arg(long, default_value_t = 15)]
     fps: u32,
+    /// Step the load up (x --knee-factor) until loss > 1 % or p99 added latency > 50 ms; the
+    /// JSON report is then the list of runs.
+    #[arg(long)]
+    knee: bool,
+    #[arg(long, default_value_t = 1.5)]
+    knee_factor: f64,
     /// Write the JSON report here (also printed to stdout with --json -).
     #[arg(long)]
     json: Option<String>,
@@ -132,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         },
         Preset::RelayUdp | Preset::RelaySrtp => unreachable!("handled above"),
     };
-    let report = run(RunConfig {
+    let cfg = RunConfig {
         base_url: cli.url,
         metrics_url: (!cli.metrics.is_empty()).then_some(cli.metrics),
         username: cli.username,
@@ -143,9 +149,24 @@ async fn main() -> anyhow::Result<()> {
             video_kbps: cli.video_kbps,
             fps: cli.fps,
         },
-        progress: true,
-    })
-    .await?;
+        progress: !cli.knee,
+    };
+    if cli.knee {
+        let runs = find_knee(cfg, cli.knee_factor, KneeLimits::DEFAULT, |r| {
+            eprintln!(
+                "{} participants: {:.0} pkt/s out, loss {:.3} %, p99 {:.2} ms, join p95 {:.0} ms -> {}",
+                r.participants,
+                r.server.packets_out_per_s,
+                r.loss_ratio * 100.0,
+                r.latency_ms.p99,
+                r.join_ms.p95,
+                if KneeLimits::DEFAULT.held(r) { "held" } else { "broke" }
+            );
+        })
+        .await?;
+        return write_json(cli.json.as_deref(), &runs);
+    }
+    let report = run(cfg).await?;
     eprintln!("{}", report.summary());
     write_json(cli.json.as_deref(), &report)
 }

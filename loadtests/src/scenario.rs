@@ -29,6 +29,39 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The same preset one step larger: more rooms (consult, audio), viewers (training),
+    /// participants (join-storm) or sessions (signaling-idle).
+    pub fn scaled(&self, factor: f64) -> Scenario {
+        let grow = |n: usize| ((n as f64 * factor).round() as usize).max(n + 1);
+        match *self {
+            Scenario::Consult {
+                rooms,
+                participants,
+            } => Scenario::Consult {
+                rooms: grow(rooms),
+                participants,
+            },
+            Scenario::Audio {
+                rooms,
+                participants,
+            } => Scenario::Audio {
+                rooms: grow(rooms),
+                participants,
+            },
+            Scenario::Training { viewers } => Scenario::Training {
+                viewers: grow(viewers),
+            },
+            Scenario::JoinStorm { total, rate } => Scenario::JoinStorm {
+                total: grow(total),
+                rate,
+            },
+            Scenario::SignalingIdle { sessions, per_room } => Scenario::SignalingIdle {
+                sessions: grow(sessions),
+                per_room,
+            },
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Scenario::Consult { .. } => "consult",
@@ -314,4 +347,78 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         };
     }
     Ok(report)
+}
+
+/// Where the knee search stops: the first load that breaks either limit.
+#[derive(Debug, Clone, Copy)]
+pub struct KneeLimits {
+    pub max_loss: f64,
+    pub max_p99_ms: f64,
+    /// Give up growing after this many steps.
+    pub max_steps: usize,
+}
+
+impl KneeLimits {
+    /// The definition: loss over 1 % or p99 added latency over 50 ms.
+    pub const DEFAULT: KneeLimits = KneeLimits {
+        max_loss: 0.01,
+        max_p99_ms: 50.0,
+        max_steps: 12,
+    };
+
+    pub fn held(&self, r: &Report) -> bool {
+        r.peers_failed == 0 && r.loss_ratio <= self.max_loss && r.latency_ms.p99 <= self.max_p99_ms
+    }
+}
+
+/// Steps the load up by `factor` from `cfg.scenario` until a run breaks the limits; returns
+/// every run, the last one being the first that did not hold (unless `max_steps` ran out).
+pub async fn find_knee(
+    mut cfg: RunConfig,
+    factor: f64,
+    limits: KneeLimits,
+    mut on_step: impl FnMut(&Report),
+) -> anyhow::Result<Vec<Report>> {
+    let mut runs = Vec::new();
+    for _ in 0..limits.max_steps {
+        let report = run(cfg.clone()).await?;
+        on_step(&report);
+        let held = limits.held(&report);
+        runs.push(report);
+        if !held {
+            break;
+        }
+        cfg.scenario = cfg.scenario.scaled(factor);
+    }
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_always_grows_and_keeps_the_room_size() {
+        assert_eq!(
+            Scenario::Consult {
+                rooms: 1,
+                participants: 3
+            }
+            .scaled(1.5),
+            Scenario::Consult {
+                rooms: 2,
+                participants: 3
+            }
+        );
+        assert_eq!(
+            Scenario::Training { viewers: 10 }.scaled(1.5),
+            Scenario::Training { viewers: 15 }
+        );
+        let broke = Report {
+            loss_ratio: 0.02,
+            ..Default::default()
+        };
+        assert!(!KneeLimits::DEFAULT.held(&broke));
+        assert!(KneeLimits::DEFAULT.held(&Report::default()));
+    }
 }

@@ -123,3 +123,38 @@ async fn signaling_idle() {
     assert_eq!((r.rooms, r.peers_connected), (3, 20));
     assert_eq!(r.received_packets, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knee_search_steps_the_load_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let cfg = RunConfig {
+        base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
+        metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
+        username: "load".into(),
+        password: "load-test-password".into(),
+        scenario: Scenario::Training { viewers: 2 },
+        duration: Duration::from_secs(1),
+        media: MediaParams {
+            video_kbps: 200,
+            fps: 10,
+        },
+        progress: false,
+    };
+    let limits = huizhen_loadtests::KneeLimits {
+        max_loss: 1.0,
+        max_p99_ms: f64::MAX,
+        max_steps: 2,
+    };
+    let runs = huizhen_loadtests::find_knee(cfg, 2.0, limits, |_| {})
+        .await
+        .unwrap();
+    server.shutdown().await;
+    assert_eq!(
+        runs.len(),
+        2,
+        "limits this loose hold, so max_steps ends the search"
+    );
+    assert_eq!((runs[0].participants, runs[1].participants), (3, 5));
+    assert!(runs.iter().all(|r| r.received_packets > 0));
+}
