@@ -64,6 +64,11 @@ run audio-10x4 --scenario audio --rooms 10 --participants 4 --seconds "${SECONDS
 run join-storm-60 --scenario join-storm --total 60 --rate 20 --seconds 5
 run signaling-idle-1000 --scenario signaling-idle --total 1000 --participants 16 --seconds 5
 
+# The knee: consult rooms of 3, x1.5 per step, until loss > 1 % or p99 > 50 ms; then its plot.
+run knee-consult --scenario consult --rooms 10 --participants 3 --seconds 8 --knee --knee-factor 1.5
+python3 loadtests/plot.py "$out/knee-consult.json" "$out/knee-consult.png" \
+  "consult (rooms of 3): knee search, $(nproc) vCPU"
+
 # The limit, measured the same way (packets out per CPU second of the relaying thread).
 stop_server
 for mode in relay-udp relay-srtp; do

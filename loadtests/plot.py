@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Plots a knee search (the JSON list `huizhen-loadtests --knee --json FILE` writes).
+
+    python3 loadtests/plot.py KNEE.json OUT.png [TITLE]
+
+Two panels against the number of participants: forwarded packets per second (and per
+media-core second), and added latency p50/p95/p99 with the loss ratio. Installs matplotlib with
+pip when it is missing.
+"""
+import json
+import subprocess
+import sys
+
+try:
+    import matplotlib
+except ImportError:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
+    import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main() -> None:
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    runs = json.load(open(sys.argv[1]))
+    title = sys.argv[3] if len(sys.argv) > 3 else f"{runs[0]['scenario']}: knee search"
+    x = [r["participants"] for r in runs]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+    top.plot(x, [r["server"]["packets_out_per_s"] for r in runs], "o-", label="forwarded packets/s")
+    top.plot(
+        x,
+        [r["server"]["packets_out_per_media_cpu_second"] for r in runs],
+        "s--",
+        label="per media-core second",
+    )
+    top.set_ylabel("packets / s")
+    top.legend()
+    top.grid(alpha=0.3)
+    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        bottom.plot(x, [r["latency_ms"][key] for r in runs], style, label=f"added latency {key}")
+    bottom.set_ylabel("ms")
+    bottom.set_xlabel("participants")
+    loss = bottom.twinx()
+    loss.plot(x, [r["loss_ratio"] * 100 for r in runs], "k:", label="loss %")
+    loss.set_ylabel("loss %")
+    bottom.legend(loc="upper left")
+    loss.legend(loc="upper right")
+    bottom.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(sys.argv[2], dpi=100)
+
+
+if __name__ == "__main__":
+    main()
