@@ -100,6 +100,7 @@ impl Server {
             signaling,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             next_conn: Arc::new(AtomicU64::new(1)),
+            login_throttle: Arc::default(),
         };
 
         let (metrics_addr, metrics_task) = if config.metrics.listen.is_empty() {
@@ -129,7 +130,7 @@ impl Server {
         let served = tokio::spawn(
             axum_server::bind_rustls(config.server.listen, tls)
                 .handle(handle.clone())
-                .serve(app.into_make_service()),
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>()),
         );
         let https_addr = match handle.listening().await {
             Some(addr) => addr,

@@ -493,3 +493,57 @@ async fn websocket_from_a_foreign_origin_is_refused() {
     .expect("own origin accepted");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_are_throttled() {
+    let s = TestServer::start().await;
+    let login = |password: &'static str| {
+        let s = &s;
+        async move {
+            s.api(
+                "POST",
+                "/api/v1/auth/login",
+                Some(""),
+                Some(json!({"username": "doc", "password": password})),
+            )
+            .await
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(login("guess").await.0, 401);
+    }
+    let (status, body) = login("guess").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_attempts"))
+    );
+    // Even the right password waits out the window from this address.
+    assert_eq!(login(common::DOCTOR_PASSWORD).await.0, 429);
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/auth/login", s.base))
+        .json(&json!({"username": "doc", "password": "guess"}))
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 900, "{retry}");
+    // Another account is not affected.
+    let (status, body) = s
+        .api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": "nobody", "password": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    s.stop().await;
+}

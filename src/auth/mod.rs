@@ -6,10 +6,12 @@
 
 mod password;
 mod role;
+mod throttle;
 mod token;
 
 pub use password::{hash_password, verify_password};
 pub use role::{AccountRole, Role};
+pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
 
 /// Why a credential was refused.

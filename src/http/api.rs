@@ -1,7 +1,9 @@
 //! The clinicians' JSON API (docs/protocol.md, "HTTP API"): sign-in, rooms, invites.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, HOST};
 use axum::http::request::Parts;
@@ -88,9 +90,16 @@ pub struct LoginBody {
 
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = state.db.user_by_username(body.username.trim()).await?;
+    let name = body.username.trim();
+    let now = std::time::Instant::now();
+    if let Err(retry) = state.login_throttle.check(name, peer.ip(), now) {
+        tracing::info!("sign-in refused: too many failures");
+        return Err(ApiError::TooManyAttempts(retry.as_secs().max(1)));
+    }
+    let user = state.db.user_by_username(name).await?;
     // Hash even for unknown users so timing does not reveal which names exist.
     let stored = user
         .as_ref()
@@ -102,8 +111,10 @@ pub async fn login(
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!("failed sign-in");
+        state.login_throttle.failed(name, peer.ip(), now);
         return Err(ApiError::InvalidCredentials);
     };
+    state.login_throttle.succeeded(name, peer.ip());
     let token = state.key.sign(&Claims {
         kind: TokenKind::Session,
         sub: user.id.to_string(),

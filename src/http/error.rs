@@ -24,6 +24,9 @@ pub enum ApiError {
     Invalid(String),
     #[error("the consultation has ended")]
     RoomEnded,
+    /// Too many failed sign-ins; retry after this many seconds.
+    #[error("too many failed sign-ins; try again later")]
+    TooManyAttempts(u64),
     #[error("internal error")]
     Internal(String),
 }
@@ -37,6 +40,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::RoomEnded => (StatusCode::CONFLICT, "room_ended"),
+            ApiError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -48,11 +52,16 @@ impl IntoResponse for ApiError {
             tracing::error!(detail = %detail, "API request failed");
         }
         let (status, code) = self.parts();
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response()
+        let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
+        let mut response = (status, body).into_response();
+        if let ApiError::TooManyAttempts(secs) = self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 

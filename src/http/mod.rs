@@ -18,7 +18,7 @@ use axum::routing::{delete, get, post};
 use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::SigningKey;
+use crate::auth::{LoginThrottle, SigningKey};
 use crate::config::Config;
 use crate::media::MediaHandle;
 use crate::rooms::RoomManager;
@@ -37,6 +37,7 @@ pub struct AppState {
     /// Caps open signaling connections (`limits.max_connections`).
     pub connections: Arc<Semaphore>,
     pub next_conn: Arc<AtomicU64>,
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 pub fn router(state: AppState) -> Router {
