@@ -9,31 +9,7 @@ use std::time::Duration;
 use crate::media::{MediaHandle, WorkerStats};
 use crate::signaling::protocol::ErrorCode;
 
-/// Every error code, in the order of the `signaling_errors` array.
-const ERROR_CODES: [ErrorCode; 22] = [
-    ErrorCode::BadMessage,
-    ErrorCode::UnknownType,
-    ErrorCode::UnsupportedVersion,
-    ErrorCode::MessageTooLarge,
-    ErrorCode::RateLimited,
-    ErrorCode::NotJoined,
-    ErrorCode::AlreadyJoined,
-    ErrorCode::InvalidToken,
-    ErrorCode::TokenExpired,
-    ErrorCode::InviteRevoked,
-    ErrorCode::RoomNotFound,
-    ErrorCode::RoomEnded,
-    ErrorCode::RoomFull,
-    ErrorCode::ServerFull,
-    ErrorCode::Forbidden,
-    ErrorCode::InvalidName,
-    ErrorCode::ResumeFailed,
-    ErrorCode::StaleOffer,
-    ErrorCode::BadSdp,
-    ErrorCode::MediaUnreachable,
-    ErrorCode::MediaLost,
-    ErrorCode::Internal,
-];
+const ERROR_CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
 
 /// USER_HZ, the unit of CPU times in /proc: 100 on every Linux architecture we run on.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;

@@ -53,6 +53,13 @@ pub struct ProducerKey {
     pub mid: Mid,
 }
 
+impl ProducerKey {
+    /// Compares without building a key (which would clone the owner's id on the hot path).
+    pub fn is(&self, owner: &ParticipantId, mid: Mid) -> bool {
+        self.mid == mid && &self.owner == owner
+    }
+}
+
 /// One server → participant m-line and whose track it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackInfo {
@@ -612,19 +619,20 @@ impl Sfu {
             return;
         };
         let pt = pkt.header.payload_type;
-        let codec = source.video_codec(pt);
         let Some(router) = self.routers.get(&source.room) else {
             return;
         };
-        let key = ProducerKey {
-            owner: id.clone(),
-            mid,
-        };
-        let Some(producer) = router.producers.iter().find(|p| p.key == key) else {
+        let Some(producer) = router.producers.iter().find(|p| p.key.is(id, mid)) else {
             self.stats.dropped_unknown_stream += 1;
             return;
         };
         let is_video = producer.kind == MediaKind::Video;
+        // Only video is gated on keyframes, so only video needs its codec looked up.
+        let codec = if is_video {
+            source.video_codec(pt)
+        } else {
+            None
+        };
         let exts = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
             voice_activity: pkt.header.ext_vals.voice_activity,
@@ -639,7 +647,7 @@ impl Sfu {
             let Some(t) = self.transports.get_mut(member) else {
                 continue;
             };
-            let Some(consumer) = t.consumer_mut(&key) else {
+            let Some(consumer) = t.consumer_of(id, mid) else {
                 continue;
             };
             let ConsumerState::Open(out_mid) = consumer.state else {
@@ -681,6 +689,10 @@ impl Sfu {
             Self::mark_dirty(&mut self.dirty, member, t);
         }
         if want_keyframe {
+            let key = ProducerKey {
+                owner: id.clone(),
+                mid,
+            };
             self.request_keyframe(now, &key);
         }
     }

@@ -328,8 +328,9 @@ impl Transport {
         }
     }
 
-    pub fn consumer_mut(&mut self, source: &ProducerKey) -> Option<&mut Consumer> {
-        self.consumers.iter_mut().find(|c| &c.source == source)
+    /// The consumer of `owner`'s producer on `mid`, if this transport has one.
+    pub fn consumer_of(&mut self, owner: &ParticipantId, mid: Mid) -> Option<&mut Consumer> {
+        self.consumers.iter_mut().find(|c| c.source.is(owner, mid))
     }
 
     pub fn consumer_by_mid(&self, mid: Mid) -> Option<&Consumer> {

@@ -251,6 +251,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for metrics and tests.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadMessage,
+        ErrorCode::UnknownType,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::InviteRevoked,
+        ErrorCode::RoomNotFound,
+        ErrorCode::RoomEnded,
+        ErrorCode::RoomFull,
+        ErrorCode::ServerFull,
+        ErrorCode::Forbidden,
+        ErrorCode::InvalidName,
+        ErrorCode::ResumeFailed,
+        ErrorCode::StaleOffer,
+        ErrorCode::BadSdp,
+        ErrorCode::MediaUnreachable,
+        ErrorCode::MediaLost,
+        ErrorCode::Internal,
+    ];
+
     pub fn is_fatal(self) -> bool {
         !matches!(
             self,
