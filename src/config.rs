@@ -23,6 +23,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub documents: DocumentsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -207,6 +208,33 @@ impl Default for MetricsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// Largest document accepted, in bytes (then `too_large`, HTTP 413).
+    pub max_upload_bytes: u64,
+    /// Largest upload chunk (one HTTP request body), in bytes.
+    pub max_chunk_bytes: usize,
+    /// Documents shared in one room.
+    pub max_per_room: usize,
+    /// Uploads one participant may have open at once.
+    pub max_open_uploads: usize,
+    /// Hours an unfinished upload is kept for resuming before it is discarded.
+    pub upload_expiry_hours: u64,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 128 * 1024 * 1024,
+            max_chunk_bytes: 4 * 1024 * 1024,
+            max_per_room: 200,
+            max_open_uploads: 4,
+            upload_expiry_hours: 24,
+        }
+    }
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -324,6 +352,12 @@ impl Config {
         }
         if l.max_participants < 2 || l.max_participants > 100 {
             return bad("limits.max_participants must be between 2 and 100");
+        }
+        let d = &self.documents;
+        if d.max_chunk_bytes < 64 * 1024 || d.max_upload_bytes == 0 || d.max_per_room == 0 {
+            return bad(
+                "documents.max_chunk_bytes must be at least 65536; max_upload_bytes and max_per_room positive",
+            );
         }
         if l.max_rooms == 0 || l.max_connections == 0 {
             return bad("limits.max_rooms and limits.max_connections must be positive");

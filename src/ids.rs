@@ -1,7 +1,8 @@
 //! Typed identifiers shared by every layer.
 //!
 //! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
-//! `i_` invite) and 16 random base62 characters, so ids are unguessable, safe to put in URLs and
+//! `i_` invite, `doc_` document, `upl_` upload, `ann_` annotation, `msg_` chat message, `rec_`
+//! clinical record) and 16 random base62 characters, so ids are unguessable, safe to put in URLs and
 //! easy to tell apart in logs. The prefix is part of the value; `parse` checks it.
 
 use std::fmt;
@@ -77,6 +78,32 @@ string_id!(
     /// An invite link issued for a room.
     InviteId,
     "i_"
+);
+
+string_id!(
+    /// A document shared into a room (complete and hash-checked).
+    DocumentId,
+    "doc_"
+);
+string_id!(
+    /// An upload in progress; becomes a [`DocumentId`] when complete.
+    UploadId,
+    "upl_"
+);
+string_id!(
+    /// One annotation on a document page.
+    AnnotationId,
+    "ann_"
+);
+string_id!(
+    /// One chat message in a room.
+    ChatMessageId,
+    "msg_"
+);
+string_id!(
+    /// One version of a clinical record (note, diagnosis report, prescription).
+    RecordId,
+    "rec_"
 );
 
 #[cfg(test)]

@@ -13,15 +13,21 @@
 //! - [`rooms`]: the clinical rules of a live consultation, one task per room.
 //! - [`sfu`]: the sans-IO media core on str0m: transports, producers, consumers, forwarding.
 //! - [`media`]: the I/O driver that runs the media core on a UDP socket, one thread per worker.
+//! - [`documents`]: documents shared in a room: resumable uploads, content checks, the
+//!   content-addressed blob store, integrity on every read, annotations.
+//! - [`audit`]: the append-only, hash-chained audit trail and its verification.
 //! - [`auth`]: signed tokens, passwords, roles and permissions.
-//! - [`storage`]: users, rooms and invites in SQLite or PostgreSQL.
+//! - [`storage`]: users, rooms, invites, participants, documents, chat and records in SQLite or
+//!   PostgreSQL.
 //! - [`metrics`]: the Prometheus endpoint on its own listener.
 //! - [`tls`], [`telemetry`], [`ids`]: certificates, logs, typed identifiers.
 //!
 //! See docs/ARCHITECTURE.md for how a join, a media packet and a signaling message travel.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod documents;
 pub mod http;
 pub mod ids;
 pub mod media;

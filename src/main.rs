@@ -35,6 +35,18 @@ enum Command {
     /// Manage clinician accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Check or export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain from the first entry; exit status 1 and the first broken link if it
+    /// was altered. Prints the head hash: keep it elsewhere to detect truncation later.
+    Verify,
+    /// Write every entry as JSON Lines to standard output.
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -45,7 +57,7 @@ enum UserCommand {
         username: String,
         #[arg(long)]
         display_name: String,
-        /// doctor, specialist or admin
+        /// doctor, specialist, admin, pharmacist or supervisor
         #[arg(long, default_value = "doctor")]
         role: String,
         /// Read the password from standard input instead of prompting.
@@ -81,8 +93,43 @@ fn main() -> anyhow::Result<()> {
             Command::Serve => serve(config).await,
             Command::Config => unreachable!("handled above"),
             Command::User(cmd) => user(config, cmd).await,
+            Command::Audit(cmd) => audit(config, cmd).await,
         }
     })
+}
+
+async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
+    let db = Db::connect(&config.database_url())
+        .await
+        .context("opening the database")?;
+    let log = huizhen::audit::AuditLog::new(db.clone());
+    let result = match cmd {
+        AuditCommand::Verify => {
+            let v = log.verify().await?;
+            match &v.first_broken {
+                None => {
+                    println!("audit trail intact: {} entries", v.entries);
+                    println!("head: seq {} hash {}", v.head_seq, v.head_hash);
+                    Ok(())
+                }
+                Some(b) => {
+                    println!(
+                        "audit trail BROKEN at entry {} ({:?}); {} entries checked",
+                        b.seq, b.kind, v.entries
+                    );
+                    Err(anyhow::anyhow!("audit trail verification failed"))
+                }
+            }
+        }
+        AuditCommand::Export => {
+            use std::io::Write;
+            let out = log.export_jsonl().await?;
+            std::io::stdout().write_all(&out)?;
+            Ok(())
+        }
+    };
+    db.close().await;
+    result
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -150,8 +197,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             role,
             password_stdin,
         } => {
-            let role =
-                AccountRole::parse(&role).context("role must be doctor, specialist or admin")?;
+            let role = AccountRole::parse(&role)
+                .context("role must be doctor, specialist, admin, pharmacist or supervisor")?;
             let username = username.trim();
             if username.is_empty()
                 || username.len() > 64

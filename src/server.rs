@@ -12,12 +12,14 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::Semaphore;
 
+use crate::audit::AuditLog;
 use crate::auth::SigningKey;
 use crate::config::Config;
+use crate::documents::Documents;
 use crate::http::{self, AppState};
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
-use crate::rooms::{RoomManager, RoomSettings};
+use crate::rooms::{RoomManager, RoomServices, RoomSettings};
 use crate::signaling::protocol::Limits;
 use crate::signaling::{SessionSettings, SignalingContext};
 use crate::storage::Db;
@@ -37,6 +39,7 @@ pub struct Server {
     pub media: MediaHandle,
     handle: Handle<SocketAddr>,
     metrics_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    housekeeping: tokio::task::JoinHandle<()>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     grace: Duration,
 }
@@ -66,6 +69,28 @@ impl Server {
             max_participants: config.limits.max_participants,
         };
         let metrics = Arc::new(Metrics::default());
+        let audit = AuditLog::new(db.clone());
+        let documents = Documents::open(
+            db.clone(),
+            &config.storage.data_dir,
+            config.documents.clone(),
+        )
+        .context("opening document storage")?;
+        // Unfinished uploads are kept for resuming, but not for ever: now, then hourly.
+        let housekeeping = {
+            let documents = documents.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    every.tick().await;
+                    match documents.expire_uploads().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(count = n, "expired unfinished uploads removed"),
+                        Err(e) => tracing::warn!(error = %e, "could not expire unfinished uploads"),
+                    }
+                }
+            })
+        };
         let rooms = RoomManager::new(
             db.clone(),
             media.clone(),
@@ -78,6 +103,10 @@ impl Server {
                 limits,
             },
             metrics.clone(),
+            RoomServices {
+                documents: documents.clone(),
+                audit: audit.clone(),
+            },
         );
         let signaling = SignalingContext {
             key: key.clone(),
@@ -101,6 +130,8 @@ impl Server {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             next_conn: Arc::new(AtomicU64::new(1)),
             login_throttle: Arc::default(),
+            audit,
+            documents,
         };
 
         let (metrics_addr, metrics_task) = if config.metrics.listen.is_empty() {
@@ -150,6 +181,7 @@ impl Server {
             media_addr: media.local_addr(),
             metrics_addr,
             metrics_task,
+            housekeeping,
             cert_source,
             db,
             rooms,
@@ -169,6 +201,7 @@ impl Server {
         if let Some(t) = self.metrics_task {
             t.abort();
         }
+        self.housekeeping.abort();
         self.db.close().await;
     }
 }

@@ -3,10 +3,17 @@
 //! HUIZHEN_REQUIRE_POSTGRES=1 to make its absence a failure, as scripts/test.sh does when
 //! `pg_isready` answers).
 
-use huizhen::auth::{AccountRole, Role, now_unix};
-use huizhen::ids::{InviteId, RoomId};
-use huizhen::storage::{Db, RoomStatus, StorageError};
-use sqlx::Executor;
+mod common;
+
+use huizhen::audit::{Action, Actor, AuditEvent, AuditLog};
+use huizhen::auth::{AccountRole, Role, Visibility, now_unix};
+use huizhen::documents::DocumentKind;
+use huizhen::ids::{
+    AnnotationId, ChatMessageId, DocumentId, InviteId, ParticipantId, RoomId, UploadId,
+};
+use huizhen::storage::{
+    AnnotationRecord, ChatRecord, Db, DocumentRecord, RoomStatus, StorageError, UploadRecord,
+};
 
 async fn exercise(db: &Db) {
     let user = db
@@ -88,6 +95,143 @@ async fn exercise(db: &Db) {
     );
 }
 
+/// Participants, uploads becoming documents, annotations, chat and the audit chain: the same
+/// SQL on both backends.
+async fn exercise_consultation_records(db: &Db) {
+    let user = db
+        .create_user("rec", "Dr. Li", AccountRole::Doctor, "x")
+        .await
+        .unwrap();
+    let room = db.create_room("Records", None, &user.id).await.unwrap();
+    let other_room = db.create_room("Other", None, &user.id).await.unwrap();
+    let invite = InviteId::generate();
+    let p = ParticipantId::generate();
+    db.participant_joined(&room.id, &p, &invite, Role::Doctor, "Dr. Li")
+        .await
+        .unwrap();
+    db.participant_left(&p).await.unwrap();
+    let people = db.participants_of(&room.id).await.unwrap();
+    assert_eq!(people.len(), 1);
+    assert!(people[0].left_at.is_some());
+
+    let upload = UploadRecord {
+        id: UploadId::generate(),
+        room_id: room.id.clone(),
+        participant: p.clone(),
+        invite: invite.clone(),
+        role: Role::Doctor,
+        name: "ecg.csv".into(),
+        size: 10,
+        sha256: "ab".repeat(32),
+        visibility: Visibility::Clinicians,
+        created_at: now_unix(),
+    };
+    db.insert_upload(&upload).await.unwrap();
+    assert_eq!(db.open_uploads_of(&invite).await.unwrap(), 1);
+    assert!(
+        db.upload(&other_room.id, &upload.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let doc = DocumentRecord {
+        id: DocumentId::generate(),
+        room_id: room.id.clone(),
+        sha256: upload.sha256.clone(),
+        size: 10,
+        kind: DocumentKind::Ecg,
+        name: upload.name.clone(),
+        visibility: Visibility::Clinicians,
+        shared_by: p.clone(),
+        shared_by_role: Role::Doctor,
+        created_at_ms: 1,
+    };
+    db.complete_upload(&upload.id, &doc).await.unwrap();
+    assert!(db.upload(&room.id, &upload.id).await.unwrap().is_none());
+    // Completing twice is refused and leaves no second document.
+    let twice = DocumentRecord {
+        id: DocumentId::generate(),
+        ..doc.clone()
+    };
+    assert!(matches!(
+        db.complete_upload(&upload.id, &twice).await,
+        Err(StorageError::Conflict)
+    ));
+    assert_eq!(
+        db.documents_in_room(&room.id).await.unwrap(),
+        vec![doc.clone()]
+    );
+    // A document id looked up through another room is not found.
+    assert!(
+        db.document(&other_room.id, &doc.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let a = AnnotationRecord {
+        id: AnnotationId::generate(),
+        document_id: doc.id.clone(),
+        page: 1,
+        shape: serde_json::json!({"type": "circle", "center": [0.5, 0.5], "radius": 0.1}),
+        author: p.clone(),
+        author_role: Role::Doctor,
+        created_at_ms: 2,
+    };
+    db.insert_annotation(&room.id, &a).await.unwrap();
+    assert_eq!(db.annotations(&doc.id).await.unwrap(), vec![a]);
+
+    for i in 0..3 {
+        db.insert_chat(
+            &room.id,
+            &ChatRecord {
+                id: ChatMessageId::generate(),
+                participant_id: p.clone(),
+                name: "Dr. Li".into(),
+                role: Role::Doctor,
+                text: format!("message {i}"),
+                at_ms: 10 + i,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let recent = db.recent_chat(&room.id, 2).await.unwrap();
+    let texts: Vec<&str> = recent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["message 1", "message 2"]);
+
+    let audit = AuditLog::new(db.clone());
+    for _ in 0..3 {
+        audit
+            .record(
+                AuditEvent::new(Actor::User(user.id.clone(), user.role), Action::RoomCreated)
+                    .room(&room.id),
+            )
+            .await
+            .unwrap();
+    }
+    let v = audit.verify().await.unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.entries, 3);
+    assert_eq!(
+        audit
+            .entries(0, 10, Some(room.id.as_str()))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        audit
+            .export_jsonl()
+            .await
+            .unwrap()
+            .split(|b| *b == b'\n')
+            .count(),
+        4
+    );
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,6 +241,7 @@ async fn sqlite() {
     );
     let db = Db::connect(&url).await.unwrap();
     exercise(&db).await;
+    exercise_consultation_records(&db).await;
     db.close().await;
     // Reopening runs the migrations again without harm and keeps the data.
     let db = Db::connect(&url).await.unwrap();
@@ -105,38 +250,12 @@ async fn sqlite() {
 
 #[tokio::test]
 async fn postgres() {
-    let admin_url = std::env::var("HUIZHEN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
-    let required = std::env::var("HUIZHEN_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-    sqlx::any::install_default_drivers();
-    let admin = match sqlx::AnyPool::connect(&admin_url).await {
-        Ok(p) => p,
-        Err(e) if !required => {
-            eprintln!(
-                "SKIPPED: PostgreSQL not reachable at {admin_url} ({e}); set HUIZHEN_REQUIRE_POSTGRES=1 to fail instead"
-            );
-            return;
-        }
-        Err(e) => panic!("PostgreSQL required but not reachable at {admin_url}: {e}"),
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
     };
-    // A database of its own, so runs never see each other's rows.
-    let name = format!(
-        "huizhen_test_{}",
-        RoomId::generate().as_str()[2..].to_ascii_lowercase()
-    );
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("bad URL {admin_url}"),
-    };
-    let db = Db::connect(&url).await.unwrap();
+    let db = Db::connect(&pg.url).await.unwrap();
     exercise(&db).await;
+    exercise_consultation_records(&db).await;
     db.close().await;
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    pg.drop_db().await;
 }

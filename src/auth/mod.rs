@@ -10,7 +10,7 @@ mod throttle;
 mod token;
 
 pub use password::{hash_password, verify_password};
-pub use role::{AccountRole, Role};
+pub use role::{AccountRole, Role, Visibility};
 pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
 
@@ -37,5 +37,13 @@ pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }

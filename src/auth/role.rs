@@ -35,6 +35,57 @@ impl Role {
         matches!(self, Role::Doctor)
     }
 
+    /// Doctors and specialists: the care team, as opposed to the patient and observers.
+    pub fn is_clinician(self) -> bool {
+        matches!(self, Role::Doctor | Role::Specialist)
+    }
+
+    /// Sharing a document into the room. Patients may share their own results (visible to
+    /// everyone); observers only watch.
+    pub fn may_share(self, visibility: Visibility) -> bool {
+        match visibility {
+            Visibility::Everyone => !matches!(self, Role::Observer),
+            Visibility::Clinicians => self.is_clinician(),
+        }
+    }
+
+    /// Seeing a document (its listing, its content in the room's viewer, follow mode on it).
+    pub fn may_view(self, visibility: Visibility) -> bool {
+        match visibility {
+            Visibility::Everyone => true,
+            Visibility::Clinicians => self.is_clinician(),
+        }
+    }
+
+    /// Saving a copy: a separate right from viewing; observers (trainees, family) may not.
+    pub fn may_download(self, visibility: Visibility) -> bool {
+        self.may_view(visibility) && !matches!(self, Role::Observer)
+    }
+
+    /// Annotating documents and presenting them (follow mode).
+    pub fn may_annotate(self) -> bool {
+        self.is_clinician()
+    }
+
+    pub fn may_chat(self) -> bool {
+        true
+    }
+
+    /// Consultation notes.
+    pub fn may_write_note(self) -> bool {
+        self.is_clinician()
+    }
+
+    /// Diagnosis reports (findings, impression, recommendation).
+    pub fn may_write_diagnosis(self) -> bool {
+        self.is_clinician()
+    }
+
+    /// Drafting and issuing e-prescriptions.
+    pub fn may_prescribe(self) -> bool {
+        self.is_clinician()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Doctor => "doctor",
@@ -55,6 +106,33 @@ impl Role {
     }
 }
 
+/// Who may see a shared document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Every participant, the patient included.
+    Everyone,
+    /// Doctors and specialists only: never sent to a patient's or observer's browser.
+    Clinicians,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Everyone => "everyone",
+            Visibility::Clinicians => "clinicians",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "everyone" => Visibility::Everyone,
+            "clinicians" => Visibility::Clinicians,
+            _ => return None,
+        })
+    }
+}
+
 /// The role of a clinician *account* (who signs in to the console), distinct from the role a
 /// person has inside one room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +141,10 @@ pub enum AccountRole {
     Doctor,
     Specialist,
     Admin,
+    /// Reviews issued prescriptions and records dispensing; joins no rooms.
+    Pharmacist,
+    /// A supervisor or regulator: reads and exports the audit trail; joins no rooms.
+    Supervisor,
 }
 
 impl AccountRole {
@@ -76,7 +158,22 @@ impl AccountRole {
         match self {
             AccountRole::Specialist => Role::Specialist,
             AccountRole::Doctor | AccountRole::Admin => Role::Doctor,
+            AccountRole::Pharmacist | AccountRole::Supervisor => Role::Observer,
         }
+    }
+
+    /// Every room, not only those the account created (the console's list, summaries).
+    pub fn sees_all_rooms(self) -> bool {
+        matches!(self, AccountRole::Admin | AccountRole::Supervisor)
+    }
+
+    pub fn may_review_prescriptions(self) -> bool {
+        matches!(self, AccountRole::Pharmacist)
+    }
+
+    /// The read-only audit API, its verification and export.
+    pub fn may_read_audit(self) -> bool {
+        matches!(self, AccountRole::Supervisor)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +181,8 @@ impl AccountRole {
             AccountRole::Doctor => "doctor",
             AccountRole::Specialist => "specialist",
             AccountRole::Admin => "admin",
+            AccountRole::Pharmacist => "pharmacist",
+            AccountRole::Supervisor => "supervisor",
         }
     }
 
@@ -92,6 +191,8 @@ impl AccountRole {
             "doctor" => AccountRole::Doctor,
             "specialist" => AccountRole::Specialist,
             "admin" => AccountRole::Admin,
+            "pharmacist" => AccountRole::Pharmacist,
+            "supervisor" => AccountRole::Supervisor,
             _ => return None,
         })
     }
@@ -108,6 +209,17 @@ mod tests {
             assert!(!r.may_end_room() && !r.may_invite());
         }
         assert!(!Role::Observer.may_publish());
+        // Clinicians-only documents never reach the patient or observers.
+        for r in [Role::Patient, Role::Observer] {
+            assert!(!r.may_view(Visibility::Clinicians) && !r.may_share(Visibility::Clinicians));
+            assert!(!r.may_prescribe() && !r.may_annotate());
+        }
+        assert!(Role::Patient.may_download(Visibility::Everyone));
+        assert!(
+            Role::Observer.may_view(Visibility::Everyone)
+                && !Role::Observer.may_download(Visibility::Everyone)
+        );
+        assert!(Role::Specialist.may_download(Visibility::Clinicians));
         assert!(Role::Patient.may_publish() && Role::Patient.may_subscribe());
         for r in [
             Role::Doctor,

@@ -1,6 +1,7 @@
 //! Signed, scoped tokens: `hz1.<base64url JSON claims>.<base64url HMAC-SHA256>`.
 //!
-//! One format for three uses (clinician sessions, room invites, signaling resumes); the `kind`
+//! One format for four uses (clinician sessions, room invites, signaling resumes, participants'
+//! HTTP access to their room); the `kind`
 //! claim keeps one from being replayed as another. Tokens are bearer secrets: they are never
 //! logged, and invite tokens travel in URL fragments so they never reach access logs.
 
@@ -28,10 +29,13 @@ pub enum TokenKind {
     Invite,
     /// Takes over a participant whose signaling connection dropped.
     Resume,
+    /// A participant's HTTP calls in their room (documents, records); honoured only while the
+    /// participant is still in the room.
+    Access,
 }
 
 /// What a token asserts. `sub` is the user id (session), invite id (invite) or participant id
-/// (resume).
+/// (resume, access).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub kind: TokenKind,
@@ -98,6 +102,19 @@ impl SigningKey {
         let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
         let sig = B64.encode(self.mac(&payload));
         format!("{PREFIX}{payload}.{sig}")
+    }
+
+    /// A stable pseudonym for a value that must not be stored in clear (a client address in
+    /// the audit trail): the same input gives the same 16 hex digits on this server, and the
+    /// input cannot be recovered without the key.
+    pub fn pseudonym(&self, value: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        mac.update(b"huizhen pseudonym v1\0");
+        mac.update(value);
+        mac.finalize().into_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Checks signature, kind and expiry. Room scoping is the caller's (it knows the room).

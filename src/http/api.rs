@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
-use axum::http::header::{AUTHORIZATION, HOST};
+use axum::http::header::HOST;
 use axum::http::request::Parts;
 use axum::{Json, extract::FromRequest};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::member::bearer;
+use crate::audit::{Action, Actor, AuditEvent, Outcome};
 use crate::auth::{AccountRole, Claims, Role, TokenKind, now_unix, verify_password};
 use crate::ids::{InviteId, RoomId, UserId};
 use crate::storage::{RoomRecord, RoomStatus, User};
@@ -42,6 +44,22 @@ where
 /// A signed-in clinician.
 pub struct Clinician(pub User);
 
+impl Clinician {
+    pub fn actor(&self) -> Actor {
+        Actor::User(self.0.id.clone(), self.0.role)
+    }
+
+    /// Rooms this account may see: its own, or all for administrators and supervisors.
+    pub fn sees(&self, room: &RoomRecord) -> bool {
+        self.0.role.sees_all_rooms() || room.created_by == self.0.id
+    }
+
+    /// Invites, ending: the room's creator, or an administrator.
+    pub fn manages(&self, room: &RoomRecord) -> bool {
+        self.0.role.may_manage_rooms() && self.sees(room)
+    }
+}
+
 impl FromRequestParts<AppState> for Clinician {
     type Rejection = ApiError;
 
@@ -49,15 +67,10 @@ impl FromRequestParts<AppState> for Clinician {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthenticated)?;
+        let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
         let claims = state
             .key
-            .verify(token.trim(), TokenKind::Session)
+            .verify(token, TokenKind::Session)
             .map_err(|_| ApiError::Unauthenticated)?;
         let id = UserId::parse(&claims.sub).ok_or(ApiError::Unauthenticated)?;
         let user = state.db.user(&id).await?.ok_or(ApiError::Unauthenticated)?;
@@ -95,8 +108,17 @@ pub async fn login(
 ) -> Result<Json<Value>, ApiError> {
     let name = body.username.trim();
     let now = std::time::Instant::now();
+    let client = state.key.pseudonym(peer.ip().to_string().as_bytes());
     if let Err(retry) = state.login_throttle.check(name, peer.ip(), now) {
         tracing::info!("sign-in refused: too many failures");
+        state
+            .audit
+            .record_or_log(
+                AuditEvent::new(Actor::Unknown, Action::SignInFailed)
+                    .outcome(Outcome::Denied)
+                    .detail(json!({"reason": "throttled", "client": client})),
+            )
+            .await;
         return Err(ApiError::TooManyAttempts(retry.as_secs().max(1)));
     }
     let user = state.db.user_by_username(name).await?;
@@ -109,12 +131,28 @@ pub async fn login(
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
         .unwrap_or(false);
+    let actor = match &user {
+        Some(u) => Actor::User(u.id.clone(), u.role),
+        None => Actor::Unknown,
+    };
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!("failed sign-in");
         state.login_throttle.failed(name, peer.ip(), now);
+        state
+            .audit
+            .record_or_log(
+                AuditEvent::new(actor, Action::SignInFailed)
+                    .outcome(Outcome::Denied)
+                    .detail(json!({"reason": "invalid_credentials", "client": client})),
+            )
+            .await;
         return Err(ApiError::InvalidCredentials);
     };
     state.login_throttle.succeeded(name, peer.ip());
+    state
+        .audit
+        .record(AuditEvent::new(actor, Action::SignIn).detail(json!({"client": client})))
+        .await?;
     let token = state.key.sign(&Claims {
         kind: TokenKind::Session,
         sub: user.id.to_string(),
@@ -144,9 +182,10 @@ pub struct CreateRoomBody {
 
 pub async fn create_room(
     State(state): State<AppState>,
-    Clinician(user): Clinician,
+    who: Clinician,
     ApiJson(body): ApiJson<CreateRoomBody>,
 ) -> Result<(StatusCode, Json<RoomRecord>), ApiError> {
+    let user = &who.0;
     if !user.role.may_manage_rooms() {
         return Err(ApiError::Forbidden);
     }
@@ -167,15 +206,27 @@ pub async fn create_room(
         )));
     }
     let room = state.db.create_room(title, patient_ref, &user.id).await?;
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::RoomCreated)
+                .room(&room.id)
+                .object("room", &room.id),
+        )
+        .await;
     tracing::info!(room = %room.id, user = %user.id, "room created");
     Ok((StatusCode::CREATED, Json(room)))
 }
 
 pub async fn list_rooms(
     State(state): State<AppState>,
-    Clinician(_): Clinician,
+    who: Clinician,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = state.db.list_rooms(MAX_ROOMS_LISTED).await?;
+    let rooms = if who.0.role.sees_all_rooms() {
+        state.db.list_rooms(MAX_ROOMS_LISTED).await?
+    } else {
+        state.db.list_rooms_by(&who.0.id, MAX_ROOMS_LISTED).await?
+    };
     Ok(Json(json!({"rooms": rooms})))
 }
 
@@ -183,13 +234,27 @@ fn parse_room_id(id: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(id).ok_or(ApiError::NotFound)
 }
 
+/// The room, if this clinician may see it (others' rooms are simply not found).
+pub async fn visible_room(
+    state: &AppState,
+    who: &Clinician,
+    id: &str,
+) -> Result<RoomRecord, ApiError> {
+    let id = parse_room_id(id)?;
+    state
+        .db
+        .room(&id)
+        .await?
+        .filter(|r| who.sees(r))
+        .ok_or(ApiError::NotFound)
+}
+
 pub async fn get_room(
     State(state): State<AppState>,
-    Clinician(_): Clinician,
+    who: Clinician,
     Path(id): Path<String>,
 ) -> Result<Json<RoomRecord>, ApiError> {
-    let id = parse_room_id(&id)?;
-    Ok(Json(state.db.room(&id).await?.ok_or(ApiError::NotFound)?))
+    Ok(Json(visible_room(&state, &who, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -201,16 +266,20 @@ pub struct InviteBody {
 
 pub async fn create_invite(
     State(state): State<AppState>,
-    Clinician(user): Clinician,
+    who: Clinician,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let user = &who.0;
     if !user.role.may_manage_rooms() || !user.role.room_role().may_invite() {
         return Err(ApiError::Forbidden);
     }
-    let room_id = parse_room_id(&id)?;
-    let room = state.db.room(&room_id).await?.ok_or(ApiError::NotFound)?;
+    let room = visible_room(&state, &who, &id).await?;
+    if !who.manages(&room) {
+        return Err(ApiError::Forbidden);
+    }
+    let room_id = room.id.clone();
     if room.status == RoomStatus::Ended {
         return Err(ApiError::RoomEnded);
     }
@@ -241,6 +310,15 @@ pub async fn create_invite(
         nonce: rand::random(),
     });
     let base = public_base(&state, &headers);
+    state
+        .audit
+        .record(
+            AuditEvent::new(who.actor(), Action::InviteIssued)
+                .room(&room_id)
+                .object("invite", &invite.id)
+                .detail(json!({"role": role, "expires_at": expires_at})),
+        )
+        .await?;
     tracing::info!(room = %room_id, invite = %invite.id, role = role.as_str(), "invite issued");
     Ok((
         StatusCode::CREATED,
@@ -256,31 +334,48 @@ pub async fn create_invite(
 
 pub async fn revoke_invite(
     State(state): State<AppState>,
-    Clinician(user): Clinician,
+    who: Clinician,
     Path((id, invite)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if !user.role.may_manage_rooms() {
+    let room = visible_room(&state, &who, &id).await?;
+    if !who.manages(&room) {
         return Err(ApiError::Forbidden);
     }
-    let room_id = parse_room_id(&id)?;
+    let room_id = room.id;
     let invite_id = InviteId::parse(&invite).ok_or(ApiError::NotFound)?;
     state.db.revoke_invite(&room_id, &invite_id).await?;
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::InviteRevoked)
+                .room(&room_id)
+                .object("invite", &invite_id),
+        )
+        .await;
     tracing::info!(room = %room_id, invite = %invite_id, "invite revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn end_room(
     State(state): State<AppState>,
-    Clinician(user): Clinician,
+    who: Clinician,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !user.role.may_manage_rooms() {
+    let room = visible_room(&state, &who, &id).await?;
+    if !who.manages(&room) {
         return Err(ApiError::Forbidden);
     }
-    let room_id = parse_room_id(&id)?;
-    state.db.room(&room_id).await?.ok_or(ApiError::NotFound)?;
+    let room_id = room.id;
     state.rooms.end(&room_id).await?;
-    tracing::info!(room = %room_id, user = %user.id, "room ended from the API");
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::RoomEnded)
+                .room(&room_id)
+                .object("room", &room_id),
+        )
+        .await;
+    tracing::info!(room = %room_id, user = %who.0.id, "room ended from the API");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::documents::DocumentError;
 use crate::rooms::RoomError;
 use crate::storage::StorageError;
 
@@ -27,6 +28,25 @@ pub enum ApiError {
     /// Too many failed sign-ins; retry after this many seconds.
     #[error("too many failed sign-ins; try again later")]
     TooManyAttempts(u64),
+    /// Refused by a rule, with the reason the user is shown.
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedType(String),
+    #[error("the content's SHA-256 does not match the one declared; the upload was discarded")]
+    HashMismatch,
+    /// A chunk did not start where the upload stands; the body says where it does.
+    #[error("the upload stands at byte {0}; resume from there")]
+    OffsetMismatch(u64),
+    #[error("another request is writing to this upload")]
+    UploadBusy,
+    #[error("limit reached: {0}")]
+    LimitReached(String),
+    /// Stored content no longer matches its recorded hash.
+    #[error("the stored document is damaged (integrity check failed); contact your IT team")]
+    IntegrityFailed,
     #[error("internal error")]
     Internal(String),
 }
@@ -41,6 +61,16 @@ impl ApiError {
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::RoomEnded => (StatusCode::CONFLICT, "room_ended"),
             ApiError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            ApiError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::UnsupportedType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_type")
+            }
+            ApiError::HashMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"),
+            ApiError::OffsetMismatch(_) => (StatusCode::CONFLICT, "offset_mismatch"),
+            ApiError::UploadBusy => (StatusCode::CONFLICT, "upload_busy"),
+            ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
+            ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -51,8 +81,15 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(detail = %detail, "API request failed");
         }
+        if let ApiError::IntegrityFailed = &self {
+            tracing::error!("a stored document failed its integrity check");
+        }
         let (status, code) = self.parts();
-        let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
+        let mut error = json!({"code": code, "message": self.to_string()});
+        if let ApiError::OffsetMismatch(offset) = &self {
+            error["offset"] = json!(offset);
+        }
+        let body = Json(json!({ "error": error }));
         let mut response = (status, body).into_response();
         if let ApiError::TooManyAttempts(secs) = self
             && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
@@ -81,5 +118,31 @@ impl From<RoomError> for ApiError {
             RoomError::Ended => ApiError::RoomEnded,
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<DocumentError> for ApiError {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::Forbidden(_) => ApiError::Denied(e.to_string()),
+            DocumentError::NotFound => ApiError::NotFound,
+            DocumentError::TooLarge { .. } | DocumentError::ChunkTooLarge { .. } => {
+                ApiError::TooLarge(e.to_string())
+            }
+            DocumentError::Invalid(m) => ApiError::Invalid(m),
+            DocumentError::LimitReached(_) => ApiError::LimitReached(e.to_string()),
+            DocumentError::OffsetMismatch { expected } => ApiError::OffsetMismatch(expected),
+            DocumentError::Busy => ApiError::UploadBusy,
+            DocumentError::HashMismatch => ApiError::HashMismatch,
+            DocumentError::Unsupported(k) => ApiError::UnsupportedType(k.to_string()),
+            DocumentError::Corrupt => ApiError::IntegrityFailed,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        ApiError::Internal(e.to_string())
     }
 }

@@ -4,7 +4,10 @@
 
 mod api;
 mod assets;
+mod audit;
+mod documents;
 pub mod error;
+mod member;
 mod ws;
 
 use std::sync::Arc;
@@ -18,8 +21,10 @@ use axum::routing::{delete, get, post};
 use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::audit::AuditLog;
 use crate::auth::{LoginThrottle, SigningKey};
 use crate::config::Config;
+use crate::documents::Documents;
 use crate::media::MediaHandle;
 use crate::rooms::RoomManager;
 use crate::signaling::SignalingContext;
@@ -38,6 +43,8 @@ pub struct AppState {
     pub connections: Arc<Semaphore>,
     pub next_conn: Arc<AtomicU64>,
     pub login_throttle: Arc<LoginThrottle>,
+    pub audit: AuditLog,
+    pub documents: Documents,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,6 +56,34 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{id}/invites", post(api::create_invite))
         .route("/rooms/{id}/invites/{invite}", delete(api::revoke_invite))
         .route("/rooms/{id}/end", post(api::end_room))
+        .route("/rooms/{id}/uploads", post(documents::begin_upload))
+        .route(
+            "/rooms/{id}/uploads/{upload}",
+            get(documents::upload_status)
+                .put(documents::put_chunk)
+                .delete(documents::cancel_upload)
+                // A chunk is the one large body the API takes; the limit is its own.
+                .layer(DefaultBodyLimit::max(
+                    state.config.documents.max_chunk_bytes,
+                )),
+        )
+        .route("/rooms/{id}/documents", get(documents::list_documents))
+        .route("/rooms/{id}/documents/{doc}", get(documents::get_document))
+        .route(
+            "/rooms/{id}/documents/{doc}/content",
+            get(documents::document_content),
+        )
+        .route(
+            "/rooms/{id}/documents/{doc}/ecg",
+            get(documents::document_ecg),
+        )
+        .route(
+            "/rooms/{id}/documents/{doc}/annotations",
+            get(documents::document_annotations),
+        )
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify))
+        .route("/audit/export", get(audit::export))
         .layer(DefaultBodyLimit::max(
             state.config.limits.max_api_body_bytes,
         ))

@@ -17,12 +17,16 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::AuditLog;
 use crate::auth::{Role, SigningKey};
+use crate::documents::{Documents, Member};
 use crate::ids::{InviteId, ParticipantId, RoomId};
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
-use crate::signaling::protocol::{EndReason, Limits, MediaState, Publish, ServerMessage, Welcome};
-use crate::storage::{Db, RoomStatus, StorageError};
+use crate::signaling::protocol::{
+    Annotate, EndReason, Follow, Limits, MediaState, Publish, ServerMessage, Welcome,
+};
+use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 
 /// Capacity of a room's command queue, and of each session's outbound queue.
 pub const ROOM_QUEUE: usize = 256;
@@ -47,6 +51,8 @@ pub enum RoomError {
     Closed,
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("the audit trail could not be written: {0}")]
+    Audit(String),
 }
 
 /// What a session gets to send to its client. `Close` ends the connection.
@@ -113,6 +119,28 @@ pub enum RoomCommand {
         participant: ParticipantId,
         conn: u64,
     },
+    /// Who `participant` is, if they are in the room now (HTTP calls with an access token).
+    Authorize {
+        participant: ParticipantId,
+        reply: oneshot::Sender<Option<Member>>,
+    },
+    /// A document finished uploading: tell everyone who may see it.
+    DocumentShared { document: DocumentRecord },
+    Chat {
+        participant: ParticipantId,
+        conn: u64,
+        text: String,
+    },
+    Follow {
+        participant: ParticipantId,
+        conn: u64,
+        follow: Follow,
+    },
+    Annotate {
+        participant: ParticipantId,
+        conn: u64,
+        annotate: Annotate,
+    },
 }
 
 /// A successful join or resume.
@@ -163,6 +191,14 @@ pub struct RoomManager {
     key: SigningKey,
     settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
+    services: RoomServices,
+}
+
+/// What a room needs besides its own state: documents (annotations) and the audit trail.
+#[derive(Clone, Debug)]
+pub struct RoomServices {
+    pub documents: Documents,
+    pub audit: AuditLog,
 }
 
 impl RoomManager {
@@ -172,6 +208,7 @@ impl RoomManager {
         key: SigningKey,
         settings: RoomSettings,
         metrics: Arc<Metrics>,
+        services: RoomServices,
     ) -> Self {
         Self {
             live: Arc::default(),
@@ -180,6 +217,38 @@ impl RoomManager {
             key,
             settings: Arc::new(settings),
             metrics,
+            services,
+        }
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.services.audit
+    }
+
+    pub fn documents(&self) -> &Documents {
+        &self.services.documents
+    }
+
+    /// The participant as their live room knows them; `None` if the room is not live or they
+    /// are no longer in it.
+    pub async fn member(&self, room: &RoomId, participant: &ParticipantId) -> Option<Member> {
+        let handle = self.get(room)?;
+        let (reply, rx) = oneshot::channel();
+        handle
+            .send(RoomCommand::Authorize {
+                participant: participant.clone(),
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Tells a live room that a document is ready; a room that is not live learns of it from
+    /// storage when it next opens.
+    pub async fn document_shared(&self, document: DocumentRecord) {
+        if let Some(h) = self.get(&document.room_id) {
+            let _ = h.send(RoomCommand::DocumentShared { document }).await;
         }
     }
 
@@ -218,6 +287,7 @@ impl RoomManager {
                 self.db.clone(),
                 worker.clone(),
                 self.metrics.clone(),
+                self.services.clone(),
             );
             let manager = self.clone();
             let me = handle.clone();

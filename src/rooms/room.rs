@@ -13,20 +13,27 @@ use str0m::media::MediaKind;
 use tokio::sync::mpsc;
 
 use super::participant::{Participant, Presence};
-use super::{Joined, ResumeRef, RoomCommand, RoomError, RoomSettings, SessionLink};
-use crate::auth::{Claims, Role, SigningKey, TokenKind, now_unix};
-use crate::ids::{ParticipantId, RoomId};
+use super::{Joined, ResumeRef, RoomCommand, RoomError, RoomServices, RoomSettings, SessionLink};
+use crate::audit::{Action, Actor, AuditEvent, Outcome};
+use crate::auth::{Claims, Role, SigningKey, TokenKind, now_unix, now_unix_ms};
+use crate::documents::{DocumentError, Member};
+use crate::ids::{ChatMessageId, ParticipantId, RoomId};
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
 use crate::sfu::{AnswerError, FailReason, PublishKinds, SfuCommand, SfuEvent};
 use crate::signaling::protocol::{
-    EndReason, ErrorCode, LeaveReason, RoomView, ServerMessage, TrackView, Welcome, close,
+    Annotate, EndReason, ErrorCode, Follow, FollowView, LeaveReason, MAX_CHAT_CHARS, RoomView,
+    ServerMessage, TrackView, Welcome, close,
 };
-use crate::storage::{Db, RoomRecord};
+use crate::storage::{ChatRecord, Db, DocumentRecord, RoomRecord};
 
 /// Resume tokens outlive any consultation; what keeps them short-lived is that each works
 /// once, and only while its participant is still in the room (see `resume`).
 const RESUME_TOKEN_LIFETIME_S: i64 = 24 * 3600;
+/// Access tokens are likewise honoured only while their participant is in the room.
+const ACCESS_TOKEN_LIFETIME_S: i64 = 12 * 3600;
+/// Chat messages a joining participant receives in `joined`.
+const CHAT_HISTORY: usize = 100;
 const TICK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +49,17 @@ pub struct Room {
     db: Db,
     media: WorkerHandle,
     metrics: Arc<Metrics>,
+    services: RoomServices,
     phase: Phase,
     participants: Vec<Participant>,
     empty_since: Option<Instant>,
+    /// Every document shared in this consultation (each participant is sent those their role
+    /// may see).
+    documents: Vec<DocumentRecord>,
+    /// The latest chat messages, for late joiners.
+    chat: std::collections::VecDeque<ChatRecord>,
+    /// Who presents which document, and where they are in it (follow mode).
+    follow: Option<FollowView>,
 }
 
 impl Room {
@@ -55,6 +70,7 @@ impl Room {
         db: Db,
         media: WorkerHandle,
         metrics: Arc<Metrics>,
+        services: RoomServices,
     ) -> Self {
         Self {
             record,
@@ -63,10 +79,29 @@ impl Room {
             db,
             media,
             metrics,
+            services,
             phase: Phase::Open,
             participants: Vec::new(),
             empty_since: Some(Instant::now()),
+            documents: Vec::new(),
+            chat: Default::default(),
+            follow: None,
         }
+    }
+
+    /// What earlier runs of this room left: its documents and recent chat.
+    async fn load(&mut self) -> Result<(), RoomError> {
+        self.documents = self.db.documents_in_room(self.id()).await?;
+        self.chat = self
+            .db
+            .recent_chat(self.id(), CHAT_HISTORY as i64)
+            .await?
+            .into();
+        Ok(())
+    }
+
+    fn audit(&self, actor: &Participant, action: Action) -> AuditEvent {
+        AuditEvent::new(Actor::Participant(actor.id.clone(), actor.role), action).room(self.id())
     }
 
     fn id(&self) -> &RoomId {
@@ -81,6 +116,17 @@ impl Room {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(room = %self.id(), "room opened");
+        if let Err(e) = self.load().await {
+            // Without its documents the room would show an incomplete record: refuse to run.
+            tracing::error!(room = %self.id(), error = %e, "room could not load its state");
+            self.phase = Phase::Ended;
+            commands.close();
+            while let Ok(cmd) = commands.try_recv() {
+                refuse(cmd, Phase::Open);
+            }
+            let _ = self.media.close_room(self.id().clone()).await;
+            return;
+        }
         while self.phase == Phase::Open {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -166,6 +212,10 @@ impl Room {
                     let _ = reply.send(Err(RoomError::Forbidden));
                     return;
                 }
+                if let Some(p) = by.as_ref().and_then(|(pid, _)| self.find(pid)) {
+                    let event = self.audit(p, Action::RoomEnded).object("room", self.id());
+                    self.services.audit.record_or_log(event).await;
+                }
                 let result = self.end(reason).await;
                 let _ = reply.send(result);
             }
@@ -181,6 +231,215 @@ impl Room {
                     &participant,
                     ServerMessage::ParticipantUpdated { participant: view },
                 );
+            }
+            RoomCommand::Authorize { participant, reply } => {
+                let member = self.find(&participant).map(|p| Member {
+                    participant: p.id.clone(),
+                    invite: p.invite.clone(),
+                    role: p.role,
+                    name: p.name.clone(),
+                });
+                let _ = reply.send(member);
+            }
+            RoomCommand::DocumentShared { document } => {
+                if self.documents.iter().any(|d| d.id == document.id) {
+                    return;
+                }
+                let msg = ServerMessage::DocumentShared {
+                    document: document.clone(),
+                };
+                let visibility = document.visibility;
+                self.documents.push(document);
+                self.broadcast_where(|p| p.role.may_view(visibility), msg);
+            }
+            RoomCommand::Chat {
+                participant,
+                conn,
+                text,
+            } => self.chat(participant, conn, text).await,
+            RoomCommand::Follow {
+                participant,
+                conn,
+                follow,
+            } => self.follow(participant, conn, follow),
+            RoomCommand::Annotate {
+                participant,
+                conn,
+                annotate,
+            } => self.annotate(participant, conn, annotate).await,
+        }
+    }
+
+    async fn chat(&mut self, participant: ParticipantId, conn: u64, text: String) {
+        let Some(p) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
+            return;
+        };
+        let text = text.trim();
+        if !p.role.may_chat() {
+            p.send(ServerMessage::error(
+                ErrorCode::Forbidden,
+                "your role may not chat",
+            ));
+            return;
+        }
+        if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
+            p.send(ServerMessage::error(
+                ErrorCode::BadMessage,
+                format!("a chat message must be 1 to {MAX_CHAT_CHARS} characters"),
+            ));
+            return;
+        }
+        let message = ChatRecord {
+            id: ChatMessageId::generate(),
+            participant_id: p.id.clone(),
+            name: p.name.clone(),
+            role: p.role,
+            text: text.to_owned(),
+            at_ms: now_unix_ms(),
+        };
+        // Persisted before anyone sees it: what was said is part of the consultation record.
+        if let Err(e) = self.db.insert_chat(self.id(), &message).await {
+            tracing::error!(room = %self.record.id, error = %e, "chat message not stored");
+            p.send(ServerMessage::error(
+                ErrorCode::Internal,
+                "the message could not be stored; try again",
+            ));
+            return;
+        }
+        if self.chat.len() == CHAT_HISTORY {
+            self.chat.pop_front();
+        }
+        self.chat.push_back(message.clone());
+        self.broadcast_where(|_| true, ServerMessage::Chat { message });
+    }
+
+    fn follow(&mut self, participant: ParticipantId, conn: u64, follow: Follow) {
+        let Some(p) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
+            return;
+        };
+        if !p.role.may_annotate() {
+            p.send(ServerMessage::error(
+                ErrorCode::Forbidden,
+                "your role may not present documents",
+            ));
+            return;
+        }
+        let Some(doc_id) = follow.document_id.clone() else {
+            if self
+                .follow
+                .as_ref()
+                .is_some_and(|f| f.presenter == participant)
+            {
+                let visibility = self.presented_visibility();
+                self.follow = None;
+                let msg = ServerMessage::FollowStopped {
+                    presenter: participant.clone(),
+                };
+                self.broadcast_where(
+                    |q| q.id != participant && visibility.is_none_or(|v| q.role.may_view(v)),
+                    msg,
+                );
+            }
+            return;
+        };
+        let Some(visibility) = self
+            .documents
+            .iter()
+            .find(|d| d.id == doc_id)
+            .map(|d| d.visibility)
+            .filter(|v| p.role.may_view(*v))
+        else {
+            p.send(ServerMessage::error(
+                ErrorCode::Forbidden,
+                "no such document in this consultation",
+            ));
+            return;
+        };
+        if !follow.is_valid() {
+            p.send(ServerMessage::error(
+                ErrorCode::BadMessage,
+                "follow: page 1-10000, zoom 0.1-20, points within the page (0-1)",
+            ));
+            return;
+        }
+        // One presenter at a time: the latest to present takes over.
+        let view = FollowView {
+            presenter: participant.clone(),
+            state: follow,
+        };
+        self.follow = Some(view.clone());
+        self.broadcast_where(
+            |q| q.id != participant && q.role.may_view(visibility),
+            ServerMessage::Follow(Box::new(view)),
+        );
+    }
+
+    fn presented_visibility(&self) -> Option<crate::auth::Visibility> {
+        let id = self.follow.as_ref()?.state.document_id.as_ref()?;
+        self.documents
+            .iter()
+            .find(|d| &d.id == id)
+            .map(|d| d.visibility)
+    }
+
+    async fn annotate(&mut self, participant: ParticipantId, conn: u64, a: Annotate) {
+        let Some(p) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
+            return;
+        };
+        let member = Member {
+            participant: p.id.clone(),
+            invite: p.invite.clone(),
+            role: p.role,
+            name: p.name.clone(),
+        };
+        let result = self
+            .services
+            .documents
+            .annotate(self.id(), &member, &a.document_id, a.page, a.shape)
+            .await;
+        let Some(p) = self.find(&participant) else {
+            return;
+        };
+        match result {
+            Ok((doc, annotation)) => {
+                let event = self
+                    .audit(p, Action::DocumentAnnotated)
+                    .object("document", &doc.id)
+                    .sha256(&doc.sha256)
+                    .detail(
+                        serde_json::json!({"annotation": annotation.id, "page": annotation.page}),
+                    );
+                self.services.audit.record_or_log(event).await;
+                let visibility = doc.visibility;
+                self.broadcast_where(
+                    |q| q.role.may_view(visibility),
+                    ServerMessage::AnnotationAdded { annotation },
+                );
+            }
+            Err(e) => {
+                let (code, outcome) = match &e {
+                    DocumentError::Forbidden(_) | DocumentError::NotFound => {
+                        (ErrorCode::Forbidden, Outcome::Denied)
+                    }
+                    DocumentError::Invalid(_) => (ErrorCode::BadMessage, Outcome::Denied),
+                    _ => (ErrorCode::Internal, Outcome::Error),
+                };
+                let event = self
+                    .audit(p, Action::DocumentAnnotated)
+                    .object("document", &a.document_id)
+                    .outcome(outcome);
+                p.send(ServerMessage::error(
+                    code,
+                    if code == ErrorCode::Internal {
+                        "the annotation could not be stored".to_string()
+                    } else {
+                        e.to_string()
+                    },
+                ));
+                if code == ErrorCode::Internal {
+                    tracing::error!(room = %self.record.id, error = %e, "annotation failed");
+                }
+                self.services.audit.record_or_log(event).await;
             }
         }
     }
@@ -209,6 +468,19 @@ impl Room {
             return Err(RoomError::Full(self.settings.max_participants));
         }
         let id = ParticipantId::generate();
+        // Recorded before they are let in: whoever is in a consultation is on its record.
+        self.db
+            .participant_joined(self.id(), &id, &invite, role, &name)
+            .await?;
+        self.services
+            .audit
+            .record(
+                AuditEvent::new(Actor::Participant(id.clone(), role), Action::Joined)
+                    .room(self.id())
+                    .object("invite", &invite),
+            )
+            .await
+            .map_err(|e| RoomError::Audit(e.to_string()))?;
         let publish = if role.may_publish() {
             publish
         } else {
@@ -387,8 +659,24 @@ impl Room {
         let Some(pos) = self.participants.iter().position(|p| &p.id == id) else {
             return;
         };
-        self.participants.remove(pos);
+        let gone = self.participants.remove(pos);
         self.metrics.participants.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = self.db.participant_left(id).await {
+            tracing::error!(room = %self.record.id, error = %e, "leave not stored");
+        }
+        let event = self
+            .audit(&gone, Action::Left)
+            .detail(serde_json::json!({"reason": reason}));
+        self.services.audit.record_or_log(event).await;
+        if self.follow.as_ref().is_some_and(|f| &f.presenter == id) {
+            self.follow = None;
+            self.broadcast_where(
+                |_| true,
+                ServerMessage::FollowStopped {
+                    presenter: id.clone(),
+                },
+            );
+        }
         let _ = self
             .media
             .command(SfuCommand::RemoveTransport {
@@ -414,6 +702,11 @@ impl Room {
             p.close(close::ROOM_ENDED, "room ended");
         }
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
+        for id in &ids {
+            if let Err(e) = self.db.participant_left(id).await {
+                tracing::error!(room = %self.record.id, error = %e, "leave not stored");
+            }
+        }
         self.metrics
             .participants
             .fetch_sub(ids.len() as i64, Ordering::Relaxed);
@@ -456,7 +749,26 @@ impl Room {
                 .collect(),
             resume_token,
             resume_window_s: self.settings.resume_window.as_secs(),
+            access_token: self.key.sign(&Claims {
+                kind: TokenKind::Access,
+                sub: id.to_string(),
+                room: Some(self.record.id.clone()),
+                role: Some(me.role),
+                exp: now_unix() + ACCESS_TOKEN_LIFETIME_S,
+                nonce: rand::random(),
+            }),
             limits: self.settings.limits,
+            documents: self
+                .documents
+                .iter()
+                .filter(|d| me.role.may_view(d.visibility))
+                .cloned()
+                .collect(),
+            chat: self.chat.iter().cloned().collect(),
+            follow: self.follow.clone().filter(|_| {
+                self.presented_visibility()
+                    .is_some_and(|v| me.role.may_view(v))
+            }),
         }
     }
 
@@ -466,6 +778,18 @@ impl Room {
 
     fn find_mut(&mut self, id: &ParticipantId) -> Option<&mut Participant> {
         self.participants.iter_mut().find(|p| &p.id == id)
+    }
+
+    /// Sends to every participant `to` selects, with the same slow-client rule as
+    /// [`Room::broadcast_except`].
+    fn broadcast_where(&mut self, to: impl Fn(&Participant) -> bool, msg: ServerMessage) {
+        let deadline = Instant::now() + self.settings.resume_window;
+        for p in self.participants.iter_mut().filter(|p| to(p)) {
+            if !p.send(msg.clone()) {
+                p.close(close::INTERNAL, "too slow");
+                p.presence = Presence::Reconnecting { deadline };
+            }
+        }
     }
 
     /// Sends to everyone but `except`. A participant whose queue is full is too slow to keep

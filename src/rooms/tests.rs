@@ -53,6 +53,15 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
             },
         },
         Default::default(),
+        super::RoomServices {
+            documents: crate::documents::Documents::open(
+                db.clone(),
+                dir.path(),
+                Default::default(),
+            )
+            .unwrap(),
+            audit: crate::audit::AuditLog::new(db.clone()),
+        },
     );
     Fixture {
         _dir: dir,

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
-use crate::ids::{ParticipantId, RoomId};
+use crate::ids::{DocumentId, ParticipantId, RoomId};
+use crate::storage::{AnnotationRecord, ChatRecord, DocumentRecord};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -48,8 +49,61 @@ pub struct Ping {
     pub id: u64,
 }
 
+/// Longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Chat {
+    pub text: String,
+}
+
+/// Follow mode: where the presenter is in a document (page, zoom, the page point at the centre
+/// of their view) and their pointer, all in page coordinates (0..1). `document_id: null` stops
+/// presenting.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Follow {
+    pub document_id: Option<DocumentId>,
+    #[serde(default = "first_page")]
+    pub page: u32,
+    #[serde(default = "unit_zoom")]
+    pub zoom: f64,
+    #[serde(default = "page_centre")]
+    pub center: [f64; 2],
+    #[serde(default)]
+    pub pointer: Option<[f64; 2]>,
+}
+
+fn first_page() -> u32 {
+    1
+}
+fn unit_zoom() -> f64 {
+    1.0
+}
+fn page_centre() -> [f64; 2] {
+    [0.5, 0.5]
+}
+
+impl Follow {
+    /// Page 1 to 10000, zoom 0.1 to 20, points on the page.
+    pub fn is_valid(&self) -> bool {
+        let on_page = |p: &[f64; 2]| p.iter().all(|c| c.is_finite() && (0.0..=1.0).contains(c));
+        (1..=10_000).contains(&self.page)
+            && self.zoom.is_finite()
+            && (0.1..=20.0).contains(&self.zoom)
+            && on_page(&self.center)
+            && self.pointer.as_ref().is_none_or(on_page)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Annotate {
+    pub document_id: DocumentId,
+    pub page: i64,
+    pub shape: serde_json::Value,
+}
+
 /// A message from a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
     Join(Join),
     Resume(Resume),
@@ -58,6 +112,9 @@ pub enum ClientMessage {
     Leave,
     EndRoom,
     Ping(Ping),
+    Chat(Chat),
+    Follow(Follow),
+    Annotate(Annotate),
 }
 
 /// Why a client message could not be understood.
@@ -87,6 +144,9 @@ impl ClientMessage {
             "leave" => ClientMessage::Leave,
             "end_room" => ClientMessage::EndRoom,
             "ping" => ClientMessage::Ping(body(value)?),
+            "chat" => ClientMessage::Chat(body(value)?),
+            "follow" => ClientMessage::Follow(body(value)?),
+            "annotate" => ClientMessage::Annotate(body(value)?),
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -104,6 +164,9 @@ impl ClientMessage {
             ClientMessage::Leave => "leave",
             ClientMessage::EndRoom => "end_room",
             ClientMessage::Ping(_) => "ping",
+            ClientMessage::Chat(_) => "chat",
+            ClientMessage::Follow(_) => "follow",
+            ClientMessage::Annotate(_) => "annotate",
         }
     }
 }
@@ -140,7 +203,7 @@ pub struct Limits {
     pub max_participants: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Welcome {
     pub v: u32,
     pub room: RoomView,
@@ -148,7 +211,24 @@ pub struct Welcome {
     pub participants: Vec<ParticipantView>,
     pub resume_token: String,
     pub resume_window_s: u64,
+    /// Bearer token for this participant's HTTP calls in this room (documents, records);
+    /// valid while they are in the room.
+    pub access_token: String,
     pub limits: Limits,
+    /// Documents shared so far that this participant may see, oldest first.
+    pub documents: Vec<DocumentRecord>,
+    /// The latest chat messages, oldest first.
+    pub chat: Vec<ChatRecord>,
+    /// The presenter's current position, when someone presents a document this participant
+    /// may see.
+    pub follow: Option<FollowView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FollowView {
+    pub presenter: ParticipantId,
+    #[serde(flatten)]
+    pub state: Follow,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -175,11 +255,13 @@ pub enum EndReason {
 }
 
 /// A message to a client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    Joined(Welcome),
-    Resumed(Welcome),
+    // Boxed: the welcome is by far the largest message, and every queued message pays for the
+    // largest variant.
+    Joined(Box<Welcome>),
+    Resumed(Box<Welcome>),
     Offer {
         offer_id: u64,
         sdp: String,
@@ -205,6 +287,20 @@ pub enum ServerMessage {
     },
     Pong {
         id: u64,
+    },
+    /// A document is complete and may be opened (sent only to those who may see it).
+    DocumentShared {
+        document: DocumentRecord,
+    },
+    Chat {
+        message: ChatRecord,
+    },
+    Follow(Box<FollowView>),
+    FollowStopped {
+        presenter: ParticipantId,
+    },
+    AnnotationAdded {
+        annotation: AnnotationRecord,
     },
 }
 

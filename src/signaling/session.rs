@@ -221,7 +221,7 @@ impl Session {
             (State::AwaitingJoin, ClientMessage::Join(join)) => match self.join(join).await {
                 Ok((room, joined)) => {
                     self.ctx.metrics.observe_join(started.elapsed());
-                    replies.push(ServerMessage::Joined(joined.welcome));
+                    replies.push(ServerMessage::Joined(Box::new(joined.welcome)));
                     self.link_tx = None;
                     self.state = State::InRoom {
                         room,
@@ -234,7 +234,7 @@ impl Session {
             (State::AwaitingJoin, ClientMessage::Resume(resume)) => match self.resume(resume).await
             {
                 Ok((room, joined)) => {
-                    replies.push(ServerMessage::Resumed(joined.welcome));
+                    replies.push(ServerMessage::Resumed(Box::new(joined.welcome)));
                     self.link_tx = None;
                     self.state = State::InRoom {
                         room,
@@ -291,6 +291,21 @@ impl Session {
                 state,
             },
             ClientMessage::Leave => RoomCommand::Leave { participant, conn },
+            ClientMessage::Chat(chat) => RoomCommand::Chat {
+                participant,
+                conn,
+                text: chat.text,
+            },
+            ClientMessage::Follow(follow) => RoomCommand::Follow {
+                participant,
+                conn,
+                follow,
+            },
+            ClientMessage::Annotate(annotate) => RoomCommand::Annotate {
+                participant,
+                conn,
+                annotate,
+            },
             ClientMessage::EndRoom => {
                 let (reply, rx) = oneshot::channel();
                 if room
@@ -495,7 +510,7 @@ fn room_refusal(e: RoomError) -> Refusal {
         RoomError::ServerFull => ErrorCode::ServerFull,
         RoomError::ResumeFailed => ErrorCode::ResumeFailed,
         RoomError::Forbidden => ErrorCode::Forbidden,
-        RoomError::Closed | RoomError::Storage(_) => {
+        RoomError::Closed | RoomError::Storage(_) | RoomError::Audit(_) => {
             tracing::warn!(error = %e, "room unavailable");
             return (
                 ErrorCode::Internal,

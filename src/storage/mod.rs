@@ -1,10 +1,15 @@
-//! Durable state: clinician accounts, consultation rooms and invites.
+//! Durable state: clinician accounts, consultation rooms, invites, who took part, shared
+//! documents (their rows; the bytes are in `crate::documents`' blob store), annotations, chat
+//! and clinical records. The audit trail's table is written only by `crate::audit`.
 //!
 //! One code path for SQLite (the embedded default) and PostgreSQL (`postgres://` URLs) through
 //! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
 //! BIGINT times). Live room state (who is connected) is not stored here: it lives in `rooms`.
 
+mod chat;
+mod documents;
 mod invites;
+mod participants;
 mod rooms;
 mod users;
 
@@ -13,7 +18,10 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use chat::ChatRecord;
+pub use documents::{AnnotationRecord, DocumentRecord, UploadRecord};
 pub use invites::Invite;
+pub use participants::ParticipantRecord;
 pub use rooms::{RoomRecord, RoomStatus};
 pub use users::User;
 

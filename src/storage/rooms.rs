@@ -96,6 +96,23 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
+    /// Rooms created by `creator`, newest first, at most `limit`.
+    pub async fn list_rooms_by(
+        &self,
+        creator: &UserId,
+        limit: i64,
+    ) -> Result<Vec<RoomRecord>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM rooms WHERE created_by = $1 \
+             ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(creator.as_str())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Marks the room ended; ending an ended room is not an error.
     pub async fn end_room(&self, id: &RoomId) -> Result<(), StorageError> {
         sqlx::query("UPDATE rooms SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")

@@ -139,3 +139,202 @@ impl TestServer {
         }
     }
 }
+
+/// A PostgreSQL database of its own for one test, dropped by [`PgTestDb::drop_db`].
+pub struct PgTestDb {
+    pub url: String,
+    admin: sqlx::AnyPool,
+    name: String,
+}
+
+impl PgTestDb {
+    /// Creates a fresh database on the server at HUIZHEN_TEST_POSTGRES_URL (default
+    /// postgres://root@127.0.0.1:5432/test). `None`, with a SKIPPED line, when none answers and
+    /// HUIZHEN_REQUIRE_POSTGRES is not 1; a panic when it is.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Executor;
+        let admin_url = std::env::var("HUIZHEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+        let required = std::env::var("HUIZHEN_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        sqlx::any::install_default_drivers();
+        let admin = match sqlx::AnyPool::connect(&admin_url).await {
+            Ok(p) => p,
+            Err(e) if !required => {
+                eprintln!(
+                    "SKIPPED: PostgreSQL not reachable at {admin_url} ({e}); set HUIZHEN_REQUIRE_POSTGRES=1 to fail instead"
+                );
+                return None;
+            }
+            Err(e) => panic!("PostgreSQL required but not reachable at {admin_url}: {e}"),
+        };
+        // A database of its own, so runs never see each other's rows.
+        let name = format!(
+            "huizhen_test_{}",
+            huizhen::ids::RoomId::generate().as_str()[2..].to_ascii_lowercase()
+        );
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("bad URL {admin_url}"),
+        };
+        Some(Self { url, admin, name })
+    }
+
+    pub async fn drop_db(self) {
+        use sqlx::Executor;
+        self.admin
+            .execute(format!("DROP DATABASE {} WITH (FORCE)", self.name).as_str())
+            .await
+            .unwrap();
+    }
+}
+
+/// A participant connected over signaling only (no media), with their HTTP access token.
+pub struct Member {
+    pub ws: peer::SignalingClient,
+    pub joined: Value,
+    pub id: String,
+    pub access: String,
+}
+
+impl TestServer {
+    /// Joins `room` with a fresh invite for `role`, signaling only.
+    pub async fn member(&self, room: &str, role: &str, name: &str) -> Member {
+        let invite = self.invite(room, role).await;
+        self.member_with(&invite, name).await
+    }
+
+    pub async fn member_with(&self, invite: &str, name: &str) -> Member {
+        let ws = peer::SignalingClient::connect(&self.ws_url).await.unwrap();
+        let joined = ws.join(invite, name, false, false).await.unwrap();
+        Member {
+            id: joined["you"]["id"].as_str().unwrap().to_owned(),
+            access: joined["access_token"].as_str().unwrap().to_owned(),
+            joined,
+            ws,
+        }
+    }
+
+    /// A raw HTTP request with a bearer token and an optional byte body.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Vec<u8>>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Uploads `bytes` as a document in chunks of `chunk` bytes; returns the final status and
+    /// body (201 and `{"document": ..}` on success).
+    pub async fn share(
+        &self,
+        room: &str,
+        access: &str,
+        name: &str,
+        bytes: &[u8],
+        visibility: &str,
+        chunk: usize,
+    ) -> (u16, Value) {
+        let (status, begun) = self
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/uploads"),
+                Some(access),
+                Some(json!({
+                    "name": name,
+                    "size": bytes.len(),
+                    "sha256": sha256_hex(bytes),
+                    "visibility": visibility,
+                })),
+            )
+            .await;
+        if status != 201 {
+            return (status, begun);
+        }
+        let upload = begun["upload_id"].as_str().unwrap().to_owned();
+        let mut offset = 0;
+        loop {
+            let end = (offset + chunk).min(bytes.len());
+            let resp = self
+                .raw(
+                    "PUT",
+                    &format!("/api/v1/rooms/{room}/uploads/{upload}?offset={offset}"),
+                    access,
+                    Some(bytes[offset..end].to_vec()),
+                )
+                .await;
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if status != 200 || end == bytes.len() {
+                return (status, body);
+            }
+            offset = end;
+        }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A small but real one-page PDF.
+pub fn sample_pdf() -> Vec<u8> {
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        "<< /Length 44 >>\nstream\nBT /F1 18 Tf 30 100 Td (Lab results) Tj ET\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// The start of a PNG (signature, IHDR, IEND): enough for the server's content check, not
+/// for an image decoder.
+pub fn sample_png() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&[
+        0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0, 0xFD, 0xD4,
+        0x9A, 0x73,
+    ]);
+    png.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    png
+}

@@ -1,0 +1,195 @@
+//! What one audit entry says: who (actor and role), did what (action), where (room), to what
+//! (object and its SHA-256), with which outcome, and when.
+
+use serde::Serialize;
+
+use crate::auth::{AccountRole, Role};
+use crate::ids::{ParticipantId, RoomId, UserId};
+
+/// Who acted. Participants are recorded by their participant id (the `participants` table
+/// maps it to the invite and the name they joined with); clinicians by their account id.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    User(UserId, AccountRole),
+    Participant(ParticipantId, Role),
+    /// A sign-in attempt for a name that has no account.
+    Unknown,
+    /// The server itself (startup checks, expiry).
+    System,
+}
+
+impl Actor {
+    fn parts(&self) -> (String, &'static str) {
+        match self {
+            Actor::User(id, role) => (id.to_string(), role.as_str()),
+            Actor::Participant(id, role) => (id.to_string(), role.as_str()),
+            Actor::Unknown => ("unknown".into(), ""),
+            Actor::System => ("system".into(), ""),
+        }
+    }
+}
+
+/// Every kind of event the trail records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    SignIn,
+    SignInFailed,
+    RoomCreated,
+    RoomEnded,
+    InviteIssued,
+    InviteRevoked,
+    Joined,
+    Left,
+    DocumentShared,
+    DocumentRejected,
+    DocumentViewed,
+    DocumentDownloaded,
+    DocumentAnnotated,
+    RecordCreated,
+    RecordCorrected,
+    PrescriptionStateChanged,
+    Exported,
+    AuditRead,
+    AccessDenied,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::SignIn => "auth.sign_in",
+            Action::SignInFailed => "auth.sign_in_failed",
+            Action::RoomCreated => "room.created",
+            Action::RoomEnded => "room.ended",
+            Action::InviteIssued => "invite.issued",
+            Action::InviteRevoked => "invite.revoked",
+            Action::Joined => "participant.joined",
+            Action::Left => "participant.left",
+            Action::DocumentShared => "document.shared",
+            Action::DocumentRejected => "document.rejected",
+            Action::DocumentViewed => "document.viewed",
+            Action::DocumentDownloaded => "document.downloaded",
+            Action::DocumentAnnotated => "document.annotated",
+            Action::RecordCreated => "record.created",
+            Action::RecordCorrected => "record.corrected",
+            Action::PrescriptionStateChanged => "prescription.state_changed",
+            Action::Exported => "consultation.exported",
+            Action::AuditRead => "audit.read",
+            Action::AccessDenied => "access.denied",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Refused by a rule (permission, limit, bad input).
+    Denied,
+    /// Failed on the server's side.
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// An event about to be recorded (no sequence number or hashes yet).
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    actor: Actor,
+    action: Action,
+    room: String,
+    object_type: &'static str,
+    object_id: String,
+    object_sha256: String,
+    outcome: Outcome,
+    detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(actor: Actor, action: Action) -> Self {
+        Self {
+            actor,
+            action,
+            room: String::new(),
+            object_type: "",
+            object_id: String::new(),
+            object_sha256: String::new(),
+            outcome: Outcome::Ok,
+            detail: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    pub fn room(mut self, room: &RoomId) -> Self {
+        self.room = room.to_string();
+        self
+    }
+
+    pub fn object(mut self, kind: &'static str, id: impl ToString) -> Self {
+        self.object_type = kind;
+        self.object_id = id.to_string();
+        self
+    }
+
+    pub fn sha256(mut self, hex: &str) -> Self {
+        self.object_sha256 = hex.to_owned();
+        self
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Free-form facts (a reason, a status change). Never names, addresses or tokens.
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// Fixes the entry's place in the chain and computes its hash.
+    pub(super) fn seal(self, seq: i64, prev_hash: String) -> AuditEntry {
+        let (actor, actor_role) = self.actor.parts();
+        let mut entry = AuditEntry {
+            seq,
+            at_ms: crate::auth::now_unix_ms(),
+            actor,
+            actor_role: actor_role.to_owned(),
+            action: self.action.as_str().to_owned(),
+            room_id: self.room,
+            object_type: self.object_type.to_owned(),
+            object_id: self.object_id,
+            object_sha256: self.object_sha256,
+            outcome: self.outcome.as_str().to_owned(),
+            detail: self.detail.to_string(),
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = super::chain::entry_hash(&entry);
+        entry
+    }
+}
+
+/// One stored entry, as the API and the export show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub actor_role: String,
+    pub action: String,
+    pub room_id: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub object_sha256: String,
+    pub outcome: String,
+    /// A JSON object, kept as the exact text that was hashed.
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}

@@ -1,0 +1,563 @@
+//! Documents shared in a consultation: resumable uploads, content checks, the blob store,
+//! integrity on every read, and who may see or download what.
+//!
+//! Owns the life of a document from its first uploaded byte to every later read. An upload is a
+//! row in `uploads` plus `<data_dir>/uploads/<id>.part`; each chunk is appended and synced before
+//! it is acknowledged, so an acknowledged chunk survives a crash and the client resumes from the
+//! last one. When the last byte arrives the whole file is hashed and compared with the SHA-256
+//! the client declared, its content decides its kind ([`kind`]), it moves into the blob store
+//! ([`blob`]), and only then does the document row appear, in the same transaction that removes
+//! the upload. A crash at any point leaves no partial document visible.
+//!
+//! It does not decide roles (that is [`crate::auth::Role`]) and does not tell the room (the
+//! HTTP edge does, through [`crate::rooms`]); it never logs names or content.
+
+pub mod annotation;
+pub mod blob;
+pub mod ecg;
+mod kind;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+pub use blob::{BlobError, BlobStore, DiskBlobStore, Sha256Hex};
+pub use kind::{DocumentKind, KindError};
+
+use crate::auth::{Role, Visibility, now_unix, now_unix_ms};
+use crate::config::DocumentsConfig;
+use crate::ids::{AnnotationId, DocumentId, InviteId, ParticipantId, RoomId, UploadId};
+use crate::storage::{AnnotationRecord, Db, DocumentRecord, StorageError, UploadRecord};
+
+/// Text and ECG documents are read whole to check them; larger files must be binary kinds.
+const MAX_TEXT_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes read to recognise a binary kind.
+const SNIFF_BYTES: usize = 4096;
+const MAX_NAME_CHARS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    #[error("your role may not {0}")]
+    Forbidden(&'static str),
+    #[error("no such document or upload in this consultation")]
+    NotFound,
+    #[error("the document is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("a chunk may be at most {limit} bytes")]
+    ChunkTooLarge { limit: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("limit reached: {0}")]
+    LimitReached(&'static str),
+    /// The chunk does not start where the upload stands; resume from `expected`.
+    #[error("the upload stands at byte {expected}; send the chunk that starts there")]
+    OffsetMismatch { expected: u64 },
+    #[error("another request is writing to this upload")]
+    Busy,
+    #[error("the content's SHA-256 does not match the one declared; the upload was discarded")]
+    HashMismatch,
+    #[error(transparent)]
+    Unsupported(#[from] KindError),
+    #[error("the stored document failed its integrity check")]
+    Corrupt,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("document storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Blob(BlobError),
+}
+
+impl From<BlobError> for DocumentError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Corrupt { .. } | BlobError::Missing => DocumentError::Corrupt,
+            other => DocumentError::Blob(other),
+        }
+    }
+}
+
+/// Who is acting, as the room knows them.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub participant: ParticipantId,
+    pub invite: InviteId,
+    pub role: Role,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BeginUpload {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub visibility: Visibility,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadStatus {
+    pub upload_id: UploadId,
+    /// Bytes received and synced: the next chunk starts here.
+    pub offset: u64,
+    pub size: u64,
+    pub chunk_max: usize,
+}
+
+/// What a chunk did.
+#[derive(Debug)]
+pub enum ChunkOutcome {
+    Partial(UploadStatus),
+    Complete(DocumentRecord),
+}
+
+/// The document service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Documents {
+    db: Db,
+    blobs: Arc<dyn BlobStore>,
+    staging: PathBuf,
+    config: Arc<DocumentsConfig>,
+    /// Uploads a request is writing to right now (one writer per upload).
+    busy: Arc<Mutex<HashSet<UploadId>>>,
+}
+
+/// Releases an upload's writer slot when the request ends, however it ends.
+struct BusyGuard {
+    set: Arc<Mutex<HashSet<UploadId>>>,
+    id: UploadId,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.set.lock().expect("busy set poisoned").remove(&self.id);
+    }
+}
+
+impl Documents {
+    /// Documents under `<data_dir>/documents`, staging under `<data_dir>/uploads`.
+    pub fn open(
+        db: Db,
+        data_dir: &std::path::Path,
+        config: DocumentsConfig,
+    ) -> Result<Self, DocumentError> {
+        let blobs = DiskBlobStore::new(data_dir.join("documents"))?;
+        Self::with_store(db, Arc::new(blobs), data_dir.join("uploads"), config)
+    }
+
+    pub fn with_store(
+        db: Db,
+        blobs: Arc<dyn BlobStore>,
+        staging: PathBuf,
+        config: DocumentsConfig,
+    ) -> Result<Self, DocumentError> {
+        std::fs::create_dir_all(&staging)?;
+        Ok(Self {
+            db,
+            blobs,
+            staging,
+            config: Arc::new(config),
+            busy: Arc::default(),
+        })
+    }
+
+    pub fn config(&self) -> &DocumentsConfig {
+        &self.config
+    }
+
+    fn part_path(&self, id: &UploadId) -> PathBuf {
+        self.staging.join(format!("{id}.part"))
+    }
+
+    pub async fn begin(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        req: BeginUpload,
+    ) -> Result<UploadStatus, DocumentError> {
+        if !who.role.may_share(req.visibility) {
+            return Err(DocumentError::Forbidden(match req.visibility {
+                Visibility::Everyone => "share documents",
+                Visibility::Clinicians => "share clinicians-only documents",
+            }));
+        }
+        let name = validate_name(&req.name)?;
+        if req.size == 0 {
+            return Err(DocumentError::Invalid("the document is empty".into()));
+        }
+        if req.size > self.config.max_upload_bytes {
+            return Err(DocumentError::TooLarge {
+                limit: self.config.max_upload_bytes,
+            });
+        }
+        let sha256 = Sha256Hex::parse(&req.sha256.to_ascii_lowercase())
+            .ok_or_else(|| DocumentError::Invalid("sha256 must be 64 hexadecimal digits".into()))?;
+        if self.db.count_documents(room).await? >= self.config.max_per_room as i64 {
+            return Err(DocumentError::LimitReached(
+                "documents in this consultation",
+            ));
+        }
+        if self.db.open_uploads_of(&who.invite).await? >= self.config.max_open_uploads as i64 {
+            return Err(DocumentError::LimitReached("uploads open at once"));
+        }
+        let upload = UploadRecord {
+            id: UploadId::generate(),
+            room_id: room.clone(),
+            participant: who.participant.clone(),
+            invite: who.invite.clone(),
+            role: who.role,
+            name,
+            size: req.size as i64,
+            sha256: sha256.to_string(),
+            visibility: req.visibility,
+            created_at: now_unix(),
+        };
+        self.db.insert_upload(&upload).await?;
+        Ok(self.status_of(&upload, 0))
+    }
+
+    fn status_of(&self, u: &UploadRecord, offset: u64) -> UploadStatus {
+        UploadStatus {
+            upload_id: u.id.clone(),
+            offset,
+            size: u.size as u64,
+            chunk_max: self.config.max_chunk_bytes,
+        }
+    }
+
+    /// The upload, if it is in `room` and belongs to `who` (the same person: their invite).
+    async fn owned_upload(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        id: &UploadId,
+    ) -> Result<UploadRecord, DocumentError> {
+        self.db
+            .upload(room, id)
+            .await?
+            .filter(|u| u.invite == who.invite)
+            .ok_or(DocumentError::NotFound)
+    }
+
+    pub async fn status(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        id: &UploadId,
+    ) -> Result<UploadStatus, DocumentError> {
+        let upload = self.owned_upload(room, who, id).await?;
+        let offset = match tokio::fs::metadata(self.part_path(id)).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(self.status_of(&upload, offset))
+    }
+
+    /// Appends one chunk at `offset` (which must be where the upload stands), syncs it, and
+    /// completes the document when it was the last.
+    pub async fn put_chunk(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        id: &UploadId,
+        offset: u64,
+        chunk: bytes::Bytes,
+    ) -> Result<ChunkOutcome, DocumentError> {
+        if chunk.len() > self.config.max_chunk_bytes {
+            return Err(DocumentError::ChunkTooLarge {
+                limit: self.config.max_chunk_bytes,
+            });
+        }
+        let _guard = {
+            let mut busy = self.busy.lock().expect("busy set poisoned");
+            if !busy.insert(id.clone()) {
+                return Err(DocumentError::Busy);
+            }
+            BusyGuard {
+                set: self.busy.clone(),
+                id: id.clone(),
+            }
+        };
+        let upload = self.owned_upload(room, who, id).await?;
+        let size = upload.size as u64;
+        let path = self.part_path(id);
+        let written = tokio::task::spawn_blocking(move || -> Result<u64, DocumentError> {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            let len = file.metadata()?.len();
+            if offset != len {
+                return Err(DocumentError::OffsetMismatch { expected: len });
+            }
+            if len + chunk.len() as u64 > size {
+                return Err(DocumentError::Invalid(format!(
+                    "the chunk goes past the declared size of {size} bytes"
+                )));
+            }
+            file.write_all(&chunk)?;
+            // Acknowledged means durable: the client will not send these bytes again.
+            file.sync_data()?;
+            Ok(len + chunk.len() as u64)
+        })
+        .await
+        .map_err(|e| DocumentError::Io(std::io::Error::other(e)))??;
+        if written < size {
+            return Ok(ChunkOutcome::Partial(self.status_of(&upload, written)));
+        }
+        self.complete(upload).await.map(ChunkOutcome::Complete)
+    }
+
+    /// Checks the finished file and turns it into a document. On a bad hash or content the
+    /// upload is discarded: nothing partial or unchecked is ever kept.
+    async fn complete(&self, upload: UploadRecord) -> Result<DocumentRecord, DocumentError> {
+        let path = self.part_path(&upload.id);
+        let blobs = self.blobs.clone();
+        let declared = Sha256Hex::parse(&upload.sha256).ok_or(StorageError::Corrupt("sha"))?;
+        let name = upload.name.clone();
+        let size = upload.size as u64;
+        let checked =
+            tokio::task::spawn_blocking(move || -> Result<DocumentKind, DocumentError> {
+                if blob::hash_file(&path)? != declared {
+                    return Err(DocumentError::HashMismatch);
+                }
+                let kind = if size <= MAX_TEXT_BYTES {
+                    kind::detect(&name, &std::fs::read(&path)?)?
+                } else {
+                    let mut head = vec![0u8; SNIFF_BYTES];
+                    let n = std::io::Read::read(&mut std::fs::File::open(&path)?, &mut head)?;
+                    match kind::detect(&name, &head[..n])? {
+                        DocumentKind::Text | DocumentKind::Ecg => {
+                            return Err(DocumentError::Invalid(
+                                "text and ECG documents are limited to 16 MiB".into(),
+                            ));
+                        }
+                        k => k,
+                    }
+                };
+                blobs.commit(&path, &declared)?;
+                Ok(kind)
+            })
+            .await
+            .map_err(|e| DocumentError::Io(std::io::Error::other(e)))?;
+        let kind = match checked {
+            Ok(kind) => kind,
+            Err(e) => {
+                self.discard(&upload.id).await;
+                return Err(e);
+            }
+        };
+        let document = DocumentRecord {
+            id: DocumentId::generate(),
+            room_id: upload.room_id.clone(),
+            sha256: upload.sha256.clone(),
+            size: upload.size,
+            kind,
+            name: upload.name.clone(),
+            visibility: upload.visibility,
+            shared_by: upload.participant.clone(),
+            shared_by_role: upload.role,
+            created_at_ms: now_unix_ms(),
+        };
+        match self.db.complete_upload(&upload.id, &document).await {
+            Ok(()) => Ok(document),
+            Err(StorageError::Conflict) => Err(DocumentError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn discard(&self, id: &UploadId) {
+        if let Err(e) = self.db.delete_upload(id).await {
+            tracing::warn!(upload = %id, error = %e, "could not delete a discarded upload");
+        }
+        let _ = tokio::fs::remove_file(self.part_path(id)).await;
+    }
+
+    pub async fn cancel(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        id: &UploadId,
+    ) -> Result<(), DocumentError> {
+        self.owned_upload(room, who, id).await?;
+        self.discard(id).await;
+        Ok(())
+    }
+
+    /// Drops unfinished uploads older than `upload_expiry_hours` (and every `.part` file no
+    /// upload row knows of: left by a crash between the two).
+    pub async fn expire_uploads(&self) -> Result<usize, DocumentError> {
+        let cutoff = now_unix() - self.config.upload_expiry_hours as i64 * 3600;
+        let expired = self.db.uploads_started_before(Some(cutoff)).await?;
+        for id in &expired {
+            self.discard(id).await;
+        }
+        let live: HashSet<String> = self
+            .db
+            .uploads_started_before(None)
+            .await?
+            .into_iter()
+            .map(|id| format!("{id}.part"))
+            .collect();
+        let mut entries = tokio::fs::read_dir(&self.staging).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !live.contains(&name) {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+        Ok(expired.len())
+    }
+
+    /// The documents of `room` that `role` may see, oldest first.
+    pub async fn visible(
+        &self,
+        room: &RoomId,
+        role: Role,
+    ) -> Result<Vec<DocumentRecord>, DocumentError> {
+        Ok(self
+            .db
+            .documents_in_room(room)
+            .await?
+            .into_iter()
+            .filter(|d| role.may_view(d.visibility))
+            .collect())
+    }
+
+    /// One document's record, if `role` may see it.
+    pub async fn get(
+        &self,
+        room: &RoomId,
+        id: &DocumentId,
+        role: Role,
+    ) -> Result<DocumentRecord, DocumentError> {
+        let doc = self
+            .db
+            .document(room, id)
+            .await?
+            .ok_or(DocumentError::NotFound)?;
+        if !role.may_view(doc.visibility) {
+            return Err(DocumentError::Forbidden("see this document"));
+        }
+        Ok(doc)
+    }
+
+    /// The document's bytes, for viewing or (a separate right) downloading, after checking
+    /// that they still hash to the recorded SHA-256.
+    pub async fn read(
+        &self,
+        doc: &DocumentRecord,
+        role: Role,
+        download: bool,
+    ) -> Result<PathBuf, DocumentError> {
+        if download && !role.may_download(doc.visibility) {
+            return Err(DocumentError::Forbidden("download this document"));
+        }
+        let sha = Sha256Hex::parse(&doc.sha256).ok_or(StorageError::Corrupt("sha"))?;
+        let blobs = self.blobs.clone();
+        let path = tokio::task::spawn_blocking(move || blobs.open_verified(&sha))
+            .await
+            .map_err(|e| DocumentError::Io(std::io::Error::other(e)))??;
+        Ok(path)
+    }
+
+    /// An ECG document's samples, parsed for the viewer.
+    pub async fn ecg(&self, doc: &DocumentRecord, role: Role) -> Result<ecg::Ecg, DocumentError> {
+        if doc.kind != DocumentKind::Ecg {
+            return Err(DocumentError::Invalid("not an ECG document".into()));
+        }
+        let path = self.read(doc, role, false).await?;
+        let text = tokio::fs::read_to_string(path).await?;
+        ecg::parse(&text).map_err(|_| DocumentError::Corrupt)
+    }
+
+    /// Stores an annotation on a page of a document `who` may see.
+    pub async fn annotate(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        document: &DocumentId,
+        page: i64,
+        shape: serde_json::Value,
+    ) -> Result<(DocumentRecord, AnnotationRecord), DocumentError> {
+        if !who.role.may_annotate() {
+            return Err(DocumentError::Forbidden("annotate documents"));
+        }
+        let doc = self.get(room, document, who.role).await?;
+        if !(1..=annotation::MAX_PAGE).contains(&page) {
+            return Err(DocumentError::Invalid("page must be 1 to 10000".into()));
+        }
+        let shape = annotation::parse(shape).map_err(|e| DocumentError::Invalid(e.to_string()))?;
+        let record = AnnotationRecord {
+            id: AnnotationId::generate(),
+            document_id: doc.id.clone(),
+            page,
+            shape: serde_json::to_value(shape).expect("shapes serialize"),
+            author: who.participant.clone(),
+            author_role: who.role,
+            created_at_ms: now_unix_ms(),
+        };
+        self.db.insert_annotation(room, &record).await?;
+        Ok((doc, record))
+    }
+
+    pub async fn annotations(
+        &self,
+        room: &RoomId,
+        document: &DocumentId,
+        role: Role,
+    ) -> Result<Vec<AnnotationRecord>, DocumentError> {
+        let doc = self.get(room, document, role).await?;
+        Ok(self.db.annotations(&doc.id).await?)
+    }
+}
+
+/// A document's name is shown to people and put in a download header, never used as a path:
+/// still, names that look like paths or hide characters are refused with a clear error.
+pub fn validate_name(name: &str) -> Result<String, DocumentError> {
+    let name = name.trim();
+    let bad = |why: &str| {
+        Err(DocumentError::Invalid(format!(
+            "invalid document name: {why}"
+        )))
+    };
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return bad("1 to 200 characters");
+    }
+    if name.contains(['/', '\\']) || name == "." || name == ".." || name.starts_with('.') {
+        return bad("no folders or hidden names");
+    }
+    if name.chars().any(|c| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')) {
+        return bad("no control or direction-override characters");
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_look_like_paths_are_refused() {
+        for bad in [
+            "../../etc/passwd",
+            "..\\boot.ini",
+            "/abs.pdf",
+            ".hidden",
+            "",
+            "a\0b.pdf",
+            "evil\u{202e}fdp.exe",
+            "line\nbreak.txt",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            validate_name("  血常规 2026-11.pdf ").unwrap(),
+            "血常规 2026-11.pdf"
+        );
+    }
+}

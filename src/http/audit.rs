@@ -1,0 +1,98 @@
+//! The audit trail for supervisors and regulators (docs/protocol.md, "Audit"): read-only
+//! listing, verification of the hash chain, and a JSON Lines export. Reading it is itself
+//! recorded.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::Clinician;
+use super::error::ApiError;
+use crate::audit::{Action, Actor, AuditEvent, Verification};
+use crate::ids::RoomId;
+
+const MAX_PAGE: i64 = 1000;
+
+fn supervisor(c: &Clinician) -> Result<Actor, ApiError> {
+    if !c.0.role.may_read_audit() {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Actor::User(c.0.id.clone(), c.0.role))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    room: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    who: Clinician,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = supervisor(&who)?;
+    let room = match q.room.as_deref() {
+        Some(r) => Some(RoomId::parse(r).ok_or(ApiError::NotFound)?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let mut event = AuditEvent::new(actor, Action::AuditRead).detail(json!({"op": "list"}));
+    if let Some(r) = &room {
+        event = event.room(r);
+    }
+    state.audit.record(event).await?;
+    let entries = state
+        .audit
+        .entries(q.after.max(0), limit, room.as_ref().map(RoomId::as_str))
+        .await?;
+    let next_after = entries.last().map(|e| e.seq);
+    Ok(Json(
+        json!({ "entries": entries, "next_after": next_after }),
+    ))
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    who: Clinician,
+) -> Result<Json<Verification>, ApiError> {
+    let actor = supervisor(&who)?;
+    let result = state.audit.verify().await?;
+    state
+        .audit
+        .record(AuditEvent::new(actor, Action::AuditRead).detail(json!({
+            "op": "verify",
+            "ok": result.ok(),
+            "entries": result.entries,
+        })))
+        .await?;
+    Ok(Json(result))
+}
+
+pub async fn export(State(state): State<AppState>, who: Clinician) -> Result<Response, ApiError> {
+    let actor = supervisor(&who)?;
+    state
+        .audit
+        .record(AuditEvent::new(actor, Action::AuditRead).detail(json!({"op": "export"})))
+        .await?;
+    let body = state.audit.export_jsonl().await?;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"huizhen-audit.jsonl\""),
+    );
+    Ok(response)
+}

@@ -1,0 +1,289 @@
+//! Documents over HTTP (docs/protocol.md, "Documents"): resumable uploads, listing, viewing,
+//! downloading, ECG samples and annotations. Every refusal and every read is audited; a read
+//! whose audit entry cannot be written is not served.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::ApiJson;
+use super::error::ApiError;
+use super::member::RoomMember;
+use crate::audit::{Action, Outcome};
+use crate::documents::{BeginUpload, ChunkOutcome, DocumentError, UploadStatus};
+use crate::ids::{DocumentId, UploadId};
+use crate::storage::DocumentRecord;
+
+fn upload_id(s: &str) -> Result<UploadId, ApiError> {
+    UploadId::parse(s).ok_or(ApiError::NotFound)
+}
+
+fn document_id(s: &str) -> Result<DocumentId, ApiError> {
+    DocumentId::parse(s).ok_or(ApiError::NotFound)
+}
+
+/// A stable, short reason for the audit entry of a refused upload.
+fn refusal_reason(e: &DocumentError) -> Option<&'static str> {
+    Some(match e {
+        DocumentError::Forbidden(_) => "forbidden",
+        DocumentError::TooLarge { .. } | DocumentError::ChunkTooLarge { .. } => "too_large",
+        DocumentError::Invalid(_) => "invalid",
+        DocumentError::LimitReached(_) => "limit_reached",
+        DocumentError::HashMismatch => "hash_mismatch",
+        DocumentError::Unsupported(_) => "unsupported_type",
+        _ => return None,
+    })
+}
+
+/// Records a refused upload, then hands the error on.
+async fn refused(
+    state: &AppState,
+    who: &RoomMember,
+    upload: Option<&UploadId>,
+    e: DocumentError,
+) -> ApiError {
+    if let Some(reason) = refusal_reason(&e) {
+        let mut event = who
+            .event(Action::DocumentRejected)
+            .outcome(Outcome::Denied)
+            .detail(json!({ "reason": reason }));
+        if let Some(id) = upload {
+            event = event.object("upload", id);
+        }
+        state.audit.record_or_log(event).await;
+    }
+    e.into()
+}
+
+pub async fn begin_upload(
+    State(state): State<AppState>,
+    who: RoomMember,
+    ApiJson(body): ApiJson<BeginUpload>,
+) -> Result<(StatusCode, Json<UploadStatus>), ApiError> {
+    match state.documents.begin(&who.room, &who.member, body).await {
+        Ok(status) => Ok((StatusCode::CREATED, Json(status))),
+        Err(e) => Err(refused(&state, &who, None, e).await),
+    }
+}
+
+pub async fn upload_status(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, upload)): Path<(String, String)>,
+) -> Result<Json<UploadStatus>, ApiError> {
+    let id = upload_id(&upload)?;
+    Ok(Json(
+        state.documents.status(&who.room, &who.member, &id).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ChunkQuery {
+    offset: u64,
+}
+
+pub async fn put_chunk(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, upload)): Path<(String, String)>,
+    Query(q): Query<ChunkQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = upload_id(&upload)?;
+    let chunk = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(format!(
+                "a chunk may be at most {} bytes",
+                state.documents.config().max_chunk_bytes
+            ))
+        }
+        other => ApiError::Invalid(other.body_text()),
+    })?;
+    match state
+        .documents
+        .put_chunk(&who.room, &who.member, &id, q.offset, chunk)
+        .await
+    {
+        Ok(ChunkOutcome::Partial(status)) => Ok(Json(status).into_response()),
+        Ok(ChunkOutcome::Complete(document)) => {
+            let event = who
+                .event(Action::DocumentShared)
+                .object("document", &document.id)
+                .sha256(&document.sha256)
+                .detail(json!({
+                    "kind": document.kind,
+                    "size": document.size,
+                    "visibility": document.visibility,
+                }));
+            state.audit.record_or_log(event).await;
+            tracing::info!(room = %who.room, document = %document.id, kind = document.kind.as_str(), "document shared");
+            state.rooms.document_shared(document.clone()).await;
+            Ok((StatusCode::CREATED, Json(json!({ "document": document }))).into_response())
+        }
+        Err(e) => Err(refused(&state, &who, Some(&id), e).await),
+    }
+}
+
+pub async fn cancel_upload(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, upload)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = upload_id(&upload)?;
+    state.documents.cancel(&who.room, &who.member, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_documents(
+    State(state): State<AppState>,
+    who: RoomMember,
+) -> Result<Json<Value>, ApiError> {
+    let documents = state.documents.visible(&who.room, who.member.role).await?;
+    Ok(Json(json!({ "documents": documents })))
+}
+
+/// The document if the caller may see it; a refusal is audited.
+async fn visible_document(
+    state: &AppState,
+    who: &RoomMember,
+    id: &str,
+) -> Result<DocumentRecord, ApiError> {
+    let id = document_id(id)?;
+    match state.documents.get(&who.room, &id, who.member.role).await {
+        Ok(doc) => Ok(doc),
+        Err(e @ DocumentError::Forbidden(_)) => {
+            let event = who
+                .event(Action::AccessDenied)
+                .object("document", &id)
+                .outcome(Outcome::Denied);
+            state.audit.record_or_log(event).await;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get_document(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, doc)): Path<(String, String)>,
+) -> Result<Json<DocumentRecord>, ApiError> {
+    Ok(Json(visible_document(&state, &who, &doc).await?))
+}
+
+#[derive(Deserialize)]
+pub struct ContentQuery {
+    #[serde(default)]
+    download: Option<u8>,
+}
+
+pub async fn document_content(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, doc)): Path<(String, String)>,
+    Query(q): Query<ContentQuery>,
+) -> Result<Response, ApiError> {
+    let download = q.download.unwrap_or(0) != 0;
+    let doc = visible_document(&state, &who, &doc).await?;
+    let action = if download {
+        Action::DocumentDownloaded
+    } else {
+        Action::DocumentViewed
+    };
+    let event = who
+        .event(action)
+        .object("document", &doc.id)
+        .sha256(&doc.sha256);
+    let path = match state.documents.read(&doc, who.member.role, download).await {
+        Ok(path) => path,
+        Err(e) => {
+            let outcome = match e {
+                DocumentError::Forbidden(_) => Outcome::Denied,
+                _ => Outcome::Error,
+            };
+            state.audit.record_or_log(event.outcome(outcome)).await;
+            return Err(e.into());
+        }
+    };
+    // Fail closed: a read that cannot be traced is not served.
+    state.audit.record(event).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let disposition = format!(
+        "{}; filename*=UTF-8''{}",
+        if download { "attachment" } else { "inline" },
+        percent_encode(&doc.name)
+    );
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(doc.kind.media_type()),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(doc.size as u64));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", doc.sha256)) {
+        headers.insert(header::ETAG, v);
+    }
+    // Patient data: never cached, never run as a page even if it is text that looks like one.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(response)
+}
+
+pub async fn document_ecg(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, doc)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let doc = visible_document(&state, &who, &doc).await?;
+    let ecg = state.documents.ecg(&doc, who.member.role).await?;
+    state
+        .audit
+        .record(
+            who.event(Action::DocumentViewed)
+                .object("document", &doc.id)
+                .sha256(&doc.sha256),
+        )
+        .await?;
+    Ok(Json(ecg).into_response())
+}
+
+pub async fn document_annotations(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, doc)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = visible_document(&state, &who, &doc).await?;
+    let annotations = state
+        .documents
+        .annotations(&who.room, &doc.id, who.member.role)
+        .await?;
+    Ok(Json(json!({ "annotations": annotations })))
+}
+
+/// RFC 8187 encoding for `filename*`: everything but unreserved ASCII is %-escaped, so no name
+/// can break out of the header.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,70 @@
+//! Chat messages of a consultation, kept with it.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, StorageError};
+use crate::auth::Role;
+use crate::ids::{ChatMessageId, ParticipantId, RoomId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatRecord {
+    pub id: ChatMessageId,
+    pub participant_id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+fn from_row(row: &AnyRow) -> Result<ChatRecord, StorageError> {
+    let s = |c: &str| row.try_get::<String, _>(c);
+    Ok(ChatRecord {
+        id: ChatMessageId::parse(&s("id")?).ok_or(StorageError::Corrupt("chat id"))?,
+        participant_id: ParticipantId::parse(&s("participant_id")?)
+            .ok_or(StorageError::Corrupt("chat author"))?,
+        name: s("name")?,
+        role: Role::parse(&s("role")?).ok_or(StorageError::Corrupt("chat role"))?,
+        text: s("body")?,
+        at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+impl Db {
+    pub async fn insert_chat(&self, room: &RoomId, m: &ChatRecord) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO chat_messages (id, room_id, participant_id, name, role, body, \
+             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(m.id.as_str())
+        .bind(room.as_str())
+        .bind(m.participant_id.as_str())
+        .bind(&m.name)
+        .bind(m.role.as_str())
+        .bind(&m.text)
+        .bind(m.at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` messages, oldest first.
+    pub async fn recent_chat(
+        &self,
+        room: &RoomId,
+        limit: i64,
+    ) -> Result<Vec<ChatRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, participant_id, name, role, body, created_at_ms FROM chat_messages \
+             WHERE room_id = $1 ORDER BY created_at_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(room.as_str())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}

@@ -1,0 +1,82 @@
+//! Who took part in a consultation and when: written on join and leave, read by the summary.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Db, StorageError};
+use crate::auth::{Role, now_unix};
+use crate::ids::{InviteId, ParticipantId, RoomId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParticipantRecord {
+    pub id: ParticipantId,
+    pub invite_id: InviteId,
+    pub role: Role,
+    pub name: String,
+    pub joined_at: i64,
+    pub left_at: Option<i64>,
+}
+
+impl Db {
+    pub async fn participant_joined(
+        &self,
+        room: &RoomId,
+        id: &ParticipantId,
+        invite: &InviteId,
+        role: Role,
+        name: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO participants (id, room_id, invite_id, role, name, joined_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.as_str())
+        .bind(room.as_str())
+        .bind(invite.as_str())
+        .bind(role.as_str())
+        .bind(name)
+        .bind(now_unix())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn participant_left(&self, id: &ParticipantId) -> Result<(), StorageError> {
+        sqlx::query("UPDATE participants SET left_at = $1 WHERE id = $2 AND left_at IS NULL")
+            .bind(now_unix())
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// In order of joining.
+    pub async fn participants_of(
+        &self,
+        room: &RoomId,
+    ) -> Result<Vec<ParticipantRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, invite_id, role, name, joined_at, left_at FROM participants \
+             WHERE room_id = $1 ORDER BY joined_at, id",
+        )
+        .bind(room.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let s = |c: &str| row.try_get::<String, _>(c);
+                Ok(ParticipantRecord {
+                    id: ParticipantId::parse(&s("id")?)
+                        .ok_or(StorageError::Corrupt("participant id"))?,
+                    invite_id: InviteId::parse(&s("invite_id")?)
+                        .ok_or(StorageError::Corrupt("participant invite"))?,
+                    role: Role::parse(&s("role")?)
+                        .ok_or(StorageError::Corrupt("participant role"))?,
+                    name: s("name")?,
+                    joined_at: row.try_get("joined_at")?,
+                    left_at: row.try_get("left_at")?,
+                })
+            })
+            .collect()
+    }
+}

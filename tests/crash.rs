@@ -1,0 +1,289 @@
+//! Durability of uploads across a crash: the real `huizhen` binary is killed with SIGKILL in the
+//! middle of an upload and started again on the same data directory. Everything that was
+//! acknowledged must still be there (the finished document, every acknowledged chunk) and nothing
+//! partial may be visible.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{sample_pdf, sha256_hex};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const CHUNK: usize = 64 * 1024;
+
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+fn huizhen(config: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_huizhen"));
+    c.arg("--config").arg(config);
+    c
+}
+
+/// Starts `huizhen serve` and reads its HTTPS port from what it prints.
+fn start(config: &std::path::Path) -> Proc {
+    let mut child = huizhen(config)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.split("https://").nth(1) {
+            break format!("https://{}", rest.trim_end_matches('/'));
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Proc { child, base }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: &str,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http
+        .request(method.parse().unwrap(), url)
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_partial() {
+    common::peer::ensure_rustls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("huizhen.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ncert_dir = \"{0}/certs\"\nshutdown_grace_s = 1\n\
+             [storage]\ndata_dir = \"{0}/data\"\n\
+             [media]\nudp_bind = \"127.0.0.1:0\"\nannounce = [\"127.0.0.1\"]\n\
+             [metrics]\nlisten = \"\"\n[log]\nfilter = \"warn\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut add = huizhen(&cfg)
+        .args([
+            "user",
+            "add",
+            "--username",
+            "doc",
+            "--display-name",
+            "Dr. Wang",
+        ])
+        .args(["--role", "doctor", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut server = start(&cfg);
+    let api = |p: &Proc, path: &str| format!("{}/api/v1{path}", p.base);
+    let (st, login) = call(
+        &http,
+        "POST",
+        api(&server, "/auth/login"),
+        "",
+        Some(json!({"username": "doc", "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{login}");
+    let session = login["token"].as_str().unwrap().to_owned();
+    let (_, room) = call(
+        &http,
+        "POST",
+        api(&server, "/rooms"),
+        &session,
+        Some(json!({"title": "Crash"})),
+    )
+    .await;
+    let room = room["id"].as_str().unwrap().to_owned();
+    let (_, invite) = call(
+        &http,
+        "POST",
+        api(&server, &format!("/rooms/{room}/invites")),
+        &session,
+        Some(json!({"role": "doctor"})),
+    )
+    .await;
+    let invite = invite["token"].as_str().unwrap().to_owned();
+    let ws_url = |p: &Proc| format!("{}/ws", p.base.replace("https://", "wss://"));
+    let ws = common::peer::SignalingClient::connect(&ws_url(&server))
+        .await
+        .unwrap();
+    let joined = ws.join(&invite, "Dr. Wang", false, false).await.unwrap();
+    let access = joined["access_token"].as_str().unwrap().to_owned();
+
+    // Document A: complete and acknowledged before the crash.
+    let pdf = sample_pdf();
+    let uploads = format!("/rooms/{room}/uploads");
+    let (st, b) = call(
+        &http,
+        "POST",
+        api(&server, &uploads),
+        &access,
+        Some(json!({"name": "a.pdf", "size": pdf.len(), "sha256": sha256_hex(&pdf), "visibility": "everyone"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let up_a = b["upload_id"].as_str().unwrap().to_owned();
+    let resp = http
+        .put(api(&server, &format!("{uploads}/{up_a}?offset=0")))
+        .bearer_auth(&access)
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // Document B: 16 chunks; 5 acknowledged, the 6th in flight when the server dies.
+    let data: Vec<u8> = (0..16 * CHUNK)
+        .map(|i| b"0123456789abcdef\n"[i % 17])
+        .collect();
+    let (st, b) = call(
+        &http,
+        "POST",
+        api(&server, &uploads),
+        &access,
+        Some(json!({"name": "b.txt", "size": data.len(), "sha256": sha256_hex(&data), "visibility": "everyone"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let up_b = b["upload_id"].as_str().unwrap().to_owned();
+    for i in 0..5 {
+        let resp = http
+            .put(api(
+                &server,
+                &format!("{uploads}/{up_b}?offset={}", i * CHUNK),
+            ))
+            .bearer_auth(&access)
+            .body(data[i * CHUNK..(i + 1) * CHUNK].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Half a chunk is sent, then the stream stalls: the request is mid-body at the kill.
+    let half = bytes::Bytes::copy_from_slice(&data[5 * CHUNK..5 * CHUNK + CHUNK / 2]);
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(half)])
+        .chain(futures_util::stream::pending());
+    let in_flight = tokio::spawn(
+        http.put(api(
+            &server,
+            &format!("{uploads}/{up_b}?offset={}", 5 * CHUNK),
+        ))
+        .bearer_auth(access.clone())
+        .header("content-length", CHUNK.to_string())
+        .body(reqwest::Body::wrap_stream(body))
+        .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the in-flight chunk cannot have succeeded"
+    );
+    ws.abort();
+
+    // Restart on the same data; the same person comes back with the same invite.
+    let server2 = start(&cfg);
+    let ws = common::peer::SignalingClient::connect(&ws_url(&server2))
+        .await
+        .unwrap();
+    let joined = ws.join(&invite, "Dr. Wang", false, false).await.unwrap();
+    let access = joined["access_token"].as_str().unwrap().to_owned();
+    // Only the finished document is there, intact.
+    let docs = joined["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["name"], "a.pdf");
+    let content = http
+        .get(api(
+            &server2,
+            &format!(
+                "/rooms/{room}/documents/{}/content",
+                docs[0]["id"].as_str().unwrap()
+            ),
+        ))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(content.status(), 200);
+    assert_eq!(content.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    // Every acknowledged chunk of B survived; nothing of the half-sent one counts.
+    let (st, status) = call(
+        &http,
+        "GET",
+        api(&server2, &format!("{uploads}/{up_b}")),
+        &access,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{status}");
+    assert_eq!(status["offset"].as_u64(), Some(5 * CHUNK as u64));
+    for i in 5..16 {
+        let resp = http
+            .put(api(
+                &server2,
+                &format!("{uploads}/{up_b}?offset={}", i * CHUNK),
+            ))
+            .bearer_auth(&access)
+            .body(data[i * CHUNK..(i + 1) * CHUNK].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), if i == 15 { 201 } else { 200 });
+    }
+    let (_, list) = call(
+        &http,
+        "GET",
+        api(&server2, &format!("/rooms/{room}/documents")),
+        &access,
+        None,
+    )
+    .await;
+    let sizes: Vec<u64> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [pdf.len() as u64, data.len() as u64]);
+    ws.abort();
+    let mut server2 = server2;
+    server2.child.kill().unwrap();
+    server2.child.wait().unwrap();
+}

@@ -1,0 +1,721 @@
+//! Documents shared in a live room over the real server: resumable upload, who sees what,
+//! viewing versus downloading, integrity, bad input, chat, follow mode and annotations, and the
+//! audit trail they leave. The main flow runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Member, TestServer, sample_pdf, sample_png, sha256_hex};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Nothing of `type_name` about `doc` reached this client (checked after a later message that
+/// was sent after it, so ordering makes the absence meaningful).
+fn never_saw(m: &Member, type_name: &str, doc: &str) -> bool {
+    !m.ws
+        .history()
+        .iter()
+        .any(|msg| msg["type"] == type_name && msg.to_string().contains(doc))
+}
+
+async fn consultation_flow(s: &TestServer, db_url: &str) {
+    let room = s.create_room("Joint consultation").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    let specialist = s.member(&room, "specialist", "Prof. Zhao").await;
+    let patient = s.member(&room, "patient", "Li Lei").await;
+    let observer = s.member(&room, "observer", "Trainee").await;
+
+    // A clinicians-only PDF in several chunks, then an image for everyone.
+    let pdf = sample_pdf();
+    let (status, body) = s
+        .share(&room, &doctor.access, "血常规.pdf", &pdf, "clinicians", 300)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let pdf_id = body["document"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["document"]["kind"], "pdf");
+    assert_eq!(body["document"]["sha256"], sha256_hex(&pdf));
+    let png = sample_png();
+    let (status, body) = s
+        .share(&room, &doctor.access, "xray.png", &png, "everyone", 1 << 20)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let png_id = body["document"]["id"].as_str().unwrap().to_owned();
+
+    // The specialist is told about both; the patient and observer only about the image.
+    let first = specialist
+        .ws
+        .next_event("document_shared", T)
+        .await
+        .unwrap();
+    assert_eq!(first["document"]["id"], pdf_id.as_str());
+    specialist
+        .ws
+        .next_event("document_shared", T)
+        .await
+        .unwrap();
+    for m in [&patient, &observer] {
+        let got = m.ws.next_event("document_shared", T).await.unwrap();
+        assert_eq!(got["document"]["id"], png_id.as_str());
+        assert!(never_saw(m, "document_shared", &pdf_id));
+    }
+
+    // Listing follows the same rule.
+    let (_, list) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents"),
+            Some(&patient.access),
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [png_id.as_str()]);
+
+    // Viewing: the specialist gets the exact bytes, inline, never cached, sandboxed.
+    let content = format!("/api/v1/rooms/{room}/documents/{pdf_id}/content");
+    let resp = s.raw("GET", &content, &specialist.access, None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    assert!(
+        resp.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    // The patient may not read a clinicians-only document, by any route.
+    for path in [
+        content.clone(),
+        format!("/api/v1/rooms/{room}/documents/{pdf_id}"),
+    ] {
+        let resp = s.raw("GET", &path, &patient.access, None).await;
+        assert_eq!(resp.status(), 403, "{path}");
+    }
+    // Downloading is a separate right: the observer may view the image but not download it.
+    let png_content = format!("/api/v1/rooms/{room}/documents/{png_id}/content");
+    assert_eq!(
+        s.raw("GET", &png_content, &observer.access, None)
+            .await
+            .status(),
+        200
+    );
+    let dl = format!("{png_content}?download=1");
+    assert_eq!(
+        s.raw("GET", &dl, &observer.access, None).await.status(),
+        403
+    );
+    let resp = s.raw("GET", &dl, &patient.access, None).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+
+    // Chat is persisted and reaches everyone.
+    patient
+        .ws
+        .send_json(&json!({"type": "chat", "text": "我今天早上有点胸闷"}))
+        .await
+        .unwrap();
+    for m in [&doctor, &specialist, &patient, &observer] {
+        let c = m.ws.next_event("chat", T).await.unwrap();
+        assert_eq!(c["message"]["text"], "我今天早上有点胸闷");
+        assert_eq!(c["message"]["role"], "patient");
+    }
+
+    // Follow mode on the clinicians-only PDF: the specialist follows; the patient is not told.
+    doctor
+        .ws
+        .send_json(
+            &json!({"type": "follow", "document_id": pdf_id, "page": 1, "zoom": 2.0,
+                           "center": [0.5, 0.4], "pointer": [0.25, 0.75]}),
+        )
+        .await
+        .unwrap();
+    let f = specialist.ws.next_event("follow", T).await.unwrap();
+    assert_eq!(f["presenter"], doctor.id.as_str());
+    assert_eq!(f["zoom"], 2.0);
+    assert_eq!(f["pointer"], json!([0.25, 0.75]));
+    // An annotation on the PDF: stored, relayed to clinicians, visible to late readers.
+    specialist
+        .ws
+        .send_json(&json!({"type": "annotate", "document_id": pdf_id, "page": 1,
+                           "shape": {"type": "arrow", "from": [0.1, 0.1], "to": [0.3, 0.3], "color": "#d00000"}}))
+        .await
+        .unwrap();
+    let a = doctor.ws.next_event("annotation_added", T).await.unwrap();
+    assert_eq!(a["annotation"]["shape"]["type"], "arrow");
+    let (status, anns) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{pdf_id}/annotations"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(anns["annotations"].as_array().unwrap().len(), 1);
+    // Then follow on the image, which the patient does see.
+    doctor
+        .ws
+        .send_json(
+            &json!({"type": "follow", "document_id": png_id, "page": 1, "zoom": 1.0,
+                           "center": [0.5, 0.5], "pointer": null}),
+        )
+        .await
+        .unwrap();
+    let f = patient.ws.next_event("follow", T).await.unwrap();
+    assert_eq!(f["document_id"], png_id.as_str());
+    assert!(never_saw(&patient, "follow", &pdf_id));
+    assert!(never_saw(&patient, "annotation_added", &pdf_id));
+    // Patients neither present nor annotate.
+    patient
+        .ws
+        .send_json(&json!({"type": "follow", "document_id": png_id}))
+        .await
+        .unwrap();
+    patient.ws.expect_error("forbidden", T).await.unwrap();
+    patient
+        .ws
+        .send_json(
+            &json!({"type": "annotate", "document_id": png_id, "page": 1,
+                           "shape": {"type": "circle", "center": [0.5, 0.5], "radius": 0.1}}),
+        )
+        .await
+        .unwrap();
+    patient.ws.expect_error("forbidden", T).await.unwrap();
+    specialist
+        .ws
+        .send_json(
+            &json!({"type": "annotate", "document_id": png_id, "page": 1,
+                           "shape": {"type": "script", "src": "x"}}),
+        )
+        .await
+        .unwrap();
+    specialist.ws.expect_error("bad_message", T).await.unwrap();
+
+    // A late joiner gets what they may see of the documents and the chat in `joined`.
+    let late = s.member(&room, "patient", "Li Lei (phone)").await;
+    assert_eq!(late.joined["documents"].as_array().unwrap().len(), 1);
+    assert_eq!(late.joined["chat"][0]["text"], "我今天早上有点胸闷");
+    assert_eq!(late.joined["follow"]["document_id"], png_id.as_str());
+
+    // The audit trail holds all of it and verifies.
+    let sup = supervisor_token(s).await;
+    let (status, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["first_broken"].is_null(), "{v}");
+    let (_, page) = s
+        .api(
+            "GET",
+            &format!("/api/v1/audit?room={room}&limit=1000"),
+            Some(&sup),
+            None,
+        )
+        .await;
+    let actions: Vec<String> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "room.created:ok",
+        "invite.issued:ok",
+        "participant.joined:ok",
+        "document.shared:ok",
+        "document.viewed:ok",
+        "document.downloaded:ok",
+        "document.downloaded:denied",
+        "access.denied:denied",
+        "document.annotated:ok",
+        "document.annotated:denied",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "missing {want} in {actions:?}"
+        );
+    }
+    let shared = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "document.shared")
+        .unwrap();
+    assert_eq!(shared["object_sha256"], sha256_hex(&pdf));
+    // Clinicians cannot read the audit trail.
+    let (status, _) = s.api("GET", "/api/v1/audit", None, None).await;
+    assert_eq!(status, 403);
+
+    // Someone with database access rewrites history: the viewing of the PDF becomes a denial.
+    let viewed = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "document.viewed")
+        .unwrap()["seq"]
+        .as_i64()
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db_url).await.unwrap();
+    sqlx::query("UPDATE audit_log SET outcome = 'denied' WHERE seq = $1")
+        .bind(viewed)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (_, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
+    assert_eq!(v["first_broken"]["seq"].as_i64(), Some(viewed), "{v}");
+    assert_eq!(v["first_broken"]["kind"], "hash_mismatch");
+    // The command line says the same, with a failing exit status.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_huizhen"))
+        .args(["audit", "verify"])
+        .env("HUIZHEN_STORAGE_DATABASE_URL", db_url)
+        .env("HUIZHEN_STORAGE_DATA_DIR", s.dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("BROKEN at entry {viewed}")),
+        "{text}"
+    );
+}
+
+async fn supervisor_token(s: &TestServer) -> String {
+    let hash = huizhen::auth::hash_password("supervisor password").unwrap();
+    let _ = s
+        .server()
+        .db
+        .create_user(
+            "sup",
+            "Regulator",
+            huizhen::auth::AccountRole::Supervisor,
+            &hash,
+        )
+        .await;
+    let (status, body) = s
+        .api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": "sup", "password": "supervisor password"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn consultation_documents_on_sqlite() {
+    let s = TestServer::start().await;
+    let url = format!(
+        "sqlite://{}",
+        s.dir.path().join("data/huizhen.db").display()
+    );
+    consultation_flow(&s, &url).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn consultation_documents_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url.clone()).await;
+    consultation_flow(&s, &url).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_errors_and_leave_nothing() {
+    let s = TestServer::start_with(|c| {
+        c.documents.max_upload_bytes = 200_000;
+        c.documents.max_chunk_bytes = 65_536;
+    })
+    .await;
+    let room = s.create_room("Bad input").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    let patient = s.member(&room, "patient", "Li Lei").await;
+    let observer = s.member(&room, "observer", "Trainee").await;
+    let uploads = format!("/api/v1/rooms/{room}/uploads");
+    let begin = |name: &str, size: usize, sha: String, vis: &str| json!({"name": name, "size": size, "sha256": sha, "visibility": vis});
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_owned();
+
+    // Oversize, declared up front.
+    let (st, b) = s
+        .api(
+            "POST",
+            &uploads,
+            Some(&doctor.access),
+            Some(begin("big.pdf", 300_000, "a".repeat(64), "everyone")),
+        )
+        .await;
+    assert_eq!((st, code(&b).as_str()), (413, "too_large"));
+    // Path tricks and hidden characters in names.
+    for name in [
+        "../../etc/passwd",
+        "a/b.pdf",
+        ".htaccess",
+        "x\u{202e}fdp.exe",
+    ] {
+        let (st, b) = s
+            .api(
+                "POST",
+                &uploads,
+                Some(&doctor.access),
+                Some(begin(name, 10, "a".repeat(64), "everyone")),
+            )
+            .await;
+        assert_eq!((st, code(&b).as_str()), (400, "invalid_request"), "{name}");
+    }
+    // Roles that may not share, or not with that audience.
+    let (st, _) = s
+        .api(
+            "POST",
+            &uploads,
+            Some(&patient.access),
+            Some(begin("a.pdf", 10, "a".repeat(64), "clinicians")),
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .api(
+            "POST",
+            &uploads,
+            Some(&observer.access),
+            Some(begin("a.pdf", 10, "a".repeat(64), "everyone")),
+        )
+        .await;
+    assert_eq!(st, 403);
+    // No token, a forged one, a session token in place of an access token.
+    assert_eq!(s.raw("POST", &uploads, "", None).await.status(), 401);
+    let forged = format!("{}x", &doctor.access[..doctor.access.len() - 1]);
+    assert_eq!(
+        s.raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents"),
+            &forged,
+            None
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(
+        s.raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents"),
+            &s.doctor_token,
+            None
+        )
+        .await
+        .status(),
+        401
+    );
+
+    // An executable renamed .pdf: refused on its content, and nothing is kept.
+    let elf = [b"\x7fELF\x02\x01\x01\0".as_slice(), &[0u8; 100]].concat();
+    let (st, b) = s
+        .share(
+            &room,
+            &doctor.access,
+            "report.pdf",
+            &elf,
+            "everyone",
+            65_536,
+        )
+        .await;
+    assert_eq!((st, code(&b).as_str()), (415, "unsupported_type"), "{b}");
+    // A PDF named as an image.
+    let (st, b) = s
+        .share(
+            &room,
+            &doctor.access,
+            "xray.png",
+            &sample_pdf(),
+            "everyone",
+            65_536,
+        )
+        .await;
+    assert_eq!((st, code(&b).as_str()), (415, "unsupported_type"), "{b}");
+    // Declared hash does not match what arrives.
+    let (st, b) = s
+        .api(
+            "POST",
+            &uploads,
+            Some(&doctor.access),
+            Some(begin("n.txt", 5, sha256_hex(b"other"), "everyone")),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let up = b["upload_id"].as_str().unwrap().to_owned();
+    let resp = s
+        .raw(
+            "PUT",
+            &format!("{uploads}/{up}?offset=0"),
+            &doctor.access,
+            Some(b"hello".to_vec()),
+        )
+        .await;
+    assert_eq!(resp.status(), 422);
+    assert_eq!(
+        s.raw("GET", &format!("{uploads}/{up}"), &doctor.access, None)
+            .await
+            .status(),
+        404
+    );
+
+    // Offsets: a chunk that does not start where the upload stands is told where it does.
+    let text = b"Referral: please assess the ECG.".to_vec();
+    let (_, b) = s
+        .api(
+            "POST",
+            &uploads,
+            Some(&doctor.access),
+            Some(begin(
+                "referral.txt",
+                text.len(),
+                sha256_hex(&text),
+                "everyone",
+            )),
+        )
+        .await;
+    let up = b["upload_id"].as_str().unwrap().to_owned();
+    let put = |off: usize, data: &[u8]| {
+        let path = format!("{uploads}/{up}?offset={off}");
+        let data = data.to_vec();
+        let (s, access) = (&s, doctor.access.clone());
+        async move { s.raw("PUT", &path, &access, Some(data)).await }
+    };
+    assert_eq!(put(0, &text[..10]).await.status(), 200);
+    let resp = put(4, &text[4..12]).await;
+    assert_eq!(resp.status(), 409);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (code(&b).as_str(), b["error"]["offset"].as_u64()),
+        ("offset_mismatch", Some(10))
+    );
+    // Past the declared size.
+    let resp = put(10, &[b'x'; 100]).await;
+    assert_eq!(resp.status(), 400);
+    // Somebody else's upload is not found, even in the same room.
+    assert_eq!(
+        s.raw("GET", &format!("{uploads}/{up}"), &patient.access, None)
+            .await
+            .status(),
+        404
+    );
+    // A chunk above the chunk limit.
+    let (_, b) = s
+        .api(
+            "POST",
+            &uploads,
+            Some(&doctor.access),
+            Some(begin("big.txt", 150_000, "a".repeat(64), "everyone")),
+        )
+        .await;
+    let big = b["upload_id"].as_str().unwrap().to_owned();
+    let resp = s
+        .raw(
+            "PUT",
+            &format!("{uploads}/{big}?offset=0"),
+            &doctor.access,
+            Some(vec![b'a'; 100_000]),
+        )
+        .await;
+    assert_eq!(resp.status(), 413);
+    // Too many open uploads for one person.
+    let mut last = 0;
+    for i in 0..4 {
+        let (st, _) = s
+            .api(
+                "POST",
+                &uploads,
+                Some(&doctor.access),
+                Some(begin(&format!("n{i}.txt"), 5, "a".repeat(64), "everyone")),
+            )
+            .await;
+        last = st;
+    }
+    assert_eq!(last, 409);
+    // Finish the referral; nothing of the refused uploads is listed.
+    assert_eq!(put(10, &text[10..]).await.status(), 201);
+    let (_, list) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    let names: Vec<&str> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["referral.txt"]);
+    let doc = list["documents"][0]["id"].as_str().unwrap().to_owned();
+
+    // A document id through another room, and a token for another room.
+    let other = s.create_room("Other").await;
+    let stranger = s.member(&other, "doctor", "Dr. Other").await;
+    assert_eq!(
+        s.raw(
+            "GET",
+            &format!("/api/v1/rooms/{other}/documents/{doc}/content"),
+            &stranger.access,
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        s.raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{doc}/content"),
+            &stranger.access,
+            None
+        )
+        .await
+        .status(),
+        403
+    );
+    // Someone who left loses access at once.
+    patient
+        .ws
+        .send_json(&json!({"type": "leave"}))
+        .await
+        .unwrap();
+    let _ = patient.ws.wait_closed(T).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        s.raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents"),
+            &patient.access,
+            None
+        )
+        .await
+        .status(),
+        403
+    );
+
+    // Integrity: a byte flipped on disk is caught when the document is served.
+    let data = s.dir.path().join("data/documents");
+    let sha = sha256_hex(&text);
+    let path = data.join(&sha[..2]).join(&sha);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let resp = s
+        .raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{doc}/content"),
+            &doctor.access,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 500);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(code(&b), "integrity_failed");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_resumes_after_a_reload() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Weak link").await;
+    let invite = s.invite(&room, "doctor").await;
+    let first = s.member_with(&invite, "Dr. Wang").await;
+    let data: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let uploads = format!("/api/v1/rooms/{room}/uploads");
+    let (st, b) = s
+        .api(
+            "POST",
+            &uploads,
+            Some(&first.access),
+            Some(json!({"name": "samples.txt", "size": data.len(), "sha256": sha256_hex(&data), "visibility": "everyone"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let up = b["upload_id"].as_str().unwrap().to_owned();
+    let half = data.len() / 2;
+    let resp = s
+        .raw(
+            "PUT",
+            &format!("{uploads}/{up}?offset=0"),
+            &first.access,
+            Some(data[..half].to_vec()),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    // The page reloads: a new participant (same invite) replaces the old one.
+    let ws = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    ws.send_json(&common::peer::join_message(
+        &invite,
+        "Dr. Wang",
+        false,
+        false,
+        first.joined["resume_token"].as_str(),
+    ))
+    .await
+    .unwrap();
+    let joined = ws.next_event("joined", T).await.unwrap();
+    let access = joined["access_token"].as_str().unwrap();
+    // The old access token died with the old participant; the new one finds the upload.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        s.raw("GET", &format!("{uploads}/{up}"), &first.access, None)
+            .await
+            .status(),
+        403
+    );
+    let (st, status) = s
+        .api("GET", &format!("{uploads}/{up}"), Some(access), None)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(status["offset"].as_u64(), Some(half as u64));
+    let resp = s
+        .raw(
+            "PUT",
+            &format!("{uploads}/{up}?offset={half}"),
+            access,
+            Some(data[half..].to_vec()),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["document"]["sha256"], sha256_hex(&data));
+    s.stop().await;
+}
