@@ -2,7 +2,7 @@
 //!
 //! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
 //! `i_` invite, `doc_` document, `upl_` upload, `ann_` annotation, `msg_` chat message, `rec_`
-//! clinical record) and 16 random base62 characters, so ids are unguessable, safe to put in URLs and
+//! clinical record, `evt_` record event) and 16 random base62 characters, so ids are unguessable, safe to put in URLs and
 //! easy to tell apart in logs. The prefix is part of the value; `parse` checks it.
 
 use std::fmt;
@@ -104,6 +104,12 @@ string_id!(
     /// One version of a clinical record (note, diagnosis report, prescription).
     RecordId,
     "rec_"
+);
+
+string_id!(
+    /// One step in a record's life (issued, reviewed, dispensed, rejected).
+    RecordEventId,
+    "evt_"
 );
 
 #[cfg(test)]

@@ -15,6 +15,9 @@
 //! - [`media`]: the I/O driver that runs the media core on a UDP socket, one thread per worker.
 //! - [`documents`]: documents shared in a room: resumable uploads, content checks, the
 //!   content-addressed blob store, integrity on every read, annotations.
+//! - [`records`]: clinical records (notes, diagnosis reports, e-prescriptions), drafts, issuing,
+//!   corrections and the pharmacy steps.
+//! - [`summary`]: a consultation's record after the call, and its FHIR R4 and PDF exports.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification.
 //! - [`auth`]: signed tokens, passwords, roles and permissions.
 //! - [`storage`]: users, rooms, invites, participants, documents, chat and records in SQLite or
@@ -32,10 +35,12 @@ pub mod http;
 pub mod ids;
 pub mod media;
 pub mod metrics;
+pub mod records;
 pub mod rooms;
 pub mod server;
 pub mod sfu;
 pub mod signaling;
 pub mod storage;
+pub mod summary;
 pub mod telemetry;
 pub mod tls;

@@ -19,6 +19,7 @@ use crate::documents::Documents;
 use crate::http::{self, AppState};
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
+use crate::records::Records;
 use crate::rooms::{RoomManager, RoomServices, RoomSettings};
 use crate::signaling::protocol::Limits;
 use crate::signaling::{SessionSettings, SignalingContext};
@@ -132,6 +133,7 @@ impl Server {
             login_throttle: Arc::default(),
             audit,
             documents,
+            records: Records::new(db.clone()),
         };
 
         let (metrics_addr, metrics_task) = if config.metrics.listen.is_empty() {

@@ -86,6 +86,17 @@ impl Role {
         self.is_clinician()
     }
 
+    /// Reading a clinical record: the care team reads everything, drafts included; the patient
+    /// reads their issued diagnosis reports and prescriptions (never notes or drafts); observers
+    /// read none.
+    pub fn may_read_record(self, kind: &str, issued: bool) -> bool {
+        match self {
+            Role::Doctor | Role::Specialist => true,
+            Role::Patient => issued && matches!(kind, "diagnosis_report" | "prescription"),
+            Role::Observer => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Doctor => "doctor",

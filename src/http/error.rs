@@ -44,6 +44,10 @@ pub enum ApiError {
     UploadBusy,
     #[error("limit reached: {0}")]
     LimitReached(String),
+    /// The request contradicts the object's state (an issued record, a prescription already
+    /// dispensed).
+    #[error("{0}")]
+    Conflict(String),
     /// Stored content no longer matches its recorded hash.
     #[error("the stored document is damaged (integrity check failed); contact your IT team")]
     IntegrityFailed,
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::OffsetMismatch(_) => (StatusCode::CONFLICT, "offset_mismatch"),
             ApiError::UploadBusy => (StatusCode::CONFLICT, "upload_busy"),
             ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -144,5 +149,18 @@ impl From<DocumentError> for ApiError {
 impl From<crate::audit::AuditError> for ApiError {
     fn from(e: crate::audit::AuditError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::records::RecordError> for ApiError {
+    fn from(e: crate::records::RecordError) -> Self {
+        use crate::records::RecordError;
+        match e {
+            RecordError::Forbidden(_) => ApiError::Denied(e.to_string()),
+            RecordError::NotFound => ApiError::NotFound,
+            RecordError::Invalid(b) => ApiError::Invalid(b.to_string()),
+            RecordError::Conflict(m) => ApiError::Conflict(m.to_owned()),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }

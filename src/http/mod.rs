@@ -8,6 +8,8 @@ mod audit;
 mod documents;
 pub mod error;
 mod member;
+mod records;
+mod summary;
 mod ws;
 
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use axum::http::header;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -26,6 +28,7 @@ use crate::auth::{LoginThrottle, SigningKey};
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::media::MediaHandle;
+use crate::records::Records;
 use crate::rooms::RoomManager;
 use crate::signaling::SignalingContext;
 use crate::storage::Db;
@@ -45,6 +48,7 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     pub audit: AuditLog,
     pub documents: Documents,
+    pub records: Records,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -80,6 +84,23 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/rooms/{id}/documents/{doc}/annotations",
             get(documents::document_annotations),
+        )
+        .route(
+            "/rooms/{id}/records",
+            post(records::create_record).get(records::list_records),
+        )
+        .route("/rooms/{id}/records/{rec}", put(records::update_record))
+        .route(
+            "/rooms/{id}/records/{rec}/issue",
+            post(records::issue_record),
+        )
+        .route("/rooms/{id}/summary", get(summary::get_summary))
+        .route("/rooms/{id}/export/fhir", get(summary::export_fhir))
+        .route("/rooms/{id}/export/pdf", get(summary::export_pdf))
+        .route("/prescriptions", get(records::prescription_queue))
+        .route(
+            "/prescriptions/{rec}/{action}",
+            post(records::pharmacy_action),
         )
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))

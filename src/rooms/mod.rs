@@ -23,6 +23,7 @@ use crate::documents::{Documents, Member};
 use crate::ids::{InviteId, ParticipantId, RoomId};
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
+use crate::records::RecordView;
 use crate::signaling::protocol::{
     Annotate, EndReason, Follow, Limits, MediaState, Publish, ServerMessage, Welcome,
 };
@@ -126,6 +127,8 @@ pub enum RoomCommand {
     },
     /// A document finished uploading: tell everyone who may see it.
     DocumentShared { document: DocumentRecord },
+    /// A clinical record was created or changed: tell everyone who may read it.
+    RecordChanged { record: Box<RecordView> },
     Chat {
         participant: ParticipantId,
         conn: u64,
@@ -242,6 +245,18 @@ impl RoomManager {
             .await
             .ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// Tells a live room that a record was created or changed (if it is live: otherwise nobody
+    /// is there to tell).
+    pub async fn record_changed(&self, record: RecordView) {
+        if let Some(h) = self.get(&record.record.room_id) {
+            let _ = h
+                .send(RoomCommand::RecordChanged {
+                    record: Box::new(record),
+                })
+                .await;
+        }
     }
 
     /// Tells a live room that a document is ready; a room that is not live learns of it from

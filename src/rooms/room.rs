@@ -252,6 +252,12 @@ impl Room {
                 self.documents.push(document);
                 self.broadcast_where(|p| p.role.may_view(visibility), msg);
             }
+            RoomCommand::RecordChanged { record } => {
+                let msg = ServerMessage::RecordUpdated {
+                    record: record.clone(),
+                };
+                self.broadcast_where(|p| crate::records::may_read(p.role, &record.record), msg);
+            }
             RoomCommand::Chat {
                 participant,
                 conn,

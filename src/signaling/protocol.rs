@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
 use crate::ids::{DocumentId, ParticipantId, RoomId};
+use crate::records::RecordView;
 use crate::storage::{AnnotationRecord, ChatRecord, DocumentRecord};
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -301,6 +302,10 @@ pub enum ServerMessage {
     },
     AnnotationAdded {
         annotation: AnnotationRecord,
+    },
+    /// A clinical record was created, issued, corrected or moved by the pharmacy.
+    RecordUpdated {
+        record: Box<RecordView>,
     },
 }
 

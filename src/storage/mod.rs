@@ -10,6 +10,7 @@ mod chat;
 mod documents;
 mod invites;
 mod participants;
+mod records;
 mod rooms;
 mod users;
 
@@ -22,6 +23,7 @@ pub use chat::ChatRecord;
 pub use documents::{AnnotationRecord, DocumentRecord, UploadRecord};
 pub use invites::Invite;
 pub use participants::ParticipantRecord;
+pub use records::{RecordEvent, RecordRow};
 pub use rooms::{RoomRecord, RoomStatus};
 pub use users::User;
 

@@ -1,0 +1,311 @@
+//! Clinical records created in a consultation: consultation notes, diagnosis reports and
+//! e-prescriptions ([`body`]), their life from draft to issued and, for prescriptions, through
+//! the pharmacy ([`status`]).
+//!
+//! Owns the rules that make records trustworthy: who may write which kind, that an issued
+//! record's body never changes (a correction is a new record that `supersedes` the old one, and
+//! the old one can then no longer be dispensed), and that every step names who took it. It does
+//! not write the audit trail or tell the room; the HTTP edge does both.
+
+mod body;
+mod status;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use body::{BodyError, RecordKind};
+pub use status::{PharmacyAction, RecordStatus};
+
+use crate::auth::{AccountRole, Role, now_unix_ms};
+use crate::documents::Member;
+use crate::ids::{RecordId, RoomId, UserId};
+use crate::storage::{Db, RecordEvent, RecordRow, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    #[error("your role may not {0}")]
+    Forbidden(&'static str),
+    #[error("no such record in this consultation")]
+    NotFound,
+    #[error(transparent)]
+    Invalid(#[from] BodyError),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl From<StorageError> for RecordError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound => RecordError::NotFound,
+            other => RecordError::Storage(other),
+        }
+    }
+}
+
+/// A record as participants and the summary see it: the row, its steps, and its successor.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordView {
+    #[serde(flatten)]
+    pub record: RecordRow,
+    pub events: Vec<RecordEvent>,
+    pub superseded_by: Option<RecordId>,
+}
+
+fn may_write(role: Role, kind: RecordKind) -> bool {
+    match kind {
+        RecordKind::Note => role.may_write_note(),
+        RecordKind::DiagnosisReport => role.may_write_diagnosis(),
+        RecordKind::Prescription => role.may_prescribe(),
+    }
+}
+
+pub fn may_read(role: Role, r: &RecordRow) -> bool {
+    role.may_read_record(r.kind.as_str(), r.status != RecordStatus::Draft)
+}
+
+fn sha256_of(body: &serde_json::Value) -> String {
+    crate::audit::hex(&Sha256::digest(body.to_string().as_bytes()))
+}
+
+#[derive(Clone, Debug)]
+pub struct Records {
+    db: Db,
+}
+
+impl Records {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Creates a record (a draft, or issued at once), possibly as the correction of an issued
+    /// record of the same kind in the same room.
+    pub async fn create(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        kind: RecordKind,
+        body: serde_json::Value,
+        issue: bool,
+        supersedes: Option<RecordId>,
+    ) -> Result<RecordRow, RecordError> {
+        if !may_write(who.role, kind) {
+            return Err(RecordError::Forbidden(match kind {
+                RecordKind::Note => "write consultation notes",
+                RecordKind::DiagnosisReport => "write diagnosis reports",
+                RecordKind::Prescription => "issue prescriptions",
+            }));
+        }
+        let body = body::canonical(kind, body)?;
+        if let Some(old) = &supersedes {
+            let old = self.in_room(room, old).await?;
+            if old.kind != kind {
+                return Err(RecordError::Conflict(
+                    "a correction must be of the same kind",
+                ));
+            }
+            if old.status == RecordStatus::Draft {
+                return Err(RecordError::Conflict("drafts are edited, not corrected"));
+            }
+            if self.db.has_successor(&old.id).await? {
+                return Err(RecordError::Conflict("this record was corrected already"));
+            }
+        }
+        let record = RecordRow {
+            id: RecordId::generate(),
+            room_id: room.clone(),
+            kind,
+            supersedes,
+            status: RecordStatus::Draft,
+            body_sha256: sha256_of(&body),
+            body,
+            author: who.participant.to_string(),
+            author_name: who.name.clone(),
+            author_role: who.role.as_str().to_owned(),
+            created_at_ms: now_unix_ms(),
+        };
+        self.db.insert_record(&record).await.map_err(|e| match e {
+            StorageError::Conflict => RecordError::Conflict("this record was corrected already"),
+            other => other.into(),
+        })?;
+        if issue {
+            return self.issue(room, who, &record.id).await;
+        }
+        Ok(record)
+    }
+
+    async fn in_room(&self, room: &RoomId, id: &RecordId) -> Result<RecordRow, RecordError> {
+        self.db
+            .record(id)
+            .await?
+            .filter(|r| &r.room_id == room)
+            .ok_or(RecordError::NotFound)
+    }
+
+    /// The author's own draft, or why not.
+    async fn own_draft(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        id: &RecordId,
+    ) -> Result<RecordRow, RecordError> {
+        let r = self.in_room(room, id).await?;
+        if r.author != who.participant.as_str() {
+            return Err(RecordError::Forbidden("change another author's record"));
+        }
+        if r.status != RecordStatus::Draft {
+            return Err(RecordError::Conflict(
+                "an issued record cannot change; issue a correction instead",
+            ));
+        }
+        Ok(r)
+    }
+
+    pub async fn update_draft(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        id: &RecordId,
+        body: serde_json::Value,
+    ) -> Result<RecordRow, RecordError> {
+        let mut r = self.own_draft(room, who, id).await?;
+        r.body = body::canonical(r.kind, body)?;
+        r.body_sha256 = sha256_of(&r.body);
+        self.db
+            .update_draft(id, &r.body, &r.body_sha256)
+            .await
+            .map_err(|_| RecordError::Conflict("the record is no longer a draft"))?;
+        Ok(r)
+    }
+
+    pub async fn issue(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        id: &RecordId,
+    ) -> Result<RecordRow, RecordError> {
+        let mut r = self.own_draft(room, who, id).await?;
+        self.step(
+            &mut r,
+            RecordStatus::Issued,
+            who.participant.to_string(),
+            who.role.as_str(),
+            String::new(),
+        )
+        .await?;
+        Ok(r)
+    }
+
+    /// A pharmacist's review, dispensing or rejection of a prescription.
+    pub async fn pharmacy(
+        &self,
+        pharmacist: &UserId,
+        role: AccountRole,
+        id: &RecordId,
+        action: PharmacyAction,
+        note: String,
+    ) -> Result<RecordRow, RecordError> {
+        if !role.may_review_prescriptions() {
+            return Err(RecordError::Forbidden("act on prescriptions"));
+        }
+        if note.chars().count() > 1000 || note.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(RecordError::Conflict(
+                "the note must be at most 1000 printable characters",
+            ));
+        }
+        let mut r = self.db.record(id).await?.ok_or(RecordError::NotFound)?;
+        let to = status::next(r.kind, r.status, action).ok_or(RecordError::Conflict(
+            "not allowed in the prescription's current state",
+        ))?;
+        if self.db.has_successor(id).await? {
+            return Err(RecordError::Conflict(
+                "this prescription was corrected; act on the newer version",
+            ));
+        }
+        self.step(&mut r, to, pharmacist.to_string(), role.as_str(), note)
+            .await?;
+        Ok(r)
+    }
+
+    async fn step(
+        &self,
+        r: &mut RecordRow,
+        to: RecordStatus,
+        actor: String,
+        actor_role: &str,
+        note: String,
+    ) -> Result<(), RecordError> {
+        let event = RecordEvent {
+            record_id: r.id.clone(),
+            from_status: r.status,
+            to_status: to,
+            actor,
+            actor_role: actor_role.to_owned(),
+            note,
+            at_ms: now_unix_ms(),
+        };
+        self.db
+            .change_record_status(&event)
+            .await
+            .map_err(|e| match e {
+                StorageError::Conflict => {
+                    RecordError::Conflict("the record changed meanwhile; reload it")
+                }
+                other => other.into(),
+            })?;
+        r.status = to;
+        Ok(())
+    }
+
+    /// Every record of the room with its steps and successor; filtered by `role` when given.
+    pub async fn in_room_for(
+        &self,
+        room: &RoomId,
+        role: Option<Role>,
+    ) -> Result<Vec<RecordView>, RecordError> {
+        let rows = self.db.records_in_room(room).await?;
+        let events = self.db.record_events_in_room(room).await?;
+        let successor = |id: &RecordId| {
+            rows.iter()
+                .find(|r| r.supersedes.as_ref() == Some(id))
+                .map(|r| r.id.clone())
+        };
+        Ok(rows
+            .iter()
+            .filter(|r| role.is_none_or(|role| may_read(role, r)))
+            .map(|r| RecordView {
+                record: r.clone(),
+                events: events
+                    .iter()
+                    .filter(|e| e.record_id == r.id)
+                    .cloned()
+                    .collect(),
+                superseded_by: successor(&r.id),
+            })
+            .collect())
+    }
+
+    /// One record with its steps, for whoever may act on it.
+    pub async fn view(&self, id: &RecordId) -> Result<RecordView, RecordError> {
+        let record = self.db.record(id).await?.ok_or(RecordError::NotFound)?;
+        let events = self.db.record_events(id).await?;
+        let superseded_by = self
+            .db
+            .records_in_room(&record.room_id)
+            .await?
+            .into_iter()
+            .find(|r| r.supersedes.as_ref() == Some(id))
+            .map(|r| r.id);
+        Ok(RecordView {
+            record,
+            events,
+            superseded_by,
+        })
+    }
+
+    pub async fn queue(&self, status: RecordStatus) -> Result<Vec<RecordRow>, RecordError> {
+        Ok(self.db.prescriptions_in(status, 500).await?)
+    }
+}

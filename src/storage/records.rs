@@ -1,0 +1,227 @@
+//! Clinical records and their state changes as rows. Every version is its own row; the only
+//! updates are a draft's body (while it is a draft) and a status change, each guarded by the
+//! status it expects, so two pharmacists cannot both move the same prescription.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, StorageError};
+use crate::ids::{RecordId, RoomId};
+use crate::records::{RecordKind, RecordStatus};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordRow {
+    pub id: RecordId,
+    pub room_id: RoomId,
+    pub kind: RecordKind,
+    /// The record this one corrects.
+    pub supersedes: Option<RecordId>,
+    pub status: RecordStatus,
+    pub body: serde_json::Value,
+    pub body_sha256: String,
+    /// Participant id (in a room) of the author.
+    pub author: String,
+    pub author_name: String,
+    pub author_role: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordEvent {
+    pub record_id: RecordId,
+    pub from_status: RecordStatus,
+    pub to_status: RecordStatus,
+    /// Participant or user id.
+    pub actor: String,
+    pub actor_role: String,
+    pub note: String,
+    pub at_ms: i64,
+}
+
+fn corrupt(what: &'static str) -> StorageError {
+    StorageError::Corrupt(what)
+}
+
+fn record_from_row(row: &AnyRow) -> Result<RecordRow, StorageError> {
+    let s = |c: &str| row.try_get::<String, _>(c);
+    let supersedes: Option<String> = row.try_get("supersedes")?;
+    Ok(RecordRow {
+        id: RecordId::parse(&s("id")?).ok_or(corrupt("record id"))?,
+        room_id: RoomId::parse(&s("room_id")?).ok_or(corrupt("record room"))?,
+        kind: RecordKind::parse(&s("kind")?).ok_or(corrupt("record kind"))?,
+        supersedes: supersedes
+            .map(|v| RecordId::parse(&v).ok_or(corrupt("record supersedes")))
+            .transpose()?,
+        status: RecordStatus::parse(&s("status")?).ok_or(corrupt("record status"))?,
+        body: serde_json::from_str(&s("body")?).map_err(|_| corrupt("record body"))?,
+        body_sha256: s("body_sha256")?,
+        author: s("author")?,
+        author_name: s("author_name")?,
+        author_role: s("author_role")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+const COLUMNS: &str = "id, room_id, kind, supersedes, status, body, body_sha256, author, \
+                       author_name, author_role, created_at_ms";
+
+impl Db {
+    /// Inserts a record; a second correction of the same record is a [`StorageError::Conflict`].
+    pub async fn insert_record(&self, r: &RecordRow) -> Result<(), StorageError> {
+        sqlx::query(&format!(
+            "INSERT INTO records ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(r.id.as_str())
+        .bind(r.room_id.as_str())
+        .bind(r.kind.as_str())
+        .bind(r.supersedes.as_ref().map(RecordId::as_str))
+        .bind(r.status.as_str())
+        .bind(r.body.to_string())
+        .bind(&r.body_sha256)
+        .bind(&r.author)
+        .bind(&r.author_name)
+        .bind(&r.author_role)
+        .bind(r.created_at_ms)
+        .execute(self.pool())
+        .await
+        .map_err(super::map_unique)?;
+        Ok(())
+    }
+
+    pub async fn record(&self, id: &RecordId) -> Result<Option<RecordRow>, StorageError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM records WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Oldest first.
+    pub async fn records_in_room(&self, room: &RoomId) -> Result<Vec<RecordRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM records WHERE room_id = $1 ORDER BY created_at_ms, id"
+        ))
+        .bind(room.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Prescriptions in `status`, oldest first (a pharmacist's queue).
+    pub async fn prescriptions_in(
+        &self,
+        status: RecordStatus,
+        limit: i64,
+    ) -> Result<Vec<RecordRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM records WHERE kind = 'prescription' AND status = $1 \
+             ORDER BY created_at_ms, id LIMIT $2"
+        ))
+        .bind(status.as_str())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    pub async fn has_successor(&self, id: &RecordId) -> Result<bool, StorageError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM records WHERE supersedes = $1")
+            .bind(id.as_str())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Replaces a draft's body; `NotFound` if it is no longer a draft.
+    pub async fn update_draft(
+        &self,
+        id: &RecordId,
+        body: &serde_json::Value,
+        body_sha256: &str,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE records SET body = $1, body_sha256 = $2 WHERE id = $3 AND status = 'draft'",
+        )
+        .bind(body.to_string())
+        .bind(body_sha256)
+        .bind(id.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Moves a record from `event.from_status` to `event.to_status` and records the step, in
+    /// one transaction; `Conflict` if the record was not in `from_status` any more.
+    pub async fn change_record_status(&self, event: &RecordEvent) -> Result<(), StorageError> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query("UPDATE records SET status = $1 WHERE id = $2 AND status = $3")
+            .bind(event.to_status.as_str())
+            .bind(event.record_id.as_str())
+            .bind(event.from_status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict);
+        }
+        sqlx::query(
+            "INSERT INTO record_events (id, record_id, from_status, to_status, actor, actor_role, \
+             note, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(crate::ids::RecordEventId::generate().as_str())
+        .bind(event.record_id.as_str())
+        .bind(event.from_status.as_str())
+        .bind(event.to_status.as_str())
+        .bind(&event.actor)
+        .bind(&event.actor_role)
+        .bind(&event.note)
+        .bind(event.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every step of every record in `room`, oldest first.
+    pub async fn record_events_in_room(
+        &self,
+        room: &RoomId,
+    ) -> Result<Vec<RecordEvent>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT e.record_id, e.from_status, e.to_status, e.actor, e.actor_role, e.note, \
+             e.at_ms FROM record_events e JOIN records r ON r.id = e.record_id \
+             WHERE r.room_id = $1 ORDER BY e.at_ms, e.id",
+        )
+        .bind(room.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub async fn record_events(&self, id: &RecordId) -> Result<Vec<RecordEvent>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT record_id, from_status, to_status, actor, actor_role, note, at_ms \
+             FROM record_events WHERE record_id = $1 ORDER BY at_ms, id",
+        )
+        .bind(id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+fn event_from_row(row: &AnyRow) -> Result<RecordEvent, StorageError> {
+    let s = |c: &str| row.try_get::<String, _>(c);
+    Ok(RecordEvent {
+        record_id: RecordId::parse(&s("record_id")?).ok_or(corrupt("event record"))?,
+        from_status: RecordStatus::parse(&s("from_status")?).ok_or(corrupt("event from"))?,
+        to_status: RecordStatus::parse(&s("to_status")?).ok_or(corrupt("event to"))?,
+        actor: s("actor")?,
+        actor_role: s("actor_role")?,
+        note: s("note")?,
+        at_ms: row.try_get("at_ms")?,
+    })
+}

@@ -1,0 +1,438 @@
+//! Clinical records in a live room and after it, over the real server: who may write what,
+//! drafts and issuing, immutability and corrections, the prescription's pharmacy path, the
+//! summary and its FHIR and PDF exports, and the audit entries they leave. On SQLite and
+//! PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, sample_pdf};
+use huizhen::auth::{AccountRole, hash_password};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+
+async fn account(s: &TestServer, name: &str, role: AccountRole) -> String {
+    let hash = hash_password("a long enough password").unwrap();
+    s.server()
+        .db
+        .create_user(name, name, role, &hash)
+        .await
+        .unwrap();
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": name, "password": "a long enough password"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    b["token"].as_str().unwrap().to_owned()
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+async fn records_flow(s: &TestServer) {
+    let room = s.create_room("心内科远程会诊").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    let specialist = s.member(&room, "specialist", "Prof. Zhao").await;
+    let patient = s.member(&room, "patient", "Li Lei").await;
+    let observer = s.member(&room, "observer", "Trainee").await;
+    let records = format!("/api/v1/rooms/{room}/records");
+    let (st, _) = s
+        .share(
+            &room,
+            &doctor.access,
+            "ecg.pdf",
+            &sample_pdf(),
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201);
+    doctor
+        .ws
+        .send_json(&json!({"type": "chat", "text": "请看心电图"}))
+        .await
+        .unwrap();
+    doctor.ws.next_event("chat", T).await.unwrap();
+
+    // The specialist drafts a diagnosis report; clinicians see the draft, the patient does not.
+    let report = json!({"findings": "ST elevation V1-V4", "impression": "急性前壁心肌梗死",
+                        "recommendation": "Transfer for PCI"});
+    let (st, draft) = s
+        .api(
+            "POST",
+            &records,
+            Some(&specialist.access),
+            Some(json!({"kind": "diagnosis_report", "body": report})),
+        )
+        .await;
+    assert_eq!(st, 201, "{draft}");
+    assert_eq!(draft["status"], "draft");
+    let report_id = draft["id"].as_str().unwrap().to_owned();
+    let seen = doctor.ws.next_event("record_updated", T).await.unwrap();
+    assert_eq!(seen["record"]["id"], report_id.as_str());
+    // Editing is the author's alone.
+    let edited = json!({"findings": "ST elevation V1-V5", "impression": "急性前壁心肌梗死",
+                        "recommendation": "Transfer for primary PCI within 90 minutes"});
+    let (st, b) = s
+        .api(
+            "PUT",
+            &format!("{records}/{report_id}"),
+            Some(&doctor.access),
+            Some(json!({"body": edited})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (403, "forbidden"));
+    let (st, _) = s
+        .api(
+            "PUT",
+            &format!("{records}/{report_id}"),
+            Some(&specialist.access),
+            Some(json!({"body": edited})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, issued) = s
+        .api(
+            "POST",
+            &format!("{records}/{report_id}/issue"),
+            Some(&specialist.access),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{issued}");
+    assert_eq!(issued["status"], "issued");
+    assert_eq!(issued["events"][0]["to_status"], "issued");
+    // Now the patient is told, with the issued text.
+    let got = patient.ws.next_event("record_updated", T).await.unwrap();
+    assert_eq!(got["record"]["status"], "issued");
+    assert_eq!(got["record"]["body"]["findings"], "ST elevation V1-V5");
+    // Issued means immutable: edits are refused; a correction is a new version.
+    let (st, b) = s
+        .api(
+            "PUT",
+            &format!("{records}/{report_id}"),
+            Some(&specialist.access),
+            Some(json!({"body": report})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "conflict"));
+    let (st, fixed) = s
+        .api("POST", &records, Some(&specialist.access),
+             Some(json!({"kind": "diagnosis_report", "body": edited, "issue": true, "supersedes": report_id})))
+        .await;
+    assert_eq!(st, 201, "{fixed}");
+    assert_eq!(fixed["supersedes"], report_id.as_str());
+    let (st, b) = s
+        .api(
+            "POST",
+            &records,
+            Some(&specialist.access),
+            Some(json!({"kind": "diagnosis_report", "body": edited, "supersedes": report_id})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "conflict"));
+
+    // Prescriptions: not by the patient or an observer, nor malformed.
+    let rx = json!({"items": [{"medication": "阿司匹林肠溶片", "dose": "100 mg", "route": "oral",
+                               "frequency": "once daily", "duration": "30 days"}]});
+    for who in [&patient, &observer] {
+        let (st, b) = s
+            .api(
+                "POST",
+                &records,
+                Some(&who.access),
+                Some(json!({"kind": "prescription", "body": rx, "issue": true})),
+            )
+            .await;
+        assert_eq!((st, code(&b)), (403, "forbidden"));
+    }
+    let (st, b) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(json!({"kind": "prescription", "body": {"items": []}})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (400, "invalid_request"));
+    let (st, p) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true})),
+        )
+        .await;
+    assert_eq!(st, 201, "{p}");
+    let rx_id = p["id"].as_str().unwrap().to_owned();
+    // A clinicians' note is never sent to the patient.
+    let (st, note) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(
+                json!({"kind": "note", "body": {"text": "Family history of CAD."}, "issue": true}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (_, list) = s.api("GET", &records, Some(&patient.access), None).await;
+    let kinds: Vec<&str> = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["diagnosis_report", "diagnosis_report", "prescription"]
+    );
+    let (_, list) = s.api("GET", &records, Some(&observer.access), None).await;
+    assert!(list["records"].as_array().unwrap().is_empty());
+    assert!(
+        !patient
+            .ws
+            .history()
+            .iter()
+            .any(|m| m.to_string().contains(note["id"].as_str().unwrap()))
+    );
+
+    // The pharmacy: only pharmacists; review before dispensing; nothing after a final state.
+    let pharmacist = account(s, "pharm", AccountRole::Pharmacist).await;
+    let (st, _) = s.api("GET", "/api/v1/prescriptions", None, None).await;
+    assert_eq!(st, 403);
+    let (st, q) = s
+        .api("GET", "/api/v1/prescriptions", Some(&pharmacist), None)
+        .await;
+    assert_eq!(st, 200);
+    assert!(
+        q["prescriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == rx_id.as_str())
+    );
+    let act = |action: &str| format!("/api/v1/prescriptions/{rx_id}/{action}");
+    let (st, b) = s
+        .api("POST", &act("dispense"), Some(&pharmacist), None)
+        .await;
+    assert_eq!((st, code(&b)), (409, "conflict"));
+    let (st, b) = s.api("POST", &act("review"), None, None).await;
+    assert_eq!((st, code(&b)), (403, "forbidden"));
+    let (st, b) = s
+        .api(
+            "POST",
+            &act("review"),
+            Some(&pharmacist),
+            Some(json!({"note": "dose checked"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["status"], "reviewed");
+    let live = doctor
+        .ws
+        .next_event_of(&["record_updated"], T)
+        .await
+        .unwrap();
+    assert!(live["record"]["id"].is_string());
+    let (st, b) = s
+        .api("POST", &act("dispense"), Some(&pharmacist), None)
+        .await;
+    assert_eq!((st, b["status"].as_str()), (200, Some("dispensed")));
+    let (st, _) = s.api("POST", &act("reject"), Some(&pharmacist), None).await;
+    assert_eq!(st, 409);
+    let steps: Vec<&str> = b["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to_status"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["issued", "reviewed", "dispensed"]);
+    assert_eq!(b["events"][1]["actor_role"], "pharmacist");
+    // A corrected prescription can no longer be dispensed.
+    let (_, p2) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true})),
+        )
+        .await;
+    let p2 = p2["id"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true, "supersedes": p2})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/prescriptions/{p2}/review"),
+            Some(&pharmacist),
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "conflict"));
+
+    // After the call: the summary and its exports, for the room's doctor only.
+    let (st, _) = s
+        .api("POST", &format!("/api/v1/rooms/{room}/end"), None, None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, sum) = s
+        .api("GET", &format!("/api/v1/rooms/{room}/summary"), None, None)
+        .await;
+    assert_eq!(st, 200, "{sum}");
+    assert_eq!(sum["participants"].as_array().unwrap().len(), 4);
+    assert!(
+        sum["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["left_at"].is_number())
+    );
+    assert_eq!(sum["documents"].as_array().unwrap().len(), 1);
+    assert_eq!(sum["chat"][0]["text"], "请看心电图");
+    assert_eq!(sum["records"].as_array().unwrap().len(), 6);
+    assert_eq!(sum["records"][0]["superseded_by"], fixed["id"]);
+    let (st, bundle) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/export/fhir"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(bundle["resourceType"], "Bundle");
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let of = |t: &str| {
+        resources
+            .iter()
+            .filter(|r| r["resourceType"] == t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("Encounter")[0]["status"], "finished");
+    assert_eq!(of("DocumentReference").len(), 1);
+    let reports = of("DiagnosticReport");
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0]["status"], "entered-in-error");
+    assert_eq!(reports[1]["status"], "corrected");
+    let meds = of("MedicationRequest");
+    assert_eq!(meds.len(), 3);
+    assert_eq!(meds[0]["status"], "completed");
+    assert!(meds[2]["priorPrescription"].is_object());
+    assert_eq!(of("Composition").len(), 1);
+    let resp = s
+        .raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/export/pdf"),
+            &s.doctor_token,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    let pdf = resp.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.4"));
+    assert!(pdf.windows(12).any(|w| w == b"STSong-Light"));
+    // Another doctor does not see this consultation; a supervisor does.
+    let other = account(s, "other-doc", AccountRole::Doctor).await;
+    let (st, _) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/summary"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404);
+    let sup = account(s, "sup", AccountRole::Supervisor).await;
+    let (st, _) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/summary"),
+            Some(&sup),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+
+    // The audit trail has every step, and still verifies.
+    let (_, page) = s
+        .api(
+            "GET",
+            &format!("/api/v1/audit?room={room}&limit=1000"),
+            Some(&sup),
+            None,
+        )
+        .await;
+    let actions: Vec<String> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "record.created:ok",
+        "record.created:denied",
+        "record.draft_updated:ok",
+        "record.draft_updated:denied",
+        "record.issued:ok",
+        "record.corrected:ok",
+        "record.corrected:denied",
+        "prescription.state_changed:ok",
+        "prescription.state_changed:denied",
+        "consultation.exported:ok",
+        "room.ended:ok",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "missing {want} in {actions:?}"
+        );
+    }
+    let (_, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
+    assert!(v["first_broken"].is_null(), "{v}");
+}
+
+#[tokio::test]
+async fn records_on_sqlite() {
+    let s = TestServer::start().await;
+    records_flow(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn records_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    records_flow(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
