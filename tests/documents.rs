@@ -97,6 +97,36 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
             .contains("sandbox")
     );
     assert_eq!(resp.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    // The viewer's pages: rendered on the server as PNG.
+    let (st, pages) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{pdf_id}/pages"),
+            Some(&specialist.access),
+            None,
+        )
+        .await;
+    assert_eq!((st, pages["pages"].as_u64()), (200, Some(1)));
+    let resp = s
+        .raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{pdf_id}/pages/1?scale=1"),
+            &specialist.access,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert!(resp.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    let resp = s
+        .raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{pdf_id}/pages/2"),
+            &specialist.access,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
     // The patient may not read a clinicians-only document, by any route.
     for path in [
         content.clone(),

@@ -16,6 +16,7 @@ pub mod annotation;
 pub mod blob;
 pub mod ecg;
 mod kind;
+pub mod render;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -120,6 +121,8 @@ pub struct Documents {
     db: Db,
     blobs: Arc<dyn BlobStore>,
     staging: PathBuf,
+    /// Rendered PDF pages, by content hash (a cache: safe to delete).
+    previews: PathBuf,
     config: Arc<DocumentsConfig>,
     /// Uploads a request is writing to right now (one writer per upload).
     busy: Arc<Mutex<HashSet<UploadId>>>,
@@ -158,6 +161,7 @@ impl Documents {
         Ok(Self {
             db,
             blobs,
+            previews: staging.with_file_name("previews"),
             staging,
             config: Arc::new(config),
             busy: Arc::default(),
@@ -463,6 +467,53 @@ impl Documents {
             .await
             .map_err(|e| DocumentError::Io(std::io::Error::other(e)))??;
         Ok(path)
+    }
+
+    /// How many pages the viewer can show: a PDF's pages, one for an image.
+    pub async fn page_count(
+        &self,
+        doc: &DocumentRecord,
+        role: Role,
+    ) -> Result<usize, DocumentError> {
+        match doc.kind {
+            DocumentKind::Pdf => {
+                let path = self.read(doc, role, false).await?;
+                tokio::task::spawn_blocking(move || render::page_count(&path))
+                    .await
+                    .map_err(|_| DocumentError::Invalid("the PDF could not be read".into()))?
+                    .map_err(|e| DocumentError::Invalid(e.to_string()))
+            }
+            DocumentKind::Png | DocumentKind::Jpeg => Ok(1),
+            _ => Err(DocumentError::Invalid(
+                "this kind of document has no pages to show".into(),
+            )),
+        }
+    }
+
+    /// One page of a PDF as a PNG image for the viewer.
+    pub async fn page_png(
+        &self,
+        doc: &DocumentRecord,
+        role: Role,
+        page: usize,
+        scale: f32,
+    ) -> Result<Vec<u8>, DocumentError> {
+        if doc.kind != DocumentKind::Pdf {
+            return Err(DocumentError::Invalid("only PDF pages are rendered".into()));
+        }
+        let path = self.read(doc, role, false).await?;
+        let sha = doc.sha256.clone();
+        let cache = self.previews.clone();
+        let scale = scale.clamp(0.25, 4.0);
+        tokio::task::spawn_blocking(move || render::page_png(&path, &sha, page, scale, &cache))
+            .await
+            // The renderer panicked on this file: refuse it, keep serving everyone else.
+            .map_err(|_| DocumentError::Invalid("this page could not be rendered".into()))?
+            .map_err(|e| match e {
+                render::RenderError::NoSuchPage(_) => DocumentError::NotFound,
+                render::RenderError::Io(io) => DocumentError::Io(io),
+                other => DocumentError::Invalid(other.to_string()),
+            })
     }
 
     /// An ECG document's samples, parsed for the viewer.

@@ -261,6 +261,50 @@ pub async fn document_ecg(
     Ok(Json(ecg).into_response())
 }
 
+pub async fn document_pages(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, doc)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = visible_document(&state, &who, &doc).await?;
+    let pages = state.documents.page_count(&doc, who.member.role).await?;
+    Ok(Json(json!({ "pages": pages })))
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    #[serde(default)]
+    scale: Option<f32>,
+}
+
+pub async fn document_page(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, doc, page)): Path<(String, String, usize)>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let doc = visible_document(&state, &who, &doc).await?;
+    let png = state
+        .documents
+        .page_png(&doc, who.member.role, page, q.scale.unwrap_or(1.5))
+        .await?;
+    // Fail closed, as for the whole document: a page that cannot be traced is not shown.
+    state
+        .audit
+        .record(
+            who.event(Action::DocumentViewed)
+                .object("document", &doc.id)
+                .sha256(&doc.sha256)
+                .detail(json!({ "page": page })),
+        )
+        .await?;
+    let mut response = png.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
 pub async fn document_annotations(
     State(state): State<AppState>,
     who: RoomMember,

@@ -82,6 +82,14 @@ pub fn router(state: AppState) -> Router {
             get(documents::document_ecg),
         )
         .route(
+            "/rooms/{id}/documents/{doc}/pages",
+            get(documents::document_pages),
+        )
+        .route(
+            "/rooms/{id}/documents/{doc}/pages/{page}",
+            get(documents::document_page),
+        )
+        .route(
             "/rooms/{id}/documents/{doc}/annotations",
             get(documents::document_annotations),
         )

@@ -20,6 +20,7 @@ import assert from "node:assert/strict";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
 import { chromium, request } from "playwright-core";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -254,7 +255,8 @@ async function waitForTileGone(page, participantId) {
  * @param {string} who
  * @param {string} url
  * @param {string} name
- * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean}} [opts]
+ * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[]}} [opts]
+ *   recordSignaling: every text frame the page receives on its WebSockets is appended here
  *   routeSignaling: pass the page's signaling WebSockets through Playwright, so the test can
  *   cut them (see `signalingRoutes`)
  */
@@ -271,6 +273,10 @@ async function openJoinPage(browser, who, url, name, opts = {}) {
   const page = await context.newPage();
   watchPage(page, who);
   pages.set(who, page);
+  const record = opts.recordSignaling;
+  if (record) {
+    page.on("websocket", (ws) => ws.on("framereceived", (f) => record.push(String(f.payload))));
+  }
   await page.goto(url, { waitUntil: "load", timeout: JOIN_TIMEOUT });
   await waitForState(page, "prejoin");
   await page.getByLabel("Display name").fill(name);
@@ -320,6 +326,110 @@ async function newContext(browser, viewport) {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** Every signaling message the patient's page received, as text (to prove what never arrived). */
+const patientSignaling = /** @type {string[]} */ ([]);
+
+/**
+ * Shares a file through the documents panel and waits until it is listed.
+ * @param {import("playwright-core").Page} page
+ * @param {{name: string, mimeType: string, buffer: Buffer}} file
+ * @param {"everyone" | "clinicians"} visibility
+ */
+async function shareFile(page, file, visibility) {
+  await page.locator('.tab[data-tab="documents-panel"]').click();
+  await page.locator(".upload-file").setInputFiles(file);
+  await page.locator(".upload-visibility").selectOption(visibility);
+  await page.locator(".upload-submit").click();
+  await page.locator(".upload-status", { hasText: `${file.name} is shared.` }).waitFor({ timeout: EVENT_TIMEOUT });
+}
+
+/**
+ * @param {import("playwright-core").Page} page
+ * @param {string} name
+ */
+async function docIdByName(page, name) {
+  const id = await page.locator(".doc-item", { hasText: name }).first().getAttribute("data-document-id");
+  assert.ok(id, `${name} is listed`);
+  return id;
+}
+
+/** A real two-page PDF (text on each page), written by hand like any PDF writer would. */
+function twoPagePdf() {
+  const objs = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 7 0 R >> >> >>",
+    streamObj("BT /F1 36 Tf 72 700 Td (Lab results: page 1) Tj ET 0 0 1 RG 10 w 72 72 451 500 re S"),
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 6 0 R /Resources << /Font << /F1 7 0 R >> >> >>",
+    streamObj("BT /F1 36 Tf 72 700 Td (Haemoglobin: page 2) Tj ET 1 0 0 RG 10 w 150 150 300 300 re S"),
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+  ];
+  let out = "%PDF-1.4\n";
+  const offsets = [];
+  objs.forEach((o, i) => {
+    offsets.push(Buffer.byteLength(out));
+    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
+  });
+  const xref = Buffer.byteLength(out);
+  out += `xref\n0 ${objs.length + 1}\n0000000000 65535 f \n`;
+  for (const off of offsets) out += `${String(off).padStart(10, "0")} 00000 n \n`;
+  out += `trailer\n<< /Size ${objs.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, "latin1");
+}
+
+/** @param {string} content */
+function streamObj(content) {
+  return `<< /Length ${content.length} >>\nstream\n${content}\nendstream`;
+}
+
+/**
+ * A valid RGB PNG with a checker pattern.
+ * @param {number} w
+ * @param {number} h
+ */
+function checkerPng(w, h) {
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y += 1) {
+    for (let x = 0; x < w; x += 1) {
+      const on = ((x >> 3) + (y >> 3)) % 2 === 0;
+      raw.set(on ? [200, 40, 40] : [240, 240, 240], y * (w * 3 + 1) + 1 + x * 3);
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk("IHDR", ihdr),
+    pngChunk("IDAT", deflateSync(raw)),
+    pngChunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/**
+ * @param {string} type
+ * @param {Buffer} data
+ */
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/** @param {Buffer} buf */
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 async function main() {
   assert.ok(PASSWORD, "HUIZHEN_PASSWORD must be set (scripts/test-browser.sh does this)");
@@ -423,6 +533,7 @@ async function main() {
       // The patient uses a phone-sized screen: the layout must work there too.
       p.patient = await openJoinPage(browser, "patient", `${BASE}/join#${tokens.patient}`, "Li Hua", {
         viewport: { width: 390, height: 844 },
+        recordSignaling: patientSignaling,
       });
       await waitForState(p.patient, "in-room");
       p.specialist = await openJoinPage(browser, "specialist", `${BASE}/join#${tokens.specialist}`, "Dr. Chen");
@@ -491,6 +602,101 @@ async function main() {
       await waitForMutedBadge(p.specialist, id.doctor, false);
       await snap(p.doctor, "patient-muted-doctor-view");
       await snap(p.patient, "patient-muted-patient-view");
+    });
+
+    // ---- documents, follow mode, annotations, records ----------------------------------------
+    const pdf = twoPagePdf();
+    const png = checkerPng(64, 48);
+    /** @type {Record<string, string>} */
+    const docId = {};
+    await check("the doctor shares a clinicians-only PDF and an image, with upload progress", { scenario: true }, async () => {
+      await shareFile(p.doctor, { name: "lab-results.pdf", mimeType: "application/pdf", buffer: pdf }, "clinicians");
+      await shareFile(p.doctor, { name: "wound.png", mimeType: "image/png", buffer: png }, "everyone");
+      docId.pdf = await docIdByName(p.doctor, "lab-results.pdf");
+      docId.png = await docIdByName(p.doctor, "wound.png");
+      await snap(p.doctor, "documents-doctor");
+    });
+
+    await check("the specialist sees both; the patient only the image, never the PDF", { scenario: true }, async () => {
+      await p.specialist.locator(`.doc-item[data-document-id="${docId.pdf}"]`).waitFor({ timeout: EVENT_TIMEOUT });
+      await p.specialist.locator(`.doc-item[data-document-id="${docId.png}"]`).waitFor({ timeout: EVENT_TIMEOUT });
+      await p.patient.locator(`.doc-item[data-document-id="${docId.png}"]`).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await p.patient.locator(`.doc-item[data-document-id="${docId.pdf}"]`).count(), 0);
+      assert.ok(!patientSignaling.some((m) => m.includes(docId.pdf)), "the PDF's id never reached the patient's browser");
+      await snap(p.patient, "documents-patient");
+    });
+
+    await check("the doctor presents the PDF: the specialist follows page, zoom and pointer", { scenario: true }, async () => {
+      await p.doctor.locator(`.doc-item[data-document-id="${docId.pdf}"] .doc-open`).click();
+      await p.doctor.waitForFunction(() => document.querySelector("#viewer")?.getAttribute("data-page") === "1", null, { timeout: EVENT_TIMEOUT });
+      await p.doctor.locator(".viewer-img").and(p.doctor.locator("[src]")).waitFor({ timeout: EVENT_TIMEOUT });
+      await p.doctor.locator(".viewer-present").click();
+      await p.doctor.locator(".viewer-next").click();
+      await p.doctor.locator(".viewer-zoom-in").click();
+      const stage = await p.doctor.locator(".viewer-stage").boundingBox();
+      assert.ok(stage);
+      await p.doctor.mouse.move(stage.x + stage.width / 2, stage.y + stage.height / 2);
+      await p.doctor.mouse.move(stage.x + stage.width / 2 + 20, stage.y + stage.height / 2 + 10);
+      await p.specialist.waitForFunction(
+        (id) => {
+          const v = document.querySelector("#viewer");
+          return (
+            v?.getAttribute("data-document-id") === id &&
+            v.getAttribute("data-page") === "2" &&
+            v.getAttribute("data-loaded-page") === "2" &&
+            v.getAttribute("data-zoom") === "1.25"
+          );
+        },
+        docId.pdf,
+        { timeout: EVENT_TIMEOUT, polling: 200 },
+      );
+      await p.specialist.locator(".viewer-pointer[data-pointer]").waitFor({ timeout: EVENT_TIMEOUT });
+      // The rendered page really arrived (a decoded image, not a broken one).
+      await p.specialist.waitForFunction(() => {
+        const img = /** @type {HTMLImageElement | null} */ (document.querySelector(".viewer-img"));
+        return !!img && img.complete && img.naturalWidth > 100;
+      }, null, { timeout: EVENT_TIMEOUT });
+      // The patient is not told about a clinicians-only document being presented.
+      assert.equal(await p.patient.locator("#viewer").getAttribute("data-document-id"), null);
+      await snap(p.specialist, "follow-specialist");
+    });
+
+    await check("the specialist annotates the page: the doctor sees it at once", { scenario: true }, async () => {
+      await p.specialist.locator('.viewer-tools button[data-tool="circle"]').click();
+      const stage = await p.specialist.locator(".viewer-stage").boundingBox();
+      assert.ok(stage);
+      await p.specialist.mouse.move(stage.x + stage.width * 0.5, stage.y + stage.height * 0.5);
+      await p.specialist.mouse.down();
+      await p.specialist.mouse.move(stage.x + stage.width * 0.55, stage.y + stage.height * 0.55);
+      await p.specialist.mouse.up();
+      await p.doctor.waitForFunction(() => document.querySelector("#viewer")?.getAttribute("data-annotations") === "1", null, { timeout: EVENT_TIMEOUT });
+      assert.equal(await p.doctor.locator(".viewer-overlay .annotation-circle").count(), 1);
+      await snap(p.doctor, "annotated-doctor");
+    });
+
+    await check("the specialist issues a diagnosis report: doctor and patient see it", { scenario: true }, async () => {
+      await p.specialist.locator('.tab[data-tab="records-panel"]').click();
+      await p.specialist.locator(".record-forms summary", { hasText: "Diagnosis report" }).click();
+      await p.specialist.locator('.report-form textarea[name="findings"]').fill("Hb 92 g/L, MCV 72 fL");
+      await p.specialist.locator('.report-form textarea[name="impression"]').fill("缺铁性贫血 (iron-deficiency anaemia)");
+      await p.specialist.locator('.report-form textarea[name="recommendation"]').fill("Oral iron; repeat blood count in 4 weeks");
+      await p.specialist.locator(".report-form button[type=submit]").click();
+      for (const page of [p.doctor, p.patient]) {
+        await page.locator('.record-item[data-kind="diagnosis_report"][data-status="issued"]').waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      }
+      await p.patient.locator('.tab[data-tab="records-panel"]').click();
+      assert.match((await p.patient.locator(".record-item .record-body").first().textContent()) ?? "", /缺铁性贫血/);
+      await snap(p.patient, "report-patient");
+      await p.doctor.locator(".viewer-present").click(); // stop presenting
+    });
+
+    await check("chat reaches everyone and stays with the consultation", { scenario: true }, async () => {
+      await p.patient.locator('.tab[data-tab="chat-panel"]').click();
+      await p.patient.locator(".chat-input").fill("谢谢医生");
+      await p.patient.locator(".chat-form button[type=submit]").click();
+      for (const page of [p.doctor, p.specialist]) {
+        await page.locator(".chat-item .chat-text", { hasText: "谢谢医生" }).waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      }
     });
 
     await check("the doctor's signaling drops: Reconnecting…, resume, media carries on", { scenario: true }, async () => {

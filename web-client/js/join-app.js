@@ -16,6 +16,11 @@ import { RoomView } from "./room-view.js";
 import { PreJoin, acquireMedia } from "./prejoin.js";
 import { describeError, mediaErrorCode } from "./errors.js";
 import { must } from "./dom.js";
+import { RoomApi } from "./room-api.js";
+import { DocViewer } from "./doc-viewer.js";
+import { DocumentsPanel } from "./documents-panel.js";
+import { ChatPanel } from "./chat-panel.js";
+import { RecordsPanel } from "./records-panel.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
 /** @typedef {import("./protocol.js").Participant} Participant */
@@ -113,6 +118,12 @@ class JoinApp {
   recoveries = [];
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   noticeTimer;
+  /**
+   * Documents, viewer, chat and records: created on entering the room (they need its access
+   * token and our role), kept across resumes.
+   * @type {{api: RoomApi, docs: DocumentsPanel, viewer: DocViewer, chat: ChatPanel, records: RecordsPanel, room: string, role: string} | null}
+   */
+  consult = null;
 
   ui = {
     prejoin: must("#prejoin", HTMLElement),
@@ -132,6 +143,10 @@ class JoinApp {
     leaveButton: must("#leave-button", HTMLButtonElement),
     endButton: must("#end-button", HTMLButtonElement),
     endDialog: must("#end-dialog", HTMLDialogElement),
+    viewer: must("#viewer", HTMLElement),
+    documentsPanel: must("#documents-panel", HTMLElement),
+    chatPanel: must("#chat-panel", HTMLElement),
+    recordsPanel: must("#records-panel", HTMLElement),
   };
 
   view = new RoomView(this.ui.tiles, () => {
@@ -154,6 +169,9 @@ class JoinApp {
       this.ui.soundButton.hidden = true;
     });
     this.ui.statusAction.addEventListener("click", () => location.reload());
+    for (const tab of document.querySelectorAll(".tab")) {
+      tab.addEventListener("click", () => this.selectTab(tab.getAttribute("data-tab") ?? ""));
+    }
     // A different invite pasted into the address bar of this tab is a different visit.
     window.addEventListener("hashchange", () => location.reload());
   }
@@ -311,6 +329,69 @@ class JoinApp {
         break;
       case "pong":
         break;
+      case "document_shared":
+        this.consult?.docs.add(msg.document);
+        if (msg.document.shared_by !== this.you?.id) this.notice(`${msg.document.name} was shared.`);
+        break;
+      case "chat":
+        this.consult?.chat.add(msg.message);
+        break;
+      case "follow": {
+        const c = this.consult;
+        if (!c || msg.presenter === this.you?.id) break;
+        const doc = msg.document_id ? c.docs.get(msg.document_id) : undefined;
+        void c.viewer.applyFollow(msg, doc, this.others.get(msg.presenter)?.name ?? "presenter");
+        break;
+      }
+      case "follow_stopped":
+        this.consult?.viewer.followStopped(msg.presenter);
+        break;
+      case "annotation_added":
+        this.consult?.viewer.addAnnotation(msg.annotation);
+        break;
+      case "record_updated":
+        this.consult?.records.upsert(msg.record);
+        break;
+    }
+  }
+
+  /** @param {string} id */
+  selectTab(id) {
+    for (const tab of document.querySelectorAll(".tab")) {
+      const on = tab.getAttribute("data-tab") === id;
+      tab.setAttribute("aria-selected", String(on));
+      const panel = document.getElementById(tab.getAttribute("data-tab") ?? "");
+      if (panel) panel.hidden = !on;
+    }
+  }
+
+  /**
+   * Sets up (or, after a rejoin, refreshes) documents, viewer, chat and records.
+   * @param {JoinedMessage | ResumedMessage} msg
+   */
+  enterConsultation(msg) {
+    const send = (/** @type {import("./protocol.js").ClientMessage} */ m) => this.signaling?.send(m);
+    if (!this.consult || this.consult.room !== msg.room.id || this.consult.role !== msg.you.role) {
+      const api = new RoomApi(msg.room.id, msg.access_token);
+      const viewer = new DocViewer(this.ui.viewer, api, msg.you.role, {
+        sendFollow: (state) => send({ type: "follow", ...state }),
+        sendAnnotation: (document_id, page, shape) => send({ type: "annotate", document_id, page, shape }),
+        notice: (text) => this.notice(text),
+      });
+      const docs = new DocumentsPanel(this.ui.documentsPanel, api, msg.you.role, (doc) => void viewer.open(doc));
+      const chat = new ChatPanel(this.ui.chatPanel, (text) => send({ type: "chat", text }));
+      const records = new RecordsPanel(this.ui.recordsPanel, api, msg.you.role);
+      this.consult = { api, docs, viewer, chat, records, room: msg.room.id, role: msg.you.role };
+    }
+    const c = this.consult;
+    c.api.token = msg.access_token;
+    c.docs.reset(msg.documents);
+    c.chat.reset(msg.chat);
+    void c.records.load();
+    const f = msg.follow;
+    if (f && f.presenter !== msg.you.id) {
+      const doc = f.document_id ? c.docs.get(f.document_id) : undefined;
+      void c.viewer.applyFollow(f, doc, this.others.get(f.presenter)?.name ?? "presenter");
     }
   }
 
@@ -334,6 +415,7 @@ class JoinApp {
     this.ui.micButton.hidden = !this.publish.audio;
     this.ui.cameraButton.hidden = !this.publish.video;
     this.renderControls();
+    this.enterConsultation(msg);
     // The server starts everyone unmuted; tell it if we are not (a rejoin while muted).
     if (msg.type === "joined" && ((this.publish.audio && !this.micOn) || (this.publish.video && !this.camOn))) {
       this.sendMediaState();

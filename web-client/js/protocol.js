@@ -33,6 +33,85 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
+ * A document shared in the room (complete and hash-checked).
+ * @typedef {object} DocumentInfo
+ * @property {string} id
+ * @property {string} name
+ * @property {"pdf" | "png" | "jpeg" | "dicom" | "ecg" | "text"} kind
+ * @property {number} size
+ * @property {string} sha256
+ * @property {"everyone" | "clinicians"} visibility
+ * @property {string} shared_by
+ * @property {Role} shared_by_role
+ * @property {number} created_at_ms
+ */
+
+/**
+ * @typedef {object} ChatInfo
+ * @property {string} id
+ * @property {string} participant_id
+ * @property {string} name
+ * @property {Role} role
+ * @property {string} text
+ * @property {number} at_ms
+ */
+
+/**
+ * Follow mode: the presenter's place in a document, in page coordinates (0..1).
+ * @typedef {object} FollowState
+ * @property {string | null} document_id
+ * @property {number} page
+ * @property {number} zoom
+ * @property {[number, number]} center
+ * @property {[number, number] | null} pointer
+ */
+
+/**
+ * @typedef {{type: "arrow", from: [number, number], to: [number, number], color?: string} |
+ *   {type: "circle", center: [number, number], radius: number, color?: string} |
+ *   {type: "freehand", points: [number, number][], color?: string} |
+ *   {type: "text", at: [number, number], text: string, color?: string}} Shape
+ */
+
+/**
+ * @typedef {object} AnnotationInfo
+ * @property {string} id
+ * @property {string} document_id
+ * @property {number} page
+ * @property {Shape} shape
+ * @property {string} author
+ * @property {Role} author_role
+ * @property {number} created_at_ms
+ */
+
+/**
+ * @typedef {object} RecordEventInfo
+ * @property {string} from_status
+ * @property {string} to_status
+ * @property {string} actor
+ * @property {string} actor_role
+ * @property {string} note
+ * @property {number} at_ms
+ */
+
+/**
+ * A clinical record (docs/protocol.md, "Records").
+ * @typedef {object} RecordInfo
+ * @property {string} id
+ * @property {"note" | "diagnosis_report" | "prescription"} kind
+ * @property {string | null} supersedes
+ * @property {"draft" | "issued" | "reviewed" | "dispensed" | "rejected"} status
+ * @property {Record<string, any>} body
+ * @property {string} body_sha256
+ * @property {string} author
+ * @property {string} author_name
+ * @property {string} author_role
+ * @property {number} created_at_ms
+ * @property {RecordEventInfo[]} events
+ * @property {string | null} superseded_by
+ */
+
+/**
  * @typedef {object} JoinedBody
  * @property {number} v
  * @property {{id: string, title: string}} room
@@ -41,6 +120,10 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} resume_token
  * @property {number} resume_window_s
  * @property {Limits} limits
+ * @property {string} access_token bearer token for this participant's HTTP calls in the room
+ * @property {DocumentInfo[]} documents
+ * @property {ChatInfo[]} chat
+ * @property {(FollowState & {presenter: string}) | null} follow
  */
 
 /** @typedef {JoinedBody & {type: "joined"}} JoinedMessage */
@@ -63,11 +146,18 @@ export const PROTOCOL_VERSION = 1;
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
 /** @typedef {{type: "pong", id: number}} PongMessage */
+/** @typedef {{type: "document_shared", document: DocumentInfo}} DocumentSharedMessage */
+/** @typedef {{type: "chat", message: ChatInfo}} ChatMessage */
+/** @typedef {FollowState & {type: "follow", presenter: string}} FollowMessage */
+/** @typedef {{type: "follow_stopped", presenter: string}} FollowStoppedMessage */
+/** @typedef {{type: "annotation_added", annotation: AnnotationInfo}} AnnotationAddedMessage */
+/** @typedef {{type: "record_updated", record: RecordInfo}} RecordUpdatedMessage */
 
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
  *   ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
- *   PongMessage} ServerMessage
+ *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
+ *   AnnotationAddedMessage | RecordUpdatedMessage} ServerMessage
  */
 
 /**
@@ -85,10 +175,13 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "leave"}} LeaveMessage */
 /** @typedef {{type: "end_room"}} EndRoomMessage */
 /** @typedef {{type: "ping", id: number}} PingMessage */
+/** @typedef {{type: "chat", text: string}} ChatSendMessage */
+/** @typedef {FollowState & {type: "follow"}} FollowSendMessage */
+/** @typedef {{type: "annotate", document_id: string, page: number, shape: Shape}} AnnotateMessage */
 
 /**
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
- *   EndRoomMessage | PingMessage} ClientMessage
+ *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
@@ -102,6 +195,12 @@ const SERVER_TYPES = new Set([
   "room_ended",
   "error",
   "pong",
+  "document_shared",
+  "chat",
+  "follow",
+  "follow_stopped",
+  "annotation_added",
+  "record_updated",
 ]);
 
 /**

@@ -1,0 +1,555 @@
+// The document viewer beside the video: pages (PDF pages rendered by the server, images),
+// zoom and pan, text and ECG strips, annotations drawn on the page, and follow mode: the
+// presenter's page, zoom, view centre and pointer are sent ~10 times a second at most and
+// mirrored by everyone following. All positions are page coordinates (0..1 on each axis), so
+// they line up whatever the size of each person's screen.
+//
+// State for people and tests: the viewer element carries data-document-id, data-page (the page
+// wanted), data-loaded-page (the page whose image is showing), data-zoom, data-following and
+// data-annotations (on this page); the pointer carries data-pointer="x,y".
+
+import { el, must } from "./dom.js";
+
+/** @typedef {import("./protocol.js").DocumentInfo} DocumentInfo */
+/** @typedef {import("./protocol.js").AnnotationInfo} AnnotationInfo */
+/** @typedef {import("./protocol.js").Shape} Shape */
+/** @typedef {import("./protocol.js").FollowState} FollowState */
+/** @typedef {import("./room-api.js").RoomApi} RoomApi */
+
+const SVG = "http://www.w3.org/2000/svg";
+const FOLLOW_INTERVAL_MS = 100;
+const MIN_ZOOM = 0.5;
+const MAX_ZOOM = 8;
+const COLORS = { arrow: "#d00000", circle: "#0066cc", freehand: "#008a3e", text: "#a0006e" };
+
+/** @typedef {"pan" | "arrow" | "circle" | "freehand" | "text"} Tool */
+
+/**
+ * @typedef {object} ViewerHooks
+ * @property {(state: FollowState) => void} sendFollow
+ * @property {(documentId: string, page: number, shape: Shape) => void} sendAnnotation
+ * @property {(text: string) => void} notice
+ */
+
+export class DocViewer {
+  /** @type {DocumentInfo | null} */
+  doc = null;
+  page = 1;
+  pages = 1;
+  zoom = 1;
+  /** @type {[number, number]} */
+  center = [0.5, 0.5];
+  /** @type {AnnotationInfo[]} */
+  annotations = [];
+  presenting = false;
+  /** Follow the presenter (on by default for everyone who is not presenting). */
+  following = true;
+  /** @type {Tool} */
+  tool = "pan";
+  /** @type {[number, number] | null} */
+  pointer = null;
+  /** @type {string | null} object URL of the current page image */
+  pageUrl = null;
+  lastSent = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  sendTimer;
+  /** Bumped on every page load, so a slow old load does not replace a newer page. */
+  loadGen = 0;
+  /** True while a document's page count and annotations load; page changes wait for it. */
+  opening = false;
+  /** @type {FollowState | null} the presenter's newest position */
+  latestFollow = null;
+
+  /**
+   * @param {HTMLElement} root the #viewer element
+   * @param {RoomApi} api
+   * @param {import("./protocol.js").Role} role
+   * @param {ViewerHooks} hooks
+   */
+  constructor(root, api, role, hooks) {
+    this.root = root;
+    this.api = api;
+    this.role = role;
+    this.hooks = hooks;
+    this.clinician = role === "doctor" || role === "specialist";
+    this.ui = {
+      title: must(".viewer-title", HTMLElement, root),
+      pageLabel: must(".viewer-page", HTMLElement, root),
+      prev: must(".viewer-prev", HTMLButtonElement, root),
+      next: must(".viewer-next", HTMLButtonElement, root),
+      zoomOut: must(".viewer-zoom-out", HTMLButtonElement, root),
+      zoomIn: must(".viewer-zoom-in", HTMLButtonElement, root),
+      present: must(".viewer-present", HTMLButtonElement, root),
+      follow: must(".viewer-follow", HTMLButtonElement, root),
+      tools: must(".viewer-tools", HTMLElement, root),
+      download: must(".viewer-download", HTMLButtonElement, root),
+      close: must(".viewer-close", HTMLButtonElement, root),
+      stage: must(".viewer-stage", HTMLElement, root),
+      status: must(".viewer-status", HTMLElement, root),
+    };
+    this.sheet = el("div", { className: "viewer-sheet" });
+    this.img = el("img", { className: "viewer-img", attrs: { alt: "" } });
+    this.overlay = document.createElementNS(SVG, "svg");
+    this.overlay.setAttribute("class", "viewer-overlay");
+    this.overlay.setAttribute("viewBox", "0 0 1 1");
+    this.overlay.setAttribute("preserveAspectRatio", "none");
+    this.pointerDot = el("div", { className: "viewer-pointer", attrs: { "aria-hidden": "true" } });
+    this.pointerDot.hidden = true;
+    this.text = el("pre", { className: "viewer-text" });
+    this.sheet.append(this.img, this.overlay, this.pointerDot);
+    this.ui.stage.append(this.sheet, this.text);
+
+    this.ui.present.hidden = !this.clinician;
+    this.ui.tools.hidden = !this.clinician;
+    this.ui.download.hidden = role === "observer";
+    this.ui.prev.addEventListener("click", () => this.goTo(this.page - 1, true));
+    this.ui.next.addEventListener("click", () => this.goTo(this.page + 1, true));
+    this.ui.zoomIn.addEventListener("click", () => this.setZoom(this.zoom * 1.25, true));
+    this.ui.zoomOut.addEventListener("click", () => this.setZoom(this.zoom / 1.25, true));
+    this.ui.present.addEventListener("click", () => this.setPresenting(!this.presenting));
+    this.ui.follow.addEventListener("click", () => {
+      this.following = !this.following;
+      this.render();
+    });
+    this.ui.download.addEventListener("click", () => {
+      if (this.doc) this.api.download(this.doc).catch((e) => this.hooks.notice(e.message));
+    });
+    this.ui.close.addEventListener("click", () => this.close());
+    for (const button of this.ui.tools.querySelectorAll("button[data-tool]")) {
+      button.addEventListener("click", () => {
+        const tool = /** @type {Tool} */ (button.getAttribute("data-tool"));
+        this.tool = this.tool === tool ? "pan" : tool;
+        this.render();
+      });
+    }
+    this.wireGestures();
+    window.addEventListener("resize", () => this.layout());
+  }
+
+  /**
+   * Opens a document at page 1 (or `page`).
+   * @param {DocumentInfo} doc
+   * @param {number} [page]
+   */
+  async open(doc, page = 1) {
+    if (this.doc?.id === doc.id) {
+      await this.goTo(page, false);
+      return;
+    }
+    this.doc = doc;
+    delete this.root.dataset.loadedPage;
+    this.root.hidden = false;
+    this.root.dataset.documentId = doc.id;
+    this.ui.title.textContent = doc.name;
+    this.zoom = 1;
+    this.center = [0.5, 0.5];
+    this.annotations = [];
+    this.pages = 1;
+    this.page = page;
+    this.text.hidden = true;
+    this.sheet.hidden = false;
+    this.ui.status.textContent = "Opening…";
+    try {
+      if (doc.kind === "pdf" || doc.kind === "png" || doc.kind === "jpeg") {
+        this.opening = true;
+        try {
+          this.pages = (await this.api.pages(doc.id)).pages;
+          this.annotations = await this.api.annotations(doc.id);
+        } finally {
+          this.opening = false;
+        }
+        if (this.doc !== doc) return; // another document was opened meanwhile
+        // The page asked for last (a presenter may have moved on while we were loading).
+        await this.goTo(this.page, false, true);
+      } else if (doc.kind === "text") {
+        await this.showText(doc);
+      } else if (doc.kind === "ecg") {
+        await this.showEcg(doc);
+      } else {
+        this.sheet.hidden = true;
+        this.ui.status.textContent =
+          "DICOM images cannot be shown in the room yet." + (this.role === "observer" ? "" : " Download to open it in your imaging viewer.");
+      }
+    } catch (e) {
+      this.ui.status.textContent = e instanceof Error ? e.message : "The document could not be opened.";
+    }
+    this.render();
+    if (this.presenting) this.queueFollow();
+  }
+
+  /** @param {DocumentInfo} doc */
+  async showText(doc) {
+    this.text.textContent = await this.api.text(doc.id);
+    this.sheet.hidden = true;
+    this.text.hidden = false;
+    this.ui.status.textContent = "";
+  }
+
+  /** Draws every lead as a strip on an ECG grid (25 mm/s, 10 mm/mV: 1 s = 5 big squares). */
+  /** @param {DocumentInfo} doc */
+  async showEcg(doc) {
+    const ecg = await this.api.ecg(doc.id);
+    const seconds = Math.min(ecg.leads[0].samples.length / ecg.sample_rate_hz, 10);
+    const n = Math.round(seconds * ecg.sample_rate_hz);
+    const rowH = 3;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "ecg-strip");
+    svg.setAttribute("viewBox", `0 0 ${seconds * 5} ${rowH * ecg.leads.length}`);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `ECG, ${ecg.leads.length} leads, ${seconds.toFixed(1)} s`);
+    ecg.leads.forEach((lead, row) => {
+      const base = row * rowH + rowH / 2;
+      const pts = [];
+      for (let i = 0; i < n; i += 1) {
+        const x = (i / ecg.sample_rate_hz) * 5;
+        const y = base - (lead.samples[i] ?? 0) * 1; // 1 big square (0.5 mV grid) per mV at this scale
+        pts.push(`${x.toFixed(3)},${y.toFixed(3)}`);
+      }
+      const line = document.createElementNS(SVG, "polyline");
+      line.setAttribute("points", pts.join(" "));
+      line.setAttribute("class", "ecg-trace");
+      const label = document.createElementNS(SVG, "text");
+      label.setAttribute("x", "0.05");
+      label.setAttribute("y", String(row * rowH + 0.4));
+      label.setAttribute("class", "ecg-label");
+      label.textContent = lead.name;
+      svg.append(line, label);
+    });
+    this.sheet.hidden = true;
+    this.text.hidden = false;
+    this.text.replaceChildren(svg);
+    this.ui.status.textContent = `${ecg.sample_rate_hz} Hz, ${ecg.units}`;
+  }
+
+  /**
+   * @param {number} page
+   * @param {boolean} byUser
+   * @param {boolean} [force] load the page image even if the page number did not change
+   */
+  async goTo(page, byUser, force = false) {
+    if (!this.doc) return;
+    if (this.opening) {
+      this.page = page;
+      return;
+    }
+    const target = Math.max(1, Math.min(this.pages, page));
+    const changed = force || target !== this.page || !this.pageUrl;
+    this.page = target;
+    this.render();
+    if (byUser) this.queueFollow();
+    if (!changed) return;
+    const gen = ++this.loadGen;
+    const doc = this.doc;
+    const url = await this.api.blobUrl(doc.id, doc.kind === "pdf" ? `/pages/${target}?scale=2` : "/content");
+    if (gen !== this.loadGen) {
+      URL.revokeObjectURL(url);
+      return;
+    }
+    if (this.pageUrl) URL.revokeObjectURL(this.pageUrl);
+    this.pageUrl = url;
+    this.img.src = url;
+    await this.img.decode().catch(() => undefined);
+    if (gen !== this.loadGen) return;
+    this.root.dataset.loadedPage = String(target);
+    this.ui.status.textContent = "";
+    this.layout();
+  }
+
+  /**
+   * @param {number} zoom
+   * @param {boolean} byUser
+   */
+  setZoom(zoom, byUser) {
+    this.zoom = Math.max(MIN_ZOOM, Math.min(MAX_ZOOM, zoom));
+    this.layout();
+    this.render();
+    if (byUser) this.queueFollow();
+  }
+
+  /** @param {boolean} on */
+  setPresenting(on) {
+    this.presenting = on;
+    if (on) {
+      this.following = false;
+      this.queueFollow();
+    } else {
+      this.hooks.sendFollow({ document_id: null, page: 1, zoom: 1, center: [0.5, 0.5], pointer: null });
+    }
+    this.render();
+  }
+
+  /**
+   * Someone presents: follow them if we follow.
+   * @param {FollowState & {presenter: string}} state
+   * @param {DocumentInfo | undefined} doc
+   * @param {string} presenterName
+   */
+  async applyFollow(state, doc, presenterName) {
+    this.root.dataset.presenter = presenterName;
+    if (!this.following || this.presenting || !doc) {
+      this.render();
+      return;
+    }
+    this.latestFollow = state;
+    if (this.doc?.id !== doc.id) await this.open(doc, state.page);
+    else if (state.page !== this.page) await this.goTo(state.page, false);
+    // Messages keep arriving while a page loads: apply the newest, not the one we started with.
+    const latest = this.latestFollow ?? state;
+    this.zoom = latest.zoom;
+    this.center = latest.center;
+    this.pointer = latest.pointer;
+    this.layout();
+    this.render();
+  }
+
+  /** @param {string} presenter */
+  followStopped(presenter) {
+    if (this.root.dataset.presenter) delete this.root.dataset.presenter;
+    this.pointer = null;
+    void presenter;
+    this.render();
+  }
+
+  /** @param {AnnotationInfo} a */
+  addAnnotation(a) {
+    if (a.document_id !== this.doc?.id || this.annotations.some((x) => x.id === a.id)) return;
+    this.annotations.push(a);
+    this.drawAnnotations();
+    this.render();
+  }
+
+  close() {
+    if (this.presenting) this.setPresenting(false);
+    this.doc = null;
+    this.root.hidden = true;
+    delete this.root.dataset.documentId;
+    if (this.pageUrl) URL.revokeObjectURL(this.pageUrl);
+    this.pageUrl = null;
+    this.img.removeAttribute("src");
+  }
+
+  /** Sends our view to the followers, at most every FOLLOW_INTERVAL_MS (the last one always goes). */
+  queueFollow() {
+    if (!this.presenting || !this.doc) return;
+    clearTimeout(this.sendTimer);
+    const wait = this.lastSent + FOLLOW_INTERVAL_MS - Date.now();
+    const send = () => {
+      if (!this.presenting || !this.doc) return;
+      this.lastSent = Date.now();
+      this.hooks.sendFollow({
+        document_id: this.doc.id,
+        page: this.page,
+        zoom: Math.round(this.zoom * 1000) / 1000,
+        center: [round(this.center[0]), round(this.center[1])],
+        pointer: this.pointer ? [round(this.pointer[0]), round(this.pointer[1])] : null,
+      });
+    };
+    if (wait <= 0) send();
+    else this.sendTimer = setTimeout(send, wait);
+  }
+
+  /** Positions the page: fit to width at zoom 1, the view centre at the stage centre. */
+  layout() {
+    const stage = this.ui.stage.getBoundingClientRect();
+    const natW = this.img.naturalWidth || 1;
+    const natH = this.img.naturalHeight || 1;
+    const w = stage.width * this.zoom;
+    const h = (w * natH) / natW;
+    const left = stage.width / 2 - this.center[0] * w;
+    const top = stage.height / 2 - this.center[1] * h;
+    this.sheet.style.width = `${w}px`;
+    this.sheet.style.height = `${h}px`;
+    this.sheet.style.transform = `translate(${left}px, ${top}px)`;
+    this.drawAnnotations();
+    this.drawPointer();
+  }
+
+  render() {
+    this.root.dataset.page = String(this.page);
+    this.root.dataset.zoom = String(Math.round(this.zoom * 100) / 100);
+    this.root.dataset.following = String(this.following && !this.presenting);
+    this.root.dataset.annotations = String(this.annotations.filter((a) => a.page === this.page).length);
+    this.ui.pageLabel.textContent = `Page ${this.page} / ${this.pages}`;
+    this.ui.prev.disabled = this.page <= 1;
+    this.ui.next.disabled = this.page >= this.pages;
+    this.ui.present.textContent = this.presenting ? "Stop presenting" : "Present";
+    this.ui.present.setAttribute("aria-pressed", String(this.presenting));
+    this.ui.follow.hidden = this.presenting;
+    this.ui.follow.textContent = this.following ? "Following presenter" : "Follow presenter";
+    this.ui.follow.setAttribute("aria-pressed", String(this.following));
+    for (const button of this.ui.tools.querySelectorAll("button[data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.getAttribute("data-tool") === this.tool));
+    }
+    this.ui.stage.dataset.tool = this.tool;
+    this.drawPointer();
+  }
+
+  drawPointer() {
+    const p = this.pointer;
+    this.pointerDot.hidden = !p;
+    if (p) {
+      this.pointerDot.style.left = `${p[0] * 100}%`;
+      this.pointerDot.style.top = `${p[1] * 100}%`;
+      this.pointerDot.dataset.pointer = `${p[0]},${p[1]}`;
+    } else {
+      delete this.pointerDot.dataset.pointer;
+    }
+  }
+
+  drawAnnotations() {
+    // Circle radii are fractions of the page width; the overlay stretches x and y separately.
+    const aspect = (this.img.naturalWidth || 1) / (this.img.naturalHeight || 1);
+    this.overlay.replaceChildren();
+    for (const a of this.annotations) {
+      if (a.page === this.page) this.overlay.append(shapeNode(a.shape, aspect));
+    }
+  }
+
+  /** Page coordinates of a pointer event. @param {PointerEvent | MouseEvent} e @returns {[number, number]} */
+  pagePoint(e) {
+    const r = this.sheet.getBoundingClientRect();
+    return [clamp01((e.clientX - r.left) / r.width), clamp01((e.clientY - r.top) / r.height)];
+  }
+
+  wireGestures() {
+    /** @type {{x: number, y: number, center: [number, number]} | null} */
+    let drag = null;
+    /** @type {[number, number][] } */
+    let stroke = [];
+    /** @type {[number, number] | null} */
+    let start = null;
+    const stage = this.ui.stage;
+    stage.addEventListener("pointerdown", (e) => {
+      if (!this.doc || this.sheet.hidden) return;
+      stage.setPointerCapture(e.pointerId);
+      if (this.tool === "pan") {
+        drag = { x: e.clientX, y: e.clientY, center: [...this.center] };
+      } else {
+        start = this.pagePoint(e);
+        stroke = [start];
+      }
+    });
+    stage.addEventListener("pointermove", (e) => {
+      if (!this.doc || this.sheet.hidden) return;
+      if (drag) {
+        const r = this.sheet.getBoundingClientRect();
+        this.center = [
+          clamp01(drag.center[0] - (e.clientX - drag.x) / r.width),
+          clamp01(drag.center[1] - (e.clientY - drag.y) / r.height),
+        ];
+        this.layout();
+      } else if (start && this.tool === "freehand") {
+        stroke.push(this.pagePoint(e));
+      }
+      if (this.presenting) {
+        this.pointer = this.pagePoint(e);
+        this.drawPointer();
+        this.queueFollow();
+      }
+    });
+    stage.addEventListener("pointerup", (e) => {
+      if (drag) {
+        drag = null;
+        this.queueFollow();
+        return;
+      }
+      if (!start || !this.doc) return;
+      const end = this.pagePoint(e);
+      /** @type {Shape | null} */
+      let shape = null;
+      if (this.tool === "arrow") shape = { type: "arrow", from: start, to: end, color: COLORS.arrow };
+      else if (this.tool === "circle") {
+        // In page-width units: a vertical drag counts by the page's aspect ratio.
+        const aspect = (this.img.naturalWidth || 1) / (this.img.naturalHeight || 1);
+        const radius = Math.max(0.01, Math.hypot(end[0] - start[0], (end[1] - start[1]) / aspect));
+        shape = { type: "circle", center: start, radius: Math.min(1, radius), color: COLORS.circle };
+      } else if (this.tool === "freehand" && stroke.length >= 2) {
+        shape = { type: "freehand", points: simplify(stroke), color: COLORS.freehand };
+      } else if (this.tool === "text") {
+        const text = prompt("Text for the annotation")?.trim();
+        if (text) shape = { type: "text", at: start, text: text.slice(0, 500), color: COLORS.text };
+      }
+      start = null;
+      stroke = [];
+      if (shape) this.hooks.sendAnnotation(this.doc.id, this.page, shape);
+    });
+    stage.addEventListener(
+      "wheel",
+      (e) => {
+        if (!this.doc || this.sheet.hidden || !e.ctrlKey) return;
+        e.preventDefault();
+        this.setZoom(this.zoom * (e.deltaY < 0 ? 1.1 : 1 / 1.1), true);
+      },
+      { passive: false },
+    );
+  }
+}
+
+/** @param {number} v */
+function clamp01(v) {
+  return Math.max(0, Math.min(1, v));
+}
+
+/** @param {number} v */
+function round(v) {
+  return Math.round(v * 10_000) / 10_000;
+}
+
+/**
+ * Keeps at most 500 points of a stroke (the server takes up to 2000).
+ * @param {[number, number][]} pts
+ * @returns {[number, number][]}
+ */
+function simplify(pts) {
+  const step = Math.ceil(pts.length / 500);
+  return pts.filter((_, i) => i % step === 0 || i === pts.length - 1).map(([x, y]) => [round(x), round(y)]);
+}
+
+/**
+ * An SVG node for a shape, in the overlay's 0..1 coordinates.
+ * @param {Shape} s
+ * @param {number} aspect page width / height
+ * @returns {SVGElement}
+ */
+function shapeNode(s, aspect) {
+  const color = s.color ?? "#d00000";
+  /** @param {string} tag @param {Record<string, string | number>} attrs */
+  const node = (tag, attrs) => {
+    const n = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
+    n.setAttribute("class", `annotation annotation-${s.type}`);
+    return n;
+  };
+  switch (s.type) {
+    case "arrow": {
+      const g = node("g", { stroke: color });
+      const [x1, y1] = s.from;
+      const [x2, y2] = s.to;
+      const ang = Math.atan2(y2 - y1, x2 - x1);
+      const head = 0.02;
+      const line = (/** @type {number} */ ax, /** @type {number} */ ay, /** @type {number} */ bx, /** @type {number} */ by) => {
+        const l = document.createElementNS(SVG, "line");
+        l.setAttribute("x1", String(ax));
+        l.setAttribute("y1", String(ay));
+        l.setAttribute("x2", String(bx));
+        l.setAttribute("y2", String(by));
+        return l;
+      };
+      g.append(
+        line(x1, y1, x2, y2),
+        line(x2, y2, x2 - head * Math.cos(ang - 0.5), y2 - head * Math.sin(ang - 0.5)),
+        line(x2, y2, x2 - head * Math.cos(ang + 0.5), y2 - head * Math.sin(ang + 0.5)),
+      );
+      return g;
+    }
+    case "circle":
+      return node("ellipse", { cx: s.center[0], cy: s.center[1], rx: s.radius, ry: s.radius * aspect, stroke: color, fill: "none" });
+    case "freehand":
+      return node("polyline", { points: s.points.map((p) => p.join(",")).join(" "), stroke: color, fill: "none" });
+    case "text": {
+      const t = node("text", { x: s.at[0], y: s.at[1], fill: color });
+      t.textContent = s.text;
+      return t;
+    }
+  }
+}
