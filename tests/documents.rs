@@ -127,6 +127,50 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
         )
         .await;
     assert_eq!(resp.status(), 404);
+    // A DICOM slice: its header fields and its image.
+    let dcm = huizhen::documents::dicom::sample(64, 64);
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "chest-ct.dcm",
+            &dcm,
+            "clinicians",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(
+        (st, body["document"]["kind"].as_str()),
+        (201, Some("dicom")),
+        "{body}"
+    );
+    let dcm_id = body["document"]["id"].as_str().unwrap().to_owned();
+    let (st, info) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{dcm_id}/dicom"),
+            Some(&specialist.access),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{info}");
+    assert_eq!(info["fields"]["Modality"], "CT");
+    assert!(info["image_unavailable"].is_null());
+    let resp = s
+        .raw(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{dcm_id}/pages/1"),
+            &specialist.access,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    specialist
+        .ws
+        .next_event("document_shared", T)
+        .await
+        .unwrap();
     // The patient may not read a clinicians-only document, by any route.
     for path in [
         content.clone(),

@@ -14,6 +14,7 @@
 
 pub mod annotation;
 pub mod blob;
+pub mod dicom;
 pub mod ecg;
 mod kind;
 pub mod render;
@@ -483,7 +484,7 @@ impl Documents {
                     .map_err(|_| DocumentError::Invalid("the PDF could not be read".into()))?
                     .map_err(|e| DocumentError::Invalid(e.to_string()))
             }
-            DocumentKind::Png | DocumentKind::Jpeg => Ok(1),
+            DocumentKind::Png | DocumentKind::Jpeg | DocumentKind::Dicom => Ok(1),
             _ => Err(DocumentError::Invalid(
                 "this kind of document has no pages to show".into(),
             )),
@@ -498,10 +499,23 @@ impl Documents {
         page: usize,
         scale: f32,
     ) -> Result<Vec<u8>, DocumentError> {
-        if doc.kind != DocumentKind::Pdf {
-            return Err(DocumentError::Invalid("only PDF pages are rendered".into()));
-        }
         let path = self.read(doc, role, false).await?;
+        if doc.kind == DocumentKind::Dicom {
+            if page != 1 {
+                return Err(DocumentError::NotFound);
+            }
+            return tokio::task::spawn_blocking(move || {
+                dicom::render_png(&std::fs::read(path)?)
+                    .map_err(|e| DocumentError::Invalid(e.to_string()))
+            })
+            .await
+            .map_err(|_| DocumentError::Invalid("this image could not be rendered".into()))?;
+        }
+        if doc.kind != DocumentKind::Pdf {
+            return Err(DocumentError::Invalid(
+                "only PDF and DICOM pages are rendered".into(),
+            ));
+        }
         let sha = doc.sha256.clone();
         let cache = self.previews.clone();
         let scale = scale.clamp(0.25, 4.0);
@@ -514,6 +528,23 @@ impl Documents {
                 render::RenderError::Io(io) => DocumentError::Io(io),
                 other => DocumentError::Invalid(other.to_string()),
             })
+    }
+
+    /// A DICOM document's key header fields, for the viewer.
+    pub async fn dicom_info(
+        &self,
+        doc: &DocumentRecord,
+        role: Role,
+    ) -> Result<dicom::DicomInfo, DocumentError> {
+        if doc.kind != DocumentKind::Dicom {
+            return Err(DocumentError::Invalid("not a DICOM document".into()));
+        }
+        let path = self.read(doc, role, false).await?;
+        tokio::task::spawn_blocking(move || {
+            dicom::info(&std::fs::read(path)?).map_err(|e| DocumentError::Invalid(e.to_string()))
+        })
+        .await
+        .map_err(|_| DocumentError::Invalid("the DICOM header could not be read".into()))?
     }
 
     /// An ECG document's samples, parsed for the viewer.

@@ -261,6 +261,25 @@ pub async fn document_ecg(
     Ok(Json(ecg).into_response())
 }
 
+pub async fn document_dicom(
+    State(state): State<AppState>,
+    who: RoomMember,
+    Path((_, doc)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let doc = visible_document(&state, &who, &doc).await?;
+    let info = state.documents.dicom_info(&doc, who.member.role).await?;
+    state
+        .audit
+        .record(
+            who.event(Action::DocumentViewed)
+                .object("document", &doc.id)
+                .sha256(&doc.sha256)
+                .detail(json!({ "part": "dicom_header" })),
+        )
+        .await?;
+    Ok(Json(info).into_response())
+}
+
 pub async fn document_pages(
     State(state): State<AppState>,
     who: RoomMember,

@@ -86,6 +86,10 @@ pub fn router(state: AppState) -> Router {
             get(documents::document_pages),
         )
         .route(
+            "/rooms/{id}/documents/{doc}/dicom",
+            get(documents::document_dicom),
+        )
+        .route(
             "/rooms/{id}/documents/{doc}/pages/{page}",
             get(documents::document_page),
         )

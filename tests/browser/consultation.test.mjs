@@ -431,6 +431,43 @@ function crc32(buf) {
   return (c ^ 0xffffffff) >>> 0;
 }
 
+/**
+ * A small DICOM CT slice (explicit VR little endian, 16-bit, a gradient), built by hand.
+ * @param {number} rows
+ * @param {number} cols
+ */
+function ctSlice(rows, cols) {
+  /** @type {Buffer[]} */
+  const parts = [Buffer.alloc(128), Buffer.from("DICM", "latin1")];
+  /** @param {number} g @param {number} e @param {string} vr @param {Buffer} value */
+  const el = (g, e, vr, value) => {
+    const long = ["OB", "OW", "SQ", "UN", "UT"].includes(vr);
+    const head = Buffer.alloc(long ? 12 : 8);
+    head.writeUInt16LE(g, 0);
+    head.writeUInt16LE(e, 2);
+    head.write(vr, 4, "latin1");
+    if (long) head.writeUInt32LE(value.length, 8);
+    else head.writeUInt16LE(value.length, 6);
+    parts.push(head, value);
+  };
+  const u16 = (/** @type {number} */ n) => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16LE(n);
+    return b;
+  };
+  el(0x0002, 0x0010, "UI", Buffer.from("1.2.840.10008.1.2.1\0", "latin1"));
+  el(0x0008, 0x0060, "CS", Buffer.from("CT", "latin1"));
+  el(0x0028, 0x0002, "US", u16(1));
+  el(0x0028, 0x0004, "CS", Buffer.from("MONOCHROME2 ", "latin1"));
+  el(0x0028, 0x0010, "US", u16(rows));
+  el(0x0028, 0x0011, "US", u16(cols));
+  el(0x0028, 0x0100, "US", u16(16));
+  const px = Buffer.alloc(rows * cols * 2);
+  for (let i = 0; i < rows * cols; i += 1) px.writeUInt16LE((i * 7) % 4096, i * 2);
+  el(0x7fe0, 0x0010, "OW", px);
+  return Buffer.concat(parts);
+}
+
 async function main() {
   assert.ok(PASSWORD, "HUIZHEN_PASSWORD must be set (scripts/test-browser.sh does this)");
   await mkdir(OUT, { recursive: true });
@@ -697,6 +734,24 @@ async function main() {
       for (const page of [p.doctor, p.specialist]) {
         await page.locator(".chat-item .chat-text", { hasText: "谢谢医生" }).waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
       }
+    });
+
+    await check("a DICOM slice opens in the viewer with its header fields", { scenario: true }, async () => {
+      await shareFile(p.doctor, { name: "chest-ct.dcm", mimeType: "application/dicom", buffer: ctSlice(64, 64) }, "clinicians");
+      const id = await docIdByName(p.doctor, "chest-ct.dcm");
+      await p.specialist.locator('.tab[data-tab="documents-panel"]').click();
+      await p.specialist.locator(`.doc-item[data-document-id="${id}"] .doc-open`).click();
+      await p.specialist.waitForFunction(
+        () => {
+          const v = document.querySelector("#viewer");
+          const img = /** @type {HTMLImageElement | null} */ (document.querySelector(".viewer-img"));
+          return v?.getAttribute("data-dicom-modality") === "CT" && v.getAttribute("data-loaded-page") === "1" && img?.naturalWidth === 64;
+        },
+        null,
+        { timeout: EVENT_TIMEOUT, polling: 200 },
+      );
+      assert.match((await p.specialist.locator(".viewer-status").textContent()) ?? "", /CT/);
+      await snap(p.specialist, "dicom-specialist");
     });
 
     await check("the doctor's signaling drops: Reconnecting…, resume, media carries on", { scenario: true }, async () => {

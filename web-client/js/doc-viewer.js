@@ -150,7 +150,7 @@ export class DocViewer {
     this.sheet.hidden = false;
     this.ui.status.textContent = "Opening…";
     try {
-      if (doc.kind === "pdf" || doc.kind === "png" || doc.kind === "jpeg") {
+      if (doc.kind === "pdf" || doc.kind === "png" || doc.kind === "jpeg" || doc.kind === "dicom") {
         this.opening = true;
         try {
           this.pages = (await this.api.pages(doc.id)).pages;
@@ -161,20 +161,27 @@ export class DocViewer {
         if (this.doc !== doc) return; // another document was opened meanwhile
         // The page asked for last (a presenter may have moved on while we were loading).
         await this.goTo(this.page, false, true);
+        if (doc.kind === "dicom") await this.showDicomHeader(doc);
       } else if (doc.kind === "text") {
         await this.showText(doc);
       } else if (doc.kind === "ecg") {
         await this.showEcg(doc);
-      } else {
-        this.sheet.hidden = true;
-        this.ui.status.textContent =
-          "DICOM images cannot be shown in the room yet." + (this.role === "observer" ? "" : " Download to open it in your imaging viewer.");
       }
     } catch (e) {
       this.ui.status.textContent = e instanceof Error ? e.message : "The document could not be opened.";
     }
     this.render();
     if (this.presenting) this.queueFollow();
+  }
+
+  /** The DICOM header fields a reader checks first, under the image. @param {DocumentInfo} doc */
+  async showDicomHeader(doc) {
+    const info = await this.api.dicom(doc.id);
+    const f = info.fields;
+    const parts = [f.Modality, f.BodyPartExamined, f.StudyDescription, f.StudyDate, f.PatientName, f.PatientID, `${info.columns}×${info.rows}`];
+    if (f.WindowCenter) parts.push(`W ${f.WindowWidth ?? "?"} / C ${f.WindowCenter}`);
+    this.ui.status.textContent = parts.filter(Boolean).join(" · ");
+    this.root.dataset.dicomModality = f.Modality ?? "";
   }
 
   /** @param {DocumentInfo} doc */
@@ -240,7 +247,8 @@ export class DocViewer {
     if (!changed) return;
     const gen = ++this.loadGen;
     const doc = this.doc;
-    const url = await this.api.blobUrl(doc.id, doc.kind === "pdf" ? `/pages/${target}?scale=2` : "/content");
+    const rendered = doc.kind === "pdf" || doc.kind === "dicom";
+    const url = await this.api.blobUrl(doc.id, rendered ? `/pages/${target}?scale=2` : "/content");
     if (gen !== this.loadGen) {
       URL.revokeObjectURL(url);
       return;

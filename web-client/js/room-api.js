@@ -104,6 +104,14 @@ export class RoomApi {
     return this.json("GET", `/documents/${encodeURIComponent(id)}/ecg`);
   }
 
+  /**
+   * @param {string} id
+   * @returns {Promise<{fields: Record<string, string>, rows: number, columns: number, image_unavailable: string | null}>}
+   */
+  dicom(id) {
+    return this.json("GET", `/documents/${encodeURIComponent(id)}/dicom`);
+  }
+
   /** @param {string} id @returns {Promise<AnnotationInfo[]>} */
   async annotations(id) {
     return (await this.json("GET", `/documents/${encodeURIComponent(id)}/annotations`)).annotations;
