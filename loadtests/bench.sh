@@ -1,22 +1,84 @@
 #!/usr/bin/env bash
 # Runs the load presets against a release build on this machine, server and generator pinned to
 # different cores, and writes one JSON report per run into OUT (default loadtests/results/).
-# Usage: loadtests/bench.sh [OUT]        (builds the release binaries first)
+#
+# Side by side: the consult and training runs and the consult knee search also run against a
+# Janus VideoRoom (the Debian package `janus`, installed here with apt-get when missing),
+# configured into the temporary directory: the VideoRoom plugin and the WebSocket transport only,
+# no event handlers, no STUN/TURN, no IPv6. Same generator, same core as our server, in this one
+# invocation, each run straight after ours: janus-NAME.json beside NAME.json, then
+# loadtests/compare.py writes side-by-side.md and side-by-side.png. Both servers' process CPU
+# and memory are read from /proc (--server-pid), so they are measured the same way.
+#
+# Janus (libnice) gathers no ICE candidates on loopback interfaces and pins its media sockets
+# to the interface it gathered on, so it cannot do ICE with peers on 127.0.0.1. Rather than let
+# it use a real interface, the runs happen in a private network namespace (unshare --net, so
+# nothing outside this machine's processes can reach either server) holding the loopback and a
+# veth pair that leads nowhere: Janus gathers on hzj0 (10.213.0.1), the generator's Janus peers
+# bind to that address, and every packet still takes the kernel's local delivery path, as our
+# server's do on 127.0.0.1.
+#
+# Usage: loadtests/bench.sh [OUT]
+# Environment:
+#   SECONDS_PER_RUN=20    measured seconds per run (knee steps: KNEE_SECONDS=8)
+#   JANUS=1               0: our server only
+#   SIDE_BY_SIDE_ONLY=0   1: only the runs that have a Janus counterpart
+#   KNEE=1                0: skip the knee searches
+#   KNEE_START_ROOMS=10   rooms of 3 at the knee search's first step
+#   BUILD=1               0: use the binaries already built
+#   CARGO_TARGET_DIR      where the binaries are (default target/)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
 out="${1:-loadtests/results}"
 mkdir -p "$out"
-cargo build --release -p huizhen -p huizhen-loadtests
-bin=target/release
+secs="${SECONDS_PER_RUN:-20}"
+knee_secs="${KNEE_SECONDS:-8}"
+with_janus="${JANUS:-1}"
+only_pairs="${SIDE_BY_SIDE_ONLY:-0}"
+if [ "${BUILD:-1}" = 1 ]; then
+  cargo build --release -p huizhen -p huizhen-loadtests
+fi
+bin="${CARGO_TARGET_DIR:-target}/release"
+janus_ip=10.213.0.1
+if [ "$with_janus" = 1 ] && [ -z "${HUIZHEN_BENCH_NETNS:-}" ]; then
+  if ! command -v janus >/dev/null; then
+    echo "== installing janus (apt-get)" >&2
+    # Keep the package from starting its own, default-configured service.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      policy=/usr/sbin/policy-rc.d
+    fi
+    status=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y janus >&2 || status=$?
+    [ -n "$policy" ] && rm -f "$policy"
+    [ "$status" = 0 ] || exit "$status"
+  fi
+  # The plots need matplotlib, and the namespace has no network to fetch it from.
+  python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
+  exec unshare --net env HUIZHEN_BENCH_NETNS=1 BUILD=0 "$self" "$@"
+fi
+if [ -n "${HUIZHEN_BENCH_NETNS:-}" ]; then
+  ip link set lo up
+  ip link add hzj0 type veth peer name hzj1
+  ip addr add "$janus_ip/30" dev hzj0
+  ip addr add 10.213.0.2/30 dev hzj1
+  ip link set hzj0 up
+  ip link set hzj1 up
+fi
 tmp=$(mktemp -d)
 server_pid=""
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
+janus_pid=""
+stop_pid() {
+  [ -n "$1" ] || return 0
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
 }
-trap 'stop_server; rm -rf "$tmp"' EXIT
+stop_server() { stop_pid "$server_pid"; server_pid=""; }
+stop_janus() { stop_pid "$janus_pid"; janus_pid=""; }
+trap 'stop_server; stop_janus; rm -rf "$tmp"' EXIT
 cat >"$tmp/cfg.toml" <<TOML
 [server]
 listen = "127.0.0.1:18700"
@@ -48,31 +110,137 @@ start_server() {
   echo "server did not start" >&2; cat "$tmp/server.log" >&2; exit 1
 }
 
+# Janus, configured in $tmp/janus with only what the comparison needs.
+janus_port=18188
+setup_janus() {
+  local videoroom websockets
+  videoroom=$(dpkg -L janus | grep '/plugins/libjanus_videoroom\.so$' | head -1)
+  websockets=$(dpkg -L janus | grep '/transports/libjanus_websockets\.so$' | head -1)
+  [ -n "$videoroom" ] && [ -n "$websockets" ] || { echo "janus: plugin files not found" >&2; exit 1; }
+  local j="$tmp/janus"
+  # Folders holding only the one plugin and the one transport: nothing else is loaded.
+  mkdir -p "$j/etc" "$j/plugins" "$j/transports" "$j/events" "$j/loggers"
+  ln -s "$videoroom" "$j/plugins/"
+  ln -s "$websockets" "$j/transports/"
+  cat >"$j/etc/janus.jcfg" <<JCFG
+general: {
+	configs_folder = "$j/etc"
+	plugins_folder = "$j/plugins"
+	transports_folder = "$j/transports"
+	events_folder = "$j/events"
+	loggers_folder = "$j/loggers"
+	interface = "$janus_ip"
+	debug_level = 3
+	admin_secret = "$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+	protected_folders = ["/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr", "/var"]
+}
+certificates: {
+}
+media: {
+	ipv6 = false
+	rtp_port_range = "20000-40000"
+}
+nat: {
+	nice_debug = false
+	ice_enforce_list = "hzj0"
+	ignore_mdns = true
+}
+plugins: {
+}
+transports: {
+}
+loggers: {
+}
+events: {
+	broadcast = false
+}
+JCFG
+  cat >"$j/etc/janus.transport.websockets.jcfg" <<JCFG
+general: {
+	json = "plain"
+	ws = true
+	ws_port = $janus_port
+	ws_ip = "127.0.0.1"
+	ws_acl = "127."
+	wss = false
+}
+admin: {
+	admin_ws = false
+	admin_wss = false
+}
+JCFG
+  # No preconfigured rooms: the generator creates each run's rooms over the API.
+  printf 'general: {\n}\n' >"$j/etc/janus.plugin.videoroom.jcfg"
+}
+start_janus() {
+  taskset -c "$server_core" janus -C "$tmp/janus/etc/janus.jcfg" -F "$tmp/janus/etc" \
+    --disable-colors >>"$tmp/janus.log" 2>&1 &
+  janus_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$janus_port) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "janus did not start" >&2; cat "$tmp/janus.log" >&2; exit 1
+}
+
 run() {
   local name=$1; shift
+  [ "$only_pairs" = 1 ] && return 0
+  ours "$name" "$@"
+}
+ours() {
+  local name=$1; shift
   echo "== $name: $*" >&2
+  stop_janus
   stop_server
   start_server
   HUIZHEN_LOADTEST_PASSWORD="$password" taskset -c "$gen_cores" "$bin/huizhen-loadtests" \
     --url https://127.0.0.1:18700 --metrics http://127.0.0.1:19700/metrics --username load \
-    --json "$out/$name.json" "$@"
+    --server-pid "$server_pid" --json "$out/$name.json" "$@"
 }
-run consult-10x3 --scenario consult --rooms 10 --participants 3 --seconds "${SECONDS_PER_RUN:-20}"
-run consult-30x3 --scenario consult --rooms 30 --participants 3 --seconds "${SECONDS_PER_RUN:-20}"
-run training-1x30 --scenario training --viewers 30 --seconds "${SECONDS_PER_RUN:-20}"
-run audio-10x4 --scenario audio --rooms 10 --participants 4 --seconds "${SECONDS_PER_RUN:-20}"
+theirs() {
+  local name=$1; shift
+  echo "== janus-$name: $*" >&2
+  stop_server
+  stop_janus
+  start_janus
+  taskset -c "$gen_cores" "$bin/huizhen-loadtests" --target janus \
+    --janus-url "ws://127.0.0.1:$janus_port/" --janus-bind "$janus_ip" --server-pid "$janus_pid" \
+    --json "$out/janus-$name.json" "$@"
+}
+both() {
+  ours "$@"
+  [ "$with_janus" = 1 ] && theirs "$@"
+  return 0
+}
+[ "$with_janus" = 1 ] && setup_janus
+
+both consult-10x3 --scenario consult --rooms 10 --participants 3 --seconds "$secs"
+both consult-30x3 --scenario consult --rooms 30 --participants 3 --seconds "$secs"
+both training-1x30 --scenario training --viewers 30 --seconds "$secs"
+run audio-10x4 --scenario audio --rooms 10 --participants 4 --seconds "$secs"
 run join-storm-60 --scenario join-storm --total 60 --rate 20 --seconds 5
 run signaling-idle-1000 --scenario signaling-idle --total 1000 --participants 16 --seconds 5
 
 # The knee: consult rooms of 3, x1.5 per step, until loss > 1 % or p99 > 50 ms; then its plot.
-run knee-consult --scenario consult --rooms 10 --participants 3 --seconds 8 --knee --knee-factor 1.5
-python3 loadtests/plot.py "$out/knee-consult.json" "$out/knee-consult.png" \
-  "consult (rooms of 3): knee search, $(nproc) vCPU"
+if [ "${KNEE:-1}" = 1 ]; then
+  both knee-consult --scenario consult --rooms "${KNEE_START_ROOMS:-10}" --participants 3 \
+    --seconds "$knee_secs" \
+    --knee --knee-factor 1.5
+  python3 loadtests/plot.py "$out/knee-consult.json" "$out/knee-consult.png" \
+    "consult (rooms of 3): knee search, $(nproc) vCPU"
+fi
+stop_server
+stop_janus
+if [ "$with_janus" = 1 ]; then
+  python3 loadtests/compare.py "$out" \
+    "huizhen and Janus $(janus --help 2>&1 | sed -n 's/^Janus version: .*(\(.*\))/\1/p'): consult knee, $(nproc) vCPU"
+fi
 
 # The limit, measured the same way (packets out per CPU second of the relaying thread).
-stop_server
+[ "$only_pairs" = 1 ] && exit 0
 for mode in relay-udp relay-srtp; do
   echo "== $mode" >&2
   "$bin/huizhen-loadtests" --scenario "$mode" --fanout 2 --relay-rate 20000 --payload 1000 \
-    --seconds "${SECONDS_PER_RUN:-20}" --json "$out/$mode.json"
+    --seconds "$secs" --json "$out/$mode.json"
 done

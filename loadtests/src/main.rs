@@ -4,7 +4,14 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use huizhen_loadtests::peer::MediaParams;
-use huizhen_loadtests::{KneeLimits, RunConfig, Scenario, baseline, find_knee, run};
+use huizhen_loadtests::{KneeLimits, RunConfig, Scenario, Target, baseline, find_knee, run};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Server {
+    Huizhen,
+    /// A Janus VideoRoom (`--janus-url`), for the side-by-side benchmark.
+    Janus,
+}
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Preset {
@@ -25,9 +32,23 @@ struct Cli {
     /// Scenario preset.
     #[arg(long, value_enum, default_value = "consult")]
     scenario: Preset,
+    /// Which server the participants join.
+    #[arg(long, value_enum, default_value = "huizhen")]
+    target: Server,
     /// Server base URL.
     #[arg(long, default_value = "https://127.0.0.1:8443")]
     url: String,
+    /// Janus's WebSocket API (--target janus).
+    #[arg(long, default_value = "ws://127.0.0.1:8188/")]
+    janus_url: String,
+    /// The address the participants' peer connections bind to with --target janus: one Janus
+    /// gathers ICE candidates on (Janus does not use loopback interfaces for ICE).
+    #[arg(long, default_value = "127.0.0.1")]
+    janus_bind: std::net::IpAddr,
+    /// The server's process id: its CPU time and memory are then read from /proc/PID (needed
+    /// for figures from Janus; for huizhen it replaces the process figures of /metrics).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Prometheus endpoint of the server, for server-side figures.
     #[arg(long, default_value = "http://127.0.0.1:9464/metrics")]
     metrics: String,
@@ -113,9 +134,25 @@ async fn main() -> anyhow::Result<()> {
         );
         return write_json(cli.json.as_deref(), &report);
     }
-    if cli.password.is_empty() {
-        anyhow::bail!("--password (or HUIZHEN_LOADTEST_PASSWORD) is needed to create rooms");
-    }
+    let target = match cli.target {
+        Server::Huizhen => {
+            if cli.password.is_empty() {
+                anyhow::bail!(
+                    "--password (or HUIZHEN_LOADTEST_PASSWORD) is needed to create rooms"
+                );
+            }
+            Target::Huizhen {
+                base_url: cli.url,
+                metrics_url: (!cli.metrics.is_empty()).then_some(cli.metrics),
+                username: cli.username,
+                password: cli.password,
+            }
+        }
+        Server::Janus => Target::Janus {
+            ws_url: cli.janus_url,
+            bind: cli.janus_bind,
+        },
+    };
     let scenario = match cli.scenario {
         Preset::Consult => Scenario::Consult {
             rooms: cli.rooms,
@@ -139,10 +176,8 @@ async fn main() -> anyhow::Result<()> {
         Preset::RelayUdp | Preset::RelaySrtp => unreachable!("handled above"),
     };
     let cfg = RunConfig {
-        base_url: cli.url,
-        metrics_url: (!cli.metrics.is_empty()).then_some(cli.metrics),
-        username: cli.username,
-        password: cli.password,
+        target,
+        server_pid: cli.server_pid,
         scenario,
         duration: Duration::from_secs(cli.seconds),
         media: MediaParams {
@@ -154,9 +189,9 @@ async fn main() -> anyhow::Result<()> {
     if cli.knee {
         let runs = find_knee(cfg, cli.knee_factor, KneeLimits::DEFAULT, |r| {
             eprintln!(
-                "{} participants: {:.0} pkt/s out, loss {:.3} %, p99 {:.2} ms, join p95 {:.0} ms -> {}",
+                "{} participants: {:.0} pkt/s received, loss {:.3} %, p99 {:.2} ms, join p95 {:.0} ms -> {}",
                 r.participants,
-                r.server.packets_out_per_s,
+                r.received_per_s,
                 r.loss_ratio * 100.0,
                 r.latency_ms.p99,
                 r.join_ms.p95,

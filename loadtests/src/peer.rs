@@ -1,7 +1,6 @@
 //! One synthetic participant: a WSS signaling client and a str0m peer connection on its own UDP
 //! socket, publishing timestamped Opus-sized and VP8-sized RTP and measuring what it receives.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +48,9 @@ pub struct MediaParams {
 #[derive(Debug, Default)]
 pub struct Live {
     pub connected: AtomicU64,
+    /// Stamped media packets written by every publisher.
+    pub sent: AtomicU64,
+    /// Stamped media packets received by every subscriber.
     pub received: AtomicU64,
 }
 
@@ -73,7 +75,7 @@ pub async fn run_peer(
     }
 }
 
-fn lock(m: &Mutex<PeerStats>) -> std::sync::MutexGuard<'_, PeerStats> {
+pub(crate) fn lock(m: &Mutex<PeerStats>) -> std::sync::MutexGuard<'_, PeerStats> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -108,36 +110,15 @@ async fn run(
 
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let local = socket.local_addr()?;
-    let mut rtc = RtcConfig::new()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .build(Instant::now());
+    let mut rtc = new_rtc();
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
 
-    let mut senders: Vec<Sender> = Vec::new();
-    let mut connected = false;
-    let mut force_keyframe = true;
-    let mut last_keyframe = Instant::now();
-    let mut next_audio = Instant::now();
-    let mut next_video = Instant::now();
-    let frame_interval = Duration::from_secs(1) / media.fps.max(1);
-    let frame_bytes = (media.video_kbps as usize * 1000 / 8) / media.fps.max(1) as usize;
+    let mut out = Outgoing::new(spec.index, media, epoch);
     let mut rtc_timeout = Instant::now();
     let mut buf = vec![0u8; 2048];
-    let mut server: Option<SocketAddr> = None;
 
     loop {
-        let mut wake = rtc_timeout;
-        if connected {
-            for s in &senders {
-                wake = wake.min(match s.kind {
-                    Kind::Audio => next_audio,
-                    Kind::Video => next_video,
-                });
-            }
-        }
+        let wake = out.next_due().map_or(rtc_timeout, |t| t.min(rtc_timeout));
         tokio::select! {
             _ = stop.changed() => break,
             msg = stream.next() => {
@@ -156,7 +137,7 @@ async fn run(
                         let answer = rtc.sdp_api().accept_offer(offer).context("accepting offer")?;
                         let reply = json!({"type": "answer", "offer_id": v["offer_id"], "sdp": answer.to_sdp_string()});
                         sink.send(Message::text(reply.to_string())).await?;
-                        update_senders(&mut rtc, v["sdp"].as_str().unwrap_or_default(), &mut senders);
+                        out.update_senders(&mut rtc, v["sdp"].as_str().unwrap_or_default());
                     }
                     Some("error") if v["fatal"] == true => bail!("server error {}", v["code"]),
                     Some("room_ended") => bail!("room ended"),
@@ -165,7 +146,6 @@ async fn run(
             }
             r = socket.recv_from(&mut buf) => {
                 let (n, from) = r?;
-                server.get_or_insert(from);
                 if let Ok(rx) = Receive::new(Protocol::Udp, from, local, &buf[..n]) {
                     let _ = rtc.handle_input(Input::Receive(Instant::now(), rx));
                 }
@@ -175,59 +155,7 @@ async fn run(
 
         let now = Instant::now();
         rtc.handle_input(Input::Timeout(now))?;
-        if connected {
-            let now_ns = epoch.elapsed().as_nanos() as u64;
-            for s in &mut senders {
-                match s.kind {
-                    Kind::Audio if now >= next_audio => {
-                        write(
-                            &mut rtc,
-                            s,
-                            spec.index,
-                            now,
-                            now_ns,
-                            None,
-                            AUDIO_PAYLOAD,
-                            false,
-                        );
-                        s.rtp_time = s.rtp_time.wrapping_add(960);
-                        lock(stats).sent_audio += 1;
-                    }
-                    Kind::Video if now >= next_video => {
-                        let keyframe =
-                            force_keyframe || last_keyframe.elapsed() >= KEYFRAME_INTERVAL;
-                        if keyframe {
-                            force_keyframe = false;
-                            last_keyframe = now;
-                        }
-                        let packets = frame_bytes.div_ceil(MAX_VIDEO_PAYLOAD).max(1);
-                        let size = (frame_bytes / packets).max(payload::HEADER_LEN + 2);
-                        for i in 0..packets {
-                            let prefix = payload::vp8_prefix(i == 0, keyframe);
-                            write(
-                                &mut rtc,
-                                s,
-                                spec.index,
-                                now,
-                                now_ns,
-                                Some(prefix),
-                                size,
-                                i + 1 == packets,
-                            );
-                        }
-                        s.rtp_time = s.rtp_time.wrapping_add(90_000 / media.fps.max(1));
-                        lock(stats).sent_video += packets as u64;
-                    }
-                    _ => {}
-                }
-            }
-            if now >= next_audio {
-                next_audio += AUDIO_INTERVAL;
-            }
-            if now >= next_video {
-                next_video += frame_interval;
-            }
-        }
+        out.send_due(&mut rtc, now, stats, live);
         loop {
             match rtc.poll_output()? {
                 Output::Timeout(t) => {
@@ -239,23 +167,12 @@ async fn run(
                 }
                 Output::Event(e) => match e {
                     Event::Connected => {
-                        connected = true;
-                        next_audio = Instant::now();
-                        next_video = Instant::now();
+                        out.start(Instant::now());
                         lock(stats).connected = true;
                         live.connected.fetch_add(1, Ordering::Relaxed);
                     }
-                    Event::KeyframeRequest(_) => force_keyframe = true,
-                    Event::RtpPacket(pkt) => {
-                        if let Some(stamp) = payload::decode(&pkt.payload) {
-                            let mut st = lock(stats);
-                            if st.join_time.is_none() {
-                                st.join_time = Some(started.elapsed());
-                            }
-                            st.record(stamp, epoch.elapsed().as_nanos() as u64);
-                            live.received.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    Event::KeyframeRequest(_) => out.keyframe_requested(),
+                    Event::RtpPacket(pkt) => record_rtp(&pkt.payload, started, epoch, stats, live),
                     _ => {}
                 },
             }
@@ -266,42 +183,202 @@ async fn run(
     Ok(())
 }
 
-/// After an offer: the m-lines this peer sends on (the server's `recvonly` ones).
-fn update_senders(rtc: &mut Rtc, sdp: &str, senders: &mut Vec<Sender>) {
-    for line in sdp.lines() {
-        let Some(mid) = line.strip_prefix("a=mid:") else {
-            continue;
-        };
-        let mid = Mid::from(mid.trim());
-        if senders.iter().any(|s| s.mid == mid) {
-            continue;
+/// A str0m peer connection configured as every synthetic peer's is: RTP mode (the generator
+/// writes and reads whole RTP payloads), Opus and VP8 only, full ICE (not ice-lite).
+pub(crate) fn new_rtc() -> Rtc {
+    RtcConfig::new()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(Instant::now())
+}
+
+/// One received RTP payload: counted and timed if it carries a stamp; the first one ends the
+/// join time.
+pub(crate) fn record_rtp(
+    payload: &[u8],
+    started: Instant,
+    epoch: Instant,
+    stats: &Mutex<PeerStats>,
+    live: &Live,
+) {
+    if let Some(stamp) = payload::decode(payload) {
+        let mut st = lock(stats);
+        if st.join_time.is_none() {
+            st.join_time = Some(started.elapsed());
         }
-        let Some(m) = rtc.media(mid) else {
-            continue;
-        };
-        if !m.direction().is_sending() {
-            continue;
+        st.record(stamp, epoch.elapsed().as_nanos() as u64);
+        live.received.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one participant publishes: its audio and video senders and their clocks. Whatever
+/// server the generator targets, every publisher goes through this, so the offered load is
+/// the same packet for packet.
+pub(crate) struct Outgoing {
+    publisher: u32,
+    epoch: Instant,
+    senders: Vec<Sender>,
+    /// Sending starts when the peer connection connects.
+    started: bool,
+    force_keyframe: bool,
+    last_keyframe: Instant,
+    next_audio: Instant,
+    next_video: Instant,
+    frame_interval: Duration,
+    frame_bytes: usize,
+    video_rtp_step: u32,
+}
+
+impl Outgoing {
+    pub(crate) fn new(publisher: u32, media: MediaParams, epoch: Instant) -> Self {
+        let now = Instant::now();
+        Self {
+            publisher,
+            epoch,
+            senders: Vec::new(),
+            started: false,
+            force_keyframe: true,
+            last_keyframe: now,
+            next_audio: now,
+            next_video: now,
+            frame_interval: Duration::from_secs(1) / media.fps.max(1),
+            frame_bytes: (media.video_kbps as usize * 1000 / 8) / media.fps.max(1) as usize,
+            video_rtp_step: 90_000 / media.fps.max(1),
         }
-        let (kind, codec) = match m.kind() {
-            MediaKind::Audio => (Kind::Audio, Codec::Opus),
-            MediaKind::Video => (Kind::Video, Codec::Vp8),
-        };
-        let remote = m.remote_pts().to_vec();
-        let Some(pt) = rtc
-            .codec_config()
+    }
+
+    /// The peer connection is up: send from now on.
+    pub(crate) fn start(&mut self, now: Instant) {
+        self.started = true;
+        self.next_audio = now;
+        self.next_video = now;
+    }
+
+    pub(crate) fn keyframe_requested(&mut self) {
+        self.force_keyframe = true;
+    }
+
+    /// When the next packet is due, if sending.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        if !self.started {
+            return None;
+        }
+        self.senders
             .iter()
-            .find(|p| p.spec().codec == codec && remote.contains(&p.pt()))
-            .map(|p| p.pt())
-        else {
-            continue;
-        };
-        senders.push(Sender {
-            mid,
-            pt,
-            kind,
-            seq: 1,
-            rtp_time: 0,
-        });
+            .map(|s| match s.kind {
+                Kind::Audio => self.next_audio,
+                Kind::Video => self.next_video,
+            })
+            .min()
+    }
+
+    /// Writes every packet due at `now`.
+    pub(crate) fn send_due(
+        &mut self,
+        rtc: &mut Rtc,
+        now: Instant,
+        stats: &Mutex<PeerStats>,
+        live: &Live,
+    ) {
+        if !self.started {
+            return;
+        }
+        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        for i in 0..self.senders.len() {
+            match self.senders[i].kind {
+                Kind::Audio if now >= self.next_audio => {
+                    let s = &mut self.senders[i];
+                    write(
+                        rtc,
+                        s,
+                        self.publisher,
+                        now,
+                        now_ns,
+                        None,
+                        AUDIO_PAYLOAD,
+                        false,
+                    );
+                    s.rtp_time = s.rtp_time.wrapping_add(960);
+                    lock(stats).sent_audio += 1;
+                    live.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Kind::Video if now >= self.next_video => {
+                    let keyframe =
+                        self.force_keyframe || self.last_keyframe.elapsed() >= KEYFRAME_INTERVAL;
+                    if keyframe {
+                        self.force_keyframe = false;
+                        self.last_keyframe = now;
+                    }
+                    let packets = self.frame_bytes.div_ceil(MAX_VIDEO_PAYLOAD).max(1);
+                    let size = (self.frame_bytes / packets).max(payload::HEADER_LEN + 2);
+                    let s = &mut self.senders[i];
+                    for p in 0..packets {
+                        let prefix = payload::vp8_prefix(p == 0, keyframe);
+                        write(
+                            rtc,
+                            s,
+                            self.publisher,
+                            now,
+                            now_ns,
+                            Some(prefix),
+                            size,
+                            p + 1 == packets,
+                        );
+                    }
+                    s.rtp_time = s.rtp_time.wrapping_add(self.video_rtp_step);
+                    lock(stats).sent_video += packets as u64;
+                    live.sent.fetch_add(packets as u64, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        if now >= self.next_audio {
+            self.next_audio += AUDIO_INTERVAL;
+        }
+        if now >= self.next_video {
+            self.next_video += self.frame_interval;
+        }
+    }
+
+    /// After a negotiation: the m-lines of `sdp` (either side's) this peer sends on.
+    pub(crate) fn update_senders(&mut self, rtc: &mut Rtc, sdp: &str) {
+        for line in sdp.lines() {
+            let Some(mid) = line.strip_prefix("a=mid:") else {
+                continue;
+            };
+            let mid = Mid::from(mid.trim());
+            if self.senders.iter().any(|s| s.mid == mid) {
+                continue;
+            }
+            let Some(m) = rtc.media(mid) else {
+                continue;
+            };
+            if !m.direction().is_sending() {
+                continue;
+            }
+            let (kind, codec) = match m.kind() {
+                MediaKind::Audio => (Kind::Audio, Codec::Opus),
+                MediaKind::Video => (Kind::Video, Codec::Vp8),
+            };
+            let remote = m.remote_pts().to_vec();
+            let Some(pt) = rtc
+                .codec_config()
+                .iter()
+                .find(|p| p.spec().codec == codec && remote.contains(&p.pt()))
+                .map(|p| p.pt())
+            else {
+                continue;
+            };
+            self.senders.push(Sender {
+                mid,
+                pt,
+                kind,
+                seq: 1,
+                rtp_time: 0,
+            });
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Scenarios (named presets) and the run that executes one.
+//! Scenarios (named presets) and the run that executes one, against huizhen or a Janus
+//! VideoRoom.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -8,8 +9,11 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::api::{self, Api};
+use crate::janus::{self, JanusPeerSpec};
 use crate::peer::{Live, MediaParams, PeerSpec, run_peer};
-use crate::stats::{PeerStats, Percentiles, Report, ServerFigures, process_cpu_seconds};
+use crate::stats::{
+    PeerStats, Percentiles, ProcSample, Report, ServerFigures, process_cpu_seconds,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -139,14 +143,44 @@ impl Scenario {
     }
 }
 
+/// The server under test.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// huizhen: rooms and invites over its HTTP API, participants over its WSS signaling.
+    Huizhen {
+        /// `https://host:port` of the server.
+        base_url: String,
+        /// `http://host:port/metrics`; without it (and without a server pid) the report has
+        /// no server-side figures.
+        metrics_url: Option<String>,
+        username: String,
+        password: String,
+    },
+    /// A Janus VideoRoom over its WebSocket API (`ws://host:port/`); the participants' peer
+    /// connections bind to `bind`, an address Janus gathers ICE candidates on (Janus skips
+    /// loopback interfaces, and pins its sockets to the interface it gathered on, so loopback
+    /// peers cannot reach it).
+    Janus {
+        ws_url: String,
+        bind: std::net::IpAddr,
+    },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Huizhen { .. } => "huizhen",
+            Target::Janus { .. } => "janus",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// `https://host:port` of the server.
-    pub base_url: String,
-    /// `http://host:port/metrics`; without it the report has no server-side figures.
-    pub metrics_url: Option<String>,
-    pub username: String,
-    pub password: String,
+    pub target: Target,
+    /// The server's process id: its CPU time and memory are then read from /proc (the only
+    /// source for Janus; for huizhen it replaces the process figures of /metrics).
+    pub server_pid: Option<u32>,
     pub scenario: Scenario,
     /// The measured part of the run, after every peer connected.
     pub duration: Duration,
@@ -155,69 +189,164 @@ pub struct RunConfig {
     pub progress: bool,
 }
 
+/// One participant, for whichever server.
+enum Participant {
+    Huizhen(PeerSpec),
+    Janus(JanusPeerSpec),
+}
+
+/// What a run must undo at its end.
+enum Teardown {
+    Huizhen { api: Api, rooms: Vec<String> },
+    Janus { ws_url: String, rooms: Vec<u64> },
+}
+
+/// Rooms and participants on the target; the participants' order is the join order.
+async fn set_up(
+    cfg: &RunConfig,
+    plan: &[Vec<(&'static str, bool, bool)>],
+) -> anyhow::Result<(Vec<Participant>, Teardown)> {
+    let mut participants = Vec::new();
+    match &cfg.target {
+        Target::Huizhen {
+            base_url,
+            username,
+            password,
+            ..
+        } => {
+            let api = Api::login(base_url, username, password).await?;
+            let ws_url = api.ws_url();
+            let mut rooms = Vec::new();
+            for (r, members) in plan.iter().enumerate() {
+                let room = api
+                    .create_room(&format!("load {} #{r}", cfg.scenario.name()))
+                    .await?;
+                for (role, audio, video) in members {
+                    participants.push(Participant::Huizhen(PeerSpec {
+                        index: participants.len() as u32,
+                        ws_url: ws_url.clone(),
+                        token: api.invite(&room, role).await?,
+                        audio: *audio,
+                        video: *video,
+                    }));
+                }
+                rooms.push(room);
+            }
+            Ok((participants, Teardown::Huizhen { api, rooms }))
+        }
+        Target::Janus { ws_url, bind } => {
+            if cfg.scenario.signaling_only() {
+                anyhow::bail!("{} runs against huizhen only", cfg.scenario.name());
+            }
+            // Room ids of this run only, so a Janus kept between runs never mixes them.
+            let base = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64 % 1_000_000_000)
+                * 1000;
+            let rooms: Vec<(u64, usize)> = plan
+                .iter()
+                .enumerate()
+                .map(|(r, members)| (base + r as u64, members.len()))
+                .collect();
+            janus::create_rooms(ws_url, &rooms)
+                .await
+                .context("creating Janus rooms")?;
+            for (members, (room, _)) in plan.iter().zip(&rooms) {
+                let publishers = members.iter().filter(|(_, a, v)| *a || *v).count();
+                for (_, audio, video) in members {
+                    let publishing = *audio || *video;
+                    participants.push(Participant::Janus(JanusPeerSpec {
+                        index: participants.len() as u32,
+                        ws_url: ws_url.clone(),
+                        room: *room,
+                        bind: *bind,
+                        audio: *audio,
+                        video: *video,
+                        expect_feeds: publishers - usize::from(publishing),
+                    }));
+                }
+            }
+            let rooms = rooms.into_iter().map(|(id, _)| id).collect();
+            Ok((
+                participants,
+                Teardown::Janus {
+                    ws_url: ws_url.clone(),
+                    rooms,
+                },
+            ))
+        }
+    }
+}
+
+/// One scrape of whatever server-side sources the run has.
+struct ServerSample {
+    metrics: Option<std::collections::HashMap<String, f64>>,
+    proc: Option<ProcSample>,
+}
+
+async fn sample_server(cfg: &RunConfig, when: &str) -> anyhow::Result<ServerSample> {
+    let metrics = match &cfg.target {
+        Target::Huizhen {
+            metrics_url: Some(url),
+            ..
+        } => Some(
+            api::scrape(url)
+                .await
+                .with_context(|| format!("metrics {when}"))?,
+        ),
+        _ => None,
+    };
+    let proc = match cfg.server_pid {
+        Some(pid) => Some(
+            ProcSample::of(pid)
+                .with_context(|| format!("/proc/{pid} {when}: is the server running?"))?,
+        ),
+        None => None,
+    };
+    Ok(ServerSample { metrics, proc })
+}
+
 /// Runs one scenario to its end and reports.
 pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     str0m::crypto::from_feature_flags().install_process_default();
-    let api = Api::login(&cfg.base_url, &cfg.username, &cfg.password).await?;
-    let ws_url = api.ws_url();
     let plan = cfg.scenario.rooms();
+    let (participants, teardown) = set_up(&cfg, &plan).await?;
+    let publishers = plan.iter().flatten().filter(|(_, a, v)| *a || *v).count();
 
-    let mut specs = Vec::new();
-    let mut room_ids = Vec::new();
-    for (r, members) in plan.iter().enumerate() {
-        let room = api
-            .create_room(&format!("load {} #{r}", cfg.scenario.name()))
-            .await?;
-        for (role, audio, video) in members {
-            specs.push(PeerSpec {
-                index: specs.len() as u32,
-                ws_url: ws_url.clone(),
-                token: api.invite(&room, role).await?,
-                audio: *audio,
-                video: *video,
-            });
-        }
-        room_ids.push(room);
-    }
-    let publishers = specs.iter().filter(|s| s.audio || s.video).count();
-
-    let baseline = match &cfg.metrics_url {
-        Some(url) => Some(api::scrape(url).await.context("metrics before the joins")?),
-        None => None,
-    };
+    let baseline = sample_server(&cfg, "before the joins").await?;
     let epoch = Instant::now();
     let live = Arc::new(Live::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut all_stats = Vec::new();
-    for spec in specs.iter().cloned() {
+    for participant in participants.iter() {
         let stats = Arc::new(Mutex::new(PeerStats::default()));
         all_stats.push(stats.clone());
-        if cfg.scenario.signaling_only() {
-            tasks.push(tokio::spawn(crate::peer::run_idle_session(
-                spec,
-                stats,
-                live.clone(),
-                stop_rx.clone(),
-            )));
-        } else {
-            tasks.push(tokio::spawn(run_peer(
-                spec,
+        let (live, stop) = (live.clone(), stop_rx.clone());
+        tasks.push(match participant {
+            Participant::Huizhen(spec) if cfg.scenario.signaling_only() => tokio::spawn(
+                crate::peer::run_idle_session(spec.clone(), stats, live, stop),
+            ),
+            Participant::Huizhen(spec) => {
+                tokio::spawn(run_peer(spec.clone(), cfg.media, epoch, stats, live, stop))
+            }
+            Participant::Janus(spec) => tokio::spawn(janus::run_peer(
+                spec.clone(),
                 cfg.media,
                 epoch,
                 stats,
-                live.clone(),
-                stop_rx.clone(),
-            )));
-        }
+                live,
+                stop,
+            )),
+        });
         // Spaced joins: steady-state presets measure forwarding, not a join storm.
         tokio::time::sleep(cfg.scenario.join_spacing()).await;
     }
 
     // Everyone connected (or given up on), then the measured window.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while (live.connected.load(Ordering::Relaxed) as usize) < specs.len()
+    while (live.connected.load(Ordering::Relaxed) as usize) < participants.len()
         && Instant::now() < deadline
     {
         if tasks.iter().all(|t| t.is_finished()) {
@@ -227,13 +356,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     }
     // Let keyframe waits and renegotiations settle before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = match &cfg.metrics_url {
-        Some(url) => Some(api::scrape(url).await.context("metrics before the run")?),
-        None => None,
-    };
+    let before = sample_server(&cfg, "before the run").await?;
     let gen_cpu_before = process_cpu_seconds();
+    let (sent_before, received_before) = (
+        live.sent.load(Ordering::Relaxed),
+        live.received.load(Ordering::Relaxed),
+    );
     let window_start = Instant::now();
-    let mut last_rx = live.received.load(Ordering::Relaxed);
+    let mut last_rx = received_before;
     while window_start.elapsed() < cfg.duration {
         tokio::time::sleep(Duration::from_secs(1).min(cfg.duration)).await;
         if cfg.progress {
@@ -242,34 +372,48 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
                 "t={:>4.1}s peers {}/{} connected, receiving {} pkt/s",
                 window_start.elapsed().as_secs_f64(),
                 live.connected.load(Ordering::Relaxed),
-                specs.len(),
+                participants.len(),
                 rx - last_rx
             );
             last_rx = rx;
         }
     }
     let window = window_start.elapsed();
-    let after = match &cfg.metrics_url {
-        Some(url) => Some(api::scrape(url).await.context("metrics after the run")?),
-        None => None,
-    };
+    let (sent_in_window, received_in_window) = (
+        live.sent.load(Ordering::Relaxed) - sent_before,
+        live.received.load(Ordering::Relaxed) - received_before,
+    );
+    let after = sample_server(&cfg, "after the run").await?;
     let generator_cpu_seconds = process_cpu_seconds() - gen_cpu_before;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    for room in &room_ids {
-        let _ = api.end_room(room).await;
-    }
+    let rooms = match teardown {
+        Teardown::Huizhen { api, rooms } => {
+            for room in &rooms {
+                let _ = api.end_room(room).await;
+            }
+            rooms.len()
+        }
+        Teardown::Janus { ws_url, rooms } => {
+            let _ = janus::destroy_rooms(&ws_url, &rooms).await;
+            rooms.len()
+        }
+    };
 
+    let secs = window.as_secs_f64();
     let mut report = Report {
+        target: cfg.target.name().into(),
         scenario: cfg.scenario.name().into(),
-        rooms: room_ids.len(),
-        participants: specs.len(),
+        rooms,
+        participants: participants.len(),
         publishers,
-        duration_s: window.as_secs_f64(),
+        duration_s: secs,
         video_kbps: cfg.media.video_kbps,
         fps: cfg.media.fps,
+        sent_per_s: sent_in_window as f64 / secs,
+        received_per_s: received_in_window as f64 / secs,
         generator_cpu_seconds,
         ..Default::default()
     };
@@ -308,13 +452,33 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     };
     report.latency_ms = Percentiles::of(latencies);
     report.join_ms = Percentiles::of(joins);
-    if let (Some(b), Some(a)) = (before, after) {
-        let d = |name: &str| api::sum(&a, name) - api::sum(&b, name);
-        let secs = window.as_secs_f64();
+    report.server = server_figures(
+        &baseline,
+        &before,
+        &after,
+        secs,
+        participants.len(),
+        received_in_window,
+    );
+    Ok(report)
+}
+
+/// The server's figures over the window; /proc (when sampled) wins over /metrics for process
+/// CPU and memory, so both servers are measured the same way.
+fn server_figures(
+    baseline: &ServerSample,
+    before: &ServerSample,
+    after: &ServerSample,
+    secs: f64,
+    participants: usize,
+    received_in_window: u64,
+) -> ServerFigures {
+    let mut f = ServerFigures::default();
+    if let (Some(b), Some(a)) = (&before.metrics, &after.metrics) {
+        let d = |name: &str| api::sum(a, name) - api::sum(b, name);
         let media_cpu = d("huizhen_media_cpu_seconds_total");
         let out = d("huizhen_media_packets_out_total");
-        let mut dropped = std::collections::HashMap::new();
-        for (k, v) in &a {
+        for (k, v) in a {
             if let Some(rest) = k.strip_prefix("huizhen_media_dropped_total{") {
                 let reason = rest
                     .split("reason=\"")
@@ -322,31 +486,41 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
                     .and_then(|r| r.split('"').next())
                     .unwrap_or("?");
                 let prev = b.get(k).copied().unwrap_or(0.0);
-                *dropped.entry(reason.to_owned()).or_insert(0.0) += v - prev;
+                *f.dropped.entry(reason.to_owned()).or_insert(0.0) += v - prev;
             }
         }
-        report.server = ServerFigures {
-            packets_in_per_s: d("huizhen_media_packets_in_total") / secs,
-            packets_out_per_s: out / secs,
-            media_cpu_seconds: media_cpu,
-            packets_out_per_media_cpu_second: if media_cpu > 0.0 {
-                out / media_cpu
-            } else {
-                0.0
-            },
-            process_cpu_seconds: d("process_cpu_seconds_total"),
-            rss_bytes: api::sum(&a, "process_resident_memory_bytes"),
-            peak_rss_bytes: api::sum(&a, "process_peak_resident_memory_bytes"),
-            // What the participants added over the server's footprint before they joined.
-            rss_per_participant_bytes: (api::sum(&a, "process_resident_memory_bytes")
-                - baseline
-                    .as_ref()
-                    .map_or(0.0, |m| api::sum(m, "process_resident_memory_bytes")))
-                / specs.len().max(1) as f64,
-            dropped,
+        f.figures_from = "metrics".into();
+        f.packets_in_per_s = d("huizhen_media_packets_in_total") / secs;
+        f.packets_out_per_s = out / secs;
+        f.media_cpu_seconds = media_cpu;
+        f.packets_out_per_media_cpu_second = if media_cpu > 0.0 {
+            out / media_cpu
+        } else {
+            0.0
         };
+        f.process_cpu_seconds = d("process_cpu_seconds_total");
+        f.rss_bytes = api::sum(a, "process_resident_memory_bytes");
+        f.peak_rss_bytes = api::sum(a, "process_peak_resident_memory_bytes");
+        // What the participants added over the server's footprint before they joined.
+        f.rss_per_participant_bytes = (f.rss_bytes
+            - baseline
+                .metrics
+                .as_ref()
+                .map_or(0.0, |m| api::sum(m, "process_resident_memory_bytes")))
+            / participants.max(1) as f64;
     }
-    Ok(report)
+    if let (Some(b), Some(a)) = (before.proc, after.proc) {
+        f.figures_from = "/proc".into();
+        f.process_cpu_seconds = a.cpu_seconds - b.cpu_seconds;
+        f.rss_bytes = a.rss_bytes;
+        f.peak_rss_bytes = a.peak_rss_bytes;
+        f.rss_per_participant_bytes =
+            (a.rss_bytes - baseline.proc.map_or(0.0, |p| p.rss_bytes)) / participants.max(1) as f64;
+    }
+    if f.process_cpu_seconds > 0.0 {
+        f.received_per_process_cpu_second = received_in_window as f64 / f.process_cpu_seconds;
+    }
+    f
 }
 
 /// Where the knee search stops: the first load that breaks either limit.

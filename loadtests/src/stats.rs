@@ -91,16 +91,24 @@ impl Percentiles {
     }
 }
 
-/// Server-side figures over the measurement window, from its /metrics endpoint.
+/// Server-side figures over the measurement window: from huizhen's /metrics endpoint, and with
+/// the server's process id (`--server-pid`, needed for Janus, which has no such endpoint) the
+/// process CPU time and memory from /proc instead, measured the same way for both servers.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ServerFigures {
+    /// Where `process_cpu_seconds` and the RSS figures come from: `"/proc"` or `"metrics"`.
+    pub figures_from: String,
     pub packets_in_per_s: f64,
     pub packets_out_per_s: f64,
     /// CPU seconds of the media worker threads over the window.
     pub media_cpu_seconds: f64,
     /// Forwarded packets per second of media-worker CPU time: the per-core throughput.
     pub packets_out_per_media_cpu_second: f64,
+    /// CPU seconds (user + system, all threads) of the whole server process over the window.
     pub process_cpu_seconds: f64,
+    /// Stamped media packets the generator received over the window per second of the
+    /// server's process CPU time: the per-core throughput, comparable between servers.
+    pub received_per_process_cpu_second: f64,
     pub rss_bytes: f64,
     pub peak_rss_bytes: f64,
     pub rss_per_participant_bytes: f64,
@@ -109,6 +117,8 @@ pub struct ServerFigures {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
+    /// `huizhen` or `janus`.
+    pub target: String,
     pub scenario: String,
     pub rooms: usize,
     pub participants: usize,
@@ -126,6 +136,11 @@ pub struct Report {
     pub lost_packets: u64,
     pub loss_ratio: f64,
     pub reordered_packets: u64,
+    /// Stamped media packets the publishers sent, per second of the measured window.
+    pub sent_per_s: f64,
+    /// Stamped media packets the subscribers received, per second of the measured window: what
+    /// the server delivered, counted the same way whichever server it is.
+    pub received_per_s: f64,
     /// Send to receive, through the server, on loopback: the latency the server adds (plus
     /// the generator's own scheduling).
     pub latency_ms: Percentiles,
@@ -138,14 +153,17 @@ pub struct Report {
 impl Report {
     pub fn summary(&self) -> String {
         format!(
-            "scenario {}: {} rooms, {} participants ({} publishing), {:.1} s\n\
+            "{} scenario {}: {} rooms, {} participants ({} publishing), {:.1} s\n\
              peers connected {} / failed {}\n\
              packets sent {} audio + {} video, received {}, lost {} ({:.3}%), reordered {}\n\
+             in the window: sent {:.0} pkt/s, received {:.0} pkt/s\n\
              added latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}\n\
              join ms p50 {:.0} p95 {:.0} max {:.0}\n\
              server: {:.0} pkt/s in, {:.0} pkt/s out, {:.0} pkt/s out per media-core second, \
-             media CPU {:.2} s, process CPU {:.2} s, RSS {:.1} MiB (peak {:.1}, {:.0} KiB per participant)\n\
+             media CPU {:.2} s, process CPU {:.2} s ({}; {:.0} received pkt per process-core second), \
+             RSS {:.1} MiB (peak {:.1}, {:.0} KiB per participant)\n\
              generator CPU {:.2} s",
+            self.target,
             self.scenario,
             self.rooms,
             self.participants,
@@ -159,6 +177,8 @@ impl Report {
             self.lost_packets,
             self.loss_ratio * 100.0,
             self.reordered_packets,
+            self.sent_per_s,
+            self.received_per_s,
             self.latency_ms.p50,
             self.latency_ms.p95,
             self.latency_ms.p99,
@@ -171,6 +191,8 @@ impl Report {
             self.server.packets_out_per_media_cpu_second,
             self.server.media_cpu_seconds,
             self.server.process_cpu_seconds,
+            self.server.figures_from,
+            self.server.received_per_process_cpu_second,
             self.server.rss_bytes / 1_048_576.0,
             self.server.peak_rss_bytes / 1_048_576.0,
             self.server.rss_per_participant_bytes / 1024.0,
@@ -182,6 +204,34 @@ impl Report {
 /// This process's CPU time (user + system), from /proc (Linux; 0 elsewhere).
 pub fn process_cpu_seconds() -> f64 {
     cpu_seconds("/proc/self/stat")
+}
+
+/// Another process's CPU time (all its threads) and memory, from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcSample {
+    pub cpu_seconds: f64,
+    pub rss_bytes: f64,
+    /// The process's peak RSS since it started (`VmHWM`).
+    pub peak_rss_bytes: f64,
+}
+
+impl ProcSample {
+    /// `None` when the process is gone (or this is not Linux).
+    pub fn of(pid: u32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .map_or(0.0, |k| k * 1024.0)
+        };
+        Some(Self {
+            cpu_seconds: cpu_seconds(&format!("/proc/{pid}/stat")),
+            rss_bytes: kib("VmRSS:"),
+            peak_rss_bytes: kib("VmHWM:"),
+        })
+    }
 }
 
 /// The calling thread's CPU time.

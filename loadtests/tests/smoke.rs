@@ -7,7 +7,7 @@ use huizhen::auth::{AccountRole, hash_password};
 use huizhen::config::Config;
 use huizhen::server::Server;
 use huizhen_loadtests::peer::MediaParams;
-use huizhen_loadtests::{RunConfig, Scenario, run};
+use huizhen_loadtests::{RunConfig, Scenario, Target, run};
 
 async fn server(dir: &std::path::Path) -> Server {
     let mut config = Config::default();
@@ -33,10 +33,13 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path()).await;
     let report = run(RunConfig {
-        base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
-        metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
-        username: "load".into(),
-        password: "load-test-password".into(),
+        target: Target::Huizhen {
+            base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
+            metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
+            username: "load".into(),
+            password: "load-test-password".into(),
+        },
+        server_pid: None,
         scenario,
         duration: Duration::from_secs(2),
         media: MediaParams {
@@ -129,10 +132,13 @@ async fn knee_search_steps_the_load_up() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path()).await;
     let cfg = RunConfig {
-        base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
-        metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
-        username: "load".into(),
-        password: "load-test-password".into(),
+        target: Target::Huizhen {
+            base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
+            metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
+            username: "load".into(),
+            password: "load-test-password".into(),
+        },
+        server_pid: None,
         scenario: Scenario::Training { viewers: 2 },
         duration: Duration::from_secs(1),
         media: MediaParams {
