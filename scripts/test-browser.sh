@@ -70,6 +70,12 @@ EOF
     cat "$OUT_DIR/user-add.log" >&2
     summary_fail "could not create the doctor account with '$SERVER user add'"
   fi
+  if ! printf '%s\n' "$PASSWORD" | "$SERVER" --config "$CONFIG" user add \
+      --username pharm --display-name "Pharmacist Zhou" --role pharmacist --password-stdin \
+      >>"$OUT_DIR/user-add.log" 2>&1; then
+    cat "$OUT_DIR/user-add.log" >&2
+    summary_fail "could not create the pharmacist account with '$SERVER user add'"
+  fi
 
   "$SERVER" --config "$CONFIG" serve >"$OUT_DIR/server.log" 2>&1 &
   SERVER_PID=$!
@@ -89,6 +95,7 @@ EOF
 
   set +e
   HUIZHEN_URL="https://$LISTEN" HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" \
+    HUIZHEN_PHARMACIST=pharm \
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"
   status=${PIPESTATUS[0]}

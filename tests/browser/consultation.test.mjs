@@ -6,6 +6,8 @@
 //   HUIZHEN_URL          base URL of the server (default https://127.0.0.1:18443)
 //   HUIZHEN_USER         a doctor account's username (default "doc")
 //   HUIZHEN_PASSWORD     its password
+//   HUIZHEN_PHARMACIST   a pharmacist account's username, same password (optional: without it
+//                        the pharmacy check is skipped)
 //   HUIZHEN_TEST_OUTPUT  where screenshots go (default <repo>/test-output/browser)
 //   CHROMIUM             the browser binary (default /usr/bin/chromium)
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
@@ -17,7 +19,7 @@
 // and only correctness is asserted.
 
 import assert from "node:assert/strict";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
@@ -27,6 +29,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
 const USERNAME = process.env.HUIZHEN_USER ?? "doc";
 const PASSWORD = process.env.HUIZHEN_PASSWORD ?? "";
+const PHARMACIST = process.env.HUIZHEN_PHARMACIST ?? "";
 const OUT = process.env.HUIZHEN_TEST_OUTPUT ?? path.resolve(HERE, "../../test-output/browser");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";
@@ -727,6 +730,18 @@ async function main() {
       await p.doctor.locator(".viewer-present").click(); // stop presenting
     });
 
+    await check("the doctor issues a prescription in the room", { scenario: true }, async () => {
+      await p.doctor.locator('.tab[data-tab="records-panel"]').click();
+      await p.doctor.locator(".record-forms summary", { hasText: "Prescription" }).click();
+      const form = p.doctor.locator(".rx-form");
+      await form.locator('input[name="medication"]').fill("琥珀酸亚铁片 (ferrous succinate)");
+      await form.locator('input[name="dose"]').fill("0.1 g");
+      await form.locator('input[name="frequency"]').fill("three times daily");
+      await form.locator('input[name="duration"]').fill("4 weeks");
+      await form.locator("button[type=submit]").click();
+      await p.patient.locator('.record-item[data-kind="prescription"][data-status="issued"]').waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+    });
+
     await check("chat reaches everyone and stays with the consultation", { scenario: true }, async () => {
       await p.patient.locator('.tab[data-tab="chat-panel"]').click();
       await p.patient.locator(".chat-input").fill("谢谢医生");
@@ -833,6 +848,59 @@ async function main() {
       const after = await http.get(`/api/v1/rooms/${roomId}`, { headers: auth });
       assert.equal(after.status(), 200);
       assert.notEqual((await after.json()).status, liveStatus, "the room's status changed when it ended");
+    });
+
+    await check("a pharmacist reviews and dispenses the prescription in the console", { scenario: true }, async () => {
+      if (!PHARMACIST) {
+        console.log("     (no HUIZHEN_PHARMACIST: skipped)");
+        return;
+      }
+      if (!browser) throw new Error("no browser");
+      const context = await newContext(browser, { width: 1100, height: 900 });
+      const page = await context.newPage();
+      watchPage(page, "pharmacist");
+      pages.set("pharmacist", page);
+      await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      await page.getByLabel("Username").fill(PHARMACIST);
+      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      const item = page.locator(".rx-item", { hasText: "ferrous succinate" });
+      await item.locator('button[data-action="review"]').click({ timeout: EVENT_TIMEOUT });
+      await page.locator(".rx-item", { hasText: "ferrous succinate" }).locator('button[data-action="dispense"]').click({ timeout: EVENT_TIMEOUT });
+      await page.locator("[role=status]", { hasText: "dispensed" }).waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(page, "pharmacist");
+      pages.delete("pharmacist");
+      await context.close();
+    });
+
+    await check("the doctor's console shows the summary and exports PDF and FHIR", { scenario: true }, async () => {
+      if (!browser) throw new Error("no browser");
+      const context = await newContext(browser, { width: 1100, height: 900 });
+      const page = await context.newPage();
+      watchPage(page, "console-summary");
+      pages.set("console-summary", page);
+      await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      await page.getByLabel("Username").fill(USERNAME);
+      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      const card = page.locator(`li.room-card[data-room-id="${roomId}"]`);
+      await card.getByRole("button", { name: /^Summary/ }).click({ timeout: EVENT_TIMEOUT });
+      const summary = page.locator("#summary");
+      await summary.locator("h2", { hasText: "Summary" }).waitFor({ timeout: EVENT_TIMEOUT });
+      const text = (await summary.textContent()) ?? "";
+      for (const want of ["lab-results.pdf", "缺铁性贫血", "谢谢医生", "Dr. Chen"]) assert.ok(text.includes(want), `the summary shows ${want}`);
+      if (PHARMACIST) await summary.locator('[data-status="dispensed"]').waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      for (const [label, ext] of [["Export PDF", ".pdf"], ["Export FHIR (JSON)", ".fhir.json"]]) {
+        const [download] = await Promise.all([page.waitForEvent("download", { timeout: EVENT_TIMEOUT }), summary.getByRole("button", { name: label }).click()]);
+        assert.ok(download.suggestedFilename().endsWith(ext), download.suggestedFilename());
+        const file = await download.path();
+        const bytes = await readFile(file);
+        if (ext === ".pdf") assert.ok(bytes.subarray(0, 5).toString("latin1") === "%PDF-", "a PDF");
+        else assert.equal(JSON.parse(bytes.toString("utf8")).resourceType, "Bundle");
+      }
+      await snap(page, "summary");
+      pages.delete("console-summary");
+      await context.close();
     });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {

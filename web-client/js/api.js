@@ -4,7 +4,7 @@
 
 const SESSION_KEY = "huizhen.console.session";
 
-/** @typedef {"doctor" | "specialist" | "admin"} AccountRole */
+/** @typedef {"doctor" | "specialist" | "admin" | "pharmacist" | "supervisor"} AccountRole */
 
 /**
  * @typedef {object} User
@@ -174,4 +174,61 @@ export async function endRoom(roomId) {
  */
 export function inviteLink(invite) {
   return invite.url || `${location.origin}/join#${invite.token}`;
+}
+
+/**
+ * A consultation's record after the call (docs/protocol.md, "Summary and export").
+ * @param {string} roomId
+ * @returns {Promise<any>}
+ */
+export async function summary(roomId) {
+  return call("GET", `/api/v1/rooms/${encodeURIComponent(roomId)}/summary`);
+}
+
+/**
+ * Downloads the FHIR R4 Bundle or the PDF of a consultation (an audited export).
+ * @param {string} roomId
+ * @param {"fhir" | "pdf"} format
+ */
+export async function downloadExport(roomId, format) {
+  /** @type {Response} */
+  let res;
+  try {
+    res = await fetch(`/api/v1/rooms/${encodeURIComponent(roomId)}/export/${format}`, {
+      headers: { Authorization: `Bearer ${sessionToken() ?? ""}` },
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached.");
+  }
+  if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, `Export failed (${res.status}).`);
+  const href = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = `consultation-${roomId}.${format === "pdf" ? "pdf" : "fhir.json"}`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+}
+
+/**
+ * A pharmacist's queue.
+ * @param {"issued" | "reviewed"} status
+ * @returns {Promise<import("./protocol.js").RecordInfo[]>}
+ */
+export async function prescriptions(status) {
+  return /** @type {{prescriptions: import("./protocol.js").RecordInfo[]}} */ (
+    await call("GET", `/api/v1/prescriptions?status=${status}`)
+  ).prescriptions;
+}
+
+/**
+ * @param {string} recordId
+ * @param {"review" | "dispense" | "reject"} action
+ * @param {string} note
+ * @returns {Promise<import("./protocol.js").RecordInfo>}
+ */
+export async function pharmacyAction(recordId, action, note) {
+  return /** @type {import("./protocol.js").RecordInfo} */ (
+    await call("POST", `/api/v1/prescriptions/${encodeURIComponent(recordId)}/${action}`, { note })
+  );
 }

@@ -4,6 +4,8 @@
 
 import * as api from "./api.js";
 import { el, must, roleLabel } from "./dom.js";
+import { showSummary } from "./summary-view.js";
+import { showPharmacy } from "./pharmacy-view.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Invite} Invite */
@@ -37,6 +39,9 @@ const ui = {
   confirmTitle: must("#confirm-title", HTMLElement),
   confirmText: must("#confirm-text", HTMLElement),
   confirmOk: must("#confirm-ok", HTMLButtonElement),
+  summary: must("#summary", HTMLElement),
+  pharmacy: must("#pharmacy", HTMLElement),
+  roomsSection: must("#rooms-title", HTMLElement),
 };
 
 /** @type {User | null} */
@@ -99,6 +104,13 @@ function showDashboard(signedIn) {
   ui.dashboard.hidden = false;
   ui.createSection.hidden = !canManage();
   document.body.dataset.state = "signed-in";
+  if (signedIn.role === "pharmacist") {
+    // A pharmacist works the prescription queue; rooms are not theirs.
+    const rooms = ui.roomsSection.closest("section");
+    if (rooms) rooms.hidden = true;
+    void showPharmacy(ui.pharmacy, explain);
+    return;
+  }
   void refreshRooms();
 }
 
@@ -162,7 +174,12 @@ function renderRoom(room) {
     el("p", { className: "hint", text: meta.join(" · ") }),
   );
   item.dataset.roomId = room.id;
-  if (ended || !canManage()) return item;
+  const summaryButton = el("button", { className: "btn", text: "Summary", attrs: { type: "button", "aria-label": `Summary of ${room.title}` } });
+  summaryButton.addEventListener("click", () => void showSummary(ui.summary, room.id, explain));
+  if (ended || !canManage()) {
+    item.append(el("div", { className: "actions" }, summaryButton));
+    return item;
+  }
 
   const error = el("p", { className: "form-error", attrs: { role: "alert" } });
   error.hidden = true;
@@ -230,7 +247,7 @@ function renderRoom(room) {
   });
 
   item.append(
-    el("div", { className: "actions" }, joinButton, endButton),
+    el("div", { className: "actions" }, joinButton, summaryButton, endButton),
     el("div", { className: "actions", attrs: { role: "group", "aria-label": "Create invite link" } }, el("span", { className: "actions-label", text: "New invite link:" }), ...inviteButtons),
     error,
     list,

@@ -98,7 +98,7 @@ export class RecordsPanel {
           { className: "record-item", attrs: { "data-record-id": r.id, "data-kind": r.kind, "data-status": r.status } },
           el("strong", { text: KIND_LABEL[r.kind] }),
           el("span", { className: "record-meta", text: ` ${r.author_name} (${roleLabel(r.author_role)}) · ${r.status}${r.superseded_by ? " · corrected" : ""}` }),
-          el("p", { className: "record-body", text: summary(r) }),
+          el("p", { className: "record-body", text: recordText(r) }),
         );
         return li;
       }),
@@ -113,8 +113,11 @@ function str(f, name) {
   return typeof v === "string" ? v.trim() : "";
 }
 
-/** @param {RecordInfo} r */
-function summary(r) {
+/**
+ * A record's body as readable lines.
+ * @param {Pick<RecordInfo, "kind" | "body">} r
+ */
+export function recordText(r) {
   const b = r.body;
   switch (r.kind) {
     case "note":
