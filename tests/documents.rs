@@ -171,6 +171,39 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
         .next_event("document_shared", T)
         .await
         .unwrap();
+    // An ECG strip as CSV: recognised by content, served as samples for the viewer.
+    let ecg = b"# sample_rate_hz=250\nI,II,V1\n0.1,0.2,0.0\n0.3,0.9,0.1\n0.1,0.2,0.0\n".to_vec();
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "ecg-12lead.csv",
+            &ecg,
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(
+        (st, body["document"]["kind"].as_str()),
+        (201, Some("ecg")),
+        "{body}"
+    );
+    let ecg_id = body["document"]["id"].as_str().unwrap().to_owned();
+    let (st, strip) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{ecg_id}/ecg"),
+            Some(&patient.access),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{strip}");
+    assert_eq!(strip["sample_rate_hz"], 250.0);
+    assert_eq!(strip["leads"][1]["name"], "II");
+    assert_eq!(strip["leads"][1]["samples"].as_array().unwrap().len(), 3);
+    for m in [&specialist, &patient, &observer] {
+        m.ws.next_event("document_shared", T).await.unwrap();
+    }
     // The patient may not read a clinicians-only document, by any route.
     for path in [
         content.clone(),
@@ -286,7 +319,7 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
 
     // A late joiner gets what they may see of the documents and the chat in `joined`.
     let late = s.member(&room, "patient", "Li Lei (phone)").await;
-    assert_eq!(late.joined["documents"].as_array().unwrap().len(), 1);
+    assert_eq!(late.joined["documents"].as_array().unwrap().len(), 2);
     assert_eq!(late.joined["chat"][0]["text"], "我今天早上有点胸闷");
     assert_eq!(late.joined["follow"]["document_id"], png_id.as_str());
 
