@@ -76,6 +76,12 @@ EOF
     cat "$OUT_DIR/user-add.log" >&2
     summary_fail "could not create the pharmacist account with '$SERVER user add'"
   fi
+  if ! printf '%s\n' "$PASSWORD" | "$SERVER" --config "$CONFIG" user add \
+      --username sup --display-name "Regulator Sun" --role supervisor --password-stdin \
+      >>"$OUT_DIR/user-add.log" 2>&1; then
+    cat "$OUT_DIR/user-add.log" >&2
+    summary_fail "could not create the supervisor account with '$SERVER user add'"
+  fi
 
   "$SERVER" --config "$CONFIG" serve >"$OUT_DIR/server.log" 2>&1 &
   SERVER_PID=$!
@@ -95,7 +101,7 @@ EOF
 
   set +e
   HUIZHEN_URL="https://$LISTEN" HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" \
-    HUIZHEN_PHARMACIST=pharm \
+    HUIZHEN_PHARMACIST=pharm HUIZHEN_SUPERVISOR=sup \
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"
   status=${PIPESTATUS[0]}

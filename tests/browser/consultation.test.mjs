@@ -8,6 +8,7 @@
 //   HUIZHEN_PASSWORD     its password
 //   HUIZHEN_PHARMACIST   a pharmacist account's username, same password (optional: without it
 //                        the pharmacy check is skipped)
+//   HUIZHEN_SUPERVISOR   a supervisor account's username, same password (optional, likewise)
 //   HUIZHEN_TEST_OUTPUT  where screenshots go (default <repo>/test-output/browser)
 //   CHROMIUM             the browser binary (default /usr/bin/chromium)
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
@@ -30,6 +31,7 @@ const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$
 const USERNAME = process.env.HUIZHEN_USER ?? "doc";
 const PASSWORD = process.env.HUIZHEN_PASSWORD ?? "";
 const PHARMACIST = process.env.HUIZHEN_PHARMACIST ?? "";
+const SUPERVISOR = process.env.HUIZHEN_SUPERVISOR ?? "";
 const OUT = process.env.HUIZHEN_TEST_OUTPUT ?? path.resolve(HERE, "../../test-output/browser");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";
@@ -900,6 +902,33 @@ async function main() {
       }
       await snap(page, "summary");
       pages.delete("console-summary");
+      await context.close();
+    });
+
+    await check("a supervisor sees the audit trail of it all, and it verifies", {}, async () => {
+      if (!SUPERVISOR) {
+        console.log("     (no HUIZHEN_SUPERVISOR: skipped)");
+        return;
+      }
+      if (!browser) throw new Error("no browser");
+      const context = await newContext(browser, { width: 1280, height: 900 });
+      const page = await context.newPage();
+      watchPage(page, "supervisor");
+      pages.set("supervisor", page);
+      await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      await page.getByLabel("Username").fill(SUPERVISOR);
+      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      const audit = page.locator("#audit");
+      for (const action of ["document.shared", "document.viewed", "record.issued", "prescription.state_changed", "consultation.exported"]) {
+        await audit.locator("td", { hasText: action }).first().waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      }
+      await audit.getByRole("button", { name: "Verify the chain" }).click();
+      await audit.locator(".audit-result", { hasText: "Intact" }).waitFor({ timeout: EVENT_TIMEOUT });
+      // A supervisor also sees every consultation, and its summary.
+      await page.locator(`li.room-card[data-room-id="${roomId}"]`).waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(page, "audit-supervisor");
+      pages.delete("supervisor");
       await context.close();
     });
 

@@ -232,3 +232,57 @@ export async function pharmacyAction(recordId, action, note) {
     await call("POST", `/api/v1/prescriptions/${encodeURIComponent(recordId)}/${action}`, { note })
   );
 }
+
+/**
+ * @typedef {object} AuditEntry
+ * @property {number} seq
+ * @property {number} at_ms
+ * @property {string} actor
+ * @property {string} actor_role
+ * @property {string} action
+ * @property {string} room_id
+ * @property {string} object_type
+ * @property {string} object_id
+ * @property {string} outcome
+ */
+
+/**
+ * The newest audit entries (supervisors), newest first.
+ * @param {number} count
+ * @returns {Promise<AuditEntry[]>}
+ */
+export async function auditEntries(count) {
+  // The API pages oldest first from a sequence number: find the head, then read back from it.
+  const v = /** @type {{head_seq: number}} */ (await call("GET", "/api/v1/audit/verify"));
+  const after = Math.max(0, v.head_seq - count);
+  const page = /** @type {{entries: AuditEntry[]}} */ (await call("GET", `/api/v1/audit?after=${after}&limit=${count}`));
+  return page.entries.reverse();
+}
+
+/**
+ * @returns {Promise<{entries: number, head_seq: number, head_hash: string, first_broken: {seq: number, kind: string} | null}>}
+ */
+export async function auditVerify() {
+  return /** @type {any} */ (await call("GET", "/api/v1/audit/verify"));
+}
+
+/** Downloads the whole trail as JSON Lines. */
+export async function auditExport() {
+  /** @type {Response} */
+  let res;
+  try {
+    res = await fetch("/api/v1/audit/export", {
+      headers: { Authorization: `Bearer ${sessionToken() ?? ""}` },
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached.");
+  }
+  if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, `Export failed (${res.status}).`);
+  const href = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = "huizhen-audit.jsonl";
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+}

@@ -6,6 +6,7 @@ import * as api from "./api.js";
 import { el, must, roleLabel } from "./dom.js";
 import { showSummary } from "./summary-view.js";
 import { showPharmacy } from "./pharmacy-view.js";
+import { showAudit } from "./audit-view.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Invite} Invite */
@@ -41,6 +42,7 @@ const ui = {
   confirmOk: must("#confirm-ok", HTMLButtonElement),
   summary: must("#summary", HTMLElement),
   pharmacy: must("#pharmacy", HTMLElement),
+  audit: must("#audit", HTMLElement),
   roomsSection: must("#rooms-title", HTMLElement),
 };
 
@@ -111,6 +113,8 @@ function showDashboard(signedIn) {
     void showPharmacy(ui.pharmacy, explain);
     return;
   }
+  // Supervisors see every consultation's summary and the audit trail.
+  if (signedIn.role === "supervisor") void showAudit(ui.audit, explain);
   void refreshRooms();
 }
 
