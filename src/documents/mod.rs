@@ -18,6 +18,8 @@ pub mod dicom;
 pub mod ecg;
 mod kind;
 pub mod render;
+#[cfg(test)]
+mod robustness;
 
 use std::collections::HashSet;
 use std::io::Write;
