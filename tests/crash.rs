@@ -67,6 +67,18 @@ async fn call(
     )
 }
 
+/// Sends chunk `i` (of `CHUNK` bytes) of `data`; returns the HTTP status.
+async fn put_chunk(http: &reqwest::Client, url: String, token: &str, data: &[u8], i: usize) -> u16 {
+    http.put(url)
+        .bearer_auth(token)
+        .body(data[i * CHUNK..(i + 1) * CHUNK].to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_partial() {
     common::peer::ensure_rustls_provider();
@@ -183,17 +195,8 @@ async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_p
     assert_eq!(st, 201);
     let up_b = b["upload_id"].as_str().unwrap().to_owned();
     for i in 0..5 {
-        let resp = http
-            .put(api(
-                &server,
-                &format!("{uploads}/{up_b}?offset={}", i * CHUNK),
-            ))
-            .bearer_auth(&access)
-            .body(data[i * CHUNK..(i + 1) * CHUNK].to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let url = api(&server, &format!("{uploads}/{up_b}?offset={}", i * CHUNK));
+        assert_eq!(put_chunk(&http, url, &access, &data, i).await, 200);
     }
     // Half a chunk is sent, then the stream stalls: the request is mid-body at the kill.
     let half = bytes::Bytes::copy_from_slice(&data[5 * CHUNK..5 * CHUNK + CHUNK / 2]);
@@ -255,17 +258,9 @@ async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_p
     assert_eq!(st, 200, "{status}");
     assert_eq!(status["offset"].as_u64(), Some(5 * CHUNK as u64));
     for i in 5..16 {
-        let resp = http
-            .put(api(
-                &server2,
-                &format!("{uploads}/{up_b}?offset={}", i * CHUNK),
-            ))
-            .bearer_auth(&access)
-            .body(data[i * CHUNK..(i + 1) * CHUNK].to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), if i == 15 { 201 } else { 200 });
+        let url = api(&server2, &format!("{uploads}/{up_b}?offset={}", i * CHUNK));
+        let want = if i == 15 { 201 } else { 200 };
+        assert_eq!(put_chunk(&http, url, &access, &data, i).await, want);
     }
     let (_, list) = call(
         &http,

@@ -324,30 +324,14 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
     assert_eq!(late.joined["follow"]["document_id"], png_id.as_str());
 
     // The audit trail holds all of it and verifies.
-    let sup = supervisor_token(s).await;
+    let sup = s
+        .account("sup", huizhen::auth::AccountRole::Supervisor)
+        .await;
     let (status, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
     assert_eq!(status, 200, "{v}");
     assert!(v["first_broken"].is_null(), "{v}");
-    let (_, page) = s
-        .api(
-            "GET",
-            &format!("/api/v1/audit?room={room}&limit=1000"),
-            Some(&sup),
-            None,
-        )
-        .await;
-    let actions: Vec<String> = page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{}:{}",
-                e["action"].as_str().unwrap(),
-                e["outcome"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let entries = s.audit_entries(&sup, &room).await;
+    let actions = common::action_outcomes(&entries);
     for want in [
         "room.created:ok",
         "invite.issued:ok",
@@ -365,9 +349,7 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
             "missing {want} in {actions:?}"
         );
     }
-    let shared = page["entries"]
-        .as_array()
-        .unwrap()
+    let shared = entries
         .iter()
         .find(|e| e["action"] == "document.shared")
         .unwrap();
@@ -377,9 +359,7 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
     assert_eq!(status, 403);
 
     // Someone with database access rewrites history: the viewing of the PDF becomes a denial.
-    let viewed = page["entries"]
-        .as_array()
-        .unwrap()
+    let viewed = entries
         .iter()
         .find(|e| e["action"] == "document.viewed")
         .unwrap()["seq"]
@@ -409,30 +389,6 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
         text.contains(&format!("BROKEN at entry {viewed}")),
         "{text}"
     );
-}
-
-async fn supervisor_token(s: &TestServer) -> String {
-    let hash = huizhen::auth::hash_password("supervisor password").unwrap();
-    let _ = s
-        .server()
-        .db
-        .create_user(
-            "sup",
-            "Regulator",
-            huizhen::auth::AccountRole::Supervisor,
-            &hash,
-        )
-        .await;
-    let (status, body) = s
-        .api(
-            "POST",
-            "/api/v1/auth/login",
-            Some(""),
-            Some(json!({"username": "sup", "password": "supervisor password"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -8,29 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, sample_pdf};
-use huizhen::auth::{AccountRole, hash_password};
+use huizhen::auth::AccountRole;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
-
-async fn account(s: &TestServer, name: &str, role: AccountRole) -> String {
-    let hash = hash_password("a long enough password").unwrap();
-    s.server()
-        .db
-        .create_user(name, name, role, &hash)
-        .await
-        .unwrap();
-    let (st, b) = s
-        .api(
-            "POST",
-            "/api/v1/auth/login",
-            Some(""),
-            Some(json!({"username": name, "password": "a long enough password"})),
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
-    b["token"].as_str().unwrap().to_owned()
-}
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
@@ -206,7 +187,7 @@ async fn records_flow(s: &TestServer) {
     );
 
     // The pharmacy: only pharmacists; review before dispensing; nothing after a final state.
-    let pharmacist = account(s, "pharm", AccountRole::Pharmacist).await;
+    let pharmacist = s.account("pharm", AccountRole::Pharmacist).await;
     let (st, _) = s.api("GET", "/api/v1/prescriptions", None, None).await;
     assert_eq!(st, 403);
     let (st, q) = s
@@ -354,7 +335,7 @@ async fn records_flow(s: &TestServer) {
     assert!(pdf.starts_with(b"%PDF-1.4"));
     assert!(pdf.windows(12).any(|w| w == b"STSong-Light"));
     // Another doctor does not see this consultation; a supervisor does.
-    let other = account(s, "other-doc", AccountRole::Doctor).await;
+    let other = s.account("other-doc", AccountRole::Doctor).await;
     let (st, _) = s
         .api(
             "GET",
@@ -364,7 +345,7 @@ async fn records_flow(s: &TestServer) {
         )
         .await;
     assert_eq!(st, 404);
-    let sup = account(s, "sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::Supervisor).await;
     let (st, _) = s
         .api(
             "GET",
@@ -376,26 +357,8 @@ async fn records_flow(s: &TestServer) {
     assert_eq!(st, 200);
 
     // The audit trail has every step, and still verifies.
-    let (_, page) = s
-        .api(
-            "GET",
-            &format!("/api/v1/audit?room={room}&limit=1000"),
-            Some(&sup),
-            None,
-        )
-        .await;
-    let actions: Vec<String> = page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{}:{}",
-                e["action"].as_str().unwrap(),
-                e["outcome"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let entries = s.audit_entries(&sup, &room).await;
+    let actions = common::action_outcomes(&entries);
     for want in [
         "record.created:ok",
         "record.created:denied",

@@ -15,7 +15,7 @@ use super::AppState;
 use super::api::ApiJson;
 use super::error::ApiError;
 use super::member::RoomMember;
-use crate::audit::{Action, Outcome};
+use crate::audit::{Action, AuditEvent, Outcome};
 use crate::documents::{BeginUpload, ChunkOutcome, DocumentError, UploadStatus};
 use crate::ids::{DocumentId, UploadId};
 use crate::storage::DocumentRecord;
@@ -148,6 +148,13 @@ pub async fn list_documents(
     Ok(Json(json!({ "documents": documents })))
 }
 
+/// An audit event about `doc` by this participant: the document and its SHA-256 named.
+fn document_event(who: &RoomMember, action: Action, doc: &DocumentRecord) -> AuditEvent {
+    who.event(action)
+        .object("document", &doc.id)
+        .sha256(&doc.sha256)
+}
+
 /// The document if the caller may see it; a refusal is audited.
 async fn visible_document(
     state: &AppState,
@@ -196,10 +203,7 @@ pub async fn document_content(
     } else {
         Action::DocumentViewed
     };
-    let event = who
-        .event(action)
-        .object("document", &doc.id)
-        .sha256(&doc.sha256);
+    let event = document_event(&who, action, &doc);
     let path = match state.documents.read(&doc, who.member.role, download).await {
         Ok(path) => path,
         Err(e) => {
@@ -252,11 +256,7 @@ pub async fn document_ecg(
     let ecg = state.documents.ecg(&doc, who.member.role).await?;
     state
         .audit
-        .record(
-            who.event(Action::DocumentViewed)
-                .object("document", &doc.id)
-                .sha256(&doc.sha256),
-        )
+        .record(document_event(&who, Action::DocumentViewed, &doc))
         .await?;
     Ok(Json(ecg).into_response())
 }
@@ -271,9 +271,7 @@ pub async fn document_dicom(
     state
         .audit
         .record(
-            who.event(Action::DocumentViewed)
-                .object("document", &doc.id)
-                .sha256(&doc.sha256)
+            document_event(&who, Action::DocumentViewed, &doc)
                 .detail(json!({ "part": "dicom_header" })),
         )
         .await?;
@@ -310,12 +308,7 @@ pub async fn document_page(
     // Fail closed, as for the whole document: a page that cannot be traced is not shown.
     state
         .audit
-        .record(
-            who.event(Action::DocumentViewed)
-                .object("document", &doc.id)
-                .sha256(&doc.sha256)
-                .detail(json!({ "page": page })),
-        )
+        .record(document_event(&who, Action::DocumentViewed, &doc).detail(json!({ "page": page })))
         .await?;
     let mut response = png.into_response();
     let headers = response.headers_mut();

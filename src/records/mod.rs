@@ -109,7 +109,7 @@ impl Records {
             if old.status == RecordStatus::Draft {
                 return Err(RecordError::Conflict("drafts are edited, not corrected"));
             }
-            if self.db.has_successor(&old.id).await? {
+            if self.db.successor_of(&old.id).await?.is_some() {
                 return Err(RecordError::Conflict("this record was corrected already"));
             }
         }
@@ -219,7 +219,7 @@ impl Records {
         let to = status::next(r.kind, r.status, action).ok_or(RecordError::Conflict(
             "not allowed in the prescription's current state",
         ))?;
-        if self.db.has_successor(id).await? {
+        if self.db.successor_of(id).await?.is_some() {
             return Err(RecordError::Conflict(
                 "this prescription was corrected; act on the newer version",
             ));
@@ -291,13 +291,7 @@ impl Records {
     pub async fn view(&self, id: &RecordId) -> Result<RecordView, RecordError> {
         let record = self.db.record(id).await?.ok_or(RecordError::NotFound)?;
         let events = self.db.record_events(id).await?;
-        let superseded_by = self
-            .db
-            .records_in_room(&record.room_id)
-            .await?
-            .into_iter()
-            .find(|r| r.supersedes.as_ref() == Some(id))
-            .map(|r| r.id);
+        let superseded_by = self.db.successor_of(id).await?;
         Ok(RecordView {
             record,
             events,

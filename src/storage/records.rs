@@ -125,12 +125,16 @@ impl Db {
         rows.iter().map(record_from_row).collect()
     }
 
-    pub async fn has_successor(&self, id: &RecordId) -> Result<bool, StorageError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM records WHERE supersedes = $1")
+    /// The record that corrects `id`, if any (there is at most one).
+    pub async fn successor_of(&self, id: &RecordId) -> Result<Option<RecordId>, StorageError> {
+        let row = sqlx::query("SELECT id FROM records WHERE supersedes = $1")
             .bind(id.as_str())
-            .fetch_one(self.pool())
+            .fetch_optional(self.pool())
             .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
+        row.map(|r| {
+            RecordId::parse(&r.try_get::<String, _>("id")?).ok_or(corrupt("record successor"))
+        })
+        .transpose()
     }
 
     /// Replaces a draft's body; `NotFound` if it is no longer a draft.

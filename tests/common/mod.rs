@@ -201,6 +201,40 @@ pub struct Member {
 }
 
 impl TestServer {
+    /// Creates an account with `role` and signs it in; returns its session token.
+    pub async fn account(&self, name: &str, role: AccountRole) -> String {
+        let hash = hash_password("a long enough password").unwrap();
+        self.server()
+            .db
+            .create_user(name, name, role, &hash)
+            .await
+            .unwrap();
+        let (st, b) = self
+            .api(
+                "POST",
+                "/api/v1/auth/login",
+                Some(""),
+                Some(json!({"username": name, "password": "a long enough password"})),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Every audit entry of `room`, oldest first, read with a supervisor's token.
+    pub async fn audit_entries(&self, supervisor: &str, room: &str) -> Vec<Value> {
+        let (st, page) = self
+            .api(
+                "GET",
+                &format!("/api/v1/audit?room={room}&limit=1000"),
+                Some(supervisor),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{page}");
+        page["entries"].as_array().unwrap().clone()
+    }
+
     /// Joins `room` with a fresh invite for `role`, signaling only.
     pub async fn member(&self, room: &str, role: &str, name: &str) -> Member {
         let invite = self.invite(room, role).await;
@@ -337,4 +371,18 @@ pub fn sample_png() -> Vec<u8> {
     ]);
     png.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
     png
+}
+
+/// Audit entries as "action:outcome", to check which steps were recorded.
+pub fn action_outcomes(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
 }

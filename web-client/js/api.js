@@ -2,6 +2,8 @@
 // sessionStorage: it survives a reload of the console but not closing the tab, which suits
 // shared clinic workstations. The token is a bearer secret and is never logged.
 
+import { saveObjectUrl } from "./dom.js";
+
 const SESSION_KEY = "huizhen.console.session";
 
 /** @typedef {"doctor" | "specialist" | "admin" | "pharmacist" | "supervisor"} AccountRole */
@@ -191,10 +193,22 @@ export async function summary(roomId) {
  * @param {"fhir" | "pdf"} format
  */
 export async function downloadExport(roomId, format) {
+  await downloadFile(
+    `/api/v1/rooms/${encodeURIComponent(roomId)}/export/${format}`,
+    `consultation-${roomId}.${format === "pdf" ? "pdf" : "fhir.json"}`,
+  );
+}
+
+/**
+ * Fetches an authenticated file and saves it under `name`.
+ * @param {string} path
+ * @param {string} name
+ */
+async function downloadFile(path, name) {
   /** @type {Response} */
   let res;
   try {
-    res = await fetch(`/api/v1/rooms/${encodeURIComponent(roomId)}/export/${format}`, {
+    res = await fetch(path, {
       headers: { Authorization: `Bearer ${sessionToken() ?? ""}` },
       cache: "no-store",
     });
@@ -202,12 +216,7 @@ export async function downloadExport(roomId, format) {
     throw new ApiError(0, "network", "The server could not be reached.");
   }
   if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, `Export failed (${res.status}).`);
-  const href = URL.createObjectURL(await res.blob());
-  const a = document.createElement("a");
-  a.href = href;
-  a.download = `consultation-${roomId}.${format === "pdf" ? "pdf" : "fhir.json"}`;
-  a.click();
-  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+  saveObjectUrl(URL.createObjectURL(await res.blob()), name);
 }
 
 /**
@@ -268,21 +277,5 @@ export async function auditVerify() {
 
 /** Downloads the whole trail as JSON Lines. */
 export async function auditExport() {
-  /** @type {Response} */
-  let res;
-  try {
-    res = await fetch("/api/v1/audit/export", {
-      headers: { Authorization: `Bearer ${sessionToken() ?? ""}` },
-      cache: "no-store",
-    });
-  } catch {
-    throw new ApiError(0, "network", "The server could not be reached.");
-  }
-  if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, `Export failed (${res.status}).`);
-  const href = URL.createObjectURL(await res.blob());
-  const a = document.createElement("a");
-  a.href = href;
-  a.download = "huizhen-audit.jsonl";
-  a.click();
-  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+  await downloadFile("/api/v1/audit/export", "huizhen-audit.jsonl");
 }

@@ -52,3 +52,16 @@ export function roleLabel(role) {
       return role;
   }
 }
+
+/**
+ * Saves an object URL's content as a file named `name`, then releases the URL.
+ * @param {string} href
+ * @param {string} name
+ */
+export function saveObjectUrl(href, name) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+}

@@ -4,6 +4,7 @@
 // from the offset the server reports, so a weak link costs a retry, never the whole file.
 
 import { ApiError } from "./api.js";
+import { saveObjectUrl } from "./dom.js";
 
 /** @typedef {import("./protocol.js").DocumentInfo} DocumentInfo */
 /** @typedef {import("./protocol.js").RecordInfo} RecordInfo */
@@ -86,12 +87,7 @@ export class RoomApi {
    * @param {DocumentInfo} doc
    */
   async download(doc) {
-    const href = await this.blobUrl(doc.id, "/content?download=1");
-    const a = document.createElement("a");
-    a.href = href;
-    a.download = doc.name;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(href), 10_000);
+    saveObjectUrl(await this.blobUrl(doc.id, "/content?download=1"), doc.name);
   }
 
   /** @param {string} id @returns {Promise<{pages: number}>} */
