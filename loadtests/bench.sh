@@ -26,6 +26,9 @@
 #   KNEE=1                0: skip the knee searches
 #   KNEE_START_ROOMS=10   rooms of 3 at the knee search's first step
 #   BUILD=1               0: use the binaries already built
+#   RUNS=""               names of the runs to do (e.g. "consult-10x3 knee-consult"); all if empty
+#   IDLE_SESSIONS=1000    sessions of the signaling-idle run (named signaling-idle-N)
+#   WORKERS=1             media workers of our server (one UDP port each)
 #   CARGO_TARGET_DIR      where the binaries are (default target/)
 set -euo pipefail
 self=$(realpath "$0")
@@ -87,6 +90,7 @@ cert_dir = "$tmp/certs"
 data_dir = "$tmp/data"
 [media]
 udp_bind = "127.0.0.1:0"
+workers = ${WORKERS:-1}
 announce = ["127.0.0.1"]
 [metrics]
 listen = "127.0.0.1:19700"
@@ -183,9 +187,12 @@ start_janus() {
   echo "janus did not start" >&2; cat "$tmp/janus.log" >&2; exit 1
 }
 
+# Whether RUNS (when set) names this run.
+wanted() { [ -z "${RUNS:-}" ] || [[ " $RUNS " == *" $1 "* ]]; }
 run() {
   local name=$1; shift
   [ "$only_pairs" = 1 ] && return 0
+  wanted "$name" || return 0
   ours "$name" "$@"
 }
 ours() {
@@ -209,6 +216,7 @@ theirs() {
     --json "$out/janus-$name.json" "$@"
 }
 both() {
+  wanted "$1" || return 0
   ours "$@"
   [ "$with_janus" = 1 ] && theirs "$@"
   return 0
@@ -220,10 +228,11 @@ both consult-30x3 --scenario consult --rooms 30 --participants 3 --seconds "$sec
 both training-1x30 --scenario training --viewers 30 --seconds "$secs"
 run audio-10x4 --scenario audio --rooms 10 --participants 4 --seconds "$secs"
 run join-storm-60 --scenario join-storm --total 60 --rate 20 --seconds 5
-run signaling-idle-1000 --scenario signaling-idle --total 1000 --participants 16 --seconds 5
+idle="${IDLE_SESSIONS:-1000}"
+run "signaling-idle-$idle" --scenario signaling-idle --total "$idle" --participants 16 --seconds 5
 
 # The knee: consult rooms of 3, x1.5 per step, until loss > 1 % or p99 > 50 ms; then its plot.
-if [ "${KNEE:-1}" = 1 ]; then
+if [ "${KNEE:-1}" = 1 ] && wanted knee-consult; then
   both knee-consult --scenario consult --rooms "${KNEE_START_ROOMS:-10}" --participants 3 \
     --seconds "$knee_secs" \
     --knee --knee-factor 1.5
@@ -240,6 +249,7 @@ fi
 # The limit, measured the same way (packets out per CPU second of the relaying thread).
 [ "$only_pairs" = 1 ] && exit 0
 for mode in relay-udp relay-srtp; do
+  wanted "$mode" || continue
   echo "== $mode" >&2
   "$bin/huizhen-loadtests" --scenario "$mode" --fanout 2 --relay-rate 20000 --payload 1000 \
     --seconds "$secs" --json "$out/$mode.json"

@@ -81,15 +81,19 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
-    /// The one UDP socket all media uses. Port 0 picks a free port.
+    /// Media worker 0's UDP socket; worker N binds the port N above it (port 0: each worker a
+    /// free port).
     pub udp_bind: SocketAddr,
-    /// IP addresses announced to clients as ICE host candidates (with the bound port). A server
+    /// IP addresses announced to clients as ICE host candidates (with each worker's port). A server
     /// behind NAT must list its public IP here. Empty: every non-loopback IPv4 address of this
     /// host, or 127.0.0.1 when the socket is bound to loopback.
     pub announce: Vec<IpAddr>,
-    /// Media worker threads; rooms are spread over them.
+    /// Media worker threads, each with its own UDP port; rooms are spread over them.
     pub workers: usize,
 }
+
+/// Upper bound on `media.workers`: one per core is the useful most.
+pub const MAX_MEDIA_WORKERS: usize = 256;
 
 impl Default for MediaConfig {
     fn default() -> Self {
@@ -362,8 +366,14 @@ impl Config {
         if l.max_rooms == 0 || l.max_connections == 0 {
             return bad("limits.max_rooms and limits.max_connections must be positive");
         }
-        if self.media.workers == 0 {
-            return bad("media.workers must be at least 1");
+        let m = &self.media;
+        if m.workers == 0 || m.workers > MAX_MEDIA_WORKERS {
+            return bad(&format!(
+                "media.workers must be between 1 and {MAX_MEDIA_WORKERS}"
+            ));
+        }
+        if m.udp_bind.port() != 0 && usize::from(m.udp_bind.port()) + m.workers - 1 > 65535 {
+            return bad("media.udp_bind's port + media.workers - 1 must be a UDP port (<= 65535)");
         }
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return bad("server.tls_cert and server.tls_key must be set together");
@@ -471,6 +481,25 @@ mod tests {
         let text = include_str!("../docs/huizhen.toml");
         let parsed: Config = toml::from_str(text).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn media_workers_must_fit_the_port_range() {
+        let mut c = Config::default();
+        c.media.workers = 16;
+        assert!(c.validate().is_ok());
+        for (port, workers) in [(40000, 0), (40000, MAX_MEDIA_WORKERS + 1), (65530, 7)] {
+            c.media.udp_bind.set_port(port);
+            c.media.workers = workers;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("media.")),
+                "port {port}, {workers} workers"
+            );
+        }
+        // Ephemeral ports: any number of workers within the bound.
+        c.media.udp_bind.set_port(0);
+        c.media.workers = MAX_MEDIA_WORKERS;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

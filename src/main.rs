@@ -141,7 +141,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     println!("huizhen is running");
     println!("  web client and API: https://{shown_host}:{port}/");
-    println!("  media (UDP):        port {}", server.media_addr.port());
+    let ports: Vec<String> = server
+        .media
+        .local_addrs()
+        .iter()
+        .map(|a| a.port().to_string())
+        .collect();
+    println!(
+        "  media (UDP):        port{} {}",
+        if ports.len() > 1 { "s" } else { "" },
+        ports.join(", ")
+    );
     for addr in server.media.announced() {
         println!("  announced to peers: {addr}");
     }

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::media::{MediaHandle, WorkerStats};
+use crate::media::{MediaHandle, TURN_BUCKETS_MICROS, WorkerStats};
 use crate::signaling::protocol::ErrorCode;
 
 const ERROR_CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
@@ -230,6 +230,39 @@ impl Metrics {
                     "huizhen_media_dropped_total{{worker=\"{i}\",reason=\"{reason}\"}} {v}"
                 );
             }
+        }
+        header(
+            o,
+            "huizhen_media_turn_seconds",
+            "Time from a media worker waking on received datagrams to every packet they caused handed to the kernel.",
+            "histogram",
+        );
+        for (i, s) in workers.iter().enumerate() {
+            let t = &s.turns;
+            let mut cumulative = 0;
+            for (bound, n) in TURN_BUCKETS_MICROS.iter().zip(t.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    o,
+                    "huizhen_media_turn_seconds_bucket{{worker=\"{i}\",le=\"{}\"}} {cumulative}",
+                    *bound as f64 / 1e6
+                );
+            }
+            let _ = writeln!(
+                o,
+                "huizhen_media_turn_seconds_bucket{{worker=\"{i}\",le=\"+Inf\"}} {}",
+                t.count
+            );
+            let _ = writeln!(
+                o,
+                "huizhen_media_turn_seconds_sum{{worker=\"{i}\"}} {}",
+                t.sum_micros as f64 / 1e6
+            );
+            let _ = writeln!(
+                o,
+                "huizhen_media_turn_seconds_count{{worker=\"{i}\"}} {}",
+                t.count
+            );
         }
         header(
             o,

@@ -185,6 +185,13 @@ async fn media_state_reaches_the_others_and_the_sfu_counts_packets() {
     assert_eq!(value("huizhen_join_seconds_count "), 2.0);
     assert!(value("huizhen_media_packets_out_total{worker=\"0\"}") > 0.0);
     assert_eq!(value("huizhen_media_consumers{worker=\"0\"}"), 4.0);
+    // The worker timed its turns; every one is under +Inf, so the last bucket is the count.
+    let turns = value("huizhen_media_turn_seconds_count{worker=\"0\"}");
+    assert!(turns > 0.0);
+    assert_eq!(
+        value("huizhen_media_turn_seconds_bucket{worker=\"0\",le=\"+Inf\"}"),
+        turns
+    );
     s.stop().await;
 }
 
@@ -214,5 +221,36 @@ async fn h264_from_one_participant_reaches_a_vp8_participant() {
         Some("video/vp8"),
         "{vp8:?}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_on_different_media_workers_each_flow_on_their_own_port() {
+    let s = TestServer::start_with(|c| c.media.workers = 3).await;
+    let media = &s.server().media;
+    let ports: std::collections::HashSet<u16> =
+        media.local_addrs().iter().map(|a| a.port()).collect();
+    assert_eq!(ports.len(), 3, "one UDP port per worker");
+    // A room opens on the least busy worker: two rooms, two workers.
+    let mut peers = Vec::new();
+    for marker in [0x10, 0x20] {
+        let room = s.create_room("Follow-up").await;
+        let doctor = peer(&s, &room, "doctor", "Dr. Wang", marker).await;
+        let patient = peer(&s, &room, "patient", "Li Hua", marker + 1).await;
+        peers.push((doctor, patient));
+    }
+    // Each participant's ICE reached its room's worker's port, or nothing would flow.
+    for (doctor, patient) in &peers {
+        assert_receives(doctor, patient).await;
+        assert_receives(patient, doctor).await;
+    }
+    let mut transports = Vec::new();
+    for w in media.workers() {
+        let stats = w.stats().await.unwrap();
+        transports.push(stats.sfu.transports);
+        assert_eq!(stats.rooms > 0, stats.sfu.rtp_out > 0, "{stats:?}");
+    }
+    transports.sort();
+    assert_eq!(transports, [0, 2, 2], "a room per worker, the third idle");
     s.stop().await;
 }

@@ -463,6 +463,34 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Percentiles (ms) of huizhen's turn histogram between two scrapes, all workers together.
+fn turn_percentiles(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+) -> Percentiles {
+    let mut by_bound: Vec<(f64, f64)> = Vec::new();
+    for (k, v) in after {
+        let Some(rest) = k.strip_prefix("huizhen_media_turn_seconds_bucket{") else {
+            continue;
+        };
+        let Some(le) = rest.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let bound_ms = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse::<f64>().unwrap_or(f64::INFINITY) * 1000.0
+        };
+        let n = v - before.get(k).copied().unwrap_or(0.0);
+        match by_bound.iter_mut().find(|(b, _)| *b == bound_ms) {
+            Some(entry) => entry.1 += n,
+            None => by_bound.push((bound_ms, n)),
+        }
+    }
+    by_bound.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Percentiles::of_histogram(&by_bound)
+}
+
 /// The server's figures over the window; /proc (when sampled) wins over /metrics for process
 /// CPU and memory, so both servers are measured the same way.
 fn server_figures(
@@ -489,6 +517,7 @@ fn server_figures(
                 *f.dropped.entry(reason.to_owned()).or_insert(0.0) += v - prev;
             }
         }
+        f.turn_ms = turn_percentiles(b, a);
         f.figures_from = "metrics".into();
         f.packets_in_per_s = d("huizhen_media_packets_in_total") / secs;
         f.packets_out_per_s = out / secs;

@@ -73,7 +73,38 @@ pub struct Percentiles {
     pub samples: usize,
 }
 
+/// A histogram percentile for people: `<= 0.25`, or `> 50` past the last bucket.
+fn bound(ms: f64) -> String {
+    if ms.is_infinite() {
+        "> last bucket".into()
+    } else {
+        format!("<= {ms}")
+    }
+}
+
 impl Percentiles {
+    /// From a Prometheus histogram: `(upper bound, cumulative count)` pairs in order of bound,
+    /// the last one `+Inf`. Each percentile is the bound of the bucket it falls in.
+    pub fn of_histogram(buckets: &[(f64, f64)]) -> Self {
+        let total = buckets.last().map_or(0.0, |b| b.1);
+        if total <= 0.0 {
+            return Self::default();
+        }
+        let at = |q: f64| {
+            buckets
+                .iter()
+                .find(|(_, n)| *n >= q * total)
+                .map_or(f64::INFINITY, |b| b.0)
+        };
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: at(1.0),
+            samples: total as usize,
+        }
+    }
+
     /// From values in any unit; the result is in the same unit.
     pub fn of(mut values: Vec<f64>) -> Self {
         if values.is_empty() {
@@ -113,6 +144,10 @@ pub struct ServerFigures {
     pub peak_rss_bytes: f64,
     pub rss_per_participant_bytes: f64,
     pub dropped: HashMap<String, f64>,
+    /// The server's own share of the added latency (huizhen's `huizhen_media_turn_seconds`:
+    /// wake-up on received datagrams to the packets handed to the kernel), in ms. Read off a
+    /// histogram, so each percentile is the upper bound of its bucket.
+    pub turn_ms: Percentiles,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -162,6 +197,7 @@ impl Report {
              server: {:.0} pkt/s in, {:.0} pkt/s out, {:.0} pkt/s out per media-core second, \
              media CPU {:.2} s, process CPU {:.2} s ({}; {:.0} received pkt per process-core second), \
              RSS {:.1} MiB (peak {:.1}, {:.0} KiB per participant)\n\
+             server turn ms (wake to sent, bucket bounds) p50 {} p95 {} p99 {} ({} turns)\n\
              generator CPU {:.2} s",
             self.target,
             self.scenario,
@@ -196,6 +232,10 @@ impl Report {
             self.server.rss_bytes / 1_048_576.0,
             self.server.peak_rss_bytes / 1_048_576.0,
             self.server.rss_per_participant_bytes / 1024.0,
+            bound(self.server.turn_ms.p50),
+            bound(self.server.turn_ms.p95),
+            bound(self.server.turn_ms.p99),
+            self.server.turn_ms.samples,
             self.generator_cpu_seconds,
         )
     }
@@ -254,6 +294,22 @@ fn cpu_seconds(path: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_percentiles_are_bucket_bounds() {
+        // 90 turns under 0.05 ms, 9 under 0.25 ms, 1 past the last bound.
+        let h = [
+            (0.05, 90.0),
+            (0.25, 99.0),
+            (50.0, 99.0),
+            (f64::INFINITY, 100.0),
+        ];
+        let p = Percentiles::of_histogram(&h);
+        assert_eq!((p.p50, p.p95, p.p99), (0.05, 0.25, 0.25));
+        assert!(p.max.is_infinite());
+        assert_eq!(p.samples, 100);
+        assert_eq!(Percentiles::of_histogram(&[]).samples, 0);
+    }
 
     #[test]
     fn loss_and_reordering_are_counted_per_stream() {

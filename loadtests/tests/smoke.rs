@@ -76,6 +76,9 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
         assert!(report.received_packets > 0, "no packet flowed");
         assert!(report.latency_ms.samples > 0);
         assert!(report.server.packets_out_per_s > 0.0, "{:?}", report.server);
+        // The server's own turn histogram was read (its percentiles are bucket bounds).
+        assert!(report.server.turn_ms.samples > 0, "{:?}", report.server);
+        assert!(report.server.turn_ms.p50 <= report.server.turn_ms.p99);
     }
     report
 }

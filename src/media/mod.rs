@@ -2,17 +2,21 @@
 //!
 //! Each media worker is a dedicated OS thread with its own single-threaded tokio runtime (as a
 //! mediasoup worker is a process): it owns one `Sfu`, reads and writes the socket, keeps the
-//! timers, and exchanges bounded messages with the room tasks. Rooms are assigned to workers by
-//! [`MediaHandle::worker_for`]; every participant of a room lives on its room's worker, so
-//! forwarding never crosses threads.
+//! timers, and exchanges bounded messages with the room tasks. A room opening goes to the worker
+//! hosting the fewest rooms ([`MediaHandle::assign_worker`]); every participant of a room lives
+//! on its room's worker, so forwarding never crosses threads.
 //!
-//! Today one worker owns the one media port. Spreading rooms over several workers behind the
-//! same port needs a demultiplexing receive path (by ICE username, then by remote address) in
-//! front of the workers; the assignment API already takes that shape.
+//! Each worker owns its own UDP port: `media.udp_bind`'s port for worker 0, the next port for
+//! worker 1, and so on (as mediasoup and Janus use a port range). A peer's ICE candidates name
+//! its room's worker's port, so datagrams reach the right thread through the kernel alone: no
+//! demultiplexing hop, no lock, nothing shared on the forwarding path. The price is a range of
+//! `media.workers` UDP ports to open in the firewall instead of one.
 
 mod worker;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -20,7 +24,7 @@ use crate::config::MediaConfig;
 use crate::ids::RoomId;
 use crate::sfu::{SfuCommand, SfuEvent};
 
-pub use worker::WorkerStats;
+pub use worker::{TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
 
 /// Capacity of a worker's command queue and of each room's event queue.
 pub const QUEUE_CAPACITY: usize = 1024;
@@ -35,8 +39,6 @@ pub enum MediaError {
     },
     #[error("cannot start a media worker: {0}")]
     Spawn(std::io::Error),
-    #[error("media.workers = {0}: more than one media worker behind one port is not supported yet")]
-    TooManyWorkers(usize),
     #[error("the media worker is gone")]
     WorkerGone,
     #[error("the media worker is overloaded")]
@@ -62,6 +64,8 @@ pub(crate) enum WorkerMsg {
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     tx: mpsc::Sender<WorkerMsg>,
+    /// Rooms assigned to this worker and not closed yet (see [`MediaHandle::assign_worker`]).
+    rooms: Arc<AtomicUsize>,
 }
 
 impl WorkerHandle {
@@ -73,7 +77,11 @@ impl WorkerHandle {
         self.send(WorkerMsg::OpenRoom { room, events }).await
     }
 
+    /// Ends the room here; it no longer counts towards this worker's load.
     pub async fn close_room(&self, room: RoomId) -> Result<(), MediaError> {
+        let _ = self
+            .rooms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.send(WorkerMsg::CloseRoom { room }).await
     }
 
@@ -104,43 +112,58 @@ impl WorkerHandle {
 #[derive(Debug, Clone)]
 pub struct MediaHandle {
     workers: Vec<WorkerHandle>,
-    local_addr: SocketAddr,
+    /// Each worker's bound socket address, by worker index.
+    local_addrs: Vec<SocketAddr>,
+    /// Every worker's announced candidate addresses, worker 0's first.
     announced: Vec<SocketAddr>,
 }
 
 impl MediaHandle {
-    /// Binds the media socket and starts the workers.
+    /// Binds one UDP socket per worker (consecutive ports from `udp_bind`'s, or each an
+    /// ephemeral port when that is 0) and starts the workers.
     pub fn start(config: &MediaConfig) -> Result<Self, MediaError> {
-        if config.workers != 1 {
-            return Err(MediaError::TooManyWorkers(config.workers));
-        }
         str0m::crypto::from_feature_flags().install_process_default();
-        let socket =
-            std::net::UdpSocket::bind(config.udp_bind).map_err(|source| MediaError::Bind {
-                addr: config.udp_bind,
-                source,
-            })?;
-        socket.set_nonblocking(true).map_err(MediaError::Spawn)?;
-        let local_addr = socket.local_addr().map_err(MediaError::Spawn)?;
-        let announced = announce_addresses(config, local_addr);
-        let handle = worker::spawn(0, socket, &announced)?;
+        let mut workers = Vec::with_capacity(config.workers);
+        let mut local_addrs = Vec::with_capacity(config.workers);
+        let mut announced = Vec::new();
+        for index in 0..config.workers {
+            let addr = worker_bind_addr(config.udp_bind, index);
+            let socket = std::net::UdpSocket::bind(addr)
+                .map_err(|source| MediaError::Bind { addr, source })?;
+            socket.set_nonblocking(true).map_err(MediaError::Spawn)?;
+            let local_addr = socket.local_addr().map_err(MediaError::Spawn)?;
+            let worker_announced = announce_addresses(config, local_addr);
+            workers.push(worker::spawn(index, socket, &worker_announced)?);
+            local_addrs.push(local_addr);
+            announced.extend(worker_announced);
+        }
         Ok(Self {
-            workers: vec![handle],
-            local_addr,
+            workers,
+            local_addrs,
             announced,
         })
     }
 
-    /// The worker that hosts `room`. Stable for the life of the process.
-    pub fn worker_for(&self, room: &RoomId) -> WorkerHandle {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        room.hash(&mut h);
-        self.workers[(h.finish() as usize) % self.workers.len()].clone()
+    /// The worker for a room that is opening: the one hosting the fewest rooms. Counted from
+    /// now until the room's [`WorkerHandle::close_room`], so the room must go on to open there.
+    pub fn assign_worker(&self) -> WorkerHandle {
+        let worker = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.rooms.load(Ordering::Relaxed))
+            .expect("at least one worker");
+        worker.rooms.fetch_add(1, Ordering::Relaxed);
+        worker.clone()
     }
 
+    /// Worker 0's bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every worker's bound address, by worker index.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     pub fn announced(&self) -> &[SocketAddr] {
@@ -150,6 +173,16 @@ impl MediaHandle {
     pub fn workers(&self) -> &[WorkerHandle] {
         &self.workers
     }
+}
+
+/// Worker `index`'s socket address: the configured one, `index` ports up (validated in
+/// `Config::validate` to stay in range); port 0 stays 0 (each worker an ephemeral port).
+fn worker_bind_addr(base: SocketAddr, index: usize) -> SocketAddr {
+    let mut addr = base;
+    if base.port() != 0 {
+        addr.set_port(base.port() + index as u16);
+    }
+    addr
 }
 
 /// The candidate addresses put in offers.

@@ -18,9 +18,39 @@ const RECV_BATCH: usize = 64;
 /// Wake at least this often even with no timer due.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 
+/// Upper bounds of the turn histogram, in microseconds.
+pub const TURN_BUCKETS_MICROS: [u64; 10] =
+    [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000];
+
+/// How long the worker takes from waking on received datagrams to having handed every packet
+/// they caused to the kernel: the server's own share of the added latency (queueing in the
+/// kernel before the wake-up is not in it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TurnHistogram {
+    /// Turns at or under each bound of [`TURN_BUCKETS_MICROS`] (not cumulative).
+    pub buckets: [u64; TURN_BUCKETS_MICROS.len()],
+    /// Turns over the last bound.
+    pub over: u64,
+    pub count: u64,
+    pub sum_micros: u64,
+}
+
+impl TurnHistogram {
+    fn observe(&mut self, d: Duration) {
+        let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        match TURN_BUCKETS_MICROS.iter().position(|b| micros <= *b) {
+            Some(i) => self.buckets[i] += 1,
+            None => self.over += 1,
+        }
+        self.count += 1;
+        self.sum_micros += micros;
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerStats {
     pub sfu: SfuStats,
+    pub turns: TurnHistogram,
     pub rooms: usize,
     pub events_dropped: u64,
     pub send_errors: u64,
@@ -50,7 +80,10 @@ pub(super) fn spawn(
             })
         })
         .map_err(MediaError::Spawn)?;
-    Ok(WorkerHandle { tx })
+    Ok(WorkerHandle {
+        tx,
+        rooms: Default::default(),
+    })
 }
 
 struct Worker {
@@ -61,6 +94,7 @@ struct Worker {
     buf: Vec<u8>,
     events_dropped: u64,
     send_errors: u64,
+    turns: TurnHistogram,
 }
 
 impl Worker {
@@ -73,11 +107,13 @@ impl Worker {
             buf: vec![0; RECV_BUFFER],
             events_dropped: 0,
             send_errors: 0,
+            turns: TurnHistogram::default(),
         }
     }
 
     async fn run(mut self) {
         loop {
+            let mut received = None;
             let deadline = self
                 .sfu
                 .next_timeout()
@@ -96,6 +132,7 @@ impl Worker {
                     match res {
                         Ok((n, source)) => {
                             let now = Instant::now();
+                            received = Some(now);
                             self.sfu.handle_receive(now, source, &self.buf[..n]);
                             self.drain_socket(now);
                         }
@@ -109,6 +146,9 @@ impl Worker {
                 }
             }
             self.flush().await;
+            if let Some(woke) = received {
+                self.turns.observe(woke.elapsed());
+            }
         }
     }
 
@@ -134,6 +174,7 @@ impl Worker {
             WorkerMsg::Stats(reply) => {
                 let _ = reply.send(WorkerStats {
                     sfu: self.sfu.stats(),
+                    turns: self.turns,
                     rooms: self.rooms.len(),
                     events_dropped: self.events_dropped,
                     send_errors: self.send_errors,

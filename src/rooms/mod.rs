@@ -59,8 +59,13 @@ pub enum RoomError {
 /// What a session gets to send to its client. `Close` ends the connection.
 #[derive(Debug)]
 pub enum Outbound {
-    Message(ServerMessage),
-    Close { code: u16, reason: &'static str },
+    /// Boxed: every connection's queue allocates its slots up front, and a bare
+    /// `ServerMessage` (~150 bytes) made that a few KiB per idle participant.
+    Message(Box<ServerMessage>),
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
 }
 
 /// A room's way to reach one signaling connection.
@@ -280,9 +285,8 @@ impl RoomManager {
         if record.status == RoomStatus::Ended {
             return Err(RoomError::Ended);
         }
-        let worker = self.media.worker_for(id);
         let (events_tx, events_rx) = mpsc::channel(crate::media::QUEUE_CAPACITY);
-        let handle = {
+        let (handle, worker) = {
             // std Mutex: nothing is awaited while it is held.
             let mut live = self.live.lock().expect("room map poisoned");
             if let Some(h) = live.get(id).filter(|h| !h.is_closed()) {
@@ -294,6 +298,9 @@ impl RoomManager {
             }
             let (tx, rx) = mpsc::channel(ROOM_QUEUE);
             let handle = RoomHandle { id: id.clone(), tx };
+            // Counted on the worker until the room task's `close_room`: assigned only once the
+            // task is sure to start.
+            let worker = self.media.assign_worker();
             live.insert(id.clone(), handle.clone());
             let actor = room::Room::new(
                 record,
@@ -310,7 +317,7 @@ impl RoomManager {
                 actor.run(rx, events_rx).await;
                 manager.forget(&me);
             });
-            handle
+            (handle, worker)
         };
         worker
             .open_room(id.clone(), events_tx)

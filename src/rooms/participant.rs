@@ -58,7 +58,7 @@ impl Participant {
     /// disconnected), which the room treats as a dropped connection.
     pub fn send(&self, msg: ServerMessage) -> bool {
         match &self.presence {
-            Presence::Connected(link) => link.tx.try_send(Outbound::Message(msg)).is_ok(),
+            Presence::Connected(link) => link.tx.try_send(Outbound::Message(Box::new(msg))).is_ok(),
             Presence::Reconnecting { .. } => true,
         }
     }

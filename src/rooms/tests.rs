@@ -120,9 +120,17 @@ async fn next(m: &mut Member) -> Outbound {
             .await
             .expect("a message in time")
             .expect("queue open");
-        if !matches!(out, Outbound::Message(ServerMessage::Offer { .. })) {
+        if !matches!(&out, Outbound::Message(m) if matches!(**m, ServerMessage::Offer { .. })) {
             return out;
         }
+    }
+}
+
+/// The message in `out`, if it is one.
+fn message(out: Outbound) -> Option<ServerMessage> {
+    match out {
+        Outbound::Message(m) => Some(*m),
+        Outbound::Close { .. } => None,
     }
 }
 
@@ -134,8 +142,8 @@ async fn joins_are_announced_and_capacity_is_enforced() {
     let b = f.join(Role::Patient).await.unwrap();
     assert_eq!(b.welcome.participants.len(), 1);
     assert_eq!(b.welcome.participants[0].id, a.id);
-    match next(&mut a).await {
-        Outbound::Message(ServerMessage::ParticipantJoined { participant }) => {
+    match message(next(&mut a).await) {
+        Some(ServerMessage::ParticipantJoined { participant }) => {
             assert_eq!(participant.id, b.id)
         }
         other => panic!("{other:?}"),
@@ -171,15 +179,13 @@ async fn only_a_doctor_ends_and_an_ended_room_stays_ended() {
     rx.await.unwrap().unwrap();
     for m in [&mut doctor, &mut patient] {
         loop {
-            match next(m).await {
-                Outbound::Message(ServerMessage::RoomEnded { reason }) => {
-                    assert_eq!(reason, EndReason::EndedByDoctor)
-                }
-                Outbound::Close { code, .. } => {
-                    assert_eq!(code, 4000);
-                    break;
-                }
-                _ => {}
+            let out = next(m).await;
+            if let Outbound::Close { code, .. } = out {
+                assert_eq!(code, 4000);
+                break;
+            }
+            if let Some(ServerMessage::RoomEnded { reason }) = message(out) {
+                assert_eq!(reason, EndReason::EndedByDoctor)
             }
         }
     }
@@ -210,15 +216,15 @@ async fn a_dropped_participant_is_reconnecting_then_removed() {
         conn: patient.conn,
     })
     .await;
-    match next(&mut doctor).await {
-        Outbound::Message(ServerMessage::ParticipantUpdated { participant }) => {
+    match message(next(&mut doctor).await) {
+        Some(ServerMessage::ParticipantUpdated { participant }) => {
             assert_eq!(participant.id, patient.id);
             assert_eq!(participant.connection, Connection::Reconnecting);
         }
         other => panic!("{other:?}"),
     }
-    match next(&mut doctor).await {
-        Outbound::Message(ServerMessage::ParticipantLeft {
+    match message(next(&mut doctor).await) {
+        Some(ServerMessage::ParticipantLeft {
             participant_id,
             reason,
         }) => {

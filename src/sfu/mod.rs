@@ -25,6 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
@@ -38,6 +39,9 @@ use transport::{Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT
 
 /// Keyframe requests to one producer are sent at most this often, however many subscribers ask.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Due timeouts one poll of a transport serves itself (see `Sfu::poll_one`).
+const MAX_INLINE_TIMEOUTS: u32 = 4;
 
 /// Which kinds of media a participant sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,6 +166,11 @@ pub struct SfuStats {
 
 pub struct Sfu {
     candidates: Vec<Candidate>,
+    /// One DTLS certificate for every transport of this worker (as a mediasoup worker has):
+    /// generating a key pair per participant costs CPU at every join and memory for as long
+    /// as they stay. Browsers check it by the fingerprint in each offer, not by identity.
+    /// `None` if the crypto provider could not make one: then each `Rtc` makes its own.
+    dtls_cert: Option<DtlsCert>,
     /// The address given to str0m as the destination of received datagrams: one of the local
     /// candidates (with one socket we cannot tell which local IP a datagram arrived on, and the
     /// kernel picks the source of replies anyway).
@@ -188,7 +197,14 @@ impl Sfu {
             .iter()
             .filter_map(|a| Candidate::host(*a, "udp").ok())
             .collect();
+        let dtls_cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
+        if dtls_cert.is_none() {
+            tracing::warn!("no shared DTLS certificate; every transport will generate its own");
+        }
         Self {
+            dtls_cert,
             local_addr: announce
                 .first()
                 .copied()
@@ -290,17 +306,17 @@ impl Sfu {
             None => self
                 .transports
                 .iter()
-                .find(|(_, t)| t.rtc.accepts(&input))
+                .find(|(_, t)| t.rtc().is_some_and(|rtc| rtc.accepts(&input)))
                 .map(|(id, _)| id.clone()),
         };
         let Some(id) = owner else {
             self.stats.datagrams_unrouted += 1;
             return;
         };
-        let Some(t) = self.transports.get_mut(&id) else {
+        let Some(rtc) = self.transports.get_mut(&id).and_then(|t| t.rtc_mut()) else {
             return;
         };
-        if let Err(e) = t.rtc.handle_input(input) {
+        if let Err(e) = rtc.handle_input(input) {
             tracing::debug!(participant = %id, error = %e, "peer input rejected");
         }
         self.by_addr.entry(source).or_insert_with(|| id.clone());
@@ -316,12 +332,15 @@ impl Sfu {
         self.now = now;
         let mut failed = Vec::new();
         for (id, t) in &mut self.transports {
-            if t.next_timeout <= now {
-                if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+            if t.next_timeout <= now
+                && let Some(rtc) = t.rtc_mut()
+            {
+                if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(participant = %id, error = %e, "timeout handling failed");
                 }
                 Self::mark_dirty(&mut self.dirty, id, t);
             }
+            let alive = t.rtc().is_none_or(|rtc| rtc.is_alive());
             let reason = match t.connectivity {
                 Connectivity::New { since } if now.duration_since(since) > ICE_CONNECT_TIMEOUT => {
                     Some(FailReason::NeverConnected)
@@ -331,10 +350,10 @@ impl Sfu {
                 {
                     Some(FailReason::Lost)
                 }
-                Connectivity::Unnegotiated | Connectivity::New { .. } if !t.rtc.is_alive() => {
+                Connectivity::Unnegotiated | Connectivity::New { .. } if !alive => {
                     Some(FailReason::NeverConnected)
                 }
-                _ if !t.rtc.is_alive() => Some(FailReason::Lost),
+                _ if !alive => Some(FailReason::Lost),
                 _ => None,
             };
             if let Some(reason) = reason {
@@ -358,14 +377,7 @@ impl Sfu {
         if self.transports.contains_key(&participant) {
             return;
         }
-        let mut t = Transport::new(
-            now,
-            room.clone(),
-            participant.clone(),
-            publish,
-            subscribe,
-            &self.candidates,
-        );
+        let mut t = Transport::new(now, room.clone(), participant.clone(), publish, subscribe);
         let router = self.routers.entry(room).or_default();
         if subscribe {
             for p in &router.producers {
@@ -433,7 +445,9 @@ impl Sfu {
 
     fn remove_transport(&mut self, participant: &ParticipantId) -> Option<RoomId> {
         let mut t = self.transports.remove(participant)?;
-        t.rtc.disconnect();
+        if let Some(rtc) = t.rtc_mut() {
+            rtc.disconnect();
+        }
         self.by_addr.retain(|_, id| id != participant);
         let room = t.room.clone();
         if let Some(router) = self.routers.get_mut(&room) {
@@ -475,6 +489,12 @@ impl Sfu {
         let Some(t) = self.transports.get_mut(participant) else {
             return;
         };
+        if t.rtc.is_none() {
+            t.prepare(self.now, &self.candidates, self.dtls_cert.as_ref());
+            if t.rtc.is_some() {
+                Self::mark_dirty(&mut self.dirty, participant, t);
+            }
+        }
         if let Some(offer) = t.negotiate() {
             self.events.push_back(SfuEvent::Offer {
                 room: t.room.clone(),
@@ -501,12 +521,10 @@ impl Sfu {
             return;
         }
         producer.last_keyframe_request = Some(now);
-        if let Some(rx) = owner
-            .rtc
-            .direct_api()
-            .stream_rx_by_mid(key.mid, None)
-            .as_mut()
-        {
+        let Some(rtc) = owner.rtc_mut() else {
+            return;
+        };
+        if let Some(rx) = rtc.direct_api().stream_rx_by_mid(key.mid, None).as_mut() {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests_sent += 1;
             Self::mark_dirty(&mut self.dirty, &key.owner, owner);
@@ -537,9 +555,24 @@ impl Sfu {
         let Some(t) = self.transports.get_mut(id) else {
             return;
         };
+        let Some(rtc) = t.rtc.as_deref_mut() else {
+            return;
+        };
         let mut events = std::mem::take(&mut self.scratch_events);
+        let mut inline_timeouts = 0;
         loop {
-            match t.rtc.poll_output() {
+            match rtc.poll_output() {
+                // str0m asks for a timeout that is already due when it has work queued: media
+                // written to a stream is only sent after the next timeout. Served here, a
+                // forwarded packet leaves in the turn it arrived instead of waiting for the
+                // I/O loop's timer (a millisecond or more). Bounded, so that a peer that keeps
+                // asking cannot hold the worker.
+                Ok(Output::Timeout(at)) if at <= now && inline_timeouts < MAX_INLINE_TIMEOUTS => {
+                    inline_timeouts += 1;
+                    if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(participant = %id, error = %e, "timeout handling failed");
+                    }
+                }
                 Ok(Output::Timeout(at)) => {
                     t.next_timeout = at;
                     break;
@@ -548,7 +581,7 @@ impl Sfu {
                 Ok(Output::Event(e)) => events.push(e),
                 Err(e) => {
                     tracing::debug!(participant = %id, error = %e, "peer connection failed");
-                    t.rtc.disconnect();
+                    rtc.disconnect();
                     t.next_timeout = now;
                     break;
                 }
@@ -668,7 +701,10 @@ impl Sfu {
                     continue;
                 }
             };
-            let mut api = t.rtc.direct_api();
+            let Some(rtc) = t.rtc_mut() else {
+                continue;
+            };
+            let mut api = rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
             };

@@ -36,6 +36,48 @@ struct Client {
     blocked: bool,
 }
 
+impl Client {
+    /// One audio and one video packet on every m-line it sends.
+    fn write_frames(&mut self, now: Instant) {
+        let tick = self.frames_sent;
+        let sending: Vec<(Mid, MediaKind)> = self
+            .mids
+            .iter()
+            .filter_map(|mid| {
+                let m = self.rtc.media(*mid)?;
+                m.direction().is_sending().then(|| (*mid, m.kind()))
+            })
+            .collect();
+        for (mid, kind) in sending {
+            let Some(writer) = self.rtc.writer(mid) else {
+                continue;
+            };
+            let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
+                continue;
+            };
+            let (data, time) = match kind {
+                MediaKind::Audio => (
+                    vec![self.marker; 80],
+                    MediaTime::new(tick * 960, Frequency::FORTY_EIGHT_KHZ),
+                ),
+                MediaKind::Video => {
+                    // VP8 frame tag: bit 0 clear on keyframes. Then the marker.
+                    let tag = if tick.is_multiple_of(KEYFRAME_EVERY) {
+                        0x10
+                    } else {
+                        0x11
+                    };
+                    let mut d = vec![tag, self.marker];
+                    d.extend(std::iter::repeat_n(self.marker, 500));
+                    (d, MediaTime::new(tick * 1800, Frequency::NINETY_KHZ))
+                }
+            };
+            writer.write(pt, now, time, data).unwrap();
+        }
+        self.frames_sent += 1;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Frame {
     marker: u8,
@@ -143,45 +185,9 @@ impl World {
             return;
         }
         for c in &mut self.clients {
-            if !c.connected {
-                continue;
+            if c.connected {
+                c.write_frames(now);
             }
-            let tick = c.frames_sent;
-            let sending: Vec<(Mid, MediaKind)> = c
-                .mids
-                .iter()
-                .filter_map(|mid| {
-                    let m = c.rtc.media(*mid)?;
-                    m.direction().is_sending().then(|| (*mid, m.kind()))
-                })
-                .collect();
-            for (mid, kind) in sending {
-                let Some(writer) = c.rtc.writer(mid) else {
-                    continue;
-                };
-                let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
-                    continue;
-                };
-                let (data, time) = match kind {
-                    MediaKind::Audio => (
-                        vec![c.marker; 80],
-                        MediaTime::new(tick * 960, Frequency::FORTY_EIGHT_KHZ),
-                    ),
-                    MediaKind::Video => {
-                        // VP8 frame tag: bit 0 clear on keyframes. Then the marker.
-                        let tag = if tick % KEYFRAME_EVERY == 0 {
-                            0x10
-                        } else {
-                            0x11
-                        };
-                        let mut d = vec![tag, c.marker];
-                        d.extend(std::iter::repeat_n(c.marker, 500));
-                        (d, MediaTime::new(tick * 1800, Frequency::NINETY_KHZ))
-                    }
-                };
-                writer.write(pt, now, time, data).unwrap();
-            }
-            c.frames_sent += 1;
         }
     }
 
@@ -471,4 +477,78 @@ fn silent_peers_fail_with_the_reason() {
         "a and the idle observer are left"
     );
     assert!(w.client(&a).connected);
+}
+
+#[test]
+fn a_forwarded_packet_leaves_in_the_turn_it_arrived() {
+    // Latency: a packet must not wait for a timer at the server. Deliver one frame of a's and
+    // poll the SFU without ever calling `handle_timeout`.
+    let mut w = World::new();
+    let a = w.join(0x12);
+    w.join(0x34);
+    w.join(0x56);
+    w.run(1000);
+    w.now += Duration::from_millis(1);
+    let now = w.now;
+    let c = w.clients.iter_mut().find(|c| c.id == a).unwrap();
+    let from = c.addr;
+    c.write_frames(now);
+    c.rtc.handle_input(Input::Timeout(now)).unwrap();
+    let mut sent = Vec::new();
+    while let Ok(out) = c.rtc.poll_output() {
+        match out {
+            Output::Transmit(t) if is_rtp(&t.contents) => sent.push(t.contents.to_vec()),
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(sent.len(), 2, "one audio and one video packet");
+    for d in &sent {
+        w.sfu.handle_receive(now, from, d);
+    }
+    let mut forwarded = 0;
+    while let Some(t) = w.sfu.poll_transmit() {
+        if is_rtp(&t.contents) {
+            assert_ne!(t.destination, from, "nothing goes back to the sender");
+            forwarded += 1;
+        }
+    }
+    assert_eq!(
+        forwarded, 4,
+        "both packets to both other participants, at once"
+    );
+}
+
+#[test]
+fn an_observer_has_no_peer_connection_until_there_is_media_to_receive() {
+    let mut w = World::new();
+    // Joined as an observer (publishes nothing) in a room where nobody publishes yet: nothing to
+    // negotiate, so no offer and no `Rtc` (what an idle participant costs the server).
+    let observer = ParticipantId::generate();
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::AddTransport {
+            room: w.room.clone(),
+            participant: observer.clone(),
+            publish: PublishKinds::default(),
+            subscribe: true,
+        },
+    );
+    w.run(200);
+    assert!(w.sfu.transports[&observer].rtc().is_none());
+    assert!(
+        w.sfu
+            .next_timeout()
+            .is_none_or(|t| t > w.now + Duration::from_secs(60))
+    );
+    // Someone publishes: the observer now has tracks to receive, so a peer connection and an
+    // offer (which nobody answers here: the observer has no client in this world).
+    w.join(0x31);
+    w.run(500);
+    assert!(w.sfu.transports[&observer].rtc().is_some());
+    assert_eq!(
+        w.sfu.stats().consumers,
+        2,
+        "audio and video for the observer"
+    );
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
@@ -24,6 +25,10 @@ pub const ICE_DISCONNECT_GRACE: Duration = Duration::from_secs(15);
 /// How long a new transport may take to connect at all. Past it, the participant's network is
 /// almost certainly blocking UDP to the media port; saying so beats a silent, empty room.
 pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The timer of a transport with no peer connection: nothing is due, ever; the SFU's own
+/// wake-up interval bounds the wait anyway.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Life of one forwarded track on this transport (server → participant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +113,10 @@ pub enum Connectivity {
 pub struct Transport {
     pub id: ParticipantId,
     pub room: RoomId,
-    pub rtc: Rtc,
+    /// Made when there is first something to negotiate (see [`Transport::needs_offer`]): an
+    /// observer in a room where nobody publishes yet costs no peer connection. Boxed, so the
+    /// transport table stays small whatever str0m's `Rtc` weighs (about 10 KiB inline).
+    pub(super) rtc: Option<Box<Rtc>>,
     pub subscribe: bool,
     publish: PublishKinds,
     pub incoming: Vec<Incoming>,
@@ -129,9 +137,58 @@ impl Transport {
         id: ParticipantId,
         publish: PublishKinds,
         subscribe: bool,
-        candidates: &[Candidate],
     ) -> Self {
-        let mut rtc = RtcConfig::new()
+        Self {
+            id,
+            room,
+            rtc: None,
+            subscribe,
+            publish,
+            incoming: Vec::new(),
+            consumers: Vec::new(),
+            connectivity: Connectivity::Unnegotiated,
+            next_timeout: now + IDLE_TIMEOUT,
+            dirty: false,
+            pending: None,
+            next_offer_id: 1,
+            ssrc_mid: HashMap::new(),
+        }
+    }
+
+    /// The peer connection, once there is one.
+    pub fn rtc(&self) -> Option<&Rtc> {
+        self.rtc.as_deref()
+    }
+
+    pub fn rtc_mut(&mut self) -> Option<&mut Rtc> {
+        self.rtc.as_deref_mut()
+    }
+
+    /// Whether the next negotiation has anything to offer: the participant's own tracks (first
+    /// offer) or a consumer to open or stop.
+    fn needs_offer(&self) -> bool {
+        let own = self.next_offer_id == 1 && (self.publish.audio || self.publish.video);
+        own || self
+            .consumers
+            .iter()
+            .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
+    }
+
+    /// Makes the peer connection if it is about to be needed.
+    pub fn prepare(
+        &mut self,
+        now: Instant,
+        candidates: &[Candidate],
+        dtls_cert: Option<&DtlsCert>,
+    ) {
+        if self.rtc.is_some() || !self.needs_offer() {
+            return;
+        }
+        let mut config = RtcConfig::new();
+        if let Some(cert) = dtls_cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = config
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .clear_codecs()
@@ -142,21 +199,8 @@ impl Transport {
         for c in candidates {
             rtc.add_local_candidate(c.clone());
         }
-        Self {
-            id,
-            room,
-            rtc,
-            subscribe,
-            publish,
-            incoming: Vec::new(),
-            consumers: Vec::new(),
-            connectivity: Connectivity::Unnegotiated,
-            next_timeout: now,
-            dirty: false,
-            pending: None,
-            next_offer_id: 1,
-            ssrc_mid: HashMap::new(),
-        }
+        self.rtc = Some(Box::new(rtc));
+        self.next_timeout = now;
     }
 
     pub fn add_consumer(&mut self, source: ProducerKey, kind: MediaKind) {
@@ -195,7 +239,8 @@ impl Transport {
         if self.pending.is_some() {
             return None;
         }
-        let mut change = self.rtc.sdp_api();
+        // No peer connection yet means nothing to offer (see `prepare`).
+        let mut change = self.rtc.as_mut()?.sdp_api();
         if self.next_offer_id == 1 {
             // The first offer: the participant's own tracks first (docs/protocol.md promises
             // that order). No data channel: an idle SCTP association costs every transport
@@ -269,7 +314,11 @@ impl Transport {
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| AnswerError::BadSdp(e.to_string()))?;
         let (_, pending) = self.pending.take().expect("checked above");
-        if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
+        // An offer was made, so the peer connection exists.
+        let Some(rtc) = self.rtc.as_mut() else {
+            return Err(AnswerError::Stale);
+        };
+        if let Err(e) = rtc.sdp_api().accept_answer(pending, answer) {
             // The offer is spent; put its changes back so the next offer carries them again.
             for c in &mut self.consumers {
                 c.state = match c.state {
@@ -298,7 +347,8 @@ impl Transport {
         for inc in &mut self.incoming {
             let receiving = self
                 .rtc
-                .media(inc.mid)
+                .as_ref()
+                .and_then(|r| r.media(inc.mid))
                 .is_some_and(|m| m.direction().is_receiving());
             if receiving && !inc.live {
                 inc.live = true;
@@ -313,14 +363,14 @@ impl Transport {
         if let Some(mid) = self.ssrc_mid.get(&ssrc) {
             return Some(*mid);
         }
-        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let mid = self.rtc.as_mut()?.direct_api().stream_rx(&ssrc)?.mid();
         self.ssrc_mid.insert(ssrc, mid);
         Some(mid)
     }
 
     /// The video codec a payload type stands for here.
     pub fn video_codec(&self, pt: Pt) -> Option<VideoCodec> {
-        let params = self.rtc.codec_config().iter().find(|p| p.pt() == pt)?;
+        let params = self.rtc()?.codec_config().iter().find(|p| p.pt() == pt)?;
         match params.spec().codec {
             Codec::Vp8 => Some(VideoCodec::Vp8),
             Codec::H264 => Some(VideoCodec::H264),
