@@ -73,13 +73,25 @@ pub struct Percentiles {
     pub samples: usize,
 }
 
-/// A histogram percentile for people: `<= 0.25`, or `> 50` past the last bucket.
-fn bound(ms: f64) -> String {
-    if ms.is_infinite() {
-        "> last bucket".into()
-    } else {
-        format!("<= {ms}")
+/// Histogram percentiles for people: `p50 <= 0.1 p95 <= 0.5 …`, `> last bucket` past it.
+fn turns(p: &Percentiles) -> String {
+    if p.samples == 0 {
+        return "none (no media, or not huizhen)".into();
     }
+    let bound = |ms: f64| {
+        if ms.is_infinite() {
+            "> last bucket".to_string()
+        } else {
+            format!("<= {ms}")
+        }
+    };
+    format!(
+        "p50 {} p95 {} p99 {} ({} turns)",
+        bound(p.p50),
+        bound(p.p95),
+        bound(p.p99),
+        p.samples
+    )
 }
 
 impl Percentiles {
@@ -197,7 +209,7 @@ impl Report {
              server: {:.0} pkt/s in, {:.0} pkt/s out, {:.0} pkt/s out per media-core second, \
              media CPU {:.2} s, process CPU {:.2} s ({}; {:.0} received pkt per process-core second), \
              RSS {:.1} MiB (peak {:.1}, {:.0} KiB per participant)\n\
-             server turn ms (wake to sent, bucket bounds) p50 {} p95 {} p99 {} ({} turns)\n\
+             server turn ms (wake to sent, bucket bounds) {}\n\
              generator CPU {:.2} s",
             self.target,
             self.scenario,
@@ -232,10 +244,7 @@ impl Report {
             self.server.rss_bytes / 1_048_576.0,
             self.server.peak_rss_bytes / 1_048_576.0,
             self.server.rss_per_participant_bytes / 1024.0,
-            bound(self.server.turn_ms.p50),
-            bound(self.server.turn_ms.p95),
-            bound(self.server.turn_ms.p99),
-            self.server.turn_ms.samples,
+            turns(&self.server.turn_ms),
             self.generator_cpu_seconds,
         )
     }
