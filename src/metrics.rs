@@ -25,7 +25,13 @@ type WorkerSeries = (
     fn(&WorkerStats) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 9] = [
+const WORKER_SERIES: [WorkerSeries; 10] = [
+    (
+        "huizhen_media_rooms",
+        "Rooms on this media worker (new rooms go to the worker with the fewest).",
+        "gauge",
+        |s| s.rooms as f64,
+    ),
     (
         "huizhen_media_transports",
         "Peer connections.",

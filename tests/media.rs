@@ -185,6 +185,7 @@ async fn media_state_reaches_the_others_and_the_sfu_counts_packets() {
     assert_eq!(value("huizhen_join_seconds_count "), 2.0);
     assert!(value("huizhen_media_packets_out_total{worker=\"0\"}") > 0.0);
     assert_eq!(value("huizhen_media_consumers{worker=\"0\"}"), 4.0);
+    assert_eq!(value("huizhen_media_rooms{worker=\"0\"}"), 1.0);
     // The worker timed its turns; every one is under +Inf, so the last bucket is the count.
     let turns = value("huizhen_media_turn_seconds_count{worker=\"0\"}");
     assert!(turns > 0.0);
