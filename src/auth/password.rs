@@ -1,34 +1,142 @@
 //! Clinician passwords: Argon2id hashes in PHC string format.
+//!
+//! Argon2 hashes in `m_cost` KiB of working memory (19 MiB with the default parameters).
+//! Allocated afresh for every sign-in, that memory stayed resident in the allocator arena of
+//! whichever blocking thread ran the hash: about 19 MiB more for each new thread, never given
+//! back. The working areas are therefore kept here and reused: at most [`MAX_WORKSPACES`] exist,
+//! and a hash beyond that waits for one (which also bounds the CPU that sign-ins can take).
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::AuthError;
 
+/// Argon2 working areas kept for reuse, and so the most hashes computed at once.
+pub const MAX_WORKSPACES: usize = 4;
+
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let key = |e: &dyn std::fmt::Display| AuthError::Key(e.to_string());
     let mut salt_bytes = [0u8; 16];
     rand::fill(&mut salt_bytes);
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| AuthError::Key(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError::Key(e.to_string()))
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| key(&e))?;
+    let argon = Argon2::default();
+    let params = argon.params().clone();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    with_workspace(params.block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), &salt_bytes, &mut out, blocks)
+    })
+    .map_err(|e| key(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(&params).map_err(|e| key(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| key(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Constant-time check; a malformed stored hash counts as a mismatch.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    let computed = with_workspace(params.block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, &mut out, blocks)
+    });
+    // `Output`'s equality is constant-time.
+    computed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+/// Runs `f` on a working area of `blocks` blocks. Areas of the default size are reused; a
+/// stored hash with other parameters gets a one-off area of its own size.
+fn with_workspace<T>(blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    if blocks != Params::default().block_count() {
+        return f(&mut vec![Block::new(); blocks]);
+    }
+    let mut area = WORKSPACES.take(blocks);
+    let result = f(&mut area);
+    WORKSPACES.give(area);
+    result
+}
+
+static WORKSPACES: Workspaces = Workspaces {
+    state: Mutex::new(Pool {
+        free: Vec::new(),
+        made: 0,
+    }),
+    returned: Condvar::new(),
+};
+
+struct Workspaces {
+    state: Mutex<Pool>,
+    returned: Condvar,
+}
+
+struct Pool {
+    free: Vec<Vec<Block>>,
+    /// Areas made so far (free or in use); never more than `MAX_WORKSPACES`.
+    made: usize,
+}
+
+impl Workspaces {
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        // A hash that panicked leaves the pool as consistent as before it started.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, blocks: usize) -> Vec<Block> {
+        let mut pool = self.lock();
+        loop {
+            if let Some(area) = pool.free.pop() {
+                return area;
+            }
+            if pool.made < MAX_WORKSPACES {
+                pool.made += 1;
+                drop(pool);
+                return vec![Block::new(); blocks];
+            }
+            pool = self.returned.wait(pool).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn give(&self, area: Vec<Block>) {
+        self.lock().free.push(area);
+        self.returned.notify_one();
+    }
+
+    #[cfg(test)]
+    fn made(&self) -> usize {
+        self.lock().made
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
     #[test]
     fn hash_and_verify() {
@@ -36,5 +144,57 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("x", "not a hash"));
+        assert!(!verify_password(
+            "x",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$"
+        ));
+    }
+
+    #[test]
+    fn hashes_are_the_argon2_crates_phc_strings() {
+        // Hashes stored before the working areas were pooled still verify, and the other way.
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_password("correct horse", &theirs));
+        assert!(!verify_password("correct horsf", &theirs));
+        let ours = hash_password("correct horse").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        // Other parameters (a cheaper hash from elsewhere) verify too, with a one-off area.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify_password("pw", &small));
+    }
+
+    #[test]
+    fn working_areas_are_reused_and_bounded() {
+        let stored = hash_password("pw").unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..3 * MAX_WORKSPACES {
+                s.spawn(|| assert!(verify_password("pw", &stored)));
+            }
+        });
+        for _ in 0..3 {
+            assert!(verify_password("pw", &stored));
+        }
+        let made = WORKSPACES.made();
+        assert!((1..=MAX_WORKSPACES).contains(&made), "{made} areas");
     }
 }
