@@ -30,8 +30,6 @@ use crate::tls::{self, CertSource};
 pub struct Server {
     /// The HTTPS/WSS address actually bound (port 0 in the config picks one).
     pub https_addr: SocketAddr,
-    /// The media UDP address actually bound.
-    pub media_addr: SocketAddr,
     /// The Prometheus listener, when enabled.
     pub metrics_addr: Option<SocketAddr>,
     pub cert_source: CertSource,
@@ -180,7 +178,6 @@ impl Server {
         };
         Ok(Self {
             https_addr,
-            media_addr: media.local_addr(),
             metrics_addr,
             metrics_task,
             housekeeping,

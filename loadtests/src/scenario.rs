@@ -470,10 +470,10 @@ fn turn_percentiles(
 ) -> Percentiles {
     let mut by_bound: Vec<(f64, f64)> = Vec::new();
     for (k, v) in after {
-        let Some(rest) = k.strip_prefix("huizhen_media_turn_seconds_bucket{") else {
+        if !k.starts_with("huizhen_media_turn_seconds_bucket{") {
             continue;
-        };
-        let Some(le) = rest.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+        }
+        let Some(le) = api::label(k, "le") else {
             continue;
         };
         let bound_ms = if le == "+Inf" {
@@ -507,12 +507,8 @@ fn server_figures(
         let media_cpu = d("huizhen_media_cpu_seconds_total");
         let out = d("huizhen_media_packets_out_total");
         for (k, v) in a {
-            if let Some(rest) = k.strip_prefix("huizhen_media_dropped_total{") {
-                let reason = rest
-                    .split("reason=\"")
-                    .nth(1)
-                    .and_then(|r| r.split('"').next())
-                    .unwrap_or("?");
+            if k.starts_with("huizhen_media_dropped_total{") {
+                let reason = api::label(k, "reason").unwrap_or("?");
                 let prev = b.get(k).copied().unwrap_or(0.0);
                 *f.dropped.entry(reason.to_owned()).or_insert(0.0) += v - prev;
             }

@@ -156,11 +156,6 @@ impl MediaHandle {
         worker.clone()
     }
 
-    /// Worker 0's bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addrs[0]
-    }
-
     /// Every worker's bound address, by worker index.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs

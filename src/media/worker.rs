@@ -27,10 +27,9 @@ pub const TURN_BUCKETS_MICROS: [u64; 10] =
 /// kernel before the wake-up is not in it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TurnHistogram {
-    /// Turns at or under each bound of [`TURN_BUCKETS_MICROS`] (not cumulative).
+    /// Turns at or under each bound of [`TURN_BUCKETS_MICROS`] (not cumulative); the turns over
+    /// the last bound are `count` minus their sum.
     pub buckets: [u64; TURN_BUCKETS_MICROS.len()],
-    /// Turns over the last bound.
-    pub over: u64,
     pub count: u64,
     pub sum_micros: u64,
 }
@@ -38,9 +37,8 @@ pub struct TurnHistogram {
 impl TurnHistogram {
     fn observe(&mut self, d: Duration) {
         let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        match TURN_BUCKETS_MICROS.iter().position(|b| micros <= *b) {
-            Some(i) => self.buckets[i] += 1,
-            None => self.over += 1,
+        if let Some(i) = TURN_BUCKETS_MICROS.iter().position(|b| micros <= *b) {
+            self.buckets[i] += 1;
         }
         self.count += 1;
         self.sum_micros += micros;

@@ -489,11 +489,8 @@ impl Sfu {
         let Some(t) = self.transports.get_mut(participant) else {
             return;
         };
-        if t.rtc.is_none() {
-            t.prepare(self.now, &self.candidates, self.dtls_cert.as_ref());
-            if t.rtc.is_some() {
-                Self::mark_dirty(&mut self.dirty, participant, t);
-            }
+        if t.prepare(self.now, &self.candidates, self.dtls_cert.as_ref()) {
+            Self::mark_dirty(&mut self.dirty, participant, t);
         }
         if let Some(offer) = t.negotiate() {
             self.events.push_back(SfuEvent::Offer {
@@ -564,9 +561,8 @@ impl Sfu {
             match rtc.poll_output() {
                 // str0m asks for a timeout that is already due when it has work queued: media
                 // written to a stream is only sent after the next timeout. Served here, a
-                // forwarded packet leaves in the turn it arrived instead of waiting for the
-                // I/O loop's timer (a millisecond or more). Bounded, so that a peer that keeps
-                // asking cannot hold the worker.
+                // forwarded packet leaves in the turn it arrived instead of the I/O loop's next
+                // turn. Bounded, so that a peer that keeps asking cannot hold the worker.
                 Ok(Output::Timeout(at)) if at <= now && inline_timeouts < MAX_INLINE_TIMEOUTS => {
                     inline_timeouts += 1;
                     if let Err(e) = rtc.handle_input(Input::Timeout(now)) {

@@ -174,15 +174,15 @@ impl Transport {
             .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
     }
 
-    /// Makes the peer connection if it is about to be needed.
+    /// Makes the peer connection if it is about to be needed; true if it made it now.
     pub fn prepare(
         &mut self,
         now: Instant,
         candidates: &[Candidate],
         dtls_cert: Option<&DtlsCert>,
-    ) {
+    ) -> bool {
         if self.rtc.is_some() || !self.needs_offer() {
-            return;
+            return false;
         }
         let mut config = RtcConfig::new();
         if let Some(cert) = dtls_cert {
@@ -201,6 +201,7 @@ impl Transport {
         }
         self.rtc = Some(Box::new(rtc));
         self.next_timeout = now;
+        true
     }
 
     pub fn add_consumer(&mut self, source: ProducerKey, kind: MediaKind) {
