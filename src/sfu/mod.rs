@@ -16,6 +16,8 @@
 mod forwarder;
 mod keyframe;
 mod router;
+mod table;
+mod timers;
 mod transport;
 
 #[cfg(test)]
@@ -34,6 +36,9 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use crate::ids::{ParticipantId, RoomId};
 use forwarder::Verdict;
 use router::{Producer, Router};
+pub use table::TransportKey;
+use table::Transports;
+use timers::Timers;
 pub use transport::{AnswerError, OfferOut, Transport};
 use transport::{Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT_GRACE};
 
@@ -50,18 +55,11 @@ pub struct PublishKinds {
     pub video: bool,
 }
 
-/// Identifies a producer: the participant sending it and its m-line on their transport.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Identifies a producer: the transport it arrives on and its m-line there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProducerKey {
-    pub owner: ParticipantId,
+    pub owner: TransportKey,
     pub mid: Mid,
-}
-
-impl ProducerKey {
-    /// Compares without building a key (which would clone the owner's id on the hot path).
-    pub fn is(&self, owner: &ParticipantId, mid: Mid) -> bool {
-        self.mid == mid && &self.owner == owner
-    }
 }
 
 /// One server → participant m-line and whose track it carries.
@@ -175,12 +173,14 @@ pub struct Sfu {
     /// candidates (with one socket we cannot tell which local IP a datagram arrived on, and the
     /// kernel picks the source of replies anyway).
     local_addr: SocketAddr,
-    transports: HashMap<ParticipantId, Transport>,
+    transports: Transports,
     routers: HashMap<RoomId, Router>,
     /// Demultiplexing cache: remote address → transport. Misses fall back to `Rtc::accepts`.
-    by_addr: HashMap<SocketAddr, ParticipantId>,
+    by_addr: HashMap<SocketAddr, TransportKey>,
     /// Transports with output to poll.
-    dirty: Vec<ParticipantId>,
+    dirty: Vec<TransportKey>,
+    /// When each transport is next due.
+    timers: Timers,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     stats: SfuStats,
@@ -210,10 +210,11 @@ impl Sfu {
                 .copied()
                 .unwrap_or(([127, 0, 0, 1], 0).into()),
             candidates,
-            transports: HashMap::new(),
+            transports: Transports::default(),
             routers: HashMap::new(),
             by_addr: HashMap::new(),
             dirty: Vec::new(),
+            timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SfuStats::default(),
@@ -232,8 +233,8 @@ impl Sfu {
                 .sum(),
             consumers: self
                 .transports
-                .values()
-                .map(|t| t.consumers.len() as u64)
+                .iter()
+                .map(|(_, t)| t.consumers.len() as u64)
                 .sum(),
             ..self.stats
         }
@@ -241,6 +242,11 @@ impl Sfu {
 
     pub fn transport_count(&self) -> usize {
         self.transports.len()
+    }
+
+    /// The participant's transport, if it has one on this worker.
+    pub fn transport(&self, participant: &ParticipantId) -> Option<&Transport> {
+        self.transports.by_id(participant)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -258,18 +264,16 @@ impl Sfu {
     }
 
     /// When [`Sfu::handle_timeout`] is next due: a str0m timer, or a connectivity deadline.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        self.transports
-            .values()
-            .map(|t| {
-                let deadline = match t.connectivity {
-                    Connectivity::New { since } => since + ICE_CONNECT_TIMEOUT,
-                    Connectivity::Disconnected { since } => since + ICE_DISCONNECT_GRACE,
-                    Connectivity::Connected | Connectivity::Unnegotiated => t.next_timeout,
-                };
-                t.next_timeout.min(deadline + Duration::from_millis(1))
-            })
-            .min()
+    /// None while no transport has a peer connection.
+    pub fn next_timeout(&mut self) -> Option<Instant> {
+        // Stale entries on top would wake the worker for nothing: drop them first.
+        while let Some((at, key)) = self.timers.peek() {
+            match self.transports.get(key) {
+                Some(t) if t.scheduled == Some(at) => return Some(at),
+                _ => self.timers.pop(),
+            }
+        }
+        None
     }
 
     pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
@@ -285,9 +289,15 @@ impl Sfu {
                 participant,
                 offer_id,
                 sdp,
-            } => self.answer(now, participant, offer_id, &sdp),
+            } => {
+                if let Some(key) = self.transports.key_of(&participant) {
+                    self.answer(now, key, offer_id, &sdp);
+                }
+            }
             SfuCommand::RemoveTransport { participant } => {
-                self.remove_transport(&participant);
+                if let Some(key) = self.transports.key_of(&participant) {
+                    self.remove_transport(key);
+                }
             }
         }
         self.drive(now);
@@ -302,44 +312,64 @@ impl Sfu {
         };
         let input = Input::Receive(now, receive);
         let owner = match self.by_addr.get(&source) {
-            Some(id) => Some(id.clone()),
-            None => self
-                .transports
-                .iter()
-                .find(|(_, t)| t.rtc().is_some_and(|rtc| rtc.accepts(&input)))
-                .map(|(id, _)| id.clone()),
+            Some(key) => Some(*key),
+            None => {
+                let found = self
+                    .transports
+                    .iter()
+                    .find(|(_, t)| t.rtc().is_some_and(|rtc| rtc.accepts(&input)))
+                    .map(|(key, _)| key);
+                if let Some(key) = found {
+                    self.by_addr.insert(source, key);
+                }
+                found
+            }
         };
-        let Some(id) = owner else {
+        let Some(key) = owner else {
             self.stats.datagrams_unrouted += 1;
             return;
         };
-        let Some(rtc) = self.transports.get_mut(&id).and_then(|t| t.rtc_mut()) else {
+        let Some(t) = self.transports.get_mut(key) else {
+            return;
+        };
+        let Some(rtc) = t.rtc_mut() else {
             return;
         };
         if let Err(e) = rtc.handle_input(input) {
-            tracing::debug!(participant = %id, error = %e, "peer input rejected");
+            tracing::debug!(participant = %t.id, error = %e, "peer input rejected");
         }
-        self.by_addr.entry(source).or_insert_with(|| id.clone());
         self.now = now;
         // The source at once (str0m wants its output drained after each input); the
         // subscribers it wrote to wait for `poll_transmit`, so a batch of datagrams costs each
         // subscriber one poll.
-        self.poll_one(now, &id);
+        self.poll_one(now, key);
     }
 
-    /// Advances every transport whose timer is due.
+    /// Advances every transport whose deadline has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        let mut failed = Vec::new();
-        for (id, t) in &mut self.transports {
+        let mut due = Vec::new();
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            if let Some(t) = self.transports.get_mut(key)
+                && t.scheduled == Some(at)
+            {
+                t.scheduled = None;
+                due.push(key);
+            }
+        }
+        for key in due {
+            let Some(t) = self.transports.get_mut(key) else {
+                continue;
+            };
             if t.next_timeout <= now
                 && let Some(rtc) = t.rtc_mut()
             {
                 if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(participant = %id, error = %e, "timeout handling failed");
+                    tracing::debug!(participant = %t.id, error = %e, "timeout handling failed");
                 }
-                Self::mark_dirty(&mut self.dirty, id, t);
+                Self::mark_dirty(&mut self.dirty, key, t);
             }
+            let polled = t.dirty;
             let alive = t.rtc().is_none_or(|rtc| rtc.is_alive());
             let reason = match t.connectivity {
                 Connectivity::New { since } if now.duration_since(since) > ICE_CONNECT_TIMEOUT => {
@@ -356,12 +386,13 @@ impl Sfu {
                 _ if !alive => Some(FailReason::Lost),
                 _ => None,
             };
-            if let Some(reason) = reason {
-                failed.push((id.clone(), reason));
+            match reason {
+                Some(reason) => self.fail(key, reason),
+                // Given the timeout: polled in `drive`, which queues it again.
+                None if polled => {}
+                // Only a connectivity deadline was checked: queue it again here.
+                None => self.reschedule(key),
             }
-        }
-        for (id, reason) in failed {
-            self.fail(&id, reason);
         }
         self.drive(now);
     }
@@ -374,182 +405,207 @@ impl Sfu {
         publish: PublishKinds,
         subscribe: bool,
     ) {
-        if self.transports.contains_key(&participant) {
+        if self.transports.key_of(&participant).is_some() {
             return;
         }
-        let mut t = Transport::new(now, room.clone(), participant.clone(), publish, subscribe);
+        let mut t = Transport::new(now, room.clone(), participant, publish, subscribe);
         let router = self.routers.entry(room).or_default();
         if subscribe {
             for p in &router.producers {
-                t.add_consumer(p.key.clone(), p.kind);
+                t.add_consumer(p.key, p.publisher.clone(), p.kind);
             }
         }
-        router.members.push(participant.clone());
-        Self::mark_dirty(&mut self.dirty, &participant, &mut t);
-        self.transports.insert(participant.clone(), t);
-        self.negotiate(&participant);
+        let key = self.transports.insert(t);
+        router.members.push(key);
+        if let Some(t) = self.transports.get_mut(key) {
+            Self::mark_dirty(&mut self.dirty, key, t);
+        }
+        self.negotiate(key);
     }
 
-    fn answer(&mut self, now: Instant, participant: ParticipantId, offer_id: u64, sdp: &str) {
-        let Some(t) = self.transports.get_mut(&participant) else {
+    fn answer(&mut self, now: Instant, key: TransportKey, offer_id: u64, sdp: &str) {
+        let Some(t) = self.transports.get_mut(key) else {
             return;
         };
         let room = t.room.clone();
+        let participant = t.id.clone();
         let outcome = match t.apply_answer(now, offer_id, sdp) {
             Ok(o) => o,
             Err(error) => {
                 self.events.push_back(SfuEvent::AnswerFailed {
                     room,
-                    participant: participant.clone(),
+                    participant,
                     offer_id,
                     error,
                 });
                 // A failed answer put its changes back: offer them again.
-                self.negotiate(&participant);
+                self.negotiate(key);
                 return;
             }
         };
-        if let Some(t) = self.transports.get_mut(&participant) {
-            Self::mark_dirty(&mut self.dirty, &participant, t);
-        }
+        Self::mark_dirty(&mut self.dirty, key, t);
         if let Some(router) = self.routers.get_mut(&room) {
             for (mid, kind) in outcome.new_producers {
-                let key = ProducerKey {
-                    owner: participant.clone(),
-                    mid,
-                };
+                let producer = ProducerKey { owner: key, mid };
                 router.producers.push(Producer {
-                    key: key.clone(),
+                    key: producer,
+                    publisher: participant.clone(),
                     kind,
                     last_keyframe_request: None,
                 });
-                for member in router.members.iter().filter(|m| **m != participant) {
-                    if let Some(other) = self.transports.get_mut(member)
+                for member in router.members.iter().filter(|m| **m != key) {
+                    if let Some(other) = self.transports.get_mut(*member)
                         && other.subscribe
                     {
-                        other.add_consumer(key.clone(), kind);
+                        other.add_consumer(producer, participant.clone(), kind);
                     }
                 }
             }
             let members = router.members.clone();
-            for m in members.iter().filter(|m| **m != participant) {
+            for m in members.into_iter().filter(|m| *m != key) {
                 self.negotiate(m);
             }
         }
-        for key in outcome.opened_video {
-            self.request_keyframe(now, &key);
+        for producer in outcome.opened_video {
+            self.request_keyframe(now, producer);
         }
         // Changes queued while the offer was outstanding.
-        self.negotiate(&participant);
+        self.negotiate(key);
     }
 
-    fn remove_transport(&mut self, participant: &ParticipantId) -> Option<RoomId> {
-        let mut t = self.transports.remove(participant)?;
+    fn remove_transport(&mut self, key: TransportKey) -> Option<(RoomId, ParticipantId)> {
+        let mut t = self.transports.remove(key)?;
         if let Some(rtc) = t.rtc_mut() {
             rtc.disconnect();
         }
-        self.by_addr.retain(|_, id| id != participant);
+        self.by_addr.retain(|_, k| *k != key);
         let room = t.room.clone();
         if let Some(router) = self.routers.get_mut(&room) {
-            router.members.retain(|m| m != participant);
+            router.members.retain(|m| *m != key);
             let gone: Vec<ProducerKey> = router
                 .producers
                 .iter()
-                .filter(|p| &p.key.owner == participant)
-                .map(|p| p.key.clone())
+                .filter(|p| p.key.owner == key)
+                .map(|p| p.key)
                 .collect();
-            router.producers.retain(|p| &p.key.owner != participant);
+            router.producers.retain(|p| p.key.owner != key);
             let members = router.members.clone();
             if members.is_empty() {
                 self.routers.remove(&room);
             }
-            for m in &members {
+            for m in members {
                 if let Some(other) = self.transports.get_mut(m) {
-                    for key in &gone {
-                        other.remove_consumer(key);
+                    for producer in &gone {
+                        other.remove_consumer(producer);
                     }
                 }
                 self.negotiate(m);
             }
         }
-        Some(room)
+        Some((room, t.id))
     }
 
-    fn fail(&mut self, participant: &ParticipantId, reason: FailReason) {
-        if let Some(room) = self.remove_transport(participant) {
+    fn fail(&mut self, key: TransportKey, reason: FailReason) {
+        if let Some((room, participant)) = self.remove_transport(key) {
             self.events.push_back(SfuEvent::Failed {
                 room,
-                participant: participant.clone(),
+                participant,
                 reason,
             });
         }
     }
 
-    fn negotiate(&mut self, participant: &ParticipantId) {
-        let Some(t) = self.transports.get_mut(participant) else {
+    fn negotiate(&mut self, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(key) else {
             return;
         };
         if t.prepare(self.now, &self.candidates, self.dtls_cert.as_ref()) {
-            Self::mark_dirty(&mut self.dirty, participant, t);
+            Self::mark_dirty(&mut self.dirty, key, t);
         }
         if let Some(offer) = t.negotiate() {
             self.events.push_back(SfuEvent::Offer {
                 room: t.room.clone(),
-                participant: participant.clone(),
+                participant: t.id.clone(),
                 offer,
             });
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, key: &ProducerKey) {
-        let Some(owner) = self.transports.get_mut(&key.owner) else {
+    fn request_keyframe(&mut self, now: Instant, producer: ProducerKey) {
+        let Some(owner) = self.transports.get_mut(producer.owner) else {
             return;
         };
         let Some(router) = self.routers.get_mut(&owner.room) else {
             return;
         };
-        let Some(producer) = router.producers.iter_mut().find(|p| &p.key == key) else {
+        let Some(p) = router.producers.iter_mut().find(|p| p.key == producer) else {
             return;
         };
-        if producer
-            .last_keyframe_request
+        if p.last_keyframe_request
             .is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
         {
             return;
         }
-        producer.last_keyframe_request = Some(now);
+        p.last_keyframe_request = Some(now);
         let Some(rtc) = owner.rtc_mut() else {
             return;
         };
-        if let Some(rx) = rtc.direct_api().stream_rx_by_mid(key.mid, None).as_mut() {
+        if let Some(rx) = rtc
+            .direct_api()
+            .stream_rx_by_mid(producer.mid, None)
+            .as_mut()
+        {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests_sent += 1;
-            Self::mark_dirty(&mut self.dirty, &key.owner, owner);
+            Self::mark_dirty(&mut self.dirty, producer.owner, owner);
         }
     }
 
     /// Marks a transport as having output to poll (once, however often it is asked).
-    fn mark_dirty(dirty: &mut Vec<ParticipantId>, id: &ParticipantId, t: &mut Transport) {
+    fn mark_dirty(dirty: &mut Vec<TransportKey>, key: TransportKey, t: &mut Transport) {
         if !t.dirty {
             t.dirty = true;
-            dirty.push(id.clone());
+            dirty.push(key);
+        }
+    }
+
+    /// Queues the transport at its current deadline, unless it is queued there already.
+    fn reschedule(&mut self, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(key) else {
+            return;
+        };
+        let deadline = t.deadline();
+        if t.scheduled == deadline {
+            return;
+        }
+        t.scheduled = deadline;
+        if let Some(at) = deadline {
+            self.timers.push(at, key);
+            if self.timers.needs_rebuild(self.transports.len()) {
+                let current = self
+                    .transports
+                    .iter()
+                    .filter_map(|(k, t)| t.scheduled.map(|at| (at, k)));
+                self.timers.rebuild(current);
+            }
         }
     }
 
     /// Polls every dirty transport until all are drained; forwarding makes others dirty. A
     /// subscriber written to by many packets of one batch is polled once for all of them.
     fn drive(&mut self, now: Instant) {
-        while let Some(id) = self.dirty.pop() {
-            if let Some(t) = self.transports.get_mut(&id) {
+        while let Some(key) = self.dirty.pop() {
+            if let Some(t) = self.transports.get_mut(key) {
                 t.dirty = false;
             }
-            self.poll_one(now, &id);
+            self.poll_one(now, key);
         }
     }
 
-    /// Drains one transport's output: datagrams to send, events to act on.
-    fn poll_one(&mut self, now: Instant, id: &ParticipantId) {
-        let Some(t) = self.transports.get_mut(id) else {
+    /// Drains one transport's output (datagrams to send, events to act on), then queues it at
+    /// its next deadline.
+    fn poll_one(&mut self, now: Instant, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(key) else {
             return;
         };
         let Some(rtc) = t.rtc.as_deref_mut() else {
@@ -566,7 +622,7 @@ impl Sfu {
                 Ok(Output::Timeout(at)) if at <= now && inline_timeouts < MAX_INLINE_TIMEOUTS => {
                     inline_timeouts += 1;
                     if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
-                        tracing::debug!(participant = %id, error = %e, "timeout handling failed");
+                        tracing::debug!(participant = %t.id, error = %e, "timeout handling failed");
                     }
                 }
                 Ok(Output::Timeout(at)) => {
@@ -576,7 +632,7 @@ impl Sfu {
                 Ok(Output::Transmit(tx)) => self.transmits.push_back(tx),
                 Ok(Output::Event(e)) => events.push(e),
                 Err(e) => {
-                    tracing::debug!(participant = %id, error = %e, "peer connection failed");
+                    tracing::debug!(participant = %t.id, error = %e, "peer connection failed");
                     rtc.disconnect();
                     t.next_timeout = now;
                     break;
@@ -584,36 +640,37 @@ impl Sfu {
             }
         }
         for e in events.drain(..) {
-            self.handle_event(now, id, e);
+            self.handle_event(now, key, e);
         }
         self.scratch_events = events;
+        self.reschedule(key);
     }
 
-    fn handle_event(&mut self, now: Instant, id: &ParticipantId, event: Event) {
+    fn handle_event(&mut self, now: Instant, key: TransportKey, event: Event) {
         match event {
-            Event::RtpPacket(pkt) => self.forward(now, id, pkt),
+            Event::RtpPacket(pkt) => self.forward(now, key, pkt),
             Event::KeyframeRequest(req) => {
                 self.stats.keyframe_requests_received += 1;
                 let source = self
                     .transports
-                    .get(id)
+                    .get(key)
                     .and_then(|t| t.consumer_by_mid(req.mid))
-                    .map(|c| c.source.clone());
+                    .map(|c| c.source);
                 if let Some(source) = source {
-                    self.request_keyframe(now, &source);
+                    self.request_keyframe(now, source);
                 }
             }
             Event::Connected => {
-                if let Some(t) = self.transports.get_mut(id) {
+                if let Some(t) = self.transports.get_mut(key) {
                     t.connectivity = Connectivity::Connected;
                     self.events.push_back(SfuEvent::Connected {
                         room: t.room.clone(),
-                        participant: id.clone(),
+                        participant: t.id.clone(),
                     });
                 }
             }
             Event::IceConnectionStateChange(state) => {
-                if let Some(t) = self.transports.get_mut(id) {
+                if let Some(t) = self.transports.get_mut(key) {
                     let was_lost = matches!(t.connectivity, Connectivity::Disconnected { .. });
                     match state {
                         // Only a connection that was up can be lost; before that the connect
@@ -637,21 +694,22 @@ impl Sfu {
     }
 
     /// The hot path: one incoming RTP packet to every consumer of its producer.
-    fn forward(&mut self, now: Instant, id: &ParticipantId, pkt: RtpPacket) {
+    fn forward(&mut self, now: Instant, key: TransportKey, pkt: RtpPacket) {
         self.stats.rtp_in += 1;
         self.stats.rtp_in_bytes += pkt.payload.len() as u64;
-        let Some(source) = self.transports.get_mut(id) else {
+        let Some(source) = self.transports.get_mut(key) else {
             return;
         };
         let Some(mid) = source.mid_of(pkt.header.ssrc) else {
             self.stats.dropped_unknown_stream += 1;
             return;
         };
+        let producer_key = ProducerKey { owner: key, mid };
         let pt = pkt.header.payload_type;
         let Some(router) = self.routers.get(&source.room) else {
             return;
         };
-        let Some(producer) = router.producers.iter().find(|p| p.key.is(id, mid)) else {
+        let Some(producer) = router.producers.iter().find(|p| p.key == producer_key) else {
             self.stats.dropped_unknown_stream += 1;
             return;
         };
@@ -670,13 +728,13 @@ impl Sfu {
         };
         let mut want_keyframe = false;
         for member in &router.members {
-            if member == id {
+            if *member == key {
                 continue;
             }
-            let Some(t) = self.transports.get_mut(member) else {
+            let Some(t) = self.transports.get_mut(*member) else {
                 continue;
             };
-            let Some(consumer) = t.consumer_of(id, mid) else {
+            let Some(consumer) = t.consumer_of(producer_key) else {
                 continue;
             };
             let ConsumerState::Open(out_mid) = consumer.state else {
@@ -718,14 +776,10 @@ impl Sfu {
             );
             self.stats.rtp_out += 1;
             self.stats.rtp_out_bytes += pkt.payload.len() as u64;
-            Self::mark_dirty(&mut self.dirty, member, t);
+            Self::mark_dirty(&mut self.dirty, *member, t);
         }
         if want_keyframe {
-            let key = ProducerKey {
-                owner: id.clone(),
-                mid,
-            };
-            self.request_keyframe(now, &key);
+            self.request_keyframe(now, producer_key);
         }
     }
 }

@@ -7,18 +7,20 @@ use std::time::Instant;
 
 use str0m::media::MediaKind;
 
-use super::ProducerKey;
+use super::{ProducerKey, TransportKey};
 use crate::ids::ParticipantId;
 
 #[derive(Debug, Default)]
 pub struct Router {
-    pub members: Vec<ParticipantId>,
+    pub members: Vec<TransportKey>,
     pub producers: Vec<Producer>,
 }
 
 #[derive(Debug)]
 pub struct Producer {
     pub key: ProducerKey,
+    /// Who publishes it (named in subscribers' offers).
+    pub publisher: ParticipantId,
     pub kind: MediaKind,
     /// Throttles keyframe requests (see `KEYFRAME_REQUEST_INTERVAL`).
     pub last_keyframe_request: Option<Instant>,

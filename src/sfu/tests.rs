@@ -357,6 +357,41 @@ fn everyone_receives_everyone_else_and_video_starts_on_a_keyframe() {
 }
 
 #[test]
+fn timers_stay_bounded_and_idle_transports_are_never_due() {
+    let mut w = World::new();
+    // A hundred observers in rooms where nobody publishes: no peer connection, so never due.
+    for _ in 0..100 {
+        w.sfu.handle_command(
+            w.now,
+            SfuCommand::AddTransport {
+                room: RoomId::generate(),
+                participant: ParticipantId::generate(),
+                publish: PublishKinds::default(),
+                subscribe: true,
+            },
+        );
+    }
+    assert!(w.sfu.next_timeout().is_none(), "nothing to wake for");
+    for m in [1, 2, 3] {
+        w.join(m);
+    }
+    w.run(5000);
+    assert!(w.clients.iter().all(|c| c.connected));
+    let next = w.sfu.next_timeout().expect("active transports have timers");
+    assert!(
+        next > w.now - Duration::from_millis(1),
+        "nothing overdue after a turn"
+    );
+    // Three active transports re-queued thousands of times: stale entries are dropped, not
+    // kept (the bound is per transport, with a floor).
+    assert!(
+        w.sfu.timers.len() <= 103 * 4 + 256,
+        "{}",
+        w.sfu.timers.len()
+    );
+}
+
+#[test]
 fn a_leaver_is_renegotiated_away_and_the_others_keep_flowing() {
     let mut w = World::new();
     let a = w.join(0x11);
@@ -535,7 +570,7 @@ fn an_observer_has_no_peer_connection_until_there_is_media_to_receive() {
         },
     );
     w.run(200);
-    assert!(w.sfu.transports[&observer].rtc().is_none());
+    assert!(w.sfu.transport(&observer).unwrap().rtc().is_none());
     assert!(
         w.sfu
             .next_timeout()
@@ -545,10 +580,62 @@ fn an_observer_has_no_peer_connection_until_there_is_media_to_receive() {
     // offer (which nobody answers here: the observer has no client in this world).
     w.join(0x31);
     w.run(500);
-    assert!(w.sfu.transports[&observer].rtc().is_some());
+    assert!(w.sfu.transport(&observer).unwrap().rtc().is_some());
     assert_eq!(
         w.sfu.stats().consumers,
         2,
         "audio and video for the observer"
+    );
+}
+
+/// Not a check: the workload for counting what forwarding costs, instruction by instruction.
+/// `N` participants (default 3, `HUIZHEN_PROFILE_PARTICIPANTS`) all publish audio and video for
+/// `HUIZHEN_PROFILE_SECONDS` (default 10) of virtual time, beside `HUIZHEN_PROFILE_IDLE` idle
+/// participants (default 0). Run under callgrind with collection
+/// limited to the SFU's entry points (loadtests/README.md, "Instructions per forwarded packet"):
+/// repeatable to the instruction, so a change to the media path is judged without the noise of
+/// a shared machine.
+#[test]
+#[ignore = "a profiling workload, run by hand under callgrind"]
+fn forwarding_profile_workload() {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let participants = var("HUIZHEN_PROFILE_PARTICIPANTS", 3);
+    let seconds = var("HUIZHEN_PROFILE_SECONDS", 10);
+    let idle = var("HUIZHEN_PROFILE_IDLE", 0);
+    let mut w = World::new();
+    // Idle participants beside the active room: observers in rooms where nobody publishes
+    // (signaling sessions with no peer connection), as a busy server has thousands of.
+    let mut idle_room = RoomId::generate();
+    for i in 0..idle {
+        if i % 16 == 0 {
+            idle_room = RoomId::generate();
+        }
+        w.sfu.handle_command(
+            w.now,
+            SfuCommand::AddTransport {
+                room: idle_room.clone(),
+                participant: ParticipantId::generate(),
+                publish: PublishKinds::default(),
+                subscribe: true,
+            },
+        );
+    }
+    for i in 0..participants {
+        w.join(i as u8);
+    }
+    w.run(1000);
+    assert!(w.clients.iter().all(|c| c.connected));
+    let before = w.sfu.stats();
+    w.run(seconds * 1000);
+    let after = w.sfu.stats();
+    println!(
+        "forwarding_profile_workload: {participants} participants beside {idle} idle, {seconds} s: {} RTP in, {} RTP out",
+        after.rtp_in - before.rtp_in,
+        after.rtp_out - before.rtp_out
     );
 }

@@ -26,10 +26,6 @@ pub const ICE_DISCONNECT_GRACE: Duration = Duration::from_secs(15);
 /// almost certainly blocking UDP to the media port; saying so beats a silent, empty room.
 pub const ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The timer of a transport with no peer connection: nothing is due, ever; the SFU's own
-/// wake-up interval bounds the wait anyway.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// Life of one forwarded track on this transport (server → participant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumerState {
@@ -58,6 +54,8 @@ impl ConsumerState {
 #[derive(Debug)]
 pub struct Consumer {
     pub source: ProducerKey,
+    /// Who publishes the source (named in offers).
+    pub publisher: ParticipantId,
     pub kind: MediaKind,
     pub state: ConsumerState,
     pub forwarder: Forwarder,
@@ -122,7 +120,10 @@ pub struct Transport {
     pub incoming: Vec<Incoming>,
     pub consumers: Vec<Consumer>,
     pub connectivity: Connectivity,
+    /// str0m's next timeout (meaningful once there is an `Rtc`).
     pub next_timeout: Instant,
+    /// The deadline this transport is queued at in the SFU's timers (see `sfu::timers`).
+    pub scheduled: Option<Instant>,
     /// Queued in the SFU's dirty list (see `Sfu::mark_dirty`).
     pub dirty: bool,
     pending: Option<(u64, SdpPendingOffer)>,
@@ -147,12 +148,29 @@ impl Transport {
             incoming: Vec::new(),
             consumers: Vec::new(),
             connectivity: Connectivity::Unnegotiated,
-            next_timeout: now + IDLE_TIMEOUT,
+            next_timeout: now,
+            scheduled: None,
             dirty: false,
             pending: None,
             next_offer_id: 1,
             ssrc_mid: HashMap::new(),
         }
+    }
+
+    /// When the SFU must next call on this transport: str0m's timer or a connectivity deadline
+    /// (just past it, so the check that it passed succeeds). None without a peer connection:
+    /// nothing can happen to it until something is negotiated.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.rtc.as_ref()?;
+        let connectivity = match self.connectivity {
+            Connectivity::New { since } => Some(since + ICE_CONNECT_TIMEOUT),
+            Connectivity::Disconnected { since } => Some(since + ICE_DISCONNECT_GRACE),
+            Connectivity::Connected | Connectivity::Unnegotiated => None,
+        };
+        Some(match connectivity {
+            Some(d) => self.next_timeout.min(d + Duration::from_millis(1)),
+            None => self.next_timeout,
+        })
     }
 
     /// The peer connection, once there is one.
@@ -204,12 +222,13 @@ impl Transport {
         true
     }
 
-    pub fn add_consumer(&mut self, source: ProducerKey, kind: MediaKind) {
+    pub fn add_consumer(&mut self, source: ProducerKey, publisher: ParticipantId, kind: MediaKind) {
         if self.consumers.iter().any(|c| c.source == source) {
             return;
         }
         self.consumers.push(Consumer {
             source,
+            publisher,
             kind,
             state: ConsumerState::ToOpen,
             forwarder: Forwarder::new(kind == MediaKind::Video),
@@ -261,7 +280,7 @@ impl Transport {
         for c in &mut self.consumers {
             match c.state {
                 ConsumerState::ToOpen => {
-                    let stream_id = c.source.owner.to_string();
+                    let stream_id = c.publisher.to_string();
                     let mid =
                         change.add_media(c.kind, Direction::SendOnly, Some(stream_id), None, None);
                     c.state = ConsumerState::Negotiating(mid);
@@ -294,7 +313,7 @@ impl Transport {
             .filter_map(|c| match c.state {
                 ConsumerState::Negotiating(mid) | ConsumerState::Open(mid) => Some(TrackInfo {
                     mid: mid.to_string(),
-                    participant: c.source.owner.clone(),
+                    participant: c.publisher.clone(),
                     kind: c.kind,
                 }),
                 _ => None,
@@ -339,7 +358,7 @@ impl Transport {
                 c.state = ConsumerState::Open(m);
                 c.forwarder.restart();
                 if c.kind == MediaKind::Video {
-                    outcome.opened_video.push(c.source.clone());
+                    outcome.opened_video.push(c.source);
                 }
             }
         }
@@ -380,8 +399,8 @@ impl Transport {
     }
 
     /// The consumer of `owner`'s producer on `mid`, if this transport has one.
-    pub fn consumer_of(&mut self, owner: &ParticipantId, mid: Mid) -> Option<&mut Consumer> {
-        self.consumers.iter_mut().find(|c| c.source.is(owner, mid))
+    pub fn consumer_of(&mut self, source: ProducerKey) -> Option<&mut Consumer> {
+        self.consumers.iter_mut().find(|c| c.source == source)
     }
 
     pub fn consumer_by_mid(&self, mid: Mid) -> Option<&Consumer> {
