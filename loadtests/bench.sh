@@ -28,6 +28,7 @@
 #   BUILD=1               0: use the binaries already built
 #   RUNS=""               names of the runs to do (e.g. "consult-10x3 knee-consult"); all if empty
 #   IDLE_SESSIONS=1000    sessions of the signaling-idle run (named signaling-idle-N)
+#   BESIDE_IDLE=2000      idle sessions held open during consult-10x3-beside-idle-N
 #   WORKERS=1             media workers of our server (one UDP port each)
 #   CARGO_TARGET_DIR      where the binaries are (default target/)
 set -euo pipefail
@@ -215,6 +216,36 @@ theirs() {
     --janus-url "ws://127.0.0.1:$janus_port/" --janus-bind "$janus_ip" --server-pid "$janus_pid" \
     --json "$out/janus-$name.json" "$@"
 }
+# A run with IDLE idle signaling sessions (observers in rooms of 16 where nobody publishes)
+# held open beside it by a second generator process: what quiet participants cost the media
+# worker while others' media flows.
+beside_idle() {
+  local name=$1 idle=$2; shift 2
+  [ "$only_pairs" = 1 ] && return 0
+  wanted "$name" || return 0
+  echo "== $name: $idle idle sessions beside: $*" >&2
+  stop_janus
+  stop_server
+  start_server
+  HUIZHEN_LOADTEST_PASSWORD="$password" taskset -c "$gen_cores" "$bin/huizhen-loadtests" \
+    --url https://127.0.0.1:18700 --metrics "" --username load \
+    --scenario signaling-idle --total "$idle" --participants 16 --seconds 3600 \
+    >"$tmp/idle.log" 2>&1 &
+  local idle_pid=$! present=0
+  for _ in $(seq 1200); do
+    present=$(curl -sf http://127.0.0.1:19700/metrics | awk '$1 == "huizhen_participants" { print int($2) }')
+    [ "${present:-0}" -ge "$idle" ] && break
+    sleep 0.25
+  done
+  if [ "${present:-0}" -lt "$idle" ]; then
+    echo "only ${present:-0} of $idle idle sessions joined" >&2; cat "$tmp/idle.log" >&2
+    stop_pid "$idle_pid"; exit 1
+  fi
+  HUIZHEN_LOADTEST_PASSWORD="$password" taskset -c "$gen_cores" "$bin/huizhen-loadtests" \
+    --url https://127.0.0.1:18700 --metrics http://127.0.0.1:19700/metrics --username load \
+    --server-pid "$server_pid" --json "$out/$name.json" "$@"
+  stop_pid "$idle_pid"
+}
 both() {
   wanted "$1" || return 0
   ours "$@"
@@ -226,6 +257,9 @@ both() {
 both consult-10x3 --scenario consult --rooms 10 --participants 3 --seconds "$secs"
 both consult-30x3 --scenario consult --rooms 30 --participants 3 --seconds "$secs"
 both training-1x30 --scenario training --viewers 30 --seconds "$secs"
+beside="${BESIDE_IDLE:-2000}"
+beside_idle "consult-10x3-beside-idle-$beside" "$beside" --scenario consult --rooms 10 \
+  --participants 3 --seconds "$secs"
 run audio-10x4 --scenario audio --rooms 10 --participants 4 --seconds "$secs"
 run join-storm-60 --scenario join-storm --total 60 --rate 20 --seconds 5
 idle="${IDLE_SESSIONS:-1000}"

@@ -29,8 +29,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::net::Transmit;
+use str0m::{Candidate, Event, Input, Rtc};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::peer::{Live, MediaParams, Outgoing, lock, new_rtc, record_rtp};
+use crate::peer::{Live, MediaParams, Outgoing, drain, lock, new_rtc, record_rtp};
 use crate::stats::PeerStats;
 
 /// The plugin every handle attaches to.
@@ -468,6 +468,9 @@ struct Pc {
     local: SocketAddr,
     timeout: Instant,
     connected: bool,
+    /// What str0m gave out while datagrams were read, for the next `drive`.
+    transmits: Vec<Transmit>,
+    events: Vec<Event>,
 }
 
 impl Pc {
@@ -482,35 +485,72 @@ impl Pc {
             local,
             timeout: Instant::now(),
             connected: false,
+            transmits: Vec::new(),
+            events: Vec::new(),
         })
     }
 
-    fn receive(&mut self, data: &[u8], from: SocketAddr) {
-        if let Ok(rx) = Receive::new(Protocol::Udp, from, self.local, data) {
-            let _ = self.rtc.handle_input(Input::Receive(Instant::now(), rx));
+    /// One datagram, then whatever else is already queued on the socket (as huizhen's peers
+    /// read theirs), all before str0m is polled.
+    fn receive(&mut self, buf: &mut [u8], len: usize, from: SocketAddr) -> Result<(), JanusError> {
+        let now = Instant::now();
+        self.receive_one(now, from, &buf[..len])?;
+        for _ in 0..crate::peer::RECV_BATCH {
+            let Ok((n, from)) = self.socket.try_recv_from(buf) else {
+                break;
+            };
+            self.receive_one(now, from, &buf[..n])?;
         }
+        Ok(())
     }
 
-    /// Advances time and sends what str0m has to send; events go to `on_event`.
+    /// One datagram in, and str0m's output drained (it holds a packet's event only until the
+    /// next input).
+    fn receive_one(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), JanusError> {
+        crate::peer::receive(&mut self.rtc, now, from, self.local, data);
+        let events = &mut self.events;
+        self.timeout = drain(&mut self.rtc, now, false, &mut self.transmits, &mut |e| {
+            events.push(e)
+        })?;
+        Ok(())
+    }
+
+    /// Sends what str0m has to send, advancing its time first only when its timer is due (or
+    /// `force`: media was just written, which leaves after the next timeout); events go to
+    /// `on_event`.
     async fn drive(
         &mut self,
         now: Instant,
+        force: bool,
         mut on_event: impl FnMut(Event),
     ) -> Result<(), JanusError> {
-        self.rtc.handle_input(Input::Timeout(now))?;
-        loop {
-            match self.rtc.poll_output()? {
-                Output::Timeout(t) => {
-                    self.timeout = t;
-                    return Ok(());
-                }
-                Output::Transmit(t) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
-                }
-                Output::Event(Event::Connected) => self.connected = true,
-                Output::Event(e) => on_event(e),
-            }
+        let connected = &mut self.connected;
+        let mut on_event = |e| match e {
+            Event::Connected => *connected = true,
+            e => on_event(e),
+        };
+        for e in self.events.drain(..) {
+            on_event(e);
         }
+        if force || self.timeout <= now {
+            self.rtc.handle_input(Input::Timeout(now))?;
+        }
+        self.timeout = drain(
+            &mut self.rtc,
+            now,
+            false,
+            &mut self.transmits,
+            &mut on_event,
+        )?;
+        for t in self.transmits.drain(..) {
+            let _ = self.socket.send_to(&t.contents, t.destination).await;
+        }
+        Ok(())
     }
 }
 
@@ -687,13 +727,13 @@ async fn run(
             r = recv_on(publisher.as_ref().map(|(pc, _)| pc), &mut pub_buf) => {
                 let (n, from) = r?;
                 if let Some((pc, _)) = publisher.as_mut() {
-                    pc.receive(&pub_buf[..n], from);
+                    pc.receive(&mut pub_buf, n, from)?;
                 }
             }
             r = recv_on(subscriber.as_ref(), &mut sub_buf) => {
                 let (n, from) = r?;
                 if let Some(pc) = subscriber.as_mut() {
-                    pc.receive(&sub_buf[..n], from);
+                    pc.receive(&mut sub_buf, n, from)?;
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
@@ -703,7 +743,7 @@ async fn run(
         if let Some((pc, _)) = publisher.as_mut() {
             let was = pc.connected;
             let mut keyframe = false;
-            pc.drive(now, |e| {
+            pc.drive(now, false, |e| {
                 if let Event::KeyframeRequest(_) = e {
                     keyframe = true;
                 }
@@ -715,20 +755,21 @@ async fn run(
             if pc.connected && !was {
                 out.start(Instant::now());
             }
-            out.send_due(&mut pc.rtc, now, stats, live);
             // What send_due wrote goes out now, not at the next wake-up.
-            pc.drive(now, |e| {
-                if let Event::KeyframeRequest(_) = e {
-                    keyframe = true;
+            if out.send_due(&mut pc.rtc, now, stats, live) {
+                pc.drive(now, true, |e| {
+                    if let Event::KeyframeRequest(_) = e {
+                        keyframe = true;
+                    }
+                })
+                .await?;
+                if keyframe {
+                    out.keyframe_requested();
                 }
-            })
-            .await?;
-            if keyframe {
-                out.keyframe_requested();
             }
         }
         if let Some(pc) = subscriber.as_mut() {
-            pc.drive(now, |e| {
+            pc.drive(now, false, |e| {
                 if let Event::RtpPacket(pkt) = e {
                     record_rtp(&pkt.payload, started, epoch, stats, live);
                 }

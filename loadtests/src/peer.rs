@@ -1,6 +1,7 @@
 //! One synthetic participant: a WSS signaling client and a str0m peer connection on its own UDP
 //! socket, publishing timestamped Opus-sized and VP8-sized RTP and measuring what it receives.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,9 +12,9 @@ use serde_json::{Value, json};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig, RtcError};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_tungstenite::Connector;
@@ -116,6 +117,7 @@ async fn run(
     let mut out = Outgoing::new(spec.index, media, epoch);
     let mut rtc_timeout = Instant::now();
     let mut buf = vec![0u8; 2048];
+    let mut transmits = Vec::new();
 
     loop {
         let wake = out.next_due().map_or(rtc_timeout, |t| t.min(rtc_timeout));
@@ -146,41 +148,101 @@ async fn run(
             }
             r = socket.recv_from(&mut buf) => {
                 let (n, from) = r?;
-                if let Ok(rx) = Receive::new(Protocol::Udp, from, local, &buf[..n]) {
-                    let _ = rtc.handle_input(Input::Receive(Instant::now(), rx));
+                let now = Instant::now();
+                let mut on_event = |e| on_peer_event(e, &mut out, started, epoch, stats, live);
+                receive(&mut rtc, now, from, local, &buf[..n]);
+                rtc_timeout = drain(&mut rtc, now, false, &mut transmits, &mut on_event)?;
+                // Whatever else is already queued, without another wake-up.
+                for _ in 0..RECV_BATCH {
+                    let Ok((n, from)) = socket.try_recv_from(&mut buf) else {
+                        break;
+                    };
+                    receive(&mut rtc, now, from, local, &buf[..n]);
+                    rtc_timeout = drain(&mut rtc, now, false, &mut transmits, &mut on_event)?;
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
 
         let now = Instant::now();
-        rtc.handle_input(Input::Timeout(now))?;
-        out.send_due(&mut rtc, now, stats, live);
-        loop {
-            match rtc.poll_output()? {
-                Output::Timeout(t) => {
-                    rtc_timeout = t;
-                    break;
-                }
-                Output::Transmit(t) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
-                }
-                Output::Event(e) => match e {
-                    Event::Connected => {
-                        out.start(Instant::now());
-                        lock(stats).connected = true;
-                        live.connected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Event::KeyframeRequest(_) => out.keyframe_requested(),
-                    Event::RtpPacket(pkt) => record_rtp(&pkt.payload, started, epoch, stats, live),
-                    _ => {}
-                },
-            }
+        // Time only needs advancing when str0m's timer is due: a received packet's events are
+        // drained right after it (a timeout round per packet was most of the generator's str0m
+        // cost beyond decryption).
+        if rtc_timeout <= now {
+            rtc.handle_input(Input::Timeout(now))?;
+        }
+        let wrote = out.send_due(&mut rtc, now, stats, live);
+        let mut on_event = |e| on_peer_event(e, &mut out, started, epoch, stats, live);
+        rtc_timeout = drain(&mut rtc, now, wrote, &mut transmits, &mut on_event)?;
+        for t in transmits.drain(..) {
+            let _ = socket.send_to(&t.contents, t.destination).await;
         }
     }
     let _ = sink.send(Message::text(r#"{"type":"leave"}"#)).await;
     let _ = sink.close().await;
     Ok(())
+}
+
+/// Datagrams read back-to-back after a wake-up before str0m is polled.
+pub(crate) const RECV_BATCH: usize = 32;
+
+/// What a huizhen peer does with str0m's events.
+fn on_peer_event(
+    e: Event,
+    out: &mut Outgoing,
+    started: Instant,
+    epoch: Instant,
+    stats: &Mutex<PeerStats>,
+    live: &Live,
+) {
+    match e {
+        Event::Connected => {
+            out.start(Instant::now());
+            lock(stats).connected = true;
+            live.connected.fetch_add(1, Ordering::Relaxed);
+        }
+        Event::KeyframeRequest(_) => out.keyframe_requested(),
+        Event::RtpPacket(pkt) => record_rtp(&pkt.payload, started, epoch, stats, live),
+        _ => {}
+    }
+}
+
+/// Polls str0m until it asks for a timeout, which it returns: datagrams to send are collected
+/// in `transmits`, events go to `on_event`. str0m wants this after every input (a received
+/// packet's event is only held until the next input). `inline_timeout`: media was just
+/// written, and it leaves only after a timeout: serve one that is already due now rather than
+/// at the next wake-up.
+pub(crate) fn drain(
+    rtc: &mut Rtc,
+    now: Instant,
+    mut inline_timeout: bool,
+    transmits: &mut Vec<Transmit>,
+    on_event: &mut impl FnMut(Event),
+) -> Result<Instant, RtcError> {
+    loop {
+        match rtc.poll_output()? {
+            Output::Timeout(t) if t <= now && inline_timeout => {
+                inline_timeout = false;
+                rtc.handle_input(Input::Timeout(now))?;
+            }
+            Output::Timeout(t) => return Ok(t),
+            Output::Transmit(t) => transmits.push(t),
+            Output::Event(e) => on_event(e),
+        }
+    }
+}
+
+/// Hands one datagram to str0m.
+pub(crate) fn receive(
+    rtc: &mut Rtc,
+    now: Instant,
+    from: SocketAddr,
+    local: SocketAddr,
+    data: &[u8],
+) {
+    if let Ok(rx) = Receive::new(Protocol::Udp, from, local, data) {
+        let _ = rtc.handle_input(Input::Receive(now, rx));
+    }
 }
 
 /// A str0m peer connection configured as every synthetic peer's is: RTP mode (the generator
@@ -274,17 +336,18 @@ impl Outgoing {
             .min()
     }
 
-    /// Writes every packet due at `now`.
+    /// Writes every packet due at `now`; true if it wrote any.
     pub(crate) fn send_due(
         &mut self,
         rtc: &mut Rtc,
         now: Instant,
         stats: &Mutex<PeerStats>,
         live: &Live,
-    ) {
+    ) -> bool {
         if !self.started {
-            return;
+            return false;
         }
+        let mut wrote = false;
         let now_ns = self.epoch.elapsed().as_nanos() as u64;
         for i in 0..self.senders.len() {
             match self.senders[i].kind {
@@ -301,6 +364,7 @@ impl Outgoing {
                         false,
                     );
                     s.rtp_time = s.rtp_time.wrapping_add(960);
+                    wrote = true;
                     lock(stats).sent_audio += 1;
                     live.sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -328,6 +392,7 @@ impl Outgoing {
                         );
                     }
                     s.rtp_time = s.rtp_time.wrapping_add(self.video_rtp_step);
+                    wrote = true;
                     lock(stats).sent_video += packets as u64;
                     live.sent.fetch_add(packets as u64, Ordering::Relaxed);
                 }
@@ -340,6 +405,7 @@ impl Outgoing {
         if now >= self.next_video {
             self.next_video += self.frame_interval;
         }
+        wrote
     }
 
     /// After a negotiation: the m-lines of `sdp` (either side's) this peer sends on.
