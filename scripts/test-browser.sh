@@ -23,6 +23,7 @@ BROWSER_DIR="$ROOT/tests/browser"
 OUT_DIR="$ROOT/test-output/browser"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 LISTEN="127.0.0.1:18443"
+METRICS="127.0.0.1:18464"
 
 summary_fail() {
   # Setup failed before any test ran: still end with the summary line.
@@ -60,6 +61,10 @@ data_dir = "$TMP/data"
 [media]
 udp_bind = "127.0.0.1:0"
 announce = ["127.0.0.1"]
+# Two workers: one check runs a second room, which lands on the second worker's port.
+workers = 2
+[metrics]
+listen = "$METRICS"
 EOF
 
   # A fresh random password per run; it only ever lives in this process tree.
@@ -100,7 +105,8 @@ EOF
   fi
 
   set +e
-  HUIZHEN_URL="https://$LISTEN" HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" \
+  HUIZHEN_URL="https://$LISTEN" HUIZHEN_METRICS_URL="http://$METRICS/metrics" \
+    HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" \
     HUIZHEN_PHARMACIST=pharm HUIZHEN_SUPERVISOR=sup \
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"

@@ -97,6 +97,8 @@ struct World {
     events: Vec<SfuEvent>,
     rtp_seen: u64,
     rtp_dropped: u64,
+    /// Connected clients send media (cleared to measure what quiet peer connections cost).
+    publishing: bool,
 }
 
 impl World {
@@ -112,6 +114,7 @@ impl World {
             events: Vec::new(),
             rtp_seen: 0,
             rtp_dropped: 0,
+            publishing: true,
         }
     }
 
@@ -181,7 +184,7 @@ impl World {
     fn publish(&mut self) {
         let now = self.now;
         // A 20 ms cadence for both kinds keeps the arithmetic simple.
-        if !self.elapsed_ms.is_multiple_of(20) {
+        if !self.publishing || !self.elapsed_ms.is_multiple_of(20) {
             return;
         }
         for c in &mut self.clients {
@@ -591,7 +594,8 @@ fn an_observer_has_no_peer_connection_until_there_is_media_to_receive() {
 /// Not a check: the workload for counting what forwarding costs, instruction by instruction.
 /// `N` participants (default 3, `HUIZHEN_PROFILE_PARTICIPANTS`) all publish audio and video for
 /// `HUIZHEN_PROFILE_SECONDS` (default 10) of virtual time, beside `HUIZHEN_PROFILE_IDLE` idle
-/// participants (default 0). Run under callgrind with collection
+/// participants (default 0); with `HUIZHEN_PROFILE_SILENT=1` nobody sends media after connecting
+/// (what connected but quiet peer connections cost). Run under callgrind with collection
 /// limited to the SFU's entry points (loadtests/README.md, "Instructions per forwarded packet"):
 /// repeatable to the instruction, so a change to the media path is judged without the noise of
 /// a shared machine.
@@ -607,6 +611,7 @@ fn forwarding_profile_workload() {
     let participants = var("HUIZHEN_PROFILE_PARTICIPANTS", 3);
     let seconds = var("HUIZHEN_PROFILE_SECONDS", 10);
     let idle = var("HUIZHEN_PROFILE_IDLE", 0);
+    let silent = var("HUIZHEN_PROFILE_SILENT", 0) == 1;
     let mut w = World::new();
     // Idle participants beside the active room: observers in rooms where nobody publishes
     // (signaling sessions with no peer connection), as a busy server has thousands of.
@@ -630,6 +635,7 @@ fn forwarding_profile_workload() {
     }
     w.run(1000);
     assert!(w.clients.iter().all(|c| c.connected));
+    w.publishing = !silent;
     let before = w.sfu.stats();
     w.run(seconds * 1000);
     let after = w.sfu.stats();

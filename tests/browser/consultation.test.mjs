@@ -28,6 +28,7 @@ import { chromium, request } from "playwright-core";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
+const METRICS_URL = process.env.HUIZHEN_METRICS_URL ?? "http://127.0.0.1:18464/metrics";
 const USERNAME = process.env.HUIZHEN_USER ?? "doc";
 const PASSWORD = process.env.HUIZHEN_PASSWORD ?? "";
 const PHARMACIST = process.env.HUIZHEN_PHARMACIST ?? "";
@@ -599,6 +600,44 @@ async function main() {
     await check("every page plays both remote videos", { scenario: true }, async () => {
       for (const who of ["doctor", "patient", "specialist"]) await waitForPlayingRemotes(p[who], 2);
       for (const who of ["doctor", "patient", "specialist"]) await snap(p[who], `in-room-${who}`);
+    });
+
+    await check("a second room runs on the second media worker: its two pages play each other", {}, async () => {
+      if (!browser) throw new Error("no browser");
+      // The first room holds worker 0, so a room opened now goes to worker 1 (fewest rooms),
+      // whose UDP port is the configured one + 1, announced in that room's offers.
+      const login = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: PASSWORD } });
+      assert.equal(login.status(), 200, `login status ${login.status()}`);
+      const auth = { Authorization: `Bearer ${(await login.json()).token}` };
+      const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: "Second worker", patient_ref: "MRN-0002" } });
+      assert.ok(room.ok(), `create room status ${room.status()}`);
+      const secondRoom = (await room.json()).id;
+      /** @type {Record<string, string>} */
+      const invite = {};
+      for (const role of ["doctor", "patient"]) {
+        const res = await http.post(`/api/v1/rooms/${secondRoom}/invites`, { headers: auth, data: { role } });
+        assert.ok(res.ok(), `create ${role} invite status ${res.status()}`);
+        invite[role] = (await res.json()).token;
+      }
+      const doctor2 = await openJoinPage(browser, "second-room-doctor", `${BASE}/join#${invite.doctor}`, "Dr. Zhao");
+      await waitForState(doctor2, "in-room");
+      const patient2 = await openJoinPage(browser, "second-room-patient", `${BASE}/join#${invite.patient}`, "Zhang Wei");
+      await waitForState(patient2, "in-room");
+      await waitForPlayingRemotes(doctor2, 1);
+      await waitForPlayingRemotes(patient2, 1);
+      const metrics = await (await http.get(METRICS_URL)).text();
+      const rooms = (/** @type {string} */ worker) =>
+        Number(new RegExp(`^huizhen_media_rooms\\{worker="${worker}"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? NaN);
+      assert.equal(rooms("0"), 1, "the first room on worker 0");
+      assert.equal(rooms("1"), 1, "this room on worker 1");
+      await snap(doctor2, "second-worker-doctor");
+      for (const page of [doctor2, patient2]) {
+        await page.locator("#leave-button").click();
+        await waitForState(page, "ended", EVENT_TIMEOUT);
+        await page.context().close();
+      }
+      pages.delete("second-room-doctor");
+      pages.delete("second-room-patient");
     });
 
     await check("an observer joins without camera, sees and hears everyone, and leaves", { scenario: true }, async () => {
