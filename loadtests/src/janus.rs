@@ -302,7 +302,12 @@ impl Conn {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(SUBPROTOCOL),
         );
-        let (ws, _) = tokio::time::timeout(REPLY_TIMEOUT, tokio_tungstenite::connect_async(req))
+        let connect = tokio_tungstenite::connect_async_with_config(
+            req,
+            Some(crate::peer::ws_config()),
+            false,
+        );
+        let (ws, _) = tokio::time::timeout(REPLY_TIMEOUT, connect)
             .await
             .map_err(|_| JanusError::Timeout("the WebSocket connect".into()))??;
         let (sink, stream) = ws.split();
