@@ -58,3 +58,53 @@ impl Timers {
         self.heap.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ids::{ParticipantId, RoomId};
+    use crate::sfu::Transport;
+    use crate::sfu::table::Transports;
+
+    #[test]
+    fn entries_come_out_in_deadline_order_and_stale_ones_are_bounded() {
+        let now = Instant::now();
+        let mut table = Transports::default();
+        let key = |table: &mut Transports| {
+            table.insert(Transport::new(
+                now,
+                RoomId::generate(),
+                ParticipantId::generate(),
+                crate::sfu::PublishKinds::default(),
+                true,
+            ))
+        };
+        let (a, b) = (key(&mut table), key(&mut table));
+        let mut timers = Timers::default();
+        timers.push(now + Duration::from_millis(20), a);
+        timers.push(now + Duration::from_millis(10), b);
+        assert_eq!(timers.peek(), Some((now + Duration::from_millis(10), b)));
+        assert_eq!(timers.pop_due(now), None, "nothing due yet");
+        let later = now + Duration::from_millis(30);
+        assert_eq!(timers.pop_due(later).map(|e| e.1), Some(b));
+        assert_eq!(timers.pop_due(later).map(|e| e.1), Some(a));
+        assert_eq!(timers.pop_due(later), None);
+
+        // A transport re-queued ever later leaves its earlier entries behind; past the bound
+        // the heap is rebuilt from the current deadlines alone.
+        for i in 0..=(table.len() * STALE_FACTOR + STALE_FLOOR) as u64 {
+            timers.push(now + Duration::from_secs(60 + i), a);
+        }
+        assert!(timers.needs_rebuild(table.len()));
+        let current = [
+            (now + Duration::from_secs(1), a),
+            (now + Duration::from_secs(2), b),
+        ];
+        timers.rebuild(current.into_iter());
+        assert_eq!(timers.len(), 2);
+        assert!(!timers.needs_rebuild(table.len()));
+        assert_eq!(timers.peek(), Some((now + Duration::from_secs(1), a)));
+    }
+}
