@@ -1,7 +1,8 @@
 //! The SFU media core: sans-IO, built on str0m.
 //!
-//! [`Sfu`] owns every peer connection of one media worker ([`Transport`]s, one per participant)
-//! and the media of each room on it ([`Router`]: who publishes what). It is driven entirely from
+//! [`Sfu`] owns every peer connection of one media worker ([`Transport`]s, one per participant,
+//! in a slab named by [`TransportKey`]; their deadlines in a min-heap, `timers`) and the media of
+//! each room on it ([`Router`]: who publishes what). It is driven entirely from
 //! outside: datagrams and time go in ([`Sfu::handle_receive`], [`Sfu::handle_timeout`]),
 //! commands from the rooms go in ([`Sfu::handle_command`]); datagrams to send
 //! ([`Sfu::poll_transmit`]) and events for the rooms ([`Sfu::poll_event`]) come out. It never
