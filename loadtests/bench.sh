@@ -29,7 +29,9 @@
 #   RUNS=""               names of the runs to do (e.g. "consult-10x3 knee-consult"); all if empty
 #   IDLE_SESSIONS=1000    sessions of the signaling-idle run (named signaling-idle-N)
 #   BESIDE_IDLE=2000      idle sessions held open during consult-10x3-beside-idle-N
-#   WORKERS=1             media workers of our server (one UDP port each)
+#   WORKERS=1             media workers of our server (one UDP port and one core each: the
+#                         server and Janus are pinned to cores 0..WORKERS-1, the generator
+#                         to the rest)
 #   CARGO_TARGET_DIR      where the binaries are (default target/)
 set -euo pipefail
 self=$(realpath "$0")
@@ -37,6 +39,7 @@ cd "$(dirname "$self")/.."
 out="${1:-loadtests/results}"
 mkdir -p "$out"
 secs="${SECONDS_PER_RUN:-20}"
+workers="${WORKERS:-1}"
 knee_secs="${KNEE_SECONDS:-8}"
 with_janus="${JANUS:-1}"
 only_pairs="${SIDE_BY_SIDE_ONLY:-0}"
@@ -91,7 +94,7 @@ cert_dir = "$tmp/certs"
 data_dir = "$tmp/data"
 [media]
 udp_bind = "127.0.0.1:0"
-workers = ${WORKERS:-1}
+workers = $workers
 announce = ["127.0.0.1"]
 [metrics]
 listen = "127.0.0.1:19700"
@@ -104,9 +107,16 @@ TOML
 password=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 printf '%s\n' "$password" | "$bin/huizhen" --config "$tmp/cfg.toml" user add \
   --username load --display-name Load --role doctor --password-stdin >/dev/null
+# The server (and Janus) get one core per media worker, the generator the rest.
 cores=$(nproc)
-server_core=0
-gen_cores=$([ "$cores" -gt 1 ] && echo "1-$((cores - 1))" || echo 0)
+if [ "$cores" -gt "$workers" ]; then
+  server_core="0-$((workers - 1))"
+  gen_cores="$workers-$((cores - 1))"
+else
+  echo "warning: $cores cores for $workers media workers and the generator: they share" >&2
+  server_core="0-$((cores - 1))"
+  gen_cores="$server_core"
+fi
 # A fresh server process per run, so memory figures are that run's alone.
 start_server() {
   taskset -c "$server_core" "$bin/huizhen" --config "$tmp/cfg.toml" serve >>"$tmp/server.log" 2>&1 &
