@@ -17,6 +17,7 @@
 mod forwarder;
 mod keyframe;
 mod router;
+mod stun;
 mod table;
 mod timers;
 mod transport;
@@ -176,8 +177,11 @@ pub struct Sfu {
     local_addr: SocketAddr,
     transports: Transports,
     routers: HashMap<RoomId, Router>,
-    /// Demultiplexing cache: remote address → transport. Misses fall back to `Rtc::accepts`.
+    /// Demultiplexing cache: remote address → transport. Misses are routed by the local ICE
+    /// ufrag a STUN check names (`by_ufrag`), then confirmed with `Rtc::accepts`.
     by_addr: HashMap<SocketAddr, TransportKey>,
+    /// Each peer connection's local ICE ufrag.
+    by_ufrag: HashMap<String, TransportKey>,
     /// Transports with output to poll.
     dirty: Vec<TransportKey>,
     /// When each transport is next due.
@@ -214,6 +218,7 @@ impl Sfu {
             transports: Transports::default(),
             routers: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             dirty: Vec::new(),
             timers: Timers::default(),
             transmits: VecDeque::new(),
@@ -314,12 +319,17 @@ impl Sfu {
         let input = Input::Receive(now, receive);
         let owner = match self.by_addr.get(&source) {
             Some(key) => Some(*key),
+            // An address not seen yet: a peer's first datagram there is always an ICE check
+            // (STUN) naming our ufrag. Anything else from an unknown address belongs to nobody.
             None => {
-                let found = self
-                    .transports
-                    .iter()
-                    .find(|(_, t)| t.rtc().is_some_and(|rtc| rtc.accepts(&input)))
-                    .map(|(key, _)| key);
+                let found = stun::local_ufrag(data)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag).copied())
+                    .filter(|key| {
+                        self.transports
+                            .get(*key)
+                            .and_then(Transport::rtc)
+                            .is_some_and(|rtc| rtc.accepts(&input))
+                    });
                 if let Some(key) = found {
                     self.by_addr.insert(source, key);
                 }
@@ -480,6 +490,9 @@ impl Sfu {
             rtc.disconnect();
         }
         self.by_addr.retain(|_, k| *k != key);
+        if let Some(ufrag) = &t.local_ufrag {
+            self.by_ufrag.remove(ufrag);
+        }
         let room = t.room.clone();
         if let Some(router) = self.routers.get_mut(&room) {
             router.members.retain(|m| *m != key);
@@ -521,6 +534,9 @@ impl Sfu {
             return;
         };
         if t.prepare(self.now, &self.candidates, self.dtls_cert.as_ref()) {
+            if let Some(ufrag) = &t.local_ufrag {
+                self.by_ufrag.insert(ufrag.clone(), key);
+            }
             Self::mark_dirty(&mut self.dirty, key, t);
         }
         if let Some(offer) = t.negotiate() {

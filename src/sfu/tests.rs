@@ -395,6 +395,53 @@ fn timers_stay_bounded_and_idle_transports_are_never_due() {
 }
 
 #[test]
+fn datagrams_from_unknown_addresses_reach_no_transport_unless_an_ice_check_names_one() {
+    let mut w = World::new();
+    for m in [1, 2, 3] {
+        w.join(m);
+    }
+    w.run(1000);
+    assert!(w.clients.iter().all(|c| c.connected));
+    let stranger: SocketAddr = "127.0.0.99:6000".parse().unwrap();
+    let before = w.sfu.stats().datagrams_unrouted;
+    // Junk, an RTP-looking header, and a STUN check naming a ufrag nobody has.
+    // Binding request, 12 bytes of attributes, magic cookie, transaction id; USERNAME.
+    let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xA4, 0x42];
+    stun.extend_from_slice(&[9; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x08]);
+    stun.extend_from_slice(b"nobody:x");
+    for d in [
+        &[0xde, 0xad, 0xbe, 0xef][..],
+        &[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9],
+        &stun,
+    ] {
+        w.sfu.handle_receive(w.now, stranger, d);
+    }
+    // A participant's own media, sent again from an address the SFU has not seen.
+    let (from, rtp) = {
+        let c = &mut w.clients[0];
+        c.write_frames(w.now);
+        c.rtc.handle_input(Input::Timeout(w.now)).unwrap();
+        let mut rtp = None;
+        while let Ok(out) = c.rtc.poll_output() {
+            match out {
+                Output::Transmit(t) if is_rtp(&t.contents) => rtp = Some(t.contents.to_vec()),
+                Output::Timeout(_) => break,
+                _ => {}
+            }
+        }
+        (c.addr, rtp.expect("a media packet"))
+    };
+    assert_ne!(from, stranger);
+    w.sfu.handle_receive(w.now, stranger, &rtp);
+    assert_eq!(w.sfu.stats().datagrams_unrouted - before, 4);
+    // Nothing was disturbed.
+    let rtp_out = w.sfu.stats().rtp_out;
+    w.run(500);
+    assert!(w.sfu.stats().rtp_out > rtp_out);
+}
+
+#[test]
 fn a_leaver_is_renegotiated_away_and_the_others_keep_flowing() {
     let mut w = World::new();
     let a = w.join(0x11);

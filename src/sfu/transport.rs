@@ -124,6 +124,8 @@ pub struct Transport {
     pub next_timeout: Instant,
     /// The deadline this transport is queued at in the SFU's timers (see `sfu::timers`).
     pub scheduled: Option<Instant>,
+    /// The peer connection's local ICE ufrag (how a new address is routed to it).
+    pub local_ufrag: Option<String>,
     /// Queued in the SFU's dirty list (see `Sfu::mark_dirty`).
     pub dirty: bool,
     pending: Option<(u64, SdpPendingOffer)>,
@@ -150,6 +152,7 @@ impl Transport {
             connectivity: Connectivity::Unnegotiated,
             next_timeout: now,
             scheduled: None,
+            local_ufrag: None,
             dirty: false,
             pending: None,
             next_offer_id: 1,
@@ -217,6 +220,7 @@ impl Transport {
         for c in candidates {
             rtc.add_local_candidate(c.clone());
         }
+        self.local_ufrag = Some(rtc.direct_api().local_ice_credentials().ufrag);
         self.rtc = Some(Box::new(rtc));
         self.next_timeout = now;
         true
