@@ -94,13 +94,13 @@ pub async fn scrape(metrics_url: &str) -> anyhow::Result<HashMap<String, f64>> {
         .collect())
 }
 
-/// Sum of every series of `name` (all label sets).
 /// The value of label `name` in a series key such as `x{worker="0",le="0.5"}`.
 pub fn label<'a>(key: &'a str, name: &str) -> Option<&'a str> {
     let (_, rest) = key.split_once(&format!("{name}=\""))?;
     rest.split('"').next()
 }
 
+/// Sum of every series of `name` (all label sets).
 pub fn sum(m: &HashMap<String, f64>, name: &str) -> f64 {
     m.iter()
         .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))

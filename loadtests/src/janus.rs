@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::peer::{Live, MediaParams, Outgoing, drain, lock, new_rtc, record_rtp};
+use crate::peer::{Live, MediaParams, Outgoing, drain, lock, new_rtc, receive_batch, record_rtp};
 use crate::stats::PeerStats;
 
 /// The plugin every handle attaches to.
@@ -495,33 +495,19 @@ impl Pc {
         })
     }
 
-    /// One datagram, then whatever else is already queued on the socket (as huizhen's peers
-    /// read theirs), all before str0m is polled.
+    /// The datagram that woke this peer connection and whatever else is queued on its socket
+    /// (as huizhen's peers read theirs); events wait in `events` for the next `drive`.
     fn receive(&mut self, buf: &mut [u8], len: usize, from: SocketAddr) -> Result<(), JanusError> {
-        let now = Instant::now();
-        self.receive_one(now, from, &buf[..len])?;
-        for _ in 0..crate::peer::RECV_BATCH {
-            let Ok((n, from)) = self.socket.try_recv_from(buf) else {
-                break;
-            };
-            self.receive_one(now, from, &buf[..n])?;
-        }
-        Ok(())
-    }
-
-    /// One datagram in, and str0m's output drained (it holds a packet's event only until the
-    /// next input).
-    fn receive_one(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), JanusError> {
-        crate::peer::receive(&mut self.rtc, now, from, self.local, data);
         let events = &mut self.events;
-        self.timeout = drain(&mut self.rtc, now, false, &mut self.transmits, &mut |e| {
-            events.push(e)
-        })?;
+        self.timeout = receive_batch(
+            &mut self.rtc,
+            &self.socket,
+            self.local,
+            buf,
+            (len, from),
+            &mut self.transmits,
+            &mut |e| events.push(e),
+        )?;
         Ok(())
     }
 
@@ -556,6 +542,18 @@ impl Pc {
             let _ = self.socket.send_to(&t.contents, t.destination).await;
         }
         Ok(())
+    }
+
+    /// `drive` for the publishing connection; true if Janus asked it for a keyframe.
+    async fn drive_publisher(&mut self, now: Instant, force: bool) -> Result<bool, JanusError> {
+        let mut keyframe = false;
+        self.drive(now, force, |e| {
+            if let Event::KeyframeRequest(_) = e {
+                keyframe = true;
+            }
+        })
+        .await?;
+        Ok(keyframe)
     }
 }
 
@@ -747,30 +745,15 @@ async fn run(
         let now = Instant::now();
         if let Some((pc, _)) = publisher.as_mut() {
             let was = pc.connected;
-            let mut keyframe = false;
-            pc.drive(now, false, |e| {
-                if let Event::KeyframeRequest(_) = e {
-                    keyframe = true;
-                }
-            })
-            .await?;
-            if keyframe {
+            if pc.drive_publisher(now, false).await? {
                 out.keyframe_requested();
             }
             if pc.connected && !was {
                 out.start(Instant::now());
             }
             // What send_due wrote goes out now, not at the next wake-up.
-            if out.send_due(&mut pc.rtc, now, stats, live) {
-                pc.drive(now, true, |e| {
-                    if let Event::KeyframeRequest(_) = e {
-                        keyframe = true;
-                    }
-                })
-                .await?;
-                if keyframe {
-                    out.keyframe_requested();
-                }
+            if out.send_due(&mut pc.rtc, now, stats, live) && pc.drive_publisher(now, true).await? {
+                out.keyframe_requested();
             }
         }
         if let Some(pc) = subscriber.as_mut() {

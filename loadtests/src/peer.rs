@@ -149,18 +149,10 @@ async fn run(
             }
             r = socket.recv_from(&mut buf) => {
                 let (n, from) = r?;
-                let now = Instant::now();
                 let mut on_event = |e| on_peer_event(e, &mut out, started, epoch, stats, live);
-                receive(&mut rtc, now, from, local, &buf[..n]);
-                rtc_timeout = drain(&mut rtc, now, false, &mut transmits, &mut on_event)?;
-                // Whatever else is already queued, without another wake-up.
-                for _ in 0..RECV_BATCH {
-                    let Ok((n, from)) = socket.try_recv_from(&mut buf) else {
-                        break;
-                    };
-                    receive(&mut rtc, now, from, local, &buf[..n]);
-                    rtc_timeout = drain(&mut rtc, now, false, &mut transmits, &mut on_event)?;
-                }
+                rtc_timeout = receive_batch(
+                    &mut rtc, &socket, local, &mut buf, (n, from), &mut transmits, &mut on_event,
+                )?;
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
@@ -192,8 +184,8 @@ pub(crate) fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default().read_buffer_size(4096)
 }
 
-/// Datagrams read back-to-back after a wake-up before str0m is polled.
-pub(crate) const RECV_BATCH: usize = 32;
+/// Datagrams read back-to-back after a wake-up, beyond the one that woke the peer.
+const RECV_BATCH: usize = 32;
 
 /// What a huizhen peer does with str0m's events.
 fn on_peer_event(
@@ -241,17 +233,42 @@ pub(crate) fn drain(
     }
 }
 
-/// Hands one datagram to str0m.
-pub(crate) fn receive(
+/// The datagram that woke a peer (`buf[..first.0]`, from `first.1`) and whatever else is
+/// already queued on its socket, each handed to str0m and drained at once (str0m holds a
+/// packet's event only until the next input). Returns str0m's next timeout.
+pub(crate) fn receive_batch(
+    rtc: &mut Rtc,
+    socket: &UdpSocket,
+    local: SocketAddr,
+    buf: &mut [u8],
+    first: (usize, SocketAddr),
+    transmits: &mut Vec<Transmit>,
+    on_event: &mut impl FnMut(Event),
+) -> Result<Instant, RtcError> {
+    let now = Instant::now();
+    let (len, from) = first;
+    let mut timeout = receive_one(rtc, now, (&buf[..len], from, local), transmits, on_event)?;
+    for _ in 0..RECV_BATCH {
+        let Ok((len, from)) = socket.try_recv_from(buf) else {
+            break;
+        };
+        timeout = receive_one(rtc, now, (&buf[..len], from, local), transmits, on_event)?;
+    }
+    Ok(timeout)
+}
+
+/// One datagram (contents, source, our address) into str0m, and its output drained.
+fn receive_one(
     rtc: &mut Rtc,
     now: Instant,
-    from: SocketAddr,
-    local: SocketAddr,
-    data: &[u8],
-) {
+    (data, from, local): (&[u8], SocketAddr, SocketAddr),
+    transmits: &mut Vec<Transmit>,
+    on_event: &mut impl FnMut(Event),
+) -> Result<Instant, RtcError> {
     if let Ok(rx) = Receive::new(Protocol::Udp, from, local, data) {
         let _ = rtc.handle_input(Input::Receive(now, rx));
     }
+    drain(rtc, now, false, transmits, on_event)
 }
 
 /// A str0m peer connection configured as every synthetic peer's is: RTP mode (the generator

@@ -402,7 +402,7 @@ impl Transport {
         }
     }
 
-    /// The consumer of `owner`'s producer on `mid`, if this transport has one.
+    /// This transport's consumer of `source`, if it has one.
     pub fn consumer_of(&mut self, source: ProducerKey) -> Option<&mut Consumer> {
         self.consumers.iter_mut().find(|c| c.source == source)
     }
