@@ -27,6 +27,8 @@ struct Client {
     tracks: HashMap<Mid, (ParticipantId, MediaKind)>,
     /// Every mid any offer named.
     mids: Vec<Mid>,
+    /// The SDP of the latest offer.
+    offer_sdp: String,
     /// (publisher, kind) → frames received, and whether each began with the publisher's marker.
     received: HashMap<(ParticipantId, MediaKind), Vec<Frame>>,
     keyframe_requests: u32,
@@ -136,6 +138,7 @@ impl World {
             marker,
             tracks: HashMap::new(),
             mids: Vec::new(),
+            offer_sdp: String::new(),
             received: HashMap::new(),
             keyframe_requests: 0,
             frames_sent: 0,
@@ -263,6 +266,7 @@ impl World {
                             }
                         }
                     }
+                    c.offer_sdp.clone_from(&offer.sdp);
                     let sdp = SdpOffer::from_sdp_string(&offer.sdp).unwrap();
                     let answer = c.rtc.sdp_api().accept_offer(sdp).unwrap();
                     self.sfu.handle_command(
@@ -357,6 +361,37 @@ fn everyone_receives_everyone_else_and_video_starts_on_a_keyframe() {
         stats.rtp_out >= stats.rtp_in,
         "3 participants: each packet goes out twice: {stats:?}"
     );
+}
+
+#[test]
+fn offers_carry_the_header_extensions_in_use_and_not_abs_send_time() {
+    let mut w = World::new();
+    let ids: Vec<ParticipantId> = [0xA1, 0xB2].into_iter().map(|m| w.join(m)).collect();
+    w.run(1000);
+    for id in &ids {
+        let sdp = &w.client(id).offer_sdp;
+        let extmaps: Vec<&str> = sdp.lines().filter(|l| l.starts_with("a=extmap:")).collect();
+        for needed in [
+            "urn:ietf:params:rtp-hdrext:sdes:mid",
+            "transport-wide-cc-extensions-01",
+            "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+            "urn:3gpp:video-orientation",
+        ] {
+            assert!(
+                extmaps.iter().any(|l| l.contains(needed)),
+                "{needed} missing from {extmaps:?}"
+            );
+        }
+        assert!(
+            !extmaps.iter().any(|l| l.contains("abs-send-time")),
+            "abs-send-time offered: {extmaps:?}"
+        );
+    }
+    // Media still flows both ways without it.
+    for (rx, from) in [(&ids[0], &ids[1]), (&ids[1], &ids[0])] {
+        assert!(!frames(&w, rx, from, MediaKind::Video).is_empty());
+        assert!(!frames(&w, rx, from, MediaKind::Audio).is_empty());
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::forwarder::Forwarder;
@@ -212,6 +213,7 @@ impl Transport {
         let mut rtc = config
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            .set_extension_map(extension_map())
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -410,4 +412,18 @@ impl Transport {
     pub fn consumer_by_mid(&self, mid: Mid) -> Option<&Consumer> {
         self.consumers.iter().find(|c| c.state.mid() == Some(mid))
     }
+}
+
+/// The RTP header extensions offered to every peer: str0m's standard set without
+/// abs-send-time. That one only feeds receive-side bandwidth estimation (REMB), which neither
+/// the browsers nor we run once transport-cc is negotiated, yet str0m stamps it on every
+/// packet it sends (a clock read and a rebase each) and parses it on every packet received.
+fn extension_map() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::AbsoluteSendTime {
+            exts.set(id, ext.clone());
+        }
+    }
+    exts
 }
