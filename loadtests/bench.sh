@@ -48,24 +48,40 @@ if [ "${BUILD:-1}" = 1 ]; then
 fi
 bin="${CARGO_TARGET_DIR:-target}/release"
 janus_ip=10.213.0.1
+# Installing Janus needs root: as root, or through sudo.
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    echo "bench.sh: installing Janus needs root or sudo; install the Debian package janus" \
+      "first, or run with JANUS=0 (our server only)" >&2
+    exit 1
+  fi
+}
 if [ "$with_janus" = 1 ] && [ -z "${HUIZHEN_BENCH_NETNS:-}" ]; then
   if ! command -v janus >/dev/null; then
     echo "== installing janus (apt-get)" >&2
     # Keep the package from starting its own, default-configured service.
     policy=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
-      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-      chmod +x /usr/sbin/policy-rc.d
+      as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
       policy=/usr/sbin/policy-rc.d
     fi
     status=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y janus >&2 || status=$?
-    [ -n "$policy" ] && rm -f "$policy"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y janus >&2 || status=$?
+    [ -n "$policy" ] && as_root rm -f "$policy"
     [ "$status" = 0 ] || exit "$status"
   fi
   # The plots need matplotlib, and the namespace has no network to fetch it from.
-  python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
-  exec unshare --net env HUIZHEN_BENCH_NETNS=1 BUILD=0 "$self" "$@"
+  python3 loadtests/plotting.py
+  # Without root, a user namespace of our own makes us root in the new network namespace
+  # only: enough to set up its links, nothing outside it.
+  if [ "$(id -u)" = 0 ]; then
+    exec unshare --net env HUIZHEN_BENCH_NETNS=1 BUILD=0 "$self" "$@"
+  fi
+  exec unshare --net --map-root-user env HUIZHEN_BENCH_NETNS=1 BUILD=0 "$self" "$@"
 fi
 if [ -n "${HUIZHEN_BENCH_NETNS:-}" ]; then
   ip link set lo up

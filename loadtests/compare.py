@@ -6,7 +6,7 @@
 Pairs every `janus-NAME.json` in RESULTS_DIR with huizhen's `NAME.json` from the same run and
 writes RESULTS_DIR/side-by-side.md (a Markdown table, ratios ours / Janus) and, when both knee
 searches are there, RESULTS_DIR/side-by-side.png (throughput and latency percentiles against
-load, both servers' curves). Installs matplotlib with pip when it is missing.
+load, both servers' curves). Plots need matplotlib (loadtests/plotting.py).
 
 Throughput is what the generator's subscribers received (stamped media packets per second of
 the measured window), and per core it is that divided by the server process's CPU time over the
@@ -14,8 +14,9 @@ window (from /proc for both servers), so the two servers are counted by the same
 """
 import json
 import pathlib
-import subprocess
 import sys
+
+from plotting import pyplot
 
 
 def load(path: pathlib.Path):
@@ -100,14 +101,9 @@ def table(out: pathlib.Path) -> str:
 
 
 def plot(knees, path: pathlib.Path, title: str) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
-        import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     _, ours, janus = knees
     fig, (top, mid, bottom) = plt.subplots(3, 1, figsize=(8, 11), sharex=True)
     # One colour per server, one marker per figure.

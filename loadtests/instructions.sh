@@ -36,7 +36,8 @@ base="${BASE:-}"
 if ! command -v valgrind >/dev/null; then
   echo "== installing valgrind (apt-get)" >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind >&2
+  $sudo apt-get update -qq >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >&2
 fi
 
 # Builds the release test binary of the tree in $1 into target directory $2 if it is out of

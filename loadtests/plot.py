@@ -4,21 +4,13 @@
     python3 loadtests/plot.py KNEE.json OUT.png [TITLE]
 
 Two panels against the number of participants: forwarded packets per second (and per
-media-core second), and added latency p50/p95/p99 with the loss ratio. Installs matplotlib with
-pip when it is missing.
+media-core second), and added latency p50/p95/p99 with the loss ratio. Needs matplotlib
+(loadtests/plotting.py): without it, says so and plots nothing.
 """
 import json
-import subprocess
 import sys
 
-try:
-    import matplotlib
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
-    import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from plotting import pyplot
 
 
 def main() -> None:
@@ -27,6 +19,9 @@ def main() -> None:
     runs = json.load(open(sys.argv[1]))
     title = sys.argv[3] if len(sys.argv) > 3 else f"{runs[0]['scenario']}: knee search"
     x = [r["participants"] for r in runs]
+    plt = pyplot()
+    if plt is None:
+        return
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
     top.plot(x, [r["server"]["packets_out_per_s"] for r in runs], "o-", label="forwarded packets/s")
     top.plot(

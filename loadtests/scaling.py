@@ -7,23 +7,15 @@ Writes OUT/scaling.md (a table) and OUT/scaling.png (largest load held and forwa
 per second, and packets per media-core second, against media workers). A step is held when
 loss is at most 1 % and p99 added latency at most 50 ms (the generator's knee limits). The
 step after the last one held says what gave out: the generator's cores or the server's media
-workers, by which was closer to fully busy. Installs matplotlib with pip when it is missing.
+workers, by which was closer to fully busy. Plots need matplotlib (loadtests/plotting.py).
 """
 import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 
-try:
-    import matplotlib
-except ImportError:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
-    import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from plotting import pyplot
 
 MAX_LOSS = 0.01
 MAX_P99_MS = 50.0
@@ -93,6 +85,9 @@ def main() -> None:
     print("\n".join(table))
     if not xs:
         sys.exit("no worker count held any step")
+    plt = pyplot()
+    if plt is None:
+        return
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
     top.plot(xs, held_pkts, "o-", label="forwarded packets/s at the largest load held")
     if xs[0] == 1:
