@@ -28,6 +28,8 @@
 #   BUILD=1               0: use the binaries already built
 #   RUNS=""               names of the runs to do (e.g. "consult-10x3 knee-consult"); all if empty
 #   IDLE_SESSIONS=1000    sessions of the signaling-idle run (named signaling-idle-N)
+#   JOIN_STORM_TOTAL=60   participants of the join-storm run (named join-storm-N), joining
+#   JOIN_STORM_RATE=20    at this many per second
 #   BESIDE_IDLE=2000      idle sessions held open during consult-10x3-beside-idle-N
 #   WORKERS=1             media workers of our server (one UDP port and one core each: the
 #                         server and Janus are pinned to cores 0..WORKERS-1, the generator
@@ -287,7 +289,9 @@ beside="${BESIDE_IDLE:-2000}"
 beside_idle "consult-10x3-beside-idle-$beside" "$beside" --scenario consult --rooms 10 \
   --participants 3 --seconds "$secs"
 run audio-10x4 --scenario audio --rooms 10 --participants 4 --seconds "$secs"
-run join-storm-60 --scenario join-storm --total 60 --rate 20 --seconds 5
+storm="${JOIN_STORM_TOTAL:-60}"
+run "join-storm-$storm" --scenario join-storm --total "$storm" --rate "${JOIN_STORM_RATE:-20}" \
+  --seconds 5
 idle="${IDLE_SESSIONS:-1000}"
 run "signaling-idle-$idle" --scenario signaling-idle --total "$idle" --participants 16 --seconds 5
 

@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
@@ -272,9 +273,19 @@ fn receive_one(
 }
 
 /// A str0m peer connection configured as every synthetic peer's is: RTP mode (the generator
-/// writes and reads whole RTP payloads), Opus and VP8 only, full ICE (not ice-lite).
+/// writes and reads whole RTP payloads), Opus and VP8 only, full ICE (not ice-lite). All of them
+/// share one DTLS certificate and one DTLS configuration: making either per peer cost the
+/// generator's core over a millisecond per join (a key pair; dimpl's validation of its crypto
+/// provider), time taken from sending and timing everyone else's media.
 pub(crate) fn new_rtc() -> Rtc {
-    RtcConfig::new()
+    static CERT: OnceLock<Option<DtlsCert>> = OnceLock::new();
+    let provider = huizhen::sfu::crypto_provider();
+    let cert = CERT.get_or_init(|| provider.dtls_provider.generate_certificate());
+    let mut config = RtcConfig::new().set_crypto_provider(provider);
+    if let Some(cert) = cert {
+        config = config.set_dtls_cert(cert.clone());
+    }
+    config
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_opus(true, false)

@@ -14,6 +14,7 @@
 //! (RTP mode): no depacketizing, only per-consumer sequence rebasing and keyframe gating.
 //! It decides nothing about permissions: rooms say who may publish and subscribe.
 
+mod dtls;
 mod forwarder;
 mod keyframe;
 mod router;
@@ -36,6 +37,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
 use crate::ids::{ParticipantId, RoomId};
+pub use dtls::crypto_provider;
 use forwarder::Verdict;
 use router::{Producer, Router};
 pub use table::TransportKey;
@@ -208,9 +210,7 @@ impl Sfu {
             .iter()
             .filter_map(|a| Candidate::host(*a, "udp").ok())
             .collect();
-        let dtls_cert = str0m::crypto::from_feature_flags()
-            .dtls_provider
-            .generate_certificate();
+        let dtls_cert = dtls::crypto_provider().dtls_provider.generate_certificate();
         if dtls_cert.is_none() {
             tracing::warn!("no shared DTLS certificate; every transport will generate its own");
         }

@@ -206,7 +206,7 @@ impl Transport {
         if self.rtc.is_some() || !self.needs_offer() {
             return false;
         }
-        let mut config = RtcConfig::new();
+        let mut config = RtcConfig::new().set_crypto_provider(super::dtls::crypto_provider());
         if let Some(cert) = dtls_cert {
             config = config.set_dtls_cert(cert.clone());
         }
