@@ -275,7 +275,7 @@ fn receive_one(
 /// A str0m peer connection configured as every synthetic peer's is: RTP mode (the generator
 /// writes and reads whole RTP payloads), Opus and VP8 only, full ICE (not ice-lite). All of them
 /// share one DTLS certificate and one DTLS configuration: making either per peer cost the
-/// generator's core over a millisecond per join (a key pair; dimpl's validation of its crypto
+/// generator's core about a millisecond per join (a key pair; dimpl's validation of its crypto
 /// provider), time taken from sending and timing everyone else's media.
 pub(crate) fn new_rtc() -> Rtc {
     static CERT: OnceLock<Option<DtlsCert>> = OnceLock::new();
