@@ -2,7 +2,7 @@
 # Runs the load presets against a release build on this machine, server and generator pinned to
 # different cores, and writes one JSON report per run into OUT (default loadtests/results/).
 #
-# Side by side: the consult and training runs and the consult knee search also run against a
+# Side by side: the consult and training runs and both knee searches also run against a
 # Janus VideoRoom (the Debian package `janus`, installed here with apt-get when missing),
 # configured into the temporary directory: the VideoRoom plugin and the WebSocket transport only,
 # no event handlers, no STUN/TURN, no IPv6. Same generator, same core as our server, in this one
@@ -24,7 +24,9 @@
 #   JANUS=1               0: our server only
 #   SIDE_BY_SIDE_ONLY=0   1: only the runs that have a Janus counterpart
 #   KNEE=1                0: skip the knee searches
-#   KNEE_START_ROOMS=10   rooms of 3 at the knee search's first step
+#   KNEE_START_ROOMS=10   rooms of 3 at the consult knee search's first step
+#   KNEE_TRAINING_VIEWERS=30  viewers per lecture in the training knee search (which adds
+#                         lectures, x1.5 per step from one: a room is capped at 100)
 #   BUILD=1               0: use the binaries already built
 #   RUNS=""               names of the runs to do (e.g. "consult-10x3 knee-consult"); all if empty
 #   IDLE_SESSIONS=1000    sessions of the signaling-idle run (named signaling-idle-N)
@@ -303,11 +305,19 @@ if [ "${KNEE:-1}" = 1 ] && wanted knee-consult; then
   python3 loadtests/plot.py "$out/knee-consult.json" "$out/knee-consult.png" \
     "consult (rooms of 3): knee search, $(nproc) vCPU"
 fi
+# The same for training: lectures of one presenter and 30 viewers, x1.5 lectures per step (one
+# lecture cannot grow past the server's cap on a room, limits.max_participants <= 100).
+if [ "${KNEE:-1}" = 1 ] && wanted knee-training; then
+  both knee-training --scenario training --rooms 1 --viewers "${KNEE_TRAINING_VIEWERS:-30}" \
+    --seconds "$knee_secs" --knee --knee-factor 1.5
+  python3 loadtests/plot.py "$out/knee-training.json" "$out/knee-training.png" \
+    "training (lectures of 1 + ${KNEE_TRAINING_VIEWERS:-30}): knee search, $(nproc) vCPU"
+fi
 stop_server
 stop_janus
 if [ "$with_janus" = 1 ]; then
   python3 loadtests/compare.py "$out" \
-    "huizhen and Janus $(janus --help 2>&1 | sed -n 's/^Janus version: .*(\(.*\))/\1/p'): consult knee, $(nproc) vCPU"
+    "huizhen and Janus $(janus --help 2>&1 | sed -n 's/^Janus version: .*(\(.*\))/\1/p'), $(nproc) vCPU"
 fi
 
 # The limit, measured the same way (packets out per CPU second of the relaying thread).

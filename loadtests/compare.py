@@ -4,9 +4,10 @@
     python3 loadtests/compare.py RESULTS_DIR [TITLE]
 
 Pairs every `janus-NAME.json` in RESULTS_DIR with huizhen's `NAME.json` from the same run and
-writes RESULTS_DIR/side-by-side.md (a Markdown table, ratios ours / Janus) and, when both knee
-searches are there, RESULTS_DIR/side-by-side.png (throughput and latency percentiles against
-load, both servers' curves). Plots need matplotlib (loadtests/plotting.py).
+writes RESULTS_DIR/side-by-side.md (a Markdown table, ratios ours / Janus) and, for each knee
+search both servers ran, a plot of throughput and latency percentiles against load with both
+servers' curves: side-by-side.png for the consult knee, side-by-side-training.png for the
+training knee. Plots need matplotlib (loadtests/plotting.py).
 
 Throughput is what the generator's subscribers received (stamped media packets per second of
 the measured window), and per core it is that divided by the server process's CPU time over the
@@ -68,9 +69,10 @@ HEADER = (
 )
 
 
-def table(out: pathlib.Path) -> str:
+def table(out: pathlib.Path):
+    """The Markdown table, and the knee searches found: [(name, ours, janus)]."""
     lines = [HEADER]
-    knees = None
+    knees = []
     for jpath in sorted(out.glob("janus-*.json")):
         name = jpath.name.removeprefix("janus-").removesuffix(".json")
         opath = out / f"{name}.json"
@@ -78,11 +80,10 @@ def table(out: pathlib.Path) -> str:
             continue
         ours, janus = load(opath), load(jpath)
         if isinstance(ours, list):
-            knees = (name, ours, janus)
+            knees.append((name, ours, janus))
             continue
         lines.append(row(name, ours, janus))
-    if knees:
-        name, ours, janus = knees
+    for name, ours, janus in knees:
         # Step by step, as far as both searches went.
         for i, (o, j) in enumerate(zip(ours, janus)):
             lines.append(row(f"{name} step {i + 1}", o, j))
@@ -100,11 +101,18 @@ def table(out: pathlib.Path) -> str:
     return "\n".join(lines) + "\n", knees
 
 
-def plot(knees, path: pathlib.Path, title: str) -> None:
+# What the x axis counts, by knee search.
+X_LABELS = {
+    "knee-consult": "participants (consult, rooms of 3)",
+    "knee-training": "participants (training: lectures of one presenter and 30 viewers)",
+}
+
+
+def plot(knee, path: pathlib.Path, title: str) -> None:
     plt = pyplot()
     if plt is None:
         return
-    _, ours, janus = knees
+    name, ours, janus = knee
     fig, (top, mid, bottom) = plt.subplots(3, 1, figsize=(8, 11), sharex=True)
     # One colour per server, one marker per figure.
     for label, runs, style, colour in (("huizhen", ours, "-", "C0"), ("Janus", janus, "--", "C1")):
@@ -126,7 +134,7 @@ def plot(knees, path: pathlib.Path, title: str) -> None:
     mid.grid(alpha=0.3)
     bottom.set_ylabel("added latency (ms)")
     bottom.set_yscale("log")
-    bottom.set_xlabel("participants (consult, rooms of 3)")
+    bottom.set_xlabel(X_LABELS.get(name, "participants"))
     bottom.legend(fontsize=8, ncol=2)
     bottom.grid(alpha=0.3)
     fig.suptitle(title)
@@ -142,8 +150,10 @@ def main() -> None:
     text, knees = table(out)
     (out / "side-by-side.md").write_text(text)
     print(text)
-    if knees:
-        plot(knees, out / "side-by-side.png", title)
+    for knee in knees:
+        name = knee[0]
+        suffix = "" if name == "knee-consult" else "-" + name.removeprefix("knee-")
+        plot(knee, out / f"side-by-side{suffix}.png", f"{title}: {name.removeprefix('knee-')} knee")
 
 
 if __name__ == "__main__":

@@ -63,14 +63,14 @@ struct Cli {
         default_value = ""
     )]
     password: String,
-    /// Rooms (consult, audio).
+    /// Rooms (consult, audio; training: lectures).
     #[arg(long, default_value_t = 1)]
     rooms: usize,
     /// Participants per room (consult, audio).
     #[arg(long, default_value_t = 3)]
     participants: usize,
-    /// Viewers (training).
-    #[arg(long, default_value_t = 100)]
+    /// Viewers per lecture (training).
+    #[arg(long, default_value_t = 30)]
     viewers: usize,
     /// Participants in total (join-storm) or sessions (signaling-idle).
     #[arg(long, default_value_t = 60)]
@@ -159,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
             participants: cli.participants,
         },
         Preset::Training => Scenario::Training {
+            rooms: cli.rooms,
             viewers: cli.viewers,
         },
         Preset::Audio => Scenario::Audio {

@@ -20,8 +20,9 @@ pub enum Scenario {
     /// `rooms` rooms of `participants` each; everyone publishes audio and video and receives
     /// everyone else.
     Consult { rooms: usize, participants: usize },
-    /// One presenter publishing audio and video, `viewers` observers receiving it.
-    Training { viewers: usize },
+    /// `rooms` lectures: in each, one presenter publishing audio and video and `viewers`
+    /// observers receiving it.
+    Training { rooms: usize, viewers: usize },
     /// `rooms` rooms of `participants` audio-only participants.
     Audio { rooms: usize, participants: usize },
     /// `total` participants (rooms of 3, audio and video) joining at `rate` per second: join
@@ -33,8 +34,8 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    /// The same preset one step larger: more rooms (consult, audio), viewers (training),
-    /// participants (join-storm) or sessions (signaling-idle).
+    /// The same preset one step larger: more rooms (consult, audio, training; a room's size
+    /// stays, as the server caps it), participants (join-storm) or sessions (signaling-idle).
     pub fn scaled(&self, factor: f64) -> Scenario {
         let grow = |n: usize| ((n as f64 * factor).round() as usize).max(n + 1);
         match *self {
@@ -52,8 +53,9 @@ impl Scenario {
                 rooms: grow(rooms),
                 participants,
             },
-            Scenario::Training { viewers } => Scenario::Training {
-                viewers: grow(viewers),
+            Scenario::Training { rooms, viewers } => Scenario::Training {
+                rooms: grow(rooms),
+                viewers,
             },
             Scenario::JoinStorm { total, rate } => Scenario::JoinStorm {
                 total: grow(total),
@@ -105,11 +107,13 @@ impl Scenario {
                         .collect()
                 })
                 .collect(),
-            Scenario::Training { viewers } => {
-                let mut room = vec![("doctor", true, true)];
-                room.extend((0..viewers).map(|_| ("observer", false, false)));
-                vec![room]
-            }
+            Scenario::Training { rooms, viewers } => (0..rooms)
+                .map(|_| {
+                    let mut room = vec![("doctor", true, true)];
+                    room.extend((0..viewers).map(|_| ("observer", false, false)));
+                    room
+                })
+                .collect(),
             Scenario::JoinStorm { total, .. } => (0..total.div_ceil(3))
                 .map(|r| {
                     let n = (total - r * 3).min(3);
@@ -610,8 +614,15 @@ mod tests {
             }
         );
         assert_eq!(
-            Scenario::Training { viewers: 10 }.scaled(1.5),
-            Scenario::Training { viewers: 15 }
+            Scenario::Training {
+                rooms: 2,
+                viewers: 30
+            }
+            .scaled(1.5),
+            Scenario::Training {
+                rooms: 3,
+                viewers: 30
+            }
         );
         let broke = Report {
             loss_ratio: 0.02,

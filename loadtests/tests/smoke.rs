@@ -96,7 +96,11 @@ async fn consult() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training() {
-    let r = smoke(Scenario::Training { viewers: 5 }).await;
+    let r = smoke(Scenario::Training {
+        rooms: 1,
+        viewers: 5,
+    })
+    .await;
     assert_eq!((r.participants, r.publishers), (6, 1));
 }
 
@@ -142,7 +146,10 @@ async fn knee_search_steps_the_load_up() {
             password: "load-test-password".into(),
         },
         server_pid: None,
-        scenario: Scenario::Training { viewers: 2 },
+        scenario: Scenario::Training {
+            rooms: 1,
+            viewers: 2,
+        },
         duration: Duration::from_secs(1),
         media: MediaParams {
             video_kbps: 200,
@@ -164,6 +171,7 @@ async fn knee_search_steps_the_load_up() {
         2,
         "limits this loose hold, so max_steps ends the search"
     );
-    assert_eq!((runs[0].participants, runs[1].participants), (3, 5));
+    // One lecture of a presenter and two viewers, then two.
+    assert_eq!((runs[0].participants, runs[1].participants), (3, 6));
     assert!(runs.iter().all(|r| r.received_packets > 0));
 }
