@@ -176,6 +176,25 @@ async fn malformed_unknown_and_out_of_order_messages() {
         .await
         .unwrap();
     c.expect_error("stale_offer", T).await.unwrap();
+    // A malformed answer to the outstanding offer is refused, and spends it: a fresh offer
+    // with a new id follows.
+    let offer = c
+        .history()
+        .into_iter()
+        .rev()
+        .find(|m| m["type"] == "offer")
+        .unwrap();
+    let first_id = offer["offer_id"].as_u64().unwrap();
+    c.send_json(&json!({"type": "answer", "offer_id": first_id, "sdp": "v=0\r\nnot sdp\r\n"}))
+        .await
+        .unwrap();
+    c.expect_error("bad_sdp", T).await.unwrap();
+    let again = c.next_event("offer", T).await.unwrap();
+    assert!(again["offer_id"].as_u64().unwrap() > first_id, "{again}");
+    assert!(
+        again["sdp"].as_str().unwrap().contains("m=audio"),
+        "{again}"
+    );
     c.send_json(&json!({"type": "ping", "id": 5}))
         .await
         .unwrap();

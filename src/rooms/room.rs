@@ -20,7 +20,7 @@ use crate::documents::{DocumentError, Member};
 use crate::ids::{ChatMessageId, ParticipantId, RoomId};
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
-use crate::sfu::{AnswerError, FailReason, PublishKinds, SfuCommand, SfuEvent};
+use crate::sfu::{Answer, AnswerError, FailReason, PublishKinds, SfuCommand, SfuEvent};
 use crate::signaling::protocol::{
     Annotate, EndReason, ErrorCode, Follow, FollowView, LeaveReason, MAX_CHAT_CHARS, RoomView,
     ServerMessage, TrackView, Welcome, close,
@@ -572,7 +572,7 @@ impl Room {
             .command(SfuCommand::Answer {
                 participant,
                 offer_id,
-                sdp,
+                answer: Answer::parse(&sdp),
             })
             .await;
     }

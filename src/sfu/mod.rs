@@ -43,7 +43,7 @@ use router::{Producer, Router};
 pub use table::TransportKey;
 use table::Transports;
 use timers::Timers;
-pub use transport::{AnswerError, OfferOut, Transport};
+pub use transport::{Answer, AnswerError, OfferOut, Transport};
 use transport::{Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT_GRACE};
 
 /// The maps looked up per datagram or per packet. What goes into them is our own (room ids,
@@ -93,7 +93,7 @@ pub enum SfuCommand {
     Answer {
         participant: ParticipantId,
         offer_id: u64,
-        sdp: String,
+        answer: Answer,
     },
     RemoveTransport {
         participant: ParticipantId,
@@ -300,10 +300,10 @@ impl Sfu {
             SfuCommand::Answer {
                 participant,
                 offer_id,
-                sdp,
+                answer,
             } => {
                 if let Some(key) = self.transports.key_of(&participant) {
-                    self.answer(now, key, offer_id, &sdp);
+                    self.answer(now, key, offer_id, answer);
                 }
             }
             SfuCommand::RemoveTransport { participant } => {
@@ -440,13 +440,13 @@ impl Sfu {
         self.negotiate(key);
     }
 
-    fn answer(&mut self, now: Instant, key: TransportKey, offer_id: u64, sdp: &str) {
+    fn answer(&mut self, now: Instant, key: TransportKey, offer_id: u64, answer: Answer) {
         let Some(t) = self.transports.get_mut(key) else {
             return;
         };
         let room = t.room.clone();
         let participant = t.id.clone();
-        let outcome = match t.apply_answer(now, offer_id, sdp) {
+        let outcome = match t.apply_answer(now, offer_id, answer) {
             Ok(o) => o,
             Err(error) => {
                 self.events.push_back(SfuEvent::AnswerFailed {

@@ -36,6 +36,8 @@ struct Client {
     connected: bool,
     /// Its datagrams never reach the server (a network that blocks UDP); signaling still works.
     blocked: bool,
+    /// Answers it still sends malformed before it answers properly.
+    garble_answers: u32,
 }
 
 impl Client {
@@ -144,6 +146,7 @@ impl World {
             frames_sent: 0,
             connected: false,
             blocked: false,
+            garble_answers: 0,
         });
         self.sfu.handle_command(
             self.now,
@@ -267,14 +270,22 @@ impl World {
                         }
                     }
                     c.offer_sdp.clone_from(&offer.sdp);
-                    let sdp = SdpOffer::from_sdp_string(&offer.sdp).unwrap();
-                    let answer = c.rtc.sdp_api().accept_offer(sdp).unwrap();
+                    // A client that garbles its answers leaves the offer unapplied and sends
+                    // nonsense instead, once per garbled answer it has left.
+                    let text = if c.garble_answers > 0 {
+                        c.garble_answers -= 1;
+                        "v=0\r\nthis is not an answer\r\n".to_string()
+                    } else {
+                        let sdp = SdpOffer::from_sdp_string(&offer.sdp).unwrap();
+                        let answer = c.rtc.sdp_api().accept_offer(sdp).unwrap();
+                        answer.to_sdp_string()
+                    };
                     self.sfu.handle_command(
                         self.now,
                         SfuCommand::Answer {
                             participant,
                             offer_id: offer.offer_id,
-                            sdp: answer.to_sdp_string(),
+                            answer: Answer::parse(&text),
                         },
                     );
                     moved = true;
@@ -391,6 +402,43 @@ fn offers_carry_the_header_extensions_in_use_and_not_abs_send_time() {
     for (rx, from) in [(&ids[0], &ids[1]), (&ids[1], &ids[0])] {
         assert!(!frames(&w, rx, from, MediaKind::Video).is_empty());
         assert!(!frames(&w, rx, from, MediaKind::Audio).is_empty());
+    }
+}
+
+#[test]
+fn a_malformed_answer_is_refused_and_a_fresh_offer_follows() {
+    let mut w = World::new();
+    let a = w.join(0xA1);
+    // B garbles its first answer (to the offer that sets up its peer connection) and the one
+    // after it.
+    let b = w.join(0xB2);
+    w.clients.last_mut().unwrap().garble_answers = 2;
+    w.run(3000);
+    let failed = w
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(e, SfuEvent::AnswerFailed { participant, error: AnswerError::BadSdp(_), .. }
+                if *participant == b)
+        })
+        .count();
+    assert_eq!(
+        failed, 2,
+        "each malformed answer is refused: {:?}",
+        w.events
+    );
+    // Each refusal spent its offer and a fresh one followed, so B ends up connected and both
+    // directions flow.
+    assert!(w.client(&b).connected, "B never connected");
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        assert!(
+            !frames(&w, &a, &b, kind).is_empty(),
+            "A gets no {kind:?} from B"
+        );
+        assert!(
+            !frames(&w, &b, &a, kind).is_empty(),
+            "B gets no {kind:?} from A"
+        );
     }
 }
 

@@ -86,6 +86,19 @@ pub enum AnswerError {
     BadSdp(String),
 }
 
+/// A participant's SDP answer, parsed where it arrives (the room's task) rather than on the
+/// media worker: str0m's SDP parser costs about 2.3 million instructions per answer, and a join
+/// has everyone in the room answer a new offer. A malformed one travels as its parse error, so
+/// the SFU still spends the offer it answers (see `Transport::apply_answer`).
+#[derive(Debug)]
+pub struct Answer(Result<SdpAnswer, String>);
+
+impl Answer {
+    pub fn parse(sdp: &str) -> Self {
+        Self(SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string()))
+    }
+}
+
 /// What an accepted answer changed.
 #[derive(Debug, Default)]
 pub struct AnswerOutcome {
@@ -131,6 +144,9 @@ pub struct Transport {
     pub dirty: bool,
     pending: Option<(u64, SdpPendingOffer)>,
     next_offer_id: u64,
+    /// An answer has been accepted, so the participant's own m-lines (`incoming`) are
+    /// negotiated; until then every offer must carry them.
+    own_lines_accepted: bool,
     ssrc_mid: HashMap<Ssrc, Mid>,
 }
 
@@ -157,6 +173,7 @@ impl Transport {
             dirty: false,
             pending: None,
             next_offer_id: 1,
+            own_lines_accepted: false,
             ssrc_mid: HashMap::new(),
         }
     }
@@ -267,9 +284,9 @@ impl Transport {
         }
         // No peer connection yet means nothing to offer (see `prepare`).
         let mut change = self.rtc.as_mut()?.sdp_api();
-        if self.next_offer_id == 1 {
-            // The first offer: the participant's own tracks first (docs/protocol.md promises
-            // that order). No data channel: an idle SCTP association costs every transport
+        if !self.own_lines_accepted && self.incoming.is_empty() {
+            // The first offer (or the first again, after its answer failed): the participant's
+            // own tracks first (docs/protocol.md promises that order). No data channel: an idle SCTP association costs every transport
             // timers and memory; it is to be negotiated when a feature needs it.
             let p = self.publish;
             for (on, kind) in [(p.audio, MediaKind::Audio), (p.video, MediaKind::Video)] {
@@ -327,25 +344,37 @@ impl Transport {
             .collect()
     }
 
+    /// Applies the answer to the outstanding offer `offer_id`. An answer that cannot be applied,
+    /// malformed ones included, spends the offer all the same: its changes go back to be
+    /// offered again, so the participant gets a fresh offer rather than a peer connection
+    /// stuck waiting for an answer that will never come.
     pub fn apply_answer(
         &mut self,
         now: Instant,
         offer_id: u64,
-        sdp: &str,
+        answer: Answer,
     ) -> Result<AnswerOutcome, AnswerError> {
         match &self.pending {
             Some((id, _)) if *id == offer_id => {}
             _ => return Err(AnswerError::Stale),
         }
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| AnswerError::BadSdp(e.to_string()))?;
         let (_, pending) = self.pending.take().expect("checked above");
         // An offer was made, so the peer connection exists.
         let Some(rtc) = self.rtc.as_mut() else {
             return Err(AnswerError::Stale);
         };
-        if let Err(e) = rtc.sdp_api().accept_answer(pending, answer) {
+        let accepted = match answer.0 {
+            Ok(answer) => rtc
+                .sdp_api()
+                .accept_answer(pending, answer)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = accepted {
             // The offer is spent; put its changes back so the next offer carries them again.
+            if !self.own_lines_accepted {
+                self.incoming.clear();
+            }
             for c in &mut self.consumers {
                 c.state = match c.state {
                     ConsumerState::Negotiating(_) => ConsumerState::ToOpen,
@@ -353,8 +382,9 @@ impl Transport {
                     s => s,
                 };
             }
-            return Err(AnswerError::BadSdp(e.to_string()));
+            return Err(AnswerError::BadSdp(e));
         }
+        self.own_lines_accepted = true;
         if self.connectivity == Connectivity::Unnegotiated {
             self.connectivity = Connectivity::New { since: now };
         }
