@@ -144,9 +144,6 @@ pub struct Transport {
     pub dirty: bool,
     pending: Option<(u64, SdpPendingOffer)>,
     next_offer_id: u64,
-    /// An answer has been accepted, so the participant's own m-lines (`incoming`) are
-    /// negotiated; until then every offer must carry them.
-    own_lines_accepted: bool,
     ssrc_mid: HashMap<Ssrc, Mid>,
 }
 
@@ -173,7 +170,6 @@ impl Transport {
             dirty: false,
             pending: None,
             next_offer_id: 1,
-            own_lines_accepted: false,
             ssrc_mid: HashMap::new(),
         }
     }
@@ -284,10 +280,11 @@ impl Transport {
         }
         // No peer connection yet means nothing to offer (see `prepare`).
         let mut change = self.rtc.as_mut()?.sdp_api();
-        if !self.own_lines_accepted && self.incoming.is_empty() {
+        if self.incoming.is_empty() {
             // The first offer (or the first again, after its answer failed): the participant's
-            // own tracks first (docs/protocol.md promises that order). No data channel: an idle SCTP association costs every transport
-            // timers and memory; it is to be negotiated when a feature needs it.
+            // own tracks first (docs/protocol.md promises that order). No data channel: an idle
+            // SCTP association costs every transport timers and memory; it is to be negotiated
+            // when a feature needs it.
             let p = self.publish;
             for (on, kind) in [(p.audio, MediaKind::Audio), (p.video, MediaKind::Video)] {
                 if on {
@@ -372,7 +369,8 @@ impl Transport {
         };
         if let Err(e) = accepted {
             // The offer is spent; put its changes back so the next offer carries them again.
-            if !self.own_lines_accepted {
+            // No answer accepted yet means this offer carried the participant's own m-lines.
+            if self.connectivity == Connectivity::Unnegotiated {
                 self.incoming.clear();
             }
             for c in &mut self.consumers {
@@ -384,7 +382,6 @@ impl Transport {
             }
             return Err(AnswerError::BadSdp(e));
         }
-        self.own_lines_accepted = true;
         if self.connectivity == Connectivity::Unnegotiated {
             self.connectivity = Connectivity::New { since: now };
         }
