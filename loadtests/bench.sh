@@ -25,8 +25,9 @@
 #   SIDE_BY_SIDE_ONLY=0   1: only the runs that have a Janus counterpart
 #   KNEE=1                0: skip the knee searches
 #   KNEE_START_ROOMS=10   rooms of 3 at the consult knee search's first step
-#   KNEE_TRAINING_VIEWERS=30  viewers per lecture in the training knee search (which adds
-#                         lectures, x1.5 per step from one: a room is capped at 100)
+#   KNEE_TRAINING_VIEWERS=50  viewers at the training knee search's first step (one lecture,
+#                         its audience x1.5 per step up to the largest room, 1000, then more
+#                         lectures of that size)
 #   BUILD=1               0: use the binaries already built
 #   RUNS=""               names of the runs to do (e.g. "consult-10x3 knee-consult"); all if empty
 #   IDLE_SESSIONS=1000    sessions of the signaling-idle run (named signaling-idle-N)
@@ -119,7 +120,8 @@ announce = ["127.0.0.1"]
 [metrics]
 listen = "127.0.0.1:19700"
 [limits]
-max_participants = 100
+# Room for a lecture of hundreds (the largest a room may be).
+max_participants = 1000
 max_connections = 20000
 [log]
 filter = "warn"
@@ -305,13 +307,13 @@ if [ "${KNEE:-1}" = 1 ] && wanted knee-consult; then
   python3 loadtests/plot.py "$out/knee-consult.json" "$out/knee-consult.png" \
     "consult (rooms of 3): knee search, $(nproc) vCPU"
 fi
-# The same for training: lectures of one presenter and 30 viewers, x1.5 lectures per step (one
-# lecture cannot grow past the server's cap on a room, limits.max_participants <= 100).
+# The same for training: one lecture whose audience grows x1.5 per step (up to the largest room,
+# then more lectures of that size).
 if [ "${KNEE:-1}" = 1 ] && wanted knee-training; then
-  both knee-training --scenario training --rooms 1 --viewers "${KNEE_TRAINING_VIEWERS:-30}" \
+  both knee-training --scenario training --rooms 1 --viewers "${KNEE_TRAINING_VIEWERS:-50}" \
     --seconds "$knee_secs" --knee --knee-factor 1.5
   python3 loadtests/plot.py "$out/knee-training.json" "$out/knee-training.png" \
-    "training (lectures of 1 + ${KNEE_TRAINING_VIEWERS:-30}): knee search, $(nproc) vCPU"
+    "training (one presenter, a growing audience): knee search, $(nproc) vCPU"
 fi
 stop_server
 stop_janus

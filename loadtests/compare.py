@@ -104,7 +104,7 @@ def table(out: pathlib.Path):
 # What the x axis counts, by knee search.
 X_LABELS = {
     "knee-consult": "participants (consult, rooms of 3)",
-    "knee-training": "participants (training: lectures of one presenter and 30 viewers)",
+    "knee-training": "participants (training: one presenter and the audience of one lecture)",
 }
 
 

@@ -95,6 +95,12 @@ pub struct MediaConfig {
 /// Upper bound on `media.workers`: one per core is the useful most.
 pub const MAX_MEDIA_WORKERS: usize = 256;
 
+/// Upper bound on `limits.max_participants`. A room's task handles every join, leave and
+/// signaling message of the room and each join is announced to everyone present, so a room's
+/// signaling work grows with the square of its size; a thousand is well inside what one task
+/// keeps up with (the training knee search in loadtests/ reaches past 500 in one lecture).
+pub const MAX_ROOM_PARTICIPANTS: usize = 1000;
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
@@ -113,7 +119,8 @@ pub struct LimitsConfig {
     /// Sustained signaling messages per second per connection, and the burst allowed above it.
     pub messages_per_second: u32,
     pub message_burst: u32,
-    /// Participants present at once in one room.
+    /// Participants present at once in one room (2 to [`MAX_ROOM_PARTICIPANTS`]). A consultation
+    /// is a handful; a training lecture (one presenter, an audience of doctors) may be hundreds.
     pub max_participants: usize,
     /// Rooms live at once on this server.
     pub max_rooms: usize,
@@ -354,8 +361,10 @@ impl Config {
         if l.messages_per_second == 0 || l.message_burst == 0 {
             return bad("limits.messages_per_second and limits.message_burst must be positive");
         }
-        if l.max_participants < 2 || l.max_participants > 100 {
-            return bad("limits.max_participants must be between 2 and 100");
+        if l.max_participants < 2 || l.max_participants > MAX_ROOM_PARTICIPANTS {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_participants must be between 2 and {MAX_ROOM_PARTICIPANTS}"
+            )));
         }
         let d = &self.documents;
         if d.max_chunk_bytes < 64 * 1024 || d.max_upload_bytes == 0 || d.max_per_room == 0 {
@@ -500,6 +509,22 @@ mod tests {
         c.media.udp_bind.set_port(0);
         c.media.workers = MAX_MEDIA_WORKERS;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_room_holds_2_to_a_thousand() {
+        let mut c = Config::default();
+        for ok in [2, 16, 500, MAX_ROOM_PARTICIPANTS] {
+            c.limits.max_participants = ok;
+            assert!(c.validate().is_ok(), "{ok}");
+        }
+        for bad in [0, 1, MAX_ROOM_PARTICIPANTS + 1] {
+            c.limits.max_participants = bad;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("max_participants")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

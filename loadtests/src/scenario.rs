@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use huizhen::config::MAX_ROOM_PARTICIPANTS;
 use tokio::sync::watch;
 
 use crate::api::{self, Api};
@@ -21,7 +22,8 @@ pub enum Scenario {
     /// everyone else.
     Consult { rooms: usize, participants: usize },
     /// `rooms` lectures: in each, one presenter publishing audio and video and `viewers`
-    /// observers receiving it.
+    /// observers receiving it (the server must allow `viewers + 1` in a room:
+    /// `limits.max_participants`).
     Training { rooms: usize, viewers: usize },
     /// `rooms` rooms of `participants` audio-only participants.
     Audio { rooms: usize, participants: usize },
@@ -34,8 +36,10 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    /// The same preset one step larger: more rooms (consult, audio, training; a room's size
-    /// stays, as the server caps it), participants (join-storm) or sessions (signaling-idle).
+    /// The same preset one step larger: more rooms (consult, audio: a consultation stays a
+    /// handful), a larger audience (training: one lecture grows until it is as large as a room
+    /// may be, [`MAX_ROOM_PARTICIPANTS`], then more lectures of that size), participants
+    /// (join-storm) or sessions (signaling-idle).
     pub fn scaled(&self, factor: f64) -> Scenario {
         let grow = |n: usize| ((n as f64 * factor).round() as usize).max(n + 1);
         match *self {
@@ -53,10 +57,20 @@ impl Scenario {
                 rooms: grow(rooms),
                 participants,
             },
-            Scenario::Training { rooms, viewers } => Scenario::Training {
-                rooms: grow(rooms),
-                viewers,
-            },
+            Scenario::Training { rooms, viewers } => {
+                let most = MAX_ROOM_PARTICIPANTS - 1;
+                if viewers < most {
+                    Scenario::Training {
+                        rooms,
+                        viewers: grow(viewers).min(most),
+                    }
+                } else {
+                    Scenario::Training {
+                        rooms: grow(rooms),
+                        viewers,
+                    }
+                }
+            }
             Scenario::JoinStorm { total, rate } => Scenario::JoinStorm {
                 total: grow(total),
                 rate,
@@ -601,7 +615,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scaling_always_grows_and_keeps_the_room_size() {
+    fn scaling_always_grows_consultations_stay_small_lectures_grow() {
         assert_eq!(
             Scenario::Consult {
                 rooms: 1,
@@ -613,15 +627,38 @@ mod tests {
                 participants: 3
             }
         );
+        // A lecture's audience grows up to the largest room, then lectures are added.
         assert_eq!(
             Scenario::Training {
-                rooms: 2,
+                rooms: 1,
                 viewers: 30
             }
             .scaled(1.5),
             Scenario::Training {
+                rooms: 1,
+                viewers: 45
+            }
+        );
+        assert_eq!(
+            Scenario::Training {
+                rooms: 1,
+                viewers: 900
+            }
+            .scaled(1.5),
+            Scenario::Training {
+                rooms: 1,
+                viewers: MAX_ROOM_PARTICIPANTS - 1
+            }
+        );
+        assert_eq!(
+            Scenario::Training {
+                rooms: 2,
+                viewers: MAX_ROOM_PARTICIPANTS - 1
+            }
+            .scaled(1.5),
+            Scenario::Training {
                 rooms: 3,
-                viewers: 30
+                viewers: MAX_ROOM_PARTICIPANTS - 1
             }
         );
         let broke = Report {

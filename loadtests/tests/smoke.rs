@@ -18,7 +18,8 @@ async fn server(dir: &std::path::Path) -> Server {
     config.media.udp_bind = "127.0.0.1:0".parse().unwrap();
     config.media.announce = vec!["127.0.0.1".parse().unwrap()];
     config.metrics.listen = "127.0.0.1:0".into();
-    config.limits.max_participants = 20;
+    // Room for the lecture past a hundred below.
+    config.limits.max_participants = 150;
     let server = Server::start(config).await.unwrap();
     let hash = hash_password("load-test-password").unwrap();
     server
@@ -104,6 +105,18 @@ async fn training() {
     assert_eq!((r.participants, r.publishers), (6, 1));
 }
 
+/// A lecture larger than a consultation room ever is: one presenter, 120 viewers in one room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lecture_past_a_hundred() {
+    let r = smoke(Scenario::Training {
+        rooms: 1,
+        viewers: 120,
+    })
+    .await;
+    assert_eq!((r.rooms, r.participants, r.publishers), (1, 121, 1));
+    assert_eq!(r.peers_connected, 121);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio() {
     let r = smoke(Scenario::Audio {
@@ -171,7 +184,8 @@ async fn knee_search_steps_the_load_up() {
         2,
         "limits this loose hold, so max_steps ends the search"
     );
-    // One lecture of a presenter and two viewers, then two.
-    assert_eq!((runs[0].participants, runs[1].participants), (3, 6));
+    // One lecture of a presenter and two viewers, then its audience grows.
+    assert_eq!((runs[0].participants, runs[1].participants), (3, 5));
+    assert_eq!((runs[0].rooms, runs[1].rooms), (1, 1));
     assert!(runs.iter().all(|r| r.received_packets > 0));
 }

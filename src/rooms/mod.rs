@@ -59,9 +59,10 @@ pub enum RoomError {
 /// What a session gets to send to its client. `Close` ends the connection.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Boxed: every connection's queue allocates its slots up front, and a bare
-    /// `ServerMessage` (~150 bytes) made that a few KiB per idle participant.
-    Message(Box<ServerMessage>),
+    /// Behind a pointer: every connection's queue allocates its slots up front, and a bare
+    /// `ServerMessage` (~150 bytes) made that a few KiB per idle participant. Shared: a
+    /// broadcast is one message in every recipient's queue.
+    Message(Arc<ServerMessage>),
     Close {
         code: u16,
         reason: &'static str,

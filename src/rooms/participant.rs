@@ -1,5 +1,6 @@
 //! One person's presence in a live room.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Outbound, SessionLink};
@@ -57,8 +58,13 @@ impl Participant {
     /// Queues a message; false when the client's queue is full or gone (it is too slow, or
     /// disconnected), which the room treats as a dropped connection.
     pub fn send(&self, msg: ServerMessage) -> bool {
+        self.send_shared(&Arc::new(msg))
+    }
+
+    /// The same for a message that others get too (a broadcast): shared, not copied.
+    pub fn send_shared(&self, msg: &Arc<ServerMessage>) -> bool {
         match &self.presence {
-            Presence::Connected(link) => link.tx.try_send(Outbound::Message(Box::new(msg))).is_ok(),
+            Presence::Connected(link) => link.tx.try_send(Outbound::Message(msg.clone())).is_ok(),
             Presence::Reconnecting { .. } => true,
         }
     }

@@ -35,6 +35,10 @@ const ACCESS_TOKEN_LIFETIME_S: i64 = 12 * 3600;
 /// Chat messages a joining participant receives in `joined`.
 const CHAT_HISTORY: usize = 100;
 const TICK: Duration = Duration::from_secs(1);
+/// Most arrivals announced in one `participants_joined`, and the longest an arrival waits to be
+/// announced while joins keep coming (see `Room::run`).
+const MAX_ARRIVALS: usize = 100;
+const MAX_ARRIVAL_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -60,6 +64,10 @@ pub struct Room {
     chat: std::collections::VecDeque<ChatRecord>,
     /// Who presents which document, and where they are in it (follow mode).
     follow: Option<FollowView>,
+    /// Participants who joined but are not yet announced to the others, in order of arrival,
+    /// and when the first of them came (see `run`).
+    arrivals: Vec<ParticipantId>,
+    arrivals_since: Option<Instant>,
 }
 
 impl Room {
@@ -86,6 +94,8 @@ impl Room {
             documents: Vec::new(),
             chat: Default::default(),
             follow: None,
+            arrivals: Vec::new(),
+            arrivals_since: None,
         }
     }
 
@@ -127,14 +137,33 @@ impl Room {
             let _ = self.media.close_room(self.id().clone()).await;
             return;
         }
+        // Every join is announced to everyone present: while a lecture fills, that is n
+        // announcements per join. Joins that arrive faster than the room handles them (its
+        // queue is not empty after one) are announced together, in one message per member,
+        // once the queue is drained; at an ordinary pace each is announced at once, alone.
+        // Anything else the room does first announces who is waiting, so that nobody hears of
+        // a participant (an update, a leave, their tracks) before hearing they joined.
         while self.phase == Phase::Open {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.handle_command(cmd).await,
+                    Some(cmd) => {
+                        if !matches!(cmd, RoomCommand::Join { .. }) {
+                            self.announce_arrivals();
+                        }
+                        self.handle_command(cmd).await;
+                        let waited = self.arrivals_since.is_some_and(|t| t.elapsed() >= MAX_ARRIVAL_WAIT);
+                        if commands.is_empty() || waited || self.arrivals.len() >= MAX_ARRIVALS {
+                            self.announce_arrivals();
+                        }
+                    }
                     None => break,
                 },
-                Some(event) = media_events.recv() => self.handle_media(event).await,
+                Some(event) = media_events.recv() => {
+                    self.announce_arrivals();
+                    self.handle_media(event).await
+                }
                 _ = tick.tick() => {
+                    self.announce_arrivals();
                     self.expire_reconnecting().await;
                     if self.empty_since.is_some_and(|t| t.elapsed() >= self.settings.idle_stop) {
                         break;
@@ -516,11 +545,12 @@ impl Room {
             resume_nonce: 1,
             pending_offer: None,
         };
-        let view = participant.view();
         self.participants.push(participant);
         self.metrics.participants.fetch_add(1, Ordering::Relaxed);
         self.empty_since = None;
-        self.broadcast_except(&id, ServerMessage::ParticipantJoined { participant: view });
+        // Announced by `run`, alone or with whoever else is arriving.
+        self.arrivals_since.get_or_insert_with(Instant::now);
+        self.arrivals.push(id.clone());
         tracing::info!(room = %self.record.id, participant = %id, invite = %self.find(&id).map(|p| p.invite.to_string()).unwrap_or_default(), role = role.as_str(), "joined");
         Ok(Joined {
             welcome: self.welcome(&id),
@@ -662,6 +692,7 @@ impl Room {
     }
 
     async fn remove(&mut self, id: &ParticipantId, reason: LeaveReason) {
+        self.announce_arrivals();
         let Some(pos) = self.participants.iter().position(|p| &p.id == id) else {
             return;
         };
@@ -789,23 +820,65 @@ impl Room {
     /// Sends to every participant `to` selects, with the same slow-client rule as
     /// [`Room::broadcast_except`].
     fn broadcast_where(&mut self, to: impl Fn(&Participant) -> bool, msg: ServerMessage) {
+        self.announce_arrivals();
+        let msg = Arc::new(msg);
         let deadline = Instant::now() + self.settings.resume_window;
         for p in self.participants.iter_mut().filter(|p| to(p)) {
-            if !p.send(msg.clone()) {
-                p.close(close::INTERNAL, "too slow");
-                p.presence = Presence::Reconnecting { deadline };
-            }
+            Self::deliver(p, &msg, deadline);
         }
     }
 
-    /// Sends to everyone but `except`. A participant whose queue is full is too slow to keep
-    /// up; it is treated as disconnected (it may resume and get a fresh state).
+    /// Sends to everyone but `except`.
     fn broadcast_except(&mut self, except: &ParticipantId, msg: ServerMessage) {
+        self.broadcast_where(|p| &p.id != except, msg);
+    }
+
+    /// One message shared by its recipients' queues. A participant whose queue is full is too
+    /// slow to keep up; it is treated as disconnected (it may resume and get a fresh state).
+    fn deliver(p: &mut Participant, msg: &Arc<ServerMessage>, deadline: Instant) {
+        if !p.send_shared(msg) {
+            p.close(close::INTERNAL, "too slow");
+            p.presence = Presence::Reconnecting { deadline };
+        }
+    }
+
+    /// Tells everyone present about the arrivals not yet announced: each member who was here
+    /// before them hears of all of them, each arrival of those who came after it (its `joined`
+    /// listed the earlier ones). One arrival is a `participant_joined`, several one
+    /// `participants_joined`.
+    fn announce_arrivals(&mut self) {
+        self.arrivals_since = None;
+        if self.arrivals.is_empty() {
+            return;
+        }
+        let arrivals = std::mem::take(&mut self.arrivals);
+        let views: Vec<_> = arrivals
+            .iter()
+            .filter_map(|id| self.find(id).map(Participant::view))
+            .collect();
+        // The message for those who came after the first `from` of the views (by position).
+        let message = |from: usize| -> Option<Arc<ServerMessage>> {
+            let rest = &views[from.min(views.len())..];
+            match rest {
+                [] => None,
+                [one] => Some(ServerMessage::ParticipantJoined {
+                    participant: one.clone(),
+                }),
+                many => Some(ServerMessage::ParticipantsJoined {
+                    participants: many.to_vec(),
+                }),
+            }
+            .map(Arc::new)
+        };
+        let everyone = message(0);
         let deadline = Instant::now() + self.settings.resume_window;
-        for p in self.participants.iter_mut().filter(|p| &p.id != except) {
-            if !p.send(msg.clone()) {
-                p.close(close::INTERNAL, "too slow");
-                p.presence = Presence::Reconnecting { deadline };
+        for p in self.participants.iter_mut() {
+            let msg = match views.iter().position(|v| v.id == p.id) {
+                Some(k) => message(k + 1),
+                None => everyone.clone(),
+            };
+            if let Some(msg) = msg {
+                Self::deliver(p, &msg, deadline);
             }
         }
     }

@@ -129,7 +129,7 @@ async fn next(m: &mut Member) -> Outbound {
 /// The message in `out`, if it is one.
 fn message(out: Outbound) -> Option<ServerMessage> {
     match out {
-        Outbound::Message(m) => Some(*m),
+        Outbound::Message(m) => Some(std::sync::Arc::unwrap_or_clone(m)),
         Outbound::Close { .. } => None,
     }
 }
@@ -152,6 +152,78 @@ async fn joins_are_announced_and_capacity_is_enforced() {
         f.join(Role::Specialist).await,
         Err(RoomError::Full(2))
     ));
+}
+
+/// Who `m` hears of as arriving until its queue has been quiet for a moment, message by message.
+async fn arrivals_heard(m: &mut Member) -> Vec<Vec<ParticipantId>> {
+    let mut heard = Vec::new();
+    while let Ok(Some(out)) = tokio::time::timeout(Duration::from_millis(300), m.rx.recv()).await {
+        match message(out) {
+            Some(ServerMessage::ParticipantJoined { participant }) => {
+                heard.push(vec![participant.id])
+            }
+            Some(ServerMessage::ParticipantsJoined { participants }) => {
+                heard.push(participants.into_iter().map(|p| p.id).collect())
+            }
+            _ => {}
+        }
+    }
+    heard
+}
+
+#[tokio::test]
+async fn arrivals_faster_than_the_room_are_announced_together_and_once() {
+    let mut f = fixture(20, Duration::from_secs(30)).await;
+    let mut first = f.join(Role::Doctor).await.unwrap();
+    // Five joins queued before the room handles any of them (this runtime has one thread and
+    // the test does not yield until they are all sent), as when a lecture starts.
+    let room = f.rooms.open(&f.room).await.unwrap();
+    let mut pending = Vec::new();
+    for conn in 100..105 {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let (reply, done) = oneshot::channel();
+        room.send(RoomCommand::Join {
+            name: format!("viewer {conn}"),
+            role: Role::Observer,
+            publish: Publish::default(),
+            invite: InviteId::generate(),
+            replaces: None,
+            link: SessionLink { conn, tx },
+            reply,
+        })
+        .await
+        .unwrap();
+        pending.push((rx, done));
+    }
+    let mut arrivals = Vec::new();
+    for (rx, done) in pending {
+        let joined = done.await.unwrap().unwrap();
+        arrivals.push(Member {
+            id: joined.participant,
+            conn: 0,
+            rx,
+            welcome: joined.welcome,
+        });
+    }
+    let order: Vec<ParticipantId> = arrivals.iter().map(|m| m.id.clone()).collect();
+
+    // The one who was there hears of all five, in order, in fewer messages than five.
+    let heard = arrivals_heard(&mut first).await;
+    assert_eq!(heard.concat(), order);
+    assert!(heard.len() < order.len(), "not batched: {heard:?}");
+    // Each arrival saw those before it in its `joined` and hears of those after it, once.
+    for (k, m) in arrivals.iter_mut().enumerate() {
+        let mut seen: Vec<ParticipantId> = m
+            .welcome
+            .participants
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
+        assert_eq!(seen[0], first.id);
+        seen.remove(0);
+        assert_eq!(seen, order[..k]);
+        assert_eq!(arrivals_heard(m).await.concat(), order[k + 1..]);
+    }
 }
 
 #[tokio::test]

@@ -271,6 +271,10 @@ pub enum ServerMessage {
     ParticipantJoined {
         participant: ParticipantView,
     },
+    /// Several arrivals at once: they came faster than the room announced them one by one.
+    ParticipantsJoined {
+        participants: Vec<ParticipantView>,
+    },
     ParticipantUpdated {
         participant: ParticipantView,
     },
@@ -540,10 +544,18 @@ mod tests {
             video_off: false,
             connection: Connection::Connected,
         };
-        let m = ServerMessage::ParticipantJoined { participant: p };
+        let m = ServerMessage::ParticipantJoined {
+            participant: p.clone(),
+        };
         let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(v["type"], "participant_joined");
         assert_eq!(v["participant"]["role"], "patient");
         assert_eq!(v["participant"]["connection"], "connected");
+        let m = ServerMessage::ParticipantsJoined {
+            participants: vec![p.clone(), p],
+        };
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(v["type"], "participants_joined");
+        assert_eq!(v["participants"][1]["role"], "patient");
     }
 }

@@ -26,6 +26,8 @@ use crate::rooms::{
 
 /// Malformed or unknown messages tolerated before the connection is closed.
 const MAX_BAD_MESSAGES: u32 = 5;
+/// Most queued messages written to the socket together before a flush.
+const WRITE_BATCH: usize = 64;
 const MAX_NAME_CHARS: usize = 64;
 
 /// A protocol-level refusal: the code the client sees and a human text.
@@ -135,8 +137,29 @@ async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
             }
             out = link_rx.recv(), if session.link_tx.is_none() => match out {
                 Some(Outbound::Message(msg)) => {
-                    if sink.send(to_frame(&msg)).await.is_err() {
+                    // Whatever else is already queued goes out in the same write: one TLS
+                    // record and one system call for a burst (a lecture filling up queues an
+                    // announcement per arrival for everyone) instead of one per message.
+                    let mut close = None;
+                    let mut written = sink.feed(to_frame(&msg)).await.is_ok();
+                    for _ in 1..WRITE_BATCH {
+                        if !written {
+                            break;
+                        }
+                        match link_rx.try_recv() {
+                            Ok(Outbound::Message(msg)) => written = sink.feed(to_frame(&msg)).await.is_ok(),
+                            Ok(Outbound::Close { code, .. }) => {
+                                close = Some(code);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if !written || sink.flush().await.is_err() {
                         break Flow::Close { code: close::NORMAL, room_knows: false };
+                    }
+                    if let Some(code) = close {
+                        break Flow::Close { code, room_knows: true };
                     }
                 }
                 Some(Outbound::Close { code, .. }) => break Flow::Close { code, room_knows: true },

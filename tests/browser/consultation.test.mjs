@@ -647,18 +647,67 @@ async function main() {
       await waitForTileCount(page, 4);
       const observerId = await localId(page);
       await waitForPlayingRemotes(page, 3);
-      // The others see a tile without a picture, and no mute badge (there is no microphone).
-      const tile = `#tiles .tile[data-participant-id="${observerId}"]`;
-      await p.doctor.waitForSelector(tile, { timeout: EVENT_TIMEOUT });
-      assert.equal(await p.doctor.locator(`${tile} .tile-placeholder`).isVisible(), true, "placeholder shown");
-      assert.equal(await p.doctor.locator(`${tile} .badge-muted`).isVisible(), false, "no muted badge");
+      // The others see them in the audience (no camera, no microphone), not as an empty tile.
+      const line = `#audience .audience-item[data-participant-id="${observerId}"]`;
+      await p.doctor.waitForSelector(line, { timeout: EVENT_TIMEOUT });
+      assert.equal(await p.doctor.locator(`${line} .audience-name`).textContent(), "Student");
+      assert.equal(await p.doctor.locator(`${line} .audience-role`).textContent(), "Observer");
+      assert.equal(await p.doctor.locator(`${line} .badge-reconnecting`).isVisible(), false, "not reconnecting");
+      assert.equal(await p.doctor.locator("#audience-count").textContent(), "1");
+      assert.equal(await p.doctor.locator(`#tiles .tile[data-participant-id="${observerId}"]`).count(), 0, "no tile");
       assert.equal(await page.locator("#mic-button").isVisible(), false, "an observer has no mute button");
       await snap(page, "observer");
+      await snap(p.doctor, "doctor-with-audience");
       await page.locator("#leave-button").click();
       await waitForState(page, "ended", EVENT_TIMEOUT);
-      await waitForTileGone(p.doctor, observerId);
+      await p.doctor.waitForSelector(line, { state: "detached", timeout: EVENT_TIMEOUT });
+      assert.equal(await p.doctor.locator("#audience").isVisible(), false, "the empty audience is hidden");
       pages.delete("observer");
       await page.context().close();
+    });
+
+    await check("a lecture's crowd arrives at once and is listed in the audience, not as tiles", { scenario: true }, async () => {
+      if (!browser) throw new Error("no browser");
+      // Eight observers on one invite (an invite link may be shared with a class), joining over
+      // bare WebSockets from a page of the server's origin, all in the same moment: what the
+      // room then announces may come as one participants_joined.
+      const crowd = 8;
+      const context = await newContext(browser, { width: 800, height: 600 });
+      const page = await context.newPage();
+      watchPage(page, "crowd");
+      await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      const tilesBefore = await p.doctor.locator("#tiles .tile").count();
+      await page.evaluate(async ({ token, n }) => {
+        const url = `${location.origin.replace(/^http/, "ws")}/ws`;
+        const sockets = await Promise.all(
+          Array.from({ length: n }, () => new Promise((resolve, reject) => {
+            const ws = new WebSocket(url);
+            ws.onopen = () => resolve(ws);
+            ws.onerror = () => reject(new Error("signaling socket failed"));
+          })),
+        );
+        sockets.forEach((ws, i) => ws.send(JSON.stringify({
+          type: "join", v: 1, token, name: `Student ${i + 1}`, publish: { audio: false, video: false },
+        })));
+        /** @type {any} */ (window).crowd = sockets;
+      }, { token: tokens.observer, n: crowd });
+      await p.doctor.waitForFunction(
+        (n) => document.querySelector("#audience-count")?.textContent === String(n),
+        crowd,
+        { timeout: EVENT_TIMEOUT, polling: 200 },
+      );
+      const names = await p.doctor.locator("#audience .audience-name").allTextContents();
+      assert.deepEqual([...names].sort(), Array.from({ length: crowd }, (_, i) => `Student ${i + 1}`).sort());
+      assert.equal(await p.doctor.locator("#tiles .tile").count(), tilesBefore, "no tile for the audience");
+      await snap(p.doctor, "doctor-with-a-crowd");
+      await page.evaluate(() => {
+        for (const ws of /** @type {any} */ (window).crowd) {
+          ws.send(JSON.stringify({ type: "leave" }));
+          ws.close();
+        }
+      });
+      await p.doctor.waitForSelector("#audience", { state: "hidden", timeout: EVENT_TIMEOUT });
+      await context.close();
     });
 
     await check("the patient turns the camera off and on again", { scenario: true }, async () => {

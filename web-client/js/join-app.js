@@ -136,6 +136,9 @@ class JoinApp {
     roomTitle: must("#room-title", HTMLElement),
     banner: must("#banner", HTMLElement),
     tiles: must("#tiles", HTMLElement),
+    audience: must("#audience", HTMLElement),
+    audienceList: must("#audience-list", HTMLElement),
+    audienceCount: must("#audience-count", HTMLElement),
     notice: must("#notice", HTMLElement),
     soundButton: must("#sound-button", HTMLButtonElement),
     micButton: must("#mic-button", HTMLButtonElement),
@@ -149,7 +152,7 @@ class JoinApp {
     recordsPanel: must("#records-panel", HTMLElement),
   };
 
-  view = new RoomView(this.ui.tiles, () => {
+  view = new RoomView(this.ui.tiles, { section: this.ui.audience, list: this.ui.audienceList, count: this.ui.audienceCount }, () => {
     this.ui.soundButton.hidden = false;
   });
 
@@ -302,14 +305,13 @@ class JoinApp {
       }
       case "participant_joined":
       case "participant_updated":
-        if (msg.participant.id === this.you?.id) {
-          this.you = msg.participant;
-          this.renderLocal();
-        } else {
-          this.others.set(msg.participant.id, msg.participant);
-          this.view.upsert(msg.participant, false);
-          this.applyRemoteTracks();
-        }
+        this.onParticipant(msg.participant);
+        this.applyRemoteTracks();
+        break;
+      case "participants_joined":
+        // Several arrivals at once (a lecture filling up): one pass over the tracks for all.
+        for (const p of msg.participants) this.onParticipant(p);
+        this.applyRemoteTracks();
         break;
       case "participant_left":
         if (msg.participant_id === this.you?.id) {
@@ -421,6 +423,21 @@ class JoinApp {
       this.sendMediaState();
     }
     this.setState("in-room");
+  }
+
+  /**
+   * Someone arrived or changed (a participant_joined, participant_updated or one of a
+   * participants_joined).
+   * @param {Participant} p
+   */
+  onParticipant(p) {
+    if (p.id === this.you?.id) {
+      this.you = p;
+      this.renderLocal();
+    } else {
+      this.others.set(p.id, p);
+      this.view.upsert(p, false);
+    }
   }
 
   applyRemoteTracks() {

@@ -130,6 +130,7 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {JoinedBody & {type: "resumed"}} ResumedMessage */
 /** @typedef {{type: "offer", offer_id: number, sdp: string, tracks: TrackInfo[]}} OfferMessage */
 /** @typedef {{type: "participant_joined", participant: Participant}} ParticipantJoinedMessage */
+/** @typedef {{type: "participants_joined", participants: Participant[]}} ParticipantsJoinedMessage */
 /** @typedef {{type: "participant_updated", participant: Participant}} ParticipantUpdatedMessage */
 /**
  * @typedef {{type: "participant_left", participant_id: string,
@@ -155,7 +156,7 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
- *   ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
+ *   ParticipantsJoinedMessage | ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
  *   AnnotationAddedMessage | RecordUpdatedMessage} ServerMessage
  */
@@ -190,6 +191,7 @@ const SERVER_TYPES = new Set([
   "resumed",
   "offer",
   "participant_joined",
+  "participants_joined",
   "participant_updated",
   "participant_left",
   "room_ended",

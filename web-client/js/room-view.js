@@ -1,8 +1,11 @@
-// The room view: one tile per participant, yourself included.
+// The room view: a tile for yourself and for everyone who publishes sound or picture; a line in
+// the audience list for everyone else (observers, the viewers of a training lecture: hundreds
+// of empty video tiles would bury the few people who can be seen and heard).
 //
 // Tile DOM contract (tests/browser relies on it): `.tile[data-participant-id]` holding a
 // <video>, a `.badge-muted` element that is `hidden` unless the participant is muted, and
-// `.tile-local` on your own tile; all inside #tiles.
+// `.tile-local` on your own tile; all inside #tiles. The audience: `.audience-item
+// [data-participant-id]` inside #audience, which is `hidden` while nobody is in it.
 //
 // The view only renders what it is told. Who is present comes from signaling events, the
 // tracks from the media session; neither is looked up from here.
@@ -11,6 +14,14 @@ import { el, roleLabel } from "./dom.js";
 
 /** @typedef {import("./protocol.js").Participant} Participant */
 /** @typedef {import("./media-session.js").RemoteTracks} RemoteTracks */
+
+/**
+ * @typedef {object} AudienceItem
+ * @property {HTMLElement} root
+ * @property {HTMLElement} name
+ * @property {HTMLElement} role
+ * @property {HTMLElement} reconnecting
+ */
 
 /**
  * @typedef {object} Tile
@@ -31,6 +42,10 @@ export class RoomView {
   #container;
   /** @type {Map<string, Tile>} */
   #tiles = new Map();
+  /** @type {{section: HTMLElement, list: HTMLElement, count: HTMLElement}} */
+  #audience;
+  /** @type {Map<string, AudienceItem>} */
+  #audienceItems = new Map();
   /** @type {() => void} */
   #onAutoplayBlocked;
   /** Set once the browser refused to autoplay sound; new remote videos then start muted too. */
@@ -38,20 +53,29 @@ export class RoomView {
 
   /**
    * @param {HTMLElement} container #tiles
+   * @param {{section: HTMLElement, list: HTMLElement, count: HTMLElement}} audience #audience,
+   *   its list and the element that shows how many are in it
    * @param {() => void} onAutoplayBlocked called when the browser refuses to play sound until
    *   the user interacts with the page (e.g. after a reload rejoined automatically)
    */
-  constructor(container, onAutoplayBlocked) {
+  constructor(container, audience, onAutoplayBlocked) {
     this.#container = container;
+    this.#audience = audience;
     this.#onAutoplayBlocked = onAutoplayBlocked;
   }
 
   /**
-   * Adds or refreshes a participant's tile.
+   * Adds or refreshes a participant's tile, or their line in the audience.
    * @param {Participant} p
    * @param {boolean} isLocal
    */
   upsert(p, isLocal) {
+    if (!isLocal && !p.publishing.audio && !p.publishing.video) {
+      this.#removeTile(p.id);
+      this.#upsertAudience(p);
+      return;
+    }
+    this.#removeAudience(p.id);
     let tile = this.#tiles.get(p.id);
     if (!tile) {
       tile = this.#createTile(p.id, isLocal);
@@ -78,17 +102,13 @@ export class RoomView {
 
   /** @param {string} id */
   remove(id) {
-    const tile = this.#tiles.get(id);
-    if (!tile) return;
-    tile.video.srcObject = null;
-    tile.root.remove();
-    this.#tiles.delete(id);
-    this.#updateCount();
+    this.#removeTile(id);
+    this.#removeAudience(id);
   }
 
-  /** @returns {string[]} */
+  /** @returns {string[]} everyone shown, tiles and audience */
   ids() {
-    return [...this.#tiles.keys()];
+    return [...this.#tiles.keys(), ...this.#audienceItems.keys()];
   }
 
   /**
@@ -136,6 +156,50 @@ export class RoomView {
 
   clear() {
     for (const id of [...this.#tiles.keys()]) this.remove(id);
+  }
+
+  /** @param {string} id */
+  #removeTile(id) {
+    const tile = this.#tiles.get(id);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.root.remove();
+    this.#tiles.delete(id);
+    this.#updateCount();
+  }
+
+  /** @param {Participant} p */
+  #upsertAudience(p) {
+    let item = this.#audienceItems.get(p.id);
+    if (!item) {
+      const name = el("span", { className: "audience-name" });
+      const role = el("span", { className: "audience-role" });
+      const reconnecting = el("span", { className: "badge badge-reconnecting", text: "Reconnecting…" });
+      const root = el("li", { className: "audience-item" }, name, role, reconnecting);
+      root.dataset.participantId = p.id;
+      item = { root, name, role, reconnecting };
+      this.#audienceItems.set(p.id, item);
+      this.#audience.list.append(root);
+      this.#updateAudience();
+    }
+    item.name.textContent = p.name;
+    item.role.textContent = roleLabel(p.role);
+    item.reconnecting.hidden = p.connection !== "reconnecting";
+  }
+
+  /** @param {string} id */
+  #removeAudience(id) {
+    const item = this.#audienceItems.get(id);
+    if (!item) return;
+    item.root.remove();
+    this.#audienceItems.delete(id);
+    this.#updateAudience();
+  }
+
+  #updateAudience() {
+    const n = this.#audienceItems.size;
+    this.#audience.section.hidden = n === 0;
+    this.#audience.count.textContent = String(n);
   }
 
   /**
