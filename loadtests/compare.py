@@ -41,6 +41,13 @@ def per_core(r) -> float:
     return r["server"]["received_per_process_cpu_second"]
 
 
+def window(r) -> str:
+    """Loss and p99 of the measured window alone (runs before 2026-12-01d lack them)."""
+    if "window_latency_ms" not in r:
+        return "–"
+    return f"{r['window_loss_ratio'] * 100:.3f} % / {r['window_latency_ms']['p99']:.2f}"
+
+
 def row(name: str, ours, janus) -> str:
     def both(f, fmt=n):
         return f"{fmt(f(ours))} / {fmt(f(janus))}"
@@ -54,6 +61,7 @@ def row(name: str, ours, janus) -> str:
         f"| {both(lambda r: r['server']['process_cpu_seconds'], lambda v: f'{v:.2f}')} "
         f"| {both(per_core)} | **{ratio(per_core(ours), per_core(janus))}** "
         f"| {loss(ours)} / {loss(janus)} | {lat(ours)} / {lat(janus)} "
+        f"| {window(ours)}, {window(janus)} "
         f"| {ours['join_ms']['p95']:.0f} / {janus['join_ms']['p95']:.0f} "
         f"| {both(lambda r: r['server']['peak_rss_bytes'], mib)} "
         f"| {ours['generator_cpu_seconds']:.1f} / {janus['generator_cpu_seconds']:.1f} |"
@@ -64,8 +72,9 @@ HEADER = (
     "| run | participants (ours / Janus) | received pkt/s (ours / Janus) | ratio "
     "| server CPU s (ours / Janus) | received pkt per server-core second (ours / Janus) "
     "| **ratio** | loss (ours / Janus) | latency p50 / p99 ms, ours / Janus "
+    "| measured window only: loss / p99 ms, ours, Janus "
     "| join p95 ms (ours / Janus) | server peak RSS MiB (ours / Janus) "
-    "| generator CPU s (ours / Janus) |\n" + "|-----" * 12 + "|"
+    "| generator CPU s (ours / Janus) |\n" + "|-----" * 13 + "|"
 )
 
 
@@ -95,7 +104,7 @@ def table(out: pathlib.Path):
                         f"| {n(r['received_per_s'])} | | {r['server']['process_cpu_seconds']:.2f} "
                         f"| {n(per_core(r))} | | {r['loss_ratio'] * 100:.3f} % "
                         f"| {r['latency_ms']['p50']:.2f} / {r['latency_ms']['p99']:.2f} "
-                        f"| {r['join_ms']['p95']:.0f} | {mib(r['server']['peak_rss_bytes'])} "
+                        f"| {window(r)} | {r['join_ms']['p95']:.0f} | {mib(r['server']['peak_rss_bytes'])} "
                         f"| {r['generator_cpu_seconds']:.1f} |"
                     )
     return "\n".join(lines) + "\n", knees

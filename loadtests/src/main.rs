@@ -190,11 +190,13 @@ async fn main() -> anyhow::Result<()> {
     if cli.knee {
         let runs = find_knee(cfg, cli.knee_factor, KneeLimits::DEFAULT, |r| {
             eprintln!(
-                "{} participants: {:.0} pkt/s received, loss {:.3} %, p99 {:.2} ms, join p95 {:.0} ms -> {}",
+                "{} participants: {:.0} pkt/s received, loss {:.3} %, p99 {:.2} ms (window only: {:.3} %, {:.2} ms), join p95 {:.0} ms -> {}",
                 r.participants,
                 r.received_per_s,
                 r.loss_ratio * 100.0,
                 r.latency_ms.p99,
+                r.window_loss_ratio * 100.0,
+                r.window_latency_ms.p99,
                 r.join_ms.p95,
                 if KneeLimits::DEFAULT.held(r) { "held" } else { "broke" }
             );

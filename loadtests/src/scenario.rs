@@ -380,6 +380,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         live.sent.load(Ordering::Relaxed),
         live.received.load(Ordering::Relaxed),
     );
+    for s in &all_stats {
+        crate::peer::lock(s).open_window();
+    }
     let window_start = Instant::now();
     let mut last_rx = received_before;
     while window_start.elapsed() < cfg.duration {
@@ -436,6 +439,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         ..Default::default()
     };
     let mut latencies = Vec::new();
+    let mut window_latencies = Vec::new();
+    let (mut window_expected, mut window_lost) = (0u64, 0u64);
     let mut joins = Vec::new();
     for s in &all_stats {
         let s = s.lock().unwrap_or_else(|e| e.into_inner());
@@ -458,7 +463,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
             report.lost_packets += expected.saturating_sub(rx.received);
             report.reordered_packets += rx.reordered;
         }
-        latencies.extend(s.latencies_us.iter().map(|us| *us as f64 / 1000.0));
+        latencies.extend(s.latencies.ms());
+        if let Some(w) = &s.window {
+            window_latencies.extend(w.latencies.ms());
+        }
+        let (expected, received) = s.window_counts();
+        window_expected += expected;
+        window_lost += expected.saturating_sub(received);
         if let Some(j) = s.join_time {
             joins.push(j.as_secs_f64() * 1000.0);
         }
@@ -469,6 +480,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         report.lost_packets as f64 / report.expected_packets as f64
     };
     report.latency_ms = Percentiles::of(latencies);
+    report.window_loss_ratio = if window_expected == 0 {
+        0.0
+    } else {
+        window_lost as f64 / window_expected as f64
+    };
+    report.window_latency_ms = Percentiles::of(window_latencies);
     report.join_ms = Percentiles::of(joins);
     report.server = server_figures(
         &baseline,

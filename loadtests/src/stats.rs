@@ -19,6 +19,40 @@ pub struct StreamRx {
     pub reordered: u64,
 }
 
+/// Latency samples, in microseconds, bounded: past `MAX_SAMPLES` every other one is kept.
+#[derive(Debug, Default)]
+pub struct Samples {
+    pub us: Vec<u32>,
+    thin: u32,
+}
+
+impl Samples {
+    fn push(&mut self, seq: u64, us: u64) {
+        if self.us.len() >= MAX_SAMPLES {
+            // Keep memory bounded on long runs: halve, keep every other sample from now on.
+            let kept: Vec<u32> = self.us.iter().step_by(2).copied().collect();
+            self.us = kept;
+            self.thin += 1;
+        }
+        if self.thin == 0 || seq.is_multiple_of(1 << self.thin) {
+            self.us.push(us.min(u32::MAX as u64) as u32);
+        }
+    }
+
+    pub fn ms(&self) -> impl Iterator<Item = f64> + '_ {
+        self.us.iter().map(|us| *us as f64 / 1000.0)
+    }
+}
+
+/// The measured window on its own: each stream's (highest sequence number, packets received)
+/// when it opened, and the latencies from then on. The run's figures include the joins before
+/// it (a lecture's arrival is part of the load); these tell the steady state apart.
+#[derive(Debug, Default)]
+pub struct WindowRx {
+    pub at_start: HashMap<(u32, Kind), (u64, u64)>,
+    pub latencies: Samples,
+}
+
 /// Everything one peer measured.
 #[derive(Debug, Default)]
 pub struct PeerStats {
@@ -26,13 +60,41 @@ pub struct PeerStats {
     pub sent_audio: u64,
     pub sent_video: u64,
     pub streams: HashMap<(u32, Kind), StreamRx>,
-    pub latencies_us: Vec<u32>,
-    thin: u32,
+    pub latencies: Samples,
+    /// Set when the measured window opens.
+    pub window: Option<WindowRx>,
     pub join_time: Option<Duration>,
     pub error: Option<String>,
 }
 
 impl PeerStats {
+    /// The measured window starts now.
+    pub fn open_window(&mut self) {
+        self.window = Some(WindowRx {
+            at_start: self
+                .streams
+                .iter()
+                .map(|(k, s)| (*k, (s.max_seq, s.received)))
+                .collect(),
+            latencies: Samples::default(),
+        });
+    }
+
+    /// (expected, received) in the measured window, over all streams.
+    pub fn window_counts(&self) -> (u64, u64) {
+        let Some(w) = &self.window else {
+            return (0, 0);
+        };
+        self.streams.iter().fold((0, 0), |(e, r), (k, s)| {
+            let (expected, received) = match w.at_start.get(k) {
+                Some((max_seq, received)) => (s.max_seq - max_seq, s.received - received),
+                // A stream that began inside the window.
+                None => (s.max_seq - s.first_seq + 1, s.received),
+            };
+            (e + expected, r + received)
+        })
+    }
+
     pub fn record(&mut self, stamp: Stamp, now_ns: u64) {
         let s = self
             .streams
@@ -51,15 +113,10 @@ impl PeerStats {
         }
         s.received += 1;
         s.max_seq = s.max_seq.max(stamp.seq);
-        if self.latencies_us.len() >= MAX_SAMPLES {
-            // Keep memory bounded on long runs: halve, keep every other sample from now on.
-            let kept: Vec<u32> = self.latencies_us.iter().step_by(2).copied().collect();
-            self.latencies_us = kept;
-            self.thin += 1;
-        }
-        if self.thin == 0 || stamp.seq.is_multiple_of(1 << self.thin) {
-            let us = now_ns.saturating_sub(stamp.sent_ns) / 1000;
-            self.latencies_us.push(us.min(u32::MAX as u64) as u32);
+        let us = now_ns.saturating_sub(stamp.sent_ns) / 1000;
+        self.latencies.push(stamp.seq, us);
+        if let Some(w) = &mut self.window {
+            w.latencies.push(stamp.seq, us);
         }
     }
 }
@@ -182,6 +239,8 @@ pub struct Report {
     pub expected_packets: u64,
     pub lost_packets: u64,
     pub loss_ratio: f64,
+    /// Loss within the measured window only (the run's `loss_ratio` includes the joins).
+    pub window_loss_ratio: f64,
     pub reordered_packets: u64,
     /// Stamped media packets the publishers sent, per second of the measured window.
     pub sent_per_s: f64,
@@ -191,6 +250,8 @@ pub struct Report {
     /// Send to receive, through the server, on loopback: the latency the server adds (plus
     /// the generator's own scheduling).
     pub latency_ms: Percentiles,
+    /// The same for the packets received within the measured window only.
+    pub window_latency_ms: Percentiles,
     /// Signaling connect to first remote media packet.
     pub join_ms: Percentiles,
     pub server: ServerFigures,
@@ -205,6 +266,7 @@ impl Report {
              packets sent {} audio + {} video, received {}, lost {} ({:.3}%), reordered {}\n\
              in the window: sent {:.0} pkt/s, received {:.0} pkt/s\n\
              added latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}\n\
+             in the window only: loss {:.3}%, added latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}\n\
              join ms p50 {:.0} p95 {:.0} max {:.0}\n\
              server: {:.0} pkt/s in, {:.0} pkt/s out, {:.0} pkt/s out per media-core second, \
              media CPU {:.2} s, process CPU {:.2} s ({}; {:.0} received pkt per process-core second), \
@@ -231,6 +293,11 @@ impl Report {
             self.latency_ms.p95,
             self.latency_ms.p99,
             self.latency_ms.max,
+            self.window_loss_ratio * 100.0,
+            self.window_latency_ms.p50,
+            self.window_latency_ms.p95,
+            self.window_latency_ms.p99,
+            self.window_latency_ms.max,
             self.join_ms.p50,
             self.join_ms.p95,
             self.join_ms.max,
@@ -337,7 +404,26 @@ mod tests {
             (s.first_seq, s.max_seq, s.received, s.reordered),
             (10, 15, 5, 1)
         );
-        assert_eq!(p.latencies_us, vec![1000; 5]);
+        assert_eq!(p.latencies.us, vec![1000; 5]);
+        assert_eq!(p.window_counts(), (0, 0), "no window opened");
+        // The window counts only what came after it opened: 16 and 18 of 16..=18, and the
+        // first packet of a stream that began inside it.
+        p.open_window();
+        p.record(st(16), 3_000_000);
+        p.record(st(18), 2_000_000);
+        p.record(
+            Stamp {
+                publisher: 2,
+                ..st(7)
+            },
+            2_000_000,
+        );
+        assert_eq!(p.window_counts(), (4, 3));
+        assert_eq!(
+            p.window.as_ref().unwrap().latencies.us,
+            vec![3000, 2000, 2000]
+        );
+        assert_eq!(p.latencies.us.len(), 8);
         let q = Percentiles::of(vec![3.0, 1.0, 2.0, 4.0]);
         assert_eq!((q.p50, q.max), (3.0, 4.0));
     }

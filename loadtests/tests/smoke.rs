@@ -58,7 +58,9 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
     for key in [
         "scenario",
         "loss_ratio",
+        "window_loss_ratio",
         "latency_ms",
+        "window_latency_ms",
         "join_ms",
         "server",
         "received_packets",
@@ -76,6 +78,10 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
     if !matches!(scenario, Scenario::SignalingIdle { .. }) {
         assert!(report.received_packets > 0, "no packet flowed");
         assert!(report.latency_ms.samples > 0);
+        // The measured window on its own: a subset of the run's packets.
+        assert!(report.window_latency_ms.samples > 0);
+        assert!(report.window_latency_ms.samples <= report.latency_ms.samples);
+        assert!((0.0..=1.0).contains(&report.window_loss_ratio));
         assert!(report.server.packets_out_per_s > 0.0, "{:?}", report.server);
         // The server's own turn histogram was read (its percentiles are bucket bounds).
         assert!(report.server.turn_ms.samples > 0, "{:?}", report.server);
