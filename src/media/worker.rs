@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::send::{SEND_BATCH, send_all};
 use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
 use crate::ids::RoomId;
 use crate::sfu::{Sfu, SfuStats};
@@ -90,6 +91,8 @@ struct Worker {
     commands: mpsc::Receiver<WorkerMsg>,
     rooms: HashMap<RoomId, mpsc::Sender<crate::sfu::SfuEvent>>,
     buf: Vec<u8>,
+    /// Datagrams of the current turn waiting to be sent (kept to reuse its allocation).
+    outgoing: Vec<str0m::net::Transmit>,
     events_dropped: u64,
     send_errors: u64,
     turns: TurnHistogram,
@@ -103,6 +106,7 @@ impl Worker {
             commands,
             rooms: HashMap::new(),
             buf: vec![0; RECV_BUFFER],
+            outgoing: Vec::with_capacity(SEND_BATCH),
             events_dropped: 0,
             send_errors: 0,
             turns: TurnHistogram::default(),
@@ -183,11 +187,17 @@ impl Worker {
     }
 
     async fn flush(&mut self) {
+        // Everything this turn produced, handed to the kernel in batches.
         while let Some(t) = self.sfu.poll_transmit() {
-            if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
-                self.send_errors += 1;
-                tracing::debug!(error = %e, "media send error");
+            self.outgoing.push(t);
+            if self.outgoing.len() >= SEND_BATCH {
+                self.send_errors += send_all(&self.socket, &self.outgoing).await;
+                self.outgoing.clear();
             }
+        }
+        if !self.outgoing.is_empty() {
+            self.send_errors += send_all(&self.socket, &self.outgoing).await;
+            self.outgoing.clear();
         }
         while let Some(event) = self.sfu.poll_event() {
             let Some(tx) = self.rooms.get(event.room()) else {
