@@ -12,9 +12,11 @@ use crate::signaling::protocol::{Connection, ParticipantView, Publish, ServerMes
 #[derive(Debug, Clone)]
 pub enum Presence {
     Connected(SessionLink),
-    /// Dropped; removed at `deadline` unless resumed.
+    /// Dropped; removed at `deadline` unless resumed. `conn` is the connection that was lost:
+    /// what it sent before it went (a `leave`) may still be on its way to the room.
     Reconnecting {
         deadline: Instant,
+        conn: u64,
     },
 }
 
@@ -53,6 +55,24 @@ impl Participant {
     /// The current connection, if `conn` is it.
     pub fn is_conn(&self, conn: u64) -> bool {
         matches!(&self.presence, Presence::Connected(l) if l.conn == conn)
+    }
+
+    /// The current connection, or the one just lost while nothing has replaced it.
+    pub fn is_or_was_conn(&self, conn: u64) -> bool {
+        match &self.presence {
+            Presence::Connected(l) => l.conn == conn,
+            Presence::Reconnecting { conn: lost, .. } => *lost == conn,
+        }
+    }
+
+    /// Marks the connection lost (the room noticed, or the session said so).
+    pub fn lose_connection(&mut self, deadline: Instant) {
+        if let Presence::Connected(link) = &self.presence {
+            self.presence = Presence::Reconnecting {
+                deadline,
+                conn: link.conn,
+            };
+        }
     }
 
     /// Queues a message; false when the client's queue is full or gone (it is too slow, or

@@ -225,7 +225,9 @@ impl Room {
                 );
             }
             RoomCommand::Leave { participant, conn } => {
-                if let Some(p) = self.find(&participant).filter(|p| p.is_conn(conn)) {
+                // Also from a connection the room already found gone: the session sent its
+                // `leave` before it closed, and the room may have noticed the close first.
+                if let Some(p) = self.find(&participant).filter(|p| p.is_or_was_conn(conn)) {
                     p.close(close::NORMAL, "left");
                     self.remove(&participant, LeaveReason::Left).await;
                 }
@@ -250,10 +252,15 @@ impl Room {
             }
             RoomCommand::Disconnected { participant, conn } => {
                 let deadline = Instant::now() + self.settings.resume_window;
-                let Some(p) = self.find_mut(&participant).filter(|p| p.is_conn(conn)) else {
+                // Also when the room found the connection gone first (a broadcast could not be
+                // queued): the others are told now.
+                let Some(p) = self
+                    .find_mut(&participant)
+                    .filter(|p| p.is_or_was_conn(conn))
+                else {
                     return;
                 };
-                p.presence = Presence::Reconnecting { deadline };
+                p.lose_connection(deadline);
                 let view = p.view();
                 tracing::info!(room = %self.record.id, participant = %participant, "signaling lost; waiting for resume");
                 self.broadcast_except(
@@ -682,7 +689,7 @@ impl Room {
             .participants
             .iter()
             .filter(
-                |p| matches!(p.presence, Presence::Reconnecting { deadline } if deadline <= now),
+                |p| matches!(p.presence, Presence::Reconnecting { deadline, .. } if deadline <= now),
             )
             .map(|p| p.id.clone())
             .collect();
@@ -838,7 +845,7 @@ impl Room {
     fn deliver(p: &mut Participant, msg: &Arc<ServerMessage>, deadline: Instant) {
         if !p.send_shared(msg) {
             p.close(close::INTERNAL, "too slow");
-            p.presence = Presence::Reconnecting { deadline };
+            p.lose_connection(deadline);
         }
     }
 

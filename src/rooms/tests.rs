@@ -307,6 +307,48 @@ async fn a_dropped_participant_is_reconnecting_then_removed() {
     }
 }
 
+/// A session that sends `leave` and closes at once: the room may find its queue gone (while
+/// telling it of someone else's leave) before the `leave` arrives. It still leaves, at once,
+/// and does not linger as reconnecting for the resume window.
+#[tokio::test]
+async fn a_leave_counts_even_when_its_connection_was_found_gone_first() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let mut doctor = f.join(Role::Doctor).await.unwrap();
+    let a = f.join(Role::Observer).await.unwrap();
+    let b = f.join(Role::Observer).await.unwrap();
+    let (b_id, b_conn) = (b.id.clone(), b.conn);
+    drop(b); // b's session has closed: its queue is gone
+    // a leaves: the room tells b, finds b's queue gone, marks b reconnecting.
+    f.send(RoomCommand::Leave {
+        participant: a.id.clone(),
+        conn: a.conn,
+    })
+    .await;
+    // b's own leave, sent before its session closed, arrives after.
+    f.send(RoomCommand::Leave {
+        participant: b_id.clone(),
+        conn: b_conn,
+    })
+    .await;
+    let mut left = Vec::new();
+    while left.len() < 2 {
+        match message(next(&mut doctor).await) {
+            Some(ServerMessage::ParticipantLeft {
+                participant_id,
+                reason,
+            }) => left.push((participant_id, reason)),
+            Some(
+                ServerMessage::ParticipantJoined { .. } | ServerMessage::ParticipantsJoined { .. },
+            ) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        left,
+        vec![(a.id, LeaveReason::Left), (b_id, LeaveReason::Left)]
+    );
+}
+
 #[tokio::test]
 async fn a_resume_works_once() {
     let mut f = fixture(4, Duration::from_secs(30)).await;
