@@ -324,6 +324,14 @@ async fn sample_server(cfg: &RunConfig, when: &str) -> anyhow::Result<ServerSamp
     Ok(ServerSample { metrics, proc })
 }
 
+fn loss_ratio(lost: u64, expected: u64) -> f64 {
+    if expected == 0 {
+        0.0
+    } else {
+        lost as f64 / expected as f64
+    }
+}
+
 /// Runs one scenario to its end and reports.
 pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -474,17 +482,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
             joins.push(j.as_secs_f64() * 1000.0);
         }
     }
-    report.loss_ratio = if report.expected_packets == 0 {
-        0.0
-    } else {
-        report.lost_packets as f64 / report.expected_packets as f64
-    };
+    report.loss_ratio = loss_ratio(report.lost_packets, report.expected_packets);
     report.latency_ms = Percentiles::of(latencies);
-    report.window_loss_ratio = if window_expected == 0 {
-        0.0
-    } else {
-        window_lost as f64 / window_expected as f64
-    };
+    report.window_loss_ratio = loss_ratio(window_lost, window_expected);
     report.window_latency_ms = Percentiles::of(window_latencies);
     report.join_ms = Percentiles::of(joins);
     report.server = server_figures(

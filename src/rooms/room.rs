@@ -699,6 +699,8 @@ impl Room {
     }
 
     async fn remove(&mut self, id: &ParticipantId, reason: LeaveReason) {
+        // `run` announces waiting arrivals before anything but a join; a join that replaces an
+        // earlier connection removes from inside, so the leave must not overtake them here.
         self.announce_arrivals();
         let Some(pos) = self.participants.iter().position(|p| &p.id == id) else {
             return;
@@ -827,7 +829,6 @@ impl Room {
     /// Sends to every participant `to` selects, with the same slow-client rule as
     /// [`Room::broadcast_except`].
     fn broadcast_where(&mut self, to: impl Fn(&Participant) -> bool, msg: ServerMessage) {
-        self.announce_arrivals();
         let msg = Arc::new(msg);
         let deadline = Instant::now() + self.settings.resume_window;
         for p in self.participants.iter_mut().filter(|p| to(p)) {

@@ -155,7 +155,7 @@ export class RoomView {
   }
 
   clear() {
-    for (const id of [...this.#tiles.keys()]) this.remove(id);
+    for (const id of this.ids()) this.remove(id);
   }
 
   /** @param {string} id */
