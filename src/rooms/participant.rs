@@ -1,6 +1,7 @@
 //! One person's presence in a live room.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::{Outbound, SessionLink};
@@ -34,9 +35,37 @@ pub struct Participant {
     pub resume_nonce: u64,
     /// The offer the client owes an answer to, kept to re-send after a resume.
     pub pending_offer: Option<(u64, ServerMessage)>,
+    /// A message could not be queued on the current connection (the client is too slow to
+    /// keep up, or its session is gone): nothing more is queued there, and the room treats the
+    /// connection as lost at the end of what it is doing ([`Participant::overflowed`]).
+    // Atomic only because the room's future must be Send; one task reads and writes it.
+    unreachable: AtomicBool,
 }
 
 impl Participant {
+    pub fn new(
+        id: ParticipantId,
+        name: String,
+        role: Role,
+        invite: InviteId,
+        publish: Publish,
+        link: SessionLink,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            role,
+            invite,
+            publish,
+            audio_muted: false,
+            video_off: false,
+            presence: Presence::Connected(link),
+            resume_nonce: 1,
+            pending_offer: None,
+            unreachable: AtomicBool::new(false),
+        }
+    }
+
     pub fn view(&self) -> ParticipantView {
         ParticipantView {
             id: self.id.clone(),
@@ -73,19 +102,35 @@ impl Participant {
                 conn: link.conn,
             };
         }
+        self.unreachable.store(false, Ordering::Relaxed);
     }
 
-    /// Queues a message; false when the client's queue is full or gone (it is too slow, or
-    /// disconnected), which the room treats as a dropped connection.
-    pub fn send(&self, msg: ServerMessage) -> bool {
+    /// A resumed connection replaces whatever was there.
+    pub fn reconnect(&mut self, link: SessionLink) {
+        self.presence = Presence::Connected(link);
+        self.unreachable.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether a message could not be queued on the connection that is still current: the
+    /// room is to drop that connection and tell the others.
+    pub fn overflowed(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed) && matches!(self.presence, Presence::Connected(_))
+    }
+
+    /// Queues a message. One that cannot be queued (the client is too slow or gone) marks the
+    /// connection [`overflowed`](Participant::overflowed), and nothing after it is queued
+    /// there: the client resumes to a fresh state rather than go on with a gap.
+    pub fn send(&self, msg: ServerMessage) {
         self.send_shared(&Arc::new(msg))
     }
 
     /// The same for a message that others get too (a broadcast): shared, not copied.
-    pub fn send_shared(&self, msg: &Arc<ServerMessage>) -> bool {
-        match &self.presence {
-            Presence::Connected(link) => link.tx.try_send(Outbound::Message(msg.clone())).is_ok(),
-            Presence::Reconnecting { .. } => true,
+    pub fn send_shared(&self, msg: &Arc<ServerMessage>) {
+        if let Presence::Connected(link) = &self.presence
+            && !self.unreachable.load(Ordering::Relaxed)
+            && link.tx.try_send(Outbound::Message(msg.clone())).is_err()
+        {
+            self.unreachable.store(true, Ordering::Relaxed);
         }
     }
 

@@ -170,6 +170,7 @@ impl Room {
                     }
                 }
             }
+            self.drop_overflowed();
         }
         let _ = self.media.close_room(self.id().clone()).await;
         // Whoever still waits on this room gets a clear answer rather than a hang.
@@ -252,12 +253,9 @@ impl Room {
             }
             RoomCommand::Disconnected { participant, conn } => {
                 let deadline = Instant::now() + self.settings.resume_window;
-                // Also when the room found the connection gone first (a broadcast could not be
-                // queued): the others are told now.
-                let Some(p) = self
-                    .find_mut(&participant)
-                    .filter(|p| p.is_or_was_conn(conn))
-                else {
+                // When the room found the connection gone first (a message could not be
+                // queued), it has told the others already.
+                let Some(p) = self.find_mut(&participant).filter(|p| p.is_conn(conn)) else {
                     return;
                 };
                 p.lose_connection(deadline);
@@ -540,18 +538,7 @@ impl Room {
             })
             .await
             .map_err(|_| RoomError::Closed)?;
-        let participant = Participant {
-            id: id.clone(),
-            name,
-            role,
-            invite,
-            publish,
-            audio_muted: false,
-            video_off: false,
-            presence: Presence::Connected(link),
-            resume_nonce: 1,
-            pending_offer: None,
-        };
+        let participant = Participant::new(id.clone(), name, role, invite, publish, link);
         self.participants.push(participant);
         self.metrics.participants.fetch_add(1, Ordering::Relaxed);
         self.empty_since = None;
@@ -575,7 +562,7 @@ impl Room {
         // A client may notice the drop before the server does: the old link is replaced.
         p.close(close::REPLACED, "resumed elsewhere");
         p.resume_nonce += 1;
-        p.presence = Presence::Connected(link);
+        p.reconnect(link);
         let pending = p.pending_offer.as_ref().map(|(_, m)| m.clone());
         let view = p.view();
         let id = p.id.clone();
@@ -826,13 +813,11 @@ impl Room {
         self.participants.iter_mut().find(|p| &p.id == id)
     }
 
-    /// Sends to every participant `to` selects, with the same slow-client rule as
-    /// [`Room::broadcast_except`].
+    /// Sends one message, shared, to every participant `to` selects.
     fn broadcast_where(&mut self, to: impl Fn(&Participant) -> bool, msg: ServerMessage) {
         let msg = Arc::new(msg);
-        let deadline = Instant::now() + self.settings.resume_window;
-        for p in self.participants.iter_mut().filter(|p| to(p)) {
-            Self::deliver(p, &msg, deadline);
+        for p in self.participants.iter().filter(|p| to(p)) {
+            p.send_shared(&msg);
         }
     }
 
@@ -841,12 +826,27 @@ impl Room {
         self.broadcast_where(|p| &p.id != except, msg);
     }
 
-    /// One message shared by its recipients' queues. A participant whose queue is full is too
-    /// slow to keep up; it is treated as disconnected (it may resume and get a fresh state).
-    fn deliver(p: &mut Participant, msg: &Arc<ServerMessage>, deadline: Instant) {
-        if !p.send_shared(msg) {
-            p.close(close::INTERNAL, "too slow");
-            p.lose_connection(deadline);
+    /// Drops the connections that could not take a message: a client whose queue is full is
+    /// too slow to keep up (or its session is gone). Each is marked reconnecting, as if its
+    /// connection had dropped (it may resume and get a fresh state), and the others are told,
+    /// which may in turn find more of them.
+    fn drop_overflowed(&mut self) {
+        let deadline = Instant::now() + self.settings.resume_window;
+        loop {
+            let mut views = Vec::new();
+            for p in self.participants.iter_mut().filter(|p| p.overflowed()) {
+                p.close(close::INTERNAL, "too slow");
+                p.lose_connection(deadline);
+                views.push(p.view());
+            }
+            if views.is_empty() {
+                return;
+            }
+            for view in views {
+                tracing::info!(room = %self.record.id, participant = %view.id, "signaling queue full or gone; waiting for resume");
+                let id = view.id.clone();
+                self.broadcast_except(&id, ServerMessage::ParticipantUpdated { participant: view });
+            }
         }
     }
 
@@ -879,14 +879,13 @@ impl Room {
             .map(Arc::new)
         };
         let everyone = message(0);
-        let deadline = Instant::now() + self.settings.resume_window;
-        for p in self.participants.iter_mut() {
+        for p in self.participants.iter() {
             let msg = match views.iter().position(|v| v.id == p.id) {
                 Some(k) => message(k + 1),
                 None => everyone.clone(),
             };
             if let Some(msg) = msg {
-                Self::deliver(p, &msg, deadline);
+                p.send_shared(&msg);
             }
         }
     }

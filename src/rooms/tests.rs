@@ -81,7 +81,12 @@ struct Member {
 
 impl Fixture {
     async fn join(&mut self, role: Role) -> Result<Member, RoomError> {
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        self.join_with_queue(role, SESSION_QUEUE).await
+    }
+
+    /// A join whose session queue holds `capacity` messages.
+    async fn join_with_queue(&mut self, role: Role, capacity: usize) -> Result<Member, RoomError> {
+        let (tx, rx) = mpsc::channel(capacity);
         let conn = self.next_conn;
         self.next_conn += 1;
         let room = self.rooms.open(&self.room).await?;
@@ -307,6 +312,88 @@ async fn a_dropped_participant_is_reconnecting_then_removed() {
     }
 }
 
+/// A client too slow to take what the room tells it (its queue is full) loses its connection
+/// like one that dropped: it is closed, may resume, and the others see it reconnecting, once.
+#[tokio::test]
+async fn a_client_too_slow_for_its_queue_is_shown_reconnecting() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let doctor = f.join(Role::Doctor).await.unwrap();
+    let mut slow = f.join_with_queue(Role::Observer, 1).await.unwrap();
+    let mut watcher = f.join(Role::Observer).await.unwrap();
+    // The slow client's one place holds the watcher's arrival; the doctor's update cannot be
+    // queued behind it.
+    let mute = |audio_muted| RoomCommand::MediaState {
+        participant: doctor.id.clone(),
+        conn: doctor.conn,
+        state: MediaState {
+            audio_muted,
+            video_off: false,
+        },
+    };
+    f.send(mute(true)).await;
+    let (mut doctor_updates, mut slow_updates) = (0, 0);
+    while doctor_updates < 1 || slow_updates < 1 {
+        match message(next(&mut watcher).await) {
+            Some(ServerMessage::ParticipantUpdated { participant })
+                if participant.id == slow.id =>
+            {
+                assert_eq!(participant.connection, Connection::Reconnecting);
+                slow_updates += 1;
+            }
+            Some(ServerMessage::ParticipantUpdated { participant }) => {
+                assert_eq!(participant.id, doctor.id);
+                doctor_updates += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The slow client gets what was queued, then its queue ends: its session closes.
+    let mut queued = 0;
+    while let Some(out) = tokio::time::timeout(Duration::from_secs(10), slow.rx.recv())
+        .await
+        .expect("the queue ends in time")
+    {
+        assert!(matches!(&out, Outbound::Message(_)), "{out:?}");
+        queued += 1;
+    }
+    assert_eq!(queued, 1);
+    // Its session's own report of the drop, arriving after, tells nobody anything twice.
+    f.send(RoomCommand::Disconnected {
+        participant: slow.id.clone(),
+        conn: slow.conn,
+    })
+    .await;
+    f.send(mute(false)).await;
+    match message(next(&mut watcher).await) {
+        Some(ServerMessage::ParticipantUpdated { participant }) => {
+            assert_eq!(participant.id, doctor.id);
+            assert!(!participant.audio_muted);
+        }
+        other => panic!("{other:?}"),
+    }
+    // And it can come back.
+    let resume = ResumeRef {
+        participant: slow.id.clone(),
+        nonce: 1,
+    };
+    let (tx, _rx) = mpsc::channel(SESSION_QUEUE);
+    let (reply, done) = oneshot::channel();
+    f.send(RoomCommand::Resume {
+        resume,
+        link: SessionLink { conn: 77, tx },
+        reply,
+    })
+    .await;
+    done.await.unwrap().unwrap();
+    match message(next(&mut watcher).await) {
+        Some(ServerMessage::ParticipantUpdated { participant }) => {
+            assert_eq!(participant.id, slow.id);
+            assert_eq!(participant.connection, Connection::Connected);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A session that sends `leave` and closes at once: the room may find its queue gone (while
 /// telling it of someone else's leave) before the `leave` arrives. It still leaves, at once,
 /// and does not linger as reconnecting for the resume window.
@@ -340,6 +427,10 @@ async fn a_leave_counts_even_when_its_connection_was_found_gone_first() {
             Some(
                 ServerMessage::ParticipantJoined { .. } | ServerMessage::ParticipantsJoined { .. },
             ) => {}
+            // The room may tell of b's lost connection before b's leave arrives.
+            Some(ServerMessage::ParticipantUpdated { participant }) if participant.id == b_id => {
+                assert_eq!(participant.connection, Connection::Reconnecting)
+            }
             other => panic!("{other:?}"),
         }
     }
