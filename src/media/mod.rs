@@ -12,6 +12,7 @@
 //! demultiplexing hop, no lock, nothing shared on the forwarding path. The price is a range of
 //! `media.workers` UDP ports to open in the firewall instead of one.
 
+mod recv;
 mod send;
 mod worker;
 

@@ -14,71 +14,94 @@ use tokio::net::UdpSocket;
 /// Most datagrams handed to the kernel in one system call.
 pub const SEND_BATCH: usize = 64;
 
-/// Sends every datagram in `batch`, in order; returns how many could not be sent (an error
-/// for that datagram, e.g. an unreachable destination: the others still go).
-pub async fn send_all(socket: &UdpSocket, batch: &[Transmit]) -> u64 {
-    let mut failed = 0;
-    let mut start = 0;
-    while start < batch.len() {
-        let end = (start + SEND_BATCH).min(batch.len());
-        match send_some(socket, &batch[start..end]).await {
-            Ok(sent) => start += sent,
-            // The first datagram of the rest failed (the kernel reports an error only when
-            // nothing was sent): count it, skip it, go on with the next.
-            Err(e) => {
-                tracing::debug!(error = %e, "media send error");
-                failed += 1;
-                start += 1;
+/// The kernel's headers for one batch and the batch's destinations, kept by the worker from
+/// one send to the next (a turn sends a batch or more; none of it is allocated per send).
+pub struct SendBatch {
+    #[cfg(target_os = "linux")]
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    #[cfg(target_os = "linux")]
+    destinations: Vec<Option<nix::sys::socket::SockaddrStorage>>,
+}
+
+impl SendBatch {
+    pub fn new() -> Self {
+        Self {
+            #[cfg(target_os = "linux")]
+            headers: nix::sys::socket::MultiHeaders::preallocate(SEND_BATCH, None),
+            #[cfg(target_os = "linux")]
+            destinations: Vec::with_capacity(SEND_BATCH),
+        }
+    }
+
+    /// Sends every datagram in `batch`, in order; returns how many could not be sent (an
+    /// error for that datagram, e.g. an unreachable destination: the others still go).
+    pub async fn send_all(&mut self, socket: &UdpSocket, batch: &[Transmit]) -> u64 {
+        let mut failed = 0;
+        let mut start = 0;
+        while start < batch.len() {
+            let end = (start + SEND_BATCH).min(batch.len());
+            match self.send_some(socket, &batch[start..end]).await {
+                Ok(sent) => start += sent,
+                // The first datagram of the rest failed (the kernel reports an error only
+                // when nothing was sent): count it, skip it, go on with the next.
+                Err(e) => {
+                    tracing::debug!(error = %e, "media send error");
+                    failed += 1;
+                    start += 1;
+                }
+            }
+        }
+        failed
+    }
+
+    /// Sends a prefix of `datagrams` (at most [`SEND_BATCH`], at least one sent), waiting
+    /// while the socket's buffer is full.
+    #[cfg(target_os = "linux")]
+    async fn send_some(&mut self, socket: &UdpSocket, datagrams: &[Transmit]) -> io::Result<usize> {
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmmsg};
+        use tokio::io::Interest;
+
+        let mut slices = [[IoSlice::new(&[])]; SEND_BATCH];
+        for (slice, t) in slices.iter_mut().zip(datagrams) {
+            *slice = [IoSlice::new(&t.contents)];
+        }
+        let slices = &slices[..datagrams.len()];
+        self.destinations.clear();
+        self.destinations.extend(
+            datagrams
+                .iter()
+                .map(|t| Some(SockaddrStorage::from(t.destination))),
+        );
+        loop {
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                sendmmsg(
+                    socket.as_raw_fd(),
+                    &mut self.headers,
+                    slices,
+                    &self.destinations,
+                    [],
+                    MsgFlags::empty(),
+                )
+                .map(|results| results.count())
+                .map_err(io::Error::from)
+            });
+            match sent {
+                // sendmmsg sends at least one datagram or fails; zero would loop forever.
+                Ok(n) => return Ok(n.max(1)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+                Err(e) => return Err(e),
             }
         }
     }
-    failed
-}
 
-/// Sends a prefix of `datagrams` (at least one), waiting while the socket's buffer is full.
-#[cfg(target_os = "linux")]
-async fn send_some(socket: &UdpSocket, datagrams: &[Transmit]) -> io::Result<usize> {
-    use std::io::IoSlice;
-    use std::os::fd::AsRawFd;
-
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
-    use tokio::io::Interest;
-
-    let slices: Vec<[IoSlice<'_>; 1]> = datagrams
-        .iter()
-        .map(|t| [IoSlice::new(&t.contents)])
-        .collect();
-    let addresses: Vec<Option<SockaddrStorage>> = datagrams
-        .iter()
-        .map(|t| Some(SockaddrStorage::from(t.destination)))
-        .collect();
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(datagrams.len(), None);
-    loop {
-        let sent = socket.try_io(Interest::WRITABLE, || {
-            sendmmsg(
-                socket.as_raw_fd(),
-                &mut headers,
-                &slices,
-                &addresses,
-                [],
-                MsgFlags::empty(),
-            )
-            .map(|results| results.count())
-            .map_err(io::Error::from)
-        });
-        match sent {
-            // sendmmsg sends at least one datagram or fails; zero would loop forever.
-            Ok(n) => return Ok(n.max(1)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
-            Err(e) => return Err(e),
-        }
+    #[cfg(not(target_os = "linux"))]
+    async fn send_some(&mut self, socket: &UdpSocket, datagrams: &[Transmit]) -> io::Result<usize> {
+        let t = &datagrams[0];
+        socket.send_to(&t.contents, t.destination).await.map(|_| 1)
     }
-}
-
-#[cfg(not(target_os = "linux"))]
-async fn send_some(socket: &UdpSocket, datagrams: &[Transmit]) -> io::Result<usize> {
-    let t = &datagrams[0];
-    socket.send_to(&t.contents, t.destination).await.map(|_| 1)
 }
 
 #[cfg(test)]
@@ -121,7 +144,7 @@ mod tests {
                 datagram(from, to, n)
             })
             .collect();
-        assert_eq!(send_all(&sender, &batch).await, 1);
+        assert_eq!(SendBatch::new().send_all(&sender, &batch).await, 1);
         for (r, socket) in receivers.iter().enumerate() {
             let expected: Vec<u32> = (0..total)
                 .filter(|n| *n != bad && *n as usize % 3 == r)

@@ -7,15 +7,12 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::send::{SEND_BATCH, send_all};
+use super::recv::RecvBatch;
+use super::send::{SEND_BATCH, SendBatch};
 use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
 use crate::ids::RoomId;
 use crate::sfu::{Sfu, SfuStats};
 
-/// Largest datagram read; WebRTC keeps packets under ~1200 bytes, this leaves headroom.
-const RECV_BUFFER: usize = 2048;
-/// Datagrams read back-to-back before timers and commands get a turn.
-const RECV_BATCH: usize = 64;
 /// Wake at least this often even with no timer due.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 
@@ -90,9 +87,11 @@ struct Worker {
     socket: UdpSocket,
     commands: mpsc::Receiver<WorkerMsg>,
     rooms: HashMap<RoomId, mpsc::Sender<crate::sfu::SfuEvent>>,
-    buf: Vec<u8>,
+    /// Datagrams of the current turn, read in one batch (kept to reuse its buffers).
+    incoming: RecvBatch,
     /// Datagrams of the current turn waiting to be sent (kept to reuse its allocation).
     outgoing: Vec<str0m::net::Transmit>,
+    sender: SendBatch,
     events_dropped: u64,
     send_errors: u64,
     turns: TurnHistogram,
@@ -105,8 +104,9 @@ impl Worker {
             socket,
             commands,
             rooms: HashMap::new(),
-            buf: vec![0; RECV_BUFFER],
+            incoming: RecvBatch::new(),
             outgoing: Vec::with_capacity(SEND_BATCH),
+            sender: SendBatch::new(),
             events_dropped: 0,
             send_errors: 0,
             turns: TurnHistogram::default(),
@@ -130,13 +130,15 @@ impl Worker {
                     };
                     self.handle_msg(msg);
                 }
-                res = self.socket.recv_from(&mut self.buf) => {
+                // Up to a batch of datagrams, then timers and commands get a turn.
+                res = self.incoming.recv(&self.socket) => {
                     match res {
-                        Ok((n, source)) => {
+                        Ok(_) => {
                             let now = Instant::now();
                             received = Some(now);
-                            self.sfu.handle_receive(now, source, &self.buf[..n]);
-                            self.drain_socket(now);
+                            for (contents, source) in self.incoming.datagrams() {
+                                self.sfu.handle_receive(now, source, contents);
+                            }
                         }
                         // ICMP port unreachable from a peer that went away shows up here on
                         // some systems; it says nothing about the socket itself.
@@ -150,16 +152,6 @@ impl Worker {
             self.flush().await;
             if let Some(woke) = received {
                 self.turns.observe(woke.elapsed());
-            }
-        }
-    }
-
-    /// Reads what is already queued on the socket without waiting.
-    fn drain_socket(&mut self, now: Instant) {
-        for _ in 0..RECV_BATCH {
-            match self.socket.try_recv_from(&mut self.buf) {
-                Ok((n, source)) => self.sfu.handle_receive(now, source, &self.buf[..n]),
-                Err(_) => break,
             }
         }
     }
@@ -191,12 +183,12 @@ impl Worker {
         while let Some(t) = self.sfu.poll_transmit() {
             self.outgoing.push(t);
             if self.outgoing.len() >= SEND_BATCH {
-                self.send_errors += send_all(&self.socket, &self.outgoing).await;
+                self.send_errors += self.sender.send_all(&self.socket, &self.outgoing).await;
                 self.outgoing.clear();
             }
         }
         if !self.outgoing.is_empty() {
-            self.send_errors += send_all(&self.socket, &self.outgoing).await;
+            self.send_errors += self.sender.send_all(&self.socket, &self.outgoing).await;
             self.outgoing.clear();
         }
         while let Some(event) = self.sfu.poll_event() {
