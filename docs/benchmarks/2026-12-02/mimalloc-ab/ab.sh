@@ -1,8 +1,9 @@
 #!/bin/bash
 # Lecture 1+383 and consult 30x3, builds C (before) and M (mimalloc) alternated, same generator.
-cd /tmp/abm  # results land here
-L="$(dirname "$(realpath "$0")")/../../2026-12-01d/announcements-ab/lecture.sh"
-R="$(dirname "$(realpath "$0")")/../recv-ab/run.sh"
+here="$(dirname "$(realpath "$0")")"
+L="$here/../../2026-12-01d/announcements-ab/lecture.sh"
+R="$here/../recv-ab/run.sh"
+mkdir -p /tmp/abm && cd /tmp/abm  # results land here
 sum() { python3 - "$@" <<'PY'
 import json,sys
 d=json.load(open(sys.argv[1])); s=d['server']

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench.sh's consult-10x3, consult-30x3 and audio-10x4, ours only, builds A (before) and B
 # (recvmmsg) alternated, three rounds; one summary line per run (light-ab.log).
-cd /work/main
+cd "$(dirname "$(realpath "$0")")/../../../.."  # the repository root
 for round in 1 2 3; do
   for X in A B; do
     o=/tmp/abres/$X-$round
