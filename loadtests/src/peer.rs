@@ -135,6 +135,9 @@ async fn run(
                 };
                 let v: Value = serde_json::from_str(text.as_str()).context("server sent bad JSON")?;
                 match v["type"].as_str() {
+                    Some("joined") => {
+                        lock(stats).join_steps.joined.get_or_insert(started.elapsed());
+                    }
                     Some("offer") => {
                         let offer = SdpOffer::from_sdp_string(v["sdp"].as_str().unwrap_or_default())
                             .context("bad offer SDP")?;
@@ -142,6 +145,7 @@ async fn run(
                         let reply = json!({"type": "answer", "offer_id": v["offer_id"], "sdp": answer.to_sdp_string()});
                         sink.send(Message::text(reply.to_string())).await?;
                         out.update_senders(&mut rtc, v["sdp"].as_str().unwrap_or_default());
+                        lock(stats).join_steps.offer.get_or_insert(started.elapsed());
                     }
                     Some("error") if v["fatal"] == true => bail!("server error {}", v["code"]),
                     Some("room_ended") => bail!("room ended"),
@@ -200,7 +204,10 @@ fn on_peer_event(
     match e {
         Event::Connected => {
             out.start(Instant::now());
-            lock(stats).connected = true;
+            let mut st = lock(stats);
+            st.connected = true;
+            st.join_steps.connected.get_or_insert(started.elapsed());
+            drop(st);
             live.connected.fetch_add(1, Ordering::Relaxed);
         }
         Event::KeyframeRequest(_) => out.keyframe_requested(),

@@ -13,7 +13,7 @@ use crate::api::{self, Api};
 use crate::janus::{self, JanusPeerSpec};
 use crate::peer::{Live, MediaParams, PeerSpec, run_peer};
 use crate::stats::{
-    PeerStats, Percentiles, ProcSample, Report, ServerFigures, process_cpu_seconds,
+    JoinStepsReport, PeerStats, Percentiles, ProcSample, Report, ServerFigures, process_cpu_seconds,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,6 +450,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     let mut window_latencies = Vec::new();
     let (mut window_expected, mut window_lost) = (0u64, 0u64);
     let mut joins = Vec::new();
+    let mut join_steps = Vec::new();
     for s in &all_stats {
         let s = s.lock().unwrap_or_else(|e| e.into_inner());
         if s.connected {
@@ -481,12 +482,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         if let Some(j) = s.join_time {
             joins.push(j.as_secs_f64() * 1000.0);
         }
+        join_steps.push(s.join_steps);
     }
     report.loss_ratio = loss_ratio(report.lost_packets, report.expected_packets);
     report.latency_ms = Percentiles::of(latencies);
     report.window_loss_ratio = loss_ratio(window_lost, window_expected);
     report.window_latency_ms = Percentiles::of(window_latencies);
     report.join_ms = Percentiles::of(joins);
+    report.join_steps_ms = JoinStepsReport::of(&join_steps);
     report.server = server_figures(
         &baseline,
         &before,

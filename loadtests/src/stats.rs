@@ -64,7 +64,21 @@ pub struct PeerStats {
     /// Set when the measured window opens.
     pub window: Option<WindowRx>,
     pub join_time: Option<Duration>,
+    /// When each step of the join was done, from the signaling connect's start (huizhen peers).
+    pub join_steps: JoinSteps,
     pub error: Option<String>,
+}
+
+/// The steps of a join before the first media packet, each as time since the signaling
+/// connect started: where a slow join spends its time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JoinSteps {
+    /// WebSocket and TLS up, `join` sent, `joined` received.
+    pub joined: Option<Duration>,
+    /// The first `offer` received (and answered).
+    pub offer: Option<Duration>,
+    /// ICE and DTLS done: the peer connection is up.
+    pub connected: Option<Duration>,
 }
 
 impl PeerStats {
@@ -254,8 +268,49 @@ pub struct Report {
     pub window_latency_ms: Percentiles,
     /// Signaling connect to first remote media packet.
     pub join_ms: Percentiles,
+    /// The steps on the way (huizhen only; `samples` 0 otherwise).
+    pub join_steps_ms: JoinStepsReport,
     pub server: ServerFigures,
     pub generator_cpu_seconds: f64,
+}
+
+/// Percentiles of each [`JoinSteps`] step over the peers that reached it.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct JoinStepsReport {
+    pub joined: Percentiles,
+    pub offer: Percentiles,
+    pub connected: Percentiles,
+}
+
+impl JoinStepsReport {
+    pub fn of<'a>(steps: impl IntoIterator<Item = &'a JoinSteps>) -> Self {
+        let (mut joined, mut offer, mut connected) = (Vec::new(), Vec::new(), Vec::new());
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        for s in steps {
+            joined.extend(s.joined.map(ms));
+            offer.extend(s.offer.map(ms));
+            connected.extend(s.connected.map(ms));
+        }
+        Self {
+            joined: Percentiles::of(joined),
+            offer: Percentiles::of(offer),
+            connected: Percentiles::of(connected),
+        }
+    }
+
+    /// `joined p50/p95 …, offer …, connected …`, or nothing when no step was timed.
+    fn summary(&self) -> String {
+        if self.joined.samples == 0 {
+            return String::new();
+        }
+        let step = |name: &str, p: &Percentiles| format!("{name} {:.0}/{:.0}", p.p50, p.p95);
+        format!(
+            "\njoin steps ms p50/p95 (from signaling connect): {}, {}, {}",
+            step("joined", &self.joined),
+            step("offer", &self.offer),
+            step("media connected", &self.connected),
+        )
+    }
 }
 
 impl Report {
@@ -267,7 +322,7 @@ impl Report {
              in the window: sent {:.0} pkt/s, received {:.0} pkt/s\n\
              added latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}\n\
              in the window only: loss {:.3}%, added latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}\n\
-             join ms p50 {:.0} p95 {:.0} max {:.0}\n\
+             join ms p50 {:.0} p95 {:.0} max {:.0}{}\n\
              server: {:.0} pkt/s in, {:.0} pkt/s out, {:.0} pkt/s out per media-core second, \
              media CPU {:.2} s, process CPU {:.2} s ({}; {:.0} received pkt per process-core second), \
              RSS {:.1} MiB (peak {:.1}, {:.0} KiB per participant)\n\
@@ -301,6 +356,7 @@ impl Report {
             self.join_ms.p50,
             self.join_ms.p95,
             self.join_ms.max,
+            self.join_steps_ms.summary(),
             self.server.packets_in_per_s,
             self.server.packets_out_per_s,
             self.server.packets_out_per_media_cpu_second,

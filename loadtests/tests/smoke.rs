@@ -62,6 +62,7 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
         "latency_ms",
         "window_latency_ms",
         "join_ms",
+        "join_steps_ms",
         "server",
         "received_packets",
     ] {
@@ -78,6 +79,19 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
     if !matches!(scenario, Scenario::SignalingIdle { .. }) {
         assert!(report.received_packets > 0, "no packet flowed");
         assert!(report.latency_ms.samples > 0);
+        // Every media peer went through each step, in order, before its first packet.
+        let steps = &report.join_steps_ms;
+        let connected = report.peers_connected as usize;
+        assert_eq!(
+            (
+                steps.joined.samples,
+                steps.offer.samples,
+                steps.connected.samples
+            ),
+            (connected, connected, connected),
+            "{steps:?}"
+        );
+        assert!(steps.joined.max <= steps.offer.max && steps.offer.p50 <= steps.connected.p50);
         // The measured window on its own: a subset of the run's packets.
         assert!(report.window_latency_ms.samples > 0);
         assert!(report.window_latency_ms.samples <= report.latency_ms.samples);
