@@ -93,6 +93,8 @@ const WORKER_SERIES: [WorkerSeries; 10] = [
 pub struct Metrics {
     pub signaling_connections: AtomicI64,
     pub signaling_messages: AtomicU64,
+    /// Connections dropped because the client did not take what it was sent (its queue filled).
+    pub slow_clients: AtomicU64,
     signaling_errors: [AtomicU64; ERROR_CODES.len()],
     pub participants: AtomicI64,
     join_buckets: [AtomicU64; JOIN_BUCKETS.len()],
@@ -147,6 +149,12 @@ impl Metrics {
             "huizhen_signaling_messages_total",
             "Signaling messages received.",
             self.signaling_messages.load(Ordering::Relaxed),
+        );
+        counter(
+            o,
+            "huizhen_signaling_slow_clients_total",
+            "Signaling connections dropped because the client did not keep up with what it was sent.",
+            self.slow_clients.load(Ordering::Relaxed),
         );
         header(
             o,

@@ -40,6 +40,8 @@ pub struct Participant {
     /// connection as lost at the end of what it is doing ([`Participant::overflowed`]).
     // Atomic only because the room's future must be Send; one task reads and writes it.
     unreachable: AtomicBool,
+    /// Of those, because the queue was full (not because the session had already gone).
+    too_slow: AtomicBool,
 }
 
 impl Participant {
@@ -63,6 +65,7 @@ impl Participant {
             resume_nonce: 1,
             pending_offer: None,
             unreachable: AtomicBool::new(false),
+            too_slow: AtomicBool::new(false),
         }
     }
 
@@ -103,18 +106,26 @@ impl Participant {
             };
         }
         self.unreachable.store(false, Ordering::Relaxed);
+        self.too_slow.store(false, Ordering::Relaxed);
     }
 
     /// A resumed connection replaces whatever was there.
     pub fn reconnect(&mut self, link: SessionLink) {
         self.presence = Presence::Connected(link);
         self.unreachable.store(false, Ordering::Relaxed);
+        self.too_slow.store(false, Ordering::Relaxed);
     }
 
     /// Whether a message could not be queued on the connection that is still current: the
     /// room is to drop that connection and tell the others.
     pub fn overflowed(&self) -> bool {
         self.unreachable.load(Ordering::Relaxed) && matches!(self.presence, Presence::Connected(_))
+    }
+
+    /// Whether the connection [`overflowed`](Participant::overflowed) because its queue was full:
+    /// the client did not keep up (rather than its session having ended).
+    pub fn too_slow(&self) -> bool {
+        self.too_slow.load(Ordering::Relaxed)
     }
 
     /// Queues a message. One that cannot be queued (the client is too slow or gone) marks the
@@ -128,9 +139,11 @@ impl Participant {
     pub fn send_shared(&self, msg: &Arc<ServerMessage>) {
         if let Presence::Connected(link) = &self.presence
             && !self.unreachable.load(Ordering::Relaxed)
-            && link.tx.try_send(Outbound::Message(msg.clone())).is_err()
+            && let Err(e) = link.tx.try_send(Outbound::Message(msg.clone()))
         {
             self.unreachable.store(true, Ordering::Relaxed);
+            let full = matches!(e, tokio::sync::mpsc::error::TrySendError::Full(_));
+            self.too_slow.store(full, Ordering::Relaxed);
         }
     }
 

@@ -835,6 +835,9 @@ impl Room {
         loop {
             let mut views = Vec::new();
             for p in self.participants.iter_mut().filter(|p| p.overflowed()) {
+                if p.too_slow() {
+                    self.metrics.slow_clients.fetch_add(1, Ordering::Relaxed);
+                }
                 p.close(close::INTERNAL, "too slow");
                 p.lose_connection(deadline);
                 views.push(p.view());

@@ -1,6 +1,7 @@
 //! The room state machine, driven through [`RoomManager`] with real storage and a real (idle)
 //! media worker, and fake signaling links whose queues the tests read.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,6 +14,7 @@ use crate::signaling::protocol::{Connection, EndReason, LeaveReason};
 struct Fixture {
     _dir: tempfile::TempDir,
     rooms: RoomManager,
+    metrics: Arc<Metrics>,
     db: Db,
     room: RoomId,
     next_conn: u64,
@@ -37,6 +39,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
         .await
         .unwrap();
     let room = db.create_room("T", None, &user.id).await.unwrap().id;
+    let metrics = Arc::new(Metrics::default());
     let rooms = RoomManager::new(
         db.clone(),
         media,
@@ -52,7 +55,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
                 max_participants,
             },
         },
-        Default::default(),
+        metrics.clone(),
         super::RoomServices {
             documents: crate::documents::Documents::open(
                 db.clone(),
@@ -66,6 +69,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
     Fixture {
         _dir: dir,
         rooms,
+        metrics,
         db,
         room,
         next_conn: 1,
@@ -357,6 +361,7 @@ async fn a_client_too_slow_for_its_queue_is_shown_reconnecting() {
         queued += 1;
     }
     assert_eq!(queued, 1);
+    assert_eq!(f.metrics.slow_clients.load(Ordering::Relaxed), 1);
     // Its session's own report of the drop, arriving after, tells nobody anything twice.
     f.send(RoomCommand::Disconnected {
         participant: slow.id.clone(),
@@ -438,6 +443,8 @@ async fn a_leave_counts_even_when_its_connection_was_found_gone_first() {
         left,
         vec![(a.id, LeaveReason::Left), (b_id, LeaveReason::Left)]
     );
+    // A session that ended is not a client too slow for its queue.
+    assert_eq!(f.metrics.slow_clients.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
