@@ -90,7 +90,14 @@ pub struct MediaConfig {
     pub announce: Vec<IpAddr>,
     /// Media worker threads, each with its own UDP port; rooms are spread over them.
     pub workers: usize,
+    /// Receive and send buffer asked of the kernel for each media socket, in bytes (0: the
+    /// system's defaults). Datagrams that arrive while a worker is busy wait there; the
+    /// system's `net.core.rmem_max` / `wmem_max` cap it.
+    pub socket_buffer_bytes: usize,
 }
+
+/// Bounds on `media.socket_buffer_bytes` (other than 0).
+pub const SOCKET_BUFFER_BYTES: std::ops::RangeInclusive<usize> = 65_536..=(256 << 20);
 
 /// Upper bound on `media.workers`: one per core is the useful most.
 pub const MAX_MEDIA_WORKERS: usize = 256;
@@ -107,6 +114,7 @@ impl Default for MediaConfig {
             udp_bind: "0.0.0.0:40000".parse().expect("static address"),
             announce: Vec::new(),
             workers: 1,
+            socket_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -381,6 +389,13 @@ impl Config {
                 "media.workers must be between 1 and {MAX_MEDIA_WORKERS}"
             ));
         }
+        if m.socket_buffer_bytes != 0 && !SOCKET_BUFFER_BYTES.contains(&m.socket_buffer_bytes) {
+            return bad(&format!(
+                "media.socket_buffer_bytes must be 0 (the system's default) or between {} and {}",
+                SOCKET_BUFFER_BYTES.start(),
+                SOCKET_BUFFER_BYTES.end()
+            ));
+        }
         if m.udp_bind.port() != 0 && usize::from(m.udp_bind.port()) + m.workers - 1 > 65535 {
             return bad("media.udp_bind's port + media.workers - 1 must be a UDP port (<= 65535)");
         }
@@ -509,6 +524,22 @@ mod tests {
         c.media.udp_bind.set_port(0);
         c.media.workers = MAX_MEDIA_WORKERS;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn media_socket_buffers_are_0_or_within_bounds() {
+        let mut c = Config::default();
+        for (bytes, ok) in [
+            (0, true),
+            (65_536, true),
+            (4 << 20, true),
+            (256 << 20, true),
+            (65_535, false),
+            ((256 << 20) + 1, false),
+        ] {
+            c.media.socket_buffer_bytes = bytes;
+            assert_eq!(c.validate().is_ok(), ok, "{bytes}");
+        }
     }
 
     #[test]

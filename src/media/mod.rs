@@ -14,6 +14,7 @@
 
 mod recv;
 mod send;
+mod socket;
 mod worker;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -130,9 +131,8 @@ impl MediaHandle {
         let mut announced = Vec::new();
         for index in 0..config.workers {
             let addr = worker_bind_addr(config.udp_bind, index);
-            let socket = std::net::UdpSocket::bind(addr)
-                .map_err(|source| MediaError::Bind { addr, source })?;
-            socket.set_nonblocking(true).map_err(MediaError::Spawn)?;
+            let (socket, buffers) = socket::open(addr, config.socket_buffer_bytes)?;
+            tracing::debug!(worker = index, ?buffers, "media socket buffers");
             let local_addr = socket.local_addr().map_err(MediaError::Spawn)?;
             let worker_announced = announce_addresses(config, local_addr);
             workers.push(worker::spawn(index, socket, &worker_announced)?);

@@ -32,6 +32,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
         udp_bind: "127.0.0.1:0".parse().unwrap(),
         announce: vec![],
         workers: 1,
+        socket_buffer_bytes: 0,
     })
     .unwrap();
     let user = db
