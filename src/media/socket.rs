@@ -68,8 +68,7 @@ fn size_buffers(socket: &UdpSocket, bytes: usize) -> std::io::Result<Buffers> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn size_buffers(socket: &UdpSocket, _bytes: usize) -> std::io::Result<Buffers> {
-    let _ = socket;
+fn size_buffers(_socket: &UdpSocket, _bytes: usize) -> std::io::Result<Buffers> {
     Ok(Buffers {
         receive: 0,
         send: 0,

@@ -1,7 +1,6 @@
 //! One person's presence in a live room.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::{Outbound, SessionLink};
@@ -35,13 +34,20 @@ pub struct Participant {
     pub resume_nonce: u64,
     /// The offer the client owes an answer to, kept to re-send after a resume.
     pub pending_offer: Option<(u64, ServerMessage)>,
-    /// A message could not be queued on the current connection (the client is too slow to
-    /// keep up, or its session is gone): nothing more is queued there, and the room treats the
-    /// connection as lost at the end of what it is doing ([`Participant::overflowed`]).
-    // Atomic only because the room's future must be Send; one task reads and writes it.
-    unreachable: AtomicBool,
-    /// Of those, because the queue was full (not because the session had already gone).
-    too_slow: AtomicBool,
+    /// Set when a message could not be queued on the current connection: nothing more is
+    /// queued there, and the room treats the connection as lost at the end of what it is doing
+    /// ([`Participant::overflowed`]). A `OnceLock` (not a `Cell`) because the room's future
+    /// must be Send; one task sets and reads it.
+    undeliverable: OnceLock<Undeliverable>,
+}
+
+/// Why a message could not be queued on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undeliverable {
+    /// The queue was full: the client did not keep up.
+    Full,
+    /// The session had already ended.
+    Gone,
 }
 
 impl Participant {
@@ -64,8 +70,7 @@ impl Participant {
             presence: Presence::Connected(link),
             resume_nonce: 1,
             pending_offer: None,
-            unreachable: AtomicBool::new(false),
-            too_slow: AtomicBool::new(false),
+            undeliverable: OnceLock::new(),
         }
     }
 
@@ -105,27 +110,25 @@ impl Participant {
                 conn: link.conn,
             };
         }
-        self.unreachable.store(false, Ordering::Relaxed);
-        self.too_slow.store(false, Ordering::Relaxed);
+        self.undeliverable = OnceLock::new();
     }
 
     /// A resumed connection replaces whatever was there.
     pub fn reconnect(&mut self, link: SessionLink) {
         self.presence = Presence::Connected(link);
-        self.unreachable.store(false, Ordering::Relaxed);
-        self.too_slow.store(false, Ordering::Relaxed);
+        self.undeliverable = OnceLock::new();
     }
 
     /// Whether a message could not be queued on the connection that is still current: the
     /// room is to drop that connection and tell the others.
     pub fn overflowed(&self) -> bool {
-        self.unreachable.load(Ordering::Relaxed) && matches!(self.presence, Presence::Connected(_))
+        self.undeliverable.get().is_some() && matches!(self.presence, Presence::Connected(_))
     }
 
     /// Whether the connection [`overflowed`](Participant::overflowed) because its queue was full:
     /// the client did not keep up (rather than its session having ended).
     pub fn too_slow(&self) -> bool {
-        self.too_slow.load(Ordering::Relaxed)
+        self.undeliverable.get() == Some(&Undeliverable::Full)
     }
 
     /// Queues a message. One that cannot be queued (the client is too slow or gone) marks the
@@ -138,12 +141,13 @@ impl Participant {
     /// The same for a message that others get too (a broadcast): shared, not copied.
     pub fn send_shared(&self, msg: &Arc<ServerMessage>) {
         if let Presence::Connected(link) = &self.presence
-            && !self.unreachable.load(Ordering::Relaxed)
+            && self.undeliverable.get().is_none()
             && let Err(e) = link.tx.try_send(Outbound::Message(msg.clone()))
         {
-            self.unreachable.store(true, Ordering::Relaxed);
-            let full = matches!(e, tokio::sync::mpsc::error::TrySendError::Full(_));
-            self.too_slow.store(full, Ordering::Relaxed);
+            let _ = self.undeliverable.set(match e {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => Undeliverable::Full,
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => Undeliverable::Gone,
+            });
         }
     }
 

@@ -814,7 +814,7 @@ impl Room {
     }
 
     /// Sends one message, shared, to every participant `to` selects.
-    fn broadcast_where(&mut self, to: impl Fn(&Participant) -> bool, msg: ServerMessage) {
+    fn broadcast_where(&self, to: impl Fn(&Participant) -> bool, msg: ServerMessage) {
         let msg = Arc::new(msg);
         for p in self.participants.iter().filter(|p| to(p)) {
             p.send_shared(&msg);
@@ -822,7 +822,7 @@ impl Room {
     }
 
     /// Sends to everyone but `except`.
-    fn broadcast_except(&mut self, except: &ParticipantId, msg: ServerMessage) {
+    fn broadcast_except(&self, except: &ParticipantId, msg: ServerMessage) {
         self.broadcast_where(|p| &p.id != except, msg);
     }
 

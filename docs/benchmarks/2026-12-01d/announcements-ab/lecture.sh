@@ -4,34 +4,10 @@
 # generator's summary in OUTJSON.log. Used for the announcement A/B of 2026-12-01 (fourth session):
 #   for i in 1 2; do for v in A C; do lecture.sh /tmp/ab$v 575 ab-$v-$i.json; done; done
 # with /tmp/abX holding the huizhen and huizhen-loadtests release binaries of each build.
+# The server's configuration and the run are those of the later, general
+# ../../2026-12-02/recv-ab/run.sh (the same configuration this script held then).
 # usage: lecture.sh BIN_DIR VIEWERS OUTJSON
 set -euo pipefail
-bin=$1; viewers=$2; outjson=$(realpath "$3")
-tmp=$(mktemp -d)
-cat >"$tmp/cfg.toml" <<TOML
-[server]
-listen = "127.0.0.1:18800"
-cert_dir = "$tmp/certs"
-[storage]
-data_dir = "$tmp/data"
-[media]
-udp_bind = "127.0.0.1:0"
-workers = 1
-announce = ["127.0.0.1"]
-[metrics]
-listen = "127.0.0.1:19800"
-[limits]
-max_participants = 1000
-max_connections = 20000
-[log]
-filter = "warn"
-TOML
-printf 'pw12345678pw\n' | "$bin/huizhen" --config "$tmp/cfg.toml" user add --username load --display-name Load --role doctor --password-stdin >/dev/null
-taskset -c 0 "$bin/huizhen" --config "$tmp/cfg.toml" serve >>"$tmp/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -skf https://127.0.0.1:18800/healthz >/dev/null && break; sleep 0.1; done
-ulimit -n "$(ulimit -Hn)"
-( while kill -0 $pid 2>/dev/null; do g=$(pgrep -f huizhen-loadtests | head -1); echo "$(date +%s.%N | cut -c1-14) srv $(awk '{print $14+$15}' /proc/$pid/stat 2>/dev/null) gen $( [ -n "$g" ] && awk '{print $14+$15}' /proc/$g/stat 2>/dev/null)"; sleep 0.5; done ) > "$outjson.cpu.log" 2>/dev/null &
-HUIZHEN_LOADTEST_PASSWORD=pw12345678pw taskset -c 1 "$bin/huizhen-loadtests" --url https://127.0.0.1:18800 --metrics http://127.0.0.1:19800/metrics --username load --server-pid $pid --scenario training --viewers $viewers --seconds 8 --json "$outjson" > "$outjson.log" 2>&1 || true
-kill $pid; wait $pid || true
-cat "$tmp/server.log" | tail -5; rm -rf "$tmp"
+bin=$1; viewers=$2; outjson=$3
+exec "$(dirname "$(realpath "$0")")/../../2026-12-02/recv-ab/run.sh" "$bin" "$outjson" \
+  --scenario training --viewers "$viewers" --seconds 8
