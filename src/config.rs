@@ -108,13 +108,17 @@ pub const MAX_MEDIA_WORKERS: usize = 256;
 /// keeps up with (the training knee search in loadtests/ reaches past 500 in one lecture).
 pub const MAX_ROOM_PARTICIPANTS: usize = 1000;
 
+/// Default of `media.socket_buffer_bytes`: room for bursts of a few thousand packets while a
+/// worker's turn runs (docs/BENCHMARKS.md, "Where the loss came from").
+pub const DEFAULT_SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             udp_bind: "0.0.0.0:40000".parse().expect("static address"),
             announce: Vec::new(),
             workers: 1,
-            socket_buffer_bytes: 4 << 20,
+            socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
         }
     }
 }

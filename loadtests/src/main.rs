@@ -84,6 +84,10 @@ struct Cli {
     /// Packets per second offered (relay-udp, relay-srtp).
     #[arg(long, default_value_t = 20_000)]
     relay_rate: u32,
+    /// How the relay moves datagrams (relay-udp, relay-srtp): one system call per datagram,
+    /// or the server's own batched media I/O (recvmmsg/sendmmsg).
+    #[arg(long, value_enum, default_value_t = baseline::Io::PerDatagram)]
+    relay_io: baseline::Io,
     /// Payload bytes (relay-udp, relay-srtp).
     #[arg(long, default_value_t = 1000)]
     payload: usize,
@@ -120,15 +124,18 @@ async fn main() -> anyhow::Result<()> {
             rate: cli.relay_rate,
             duration: Duration::from_secs(cli.seconds),
             crypto,
+            io: cli.relay_io,
         })?;
         eprintln!(
-            "relay {:?}, fan-out {}: offered {:.0}/s, in {:.0}/s, out {:.0}/s, delivered {:.0}/s, relay CPU {:.2} s, {:.0} packets out per relay-core second",
+            "relay {:?} {:?}, fan-out {}: offered {:.0}/s, in {:.0}/s, out {:.0}/s, delivered {:.0}/s, open failures {}, relay CPU {:.2} s, {:.0} packets out per relay-core second",
             report.crypto,
+            report.io,
             report.subscribers,
             report.offered_per_s,
             report.relayed_in_per_s,
             report.relayed_out_per_s,
             report.delivered_per_s,
+            report.open_failures,
             report.relay_cpu_seconds,
             report.out_per_relay_cpu_second
         );

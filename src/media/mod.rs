@@ -28,6 +28,11 @@ use crate::ids::RoomId;
 use crate::sfu::{SfuCommand, SfuEvent};
 
 pub use worker::{TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
+// The worker's socket and batched I/O, public so that `loadtests/` measures the limit (a bare
+// relay with no WebRTC) through the same system calls and buffers as the server.
+pub use recv::{DATAGRAM_MAX, RECV_BATCH, RecvBatch};
+pub use send::{SEND_BATCH, SendBatch};
+pub use socket::{Buffers, open as open_socket};
 
 /// Capacity of a worker's command queue and of each room's event queue.
 pub const QUEUE_CAPACITY: usize = 1024;

@@ -23,6 +23,12 @@ pub struct SendBatch {
     destinations: Vec<Option<nix::sys::socket::SockaddrStorage>>,
 }
 
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SendBatch {
     pub fn new() -> Self {
         Self {
