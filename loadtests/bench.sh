@@ -23,7 +23,7 @@
 #   SECONDS_PER_RUN=20    measured seconds per run (knee steps: KNEE_SECONDS=8)
 #   JANUS=1               0: our server only
 #   SIDE_BY_SIDE_ONLY=0   1: only the runs that have a Janus counterpart
-#   KNEE=1                0: skip the knee searches
+#   KNEE=1                0: skip the knee searches (consult, training, join-storm)
 #   KNEE_START_ROOMS=10   rooms of 3 at the consult knee search's first step
 #   KNEE_TRAINING_VIEWERS=50  viewers at the training knee search's first step (one lecture,
 #                         its audience x1.5 per step up to the largest room, 1000, then more
@@ -32,7 +32,7 @@
 #   RUNS=""               names of the runs to do (e.g. "consult-10x3 knee-consult"); all if empty
 #   IDLE_SESSIONS=1000    sessions of the signaling-idle run (named signaling-idle-N)
 #   JOIN_STORM_TOTAL=60   participants of the join-storm run (named join-storm-N), joining
-#   JOIN_STORM_RATE=20    at this many per second
+#   JOIN_STORM_RATE=20    at this many per second; also the first step of knee-join-storm
 #   BESIDE_IDLE=2000      idle sessions held open during consult-10x3-beside-idle-N
 #   WORKERS=1             media workers of our server (one UDP port and one core each: the
 #                         server and Janus are pinned to cores 0..WORKERS-1, the generator
@@ -314,6 +314,14 @@ if [ "${KNEE:-1}" = 1 ] && wanted knee-training; then
     --seconds "$knee_secs" --knee --knee-factor 1.5
   python3 loadtests/plot.py "$out/knee-training.json" "$out/knee-training.png" \
     "training (one presenter, a growing audience): knee search, $(nproc) vCPU"
+fi
+# Arrivals: a join storm whose rate grows x1.5 per step (the participants with it, so each
+# storm lasts as long) until a join fails or join p95 passes 300 ms.
+if [ "${KNEE:-1}" = 1 ] && wanted knee-join-storm; then
+  both knee-join-storm --scenario join-storm --total "${JOIN_STORM_TOTAL:-60}" \
+    --rate "${JOIN_STORM_RATE:-20}" --seconds 5 --knee --knee-factor 1.5
+  python3 loadtests/plot.py "$out/knee-join-storm.json" "$out/knee-join-storm.png" \
+    "join storm (rooms of 3, arrivals per second growing): knee search, $(nproc) vCPU"
 fi
 stop_server
 stop_janus

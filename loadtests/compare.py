@@ -78,6 +78,11 @@ HEADER = (
 )
 
 
+def rate(r) -> str:
+    """A join storm's step names its arrival rate."""
+    return f" ({r['joins_per_s']} joins/s)" if r.get("joins_per_s") else ""
+
+
 def table(out: pathlib.Path):
     """The Markdown table, and the knee searches found: [(name, ours, janus)]."""
     lines = [HEADER]
@@ -95,12 +100,12 @@ def table(out: pathlib.Path):
     for name, ours, janus in knees:
         # Step by step, as far as both searches went.
         for i, (o, j) in enumerate(zip(ours, janus)):
-            lines.append(row(f"{name} step {i + 1}", o, j))
+            lines.append(row(f"{name} step {i + 1}{rate(o)}", o, j))
         for label, runs in (("ours", ours), ("Janus", janus)):
             if len(runs) > len(ours if label == "Janus" else janus):
                 for i, r in enumerate(runs[min(len(ours), len(janus)):], min(len(ours), len(janus))):
                     lines.append(
-                        f"| {name} step {i + 1} ({label} only) | {r['participants']} "
+                        f"| {name} step {i + 1}{rate(r)} ({label} only) | {r['participants']} "
                         f"| {n(r['received_per_s'])} | | {r['server']['process_cpu_seconds']:.2f} "
                         f"| {n(per_core(r))} | | {r['loss_ratio'] * 100:.3f} % "
                         f"| {r['latency_ms']['p50']:.2f} / {r['latency_ms']['p99']:.2f} "
@@ -114,6 +119,7 @@ def table(out: pathlib.Path):
 X_LABELS = {
     "knee-consult": "participants (consult, rooms of 3)",
     "knee-training": "participants (training: one presenter and the audience of one lecture)",
+    "knee-join-storm": "joins per second (rooms of 3, publishing as they arrive)",
 }
 
 
@@ -122,10 +128,13 @@ def plot(knee, path: pathlib.Path, title: str) -> None:
     if plt is None:
         return
     name, ours, janus = knee
+    # A join storm steps its arrival rate up and is judged by join time, not media latency.
+    storm = ours[0]["scenario"] == "join-storm"
+    figure = "join_ms" if storm else "latency_ms"
     fig, (top, mid, bottom) = plt.subplots(3, 1, figsize=(8, 11), sharex=True)
     # One colour per server, one marker per figure.
     for label, runs, style, colour in (("huizhen", ours, "-", "C0"), ("Janus", janus, "--", "C1")):
-        x = [r["participants"] for r in runs]
+        x = [r["joins_per_s"] if storm else r["participants"] for r in runs]
         top.plot(x, [r["received_per_s"] for r in runs], "o" + style, color=colour,
                  label=f"{label}: received packets/s")
         top.plot(x, [r["sent_per_s"] for r in runs], "x" + style, color=colour, alpha=0.4,
@@ -133,7 +142,7 @@ def plot(knee, path: pathlib.Path, title: str) -> None:
         mid.plot(x, [per_core(r) for r in runs], "s" + style, color=colour,
                  label=f"{label}: per server-core second")
         for key, marker in (("p50", "o"), ("p95", "s"), ("p99", "^")):
-            bottom.plot(x, [r["latency_ms"][key] for r in runs], marker + style, color=colour,
+            bottom.plot(x, [r[figure][key] for r in runs], marker + style, color=colour,
                         label=f"{label} {key}")
     top.set_ylabel("packets / s")
     top.legend(fontsize=8)
@@ -141,7 +150,7 @@ def plot(knee, path: pathlib.Path, title: str) -> None:
     mid.set_ylabel("received packets per\nserver CPU second")
     mid.legend(fontsize=8)
     mid.grid(alpha=0.3)
-    bottom.set_ylabel("added latency (ms)")
+    bottom.set_ylabel("join time (ms)" if storm else "added latency (ms)")
     bottom.set_yscale("log")
     bottom.set_xlabel(X_LABELS.get(name, "participants"))
     bottom.legend(fontsize=8, ncol=2)

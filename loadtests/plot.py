@@ -4,8 +4,9 @@
     python3 loadtests/plot.py KNEE.json OUT.png [TITLE]
 
 Two panels against the number of participants: forwarded packets per second (and per
-media-core second), and added latency p50/p95/p99 with the loss ratio. Needs matplotlib
-(loadtests/plotting.py): without it, says so and plots nothing.
+media-core second), and added latency p50/p95/p99 with the loss ratio. A join storm's search is
+plotted against joins per second instead, with join time p50/p95/p99 and the errors. Needs
+matplotlib (loadtests/plotting.py): without it, says so and plots nothing.
 """
 import json
 import sys
@@ -18,7 +19,8 @@ def main() -> None:
         sys.exit(__doc__)
     runs = json.load(open(sys.argv[1]))
     title = sys.argv[3] if len(sys.argv) > 3 else f"{runs[0]['scenario']}: knee search"
-    x = [r["participants"] for r in runs]
+    storm = runs[0]["scenario"] == "join-storm"
+    x = [r["joins_per_s"] if storm else r["participants"] for r in runs]
     plt = pyplot()
     if plt is None:
         return
@@ -33,13 +35,19 @@ def main() -> None:
     top.set_ylabel("packets / s")
     top.legend()
     top.grid(alpha=0.3)
+    figure, what = ("join_ms", "join time") if storm else ("latency_ms", "added latency")
     for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
-        bottom.plot(x, [r["latency_ms"][key] for r in runs], style, label=f"added latency {key}")
+        bottom.plot(x, [r[figure][key] for r in runs], style, label=f"{what} {key}")
     bottom.set_ylabel("ms")
-    bottom.set_xlabel("participants")
+    bottom.set_xlabel("joins per second" if storm else "participants")
     loss = bottom.twinx()
-    loss.plot(x, [r["loss_ratio"] * 100 for r in runs], "k:", label="loss %")
-    loss.set_ylabel("loss %")
+    if storm:
+        errors = [len(r["errors"]) + r["peers_failed"] for r in runs]
+        loss.plot(x, errors, "k:", label="errors")
+        loss.set_ylabel("errors")
+    else:
+        loss.plot(x, [r["loss_ratio"] * 100 for r in runs], "k:", label="loss %")
+        loss.set_ylabel("loss %")
     bottom.legend(loc="upper left")
     loss.legend(loc="upper right")
     bottom.grid(alpha=0.3)

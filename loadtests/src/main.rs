@@ -104,6 +104,10 @@ struct Cli {
     knee: bool,
     #[arg(long, default_value_t = 1.5)]
     knee_factor: f64,
+    /// Join-storm's knee: the join time p95 (ms) past which a step counts as broken (any
+    /// error breaks it too). The other presets are judged by loss and media latency.
+    #[arg(long, default_value_t = KneeLimits::JOIN_STORM.max_join_p95_ms)]
+    knee_join_p95_ms: f64,
     /// Write the JSON report here (also printed to stdout with --json -).
     #[arg(long)]
     json: Option<String>,
@@ -195,9 +199,17 @@ async fn main() -> anyhow::Result<()> {
         progress: !cli.knee,
     };
     if cli.knee {
-        let runs = find_knee(cfg, cli.knee_factor, KneeLimits::DEFAULT, |r| {
+        let mut limits = KneeLimits::for_scenario(&cfg.scenario);
+        if limits.max_join_p95_ms.is_finite() {
+            limits.max_join_p95_ms = cli.knee_join_p95_ms;
+        }
+        let runs = find_knee(cfg, cli.knee_factor, limits, |r| {
+            let rate = r
+                .joins_per_s
+                .map(|j| format!(" at {j} joins/s"))
+                .unwrap_or_default();
             eprintln!(
-                "{} participants: {:.0} pkt/s received, loss {:.3} %, p99 {:.2} ms (window only: {:.3} %, {:.2} ms), join p95 {:.0} ms -> {}",
+                "{} participants{rate}: {:.0} pkt/s received, loss {:.3} %, p99 {:.2} ms (window only: {:.3} %, {:.2} ms), join p95 {:.0} ms, {} errors -> {}",
                 r.participants,
                 r.received_per_s,
                 r.loss_ratio * 100.0,
@@ -205,7 +217,8 @@ async fn main() -> anyhow::Result<()> {
                 r.window_loss_ratio * 100.0,
                 r.window_latency_ms.p99,
                 r.join_ms.p95,
-                if KneeLimits::DEFAULT.held(r) { "held" } else { "broke" }
+                r.errors.len() + r.peers_failed,
+                if limits.held(r) { "held" } else { "broke" }
             );
         })
         .await?;

@@ -28,7 +28,9 @@ pub enum Scenario {
     /// `rooms` rooms of `participants` audio-only participants.
     Audio { rooms: usize, participants: usize },
     /// `total` participants (rooms of 3, audio and video) joining at `rate` per second: join
-    /// times and errors under a burst of arrivals.
+    /// times and errors under a burst of arrivals. Its knee search raises the rate (and the
+    /// total with it, so the storm lasts as long) until a join fails or join time passes a
+    /// limit ([`KneeLimits::JOIN_STORM`]).
     JoinStorm { total: usize, rate: u32 },
     /// `sessions` signaling connections that join (as observers, rooms of `per_room`) and then
     /// sit idle: what a connected but quiet participant costs the server.
@@ -38,8 +40,9 @@ pub enum Scenario {
 impl Scenario {
     /// The same preset one step larger: more rooms (consult, audio: a consultation stays a
     /// handful), a larger audience (training: one lecture grows until it is as large as a room
-    /// may be, [`MAX_ROOM_PARTICIPANTS`], then more lectures of that size), participants
-    /// (join-storm) or sessions (signaling-idle).
+    /// may be, [`MAX_ROOM_PARTICIPANTS`], then more lectures of that size), joins per second
+    /// (join-storm: the participants grow with them, so the storm lasts as long) or sessions
+    /// (signaling-idle).
     pub fn scaled(&self, factor: f64) -> Scenario {
         let grow = |n: usize| ((n as f64 * factor).round() as usize).max(n + 1);
         match *self {
@@ -71,14 +74,28 @@ impl Scenario {
                     }
                 }
             }
-            Scenario::JoinStorm { total, rate } => Scenario::JoinStorm {
-                total: grow(total),
-                rate,
-            },
+            Scenario::JoinStorm { total, rate } => {
+                let faster = grow(rate as usize);
+                Scenario::JoinStorm {
+                    // As many seconds of arrivals at the new rate as at the old.
+                    total: (total * faster)
+                        .div_ceil(rate.max(1) as usize)
+                        .max(total + 1),
+                    rate: u32::try_from(faster).unwrap_or(u32::MAX),
+                }
+            }
             Scenario::SignalingIdle { sessions, per_room } => Scenario::SignalingIdle {
                 sessions: grow(sessions),
                 per_room,
             },
+        }
+    }
+
+    /// Joins per second of a join storm; None for the other presets.
+    pub fn join_rate(&self) -> Option<u32> {
+        match *self {
+            Scenario::JoinStorm { rate, .. } => Some(rate),
+            _ => None,
         }
     }
 
@@ -441,6 +458,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
         duration_s: secs,
         video_kbps: cfg.media.video_kbps,
         fps: cfg.media.fps,
+        joins_per_s: cfg.scenario.join_rate(),
         sent_per_s: sent_in_window as f64 / secs,
         received_per_s: received_in_window as f64 / secs,
         generator_cpu_seconds,
@@ -586,25 +604,55 @@ fn server_figures(
     f
 }
 
-/// Where the knee search stops: the first load that breaks either limit.
+/// Where the knee search stops: the first load that breaks any limit. A participant whose peer
+/// connection never came up always breaks it.
 #[derive(Debug, Clone, Copy)]
 pub struct KneeLimits {
     pub max_loss: f64,
+    /// Media's added latency, p99.
     pub max_p99_ms: f64,
+    /// Join time (signaling connect to first remote media), p95.
+    pub max_join_p95_ms: f64,
+    /// Whether an error a participant reports (a refused join, a signaling error) breaks it.
+    pub errors_break: bool,
     /// Give up growing after this many steps.
     pub max_steps: usize,
 }
 
 impl KneeLimits {
-    /// The definition: loss over 1 % or p99 added latency over 50 ms.
+    /// For media (consult, training, audio): loss over 1 % or p99 added latency over 50 ms.
     pub const DEFAULT: KneeLimits = KneeLimits {
         max_loss: 0.01,
         max_p99_ms: 50.0,
+        max_join_p95_ms: f64::INFINITY,
+        errors_break: false,
         max_steps: 12,
     };
 
+    /// For arrivals (join-storm): any error, or join p95 over the 300 ms the benchmark's target
+    /// names for loopback. The media the storm's participants exchange is reported, not judged.
+    pub const JOIN_STORM: KneeLimits = KneeLimits {
+        max_loss: 1.0,
+        max_p99_ms: f64::INFINITY,
+        max_join_p95_ms: 300.0,
+        errors_break: true,
+        max_steps: 12,
+    };
+
+    /// The limits a knee search of `scenario` is judged by.
+    pub fn for_scenario(scenario: &Scenario) -> KneeLimits {
+        match scenario {
+            Scenario::JoinStorm { .. } => Self::JOIN_STORM,
+            _ => Self::DEFAULT,
+        }
+    }
+
     pub fn held(&self, r: &Report) -> bool {
-        r.peers_failed == 0 && r.loss_ratio <= self.max_loss && r.latency_ms.p99 <= self.max_p99_ms
+        r.peers_failed == 0
+            && (r.errors.is_empty() || !self.errors_break)
+            && r.loss_ratio <= self.max_loss
+            && r.latency_ms.p99 <= self.max_p99_ms
+            && r.join_ms.p95 <= self.max_join_p95_ms
     }
 }
 
@@ -687,5 +735,43 @@ mod tests {
         };
         assert!(!KneeLimits::DEFAULT.held(&broke));
         assert!(KneeLimits::DEFAULT.held(&Report::default()));
+    }
+
+    #[test]
+    fn a_join_storm_steps_its_rate_up_and_breaks_on_errors_or_slow_joins() {
+        // Three seconds of arrivals at 20 per second, then at 30: still three seconds.
+        let storm = Scenario::JoinStorm {
+            total: 60,
+            rate: 20,
+        };
+        assert_eq!(
+            storm.scaled(1.5),
+            Scenario::JoinStorm {
+                total: 90,
+                rate: 30
+            }
+        );
+        assert_eq!(storm.join_rate(), Some(20));
+        let limits = KneeLimits::for_scenario(&storm);
+        let mut r = Report::default();
+        r.join_ms.p95 = 299.0;
+        // Media that a consultation's knee would call broken does not end a join storm.
+        r.latency_ms.p99 = 80.0;
+        assert!(limits.held(&r));
+        r.join_ms.p95 = 301.0;
+        assert!(!limits.held(&r));
+        r.join_ms.p95 = 100.0;
+        r.errors.push("join refused: room_full".into());
+        assert!(!limits.held(&r));
+        // The media presets judge media only.
+        let consult = Scenario::Consult {
+            rooms: 1,
+            participants: 3,
+        };
+        r.errors.clear();
+        r.join_ms.p95 = 5_000.0;
+        r.latency_ms.p99 = 10.0;
+        assert!(KneeLimits::for_scenario(&consult).held(&r));
+        assert_eq!(consult.join_rate(), None);
     }
 }

@@ -244,6 +244,8 @@ pub struct Report {
     pub duration_s: f64,
     pub video_kbps: u32,
     pub fps: u32,
+    /// Arrivals per second (join-storm; null for the other presets).
+    pub joins_per_s: Option<u32>,
     pub peers_connected: usize,
     pub peers_failed: usize,
     pub errors: Vec<String>,

@@ -157,6 +157,52 @@ async fn join_storm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_storm_knee_search_steps_the_rate_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let cfg = RunConfig {
+        target: Target::Huizhen {
+            base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
+            metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
+            username: "load".into(),
+            password: "load-test-password".into(),
+        },
+        server_pid: None,
+        scenario: Scenario::JoinStorm { total: 3, rate: 10 },
+        duration: Duration::from_secs(1),
+        media: MediaParams {
+            video_kbps: 200,
+            fps: 10,
+        },
+        progress: false,
+    };
+    let limits = huizhen_loadtests::KneeLimits {
+        max_join_p95_ms: f64::MAX,
+        max_steps: 2,
+        ..huizhen_loadtests::KneeLimits::JOIN_STORM
+    };
+    let runs = huizhen_loadtests::find_knee(cfg, 2.0, limits, |_| {})
+        .await
+        .unwrap();
+    server.shutdown().await;
+    assert_eq!(
+        runs.len(),
+        2,
+        "no error and no join limit: max_steps ends it"
+    );
+    // Twice the rate, and twice the participants so the arrivals last as long.
+    assert_eq!(
+        (runs[0].joins_per_s, runs[1].joins_per_s),
+        (Some(10), Some(20))
+    );
+    assert_eq!((runs[0].participants, runs[1].participants), (3, 6));
+    assert!(
+        runs.iter()
+            .all(|r| r.errors.is_empty() && r.join_ms.samples == r.participants)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signaling_idle() {
     let r = smoke(Scenario::SignalingIdle {
         sessions: 20,
@@ -194,6 +240,7 @@ async fn knee_search_steps_the_load_up() {
         max_loss: 1.0,
         max_p99_ms: f64::MAX,
         max_steps: 2,
+        ..huizhen_loadtests::KneeLimits::DEFAULT
     };
     let runs = huizhen_loadtests::find_knee(cfg, 2.0, limits, |_| {})
         .await
