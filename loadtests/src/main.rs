@@ -209,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
                 .map(|j| format!(" at {j} joins/s"))
                 .unwrap_or_default();
             eprintln!(
-                "{} participants{rate}: {:.0} pkt/s received, loss {:.3} %, p99 {:.2} ms (window only: {:.3} %, {:.2} ms), join p95 {:.0} ms, {} errors -> {}",
+                "{} participants{rate}: {:.0} pkt/s received, loss {:.3} %, p99 {:.2} ms (window only: {:.3} %, {:.2} ms), join p95 {:.0} ms, {} errors, {} peers failed -> {}",
                 r.participants,
                 r.received_per_s,
                 r.loss_ratio * 100.0,
@@ -217,7 +217,8 @@ async fn main() -> anyhow::Result<()> {
                 r.window_loss_ratio * 100.0,
                 r.window_latency_ms.p99,
                 r.join_ms.p95,
-                r.errors.len() + r.peers_failed,
+                r.errors.len(),
+                r.peers_failed,
                 if limits.held(r) { "held" } else { "broke" }
             );
         })
