@@ -200,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
     };
     if cli.knee {
         let mut limits = KneeLimits::for_scenario(&cfg.scenario);
-        if limits.max_join_p95_ms.is_finite() {
+        if let Scenario::JoinStorm { .. } = cfg.scenario {
             limits.max_join_p95_ms = cli.knee_join_p95_ms;
         }
         let runs = find_knee(cfg, cli.knee_factor, limits, |r| {

@@ -7,7 +7,7 @@ use huizhen::auth::{AccountRole, hash_password};
 use huizhen::config::Config;
 use huizhen::server::Server;
 use huizhen_loadtests::peer::MediaParams;
-use huizhen_loadtests::{RunConfig, Scenario, Target, run};
+use huizhen_loadtests::{KneeLimits, RunConfig, Scenario, Target, find_knee, run};
 
 async fn server(dir: &std::path::Path) -> Server {
     let mut config = Config::default();
@@ -30,10 +30,9 @@ async fn server(dir: &std::path::Path) -> Server {
     server
 }
 
-async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path()).await;
-    let report = run(RunConfig {
+/// A run of `scenario` against `server` for `seconds`, with `media`.
+fn run_config(server: &Server, scenario: Scenario, seconds: u64, media: MediaParams) -> RunConfig {
+    RunConfig {
         target: Target::Huizhen {
             base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
             metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
@@ -42,15 +41,35 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
         },
         server_pid: None,
         scenario,
-        duration: Duration::from_secs(2),
-        media: MediaParams {
-            video_kbps: 300,
-            fps: 15,
-        },
+        duration: Duration::from_secs(seconds),
+        media,
         progress: false,
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// A knee search from `scenario` (load x2 per step) against a fresh server, 1 s per step.
+async fn knee(scenario: Scenario, limits: KneeLimits) -> Vec<huizhen_loadtests::stats::Report> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let media = MediaParams {
+        video_kbps: 200,
+        fps: 10,
+    };
+    let runs = find_knee(run_config(&server, scenario, 1, media), 2.0, limits, |_| {})
+        .await
+        .unwrap();
+    server.shutdown().await;
+    runs
+}
+
+async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let media = MediaParams {
+        video_kbps: 300,
+        fps: 15,
+    };
+    let report = run(run_config(&server, scenario, 2, media)).await.unwrap();
     server.shutdown().await;
 
     println!("{}", report.summary());
@@ -158,33 +177,12 @@ async fn join_storm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_storm_knee_search_steps_the_rate_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path()).await;
-    let cfg = RunConfig {
-        target: Target::Huizhen {
-            base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
-            metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
-            username: "load".into(),
-            password: "load-test-password".into(),
-        },
-        server_pid: None,
-        scenario: Scenario::JoinStorm { total: 3, rate: 10 },
-        duration: Duration::from_secs(1),
-        media: MediaParams {
-            video_kbps: 200,
-            fps: 10,
-        },
-        progress: false,
-    };
-    let limits = huizhen_loadtests::KneeLimits {
+    let limits = KneeLimits {
         max_join_p95_ms: f64::MAX,
         max_steps: 2,
-        ..huizhen_loadtests::KneeLimits::JOIN_STORM
+        ..KneeLimits::JOIN_STORM
     };
-    let runs = huizhen_loadtests::find_knee(cfg, 2.0, limits, |_| {})
-        .await
-        .unwrap();
-    server.shutdown().await;
+    let runs = knee(Scenario::JoinStorm { total: 3, rate: 10 }, limits).await;
     assert_eq!(
         runs.len(),
         2,
@@ -215,37 +213,17 @@ async fn signaling_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knee_search_steps_the_load_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path()).await;
-    let cfg = RunConfig {
-        target: Target::Huizhen {
-            base_url: format!("https://127.0.0.1:{}", server.https_addr.port()),
-            metrics_url: Some(format!("http://{}/metrics", server.metrics_addr.unwrap())),
-            username: "load".into(),
-            password: "load-test-password".into(),
-        },
-        server_pid: None,
-        scenario: Scenario::Training {
-            rooms: 1,
-            viewers: 2,
-        },
-        duration: Duration::from_secs(1),
-        media: MediaParams {
-            video_kbps: 200,
-            fps: 10,
-        },
-        progress: false,
-    };
-    let limits = huizhen_loadtests::KneeLimits {
+    let limits = KneeLimits {
         max_loss: 1.0,
         max_p99_ms: f64::MAX,
         max_steps: 2,
-        ..huizhen_loadtests::KneeLimits::DEFAULT
+        ..KneeLimits::DEFAULT
     };
-    let runs = huizhen_loadtests::find_knee(cfg, 2.0, limits, |_| {})
-        .await
-        .unwrap();
-    server.shutdown().await;
+    let scenario = Scenario::Training {
+        rooms: 1,
+        viewers: 2,
+    };
+    let runs = knee(scenario, limits).await;
     assert_eq!(
         runs.len(),
         2,
