@@ -23,9 +23,26 @@ fn random_suffix() -> String {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
+
+        // Deserialised through `parse`, so no path in (JSON, a URL path, a query) can make an
+        // id that the constructor would have refused.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).ok_or_else(|| {
+                    serde::de::Error::custom(concat!(
+                        "not a valid ",
+                        stringify!($name),
+                        " (\"",
+                        $prefix,
+                        "\" and 16 letters or digits)"
+                    ))
+                })
+            }
+        }
 
         impl $name {
             /// A fresh random id.
@@ -123,5 +140,30 @@ mod tests {
         assert!(ParticipantId::parse(r.as_str()).is_none());
         assert!(RoomId::parse("r_short").is_none());
         assert!(RoomId::parse("r_../../etc/passwdxx").is_none());
+    }
+
+    #[test]
+    fn deserialising_validates_like_parse() {
+        let r = RoomId::generate();
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<RoomId>(&json).unwrap(), r);
+        for bad in [
+            r#""r_short""#,
+            r#""r_../../etc/passwdxx""#,
+            r#""p_0123456789abcdef""#,
+            r#""""#,
+        ] {
+            let err = serde_json::from_str::<RoomId>(bad).unwrap_err().to_string();
+            assert!(err.contains("not a valid RoomId"), "{bad}: {err}");
+        }
+        assert!(serde_json::from_str::<RoomId>("7").is_err());
+        // Inside a message too, with escapes (an owned string).
+        #[derive(Deserialize)]
+        struct M {
+            #[allow(dead_code)]
+            room: RoomId,
+        }
+        assert!(serde_json::from_str::<M>(r#"{"room":"r_\u0041BCDEFGHIJKLMNOP"}"#).is_ok());
+        assert!(serde_json::from_str::<M>(r#"{"room":"r_\u002e./xxxxxxxxxxxx"}"#).is_err());
     }
 }

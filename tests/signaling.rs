@@ -566,3 +566,39 @@ async fn repeated_failed_sign_ins_are_throttled() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn parallel_sign_ins_cannot_race_the_throttle() {
+    let s = TestServer::start().await;
+    // Forty guesses at once for one account from one address: the check and the count are one
+    // step, so only five passwords are checked and the rest are refused before any is.
+    let guesses = (0..40).map(|i| {
+        let s = &s;
+        async move {
+            s.api(
+                "POST",
+                "/api/v1/auth/login",
+                Some(""),
+                Some(json!({"username": "doc", "password": format!("guess {i}")})),
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (5, 35), "{statuses:?}");
+    assert_eq!(
+        s.api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": "doc", "password": common::DOCTOR_PASSWORD})),
+        )
+        .await
+        .0,
+        429
+    );
+    s.stop().await;
+}

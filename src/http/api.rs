@@ -109,18 +109,31 @@ pub async fn login(
     let name = body.username.trim();
     let now = std::time::Instant::now();
     let client = state.key.pseudonym(peer.ip().to_string().as_bytes());
-    if let Err(retry) = state.login_throttle.check(name, peer.ip(), now) {
-        tracing::info!("sign-in refused: too many failures");
-        state
-            .audit
-            .record_or_log(
-                AuditEvent::new(Actor::Unknown, Action::SignInFailed)
-                    .outcome(Outcome::Denied)
-                    .detail(json!({"reason": "throttled", "client": client})),
-            )
-            .await;
-        return Err(ApiError::TooManyAttempts(retry.as_secs().max(1)));
-    }
+    // Checked and counted in one step: parallel sign-ins cannot all pass before one fails.
+    let attempt = match state.login_throttle.begin(name, peer.ip(), now) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            tracing::info!(
+                scope = refused.scope.as_str(),
+                "sign-in refused: too many failures"
+            );
+            state
+                .audit
+                .record_or_log(
+                    AuditEvent::new(Actor::Unknown, Action::SignInFailed)
+                        .outcome(Outcome::Denied)
+                        .detail(json!({
+                            "reason": "throttled",
+                            "scope": refused.scope.as_str(),
+                            "client": client,
+                        })),
+                )
+                .await;
+            return Err(ApiError::TooManyAttempts(
+                refused.retry_after.as_secs().max(1),
+            ));
+        }
+    };
     let user = state.db.user_by_username(name).await?;
     // Hash even for unknown users so timing does not reveal which names exist.
     let stored = user
@@ -137,7 +150,7 @@ pub async fn login(
     };
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!("failed sign-in");
-        state.login_throttle.failed(name, peer.ip(), now);
+        attempt.failed(now);
         state
             .audit
             .record_or_log(
@@ -148,7 +161,7 @@ pub async fn login(
             .await;
         return Err(ApiError::InvalidCredentials);
     };
-    state.login_throttle.succeeded(name, peer.ip());
+    attempt.succeeded();
     state
         .audit
         .record(AuditEvent::new(actor, Action::SignIn).detail(json!({"client": client})))
