@@ -22,8 +22,11 @@
 //! - [`auth`]: signed tokens, passwords, roles and permissions.
 //! - [`storage`]: users, rooms, invites, participants, documents, chat and records in SQLite or
 //!   PostgreSQL.
+//! - [`wire`]: the JSON shapes clients see for stored things, converted from storage rows.
 //! - [`metrics`]: the Prometheus endpoint on its own listener.
-//! - [`tls`], [`telemetry`], [`ids`]: certificates, logs, typed identifiers.
+//! - [`domain`]: the leaf every module speaks: typed identifiers, roles and the permission
+//!   table, members, document and record kinds, the clock.
+//! - [`tls`], [`telemetry`]: certificates, logs.
 //!
 //! See docs/ARCHITECTURE.md for how a join, a media packet and a signaling message travel.
 
@@ -31,8 +34,8 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod documents;
+pub mod domain;
 pub mod http;
-pub mod ids;
 pub mod media;
 pub mod metrics;
 pub mod records;
@@ -44,3 +47,4 @@ pub mod storage;
 pub mod summary;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use huizhen::auth::{AccountRole, hash_password};
+use huizhen::auth::hash_password;
+
 use huizhen::config::Config;
+use huizhen::domain::role::AccountRole;
 use huizhen::server::Server;
 use huizhen::storage::{Db, StorageError};
 use huizhen::tls::CertSource;

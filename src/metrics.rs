@@ -6,13 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::media::{MediaHandle, TURN_BUCKETS_MICROS, WorkerStats};
-use crate::signaling::protocol::ErrorCode;
-
-const ERROR_CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
-
-/// USER_HZ, the unit of CPU times in /proc: 100 on every Linux architecture we run on.
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+use crate::media::{MediaHandle, TURN_BUCKETS_MICROS, WorkerStats, cpu_seconds};
 
 /// Upper bounds of the join latency histogram, in seconds.
 const JOIN_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -95,7 +89,6 @@ pub struct Metrics {
     pub signaling_messages: AtomicU64,
     /// Connections dropped because the client did not take what it was sent (its queue filled).
     pub slow_clients: AtomicU64,
-    signaling_errors: [AtomicU64; ERROR_CODES.len()],
     pub participants: AtomicI64,
     join_buckets: [AtomicU64; JOIN_BUCKETS.len()],
     join_count: AtomicU64,
@@ -103,12 +96,6 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn error(&self, code: ErrorCode) {
-        if let Some(i) = ERROR_CODES.iter().position(|c| *c == code) {
-            self.signaling_errors[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Time from a `join` message to the `joined` reply.
     pub fn observe_join(&self, d: Duration) {
         let secs = d.as_secs_f64();
@@ -122,8 +109,14 @@ impl Metrics {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition of everything.
-    pub async fn render(&self, live_rooms: usize, media: &MediaHandle) -> String {
+    /// The Prometheus text exposition of everything; `errors` are the signaling errors sent,
+    /// by code (kept by signaling).
+    pub async fn render(
+        &self,
+        live_rooms: usize,
+        errors: &[(&'static str, u64)],
+        media: &MediaHandle,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let o = &mut out;
         gauge(
@@ -162,13 +155,8 @@ impl Metrics {
             "Signaling errors sent, by code.",
             "counter",
         );
-        for (i, code) in ERROR_CODES.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "huizhen_signaling_errors_total{{code=\"{}\"}} {}",
-                code.as_str(),
-                self.signaling_errors[i].load(Ordering::Relaxed)
-            );
+        for (code, n) in errors {
+            let _ = writeln!(o, "huizhen_signaling_errors_total{{code=\"{code}\"}} {n}");
         }
         header(
             o,
@@ -317,20 +305,6 @@ fn process_cpu_seconds() -> f64 {
     cpu_seconds("/proc/self/stat")
 }
 
-/// User + system CPU time from a /proc `stat` file (`/proc/self/stat` for the process,
-/// `/proc/thread-self/stat` for the calling thread); 0 where there is none.
-pub(crate) fn cpu_seconds(stat_path: &str) -> f64 {
-    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
-    // The command name (field 2) may contain spaces: count from its closing parenthesis.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15: indexes 11 and 12 after the command name.
-    (ticks(11) + ticks(12)) as f64 / CLOCK_TICKS_PER_SECOND
-}
-
 fn header(o: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -358,8 +332,5 @@ mod tests {
         assert_eq!(m.join_buckets[1].load(Ordering::Relaxed), 1); // 10 ms
         assert_eq!(m.join_buckets[6].load(Ordering::Relaxed), 2); // 500 ms
         assert_eq!(m.join_count.load(Ordering::Relaxed), 2);
-        m.error(ErrorCode::RoomFull);
-        assert_eq!(m.signaling_errors[12].load(Ordering::Relaxed), 1);
-        assert_eq!(ERROR_CODES[12], ErrorCode::RoomFull);
     }
 }

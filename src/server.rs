@@ -20,9 +20,9 @@ use crate::http::{self, AppState};
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::records::Records;
+use crate::rooms::Limits;
 use crate::rooms::{RoomManager, RoomServices, RoomSettings};
-use crate::signaling::protocol::Limits;
-use crate::signaling::{SessionSettings, SignalingContext};
+use crate::signaling::{ErrorCounts, SessionSettings, SignalingContext};
 use crate::storage::Db;
 use crate::tls::{self, CertSource};
 
@@ -68,6 +68,7 @@ impl Server {
             max_participants: config.limits.max_participants,
         };
         let metrics = Arc::new(Metrics::default());
+        let errors = Arc::new(ErrorCounts::default());
         let audit = AuditLog::new(db.clone());
         let documents = Documents::open(
             db.clone(),
@@ -118,6 +119,7 @@ impl Server {
                 join_timeout: Duration::from_secs(config.rooms.join_timeout_s),
             }),
             metrics: metrics.clone(),
+            errors: errors.clone(),
         };
         let state = AppState {
             config: config.clone(),
@@ -143,7 +145,12 @@ impl Server {
                     format!("binding the metrics listener {}", config.metrics.listen)
                 })?;
             let addr = listener.local_addr()?;
-            let app = metrics_router(metrics.clone(), rooms.clone(), media.clone());
+            let app = metrics_router(
+                metrics.clone(),
+                errors.clone(),
+                rooms.clone(),
+                media.clone(),
+            );
             (
                 Some(addr),
                 Some(tokio::spawn(
@@ -205,13 +212,25 @@ impl Server {
     }
 }
 
-fn metrics_router(metrics: Arc<Metrics>, rooms: RoomManager, media: MediaHandle) -> axum::Router {
+fn metrics_router(
+    metrics: Arc<Metrics>,
+    errors: Arc<ErrorCounts>,
+    rooms: RoomManager,
+    media: MediaHandle,
+) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let (metrics, rooms, media) = (metrics.clone(), rooms.clone(), media.clone());
+            let (metrics, errors, rooms, media) = (
+                metrics.clone(),
+                errors.clone(),
+                rooms.clone(),
+                media.clone(),
+            );
             async move {
-                let body = metrics.render(rooms.live_rooms(), &media).await;
+                let body = metrics
+                    .render(rooms.live_rooms(), &errors.snapshot(), &media)
+                    .await;
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,

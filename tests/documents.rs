@@ -325,7 +325,7 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
 
     // The audit trail holds all of it and verifies.
     let sup = s
-        .account("sup", huizhen::auth::AccountRole::Supervisor)
+        .account("sup", huizhen::domain::role::AccountRole::Supervisor)
         .await;
     let (status, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
     assert_eq!(status, 200, "{v}");

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, sample_pdf};
-use huizhen::auth::AccountRole;
+use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);

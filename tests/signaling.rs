@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use common::TestServer;
 use common::peer::{SignalingClient, join_message};
-use huizhen::auth::{Claims, Role, SigningKey, TokenKind, now_unix};
-use huizhen::ids::RoomId;
+use huizhen::auth::{Claims, SigningKey, TokenKind};
+use huizhen::domain::clock::now_unix;
+use huizhen::domain::ids::RoomId;
+use huizhen::domain::role::Role;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(10);

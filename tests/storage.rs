@@ -6,11 +6,12 @@
 mod common;
 
 use huizhen::audit::{Action, Actor, AuditEvent, AuditLog};
-use huizhen::auth::{AccountRole, Role, Visibility, now_unix};
-use huizhen::documents::DocumentKind;
-use huizhen::ids::{
+use huizhen::domain::clock::now_unix;
+use huizhen::domain::document::DocumentKind;
+use huizhen::domain::ids::{
     AnnotationId, ChatMessageId, DocumentId, InviteId, ParticipantId, RoomId, UploadId,
 };
+use huizhen::domain::role::{AccountRole, Role, Visibility};
 use huizhen::storage::{
     AnnotationRecord, ChatRecord, Db, DocumentRecord, RoomStatus, StorageError, UploadRecord,
 };

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use huizhen::auth::{AccountRole, hash_password};
+use huizhen::auth::hash_password;
+
 use huizhen::config::Config;
+use huizhen::domain::role::AccountRole;
 use huizhen::server::Server;
 use huizhen_loadtests::peer::MediaParams;
 use huizhen_loadtests::{KneeLimits, RunConfig, Scenario, Target, find_knee, run};

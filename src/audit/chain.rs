@@ -36,11 +36,7 @@ pub fn entry_hash(e: &AuditEntry) -> String {
         h.update(b":");
         h.update(field.as_bytes());
     }
-    hex(&h.finalize())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::hex::hex(&h.finalize())
 }
 
 /// Why the chain breaks at an entry.

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::auth::{AccountRole, Role};
-use crate::ids::{ParticipantId, RoomId, UserId};
+use crate::domain::ids::{ParticipantId, RoomId, UserId};
+use crate::domain::role::{AccountRole, Role};
 
 /// Who acted. Participants are recorded by their participant id (the `participants` table
 /// maps it to the invite and the name they joined with); clinicians by their account id.
@@ -161,7 +161,7 @@ impl AuditEvent {
         let (actor, actor_role) = self.actor.parts();
         let mut entry = AuditEntry {
             seq,
-            at_ms: crate::auth::now_unix_ms(),
+            at_ms: crate::domain::clock::now_unix_ms(),
             actor,
             actor_role: actor_role.to_owned(),
             action: self.action.as_str().to_owned(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-pub use chain::{BrokenLink, Verification, hex};
+pub use chain::{BrokenLink, Verification};
 pub use entry::{Action, Actor, AuditEntry, AuditEvent, Outcome};
 
 use crate::storage::{Db, StorageError};

@@ -5,12 +5,10 @@
 //! [`AuthError`] to client errors.
 
 mod password;
-mod role;
 mod throttle;
 mod token;
 
 pub use password::{hash_password, verify_password};
-pub use role::{AccountRole, Role, Visibility};
 pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
 
@@ -30,20 +28,4 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("signing key unusable: {0}")]
     Key(String),
-}
-
-/// Current Unix time in seconds.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Current Unix time in milliseconds.
-pub fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -13,8 +13,10 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{AuthError, Role, now_unix};
-use crate::ids::RoomId;
+use super::AuthError;
+use crate::domain::clock::now_unix;
+use crate::domain::ids::RoomId;
+use crate::domain::role::Role;
 
 const PREFIX: &str = "hz1.";
 /// Tokens longer than this are refused before any decoding work.

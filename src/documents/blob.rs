@@ -35,7 +35,7 @@ impl Sha256Hex {
     }
 
     pub fn of(bytes: &[u8]) -> Self {
-        Self(crate::audit::hex(&Sha256::digest(bytes)))
+        Self(crate::domain::hex::hex(&Sha256::digest(bytes)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -61,7 +61,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<Sha256Hex> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(Sha256Hex(crate::audit::hex(&hasher.finalize())))
+    Ok(Sha256Hex(crate::domain::hex::hex(&hasher.finalize())))
 }
 
 /// Blocking calls: callers run them on the blocking pool.

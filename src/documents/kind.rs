@@ -1,24 +1,9 @@
 //! What a document is, decided from its bytes: the name a client gives is checked against the
 //! content and never trusted on its own.
 
-use serde::{Deserialize, Serialize};
+use crate::domain::document::DocumentKind;
 
 use super::ecg;
-
-/// The kinds of document a room accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DocumentKind {
-    Pdf,
-    Png,
-    Jpeg,
-    /// DICOM Part 10 file (imaging).
-    Dicom,
-    /// ECG samples as CSV or JSON (see [`ecg`]).
-    Ecg,
-    /// Plain UTF-8 text (referral letters, reports).
-    Text,
-}
 
 /// Why content was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,63 +17,26 @@ pub enum KindError {
     },
 }
 
-impl DocumentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentKind::Pdf => "pdf",
-            DocumentKind::Png => "png",
-            DocumentKind::Jpeg => "jpeg",
-            DocumentKind::Dicom => "dicom",
-            DocumentKind::Ecg => "ecg",
-            DocumentKind::Text => "text",
-        }
+fn describe(kind: DocumentKind) -> &'static str {
+    match kind {
+        DocumentKind::Pdf => "a PDF",
+        DocumentKind::Png => "a PNG image",
+        DocumentKind::Jpeg => "a JPEG image",
+        DocumentKind::Dicom => "a DICOM file",
+        DocumentKind::Ecg => "ECG samples",
+        DocumentKind::Text => "plain text",
     }
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pdf" => DocumentKind::Pdf,
-            "png" => DocumentKind::Png,
-            "jpeg" => DocumentKind::Jpeg,
-            "dicom" => DocumentKind::Dicom,
-            "ecg" => DocumentKind::Ecg,
-            "text" => DocumentKind::Text,
-            _ => return None,
-        })
-    }
-
-    /// The media type the server sends; always derived from the checked kind.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            DocumentKind::Pdf => "application/pdf",
-            DocumentKind::Png => "image/png",
-            DocumentKind::Jpeg => "image/jpeg",
-            DocumentKind::Dicom => "application/dicom",
-            // ECG files are served as the text they are; the room renders them from /ecg.
-            DocumentKind::Ecg | DocumentKind::Text => "text/plain; charset=utf-8",
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            DocumentKind::Pdf => "a PDF",
-            DocumentKind::Png => "a PNG image",
-            DocumentKind::Jpeg => "a JPEG image",
-            DocumentKind::Dicom => "a DICOM file",
-            DocumentKind::Ecg => "ECG samples",
-            DocumentKind::Text => "plain text",
-        }
-    }
-
-    /// Name extensions that agree with this kind.
-    fn extensions(self) -> &'static [&'static str] {
-        match self {
-            DocumentKind::Pdf => &["pdf"],
-            DocumentKind::Png => &["png"],
-            DocumentKind::Jpeg => &["jpg", "jpeg"],
-            DocumentKind::Dicom => &["dcm", "dicom"],
-            DocumentKind::Ecg => &["csv", "json", "ecg"],
-            DocumentKind::Text => &["txt", "text", "csv", "json", "md"],
-        }
+/// Name extensions that agree with this kind.
+fn extensions(kind: DocumentKind) -> &'static [&'static str] {
+    match kind {
+        DocumentKind::Pdf => &["pdf"],
+        DocumentKind::Png => &["png"],
+        DocumentKind::Jpeg => &["jpg", "jpeg"],
+        DocumentKind::Dicom => &["dcm", "dicom"],
+        DocumentKind::Ecg => &["csv", "json", "ecg"],
+        DocumentKind::Text => &["txt", "text", "csv", "json", "md"],
     }
 }
 
@@ -101,9 +49,9 @@ pub fn detect(name: &str, content: &[u8]) -> Result<DocumentKind, KindError> {
         .map(|(_, e)| e.to_ascii_lowercase())
         .filter(|e| !e.is_empty());
     match extension {
-        Some(ext) if !kind.extensions().contains(&ext.as_str()) => Err(KindError::Mismatch {
+        Some(ext) if !extensions(kind).contains(&ext.as_str()) => Err(KindError::Mismatch {
             extension: ext,
-            found: kind.describe(),
+            found: describe(kind),
         }),
         _ => Ok(kind),
     }

@@ -9,7 +9,7 @@
 //! ([`blob`]), and only then does the document row appear, in the same transaction that removes
 //! the upload. A crash at any point leaves no partial document visible.
 //!
-//! It does not decide roles (that is [`crate::auth::Role`]) and does not tell the room (the
+//! It does not decide roles (that is [`crate::domain::role::Role`]) and does not tell the room (the
 //! HTTP edge does, through [`crate::rooms`]); it never logs names or content.
 
 pub mod annotation;
@@ -29,11 +29,15 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 pub use blob::{BlobError, BlobStore, DiskBlobStore, Sha256Hex};
-pub use kind::{DocumentKind, KindError};
+pub use kind::KindError;
 
-use crate::auth::{Role, Visibility, now_unix, now_unix_ms};
+use crate::domain::clock::{now_unix, now_unix_ms};
+
 use crate::config::DocumentsConfig;
-use crate::ids::{AnnotationId, DocumentId, InviteId, ParticipantId, RoomId, UploadId};
+use crate::domain::document::DocumentKind;
+use crate::domain::ids::{AnnotationId, DocumentId, RoomId, UploadId};
+use crate::domain::member::Member;
+use crate::domain::role::{Role, Visibility};
 use crate::storage::{AnnotationRecord, Db, DocumentRecord, StorageError, UploadRecord};
 
 /// Text and ECG documents are read whole to check them; larger files must be binary kinds.
@@ -83,15 +87,6 @@ impl From<BlobError> for DocumentError {
             other => DocumentError::Blob(other),
         }
     }
-}
-
-/// Who is acting, as the room knows them.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub participant: ParticipantId,
-    pub invite: InviteId,
-    pub role: Role,
-    pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

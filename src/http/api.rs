@@ -15,9 +15,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::member::bearer;
 use crate::audit::{Action, Actor, AuditEvent, Outcome};
-use crate::auth::{AccountRole, Claims, Role, TokenKind, now_unix, verify_password};
-use crate::ids::{InviteId, RoomId, UserId};
+use crate::auth::{Claims, TokenKind, verify_password};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{InviteId, RoomId, UserId};
+use crate::domain::role::{AccountRole, Role};
 use crate::storage::{RoomRecord, RoomStatus, User};
+use crate::wire::{self, RoomView};
 
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_PATIENT_REF_CHARS: usize = 100;
@@ -49,14 +52,14 @@ impl Clinician {
         Actor::User(self.0.id.clone(), self.0.role)
     }
 
-    /// Rooms this account may see: its own, or all for administrators and supervisors.
+    /// Asks the permission table (`domain::role`) whether this account sees the room.
     pub fn sees(&self, room: &RoomRecord) -> bool {
-        self.0.role.sees_all_rooms() || room.created_by == self.0.id
+        self.0.role.may_see_room(&self.0.id, &room.created_by)
     }
 
-    /// Invites, ending: the room's creator, or an administrator.
+    /// Asks the permission table whether this account manages the room (invites, ending).
     pub fn manages(&self, room: &RoomRecord) -> bool {
-        self.0.role.may_manage_rooms() && self.sees(room)
+        self.0.role.may_manage_room(&self.0.id, &room.created_by)
     }
 }
 
@@ -197,7 +200,7 @@ pub async fn create_room(
     State(state): State<AppState>,
     who: Clinician,
     ApiJson(body): ApiJson<CreateRoomBody>,
-) -> Result<(StatusCode, Json<RoomRecord>), ApiError> {
+) -> Result<(StatusCode, Json<RoomView>), ApiError> {
     let user = &who.0;
     if !user.role.may_manage_rooms() {
         return Err(ApiError::Forbidden);
@@ -228,7 +231,7 @@ pub async fn create_room(
         )
         .await;
     tracing::info!(room = %room.id, user = %user.id, "room created");
-    Ok((StatusCode::CREATED, Json(room)))
+    Ok((StatusCode::CREATED, Json(RoomView::from(&room))))
 }
 
 pub async fn list_rooms(
@@ -240,7 +243,7 @@ pub async fn list_rooms(
     } else {
         state.db.list_rooms_by(&who.0.id, MAX_ROOMS_LISTED).await?
     };
-    Ok(Json(json!({"rooms": rooms})))
+    Ok(Json(json!({"rooms": wire::all::<_, RoomView>(&rooms)})))
 }
 
 fn parse_room_id(id: &str) -> Result<RoomId, ApiError> {
@@ -266,8 +269,10 @@ pub async fn get_room(
     State(state): State<AppState>,
     who: Clinician,
     Path(id): Path<String>,
-) -> Result<Json<RoomRecord>, ApiError> {
-    Ok(Json(visible_room(&state, &who, &id).await?))
+) -> Result<Json<RoomView>, ApiError> {
+    Ok(Json(RoomView::from(
+        &visible_room(&state, &who, &id).await?,
+    )))
 }
 
 #[derive(Deserialize)]

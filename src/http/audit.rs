@@ -13,7 +13,7 @@ use super::AppState;
 use super::api::Clinician;
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent, Verification};
-use crate::ids::RoomId;
+use crate::domain::ids::RoomId;
 
 const MAX_PAGE: i64 = 1000;
 

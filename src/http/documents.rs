@@ -17,8 +17,9 @@ use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::documents::{BeginUpload, ChunkOutcome, DocumentError, UploadStatus};
-use crate::ids::{DocumentId, UploadId};
+use crate::domain::ids::{DocumentId, UploadId};
 use crate::storage::DocumentRecord;
+use crate::wire::{self, AnnotationView, DocumentView};
 
 fn upload_id(s: &str) -> Result<UploadId, ApiError> {
     UploadId::parse(s).ok_or(ApiError::NotFound)
@@ -124,7 +125,11 @@ pub async fn put_chunk(
             state.audit.record_or_log(event).await;
             tracing::info!(room = %who.room, document = %document.id, kind = document.kind.as_str(), "document shared");
             state.rooms.document_shared(document.clone()).await;
-            Ok((StatusCode::CREATED, Json(json!({ "document": document }))).into_response())
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({ "document": DocumentView::from(&document) })),
+            )
+                .into_response())
         }
         Err(e) => Err(refused(&state, &who, Some(&id), e).await),
     }
@@ -145,7 +150,9 @@ pub async fn list_documents(
     who: RoomMember,
 ) -> Result<Json<Value>, ApiError> {
     let documents = state.documents.visible(&who.room, who.member.role).await?;
-    Ok(Json(json!({ "documents": documents })))
+    Ok(Json(
+        json!({ "documents": wire::all::<_, DocumentView>(&documents) }),
+    ))
 }
 
 /// An audit event about `doc` by this participant: the document and its SHA-256 named.
@@ -180,8 +187,10 @@ pub async fn get_document(
     State(state): State<AppState>,
     who: RoomMember,
     Path((_, doc)): Path<(String, String)>,
-) -> Result<Json<DocumentRecord>, ApiError> {
-    Ok(Json(visible_document(&state, &who, &doc).await?))
+) -> Result<Json<DocumentView>, ApiError> {
+    Ok(Json(DocumentView::from(
+        &visible_document(&state, &who, &doc).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -327,7 +336,9 @@ pub async fn document_annotations(
         .documents
         .annotations(&who.room, &doc.id, who.member.role)
         .await?;
-    Ok(Json(json!({ "annotations": annotations })))
+    Ok(Json(
+        json!({ "annotations": wire::all::<_, AnnotationView>(&annotations) }),
+    ))
 }
 
 /// RFC 8187 encoding for `filename*`: everything but unreserved ASCII is %-escaped, so no name

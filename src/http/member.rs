@@ -9,8 +9,8 @@ use super::AppState;
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::auth::TokenKind;
-use crate::documents::Member;
-use crate::ids::{ParticipantId, RoomId};
+use crate::domain::ids::{ParticipantId, RoomId};
+use crate::domain::member::Member;
 
 /// The bearer token of a request, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {

@@ -14,9 +14,11 @@ use super::api::{ApiJson, Clinician};
 use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
-use crate::ids::RecordId;
-use crate::records::{PharmacyAction, RecordError, RecordKind, RecordStatus, RecordView};
+use crate::domain::ids::RecordId;
+use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
+use crate::records::RecordError;
 use crate::storage::RecordRow;
+use crate::wire::{self, ClinicalRecordView, RecordRowView};
 
 fn record_id(s: &str) -> Result<RecordId, ApiError> {
     RecordId::parse(s).ok_or(ApiError::NotFound)
@@ -65,7 +67,7 @@ pub async fn create_record(
     State(state): State<AppState>,
     who: RoomMember,
     ApiJson(b): ApiJson<CreateBody>,
-) -> Result<(StatusCode, Json<RecordView>), ApiError> {
+) -> Result<(StatusCode, Json<ClinicalRecordView>), ApiError> {
     let action = if b.supersedes.is_some() {
         Action::RecordCorrected
     } else {
@@ -105,7 +107,9 @@ pub async fn create_record(
     announce(&state, &record.id).await;
     Ok((
         StatusCode::CREATED,
-        Json(state.records.view(&record.id).await?),
+        Json(ClinicalRecordView::from(
+            &state.records.view(&record.id).await?,
+        )),
     ))
 }
 
@@ -117,7 +121,9 @@ pub async fn list_records(
         .records
         .in_room_for(&who.room, Some(who.member.role))
         .await?;
-    Ok(Json(json!({ "records": records })))
+    Ok(Json(
+        json!({ "records": wire::all::<_, ClinicalRecordView>(&records) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -130,7 +136,7 @@ pub async fn update_record(
     who: RoomMember,
     Path((_, rec)): Path<(String, String)>,
     ApiJson(b): ApiJson<UpdateBody>,
-) -> Result<Json<RecordView>, ApiError> {
+) -> Result<Json<ClinicalRecordView>, ApiError> {
     let id = record_id(&rec)?;
     match state
         .records
@@ -143,7 +149,9 @@ pub async fn update_record(
                 .record_or_log(record_event(who.event(Action::RecordDraftUpdated), &r))
                 .await;
             announce(&state, &id).await;
-            Ok(Json(state.records.view(&id).await?))
+            Ok(Json(ClinicalRecordView::from(
+                &state.records.view(&id).await?,
+            )))
         }
         Err(e) => {
             let event = who.event(Action::RecordDraftUpdated).object("record", &id);
@@ -156,7 +164,7 @@ pub async fn issue_record(
     State(state): State<AppState>,
     who: RoomMember,
     Path((_, rec)): Path<(String, String)>,
-) -> Result<Json<RecordView>, ApiError> {
+) -> Result<Json<ClinicalRecordView>, ApiError> {
     let id = record_id(&rec)?;
     match state.records.issue(&who.room, &who.member, &id).await {
         Ok(r) => {
@@ -165,7 +173,9 @@ pub async fn issue_record(
                 .record_or_log(record_event(who.event(Action::RecordIssued), &r))
                 .await;
             announce(&state, &id).await;
-            Ok(Json(state.records.view(&id).await?))
+            Ok(Json(ClinicalRecordView::from(
+                &state.records.view(&id).await?,
+            )))
         }
         Err(e) => {
             let event = who.event(Action::RecordIssued).object("record", &id);
@@ -194,7 +204,7 @@ pub async fn prescription_queue(
             .ok_or_else(|| ApiError::Invalid("unknown prescription status".into()))?,
     };
     Ok(Json(
-        json!({ "prescriptions": state.records.queue(status).await? }),
+        json!({ "prescriptions": wire::all::<_, RecordRowView>(&state.records.queue(status).await?) }),
     ))
 }
 
@@ -209,7 +219,7 @@ pub async fn pharmacy_action(
     who: Clinician,
     Path((rec, action)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<RecordView>, ApiError> {
+) -> Result<Json<ClinicalRecordView>, ApiError> {
     let id = record_id(&rec)?;
     let action = match action.as_str() {
         "review" => PharmacyAction::Review,
@@ -248,7 +258,9 @@ pub async fn pharmacy_action(
                 )
                 .await;
             announce(&state, &id).await;
-            Ok(Json(state.records.view(&id).await?))
+            Ok(Json(ClinicalRecordView::from(
+                &state.records.view(&id).await?,
+            )))
         }
         Err(e) => {
             let mut event = event.object("record", &id);

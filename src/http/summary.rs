@@ -12,6 +12,7 @@ use super::api::{Clinician, visible_room};
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent};
 use crate::summary::{self, Summary, SummaryError};
+use crate::wire::SummaryView;
 
 impl From<SummaryError> for ApiError {
     fn from(e: SummaryError) -> Self {
@@ -56,8 +57,10 @@ pub async fn get_summary(
     State(state): State<AppState>,
     who: Clinician,
     Path(id): Path<String>,
-) -> Result<Json<Summary>, ApiError> {
-    Ok(Json(load(&state, &who, &id, "json").await?))
+) -> Result<Json<SummaryView>, ApiError> {
+    Ok(Json(SummaryView::from(
+        &load(&state, &who, &id, "json").await?,
+    )))
 }
 
 pub async fn export_fhir(

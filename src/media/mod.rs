@@ -12,6 +12,7 @@
 //! demultiplexing hop, no lock, nothing shared on the forwarding path. The price is a range of
 //! `media.workers` UDP ports to open in the firewall instead of one.
 
+mod cpu;
 mod recv;
 mod send;
 mod socket;
@@ -24,9 +25,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
 use crate::config::MediaConfig;
-use crate::ids::RoomId;
+use crate::domain::ids::RoomId;
 use crate::sfu::{SfuCommand, SfuEvent};
 
+pub use cpu::cpu_seconds;
 pub use worker::{TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
 // The worker's socket and batched I/O, public so that `loadtests/` measures the limit (a bare
 // relay with no WebRTC) through the same system calls and buffers as the server.

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::recv::RecvBatch;
 use super::send::{SEND_BATCH, SendBatch};
 use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
-use crate::ids::RoomId;
+use crate::domain::ids::RoomId;
 use crate::sfu::{Sfu, SfuStats};
 
 /// Wake at least this often even with no timer due.
@@ -60,7 +60,7 @@ pub(super) fn spawn(
     announce: &[SocketAddr],
 ) -> Result<WorkerHandle, MediaError> {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let sfu = Sfu::new(announce);
+    let sfu = Sfu::new(announce, Instant::now());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -211,5 +211,5 @@ impl Worker {
 
 /// CPU time of the calling thread. Lets benchmarks compute work per core.
 fn thread_cpu_seconds() -> f64 {
-    crate::metrics::cpu_seconds("/proc/thread-self/stat")
+    super::cpu_seconds("/proc/thread-self/stat")
 }

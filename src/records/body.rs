@@ -4,39 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::record::RecordKind;
+
 const MAX_TEXT_CHARS: usize = 10_000;
 const MAX_FIELD_CHARS: usize = 200;
 const MAX_ITEMS: usize = 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordKind {
-    /// The doctor's consultation notes.
-    Note,
-    /// The specialist's findings, impression and recommendation.
-    DiagnosisReport,
-    /// An e-prescription: one or more medication orders.
-    Prescription,
-}
-
-impl RecordKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordKind::Note => "note",
-            RecordKind::DiagnosisReport => "diagnosis_report",
-            RecordKind::Prescription => "prescription",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "note" => RecordKind::Note,
-            "diagnosis_report" => RecordKind::DiagnosisReport,
-            "prescription" => RecordKind::Prescription,
-            _ => return None,
-        })
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

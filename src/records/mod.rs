@@ -8,17 +8,17 @@
 //! not write the audit trail or tell the room; the HTTP edge does both.
 
 mod body;
-mod status;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use body::{BodyError, RecordKind};
-pub use status::{PharmacyAction, RecordStatus};
+pub use body::BodyError;
 
-use crate::auth::{AccountRole, Role, now_unix_ms};
-use crate::documents::Member;
-use crate::ids::{RecordId, RoomId, UserId};
+use crate::domain::clock::now_unix_ms;
+
+use crate::domain::ids::{RecordId, RoomId, UserId};
+use crate::domain::member::Member;
+use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
+use crate::domain::role::{AccountRole, Role};
 use crate::storage::{Db, RecordEvent, RecordRow, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +46,8 @@ impl From<StorageError> for RecordError {
 }
 
 /// A record as participants and the summary see it: the row, its steps, and its successor.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordView {
-    #[serde(flatten)]
     pub record: RecordRow,
     pub events: Vec<RecordEvent>,
     pub superseded_by: Option<RecordId>,
@@ -63,11 +62,11 @@ fn may_write(role: Role, kind: RecordKind) -> bool {
 }
 
 pub fn may_read(role: Role, r: &RecordRow) -> bool {
-    role.may_read_record(r.kind.as_str(), r.status != RecordStatus::Draft)
+    role.may_read_record(r.kind, r.status)
 }
 
 fn sha256_of(body: &serde_json::Value) -> String {
-    crate::audit::hex(&Sha256::digest(body.to_string().as_bytes()))
+    crate::domain::hex::hex(&Sha256::digest(body.to_string().as_bytes()))
 }
 
 #[derive(Clone, Debug)]
@@ -216,9 +215,9 @@ impl Records {
             ));
         }
         let mut r = self.db.record(id).await?.ok_or(RecordError::NotFound)?;
-        let to = status::next(r.kind, r.status, action).ok_or(RecordError::Conflict(
-            "not allowed in the prescription's current state",
-        ))?;
+        let to = crate::domain::record::next(r.kind, r.status, action).ok_or(
+            RecordError::Conflict("not allowed in the prescription's current state"),
+        )?;
         if self.db.successor_of(id).await?.is_some() {
             return Err(RecordError::Conflict(
                 "this prescription was corrected; act on the newer version",

@@ -1,12 +1,14 @@
 //! Consultation rooms: the clinical rules of a live consultation.
 //!
 //! Each live room is a task (the [`room`] actor) that owns its participants and decides who
-//! may publish, subscribe and end the consultation (asking [`crate::auth::Role`]), handles
+//! may publish, subscribe and end the consultation (asking [`crate::domain::role::Role`]), handles
 //! joins, resumes and leaves, and tells the media core what to set up. Signaling sessions talk
 //! to a room only through [`RoomHandle`]; the media core talks to it only through events.
 //! [`RoomManager`] starts room tasks on demand and enforces the per-server room limit.
 
+mod notice;
 mod participant;
+mod request;
 mod room;
 #[cfg(test)]
 mod tests;
@@ -18,16 +20,21 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::AuditLog;
-use crate::auth::{Role, SigningKey};
-use crate::documents::{Documents, Member};
-use crate::ids::{InviteId, ParticipantId, RoomId};
+use crate::auth::SigningKey;
+use crate::documents::Documents;
+use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::member::Member;
+use crate::domain::role::Role;
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::records::RecordView;
-use crate::signaling::protocol::{
-    Annotate, EndReason, Follow, Limits, MediaState, Publish, ServerMessage, Welcome,
-};
 use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
+
+pub use notice::{
+    Connection, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack, ParticipantInfo,
+    Presenting, Problem, TrackKind, Welcome,
+};
+pub use request::{Annotate, Follow, MAX_CHAT_CHARS, MediaState, Publish};
 
 /// Capacity of a room's command queue, and of each session's outbound queue.
 pub const ROOM_QUEUE: usize = 256;
@@ -48,6 +55,8 @@ pub enum RoomError {
     ResumeFailed,
     #[error("your role may not do this")]
     Forbidden,
+    #[error("the {} role may not publish media", .0.as_str())]
+    MayNotPublish(Role),
     #[error("the room is shutting down")]
     Closed,
     #[error(transparent)]
@@ -60,13 +69,10 @@ pub enum RoomError {
 #[derive(Debug)]
 pub enum Outbound {
     /// Behind a pointer: every connection's queue allocates its slots up front, and a bare
-    /// `ServerMessage` (~150 bytes) made that a few KiB per idle participant. Shared: a
-    /// broadcast is one message in every recipient's queue.
-    Message(Arc<ServerMessage>),
-    Close {
-        code: u16,
-        reason: &'static str,
-    },
+    /// notice (~150 bytes) made that a few KiB per idle participant. Shared: a broadcast is one
+    /// notice in every recipient's queue.
+    Message(Arc<Notice>),
+    Close(Farewell),
 }
 
 /// A room's way to reach one signaling connection.

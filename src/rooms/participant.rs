@@ -3,10 +3,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use super::{Outbound, SessionLink};
-use crate::auth::Role;
-use crate::ids::{InviteId, ParticipantId};
-use crate::signaling::protocol::{Connection, ParticipantView, Publish, ServerMessage};
+use super::{Connection, Farewell, Notice, Outbound, ParticipantInfo, Publish, SessionLink};
+use crate::domain::ids::{InviteId, ParticipantId};
+use crate::domain::role::Role;
 
 /// Whether the participant's signaling connection is up.
 #[derive(Debug, Clone)]
@@ -33,7 +32,7 @@ pub struct Participant {
     /// Bumped on every join/resume; a resume token carries it, so each token works once.
     pub resume_nonce: u64,
     /// The offer the client owes an answer to, kept to re-send after a resume.
-    pub pending_offer: Option<(u64, ServerMessage)>,
+    pub pending_offer: Option<(u64, Notice)>,
     /// Set when a message could not be queued on the current connection: nothing more is
     /// queued there, and the room treats the connection as lost at the end of what it is doing
     /// ([`Participant::overflowed`]). A `OnceLock` (not a `Cell`) because the room's future
@@ -74,8 +73,8 @@ impl Participant {
         }
     }
 
-    pub fn view(&self) -> ParticipantView {
-        ParticipantView {
+    pub fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
             id: self.id.clone(),
             name: self.name.clone(),
             role: self.role,
@@ -134,12 +133,12 @@ impl Participant {
     /// Queues a message. One that cannot be queued (the client is too slow or gone) marks the
     /// connection [`overflowed`](Participant::overflowed), and nothing after it is queued
     /// there: the client resumes to a fresh state rather than go on with a gap.
-    pub fn send(&self, msg: ServerMessage) {
+    pub fn send(&self, msg: Notice) {
         self.send_shared(&Arc::new(msg))
     }
 
     /// The same for a message that others get too (a broadcast): shared, not copied.
-    pub fn send_shared(&self, msg: &Arc<ServerMessage>) {
+    pub fn send_shared(&self, msg: &Arc<Notice>) {
         if let Presence::Connected(link) = &self.presence
             && self.undeliverable.get().is_none()
             && let Err(e) = link.tx.try_send(Outbound::Message(msg.clone()))
@@ -151,9 +150,9 @@ impl Participant {
         }
     }
 
-    pub fn close(&self, code: u16, reason: &'static str) {
+    pub fn close(&self, why: Farewell) {
         if let Presence::Connected(link) = &self.presence {
-            let _ = link.tx.try_send(Outbound::Close { code, reason });
+            let _ = link.tx.try_send(Outbound::Close(why));
         }
     }
 }

@@ -13,18 +13,21 @@ use str0m::media::MediaKind;
 use tokio::sync::mpsc;
 
 use super::participant::{Participant, Presence};
-use super::{Joined, ResumeRef, RoomCommand, RoomError, RoomServices, RoomSettings, SessionLink};
+use super::{
+    Annotate, EndReason, Farewell, Follow, Joined, LeaveReason, MAX_CHAT_CHARS, Notice,
+    OfferedTrack, Presenting, Problem, Publish, ResumeRef, RoomCommand, RoomError, RoomServices,
+    RoomSettings, SessionLink, TrackKind, Welcome,
+};
 use crate::audit::{Action, Actor, AuditEvent, Outcome};
-use crate::auth::{Claims, Role, SigningKey, TokenKind, now_unix, now_unix_ms};
-use crate::documents::{DocumentError, Member};
-use crate::ids::{ChatMessageId, ParticipantId, RoomId};
+use crate::auth::{Claims, SigningKey, TokenKind};
+use crate::documents::DocumentError;
+use crate::domain::clock::{now_unix, now_unix_ms};
+use crate::domain::ids::{ChatMessageId, ParticipantId, RoomId};
+use crate::domain::member::Member;
+use crate::domain::role::Role;
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
 use crate::sfu::{Answer, AnswerError, FailReason, PublishKinds, SfuCommand, SfuEvent};
-use crate::signaling::protocol::{
-    Annotate, EndReason, ErrorCode, Follow, FollowView, LeaveReason, MAX_CHAT_CHARS, RoomView,
-    ServerMessage, TrackView, Welcome, close,
-};
 use crate::storage::{ChatRecord, Db, DocumentRecord, RoomRecord};
 
 /// Resume tokens outlive any consultation; what keeps them short-lived is that each works
@@ -63,7 +66,7 @@ pub struct Room {
     /// The latest chat messages, for late joiners.
     chat: std::collections::VecDeque<ChatRecord>,
     /// Who presents which document, and where they are in it (follow mode).
-    follow: Option<FollowView>,
+    follow: Option<Presenting>,
     /// Participants who joined but are not yet announced to the others, in order of arrival,
     /// and when the first of them came (see `run`).
     arrivals: Vec<ParticipantId>,
@@ -219,17 +222,14 @@ impl Room {
                 };
                 p.audio_muted = state.audio_muted;
                 p.video_off = state.video_off;
-                let view = p.view();
-                self.broadcast_except(
-                    &participant,
-                    ServerMessage::ParticipantUpdated { participant: view },
-                );
+                let view = p.info();
+                self.broadcast_except(&participant, Notice::ParticipantUpdated(view));
             }
             RoomCommand::Leave { participant, conn } => {
                 // Also from a connection the room already found gone: the session sent its
                 // `leave` before it closed, and the room may have noticed the close first.
                 if let Some(p) = self.find(&participant).filter(|p| p.is_or_was_conn(conn)) {
-                    p.close(close::NORMAL, "left");
+                    p.close(Farewell::Left);
                     self.remove(&participant, LeaveReason::Left).await;
                 }
             }
@@ -259,12 +259,9 @@ impl Room {
                     return;
                 };
                 p.lose_connection(deadline);
-                let view = p.view();
+                let view = p.info();
                 tracing::info!(room = %self.record.id, participant = %participant, "signaling lost; waiting for resume");
-                self.broadcast_except(
-                    &participant,
-                    ServerMessage::ParticipantUpdated { participant: view },
-                );
+                self.broadcast_except(&participant, Notice::ParticipantUpdated(view));
             }
             RoomCommand::Authorize { participant, reply } => {
                 let member = self.find(&participant).map(|p| Member {
@@ -279,17 +276,13 @@ impl Room {
                 if self.documents.iter().any(|d| d.id == document.id) {
                     return;
                 }
-                let msg = ServerMessage::DocumentShared {
-                    document: document.clone(),
-                };
+                let msg = Notice::DocumentShared(document.clone());
                 let visibility = document.visibility;
                 self.documents.push(document);
                 self.broadcast_where(|p| p.role.may_view(visibility), msg);
             }
             RoomCommand::RecordChanged { record } => {
-                let msg = ServerMessage::RecordUpdated {
-                    record: record.clone(),
-                };
+                let msg = Notice::RecordUpdated(record.clone());
                 self.broadcast_where(|p| crate::records::may_read(p.role, &record.record), msg);
             }
             RoomCommand::Chat {
@@ -316,15 +309,15 @@ impl Room {
         };
         let text = text.trim();
         if !p.role.may_chat() {
-            p.send(ServerMessage::error(
-                ErrorCode::Forbidden,
+            p.send(Notice::refused(
+                Problem::Forbidden,
                 "your role may not chat",
             ));
             return;
         }
         if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
-            p.send(ServerMessage::error(
-                ErrorCode::BadMessage,
+            p.send(Notice::refused(
+                Problem::Invalid,
                 format!("a chat message must be 1 to {MAX_CHAT_CHARS} characters"),
             ));
             return;
@@ -340,8 +333,8 @@ impl Room {
         // Persisted before anyone sees it: what was said is part of the consultation record.
         if let Err(e) = self.db.insert_chat(self.id(), &message).await {
             tracing::error!(room = %self.record.id, error = %e, "chat message not stored");
-            p.send(ServerMessage::error(
-                ErrorCode::Internal,
+            p.send(Notice::refused(
+                Problem::Internal,
                 "the message could not be stored; try again",
             ));
             return;
@@ -350,7 +343,7 @@ impl Room {
             self.chat.pop_front();
         }
         self.chat.push_back(message.clone());
-        self.broadcast_where(|_| true, ServerMessage::Chat { message });
+        self.broadcast_where(|_| true, Notice::Chat(message));
     }
 
     fn follow(&mut self, participant: ParticipantId, conn: u64, follow: Follow) {
@@ -358,8 +351,8 @@ impl Room {
             return;
         };
         if !p.role.may_annotate() {
-            p.send(ServerMessage::error(
-                ErrorCode::Forbidden,
+            p.send(Notice::refused(
+                Problem::Forbidden,
                 "your role may not present documents",
             ));
             return;
@@ -372,7 +365,7 @@ impl Room {
             {
                 let visibility = self.presented_visibility();
                 self.follow = None;
-                let msg = ServerMessage::FollowStopped {
+                let msg = Notice::PresentingStopped {
                     presenter: participant.clone(),
                 };
                 self.broadcast_where(
@@ -389,33 +382,33 @@ impl Room {
             .map(|d| d.visibility)
             .filter(|v| p.role.may_view(*v))
         else {
-            p.send(ServerMessage::error(
-                ErrorCode::Forbidden,
+            p.send(Notice::refused(
+                Problem::Forbidden,
                 "no such document in this consultation",
             ));
             return;
         };
         if !follow.is_valid() {
-            p.send(ServerMessage::error(
-                ErrorCode::BadMessage,
+            p.send(Notice::refused(
+                Problem::Invalid,
                 "follow: page 1-10000, zoom 0.1-20, points within the page (0-1)",
             ));
             return;
         }
         // One presenter at a time: the latest to present takes over.
-        let view = FollowView {
+        let view = Presenting {
             presenter: participant.clone(),
-            state: follow,
+            position: follow,
         };
         self.follow = Some(view.clone());
         self.broadcast_where(
             |q| q.id != participant && q.role.may_view(visibility),
-            ServerMessage::Follow(Box::new(view)),
+            Notice::Presenting(Box::new(view)),
         );
     }
 
-    fn presented_visibility(&self) -> Option<crate::auth::Visibility> {
-        let id = self.follow.as_ref()?.state.document_id.as_ref()?;
+    fn presented_visibility(&self) -> Option<crate::domain::role::Visibility> {
+        let id = self.follow.as_ref()?.position.document_id.as_ref()?;
         self.documents
             .iter()
             .find(|d| &d.id == id)
@@ -453,30 +446,30 @@ impl Room {
                 let visibility = doc.visibility;
                 self.broadcast_where(
                     |q| q.role.may_view(visibility),
-                    ServerMessage::AnnotationAdded { annotation },
+                    Notice::AnnotationAdded(annotation),
                 );
             }
             Err(e) => {
-                let (code, outcome) = match &e {
+                let (problem, outcome) = match &e {
                     DocumentError::Forbidden(_) | DocumentError::NotFound => {
-                        (ErrorCode::Forbidden, Outcome::Denied)
+                        (Problem::Forbidden, Outcome::Denied)
                     }
-                    DocumentError::Invalid(_) => (ErrorCode::BadMessage, Outcome::Denied),
-                    _ => (ErrorCode::Internal, Outcome::Error),
+                    DocumentError::Invalid(_) => (Problem::Invalid, Outcome::Denied),
+                    _ => (Problem::Internal, Outcome::Error),
                 };
                 let event = self
                     .audit(p, Action::DocumentAnnotated)
                     .object("document", &a.document_id)
                     .outcome(outcome);
-                p.send(ServerMessage::error(
-                    code,
-                    if code == ErrorCode::Internal {
+                p.send(Notice::refused(
+                    problem,
+                    if problem == Problem::Internal {
                         "the annotation could not be stored".to_string()
                     } else {
                         e.to_string()
                     },
                 ));
-                if code == ErrorCode::Internal {
+                if problem == Problem::Internal {
                     tracing::error!(room = %self.record.id, error = %e, "annotation failed");
                 }
                 self.services.audit.record_or_log(event).await;
@@ -488,8 +481,8 @@ impl Room {
         &mut self,
         name: String,
         role: Role,
-        publish: crate::signaling::protocol::Publish,
-        invite: crate::ids::InviteId,
+        publish: Publish,
+        invite: crate::domain::ids::InviteId,
         replaces: Option<ResumeRef>,
         link: SessionLink,
     ) -> Result<Joined, RoomError> {
@@ -499,10 +492,14 @@ impl Room {
                 .is_some_and(|p| p.resume_nonce == old.nonce);
             if same {
                 if let Some(p) = self.find(&old.participant) {
-                    p.close(close::REPLACED, "replaced");
+                    p.close(Farewell::Replaced);
                 }
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
+        }
+        // The room decides what a role may do; signaling only carries the request.
+        if !role.may_publish() && (publish.audio || publish.video) {
+            return Err(RoomError::MayNotPublish(role));
         }
         if self.participants.len() >= self.settings.max_participants {
             return Err(RoomError::Full(self.settings.max_participants));
@@ -521,11 +518,6 @@ impl Room {
             )
             .await
             .map_err(|e| RoomError::Audit(e.to_string()))?;
-        let publish = if role.may_publish() {
-            publish
-        } else {
-            Default::default()
-        };
         self.media
             .command(SfuCommand::AddTransport {
                 room: self.id().clone(),
@@ -560,13 +552,13 @@ impl Room {
             return Err(RoomError::ResumeFailed);
         }
         // A client may notice the drop before the server does: the old link is replaced.
-        p.close(close::REPLACED, "resumed elsewhere");
+        p.close(Farewell::Replaced);
         p.resume_nonce += 1;
         p.reconnect(link);
         let pending = p.pending_offer.as_ref().map(|(_, m)| m.clone());
-        let view = p.view();
+        let view = p.info();
         let id = p.id.clone();
-        self.broadcast_except(&id, ServerMessage::ParticipantUpdated { participant: view });
+        self.broadcast_except(&id, Notice::ParticipantUpdated(view));
         let welcome = self.welcome(&id);
         if let (Some(offer), Some(p)) = (pending, self.find(&id)) {
             // Queued behind the `resumed` reply the session sends first.
@@ -584,8 +576,8 @@ impl Room {
             return;
         };
         if p.pending_offer.as_ref().map(|(id, _)| *id) != Some(offer_id) {
-            p.send(ServerMessage::error(
-                ErrorCode::StaleOffer,
+            p.send(Notice::refused(
+                Problem::StaleOffer,
                 format!("offer {offer_id} is not outstanding"),
             ));
             return;
@@ -609,18 +601,18 @@ impl Room {
                 let Some(p) = self.find_mut(&participant) else {
                     return;
                 };
-                let msg = ServerMessage::Offer {
+                let msg = Notice::Offer {
                     offer_id: offer.offer_id,
                     sdp: offer.sdp,
                     tracks: offer
                         .tracks
                         .into_iter()
-                        .map(|t| TrackView {
+                        .map(|t| OfferedTrack {
                             mid: t.mid,
-                            participant_id: t.participant,
+                            participant: t.participant,
                             kind: match t.kind {
-                                MediaKind::Audio => "audio",
-                                MediaKind::Video => "video",
+                                MediaKind::Audio => TrackKind::Audio,
+                                MediaKind::Video => TrackKind::Video,
                             },
                         })
                         .collect(),
@@ -632,14 +624,11 @@ impl Room {
                 participant, error, ..
             } => {
                 if let Some(p) = self.find(&participant) {
-                    let code = match error {
-                        AnswerError::Stale => ErrorCode::StaleOffer,
-                        AnswerError::BadSdp(_) => ErrorCode::BadSdp,
+                    let problem = match error {
+                        AnswerError::Stale => Problem::StaleOffer,
+                        AnswerError::BadSdp(_) => Problem::BadAnswer,
                     };
-                    p.send(ServerMessage::error(
-                        code,
-                        "the answer could not be applied",
-                    ));
+                    p.send(Notice::refused(problem, "the answer could not be applied"));
                 }
             }
             SfuEvent::Connected { participant, .. } => {
@@ -650,19 +639,19 @@ impl Room {
                 reason,
                 ..
             } => {
-                let (code, text) = match reason {
+                let (problem, text) = match reason {
                     FailReason::NeverConnected => (
-                        ErrorCode::MediaUnreachable,
+                        Problem::MediaUnreachable,
                         "the media connection never came up: UDP to the server's media port may be blocked",
                     ),
                     FailReason::Lost => (
-                        ErrorCode::MediaLost,
+                        Problem::MediaLost,
                         "the media connection was lost; join again",
                     ),
                 };
                 if let Some(p) = self.find(&participant) {
-                    p.send(ServerMessage::error(code, text));
-                    p.close(code.close_code(), "media failed");
+                    p.send(Notice::refused(problem, text));
+                    p.close(Farewell::MediaFailed(problem));
                 }
                 tracing::info!(room = %self.record.id, participant = %participant, reason = ?reason, "media connection failed");
                 self.remove(&participant, LeaveReason::MediaFailed).await;
@@ -705,7 +694,7 @@ impl Room {
             self.follow = None;
             self.broadcast_where(
                 |_| true,
-                ServerMessage::FollowStopped {
+                Notice::PresentingStopped {
                     presenter: id.clone(),
                 },
             );
@@ -718,8 +707,8 @@ impl Room {
             .await;
         self.broadcast_except(
             id,
-            ServerMessage::ParticipantLeft {
-                participant_id: id.clone(),
+            Notice::ParticipantLeft {
+                participant: id.clone(),
                 reason,
             },
         );
@@ -731,8 +720,8 @@ impl Room {
 
     async fn end(&mut self, reason: EndReason) -> Result<(), RoomError> {
         for p in &self.participants {
-            p.send(ServerMessage::RoomEnded { reason });
-            p.close(close::ROOM_ENDED, "room ended");
+            p.send(Notice::RoomEnded(reason));
+            p.close(Farewell::RoomEnded);
         }
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
         for id in &ids {
@@ -768,17 +757,14 @@ impl Room {
             nonce: me.resume_nonce,
         });
         Welcome {
-            v: crate::signaling::protocol::PROTOCOL_VERSION,
-            room: RoomView {
-                id: self.record.id.clone(),
-                title: self.record.title.clone(),
-            },
-            you: me.view(),
+            room: self.record.id.clone(),
+            title: self.record.title.clone(),
+            you: me.info(),
             participants: self
                 .participants
                 .iter()
                 .filter(|p| &p.id != id)
-                .map(Participant::view)
+                .map(Participant::info)
                 .collect(),
             resume_token,
             resume_window_s: self.settings.resume_window.as_secs(),
@@ -798,7 +784,7 @@ impl Room {
                 .cloned()
                 .collect(),
             chat: self.chat.iter().cloned().collect(),
-            follow: self.follow.clone().filter(|_| {
+            presenting: self.follow.clone().filter(|_| {
                 self.presented_visibility()
                     .is_some_and(|v| me.role.may_view(v))
             }),
@@ -814,7 +800,7 @@ impl Room {
     }
 
     /// Sends one message, shared, to every participant `to` selects.
-    fn broadcast_where(&self, to: impl Fn(&Participant) -> bool, msg: ServerMessage) {
+    fn broadcast_where(&self, to: impl Fn(&Participant) -> bool, msg: Notice) {
         let msg = Arc::new(msg);
         for p in self.participants.iter().filter(|p| to(p)) {
             p.send_shared(&msg);
@@ -822,7 +808,7 @@ impl Room {
     }
 
     /// Sends to everyone but `except`.
-    fn broadcast_except(&self, except: &ParticipantId, msg: ServerMessage) {
+    fn broadcast_except(&self, except: &ParticipantId, msg: Notice) {
         self.broadcast_where(|p| &p.id != except, msg);
     }
 
@@ -838,9 +824,9 @@ impl Room {
                 if p.too_slow() {
                     self.metrics.slow_clients.fetch_add(1, Ordering::Relaxed);
                 }
-                p.close(close::INTERNAL, "too slow");
+                p.close(Farewell::TooSlow);
                 p.lose_connection(deadline);
-                views.push(p.view());
+                views.push(p.info());
             }
             if views.is_empty() {
                 return;
@@ -848,7 +834,7 @@ impl Room {
             for view in views {
                 tracing::info!(room = %self.record.id, participant = %view.id, "signaling queue full or gone; waiting for resume");
                 let id = view.id.clone();
-                self.broadcast_except(&id, ServerMessage::ParticipantUpdated { participant: view });
+                self.broadcast_except(&id, Notice::ParticipantUpdated(view));
             }
         }
     }
@@ -865,19 +851,15 @@ impl Room {
         let arrivals = std::mem::take(&mut self.arrivals);
         let views: Vec<_> = arrivals
             .iter()
-            .filter_map(|id| self.find(id).map(Participant::view))
+            .filter_map(|id| self.find(id).map(Participant::info))
             .collect();
         // The message for those who came after the first `from` of the views (by position).
-        let message = |from: usize| -> Option<Arc<ServerMessage>> {
+        let message = |from: usize| -> Option<Arc<Notice>> {
             let rest = &views[from.min(views.len())..];
             match rest {
                 [] => None,
-                [one] => Some(ServerMessage::ParticipantJoined {
-                    participant: one.clone(),
-                }),
-                many => Some(ServerMessage::ParticipantsJoined {
-                    participants: many.to_vec(),
-                }),
+                [one] => Some(Notice::ParticipantJoined(one.clone())),
+                many => Some(Notice::ParticipantsJoined(many.to_vec())),
             }
             .map(Arc::new)
         };

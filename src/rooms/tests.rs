@@ -7,9 +7,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::auth::AccountRole;
 use crate::config::MediaConfig;
-use crate::signaling::protocol::{Connection, EndReason, LeaveReason};
+use crate::domain::role::AccountRole;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -130,17 +129,17 @@ async fn next(m: &mut Member) -> Outbound {
             .await
             .expect("a message in time")
             .expect("queue open");
-        if !matches!(&out, Outbound::Message(m) if matches!(**m, ServerMessage::Offer { .. })) {
+        if !matches!(&out, Outbound::Message(m) if matches!(**m, Notice::Offer { .. })) {
             return out;
         }
     }
 }
 
 /// The message in `out`, if it is one.
-fn message(out: Outbound) -> Option<ServerMessage> {
+fn message(out: Outbound) -> Option<Notice> {
     match out {
         Outbound::Message(m) => Some(std::sync::Arc::unwrap_or_clone(m)),
-        Outbound::Close { .. } => None,
+        Outbound::Close(_) => None,
     }
 }
 
@@ -153,7 +152,7 @@ async fn joins_are_announced_and_capacity_is_enforced() {
     assert_eq!(b.welcome.participants.len(), 1);
     assert_eq!(b.welcome.participants[0].id, a.id);
     match message(next(&mut a).await) {
-        Some(ServerMessage::ParticipantJoined { participant }) => {
+        Some(Notice::ParticipantJoined(participant)) => {
             assert_eq!(participant.id, b.id)
         }
         other => panic!("{other:?}"),
@@ -169,10 +168,8 @@ async fn arrivals_heard(m: &mut Member) -> Vec<Vec<ParticipantId>> {
     let mut heard = Vec::new();
     while let Ok(Some(out)) = tokio::time::timeout(Duration::from_millis(300), m.rx.recv()).await {
         match message(out) {
-            Some(ServerMessage::ParticipantJoined { participant }) => {
-                heard.push(vec![participant.id])
-            }
-            Some(ServerMessage::ParticipantsJoined { participants }) => {
+            Some(Notice::ParticipantJoined(participant)) => heard.push(vec![participant.id]),
+            Some(Notice::ParticipantsJoined(participants)) => {
                 heard.push(participants.into_iter().map(|p| p.id).collect())
             }
             _ => {}
@@ -262,11 +259,11 @@ async fn only_a_doctor_ends_and_an_ended_room_stays_ended() {
     for m in [&mut doctor, &mut patient] {
         loop {
             let out = next(m).await;
-            if let Outbound::Close { code, .. } = out {
-                assert_eq!(code, 4000);
+            if let Outbound::Close(why) = out {
+                assert_eq!(why, Farewell::RoomEnded);
                 break;
             }
-            if let Some(ServerMessage::RoomEnded { reason }) = message(out) {
+            if let Some(Notice::RoomEnded(reason)) = message(out) {
                 assert_eq!(reason, EndReason::EndedByDoctor)
             }
         }
@@ -299,15 +296,15 @@ async fn a_dropped_participant_is_reconnecting_then_removed() {
     })
     .await;
     match message(next(&mut doctor).await) {
-        Some(ServerMessage::ParticipantUpdated { participant }) => {
+        Some(Notice::ParticipantUpdated(participant)) => {
             assert_eq!(participant.id, patient.id);
             assert_eq!(participant.connection, Connection::Reconnecting);
         }
         other => panic!("{other:?}"),
     }
     match message(next(&mut doctor).await) {
-        Some(ServerMessage::ParticipantLeft {
-            participant_id,
+        Some(Notice::ParticipantLeft {
+            participant: participant_id,
             reason,
         }) => {
             assert_eq!(participant_id, patient.id);
@@ -339,13 +336,11 @@ async fn a_client_too_slow_for_its_queue_is_shown_reconnecting() {
     let (mut doctor_updates, mut slow_updates) = (0, 0);
     while doctor_updates < 1 || slow_updates < 1 {
         match message(next(&mut watcher).await) {
-            Some(ServerMessage::ParticipantUpdated { participant })
-                if participant.id == slow.id =>
-            {
+            Some(Notice::ParticipantUpdated(participant)) if participant.id == slow.id => {
                 assert_eq!(participant.connection, Connection::Reconnecting);
                 slow_updates += 1;
             }
-            Some(ServerMessage::ParticipantUpdated { participant }) => {
+            Some(Notice::ParticipantUpdated(participant)) => {
                 assert_eq!(participant.id, doctor.id);
                 doctor_updates += 1;
             }
@@ -371,7 +366,7 @@ async fn a_client_too_slow_for_its_queue_is_shown_reconnecting() {
     .await;
     f.send(mute(false)).await;
     match message(next(&mut watcher).await) {
-        Some(ServerMessage::ParticipantUpdated { participant }) => {
+        Some(Notice::ParticipantUpdated(participant)) => {
             assert_eq!(participant.id, doctor.id);
             assert!(!participant.audio_muted);
         }
@@ -392,7 +387,7 @@ async fn a_client_too_slow_for_its_queue_is_shown_reconnecting() {
     .await;
     done.await.unwrap().unwrap();
     match message(next(&mut watcher).await) {
-        Some(ServerMessage::ParticipantUpdated { participant }) => {
+        Some(Notice::ParticipantUpdated(participant)) => {
             assert_eq!(participant.id, slow.id);
             assert_eq!(participant.connection, Connection::Connected);
         }
@@ -426,15 +421,13 @@ async fn a_leave_counts_even_when_its_connection_was_found_gone_first() {
     let mut left = Vec::new();
     while left.len() < 2 {
         match message(next(&mut doctor).await) {
-            Some(ServerMessage::ParticipantLeft {
-                participant_id,
+            Some(Notice::ParticipantLeft {
+                participant: participant_id,
                 reason,
             }) => left.push((participant_id, reason)),
-            Some(
-                ServerMessage::ParticipantJoined { .. } | ServerMessage::ParticipantsJoined { .. },
-            ) => {}
+            Some(Notice::ParticipantJoined(_) | Notice::ParticipantsJoined(_)) => {}
             // The room may tell of b's lost connection before b's leave arrives.
-            Some(ServerMessage::ParticipantUpdated { participant }) if participant.id == b_id => {
+            Some(Notice::ParticipantUpdated(participant)) if participant.id == b_id => {
                 assert_eq!(participant.connection, Connection::Reconnecting)
             }
             other => panic!("{other:?}"),

@@ -36,7 +36,7 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
-use crate::ids::{ParticipantId, RoomId};
+use crate::domain::ids::{ParticipantId, RoomId};
 pub use dtls::crypto_provider;
 use forwarder::Verdict;
 use router::{Producer, Router};
@@ -205,7 +205,8 @@ pub struct Sfu {
 
 impl Sfu {
     /// `announce` are the addresses put in offers as host candidates (IP + the media port).
-    pub fn new(announce: &[SocketAddr]) -> Self {
+    /// `now` starts the core's clock; from then on time comes with every input.
+    pub fn new(announce: &[SocketAddr], now: Instant) -> Self {
         let candidates: Vec<Candidate> = announce
             .iter()
             .filter_map(|a| Candidate::host(*a, "udp").ok())
@@ -230,7 +231,7 @@ impl Sfu {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SfuStats::default(),
-            now: Instant::now(),
+            now,
             scratch_events: Vec::new(),
         }
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use str0m::media::MediaKind;
 
 use super::{ProducerKey, TransportKey};
-use crate::ids::ParticipantId;
+use crate::domain::ids::ParticipantId;
 
 #[derive(Debug, Default)]
 pub struct Router {

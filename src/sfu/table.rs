@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::Transport;
-use crate::ids::ParticipantId;
+use crate::domain::ids::ParticipantId;
 
 /// A transport's place in the table. A removed transport's key never finds the transport that
 /// reuses its slot (the generation differs), so keys left in queues and timers go stale
@@ -117,7 +117,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::ids::RoomId;
+    use crate::domain::ids::RoomId;
     use crate::sfu::PublishKinds;
 
     fn transport() -> Transport {

@@ -107,10 +107,11 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        let now = Instant::now();
         Self {
-            now: Instant::now(),
+            now,
             elapsed_ms: 0,
-            sfu: Sfu::new(&[SERVER.parse().unwrap()]),
+            sfu: Sfu::new(&[SERVER.parse().unwrap()], now),
             room: RoomId::generate(),
             clients: Vec::new(),
             to_server: VecDeque::new(),

@@ -64,7 +64,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ids::{ParticipantId, RoomId};
+    use crate::domain::ids::{ParticipantId, RoomId};
     use crate::sfu::Transport;
     use crate::sfu::table::Transports;
 

@@ -17,7 +17,7 @@ use str0m::{Candidate, Rtc, RtcConfig};
 use super::forwarder::Forwarder;
 use super::keyframe::VideoCodec;
 use super::{ProducerKey, PublishKinds, TrackInfo};
-use crate::ids::{ParticipantId, RoomId};
+use crate::domain::ids::{ParticipantId, RoomId};
 
 /// How long ICE may stay disconnected before the transport is declared failed. Generous:
 /// rural links drop for seconds at a time and the browser's consent checks bring them back.

@@ -4,6 +4,7 @@
 //! room commands and relays the room's messages back. It never holds a peer connection and
 //! decides nothing about permissions: rooms and the media core do.
 
+mod counters;
 mod limits;
 pub mod protocol;
 mod session;
@@ -11,6 +12,7 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use counters::ErrorCounts;
 pub use limits::RateLimiter;
 pub use session::run_session;
 
@@ -27,6 +29,7 @@ pub struct SignalingContext {
     pub rooms: RoomManager,
     pub settings: Arc<SessionSettings>,
     pub metrics: Arc<Metrics>,
+    pub errors: Arc<ErrorCounts>,
 }
 
 #[derive(Debug, Clone)]

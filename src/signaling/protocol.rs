@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Role;
-use crate::ids::{DocumentId, ParticipantId, RoomId};
-use crate::records::RecordView;
-use crate::storage::{AnnotationRecord, ChatRecord, DocumentRecord};
+use crate::domain::ids::{DocumentId, ParticipantId, RoomId};
+use crate::domain::role::Role;
+use crate::rooms;
+use crate::wire::{self, AnnotationView, ChatView, ClinicalRecordView, DocumentView};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -50,9 +50,6 @@ pub struct Ping {
     pub id: u64,
 }
 
-/// Longest chat message, in characters.
-pub const MAX_CHAT_CHARS: usize = 2000;
-
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Chat {
     pub text: String,
@@ -82,18 +79,6 @@ fn unit_zoom() -> f64 {
 }
 fn page_centre() -> [f64; 2] {
     [0.5, 0.5]
-}
-
-impl Follow {
-    /// Page 1 to 10000, zoom 0.1 to 20, points on the page.
-    pub fn is_valid(&self) -> bool {
-        let on_page = |p: &[f64; 2]| p.iter().all(|c| c.is_finite() && (0.0..=1.0).contains(c));
-        (1..=10_000).contains(&self.page)
-            && self.zoom.is_finite()
-            && (0.1..=20.0).contains(&self.zoom)
-            && on_page(&self.center)
-            && self.pointer.as_ref().is_none_or(on_page)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -172,6 +157,72 @@ impl ClientMessage {
     }
 }
 
+// What a client asks, in the room's terms.
+
+impl From<Publish> for rooms::Publish {
+    fn from(p: Publish) -> Self {
+        Self {
+            audio: p.audio,
+            video: p.video,
+        }
+    }
+}
+
+impl From<rooms::Publish> for Publish {
+    fn from(p: rooms::Publish) -> Self {
+        Self {
+            audio: p.audio,
+            video: p.video,
+        }
+    }
+}
+
+impl From<MediaState> for rooms::MediaState {
+    fn from(m: MediaState) -> Self {
+        Self {
+            audio_muted: m.audio_muted,
+            video_off: m.video_off,
+        }
+    }
+}
+
+impl From<Follow> for rooms::Follow {
+    fn from(f: Follow) -> Self {
+        Self {
+            document_id: f.document_id,
+            page: f.page,
+            zoom: f.zoom,
+            center: f.center,
+            pointer: f.pointer,
+        }
+    }
+}
+
+impl From<&rooms::Follow> for Follow {
+    fn from(f: &rooms::Follow) -> Self {
+        Self {
+            document_id: f.document_id.clone(),
+            page: f.page,
+            zoom: f.zoom,
+            center: f.center,
+            pointer: f.pointer,
+        }
+    }
+}
+
+impl From<Annotate> for rooms::Annotate {
+    fn from(a: Annotate) -> Self {
+        Self {
+            document_id: a.document_id,
+            page: a.page,
+            shape: a.shape,
+        }
+    }
+}
+
+// What the server says. Every type below is the wire's own; `ServerMessage::from_notice` and
+// `Welcome::from_room` convert the room's notices, field by field.
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Connection {
@@ -189,6 +240,23 @@ pub struct ParticipantView {
     pub audio_muted: bool,
     pub video_off: bool,
     pub connection: Connection,
+}
+
+impl From<&rooms::ParticipantInfo> for ParticipantView {
+    fn from(p: &rooms::ParticipantInfo) -> Self {
+        Self {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            role: p.role,
+            publishing: p.publishing.into(),
+            audio_muted: p.audio_muted,
+            video_off: p.video_off,
+            connection: match p.connection {
+                rooms::Connection::Connected => Connection::Connected,
+                rooms::Connection::Reconnecting => Connection::Reconnecting,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,12 +285,37 @@ pub struct Welcome {
     pub access_token: String,
     pub limits: Limits,
     /// Documents shared so far that this participant may see, oldest first.
-    pub documents: Vec<DocumentRecord>,
+    pub documents: Vec<DocumentView>,
     /// The latest chat messages, oldest first.
-    pub chat: Vec<ChatRecord>,
+    pub chat: Vec<ChatView>,
     /// The presenter's current position, when someone presents a document this participant
     /// may see.
     pub follow: Option<FollowView>,
+}
+
+impl Welcome {
+    pub fn from_room(w: &rooms::Welcome) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            room: RoomView {
+                id: w.room.clone(),
+                title: w.title.clone(),
+            },
+            you: (&w.you).into(),
+            participants: wire::all(&w.participants),
+            resume_token: w.resume_token.clone(),
+            resume_window_s: w.resume_window_s,
+            access_token: w.access_token.clone(),
+            limits: Limits {
+                max_message_bytes: w.limits.max_message_bytes,
+                messages_per_second: w.limits.messages_per_second,
+                max_participants: w.limits.max_participants,
+            },
+            documents: wire::all(&w.documents),
+            chat: wire::all(&w.chat),
+            follow: w.presenting.as_ref().map(Into::into),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -230,6 +323,15 @@ pub struct FollowView {
     pub presenter: ParticipantId,
     #[serde(flatten)]
     pub state: Follow,
+}
+
+impl From<&rooms::Presenting> for FollowView {
+    fn from(p: &rooms::Presenting) -> Self {
+        Self {
+            presenter: p.presenter.clone(),
+            state: (&p.position).into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -259,8 +361,7 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    // Boxed: the welcome is by far the largest message, and every queued message pays for the
-    // largest variant.
+    // Boxed: the welcome is by far the largest message.
     Joined(Box<Welcome>),
     Resumed(Box<Welcome>),
     Offer {
@@ -295,21 +396,21 @@ pub enum ServerMessage {
     },
     /// A document is complete and may be opened (sent only to those who may see it).
     DocumentShared {
-        document: DocumentRecord,
+        document: DocumentView,
     },
     Chat {
-        message: ChatRecord,
+        message: ChatView,
     },
     Follow(Box<FollowView>),
     FollowStopped {
         presenter: ParticipantId,
     },
     AnnotationAdded {
-        annotation: AnnotationRecord,
+        annotation: AnnotationView,
     },
     /// A clinical record was created, issued, corrected or moved by the pharmacy.
     RecordUpdated {
-        record: Box<RecordView>,
+        record: Box<ClinicalRecordView>,
     },
 }
 
@@ -324,6 +425,74 @@ impl ServerMessage {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server messages serialize")
+    }
+
+    /// The room's notice as the client is told it.
+    pub fn from_notice(n: &rooms::Notice) -> Self {
+        use rooms::Notice as N;
+        match n {
+            N::Offer {
+                offer_id,
+                sdp,
+                tracks,
+            } => ServerMessage::Offer {
+                offer_id: *offer_id,
+                sdp: sdp.clone(),
+                tracks: tracks
+                    .iter()
+                    .map(|t| TrackView {
+                        mid: t.mid.clone(),
+                        participant_id: t.participant.clone(),
+                        kind: match t.kind {
+                            rooms::TrackKind::Audio => "audio",
+                            rooms::TrackKind::Video => "video",
+                        },
+                    })
+                    .collect(),
+            },
+            N::ParticipantJoined(p) => ServerMessage::ParticipantJoined {
+                participant: p.into(),
+            },
+            N::ParticipantsJoined(ps) => ServerMessage::ParticipantsJoined {
+                participants: wire::all(ps),
+            },
+            N::ParticipantUpdated(p) => ServerMessage::ParticipantUpdated {
+                participant: p.into(),
+            },
+            N::ParticipantLeft {
+                participant,
+                reason,
+            } => ServerMessage::ParticipantLeft {
+                participant_id: participant.clone(),
+                reason: match reason {
+                    rooms::LeaveReason::Left => LeaveReason::Left,
+                    rooms::LeaveReason::Disconnected => LeaveReason::Disconnected,
+                    rooms::LeaveReason::Replaced => LeaveReason::Replaced,
+                    rooms::LeaveReason::MediaFailed => LeaveReason::MediaFailed,
+                },
+            },
+            N::RoomEnded(reason) => ServerMessage::RoomEnded {
+                reason: match reason {
+                    rooms::EndReason::EndedByDoctor => EndReason::EndedByDoctor,
+                    rooms::EndReason::ServerShutdown => EndReason::ServerShutdown,
+                },
+            },
+            N::Refused { problem, message } => {
+                ServerMessage::error(ErrorCode::of_problem(*problem), message.clone())
+            }
+            N::DocumentShared(d) => ServerMessage::DocumentShared { document: d.into() },
+            N::Chat(c) => ServerMessage::Chat { message: c.into() },
+            N::Presenting(p) => ServerMessage::Follow(Box::new(p.as_ref().into())),
+            N::PresentingStopped { presenter } => ServerMessage::FollowStopped {
+                presenter: presenter.clone(),
+            },
+            N::AnnotationAdded(a) => ServerMessage::AnnotationAdded {
+                annotation: a.into(),
+            },
+            N::RecordUpdated(r) => ServerMessage::RecordUpdated {
+                record: Box::new(r.as_ref().into()),
+            },
+        }
     }
 }
 
@@ -410,6 +579,19 @@ impl ErrorCode {
         }
     }
 
+    /// The code a client is given for the room's refusal.
+    pub fn of_problem(p: rooms::Problem) -> Self {
+        match p {
+            rooms::Problem::Forbidden => ErrorCode::Forbidden,
+            rooms::Problem::Invalid => ErrorCode::BadMessage,
+            rooms::Problem::StaleOffer => ErrorCode::StaleOffer,
+            rooms::Problem::BadAnswer => ErrorCode::BadSdp,
+            rooms::Problem::MediaUnreachable => ErrorCode::MediaUnreachable,
+            rooms::Problem::MediaLost => ErrorCode::MediaLost,
+            rooms::Problem::Internal => ErrorCode::Internal,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         // Kept in sync with the serde names by the unit test below.
         match self {
@@ -447,6 +629,18 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
     pub const ROOM_ENDED: u16 = 4000;
     pub const REPLACED: u16 = 4003;
+
+    /// The close code for the room's reason to close a connection.
+    pub fn of_farewell(f: crate::rooms::Farewell) -> u16 {
+        use crate::rooms::Farewell;
+        match f {
+            Farewell::Left => NORMAL,
+            Farewell::Replaced => REPLACED,
+            Farewell::RoomEnded => ROOM_ENDED,
+            Farewell::TooSlow => INTERNAL,
+            Farewell::MediaFailed(p) => super::ErrorCode::of_problem(p).close_code(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,13 +15,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::SignalingContext;
 use super::limits::RateLimiter;
 use super::protocol::{
-    ClientMessage, EndReason, ErrorCode, Join, PROTOCOL_VERSION, ParseError, Resume, ServerMessage,
+    ClientMessage, ErrorCode, Join, PROTOCOL_VERSION, ParseError, Resume, ServerMessage, Welcome,
     close,
 };
 use crate::auth::{AuthError, TokenKind};
-use crate::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::ids::{InviteId, ParticipantId, RoomId};
 use crate::rooms::{
-    Joined, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle, SESSION_QUEUE, SessionLink,
+    self, Joined, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle, SESSION_QUEUE,
+    SessionLink,
 };
 
 /// Malformed or unknown messages tolerated before the connection is closed.
@@ -75,13 +76,14 @@ pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
 }
 
 async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
-    let metrics = ctx.metrics.clone();
+    let errors = ctx.errors.clone();
     let to_frame = |msg: &ServerMessage| {
         if let ServerMessage::Error { code, .. } = msg {
-            metrics.error(*code);
+            errors.count(*code);
         }
         text_frame(msg)
     };
+    let notice_frame = |notice: &rooms::Notice| to_frame(&ServerMessage::from_notice(notice));
     let (mut sink, mut stream) = socket.split();
     let (link_tx, mut link_rx) = mpsc::channel(SESSION_QUEUE);
     let settings = ctx.settings.clone();
@@ -141,15 +143,15 @@ async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
                     // record and one system call for a burst (a lecture filling up queues an
                     // announcement per arrival for everyone) instead of one per message.
                     let mut close = None;
-                    let mut written = sink.feed(to_frame(&msg)).await.is_ok();
+                    let mut written = sink.feed(notice_frame(&msg)).await.is_ok();
                     for _ in 1..WRITE_BATCH {
                         if !written {
                             break;
                         }
                         match link_rx.try_recv() {
-                            Ok(Outbound::Message(msg)) => written = sink.feed(to_frame(&msg)).await.is_ok(),
-                            Ok(Outbound::Close { code, .. }) => {
-                                close = Some(code);
+                            Ok(Outbound::Message(msg)) => written = sink.feed(notice_frame(&msg)).await.is_ok(),
+                            Ok(Outbound::Close(farewell)) => {
+                                close = Some(close::of_farewell(farewell));
                                 break;
                             }
                             Err(_) => break,
@@ -162,7 +164,7 @@ async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
                         break Flow::Close { code, room_knows: true };
                     }
                 }
-                Some(Outbound::Close { code, .. }) => break Flow::Close { code, room_knows: true },
+                Some(Outbound::Close(farewell)) => break Flow::Close { code: close::of_farewell(farewell), room_knows: true },
                 // The room let go of this connection without a word: it was too slow to keep up.
                 None => break Flow::Close { code: close::INTERNAL, room_knows: true },
             },
@@ -186,7 +188,7 @@ async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
         } else {
             // Deliver what the room queued before its close (e.g. `room_ended`).
             while let Ok(Outbound::Message(msg)) = link_rx.try_recv() {
-                let _ = sink.send(to_frame(&msg)).await;
+                let _ = sink.send(notice_frame(&msg)).await;
             }
         }
     }
@@ -244,7 +246,9 @@ impl Session {
             (State::AwaitingJoin, ClientMessage::Join(join)) => match self.join(join).await {
                 Ok((room, joined)) => {
                     self.ctx.metrics.observe_join(started.elapsed());
-                    replies.push(ServerMessage::Joined(Box::new(joined.welcome)));
+                    replies.push(ServerMessage::Joined(Box::new(Welcome::from_room(
+                        &joined.welcome,
+                    ))));
                     self.link_tx = None;
                     self.state = State::InRoom {
                         room,
@@ -257,7 +261,9 @@ impl Session {
             (State::AwaitingJoin, ClientMessage::Resume(resume)) => match self.resume(resume).await
             {
                 Ok((room, joined)) => {
-                    replies.push(ServerMessage::Resumed(Box::new(joined.welcome)));
+                    replies.push(ServerMessage::Resumed(Box::new(Welcome::from_room(
+                        &joined.welcome,
+                    ))));
                     self.link_tx = None;
                     self.state = State::InRoom {
                         room,
@@ -311,7 +317,7 @@ impl Session {
             ClientMessage::MediaState(state) => RoomCommand::MediaState {
                 participant,
                 conn,
-                state,
+                state: state.into(),
             },
             ClientMessage::Leave => RoomCommand::Leave { participant, conn },
             ClientMessage::Chat(chat) => RoomCommand::Chat {
@@ -322,19 +328,19 @@ impl Session {
             ClientMessage::Follow(follow) => RoomCommand::Follow {
                 participant,
                 conn,
-                follow,
+                follow: follow.into(),
             },
             ClientMessage::Annotate(annotate) => RoomCommand::Annotate {
                 participant,
                 conn,
-                annotate,
+                annotate: annotate.into(),
             },
             ClientMessage::EndRoom => {
                 let (reply, rx) = oneshot::channel();
                 if room
                     .send(RoomCommand::End {
                         by: Some((participant, conn)),
-                        reason: EndReason::EndedByDoctor,
+                        reason: rooms::EndReason::EndedByDoctor,
                         reply,
                     })
                     .await
@@ -419,12 +425,6 @@ impl Session {
                 "this invite link was revoked".into(),
             ));
         }
-        if !role.may_publish() && (join.publish.audio || join.publish.video) {
-            return Err((
-                ErrorCode::Forbidden,
-                format!("the {} role may not publish media", role.as_str()),
-            ));
-        }
         let replaces = join
             .replaces
             .as_deref()
@@ -438,7 +438,7 @@ impl Session {
             let cmd = RoomCommand::Join {
                 name: name.to_owned(),
                 role,
-                publish: join.publish,
+                publish: join.publish.into(),
                 invite: invite_id.clone(),
                 replaces: replaces.clone(),
                 link: self.link()?,
@@ -532,7 +532,7 @@ fn room_refusal(e: RoomError) -> Refusal {
         RoomError::Full(_) => ErrorCode::RoomFull,
         RoomError::ServerFull => ErrorCode::ServerFull,
         RoomError::ResumeFailed => ErrorCode::ResumeFailed,
-        RoomError::Forbidden => ErrorCode::Forbidden,
+        RoomError::Forbidden | RoomError::MayNotPublish(_) => ErrorCode::Forbidden,
         RoomError::Closed | RoomError::Storage(_) | RoomError::Audit(_) => {
             tracing::warn!(error = %e, "room unavailable");
             return (

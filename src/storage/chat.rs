@@ -1,14 +1,13 @@
 //! Chat messages of a consultation, kept with it.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::auth::Role;
-use crate::ids::{ChatMessageId, ParticipantId, RoomId};
+use crate::domain::ids::{ChatMessageId, ParticipantId, RoomId};
+use crate::domain::role::Role;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatRecord {
     pub id: ChatMessageId,
     pub participant_id: ParticipantId,

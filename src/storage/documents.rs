@@ -1,16 +1,15 @@
 //! Shared documents, unfinished uploads and annotations as rows. The bytes are not here: they
 //! are in the blob store (`crate::documents`), named by the `sha256` column.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::auth::{Role, Visibility};
-use crate::documents::DocumentKind;
-use crate::ids::{AnnotationId, DocumentId, InviteId, ParticipantId, RoomId, UploadId};
+use crate::domain::document::DocumentKind;
+use crate::domain::ids::{AnnotationId, DocumentId, InviteId, ParticipantId, RoomId, UploadId};
+use crate::domain::role::{Role, Visibility};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DocumentRecord {
     pub id: DocumentId,
     pub room_id: RoomId,
@@ -38,7 +37,7 @@ pub struct UploadRecord {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AnnotationRecord {
     pub id: AnnotationId,
     pub document_id: DocumentId,

@@ -4,8 +4,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::auth::{Role, now_unix};
-use crate::ids::{InviteId, RoomId, UserId};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{InviteId, RoomId, UserId};
+use crate::domain::role::Role;
 
 #[derive(Debug, Clone)]
 pub struct Invite {

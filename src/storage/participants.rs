@@ -1,13 +1,13 @@
 //! Who took part in a consultation and when: written on join and leave, read by the summary.
 
-use serde::Serialize;
 use sqlx::Row;
 
 use super::{Db, StorageError};
-use crate::auth::{Role, now_unix};
-use crate::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::role::Role;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantRecord {
     pub id: ParticipantId,
     pub invite_id: InviteId,

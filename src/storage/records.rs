@@ -2,15 +2,14 @@
 //! updates are a draft's body (while it is a draft) and a status change, each guarded by the
 //! status it expects, so two pharmacists cannot both move the same prescription.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::ids::{RecordId, RoomId};
-use crate::records::{RecordKind, RecordStatus};
+use crate::domain::ids::{RecordId, RoomId};
+use crate::domain::record::{RecordKind, RecordStatus};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordRow {
     pub id: RecordId,
     pub room_id: RoomId,
@@ -27,7 +26,7 @@ pub struct RecordRow {
     pub created_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordEvent {
     pub record_id: RecordId,
     pub from_status: RecordStatus,
@@ -175,7 +174,7 @@ impl Db {
             "INSERT INTO record_events (id, record_id, from_status, to_status, actor, actor_role, \
              note, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(crate::ids::RecordEventId::generate().as_str())
+        .bind(crate::domain::ids::RecordEventId::generate().as_str())
         .bind(event.record_id.as_str())
         .bind(event.from_status.as_str())
         .bind(event.to_status.as_str())

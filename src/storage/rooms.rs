@@ -1,21 +1,19 @@
 //! Consultation rooms as records: what was scheduled, by whom, and when it ended.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::auth::now_unix;
-use crate::ids::{RoomId, UserId};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{RoomId, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomStatus {
     Open,
     Ended,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RoomRecord {
     pub id: RoomId,
     pub title: String,

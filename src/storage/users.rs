@@ -4,8 +4,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError, map_unique};
-use crate::auth::{AccountRole, now_unix};
-use crate::ids::UserId;
+use crate::domain::clock::now_unix;
+use crate::domain::ids::UserId;
+use crate::domain::role::AccountRole;
 
 #[derive(Debug, Clone)]
 pub struct User {

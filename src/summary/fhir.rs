@@ -7,7 +7,8 @@
 use serde_json::{Value, json};
 
 use super::Summary;
-use crate::records::{RecordKind, RecordStatus, RecordView};
+use crate::domain::record::{RecordKind, RecordStatus};
+use crate::records::RecordView;
 
 /// An ISO 8601 UTC instant from Unix milliseconds.
 pub fn instant(ms: i64) -> String {
@@ -91,7 +92,7 @@ pub fn bundle(s: &Summary) -> Value {
             "subject": reference("Patient", &patient_id),
             "date": instant(doc.created_at_ms),
             "identifier": [{"system": "urn:huizhen:sha256", "value": doc.sha256}],
-            "securityLabel": if doc.visibility == crate::auth::Visibility::Clinicians {
+            "securityLabel": if doc.visibility == crate::domain::role::Visibility::Clinicians {
                 vec![json!({"text": "clinicians only"})]
             } else { vec![] },
             "content": [{"attachment": {

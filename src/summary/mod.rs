@@ -10,9 +10,7 @@ pub mod pdf;
 
 pub(crate) use fhir::instant as fhir_instant;
 
-use serde::Serialize;
-
-use crate::ids::RoomId;
+use crate::domain::ids::RoomId;
 use crate::records::{RecordError, RecordView, Records};
 use crate::storage::{
     AnnotationRecord, ChatRecord, Db, DocumentRecord, ParticipantRecord, RoomRecord, StorageError,
@@ -32,14 +30,13 @@ pub enum SummaryError {
     Records(#[from] RecordError),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DocumentSummary {
-    #[serde(flatten)]
     pub document: DocumentRecord,
     pub annotations: Vec<AnnotationRecord>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Summary {
     pub room: RoomRecord,
     pub participants: Vec<ParticipantRecord>,
@@ -65,7 +62,7 @@ pub async fn assemble(db: &Db, records: &Records, room: &RoomId) -> Result<Summa
         documents,
         chat: db.recent_chat(&room.id, MAX_CHAT).await?,
         records: records.in_room_for(&room.id, None).await?,
-        generated_at_ms: crate::auth::now_unix_ms(),
+        generated_at_ms: crate::domain::clock::now_unix_ms(),
         room,
     })
 }

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::Summary;
-use crate::records::RecordKind;
+use crate::domain::record::RecordKind;
 
 const PAGE_W: f32 = 595.0;
 const PAGE_H: f32 = 842.0;

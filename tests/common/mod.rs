@@ -6,8 +6,10 @@ pub mod peer;
 
 use std::time::Duration;
 
-use huizhen::auth::{AccountRole, hash_password};
+use huizhen::auth::hash_password;
+
 use huizhen::config::Config;
+use huizhen::domain::role::AccountRole;
 use huizhen::server::Server;
 use serde_json::{Value, json};
 
@@ -170,7 +172,7 @@ impl PgTestDb {
         // A database of its own, so runs never see each other's rows.
         let name = format!(
             "huizhen_test_{}",
-            huizhen::ids::RoomId::generate().as_str()[2..].to_ascii_lowercase()
+            huizhen::domain::ids::RoomId::generate().as_str()[2..].to_ascii_lowercase()
         );
         admin
             .execute(format!("CREATE DATABASE {name}").as_str())

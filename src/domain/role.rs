@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::UserId;
+use super::record::{RecordKind, RecordStatus};
+
 /// A participant's role in one consultation room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,10 +92,13 @@ impl Role {
     /// Reading a clinical record: the care team reads everything, drafts included; the patient
     /// reads their issued diagnosis reports and prescriptions (never notes or drafts); observers
     /// read none.
-    pub fn may_read_record(self, kind: &str, issued: bool) -> bool {
+    pub fn may_read_record(self, kind: RecordKind, status: RecordStatus) -> bool {
         match self {
             Role::Doctor | Role::Specialist => true,
-            Role::Patient => issued && matches!(kind, "diagnosis_report" | "prescription"),
+            Role::Patient => {
+                status != RecordStatus::Draft
+                    && matches!(kind, RecordKind::DiagnosisReport | RecordKind::Prescription)
+            }
             Role::Observer => false,
         }
     }
@@ -178,6 +184,17 @@ impl AccountRole {
         matches!(self, AccountRole::Admin | AccountRole::Supervisor)
     }
 
+    /// Whether an account (`me`, with this role) may see a room that `creator` created: its
+    /// own, or every room for administrators and supervisors.
+    pub fn may_see_room(self, me: &UserId, creator: &UserId) -> bool {
+        self.sees_all_rooms() || me == creator
+    }
+
+    /// Invites and ending: the room's creator, or an administrator.
+    pub fn may_manage_room(self, me: &UserId, creator: &UserId) -> bool {
+        self.may_manage_rooms() && self.may_see_room(me, creator)
+    }
+
     pub fn may_review_prescriptions(self) -> bool {
         matches!(self, AccountRole::Pharmacist)
     }
@@ -240,5 +257,32 @@ mod tests {
         ] {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
+    }
+
+    #[test]
+    fn record_and_room_visibility() {
+        use RecordKind::*;
+        use RecordStatus::*;
+        for kind in [Note, DiagnosisReport, Prescription] {
+            assert!(Role::Doctor.may_read_record(kind, Draft));
+            assert!(Role::Specialist.may_read_record(kind, Issued));
+            assert!(
+                !Role::Patient.may_read_record(kind, Draft),
+                "drafts stay with the care team"
+            );
+            assert!(!Role::Observer.may_read_record(kind, Issued));
+        }
+        assert!(
+            !Role::Patient.may_read_record(Note, Issued),
+            "notes never reach the patient"
+        );
+        assert!(Role::Patient.may_read_record(Prescription, Dispensed));
+        let (me, other) = (UserId::generate(), UserId::generate());
+        assert!(AccountRole::Doctor.may_see_room(&me, &me));
+        assert!(!AccountRole::Doctor.may_see_room(&me, &other));
+        assert!(AccountRole::Supervisor.may_see_room(&me, &other));
+        assert!(!AccountRole::Supervisor.may_manage_room(&me, &other));
+        assert!(AccountRole::Admin.may_manage_room(&me, &other));
+        assert!(!AccountRole::Pharmacist.may_manage_room(&me, &me));
     }
 }

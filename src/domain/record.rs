@@ -1,10 +1,39 @@
 //! A record's life: drafts are edited until issued; an issued record never changes again. A
 //! prescription then goes through a pharmacist: reviewed, and dispensed or rejected. Every step
-//! is a row in `record_events` saying who did it.
+//! is a row in `record_events` saying who did it. The kinds and statuses here are what storage
+//! keeps and what the permission table reads; `records` owns the rules that move between them.
 
 use serde::{Deserialize, Serialize};
 
-use super::RecordKind;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// The doctor's consultation notes.
+    Note,
+    /// The specialist's findings, impression and recommendation.
+    DiagnosisReport,
+    /// An e-prescription: one or more medication orders.
+    Prescription,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Note => "note",
+            RecordKind::DiagnosisReport => "diagnosis_report",
+            RecordKind::Prescription => "prescription",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "note" => RecordKind::Note,
+            "diagnosis_report" => RecordKind::DiagnosisReport,
+            "prescription" => RecordKind::Prescription,
+            _ => return None,
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,22 @@
+//! The domain leaf: the vocabulary every other module speaks and that imports nothing of ours.
+//!
+//! - [`ids`]: typed identifiers, validated on every path in.
+//! - [`role`]: roles in a consultation and on the server, and the permission table.
+//! - [`member`]: who is acting inside a live room.
+//! - [`document`]: the kinds of shared document.
+//! - [`record`]: the kinds of clinical record and a record's statuses (its life as a state
+//!   machine).
+//! - [`clock`]: wall-clock time as rows and tokens record it.
+//! - [`hex`]: how digests are written.
+//!
+//! Storage sits below the services and reads and writes these types; rooms, documents and
+//! records decide with them; signaling and HTTP convert them to and from wire types at the edge.
+//! `tests/architecture.rs` fails if a module here imports another of the crate's modules.
+
+pub mod clock;
+pub mod document;
+pub mod hex;
+pub mod ids;
+pub mod member;
+pub mod record;
+pub mod role;

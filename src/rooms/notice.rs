@@ -1,0 +1,168 @@
+//! What a room tells one participant's session, in the room's own terms. The signaling edge
+//! turns each [`Notice`] into a protocol message (`signaling::protocol`), so the wire format can
+//! change without the room, and a storage column cannot reach the wire unnoticed.
+
+use super::request::{Follow, Publish};
+use crate::domain::ids::{ParticipantId, RoomId};
+use crate::domain::role::Role;
+use crate::records::RecordView;
+use crate::storage::{AnnotationRecord, ChatRecord, DocumentRecord};
+
+/// Whether a participant's signaling connection is up, as the others are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    Connected,
+    Reconnecting,
+}
+
+/// A participant as the others know them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub publishing: Publish,
+    pub audio_muted: bool,
+    pub video_off: bool,
+    pub connection: Connection,
+}
+
+/// Signaling limits a client is told when it joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub messages_per_second: u32,
+    pub max_participants: usize,
+}
+
+/// Everything a participant is given on joining or resuming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Welcome {
+    pub room: RoomId,
+    pub title: String,
+    pub you: ParticipantInfo,
+    pub participants: Vec<ParticipantInfo>,
+    pub resume_token: String,
+    pub resume_window_s: u64,
+    /// Bearer token for this participant's HTTP calls in this room (documents, records).
+    pub access_token: String,
+    pub limits: Limits,
+    /// Documents shared so far that this participant may see, oldest first.
+    pub documents: Vec<DocumentRecord>,
+    /// The latest chat messages, oldest first.
+    pub chat: Vec<ChatRecord>,
+    /// The presenter's position, when someone presents a document this participant may see.
+    pub presenting: Option<Presenting>,
+}
+
+/// Who presents a document and where they are in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Presenting {
+    pub presenter: ParticipantId,
+    pub position: Follow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// One media line of an offer: whose track it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedTrack {
+    pub mid: String,
+    pub participant: ParticipantId,
+    pub kind: TrackKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    Replaced,
+    MediaFailed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    EndedByDoctor,
+    ServerShutdown,
+}
+
+/// Why the room turned down what a participant asked, or what went wrong with their media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// Their role may not do it, or the thing named is not theirs to see.
+    Forbidden,
+    /// What they sent breaks a rule (a chat too long, a position off the page).
+    Invalid,
+    /// The answer names an offer that is not outstanding.
+    StaleOffer,
+    /// The answer could not be applied.
+    BadAnswer,
+    /// The media connection never came up.
+    MediaUnreachable,
+    /// The media connection was lost.
+    MediaLost,
+    /// The server could not do it (storage); trying again may work.
+    Internal,
+}
+
+/// A message from the room to one participant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Offer {
+        offer_id: u64,
+        sdp: String,
+        tracks: Vec<OfferedTrack>,
+    },
+    ParticipantJoined(ParticipantInfo),
+    /// Several arrivals at once: they came faster than the room announced them one by one.
+    ParticipantsJoined(Vec<ParticipantInfo>),
+    ParticipantUpdated(ParticipantInfo),
+    ParticipantLeft {
+        participant: ParticipantId,
+        reason: LeaveReason,
+    },
+    RoomEnded(EndReason),
+    Refused {
+        problem: Problem,
+        message: String,
+    },
+    /// A document is complete and may be opened (sent only to those who may see it).
+    DocumentShared(DocumentRecord),
+    Chat(ChatRecord),
+    Presenting(Box<Presenting>),
+    PresentingStopped {
+        presenter: ParticipantId,
+    },
+    AnnotationAdded(AnnotationRecord),
+    /// A clinical record was created, issued, corrected or moved by the pharmacy.
+    RecordUpdated(Box<RecordView>),
+}
+
+impl Notice {
+    pub fn refused(problem: Problem, message: impl Into<String>) -> Self {
+        Notice::Refused {
+            problem,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why the room closes a participant's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Farewell {
+    /// They left.
+    Left,
+    /// A newer connection of theirs took over (a join that replaces, or a resume).
+    Replaced,
+    /// The consultation ended.
+    RoomEnded,
+    /// Their connection could not take what it was sent.
+    TooSlow,
+    /// Their media connection failed.
+    MediaFailed(Problem),
+}

@@ -1,0 +1,52 @@
+//! What a participant asks of the room, once signaling has parsed it from the wire: what they
+//! publish, their mute state, where they are presenting, an annotation.
+
+use crate::domain::ids::DocumentId;
+
+/// Longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 2000;
+
+/// Which media a participant sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Publish {
+    pub audio: bool,
+    pub video: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaState {
+    pub audio_muted: bool,
+    pub video_off: bool,
+}
+
+/// Follow mode: where the presenter is in a document (page, zoom, the page point at the centre
+/// of their view) and their pointer, all in page coordinates (0..1). No document: they stop
+/// presenting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Follow {
+    pub document_id: Option<DocumentId>,
+    pub page: u32,
+    pub zoom: f64,
+    pub center: [f64; 2],
+    pub pointer: Option<[f64; 2]>,
+}
+
+impl Follow {
+    /// Page 1 to 10000, zoom 0.1 to 20, points on the page.
+    pub fn is_valid(&self) -> bool {
+        let on_page = |p: &[f64; 2]| p.iter().all(|c| c.is_finite() && (0.0..=1.0).contains(c));
+        (1..=10_000).contains(&self.page)
+            && self.zoom.is_finite()
+            && (0.1..=20.0).contains(&self.zoom)
+            && on_page(&self.center)
+            && self.pointer.as_ref().is_none_or(on_page)
+    }
+}
+
+/// A shape to add to a document page (checked by `documents::annotation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotate {
+    pub document_id: DocumentId,
+    pub page: i64,
+    pub shape: serde_json::Value,
+}

@@ -1,0 +1,158 @@
+//! The crate's module structure, checked: dependencies point one way, from the edge down to the
+//! domain leaf, and the media core never reads the clock or touches I/O.
+//!
+//! Each top-level module of `src/` has a layer below; a module may use (`crate::x`) only
+//! modules of lower layers. A cycle cannot satisfy that, so a new cycle fails here, and so does
+//! a new module until it is given a layer (docs/ARCHITECTURE.md draws the same picture).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Lower layers first.
+const LAYERS: &[&[&str]] = &[
+    // The leaf: vocabulary and settings, importing nothing of ours.
+    &["domain", "config"],
+    // Below the services: SQL, tokens, the sans-IO media core, logs, certificates.
+    &["storage", "auth", "sfu", "telemetry", "tls"],
+    // Services that own one thing each.
+    &["audit", "documents", "records", "media"],
+    &["summary", "metrics"],
+    // The live room, and the JSON shapes of stored things.
+    &["rooms", "wire"],
+    // The edge.
+    &["signaling"],
+    &["http"],
+    &["server"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src readable") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The code of a file without its comments (doc links name other modules freely).
+fn code(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every `crate::<module>` a file uses.
+fn uses(text: &str) -> BTreeSet<String> {
+    let code = code(text);
+    let mut found = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+/// (module, file) for every file of the library, binaries excluded.
+fn library_files() -> Vec<(String, PathBuf)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let rel = path.strip_prefix(&src).ok()?.to_owned();
+            let first = rel.components().next()?.as_os_str().to_str()?.to_owned();
+            let module = first.trim_end_matches(".rs").to_owned();
+            (!matches!(module.as_str(), "lib" | "main" | "bin")).then_some((module, path))
+        })
+        .collect()
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, path) in library_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let entry = graph.entry(module.clone()).or_default();
+        entry.extend(uses(&text).into_iter().filter(|m| *m != module));
+    }
+    let mut wrong = Vec::new();
+    for (module, deps) in &graph {
+        let Some(own) = layer_of(module) else {
+            wrong.push(format!(
+                "{module}: not in LAYERS (tests/architecture.rs): give it a layer"
+            ));
+            continue;
+        };
+        for dep in deps {
+            match layer_of(dep) {
+                Some(l) if l < own => {}
+                Some(_) => wrong.push(format!(
+                    "{module} uses {dep}, which is not below it (a cycle, or a dependency pointing up)"
+                )),
+                None => wrong.push(format!("{module} uses {dep}, which is not in LAYERS")),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "module structure:\n{}", wrong.join("\n"));
+    // Every module of LAYERS exists, so the table stays true.
+    for module in LAYERS.iter().flat_map(|l| l.iter()) {
+        assert!(
+            graph.contains_key(*module),
+            "LAYERS names {module}, which src/ lacks"
+        );
+    }
+}
+
+#[test]
+fn the_media_core_reads_no_clock_and_does_no_io() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sfu");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for path in files {
+        // Tests drive the core on a virtual clock they start themselves.
+        if path.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = code(&text);
+        // Unit tests at the bottom of a file may start a clock.
+        let code = code.split("#[cfg(test)]").next().unwrap_or("");
+        for banned in [
+            "Instant::now",
+            "SystemTime::now",
+            "tokio",
+            "axum",
+            "std::net::UdpSocket",
+            "sqlx",
+            "std::fs",
+        ] {
+            assert!(
+                !code.contains(banned),
+                "{} uses {banned}: the SFU core is sans-IO and is given the time",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_check_finds_what_it_looks_for() {
+    let text = "use crate::rooms::Notice; // crate::http in a comment\nlet x = crate::domain::clock::now_unix();";
+    let found: Vec<_> = uses(text).into_iter().collect();
+    assert_eq!(found, ["domain", "rooms"]);
+}
