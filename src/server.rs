@@ -20,11 +20,13 @@ use crate::http::{self, AppState};
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::records::Records;
-use crate::rooms::Limits;
-use crate::rooms::{RoomManager, RoomServices, RoomSettings};
+use crate::rooms::{Limits, RoomManager, RoomServices, RoomSettings};
 use crate::signaling::{ErrorCounts, SessionSettings, SignalingContext};
-use crate::storage::Db;
+use crate::storage::{Db, private};
 use crate::tls::{self, CertSource};
+
+/// Entries of the data directory checked at start (see `storage::private`).
+const PRIVATE_CHECK_LIMIT: usize = 100_000;
 
 /// A running server.
 pub struct Server {
@@ -50,12 +52,28 @@ impl Server {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let config = Arc::new(config);
 
+        // Patient data: whatever the server creates is readable by its user alone, and what
+        // an earlier run left readable by others is made private again (and said so).
+        private::restrict_new_files();
         std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
             format!(
                 "creating data directory {}",
                 config.storage.data_dir.display()
             )
         })?;
+        let tightened = private::tighten(&config.storage.data_dir, PRIVATE_CHECK_LIMIT)
+            .with_context(|| {
+                format!(
+                    "making the data directory {} private",
+                    config.storage.data_dir.display()
+                )
+            })?;
+        if !tightened.paths.is_empty() {
+            tracing::warn!(
+                count = tightened.paths.len(),
+                "files in the data directory were readable by other users; made private (0600/0700)"
+            );
+        }
         let db = Db::connect(&config.database_url())
             .await
             .context("opening the database")?;

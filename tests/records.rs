@@ -201,6 +201,25 @@ async fn records_flow(s: &TestServer) {
             .iter()
             .any(|r| r["id"] == rx_id.as_str())
     );
+    // Drafts belong to the care team: the pharmacy cannot list them, and asking is audited.
+    let (st, body) = s
+        .api(
+            "GET",
+            "/api/v1/prescriptions?status=draft",
+            Some(&pharmacist),
+            None,
+        )
+        .await;
+    assert_eq!(st, 403, "{body}");
+    assert!(!body.to_string().contains("\"body\""), "{body}");
+    let auditor = s.account("auditor", AccountRole::Supervisor).await;
+    let (_, trail) = s
+        .api("GET", "/api/v1/audit?limit=1000", Some(&auditor), None)
+        .await;
+    assert!(
+        trail.to_string().contains("draft_prescriptions"),
+        "the refusal is on the audit trail: {trail}"
+    );
     let act = |action: &str| format!("/api/v1/prescriptions/{rx_id}/{action}");
     let (st, b) = s
         .api("POST", &act("dispense"), Some(&pharmacist), None)

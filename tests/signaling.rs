@@ -165,6 +165,14 @@ async fn malformed_unknown_and_out_of_order_messages() {
         .await
         .unwrap();
     c.expect_error("invalid_name", T).await.unwrap();
+    // A spoofed name: "Dr. For" shown by a right-to-left override, or hidden characters.
+    for spoof in ["Dr. \u{202e}roF", "Dr.\u{200b} Wang", "Dr. Wang\u{2066}"] {
+        let c = client(&s).await;
+        c.send_json(&join_message(&token, spoof, true, true, None))
+            .await
+            .unwrap();
+        c.expect_error("invalid_name", T).await.unwrap();
+    }
 
     // In the room: a second join, a stale answer; the room keeps working.
     let c = client(&s).await;

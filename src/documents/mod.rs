@@ -610,8 +610,8 @@ pub fn validate_name(name: &str) -> Result<String, DocumentError> {
     if name.contains(['/', '\\']) || name == "." || name == ".." || name.starts_with('.') {
         return bad("no folders or hidden names");
     }
-    if name.chars().any(|c| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')) {
-        return bad("no control or direction-override characters");
+    if name.chars().any(crate::domain::text::is_hiding) {
+        return bad("no control, direction-changing or invisible characters");
     }
     Ok(name.to_owned())
 }

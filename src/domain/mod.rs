@@ -8,6 +8,7 @@
 //!   machine).
 //! - [`clock`]: wall-clock time as rows and tokens record it.
 //! - [`hex`]: how digests are written.
+//! - [`text`]: what a name shown to people may contain.
 //!
 //! Storage sits below the services and reads and writes these types; rooms, documents and
 //! records decide with them; signaling and HTTP convert them to and from wire types at the edge.
@@ -20,3 +21,4 @@ pub mod ids;
 pub mod member;
 pub mod record;
 pub mod role;
+pub mod text;

@@ -203,9 +203,23 @@ pub async fn prescription_queue(
         Some(s) => RecordStatus::parse(s)
             .ok_or_else(|| ApiError::Invalid("unknown prescription status".into()))?,
     };
-    Ok(Json(
-        json!({ "prescriptions": wire::all::<_, RecordRowView>(&state.records.queue(status).await?) }),
-    ))
+    match state.records.queue(status).await {
+        Ok(rows) => Ok(Json(
+            json!({ "prescriptions": wire::all::<_, RecordRowView>(&rows) }),
+        )),
+        Err(e @ RecordError::Forbidden(_)) => {
+            state
+                .audit
+                .record_or_log(
+                    AuditEvent::new(who.actor(), Action::AccessDenied)
+                        .outcome(Outcome::Denied)
+                        .detail(json!({"reason": "draft_prescriptions", "status": status})),
+                )
+                .await;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize, Default)]

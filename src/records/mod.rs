@@ -298,7 +298,14 @@ impl Records {
         })
     }
 
+    /// Prescriptions in `status`, for the pharmacy. Drafts belong to the care team: the
+    /// pharmacy sees a prescription once it is issued.
     pub async fn queue(&self, status: RecordStatus) -> Result<Vec<RecordRow>, RecordError> {
+        if status == RecordStatus::Draft {
+            return Err(RecordError::Forbidden(
+                "see draft prescriptions (drafts belong to the care team)",
+            ));
+        }
         Ok(self.db.prescriptions_in(status, 500).await?)
     }
 }

@@ -20,6 +20,7 @@ use super::protocol::{
 };
 use crate::auth::{AuthError, TokenKind};
 use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::text::display_name;
 use crate::rooms::{
     self, Joined, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle, SESSION_QUEUE,
     SessionLink,
@@ -391,14 +392,13 @@ impl Session {
                 format!("this server speaks version {PROTOCOL_VERSION}"),
             ));
         }
-        let name = join.name.trim();
-        let chars = name.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-            return Err((
+        let name = display_name(&join.name, MAX_NAME_CHARS).map_err(|e| {
+            (
                 ErrorCode::InvalidName,
-                format!("the display name must be 1 to {MAX_NAME_CHARS} printable characters"),
-            ));
-        }
+                format!("invalid display name: {e} (at most {MAX_NAME_CHARS} characters)"),
+            )
+        })?;
+        let name = name.as_str();
         let claims = self
             .ctx
             .key

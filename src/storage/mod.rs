@@ -10,6 +10,7 @@ mod chat;
 mod documents;
 mod invites;
 mod participants;
+pub mod private;
 mod records;
 mod rooms;
 mod users;
