@@ -23,6 +23,7 @@
 //! - [`storage`]: users, rooms, invites, participants, documents, chat and records in SQLite or
 //!   PostgreSQL.
 //! - [`metrics`]: the Prometheus endpoint on its own listener.
+//! - [`fd_limit`]: the open-file limit, raised at start.
 //! - [`tls`], [`telemetry`], [`ids`]: certificates, logs, typed identifiers.
 //!
 //! See docs/ARCHITECTURE.md for how a join, a media packet and a signaling message travel.
@@ -31,6 +32,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod documents;
+pub mod fd_limit;
 pub mod http;
 pub mod ids;
 pub mod media;
