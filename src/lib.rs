@@ -8,7 +8,8 @@
 //!
 //! - [`server`]: startup and shutdown; wires everything below together.
 //! - [`config`]: the TOML configuration and its environment overrides.
-//! - [`http`]: the HTTPS edge: web client assets, the clinicians' JSON API, the WebSocket.
+//! - [`http`]: the HTTPS edge: web client assets, the clinicians' JSON API, the WebSocket, and
+//!   below them the connection caps and deadlines (`http::conn`).
 //! - [`signaling`]: one session per WebSocket, speaking the protocol in docs/protocol.md.
 //! - [`rooms`]: the clinical rules of a live consultation, one task per room.
 //! - [`sfu`]: the sans-IO media core on str0m: transports, producers, consumers, forwarding.
