@@ -44,6 +44,18 @@ pub struct ServerConfig {
     pub cert_dir: PathBuf,
     /// Seconds that shutdown waits for connections to drain.
     pub shutdown_grace_s: u64,
+    /// Seconds a new connection has to finish the TLS handshake.
+    pub tls_handshake_timeout_s: u64,
+    /// Seconds an HTTP/1.1 connection has to send a complete request head once it waits for
+    /// one: after the handshake, and between keep-alive requests (hyper starts the clock when
+    /// the connection starts waiting, so this is also how long an idle HTTP/1.1 connection is
+    /// kept).
+    pub header_read_timeout_s: u64,
+    /// Seconds a connection may carry no byte in either direction while it waits on its client:
+    /// before the first request, between HTTP/2 requests, while a request body is arriving
+    /// and while a response is being written. Not while a handler is working, and never on
+    /// an upgraded WebSocket (see `http::conn`).
+    pub idle_timeout_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +68,9 @@ impl Default for ServerConfig {
             tls_key: String::new(),
             cert_dir: PathBuf::from("certs"),
             shutdown_grace_s: 5,
+            tls_handshake_timeout_s: 10,
+            header_read_timeout_s: 20,
+            idle_timeout_s: 60,
         }
     }
 }
@@ -99,6 +114,15 @@ pub struct MediaConfig {
 /// Bounds on `media.socket_buffer_bytes` (other than 0).
 pub const SOCKET_BUFFER_BYTES: std::ops::RangeInclusive<usize> = 65_536..=(256 << 20);
 
+/// Bounds on `server.tls_handshake_timeout_s` and `server.header_read_timeout_s`.
+pub const HANDSHAKE_AND_HEADER_TIMEOUT_S: std::ops::RangeInclusive<u64> = 1..=300;
+
+/// Bounds on `server.idle_timeout_s`.
+pub const IDLE_TIMEOUT_S: std::ops::RangeInclusive<u64> = 1..=3600;
+
+/// Upper bound on `limits.max_http_connections`.
+pub const MAX_HTTP_CONNECTIONS: usize = 1 << 20;
+
 /// Upper bound on `media.workers`: one per core is the useful most.
 pub const MAX_MEDIA_WORKERS: usize = 256;
 
@@ -138,6 +162,14 @@ pub struct LimitsConfig {
     pub max_rooms: usize,
     /// Signaling connections open at once.
     pub max_connections: usize,
+    /// Connections open at once on the HTTPS listener, whatever they carry (TLS handshakes,
+    /// API requests, signaling WebSockets); past it a new connection is closed at once. Lowered
+    /// at start to what the open-file limit leaves room for.
+    pub max_http_connections: usize,
+    /// Connections open at once from one client address (an IPv6 client's /64), within
+    /// `max_http_connections`. A whole ward may share one address behind a NAT; behind a
+    /// reverse proxy every client has the proxy's address, so set it to `max_http_connections`.
+    pub max_connections_per_address: usize,
     /// Largest HTTP API request body, in bytes.
     pub max_api_body_bytes: usize,
 }
@@ -151,6 +183,8 @@ impl Default for LimitsConfig {
             max_participants: 16,
             max_rooms: 1000,
             max_connections: 10_000,
+            max_http_connections: 12_000,
+            max_connections_per_address: 500,
             max_api_body_bytes: 64 * 1024,
         }
     }
@@ -387,6 +421,38 @@ impl Config {
         if l.max_rooms == 0 || l.max_connections == 0 {
             return bad("limits.max_rooms and limits.max_connections must be positive");
         }
+        if l.max_http_connections == 0 || l.max_http_connections > MAX_HTTP_CONNECTIONS {
+            return bad(&format!(
+                "limits.max_http_connections must be between 1 and {MAX_HTTP_CONNECTIONS}"
+            ));
+        }
+        if l.max_connections_per_address == 0
+            || l.max_connections_per_address > l.max_http_connections
+        {
+            return bad(
+                "limits.max_connections_per_address must be between 1 and limits.max_http_connections",
+            );
+        }
+        let s = &self.server;
+        for (key, value) in [
+            ("tls_handshake_timeout_s", s.tls_handshake_timeout_s),
+            ("header_read_timeout_s", s.header_read_timeout_s),
+        ] {
+            if !HANDSHAKE_AND_HEADER_TIMEOUT_S.contains(&value) {
+                return bad(&format!(
+                    "server.{key} must be between {} and {}",
+                    HANDSHAKE_AND_HEADER_TIMEOUT_S.start(),
+                    HANDSHAKE_AND_HEADER_TIMEOUT_S.end()
+                ));
+            }
+        }
+        if !IDLE_TIMEOUT_S.contains(&s.idle_timeout_s) {
+            return bad(&format!(
+                "server.idle_timeout_s must be between {} and {}",
+                IDLE_TIMEOUT_S.start(),
+                IDLE_TIMEOUT_S.end()
+            ));
+        }
         let m = &self.media;
         if m.workers == 0 || m.workers > MAX_MEDIA_WORKERS {
             return bad(&format!(
@@ -560,6 +626,71 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn connection_deadlines_and_caps_are_within_bounds() {
+        let c = Config::default();
+        assert!(c.validate().is_ok());
+        let invalid = |change: &dyn Fn(&mut Config), key: &str| {
+            let mut c = Config::default();
+            change(&mut c);
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains(key)),
+                "{key}"
+            );
+        };
+        invalid(
+            &|c| c.server.tls_handshake_timeout_s = 0,
+            "tls_handshake_timeout_s",
+        );
+        invalid(
+            &|c| c.server.tls_handshake_timeout_s = 301,
+            "tls_handshake_timeout_s",
+        );
+        invalid(
+            &|c| c.server.header_read_timeout_s = 0,
+            "header_read_timeout_s",
+        );
+        invalid(&|c| c.server.idle_timeout_s = 0, "idle_timeout_s");
+        invalid(&|c| c.server.idle_timeout_s = 3601, "idle_timeout_s");
+        invalid(
+            &|c| c.limits.max_http_connections = 0,
+            "max_http_connections",
+        );
+        invalid(
+            &|c| c.limits.max_http_connections = MAX_HTTP_CONNECTIONS + 1,
+            "max_http_connections",
+        );
+        invalid(
+            &|c| c.limits.max_connections_per_address = 0,
+            "max_connections_per_address",
+        );
+        invalid(
+            &|c| c.limits.max_connections_per_address = c.limits.max_http_connections + 1,
+            "max_connections_per_address",
+        );
+        // Behind a reverse proxy: one address may use the whole cap.
+        let mut c = Config::default();
+        c.limits.max_connections_per_address = c.limits.max_http_connections;
+        c.server.idle_timeout_s = 3600;
+        assert!(c.validate().is_ok());
+        // And from the environment, like every key.
+        c.apply_env([
+            ("HUIZHEN_SERVER_IDLE_TIMEOUT_S".into(), "5".into()),
+            (
+                "HUIZHEN_LIMITS_MAX_CONNECTIONS_PER_ADDRESS".into(),
+                "3".into(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.server.idle_timeout_s,
+                c.limits.max_connections_per_address
+            ),
+            (5, 3)
+        );
     }
 
     #[test]

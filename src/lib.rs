@@ -8,7 +8,8 @@
 //!
 //! - [`server`]: startup and shutdown; wires everything below together.
 //! - [`config`]: the TOML configuration and its environment overrides.
-//! - [`http`]: the HTTPS edge: web client assets, the clinicians' JSON API, the WebSocket.
+//! - [`http`]: the HTTPS edge: web client assets, the clinicians' JSON API, the WebSocket, and
+//!   below them the connection caps and deadlines (`http::conn`).
 //! - [`signaling`]: one session per WebSocket, speaking the protocol in docs/protocol.md.
 //! - [`rooms`]: the clinical rules of a live consultation, one task per room.
 //! - [`sfu`]: the sans-IO media core on str0m: transports, producers, consumers, forwarding.
@@ -26,6 +27,7 @@
 //! - [`metrics`]: the Prometheus endpoint on its own listener.
 //! - [`domain`]: the leaf every module speaks: typed identifiers, roles and the permission
 //!   table, members, document and record kinds, the clock.
+//! - [`fd_limit`]: the open-file limit, raised at start.
 //! - [`tls`], [`telemetry`]: certificates, logs.
 //!
 //! See docs/ARCHITECTURE.md for how a join, a media packet and a signaling message travel.
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod config;
 pub mod documents;
 pub mod domain;
+pub mod fd_limit;
 pub mod http;
 pub mod media;
 pub mod metrics;

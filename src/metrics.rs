@@ -82,9 +82,56 @@ const WORKER_SERIES: [WorkerSeries; 10] = [
     ),
 ];
 
-/// Counters and gauges owned by the control plane (signaling, rooms).
+/// A cap that made the HTTPS listener close a new connection at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionCap {
+    /// `limits.max_http_connections`.
+    Global,
+    /// `limits.max_connections_per_address`.
+    PerAddress,
+}
+
+impl ConnectionCap {
+    pub const ALL: [Self; 2] = [Self::Global, Self::PerAddress];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::PerAddress => "per_address",
+        }
+    }
+}
+
+/// A deadline that made the HTTPS listener close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionDeadline {
+    /// `server.tls_handshake_timeout_s`.
+    Handshake,
+    /// `server.header_read_timeout_s` (HTTP/1.1).
+    Header,
+    /// `server.idle_timeout_s`.
+    Idle,
+}
+
+impl ConnectionDeadline {
+    pub const ALL: [Self; 3] = [Self::Handshake, Self::Header, Self::Idle];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Handshake => "handshake",
+            Self::Header => "header",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+/// Counters and gauges owned by the control plane (HTTPS listener, signaling, rooms).
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Connections open on the HTTPS listener (admitted under the caps, not yet closed).
+    pub http_connections: AtomicI64,
+    http_refused: [AtomicU64; ConnectionCap::ALL.len()],
+    http_timed_out: [AtomicU64; ConnectionDeadline::ALL.len()],
     pub signaling_connections: AtomicI64,
     pub signaling_messages: AtomicU64,
     /// Connections dropped because the client did not take what it was sent (its queue filled).
@@ -96,6 +143,24 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn connection_refused(&self, cap: ConnectionCap) {
+        self.http_refused[cap as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_timed_out(&self, deadline: ConnectionDeadline) {
+        self.http_timed_out[deadline as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections refused so far by `cap`.
+    pub fn refused(&self, cap: ConnectionCap) -> u64 {
+        self.http_refused[cap as usize].load(Ordering::Relaxed)
+    }
+
+    /// Connections closed so far by `deadline`.
+    pub fn timed_out(&self, deadline: ConnectionDeadline) -> u64 {
+        self.http_timed_out[deadline as usize].load(Ordering::Relaxed)
+    }
+
     /// Time from a `join` message to the `joined` reply.
     pub fn observe_join(&self, d: Duration) {
         let secs = d.as_secs_f64();
@@ -131,6 +196,40 @@ impl Metrics {
             "Participants present in live rooms.",
             self.participants.load(Ordering::Relaxed) as f64,
         );
+        gauge(
+            o,
+            "huizhen_http_connections",
+            "Open connections on the HTTPS listener (handshakes, HTTP and WebSockets).",
+            self.http_connections.load(Ordering::Relaxed) as f64,
+        );
+        header(
+            o,
+            "huizhen_http_connections_refused_total",
+            "New connections closed at once because a connection cap was reached, by cap.",
+            "counter",
+        );
+        for cap in ConnectionCap::ALL {
+            let _ = writeln!(
+                o,
+                "huizhen_http_connections_refused_total{{cap=\"{}\"}} {}",
+                cap.as_str(),
+                self.refused(cap)
+            );
+        }
+        header(
+            o,
+            "huizhen_http_connections_timed_out_total",
+            "Connections closed by a deadline, by deadline: handshake (TLS), header (an HTTP/1.1 request head not complete in time; idle HTTP/1.1 keep-alive connections end this way too), idle (no byte either way while waiting on the client).",
+            "counter",
+        );
+        for deadline in ConnectionDeadline::ALL {
+            let _ = writeln!(
+                o,
+                "huizhen_http_connections_timed_out_total{{deadline=\"{}\"}} {}",
+                deadline.as_str(),
+                self.timed_out(deadline)
+            );
+        }
         gauge(
             o,
             "huizhen_signaling_connections",

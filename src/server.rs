@@ -16,6 +16,8 @@ use crate::audit::AuditLog;
 use crate::auth::SigningKey;
 use crate::config::Config;
 use crate::documents::Documents;
+use crate::fd_limit;
+use crate::http::conn::{self, ConnectionSettings};
 use crate::http::{self, AppState};
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
@@ -183,8 +185,15 @@ impl Server {
             .context("loading the TLS certificate")?;
         let handle = Handle::new();
         let app = http::router(state);
+        let settings = ConnectionSettings {
+            max_connections: connection_cap(&config),
+            max_per_address: config.limits.max_connections_per_address,
+            handshake_timeout: Duration::from_secs(config.server.tls_handshake_timeout_s),
+            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_s),
+            idle_timeout: Duration::from_secs(config.server.idle_timeout_s),
+        };
         let served = tokio::spawn(
-            axum_server::bind_rustls(config.server.listen, tls)
+            conn::listener(config.server.listen, tls, settings, metrics.clone())
                 .handle(handle.clone())
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>()),
         );
@@ -228,6 +237,51 @@ impl Server {
         self.housekeeping.abort();
         self.db.close().await;
     }
+}
+
+/// Raises the open-file limit and returns the HTTPS connection cap in force: the configured one,
+/// or what the limit leaves room for if that is less (so that the cap, not `EMFILE`, is what a
+/// flood of connections meets), with a warning.
+fn connection_cap(config: &Config) -> usize {
+    let configured = config.limits.max_http_connections;
+    let cap = match fd_limit::raise() {
+        Ok(Some(limit)) => {
+            let fit = fd_limit::connections_that_fit(limit, config.media.workers);
+            tracing::info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                "open-file limit (soft raised to hard)"
+            );
+            if configured > fit {
+                tracing::warn!(
+                    configured,
+                    cap = fit,
+                    open_file_limit = limit.soft,
+                    "limits.max_http_connections plus the media sockets and {} descriptors for \
+                     the rest exceeds the open-file limit: connections are capped lower; raise \
+                     the hard limit (LimitNOFILE=, ulimit -Hn) to allow more",
+                    fd_limit::RESERVED_DESCRIPTORS
+                );
+                fit
+            } else {
+                configured
+            }
+        }
+        Ok(None) => configured,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            configured
+        }
+    };
+    if config.limits.max_connections > cap {
+        tracing::warn!(
+            signaling = config.limits.max_connections,
+            http = cap,
+            "limits.max_connections (signaling) is above the HTTPS connection cap: the lower \
+             one is what holds"
+        );
+    }
+    cap
 }
 
 fn metrics_router(

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     // The leaf: vocabulary and settings, importing nothing of ours.
     &["domain", "config"],
     // Below the services: SQL, tokens, the sans-IO media core, logs, certificates.
-    &["storage", "auth", "sfu", "telemetry", "tls"],
+    &["storage", "auth", "sfu", "telemetry", "tls", "fd_limit"],
     // Services that own one thing each.
     &["audit", "documents", "records", "media"],
     &["summary", "metrics"],

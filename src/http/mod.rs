@@ -5,6 +5,7 @@
 mod api;
 mod assets;
 mod audit;
+pub mod conn;
 mod documents;
 pub mod error;
 mod member;
