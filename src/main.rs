@@ -272,8 +272,17 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         std::io::stdin().take(4096).read_to_string(&mut s)?;
         s.trim_end_matches(['\r', '\n']).to_owned()
     } else {
-        let first = rpassword::prompt_password("password: ")?;
-        let again = rpassword::prompt_password("again: ")?;
+        // Without a terminal (a script, a container's entrypoint) there is nothing to prompt
+        // on: say what to do instead of "No such device or address".
+        let no_terminal = |e: std::io::Error| {
+            anyhow::anyhow!(
+                "cannot prompt for a password ({e}): there is no terminal; pipe the password in \
+                 with --password-stdin, e.g. `printf '%s' \"$PASSWORD\" | huizhen user add ... \
+                 --password-stdin`"
+            )
+        };
+        let first = rpassword::prompt_password("password: ").map_err(no_terminal)?;
+        let again = rpassword::prompt_password("again: ").map_err(no_terminal)?;
         if first != again {
             bail!("the passwords differ");
         }

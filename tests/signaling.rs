@@ -10,7 +10,7 @@ use common::peer::{SignalingClient, join_message};
 use huizhen::auth::{Claims, SigningKey, TokenKind};
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::ids::RoomId;
-use huizhen::domain::role::Role;
+use huizhen::domain::role::{AccountRole, Role};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(10);
@@ -219,6 +219,8 @@ async fn malformed_unknown_and_out_of_order_messages() {
     // Binary frames are a protocol violation.
     let c = client(&s).await;
     c.send_binary(vec![1, 2, 3]).await.unwrap();
+    let err = c.expect_error("bad_message", T).await.unwrap();
+    assert_eq!(err["fatal"], true, "the close follows: the error says so");
     assert_eq!(c.wait_closed(T).await.unwrap(), Some(1003));
     s.stop().await;
 }
@@ -610,5 +612,68 @@ async fn parallel_sign_ins_cannot_race_the_throttle() {
         .0,
         429
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn revoking_an_invitation_removes_its_holder() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Revocation").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    let (status, body) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let invite_id = body["invite_id"].as_str().unwrap().to_owned();
+    let patient = s
+        .member_with(body["token"].as_str().unwrap(), "Li Hua")
+        .await;
+    let resume_token = patient.joined["resume_token"].as_str().unwrap().to_owned();
+    let documents = format!("/api/v1/rooms/{room}/documents");
+    let (st, _) = s.api("GET", &documents, Some(&patient.access), None).await;
+    assert_eq!(st, 200);
+
+    let (status, _) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/invites/{invite_id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+
+    // The holder is told and disconnected; the others see them removed.
+    patient.ws.expect_error("invite_revoked", T).await.unwrap();
+    assert_eq!(patient.ws.wait_closed(T).await.unwrap(), Some(4001));
+    let left = doctor.ws.next_event("participant_left", T).await.unwrap();
+    assert_eq!(left["participant_id"], patient.id.as_str());
+    assert_eq!(left["reason"], "removed");
+    // Their access token no longer reaches the room's documents.
+    let (st, body) = s.api("GET", &documents, Some(&patient.access), None).await;
+    assert_eq!(st, 403, "{body}");
+    // They cannot resume, nor join again with the same link.
+    let c = SignalingClient::connect(&s.ws_url).await.unwrap();
+    c.send_json(&json!({"type": "resume", "v": 1, "resume_token": resume_token}))
+        .await
+        .unwrap();
+    c.expect_error("resume_failed", T).await.unwrap();
+    let again = s.invite(&room, "patient").await;
+    assert!(!again.is_empty(), "a new invitation still works");
+    // The revocation is on the record with how many it removed.
+    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let entries = s.audit_entries(&sup, &room).await;
+    let revoked = entries
+        .iter()
+        .find(|e| e["action"] == "invite.revoked")
+        .expect("revocation audited");
+    let detail: serde_json::Value =
+        serde_json::from_str(revoked["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["participants_removed"], 1, "{revoked}");
     s.stop().await;
 }

@@ -156,6 +156,16 @@ impl AuditEvent {
         self
     }
 
+    /// Adds one fact to the detail.
+    pub fn detail_field(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        if let serde_json::Value::Object(map) = &mut self.detail {
+            map.insert(key.to_owned(), value);
+        } else {
+            self.detail = serde_json::json!({ key: value });
+        }
+        self
+    }
+
     /// Fixes the entry's place in the chain and computes its hash.
     pub(super) fn seal(self, seq: i64, prev_hash: String) -> AuditEntry {
         let (actor, actor_role) = self.actor.parts();

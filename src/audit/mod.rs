@@ -8,6 +8,7 @@
 
 mod chain;
 mod entry;
+mod refusals;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use sqlx::any::AnyRow;
 
 pub use chain::{BrokenLink, Verification};
 pub use entry::{Action, Actor, AuditEntry, AuditEvent, Outcome};
+pub use refusals::{PER_WINDOW as REFUSALS_PER_WINDOW, RefusalLimiter};
 
 use crate::storage::{Db, StorageError};
 
@@ -46,6 +48,8 @@ pub struct AuditLog {
     /// Serialises this process's appends (the chain has one head); other processes sharing a
     /// PostgreSQL database are kept in line by `seq`'s primary key (see [`AuditLog::record`]).
     append: Arc<tokio::sync::Mutex<()>>,
+    /// Keeps refusals from flooding the trail ([`AuditLog::refused`]).
+    refusals: Arc<RefusalLimiter>,
 }
 
 const COLUMNS: &str = "seq, at_ms, actor, actor_role, action, room_id, object_type, object_id, \
@@ -56,6 +60,7 @@ impl AuditLog {
         Self {
             db,
             append: Arc::default(),
+            refusals: Arc::default(),
         }
     }
 

@@ -257,12 +257,17 @@ pub async fn visible_room(
     id: &str,
 ) -> Result<RoomRecord, ApiError> {
     let id = parse_room_id(id)?;
-    state
-        .db
-        .room(&id)
-        .await?
-        .filter(|r| who.sees(r))
-        .ok_or(ApiError::NotFound)
+    let room = state.db.room(&id).await?.ok_or(ApiError::NotFound)?;
+    if !who.sees(&room) {
+        // Another clinician's consultation: not found to them, and on the record.
+        let event = AuditEvent::new(who.actor(), Action::AccessDenied).room(&room.id);
+        state
+            .audit
+            .refused(who.0.id.as_str(), "room_not_visible", event)
+            .await;
+        return Err(ApiError::NotFound);
+    }
+    Ok(room)
 }
 
 pub async fn get_room(
@@ -362,12 +367,16 @@ pub async fn revoke_invite(
     let room_id = room.id;
     let invite_id = InviteId::parse(&invite).ok_or(ApiError::NotFound)?;
     state.db.revoke_invite(&room_id, &invite_id).await?;
+    // Whoever came with it leaves the live room now (their access token and resume token die
+    // with their presence there).
+    let removed = state.rooms.invite_revoked(&room_id, &invite_id).await;
     state
         .audit
         .record_or_log(
             AuditEvent::new(who.actor(), Action::InviteRevoked)
                 .room(&room_id)
-                .object("invite", &invite_id),
+                .object("invite", &invite_id)
+                .detail(json!({"participants_removed": removed})),
         )
         .await;
     tracing::info!(room = %room_id, invite = %invite_id, "invite revoked");

@@ -17,8 +17,13 @@ use crate::domain::ids::RoomId;
 
 const MAX_PAGE: i64 = 1000;
 
-fn supervisor(c: &Clinician) -> Result<Actor, ApiError> {
+async fn supervisor(state: &AppState, c: &Clinician) -> Result<Actor, ApiError> {
     if !c.0.role.may_read_audit() {
+        let event = AuditEvent::new(c.actor(), Action::AccessDenied).object("audit", "trail");
+        state
+            .audit
+            .refused(c.0.id.as_str(), "audit_not_supervisor", event)
+            .await;
         return Err(ApiError::Forbidden);
     }
     Ok(Actor::User(c.0.id.clone(), c.0.role))
@@ -39,7 +44,7 @@ pub async fn list(
     who: Clinician,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = supervisor(&who)?;
+    let actor = supervisor(&state, &who).await?;
     let room = match q.room.as_deref() {
         Some(r) => Some(RoomId::parse(r).ok_or(ApiError::NotFound)?),
         None => None,
@@ -64,7 +69,7 @@ pub async fn verify(
     State(state): State<AppState>,
     who: Clinician,
 ) -> Result<Json<Verification>, ApiError> {
-    let actor = supervisor(&who)?;
+    let actor = supervisor(&state, &who).await?;
     let result = state.audit.verify().await?;
     state
         .audit
@@ -78,7 +83,7 @@ pub async fn verify(
 }
 
 pub async fn export(State(state): State<AppState>, who: Clinician) -> Result<Response, ApiError> {
-    let actor = supervisor(&who)?;
+    let actor = supervisor(&state, &who).await?;
     state
         .audit
         .record(AuditEvent::new(actor, Action::AuditRead).detail(json!({"op": "export"})))

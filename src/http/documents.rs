@@ -57,7 +57,11 @@ async fn refused(
         if let Some(id) = upload {
             event = event.object("upload", id);
         }
-        state.audit.record_or_log(event).await;
+        // Rate-limited: a participant cannot flood the trail with bad uploads.
+        state
+            .audit
+            .refused(who.member.participant.as_str(), reason, event)
+            .await;
     }
     e.into()
 }
@@ -172,11 +176,15 @@ async fn visible_document(
     match state.documents.get(&who.room, &id, who.member.role).await {
         Ok(doc) => Ok(doc),
         Err(e @ DocumentError::Forbidden(_)) => {
-            let event = who
-                .event(Action::AccessDenied)
-                .object("document", &id)
-                .outcome(Outcome::Denied);
-            state.audit.record_or_log(event).await;
+            let event = who.event(Action::AccessDenied).object("document", &id);
+            state
+                .audit
+                .refused(
+                    who.member.participant.as_str(),
+                    "document_not_visible",
+                    event,
+                )
+                .await;
             Err(e.into())
         }
         Err(e) => Err(e.into()),

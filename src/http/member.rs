@@ -1,14 +1,16 @@
 //! Participants' HTTP calls into their own room (documents, records): authenticated by the
 //! access token from `joined`, and honoured only while the room says they are still in it.
 
-use axum::extract::{FromRequestParts, RawPathParams};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent};
-use crate::auth::TokenKind;
+use crate::auth::{AuthError, TokenKind};
 use crate::domain::ids::{ParticipantId, RoomId};
 use crate::domain::member::Member;
 
@@ -47,10 +49,26 @@ impl FromRequestParts<AppState> for RoomMember {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(ApiError::Unauthenticated)?.to_owned();
-        let claims = state
-            .key
-            .verify(&token, TokenKind::Access)
-            .map_err(|_| ApiError::Unauthenticated)?;
+        let claims = match state.key.verify(&token, TokenKind::Access) {
+            Ok(c) => c,
+            Err(e) => {
+                // Expired access tokens are ordinary (a participant long gone); forged ones
+                // and other kinds of token are not.
+                if e != AuthError::Expired {
+                    let client = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+                        .await
+                        .map(|ConnectInfo(a)| state.key.pseudonym(a.ip().to_string().as_bytes()))
+                        .unwrap_or_default();
+                    let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied)
+                        .detail(serde_json::json!({"client": client, "token": "access"}));
+                    state
+                        .audit
+                        .refused(&client, "invalid_access_token", event)
+                        .await;
+                }
+                return Err(ApiError::Unauthenticated);
+            }
+        };
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
@@ -60,6 +78,13 @@ impl FromRequestParts<AppState> for RoomMember {
             .and_then(|(_, v)| RoomId::parse(v))
             .ok_or(ApiError::NotFound)?;
         if claims.room.as_ref() != Some(&room) {
+            let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied)
+                .room(&room)
+                .detail(serde_json::json!({"participant": claims.sub}));
+            state
+                .audit
+                .refused(&claims.sub, "access_token_other_room", event)
+                .await;
             return Err(ApiError::Denied(
                 "this access token belongs to another consultation".into(),
             ));

@@ -196,6 +196,12 @@ pub async fn prescription_queue(
     Query(q): Query<QueueQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if !who.0.role.may_review_prescriptions() {
+        let event =
+            AuditEvent::new(who.actor(), Action::AccessDenied).object("prescriptions", "queue");
+        state
+            .audit
+            .refused(who.0.id.as_str(), "prescriptions_not_pharmacist", event)
+            .await;
         return Err(ApiError::Forbidden);
     }
     let status = match q.status.as_deref() {

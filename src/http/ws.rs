@@ -3,12 +3,17 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use serde_json::json;
+
 use super::AppState;
+use crate::audit::{Action, Actor, AuditEvent};
 use crate::signaling::run_session;
 
 /// Initial read buffer per connection; it grows for the rare large message.
@@ -16,11 +21,17 @@ const READ_BUFFER: usize = 4096;
 
 pub async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = state.key.pseudonym(peer.ip().to_string().as_bytes());
     if !origin_allowed(&state, &headers) {
         tracing::info!("signaling refused: origin not allowed");
+        // A page on another site trying to use a visitor's browser against this server.
+        let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied)
+            .detail(json!({"step": "websocket", "client": client}));
+        state.audit.refused(&client, "foreign_origin", event).await;
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let Ok(permit) = state.connections.clone().try_acquire_owned() else {
@@ -38,7 +49,7 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
-            run_session(socket, ctx, conn).await;
+            run_session(socket, ctx, conn, client).await;
             drop(permit);
         })
 }

@@ -53,6 +53,8 @@ pub enum RoomError {
     ServerFull,
     #[error("nothing to resume")]
     ResumeFailed,
+    #[error("this invite link was revoked")]
+    InviteRevoked,
     #[error("your role may not do this")]
     Forbidden,
     #[error("the {} role may not publish media", .0.as_str())]
@@ -136,6 +138,12 @@ pub enum RoomCommand {
     Authorize {
         participant: ParticipantId,
         reply: oneshot::Sender<Option<Member>>,
+    },
+    /// An invite was revoked (already in storage): whoever came with it leaves now, and it
+    /// admits nobody more. Replies with how many were removed.
+    InviteRevoked {
+        invite: InviteId,
+        reply: oneshot::Sender<usize>,
     },
     /// A document finished uploading: tell everyone who may see it.
     DocumentShared { document: DocumentRecord },
@@ -269,6 +277,24 @@ impl RoomManager {
                 })
                 .await;
         }
+    }
+
+    /// Tells a live room that an invite was revoked; returns how many participants it
+    /// removed (none when the room is not live: a room that opens later loads its revoked
+    /// invites).
+    pub async fn invite_revoked(&self, room: &RoomId, invite: &InviteId) -> usize {
+        let Some(h) = self.get(room) else {
+            return 0;
+        };
+        let (reply, rx) = oneshot::channel();
+        let cmd = RoomCommand::InviteRevoked {
+            invite: invite.clone(),
+            reply,
+        };
+        if h.send(cmd).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 
     /// Tells a live room that a document is ready; a room that is not live learns of it from

@@ -83,6 +83,8 @@ pub enum LeaveReason {
     Disconnected,
     Replaced,
     MediaFailed,
+    /// Removed by the care team: their invitation was revoked.
+    Removed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,8 @@ pub enum Problem {
     MediaLost,
     /// The server could not do it (storage); trying again may work.
     Internal,
+    /// The invitation they came with was revoked: they are out of the consultation.
+    InviteRevoked,
 }
 
 /// A message from the room to one participant.
@@ -165,4 +169,6 @@ pub enum Farewell {
     TooSlow,
     /// Their media connection failed.
     MediaFailed(Problem),
+    /// The invitation they came with was revoked.
+    InviteRevoked,
 }

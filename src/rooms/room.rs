@@ -5,6 +5,7 @@
 //! the next join. All changes arrive as commands (from signaling sessions) or media events
 //! (from the media worker) and are handled one at a time, so there is no locking.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use crate::audit::{Action, Actor, AuditEvent, Outcome};
 use crate::auth::{Claims, SigningKey, TokenKind};
 use crate::documents::DocumentError;
 use crate::domain::clock::{now_unix, now_unix_ms};
-use crate::domain::ids::{ChatMessageId, ParticipantId, RoomId};
+use crate::domain::ids::{ChatMessageId, InviteId, ParticipantId, RoomId};
 use crate::domain::member::Member;
 use crate::domain::role::Role;
 use crate::media::WorkerHandle;
@@ -71,6 +72,8 @@ pub struct Room {
     /// and when the first of them came (see `run`).
     arrivals: Vec<ParticipantId>,
     arrivals_since: Option<Instant>,
+    /// Invites revoked in this consultation: they admit nobody.
+    revoked: HashSet<InviteId>,
 }
 
 impl Room {
@@ -99,18 +102,35 @@ impl Room {
             follow: None,
             arrivals: Vec::new(),
             arrivals_since: None,
+            revoked: HashSet::new(),
         }
     }
 
     /// What earlier runs of this room left: its documents and recent chat.
     async fn load(&mut self) -> Result<(), RoomError> {
         self.documents = self.db.documents_in_room(self.id()).await?;
+        self.revoked = self
+            .db
+            .revoked_invites(self.id())
+            .await?
+            .into_iter()
+            .collect();
         self.chat = self
             .db
             .recent_chat(self.id(), CHAT_HISTORY as i64)
             .await?
             .into();
         Ok(())
+    }
+
+    /// A participant asked for what their role may not do: told so, and on the record
+    /// (rate-limited by the trail, so a client cannot flood it).
+    async fn refused(&self, p: &Participant, reason: &'static str) {
+        let event = self.audit(p, Action::AccessDenied);
+        self.services
+            .audit
+            .refused(p.id.as_str(), reason, event)
+            .await;
     }
 
     fn audit(&self, actor: &Participant, action: Action) -> AuditEvent {
@@ -241,6 +261,9 @@ impl Room {
                         .is_some_and(|p| p.is_conn(*conn) && p.role.may_end_room()),
                 };
                 if !allowed {
+                    if let Some(p) = by.as_ref().and_then(|(pid, _)| self.find(pid)) {
+                        self.refused(p, "end_room_forbidden").await;
+                    }
                     let _ = reply.send(Err(RoomError::Forbidden));
                     return;
                 }
@@ -272,6 +295,26 @@ impl Room {
                 });
                 let _ = reply.send(member);
             }
+            RoomCommand::InviteRevoked { invite, reply } => {
+                let holders: Vec<ParticipantId> = self
+                    .participants
+                    .iter()
+                    .filter(|p| p.invite == invite)
+                    .map(|p| p.id.clone())
+                    .collect();
+                for id in &holders {
+                    if let Some(p) = self.find(id) {
+                        p.send(Notice::refused(
+                            Problem::InviteRevoked,
+                            "your invitation was revoked by the care team",
+                        ));
+                        p.close(Farewell::InviteRevoked);
+                    }
+                    self.remove(id, LeaveReason::Removed).await;
+                }
+                self.revoked.insert(invite);
+                let _ = reply.send(holders.len());
+            }
             RoomCommand::DocumentShared { document } => {
                 if self.documents.iter().any(|d| d.id == document.id) {
                     return;
@@ -294,7 +337,7 @@ impl Room {
                 participant,
                 conn,
                 follow,
-            } => self.follow(participant, conn, follow),
+            } => self.follow(participant, conn, follow).await,
             RoomCommand::Annotate {
                 participant,
                 conn,
@@ -313,6 +356,7 @@ impl Room {
                 Problem::Forbidden,
                 "your role may not chat",
             ));
+            self.refused(p, "chat_forbidden").await;
             return;
         }
         if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
@@ -346,7 +390,7 @@ impl Room {
         self.broadcast_where(|_| true, Notice::Chat(message));
     }
 
-    fn follow(&mut self, participant: ParticipantId, conn: u64, follow: Follow) {
+    async fn follow(&mut self, participant: ParticipantId, conn: u64, follow: Follow) {
         let Some(p) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
             return;
         };
@@ -355,6 +399,7 @@ impl Room {
                 Problem::Forbidden,
                 "your role may not present documents",
             ));
+            self.refused(p, "present_forbidden").await;
             return;
         }
         let Some(doc_id) = follow.document_id.clone() else {
@@ -472,7 +517,14 @@ impl Room {
                 if problem == Problem::Internal {
                     tracing::error!(room = %self.record.id, error = %e, "annotation failed");
                 }
-                self.services.audit.record_or_log(event).await;
+                if outcome == Outcome::Denied {
+                    self.services
+                        .audit
+                        .refused(p.id.as_str(), "annotation_refused", event)
+                        .await;
+                } else {
+                    self.services.audit.record_or_log(event).await;
+                }
             }
         }
     }
@@ -482,7 +534,7 @@ impl Room {
         name: String,
         role: Role,
         publish: Publish,
-        invite: crate::domain::ids::InviteId,
+        invite: InviteId,
         replaces: Option<ResumeRef>,
         link: SessionLink,
     ) -> Result<Joined, RoomError> {
@@ -496,6 +548,10 @@ impl Room {
                 }
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
+        }
+        // Checked here too: signaling read the invite before a revocation the room heard of.
+        if self.revoked.contains(&invite) {
+            return Err(RoomError::InviteRevoked);
         }
         // The room decides what a role may do; signaling only carries the request.
         if !role.may_publish() && (publish.audio || publish.video) {

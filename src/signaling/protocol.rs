@@ -348,6 +348,7 @@ pub enum LeaveReason {
     Disconnected,
     Replaced,
     MediaFailed,
+    Removed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -469,6 +470,7 @@ impl ServerMessage {
                     rooms::LeaveReason::Disconnected => LeaveReason::Disconnected,
                     rooms::LeaveReason::Replaced => LeaveReason::Replaced,
                     rooms::LeaveReason::MediaFailed => LeaveReason::MediaFailed,
+                    rooms::LeaveReason::Removed => LeaveReason::Removed,
                 },
             },
             N::RoomEnded(reason) => ServerMessage::RoomEnded {
@@ -589,6 +591,7 @@ impl ErrorCode {
             rooms::Problem::MediaUnreachable => ErrorCode::MediaUnreachable,
             rooms::Problem::MediaLost => ErrorCode::MediaLost,
             rooms::Problem::Internal => ErrorCode::Internal,
+            rooms::Problem::InviteRevoked => ErrorCode::InviteRevoked,
         }
     }
 
@@ -639,6 +642,7 @@ pub mod close {
             Farewell::RoomEnded => ROOM_ENDED,
             Farewell::TooSlow => INTERNAL,
             Farewell::MediaFailed(p) => super::ErrorCode::of_problem(p).close_code(),
+            Farewell::InviteRevoked => super::ErrorCode::InviteRevoked.close_code(),
         }
     }
 }

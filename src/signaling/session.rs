@@ -8,8 +8,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SignalingContext;
@@ -18,6 +19,7 @@ use super::protocol::{
     ClientMessage, ErrorCode, Join, PROTOCOL_VERSION, ParseError, Resume, ServerMessage, Welcome,
     close,
 };
+use crate::audit::{Action, Actor, AuditEvent};
 use crate::auth::{AuthError, TokenKind};
 use crate::domain::ids::{InviteId, ParticipantId, RoomId};
 use crate::domain::text::display_name;
@@ -62,21 +64,31 @@ struct Session {
     /// and the session ends.
     link_tx: Option<mpsc::Sender<Outbound>>,
     bad_messages: u32,
+    /// A pseudonym of the client's address, for the audit trail (never the address).
+    client: String,
 }
 
-/// Runs a connection to its end.
-pub async fn run_session(socket: WebSocket, ctx: SignalingContext, conn: u64) {
+/// Runs a connection to its end. `socket` is any stream of WebSocket messages with a sink for
+/// them (axum's WebSocket at the edge; a pair of channels in a test); `client` is a pseudonym
+/// of the client's address.
+pub async fn run_session<S, E>(socket: S, ctx: SignalingContext, conn: u64, client: String)
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+{
     let metrics = ctx.metrics.clone();
     metrics
         .signaling_connections
         .fetch_add(1, Ordering::Relaxed);
-    run(socket, ctx, conn).await;
+    run(socket, ctx, conn, client).await;
     metrics
         .signaling_connections
         .fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
+async fn run<S, E>(socket: S, ctx: SignalingContext, conn: u64, client: String)
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+{
     let errors = ctx.errors.clone();
     let to_frame = |msg: &ServerMessage| {
         if let ServerMessage::Error { code, .. } = msg {
@@ -100,6 +112,7 @@ async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
         state: State::AwaitingJoin,
         link_tx: Some(link_tx),
         bad_messages: 0,
+        client,
     };
 
     let flow = loop {
@@ -115,7 +128,12 @@ async fn run(socket: WebSocket, ctx: SignalingContext, conn: u64) {
                         t
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        let msg = ServerMessage::error(ErrorCode::BadMessage, "binary frames are not part of the protocol");
+                        // Fatal, unlike other bad messages: the connection closes (1003) at once.
+                        let msg = ServerMessage::Error {
+                            code: ErrorCode::BadMessage,
+                            message: "binary frames are not part of the protocol".into(),
+                            fatal: true,
+                        };
                         let _ = sink.send(to_frame(&msg)).await;
                         break Flow::Close { code: close::UNSUPPORTED_DATA, room_knows: false };
                     }
@@ -207,6 +225,28 @@ fn text_frame(msg: &ServerMessage) -> Message {
 }
 
 impl Session {
+    /// Puts a refused join or resume on the audit trail when it may be misuse: a forged token
+    /// or one for another room, a revoked invitation, a role asking for what it may not have.
+    /// (Expired links and full rooms are ordinary.) Rate-limited per client by the trail.
+    async fn audit_refusal(&self, step: &'static str, (code, _): &Refusal) {
+        let reason = match code {
+            ErrorCode::InvalidToken => "signaling_invalid_token",
+            ErrorCode::InviteRevoked => "signaling_revoked_invite",
+            ErrorCode::Forbidden => "signaling_forbidden",
+            _ => return,
+        };
+        let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied).detail(json!({
+            "step": step,
+            "code": code.as_str(),
+            "client": self.client,
+        }));
+        self.ctx
+            .rooms
+            .audit()
+            .refused(&self.client, reason, event)
+            .await;
+    }
+
     /// Queues an error; fatal errors end the connection.
     fn refuse(&mut self, replies: &mut Vec<ServerMessage>, (code, text): Refusal) -> Flow {
         replies.push(ServerMessage::error(code, text));
@@ -257,7 +297,10 @@ impl Session {
                     };
                     Flow::Continue
                 }
-                Err(refusal) => self.refuse(replies, refusal),
+                Err(refusal) => {
+                    self.audit_refusal("join", &refusal).await;
+                    self.refuse(replies, refusal)
+                }
             },
             (State::AwaitingJoin, ClientMessage::Resume(resume)) => match self.resume(resume).await
             {
@@ -272,7 +315,10 @@ impl Session {
                     };
                     Flow::Continue
                 }
-                Err(refusal) => self.refuse(replies, refusal),
+                Err(refusal) => {
+                    self.audit_refusal("resume", &refusal).await;
+                    self.refuse(replies, refusal)
+                }
             },
             (State::AwaitingJoin, ClientMessage::Ping(p)) => {
                 replies.push(ServerMessage::Pong { id: p.id });
@@ -532,6 +578,7 @@ fn room_refusal(e: RoomError) -> Refusal {
         RoomError::Full(_) => ErrorCode::RoomFull,
         RoomError::ServerFull => ErrorCode::ServerFull,
         RoomError::ResumeFailed => ErrorCode::ResumeFailed,
+        RoomError::InviteRevoked => ErrorCode::InviteRevoked,
         RoomError::Forbidden | RoomError::MayNotPublish(_) => ErrorCode::Forbidden,
         RoomError::Closed | RoomError::Storage(_) | RoomError::Audit(_) => {
             tracing::warn!(error = %e, "room unavailable");

@@ -78,6 +78,21 @@ impl Db {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// The revoked invites of a room (a live room refuses them, and removes their holders).
+    pub async fn revoked_invites(&self, room_id: &RoomId) -> Result<Vec<InviteId>, StorageError> {
+        let rows =
+            sqlx::query("SELECT id FROM invites WHERE room_id = $1 AND revoked_at IS NOT NULL")
+                .bind(room_id.as_str())
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                InviteId::parse(&id).ok_or(StorageError::Corrupt("invite id"))
+            })
+            .collect()
+    }
+
     /// Revokes an invite of `room_id`; an invite of another room is `NotFound`.
     pub async fn revoke_invite(&self, room_id: &RoomId, id: &InviteId) -> Result<(), StorageError> {
         let done = sqlx::query(
