@@ -5,67 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::process::{PASSWORD, Proc, call, configure, http, start};
 use common::{sample_pdf, sha256_hex};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CHUNK: usize = 64 * 1024;
-
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-fn huizhen(config: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_huizhen"));
-    c.arg("--config").arg(config);
-    c
-}
-
-/// Starts `huizhen serve` and reads its HTTPS port from what it prints.
-fn start(config: &std::path::Path) -> Proc {
-    let mut child = huizhen(config)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(rest) = line.split("https://").nth(1) {
-            break format!("https://{}", rest.trim_end_matches('/'));
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc { child, base }
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: &str,
-    url: String,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http
-        .request(method.parse().unwrap(), url)
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
 
 /// Sends chunk `i` (of `CHUNK` bytes) of `data`; returns the HTTP status.
 async fn put_chunk(http: &reqwest::Client, url: String, token: &str, data: &[u8], i: usize) -> u16 {
@@ -83,52 +30,16 @@ async fn put_chunk(http: &reqwest::Client, url: String, token: &str, data: &[u8]
 async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_partial() {
     common::peer::ensure_rustls_provider();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("huizhen.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ncert_dir = \"{0}/certs\"\nshutdown_grace_s = 1\n\
-             [storage]\ndata_dir = \"{0}/data\"\n\
-             [media]\nudp_bind = \"127.0.0.1:0\"\nannounce = [\"127.0.0.1\"]\n\
-             [metrics]\nlisten = \"\"\n[log]\nfilter = \"warn\"\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut add = huizhen(&cfg)
-        .args([
-            "user",
-            "add",
-            "--username",
-            "doc",
-            "--display-name",
-            "Dr. Wang",
-        ])
-        .args(["--role", "doctor", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
-
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let cfg = configure(dir.path(), 1);
+    let http = http();
     let mut server = start(&cfg);
-    let api = |p: &Proc, path: &str| format!("{}/api/v1{path}", p.base);
+    let api = |p: &Proc, path: &str| p.api(path);
     let (st, login) = call(
         &http,
         "POST",
         api(&server, "/auth/login"),
         "",
-        Some(json!({"username": "doc", "password": "correct horse battery"})),
+        Some(json!({"username": "doc", "password": PASSWORD})),
     )
     .await;
     assert_eq!(st, 200, "{login}");
@@ -151,7 +62,7 @@ async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_p
     )
     .await;
     let invite = invite["token"].as_str().unwrap().to_owned();
-    let ws_url = |p: &Proc| format!("{}/ws", p.base.replace("https://", "wss://"));
+    let ws_url = |p: &Proc| p.ws_url();
     let ws = common::peer::SignalingClient::connect(&ws_url(&server))
         .await
         .unwrap();

@@ -68,6 +68,8 @@ pub(crate) enum WorkerMsg {
     },
     Sfu(SfuCommand),
     Stats(tokio::sync::oneshot::Sender<WorkerStats>),
+    /// Send what is pending and end the thread (server shutdown).
+    Stop,
 }
 
 /// Sends commands to one worker.
@@ -122,6 +124,8 @@ impl WorkerHandle {
 #[derive(Debug, Clone)]
 pub struct MediaHandle {
     workers: Vec<WorkerHandle>,
+    /// The worker threads, joined by [`MediaHandle::shutdown`].
+    threads: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
     /// Each worker's bound socket address, by worker index.
     local_addrs: Vec<SocketAddr>,
     /// Every worker's announced candidate addresses, worker 0's first.
@@ -134,6 +138,7 @@ impl MediaHandle {
     pub fn start(config: &MediaConfig) -> Result<Self, MediaError> {
         str0m::crypto::from_feature_flags().install_process_default();
         let mut workers = Vec::with_capacity(config.workers);
+        let mut threads = Vec::with_capacity(config.workers);
         let mut local_addrs = Vec::with_capacity(config.workers);
         let mut announced = Vec::new();
         for index in 0..config.workers {
@@ -142,15 +147,40 @@ impl MediaHandle {
             tracing::debug!(worker = index, ?buffers, "media socket buffers");
             let local_addr = socket.local_addr().map_err(MediaError::Spawn)?;
             let worker_announced = announce_addresses(config, local_addr);
-            workers.push(worker::spawn(index, socket, &worker_announced)?);
+            let (handle, thread) = worker::spawn(index, socket, &worker_announced)?;
+            workers.push(handle);
+            threads.push(thread);
             local_addrs.push(local_addr);
             announced.extend(worker_announced);
         }
         Ok(Self {
             workers,
+            threads: Arc::new(std::sync::Mutex::new(threads)),
             local_addrs,
             announced,
         })
+    }
+
+    /// Stops every worker (each sends what it has pending first) and joins its thread, within
+    /// `deadline`; returns whether every thread ended in time. Rooms are to be ended first:
+    /// their participants' peer connections are closed as they leave.
+    pub async fn shutdown(&self, deadline: std::time::Duration) -> bool {
+        let threads = std::mem::take(&mut *self.threads.lock().expect("thread list poisoned"));
+        let stop = async {
+            for w in &self.workers {
+                let _ = w.send(WorkerMsg::Stop).await;
+            }
+            tokio::task::spawn_blocking(move || {
+                for t in threads {
+                    if t.join().is_err() {
+                        tracing::error!("a media worker thread panicked");
+                    }
+                }
+            })
+            .await
+            .is_ok()
+        };
+        tokio::time::timeout(deadline, stop).await.unwrap_or(false)
     }
 
     /// The worker for a room that is opening: the one hosting the fewest rooms. Counted from

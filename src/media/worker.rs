@@ -58,14 +58,14 @@ pub(super) fn spawn(
     index: usize,
     socket: std::net::UdpSocket,
     announce: &[SocketAddr],
-) -> Result<WorkerHandle, MediaError> {
+) -> Result<(WorkerHandle, std::thread::JoinHandle<()>), MediaError> {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let sfu = Sfu::new(announce, Instant::now());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(MediaError::Spawn)?;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("media-{index}"))
         .spawn(move || {
             runtime.block_on(async move {
@@ -76,10 +76,13 @@ pub(super) fn spawn(
             })
         })
         .map_err(MediaError::Spawn)?;
-    Ok(WorkerHandle {
-        tx,
-        rooms: Default::default(),
-    })
+    Ok((
+        WorkerHandle {
+            tx,
+            rooms: Default::default(),
+        },
+        thread,
+    ))
 }
 
 struct Worker {
@@ -128,6 +131,12 @@ impl Worker {
                         // Every handle dropped: the server is shutting down.
                         return;
                     };
+                    if matches!(msg, WorkerMsg::Stop) {
+                        // What the last leaves queued (DTLS close alerts) goes out first.
+                        self.sfu.handle_timeout(Instant::now());
+                        self.flush().await;
+                        return;
+                    }
                     self.handle_msg(msg);
                 }
                 // Up to a batch of datagrams, then timers and commands get a turn.
@@ -165,6 +174,7 @@ impl Worker {
                 self.rooms.remove(&room);
             }
             WorkerMsg::Sfu(cmd) => self.sfu.handle_command(Instant::now(), cmd),
+            WorkerMsg::Stop => {}
             WorkerMsg::Stats(reply) => {
                 let _ = reply.send(WorkerStats {
                     sfu: self.sfu.stats(),

@@ -209,6 +209,8 @@ pub struct RoomSettings {
 #[derive(Clone)]
 pub struct RoomManager {
     live: Arc<Mutex<HashMap<RoomId, RoomHandle>>>,
+    /// Set by [`RoomManager::shutdown`]: no room opens any more.
+    closing: Arc<std::sync::atomic::AtomicBool>,
     db: Db,
     media: MediaHandle,
     key: SigningKey,
@@ -235,6 +237,7 @@ impl RoomManager {
     ) -> Self {
         Self {
             live: Arc::default(),
+            closing: Arc::default(),
             db,
             media,
             key,
@@ -311,6 +314,9 @@ impl RoomManager {
 
     /// The live room, started if needed.
     pub async fn open(&self, id: &RoomId) -> Result<RoomHandle, RoomError> {
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(RoomError::Closed);
+        }
         if let Some(h) = self.get(id) {
             return Ok(h);
         }
@@ -328,6 +334,11 @@ impl RoomManager {
             live.retain(|_, h| !h.is_closed());
             if live.len() >= self.settings.max_rooms {
                 return Err(RoomError::ServerFull);
+            }
+            // Checked again under the lock that `shutdown` takes to list the rooms, so a room
+            // cannot open after the list was made.
+            if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(RoomError::Closed);
             }
             let (tx, rx) = mpsc::channel(ROOM_QUEUE);
             let handle = RoomHandle { id: id.clone(), tx };
@@ -387,13 +398,17 @@ impl RoomManager {
         Ok(())
     }
 
-    /// Ends every live room (server shutdown).
+    /// Ends every live room (server shutdown), all at once, and opens no more: each tells its
+    /// participants (`room_ended`), records their leaves and closes their peer connections.
+    /// The caller bounds how long this may take.
     pub async fn shutdown(&self) {
         let handles: Vec<RoomHandle> = {
             let live = self.live.lock().expect("room map poisoned");
+            self.closing
+                .store(true, std::sync::atomic::Ordering::Release);
             live.values().cloned().collect()
         };
-        for h in handles {
+        let ends = handles.into_iter().map(|h| async move {
             let (reply, rx) = oneshot::channel();
             let cmd = RoomCommand::End {
                 by: None,
@@ -403,7 +418,8 @@ impl RoomManager {
             if h.send(cmd).await.is_ok() {
                 let _ = rx.await;
             }
-        }
+        });
+        futures_util::future::join_all(ends).await;
     }
 
     fn forget(&self, handle: &RoomHandle) {
