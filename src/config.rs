@@ -244,6 +244,10 @@ pub struct DocumentsConfig {
     pub max_open_uploads: usize,
     /// Hours an unfinished upload is kept for resuming before it is discarded.
     pub upload_expiry_hours: u64,
+    /// Renders (PDF pages, DICOM frames and headers, ECG strips) running at once, server-wide.
+    pub render_concurrency: usize,
+    /// Seconds a render waits for its turn before it is refused (`render_busy`, HTTP 503).
+    pub render_wait_s: u64,
 }
 
 impl Default for DocumentsConfig {
@@ -254,6 +258,8 @@ impl Default for DocumentsConfig {
             max_per_room: 200,
             max_open_uploads: 4,
             upload_expiry_hours: 24,
+            render_concurrency: 2,
+            render_wait_s: 10,
         }
     }
 }
@@ -383,6 +389,9 @@ impl Config {
             return bad(
                 "documents.max_chunk_bytes must be at least 65536; max_upload_bytes and max_per_room positive",
             );
+        }
+        if d.render_concurrency == 0 {
+            return bad("documents.render_concurrency must be positive");
         }
         if l.max_rooms == 0 || l.max_connections == 0 {
             return bad("limits.max_rooms and limits.max_connections must be positive");
@@ -560,6 +569,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn render_limits_are_checked() {
+        let mut c = Config::default();
+        c.documents.render_concurrency = 0;
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")));
+        let mut c = Config::default();
+        c.apply_env([("HUIZHEN_DOCUMENTS_RENDER_CONCURRENCY".into(), "8".into())])
+            .unwrap();
+        assert_eq!(c.documents.render_concurrency, 8);
+        assert!(c.validate().is_ok());
     }
 
     #[test]

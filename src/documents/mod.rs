@@ -16,6 +16,7 @@ pub mod annotation;
 pub mod blob;
 pub mod dicom;
 pub mod ecg;
+pub mod gate;
 mod kind;
 pub mod render;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +64,9 @@ pub enum DocumentError {
     OffsetMismatch { expected: u64 },
     #[error("another request is writing to this upload")]
     Busy,
+    /// Every render slot stayed taken for the whole wait; try again shortly.
+    #[error("the server is busy showing other documents; try again in a moment")]
+    RenderBusy,
     #[error("the content's SHA-256 does not match the one declared; the upload was discarded")]
     HashMismatch,
     #[error(transparent)]
@@ -127,6 +132,8 @@ pub struct Documents {
     /// Rendered PDF pages, by content hash (a cache: safe to delete).
     previews: PathBuf,
     config: Arc<DocumentsConfig>,
+    /// Renders running at once, server-wide.
+    gate: gate::RenderGate,
     /// Uploads a request is writing to right now (one writer per upload).
     busy: Arc<Mutex<HashSet<UploadId>>>,
 }
@@ -166,6 +173,10 @@ impl Documents {
             blobs,
             previews: staging.with_file_name("previews"),
             staging,
+            gate: gate::RenderGate::new(
+                config.render_concurrency,
+                Duration::from_secs(config.render_wait_s),
+            ),
             config: Arc::new(config),
             busy: Arc::default(),
         })
@@ -472,6 +483,27 @@ impl Documents {
         Ok(path)
     }
 
+    /// Runs `work` on the blocking pool once a render permit is free, holding the permit until
+    /// the work ends (even if the request is dropped meanwhile). A panic in `work` (a renderer
+    /// meeting a file it cannot handle) refuses this document and nothing else.
+    async fn gated<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce() -> Result<T, DocumentError> + Send + 'static,
+    ) -> Result<T, DocumentError> {
+        let permit = self
+            .gate
+            .enter()
+            .await
+            .map_err(|gate::Busy| DocumentError::RenderBusy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|_| DocumentError::Invalid(format!("{what} could not be shown")))?
+    }
+
     /// How many pages the viewer can show: a PDF's pages, one for an image.
     pub async fn page_count(
         &self,
@@ -481,10 +513,10 @@ impl Documents {
         match doc.kind {
             DocumentKind::Pdf => {
                 let path = self.read(doc, role, false).await?;
-                tokio::task::spawn_blocking(move || render::page_count(&path))
-                    .await
-                    .map_err(|_| DocumentError::Invalid("the PDF could not be read".into()))?
-                    .map_err(|e| DocumentError::Invalid(e.to_string()))
+                self.gated("the PDF", move || {
+                    render::page_count(&path).map_err(|e| DocumentError::Invalid(e.to_string()))
+                })
+                .await
             }
             DocumentKind::Png | DocumentKind::Jpeg | DocumentKind::Dicom => Ok(1),
             _ => Err(DocumentError::Invalid(
@@ -506,12 +538,12 @@ impl Documents {
             if page != 1 {
                 return Err(DocumentError::NotFound);
             }
-            return tokio::task::spawn_blocking(move || {
-                dicom::render_png(&std::fs::read(path)?)
-                    .map_err(|e| DocumentError::Invalid(e.to_string()))
-            })
-            .await
-            .map_err(|_| DocumentError::Invalid("this image could not be rendered".into()))?;
+            return self
+                .gated("this image", move || {
+                    dicom::render_png(&std::fs::read(path)?)
+                        .map_err(|e| DocumentError::Invalid(e.to_string()))
+                })
+                .await;
         }
         if doc.kind != DocumentKind::Pdf {
             return Err(DocumentError::Invalid(
@@ -521,18 +553,18 @@ impl Documents {
         let sha = doc.sha256.clone();
         let cache = self.previews.clone();
         let scale = scale.clamp(0.25, 4.0);
-        tokio::task::spawn_blocking(move || render::page_png(&path, &sha, page, scale, &cache))
-            .await
-            // The renderer panicked on this file: refuse it, keep serving everyone else.
-            .map_err(|_| DocumentError::Invalid("this page could not be rendered".into()))?
-            .map_err(|e| match e {
+        self.gated("this page", move || {
+            render::page_png(&path, &sha, page, scale, &cache).map_err(|e| match e {
                 render::RenderError::NoSuchPage(_) => DocumentError::NotFound,
                 render::RenderError::Io(io) => DocumentError::Io(io),
                 other => DocumentError::Invalid(other.to_string()),
             })
+        })
+        .await
     }
 
-    /// A DICOM document's key header fields, for the viewer.
+    /// A DICOM document's key header fields, for the viewer (read whole, so it takes a render
+    /// permit like an image).
     pub async fn dicom_info(
         &self,
         doc: &DocumentRecord,
@@ -542,21 +574,24 @@ impl Documents {
             return Err(DocumentError::Invalid("not a DICOM document".into()));
         }
         let path = self.read(doc, role, false).await?;
-        tokio::task::spawn_blocking(move || {
+        self.gated("the DICOM header", move || {
             dicom::info(&std::fs::read(path)?).map_err(|e| DocumentError::Invalid(e.to_string()))
         })
         .await
-        .map_err(|_| DocumentError::Invalid("the DICOM header could not be read".into()))?
     }
 
-    /// An ECG document's samples, parsed for the viewer.
+    /// An ECG document's samples, parsed for the viewer (up to 16 MiB of text: it takes a render
+    /// permit like an image).
     pub async fn ecg(&self, doc: &DocumentRecord, role: Role) -> Result<ecg::Ecg, DocumentError> {
         if doc.kind != DocumentKind::Ecg {
             return Err(DocumentError::Invalid("not an ECG document".into()));
         }
         let path = self.read(doc, role, false).await?;
-        let text = tokio::fs::read_to_string(path).await?;
-        ecg::parse(&text).map_err(|_| DocumentError::Corrupt)
+        self.gated("the ECG", move || {
+            let text = std::fs::read_to_string(path)?;
+            ecg::parse(&text).map_err(|_| DocumentError::Corrupt)
+        })
+        .await
     }
 
     /// Stores an annotation on a page of a document `who` may see.
