@@ -248,6 +248,8 @@ pub struct DocumentsConfig {
     pub render_concurrency: usize,
     /// Seconds a render waits for its turn before it is refused (`render_busy`, HTTP 503).
     pub render_wait_s: u64,
+    /// Pixels in one rendered PDF page image (each side is also at most 4096).
+    pub max_page_pixels: u64,
 }
 
 impl Default for DocumentsConfig {
@@ -260,6 +262,7 @@ impl Default for DocumentsConfig {
             upload_expiry_hours: 24,
             render_concurrency: 2,
             render_wait_s: 10,
+            max_page_pixels: 8 << 20,
         }
     }
 }
@@ -390,8 +393,10 @@ impl Config {
                 "documents.max_chunk_bytes must be at least 65536; max_upload_bytes and max_per_room positive",
             );
         }
-        if d.render_concurrency == 0 {
-            return bad("documents.render_concurrency must be positive");
+        if d.render_concurrency == 0 || d.max_page_pixels < 1 << 20 {
+            return bad(
+                "documents.render_concurrency must be positive; max_page_pixels at least 1048576",
+            );
         }
         if l.max_rooms == 0 || l.max_connections == 0 {
             return bad("limits.max_rooms and limits.max_connections must be positive");

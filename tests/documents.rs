@@ -782,3 +782,141 @@ async fn an_upload_resumes_after_a_reload() {
     assert_eq!(body["document"]["sha256"], sha256_hex(&data));
     s.stop().await;
 }
+
+/// A PDF of `objects` (numbered from 1, the first the catalog), with its cross-reference table.
+fn build_pdf(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra} >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+fn dict(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut o = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+    o.extend_from_slice(data);
+    o.extend_from_slice(b"\nendstream");
+    o
+}
+
+/// Width and height from a PNG's header.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && &png[12..16] == b"IHDR");
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// GET of a page image: the status, and the image's size or the error code.
+async fn get_page(s: &TestServer, token: &str, path: &str) -> (u16, Result<(u32, u32), String>) {
+    let resp = s.raw("GET", path, token, None).await;
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").is_some();
+    let bytes = resp.bytes().await.unwrap();
+    if status == 200 {
+        return (status, Ok(png_size(&bytes)));
+    }
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert!(!retry_after || status == 503);
+    (
+        status,
+        Err(body["error"]["code"].as_str().unwrap_or("").to_owned()),
+    )
+}
+
+/// Files in the render cache about the document with hash `sha`.
+fn previews_of(s: &TestServer, sha: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(s.dir.path().join("data/previews"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(sha))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn pdf_pages_are_bounded_in_pixels_and_cached_at_few_scales() {
+    // The default limits: 4096 pixels a side, 8 MiP a page.
+    let s = TestServer::start().await;
+    let room = s.create_room("Hostile PDFs").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+
+    // A tall page (600 × 14400 pt) and a wide one: any scale, however large, gives an image
+    // within both sides and the pixel budget, and the cache holds at most four per page.
+    let square = b"0 0 1 rg 10 10 100 100 re f".to_vec();
+    let tall = build_pdf(
+        &[
+            dict("<< /Type /Catalog /Pages 2 0 R >>"),
+            dict("<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>"),
+            dict("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 14400] /Contents 5 0 R >>"),
+            dict("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 14400 600] /Contents 5 0 R >>"),
+            stream("", &square),
+        ],
+        "",
+    );
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "strip.pdf",
+            &tall,
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/rooms/{room}/documents/{id}");
+    let (st, pages) = s
+        .api("GET", &format!("{base}/pages"), Some(&doctor.access), None)
+        .await;
+    assert_eq!((st, pages["pages"].as_u64()), (200, Some(2)), "{pages}");
+    for page in [1, 2] {
+        for scale in [
+            0.1, 0.5, 1.0, 1.2, 1.5, 1.75, 2.0, 2.2, 3.0, 4.0, 8.0, 100.0, 1e6,
+        ] {
+            let (st, size) = get_page(
+                &s,
+                &doctor.access,
+                &format!("{base}/pages/{page}?scale={scale}"),
+            )
+            .await;
+            let (w, h) = size.unwrap_or_else(|e| panic!("page {page} at {scale}: {st} {e}"));
+            assert!(w <= 4096 && h <= 4096 && u64::from(w) * u64::from(h) <= 8 << 20);
+            let long = if page == 1 { h } else { w };
+            assert!(long >= 4095, "page {page} at {scale}: {w} × {h}");
+        }
+    }
+    let sha = sha256_hex(&tall);
+    let images: Vec<String> = previews_of(&s, &sha)
+        .into_iter()
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    assert_eq!(images.len(), 8, "{images:?}");
+
+    s.stop().await;
+}

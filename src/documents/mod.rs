@@ -18,6 +18,7 @@ pub mod dicom;
 pub mod ecg;
 pub mod gate;
 mod kind;
+pub mod previews;
 pub mod render;
 #[cfg(test)]
 mod robustness;
@@ -64,6 +65,9 @@ pub enum DocumentError {
     OffsetMismatch { expected: u64 },
     #[error("another request is writing to this upload")]
     Busy,
+    /// Showing the document would take more memory or pixels than the limits allow.
+    #[error("{0}")]
+    TooLargeToRender(String),
     /// Every render slot stayed taken for the whole wait; try again shortly.
     #[error("the server is busy showing other documents; try again in a moment")]
     RenderBusy,
@@ -129,7 +133,7 @@ pub struct Documents {
     db: Db,
     blobs: Arc<dyn BlobStore>,
     staging: PathBuf,
-    /// Rendered PDF pages, by content hash (a cache: safe to delete).
+    /// Rendered pages, by content hash (a cache: safe to delete; see [`previews`]).
     previews: PathBuf,
     config: Arc<DocumentsConfig>,
     /// Renders running at once, server-wide.
@@ -483,6 +487,12 @@ impl Documents {
         Ok(path)
     }
 
+    fn render_limits(&self) -> render::Limits {
+        render::Limits {
+            max_pixels: self.config.max_page_pixels,
+        }
+    }
+
     /// Runs `work` on the blocking pool once a render permit is free, holding the permit until
     /// the work ends (even if the request is dropped meanwhile). A panic in `work` (a renderer
     /// meeting a file it cannot handle) refuses this document and nothing else.
@@ -514,7 +524,7 @@ impl Documents {
             DocumentKind::Pdf => {
                 let path = self.read(doc, role, false).await?;
                 self.gated("the PDF", move || {
-                    render::page_count(&path).map_err(|e| DocumentError::Invalid(e.to_string()))
+                    render::page_count(&path).map_err(from_render)
                 })
                 .await
             }
@@ -525,7 +535,8 @@ impl Documents {
         }
     }
 
-    /// One page of a PDF as a PNG image for the viewer.
+    /// One page of a PDF, or a DICOM file's first frame, as a PNG image for the viewer. A page
+    /// shown before comes from the cache without waiting for a render permit.
     pub async fn page_png(
         &self,
         doc: &DocumentRecord,
@@ -534,33 +545,35 @@ impl Documents {
         scale: f32,
     ) -> Result<Vec<u8>, DocumentError> {
         let path = self.read(doc, role, false).await?;
-        if doc.kind == DocumentKind::Dicom {
-            if page != 1 {
-                return Err(DocumentError::NotFound);
-            }
-            return self
-                .gated("this image", move || {
+        let (sha, cache) = (doc.sha256.clone(), self.previews.clone());
+        match doc.kind {
+            DocumentKind::Dicom => {
+                if page != 1 {
+                    return Err(DocumentError::NotFound);
+                }
+                self.gated("this image", move || {
                     dicom::render_png(&std::fs::read(path)?)
                         .map_err(|e| DocumentError::Invalid(e.to_string()))
                 })
-                .await;
-        }
-        if doc.kind != DocumentKind::Pdf {
-            return Err(DocumentError::Invalid(
+                .await
+            }
+            DocumentKind::Pdf => {
+                let (s, c) = (sha.clone(), cache.clone());
+                if let Some(known) =
+                    blocking(move || render::cached_page(&s, page, scale, &c)).await?
+                {
+                    return known.map_err(from_render);
+                }
+                let limits = self.render_limits();
+                self.gated("this page", move || {
+                    render::page_png(&path, &sha, page, scale, &cache, &limits).map_err(from_render)
+                })
+                .await
+            }
+            _ => Err(DocumentError::Invalid(
                 "only PDF and DICOM pages are rendered".into(),
-            ));
+            )),
         }
-        let sha = doc.sha256.clone();
-        let cache = self.previews.clone();
-        let scale = scale.clamp(0.25, 4.0);
-        self.gated("this page", move || {
-            render::page_png(&path, &sha, page, scale, &cache).map_err(|e| match e {
-                render::RenderError::NoSuchPage(_) => DocumentError::NotFound,
-                render::RenderError::Io(io) => DocumentError::Io(io),
-                other => DocumentError::Invalid(other.to_string()),
-            })
-        })
-        .await
     }
 
     /// A DICOM document's key header fields, for the viewer (read whole, so it takes a render
@@ -632,6 +645,24 @@ impl Documents {
     ) -> Result<Vec<AnnotationRecord>, DocumentError> {
         let doc = self.get(room, document, role).await?;
         Ok(self.db.annotations(&doc.id).await?)
+    }
+}
+
+/// Quick file work (a cache lookup) off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DocumentError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DocumentError::Io(std::io::Error::other(e)))
+}
+
+fn from_render(e: render::RenderError) -> DocumentError {
+    match e {
+        render::RenderError::NoSuchPage(_) => DocumentError::NotFound,
+        render::RenderError::Io(io) => DocumentError::Io(io),
+        render::RenderError::TooLarge(why) => DocumentError::TooLargeToRender(why),
+        other => DocumentError::Invalid(other.to_string()),
     }
 }
 

@@ -1,20 +1,40 @@
 //! Pages of a PDF as PNG images, rendered on the server (hayro: pure Rust, no unsafe code), so
 //! every browser shows the same page and annotations and follow mode line up with it exactly.
 //!
-//! Rendering untrusted PDFs is contained: it runs on the blocking pool (a panic in the renderer
-//! becomes an error, not a crash), page sizes are capped, and each rendered page is cached on
-//! disk under the document's SHA-256 so a page is rendered once however many people look at it.
+//! Rendering an untrusted PDF is contained in time and pixels:
+//!
+//! - It runs on the blocking pool (a panic in the renderer becomes an error, not a crash), a
+//!   few at a time server-wide: the caller holds a [`super::gate`] permit.
+//! - The image is bounded: the scale asked for is snapped to one of [`SCALES`], then lowered
+//!   until the image is at most [`MAX_SIDE`] pixels a side and [`Limits::max_pixels`] in all. A
+//!   page therefore has at most four cached images, and its pixmap (four bytes a pixel) at most
+//!   `4 × max_pixels` bytes.
+//! - Page images are cached under the document's SHA-256 ([`super::previews`]), so a page is
+//!   rendered once however many people look at it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hayro::hayro_interpret::InterpreterSettings;
 use hayro::hayro_syntax::Pdf;
 use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
 
-/// The widest page image served, in pixels (a 2x render of an A4 page is about 1200).
-const MAX_PIXELS_WIDE: f32 = 2400.0;
+use super::previews;
+
+/// The scales a page is rendered at (1 = 72 dpi); any other is snapped to the nearest.
+pub const SCALES: [f32; 4] = [1.0, 1.5, 2.0, 3.0];
+/// The scale when none is asked for.
+pub const DEFAULT_SCALE: f32 = 1.5;
+/// The widest and tallest page image, in pixels (A4 at scale 3 is 1786 × 2526).
+pub const MAX_SIDE: u32 = 4096;
 pub const MAX_PAGES: usize = 2000;
+
+/// What rendering one page may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Pixels in a page image.
+    pub max_pixels: u64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -22,6 +42,9 @@ pub enum RenderError {
     Unreadable(String),
     #[error("the PDF has no page {0}")]
     NoSuchPage(usize),
+    /// Refused by a limit; the message says which.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("render cache I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -36,27 +59,76 @@ pub fn page_count(path: &Path) -> Result<usize, RenderError> {
     Ok(open(path)?.pages().len().min(MAX_PAGES))
 }
 
-/// Page `page` (1-based) of the PDF at `path` as PNG, at `scale` (1 = 72 dpi), from the cache
-/// in `cache_dir` when it was rendered before.
+/// The nearest of [`SCALES`] (the default for a scale that is not a number).
+pub fn snap_scale(requested: f32) -> f32 {
+    if !requested.is_finite() {
+        return DEFAULT_SCALE;
+    }
+    let requested = requested.clamp(SCALES[0], SCALES[SCALES.len() - 1]);
+    SCALES
+        .into_iter()
+        .min_by(|a, b| (a - requested).abs().total_cmp(&(b - requested).abs()))
+        .unwrap_or(DEFAULT_SCALE)
+}
+
+/// The scale a page of `w` × `h` points is drawn at, at most `scale`, for its image to fit
+/// the limits, and that image's size in pixels (computed as hayro computes it). `None` if no
+/// scale fits (a page thousands of times taller than it is wide).
+pub fn page_size(w: f32, h: f32, scale: f32, max_pixels: u64) -> Option<(f32, u32, u32)> {
+    if !(w.is_finite() && h.is_finite() && w > 0.0 && h > 0.0 && scale > 0.0) {
+        return None;
+    }
+    let side = MAX_SIDE as f32;
+    let mut s = scale.min(side / w).min(side / h);
+    let area = f64::from(w * s) * f64::from(h * s);
+    if area > max_pixels as f64 {
+        s *= ((max_pixels as f64 / area).sqrt() * 0.999) as f32;
+    }
+    let (pw, ph) = ((w * s) as u32, (h * s) as u32);
+    let fits = (1..=MAX_SIDE).contains(&pw)
+        && (1..=MAX_SIDE).contains(&ph)
+        && u64::from(pw) * u64::from(ph) <= max_pixels;
+    fits.then_some((s, pw, ph))
+}
+
+fn page_file(sha256: &str, page: usize, scale: f32) -> String {
+    format!("{sha256}-{page}-{}.png", (scale * 100.0).round() as u32)
+}
+
+/// Page `page` (1-based) at the scale `scale` snaps to, if it was rendered before.
+pub fn cached_page(
+    sha256: &str,
+    page: usize,
+    scale: f32,
+    cache_dir: &Path,
+) -> Option<Result<Vec<u8>, RenderError>> {
+    previews::read(cache_dir, &page_file(sha256, page, snap_scale(scale))).map(Ok)
+}
+
+/// Page `page` (1-based) of the PDF at `path` as PNG, at the scale `scale` snaps to (lowered
+/// to fit the limits), from the cache in `cache_dir` when it was rendered before.
 pub fn page_png(
     path: &Path,
     sha256: &str,
     page: usize,
     scale: f32,
     cache_dir: &Path,
+    limits: &Limits,
 ) -> Result<Vec<u8>, RenderError> {
-    let cached: PathBuf = cache_dir.join(format!("{sha256}-{page}-{}.png", (scale * 100.0) as u32));
-    if let Ok(bytes) = std::fs::read(&cached) {
-        return Ok(bytes);
+    if let Some(known) = cached_page(sha256, page, scale, cache_dir) {
+        return known;
     }
+    let scale = snap_scale(scale);
     let pdf = open(path)?;
     let pages = pdf.pages();
     if page == 0 || page > pages.len().min(MAX_PAGES) {
         return Err(RenderError::NoSuchPage(page));
     }
     let page_ref = &pages[page - 1];
-    let (w, _) = page_ref.render_dimensions();
-    let scale = scale.min(MAX_PIXELS_WIDE / w.max(1.0));
+    let (w, h) = page_ref.render_dimensions();
+    let (scale_used, _, _) = page_size(w, h, scale, limits.max_pixels).ok_or_else(|| {
+        RenderError::TooLarge("this page is too long and narrow to show as an image".into())
+    })?;
     let cache = RenderCache::new();
     let pixmap = hayro::render(
         page_ref,
@@ -64,18 +136,56 @@ pub fn page_png(
         &InterpreterSettings::default(),
         &RenderSettings::default(),
         &PixmapSettings {
-            x_scale: scale,
-            y_scale: scale,
+            x_scale: scale_used,
+            y_scale: scale_used,
             bg_color: WHITE,
         },
     );
     let png = pixmap
         .into_png()
         .map_err(|e| RenderError::Unreadable(e.to_string()))?;
-    std::fs::create_dir_all(cache_dir)?;
-    // Written under a temporary name and renamed, so a reader never sees half a file.
-    let tmp = cache_dir.join(format!(".{}.tmp", rand::random::<u64>()));
-    std::fs::write(&tmp, &png)?;
-    std::fs::rename(&tmp, &cached)?;
+    previews::write(cache_dir, &page_file(sha256, page, scale), &png)?;
     Ok(png)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_snap_to_a_small_set() {
+        for (asked, got) in [
+            (0.25, 1.0),
+            (1.0, 1.0),
+            (1.3, 1.5),
+            (1.9, 2.0),
+            (2.4, 2.0),
+            (2.6, 3.0),
+            (4.0, 3.0),
+            (1e9, 3.0),
+            (-5.0, 1.0),
+            (f32::NAN, DEFAULT_SCALE),
+            (f32::INFINITY, DEFAULT_SCALE),
+        ] {
+            assert_eq!(snap_scale(asked), got, "{asked}");
+        }
+    }
+
+    #[test]
+    fn page_images_fit_both_sides_and_the_pixel_budget() {
+        let max = 8 << 20;
+        // A4 at 2: as asked.
+        assert_eq!(page_size(595.0, 842.0, 2.0, max), Some((2.0, 1190, 1684)));
+        // A tall strip (600 × 14400 pt) at any scale: 4096 pixels tall at most.
+        for scale in SCALES {
+            let (_, w, h) = page_size(600.0, 14400.0, scale, max).unwrap();
+            assert_eq!((w, h), (170, 4096), "{scale}");
+        }
+        // A large square page: held to the pixel budget.
+        let (_, w, h) = page_size(3000.0, 3000.0, 3.0, max).unwrap();
+        assert!(u64::from(w) * u64::from(h) <= max && w > 2800, "{w} × {h}");
+        // A page so narrow that it cannot be drawn one pixel wide and 4096 tall.
+        assert_eq!(page_size(1.0, 100_000.0, 1.0, max), None);
+        assert_eq!(page_size(f32::NAN, 10.0, 1.0, max), None);
+    }
 }

@@ -45,6 +45,9 @@ pub enum ApiError {
     OffsetMismatch(u64),
     #[error("another request is writing to this upload")]
     UploadBusy,
+    /// Showing the document would pass a render limit; the message says which.
+    #[error("{0}")]
+    TooLargeToRender(String),
     /// Every render slot stayed taken; the client retries after [`RENDER_RETRY_AFTER_S`].
     #[error("the server is busy showing other documents; try again in a moment")]
     RenderBusy,
@@ -79,6 +82,9 @@ impl ApiError {
             ApiError::HashMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"),
             ApiError::OffsetMismatch(_) => (StatusCode::CONFLICT, "offset_mismatch"),
             ApiError::UploadBusy => (StatusCode::CONFLICT, "upload_busy"),
+            ApiError::TooLargeToRender(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "too_large_to_render")
+            }
             ApiError::RenderBusy => (StatusCode::SERVICE_UNAVAILABLE, "render_busy"),
             ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -148,6 +154,7 @@ impl From<DocumentError> for ApiError {
             DocumentError::LimitReached(_) => ApiError::LimitReached(e.to_string()),
             DocumentError::OffsetMismatch { expected } => ApiError::OffsetMismatch(expected),
             DocumentError::Busy => ApiError::UploadBusy,
+            DocumentError::TooLargeToRender(why) => ApiError::TooLargeToRender(why),
             DocumentError::RenderBusy => ApiError::RenderBusy,
             DocumentError::HashMismatch => ApiError::HashMismatch,
             DocumentError::Unsupported(k) => ApiError::UnsupportedType(k.to_string()),
@@ -181,12 +188,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_busy_render_is_503_with_retry_after() {
+    fn render_refusals_have_their_own_codes() {
         let busy = ApiError::from(DocumentError::RenderBusy).into_response();
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             busy.headers()[axum::http::header::RETRY_AFTER],
             RENDER_RETRY_AFTER_S.to_string()
         );
+        let large = ApiError::from(DocumentError::TooLargeToRender("too big".into()));
+        assert_eq!(
+            large.parts(),
+            (StatusCode::UNPROCESSABLE_ENTITY, "too_large_to_render")
+        );
+        assert_eq!(large.to_string(), "too big");
     }
 }
