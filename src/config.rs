@@ -250,6 +250,10 @@ pub struct DocumentsConfig {
     pub render_wait_s: u64,
     /// Pixels in one rendered PDF page image (each side is also at most 4096).
     pub max_page_pixels: u64,
+    /// Bytes one PDF stream may decompress to (then `too_large_to_render`, HTTP 422).
+    pub max_inflated_stream_bytes: u64,
+    /// Bytes one PDF page's decompressed streams and images may take together (the same).
+    pub max_inflated_page_bytes: u64,
 }
 
 impl Default for DocumentsConfig {
@@ -263,6 +267,8 @@ impl Default for DocumentsConfig {
             render_concurrency: 2,
             render_wait_s: 10,
             max_page_pixels: 8 << 20,
+            max_inflated_stream_bytes: 64 << 20,
+            max_inflated_page_bytes: 256 << 20,
         }
     }
 }
@@ -393,9 +399,13 @@ impl Config {
                 "documents.max_chunk_bytes must be at least 65536; max_upload_bytes and max_per_room positive",
             );
         }
-        if d.render_concurrency == 0 || d.max_page_pixels < 1 << 20 {
+        if d.render_concurrency == 0
+            || d.max_page_pixels < 1 << 20
+            || d.max_inflated_stream_bytes < 1 << 20
+            || d.max_inflated_page_bytes < d.max_inflated_stream_bytes
+        {
             return bad(
-                "documents.render_concurrency must be positive; max_page_pixels at least 1048576",
+                "documents.render_concurrency must be positive; max_page_pixels and max_inflated_stream_bytes at least 1048576; max_inflated_page_bytes at least max_inflated_stream_bytes",
             );
         }
         if l.max_rooms == 0 || l.max_connections == 0 {

@@ -490,6 +490,8 @@ impl Documents {
     fn render_limits(&self) -> render::Limits {
         render::Limits {
             max_pixels: self.config.max_page_pixels,
+            max_stream_bytes: self.config.max_inflated_stream_bytes,
+            max_page_bytes: self.config.max_inflated_page_bytes,
         }
     }
 
@@ -523,8 +525,13 @@ impl Documents {
         match doc.kind {
             DocumentKind::Pdf => {
                 let path = self.read(doc, role, false).await?;
+                let (sha, cache, limits) = (
+                    doc.sha256.clone(),
+                    self.previews.clone(),
+                    self.render_limits(),
+                );
                 self.gated("the PDF", move || {
-                    render::page_count(&path).map_err(from_render)
+                    render::page_count(&path, &sha, &cache, &limits).map_err(from_render)
                 })
                 .await
             }

@@ -1,7 +1,7 @@
 //! Pages of a PDF as PNG images, rendered on the server (hayro: pure Rust, no unsafe code), so
 //! every browser shows the same page and annotations and follow mode line up with it exactly.
 //!
-//! Rendering an untrusted PDF is contained in time and pixels:
+//! Rendering an untrusted PDF is contained in time, pixels and memory:
 //!
 //! - It runs on the blocking pool (a panic in the renderer becomes an error, not a crash), a
 //!   few at a time server-wide: the caller holds a [`super::gate`] permit.
@@ -9,8 +9,23 @@
 //!   until the image is at most [`MAX_SIDE`] pixels a side and [`Limits::max_pixels`] in all. A
 //!   page therefore has at most four cached images, and its pixmap (four bytes a pixel) at most
 //!   `4 × max_pixels` bytes.
-//! - Page images are cached under the document's SHA-256 ([`super::previews`]), so a page is
-//!   rendered once however many people look at it.
+//! - What it decodes is bounded. hayro 0.9 has no limit on what a stream inflates to (each
+//!   decoder reads to the end: flate2's `read_to_end`, then its own lenient inflater) and no
+//!   hook to add one, and it inflates cross-reference and object streams while it opens a file.
+//!   So [`budget`] measures first, with bounded decoders that make hayro's decisions
+//!   ([`filters`]): the whole file before hayro opens it, each page before hayro renders it. A
+//!   stream over [`Limits::max_stream_bytes`] or a page over [`Limits::max_page_bytes`] (its
+//!   decoded streams, and its images at four bytes a pixel) is refused, with a sentence saying
+//!   why ([`RenderError::TooLarge`]).
+//! - Encrypted PDFs are not rendered ([`RenderError::Encrypted`]): hayro decrypts a stream inside
+//!   its decoders, so what an encrypted stream inflates to cannot be measured before hayro
+//!   inflates it. Whoever may download the document still can.
+//! - Everything is cached under the document's SHA-256 ([`super::previews`]): page images, the
+//!   document's verdict with its page count (the file is checked once, however often it is
+//!   viewed or counted) and each refused page's reason (a refusal costs nothing the second time).
+
+mod budget;
+mod filters;
 
 use std::path::Path;
 
@@ -34,12 +49,18 @@ pub const MAX_PAGES: usize = 2000;
 pub struct Limits {
     /// Pixels in a page image.
     pub max_pixels: u64,
+    /// Bytes one stream may decode to.
+    pub max_stream_bytes: u64,
+    /// Bytes one page's streams and images (four bytes a pixel) may decode to, together.
+    pub max_page_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("the PDF cannot be read: {0}")]
     Unreadable(String),
+    #[error("this PDF is encrypted, so it is not shown here; download it to read it")]
+    Encrypted,
     #[error("the PDF has no page {0}")]
     NoSuchPage(usize),
     /// Refused by a limit; the message says which.
@@ -47,16 +68,6 @@ pub enum RenderError {
     TooLarge(String),
     #[error("render cache I/O: {0}")]
     Io(#[from] std::io::Error),
-}
-
-fn open(path: &Path) -> Result<Pdf, RenderError> {
-    let data = std::fs::read(path)?;
-    Pdf::new(data).map_err(|e| RenderError::Unreadable(format!("{e:?}")))
-}
-
-/// Number of pages (at most [`MAX_PAGES`] are offered).
-pub fn page_count(path: &Path) -> Result<usize, RenderError> {
-    Ok(open(path)?.pages().len().min(MAX_PAGES))
 }
 
 /// The nearest of [`SCALES`] (the default for a scale that is not a number).
@@ -95,14 +106,89 @@ fn page_file(sha256: &str, page: usize, scale: f32) -> String {
     format!("{sha256}-{page}-{}.png", (scale * 100.0).round() as u32)
 }
 
-/// Page `page` (1-based) at the scale `scale` snaps to, if it was rendered before.
+fn refused_page_file(sha256: &str, page: usize) -> String {
+    format!("{sha256}-{page}.refused")
+}
+
+fn verdict_file(sha256: &str) -> String {
+    format!("{sha256}.pdf")
+}
+
+/// What the document check found, as cached: `pages N`, `encrypted`, `refused <why>` or
+/// `unreadable <why>`.
+fn verdict_result(text: &str) -> Option<Result<usize, RenderError>> {
+    let (word, rest) = text.split_once(' ').unwrap_or((text, ""));
+    Some(match word {
+        "pages" => Ok(rest.parse().ok()?),
+        "encrypted" => Err(RenderError::Encrypted),
+        "refused" => Err(RenderError::TooLarge(rest.to_owned())),
+        "unreadable" => Err(RenderError::Unreadable(rest.to_owned())),
+        _ => return None,
+    })
+}
+
+fn cached_verdict(cache_dir: &Path, sha256: &str) -> Option<Result<usize, RenderError>> {
+    let bytes = previews::read(cache_dir, &verdict_file(sha256))?;
+    verdict_result(std::str::from_utf8(&bytes).ok()?)
+}
+
+/// Checks the whole file once (then answers from the cache): its page count (at most
+/// [`MAX_PAGES`]), or why it is not shown.
+fn check_document(
+    path: &Path,
+    sha256: &str,
+    cache_dir: &Path,
+    limits: &Limits,
+) -> Result<usize, RenderError> {
+    if let Some(known) = cached_verdict(cache_dir, sha256) {
+        return known;
+    }
+    let bytes = std::fs::read(path)?;
+    let verdict = if budget::is_encrypted(&bytes) {
+        "encrypted".to_owned()
+    } else if let Err(budget::Refusal(why)) = budget::scan_file(&bytes, limits.max_stream_bytes) {
+        format!("refused {why}")
+    } else {
+        match Pdf::new(bytes) {
+            Ok(pdf) => format!("pages {}", pdf.pages().len().min(MAX_PAGES)),
+            Err(e) => format!("unreadable {e:?}"),
+        }
+    };
+    previews::write(cache_dir, &verdict_file(sha256), verdict.as_bytes())?;
+    verdict_result(&verdict).expect("verdicts written here parse")
+}
+
+/// Number of pages (at most [`MAX_PAGES`] are offered).
+pub fn page_count(
+    path: &Path,
+    sha256: &str,
+    cache_dir: &Path,
+    limits: &Limits,
+) -> Result<usize, RenderError> {
+    check_document(path, sha256, cache_dir, limits)
+}
+
+/// Page `page` (1-based) at the scale `scale` snaps to, if the cache already answers: its
+/// image, or why it is not shown. `None`: it has to be rendered.
 pub fn cached_page(
     sha256: &str,
     page: usize,
     scale: f32,
     cache_dir: &Path,
 ) -> Option<Result<Vec<u8>, RenderError>> {
-    previews::read(cache_dir, &page_file(sha256, page, snap_scale(scale))).map(Ok)
+    let scale = snap_scale(scale);
+    if let Some(png) = previews::read(cache_dir, &page_file(sha256, page, scale)) {
+        return Some(Ok(png));
+    }
+    match cached_verdict(cache_dir, sha256)? {
+        Err(e) => return Some(Err(e)),
+        Ok(n) if page == 0 || page > n => return Some(Err(RenderError::NoSuchPage(page))),
+        Ok(_) => {}
+    }
+    let why = previews::read(cache_dir, &refused_page_file(sha256, page))?;
+    Some(Err(RenderError::TooLarge(
+        String::from_utf8_lossy(&why).into_owned(),
+    )))
 }
 
 /// Page `page` (1-based) of the PDF at `path` as PNG, at the scale `scale` snaps to (lowered
@@ -119,12 +205,18 @@ pub fn page_png(
         return known;
     }
     let scale = snap_scale(scale);
-    let pdf = open(path)?;
-    let pages = pdf.pages();
-    if page == 0 || page > pages.len().min(MAX_PAGES) {
+    let pages = check_document(path, sha256, cache_dir, limits)?;
+    if page == 0 || page > pages {
         return Err(RenderError::NoSuchPage(page));
     }
-    let page_ref = &pages[page - 1];
+    let pdf =
+        Pdf::new(std::fs::read(path)?).map_err(|e| RenderError::Unreadable(format!("{e:?}")))?;
+    let pages = pdf.pages();
+    let page_ref = pages.get(page - 1).ok_or(RenderError::NoSuchPage(page))?;
+    if let Err(budget::Refusal(why)) = budget::check_page(page_ref, limits) {
+        previews::write(cache_dir, &refused_page_file(sha256, page), why.as_bytes())?;
+        return Err(RenderError::TooLarge(why));
+    }
     let (w, h) = page_ref.render_dimensions();
     let (scale_used, _, _) = page_size(w, h, scale, limits.max_pixels).ok_or_else(|| {
         RenderError::TooLarge("this page is too long and narrow to show as an image".into())
@@ -146,6 +238,24 @@ pub fn page_png(
         .map_err(|e| RenderError::Unreadable(e.to_string()))?;
     previews::write(cache_dir, &page_file(sha256, page, scale), &png)?;
     Ok(png)
+}
+
+/// Every check of this module, on a file in memory: the verdict of each page (`None`: the file
+/// is refused or unreadable). For the robustness tests, which feed it mutated files and expect
+/// answers, never panics.
+#[cfg(test)]
+pub(crate) fn check_bytes(bytes: &[u8], limits: &Limits) -> Option<Vec<Result<(), String>>> {
+    if budget::is_encrypted(bytes) || budget::scan_file(bytes, limits.max_stream_bytes).is_err() {
+        return None;
+    }
+    let pdf = Pdf::new(bytes.to_vec()).ok()?;
+    let pages = pdf.pages();
+    Some(
+        pages
+            .iter()
+            .map(|page| budget::check_page(page, limits).map_err(|budget::Refusal(why)| why))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
