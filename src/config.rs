@@ -250,6 +250,8 @@ pub struct DocumentsConfig {
     pub render_wait_s: u64,
     /// Pixels in one rendered PDF page image (each side is also at most 4096).
     pub max_page_pixels: u64,
+    /// Pixels in one rendered DICOM frame; a larger frame is shown shrunk to fit.
+    pub max_dicom_pixels: u64,
     /// Bytes one PDF stream may decompress to (then `too_large_to_render`, HTTP 422).
     pub max_inflated_stream_bytes: u64,
     /// Bytes one PDF page's decompressed streams and images may take together (the same).
@@ -267,6 +269,7 @@ impl Default for DocumentsConfig {
             render_concurrency: 2,
             render_wait_s: 10,
             max_page_pixels: 8 << 20,
+            max_dicom_pixels: 24 << 20,
             max_inflated_stream_bytes: 64 << 20,
             max_inflated_page_bytes: 256 << 20,
         }
@@ -401,11 +404,12 @@ impl Config {
         }
         if d.render_concurrency == 0
             || d.max_page_pixels < 1 << 20
+            || d.max_dicom_pixels < 1 << 20
             || d.max_inflated_stream_bytes < 1 << 20
             || d.max_inflated_page_bytes < d.max_inflated_stream_bytes
         {
             return bad(
-                "documents.render_concurrency must be positive; max_page_pixels and max_inflated_stream_bytes at least 1048576; max_inflated_page_bytes at least max_inflated_stream_bytes",
+                "documents.render_concurrency must be positive; max_page_pixels, max_dicom_pixels and max_inflated_stream_bytes at least 1048576; max_inflated_page_bytes at least max_inflated_stream_bytes",
             );
         }
         if l.max_rooms == 0 || l.max_connections == 0 {
@@ -588,9 +592,21 @@ mod tests {
 
     #[test]
     fn render_limits_are_checked() {
-        let mut c = Config::default();
-        c.documents.render_concurrency = 0;
-        assert!(matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")));
+        let bad: [fn(&mut DocumentsConfig); 5] = [
+            |d| d.render_concurrency = 0,
+            |d| d.max_page_pixels = 1000,
+            |d| d.max_dicom_pixels = 1000,
+            |d| d.max_inflated_stream_bytes = 1000,
+            |d| d.max_inflated_page_bytes = d.max_inflated_stream_bytes - 1,
+        ];
+        for (i, tweak) in bad.iter().enumerate() {
+            let mut c = Config::default();
+            tweak(&mut c.documents);
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")),
+                "{i}"
+            );
+        }
         let mut c = Config::default();
         c.apply_env([("HUIZHEN_DOCUMENTS_RENDER_CONCURRENCY".into(), "8".into())])
             .unwrap();

@@ -1127,3 +1127,84 @@ async fn pdf_pages_over_the_memory_budget_are_refused() {
     );
     s.stop().await;
 }
+
+/// Sets a 16-bit (0028,eeee) US element of an explicit-VR file to `value`.
+fn set_us(dcm: &mut [u8], element: u16, value: u16) {
+    let mut tag = vec![0x28, 0x00];
+    tag.extend_from_slice(&element.to_le_bytes());
+    tag.extend_from_slice(b"US\x02\x00");
+    let at = dcm.windows(8).position(|w| w == tag.as_slice()).unwrap() + 8;
+    dcm[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+#[tokio::test]
+async fn dicom_frames_are_bounded_shrunk_and_cached() {
+    let s = TestServer::start_with(|c| c.documents.max_dicom_pixels = 1 << 20).await;
+    let room = s.create_room("Imaging").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+
+    // A 2048 × 2048 16-bit frame (4 MiP) against a 1 MiP budget: shown at half size, once.
+    let big = huizhen::documents::dicom::sample(2048, 2048);
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "plate.dcm",
+            &big,
+            "clinicians",
+            4 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let page = format!("/api/v1/rooms/{room}/documents/{id}/pages/1");
+    let first = s.raw("GET", &page, &doctor.access, None).await;
+    assert_eq!(first.status(), 200);
+    let first = first.bytes().await.unwrap();
+    assert_eq!(png_size(&first), (1024, 1024));
+    let sha = sha256_hex(&big);
+    assert_eq!(previews_of(&s, &sha), [format!("{sha}-dicom.png")]);
+    let again = s.raw("GET", &page, &doctor.access, None).await;
+    assert_eq!(again.bytes().await.unwrap(), first);
+
+    // A header that claims 20000 × 20000: the header is shown, the image refused.
+    let mut huge = huizhen::documents::dicom::sample(8, 8);
+    set_us(&mut huge, 0x0010, 20000);
+    set_us(&mut huge, 0x0011, 20000);
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "huge.dcm",
+            &huge,
+            "clinicians",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let (st, info) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{id}/dicom"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    assert_eq!((st, info["rows"].as_u64()), (200, Some(20000)), "{info}");
+    assert!(
+        info["image_unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{info}"
+    );
+    let (st, code) = get_page(
+        &s,
+        &doctor.access,
+        &format!("/api/v1/rooms/{room}/documents/{id}/pages/1"),
+    )
+    .await;
+    assert_eq!((st, code), (422, Err("too_large_to_render".to_owned())));
+    s.stop().await;
+}

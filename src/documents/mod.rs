@@ -133,7 +133,8 @@ pub struct Documents {
     db: Db,
     blobs: Arc<dyn BlobStore>,
     staging: PathBuf,
-    /// Rendered pages, by content hash (a cache: safe to delete; see [`previews`]).
+    /// Rendered pages and frames, and what the checks found, by content hash (a cache: safe to
+    /// delete; see [`previews`]).
     previews: PathBuf,
     config: Arc<DocumentsConfig>,
     /// Renders running at once, server-wide.
@@ -543,7 +544,7 @@ impl Documents {
     }
 
     /// One page of a PDF, or a DICOM file's first frame, as a PNG image for the viewer. A page
-    /// shown before comes from the cache without waiting for a render permit.
+    /// or frame shown before comes from the cache without waiting for a render permit.
     pub async fn page_png(
         &self,
         doc: &DocumentRecord,
@@ -558,9 +559,26 @@ impl Documents {
                 if page != 1 {
                     return Err(DocumentError::NotFound);
                 }
+                let name = format!("{sha}-dicom.png");
+                let (c, n) = (cache.clone(), name.clone());
+                if let Some(png) = blocking(move || previews::read(&c, &n)).await? {
+                    return Ok(png);
+                }
+                let max_pixels = self.config.max_dicom_pixels;
                 self.gated("this image", move || {
-                    dicom::render_png(&std::fs::read(path)?)
-                        .map_err(|e| DocumentError::Invalid(e.to_string()))
+                    if let Some(png) = previews::read(&cache, &name) {
+                        return Ok(png);
+                    }
+                    let png = dicom::render_png(&std::fs::read(path)?, max_pixels).map_err(
+                        |e| match e {
+                            dicom::DicomError::TooLarge(_) => {
+                                DocumentError::TooLargeToRender(e.to_string())
+                            }
+                            _ => DocumentError::Invalid(e.to_string()),
+                        },
+                    )?;
+                    previews::write(&cache, &name, &png)?;
+                    Ok(png)
                 })
                 .await
             }
