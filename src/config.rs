@@ -278,6 +278,18 @@ pub struct DocumentsConfig {
     pub max_open_uploads: usize,
     /// Hours an unfinished upload is kept for resuming before it is discarded.
     pub upload_expiry_hours: u64,
+    /// Renders (PDF pages, DICOM frames and headers, ECG strips) running at once, server-wide.
+    pub render_concurrency: usize,
+    /// Seconds a render waits for its turn before it is refused (`render_busy`, HTTP 503).
+    pub render_wait_s: u64,
+    /// Pixels in one rendered PDF page image (each side is also at most 4096).
+    pub max_page_pixels: u64,
+    /// Pixels in one rendered DICOM frame; a larger frame is shown shrunk to fit.
+    pub max_dicom_pixels: u64,
+    /// Bytes one PDF stream may decompress to (then `too_large_to_render`, HTTP 422).
+    pub max_inflated_stream_bytes: u64,
+    /// Bytes one PDF page's decompressed streams and images may take together (the same).
+    pub max_inflated_page_bytes: u64,
 }
 
 impl Default for DocumentsConfig {
@@ -288,6 +300,12 @@ impl Default for DocumentsConfig {
             max_per_room: 200,
             max_open_uploads: 4,
             upload_expiry_hours: 24,
+            render_concurrency: 2,
+            render_wait_s: 10,
+            max_page_pixels: 8 << 20,
+            max_dicom_pixels: 24 << 20,
+            max_inflated_stream_bytes: 64 << 20,
+            max_inflated_page_bytes: 256 << 20,
         }
     }
 }
@@ -416,6 +434,16 @@ impl Config {
         if d.max_chunk_bytes < 64 * 1024 || d.max_upload_bytes == 0 || d.max_per_room == 0 {
             return bad(
                 "documents.max_chunk_bytes must be at least 65536; max_upload_bytes and max_per_room positive",
+            );
+        }
+        if d.render_concurrency == 0
+            || d.max_page_pixels < 1 << 20
+            || d.max_dicom_pixels < 1 << 20
+            || d.max_inflated_stream_bytes < 1 << 20
+            || d.max_inflated_page_bytes < d.max_inflated_stream_bytes
+        {
+            return bad(
+                "documents.render_concurrency must be positive; max_page_pixels, max_dicom_pixels and max_inflated_stream_bytes at least 1048576; max_inflated_page_bytes at least max_inflated_stream_bytes",
             );
         }
         if l.max_rooms == 0 || l.max_connections == 0 {
@@ -691,6 +719,30 @@ mod tests {
             ),
             (5, 3)
         );
+    }
+
+    #[test]
+    fn render_limits_are_checked() {
+        let bad: [fn(&mut DocumentsConfig); 5] = [
+            |d| d.render_concurrency = 0,
+            |d| d.max_page_pixels = 1000,
+            |d| d.max_dicom_pixels = 1000,
+            |d| d.max_inflated_stream_bytes = 1000,
+            |d| d.max_inflated_page_bytes = d.max_inflated_stream_bytes - 1,
+        ];
+        for (i, tweak) in bad.iter().enumerate() {
+            let mut c = Config::default();
+            tweak(&mut c.documents);
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")),
+                "{i}"
+            );
+        }
+        let mut c = Config::default();
+        c.apply_env([("HUIZHEN_DOCUMENTS_RENDER_CONCURRENCY".into(), "8".into())])
+            .unwrap();
+        assert_eq!(c.documents.render_concurrency, 8);
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -782,3 +782,429 @@ async fn an_upload_resumes_after_a_reload() {
     assert_eq!(body["document"]["sha256"], sha256_hex(&data));
     s.stop().await;
 }
+
+/// A PDF of `objects` (numbered from 1, the first the catalog), with its cross-reference table.
+fn build_pdf(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra} >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+fn dict(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut o = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+    o.extend_from_slice(data);
+    o.extend_from_slice(b"\nendstream");
+    o
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A zlib stream of `mib` MiB of zeros: one compressed MiB, made byte-aligned by a full flush,
+/// repeated (so that building it costs one MiB of compression), then an empty final block and
+/// the checksum (Adler-32 of n zeros is n mod 65521 << 16 | 1).
+fn zeros_bomb(mib: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::best(), false);
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    c.compress_vec(&vec![0u8; 1 << 20], &mut chunk, FlushCompress::Full)
+        .unwrap();
+    assert_eq!(c.total_in(), 1 << 20);
+    let mut out = vec![0x78, 0x9C];
+    for _ in 0..mib {
+        out.extend_from_slice(&chunk);
+    }
+    out.extend_from_slice(&[0x03, 0x00]);
+    let adler = (((mib as u64) << 20) % 65521) << 16 | 1;
+    out.extend_from_slice(&(adler as u32).to_be_bytes());
+    out
+}
+
+/// Width and height from a PNG's header.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && &png[12..16] == b"IHDR");
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// GET of a page image: the status, and the image's size or the error code.
+async fn get_page(s: &TestServer, token: &str, path: &str) -> (u16, Result<(u32, u32), String>) {
+    let resp = s.raw("GET", path, token, None).await;
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").is_some();
+    let bytes = resp.bytes().await.unwrap();
+    if status == 200 {
+        return (status, Ok(png_size(&bytes)));
+    }
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert!(!retry_after || status == 503);
+    (
+        status,
+        Err(body["error"]["code"].as_str().unwrap_or("").to_owned()),
+    )
+}
+
+/// Files in the render cache about the document with hash `sha`.
+fn previews_of(s: &TestServer, sha: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(s.dir.path().join("data/previews"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(sha))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn pdf_pages_are_bounded_in_pixels_and_cached_at_few_scales() {
+    // The default limits: 4096 pixels a side, 8 MiP a page.
+    let s = TestServer::start().await;
+    let room = s.create_room("Hostile PDFs").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+
+    // A tall page (600 × 14400 pt) and a wide one: any scale, however large, gives an image
+    // within both sides and the pixel budget, and the cache holds at most four per page.
+    let square = b"0 0 1 rg 10 10 100 100 re f".to_vec();
+    let tall = build_pdf(
+        &[
+            dict("<< /Type /Catalog /Pages 2 0 R >>"),
+            dict("<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>"),
+            dict("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 14400] /Contents 5 0 R >>"),
+            dict("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 14400 600] /Contents 5 0 R >>"),
+            stream("", &square),
+        ],
+        "",
+    );
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "strip.pdf",
+            &tall,
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/rooms/{room}/documents/{id}");
+    let (st, pages) = s
+        .api("GET", &format!("{base}/pages"), Some(&doctor.access), None)
+        .await;
+    assert_eq!((st, pages["pages"].as_u64()), (200, Some(2)), "{pages}");
+    for page in [1, 2] {
+        for scale in [
+            0.1, 0.5, 1.0, 1.2, 1.5, 1.75, 2.0, 2.2, 3.0, 4.0, 8.0, 100.0, 1e6,
+        ] {
+            let (st, size) = get_page(
+                &s,
+                &doctor.access,
+                &format!("{base}/pages/{page}?scale={scale}"),
+            )
+            .await;
+            let (w, h) = size.unwrap_or_else(|e| panic!("page {page} at {scale}: {st} {e}"));
+            assert!(w <= 4096 && h <= 4096 && u64::from(w) * u64::from(h) <= 8 << 20);
+            let long = if page == 1 { h } else { w };
+            assert!(long >= 4095, "page {page} at {scale}: {w} × {h}");
+        }
+    }
+    let sha = sha256_hex(&tall);
+    let images: Vec<String> = previews_of(&s, &sha)
+        .into_iter()
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    assert_eq!(images.len(), 8, "{images:?}");
+
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_pdf_that_inflates_far_past_the_limit_is_refused() {
+    // The default limit: 64 MiB a stream.
+    let s = TestServer::start().await;
+    let room = s.create_room("Inflating PDF").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    // A half-megabyte PDF whose page content inflates to 512 MiB: refused, by the page count
+    // and the page alike, and again from the cache.
+    let bomb = zeros_bomb(512);
+    // The generator is right: a small one inflates to exactly its size.
+    let mut small = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::ZlibDecoder::new(&zeros_bomb(2)[..]),
+        &mut small,
+    )
+    .unwrap();
+    assert_eq!(small.len(), 2 << 20);
+    let inflating = build_pdf(
+        &[
+            dict("<< /Type /Catalog /Pages 2 0 R >>"),
+            dict("<< /Type /Pages /Kids [3 0 R] /Count 1 >>"),
+            dict("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>"),
+            stream("/Filter /FlateDecode", &bomb),
+        ],
+        "",
+    );
+    assert!(inflating.len() < 600 * 1024, "{}", inflating.len());
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "bomb.pdf",
+            &inflating,
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/rooms/{room}/documents/{id}");
+    let (st, b) = s
+        .api("GET", &format!("{base}/pages"), Some(&doctor.access), None)
+        .await;
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (422, Some("too_large_to_render")),
+        "{b}"
+    );
+    for _ in 0..2 {
+        let (st, code) = get_page(&s, &doctor.access, &format!("{base}/pages/1?scale=2")).await;
+        assert_eq!((st, code), (422, Err("too_large_to_render".to_owned())));
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pdf_pages_over_the_memory_budget_are_refused() {
+    let s = TestServer::start_with(|c| {
+        c.documents.max_inflated_stream_bytes = 1 << 20;
+        c.documents.max_inflated_page_bytes = 2 << 20;
+    })
+    .await;
+    let room = s.create_room("Heavy pages").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    // Page 1 is light. Page 2's three content streams are each under the stream limit and
+    // together over the page's. Page 3 draws a 100000 × 100000 image that is a few bytes
+    // stored and 40 GB drawn.
+    let part = zlib(&vec![b' '; 900 * 1024]);
+    let heavy = build_pdf(
+        &[
+            dict("<< /Type /Catalog /Pages 2 0 R >>"),
+            dict("<< /Type /Pages /Kids [3 0 R 4 0 R 5 0 R] /Count 3 >>"),
+            dict("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 6 0 R >>"),
+            dict(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents [7 0 R 8 0 R 9 0 R] >>",
+            ),
+            dict(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 10 0 R /Resources << /XObject << /Im1 11 0 R >> >> >>",
+            ),
+            stream("", b"0 0 1 rg 10 10 100 100 re f"),
+            stream("/Filter /FlateDecode", &part),
+            stream("/Filter /FlateDecode", &part),
+            stream("/Filter /FlateDecode", &part),
+            stream("", b"q 300 0 0 200 0 0 cm /Im1 Do Q"),
+            stream(
+                "/Type /XObject /Subtype /Image /Width 100000 /Height 100000 /ImageMask true /BitsPerComponent 1",
+                &[0u8; 16],
+            ),
+        ],
+        "",
+    );
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "heavy.pdf",
+            &heavy,
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/rooms/{room}/documents/{id}");
+    let (st, pages) = s
+        .api("GET", &format!("{base}/pages"), Some(&doctor.access), None)
+        .await;
+    assert_eq!((st, pages["pages"].as_u64()), (200, Some(3)), "{pages}");
+    let (st, size) = get_page(&s, &doctor.access, &format!("{base}/pages/1")).await;
+    assert_eq!((st, size.is_ok()), (200, true), "{size:?}");
+    for page in [2, 3] {
+        for _ in 0..2 {
+            let (st, code) = get_page(&s, &doctor.access, &format!("{base}/pages/{page}")).await;
+            assert_eq!(
+                (st, code),
+                (422, Err("too_large_to_render".to_owned())),
+                "page {page}"
+            );
+        }
+    }
+    // Refusals are remembered: the document's verdict and one file per refused page.
+    let sha = sha256_hex(&heavy);
+    let cached = previews_of(&s, &sha);
+    for want in [
+        format!("{sha}-2.refused"),
+        format!("{sha}-3.refused"),
+        format!("{sha}.pdf"),
+    ] {
+        assert!(cached.contains(&want), "{want} not in {cached:?}");
+    }
+    for page in [2, 3] {
+        let path = s
+            .dir
+            .path()
+            .join(format!("data/previews/{sha}-{page}.refused"));
+        let why = std::fs::read_to_string(path).unwrap();
+        assert!(why.contains("more than 2 MiB"), "page {page}: {why}");
+    }
+
+    // An encrypted PDF is not opened on the server at all.
+    let encrypted = build_pdf(
+        &[
+            dict("<< /Type /Catalog /Pages 2 0 R >>"),
+            dict("<< /Type /Pages /Kids [3 0 R] /Count 1 >>"),
+            dict("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] >>"),
+            dict("<< /Filter /Standard /V 2 /R 3 /Length 128 /P -4 /O <00> /U <00> >>"),
+        ],
+        "/Encrypt 4 0 R /ID [<00> <00>]",
+    );
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "locked.pdf",
+            &encrypted,
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap();
+    let (st, b) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{id}/pages"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("encrypted"),
+        "{b}"
+    );
+    s.stop().await;
+}
+
+/// Sets a 16-bit (0028,eeee) US element of an explicit-VR file to `value`.
+fn set_us(dcm: &mut [u8], element: u16, value: u16) {
+    let mut tag = vec![0x28, 0x00];
+    tag.extend_from_slice(&element.to_le_bytes());
+    tag.extend_from_slice(b"US\x02\x00");
+    let at = dcm.windows(8).position(|w| w == tag.as_slice()).unwrap() + 8;
+    dcm[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+#[tokio::test]
+async fn dicom_frames_are_bounded_shrunk_and_cached() {
+    let s = TestServer::start_with(|c| c.documents.max_dicom_pixels = 1 << 20).await;
+    let room = s.create_room("Imaging").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+
+    // A 2048 × 2048 16-bit frame (4 MiP) against a 1 MiP budget: shown at half size, once.
+    let big = huizhen::documents::dicom::sample(2048, 2048);
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "plate.dcm",
+            &big,
+            "clinicians",
+            4 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let page = format!("/api/v1/rooms/{room}/documents/{id}/pages/1");
+    let first = s.raw("GET", &page, &doctor.access, None).await;
+    assert_eq!(first.status(), 200);
+    let first = first.bytes().await.unwrap();
+    assert_eq!(png_size(&first), (1024, 1024));
+    let sha = sha256_hex(&big);
+    assert_eq!(previews_of(&s, &sha), [format!("{sha}-dicom.png")]);
+    let again = s.raw("GET", &page, &doctor.access, None).await;
+    assert_eq!(again.bytes().await.unwrap(), first);
+
+    // A header that claims 20000 × 20000: the header is shown, the image refused.
+    let mut huge = huizhen::documents::dicom::sample(8, 8);
+    set_us(&mut huge, 0x0010, 20000);
+    set_us(&mut huge, 0x0011, 20000);
+    let (st, body) = s
+        .share(
+            &room,
+            &doctor.access,
+            "huge.dcm",
+            &huge,
+            "clinicians",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let id = body["document"]["id"].as_str().unwrap().to_owned();
+    let (st, info) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{id}/dicom"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    assert_eq!((st, info["rows"].as_u64()), (200, Some(20000)), "{info}");
+    assert!(
+        info["image_unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{info}"
+    );
+    let (st, code) = get_page(
+        &s,
+        &doctor.access,
+        &format!("/api/v1/rooms/{room}/documents/{id}/pages/1"),
+    )
+    .await;
+    assert_eq!((st, code), (422, Err("too_large_to_render".to_owned())));
+    s.stop().await;
+}

@@ -6,12 +6,21 @@
 //! MONOCHROME1/2 or RGB; compressed transfer syntaxes give the header without an image. Every
 //! length is checked against the bytes present and sizes are capped, so a hostile file yields an
 //! error, never a panic or an allocation it did not pay for.
+//!
+//! Rendering costs memory in proportion to the image shown, not to the frame: the window (or the
+//! range of values) comes from one pass over the stored pixels, a lookup table turns a stored
+//! value into a gray level, and rows go to the PNG encoder one at a time. A frame larger than
+//! the caller's pixel budget is shown shrunk by a whole factor (each output pixel the mean of a
+//! square of stored ones); a frame wider or taller than [`MAX_SIDE`] is not shown.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use serde::Serialize;
 
-const MAX_PIXELS: usize = 64 * 1024 * 1024;
+/// The widest and tallest frame shown: well past any CT or MR slice (512), CR/DX plate (about
+/// 4300 × 3500) or mammogram (about 4096 × 5000).
+pub const MAX_SIDE: usize = 16_384;
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
@@ -22,6 +31,8 @@ pub enum DicomError {
     Format(&'static str),
     #[error("the image cannot be shown: {0}")]
     Unsupported(String),
+    #[error("the image is too large to show: {0}")]
+    TooLarge(String),
 }
 
 /// Header fields shown beside the image (by keyword), and whether an image can be rendered.
@@ -269,8 +280,13 @@ fn image_params<'a>(p: &Parsed<'a>) -> Result<ImageParams<'a>, DicomError> {
     let (rows, cols) = (get(0x0028_0010), get(0x0028_0011));
     let samples = get(0x0028_0002).max(1);
     let bits = get(0x0028_0100);
-    if rows == 0 || cols == 0 || rows.saturating_mul(cols) > MAX_PIXELS {
+    if rows == 0 || cols == 0 {
         return unsupported("image size out of range");
+    }
+    if rows > MAX_SIDE || cols > MAX_SIDE {
+        return Err(DicomError::TooLarge(format!(
+            "{cols} × {rows} pixels (at most {MAX_SIDE} a side are shown)"
+        )));
     }
     if !matches!((samples, bits), (1, 8) | (1, 16) | (3, 8)) {
         return unsupported("only 8- or 16-bit grayscale and 8-bit RGB are shown");
@@ -294,65 +310,118 @@ fn image_params<'a>(p: &Parsed<'a>) -> Result<ImageParams<'a>, DicomError> {
     })
 }
 
-/// The first frame as an 8-bit PNG: grayscale through the file's window (or the full range of
-/// values when it has none), RGB as it is.
-pub fn render_png(bytes: &[u8]) -> Result<Vec<u8>, DicomError> {
+/// The first frame as an 8-bit PNG of at most `max_pixels` pixels: grayscale through the
+/// file's window (or the full range of values when it has none), RGB as it is.
+pub fn render_png(bytes: &[u8], max_pixels: u64) -> Result<Vec<u8>, DicomError> {
     let p = parse(bytes)?;
     let img = image_params(&p)?;
-    let (w, h) = (img.cols as u32, img.rows as u32);
-    let (color, data) = if img.samples == 3 {
-        (png::ColorType::Rgb, img.pixels.to_vec())
-    } else {
-        let slope = first_number(p.text.get(&0x0028_1053)).unwrap_or(1.0);
-        let intercept = first_number(p.text.get(&0x0028_1052)).unwrap_or(0.0);
-        let values: Vec<f64> = if img.bits == 8 {
-            img.pixels.iter().map(|&v| f64::from(v)).collect()
-        } else {
-            img.pixels
-                .chunks_exact(2)
-                .map(|c| {
-                    let raw = u16::from_le_bytes([c[0], c[1]]);
-                    if img.signed {
-                        f64::from(raw as i16)
-                    } else {
-                        f64::from(raw)
-                    }
-                })
-                .collect()
-        };
-        let values: Vec<f64> = values.iter().map(|v| v * slope + intercept).collect();
-        let (lo, hi) = match (
-            first_number(p.text.get(&0x0028_1050)),
-            first_number(p.text.get(&0x0028_1051)),
-        ) {
-            (Some(c), Some(w)) if w > 0.0 => (c - w / 2.0, c + w / 2.0),
-            _ => values
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v))),
-        };
-        let span = (hi - lo).max(f64::EPSILON);
-        let gray = values
-            .iter()
-            .map(|&v| {
-                let g = (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8;
-                if img.monochrome1 { 255 - g } else { g }
-            })
-            .collect();
-        (png::ColorType::Grayscale, gray)
-    };
+    let step = shrink_factor(img.cols, img.rows, max_pixels);
+    let (w, h) = (img.cols.div_ceil(step), img.rows.div_ceil(step));
+    let lut = (img.samples == 1).then(|| gray_lut(&p, &img));
+    let encoding = |e: png::EncodingError| DicomError::Unsupported(e.to_string());
     let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, w, h);
-        enc.set_color(color);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc
-            .write_header()
-            .map_err(|e| DicomError::Unsupported(e.to_string()))?;
-        writer
-            .write_image_data(&data)
+    let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
+    enc.set_color(if img.samples == 3 {
+        png::ColorType::Rgb
+    } else {
+        png::ColorType::Grayscale
+    });
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(encoding)?;
+    let mut rows = writer.stream_writer().map_err(encoding)?;
+    let stride = img.cols * img.samples * img.bits / 8;
+    let channels = img.samples;
+    let mut sums = vec![0u64; w * channels];
+    let mut row = vec![0u8; w * channels];
+    for out_y in 0..h {
+        sums.fill(0);
+        let ys = out_y * step..((out_y + 1) * step).min(img.rows);
+        let tall = ys.len();
+        for y in ys {
+            let line = &img.pixels[y * stride..(y + 1) * stride];
+            for x in 0..img.cols {
+                for c in 0..channels {
+                    let v = match (&lut, img.bits) {
+                        (Some(lut), 8) => lut[usize::from(line[x])],
+                        (Some(lut), _) => {
+                            lut[usize::from(u16::from_le_bytes([line[2 * x], line[2 * x + 1]]))]
+                        }
+                        (None, _) => line[x * 3 + c],
+                    };
+                    sums[(x / step) * channels + c] += u64::from(v);
+                }
+            }
+        }
+        for out_x in 0..w {
+            let wide = ((out_x + 1) * step).min(img.cols) - out_x * step;
+            let n = (wide * tall) as u64;
+            for c in 0..channels {
+                row[out_x * channels + c] = ((sums[out_x * channels + c] + n / 2) / n) as u8;
+            }
+        }
+        rows.write_all(&row)
             .map_err(|e| DicomError::Unsupported(e.to_string()))?;
     }
+    rows.finish().map_err(encoding)?;
+    writer.finish().map_err(encoding)?;
     Ok(out)
+}
+
+/// The smallest whole factor that shrinks a `cols` × `rows` frame to at most `max_pixels`.
+fn shrink_factor(cols: usize, rows: usize, max_pixels: u64) -> usize {
+    let mut step = 1;
+    while (cols.div_ceil(step) as u64) * (rows.div_ceil(step) as u64) > max_pixels.max(1) {
+        step += 1;
+    }
+    step
+}
+
+/// Gray level for every stored value (256 or 65536 of them): rescale, window, invert for
+/// MONOCHROME1. Without a window in the file, the frame's own range of values is used, found
+/// in one pass over the stored values.
+fn gray_lut(p: &Parsed<'_>, img: &ImageParams<'_>) -> Vec<u8> {
+    let slope = first_number(p.text.get(&0x0028_1053)).unwrap_or(1.0);
+    let intercept = first_number(p.text.get(&0x0028_1052)).unwrap_or(0.0);
+    let stored = |raw: usize| -> f64 {
+        if img.bits == 8 {
+            raw as f64
+        } else if img.signed {
+            f64::from(raw as u16 as i16)
+        } else {
+            raw as f64
+        }
+    };
+    let (lo, hi) = match (
+        first_number(p.text.get(&0x0028_1050)),
+        first_number(p.text.get(&0x0028_1051)),
+    ) {
+        (Some(c), Some(w)) if w > 0.0 => (c - w / 2.0, c + w / 2.0),
+        _ => {
+            let (mut min, mut max) = (f64::MAX, f64::MIN);
+            let mut see = |raw: usize| {
+                let v = stored(raw);
+                min = min.min(v);
+                max = max.max(v);
+            };
+            if img.bits == 8 {
+                img.pixels.iter().for_each(|&b| see(usize::from(b)));
+            } else {
+                img.pixels
+                    .chunks_exact(2)
+                    .for_each(|c| see(usize::from(u16::from_le_bytes([c[0], c[1]]))));
+            }
+            let (a, b) = (min * slope + intercept, max * slope + intercept);
+            (a.min(b), a.max(b))
+        }
+    };
+    let span = (hi - lo).max(f64::EPSILON);
+    (0..1usize << img.bits)
+        .map(|raw| {
+            let v = stored(raw) * slope + intercept;
+            let g = (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8;
+            if img.monochrome1 { 255 - g } else { g }
+        })
+        .collect()
 }
 
 /// A small explicit-VR-little-endian CT slice (a gradient), for tests and demonstrations.
@@ -418,8 +487,59 @@ mod tests {
         assert_eq!(i.fields["WindowWidth"], "400");
         assert_eq!((i.rows, i.columns), (32, 48));
         assert_eq!(i.image_unavailable, None);
-        let png = render_png(&d).unwrap();
+        let png = render_png(&d, 1 << 20).unwrap();
         assert!(png.starts_with(b"\x89PNG"));
+    }
+
+    fn decode(png: &[u8]) -> (u32, u32, Vec<u8>) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+            .read_info()
+            .unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        (info.width, info.height, pixels)
+    }
+
+    #[test]
+    fn frames_are_windowed_and_shrunk_to_the_pixel_budget() {
+        let d = sample(64, 48);
+        // Whole: window 40 ± 200 on values rescaled by -1024, so the dark corner is black and
+        // the far one white, and gray rises along the diagonal.
+        let (w, h, px) = decode(&render_png(&d, 64 * 48).unwrap());
+        assert_eq!((w, h), (48, 64));
+        let diagonal: Vec<u8> = (0..48).map(|i| px[i * 48 + i]).collect();
+        assert_eq!((diagonal[0], px[px.len() - 1]), (0, 255));
+        assert!(diagonal.windows(2).all(|p| p[0] <= p[1]), "{diagonal:?}");
+        // Over the budget: halved (24 × 32 = 768 pixels fit in 1000), each pixel the mean of a
+        // square of four.
+        let (w, h, small) = decode(&render_png(&d, 1000).unwrap());
+        assert_eq!((w, h), (24, 32));
+        let mean =
+            (u32::from(px[0]) + u32::from(px[1]) + u32::from(px[48]) + u32::from(px[49]) + 2) / 4;
+        assert_eq!(u32::from(small[0]), mean);
+        // The smallest factor that fits; odd sizes keep their last row and column (5 × 3
+        // halved is 3 × 2).
+        assert_eq!(shrink_factor(5, 3, 15), 1);
+        assert_eq!(shrink_factor(5, 3, 6), 2);
+        assert_eq!(shrink_factor(5, 3, 5), 3);
+    }
+
+    #[test]
+    fn frames_wider_or_taller_than_the_maximum_are_refused_by_size() {
+        let mut d = sample(8, 8);
+        let rows = d
+            .windows(8)
+            .position(|w| w == [0x28, 0, 0x10, 0, b'U', b'S', 2, 0])
+            .unwrap()
+            + 8;
+        d[rows..rows + 2].copy_from_slice(&20_000u16.to_le_bytes());
+        let err = render_png(&d, 1 << 20).unwrap_err();
+        assert!(
+            matches!(&err, DicomError::TooLarge(m) if m.contains("16384")),
+            "{err}"
+        );
+        let i = info(&d).unwrap();
+        assert!(i.image_unavailable.unwrap().contains("too large"));
     }
 
     #[test]
@@ -428,13 +548,13 @@ mod tests {
         // Every truncation of a valid file is an error or a header without an image.
         for n in (0..good.len()).step_by(7) {
             let _ = info(&good[..n]);
-            let _ = render_png(&good[..n]);
+            let _ = render_png(&good[..n], 1 << 20);
         }
         // A huge declared length.
         let mut bad = good.clone();
         let at = bad.len() - 8 * 8 * 2 - 4;
         bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let _ = render_png(&bad);
+        let _ = render_png(&bad, 1 << 20);
         assert!(info(b"not dicom").is_err());
     }
 }

@@ -16,7 +16,9 @@ pub mod annotation;
 pub mod blob;
 pub mod dicom;
 pub mod ecg;
+pub mod gate;
 mod kind;
+pub mod previews;
 pub mod render;
 #[cfg(test)]
 mod robustness;
@@ -25,6 +27,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +69,12 @@ pub enum DocumentError {
     OffsetMismatch { expected: u64 },
     #[error("another request is writing to this upload")]
     Busy,
+    /// Showing the document would take more memory or pixels than the limits allow.
+    #[error("{0}")]
+    TooLargeToRender(String),
+    /// Every render slot stayed taken for the whole wait; try again shortly.
+    #[error("the server is busy showing other documents; try again in a moment")]
+    RenderBusy,
     #[error("the content's SHA-256 does not match the one declared; the upload was discarded")]
     HashMismatch,
     #[error(transparent)]
@@ -119,9 +128,12 @@ pub struct Documents {
     db: Db,
     blobs: Arc<dyn BlobStore>,
     staging: PathBuf,
-    /// Rendered PDF pages, by content hash (a cache: safe to delete).
+    /// Rendered pages and frames, and what the checks found, by content hash (a cache: safe to
+    /// delete; see [`previews`]).
     previews: PathBuf,
     config: Arc<DocumentsConfig>,
+    /// Renders running at once, server-wide.
+    gate: gate::RenderGate,
     /// Uploads a request is writing to right now (one writer per upload).
     busy: Arc<Mutex<HashSet<UploadId>>>,
 }
@@ -161,6 +173,10 @@ impl Documents {
             blobs,
             previews: staging.with_file_name("previews"),
             staging,
+            gate: gate::RenderGate::new(
+                config.render_concurrency,
+                Duration::from_secs(config.render_wait_s),
+            ),
             config: Arc::new(config),
             busy: Arc::default(),
         })
@@ -467,6 +483,35 @@ impl Documents {
         Ok(path)
     }
 
+    fn render_limits(&self) -> render::Limits {
+        render::Limits {
+            max_pixels: self.config.max_page_pixels,
+            max_stream_bytes: self.config.max_inflated_stream_bytes,
+            max_page_bytes: self.config.max_inflated_page_bytes,
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a render permit is free, holding the permit until
+    /// the work ends (even if the request is dropped meanwhile). A panic in `work` (a renderer
+    /// meeting a file it cannot handle) refuses this document and nothing else.
+    async fn gated<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce() -> Result<T, DocumentError> + Send + 'static,
+    ) -> Result<T, DocumentError> {
+        let permit = self
+            .gate
+            .enter()
+            .await
+            .map_err(|gate::Busy| DocumentError::RenderBusy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|_| DocumentError::Invalid(format!("{what} could not be shown")))?
+    }
+
     /// How many pages the viewer can show: a PDF's pages, one for an image.
     pub async fn page_count(
         &self,
@@ -476,10 +521,15 @@ impl Documents {
         match doc.kind {
             DocumentKind::Pdf => {
                 let path = self.read(doc, role, false).await?;
-                tokio::task::spawn_blocking(move || render::page_count(&path))
-                    .await
-                    .map_err(|_| DocumentError::Invalid("the PDF could not be read".into()))?
-                    .map_err(|e| DocumentError::Invalid(e.to_string()))
+                let (sha, cache, limits) = (
+                    doc.sha256.clone(),
+                    self.previews.clone(),
+                    self.render_limits(),
+                );
+                self.gated("the PDF", move || {
+                    render::page_count(&path, &sha, &cache, &limits).map_err(from_render)
+                })
+                .await
             }
             DocumentKind::Png | DocumentKind::Jpeg | DocumentKind::Dicom => Ok(1),
             _ => Err(DocumentError::Invalid(
@@ -488,7 +538,8 @@ impl Documents {
         }
     }
 
-    /// One page of a PDF as a PNG image for the viewer.
+    /// One page of a PDF, or a DICOM file's first frame, as a PNG image for the viewer. A page
+    /// or frame shown before comes from the cache without waiting for a render permit.
     pub async fn page_png(
         &self,
         doc: &DocumentRecord,
@@ -497,37 +548,56 @@ impl Documents {
         scale: f32,
     ) -> Result<Vec<u8>, DocumentError> {
         let path = self.read(doc, role, false).await?;
-        if doc.kind == DocumentKind::Dicom {
-            if page != 1 {
-                return Err(DocumentError::NotFound);
+        let (sha, cache) = (doc.sha256.clone(), self.previews.clone());
+        match doc.kind {
+            DocumentKind::Dicom => {
+                if page != 1 {
+                    return Err(DocumentError::NotFound);
+                }
+                let name = format!("{sha}-dicom.png");
+                let (c, n) = (cache.clone(), name.clone());
+                if let Some(png) = blocking(move || previews::read(&c, &n)).await? {
+                    return Ok(png);
+                }
+                let max_pixels = self.config.max_dicom_pixels;
+                self.gated("this image", move || {
+                    if let Some(png) = previews::read(&cache, &name) {
+                        return Ok(png);
+                    }
+                    let png = dicom::render_png(&std::fs::read(path)?, max_pixels).map_err(
+                        |e| match e {
+                            dicom::DicomError::TooLarge(_) => {
+                                DocumentError::TooLargeToRender(e.to_string())
+                            }
+                            _ => DocumentError::Invalid(e.to_string()),
+                        },
+                    )?;
+                    previews::write(&cache, &name, &png)?;
+                    Ok(png)
+                })
+                .await
             }
-            return tokio::task::spawn_blocking(move || {
-                dicom::render_png(&std::fs::read(path)?)
-                    .map_err(|e| DocumentError::Invalid(e.to_string()))
-            })
-            .await
-            .map_err(|_| DocumentError::Invalid("this image could not be rendered".into()))?;
-        }
-        if doc.kind != DocumentKind::Pdf {
-            return Err(DocumentError::Invalid(
+            DocumentKind::Pdf => {
+                let (s, c) = (sha.clone(), cache.clone());
+                if let Some(known) =
+                    blocking(move || render::cached_page(&s, page, scale, &c)).await?
+                {
+                    return known.map_err(from_render);
+                }
+                let limits = self.render_limits();
+                self.gated("this page", move || {
+                    render::page_png(&path, &sha, page, scale, &cache, &limits).map_err(from_render)
+                })
+                .await
+            }
+            _ => Err(DocumentError::Invalid(
                 "only PDF and DICOM pages are rendered".into(),
-            ));
+            )),
         }
-        let sha = doc.sha256.clone();
-        let cache = self.previews.clone();
-        let scale = scale.clamp(0.25, 4.0);
-        tokio::task::spawn_blocking(move || render::page_png(&path, &sha, page, scale, &cache))
-            .await
-            // The renderer panicked on this file: refuse it, keep serving everyone else.
-            .map_err(|_| DocumentError::Invalid("this page could not be rendered".into()))?
-            .map_err(|e| match e {
-                render::RenderError::NoSuchPage(_) => DocumentError::NotFound,
-                render::RenderError::Io(io) => DocumentError::Io(io),
-                other => DocumentError::Invalid(other.to_string()),
-            })
     }
 
-    /// A DICOM document's key header fields, for the viewer.
+    /// A DICOM document's key header fields, for the viewer (read whole, so it takes a render
+    /// permit like an image).
     pub async fn dicom_info(
         &self,
         doc: &DocumentRecord,
@@ -537,21 +607,24 @@ impl Documents {
             return Err(DocumentError::Invalid("not a DICOM document".into()));
         }
         let path = self.read(doc, role, false).await?;
-        tokio::task::spawn_blocking(move || {
+        self.gated("the DICOM header", move || {
             dicom::info(&std::fs::read(path)?).map_err(|e| DocumentError::Invalid(e.to_string()))
         })
         .await
-        .map_err(|_| DocumentError::Invalid("the DICOM header could not be read".into()))?
     }
 
-    /// An ECG document's samples, parsed for the viewer.
+    /// An ECG document's samples, parsed for the viewer (up to 16 MiB of text: it takes a render
+    /// permit like an image).
     pub async fn ecg(&self, doc: &DocumentRecord, role: Role) -> Result<ecg::Ecg, DocumentError> {
         if doc.kind != DocumentKind::Ecg {
             return Err(DocumentError::Invalid("not an ECG document".into()));
         }
         let path = self.read(doc, role, false).await?;
-        let text = tokio::fs::read_to_string(path).await?;
-        ecg::parse(&text).map_err(|_| DocumentError::Corrupt)
+        self.gated("the ECG", move || {
+            let text = std::fs::read_to_string(path)?;
+            ecg::parse(&text).map_err(|_| DocumentError::Corrupt)
+        })
+        .await
     }
 
     /// Stores an annotation on a page of a document `who` may see.
@@ -592,6 +665,24 @@ impl Documents {
     ) -> Result<Vec<AnnotationRecord>, DocumentError> {
         let doc = self.get(room, document, role).await?;
         Ok(self.db.annotations(&doc.id).await?)
+    }
+}
+
+/// Quick file work (a cache lookup) off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DocumentError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DocumentError::Io(std::io::Error::other(e)))
+}
+
+fn from_render(e: render::RenderError) -> DocumentError {
+    match e {
+        render::RenderError::NoSuchPage(_) => DocumentError::NotFound,
+        render::RenderError::Io(io) => DocumentError::Io(io),
+        render::RenderError::TooLarge(why) => DocumentError::TooLargeToRender(why),
+        other => DocumentError::Invalid(other.to_string()),
     }
 }
 

@@ -2,7 +2,9 @@
 //! with a value or an error, never a panic. (A stand-in for fuzz targets, which need a nightly
 //! toolchain this project does not use; deterministic, so a failure reproduces.)
 
-use super::{annotation, dicom, ecg, kind};
+use std::io::Write;
+
+use super::{annotation, dicom, ecg, kind, render};
 
 /// xorshift64*: small, deterministic, good enough to scramble bytes.
 struct Rng(u64);
@@ -65,12 +67,75 @@ fn document_parsers_never_panic_on_mutated_input() {
         };
         let _ = kind::detect("x.dcm", &bytes);
         let _ = dicom::info(&bytes);
-        let _ = dicom::render_png(&bytes);
+        let _ = dicom::render_png(&bytes, 1 << 20);
         if let Ok(text) = std::str::from_utf8(&bytes) {
             let _ = ecg::parse(text);
         }
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             let _ = annotation::parse(value);
         }
+    }
+}
+
+/// A small PDF with what the render checks look at: a compressed content stream with an inline
+/// image of `side` × `side` (four bytes of data), an image, a form, an LZW stream, inherited
+/// resources.
+fn pdf_seed(side: u32) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let content = format!("q 10 0 0 10 0 0 cm BI /W {side} /H {side} /BPC 8 /CS /G ID ");
+    z.write_all(content.as_bytes()).unwrap();
+    z.write_all(b"\x01\x02\x03\x04 EI Q /Im1 Do /Fm1 Do")
+        .unwrap();
+    let content = z.finish().unwrap();
+    let objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 /Resources << /XObject << /Im1 5 0 R /Fm1 6 0 R >> >> >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /Contents 4 0 R >>".to_vec(),
+        [format!("<< /Filter /FlateDecode /Length {} >>\nstream\n", content.len()).as_bytes(), &content, b"\nendstream"].concat(),
+        b"<< /Type /XObject /Subtype /Image /Width 2 /Height 2 /BitsPerComponent 8 /ColorSpace /DeviceGray /Filter /AHx /Length 9 >>\nstream\n01020304>\nendstream".to_vec(),
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Filter /LZWDecode /Length 4 >>\nstream\n\x80\x0b\x60\x50\nendstream".to_vec(),
+    ];
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size 7 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn pdf_render_checks_never_panic_on_mutated_input() {
+    let seed = pdf_seed(2);
+    let limits = render::Limits {
+        max_pixels: 1 << 20,
+        max_stream_bytes: 1 << 20,
+        max_page_bytes: 4 << 20,
+    };
+    assert_eq!(render::check_bytes(&seed, &limits), Some(vec![Ok(())]));
+    // The walk reaches the page's streams: 100 bytes are too few for them.
+    let tight = render::Limits {
+        max_page_bytes: 100,
+        ..limits
+    };
+    assert!(matches!(
+        render::check_bytes(&seed, &tight).as_deref(),
+        Some([Err(_)])
+    ));
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    for _ in 0..1500 {
+        let _ = render::check_bytes(&mutate(&mut rng, &seed), &limits);
     }
 }

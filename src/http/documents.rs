@@ -320,7 +320,12 @@ pub async fn document_page(
     let doc = visible_document(&state, &who, &doc).await?;
     let png = state
         .documents
-        .page_png(&doc, who.member.role, page, q.scale.unwrap_or(1.5))
+        .page_png(
+            &doc,
+            who.member.role,
+            page,
+            q.scale.unwrap_or(crate::documents::render::DEFAULT_SCALE),
+        )
         .await?;
     // Fail closed, as for the whole document: a page that cannot be traced is not shown.
     state

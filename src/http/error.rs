@@ -10,6 +10,9 @@ use crate::documents::DocumentError;
 use crate::rooms::RoomError;
 use crate::storage::StorageError;
 
+/// Seconds a client is told to wait before asking again for a render refused as busy.
+pub const RENDER_RETRY_AFTER_S: u64 = 2;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
@@ -42,6 +45,12 @@ pub enum ApiError {
     OffsetMismatch(u64),
     #[error("another request is writing to this upload")]
     UploadBusy,
+    /// Showing the document would pass a render limit; the message says which.
+    #[error("{0}")]
+    TooLargeToRender(String),
+    /// Every render slot stayed taken; the client retries after [`RENDER_RETRY_AFTER_S`].
+    #[error("the server is busy showing other documents; try again in a moment")]
+    RenderBusy,
     #[error("limit reached: {0}")]
     LimitReached(String),
     /// The request contradicts the object's state (an issued record, a prescription already
@@ -73,6 +82,10 @@ impl ApiError {
             ApiError::HashMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"),
             ApiError::OffsetMismatch(_) => (StatusCode::CONFLICT, "offset_mismatch"),
             ApiError::UploadBusy => (StatusCode::CONFLICT, "upload_busy"),
+            ApiError::TooLargeToRender(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "too_large_to_render")
+            }
+            ApiError::RenderBusy => (StatusCode::SERVICE_UNAVAILABLE, "render_busy"),
             ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
@@ -96,12 +109,15 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": error }));
         let mut response = (status, body).into_response();
-        if let ApiError::TooManyAttempts(secs) = self
-            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
-        {
+        let retry_after = match self {
+            ApiError::TooManyAttempts(secs) => Some(secs),
+            ApiError::RenderBusy => Some(RENDER_RETRY_AFTER_S),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v);
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }
@@ -138,6 +154,8 @@ impl From<DocumentError> for ApiError {
             DocumentError::LimitReached(_) => ApiError::LimitReached(e.to_string()),
             DocumentError::OffsetMismatch { expected } => ApiError::OffsetMismatch(expected),
             DocumentError::Busy => ApiError::UploadBusy,
+            DocumentError::TooLargeToRender(why) => ApiError::TooLargeToRender(why),
+            DocumentError::RenderBusy => ApiError::RenderBusy,
             DocumentError::HashMismatch => ApiError::HashMismatch,
             DocumentError::Unsupported(k) => ApiError::UnsupportedType(k.to_string()),
             DocumentError::Corrupt => ApiError::IntegrityFailed,
@@ -162,5 +180,26 @@ impl From<crate::records::RecordError> for ApiError {
             RecordError::Conflict(m) => ApiError::Conflict(m.to_owned()),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_refusals_have_their_own_codes() {
+        let busy = ApiError::from(DocumentError::RenderBusy).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.headers()[axum::http::header::RETRY_AFTER],
+            RENDER_RETRY_AFTER_S.to_string()
+        );
+        let large = ApiError::from(DocumentError::TooLargeToRender("too big".into()));
+        assert_eq!(
+            large.parts(),
+            (StatusCode::UNPROCESSABLE_ENTITY, "too_large_to_render")
+        );
+        assert_eq!(large.to_string(), "too big");
     }
 }
