@@ -233,6 +233,72 @@ async fn exercise_consultation_records(db: &Db) {
     );
 }
 
+/// Many tasks appending at once keep the chain whole and each task's entries in its order, and
+/// the writer commits them in batches; two writers on one database (two server processes)
+/// keep it whole too, through the duplicate-`seq` retry.
+async fn hammer_the_chain(db: &Db, url: &str) {
+    const TASKS: usize = 20;
+    const EACH: usize = 50;
+    let log = AuditLog::new(db.clone());
+    let before = log.verify().await.unwrap().entries;
+    let event = |t: usize, n: usize| {
+        AuditEvent::new(Actor::System, Action::AuditRead).object("probe", format!("{t}:{n}"))
+    };
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut last = 0;
+                for n in 0..EACH {
+                    let entry = log.record(event(t, n)).await.unwrap();
+                    assert!(entry.seq > last, "a task's entries in its order");
+                    last = entry.seq;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = log.verify().await.unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.entries, before + (TASKS * EACH) as u64);
+    let stats = log.writer_stats();
+    assert!(
+        stats.largest_batch > 1 && stats.entries > stats.commits,
+        "appends were committed in batches: {stats:?}"
+    );
+
+    let other = AuditLog::new(Db::connect(url).await.unwrap());
+    let tasks: Vec<_> = (0..10)
+        .map(|t| {
+            let log = if t % 2 == 0 {
+                log.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    log.record(event(100 + t, n)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = log.verify().await.unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.entries, before + (TASKS * EACH) as u64 + 200);
+    eprintln!(
+        "writer: {:?}; the other process: {:?}",
+        log.writer_stats(),
+        other.writer_stats()
+    );
+    other.close().await;
+    log.close().await;
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,6 +309,7 @@ async fn sqlite() {
     let db = Db::connect(&url).await.unwrap();
     exercise(&db).await;
     exercise_consultation_records(&db).await;
+    hammer_the_chain(&db, &url).await;
     db.close().await;
     // Reopening runs the migrations again without harm and keeps the data.
     let db = Db::connect(&url).await.unwrap();
@@ -257,6 +324,7 @@ async fn postgres() {
     let db = Db::connect(&pg.url).await.unwrap();
     exercise(&db).await;
     exercise_consultation_records(&db).await;
+    hammer_the_chain(&db, &pg.url).await;
     db.close().await;
     pg.drop_db().await;
 }

@@ -6,6 +6,7 @@
 //! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
 //! BIGINT times). Live room state (who is connected) is not stored here: it lives in `rooms`.
 
+mod change;
 mod chat;
 mod documents;
 mod invites;
@@ -19,6 +20,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use change::Change;
 pub use chat::ChatRecord;
 pub use documents::{AnnotationRecord, DocumentRecord, UploadRecord};
 pub use invites::Invite;
