@@ -199,7 +199,8 @@ impl Server {
     }
 
     /// Ends every live room (participants get `room_ended`), then stops the listener, letting
-    /// connections drain for the configured grace period.
+    /// connections drain for the configured grace period, then flushes and stops the audit
+    /// trail's writer.
     pub async fn shutdown(self) {
         self.rooms.shutdown().await;
         self.handle.graceful_shutdown(Some(self.grace));
@@ -208,6 +209,9 @@ impl Server {
             t.abort();
         }
         self.housekeeping.abort();
+        // What the rooms and requests queued for the audit trail is written before the
+        // database closes.
+        self.rooms.audit().close().await;
         self.db.close().await;
     }
 }
