@@ -484,6 +484,14 @@ async fn join_latency_under_audit_load() {
         l.await.unwrap();
     }
     println!("{LOADERS} loaders appended {rate:.0} entries/s meanwhile");
+    let w = audit.writer_stats();
+    println!(
+        "writer: {} appends in {} commits ({:.1} per commit), largest batch {}",
+        w.appends,
+        w.commits,
+        w.appends as f64 / w.commits.max(1) as f64,
+        w.largest_batch
+    );
     let v = audit.verify().await.unwrap();
     assert!(v.ok(), "{v:?}");
     println!("chain verified: {} entries", v.entries);
