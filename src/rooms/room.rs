@@ -440,8 +440,9 @@ impl Room {
         }
     }
 
-    /// Waits out every write the room still waits for, when it stops taking joins: those
-    /// joins are turned away with `refusal` (and recorded as gone), those messages shown.
+    /// Waits out every write the room still waits for, when it stops taking joins (it ends, or
+    /// its task stops in `phase`): those joins are turned away (and recorded as gone), those
+    /// messages shown.
     async fn settle_all(&mut self, phase: Phase) {
         while let Some(a) = self.awaiting.pop_front() {
             let written = a.durable.await;
