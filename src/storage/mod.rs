@@ -52,6 +52,7 @@ pub enum StorageError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    postgres: bool,
 }
 
 impl Db {
@@ -85,11 +86,20 @@ impl Db {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            postgres: !is_sqlite,
+        })
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// PostgreSQL rather than SQLite: for the few statements that differ (how a writer takes
+    /// its lock).
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     pub async fn close(&self) {
