@@ -19,7 +19,7 @@ type WorkerSeries = (
     fn(&WorkerStats) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 10] = [
+const WORKER_SERIES: [WorkerSeries; 13] = [
     (
         "huizhen_media_rooms",
         "Rooms on this media worker (new rooms go to the worker with the fewest).",
@@ -73,6 +73,24 @@ const WORKER_SERIES: [WorkerSeries; 10] = [
         "Datagrams no peer connection accepted.",
         "counter",
         |s| s.sfu.datagrams_unrouted as f64,
+    ),
+    (
+        "huizhen_media_events_deferred_total",
+        "Events to a room that found its queue full and waited in the worker (none is dropped).",
+        "counter",
+        |s| s.events_deferred as f64,
+    ),
+    (
+        "huizhen_media_events_coalesced_total",
+        "Waiting events to a room that a newer one for the same participant replaced.",
+        "counter",
+        |s| s.events_coalesced as f64,
+    ),
+    (
+        "huizhen_media_events_waiting",
+        "Events waiting in the worker for room in their room's queue.",
+        "gauge",
+        |s| s.events_waiting as f64,
     ),
     (
         "huizhen_media_cpu_seconds_total",
@@ -323,7 +341,6 @@ impl Metrics {
                 ("keyframe_wait", s.sfu.dropped_keyframe_wait),
                 ("stale", s.sfu.dropped_stale),
                 ("unknown_stream", s.sfu.dropped_unknown_stream),
-                ("event_queue_full", s.events_dropped),
                 ("send_error", s.send_errors),
             ] {
                 let _ = writeln!(

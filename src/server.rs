@@ -229,7 +229,7 @@ impl Server {
     /// every live room ends (participants get `room_ended`, their leaves are recorded and their
     /// peer connections closed) and no room opens any more; the listener stops and in-flight
     /// requests (an upload's chunk) get the grace period to finish; the media workers send
-    /// what they have pending and their threads are joined; then the database is closed.
+    /// what they have pending and their threads are joined; then the audit trail's writer is flushed and stopped and the database is closed.
     /// Everything acknowledged before was already durable (synced chunks, committed rows).
     pub async fn shutdown(self) {
         if tokio::time::timeout(self.grace, self.rooms.shutdown())
@@ -247,6 +247,9 @@ impl Server {
             t.abort();
         }
         self.housekeeping.abort();
+        // What the rooms and requests queued for the audit trail is written before the
+        // database closes.
+        self.rooms.audit().close().await;
         self.db.close().await;
     }
 }

@@ -233,6 +233,72 @@ async fn exercise_consultation_records(db: &Db) {
     );
 }
 
+/// Many tasks appending at once keep the chain whole and each task's entries in its order, and
+/// the writer commits them in batches; two writers on one database (two server processes)
+/// keep it whole too, through the duplicate-`seq` retry.
+async fn hammer_the_chain(db: &Db, url: &str) {
+    const TASKS: usize = 20;
+    const EACH: usize = 50;
+    let log = AuditLog::new(db.clone());
+    let before = log.verify().await.unwrap().entries;
+    let event = |t: usize, n: usize| {
+        AuditEvent::new(Actor::System, Action::AuditRead).object("probe", format!("{t}:{n}"))
+    };
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut last = 0;
+                for n in 0..EACH {
+                    let entry = log.record(event(t, n)).await.unwrap();
+                    assert!(entry.seq > last, "a task's entries in its order");
+                    last = entry.seq;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = log.verify().await.unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.entries, before + (TASKS * EACH) as u64);
+    let stats = log.writer_stats();
+    assert!(
+        stats.largest_batch > 1 && stats.entries > stats.commits,
+        "appends were committed in batches: {stats:?}"
+    );
+
+    let other = AuditLog::new(Db::connect(url).await.unwrap());
+    let tasks: Vec<_> = (0..10)
+        .map(|t| {
+            let log = if t % 2 == 0 {
+                log.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    log.record(event(100 + t, n)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = log.verify().await.unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.entries, before + (TASKS * EACH) as u64 + 200);
+    eprintln!(
+        "writer: {:?}; the other process: {:?}",
+        log.writer_stats(),
+        other.writer_stats()
+    );
+    other.close().await;
+    log.close().await;
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,6 +309,7 @@ async fn sqlite() {
     let db = Db::connect(&url).await.unwrap();
     exercise(&db).await;
     exercise_consultation_records(&db).await;
+    hammer_the_chain(&db, &url).await;
     db.close().await;
     // Reopening runs the migrations again without harm and keeps the data.
     let db = Db::connect(&url).await.unwrap();
@@ -257,6 +324,177 @@ async fn postgres() {
     let db = Db::connect(&pg.url).await.unwrap();
     exercise(&db).await;
     exercise_consultation_records(&db).await;
+    hammer_the_chain(&db, &pg.url).await;
+    db.close().await;
+    pg.drop_db().await;
+}
+
+/// Join latency through the real room task while other tasks hammer the audit trail, on
+/// PostgreSQL: a benchmark, not a test (it asserts nothing about time). Run with
+///
+/// ```sh
+/// HUIZHEN_REQUIRE_POSTGRES=1 cargo test --workspace --locked --test storage \
+///     join_latency_under_audit_load -- --ignored --nocapture
+/// ```
+///
+/// and read the figures from its output (docs/BENCHMARKS.md, "Persistence off the room's
+/// path"). A debug build is enough: what it measures is waiting on the database, not CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints figures, asserts nothing about time"]
+async fn join_latency_under_audit_load() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use huizhen::auth::SigningKey;
+    use huizhen::config::MediaConfig;
+    use huizhen::documents::Documents;
+    use huizhen::media::MediaHandle;
+    use huizhen::metrics::Metrics;
+    use huizhen::rooms::{
+        Limits, Publish, RoomCommand, RoomManager, RoomServices, RoomSettings, SessionLink,
+    };
+
+    const ROOMS: usize = 10;
+    const JOINS: usize = 300;
+    const LOADERS: usize = 8;
+
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&pg.url).await.unwrap();
+    let user = db
+        .create_user("bench", "B", AccountRole::Doctor, "x")
+        .await
+        .unwrap();
+    let mut rooms = Vec::new();
+    for i in 0..ROOMS {
+        rooms.push(
+            db.create_room(&format!("bench {i}"), None, &user.id)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let audit = AuditLog::new(db.clone());
+    let media = MediaHandle::start(&MediaConfig {
+        udp_bind: "127.0.0.1:0".parse().unwrap(),
+        announce: vec![],
+        workers: 1,
+        socket_buffer_bytes: 0,
+    })
+    .unwrap();
+    let manager = RoomManager::new(
+        db.clone(),
+        media,
+        SigningKey::random(),
+        RoomSettings {
+            max_participants: 32,
+            max_rooms: ROOMS * 2,
+            resume_window: Duration::from_secs(30),
+            idle_stop: Duration::from_secs(300),
+            limits: Limits {
+                max_message_bytes: 65536,
+                messages_per_second: 20,
+                max_participants: 32,
+            },
+        },
+        Arc::new(Metrics::default()),
+        RoomServices {
+            documents: Documents::open(db.clone(), dir.path(), Default::default()).unwrap(),
+            audit: audit.clone(),
+        },
+    );
+
+    // Each join is followed by a leave, round robin over the rooms, one at a time.
+    let run_joins = |label: &'static str| {
+        let manager = manager.clone();
+        let rooms = rooms.clone();
+        async move {
+            let mut took = Vec::with_capacity(JOINS);
+            for i in 0..JOINS {
+                let room = manager.open(&rooms[i % ROOMS]).await.unwrap();
+                let (tx, rx) = tokio::sync::mpsc::channel(128);
+                let (reply, done) = tokio::sync::oneshot::channel();
+                let conn = i as u64 + 1;
+                let started = Instant::now();
+                room.send(RoomCommand::Join {
+                    name: format!("p{i}"),
+                    role: Role::Patient,
+                    publish: Publish {
+                        audio: false,
+                        video: false,
+                    },
+                    invite: InviteId::generate(),
+                    replaces: None,
+                    link: SessionLink { conn, tx },
+                    reply,
+                })
+                .await
+                .unwrap();
+                let joined = done.await.unwrap().unwrap();
+                took.push(started.elapsed());
+                room.send(RoomCommand::Leave {
+                    participant: joined.participant,
+                    conn,
+                })
+                .await
+                .unwrap();
+                drop(rx);
+            }
+            took.sort();
+            let ms = |q: f64| took[((took.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+            println!(
+                "{label}: {JOINS} joins, p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+                ms(0.5),
+                ms(0.95),
+                ms(1.0)
+            );
+        }
+    };
+
+    run_joins("idle").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let appended = Arc::new(AtomicU64::new(0));
+    let mut loaders = Vec::new();
+    for _ in 0..LOADERS {
+        let (audit, stop, appended, user) =
+            (audit.clone(), stop.clone(), appended.clone(), user.clone());
+        loaders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                audit
+                    .record(AuditEvent::new(
+                        Actor::User(user.id.clone(), user.role),
+                        Action::AuditRead,
+                    ))
+                    .await
+                    .unwrap();
+                appended.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (before, started) = (appended.load(Ordering::Relaxed), Instant::now());
+    run_joins("under load").await;
+    let rate = (appended.load(Ordering::Relaxed) - before) as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for l in loaders {
+        l.await.unwrap();
+    }
+    println!("{LOADERS} loaders appended {rate:.0} entries/s meanwhile");
+    let w = audit.writer_stats();
+    println!(
+        "writer: {} appends in {} commits ({:.1} per commit), largest batch {}",
+        w.appends,
+        w.commits,
+        w.appends as f64 / w.commits.max(1) as f64,
+        w.largest_batch
+    );
+    let v = audit.verify().await.unwrap();
+    assert!(v.ok(), "{v:?}");
+    println!("chain verified: {} entries", v.entries);
     db.close().await;
     pg.drop_db().await;
 }

@@ -132,7 +132,7 @@ mod tests {
             .map(|seq| {
                 let e = AuditEvent::new(Actor::System, Action::RoomCreated)
                     .object("room", format!("r_{seq}"))
-                    .seal(seq, prev.clone());
+                    .seal(seq, prev.clone(), 1_700_000_000_000 + seq);
                 prev = e.hash.clone();
                 e
             })

@@ -166,12 +166,12 @@ impl AuditEvent {
         self
     }
 
-    /// Fixes the entry's place in the chain and computes its hash.
-    pub(super) fn seal(self, seq: i64, prev_hash: String) -> AuditEntry {
+    /// Fixes the entry's place in the chain and its time, and computes its hash.
+    pub(super) fn seal(self, seq: i64, prev_hash: String, at_ms: i64) -> AuditEntry {
         let (actor, actor_role) = self.actor.parts();
         let mut entry = AuditEntry {
             seq,
-            at_ms: crate::domain::clock::now_unix_ms(),
+            at_ms,
             actor,
             actor_role: actor_role.to_owned(),
             action: self.action.as_str().to_owned(),

@@ -2,13 +2,17 @@
 //! (sign-ins, rooms, invites, joins, documents, records, prescriptions, exports).
 //!
 //! Owns the entry format ([`entry`]), the chain (each entry holds the hash of the one before;
-//! [`chain`]) and its verification. Other modules describe what happened with an [`AuditEvent`]
-//! and call [`AuditLog::record`]; nothing else writes the `audit_log` table, and nothing ever
-//! updates or deletes a row of it.
+//! [`chain`]), its verification, and the one task that appends to it ([`writer`]: group commit
+//! in chain order). Other modules describe what happened with an [`AuditEvent`] and call
+//! [`AuditLog::record`] (wait until it is on the record) or [`AuditLog::record_or_log`] (queue it
+//! and go on); a room hands its join, leave and chat rows to the same writer
+//! ([`AuditLog::submit`]) so that they never wait on the database in its task. Nothing else writes
+//! the `audit_log` table, and nothing ever updates or deletes a row of it.
 
 mod chain;
 mod entry;
 mod refusals;
+mod writer;
 
 use std::sync::Arc;
 
@@ -18,13 +22,14 @@ use sqlx::any::AnyRow;
 pub use chain::{BrokenLink, Verification};
 pub use entry::{Action, Actor, AuditEntry, AuditEvent, Outcome};
 pub use refusals::{PER_WINDOW as REFUSALS_PER_WINDOW, RefusalLimiter};
+pub use writer::{Append, Durable, MAX_BATCH, WriterStats, Written};
 
 use crate::storage::{Db, StorageError};
 
 /// Rows read per query while verifying or exporting.
 const PAGE: i64 = 1000;
-/// How often an append retries when another server process took the same sequence number.
-const APPEND_ATTEMPTS: usize = 8;
+/// Appends queued for the writer at most; a caller waits while the queue is full.
+pub const QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,6 +38,10 @@ pub enum AuditError {
     Storage(#[from] StorageError),
     #[error("the audit log is busy: {0} concurrent appends collided")]
     Contention(usize),
+    #[error("the audit trail could not be written: {0}")]
+    Unwritten(String),
+    #[error("the audit writer has stopped")]
+    Closed,
 }
 
 impl From<sqlx::Error> for AuditError {
@@ -41,13 +50,12 @@ impl From<sqlx::Error> for AuditError {
     }
 }
 
-/// Appends to and reads the audit trail; cheap to clone.
+/// Appends to and reads the audit trail; cheap to clone. Appends go through one writer task
+/// per `AuditLog::new` (and its clones), which [`AuditLog::close`] stops.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     db: Db,
-    /// Serialises this process's appends (the chain has one head); other processes sharing a
-    /// PostgreSQL database are kept in line by `seq`'s primary key (see [`AuditLog::record`]).
-    append: Arc<tokio::sync::Mutex<()>>,
+    writer: writer::Handle,
     /// Keeps refusals from flooding the trail ([`AuditLog::refused`]).
     refusals: Arc<RefusalLimiter>,
 }
@@ -56,65 +64,63 @@ const COLUMNS: &str = "seq, at_ms, actor, actor_role, action, room_id, object_ty
                        object_sha256, outcome, detail, prev_hash, hash";
 
 impl AuditLog {
+    /// Starts the writer task on the current tokio runtime.
     pub fn new(db: Db) -> Self {
+        Self::with_queue(db, QUEUE)
+    }
+
+    /// With a writer queue of `capacity` appends (tests use a tiny one).
+    pub fn with_queue(db: Db, capacity: usize) -> Self {
         Self {
+            writer: writer::Handle::start(db.clone(), capacity),
             db,
-            append: Arc::default(),
             refusals: Arc::default(),
         }
     }
 
-    /// Appends one entry and returns it, sealed into the chain. The next sequence number and the
-    /// previous hash are read and the row inserted under `seq`'s primary key: if another process
-    /// appended in between, the insert fails as a duplicate and is retried on the new head.
+    /// Appends one entry and returns it, sealed into the chain, once it is committed: for what
+    /// must be on the record before it happens (a read of a patient's document, a sign-in).
     pub async fn record(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
-        let _one_writer = self.append.lock().await;
-        for _ in 0..APPEND_ATTEMPTS {
-            let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(self.db.pool())
-                .await?;
-            let (seq, prev) = match head {
-                Some(row) => (
-                    row.try_get::<i64, _>("seq")? + 1,
-                    row.try_get::<String, _>("hash")?,
-                ),
-                None => (1, chain::GENESIS.to_owned()),
-            };
-            let entry = event.clone().seal(seq, prev);
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO audit_log ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-            ))
-            .bind(entry.seq)
-            .bind(entry.at_ms)
-            .bind(&entry.actor)
-            .bind(&entry.actor_role)
-            .bind(&entry.action)
-            .bind(&entry.room_id)
-            .bind(&entry.object_type)
-            .bind(&entry.object_id)
-            .bind(&entry.object_sha256)
-            .bind(&entry.outcome)
-            .bind(&entry.detail)
-            .bind(&entry.prev_hash)
-            .bind(&entry.hash)
-            .execute(self.db.pool())
-            .await;
-            match inserted {
-                Ok(_) => return Ok(entry),
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AuditError::Contention(APPEND_ATTEMPTS))
+        let entry = self.submit(Append::entry(event)).await?.await?;
+        Ok(entry.expect("an append with an event is sealed into an entry"))
     }
 
     /// Records an event whose failure to record must not undo what already happened (a leave,
-    /// a chat message); the failure is logged instead.
+    /// a refused upload): queued in order behind everything before it, and not waited for; a
+    /// failure is logged by the writer.
     pub async fn record_or_log(&self, event: AuditEvent) {
-        if let Err(e) = self.record(event).await {
+        self.submit_or_log(Append::entry(event)).await;
+    }
+
+    /// Queues an append (waiting only while the queue is full) and returns what resolves when
+    /// it is committed, so the caller can go on meanwhile.
+    pub async fn submit(&self, append: Append) -> Result<Durable, AuditError> {
+        let durable = self.writer.send(append, true).await?;
+        Ok(durable.expect("a durable append has a receiver"))
+    }
+
+    /// Queues an append that nobody waits for. Its audit entry is written even if its rows
+    /// cannot be (what it records has happened); failures are logged.
+    pub async fn submit_or_log(&self, append: Append) {
+        if let Err(e) = self.writer.send(append, false).await {
             tracing::error!(error = %e, "audit entry could not be written");
         }
+    }
+
+    /// Waits until everything queued before is committed (or failed).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        self.writer.flush().await
+    }
+
+    /// Writes what is queued and stops the writer (server shutdown); appends after it fail
+    /// with [`AuditError::Closed`]. Reading still works.
+    pub async fn close(&self) {
+        self.writer.close().await;
+    }
+
+    /// What the writer has committed so far.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
 
     /// Entries after `after` (a sequence number), oldest first, at most `limit`; only those of

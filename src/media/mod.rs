@@ -13,6 +13,7 @@
 //! `media.workers` UDP ports to open in the firewall instead of one.
 
 mod cpu;
+mod outbox;
 mod recv;
 mod send;
 mod socket;

@@ -1,16 +1,15 @@
 //! One media worker: a thread, a current-thread tokio runtime, one socket, one `Sfu`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::outbox::{self, Outboxes};
 use super::recv::RecvBatch;
 use super::send::{SEND_BATCH, SendBatch};
 use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
-use crate::domain::ids::RoomId;
 use crate::sfu::{Sfu, SfuStats};
 
 /// Wake at least this often even with no timer due.
@@ -48,7 +47,13 @@ pub struct WorkerStats {
     pub sfu: SfuStats,
     pub turns: TurnHistogram,
     pub rooms: usize,
-    pub events_dropped: u64,
+    /// Events to rooms that found the room's queue full and waited in its backlog (none is
+    /// dropped; see `media/outbox.rs`).
+    pub events_deferred: u64,
+    /// Waiting events a newer one for the same participant made redundant.
+    pub events_coalesced: u64,
+    /// Events waiting in backlogs now.
+    pub events_waiting: usize,
     pub send_errors: u64,
     /// CPU time this worker thread has used, in seconds (Linux; 0 elsewhere).
     pub cpu_seconds: f64,
@@ -89,13 +94,13 @@ struct Worker {
     sfu: Sfu,
     socket: UdpSocket,
     commands: mpsc::Receiver<WorkerMsg>,
-    rooms: HashMap<RoomId, mpsc::Sender<crate::sfu::SfuEvent>>,
+    /// Each room's event queue, and what waits for room in it.
+    rooms: Outboxes,
     /// Datagrams of the current turn, read in one batch (kept to reuse its buffers).
     incoming: RecvBatch,
     /// Datagrams of the current turn waiting to be sent (kept to reuse its allocation).
     outgoing: Vec<str0m::net::Transmit>,
     sender: SendBatch,
-    events_dropped: u64,
     send_errors: u64,
     turns: TurnHistogram,
 }
@@ -106,11 +111,10 @@ impl Worker {
             sfu,
             socket,
             commands,
-            rooms: HashMap::new(),
+            rooms: Outboxes::default(),
             incoming: RecvBatch::new(),
             outgoing: Vec::with_capacity(SEND_BATCH),
             sender: SendBatch::new(),
-            events_dropped: 0,
             send_errors: 0,
             turns: TurnHistogram::default(),
         }
@@ -119,11 +123,13 @@ impl Worker {
     async fn run(mut self) {
         loop {
             let mut received = None;
-            let deadline = self
-                .sfu
-                .next_timeout()
-                .unwrap_or_else(|| Instant::now() + MAX_IDLE)
-                .min(Instant::now() + MAX_IDLE);
+            let now = Instant::now();
+            let latest = if self.rooms.waiting() > 0 {
+                now + outbox::RETRY
+            } else {
+                now + MAX_IDLE
+            };
+            let deadline = self.sfu.next_timeout().unwrap_or(latest).min(latest);
             tokio::select! {
                 biased;
                 msg = self.commands.recv() => {
@@ -167,20 +173,18 @@ impl Worker {
 
     fn handle_msg(&mut self, msg: WorkerMsg) {
         match msg {
-            WorkerMsg::OpenRoom { room, events } => {
-                self.rooms.insert(room, events);
-            }
-            WorkerMsg::CloseRoom { room } => {
-                self.rooms.remove(&room);
-            }
+            WorkerMsg::OpenRoom { room, events } => self.rooms.open(room, events),
+            WorkerMsg::CloseRoom { room } => self.rooms.close(&room),
             WorkerMsg::Sfu(cmd) => self.sfu.handle_command(Instant::now(), cmd),
             WorkerMsg::Stop => {}
             WorkerMsg::Stats(reply) => {
                 let _ = reply.send(WorkerStats {
                     sfu: self.sfu.stats(),
                     turns: self.turns,
-                    rooms: self.rooms.len(),
-                    events_dropped: self.events_dropped,
+                    rooms: self.rooms.rooms(),
+                    events_deferred: self.rooms.deferred,
+                    events_coalesced: self.rooms.coalesced,
+                    events_waiting: self.rooms.waiting(),
                     send_errors: self.send_errors,
                     cpu_seconds: thread_cpu_seconds(),
                 });
@@ -201,20 +205,11 @@ impl Worker {
             self.send_errors += self.sender.send_all(&self.socket, &self.outgoing).await;
             self.outgoing.clear();
         }
+        // Never block the media thread on a slow room task, and never lose an event that
+        // changes state: what waited goes first, what does not fit waits (`outbox`).
+        self.rooms.retry();
         while let Some(event) = self.sfu.poll_event() {
-            let Some(tx) = self.rooms.get(event.room()) else {
-                continue;
-            };
-            // Never block the media thread on a slow room task.
-            match tx.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.events_dropped += 1;
-                    tracing::warn!("room event queue full; media event dropped");
-                }
-                // The room task has stopped; its close message is on the way.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+            self.rooms.deliver(event);
         }
     }
 }

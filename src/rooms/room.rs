@@ -4,14 +4,20 @@
 //! it; an open room with nobody in it stops its task after `idle_stop` and is started again on
 //! the next join. All changes arrive as commands (from signaling sessions) or media events
 //! (from the media worker) and are handled one at a time, so there is no locking.
+//!
+//! The task never waits on the database for what it must persist: joins, leaves, chat and the
+//! end go to the audit trail's writer ([`crate::audit::AuditLog::submit`]), which commits them
+//! in batches with everyone else's. What must be on the record before it happens (a join is
+//! admitted, a message is shown) waits in `awaiting` as the writer's acknowledgement and is
+//! carried out when that arrives, while the room goes on with everything else.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use str0m::media::MediaKind;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::participant::{Participant, Presence};
 use super::{
@@ -19,7 +25,7 @@ use super::{
     OfferedTrack, Presenting, Problem, Publish, ResumeRef, RoomCommand, RoomError, RoomServices,
     RoomSettings, SessionLink, TrackKind, Welcome,
 };
-use crate::audit::{Action, Actor, AuditEvent, Outcome};
+use crate::audit::{Action, Actor, Append, AuditEvent, Durable, Outcome, Written};
 use crate::auth::{Claims, SigningKey, TokenKind};
 use crate::documents::DocumentError;
 use crate::domain::clock::{now_unix, now_unix_ms};
@@ -29,7 +35,7 @@ use crate::domain::role::Role;
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
 use crate::sfu::{Answer, AnswerError, FailReason, PublishKinds, SfuCommand, SfuEvent};
-use crate::storage::{ChatRecord, Db, DocumentRecord, RoomRecord};
+use crate::storage::{Change, ChatRecord, Db, DocumentRecord, RoomRecord};
 
 /// Resume tokens outlive any consultation; what keeps them short-lived is that each works
 /// once, and only while its participant is still in the room (see `resume`).
@@ -48,6 +54,39 @@ const MAX_ARRIVAL_WAIT: Duration = Duration::from_millis(100);
 enum Phase {
     Open,
     Ended,
+}
+
+/// A write the room waits for before it acts, without waiting in its task: a join is admitted,
+/// a chat message shown, once it is on the record. Kept in the order queued, which is the order
+/// the writer acknowledges in.
+struct Awaiting {
+    durable: Durable,
+    then: Then,
+}
+
+enum Then {
+    Admit(Box<Admission>),
+    Show(ChatRecord),
+}
+
+/// A join whose record is being written.
+struct Admission {
+    id: ParticipantId,
+    name: String,
+    role: Role,
+    publish: Publish,
+    invite: InviteId,
+    link: SessionLink,
+    reply: oneshot::Sender<Result<Joined, RoomError>>,
+}
+
+/// Waits for the oldest write the room waits on (for ever when there is none). Cancel-safe: the
+/// acknowledgement stays in the queue until it is taken.
+async fn next_written(awaiting: &mut VecDeque<Awaiting>) -> Written {
+    match awaiting.front_mut() {
+        Some(a) => (&mut a.durable).await,
+        None => std::future::pending().await,
+    }
 }
 
 pub struct Room {
@@ -74,6 +113,8 @@ pub struct Room {
     arrivals_since: Option<Instant>,
     /// Invites revoked in this consultation: they admit nobody.
     revoked: HashSet<InviteId>,
+    /// Joins and chat messages waiting to be on the record, oldest first.
+    awaiting: VecDeque<Awaiting>,
 }
 
 impl Room {
@@ -103,6 +144,7 @@ impl Room {
             arrivals: Vec::new(),
             arrivals_since: None,
             revoked: HashSet::new(),
+            awaiting: VecDeque::new(),
         }
     }
 
@@ -185,16 +227,27 @@ impl Room {
                     self.announce_arrivals();
                     self.handle_media(event).await
                 }
+                // Joins admitted here are announced like joins handled in a row above.
+                written = next_written(&mut self.awaiting) => {
+                    self.settle(written).await;
+                    let waited = self.arrivals_since.is_some_and(|t| t.elapsed() >= MAX_ARRIVAL_WAIT);
+                    if commands.is_empty() || waited || self.arrivals.len() >= MAX_ARRIVALS {
+                        self.announce_arrivals();
+                    }
+                }
                 _ = tick.tick() => {
                     self.announce_arrivals();
                     self.expire_reconnecting().await;
-                    if self.empty_since.is_some_and(|t| t.elapsed() >= self.settings.idle_stop) {
+                    let idle = self.empty_since.is_some_and(|t| t.elapsed() >= self.settings.idle_stop);
+                    if idle && self.awaiting.is_empty() {
                         break;
                     }
                 }
             }
             self.drop_overflowed();
         }
+        // Only when every handle is gone (the room was open, with joins under way).
+        self.settle_all(Phase::Open).await;
         let _ = self.media.close_room(self.id().clone()).await;
         // Whoever still waits on this room gets a clear answer rather than a hang.
         commands.close();
@@ -215,8 +268,16 @@ impl Room {
                 link,
                 reply,
             } => {
-                let result = self.join(name, role, publish, invite, replaces, link).await;
-                let _ = reply.send(result);
+                let join = Admission {
+                    id: ParticipantId::generate(),
+                    name,
+                    role,
+                    publish,
+                    invite,
+                    link,
+                    reply,
+                };
+                self.join(join, replaces).await;
             }
             RoomCommand::Resume {
                 resume,
@@ -267,11 +328,11 @@ impl Room {
                     let _ = reply.send(Err(RoomError::Forbidden));
                     return;
                 }
-                if let Some(p) = by.as_ref().and_then(|(pid, _)| self.find(pid)) {
-                    let event = self.audit(p, Action::RoomEnded).object("room", self.id());
-                    self.services.audit.record_or_log(event).await;
-                }
-                let result = self.end(reason).await;
+                let ended_by = by
+                    .as_ref()
+                    .and_then(|(pid, _)| self.find(pid))
+                    .map(|p| self.audit(p, Action::RoomEnded).object("room", self.id()));
+                let result = self.end(reason, ended_by).await;
                 let _ = reply.send(result);
             }
             RoomCommand::Disconnected { participant, conn } => {
@@ -375,12 +436,27 @@ impl Room {
             at_ms: now_unix_ms(),
         };
         // Persisted before anyone sees it: what was said is part of the consultation record.
-        if let Err(e) = self.db.insert_chat(self.id(), &message).await {
+        // Shown when the writer says it is (`settle`); the room goes on meanwhile.
+        let append = Append::rows(vec![Change::chat(self.id(), &message)]);
+        match self.services.audit.submit(append).await {
+            Ok(durable) => self.awaiting.push_back(Awaiting {
+                durable,
+                then: Then::Show(message),
+            }),
+            Err(e) => self.show_chat(message, Err(e)),
+        }
+    }
+
+    /// Shows a chat message once it is stored, or tells its author it could not be.
+    fn show_chat(&mut self, message: ChatRecord, written: Written) {
+        if let Err(e) = written {
             tracing::error!(room = %self.record.id, error = %e, "chat message not stored");
-            p.send(Notice::refused(
-                Problem::Internal,
-                "the message could not be stored; try again",
-            ));
+            if let Some(p) = self.find(&message.participant_id) {
+                p.send(Notice::refused(
+                    Problem::Internal,
+                    "the message could not be stored; try again",
+                ));
+            }
             return;
         }
         if self.chat.len() == CHAT_HISTORY {
@@ -388,6 +464,44 @@ impl Room {
         }
         self.chat.push_back(message.clone());
         self.broadcast_where(|_| true, Notice::Chat(message));
+    }
+
+    /// Acts on the oldest write the room waited for, and on every later one already written.
+    async fn settle(&mut self, mut written: Written) {
+        while let Some(a) = self.awaiting.pop_front() {
+            match a.then {
+                Then::Admit(join) => self.admit(*join, written).await,
+                Then::Show(message) => {
+                    self.announce_arrivals();
+                    self.show_chat(message, written);
+                }
+            }
+            match self.awaiting.front_mut().and_then(|a| a.durable.try_take()) {
+                Some(next) => written = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Waits out every write the room still waits for, when it stops taking joins (it ends, or
+    /// its task stops in `phase`): those joins are turned away (and recorded as gone), those
+    /// messages shown.
+    async fn settle_all(&mut self, phase: Phase) {
+        while let Some(a) = self.awaiting.pop_front() {
+            let written = a.durable.await;
+            match a.then {
+                Then::Admit(join) => {
+                    if written.is_ok() {
+                        self.record_gone(&join, "room_closed").await;
+                    }
+                    let _ = join.reply.send(Err(match phase {
+                        Phase::Ended => RoomError::Ended,
+                        Phase::Open => RoomError::Closed,
+                    }));
+                }
+                Then::Show(message) => self.show_chat(message, written),
+            }
+        }
     }
 
     async fn follow(&mut self, participant: ParticipantId, conn: u64, follow: Follow) {
@@ -529,15 +643,7 @@ impl Room {
         }
     }
 
-    async fn join(
-        &mut self,
-        name: String,
-        role: Role,
-        publish: Publish,
-        invite: InviteId,
-        replaces: Option<ResumeRef>,
-        link: SessionLink,
-    ) -> Result<Joined, RoomError> {
+    async fn join(&mut self, join: Admission, replaces: Option<ResumeRef>) {
         if let Some(old) = replaces {
             let same = self
                 .find(&old.participant)
@@ -549,43 +655,101 @@ impl Room {
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
         }
-        // Checked here too: signaling read the invite before a revocation the room heard of.
-        if self.revoked.contains(&invite) {
-            return Err(RoomError::InviteRevoked);
+        // The room decides what a role may do; signaling only carries the request. The invite
+        // is checked here too: signaling read it before a revocation the room heard of.
+        let (role, publish) = (join.role, join.publish);
+        let refused = if self.revoked.contains(&join.invite) {
+            Some(RoomError::InviteRevoked)
+        } else if !role.may_publish() && (publish.audio || publish.video) {
+            Some(RoomError::MayNotPublish(role))
+        } else if self.participants.len() + self.admitting() >= self.settings.max_participants {
+            Some(RoomError::Full(self.settings.max_participants))
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            let _ = join.reply.send(Err(e));
+            return;
         }
-        // The room decides what a role may do; signaling only carries the request.
-        if !role.may_publish() && (publish.audio || publish.video) {
-            return Err(RoomError::MayNotPublish(role));
+        // Recorded before they are let in: whoever is in a consultation is on its record. The
+        // participants row and the audit entry are one append, committed together; the room
+        // admits them when the writer says so (`admit`) and goes on meanwhile.
+        let append = Append::entry(
+            AuditEvent::new(Actor::Participant(join.id.clone(), role), Action::Joined)
+                .room(self.id())
+                .object("invite", &join.invite),
+        )
+        .with(Change::participant_joined(
+            self.id(),
+            &join.id,
+            &join.invite,
+            role,
+            &join.name,
+        ));
+        match self.services.audit.submit(append).await {
+            Ok(durable) => self.awaiting.push_back(Awaiting {
+                durable,
+                then: Then::Admit(Box::new(join)),
+            }),
+            Err(e) => {
+                let _ = join.reply.send(Err(RoomError::Audit(e.to_string())));
+            }
         }
-        if self.participants.len() >= self.settings.max_participants {
-            return Err(RoomError::Full(self.settings.max_participants));
+    }
+
+    /// Joins on their way in: they hold a place in the room.
+    fn admitting(&self) -> usize {
+        self.awaiting
+            .iter()
+            .filter(|a| matches!(a.then, Then::Admit(_)))
+            .count()
+    }
+
+    /// Lets a participant in once their join is on the record.
+    async fn admit(&mut self, join: Admission, written: Written) {
+        if let Err(e) = written {
+            tracing::error!(room = %self.record.id, error = %e, "join not recorded; refused");
+            let _ = join.reply.send(Err(RoomError::Audit(e.to_string())));
+            return;
         }
-        let id = ParticipantId::generate();
-        // Recorded before they are let in: whoever is in a consultation is on its record.
-        self.db
-            .participant_joined(self.id(), &id, &invite, role, &name)
-            .await?;
-        self.services
-            .audit
-            .record(
-                AuditEvent::new(Actor::Participant(id.clone(), role), Action::Joined)
-                    .room(self.id())
-                    .object("invite", &invite),
-            )
-            .await
-            .map_err(|e| RoomError::Audit(e.to_string()))?;
-        self.media
+        if join.reply.is_closed() {
+            // The session stopped waiting (its join deadline, a closed socket): it is on the
+            // record as having joined, so it goes on the record as gone.
+            self.record_gone(&join, "abandoned").await;
+            return;
+        }
+        if self.revoked.contains(&join.invite) {
+            // Its invitation was revoked while the join was being recorded.
+            self.record_gone(&join, "invite_revoked").await;
+            let _ = join.reply.send(Err(RoomError::InviteRevoked));
+            return;
+        }
+        let added = self
+            .media
             .command(SfuCommand::AddTransport {
                 room: self.id().clone(),
-                participant: id.clone(),
+                participant: join.id.clone(),
                 publish: PublishKinds {
-                    audio: publish.audio,
-                    video: publish.video,
+                    audio: join.publish.audio,
+                    video: join.publish.video,
                 },
-                subscribe: role.may_subscribe(),
+                subscribe: join.role.may_subscribe(),
             })
-            .await
-            .map_err(|_| RoomError::Closed)?;
+            .await;
+        if added.is_err() {
+            self.record_gone(&join, "media_unavailable").await;
+            let _ = join.reply.send(Err(RoomError::Closed));
+            return;
+        }
+        let Admission {
+            id,
+            name,
+            role,
+            publish,
+            invite,
+            link,
+            reply,
+        } = join;
         let participant = Participant::new(id.clone(), name, role, invite, publish, link);
         self.participants.push(participant);
         self.metrics.participants.fetch_add(1, Ordering::Relaxed);
@@ -594,10 +758,21 @@ impl Room {
         self.arrivals_since.get_or_insert_with(Instant::now);
         self.arrivals.push(id.clone());
         tracing::info!(room = %self.record.id, participant = %id, invite = %self.find(&id).map(|p| p.invite.to_string()).unwrap_or_default(), role = role.as_str(), "joined");
-        Ok(Joined {
+        let _ = reply.send(Ok(Joined {
             welcome: self.welcome(&id),
             participant: id,
-        })
+        }));
+    }
+
+    /// Records that a join which was recorded never became a presence in the room.
+    async fn record_gone(&self, join: &Admission, reason: &str) {
+        let event = AuditEvent::new(Actor::Participant(join.id.clone(), join.role), Action::Left)
+            .room(self.id())
+            .detail(serde_json::json!({ "reason": reason }));
+        self.services
+            .audit
+            .submit_or_log(Append::entry(event).with(Change::participant_left(&join.id)))
+            .await;
     }
 
     fn resume(&mut self, resume: ResumeRef, link: SessionLink) -> Result<Joined, RoomError> {
@@ -739,13 +914,14 @@ impl Room {
         };
         let gone = self.participants.remove(pos);
         self.metrics.participants.fetch_sub(1, Ordering::Relaxed);
-        if let Err(e) = self.db.participant_left(id).await {
-            tracing::error!(room = %self.record.id, error = %e, "leave not stored");
-        }
+        // Queued, not waited for: the leave has happened whatever the disk says.
         let event = self
             .audit(&gone, Action::Left)
             .detail(serde_json::json!({"reason": reason}));
-        self.services.audit.record_or_log(event).await;
+        self.services
+            .audit
+            .submit_or_log(Append::entry(event).with(Change::participant_left(id)))
+            .await;
         if self.follow.as_ref().is_some_and(|f| &f.presenter == id) {
             self.follow = None;
             self.broadcast_where(
@@ -774,16 +950,26 @@ impl Room {
         tracing::info!(room = %self.record.id, participant = %id, reason = ?reason, "left");
     }
 
-    async fn end(&mut self, reason: EndReason) -> Result<(), RoomError> {
+    /// Ends the consultation. The room waits here for what it persists (the end is rare and
+    /// the room is going away; no other room waits with it).
+    async fn end(
+        &mut self,
+        reason: EndReason,
+        ended_by: Option<AuditEvent>,
+    ) -> Result<(), RoomError> {
+        // Joins under way are turned away, messages on their way shown.
+        self.settle_all(Phase::Ended).await;
+        if let Some(event) = ended_by {
+            self.services.audit.record_or_log(event).await;
+        }
         for p in &self.participants {
             p.send(Notice::RoomEnded(reason));
             p.close(Farewell::RoomEnded);
         }
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
-        for id in &ids {
-            if let Err(e) = self.db.participant_left(id).await {
-                tracing::error!(room = %self.record.id, error = %e, "leave not stored");
-            }
+        let mut changes: Vec<Change> = ids.iter().map(Change::participant_left).collect();
+        if reason == EndReason::EndedByDoctor {
+            changes.push(Change::room_ended(self.id()));
         }
         self.metrics
             .participants
@@ -795,8 +981,15 @@ impl Room {
                 .await;
         }
         self.phase = Phase::Ended;
-        if reason == EndReason::EndedByDoctor {
-            self.db.end_room(self.id()).await?;
+        if !changes.is_empty() {
+            let written = match self.services.audit.submit(Append::rows(changes)).await {
+                Ok(durable) => durable.await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::error!(room = %self.record.id, error = %e, "end not stored");
+                return Err(RoomError::Audit(e.to_string()));
+            }
         }
         tracing::info!(room = %self.record.id, reason = ?reason, "consultation ended");
         Ok(())

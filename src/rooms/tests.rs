@@ -461,3 +461,122 @@ async fn a_resume_works_once() {
         assert_eq!(done.await.unwrap().is_ok(), expect_ok);
     }
 }
+
+/// Holds SQLite's write lock from another connection, as a slow disk or a busy database would
+/// hold up every write, until the transaction it returns is rolled back.
+async fn hold_the_disk(db: &Db) -> sqlx::Transaction<'static, sqlx::Any> {
+    let mut lock = db.pool().begin().await.unwrap();
+    sqlx::query("UPDATE rooms SET title = title")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
+}
+
+/// Sends a join and returns what will answer it, without waiting for the answer.
+async fn start_join(
+    f: &Fixture,
+    role: Role,
+    conn: u64,
+) -> (
+    mpsc::Receiver<Outbound>,
+    oneshot::Receiver<Result<Joined, RoomError>>,
+) {
+    let room = f.rooms.open(&f.room).await.unwrap();
+    let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+    let (reply, done) = oneshot::channel();
+    room.send(RoomCommand::Join {
+        name: format!("{role:?}"),
+        role,
+        publish: Publish::default(),
+        invite: InviteId::generate(),
+        replaces: None,
+        link: SessionLink { conn, tx },
+        reply,
+    })
+    .await
+    .unwrap();
+    (rx, done)
+}
+
+#[tokio::test]
+async fn a_join_waiting_on_the_disk_does_not_stall_the_room() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let mut doctor = f.join(Role::Doctor).await.unwrap();
+    let disk = hold_the_disk(&f.db).await;
+
+    let (_patient_rx, mut joined) = start_join(&f, Role::Patient, 50).await;
+    f.send(RoomCommand::Chat {
+        participant: doctor.id.clone(),
+        conn: doctor.conn,
+        text: "hello".into(),
+    })
+    .await;
+    // The room answers while both writes wait for the disk.
+    let me = tokio::time::timeout(Duration::from_secs(2), f.rooms.member(&f.room, &doctor.id))
+        .await
+        .expect("the room answers while its writes wait");
+    assert_eq!(me.map(|m| m.participant), Some(doctor.id.clone()));
+    // Nobody is let in, and nothing said is shown, before it is on the record.
+    assert!(joined.try_recv().is_err(), "admitted before recorded");
+    assert!(doctor.rx.try_recv().is_err(), "shown before stored");
+
+    disk.rollback().await.unwrap();
+    let joined = tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .expect("admitted once recorded")
+        .unwrap()
+        .unwrap();
+    match message(next(&mut doctor).await) {
+        Some(Notice::ParticipantJoined(p)) => assert_eq!(p.id, joined.participant),
+        other => panic!("{other:?}"),
+    }
+    match message(next(&mut doctor).await) {
+        Some(Notice::Chat(m)) => assert_eq!(m.text, "hello"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.db.recent_chat(&f.room, 10).await.unwrap().len(), 1);
+    assert_eq!(f.db.participants_of(&f.room).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn ending_turns_away_a_join_on_its_way_in_and_records_it_gone() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let _doctor = f.join(Role::Doctor).await.unwrap();
+    let disk = hold_the_disk(&f.db).await;
+    let (_rx, joined) = start_join(&f, Role::Patient, 60).await;
+    let (reply, ended) = oneshot::channel();
+    f.send(RoomCommand::End {
+        by: None,
+        reason: EndReason::EndedByDoctor,
+        reply,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    disk.rollback().await.unwrap();
+
+    assert!(matches!(joined.await.unwrap(), Err(RoomError::Ended)));
+    ended.await.unwrap().unwrap();
+    let people = f.db.participants_of(&f.room).await.unwrap();
+    assert_eq!(people.len(), 2);
+    assert!(people.iter().all(|p| p.left_at.is_some()), "{people:?}");
+    let trail = f
+        .rooms
+        .audit()
+        .entries(0, 100, Some(f.room.as_str()))
+        .await
+        .unwrap();
+    let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "participant.joined",
+            "participant.joined",
+            "participant.left"
+        ]
+    );
+    assert_eq!(
+        f.db.room(&f.room).await.unwrap().unwrap().status,
+        crate::storage::RoomStatus::Ended
+    );
+}

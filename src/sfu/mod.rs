@@ -145,6 +145,15 @@ impl SfuEvent {
             | SfuEvent::Failed { room, .. } => room,
         }
     }
+
+    pub fn participant(&self) -> &ParticipantId {
+        match self {
+            SfuEvent::Offer { participant, .. }
+            | SfuEvent::AnswerFailed { participant, .. }
+            | SfuEvent::Connected { participant, .. }
+            | SfuEvent::Failed { participant, .. } => participant,
+        }
+    }
 }
 
 /// Counters since start (monotonic) and current sizes, for metrics.

@@ -32,20 +32,7 @@ fn from_row(row: &AnyRow) -> Result<ChatRecord, StorageError> {
 
 impl Db {
     pub async fn insert_chat(&self, room: &RoomId, m: &ChatRecord) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO chat_messages (id, room_id, participant_id, name, role, body, \
-             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(m.id.as_str())
-        .bind(room.as_str())
-        .bind(m.participant_id.as_str())
-        .bind(&m.name)
-        .bind(m.role.as_str())
-        .bind(&m.text)
-        .bind(m.at_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        super::Change::chat(room, m).apply(self.pool()).await
     }
 
     /// The newest `limit` messages, oldest first.

@@ -6,6 +6,7 @@
 //! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
 //! BIGINT times). Live room state (who is connected) is not stored here: it lives in `rooms`.
 
+mod change;
 mod chat;
 mod documents;
 mod invites;
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use change::Change;
 pub use chat::ChatRecord;
 pub use documents::{AnnotationRecord, DocumentRecord, UploadRecord};
 pub use invites::Invite;
@@ -51,6 +53,7 @@ pub enum StorageError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    postgres: bool,
 }
 
 impl Db {
@@ -84,11 +87,20 @@ impl Db {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            postgres: !is_sqlite,
+        })
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// PostgreSQL rather than SQLite: for the few statements that differ (how a writer takes
+    /// its lock).
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     pub async fn close(&self) {

@@ -2,8 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Db, StorageError};
-use crate::domain::clock::now_unix;
+use super::{Change, Db, StorageError};
 use crate::domain::ids::{InviteId, ParticipantId, RoomId};
 use crate::domain::role::Role;
 
@@ -26,28 +25,13 @@ impl Db {
         role: Role,
         name: &str,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO participants (id, room_id, invite_id, role, name, joined_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.as_str())
-        .bind(room.as_str())
-        .bind(invite.as_str())
-        .bind(role.as_str())
-        .bind(name)
-        .bind(now_unix())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        Change::participant_joined(room, id, invite, role, name)
+            .apply(self.pool())
+            .await
     }
 
     pub async fn participant_left(&self, id: &ParticipantId) -> Result<(), StorageError> {
-        sqlx::query("UPDATE participants SET left_at = $1 WHERE id = $2 AND left_at IS NULL")
-            .bind(now_unix())
-            .bind(id.as_str())
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        Change::participant_left(id).apply(self.pool()).await
     }
 
     /// In order of joining.

@@ -113,11 +113,6 @@ impl Db {
 
     /// Marks the room ended; ending an ended room is not an error.
     pub async fn end_room(&self, id: &RoomId) -> Result<(), StorageError> {
-        sqlx::query("UPDATE rooms SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-            .bind(now_unix())
-            .bind(id.as_str())
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        super::Change::room_ended(id).apply(self.pool()).await
     }
 }

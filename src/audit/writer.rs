@@ -1,0 +1,640 @@
+//! The one task that appends to the audit trail: group commit in chain order.
+//!
+//! Callers queue an [`Append`] on a bounded channel (a full queue makes them wait: an entry is
+//! never dropped) and either keep a [`Durable`] to learn when it is committed or go on at once
+//! (the order is kept either way). The task takes whatever is queued, up to [`MAX_BATCH`],
+//! seals the entries on the chain's head in queue order and writes them, with the row changes
+//! that ride with them, in one transaction: one commit (one fsync) for the lot, whatever the
+//! number of rooms and requests that queued them. In this process only this task appends, which
+//! is what the old process-wide mutex ensured, minus the waiting.
+//!
+//! Other processes sharing a PostgreSQL database append too. Each batch's transaction first
+//! takes a transaction-scoped advisory lock (on SQLite, `BEGIN IMMEDIATE` takes the write lock)
+//! and reads the head under it, so processes append in turn rather than race: racing on `seq`
+//! alone starved the process that read the head last, retry after retry, while another kept
+//! appending. `seq` stays the primary key all the same: a batch sealed on a stale head (a
+//! process that does not take the lock) fails as a duplicate, and the task reads the head
+//! again, seals the batch again and retries. A batch that fails for another reason is written
+//! again one append at a time, so one bad row fails only its own append.
+//!
+//! Acknowledgements go out in queue order after the commit, so an acknowledged append also
+//! means that everything queued before it was written (or failed).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AuditEntry, AuditError, AuditEvent, COLUMNS, chain};
+use crate::domain::clock::now_unix_ms;
+use crate::storage::{Change, Db, StorageError};
+
+/// Appends committed in one transaction at most.
+pub const MAX_BATCH: usize = 256;
+/// Entries per `INSERT` statement (13 parameters each).
+const ROWS_PER_INSERT: usize = 64;
+/// How often a batch is sealed again when another server process took the same sequence
+/// numbers.
+const APPEND_ATTEMPTS: usize = 8;
+/// The advisory lock every huizhen process takes on PostgreSQL to append (an arbitrary key,
+/// the same everywhere: "hzaudit" in ASCII).
+const APPEND_LOCK: i64 = 0x0068_7a61_7564_6974;
+
+/// What one append writes: an audit entry, row changes, or both, committed together.
+#[derive(Debug, Clone)]
+pub struct Append {
+    event: Option<AuditEvent>,
+    changes: Vec<Change>,
+}
+
+impl Append {
+    /// An audit entry.
+    pub fn entry(event: AuditEvent) -> Self {
+        Self {
+            event: Some(event),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Row changes and no audit entry (a chat message, the rows of an ending room).
+    pub fn rows(changes: Vec<Change>) -> Self {
+        Self {
+            event: None,
+            changes,
+        }
+    }
+
+    /// A row change committed in the same transaction as the rest.
+    pub fn with(mut self, change: Change) -> Self {
+        self.changes.push(change);
+        self
+    }
+}
+
+/// The outcome of one append: the sealed entry (if it had one) once committed.
+pub type Written = Result<Option<AuditEntry>, AuditError>;
+
+/// Resolves when an append is committed (or failed). Polling it by reference is cancel-safe,
+/// so a task can keep it in a queue and wait on it in a `select!`.
+#[derive(Debug)]
+#[must_use = "an append's outcome is only known by awaiting it"]
+pub struct Durable(oneshot::Receiver<Written>);
+
+impl Durable {
+    /// The outcome, if it is known already.
+    pub fn try_take(&mut self) -> Option<Written> {
+        match self.0.try_recv() {
+            Ok(w) => Some(w),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(AuditError::Closed)),
+        }
+    }
+}
+
+impl Future for Durable {
+    type Output = Written;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Written> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(AuditError::Closed)))
+    }
+}
+
+/// What the writer has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Appends committed (entries, row changes or both).
+    pub appends: u64,
+    /// Audit entries committed.
+    pub entries: u64,
+    /// The most appends one transaction committed.
+    pub largest_batch: u64,
+    /// Batches sealed again because another process had taken their sequence numbers.
+    pub conflicts: u64,
+    /// Appends that failed.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    appends: AtomicU64,
+    entries: AtomicU64,
+    largest_batch: AtomicU64,
+    conflicts: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> WriterStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WriterStats {
+            commits: get(&self.commits),
+            appends: get(&self.appends),
+            entries: get(&self.entries),
+            largest_batch: get(&self.largest_batch),
+            conflicts: get(&self.conflicts),
+            failed: get(&self.failed),
+        }
+    }
+}
+
+pub(super) enum Msg {
+    Append(Job),
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+    /// Write what is queued, refuse what comes after, stop.
+    Close,
+}
+
+pub(super) struct Job {
+    append: Append,
+    /// When it happened: the entry's time, whenever it is written.
+    at_ms: i64,
+    /// `None`: nobody waits (what it records has happened); a failure is logged, and an entry
+    /// whose rows cannot be written is written without them rather than lost.
+    ack: Option<oneshot::Sender<Written>>,
+}
+
+/// The queue into the writer task; cheap to clone.
+#[derive(Debug, Clone)]
+pub(super) struct Handle {
+    tx: mpsc::Sender<Msg>,
+    counters: Arc<Counters>,
+    task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Handle {
+    /// Starts the writer task (on the current tokio runtime) with a queue of `capacity`.
+    pub(super) fn start(db: Db, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(db, rx, counters.clone()));
+        Self {
+            tx,
+            counters,
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        }
+    }
+
+    /// Queues an append; waits while the queue is full.
+    pub(super) async fn send(
+        &self,
+        append: Append,
+        durable: bool,
+    ) -> Result<Option<Durable>, AuditError> {
+        let (ack, durable) = if durable {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(Durable(rx)))
+        } else {
+            (None, None)
+        };
+        let job = Job {
+            append,
+            at_ms: now_unix_ms(),
+            ack,
+        };
+        self.tx
+            .send(Msg::Append(job))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        Ok(durable)
+    }
+
+    pub(super) async fn flush(&self) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)
+    }
+
+    pub(super) async fn close(&self) {
+        let _ = self.tx.send(Msg::Close).await;
+        // std Mutex: only taken, never held across the await.
+        let task = self.task.lock().expect("writer handle poisoned").take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "audit writer task failed");
+        }
+    }
+
+    pub(super) fn stats(&self) -> WriterStats {
+        self.counters.snapshot()
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>) {
+    let mut writer = Writer { db, counters };
+    let mut jobs = Vec::new();
+    let mut flushed = Vec::new();
+    // `recv` answers `None` once the queue is closed (`Close`, or every handle dropped) and
+    // drained: everything queued before is written first.
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Append(job) => jobs.push(job),
+                Msg::Flush(done) => flushed.push(done),
+                Msg::Close => rx.close(),
+            }
+            next = if jobs.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        writer.commit(std::mem::take(&mut jobs)).await;
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Why a transaction did not commit.
+enum Failure {
+    /// Another process took a sequence number: seal again on the new head.
+    Duplicate,
+    /// A statement was refused (a constraint): the other appends of the batch may be fine.
+    Statement(AuditError),
+    /// The database is unreachable or the connection broke: every append fails alike.
+    Database(AuditError),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Database(_) => Failure::Statement(e.into()),
+            e => Failure::Database(e.into()),
+        }
+    }
+}
+
+impl From<StorageError> for Failure {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Database(e) => e.into(),
+            e => Failure::Statement(e.into()),
+        }
+    }
+}
+
+struct Writer {
+    db: Db,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    async fn commit(&mut self, mut jobs: Vec<Job>) {
+        if jobs.len() <= 1 {
+            if let Some(job) = jobs.pop() {
+                self.commit_one(job).await;
+            }
+            return;
+        }
+        match self.write(&jobs).await {
+            Ok(sealed) => {
+                self.count_commit(&jobs, &sealed);
+                for (job, entry) in jobs.into_iter().zip(sealed) {
+                    if let Some(ack) = job.ack {
+                        let _ = ack.send(Ok(entry));
+                    }
+                }
+            }
+            Err(Failure::Statement(_)) => {
+                // Find the append that cannot be written: each alone, in order.
+                for job in jobs {
+                    self.commit_one(job).await;
+                }
+            }
+            Err(failure) => {
+                let error = match failure {
+                    Failure::Database(e) => Some(e.to_string()),
+                    _ => None,
+                };
+                for job in jobs {
+                    self.fail(job, || match &error {
+                        None => AuditError::Contention(APPEND_ATTEMPTS),
+                        Some(e) => AuditError::Unwritten(e.clone()),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn commit_one(&mut self, job: Job) {
+        let jobs = [job];
+        match self.write(&jobs).await {
+            Ok(sealed) => {
+                self.count_commit(&jobs, &sealed);
+                let [job] = jobs;
+                if let Some(ack) = job.ack {
+                    let _ = ack.send(Ok(sealed.into_iter().next().flatten()));
+                }
+            }
+            Err(Failure::Statement(e)) => {
+                let [mut job] = jobs;
+                if job.ack.is_none() && job.append.event.is_some() && !job.append.changes.is_empty()
+                {
+                    // What it records has happened: the entry goes in even if its rows cannot.
+                    tracing::error!(error = %e, "rows not stored; writing their audit entry alone");
+                    job.append.changes.clear();
+                    Box::pin(self.commit_one(job)).await;
+                } else {
+                    self.fail(job, || e);
+                }
+            }
+            Err(Failure::Duplicate) => {
+                let [job] = jobs;
+                self.fail(job, || AuditError::Contention(APPEND_ATTEMPTS));
+            }
+            Err(Failure::Database(e)) => {
+                let [job] = jobs;
+                self.fail(job, || e);
+            }
+        }
+    }
+
+    fn fail(&self, job: Job, error: impl FnOnce() -> AuditError) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        let error = error();
+        match job.ack {
+            Some(ack) => {
+                let _ = ack.send(Err(error));
+            }
+            None => tracing::error!(error = %error, "audit entry could not be written"),
+        }
+    }
+
+    fn count_commit(&self, jobs: &[Job], sealed: &[Option<AuditEntry>]) {
+        let c = &self.counters;
+        c.commits.fetch_add(1, Ordering::Relaxed);
+        c.appends.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        c.entries
+            .fetch_add(sealed.iter().flatten().count() as u64, Ordering::Relaxed);
+        c.largest_batch
+            .fetch_max(jobs.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Seals the batch's entries on the head and commits them with their rows; on a duplicate
+    /// sequence number, again on the new head. The entries, in the order of `jobs`.
+    async fn write(&mut self, jobs: &[Job]) -> Result<Vec<Option<AuditEntry>>, Failure> {
+        for _ in 0..APPEND_ATTEMPTS {
+            match self.transaction(jobs).await {
+                Err(Failure::Duplicate) => {
+                    self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                done => return done,
+            }
+        }
+        Err(Failure::Duplicate)
+    }
+
+    async fn transaction(&self, jobs: &[Job]) -> Result<Vec<Option<AuditEntry>>, Failure> {
+        let pool = self.db.pool();
+        // The head is read under the lock every appending process takes, so it is the head.
+        let mut tx = if self.db.is_postgres() {
+            let mut tx = pool.begin().await?;
+            // A void function in FROM: the result is an integer every driver reads.
+            sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1)")
+                .bind(APPEND_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            tx
+        } else {
+            pool.begin_with("BEGIN IMMEDIATE").await?
+        };
+        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let head = match head {
+            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+            None => (0, chain::GENESIS.to_owned()),
+        };
+        let sealed = seal(jobs, head);
+        for change in jobs.iter().flat_map(|j| &j.append.changes) {
+            change.apply(&mut *tx).await?;
+        }
+        let entries: Vec<&AuditEntry> = sealed.iter().flatten().collect();
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
+            for i in 0..chunk.len() {
+                let n = i * 13;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=13 {
+                    if k > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", n + k));
+                }
+                sql.push(')');
+            }
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query
+                    .bind(e.seq)
+                    .bind(e.at_ms)
+                    .bind(e.actor.as_str())
+                    .bind(e.actor_role.as_str())
+                    .bind(e.action.as_str())
+                    .bind(e.room_id.as_str())
+                    .bind(e.object_type.as_str())
+                    .bind(e.object_id.as_str())
+                    .bind(e.object_sha256.as_str())
+                    .bind(e.outcome.as_str())
+                    .bind(e.detail.as_str())
+                    .bind(e.prev_hash.as_str())
+                    .bind(e.hash.as_str());
+            }
+            match query.execute(&mut *tx).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    return Err(Failure::Duplicate);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(sealed)
+    }
+}
+
+/// The batch's entries sealed on `head` (the last entry's sequence number and hash), in order.
+fn seal(jobs: &[Job], head: (i64, String)) -> Vec<Option<AuditEntry>> {
+    let (mut seq, mut prev) = head;
+    jobs.iter()
+        .map(|job| {
+            let event = job.append.event.clone()?;
+            seq += 1;
+            let entry = event.seal(seq, std::mem::take(&mut prev), job.at_ms);
+            prev = entry.hash.clone();
+            Some(entry)
+        })
+        .collect()
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Action, Actor, AuditLog};
+    use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+    use crate::domain::role::Role;
+
+    async fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        (dir, db)
+    }
+
+    fn event(task: usize, n: usize) -> AuditEvent {
+        AuditEvent::new(Actor::System, Action::AuditRead).object("probe", format!("{task}:{n}"))
+    }
+
+    async fn count(db: &Db, table: &str) -> i64 {
+        sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_append_is_in_the_table() {
+        let (_dir, db) = db().await;
+        let log = AuditLog::new(db.clone());
+        let entry = log.record(event(0, 0)).await.unwrap();
+        assert_eq!(entry.seq, 1);
+        let mut durable = log.submit(Append::entry(event(0, 1))).await.unwrap();
+        let second = (&mut durable).await.unwrap().unwrap();
+        assert_eq!(second.seq, 2);
+        assert_eq!(second.prev_hash, entry.hash);
+        let stored = log.entries(0, 10, None).await.unwrap();
+        assert_eq!(stored, vec![entry, second]);
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_callers_wait_and_loses_nothing() {
+        let (_dir, db) = db().await;
+        let log = AuditLog::with_queue(db.clone(), 1);
+        let tasks: Vec<_> = (0..10)
+            .map(|t| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for n in 0..20 {
+                        log.record_or_log(event(t, n)).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        log.flush().await.unwrap();
+        assert_eq!(count(&db, "audit_log").await, 200);
+        let v = log.verify().await.unwrap();
+        assert!(v.ok() && v.entries == 200, "{v:?}");
+        // Per caller, in the order it queued them.
+        let entries = log.entries(0, 1000, None).await.unwrap();
+        for t in 0..10 {
+            let mine: Vec<usize> = entries
+                .iter()
+                .filter_map(|e| e.object_id.strip_prefix(&format!("{t}:")))
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert_eq!(mine, (0..20).collect::<Vec<_>>());
+        }
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn rows_ride_in_the_entrys_transaction_and_a_bad_one_fails_alone() {
+        let (_dir, db) = db().await;
+        let user = db
+            .create_user("d", "D", crate::domain::role::AccountRole::Doctor, "x")
+            .await
+            .unwrap();
+        let room = db.create_room("R", None, &user.id).await.unwrap().id;
+        let log = AuditLog::new(db.clone());
+        let joined = |room: &RoomId| {
+            let id = ParticipantId::generate();
+            Append::entry(event(9, 0)).with(Change::participant_joined(
+                room,
+                &id,
+                &InviteId::generate(),
+                Role::Patient,
+                "P",
+            ))
+        };
+        // Queued before the writer runs (this runtime has one thread), so one batch: a row
+        // naming a room that does not exist breaks the foreign key, and only its own append
+        // fails, or, when nobody waits for it, loses only its row.
+        let good = log.submit(joined(&room)).await.unwrap();
+        let bad = log.submit(joined(&RoomId::generate())).await.unwrap();
+        log.submit_or_log(joined(&RoomId::generate())).await;
+        let after = log.submit(joined(&room)).await.unwrap();
+        assert!(good.await.unwrap().is_some());
+        assert!(bad.await.is_err());
+        assert!(after.await.unwrap().is_some());
+        log.flush().await.unwrap();
+        assert_eq!(count(&db, "participants").await, 2);
+        // The entry nobody waited for is written without its row; the refused one is not.
+        assert_eq!(count(&db, "audit_log").await, 3);
+        let v = log.verify().await.unwrap();
+        assert!(v.ok(), "{v:?}");
+        assert_eq!(log.writer_stats().failed, 1);
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn close_writes_what_is_queued_and_refuses_what_follows() {
+        let (_dir, db) = db().await;
+        let log = AuditLog::new(db.clone());
+        for n in 0..50 {
+            log.record_or_log(event(0, n)).await;
+        }
+        log.close().await;
+        assert_eq!(count(&db, "audit_log").await, 50);
+        assert!(matches!(
+            log.record(event(0, 50)).await,
+            Err(AuditError::Closed)
+        ));
+        assert!(log.verify().await.unwrap().ok());
+    }
+
+    #[test]
+    fn a_batch_is_sealed_in_order_on_the_head() {
+        let job = |n| Job {
+            append: Append::entry(event(0, n)),
+            at_ms: 5,
+            ack: None,
+        };
+        let rows = Job {
+            append: Append::rows(vec![]),
+            at_ms: 5,
+            ack: None,
+        };
+        let jobs = [job(0), rows, job(1)];
+        let sealed = seal(&jobs, (7, "ab".repeat(32)));
+        let [Some(a), None, Some(b)] = &sealed[..] else {
+            panic!("{sealed:?}");
+        };
+        assert_eq!((a.seq, b.seq), (8, 9));
+        assert_eq!(a.prev_hash, "ab".repeat(32));
+        assert_eq!(b.prev_hash, a.hash);
+        assert_eq!(chain::entry_hash(b), b.hash);
+    }
+}

@@ -1,0 +1,139 @@
+//! Row changes that ride in another module's transaction. The audit trail's writer commits a
+//! join's `participants` row in the same transaction as its audit entry, and a room's chat
+//! message in the same group commit as everything else queued with it (see `crate::audit`); the
+//! SQL stays here, and each change is one statement on whatever connection it is given.
+
+use sqlx::{Any, Executor};
+
+use super::{ChatRecord, StorageError};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::role::Role;
+
+/// One change to one row, with the time it happened (not the time it is written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    ParticipantJoined {
+        room: RoomId,
+        id: ParticipantId,
+        invite: InviteId,
+        role: Role,
+        name: String,
+        at: i64,
+    },
+    ParticipantLeft {
+        id: ParticipantId,
+        at: i64,
+    },
+    RoomEnded {
+        room: RoomId,
+        at: i64,
+    },
+    Chat {
+        room: RoomId,
+        message: ChatRecord,
+    },
+}
+
+impl Change {
+    pub fn participant_joined(
+        room: &RoomId,
+        id: &ParticipantId,
+        invite: &InviteId,
+        role: Role,
+        name: &str,
+    ) -> Self {
+        Change::ParticipantJoined {
+            room: room.clone(),
+            id: id.clone(),
+            invite: invite.clone(),
+            role,
+            name: name.to_owned(),
+            at: now_unix(),
+        }
+    }
+
+    pub fn participant_left(id: &ParticipantId) -> Self {
+        Change::ParticipantLeft {
+            id: id.clone(),
+            at: now_unix(),
+        }
+    }
+
+    pub fn room_ended(room: &RoomId) -> Self {
+        Change::RoomEnded {
+            room: room.clone(),
+            at: now_unix(),
+        }
+    }
+
+    pub fn chat(room: &RoomId, message: &ChatRecord) -> Self {
+        Change::Chat {
+            room: room.clone(),
+            message: message.clone(),
+        }
+    }
+
+    /// Runs the change's one statement on `conn` (a pool, a connection or a transaction).
+    pub async fn apply<'c, E>(&self, conn: E) -> Result<(), StorageError>
+    where
+        E: Executor<'c, Database = Any>,
+    {
+        match self {
+            Change::ParticipantJoined {
+                room,
+                id,
+                invite,
+                role,
+                name,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO participants (id, room_id, invite_id, role, name, joined_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id.as_str())
+                .bind(room.as_str())
+                .bind(invite.as_str())
+                .bind(role.as_str())
+                .bind(name.as_str())
+                .bind(*at)
+                .execute(conn)
+                .await?;
+            }
+            Change::ParticipantLeft { id, at } => {
+                sqlx::query(
+                    "UPDATE participants SET left_at = $1 WHERE id = $2 AND left_at IS NULL",
+                )
+                .bind(*at)
+                .bind(id.as_str())
+                .execute(conn)
+                .await?;
+            }
+            Change::RoomEnded { room, at } => {
+                sqlx::query("UPDATE rooms SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+                    .bind(*at)
+                    .bind(room.as_str())
+                    .execute(conn)
+                    .await?;
+            }
+            Change::Chat { room, message: m } => {
+                sqlx::query(
+                    "INSERT INTO chat_messages (id, room_id, participant_id, name, role, body, \
+                     created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(m.id.as_str())
+                .bind(room.as_str())
+                .bind(m.participant_id.as_str())
+                .bind(m.name.as_str())
+                .bind(m.role.as_str())
+                .bind(m.text.as_str())
+                .bind(m.at_ms)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
