@@ -174,6 +174,7 @@ pub async fn login(
         sub: user.id.to_string(),
         room: None,
         role: None,
+        sid: None,
         exp: now_unix() + state.config.auth.session_hours as i64 * 3600,
         nonce: rand::random(),
     });
@@ -324,6 +325,7 @@ pub async fn create_invite(
         sub: invite.id.to_string(),
         room: Some(room_id.clone()),
         role: Some(role),
+        sid: None,
         exp: expires_at,
         nonce: rand::random(),
     });
