@@ -132,6 +132,13 @@ async fn renewal_gives_a_new_token_and_ends_the_old_one() {
     // Defaults: 30 minutes idle, 12 hours in all.
     assert!((now + 1799..=now + 1801).contains(&exp), "{first}");
     assert!((now + 43199..=now + 43201).contains(&end), "{first}");
+    assert_eq!(
+        (
+            first["expires_in"].as_i64(),
+            first["session_expires_in"].as_i64()
+        ),
+        (Some(1800), Some(43200))
+    );
 
     let (status, second) = s
         .api("POST", "/api/v1/auth/renew", Some(token(&first)), None)

@@ -26,12 +26,15 @@ pub struct LoginBody {
     password: String,
 }
 
-/// What sign-in and renewal answer: the token and the deadlines the client renews by.
-fn issued_json(issued: &Issued) -> Value {
+/// What sign-in and renewal answer: the token and the deadlines the client renews by, as Unix
+/// times and as seconds from `now` (a browser's clock may be off; a duration is not).
+fn issued_json(issued: &Issued, now: i64) -> Value {
     json!({
         "token": issued.token,
         "expires_at": issued.expires_at,
+        "expires_in": issued.expires_at - now,
         "session_expires_at": issued.session_expires_at,
+        "session_expires_in": issued.session_expires_at - now,
     })
 }
 
@@ -106,12 +109,13 @@ pub async fn login(
                 .detail(json!({"client": client})),
         )
         .await?;
+    let opened_at = now_unix();
     let issued = state
         .sessions
-        .open(session, &user, client, now_unix())
+        .open(session, &user, client, opened_at)
         .await?;
     tracing::info!(user = %user.id, session = %issued.session, "signed in");
-    let mut answer = issued_json(&issued);
+    let mut answer = issued_json(&issued, opened_at);
     answer["user"] = json!(user_view(&user));
     Ok(Json(answer))
 }
@@ -140,7 +144,8 @@ pub async fn renew(
     who: Clinician,
 ) -> Result<Json<Value>, ApiError> {
     let Clinician(user, session) = &who;
-    match state.sessions.renew(user, session, now_unix()).await {
+    let now = now_unix();
+    match state.sessions.renew(user, session, now).await {
         Ok(issued) => {
             // Unrecorded, the renewal is not handed out: the old token is spent already, so
             // the clinician signs in again (which is refused too while the trail is broken).
@@ -153,7 +158,7 @@ pub async fn renew(
                 )
                 .await?;
             tracing::debug!(user = %user.id, session = %issued.session, "session renewed");
-            Ok(Json(issued_json(&issued)))
+            Ok(Json(issued_json(&issued, now)))
         }
         Err(SessionError::Refused {
             session,
