@@ -218,8 +218,12 @@ impl Default for RoomsConfig {
 pub struct AuthConfig {
     /// File holding the token signing key. Empty: `<data_dir>/signing.key`, created on first run.
     pub signing_key_file: String,
-    /// Lifetime of a clinician's sign-in, in hours.
+    /// Absolute lifetime of a clinician's sign-in, in hours: renewals never extend a session
+    /// past it.
     pub session_hours: u64,
+    /// Seconds a clinician's session may go without renewal before it ends (the console renews
+    /// while it is being used). Also the lifetime of each session token.
+    pub session_idle_s: u64,
 }
 
 impl Default for AuthConfig {
@@ -227,9 +231,16 @@ impl Default for AuthConfig {
         Self {
             signing_key_file: String::new(),
             session_hours: 12,
+            session_idle_s: 30 * 60,
         }
     }
 }
+
+/// Bounds on `auth.session_hours`.
+pub const SESSION_HOURS: std::ops::RangeInclusive<u64> = 1..=720;
+
+/// Bounds on `auth.session_idle_s`.
+pub const SESSION_IDLE_S: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -503,6 +514,21 @@ impl Config {
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return bad("metrics.listen must be empty or an address like 127.0.0.1:9464");
         }
+        let a = &self.auth;
+        if !SESSION_HOURS.contains(&a.session_hours) {
+            return bad(&format!(
+                "auth.session_hours must be between {} and {}",
+                SESSION_HOURS.start(),
+                SESSION_HOURS.end()
+            ));
+        }
+        if !SESSION_IDLE_S.contains(&a.session_idle_s) {
+            return bad(&format!(
+                "auth.session_idle_s must be between {} and {}",
+                SESSION_IDLE_S.start(),
+                SESSION_IDLE_S.end()
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");
         }
@@ -743,6 +769,24 @@ mod tests {
             .unwrap();
         assert_eq!(c.documents.render_concurrency, 8);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn session_lifetimes_are_within_bounds() {
+        let mut c = Config::default();
+        assert_eq!((c.auth.session_hours, c.auth.session_idle_s), (12, 1800));
+        for (hours, idle, ok) in [
+            (1, 1, true),
+            (720, 86_400, true),
+            (0, 1800, false),
+            (721, 1800, false),
+            (12, 0, false),
+            (12, 86_401, false),
+        ] {
+            c.auth.session_hours = hours;
+            c.auth.session_idle_s = idle;
+            assert_eq!(c.validate().is_ok(), ok, "{hours} h, {idle} s");
+        }
     }
 
     #[test]

@@ -20,7 +20,9 @@
 //!   corrections and the pharmacy steps.
 //! - [`summary`]: a consultation's record after the call, and its FHIR R4 and PDF exports.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification.
-//! - [`auth`]: signed tokens, passwords, roles and permissions.
+//! - [`sessions`]: clinicians' sign-ins on the server: checked on every request, renewed,
+//!   signed out, revoked on a password change or by an administrator.
+//! - [`auth`]: signed tokens, passwords and the sign-in throttle.
 //! - [`storage`]: users, rooms, invites, participants, documents, chat and records in SQLite or
 //!   PostgreSQL.
 //! - [`wire`]: the JSON shapes clients see for stored things, converted from storage rows.
@@ -44,6 +46,7 @@ pub mod metrics;
 pub mod records;
 pub mod rooms;
 pub mod server;
+pub mod sessions;
 pub mod sfu;
 pub mod signaling;
 pub mod storage;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use huizhen::auth::hash_password;
+use huizhen::audit::{Action, Actor, AuditEvent, AuditLog};
+use huizhen::auth::{MAX_PASSWORD_BYTES, check_new_password, hash_password};
+use huizhen::domain::clock::now_unix;
 
 use huizhen::config::Config;
 use huizhen::domain::role::AccountRole;
@@ -68,16 +70,22 @@ enum UserCommand {
     },
     /// List clinician accounts.
     List,
-    /// Set a clinician's password.
+    /// Set a clinician's password; every session of the account ends (signed-in browsers go
+    /// back to the sign-in form).
     Passwd {
         #[arg(long)]
         username: String,
+        /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
     },
+    /// End every session of a clinician's account at once (a lost device, a departing
+    /// colleague); the password stays.
+    RevokeSessions {
+        #[arg(long)]
+        username: String,
+    },
 }
-
-const MIN_PASSWORD_CHARS: usize = 8;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -104,7 +112,7 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
     let db = Db::connect(&config.database_url())
         .await
         .context("opening the database")?;
-    let log = huizhen::audit::AuditLog::new(db.clone());
+    let log = AuditLog::new(db.clone());
     let result = match cmd {
         AuditCommand::Verify => {
             let v = log.verify().await?;
@@ -252,14 +260,43 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             username,
             password_stdin,
         } => {
+            let account = db
+                .user_by_username(&username)
+                .await?
+                .with_context(|| format!("no user named {username}"))?;
             let password = read_password(password_stdin)?;
-            db.set_password(&username, &hash_password(&password)?)
-                .await
-                .map_err(|e| match e {
-                    StorageError::NotFound => anyhow::anyhow!("no user named {username}"),
-                    other => other.into(),
-                })?;
-            println!("password changed for {username}");
+            let hash = hash_password(&password)?;
+            let revoked =
+                huizhen::sessions::reset_password(&db, &account.id, &hash, now_unix()).await?;
+            AuditLog::new(db.clone())
+                .record_or_log(
+                    AuditEvent::new(Actor::System, Action::PasswordChanged)
+                        .object("user", &account.id)
+                        .detail(serde_json::json!({
+                            "sessions_revoked": revoked,
+                            "via": "command_line",
+                        })),
+                )
+                .await;
+            println!("password changed for {username}; {revoked} session(s) ended");
+        }
+        UserCommand::RevokeSessions { username } => {
+            let account = db
+                .user_by_username(&username)
+                .await?
+                .with_context(|| format!("no user named {username}"))?;
+            let revoked = huizhen::sessions::revoke_all(&db, &account.id, now_unix()).await?;
+            AuditLog::new(db.clone())
+                .record_or_log(
+                    AuditEvent::new(Actor::System, Action::SessionsRevoked)
+                        .object("user", &account.id)
+                        .detail(serde_json::json!({
+                            "sessions_revoked": revoked,
+                            "via": "command_line",
+                        })),
+                )
+                .await;
+            println!("{revoked} session(s) of {username} ended");
         }
     }
     db.close().await;
@@ -269,7 +306,9 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut s = String::new();
-        std::io::stdin().take(4096).read_to_string(&mut s)?;
+        std::io::stdin()
+            .take(MAX_PASSWORD_BYTES as u64 + 2)
+            .read_to_string(&mut s)?;
         s.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         // Without a terminal (a script, a container's entrypoint) there is nothing to prompt
@@ -288,8 +327,6 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         }
         first
     };
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
-    }
+    check_new_password(&password)?;
     Ok(password)
 }

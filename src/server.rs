@@ -23,6 +23,7 @@ use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::records::Records;
 use crate::rooms::{Limits, RoomManager, RoomServices, RoomSettings};
+use crate::sessions::{Policy, Sessions};
 use crate::signaling::{ErrorCounts, SessionSettings, SignalingContext};
 use crate::storage::{Db, private};
 use crate::tls::{self, CertSource};
@@ -96,9 +97,12 @@ impl Server {
             config.documents.clone(),
         )
         .context("opening document storage")?;
-        // Unfinished uploads are kept for resuming, but not for ever: now, then hourly.
+        let sessions = Sessions::new(db.clone(), key.clone(), Policy::from_config(&config.auth));
+        // Unfinished uploads are kept for resuming, but not for ever, and ended sessions are
+        // forgotten: now, then hourly.
         let housekeeping = {
             let documents = documents.clone();
+            let sessions = sessions.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_secs(3600));
                 loop {
@@ -107,6 +111,11 @@ impl Server {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(count = n, "expired unfinished uploads removed"),
                         Err(e) => tracing::warn!(error = %e, "could not expire unfinished uploads"),
+                    }
+                    match sessions.purge(crate::domain::clock::now_unix()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(count = n, "ended sessions removed"),
+                        Err(e) => tracing::warn!(error = %e, "could not remove ended sessions"),
                     }
                 }
             })
@@ -145,6 +154,7 @@ impl Server {
             config: config.clone(),
             db: db.clone(),
             key,
+            sessions,
             rooms: rooms.clone(),
             media: media.clone(),
             signaling,

@@ -89,6 +89,11 @@ async fn refusals_that_may_be_misuse_are_audited() {
         .await;
     assert_eq!(st, 401);
 
+    // A tampered session token.
+    let tampered = format!("{}x", s.doctor_token);
+    let (st, _) = s.api("GET", "/api/v1/me", Some(&tampered), None).await;
+    assert_eq!(st, 401);
+
     // A forged invitation on the WebSocket.
     let c = SignalingClient::connect(&s.ws_url).await.unwrap();
     c.send_json(&join_message("not-a-token", "Mallory", true, true, None))
@@ -119,6 +124,7 @@ async fn refusals_that_may_be_misuse_are_audited() {
         "prescriptions_not_pharmacist",
         "access_token_other_room",
         "invalid_access_token",
+        "invalid_session_token",
         "signaling_invalid_token",
         "end_room_forbidden",
         "present_forbidden",

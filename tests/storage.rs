@@ -6,14 +6,18 @@
 mod common;
 
 use huizhen::audit::{Action, Actor, AuditEvent, AuditLog};
+use huizhen::auth::SigningKey;
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::document::DocumentKind;
 use huizhen::domain::ids::{
-    AnnotationId, ChatMessageId, DocumentId, InviteId, ParticipantId, RoomId, UploadId,
+    AnnotationId, ChatMessageId, DocumentId, InviteId, ParticipantId, RoomId, SessionId, UploadId,
+    UserId,
 };
 use huizhen::domain::role::{AccountRole, Role, Visibility};
+use huizhen::sessions::{Issued, Policy, Refusal, SessionError, Sessions};
 use huizhen::storage::{
-    AnnotationRecord, ChatRecord, Db, DocumentRecord, RoomStatus, StorageError, UploadRecord,
+    AnnotationRecord, ChatRecord, Db, DocumentRecord, RevokeReason, RoomStatus, StorageError,
+    UploadRecord, User,
 };
 
 async fn exercise(db: &Db) {
@@ -32,13 +36,19 @@ async fn exercise(db: &Db) {
         (user.id.clone(), AccountRole::Doctor)
     );
     assert!(db.user_by_username("nobody").await.unwrap().is_none());
-    db.set_password("doc", "new").await.unwrap();
     assert_eq!(
-        db.user(&user.id).await.unwrap().unwrap().password_hash,
-        "new"
+        huizhen::sessions::reset_password(db, &user.id, "new", now_unix())
+            .await
+            .unwrap(),
+        0
+    );
+    let changed = db.user(&user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (changed.password_hash.as_str(), changed.password_version),
+        ("new", 1)
     );
     assert!(matches!(
-        db.set_password("nobody", "x").await,
+        huizhen::sessions::reset_password(db, &UserId::generate(), "x", now_unix()).await,
         Err(StorageError::NotFound)
     ));
 
@@ -299,6 +309,233 @@ async fn hammer_the_chain(db: &Db, url: &str) {
     log.close().await;
 }
 
+/// The reason `token` is refused at `now`, or `None` if it is honoured.
+async fn refusal(sessions: &Sessions, token: &str, now: i64) -> Option<Refusal> {
+    match sessions.authenticate(token, now).await {
+        Ok(_) => None,
+        Err(SessionError::Refused { reason, .. }) => Some(reason),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn open(sessions: &Sessions, user: &User, now: i64) -> Issued {
+    sessions
+        .open(SessionId::generate(), user, "client".into(), now)
+        .await
+        .unwrap()
+}
+
+/// Sessions on a clock the test moves: idle and absolute expiry, renewal, sign-out, password
+/// changes, revocation, and the atomic steps under concurrency.
+async fn exercise_sessions(db: &Db) {
+    const IDLE: i64 = 1800;
+    const LIFE: i64 = 12 * 3600;
+    let sessions = Sessions::new(
+        db.clone(),
+        SigningKey::random(),
+        Policy {
+            idle_s: IDLE,
+            lifetime_s: LIFE,
+        },
+    );
+    let t0 = now_unix();
+    let user = db
+        .create_user("sessions", "Dr. Zhao", AccountRole::Doctor, "h0")
+        .await
+        .unwrap();
+
+    // A fresh session: idle deadline in the token, absolute end fixed.
+    let first = open(&sessions, &user, t0).await;
+    assert_eq!(
+        (first.expires_at, first.session_expires_at),
+        (t0 + IDLE, t0 + LIFE)
+    );
+    let ok = sessions.authenticate(&first.token, t0 + 1).await.unwrap();
+    assert_eq!((ok.user.id.clone(), ok.session.epoch), (user.id.clone(), 0));
+    assert_eq!(
+        refusal(&sessions, &first.token, t0 + IDLE).await,
+        Some(Refusal::Idle)
+    );
+    // Not a session token of this server: not even a refusal worth recording.
+    let foreign = Sessions::new(db.clone(), SigningKey::random(), sessions.policy());
+    assert!(matches!(
+        foreign.authenticate(&first.token, t0 + 1).await,
+        Err(SessionError::Invalid)
+    ));
+
+    // Renewal: a new token, the old one superseded at once, never past the absolute end.
+    let a = sessions
+        .authenticate(&first.token, t0 + 1000)
+        .await
+        .unwrap();
+    let second = sessions
+        .renew(&a.user, &a.session, t0 + 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.expires_at, second.session_expires_at),
+        (t0 + 1000 + IDLE, t0 + LIFE)
+    );
+    assert_eq!(
+        refusal(&sessions, &first.token, t0 + 1001).await,
+        Some(Refusal::Superseded)
+    );
+    assert_eq!(refusal(&sessions, &second.token, t0 + 1001).await, None);
+    // Renewing the stale row again loses: it is no longer at that epoch.
+    assert!(matches!(
+        sessions.renew(&a.user, &a.session, t0 + 1002).await,
+        Err(SessionError::Refused {
+            reason: Refusal::Superseded,
+            ..
+        })
+    ));
+    let mut token = second.token.clone();
+    let mut at = t0 + 1000;
+    let mut last = second.clone();
+    while at + 1500 < t0 + LIFE {
+        at += 1500;
+        let a = sessions.authenticate(&token, at).await.unwrap();
+        last = sessions.renew(&a.user, &a.session, at).await.unwrap();
+        assert!(last.expires_at <= t0 + LIFE, "renewed past the end");
+        assert_eq!(last.session_expires_at, t0 + LIFE);
+        token = last.token.clone();
+    }
+    assert_eq!(
+        last.expires_at,
+        t0 + LIFE,
+        "the last renewal ends with the session"
+    );
+    assert_eq!(
+        refusal(&sessions, &token, t0 + LIFE).await,
+        Some(Refusal::Expired)
+    );
+    let row = db.session(&last.session).await.unwrap().unwrap();
+    assert!(
+        !db.renew_session(&row.id, row.epoch, t0 + LIFE, t0 + LIFE + IDLE)
+            .await
+            .unwrap(),
+        "an expired session cannot be renewed"
+    );
+    // (Signed out, so that it is not among the live sessions below, which live at t0.)
+    assert!(sessions.sign_out(&last.session, t0 + 2).await.unwrap());
+
+    // Twenty renewals of one token at once: exactly one wins.
+    let racing = open(&sessions, &user, t0).await;
+    let a = sessions.authenticate(&racing.token, t0 + 10).await.unwrap();
+    let results = futures_util::future::join_all(
+        (0..20).map(|_| sessions.renew(&a.user, &a.session, t0 + 10)),
+    )
+    .await;
+    let won: Vec<&Issued> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    for lost in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(
+                lost,
+                SessionError::Refused {
+                    reason: Refusal::Superseded,
+                    ..
+                }
+            ),
+            "{lost}"
+        );
+    }
+    assert_eq!(db.session(&racing.session).await.unwrap().unwrap().epoch, 1);
+    assert_eq!(refusal(&sessions, &won[0].token, t0 + 11).await, None);
+
+    // Sign-out ends one session, once.
+    let out = open(&sessions, &user, t0).await;
+    assert!(sessions.sign_out(&out.session, t0 + 5).await.unwrap());
+    assert!(!sessions.sign_out(&out.session, t0 + 6).await.unwrap());
+    assert_eq!(
+        refusal(&sessions, &out.token, t0 + 7).await,
+        Some(Refusal::Revoked(RevokeReason::SignedOut))
+    );
+
+    // A password change keeps the session that asked and ends every other live one.
+    let user = db.user(&user.id).await.unwrap().unwrap();
+    let keep = open(&sessions, &user, t0).await;
+    let other = open(&sessions, &user, t0).await;
+    let live_before = 3; // the race winner, `keep` and `other`
+    let revoked = sessions
+        .change_password(&user, "h1", &keep.session, t0 + 20)
+        .await
+        .unwrap();
+    assert_eq!(revoked, live_before - 1);
+    assert_eq!(refusal(&sessions, &keep.token, t0 + 21).await, None);
+    assert_eq!(
+        refusal(&sessions, &other.token, t0 + 21).await,
+        Some(Refusal::Revoked(RevokeReason::PasswordChanged))
+    );
+    // A change checked against the password as it was before loses (one of two wins).
+    assert!(matches!(
+        sessions
+            .change_password(&user, "h2", &keep.session, t0 + 22)
+            .await,
+        Err(SessionError::Storage(StorageError::Conflict))
+    ));
+    // A sign-in that checked the old password while it changed does not outlive the change.
+    let stale = open(&sessions, &user, t0 + 23).await;
+    assert_eq!(
+        refusal(&sessions, &stale.token, t0 + 24).await,
+        Some(Refusal::PasswordChanged)
+    );
+    let stale_row = db.session(&stale.session).await.unwrap().unwrap();
+    assert!(
+        !db.renew_session(&stale_row.id, 0, t0 + 24, t0 + 24 + IDLE)
+            .await
+            .unwrap(),
+        "nor can it be renewed"
+    );
+
+    // An administrator ends all of them (the stale one counts: it was not revoked).
+    let user = db.user(&user.id).await.unwrap().unwrap();
+    let more = open(&sessions, &user, t0 + 30).await;
+    assert_eq!(sessions.revoke_all(&user.id, t0 + 31).await.unwrap(), 3);
+    for t in [&keep.token, &more.token] {
+        assert_eq!(
+            refusal(&sessions, t, t0 + 32).await,
+            Some(Refusal::Revoked(RevokeReason::Revoked))
+        );
+    }
+    assert_eq!(sessions.revoke_all(&user.id, t0 + 33).await.unwrap(), 0);
+
+    // The command line's reset keeps nothing.
+    let user = db.user(&user.id).await.unwrap().unwrap();
+    let cli = open(&sessions, &user, t0 + 40).await;
+    assert_eq!(
+        huizhen::sessions::reset_password(db, &user.id, "h3", t0 + 41)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        refusal(&sessions, &cli.token, t0 + 42).await,
+        Some(Refusal::Revoked(RevokeReason::PasswordChanged))
+    );
+
+    // A day after their end, sessions are forgotten; their tokens are then unknown.
+    let stored = db.sessions_of(&user.id).await.unwrap().len();
+    assert!(stored >= 8, "{stored}");
+    assert_eq!(
+        sessions.purge(t0 + LIFE + 24 * 3600).await.unwrap(),
+        0,
+        "kept for a day after their end"
+    );
+    assert!(
+        sessions
+            .purge(t0 + 41 + LIFE + 24 * 3600 + 1)
+            .await
+            .unwrap()
+            >= stored as u64
+    );
+    assert!(db.sessions_of(&user.id).await.unwrap().is_empty());
+    assert_eq!(
+        refusal(&sessions, &cli.token, t0 + 43).await,
+        Some(Refusal::Unknown)
+    );
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,6 +547,7 @@ async fn sqlite() {
     exercise(&db).await;
     exercise_consultation_records(&db).await;
     hammer_the_chain(&db, &url).await;
+    exercise_sessions(&db).await;
     db.close().await;
     // Reopening runs the migrations again without harm and keeps the data.
     let db = Db::connect(&url).await.unwrap();
@@ -325,6 +563,7 @@ async fn postgres() {
     exercise(&db).await;
     exercise_consultation_records(&db).await;
     hammer_the_chain(&db, &pg.url).await;
+    exercise_sessions(&db).await;
     db.close().await;
     pg.drop_db().await;
 }

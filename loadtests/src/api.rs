@@ -1,6 +1,7 @@
 //! The server's HTTP API and metrics endpoint, as the generator uses them.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -8,7 +9,36 @@ use serde_json::{Value, json};
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    /// The server ends a session that is not renewed within its idle window, and a run can be
+    /// longer than that: the token is renewed once half its life is over. Held across the
+    /// renewal, so that two calls never renew the same token (only one would win).
+    session: tokio::sync::Mutex<Session>,
+}
+
+struct Session {
     token: String,
+    renew_at: Instant,
+}
+
+impl Session {
+    /// From a sign-in or renewal answer.
+    fn from_answer(body: &Value) -> anyhow::Result<Self> {
+        let token = body["token"]
+            .as_str()
+            .context("no token in the answer")?
+            .to_owned();
+        let life = body["expires_in"].as_u64().unwrap_or(0);
+        let last = life >= body["session_expires_in"].as_u64().unwrap_or(u64::MAX);
+        Ok(Self {
+            token,
+            // The last token of a session cannot be extended: no point renewing it.
+            renew_at: if last {
+                Instant::now() + Duration::from_secs(life.saturating_add(3600))
+            } else {
+                Instant::now() + Duration::from_secs(life / 2)
+            },
+        })
+    }
 }
 
 impl Api {
@@ -28,18 +58,40 @@ impl Api {
             bail!("sign-in refused: {}", resp.text().await.unwrap_or_default());
         }
         let body: Value = resp.json().await?;
-        let token = body["token"]
-            .as_str()
-            .context("no token in the sign-in answer")?
-            .to_owned();
-        Ok(Self { base, http, token })
+        let session = tokio::sync::Mutex::new(Session::from_answer(&body)?);
+        Ok(Self {
+            base,
+            http,
+            session,
+        })
+    }
+
+    /// The session token, renewed first when half its life is over.
+    async fn token(&self) -> anyhow::Result<String> {
+        let mut session = self.session.lock().await;
+        if Instant::now() >= session.renew_at {
+            let resp = self
+                .http
+                .post(format!("{}/api/v1/auth/renew", self.base))
+                .bearer_auth(&session.token)
+                .send()
+                .await?;
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                bail!("renewing the session: {status} {body}");
+            }
+            *session = Session::from_answer(&body)?;
+        }
+        Ok(session.token.clone())
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let token = self.token().await?;
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+            .bearer_auth(&token)
             .json(&body)
             .send()
             .await?;

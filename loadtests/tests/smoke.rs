@@ -12,6 +12,10 @@ use huizhen_loadtests::peer::MediaParams;
 use huizhen_loadtests::{KneeLimits, RunConfig, Scenario, Target, find_knee, run};
 
 async fn server(dir: &std::path::Path) -> Server {
+    server_with(dir, |_| {}).await
+}
+
+async fn server_with(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.cert_dir = dir.join("certs");
@@ -22,6 +26,7 @@ async fn server(dir: &std::path::Path) -> Server {
     config.metrics.listen = "127.0.0.1:0".into();
     // Room for the lecture past a hundred below.
     config.limits.max_participants = 150;
+    tweak(&mut config);
     let server = Server::start(config).await.unwrap();
     let hash = hash_password("load-test-password").unwrap();
     server
@@ -123,6 +128,24 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
         assert!(report.server.turn_ms.p50 <= report.server.turn_ms.p99);
     }
     report
+}
+
+/// A run longer than the server's idle window keeps its session: the generator renews its
+/// token when half its life is over (here 3 s idle, so every 1.5 s).
+#[tokio::test]
+async fn the_generators_session_outlives_the_idle_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with(dir.path(), |c| c.auth.session_idle_s = 3).await;
+    let base = format!("https://127.0.0.1:{}", server.https_addr.port());
+    let api = huizhen_loadtests::api::Api::login(&base, "load", "load-test-password")
+        .await
+        .unwrap();
+    for i in 0..4 {
+        let room = api.create_room(&format!("long run {i}")).await.unwrap();
+        api.end_room(&room).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+    }
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

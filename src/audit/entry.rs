@@ -34,6 +34,15 @@ impl Actor {
 pub enum Action {
     SignIn,
     SignInFailed,
+    SignOut,
+    SessionRenewed,
+    /// Sessions of an account ended by an administrator (how many in the detail).
+    SessionsRevoked,
+    /// A genuine session token presented after its session ended (revoked, renewed away,
+    /// expired): possibly a stolen or replayed token.
+    SessionRefused,
+    PasswordChanged,
+    PasswordChangeFailed,
     RoomCreated,
     RoomEnded,
     InviteIssued,
@@ -60,6 +69,12 @@ impl Action {
         match self {
             Action::SignIn => "auth.sign_in",
             Action::SignInFailed => "auth.sign_in_failed",
+            Action::SignOut => "auth.sign_out",
+            Action::SessionRenewed => "auth.session_renewed",
+            Action::SessionsRevoked => "auth.sessions_revoked",
+            Action::SessionRefused => "auth.session_refused",
+            Action::PasswordChanged => "auth.password_changed",
+            Action::PasswordChangeFailed => "auth.password_change_failed",
             Action::RoomCreated => "room.created",
             Action::RoomEnded => "room.ended",
             Action::InviteIssued => "invite.issued",

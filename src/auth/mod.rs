@@ -8,7 +8,9 @@ mod password;
 mod throttle;
 mod token;
 
-pub use password::{hash_password, verify_password};
+pub use password::{
+    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, check_new_password, hash_password, verify_password,
+};
 pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
 
@@ -26,6 +28,10 @@ pub enum AuthError {
     WrongRoom,
     #[error("wrong user name or password")]
     InvalidCredentials,
+    #[error(
+        "a password must have at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"
+    )]
+    PasswordRule,
     #[error("signing key unusable: {0}")]
     Key(String),
 }

@@ -16,6 +16,19 @@ use super::AuthError;
 /// Argon2 working areas kept for reuse, and so the most hashes computed at once.
 pub const MAX_WORKSPACES: usize = 4;
 
+/// The shortest new password, in characters (`huizhen user add` / `passwd` and the API alike).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The longest new password, in bytes (what `--password-stdin` reads at most).
+pub const MAX_PASSWORD_BYTES: usize = 4096;
+
+/// The rule every new password meets, wherever it is set.
+pub fn check_new_password(password: &str) -> Result<(), AuthError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::PasswordRule);
+    }
+    Ok(())
+}
+
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     let key = |e: &dyn std::fmt::Display| AuthError::Key(e.to_string());
     let mut salt_bytes = [0u8; 16];
@@ -137,6 +150,22 @@ impl Workspaces {
 mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+    #[test]
+    fn new_passwords_have_at_least_8_characters() {
+        assert_eq!(check_new_password("1234567"), Err(AuthError::PasswordRule));
+        assert!(check_new_password("12345678").is_ok());
+        // Characters, not bytes: eight Chinese characters are enough.
+        assert!(check_new_password("一二三四五六七八").is_ok());
+        assert_eq!(
+            check_new_password("一二三四五六七"),
+            Err(AuthError::PasswordRule)
+        );
+        assert_eq!(
+            check_new_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)),
+            Err(AuthError::PasswordRule)
+        );
+    }
 
     #[test]
     fn hash_and_verify() {

@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 use super::AuthError;
 use crate::domain::clock::now_unix;
-use crate::domain::ids::RoomId;
+use crate::domain::ids::{RoomId, SessionId};
 use crate::domain::role::Role;
 
 const PREFIX: &str = "hz1.";
@@ -37,7 +37,8 @@ pub enum TokenKind {
 }
 
 /// What a token asserts. `sub` is the user id (session), invite id (invite) or participant id
-/// (resume, access).
+/// (resume, access). A session token also names its server-side session (`sid`): a valid
+/// signature is not enough, the session must be live and the token its newest (`crate::sessions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub kind: TokenKind,
@@ -46,9 +47,13 @@ pub struct Claims {
     pub room: Option<RoomId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// The clinician session a session token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<SessionId>,
     /// Expiry, Unix seconds.
     pub exp: i64,
-    /// Makes every token unique; for resume tokens it is the participant's current resume epoch.
+    /// Makes every token unique; for resume tokens it is the participant's current resume epoch,
+    /// for session tokens the session's renewal epoch (with `sid`, unique too).
     pub nonce: u64,
 }
 
@@ -121,6 +126,16 @@ impl SigningKey {
 
     /// Checks signature, kind and expiry. Room scoping is the caller's (it knows the room).
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, AuthError> {
+        let claims = self.decode(token, kind)?;
+        if claims.exp <= now_unix() {
+            return Err(AuthError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature and kind, not expiry: for a caller that judges expiry itself against a
+    /// clock it is given (sessions do, and audit an expired token presented with its claims).
+    pub fn decode(&self, token: &str, kind: TokenKind) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::InvalidToken);
         }
@@ -136,9 +151,6 @@ impl SigningKey {
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| AuthError::InvalidToken)?;
         if claims.kind != kind {
             return Err(AuthError::WrongKind);
-        }
-        if claims.exp <= now_unix() {
-            return Err(AuthError::Expired);
         }
         Ok(claims)
     }
@@ -181,6 +193,7 @@ mod tests {
             sub: "i_x".into(),
             room: Some(RoomId::generate()),
             role: Some(Role::Patient),
+            sid: None,
             exp,
             nonce: 7,
         }
@@ -192,6 +205,22 @@ mod tests {
         let c = claims(TokenKind::Invite, now_unix() + 60);
         let t = k.sign(&c);
         assert_eq!(k.verify(&t, TokenKind::Invite).unwrap(), c);
+        // A session token carries its session id; tokens without one still read (as `None`).
+        let s = Claims {
+            kind: TokenKind::Session,
+            sub: "u_x".into(),
+            room: None,
+            role: None,
+            sid: Some(SessionId::generate()),
+            exp: now_unix() + 60,
+            nonce: 3,
+        };
+        assert_eq!(k.verify(&k.sign(&s), TokenKind::Session).unwrap(), s);
+        // Other kinds do not carry the claim at all.
+        let payload = t.strip_prefix(PREFIX).unwrap().split_once('.').unwrap().0;
+        let json: serde_json::Value =
+            serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap();
+        assert!(json.get("sid").is_none(), "{json}");
     }
 
     #[test]
@@ -214,6 +243,16 @@ mod tests {
         );
         let old = k.sign(&claims(TokenKind::Invite, now_unix() - 1));
         assert_eq!(k.verify(&old, TokenKind::Invite), Err(AuthError::Expired));
+        // `decode` leaves expiry to its caller, but not the signature or the kind.
+        assert!(k.decode(&old, TokenKind::Invite).is_ok());
+        assert_eq!(
+            k.decode(&old, TokenKind::Session),
+            Err(AuthError::WrongKind)
+        );
+        assert_eq!(
+            SigningKey::random().decode(&old, TokenKind::Invite),
+            Err(AuthError::InvalidToken)
+        );
         for junk in ["", "hz1.", "hz1.a.b", "nope", &"x".repeat(5000)] {
             assert_eq!(
                 k.verify(junk, TokenKind::Invite),

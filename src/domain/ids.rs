@@ -1,9 +1,10 @@
 //! Typed identifiers shared by every layer.
 //!
 //! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
-//! `i_` invite, `doc_` document, `upl_` upload, `ann_` annotation, `msg_` chat message, `rec_`
-//! clinical record, `evt_` record event) and 16 random base62 characters, so ids are unguessable, safe to put in URLs and
-//! easy to tell apart in logs. The prefix is part of the value; `parse` checks it.
+//! `i_` invite, `ses_` clinician session, `doc_` document, `upl_` upload, `ann_` annotation,
+//! `msg_` chat message, `rec_` clinical record, `evt_` record event) and 16 random base62
+//! characters, so ids are unguessable, safe to put in URLs and easy to tell apart in logs. The
+//! prefix is part of the value; `parse` checks it.
 
 use std::fmt;
 
@@ -95,6 +96,12 @@ string_id!(
     /// An invite link issued for a room.
     InviteId,
     "i_"
+);
+string_id!(
+    /// One sign-in of a clinician account: its session tokens name it (`sid`), so that it can
+    /// be renewed, signed out and revoked on the server.
+    SessionId,
+    "ses_"
 );
 
 string_id!(

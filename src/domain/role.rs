@@ -204,6 +204,11 @@ impl AccountRole {
         matches!(self, AccountRole::Supervisor)
     }
 
+    /// Other accounts' sessions: ending them all (a lost laptop, a departing colleague).
+    pub fn may_manage_accounts(self) -> bool {
+        matches!(self, AccountRole::Admin)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AccountRole::Doctor => "doctor",
@@ -284,5 +289,14 @@ mod tests {
         assert!(!AccountRole::Supervisor.may_manage_room(&me, &other));
         assert!(AccountRole::Admin.may_manage_room(&me, &other));
         assert!(!AccountRole::Pharmacist.may_manage_room(&me, &me));
+        for role in [
+            AccountRole::Doctor,
+            AccountRole::Specialist,
+            AccountRole::Pharmacist,
+            AccountRole::Supervisor,
+        ] {
+            assert!(!role.may_manage_accounts(), "{role:?}");
+        }
+        assert!(AccountRole::Admin.may_manage_accounts());
     }
 }

@@ -1,7 +1,9 @@
-//! The clinicians' JSON API (docs/protocol.md, "HTTP API"): sign-in, rooms, invites.
+//! The clinicians' JSON API (docs/protocol.md, "HTTP API"): who is signed in (the
+//! [`Clinician`] extractor), rooms, invites. Signing in and out, renewal and passwords are in
+//! `account.rs`.
 
 use axum::extract::rejection::JsonRejection;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -14,12 +16,13 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::member::bearer;
-use crate::audit::{Action, Actor, AuditEvent, Outcome};
-use crate::auth::{Claims, TokenKind, verify_password};
+use crate::audit::{Action, Actor, AuditEvent};
+use crate::auth::{Claims, TokenKind};
 use crate::domain::clock::now_unix;
-use crate::domain::ids::{InviteId, RoomId, UserId};
+use crate::domain::ids::{InviteId, RoomId, SessionId, UserId};
 use crate::domain::role::{AccountRole, Role};
-use crate::storage::{RoomRecord, RoomStatus, User};
+use crate::sessions::{Authenticated, Refusal, SessionError};
+use crate::storage::{RoomRecord, RoomStatus, SessionRow, User};
 use crate::wire::{self, RoomView};
 
 const MAX_TITLE_CHARS: usize = 200;
@@ -44,8 +47,8 @@ where
     }
 }
 
-/// A signed-in clinician.
-pub struct Clinician(pub User);
+/// A signed-in clinician, and the live session the request came with.
+pub struct Clinician(pub User, pub SessionRow);
 
 impl Clinician {
     pub fn actor(&self) -> Actor {
@@ -66,30 +69,88 @@ impl Clinician {
 impl FromRequestParts<AppState> for Clinician {
     type Rejection = ApiError;
 
+    /// Checks the bearer token and its session (`crate::sessions`). A genuine token whose
+    /// session has ended is refused like any other, and audited: it may be a stolen copy.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
-        let claims = state
-            .key
-            .verify(token, TokenKind::Session)
-            .map_err(|_| ApiError::Unauthenticated)?;
-        let id = UserId::parse(&claims.sub).ok_or(ApiError::Unauthenticated)?;
-        let user = state.db.user(&id).await?.ok_or(ApiError::Unauthenticated)?;
-        Ok(Clinician(user))
+        match state.sessions.authenticate(token, now_unix()).await {
+            Ok(Authenticated { user, session }) => Ok(Clinician(user, session)),
+            Err(SessionError::Refused {
+                session,
+                owner,
+                reason,
+            }) => {
+                let client = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| client_pseudonym(state, c.0.ip()));
+                audit_refused(state, &session, owner, reason, client).await;
+                Err(ApiError::Unauthenticated)
+            }
+            Err(SessionError::Invalid) => {
+                // Malformed, forged or of another kind: tampering, or a client's bug; on the
+                // record, rate-limited per client address (pseudonymous).
+                let client = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| client_pseudonym(state, c.0.ip()))
+                    .unwrap_or_default();
+                let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied)
+                    .detail(json!({"client": client, "token": "session"}));
+                state
+                    .audit
+                    .refused(&client, "invalid_session_token", event)
+                    .await;
+                Err(ApiError::Unauthenticated)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
+/// A client address as the audit trail and the sessions table keep it: a keyed pseudonym.
+pub fn client_pseudonym(state: &AppState, ip: IpAddr) -> String {
+    state.key.pseudonym(ip.to_string().as_bytes())
+}
+
+/// Records that a genuine session token was presented after its session ended.
+pub async fn audit_refused(
+    state: &AppState,
+    session: &SessionId,
+    owner: Option<(UserId, AccountRole)>,
+    reason: Refusal,
+    client: Option<String>,
+) {
+    tracing::info!(session = %session, reason = reason.as_str(), "session token refused");
+    let actor = match owner {
+        Some((id, role)) => Actor::User(id, role),
+        None => Actor::Unknown,
+    };
+    // Rate-limited per session, so a replayed stolen token cannot flood the trail.
+    state
+        .audit
+        .refused(
+            session.as_str(),
+            reason.as_str(),
+            AuditEvent::new(actor, Action::SessionRefused)
+                .object("session", session)
+                .detail(json!({"client": client})),
+        )
+        .await;
+}
+
 #[derive(Serialize)]
-struct UserView<'a> {
+pub struct UserView<'a> {
     id: &'a UserId,
     username: &'a str,
     display_name: &'a str,
     role: AccountRole,
 }
 
-fn user_view(u: &User) -> UserView<'_> {
+pub fn user_view(u: &User) -> UserView<'_> {
     UserView {
         id: &u.id,
         username: &u.username,
@@ -98,94 +159,7 @@ fn user_view(u: &User) -> UserView<'_> {
     }
 }
 
-#[derive(Deserialize)]
-pub struct LoginBody {
-    username: String,
-    password: String,
-}
-
-pub async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<Value>, ApiError> {
-    let name = body.username.trim();
-    let now = std::time::Instant::now();
-    let client = state.key.pseudonym(peer.ip().to_string().as_bytes());
-    // Checked and counted in one step: parallel sign-ins cannot all pass before one fails.
-    let attempt = match state.login_throttle.begin(name, peer.ip(), now) {
-        Ok(attempt) => attempt,
-        Err(refused) => {
-            tracing::info!(
-                scope = refused.scope.as_str(),
-                "sign-in refused: too many failures"
-            );
-            state
-                .audit
-                .record_or_log(
-                    AuditEvent::new(Actor::Unknown, Action::SignInFailed)
-                        .outcome(Outcome::Denied)
-                        .detail(json!({
-                            "reason": "throttled",
-                            "scope": refused.scope.as_str(),
-                            "client": client,
-                        })),
-                )
-                .await;
-            return Err(ApiError::TooManyAttempts(
-                refused.retry_after.as_secs().max(1),
-            ));
-        }
-    };
-    let user = state.db.user_by_username(name).await?;
-    // Hash even for unknown users so timing does not reveal which names exist.
-    let stored = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
-    let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false);
-    let actor = match &user {
-        Some(u) => Actor::User(u.id.clone(), u.role),
-        None => Actor::Unknown,
-    };
-    let Some(user) = user.filter(|_| ok) else {
-        tracing::info!("failed sign-in");
-        attempt.failed(now);
-        state
-            .audit
-            .record_or_log(
-                AuditEvent::new(actor, Action::SignInFailed)
-                    .outcome(Outcome::Denied)
-                    .detail(json!({"reason": "invalid_credentials", "client": client})),
-            )
-            .await;
-        return Err(ApiError::InvalidCredentials);
-    };
-    attempt.succeeded();
-    state
-        .audit
-        .record(AuditEvent::new(actor, Action::SignIn).detail(json!({"client": client})))
-        .await?;
-    let token = state.key.sign(&Claims {
-        kind: TokenKind::Session,
-        sub: user.id.to_string(),
-        room: None,
-        role: None,
-        exp: now_unix() + state.config.auth.session_hours as i64 * 3600,
-        nonce: rand::random(),
-    });
-    tracing::info!(user = %user.id, "signed in");
-    Ok(Json(json!({"token": token, "user": user_view(&user)})))
-}
-
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    crate::auth::hash_password("not a real password").unwrap_or_default()
-});
-
-pub async fn me(Clinician(user): Clinician) -> Json<Value> {
+pub async fn me(Clinician(user, _): Clinician) -> Json<Value> {
     Json(json!(user_view(&user)))
 }
 
@@ -329,6 +303,7 @@ pub async fn create_invite(
         sub: invite.id.to_string(),
         room: Some(room_id.clone()),
         role: Some(role),
+        sid: None,
         exp: expires_at,
         nonce: rand::random(),
     });

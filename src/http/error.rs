@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::documents::DocumentError;
 use crate::rooms::RoomError;
+use crate::sessions::SessionError;
 use crate::storage::StorageError;
 
 /// Seconds a client is told to wait before asking again for a render refused as busy.
@@ -20,6 +21,9 @@ pub enum ApiError {
     Unauthenticated,
     #[error("wrong user name or password")]
     InvalidCredentials,
+    /// A password change whose current password was wrong (not 401: the session is fine).
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error("your account may not do this")]
     Forbidden,
     #[error("not found")]
@@ -69,6 +73,7 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
@@ -128,6 +133,15 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound => ApiError::NotFound,
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Storage(e) => e.into(),
+            _ => ApiError::Unauthenticated,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! WebSocket. Handlers translate HTTP to calls on storage, rooms and signaling, and map module
 //! errors to client errors ([`error::ApiError`], protocol error codes); no business rules here.
 
+mod account;
 mod api;
 mod assets;
 mod audit;
@@ -31,6 +32,7 @@ use crate::documents::Documents;
 use crate::media::MediaHandle;
 use crate::records::Records;
 use crate::rooms::RoomManager;
+use crate::sessions::Sessions;
 use crate::signaling::SignalingContext;
 use crate::storage::Db;
 
@@ -40,6 +42,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub key: SigningKey,
+    /// Clinicians' sessions: every authenticated API call is checked against them.
+    pub sessions: Sessions,
     pub rooms: RoomManager,
     pub media: MediaHandle,
     pub signaling: SignalingContext,
@@ -54,7 +58,14 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/auth/login", post(api::login))
+        .route("/auth/login", post(account::login))
+        .route("/auth/logout", post(account::logout))
+        .route("/auth/renew", post(account::renew))
+        .route("/auth/password", post(account::change_password))
+        .route(
+            "/users/{id}/sessions/revoke",
+            post(account::revoke_sessions),
+        )
         .route("/me", get(api::me))
         .route("/rooms", post(api::create_room).get(api::list_rooms))
         .route("/rooms/{id}", get(api::get_room))

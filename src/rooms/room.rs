@@ -1002,6 +1002,7 @@ impl Room {
             sub: id.to_string(),
             room: Some(self.record.id.clone()),
             role: Some(me.role),
+            sid: None,
             exp: now_unix() + RESUME_TOKEN_LIFETIME_S,
             nonce: me.resume_nonce,
         });
@@ -1022,6 +1023,7 @@ impl Room {
                 sub: id.to_string(),
                 room: Some(self.record.id.clone()),
                 role: Some(me.role),
+                sid: None,
                 exp: now_unix() + ACCESS_TOKEN_LIFETIME_S,
                 nonce: rand::random(),
             }),

@@ -1,6 +1,6 @@
-//! Durable state: clinician accounts, consultation rooms, invites, who took part, shared
-//! documents (their rows; the bytes are in `crate::documents`' blob store), annotations, chat
-//! and clinical records. The audit trail's table is written only by `crate::audit`.
+//! Durable state: clinician accounts and their sessions, consultation rooms, invites, who took
+//! part, shared documents (their rows; the bytes are in `crate::documents`' blob store),
+//! annotations, chat and clinical records. The audit trail's table is written only by `crate::audit`.
 //!
 //! One code path for SQLite (the embedded default) and PostgreSQL (`postgres://` URLs) through
 //! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
@@ -14,6 +14,7 @@ mod participants;
 pub mod private;
 mod records;
 mod rooms;
+mod sessions;
 mod users;
 
 use std::str::FromStr;
@@ -28,6 +29,7 @@ pub use invites::Invite;
 pub use participants::ParticipantRecord;
 pub use records::{RecordEvent, RecordRow};
 pub use rooms::{RoomRecord, RoomStatus};
+pub use sessions::{RevokeReason, Revoked, SessionRow};
 pub use users::User;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

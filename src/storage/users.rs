@@ -16,9 +16,11 @@ pub struct User {
     pub role: AccountRole,
     pub password_hash: String,
     pub created_at: i64,
+    /// Bumped by every password change; sessions opened under an older one are not honoured.
+    pub password_version: i64,
 }
 
-fn from_row(row: &AnyRow) -> Result<User, StorageError> {
+pub(super) fn from_row(row: &AnyRow) -> Result<User, StorageError> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
     Ok(User {
@@ -28,10 +30,12 @@ fn from_row(row: &AnyRow) -> Result<User, StorageError> {
         role: AccountRole::parse(&role).ok_or(StorageError::Corrupt("user role"))?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
+        password_version: row.try_get("password_version")?,
     })
 }
 
-const COLUMNS: &str = "id, username, display_name, role, password_hash, created_at";
+const COLUMNS: &str =
+    "id, username, display_name, role, password_hash, created_at, password_version";
 
 impl Db {
     pub async fn create_user(
@@ -48,6 +52,7 @@ impl Db {
             role,
             password_hash: password_hash.to_owned(),
             created_at: now_unix(),
+            password_version: 0,
         };
         sqlx::query(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_at) \
@@ -86,21 +91,5 @@ impl Db {
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(from_row).collect()
-    }
-
-    pub async fn set_password(
-        &self,
-        username: &str,
-        password_hash: &str,
-    ) -> Result<(), StorageError> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
-            .bind(password_hash)
-            .bind(username)
-            .execute(self.pool())
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StorageError::NotFound);
-        }
-        Ok(())
     }
 }

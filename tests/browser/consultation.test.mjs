@@ -550,6 +550,44 @@ async function main() {
       await context.close();
     });
 
+    await check("console: signing out ends the session on the server; a session ended elsewhere returns to sign-in", {}, async () => {
+      if (!browser) throw new Error("no browser");
+      const context = await newContext(browser, { width: 1100, height: 900 });
+      const page = await context.newPage();
+      watchPage(page, "console-sign-out");
+      pages.set("console-sign-out", page);
+      const signIn = async () => {
+        await page.getByLabel("Username").fill(USERNAME);
+        await page.getByLabel("Password").fill(PASSWORD);
+        await page.getByRole("button", { name: "Sign in" }).click();
+        await page.waitForSelector('body[data-state="signed-in"]', { timeout: EVENT_TIMEOUT });
+        const token = await page.evaluate(() => sessionStorage.getItem("huizhen.console.session"));
+        assert.ok(token, "the console keeps a session token");
+        return token;
+      };
+      const me = async (/** @type {string} */ token) =>
+        (await http.get("/api/v1/me", { headers: { Authorization: `Bearer ${token}` } })).status();
+      await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      const first = await signIn();
+      assert.equal(await me(first), 200);
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.waitForSelector('body[data-state="signed-out"]', { timeout: EVENT_TIMEOUT });
+      assert.equal(await page.evaluate(() => sessionStorage.length), 0, "the tab forgets the session");
+      assert.equal(await me(first), 401, "the signed-out token no longer works");
+
+      // The session ends on the server (another device signs it out): the next call returns
+      // the console to the sign-in form and says why.
+      const second = await signIn();
+      const out = await http.post("/api/v1/auth/logout", { headers: { Authorization: `Bearer ${second}` } });
+      assert.equal(out.status(), 204);
+      await page.getByRole("button", { name: "Refresh" }).click();
+      await page.waitForSelector('body[data-state="signed-out"]', { timeout: EVENT_TIMEOUT });
+      assert.match((await page.locator("#login-error").textContent()) ?? "", /session has expired/i);
+      await snap(page, "console-session-ended");
+      pages.delete("console-sign-out");
+      await context.close();
+    });
+
     await check("a garbage invite link ends in the error state", {}, async () => {
       if (!browser) throw new Error("no browser");
       const page = await openJoinPage(browser, "garbage", `${BASE}/join#garbage`, "Nobody");

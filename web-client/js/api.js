@@ -1,10 +1,13 @@
 // Client for the clinician HTTP API (docs/protocol.md, "HTTP API"). Holds the session token in
 // sessionStorage: it survives a reload of the console but not closing the tab, which suits
-// shared clinic workstations. The token is a bearer secret and is never logged.
+// shared clinic workstations. The token is a bearer secret and is never logged. The server ends
+// a session that is not renewed within its idle window, and every session after its absolute
+// lifetime; `renew` trades the token for a fresh one, `logout` ends the session on the server.
 
 import { saveObjectUrl } from "./dom.js";
 
 const SESSION_KEY = "huizhen.console.session";
+const DEADLINE_KEY = "huizhen.console.session-deadline";
 
 /** @typedef {"doctor" | "specialist" | "admin" | "pharmacist" | "supervisor"} AccountRole */
 
@@ -49,14 +52,65 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * When the current token ends, on this browser's clock (the server answers durations, so a
+ * wrong clock does not matter).
+ * @typedef {object} SessionDeadline
+ * @property {number} issued ms (Date.now()) when the token was received
+ * @property {number} expires ms when the token ends unless renewed
+ * @property {boolean} last the token ends with the session itself: renewing cannot extend it
+ */
+
+/**
+ * The answer to sign-in and renewal.
+ * @typedef {object} Issued
+ * @property {string} token
+ * @property {number} expires_in seconds until the token ends unless renewed
+ * @property {number} session_expires_in seconds until the session ends whatever happens
+ */
+
 /** @returns {string | null} */
 export function sessionToken() {
   return sessionStorage.getItem(SESSION_KEY);
 }
 
-export function signOut() {
-  sessionStorage.removeItem(SESSION_KEY);
+/** @returns {SessionDeadline | null} */
+export function sessionDeadline() {
+  try {
+    const d = JSON.parse(sessionStorage.getItem(DEADLINE_KEY) ?? "null");
+    if (typeof d?.issued === "number" && typeof d?.expires === "number") {
+      return { issued: d.issued, expires: d.expires, last: d.last === true };
+    }
+  } catch {
+    // Unreadable: treated as unknown.
+  }
+  return null;
 }
+
+/** @param {Issued} answer */
+function keepSession(answer) {
+  const now = Date.now();
+  /** @type {SessionDeadline} */
+  const deadline = {
+    issued: now,
+    expires: now + answer.expires_in * 1000,
+    last: answer.expires_in >= answer.session_expires_in,
+  };
+  sessionStorage.setItem(SESSION_KEY, answer.token);
+  sessionStorage.setItem(DEADLINE_KEY, JSON.stringify(deadline));
+}
+
+/** Forgets the session in this tab (the server is told by `logout`). */
+export function forgetSession() {
+  sessionStorage.removeItem(SESSION_KEY);
+  sessionStorage.removeItem(DEADLINE_KEY);
+}
+
+/**
+ * The renewal in flight, if any: a request answered 401 meanwhile may have crossed it.
+ * @type {Promise<void> | null}
+ */
+let renewing = null;
 
 /**
  * @param {"GET" | "POST" | "DELETE"} method
@@ -65,9 +119,29 @@ export function signOut() {
  * @returns {Promise<unknown>} the parsed JSON answer, or null for 204
  */
 async function call(method, path, body) {
+  const token = sessionToken();
+  try {
+    return await send(method, path, body, token);
+  } catch (err) {
+    // A request sent with a token that a renewal replaced meanwhile: once more with the new one.
+    if (!(err instanceof ApiError) || err.status !== 401 || !token) throw err;
+    if (renewing) await renewing.catch(() => {});
+    const current = sessionToken();
+    if (!current || current === token) throw err;
+    return send(method, path, body, current);
+  }
+}
+
+/**
+ * @param {"GET" | "POST" | "DELETE"} method
+ * @param {string} path
+ * @param {unknown} body
+ * @param {string | null} token
+ * @returns {Promise<unknown>}
+ */
+async function send(method, path, body, token) {
   /** @type {Record<string, string>} */
   const headers = { Accept: "application/json" };
-  const token = sessionToken();
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   /** @type {Response} */
@@ -108,11 +182,47 @@ async function call(method, path, body) {
  * @returns {Promise<User>}
  */
 export async function login(username, password) {
-  const answer = /** @type {{token: string, user: User}} */ (
+  const answer = /** @type {Issued & {user: User}} */ (
     await call("POST", "/api/v1/auth/login", { username, password })
   );
-  sessionStorage.setItem(SESSION_KEY, answer.token);
+  keepSession(answer);
   return answer.user;
+}
+
+/**
+ * Trades the session token for a fresh one (the old one stops working). One at a time: a
+ * second call while one is in flight shares it.
+ * @returns {Promise<void>}
+ */
+export function renew() {
+  if (!renewing) {
+    renewing = (async () => {
+      try {
+        keepSession(/** @type {Issued} */ (await send("POST", "/api/v1/auth/renew", undefined, sessionToken())));
+      } finally {
+        renewing = null;
+      }
+    })();
+  }
+  return renewing;
+}
+
+/**
+ * Signs out on the server, then forgets the token whatever the answer (a session the server
+ * already ended, or a server out of reach, must not keep the console signed in).
+ * @returns {Promise<void>}
+ */
+export async function logout() {
+  // A renewal that finished after this would keep a fresh token: let it land, then end it.
+  if (renewing) await renewing.catch(() => {});
+  const token = sessionToken();
+  try {
+    if (token) await send("POST", "/api/v1/auth/logout", undefined, token);
+  } catch {
+    // Forgotten below all the same.
+  } finally {
+    forgetSession();
+  }
 }
 
 /** @returns {Promise<User>} */

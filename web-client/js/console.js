@@ -82,9 +82,83 @@ function explain(err) {
   return "Something went wrong. Try again.";
 }
 
+/**
+ * Keeping the session alive while the console is used. The server ends a session that is not
+ * renewed within its idle window (`auth.session_idle_s`), so a console left alone on a shared
+ * workstation signs out by itself; while someone uses it (a key, a click, a touch or a scroll
+ * since the last renewal) the token is renewed once half its life is over, up to the session's
+ * absolute end.
+ */
+const keepAlive = {
+  /** @type {number | undefined} */
+  timer: undefined,
+  /** Date.now() of the last key, click, touch or scroll. */
+  lastActivity: 0,
+};
+
+const ACTIVITY_EVENTS = ["pointerdown", "keydown", "wheel", "touchstart"];
+
+function noteActivity() {
+  const now = Date.now();
+  // Checked at most once a second however fast the events come.
+  if (now - keepAlive.lastActivity < 1000) {
+    keepAlive.lastActivity = now;
+    return;
+  }
+  keepAlive.lastActivity = now;
+  checkSession();
+}
+
+function startKeepAlive() {
+  stopKeepAlive();
+  keepAlive.lastActivity = Date.now();
+  for (const type of ACTIVITY_EVENTS) {
+    document.addEventListener(type, noteActivity, { capture: true, passive: true });
+  }
+  document.addEventListener("visibilitychange", checkSession);
+  const deadline = api.sessionDeadline();
+  // A few checks per token lifetime; background tabs may run them less often, which the
+  // deadline check on return (visibilitychange) makes up for.
+  const every = deadline ? Math.min(15_000, Math.max(1000, (deadline.expires - deadline.issued) / 6)) : 15_000;
+  keepAlive.timer = window.setInterval(checkSession, every);
+}
+
+function stopKeepAlive() {
+  window.clearInterval(keepAlive.timer);
+  keepAlive.timer = undefined;
+  for (const type of ACTIVITY_EVENTS) {
+    document.removeEventListener(type, noteActivity, { capture: true });
+  }
+  document.removeEventListener("visibilitychange", checkSession);
+}
+
+/** Renews when due and in use; back to the sign-in form once the token has ended. */
+function checkSession() {
+  const deadline = api.sessionDeadline();
+  if (!user || !deadline) return;
+  const now = Date.now();
+  if (now >= deadline.expires) {
+    signOut(
+      deadline.last
+        ? "Your session reached its time limit. Please sign in again."
+        : "You were signed out because the console was not used for a while. Please sign in again.",
+    );
+    return;
+  }
+  const halfway = deadline.issued + (deadline.expires - deadline.issued) / 2;
+  if (deadline.last || now < halfway || keepAlive.lastActivity <= deadline.issued) return;
+  api.renew().catch((err) => {
+    // A network failure is tried again at the next check; a refusal means the session is over.
+    if (err instanceof api.ApiError && err.status === 401) {
+      signOut("Your session has ended. Please sign in again.");
+    }
+  });
+}
+
 /** @param {string} [message] */
 function signOut(message = "") {
-  api.signOut();
+  stopKeepAlive();
+  api.forgetSession();
   user = null;
   invites.clear();
   ui.rooms.replaceChildren();
@@ -106,6 +180,7 @@ function showDashboard(signedIn) {
   ui.dashboard.hidden = false;
   ui.createSection.hidden = !canManage();
   document.body.dataset.state = "signed-in";
+  startKeepAlive();
   if (signedIn.role === "pharmacist") {
     // A pharmacist works the prescription queue; rooms are not theirs.
     const rooms = ui.roomsSection.closest("section");
@@ -351,7 +426,16 @@ ui.createForm.addEventListener("submit", async (ev) => {
 });
 
 ui.refresh.addEventListener("click", () => void refreshRooms());
-ui.signOut.addEventListener("click", () => signOut());
+ui.signOut.addEventListener("click", async () => {
+  // The server ends the session first, so the token is worthless even if it was copied.
+  ui.signOut.disabled = true;
+  try {
+    await api.logout();
+  } finally {
+    ui.signOut.disabled = false;
+    signOut();
+  }
+});
 
 async function start() {
   if (!api.sessionToken()) {

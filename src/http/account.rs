@@ -1,0 +1,286 @@
+//! Signing in and out, renewing a session, changing one's password, and an administrator ending
+//! another account's sessions (docs/protocol.md, "HTTP API"). The rules are `crate::sessions`'
+//! and `crate::auth`'s; this file checks who asks, throttles, and writes the audit trail.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::{ApiJson, Clinician, audit_refused, client_pseudonym, user_view};
+use super::error::ApiError;
+use crate::audit::{Action, Actor, AuditEvent, Outcome};
+use crate::auth::{check_new_password, hash_password, verify_password};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{SessionId, UserId};
+use crate::sessions::{Issued, SessionError};
+use crate::storage::StorageError;
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// What sign-in and renewal answer: the token and the deadlines the client renews by, as Unix
+/// times and as seconds from `now` (a browser's clock may be off; a duration is not).
+fn issued_json(issued: &Issued, now: i64) -> Value {
+    json!({
+        "token": issued.token,
+        "expires_at": issued.expires_at,
+        "expires_in": issued.expires_at - now,
+        "session_expires_at": issued.session_expires_at,
+        "session_expires_in": issued.session_expires_at - now,
+    })
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    let name = body.username.trim();
+    let now = std::time::Instant::now();
+    let client = client_pseudonym(&state, peer.ip());
+    // Checked and counted in one step: parallel sign-ins cannot all pass before one fails.
+    let attempt = match state.login_throttle.begin(name, peer.ip(), now) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            tracing::info!(
+                scope = refused.scope.as_str(),
+                "sign-in refused: too many failures"
+            );
+            state
+                .audit
+                .record_or_log(
+                    AuditEvent::new(Actor::Unknown, Action::SignInFailed)
+                        .outcome(Outcome::Denied)
+                        .detail(json!({
+                            "reason": "throttled",
+                            "scope": refused.scope.as_str(),
+                            "client": client,
+                        })),
+                )
+                .await;
+            return Err(ApiError::TooManyAttempts(
+                refused.retry_after.as_secs().max(1),
+            ));
+        }
+    };
+    let user = state.db.user_by_username(name).await?;
+    // Hash even for unknown users so timing does not reveal which names exist.
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    let actor = match &user {
+        Some(u) => Actor::User(u.id.clone(), u.role),
+        None => Actor::Unknown,
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!("failed sign-in");
+        attempt.failed(now);
+        state
+            .audit
+            .record_or_log(
+                AuditEvent::new(actor, Action::SignInFailed)
+                    .outcome(Outcome::Denied)
+                    .detail(json!({"reason": "invalid_credentials", "client": client})),
+            )
+            .await;
+        return Err(ApiError::InvalidCredentials);
+    };
+    attempt.succeeded();
+    // The entry comes first: a sign-in that cannot be recorded does not happen.
+    let session = SessionId::generate();
+    state
+        .audit
+        .record(
+            AuditEvent::new(actor, Action::SignIn)
+                .object("session", &session)
+                .detail(json!({"client": client})),
+        )
+        .await?;
+    let opened_at = now_unix();
+    let issued = state
+        .sessions
+        .open(session, &user, client, opened_at)
+        .await?;
+    tracing::info!(user = %user.id, session = %issued.session, "signed in");
+    let mut answer = issued_json(&issued, opened_at);
+    answer["user"] = json!(user_view(&user));
+    Ok(Json(answer))
+}
+
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    crate::auth::hash_password("not a real password").unwrap_or_default()
+});
+
+/// Signs out: the request's session ends, and with it every token of it.
+pub async fn logout(State(state): State<AppState>, who: Clinician) -> Result<StatusCode, ApiError> {
+    let session = &who.1.id;
+    if state.sessions.sign_out(session, now_unix()).await? {
+        state
+            .audit
+            .record_or_log(AuditEvent::new(who.actor(), Action::SignOut).object("session", session))
+            .await;
+        tracing::info!(user = %who.0.id, session = %session, "signed out");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A fresh token for the request's session; the token presented stops working.
+pub async fn renew(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: Clinician,
+) -> Result<Json<Value>, ApiError> {
+    let Clinician(user, session) = &who;
+    let now = now_unix();
+    match state.sessions.renew(user, session, now).await {
+        Ok(issued) => {
+            // Unrecorded, the renewal is not handed out: the old token is spent already, so
+            // the clinician signs in again (which is refused too while the trail is broken).
+            state
+                .audit
+                .record(
+                    AuditEvent::new(who.actor(), Action::SessionRenewed)
+                        .object("session", &issued.session)
+                        .detail(json!({"expires_at": issued.expires_at})),
+                )
+                .await?;
+            tracing::debug!(user = %user.id, session = %issued.session, "session renewed");
+            Ok(Json(issued_json(&issued, now)))
+        }
+        Err(SessionError::Refused {
+            session,
+            owner,
+            reason,
+        }) => {
+            let client = Some(client_pseudonym(&state, peer.ip()));
+            audit_refused(&state, &session, owner, reason, client).await;
+            Err(ApiError::Unauthenticated)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's password. The current password is checked under the sign-in throttle
+/// (a stolen session token must not become a way to guess it); every other session of the
+/// account ends, this one goes on.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: Clinician,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Clinician(user, session) = &who;
+    check_new_password(&body.new_password).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    if body.new_password == body.current_password {
+        return Err(ApiError::Invalid(
+            "the new password must differ from the current one".into(),
+        ));
+    }
+    let client = client_pseudonym(&state, peer.ip());
+    let failed = |reason: &'static str| {
+        AuditEvent::new(who.actor(), Action::PasswordChangeFailed)
+            .outcome(Outcome::Denied)
+            .object("user", &user.id)
+            .detail(json!({"reason": reason, "client": client}))
+    };
+    let now = std::time::Instant::now();
+    let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            state.audit.record_or_log(failed("throttled")).await;
+            return Err(ApiError::TooManyAttempts(
+                refused.retry_after.as_secs().max(1),
+            ));
+        }
+    };
+    let stored = user.password_hash.clone();
+    let current = body.current_password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&current, &stored))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        attempt.failed(now);
+        state.audit.record_or_log(failed("wrong_password")).await;
+        return Err(ApiError::WrongPassword);
+    }
+    attempt.succeeded();
+    let new = body.new_password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let revoked = match state
+        .sessions
+        .change_password(user, &hash, &session.id, now_unix())
+        .await
+    {
+        Ok(n) => n,
+        Err(SessionError::Storage(StorageError::Conflict)) => {
+            return Err(ApiError::Conflict(
+                "the password was changed meanwhile; sign in again".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::PasswordChanged)
+                .object("user", &user.id)
+                .detail(json!({"sessions_revoked": revoked, "client": client})),
+        )
+        .await;
+    tracing::info!(user = %user.id, sessions_revoked = revoked, "password changed");
+    Ok(Json(json!({"sessions_revoked": revoked})))
+}
+
+/// An administrator ends every session of an account (its own included, if it names itself).
+pub async fn revoke_sessions(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let target = UserId::parse(&id);
+    if !who.0.role.may_manage_accounts() {
+        let mut event = AuditEvent::new(who.actor(), Action::AccessDenied)
+            .outcome(Outcome::Denied)
+            .detail(json!({"attempted": "sessions.revoke"}));
+        if let Some(target) = &target {
+            event = event.object("user", target);
+        }
+        state.audit.record_or_log(event).await;
+        return Err(ApiError::Forbidden);
+    }
+    let target = target.ok_or(ApiError::NotFound)?;
+    let account = state.db.user(&target).await?.ok_or(ApiError::NotFound)?;
+    let revoked = state.sessions.revoke_all(&account.id, now_unix()).await?;
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::SessionsRevoked)
+                .object("user", &account.id)
+                .detail(json!({"sessions_revoked": revoked, "via": "api"})),
+        )
+        .await;
+    tracing::info!(user = %account.id, by = %who.0.id, sessions_revoked = revoked, "sessions revoked");
+    Ok(Json(json!({"sessions_revoked": revoked})))
+}
