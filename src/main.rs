@@ -95,6 +95,9 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref())?;
     huizhen::telemetry::init(&config.log);
+    // Every command may create the data directory, the database or keys: private from the
+    // first file on (`huizhen user add` usually runs before the first `serve`).
+    huizhen::storage::private::restrict_new_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -210,6 +213,9 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     let db = Db::connect(&config.database_url())
         .await
         .context("opening the database")?;
+    // Appends wait for their commit (`record`), and `close` writes anything queued before the
+    // process exits.
+    let audit = AuditLog::new(db.clone());
     match cmd {
         UserCommand::Add {
             username,
@@ -268,8 +274,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let hash = hash_password(&password)?;
             let revoked =
                 huizhen::sessions::reset_password(&db, &account.id, &hash, now_unix()).await?;
-            AuditLog::new(db.clone())
-                .record_or_log(
+            audit
+                .record(
                     AuditEvent::new(Actor::System, Action::PasswordChanged)
                         .object("user", &account.id)
                         .detail(serde_json::json!({
@@ -277,7 +283,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                             "via": "command_line",
                         })),
                 )
-                .await;
+                .await
+                .context("writing the audit trail")?;
             println!("password changed for {username}; {revoked} session(s) ended");
         }
         UserCommand::RevokeSessions { username } => {
@@ -286,8 +293,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("no user named {username}"))?;
             let revoked = huizhen::sessions::revoke_all(&db, &account.id, now_unix()).await?;
-            AuditLog::new(db.clone())
-                .record_or_log(
+            audit
+                .record(
                     AuditEvent::new(Actor::System, Action::SessionsRevoked)
                         .object("user", &account.id)
                         .detail(serde_json::json!({
@@ -295,10 +302,12 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                             "via": "command_line",
                         })),
                 )
-                .await;
+                .await
+                .context("writing the audit trail")?;
             println!("{revoked} session(s) of {username} ended");
         }
     }
+    audit.close().await;
     db.close().await;
     Ok(())
 }

@@ -13,7 +13,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::Semaphore;
 
 use crate::audit::AuditLog;
-use crate::auth::SigningKey;
+use crate::auth::{PasswordWork, SigningKey};
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::fd_limit;
@@ -161,6 +161,7 @@ impl Server {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             next_conn: Arc::new(AtomicU64::new(1)),
             login_throttle: Arc::default(),
+            passwords: PasswordWork::default(),
             audit,
             documents,
             records: Records::new(db.clone()),

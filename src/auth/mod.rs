@@ -9,7 +9,8 @@ mod throttle;
 mod token;
 
 pub use password::{
-    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, check_new_password, hash_password, verify_password,
+    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordWork, check_new_password, hash_password,
+    verify_password,
 };
 pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
@@ -34,4 +35,6 @@ pub enum AuthError {
     PasswordRule,
     #[error("signing key unusable: {0}")]
     Key(String),
+    #[error("too many password checks at once; try again shortly")]
+    Busy,
 }

@@ -227,3 +227,83 @@ mod tests {
         assert!((1..=MAX_WORKSPACES).contains(&made), "{made} areas");
     }
 }
+
+/// How long a password check waits for a turn before the request is turned away as busy.
+pub const PASSWORD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs password hashing and checks on the blocking pool, at most [`MAX_WORKSPACES`] at once.
+/// The wait is async (a semaphore), so a burst of sign-ins queues as tasks, not as blocking
+/// threads parked on the workspace pool; one that waits past [`PASSWORD_WAIT`] is refused
+/// ([`AuthError::Busy`]) rather than left hanging.
+#[derive(Debug, Clone)]
+pub struct PasswordWork {
+    turns: std::sync::Arc<tokio::sync::Semaphore>,
+    wait: std::time::Duration,
+}
+
+impl Default for PasswordWork {
+    fn default() -> Self {
+        Self::new(MAX_WORKSPACES, PASSWORD_WAIT)
+    }
+}
+
+impl PasswordWork {
+    pub fn new(at_once: usize, wait: std::time::Duration) -> Self {
+        Self {
+            turns: std::sync::Arc::new(tokio::sync::Semaphore::new(at_once.max(1))),
+            wait,
+        }
+    }
+
+    /// [`verify_password`] off the async runtime.
+    pub async fn verify(&self, password: String, stored: String) -> Result<bool, AuthError> {
+        self.run(move || Ok(verify_password(&password, &stored)))
+            .await
+    }
+
+    /// [`hash_password`] off the async runtime.
+    pub async fn hash(&self, password: String) -> Result<String, AuthError> {
+        self.run(move || hash_password(&password)).await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let turn = tokio::time::timeout(self.wait, self.turns.clone().acquire_owned())
+            .await
+            .map_err(|_| AuthError::Busy)?
+            .map_err(|_| AuthError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work()
+        })
+        .await
+        .map_err(|e| AuthError::Key(format!("password work failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod work_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn checks_run_off_the_runtime_and_a_full_queue_is_refused() {
+        let work = PasswordWork::new(1, std::time::Duration::from_millis(50));
+        let stored = hash_password("correct horse").unwrap();
+        assert!(
+            work.verify("correct horse".into(), stored.clone())
+                .await
+                .unwrap()
+        );
+        assert!(!work.verify("wrong".into(), stored.clone()).await.unwrap());
+        // The only turn held: the next one waits its limit and is refused.
+        let held = work.turns.clone().acquire_owned().await.unwrap();
+        assert_eq!(
+            work.verify("correct horse".into(), stored.clone()).await,
+            Err(AuthError::Busy)
+        );
+        drop(held);
+        assert!(work.verify("correct horse".into(), stored).await.unwrap());
+    }
+}

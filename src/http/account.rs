@@ -14,7 +14,7 @@ use super::AppState;
 use super::api::{ApiJson, Clinician, audit_refused, client_pseudonym, user_view};
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent, Outcome};
-use crate::auth::{check_new_password, hash_password, verify_password};
+use crate::auth::check_new_password;
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{SessionId, UserId};
 use crate::sessions::{Issued, SessionError};
@@ -78,9 +78,7 @@ pub async fn login(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| DUMMY_HASH.clone());
     let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false);
+    let ok = state.passwords.verify(password, stored).await?;
     let actor = match &user {
         Some(u) => Actor::User(u.id.clone(), u.role),
         None => Actor::Unknown,
@@ -214,9 +212,7 @@ pub async fn change_password(
     };
     let stored = user.password_hash.clone();
     let current = body.current_password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&current, &stored))
-        .await
-        .unwrap_or(false);
+    let ok = state.passwords.verify(current, stored).await?;
     if !ok {
         attempt.failed(now);
         state.audit.record_or_log(failed("wrong_password")).await;
@@ -224,10 +220,7 @@ pub async fn change_password(
     }
     attempt.succeeded();
     let new = body.new_password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let hash = state.passwords.hash(new).await?;
     let revoked = match state
         .sessions
         .change_password(user, &hash, &session.id, now_unix())

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// Every render slot stayed taken; the client retries after [`RENDER_RETRY_AFTER_S`].
     #[error("the server is busy showing other documents; try again in a moment")]
     RenderBusy,
+    /// Every password-check slot stayed taken (a burst of sign-ins); retry shortly.
+    #[error("too many sign-ins at once; try again in a moment")]
+    SignInBusy,
     #[error("limit reached: {0}")]
     LimitReached(String),
     /// The request contradicts the object's state (an issued record, a prescription already
@@ -91,6 +94,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "too_large_to_render")
             }
             ApiError::RenderBusy => (StatusCode::SERVICE_UNAVAILABLE, "render_busy"),
+            ApiError::SignInBusy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
@@ -116,7 +120,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let retry_after = match self {
             ApiError::TooManyAttempts(secs) => Some(secs),
-            ApiError::RenderBusy => Some(RENDER_RETRY_AFTER_S),
+            ApiError::RenderBusy | ApiError::SignInBusy => Some(RENDER_RETRY_AFTER_S),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -125,6 +129,15 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Busy => ApiError::SignInBusy,
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

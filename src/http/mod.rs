@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::audit::AuditLog;
-use crate::auth::{LoginThrottle, SigningKey};
+use crate::auth::{LoginThrottle, PasswordWork, SigningKey};
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::media::MediaHandle;
@@ -51,6 +51,8 @@ pub struct AppState {
     pub connections: Arc<Semaphore>,
     pub next_conn: Arc<AtomicU64>,
     pub login_throttle: Arc<LoginThrottle>,
+    /// Password hashing and checks, a few at a time off the async runtime.
+    pub passwords: PasswordWork,
     pub audit: AuditLog,
     pub documents: Documents,
     pub records: Records,
