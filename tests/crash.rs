@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{PASSWORD, Proc, call, configure, http, start};
-use common::{sample_pdf, sha256_hex};
+use common::process::{self, PASSWORD, Proc, begin_upload, call, configure, http, start};
+use common::sample_pdf;
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -72,39 +72,17 @@ async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_p
     // Document A: complete and acknowledged before the crash.
     let pdf = sample_pdf();
     let uploads = format!("/rooms/{room}/uploads");
-    let (st, b) = call(
-        &http,
-        "POST",
-        api(&server, &uploads),
-        &access,
-        Some(json!({"name": "a.pdf", "size": pdf.len(), "sha256": sha256_hex(&pdf), "visibility": "everyone"})),
-    )
-    .await;
-    assert_eq!(st, 201);
-    let up_a = b["upload_id"].as_str().unwrap().to_owned();
-    let resp = http
-        .put(api(&server, &format!("{uploads}/{up_a}?offset=0")))
-        .bearer_auth(&access)
-        .body(pdf.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    let up_a = begin_upload(&http, &server, &room, &access, "a.pdf", &pdf).await;
+    assert_eq!(
+        process::put_chunk(&http, &server, &room, &access, &up_a, 0, &pdf).await,
+        201
+    );
 
     // Document B: 16 chunks; 5 acknowledged, the 6th in flight when the server dies.
     let data: Vec<u8> = (0..16 * CHUNK)
         .map(|i| b"0123456789abcdef\n"[i % 17])
         .collect();
-    let (st, b) = call(
-        &http,
-        "POST",
-        api(&server, &uploads),
-        &access,
-        Some(json!({"name": "b.txt", "size": data.len(), "sha256": sha256_hex(&data), "visibility": "everyone"})),
-    )
-    .await;
-    assert_eq!(st, 201);
-    let up_b = b["upload_id"].as_str().unwrap().to_owned();
+    let up_b = begin_upload(&http, &server, &room, &access, "b.txt", &data).await;
     for i in 0..5 {
         let url = api(&server, &format!("{uploads}/{up_b}?offset={}", i * CHUNK));
         assert_eq!(put_chunk(&http, url, &access, &data, i).await, 200);

@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::peer::{JoinOptions, TestPeer};
-use common::process::{PASSWORD, call, configure, http, huizhen, start};
-use common::{sample_pdf, sha256_hex};
+use common::process::{PASSWORD, begin_upload, call, configure, http, huizhen, put_chunk, start};
+use common::sample_pdf;
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -85,46 +85,19 @@ async fn sigterm_during_a_call_and_an_upload_ends_cleanly_and_loses_nothing() {
     // fourth on its way, slowly, when the signal comes.
     let uploads = format!("/rooms/{room}/uploads");
     let pdf = sample_pdf();
-    let (st, b) = call(
-        &http,
-        "POST",
-        server.api(&uploads),
-        &access,
-        Some(json!({"name": "a.pdf", "size": pdf.len(), "sha256": sha256_hex(&pdf), "visibility": "everyone"})),
-    )
-    .await;
-    assert_eq!(st, 201, "{b}");
-    let up_a = b["upload_id"].as_str().unwrap().to_owned();
-    let resp = http
-        .put(server.api(&format!("{uploads}/{up_a}?offset=0")))
-        .bearer_auth(&access)
-        .body(pdf.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    let up_a = begin_upload(&http, &server, &room, &access, "a.pdf", &pdf).await;
+    assert_eq!(
+        put_chunk(&http, &server, &room, &access, &up_a, 0, &pdf).await,
+        201
+    );
     let data: Vec<u8> = (0..8 * CHUNK)
         .map(|i| b"abcdefghijklmnop"[i % 16])
         .collect();
-    let (st, b) = call(
-        &http,
-        "POST",
-        server.api(&uploads),
-        &access,
-        Some(json!({"name": "b.txt", "size": data.len(), "sha256": sha256_hex(&data), "visibility": "everyone"})),
-    )
-    .await;
-    assert_eq!(st, 201, "{b}");
-    let up_b = b["upload_id"].as_str().unwrap().to_owned();
+    let up_b = begin_upload(&http, &server, &room, &access, "b.txt", &data).await;
     for i in 0..3 {
-        let resp = http
-            .put(server.api(&format!("{uploads}/{up_b}?offset={}", i * CHUNK)))
-            .bearer_auth(&access)
-            .body(data[i * CHUNK..(i + 1) * CHUNK].to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let chunk = &data[i * CHUNK..(i + 1) * CHUNK];
+        let status = put_chunk(&http, &server, &room, &access, &up_b, i * CHUNK, chunk).await;
+        assert_eq!(status, 200);
     }
     // The fourth chunk: half now, the rest after the signal (within the grace period).
     let (first, second) = (

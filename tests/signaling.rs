@@ -80,35 +80,12 @@ async fn forged_expired_revoked_and_other_room_tokens_are_refused() {
     c.expect_error("invalid_token", T).await.unwrap();
 
     // Revoked.
-    let (status, body) = s
-        .api(
-            "POST",
-            &format!("/api/v1/rooms/{room}/invites"),
-            None,
-            Some(json!({"role": "specialist"})),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let invite_id = body["invite_id"].as_str().unwrap();
-    let (status, _) = s
-        .api(
-            "DELETE",
-            &format!("/api/v1/rooms/{room}/invites/{invite_id}"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 204);
+    let (revoked, invite_id) = s.invite_with_id(&room, "specialist").await;
+    assert_eq!(s.revoke_invite(&room, &invite_id).await, 204);
     let c = client(&s).await;
-    c.send_json(&join_message(
-        body["token"].as_str().unwrap(),
-        "Dr. Zhao",
-        true,
-        true,
-        None,
-    ))
-    .await
-    .unwrap();
+    c.send_json(&join_message(&revoked, "Dr. Zhao", true, true, None))
+        .await
+        .unwrap();
     c.expect_error("invite_revoked", T).await.unwrap();
     assert_eq!(c.wait_closed(T).await.unwrap(), Some(4001));
 
@@ -620,33 +597,14 @@ async fn revoking_an_invitation_removes_its_holder() {
     let s = TestServer::start().await;
     let room = s.create_room("Revocation").await;
     let doctor = s.member(&room, "doctor", "Dr. Wang").await;
-    let (status, body) = s
-        .api(
-            "POST",
-            &format!("/api/v1/rooms/{room}/invites"),
-            None,
-            Some(json!({"role": "patient"})),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let invite_id = body["invite_id"].as_str().unwrap().to_owned();
-    let patient = s
-        .member_with(body["token"].as_str().unwrap(), "Li Hua")
-        .await;
+    let (token, invite_id) = s.invite_with_id(&room, "patient").await;
+    let patient = s.member_with(&token, "Li Hua").await;
     let resume_token = patient.joined["resume_token"].as_str().unwrap().to_owned();
     let documents = format!("/api/v1/rooms/{room}/documents");
     let (st, _) = s.api("GET", &documents, Some(&patient.access), None).await;
     assert_eq!(st, 200);
 
-    let (status, _) = s
-        .api(
-            "DELETE",
-            &format!("/api/v1/rooms/{room}/invites/{invite_id}"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 204);
+    assert_eq!(s.revoke_invite(&room, &invite_id).await, 204);
 
     // The holder is told and disconnected; the others see them removed.
     patient.ws.expect_error("invite_revoked", T).await.unwrap();

@@ -132,6 +132,35 @@ impl TestServer {
         body["token"].as_str().unwrap().to_owned()
     }
 
+    /// A fresh invite for `role`: its token and its id (to revoke it).
+    pub async fn invite_with_id(&self, room: &str, role: &str) -> (String, String) {
+        let (status, body) = self
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/invites"),
+                None,
+                Some(json!({ "role": role })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["token"].as_str().unwrap().to_owned(),
+            body["invite_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Revokes an invite as the signed-in doctor; the HTTP status.
+    pub async fn revoke_invite(&self, room: &str, invite_id: &str) -> u16 {
+        self.api(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/invites/{invite_id}"),
+            None,
+            None,
+        )
+        .await
+        .0
+    }
+
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("running")
     }

@@ -134,3 +134,49 @@ pub async fn call(
         resp.json().await.unwrap_or(Value::Null),
     )
 }
+
+/// Starts an upload of `bytes` as `name` (visible to everyone) in `room`; its id.
+pub async fn begin_upload(
+    http: &reqwest::Client,
+    p: &Proc,
+    room: &str,
+    access: &str,
+    name: &str,
+    bytes: &[u8],
+) -> String {
+    let (st, b) = call(
+        http,
+        "POST",
+        p.api(&format!("/rooms/{room}/uploads")),
+        access,
+        Some(serde_json::json!({
+            "name": name,
+            "size": bytes.len(),
+            "sha256": super::sha256_hex(bytes),
+            "visibility": "everyone",
+        })),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    b["upload_id"].as_str().unwrap().to_owned()
+}
+
+/// Sends `bytes` as the chunk of `upload` starting at `offset`; the HTTP status.
+pub async fn put_chunk(
+    http: &reqwest::Client,
+    p: &Proc,
+    room: &str,
+    access: &str,
+    upload: &str,
+    offset: usize,
+    bytes: &[u8],
+) -> u16 {
+    http.put(p.api(&format!("/rooms/{room}/uploads/{upload}?offset={offset}")))
+        .bearer_auth(access)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
