@@ -55,8 +55,13 @@ pub enum ApiError {
     /// Every render slot stayed taken; the client retries after [`RENDER_RETRY_AFTER_S`].
     #[error("the server is busy showing other documents; try again in a moment")]
     RenderBusy,
-    #[error("limit reached: {0}")]
-    LimitReached(String),
+    /// A quota refused the request: `limit` is its stable name (the body's `error.limit`),
+    /// the message says which in words.
+    #[error("{message}")]
+    LimitReached {
+        limit: &'static str,
+        message: String,
+    },
     /// The request contradicts the object's state (an issued record, a prescription already
     /// dispensed).
     #[error("{0}")]
@@ -91,7 +96,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "too_large_to_render")
             }
             ApiError::RenderBusy => (StatusCode::SERVICE_UNAVAILABLE, "render_busy"),
-            ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
+            ApiError::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -111,6 +116,9 @@ impl IntoResponse for ApiError {
         let mut error = json!({"code": code, "message": self.to_string()});
         if let ApiError::OffsetMismatch(offset) = &self {
             error["offset"] = json!(offset);
+        }
+        if let ApiError::LimitReached { limit, .. } = &self {
+            error["limit"] = json!(limit);
         }
         let body = Json(json!({ "error": error }));
         let mut response = (status, body).into_response();
@@ -165,7 +173,10 @@ impl From<DocumentError> for ApiError {
                 ApiError::TooLarge(e.to_string())
             }
             DocumentError::Invalid(m) => ApiError::Invalid(m),
-            DocumentError::LimitReached(_) => ApiError::LimitReached(e.to_string()),
+            DocumentError::LimitReached(limit) => ApiError::LimitReached {
+                limit: limit.name(),
+                message: e.to_string(),
+            },
             DocumentError::OffsetMismatch { expected } => ApiError::OffsetMismatch(expected),
             DocumentError::Busy => ApiError::UploadBusy,
             DocumentError::TooLargeToRender(why) => ApiError::TooLargeToRender(why),
