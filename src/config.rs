@@ -283,9 +283,20 @@ pub struct DocumentsConfig {
     pub max_upload_bytes: u64,
     /// Largest upload chunk (one HTTP request body), in bytes.
     pub max_chunk_bytes: usize,
-    /// Documents shared in one room.
+    /// Documents shared in one room, by everyone together (an upload under way holds its
+    /// place from its start).
     pub max_per_room: usize,
-    /// Uploads one participant may have open at once.
+    /// Of `max_per_room`, the documents that participants who are not clinicians (patients)
+    /// may share together; the other places are kept for doctors and specialists. Less than
+    /// `max_per_room`; 0: only clinicians share.
+    pub max_per_room_non_clinicians: usize,
+    /// Documents one person (one invite, whatever their role) may share in a room, uploads
+    /// under way included.
+    pub max_documents_per_person: usize,
+    /// Bytes one person may share in a room, uploads under way counted at their declared size.
+    /// At least `max_upload_bytes`.
+    pub max_bytes_per_person: u64,
+    /// Uploads one person may have open at once.
     pub max_open_uploads: usize,
     /// Hours an unfinished upload is kept for resuming before it is discarded.
     pub upload_expiry_hours: u64,
@@ -309,6 +320,9 @@ impl Default for DocumentsConfig {
             max_upload_bytes: 128 * 1024 * 1024,
             max_chunk_bytes: 4 * 1024 * 1024,
             max_per_room: 200,
+            max_per_room_non_clinicians: 100,
+            max_documents_per_person: 50,
+            max_bytes_per_person: 1 << 30,
             max_open_uploads: 4,
             upload_expiry_hours: 24,
             render_concurrency: 2,
@@ -446,6 +460,17 @@ impl Config {
             return bad(
                 "documents.max_chunk_bytes must be at least 65536; max_upload_bytes and max_per_room positive",
             );
+        }
+        if d.max_per_room_non_clinicians >= d.max_per_room {
+            return bad(
+                "documents.max_per_room_non_clinicians must be less than max_per_room (the rest is kept for clinicians)",
+            );
+        }
+        if d.max_documents_per_person == 0 || d.max_open_uploads == 0 {
+            return bad("documents.max_documents_per_person and max_open_uploads must be positive");
+        }
+        if d.max_bytes_per_person < d.max_upload_bytes {
+            return bad("documents.max_bytes_per_person must be at least max_upload_bytes");
         }
         if d.render_concurrency == 0
             || d.max_page_pixels < 1 << 20
@@ -768,6 +793,35 @@ mod tests {
         c.apply_env([("HUIZHEN_DOCUMENTS_RENDER_CONCURRENCY".into(), "8".into())])
             .unwrap();
         assert_eq!(c.documents.render_concurrency, 8);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn document_quotas_are_checked() {
+        let bad: [fn(&mut DocumentsConfig); 5] = [
+            |d| d.max_per_room_non_clinicians = d.max_per_room,
+            |d| d.max_per_room = 1,
+            |d| d.max_documents_per_person = 0,
+            |d| d.max_open_uploads = 0,
+            |d| d.max_bytes_per_person = d.max_upload_bytes - 1,
+        ];
+        for (i, tweak) in bad.iter().enumerate() {
+            let mut c = Config::default();
+            tweak(&mut c.documents);
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")),
+                "{i}"
+            );
+        }
+        let mut c = Config::default();
+        c.documents.max_per_room_non_clinicians = 0;
+        assert!(c.validate().is_ok(), "a room where only clinicians share");
+        c.apply_env([(
+            "HUIZHEN_DOCUMENTS_MAX_BYTES_PER_PERSON".into(),
+            "268435456".into(),
+        )])
+        .unwrap();
+        assert_eq!(c.documents.max_bytes_per_person, 256 << 20);
         assert!(c.validate().is_ok());
     }
 

@@ -1208,3 +1208,328 @@ async fn dicom_frames_are_bounded_shrunk_and_cached() {
     assert_eq!((st, code), (422, Err("too_large_to_render".to_owned())));
     s.stop().await;
 }
+
+/// `n` bytes of UTF-8 text, different for every `tag` (so every document has its own hash).
+fn text_of(tag: &str, n: usize) -> Vec<u8> {
+    let mut t = format!("{tag}\n").into_bytes();
+    t.resize(n, b'.');
+    t
+}
+
+/// Starts an upload of `bytes`; the status and body.
+async fn begin(s: &TestServer, room: &str, access: &str, name: &str, bytes: &[u8]) -> (u16, Value) {
+    s.api(
+        "POST",
+        &format!("/api/v1/rooms/{room}/uploads"),
+        Some(access),
+        Some(json!({
+            "name": name,
+            "size": bytes.len(),
+            "sha256": sha256_hex(bytes),
+            "visibility": "everyone",
+        })),
+    )
+    .await
+}
+
+/// A `limit_reached` refusal naming `limit`; its message for a closer look.
+fn refused_by(status: u16, body: &Value, limit: &str) -> String {
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "limit_reached", "{body}");
+    assert_eq!(body["error"]["limit"], limit, "{body}");
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// The `document.rejected` entries' details, for the limits they name.
+async fn rejected_limits(s: &TestServer, room: &str) -> Vec<String> {
+    let sup = s
+        .account("sup", huizhen::domain::role::AccountRole::Supervisor)
+        .await;
+    s.audit_entries(&sup, room)
+        .await
+        .iter()
+        .filter(|e| e["action"] == "document.rejected")
+        .map(|e| {
+            let detail: Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
+            assert_eq!(detail["reason"], "limit_reached", "{detail}");
+            detail["limit"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Security review, finding 11: the open-upload limit was checked, then the upload inserted,
+/// so 20 starts at once got 6 of 4 places. Now it is one atomic step.
+async fn twenty_upload_starts_at_once(s: &TestServer) {
+    // The default documents.max_open_uploads: 4.
+    let room = s.create_room("Impatient").await;
+    let patient = s.member(&room, "patient", "Li Lei").await;
+    let files: Vec<Vec<u8>> = (0..20).map(|i| text_of(&format!("{i}"), 100)).collect();
+    let answers = futures_util::future::join_all(
+        files
+            .iter()
+            .map(|f| begin(s, &room, &patient.access, "lab.txt", f)),
+    )
+    .await;
+    let accepted: Vec<&Value> = answers
+        .iter()
+        .filter(|(st, _)| *st == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(accepted.len(), 4, "{answers:?}");
+    for (st, body) in answers.iter().filter(|(st, _)| *st != 201) {
+        let message = refused_by(*st, body, "open_uploads");
+        assert!(message.contains("at most 4 uploads under way"), "{message}");
+    }
+    // Cancelling one frees its place, and only one.
+    let first = accepted[0]["upload_id"].as_str().unwrap();
+    let resp = s
+        .raw(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/uploads/{first}"),
+            &patient.access,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let (st, b) = begin(s, &room, &patient.access, "again.txt", &files[0]).await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = begin(s, &room, &patient.access, "more.txt", &files[1]).await;
+    refused_by(st, &b, "open_uploads");
+    // The refusals are on the trail, naming the limit (at most 10 a minute per caller).
+    let limits = rejected_limits(s, &room).await;
+    assert!(!limits.is_empty() && limits.iter().all(|l| l == "open_uploads"));
+}
+
+#[tokio::test]
+async fn twenty_upload_starts_at_once_open_exactly_the_limit_on_sqlite() {
+    let s = TestServer::start().await;
+    twenty_upload_starts_at_once(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_upload_starts_at_once_open_exactly_the_limit_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    twenty_upload_starts_at_once(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+/// Security review, finding 10: one patient could fill the room's 200 documents. Each person
+/// has quotas of their own, which a reload does not reset, and patients together cannot take
+/// the places kept for the clinicians.
+#[tokio::test]
+async fn a_patient_cannot_lock_the_clinicians_out() {
+    let s = TestServer::start_with(|c| {
+        c.documents.max_per_room = 6;
+        c.documents.max_per_room_non_clinicians = 3;
+        c.documents.max_documents_per_person = 2;
+    })
+    .await;
+    let room = s.create_room("Busy patient").await;
+    let invite = s.invite(&room, "patient").await;
+    let patient = s.member_with(&invite, "Li Lei").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    let specialist = s.member(&room, "specialist", "Prof. Zhao").await;
+    let share = |access: String, tag: &'static str| {
+        let s = &s;
+        let room = room.clone();
+        async move {
+            let bytes = text_of(tag, 64);
+            s.share(
+                &room,
+                &access,
+                &format!("{tag}.txt"),
+                &bytes,
+                "everyone",
+                1 << 16,
+            )
+            .await
+        }
+    };
+
+    for tag in ["p1", "p2"] {
+        let (st, b) = share(patient.access.clone(), tag).await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let (st, b) = share(patient.access.clone(), "p3").await;
+    let message = refused_by(st, &b, "documents_per_person");
+    assert!(message.contains("at most 2 documents"), "{message}");
+    // A second tab (or a reload) is a new participant with the same invite: same quota.
+    let again = s.member_with(&invite, "Li Lei").await;
+    assert_ne!(again.id, patient.id);
+    let (st, b) = share(again.access.clone(), "p3").await;
+    refused_by(st, &b, "documents_per_person");
+
+    // Another patient invite has a quota of its own, but patients together have 3 places.
+    let relative = s.member(&room, "patient", "Li Mei").await;
+    let (st, b) = share(relative.access.clone(), "r1").await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = share(relative.access.clone(), "r2").await;
+    let message = refused_by(st, &b, "non_clinician_documents_per_room");
+    assert!(message.contains("kept for the doctors"), "{message}");
+
+    // The clinicians still share: the other 3 places are theirs.
+    for (who, tag) in [(&doctor, "d1"), (&doctor, "d2"), (&specialist, "s1")] {
+        let (st, b) = share(who.access.clone(), tag).await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let (st, b) = share(specialist.access.clone(), "s2").await;
+    let message = refused_by(st, &b, "documents_per_room");
+    assert!(message.contains("at most 6 documents"), "{message}");
+    let (_, list) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    assert_eq!(list["documents"].as_array().unwrap().len(), 6);
+    let limits = rejected_limits(&s, &room).await;
+    for want in [
+        "documents_per_person",
+        "non_clinician_documents_per_room",
+        "documents_per_room",
+    ] {
+        assert!(limits.iter().any(|l| l == want), "{want}: {limits:?}");
+    }
+    s.stop().await;
+}
+
+/// A person's byte budget counts what they shared and what their open uploads will bring.
+#[tokio::test]
+async fn a_persons_byte_budget_counts_shared_and_open_uploads() {
+    let s = TestServer::start_with(|c| {
+        c.documents.max_upload_bytes = 1000;
+        c.documents.max_bytes_per_person = 2500;
+    })
+    .await;
+    let room = s.create_room("Large files").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    let patient = s.member(&room, "patient", "Li Lei").await;
+    for tag in ["a", "b"] {
+        let (st, b) = s
+            .share(
+                &room,
+                &doctor.access,
+                &format!("{tag}.txt"),
+                &text_of(tag, 1000),
+                "everyone",
+                1 << 16,
+            )
+            .await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let (st, b) = begin(&s, &room, &doctor.access, "c.txt", &text_of("c", 1000)).await;
+    let message = refused_by(st, &b, "bytes_per_person");
+    assert!(
+        message.contains("at most 2.4 KiB") && message.contains("1.9 KiB are used"),
+        "{message}"
+    );
+    // An open upload holds its declared size until it is cancelled.
+    let (st, b) = begin(&s, &room, &doctor.access, "d.txt", &text_of("d", 400)).await;
+    assert_eq!(st, 201, "{b}");
+    let open = b["upload_id"].as_str().unwrap().to_owned();
+    let (st, b) = begin(&s, &room, &doctor.access, "e.txt", &text_of("e", 200)).await;
+    refused_by(st, &b, "bytes_per_person");
+    let resp = s
+        .raw(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/uploads/{open}"),
+            &doctor.access,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let (st, b) = begin(&s, &room, &doctor.access, "e.txt", &text_of("e", 200)).await;
+    assert_eq!(st, 201, "{b}");
+    // The budget is the doctor's own: the patient has theirs.
+    let (st, b) = s
+        .share(
+            &room,
+            &patient.access,
+            "mine.txt",
+            &text_of("mine", 1000),
+            "everyone",
+            1 << 16,
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    s.stop().await;
+}
+
+/// At the edge of the room's quota, uploads started at once by several people get exactly the
+/// places left, and finishing them all at once makes exactly that many documents.
+#[tokio::test]
+async fn uploads_finishing_together_at_the_room_limit_never_pass_it() {
+    let s = TestServer::start_with(|c| {
+        c.documents.max_per_room = 5;
+        c.documents.max_per_room_non_clinicians = 2;
+    })
+    .await;
+    let room = s.create_room("Last places").await;
+    let people = [
+        s.member(&room, "doctor", "Dr. Wang").await,
+        s.member(&room, "specialist", "Prof. Zhao").await,
+        s.member(&room, "patient", "Li Lei").await,
+    ];
+    let mut files = Vec::new();
+    for (p, who) in people.iter().enumerate() {
+        for i in 0..4 {
+            files.push((who, text_of(&format!("{p}-{i}"), 100)));
+        }
+    }
+    let answers = futures_util::future::join_all(
+        files
+            .iter()
+            .map(|(who, bytes)| begin(&s, &room, &who.access, "lab.txt", bytes)),
+    )
+    .await;
+    let mut accepted = Vec::new();
+    for ((who, bytes), (st, body)) in files.iter().zip(&answers) {
+        if *st == 201 {
+            accepted.push((who, bytes, body["upload_id"].as_str().unwrap().to_owned()));
+        } else {
+            assert_eq!(body["error"]["code"], "limit_reached", "{body}");
+        }
+    }
+    assert_eq!(accepted.len(), 5, "{answers:?}");
+    let patients = accepted
+        .iter()
+        .filter(|(who, _, _)| who.id == people[2].id)
+        .count();
+    assert!(patients <= 2, "{patients}");
+
+    // Every accepted upload sends its one chunk at once: all become documents.
+    let finished = futures_util::future::join_all(accepted.iter().map(|(who, bytes, id)| {
+        let path = format!("/api/v1/rooms/{room}/uploads/{id}?offset=0");
+        let s = &s;
+        async move { s.raw("PUT", &path, &who.access, Some(bytes.to_vec())).await }
+    }))
+    .await;
+    assert!(finished.iter().all(|r| r.status() == 201));
+    let (_, list) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents"),
+            Some(&people[0].access),
+            None,
+        )
+        .await;
+    assert_eq!(list["documents"].as_array().unwrap().len(), 5);
+    let (st, b) = begin(
+        &s,
+        &room,
+        &people[0].access,
+        "late.txt",
+        &text_of("late", 10),
+    )
+    .await;
+    refused_by(st, &b, "documents_per_room");
+    s.stop().await;
+}

@@ -16,8 +16,8 @@ use huizhen::domain::ids::{
 use huizhen::domain::role::{AccountRole, Role, Visibility};
 use huizhen::sessions::{Issued, Policy, Refusal, SessionError, Sessions};
 use huizhen::storage::{
-    AnnotationRecord, ChatRecord, Db, DocumentRecord, RevokeReason, RoomStatus, StorageError,
-    UploadRecord, User,
+    AnnotationRecord, ChatRecord, Db, DocumentRecord, PersonUsage, QuotaRefusal, RevokeReason,
+    RoomStatus, RoomUsage, StorageError, UploadQuota, UploadRecord, User,
 };
 
 async fn exercise(db: &Db) {
@@ -137,7 +137,7 @@ async fn exercise_consultation_records(db: &Db) {
         visibility: Visibility::Clinicians,
         created_at: now_unix(),
     };
-    db.insert_upload(&upload).await.unwrap();
+    db.start_upload(&upload, &ROOMY).await.unwrap().unwrap();
     assert_eq!(db.open_uploads_of(&invite).await.unwrap(), 1);
     assert!(
         db.upload(&other_room.id, &upload.id)
@@ -241,6 +241,257 @@ async fn exercise_consultation_records(db: &Db) {
             .count(),
         4
     );
+}
+
+/// Quotas far from anything a test reaches.
+const ROOMY: UploadQuota = UploadQuota {
+    open_uploads: 100,
+    person_documents: 100,
+    person_bytes: 1 << 40,
+    room_documents: 1000,
+    room_non_clinician_documents: 500,
+};
+
+fn upload_of(room: &RoomId, invite: &InviteId, role: Role, size: i64) -> UploadRecord {
+    UploadRecord {
+        id: UploadId::generate(),
+        room_id: room.clone(),
+        participant: ParticipantId::generate(),
+        invite: invite.clone(),
+        role,
+        name: "lab.pdf".into(),
+        size,
+        sha256: "cd".repeat(32),
+        visibility: Visibility::Everyone,
+        created_at: now_unix(),
+    }
+}
+
+/// Starts `per_invite` uploads for each invite, all at once on separate tasks; the uploads
+/// that were accepted and the refusals.
+async fn start_all_at_once(
+    db: &Db,
+    room: &RoomId,
+    invites: &[(InviteId, Role)],
+    per_invite: usize,
+    size: i64,
+    quota: UploadQuota,
+) -> (Vec<UploadRecord>, Vec<QuotaRefusal>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (invite, role) in invites {
+        for _ in 0..per_invite {
+            let (db, upload) = (db.clone(), upload_of(room, invite, *role, size));
+            tasks.spawn(async move {
+                let outcome = db.start_upload(&upload, &quota).await.unwrap();
+                outcome.map(|()| upload)
+            });
+        }
+    }
+    let (mut taken, mut refused) = (Vec::new(), Vec::new());
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            Ok(upload) => taken.push(upload),
+            Err(why) => refused.push(why),
+        }
+    }
+    (taken, refused)
+}
+
+/// The quota counters agree with the rows they count.
+async fn assert_counters_match_rows(db: &Db, room: &RoomId, invites: &[InviteId]) {
+    let mut open = 0;
+    for invite in invites {
+        let rows = db.open_uploads_of(invite).await.unwrap();
+        assert_eq!(db.person_usage(invite).await.unwrap().open_uploads, rows);
+        open += rows;
+    }
+    assert_eq!(
+        db.room_usage(room).await.unwrap().documents,
+        db.count_documents(room).await.unwrap() + open
+    );
+}
+
+/// The document quotas are taken in one atomic step on both backends: requests racing for the
+/// last places get exactly as many as there are, and uploads finished or discarded at once
+/// keep the counters equal to the rows.
+async fn exercise_upload_quotas(db: &Db) {
+    let user = db
+        .create_user("quota", "Dr. Sun", AccountRole::Doctor, "x")
+        .await
+        .unwrap();
+    let room = db.create_room("Quotas", None, &user.id).await.unwrap().id;
+    let quota = UploadQuota {
+        open_uploads: 4,
+        person_documents: 10,
+        person_bytes: 10_000,
+        room_documents: 12,
+        room_non_clinician_documents: 6,
+    };
+
+    // One person starts 20 uploads at once; 4 may be open.
+    let patient = InviteId::generate();
+    let (taken, refused) = start_all_at_once(
+        db,
+        &room,
+        &[(patient.clone(), Role::Patient)],
+        20,
+        100,
+        quota,
+    )
+    .await;
+    assert_eq!((taken.len(), refused.len()), (4, 16), "{refused:?}");
+    assert!(refused.iter().all(|r| *r == QuotaRefusal::OpenUploads));
+    assert_eq!(
+        db.person_usage(&patient).await.unwrap(),
+        PersonUsage {
+            open_uploads: 4,
+            documents: 4,
+            bytes: 400
+        }
+    );
+    let mut open = taken;
+
+    // Five more patients race for the last 2 of the patients' 6 places.
+    let patients: Vec<(InviteId, Role)> = (0..5)
+        .map(|_| (InviteId::generate(), Role::Patient))
+        .collect();
+    let (taken, refused) = start_all_at_once(db, &room, &patients, 2, 100, quota).await;
+    assert_eq!((taken.len(), refused.len()), (2, 8), "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| *r == QuotaRefusal::RoomNonClinicianDocuments)
+    );
+    open.extend(taken);
+
+    // The clinicians' 6 places are still theirs: eight doctors race for them.
+    let doctors: Vec<(InviteId, Role)> = (0..8)
+        .map(|_| (InviteId::generate(), Role::Doctor))
+        .collect();
+    let (taken, refused) = start_all_at_once(db, &room, &doctors, 2, 100, quota).await;
+    assert_eq!((taken.len(), refused.len()), (6, 10), "{refused:?}");
+    assert!(refused.iter().all(|r| *r == QuotaRefusal::RoomDocuments));
+    open.extend(taken);
+    assert_eq!(
+        db.room_usage(&room).await.unwrap(),
+        RoomUsage {
+            documents: 12,
+            non_clinician_documents: 6
+        }
+    );
+    let everyone: Vec<InviteId> = std::iter::once(patient.clone())
+        .chain(patients.iter().chain(&doctors).map(|(i, _)| i.clone()))
+        .collect();
+    assert_counters_match_rows(db, &room, &everyone).await;
+
+    // All 12 finish at once and the room holds exactly 12 documents: finishing takes no new
+    // place. Half of them are discarded at the same moment as they finish: of the two, one.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, upload) in open.iter().enumerate() {
+        let (db, upload) = (db.clone(), upload.clone());
+        tasks.spawn(async move {
+            let doc = DocumentRecord {
+                id: DocumentId::generate(),
+                room_id: upload.room_id.clone(),
+                sha256: upload.sha256.clone(),
+                size: upload.size,
+                kind: DocumentKind::Pdf,
+                name: upload.name.clone(),
+                visibility: upload.visibility,
+                shared_by: upload.participant.clone(),
+                shared_by_role: upload.role,
+                created_at_ms: 1,
+            };
+            let discard = async {
+                if i % 2 == 0 {
+                    db.delete_upload(&upload.id).await.unwrap()
+                } else {
+                    false
+                }
+            };
+            let (completed, discarded) =
+                tokio::join!(db.complete_upload(&upload.id, &doc), discard);
+            match completed {
+                Ok(()) => assert!(!discarded),
+                Err(StorageError::Conflict) => assert!(discarded),
+                Err(e) => panic!("{e}"),
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let documents = db.count_documents(&room).await.unwrap();
+    assert!((6..=12).contains(&documents), "{documents}");
+    assert_eq!(db.room_usage(&room).await.unwrap().documents, documents);
+    assert_counters_match_rows(db, &room, &everyone).await;
+    // Discarded uploads gave their places back, to the roles they were taken from.
+    let used = db.room_usage(&room).await.unwrap();
+    let (taken, _) = start_all_at_once(db, &room, &doctors, 2, 100, quota).await;
+    assert_eq!(taken.len() as i64, quota.room_documents - used.documents);
+    assert_eq!(
+        db.room_usage(&room).await.unwrap().documents,
+        quota.room_documents
+    );
+    for upload in &taken {
+        assert!(db.delete_upload(&upload.id).await.unwrap());
+    }
+    assert_eq!(db.room_usage(&room).await.unwrap(), used);
+
+    // A person's documents and bytes: finished documents still count, open uploads hold
+    // their declared size.
+    let room = db.create_room("Bytes", None, &user.id).await.unwrap().id;
+    let doctor = InviteId::generate();
+    let me = [(doctor.clone(), Role::Doctor)];
+    let (taken, refused) = start_all_at_once(db, &room, &me, 3, 4_000, quota).await;
+    assert_eq!(
+        (taken.len(), refused),
+        (2, vec![QuotaRefusal::PersonBytes { used: 8_000 }])
+    );
+    for upload in &taken {
+        assert!(db.delete_upload(&upload.id).await.unwrap());
+    }
+    assert!(!db.delete_upload(&taken[0].id).await.unwrap(), "twice");
+    assert_eq!(
+        db.person_usage(&doctor).await.unwrap(),
+        PersonUsage::default()
+    );
+    let few = UploadQuota {
+        person_documents: 3,
+        ..quota
+    };
+    for _ in 0..3 {
+        let upload = upload_of(&room, &doctor, Role::Doctor, 10);
+        db.start_upload(&upload, &few).await.unwrap().unwrap();
+        let doc = DocumentRecord {
+            id: DocumentId::generate(),
+            room_id: room.clone(),
+            sha256: upload.sha256.clone(),
+            size: 10,
+            kind: DocumentKind::Text,
+            name: "note.txt".into(),
+            visibility: Visibility::Everyone,
+            shared_by: upload.participant.clone(),
+            shared_by_role: Role::Doctor,
+            created_at_ms: 1,
+        };
+        db.complete_upload(&upload.id, &doc).await.unwrap();
+    }
+    assert_eq!(
+        db.start_upload(&upload_of(&room, &doctor, Role::Doctor, 10), &few)
+            .await
+            .unwrap(),
+        Err(QuotaRefusal::PersonDocuments)
+    );
+    assert_eq!(
+        db.person_usage(&doctor).await.unwrap(),
+        PersonUsage {
+            open_uploads: 0,
+            documents: 3,
+            bytes: 30
+        }
+    );
+    assert_counters_match_rows(db, &room, &[doctor]).await;
 }
 
 /// Many tasks appending at once keep the chain whole and each task's entries in its order, and
@@ -564,6 +815,117 @@ async fn postgres() {
     exercise_consultation_records(&db).await;
     hammer_the_chain(&db, &pg.url).await;
     exercise_sessions(&db).await;
+    db.close().await;
+    pg.drop_db().await;
+}
+
+/// Migration 0004 counts what a database's existing uploads and documents use: a server
+/// upgraded with data gets the same counters as one that kept them all along.
+async fn quota_counters_are_backfilled(url: &str) {
+    use sqlx::Executor;
+    let db = Db::connect(url).await.unwrap();
+    let user = db
+        .create_user("old", "Dr. Old", AccountRole::Doctor, "x")
+        .await
+        .unwrap();
+    let room = db.create_room("Before", None, &user.id).await.unwrap().id;
+    let mut invites = Vec::new();
+    for (role, finished, open) in [(Role::Doctor, 2, 1), (Role::Patient, 1, 1)] {
+        let invite = InviteId::generate();
+        for i in 0..finished + open {
+            let upload = upload_of(&room, &invite, role, 100 + i);
+            db.participant_joined(&room, &upload.participant, &invite, role, "someone")
+                .await
+                .unwrap();
+            db.start_upload(&upload, &ROOMY).await.unwrap().unwrap();
+            if i < finished {
+                let doc = DocumentRecord {
+                    id: DocumentId::generate(),
+                    room_id: room.clone(),
+                    sha256: upload.sha256.clone(),
+                    size: upload.size,
+                    kind: DocumentKind::Pdf,
+                    name: upload.name.clone(),
+                    visibility: upload.visibility,
+                    shared_by: upload.participant.clone(),
+                    shared_by_role: role,
+                    created_at_ms: 1,
+                };
+                db.complete_upload(&upload.id, &doc).await.unwrap();
+            }
+        }
+        invites.push(invite);
+    }
+    let people = [
+        db.person_usage(&invites[0]).await.unwrap(),
+        db.person_usage(&invites[1]).await.unwrap(),
+    ];
+    assert_eq!(
+        people[0],
+        PersonUsage {
+            open_uploads: 1,
+            documents: 3,
+            bytes: 303
+        }
+    );
+    let rooms = db.room_usage(&room).await.unwrap();
+    assert_eq!(
+        rooms,
+        RoomUsage {
+            documents: 5,
+            non_clinician_documents: 2
+        }
+    );
+    db.close().await;
+
+    // Back to the schema before 0004, with the rows, and up again.
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    raw.execute(
+        "DROP TABLE document_quota_invites; DROP TABLE document_quota_rooms; \
+         DELETE FROM _sqlx_migrations WHERE version = 4;",
+    )
+    .await
+    .unwrap();
+    raw.close().await;
+    let db = Db::connect(url).await.unwrap();
+    assert_eq!(db.person_usage(&invites[0]).await.unwrap(), people[0]);
+    assert_eq!(db.person_usage(&invites[1]).await.unwrap(), people[1]);
+    assert_eq!(db.room_usage(&room).await.unwrap(), rooms);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn quota_counters_are_backfilled_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
+    quota_counters_are_backfilled(&url).await;
+}
+
+#[tokio::test]
+async fn quota_counters_are_backfilled_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    quota_counters_are_backfilled(&pg.url).await;
+    pg.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_quotas_hold_under_concurrency_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    exercise_upload_quotas(&db).await;
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_quotas_hold_under_concurrency_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let db = Db::connect(&pg.url).await.unwrap();
+    exercise_upload_quotas(&db).await;
     db.close().await;
     pg.drop_db().await;
 }

@@ -11,6 +11,35 @@
 //!
 //! It does not decide roles (that is [`crate::domain::role::Role`]) and does not tell the room (the
 //! HTTP edge does, through [`crate::rooms`]); it never logs names or content.
+//!
+//! # Quotas
+//!
+//! Sharing is bounded so that nobody can fill a consultation and lock the others out, and so
+//! that the care team can always share (every number is a `documents.*` setting):
+//!
+//! - **Per person**: at most `max_open_uploads` uploads open at once, `max_documents_per_person`
+//!   documents and `max_bytes_per_person` bytes in the room. A person is an invite, as for
+//!   resuming: a reload or a second tab is a new participant with the same invite, and keeps
+//!   the counts. These hold for every role, clinicians too (a leaked link is bounded).
+//! - **Per room**: at most `max_per_room` documents, of which participants who are not
+//!   clinicians (patients; observers share nothing) may share `max_per_room_non_clinicians`
+//!   together. The rest is kept for doctors and specialists. The reserve is counted per role
+//!   class, not per person, because a room can have several patient invites, each with a
+//!   quota of its own: only a share counted across all of them guarantees the clinicians'
+//!   places. Clinicians keep no reserve from each other: they run the consultation together,
+//!   and each is bounded by the per-person limits.
+//! - **An upload holds its places from its start**, as a document of its declared size: a
+//!   refusal comes before any byte is sent, and finishing an upload never passes a quota (the
+//!   place it turns into a document was taken when it started), so uploads finishing together
+//!   at the edge of a quota cannot overshoot it. Cancelling, a failed check and expiry give the
+//!   places back.
+//! - **One atomic step**: the places are counters in the database, taken by conditional
+//!   `UPDATE`s in the same transaction that inserts the upload ([`Db::start_upload`]), never a
+//!   count read before an insert (20 requests at once would all read the same count). So the
+//!   limits hold across requests, tasks and server processes sharing one database.
+//!
+//! A refusal is [`DocumentError::LimitReached`] with the [`Limit`] it met, whose message names
+//! it in words the person can act on.
 
 pub mod annotation;
 pub mod blob;
@@ -41,7 +70,9 @@ use crate::domain::document::DocumentKind;
 use crate::domain::ids::{AnnotationId, DocumentId, RoomId, UploadId};
 use crate::domain::member::Member;
 use crate::domain::role::{Role, Visibility};
-use crate::storage::{AnnotationRecord, Db, DocumentRecord, StorageError, UploadRecord};
+use crate::storage::{
+    AnnotationRecord, Db, DocumentRecord, QuotaRefusal, StorageError, UploadQuota, UploadRecord,
+};
 
 /// Text and ECG documents are read whole to check them; larger files must be binary kinds.
 const MAX_TEXT_BYTES: u64 = 16 * 1024 * 1024;
@@ -63,7 +94,7 @@ pub enum DocumentError {
     #[error("{0}")]
     Invalid(String),
     #[error("limit reached: {0}")]
-    LimitReached(&'static str),
+    LimitReached(Limit),
     /// The chunk does not start where the upload stands; resume from `expected`.
     #[error("the upload stands at byte {expected}; send the chunk that starts there")]
     OffsetMismatch { expected: u64 },
@@ -87,6 +118,89 @@ pub enum DocumentError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Blob(BlobError),
+}
+
+/// A quota that refused an upload, with its configured value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// `documents.max_open_uploads`.
+    OpenUploads { max: usize },
+    /// `documents.max_documents_per_person`.
+    PersonDocuments { max: usize },
+    /// `documents.max_bytes_per_person`; `used`: the person's bytes, shared and under way.
+    PersonBytes { max: u64, used: u64 },
+    /// `documents.max_per_room`.
+    RoomDocuments { max: usize },
+    /// `documents.max_per_room_non_clinicians`.
+    RoomNonClinicians { max: usize },
+}
+
+impl Limit {
+    /// A stable name for clients and the audit trail (the API error's `limit`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::OpenUploads { .. } => "open_uploads",
+            Limit::PersonDocuments { .. } => "documents_per_person",
+            Limit::PersonBytes { .. } => "bytes_per_person",
+            Limit::RoomDocuments { .. } => "documents_per_room",
+            Limit::RoomNonClinicians { .. } => "non_clinician_documents_per_room",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Limit::OpenUploads { max } => write!(
+                f,
+                "you may have at most {max} uploads under way at once; finish or cancel one first"
+            ),
+            Limit::PersonDocuments { max } => write!(
+                f,
+                "you may share at most {max} documents in this consultation (uploads under way \
+                 count)"
+            ),
+            Limit::PersonBytes { max, used } => write!(
+                f,
+                "you may share at most {} in this consultation and {} are used (uploads under \
+                 way count): this document does not fit",
+                human_bytes(max),
+                human_bytes(used)
+            ),
+            Limit::RoomDocuments { max } => write!(
+                f,
+                "this consultation holds at most {max} documents (uploads under way count)"
+            ),
+            Limit::RoomNonClinicians { max } => write!(
+                f,
+                "patients may share at most {max} documents in this consultation together \
+                 (uploads under way count); the other places are kept for the doctors and \
+                 specialists"
+            ),
+        }
+    }
+}
+
+/// Bytes as people read them: "900 bytes", "1.5 MiB", "1 GiB".
+fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            let tenths = (n as u128 * 10 / size as u128) as u64;
+            return if tenths.is_multiple_of(10) {
+                format!("{} {unit}", tenths / 10)
+            } else {
+                format!("{}.{} {unit}", tenths / 10, tenths % 10)
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// A configured count as the database compares it (a limit past `i64::MAX` is no limit).
+fn as_i64<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 impl From<BlobError> for DocumentError {
@@ -213,14 +327,7 @@ impl Documents {
         }
         let sha256 = Sha256Hex::parse(&req.sha256.to_ascii_lowercase())
             .ok_or_else(|| DocumentError::Invalid("sha256 must be 64 hexadecimal digits".into()))?;
-        if self.db.count_documents(room).await? >= self.config.max_per_room as i64 {
-            return Err(DocumentError::LimitReached(
-                "documents in this consultation",
-            ));
-        }
-        if self.db.open_uploads_of(&who.invite).await? >= self.config.max_open_uploads as i64 {
-            return Err(DocumentError::LimitReached("uploads open at once"));
-        }
+        let c = &self.config;
         let upload = UploadRecord {
             id: UploadId::generate(),
             room_id: room.clone(),
@@ -233,7 +340,34 @@ impl Documents {
             visibility: req.visibility,
             created_at: now_unix(),
         };
-        self.db.insert_upload(&upload).await?;
+        let quota = UploadQuota {
+            open_uploads: as_i64(c.max_open_uploads),
+            person_documents: as_i64(c.max_documents_per_person),
+            person_bytes: as_i64(c.max_bytes_per_person),
+            room_documents: as_i64(c.max_per_room),
+            room_non_clinician_documents: as_i64(c.max_per_room_non_clinicians),
+        };
+        // Checked and taken in one step: see "Quotas" above.
+        if let Err(refusal) = self.db.start_upload(&upload, &quota).await? {
+            return Err(DocumentError::LimitReached(match refusal {
+                QuotaRefusal::OpenUploads => Limit::OpenUploads {
+                    max: c.max_open_uploads,
+                },
+                QuotaRefusal::PersonDocuments => Limit::PersonDocuments {
+                    max: c.max_documents_per_person,
+                },
+                QuotaRefusal::PersonBytes { used } => Limit::PersonBytes {
+                    max: c.max_bytes_per_person,
+                    used: used.max(0) as u64,
+                },
+                QuotaRefusal::RoomDocuments => Limit::RoomDocuments {
+                    max: c.max_per_room,
+                },
+                QuotaRefusal::RoomNonClinicianDocuments => Limit::RoomNonClinicians {
+                    max: c.max_per_room_non_clinicians,
+                },
+            }));
+        }
         Ok(self.status_of(&upload, 0))
     }
 
@@ -388,6 +522,7 @@ impl Documents {
         }
     }
 
+    /// Drops an upload and gives its places in the quotas back.
     async fn discard(&self, id: &UploadId) {
         if let Err(e) = self.db.delete_upload(id).await {
             tracing::warn!(upload = %id, error = %e, "could not delete a discarded upload");
@@ -710,6 +845,27 @@ pub fn validate_name(name: &str) -> Result<String, DocumentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_say_which_in_words() {
+        assert_eq!(human_bytes(900), "900 bytes");
+        assert_eq!(human_bytes(1536 << 10), "1.5 MiB");
+        assert_eq!(human_bytes(1 << 30), "1 GiB");
+        let bytes = Limit::PersonBytes {
+            max: 1 << 30,
+            used: 1000 << 20,
+        };
+        assert_eq!(bytes.name(), "bytes_per_person");
+        assert!(bytes.to_string().contains("1 GiB"), "{bytes}");
+        assert!(bytes.to_string().contains("1000 MiB are used"), "{bytes}");
+        let err = DocumentError::LimitReached(Limit::RoomNonClinicians { max: 100 });
+        assert!(
+            err.to_string().starts_with("limit reached: patients"),
+            "{err}"
+        );
+        assert_eq!(as_i64(usize::MAX), i64::MAX);
+        assert_eq!(as_i64(50usize), 50);
+    }
 
     #[test]
     fn names_that_look_like_paths_are_refused() {

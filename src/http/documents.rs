@@ -50,10 +50,17 @@ async fn refused(
     e: DocumentError,
 ) -> ApiError {
     if let Some(reason) = refusal_reason(&e) {
+        let detail = match &e {
+            // Which quota, so the trail shows whether someone keeps hitting the same one.
+            DocumentError::LimitReached(limit) => {
+                json!({ "reason": reason, "limit": limit.name() })
+            }
+            _ => json!({ "reason": reason }),
+        };
         let mut event = who
             .event(Action::DocumentRejected)
             .outcome(Outcome::Denied)
-            .detail(json!({ "reason": reason }));
+            .detail(detail);
         if let Some(id) = upload {
             event = event.object("upload", id);
         }

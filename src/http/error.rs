@@ -58,8 +58,13 @@ pub enum ApiError {
     /// Every password-check slot stayed taken (a burst of sign-ins); retry shortly.
     #[error("too many sign-ins at once; try again in a moment")]
     SignInBusy,
-    #[error("limit reached: {0}")]
-    LimitReached(String),
+    /// A quota refused the request: `limit` is its stable name (the body's `error.limit`),
+    /// the message says which in words.
+    #[error("{message}")]
+    LimitReached {
+        limit: &'static str,
+        message: String,
+    },
     /// The request contradicts the object's state (an issued record, a prescription already
     /// dispensed).
     #[error("{0}")]
@@ -95,7 +100,7 @@ impl ApiError {
             }
             ApiError::RenderBusy => (StatusCode::SERVICE_UNAVAILABLE, "render_busy"),
             ApiError::SignInBusy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            ApiError::LimitReached(_) => (StatusCode::CONFLICT, "limit_reached"),
+            ApiError::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -115,6 +120,9 @@ impl IntoResponse for ApiError {
         let mut error = json!({"code": code, "message": self.to_string()});
         if let ApiError::OffsetMismatch(offset) = &self {
             error["offset"] = json!(offset);
+        }
+        if let ApiError::LimitReached { limit, .. } = &self {
+            error["limit"] = json!(limit);
         }
         let body = Json(json!({ "error": error }));
         let mut response = (status, body).into_response();
@@ -178,7 +186,10 @@ impl From<DocumentError> for ApiError {
                 ApiError::TooLarge(e.to_string())
             }
             DocumentError::Invalid(m) => ApiError::Invalid(m),
-            DocumentError::LimitReached(_) => ApiError::LimitReached(e.to_string()),
+            DocumentError::LimitReached(limit) => ApiError::LimitReached {
+                limit: limit.name(),
+                message: e.to_string(),
+            },
             DocumentError::OffsetMismatch { expected } => ApiError::OffsetMismatch(expected),
             DocumentError::Busy => ApiError::UploadBusy,
             DocumentError::TooLargeToRender(why) => ApiError::TooLargeToRender(why),

@@ -24,7 +24,10 @@ use sqlx::{AnyPool, ConnectOptions};
 
 pub use change::Change;
 pub use chat::ChatRecord;
-pub use documents::{AnnotationRecord, DocumentRecord, UploadRecord};
+pub use documents::{
+    AnnotationRecord, DocumentRecord, PersonUsage, QuotaRefusal, RoomUsage, UploadQuota,
+    UploadRecord,
+};
 pub use invites::Invite;
 pub use participants::ParticipantRecord;
 pub use records::{RecordEvent, RecordRow};
@@ -103,6 +106,20 @@ impl Db {
     /// its lock).
     pub(crate) fn is_postgres(&self) -> bool {
         self.postgres
+    }
+
+    /// A transaction that writes. On SQLite it takes the write lock as it begins (`BEGIN
+    /// IMMEDIATE`): a transaction that read first would have to upgrade its lock midway, which
+    /// WAL refuses at once ("database is locked") instead of waiting its turn. PostgreSQL locks
+    /// the rows as the transaction writes them.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
+        Ok(if self.postgres {
+            self.pool.begin().await?
+        } else {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        })
     }
 
     pub async fn close(&self) {
