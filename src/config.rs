@@ -21,6 +21,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub rooms: RoomsConfig,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub documents: DocumentsConfig,
@@ -235,6 +236,34 @@ impl Default for AuthConfig {
         }
     }
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// File holding the key the audit chain's hashes and anchors are keyed with (HMAC-SHA256).
+    /// Empty: `<data_dir>/audit.key`, created on first run. Never in the database: someone who
+    /// can write the database but not read this file cannot rewrite the trail unnoticed. It may
+    /// live on another volume; losing it leaves the trail unverifiable.
+    pub key_file: String,
+    /// Append-only file the chain's head is anchored to. Empty: `<data_dir>/audit-anchors.jsonl`.
+    pub anchor_file: String,
+    /// Seconds between anchors (written only when the head moved; also at start and at
+    /// shutdown).
+    pub anchor_interval_s: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            key_file: String::new(),
+            anchor_file: String::new(),
+            anchor_interval_s: 300,
+        }
+    }
+}
+
+/// Bounds on `audit.anchor_interval_s`.
+pub const ANCHOR_INTERVAL_S: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 /// Bounds on `auth.session_hours`.
 pub const SESSION_HOURS: std::ops::RangeInclusive<u64> = 1..=720;
@@ -554,6 +583,13 @@ impl Config {
                 SESSION_IDLE_S.end()
             ));
         }
+        if !ANCHOR_INTERVAL_S.contains(&self.audit.anchor_interval_s) {
+            return bad(&format!(
+                "audit.anchor_interval_s must be between {} and {}",
+                ANCHOR_INTERVAL_S.start(),
+                ANCHOR_INTERVAL_S.end()
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");
         }
@@ -576,6 +612,22 @@ impl Config {
             self.storage.data_dir.join("signing.key")
         } else {
             PathBuf::from(&self.auth.signing_key_file)
+        }
+    }
+
+    pub fn audit_key_path(&self) -> PathBuf {
+        if self.audit.key_file.is_empty() {
+            self.storage.data_dir.join("audit.key")
+        } else {
+            PathBuf::from(&self.audit.key_file)
+        }
+    }
+
+    pub fn audit_anchor_path(&self) -> PathBuf {
+        if self.audit.anchor_file.is_empty() {
+            self.storage.data_dir.join("audit-anchors.jsonl")
+        } else {
+            PathBuf::from(&self.audit.anchor_file)
         }
     }
 }
@@ -840,6 +892,33 @@ mod tests {
             c.auth.session_hours = hours;
             c.auth.session_idle_s = idle;
             assert_eq!(c.validate().is_ok(), ok, "{hours} h, {idle} s");
+        }
+    }
+
+    #[test]
+    fn audit_files_and_anchor_interval() {
+        let mut c = Config::default();
+        c.storage.data_dir = PathBuf::from("/srv/hz");
+        assert_eq!(c.audit_key_path(), PathBuf::from("/srv/hz/audit.key"));
+        assert_eq!(
+            c.audit_anchor_path(),
+            PathBuf::from("/srv/hz/audit-anchors.jsonl")
+        );
+        c.apply_env([
+            ("HUIZHEN_AUDIT_KEY_FILE".into(), "/keys/audit.key".into()),
+            (
+                "HUIZHEN_AUDIT_ANCHOR_FILE".into(),
+                "/witness/a.jsonl".into(),
+            ),
+            ("HUIZHEN_AUDIT_ANCHOR_INTERVAL_S".into(), "60".into()),
+        ])
+        .unwrap();
+        assert_eq!(c.audit_key_path(), PathBuf::from("/keys/audit.key"));
+        assert_eq!(c.audit_anchor_path(), PathBuf::from("/witness/a.jsonl"));
+        assert!(c.validate().is_ok());
+        for (interval, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            c.audit.anchor_interval_s = interval;
+            assert_eq!(c.validate().is_ok(), ok, "{interval}");
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use huizhen::audit::{Action, Actor, AuditEvent, AuditLog};
+use huizhen::audit::{Action, Actor, AuditEvent, AuditKey, AuditLog, Verification};
 use huizhen::auth::{MAX_PASSWORD_BYTES, check_new_password, hash_password};
 use huizhen::domain::clock::now_unix;
 
@@ -46,8 +46,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain from the first entry; exit status 1 and the first broken link if it
-    /// was altered. Prints the head hash: keep it elsewhere to detect truncation later.
+    /// Walk the hash chain from the first entry with the audit key (audit.key_file) and
+    /// compare every anchor of the anchor file (audit.anchor_file) with it; exit status 1 and
+    /// the first broken link or anchor if the trail was altered, rewritten or cut short.
     Verify,
     /// Write every entry as JSON Lines to standard output.
     Export,
@@ -115,23 +116,18 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
     let db = Db::connect(&config.database_url())
         .await
         .context("opening the database")?;
-    let log = AuditLog::new(db.clone());
+    // Reading needs the key but never makes one: a missing key is news to report.
+    let key = AuditKey::load(&config.audit_key_path())?;
+    let anchors = config.audit_anchor_path();
+    let log = AuditLog::new(db.clone(), key).with_anchor_file(anchors.clone());
     let result = match cmd {
         AuditCommand::Verify => {
             let v = log.verify().await?;
-            match &v.first_broken {
-                None => {
-                    println!("audit trail intact: {} entries", v.entries);
-                    println!("head: seq {} hash {}", v.head_seq, v.head_hash);
-                    Ok(())
-                }
-                Some(b) => {
-                    println!(
-                        "audit trail BROKEN at entry {} ({:?}); {} entries checked",
-                        b.seq, b.kind, v.entries
-                    );
-                    Err(anyhow::anyhow!("audit trail verification failed"))
-                }
+            print_verification(&v, &anchors);
+            if v.ok() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("audit trail verification failed"))
             }
         }
         AuditCommand::Export => {
@@ -143,6 +139,42 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
     };
     db.close().await;
     result
+}
+
+fn print_verification(v: &Verification, anchors: &std::path::Path) {
+    match &v.first_broken {
+        None => println!("audit trail intact: {} entries", v.entries),
+        Some(b) => println!(
+            "audit trail BROKEN at entry {} ({:?}); {} entries checked",
+            b.seq, b.kind, v.entries
+        ),
+    }
+    println!("head: seq {} hash {}", v.head_seq, v.head_hash);
+    match v.keyed_from {
+        Some(1) => println!("keyed: every entry"),
+        Some(seq) => println!(
+            "keyed: from entry {seq} on (entries before it were written unkeyed, before the upgrade)"
+        ),
+        None => println!("keyed: no entry yet"),
+    }
+    println!(
+        "anchors: {} checked in {}; entries up to {} anchored, {} after it not yet",
+        v.anchors_checked,
+        anchors.display(),
+        v.anchored_seq,
+        v.unanchored
+    );
+    if let Some(a) = &v.first_broken_anchor {
+        let seq = a.seq.map_or("-".to_owned(), |s| s.to_string());
+        let since = match a.last_good_seq {
+            Some(good) => format!("; entries up to {good} still match their anchors"),
+            None => String::new(),
+        };
+        println!(
+            "anchor BROKEN on line {} (entry {seq}): {:?}{since}",
+            a.line, a.kind
+        );
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -213,9 +245,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     let db = Db::connect(&config.database_url())
         .await
         .context("opening the database")?;
-    // Appends wait for their commit (`record`), and `close` writes anything queued before the
-    // process exits.
-    let audit = AuditLog::new(db.clone());
+    // The commands that append open the trail as the server does (its key, checked against
+    // it) before they change anything; appends wait for their commit (`record`).
     match cmd {
         UserCommand::Add {
             username,
@@ -272,6 +303,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("no user named {username}"))?;
             let password = read_password(password_stdin)?;
             let hash = hash_password(&password)?;
+            let audit = open_audit(&config, &db).await?;
             let revoked =
                 huizhen::sessions::reset_password(&db, &account.id, &hash, now_unix()).await?;
             audit
@@ -285,6 +317,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 )
                 .await
                 .context("writing the audit trail")?;
+            audit.close().await;
             println!("password changed for {username}; {revoked} session(s) ended");
         }
         UserCommand::RevokeSessions { username } => {
@@ -292,6 +325,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 .user_by_username(&username)
                 .await?
                 .with_context(|| format!("no user named {username}"))?;
+            let audit = open_audit(&config, &db).await?;
             let revoked = huizhen::sessions::revoke_all(&db, &account.id, now_unix()).await?;
             audit
                 .record(
@@ -304,12 +338,24 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 )
                 .await
                 .context("writing the audit trail")?;
+            audit.close().await;
             println!("{revoked} session(s) of {username} ended");
         }
     }
-    audit.close().await;
     db.close().await;
     Ok(())
+}
+
+/// The audit trail as the server opens it (its key, checked against the trail), for a command
+/// that appends to it.
+async fn open_audit(config: &Config, db: &Db) -> anyhow::Result<AuditLog> {
+    AuditLog::open(
+        db.clone(),
+        &config.audit_key_path(),
+        config.audit_anchor_path(),
+    )
+    .await
+    .context("opening the audit trail")
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {

@@ -12,7 +12,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::Semaphore;
 
-use crate::audit::AuditLog;
+use crate::audit::{Anchored, AuditLog};
 use crate::auth::{PasswordWork, SigningKey};
 use crate::config::Config;
 use crate::documents::Documents;
@@ -44,6 +44,12 @@ pub struct Server {
     handle: Handle<SocketAddr>,
     metrics_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     housekeeping: tokio::task::JoinHandle<()>,
+    /// The periodic anchoring of the audit trail, and what stops it (between anchors, never
+    /// in the middle of one).
+    anchoring: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     grace: Duration,
 }
@@ -90,7 +96,33 @@ impl Server {
         };
         let metrics = Arc::new(Metrics::default());
         let errors = Arc::new(ErrorCounts::default());
-        let audit = AuditLog::new(db.clone());
+        // The audit key lives in a file of its own, apart from the database; the trail must
+        // verify with it before anything is appended.
+        let audit = AuditLog::open(
+            db.clone(),
+            &config.audit_key_path(),
+            config.audit_anchor_path(),
+        )
+        .await
+        .context("opening the audit trail")?;
+        // The chain's head is anchored outside the database: now, then every interval when
+        // it moved (and at shutdown).
+        let anchoring = {
+            let audit = audit.clone();
+            let period = Duration::from_secs(config.audit.anchor_interval_s);
+            let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let mut every = tokio::time::interval(period);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => anchor(&audit).await,
+                        _ = &mut stopped => break,
+                    }
+                }
+            });
+            (stop, task)
+        };
         let documents = Documents::open(
             db.clone(),
             &config.storage.data_dir,
@@ -226,6 +258,7 @@ impl Server {
             metrics_addr,
             metrics_task,
             housekeeping,
+            anchoring,
             cert_source,
             db,
             rooms,
@@ -240,7 +273,8 @@ impl Server {
     /// every live room ends (participants get `room_ended`, their leaves are recorded and their
     /// peer connections closed) and no room opens any more; the listener stops and in-flight
     /// requests (an upload's chunk) get the grace period to finish; the media workers send
-    /// what they have pending and their threads are joined; then the audit trail's writer is flushed and stopped and the database is closed.
+    /// what they have pending and their threads are joined; then the audit trail's writer is
+    /// flushed and stopped, the head it leaves is anchored, and the database is closed.
     /// Everything acknowledged before was already durable (synced chunks, committed rows).
     pub async fn shutdown(self) {
         if tokio::time::timeout(self.grace, self.rooms.shutdown())
@@ -258,10 +292,30 @@ impl Server {
             t.abort();
         }
         self.housekeeping.abort();
+        let (stop, anchoring) = self.anchoring;
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(self.grace, anchoring).await;
         // What the rooms and requests queued for the audit trail is written before the
-        // database closes.
-        self.rooms.audit().close().await;
+        // database closes, and the head it leaves is anchored.
+        let audit = self.rooms.audit();
+        audit.close().await;
+        anchor(audit).await;
         self.db.close().await;
+    }
+}
+
+/// Anchors the audit trail's head if it moved; says so if the trail no longer holds what was
+/// anchored.
+async fn anchor(audit: &AuditLog) {
+    match audit.anchor().await {
+        Ok(Anchored::Written(_) | Anchored::Unmoved | Anchored::NoAnchorFile) => {}
+        Ok(Anchored::Refused { seq, reason }) => tracing::error!(
+            seq,
+            reason,
+            "the audit trail no longer holds what was anchored: not anchoring it; run \
+             `huizhen audit verify`"
+        ),
+        Err(e) => tracing::error!(error = %e, "could not anchor the audit trail"),
     }
 }
 

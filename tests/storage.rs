@@ -5,7 +5,7 @@
 
 mod common;
 
-use huizhen::audit::{Action, Actor, AuditEvent, AuditLog};
+use huizhen::audit::{Action, Actor, AuditEvent, AuditKey, AuditLog};
 use huizhen::auth::SigningKey;
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::document::DocumentKind;
@@ -19,6 +19,12 @@ use huizhen::storage::{
     AnnotationRecord, ChatRecord, Db, DocumentRecord, PersonUsage, QuotaRefusal, RevokeReason,
     RoomStatus, RoomUsage, StorageError, UploadQuota, UploadRecord, User,
 };
+
+/// The audit key of every trail these tests write: one database, one key (another process
+/// sharing the database holds the same key).
+fn audit_key() -> AuditKey {
+    AuditKey::from_bytes([42; 32])
+}
 
 async fn exercise(db: &Db) {
     let user = db
@@ -211,7 +217,7 @@ async fn exercise_consultation_records(db: &Db) {
     let texts: Vec<&str> = recent.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["message 1", "message 2"]);
 
-    let audit = AuditLog::new(db.clone());
+    let audit = AuditLog::new(db.clone(), audit_key());
     for _ in 0..3 {
         audit
             .record(
@@ -500,7 +506,7 @@ async fn exercise_upload_quotas(db: &Db) {
 async fn hammer_the_chain(db: &Db, url: &str) {
     const TASKS: usize = 20;
     const EACH: usize = 50;
-    let log = AuditLog::new(db.clone());
+    let log = AuditLog::new(db.clone(), audit_key());
     let before = log.verify().await.unwrap().entries;
     let event = |t: usize, n: usize| {
         AuditEvent::new(Actor::System, Action::AuditRead).object("probe", format!("{t}:{n}"))
@@ -530,7 +536,7 @@ async fn hammer_the_chain(db: &Db, url: &str) {
         "appends were committed in batches: {stats:?}"
     );
 
-    let other = AuditLog::new(Db::connect(url).await.unwrap());
+    let other = AuditLog::new(Db::connect(url).await.unwrap(), audit_key());
     let tasks: Vec<_> = (0..10)
         .map(|t| {
             let log = if t % 2 == 0 {
@@ -978,7 +984,7 @@ async fn join_latency_under_audit_load() {
                 .id,
         );
     }
-    let audit = AuditLog::new(db.clone());
+    let audit = AuditLog::new(db.clone(), audit_key());
     let media = MediaHandle::start(&MediaConfig {
         udp_bind: "127.0.0.1:0".parse().unwrap(),
         announce: vec![],

@@ -62,6 +62,9 @@ pub enum Action {
     Exported,
     AuditRead,
     AccessDenied,
+    /// From this entry on the chain is keyed (HMAC under the audit key); written once, on a
+    /// trail that an earlier version began with plain SHA-256 hashes.
+    ChainKeyed,
 }
 
 impl Action {
@@ -94,6 +97,7 @@ impl Action {
             Action::Exported => "consultation.exported",
             Action::AuditRead => "audit.read",
             Action::AccessDenied => "access.denied",
+            Action::ChainKeyed => "chain.keyed",
         }
     }
 }
@@ -181,8 +185,14 @@ impl AuditEvent {
         self
     }
 
-    /// Fixes the entry's place in the chain and its time, and computes its hash.
-    pub(super) fn seal(self, seq: i64, prev_hash: String, at_ms: i64) -> AuditEntry {
+    /// Fixes the entry's place in the chain and its time, and computes its hash (keyed).
+    pub(super) fn seal(
+        self,
+        seq: i64,
+        prev_hash: String,
+        at_ms: i64,
+        key: &super::AuditKey,
+    ) -> AuditEntry {
         let (actor, actor_role) = self.actor.parts();
         let mut entry = AuditEntry {
             seq,
@@ -198,8 +208,9 @@ impl AuditEvent {
             detail: self.detail.to_string(),
             prev_hash,
             hash: String::new(),
+            scheme: super::chain::KEYED.to_owned(),
         };
-        entry.hash = super::chain::entry_hash(&entry);
+        entry.hash = super::chain::keyed_hash(&entry, key);
         entry
     }
 }
@@ -221,4 +232,7 @@ pub struct AuditEntry {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+    /// How `hash` was computed: `hmac-sha256` (under the audit key), or `sha256` for entries
+    /// written before the chain was keyed.
+    pub scheme: String,
 }

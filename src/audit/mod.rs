@@ -1,26 +1,36 @@
 //! The audit trail: an append-only, hash-chained log of every security- and care-relevant event
 //! (sign-ins, rooms, invites, joins, documents, records, prescriptions, exports).
 //!
-//! Owns the entry format ([`entry`]), the chain (each entry holds the hash of the one before;
-//! [`chain`]), its verification, and the one task that appends to it ([`writer`]: group commit
-//! in chain order). Other modules describe what happened with an [`AuditEvent`] and call
-//! [`AuditLog::record`] (wait until it is on the record) or [`AuditLog::record_or_log`] (queue it
-//! and go on); a room hands its join, leave and chat rows to the same writer
-//! ([`AuditLog::submit`]) so that they never wait on the database in its task. Nothing else writes
-//! the `audit_log` table, and nothing ever updates or deletes a row of it.
+//! Owns the entry format ([`entry`]), the chain (each entry holds the keyed hash of the one
+//! before; [`chain`]), the key it is keyed with ([`key`], a file outside the database), the
+//! anchors that pin its head outside the database ([`anchor`]), its verification, and the one
+//! task that appends to it ([`writer`]: group commit in chain order). Other modules describe
+//! what happened with an [`AuditEvent`] and call [`AuditLog::record`] (wait until it is on the
+//! record) or [`AuditLog::record_or_log`] (queue it and go on); a room hands its join, leave
+//! and chat rows to the same writer ([`AuditLog::submit`]) so that they never wait on the
+//! database in its task. Nothing else writes the `audit_log` table, and nothing ever updates or
+//! deletes a row of it.
+//!
+//! What the key and the anchors protect against, and what they do not, is in
+//! docs/ARCHITECTURE.md ("The audit trail").
 
+mod anchor;
 mod chain;
 mod entry;
+mod key;
 mod refusals;
 mod writer;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-pub use chain::{BrokenLink, Verification};
+pub use anchor::Anchor;
+pub use chain::{AnchorBreakKind, BreakKind, BrokenAnchor, BrokenLink, Verification};
 pub use entry::{Action, Actor, AuditEntry, AuditEvent, Outcome};
+pub use key::{AuditKey, KeyError};
 pub use refusals::{PER_WINDOW as REFUSALS_PER_WINDOW, RefusalLimiter};
 pub use writer::{Append, Durable, MAX_BATCH, WriterStats, Written};
 
@@ -42,6 +52,23 @@ pub enum AuditError {
     Unwritten(String),
     #[error("the audit writer has stopped")]
     Closed,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(
+        "the audit trail's entry {0} does not verify with this audit key: the trail was keyed \
+         with another key (audit.key_file), or the entry was altered; run `huizhen audit verify`"
+    )]
+    WrongKey(i64),
+    #[error(
+        "the audit key file {path} is missing, but the audit trail is keyed from entry {seq}: \
+         restore the key file (a new key could not verify the trail)"
+    )]
+    KeyMissing { path: String, seq: i64 },
+    #[error("the audit anchor file {path}: {source}")]
+    Anchors {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<sqlx::Error> for AuditError {
@@ -55,27 +82,103 @@ impl From<sqlx::Error> for AuditError {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     db: Db,
+    key: AuditKey,
     writer: writer::Handle,
     /// Keeps refusals from flooding the trail ([`AuditLog::refused`]).
     refusals: Arc<RefusalLimiter>,
+    anchors: Option<Arc<Anchoring>>,
+}
+
+/// The anchor file and the last anchor written to it.
+#[derive(Debug)]
+struct Anchoring {
+    path: PathBuf,
+    /// `None` until read from the file; then the last anchor, if any. Also makes anchorings
+    /// take turns.
+    last: tokio::sync::Mutex<Option<Option<Anchor>>>,
+}
+
+/// What [`AuditLog::anchor`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Anchored {
+    /// No anchor file is configured.
+    NoAnchorFile,
+    /// The head has not moved since the last anchor (or there is no entry yet).
+    Unmoved,
+    /// A new anchor was appended to the file (and logged).
+    Written(Anchor),
+    /// Not anchored: since the last anchor the chain was rewritten, cut short or broken at
+    /// entry `seq`. Anchoring what is there now would vouch for it; `huizhen audit verify`
+    /// says more.
+    Refused { seq: i64, reason: String },
 }
 
 const COLUMNS: &str = "seq, at_ms, actor, actor_role, action, room_id, object_type, object_id, \
-                       object_sha256, outcome, detail, prev_hash, hash";
+                       object_sha256, outcome, detail, prev_hash, hash, scheme";
 
 impl AuditLog {
-    /// Starts the writer task on the current tokio runtime.
-    pub fn new(db: Db) -> Self {
-        Self::with_queue(db, QUEUE)
+    /// Starts the writer task on the current tokio runtime; entries are sealed with `key`. No
+    /// anchor file: see [`AuditLog::with_anchor_file`].
+    pub fn new(db: Db, key: AuditKey) -> Self {
+        Self::with_queue(db, key, QUEUE)
     }
 
     /// With a writer queue of `capacity` appends (tests use a tiny one).
-    pub fn with_queue(db: Db, capacity: usize) -> Self {
+    pub fn with_queue(db: Db, key: AuditKey, capacity: usize) -> Self {
         Self {
-            writer: writer::Handle::start(db.clone(), capacity),
+            writer: writer::Handle::start(db.clone(), capacity, key.clone()),
             db,
+            key,
             refusals: Arc::default(),
+            anchors: None,
         }
+    }
+
+    /// Anchors go to (and are verified from) `path`.
+    pub fn with_anchor_file(mut self, path: PathBuf) -> Self {
+        self.anchors = Some(Arc::new(Anchoring {
+            path,
+            last: tokio::sync::Mutex::new(None),
+        }));
+        self
+    }
+
+    /// What a server (or a command that appends) starts with: the key from `key_file`, created
+    /// there on first use, but never while the trail is keyed already (that key is lost, and a
+    /// new one would seal entries nobody could verify with the old); the key checked against
+    /// the trail's first keyed entry; anchors in `anchor_file`.
+    pub async fn open(db: Db, key_file: &Path, anchor_file: PathBuf) -> Result<Self, AuditError> {
+        let first_keyed = first_keyed(&db).await?;
+        let key = match AuditKey::load(key_file) {
+            Ok(key) => key,
+            Err(KeyError::Missing(path)) => match &first_keyed {
+                Some(e) => return Err(AuditError::KeyMissing { path, seq: e.seq }),
+                None => match AuditKey::create(key_file) {
+                    Ok(key) => key,
+                    // Another process created it meanwhile.
+                    Err(KeyError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        AuditKey::load(key_file)?
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            },
+            Err(e) => return Err(e.into()),
+        };
+        let log = Self::new(db, key).with_anchor_file(anchor_file);
+        match first_keyed {
+            Some(e) if chain::keyed_hash(&e, &log.key) != e.hash => {
+                return Err(AuditError::WrongKey(e.seq));
+            }
+            Some(_) => {}
+            // Keyed now rather than at the next append, so that a trail with a key is keyed:
+            // one rewritten to the end without the key cannot pass for one never keyed.
+            None => {
+                log.submit(Append::key_chain()).await?.await?;
+            }
+        }
+        Ok(log)
     }
 
     /// Appends one entry and returns it, sealed into the chain, once it is committed: for what
@@ -156,9 +259,17 @@ impl AuditLog {
         rows.iter().map(from_row).collect()
     }
 
-    /// Walks the whole chain from the first entry and reports the first broken link, if any.
+    /// Walks the whole chain from the first entry and reports the first broken link, if any,
+    /// and compares every anchor of the anchor file with it.
     pub async fn verify(&self) -> Result<Verification, AuditError> {
-        let mut walk = chain::Walk::default();
+        let lines = match &self.anchors {
+            Some(a) => {
+                let (path, key) = (a.path.clone(), self.key.clone());
+                blocking(&a.path, move || anchor::read_all(&path, &key)).await?
+            }
+            None => Vec::new(),
+        };
+        let mut walk = chain::Walk::new(&self.key, lines);
         let mut after = 0;
         loop {
             let page = self.entries(after, PAGE, None).await?;
@@ -171,6 +282,78 @@ impl AuditLog {
             }
         }
         Ok(walk.finish())
+    }
+
+    /// Writes an anchor for the chain's head, if it moved since the last one: after checking
+    /// that the entry the last anchor names still has its hash and that every entry since
+    /// links and hashes right (the whole chain, the first time), so that an anchor never vouches
+    /// for a chain that was rewritten before it. Appended to the anchor file (synced) and
+    /// logged at info level (sequence number and hashes only).
+    pub async fn anchor(&self) -> Result<Anchored, AuditError> {
+        let Some(anchoring) = &self.anchors else {
+            return Ok(Anchored::NoAnchorFile);
+        };
+        let mut last = anchoring.last.lock().await;
+        if last.is_none() {
+            let (path, key) = (anchoring.path.clone(), self.key.clone());
+            *last = Some(blocking(&anchoring.path, move || anchor::read_last(&path, &key)).await?);
+        }
+        let previous = last.clone().flatten();
+        let (mut walk, mut after) = match &previous {
+            None => (chain::Walk::new(&self.key, Vec::new()), 0),
+            Some(p) => {
+                let refused = |reason: &str| Anchored::Refused {
+                    seq: p.seq,
+                    reason: reason.to_owned(),
+                };
+                match self.entries(p.seq - 1, 1, None).await?.pop() {
+                    Some(e) if e.seq == p.seq && e.hash == p.hash => {
+                        (chain::Walk::after(&self.key, &e), p.seq)
+                    }
+                    Some(e) if e.seq == p.seq => {
+                        return Ok(refused("the anchored entry was rewritten"));
+                    }
+                    _ => return Ok(refused("the anchored entry is gone")),
+                }
+            }
+        };
+        let start = after;
+        loop {
+            let page = self.entries(after, PAGE, None).await?;
+            let Some(tail) = page.last() else { break };
+            after = tail.seq;
+            for entry in &page {
+                if walk.step(entry).is_err() {
+                    let v = walk.finish();
+                    let b = v.first_broken.expect("a step failed");
+                    return Ok(Anchored::Refused {
+                        seq: b.seq,
+                        reason: format!("the chain is broken there ({:?})", b.kind),
+                    });
+                }
+            }
+        }
+        let v = walk.finish();
+        if v.head_seq == start {
+            return Ok(Anchored::Unmoved);
+        }
+        let anchor = Anchor::new(
+            &self.key,
+            v.head_seq,
+            v.head_hash,
+            crate::domain::clock::now_unix_ms(),
+        );
+        let (path, written) = (anchoring.path.clone(), anchor.clone());
+        blocking(&anchoring.path, move || anchor::append(&path, &written)).await?;
+        tracing::info!(
+            seq = anchor.seq,
+            hash = %anchor.hash,
+            at_ms = anchor.at_ms,
+            mac = %anchor.mac,
+            "audit trail anchored"
+        );
+        *last = Some(Some(anchor.clone()));
+        Ok(Anchored::Written(anchor))
     }
 
     /// Every entry as JSON Lines, oldest first.
@@ -205,5 +388,33 @@ fn from_row(row: &AnyRow) -> Result<AuditEntry, AuditError> {
         detail: row.try_get("detail")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        scheme: row.try_get("scheme")?,
     })
+}
+
+/// The first entry sealed with a key, if any.
+async fn first_keyed(db: &Db) -> Result<Option<AuditEntry>, AuditError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE scheme = $1 ORDER BY seq LIMIT 1"
+    ))
+    .bind(chain::KEYED)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// File work on the anchor file, off the runtime's threads (it syncs).
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, AuditError> {
+    let path = path.display().to_string();
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(source)) => Err(AuditError::Anchors { path, source }),
+        Err(e) => Err(AuditError::Anchors {
+            path,
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
 }

@@ -19,6 +19,11 @@
 //!
 //! Acknowledgements go out in queue order after the commit, so an acknowledged append also
 //! means that everything queued before it was written (or failed).
+//!
+//! Entries are sealed with the audit key. A head this key did not seal is not built on (every
+//! append of the batch fails with [`AuditError::WrongKey`]): another process with another key,
+//! or a forged head. On a head an earlier version sealed without a key, the batch starts with a
+//! `chain.keyed` entry naming the key, and everything from it on is keyed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,17 +31,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AuditEntry, AuditError, AuditEvent, COLUMNS, chain};
+use super::{Action, Actor, AuditEntry, AuditError, AuditEvent, AuditKey, COLUMNS, chain};
 use crate::domain::clock::now_unix_ms;
 use crate::storage::{Change, Db, StorageError};
 
 /// Appends committed in one transaction at most.
 pub const MAX_BATCH: usize = 256;
-/// Entries per `INSERT` statement (13 parameters each).
+/// Entries per `INSERT` statement (14 parameters each).
 const ROWS_PER_INSERT: usize = 64;
+/// Columns of an entry.
+const COLUMN_COUNT: usize = 14;
 /// How often a batch is sealed again when another server process took the same sequence
 /// numbers.
 const APPEND_ATTEMPTS: usize = 8;
@@ -49,6 +55,8 @@ const APPEND_LOCK: i64 = 0x0068_7a61_7564_6974;
 pub struct Append {
     event: Option<AuditEvent>,
     changes: Vec<Change>,
+    /// Key the chain if an earlier version began it unkeyed, even with no entry of its own.
+    key_chain: bool,
 }
 
 impl Append {
@@ -57,6 +65,7 @@ impl Append {
         Self {
             event: Some(event),
             changes: Vec::new(),
+            key_chain: false,
         }
     }
 
@@ -65,6 +74,16 @@ impl Append {
         Self {
             event: None,
             changes,
+            key_chain: false,
+        }
+    }
+
+    /// Nothing but the `chain.keyed` entry, if the chain's head is not keyed yet.
+    pub(super) fn key_chain() -> Self {
+        Self {
+            event: None,
+            changes: Vec::new(),
+            key_chain: true,
         }
     }
 
@@ -147,7 +166,7 @@ impl Counters {
 }
 
 pub(super) enum Msg {
-    Append(Job),
+    Append(Box<Job>),
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
     /// Write what is queued, refuse what comes after, stop.
@@ -172,11 +191,12 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    /// Starts the writer task (on the current tokio runtime) with a queue of `capacity`.
-    pub(super) fn start(db: Db, capacity: usize) -> Self {
+    /// Starts the writer task (on the current tokio runtime) with a queue of `capacity`,
+    /// sealing entries with `key`.
+    pub(super) fn start(db: Db, capacity: usize, key: AuditKey) -> Self {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(db, rx, counters.clone()));
+        let task = tokio::spawn(run(db, rx, counters.clone(), key));
         Self {
             tx,
             counters,
@@ -202,7 +222,7 @@ impl Handle {
             ack,
         };
         self.tx
-            .send(Msg::Append(job))
+            .send(Msg::Append(Box::new(job)))
             .await
             .map_err(|_| AuditError::Closed)?;
         Ok(durable)
@@ -233,8 +253,8 @@ impl Handle {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>) {
-    let mut writer = Writer { db, counters };
+async fn run(db: Db, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>, key: AuditKey) {
+    let mut writer = Writer { db, counters, key };
     let mut jobs = Vec::new();
     let mut flushed = Vec::new();
     // `recv` answers `None` once the queue is closed (`Close`, or every handle dropped) and
@@ -243,7 +263,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>) {
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
-                Msg::Append(job) => jobs.push(job),
+                Msg::Append(job) => jobs.push(*job),
                 Msg::Flush(done) => flushed.push(done),
                 Msg::Close => rx.close(),
             }
@@ -291,6 +311,7 @@ impl From<StorageError> for Failure {
 struct Writer {
     db: Db,
     counters: Arc<Counters>,
+    key: AuditKey,
 }
 
 impl Writer {
@@ -304,7 +325,7 @@ impl Writer {
         match self.write(&jobs).await {
             Ok(sealed) => {
                 self.count_commit(&jobs, &sealed);
-                for (job, entry) in jobs.into_iter().zip(sealed) {
+                for (job, entry) in jobs.into_iter().zip(sealed.entries) {
                     if let Some(ack) = job.ack {
                         let _ = ack.send(Ok(entry));
                     }
@@ -338,7 +359,7 @@ impl Writer {
                 self.count_commit(&jobs, &sealed);
                 let [job] = jobs;
                 if let Some(ack) = job.ack {
-                    let _ = ack.send(Ok(sealed.into_iter().next().flatten()));
+                    let _ = ack.send(Ok(sealed.entries.into_iter().next().flatten()));
                 }
             }
             Err(Failure::Statement(e)) => {
@@ -375,19 +396,19 @@ impl Writer {
         }
     }
 
-    fn count_commit(&self, jobs: &[Job], sealed: &[Option<AuditEntry>]) {
+    fn count_commit(&self, jobs: &[Job], sealed: &Sealed) {
         let c = &self.counters;
         c.commits.fetch_add(1, Ordering::Relaxed);
         c.appends.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         c.entries
-            .fetch_add(sealed.iter().flatten().count() as u64, Ordering::Relaxed);
+            .fetch_add(sealed.all().count() as u64, Ordering::Relaxed);
         c.largest_batch
             .fetch_max(jobs.len() as u64, Ordering::Relaxed);
     }
 
     /// Seals the batch's entries on the head and commits them with their rows; on a duplicate
-    /// sequence number, again on the new head. The entries, in the order of `jobs`.
-    async fn write(&mut self, jobs: &[Job]) -> Result<Vec<Option<AuditEntry>>, Failure> {
+    /// sequence number, again on the new head.
+    async fn write(&mut self, jobs: &[Job]) -> Result<Sealed, Failure> {
         for _ in 0..APPEND_ATTEMPTS {
             match self.transaction(jobs).await {
                 Err(Failure::Duplicate) => {
@@ -399,7 +420,7 @@ impl Writer {
         Err(Failure::Duplicate)
     }
 
-    async fn transaction(&self, jobs: &[Job]) -> Result<Vec<Option<AuditEntry>>, Failure> {
+    async fn transaction(&self, jobs: &[Job]) -> Result<Sealed, Failure> {
         let pool = self.db.pool();
         // The head is read under the lock every appending process takes, so it is the head.
         let mut tx = if self.db.is_postgres() {
@@ -413,27 +434,46 @@ impl Writer {
         } else {
             pool.begin_with("BEGIN IMMEDIATE").await?
         };
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
+        let head = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ))
+        .fetch_optional(&mut *tx)
+        .await?;
         let head = match head {
-            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
-            None => (0, chain::GENESIS.to_owned()),
+            Some(row) => {
+                let head = super::from_row(&row).map_err(Failure::Database)?;
+                // Sealing on a head this key did not seal would break the chain there: another
+                // process holds another key, or the head was forged.
+                if head.scheme == chain::KEYED && chain::keyed_hash(&head, &self.key) != head.hash {
+                    return Err(Failure::Database(AuditError::WrongKey(head.seq)));
+                }
+                Head {
+                    seq: head.seq,
+                    keyed: head.scheme == chain::KEYED,
+                    hash: head.hash,
+                }
+            }
+            None => Head {
+                seq: 0,
+                hash: chain::GENESIS.to_owned(),
+                // A new chain is keyed from its first entry.
+                keyed: true,
+            },
         };
-        let sealed = seal(jobs, head);
+        let sealed = seal(jobs, head, &self.key);
         for change in jobs.iter().flat_map(|j| &j.append.changes) {
             change.apply(&mut *tx).await?;
         }
-        let entries: Vec<&AuditEntry> = sealed.iter().flatten().collect();
+        let entries: Vec<&AuditEntry> = sealed.all().collect();
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
             for i in 0..chunk.len() {
-                let n = i * 13;
+                let n = i * COLUMN_COUNT;
                 if i > 0 {
                     sql.push_str(", ");
                 }
                 sql.push('(');
-                for k in 1..=13 {
+                for k in 1..=COLUMN_COUNT {
                     if k > 1 {
                         sql.push_str(", ");
                     }
@@ -456,7 +496,8 @@ impl Writer {
                     .bind(e.outcome.as_str())
                     .bind(e.detail.as_str())
                     .bind(e.prev_hash.as_str())
-                    .bind(e.hash.as_str());
+                    .bind(e.hash.as_str())
+                    .bind(e.scheme.as_str());
             }
             match query.execute(&mut *tx).await {
                 Ok(_) => {}
@@ -471,21 +512,67 @@ impl Writer {
     }
 }
 
-/// The batch's entries sealed on `head` (the last entry's sequence number and hash), in order.
-fn seal(jobs: &[Job], head: (i64, String)) -> Vec<Option<AuditEntry>> {
-    let (mut seq, mut prev) = head;
-    jobs.iter()
+/// The chain's last entry, as a batch is sealed on it.
+struct Head {
+    seq: i64,
+    hash: String,
+    /// Sealed with the key (or no entry yet).
+    keyed: bool,
+}
+
+/// A batch's entries, sealed.
+struct Sealed {
+    /// The `chain.keyed` entry that goes first when the head was sealed without the key.
+    switch: Option<AuditEntry>,
+    /// The entry of each job, in the order of the jobs (`None`: rows only).
+    entries: Vec<Option<AuditEntry>>,
+}
+
+impl Sealed {
+    /// Every entry to insert, in chain order.
+    fn all(&self) -> impl Iterator<Item = &AuditEntry> {
+        self.switch.iter().chain(self.entries.iter().flatten())
+    }
+}
+
+/// The batch's entries sealed on `head` with `key`, in order; on a chain an earlier version
+/// began without the key, a `chain.keyed` entry first, naming the key.
+fn seal(jobs: &[Job], head: Head, key: &AuditKey) -> Sealed {
+    let Head {
+        mut seq,
+        hash: mut prev,
+        keyed,
+    } = head;
+    let first = jobs
+        .iter()
+        .find(|j| j.append.event.is_some() || j.append.key_chain);
+    let switch = match first {
+        Some(job) if !keyed => {
+            seq += 1;
+            let entry = AuditEvent::new(Actor::System, Action::ChainKeyed)
+                .detail(serde_json::json!({ "key_id": key.id(), "scheme": chain::KEYED }))
+                .seal(seq, std::mem::take(&mut prev), job.at_ms, key);
+            prev = entry.hash.clone();
+            Some(entry)
+        }
+        _ => None,
+    };
+    let entries = jobs
+        .iter()
         .map(|job| {
             let event = job.append.event.clone()?;
             seq += 1;
-            let entry = event.seal(seq, std::mem::take(&mut prev), job.at_ms);
+            let entry = event.seal(seq, std::mem::take(&mut prev), job.at_ms, key);
             prev = entry.hash.clone();
             Some(entry)
         })
-        .collect()
+        .collect();
+    Sealed { switch, entries }
 }
 #[cfg(test)]
 mod tests {
+    use sqlx::Row;
+
     use super::*;
     use crate::audit::{Action, Actor, AuditLog};
     use crate::domain::ids::{InviteId, ParticipantId, RoomId};
@@ -514,7 +601,7 @@ mod tests {
     #[tokio::test]
     async fn an_acknowledged_append_is_in_the_table() {
         let (_dir, db) = db().await;
-        let log = AuditLog::new(db.clone());
+        let log = AuditLog::new(db.clone(), AuditKey::random());
         let entry = log.record(event(0, 0)).await.unwrap();
         assert_eq!(entry.seq, 1);
         let mut durable = log.submit(Append::entry(event(0, 1))).await.unwrap();
@@ -529,7 +616,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_makes_callers_wait_and_loses_nothing() {
         let (_dir, db) = db().await;
-        let log = AuditLog::with_queue(db.clone(), 1);
+        let log = AuditLog::with_queue(db.clone(), AuditKey::random(), 1);
         let tasks: Vec<_> = (0..10)
             .map(|t| {
                 let log = log.clone();
@@ -568,7 +655,7 @@ mod tests {
             .await
             .unwrap();
         let room = db.create_room("R", None, &user.id).await.unwrap().id;
-        let log = AuditLog::new(db.clone());
+        let log = AuditLog::new(db.clone(), AuditKey::random());
         let joined = |room: &RoomId| {
             let id = ParticipantId::generate();
             Append::entry(event(9, 0)).with(Change::participant_joined(
@@ -602,7 +689,7 @@ mod tests {
     #[tokio::test]
     async fn close_writes_what_is_queued_and_refuses_what_follows() {
         let (_dir, db) = db().await;
-        let log = AuditLog::new(db.clone());
+        let log = AuditLog::new(db.clone(), AuditKey::random());
         for n in 0..50 {
             log.record_or_log(event(0, n)).await;
         }
@@ -617,24 +704,67 @@ mod tests {
 
     #[test]
     fn a_batch_is_sealed_in_order_on_the_head() {
+        let key = AuditKey::random();
         let job = |n| Job {
             append: Append::entry(event(0, n)),
             at_ms: 5,
             ack: None,
         };
-        let rows = Job {
+        let rows = || Job {
             append: Append::rows(vec![]),
             at_ms: 5,
             ack: None,
         };
-        let jobs = [job(0), rows, job(1)];
-        let sealed = seal(&jobs, (7, "ab".repeat(32)));
-        let [Some(a), None, Some(b)] = &sealed[..] else {
-            panic!("{sealed:?}");
+        let head = |keyed| Head {
+            seq: 7,
+            hash: "ab".repeat(32),
+            keyed,
+        };
+        let jobs = [job(0), rows(), job(1)];
+        let sealed = seal(&jobs, head(true), &key);
+        assert!(sealed.switch.is_none());
+        let [Some(a), None, Some(b)] = &sealed.entries[..] else {
+            panic!("{:?}", sealed.entries);
         };
         assert_eq!((a.seq, b.seq), (8, 9));
         assert_eq!(a.prev_hash, "ab".repeat(32));
         assert_eq!(b.prev_hash, a.hash);
-        assert_eq!(chain::entry_hash(b), b.hash);
+        assert_eq!(chain::keyed_hash(b, &key), b.hash);
+        assert_eq!(b.scheme, chain::KEYED);
+
+        // On a head an earlier version sealed without the key: `chain.keyed` first.
+        let sealed = seal(&jobs, head(false), &key);
+        let switch = sealed.switch.as_ref().unwrap();
+        assert_eq!((switch.seq, switch.action.as_str()), (8, "chain.keyed"));
+        assert_eq!(switch.prev_hash, "ab".repeat(32));
+        assert!(switch.detail.contains(&key.id()), "{}", switch.detail);
+        let seqs: Vec<i64> = sealed.all().map(|e| e.seq).collect();
+        assert_eq!(seqs, [8, 9, 10]);
+        assert_eq!(sealed.entries[0].as_ref().unwrap().prev_hash, switch.hash);
+        // Rows alone do not key the chain; asking to does.
+        assert!(seal(&[rows()], head(false), &key).switch.is_none());
+        let keying = Job {
+            append: Append::key_chain(),
+            at_ms: 5,
+            ack: None,
+        };
+        let sealed = seal(&[keying], head(false), &key);
+        assert_eq!(sealed.all().count(), 1);
+        assert!(sealed.switch.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_head_sealed_with_another_key_is_not_built_on() {
+        let (_dir, db) = db().await;
+        let log = AuditLog::new(db.clone(), AuditKey::random());
+        log.record(event(0, 0)).await.unwrap();
+        log.close().await;
+        let other = AuditLog::new(db.clone(), AuditKey::random());
+        assert!(matches!(
+            other.record(event(0, 1)).await,
+            Err(AuditError::WrongKey(1))
+        ));
+        other.close().await;
+        assert_eq!(count(&db, "audit_log").await, 1);
     }
 }

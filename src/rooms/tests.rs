@@ -63,7 +63,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
                 Default::default(),
             )
             .unwrap(),
-            audit: crate::audit::AuditLog::new(db.clone()),
+            audit: crate::audit::AuditLog::new(db.clone(), crate::audit::AuditKey::random()),
         },
     );
     Fixture {
