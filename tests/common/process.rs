@@ -49,15 +49,21 @@ pub fn huizhen(config: &Path) -> Command {
 /// Writes a configuration for a server on loopback with its data under `dir`, and creates the
 /// doctor account `doc` (password [`PASSWORD`]); returns the configuration's path.
 pub fn configure(dir: &Path, grace_s: u64) -> PathBuf {
+    configure_on(dir, grace_s, None)
+}
+
+/// The same, with the database at `database_url` (PostgreSQL) instead of SQLite in `dir`.
+pub fn configure_on(dir: &Path, grace_s: u64, database_url: Option<&str>) -> PathBuf {
     let cfg = dir.join("huizhen.toml");
     std::fs::write(
         &cfg,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ncert_dir = \"{0}/certs\"\nshutdown_grace_s = {grace_s}\n\
-             [storage]\ndata_dir = \"{0}/data\"\n\
+             [storage]\ndata_dir = \"{0}/data\"\ndatabase_url = \"{1}\"\n\
              [media]\nudp_bind = \"127.0.0.1:0\"\nannounce = [\"127.0.0.1\"]\n\
              [metrics]\nlisten = \"\"\n[log]\nfilter = \"warn\"\n",
-            dir.display()
+            dir.display(),
+            database_url.unwrap_or("")
         ),
     )
     .unwrap();
