@@ -824,6 +824,18 @@ mod tests {
         );
     }
 
+    /// Every change in `bad` makes the documents section invalid, with a message naming it.
+    fn each_refused(bad: &[fn(&mut DocumentsConfig)]) {
+        for (i, tweak) in bad.iter().enumerate() {
+            let mut c = Config::default();
+            tweak(&mut c.documents);
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")),
+                "{i}"
+            );
+        }
+    }
+
     #[test]
     fn render_limits_are_checked() {
         let bad: [fn(&mut DocumentsConfig); 5] = [
@@ -833,14 +845,7 @@ mod tests {
             |d| d.max_inflated_stream_bytes = 1000,
             |d| d.max_inflated_page_bytes = d.max_inflated_stream_bytes - 1,
         ];
-        for (i, tweak) in bad.iter().enumerate() {
-            let mut c = Config::default();
-            tweak(&mut c.documents);
-            assert!(
-                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")),
-                "{i}"
-            );
-        }
+        each_refused(&bad);
         let mut c = Config::default();
         c.apply_env([("HUIZHEN_DOCUMENTS_RENDER_CONCURRENCY".into(), "8".into())])
             .unwrap();
@@ -857,14 +862,7 @@ mod tests {
             |d| d.max_open_uploads = 0,
             |d| d.max_bytes_per_person = d.max_upload_bytes - 1,
         ];
-        for (i, tweak) in bad.iter().enumerate() {
-            let mut c = Config::default();
-            tweak(&mut c.documents);
-            assert!(
-                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("documents.")),
-                "{i}"
-            );
-        }
+        each_refused(&bad);
         let mut c = Config::default();
         c.documents.max_per_room_non_clinicians = 0;
         assert!(c.validate().is_ok(), "a room where only clinicians share");

@@ -225,17 +225,7 @@ async fn an_upload_whose_body_stops_arriving_is_cut_at_the_idle_deadline() {
     let patient = s.member(&room, "patient", "Li Lei").await;
     let text = b"Referral note: please review the ECG before the call.\n".repeat(20);
     let (status, begun) = s
-        .api(
-            "POST",
-            &format!("/api/v1/rooms/{room}/uploads"),
-            Some(&patient.access),
-            Some(json!({
-                "name": "referral.txt",
-                "size": text.len(),
-                "sha256": common::sha256_hex(&text),
-                "visibility": "everyone",
-            })),
-        )
+        .begin_upload(&room, &patient.access, "referral.txt", &text, "everyone")
         .await;
     assert_eq!(status, 201, "{begun}");
     let upload = begun["upload_id"].as_str().unwrap();
@@ -380,17 +370,7 @@ async fn a_quiet_websocket_and_a_slow_steady_upload_outlive_the_idle_deadline() 
         .repeat(20)
         .into_bytes();
     let (status, begun) = s
-        .api(
-            "POST",
-            &format!("/api/v1/rooms/{room}/uploads"),
-            Some(&patient.access),
-            Some(json!({
-                "name": "referral.txt",
-                "size": text.len(),
-                "sha256": common::sha256_hex(&text),
-                "visibility": "everyone",
-            })),
-        )
+        .begin_upload(&room, &patient.access, "referral.txt", &text, "everyone")
         .await;
     assert_eq!(status, 201, "{begun}");
     let upload = begun["upload_id"].as_str().unwrap();

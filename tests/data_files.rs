@@ -50,17 +50,7 @@ async fn data_files_are_readable_by_the_server_user_alone() {
     assert_eq!(page.status().as_u16(), 200);
     let whole = b"half of a scan".repeat(10);
     let (st, begun) = s
-        .api(
-            "POST",
-            &format!("/api/v1/rooms/{room}/uploads"),
-            Some(&doctor.access),
-            Some(serde_json::json!({
-                "name": "scan.txt",
-                "size": whole.len(),
-                "sha256": common::sha256_hex(&whole),
-                "visibility": "everyone",
-            })),
-        )
+        .begin_upload(&room, &doctor.access, "scan.txt", &whole, "everyone")
         .await;
     assert_eq!(st, 201, "{begun}");
     let upload = begun["upload_id"].as_str().unwrap();

@@ -304,6 +304,30 @@ impl TestServer {
         req.send().await.expect("request sent")
     }
 
+    /// Starts an upload of `bytes` as `name` with `visibility`; the status and the body
+    /// (201 and `{"upload_id", ..}` on success).
+    pub async fn begin_upload(
+        &self,
+        room: &str,
+        access: &str,
+        name: &str,
+        bytes: &[u8],
+        visibility: &str,
+    ) -> (u16, Value) {
+        self.api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/uploads"),
+            Some(access),
+            Some(json!({
+                "name": name,
+                "size": bytes.len(),
+                "sha256": sha256_hex(bytes),
+                "visibility": visibility,
+            })),
+        )
+        .await
+    }
+
     /// Uploads `bytes` as a document in chunks of `chunk` bytes; returns the final status and
     /// body (201 and `{"document": ..}` on success).
     pub async fn share(
@@ -316,17 +340,7 @@ impl TestServer {
         chunk: usize,
     ) -> (u16, Value) {
         let (status, begun) = self
-            .api(
-                "POST",
-                &format!("/api/v1/rooms/{room}/uploads"),
-                Some(access),
-                Some(json!({
-                    "name": name,
-                    "size": bytes.len(),
-                    "sha256": sha256_hex(bytes),
-                    "visibility": visibility,
-                })),
-            )
+            .begin_upload(room, access, name, bytes, visibility)
             .await;
         if status != 201 {
             return (status, begun);
