@@ -2,7 +2,8 @@
 //!
 //! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
 //! `i_` invite, `ses_` clinician session, `doc_` document, `upl_` upload, `ann_` annotation,
-//! `msg_` chat message, `rec_` clinical record, `evt_` record event) and 16 random base62
+//! `msg_` chat message, `rec_` clinical record, `evt_` record event, `ins_` institution, `dep_`
+//! department, `ref_` referral) and 16 random base62
 //! characters, so ids are unguessable, safe to put in URLs and easy to tell apart in logs. The
 //! prefix is part of the value; `parse` checks it.
 
@@ -134,6 +135,22 @@ string_id!(
     /// One step in a record's life (issued, reviewed, dispensed, rejected).
     RecordEventId,
     "evt_"
+);
+
+string_id!(
+    /// A hospital, a township clinic or an internet hospital of the network.
+    InstitutionId,
+    "ins_"
+);
+string_id!(
+    /// A department of an institution (cardiology, radiology, general practice).
+    DepartmentId,
+    "dep_"
+);
+string_id!(
+    /// A consultation request from one clinician to a department or a specialist.
+    ReferralId,
+    "ref_"
 );
 
 #[cfg(test)]
