@@ -1,5 +1,7 @@
 //! The `huizhen` command: run the server, and administer it.
 
+mod cli;
+
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -13,7 +15,7 @@ use huizhen::domain::clock::now_unix;
 use huizhen::config::Config;
 use huizhen::domain::role::AccountRole;
 use huizhen::server::Server;
-use huizhen::storage::{Db, StorageError};
+use huizhen::storage::{Db, NewAccount, StorageError};
 use huizhen::tls::CertSource;
 
 #[derive(Parser)]
@@ -39,6 +41,12 @@ enum Command {
     /// Manage clinician accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the network's institutions.
+    #[command(subcommand)]
+    Institution(cli::InstitutionCommand),
+    /// Manage institutions' departments.
+    #[command(subcommand)]
+    Department(cli::DepartmentCommand),
     /// Check or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -62,12 +70,38 @@ enum UserCommand {
         username: String,
         #[arg(long)]
         display_name: String,
-        /// doctor, specialist, admin, pharmacist or supervisor
+        /// doctor, specialist, admin, institution_admin, pharmacist or supervisor
         #[arg(long, default_value = "doctor")]
         role: String,
+        /// The institution (id or name) the account belongs to; the migration's "Default
+        /// institution" if none is given.
+        #[arg(long)]
+        institution: Option<String>,
+        /// The department (id or name) within the institution.
+        #[arg(long)]
+        department: Option<String>,
+        /// Professional title as shown to colleagues and patients (主任医师, Attending).
+        #[arg(long, default_value = "")]
+        title: String,
+        /// Specialty, as the directory searches it (cardiology, 心血管内科).
+        #[arg(long, default_value = "")]
+        specialty: String,
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Move an account to another institution or department, or set its title or specialty.
+    Set {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        institution: Option<String>,
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        specialty: Option<String>,
     },
     /// List clinician accounts.
     List,
@@ -108,6 +142,8 @@ fn main() -> anyhow::Result<()> {
             Command::Config => unreachable!("handled above"),
             Command::User(cmd) => user(config, cmd).await,
             Command::Audit(cmd) => audit(config, cmd).await,
+            Command::Institution(cmd) => organisation(config, Some(cmd), None).await,
+            Command::Department(cmd) => organisation(config, None, Some(cmd)).await,
         }
     })
 }
@@ -244,6 +280,26 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+async fn organisation(
+    config: Config,
+    institution: Option<cli::InstitutionCommand>,
+    department: Option<cli::DepartmentCommand>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.storage.data_dir)?;
+    let db = Db::connect(&config.database_url())
+        .await
+        .context("opening the database")?;
+    let audit = open_audit(&config, &db).await?;
+    let result = match (institution, department) {
+        (Some(cmd), _) => cli::institution(&db, &audit, cmd).await,
+        (_, Some(cmd)) => cli::department(&db, &audit, cmd).await,
+        (None, None) => Ok(()),
+    };
+    audit.close().await;
+    db.close().await;
+    result
+}
+
 async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.storage.data_dir)?;
     let db = Db::connect(&config.database_url())
@@ -256,10 +312,15 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             username,
             display_name,
             role,
+            institution,
+            department,
+            title,
+            specialty,
             password_stdin,
         } => {
-            let role = AccountRole::parse(&role)
-                .context("role must be doctor, specialist, admin, pharmacist or supervisor")?;
+            let role = AccountRole::parse(&role).context(
+                "role must be doctor, specialist, admin, institution_admin, pharmacist or supervisor",
+            )?;
             let username = username.trim();
             if username.is_empty()
                 || username.len() > 64
@@ -273,27 +334,137 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             if display_name.is_empty() || display_name.chars().count() > 64 {
                 bail!("display name must be 1 to 64 characters");
             }
+            let title = cli::profile("title", &title)?;
+            let specialty = cli::profile("specialty", &specialty)?;
+            let place = match &institution {
+                Some(which) => cli::find_institution(&db, which).await?,
+                None => {
+                    cli::find_institution(&db, huizhen::domain::organisation::DEFAULT_INSTITUTION)
+                        .await?
+                }
+            };
+            let department = match &department {
+                Some(which) => Some(cli::find_department(&db, &place, which).await?),
+                None => None,
+            };
             let password = read_password(password_stdin)?;
             let hash = hash_password(&password)?;
-            match db.create_user(username, display_name, role, &hash).await {
-                Ok(user) => println!(
-                    "created {} ({}) as {}",
-                    user.username,
-                    user.id,
-                    role.as_str()
-                ),
-                Err(StorageError::Conflict) => bail!("a user named {username} exists already"),
+            let audit = open_audit(&config, &db).await?;
+            let created = db
+                .create_account(&NewAccount {
+                    username,
+                    display_name,
+                    role,
+                    password_hash: &hash,
+                    institution: &place.id,
+                    department: department.as_ref().map(|d| &d.id),
+                    title: &title,
+                    specialty: &specialty,
+                })
+                .await;
+            let user = match created {
+                Ok(user) => user,
+                Err(StorageError::Conflict) => {
+                    audit.close().await;
+                    bail!("a user named {username} exists already")
+                }
                 Err(e) => return Err(e.into()),
-            }
+            };
+            audit
+                .record(
+                    AuditEvent::new(Actor::System, Action::AccountCreated)
+                        .object("user", &user.id)
+                        .detail(serde_json::json!({
+                            "role": role.as_str(),
+                            "institution": user.institution_id,
+                            "department": user.department_id,
+                            "via": "command_line",
+                        })),
+                )
+                .await
+                .context("writing the audit trail")?;
+            audit.close().await;
+            println!(
+                "created {} ({}) as {} in {}{}",
+                user.username,
+                user.id,
+                role.as_str(),
+                place.name,
+                department
+                    .map(|d| format!(", {}", d.name))
+                    .unwrap_or_default()
+            );
+        }
+        UserCommand::Set {
+            username,
+            institution,
+            department,
+            title,
+            specialty,
+        } => {
+            let account = db
+                .user_by_username(&username)
+                .await?
+                .with_context(|| format!("no user named {username}"))?;
+            let place = match &institution {
+                Some(which) => cli::find_institution(&db, which).await?,
+                None => cli::find_institution(&db, account.institution_id.as_str()).await?,
+            };
+            let moved = place.id != account.institution_id;
+            let department = match &department {
+                Some(which) => Some(cli::find_department(&db, &place, which).await?.id),
+                // A department of the old institution does not follow the account.
+                None if moved => None,
+                None => account.department_id.clone(),
+            };
+            let title = match &title {
+                Some(t) => cli::profile("title", t)?,
+                None => account.title.clone(),
+            };
+            let specialty = match &specialty {
+                Some(s) => cli::profile("specialty", s)?,
+                None => account.specialty.clone(),
+            };
+            let audit = open_audit(&config, &db).await?;
+            db.set_user_place(
+                &account.id,
+                &place.id,
+                department.as_ref(),
+                &title,
+                &specialty,
+            )
+            .await?;
+            audit
+                .record(
+                    AuditEvent::new(Actor::System, Action::AccountUpdated)
+                        .object("user", &account.id)
+                        .detail(serde_json::json!({
+                            "institution": place.id,
+                            "department": department,
+                            "via": "command_line",
+                        })),
+                )
+                .await
+                .context("writing the audit trail")?;
+            audit.close().await;
+            println!("{username} is in {}", place.name);
         }
         UserCommand::List => {
+            let institutions = db.list_institutions().await?;
             for u in db.list_users().await? {
+                let place = institutions
+                    .iter()
+                    .find(|i| i.id == u.institution_id)
+                    .map(|i| i.name.as_str())
+                    .unwrap_or("");
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     u.id,
                     u.username,
                     u.role.as_str(),
-                    u.display_name
+                    u.display_name,
+                    place,
+                    u.title
                 );
             }
         }

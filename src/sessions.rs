@@ -293,6 +293,25 @@ impl Sessions {
     }
 }
 
+/// Whether `session` of `user` is still open: not signed out or revoked, not past either of its
+/// deadlines, opened under the account's current password. A care-team seat's entry token is
+/// honoured only while the session that took it is.
+pub async fn still_open(
+    db: &Db,
+    session: &SessionId,
+    user: &UserId,
+    now: i64,
+) -> Result<bool, StorageError> {
+    let Some((row, account)) = db.session_with_user(session).await? else {
+        return Ok(false);
+    };
+    Ok(&row.user_id == user
+        && row.revoked.is_none()
+        && row.password_version == account.password_version
+        && row.expires_at > now
+        && row.idle_expires_at > now)
+}
+
 /// Ends every live session of `user` as revoked by an administrator. The API and
 /// `huizhen user revoke-sessions` both come here.
 pub async fn revoke_all(db: &Db, user: &UserId, now: i64) -> Result<u64, StorageError> {
@@ -349,6 +368,11 @@ mod tests {
             password_hash: String::new(),
             created_at: 0,
             password_version: version,
+            institution_id: crate::domain::ids::InstitutionId::generate(),
+            department_id: None,
+            title: String::new(),
+            specialty: String::new(),
+            accepts_referrals: false,
         }
     }
 

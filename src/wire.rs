@@ -137,6 +137,18 @@ pub struct RecordRowView {
     pub author_name: String,
     pub author_role: String,
     pub created_at_ms: i64,
+    /// Who signed it as they issued it (reports and prescriptions).
+    pub signature: Option<SignatureView>,
+}
+
+/// The signing clinician's account, name, title and institution as they stood at signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignatureView {
+    pub by: UserId,
+    pub name: String,
+    pub title: String,
+    pub institution: String,
+    pub at_ms: i64,
 }
 
 impl From<&RecordRow> for RecordRowView {
@@ -153,6 +165,13 @@ impl From<&RecordRow> for RecordRowView {
             author_name: r.author_name.clone(),
             author_role: r.author_role.clone(),
             created_at_ms: r.created_at_ms,
+            signature: r.signature.as_ref().map(|s| SignatureView {
+                by: s.by.clone(),
+                name: s.name.clone(),
+                title: s.title.clone(),
+                institution: s.institution.clone(),
+                at_ms: s.at_ms,
+            }),
         }
     }
 }

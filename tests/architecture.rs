@@ -77,7 +77,8 @@ fn library_files() -> Vec<(String, PathBuf)> {
             let rel = path.strip_prefix(&src).ok()?.to_owned();
             let first = rel.components().next()?.as_os_str().to_str()?.to_owned();
             let module = first.trim_end_matches(".rs").to_owned();
-            (!matches!(module.as_str(), "lib" | "main" | "bin")).then_some((module, path))
+            // `cli` is the binary's own (main.rs declares it), not the library's.
+            (!matches!(module.as_str(), "lib" | "main" | "bin" | "cli")).then_some((module, path))
         })
         .collect()
 }

@@ -1034,6 +1034,7 @@ async fn join_latency_under_audit_load() {
                         video: false,
                     },
                     invite: InviteId::generate(),
+                    account: None,
                     replaces: None,
                     link: SessionLink { conn, tx },
                     reply,

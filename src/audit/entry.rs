@@ -62,6 +62,22 @@ pub enum Action {
     Exported,
     AuditRead,
     AccessDenied,
+    InstitutionCreated,
+    InstitutionRenamed,
+    DepartmentCreated,
+    AccountCreated,
+    /// An account moved to another institution or department, or its title or specialty set.
+    AccountUpdated,
+    /// A clinician began or stopped taking referrals.
+    AvailabilityChanged,
+    CareTeamAdded,
+    CareTeamRemoved,
+    /// A clinician on the care team took their seat's entry token (to join the live room).
+    SeatEntered,
+    /// A clinician confirmed a record with their password and it was signed in their name.
+    RecordSigned,
+    /// A signing confirmation with a wrong password.
+    SigningFailed,
     /// From this entry on the chain is keyed (HMAC under the audit key); written once, on a
     /// trail that an earlier version began with plain SHA-256 hashes.
     ChainKeyed,
@@ -97,6 +113,17 @@ impl Action {
             Action::Exported => "consultation.exported",
             Action::AuditRead => "audit.read",
             Action::AccessDenied => "access.denied",
+            Action::InstitutionCreated => "org.institution_created",
+            Action::InstitutionRenamed => "org.institution_renamed",
+            Action::DepartmentCreated => "org.department_created",
+            Action::AccountCreated => "org.account_created",
+            Action::AccountUpdated => "org.account_updated",
+            Action::AvailabilityChanged => "org.availability_changed",
+            Action::CareTeamAdded => "care_team.added",
+            Action::CareTeamRemoved => "care_team.removed",
+            Action::SeatEntered => "care_team.seat_entered",
+            Action::RecordSigned => "record.signed",
+            Action::SigningFailed => "record.signing_failed",
             Action::ChainKeyed => "chain.keyed",
         }
     }

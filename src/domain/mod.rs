@@ -3,6 +3,8 @@
 //! - [`ids`]: typed identifiers, validated on every path in.
 //! - [`role`]: roles in a consultation and on the server, and the permission table.
 //! - [`member`]: who is acting inside a live room.
+//! - [`organisation`]: institutions, departments, a clinician's profile, and how a room relates
+//!   to an account.
 //! - [`document`]: the kinds of shared document.
 //! - [`record`]: the kinds of clinical record and a record's statuses (its life as a state
 //!   machine).
@@ -19,6 +21,7 @@ pub mod document;
 pub mod hex;
 pub mod ids;
 pub mod member;
+pub mod organisation;
 pub mod record;
 pub mod role;
 pub mod text;

@@ -25,6 +25,12 @@ impl RecordKind {
         }
     }
 
+    /// Issued only under the signature of the clinician account that issues it: what a
+    /// patient and a pharmacist act on.
+    pub fn needs_signature(self) -> bool {
+        matches!(self, RecordKind::DiagnosisReport | RecordKind::Prescription)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "note" => RecordKind::Note,

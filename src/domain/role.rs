@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::UserId;
+use super::organisation::RoomRelation;
 use super::record::{RecordKind, RecordStatus};
 
 /// A participant's role in one consultation room.
@@ -157,7 +157,10 @@ impl Visibility {
 pub enum AccountRole {
     Doctor,
     Specialist,
+    /// The network's administrator: institutions, departments and every account.
     Admin,
+    /// Manages the accounts of their own institution; joins no rooms.
+    InstitutionAdmin,
     /// Reviews issued prescriptions and records dispensing; joins no rooms.
     Pharmacist,
     /// A supervisor or regulator: reads and exports the audit trail; joins no rooms.
@@ -175,24 +178,50 @@ impl AccountRole {
         match self {
             AccountRole::Specialist => Role::Specialist,
             AccountRole::Doctor | AccountRole::Admin => Role::Doctor,
-            AccountRole::Pharmacist | AccountRole::Supervisor => Role::Observer,
+            AccountRole::Pharmacist | AccountRole::Supervisor | AccountRole::InstitutionAdmin => {
+                Role::Observer
+            }
         }
     }
 
-    /// Every room, not only those the account created (the console's list, summaries).
+    /// Clinicians who can be put on a consultation's care team, take referrals and sign.
+    pub fn is_clinician(self) -> bool {
+        matches!(self, AccountRole::Doctor | AccountRole::Specialist)
+    }
+
+    /// Every room, not only those of the account's institution and care teams.
     pub fn sees_all_rooms(self) -> bool {
         matches!(self, AccountRole::Admin | AccountRole::Supervisor)
     }
 
-    /// Whether an account (`me`, with this role) may see a room that `creator` created: its
-    /// own, or every room for administrators and supervisors.
-    pub fn may_see_room(self, me: &UserId, creator: &UserId) -> bool {
-        self.sees_all_rooms() || me == creator
+    /// Whether this account sees a consultation (the console's list, summaries): a clinician
+    /// sees their own institution's consultations and those whose care team they are on (a
+    /// referral brings them in); administrators and supervisors see all; the others none.
+    pub fn may_see_room(self, rel: RoomRelation) -> bool {
+        match self {
+            AccountRole::Admin | AccountRole::Supervisor => true,
+            AccountRole::Doctor | AccountRole::Specialist => {
+                rel.same_institution || rel.care_team.is_some()
+            }
+            AccountRole::Pharmacist | AccountRole::InstitutionAdmin => false,
+        }
     }
 
-    /// Invites and ending: the room's creator, or an administrator.
-    pub fn may_manage_room(self, me: &UserId, creator: &UserId) -> bool {
-        self.may_manage_rooms() && self.may_see_room(me, creator)
+    /// Invites, the care team and ending: a member of the care team whose room role may
+    /// invite (the consultation's doctor), or the network's administrator.
+    pub fn may_manage_room(self, rel: RoomRelation) -> bool {
+        match self {
+            AccountRole::Admin => true,
+            AccountRole::Doctor | AccountRole::Specialist => {
+                rel.care_team.is_some_and(Role::may_invite)
+            }
+            _ => false,
+        }
+    }
+
+    /// Institutions and departments of the whole network.
+    pub fn may_manage_network(self) -> bool {
+        matches!(self, AccountRole::Admin)
     }
 
     pub fn may_review_prescriptions(self) -> bool {
@@ -204,9 +233,27 @@ impl AccountRole {
         matches!(self, AccountRole::Supervisor)
     }
 
-    /// Other accounts' sessions: ending them all (a lost laptop, a departing colleague).
-    pub fn may_manage_accounts(self) -> bool {
-        matches!(self, AccountRole::Admin)
+    /// Other accounts (creating them, ending their sessions: a lost laptop, a departing
+    /// colleague): the network's administrator for every institution, an institution's
+    /// administrator for their own.
+    pub fn may_manage_accounts(self, same_institution: bool) -> bool {
+        match self {
+            AccountRole::Admin => true,
+            AccountRole::InstitutionAdmin => same_institution,
+            _ => false,
+        }
+    }
+
+    /// The roles an account of this role may give to accounts it creates: an institution's
+    /// administrator never makes network-wide roles.
+    pub fn may_grant(self, role: AccountRole) -> bool {
+        match self {
+            AccountRole::Admin => true,
+            AccountRole::InstitutionAdmin => {
+                !matches!(role, AccountRole::Admin | AccountRole::Supervisor)
+            }
+            _ => false,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -214,6 +261,7 @@ impl AccountRole {
             AccountRole::Doctor => "doctor",
             AccountRole::Specialist => "specialist",
             AccountRole::Admin => "admin",
+            AccountRole::InstitutionAdmin => "institution_admin",
             AccountRole::Pharmacist => "pharmacist",
             AccountRole::Supervisor => "supervisor",
         }
@@ -224,6 +272,7 @@ impl AccountRole {
             "doctor" => AccountRole::Doctor,
             "specialist" => AccountRole::Specialist,
             "admin" => AccountRole::Admin,
+            "institution_admin" => AccountRole::InstitutionAdmin,
             "pharmacist" => AccountRole::Pharmacist,
             "supervisor" => AccountRole::Supervisor,
             _ => return None,
@@ -282,21 +331,45 @@ mod tests {
             "notes never reach the patient"
         );
         assert!(Role::Patient.may_read_record(Prescription, Dispensed));
-        let (me, other) = (UserId::generate(), UserId::generate());
-        assert!(AccountRole::Doctor.may_see_room(&me, &me));
-        assert!(!AccountRole::Doctor.may_see_room(&me, &other));
-        assert!(AccountRole::Supervisor.may_see_room(&me, &other));
-        assert!(!AccountRole::Supervisor.may_manage_room(&me, &other));
-        assert!(AccountRole::Admin.may_manage_room(&me, &other));
-        assert!(!AccountRole::Pharmacist.may_manage_room(&me, &me));
+        let mine = RoomRelation {
+            same_institution: true,
+            care_team: Some(Role::Doctor),
+        };
+        let colleague = RoomRelation {
+            same_institution: true,
+            care_team: None,
+        };
+        let referred = RoomRelation {
+            same_institution: false,
+            care_team: Some(Role::Specialist),
+        };
+        let elsewhere = RoomRelation::default();
+        for role in [AccountRole::Doctor, AccountRole::Specialist] {
+            assert!(role.may_see_room(mine) && role.may_see_room(colleague));
+            assert!(role.may_see_room(referred), "a referral brings them in");
+            assert!(!role.may_see_room(elsewhere), "another institution's");
+            assert!(role.may_manage_room(mine));
+            assert!(!role.may_manage_room(colleague) && !role.may_manage_room(referred));
+        }
+        assert!(AccountRole::Supervisor.may_see_room(elsewhere));
+        assert!(!AccountRole::Supervisor.may_manage_room(elsewhere));
+        assert!(AccountRole::Admin.may_manage_room(elsewhere));
+        for role in [AccountRole::Pharmacist, AccountRole::InstitutionAdmin] {
+            assert!(!role.may_see_room(mine) && !role.may_manage_room(mine));
+        }
         for role in [
             AccountRole::Doctor,
             AccountRole::Specialist,
             AccountRole::Pharmacist,
             AccountRole::Supervisor,
         ] {
-            assert!(!role.may_manage_accounts(), "{role:?}");
+            assert!(!role.may_manage_accounts(true), "{role:?}");
         }
-        assert!(AccountRole::Admin.may_manage_accounts());
+        assert!(AccountRole::InstitutionAdmin.may_manage_accounts(true));
+        assert!(!AccountRole::InstitutionAdmin.may_manage_accounts(false));
+        assert!(!AccountRole::InstitutionAdmin.may_grant(AccountRole::Admin));
+        assert!(!AccountRole::InstitutionAdmin.may_grant(AccountRole::Supervisor));
+        assert!(AccountRole::InstitutionAdmin.may_grant(AccountRole::Specialist));
+        assert!(AccountRole::Admin.may_manage_accounts(false));
     }
 }

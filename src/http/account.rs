@@ -253,7 +253,16 @@ pub async fn revoke_sessions(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let target = UserId::parse(&id);
-    if !who.0.role.may_manage_accounts() {
+    let account = match &target {
+        Some(t) => state.db.user(t).await?,
+        None => None,
+    };
+    // An institution's administrator manages their own institution's accounts only; to them
+    // an account elsewhere is refused like one they may not manage.
+    let same = account
+        .as_ref()
+        .is_some_and(|a| a.institution_id == who.0.institution_id);
+    if !who.0.role.may_manage_accounts(same) {
         let mut event = AuditEvent::new(who.actor(), Action::AccessDenied)
             .outcome(Outcome::Denied)
             .detail(json!({"attempted": "sessions.revoke"}));
@@ -263,8 +272,7 @@ pub async fn revoke_sessions(
         state.audit.record_or_log(event).await;
         return Err(ApiError::Forbidden);
     }
-    let target = target.ok_or(ApiError::NotFound)?;
-    let account = state.db.user(&target).await?.ok_or(ApiError::NotFound)?;
+    let account = account.ok_or(ApiError::NotFound)?;
     let revoked = state.sessions.revoke_all(&account.id, now_unix()).await?;
     state
         .audit

@@ -20,6 +20,7 @@ use crate::audit::{Action, Actor, AuditEvent};
 use crate::auth::{Claims, TokenKind};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{InviteId, RoomId, SessionId, UserId};
+use crate::domain::organisation::RoomRelation;
 use crate::domain::role::{AccountRole, Role};
 use crate::sessions::{Authenticated, Refusal, SessionError};
 use crate::storage::{RoomRecord, RoomStatus, SessionRow, User};
@@ -55,14 +56,17 @@ impl Clinician {
         Actor::User(self.0.id.clone(), self.0.role)
     }
 
-    /// Asks the permission table (`domain::role`) whether this account sees the room.
-    pub fn sees(&self, room: &RoomRecord) -> bool {
-        self.0.role.may_see_room(&self.0.id, &room.created_by)
-    }
-
-    /// Asks the permission table whether this account manages the room (invites, ending).
-    pub fn manages(&self, room: &RoomRecord) -> bool {
-        self.0.role.may_manage_room(&self.0.id, &room.created_by)
+    /// How the room stands to this account: same institution, place on its care team.
+    pub async fn relation(
+        &self,
+        state: &AppState,
+        room: &RoomRecord,
+    ) -> Result<RoomRelation, ApiError> {
+        let care_team = state.db.care_team_member(&room.id, &self.0.id).await?;
+        Ok(RoomRelation {
+            same_institution: room.institution_id == self.0.institution_id,
+            care_team: care_team.map(|m| m.role),
+        })
     }
 }
 
@@ -159,8 +163,13 @@ pub fn user_view(u: &User) -> UserView<'_> {
     }
 }
 
-pub async fn me(Clinician(user, _): Clinician) -> Json<Value> {
-    Json(json!(user_view(&user)))
+/// The signed-in account with its place in the network and its profile.
+pub async fn me(
+    State(state): State<AppState>,
+    Clinician(user, _): Clinician,
+) -> Result<Json<Value>, ApiError> {
+    let names = super::organisation::Names::load(&state).await?;
+    Ok(Json(json!(names.account(&user))))
 }
 
 #[derive(Deserialize)]
@@ -214,8 +223,16 @@ pub async fn list_rooms(
 ) -> Result<Json<Value>, ApiError> {
     let rooms = if who.0.role.sees_all_rooms() {
         state.db.list_rooms(MAX_ROOMS_LISTED).await?
+    } else if who.0.role.may_see_room(RoomRelation {
+        same_institution: true,
+        care_team: None,
+    }) {
+        state
+            .db
+            .list_rooms_for(&who.0.id, &who.0.institution_id, MAX_ROOMS_LISTED)
+            .await?
     } else {
-        state.db.list_rooms_by(&who.0.id, MAX_ROOMS_LISTED).await?
+        Vec::new()
     };
     Ok(Json(json!({"rooms": wire::all::<_, RoomView>(&rooms)})))
 }
@@ -224,22 +241,55 @@ fn parse_room_id(id: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(id).ok_or(ApiError::NotFound)
 }
 
-/// The room, if this clinician may see it (others' rooms are simply not found).
-pub async fn visible_room(
+/// The room, if this clinician may see it (others' rooms are simply not found), and how it
+/// stands to them.
+pub async fn room_for(
     state: &AppState,
     who: &Clinician,
     id: &str,
-) -> Result<RoomRecord, ApiError> {
+) -> Result<(RoomRecord, RoomRelation), ApiError> {
     let id = parse_room_id(id)?;
     let room = state.db.room(&id).await?.ok_or(ApiError::NotFound)?;
-    if !who.sees(&room) {
-        // Another clinician's consultation: not found to them, and on the record.
+    let relation = who.relation(state, &room).await?;
+    if !who.0.role.may_see_room(relation) {
+        // Another institution's consultation: not found to them, and on the record.
         let event = AuditEvent::new(who.actor(), Action::AccessDenied).room(&room.id);
         state
             .audit
             .refused(who.0.id.as_str(), "room_not_visible", event)
             .await;
         return Err(ApiError::NotFound);
+    }
+    Ok((room, relation))
+}
+
+/// The room, if this clinician may see it.
+pub async fn visible_room(
+    state: &AppState,
+    who: &Clinician,
+    id: &str,
+) -> Result<RoomRecord, ApiError> {
+    Ok(room_for(state, who, id).await?.0)
+}
+
+/// The room, if this clinician manages it (invites, care team, ending); seeing it without
+/// managing it is refused and audited.
+pub async fn managed_room(
+    state: &AppState,
+    who: &Clinician,
+    id: &str,
+    attempted: &'static str,
+) -> Result<RoomRecord, ApiError> {
+    let (room, relation) = room_for(state, who, id).await?;
+    if !who.0.role.may_manage_room(relation) {
+        let event = AuditEvent::new(who.actor(), Action::AccessDenied)
+            .room(&room.id)
+            .detail(json!({"attempted": attempted}));
+        state
+            .audit
+            .refused(who.0.id.as_str(), "room_not_managed", event)
+            .await;
+        return Err(ApiError::Forbidden);
     }
     Ok(room)
 }
@@ -269,13 +319,7 @@ pub async fn create_invite(
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user = &who.0;
-    if !user.role.may_manage_rooms() || !user.role.room_role().may_invite() {
-        return Err(ApiError::Forbidden);
-    }
-    let room = visible_room(&state, &who, &id).await?;
-    if !who.manages(&room) {
-        return Err(ApiError::Forbidden);
-    }
+    let room = managed_room(&state, &who, &id, "invite.issue").await?;
     let room_id = room.id.clone();
     if room.status == RoomStatus::Ended {
         return Err(ApiError::RoomEnded);
@@ -335,10 +379,7 @@ pub async fn revoke_invite(
     who: Clinician,
     Path((id, invite)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let room = visible_room(&state, &who, &id).await?;
-    if !who.manages(&room) {
-        return Err(ApiError::Forbidden);
-    }
+    let room = managed_room(&state, &who, &id, "invite.revoke").await?;
     let room_id = room.id;
     let invite_id = InviteId::parse(&invite).ok_or(ApiError::NotFound)?;
     state.db.revoke_invite(&room_id, &invite_id).await?;
@@ -363,10 +404,7 @@ pub async fn end_room(
     who: Clinician,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let room = visible_room(&state, &who, &id).await?;
-    if !who.manages(&room) {
-        return Err(ApiError::Forbidden);
-    }
+    let room = managed_room(&state, &who, &id, "room.end").await?;
     let room_id = room.id;
     state.rooms.end(&room_id).await?;
     state

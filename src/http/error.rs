@@ -69,6 +69,10 @@ pub enum ApiError {
     /// dispensed).
     #[error("{0}")]
     Conflict(String),
+    /// Issuing takes a clinician's signature (their account, their password); the message
+    /// says what is missing.
+    #[error("{0}")]
+    SignatureRequired(String),
     /// Stored content no longer matches its recorded hash.
     #[error("the stored document is damaged (integrity check failed); contact your IT team")]
     IntegrityFailed,
@@ -102,6 +106,7 @@ impl ApiError {
             ApiError::SignInBusy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::SignatureRequired(_) => (StatusCode::FORBIDDEN, "signature_required"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -216,6 +221,7 @@ impl From<crate::records::RecordError> for ApiError {
             RecordError::NotFound => ApiError::NotFound,
             RecordError::Invalid(b) => ApiError::Invalid(b.to_string()),
             RecordError::Conflict(m) => ApiError::Conflict(m.to_owned()),
+            RecordError::SignatureRequired(m) => ApiError::SignatureRequired(m.to_owned()),
             other => ApiError::Internal(other.to_string()),
         }
     }

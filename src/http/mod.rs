@@ -6,10 +6,12 @@ mod account;
 mod api;
 mod assets;
 mod audit;
+mod care_team;
 pub mod conn;
 mod documents;
 pub mod error;
 mod member;
+mod organisation;
 mod records;
 mod summary;
 mod ws;
@@ -69,11 +71,32 @@ pub fn router(state: AppState) -> Router {
             post(account::revoke_sessions),
         )
         .route("/me", get(api::me))
+        .route("/me/availability", put(organisation::set_availability))
+        .route(
+            "/institutions",
+            get(organisation::list_institutions).post(organisation::create_institution),
+        )
+        .route("/institutions/{id}", put(organisation::update_institution))
+        .route(
+            "/institutions/{id}/departments",
+            post(organisation::create_department),
+        )
+        .route(
+            "/accounts",
+            get(organisation::list_accounts).post(organisation::create_account),
+        )
+        .route("/directory", get(organisation::directory))
         .route("/rooms", post(api::create_room).get(api::list_rooms))
         .route("/rooms/{id}", get(api::get_room))
         .route("/rooms/{id}/invites", post(api::create_invite))
         .route("/rooms/{id}/invites/{invite}", delete(api::revoke_invite))
         .route("/rooms/{id}/end", post(api::end_room))
+        .route(
+            "/rooms/{id}/care-team",
+            get(care_team::list).post(care_team::add),
+        )
+        .route("/rooms/{id}/care-team/{user}", delete(care_team::remove))
+        .route("/rooms/{id}/enter", post(care_team::enter))
         .route("/rooms/{id}/uploads", post(documents::begin_upload))
         .route(
             "/rooms/{id}/uploads/{upload}",

@@ -3,21 +3,25 @@
 //! queue. Every step, and every refusal, is audited; the room is told so everyone allowed sees
 //! the change live.
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiJson, Clinician};
+use super::api::{ApiJson, Clinician, client_pseudonym};
 use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
+use crate::domain::clock::now_unix_ms;
 use crate::domain::ids::RecordId;
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::records::RecordError;
-use crate::storage::RecordRow;
+use crate::storage::{RecordRow, Signature};
 use crate::wire::{self, ClinicalRecordView, RecordRowView};
 
 fn record_id(s: &str) -> Result<RecordId, ApiError> {
@@ -33,7 +37,10 @@ fn record_event(e: AuditEvent, r: &RecordRow) -> AuditEvent {
 /// Audits a refusal (a role that may not write this, an issued record someone tried to change)
 /// and hands the error on.
 async fn refused(state: &AppState, event: AuditEvent, e: RecordError) -> ApiError {
-    if matches!(e, RecordError::Forbidden(_) | RecordError::Conflict(_)) {
+    if matches!(
+        e,
+        RecordError::Forbidden(_) | RecordError::Conflict(_) | RecordError::SignatureRequired(_)
+    ) {
         state
             .audit
             .record_or_log(
@@ -61,10 +68,96 @@ pub struct CreateBody {
     issue: bool,
     #[serde(default)]
     supersedes: Option<RecordId>,
+    /// The issuing clinician's password: signs the record in their account's name.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct IssueBody {
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Confirms the issuing clinician's password and makes their signature: their account's name,
+/// title and institution as they stand now. No password: no signature (the records module
+/// says whether the kind needs one). Wrong passwords count towards the sign-in throttle of
+/// the account and the address, like a failed sign-in, and are audited.
+async fn sign(
+    state: &AppState,
+    who: &RoomMember,
+    password: Option<String>,
+    peer: SocketAddr,
+) -> Result<Option<Signature>, ApiError> {
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(account) = &who.member.account else {
+        return Err(ApiError::SignatureRequired(
+            "reports and prescriptions are signed by a clinician account: sign in and enter the \
+             consultation from your console"
+                .into(),
+        ));
+    };
+    let user = state
+        .db
+        .user(account)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let client = client_pseudonym(state, peer.ip());
+    let failed = |reason: &'static str| {
+        who.event(Action::SigningFailed)
+            .outcome(Outcome::Denied)
+            .object("user", &user.id)
+            .detail(json!({"reason": reason, "client": client}))
+    };
+    let now = std::time::Instant::now();
+    let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            state.audit.record_or_log(failed("throttled")).await;
+            return Err(ApiError::TooManyAttempts(
+                refused.retry_after.as_secs().max(1),
+            ));
+        }
+    };
+    if !state
+        .passwords
+        .verify(password, user.password_hash.clone())
+        .await?
+    {
+        attempt.failed(now);
+        state.audit.record_or_log(failed("wrong_password")).await;
+        return Err(ApiError::WrongPassword);
+    }
+    attempt.succeeded();
+    let institution = state
+        .db
+        .institution(&user.institution_id)
+        .await?
+        .map(|i| i.name)
+        .unwrap_or_default();
+    Ok(Some(Signature {
+        by: user.id,
+        name: user.display_name,
+        title: user.title,
+        institution,
+        at_ms: now_unix_ms(),
+    }))
+}
+
+fn signed_event(e: AuditEvent, r: &RecordRow) -> Option<AuditEvent> {
+    let sig = r.signature.as_ref()?;
+    Some(
+        e.object("record", &r.id)
+            .sha256(&r.body_sha256)
+            .detail(json!({"kind": r.kind, "signed_by": sig.by, "signed_at_ms": sig.at_ms})),
+    )
 }
 
 pub async fn create_record(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     who: RoomMember,
     ApiJson(b): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<ClinicalRecordView>), ApiError> {
@@ -73,6 +166,11 @@ pub async fn create_record(
     } else {
         Action::RecordCreated
     };
+    let issue = if b.issue {
+        Some(sign(&state, &who, b.password, peer).await?)
+    } else {
+        None
+    };
     let record = match state
         .records
         .create(
@@ -80,7 +178,7 @@ pub async fn create_record(
             &who.member,
             b.kind,
             b.body,
-            b.issue,
+            issue,
             b.supersedes.clone(),
         )
         .await
@@ -103,6 +201,9 @@ pub async fn create_record(
             .audit
             .record_or_log(record_event(who.event(Action::RecordIssued), &record))
             .await;
+        if let Some(e) = signed_event(who.event(Action::RecordSigned), &record) {
+            state.audit.record_or_log(e).await;
+        }
     }
     announce(&state, &record.id).await;
     Ok((
@@ -160,18 +261,35 @@ pub async fn update_record(
     }
 }
 
+/// Issues a draft; reports and prescriptions take `{"password": ...}` and are signed with it.
 pub async fn issue_record(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     who: RoomMember,
     Path((_, rec)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<Json<ClinicalRecordView>, ApiError> {
     let id = record_id(&rec)?;
-    match state.records.issue(&who.room, &who.member, &id).await {
+    // No body at all is an issue without a signature (enough for a note).
+    let body: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
+        IssueBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid(e.to_string()))?
+    };
+    let signature = sign(&state, &who, body.password, peer).await?;
+    match state
+        .records
+        .issue(&who.room, &who.member, &id, signature)
+        .await
+    {
         Ok(r) => {
             state
                 .audit
                 .record_or_log(record_event(who.event(Action::RecordIssued), &r))
                 .await;
+            if let Some(e) = signed_event(who.event(Action::RecordSigned), &r) {
+                state.audit.record_or_log(e).await;
+            }
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,

@@ -19,7 +19,7 @@ use crate::domain::ids::{RecordId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::domain::role::{AccountRole, Role};
-use crate::storage::{Db, RecordEvent, RecordRow, StorageError};
+use crate::storage::{Db, RecordEvent, RecordRow, Signature, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +32,10 @@ pub enum RecordError {
     Invalid(#[from] BodyError),
     #[error("{0}")]
     Conflict(&'static str),
+    /// Issuing this kind takes the signature of the clinician's own account (entered through
+    /// their care-team seat, confirmed with their password).
+    #[error("{0}")]
+    SignatureRequired(&'static str),
     #[error(transparent)]
     Storage(StorageError),
 }
@@ -65,6 +69,32 @@ pub fn may_read(role: Role, r: &RecordRow) -> bool {
     role.may_read_record(r.kind, r.status)
 }
 
+/// A report or a prescription is issued under the signature of the account of whoever issues
+/// it, and only that account's; other kinds need none (a signature given anyway is kept).
+fn check_signature(
+    kind: RecordKind,
+    who: &Member,
+    signature: Option<&Signature>,
+) -> Result<(), RecordError> {
+    if let Some(sig) = signature {
+        if who.account.as_ref() != Some(&sig.by) {
+            return Err(RecordError::SignatureRequired(
+                "a record is signed only by the account of the clinician who issues it",
+            ));
+        }
+        return Ok(());
+    }
+    if !kind.needs_signature() {
+        return Ok(());
+    }
+    Err(RecordError::SignatureRequired(if who.account.is_none() {
+        "reports and prescriptions are signed by a clinician account: sign in and enter the \
+         consultation from your console"
+    } else {
+        "confirm with your password to sign and issue this record"
+    }))
+}
+
 fn sha256_of(body: &serde_json::Value) -> String {
     crate::domain::hex::hex(&Sha256::digest(body.to_string().as_bytes()))
 }
@@ -87,7 +117,7 @@ impl Records {
         who: &Member,
         kind: RecordKind,
         body: serde_json::Value,
-        issue: bool,
+        issue: Option<Option<Signature>>,
         supersedes: Option<RecordId>,
     ) -> Result<RecordRow, RecordError> {
         if !may_write(who.role, kind) {
@@ -124,13 +154,18 @@ impl Records {
             author_name: who.name.clone(),
             author_role: who.role.as_str().to_owned(),
             created_at_ms: now_unix_ms(),
+            signature: None,
         };
+        if let Some(signature) = &issue {
+            // Checked before the draft exists: a refused signature leaves nothing behind.
+            check_signature(kind, who, signature.as_ref())?;
+        }
         self.db.insert_record(&record).await.map_err(|e| match e {
             StorageError::Conflict => RecordError::Conflict("this record was corrected already"),
             other => other.into(),
         })?;
-        if issue {
-            return self.issue(room, who, &record.id).await;
+        if let Some(signature) = issue {
+            return self.issue(room, who, &record.id, signature).await;
         }
         Ok(record)
     }
@@ -184,16 +219,20 @@ impl Records {
         room: &RoomId,
         who: &Member,
         id: &RecordId,
+        signature: Option<Signature>,
     ) -> Result<RecordRow, RecordError> {
         let mut r = self.own_draft(room, who, id).await?;
-        self.step(
+        check_signature(r.kind, who, signature.as_ref())?;
+        self.step_signed(
             &mut r,
             RecordStatus::Issued,
             who.participant.to_string(),
             who.role.as_str(),
             String::new(),
+            signature.as_ref(),
         )
         .await?;
+        r.signature = signature;
         Ok(r)
     }
 
@@ -236,6 +275,18 @@ impl Records {
         actor_role: &str,
         note: String,
     ) -> Result<(), RecordError> {
+        self.step_signed(r, to, actor, actor_role, note, None).await
+    }
+
+    async fn step_signed(
+        &self,
+        r: &mut RecordRow,
+        to: RecordStatus,
+        actor: String,
+        actor_role: &str,
+        note: String,
+        signature: Option<&Signature>,
+    ) -> Result<(), RecordError> {
         let event = RecordEvent {
             record_id: r.id.clone(),
             from_status: r.status,
@@ -246,7 +297,7 @@ impl Records {
             at_ms: now_unix_ms(),
         };
         self.db
-            .change_record_status(&event)
+            .change_record_status(&event, signature)
             .await
             .map_err(|e| match e {
                 StorageError::Conflict => {

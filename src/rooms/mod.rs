@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::AuditLog;
 use crate::auth::SigningKey;
 use crate::documents::Documents;
-use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::ids::{InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::role::Role;
 use crate::media::MediaHandle;
@@ -99,6 +99,8 @@ pub enum RoomCommand {
         role: Role,
         publish: Publish,
         invite: InviteId,
+        /// The account of a care-team seat (the name came from it).
+        account: Option<UserId>,
         replaces: Option<ResumeRef>,
         link: SessionLink,
         reply: oneshot::Sender<Result<Joined, RoomError>>,

@@ -4,7 +4,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::{Connection, Farewell, Notice, Outbound, ParticipantInfo, Publish, SessionLink};
-use crate::domain::ids::{InviteId, ParticipantId};
+use crate::domain::ids::{InviteId, ParticipantId, UserId};
+use crate::domain::member::Member;
 use crate::domain::role::Role;
 
 /// Whether the participant's signaling connection is up.
@@ -25,6 +26,7 @@ pub struct Participant {
     pub name: String,
     pub role: Role,
     pub invite: InviteId,
+    pub account: Option<UserId>,
     pub publish: Publish,
     pub audio_muted: bool,
     pub video_off: bool,
@@ -50,11 +52,23 @@ enum Undeliverable {
 }
 
 impl Participant {
+    /// Who this is, for documents and records to decide with.
+    pub fn member(&self) -> Member {
+        Member {
+            participant: self.id.clone(),
+            invite: self.invite.clone(),
+            role: self.role,
+            name: self.name.clone(),
+            account: self.account.clone(),
+        }
+    }
+
     pub fn new(
         id: ParticipantId,
         name: String,
         role: Role,
         invite: InviteId,
+        account: Option<UserId>,
         publish: Publish,
         link: SessionLink,
     ) -> Self {
@@ -63,6 +77,7 @@ impl Participant {
             name,
             role,
             invite,
+            account,
             publish,
             audio_muted: false,
             video_off: false,

@@ -29,8 +29,7 @@ use crate::audit::{Action, Actor, Append, AuditEvent, Durable, Outcome, Written}
 use crate::auth::{Claims, SigningKey, TokenKind};
 use crate::documents::DocumentError;
 use crate::domain::clock::{now_unix, now_unix_ms};
-use crate::domain::ids::{ChatMessageId, InviteId, ParticipantId, RoomId};
-use crate::domain::member::Member;
+use crate::domain::ids::{ChatMessageId, InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::role::Role;
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
@@ -76,6 +75,7 @@ struct Admission {
     role: Role,
     publish: Publish,
     invite: InviteId,
+    account: Option<UserId>,
     link: SessionLink,
     reply: oneshot::Sender<Result<Joined, RoomError>>,
 }
@@ -264,6 +264,7 @@ impl Room {
                 role,
                 publish,
                 invite,
+                account,
                 replaces,
                 link,
                 reply,
@@ -274,6 +275,7 @@ impl Room {
                     role,
                     publish,
                     invite,
+                    account,
                     link,
                     reply,
                 };
@@ -348,12 +350,7 @@ impl Room {
                 self.broadcast_except(&participant, Notice::ParticipantUpdated(view));
             }
             RoomCommand::Authorize { participant, reply } => {
-                let member = self.find(&participant).map(|p| Member {
-                    participant: p.id.clone(),
-                    invite: p.invite.clone(),
-                    role: p.role,
-                    name: p.name.clone(),
-                });
+                let member = self.find(&participant).map(|p| p.member());
                 let _ = reply.send(member);
             }
             RoomCommand::InviteRevoked { invite, reply } => {
@@ -578,12 +575,7 @@ impl Room {
         let Some(p) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
             return;
         };
-        let member = Member {
-            participant: p.id.clone(),
-            invite: p.invite.clone(),
-            role: p.role,
-            name: p.name.clone(),
-        };
+        let member = p.member();
         let result = self
             .services
             .documents
@@ -677,7 +669,8 @@ impl Room {
         let append = Append::entry(
             AuditEvent::new(Actor::Participant(join.id.clone(), role), Action::Joined)
                 .room(self.id())
-                .object("invite", &join.invite),
+                .object("invite", &join.invite)
+                .detail(serde_json::json!({"account": join.account})),
         )
         .with(Change::participant_joined(
             self.id(),
@@ -747,10 +740,11 @@ impl Room {
             role,
             publish,
             invite,
+            account,
             link,
             reply,
         } = join;
-        let participant = Participant::new(id.clone(), name, role, invite, publish, link);
+        let participant = Participant::new(id.clone(), name, role, invite, account, publish, link);
         self.participants.push(participant);
         self.metrics.participants.fetch_add(1, Ordering::Relaxed);
         self.empty_since = None;

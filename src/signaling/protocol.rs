@@ -21,6 +21,8 @@ pub struct Publish {
 pub struct Join {
     pub v: u32,
     pub token: String,
+    /// The name to be shown; ignored for a care-team seat (the account's name is shown).
+    #[serde(default)]
     pub name: String,
     pub publish: Publish,
     #[serde(default)]

@@ -21,7 +21,9 @@ use super::protocol::{
 };
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::auth::{AuthError, TokenKind};
-use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{InviteId, ParticipantId, RoomId, SessionId, UserId};
+use crate::domain::organisation::clinician_label;
 use crate::domain::text::display_name;
 use crate::rooms::{
     self, Joined, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle, SESSION_QUEUE,
@@ -438,13 +440,6 @@ impl Session {
                 format!("this server speaks version {PROTOCOL_VERSION}"),
             ));
         }
-        let name = display_name(&join.name, MAX_NAME_CHARS).map_err(|e| {
-            (
-                ErrorCode::InvalidName,
-                format!("invalid display name: {e} (at most {MAX_NAME_CHARS} characters)"),
-            )
-        })?;
-        let name = name.as_str();
         let claims = self
             .ctx
             .key
@@ -466,11 +461,26 @@ impl Session {
             .filter(|i| i.room_id == room_id && i.role == role)
             .ok_or_else(|| token_refusal(AuthError::InvalidToken))?;
         if invite.revoked_at.is_some() {
-            return Err((
-                ErrorCode::InviteRevoked,
-                "this invite link was revoked".into(),
-            ));
+            let message = if invite.account.is_some() {
+                "you are no longer on this consultation's care team"
+            } else {
+                "this invite link was revoked"
+            };
+            return Err((ErrorCode::InviteRevoked, message.into()));
         }
+        // A care-team seat: the name shown comes from the account, never from what was typed,
+        // and the seat is honoured only while the session that took its token is open.
+        let name = match (&invite.account, &claims.sid) {
+            (Some(account), Some(session)) => self.seat_name(account, session).await?,
+            (None, None) => display_name(&join.name, MAX_NAME_CHARS).map_err(|e| {
+                (
+                    ErrorCode::InvalidName,
+                    format!("invalid display name: {e} (at most {MAX_NAME_CHARS} characters)"),
+                )
+            })?,
+            _ => return Err(token_refusal(AuthError::InvalidToken)),
+        };
+        let name = name.as_str();
         let replaces = join
             .replaces
             .as_deref()
@@ -486,6 +496,7 @@ impl Session {
                 role,
                 publish: join.publish.into(),
                 invite: invite_id.clone(),
+                account: invite.account.clone(),
                 replaces: replaces.clone(),
                 link: self.link()?,
                 reply,
@@ -503,6 +514,42 @@ impl Session {
             }
         }
         Err(room_refusal(last))
+    }
+
+    /// The name a care-team seat's holder is shown under: name, title and institution from
+    /// their account, if their session is still open.
+    async fn seat_name(&self, account: &UserId, session: &SessionId) -> Result<String, Refusal> {
+        let unavailable = |_| (ErrorCode::Internal, "storage unavailable".to_string());
+        let open = crate::sessions::still_open(&self.ctx.db, session, account, now_unix())
+            .await
+            .map_err(unavailable)?;
+        if !open {
+            return Err((
+                ErrorCode::InvalidToken,
+                "your sign-in has ended; sign in again to enter".into(),
+            ));
+        }
+        let user = self
+            .ctx
+            .db
+            .user(account)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| token_refusal(AuthError::InvalidToken))?;
+        let institution = self
+            .ctx
+            .db
+            .institution(&user.institution_id)
+            .await
+            .map_err(unavailable)?
+            .map(|i| i.name)
+            .unwrap_or_default();
+        Ok(clinician_label(
+            &user.display_name,
+            &user.title,
+            &institution,
+            MAX_NAME_CHARS,
+        ))
     }
 
     async fn resume(&mut self, resume: Resume) -> Result<(RoomHandle, Joined), Refusal> {

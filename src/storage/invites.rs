@@ -17,6 +17,8 @@ pub struct Invite {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// A care-team seat: the account it belongs to. `None` for a link handed out.
+    pub account: Option<UserId>,
 }
 
 fn from_row(row: &AnyRow) -> Result<Invite, StorageError> {
@@ -24,6 +26,7 @@ fn from_row(row: &AnyRow) -> Result<Invite, StorageError> {
     let room: String = row.try_get("room_id")?;
     let role: String = row.try_get("role")?;
     let by: String = row.try_get("created_by")?;
+    let account: Option<String> = row.try_get("account_id")?;
     Ok(Invite {
         id: InviteId::parse(&id).ok_or(StorageError::Corrupt("invite id"))?,
         room_id: RoomId::parse(&room).ok_or(StorageError::Corrupt("invite room"))?,
@@ -32,6 +35,9 @@ fn from_row(row: &AnyRow) -> Result<Invite, StorageError> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        account: account
+            .map(|a| UserId::parse(&a).ok_or(StorageError::Corrupt("invite account")))
+            .transpose()?,
     })
 }
 
@@ -51,6 +57,7 @@ impl Db {
             created_at: now_unix(),
             expires_at,
             revoked_at: None,
+            account: None,
         };
         sqlx::query(
             "INSERT INTO invites (id, room_id, role, created_by, created_at, expires_at) \
@@ -69,7 +76,7 @@ impl Db {
 
     pub async fn invite(&self, id: &InviteId) -> Result<Option<Invite>, StorageError> {
         let row = sqlx::query(
-            "SELECT id, room_id, role, created_by, created_at, expires_at, revoked_at \
+            "SELECT id, room_id, role, created_by, created_at, expires_at, revoked_at, account_id \
              FROM invites WHERE id = $1",
         )
         .bind(id.as_str())
@@ -93,10 +100,12 @@ impl Db {
             .collect()
     }
 
-    /// Revokes an invite of `room_id`; an invite of another room is `NotFound`.
+    /// Revokes a link invite of `room_id`; an invite of another room, or a care-team seat
+    /// (taken away by removing its holder from the care team), is `NotFound`.
     pub async fn revoke_invite(&self, room_id: &RoomId, id: &InviteId) -> Result<(), StorageError> {
         let done = sqlx::query(
-            "UPDATE invites SET revoked_at = $1 WHERE id = $2 AND room_id = $3 AND revoked_at IS NULL",
+            "UPDATE invites SET revoked_at = $1 \
+             WHERE id = $2 AND room_id = $3 AND revoked_at IS NULL AND account_id IS NULL",
         )
         .bind(now_unix())
         .bind(id.as_str())

@@ -1,4 +1,5 @@
-//! Durable state: clinician accounts and their sessions, consultation rooms, invites, who took
+//! Durable state: institutions and departments, clinician accounts and their sessions,
+//! consultation rooms and their care teams, invites, who took
 //! part, shared documents (their rows; the bytes are in `crate::documents`' blob store),
 //! annotations, chat and clinical records. The audit trail's table is written only by `crate::audit`.
 //!
@@ -6,10 +7,12 @@
 //! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
 //! BIGINT times). Live room state (who is connected) is not stored here: it lives in `rooms`.
 
+mod care_team;
 mod change;
 mod chat;
 mod documents;
 mod invites;
+mod organisation;
 mod participants;
 pub mod private;
 mod records;
@@ -22,6 +25,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use care_team::CareTeamMember;
 pub use change::Change;
 pub use chat::ChatRecord;
 pub use documents::{
@@ -29,11 +33,12 @@ pub use documents::{
     UploadRecord,
 };
 pub use invites::Invite;
+pub use organisation::{Department, Institution};
 pub use participants::ParticipantRecord;
-pub use records::{RecordEvent, RecordRow};
+pub use records::{RecordEvent, RecordRow, Signature};
 pub use rooms::{RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
-pub use users::User;
+pub use users::{DirectoryQuery, NewAccount, User};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

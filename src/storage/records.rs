@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::domain::ids::{RecordId, RoomId};
+use crate::domain::ids::{RecordId, RoomId, UserId};
 use crate::domain::record::{RecordKind, RecordStatus};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,20 @@ pub struct RecordRow {
     pub author_name: String,
     pub author_role: String,
     pub created_at_ms: i64,
+    /// Who signed it as they issued it: `None` while a draft, and for records issued before
+    /// signing existed.
+    pub signature: Option<Signature>,
+}
+
+/// The clinician account that issued a record, as it stood then: name, title and institution
+/// are kept as they were shown, so a later change of the account does not change the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub by: UserId,
+    pub name: String,
+    pub title: String,
+    pub institution: String,
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +73,41 @@ fn record_from_row(row: &AnyRow) -> Result<RecordRow, StorageError> {
         author_name: s("author_name")?,
         author_role: s("author_role")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        signature: signature_from_row(row)?,
     })
 }
 
+fn signature_from_row(row: &AnyRow) -> Result<Option<Signature>, StorageError> {
+    let by: Option<String> = row.try_get("signed_by")?;
+    let Some(by) = by else {
+        return Ok(None);
+    };
+    let text = |c: &str| -> Result<String, StorageError> {
+        Ok(row.try_get::<Option<String>, _>(c)?.unwrap_or_default())
+    };
+    Ok(Some(Signature {
+        by: UserId::parse(&by).ok_or(corrupt("record signer"))?,
+        name: text("signer_name")?,
+        title: text("signer_title")?,
+        institution: text("signer_institution")?,
+        at_ms: row
+            .try_get::<Option<i64>, _>("signed_at_ms")?
+            .ok_or(corrupt("record signing time"))?,
+    }))
+}
+
+/// Written by `insert_record` (a new record is never signed yet).
+const INSERTED: &str = "id, room_id, kind, supersedes, status, body, body_sha256, author, \
+                        author_name, author_role, created_at_ms";
 const COLUMNS: &str = "id, room_id, kind, supersedes, status, body, body_sha256, author, \
-                       author_name, author_role, created_at_ms";
+                       author_name, author_role, created_at_ms, signed_by, signer_name, \
+                       signer_title, signer_institution, signed_at_ms";
 
 impl Db {
     /// Inserts a record; a second correction of the same record is a [`StorageError::Conflict`].
     pub async fn insert_record(&self, r: &RecordRow) -> Result<(), StorageError> {
         sqlx::query(&format!(
-            "INSERT INTO records ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO records ({INSERTED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(r.id.as_str())
         .bind(r.room_id.as_str())
@@ -158,15 +196,41 @@ impl Db {
     }
 
     /// Moves a record from `event.from_status` to `event.to_status` and records the step, in
-    /// one transaction; `Conflict` if the record was not in `from_status` any more.
-    pub async fn change_record_status(&self, event: &RecordEvent) -> Result<(), StorageError> {
+    /// one transaction, with the signature when the step is the issuing one; `Conflict` if the
+    /// record was not in `from_status` any more.
+    pub async fn change_record_status(
+        &self,
+        event: &RecordEvent,
+        signature: Option<&Signature>,
+    ) -> Result<(), StorageError> {
         let mut tx = self.pool().begin().await?;
-        let done = sqlx::query("UPDATE records SET status = $1 WHERE id = $2 AND status = $3")
-            .bind(event.to_status.as_str())
-            .bind(event.record_id.as_str())
-            .bind(event.from_status.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let done = match signature {
+            None => {
+                sqlx::query("UPDATE records SET status = $1 WHERE id = $2 AND status = $3")
+                    .bind(event.to_status.as_str())
+                    .bind(event.record_id.as_str())
+                    .bind(event.from_status.as_str())
+                    .execute(&mut *tx)
+                    .await?
+            }
+            Some(sig) => {
+                sqlx::query(
+                    "UPDATE records SET status = $1, signed_by = $4, signer_name = $5, \
+                     signer_title = $6, signer_institution = $7, signed_at_ms = $8 \
+                     WHERE id = $2 AND status = $3 AND signed_by IS NULL",
+                )
+                .bind(event.to_status.as_str())
+                .bind(event.record_id.as_str())
+                .bind(event.from_status.as_str())
+                .bind(sig.by.as_str())
+                .bind(&sig.name)
+                .bind(&sig.title)
+                .bind(&sig.institution)
+                .bind(sig.at_ms)
+                .execute(&mut *tx)
+                .await?
+            }
+        };
         if done.rows_affected() != 1 {
             return Err(StorageError::Conflict);
         }

@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
 use crate::domain::clock::now_unix;
-use crate::domain::ids::{RoomId, UserId};
+use crate::domain::ids::{InstitutionId, RoomId, UserId};
+use crate::domain::role::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomStatus {
@@ -19,6 +20,8 @@ pub struct RoomRecord {
     pub title: String,
     pub patient_ref: Option<String>,
     pub created_by: UserId,
+    /// The institution that holds the consultation (its creator's): its clinicians see it.
+    pub institution_id: InstitutionId,
     pub created_at: i64,
     pub ended_at: Option<i64>,
     pub status: RoomStatus,
@@ -28,11 +31,14 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
     let id: String = row.try_get("id")?;
     let created_by: String = row.try_get("created_by")?;
     let ended_at: Option<i64> = row.try_get("ended_at")?;
+    let institution: String = row.try_get("institution_id")?;
     Ok(RoomRecord {
         id: RoomId::parse(&id).ok_or(StorageError::Corrupt("room id"))?,
         title: row.try_get("title")?,
         patient_ref: row.try_get("patient_ref")?,
         created_by: UserId::parse(&created_by).ok_or(StorageError::Corrupt("room creator"))?,
+        institution_id: InstitutionId::parse(&institution)
+            .ok_or(StorageError::Corrupt("room institution"))?,
         created_at: row.try_get("created_at")?,
         ended_at,
         status: if ended_at.is_some() {
@@ -43,35 +49,43 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
     })
 }
 
-const COLUMNS: &str = "id, title, patient_ref, created_by, created_at, ended_at";
+const COLUMNS: &str = "id, title, patient_ref, created_by, institution_id, created_at, ended_at";
 
 impl Db {
+    /// A room held by its creator's institution, with the creator as its care team's doctor
+    /// (one transaction: a room never exists without the clinician who runs it).
     pub async fn create_room(
         &self,
         title: &str,
         patient_ref: Option<&str>,
         created_by: &UserId,
     ) -> Result<RoomRecord, StorageError> {
+        let creator = self.user(created_by).await?.ok_or(StorageError::NotFound)?;
         let room = RoomRecord {
             id: RoomId::generate(),
             title: title.to_owned(),
             patient_ref: patient_ref.map(str::to_owned),
             created_by: created_by.clone(),
+            institution_id: creator.institution_id.clone(),
             created_at: now_unix(),
             ended_at: None,
             status: RoomStatus::Open,
         };
+        let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO rooms (id, title, patient_ref, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO rooms (id, title, patient_ref, created_by, institution_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(room.id.as_str())
         .bind(&room.title)
         .bind(room.patient_ref.as_deref())
         .bind(created_by.as_str())
+        .bind(room.institution_id.as_str())
         .bind(room.created_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        super::care_team::insert(&mut tx, &room.id, created_by, Role::Doctor, created_by).await?;
+        tx.commit().await?;
         Ok(room)
     }
 
@@ -94,17 +108,21 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
-    /// Rooms created by `creator`, newest first, at most `limit`.
-    pub async fn list_rooms_by(
+    /// The rooms an account sees as a clinician: its institution's and those whose care team
+    /// it is on, newest first, at most `limit`.
+    pub async fn list_rooms_for(
         &self,
-        creator: &UserId,
+        user: &UserId,
+        institution: &InstitutionId,
         limit: i64,
     ) -> Result<Vec<RoomRecord>, StorageError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM rooms WHERE created_by = $1 \
-             ORDER BY created_at DESC, id LIMIT $2"
+            "SELECT {COLUMNS} FROM rooms WHERE institution_id = $1 \
+             OR id IN (SELECT room_id FROM care_team WHERE user_id = $2) \
+             ORDER BY created_at DESC, id LIMIT $3"
         ))
-        .bind(creator.as_str())
+        .bind(institution.as_str())
+        .bind(user.as_str())
         .bind(limit)
         .fetch_all(self.pool())
         .await?;

@@ -1,11 +1,13 @@
-//! Clinician accounts.
+//! Clinician accounts: who they are, their place in the network (institution, department) and
+//! their profile (title, specialty, whether they take referrals now).
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError, map_unique};
 use crate::domain::clock::now_unix;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{DepartmentId, InstitutionId, UserId};
+use crate::domain::organisation::DEFAULT_INSTITUTION;
 use crate::domain::role::AccountRole;
 
 #[derive(Debug, Clone)]
@@ -18,11 +20,44 @@ pub struct User {
     pub created_at: i64,
     /// Bumped by every password change; sessions opened under an older one are not honoured.
     pub password_version: i64,
+    pub institution_id: InstitutionId,
+    pub department_id: Option<DepartmentId>,
+    pub title: String,
+    pub specialty: String,
+    pub accepts_referrals: bool,
+}
+
+/// What creating an account takes. The institution and department must exist, and the
+/// department must belong to the institution (checked by the caller, which knows who asks).
+#[derive(Debug, Clone)]
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub role: AccountRole,
+    pub password_hash: &'a str,
+    pub institution: &'a InstitutionId,
+    pub department: Option<&'a DepartmentId>,
+    pub title: &'a str,
+    pub specialty: &'a str,
+}
+
+/// The directory's filters; empty ones match everything.
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryQuery<'a> {
+    pub institution: Option<&'a InstitutionId>,
+    pub department: Option<&'a DepartmentId>,
+    /// Matched as a case-insensitive substring of the specialty.
+    pub specialty: Option<&'a str>,
+    pub accepting_only: bool,
+    pub limit: i64,
 }
 
 pub(super) fn from_row(row: &AnyRow) -> Result<User, StorageError> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
+    let institution: String = row.try_get("institution_id")?;
+    let department: Option<String> = row.try_get("department_id")?;
+    let accepts: i64 = row.try_get("accepts_referrals")?;
     Ok(User {
         id: UserId::parse(&id).ok_or(StorageError::Corrupt("user id"))?,
         username: row.try_get("username")?,
@@ -31,13 +66,23 @@ pub(super) fn from_row(row: &AnyRow) -> Result<User, StorageError> {
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
         password_version: row.try_get("password_version")?,
+        institution_id: InstitutionId::parse(&institution)
+            .ok_or(StorageError::Corrupt("user institution"))?,
+        department_id: department
+            .map(|d| DepartmentId::parse(&d).ok_or(StorageError::Corrupt("user department")))
+            .transpose()?,
+        title: row.try_get("title")?,
+        specialty: row.try_get("specialty")?,
+        accepts_referrals: accepts != 0,
     })
 }
 
-const COLUMNS: &str =
-    "id, username, display_name, role, password_hash, created_at, password_version";
+const COLUMNS: &str = "id, username, display_name, role, password_hash, created_at, \
+     password_version, institution_id, department_id, title, specialty, accepts_referrals";
 
 impl Db {
+    /// An account in the default institution, with no department or title (tests, and the
+    /// first administrator of a fresh server).
     pub async fn create_user(
         &self,
         username: &str,
@@ -45,25 +90,51 @@ impl Db {
         role: AccountRole,
         password_hash: &str,
     ) -> Result<User, StorageError> {
+        let default = InstitutionId::parse(DEFAULT_INSTITUTION).expect("a valid id");
+        self.create_account(&NewAccount {
+            username,
+            display_name,
+            role,
+            password_hash,
+            institution: &default,
+            department: None,
+            title: "",
+            specialty: "",
+        })
+        .await
+    }
+
+    /// A new account; a username already taken is `Conflict`.
+    pub async fn create_account(&self, new: &NewAccount<'_>) -> Result<User, StorageError> {
         let user = User {
             id: UserId::generate(),
-            username: username.to_owned(),
-            display_name: display_name.to_owned(),
-            role,
-            password_hash: password_hash.to_owned(),
+            username: new.username.to_owned(),
+            display_name: new.display_name.to_owned(),
+            role: new.role,
+            password_hash: new.password_hash.to_owned(),
             created_at: now_unix(),
             password_version: 0,
+            institution_id: new.institution.clone(),
+            department_id: new.department.cloned(),
+            title: new.title.to_owned(),
+            specialty: new.specialty.to_owned(),
+            accepts_referrals: false,
         };
         sqlx::query(
-            "INSERT INTO users (id, username, display_name, role, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO users (id, username, display_name, role, password_hash, created_at, \
+             institution_id, department_id, title, specialty, accepts_referrals) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)",
         )
         .bind(user.id.as_str())
         .bind(&user.username)
         .bind(&user.display_name)
-        .bind(role.as_str())
+        .bind(user.role.as_str())
         .bind(&user.password_hash)
         .bind(user.created_at)
+        .bind(user.institution_id.as_str())
+        .bind(user.department_id.as_ref().map(DepartmentId::as_str))
+        .bind(&user.title)
+        .bind(&user.specialty)
         .execute(self.pool())
         .await
         .map_err(map_unique)?;
@@ -90,6 +161,92 @@ impl Db {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))
             .fetch_all(self.pool())
             .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn list_users_of(
+        &self,
+        institution: &InstitutionId,
+    ) -> Result<Vec<User>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users WHERE institution_id = $1 ORDER BY username"
+        ))
+        .bind(institution.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Moves an account within the network and sets its profile.
+    pub async fn set_user_place(
+        &self,
+        id: &UserId,
+        institution: &InstitutionId,
+        department: Option<&DepartmentId>,
+        title: &str,
+        specialty: &str,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE users SET institution_id = $1, department_id = $2, title = $3, \
+             specialty = $4 WHERE id = $5",
+        )
+        .bind(institution.as_str())
+        .bind(department.map(DepartmentId::as_str))
+        .bind(title)
+        .bind(specialty)
+        .bind(id.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Whether the clinician takes new referrals now (the directory shows it).
+    pub async fn set_accepts_referrals(&self, id: &UserId, on: bool) -> Result<(), StorageError> {
+        let done = sqlx::query("UPDATE users SET accepts_referrals = $1 WHERE id = $2")
+            .bind(i64::from(on))
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Clinicians (doctors and specialists) matching the query, by institution, department
+    /// and name; at most `limit`.
+    pub async fn directory(&self, q: &DirectoryQuery<'_>) -> Result<Vec<User>, StorageError> {
+        let specialty = q
+            .specialty
+            .map(|s| {
+                // LIKE's own characters are matched literally.
+                let escaped = s
+                    .to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!("%{escaped}%")
+            })
+            .unwrap_or_default();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users \
+             WHERE role IN ('doctor', 'specialist') \
+             AND ($1 = '' OR institution_id = $1) \
+             AND ($2 = '' OR department_id = $2) \
+             AND ($3 = '' OR LOWER(specialty) LIKE $3 ESCAPE '\\') \
+             AND ($4 = 0 OR accepts_referrals = 1) \
+             ORDER BY institution_id, department_id, display_name, id LIMIT $5"
+        ))
+        .bind(q.institution.map(InstitutionId::as_str).unwrap_or(""))
+        .bind(q.department.map(DepartmentId::as_str).unwrap_or(""))
+        .bind(specialty)
+        .bind(i64::from(q.accepting_only))
+        .bind(q.limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(from_row).collect()
     }
 }

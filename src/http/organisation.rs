@@ -1,0 +1,470 @@
+//! The network's organisation over HTTP (docs/protocol.md, "Organisation"): institutions and
+//! departments (the network's administrator), accounts (the network's administrator for all,
+//! an institution's administrator for their own), the directory of specialists, and a
+//! clinician's own availability for referrals. The permission table decides; this file reads
+//! and writes.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::{ApiJson, Clinician};
+use super::error::ApiError;
+use crate::audit::{Action, AuditEvent, Outcome};
+use crate::auth::check_new_password;
+use crate::domain::ids::{DepartmentId, InstitutionId, UserId};
+use crate::domain::organisation::{InstitutionKind, org_name, profile_text};
+use crate::domain::role::AccountRole;
+use crate::domain::text::display_name;
+use crate::storage::{Department, DirectoryQuery, Institution, NewAccount, StorageError, User};
+
+/// The directory answers at most this many clinicians per query.
+const MAX_DIRECTORY_ROWS: i64 = 200;
+const MAX_USERNAME_CHARS: usize = 64;
+const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+#[derive(Serialize)]
+pub struct DepartmentView<'a> {
+    id: &'a DepartmentId,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct InstitutionView<'a> {
+    id: &'a InstitutionId,
+    name: &'a str,
+    kind: InstitutionKind,
+    departments: Vec<DepartmentView<'a>>,
+}
+
+/// An account as administrators and the directory show it (never its password hash).
+#[derive(Serialize)]
+pub struct AccountView<'a> {
+    pub id: &'a UserId,
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub role: AccountRole,
+    pub title: &'a str,
+    pub specialty: &'a str,
+    pub institution: PlaceView<'a>,
+    pub department: Option<PlaceView<'a>>,
+    pub accepts_referrals: bool,
+}
+
+#[derive(Serialize)]
+pub struct PlaceView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
+/// Names of institutions and departments, to show accounts with.
+pub struct Names {
+    institutions: HashMap<InstitutionId, String>,
+    departments: HashMap<DepartmentId, String>,
+}
+
+impl Names {
+    pub async fn load(state: &AppState) -> Result<Self, ApiError> {
+        let institutions = state.db.list_institutions().await?;
+        let departments = state.db.list_departments(None).await?;
+        Ok(Self {
+            institutions: institutions.into_iter().map(|i| (i.id, i.name)).collect(),
+            departments: departments.into_iter().map(|d| (d.id, d.name)).collect(),
+        })
+    }
+
+    pub fn institution(&self, id: &InstitutionId) -> &str {
+        self.institutions.get(id).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn account<'a>(&'a self, u: &'a User) -> AccountView<'a> {
+        AccountView {
+            id: &u.id,
+            username: &u.username,
+            display_name: &u.display_name,
+            role: u.role,
+            title: &u.title,
+            specialty: &u.specialty,
+            institution: PlaceView {
+                id: u.institution_id.as_str(),
+                name: self.institution(&u.institution_id),
+            },
+            department: u.department_id.as_ref().map(|d| PlaceView {
+                id: d.as_str(),
+                name: self.departments.get(d).map(String::as_str).unwrap_or(""),
+            }),
+            accepts_referrals: u.accepts_referrals,
+        }
+    }
+}
+
+fn institution_views<'a>(
+    institutions: &'a [Institution],
+    departments: &'a [Department],
+) -> Vec<InstitutionView<'a>> {
+    institutions
+        .iter()
+        .map(|i| InstitutionView {
+            id: &i.id,
+            name: &i.name,
+            kind: i.kind,
+            departments: departments
+                .iter()
+                .filter(|d| d.institution_id == i.id)
+                .map(|d| DepartmentView {
+                    id: &d.id,
+                    name: &d.name,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Records a refused administrative call (who tried what) and refuses it.
+async fn refuse(state: &AppState, who: &Clinician, attempted: &'static str) -> ApiError {
+    let event = AuditEvent::new(who.actor(), Action::AccessDenied)
+        .outcome(Outcome::Denied)
+        .detail(json!({"attempted": attempted}));
+    state
+        .audit
+        .refused(who.0.id.as_str(), "not_an_administrator", event)
+        .await;
+    ApiError::Forbidden
+}
+
+/// Every institution with its departments: any signed-in account (referrals name them).
+pub async fn list_institutions(
+    State(state): State<AppState>,
+    _who: Clinician,
+) -> Result<Json<Value>, ApiError> {
+    let institutions = state.db.list_institutions().await?;
+    let departments = state.db.list_departments(None).await?;
+    Ok(Json(
+        json!({"institutions": institution_views(&institutions, &departments)}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct InstitutionBody {
+    name: String,
+    kind: String,
+}
+
+fn institution_fields(body: &InstitutionBody) -> Result<(String, InstitutionKind), ApiError> {
+    let name = org_name(&body.name).map_err(|e| ApiError::Invalid(format!("name: {e}")))?;
+    let kind = InstitutionKind::parse(&body.kind).ok_or_else(|| {
+        ApiError::Invalid("kind must be hospital, township_clinic or internet_hospital".into())
+    })?;
+    Ok((name, kind))
+}
+
+pub async fn create_institution(
+    State(state): State<AppState>,
+    who: Clinician,
+    ApiJson(body): ApiJson<InstitutionBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !who.0.role.may_manage_network() {
+        return Err(refuse(&state, &who, "institution.create").await);
+    }
+    let (name, kind) = institution_fields(&body)?;
+    let institution = match state.db.create_institution(&name, kind).await {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "an institution with this name exists".into(),
+            ));
+        }
+        other => other?,
+    };
+    state
+        .audit
+        .record(
+            AuditEvent::new(who.actor(), Action::InstitutionCreated)
+                .object("institution", &institution.id)
+                .detail(json!({"kind": kind.as_str()})),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!(institution_views(&[institution], &[]).remove(0))),
+    ))
+}
+
+pub async fn update_institution(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<InstitutionBody>,
+) -> Result<StatusCode, ApiError> {
+    if !who.0.role.may_manage_network() {
+        return Err(refuse(&state, &who, "institution.update").await);
+    }
+    let id = InstitutionId::parse(&id).ok_or(ApiError::NotFound)?;
+    let (name, kind) = institution_fields(&body)?;
+    match state.db.rename_institution(&id, &name, kind).await {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "an institution with this name exists".into(),
+            ));
+        }
+        other => other?,
+    }
+    state
+        .audit
+        .record(
+            AuditEvent::new(who.actor(), Action::InstitutionRenamed)
+                .object("institution", &id)
+                .detail(json!({"kind": kind.as_str()})),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct DepartmentBody {
+    name: String,
+}
+
+/// A new department: the network's administrator, or the institution's own administrator.
+pub async fn create_department(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DepartmentBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let institution = InstitutionId::parse(&id).ok_or(ApiError::NotFound)?;
+    if !who
+        .0
+        .role
+        .may_manage_accounts(institution == who.0.institution_id)
+    {
+        return Err(refuse(&state, &who, "department.create").await);
+    }
+    let name = org_name(&body.name).map_err(|e| ApiError::Invalid(format!("name: {e}")))?;
+    let department = match state.db.create_department(&institution, &name).await {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "the institution has a department with this name".into(),
+            ));
+        }
+        other => other?,
+    };
+    state
+        .audit
+        .record(
+            AuditEvent::new(who.actor(), Action::DepartmentCreated)
+                .object("department", &department.id)
+                .detail(json!({"institution": institution})),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": department.id, "name": department.name, "institution_id": institution})),
+    ))
+}
+
+/// Accounts: all of them for the network's administrator, their institution's for an
+/// institution's administrator.
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    who: Clinician,
+) -> Result<Json<Value>, ApiError> {
+    let users = match who.0.role {
+        AccountRole::Admin => state.db.list_users().await?,
+        AccountRole::InstitutionAdmin => state.db.list_users_of(&who.0.institution_id).await?,
+        _ => return Err(refuse(&state, &who, "account.list").await),
+    };
+    let names = Names::load(&state).await?;
+    let views: Vec<_> = users.iter().map(|u| names.account(u)).collect();
+    Ok(Json(json!({"accounts": views})))
+}
+
+#[derive(Deserialize)]
+pub struct AccountBody {
+    username: String,
+    display_name: String,
+    role: String,
+    password: String,
+    institution_id: InstitutionId,
+    #[serde(default)]
+    department_id: Option<DepartmentId>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    specialty: String,
+}
+
+/// Checks an account's place: the institution exists and the department is one of its own.
+pub async fn check_place(
+    state: &AppState,
+    institution: &InstitutionId,
+    department: Option<&DepartmentId>,
+) -> Result<(), ApiError> {
+    if state.db.institution(institution).await?.is_none() {
+        return Err(ApiError::Invalid("no such institution".into()));
+    }
+    if let Some(department) = department {
+        let found = state.db.department(department).await?;
+        if found.is_none_or(|d| &d.institution_id != institution) {
+            return Err(ApiError::Invalid(
+                "no such department in this institution".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create_account(
+    State(state): State<AppState>,
+    who: Clinician,
+    ApiJson(body): ApiJson<AccountBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let role = AccountRole::parse(&body.role).ok_or_else(|| {
+        ApiError::Invalid(
+            "role must be doctor, specialist, pharmacist, supervisor, institution_admin or admin"
+                .into(),
+        )
+    })?;
+    let same = body.institution_id == who.0.institution_id;
+    if !who.0.role.may_manage_accounts(same) || !who.0.role.may_grant(role) {
+        return Err(refuse(&state, &who, "account.create").await);
+    }
+    let username = body.username.trim();
+    if username.is_empty()
+        || username.chars().count() > MAX_USERNAME_CHARS
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+    {
+        return Err(ApiError::Invalid(format!(
+            "username must be 1 to {MAX_USERNAME_CHARS} letters, digits or . _ - @"
+        )));
+    }
+    let name = display_name(&body.display_name, MAX_DISPLAY_NAME_CHARS)
+        .map_err(|e| ApiError::Invalid(format!("display_name: {e}")))?;
+    let title = profile_text(&body.title).map_err(|e| ApiError::Invalid(format!("title: {e}")))?;
+    let specialty =
+        profile_text(&body.specialty).map_err(|e| ApiError::Invalid(format!("specialty: {e}")))?;
+    check_new_password(&body.password).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    check_place(&state, &body.institution_id, body.department_id.as_ref()).await?;
+    let hash = state.passwords.hash(body.password).await?;
+    let created = state
+        .db
+        .create_account(&NewAccount {
+            username,
+            display_name: &name,
+            role,
+            password_hash: &hash,
+            institution: &body.institution_id,
+            department: body.department_id.as_ref(),
+            title: &title,
+            specialty: &specialty,
+        })
+        .await;
+    let user = match created {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict("this username is taken".into()));
+        }
+        other => other?,
+    };
+    state
+        .audit
+        .record(
+            AuditEvent::new(who.actor(), Action::AccountCreated)
+                .object("user", &user.id)
+                .detail(json!({
+                    "role": role.as_str(),
+                    "institution": user.institution_id,
+                    "department": user.department_id,
+                })),
+        )
+        .await?;
+    let names = Names::load(&state).await?;
+    Ok((StatusCode::CREATED, Json(json!(names.account(&user)))))
+}
+
+#[derive(Deserialize)]
+pub struct DirectoryParams {
+    #[serde(default)]
+    institution: Option<InstitutionId>,
+    #[serde(default)]
+    department: Option<DepartmentId>,
+    #[serde(default)]
+    specialty: Option<String>,
+    /// `true`: only those who take referrals now.
+    #[serde(default)]
+    accepting: Option<bool>,
+}
+
+/// The directory of clinicians, for referrals and care teams: any clinician or administrator.
+pub async fn directory(
+    State(state): State<AppState>,
+    who: Clinician,
+    Query(params): Query<DirectoryParams>,
+) -> Result<Json<Value>, ApiError> {
+    if !(who.0.role.is_clinician() || who.0.role.may_manage_accounts(true)) {
+        return Err(refuse(&state, &who, "directory.search").await);
+    }
+    let specialty = params
+        .specialty
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if specialty.is_some_and(|s| s.chars().count() > 60) {
+        return Err(ApiError::Invalid("specialty: at most 60 characters".into()));
+    }
+    let users = state
+        .db
+        .directory(&DirectoryQuery {
+            institution: params.institution.as_ref(),
+            department: params.department.as_ref(),
+            specialty,
+            accepting_only: params.accepting.unwrap_or(false),
+            limit: MAX_DIRECTORY_ROWS,
+        })
+        .await?;
+    let names = Names::load(&state).await?;
+    let views: Vec<_> = users
+        .iter()
+        .map(|u| {
+            let mut v = json!(names.account(u));
+            // Colleagues need not know each other's sign-in names.
+            v.as_object_mut().map(|o| o.remove("username"));
+            v
+        })
+        .collect();
+    Ok(Json(json!({"clinicians": views})))
+}
+
+#[derive(Deserialize)]
+pub struct AvailabilityBody {
+    accepts_referrals: bool,
+}
+
+/// A clinician begins or stops taking referrals.
+pub async fn set_availability(
+    State(state): State<AppState>,
+    who: Clinician,
+    ApiJson(body): ApiJson<AvailabilityBody>,
+) -> Result<StatusCode, ApiError> {
+    if !who.0.role.is_clinician() {
+        return Err(ApiError::Forbidden);
+    }
+    state
+        .db
+        .set_accepts_referrals(&who.0.id, body.accepts_referrals)
+        .await?;
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::AvailabilityChanged)
+                .object("user", &who.0.id)
+                .detail(json!({"accepts_referrals": body.accepts_referrals})),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,160 @@
+//! The care team of each consultation: the clinicians on it, the role each takes in its room,
+//! and each one's seat (an invite bound to the account, so that removing a clinician reuses
+//! everything a revoked invite does: the live room removes them, and they cannot come back).
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Db, StorageError, map_unique};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{InviteId, RoomId, UserId};
+use crate::domain::role::Role;
+
+/// A seat never expires by time: it lasts as long as its holder is on the care team.
+const SEAT_EXPIRES_AT: i64 = i64::MAX;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CareTeamMember {
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub seat: InviteId,
+    pub added_by: UserId,
+    pub added_at: i64,
+}
+
+fn from_row(row: &AnyRow) -> Result<CareTeamMember, StorageError> {
+    let room: String = row.try_get("room_id")?;
+    let user: String = row.try_get("user_id")?;
+    let role: String = row.try_get("role")?;
+    let seat: String = row.try_get("seat")?;
+    let by: String = row.try_get("added_by")?;
+    Ok(CareTeamMember {
+        room_id: RoomId::parse(&room).ok_or(StorageError::Corrupt("care team room"))?,
+        user_id: UserId::parse(&user).ok_or(StorageError::Corrupt("care team user"))?,
+        role: Role::parse(&role).ok_or(StorageError::Corrupt("care team role"))?,
+        seat: InviteId::parse(&seat).ok_or(StorageError::Corrupt("care team seat"))?,
+        added_by: UserId::parse(&by).ok_or(StorageError::Corrupt("care team adder"))?,
+        added_at: row.try_get("added_at")?,
+    })
+}
+
+const COLUMNS: &str = "room_id, user_id, role, seat, added_by, added_at";
+
+/// Adds a clinician in the caller's transaction (room creation adds its creator so).
+pub(super) async fn insert(
+    tx: &mut Transaction<'static, Any>,
+    room: &RoomId,
+    user: &UserId,
+    role: Role,
+    added_by: &UserId,
+) -> Result<CareTeamMember, StorageError> {
+    let member = CareTeamMember {
+        room_id: room.clone(),
+        user_id: user.clone(),
+        role,
+        seat: InviteId::generate(),
+        added_by: added_by.clone(),
+        added_at: now_unix(),
+    };
+    sqlx::query(
+        "INSERT INTO invites (id, room_id, role, created_by, created_at, expires_at, account_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(member.seat.as_str())
+    .bind(room.as_str())
+    .bind(role.as_str())
+    .bind(added_by.as_str())
+    .bind(member.added_at)
+    .bind(SEAT_EXPIRES_AT)
+    .bind(user.as_str())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO care_team ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    ))
+    .bind(room.as_str())
+    .bind(user.as_str())
+    .bind(role.as_str())
+    .bind(member.seat.as_str())
+    .bind(added_by.as_str())
+    .bind(member.added_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_unique)?;
+    Ok(member)
+}
+
+impl Db {
+    /// Puts a clinician on a room's care team; one already on it is `Conflict` (two
+    /// concurrent additions of the same person: one wins, the other is told).
+    pub async fn add_to_care_team(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        role: Role,
+        added_by: &UserId,
+    ) -> Result<CareTeamMember, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let member = insert(&mut tx, room, user, role, added_by).await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+
+    /// Takes a clinician off the care team and revokes their seat; returns the seat (the live
+    /// room removes whoever came with it). Not on it: `NotFound`.
+    pub async fn remove_from_care_team(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<InviteId, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 AND user_id = $2"
+        ))
+        .bind(room.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StorageError::NotFound)?;
+        let member = from_row(&row)?;
+        sqlx::query("DELETE FROM care_team WHERE room_id = $1 AND user_id = $2")
+            .bind(room.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE invites SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_unix())
+            .bind(member.seat.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(member.seat)
+    }
+
+    /// The care team, in the order they were added.
+    pub async fn care_team(&self, room: &RoomId) -> Result<Vec<CareTeamMember>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 ORDER BY added_at, user_id"
+        ))
+        .bind(room.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn care_team_member(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<CareTeamMember>, StorageError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 AND user_id = $2"
+        ))
+        .bind(room.as_str())
+        .bind(user.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+}

@@ -1,0 +1,195 @@
+//! The network's institutions and their departments.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, StorageError, map_unique};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::{DepartmentId, InstitutionId};
+use crate::domain::organisation::InstitutionKind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Institution {
+    pub id: InstitutionId,
+    pub name: String,
+    pub kind: InstitutionKind,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Department {
+    pub id: DepartmentId,
+    pub institution_id: InstitutionId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+fn institution_from_row(row: &AnyRow) -> Result<Institution, StorageError> {
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(Institution {
+        id: InstitutionId::parse(&id).ok_or(StorageError::Corrupt("institution id"))?,
+        name: row.try_get("name")?,
+        kind: InstitutionKind::parse(&kind).ok_or(StorageError::Corrupt("institution kind"))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn department_from_row(row: &AnyRow) -> Result<Department, StorageError> {
+    let id: String = row.try_get("id")?;
+    let institution: String = row.try_get("institution_id")?;
+    Ok(Department {
+        id: DepartmentId::parse(&id).ok_or(StorageError::Corrupt("department id"))?,
+        institution_id: InstitutionId::parse(&institution)
+            .ok_or(StorageError::Corrupt("department institution"))?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Db {
+    /// A new institution; a name already taken is `Conflict`.
+    pub async fn create_institution(
+        &self,
+        name: &str,
+        kind: InstitutionKind,
+    ) -> Result<Institution, StorageError> {
+        let institution = Institution {
+            id: InstitutionId::generate(),
+            name: name.to_owned(),
+            kind,
+            created_at: now_unix(),
+        };
+        sqlx::query(
+            "INSERT INTO institutions (id, name, kind, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(institution.id.as_str())
+        .bind(&institution.name)
+        .bind(kind.as_str())
+        .bind(institution.created_at)
+        .execute(self.pool())
+        .await
+        .map_err(map_unique)?;
+        Ok(institution)
+    }
+
+    pub async fn institution(
+        &self,
+        id: &InstitutionId,
+    ) -> Result<Option<Institution>, StorageError> {
+        let row = sqlx::query("SELECT id, name, kind, created_at FROM institutions WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(institution_from_row).transpose()
+    }
+
+    pub async fn institution_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<Institution>, StorageError> {
+        let row =
+            sqlx::query("SELECT id, name, kind, created_at FROM institutions WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        row.as_ref().map(institution_from_row).transpose()
+    }
+
+    pub async fn list_institutions(&self) -> Result<Vec<Institution>, StorageError> {
+        let rows = sqlx::query("SELECT id, name, kind, created_at FROM institutions ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(institution_from_row).collect()
+    }
+
+    /// Renames an institution (the default one made by the migration, usually).
+    pub async fn rename_institution(
+        &self,
+        id: &InstitutionId,
+        name: &str,
+        kind: InstitutionKind,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query("UPDATE institutions SET name = $1, kind = $2 WHERE id = $3")
+            .bind(name)
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(map_unique)?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// A new department of an existing institution; a name the institution already has is
+    /// `Conflict`, an unknown institution `NotFound`.
+    pub async fn create_department(
+        &self,
+        institution: &InstitutionId,
+        name: &str,
+    ) -> Result<Department, StorageError> {
+        if self.institution(institution).await?.is_none() {
+            return Err(StorageError::NotFound);
+        }
+        let department = Department {
+            id: DepartmentId::generate(),
+            institution_id: institution.clone(),
+            name: name.to_owned(),
+            created_at: now_unix(),
+        };
+        sqlx::query(
+            "INSERT INTO departments (id, institution_id, name, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(department.id.as_str())
+        .bind(institution.as_str())
+        .bind(&department.name)
+        .bind(department.created_at)
+        .execute(self.pool())
+        .await
+        .map_err(map_unique)?;
+        Ok(department)
+    }
+
+    pub async fn department(&self, id: &DepartmentId) -> Result<Option<Department>, StorageError> {
+        let row = sqlx::query(
+            "SELECT id, institution_id, name, created_at FROM departments WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(department_from_row).transpose()
+    }
+
+    pub async fn department_by_name(
+        &self,
+        institution: &InstitutionId,
+        name: &str,
+    ) -> Result<Option<Department>, StorageError> {
+        let row = sqlx::query(
+            "SELECT id, institution_id, name, created_at FROM departments \
+             WHERE institution_id = $1 AND name = $2",
+        )
+        .bind(institution.as_str())
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(department_from_row).transpose()
+    }
+
+    /// Every department, or one institution's, by institution then name.
+    pub async fn list_departments(
+        &self,
+        institution: Option<&InstitutionId>,
+    ) -> Result<Vec<Department>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, institution_id, name, created_at FROM departments \
+             WHERE ($1 = '' OR institution_id = $1) ORDER BY institution_id, name",
+        )
+        .bind(institution.map(InstitutionId::as_str).unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(department_from_row).collect()
+    }
+}
