@@ -8,6 +8,8 @@
 //! - [`document`]: the kinds of shared document.
 //! - [`record`]: the kinds of clinical record and a record's statuses (its life as a state
 //!   machine).
+//! - [`referral`]: a consultation request to another department or specialist: its urgency,
+//!   proposed times and target, and its life as a state machine (who may take which step when).
 //! - [`clock`]: wall-clock time as rows and tokens record it.
 //! - [`hex`]: how digests are written.
 //! - [`text`]: what a name shown to people may contain.
@@ -23,5 +25,6 @@ pub mod ids;
 pub mod member;
 pub mod organisation;
 pub mod record;
+pub mod referral;
 pub mod role;
 pub mod text;
