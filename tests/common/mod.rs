@@ -15,6 +15,18 @@ use huizhen::server::Server;
 use serde_json::{Value, json};
 
 pub const DOCTOR_PASSWORD: &str = "correct horse battery";
+/// The password of accounts made by [`TestServer::account`] and [`TestServer::placed_account`].
+pub const ACCOUNT_PASSWORD: &str = "a long enough password";
+
+/// Where a test account belongs and how it is shown.
+#[derive(Clone, Copy, Default)]
+pub struct Place<'a> {
+    pub institution: &'a str,
+    pub department: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub title: &'a str,
+    pub specialty: &'a str,
+}
 
 pub struct TestServer {
     pub server: Option<Server>,
@@ -235,7 +247,7 @@ pub struct Member {
 impl TestServer {
     /// Creates an account with `role` and signs it in; returns its session token.
     pub async fn account(&self, name: &str, role: AccountRole) -> String {
-        let hash = hash_password("a long enough password").unwrap();
+        let hash = hash_password(ACCOUNT_PASSWORD).unwrap();
         self.server()
             .db
             .create_user(name, name, role, &hash)
@@ -246,7 +258,101 @@ impl TestServer {
                 "POST",
                 "/api/v1/auth/login",
                 Some(""),
-                Some(json!({"username": name, "password": "a long enough password"})),
+                Some(json!({"username": name, "password": ACCOUNT_PASSWORD})),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a clinician account placed in the network (institution and department ids from
+    /// the API) and signs it in: its id and session token. The password is
+    /// [`ACCOUNT_PASSWORD`].
+    pub async fn placed_account(
+        &self,
+        username: &str,
+        role: AccountRole,
+        place: Place<'_>,
+    ) -> (String, String) {
+        let hash = hash_password(ACCOUNT_PASSWORD).unwrap();
+        let db = &self.server().db;
+        let institution =
+            huizhen::domain::ids::InstitutionId::parse(place.institution).expect("institution id");
+        let department = place
+            .department
+            .map(|d| huizhen::domain::ids::DepartmentId::parse(d).expect("department id"));
+        let user = db
+            .create_account(&huizhen::storage::NewAccount {
+                username,
+                display_name: place.name.unwrap_or(username),
+                role,
+                password_hash: &hash,
+                institution: &institution,
+                department: department.as_ref(),
+                title: place.title,
+                specialty: place.specialty,
+            })
+            .await
+            .unwrap();
+        let (st, b) = self
+            .api(
+                "POST",
+                "/api/v1/auth/login",
+                Some(""),
+                Some(json!({"username": username, "password": ACCOUNT_PASSWORD})),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        (
+            user.id.to_string(),
+            b["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates an institution (as the server's own, not through the API): its id.
+    pub async fn institution(&self, name: &str) -> String {
+        self.server()
+            .db
+            .create_institution(name, huizhen::domain::organisation::InstitutionKind::Hospital)
+            .await
+            .unwrap()
+            .id
+            .to_string()
+    }
+
+    /// Creates a department of `institution`: its id.
+    pub async fn department(&self, institution: &str, name: &str) -> String {
+        let institution = huizhen::domain::ids::InstitutionId::parse(institution).unwrap();
+        self.server()
+            .db
+            .create_department(&institution, name)
+            .await
+            .unwrap()
+            .id
+            .to_string()
+    }
+
+    /// Puts an account on a room's care team, as the signed-in doctor (`by`: None) or another.
+    pub async fn add_to_care_team(&self, room: &str, user: &str, by: Option<&str>) {
+        let (st, b) = self
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/care-team"),
+                by,
+                Some(json!({"user_id": user})),
+            )
+            .await;
+        assert_eq!(st, 201, "{b}");
+    }
+
+    /// A care-team seat's entry token for the account of `session` (None: the doctor).
+    pub async fn enter(&self, room: &str, session: Option<&str>) -> String {
+        let (st, b) = self
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/enter"),
+                session,
+                None,
             )
             .await;
         assert_eq!(st, 200, "{b}");
