@@ -56,9 +56,9 @@ async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_p
     let (_, invite) = call(
         &http,
         "POST",
-        api(&server, &format!("/rooms/{room}/invites")),
+        api(&server, &format!("/rooms/{room}/enter")),
         &session,
-        Some(json!({"role": "doctor"})),
+        None,
     )
     .await;
     let invite = invite["token"].as_str().unwrap().to_owned();

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, sample_pdf};
+use common::{ACCOUNT_PASSWORD, DOCTOR_PASSWORD, TestServer, sample_pdf};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
@@ -79,17 +79,41 @@ async fn records_flow(s: &TestServer) {
         )
         .await;
     assert_eq!(st, 200);
+    // Issuing a report signs it: without the specialist's password, or with a wrong one,
+    // it stays a draft.
+    let issue = format!("{records}/{report_id}/issue");
+    let (st, b) = s.api("POST", &issue, Some(&specialist.access), None).await;
+    assert_eq!((st, code(&b)), (403, "signature_required"), "{b}");
+    let (st, b) = s
+        .api(
+            "POST",
+            &issue,
+            Some(&specialist.access),
+            Some(json!({"password": "not my password"})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (403, "wrong_password"), "{b}");
     let (st, issued) = s
         .api(
             "POST",
-            &format!("{records}/{report_id}/issue"),
+            &issue,
             Some(&specialist.access),
-            None,
+            Some(json!({"password": ACCOUNT_PASSWORD})),
         )
         .await;
     assert_eq!(st, 200, "{issued}");
     assert_eq!(issued["status"], "issued");
     assert_eq!(issued["events"][0]["to_status"], "issued");
+    // Signed in the account's name, title and institution, whatever name was typed.
+    assert_eq!(issued["signature"]["name"], "Prof. Zhao");
+    assert_eq!(issued["signature"]["title"], "Chief physician");
+    assert_eq!(issued["signature"]["institution"], "Default institution");
+    assert!(
+        issued["signature"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("u_")
+    );
     // Now the patient is told, with the issued text.
     let got = patient.ws.next_event("record_updated", T).await.unwrap();
     assert_eq!(got["record"]["status"], "issued");
@@ -105,8 +129,15 @@ async fn records_flow(s: &TestServer) {
         .await;
     assert_eq!((st, code(&b)), (409, "conflict"));
     let (st, fixed) = s
-        .api("POST", &records, Some(&specialist.access),
-             Some(json!({"kind": "diagnosis_report", "body": edited, "issue": true, "supersedes": report_id})))
+        .api(
+            "POST",
+            &records,
+            Some(&specialist.access),
+            Some(
+                json!({"kind": "diagnosis_report", "body": edited, "issue": true,
+                         "supersedes": report_id, "password": ACCOUNT_PASSWORD}),
+            ),
+        )
         .await;
     assert_eq!(st, 201, "{fixed}");
     assert_eq!(fixed["supersedes"], report_id.as_str());
@@ -148,7 +179,8 @@ async fn records_flow(s: &TestServer) {
             "POST",
             &records,
             Some(&doctor.access),
-            Some(json!({"kind": "prescription", "body": rx, "issue": true})),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true,
+                        "password": DOCTOR_PASSWORD})),
         )
         .await;
     assert_eq!(st, 201, "{p}");
@@ -263,7 +295,8 @@ async fn records_flow(s: &TestServer) {
             "POST",
             &records,
             Some(&doctor.access),
-            Some(json!({"kind": "prescription", "body": rx, "issue": true})),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true,
+                        "password": DOCTOR_PASSWORD})),
         )
         .await;
     let p2 = p2["id"].as_str().unwrap().to_owned();
@@ -272,7 +305,10 @@ async fn records_flow(s: &TestServer) {
             "POST",
             &records,
             Some(&doctor.access),
-            Some(json!({"kind": "prescription", "body": rx, "issue": true, "supersedes": p2})),
+            Some(
+                json!({"kind": "prescription", "body": rx, "issue": true, "supersedes": p2,
+                        "password": DOCTOR_PASSWORD}),
+            ),
         )
         .await;
     assert_eq!(st, 201);
@@ -353,8 +389,18 @@ async fn records_flow(s: &TestServer) {
     let pdf = resp.bytes().await.unwrap();
     assert!(pdf.starts_with(b"%PDF-1.4"));
     assert!(pdf.windows(12).any(|w| w == b"STSong-Light"));
-    // Another doctor does not see this consultation; a supervisor does.
-    let other = s.account("other-doc", AccountRole::Doctor).await;
+    // A doctor of another institution does not see this consultation; a supervisor does.
+    let elsewhere = s.institution("Another county hospital").await;
+    let (_, other) = s
+        .placed_account(
+            "other-doc",
+            AccountRole::Doctor,
+            common::Place {
+                institution: &elsewhere,
+                ..common::Place::default()
+            },
+        )
+        .await;
     let (st, _) = s
         .api(
             "GET",
@@ -384,6 +430,9 @@ async fn records_flow(s: &TestServer) {
         "record.draft_updated:ok",
         "record.draft_updated:denied",
         "record.issued:ok",
+        "record.issued:denied",
+        "record.signed:ok",
+        "record.signing_failed:denied",
         "record.corrected:ok",
         "record.corrected:denied",
         "prescription.state_changed:ok",

@@ -43,11 +43,22 @@ fn count(d: &[(String, Value)], reason: &str) -> usize {
 async fn refusals_that_may_be_misuse_are_audited() {
     let s = TestServer::start().await;
     let sup = s.account("sup", AccountRole::Supervisor).await;
-    let other_doctor = s.account("dr_b", AccountRole::Doctor).await;
+    // A doctor of another institution (colleagues of the same one see its consultations).
+    let elsewhere = s.institution("Another county hospital").await;
+    let (_, other_doctor) = s
+        .placed_account(
+            "dr_b",
+            AccountRole::Doctor,
+            common::Place {
+                institution: &elsewhere,
+                ..common::Place::default()
+            },
+        )
+        .await;
     let room = s.create_room("Cardiology").await;
     let second = s.create_room("Dermatology").await;
 
-    // Another clinician's consultation: not found, and on the record.
+    // Another institution's consultation: not found, and on the record.
     let (st, _) = s
         .api(
             "GET",

@@ -43,18 +43,24 @@ async fn sigterm_during_a_call_and_an_upload_ends_cleanly_and_loses_nothing() {
     )
     .await;
     let room = room["id"].as_str().unwrap().to_owned();
-    let invite = |role: &'static str| {
-        let (http, session, url) = (
-            http.clone(),
-            session.clone(),
-            server.api(&format!("/rooms/{room}/invites")),
-        );
-        async move {
-            let (_, b) = call(&http, "POST", url, &session, Some(json!({ "role": role }))).await;
-            b["token"].as_str().unwrap().to_owned()
-        }
-    };
-    let (doctor_invite, patient_invite) = (invite("doctor").await, invite("patient").await);
+    let (_, seat) = call(
+        &http,
+        "POST",
+        server.api(&format!("/rooms/{room}/enter")),
+        &session,
+        None,
+    )
+    .await;
+    let (_, patient) = call(
+        &http,
+        "POST",
+        server.api(&format!("/rooms/{room}/invites")),
+        &session,
+        Some(json!({"role": "patient"})),
+    )
+    .await;
+    let doctor_invite = seat["token"].as_str().unwrap().to_owned();
+    let patient_invite = patient["token"].as_str().unwrap().to_owned();
 
     // A call: two WebRTC peers with media flowing.
     let join = |token: String, name: &str, marker: u8| JoinOptions {

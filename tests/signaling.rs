@@ -80,7 +80,7 @@ async fn forged_expired_revoked_and_other_room_tokens_are_refused() {
     c.expect_error("invalid_token", T).await.unwrap();
 
     // Revoked.
-    let (revoked, invite_id) = s.invite_with_id(&room, "specialist").await;
+    let (revoked, invite_id) = s.invite_with_id(&room, "observer").await;
     assert_eq!(s.revoke_invite(&room, &invite_id).await, 204);
     let c = client(&s).await;
     c.send_json(&join_message(&revoked, "Dr. Zhao", true, true, None))
@@ -105,7 +105,8 @@ async fn forged_expired_revoked_and_other_room_tokens_are_refused() {
 async fn malformed_unknown_and_out_of_order_messages() {
     let s = TestServer::start().await;
     let room = s.create_room("R").await;
-    let token = s.invite(&room, "doctor").await;
+    // A link: the name typed is checked (a care-team seat's name comes from its account).
+    let token = s.invite(&room, "patient").await;
 
     // Before joining: anything but join/resume is fatal.
     let c = client(&s).await;

@@ -324,9 +324,15 @@ pub async fn create_invite(
     if room.status == RoomStatus::Ended {
         return Err(ApiError::RoomEnded);
     }
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::Invalid("role must be doctor, specialist, patient or observer".into())
-    })?;
+    let role = Role::parse(&body.role)
+        .filter(|r| !r.is_clinician())
+        .ok_or_else(|| {
+            ApiError::Invalid(
+                "invite links are for patients and observers (role patient or observer); \
+                 clinicians join as their own accounts: add them to the care team"
+                    .into(),
+            )
+        })?;
     let rooms_cfg = &state.config.rooms;
     let minutes = body
         .expires_in_minutes

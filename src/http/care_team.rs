@@ -21,9 +21,10 @@ use crate::domain::ids::UserId;
 use crate::domain::role::Role;
 use crate::storage::{RoomStatus, StorageError};
 
-/// How long a seat's entry token lasts: long enough to open the room page, short enough that
-/// a copied one is worth nothing.
-pub const SEAT_TOKEN_SECONDS: i64 = 120;
+/// How long a seat's entry token lasts: long enough to open the room page (or for a load test
+/// to set up its rooms before joining), short enough that a copied one is worth little; it is
+/// also honoured only while the session that took it is open.
+pub const SEAT_TOKEN_SECONDS: i64 = 300;
 
 pub async fn list(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::users::{self, User};
+use super::users::{self, JOINED_COLUMNS as USER_COLUMNS, User};
 use super::{Db, StorageError};
 use crate::domain::ids::{SessionId, UserId};
 
@@ -74,9 +74,6 @@ const COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_c
      s.renewed_at AS s_renewed_at, s.idle_expires_at AS s_idle_expires_at, \
      s.expires_at AS s_expires_at, s.epoch AS s_epoch, s.password_version AS s_password_version, \
      s.client AS s_client, s.revoked_at AS s_revoked_at, s.revoked_reason AS s_revoked_reason";
-
-const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, u.password_hash, \
-     u.created_at, u.password_version";
 
 fn from_row(row: &AnyRow) -> Result<SessionRow, StorageError> {
     let corrupt = StorageError::Corrupt;

@@ -79,6 +79,10 @@ pub(super) fn from_row(row: &AnyRow) -> Result<User, StorageError> {
 
 const COLUMNS: &str = "id, username, display_name, role, password_hash, created_at, \
      password_version, institution_id, department_id, title, specialty, accepts_referrals";
+/// The same columns of `users u`, for queries that join accounts to another table.
+pub(super) const JOINED_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, \
+     u.password_hash, u.created_at, u.password_version, u.institution_id, u.department_id, \
+     u.title, u.specialty, u.accepts_referrals";
 
 impl Db {
     /// An account in the default institution, with no department or title (tests, and the

@@ -18,6 +18,9 @@ pub const DOCTOR_PASSWORD: &str = "correct horse battery";
 /// The password of accounts made by [`TestServer::account`] and [`TestServer::placed_account`].
 pub const ACCOUNT_PASSWORD: &str = "a long enough password";
 
+/// Numbers the specialist accounts that [`TestServer::invite`] makes.
+static SPECIALISTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Where a test account belongs and how it is shown.
 #[derive(Clone, Copy, Default)]
 pub struct Place<'a> {
@@ -131,7 +134,31 @@ impl TestServer {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// A token to join `room` as `role`: a link invite for patients and observers; for
+    /// clinicians, who enter as their accounts, a care-team seat's entry token (the signed-in
+    /// doctor's for "doctor"; for "specialist", a fresh specialist account put on the care team).
     pub async fn invite(&self, room: &str, role: &str) -> String {
+        match role {
+            "doctor" => return self.enter(room, None).await,
+            "specialist" => {
+                let n = SPECIALISTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (id, token) = self
+                    .placed_account(
+                        &format!("specialist{n}"),
+                        AccountRole::Specialist,
+                        Place {
+                            institution: huizhen::domain::organisation::DEFAULT_INSTITUTION,
+                            name: Some("Prof. Zhao"),
+                            title: "Chief physician",
+                            ..Place::default()
+                        },
+                    )
+                    .await;
+                self.add_to_care_team(room, &id, None).await;
+                return self.enter(room, Some(&token)).await;
+            }
+            _ => {}
+        }
         let (status, body) = self
             .api(
                 "POST",
@@ -274,7 +301,9 @@ impl TestServer {
         role: AccountRole,
         place: Place<'_>,
     ) -> (String, String) {
-        let hash = hash_password(ACCOUNT_PASSWORD).unwrap();
+        // Argon2 is slow in a debug build: one hash serves every account.
+        static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let hash = HASH.get_or_init(|| hash_password(ACCOUNT_PASSWORD).unwrap());
         let db = &self.server().db;
         let institution =
             huizhen::domain::ids::InstitutionId::parse(place.institution).expect("institution id");
@@ -286,7 +315,7 @@ impl TestServer {
                 username,
                 display_name: place.name.unwrap_or(username),
                 role,
-                password_hash: &hash,
+                password_hash: hash,
                 institution: &institution,
                 department: department.as_ref(),
                 title: place.title,
@@ -303,17 +332,17 @@ impl TestServer {
             )
             .await;
         assert_eq!(st, 200, "{b}");
-        (
-            user.id.to_string(),
-            b["token"].as_str().unwrap().to_owned(),
-        )
+        (user.id.to_string(), b["token"].as_str().unwrap().to_owned())
     }
 
     /// Creates an institution (as the server's own, not through the API): its id.
     pub async fn institution(&self, name: &str) -> String {
         self.server()
             .db
-            .create_institution(name, huizhen::domain::organisation::InstitutionKind::Hospital)
+            .create_institution(
+                name,
+                huizhen::domain::organisation::InstitutionKind::Hospital,
+            )
             .await
             .unwrap()
             .id
