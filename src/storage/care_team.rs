@@ -132,10 +132,11 @@ impl Db {
         Ok(member.seat)
     }
 
-    /// The care team, in the order they were added.
+    /// The care team, in the order they were added (by the second; doctors first within one).
     pub async fn care_team(&self, room: &RoomId) -> Result<Vec<CareTeamMember>, StorageError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 ORDER BY added_at, user_id"
+            "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 \
+             ORDER BY added_at, CASE role WHEN 'doctor' THEN 0 ELSE 1 END, user_id"
         ))
         .bind(room.as_str())
         .fetch_all(self.pool())

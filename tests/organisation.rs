@@ -1,0 +1,761 @@
+//! The network's organisation over the real server: institutions, departments and accounts
+//! managed by the network's and an institution's administrators, the directory, visibility
+//! by institution and care team, clinicians entering a consultation as their accounts (never
+//! under a typed name), and the command line that sets a network up. On SQLite and PostgreSQL.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::peer::SignalingClient;
+use common::{PgTestDb, TestServer, process};
+use huizhen::domain::role::AccountRole;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The audit entries whose action is `action`, read with a supervisor's token.
+async fn entries_of(s: &TestServer, sup: &str, action: &str) -> Vec<Value> {
+    let (st, page) = s
+        .api("GET", "/api/v1/audit?limit=1000", Some(sup), None)
+        .await;
+    assert_eq!(st, 200, "{page}");
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
+async fn organisation_flow(s: &TestServer) {
+    let admin = s.account("netadmin", AccountRole::Admin).await;
+    let sup = s.account("regulator", AccountRole::Supervisor).await;
+
+    // The network's administrator builds the network.
+    let (st, county) = s
+        .api(
+            "POST",
+            "/api/v1/institutions",
+            Some(&admin),
+            Some(json!({"name": "县人民医院", "kind": "hospital"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{county}");
+    let county = county["id"].as_str().unwrap().to_owned();
+    let (st, clinic) = s
+        .api(
+            "POST",
+            "/api/v1/institutions",
+            Some(&admin),
+            Some(json!({"name": "石桥镇卫生院", "kind": "township_clinic"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let clinic = clinic["id"].as_str().unwrap().to_owned();
+    // Names are unique, kinds known, names held to the rules of names.
+    for (body, want) in [
+        (json!({"name": "县人民医院", "kind": "hospital"}), 409),
+        (json!({"name": "X", "kind": "clinic"}), 400),
+        (json!({"name": "A\u{202e}B", "kind": "hospital"}), 400),
+        (json!({"name": "  ", "kind": "hospital"}), 400),
+    ] {
+        let (st, b) = s
+            .api("POST", "/api/v1/institutions", Some(&admin), Some(body))
+            .await;
+        assert_eq!(st, want, "{b}");
+    }
+    let (st, cardiology) = s
+        .api(
+            "POST",
+            &format!("/api/v1/institutions/{county}/departments"),
+            Some(&admin),
+            Some(json!({"name": "心血管内科"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{cardiology}");
+    let cardiology = cardiology["id"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .api(
+            "POST",
+            &format!("/api/v1/institutions/{county}/departments"),
+            Some(&admin),
+            Some(json!({"name": "心血管内科"})),
+        )
+        .await;
+    assert_eq!(st, 409);
+
+    // An administrator for the county hospital, made by the network's administrator.
+    let account = |username: &str, role: &str, institution: &str, extra: Value| {
+        let mut body = json!({
+            "username": username,
+            "display_name": username,
+            "role": role,
+            "password": common::ACCOUNT_PASSWORD,
+            "institution_id": institution,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&admin),
+            Some(account(
+                "county-it",
+                "institution_admin",
+                &county,
+                json!({}),
+            )),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let county_it = login(s, "county-it").await;
+    // ...who makes specialists of their own institution, and nothing elsewhere or above.
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&county_it),
+            Some(account(
+                "zhao",
+                "specialist",
+                &county,
+                json!({"display_name": "赵敏", "department_id": cardiology,
+                       "title": "主任医师", "specialty": "Cardiology 心血管"}),
+            )),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["institution"]["name"], "县人民医院");
+    assert_eq!(b["department"]["name"], "心血管内科");
+    let zhao_id = b["id"].as_str().unwrap().to_owned();
+    for (body, want) in [
+        (
+            account("x1", "doctor", &clinic, json!({})),
+            403, // another institution
+        ),
+        (
+            account("x2", "supervisor", &county, json!({})),
+            403, // a network-wide role
+        ),
+        (account("x3", "admin", &county, json!({})), 403),
+        (
+            // A department of another institution.
+            account(
+                "x4",
+                "doctor",
+                &clinic,
+                json!({"department_id": cardiology}),
+            ),
+            403,
+        ),
+    ] {
+        let (st, b) = s
+            .api("POST", "/api/v1/accounts", Some(&county_it), Some(body))
+            .await;
+        assert_eq!(st, want, "{b}");
+    }
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&admin),
+            Some(account(
+                "x5",
+                "doctor",
+                &clinic,
+                json!({"department_id": cardiology}),
+            )),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (400, "invalid_request"), "{b}");
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&admin),
+            Some(account("zhao", "doctor", &clinic, json!({}))),
+        )
+        .await;
+    assert_eq!(st, 409, "{b}");
+    // The institution's administrator lists their own institution's accounts only.
+    let (st, list) = s
+        .api("GET", "/api/v1/accounts", Some(&county_it), None)
+        .await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = list["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["county-it", "zhao"]);
+    assert!(list.to_string().find("password").is_none());
+    let (st, _) = s
+        .api(
+            "POST",
+            "/api/v1/institutions",
+            Some(&county_it),
+            Some(json!({"name": "Mine", "kind": "hospital"})),
+        )
+        .await;
+    assert_eq!(
+        st, 403,
+        "only the network's administrator adds institutions"
+    );
+
+    // A second cardiologist, not taking referrals; a township doctor.
+    let (st, _) = s
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&admin),
+            Some(account(
+                "qian",
+                "specialist",
+                &county,
+                json!({"department_id": cardiology, "specialty": "Electrophysiology"}),
+            )),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&admin),
+            Some(account(
+                "li",
+                "doctor",
+                &clinic,
+                json!({"title": "全科医生"}),
+            )),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let zhao = login(s, "zhao").await;
+    let li = login(s, "li").await;
+
+    // The directory: by department, by specialty, by who takes referrals now.
+    let (st, _) = s
+        .api(
+            "PUT",
+            "/api/v1/me/availability",
+            Some(&zhao),
+            Some(json!({"accepts_referrals": true})),
+        )
+        .await;
+    assert_eq!(st, 204);
+    let li_ref = li.as_str();
+    let search = |q: String| async move {
+        let (st, b) = s
+            .api("GET", &format!("/api/v1/directory?{q}"), Some(li_ref), None)
+            .await;
+        assert_eq!(st, 200, "{b}");
+        let mut names: Vec<String> = b["clinicians"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["display_name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        (names, b)
+    };
+    let (names, body) = search(format!("department={cardiology}")).await;
+    assert_eq!(names, ["qian", "赵敏"]);
+    assert!(
+        body.to_string().find("\"username\"").is_none(),
+        "sign-in names stay private"
+    );
+    assert_eq!(search("specialty=cardio".into()).await.0, ["赵敏"]);
+    assert_eq!(search("specialty=心血管".into()).await.0, ["赵敏"]);
+    assert_eq!(search("specialty=%25".into()).await.0, Vec::<String>::new());
+    assert_eq!(
+        search(format!("institution={county}&accepting=true"))
+            .await
+            .0,
+        ["赵敏"]
+    );
+    let (st, _) = s
+        .api(
+            "GET",
+            "/api/v1/directory?department=dep_nope",
+            Some(&li),
+            None,
+        )
+        .await;
+    assert_eq!(st, 400, "ids are validated");
+    let (st, _) = s.api("GET", "/api/v1/directory", Some(&sup), None).await;
+    assert_eq!(st, 403);
+    let (st, me) = s.api("GET", "/api/v1/me", Some(&zhao), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(me["title"], "主任医师");
+    assert_eq!(me["accepts_referrals"], true);
+
+    // Visibility follows the institution: the township doctor's consultation is theirs (and
+    // their colleagues'), not the county's, until the specialist is on its care team.
+    let (st, room) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&li),
+            Some(json!({"title": "胸痛会诊", "patient_ref": "PSN-17"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .api("GET", &format!("/api/v1/rooms/{room}"), Some(&zhao), None)
+        .await;
+    assert_eq!(st, 404);
+    let (_, listed) = s.api("GET", "/api/v1/rooms", Some(&zhao), None).await;
+    assert!(!listed.to_string().contains(&room));
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/enter"),
+            Some(&zhao),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404, "{b}");
+    // Invite links are for patients and observers; clinicians are added to the care team.
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&li),
+            Some(json!({"role": "specialist"})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (400, "invalid_request"), "{b}");
+    s.add_to_care_team(&room, &zhao_id, Some(&li)).await;
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/care-team"),
+            Some(&li),
+            Some(json!({"user_id": zhao_id})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "conflict"), "{b}");
+    let (st, team) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/care-team"),
+            Some(&zhao),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{team}");
+    let roles: Vec<(&str, &str)> = team["care_team"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["account"]["display_name"].as_str().unwrap(),
+                m["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(roles, [("li", "doctor"), ("赵敏", "specialist")]);
+    let (_, listed) = s.api("GET", "/api/v1/rooms", Some(&zhao), None).await;
+    assert!(listed.to_string().contains(&room), "{listed}");
+    // On the care team, the specialist does not run the consultation.
+    let (st, _) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&zhao),
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(st, 403);
+    // Nor may they add a clinician of their own, or remove the doctor.
+    let (st, _) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/care-team/{}", li_id(s, &li).await),
+            Some(&zhao),
+            None,
+        )
+        .await;
+    assert_eq!(st, 403);
+
+    // The specialist enters as their account: the name shown is the account's, whatever
+    // they type; a link is still for the patient.
+    let seat = s.enter(&room, Some(&zhao)).await;
+    let spec = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = spec
+        .join(&seat, "Prof. Chief Cardiologist Wang", false, false)
+        .await
+        .unwrap();
+    assert_eq!(joined["you"]["role"], "specialist");
+    assert_eq!(joined["you"]["name"], "赵敏 主任医师 · 县人民医院");
+    let (st, link) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&li),
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{link}");
+    let patient_link = link["token"].as_str().unwrap().to_owned();
+    let patient = s.member_with(&patient_link, "王大爷").await;
+    let seen = patient.joined["participants"].to_string();
+    assert!(seen.contains("赵敏 主任医师"), "{seen}");
+    // A seat token is not a way around the session: after signing out, it is refused.
+    let seat2 = s.enter(&room, Some(&zhao)).await;
+    let (st, _) = s
+        .api("POST", "/api/v1/auth/logout", Some(&zhao), None)
+        .await;
+    assert_eq!(st, 204);
+    let late = SignalingClient::connect(&s.ws_url).await.unwrap();
+    late.send_json(&json!({"type": "join", "v": 1, "token": seat2, "name": "",
+                           "publish": {"audio": false, "video": false}}))
+        .await
+        .unwrap();
+    late.expect_error("invalid_token", T).await.unwrap();
+
+    // Taken off the care team, the specialist leaves the live room at once.
+    let (st, _) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/care-team/{zhao_id}"),
+            Some(&li),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    spec.expect_error("invite_revoked", T).await.unwrap();
+    let left = patient.ws.next_event("participant_left", T).await.unwrap();
+    assert_eq!(left["reason"], "removed");
+    // The consultation's last doctor stays.
+    let (st, b) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/care-team/{}", li_id(s, &li).await),
+            Some(&li),
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "conflict"), "{b}");
+    // Not on the care team any more: the room is out of sight again.
+    let zhao = login(s, "zhao").await;
+    let (st, _) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/enter"),
+            Some(&zhao),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // A township colleague of the doctor sees the consultation but is not on its team.
+    let (st, _) = s
+        .api(
+            "POST",
+            "/api/v1/accounts",
+            Some(&admin),
+            Some(account("sun", "doctor", &clinic, json!({}))),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let sun = login(s, "sun").await;
+    let (st, _) = s
+        .api("GET", &format!("/api/v1/rooms/{room}"), Some(&sun), None)
+        .await;
+    assert_eq!(st, 200);
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/enter"),
+            Some(&sun),
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&b)), (403, "forbidden"), "{b}");
+
+    // Everything is on the record, refusals included.
+    for action in [
+        "org.institution_created",
+        "org.department_created",
+        "org.account_created",
+        "org.availability_changed",
+    ] {
+        assert!(!entries_of(s, &sup, action).await.is_empty(), "{action}");
+    }
+    let denied = entries_of(s, &sup, "access.denied").await;
+    assert!(
+        denied.len() >= 5,
+        "administrative and room refusals: {denied:?}"
+    );
+    let room_actions = common::action_outcomes(&s.audit_entries(&sup, &room).await);
+    for want in [
+        "care_team.added:ok",
+        "care_team.seat_entered:ok",
+        "participant.joined:ok",
+        "care_team.removed:ok",
+        "access.denied:denied",
+    ] {
+        assert!(
+            room_actions.iter().any(|a| a == want),
+            "missing {want} in {room_actions:?}"
+        );
+    }
+}
+
+/// Signs `username` in (password [`common::ACCOUNT_PASSWORD`]): the session token.
+async fn login(s: &TestServer, username: &str) -> String {
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": username, "password": common::ACCOUNT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    b["token"].as_str().unwrap().to_owned()
+}
+
+async fn li_id(s: &TestServer, li: &str) -> String {
+    let (_, me) = s.api("GET", "/api/v1/me", Some(li), None).await;
+    me["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn organisation_on_sqlite() {
+    let s = TestServer::start().await;
+    organisation_flow(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn organisation_on_postgres() {
+    let Some(pg) = PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    organisation_flow(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+/// Two administrators add the same clinician to a care team at once: one wins, the other is
+/// told; the care team has them once.
+#[tokio::test]
+async fn concurrent_additions_to_a_care_team() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Concurrent").await;
+    let admin = s.account("netadmin", AccountRole::Admin).await;
+    let (zhao, _) = s
+        .placed_account(
+            "zhao",
+            AccountRole::Specialist,
+            common::Place {
+                institution: huizhen::domain::organisation::DEFAULT_INSTITUTION,
+                ..common::Place::default()
+            },
+        )
+        .await;
+    let path = format!("/api/v1/rooms/{room}/care-team");
+    let body = json!({"user_id": zhao});
+    let (a, b) = tokio::join!(
+        s.api("POST", &path, None, Some(body.clone())),
+        s.api("POST", &path, Some(&admin), Some(body.clone())),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{a:?} {b:?}");
+    let (_, team) = s.api("GET", &path, None, None).await;
+    assert_eq!(team["care_team"].as_array().unwrap().len(), 2);
+    s.stop().await;
+}
+
+/// The command line sets up a network: institutions, departments, accounts in them; each
+/// change is audited; mistakes are refused with a clear message.
+#[tokio::test]
+async fn the_command_line_sets_up_a_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = process::configure(dir.path(), 2);
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut child = process::huizhen(&cfg)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(
+        &[
+            "institution",
+            "add",
+            "--name",
+            "县人民医院",
+            "--kind",
+            "hospital",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(
+        &[
+            "institution",
+            "add",
+            "--name",
+            "县人民医院",
+            "--kind",
+            "hospital",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, err) = run(
+        &["institution", "add", "--name", "X", "--kind", "clinic"],
+        None,
+    );
+    assert!(!ok && err.contains("township_clinic"), "{err}");
+    let (ok, out, err) = run(
+        &[
+            "department",
+            "add",
+            "--institution",
+            "县人民医院",
+            "--name",
+            "心血管内科",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(
+        &[
+            "department",
+            "add",
+            "--institution",
+            "No such",
+            "--name",
+            "心血管内科",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("no institution"), "{err}");
+    let (ok, out, err) = run(
+        &[
+            "user",
+            "add",
+            "--username",
+            "zhao",
+            "--display-name",
+            "赵敏",
+            "--role",
+            "specialist",
+            "--institution",
+            "县人民医院",
+            "--department",
+            "心血管内科",
+            "--title",
+            "主任医师",
+            "--specialty",
+            "Cardiology",
+            "--password-stdin",
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("县人民医院, 心血管内科"), "{out}");
+    let (ok, _, err) = run(
+        &[
+            "user",
+            "add",
+            "--username",
+            "qian",
+            "--display-name",
+            "Qian",
+            "--institution",
+            "县人民医院",
+            "--department",
+            "Nephrology",
+            "--password-stdin",
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(!ok && err.contains("no department"), "{err}");
+    let (ok, out, err) = run(
+        &[
+            "institution",
+            "rename",
+            "--institution",
+            "Default institution",
+            "--name",
+            "石桥镇卫生院",
+            "--kind",
+            "township_clinic",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(
+        &["user", "set", "--username", "doc", "--title", "全科医生"],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = run(&["institution", "list"], None);
+    assert!(ok);
+    assert!(
+        out.contains("县人民医院") && out.contains("心血管内科"),
+        "{out}"
+    );
+    assert!(out.contains("township_clinic\t石桥镇卫生院"), "{out}");
+    let (ok, out, _) = run(&["user", "list"], None);
+    assert!(ok);
+    assert!(
+        out.contains("zhao\tspecialist\t赵敏\t县人民医院\t主任医师"),
+        "{out}"
+    );
+    assert!(
+        out.contains("doc\tdoctor\tDr. Wang\t石桥镇卫生院\t全科医生"),
+        "{out}"
+    );
+    // Every change is in the trail, which still verifies.
+    let (ok, out, err) = run(&["audit", "export"], None);
+    assert!(ok, "{err}");
+    for action in [
+        "org.institution_created",
+        "org.department_created",
+        "org.account_created",
+        "org.institution_renamed",
+        "org.account_updated",
+    ] {
+        assert!(out.contains(action), "{action} missing");
+    }
+    let (ok, out, err) = run(&["audit", "verify"], None);
+    assert!(ok, "{out}{err}");
+}
