@@ -759,3 +759,99 @@ async fn the_command_line_sets_up_a_network() {
     let (ok, out, err) = run(&["audit", "verify"], None);
     assert!(ok, "{out}{err}");
 }
+
+/// Migration 0006 on a database with data: accounts and rooms land in the default
+/// institution, every room's creator is its care team's doctor with a seat, issued records
+/// stay unsigned, and link invites stay links.
+async fn the_upgrade_keeps_consultations(url: &str) {
+    use huizhen::domain::ids::{RoomId, UserId};
+    use huizhen::domain::role::Role;
+    use huizhen::storage::Db;
+    use sqlx::Executor;
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
+    )
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 6)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let (user, room) = (UserId::generate(), RoomId::generate());
+    pool.execute(
+        format!(
+            "INSERT INTO users (id, username, display_name, role, password_hash, created_at) \
+             VALUES ('{user}', 'old', 'Dr. Old', 'doctor', 'x', 1);
+             INSERT INTO rooms (id, title, patient_ref, created_by, created_at) \
+             VALUES ('{room}', 'Before', NULL, '{user}', 2);
+             INSERT INTO invites (id, room_id, role, created_by, created_at, expires_at) \
+             VALUES ('i_0123456789abcdef', '{room}', 'patient', '{user}', 2, 99);
+             INSERT INTO records (id, room_id, kind, status, body, body_sha256, author, \
+             author_name, author_role, created_at_ms) VALUES ('rec_0123456789abcdef', \
+             '{room}', 'prescription', 'issued', '{{}}', 'x', 'p_0123456789abcdef', 'Dr. Old', \
+             'doctor', 3);"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let db = Db::connect(url).await.unwrap();
+    let old = db.user(&user).await.unwrap().unwrap();
+    assert_eq!(
+        old.institution_id.as_str(),
+        huizhen::domain::organisation::DEFAULT_INSTITUTION
+    );
+    assert!(old.department_id.is_none() && !old.accepts_referrals);
+    let r = db.room(&room).await.unwrap().unwrap();
+    assert_eq!(r.institution_id, old.institution_id);
+    let team = db.care_team(&room).await.unwrap();
+    assert_eq!(team.len(), 1);
+    assert_eq!(
+        (team[0].user_id.clone(), team[0].role),
+        (user.clone(), Role::Doctor)
+    );
+    let seat = db.invite(&team[0].seat).await.unwrap().unwrap();
+    assert_eq!(seat.account.as_ref(), Some(&user));
+    assert!(seat.revoked_at.is_none());
+    let link = db
+        .invite(&huizhen::domain::ids::InviteId::parse("i_0123456789abcdef").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(link.account.is_none());
+    let rec = db
+        .record(&huizhen::domain::ids::RecordId::parse("rec_0123456789abcdef").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rec.signature.is_none());
+    let institutions = db.list_institutions().await.unwrap();
+    assert_eq!(institutions.len(), 1);
+    assert_eq!(institutions[0].name, "Default institution");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_upgrade_keeps_consultations_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+    the_upgrade_keeps_consultations(&url).await;
+}
+
+#[tokio::test]
+async fn the_upgrade_keeps_consultations_on_postgres() {
+    let Some(pg) = PgTestDb::create().await else {
+        return;
+    };
+    the_upgrade_keeps_consultations(&pg.url).await;
+    pg.drop_db().await;
+}
