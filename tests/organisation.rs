@@ -280,6 +280,8 @@ async fn organisation_flow(s: &TestServer) {
     );
     assert_eq!(search("specialty=cardio".into()).await.0, ["赵敏"]);
     assert_eq!(search("specialty=心血管".into()).await.0, ["赵敏"]);
+    assert_eq!(search("name=赵".into()).await.0, ["赵敏"]);
+    assert_eq!(search("name=QIA".into()).await.0, ["qian"]);
     assert_eq!(search("specialty=%25".into()).await.0, Vec::<String>::new());
     assert_eq!(
         search(format!("institution={county}&accepting=true"))
@@ -372,7 +374,23 @@ async fn organisation_flow(s: &TestServer) {
         .collect();
     assert_eq!(roles, [("li", "doctor"), ("赵敏", "specialist")]);
     let (_, listed) = s.api("GET", "/api/v1/rooms", Some(&zhao), None).await;
-    assert!(listed.to_string().contains(&room), "{listed}");
+    let mine = listed["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == room.as_str())
+        .expect("the care team's room is listed");
+    assert_eq!(
+        (&mine["my_role"], &mine["manages"]),
+        (&json!("specialist"), &json!(false))
+    );
+    let (_, theirs) = s
+        .api("GET", &format!("/api/v1/rooms/{room}"), Some(&li), None)
+        .await;
+    assert_eq!(
+        (&theirs["my_role"], &theirs["manages"]),
+        (&json!("doctor"), &json!(true))
+    );
     // On the care team, the specialist does not run the consultation.
     let (st, _) = s
         .api(

@@ -24,7 +24,7 @@ use crate::domain::organisation::RoomRelation;
 use crate::domain::role::{AccountRole, Role};
 use crate::sessions::{Authenticated, Refusal, SessionError};
 use crate::storage::{RoomRecord, RoomStatus, SessionRow, User};
-use crate::wire::{self, RoomView};
+use crate::wire::RoomView;
 
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_PATIENT_REF_CHARS: usize = 100;
@@ -221,7 +221,37 @@ pub async fn list_rooms(
     State(state): State<AppState>,
     who: Clinician,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = if who.0.role.sees_all_rooms() {
+    let rooms = visible_rooms(&state, &who).await?;
+    let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
+    let roles = state.db.care_team_roles(&who.0.id, &ids).await?;
+    let views: Vec<Value> = rooms
+        .iter()
+        .map(|r| {
+            let role = roles
+                .iter()
+                .find(|(id, _)| id == &r.id)
+                .map(|(_, role)| *role);
+            room_json(&who, r, role)
+        })
+        .collect();
+    Ok(Json(json!({ "rooms": views })))
+}
+
+/// A room as a clinician sees it, with their place in it: their care-team role (`my_role`,
+/// null when they are not on it) and whether they run it (`manages`).
+fn room_json(who: &Clinician, room: &RoomRecord, care_team: Option<Role>) -> Value {
+    let relation = RoomRelation {
+        same_institution: room.institution_id == who.0.institution_id,
+        care_team,
+    };
+    let mut v = json!(RoomView::from(room));
+    v["my_role"] = json!(care_team);
+    v["manages"] = json!(who.0.role.may_manage_room(relation));
+    v
+}
+
+async fn visible_rooms(state: &AppState, who: &Clinician) -> Result<Vec<RoomRecord>, ApiError> {
+    Ok(if who.0.role.sees_all_rooms() {
         state.db.list_rooms(MAX_ROOMS_LISTED).await?
     } else if who.0.role.may_see_room(RoomRelation {
         same_institution: true,
@@ -233,8 +263,7 @@ pub async fn list_rooms(
             .await?
     } else {
         Vec::new()
-    };
-    Ok(Json(json!({"rooms": wire::all::<_, RoomView>(&rooms)})))
+    })
 }
 
 fn parse_room_id(id: &str) -> Result<RoomId, ApiError> {
@@ -298,10 +327,9 @@ pub async fn get_room(
     State(state): State<AppState>,
     who: Clinician,
     Path(id): Path<String>,
-) -> Result<Json<RoomView>, ApiError> {
-    Ok(Json(RoomView::from(
-        &visible_room(&state, &who, &id).await?,
-    )))
+) -> Result<Json<Value>, ApiError> {
+    let (room, relation) = room_for(&state, &who, &id).await?;
+    Ok(Json(room_json(&who, &room, relation.care_team)))
 }
 
 #[derive(Deserialize)]

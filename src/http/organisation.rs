@@ -395,6 +395,9 @@ pub struct DirectoryParams {
     department: Option<DepartmentId>,
     #[serde(default)]
     specialty: Option<String>,
+    /// Part of the name shown.
+    #[serde(default)]
+    name: Option<String>,
     /// `true`: only those who take referrals now.
     #[serde(default)]
     accepting: Option<bool>,
@@ -414,8 +417,17 @@ pub async fn directory(
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    if specialty.is_some_and(|s| s.chars().count() > 60) {
-        return Err(ApiError::Invalid("specialty: at most 60 characters".into()));
+    let name = params
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if specialty.is_some_and(|s| s.chars().count() > 60)
+        || name.is_some_and(|s| s.chars().count() > 64)
+    {
+        return Err(ApiError::Invalid(
+            "specialty: at most 60 characters; name: at most 64".into(),
+        ));
     }
     let users = state
         .db
@@ -423,6 +435,7 @@ pub async fn directory(
             institution: params.institution.as_ref(),
             department: params.department.as_ref(),
             specialty,
+            name,
             accepting_only: params.accepting.unwrap_or(false),
             limit: MAX_DIRECTORY_ROWS,
         })

@@ -144,6 +144,37 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
+    /// The account's role on each of `rooms`' care teams, where it has one.
+    pub async fn care_team_roles(
+        &self,
+        user: &UserId,
+        rooms: &[RoomId],
+    ) -> Result<Vec<(RoomId, Role)>, StorageError> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..rooms.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT room_id, role FROM care_team WHERE user_id = $1 AND room_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(user.as_str());
+        for room in rooms {
+            query = query.bind(room.as_str());
+        }
+        let rows = query.fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                let room: String = r.try_get("room_id")?;
+                let role: String = r.try_get("role")?;
+                Ok((
+                    RoomId::parse(&room).ok_or(StorageError::Corrupt("care team room"))?,
+                    Role::parse(&role).ok_or(StorageError::Corrupt("care team role"))?,
+                ))
+            })
+            .collect()
+    }
+
     pub async fn care_team_member(
         &self,
         room: &RoomId,

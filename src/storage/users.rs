@@ -48,6 +48,8 @@ pub struct DirectoryQuery<'a> {
     pub department: Option<&'a DepartmentId>,
     /// Matched as a case-insensitive substring of the specialty.
     pub specialty: Option<&'a str>,
+    /// Matched as a case-insensitive substring of the name shown.
+    pub name: Option<&'a str>,
     pub accepting_only: bool,
     pub limit: i64,
 }
@@ -223,18 +225,17 @@ impl Db {
     /// Clinicians (doctors and specialists) matching the query, by institution, department
     /// and name; at most `limit`.
     pub async fn directory(&self, q: &DirectoryQuery<'_>) -> Result<Vec<User>, StorageError> {
-        let specialty = q
-            .specialty
-            .map(|s| {
-                // LIKE's own characters are matched literally.
-                let escaped = s
-                    .to_lowercase()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                format!("%{escaped}%")
-            })
-            .unwrap_or_default();
+        // LIKE's own characters are matched literally.
+        let pattern = |s: &str| {
+            let escaped = s
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        };
+        let specialty = q.specialty.map(pattern).unwrap_or_default();
+        let name = q.name.map(pattern).unwrap_or_default();
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM users \
              WHERE role IN ('doctor', 'specialist') \
@@ -242,6 +243,7 @@ impl Db {
              AND ($2 = '' OR department_id = $2) \
              AND ($3 = '' OR LOWER(specialty) LIKE $3 ESCAPE '\\') \
              AND ($4 = 0 OR accepts_referrals = 1) \
+             AND ($6 = '' OR LOWER(display_name) LIKE $6 ESCAPE '\\') \
              ORDER BY institution_id, department_id, display_name, id LIMIT $5"
         ))
         .bind(q.institution.map(InstitutionId::as_str).unwrap_or(""))
@@ -249,6 +251,7 @@ impl Db {
         .bind(specialty)
         .bind(i64::from(q.accepting_only))
         .bind(q.limit)
+        .bind(name)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(from_row).collect()
