@@ -18,6 +18,8 @@
 //!   content-addressed blob store, integrity on every read, annotations.
 //! - [`records`]: clinical records (notes, diagnosis reports, e-prescriptions), drafts, issuing,
 //!   corrections and the pharmacy steps.
+//! - [`referrals`]: consultation requests to another department or specialist: inboxes, each
+//!   step persisted as one conditional transaction, the room a scheduled request opens.
 //! - [`summary`]: a consultation's record after the call, and its FHIR R4 and PDF exports.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification.
 //! - [`sessions`]: clinicians' sign-ins on the server: checked on every request, renewed,
@@ -44,6 +46,8 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod records;
+// Consultation requests between institutions (referrals).
+pub mod referrals;
 pub mod rooms;
 pub mod server;
 pub mod sessions;

@@ -15,7 +15,14 @@ const LAYERS: &[&[&str]] = &[
     // Below the services: SQL, tokens, the sans-IO media core, logs, certificates.
     &["storage", "auth", "sfu", "telemetry", "tls", "fd_limit"],
     // Services that own one thing each.
-    &["audit", "documents", "records", "media", "sessions"],
+    &[
+        "audit",
+        "documents",
+        "records",
+        "media",
+        "sessions",
+        "referrals",
+    ],
     &["summary", "metrics"],
     // The live room, and the JSON shapes of stored things.
     &["rooms", "wire"],

@@ -81,6 +81,18 @@ pub enum Action {
     /// From this entry on the chain is keyed (HMAC under the audit key); written once, on a
     /// trail that an earlier version began with plain SHA-256 hashes.
     ChainKeyed,
+    // Consultation requests (referrals): each step, with the request as the object and its
+    // consultation room where it has one.
+    ReferralCreated,
+    /// Accepted, or a time agreed (the detail says which state it reached).
+    ReferralAccepted,
+    ReferralTimeProposed,
+    ReferralDeclined,
+    ReferralForwarded,
+    ReferralStarted,
+    ReferralReportIssued,
+    ReferralClosed,
+    ReferralCancelled,
 }
 
 impl Action {
@@ -125,6 +137,16 @@ impl Action {
             Action::RecordSigned => "record.signed",
             Action::SigningFailed => "record.signing_failed",
             Action::ChainKeyed => "chain.keyed",
+            // Consultation requests (referrals).
+            Action::ReferralCreated => "referral.created",
+            Action::ReferralAccepted => "referral.accepted",
+            Action::ReferralTimeProposed => "referral.time_proposed",
+            Action::ReferralDeclined => "referral.declined",
+            Action::ReferralForwarded => "referral.forwarded",
+            Action::ReferralStarted => "referral.started",
+            Action::ReferralReportIssued => "referral.report_issued",
+            Action::ReferralClosed => "referral.closed",
+            Action::ReferralCancelled => "referral.cancelled",
         }
     }
 }

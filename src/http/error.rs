@@ -78,6 +78,14 @@ pub enum ApiError {
     IntegrityFailed,
     #[error("internal error")]
     Internal(String),
+    /// A consultation request refused (docs/protocol.md, "Referrals"), with its own status
+    /// and stable code.
+    #[error("{message}")]
+    Referral {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -109,6 +117,7 @@ impl ApiError {
             ApiError::SignatureRequired(_) => (StatusCode::FORBIDDEN, "signature_required"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Referral { status, code, .. } => (*status, code),
         }
     }
 }
@@ -223,6 +232,28 @@ impl From<crate::records::RecordError> for ApiError {
             RecordError::Conflict(m) => ApiError::Conflict(m.to_owned()),
             RecordError::SignatureRequired(m) => ApiError::SignatureRequired(m.to_owned()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+// Consultation requests (referrals): each refusal reaches the client under its own code;
+// 409 for a step the request's state refuses (`not_now`) or a concurrent step (`conflict`),
+// 403 for the other side's step, 400 for bad input, 404 for a request that is not theirs.
+impl From<crate::referrals::ReferralServiceError> for ApiError {
+    fn from(e: crate::referrals::ReferralServiceError) -> Self {
+        use crate::domain::referral::ReferralError;
+        use crate::referrals::ReferralServiceError as E;
+        let status = match &e {
+            E::NotFound | E::NotVisible => return ApiError::NotFound,
+            E::Storage(s) => return ApiError::Internal(s.to_string()),
+            E::Refused(ReferralError::NotNow { .. }) | E::Conflict => StatusCode::CONFLICT,
+            E::Refused(ReferralError::WrongSide { .. }) | E::NotAClinician => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::Referral {
+            status,
+            code: e.code(),
+            message: e.to_string(),
         }
     }
 }

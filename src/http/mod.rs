@@ -13,6 +13,8 @@ pub mod error;
 mod member;
 mod organisation;
 mod records;
+// Consultation requests (referrals).
+mod referrals;
 mod summary;
 mod ws;
 
@@ -151,6 +153,10 @@ pub fn router(state: AppState) -> Router {
             "/prescriptions/{rec}/{action}",
             post(records::pharmacy_action),
         )
+        // Consultation requests (referrals).
+        .route("/referrals", post(referrals::create).get(referrals::list))
+        .route("/referrals/{id}", get(referrals::get))
+        .route("/referrals/{id}/{action}", post(referrals::act))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))

@@ -204,6 +204,7 @@ pub async fn create_record(
         if let Some(e) = signed_event(who.event(Action::RecordSigned), &record) {
             state.audit.record_or_log(e).await;
         }
+        super::referrals::after_record_issued(&state, &who.room, &who.member, record.kind).await;
     }
     announce(&state, &record.id).await;
     Ok((
@@ -290,6 +291,7 @@ pub async fn issue_record(
             if let Some(e) = signed_event(who.event(Action::RecordSigned), &r) {
                 state.audit.record_or_log(e).await;
             }
+            super::referrals::after_record_issued(&state, &who.room, &who.member, r.kind).await;
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,

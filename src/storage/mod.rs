@@ -16,6 +16,8 @@ mod organisation;
 mod participants;
 pub mod private;
 mod records;
+// Consultation requests (referrals).
+mod referrals;
 mod rooms;
 mod sessions;
 mod users;
@@ -36,6 +38,9 @@ pub use invites::Invite;
 pub use organisation::{Department, Institution};
 pub use participants::ParticipantRecord;
 pub use records::{RecordEvent, RecordRow, Signature};
+pub use referrals::{
+    NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep, SteppedRow,
+};
 pub use rooms::{RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
 pub use users::{DirectoryQuery, NewAccount, User};

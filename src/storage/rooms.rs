@@ -1,7 +1,7 @@
 //! Consultation rooms as records: what was scheduled, by whom, and when it ended.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::{Db, StorageError};
 use crate::domain::clock::now_unix;
@@ -51,6 +51,35 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
 
 const COLUMNS: &str = "id, title, patient_ref, created_by, institution_id, created_at, ended_at";
 
+/// Inserts a new room with its creator as its care team's doctor, in the caller's transaction
+/// (a scheduled referral opens its room in the transaction that schedules it).
+pub(super) async fn insert(
+    tx: &mut Transaction<'static, Any>,
+    room: &RoomRecord,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO rooms (id, title, patient_ref, created_by, institution_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(room.id.as_str())
+    .bind(&room.title)
+    .bind(room.patient_ref.as_deref())
+    .bind(room.created_by.as_str())
+    .bind(room.institution_id.as_str())
+    .bind(room.created_at)
+    .execute(&mut **tx)
+    .await?;
+    super::care_team::insert(
+        tx,
+        &room.id,
+        &room.created_by,
+        Role::Doctor,
+        &room.created_by,
+    )
+    .await?;
+    Ok(())
+}
+
 impl Db {
     /// A room held by its creator's institution, with the creator as its care team's doctor
     /// (one transaction: a room never exists without the clinician who runs it).
@@ -72,19 +101,7 @@ impl Db {
             status: RoomStatus::Open,
         };
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO rooms (id, title, patient_ref, created_by, institution_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(room.id.as_str())
-        .bind(&room.title)
-        .bind(room.patient_ref.as_deref())
-        .bind(created_by.as_str())
-        .bind(room.institution_id.as_str())
-        .bind(room.created_at)
-        .execute(&mut *tx)
-        .await?;
-        super::care_team::insert(&mut tx, &room.id, created_by, Role::Doctor, created_by).await?;
+        insert(&mut tx, &room).await?;
         tx.commit().await?;
         Ok(room)
     }

@@ -1,0 +1,808 @@
+//! Consultation requests (referrals) as a service: a doctor or specialist asks a department,
+//! or a named specialist in it, to consult jointly on a patient; the receiving side answers
+//! from its inboxes; a request agreed on a time opens the consultation room.
+//!
+//! The state machine is `domain::referral` ([`apply`] says which step applies when, and for
+//! which side); this module decides which side an account is on (or that the request is not
+//! theirs to see), checks whom a request is addressed to, and persists each step as one
+//! conditional transaction (`storage`), so that of two clinicians answering at once one wins
+//! and the other is told ([`ReferralServiceError::Conflict`]). It does not write the audit
+//! trail or end rooms: the HTTP edge does both.
+//!
+//! Who is on which side:
+//! - the requester: the account that asked;
+//! - the receiver: the named specialist, or, for a request to a department as a whole, any
+//!   doctor or specialist of that department (the requester excepted);
+//! - anyone else: the request does not exist for them ([`ReferralServiceError::NotVisible`]).
+//!
+//! When a request is first scheduled, its room is opened in the same transaction: held by the
+//! requester's institution, the requester its care team's doctor, the receiving clinician (the
+//! one who took the request on, or the named specialist) on its care team as a specialist, and
+//! the agreed time as its slot. A new time agreed later moves the room's slot.
+
+use serde_json::json;
+
+use crate::domain::ids::{DepartmentId, ReferralId, RoomId, UserId};
+use crate::domain::referral::{
+    Action, NewReferral, ReferralError, ReferralState, Side, Slot, Target, Urgency, apply,
+};
+use crate::storage::{
+    Db, NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep,
+    StorageError, User,
+};
+
+/// The most requests one list answers.
+pub const MAX_LISTED: i64 = 200;
+/// The longest room title a request's reason gives (the room API's own limit).
+pub const ROOM_TITLE_MAX_CHARS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReferralServiceError {
+    /// The state machine or the request's content refused it; its `code()` says why.
+    #[error(transparent)]
+    Refused(#[from] ReferralError),
+    /// No such request.
+    #[error("no such consultation request")]
+    NotFound,
+    /// A request that exists, but the account is on neither side of it: answered like one
+    /// that does not exist, and worth recording (it may be probing).
+    #[error("no such consultation request")]
+    NotVisible,
+    #[error("only doctors and specialists send and answer consultation requests")]
+    NotAClinician,
+    #[error("no such department")]
+    UnknownDepartment,
+    #[error("that account is not a doctor or specialist of the department")]
+    NotInDepartment,
+    #[error("a consultation request cannot be addressed to the clinician who asks")]
+    SelfReferral,
+    /// Another step was taken on the request between reading it and writing this one.
+    #[error(
+        "the consultation request changed at the same moment (another clinician answered it); \
+         reload it and try again"
+    )]
+    Conflict,
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl ReferralServiceError {
+    /// A stable name for the HTTP edge to answer with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReferralServiceError::Refused(e) => e.code(),
+            ReferralServiceError::NotFound | ReferralServiceError::NotVisible => "not_found",
+            ReferralServiceError::NotAClinician => "forbidden",
+            ReferralServiceError::UnknownDepartment => "unknown_department",
+            ReferralServiceError::NotInDepartment => "not_in_department",
+            ReferralServiceError::SelfReferral => "self_referral",
+            ReferralServiceError::Conflict => "conflict",
+            ReferralServiceError::Storage(_) => "internal",
+        }
+    }
+}
+
+impl From<StorageError> for ReferralServiceError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound => ReferralServiceError::NotFound,
+            StorageError::Conflict => ReferralServiceError::Conflict,
+            other => ReferralServiceError::Storage(other),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ReferralServiceError>;
+
+/// A time as a client gives it, checked against the clock when a step uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    /// Unix seconds.
+    pub start: i64,
+    pub minutes: u32,
+}
+
+impl Time {
+    fn slot(self, now: i64) -> std::result::Result<Slot, ReferralError> {
+        Slot::new(self.start, self.minutes, now)
+    }
+}
+
+/// A new request as the requester fills it in.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub department: DepartmentId,
+    pub specialist: Option<UserId>,
+    pub patient_ref: String,
+    pub reason: String,
+    pub question: String,
+    pub urgency: Urgency,
+    pub proposed: Vec<Time>,
+}
+
+/// A step as a clinician asks for it; [`Referrals::act`] turns it into the domain's
+/// [`Action`] (times checked against the clock, a forward's target within the department).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Accept {
+        time: Option<Time>,
+    },
+    ProposeTime {
+        time: Time,
+    },
+    Decline {
+        reason: String,
+    },
+    /// To a named specialist of the request's department, or (`None`) back to the department.
+    Forward {
+        specialist: Option<UserId>,
+    },
+    Start,
+    IssueReport,
+    Close,
+    Cancel {
+        reason: String,
+    },
+}
+
+/// Which list of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mailbox {
+    /// Named to me, or taken on by me.
+    Inbox,
+    /// My department's requests to the department as a whole that nobody took on yet.
+    Department,
+    /// What I asked for.
+    Outbox,
+}
+
+/// A request as one account sees it, with the times first proposed and every step.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub referral: ReferralRow,
+    pub side: Side,
+    pub proposed: Vec<Slot>,
+    pub events: Vec<ReferralEvent>,
+}
+
+/// What a step did.
+#[derive(Debug, Clone)]
+pub struct Stepped {
+    pub before: ReferralRow,
+    pub after: ReferralRow,
+    /// The side that took it.
+    pub side: Side,
+    /// The step's name (`Action::as_str`).
+    pub action: &'static str,
+    /// The consultation room opened by this step, if it opened one.
+    pub room_opened: Option<RoomId>,
+    /// The clinician this step put on the room's care team, if any.
+    pub seated: Option<UserId>,
+}
+
+/// The side `who` is on for request `r`, if any (see the module).
+pub fn side_of(r: &ReferralRow, who: &User) -> Option<Side> {
+    if who.id == r.requester_id {
+        return Some(Side::Requester);
+    }
+    if !who.role.is_clinician() {
+        return None;
+    }
+    let receiver = match &r.target {
+        Target::Specialist { user, .. } => *user == who.id,
+        Target::Department(department) => who.department_id.as_ref() == Some(department),
+    };
+    receiver.then_some(Side::Receiver)
+}
+
+/// A room's title from a request's reason: its first line, shortened to the room API's limit.
+fn room_title(reason: &str) -> String {
+    let line = reason.lines().next().unwrap_or("").trim();
+    if line.chars().count() <= ROOM_TITLE_MAX_CHARS {
+        return line.to_owned();
+    }
+    let mut title: String = line.chars().take(ROOM_TITLE_MAX_CHARS - 1).collect();
+    title.push('…');
+    title
+}
+
+/// What a step's event keeps besides the states: the time proposed or agreed, the reason
+/// given, the new target of a forward.
+fn event_detail(action: &Action, state: &ReferralState, target: &Target) -> serde_json::Value {
+    let mut detail = serde_json::Map::new();
+    if let Some(slot) = state.slot() {
+        detail.insert("slot".into(), json!(slot));
+    }
+    if let Some(reason) = state.reason() {
+        detail.insert("reason".into(), json!(reason));
+    }
+    if matches!(action, Action::Forward { .. }) {
+        detail.insert("to".into(), json!(target));
+    }
+    serde_json::Value::Object(detail)
+}
+
+#[derive(Clone, Debug)]
+pub struct Referrals {
+    db: Db,
+}
+
+impl Referrals {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// A doctor or specialist of `department`, or why not.
+    async fn in_department(&self, user: &UserId, department: &DepartmentId) -> Result<()> {
+        match self.db.user(user).await? {
+            Some(u) if u.role.is_clinician() && u.department_id.as_ref() == Some(department) => {
+                Ok(())
+            }
+            _ => Err(ReferralServiceError::NotInDepartment),
+        }
+    }
+
+    /// A new request from `who` (a doctor or a specialist), `requested`, in the receiver's
+    /// inbox.
+    pub async fn create(&self, who: &User, new: NewRequest, now: i64) -> Result<ReferralRow> {
+        if !who.role.is_clinician() {
+            return Err(ReferralServiceError::NotAClinician);
+        }
+        let proposed = new
+            .proposed
+            .iter()
+            .map(|t| t.slot(now))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let checked = NewReferral::validate(
+            &new.patient_ref,
+            &new.reason,
+            &new.question,
+            new.urgency,
+            proposed,
+        )?;
+        let department = self
+            .db
+            .department(&new.department)
+            .await?
+            .ok_or(ReferralServiceError::UnknownDepartment)?;
+        if let Some(specialist) = &new.specialist {
+            if *specialist == who.id {
+                return Err(ReferralServiceError::SelfReferral);
+            }
+            self.in_department(specialist, &department.id).await?;
+        }
+        let row = ReferralRow {
+            id: ReferralId::generate(),
+            requester_id: who.id.clone(),
+            requester_institution: who.institution_id.clone(),
+            target: Target::new(department.id, new.specialist),
+            receiver_id: None,
+            patient_ref: checked.patient_ref().to_owned(),
+            reason: checked.reason().to_owned(),
+            question: checked.question().to_owned(),
+            urgency: checked.urgency(),
+            state: ReferralState::Requested,
+            room_id: None,
+            room_slot: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let event = NewReferralEvent {
+            action: "create",
+            actor: &who.id,
+            side: Side::Requester,
+            detail: json!({
+                "target": row.target,
+                "urgency": row.urgency,
+                "proposed": checked.proposed(),
+            }),
+        };
+        self.db
+            .insert_referral(&row, checked.proposed(), &event)
+            .await?;
+        Ok(row)
+    }
+
+    /// The request and the side `who` is on; `NotVisible` when they are on neither.
+    pub async fn visible(&self, id: &ReferralId, who: &User) -> Result<(ReferralRow, Side)> {
+        let row = self
+            .db
+            .referral(id)
+            .await?
+            .ok_or(ReferralServiceError::NotFound)?;
+        let side = side_of(&row, who).ok_or(ReferralServiceError::NotVisible)?;
+        Ok((row, side))
+    }
+
+    /// The request with the times first proposed and every step, for either side.
+    pub async fn detail(&self, id: &ReferralId, who: &User) -> Result<Detail> {
+        let (referral, side) = self.visible(id, who).await?;
+        self.detail_of(referral, side).await
+    }
+
+    /// The times and steps of a request its caller just created or took a step on, as the
+    /// side they took it on (a forward takes the request out of its sender's sight, but the
+    /// answer to the forward still shows it).
+    pub async fn detail_of(&self, referral: ReferralRow, side: Side) -> Result<Detail> {
+        Ok(Detail {
+            proposed: self.db.referral_slots(&referral.id).await?,
+            events: self.db.referral_events(&referral.id).await?,
+            referral,
+            side,
+        })
+    }
+
+    /// One of `who`'s lists: open requests first, then emergencies, urgent, routine, then
+    /// the longest waiting. Accounts that are not clinicians have none.
+    pub async fn list(&self, who: &User, mailbox: Mailbox) -> Result<Vec<ReferralRow>> {
+        if !who.role.is_clinician() {
+            return Ok(Vec::new());
+        }
+        let which = match mailbox {
+            Mailbox::Inbox => ReferralBox::Inbox(&who.id),
+            Mailbox::Outbox => ReferralBox::Outbox(&who.id),
+            Mailbox::Department => match &who.department_id {
+                Some(department) => ReferralBox::Department(department),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let rows = self.db.referrals_in(which, MAX_LISTED).await?;
+        // A request to one's own department is in one's outbox, not one's department's box.
+        Ok(rows
+            .into_iter()
+            .filter(|r| mailbox == Mailbox::Outbox || r.requester_id != who.id)
+            .collect())
+    }
+
+    /// Takes a step on request `id` as `who`, on the side they are on.
+    pub async fn act(
+        &self,
+        id: &ReferralId,
+        who: &User,
+        request: Request,
+        now: i64,
+    ) -> Result<Stepped> {
+        let (row, side) = self.visible(id, who).await?;
+        let action = match request {
+            Request::Accept { time } => Action::Accept {
+                slot: time.map(|t| t.slot(now)).transpose()?,
+            },
+            Request::ProposeTime { time } => Action::ProposeTime {
+                slot: time.slot(now)?,
+            },
+            Request::Decline { reason } => Action::Decline { reason },
+            Request::Forward { specialist } => {
+                let department = row.target.department().clone();
+                if let Some(specialist) = &specialist {
+                    if *specialist == row.requester_id {
+                        return Err(ReferralServiceError::SelfReferral);
+                    }
+                    self.in_department(specialist, &department).await?;
+                }
+                Action::Forward {
+                    to: Target::new(department, specialist),
+                }
+            }
+            Request::Start => Action::Start,
+            Request::IssueReport => Action::IssueReport,
+            Request::Close => Action::Close,
+            Request::Cancel { reason } => Action::Cancel { reason },
+        };
+        self.step(row, who, side, action, now).await
+    }
+
+    /// After a diagnosis report was issued in `room` by the account `issuer`: if the room is a
+    /// request's consultation, under way, and the issuer is on its receiving side, the
+    /// request's report is issued. `None` when that does not apply.
+    pub async fn report_issued(
+        &self,
+        room: &RoomId,
+        issuer: &UserId,
+        now: i64,
+    ) -> Result<Option<Stepped>> {
+        let Some(row) = self.db.referral_for_room(room).await? else {
+            return Ok(None);
+        };
+        if row.state != ReferralState::InConsultation {
+            return Ok(None);
+        }
+        let Some(who) = self.db.user(issuer).await? else {
+            return Ok(None);
+        };
+        if side_of(&row, &who) != Some(Side::Receiver) {
+            return Ok(None);
+        }
+        self.step(row, &who, Side::Receiver, Action::IssueReport, now)
+            .await
+            .map(Some)
+    }
+
+    async fn step(
+        &self,
+        row: ReferralRow,
+        who: &User,
+        side: Side,
+        action: Action,
+        now: i64,
+    ) -> Result<Stepped> {
+        let name = action.as_str();
+        let next = apply(&row.state, &row.target, side, action.clone(), now)?;
+        // Who on the receiving side has the request: whoever took the last step there; a
+        // forward hands it on (to the named specialist, or back to the department).
+        let receiver = match (&action, side) {
+            (Action::Forward { .. }, _) => None,
+            (_, Side::Receiver) => Some(who.id.clone()),
+            (_, Side::Requester) => row.receiver_id.clone(),
+        };
+        let specialist = receiver.as_ref().or(next.target.specialist());
+        let title = room_title(&row.reason);
+        let room = match (&next.state, &row.room_id) {
+            (ReferralState::Scheduled { slot }, None) => RoomStep::Open {
+                title: &title,
+                specialist,
+                slot: *slot,
+            },
+            (ReferralState::Scheduled { slot }, Some(room)) => RoomStep::Reslot {
+                room,
+                specialist,
+                slot: *slot,
+            },
+            _ => RoomStep::None,
+        };
+        let opens = matches!(room, RoomStep::Open { .. });
+        let stepped = self
+            .db
+            .step_referral(
+                &row,
+                &ReferralStep {
+                    state: &next.state,
+                    target: &next.target,
+                    receiver: receiver.as_ref(),
+                    event: NewReferralEvent {
+                        action: name,
+                        actor: &who.id,
+                        side,
+                        detail: event_detail(&action, &next.state, &next.target),
+                    },
+                    room,
+                    at: now,
+                },
+            )
+            .await?;
+        Ok(Stepped {
+            room_opened: if opens {
+                stepped.row.room_id.clone()
+            } else {
+                None
+            },
+            seated: stepped.seated,
+            after: stepped.row,
+            before: row,
+            side,
+            action: name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::clock::now_unix;
+    use crate::domain::ids::InstitutionId;
+    use crate::domain::organisation::InstitutionKind;
+    use crate::domain::role::{AccountRole, Role};
+    use crate::storage::NewAccount;
+
+    const HOUR: i64 = 3600;
+
+    struct World {
+        _dir: tempfile::TempDir,
+        db: Db,
+        svc: Referrals,
+        township_doctor: User,
+        cardio_a: User,
+        cardio_b: User,
+        neuro: User,
+        cardiology: DepartmentId,
+    }
+
+    async fn account(
+        db: &Db,
+        name: &str,
+        role: AccountRole,
+        institution: &InstitutionId,
+        department: Option<&DepartmentId>,
+    ) -> User {
+        db.create_account(&NewAccount {
+            username: name,
+            display_name: name,
+            role,
+            password_hash: "x",
+            institution,
+            department,
+            title: "",
+            specialty: "",
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.db").display()
+        ))
+        .await
+        .unwrap();
+        let town = db
+            .create_institution("Township clinic", InstitutionKind::TownshipClinic)
+            .await
+            .unwrap();
+        let county = db
+            .create_institution("County hospital", InstitutionKind::Hospital)
+            .await
+            .unwrap();
+        let cardiology = db
+            .create_department(&county.id, "Cardiology")
+            .await
+            .unwrap();
+        let neurology = db.create_department(&county.id, "Neurology").await.unwrap();
+        World {
+            svc: Referrals::new(db.clone()),
+            township_doctor: account(&db, "town", AccountRole::Doctor, &town.id, None).await,
+            cardio_a: account(
+                &db,
+                "a",
+                AccountRole::Specialist,
+                &county.id,
+                Some(&cardiology.id),
+            )
+            .await,
+            cardio_b: account(
+                &db,
+                "b",
+                AccountRole::Specialist,
+                &county.id,
+                Some(&cardiology.id),
+            )
+            .await,
+            neuro: account(
+                &db,
+                "n",
+                AccountRole::Specialist,
+                &county.id,
+                Some(&neurology.id),
+            )
+            .await,
+            cardiology: cardiology.id,
+            db,
+            _dir: dir,
+        }
+    }
+
+    fn request(w: &World, urgency: Urgency, specialist: Option<&User>) -> NewRequest {
+        NewRequest {
+            department: w.cardiology.clone(),
+            specialist: specialist.map(|u| u.id.clone()),
+            patient_ref: " P-0042 ".into(),
+            reason: "Chest pain on exertion\nfor two weeks".into(),
+            question: "Stable angina?".into(),
+            urgency,
+            proposed: vec![Time {
+                start: now_unix() + 24 * HOUR,
+                minutes: 30,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn sides_follow_the_target() {
+        let w = world().await;
+        let now = now_unix();
+        let to_department = w
+            .svc
+            .create(&w.township_doctor, request(&w, Urgency::Routine, None), now)
+            .await
+            .unwrap();
+        assert_eq!(to_department.patient_ref, "P-0042");
+        let side = |u: &User| side_of(&to_department, u);
+        assert_eq!(side(&w.township_doctor), Some(Side::Requester));
+        assert_eq!(side(&w.cardio_a), Some(Side::Receiver));
+        assert_eq!(side(&w.cardio_b), Some(Side::Receiver));
+        assert_eq!(side(&w.neuro), None);
+        let to_b = w
+            .svc
+            .create(
+                &w.township_doctor,
+                request(&w, Urgency::Routine, Some(&w.cardio_b)),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(side_of(&to_b, &w.cardio_a), None);
+        assert_eq!(side_of(&to_b, &w.cardio_b), Some(Side::Receiver));
+        assert!(matches!(
+            w.svc.visible(&to_b.id, &w.cardio_a).await,
+            Err(ReferralServiceError::NotVisible)
+        ));
+        // Whom a request names is checked: a specialist of another department, oneself.
+        for (by, to, err) in [
+            (&w.township_doctor, &w.neuro, "not_in_department"),
+            (&w.cardio_a, &w.cardio_a, "self_referral"),
+        ] {
+            let e = w
+                .svc
+                .create(by, request(&w, Urgency::Routine, Some(to)), now)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), err);
+        }
+    }
+
+    #[tokio::test]
+    async fn inboxes_put_open_and_urgent_requests_first() {
+        let w = world().await;
+        let now = now_unix();
+        let doc = &w.township_doctor;
+        let routine = w
+            .svc
+            .create(doc, request(&w, Urgency::Routine, None), now)
+            .await
+            .unwrap();
+        let urgent = w
+            .svc
+            .create(doc, request(&w, Urgency::Urgent, None), now + 1)
+            .await
+            .unwrap();
+        let emergency = w
+            .svc
+            .create(doc, request(&w, Urgency::Emergency, None), now + 2)
+            .await
+            .unwrap();
+        let ids = |rows: Vec<ReferralRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let cancel = Request::Cancel {
+            reason: "Patient improved".into(),
+        };
+        w.svc.act(&emergency.id, doc, cancel, now).await.unwrap();
+        assert_eq!(
+            ids(w.svc.list(&w.cardio_a, Mailbox::Department).await.unwrap()),
+            [urgent.id.clone(), routine.id.clone(), emergency.id.clone()]
+        );
+        assert_eq!(
+            ids(w.svc.list(doc, Mailbox::Outbox).await.unwrap()),
+            [urgent.id.clone(), routine.id.clone(), emergency.id.clone()]
+        );
+        // Taken on by a, it leaves the department's box for a's own.
+        let accept = Request::Accept { time: None };
+        w.svc
+            .act(&urgent.id, &w.cardio_a, accept, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(w.svc.list(&w.cardio_a, Mailbox::Inbox).await.unwrap()),
+            [urgent.id]
+        );
+        assert!(
+            w.svc
+                .list(&w.cardio_b, Mailbox::Inbox)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            w.svc
+                .list(&w.neuro, Mailbox::Department)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // What was withdrawn stays, after what is open.
+        assert_eq!(
+            ids(w.svc.list(&w.cardio_b, Mailbox::Department).await.unwrap()),
+            [routine.id, emergency.id]
+        );
+    }
+
+    #[tokio::test]
+    async fn scheduling_opens_the_room_once_and_one_of_two_answers_wins() {
+        let w = world().await;
+        let now = now_unix();
+        let r = w
+            .svc
+            .create(&w.township_doctor, request(&w, Urgency::Urgent, None), now)
+            .await
+            .unwrap();
+        let at = |h: i64| Time {
+            start: now + h * HOUR,
+            minutes: 30,
+        };
+        let (a, b) = tokio::join!(
+            w.svc.act(
+                &r.id,
+                &w.cardio_a,
+                Request::Accept { time: Some(at(2)) },
+                now
+            ),
+            w.svc.act(
+                &r.id,
+                &w.cardio_b,
+                Request::Accept { time: Some(at(3)) },
+                now
+            ),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("one accept must win: {other:?}"),
+        };
+        assert!(matches!(lost.code(), "conflict" | "not_now"), "{lost:?}");
+        let room = won.room_opened.clone().expect("a room");
+        assert_eq!(won.after.room_id.as_ref(), Some(&room));
+        let winner = won.seated.clone().expect("the accepting specialist");
+        let team = w.db.care_team(&room).await.unwrap();
+        let mut roles: Vec<_> = team.iter().map(|m| (m.role.as_str(), &m.user_id)).collect();
+        roles.sort();
+        assert_eq!(
+            roles,
+            [
+                (Role::Doctor.as_str(), &w.township_doctor.id),
+                (Role::Specialist.as_str(), &winner)
+            ]
+        );
+        let stored = w.db.room(&room).await.unwrap().unwrap();
+        assert_eq!(stored.patient_ref.as_deref(), Some("P-0042"));
+        assert_eq!(stored.title, "Chest pain on exertion");
+        assert_eq!(stored.institution_id, w.township_doctor.institution_id);
+        // A new time moves the room's slot; no second room.
+        let winner = if winner == w.cardio_a.id {
+            &w.cardio_a
+        } else {
+            &w.cardio_b
+        };
+        let doc = &w.township_doctor;
+        w.svc
+            .act(&r.id, doc, Request::ProposeTime { time: at(5) }, now)
+            .await
+            .unwrap();
+        let again = w
+            .svc
+            .act(&r.id, winner, Request::Accept { time: None }, now)
+            .await
+            .unwrap();
+        assert_eq!(again.room_opened, None);
+        assert_eq!(again.after.room_id, Some(room));
+        assert_eq!(again.after.room_slot.map(Slot::start), Some(now + 5 * HOUR));
+        let events = w.db.referral_events(&r.id).await.unwrap();
+        let steps: Vec<_> = events
+            .iter()
+            .map(|e| (e.version, e.action.as_str(), e.to_state.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (1, "create", "requested"),
+                (2, "accept", "scheduled"),
+                (3, "propose_time", "counter_proposed"),
+                (4, "accept", "scheduled"),
+            ]
+        );
+        // The report is the receiver's: the requester's own report does not count.
+        w.svc.act(&r.id, doc, Request::Start, now).await.unwrap();
+        assert!(
+            w.svc
+                .report_issued(&again.after.room_id.clone().unwrap(), &doc.id, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let reported = w
+            .svc
+            .report_issued(&again.after.room_id.clone().unwrap(), &winner.id, now)
+            .await
+            .unwrap()
+            .expect("issued");
+        assert_eq!(reported.after.state, ReferralState::ReportIssued);
+    }
+}
