@@ -212,6 +212,7 @@ pub struct RoomView {
     pub created_at: i64,
     pub ended_at: Option<i64>,
     pub status: RoomStatusView,
+    pub waiting_room: bool,
 }
 
 impl From<&RoomRecord> for RoomView {
@@ -227,6 +228,7 @@ impl From<&RoomRecord> for RoomView {
                 RoomStatus::Open => RoomStatusView::Open,
                 RoomStatus::Ended => RoomStatusView::Ended,
             },
+            waiting_room: r.waiting_room,
         }
     }
 }

@@ -49,7 +49,7 @@ async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_p
         "POST",
         api(&server, "/rooms"),
         &session,
-        Some(json!({"title": "Crash"})),
+        Some(json!({"title": "Crash", "waiting_room": false})),
     )
     .await;
     let room = room["id"].as_str().unwrap().to_owned();

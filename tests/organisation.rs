@@ -312,7 +312,7 @@ async fn organisation_flow(s: &TestServer) {
             "POST",
             "/api/v1/rooms",
             Some(&li),
-            Some(json!({"title": "胸痛会诊", "patient_ref": "PSN-17"})),
+            Some(json!({"title": "胸痛会诊", "patient_ref": "PSN-17", "waiting_room": false})),
         )
         .await;
     assert_eq!(st, 201, "{room}");

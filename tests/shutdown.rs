@@ -39,7 +39,7 @@ async fn sigterm_during_a_call_and_an_upload_ends_cleanly_and_loses_nothing() {
         "POST",
         server.api("/rooms"),
         &session,
-        Some(json!({"title": "Shutdown"})),
+        Some(json!({"title": "Shutdown", "waiting_room": false})),
     )
     .await;
     let room = room["id"].as_str().unwrap().to_owned();

@@ -78,6 +78,15 @@ pub enum Action {
     RecordSigned,
     /// A signing confirmation with a wrong password.
     SigningFailed,
+    /// A clinician let someone in from the waiting room (how long they waited in the detail).
+    WaitingAdmitted,
+    WaitingDeclined,
+    /// A clinician sent someone in the room back to wait.
+    WaitingSentBack,
+    /// A clinician set or cleared the message to everyone waiting.
+    WaitingMessage,
+    RoomLocked,
+    RoomUnlocked,
     /// From this entry on the chain is keyed (HMAC under the audit key); written once, on a
     /// trail that an earlier version began with plain SHA-256 hashes.
     ChainKeyed,
@@ -137,6 +146,12 @@ impl Action {
             Action::RecordSigned => "record.signed",
             Action::SigningFailed => "record.signing_failed",
             Action::ChainKeyed => "chain.keyed",
+            Action::WaitingAdmitted => "waiting.admitted",
+            Action::WaitingDeclined => "waiting.declined",
+            Action::WaitingSentBack => "waiting.sent_back",
+            Action::WaitingMessage => "waiting.message",
+            Action::RoomLocked => "room.locked",
+            Action::RoomUnlocked => "room.unlocked",
             // Consultation requests (referrals).
             Action::ReferralCreated => "referral.created",
             Action::ReferralAccepted => "referral.accepted",

@@ -38,6 +38,12 @@ impl Role {
         matches!(self, Role::Doctor)
     }
 
+    /// Letting people in from the waiting room, declining them, sending them back, messaging
+    /// them, locking the room: the care team.
+    pub fn may_admit(self) -> bool {
+        self.is_clinician()
+    }
+
     /// Doctors and specialists: the care team, as opposed to the patient and observers.
     pub fn is_clinician(self) -> bool {
         matches!(self, Role::Doctor | Role::Specialist)

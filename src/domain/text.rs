@@ -29,6 +29,12 @@ pub fn is_hiding(c: char) -> bool {
         )
 }
 
+/// What [`is_hiding`] refuses, except line breaks: for text of several lines (a message, a
+/// reason).
+pub fn is_hiding_but_newline(c: char) -> bool {
+    c != '\n' && is_hiding(c)
+}
+
 /// Why a name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

@@ -177,6 +177,9 @@ pub struct CreateRoomBody {
     title: String,
     #[serde(default)]
     patient_ref: Option<String>,
+    /// Whether those who come with an invitation wait to be admitted (by default they do).
+    #[serde(default)]
+    waiting_room: Option<bool>,
 }
 
 pub async fn create_room(
@@ -204,7 +207,15 @@ pub async fn create_room(
             "patient_ref must be at most {MAX_PATIENT_REF_CHARS} characters"
         )));
     }
-    let room = state.db.create_room(title, patient_ref, &user.id).await?;
+    let room = state
+        .db
+        .create_room_with(
+            title,
+            patient_ref,
+            &user.id,
+            body.waiting_room.unwrap_or(true),
+        )
+        .await?;
     state
         .audit
         .record_or_log(

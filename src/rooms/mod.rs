@@ -6,6 +6,7 @@
 //! to a room only through [`RoomHandle`]; the media core talks to it only through events.
 //! [`RoomManager`] starts room tasks on demand and enforces the per-server room limit.
 
+mod lobby;
 mod notice;
 mod participant;
 mod request;
@@ -32,9 +33,12 @@ use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 
 pub use notice::{
     Connection, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack, ParticipantInfo,
-    Presenting, Problem, TrackKind, Welcome,
+    Presenting, Problem, Queue, TrackKind, WaiterInfo, Waiting, Welcome,
 };
-pub use request::{Annotate, Follow, MAX_CHAT_CHARS, MediaState, Publish};
+pub use request::{
+    Annotate, ConnectionQuality, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, MediaState,
+    Moderation, Precall, Publish,
+};
 
 /// Capacity of a room's command queue, and of each session's outbound queue.
 pub const ROOM_QUEUE: usize = 256;
@@ -55,6 +59,8 @@ pub enum RoomError {
     ResumeFailed,
     #[error("this invite link was revoked")]
     InviteRevoked,
+    #[error("the consultation is locked: nobody more may enter with an invitation")]
+    Locked,
     #[error("your role may not do this")]
     Forbidden,
     #[error("the {} role may not publish media", .0.as_str())]
@@ -166,13 +172,32 @@ pub enum RoomCommand {
         conn: u64,
         annotate: Annotate,
     },
+    /// A clinician admits, declines, sends back, messages the waiting room or locks the room.
+    Moderate {
+        participant: ParticipantId,
+        conn: u64,
+        action: Moderation,
+    },
+    /// A waiting person's pre-call check, shown to the clinicians.
+    Precall {
+        participant: ParticipantId,
+        conn: u64,
+        report: Precall,
+    },
 }
 
 /// A successful join or resume.
 #[derive(Debug)]
 pub struct Joined {
     pub participant: ParticipantId,
-    pub welcome: Welcome,
+    pub entry: Entry,
+}
+
+/// Where a join lands: in the room, or in its waiting room.
+#[derive(Debug)]
+pub enum Entry {
+    Admitted(Box<Welcome>),
+    Waiting(Box<Waiting>),
 }
 
 #[derive(Debug, Clone)]

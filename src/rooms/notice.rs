@@ -2,7 +2,7 @@
 //! turns each [`Notice`] into a protocol message (`signaling::protocol`), so the wire format can
 //! change without the room, and a storage column cannot reach the wire unnoticed.
 
-use super::request::{Follow, Publish};
+use super::request::{Follow, Precall, Publish};
 use crate::domain::ids::{ParticipantId, RoomId};
 use crate::domain::role::Role;
 use crate::records::RecordView;
@@ -53,6 +53,44 @@ pub struct Welcome {
     pub chat: Vec<ChatRecord>,
     /// The presenter's position, when someone presents a document this participant may see.
     pub presenting: Option<Presenting>,
+    /// The waiting room, for those who may admit (clinicians); `None` for the others.
+    pub queue: Option<Queue>,
+}
+
+/// What a waiting person is told: where they are in the queue and why they wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub room: RoomId,
+    pub title: String,
+    /// 1 for the next to be admitted.
+    pub position: usize,
+    pub of: usize,
+    /// From how long the last admissions took apart; `None` until there were some.
+    pub estimated_wait_s: Option<u64>,
+    /// The clinic's message to everyone waiting.
+    pub message: Option<String>,
+    /// Why this person waits again: they were sent back, with this reason.
+    pub sent_back: Option<String>,
+}
+
+/// The waiting room as clinicians see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub waiting: Vec<WaiterInfo>,
+    pub locked: bool,
+    pub message: Option<String>,
+}
+
+/// One person waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaiterInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    /// Unix seconds.
+    pub waiting_since: i64,
+    pub sent_back: bool,
+    pub precall: Option<Precall>,
 }
 
 /// Who presents a document and where they are in it.
@@ -85,6 +123,8 @@ pub enum LeaveReason {
     MediaFailed,
     /// Removed by the care team: their invitation was revoked.
     Removed,
+    /// A clinician sent them back to the waiting room.
+    SentBack,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +152,10 @@ pub enum Problem {
     Internal,
     /// The invitation they came with was revoked: they are out of the consultation.
     InviteRevoked,
+    /// The person named is not waiting (admitted by someone else meanwhile, gone, declined).
+    NotWaiting,
+    /// A clinician turned them away from the waiting room.
+    Declined,
 }
 
 /// A message from the room to one participant.
@@ -145,6 +189,13 @@ pub enum Notice {
     AnnotationAdded(AnnotationRecord),
     /// A clinical record was created, issued, corrected or moved by the pharmacy.
     RecordUpdated(Box<RecordView>),
+    /// To a waiting person: where they stand (on arrival, when the queue moves, when the clinic
+    /// sends a message, when sent back).
+    Waiting(Box<Waiting>),
+    /// To a waiting person: they are let in; everything a join gives.
+    Admitted(Box<Welcome>),
+    /// To clinicians: the waiting room changed.
+    Queue(Box<Queue>),
 }
 
 impl Notice {
@@ -171,4 +222,6 @@ pub enum Farewell {
     MediaFailed(Problem),
     /// The invitation they came with was revoked.
     InviteRevoked,
+    /// A clinician turned them away from the waiting room.
+    Declined,
 }

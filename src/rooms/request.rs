@@ -1,7 +1,8 @@
 //! What a participant asks of the room, once signaling has parsed it from the wire: what they
-//! publish, their mute state, where they are presenting, an annotation.
+//! publish, their mute state, where they are presenting, an annotation, what a clinician does
+//! with the waiting room, and a waiting person's pre-call check.
 
-use crate::domain::ids::DocumentId;
+use crate::domain::ids::{DocumentId, ParticipantId};
 
 /// Longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
@@ -49,4 +50,68 @@ pub struct Annotate {
     pub document_id: DocumentId,
     pub page: i64,
     pub shape: serde_json::Value,
+}
+
+/// Longest message to the waiting room, and reason for declining or sending back, in
+/// characters.
+pub const MAX_WAITING_TEXT_CHARS: usize = 500;
+
+/// What a clinician does with the waiting room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    /// Let someone in: the one named, or whoever waits longest.
+    Admit(Option<ParticipantId>),
+    /// Turn away someone who waits, with what they are told.
+    Decline {
+        participant: ParticipantId,
+        reason: String,
+    },
+    /// Send someone in the room back to wait, with what they are told.
+    SendBack {
+        participant: ParticipantId,
+        reason: String,
+    },
+    /// What everyone waiting is told ("the doctor is running 10 minutes late"); empty clears.
+    Message(String),
+    /// A locked room lets nobody more in with an invitation (care-team seats still enter).
+    Lock(bool),
+}
+
+/// How a waiting person's pre-call check went, as their client measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precall {
+    pub camera: bool,
+    pub microphone: bool,
+    pub connection: ConnectionQuality,
+    /// Round trip to the server, as the client measured it (a signaling ping).
+    pub rtt_ms: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionQuality {
+    Good,
+    Fair,
+    Poor,
+    Unknown,
+}
+
+impl ConnectionQuality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionQuality::Good => "good",
+            ConnectionQuality::Fair => "fair",
+            ConnectionQuality::Poor => "poor",
+            ConnectionQuality::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "good" => ConnectionQuality::Good,
+            "fair" => ConnectionQuality::Fair,
+            "poor" => ConnectionQuality::Poor,
+            "unknown" => ConnectionQuality::Unknown,
+            _ => return None,
+        })
+    }
 }

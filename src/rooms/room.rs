@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use str0m::media::MediaKind;
 use tokio::sync::{mpsc, oneshot};
 
+use super::lobby::{Lobby, Waiter};
 use super::participant::{Participant, Presence};
 use super::{
-    Annotate, EndReason, Farewell, Follow, Joined, LeaveReason, MAX_CHAT_CHARS, Notice,
-    OfferedTrack, Presenting, Problem, Publish, ResumeRef, RoomCommand, RoomError, RoomServices,
-    RoomSettings, SessionLink, TrackKind, Welcome,
+    Annotate, EndReason, Entry, Farewell, Follow, Joined, LeaveReason, MAX_CHAT_CHARS,
+    MAX_WAITING_TEXT_CHARS, Moderation, Notice, OfferedTrack, Presenting, Problem, Publish,
+    ResumeRef, RoomCommand, RoomError, RoomServices, RoomSettings, SessionLink, TrackKind, Welcome,
 };
 use crate::audit::{Action, Actor, Append, AuditEvent, Durable, Outcome, Written};
 use crate::auth::{Claims, SigningKey, TokenKind};
@@ -115,6 +116,8 @@ pub struct Room {
     revoked: HashSet<InviteId>,
     /// Joins and chat messages waiting to be on the record, oldest first.
     awaiting: VecDeque<Awaiting>,
+    /// Those who came with an invitation and wait to be let in (`record.waiting_room`).
+    lobby: Lobby,
 }
 
 impl Room {
@@ -145,6 +148,7 @@ impl Room {
             arrivals_since: None,
             revoked: HashSet::new(),
             awaiting: VecDeque::new(),
+            lobby: Lobby::default(),
         }
     }
 
@@ -239,12 +243,14 @@ impl Room {
                     self.announce_arrivals();
                     self.expire_reconnecting().await;
                     let idle = self.empty_since.is_some_and(|t| t.elapsed() >= self.settings.idle_stop);
-                    if idle && self.awaiting.is_empty() {
+                    // Nobody waiting is left alone in a room that stopped.
+                    if idle && self.awaiting.is_empty() && self.lobby.is_empty() {
                         break;
                     }
                 }
             }
             self.drop_overflowed();
+            self.drop_overflowed_waiters().await;
         }
         // Only when every handle is gone (the room was open, with joins under way).
         self.settle_all(Phase::Open).await;
@@ -314,6 +320,14 @@ impl Room {
                 if let Some(p) = self.find(&participant).filter(|p| p.is_or_was_conn(conn)) {
                     p.close(Farewell::Left);
                     self.remove(&participant, LeaveReason::Left).await;
+                } else if self
+                    .lobby
+                    .find(&participant)
+                    .is_some_and(|w| w.person.is_conn(conn))
+                    && let Some(w) = self.lobby.take(&participant)
+                {
+                    w.person.close(Farewell::Left);
+                    self.left_waiting(w, LeaveReason::Left).await;
                 }
             }
             RoomCommand::End { by, reason, reply } => {
@@ -339,6 +353,18 @@ impl Room {
             }
             RoomCommand::Disconnected { participant, conn } => {
                 let deadline = Instant::now() + self.settings.resume_window;
+                // Someone waiting has no resume token (they were given nothing of the room):
+                // a dropped connection leaves the queue, and joining again queues anew.
+                if self
+                    .lobby
+                    .find(&participant)
+                    .is_some_and(|w| w.person.is_conn(conn))
+                {
+                    if let Some(w) = self.lobby.take(&participant) {
+                        self.left_waiting(w, LeaveReason::Disconnected).await;
+                    }
+                    return;
+                }
                 // When the room found the connection gone first (a message could not be
                 // queued), it has told the others already.
                 let Some(p) = self.find_mut(&participant).filter(|p| p.is_conn(conn)) else {
@@ -370,8 +396,18 @@ impl Room {
                     }
                     self.remove(id, LeaveReason::Removed).await;
                 }
+                let waiting = self.lobby.take_where(|w| w.person.invite == invite);
+                let removed = holders.len() + waiting.len();
+                for w in waiting {
+                    w.person.send(Notice::refused(
+                        Problem::InviteRevoked,
+                        "your invitation was revoked by the care team",
+                    ));
+                    w.person.close(Farewell::InviteRevoked);
+                    self.left_waiting(w, LeaveReason::Removed).await;
+                }
                 self.revoked.insert(invite);
-                let _ = reply.send(holders.len());
+                let _ = reply.send(removed);
             }
             RoomCommand::DocumentShared { document } => {
                 if self.documents.iter().any(|d| d.id == document.id) {
@@ -401,6 +437,25 @@ impl Room {
                 conn,
                 annotate,
             } => self.annotate(participant, conn, annotate).await,
+            RoomCommand::Moderate {
+                participant,
+                conn,
+                action,
+            } => self.moderate(participant, conn, action).await,
+            RoomCommand::Precall {
+                participant,
+                conn,
+                report,
+            } => {
+                if let Some(w) = self
+                    .lobby
+                    .find_mut(&participant)
+                    .filter(|w| w.person.is_conn(conn))
+                {
+                    w.precall = Some(report);
+                    self.tell_queue();
+                }
+            }
         }
     }
 
@@ -489,7 +544,7 @@ impl Room {
             match a.then {
                 Then::Admit(join) => {
                     if written.is_ok() {
-                        self.record_gone(&join, "room_closed").await;
+                        self.record_gone(&join.id, join.role, "room_closed").await;
                     }
                     let _ = join.reply.send(Err(match phase {
                         Phase::Ended => RoomError::Ended,
@@ -650,11 +705,19 @@ impl Room {
         // The room decides what a role may do; signaling only carries the request. The invite
         // is checked here too: signaling read it before a revocation the room heard of.
         let (role, publish) = (join.role, join.publish);
+        let waits = self.waits(&join);
         let refused = if self.revoked.contains(&join.invite) {
             Some(RoomError::InviteRevoked)
+        } else if self.lobby.locked && join.account.is_none() {
+            Some(RoomError::Locked)
         } else if !role.may_publish() && (publish.audio || publish.video) {
             Some(RoomError::MayNotPublish(role))
-        } else if self.participants.len() + self.admitting() >= self.settings.max_participants {
+        } else if waits && self.lobby.len() + self.admitting() >= self.settings.max_participants {
+            // The waiting room holds as many as the room.
+            Some(RoomError::Full(self.settings.max_participants))
+        } else if !waits
+            && self.participants.len() + self.admitting() >= self.settings.max_participants
+        {
             Some(RoomError::Full(self.settings.max_participants))
         } else {
             None
@@ -670,7 +733,7 @@ impl Room {
             AuditEvent::new(Actor::Participant(join.id.clone(), role), Action::Joined)
                 .room(self.id())
                 .object("invite", &join.invite)
-                .detail(serde_json::json!({"account": join.account})),
+                .detail(serde_json::json!({"account": join.account, "waiting": waits})),
         )
         .with(Change::participant_joined(
             self.id(),
@@ -708,32 +771,17 @@ impl Room {
         if join.reply.is_closed() {
             // The session stopped waiting (its join deadline, a closed socket): it is on the
             // record as having joined, so it goes on the record as gone.
-            self.record_gone(&join, "abandoned").await;
+            self.record_gone(&join.id, join.role, "abandoned").await;
             return;
         }
         if self.revoked.contains(&join.invite) {
             // Its invitation was revoked while the join was being recorded.
-            self.record_gone(&join, "invite_revoked").await;
+            self.record_gone(&join.id, join.role, "invite_revoked")
+                .await;
             let _ = join.reply.send(Err(RoomError::InviteRevoked));
             return;
         }
-        let added = self
-            .media
-            .command(SfuCommand::AddTransport {
-                room: self.id().clone(),
-                participant: join.id.clone(),
-                publish: PublishKinds {
-                    audio: join.publish.audio,
-                    video: join.publish.video,
-                },
-                subscribe: join.role.may_subscribe(),
-            })
-            .await;
-        if added.is_err() {
-            self.record_gone(&join, "media_unavailable").await;
-            let _ = join.reply.send(Err(RoomError::Closed));
-            return;
-        }
+        let waits = self.waits(&join);
         let Admission {
             id,
             name,
@@ -744,28 +792,81 @@ impl Room {
             link,
             reply,
         } = join;
-        let participant = Participant::new(id.clone(), name, role, invite, account, publish, link);
-        self.participants.push(participant);
-        self.metrics.participants.fetch_add(1, Ordering::Relaxed);
-        self.empty_since = None;
-        // Announced by `run`, alone or with whoever else is arriving.
-        self.arrivals_since.get_or_insert_with(Instant::now);
-        self.arrivals.push(id.clone());
-        tracing::info!(room = %self.record.id, participant = %id, invite = %self.find(&id).map(|p| p.invite.to_string()).unwrap_or_default(), role = role.as_str(), "joined");
+        let person = Participant::new(id.clone(), name, role, invite, account, publish, link);
+        if waits {
+            self.lobby.push(Waiter {
+                person,
+                since: now_unix(),
+                sent_back: None,
+                precall: None,
+            });
+            let waiting = self
+                .lobby
+                .waiting(self.id(), &self.record.title, &id)
+                .expect("just queued");
+            tracing::info!(room = %self.record.id, participant = %id, role = role.as_str(), "waiting");
+            let _ = reply.send(Ok(Joined {
+                participant: id,
+                entry: Entry::Waiting(Box::new(waiting)),
+            }));
+            self.tell_queue();
+            return;
+        }
+        if let Err(person) = self.seat(person).await {
+            self.record_gone(&person.id, person.role, "media_unavailable")
+                .await;
+            let _ = reply.send(Err(RoomError::Closed));
+            return;
+        }
+        tracing::info!(room = %self.record.id, participant = %id, role = role.as_str(), "joined");
         let _ = reply.send(Ok(Joined {
-            welcome: self.welcome(&id),
+            entry: Entry::Admitted(Box::new(self.welcome(&id))),
             participant: id,
         }));
     }
 
+    /// Whether someone joining waits to be admitted: those who come with an invitation, in a
+    /// consultation that has a waiting room. Clinicians enter with their care-team seats.
+    fn waits(&self, join: &Admission) -> bool {
+        self.record.waiting_room && join.account.is_none()
+    }
+
+    /// Puts someone in the room: their peer connection, their place among the participants,
+    /// their announcement. Hands them back if the media core cannot take them.
+    async fn seat(&mut self, person: Participant) -> Result<(), Participant> {
+        let added = self
+            .media
+            .command(SfuCommand::AddTransport {
+                room: self.id().clone(),
+                participant: person.id.clone(),
+                publish: PublishKinds {
+                    audio: person.publish.audio,
+                    video: person.publish.video,
+                },
+                subscribe: person.role.may_subscribe(),
+            })
+            .await;
+        if added.is_err() {
+            return Err(person);
+        }
+        let id = person.id.clone();
+        self.participants.push(person);
+        self.metrics.participants.fetch_add(1, Ordering::Relaxed);
+        self.empty_since = None;
+        // Announced by `run`, alone or with whoever else is arriving.
+        self.arrivals_since.get_or_insert_with(Instant::now);
+        self.arrivals.push(id);
+        Ok(())
+    }
+
     /// Records that a join which was recorded never became a presence in the room.
-    async fn record_gone(&self, join: &Admission, reason: &str) {
-        let event = AuditEvent::new(Actor::Participant(join.id.clone(), join.role), Action::Left)
+    async fn record_gone(&self, id: &ParticipantId, role: Role, reason: &str) {
+        let event = AuditEvent::new(Actor::Participant(id.clone(), role), Action::Left)
             .room(self.id())
             .detail(serde_json::json!({ "reason": reason }));
         self.services
             .audit
-            .submit_or_log(Append::entry(event).with(Change::participant_left(&join.id)))
+            .submit_or_log(Append::entry(event).with(Change::participant_left(id)))
             .await;
     }
 
@@ -792,7 +893,7 @@ impl Room {
         tracing::info!(room = %self.record.id, participant = %id, "resumed");
         Ok(Joined {
             participant: id,
-            welcome,
+            entry: Entry::Admitted(Box::new(welcome)),
         })
     }
 
@@ -944,6 +1045,260 @@ impl Room {
         tracing::info!(room = %self.record.id, participant = %id, reason = ?reason, "left");
     }
 
+    /// Tells the clinicians how the waiting room stands.
+    fn tell_queue(&self) {
+        let queue = Notice::Queue(Box::new(self.lobby.queue()));
+        self.broadcast_where(|p| p.role.may_admit(), queue);
+    }
+
+    /// Tells everyone waiting where they stand.
+    fn tell_waiting(&self) {
+        for w in self.lobby.iter() {
+            if let Some(info) = self
+                .lobby
+                .waiting(self.id(), &self.record.title, &w.person.id)
+            {
+                w.person.send(Notice::Waiting(Box::new(info)));
+            }
+        }
+    }
+
+    /// Someone left the waiting room without being admitted: on the record as gone, and the
+    /// queue moves.
+    async fn left_waiting(&mut self, w: Waiter, reason: LeaveReason) {
+        let event = AuditEvent::new(
+            Actor::Participant(w.person.id.clone(), w.person.role),
+            Action::Left,
+        )
+        .room(self.id())
+        .detail(serde_json::json!({"reason": reason, "waiting": true}));
+        self.services
+            .audit
+            .submit_or_log(Append::entry(event).with(Change::participant_left(&w.person.id)))
+            .await;
+        tracing::info!(room = %self.record.id, participant = %w.person.id, reason = ?reason, "left the waiting room");
+        self.tell_queue();
+        self.tell_waiting();
+    }
+
+    /// Waiting people whose connection could not take a message leave the queue.
+    async fn drop_overflowed_waiters(&mut self) {
+        if !self.lobby.iter().any(|w| w.person.overflowed()) {
+            return;
+        }
+        for w in self.lobby.take_where(|w| w.person.overflowed()) {
+            w.person.close(Farewell::TooSlow);
+            self.left_waiting(w, LeaveReason::Disconnected).await;
+        }
+    }
+
+    /// A clinician's action on the waiting room. Refused (told, and audited) for those who
+    /// may not admit; each action is on the record.
+    async fn moderate(&mut self, participant: ParticipantId, conn: u64, action: Moderation) {
+        let Some(actor) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
+            // Someone waiting who tries to let themselves (or anyone) in.
+            if let Some(w) = self
+                .lobby
+                .find(&participant)
+                .filter(|w| w.person.is_conn(conn))
+            {
+                w.person.send(Notice::refused(
+                    Problem::Forbidden,
+                    "you are waiting to be admitted; the care team lets you in",
+                ));
+                let event = self.audit(&w.person, Action::AccessDenied);
+                self.services
+                    .audit
+                    .refused(w.person.id.as_str(), "moderation_while_waiting", event)
+                    .await;
+            }
+            return;
+        };
+        if !actor.role.may_admit() {
+            actor.send(Notice::refused(
+                Problem::Forbidden,
+                "only the care team manages the waiting room",
+            ));
+            self.refused(actor, "moderation_forbidden").await;
+            return;
+        }
+        let by = Actor::Participant(actor.id.clone(), actor.role);
+        let tell_actor = |room: &Self, problem: Problem, text: String| {
+            if let Some(a) = room.find(&participant) {
+                a.send(Notice::refused(problem, text));
+            }
+        };
+        match action {
+            Moderation::Admit(target) => {
+                let waiter = match &target {
+                    Some(id) => self.lobby.take(id),
+                    None => self.lobby.take_next(),
+                };
+                let Some(waiter) = waiter else {
+                    let text = match target {
+                        Some(_) => {
+                            "this person is no longer waiting: admitted by someone else, gone, or turned away"
+                        }
+                        None => "nobody is waiting",
+                    };
+                    tell_actor(self, Problem::NotWaiting, text.to_owned());
+                    return;
+                };
+                let id = waiter.person.id.clone();
+                let role = waiter.person.role;
+                let waited = now_unix() - waiter.since;
+                match self.seat(waiter.person).await {
+                    Ok(()) => {}
+                    Err(person) => {
+                        self.lobby.push(Waiter {
+                            person,
+                            since: waiter.since,
+                            sent_back: waiter.sent_back,
+                            precall: waiter.precall,
+                        });
+                        tell_actor(
+                            self,
+                            Problem::Internal,
+                            "the media service could not take them; try again".to_owned(),
+                        );
+                        return;
+                    }
+                }
+                self.lobby.note_admission(Instant::now());
+                if let Some(p) = self.find(&id) {
+                    p.send(Notice::Admitted(Box::new(self.welcome(&id))));
+                }
+                let event = AuditEvent::new(by.clone(), Action::WaitingAdmitted)
+                    .room(self.id())
+                    .object("participant", &id)
+                    .detail(serde_json::json!({"role": role, "waited_s": waited}));
+                self.services.audit.record_or_log(event).await;
+                tracing::info!(room = %self.record.id, participant = %id, "admitted");
+            }
+            Moderation::Decline {
+                participant: target,
+                reason,
+            } => {
+                let Some(w) = self.lobby.take(&target) else {
+                    tell_actor(
+                        self,
+                        Problem::NotWaiting,
+                        "this person is no longer waiting".to_owned(),
+                    );
+                    return;
+                };
+                let reason = waiting_text(&reason)
+                    .unwrap_or_else(|| "the clinic could not see you in this consultation".into());
+                w.person
+                    .send(Notice::refused(Problem::Declined, reason.clone()));
+                w.person.close(Farewell::Declined);
+                let event = AuditEvent::new(by.clone(), Action::WaitingDeclined)
+                    .room(self.id())
+                    .object("participant", &target);
+                self.services.audit.record_or_log(event).await;
+                self.left_waiting(w, LeaveReason::Removed).await;
+                return;
+            }
+            Moderation::SendBack {
+                participant: target,
+                reason,
+            } => {
+                let Some(pos) = self.participants.iter().position(|p| {
+                    p.id == target
+                        && !p.role.may_admit()
+                        && matches!(p.presence, Presence::Connected(_))
+                }) else {
+                    tell_actor(
+                        self,
+                        Problem::NotWaiting,
+                        "only a patient or an observer who is connected can be sent back to wait"
+                            .to_owned(),
+                    );
+                    return;
+                };
+                self.announce_arrivals();
+                let mut person = self.participants.remove(pos);
+                self.metrics.participants.fetch_sub(1, Ordering::Relaxed);
+                // Their resume token and access token die with their place in the room.
+                person.resume_nonce += 1;
+                person.pending_offer = None;
+                if self.follow.as_ref().is_some_and(|f| f.presenter == target) {
+                    self.follow = None;
+                    self.broadcast_where(
+                        |_| true,
+                        Notice::PresentingStopped {
+                            presenter: target.clone(),
+                        },
+                    );
+                }
+                let _ = self
+                    .media
+                    .command(SfuCommand::RemoveTransport {
+                        participant: target.clone(),
+                    })
+                    .await;
+                self.broadcast_except(
+                    &target,
+                    Notice::ParticipantLeft {
+                        participant: target.clone(),
+                        reason: LeaveReason::SentBack,
+                    },
+                );
+                if self.participants.is_empty() {
+                    self.empty_since = Some(Instant::now());
+                }
+                let reason = waiting_text(&reason)
+                    .unwrap_or_else(|| "the doctors asked you to wait a moment".into());
+                self.lobby.push(Waiter {
+                    person,
+                    since: now_unix(),
+                    sent_back: Some(reason),
+                    precall: None,
+                });
+                let event = AuditEvent::new(by.clone(), Action::WaitingSentBack)
+                    .room(self.id())
+                    .object("participant", &target);
+                self.services.audit.record_or_log(event).await;
+                tracing::info!(room = %self.record.id, participant = %target, "sent back to the waiting room");
+            }
+            Moderation::Message(text) => {
+                let text = text.trim();
+                if text.chars().count() > MAX_WAITING_TEXT_CHARS
+                    || text.chars().any(crate::domain::text::is_hiding_but_newline)
+                {
+                    tell_actor(
+                        self,
+                        Problem::Invalid,
+                        format!(
+                            "a message to the waiting room is at most {MAX_WAITING_TEXT_CHARS} printable characters"
+                        ),
+                    );
+                    return;
+                }
+                self.lobby.message = (!text.is_empty()).then(|| text.to_owned());
+                let event = AuditEvent::new(by.clone(), Action::WaitingMessage)
+                    .room(self.id())
+                    .detail(serde_json::json!({"cleared": text.is_empty()}));
+                self.services.audit.record_or_log(event).await;
+            }
+            Moderation::Lock(locked) => {
+                if self.lobby.locked == locked {
+                    return;
+                }
+                self.lobby.locked = locked;
+                let action = if locked {
+                    Action::RoomLocked
+                } else {
+                    Action::RoomUnlocked
+                };
+                let event = AuditEvent::new(by.clone(), action).room(self.id());
+                self.services.audit.record_or_log(event).await;
+            }
+        }
+        self.tell_queue();
+        self.tell_waiting();
+    }
+
     /// Ends the consultation. The room waits here for what it persists (the end is rare and
     /// the room is going away; no other room waits with it).
     async fn end(
@@ -960,8 +1315,22 @@ impl Room {
             p.send(Notice::RoomEnded(reason));
             p.close(Farewell::RoomEnded);
         }
+        let waiting: Vec<ParticipantId> = self
+            .lobby
+            .drain()
+            .into_iter()
+            .map(|w| {
+                w.person.send(Notice::RoomEnded(reason));
+                w.person.close(Farewell::RoomEnded);
+                w.person.id
+            })
+            .collect();
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
-        let mut changes: Vec<Change> = ids.iter().map(Change::participant_left).collect();
+        let mut changes: Vec<Change> = ids
+            .iter()
+            .chain(&waiting)
+            .map(Change::participant_left)
+            .collect();
         if reason == EndReason::EndedByDoctor {
             changes.push(Change::room_ended(self.id()));
         }
@@ -1033,6 +1402,7 @@ impl Room {
                 self.presented_visibility()
                     .is_some_and(|v| me.role.may_view(v))
             }),
+            queue: me.role.may_admit().then(|| self.lobby.queue()),
         }
     }
 
@@ -1136,4 +1506,14 @@ fn refuse(cmd: RoomCommand, phase: Phase) {
         }
         _ => {}
     }
+}
+
+/// A reason or message for the waiting room: trimmed, printable, bounded; `None` if empty or
+/// not acceptable (the room then says something generic).
+fn waiting_text(raw: &str) -> Option<String> {
+    let text = raw.trim();
+    let ok = !text.is_empty()
+        && text.chars().count() <= MAX_WAITING_TEXT_CHARS
+        && !text.chars().any(crate::domain::text::is_hiding_but_newline);
+    ok.then(|| text.to_owned())
 }

@@ -114,7 +114,7 @@ impl Fixture {
             id: joined.participant,
             conn,
             rx,
-            welcome: joined.welcome,
+            welcome: admitted(joined.entry),
         })
     }
 
@@ -211,7 +211,7 @@ async fn arrivals_faster_than_the_room_are_announced_together_and_once() {
             id: joined.participant,
             conn: 0,
             rx,
-            welcome: joined.welcome,
+            welcome: admitted(joined.entry),
         });
     }
     let order: Vec<ParticipantId> = arrivals.iter().map(|m| m.id.clone()).collect();
@@ -582,4 +582,12 @@ async fn ending_turns_away_a_join_on_its_way_in_and_records_it_gone() {
         f.db.room(&f.room).await.unwrap().unwrap().status,
         crate::storage::RoomStatus::Ended
     );
+}
+
+/// The welcome of a join that went straight in (these rooms have no waiting room).
+fn admitted(entry: super::Entry) -> Welcome {
+    match entry {
+        super::Entry::Admitted(w) => *w,
+        super::Entry::Waiting(w) => panic!("waiting at position {}", w.position),
+    }
 }

@@ -90,6 +90,42 @@ pub struct Annotate {
     pub shape: serde_json::Value,
 }
 
+/// `admit`: the one named, or (no id) whoever waits longest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Admit {
+    #[serde(default)]
+    pub participant_id: Option<ParticipantId>,
+}
+
+/// `decline` and `send_back`: whom, and what they are told.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Moderate {
+    pub participant_id: ParticipantId,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WaitingMessage {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Lock {
+    pub locked: bool,
+}
+
+/// A waiting person's pre-call check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Precall {
+    pub camera: bool,
+    pub microphone: bool,
+    /// good, fair, poor or unknown.
+    pub connection: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u32>,
+}
+
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
@@ -103,6 +139,12 @@ pub enum ClientMessage {
     Chat(Chat),
     Follow(Follow),
     Annotate(Annotate),
+    Admit(Admit),
+    Decline(Moderate),
+    SendBack(Moderate),
+    WaitingMessage(WaitingMessage),
+    Lock(Lock),
+    Precall(Precall),
 }
 
 /// Why a client message could not be understood.
@@ -135,6 +177,12 @@ impl ClientMessage {
             "chat" => ClientMessage::Chat(body(value)?),
             "follow" => ClientMessage::Follow(body(value)?),
             "annotate" => ClientMessage::Annotate(body(value)?),
+            "admit" => ClientMessage::Admit(body(value)?),
+            "decline" => ClientMessage::Decline(body(value)?),
+            "send_back" => ClientMessage::SendBack(body(value)?),
+            "waiting_message" => ClientMessage::WaitingMessage(body(value)?),
+            "lock" => ClientMessage::Lock(body(value)?),
+            "precall" => ClientMessage::Precall(body(value)?),
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -155,6 +203,12 @@ impl ClientMessage {
             ClientMessage::Chat(_) => "chat",
             ClientMessage::Follow(_) => "follow",
             ClientMessage::Annotate(_) => "annotate",
+            ClientMessage::Admit(_) => "admit",
+            ClientMessage::Decline(_) => "decline",
+            ClientMessage::SendBack(_) => "send_back",
+            ClientMessage::WaitingMessage(_) => "waiting_message",
+            ClientMessage::Lock(_) => "lock",
+            ClientMessage::Precall(_) => "precall",
         }
     }
 }
@@ -293,6 +347,9 @@ pub struct Welcome {
     /// The presenter's current position, when someone presents a document this participant
     /// may see.
     pub follow: Option<FollowView>,
+    /// The waiting room, for clinicians (who may admit); absent for the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<QueueView>,
 }
 
 impl Welcome {
@@ -316,6 +373,7 @@ impl Welcome {
             documents: wire::all(&w.documents),
             chat: wire::all(&w.chat),
             follow: w.presenting.as_ref().map(Into::into),
+            waiting_room: w.queue.as_ref().map(Into::into),
         }
     }
 }
@@ -351,6 +409,7 @@ pub enum LeaveReason {
     Replaced,
     MediaFailed,
     Removed,
+    SentBack,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -415,6 +474,82 @@ pub enum ServerMessage {
     RecordUpdated {
         record: Box<ClinicalRecordView>,
     },
+    /// To someone waiting to be admitted: where they stand.
+    Waiting(Box<WaitingView>),
+    /// To clinicians: the waiting room as it stands now.
+    WaitingRoom(Box<QueueView>),
+}
+
+/// What a waiting person is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitingView {
+    pub room: RoomView,
+    pub position: usize,
+    pub of: usize,
+    pub estimated_wait_s: Option<u64>,
+    pub message: Option<String>,
+    /// Why they wait again, when a clinician sent them back.
+    pub sent_back: Option<String>,
+}
+
+impl From<&rooms::Waiting> for WaitingView {
+    fn from(w: &rooms::Waiting) -> Self {
+        Self {
+            room: RoomView {
+                id: w.room.clone(),
+                title: w.title.clone(),
+            },
+            position: w.position,
+            of: w.of,
+            estimated_wait_s: w.estimated_wait_s,
+            message: w.message.clone(),
+            sent_back: w.sent_back.clone(),
+        }
+    }
+}
+
+/// The waiting room as clinicians see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueView {
+    pub waiting: Vec<WaiterView>,
+    pub locked: bool,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaiterView {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub waiting_since: i64,
+    pub sent_back: bool,
+    pub precall: Option<Precall>,
+}
+
+impl From<&rooms::Queue> for QueueView {
+    fn from(q: &rooms::Queue) -> Self {
+        Self {
+            waiting: q
+                .waiting
+                .iter()
+                .map(|w| WaiterView {
+                    id: w.id.clone(),
+                    name: w.name.clone(),
+                    role: w.role,
+                    waiting_since: w.waiting_since,
+                    sent_back: w.sent_back,
+                    precall: w.precall.map(|p| Precall {
+                        camera: p.camera,
+                        microphone: p.microphone,
+                        connection: p.connection.as_str().to_owned(),
+                        rtt_ms: p.rtt_ms,
+                    }),
+                })
+                .collect(),
+            locked: q.locked,
+            message: q.message.clone(),
+        }
+    }
 }
 
 impl ServerMessage {
@@ -473,6 +608,7 @@ impl ServerMessage {
                     rooms::LeaveReason::Replaced => LeaveReason::Replaced,
                     rooms::LeaveReason::MediaFailed => LeaveReason::MediaFailed,
                     rooms::LeaveReason::Removed => LeaveReason::Removed,
+                    rooms::LeaveReason::SentBack => LeaveReason::SentBack,
                 },
             },
             N::RoomEnded(reason) => ServerMessage::RoomEnded {
@@ -496,6 +632,9 @@ impl ServerMessage {
             N::RecordUpdated(r) => ServerMessage::RecordUpdated {
                 record: Box::new(r.as_ref().into()),
             },
+            N::Waiting(w) => ServerMessage::Waiting(Box::new(w.as_ref().into())),
+            N::Admitted(w) => ServerMessage::Joined(Box::new(Welcome::from_room(w))),
+            N::Queue(q) => ServerMessage::WaitingRoom(Box::new(q.as_ref().into())),
         }
     }
 }
@@ -526,11 +665,14 @@ pub enum ErrorCode {
     MediaUnreachable,
     MediaLost,
     Internal,
+    NotWaiting,
+    RoomLocked,
+    Declined,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -553,6 +695,9 @@ impl ErrorCode {
         ErrorCode::MediaUnreachable,
         ErrorCode::MediaLost,
         ErrorCode::Internal,
+        ErrorCode::NotWaiting,
+        ErrorCode::RoomLocked,
+        ErrorCode::Declined,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -564,6 +709,7 @@ impl ErrorCode {
                 | ErrorCode::Forbidden
                 | ErrorCode::StaleOffer
                 | ErrorCode::BadSdp
+                | ErrorCode::NotWaiting
         )
     }
 
@@ -579,6 +725,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => 4008,
             ErrorCode::MediaUnreachable | ErrorCode::MediaLost => 4005,
             ErrorCode::RoomNotFound => 4404,
+            ErrorCode::Declined => 4006,
+            ErrorCode::RoomLocked => 4007,
             _ => 1008,
         }
     }
@@ -594,6 +742,8 @@ impl ErrorCode {
             rooms::Problem::MediaLost => ErrorCode::MediaLost,
             rooms::Problem::Internal => ErrorCode::Internal,
             rooms::Problem::InviteRevoked => ErrorCode::InviteRevoked,
+            rooms::Problem::NotWaiting => ErrorCode::NotWaiting,
+            rooms::Problem::Declined => ErrorCode::Declined,
         }
     }
 
@@ -622,6 +772,9 @@ impl ErrorCode {
             ErrorCode::MediaUnreachable => "media_unreachable",
             ErrorCode::MediaLost => "media_lost",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotWaiting => "not_waiting",
+            ErrorCode::RoomLocked => "room_locked",
+            ErrorCode::Declined => "declined",
         }
     }
 }
@@ -645,6 +798,7 @@ pub mod close {
             Farewell::TooSlow => INTERNAL,
             Farewell::MediaFailed(p) => super::ErrorCode::of_problem(p).close_code(),
             Farewell::InviteRevoked => super::ErrorCode::InviteRevoked.close_code(),
+            Farewell::Declined => super::ErrorCode::Declined.close_code(),
         }
     }
 }

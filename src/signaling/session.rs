@@ -26,8 +26,8 @@ use crate::domain::ids::{InviteId, ParticipantId, RoomId, SessionId, UserId};
 use crate::domain::organisation::clinician_label;
 use crate::domain::text::display_name;
 use crate::rooms::{
-    self, Joined, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle, SESSION_QUEUE,
-    SessionLink,
+    self, Entry, Joined, Moderation, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle,
+    SESSION_QUEUE, SessionLink,
 };
 
 /// Malformed or unknown messages tolerated before the connection is closed.
@@ -289,9 +289,15 @@ impl Session {
             (State::AwaitingJoin, ClientMessage::Join(join)) => match self.join(join).await {
                 Ok((room, joined)) => {
                     self.ctx.metrics.observe_join(started.elapsed());
-                    replies.push(ServerMessage::Joined(Box::new(Welcome::from_room(
-                        &joined.welcome,
-                    ))));
+                    replies.push(match &joined.entry {
+                        Entry::Admitted(welcome) => {
+                            ServerMessage::Joined(Box::new(Welcome::from_room(welcome)))
+                        }
+                        // Let in later: the room then sends `joined` over the link.
+                        Entry::Waiting(waiting) => {
+                            ServerMessage::Waiting(Box::new(waiting.as_ref().into()))
+                        }
+                    });
                     self.link_tx = None;
                     self.state = State::InRoom {
                         room,
@@ -307,8 +313,11 @@ impl Session {
             (State::AwaitingJoin, ClientMessage::Resume(resume)) => match self.resume(resume).await
             {
                 Ok((room, joined)) => {
+                    let Entry::Admitted(welcome) = &joined.entry else {
+                        unreachable!("a resume is into the room, never into its waiting room")
+                    };
                     replies.push(ServerMessage::Resumed(Box::new(Welcome::from_room(
-                        &joined.welcome,
+                        welcome,
                     ))));
                     self.link_tx = None;
                     self.state = State::InRoom {
@@ -384,6 +393,58 @@ impl Session {
                 conn,
                 annotate: annotate.into(),
             },
+            ClientMessage::Admit(a) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::Admit(a.participant_id),
+            },
+            ClientMessage::Decline(m) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::Decline {
+                    participant: m.participant_id,
+                    reason: m.reason,
+                },
+            },
+            ClientMessage::SendBack(m) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::SendBack {
+                    participant: m.participant_id,
+                    reason: m.reason,
+                },
+            },
+            ClientMessage::WaitingMessage(m) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::Message(m.text),
+            },
+            ClientMessage::Lock(l) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::Lock(l.locked),
+            },
+            ClientMessage::Precall(p) => {
+                let Some(connection) = rooms::ConnectionQuality::parse(&p.connection) else {
+                    return self.refuse(
+                        replies,
+                        (
+                            ErrorCode::BadMessage,
+                            "precall.connection must be good, fair, poor or unknown".into(),
+                        ),
+                    );
+                };
+                RoomCommand::Precall {
+                    participant,
+                    conn,
+                    report: rooms::Precall {
+                        camera: p.camera,
+                        microphone: p.microphone,
+                        connection,
+                        rtt_ms: p.rtt_ms.map(|ms| ms.min(60_000)),
+                    },
+                }
+            }
             ClientMessage::EndRoom => {
                 let (reply, rx) = oneshot::channel();
                 if room
@@ -626,6 +687,7 @@ fn room_refusal(e: RoomError) -> Refusal {
         RoomError::ServerFull => ErrorCode::ServerFull,
         RoomError::ResumeFailed => ErrorCode::ResumeFailed,
         RoomError::InviteRevoked => ErrorCode::InviteRevoked,
+        RoomError::Locked => ErrorCode::RoomLocked,
         RoomError::Forbidden | RoomError::MayNotPublish(_) => ErrorCode::Forbidden,
         RoomError::Closed | RoomError::Storage(_) | RoomError::Audit(_) => {
             tracing::warn!(error = %e, "room unavailable");

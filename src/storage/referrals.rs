@@ -463,6 +463,8 @@ impl Db {
                     created_at: step.at,
                     ended_at: None,
                     status: RoomStatus::Open,
+                    // A referred patient waits until the clinicians admit them.
+                    waiting_room: true,
                 };
                 super::rooms::insert(&mut tx, &room).await?;
                 set_room_slot(&mut tx, &room.id, *slot).await?;

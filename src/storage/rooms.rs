@@ -25,6 +25,8 @@ pub struct RoomRecord {
     pub created_at: i64,
     pub ended_at: Option<i64>,
     pub status: RoomStatus,
+    /// Whoever comes with an invitation waits until a clinician admits them.
+    pub waiting_room: bool,
 }
 
 fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
@@ -32,6 +34,7 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
     let created_by: String = row.try_get("created_by")?;
     let ended_at: Option<i64> = row.try_get("ended_at")?;
     let institution: String = row.try_get("institution_id")?;
+    let waiting_room: i64 = row.try_get("waiting_room")?;
     Ok(RoomRecord {
         id: RoomId::parse(&id).ok_or(StorageError::Corrupt("room id"))?,
         title: row.try_get("title")?,
@@ -46,10 +49,12 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
         } else {
             RoomStatus::Open
         },
+        waiting_room: waiting_room != 0,
     })
 }
 
-const COLUMNS: &str = "id, title, patient_ref, created_by, institution_id, created_at, ended_at";
+const COLUMNS: &str =
+    "id, title, patient_ref, created_by, institution_id, created_at, ended_at, waiting_room";
 
 /// Inserts a new room with its creator as its care team's doctor, in the caller's transaction
 /// (a scheduled referral opens its room in the transaction that schedules it).
@@ -58,8 +63,8 @@ pub(super) async fn insert(
     room: &RoomRecord,
 ) -> Result<(), StorageError> {
     sqlx::query(
-        "INSERT INTO rooms (id, title, patient_ref, created_by, institution_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO rooms (id, title, patient_ref, created_by, institution_id, created_at, \
+         waiting_room) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(room.id.as_str())
     .bind(&room.title)
@@ -67,6 +72,7 @@ pub(super) async fn insert(
     .bind(room.created_by.as_str())
     .bind(room.institution_id.as_str())
     .bind(room.created_at)
+    .bind(i64::from(room.waiting_room))
     .execute(&mut **tx)
     .await?;
     super::care_team::insert(
@@ -89,6 +95,18 @@ impl Db {
         patient_ref: Option<&str>,
         created_by: &UserId,
     ) -> Result<RoomRecord, StorageError> {
+        self.create_room_with(title, patient_ref, created_by, false)
+            .await
+    }
+
+    /// The same, saying whether those with an invitation wait to be admitted.
+    pub async fn create_room_with(
+        &self,
+        title: &str,
+        patient_ref: Option<&str>,
+        created_by: &UserId,
+        waiting_room: bool,
+    ) -> Result<RoomRecord, StorageError> {
         let creator = self.user(created_by).await?.ok_or(StorageError::NotFound)?;
         let room = RoomRecord {
             id: RoomId::generate(),
@@ -99,6 +117,7 @@ impl Db {
             created_at: now_unix(),
             ended_at: None,
             status: RoomStatus::Open,
+            waiting_room,
         };
         let mut tx = self.begin_write().await?;
         insert(&mut tx, &room).await?;

@@ -121,13 +121,23 @@ impl TestServer {
         )
     }
 
+    /// A room without a waiting room (those with a link go straight in), as the signed-in
+    /// doctor; [`TestServer::create_room_waiting`] makes one with.
     pub async fn create_room(&self, title: &str) -> String {
+        self.create_room_opts(title, false).await
+    }
+
+    pub async fn create_room_waiting(&self, title: &str) -> String {
+        self.create_room_opts(title, true).await
+    }
+
+    async fn create_room_opts(&self, title: &str, waiting_room: bool) -> String {
         let (status, body) = self
             .api(
                 "POST",
                 "/api/v1/rooms",
                 None,
-                Some(json!({"title": title, "patient_ref": "MRN-0042"})),
+                Some(json!({"title": title, "patient_ref": "MRN-0042", "waiting_room": waiting_room})),
             )
             .await;
         assert_eq!(status, 201, "{body}");

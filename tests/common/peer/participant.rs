@@ -188,12 +188,41 @@ impl TestPeer {
         Self::join_inner(opts, None).await
     }
 
+    /// Joins a consultation with a waiting room: the server answers `waiting` (returned with
+    /// the peer, whose id is unknown until [`admitted`](Self::admitted)).
+    pub async fn join_waiting(opts: JoinOptions) -> Result<(Self, Value)> {
+        let mut peer = Self::join_inner_expecting(opts, None, "waiting").await?;
+        let waiting = std::mem::take(&mut peer.joined);
+        Ok((peer, waiting))
+    }
+
+    /// Waits for the `joined` that admission sends, and takes this peer's id from it.
+    pub async fn admitted(&mut self, timeout: Duration) -> Result<Value> {
+        let joined = self.next_event("joined", timeout).await?;
+        self.store_resume_token(&joined);
+        self.id = joined
+            .pointer("/you/id")
+            .and_then(Value::as_str)
+            .context("joined message without you.id")?
+            .to_owned();
+        self.joined = joined.clone();
+        Ok(joined)
+    }
+
     /// Like [`join`](Self::join) with `replaces: <resume token of the previous participant>`.
     pub async fn join_replacing(opts: JoinOptions, replaces: &str) -> Result<Self> {
         Self::join_inner(opts, Some(replaces.to_owned())).await
     }
 
     pub(crate) async fn join_inner(opts: JoinOptions, replaces: Option<String>) -> Result<Self> {
+        Self::join_inner_expecting(opts, replaces, "joined").await
+    }
+
+    async fn join_inner_expecting(
+        opts: JoinOptions,
+        replaces: Option<String>,
+        expect: &str,
+    ) -> Result<Self> {
         if opts.marker == 0 {
             bail!("JoinOptions.marker must not be 0x00");
         }
@@ -236,12 +265,14 @@ impl TestPeer {
                     media_tasks: Mutex::new(Vec::new()),
                 };
                 // On failure `peer` is dropped, which closes everything.
-                let joined = peer.signal_join(replaces).await?;
-                peer.id = joined
-                    .pointer("/you/id")
-                    .and_then(Value::as_str)
-                    .context("joined message without you.id")?
-                    .to_owned();
+                let joined = peer.signal_join(replaces, expect).await?;
+                if expect == "joined" {
+                    peer.id = joined
+                        .pointer("/you/id")
+                        .and_then(Value::as_str)
+                        .context("joined message without you.id")?
+                        .to_owned();
+                }
                 peer.joined = joined;
                 Ok(peer)
             }
@@ -338,7 +369,11 @@ impl TestPeer {
         Ok((audio, video))
     }
 
-    pub(crate) async fn signal_join(&self, replaces: Option<String>) -> Result<Value> {
+    pub(crate) async fn signal_join(
+        &self,
+        replaces: Option<String>,
+        expect: &str,
+    ) -> Result<Value> {
         let sig = Arc::new(
             SignalingClient::connect_inner(
                 &self.opts.ws_url,
@@ -357,7 +392,7 @@ impl TestPeer {
         ))
         .await
         .context("sending join")?;
-        let joined = sig.expect_reply("joined").await?;
+        let joined = sig.expect_reply(expect).await?;
         self.store_resume_token(&joined);
         Ok(joined)
     }

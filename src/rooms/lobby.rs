@@ -1,0 +1,173 @@
+//! The waiting room of one live consultation: who came with an invitation and waits for a
+//! clinician to let them in, in order, with what they are told.
+//!
+//! A waiting person is a [`Participant`] kept apart from the room's: the room's broadcasts,
+//! media, documents, chat and access tokens reach only those in `Room::participants`, so
+//! nothing of the consultation reaches someone here until they are admitted. The lobby itself
+//! decides nothing about who may admit (the room asks the permission table); it keeps the
+//! queue, its lock and its message, and estimates waits from how far apart the last
+//! admissions were.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::notice::{Queue, WaiterInfo, Waiting};
+use super::participant::Participant;
+use super::request::Precall;
+use crate::domain::ids::{ParticipantId, RoomId};
+
+/// Admissions remembered for the estimate.
+const ADMISSIONS_KEPT: usize = 6;
+
+/// One person waiting.
+#[derive(Debug)]
+pub struct Waiter {
+    pub person: Participant,
+    pub since: i64,
+    /// What they were told when a clinician sent them back (they wait at the front).
+    pub sent_back: Option<String>,
+    pub precall: Option<Precall>,
+}
+
+#[derive(Debug, Default)]
+pub struct Lobby {
+    waiters: VecDeque<Waiter>,
+    pub locked: bool,
+    pub message: Option<String>,
+    admissions: VecDeque<Instant>,
+}
+
+impl Lobby {
+    pub fn len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    /// Joins the end of the queue; someone sent back waits at the front.
+    pub fn push(&mut self, waiter: Waiter) {
+        if waiter.sent_back.is_some() {
+            self.waiters.push_front(waiter);
+        } else {
+            self.waiters.push_back(waiter);
+        }
+    }
+
+    pub fn find(&self, id: &ParticipantId) -> Option<&Waiter> {
+        self.waiters.iter().find(|w| &w.person.id == id)
+    }
+
+    pub fn find_mut(&mut self, id: &ParticipantId) -> Option<&mut Waiter> {
+        self.waiters.iter_mut().find(|w| &w.person.id == id)
+    }
+
+    /// Takes the one named out of the queue (admitted, declined, gone).
+    pub fn take(&mut self, id: &ParticipantId) -> Option<Waiter> {
+        let pos = self.waiters.iter().position(|w| &w.person.id == id)?;
+        self.waiters.remove(pos)
+    }
+
+    /// Takes whoever is first.
+    pub fn take_next(&mut self) -> Option<Waiter> {
+        self.waiters.pop_front()
+    }
+
+    /// Takes everyone matching `which` (their invitation revoked, their connection gone).
+    pub fn take_where(&mut self, which: impl Fn(&Waiter) -> bool) -> Vec<Waiter> {
+        let (taken, kept): (Vec<_>, Vec<_>) = self.waiters.drain(..).partition(|w| which(w));
+        self.waiters = kept.into();
+        taken
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Waiter> {
+        self.waiters.iter()
+    }
+
+    pub fn drain(&mut self) -> Vec<Waiter> {
+        self.waiters.drain(..).collect()
+    }
+
+    /// Remembers when someone was let in, for the estimate.
+    pub fn note_admission(&mut self, at: Instant) {
+        if self.admissions.len() == ADMISSIONS_KEPT {
+            self.admissions.pop_front();
+        }
+        self.admissions.push_back(at);
+    }
+
+    /// The mean time between the last admissions, once there were at least two.
+    fn pace(&self) -> Option<Duration> {
+        let (first, last) = (self.admissions.front()?, self.admissions.back()?);
+        let gaps = self.admissions.len().checked_sub(1).filter(|n| *n > 0)?;
+        Some(last.duration_since(*first) / gaps as u32)
+    }
+
+    /// What the one at `position` (1 = next) is told about their wait.
+    pub fn estimate_s(&self, position: usize) -> Option<u64> {
+        self.pace()
+            .map(|pace| pace.as_secs().saturating_mul(position as u64))
+    }
+
+    /// What `id` is told, if they wait.
+    pub fn waiting(&self, room: &RoomId, title: &str, id: &ParticipantId) -> Option<Waiting> {
+        let index = self.waiters.iter().position(|w| &w.person.id == id)?;
+        let position = index + 1;
+        Some(Waiting {
+            room: room.clone(),
+            title: title.to_owned(),
+            position,
+            of: self.waiters.len(),
+            estimated_wait_s: self.estimate_s(position),
+            message: self.message.clone(),
+            sent_back: self.waiters[index].sent_back.clone(),
+        })
+    }
+
+    /// The queue as clinicians see it.
+    pub fn queue(&self) -> Queue {
+        Queue {
+            waiting: self
+                .waiters
+                .iter()
+                .map(|w| WaiterInfo {
+                    id: w.person.id.clone(),
+                    name: w.person.name.clone(),
+                    role: w.person.role,
+                    waiting_since: w.since,
+                    sent_back: w.sent_back.is_some(),
+                    precall: w.precall,
+                })
+                .collect(),
+            locked: self.locked,
+            message: self.message.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_follows_the_pace_of_admissions() {
+        let mut lobby = Lobby::default();
+        assert_eq!(lobby.estimate_s(1), None, "no admissions yet: no guess");
+        let start = Instant::now();
+        lobby.note_admission(start);
+        assert_eq!(lobby.estimate_s(1), None, "one admission is no pace");
+        lobby.note_admission(start + Duration::from_secs(600));
+        lobby.note_admission(start + Duration::from_secs(1200));
+        assert_eq!(lobby.estimate_s(1), Some(600));
+        assert_eq!(lobby.estimate_s(3), Some(1800));
+        for k in 3..20 {
+            lobby.note_admission(start + Duration::from_secs(1200 + 60 * k));
+        }
+        assert_eq!(
+            lobby.estimate_s(1),
+            Some(60),
+            "only the latest admissions count"
+        );
+    }
+}

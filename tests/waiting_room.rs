@@ -1,0 +1,372 @@
+//! The waiting room over the real server: people who come with an invitation wait until a
+//! clinician admits them and receive nothing of the consultation meanwhile (no participants,
+//! documents, chat, access token, peer connection, media); the clinicians see the queue with
+//! each pre-call check, message it, admit, decline, send back and lock; two clinicians
+//! admitting the same person: one wins, the other is told. Media is checked with webrtc-rs
+//! peers over real UDP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use huizhen::domain::role::AccountRole;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+const CONNECT: Duration = Duration::from_secs(20);
+const MEDIA: Duration = Duration::from_secs(30);
+
+async fn waiter(s: &TestServer, room: &str, name: &str) -> (SignalingClient, Value) {
+    let token = s.invite(room, "patient").await;
+    let c = SignalingClient::connect(&s.ws_url).await.unwrap();
+    c.send_json(
+        &json!({"type": "join", "v": 1, "token": token, "name": name,
+                        "publish": {"audio": false, "video": false}}),
+    )
+    .await
+    .unwrap();
+    let waiting = c
+        .next_event_of(&["waiting", "joined", "error"], T)
+        .await
+        .unwrap();
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+    (c, waiting)
+}
+
+fn waiting_names(queue: &Value) -> Vec<String> {
+    queue["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn waiting_id(queue: &Value, name: &str) -> String {
+    queue["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {queue}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The latest `waiting_room` message a clinician has, after the change awaited.
+async fn queue_where(c: &SignalingClient, what: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let q = c
+            .next_event("waiting_room", left)
+            .await
+            .expect("a waiting_room update");
+        if what(&q) {
+            return q;
+        }
+    }
+}
+
+#[tokio::test]
+async fn waiting_admitting_declining_sending_back_and_locking() {
+    let s = TestServer::start().await;
+    let room = s.create_room_waiting("Follow-up, hypertension").await;
+    let sup = s.account("sup", AccountRole::Supervisor).await;
+
+    // The doctor enters with their seat: straight in, and sees the (empty) queue.
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    assert_eq!(joined["waiting_room"]["waiting"], json!([]));
+    assert_eq!(joined["waiting_room"]["locked"], false);
+
+    // Two patients arrive and wait, in order; they are given nothing of the room.
+    let (li, w) = waiter(&s, &room, "Li Hua").await;
+    assert_eq!(
+        (w["position"].as_u64(), w["of"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(w["room"]["title"], "Follow-up, hypertension");
+    assert!(
+        w["estimated_wait_s"].is_null(),
+        "no admissions yet: no guess"
+    );
+    for absent in [
+        "access_token",
+        "resume_token",
+        "participants",
+        "documents",
+        "chat",
+    ] {
+        assert!(
+            w.get(absent).is_none(),
+            "{absent} given to someone waiting: {w}"
+        );
+    }
+    let (wang, w) = waiter(&s, &room, "Wang Fang").await;
+    assert_eq!(
+        (w["position"].as_u64(), w["of"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let q = queue_where(&doctor, |q| q["waiting"].as_array().unwrap().len() == 2).await;
+    assert_eq!(waiting_names(&q), ["Li Hua", "Wang Fang"]);
+    let li_id = waiting_id(&q, "Li Hua");
+    let wang_id = waiting_id(&q, "Wang Fang");
+
+    // A pre-call check reaches the clinicians.
+    li.send_json(
+        &json!({"type": "precall", "camera": true, "microphone": false,
+                         "connection": "poor", "rtt_ms": 420}),
+    )
+    .await
+    .unwrap();
+    let q = queue_where(&doctor, |q| !q["waiting"][0]["precall"].is_null()).await;
+    assert_eq!(
+        q["waiting"][0]["precall"],
+        json!({"camera": true, "microphone": false, "connection": "poor", "rtt_ms": 420})
+    );
+    li.send_json(
+        &json!({"type": "precall", "camera": true, "microphone": true, "connection": "bad"}),
+    )
+    .await
+    .unwrap();
+    li.expect_error("bad_message", T).await.unwrap();
+
+    // Someone waiting cannot let themselves in, nor chat into the room; a second clinician
+    // arriving is not announced to them.
+    li.send_json(&json!({"type": "admit", "participant_id": li_id}))
+        .await
+        .unwrap();
+    li.expect_error("forbidden", T).await.unwrap();
+    li.send_json(&json!({"type": "chat", "text": "hello?"}))
+        .await
+        .unwrap();
+    let specialist = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let specialist_id = specialist
+        .join(&s.invite(&room, "specialist").await, "", false, false)
+        .await
+        .unwrap()["you"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    doctor.next_event("participant_joined", T).await.unwrap();
+    assert!(
+        doctor
+            .next_event("chat", Duration::from_millis(300))
+            .await
+            .is_err()
+    );
+
+    // The clinic tells everyone waiting that the doctor runs late.
+    doctor
+        .send_json(&json!({"type": "waiting_message", "text": "医生晚到10分钟 / The doctor is running 10 minutes late"}))
+        .await
+        .unwrap();
+    for c in [&li, &wang] {
+        let w = c.next_event("waiting", T).await.unwrap();
+        assert_eq!(
+            w["message"],
+            "医生晚到10分钟 / The doctor is running 10 minutes late"
+        );
+    }
+
+    // Admit the next: Li Hua is in, with everything a join gives; Wang Fang moves up.
+    doctor.send_json(&json!({"type": "admit"})).await.unwrap();
+    let welcome = li.next_event("joined", T).await.unwrap();
+    assert_eq!(welcome["you"]["id"], li_id.as_str());
+    assert!(welcome["access_token"].is_string());
+    assert_eq!(welcome["participants"].as_array().unwrap().len(), 2);
+    assert!(
+        welcome.get("waiting_room").is_none(),
+        "the queue is for clinicians"
+    );
+    let arrived = doctor.next_event("participant_joined", T).await.unwrap();
+    assert_eq!(arrived["participant"]["id"], li_id.as_str());
+    let w = wang.next_event("waiting", T).await.unwrap();
+    assert_eq!(
+        (w["position"].as_u64(), w["of"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let q = queue_where(&doctor, |q| q["waiting"].as_array().unwrap().len() == 1).await;
+    assert_eq!(waiting_names(&q), ["Wang Fang"]);
+    // An admitted patient may not manage the waiting room either.
+    li.send_json(&json!({"type": "admit", "participant_id": wang_id}))
+        .await
+        .unwrap();
+    li.expect_error("forbidden", T).await.unwrap();
+
+    // Two clinicians admit Wang Fang at once: one wins, the other is told.
+    let admit = json!({"type": "admit", "participant_id": wang_id});
+    let (a, b) = tokio::join!(doctor.send_json(&admit), specialist.send_json(&admit));
+    a.unwrap();
+    b.unwrap();
+    wang.next_event("joined", T).await.unwrap();
+    let told = tokio::select! {
+        e = doctor.next_event("error", T) => e.unwrap(),
+        e = specialist.next_event("error", T) => e.unwrap(),
+    };
+    assert_eq!(told["code"], "not_waiting", "{told}");
+    assert_eq!(told["fatal"], false);
+
+    // Send Li Hua back: the others see them leave, they see why they wait; their access
+    // token no longer reaches the consultation's documents.
+    let access = welcome["access_token"].as_str().unwrap();
+    let documents = format!("/api/v1/rooms/{room}/documents");
+    assert_eq!(s.api("GET", &documents, Some(access), None).await.0, 200);
+    doctor
+        .send_json(&json!({"type": "send_back", "participant_id": li_id,
+                           "reason": "The doctors are conferring"}))
+        .await
+        .unwrap();
+    let left = wang.next_event("participant_left", T).await.unwrap();
+    assert_eq!(
+        (left["participant_id"].as_str(), left["reason"].as_str()),
+        (Some(li_id.as_str()), Some("sent_back"))
+    );
+    let w = li.next_event("waiting", T).await.unwrap();
+    assert_eq!(w["sent_back"], "The doctors are conferring");
+    assert_eq!(w["position"], 1);
+    assert_eq!(s.api("GET", &documents, Some(access), None).await.0, 403);
+    let q = queue_where(&doctor, |q| waiting_names(q) == ["Li Hua"]).await;
+    assert_eq!(q["waiting"][0]["sent_back"], true);
+    // A clinician cannot be sent back.
+    doctor
+        .send_json(&json!({"type": "send_back", "participant_id": specialist_id}))
+        .await
+        .unwrap();
+    doctor.expect_error("not_waiting", T).await.unwrap();
+
+    // Decline: told why, and closed.
+    doctor
+        .send_json(&json!({"type": "decline", "participant_id": li_id,
+                           "reason": "Please book a visit in person"}))
+        .await
+        .unwrap();
+    let e = li.expect_error("declined", T).await.unwrap();
+    assert_eq!(e["message"], "Please book a visit in person");
+    assert_eq!(li.wait_closed(T).await.unwrap(), Some(4006));
+
+    // Locked: nobody more with a link; a clinician's seat still enters.
+    doctor
+        .send_json(&json!({"type": "lock", "locked": true}))
+        .await
+        .unwrap();
+    queue_where(&doctor, |q| q["locked"] == true).await;
+    let late = SignalingClient::connect(&s.ws_url).await.unwrap();
+    late.send_json(
+        &json!({"type": "join", "v": 1, "token": s.invite(&room, "patient").await,
+                           "name": "Late", "publish": {"audio": false, "video": false}}),
+    )
+    .await
+    .unwrap();
+    late.expect_error("room_locked", T).await.unwrap();
+    assert_eq!(late.wait_closed(T).await.unwrap(), Some(4007));
+    SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap()
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .expect("a seat enters a locked room");
+    doctor
+        .send_json(&json!({"type": "lock", "locked": false}))
+        .await
+        .unwrap();
+
+    // Someone who leaves the queue, or whose connection drops, is gone from it.
+    let (zhou, _) = waiter(&s, &room, "Zhou").await;
+    queue_where(&doctor, |q| waiting_names(q) == ["Zhou"]).await;
+    zhou.send_json(&json!({"type": "leave"})).await.unwrap();
+    queue_where(&doctor, |q| waiting_names(q).is_empty()).await;
+    let (zhao, _) = waiter(&s, &room, "Zhao").await;
+    queue_where(&doctor, |q| waiting_names(q) == ["Zhao"]).await;
+    drop(zhao);
+    queue_where(&doctor, |q| waiting_names(q).is_empty()).await;
+
+    // Every step is on the record.
+    let actions = common::action_outcomes(&s.audit_entries(&sup, &room).await);
+    for want in [
+        "waiting.message:ok",
+        "waiting.admitted:ok",
+        "waiting.sent_back:ok",
+        "waiting.declined:ok",
+        "room.locked:ok",
+        "room.unlocked:ok",
+        "access.denied:denied",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "missing {want} in {actions:?}"
+        );
+    }
+    s.stop().await;
+}
+
+/// A waiting webrtc-rs peer is given no peer connection, so no media reaches it or leaves
+/// it; once admitted it sends and receives like anyone; sent back, it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_media_while_waiting() {
+    let s = TestServer::start().await;
+    let room = s.create_room_waiting("Media and the waiting room").await;
+    let opts = |token: String, name: &str, marker: u8| JoinOptions {
+        ws_url: s.ws_url.clone(),
+        token,
+        name: name.into(),
+        publish_audio: true,
+        publish_video: true,
+        marker,
+        h264: false,
+    };
+    let doctor = TestPeer::join(opts(s.invite(&room, "doctor").await, "", 0xA1))
+        .await
+        .unwrap();
+    doctor.wait_connected(CONNECT).await.unwrap();
+    doctor.start_media();
+    let (mut patient, waiting) =
+        TestPeer::join_waiting(opts(s.invite(&room, "patient").await, "Li Hua", 0xB2))
+            .await
+            .unwrap();
+    assert_eq!(waiting["position"], 1);
+    // Nothing to connect to: no offer comes while waiting.
+    assert!(
+        patient
+            .next_event("offer", Duration::from_secs(2))
+            .await
+            .is_err(),
+        "an offer reached someone waiting"
+    );
+    let q = doctor.next_event("waiting_room", T).await.unwrap();
+    let id = q["waiting"][0]["id"].as_str().unwrap().to_owned();
+
+    doctor
+        .send_json(json!({"type": "admit", "participant_id": id}))
+        .await
+        .unwrap();
+    patient.admitted(T).await.unwrap();
+    patient.wait_connected(CONNECT).await.unwrap();
+    patient.start_media();
+    for (rx, from) in [(&patient, &doctor), (&doctor, &patient)] {
+        for kind in ["audio", "video"] {
+            let got = rx.wait_received(&from.id(), kind, 25, MEDIA).await.unwrap();
+            assert!(got.only_marker(from.options().marker));
+        }
+    }
+
+    // Sent back: the doctor's media stops reaching them (their peer connection is gone).
+    doctor
+        .send_json(json!({"type": "send_back", "participant_id": patient.id()}))
+        .await
+        .unwrap();
+    patient.next_event("waiting", T).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = patient.received(&doctor.id(), "audio").packets;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = patient.received(&doctor.id(), "audio").packets;
+    assert_eq!(before, after, "media reached someone sent back to wait");
+    s.stop().await;
+}
