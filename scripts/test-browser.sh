@@ -7,8 +7,10 @@
 # 2. runs `npm ci` in tests/browser unless node_modules already matches package-lock.json,
 # 3. type-checks the web client (tsc --checkJs, tests/browser/tsconfig.json),
 # 4. in a private network namespace (only loopback exists, so nothing can leave the machine):
-#    creates a throw-away data dir and config, adds a doctor account with the CLI, starts the
-#    server, waits for /healthz, runs tests/browser/consultation.test.mjs, stops the server.
+#    creates a throw-away data dir and config, sets up the network with the CLI (a township
+#    health centre with a doctor, a county hospital with a cardiology specialist, a pharmacist,
+#    a supervisor), starts the server, waits for /healthz, runs
+#    tests/browser/consultation.test.mjs, stops the server.
 #
 # Screenshots and the server log land in test-output/browser/. The last line printed is
 # "N passed, N failed"; the exit status is 0 only when everything passed.
@@ -69,24 +71,38 @@ EOF
 
   # A fresh random password per run; it only ever lives in this process tree.
   PASSWORD="$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24)"
-  if ! printf '%s\n' "$PASSWORD" | "$SERVER" --config "$CONFIG" user add \
-      --username doc --display-name "Dr. Wang" --role doctor --password-stdin \
-      >"$OUT_DIR/user-add.log" 2>&1; then
-    cat "$OUT_DIR/user-add.log" >&2
-    summary_fail "could not create the doctor account with '$SERVER user add'"
-  fi
-  if ! printf '%s\n' "$PASSWORD" | "$SERVER" --config "$CONFIG" user add \
-      --username pharm --display-name "Pharmacist Zhou" --role pharmacist --password-stdin \
-      >>"$OUT_DIR/user-add.log" 2>&1; then
-    cat "$OUT_DIR/user-add.log" >&2
-    summary_fail "could not create the pharmacist account with '$SERVER user add'"
-  fi
-  if ! printf '%s\n' "$PASSWORD" | "$SERVER" --config "$CONFIG" user add \
-      --username sup --display-name "Regulator Sun" --role supervisor --password-stdin \
-      >>"$OUT_DIR/user-add.log" 2>&1; then
-    cat "$OUT_DIR/user-add.log" >&2
-    summary_fail "could not create the supervisor account with '$SERVER user add'"
-  fi
+  : >"$OUT_DIR/user-add.log"
+  # One administrative command through the CLI, before the server starts; its output is kept.
+  admin() {
+    local what="$1"
+    shift
+    if ! "$SERVER" --config "$CONFIG" "$@" >>"$OUT_DIR/user-add.log" 2>&1; then
+      cat "$OUT_DIR/user-add.log" >&2
+      summary_fail "could not $what with '$SERVER $1 $2'"
+    fi
+  }
+  # An account with the run's password: USERNAME DISPLAY_NAME ROLE [more `user add` options].
+  add_account() {
+    local username="$1" name="$2" role="$3"
+    shift 3
+    if ! printf '%s\n' "$PASSWORD" | "$SERVER" --config "$CONFIG" user add \
+        --username "$username" --display-name "$name" --role "$role" --password-stdin "$@" \
+        >>"$OUT_DIR/user-add.log" 2>&1; then
+      cat "$OUT_DIR/user-add.log" >&2
+      summary_fail "could not create the $role account '$username' with '$SERVER user add'"
+    fi
+  }
+  # The network: the doctor at a township health centre (the first run's "Default institution",
+  # renamed), a cardiologist at the county hospital whom the doctor puts on the care team.
+  add_account doc "Dr. Wang" doctor --title 主治医师 --specialty "General practice"
+  admin "rename the default institution" institution rename \
+    --institution "Default institution" --name 青山镇卫生院 --kind township_clinic
+  admin "add the county hospital" institution add --name 县人民医院 --kind hospital
+  admin "add the cardiology department" department add --institution 县人民医院 --name 心血管内科
+  add_account spec 赵敏 specialist --institution 县人民医院 --department 心血管内科 \
+    --title 主任医师 --specialty Cardiology
+  add_account pharm "Pharmacist Zhou" pharmacist
+  add_account sup "Regulator Sun" supervisor
 
   "$SERVER" --config "$CONFIG" serve >"$OUT_DIR/server.log" 2>&1 &
   SERVER_PID=$!
@@ -106,7 +122,7 @@ EOF
 
   set +e
   HUIZHEN_URL="https://$LISTEN" HUIZHEN_METRICS_URL="http://$METRICS/metrics" \
-    HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" \
+    HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" HUIZHEN_SPECIALIST=spec \
     HUIZHEN_PHARMACIST=pharm HUIZHEN_SUPERVISOR=sup \
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"

@@ -1,11 +1,16 @@
 // End-to-end browser test: a doctor, a patient and a specialist meet in a real consultation,
-// each in their own Chromium context, against a real huizhen server.
+// each in their own Chromium context, against a real huizhen server. The doctor and the
+// specialist (of another institution, put on the care team from the console's directory) enter
+// as their signed-in accounts; the patient and an observer come with invite links.
 //
 // Run through scripts/test-browser.sh, which starts the server in a private network namespace
 // and passes:
 //   HUIZHEN_URL          base URL of the server (default https://127.0.0.1:18443)
 //   HUIZHEN_USER         a doctor account's username (default "doc")
 //   HUIZHEN_PASSWORD     its password
+//   HUIZHEN_SPECIALIST   a specialist account's username, same password, of another
+//                        institution than the doctor's, with a title and the specialty
+//                        "Cardiology" (default "spec")
 //   HUIZHEN_PHARMACIST   a pharmacist account's username, same password (optional: without it
 //                        the pharmacy check is skipped)
 //   HUIZHEN_SUPERVISOR   a supervisor account's username, same password (optional, likewise)
@@ -33,6 +38,7 @@ const USERNAME = process.env.HUIZHEN_USER ?? "doc";
 const PASSWORD = process.env.HUIZHEN_PASSWORD ?? "";
 const PHARMACIST = process.env.HUIZHEN_PHARMACIST ?? "";
 const SUPERVISOR = process.env.HUIZHEN_SUPERVISOR ?? "";
+const SPECIALIST = process.env.HUIZHEN_SPECIALIST ?? "spec";
 const OUT = process.env.HUIZHEN_TEST_OUTPUT ?? path.resolve(HERE, "../../test-output/browser");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";
@@ -260,7 +266,7 @@ async function waitForTileGone(page, participantId) {
  * @param {import("playwright-core").Browser} browser
  * @param {string} who
  * @param {string} url
- * @param {string} name
+ * @param {string | null} name null: a care-team seat's entry, which asks for no name
  * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[]}} [opts]
  *   recordSignaling: every text frame the page receives on its WebSockets is appended here
  *   routeSignaling: pass the page's signaling WebSockets through Playwright, so the test can
@@ -284,9 +290,88 @@ async function openJoinPage(browser, who, url, name, opts = {}) {
     page.on("websocket", (ws) => ws.on("framereceived", (f) => record.push(String(f.payload))));
   }
   await page.goto(url, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+  if (name === null) {
+    await joinSeat(page);
+  } else {
+    await waitForState(page, "prejoin");
+    await page.getByLabel("Display name").fill(name);
+    await page.getByRole("button", { name: "Join", exact: true }).click();
+  }
+  return page;
+}
+
+/**
+ * On the pre-join screen of a care-team seat's entry: no name is asked for, the page says the
+ * account's is shown; clicks Join.
+ * @param {import("playwright-core").Page} page
+ */
+async function joinSeat(page) {
   await waitForState(page, "prejoin");
-  await page.getByLabel("Display name").fill(name);
+  assert.equal(await page.locator("#display-name").isVisible(), false, "a seat asks for no display name");
+  assert.match((await page.locator("#seat-note").textContent()) ?? "", /You enter as your signed-in account/);
+  assert.equal(await page.locator("#seat-note").isVisible(), true);
   await page.getByRole("button", { name: "Join", exact: true }).click();
+}
+
+/**
+ * Signs in through the API.
+ * @param {import("playwright-core").APIRequestContext} http
+ * @param {string} username
+ * @returns {Promise<{auth: Record<string, string>, me: any}>} the bearer header and `/me`
+ */
+async function apiSignIn(http, username) {
+  const login = await http.post("/api/v1/auth/login", { data: { username, password: PASSWORD } });
+  assert.equal(login.status(), 200, `login of ${username}: status ${login.status()}`);
+  const auth = { Authorization: `Bearer ${(await login.json()).token}` };
+  const me = await http.get("/api/v1/me", { headers: auth });
+  assert.equal(me.status(), 200);
+  return { auth, me: await me.json() };
+}
+
+/**
+ * The name a care-team seat is shown under in the room, and a signature's: "name title ·
+ * institution" from the account.
+ * @param {{display_name: string, title: string, institution: {name: string}}} account
+ */
+function seatLabel(account) {
+  const head = account.title ? `${account.display_name} ${account.title}` : account.display_name;
+  return account.institution.name ? `${head} · ${account.institution.name}` : head;
+}
+
+/**
+ * The entry token of the signed-in clinician's care-team seat.
+ * @param {import("playwright-core").APIRequestContext} http
+ * @param {Record<string, string>} auth
+ * @param {string} roomId
+ */
+async function enterToken(http, auth, roomId) {
+  const res = await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: auth });
+  assert.equal(res.status(), 200, `enter status ${res.status()}`);
+  const entry = await res.json();
+  assert.equal(typeof entry.token, "string");
+  const claims = JSON.parse(Buffer.from(entry.token.split(".")[1], "base64url").toString("utf8"));
+  assert.equal(typeof claims.sid, "string", "a seat's token names the session that took it");
+  return entry.token;
+}
+
+/**
+ * A console page in a fresh context, signed in.
+ * @param {import("playwright-core").Browser} browser
+ * @param {string} who
+ * @param {string} username
+ * @param {{camera?: boolean}} [opts] camera: the page will enter a consultation with media
+ */
+async function openConsole(browser, who, username, opts = {}) {
+  const context = await newContext(browser, { width: 1100, height: 900 });
+  if (opts.camera) await context.grantPermissions(["camera", "microphone"], { origin: BASE });
+  const page = await context.newPage();
+  watchPage(page, who);
+  pages.set(who, page);
+  await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForSelector('body[data-state="signed-in"]', { timeout: EVENT_TIMEOUT });
   return page;
 }
 
@@ -484,19 +569,32 @@ async function main() {
   /** @type {import("playwright-core").Browser | null} */
   let browser = null;
   try {
-    /** @type {{doctor: string, patient: string, specialist: string, observer: string}} */
-    const tokens = { doctor: "", patient: "", specialist: "", observer: "" };
+    /** @type {{patient: string, observer: string}} invite links' tokens */
+    const tokens = { patient: "", observer: "" };
     let roomId = "";
     let roomTitle = "";
     let liveStatus = "";
+    /** The doctor's API session (it takes the doctor's seat later) and both clinicians' `/me`. */
+    let doctorAuth = /** @type {Record<string, string>} */ ({});
+    /** @type {any} */
+    let doctorMe = null;
+    /** @type {any} */
+    let specialistMe = null;
 
-    await check("api: sign in, create a room and invites", { scenario: true }, async () => {
+    await check("api: sign in, create a room, patient and observer links; clinicians get none", { scenario: true }, async () => {
       const login = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: PASSWORD } });
       assert.equal(login.status(), 200, `login status ${login.status()}`);
       const { token, user } = await login.json();
       assert.equal(typeof token, "string");
       assert.equal(user.username, USERNAME);
       const auth = { Authorization: `Bearer ${token}` };
+      doctorAuth = auth;
+      doctorMe = await (await http.get("/api/v1/me", { headers: auth })).json();
+      assert.equal(doctorMe.role, "doctor");
+      specialistMe = (await apiSignIn(http, SPECIALIST)).me;
+      assert.equal(specialistMe.role, "specialist");
+      assert.ok(specialistMe.title && specialistMe.institution.name, "the specialist has a title and an institution");
+      assert.notEqual(specialistMe.institution.id, doctorMe.institution.id, "the specialist works elsewhere");
 
       const wrong = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: "not-the-password" } });
       assert.equal(wrong.status(), 401, "a wrong password is refused with 401");
@@ -510,8 +608,11 @@ async function main() {
       roomId = roomJson.id;
       assert.equal(roomJson.title, roomTitle);
       liveStatus = roomJson.status;
+      const seen = await (await http.get(`/api/v1/rooms/${roomId}`, { headers: auth })).json();
+      assert.equal(seen.my_role, "doctor", "the creator is the consultation's doctor");
+      assert.equal(seen.manages, true);
 
-      for (const role of /** @type {const} */ (["doctor", "patient", "specialist", "observer"])) {
+      for (const role of /** @type {const} */ (["patient", "observer"])) {
         const res = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role } });
         assert.ok(res.ok(), `create ${role} invite status ${res.status()}`);
         const invite = await res.json();
@@ -520,34 +621,102 @@ async function main() {
         assert.match(invite.url, /\/join#/, "the invite url carries the token in the fragment");
         tokens[role] = invite.token;
       }
+      // Clinicians enter as their accounts: no link makes someone a doctor or a specialist.
+      for (const role of ["doctor", "specialist"]) {
+        const res = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role } });
+        assert.equal(res.status(), 400, `a ${role} invite is refused`);
+      }
     });
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
 
-    await check("console: sign in through the page and see the room", {}, async () => {
+    await check("console: the specialist signs in, has no consultation yet, and starts taking referrals", { scenario: true }, async () => {
       if (!browser) throw new Error("no browser");
-      const context = await newContext(browser, { width: 1100, height: 900 });
-      const page = await context.newPage();
-      watchPage(page, "console");
-      pages.set("console", page);
-      await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
-      await page.getByLabel("Username").fill(USERNAME);
-      await page.getByLabel("Password").fill(PASSWORD);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      // Kept open: the specialist enters the consultation from here once on its care team.
+      const page = await openConsole(browser, "specialist", SPECIALIST, { camera: true });
+      assert.equal(await page.locator("#account-name").textContent(), [specialistMe.display_name, specialistMe.title, specialistMe.institution.name].join(" · "));
+      await page.locator("#rooms-status", { hasText: "No consultations yet." }).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await page.locator(`li.room-card[data-room-id="${roomId}"]`).count(), 0, "another institution's consultation is not listed");
+      assert.equal(await page.locator("#create-section").isVisible(), false, "a specialist opens no consultations");
+      const availability = page.getByLabel("Taking referrals");
+      assert.equal(await availability.isChecked(), specialistMe.accepts_referrals);
+      if (!specialistMe.accepts_referrals) await availability.check();
+      // The directory says so (a query for those taking referrals finds them).
+      const deadline = Date.now() + EVENT_TIMEOUT;
+      for (;;) {
+        const res = await http.get("/api/v1/directory?accepting=true&specialty=cardio", { headers: doctorAuth });
+        const found = (await res.json()).clinicians.some((/** @type {any} */ c) => c.id === specialistMe.id);
+        if (found) break;
+        assert.ok(Date.now() < deadline, "the specialist takes referrals in the directory");
+        await page.waitForTimeout(250);
+      }
+      await snap(page, "console-specialist");
+    });
+
+    await check("console: the doctor finds the specialist in the directory and adds them to the care team", { scenario: true }, async () => {
+      if (!browser) throw new Error("no browser");
+      const page = await openConsole(browser, "console", USERNAME);
+      assert.equal(await page.locator("#account-name").textContent(), [doctorMe.display_name, doctorMe.title, doctorMe.institution.name].filter(Boolean).join(" · "));
       const card = page.locator(`li.room-card[data-room-id="${roomId}"]`);
       await card.waitFor({ timeout: EVENT_TIMEOUT });
       assert.equal(await card.locator("h3").textContent(), roomTitle);
+      // Links for the patient and observers only.
+      for (const role of ["patient", "observer"]) {
+        assert.equal(await card.getByRole("button", { name: `Create ${role} invite link for ${roomTitle}` }).count(), 1, `a ${role} link button`);
+      }
+      for (const role of ["doctor", "specialist"]) {
+        assert.equal(await card.getByRole("button", { name: `Create ${role} invite link for ${roomTitle}` }).count(), 0, `no ${role} link button`);
+      }
       await card.getByRole("button", { name: /Create observer invite link/ }).click();
       const link = card.locator("ul.invites input");
       await link.first().waitFor({ timeout: EVENT_TIMEOUT });
       assert.match(await link.first().inputValue(), /\/join#hz1\./);
+      // The care team: the doctor who opened it.
+      const team = card.locator(".care-team-member");
+      await team.first().waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await team.count(), 1);
+      assert.equal(await team.first().getAttribute("data-role"), "doctor");
+      assert.match((await team.first().textContent()) ?? "", new RegExp(doctorMe.display_name.replace(/\./g, "\\.")));
       await snap(page, "console");
-      // "Join as doctor" makes a doctor invite and opens the participant app with it.
-      await card.getByRole("button", { name: "Join as doctor" }).click();
+      // Remove asks first; the consultation's last doctor stays, and the server says why.
+      await team.first().getByRole("button", { name: `Remove ${doctorMe.display_name} from the care team` }).click();
+      const confirm = page.locator("#confirm-dialog");
+      await confirm.waitFor({ timeout: EVENT_TIMEOUT });
+      await confirm.getByRole("button", { name: "Remove" }).click();
+      await card.locator(".care-team .form-error", { hasText: /last doctor/ }).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await team.count(), 1, "the doctor is still on the care team");
+      // Add clinician: search the directory by specialty, add the specialist.
+      await card.locator(".care-team-add summary").click();
+      await card.getByLabel("Name or specialty").fill("cardio");
+      await card.getByRole("button", { name: "Search", exact: true }).click();
+      const result = card.locator(`.directory-result[data-user-id="${specialistMe.id}"]`);
+      await result.waitFor({ timeout: EVENT_TIMEOUT });
+      const shown = (await result.textContent()) ?? "";
+      for (const want of [specialistMe.display_name, specialistMe.title, specialistMe.institution.name, "Cardiology", "Taking referrals"]) {
+        assert.ok(shown.includes(want), `the result shows ${want}: ${shown}`);
+      }
+      await snap(page, "console-directory");
+      await result.getByRole("button", { name: `Add ${specialistMe.display_name} to the care team` }).click();
+      const added = card.locator(`.care-team-member[data-user-id="${specialistMe.id}"]`);
+      await added.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await added.getAttribute("data-role"), "specialist");
+      assert.match((await added.textContent()) ?? "", new RegExp(`${specialistMe.title}.*${specialistMe.institution.name}`));
+      await result.locator(".on-team").waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(page, "console-care-team");
+      const listed = await (await http.get(`/api/v1/rooms/${roomId}/care-team`, { headers: doctorAuth })).json();
+      assert.deepEqual(
+        listed.care_team.map((/** @type {any} */ m) => `${m.account.id}:${m.role}`).sort(),
+        [`${doctorMe.id}:doctor`, `${specialistMe.id}:specialist`].sort(),
+      );
+      // "Enter consultation" takes the doctor's seat: the room page asks for no name.
+      await card.getByRole("button", { name: "Enter consultation" }).click();
       await page.waitForURL(/\/join#hz1\./, { timeout: EVENT_TIMEOUT });
       await waitForState(page, "prejoin");
+      assert.equal(await page.locator("#display-name").isVisible(), false, "a seat asks for no display name");
+      await page.locator("#seat-note").waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(page, "seat-prejoin");
       pages.delete("console");
-      await context.close();
+      await page.context().close();
     });
 
     await check("console: signing out ends the session on the server; a session ended elsewhere returns to sign-in", {}, async () => {
@@ -607,7 +776,8 @@ async function main() {
 
     await check("doctor, patient and specialist join and see three tiles", { scenario: true }, async () => {
       if (!browser) throw new Error("no browser");
-      p.doctor = await openJoinPage(browser, "doctor", `${BASE}/join#${tokens.doctor}`, "Dr. Wang", {
+      // The doctor takes their seat with the API session's entry token.
+      p.doctor = await openJoinPage(browser, "doctor", `${BASE}/join#${await enterToken(http, doctorAuth, roomId)}`, null, {
         routeSignaling: true,
       });
       await waitForState(p.doctor, "in-room");
@@ -617,7 +787,21 @@ async function main() {
         recordSignaling: patientSignaling,
       });
       await waitForState(p.patient, "in-room");
-      p.specialist = await openJoinPage(browser, "specialist", `${BASE}/join#${tokens.specialist}`, "Dr. Chen");
+      // The specialist, on the care team now, finds the consultation in their console and enters.
+      const specialistConsole = pages.get("specialist");
+      assert.ok(specialistConsole, "the specialist's console is open");
+      p.specialist = specialistConsole;
+      await p.specialist.getByRole("button", { name: "Refresh" }).click();
+      const card = p.specialist.locator(`li.room-card[data-room-id="${roomId}"]`);
+      await card.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.match((await card.textContent()) ?? "", /You are on its care team as specialist/);
+      assert.equal(await card.getByRole("button", { name: /invite link/ }).count(), 0, "a specialist hands out no links");
+      assert.equal(await card.getByRole("button", { name: "End consultation" }).count(), 0, "nor ends it");
+      assert.equal(await card.locator(".care-team").count(), 0, "nor manages its care team");
+      await snap(p.specialist, "console-specialist-room");
+      await card.getByRole("button", { name: "Enter consultation" }).click();
+      await p.specialist.waitForURL(/\/join#hz1\./, { timeout: EVENT_TIMEOUT });
+      await joinSeat(p.specialist);
       await waitForState(p.specialist, "in-room");
       for (const who of ["doctor", "patient", "specialist"]) {
         await waitForTileCount(p[who], 3);
@@ -630,6 +814,14 @@ async function main() {
         const ids = await p[who].$$eval("#tiles .tile", (ts) => ts.map((t) => /** @type {HTMLElement} */ (t).dataset.participantId));
         assert.deepEqual([...ids].sort(), Object.values(id).sort(), `${who} sees everyone`);
       }
+      // The clinicians are shown as their accounts (name, title, institution), never a typed name.
+      for (const [who, account] of /** @type {const} */ ([["doctor", doctorMe], ["specialist", specialistMe]])) {
+        const label = seatLabel(account);
+        assert.ok(account.title && label.includes(account.institution.name), `${who}: a label with title and institution`);
+        assert.equal(await p.patient.locator(`#tiles .tile[data-participant-id="${id[who]}"] .tile-name`).textContent(), label, `the patient sees the ${who} as ${label}`);
+        assert.equal(await p[who].locator("#tiles .tile.tile-local .tile-name").textContent(), `${label} (you)`);
+      }
+      await snap(p.patient, "seat-names-patient");
       // Only the doctor may end the consultation.
       assert.equal(await p.doctor.locator("#end-button").isVisible(), true, "doctor has End consultation");
       assert.equal(await p.patient.locator("#end-button").isVisible(), false, "patient has no End consultation");
@@ -650,14 +842,10 @@ async function main() {
       const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: "Second worker", patient_ref: "MRN-0002" } });
       assert.ok(room.ok(), `create room status ${room.status()}`);
       const secondRoom = (await room.json()).id;
-      /** @type {Record<string, string>} */
-      const invite = {};
-      for (const role of ["doctor", "patient"]) {
-        const res = await http.post(`/api/v1/rooms/${secondRoom}/invites`, { headers: auth, data: { role } });
-        assert.ok(res.ok(), `create ${role} invite status ${res.status()}`);
-        invite[role] = (await res.json()).token;
-      }
-      const doctor2 = await openJoinPage(browser, "second-room-doctor", `${BASE}/join#${invite.doctor}`, "Dr. Zhao");
+      const res = await http.post(`/api/v1/rooms/${secondRoom}/invites`, { headers: auth, data: { role: "patient" } });
+      assert.ok(res.ok(), `create patient invite status ${res.status()}`);
+      const invite = { doctor: await enterToken(http, auth, secondRoom), patient: (await res.json()).token };
+      const doctor2 = await openJoinPage(browser, "second-room-doctor", `${BASE}/join#${invite.doctor}`, null);
       await waitForState(doctor2, "in-room");
       const patient2 = await openJoinPage(browser, "second-room-patient", `${BASE}/join#${invite.patient}`, "Zhang Wei");
       await waitForState(patient2, "in-room");
@@ -842,23 +1030,42 @@ async function main() {
       await snap(p.doctor, "annotated-doctor");
     });
 
-    await check("the specialist issues a diagnosis report: doctor and patient see it", { scenario: true }, async () => {
+    await check("the specialist signs a diagnosis report with their password (a wrong one first): doctor and patient see who signed", { scenario: true }, async () => {
       await p.specialist.locator('.tab[data-tab="records-panel"]').click();
       await p.specialist.locator(".record-forms summary", { hasText: "Diagnosis report" }).click();
       await p.specialist.locator('.report-form textarea[name="findings"]').fill("Hb 92 g/L, MCV 72 fL");
       await p.specialist.locator('.report-form textarea[name="impression"]').fill("缺铁性贫血 (iron-deficiency anaemia)");
       await p.specialist.locator('.report-form textarea[name="recommendation"]').fill("Oral iron; repeat blood count in 4 weeks");
       await p.specialist.locator(".report-form button[type=submit]").click();
+      // Issuing signs it in the account's name: the password is asked for in a modal dialog.
+      const dialog = p.specialist.getByRole("dialog", { name: "Sign and issue the diagnosis report" });
+      await dialog.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.match((await dialog.textContent()) ?? "", /signed in your account's name/);
+      await dialog.getByLabel("Your password").fill("not-the-password");
+      await dialog.getByRole("button", { name: "Sign and issue" }).click();
+      const error = dialog.locator("#sign-error");
+      await error.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.match((await error.textContent()) ?? "", /password/i, "the server's answer is shown");
+      assert.equal(await dialog.isVisible(), true, "the dialog stays open to try again");
+      assert.equal(await p.doctor.locator('.record-item[data-kind="diagnosis_report"]').count(), 0, "nothing was issued");
+      await snap(p.specialist, "sign-wrong-password");
+      await dialog.getByLabel("Your password").fill(PASSWORD);
+      await dialog.getByRole("button", { name: "Sign and issue" }).click();
+      await dialog.waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
+      await p.specialist.locator(".record-status", { hasText: "Diagnosis report signed and issued." }).waitFor({ timeout: EVENT_TIMEOUT });
       for (const page of [p.doctor, p.patient]) {
         await page.locator('.record-item[data-kind="diagnosis_report"][data-status="issued"]').waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
       }
       await p.patient.locator('.tab[data-tab="records-panel"]').click();
-      assert.match((await p.patient.locator(".record-item .record-body").first().textContent()) ?? "", /缺铁性贫血/);
+      const report = p.patient.locator('.record-item[data-kind="diagnosis_report"]');
+      assert.match((await report.locator(".record-body").textContent()) ?? "", /缺铁性贫血/);
+      const signature = (await report.locator(".record-signature").textContent()) ?? "";
+      assert.ok(signature.startsWith(`Signed by ${seatLabel(specialistMe)}, `), `signature line: ${signature}`);
       await snap(p.patient, "report-patient");
       await p.doctor.locator(".viewer-present").click(); // stop presenting
     });
 
-    await check("the doctor issues a prescription in the room", { scenario: true }, async () => {
+    await check("the doctor signs a prescription (after cancelling once) with their password", { scenario: true }, async () => {
       await p.doctor.locator('.tab[data-tab="records-panel"]').click();
       await p.doctor.locator(".record-forms summary", { hasText: "Prescription" }).click();
       const form = p.doctor.locator(".rx-form");
@@ -866,8 +1073,31 @@ async function main() {
       await form.locator('input[name="dose"]').fill("0.1 g");
       await form.locator('input[name="frequency"]').fill("three times daily");
       await form.locator('input[name="duration"]').fill("4 weeks");
+      const dialog = p.doctor.getByRole("dialog", { name: "Sign and issue the prescription" });
       await form.locator("button[type=submit]").click();
-      await p.patient.locator('.record-item[data-kind="prescription"][data-status="issued"]').waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      await dialog.getByRole("button", { name: "Cancel" }).click();
+      await dialog.waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
+      await p.doctor.locator(".record-status", { hasText: "signing was cancelled" }).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await form.locator('input[name="medication"]').inputValue(), "琥珀酸亚铁片 (ferrous succinate)", "the form keeps what was typed");
+      await form.locator("button[type=submit]").click();
+      await dialog.getByLabel("Your password").fill(PASSWORD);
+      await snap(p.doctor, "sign-prescription");
+      await dialog.getByRole("button", { name: "Sign and issue" }).click();
+      await dialog.waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
+      const rx = p.patient.locator('.record-item[data-kind="prescription"][data-status="issued"]');
+      await rx.waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      const signature = (await rx.locator(".record-signature").textContent()) ?? "";
+      assert.ok(signature.startsWith(`Signed by ${seatLabel(doctorMe)}, `), `signature line: ${signature}`);
+    });
+
+    await check("a consultation note is issued without a password", { scenario: true }, async () => {
+      await p.doctor.locator(".record-forms summary", { hasText: "Consultation note" }).click();
+      await p.doctor.locator('.note-form textarea[name="text"]').fill("Referred to cardiology for the anaemia work-up.");
+      await p.doctor.locator(".note-form button[type=submit]").click();
+      const note = p.specialist.locator('.record-item[data-kind="note"][data-status="issued"]');
+      await note.waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      assert.equal(await note.locator(".record-signature").count(), 0, "a note carries no signature");
+      assert.equal(await p.doctor.locator("#sign-dialog").isVisible(), false, "no password was asked for");
     });
 
     await check("chat reaches everyone and stays with the consultation", { scenario: true }, async () => {
@@ -935,6 +1165,42 @@ async function main() {
       await waitForMutedBadge(p.doctor, id.patient, true);
     });
 
+    await check("the specialist reloads after the entry token expired: a fresh one comes from the console's session, back in as the account", { scenario: true }, async () => {
+      const page = p.specialist;
+      const before = new URL(page.url()).hash.slice(1);
+      // The server's answer to a `join` with an expired entry token (as for a reload minutes
+      // after entering), played by the test on the first new socket: the page must take a fresh
+      // token from the console's session in this tab and join again, replacing its old self.
+      let mocked = 0;
+      await page.context().routeWebSocket(/\/ws$/, (ws) => {
+        if (mocked > 0) {
+          ws.connectToServer();
+          return;
+        }
+        mocked += 1;
+        ws.onMessage((message) => {
+          if (JSON.parse(String(message)).type !== "join") return;
+          ws.send(JSON.stringify({ type: "error", code: "token_expired", message: "the token has expired", fatal: true }));
+          void ws.close({ code: 4001, reason: "token expired" });
+        });
+      });
+      await page.reload({ waitUntil: "load" });
+      await waitForState(page, "in-room");
+      assert.equal(mocked, 1, "the first join was refused as expired");
+      const after = new URL(page.url()).hash.slice(1);
+      assert.notEqual(after, before, "the address holds the fresh entry token");
+      assert.equal(typeof JSON.parse(Buffer.from(after.split(".")[1], "base64url").toString("utf8")).sid, "string");
+      const newId = await localId(page);
+      await waitForTileGone(p.patient, id.specialist);
+      const tile = p.patient.locator(`#tiles .tile[data-participant-id="${newId}"] .tile-name`);
+      await tile.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await tile.textContent(), seatLabel(specialistMe));
+      id.specialist = newId;
+      await waitForTileCount(p.patient, 3, EVENT_TIMEOUT);
+      await waitForPlayingRemotes(page, 2);
+      await snap(page, "specialist-after-reload");
+    });
+
     await check("the specialist leaves: its tile disappears for the others", { scenario: true }, async () => {
       await p.specialist.locator("#leave-button").click();
       await waitForState(p.specialist, "ended", EVENT_TIMEOUT);
@@ -993,6 +1259,11 @@ async function main() {
       await page.getByLabel("Password").fill(PASSWORD);
       await page.getByRole("button", { name: "Sign in" }).click();
       const item = page.locator(".rx-item", { hasText: "ferrous succinate" });
+      await item.waitFor({ timeout: EVENT_TIMEOUT });
+      // The queue says who signed it.
+      const signature = (await item.locator(".record-signature").textContent()) ?? "";
+      assert.ok(signature.startsWith(`Signed by ${seatLabel(doctorMe)}, `), `signature line: ${signature}`);
+      await snap(page, "pharmacist-queue");
       await item.locator('button[data-action="review"]').click({ timeout: EVENT_TIMEOUT });
       await page.locator(".rx-item", { hasText: "ferrous succinate" }).locator('button[data-action="dispense"]').click({ timeout: EVENT_TIMEOUT });
       await page.locator("[role=status]", { hasText: "dispensed" }).waitFor({ timeout: EVENT_TIMEOUT });
@@ -1016,7 +1287,9 @@ async function main() {
       const summary = page.locator("#summary");
       await summary.locator("h2", { hasText: "Summary" }).waitFor({ timeout: EVENT_TIMEOUT });
       const text = (await summary.textContent()) ?? "";
-      for (const want of ["lab-results.pdf", "缺铁性贫血", "谢谢医生", "Dr. Chen"]) assert.ok(text.includes(want), `the summary shows ${want}`);
+      for (const want of ["lab-results.pdf", "缺铁性贫血", "谢谢医生", seatLabel(specialistMe), `Signed by ${seatLabel(specialistMe)}`]) {
+        assert.ok(text.includes(want), `the summary shows ${want}`);
+      }
       if (PHARMACIST) await summary.locator('[data-status="dispensed"]').waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
       for (const [label, ext] of [["Export PDF", ".pdf"], ["Export FHIR (JSON)", ".fhir.json"]]) {
         const [download] = await Promise.all([page.waitForEvent("download", { timeout: EVENT_TIMEOUT }), summary.getByRole("button", { name: label }).click()]);
@@ -1046,7 +1319,7 @@ async function main() {
       await page.getByLabel("Password").fill(PASSWORD);
       await page.getByRole("button", { name: "Sign in" }).click();
       const audit = page.locator("#audit");
-      for (const action of ["document.shared", "document.viewed", "record.issued", "prescription.state_changed", "consultation.exported"]) {
+      for (const action of ["care_team.added", "care_team.seat_entered", "document.shared", "document.viewed", "record.signed", "record.issued", "prescription.state_changed", "consultation.exported"]) {
         await audit.locator("td", { hasText: action }).first().waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
       }
       await audit.getByRole("button", { name: "Verify the chain" }).click();

@@ -9,9 +9,10 @@ import { saveObjectUrl } from "./dom.js";
 const SESSION_KEY = "huizhen.console.session";
 const DEADLINE_KEY = "huizhen.console.session-deadline";
 
-/** @typedef {"doctor" | "specialist" | "admin" | "pharmacist" | "supervisor"} AccountRole */
+/** @typedef {"doctor" | "specialist" | "admin" | "institution_admin" | "pharmacist" | "supervisor"} AccountRole */
 
 /**
+ * The short view of an account, as sign-in answers it.
  * @typedef {object} User
  * @property {string} id
  * @property {string} username
@@ -20,12 +21,47 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  */
 
 /**
+ * An account with its place in the network and its profile (`/me`; the directory and the care
+ * team show it without `username`).
+ * @typedef {object} Account
+ * @property {string} id
+ * @property {string} [username]
+ * @property {string} display_name
+ * @property {AccountRole} role
+ * @property {string} title
+ * @property {string} specialty
+ * @property {{id: string, name: string}} institution
+ * @property {{id: string, name: string} | null} department
+ * @property {boolean} accepts_referrals
+ */
+
+/**
+ * A consultation as the signed-in clinician sees it, with their place in it.
  * @typedef {object} Room
  * @property {string} id
  * @property {string} title
  * @property {string | null} patient_ref
  * @property {number} created_at Unix seconds
  * @property {string} status
+ * @property {"doctor" | "specialist" | null} my_role their role on its care team, null when not on it
+ * @property {boolean} manages they may issue invite links, manage the care team and end it
+ */
+
+/**
+ * @typedef {object} CareTeamMember
+ * @property {Account} account
+ * @property {"doctor" | "specialist"} role
+ * @property {number} added_at Unix seconds
+ * @property {string} added_by
+ */
+
+/**
+ * A care-team seat's entry token: used at /join#<token> like an invite token, but the name shown
+ * in the room comes from the account.
+ * @typedef {object} Entry
+ * @property {string} token
+ * @property {"doctor" | "specialist"} role
+ * @property {number} expires_at Unix seconds
  */
 
 /**
@@ -113,7 +149,7 @@ export function forgetSession() {
 let renewing = null;
 
 /**
- * @param {"GET" | "POST" | "DELETE"} method
+ * @param {"GET" | "POST" | "PUT" | "DELETE"} method
  * @param {string} path
  * @param {unknown} [body]
  * @returns {Promise<unknown>} the parsed JSON answer, or null for 204
@@ -133,7 +169,7 @@ async function call(method, path, body) {
 }
 
 /**
- * @param {"GET" | "POST" | "DELETE"} method
+ * @param {"GET" | "POST" | "PUT" | "DELETE"} method
  * @param {string} path
  * @param {unknown} body
  * @param {string | null} token
@@ -225,9 +261,31 @@ export async function logout() {
   }
 }
 
-/** @returns {Promise<User>} */
+/** @returns {Promise<Account>} the signed-in account, with its institution and profile */
 export async function me() {
-  return /** @type {User} */ (await call("GET", "/api/v1/me"));
+  return /** @type {Account} */ (await call("GET", "/api/v1/me"));
+}
+
+/**
+ * A doctor or specialist begins or stops taking referrals (the directory shows it).
+ * @param {boolean} accepting
+ */
+export async function setAvailability(accepting) {
+  await call("PUT", "/api/v1/me/availability", { accepts_referrals: accepting });
+}
+
+/**
+ * Searches the directory of doctors and specialists.
+ * @param {{name?: string, specialty?: string, accepting?: boolean}} query
+ * @returns {Promise<Account[]>}
+ */
+export async function directory(query) {
+  const params = new URLSearchParams();
+  if (query.name) params.set("name", query.name);
+  if (query.specialty) params.set("specialty", query.specialty);
+  if (query.accepting) params.set("accepting", "true");
+  const q = params.toString();
+  return /** @type {{clinicians: Account[]}} */ (await call("GET", `/api/v1/directory${q ? `?${q}` : ""}`)).clinicians;
 }
 
 /** @returns {Promise<Room[]>} newest first */
@@ -259,6 +317,46 @@ export async function createInvite(roomId, role, expiresInMinutes) {
   if (expiresInMinutes !== undefined) body.expires_in_minutes = expiresInMinutes;
   return /** @type {Invite} */ (
     await call("POST", `/api/v1/rooms/${encodeURIComponent(roomId)}/invites`, body)
+  );
+}
+
+/**
+ * Enters a consultation as the signed-in account, through its seat on the care team.
+ * @param {string} roomId
+ * @returns {Promise<Entry>}
+ */
+export async function enterRoom(roomId) {
+  return /** @type {Entry} */ (await call("POST", `/api/v1/rooms/${encodeURIComponent(roomId)}/enter`));
+}
+
+/**
+ * @param {string} roomId
+ * @returns {Promise<CareTeamMember[]>}
+ */
+export async function careTeam(roomId) {
+  return /** @type {{care_team: CareTeamMember[]}} */ (
+    await call("GET", `/api/v1/rooms/${encodeURIComponent(roomId)}/care-team`)
+  ).care_team;
+}
+
+/**
+ * Adds a doctor or specialist to a consultation's care team (in their account's own role).
+ * @param {string} roomId
+ * @param {string} userId
+ */
+export async function addToCareTeam(roomId, userId) {
+  await call("POST", `/api/v1/rooms/${encodeURIComponent(roomId)}/care-team`, { user_id: userId });
+}
+
+/**
+ * Takes a clinician off the care team; if they are in the live room, they leave it.
+ * @param {string} roomId
+ * @param {string} userId
+ */
+export async function removeFromCareTeam(roomId, userId) {
+  await call(
+    "DELETE",
+    `/api/v1/rooms/${encodeURIComponent(roomId)}/care-team/${encodeURIComponent(userId)}`,
   );
 }
 

@@ -1,6 +1,8 @@
-// The clinician console behind /: sign in, create consultations, hand out invite links, join
-// as the doctor, end consultations. It talks only to the HTTP API (./api.js); the live room is
-// the participant app at /join, which the doctor enters through a doctor invite like anyone else.
+// The clinician console behind /: sign in, create consultations, hand out invite links (patients
+// and observers), put doctors and specialists on a consultation's care team, enter it, end it.
+// It talks only to the HTTP API (./api.js); the live room is the participant app at /join, which
+// a clinician on the care team enters with their seat's entry token (the room shows their
+// account's name, title and institution), and patients and observers with invite links.
 
 import * as api from "./api.js";
 import { el, must, roleLabel } from "./dom.js";
@@ -10,15 +12,26 @@ import { showAudit } from "./audit-view.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Invite} Invite */
-/** @typedef {import("./api.js").User} User */
+/** @typedef {import("./api.js").Account} Account */
+/** @typedef {import("./api.js").CareTeamMember} CareTeamMember */
 /** @typedef {import("./protocol.js").Role} Role */
 
+/** Invite links are for patients and observers; clinicians enter as their own accounts. */
 /** @type {Role[]} */
-const INVITE_ROLES = ["patient", "specialist", "doctor", "observer"];
+const INVITE_ROLES = ["patient", "observer"];
+
+/** The line under a room's title that says the signed-in clinician's place on its care team. */
+const MY_ROLE_TEXT = {
+  doctor: "You are on its care team as doctor",
+  specialist: "You are on its care team as specialist",
+};
 
 const ui = {
   account: must("#account", HTMLElement),
   accountName: must("#account-name", HTMLElement),
+  availability: must("#availability", HTMLElement),
+  availabilityInput: must("#availability-input", HTMLInputElement),
+  accountError: must("#account-error", HTMLElement),
   signOut: must("#sign-out", HTMLButtonElement),
   login: must("#login", HTMLElement),
   loginForm: must("#login-form", HTMLFormElement),
@@ -46,7 +59,7 @@ const ui = {
   roomsSection: must("#rooms-title", HTMLElement),
 };
 
-/** @type {User | null} */
+/** @type {Account | null} */
 let user = null;
 /**
  * Invites created in this tab, per room. The API has no "list invites" call (tokens are shown
@@ -163,7 +176,10 @@ function signOut(message = "") {
   invites.clear();
   ui.rooms.replaceChildren();
   ui.account.hidden = true;
+  ui.availability.hidden = true;
   ui.dashboard.hidden = true;
+  ui.pharmacy.hidden = true;
+  ui.audit.hidden = true;
   ui.login.hidden = false;
   document.body.dataset.state = "signed-out";
   showText(ui.loginError, message);
@@ -171,20 +187,32 @@ function signOut(message = "") {
   ui.username.focus();
 }
 
-/** @param {User} signedIn */
+/**
+ * An account as colleagues see it: "name · title · institution" (empty parts left out).
+ * @param {Pick<Account, "display_name" | "title" | "institution">} account
+ */
+function accountLabel(account) {
+  return [account.display_name, account.title, account.institution.name].filter((part) => part !== "").join(" · ");
+}
+
+/** @param {Account} signedIn */
 function showDashboard(signedIn) {
   user = signedIn;
-  ui.accountName.textContent = `${signedIn.display_name} (${signedIn.role})`;
+  ui.accountName.textContent = accountLabel(signedIn);
   ui.account.hidden = false;
+  // Doctors and specialists say whether they take referrals; the directory shows it.
+  ui.availability.hidden = !isClinician();
+  ui.availabilityInput.checked = signedIn.accepts_referrals;
+  showText(ui.accountError, "");
   ui.login.hidden = true;
   ui.dashboard.hidden = false;
-  ui.createSection.hidden = !canManage();
+  ui.createSection.hidden = !canCreateRooms();
   document.body.dataset.state = "signed-in";
   startKeepAlive();
+  const rooms = ui.roomsSection.closest("section");
+  // A pharmacist works the prescription queue; rooms are not theirs.
+  if (rooms) rooms.hidden = signedIn.role === "pharmacist";
   if (signedIn.role === "pharmacist") {
-    // A pharmacist works the prescription queue; rooms are not theirs.
-    const rooms = ui.roomsSection.closest("section");
-    if (rooms) rooms.hidden = true;
     void showPharmacy(ui.pharmacy, explain);
     return;
   }
@@ -193,8 +221,14 @@ function showDashboard(signedIn) {
   void refreshRooms();
 }
 
-function canManage() {
+/** Doctors and the network's administrator open consultations. */
+function canCreateRooms() {
   return user?.role === "doctor" || user?.role === "admin";
+}
+
+/** Doctors and specialists: care teams, directory, referrals. */
+function isClinician() {
+  return user?.role === "doctor" || user?.role === "specialist";
 }
 
 /**
@@ -241,6 +275,7 @@ function renderRoom(room) {
   const headingId = `room-${room.id}`;
   const meta = [`Created ${formatTime(room.created_at)}`];
   if (room.patient_ref) meta.push(`Patient ref. ${room.patient_ref}`);
+  if (room.my_role) meta.push(MY_ROLE_TEXT[room.my_role]);
   const item = el(
     "li",
     { className: ended ? "room-card room-ended" : "room-card", attrs: { "aria-labelledby": headingId } },
@@ -255,29 +290,41 @@ function renderRoom(room) {
   item.dataset.roomId = room.id;
   const summaryButton = el("button", { className: "btn", text: "Summary", attrs: { type: "button", "aria-label": `Summary of ${room.title}` } });
   summaryButton.addEventListener("click", () => void showSummary(ui.summary, room.id, explain));
-  if (ended || !canManage()) {
+  if (ended || (!room.my_role && !room.manages)) {
     item.append(el("div", { className: "actions" }, summaryButton));
     return item;
   }
 
   const error = el("p", { className: "form-error", attrs: { role: "alert" } });
   error.hidden = true;
+  const actions = el("div", { className: "actions" });
+
+  if (room.my_role) {
+    const enterButton = el("button", { className: "btn btn-primary", text: "Enter consultation", attrs: { type: "button" } });
+    enterButton.addEventListener("click", async () => {
+      enterButton.disabled = true;
+      showText(error, "");
+      try {
+        // The seat on the care team: the room shows this account's name, title and
+        // institution, never a typed name. The token stays in the fragment so it never reaches
+        // a server log.
+        const entry = await api.enterRoom(room.id);
+        location.assign(`/join#${entry.token}`);
+      } catch (err) {
+        showText(error, explain(err));
+        enterButton.disabled = false;
+      }
+    });
+    actions.append(enterButton);
+  }
+  actions.append(summaryButton);
+  if (!room.manages) {
+    item.append(actions, error);
+    return item;
+  }
+
   const list = el("ul", { className: "invites", attrs: { "aria-label": `Invite links for ${room.title}` } });
   for (const invite of invites.get(room.id) ?? []) list.append(renderInvite(room, invite, list, error));
-
-  const joinButton = el("button", { className: "btn btn-primary", text: "Join as doctor", attrs: { type: "button" } });
-  joinButton.addEventListener("click", async () => {
-    joinButton.disabled = true;
-    try {
-      // The doctor enters through a doctor invite like any participant; the token stays in the
-      // fragment so it never reaches a server log.
-      const invite = await api.createInvite(room.id, "doctor");
-      location.assign(`/join#${invite.token}`);
-    } catch (err) {
-      showText(error, explain(err));
-      joinButton.disabled = false;
-    }
-  });
 
   const inviteButtons = INVITE_ROLES.map((role) => {
     const button = el("button", {
@@ -324,14 +371,184 @@ function renderRoom(room) {
       endButton.disabled = false;
     }
   });
+  actions.append(endButton);
 
   item.append(
-    el("div", { className: "actions" }, joinButton, summaryButton, endButton),
+    actions,
     el("div", { className: "actions", attrs: { role: "group", "aria-label": "Create invite link" } }, el("span", { className: "actions-label", text: "New invite link:" }), ...inviteButtons),
+    el("p", { className: "hint", text: "Invite links are for the patient and observers. Doctors and specialists enter as their own accounts: add them to the care team." }),
     error,
     list,
+    renderCareTeam(room),
   );
   return item;
+}
+
+/**
+ * "title · institution" of an account (empty parts left out).
+ * @param {Account} account
+ */
+function placeLine(account) {
+  return [account.title, account.institution.name].filter((part) => part !== "").join(" · ");
+}
+
+/**
+ * The care team of a consultation this account runs: who is on it (with Remove), and "Add
+ * clinician", a search of the directory by name or specialty with Add on each result.
+ * @param {Room} room
+ * @returns {HTMLElement}
+ */
+function renderCareTeam(room) {
+  const headingId = `care-team-${room.id}`;
+  const searchId = `directory-search-${room.id}`;
+  const hintId = `directory-hint-${room.id}`;
+  const heading = el("h4", { text: "Care team", attrs: { id: headingId, tabindex: "-1" } });
+  const teamStatus = el("p", { className: "hint", attrs: { role: "status" } });
+  const team = el("ul", { className: "care-team-list", attrs: { "aria-labelledby": headingId } });
+  const error = el("p", { className: "form-error", attrs: { role: "alert" } });
+  error.hidden = true;
+  /** Accounts on the team now, so search results can say so. */
+  let onTeam = new Set();
+
+  const input = el("input", {
+    attrs: { id: searchId, type: "search", maxlength: "60", autocomplete: "off", spellcheck: "false", "aria-describedby": hintId },
+  });
+  const searchButton = el("button", { className: "btn btn-small", text: "Search", attrs: { type: "submit" } });
+  const form = el(
+    "form",
+    { className: "form directory-search", attrs: { role: "search", "aria-label": `Find a clinician for ${room.title}` } },
+    el("label", { text: "Name or specialty", attrs: { for: searchId } }),
+    el("div", { className: "search-row" }, input, searchButton),
+    el("p", { className: "hint", text: "Doctors and specialists of every institution in the network. Leave empty to list them all.", attrs: { id: hintId } }),
+  );
+  const resultsStatus = el("p", { className: "hint", attrs: { role: "status" } });
+  const results = el("ul", { className: "directory-results", attrs: { "aria-label": `Clinicians found for ${room.title}` } });
+  const add = el("details", { className: "care-team-add" }, el("summary", { text: "Add clinician" }), form, resultsStatus, results);
+
+  const load = async () => {
+    try {
+      const members = await api.careTeam(room.id);
+      onTeam = new Set(members.map((m) => m.account.id));
+      team.replaceChildren(...members.map(memberRow));
+      showText(teamStatus, "");
+    } catch (err) {
+      showText(teamStatus, explain(err));
+    }
+  };
+
+  /** @param {CareTeamMember} m */
+  const memberRow = (m) => {
+    const name = m.account.display_name;
+    const remove = el("button", {
+      className: "btn btn-small btn-danger",
+      text: "Remove",
+      attrs: { type: "button", "aria-label": `Remove ${name} from the care team` },
+    });
+    remove.addEventListener("click", async () => {
+      const ok = await confirmAction(
+        `Remove ${name} from the care team?`,
+        "They can no longer enter this consultation, and leave it now if they are in it.",
+        "Remove",
+      );
+      if (!ok) return;
+      remove.disabled = true;
+      showText(error, "");
+      try {
+        await api.removeFromCareTeam(room.id, m.account.id);
+        if (m.account.id === user?.id) {
+          // Off the team: this account no longer runs the consultation.
+          await refreshRooms();
+          return;
+        }
+        await load();
+        heading.focus();
+      } catch (err) {
+        showText(error, explain(err));
+        remove.disabled = false;
+      }
+    });
+    const row = el(
+      "li",
+      { className: "care-team-member" },
+      el("span", { className: "member-name", text: name }),
+      el("span", { className: "hint", text: [placeLine(m.account), roleLabel(m.role)].filter((part) => part !== "").join(" · ") }),
+      remove,
+    );
+    row.dataset.userId = m.account.id;
+    row.dataset.role = m.role;
+    return row;
+  };
+
+  /** @param {Account} a */
+  const resultRow = (a) => {
+    const details = [a.title, a.institution.name, a.department?.name ?? "", a.specialty].filter((part) => part !== "").join(" · ");
+    const row = el(
+      "li",
+      { className: "directory-result" },
+      el("span", { className: "member-name", text: a.display_name }),
+      el("span", { className: "hint", text: details }),
+      el("span", {
+        className: a.accepts_referrals ? "availability availability-on" : "availability",
+        text: a.accepts_referrals ? "Taking referrals" : "Not taking referrals",
+      }),
+    );
+    row.dataset.userId = a.id;
+    const onTeamNote = () => el("span", { className: "hint on-team", text: "On the care team", attrs: { tabindex: "-1" } });
+    if (onTeam.has(a.id)) {
+      row.append(onTeamNote());
+      return row;
+    }
+    const addButton = el("button", {
+      className: "btn btn-small btn-primary",
+      text: "Add",
+      attrs: { type: "button", "aria-label": `Add ${a.display_name} to the care team` },
+    });
+    addButton.addEventListener("click", async () => {
+      addButton.disabled = true;
+      showText(error, "");
+      try {
+        await api.addToCareTeam(room.id, a.id);
+        const note = onTeamNote();
+        addButton.replaceWith(note);
+        note.focus();
+        resultsStatus.textContent = `${a.display_name} was added to the care team.`;
+        await load();
+      } catch (err) {
+        showText(error, explain(err));
+        addButton.disabled = false;
+      }
+    });
+    row.append(addButton);
+    return row;
+  };
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const query = input.value.trim();
+    searchButton.disabled = true;
+    showText(error, "");
+    resultsStatus.textContent = "Searching…";
+    try {
+      // One box for both: a clinician whose name or specialty matches.
+      const answers = query
+        ? await Promise.all([api.directory({ name: query }), api.directory({ specialty: query })])
+        : [await api.directory({})];
+      /** @type {Map<string, Account>} */
+      const found = new Map();
+      for (const a of answers.flat()) found.set(a.id, a);
+      results.replaceChildren(...[...found.values()].map(resultRow));
+      resultsStatus.textContent =
+        found.size === 0 ? "No clinician found." : found.size === 1 ? "1 clinician found." : `${found.size} clinicians found.`;
+    } catch (err) {
+      resultsStatus.textContent = "";
+      showText(error, explain(err));
+    } finally {
+      searchButton.disabled = false;
+    }
+  });
+
+  void load();
+  return el("section", { className: "care-team", attrs: { "aria-labelledby": headingId } }, heading, teamStatus, team, add, error);
 }
 
 /**
@@ -389,9 +606,10 @@ ui.loginForm.addEventListener("submit", async (ev) => {
   ui.loginButton.disabled = true;
   showText(ui.loginError, "");
   try {
-    const signedIn = await api.login(ui.username.value.trim(), ui.password.value);
+    await api.login(ui.username.value.trim(), ui.password.value);
     ui.password.value = "";
-    showDashboard(signedIn);
+    // The account's full view: its institution, title and availability.
+    showDashboard(await api.me());
   } catch (err) {
     if (err instanceof api.ApiError && err.status === 401) {
       showText(ui.loginError, "Wrong username or password.");
@@ -426,6 +644,20 @@ ui.createForm.addEventListener("submit", async (ev) => {
 });
 
 ui.refresh.addEventListener("click", () => void refreshRooms());
+ui.availabilityInput.addEventListener("change", async () => {
+  const accepting = ui.availabilityInput.checked;
+  ui.availabilityInput.disabled = true;
+  showText(ui.accountError, "");
+  try {
+    await api.setAvailability(accepting);
+    if (user) user.accepts_referrals = accepting;
+  } catch (err) {
+    ui.availabilityInput.checked = !accepting;
+    showText(ui.accountError, explain(err));
+  } finally {
+    ui.availabilityInput.disabled = false;
+  }
+});
 ui.signOut.addEventListener("click", async () => {
   // The server ends the session first, so the token is worthless even if it was copied.
   ui.signOut.disabled = true;

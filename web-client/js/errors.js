@@ -49,6 +49,29 @@ const TEXT = {
 };
 
 /**
+ * For a clinician entering through their care-team seat (from the console) rather than an
+ * invitation link: where the text above speaks of the link.
+ * @type {Partial<Record<ErrorCode | LocalErrorCode, string>>}
+ */
+const SEAT_TEXT = {
+  invalid_token:
+    "This entry is not valid, or your sign-in has ended. Sign in to the console and enter the consultation from there.",
+  token_expired: "This entry has expired. Enter the consultation again from the console.",
+  invite_revoked: "You are no longer on this consultation's care team.",
+  room_not_found: "This consultation could not be found.",
+  no_token: "Enter the consultation from the console.",
+};
+
+/**
+ * @param {string} code a server ErrorCode or a LocalErrorCode
+ * @returns {string} the text for a clinician who entered through their care-team seat
+ */
+export function describeSeatError(code) {
+  const text = Object.hasOwn(SEAT_TEXT, code) ? SEAT_TEXT[/** @type {ErrorCode | LocalErrorCode} */ (code)] : undefined;
+  return text ?? describeError(code);
+}
+
+/**
  * @param {string} code a server ErrorCode or a LocalErrorCode; unknown codes get a generic text
  * @returns {string}
  */

@@ -8,19 +8,24 @@
 // Reloading the page rejoins: the invite token and the latest resume token are kept in
 // sessionStorage (per tab, gone when the tab closes), and a reload sends `join` with
 // `replaces`, which removes our previous self at once instead of leaving a "reconnecting" ghost.
+//
+// The token is an invite link's (patients, observers: they type the name shown) or a care-team
+// seat's entry token from the console's "Enter consultation" (doctors, specialists: the server
+// shows their account's name, title and institution, so no name is asked for or sent).
 
 import { PROTOCOL_VERSION } from "./protocol.js";
 import { SignalingClient } from "./signaling.js";
 import { MediaSession } from "./media-session.js";
 import { RoomView } from "./room-view.js";
 import { PreJoin, acquireMedia } from "./prejoin.js";
-import { describeError, mediaErrorCode } from "./errors.js";
+import { describeError, describeSeatError, mediaErrorCode } from "./errors.js";
 import { must } from "./dom.js";
 import { RoomApi } from "./room-api.js";
 import { DocViewer } from "./doc-viewer.js";
 import { DocumentsPanel } from "./documents-panel.js";
 import { ChatPanel } from "./chat-panel.js";
 import { RecordsPanel } from "./records-panel.js";
+import * as consoleApi from "./api.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
 /** @typedef {import("./protocol.js").Participant} Participant */
@@ -40,7 +45,7 @@ const RECOVERY_WINDOW_MS = 120_000;
 /** Errors where reloading cannot help: the link itself is the problem. */
 const LINK_ERRORS = new Set(["invalid_token", "token_expired", "invite_revoked", "room_not_found", "no_token"]);
 
-/** @typedef {{invite: string, resume: string, name: string}} Stored */
+/** @typedef {{invite: string, resume: string, name: string}} Stored name is "" for a seat */
 
 /** @returns {Stored | null} */
 function loadStored() {
@@ -61,21 +66,27 @@ function saveStored(value) {
 }
 
 /**
- * Reads the role claim out of an invite token, as a hint only: it decides whether to ask for
- * camera and microphone before joining (an observer needs neither). The server verifies the
- * token and has the last word; if the hint is wrong the join is refused with `forbidden` and
- * retried without media.
+ * Reads the claims of an invite token, as hints only: the role decides whether to ask for
+ * camera and microphone before joining (an observer needs neither), and a session id (`sid`)
+ * marks a care-team seat, whose name comes from the account. The server verifies the token and
+ * has the last word; if the role hint is wrong the join is refused with `forbidden` and retried
+ * without media.
  * @param {string} token
- * @returns {string | null}
+ * @returns {{role: string | null, seat: boolean, room: string | null}}
  */
-function roleHint(token) {
+function tokenHints(token) {
+  const none = { role: null, seat: false, room: null };
   const parts = token.split(".");
-  if (parts.length !== 3 || parts[0] !== "hz1") return null;
+  if (parts.length !== 3 || parts[0] !== "hz1") return none;
   try {
     const claims = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
-    return typeof claims?.role === "string" ? claims.role : null;
+    return {
+      role: typeof claims?.role === "string" ? claims.role : null,
+      seat: typeof claims?.sid === "string" && claims.sid !== "",
+      room: typeof claims?.room === "string" ? claims.room : null,
+    };
   } catch {
-    return null;
+    return none;
   }
 }
 
@@ -88,6 +99,14 @@ class JoinApp {
   state = "connecting";
   token = "";
   name = "";
+  /** Entering through a care-team seat (the account's name is shown; none is typed). */
+  seat = false;
+  /** @type {string | null} the room the token is for (a seat takes fresh entry tokens for it) */
+  roomId = null;
+  /** A fresh entry token was already tried since the last successful join. */
+  seatRetried = false;
+  /** The status panel's button goes back to the console instead of reloading. */
+  actionToConsole = false;
   /** @type {MediaStream | null} */
   local = null;
   publish = { audio: false, video: false };
@@ -171,7 +190,10 @@ class JoinApp {
       this.view.enableSound();
       this.ui.soundButton.hidden = true;
     });
-    this.ui.statusAction.addEventListener("click", () => location.reload());
+    this.ui.statusAction.addEventListener("click", () => {
+      if (this.actionToConsole) location.assign("/");
+      else location.reload();
+    });
     for (const tab of document.querySelectorAll(".tab")) {
       tab.addEventListener("click", () => this.selectTab(tab.getAttribute("data-tab") ?? ""));
     }
@@ -189,16 +211,20 @@ class JoinApp {
       this.fail("no_token");
       return;
     }
-    const wantsMedia = roleHint(this.token) !== "observer";
+    const hints = tokenHints(this.token);
+    const wantsMedia = hints.role !== "observer";
+    this.seat = hints.seat;
+    this.roomId = hints.room;
+    this.prejoin.setSeat(this.seat);
     const stored = loadStored();
-    if (stored && stored.invite === this.token && stored.resume && stored.name) {
+    if (stored && stored.invite === this.token && stored.resume && (stored.name || this.seat)) {
       // A reload in the middle of a consultation: straight back in, replacing our old self.
       this.name = stored.name;
       this.setState("connecting");
       if (await this.acquire(wantsMedia)) this.connect(stored.resume);
       return;
     }
-    if (stored && stored.invite === this.token) this.prejoin.setName(stored.name);
+    if (stored && stored.invite === this.token && !this.seat) this.prejoin.setName(stored.name);
     this.setState("prejoin");
     this.prejoin.focus();
     this.mediaReady = this.acquire(wantsMedia);
@@ -400,6 +426,7 @@ class JoinApp {
   /** @param {JoinedMessage | ResumedMessage} msg */
   enterRoom(msg) {
     this.you = msg.you;
+    this.seatRetried = false;
     const present = new Set(msg.participants.map((p) => p.id));
     present.add(msg.you.id);
     // After a resume or a rejoin, whoever left meanwhile (and our own old self) goes away.
@@ -524,6 +551,8 @@ class JoinApp {
         return;
       case "fatal":
         if (end.code === "room_ended") this.finishRoomEnded("ended_by_doctor");
+        // A seat's entry token lasts minutes: a reload or a rejoin later takes a fresh one.
+        else if (end.code === "token_expired" && this.seat && !this.seatRetried) void this.reenterSeat();
         else if (end.code === "invalid_name") this.backToPrejoin(describeError(end.code));
         // A lost media path is worth one fresh peer connection (bounded by recoverMedia).
         else if (end.code === "media_lost") this.recoverMedia();
@@ -600,6 +629,37 @@ class JoinApp {
     this.connect(stored && stored.invite === this.token ? stored.resume : undefined);
   }
 
+  /**
+   * The seat's entry token expired (a reload, "Join again" or a media recovery long after
+   * entering): takes a fresh one with the console's session, which this tab holds when the
+   * console opened the room in it, and joins again, replacing our previous self if there was
+   * one. Without a session, or if the console's answer is no, the expiry is shown.
+   */
+  async reenterSeat() {
+    this.seatRetried = true;
+    const gen = this.generation;
+    let fresh = "";
+    if (this.roomId && consoleApi.sessionToken()) {
+      try {
+        fresh = (await consoleApi.enterRoom(this.roomId)).token;
+      } catch {
+        // Signed out, off the care team, or the room is gone: the expiry is what is shown.
+      }
+    }
+    if (gen !== this.generation) return;
+    if (!fresh) {
+      this.fail("token_expired");
+      return;
+    }
+    const stored = loadStored();
+    const resume = stored && stored.invite === this.token ? stored.resume : "";
+    this.token = fresh;
+    saveStored({ invite: fresh, resume, name: this.name });
+    // The address keeps a working entry for the next reload; replaceState fires no hashchange.
+    history.replaceState(null, "", `#${fresh}`);
+    this.connect(resume || undefined);
+  }
+
   /** @param {string} error */
   backToPrejoin(error) {
     this.teardownLink();
@@ -613,9 +673,20 @@ class JoinApp {
   /** @param {ErrorCode | LocalErrorCode} code */
   fail(code) {
     this.teardownAll();
-    this.ui.statusAction.hidden = LINK_ERRORS.has(code);
-    this.ui.statusAction.textContent = "Reload";
-    this.showStatus("error", LINK_ERRORS.has(code) ? "This link does not work" : "Cannot join the consultation", describeError(code));
+    const linkError = LINK_ERRORS.has(code);
+    if (this.seat) {
+      // A seat's entry token is short-lived and tied to the console's sign-in: a fresh one comes
+      // from the console's "Enter consultation".
+      this.actionToConsole = linkError;
+      this.ui.statusAction.hidden = false;
+      this.ui.statusAction.textContent = linkError ? "Back to the console" : "Reload";
+      this.showStatus("error", "Cannot enter the consultation", describeSeatError(code));
+    } else {
+      this.actionToConsole = false;
+      this.ui.statusAction.hidden = linkError;
+      this.ui.statusAction.textContent = "Reload";
+      this.showStatus("error", linkError ? "This link does not work" : "Cannot join the consultation", describeError(code));
+    }
     this.ui.statusPanel.dataset.errorCode = code;
   }
 
@@ -627,6 +698,7 @@ class JoinApp {
    */
   finish(state, title, text, action) {
     this.teardownAll();
+    this.actionToConsole = false;
     this.ui.statusAction.hidden = action === null;
     if (action !== null) this.ui.statusAction.textContent = action;
     this.showStatus(state, title, text);

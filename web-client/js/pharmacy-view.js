@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
+import { signatureText } from "./records-panel.js";
 
 /**
  * @param {HTMLElement} root
@@ -60,6 +61,7 @@ export async function showPharmacy(root, explain) {
             { className: "rx-item", attrs: { "data-record-id": r.id } },
             el("strong", { text: `${r.author_name} · ${new Date(r.created_at_ms).toLocaleString()}` }),
             el("pre", { className: "record-body", text: items.map((/** @type {any} */ i) => `${i.medication}: ${i.dose}, ${i.route}, ${i.frequency}, ${i.duration}`).join("\n") }),
+            el("p", { className: "record-signature", text: r.signature ? signatureText(r.signature) : "Not signed" }),
             note,
             el("div", { className: "actions" }, ...buttons),
           );

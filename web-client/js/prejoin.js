@@ -1,4 +1,5 @@
-// The pre-join screen: camera and microphone preview, display name, Join.
+// The pre-join screen: camera and microphone preview, display name, Join. A clinician entering
+// through their care-team seat types no name: the room shows their account's.
 //
 // It exists so that people see and hear themselves before anyone else does, and so that a
 // blocked camera is found before entering the room rather than inside it.
@@ -63,6 +64,12 @@ export class PreJoin {
   #form;
   /** @type {HTMLInputElement} */
   #nameInput;
+  /** @type {HTMLElement[]} the name's label, field and hint */
+  #nameField;
+  /** @type {HTMLElement} */
+  #seatNote;
+  /** Entering through a care-team seat: no name is asked for. */
+  #seat = false;
   /** @type {HTMLButtonElement} */
   #joinButton;
   /** @type {HTMLVideoElement} */
@@ -79,12 +86,24 @@ export class PreJoin {
   constructor(root, onJoin) {
     this.#form = must("#prejoin-form", HTMLFormElement, root);
     this.#nameInput = must("#display-name", HTMLInputElement, root);
+    this.#nameField = [
+      must("#display-name-label", HTMLElement, root),
+      this.#nameInput,
+      must("#prejoin-hint", HTMLElement, root),
+    ];
+    this.#seatNote = must("#seat-note", HTMLElement, root);
     this.#joinButton = must("#join-button", HTMLButtonElement, root);
     this.#preview = must("#preview", HTMLVideoElement, root);
     this.#previewStatus = must("#preview-status", HTMLElement, root);
     this.#error = must("#prejoin-error", HTMLElement, root);
     this.#form.addEventListener("submit", (ev) => {
       ev.preventDefault();
+      if (this.#seat) {
+        // The server takes the name, title and institution from the account.
+        this.showError("");
+        onJoin("");
+        return;
+      }
       const name = cleanName(this.#nameInput.value);
       if (name === null) {
         this.showError("Please enter a display name of 1 to 64 characters.");
@@ -101,8 +120,20 @@ export class PreJoin {
     this.#nameInput.value = name;
   }
 
+  /**
+   * A care-team seat: hides the name field and says where the name shown comes from.
+   * @param {boolean} seat
+   */
+  setSeat(seat) {
+    this.#seat = seat;
+    for (const node of this.#nameField) node.hidden = seat;
+    this.#nameInput.required = !seat;
+    this.#seatNote.hidden = !seat;
+  }
+
   focus() {
-    this.#nameInput.focus();
+    if (this.#seat) this.#joinButton.focus();
+    else this.#nameInput.focus();
   }
 
   /** @param {boolean} busy */
@@ -115,7 +146,7 @@ export class PreJoin {
   showError(text) {
     this.#error.textContent = text;
     this.#error.hidden = text === "";
-    this.#nameInput.setAttribute("aria-invalid", text === "" ? "false" : "true");
+    if (!this.#seat) this.#nameInput.setAttribute("aria-invalid", text === "" ? "false" : "true");
   }
 
   /**

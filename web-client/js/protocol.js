@@ -95,6 +95,17 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
+ * Who signed a record as they issued it: their account, and its name, title and institution as
+ * they stood at signing.
+ * @typedef {object} RecordSignature
+ * @property {string} by account id
+ * @property {string} name
+ * @property {string} title
+ * @property {string} institution
+ * @property {number} at_ms
+ */
+
+/**
  * A clinical record (docs/protocol.md, "Records").
  * @typedef {object} RecordInfo
  * @property {string} id
@@ -107,6 +118,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} author_name
  * @property {string} author_role
  * @property {number} created_at_ms
+ * @property {RecordSignature | null} signature reports and prescriptions, once issued
  * @property {RecordEventInfo[]} events
  * @property {string | null} superseded_by
  */

@@ -119,14 +119,24 @@ export class RoomApi {
   }
 
   /**
+   * Creates a record, issued at once or as a draft. Issuing a diagnosis report or a
+   * prescription signs it in the clinician's account's name and needs their password: without
+   * it the server answers 403 `signature_required`, with a wrong one 403 `wrong_password` (and
+   * 429 `too_many_attempts` after several). Notes need none.
    * @param {RecordInfo["kind"]} kind
    * @param {Record<string, unknown>} body
    * @param {boolean} issue
-   * @param {string | null} [supersedes]
+   * @param {{supersedes?: string | null, password?: string}} [opts]
    * @returns {Promise<RecordInfo>}
    */
-  createRecord(kind, body, issue, supersedes = null) {
-    return this.json("POST", "/records", { kind, body, issue, ...(supersedes ? { supersedes } : {}) });
+  createRecord(kind, body, issue, opts = {}) {
+    return this.json("POST", "/records", {
+      kind,
+      body,
+      issue,
+      ...(opts.supersedes ? { supersedes: opts.supersedes } : {}),
+      ...(opts.password ? { password: opts.password } : {}),
+    });
   }
 
   /**

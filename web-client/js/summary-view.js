@@ -4,7 +4,7 @@
 
 import * as api from "./api.js";
 import { el, roleLabel } from "./dom.js";
-import { recordText } from "./records-panel.js";
+import { recordText, signatureText } from "./records-panel.js";
 
 const KIND_LABEL = /** @type {Record<string, string>} */ ({
   note: "Consultation note",
@@ -95,6 +95,7 @@ export async function showSummary(root, roomId, explain) {
           el("strong", { text: `${KIND_LABEL[r.kind] ?? r.kind} · ${r.status}${r.superseded_by ? " · corrected" : ""}` }),
           el("span", { className: "hint", text: ` by ${r.author_name} (${roleLabel(r.author_role)})` }),
           el("p", { className: "record-body", text: recordText(r) }),
+          ...(r.signature ? [el("p", { className: "record-signature", text: signatureText(r.signature) })] : []),
           el(
             "ul",
             { className: "summary-steps" },
