@@ -601,7 +601,7 @@ async function main() {
       assert.equal((await wrong.json()).error.code, "invalid_credentials");
 
       roomTitle = `Browser test ${new Date().toISOString()}`;
-      const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: roomTitle, patient_ref: "MRN-0001" } });
+      const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: roomTitle, patient_ref: "MRN-0001", waiting_room: false } });
       // protocol.md names no status for creations: any 2xx (the server answers 201) is fine.
       assert.ok(room.ok(), `create room status ${room.status()}`);
       const roomJson = await room.json();
@@ -839,7 +839,7 @@ async function main() {
       const login = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: PASSWORD } });
       assert.equal(login.status(), 200, `login status ${login.status()}`);
       const auth = { Authorization: `Bearer ${(await login.json()).token}` };
-      const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: "Second worker", patient_ref: "MRN-0002" } });
+      const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: "Second worker", patient_ref: "MRN-0002", waiting_room: false } });
       assert.ok(room.ok(), `create room status ${room.status()}`);
       const secondRoom = (await room.json()).id;
       const res = await http.post(`/api/v1/rooms/${secondRoom}/invites`, { headers: auth, data: { role: "patient" } });
