@@ -87,6 +87,11 @@ pub enum Action {
     WaitingMessage,
     RoomLocked,
     RoomUnlocked,
+    HuddleStarted,
+    HuddleEnded,
+    /// The care team stopped or resumed forwarding someone's media (muted on the server).
+    ParticipantHeld,
+    ParticipantRemoved,
     /// From this entry on the chain is keyed (HMAC under the audit key); written once, on a
     /// trail that an earlier version began with plain SHA-256 hashes.
     ChainKeyed,
@@ -152,6 +157,10 @@ impl Action {
             Action::WaitingMessage => "waiting.message",
             Action::RoomLocked => "room.locked",
             Action::RoomUnlocked => "room.unlocked",
+            Action::HuddleStarted => "huddle.started",
+            Action::HuddleEnded => "huddle.ended",
+            Action::ParticipantHeld => "participant.held",
+            Action::ParticipantRemoved => "participant.removed",
             // Consultation requests (referrals).
             Action::ReferralCreated => "referral.created",
             Action::ReferralAccepted => "referral.accepted",

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// A password change whose current password was wrong (not 401: the session is fine).
     #[error("the current password is wrong")]
     WrongPassword,
+    /// A signing confirmation with the wrong password: same code, its own words.
+    #[error("the password is wrong: the record was not signed")]
+    WrongSigningPassword,
     #[error("your account may not do this")]
     Forbidden,
     #[error("not found")]
@@ -93,7 +96,9 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
-            ApiError::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
+            ApiError::WrongPassword | ApiError::WrongSigningPassword => {
+                (StatusCode::FORBIDDEN, "wrong_password")
+            }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),

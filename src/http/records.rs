@@ -128,7 +128,7 @@ async fn sign(
     {
         attempt.failed(now);
         state.audit.record_or_log(failed("wrong_password")).await;
-        return Err(ApiError::WrongPassword);
+        return Err(ApiError::WrongSigningPassword);
     }
     attempt.succeeded();
     let institution = state

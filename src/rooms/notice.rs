@@ -24,6 +24,8 @@ pub struct ParticipantInfo {
     pub publishing: Publish,
     pub audio_muted: bool,
     pub video_off: bool,
+    /// Media the care team stopped forwarding.
+    pub held: Publish,
     pub connection: Connection,
 }
 
@@ -55,6 +57,8 @@ pub struct Welcome {
     pub presenting: Option<Presenting>,
     /// The waiting room, for those who may admit (clinicians); `None` for the others.
     pub queue: Option<Queue>,
+    /// The clinicians are conferring: their media does not reach the patient and observers.
+    pub huddle: bool,
 }
 
 /// What a waiting person is told: where they are in the queue and why they wait.
@@ -125,6 +129,8 @@ pub enum LeaveReason {
     Removed,
     /// A clinician sent them back to the waiting room.
     SentBack,
+    /// A clinician removed them from the consultation.
+    RemovedByCareTeam,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +162,8 @@ pub enum Problem {
     NotWaiting,
     /// A clinician turned them away from the waiting room.
     Declined,
+    /// A clinician removed them from the consultation.
+    Removed,
 }
 
 /// A message from the room to one participant.
@@ -196,6 +204,16 @@ pub enum Notice {
     Admitted(Box<Welcome>),
     /// To clinicians: the waiting room changed.
     Queue(Box<Queue>),
+    /// The clinicians began or ended conferring privately (`by`: who).
+    Huddle {
+        active: bool,
+        by: Option<ParticipantId>,
+    },
+    /// To one participant: the care team stopped (or resumed) forwarding their media.
+    Held {
+        held: Publish,
+        by: ParticipantId,
+    },
 }
 
 impl Notice {
@@ -224,4 +242,6 @@ pub enum Farewell {
     InviteRevoked,
     /// A clinician turned them away from the waiting room.
     Declined,
+    /// A clinician removed them from the consultation.
+    Removed,
 }

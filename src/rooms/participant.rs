@@ -3,6 +3,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use str0m::media::MediaKind;
+
 use super::{Connection, Farewell, Notice, Outbound, ParticipantInfo, Publish, SessionLink};
 use crate::domain::ids::{InviteId, ParticipantId, UserId};
 use crate::domain::member::Member;
@@ -28,6 +30,10 @@ pub struct Participant {
     pub invite: InviteId,
     pub account: Option<UserId>,
     pub publish: Publish,
+    /// Media the care team stopped forwarding (muted on the server).
+    pub held: Publish,
+    /// What the media core was last told this participant is not sent (see `Room::sync_blocks`).
+    pub blocked: Vec<(ParticipantId, MediaKind)>,
     pub audio_muted: bool,
     pub video_off: bool,
     pub presence: Presence,
@@ -79,6 +85,8 @@ impl Participant {
             invite,
             account,
             publish,
+            held: Publish::default(),
+            blocked: Vec::new(),
             audio_muted: false,
             video_off: false,
             presence: Presence::Connected(link),
@@ -96,6 +104,7 @@ impl Participant {
             publishing: self.publish,
             audio_muted: self.audio_muted,
             video_off: self.video_off,
+            held: self.held,
             connection: match self.presence {
                 Presence::Connected(_) => Connection::Connected,
                 Presence::Reconnecting { .. } => Connection::Reconnecting,

@@ -75,6 +75,20 @@ pub enum Moderation {
     Message(String),
     /// A locked room lets nobody more in with an invitation (care-team seats still enter).
     Lock(bool),
+    /// The clinicians confer privately: their media stops reaching the patient and observers,
+    /// who stay connected and are told; `false` returns to the patient.
+    Huddle(bool),
+    /// Stop (or resume) forwarding someone's audio and video: muted on the server, and told.
+    Hold {
+        participant: ParticipantId,
+        held: Publish,
+    },
+    /// Take someone who came with a link out of the consultation; their link admits nobody
+    /// more while the room is live.
+    Remove {
+        participant: ParticipantId,
+        reason: String,
+    },
 }
 
 /// How a waiting person's pre-call check went, as their client measured it.

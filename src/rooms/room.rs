@@ -118,6 +118,8 @@ pub struct Room {
     awaiting: VecDeque<Awaiting>,
     /// Those who came with an invitation and wait to be let in (`record.waiting_room`).
     lobby: Lobby,
+    /// The clinicians confer privately (see `sync_blocks`).
+    huddle: bool,
 }
 
 impl Room {
@@ -149,6 +151,7 @@ impl Room {
             revoked: HashSet::new(),
             awaiting: VecDeque::new(),
             lobby: Lobby::default(),
+            huddle: false,
         }
     }
 
@@ -851,6 +854,9 @@ impl Room {
         }
         let id = person.id.clone();
         self.participants.push(person);
+        // Before any of their media can flow (it needs their ICE and DTLS, after this), the
+        // media core learns what they may not be sent, and what the others may not of theirs.
+        self.sync_blocks().await;
         self.metrics.participants.fetch_add(1, Ordering::Relaxed);
         self.empty_since = None;
         // Announced by `run`, alone or with whoever else is arriving.
@@ -1042,7 +1048,60 @@ impl Room {
         if self.participants.is_empty() {
             self.empty_since = Some(Instant::now());
         }
+        // A huddle needs a clinician: when the last one is gone, the patient is not left
+        // hearing nobody without being told.
+        if self.huddle && !self.participants.iter().any(|p| p.role.may_admit()) {
+            self.huddle = false;
+            self.broadcast_where(
+                |_| true,
+                Notice::Huddle {
+                    active: false,
+                    by: None,
+                },
+            );
+        }
+        self.sync_blocks().await;
         tracing::info!(room = %self.record.id, participant = %id, reason = ?reason, "left");
+    }
+
+    /// What `subscriber` may not be sent: the clinicians' media during a huddle (for those
+    /// who are not clinicians), and everyone's media the care team holds.
+    fn blocks_for(&self, subscriber: &Participant) -> Vec<(ParticipantId, MediaKind)> {
+        let mut blocked = Vec::new();
+        for p in self.participants.iter().filter(|p| p.id != subscriber.id) {
+            let huddled = self.huddle && p.role.may_admit() && !subscriber.role.may_admit();
+            if huddled || p.held.audio {
+                blocked.push((p.id.clone(), MediaKind::Audio));
+            }
+            if huddled || p.held.video {
+                blocked.push((p.id.clone(), MediaKind::Video));
+            }
+        }
+        blocked
+    }
+
+    /// Tells the media core what each participant may not be sent, where it changed.
+    async fn sync_blocks(&mut self) {
+        let changes: Vec<(usize, Vec<(ParticipantId, MediaKind)>)> = self
+            .participants
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let blocked = self.blocks_for(p);
+                (blocked != p.blocked).then_some((i, blocked))
+            })
+            .collect();
+        for (i, blocked) in changes {
+            let p = &mut self.participants[i];
+            p.blocked = blocked.clone();
+            let _ = self
+                .media
+                .command(SfuCommand::Block {
+                    participant: p.id.clone(),
+                    blocked,
+                })
+                .await;
+        }
     }
 
     /// Tells the clinicians how the waiting room stands.
@@ -1281,6 +1340,89 @@ impl Room {
                     .detail(serde_json::json!({"cleared": text.is_empty()}));
                 self.services.audit.record_or_log(event).await;
             }
+            Moderation::Huddle(active) => {
+                if self.huddle == active {
+                    return;
+                }
+                self.huddle = active;
+                self.sync_blocks().await;
+                self.broadcast_where(
+                    |_| true,
+                    Notice::Huddle {
+                        active,
+                        by: Some(participant.clone()),
+                    },
+                );
+                let action = if active {
+                    Action::HuddleStarted
+                } else {
+                    Action::HuddleEnded
+                };
+                let event = AuditEvent::new(by.clone(), action).room(self.id());
+                self.services.audit.record_or_log(event).await;
+                tracing::info!(room = %self.record.id, active, "huddle");
+                return;
+            }
+            Moderation::Hold {
+                participant: target,
+                held,
+            } => {
+                let Some(p) = self.find_mut(&target).filter(|p| p.id != participant) else {
+                    tell_actor(
+                        self,
+                        Problem::NotWaiting,
+                        "nobody else of that id is in the consultation".to_owned(),
+                    );
+                    return;
+                };
+                if p.held == held {
+                    return;
+                }
+                p.held = held;
+                let view = p.info();
+                p.send(Notice::Held {
+                    held,
+                    by: participant.clone(),
+                });
+                self.sync_blocks().await;
+                self.broadcast_except(&target, Notice::ParticipantUpdated(view));
+                let event = AuditEvent::new(by.clone(), Action::ParticipantHeld)
+                    .room(self.id())
+                    .object("participant", &target)
+                    .detail(serde_json::json!({"audio": held.audio, "video": held.video}));
+                self.services.audit.record_or_log(event).await;
+                return;
+            }
+            Moderation::Remove {
+                participant: target,
+                reason,
+            } => {
+                let Some(p) = self
+                    .find(&target)
+                    .filter(|p| p.account.is_none() && p.id != participant)
+                else {
+                    tell_actor(
+                        self,
+                        Problem::NotWaiting,
+                        "only someone who came with an invitation link can be removed (clinicians leave the care team)"
+                            .to_owned(),
+                    );
+                    return;
+                };
+                let reason = waiting_text(&reason)
+                    .unwrap_or_else(|| "the care team removed you from the consultation".into());
+                p.send(Notice::refused(Problem::Removed, reason));
+                p.close(Farewell::Removed);
+                // Their link admits nobody more in this live consultation.
+                let invite = p.invite.clone();
+                self.revoked.insert(invite);
+                let event = AuditEvent::new(by.clone(), Action::ParticipantRemoved)
+                    .room(self.id())
+                    .object("participant", &target);
+                self.services.audit.record_or_log(event).await;
+                self.remove(&target, LeaveReason::RemovedByCareTeam).await;
+                return;
+            }
             Moderation::Lock(locked) => {
                 if self.lobby.locked == locked {
                     return;
@@ -1403,6 +1545,7 @@ impl Room {
                     .is_some_and(|v| me.role.may_view(v))
             }),
             queue: me.role.may_admit().then(|| self.lobby.queue()),
+            huddle: self.huddle,
         }
     }
 

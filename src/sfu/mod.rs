@@ -98,6 +98,13 @@ pub enum SfuCommand {
     RemoveTransport {
         participant: ParticipantId,
     },
+    /// Replaces what `participant` is not sent: whose media, of which kind. Takes effect with
+    /// the next packet; a video stream that comes back waits for a keyframe (one is asked
+    /// for), so the subscriber never decodes from the middle of a picture.
+    Block {
+        participant: ParticipantId,
+        blocked: Vec<(ParticipantId, MediaKind)>,
+    },
 }
 
 /// What the media core tells rooms.
@@ -319,6 +326,18 @@ impl Sfu {
             SfuCommand::RemoveTransport { participant } => {
                 if let Some(key) = self.transports.key_of(&participant) {
                     self.remove_transport(key);
+                }
+            }
+            SfuCommand::Block {
+                participant,
+                blocked,
+            } => {
+                if let Some(t) = self
+                    .transports
+                    .key_of(&participant)
+                    .and_then(|key| self.transports.get_mut(key))
+                {
+                    t.blocked = blocked;
                 }
             }
         }
@@ -767,9 +786,15 @@ impl Sfu {
             let Some(t) = self.transports.get_mut(*member) else {
                 continue;
             };
+            let blocked = t.blocks(&producer.publisher, producer.kind);
             let Some(consumer) = t.consumer_of(producer_key) else {
                 continue;
             };
+            if blocked {
+                // Restarts at the next keyframe once unblocked, continuing its numbering.
+                consumer.forwarder.restart();
+                continue;
+            }
             let ConsumerState::Open(out_mid) = consumer.state else {
                 continue;
             };

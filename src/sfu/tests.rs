@@ -554,6 +554,62 @@ fn a_leaver_is_renegotiated_away_and_the_others_keep_flowing() {
 }
 
 #[test]
+fn a_blocked_stream_stops_for_one_subscriber_and_comes_back_on_a_keyframe() {
+    let mut w = World::new();
+    let doctor = w.join(0x61);
+    let patient = w.join(0x62);
+    let specialist = w.join(0x63);
+    w.run(2000);
+    // A huddle: the patient is sent nothing of the doctor's; the specialist still is.
+    let block = |w: &mut World, blocked: Vec<(ParticipantId, MediaKind)>| {
+        let now = w.now;
+        w.sfu.handle_command(
+            now,
+            SfuCommand::Block {
+                participant: patient.clone(),
+                blocked,
+            },
+        );
+    };
+    block(
+        &mut w,
+        vec![
+            (doctor.clone(), MediaKind::Audio),
+            (doctor.clone(), MediaKind::Video),
+        ],
+    );
+    w.run(100); // what was in flight
+    let counts = |w: &World| {
+        [MediaKind::Audio, MediaKind::Video].map(|k| {
+            (
+                frames(w, &patient, &doctor, k).len(),
+                frames(w, &specialist, &doctor, k).len(),
+                frames(w, &patient, &specialist, k).len(),
+            )
+        })
+    };
+    let before = counts(&w);
+    w.run(1500);
+    let during = counts(&w);
+    for (b, d) in before.iter().zip(&during) {
+        assert_eq!(
+            b.0, d.0,
+            "the patient was sent the doctor's media during the block"
+        );
+        assert!(d.1 > b.1 + 20, "the specialist still receives the doctor");
+        assert!(d.2 > b.2 + 20, "the patient still receives the specialist");
+    }
+    // Unblocked: audio at once, video from a keyframe.
+    block(&mut w, Vec::new());
+    w.run(1500);
+    let video = frames(&w, &patient, &doctor, MediaKind::Video);
+    let resumed = &video[during[1].0..];
+    assert!(resumed.len() > 20, "video comes back: {}", resumed.len());
+    assert!(resumed[0].keyframe, "and starts on a keyframe");
+    assert!(frames(&w, &patient, &doctor, MediaKind::Audio).len() > during[0].0 + 20);
+}
+
+#[test]
 fn a_late_joiner_waits_for_a_keyframe_and_asks_for_one() {
     let mut w = World::new();
     let a = w.join(0x44);

@@ -145,9 +145,22 @@ pub struct Transport {
     pending: Option<(u64, SdpPendingOffer)>,
     next_offer_id: u64,
     ssrc_mid: HashMap<Ssrc, Mid>,
+    /// Whose media of which kind this subscriber is not sent (the room decides: a huddle, a
+    /// participant muted by the care team). Empty in most rooms, so the hot path pays one
+    /// length check.
+    pub blocked: Vec<(ParticipantId, MediaKind)>,
 }
 
 impl Transport {
+    /// Whether this subscriber is not to be sent `publisher`'s media of `kind`.
+    pub fn blocks(&self, publisher: &ParticipantId, kind: MediaKind) -> bool {
+        !self.blocked.is_empty()
+            && self
+                .blocked
+                .iter()
+                .any(|(p, k)| p == publisher && *k == kind)
+    }
+
     pub fn new(
         now: Instant,
         room: RoomId,
@@ -171,6 +184,7 @@ impl Transport {
             pending: None,
             next_offer_id: 1,
             ssrc_mid: HashMap::new(),
+            blocked: Vec::new(),
         }
     }
 

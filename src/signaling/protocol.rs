@@ -115,6 +115,19 @@ pub struct Lock {
     pub locked: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Huddle {
+    pub active: bool,
+}
+
+/// `hold`: stop (true) or resume (false) forwarding someone's audio and video.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Hold {
+    pub participant_id: ParticipantId,
+    pub audio: bool,
+    pub video: bool,
+}
+
 /// A waiting person's pre-call check.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Precall {
@@ -145,6 +158,9 @@ pub enum ClientMessage {
     WaitingMessage(WaitingMessage),
     Lock(Lock),
     Precall(Precall),
+    Huddle(Huddle),
+    Hold(Hold),
+    Remove(Moderate),
 }
 
 /// Why a client message could not be understood.
@@ -183,6 +199,9 @@ impl ClientMessage {
             "waiting_message" => ClientMessage::WaitingMessage(body(value)?),
             "lock" => ClientMessage::Lock(body(value)?),
             "precall" => ClientMessage::Precall(body(value)?),
+            "huddle" => ClientMessage::Huddle(body(value)?),
+            "hold" => ClientMessage::Hold(body(value)?),
+            "remove" => ClientMessage::Remove(body(value)?),
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -209,6 +228,9 @@ impl ClientMessage {
             ClientMessage::WaitingMessage(_) => "waiting_message",
             ClientMessage::Lock(_) => "lock",
             ClientMessage::Precall(_) => "precall",
+            ClientMessage::Huddle(_) => "huddle",
+            ClientMessage::Hold(_) => "hold",
+            ClientMessage::Remove(_) => "remove",
         }
     }
 }
@@ -295,6 +317,8 @@ pub struct ParticipantView {
     pub publishing: Publish,
     pub audio_muted: bool,
     pub video_off: bool,
+    /// Media the care team stopped forwarding.
+    pub held: Publish,
     pub connection: Connection,
 }
 
@@ -307,6 +331,7 @@ impl From<&rooms::ParticipantInfo> for ParticipantView {
             publishing: p.publishing.into(),
             audio_muted: p.audio_muted,
             video_off: p.video_off,
+            held: p.held.into(),
             connection: match p.connection {
                 rooms::Connection::Connected => Connection::Connected,
                 rooms::Connection::Reconnecting => Connection::Reconnecting,
@@ -350,6 +375,8 @@ pub struct Welcome {
     /// The waiting room, for clinicians (who may admit); absent for the others.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_room: Option<QueueView>,
+    /// The clinicians are conferring privately.
+    pub huddle: bool,
 }
 
 impl Welcome {
@@ -374,6 +401,7 @@ impl Welcome {
             chat: wire::all(&w.chat),
             follow: w.presenting.as_ref().map(Into::into),
             waiting_room: w.queue.as_ref().map(Into::into),
+            huddle: w.huddle,
         }
     }
 }
@@ -410,6 +438,7 @@ pub enum LeaveReason {
     MediaFailed,
     Removed,
     SentBack,
+    RemovedByCareTeam,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -478,6 +507,17 @@ pub enum ServerMessage {
     Waiting(Box<WaitingView>),
     /// To clinicians: the waiting room as it stands now.
     WaitingRoom(Box<QueueView>),
+    /// The clinicians began or ended conferring privately.
+    Huddle {
+        active: bool,
+        by: Option<ParticipantId>,
+    },
+    /// To one participant: the care team stopped or resumed forwarding their media.
+    Held {
+        audio: bool,
+        video: bool,
+        by: ParticipantId,
+    },
 }
 
 /// What a waiting person is told.
@@ -609,6 +649,7 @@ impl ServerMessage {
                     rooms::LeaveReason::MediaFailed => LeaveReason::MediaFailed,
                     rooms::LeaveReason::Removed => LeaveReason::Removed,
                     rooms::LeaveReason::SentBack => LeaveReason::SentBack,
+                    rooms::LeaveReason::RemovedByCareTeam => LeaveReason::RemovedByCareTeam,
                 },
             },
             N::RoomEnded(reason) => ServerMessage::RoomEnded {
@@ -635,6 +676,15 @@ impl ServerMessage {
             N::Waiting(w) => ServerMessage::Waiting(Box::new(w.as_ref().into())),
             N::Admitted(w) => ServerMessage::Joined(Box::new(Welcome::from_room(w))),
             N::Queue(q) => ServerMessage::WaitingRoom(Box::new(q.as_ref().into())),
+            N::Huddle { active, by } => ServerMessage::Huddle {
+                active: *active,
+                by: by.clone(),
+            },
+            N::Held { held, by } => ServerMessage::Held {
+                audio: held.audio,
+                video: held.video,
+                by: by.clone(),
+            },
         }
     }
 }
@@ -668,11 +718,12 @@ pub enum ErrorCode {
     NotWaiting,
     RoomLocked,
     Declined,
+    Removed,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -698,6 +749,7 @@ impl ErrorCode {
         ErrorCode::NotWaiting,
         ErrorCode::RoomLocked,
         ErrorCode::Declined,
+        ErrorCode::Removed,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -727,6 +779,7 @@ impl ErrorCode {
             ErrorCode::RoomNotFound => 4404,
             ErrorCode::Declined => 4006,
             ErrorCode::RoomLocked => 4007,
+            ErrorCode::Removed => 4009,
             _ => 1008,
         }
     }
@@ -744,6 +797,7 @@ impl ErrorCode {
             rooms::Problem::InviteRevoked => ErrorCode::InviteRevoked,
             rooms::Problem::NotWaiting => ErrorCode::NotWaiting,
             rooms::Problem::Declined => ErrorCode::Declined,
+            rooms::Problem::Removed => ErrorCode::Removed,
         }
     }
 
@@ -775,6 +829,7 @@ impl ErrorCode {
             ErrorCode::NotWaiting => "not_waiting",
             ErrorCode::RoomLocked => "room_locked",
             ErrorCode::Declined => "declined",
+            ErrorCode::Removed => "removed",
         }
     }
 }
@@ -799,6 +854,7 @@ pub mod close {
             Farewell::MediaFailed(p) => super::ErrorCode::of_problem(p).close_code(),
             Farewell::InviteRevoked => super::ErrorCode::InviteRevoked.close_code(),
             Farewell::Declined => super::ErrorCode::Declined.close_code(),
+            Farewell::Removed => super::ErrorCode::Removed.close_code(),
         }
     }
 }

@@ -424,6 +424,30 @@ impl Session {
                 conn,
                 action: Moderation::Lock(l.locked),
             },
+            ClientMessage::Huddle(h) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::Huddle(h.active),
+            },
+            ClientMessage::Hold(h) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::Hold {
+                    participant: h.participant_id,
+                    held: rooms::Publish {
+                        audio: h.audio,
+                        video: h.video,
+                    },
+                },
+            },
+            ClientMessage::Remove(m) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::Remove {
+                    participant: m.participant_id,
+                    reason: m.reason,
+                },
+            },
             ClientMessage::Precall(p) => {
                 let Some(connection) = rooms::ConnectionQuality::parse(&p.connection) else {
                     return self.refuse(

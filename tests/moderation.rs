@@ -1,0 +1,253 @@
+//! Huddles and moderation over the real server, with webrtc-rs peers over real UDP: while the
+//! clinicians confer, the patient stays connected but receives none of their media and is
+//! told; a participant muted by the care team is forwarded to nobody and is told; someone
+//! removed is out and their link admits nobody more; none of it is open to a patient; every
+//! step is audited. A clinician who loses their connection mid-huddle does not end it; the
+//! last clinician leaving does.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use huizhen::domain::role::AccountRole;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(10);
+const CONNECT: Duration = Duration::from_secs(20);
+const MEDIA: Duration = Duration::from_secs(30);
+
+async fn peer(s: &TestServer, room: &str, role: &str, name: &str, marker: u8) -> TestPeer {
+    let p = TestPeer::join(JoinOptions {
+        ws_url: s.ws_url.clone(),
+        token: s.invite(room, role).await,
+        name: name.into(),
+        publish_audio: true,
+        publish_video: true,
+        marker,
+        h264: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} joins: {e:#}"));
+    p.wait_connected(CONNECT).await.unwrap();
+    p.start_media();
+    p
+}
+
+/// Packets `rx` got from `from` of `kind` over `window`, after letting in-flight ones land.
+async fn arriving(rx: &TestPeer, from: &TestPeer, kind: &str, window: Duration) -> u64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rx.received(&from.id(), kind).packets;
+    tokio::time::sleep(window).await;
+    rx.received(&from.id(), kind).packets - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn huddle_hold_and_remove() {
+    // A dropped connection is given 3 s to come back, so the test sees it gone in time.
+    let s = TestServer::start_with(|c| c.rooms.resume_window_s = 3).await;
+    let room = s.create_room("Joint consultation").await;
+    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let doctor = peer(&s, &room, "doctor", "", 0xA1).await;
+    let specialist = peer(&s, &room, "specialist", "", 0xB2).await;
+    let patient = peer(&s, &room, "patient", "Li Hua", 0xC3).await;
+    for (rx, from) in [
+        (&patient, &doctor),
+        (&patient, &specialist),
+        (&doctor, &patient),
+    ] {
+        for kind in ["audio", "video"] {
+            rx.wait_received(&from.id(), kind, 25, MEDIA).await.unwrap();
+        }
+    }
+
+    // The patient may not start a huddle, mute or remove anyone.
+    for msg in [
+        json!({"type": "huddle", "active": true}),
+        json!({"type": "hold", "participant_id": doctor.id(), "audio": true, "video": true}),
+        json!({"type": "remove", "participant_id": doctor.id()}),
+    ] {
+        patient.send_json(msg).await.unwrap();
+        patient.next_event("error", T).await.unwrap();
+    }
+
+    // A huddle: the patient is told, stays connected, and receives nothing of the clinicians,
+    // who keep hearing each other and the patient.
+    doctor
+        .send_json(json!({"type": "huddle", "active": true}))
+        .await
+        .unwrap();
+    let told = patient.next_event("huddle", T).await.unwrap();
+    assert_eq!(
+        (told["active"].as_bool(), told["by"].as_str()),
+        (Some(true), Some(doctor.id().as_str()))
+    );
+    specialist.next_event("huddle", T).await.unwrap();
+    for from in [&doctor, &specialist] {
+        for kind in ["audio", "video"] {
+            assert_eq!(
+                arriving(&patient, from, kind, Duration::from_secs(2)).await,
+                0,
+                "{kind} of a clinician reached the patient during the huddle"
+            );
+        }
+    }
+    assert!(arriving(&specialist, &doctor, "audio", Duration::from_secs(1)).await > 10);
+    assert!(arriving(&doctor, &patient, "audio", Duration::from_secs(1)).await > 10);
+    // Someone joining during the huddle hears it in their welcome and gets nothing either.
+    let observer = TestPeer::join(JoinOptions {
+        ws_url: s.ws_url.clone(),
+        token: s.invite(&room, "observer").await,
+        name: "Trainee".into(),
+        publish_audio: false,
+        publish_video: false,
+        marker: 0xD4,
+        h264: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(observer.joined_message()["huddle"], true);
+    observer.wait_connected(CONNECT).await.unwrap();
+    observer
+        .wait_received(&patient.id(), "audio", 25, MEDIA)
+        .await
+        .unwrap();
+    assert_eq!(observer.received(&doctor.id(), "audio").packets, 0);
+
+    // A clinician whose connection drops does not end the huddle.
+    let reconnecting = SignalingClient::connect(&s.ws_url).await.unwrap();
+    reconnecting
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    drop(reconnecting);
+    assert!(
+        patient
+            .next_event("huddle", Duration::from_secs(2))
+            .await
+            .is_err(),
+        "the huddle ended with a dropped clinician"
+    );
+
+    // Back to the patient with one action: media flows again, video from a keyframe.
+    specialist
+        .send_json(json!({"type": "huddle", "active": false}))
+        .await
+        .unwrap();
+    let told = patient.next_event("huddle", T).await.unwrap();
+    assert_eq!(told["active"], false);
+    for from in [&doctor, &specialist] {
+        for kind in ["audio", "video"] {
+            assert!(
+                arriving(&patient, from, kind, Duration::from_secs(2)).await > 5,
+                "{kind} did not come back after the huddle"
+            );
+        }
+    }
+
+    // Muted by the care team: nobody receives the patient's audio; they and the others are
+    // told; released, it flows again.
+    doctor
+        .send_json(
+            json!({"type": "hold", "participant_id": patient.id(), "audio": true, "video": false}),
+        )
+        .await
+        .unwrap();
+    let held = patient.next_event("held", T).await.unwrap();
+    assert_eq!(
+        (held["audio"].as_bool(), held["video"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let seen = specialist
+        .next_event_where("participant_updated", T, |m| {
+            m["participant"]["id"] == patient.id().as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["participant"]["held"],
+        json!({"audio": true, "video": false})
+    );
+    for rx in [&doctor, &specialist] {
+        assert_eq!(
+            arriving(rx, &patient, "audio", Duration::from_secs(2)).await,
+            0
+        );
+        assert!(arriving(rx, &patient, "video", Duration::from_secs(1)).await > 5);
+    }
+    doctor
+        .send_json(
+            json!({"type": "hold", "participant_id": patient.id(), "audio": false, "video": false}),
+        )
+        .await
+        .unwrap();
+    patient.next_event("held", T).await.unwrap();
+    assert!(arriving(&doctor, &patient, "audio", Duration::from_secs(2)).await > 10);
+
+    // Removed: told, closed, gone for the others; the same link does not bring them back.
+    // A clinician is not removed this way (they leave the care team).
+    doctor
+        .send_json(json!({"type": "remove", "participant_id": specialist.id()}))
+        .await
+        .unwrap();
+    doctor.next_event("error", T).await.unwrap();
+    let link = s.invite(&room, "patient").await;
+    let visitor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = visitor.join(&link, "Visitor", false, false).await.unwrap();
+    let visitor_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    doctor
+        .send_json(json!({"type": "remove", "participant_id": visitor_id, "reason": "Not part of this visit"}))
+        .await
+        .unwrap();
+    let e = visitor.expect_error("removed", T).await.unwrap();
+    assert_eq!(e["message"], "Not part of this visit");
+    assert_eq!(visitor.wait_closed(T).await.unwrap(), Some(4009));
+    let left = doctor
+        .next_event_where("participant_left", T, |m| {
+            m["participant_id"] == visitor_id.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left["reason"], "removed_by_care_team");
+    let again = SignalingClient::connect(&s.ws_url).await.unwrap();
+    again
+        .send_json(
+            &json!({"type": "join", "v": 1, "token": link, "name": "Visitor",
+                           "publish": {"audio": false, "video": false}}),
+        )
+        .await
+        .unwrap();
+    again.expect_error("invite_revoked", T).await.unwrap();
+
+    // The last clinician leaving ends a huddle, and the patient is told (the clinician whose
+    // connection dropped is gone by now: their resume window has passed).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    doctor
+        .send_json(json!({"type": "huddle", "active": true}))
+        .await
+        .unwrap();
+    patient.next_event("huddle", T).await.unwrap();
+    doctor.leave().await.unwrap();
+    specialist.leave().await.unwrap();
+    let told = patient
+        .next_event_where("huddle", T, |m| m["active"] == false)
+        .await
+        .unwrap();
+    assert!(told["by"].is_null());
+
+    let actions = common::action_outcomes(&s.audit_entries(&sup, &room).await);
+    for want in [
+        "huddle.started:ok",
+        "huddle.ended:ok",
+        "participant.held:ok",
+        "participant.removed:ok",
+        "access.denied:denied",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "missing {want} in {actions:?}"
+        );
+    }
+    s.stop().await;
+}
