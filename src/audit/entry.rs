@@ -92,6 +92,9 @@ pub enum Action {
     /// The care team stopped or resumed forwarding someone's media (muted on the server).
     ParticipantHeld,
     ParticipantRemoved,
+    /// A patient agreed to a purpose (with the version of the words shown).
+    ConsentGiven,
+    ConsentWithdrawn,
     /// From this entry on the chain is keyed (HMAC under the audit key); written once, on a
     /// trail that an earlier version began with plain SHA-256 hashes.
     ChainKeyed,
@@ -161,6 +164,8 @@ impl Action {
             Action::HuddleEnded => "huddle.ended",
             Action::ParticipantHeld => "participant.held",
             Action::ParticipantRemoved => "participant.removed",
+            Action::ConsentGiven => "consent.given",
+            Action::ConsentWithdrawn => "consent.withdrawn",
             // Consultation requests (referrals).
             Action::ReferralCreated => "referral.created",
             Action::ReferralAccepted => "referral.accepted",

@@ -10,6 +10,7 @@
 //!   machine).
 //! - [`referral`]: a consultation request to another department or specialist: its urgency,
 //!   proposed times and target, and its life as a state machine (who may take which step when).
+//! - [`consent`]: what a patient may agree to, in the words shown, and their version.
 //! - [`clock`]: wall-clock time as rows and tokens record it.
 //! - [`hex`]: how digests are written.
 //! - [`text`]: what a name shown to people may contain.
@@ -19,6 +20,7 @@
 //! `tests/architecture.rs` fails if a module here imports another of the crate's modules.
 
 pub mod clock;
+pub mod consent;
 pub mod document;
 pub mod hex;
 pub mod ids;

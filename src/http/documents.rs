@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::documents::{BeginUpload, ChunkOutcome, DocumentError, UploadStatus};
+use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{DocumentId, UploadId};
 use crate::storage::DocumentRecord;
 use crate::wire::{self, AnnotationView, DocumentView};
@@ -78,6 +79,27 @@ pub async fn begin_upload(
     who: RoomMember,
     ApiJson(body): ApiJson<BeginUpload>,
 ) -> Result<(StatusCode, Json<UploadStatus>), ApiError> {
+    // Documents shared with another institution's clinicians need the patient's consent.
+    if state.db.care_team_spans_institutions(&who.room).await?
+        && !state
+            .db
+            .consent_in_force(&who.room, ConsentPurpose::ExternalSharing)
+            .await?
+    {
+        let event = who
+            .event(Action::DocumentRejected)
+            .outcome(Outcome::Denied)
+            .detail(json!({"reason": "consent_required", "purpose": "external_sharing"}));
+        state
+            .audit
+            .refused(who.member.participant.as_str(), "consent_required", event)
+            .await;
+        return Err(ApiError::ConsentRequired(
+            "the care team includes another hospital's doctors: the patient has not agreed to \
+             sharing documents with them"
+                .into(),
+        ));
+    }
     match state.documents.begin(&who.room, &who.member, body).await {
         Ok(status) => Ok((StatusCode::CREATED, Json(status))),
         Err(e) => Err(refused(&state, &who, None, e).await),

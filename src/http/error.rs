@@ -76,6 +76,9 @@ pub enum ApiError {
     /// says what is missing.
     #[error("{0}")]
     SignatureRequired(String),
+    /// It needs a patient's consent that is not given.
+    #[error("{0}")]
+    ConsentRequired(String),
     /// Stored content no longer matches its recorded hash.
     #[error("the stored document is damaged (integrity check failed); contact your IT team")]
     IntegrityFailed,
@@ -120,6 +123,7 @@ impl ApiError {
             ApiError::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::SignatureRequired(_) => (StatusCode::FORBIDDEN, "signature_required"),
+            ApiError::ConsentRequired(_) => (StatusCode::FORBIDDEN, "consent_required"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Referral { status, code, .. } => (*status, code),

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::AuditLog;
 use crate::auth::SigningKey;
 use crate::documents::Documents;
+use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::role::Role;
@@ -32,8 +33,8 @@ use crate::records::RecordView;
 use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 
 pub use notice::{
-    Connection, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack, ParticipantInfo,
-    Presenting, Problem, Queue, TrackKind, WaiterInfo, Waiting, Welcome,
+    Connection, ConsentState, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack,
+    ParticipantInfo, Presenting, Problem, Queue, TrackKind, WaiterInfo, Waiting, Welcome,
 };
 pub use request::{
     Annotate, ConnectionQuality, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, MediaState,
@@ -61,6 +62,8 @@ pub enum RoomError {
     InviteRevoked,
     #[error("the consultation is locked: nobody more may enter with an invitation")]
     Locked,
+    #[error("the patient has not agreed to observers being present")]
+    ConsentRequired,
     #[error("your role may not do this")]
     Forbidden,
     #[error("the {} role may not publish media", .0.as_str())]
@@ -177,6 +180,13 @@ pub enum RoomCommand {
         participant: ParticipantId,
         conn: u64,
         action: Moderation,
+    },
+    /// A patient gives or withdraws consent.
+    Consent {
+        participant: ParticipantId,
+        conn: u64,
+        purpose: ConsentPurpose,
+        given: bool,
     },
     /// A waiting person's pre-call check, shown to the clinicians.
     Precall {

@@ -3,6 +3,7 @@
 //! change without the room, and a storage column cannot reach the wire unnoticed.
 
 use super::request::{Follow, Precall, Publish};
+use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{ParticipantId, RoomId};
 use crate::domain::role::Role;
 use crate::records::RecordView;
@@ -59,6 +60,16 @@ pub struct Welcome {
     pub queue: Option<Queue>,
     /// The clinicians are conferring: their media does not reach the patient and observers.
     pub huddle: bool,
+    pub consent: ConsentState,
+}
+
+/// Consent as one participant is told it: what is in force in the consultation (every patient
+/// present agreed), and, for a patient, what they agreed to themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentState {
+    pub in_force: Vec<ConsentPurpose>,
+    /// `Some` for patients: the purposes they are asked about are all of them.
+    pub yours: Option<Vec<ConsentPurpose>>,
 }
 
 /// What a waiting person is told: where they are in the queue and why they wait.
@@ -164,6 +175,8 @@ pub enum Problem {
     Declined,
     /// A clinician removed them from the consultation.
     Removed,
+    /// It needs a patient's consent that is not given.
+    ConsentRequired,
 }
 
 /// A message from the room to one participant.
@@ -214,6 +227,8 @@ pub enum Notice {
         held: Publish,
         by: ParticipantId,
     },
+    /// Consent changed (a patient gave or withdrew it, or a patient came or went).
+    Consent(ConsentState),
 }
 
 impl Notice {

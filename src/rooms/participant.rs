@@ -1,11 +1,13 @@
 //! One person's presence in a live room.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use str0m::media::MediaKind;
 
 use super::{Connection, Farewell, Notice, Outbound, ParticipantInfo, Publish, SessionLink};
+use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{InviteId, ParticipantId, UserId};
 use crate::domain::member::Member;
 use crate::domain::role::Role;
@@ -34,6 +36,8 @@ pub struct Participant {
     pub held: Publish,
     /// What the media core was last told this participant is not sent (see `Room::sync_blocks`).
     pub blocked: Vec<(ParticipantId, MediaKind)>,
+    /// What this participant (a patient) agreed to, in force now.
+    pub consents: BTreeSet<ConsentPurpose>,
     pub audio_muted: bool,
     pub video_off: bool,
     pub presence: Presence,
@@ -87,6 +91,7 @@ impl Participant {
             publish,
             held: Publish::default(),
             blocked: Vec::new(),
+            consents: BTreeSet::new(),
             audio_muted: false,
             video_off: false,
             presence: Presence::Connected(link),

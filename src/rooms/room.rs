@@ -22,14 +22,16 @@ use tokio::sync::{mpsc, oneshot};
 use super::lobby::{Lobby, Waiter};
 use super::participant::{Participant, Presence};
 use super::{
-    Annotate, EndReason, Entry, Farewell, Follow, Joined, LeaveReason, MAX_CHAT_CHARS,
-    MAX_WAITING_TEXT_CHARS, Moderation, Notice, OfferedTrack, Presenting, Problem, Publish,
-    ResumeRef, RoomCommand, RoomError, RoomServices, RoomSettings, SessionLink, TrackKind, Welcome,
+    Annotate, ConsentState, EndReason, Entry, Farewell, Follow, Joined, LeaveReason,
+    MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, Moderation, Notice, OfferedTrack, Presenting, Problem,
+    Publish, ResumeRef, RoomCommand, RoomError, RoomServices, RoomSettings, SessionLink, TrackKind,
+    Welcome,
 };
 use crate::audit::{Action, Actor, Append, AuditEvent, Durable, Outcome, Written};
 use crate::auth::{Claims, SigningKey, TokenKind};
 use crate::documents::DocumentError;
 use crate::domain::clock::{now_unix, now_unix_ms};
+use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{ChatMessageId, InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::role::Role;
 use crate::media::WorkerHandle;
@@ -445,6 +447,12 @@ impl Room {
                 conn,
                 action,
             } => self.moderate(participant, conn, action).await,
+            RoomCommand::Consent {
+                participant,
+                conn,
+                purpose,
+                given,
+            } => self.consent(participant, conn, purpose, given).await,
             RoomCommand::Precall {
                 participant,
                 conn,
@@ -715,6 +723,8 @@ impl Room {
             Some(RoomError::Locked)
         } else if !role.may_publish() && (publish.audio || publish.video) {
             Some(RoomError::MayNotPublish(role))
+        } else if !waits && role == Role::Observer && !self.observers_allowed() {
+            Some(RoomError::ConsentRequired)
         } else if waits && self.lobby.len() + self.admitting() >= self.settings.max_participants {
             // The waiting room holds as many as the room.
             Some(RoomError::Full(self.settings.max_participants))
@@ -861,7 +871,12 @@ impl Room {
         self.empty_since = None;
         // Announced by `run`, alone or with whoever else is arriving.
         self.arrivals_since.get_or_insert_with(Instant::now);
-        self.arrivals.push(id);
+        self.arrivals.push(id.clone());
+        if self.find(&id).is_some_and(|p| p.role == Role::Patient) {
+            // A patient who has not agreed to observers: they wait until the patient does.
+            self.enforce_observer_consent().await;
+            self.tell_consent_except(Some(&id));
+        }
         Ok(())
     }
 
@@ -1061,6 +1076,9 @@ impl Room {
             );
         }
         self.sync_blocks().await;
+        if gone.role == Role::Patient {
+            self.tell_consent_except(None);
+        }
         tracing::info!(room = %self.record.id, participant = %id, reason = ?reason, "left");
     }
 
@@ -1102,6 +1120,168 @@ impl Room {
                 })
                 .await;
         }
+    }
+
+    /// Takes a connected patient or observer out of the room into the waiting room, at its
+    /// front, telling them why; false if `target` is not such a participant.
+    async fn send_back_person(&mut self, target: &ParticipantId, reason: String) -> bool {
+        let Some(pos) = self.participants.iter().position(|p| {
+            &p.id == target && !p.role.may_admit() && matches!(p.presence, Presence::Connected(_))
+        }) else {
+            return false;
+        };
+        self.announce_arrivals();
+        let mut person = self.participants.remove(pos);
+        self.metrics.participants.fetch_sub(1, Ordering::Relaxed);
+        // Their resume token and access token die with their place in the room.
+        person.resume_nonce += 1;
+        person.pending_offer = None;
+        person.blocked.clear();
+        if self.follow.as_ref().is_some_and(|f| &f.presenter == target) {
+            self.follow = None;
+            self.broadcast_where(
+                |_| true,
+                Notice::PresentingStopped {
+                    presenter: target.clone(),
+                },
+            );
+        }
+        let _ = self
+            .media
+            .command(SfuCommand::RemoveTransport {
+                participant: target.clone(),
+            })
+            .await;
+        self.broadcast_except(
+            target,
+            Notice::ParticipantLeft {
+                participant: target.clone(),
+                reason: LeaveReason::SentBack,
+            },
+        );
+        if self.participants.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
+        let was_patient = person.role == Role::Patient;
+        self.lobby.push(Waiter {
+            person,
+            since: now_unix(),
+            sent_back: Some(reason),
+            precall: None,
+        });
+        self.sync_blocks().await;
+        if was_patient {
+            self.tell_consent_except(None);
+        }
+        self.tell_queue();
+        self.tell_waiting();
+        tracing::info!(room = %self.record.id, participant = %target, "sent back to the waiting room");
+        true
+    }
+
+    /// Whether observers may be present: every patient present agreed (vacuously, when no
+    /// patient is present: a teaching session among clinicians).
+    fn observers_allowed(&self) -> bool {
+        self.participants
+            .iter()
+            .filter(|p| p.role == Role::Patient)
+            .all(|p| p.consents.contains(&ConsentPurpose::ObserverPresent))
+    }
+
+    /// Observers present without the patients' consent wait until it is given.
+    async fn enforce_observer_consent(&mut self) {
+        if self.observers_allowed() {
+            return;
+        }
+        let observers: Vec<(ParticipantId, bool)> = self
+            .participants
+            .iter()
+            .filter(|p| p.role == Role::Observer)
+            .map(|p| (p.id.clone(), matches!(p.presence, Presence::Connected(_))))
+            .collect();
+        for (id, connected) in observers {
+            let reason = "the patient has not agreed to observers being present; \
+                          you wait until they do"
+                .to_owned();
+            if !connected || !self.send_back_person(&id, reason).await {
+                self.remove(&id, LeaveReason::RemovedByCareTeam).await;
+            }
+        }
+    }
+
+    /// What `p` is told of consent.
+    fn consent_state_for(&self, p: &Participant) -> ConsentState {
+        let patients: Vec<&Participant> = self
+            .participants
+            .iter()
+            .filter(|q| q.role == Role::Patient)
+            .collect();
+        let in_force = ConsentPurpose::ALL
+            .into_iter()
+            .filter(|c| !patients.is_empty() && patients.iter().all(|q| q.consents.contains(c)))
+            .collect();
+        ConsentState {
+            in_force,
+            yours: (p.role == Role::Patient).then(|| p.consents.iter().copied().collect()),
+        }
+    }
+
+    /// Tells everyone (but `except`, who is being welcomed) where consent stands.
+    fn tell_consent_except(&self, except: Option<&ParticipantId>) {
+        for p in self.participants.iter().filter(|p| Some(&p.id) != except) {
+            p.send(Notice::Consent(self.consent_state_for(p)));
+        }
+    }
+
+    /// A patient gives or withdraws consent: on the record with the words' version, in force
+    /// at once (observers wait again when it is withdrawn), and everyone is told.
+    async fn consent(
+        &mut self,
+        participant: ParticipantId,
+        conn: u64,
+        purpose: ConsentPurpose,
+        given: bool,
+    ) {
+        let Some(p) = self.find_mut(&participant).filter(|p| p.is_conn(conn)) else {
+            return;
+        };
+        if p.role != Role::Patient {
+            p.send(Notice::refused(
+                Problem::Forbidden,
+                "consent is the patient's to give",
+            ));
+            let p = self.find(&participant).expect("present");
+            self.refused(p, "consent_not_patient").await;
+            return;
+        }
+        let changed = if given {
+            p.consents.insert(purpose)
+        } else {
+            p.consents.remove(&purpose)
+        };
+        if !changed {
+            return;
+        }
+        let (role, invite) = (p.role, p.invite.clone());
+        let action = if given {
+            Action::ConsentGiven
+        } else {
+            Action::ConsentWithdrawn
+        };
+        let event = AuditEvent::new(Actor::Participant(participant.clone(), role), action)
+            .room(self.id())
+            .detail(serde_json::json!({
+                "purpose": purpose.as_str(),
+                "wording_version": purpose.wording().version,
+            }));
+        let change = Change::consent(self.id(), &participant, &invite, purpose, given);
+        self.services
+            .audit
+            .submit_or_log(Append::entry(event).with(change))
+            .await;
+        tracing::info!(room = %self.record.id, participant = %participant, purpose = purpose.as_str(), given, "consent");
+        self.enforce_observer_consent().await;
+        self.tell_consent_except(None);
     }
 
     /// Tells the clinicians how the waiting room stands.
@@ -1203,6 +1383,18 @@ impl Room {
                     tell_actor(self, Problem::NotWaiting, text.to_owned());
                     return;
                 };
+                if waiter.person.role == Role::Observer && !self.observers_allowed() {
+                    let name = waiter.person.name.clone();
+                    self.lobby.push(waiter);
+                    tell_actor(
+                        self,
+                        Problem::ConsentRequired,
+                        format!(
+                            "{name} may come in once the patient agrees to observers being present"
+                        ),
+                    );
+                    return;
+                }
                 let id = waiter.person.id.clone();
                 let role = waiter.person.role;
                 let waited = now_unix() - waiter.since;
@@ -1262,11 +1454,9 @@ impl Room {
                 participant: target,
                 reason,
             } => {
-                let Some(pos) = self.participants.iter().position(|p| {
-                    p.id == target
-                        && !p.role.may_admit()
-                        && matches!(p.presence, Presence::Connected(_))
-                }) else {
+                let reason = waiting_text(&reason)
+                    .unwrap_or_else(|| "the doctors asked you to wait a moment".into());
+                if !self.send_back_person(&target, reason).await {
                     tell_actor(
                         self,
                         Problem::NotWaiting,
@@ -1274,51 +1464,11 @@ impl Room {
                             .to_owned(),
                     );
                     return;
-                };
-                self.announce_arrivals();
-                let mut person = self.participants.remove(pos);
-                self.metrics.participants.fetch_sub(1, Ordering::Relaxed);
-                // Their resume token and access token die with their place in the room.
-                person.resume_nonce += 1;
-                person.pending_offer = None;
-                if self.follow.as_ref().is_some_and(|f| f.presenter == target) {
-                    self.follow = None;
-                    self.broadcast_where(
-                        |_| true,
-                        Notice::PresentingStopped {
-                            presenter: target.clone(),
-                        },
-                    );
                 }
-                let _ = self
-                    .media
-                    .command(SfuCommand::RemoveTransport {
-                        participant: target.clone(),
-                    })
-                    .await;
-                self.broadcast_except(
-                    &target,
-                    Notice::ParticipantLeft {
-                        participant: target.clone(),
-                        reason: LeaveReason::SentBack,
-                    },
-                );
-                if self.participants.is_empty() {
-                    self.empty_since = Some(Instant::now());
-                }
-                let reason = waiting_text(&reason)
-                    .unwrap_or_else(|| "the doctors asked you to wait a moment".into());
-                self.lobby.push(Waiter {
-                    person,
-                    since: now_unix(),
-                    sent_back: Some(reason),
-                    precall: None,
-                });
                 let event = AuditEvent::new(by.clone(), Action::WaitingSentBack)
                     .room(self.id())
                     .object("participant", &target);
                 self.services.audit.record_or_log(event).await;
-                tracing::info!(room = %self.record.id, participant = %target, "sent back to the waiting room");
             }
             Moderation::Message(text) => {
                 let text = text.trim();
@@ -1546,6 +1696,7 @@ impl Room {
             }),
             queue: me.role.may_admit().then(|| self.lobby.queue()),
             huddle: self.huddle,
+            consent: self.consent_state_for(me),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{DocumentId, ParticipantId, RoomId};
 use crate::domain::role::Role;
 use crate::rooms;
@@ -115,6 +116,13 @@ pub struct Lock {
     pub locked: bool,
 }
 
+/// `consent`: a patient gives (`true`) or withdraws consent for a purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Consent {
+    pub purpose: ConsentPurpose,
+    pub given: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct Huddle {
     pub active: bool,
@@ -161,6 +169,7 @@ pub enum ClientMessage {
     Huddle(Huddle),
     Hold(Hold),
     Remove(Moderate),
+    Consent(Consent),
 }
 
 /// Why a client message could not be understood.
@@ -202,6 +211,7 @@ impl ClientMessage {
             "huddle" => ClientMessage::Huddle(body(value)?),
             "hold" => ClientMessage::Hold(body(value)?),
             "remove" => ClientMessage::Remove(body(value)?),
+            "consent" => ClientMessage::Consent(body(value)?),
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -231,6 +241,7 @@ impl ClientMessage {
             ClientMessage::Huddle(_) => "huddle",
             ClientMessage::Hold(_) => "hold",
             ClientMessage::Remove(_) => "remove",
+            ClientMessage::Consent(_) => "consent",
         }
     }
 }
@@ -377,6 +388,49 @@ pub struct Welcome {
     pub waiting_room: Option<QueueView>,
     /// The clinicians are conferring privately.
     pub huddle: bool,
+    pub consent: ConsentView,
+}
+
+/// Consent as a participant is told it. `asked` (patients only): each purpose with the words
+/// to show and their version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentView {
+    pub in_force: Vec<ConsentPurpose>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yours: Option<Vec<ConsentPurpose>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked: Option<Vec<ConsentWording>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentWording {
+    pub purpose: ConsentPurpose,
+    pub version: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
+}
+
+impl From<&rooms::ConsentState> for ConsentView {
+    fn from(c: &rooms::ConsentState) -> Self {
+        Self {
+            in_force: c.in_force.clone(),
+            yours: c.yours.clone(),
+            asked: c.yours.as_ref().map(|_| {
+                ConsentPurpose::ALL
+                    .into_iter()
+                    .map(|purpose| {
+                        let w = purpose.wording();
+                        ConsentWording {
+                            purpose,
+                            version: w.version,
+                            zh: w.zh,
+                            en: w.en,
+                        }
+                    })
+                    .collect()
+            }),
+        }
+    }
 }
 
 impl Welcome {
@@ -402,6 +456,7 @@ impl Welcome {
             follow: w.presenting.as_ref().map(Into::into),
             waiting_room: w.queue.as_ref().map(Into::into),
             huddle: w.huddle,
+            consent: (&w.consent).into(),
         }
     }
 }
@@ -518,6 +573,8 @@ pub enum ServerMessage {
         video: bool,
         by: ParticipantId,
     },
+    /// Consent changed: what is in force, and (patients) what they agreed to.
+    Consent(ConsentView),
 }
 
 /// What a waiting person is told.
@@ -685,6 +742,7 @@ impl ServerMessage {
                 video: held.video,
                 by: by.clone(),
             },
+            N::Consent(c) => ServerMessage::Consent(c.into()),
         }
     }
 }
@@ -719,11 +777,12 @@ pub enum ErrorCode {
     RoomLocked,
     Declined,
     Removed,
+    ConsentRequired,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -750,6 +809,7 @@ impl ErrorCode {
         ErrorCode::RoomLocked,
         ErrorCode::Declined,
         ErrorCode::Removed,
+        ErrorCode::ConsentRequired,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -762,6 +822,7 @@ impl ErrorCode {
                 | ErrorCode::StaleOffer
                 | ErrorCode::BadSdp
                 | ErrorCode::NotWaiting
+                | ErrorCode::ConsentRequired
         )
     }
 
@@ -798,6 +859,7 @@ impl ErrorCode {
             rooms::Problem::NotWaiting => ErrorCode::NotWaiting,
             rooms::Problem::Declined => ErrorCode::Declined,
             rooms::Problem::Removed => ErrorCode::Removed,
+            rooms::Problem::ConsentRequired => ErrorCode::ConsentRequired,
         }
     }
 
@@ -830,6 +892,7 @@ impl ErrorCode {
             ErrorCode::RoomLocked => "room_locked",
             ErrorCode::Declined => "declined",
             ErrorCode::Removed => "removed",
+            ErrorCode::ConsentRequired => "consent_required",
         }
     }
 }

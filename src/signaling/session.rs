@@ -440,6 +440,12 @@ impl Session {
                     },
                 },
             },
+            ClientMessage::Consent(c) => RoomCommand::Consent {
+                participant,
+                conn,
+                purpose: c.purpose,
+                given: c.given,
+            },
             ClientMessage::Remove(m) => RoomCommand::Moderate {
                 participant,
                 conn,
@@ -712,6 +718,7 @@ fn room_refusal(e: RoomError) -> Refusal {
         RoomError::ResumeFailed => ErrorCode::ResumeFailed,
         RoomError::InviteRevoked => ErrorCode::InviteRevoked,
         RoomError::Locked => ErrorCode::RoomLocked,
+        RoomError::ConsentRequired => ErrorCode::ConsentRequired,
         RoomError::Forbidden | RoomError::MayNotPublish(_) => ErrorCode::Forbidden,
         RoomError::Closed | RoomError::Storage(_) | RoomError::Audit(_) => {
             tracing::warn!(error = %e, "room unavailable");

@@ -132,6 +132,21 @@ impl Db {
         Ok(member.seat)
     }
 
+    /// Whether the care team includes a clinician of another institution than the room's
+    /// (a referral brought them in): sharing documents then needs the patient's consent.
+    pub async fn care_team_spans_institutions(&self, room: &RoomId) -> Result<bool, StorageError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM care_team c JOIN users u ON u.id = c.user_id \
+             JOIN rooms r ON r.id = c.room_id \
+             WHERE c.room_id = $1 AND u.institution_id <> r.institution_id",
+        )
+        .bind(room.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(n > 0)
+    }
+
     /// The care team, in the order they were added (by the second; doctors first within one).
     pub async fn care_team(&self, room: &RoomId) -> Result<Vec<CareTeamMember>, StorageError> {
         let rows = sqlx::query(&format!(

@@ -7,7 +7,8 @@ use sqlx::{Any, Executor};
 
 use super::{ChatRecord, StorageError};
 use crate::domain::clock::now_unix;
-use crate::domain::ids::{InviteId, ParticipantId, RoomId};
+use crate::domain::consent::ConsentPurpose;
+use crate::domain::ids::{ConsentId, InviteId, ParticipantId, RoomId};
 use crate::domain::role::Role;
 
 /// One change to one row, with the time it happened (not the time it is written).
@@ -33,6 +34,20 @@ pub enum Change {
     Chat {
         room: RoomId,
         message: ChatRecord,
+    },
+    ConsentGiven {
+        room: RoomId,
+        id: ConsentId,
+        participant: ParticipantId,
+        invite: InviteId,
+        purpose: ConsentPurpose,
+        wording_version: &'static str,
+        at: i64,
+    },
+    ConsentWithdrawn {
+        participant: ParticipantId,
+        purpose: ConsentPurpose,
+        at: i64,
     },
 }
 
@@ -72,6 +87,32 @@ impl Change {
         Change::Chat {
             room: room.clone(),
             message: message.clone(),
+        }
+    }
+
+    pub fn consent(
+        room: &RoomId,
+        participant: &ParticipantId,
+        invite: &InviteId,
+        purpose: ConsentPurpose,
+        given: bool,
+    ) -> Self {
+        if given {
+            Change::ConsentGiven {
+                room: room.clone(),
+                id: ConsentId::generate(),
+                participant: participant.clone(),
+                invite: invite.clone(),
+                purpose,
+                wording_version: purpose.wording().version,
+                at: now_unix(),
+            }
+        } else {
+            Change::ConsentWithdrawn {
+                participant: participant.clone(),
+                purpose,
+                at: now_unix(),
+            }
         }
     }
 
@@ -130,6 +171,44 @@ impl Change {
                 .bind(m.role.as_str())
                 .bind(m.text.as_str())
                 .bind(m.at_ms)
+                .execute(conn)
+                .await?;
+            }
+            Change::ConsentGiven {
+                room,
+                id,
+                participant,
+                invite,
+                purpose,
+                wording_version,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO consents (id, room_id, participant_id, invite_id, purpose, \
+                     wording_version, given_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id.as_str())
+                .bind(room.as_str())
+                .bind(participant.as_str())
+                .bind(invite.as_str())
+                .bind(purpose.as_str())
+                .bind(*wording_version)
+                .bind(*at)
+                .execute(conn)
+                .await?;
+            }
+            Change::ConsentWithdrawn {
+                participant,
+                purpose,
+                at,
+            } => {
+                sqlx::query(
+                    "UPDATE consents SET withdrawn_at = $1 \
+                     WHERE participant_id = $2 AND purpose = $3 AND withdrawn_at IS NULL",
+                )
+                .bind(*at)
+                .bind(participant.as_str())
+                .bind(purpose.as_str())
                 .execute(conn)
                 .await?;
             }

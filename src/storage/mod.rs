@@ -10,6 +10,7 @@
 mod care_team;
 mod change;
 mod chat;
+mod consents;
 mod documents;
 mod invites;
 mod organisation;
@@ -30,6 +31,7 @@ use sqlx::{AnyPool, ConnectOptions};
 pub use care_team::CareTeamMember;
 pub use change::Change;
 pub use chat::ChatRecord;
+pub use consents::ConsentRecord;
 pub use documents::{
     AnnotationRecord, DocumentRecord, PersonUsage, QuotaRefusal, RoomUsage, UploadQuota,
     UploadRecord,

@@ -190,6 +190,24 @@ impl SignalingClient {
             .await
     }
 
+    /// The first message of `type_name` that `pred` accepts; the others of that type before it
+    /// are taken too (they were not it).
+    pub async fn next_event_where(
+        &self,
+        type_name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let msg = self.next_event(type_name, left).await?;
+            if pred(&msg) {
+                return Ok(msg);
+            }
+        }
+    }
+
     /// Like [`next_event`](Self::next_event) for any of several types.
     pub async fn next_event_of(&self, types: &[&str], timeout: Duration) -> Result<Value> {
         self.events

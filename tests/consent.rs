@@ -1,0 +1,193 @@
+//! Consent over the real server: the patient is asked in both languages, with the words'
+//! version; an observer is kept out until every patient present agrees, and sent back to wait
+//! the moment consent is withdrawn; documents are shared with another institution's clinicians
+//! only with the patient's consent; consent is the patient's alone; every step is audited.
+
+mod common;
+
+use std::time::Duration;
+
+use common::peer::SignalingClient;
+use common::{Place, TestServer, sample_pdf};
+use huizhen::domain::role::AccountRole;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+
+fn purposes(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn consent_for_observers_and_for_sharing_with_another_hospital() {
+    let s = TestServer::start().await;
+    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let room = s.create_room("Follow-up").await;
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    assert!(
+        joined["consent"].get("asked").is_none(),
+        "only patients are asked"
+    );
+    let patient = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let welcome = patient
+        .join(&s.invite(&room, "patient").await, "Li Hua", false, false)
+        .await
+        .unwrap();
+    let asked = welcome["consent"]["asked"].as_array().unwrap();
+    assert_eq!(asked.len(), 3);
+    for a in asked {
+        assert!(a["zh"].as_str().unwrap().chars().any(|c| c > '\u{4e00}'));
+        assert!(
+            !a["en"].as_str().unwrap().is_empty() && !a["version"].as_str().unwrap().is_empty()
+        );
+    }
+    assert_eq!(welcome["consent"]["yours"], json!([]));
+
+    // No observer without the patient's consent.
+    let observer_link = s.invite(&room, "observer").await;
+    let observer = SignalingClient::connect(&s.ws_url).await.unwrap();
+    observer
+        .send_json(
+            &json!({"type": "join", "v": 1, "token": observer_link, "name": "Trainee",
+                           "publish": {"audio": false, "video": false}}),
+        )
+        .await
+        .unwrap();
+    observer.expect_error("consent_required", T).await.unwrap();
+    // Consent is the patient's: a clinician cannot give it.
+    doctor
+        .send_json(&json!({"type": "consent", "purpose": "observer_present", "given": true}))
+        .await
+        .unwrap();
+    doctor.expect_error("forbidden", T).await.unwrap();
+
+    // The patient agrees: everyone is told, and the observer comes in.
+    patient
+        .send_json(&json!({"type": "consent", "purpose": "observer_present", "given": true}))
+        .await
+        .unwrap();
+    // (The doctor heard of consent when the patient came too: nothing was in force then.)
+    let c = doctor
+        .next_event_where("consent", T, |m| !purposes(&m["in_force"]).is_empty())
+        .await
+        .unwrap();
+    assert_eq!(purposes(&c["in_force"]), ["observer_present"]);
+    let c = patient.next_event("consent", T).await.unwrap();
+    assert_eq!(purposes(&c["yours"]), ["observer_present"]);
+    let observer = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let seen = observer
+        .join(&s.invite(&room, "observer").await, "Trainee", false, false)
+        .await
+        .unwrap();
+    assert_eq!(purposes(&seen["consent"]["in_force"]), ["observer_present"]);
+    let observer_id = seen["you"]["id"].as_str().unwrap().to_owned();
+
+    // Withdrawn: at once, the observer waits again, told why; the clinicians cannot let them
+    // back in until the patient agrees again.
+    patient
+        .send_json(&json!({"type": "consent", "purpose": "observer_present", "given": false}))
+        .await
+        .unwrap();
+    let w = observer.next_event("waiting", T).await.unwrap();
+    assert!(
+        w["sent_back"].as_str().unwrap().contains("not agreed"),
+        "{w}"
+    );
+    let left = doctor
+        .next_event_where("participant_left", T, |m| {
+            m["participant_id"] == observer_id.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left["reason"], "sent_back");
+    doctor
+        .send_json(&json!({"type": "admit", "participant_id": observer_id}))
+        .await
+        .unwrap();
+    doctor.expect_error("consent_required", T).await.unwrap();
+    patient
+        .send_json(&json!({"type": "consent", "purpose": "observer_present", "given": true}))
+        .await
+        .unwrap();
+    doctor
+        .next_event_where("consent", T, |m| !purposes(&m["in_force"]).is_empty())
+        .await
+        .unwrap();
+    doctor
+        .send_json(&json!({"type": "admit", "participant_id": observer_id}))
+        .await
+        .unwrap();
+    observer.next_event("joined", T).await.unwrap();
+
+    // A specialist of another hospital on the care team: sharing documents needs consent.
+    let county = s.institution("County hospital").await;
+    let (specialist, _) = s
+        .placed_account(
+            "zhao",
+            AccountRole::Specialist,
+            Place {
+                institution: &county,
+                ..Place::default()
+            },
+        )
+        .await;
+    s.add_to_care_team(&room, &specialist, None).await;
+    let access = welcome["access_token"].as_str().unwrap();
+    let pdf = sample_pdf();
+    let (st, b) = s
+        .begin_upload(&room, access, "血常规.pdf", &pdf, "everyone")
+        .await;
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (403, Some("consent_required")),
+        "{b}"
+    );
+    patient
+        .send_json(&json!({"type": "consent", "purpose": "external_sharing", "given": true}))
+        .await
+        .unwrap();
+    patient
+        .next_event_where("consent", T, |m| {
+            purposes(&m["yours"]).contains(&"external_sharing".to_owned())
+        })
+        .await
+        .unwrap();
+    // Written through the audit writer: give it a moment to commit.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = s
+            .begin_upload(&room, access, "血常规.pdf", &pdf, "everyone")
+            .await
+            .0;
+        if status == 201 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 201);
+
+    let actions = common::action_outcomes(&s.audit_entries(&sup, &room).await);
+    for want in [
+        "consent.given:ok",
+        "consent.withdrawn:ok",
+        "access.denied:denied",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "missing {want} in {actions:?}"
+        );
+    }
+    assert!(
+        actions.iter().any(|a| a == "document.rejected:denied"),
+        "the refused share is on the record: {actions:?}"
+    );
+    s.stop().await;
+}
