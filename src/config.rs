@@ -201,7 +201,19 @@ pub struct RoomsConfig {
     /// Default and maximum invite lifetime, in minutes.
     pub invite_default_minutes: u64,
     pub invite_max_minutes: u64,
+    // Invitations to a consultation with a time slot, and their short codes.
+    /// Minutes before the slot starts that its invitations open.
+    pub invite_open_before_minutes: u64,
+    /// Minutes after the slot ends that its invitations close.
+    pub invite_close_after_minutes: u64,
+    /// Failed code redemptions allowed from one address (an IPv6 /64) in 15 minutes.
+    pub code_failures_per_address: usize,
+    /// Failed redemptions of one code value, from any address, in 15 minutes.
+    pub code_failures_per_code: usize,
 }
+
+/// The most minutes an invitation may open before its slot, or close after it.
+pub const MAX_INVITE_MARGIN_MINUTES: u64 = 24 * 60;
 
 impl Default for RoomsConfig {
     fn default() -> Self {
@@ -210,6 +222,10 @@ impl Default for RoomsConfig {
             join_timeout_s: 10,
             invite_default_minutes: 240,
             invite_max_minutes: 7 * 24 * 60,
+            invite_open_before_minutes: 30,
+            invite_close_after_minutes: 60,
+            code_failures_per_address: 10,
+            code_failures_per_code: 5,
         }
     }
 }
@@ -590,6 +606,20 @@ impl Config {
                 ANCHOR_INTERVAL_S.end()
             ));
         }
+        // Invitations: windows around a slot, and the short codes' throttle.
+        let r = &self.rooms;
+        if r.invite_open_before_minutes > MAX_INVITE_MARGIN_MINUTES
+            || r.invite_close_after_minutes > MAX_INVITE_MARGIN_MINUTES
+        {
+            return bad(&format!(
+                "rooms.invite_open_before_minutes and invite_close_after_minutes must be at most {MAX_INVITE_MARGIN_MINUTES}"
+            ));
+        }
+        if r.code_failures_per_address == 0 || r.code_failures_per_code == 0 {
+            return bad(
+                "rooms.code_failures_per_address and code_failures_per_code must be positive",
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");
         }
@@ -699,6 +729,21 @@ mod tests {
             .apply_env([("HUIZHEN_LIMITS_NO_SUCH_KEY".into(), "1".into())])
             .unwrap_err();
         assert!(err.to_string().contains("no_such_key"));
+    }
+
+    #[test]
+    fn invitation_windows_and_code_limits_are_checked() {
+        let mut c = Config::default();
+        c.rooms.invite_open_before_minutes = MAX_INVITE_MARGIN_MINUTES;
+        c.rooms.invite_close_after_minutes = 0;
+        assert!(c.validate().is_ok());
+        c.rooms.invite_open_before_minutes = MAX_INVITE_MARGIN_MINUTES + 1;
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("invite_")));
+        c.rooms.invite_open_before_minutes = 30;
+        c.rooms.code_failures_per_code = 0;
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("code_failures"))
+        );
     }
 
     #[test]

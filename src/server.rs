@@ -197,6 +197,10 @@ impl Server {
             audit,
             documents,
             records: Records::new(db.clone()),
+            code_throttle: Arc::new(crate::auth::CodeThrottle::new(
+                config.rooms.code_failures_per_address,
+                config.rooms.code_failures_per_code,
+            )),
         };
 
         let (metrics_addr, metrics_task) = if config.metrics.listen.is_empty() {

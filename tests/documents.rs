@@ -1331,7 +1331,17 @@ async fn a_patient_cannot_lock_the_clinicians_out() {
     })
     .await;
     let room = s.create_room("Busy patient").await;
-    let invite = s.invite(&room, "patient").await;
+    // Usable twice: a second tab joins with it below.
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient", "max_uses": 2})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let invite = b["token"].as_str().unwrap().to_owned();
     let patient = s.member_with(&invite, "Li Lei").await;
     let doctor = s.member(&room, "doctor", "Dr. Wang").await;
     let specialist = s.member(&room, "specialist", "Prof. Zhao").await;

@@ -250,7 +250,17 @@ async fn room_capacity_and_server_room_limit() {
     })
     .await;
     let room = s.create_room("Small").await;
-    let token = s.invite(&room, "patient").await;
+    // One link for three people (a patient's link is single-use unless it says otherwise).
+    let (status, body) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient", "max_uses": 3})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
     let a = client(&s).await;
     a.join(&token, "A", false, false).await.unwrap();
     let b = client(&s).await;

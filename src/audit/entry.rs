@@ -110,6 +110,13 @@ pub enum Action {
     ReferralReportIssued,
     ReferralClosed,
     ReferralCancelled,
+    // Invitations (docs/protocol.md, "Invitations"): a join counted as a use (or a reload),
+    // a join refused for the window or the uses, short codes redeemed, failed, replaced.
+    InviteUsed,
+    InviteRefused,
+    CodeRedeemed,
+    CodeFailed,
+    CodeReplaced,
 }
 
 impl Action {
@@ -176,6 +183,12 @@ impl Action {
             Action::ReferralReportIssued => "referral.report_issued",
             Action::ReferralClosed => "referral.closed",
             Action::ReferralCancelled => "referral.cancelled",
+            // Invitations.
+            Action::InviteUsed => "invite.used",
+            Action::InviteRefused => "invite.refused",
+            Action::CodeRedeemed => "invitation.code_redeemed",
+            Action::CodeFailed => "invitation.code_failed",
+            Action::CodeReplaced => "invitation.code_replaced",
         }
     }
 }

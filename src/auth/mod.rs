@@ -4,10 +4,13 @@
 //! signing key's life cycle. It knows nothing of HTTP or WebSockets: the edge maps
 //! [`AuthError`] to client errors.
 
+// Invitation short codes: the redemption throttle.
+mod code_throttle;
 mod password;
 mod throttle;
 mod token;
 
+pub use code_throttle::{CodeAttempt, CodeScope, CodeThrottle, CodeThrottled};
 pub use password::{
     MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordWork, check_new_password, hash_password,
     verify_password,

@@ -31,7 +31,7 @@ pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 const MAX_KEYS: usize = 100_000;
 
 /// The address a limit counts: an IPv4 address, or an IPv6 address's /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(super) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -80,7 +80,7 @@ impl Slot {
 }
 
 #[derive(Debug)]
-struct Table<K> {
+pub(super) struct Table<K> {
     slots: HashMap<K, Slot>,
 }
 
@@ -93,11 +93,15 @@ impl<K> Default for Table<K> {
 }
 
 impl<K: Hash + Eq + Clone> Table<K> {
-    fn check(&mut self, key: &K, limit: usize, now: Instant) -> Result<(), Duration> {
+    pub(super) fn check(&mut self, key: &K, limit: usize, now: Instant) -> Result<(), Duration> {
         match self.slots.get_mut(key) {
             Some(slot) => slot.check(limit, now),
             None => Ok(()),
         }
+    }
+
+    pub(super) fn reserve(&mut self, key: &K, now: Instant) {
+        self.slot(key, now).in_flight += 1;
     }
 
     fn slot(&mut self, key: &K, now: Instant) -> &mut Slot {
@@ -107,7 +111,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         self.slots.entry(key.clone()).or_default()
     }
 
-    fn release(&mut self, key: &K, failed_at: Option<Instant>) {
+    pub(super) fn release(&mut self, key: &K, failed_at: Option<Instant>) {
         if let Some(slot) = self.slots.get_mut(key) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
             if let Some(t) = failed_at {

@@ -14,6 +14,7 @@
 //! - [`clock`]: wall-clock time as rows and tokens record it.
 //! - [`hex`]: how digests are written.
 //! - [`text`]: what a name shown to people may contain.
+//! - [`invitation`]: invitations' short codes, windows, uses and states.
 //!
 //! Storage sits below the services and reads and writes these types; rooms, documents and
 //! records decide with them; signaling and HTTP convert them to and from wire types at the edge.
@@ -24,6 +25,8 @@ pub mod consent;
 pub mod document;
 pub mod hex;
 pub mod ids;
+// Invitations: short codes, windows, uses.
+pub mod invitation;
 pub mod member;
 pub mod organisation;
 pub mod record;

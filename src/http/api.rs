@@ -17,13 +17,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::member::bearer;
 use crate::audit::{Action, Actor, AuditEvent};
-use crate::auth::{Claims, TokenKind};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{InviteId, RoomId, SessionId, UserId};
 use crate::domain::organisation::RoomRelation;
 use crate::domain::role::{AccountRole, Role};
 use crate::sessions::{Authenticated, Refusal, SessionError};
-use crate::storage::{RoomRecord, RoomStatus, SessionRow, User};
+use crate::storage::{RoomRecord, SessionRow, User};
 use crate::wire::RoomView;
 
 const MAX_TITLE_CHARS: usize = 200;
@@ -343,82 +342,6 @@ pub async fn get_room(
     Ok(Json(room_json(&who, &room, relation.care_team)))
 }
 
-#[derive(Deserialize)]
-pub struct InviteBody {
-    role: String,
-    #[serde(default)]
-    expires_in_minutes: Option<u64>,
-}
-
-pub async fn create_invite(
-    State(state): State<AppState>,
-    who: Clinician,
-    Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<InviteBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let user = &who.0;
-    let room = managed_room(&state, &who, &id, "invite.issue").await?;
-    let room_id = room.id.clone();
-    if room.status == RoomStatus::Ended {
-        return Err(ApiError::RoomEnded);
-    }
-    let role = Role::parse(&body.role)
-        .filter(|r| !r.is_clinician())
-        .ok_or_else(|| {
-            ApiError::Invalid(
-                "invite links are for patients and observers (role patient or observer); \
-                 clinicians join as their own accounts: add them to the care team"
-                    .into(),
-            )
-        })?;
-    let rooms_cfg = &state.config.rooms;
-    let minutes = body
-        .expires_in_minutes
-        .unwrap_or(rooms_cfg.invite_default_minutes);
-    if minutes == 0 || minutes > rooms_cfg.invite_max_minutes {
-        return Err(ApiError::Invalid(format!(
-            "expires_in_minutes must be 1 to {}",
-            rooms_cfg.invite_max_minutes
-        )));
-    }
-    let expires_at = now_unix() + minutes as i64 * 60;
-    let invite = state
-        .db
-        .create_invite(&room_id, role, &user.id, expires_at)
-        .await?;
-    let token = state.key.sign(&Claims {
-        kind: TokenKind::Invite,
-        sub: invite.id.to_string(),
-        room: Some(room_id.clone()),
-        role: Some(role),
-        sid: None,
-        exp: expires_at,
-        nonce: rand::random(),
-    });
-    let base = public_base(&state, &headers);
-    state
-        .audit
-        .record(
-            AuditEvent::new(who.actor(), Action::InviteIssued)
-                .room(&room_id)
-                .object("invite", &invite.id)
-                .detail(json!({"role": role, "expires_at": expires_at})),
-        )
-        .await?;
-    tracing::info!(room = %room_id, invite = %invite.id, role = role.as_str(), "invite issued");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "invite_id": invite.id,
-            "role": role,
-            "url": format!("{base}/join#{token}"),
-            "token": token,
-            "expires_at": expires_at,
-        })),
-    ))
-}
-
 pub async fn revoke_invite(
     State(state): State<AppState>,
     who: Clinician,
@@ -465,7 +388,7 @@ pub async fn end_room(
 }
 
 /// `public_url`, or the origin the client used to reach us.
-fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+pub(super) fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
     let configured = state.config.server.public_url.trim_end_matches('/');
     if !configured.is_empty() {
         return configured.to_owned();

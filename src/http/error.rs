@@ -92,6 +92,15 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// An invitation or its short code refused (docs/protocol.md, "Invitations"), with its
+    /// own status and stable code; `retry_after` (seconds) for the code throttle.
+    #[error("{message}")]
+    Invitation {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        retry_after: Option<u64>,
+    },
 }
 
 impl ApiError {
@@ -127,6 +136,7 @@ impl ApiError {
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Referral { status, code, .. } => (*status, code),
+            ApiError::Invitation { status, code, .. } => (*status, code),
         }
     }
 }
@@ -152,6 +162,7 @@ impl IntoResponse for ApiError {
         let retry_after = match self {
             ApiError::TooManyAttempts(secs) => Some(secs),
             ApiError::RenderBusy | ApiError::SignInBusy => Some(RENDER_RETRY_AFTER_S),
+            ApiError::Invitation { retry_after, .. } => retry_after,
             _ => None,
         };
         if let Some(secs) = retry_after {

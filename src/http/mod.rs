@@ -10,6 +10,8 @@ mod care_team;
 pub mod conn;
 mod documents;
 pub mod error;
+// Invitations: windows, uses, short codes, QR codes.
+mod invitations;
 mod member;
 mod organisation;
 mod records;
@@ -30,7 +32,7 @@ use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::audit::AuditLog;
-use crate::auth::{LoginThrottle, PasswordWork, SigningKey};
+use crate::auth::{CodeThrottle, LoginThrottle, PasswordWork, SigningKey};
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::media::MediaHandle;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub audit: AuditLog,
     pub documents: Documents,
     pub records: Records,
+    /// Failed short-code redemptions, per address and per code (`rooms.code_failures_*`).
+    pub code_throttle: Arc<CodeThrottle>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,8 +94,22 @@ pub fn router(state: AppState) -> Router {
         .route("/directory", get(organisation::directory))
         .route("/rooms", post(api::create_room).get(api::list_rooms))
         .route("/rooms/{id}", get(api::get_room))
-        .route("/rooms/{id}/invites", post(api::create_invite))
+        .route(
+            "/rooms/{id}/invites",
+            post(invitations::create).get(invitations::list),
+        )
         .route("/rooms/{id}/invites/{invite}", delete(api::revoke_invite))
+        // Invitations: a new code, the QR code, the printable page; redeeming a code.
+        .route(
+            "/rooms/{id}/invites/{invite}/code",
+            post(invitations::new_code),
+        )
+        .route("/rooms/{id}/invites/{invite}/qr.svg", get(invitations::qr))
+        .route(
+            "/rooms/{id}/invites/{invite}/print",
+            get(invitations::print),
+        )
+        .route("/invitations/redeem", post(invitations::redeem))
         .route("/rooms/{id}/end", post(api::end_room))
         .route(
             "/rooms/{id}/care-team",

@@ -5,6 +5,8 @@
 //! decides nothing about permissions: rooms and the media core do.
 
 mod counters;
+// Invitations' windows and uses at `join`.
+mod invitation;
 mod limits;
 pub mod protocol;
 mod session;

@@ -536,6 +536,9 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
         fatal: bool,
+        /// With `invite_not_yet`: when the invitation opens (Unix seconds).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        opens_at: Option<i64>,
     },
     Pong {
         id: u64,
@@ -655,7 +658,16 @@ impl ServerMessage {
             code,
             message: message.into(),
             fatal: code.is_fatal(),
+            opens_at: None,
         }
+    }
+
+    /// An error that says when the invitation opens (`invite_not_yet`).
+    pub fn opening_at(mut self, at: Option<i64>) -> Self {
+        if let ServerMessage::Error { opens_at, .. } = &mut self {
+            *opens_at = at;
+        }
+        self
     }
 
     pub fn to_json(&self) -> String {
@@ -778,11 +790,14 @@ pub enum ErrorCode {
     Declined,
     Removed,
     ConsentRequired,
+    // Invitations: before their window opens; used as many times as they allow.
+    InviteNotYet,
+    InviteUsedUp,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -810,6 +825,8 @@ impl ErrorCode {
         ErrorCode::Declined,
         ErrorCode::Removed,
         ErrorCode::ConsentRequired,
+        ErrorCode::InviteNotYet,
+        ErrorCode::InviteUsedUp,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -832,7 +849,11 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => 1009,
             ErrorCode::Internal => 1011,
             ErrorCode::RoomEnded => 4000,
-            ErrorCode::InvalidToken | ErrorCode::TokenExpired | ErrorCode::InviteRevoked => 4001,
+            ErrorCode::InvalidToken
+            | ErrorCode::TokenExpired
+            | ErrorCode::InviteRevoked
+            | ErrorCode::InviteNotYet
+            | ErrorCode::InviteUsedUp => 4001,
             ErrorCode::RoomFull | ErrorCode::ServerFull => 4002,
             ErrorCode::ResumeFailed => 4004,
             ErrorCode::RateLimited => 4008,
@@ -893,6 +914,8 @@ impl ErrorCode {
             ErrorCode::Declined => "declined",
             ErrorCode::Removed => "removed",
             ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InviteNotYet => "invite_not_yet",
+            ErrorCode::InviteUsedUp => "invite_used_up",
         }
     }
 }
@@ -982,13 +1005,7 @@ mod tests {
 
     #[test]
     fn error_codes_serialize_as_documented() {
-        for code in [
-            ErrorCode::BadMessage,
-            ErrorCode::RoomFull,
-            ErrorCode::StaleOffer,
-            ErrorCode::Internal,
-            ErrorCode::TokenExpired,
-        ] {
+        for code in ErrorCode::ALL {
             assert_eq!(
                 serde_json::to_value(code).unwrap(),
                 serde_json::json!(code.as_str())
@@ -1001,6 +1018,14 @@ mod tests {
         assert_eq!(v["fatal"], true);
         assert_eq!(ErrorCode::RoomFull.close_code(), 4002);
         assert!(!ErrorCode::StaleOffer.is_fatal());
+        assert!(v.get("opens_at").is_none(), "only when it says something");
+        let m = ServerMessage::error(ErrorCode::InviteNotYet, "later").opening_at(Some(1800));
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(v["code"], "invite_not_yet");
+        assert_eq!(v["opens_at"], 1800);
+        assert_eq!(v["fatal"], true);
+        assert_eq!(ErrorCode::InviteNotYet.close_code(), 4001);
+        assert_eq!(ErrorCode::InviteUsedUp.close_code(), 4001);
     }
 
     #[test]
@@ -1015,6 +1040,7 @@ mod tests {
             },
             audio_muted: false,
             video_off: false,
+            held: Publish::default(),
             connection: Connection::Connected,
         };
         let m = ServerMessage::ParticipantJoined {

@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SignalingContext;
+use super::invitation;
 use super::limits::RateLimiter;
 use super::protocol::{
     ClientMessage, ErrorCode, Join, PROTOCOL_VERSION, ParseError, Resume, ServerMessage, Welcome,
@@ -24,11 +25,13 @@ use crate::auth::{AuthError, TokenKind};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{InviteId, ParticipantId, RoomId, SessionId, UserId};
 use crate::domain::organisation::clinician_label;
+use crate::domain::role::Role;
 use crate::domain::text::display_name;
 use crate::rooms::{
     self, Entry, Joined, Moderation, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle,
     SESSION_QUEUE, SessionLink,
 };
+use crate::storage::Invite;
 
 /// Malformed or unknown messages tolerated before the connection is closed.
 const MAX_BAD_MESSAGES: u32 = 5;
@@ -68,6 +71,8 @@ struct Session {
     bad_messages: u32,
     /// A pseudonym of the client's address, for the audit trail (never the address).
     client: String,
+    /// When the invitation of a join refused as `invite_not_yet` opens (sent with the error).
+    opens_at: Option<i64>,
 }
 
 /// Runs a connection to its end. `socket` is any stream of WebSocket messages with a sink for
@@ -115,6 +120,7 @@ where
         link_tx: Some(link_tx),
         bad_messages: 0,
         client,
+        opens_at: None,
     };
 
     let flow = loop {
@@ -135,6 +141,7 @@ where
                             code: ErrorCode::BadMessage,
                             message: "binary frames are not part of the protocol".into(),
                             fatal: true,
+                            opens_at: None,
                         };
                         let _ = sink.send(to_frame(&msg)).await;
                         break Flow::Close { code: close::UNSUPPORTED_DATA, room_knows: false };
@@ -251,7 +258,7 @@ impl Session {
 
     /// Queues an error; fatal errors end the connection.
     fn refuse(&mut self, replies: &mut Vec<ServerMessage>, (code, text): Refusal) -> Flow {
-        replies.push(ServerMessage::error(code, text));
+        replies.push(ServerMessage::error(code, text).opening_at(self.opens_at.take()));
         if code.is_fatal() {
             Flow::Close {
                 code: code.close_code(),
@@ -577,16 +584,41 @@ impl Session {
             .as_deref()
             .and_then(|t| self.resume_ref(t, Some(&room_id)).ok())
             .map(|(_, r)| r);
+        // The invitation's window and uses (`invitation.rs`): a use is taken now and given
+        // back if the room refuses the join.
+        let ticket = invitation::admit(&self.ctx, &invite, replaces.as_ref(), &self.client)
+            .await
+            .map_err(|refused| {
+                self.opens_at = refused.opens_at;
+                (refused.code, refused.message)
+            })?;
+        let result = self
+            .enter_room(&room_id, name, role, &join, &invite, replaces)
+            .await;
+        invitation::settle(&self.ctx, ticket, &result, &self.client).await;
+        result
+    }
+
+    /// Asks the room to let the participant in.
+    async fn enter_room(
+        &mut self,
+        room_id: &RoomId,
+        name: &str,
+        role: Role,
+        join: &Join,
+        invite: &Invite,
+        replaces: Option<ResumeRef>,
+    ) -> Result<(RoomHandle, Joined), Refusal> {
         // A room task that is stopping refuses with `Closed`; the second try starts a new one.
         let mut last = RoomError::Closed;
         for _ in 0..2 {
-            let room = self.ctx.rooms.open(&room_id).await.map_err(room_refusal)?;
+            let room = self.ctx.rooms.open(room_id).await.map_err(room_refusal)?;
             let (reply, rx) = oneshot::channel();
             let cmd = RoomCommand::Join {
                 name: name.to_owned(),
                 role,
                 publish: join.publish.into(),
-                invite: invite_id.clone(),
+                invite: invite.id.clone(),
                 account: invite.account.clone(),
                 replaces: replaces.clone(),
                 link: self.link()?,

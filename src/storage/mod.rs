@@ -37,6 +37,8 @@ pub use documents::{
     UploadRecord,
 };
 pub use invites::Invite;
+// Invitations: windows, uses, short codes.
+pub use invites::{InviteUse, NewInvite};
 pub use organisation::{Department, Institution};
 pub use participants::ParticipantRecord;
 pub use records::{RecordEvent, RecordRow, Signature};

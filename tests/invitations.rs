@@ -1,0 +1,787 @@
+//! Invitations over the real server (docs/protocol.md, "Invitations"): windows around a
+//! consultation's slot, single and limited use, reloads and resumes that are not uses, the
+//! list a console reloads, short codes (redeemed, wrong, replaced, revoked, throttled per
+//! address and per code), QR codes and the printed page, and the audit trail of each. The flow
+//! runs on SQLite and PostgreSQL; the throttle (in memory) on SQLite.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::peer::{SignalingClient, join_message};
+use common::{Place, TestServer};
+use huizhen::domain::clock::now_unix;
+use huizhen::domain::role::AccountRole;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+async fn client(s: &TestServer) -> SignalingClient {
+    SignalingClient::connect(&s.ws_url).await.expect("connects")
+}
+
+/// Creates an invitation as the signed-in doctor: the whole answer.
+async fn create(s: &TestServer, room: &str, body: Value) -> Value {
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(body),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    b
+}
+
+async fn list(s: &TestServer, room: &str) -> Vec<Value> {
+    let (st, b) = s
+        .api("GET", &format!("/api/v1/rooms/{room}/invites"), None, None)
+        .await;
+    assert_eq!(st, 200, "{b}");
+    b["invites"].as_array().unwrap().clone()
+}
+
+fn find<'a>(list: &'a [Value], invite: &str) -> &'a Value {
+    list.iter()
+        .find(|i| i["invite_id"] == invite)
+        .unwrap_or_else(|| panic!("{invite} not listed: {list:?}"))
+}
+
+/// Redeems a code with no session: status, body, Retry-After.
+async fn redeem_with(
+    s: &TestServer,
+    http: &reqwest::Client,
+    typed: &str,
+) -> (u16, Value, Option<String>) {
+    let resp = http
+        .post(format!("{}/api/v1/invitations/redeem", s.base))
+        .json(&json!({ "code": typed }))
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, body, retry)
+}
+
+async fn redeem(s: &TestServer, typed: &str) -> (u16, Value) {
+    let (st, b, _) = redeem_with(s, &s.http, typed).await;
+    (st, b)
+}
+
+/// An HTTP client whose connections come from `ip` (any 127.x address is this machine).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Runs one statement on the server's database, as a test reaching past the API.
+async fn sql(db_url: &str, statement: &str, binds: &[i64], id: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db_url).await.unwrap();
+    let mut q = sqlx::query(statement);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.bind(id.to_owned()).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+/// Gives a room a slot starting `from_now` seconds from now, as a scheduled referral would.
+async fn set_slot(db_url: &str, room: &str, from_now: i64, minutes: i64) -> i64 {
+    let start = now_unix() + from_now;
+    sql(
+        db_url,
+        "UPDATE rooms SET slot_start = $1, slot_minutes = $2 WHERE id = $3",
+        &[start, minutes],
+        room,
+    )
+    .await;
+    start
+}
+
+/// A join refused with `code`, then the socket closed with 4001: the error message.
+async fn refused_join(
+    s: &TestServer,
+    token: &str,
+    replaces: Option<&str>,
+    expected: &str,
+) -> Value {
+    let c = client(s).await;
+    c.send_json(&join_message(token, "Li Hua", false, false, replaces))
+        .await
+        .unwrap();
+    let e = c.expect_error(expected, T).await.unwrap();
+    assert_eq!(e["fatal"], true, "{e}");
+    assert_eq!(c.wait_closed(T).await.unwrap(), Some(4001));
+    e
+}
+
+async fn all_audit(s: &TestServer, supervisor: &str) -> Vec<Value> {
+    let (st, page) = s
+        .api("GET", "/api/v1/audit?limit=1000", Some(supervisor), None)
+        .await;
+    assert_eq!(st, 200, "{page}");
+    page["entries"].as_array().unwrap().clone()
+}
+
+fn detail(entry: &Value) -> Value {
+    serde_json::from_str(entry["detail"].as_str().unwrap()).unwrap()
+}
+
+async fn invitation_flow(s: &TestServer, db_url: &str) {
+    let room = s.create_room("Cardiology follow-up").await;
+    let doctor = client(s).await;
+    doctor
+        .join(&s.invite(&room, "doctor").await, "Dr. Wang", false, false)
+        .await
+        .unwrap();
+
+    // A patient's invitation is single-use by default, with a code shown once.
+    let patient = create(s, &room, json!({"role": "patient", "label": "patient"})).await;
+    assert_eq!(patient["max_uses"], 1);
+    assert_eq!(patient["uses"], 0);
+    assert_eq!(patient["state"], "active");
+    assert_eq!(patient["label"], "patient");
+    assert!(patient["not_before"].is_null(), "no slot: valid from now");
+    let shown = patient["code"].as_str().unwrap();
+    assert!(
+        shown.len() == 11 && shown.chars().filter(char::is_ascii_digit).count() == 9,
+        "{shown}"
+    );
+    let token = patient["token"].as_str().unwrap().to_owned();
+    let patient_id = patient["invite_id"].as_str().unwrap().to_owned();
+
+    // First browser in; a second browser (another tab without our state, a forwarded link)
+    // is refused: the invitation has been used.
+    let first = client(s).await;
+    let joined = first.join(&token, "Li Hua", false, false).await.unwrap();
+    doctor.next_event("participant_joined", T).await.unwrap();
+    let e = refused_join(s, &token, None, "invite_used_up").await;
+    assert!(
+        e["message"].as_str().unwrap().contains("ask the clinic"),
+        "{e}"
+    );
+
+    // A reload of the first browser (join with `replaces`) takes its place: not a new use.
+    let resume = joined["resume_token"].as_str().unwrap().to_owned();
+    let reloaded = client(s).await;
+    reloaded
+        .send_json(&join_message(&token, "Li Hua", false, false, Some(&resume)))
+        .await
+        .unwrap();
+    let again = reloaded.next_event("joined", T).await.unwrap();
+    assert_eq!(first.wait_closed(T).await.unwrap(), Some(4003));
+    // The same participant cannot be taken over twice: a copy of that resume token is a
+    // second browser, and a second use.
+    refused_join(s, &token, Some(&resume), "invite_used_up").await;
+    // A dropped connection resumes without a use.
+    reloaded.abort();
+    let back = client(s).await;
+    back.resume(again["resume_token"].as_str().unwrap())
+        .await
+        .unwrap();
+
+    // Two browsers racing for the last use of a fresh invitation: exactly one gets in.
+    let race = create(s, &room, json!({"role": "patient"})).await;
+    let race_token = race["token"].as_str().unwrap().to_owned();
+    let racers: Vec<SignalingClient> = connections(s, 5).await;
+    for c in &racers {
+        c.send_json(&join_message(&race_token, "Racer", false, false, None))
+            .await
+            .unwrap();
+    }
+    let mut outcomes = Vec::new();
+    for c in &racers {
+        let m = c.next_event_of(&["joined", "error"], T).await.unwrap();
+        outcomes.push(if m["type"] == "joined" {
+            "joined".to_owned()
+        } else {
+            m["code"].as_str().unwrap().to_owned()
+        });
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "invite_used_up",
+            "invite_used_up",
+            "invite_used_up",
+            "invite_used_up",
+            "joined"
+        ]
+    );
+
+    // Limited use: three observers on one link, the fourth refused. A join the room refuses
+    // (an observer asking to publish) gives its use back.
+    let class = create(s, &room, json!({"role": "observer", "max_uses": 3})).await;
+    assert_eq!(class["max_uses"], 3);
+    let class_token = class["token"].as_str().unwrap().to_owned();
+    let c = client(s).await;
+    c.send_json(&join_message(&class_token, "Eager", true, false, None))
+        .await
+        .unwrap();
+    c.expect_error("forbidden", T).await.unwrap();
+    let mut watching = Vec::new();
+    for i in 0..3 {
+        let c = client(s).await;
+        c.join(&class_token, &format!("Student {i}"), false, false)
+            .await
+            .unwrap();
+        watching.push(c);
+    }
+    refused_join(s, &class_token, None, "invite_used_up").await;
+    // Observers' links are unlimited unless limited.
+    let open = create(s, &room, json!({"role": "observer"})).await;
+    assert!(open["max_uses"].is_null(), "{open}");
+    for bad in [json!(0), json!(21), json!("many")] {
+        let (st, b) = s
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/invites"),
+                None,
+                Some(json!({"role": "patient", "max_uses": bad})),
+            )
+            .await;
+        assert_eq!((st, code(&b)), (400, "invalid_request"), "{b}");
+    }
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient", "label": "guardian\u{202e}"})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (400, "invalid_request"), "{b}");
+
+    // A revoked invitation.
+    let withdrawn = create(s, &room, json!({"role": "patient"})).await;
+    let withdrawn_id = withdrawn["invite_id"].as_str().unwrap();
+    assert_eq!(s.revoke_invite(&room, withdrawn_id).await, 204);
+
+    // The console reloads: one GET lists every link (never a seat) with its state and uses,
+    // and fresh tokens for those still usable.
+    let listed = list(s, &room).await;
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    let p = find(&listed, &patient_id);
+    assert_eq!(p["state"], "used_up");
+    assert_eq!(p["uses"], 1);
+    assert!(p["token"].is_null() && p["url"].is_null(), "{p}");
+    let used_by = p["used_by"].as_array().unwrap();
+    assert_eq!(used_by.len(), 2, "{p}");
+    assert_eq!(used_by[0]["name"], "Li Hua");
+    assert_eq!(used_by[0]["role"], "patient");
+    assert_eq!(used_by[0]["reload"], false);
+    assert_eq!(used_by[1]["reload"], true);
+    assert_eq!(used_by[1]["participant_id"], again["you"]["id"]);
+    assert!(used_by[0]["at"].as_i64().unwrap() >= now_unix() - 120);
+    let cl = find(&listed, class["invite_id"].as_str().unwrap());
+    assert_eq!(
+        (cl["state"].as_str(), cl["uses"].as_i64()),
+        (Some("used_up"), Some(3))
+    );
+    assert_eq!(cl["used_by"].as_array().unwrap().len(), 3);
+    let o = find(&listed, open["invite_id"].as_str().unwrap());
+    assert_eq!(o["state"], "active");
+    assert_eq!(o["has_code"], true);
+    assert!(o["code"].is_null(), "codes are not kept in clear");
+    let relisted = o["token"].as_str().unwrap();
+    assert!(
+        o["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/join#{relisted}"))
+    );
+    // The re-signed token is as good as the first.
+    client(s)
+        .await
+        .join(relisted, "Reloaded console's link", false, false)
+        .await
+        .unwrap();
+    assert_eq!(find(&listed, withdrawn_id)["state"], "revoked");
+
+    // Short codes: typed with spaces or dashes, they give the invitation's join token.
+    let fresh = create(s, &room, json!({"role": "patient"})).await;
+    let fresh_code = fresh["code"].as_str().unwrap().to_owned();
+    let digits: String = fresh_code.chars().filter(char::is_ascii_digit).collect();
+    let (st, b) = redeem(s, &fresh_code).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["expires_at"], fresh["expires_at"]);
+    assert_eq!(b["opens_in"], 0);
+    assert!(b["url"].as_str().unwrap().contains("/join#"));
+    let dashed = format!("{}-{}-{}", &digits[0..3], &digits[3..6], &digits[6..9]);
+    let (st, b) = redeem(s, &dashed).await;
+    assert_eq!(st, 200, "{b}");
+    client(s)
+        .await
+        .join(b["token"].as_str().unwrap(), "Zhang Wei", false, false)
+        .await
+        .unwrap();
+    // Once used, the code says so.
+    let (st, b) = redeem(s, &digits).await;
+    assert_eq!((st, code(&b)), (409, "invite_used_up"), "{b}");
+
+    // Wrong codes: malformed, unknown; each typed, each on the record.
+    let (st, b) = redeem(s, "12345").await;
+    assert_eq!((st, code(&b)), (400, "invalid_code"), "{b}");
+    let unknown = if digits == "000000000" {
+        "000000001"
+    } else {
+        "000000000"
+    };
+    let (st, b) = redeem(s, unknown).await;
+    assert_eq!((st, code(&b)), (404, "code_not_found"), "{b}");
+
+    // A new code replaces the old one, which stops working.
+    let other = create(s, &room, json!({"role": "patient"})).await;
+    let other_id = other["invite_id"].as_str().unwrap().to_owned();
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites/{other_id}/code"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let new_code = b["code"].as_str().unwrap().to_owned();
+    assert_ne!(new_code, other["code"].as_str().unwrap());
+    let (st, b) = redeem(s, other["code"].as_str().unwrap()).await;
+    assert_eq!((st, code(&b)), (404, "code_not_found"), "{b}");
+    let (st, b) = redeem(s, &new_code).await;
+    assert_eq!(st, 200, "{b}");
+    // Revoked: its code is refused as revoked, and no new code is given.
+    assert_eq!(s.revoke_invite(&room, &other_id).await, 204);
+    let (st, b) = redeem(s, &new_code).await;
+    assert_eq!((st, code(&b)), (410, "invite_revoked"), "{b}");
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites/{other_id}/code"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "invite_revoked"), "{b}");
+
+    // A window around the consultation's slot. Two hours ahead: not yet, and the refusal says
+    // when it opens.
+    let start = set_slot(db_url, &room, 2 * 3600, 30).await;
+    let later = create(s, &room, json!({"role": "patient"})).await;
+    assert_eq!(later["not_before"], start - 30 * 60);
+    assert_eq!(later["expires_at"], start + 90 * 60);
+    assert_eq!(later["state"], "not_yet");
+    let e = refused_join(s, later["token"].as_str().unwrap(), None, "invite_not_yet").await;
+    assert_eq!(e["opens_at"], start - 30 * 60, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("opens at"), "{e}");
+    // Its code still gives the token, with how long until it opens.
+    let (st, b) = redeem(s, later["code"].as_str().unwrap()).await;
+    assert_eq!(st, 200, "{b}");
+    let opens_in = b["opens_in"].as_i64().unwrap();
+    assert!((5390..=5400).contains(&opens_in), "{b}");
+    // An explicit lifetime overrides the window.
+    let now_link = create(
+        s,
+        &room,
+        json!({"role": "patient", "expires_in_minutes": 10}),
+    )
+    .await;
+    assert!(now_link["not_before"].is_null());
+    assert_eq!(now_link["state"], "active");
+    // The slot under way: open.
+    set_slot(db_url, &room, -10 * 60, 30).await;
+    let during = create(s, &room, json!({"role": "patient"})).await;
+    assert_eq!(during["state"], "active");
+    client(s)
+        .await
+        .join(during["token"].as_str().unwrap(), "Wang Fang", false, false)
+        .await
+        .unwrap();
+    // After the window: the link has expired (a window that closed while the link was out).
+    let after = create(s, &room, json!({"role": "patient"})).await;
+    let after_id = after["invite_id"].as_str().unwrap().to_owned();
+    sql(
+        db_url,
+        "UPDATE invites SET expires_at = $1 WHERE id = $2",
+        &[now_unix() - 1],
+        &after_id,
+    )
+    .await;
+    refused_join(s, after["token"].as_str().unwrap(), None, "token_expired").await;
+    let (st, b) = redeem(s, after["code"].as_str().unwrap()).await;
+    assert_eq!((st, code(&b)), (410, "invite_expired"), "{b}");
+    assert_eq!(find(&list(s, &room).await, &after_id)["state"], "expired");
+    // A slot long past: a new invitation needs a lifetime of its own.
+    set_slot(db_url, &room, -5 * 3600, 30).await;
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "slot_passed"), "{b}");
+
+    // Invitations made before limits existed keep working, without a limit.
+    let db = &s.server().db;
+    let room_id = huizhen::domain::ids::RoomId::parse(&room).unwrap();
+    let creator = db.user_by_username("doc").await.unwrap().unwrap();
+    let legacy = db
+        .create_invite(
+            &room_id,
+            huizhen::domain::role::Role::Observer,
+            &creator.id,
+            now_unix() + 600,
+        )
+        .await
+        .unwrap();
+    let key =
+        huizhen::auth::SigningKey::load_or_create(&s.dir.path().join("data/signing.key")).unwrap();
+    let legacy_token = key.sign(&huizhen::auth::Claims {
+        kind: huizhen::auth::TokenKind::Invite,
+        sub: legacy.id.to_string(),
+        room: Some(room_id.clone()),
+        role: Some(huizhen::domain::role::Role::Observer),
+        sid: None,
+        exp: legacy.expires_at,
+        nonce: 7,
+    });
+    for i in 0..2 {
+        client(s)
+            .await
+            .join(&legacy_token, &format!("Old link {i}"), false, false)
+            .await
+            .unwrap();
+    }
+
+    // QR codes and the printed page: for those who run the room only.
+    let qr_for = later["invite_id"].as_str().unwrap().to_owned();
+    let qr_path = format!("/api/v1/rooms/{room}/invites/{qr_for}/qr.svg");
+    let resp = s.raw("GET", &qr_path, &s.doctor_token, None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    let svg = resp.text().await.unwrap();
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+    assert_eq!(s.raw("GET", &qr_path, "", None).await.status(), 401);
+    let (specialist_id, specialist) = s
+        .placed_account(
+            "zhao",
+            AccountRole::Specialist,
+            Place {
+                institution: huizhen::domain::organisation::DEFAULT_INSTITUTION,
+                ..Place::default()
+            },
+        )
+        .await;
+    s.add_to_care_team(&room, &specialist_id, None).await;
+    assert_eq!(
+        s.raw("GET", &qr_path, &specialist, None).await.status(),
+        403
+    );
+    let (st, _) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&specialist),
+            None,
+        )
+        .await;
+    assert_eq!(st, 403, "seeing a room is not running it");
+    let elsewhere = s.institution("Another hospital").await;
+    let (_, stranger) = s
+        .placed_account(
+            "stranger",
+            AccountRole::Doctor,
+            Place {
+                institution: &elsewhere,
+                ..Place::default()
+            },
+        )
+        .await;
+    assert_eq!(s.raw("GET", &qr_path, &stranger, None).await.status(), 404);
+    // A used-up invitation's QR code is not handed out.
+    let used_qr = format!("/api/v1/rooms/{room}/invites/{patient_id}/qr.svg");
+    let resp = s.raw("GET", &used_qr, &s.doctor_token, None).await;
+    assert_eq!(resp.status(), 409);
+    // The printed page, with the code the console holds.
+    let print = format!("/api/v1/rooms/{room}/invites/{qr_for}/print?utc_offset_minutes=480");
+    let resp = s
+        .http
+        .get(format!("{}{print}", s.base))
+        .bearer_auth(&s.doctor_token)
+        .header("x-invitation-code", later["code"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'sha256-"),
+        "{csp}"
+    );
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains(later["code"].as_str().unwrap()),
+        "the code, large"
+    );
+    assert!(html.contains("Cardiology follow-up") && html.contains("<svg"));
+    assert!(html.contains("UTC+08:00") && html.contains("远程会诊邀请"));
+    assert!(!html.contains("<script"));
+    let resp = s
+        .http
+        .get(format!("{}{print}", s.base))
+        .bearer_auth(&s.doctor_token)
+        .header("x-invitation-code", "000 000 000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409, "not this invitation's code");
+    assert_eq!(s.raw("GET", &print, &specialist, None).await.status(), 403);
+
+    // On the record: uses, refusals, codes.
+    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let entries = all_audit(s, &sup).await;
+    let count = |action: &str, outcome: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action && e["outcome"] == outcome)
+            .count()
+    };
+    assert!(count("invite.used", "ok") >= 8, "{entries:?}");
+    assert!(count("invite.refused", "denied") >= 3);
+    assert_eq!(count("invitation.code_redeemed", "ok"), 4);
+    assert_eq!(count("invitation.code_replaced", "ok"), 1);
+    let failed: Vec<String> = entries
+        .iter()
+        .filter(|e| e["action"] == "invitation.code_failed")
+        .map(|e| detail(e)["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "invite_used_up",
+            "invalid_code",
+            "code_not_found",
+            "code_not_found",
+            "invite_revoked",
+            "invite_expired",
+        ]
+    );
+    let one = entries
+        .iter()
+        .find(|e| e["action"] == "invitation.code_failed")
+        .unwrap();
+    assert_eq!(one["outcome"], "denied");
+    assert_eq!(
+        detail(one)["client"].as_str().unwrap().len(),
+        16,
+        "a pseudonym"
+    );
+    assert!(!one["detail"].as_str().unwrap().contains("127.0.0.1"));
+    let reload = entries
+        .iter()
+        .filter(|e| e["action"] == "invite.used")
+        .find(|e| detail(e)["counted"] == false)
+        .expect("the reload is on the record, not counted");
+    assert_eq!(reload["object_id"], patient_id.as_str());
+}
+
+/// `n` signaling connections, opened before any of them joins.
+async fn connections(s: &TestServer, n: usize) -> Vec<SignalingClient> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        clients.push(client(s).await);
+    }
+    clients
+}
+
+fn sqlite_url(s: &TestServer) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        s.dir.path().join("data/huizhen.db").display()
+    )
+}
+
+#[tokio::test]
+async fn invitations_on_sqlite() {
+    let s = TestServer::start().await;
+    let url = sqlite_url(&s);
+    invitation_flow(&s, &url).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invitations_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url.clone()).await;
+    invitation_flow(&s, &pg.url).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+#[tokio::test]
+async fn codes_are_throttled_per_address_and_per_code() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Throttle").await;
+    let good = create(&s, &room, json!({"role": "observer"})).await;
+    let good_code = good["code"].as_str().unwrap().to_owned();
+    let wrong = |i: u32| format!("{:09}", 100_000_000 + i);
+
+    // Ten wrong codes from one address; the eleventh attempt, even with a good code, waits.
+    let guesser = client_from("127.0.0.2");
+    for i in 0..10 {
+        let (st, b, _) = redeem_with(&s, &guesser, &wrong(i)).await;
+        assert_eq!((st, code(&b)), (404, "code_not_found"), "attempt {i}: {b}");
+    }
+    let (st, b, retry) = redeem_with(&s, &guesser, &good_code).await;
+    assert_eq!((st, code(&b)), (429, "too_many_attempts"), "{b}");
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((800..=900).contains(&retry), "{retry}");
+    // Another address is not affected.
+    let (st, b, _) = redeem_with(&s, &client_from("127.0.0.3"), &good_code).await;
+    assert_eq!(st, 200, "{b}");
+
+    // One code value tried from five addresses; the sixth address is refused for that code
+    // only.
+    let target = wrong(1000);
+    for i in 0..5 {
+        let from = client_from(&format!("127.0.1.{}", i + 1));
+        let (st, b, _) = redeem_with(&s, &from, &target).await;
+        assert_eq!((st, code(&b)), (404, "code_not_found"), "{b}");
+    }
+    let sixth = client_from("127.0.1.9");
+    let (st, b, retry) = redeem_with(&s, &sixth, &target).await;
+    assert_eq!((st, code(&b)), (429, "too_many_attempts"), "{b}");
+    assert!(retry.is_some());
+    // The same digits typed another way are the same code.
+    let spaced = format!("{} {} {}", &target[0..3], &target[3..6], &target[6..9]);
+    let (st, _, _) = redeem_with(&s, &sixth, &spaced).await;
+    assert_eq!(st, 429);
+    let (st, _, _) = redeem_with(&s, &sixth, &good_code).await;
+    assert_eq!(st, 200, "another code from that address is fine");
+
+    // Every failure is on the record; refusals by the throttle too, rate-limited.
+    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let entries = all_audit(&s, &sup).await;
+    let failures: Vec<Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "invitation.code_failed")
+        .map(detail)
+        .collect();
+    assert_eq!(
+        failures
+            .iter()
+            .filter(|d| d["reason"] == "code_not_found")
+            .count(),
+        15
+    );
+    let throttled: Vec<&Value> = failures
+        .iter()
+        .filter(|d| d["reason"] == "code_throttled")
+        .collect();
+    assert_eq!(throttled.len(), 3, "{failures:?}");
+    assert!(throttled.iter().any(|d| d["scope"] == "address"));
+    assert!(throttled.iter().any(|d| d["scope"] == "code"));
+    s.stop().await;
+}
+
+/// Migration 0008 on a database with invites: they keep working as they did, with no window
+/// start, no limit and no code.
+async fn the_upgrade_keeps_invites(url: &str) {
+    use huizhen::domain::ids::{InviteId, RoomId, UserId};
+    use huizhen::domain::invitation::InviteState;
+    use huizhen::storage::Db;
+    use sqlx::Executor;
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
+    )
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 8)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let (user, room) = (UserId::generate(), RoomId::generate());
+    let institution = huizhen::domain::organisation::DEFAULT_INSTITUTION;
+    let later = now_unix() + 3600;
+    pool.execute(
+        format!(
+            "INSERT INTO users (id, username, display_name, role, password_hash, created_at, \
+             institution_id) VALUES ('{user}', 'old', 'Dr. Old', 'doctor', 'x', 1, '{institution}');
+             INSERT INTO rooms (id, title, created_by, created_at, institution_id) \
+             VALUES ('{room}', 'Before', '{user}', 2, '{institution}');
+             INSERT INTO invites (id, room_id, role, created_by, created_at, expires_at) \
+             VALUES ('i_0123456789abcdef', '{room}', 'patient', '{user}', 2, {later});"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let db = Db::connect(url).await.unwrap();
+    let id = InviteId::parse("i_0123456789abcdef").unwrap();
+    let old = db.invite(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (old.not_before, old.max_uses, old.uses, old.has_code),
+        (None, None, 0, false)
+    );
+    assert_eq!(old.validity().state(now_unix()), InviteState::Active);
+    for _ in 0..3 {
+        assert!(db.take_invite_use(&id).await.unwrap(), "unlimited");
+    }
+    assert_eq!(db.link_invites(&room).await.unwrap().len(), 1);
+    assert_eq!(db.room_slot(&room).await.unwrap(), None);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_upgrade_keeps_invites_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+    the_upgrade_keeps_invites(&url).await;
+}
+
+#[tokio::test]
+async fn the_upgrade_keeps_invites_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    the_upgrade_keeps_invites(&pg.url).await;
+    pg.drop_db().await;
+}
