@@ -114,6 +114,12 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
         (w["position"].as_u64(), w["of"].as_u64()),
         (Some(2), Some(2))
     );
+    // The first in line is told that the line grew.
+    let w = li.next_event("waiting", T).await.unwrap();
+    assert_eq!(
+        (w["position"].as_u64(), w["of"].as_u64()),
+        (Some(1), Some(2))
+    );
     let q = queue_where(&doctor, |q| q["waiting"].as_array().unwrap().len() == 2).await;
     assert_eq!(waiting_names(&q), ["Li Hua", "Wang Fang"]);
     let li_id = waiting_id(&q, "Li Hua");

@@ -818,6 +818,8 @@ impl Room {
                 .waiting(self.id(), &self.record.title, &id)
                 .expect("just queued");
             tracing::info!(room = %self.record.id, participant = %id, role = role.as_str(), "waiting");
+            // The others' line grew: their `of` changed.
+            self.tell_waiting_except(Some(&id));
             let _ = reply.send(Ok(Joined {
                 participant: id,
                 entry: Entry::Waiting(Box::new(waiting)),
@@ -1292,7 +1294,12 @@ impl Room {
 
     /// Tells everyone waiting where they stand.
     fn tell_waiting(&self) {
-        for w in self.lobby.iter() {
+        self.tell_waiting_except(None);
+    }
+
+    /// Tells everyone waiting, but `except` (who is told otherwise), where they stand.
+    fn tell_waiting_except(&self, except: Option<&ParticipantId>) {
+        for w in self.lobby.iter().filter(|w| Some(&w.person.id) != except) {
             if let Some(info) = self
                 .lobby
                 .waiting(self.id(), &self.record.title, &w.person.id)

@@ -1,7 +1,10 @@
 // End-to-end browser test: a doctor, a patient and a specialist meet in a real consultation,
 // each in their own Chromium context, against a real huizhen server. The doctor and the
 // specialist (of another institution, put on the care team from the console's directory) enter
-// as their signed-in accounts; the patient and an observer come with invite links.
+// as their signed-in accounts; the patient and an observer come with invite links. That
+// consultation has no waiting room; a second scenario opens one with a waiting room from the
+// console and takes two patients on phones through it (waiting, the clinic's message, admit,
+// send back, admit again, a second clinician's late admit, decline, lock).
 //
 // Run through scripts/test-browser.sh, which starts the server in a private network namespace
 // and passes:
@@ -72,8 +75,9 @@ const CHROMIUM_ARGS = [
 
 /** @type {{name: string, ok: boolean, skipped?: boolean}[]} */
 const results = [];
-/** Set when a check of the main scenario fails: the checks after it depend on it. */
-let scenarioBroken = false;
+/** The scenarios (dependent flows of checks) in which a check failed: the checks after it in
+ * the same scenario depend on it. `true` names the main scenario. */
+const brokenScenarios = new Set();
 /** @type {Map<string, import("playwright-core").Page>} pages to photograph on failure */
 const pages = new Map();
 /** @type {import("playwright-core").WebSocketRoute[]} the doctor's signaling sockets, newest last */
@@ -83,11 +87,12 @@ const pageProblems = [];
 
 /**
  * @param {string} name
- * @param {{scenario?: boolean}} opts scenario: part of the dependent main flow
+ * @param {{scenario?: true | string}} opts scenario: part of a dependent flow, `true` for the
+ *   main one, a name for another
  * @param {() => Promise<void>} fn
  */
 async function check(name, opts, fn) {
-  if (opts.scenario && scenarioBroken) {
+  if (opts.scenario !== undefined && brokenScenarios.has(opts.scenario)) {
     results.push({ name, ok: false, skipped: true });
     console.log(`SKIP ${name} (an earlier step failed)`);
     return;
@@ -99,7 +104,7 @@ async function check(name, opts, fn) {
     console.log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   } catch (err) {
     results.push({ name, ok: false });
-    if (opts.scenario) scenarioBroken = true;
+    if (opts.scenario !== undefined) brokenScenarios.add(opts.scenario);
     console.log(`FAIL ${name}`);
     console.log(indent(err instanceof Error ? (err.stack ?? err.message) : String(err)));
     await snapAll(`fail-${slug(name)}`);
@@ -1330,6 +1335,269 @@ async function main() {
       pages.delete("supervisor");
       await context.close();
     });
+
+    // ---- the waiting room ----------------------------------------------------------------------
+    // A consultation opened from the console with its waiting room (the form's default): the
+    // doctor enters; two patients on phones wait in line, see the clinic's message, are admitted,
+    // sent back, admitted again or declined; a second clinician's stale Admit is told it came
+    // too late; a locked room turns a new link away.
+    /** @type {Record<string, import("playwright-core").Page>} */
+    const w = {};
+    /** @type {Record<string, string>} */
+    const lobby = { room: "", title: "", patient1: "", patient2: "", late: "" };
+    /** Every signaling frame the first waiting patient's page received. */
+    const waiterSignaling = /** @type {string[]} */ ([]);
+    /** The specialist's `waiting_room` updates held back by the test (a slow second clinician). */
+    const heldQueue = { on: false, frames: /** @type {string[]} */ ([]), page: /** @type {import("playwright-core").WebSocketRoute | null} */ (null) };
+    const phone = { width: 390, height: 844 };
+    /**
+     * @param {import("playwright-core").Page} page
+     * @param {string} text
+     */
+    const waitForPosition = (page, text) => page.locator("#waiting-position", { hasText: text }).waitFor({ timeout: EVENT_TIMEOUT });
+
+    await check("console: the doctor opens a consultation with a waiting room (checked by default) and enters", { scenario: "lobby" }, async () => {
+      if (!browser) throw new Error("no browser");
+      const page = await openConsole(browser, "lobby-doctor", USERNAME, { camera: true });
+      const box = page.getByLabel("Waiting room: patients wait until admitted");
+      assert.equal(await box.isChecked(), true, "the waiting room is on by default");
+      lobby.title = `Waiting room test ${new Date().toISOString()}`;
+      await page.getByLabel("Title", { exact: true }).fill(lobby.title);
+      await page.getByRole("button", { name: "Create consultation" }).click();
+      const card = page.locator("li.room-card", { has: page.locator("h3", { hasText: lobby.title }) });
+      await card.waitFor({ timeout: EVENT_TIMEOUT });
+      lobby.room = (await card.getAttribute("data-room-id")) ?? "";
+      assert.ok(lobby.room, "the card names its room");
+      await card.locator(".status-waiting-room", { hasText: "Waiting room" }).waitFor({ timeout: EVENT_TIMEOUT });
+      const seen = await (await http.get(`/api/v1/rooms/${lobby.room}`, { headers: doctorAuth })).json();
+      assert.equal(seen.waiting_room, true, "created with a waiting room");
+      for (const key of /** @type {const} */ (["patient1", "patient2", "late"])) {
+        const res = await http.post(`/api/v1/rooms/${lobby.room}/invites`, { headers: doctorAuth, data: { role: "patient" } });
+        assert.ok(res.ok(), `create patient invite status ${res.status()}`);
+        lobby[key] = (await res.json()).token;
+      }
+      await snap(page, "lobby-console");
+      await card.getByRole("button", { name: "Enter consultation" }).click();
+      await page.waitForURL(/\/join#hz1\./, { timeout: EVENT_TIMEOUT });
+      await joinSeat(page);
+      // A clinician goes straight in, and manages the waiting room from its tab.
+      await waitForState(page, "in-room");
+      w.doctor = page;
+      const tab = page.locator('.tab[data-tab="queue-panel"]');
+      await tab.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await page.locator("#queue-count").isVisible(), false, "no badge while nobody waits");
+      await tab.click();
+      await page.locator("#queue-panel .queue-empty", { hasText: "Nobody is waiting." }).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await page.getByRole("button", { name: "Admit next" }).isDisabled(), true);
+    });
+
+    await check("a patient opens their link on a phone and waits: number 1 in line, nothing of the room", { scenario: "lobby" }, async () => {
+      if (!browser) throw new Error("no browser");
+      w.patient1 = await openJoinPage(browser, "lobby-patient1", `${BASE}/join#${lobby.patient1}`, "Chen Jie", {
+        viewport: phone,
+        recordSignaling: waiterSignaling,
+      });
+      await waitForState(w.patient1, "waiting");
+      await waitForPosition(w.patient1, "You are number 1 in line (of 1)");
+      assert.equal(await w.patient1.locator("#waiting-consultation").textContent(), lobby.title);
+      assert.equal(await w.patient1.locator("#waiting-position").isVisible(), true);
+      assert.equal(await w.patient1.locator(".waiting-status").getAttribute("aria-live"), "polite", "the place in line is announced");
+      assert.equal(await w.patient1.locator("#waiting-estimate").isVisible(), false, "no estimate before any admission");
+      assert.equal(await w.patient1.getByRole("button", { name: "Leave" }).isVisible(), true);
+      // The camera stays on (admission is instant) and the pre-call check ran.
+      await w.patient1.locator('#waiting-checks[data-connection="good"]').waitFor({ timeout: EVENT_TIMEOUT });
+      assert.match((await w.patient1.locator("#waiting-checks").textContent()) ?? "", /Camera works · Microphone works · Connection good/);
+      assert.equal(await w.patient1.locator("#waiting-preview").isVisible(), true, "their own camera is shown");
+      assert.equal(await w.patient1.locator("#tiles .tile").count(), 0);
+      const frames = waiterSignaling.join("\n");
+      for (const absent of ["access_token", "resume_token", '"offer"', '"participants"']) {
+        assert.ok(!frames.includes(absent), `nothing of the room reached someone waiting (${absent})`);
+      }
+      // Large text for a phone: the place in line is at least 28px.
+      const size = await w.patient1.locator("#waiting-position").evaluate((n) => parseFloat(getComputedStyle(n).fontSize));
+      assert.ok(size >= 28, `the place in line is large (${size}px)`);
+    });
+
+    await check("a second patient is number 2; the doctor sees both, with waiting times and pre-call checks", { scenario: "lobby" }, async () => {
+      if (!browser) throw new Error("no browser");
+      w.patient2 = await openJoinPage(browser, "lobby-patient2", `${BASE}/join#${lobby.patient2}`, "Zhou Min", { viewport: phone });
+      await waitForState(w.patient2, "waiting");
+      await waitForPosition(w.patient2, "You are number 2 in line (of 2)");
+      await waitForPosition(w.patient1, "You are number 1 in line (of 2)");
+      const doctor = w.doctor;
+      await doctor.locator("#queue-count", { hasText: "2" }).waitFor({ timeout: EVENT_TIMEOUT });
+      const items = doctor.locator("#queue-panel .queue-item");
+      await doctor.waitForFunction(() => document.querySelectorAll('#queue-panel .queue-precall[data-connection="good"]').length === 2, null, {
+        timeout: EVENT_TIMEOUT,
+        polling: 200,
+      });
+      assert.deepEqual(await items.locator(".queue-name").allTextContents(), ["Chen Jie", "Zhou Min"], "longest waiting first");
+      for (const text of await items.locator(".queue-waited").allTextContents()) assert.match(text, /^Waiting (less than a minute|\d+ min)/);
+      for (const text of await items.locator(".queue-precall").allTextContents()) {
+        assert.match(text, /camera OK.*microphone OK.*connection good \(\d+ ms\)/);
+      }
+      assert.equal(await items.locator(".badge-sent-back:visible").count(), 0, "nobody was sent back yet");
+      await snap(w.patient1, "waiting-patient1");
+      await snap(w.patient2, "waiting-patient2");
+      await snap(doctor, "queue-panel-doctor");
+    });
+
+    await check("the doctor's message reaches everyone waiting", { scenario: "lobby" }, async () => {
+      const message = "The doctor is running 10 minutes late";
+      await w.doctor.getByLabel("Message to everyone waiting").fill(message);
+      await w.doctor.getByRole("button", { name: "Send message" }).click();
+      for (const page of [w.patient1, w.patient2]) {
+        await page.locator("#waiting-message-text", { hasText: message }).waitFor({ timeout: EVENT_TIMEOUT });
+        assert.equal(await page.locator("#waiting-message").isVisible(), true);
+      }
+      await w.doctor.locator(".queue-message-current", { hasText: message }).waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(w.patient1, "waiting-message-patient1");
+      await snap(w.patient2, "waiting-message-patient2");
+    });
+
+    await check("Admit next: the first patient is in the room and sees the doctor's video; the second is number 1", { scenario: "lobby" }, async () => {
+      await w.doctor.getByRole("button", { name: "Admit next" }).click();
+      await waitForState(w.patient1, "in-room");
+      await waitForTileCount(w.patient1, 2);
+      await waitForPlayingRemotes(w.patient1, 1);
+      await waitForPlayingRemotes(w.doctor, 1);
+      id.lobbyPatient1 = await localId(w.patient1);
+      await waitForPosition(w.patient2, "You are number 1 in line (of 1)");
+      await w.doctor.locator("#queue-count", { hasText: "1" }).waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(w.patient1, "admitted-patient1");
+    });
+
+    await check("the second patient reloads while waiting: back in line at once, without the pre-join screen", { scenario: "lobby" }, async () => {
+      // Every state the reloaded page passes through.
+      await w.patient2.addInitScript(() => {
+        const log = /** @type {string[]} */ ([]);
+        Object.assign(window, { __stateLog: log });
+        new MutationObserver(() => log.push(document.body?.dataset.state ?? "")).observe(document, {
+          subtree: true,
+          attributes: true,
+          attributeFilter: ["data-state"],
+        });
+      });
+      await w.patient2.reload({ waitUntil: "load" });
+      await waitForState(w.patient2, "waiting");
+      await waitForPosition(w.patient2, "You are number 1 in line (of 1)");
+      const states = await w.patient2.evaluate(() => /** @type {string[]} */ (/** @type {any} */ (window).__stateLog));
+      assert.ok(!states.includes("prejoin"), `no pre-join screen on the way: ${states.join(" > ")}`);
+      await w.doctor.waitForFunction(
+        () => [...document.querySelectorAll("#queue-panel .queue-name")].map((n) => n.textContent).join() === "Zhou Min",
+        null,
+        { timeout: EVENT_TIMEOUT, polling: 200 },
+      );
+    });
+
+    await check("the doctor sends the patient back with a reason: waiting screen with the reason, no video", { scenario: "lobby" }, async () => {
+      const tile = w.doctor.locator(`#tiles .tile[data-participant-id="${id.lobbyPatient1}"]`);
+      await tile.getByRole("button", { name: "Send Chen Jie back to the waiting room" }).click();
+      const dialog = w.doctor.getByRole("dialog", { name: "Send Chen Jie back to the waiting room?" });
+      await dialog.waitFor({ timeout: EVENT_TIMEOUT });
+      await dialog.getByLabel("Reason shown to them").fill("The doctors are conferring");
+      await snap(w.doctor, "send-back-dialog");
+      await dialog.getByRole("button", { name: "Send back" }).click();
+      await waitForState(w.patient1, "waiting");
+      await w.patient1.locator("#waiting-reason", { hasText: "The doctors are conferring" }).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await w.patient1.locator("#waiting-title").textContent(), "The doctor asked you to wait");
+      // Someone sent back waits at the front.
+      await waitForPosition(w.patient1, "You are number 1 in line (of 2)");
+      await waitForPosition(w.patient2, "You are number 2 in line (of 2)");
+      assert.equal(await w.patient1.locator("#tiles .tile").count(), 0, "the room view is gone");
+      const playing = await w.patient1.locator("video").evaluateAll((vs) => vs.filter((v) => /** @type {HTMLVideoElement} */ (v).srcObject).map((v) => v.id));
+      assert.deepEqual(playing, ["waiting-preview"], "no video but their own camera");
+      await waitForTileGone(w.doctor, id.lobbyPatient1);
+      const back = w.doctor.locator(`#queue-panel .queue-item[data-participant-id="${id.lobbyPatient1}"]`);
+      await back.waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await back.getAttribute("data-sent-back"), "true");
+      assert.equal(await back.locator(".badge-sent-back").isVisible(), true);
+      await snap(w.patient1, "sent-back-patient1");
+    });
+
+    await check("a second clinician enters; the doctor admits the patient again, who sees both videos; the specialist's late Admit is told", { scenario: "lobby" }, async () => {
+      if (!browser) throw new Error("no browser");
+      const add = await http.post(`/api/v1/rooms/${lobby.room}/care-team`, { headers: doctorAuth, data: { user_id: specialistMe.id } });
+      assert.ok(add.ok(), `add to the care team: status ${add.status()}`);
+      const { auth } = await apiSignIn(http, SPECIALIST);
+      const context = await newContext(browser, { width: 1280, height: 800 });
+      // The specialist's page is slow to hear about the queue: its updates are held back while
+      // the doctor admits, so its Admit arrives for someone already in the room.
+      await context.routeWebSocket(/\/ws$/, (ws) => {
+        const server = ws.connectToServer();
+        heldQueue.page = ws;
+        server.onMessage((message) => {
+          const text = String(message);
+          if (heldQueue.on && text.includes('"type":"waiting_room"')) heldQueue.frames.push(text);
+          else ws.send(message);
+        });
+      });
+      await context.grantPermissions(["camera", "microphone"], { origin: BASE });
+      const page = await context.newPage();
+      watchPage(page, "lobby-specialist");
+      pages.set("lobby-specialist", page);
+      await page.goto(`${BASE}/join#${await enterToken(http, auth, lobby.room)}`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      await joinSeat(page);
+      await waitForState(page, "in-room");
+      w.specialist = page;
+      await page.locator('.tab[data-tab="queue-panel"]').click();
+      const stale = page.locator(`#queue-panel .queue-item[data-participant-id="${id.lobbyPatient1}"]`);
+      await stale.waitFor({ timeout: EVENT_TIMEOUT });
+      heldQueue.on = true;
+      await w.doctor.getByRole("button", { name: "Admit Chen Jie" }).click();
+      await waitForState(w.patient1, "in-room");
+      assert.equal(await localId(w.patient1), id.lobbyPatient1, "the same participant, admitted again");
+      // A fresh peer connection: the doctor's and the specialist's pictures play.
+      await waitForTileCount(w.patient1, 3);
+      await waitForPlayingRemotes(w.patient1, 2);
+      await stale.getByRole("button", { name: "Admit Chen Jie" }).click();
+      await page.locator("#notice", { hasText: "Already admitted by someone else" }).waitFor({ timeout: EVENT_TIMEOUT });
+      await page.locator("#queue-panel .queue-status", { hasText: "Already admitted by someone else" }).waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(page, "already-admitted-specialist");
+      heldQueue.on = false;
+      for (const frame of heldQueue.frames.splice(0)) heldQueue.page?.send(frame);
+      await stale.waitFor({ state: "detached", timeout: EVENT_TIMEOUT });
+      // Two admissions: the one still waiting is given an estimate now.
+      await w.patient2.locator("#waiting-estimate", { hasText: /^Estimated wait: about \d+ (minute|minutes|hour|hours)$/ }).waitFor({ timeout: EVENT_TIMEOUT });
+      await waitForPosition(w.patient2, "You are number 1 in line (of 1)");
+      await snap(w.patient2, "waiting-estimate-patient2");
+    });
+
+    await check("the doctor declines the second patient with a reason: the declined screen", { scenario: "lobby" }, async () => {
+      await w.doctor.getByRole("button", { name: "Decline Zhou Min" }).click();
+      const dialog = w.doctor.getByRole("dialog", { name: "Decline Zhou Min?" });
+      await dialog.waitFor({ timeout: EVENT_TIMEOUT });
+      await dialog.getByLabel("Reason shown to them").fill("Please book a visit in person");
+      await dialog.getByRole("button", { name: "Decline", exact: true }).click();
+      await waitForState(w.patient2, "error");
+      assert.equal(await w.patient2.locator("#status-panel").getAttribute("data-error-code"), "declined");
+      assert.equal(await w.patient2.locator("#status-title").textContent(), "You were not admitted");
+      assert.match((await w.patient2.locator("#status-detail").textContent()) ?? "", /Please book a visit in person/);
+      assert.equal(await w.patient2.locator("#status-action").isVisible(), false, "nothing to retry");
+      await w.doctor.locator("#queue-panel .queue-empty").waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(w.patient2, "declined-patient2");
+    });
+
+    await check("the doctor locks the consultation: a new link shows the locked screen", { scenario: "lobby" }, async () => {
+      if (!browser) throw new Error("no browser");
+      await w.doctor.getByRole("button", { name: "Lock the consultation to new arrivals" }).click();
+      await w.doctor.locator('#queue-panel .queue-lock[aria-pressed="true"]').waitFor({ timeout: EVENT_TIMEOUT });
+      await snap(w.doctor, "locked-doctor");
+      const page = await openJoinPage(browser, "lobby-late", `${BASE}/join#${lobby.late}`, "Late Patient", { viewport: phone });
+      await waitForState(page, "error");
+      assert.equal(await page.locator("#status-panel").getAttribute("data-error-code"), "room_locked");
+      assert.equal(await page.locator("#status-title").textContent(), "The consultation is closed to new arrivals");
+      await snap(page, "locked-patient");
+      // The admitted patient is not affected.
+      assert.equal(w.patient1.isClosed() ? "" : await w.patient1.evaluate(() => document.body.dataset.state), "in-room");
+    });
+
+    // Whatever happened above: the scenario's pages go.
+    for (const who of ["lobby-doctor", "lobby-patient1", "lobby-patient2", "lobby-specialist", "lobby-late"]) {
+      const page = pages.get(who);
+      pages.delete(who);
+      await page?.context().close().catch(() => undefined);
+    }
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);

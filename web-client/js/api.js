@@ -45,6 +45,7 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {string} status
  * @property {"doctor" | "specialist" | null} my_role their role on its care team, null when not on it
  * @property {boolean} manages they may issue invite links, manage the care team and end it
+ * @property {boolean} waiting_room those with an invitation link wait until a clinician admits them
  */
 
 /**
@@ -296,11 +297,13 @@ export async function listRooms() {
 /**
  * @param {string} title
  * @param {string} [patientRef]
+ * @param {boolean} [waitingRoom] those with an invitation link wait until admitted (the
+ *   server's default: yes)
  * @returns {Promise<Room>}
  */
-export async function createRoom(title, patientRef) {
-  /** @type {{title: string, patient_ref?: string}} */
-  const body = { title };
+export async function createRoom(title, patientRef, waitingRoom = true) {
+  /** @type {{title: string, patient_ref?: string, waiting_room: boolean}} */
+  const body = { title, waiting_room: waitingRoom };
   if (patientRef) body.patient_ref = patientRef;
   return /** @type {Room} */ (await call("POST", "/api/v1/rooms", body));
 }

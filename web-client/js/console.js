@@ -44,6 +44,7 @@ const ui = {
   createForm: must("#create-form", HTMLFormElement),
   roomTitle: must("#room-title-input", HTMLInputElement),
   patientRef: must("#patient-ref-input", HTMLInputElement),
+  waitingRoom: must("#waiting-room-input", HTMLInputElement),
   createError: must("#create-error", HTMLElement),
   createButton: must("#create-button", HTMLButtonElement),
   refresh: must("#refresh-button", HTMLButtonElement),
@@ -284,6 +285,7 @@ function renderRoom(room) {
       { className: "room-head" },
       el("h3", { text: room.title, attrs: { id: headingId } }),
       el("span", { className: `status status-${room.status}`, text: room.status }),
+      ...(room.waiting_room ? [el("span", { className: "status status-waiting-room", text: "Waiting room" })] : []),
     ),
     el("p", { className: "hint", text: meta.join(" · ") }),
   );
@@ -633,7 +635,7 @@ ui.createForm.addEventListener("submit", async (ev) => {
   ui.createButton.disabled = true;
   showText(ui.createError, "");
   try {
-    await api.createRoom(title, ui.patientRef.value.trim() || undefined);
+    await api.createRoom(title, ui.patientRef.value.trim() || undefined, ui.waitingRoom.checked);
     ui.createForm.reset();
     await refreshRooms();
   } catch (err) {

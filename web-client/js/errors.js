@@ -33,6 +33,10 @@ const TEXT = {
   stale_offer: "The media connection fell out of step.",
   bad_sdp: "The media connection could not be set up with this browser.",
   internal: "The consultation server had a problem. Reload the page to try again.",
+  not_waiting: "Already admitted by someone else, or no longer waiting.",
+  room_locked:
+    "The consultation is not letting anyone new in right now. If you have an appointment, please contact the clinic, or try again in a few minutes.",
+  declined: "The care team cannot see you in this consultation. Please contact the clinic if you need help.",
   media_unreachable:
     "Video and sound could not connect to the consultation server. The network you are on may block it: try another network (for example mobile data), or ask your IT department to allow UDP traffic to the server.",
   media_lost: "The video connection was lost. Reload the page to join again.",
@@ -61,6 +65,23 @@ const SEAT_TEXT = {
   room_not_found: "This consultation could not be found.",
   no_token: "Enter the consultation from the console.",
 };
+
+/**
+ * Headings for the final screens that are not a fault of the link or the network.
+ * @type {Partial<Record<ErrorCode | LocalErrorCode, string>>}
+ */
+const TITLE = {
+  declined: "You were not admitted",
+  room_locked: "The consultation is closed to new arrivals",
+};
+
+/**
+ * @param {string} code a server ErrorCode or a LocalErrorCode
+ * @returns {string | null} a heading of its own for the error screen, or null for the usual one
+ */
+export function describeTitle(code) {
+  return (Object.hasOwn(TITLE, code) ? TITLE[/** @type {ErrorCode | LocalErrorCode} */ (code)] : undefined) ?? null;
+}
 
 /**
  * @param {string} code a server ErrorCode or a LocalErrorCode

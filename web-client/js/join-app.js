@@ -2,12 +2,22 @@
 // link, the media session and the room view together, and owns the page state.
 //
 // The state is always visible as `document.body.dataset.state`, one of
-// prejoin | connecting | in-room | reconnecting | ended | error, so that people (and the
-// browser tests) can tell exactly where things stand.
+// prejoin | connecting | waiting | in-room | reconnecting | ended | error, so that people (and
+// the browser tests) can tell exactly where things stand.
+//
+// Waiting: in a consultation with a waiting room, whoever comes with an invitation link is
+// answered `waiting` and waits (waiting-view.js) until a clinician admits them; the camera and
+// microphone stay on meanwhile so that admission is instant, and the pre-call check (camera,
+// microphone, a ping's round trip) goes to the clinicians once per wait. `joined` then arrives
+// on the same socket and everything goes on as after any join. A clinician may send them back:
+// `waiting` again, with the reason; the server has dropped their media, so the peer connection
+// and the room view go, and a fresh peer connection waits for the next admission. Clinicians
+// manage the queue in the room's "Waiting room" tab (queue-panel.js).
 //
 // Reloading the page rejoins: the invite token and the latest resume token are kept in
 // sessionStorage (per tab, gone when the tab closes), and a reload sends `join` with
 // `replaces`, which removes our previous self at once instead of leaving a "reconnecting" ghost.
+// Someone waiting holds no resume token: a reload (or a dropped socket) joins the queue again.
 //
 // The token is an invite link's (patients, observers: they type the name shown) or a care-team
 // seat's entry token from the console's "Enter consultation" (doctors, specialists: the server
@@ -18,41 +28,54 @@ import { SignalingClient } from "./signaling.js";
 import { MediaSession } from "./media-session.js";
 import { RoomView } from "./room-view.js";
 import { PreJoin, acquireMedia } from "./prejoin.js";
-import { describeError, describeSeatError, mediaErrorCode } from "./errors.js";
+import { describeError, describeSeatError, describeTitle, mediaErrorCode } from "./errors.js";
 import { must } from "./dom.js";
 import { RoomApi } from "./room-api.js";
 import { DocViewer } from "./doc-viewer.js";
 import { DocumentsPanel } from "./documents-panel.js";
 import { ChatPanel } from "./chat-panel.js";
 import { RecordsPanel } from "./records-panel.js";
+import { WaitingView, connectionQuality } from "./waiting-view.js";
+import { QueuePanel, ReasonDialog } from "./queue-panel.js";
 import * as consoleApi from "./api.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
 /** @typedef {import("./protocol.js").Participant} Participant */
 /** @typedef {import("./protocol.js").JoinedMessage} JoinedMessage */
 /** @typedef {import("./protocol.js").ResumedMessage} ResumedMessage */
+/** @typedef {import("./protocol.js").WaitingMessage} WaitingMessage */
+/** @typedef {import("./protocol.js").PrecallInfo} PrecallInfo */
 /** @typedef {import("./protocol.js").JoinMessage} JoinMessage */
 /** @typedef {import("./protocol.js").ErrorCode} ErrorCode */
 /** @typedef {import("./errors.js").LocalErrorCode} LocalErrorCode */
 /** @typedef {import("./signaling.js").LinkEnd} LinkEnd */
 
-/** @typedef {"prejoin" | "connecting" | "in-room" | "reconnecting" | "ended" | "error"} AppState */
+/** @typedef {"prejoin" | "connecting" | "waiting" | "in-room" | "reconnecting" | "ended" | "error"} AppState */
 
 const STORE_KEY = "huizhen.join";
 /** After this many media failures within RECOVERY_WINDOW_MS, stop rejoining and say so. */
 const MAX_RECOVERIES = 3;
 const RECOVERY_WINDOW_MS = 120_000;
+/** After this many dropped waiting-room sockets within RECOVERY_WINDOW_MS, stop and say so. */
+const MAX_WAITING_REJOINS = 5;
+/** Pings that make the pre-call check's connection figure (their median round trip). */
+const PRECALL_PINGS = 3;
+const PRECALL_PING_TIMEOUT_MS = 5000;
 /** Errors where reloading cannot help: the link itself is the problem. */
 const LINK_ERRORS = new Set(["invalid_token", "token_expired", "invite_revoked", "room_not_found", "no_token"]);
 
-/** @typedef {{invite: string, resume: string, name: string}} Stored name is "" for a seat */
+/**
+ * name is "" for a seat; waiting: in the waiting room (no resume token), so a reload joins the
+ * queue again without asking for the name.
+ * @typedef {{invite: string, resume: string, name: string, waiting?: boolean}} Stored
+ */
 
 /** @returns {Stored | null} */
 function loadStored() {
   try {
     const value = JSON.parse(sessionStorage.getItem(STORE_KEY) ?? "null");
     if (value && typeof value.invite === "string" && typeof value.resume === "string" && typeof value.name === "string") {
-      return value;
+      return { invite: value.invite, resume: value.resume, name: value.name, waiting: value.waiting === true };
     }
   } catch {
     // Corrupt entry: behave as if there were none.
@@ -105,6 +128,12 @@ class JoinApp {
   roomId = null;
   /** A fresh entry token was already tried since the last successful join. */
   seatRetried = false;
+  /** Joins without camera and microphone (an observer's invitation). */
+  observer = false;
+  /** The pre-call check is to be sent at the next `waiting` (a new link, or sent back). */
+  precallDue = true;
+  /** @type {number[]} when the waiting room's socket dropped and the page joined again */
+  waitingRejoins = [];
   /** The status panel's button goes back to the console instead of reloading. */
   actionToConsole = false;
   /** @type {MediaStream | null} */
@@ -146,10 +175,12 @@ class JoinApp {
 
   ui = {
     prejoin: must("#prejoin", HTMLElement),
+    waitingScreen: must("#waiting-screen", HTMLElement),
     statusPanel: must("#status-panel", HTMLElement),
     statusSpinner: must("#status-spinner", HTMLElement),
     statusTitle: must("#status-title", HTMLElement),
     statusText: must("#status-text", HTMLElement),
+    statusDetail: must("#status-detail", HTMLElement),
     statusAction: must("#status-action", HTMLButtonElement),
     room: must("#room", HTMLElement),
     roomTitle: must("#room-title", HTMLElement),
@@ -169,6 +200,8 @@ class JoinApp {
     documentsPanel: must("#documents-panel", HTMLElement),
     chatPanel: must("#chat-panel", HTMLElement),
     recordsPanel: must("#records-panel", HTMLElement),
+    queuePanel: must("#queue-panel", HTMLElement),
+    queueTab: must('.tab[data-tab="queue-panel"]', HTMLElement),
   };
 
   view = new RoomView(this.ui.tiles, { section: this.ui.audience, list: this.ui.audienceList, count: this.ui.audienceCount }, () => {
@@ -176,6 +209,16 @@ class JoinApp {
   });
 
   prejoin = new PreJoin(this.ui.prejoin, (name) => void this.onJoinClicked(name));
+
+  waitingView = new WaitingView(this.ui.waitingScreen, () => void this.leave());
+
+  reasons = new ReasonDialog();
+
+  queue = new QueuePanel(this.ui.queuePanel, this.ui.queueTab, {
+    send: (msg) => this.signaling?.send(msg),
+    notice: (text) => this.notice(text),
+    reasons: this.reasons,
+  });
 
   constructor() {
     this.ui.micButton.addEventListener("click", () => this.toggleMic());
@@ -213,15 +256,17 @@ class JoinApp {
     }
     const hints = tokenHints(this.token);
     const wantsMedia = hints.role !== "observer";
+    this.observer = !wantsMedia;
     this.seat = hints.seat;
     this.roomId = hints.room;
     this.prejoin.setSeat(this.seat);
     const stored = loadStored();
-    if (stored && stored.invite === this.token && stored.resume && (stored.name || this.seat)) {
-      // A reload in the middle of a consultation: straight back in, replacing our old self.
+    if (stored && stored.invite === this.token && (stored.resume || stored.waiting) && (stored.name || this.seat)) {
+      // A reload in the middle of a consultation: straight back in, replacing our old self. Or
+      // a reload in the waiting room: back in the queue (there is nothing to replace).
       this.name = stored.name;
       this.setState("connecting");
-      if (await this.acquire(wantsMedia)) this.connect(stored.resume);
+      if (await this.acquire(wantsMedia)) this.connect(stored.resume || undefined);
       return;
     }
     if (stored && stored.invite === this.token && !this.seat) this.prejoin.setName(stored.name);
@@ -271,22 +316,12 @@ class JoinApp {
   connect(replaces) {
     this.teardownLink();
     const gen = this.generation;
-    this.setState(this.state === "in-room" || this.state === "reconnecting" ? "reconnecting" : "connecting");
-    const media = new MediaSession({
-      onRemoteTracks: (tracks) => {
-        if (gen !== this.generation) return;
-        this.remoteTracks = tracks;
-        this.applyRemoteTracks();
-      },
-      onConnectionState: (state) => {
-        if (gen === this.generation) this.onPeerState(state);
-      },
-    });
-    media.attachLocal(this.local);
-    // Carry the user's mute/camera choice over to a rejoin.
-    media.setMicEnabled(this.micOn);
-    if (this.publish.video && !this.camOn) void media.setCameraEnabled(false);
-    this.media = media;
+    // Someone waiting keeps the waiting screen (it says that it is reconnecting).
+    if (this.state !== "waiting") {
+      this.setState(this.state === "in-room" || this.state === "reconnecting" ? "reconnecting" : "connecting");
+    }
+    this.precallDue = true;
+    this.newMedia();
     this.signaling = new SignalingClient(wsUrl(), {
       onMessage: (msg) => {
         if (gen === this.generation) this.onMessage(msg);
@@ -307,12 +342,41 @@ class JoinApp {
     this.signaling.connect(join);
   }
 
+  /**
+   * A fresh peer connection for the current link, with our camera and microphone on it (the
+   * server drives it: nothing happens until its first offer).
+   */
+  newMedia() {
+    const gen = this.generation;
+    const media = new MediaSession({
+      onRemoteTracks: (tracks) => {
+        if (gen !== this.generation || media !== this.media) return;
+        this.remoteTracks = tracks;
+        this.applyRemoteTracks();
+      },
+      onConnectionState: (state) => {
+        if (gen === this.generation && media === this.media) this.onPeerState(state);
+      },
+    });
+    media.attachLocal(this.local);
+    // Carry the user's mute/camera choice over to a rejoin.
+    media.setMicEnabled(this.micOn);
+    if (this.publish.video && !this.camOn) void media.setCameraEnabled(false);
+    this.media = media;
+  }
+
   /** @param {ServerMessage} msg */
   onMessage(msg) {
     switch (msg.type) {
       case "joined":
       case "resumed":
         this.enterRoom(msg);
+        break;
+      case "waiting":
+        this.onWaiting(msg);
+        break;
+      case "waiting_room":
+        this.queue.update(msg, true);
         break;
       case "offer": {
         const media = this.media;
@@ -423,8 +487,109 @@ class JoinApp {
     }
   }
 
+  /**
+   * Waiting to be admitted: first told after `join`, then whenever the queue moves, the clinic's
+   * message changes, or a clinician sent us back from the consultation.
+   * @param {WaitingMessage} msg
+   */
+  onWaiting(msg) {
+    if (this.you) this.backToQueue();
+    this.waitingView.show(msg);
+    this.prejoin.showPreview(null, "");
+    this.waitingView.setPreview(this.local);
+    // Nothing to resume: a reload joins the queue again, under the same name.
+    saveStored({ invite: this.token, resume: "", name: this.name, waiting: true });
+    const title = msg.room.title || "Consultation";
+    document.title = `${title} · Huizhen`;
+    if (this.state !== "waiting") {
+      this.setState("waiting");
+      this.waitingView.focus();
+    }
+    if (this.precallDue) {
+      this.precallDue = false;
+      void this.sendPrecall();
+    }
+  }
+
+  /**
+   * Sent back to the waiting room: the server has removed our place and our media, so the room
+   * view, the peer connection and the clinicians' tools go; the camera stays, and a fresh peer
+   * connection waits for the next admission's offer.
+   */
+  backToQueue() {
+    this.view.clear();
+    this.view.setSendBack(null);
+    this.you = null;
+    this.others.clear();
+    this.media?.close();
+    this.media = null;
+    this.remoteTracks = new Map();
+    this.newMedia();
+    this.consult?.viewer.close();
+    this.queue.enter(undefined);
+    if (this.ui.endDialog.open) this.ui.endDialog.close();
+    if (this.reasons.ui.dialog.open) this.reasons.ui.dialog.close();
+    this.ui.soundButton.hidden = true;
+    this.showBanner("");
+    this.precallDue = true;
+  }
+
+  /**
+   * The pre-call check, sent once per wait: whether camera and microphone deliver (from the
+   * preview the page holds) and how the connection looks (the median round trip of a few
+   * signaling pings: under 150 ms good, under 400 ms fair, else poor).
+   */
+  async sendPrecall() {
+    const signaling = this.signaling;
+    if (!signaling) return;
+    this.waitingView.setChecks(null, this.observer);
+    /** @type {number[]} */
+    const rtts = [];
+    let answered = true;
+    for (let i = 0; i < PRECALL_PINGS && answered; i += 1) {
+      const rtt = await signaling.measureRtt(PRECALL_PING_TIMEOUT_MS);
+      if (rtt === null) answered = false;
+      else rtts.push(rtt);
+    }
+    if (signaling !== this.signaling || this.state !== "waiting") return;
+    const rtt = answered ? rtts.sort((a, b) => a - b)[Math.floor(rtts.length / 2)] : null;
+    const live = (/** @type {MediaStreamTrack[]} */ tracks) => tracks.some((t) => t.readyState === "live");
+    /** @type {PrecallInfo} */
+    const report = {
+      camera: live(this.local?.getVideoTracks() ?? []),
+      microphone: live(this.local?.getAudioTracks() ?? []),
+      connection: connectionQuality(rtt ?? null),
+    };
+    if (rtt !== null && rtt !== undefined) report.rtt_ms = rtt;
+    signaling.send({ type: "precall", ...report });
+    this.waitingView.setChecks(report, this.observer);
+  }
+
+  /**
+   * The waiting room's socket dropped: join the queue again, after a pause that grows, a few
+   * times; the waiting screen stays and says so.
+   */
+  rejoinWaiting() {
+    const now = Date.now();
+    this.waitingRejoins = this.waitingRejoins.filter((t) => now - t < RECOVERY_WINDOW_MS);
+    if (this.waitingRejoins.length >= MAX_WAITING_REJOINS) {
+      this.fail("reconnect_failed");
+      return;
+    }
+    const delay = 1000 * 2 ** this.waitingRejoins.length;
+    this.waitingRejoins.push(now);
+    this.teardownLink();
+    this.waitingView.setReconnecting(true);
+    const gen = this.generation;
+    setTimeout(() => {
+      if (gen === this.generation && this.state === "waiting") this.connect(undefined);
+    }, delay);
+  }
+
   /** @param {JoinedMessage | ResumedMessage} msg */
   enterRoom(msg) {
+    const admitted = this.state === "waiting";
+    this.waitingView.setPreview(null);
     this.you = msg.you;
     this.seatRetried = false;
     const present = new Set(msg.participants.map((p) => p.id));
@@ -445,11 +610,19 @@ class JoinApp {
     this.ui.cameraButton.hidden = !this.publish.video;
     this.renderControls();
     this.enterConsultation(msg);
+    // Clinicians manage the waiting room: its tab, and "Send back" on patients and observers.
+    this.queue.enter(msg.waiting_room);
+    this.view.setSendBack(msg.waiting_room ? (p) => void this.queue.sendBack(p) : null);
     // The server starts everyone unmuted; tell it if we are not (a rejoin while muted).
     if (msg.type === "joined" && ((this.publish.audio && !this.micOn) || (this.publish.video && !this.camOn))) {
       this.sendMediaState();
     }
     this.setState("in-room");
+    if (admitted) {
+      this.notice("You are in the consultation now.");
+      this.ui.roomTitle.tabIndex = -1;
+      this.ui.roomTitle.focus();
+    }
   }
 
   /**
@@ -523,11 +696,12 @@ class JoinApp {
 
   async leave() {
     const signaling = this.signaling;
+    const waiting = this.state === "waiting";
     this.ui.leaveButton.disabled = true;
     // Stop listening to the link first: its onEnd("left") must not race the screen below.
     this.generation += 1;
     if (signaling) await signaling.leave();
-    this.finish("ended", "You left the consultation", "You can close this page now.", "Join again");
+    this.finish("ended", waiting ? "You left the waiting room" : "You left the consultation", "You can close this page now.", "Join again");
   }
 
   /** @param {"ended_by_doctor" | "server_shutdown"} reason */
@@ -549,6 +723,9 @@ class JoinApp {
       case "gave_up":
         this.fail("reconnect_failed");
         return;
+      case "dropped_waiting":
+        this.rejoinWaiting();
+        return;
       case "fatal":
         if (end.code === "room_ended") this.finishRoomEnded("ended_by_doctor");
         // A seat's entry token lasts minutes: a reload or a rejoin later takes a fresh one.
@@ -556,6 +733,8 @@ class JoinApp {
         else if (end.code === "invalid_name") this.backToPrejoin(describeError(end.code));
         // A lost media path is worth one fresh peer connection (bounded by recoverMedia).
         else if (end.code === "media_lost") this.recoverMedia();
+        // Turned away from the waiting room: the clinic's reason is the message.
+        else if (end.code === "declined") this.fail("declined", end.message);
         else this.fail(end.code);
         return;
       case "closed":
@@ -576,10 +755,14 @@ class JoinApp {
       4002: "room_full",
       4003: "replaced",
       4004: "resume_failed",
+      4006: "declined",
+      4007: "room_locked",
       4008: "rate_limited",
       4404: "room_not_found",
     };
     if (code === 4000) this.finishRoomEnded("ended_by_doctor");
+    // A waiting room's socket that could not even reconnect: try again (bounded).
+    else if (this.state === "waiting" && !byCode[code]) this.rejoinWaiting();
     else if (code === 4005) this.recoverMedia();
     else if (byCode[code]) this.fail(byCode[code]);
     else this.fail(everJoined ? "reconnect_failed" : "connect_failed");
@@ -587,7 +770,12 @@ class JoinApp {
 
   /** @param {ErrorCode} code */
   onSoftError(code) {
-    if (code === "forbidden" && !this.you && (this.publish.audio || this.publish.video)) {
+    if (code === "not_waiting") {
+      // A clinician's admit, decline or send back found nobody to act on.
+      this.notice(this.queue.notWaiting());
+      return;
+    }
+    if (code === "forbidden" && !this.you && this.state !== "waiting" && (this.publish.audio || this.publish.video)) {
       // Our role may not publish (the token's role hint was missing or wrong): join without media.
       for (const track of this.local?.getTracks() ?? []) track.stop();
       this.local = null;
@@ -670,8 +858,11 @@ class JoinApp {
     this.prejoin.focus();
   }
 
-  /** @param {ErrorCode | LocalErrorCode} code */
-  fail(code) {
+  /**
+   * @param {ErrorCode | LocalErrorCode} code
+   * @param {string} [detail] the clinic's own words (a declined person's reason)
+   */
+  fail(code, detail = "") {
     this.teardownAll();
     const linkError = LINK_ERRORS.has(code);
     if (this.seat) {
@@ -683,9 +874,11 @@ class JoinApp {
       this.showStatus("error", "Cannot enter the consultation", describeSeatError(code));
     } else {
       this.actionToConsole = false;
-      this.ui.statusAction.hidden = linkError;
-      this.ui.statusAction.textContent = "Reload";
-      this.showStatus("error", linkError ? "This link does not work" : "Cannot join the consultation", describeError(code));
+      // Turned away for good: reloading would only queue them again.
+      this.ui.statusAction.hidden = linkError || code === "declined";
+      this.ui.statusAction.textContent = code === "room_locked" ? "Try again" : "Reload";
+      const title = describeTitle(code) ?? (linkError ? "This link does not work" : "Cannot join the consultation");
+      this.showStatus("error", title, describeError(code), detail ? `Message from the clinic: “${detail}”` : "");
     }
     this.ui.statusPanel.dataset.errorCode = code;
   }
@@ -708,10 +901,13 @@ class JoinApp {
    * @param {"ended" | "error"} state
    * @param {string} title
    * @param {string} text
+   * @param {string} [detail] a second paragraph ("" for none)
    */
-  showStatus(state, title, text) {
+  showStatus(state, title, text, detail = "") {
     this.ui.statusTitle.textContent = title;
     this.ui.statusText.textContent = text;
+    this.ui.statusDetail.textContent = detail;
+    this.ui.statusDetail.hidden = detail === "";
     this.setState(state);
     // Move focus to the news so keyboard and screen-reader users land on it.
     this.ui.statusTitle.tabIndex = -1;
@@ -733,16 +929,20 @@ class JoinApp {
   teardownAll() {
     this.teardownLink();
     this.view.clear();
+    this.view.setSendBack(null);
+    this.queue.enter(undefined);
     this.you = null;
     this.others.clear();
     for (const track of this.local?.getTracks() ?? []) track.stop();
     this.local = null;
     this.prejoin.showPreview(null, "");
+    this.waitingView.clear();
     if (this.ui.endDialog.open) this.ui.endDialog.close();
-    // A reload must not try to take over a participant that is gone.
+    if (this.reasons.ui.dialog.open) this.reasons.ui.dialog.close();
+    // A reload must not try to take over a participant that is gone, nor queue again.
     const stored = loadStored();
     // The name stays, to prefill the pre-join screen of a "Join again".
-    if (stored) saveStored({ ...stored, resume: "" });
+    if (stored) saveStored({ ...stored, resume: "", waiting: false });
   }
 
   /** @param {AppState} state */
@@ -751,12 +951,14 @@ class JoinApp {
     document.body.dataset.state = state;
     const inRoom = state === "in-room" || state === "reconnecting";
     this.ui.prejoin.hidden = state !== "prejoin";
+    this.ui.waitingScreen.hidden = state !== "waiting";
     this.ui.room.hidden = !inRoom;
     this.ui.statusPanel.hidden = !(state === "connecting" || state === "ended" || state === "error");
     this.ui.statusSpinner.hidden = state !== "connecting";
     if (state === "connecting") {
       this.ui.statusTitle.textContent = "Connecting…";
       this.ui.statusText.textContent = "Joining the consultation.";
+      this.ui.statusDetail.hidden = true;
       this.ui.statusAction.hidden = true;
       delete this.ui.statusPanel.dataset.errorCode;
     }

@@ -136,6 +136,38 @@ export const PROTOCOL_VERSION = 1;
  * @property {DocumentInfo[]} documents
  * @property {ChatInfo[]} chat
  * @property {(FollowState & {presenter: string}) | null} follow
+ * @property {QueueInfo} [waiting_room] the waiting room, for clinicians (who admit); absent for
+ *   the others
+ */
+
+/**
+ * A waiting person's pre-call check: camera and microphone working, and how the connection
+ * looked (from a signaling ping's round trip).
+ * @typedef {object} PrecallInfo
+ * @property {boolean} camera
+ * @property {boolean} microphone
+ * @property {"good" | "fair" | "poor" | "unknown"} connection
+ * @property {number} [rtt_ms]
+ */
+
+/**
+ * Someone in the waiting room, as clinicians see them.
+ * @typedef {object} WaiterInfo
+ * @property {string} id
+ * @property {string} name
+ * @property {Role} role
+ * @property {number} waiting_since Unix seconds
+ * @property {boolean} sent_back a clinician sent them back from the consultation
+ * @property {PrecallInfo | null} precall
+ */
+
+/**
+ * The waiting room as clinicians see it: who waits, longest first (someone sent back at the
+ * front), whether the room is locked to new arrivals, and the message shown to those waiting.
+ * @typedef {object} QueueInfo
+ * @property {WaiterInfo[]} waiting
+ * @property {boolean} locked
+ * @property {string | null} message
  */
 
 /** @typedef {JoinedBody & {type: "joined"}} JoinedMessage */
@@ -146,7 +178,7 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "participant_updated", participant: Participant}} ParticipantUpdatedMessage */
 /**
  * @typedef {{type: "participant_left", participant_id: string,
- *   reason: "left" | "disconnected" | "replaced" | "media_failed"}} ParticipantLeftMessage
+ *   reason: "left" | "disconnected" | "replaced" | "media_failed" | "removed" | "sent_back"}} ParticipantLeftMessage
  */
 /** @typedef {{type: "room_ended", reason: "ended_by_doctor" | "server_shutdown"}} RoomEndedMessage */
 /**
@@ -154,7 +186,7 @@ export const PROTOCOL_VERSION = 1;
  *   "rate_limited" | "not_joined" | "already_joined" | "invalid_token" | "token_expired" |
  *   "invite_revoked" | "room_not_found" | "room_ended" | "room_full" | "server_full" |
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
- *   "media_unreachable" | "media_lost" | "internal"}
+ *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined"}
  *   ErrorCode
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
@@ -165,12 +197,25 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "follow_stopped", presenter: string}} FollowStoppedMessage */
 /** @typedef {{type: "annotation_added", annotation: AnnotationInfo}} AnnotationAddedMessage */
 /** @typedef {{type: "record_updated", record: RecordInfo}} RecordUpdatedMessage */
+/**
+ * To someone waiting to be admitted: where they stand. `joined` follows on the same socket once
+ * a clinician admits them; until then nothing else of the room reaches them.
+ * @typedef {object} WaitingMessage
+ * @property {"waiting"} type
+ * @property {{id: string, title: string}} room
+ * @property {number} position 1 = next
+ * @property {number} of how many wait
+ * @property {number | null} estimated_wait_s
+ * @property {string | null} message the clinic's message to everyone waiting
+ * @property {string | null} sent_back why, when a clinician sent them back from the consultation
+ */
+/** @typedef {QueueInfo & {type: "waiting_room"}} WaitingRoomMessage */
 
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
  *   ParticipantsJoinedMessage | ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
- *   AnnotationAddedMessage | RecordUpdatedMessage} ServerMessage
+ *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage} ServerMessage
  */
 
 /**
@@ -191,10 +236,18 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "chat", text: string}} ChatSendMessage */
 /** @typedef {FollowState & {type: "follow"}} FollowSendMessage */
 /** @typedef {{type: "annotate", document_id: string, page: number, shape: Shape}} AnnotateMessage */
+/** @typedef {{type: "admit", participant_id?: string}} AdmitMessage no id: whoever is next */
+/** @typedef {{type: "decline", participant_id: string, reason?: string}} DeclineMessage */
+/** @typedef {{type: "send_back", participant_id: string, reason?: string}} SendBackMessage */
+/** @typedef {{type: "waiting_message", text: string}} WaitingTextMessage empty text clears it */
+/** @typedef {{type: "lock", locked: boolean}} LockMessage */
+/** @typedef {PrecallInfo & {type: "precall"}} PrecallMessage */
 
 /**
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
- *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage} ClientMessage
+ *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
+ *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
+ *   PrecallMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
@@ -215,6 +268,8 @@ const SERVER_TYPES = new Set([
   "follow_stopped",
   "annotation_added",
   "record_updated",
+  "waiting",
+  "waiting_room",
 ]);
 
 /**

@@ -5,7 +5,9 @@
 // Tile DOM contract (tests/browser relies on it): `.tile[data-participant-id]` holding a
 // <video>, a `.badge-muted` element that is `hidden` unless the participant is muted, and
 // `.tile-local` on your own tile; all inside #tiles. The audience: `.audience-item
-// [data-participant-id]` inside #audience, which is `hidden` while nobody is in it.
+// [data-participant-id]` inside #audience, which is `hidden` while nobody is in it. For a
+// clinician in a consultation with a waiting room, the tiles and audience lines of patients and
+// observers carry a `.send-back` button.
 //
 // The view only renders what it is told. Who is present comes from signaling events, the
 // tracks from the media session; neither is looked up from here.
@@ -21,6 +23,8 @@ import { el, roleLabel } from "./dom.js";
  * @property {HTMLElement} name
  * @property {HTMLElement} role
  * @property {HTMLElement} reconnecting
+ * @property {HTMLButtonElement} sendBack
+ * @property {Participant} participant
  */
 
 /**
@@ -33,6 +37,8 @@ import { el, roleLabel } from "./dom.js";
  * @property {HTMLElement} role
  * @property {HTMLElement} muted
  * @property {HTMLElement} reconnecting
+ * @property {HTMLButtonElement} sendBack
+ * @property {Participant | null} participant null for your own tile
  * @property {MediaStreamTrack | undefined} audioTrack
  * @property {MediaStreamTrack | undefined} videoTrack
  */
@@ -50,6 +56,8 @@ export class RoomView {
   #onAutoplayBlocked;
   /** Set once the browser refused to autoplay sound; new remote videos then start muted too. */
   #soundBlocked = false;
+  /** @type {((p: Participant) => void) | null} a clinician's "Send back to the waiting room" */
+  #onSendBack = null;
 
   /**
    * @param {HTMLElement} container #tiles
@@ -62,6 +70,27 @@ export class RoomView {
     this.#container = container;
     this.#audience = audience;
     this.#onAutoplayBlocked = onAutoplayBlocked;
+  }
+
+  /**
+   * Offers "Send back to the waiting room" on the patients and observers (a clinician's view),
+   * or no longer (null).
+   * @param {((p: Participant) => void) | null} handler
+   */
+  setSendBack(handler) {
+    this.#onSendBack = handler;
+    for (const tile of this.#tiles.values()) this.#renderSendBack(tile.sendBack, tile.participant);
+    for (const item of this.#audienceItems.values()) this.#renderSendBack(item.sendBack, item.participant);
+  }
+
+  /**
+   * @param {HTMLButtonElement} button
+   * @param {Participant | null} p null: your own tile
+   */
+  #renderSendBack(button, p) {
+    const offered = this.#onSendBack !== null && p !== null && (p.role === "patient" || p.role === "observer");
+    button.hidden = !offered;
+    if (p) button.setAttribute("aria-label", `Send ${p.name} back to the waiting room`);
   }
 
   /**
@@ -85,6 +114,8 @@ export class RoomView {
       else this.#container.append(tile.root);
       this.#updateCount();
     }
+    tile.participant = isLocal ? null : p;
+    this.#renderSendBack(tile.sendBack, tile.participant);
     tile.name.textContent = isLocal ? `${p.name} (you)` : p.name;
     tile.role.textContent = roleLabel(p.role);
     tile.muted.hidden = !(p.publishing.audio && p.audio_muted);
@@ -175,13 +206,16 @@ export class RoomView {
       const name = el("span", { className: "audience-name" });
       const role = el("span", { className: "audience-role" });
       const reconnecting = el("span", { className: "badge badge-reconnecting", text: "Reconnecting…" });
-      const root = el("li", { className: "audience-item" }, name, role, reconnecting);
+      const sendBack = this.#sendBackButton(() => item?.participant);
+      const root = el("li", { className: "audience-item" }, name, role, reconnecting, sendBack);
       root.dataset.participantId = p.id;
-      item = { root, name, role, reconnecting };
+      item = { root, name, role, reconnecting, sendBack, participant: p };
       this.#audienceItems.set(p.id, item);
       this.#audience.list.append(root);
       this.#updateAudience();
     }
+    item.participant = p;
+    this.#renderSendBack(item.sendBack, p);
     item.name.textContent = p.name;
     item.role.textContent = roleLabel(p.role);
     item.reconnecting.hidden = p.connection !== "reconnecting";
@@ -221,10 +255,40 @@ export class RoomView {
     const reconnecting = el("span", { className: "badge badge-reconnecting", text: "Reconnecting…" });
     reconnecting.hidden = true;
     const info = el("div", { className: "tile-info" }, name, role, muted, reconnecting);
-    const root = el("article", { className: isLocal ? "tile tile-local" : "tile" }, video, placeholder, info);
-    root.dataset.participantId = id;
-    root.setAttribute("role", "listitem");
-    return { root, video, placeholder, placeholderText, name, role, muted, reconnecting, audioTrack: undefined, videoTrack: undefined };
+    /** @type {Tile} */
+    const tile = {
+      root: el("article", { className: isLocal ? "tile tile-local" : "tile" }),
+      video,
+      placeholder,
+      placeholderText,
+      name,
+      role,
+      muted,
+      reconnecting,
+      sendBack: this.#sendBackButton(() => tile.participant),
+      participant: null,
+      audioTrack: undefined,
+      videoTrack: undefined,
+    };
+    const actions = el("div", { className: "tile-actions" }, tile.sendBack);
+    tile.root.append(video, placeholder, info, actions);
+    tile.root.dataset.participantId = id;
+    tile.root.setAttribute("role", "listitem");
+    return tile;
+  }
+
+  /**
+   * @param {() => Participant | null | undefined} who whom the button is for, when clicked
+   * @returns {HTMLButtonElement}
+   */
+  #sendBackButton(who) {
+    const button = el("button", { className: "btn btn-small send-back", text: "Send back", attrs: { type: "button" } });
+    button.hidden = true;
+    button.addEventListener("click", () => {
+      const p = who();
+      if (p && this.#onSendBack) this.#onSendBack(p);
+    });
+    return button;
   }
 
   /**

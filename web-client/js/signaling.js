@@ -8,6 +8,12 @@
 // why a resume needs no renegotiation. Everything that ends the link for good (a fatal error,
 // a refusing close code, leave, giving up) is reported once, through `onEnd`.
 //
+// Someone who joins a consultation with a waiting room is first answered `waiting`: the socket is
+// then open for the few messages a waiting person may send (`precall`, `ping`, `leave`) and kept
+// alive with pings, but there is nothing to resume (a waiting person holds no resume token), so
+// a drop while waiting ends the link with `dropped_waiting` and the page joins the queue again.
+// `joined` arrives on the same socket when a clinician admits them.
+//
 // Tokens are bearer secrets: nothing here logs messages.
 
 import { PROTOCOL_VERSION, parseServerMessage } from "./protocol.js";
@@ -24,8 +30,13 @@ import { PROTOCOL_VERSION, parseServerMessage } from "./protocol.js";
  * - `fatal`: the server sent a fatal error (the code says which) and closed.
  * - `closed`: the socket closed with a code that forbids resuming, or before any join succeeded.
  * - `gave_up`: the resume window passed without a successful resume.
- * @typedef {{reason: "left"} | {reason: "fatal", code: ErrorCode} |
- *   {reason: "closed", closeCode: number, everJoined: boolean} | {reason: "gave_up"}} LinkEnd
+ * - `dropped_waiting`: the socket dropped while waiting to be admitted (nothing to resume: join
+ *   again).
+ * `message` of a fatal error is the server's text: for developers, except for `declined`, where
+ * it is the clinic's reason.
+ * @typedef {{reason: "left"} | {reason: "fatal", code: ErrorCode, message: string} |
+ *   {reason: "closed", closeCode: number, everJoined: boolean} | {reason: "gave_up"} |
+ *   {reason: "dropped_waiting"}} LinkEnd
  */
 
 /**
@@ -40,7 +51,7 @@ import { PROTOCOL_VERSION, parseServerMessage } from "./protocol.js";
  * Close codes after which a resume cannot succeed (docs/protocol.md, "WebSocket close codes").
  * Anything else (1001 going away, 1006 abnormal, 1011 internal, ...) is worth a resume.
  */
-const FINAL_CLOSE_CODES = new Set([1000, 1003, 1008, 1009, 4000, 4001, 4002, 4003, 4004, 4008, 4404]);
+const FINAL_CLOSE_CODES = new Set([1000, 1003, 1008, 1009, 4000, 4001, 4002, 4003, 4004, 4006, 4007, 4008, 4404]);
 
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 8000;
@@ -58,8 +69,10 @@ export class SignalingClient {
   #ws = null;
   /** True once `joined`/`resumed` arrived on the current socket: only then may we send. */
   #live = false;
-  /** True once any join succeeded: from then on a drop is resumable. */
+  /** True once any join succeeded: from then on a drop is resumable (unless waiting). */
   #everJoined = false;
+  /** True while waiting to be admitted (after `waiting`, until `joined`). */
+  #waiting = false;
   #resumeToken = "";
   #resumeWindowMs = 30_000;
   /** When the link dropped (ms since epoch), 0 while connected. */
@@ -71,6 +84,8 @@ export class SignalingClient {
   #pingTimer;
   #lastHeard = 0;
   #pingId = 0;
+  /** @type {Map<number, () => void>} pongs awaited by `measureRtt`, by ping id */
+  #rttProbes = new Map();
   /** @type {import("./protocol.js").ErrorMessage | null} fatal error seen on the current socket */
   #fatal = null;
   #ended = false;
@@ -159,6 +174,31 @@ export class SignalingClient {
     this.#teardown();
   }
 
+  /**
+   * Measures the round trip of one signaling `ping` on the open socket.
+   * @param {number} timeoutMs
+   * @returns {Promise<number | null>} milliseconds, or null when no pong came in time (or the
+   *   socket is not open)
+   */
+  measureRtt(timeoutMs) {
+    const ws = this.#ws;
+    if (this.#ended || !ws || !this.#live || ws.readyState !== WebSocket.OPEN) return Promise.resolve(null);
+    this.#pingId += 1;
+    const id = this.#pingId;
+    return new Promise((resolve) => {
+      const started = performance.now();
+      const timer = setTimeout(() => {
+        this.#rttProbes.delete(id);
+        resolve(null);
+      }, timeoutMs);
+      this.#rttProbes.set(id, () => {
+        clearTimeout(timer);
+        resolve(Math.round(performance.now() - started));
+      });
+      ws.send(JSON.stringify({ type: "ping", id }));
+    });
+  }
+
   /** @returns {boolean} whether a drop is being recovered from */
   get reconnecting() {
     return this.#droppedAt !== 0;
@@ -194,11 +234,25 @@ export class SignalingClient {
   /** @param {ServerMessage} msg */
   #onMessage(msg) {
     switch (msg.type) {
-      case "pong":
+      case "pong": {
+        const probe = this.#rttProbes.get(msg.id);
+        this.#rttProbes.delete(msg.id);
+        probe?.();
+        return;
+      }
+      case "waiting":
+        // Waiting to be admitted: the socket may carry `precall`, pings and `leave`; nothing
+        // kept for the room (an answer, a media state) makes sense any more.
+        this.#live = true;
+        this.#waiting = true;
+        this.#pending.clear();
+        this.#startPings();
+        this.#hooks.onMessage(msg);
         return;
       case "joined":
       case "resumed":
         this.#live = true;
+        this.#waiting = false;
         this.#everJoined = true;
         this.#droppedAt = 0;
         this.#attempt = 0;
@@ -242,7 +296,13 @@ export class SignalingClient {
     const fatal = this.#fatal;
     // `internal` is the one fatal error that invites a reconnect (docs/protocol.md).
     if (fatal && !(fatal.code === "internal" && this.#everJoined)) {
-      this.#end({ reason: "fatal", code: fatal.code });
+      this.#end({ reason: "fatal", code: fatal.code, message: fatal.message });
+      return;
+    }
+    if (this.#waiting && !FINAL_CLOSE_CODES.has(code)) {
+      // A waiting person holds no resume token (nor does one sent back: theirs died with
+      // their place in the room).
+      this.#end({ reason: "dropped_waiting" });
       return;
     }
     if (!this.#everJoined || FINAL_CLOSE_CODES.has(code)) {

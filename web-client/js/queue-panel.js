@@ -1,0 +1,463 @@
+// The waiting room as clinicians manage it (the server's `waiting_room`): a tab beside
+// documents, chat and records with a badge counting who waits; each waiting person with name,
+// role, how long they have waited, whether a clinician sent them back, and their pre-call check;
+// Admit and Decline for each, Admit next, a message to everyone waiting, and Lock/Unlock for
+// new arrivals. Sending someone back from the consultation starts at their tile (RoomView) and
+// asks for a reason in the same small dialog as Decline.
+//
+// DOM contract (tests/browser relies on it): the tab `.tab[data-tab="queue-panel"]` with
+// `#queue-count`; in #queue-panel, `.queue-item[data-participant-id]` (with `data-sent-back`,
+// `.queue-waited`, `.queue-precall[data-connection]`, buttons `data-action="admit"` and
+// `data-action="decline"`), `.queue-admit-next`, `.queue-lock` (aria-pressed), the message form
+// `.queue-message-form`; the dialog #reason-dialog.
+//
+// The panel only shows what the server says: every change comes back as a new `waiting_room`.
+
+import { el, must, roleLabel } from "./dom.js";
+
+/** @typedef {import("./protocol.js").QueueInfo} QueueInfo */
+/** @typedef {import("./protocol.js").WaiterInfo} WaiterInfo */
+/** @typedef {import("./protocol.js").PrecallInfo} PrecallInfo */
+/** @typedef {import("./protocol.js").ClientMessage} ClientMessage */
+
+/** How often "waiting for N min" is brought up to date. */
+const TICK_MS = 30_000;
+/** The server's limit on a message to the waiting room and on a reason. */
+export const MAX_WAITING_TEXT_CHARS = 500;
+
+// What the clinicians read. Kept together here so that translations find them.
+const TEXT = {
+  empty: "Nobody is waiting.",
+  locked: "Locked: nobody new can join with an invitation link. Clinicians still can.",
+  unlocked: "Open: people with an invitation link can join the waiting room.",
+  lock: "Lock",
+  unlock: "Unlock",
+  lockLabel: "Lock the consultation to new arrivals",
+  unlockLabel: "Unlock the consultation for new arrivals",
+  sentBack: "Sent back",
+  noPrecall: "Pre-call check not received yet",
+  /** @param {number} s */
+  waited: (s) => {
+    const minutes = Math.floor(Math.max(0, s) / 60);
+    if (minutes < 1) return "Waiting less than a minute";
+    if (minutes < 60) return `Waiting ${minutes} min`;
+    return `Waiting ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  },
+  camera: { true: "camera OK", false: "no camera" },
+  microphone: { true: "microphone OK", false: "no microphone" },
+  /** @param {PrecallInfo} p */
+  connection: (p) =>
+    p.connection === "unknown" ? "connection unknown" : `connection ${p.connection}${p.rtt_ms !== undefined ? ` (${p.rtt_ms} ms)` : ""}`,
+  /** @param {string} name */
+  admitLabel: (name) => `Admit ${name}`,
+  /** @param {string} name */
+  declineLabel: (name) => `Decline ${name}`,
+  /** @param {string} name */
+  declineTitle: (name) => `Decline ${name}?`,
+  declineText: "They are told that the care team cannot see them in this consultation, and their page closes.",
+  declineOk: "Decline",
+  /** @param {string} name */
+  arrived: (name) => `${name} is waiting to be admitted.`,
+  /** @param {string} text */
+  currentMessage: (text) => `Shown to everyone waiting: “${text}”`,
+  noMessage: "No message is shown to those waiting.",
+  messageSent: "Message sent to everyone waiting.",
+  messageCleared: "Message cleared.",
+  notWaitingAdmit: "Already admitted by someone else",
+  notWaitingNext: "Nobody is waiting.",
+  notWaitingDecline: "They are no longer waiting.",
+  notWaitingSendBack: "They cannot be sent back now: they are reconnecting, gone, or already waiting.",
+};
+
+/**
+ * The small modal dialog that asks for an optional reason (join.html's #reason-dialog), for
+ * Decline and Send back.
+ */
+export class ReasonDialog {
+  ui = {
+    dialog: must("#reason-dialog", HTMLDialogElement),
+    form: must("#reason-form", HTMLFormElement),
+    title: must("#reason-dialog-title", HTMLElement),
+    text: must("#reason-dialog-text", HTMLElement),
+    input: must("#reason-input", HTMLInputElement),
+    cancel: must("#reason-cancel", HTMLButtonElement),
+    ok: must("#reason-ok", HTMLButtonElement),
+  };
+
+  /**
+   * @param {{title: string, text: string, ok: string}} ask
+   * @returns {Promise<string | null>} the reason ("" for none), or null when cancelled
+   */
+  ask(ask) {
+    const { dialog, form, input, cancel, ok } = this.ui;
+    if (dialog.open) dialog.close();
+    this.ui.title.textContent = ask.title;
+    this.ui.text.textContent = ask.text;
+    ok.textContent = ask.ok;
+    input.value = "";
+    input.maxLength = MAX_WAITING_TEXT_CHARS;
+    return new Promise((resolve) => {
+      /** @param {string | null} result */
+      const done = (result) => {
+        form.removeEventListener("submit", onSubmit);
+        cancel.removeEventListener("click", onCancel);
+        dialog.removeEventListener("close", onClose);
+        if (dialog.open) dialog.close();
+        resolve(result);
+      };
+      /** @param {SubmitEvent} ev */
+      const onSubmit = (ev) => {
+        ev.preventDefault();
+        done(input.value.trim());
+      };
+      const onCancel = () => done(null);
+      // Escape. A close event still on its way from an earlier ask finds the dialog open again.
+      const onClose = () => {
+        if (!dialog.open) done(null);
+      };
+      form.addEventListener("submit", onSubmit);
+      cancel.addEventListener("click", onCancel);
+      dialog.addEventListener("close", onClose);
+      dialog.showModal();
+      input.focus();
+    });
+  }
+}
+
+/**
+ * @typedef {object} QueueHooks
+ * @property {(msg: ClientMessage) => void} send
+ * @property {(text: string) => void} notice a short notice in the room
+ * @property {ReasonDialog} reasons
+ */
+
+/**
+ * @typedef {object} QueueItem
+ * @property {HTMLLIElement} root
+ * @property {HTMLElement} name
+ * @property {HTMLElement} role
+ * @property {HTMLElement} sentBack
+ * @property {HTMLElement} waited
+ * @property {HTMLElement} precall
+ * @property {HTMLButtonElement} admit
+ * @property {HTMLButtonElement} decline
+ * @property {WaiterInfo} waiter
+ */
+
+export class QueuePanel {
+  /** @type {QueueHooks} */
+  #hooks;
+  /** @type {Map<string, QueueItem>} */
+  #items = new Map();
+  /** @type {QueueInfo | null} */
+  #queue = null;
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  #ticker;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #statusTimer;
+  /** What the latest moderation was, to word a `not_waiting` answer. */
+  /** @type {"admit" | "next" | "decline" | "send_back"} */
+  #last = "admit";
+  ui;
+
+  /**
+   * @param {HTMLElement} root #queue-panel
+   * @param {HTMLElement} tab its tab
+   * @param {QueueHooks} hooks
+   */
+  constructor(root, tab, hooks) {
+    this.#hooks = hooks;
+    this.ui = {
+      root,
+      tab,
+      count: must("#queue-count", HTMLElement, tab),
+      list: must(".queue-list", HTMLUListElement, root),
+      empty: must(".queue-empty", HTMLElement, root),
+      admitNext: must(".queue-admit-next", HTMLButtonElement, root),
+      lock: must(".queue-lock", HTMLButtonElement, root),
+      lockStatus: must(".queue-lock-status", HTMLElement, root),
+      messageForm: must(".queue-message-form", HTMLFormElement, root),
+      messageInput: must("#queue-message-input", HTMLTextAreaElement, root),
+      messageClear: must(".queue-message-clear", HTMLButtonElement, root),
+      messageCurrent: must(".queue-message-current", HTMLElement, root),
+      status: must(".queue-status", HTMLElement, root),
+    };
+    this.ui.messageInput.maxLength = MAX_WAITING_TEXT_CHARS;
+    this.ui.admitNext.addEventListener("click", () => {
+      this.#last = "next";
+      hooks.send({ type: "admit" });
+    });
+    this.ui.lock.addEventListener("click", () => {
+      hooks.send({ type: "lock", locked: !(this.#queue?.locked ?? false) });
+    });
+    this.ui.messageForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const text = this.ui.messageInput.value.trim();
+      if (!text) {
+        this.ui.messageInput.focus();
+        return;
+      }
+      hooks.send({ type: "waiting_message", text });
+      this.ui.messageInput.value = "";
+      this.say(TEXT.messageSent);
+    });
+    this.ui.messageClear.addEventListener("click", () => {
+      hooks.send({ type: "waiting_message", text: "" });
+      this.ui.messageInput.value = "";
+      this.say(TEXT.messageCleared);
+    });
+  }
+
+  /**
+   * A short status line at the top of the panel, gone after a while.
+   * @param {string} text
+   */
+  say(text) {
+    this.ui.status.textContent = text;
+    clearTimeout(this.#statusTimer);
+    this.#statusTimer = setTimeout(() => {
+      this.ui.status.textContent = "";
+    }, 8000);
+  }
+
+  /**
+   * Shows the tab and the queue (a clinician's welcome), or hides them (anyone else's).
+   * @param {QueueInfo | undefined} queue
+   */
+  enter(queue) {
+    this.ui.tab.hidden = !queue;
+    if (!queue) {
+      if (this.ui.tab.getAttribute("aria-selected") === "true") this.ui.root.hidden = true;
+      this.stop();
+      this.#queue = null;
+      return;
+    }
+    this.update(queue, false);
+    if (this.#ticker === undefined) this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+  }
+
+  /**
+   * The queue as it stands now.
+   * @param {QueueInfo} queue
+   * @param {boolean} announce say who newly arrived
+   */
+  update(queue, announce) {
+    const before = new Set(this.#items.keys());
+    this.#queue = queue;
+    const { ui } = this;
+    const ids = new Set(queue.waiting.map((w) => w.id));
+    for (const [id, item] of this.#items) {
+      if (!ids.has(id)) {
+        item.root.remove();
+        this.#items.delete(id);
+      }
+    }
+    const order = queue.waiting.map((w) => this.#upsert(w));
+    // Reorder only when the order changed: moving a node would take the focus off its buttons.
+    const current = [...ui.list.children];
+    if (order.length !== current.length || order.some((item, i) => item.root !== current[i])) {
+      ui.list.append(...order.map((item) => item.root));
+    }
+    const n = queue.waiting.length;
+    ui.count.textContent = String(n);
+    ui.count.hidden = n === 0;
+    ui.tab.dataset.count = String(n);
+    ui.empty.hidden = n > 0;
+    ui.admitNext.disabled = n === 0;
+    ui.lock.textContent = queue.locked ? TEXT.unlock : TEXT.lock;
+    ui.lock.setAttribute("aria-pressed", String(queue.locked));
+    ui.lock.setAttribute("aria-label", queue.locked ? TEXT.unlockLabel : TEXT.lockLabel);
+    ui.lockStatus.textContent = queue.locked ? TEXT.locked : TEXT.unlocked;
+    ui.root.dataset.locked = String(queue.locked);
+    ui.messageCurrent.textContent = queue.message ? TEXT.currentMessage(queue.message) : TEXT.noMessage;
+    ui.messageClear.disabled = !queue.message;
+    if (announce) {
+      const arrived = queue.waiting.filter((w) => !before.has(w.id));
+      if (arrived.length) this.#hooks.notice(arrived.map((w) => TEXT.arrived(w.name)).join(" "));
+    }
+  }
+
+  /**
+   * A clinician's admit, decline or send back found nobody to act on (`not_waiting`): says so
+   * in the panel, and returns the words for the room's notice.
+   * @returns {string}
+   */
+  notWaiting() {
+    const text = {
+      next: TEXT.notWaitingNext,
+      decline: TEXT.notWaitingDecline,
+      send_back: TEXT.notWaitingSendBack,
+      admit: TEXT.notWaitingAdmit,
+    }[this.#last];
+    this.say(text);
+    return text;
+  }
+
+  /**
+   * Asks for a reason and sends a participant in the room back to the waiting room.
+   * @param {{id: string, name: string}} who
+   */
+  async sendBack(who) {
+    const reason = await this.#hooks.reasons.ask({
+      title: `Send ${who.name} back to the waiting room?`,
+      text: "They leave the consultation and wait until someone admits them again. They see the reason you give.",
+      ok: "Send back",
+    });
+    if (reason === null) return;
+    this.#last = "send_back";
+    this.#hooks.send(reason ? { type: "send_back", participant_id: who.id, reason } : { type: "send_back", participant_id: who.id });
+  }
+
+  stop() {
+    if (this.#ticker !== undefined) clearInterval(this.#ticker);
+    this.#ticker = undefined;
+  }
+
+  /**
+   * @param {WaiterInfo} w
+   * @returns {QueueItem}
+   */
+  #upsert(w) {
+    let item = this.#items.get(w.id);
+    if (!item) {
+      item = this.#create(w);
+      this.#items.set(w.id, item);
+    }
+    item.waiter = w;
+    item.name.textContent = w.name;
+    item.role.textContent = roleLabel(w.role);
+    item.sentBack.hidden = !w.sent_back;
+    item.root.dataset.sentBack = String(w.sent_back);
+    item.admit.setAttribute("aria-label", TEXT.admitLabel(w.name));
+    item.decline.setAttribute("aria-label", TEXT.declineLabel(w.name));
+    this.#renderWaited(item);
+    this.#renderPrecall(item.precall, w.precall);
+    return item;
+  }
+
+  /**
+   * @param {WaiterInfo} w
+   * @returns {QueueItem}
+   */
+  #create(w) {
+    const name = el("strong", { className: "queue-name" });
+    const role = el("span", { className: "queue-role" });
+    const sentBack = el("span", { className: "badge badge-sent-back", text: TEXT.sentBack });
+    const waited = el("span", { className: "queue-waited" });
+    const precall = el("p", { className: "queue-precall" });
+    const admit = el("button", { className: "btn btn-primary btn-small", text: "Admit", attrs: { type: "button", "data-action": "admit" } });
+    const decline = el("button", { className: "btn btn-danger btn-small", text: "Decline", attrs: { type: "button", "data-action": "decline" } });
+    const root = el(
+      "li",
+      { className: "queue-item" },
+      el("div", { className: "queue-who" }, name, role, sentBack),
+      waited,
+      precall,
+      el("div", { className: "actions" }, admit, decline),
+    );
+    root.dataset.participantId = w.id;
+    /** @type {QueueItem} */
+    const item = { root, name, role, sentBack, waited, precall, admit, decline, waiter: w };
+    admit.addEventListener("click", () => {
+      this.#last = "admit";
+      this.#hooks.send({ type: "admit", participant_id: item.waiter.id });
+    });
+    decline.addEventListener("click", async () => {
+      const who = item.waiter;
+      const reason = await this.#hooks.reasons.ask({ title: TEXT.declineTitle(who.name), text: TEXT.declineText, ok: TEXT.declineOk });
+      if (reason === null) return;
+      this.#last = "decline";
+      this.#hooks.send(reason ? { type: "decline", participant_id: who.id, reason } : { type: "decline", participant_id: who.id });
+    });
+    return item;
+  }
+
+  /** @param {QueueItem} item */
+  #renderWaited(item) {
+    const text = TEXT.waited(Date.now() / 1000 - item.waiter.waiting_since);
+    if (item.waited.textContent !== text) item.waited.textContent = text;
+  }
+
+  #tick() {
+    for (const item of this.#items.values()) this.#renderWaited(item);
+  }
+
+  /**
+   * The pre-call check as three icons with words: camera, microphone, connection.
+   * @param {HTMLElement} node
+   * @param {PrecallInfo | null} p
+   */
+  #renderPrecall(node, p) {
+    const key = JSON.stringify(p);
+    if (node.dataset.key === key) return;
+    node.dataset.key = key;
+    if (!p) {
+      node.replaceChildren(el("span", { className: "precall-none", text: TEXT.noPrecall }));
+      delete node.dataset.connection;
+      return;
+    }
+    node.dataset.connection = p.connection;
+    node.dataset.camera = String(p.camera);
+    node.dataset.microphone = String(p.microphone);
+    const bad = p.connection === "poor";
+    node.replaceChildren(
+      precallPart("camera", p.camera, TEXT.camera[p.camera ? "true" : "false"]),
+      precallPart("microphone", p.microphone, TEXT.microphone[p.microphone ? "true" : "false"]),
+      precallPart(`connection-${p.connection}`, !bad && p.connection !== "unknown", TEXT.connection(p)),
+    );
+  }
+}
+
+/**
+ * One item of the pre-call summary: an icon (decorative) and its words.
+ * @param {string} icon camera | microphone | connection-<quality>
+ * @param {boolean} ok
+ * @param {string} text
+ */
+function precallPart(icon, ok, text) {
+  const part = el("span", { className: ok ? "precall-part precall-ok" : "precall-part precall-problem" }, svgIcon(icon), text);
+  return part;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/**
+ * Small line icons, drawn here so that they need no font or file.
+ * @param {string} name
+ * @returns {SVGSVGElement}
+ */
+function svgIcon(name) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "18");
+  svg.setAttribute("height", "18");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.classList.add("icon");
+  /** @param {string} tag @param {Record<string, string>} attrs */
+  const add = (tag, attrs) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    svg.append(node);
+  };
+  if (name === "camera") {
+    add("rect", { x: "2", y: "6", width: "14", height: "12", rx: "2" });
+    add("path", { d: "M16 10l6-3v10l-6-3z" });
+  } else if (name === "microphone") {
+    add("rect", { x: "9", y: "2", width: "6", height: "12", rx: "3" });
+    add("path", { d: "M5 11a7 7 0 0 0 14 0M12 18v4M8 22h8" });
+  } else {
+    // Signal bars: as many filled as the connection deserves.
+    /** @type {Record<string, number>} */
+    const bars = { "connection-good": 3, "connection-fair": 2, "connection-poor": 1 };
+    const filled = bars[name] ?? 0;
+    [
+      ["3", "14", "4", "6"],
+      ["10", "9", "4", "11"],
+      ["17", "4", "4", "16"],
+    ].forEach(([x, y, width, height], i) => {
+      add("rect", { x, y, width, height, rx: "1", class: i < filled ? "bar-on" : "bar-off" });
+    });
+  }
+  return svg;
+}
