@@ -38,6 +38,8 @@ pub struct Participant {
     pub blocked: Vec<(ParticipantId, MediaKind)>,
     /// What this participant (a patient) agreed to, in force now.
     pub consents: BTreeSet<ConsentPurpose>,
+    /// What they were last told of consent (told again only when it changes).
+    pub consent_told: Option<super::ConsentState>,
     pub audio_muted: bool,
     pub video_off: bool,
     pub presence: Presence,
@@ -92,6 +94,7 @@ impl Participant {
             held: Publish::default(),
             blocked: Vec::new(),
             consents: BTreeSet::new(),
+            consent_told: None,
             audio_muted: false,
             video_off: false,
             presence: Presence::Connected(link),

@@ -866,6 +866,11 @@ impl Room {
         }
         let id = person.id.clone();
         self.participants.push(person);
+        // Their welcome tells them where consent stands.
+        let told = self.consent_state_for(self.participants.last().expect("just pushed"));
+        if let Some(p) = self.participants.last_mut() {
+            p.consent_told = Some(told);
+        }
         // Before any of their media can flow (it needs their ICE and DTLS, after this), the
         // media core learns what they may not be sent, and what the others may not of theirs.
         self.sync_blocks().await;
@@ -1228,10 +1233,22 @@ impl Room {
         }
     }
 
-    /// Tells everyone (but `except`, who is being welcomed) where consent stands.
-    fn tell_consent_except(&self, except: Option<&ParticipantId>) {
-        for p in self.participants.iter().filter(|p| Some(&p.id) != except) {
-            p.send(Notice::Consent(self.consent_state_for(p)));
+    /// Tells everyone whose view of consent changed where it stands (but `except`, who is
+    /// being welcomed with it).
+    fn tell_consent_except(&mut self, except: Option<&ParticipantId>) {
+        let states: Vec<ConsentState> = self
+            .participants
+            .iter()
+            .map(|p| self.consent_state_for(p))
+            .collect();
+        for (p, state) in self.participants.iter_mut().zip(states) {
+            if p.consent_told.as_ref() == Some(&state) {
+                continue;
+            }
+            if Some(&p.id) != except {
+                p.send(Notice::Consent(state.clone()));
+            }
+            p.consent_told = Some(state);
         }
     }
 
