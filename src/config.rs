@@ -201,6 +201,9 @@ pub struct RoomsConfig {
     /// Default and maximum invite lifetime, in minutes.
     pub invite_default_minutes: u64,
     pub invite_max_minutes: u64,
+    /// Days after the consultation ended (or, while it has not, after the link was made) that
+    /// a patient's invitation opens their outcome page; 0 turns the page off.
+    pub outcome_days: u64,
 }
 
 impl Default for RoomsConfig {
@@ -210,6 +213,7 @@ impl Default for RoomsConfig {
             join_timeout_s: 10,
             invite_default_minutes: 240,
             invite_max_minutes: 7 * 24 * 60,
+            outcome_days: 30,
         }
     }
 }
@@ -270,6 +274,10 @@ pub const SESSION_HOURS: std::ops::RangeInclusive<u64> = 1..=720;
 
 /// Bounds on `auth.session_idle_s`.
 pub const SESSION_IDLE_S: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+/// The longest `rooms.outcome_days`: a patient's link opens their outcome page for a year at
+/// most after the consultation.
+pub const MAX_OUTCOME_DAYS: u64 = 366;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -588,6 +596,12 @@ impl Config {
                 "audit.anchor_interval_s must be between {} and {}",
                 ANCHOR_INTERVAL_S.start(),
                 ANCHOR_INTERVAL_S.end()
+            ));
+        }
+        // The patient's outcome page.
+        if self.rooms.outcome_days > MAX_OUTCOME_DAYS {
+            return bad(&format!(
+                "rooms.outcome_days must be between 0 and {MAX_OUTCOME_DAYS}"
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -918,6 +932,20 @@ mod tests {
             c.audit.anchor_interval_s = interval;
             assert_eq!(c.validate().is_ok(), ok, "{interval}");
         }
+    }
+
+    #[test]
+    fn outcome_days_are_0_to_a_year() {
+        let mut c = Config::default();
+        assert_eq!(c.rooms.outcome_days, 30);
+        c.apply_env([("HUIZHEN_ROOMS_OUTCOME_DAYS".into(), "0".into())])
+            .unwrap();
+        assert_eq!(c.rooms.outcome_days, 0);
+        assert!(c.validate().is_ok());
+        c.rooms.outcome_days = MAX_OUTCOME_DAYS;
+        assert!(c.validate().is_ok());
+        c.rooms.outcome_days = MAX_OUTCOME_DAYS + 1;
+        assert!(c.validate().is_err());
     }
 
     #[test]

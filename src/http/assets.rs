@@ -13,11 +13,13 @@ struct WebClient;
 /// Only pages and modules the browser needs; everything else is 404.
 const SERVED_EXTENSIONS: &[&str] = &["html", "js", "css", "svg", "png", "ico", "webmanifest"];
 
-/// `/` is the console, `/join` the participant app; other paths map to files.
+/// `/` is the console, `/join` the participant app, `/outcome` the patient's outcome page;
+/// other paths map to files.
 pub async fn serve(uri: Uri) -> Response {
     let path = match uri.path() {
         "/" => "index.html",
         "/join" => "join.html",
+        "/outcome" => "outcome.html",
         p => p.trim_start_matches('/'),
     };
     let allowed = path

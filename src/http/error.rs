@@ -89,6 +89,14 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// A link refused at the patient's outcome page (docs/protocol.md, "The patient's
+    /// outcome"): `invalid_token`, `not_patient_link`, `invite_revoked`, `outcome_expired`.
+    #[error("{message}")]
+    Link {
+        status: StatusCode,
+        code: &'static str,
+        message: &'static str,
+    },
 }
 
 impl ApiError {
@@ -123,6 +131,7 @@ impl ApiError {
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Referral { status, code, .. } => (*status, code),
+            ApiError::Link { status, code, .. } => (*status, code),
         }
     }
 }

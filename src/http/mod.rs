@@ -12,6 +12,8 @@ mod documents;
 pub mod error;
 mod member;
 mod organisation;
+// The patient's outcome page, opened with their invitation link.
+mod outcome;
 mod records;
 // Consultation requests (referrals).
 mod referrals;
@@ -157,6 +159,9 @@ pub fn router(state: AppState) -> Router {
         .route("/referrals", post(referrals::create).get(referrals::list))
         .route("/referrals/{id}", get(referrals::get))
         .route("/referrals/{id}/{action}", post(referrals::act))
+        // The patient's outcome page, opened with their invitation link.
+        .route("/outcome", get(outcome::get_outcome))
+        .route("/outcome/pdf", get(outcome::outcome_pdf))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))

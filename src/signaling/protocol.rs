@@ -952,6 +952,7 @@ mod tests {
             },
             audio_muted: false,
             video_off: false,
+            held: Publish::default(),
             connection: Connection::Connected,
         };
         let m = ServerMessage::ParticipantJoined {
