@@ -210,6 +210,9 @@ pub struct RoomsConfig {
     pub code_failures_per_address: usize,
     /// Failed redemptions of one code value, from any address, in 15 minutes.
     pub code_failures_per_code: usize,
+    /// Days after the consultation ended (or, while it has not, after the link was made) that
+    /// a patient's invitation opens their outcome page; 0 turns the page off.
+    pub outcome_days: u64,
 }
 
 /// The most minutes an invitation may open before its slot, or close after it.
@@ -226,6 +229,7 @@ impl Default for RoomsConfig {
             invite_close_after_minutes: 60,
             code_failures_per_address: 10,
             code_failures_per_code: 5,
+            outcome_days: 30,
         }
     }
 }
@@ -286,6 +290,10 @@ pub const SESSION_HOURS: std::ops::RangeInclusive<u64> = 1..=720;
 
 /// Bounds on `auth.session_idle_s`.
 pub const SESSION_IDLE_S: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+/// The longest `rooms.outcome_days`: a patient's link opens their outcome page for a year at
+/// most after the consultation.
+pub const MAX_OUTCOME_DAYS: u64 = 366;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -619,6 +627,12 @@ impl Config {
             return bad(
                 "rooms.code_failures_per_address and code_failures_per_code must be positive",
             );
+        }
+        // The patient's outcome page.
+        if self.rooms.outcome_days > MAX_OUTCOME_DAYS {
+            return bad(&format!(
+                "rooms.outcome_days must be between 0 and {MAX_OUTCOME_DAYS}"
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");
@@ -963,6 +977,20 @@ mod tests {
             c.audit.anchor_interval_s = interval;
             assert_eq!(c.validate().is_ok(), ok, "{interval}");
         }
+    }
+
+    #[test]
+    fn outcome_days_are_0_to_a_year() {
+        let mut c = Config::default();
+        assert_eq!(c.rooms.outcome_days, 30);
+        c.apply_env([("HUIZHEN_ROOMS_OUTCOME_DAYS".into(), "0".into())])
+            .unwrap();
+        assert_eq!(c.rooms.outcome_days, 0);
+        assert!(c.validate().is_ok());
+        c.rooms.outcome_days = MAX_OUTCOME_DAYS;
+        assert!(c.validate().is_ok());
+        c.rooms.outcome_days = MAX_OUTCOME_DAYS + 1;
+        assert!(c.validate().is_err());
     }
 
     #[test]

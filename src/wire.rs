@@ -299,3 +299,137 @@ impl From<&Summary> for SummaryView {
         }
     }
 }
+
+// The patient's outcome page (docs/protocol.md, "The patient's outcome"): what was issued to
+// them, shaped for them. No account ids, participant ids, body hashes or pharmacy steps'
+// actors: the patient is told who signed, in words, and where each prescription stands.
+
+/// A clinician who signed, as the patient is shown them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignerView {
+    pub name: String,
+    pub title: String,
+    pub institution: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusWordsView {
+    pub zh: &'static str,
+    pub en: &'static str,
+}
+
+/// An issued report or prescription on the outcome page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutcomeRecordView {
+    pub id: RecordId,
+    pub kind: RecordKind,
+    pub status: RecordStatus,
+    /// The status in words, Chinese and English.
+    pub status_words: StatusWordsView,
+    /// The record this one corrects.
+    pub supersedes: Option<RecordId>,
+    /// The issued correction that replaced this one.
+    pub replaced_by: Option<RecordId>,
+    pub issued_at_ms: i64,
+    pub body: serde_json::Value,
+    pub signed_by: Option<SignerView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FollowUpView {
+    pub report_id: RecordId,
+    pub recommendation: String,
+    pub date: Option<String>,
+    pub advice: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeConsultationView {
+    pub id: RoomId,
+    pub title: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+    pub status: RoomStatusView,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstitutionNameView {
+    pub name: String,
+}
+
+/// The patient's outcome, as `GET /api/v1/outcome` answers it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutcomeView {
+    pub consultation: OutcomeConsultationView,
+    pub institution: InstitutionNameView,
+    pub clinicians: Vec<SignerView>,
+    pub reports: Vec<OutcomeRecordView>,
+    pub prescriptions: Vec<OutcomeRecordView>,
+    pub follow_up: Vec<FollowUpView>,
+    pub available_until: i64,
+    pub generated_at_ms: i64,
+}
+
+fn signer(s: &crate::storage::Signature) -> SignerView {
+    SignerView {
+        name: s.name.clone(),
+        title: s.title.clone(),
+        institution: s.institution.clone(),
+    }
+}
+
+impl From<&crate::summary::outcome::OutcomeRecord> for OutcomeRecordView {
+    fn from(r: &crate::summary::outcome::OutcomeRecord) -> Self {
+        let rec = &r.view.record;
+        let words = r.words();
+        Self {
+            id: rec.id.clone(),
+            kind: rec.kind,
+            status: rec.status,
+            status_words: StatusWordsView {
+                zh: words.zh,
+                en: words.en,
+            },
+            supersedes: rec.supersedes.clone(),
+            replaced_by: r.replaced_by.clone(),
+            issued_at_ms: r.issued_at_ms,
+            body: rec.body.clone(),
+            signed_by: rec.signature.as_ref().map(signer),
+        }
+    }
+}
+
+impl From<&crate::summary::outcome::PatientOutcome> for OutcomeView {
+    fn from(o: &crate::summary::outcome::PatientOutcome) -> Self {
+        Self {
+            consultation: OutcomeConsultationView {
+                id: o.room.id.clone(),
+                title: o.room.title.clone(),
+                created_at: o.room.created_at,
+                ended_at: o.room.ended_at,
+                status: match o.room.status {
+                    RoomStatus::Open => RoomStatusView::Open,
+                    RoomStatus::Ended => RoomStatusView::Ended,
+                },
+            },
+            institution: InstitutionNameView {
+                name: o.institution.clone(),
+            },
+            clinicians: o.signers().into_iter().map(signer).collect(),
+            reports: all(o.of_kind(RecordKind::DiagnosisReport)),
+            prescriptions: all(o.of_kind(RecordKind::Prescription)),
+            follow_up: o
+                .follow_up()
+                .into_iter()
+                .map(|f| FollowUpView {
+                    report_id: f.report.clone(),
+                    recommendation: f.recommendation.to_owned(),
+                    date: f.date.map(str::to_owned),
+                    advice: f.advice.map(str::to_owned),
+                })
+                .collect(),
+            available_until: o.available_until,
+            generated_at_ms: o.generated_at_ms,
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::domain::ids::{ParticipantId, RoomId, UserId};
+use crate::domain::ids::{InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::role::{AccountRole, Role};
 
 /// Who acted. Participants are recorded by their participant id (the `participants` table
@@ -16,6 +16,9 @@ pub enum Actor {
     Unknown,
     /// The server itself (startup checks, expiry).
     System,
+    /// Someone holding an invitation link, outside the room (the patient's outcome page):
+    /// recorded by the invite id.
+    Invite(InviteId, Role),
 }
 
 impl Actor {
@@ -25,6 +28,7 @@ impl Actor {
             Actor::Participant(id, role) => (id.to_string(), role.as_str()),
             Actor::Unknown => ("unknown".into(), ""),
             Actor::System => ("system".into(), ""),
+            Actor::Invite(id, role) => (id.to_string(), role.as_str()),
         }
     }
 }
@@ -117,6 +121,9 @@ pub enum Action {
     CodeRedeemed,
     CodeFailed,
     CodeReplaced,
+    // The patient's outcome page (docs/protocol.md, "The patient's outcome").
+    OutcomeViewed,
+    OutcomeDownloaded,
 }
 
 impl Action {
@@ -189,6 +196,9 @@ impl Action {
             Action::CodeRedeemed => "invitation.code_redeemed",
             Action::CodeFailed => "invitation.code_failed",
             Action::CodeReplaced => "invitation.code_replaced",
+            // The patient's outcome page.
+            Action::OutcomeViewed => "outcome.viewed",
+            Action::OutcomeDownloaded => "outcome.downloaded",
         }
     }
 }

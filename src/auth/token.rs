@@ -57,6 +57,17 @@ pub struct Claims {
     pub nonce: u64,
 }
 
+impl Claims {
+    /// Judges a decoded token against a window of the caller's instead of its own `exp`: valid
+    /// while `now` is before `until` (Unix seconds), else [`AuthError::Expired`].
+    pub fn within(&self, until: i64, now: i64) -> Result<(), AuthError> {
+        if now >= until {
+            return Err(AuthError::Expired);
+        }
+        Ok(())
+    }
+}
+
 /// The server's HMAC key.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -149,7 +160,10 @@ impl SigningKey {
     }
 
     /// Checks signature and kind, not expiry: for a caller that judges expiry itself against a
-    /// clock it is given (sessions do, and audit an expired token presented with its claims).
+    /// clock it is given (sessions do, and audit an expired token presented with its claims),
+    /// or against a window of its own: a patient's invitation opens their outcome page until
+    /// `rooms.outcome_days` after the consultation, past the link's expiry for joining
+    /// (`http/outcome.rs`; see [`Claims::within`]).
     pub fn decode(&self, token: &str, kind: TokenKind) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::InvalidToken);
@@ -274,6 +288,39 @@ mod tests {
                 Err(AuthError::InvalidToken)
             );
         }
+    }
+
+    #[test]
+    fn a_window_of_the_callers_outlives_the_tokens_own_expiry() {
+        let k = SigningKey::random();
+        let now = now_unix();
+        // An invitation whose joining window closed an hour ago.
+        let link = k.sign(&claims(TokenKind::Invite, now - 3600));
+        assert_eq!(k.verify(&link, TokenKind::Invite), Err(AuthError::Expired));
+        // Read for the outcome page: signature and kind checked, then the page's own window.
+        let c = k.decode(&link, TokenKind::Invite).unwrap();
+        assert_eq!(c.within(now + 30 * 86_400, now), Ok(()));
+        assert_eq!(c.within(now, now), Err(AuthError::Expired));
+        assert_eq!(c.within(now - 1, now), Err(AuthError::Expired));
+        // Never a forged token, another key's, or another kind of token.
+        let (payload, sig) = link.strip_prefix(PREFIX).unwrap().split_once('.').unwrap();
+        let json = String::from_utf8(B64.decode(payload).unwrap())
+            .unwrap()
+            .replace("patient", "observer");
+        let forged = format!("{PREFIX}{}.{sig}", B64.encode(json));
+        assert_eq!(
+            k.decode(&forged, TokenKind::Invite),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            SigningKey::random().decode(&link, TokenKind::Invite),
+            Err(AuthError::InvalidToken)
+        );
+        let access = k.sign(&claims(TokenKind::Access, now + 60));
+        assert_eq!(
+            k.decode(&access, TokenKind::Invite),
+            Err(AuthError::WrongKind)
+        );
     }
 
     #[test]

@@ -14,12 +14,13 @@ struct WebClient;
 const SERVED_EXTENSIONS: &[&str] = &["html", "js", "css", "svg", "png", "ico", "webmanifest"];
 
 /// `/` is the console, `/join` the participant app, `/code` where a patient types an
-/// invitation's short code; other paths map to files.
+/// invitation's short code, `/outcome` the patient's outcome page; other paths map to files.
 pub async fn serve(uri: Uri) -> Response {
     let path = match uri.path() {
         "/" => "index.html",
         "/join" => "join.html",
         "/code" => "code.html",
+        "/outcome" => "outcome.html",
         p => p.trim_start_matches('/'),
     };
     let allowed = path

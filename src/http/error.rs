@@ -101,6 +101,14 @@ pub enum ApiError {
         message: String,
         retry_after: Option<u64>,
     },
+    /// A link refused at the patient's outcome page (docs/protocol.md, "The patient's
+    /// outcome"): `invalid_token`, `not_patient_link`, `invite_revoked`, `outcome_expired`.
+    #[error("{message}")]
+    Link {
+        status: StatusCode,
+        code: &'static str,
+        message: &'static str,
+    },
 }
 
 impl ApiError {
@@ -137,6 +145,7 @@ impl ApiError {
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Referral { status, code, .. } => (*status, code),
             ApiError::Invitation { status, code, .. } => (*status, code),
+            ApiError::Link { status, code, .. } => (*status, code),
         }
     }
 }

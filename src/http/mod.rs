@@ -14,6 +14,8 @@ pub mod error;
 mod invitations;
 mod member;
 mod organisation;
+// The patient's outcome page, opened with their invitation link.
+mod outcome;
 mod records;
 // Consultation requests (referrals).
 mod referrals;
@@ -175,6 +177,9 @@ pub fn router(state: AppState) -> Router {
         .route("/referrals", post(referrals::create).get(referrals::list))
         .route("/referrals/{id}", get(referrals::get))
         .route("/referrals/{id}/{action}", post(referrals::act))
+        // The patient's outcome page, opened with their invitation link.
+        .route("/outcome", get(outcome::get_outcome))
+        .route("/outcome/pdf", get(outcome::outcome_pdf))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))

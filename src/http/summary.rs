@@ -44,7 +44,11 @@ async fn load(
     Ok(summary::assemble(&state.db, &state.records, &room.id).await?)
 }
 
-fn attachment(mut response: Response, media_type: &'static str, filename: String) -> Response {
+pub(super) fn attachment(
+    mut response: Response,
+    media_type: &'static str,
+    filename: String,
+) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {

@@ -1,11 +1,13 @@
 //! The record of one consultation after the call: who took part and when, the documents, the
 //! chat, the notes, reports and prescriptions with every step, assembled from storage; and its
-//! exports as FHIR R4 resources ([`fhir`]) and as a PDF ([`pdf`]).
+//! exports as FHIR R4 resources ([`fhir`]) and as a PDF ([`pdf`]); and the patient's own
+//! outcome ([`outcome`]: only what was issued to them, as JSON and as a PDF).
 //!
 //! Read-only: nothing here changes a record. Who may see a summary is the HTTP edge's question
-//! (the room's creator, administrators, supervisors).
+//! (the room's creator, administrators, supervisors; for the outcome, the patient's link).
 
 pub mod fhir;
+pub mod outcome;
 pub mod pdf;
 
 pub(crate) use fhir::instant as fhir_instant;

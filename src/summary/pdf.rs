@@ -2,27 +2,56 @@
 //! the standard Chinese font `STSong-Light` with the `UniGB-UCS2-H` encoding, which PDF readers
 //! provide without the font being embedded, so Chinese and Latin text both show and the file
 //! stays small. Text is wrapped by an estimate of glyph widths (full width for CJK, half for
-//! the rest).
+//! the rest). Two documents: the clinicians' summary ([`render`]) and the patient's outcome
+//! ([`render_outcome`]: only what was issued to them, in larger type, headings in Chinese and
+//! English).
 
 use std::fmt::Write as _;
 
 use super::Summary;
+use super::outcome::{OutcomeRecord, PatientOutcome};
 use crate::domain::record::RecordKind;
 
 const PAGE_W: f32 = 595.0;
 const PAGE_H: f32 = 842.0;
 const MARGIN: f32 = 50.0;
-const SIZE: f32 = 10.0;
-const LEADING: f32 = 14.0;
-const LINES_PER_PAGE: usize = ((PAGE_H - 2.0 * MARGIN) / LEADING) as usize;
+
+/// Type size and line spacing, in points.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    size: f32,
+    leading: f32,
+}
+
+impl Layout {
+    fn lines_per_page(self) -> usize {
+        ((PAGE_H - 2.0 * MARGIN) / self.leading) as usize
+    }
+}
+
+/// The clinicians' summary.
+const SUMMARY: Layout = Layout {
+    size: 10.0,
+    leading: 14.0,
+};
+/// The patient's outcome: larger type, for older eyes on paper.
+const PATIENT: Layout = Layout {
+    size: 13.0,
+    leading: 19.0,
+};
 
 fn width(c: char) -> f32 {
     if c.is_ascii() { 0.5 } else { 1.0 }
 }
 
-/// Splits text into lines that fit the page width.
+/// Splits text into lines that fit the summary's page width.
 fn wrap(text: &str, indent: usize) -> Vec<String> {
-    let max = (PAGE_W - 2.0 * MARGIN) / SIZE - indent as f32 * 0.5;
+    wrap_in(SUMMARY, text, indent)
+}
+
+/// Splits text into lines that fit the page width at `layout`'s type size.
+fn wrap_in(layout: Layout, text: &str, indent: usize) -> Vec<String> {
+    let max = (PAGE_W - 2.0 * MARGIN) / layout.size - indent as f32 * 0.5;
     let mut out = Vec::new();
     for para in text.split('\n') {
         let mut line = String::new();
@@ -204,8 +233,163 @@ fn lines(s: &Summary) -> Vec<String> {
 }
 
 pub fn render(s: &Summary) -> Vec<u8> {
-    let all = lines(s);
-    let pages: Vec<&[String]> = all.chunks(LINES_PER_PAGE).collect();
+    document(SUMMARY, &lines(s))
+}
+
+/// A date and time for the patient: `2026-12-03 09:30 UTC`.
+fn day_time(ms: i64) -> String {
+    let i = super::fhir_instant(ms);
+    format!("{} {} UTC", &i[..10], &i[11..16])
+}
+
+fn outcome_record(l: &mut Vec<String>, r: &OutcomeRecord) {
+    let w = |t: &str, indent| wrap_in(PATIENT, t, indent);
+    let rec = &r.view.record;
+    let words = r.words();
+    let heading = match rec.kind {
+        RecordKind::Prescription => "处方 Prescription",
+        _ => "诊断报告 Diagnosis report",
+    };
+    l.extend(w(&format!("{heading}  ({} {})", words.zh, words.en), 0));
+    l.extend(w(
+        &format!("签发时间 Issued: {}", day_time(r.issued_at_ms)),
+        2,
+    ));
+    if let Some(sig) = &rec.signature {
+        l.extend(w(
+            &format!(
+                "签名医生 Signed by: {}{}{}",
+                sig.name,
+                if sig.title.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", sig.title)
+                },
+                if sig.institution.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", sig.institution)
+                }
+            ),
+            2,
+        ));
+    }
+    let b = &rec.body;
+    let field = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
+    match rec.kind {
+        RecordKind::Prescription => {
+            for (i, item) in b["items"].as_array().into_iter().flatten().enumerate() {
+                let f = |k: &str| item[k].as_str().unwrap_or_default();
+                l.extend(w(
+                    &format!(
+                        "{}. {}: {}, {}, {}, {}",
+                        i + 1,
+                        f("medication"),
+                        f("dose"),
+                        f("route"),
+                        f("frequency"),
+                        f("duration")
+                    ),
+                    2,
+                ));
+                if !f("note").is_empty() {
+                    l.extend(w(&format!("注意 Note: {}", f("note")), 5));
+                }
+            }
+        }
+        _ => {
+            for (label, key) in [
+                ("检查所见 Findings", "findings"),
+                ("诊断意见 Impression", "impression"),
+                ("建议 Recommendation", "recommendation"),
+                ("复诊日期 Follow-up date", "follow_up_date"),
+                ("复诊建议 Follow-up advice", "follow_up_advice"),
+            ] {
+                let text = field(key);
+                if !text.trim().is_empty() {
+                    l.extend(w(&format!("{label}: {text}"), 2));
+                }
+            }
+        }
+    }
+    l.push(String::new());
+}
+
+fn outcome_lines(o: &PatientOutcome) -> Vec<String> {
+    let w = |t: &str, indent| wrap_in(PATIENT, t, indent);
+    let mut l = Vec::new();
+    l.push("会诊结果 Consultation outcome".into());
+    l.extend(w(&o.room.title, 0));
+    l.push(String::new());
+    if !o.institution.is_empty() {
+        l.extend(w(&format!("医疗机构 Institution: {}", o.institution), 0));
+    }
+    l.push(format!(
+        "会诊日期 Date: {}",
+        day_time(o.room.ended_at.unwrap_or(o.room.created_at) * 1000)
+    ));
+    let signers = o.signers();
+    if !signers.is_empty() {
+        l.push(String::new());
+        l.push("签名医生 Clinicians who signed".into());
+        for s in signers {
+            let parts: Vec<&str> = [s.name.as_str(), s.title.as_str(), s.institution.as_str()]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect();
+            l.extend(w(&parts.join(", "), 2));
+        }
+    }
+    l.push(String::new());
+    if o.records.is_empty() {
+        l.extend(w(
+            "尚未签发报告或处方。 Nothing has been issued yet: no report or prescription.",
+            0,
+        ));
+        l.push(String::new());
+    }
+    for r in o.of_kind(RecordKind::DiagnosisReport) {
+        outcome_record(&mut l, r);
+    }
+    for r in o.of_kind(RecordKind::Prescription) {
+        outcome_record(&mut l, r);
+    }
+    let follow = o.follow_up();
+    if !follow.is_empty() {
+        l.push("复诊与建议 Follow-up".into());
+        for f in follow {
+            if let Some(date) = f.date {
+                l.extend(w(&format!("复诊日期 Follow-up date: {date}"), 2));
+            }
+            if let Some(advice) = f.advice {
+                l.extend(w(advice, 2));
+            }
+            if !f.recommendation.trim().is_empty() {
+                l.extend(w(f.recommendation, 2));
+            }
+        }
+        l.push(String::new());
+    }
+    l.extend(w(
+        "本文件只包含已签发的报告和处方。 This document holds only issued reports and prescriptions.",
+        0,
+    ));
+    l.push(format!(
+        "生成时间 Generated: {}",
+        day_time(o.generated_at_ms)
+    ));
+    l
+}
+
+/// The patient's outcome as a PDF: only what was issued to them.
+pub fn render_outcome(o: &PatientOutcome) -> Vec<u8> {
+    document(PATIENT, &outcome_lines(o))
+}
+
+/// Lines of text as A4 pages, with page numbers.
+fn document(layout: Layout, all: &[String]) -> Vec<u8> {
+    let Layout { size, leading } = layout;
+    let pages: Vec<&[String]> = all.chunks(layout.lines_per_page()).collect();
     // Objects: 1 catalog, 2 pages, 3 font, 4 CID font, 5 descriptor, then page + content pairs.
     let mut objects: Vec<String> = vec![
         "<< /Type /Catalog /Pages 2 0 R >>".into(),
@@ -230,8 +414,8 @@ pub fn render(s: &Summary) -> Vec<u8> {
     ];
     for (i, page) in pages.iter().enumerate() {
         let mut content = format!(
-            "BT /F1 {SIZE} Tf {LEADING} TL {MARGIN} {} Td\n",
-            PAGE_H - MARGIN - SIZE
+            "BT /F1 {size} Tf {leading} TL {MARGIN} {} Td\n",
+            PAGE_H - MARGIN - size
         );
         for line in page.iter() {
             let _ = writeln!(content, "{} Tj T*", hex(line));
