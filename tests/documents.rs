@@ -24,7 +24,7 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
     let room = s.create_room("Joint consultation").await;
     let doctor = s.member(&room, "doctor", "Dr. Wang").await;
     let specialist = s.member(&room, "specialist", "Prof. Zhao").await;
-    let patient = s.member(&room, "patient", "Li Lei").await;
+    let patient = s.consenting_patient(&room, "Li Lei").await;
     let observer = s.member(&room, "observer", "Trainee").await;
 
     // A clinicians-only PDF in several chunks, then an image for everyone.
@@ -423,7 +423,7 @@ async fn bad_uploads_get_clear_errors_and_leave_nothing() {
     .await;
     let room = s.create_room("Bad input").await;
     let doctor = s.member(&room, "doctor", "Dr. Wang").await;
-    let patient = s.member(&room, "patient", "Li Lei").await;
+    let patient = s.consenting_patient(&room, "Li Lei").await;
     let observer = s.member(&room, "observer", "Trainee").await;
     let uploads = format!("/api/v1/rooms/{room}/uploads");
     let begin = |name: &str, size: usize, sha: String, vis: &str| json!({"name": name, "size": size, "sha256": sha, "visibility": vis});

@@ -209,11 +209,14 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     for c in &racers {
         let m = c.next_event_of(&["joined", "error"], T).await.unwrap();
         outcomes.push(if m["type"] == "joined" {
+            // The patients present agree to the observers below.
+            common::consent_to(c, &["observer_present"]).await;
             "joined".to_owned()
         } else {
             m["code"].as_str().unwrap().to_owned()
         });
     }
+    common::consent_to(&back, &["observer_present"]).await;
     outcomes.sort();
     assert_eq!(
         outcomes,
@@ -445,7 +448,7 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     let legacy = db
         .create_invite(
             &room_id,
-            huizhen::domain::role::Role::Observer,
+            huizhen::domain::role::Role::Patient,
             &creator.id,
             now_unix() + 600,
         )
@@ -457,7 +460,7 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
         kind: huizhen::auth::TokenKind::Invite,
         sub: legacy.id.to_string(),
         room: Some(room_id.clone()),
-        role: Some(huizhen::domain::role::Role::Observer),
+        role: Some(huizhen::domain::role::Role::Patient),
         sid: None,
         exp: legacy.expires_at,
         nonce: 7,

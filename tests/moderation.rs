@@ -52,6 +52,14 @@ async fn huddle_hold_and_remove() {
     let doctor = peer(&s, &room, "doctor", "", 0xA1).await;
     let specialist = peer(&s, &room, "specialist", "", 0xB2).await;
     let patient = peer(&s, &room, "patient", "Li Hua", 0xC3).await;
+    patient
+        .send_json(json!({"type": "consent", "purpose": "observer_present", "given": true}))
+        .await
+        .unwrap();
+    patient
+        .next_event_where("consent", T, |m| m["yours"] == json!(["observer_present"]))
+        .await
+        .unwrap();
     for (rx, from) in [
         (&patient, &doctor),
         (&patient, &specialist),
@@ -192,7 +200,17 @@ async fn huddle_hold_and_remove() {
         .await
         .unwrap();
     doctor.next_event("error", T).await.unwrap();
-    let link = s.invite(&room, "patient").await;
+    // A link good for several (a family's): what refuses them is the removal, not the uses.
+    let (st, made) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "patient", "max_uses": 5})),
+        )
+        .await;
+    assert_eq!(st, 201, "{made}");
+    let link = made["token"].as_str().unwrap().to_owned();
     let visitor = SignalingClient::connect(&s.ws_url).await.unwrap();
     let joined = visitor.join(&link, "Visitor", false, false).await.unwrap();
     let visitor_id = joined["you"]["id"].as_str().unwrap().to_owned();

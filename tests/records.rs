@@ -21,7 +21,7 @@ async fn records_flow(s: &TestServer) {
     let room = s.create_room("心内科远程会诊").await;
     let doctor = s.member(&room, "doctor", "Dr. Wang").await;
     let specialist = s.member(&room, "specialist", "Prof. Zhao").await;
-    let patient = s.member(&room, "patient", "Li Lei").await;
+    let patient = s.consenting_patient(&room, "Li Lei").await;
     let observer = s.member(&room, "observer", "Trainee").await;
     let records = format!("/api/v1/rooms/{room}/records");
     let (st, _) = s

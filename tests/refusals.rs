@@ -120,6 +120,7 @@ async fn refusals_that_may_be_misuse_are_audited() {
         .await
         .unwrap();
     patient.ws.expect_error("forbidden", T).await.unwrap();
+    common::consent_to(&patient.ws, &["observer_present"]).await;
     let observer = s.member(&room, "observer", "Student Zhou").await;
     observer
         .ws

@@ -273,6 +273,23 @@ impl PgTestDb {
     }
 }
 
+/// A patient on `c` agrees to `purposes` (`observer_present`, `external_sharing`, ...) and
+/// waits until the room says so.
+pub async fn consent_to(c: &peer::SignalingClient, purposes: &[&str]) {
+    for purpose in purposes {
+        c.send_json(&json!({"type": "consent", "purpose": purpose, "given": true}))
+            .await
+            .unwrap();
+        c.next_event_where("consent", Duration::from_secs(10), |m| {
+            m["yours"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p == purpose))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("consent to {purpose}: {e:#}"));
+    }
+}
+
 /// A participant connected over signaling only (no media), with their HTTP access token.
 pub struct Member {
     pub ws: peer::SignalingClient,
@@ -416,6 +433,13 @@ impl TestServer {
     pub async fn member(&self, room: &str, role: &str, name: &str) -> Member {
         let invite = self.invite(room, role).await;
         self.member_with(&invite, name).await
+    }
+
+    /// Joins as a patient and agrees to observers being present (tests with an observer).
+    pub async fn consenting_patient(&self, room: &str, name: &str) -> Member {
+        let patient = self.member(room, "patient", name).await;
+        consent_to(&patient.ws, &["observer_present"]).await;
+        patient
     }
 
     pub async fn member_with(&self, invite: &str, name: &str) -> Member {
