@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::peer::SignalingClient;
+use common::peer::{SignalingClient, join_message};
 use common::{Place, TestServer, sample_pdf};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
@@ -189,5 +189,99 @@ async fn consent_for_observers_and_for_sharing_with_another_hospital() {
         actions.iter().any(|a| a == "document.rejected:denied"),
         "the refused share is on the record: {actions:?}"
     );
+    s.stop().await;
+}
+
+/// A patient's reload (a join that replaces their previous self) changes nothing they agreed
+/// to: their new self is told it, observers stay, and withdrawing it afterwards takes effect,
+/// for sharing too.
+#[tokio::test]
+async fn a_reload_keeps_what_the_patient_agreed_to() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Follow-up").await;
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    let link = s.invite(&room, "patient").await;
+    let patient = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let welcome = patient.join(&link, "Li Hua", false, false).await.unwrap();
+    for purpose in ["observer_present", "external_sharing"] {
+        patient
+            .send_json(&json!({"type": "consent", "purpose": purpose, "given": true}))
+            .await
+            .unwrap();
+    }
+    patient
+        .next_event_where("consent", T, |m| purposes(&m["yours"]).len() == 2)
+        .await
+        .unwrap();
+
+    // The page reloads.
+    let again = SignalingClient::connect(&s.ws_url).await.unwrap();
+    again
+        .send_json(&join_message(
+            &link,
+            "Li Hua",
+            false,
+            false,
+            welcome["resume_token"].as_str(),
+        ))
+        .await
+        .unwrap();
+    let rejoined = again.next_event("joined", T).await.unwrap();
+    assert_eq!(
+        purposes(&rejoined["consent"]["yours"]),
+        ["observer_present", "external_sharing"],
+        "{rejoined}"
+    );
+    assert_eq!(
+        purposes(&rejoined["consent"]["in_force"]),
+        ["observer_present", "external_sharing"]
+    );
+    let observer = SignalingClient::connect(&s.ws_url).await.unwrap();
+    observer
+        .join(&s.invite(&room, "observer").await, "Trainee", false, false)
+        .await
+        .unwrap();
+
+    // Withdrawn by the new self: sharing with another hospital is refused again.
+    let county = s.institution("County hospital").await;
+    let (specialist, _) = s
+        .placed_account(
+            "zhao",
+            AccountRole::Specialist,
+            Place {
+                institution: &county,
+                ..Place::default()
+            },
+        )
+        .await;
+    s.add_to_care_team(&room, &specialist, None).await;
+    again
+        .send_json(&json!({"type": "consent", "purpose": "external_sharing", "given": false}))
+        .await
+        .unwrap();
+    again
+        .next_event_where("consent", T, |m| {
+            purposes(&m["yours"]) == ["observer_present"]
+        })
+        .await
+        .unwrap();
+    let access = rejoined["access_token"].as_str().unwrap();
+    let pdf = sample_pdf();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = s
+            .begin_upload(&room, access, "血常规.pdf", &pdf, "everyone")
+            .await
+            .0;
+        if status == 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 403, "the withdrawal took effect");
     s.stop().await;
 }

@@ -122,6 +122,10 @@ pub struct Room {
     lobby: Lobby,
     /// The clinicians confer privately (see `sync_blocks`).
     huddle: bool,
+    /// What a patient who reloaded (a join that replaces them) had agreed to, for their new self
+    /// once admitted: a reload changes nothing they agreed to.
+    carried_consents:
+        std::collections::HashMap<ParticipantId, std::collections::BTreeSet<ConsentPurpose>>,
 }
 
 impl Room {
@@ -154,6 +158,7 @@ impl Room {
             awaiting: VecDeque::new(),
             lobby: Lobby::default(),
             huddle: false,
+            carried_consents: Default::default(),
         }
     }
 
@@ -702,6 +707,7 @@ impl Room {
     }
 
     async fn join(&mut self, join: Admission, replaces: Option<ResumeRef>) {
+        let mut carried = None;
         if let Some(old) = replaces {
             let same = self
                 .find(&old.participant)
@@ -709,6 +715,14 @@ impl Room {
             if same {
                 if let Some(p) = self.find(&old.participant) {
                     p.close(Farewell::Replaced);
+                    // The same patient on the same link (a reload): what they agreed to stays.
+                    if p.role == Role::Patient
+                        && join.role == Role::Patient
+                        && p.invite == join.invite
+                        && !p.consents.is_empty()
+                    {
+                        carried = Some((old.participant.clone(), p.consents.clone()));
+                    }
                 }
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
@@ -742,7 +756,7 @@ impl Room {
         // Recorded before they are let in: whoever is in a consultation is on its record. The
         // participants row and the audit entry are one append, committed together; the room
         // admits them when the writer says so (`admit`) and goes on meanwhile.
-        let append = Append::entry(
+        let mut append = Append::entry(
             AuditEvent::new(Actor::Participant(join.id.clone(), role), Action::Joined)
                 .room(self.id())
                 .object("invite", &join.invite)
@@ -755,6 +769,14 @@ impl Room {
             role,
             &join.name,
         ));
+        if let Some((from, consents)) = carried {
+            // Their consents on the record are now their new self's (to withdraw later).
+            append = append.with(Change::ConsentCarried {
+                from,
+                to: join.id.clone(),
+            });
+            self.carried_consents.insert(join.id.clone(), consents);
+        }
         match self.services.audit.submit(append).await {
             Ok(durable) => self.awaiting.push_back(Awaiting {
                 durable,
@@ -776,6 +798,7 @@ impl Room {
 
     /// Lets a participant in once their join is on the record.
     async fn admit(&mut self, join: Admission, written: Written) {
+        let carried = self.carried_consents.remove(&join.id);
         if let Err(e) = written {
             tracing::error!(room = %self.record.id, error = %e, "join not recorded; refused");
             let _ = join.reply.send(Err(RoomError::Audit(e.to_string())));
@@ -805,7 +828,10 @@ impl Room {
             link,
             reply,
         } = join;
-        let person = Participant::new(id.clone(), name, role, invite, account, publish, link);
+        let mut person = Participant::new(id.clone(), name, role, invite, account, publish, link);
+        if let Some(consents) = carried {
+            person.consents = consents;
+        }
         if waits {
             self.lobby.push(Waiter {
                 person,

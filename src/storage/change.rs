@@ -49,6 +49,12 @@ pub enum Change {
         purpose: ConsentPurpose,
         at: i64,
     },
+    /// A patient rejoined as a new participant (a reload): the consents in force of their old
+    /// self are theirs.
+    ConsentCarried {
+        from: ParticipantId,
+        to: ParticipantId,
+    },
 }
 
 impl Change {
@@ -209,6 +215,16 @@ impl Change {
                 .bind(*at)
                 .bind(participant.as_str())
                 .bind(purpose.as_str())
+                .execute(conn)
+                .await?;
+            }
+            Change::ConsentCarried { from, to } => {
+                sqlx::query(
+                    "UPDATE consents SET participant_id = $1 \
+                     WHERE participant_id = $2 AND withdrawn_at IS NULL",
+                )
+                .bind(to.as_str())
+                .bind(from.as_str())
                 .execute(conn)
                 .await?;
             }

@@ -29,6 +29,7 @@ export class DocumentsPanel {
       status: must(".upload-status", HTMLElement, root),
       submit: must(".upload-submit", HTMLButtonElement, root),
     };
+    this.role = role;
     const clinician = role === "doctor" || role === "specialist";
     this.ui.form.hidden = role === "observer";
     // Only the care team may share something the patient must not see.
@@ -86,6 +87,7 @@ export class DocumentsPanel {
     this.ui.progress.hidden = false;
     this.ui.progress.value = 0;
     this.ui.status.textContent = `Uploading ${file.name}…`;
+    delete this.ui.status.dataset.errorCode;
     try {
       const doc = await this.api.upload(file, visibility, (sent, total) => {
         this.ui.progress.value = total ? sent / total : 1;
@@ -95,7 +97,13 @@ export class DocumentsPanel {
       this.ui.status.textContent = `${doc.name} is shared.`;
       this.ui.form.reset();
     } catch (e) {
-      this.ui.status.textContent = e instanceof Error ? `Not shared: ${e.message}` : "Not shared.";
+      // The server's words: e.g. `consent_required` when the care team includes another
+      // hospital's doctors and the patient has not agreed to sharing with them.
+      const code = e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : "";
+      if (code) this.ui.status.dataset.errorCode = code;
+      let text = e instanceof Error ? `Not shared: ${e.message}` : "Not shared.";
+      if (code === "consent_required" && this.role === "patient") text += ". You can agree under “Consent / 知情同意”.";
+      this.ui.status.textContent = text;
     } finally {
       this.ui.submit.disabled = false;
       this.ui.progress.hidden = true;

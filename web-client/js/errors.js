@@ -37,6 +37,7 @@ const TEXT = {
   room_locked:
     "The consultation is not letting anyone new in right now. If you have an appointment, please contact the clinic, or try again in a few minutes.",
   declined: "The care team cannot see you in this consultation. Please contact the clinic if you need help.",
+  consent_required: "The patient has not yet agreed to observers being present. Try again later.",
   media_unreachable:
     "Video and sound could not connect to the consultation server. The network you are on may block it: try another network (for example mobile data), or ask your IT department to allow UDP traffic to the server.",
   media_lost: "The video connection was lost. Reload the page to join again.",
@@ -73,6 +74,7 @@ const SEAT_TEXT = {
 const TITLE = {
   declined: "You were not admitted",
   room_locked: "The consultation is closed to new arrivals",
+  consent_required: "Waiting for the patient's consent",
 };
 
 /**

@@ -14,6 +14,13 @@
 // and the room view go, and a fresh peer connection waits for the next admission. Clinicians
 // manage the queue in the room's "Waiting room" tab (queue-panel.js).
 //
+// Consent (consent-panel.js): a patient is asked on entering the room, in a dialog they see
+// first (once per room and tab; the "Consent / 知情同意" button opens it again), and everyone
+// sees what is in force. Observers come in only with every patient's consent: an observer's
+// join refused with `consent_required` shows a screen that says so, with "Try again" (a fresh
+// join); once in, an observer whose patient withdraws is sent back to wait, like anyone sent
+// back.
+//
 // Reloading the page rejoins: the invite token and the latest resume token are kept in
 // sessionStorage (per tab, gone when the tab closes), and a reload sends `join` with
 // `replaces`, which removes our previous self at once instead of leaving a "reconnecting" ghost.
@@ -37,6 +44,7 @@ import { ChatPanel } from "./chat-panel.js";
 import { RecordsPanel } from "./records-panel.js";
 import { WaitingView, connectionQuality } from "./waiting-view.js";
 import { QueuePanel, ReasonDialog } from "./queue-panel.js";
+import { ConsentPanel } from "./consent-panel.js";
 import * as consoleApi from "./api.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
@@ -53,6 +61,8 @@ import * as consoleApi from "./api.js";
 /** @typedef {"prejoin" | "connecting" | "waiting" | "in-room" | "reconnecting" | "ended" | "error"} AppState */
 
 const STORE_KEY = "huizhen.join";
+/** The room whose consent dialog opened by itself in this tab (it does once per room). */
+const CONSENT_SHOWN_KEY = "huizhen.consent.shown";
 /** After this many media failures within RECOVERY_WINDOW_MS, stop rejoining and say so. */
 const MAX_RECOVERIES = 3;
 const RECOVERY_WINDOW_MS = 120_000;
@@ -136,6 +146,8 @@ class JoinApp {
   waitingRejoins = [];
   /** The status panel's button goes back to the console instead of reloading. */
   actionToConsole = false;
+  /** The status panel's button joins again at once (an observer waiting for consent). */
+  actionRejoin = false;
   /** @type {MediaStream | null} */
   local = null;
   publish = { audio: false, video: false };
@@ -220,6 +232,8 @@ class JoinApp {
     reasons: this.reasons,
   });
 
+  consent = new ConsentPanel((msg) => this.signaling?.send(msg) ?? false);
+
   constructor() {
     this.ui.micButton.addEventListener("click", () => this.toggleMic());
     this.ui.cameraButton.addEventListener("click", () => void this.toggleCamera());
@@ -234,7 +248,10 @@ class JoinApp {
       this.ui.soundButton.hidden = true;
     });
     this.ui.statusAction.addEventListener("click", () => {
-      if (this.actionToConsole) location.assign("/");
+      if (this.actionRejoin) {
+        this.actionRejoin = false;
+        this.connect(undefined);
+      } else if (this.actionToConsole) location.assign("/");
       else location.reload();
     });
     for (const tab of document.querySelectorAll(".tab")) {
@@ -377,6 +394,9 @@ class JoinApp {
         break;
       case "waiting_room":
         this.queue.update(msg, true);
+        break;
+      case "consent":
+        this.consent.update(msg);
         break;
       case "offer": {
         const media = this.media;
@@ -527,6 +547,7 @@ class JoinApp {
     this.newMedia();
     this.consult?.viewer.close();
     this.queue.enter(undefined);
+    this.consent.reset();
     if (this.ui.endDialog.open) this.ui.endDialog.close();
     if (this.reasons.ui.dialog.open) this.reasons.ui.dialog.close();
     this.ui.soundButton.hidden = true;
@@ -622,6 +643,13 @@ class JoinApp {
       this.notice("You are in the consultation now.");
       this.ui.roomTitle.tabIndex = -1;
       this.ui.roomTitle.focus();
+    }
+    this.consent.update(msg.consent ?? { in_force: [] });
+    // A patient is asked first thing on entering (once per room in this tab: not again after a
+    // reload or a resume; the Consent button is always there).
+    if (msg.type === "joined" && this.consent.asked && sessionStorage.getItem(CONSENT_SHOWN_KEY) !== msg.room.id) {
+      sessionStorage.setItem(CONSENT_SHOWN_KEY, msg.room.id);
+      this.consent.open();
     }
   }
 
@@ -786,6 +814,14 @@ class JoinApp {
       return;
     }
     if (code === "stale_offer") return; // an answer overtaken by a newer offer: harmless
+    if (code === "consent_required") {
+      // An observer's join in a room whose patient has not agreed: the socket stays open, but
+      // there is nothing to do there until they do.
+      if (!this.you && this.state !== "waiting") this.consentBlocked();
+      // A clinician's admit of an observer.
+      else this.notice("The patient has not agreed to observers being present: the observer may come in once they do.");
+      return;
+    }
     this.notice(describeError(code));
   }
 
@@ -848,6 +884,20 @@ class JoinApp {
     this.connect(resume || undefined);
   }
 
+  /**
+   * An observer turned away until the patient agrees: says so, with "Try again" (a fresh join,
+   * without reloading).
+   */
+  consentBlocked() {
+    this.teardownLink();
+    this.actionToConsole = false;
+    this.actionRejoin = true;
+    this.ui.statusAction.hidden = false;
+    this.ui.statusAction.textContent = "Try again";
+    this.showStatus("error", describeTitle("consent_required") ?? "", describeError("consent_required"));
+    this.ui.statusPanel.dataset.errorCode = "consent_required";
+  }
+
   /** @param {string} error */
   backToPrejoin(error) {
     this.teardownLink();
@@ -864,6 +914,7 @@ class JoinApp {
    */
   fail(code, detail = "") {
     this.teardownAll();
+    this.actionRejoin = false;
     const linkError = LINK_ERRORS.has(code);
     if (this.seat) {
       // A seat's entry token is short-lived and tied to the console's sign-in: a fresh one comes
@@ -892,6 +943,7 @@ class JoinApp {
   finish(state, title, text, action) {
     this.teardownAll();
     this.actionToConsole = false;
+    this.actionRejoin = false;
     this.ui.statusAction.hidden = action === null;
     if (action !== null) this.ui.statusAction.textContent = action;
     this.showStatus(state, title, text);
@@ -931,6 +983,7 @@ class JoinApp {
     this.view.clear();
     this.view.setSendBack(null);
     this.queue.enter(undefined);
+    this.consent.reset();
     this.you = null;
     this.others.clear();
     for (const track of this.local?.getTracks() ?? []) track.stop();

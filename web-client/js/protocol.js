@@ -123,6 +123,26 @@ export const PROTOCOL_VERSION = 1;
  * @property {string | null} superseded_by
  */
 
+/** @typedef {"recording" | "observer_present" | "external_sharing"} ConsentPurpose */
+
+/**
+ * The words a patient is asked to agree to for a purpose, and their version.
+ * @typedef {object} ConsentWording
+ * @property {ConsentPurpose} purpose
+ * @property {string} version
+ * @property {string} zh
+ * @property {string} en
+ */
+
+/**
+ * Where consent stands: what is in force (every patient present agreed), and for patients what
+ * they agreed to (`yours`) and what they are asked (`asked`).
+ * @typedef {object} ConsentInfo
+ * @property {ConsentPurpose[]} in_force
+ * @property {ConsentPurpose[]} [yours] patients only
+ * @property {ConsentWording[]} [asked] patients only
+ */
+
 /**
  * @typedef {object} JoinedBody
  * @property {number} v
@@ -138,6 +158,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {(FollowState & {presenter: string}) | null} follow
  * @property {QueueInfo} [waiting_room] the waiting room, for clinicians (who admit); absent for
  *   the others
+ * @property {ConsentInfo} consent
  */
 
 /**
@@ -186,8 +207,8 @@ export const PROTOCOL_VERSION = 1;
  *   "rate_limited" | "not_joined" | "already_joined" | "invalid_token" | "token_expired" |
  *   "invite_revoked" | "room_not_found" | "room_ended" | "room_full" | "server_full" |
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
- *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined"}
- *   ErrorCode
+ *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
+ *   "consent_required"} ErrorCode
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
 /** @typedef {{type: "pong", id: number}} PongMessage */
@@ -210,12 +231,14 @@ export const PROTOCOL_VERSION = 1;
  * @property {string | null} sent_back why, when a clinician sent them back from the consultation
  */
 /** @typedef {QueueInfo & {type: "waiting_room"}} WaitingRoomMessage */
+/** @typedef {ConsentInfo & {type: "consent"}} ConsentMessage consent changed */
 
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
  *   ParticipantsJoinedMessage | ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
- *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage} ServerMessage
+ *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage |
+ *   ConsentMessage} ServerMessage
  */
 
 /**
@@ -242,12 +265,13 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "waiting_message", text: string}} WaitingTextMessage empty text clears it */
 /** @typedef {{type: "lock", locked: boolean}} LockMessage */
 /** @typedef {PrecallInfo & {type: "precall"}} PrecallMessage */
+/** @typedef {{type: "consent", purpose: ConsentPurpose, given: boolean}} ConsentSendMessage a patient's */
 
 /**
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
  *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
  *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
- *   PrecallMessage} ClientMessage
+ *   PrecallMessage | ConsentSendMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
@@ -270,6 +294,7 @@ const SERVER_TYPES = new Set([
   "record_updated",
   "waiting",
   "waiting_room",
+  "consent",
 ]);
 
 /**
