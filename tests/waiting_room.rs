@@ -294,6 +294,34 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     drop(zhao);
     queue_where(&doctor, |q| waiting_names(q).is_empty()).await;
 
+    // A single-use link: whoever's connection drops while waiting (never let in) may come back
+    // with it; the use is given back as the leave is written.
+    let link = s.invite(&room, "patient").await;
+    let first = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let join = json!({"type": "join", "v": 1, "token": link, "name": "Sun",
+                      "publish": {"audio": false, "video": false}});
+    first.send_json(&join).await.unwrap();
+    first.next_event("waiting", T).await.unwrap();
+    queue_where(&doctor, |q| waiting_names(q) == ["Sun"]).await;
+    drop(first);
+    queue_where(&doctor, |q| waiting_names(q).is_empty()).await;
+    let mut back = None;
+    for _ in 0..50 {
+        let c = SignalingClient::connect(&s.ws_url).await.unwrap();
+        c.send_json(&join).await.unwrap();
+        let m = c.next_event_of(&["waiting", "error"], T).await.unwrap();
+        if m["type"] == "waiting" {
+            back = Some(c);
+            break;
+        }
+        assert_eq!(m["code"], "invite_used_up", "{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back.is_some(),
+        "the single-use link did not let them back in line"
+    );
+
     // Every step is on the record.
     let actions = common::action_outcomes(&s.audit_entries(&sup, &room).await);
     for want in [

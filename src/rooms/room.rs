@@ -1361,10 +1361,16 @@ impl Room {
         )
         .room(self.id())
         .detail(serde_json::json!({"reason": reason, "waiting": true}));
-        self.services
-            .audit
-            .submit_or_log(Append::entry(event).with(Change::participant_left(&w.person.id)))
-            .await;
+        let mut append = Append::entry(event).with(Change::participant_left(&w.person.id));
+        // Never let in, and not turned away: their invitation's use is theirs again.
+        let never_in = w.sent_back.is_none();
+        if never_in && matches!(reason, LeaveReason::Left | LeaveReason::Disconnected) {
+            append = append.with(Change::InviteUseReturned {
+                invite: w.person.invite.clone(),
+                participant: w.person.id.clone(),
+            });
+        }
+        self.services.audit.submit_or_log(append).await;
         tracing::info!(room = %self.record.id, participant = %w.person.id, reason = ?reason, "left the waiting room");
         self.tell_queue();
         self.tell_waiting();

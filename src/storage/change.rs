@@ -49,6 +49,13 @@ pub enum Change {
         purpose: ConsentPurpose,
         at: i64,
     },
+    /// Someone left the waiting room without ever being let in: the use of their invitation
+    /// that their join counted is given back (a dropped phone can come back on a single-use
+    /// link). Nothing if their join did not count one.
+    InviteUseReturned {
+        invite: InviteId,
+        participant: ParticipantId,
+    },
     /// A patient rejoined as a new participant (a reload): the consents in force of their old
     /// self are theirs.
     ConsentCarried {
@@ -200,6 +207,20 @@ impl Change {
                 .bind(purpose.as_str())
                 .bind(*wording_version)
                 .bind(*at)
+                .execute(conn)
+                .await?;
+            }
+            Change::InviteUseReturned {
+                invite,
+                participant,
+            } => {
+                sqlx::query(
+                    "UPDATE invites SET uses = uses - 1 WHERE id = $1 AND uses > 0 \
+                     AND EXISTS (SELECT 1 FROM invite_uses WHERE invite_id = $1 \
+                     AND participant_id = $2 AND counted = 1)",
+                )
+                .bind(invite.as_str())
+                .bind(participant.as_str())
                 .execute(conn)
                 .await?;
             }

@@ -1454,10 +1454,9 @@ async function main() {
       const seen = await (await http.get(`/api/v1/rooms/${lobby.room}`, { headers: doctorAuth })).json();
       assert.equal(seen.waiting_room, true, "created with a waiting room");
       for (const key of /** @type {const} */ (["patient1", "patient2", "late"])) {
-        // KNOWN SERVER BUG: a patient link is single-use by default, and a reload while waiting
-        // (no resume token, so no `replaces`) counts as a new use: `invite_used_up`. Until that is
-        // fixed, the second patient (who reloads) gets a link good for two joins.
-        const data = key === "patient2" ? { role: "patient", max_uses: 2 } : { role: "patient" };
+        // Single-use links: the second patient's reload while waiting does not spend theirs (the
+        // server gives a use back to whoever leaves the line without being let in).
+        const data = { role: "patient" };
         const res = await http.post(`/api/v1/rooms/${lobby.room}/invites`, { headers: doctorAuth, data });
         assert.ok(res.ok(), `create patient invite status ${res.status()}`);
         lobby[key] = (await res.json()).token;
