@@ -38,6 +38,10 @@ const TEXT = {
     "The consultation is not letting anyone new in right now. If you have an appointment, please contact the clinic, or try again in a few minutes.",
   declined: "The care team cannot see you in this consultation. Please contact the clinic if you need help.",
   consent_required: "The patient has not yet agreed to observers being present. Try again later.",
+  invite_not_yet:
+    "This invitation is not open yet. Please come back shortly before your appointment time.",
+  invite_used_up: "This invitation has already been used. Ask the clinic for a new one.",
+  removed: "The care team has ended your part in this consultation. Please contact the clinic if you need help.",
   media_unreachable:
     "Video and sound could not connect to the consultation server. The network you are on may block it: try another network (for example mobile data), or ask your IT department to allow UDP traffic to the server.",
   media_lost: "The video connection was lost. Reload the page to join again.",

@@ -199,7 +199,7 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "participant_updated", participant: Participant}} ParticipantUpdatedMessage */
 /**
  * @typedef {{type: "participant_left", participant_id: string,
- *   reason: "left" | "disconnected" | "replaced" | "media_failed" | "removed" | "sent_back"}} ParticipantLeftMessage
+ *   reason: "left" | "disconnected" | "replaced" | "media_failed" | "removed" | "sent_back" | "removed_by_care_team"}} ParticipantLeftMessage
  */
 /** @typedef {{type: "room_ended", reason: "ended_by_doctor" | "server_shutdown"}} RoomEndedMessage */
 /**
@@ -208,7 +208,7 @@ export const PROTOCOL_VERSION = 1;
  *   "invite_revoked" | "room_not_found" | "room_ended" | "room_full" | "server_full" |
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
  *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
- *   "consent_required"} ErrorCode
+ *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed"} ErrorCode
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
 /** @typedef {{type: "pong", id: number}} PongMessage */
