@@ -45,6 +45,7 @@ pub mod fd_limit;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod notifications;
 pub mod records;
 // Consultation requests between institutions (referrals).
 pub mod referrals;

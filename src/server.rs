@@ -51,6 +51,8 @@ pub struct Server {
         tokio::task::JoinHandle<()>,
     ),
     served: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Consoles' event streams, ended at shutdown (they would hold the listener's grace).
+    notifications: crate::notifications::Notifications,
     grace: Duration,
 }
 
@@ -130,6 +132,7 @@ impl Server {
         )
         .context("opening document storage")?;
         let sessions = Sessions::new(db.clone(), key.clone(), Policy::from_config(&config.auth));
+        let notifications = crate::notifications::Notifications::start(db.clone());
         // Unfinished uploads are kept for resuming, but not for ever, and ended sessions are
         // forgotten: now, then hourly.
         let housekeeping = {
@@ -167,6 +170,7 @@ impl Server {
             RoomServices {
                 documents: documents.clone(),
                 audit: audit.clone(),
+                notifications: notifications.clone(),
             },
         );
         let signaling = SignalingContext {
@@ -197,6 +201,7 @@ impl Server {
             audit,
             documents,
             records: Records::new(db.clone()),
+            notifications: notifications.clone(),
             code_throttle: Arc::new(crate::auth::CodeThrottle::new(
                 config.rooms.code_failures_per_address,
                 config.rooms.code_failures_per_code,
@@ -269,6 +274,7 @@ impl Server {
             media,
             handle,
             served,
+            notifications,
             grace: Duration::from_secs(config.server.shutdown_grace_s),
         })
     }
@@ -287,6 +293,7 @@ impl Server {
         {
             tracing::warn!("rooms did not all end within the shutdown grace period");
         }
+        self.notifications.close();
         self.handle.graceful_shutdown(Some(self.grace));
         let _ = tokio::time::timeout(self.grace + Duration::from_secs(1), self.served).await;
         if !self.media.shutdown(self.grace).await {

@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "media",
         "sessions",
         "referrals",
+        "notifications",
     ],
     &["summary", "metrics"],
     // The live room, and the JSON shapes of stored things.

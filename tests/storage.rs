@@ -1011,6 +1011,7 @@ async fn join_latency_under_audit_load() {
         RoomServices {
             documents: Documents::open(db.clone(), dir.path(), Default::default()).unwrap(),
             audit: audit.clone(),
+            notifications: huizhen::notifications::Notifications::start(db.clone()),
         },
     );
 

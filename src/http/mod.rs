@@ -10,6 +10,7 @@ mod care_team;
 pub mod conn;
 mod documents;
 pub mod error;
+mod events;
 // Invitations: windows, uses, short codes, QR codes.
 mod invitations;
 mod member;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub records: Records,
     /// Failed short-code redemptions, per address and per code (`rooms.code_failures_*`).
     pub code_throttle: Arc<CodeThrottle>,
+    /// Live notifications to clinicians' consoles.
+    pub notifications: crate::notifications::Notifications,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             post(account::revoke_sessions),
         )
         .route("/me", get(api::me))
+        .route("/events", get(events::stream))
         .route("/me/availability", put(organisation::set_availability))
         .route(
             "/institutions",

@@ -447,6 +447,7 @@ pub async fn create(
         )
         .await;
     tracing::info!(referral = %row.id, user = %who.0.id, "consultation request created");
+    super::events::referral_step(&state, &row, &who.0.id, true).await;
     let detail = svc.detail_of(row, Side::Requester).await?;
     Ok((
         StatusCode::CREATED,
@@ -513,6 +514,9 @@ pub async fn act(
     };
     audit_step(&state, who.actor(), &stepped).await;
     end_room_if_called_off(&state, who.actor(), &stepped).await;
+    // A forward is news to the new receiving side, a step to those already on it.
+    let forwarded = stepped.before.target != stepped.after.target;
+    super::events::referral_step(&state, &stepped.after, &who.0.id, forwarded).await;
     let detail = svc.detail_of(stepped.after, stepped.side).await?;
     Ok(Json(detail_view(&state, &detail).await?))
 }
@@ -543,6 +547,7 @@ pub async fn after_record_issued(
                 _ => crate::domain::role::AccountRole::Specialist,
             };
             audit_step(state, Actor::User(account.clone(), role), &stepped).await;
+            super::events::referral_step(state, &stepped.after, account, false).await;
         }
         Ok(None) => {}
         Err(e) => {

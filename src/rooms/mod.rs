@@ -261,6 +261,8 @@ pub struct RoomManager {
 pub struct RoomServices {
     pub documents: Documents,
     pub audit: AuditLog,
+    /// Tells the care team's consoles who waits.
+    pub notifications: crate::notifications::Notifications,
 }
 
 impl RoomManager {

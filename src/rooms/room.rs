@@ -1329,10 +1329,14 @@ impl Room {
         self.tell_consent_except(None);
     }
 
-    /// Tells the clinicians how the waiting room stands.
+    /// Tells the clinicians how the waiting room stands: those in the room, and the care
+    /// team's consoles.
     fn tell_queue(&self) {
         let queue = Notice::Queue(Box::new(self.lobby.queue()));
         self.broadcast_where(|p| p.role.may_admit(), queue);
+        self.services
+            .notifications
+            .room_waiting(self.id(), self.lobby.len());
     }
 
     /// Tells everyone waiting where they stand.

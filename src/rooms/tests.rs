@@ -64,6 +64,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
             )
             .unwrap(),
             audit: crate::audit::AuditLog::new(db.clone(), crate::audit::AuditKey::random()),
+            notifications: crate::notifications::Notifications::start(db.clone()),
         },
     );
     Fixture {

@@ -1,0 +1,263 @@
+//! Live notifications to signed-in clinicians' consoles: a new consultation request, a step on
+//! one, a patient waiting in a consultation of their care team.
+//!
+//! Each open console holds a subscription (`GET /api/v1/events`, server-sent events); what is
+//! published goes to the subscriptions of the accounts it concerns and to nobody else. A
+//! publisher never waits: a subscription whose queue is full misses the event (the console
+//! refreshes its lists on the next one, and on a timer), and the room task hands its events to
+//! a small task of the hub's that looks up the care team itself. Events name ids and states,
+//! never a patient's name or reference.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::domain::ids::{ReferralId, RoomId, UserId};
+use crate::storage::Db;
+
+/// Events a subscription can hold before it misses some.
+const SUBSCRIPTION_QUEUE: usize = 64;
+/// Subscriptions one account may hold (a few tabs and devices).
+pub const MAX_SUBSCRIPTIONS_PER_ACCOUNT: usize = 8;
+/// Room events waiting for the hub's task.
+const ROOM_EVENTS_QUEUE: usize = 1024;
+
+/// What a console is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A consultation request reached an inbox of this account (theirs or their department's).
+    ReferralReceived {
+        referral_id: ReferralId,
+        urgency: &'static str,
+    },
+    /// A request this account is on moved to another state.
+    ReferralChanged {
+        referral_id: ReferralId,
+        state: &'static str,
+    },
+    /// Who waits in the waiting room of a consultation whose care team this account is on.
+    PatientWaiting { room_id: RoomId, waiting: usize },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubscribeError {
+    #[error("at most {MAX_SUBSCRIPTIONS_PER_ACCOUNT} live connections per account")]
+    TooMany,
+}
+
+type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>;
+
+/// The hub; cheap to clone.
+#[derive(Clone)]
+pub struct Notifications {
+    subscribers: Arc<Mutex<Subscribers>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+    rooms: mpsc::Sender<(RoomId, usize)>,
+}
+
+/// One console's subscription; dropping it ends it.
+pub struct Subscription {
+    pub events: mpsc::Receiver<Event>,
+    guard: Unsubscribe,
+}
+
+impl Subscription {
+    /// Keeps the subscription registered while the stream that owns it lives.
+    pub fn into_parts(self) -> (mpsc::Receiver<Event>, impl Send + 'static) {
+        (self.events, self.guard)
+    }
+}
+
+struct Unsubscribe {
+    hub: Arc<Mutex<Subscribers>>,
+    user: UserId,
+    id: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        let mut subs = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = subs.get_mut(&self.user) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                subs.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("Notifications")
+            .field("accounts_listening", &subs.len())
+            .finish()
+    }
+}
+
+impl Notifications {
+    /// A hub, with its task that tells care teams who waits (it reads the care team from `db`).
+    pub fn start(db: Db) -> Self {
+        let (rooms, mut queue) = mpsc::channel::<(RoomId, usize)>(ROOM_EVENTS_QUEUE);
+        let hub = Self {
+            subscribers: Arc::default(),
+            next_id: Arc::default(),
+            rooms,
+        };
+        let publisher = hub.clone();
+        tokio::spawn(async move {
+            while let Some((room, waiting)) = queue.recv().await {
+                // Only accounts with a console open need the lookup.
+                if publisher.is_idle() {
+                    continue;
+                }
+                match db.care_team(&room).await {
+                    Ok(team) => {
+                        let users: Vec<UserId> = team.into_iter().map(|m| m.user_id).collect();
+                        publisher.publish(
+                            &users,
+                            Event::PatientWaiting {
+                                room_id: room.clone(),
+                                waiting,
+                            },
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "care team not read for a notification"),
+                }
+            }
+        });
+        hub
+    }
+
+    fn is_idle(&self) -> bool {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// A console of `user` begins listening.
+    pub fn subscribe(&self, user: &UserId) -> Result<Subscription, SubscribeError> {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let list = subs.entry(user.clone()).or_default();
+        if list.len() >= MAX_SUBSCRIPTIONS_PER_ACCOUNT {
+            return Err(SubscribeError::TooMany);
+        }
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        list.push((id, tx));
+        Ok(Subscription {
+            events: rx,
+            guard: Unsubscribe {
+                hub: Arc::clone(&self.subscribers),
+                user: user.clone(),
+                id,
+            },
+        })
+    }
+
+    /// Tells every open console of `users`. Never waits.
+    pub fn publish(&self, users: &[UserId], event: Event) {
+        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        for user in users {
+            for (_, tx) in subs.get(user).into_iter().flatten() {
+                // A full queue misses this one; the console refreshes on the next.
+                let _ = tx.try_send(event.clone());
+            }
+        }
+    }
+
+    /// Ends every subscription (at shutdown): their streams finish instead of holding the
+    /// listener open, and consoles reconnect to the next server.
+    pub fn close(&self) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// From a room's task: how many wait now. Never waits; the hub's task finds the care team.
+    pub fn room_waiting(&self, room: &RoomId, waiting: usize) {
+        let _ = self.rooms.try_send((room.clone(), waiting));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Notifications {
+        let (rooms, _) = mpsc::channel(1);
+        Notifications {
+            subscribers: Arc::default(),
+            next_id: Arc::default(),
+            rooms,
+        }
+    }
+
+    #[test]
+    fn events_reach_only_those_they_concern_and_subscriptions_end_when_dropped() {
+        let hub = hub();
+        let (a, b) = (UserId::generate(), UserId::generate());
+        let mut sa = hub.subscribe(&a).unwrap();
+        let mut sb = hub.subscribe(&b).unwrap();
+        let event = Event::ReferralChanged {
+            referral_id: ReferralId::generate(),
+            state: "scheduled",
+        };
+        hub.publish(std::slice::from_ref(&a), event.clone());
+        assert_eq!(sa.events.try_recv().unwrap(), event);
+        assert!(sb.events.try_recv().is_err(), "not b's");
+        drop(sa);
+        assert!(!hub.subscribers.lock().unwrap().contains_key(&a));
+        hub.publish(std::slice::from_ref(&a), event);
+        assert!(sb.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_stream() {
+        let hub = hub();
+        let mut s = hub.subscribe(&UserId::generate()).unwrap();
+        hub.close();
+        assert_eq!(s.events.recv().await, None);
+        drop(s);
+    }
+
+    #[test]
+    fn an_account_holds_a_bounded_number_of_subscriptions() {
+        let hub = hub();
+        let a = UserId::generate();
+        let held: Vec<_> = (0..MAX_SUBSCRIPTIONS_PER_ACCOUNT)
+            .map(|_| hub.subscribe(&a).unwrap())
+            .collect();
+        assert_eq!(hub.subscribe(&a).err(), Some(SubscribeError::TooMany));
+        drop(held);
+        assert!(hub.subscribe(&a).is_ok());
+    }
+
+    #[test]
+    fn a_slow_console_misses_events_and_the_publisher_never_waits() {
+        let hub = hub();
+        let a = UserId::generate();
+        let mut s = hub.subscribe(&a).unwrap();
+        for i in 0..SUBSCRIPTION_QUEUE + 10 {
+            hub.publish(
+                std::slice::from_ref(&a),
+                Event::PatientWaiting {
+                    room_id: RoomId::generate(),
+                    waiting: i,
+                },
+            );
+        }
+        let mut got = 0;
+        while s.events.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, SUBSCRIPTION_QUEUE);
+    }
+}
