@@ -14,6 +14,8 @@ mod events;
 // Invitations: windows, uses, short codes, QR codes.
 mod invitations;
 mod member;
+// The API's description, docs/openapi.json.
+mod openapi;
 mod organisation;
 // The patient's outcome page, opened with their invitation link.
 mod outcome;
@@ -194,6 +196,8 @@ pub fn router(state: AppState) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
+    // The API's description (docs/openapi.json), for anyone: no session, its own no-store.
+    let api = api.route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", api)
         .route("/ws", get(ws::upgrade))
