@@ -42,6 +42,8 @@ pub mod config;
 pub mod documents;
 pub mod domain;
 pub mod fd_limit;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod media;
 pub mod metrics;

@@ -29,7 +29,8 @@ const LAYERS: &[&[&str]] = &[
     &["rooms", "wire"],
     // The edge.
     &["signaling"],
-    &["http"],
+    // Fuzzing's entry points drive parsers of every layer up to signaling.
+    &["http", "fuzz"],
     &["server"],
 ];
 

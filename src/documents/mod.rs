@@ -46,7 +46,7 @@ pub mod blob;
 pub mod dicom;
 pub mod ecg;
 pub mod gate;
-mod kind;
+pub(crate) mod kind;
 pub mod previews;
 pub mod render;
 #[cfg(test)]

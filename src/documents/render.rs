@@ -240,6 +240,48 @@ pub fn page_png(
     Ok(png)
 }
 
+/// The file and page checks of this module on a PDF in memory, then the first page that passes
+/// them rendered at `scale` (lowered to fit `limits`, as for a page view): its PNG, or why
+/// not. For the fuzz targets (`crate::fuzz`), which must find every way to panic or to pass the
+/// limits here.
+pub(crate) fn render_bytes(
+    bytes: &[u8],
+    limits: &Limits,
+    scale: f32,
+) -> Result<Vec<u8>, RenderError> {
+    if budget::is_encrypted(bytes) {
+        return Err(RenderError::Encrypted);
+    }
+    if let Err(budget::Refusal(why)) = budget::scan_file(bytes, limits.max_stream_bytes) {
+        return Err(RenderError::TooLarge(why));
+    }
+    let pdf = Pdf::new(bytes.to_vec()).map_err(|e| RenderError::Unreadable(format!("{e:?}")))?;
+    let pages = pdf.pages();
+    let page = pages
+        .iter()
+        .take(MAX_PAGES)
+        .find(|p| budget::check_page(p, limits).is_ok())
+        .ok_or(RenderError::NoSuchPage(1))?;
+    let (w, h) = page.render_dimensions();
+    let (scale, _, _) = page_size(w, h, scale, limits.max_pixels)
+        .ok_or_else(|| RenderError::TooLarge("too long and narrow".into()))?;
+    let cache = RenderCache::new();
+    let pixmap = hayro::render(
+        page,
+        &cache,
+        &InterpreterSettings::default(),
+        &RenderSettings::default(),
+        &PixmapSettings {
+            x_scale: scale,
+            y_scale: scale,
+            bg_color: WHITE,
+        },
+    );
+    pixmap
+        .into_png()
+        .map_err(|e| RenderError::Unreadable(e.to_string()))
+}
+
 /// Every check of this module, on a file in memory: the verdict of each page (`None`: the file
 /// is refused or unreadable). For the robustness tests, which feed it mutated files and expect
 /// answers, never panics.

@@ -38,8 +38,11 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
 use crate::domain::ids::{ParticipantId, RoomId};
 pub use dtls::crypto_provider;
+// For the fuzz targets (`crate::fuzz`).
 use forwarder::Verdict;
+pub(crate) use keyframe::{VideoCodec, starts_keyframe};
 use router::{Producer, Router};
+pub(crate) use stun::local_ufrag;
 pub use table::TransportKey;
 use table::Transports;
 use timers::Timers;
