@@ -70,7 +70,8 @@ enum UserCommand {
         username: String,
         #[arg(long)]
         display_name: String,
-        /// doctor, specialist, admin, institution_admin, pharmacist or supervisor
+        /// doctor, specialist, admin, institution_admin, pharmacist, supervisor (of the
+        /// account's institution) or network_supervisor
         #[arg(long, default_value = "doctor")]
         role: String,
         /// The institution (id or name) the account belongs to; the migration's "Default
@@ -319,7 +320,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let role = AccountRole::parse(&role).context(
-                "role must be doctor, specialist, admin, institution_admin, pharmacist or supervisor",
+                "role must be doctor, specialist, admin, institution_admin, pharmacist, supervisor or network_supervisor",
             )?;
             let username = username.trim();
             if username.is_empty()

@@ -37,7 +37,7 @@ async fn entries_of(s: &TestServer, sup: &str, action: &str) -> Vec<Value> {
 
 async fn organisation_flow(s: &TestServer) {
     let admin = s.account("netadmin", AccountRole::Admin).await;
-    let sup = s.account("regulator", AccountRole::Supervisor).await;
+    let sup = s.account("regulator", AccountRole::NetworkSupervisor).await;
 
     // The network's administrator builds the network.
     let (st, county) = s

@@ -161,7 +161,9 @@ async fn referral_flow(s: &TestServer) {
             place(&city, Some(city_cardiology.as_str()), "Dr. Zhou"),
         )
         .await;
-    let supervisor = s.account("supervisor", AccountRole::Supervisor).await;
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
 
     // Bad requests are refused with their own codes, and nothing is stored.
     let create = |token: &str, body: Value| {

@@ -34,6 +34,7 @@ pub use key::{AuditKey, KeyError};
 pub use refusals::{PER_WINDOW as REFUSALS_PER_WINDOW, RefusalLimiter};
 pub use writer::{Append, Durable, MAX_BATCH, WriterStats, Written};
 
+use crate::domain::ids::InstitutionId;
 use crate::storage::{Db, StorageError};
 
 /// Rows read per query while verifying or exporting.
@@ -234,6 +235,50 @@ impl AuditLog {
         limit: i64,
         room: Option<&str>,
     ) -> Result<Vec<AuditEntry>, AuditError> {
+        self.entries_for(after, limit, room, None).await
+    }
+
+    /// Like [`AuditLog::entries`], and with `institution`, only the entries that concern it:
+    /// in its consultations, by its accounts, about its accounts, itself or its departments,
+    /// or about consultation requests it sent or received (an institution's supervisor reads
+    /// these; a request between two institutions is in both their trails).
+    pub async fn entries_for(
+        &self,
+        after: i64,
+        limit: i64,
+        room: Option<&str>,
+        institution: Option<&InstitutionId>,
+    ) -> Result<Vec<AuditEntry>, AuditError> {
+        if let Some(institution) = institution {
+            let room_clause = if room.is_some() {
+                "AND room_id = $4"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 {room_clause} AND ( \
+                 room_id IN (SELECT id FROM rooms WHERE institution_id = $3) \
+                 OR actor IN (SELECT id FROM users WHERE institution_id = $3) \
+                 OR (object_type = 'user' AND object_id IN \
+                     (SELECT id FROM users WHERE institution_id = $3)) \
+                 OR (object_type = 'institution' AND object_id = $3) \
+                 OR (object_type = 'department' AND object_id IN \
+                     (SELECT id FROM departments WHERE institution_id = $3)) \
+                 OR (object_type = 'referral' AND object_id IN \
+                     (SELECT r.id FROM referrals r JOIN departments d ON d.id = r.target_department \
+                      WHERE r.requester_institution = $3 OR d.institution_id = $3))) \
+                 ORDER BY seq LIMIT $2"
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(after)
+                .bind(limit)
+                .bind(institution.as_str());
+            if let Some(room) = room {
+                query = query.bind(room);
+            }
+            let rows = query.fetch_all(self.db.pool()).await?;
+            return rows.iter().map(from_row).collect();
+        }
         let rows = match room {
             Some(room) => {
                 sqlx::query(&format!(
@@ -358,10 +403,21 @@ impl AuditLog {
 
     /// Every entry as JSON Lines, oldest first.
     pub async fn export_jsonl(&self) -> Result<Vec<u8>, AuditError> {
+        self.export_jsonl_for(None).await
+    }
+
+    /// Every entry, or every entry that concerns `institution` (see
+    /// [`AuditLog::entries_for`]), as JSON Lines, oldest first. A partial export keeps each
+    /// entry's hashes, so the gaps are visible and the entries it has can be checked against
+    /// the network's full export.
+    pub async fn export_jsonl_for(
+        &self,
+        institution: Option<&InstitutionId>,
+    ) -> Result<Vec<u8>, AuditError> {
         let mut out = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.entries(after, PAGE, None).await?;
+            let page = self.entries_for(after, PAGE, None, institution).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for entry in &page {

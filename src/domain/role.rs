@@ -169,8 +169,12 @@ pub enum AccountRole {
     InstitutionAdmin,
     /// Reviews issued prescriptions and records dispensing; joins no rooms.
     Pharmacist,
-    /// A supervisor or regulator: reads and exports the audit trail; joins no rooms.
+    /// A supervisor of one institution: reads and exports the audit trail of what concerns
+    /// it (its consultations, its accounts, requests it sent or received), sees its
+    /// consultations; joins no rooms.
     Supervisor,
+    /// The network's supervisor or regulator: the whole audit trail and every consultation.
+    NetworkSupervisor,
 }
 
 impl AccountRole {
@@ -184,9 +188,10 @@ impl AccountRole {
         match self {
             AccountRole::Specialist => Role::Specialist,
             AccountRole::Doctor | AccountRole::Admin => Role::Doctor,
-            AccountRole::Pharmacist | AccountRole::Supervisor | AccountRole::InstitutionAdmin => {
-                Role::Observer
-            }
+            AccountRole::Pharmacist
+            | AccountRole::Supervisor
+            | AccountRole::NetworkSupervisor
+            | AccountRole::InstitutionAdmin => Role::Observer,
         }
     }
 
@@ -197,15 +202,17 @@ impl AccountRole {
 
     /// Every room, not only those of the account's institution and care teams.
     pub fn sees_all_rooms(self) -> bool {
-        matches!(self, AccountRole::Admin | AccountRole::Supervisor)
+        matches!(self, AccountRole::Admin | AccountRole::NetworkSupervisor)
     }
 
     /// Whether this account sees a consultation (the console's list, summaries): a clinician
     /// sees their own institution's consultations and those whose care team they are on (a
-    /// referral brings them in); administrators and supervisors see all; the others none.
+    /// referral brings them in); an institution's supervisor sees its consultations; the
+    /// network's administrator and supervisor see all; the others none.
     pub fn may_see_room(self, rel: RoomRelation) -> bool {
         match self {
-            AccountRole::Admin | AccountRole::Supervisor => true,
+            AccountRole::Admin | AccountRole::NetworkSupervisor => true,
+            AccountRole::Supervisor => rel.same_institution,
             AccountRole::Doctor | AccountRole::Specialist => {
                 rel.same_institution || rel.care_team.is_some()
             }
@@ -236,7 +243,16 @@ impl AccountRole {
 
     /// The read-only audit API, its verification and export.
     pub fn may_read_audit(self) -> bool {
-        matches!(self, AccountRole::Supervisor)
+        matches!(
+            self,
+            AccountRole::Supervisor | AccountRole::NetworkSupervisor
+        )
+    }
+
+    /// Whether the audit trail this account reads is the whole network's, or only what
+    /// concerns its institution.
+    pub fn reads_whole_audit_trail(self) -> bool {
+        matches!(self, AccountRole::NetworkSupervisor)
     }
 
     /// Other accounts (creating them, ending their sessions: a lost laptop, a departing
@@ -255,9 +271,10 @@ impl AccountRole {
     pub fn may_grant(self, role: AccountRole) -> bool {
         match self {
             AccountRole::Admin => true,
-            AccountRole::InstitutionAdmin => {
-                !matches!(role, AccountRole::Admin | AccountRole::Supervisor)
-            }
+            AccountRole::InstitutionAdmin => !matches!(
+                role,
+                AccountRole::Admin | AccountRole::Supervisor | AccountRole::NetworkSupervisor
+            ),
             _ => false,
         }
     }
@@ -270,6 +287,7 @@ impl AccountRole {
             AccountRole::InstitutionAdmin => "institution_admin",
             AccountRole::Pharmacist => "pharmacist",
             AccountRole::Supervisor => "supervisor",
+            AccountRole::NetworkSupervisor => "network_supervisor",
         }
     }
 
@@ -281,6 +299,7 @@ impl AccountRole {
             "institution_admin" => AccountRole::InstitutionAdmin,
             "pharmacist" => AccountRole::Pharmacist,
             "supervisor" => AccountRole::Supervisor,
+            "network_supervisor" => AccountRole::NetworkSupervisor,
             _ => return None,
         })
     }
@@ -357,8 +376,23 @@ mod tests {
             assert!(role.may_manage_room(mine));
             assert!(!role.may_manage_room(colleague) && !role.may_manage_room(referred));
         }
-        assert!(AccountRole::Supervisor.may_see_room(elsewhere));
-        assert!(!AccountRole::Supervisor.may_manage_room(elsewhere));
+        // An institution's supervisor sees its consultations, the network's sees all; neither
+        // runs one.
+        assert!(AccountRole::Supervisor.may_see_room(colleague));
+        assert!(!AccountRole::Supervisor.may_see_room(elsewhere));
+        assert!(AccountRole::NetworkSupervisor.may_see_room(elsewhere));
+        for role in [AccountRole::Supervisor, AccountRole::NetworkSupervisor] {
+            assert!(!role.may_manage_room(mine) && role.may_read_audit());
+            assert_eq!(role.room_role(), Role::Observer);
+        }
+        assert!(AccountRole::NetworkSupervisor.reads_whole_audit_trail());
+        assert!(!AccountRole::Supervisor.reads_whole_audit_trail());
+        assert!(!AccountRole::Supervisor.sees_all_rooms());
+        assert!(!AccountRole::InstitutionAdmin.may_grant(AccountRole::NetworkSupervisor));
+        assert_eq!(
+            AccountRole::parse("network_supervisor"),
+            Some(AccountRole::NetworkSupervisor)
+        );
         assert!(AccountRole::Admin.may_manage_room(elsewhere));
         for role in [AccountRole::Pharmacist, AccountRole::InstitutionAdmin] {
             assert!(!role.may_see_room(mine) && !role.may_manage_room(mine));

@@ -1,6 +1,7 @@
 //! The audit trail for supervisors and regulators (docs/protocol.md, "Audit"): read-only
-//! listing, verification of the hash chain, and a JSON Lines export. Reading it is itself
-//! recorded.
+//! listing, verification of the hash chain, and a JSON Lines export. An institution's
+//! supervisor reads what concerns their institution, the network's supervisor everything.
+//! Reading it is itself recorded.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -13,7 +14,7 @@ use super::AppState;
 use super::api::Clinician;
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent, Verification};
-use crate::domain::ids::RoomId;
+use crate::domain::ids::{InstitutionId, RoomId};
 
 const MAX_PAGE: i64 = 1000;
 
@@ -27,6 +28,11 @@ async fn supervisor(state: &AppState, c: &Clinician) -> Result<Actor, ApiError> 
         return Err(ApiError::Forbidden);
     }
     Ok(Actor::User(c.0.id.clone(), c.0.role))
+}
+
+/// The part of the trail `c` reads: `None` for all of it.
+fn scope(c: &Clinician) -> Option<&InstitutionId> {
+    (!c.0.role.reads_whole_audit_trail()).then_some(&c.0.institution_id)
 }
 
 #[derive(Deserialize)]
@@ -50,14 +56,20 @@ pub async fn list(
         None => None,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let mut event = AuditEvent::new(actor, Action::AuditRead).detail(json!({"op": "list"}));
+    let mut event = AuditEvent::new(actor, Action::AuditRead)
+        .detail(json!({"op": "list", "scope": scope_name(&who)}));
     if let Some(r) = &room {
         event = event.room(r);
     }
     state.audit.record(event).await?;
     let entries = state
         .audit
-        .entries(q.after.max(0), limit, room.as_ref().map(RoomId::as_str))
+        .entries_for(
+            q.after.max(0),
+            limit,
+            room.as_ref().map(RoomId::as_str),
+            scope(&who),
+        )
         .await?;
     let next_after = entries.last().map(|e| e.seq);
     Ok(Json(
@@ -86,9 +98,12 @@ pub async fn export(State(state): State<AppState>, who: Clinician) -> Result<Res
     let actor = supervisor(&state, &who).await?;
     state
         .audit
-        .record(AuditEvent::new(actor, Action::AuditRead).detail(json!({"op": "export"})))
+        .record(
+            AuditEvent::new(actor, Action::AuditRead)
+                .detail(json!({"op": "export", "scope": scope_name(&who)})),
+        )
         .await?;
-    let body = state.audit.export_jsonl().await?;
+    let body = state.audit.export_jsonl_for(scope(&who)).await?;
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -100,4 +115,13 @@ pub async fn export(State(state): State<AppState>, who: Clinician) -> Result<Res
         HeaderValue::from_static("attachment; filename=\"huizhen-audit.jsonl\""),
     );
     Ok(response)
+}
+
+/// How an audit read is recorded: `network`, or `institution`.
+fn scope_name(c: &Clinician) -> &'static str {
+    if scope(c).is_some() {
+        "institution"
+    } else {
+        "network"
+    }
 }
