@@ -2,9 +2,9 @@
 // (consultation.test.mjs calls it near the end, before the final check of page problems).
 //
 // The network's administrator signs in on a phone-width screen, adds a department to the county
-// hospital, is shown the server's error for a bad username, creates a specialist in the new
-// department with a title and a specialty, and sees them in the accounts list; the new account
-// signs in. The county hospital's own administrator sees only their institution's accounts, is
+// hospital, adds an institution and renames it (changing its kind), is shown the server's error
+// for a bad username, creates a specialist in the new department with a title and a specialty,
+// and sees them in the accounts list; the new account signs in. The county hospital's own administrator sees only their institution's accounts, is
 // refused (and shown the refusal) when making an account for another institution, and ends the
 // new colleague's sessions.
 //
@@ -100,6 +100,26 @@ export async function adminScenario(harness) {
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `the page is ${overflow}px wider than a phone's screen`);
       await t.snap(page, "admin-department-added");
+    });
+
+    await check("admin console: the administrator adds an institution, then renames it and changes its kind", { scenario }, async () => {
+      const p = page;
+      if (!p) throw new Error("no page");
+      const [before, after] = ["石桥镇卫生院", "石桥镇中心卫生院"];
+      const item = (/** @type {string} */ name) => p.locator("li.institution", { has: p.locator("h4", { hasText: name }) });
+      const add = p.locator("#admin-institution-form");
+      await add.getByLabel("Name / 名称", { exact: true }).fill(before);
+      await add.getByLabel("Kind / 类型", { exact: true }).selectOption("township_clinic");
+      await add.getByRole("button", { name: "Add institution" }).click();
+      await item(before).locator(".status", { hasText: "Township health centre" }).waitFor({ timeout });
+      await p.getByRole("button", { name: `Rename ${before}` }).click();
+      const form = item(before).locator("form.rename-form");
+      await form.getByLabel("Name / 名称", { exact: true }).fill(after);
+      await form.getByLabel("Kind / 类型", { exact: true }).selectOption("hospital");
+      await form.getByRole("button", { name: "Save" }).click();
+      await item(after).locator(".status", { hasText: "Hospital" }).waitFor({ timeout });
+      await p.locator("#admin-status", { hasText: `${before} is now ${after}.` }).waitFor({ timeout });
+      assert.equal(await p.locator("li.institution h4", { hasText: before }).count(), 0);
     });
 
     await check("admin console: a bad username is refused with the server's error; the specialist is created and listed", { scenario }, async () => {

@@ -80,7 +80,7 @@ const TEXT = {
   addDepartment: "Add department / 添加科室",
   /** @param {string} name */
   addDepartmentTo: (name) => `Add department to ${name} / 为${name}添加科室`,
-  departmentPlaceholder: "e.g. 肾内科 Nephrology",
+  departmentPlaceholder: "e.g. 肾内科 / Nephrology",
   noInstitutions: "还没有机构。 · No institutions yet.",
   /** @param {string} dept @param {string} inst */
   departmentAdded: (dept, inst) => `已为${inst}添加科室“${dept}”。 · Department ${dept} added to ${inst}.`,
@@ -395,8 +395,8 @@ function build() {
   const password = el("input", { attrs: { type: "password", required: "", autocomplete: "new-password" } });
   const institution = el("select");
   const department = el("select");
-  const title = textInput("60", { placeholder: "e.g. 主任医师" });
-  const specialty = textInput("60", { placeholder: "e.g. Cardiology" });
+  const title = textInput("60", { placeholder: "e.g. 主任医师 / Chief physician" });
+  const specialty = textInput("60", { placeholder: "e.g. 心血管内科 / Cardiology" });
   const create = el("button", { className: "btn btn-primary", text: TEXT.create, attrs: { type: "submit" } });
   const accountError = errorLine("admin-account-error");
   const accountForm = el(
