@@ -61,7 +61,7 @@ const TEXT = {
   scopeInstitution: (name) => `您管理${name}的科室和账户。 · You administer ${name}: its departments and its accounts.`,
   scopeNetwork: "您管理整个网络：所有机构、科室和账户。 · You administer the whole network: its institutions, their departments and every account.",
   noUpdate:
-    "修改已有账户的职称、专科、科室或机构，目前请在服务器上使用 huizhen user set。 · To change an existing account's title, specialty, department or institution, use `huizhen user set` on the server for now.",
+    "修改已有账户的职称、专科、科室或机构，目前请在服务器上使用 huizhen user set。 · To change an existing account's title, specialty, department or institution, use huizhen user set on the server for now.",
   institutions: "Institutions and departments / 机构与科室",
   newInstitution: "Add an institution / 添加机构",
   name: "Name / 名称",
