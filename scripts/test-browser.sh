@@ -8,9 +8,9 @@
 # 3. type-checks the web client (tsc --checkJs, tests/browser/tsconfig.json),
 # 4. in a private network namespace (only loopback exists, so nothing can leave the machine):
 #    creates a throw-away data dir and config, sets up the network with the CLI (a township
-#    health centre with a doctor, a county hospital with a cardiology specialist, a pharmacist,
-#    a supervisor), starts the server, waits for /healthz, runs
-#    tests/browser/consultation.test.mjs, stops the server.
+#    health centre with a doctor, a county hospital with a cardiology specialist and its own
+#    administrator, a pharmacist, a supervisor, the network's administrator), starts the
+#    server, waits for /healthz, runs tests/browser/consultation.test.mjs, stops the server.
 #
 # Screenshots and the server log land in test-output/browser/. The last line printed is
 # "N passed, N failed"; the exit status is 0 only when everything passed.
@@ -101,6 +101,9 @@ EOF
   admin "add the cardiology department" department add --institution 县人民医院 --name 心血管内科
   add_account spec 赵敏 specialist --institution 县人民医院 --department 心血管内科 \
     --title 主任医师 --specialty Cardiology
+  # The administrators: the network's, and the county hospital's own (admin-scenario.mjs).
+  add_account netadmin "Administrator Li" admin
+  add_account countyadmin "Administrator Chen" institution_admin --institution 县人民医院
   add_account pharm "Pharmacist Zhou" pharmacist
   add_account sup "Regulator Sun" supervisor
 
@@ -124,6 +127,7 @@ EOF
   HUIZHEN_URL="https://$LISTEN" HUIZHEN_METRICS_URL="http://$METRICS/metrics" \
     HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" HUIZHEN_SPECIALIST=spec \
     HUIZHEN_PHARMACIST=pharm HUIZHEN_SUPERVISOR=sup \
+    HUIZHEN_ADMIN=netadmin HUIZHEN_INSTITUTION_ADMIN=countyadmin \
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"
   status=${PIPESTATUS[0]}

@@ -33,6 +33,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
 import { chromium, request } from "playwright-core";
+import { adminScenario } from "./admin-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -1687,6 +1688,8 @@ async function main() {
       pages.delete(who);
       await page?.context().close().catch(() => undefined);
     }
+
+    await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);

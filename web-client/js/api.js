@@ -150,12 +150,13 @@ export function forgetSession() {
 let renewing = null;
 
 /**
+ * One authenticated API call (also for the calls of admin-api.js).
  * @param {"GET" | "POST" | "PUT" | "DELETE"} method
  * @param {string} path
  * @param {unknown} [body]
  * @returns {Promise<unknown>} the parsed JSON answer, or null for 204
  */
-async function call(method, path, body) {
+export async function call(method, path, body) {
   const token = sessionToken();
   try {
     return await send(method, path, body, token);

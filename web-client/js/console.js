@@ -9,6 +9,7 @@ import { el, must, roleLabel } from "./dom.js";
 import { showSummary } from "./summary-view.js";
 import { showPharmacy } from "./pharmacy-view.js";
 import { showAudit } from "./audit-view.js";
+import { hideAdministration, mayAdminister, showAdministration } from "./admin-view.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Invite} Invite */
@@ -181,6 +182,7 @@ function signOut(message = "") {
   ui.dashboard.hidden = true;
   ui.pharmacy.hidden = true;
   ui.audit.hidden = true;
+  hideAdministration();
   ui.login.hidden = false;
   document.body.dataset.state = "signed-out";
   showText(ui.loginError, message);
@@ -219,6 +221,15 @@ function showDashboard(signedIn) {
   }
   // Supervisors see every consultation's summary and the audit trail.
   if (signedIn.role === "supervisor") void showAudit(ui.audit, explain);
+  // Administrators: institutions, departments and accounts (admin-view.js). An institution's
+  // administrator sees no consultations, so that is all their console holds.
+  if (mayAdminister(signedIn.role)) {
+    void showAdministration(signedIn, { explain, confirm: confirmAction, signOut });
+    if (rooms && signedIn.role === "institution_admin") {
+      rooms.hidden = true;
+      return;
+    }
+  }
   void refreshRooms();
 }
 

@@ -1,0 +1,232 @@
+// The administrators' console (web-client/js/admin-view.js), as a scenario of the browser test
+// (consultation.test.mjs calls it near the end, before the final check of page problems).
+//
+// The network's administrator signs in on a phone-width screen, adds a department to the county
+// hospital, adds an institution and renames it (changing its kind), is shown the server's error
+// for a bad username, creates a specialist in the new department with a title and a specialty,
+// and sees them in the accounts list; the new account signs in. The county hospital's own administrator sees only their institution's accounts, is
+// refused (and shown the refusal) when making an account for another institution, and ends the
+// new colleague's sessions.
+//
+// Needs two more accounts with the run's password (scripts/test-browser.sh makes them):
+//   HUIZHEN_ADMIN              an `admin` account's username
+//   HUIZHEN_INSTITUTION_ADMIN  an `institution_admin` of the county hospital (县人民医院)
+// Without HUIZHEN_ADMIN the scenario is skipped.
+
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+
+const COUNTY = "县人民医院";
+const DEPARTMENT = "肾内科";
+const NEW_USER = { username: "zhang.wei", name: "张伟", title: "副主任医师", specialty: "Nephrology" };
+
+/**
+ * @typedef {object} Harness what the main test lends the scenario
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(page: import("playwright-core").Page, name: string) => Promise<void>} snap
+ * @property {(browser: import("playwright-core").Browser, viewport: {width: number, height: number}) => Promise<import("playwright-core").BrowserContext>} newContext
+ * @property {(page: import("playwright-core").Page, who: string) => void} watchPage
+ * @property {Map<string, import("playwright-core").Page>} pages photographed on failure
+ * @property {import("playwright-core").Browser | null} browser
+ * @property {import("playwright-core").APIRequestContext} http
+ * @property {string} base
+ * @property {string} password the run's password of every account
+ * @property {number} timeout how long a wait may take
+ */
+
+/**
+ * @param {Harness} harness
+ */
+export async function adminScenario(harness) {
+  const t = {
+    ...harness,
+    admin: process.env.HUIZHEN_ADMIN ?? "",
+    institutionAdmin: process.env.HUIZHEN_INSTITUTION_ADMIN ?? "",
+  };
+  const { check, http, password, timeout } = t;
+  if (!t.admin) {
+    await check("admin console: (no HUIZHEN_ADMIN: skipped)", {}, async () => {});
+    return;
+  }
+  const scenario = "admin";
+  const newPassword = randomBytes(12).toString("base64url");
+  /** @type {Map<string, import("playwright-core").Page>} */
+  const own = new Map();
+
+  /**
+   * A console signed in as `username`, in a fresh context.
+   * @param {string} who
+   * @param {string} username
+   * @param {{width: number, height: number}} viewport
+   */
+  const signIn = async (who, username, viewport) => {
+    if (!t.browser) throw new Error("no browser");
+    const context = await t.newContext(t.browser, viewport);
+    const page = await context.newPage();
+    t.watchPage(page, who);
+    t.pages.set(who, page);
+    own.set(who, page);
+    await page.goto(`${t.base}/`, { waitUntil: "load", timeout });
+    await page.getByLabel("Username").fill(username);
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.waitForSelector('body[data-state="signed-in"]', { timeout });
+    await page.locator("#admin #admin-scope").waitFor({ timeout });
+    return page;
+  };
+
+  /** @param {string} username */
+  const apiLogin = async (username, pw = password) => {
+    const res = await http.post("/api/v1/auth/login", { data: { username, password: pw } });
+    assert.equal(res.status(), 200, `login of ${username}: status ${res.status()}`);
+    return { Authorization: `Bearer ${(await res.json()).token}` };
+  };
+
+  try {
+    /** @type {import("playwright-core").Page | null} */
+    let page = null;
+
+    await check("admin console: the network's administrator signs in on a phone and adds a department to the county hospital", { scenario }, async () => {
+      page = await signIn("admin", t.admin, { width: 390, height: 844 });
+      assert.match((await page.locator("#admin-scope").textContent()) ?? "", /whole network/);
+      const county = page.locator("li.institution", { has: page.locator("h4", { hasText: COUNTY }) });
+      await county.waitFor({ timeout });
+      await county.getByLabel(`New department in ${COUNTY}`).fill(DEPARTMENT);
+      await county.getByRole("button", { name: `Add department to ${COUNTY}` }).click();
+      await page.locator("li.institution", { has: page.locator("h4", { hasText: COUNTY }) })
+        .locator("li.department", { hasText: DEPARTMENT }).waitFor({ timeout });
+      await page.locator("#admin-status", { hasText: `Department ${DEPARTMENT} added to ${COUNTY}.` }).waitFor({ timeout });
+      // Usable on a phone: nothing wider than the screen.
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `the page is ${overflow}px wider than a phone's screen`);
+      await t.snap(page, "admin-department-added");
+    });
+
+    await check("admin console: the administrator adds an institution, then renames it and changes its kind", { scenario }, async () => {
+      const p = page;
+      if (!p) throw new Error("no page");
+      const [before, after] = ["石桥镇卫生院", "石桥镇中心卫生院"];
+      const item = (/** @type {string} */ name) => p.locator("li.institution", { has: p.locator("h4", { hasText: name }) });
+      const add = p.locator("#admin-institution-form");
+      await add.getByLabel("Name / 名称", { exact: true }).fill(before);
+      await add.getByLabel("Kind / 类型", { exact: true }).selectOption("township_clinic");
+      await add.getByRole("button", { name: "Add institution" }).click();
+      await item(before).locator(".status", { hasText: "Township health centre" }).waitFor({ timeout });
+      await p.getByRole("button", { name: `Rename ${before}` }).click();
+      const form = item(before).locator("form.rename-form");
+      await form.getByLabel("Name / 名称", { exact: true }).fill(after);
+      await form.getByLabel("Kind / 类型", { exact: true }).selectOption("hospital");
+      await form.getByRole("button", { name: "Save" }).click();
+      await item(after).locator(".status", { hasText: "Hospital" }).waitFor({ timeout });
+      await p.locator("#admin-status", { hasText: `${before} is now ${after}.` }).waitFor({ timeout });
+      assert.equal(await p.locator("li.institution h4", { hasText: before }).count(), 0);
+    });
+
+    await check("admin console: a bad username is refused with the server's error; the specialist is created and listed", { scenario }, async () => {
+      if (!page) throw new Error("no page");
+      const form = page.locator("#admin-account-form");
+      await form.getByLabel("Username").fill("zhang wei");
+      await form.getByLabel("Display name").fill(NEW_USER.name);
+      await form.getByLabel("Role").selectOption("specialist");
+      await form.getByLabel("Initial password").fill(newPassword);
+      await form.getByLabel("Institution").selectOption({ label: COUNTY });
+      await form.getByLabel("Department").selectOption({ label: DEPARTMENT });
+      await form.getByLabel("Title").fill(NEW_USER.title);
+      await form.getByLabel("Specialty").fill(NEW_USER.specialty);
+      await form.getByRole("button", { name: "Create account" }).click();
+      // The server's 400 invalid_request, named by its code and shown in both languages.
+      const error = page.locator('#admin-account-error[data-code="invalid_request"]');
+      await error.waitFor({ timeout });
+      const said = (await error.textContent()) ?? "";
+      assert.match(said, /用户名/);
+      assert.match(said, /A username is 1 to 64 letters/);
+      assert.equal(await form.getByLabel("Username").getAttribute("aria-invalid"), "true");
+      await t.snap(page, "admin-bad-username");
+
+      await form.getByLabel("Username").fill(NEW_USER.username);
+      await form.getByRole("button", { name: "Create account" }).click();
+      const row = page.locator(`#admin-accounts li.account-card[data-username="${NEW_USER.username}"]`);
+      await row.waitFor({ timeout });
+      assert.equal(await page.locator("#admin-account-error").isVisible(), false, "the error is gone");
+      assert.equal(await row.getAttribute("data-role"), "specialist");
+      const text = (await row.textContent()) ?? "";
+      for (const part of [NEW_USER.name, NEW_USER.title, NEW_USER.specialty, COUNTY, DEPARTMENT, "Specialist"]) {
+        assert.ok(text.includes(part), `the listed account shows ${part}: ${text}`);
+      }
+      await page.locator("#admin-status", { hasText: "Account created" }).waitFor({ timeout });
+      await t.snap(page, "admin-account-created");
+    });
+
+    await check("admin console: the new specialist signs in with the initial password, in the new department", { scenario }, async () => {
+      const auth = await apiLogin(NEW_USER.username, newPassword);
+      const me = await (await http.get("/api/v1/me", { headers: auth })).json();
+      assert.equal(me.role, "specialist");
+      assert.equal(me.display_name, NEW_USER.name);
+      assert.equal(me.title, NEW_USER.title);
+      assert.equal(me.specialty, NEW_USER.specialty);
+      assert.equal(me.institution.name, COUNTY);
+      assert.equal(me.department?.name, DEPARTMENT);
+    });
+
+    await check("admin console: the county hospital's administrator sees only its accounts, is refused another institution's, and ends a colleague's sessions", { scenario }, async () => {
+      if (!t.institutionAdmin) {
+        console.log("     (no HUIZHEN_INSTITUTION_ADMIN: skipped)");
+        return;
+      }
+      const ia = await signIn("institution-admin", t.institutionAdmin, { width: 1100, height: 900 });
+      assert.match((await ia.locator("#admin-scope").textContent()) ?? "", new RegExp(`You administer ${COUNTY}`));
+      await ia.locator(`#admin-accounts li.account-card[data-username="${NEW_USER.username}"]`).waitFor({ timeout });
+      const listed = await ia.locator("#admin-accounts li.account-card").evaluateAll((rows) =>
+        rows.map((r) => (r instanceof HTMLElement ? r.dataset.username : "")),
+      );
+      const everyone = /** @type {{accounts: {username: string, institution: {name: string}}[]}} */ (
+        await (await http.get("/api/v1/accounts", { headers: await apiLogin(t.admin) })).json()
+      ).accounts;
+      const county = everyone.filter((a) => a.institution.name === COUNTY).map((a) => a.username).sort();
+      assert.ok(everyone.some((a) => a.institution.name !== COUNTY), "the network has accounts elsewhere");
+      assert.deepEqual([...listed].sort(), county, "exactly the county hospital's accounts are listed");
+      // Only its own institution, no consultations, no network-wide roles to give.
+      assert.equal(await ia.locator("li.institution").count(), 1);
+      assert.equal(await ia.locator("#rooms-title").isVisible(), false);
+      const roles = await ia.locator("#admin-account-role option").evaluateAll((o) => o.map((x) => (x instanceof HTMLOptionElement ? x.value : "")));
+      assert.ok(!roles.includes("admin") && !roles.includes("supervisor"), `roles offered: ${roles}`);
+
+      // Asked for an account in another institution anyway (a tampered form): the server
+      // refuses, and the refusal is shown.
+      const institutions = /** @type {{institutions: {id: string, name: string}[]}} */ (
+        await (await http.get("/api/v1/institutions", { headers: await apiLogin(t.institutionAdmin) })).json()
+      ).institutions;
+      const elsewhere = institutions.find((i) => i.name !== COUNTY);
+      assert.ok(elsewhere, "another institution exists");
+      const form = ia.locator("#admin-account-form");
+      await form.getByLabel("Institution").evaluate((select, id) => {
+        if (select instanceof HTMLSelectElement) {
+          select.append(new Option("elsewhere", id));
+          select.value = id;
+        }
+      }, elsewhere.id);
+      await form.getByLabel("Username").fill("not.mine");
+      await form.getByLabel("Display name").fill("Not Mine");
+      await form.getByLabel("Initial password").fill(newPassword);
+      await form.getByRole("button", { name: "Create account" }).click();
+      const refusal = ia.locator('#admin-account-error[data-code="forbidden"]');
+      await refusal.waitFor({ timeout });
+      assert.match((await refusal.textContent()) ?? "", /only their own institution/);
+      await t.snap(ia, "admin-institution-refused");
+
+      // Ending the new colleague's sessions (a lost phone): their token stops working.
+      const theirs = await apiLogin(NEW_USER.username, newPassword);
+      await ia.getByRole("button", { name: `End all sessions of ${NEW_USER.name}` }).click();
+      const dialog = ia.getByRole("dialog");
+      await dialog.waitFor({ timeout });
+      await dialog.getByRole("button", { name: "End all sessions" }).click();
+      await ia.locator("#admin-status", { hasText: `of ${NEW_USER.name} ended` }).waitFor({ timeout });
+      assert.equal((await http.get("/api/v1/me", { headers: theirs })).status(), 401, "their session has ended");
+    });
+  } finally {
+    for (const [who, page] of own) {
+      t.pages.delete(who);
+      await page.context().close().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,99 @@
+// The network's organisation over the HTTP API (docs/protocol.md, "Organisation"), for the
+// administrators' console (admin-view.js): institutions and their departments, accounts, and
+// ending an account's sessions. Every call goes through api.js (the session token, renewal,
+// ApiError); the server decides who may do what.
+
+import { call } from "./api.js";
+
+/** @typedef {import("./api.js").Account} Account */
+/** @typedef {import("./api.js").AccountRole} AccountRole */
+
+/** @typedef {"hospital" | "township_clinic" | "internet_hospital"} InstitutionKind */
+
+/**
+ * @typedef {object} Department
+ * @property {string} id
+ * @property {string} name
+ */
+
+/**
+ * @typedef {object} Institution
+ * @property {string} id
+ * @property {string} name
+ * @property {InstitutionKind} kind
+ * @property {Department[]} departments
+ */
+
+/**
+ * What creating an account sends.
+ * @typedef {object} NewAccount
+ * @property {string} username
+ * @property {string} display_name
+ * @property {AccountRole} role
+ * @property {string} password
+ * @property {string} institution_id
+ * @property {string} [department_id]
+ * @property {string} [title]
+ * @property {string} [specialty]
+ */
+
+/** @returns {Promise<Institution[]>} every institution with its departments */
+export async function institutions() {
+  return /** @type {{institutions: Institution[]}} */ (await call("GET", "/api/v1/institutions")).institutions;
+}
+
+/**
+ * The network's administrator adds an institution (409 `conflict`: the name is taken).
+ * @param {string} name
+ * @param {InstitutionKind} kind
+ * @returns {Promise<Institution>}
+ */
+export async function createInstitution(name, kind) {
+  return /** @type {Institution} */ (await call("POST", "/api/v1/institutions", { name, kind }));
+}
+
+/**
+ * The network's administrator renames an institution or changes its kind.
+ * @param {string} id
+ * @param {string} name
+ * @param {InstitutionKind} kind
+ */
+export async function updateInstitution(id, name, kind) {
+  await call("PUT", `/api/v1/institutions/${encodeURIComponent(id)}`, { name, kind });
+}
+
+/**
+ * A department in an institution (409 `conflict`: the institution has one of this name).
+ * @param {string} institutionId
+ * @param {string} name
+ * @returns {Promise<{id: string, name: string, institution_id: string}>}
+ */
+export async function createDepartment(institutionId, name) {
+  return /** @type {{id: string, name: string, institution_id: string}} */ (
+    await call("POST", `/api/v1/institutions/${encodeURIComponent(institutionId)}/departments`, { name })
+  );
+}
+
+/** @returns {Promise<Account[]>} every account (network administrator) or the institution's own */
+export async function accounts() {
+  return /** @type {{accounts: Account[]}} */ (await call("GET", "/api/v1/accounts")).accounts;
+}
+
+/**
+ * @param {NewAccount} account
+ * @returns {Promise<Account>} the account created
+ */
+export async function createAccount(account) {
+  return /** @type {Account} */ (await call("POST", "/api/v1/accounts", account));
+}
+
+/**
+ * Ends every session of an account (a lost device, a colleague who left).
+ * @param {string} userId
+ * @returns {Promise<number>} how many sessions were ended
+ */
+export async function revokeSessions(userId) {
+  return /** @type {{sessions_revoked: number}} */ (
+    await call("POST", `/api/v1/users/${encodeURIComponent(userId)}/sessions/revoke`)
+  ).sessions_revoked;
+}
