@@ -50,7 +50,8 @@ const ROLES = {
   doctor: "Doctor / 医生",
   specialist: "Specialist / 专科医生",
   pharmacist: "Pharmacist / 药师",
-  supervisor: "Supervisor / 监管人员",
+  supervisor: "Institution supervisor / 机构监管人员",
+  network_supervisor: "Network supervisor / 网络监管人员",
   institution_admin: "Institution administrator / 机构管理员",
   admin: "Network administrator / 网络管理员",
 };
@@ -195,7 +196,7 @@ export function mayAdminister(role) {
  */
 export function mayGrant(by, role) {
   if (by === "admin") return true;
-  if (by === "institution_admin") return role !== "admin" && role !== "supervisor";
+  if (by === "institution_admin") return role !== "admin" && role !== "supervisor" && role !== "network_supervisor";
   return false;
 }
 

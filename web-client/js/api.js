@@ -9,7 +9,7 @@ import { saveObjectUrl } from "./dom.js";
 const SESSION_KEY = "huizhen.console.session";
 const DEADLINE_KEY = "huizhen.console.session-deadline";
 
-/** @typedef {"doctor" | "specialist" | "admin" | "institution_admin" | "pharmacist" | "supervisor"} AccountRole */
+/** @typedef {"doctor" | "specialist" | "admin" | "institution_admin" | "pharmacist" | "supervisor" | "network_supervisor"} AccountRole */
 
 /**
  * The short view of an account, as sign-in answers it.

@@ -220,7 +220,7 @@ function showDashboard(signedIn) {
     return;
   }
   // Supervisors see every consultation's summary and the audit trail.
-  if (signedIn.role === "supervisor") void showAudit(ui.audit, explain);
+  if (signedIn.role === "supervisor" || signedIn.role === "network_supervisor") void showAudit(ui.audit, explain);
   // Administrators: institutions, departments and accounts (admin-view.js). An institution's
   // administrator sees no consultations, so that is all their console holds.
   if (mayAdminister(signedIn.role)) {
