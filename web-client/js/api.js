@@ -46,6 +46,8 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {"doctor" | "specialist" | null} my_role their role on its care team, null when not on it
  * @property {boolean} manages they may issue invite links, manage the care team and end it
  * @property {boolean} waiting_room those with an invitation link wait until a clinician admits them
+ * @property {number | null} [slot_start] a scheduled referral's agreed time, Unix seconds
+ * @property {number | null} [slot_minutes] its length
  */
 
 /**
@@ -150,12 +152,13 @@ export function forgetSession() {
 let renewing = null;
 
 /**
+ * An authenticated call (other API modules, e.g. ./referral-api.js, build on it).
  * @param {"GET" | "POST" | "PUT" | "DELETE"} method
  * @param {string} path
  * @param {unknown} [body]
  * @returns {Promise<unknown>} the parsed JSON answer, or null for 204
  */
-async function call(method, path, body) {
+export async function call(method, path, body) {
   const token = sessionToken();
   try {
     return await send(method, path, body, token);

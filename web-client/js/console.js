@@ -9,6 +9,7 @@ import { el, must, roleLabel } from "./dom.js";
 import { showSummary } from "./summary-view.js";
 import { showPharmacy } from "./pharmacy-view.js";
 import { showAudit } from "./audit-view.js";
+import { startDesk, stopDesk } from "./clinician-desk.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Invite} Invite */
@@ -172,6 +173,7 @@ function checkSession() {
 /** @param {string} [message] */
 function signOut(message = "") {
   stopKeepAlive();
+  stopDesk();
   api.forgetSession();
   user = null;
   invites.clear();
@@ -220,6 +222,8 @@ function showDashboard(signedIn) {
   // Supervisors see every consultation's summary and the audit trail.
   if (signedIn.role === "supervisor") void showAudit(ui.audit, explain);
   void refreshRooms();
+  // Doctors and specialists: consultation requests, the day view, live notifications.
+  if (isClinician()) startDesk({ user: signedIn, explain, refreshRooms, referrals: must("#referrals", HTMLElement), day: must("#day-view", HTMLElement), rooms: ui.rooms });
 }
 
 /** Doctors and the network's administrator open consultations. */
