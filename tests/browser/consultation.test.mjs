@@ -33,6 +33,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
 import { chromium, request } from "playwright-core";
+import { referralScenario } from "./referral-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -51,7 +52,7 @@ const JOIN_TIMEOUT = 60_000;
 const MEDIA_TIMEOUT = 90_000;
 const EVENT_TIMEOUT = 30_000;
 /** The whole run may not take longer than this, whatever hangs. */
-const WATCHDOG_MS = 9 * 60_000;
+const WATCHDOG_MS = 11 * 60_000;
 
 const CHROMIUM_ARGS = [
   "--headless=new",
@@ -1687,6 +1688,8 @@ async function main() {
       pages.delete(who);
       await page?.context().close().catch(() => undefined);
     }
+
+    await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);
