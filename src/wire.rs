@@ -213,6 +213,10 @@ pub struct RoomView {
     pub ended_at: Option<i64>,
     pub status: RoomStatusView,
     pub waiting_room: bool,
+    /// The agreed time of a scheduled referral's consultation (Unix seconds), else null.
+    pub slot_start: Option<i64>,
+    /// Its length in minutes, else null.
+    pub slot_minutes: Option<i64>,
 }
 
 impl From<&RoomRecord> for RoomView {
@@ -229,6 +233,8 @@ impl From<&RoomRecord> for RoomView {
                 RoomStatus::Ended => RoomStatusView::Ended,
             },
             waiting_room: r.waiting_room,
+            slot_start: r.slot.map(|(start, _)| start),
+            slot_minutes: r.slot.map(|(_, minutes)| minutes),
         }
     }
 }

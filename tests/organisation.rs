@@ -316,6 +316,9 @@ async fn organisation_flow(s: &TestServer) {
         )
         .await;
     assert_eq!(st, 201, "{room}");
+    // Opened without an agreed time: no slot.
+    assert_eq!(room["slot_start"], serde_json::Value::Null, "{room}");
+    assert_eq!(room["slot_minutes"], serde_json::Value::Null, "{room}");
     let room = room["id"].as_str().unwrap().to_owned();
     let (st, _) = s
         .api("GET", &format!("/api/v1/rooms/{room}"), Some(&zhao), None)

@@ -339,7 +339,7 @@ async fn referral_flow(s: &TestServer) {
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["id"] == room.as_str()),
+            .any(|r| r["id"] == room.as_str() && r["slot_start"] == at && r["slot_minutes"] == 45),
         "{listed}"
     );
     let (st, shown) = s
@@ -349,6 +349,21 @@ async fn referral_flow(s: &TestServer) {
     assert_eq!(shown["title"], "Chest pain on exertion");
     assert_eq!(shown["patient_ref"], "P-2024-0042");
     assert_eq!(shown["created_by"], doc_id.as_str());
+    // The room shows its agreed time (the consoles' day view lists it by it).
+    assert_eq!(shown["slot_start"], at, "{shown}");
+    assert_eq!(shown["slot_minutes"], 45, "{shown}");
+    // A room opened without a referral has no agreed time.
+    let (st, plain) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&doc),
+            Some(json!({"title": "Walk-in follow-up"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{plain}");
+    assert_eq!(plain["slot_start"], Value::Null, "{plain}");
+    assert_eq!(plain["slot_minutes"], Value::Null, "{plain}");
     let (st, team) = s
         .api(
             "GET",

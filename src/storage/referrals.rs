@@ -465,6 +465,7 @@ impl Db {
                     status: RoomStatus::Open,
                     // A referred patient waits until the clinicians admit them.
                     waiting_room: true,
+                    slot: Some((slot.start(), i64::from(slot.minutes()))),
                 };
                 super::rooms::insert(&mut tx, &room).await?;
                 set_room_slot(&mut tx, &room.id, *slot).await?;

@@ -27,6 +27,9 @@ pub struct RoomRecord {
     pub status: RoomStatus,
     /// Whoever comes with an invitation waits until a clinician admits them.
     pub waiting_room: bool,
+    /// The consultation's agreed time (a scheduled referral's room): start in Unix seconds and
+    /// length in minutes; `None` for a room opened without one.
+    pub slot: Option<(i64, i64)>,
 }
 
 fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
@@ -35,6 +38,8 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
     let ended_at: Option<i64> = row.try_get("ended_at")?;
     let institution: String = row.try_get("institution_id")?;
     let waiting_room: i64 = row.try_get("waiting_room")?;
+    let slot_start: Option<i64> = row.try_get("slot_start")?;
+    let slot_minutes: Option<i64> = row.try_get("slot_minutes")?;
     Ok(RoomRecord {
         id: RoomId::parse(&id).ok_or(StorageError::Corrupt("room id"))?,
         title: row.try_get("title")?,
@@ -50,11 +55,12 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
             RoomStatus::Open
         },
         waiting_room: waiting_room != 0,
+        slot: slot_start.zip(slot_minutes),
     })
 }
 
-const COLUMNS: &str =
-    "id, title, patient_ref, created_by, institution_id, created_at, ended_at, waiting_room";
+const COLUMNS: &str = "id, title, patient_ref, created_by, institution_id, created_at, ended_at, \
+     waiting_room, slot_start, slot_minutes";
 
 /// Inserts a new room with its creator as its care team's doctor, in the caller's transaction
 /// (a scheduled referral opens its room in the transaction that schedules it).
@@ -118,6 +124,7 @@ impl Db {
             ended_at: None,
             status: RoomStatus::Open,
             waiting_room,
+            slot: None,
         };
         let mut tx = self.begin_write().await?;
         insert(&mut tx, &room).await?;

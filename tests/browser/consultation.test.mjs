@@ -34,6 +34,7 @@ import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
 import { chromium, request } from "playwright-core";
 import { adminScenario } from "./admin-scenario.mjs";
+import { referralScenario } from "./referral-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -52,7 +53,7 @@ const JOIN_TIMEOUT = 60_000;
 const MEDIA_TIMEOUT = 90_000;
 const EVENT_TIMEOUT = 30_000;
 /** The whole run may not take longer than this, whatever hangs. */
-const WATCHDOG_MS = 9 * 60_000;
+const WATCHDOG_MS = 11 * 60_000;
 
 const CHROMIUM_ARGS = [
   "--headless=new",
@@ -1690,6 +1691,7 @@ async function main() {
     }
 
     await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT });
+    await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);

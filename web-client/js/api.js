@@ -46,6 +46,8 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {"doctor" | "specialist" | null} my_role their role on its care team, null when not on it
  * @property {boolean} manages they may issue invite links, manage the care team and end it
  * @property {boolean} waiting_room those with an invitation link wait until a clinician admits them
+ * @property {number | null} [slot_start] a scheduled referral's agreed time, Unix seconds
+ * @property {number | null} [slot_minutes] its length
  */
 
 /**
@@ -150,7 +152,7 @@ export function forgetSession() {
 let renewing = null;
 
 /**
- * One authenticated API call (also for the calls of admin-api.js).
+ * One authenticated API call (other API modules, admin-api.js and referral-api.js, build on it).
  * @param {"GET" | "POST" | "PUT" | "DELETE"} method
  * @param {string} path
  * @param {unknown} [body]

@@ -10,6 +10,7 @@ import { showSummary } from "./summary-view.js";
 import { showPharmacy } from "./pharmacy-view.js";
 import { showAudit } from "./audit-view.js";
 import { hideAdministration, mayAdminister, showAdministration } from "./admin-view.js";
+import { startDesk, stopDesk } from "./clinician-desk.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Invite} Invite */
@@ -173,6 +174,7 @@ function checkSession() {
 /** @param {string} [message] */
 function signOut(message = "") {
   stopKeepAlive();
+  stopDesk();
   api.forgetSession();
   user = null;
   invites.clear();
@@ -231,6 +233,8 @@ function showDashboard(signedIn) {
     }
   }
   void refreshRooms();
+  // Doctors and specialists: consultation requests, the day view, live notifications.
+  if (isClinician()) startDesk({ user: signedIn, explain, refreshRooms, referrals: must("#referrals", HTMLElement), day: must("#day-view", HTMLElement), rooms: ui.rooms });
 }
 
 /** Doctors and the network's administrator open consultations. */

@@ -1,0 +1,207 @@
+// Browser scenario: a consultation request (referral) between two consoles, with live
+// notifications. Called from consultation.test.mjs (which passes its harness) near the end of
+// the run.
+//
+// The doctor (township clinic) sends an urgent request to the county hospital's cardiology
+// department from the console's form; the specialist's console, open already, shows it arrive
+// without a reload (the live notice and the department tab's badge); the specialist opens it, is
+// refused a time in the past (the server's error by its code), and accepts the time the doctor
+// proposed; the doctor's console shows it scheduled without a reload, and the day view of that
+// day lists the consultation at its time. Signing out closes the views.
+
+import assert from "node:assert/strict";
+
+/**
+ * @typedef {object} ScenarioContext
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(page: import("playwright-core").Page, name: string) => Promise<void>} snap
+ * @property {import("playwright-core").Browser} browser
+ * @property {(browser: import("playwright-core").Browser, who: string, username: string) => Promise<import("playwright-core").Page>} openConsole
+ * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string, opts?: {viewport?: {width: number, height: number}}) => Promise<import("playwright-core").Page>} openJoinPage
+ *   a participant's page in a fresh context, past the pre-join screen
+ * @property {Map<string, import("playwright-core").Page>} pages
+ * @property {string} doctor the doctor's username
+ * @property {string} specialist the cardiology specialist's username
+ * @property {number} timeout how long to wait for something to show
+ */
+
+/** @param {number} n */
+const pad = (n) => String(n).padStart(2, "0");
+
+/**
+ * A day from today, local time, as the date and datetime-local inputs take it.
+ * @param {number} days
+ */
+function localDay(days) {
+  const d = new Date();
+  d.setDate(d.getDate() + days);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** @param {ScenarioContext} ctx */
+export async function referralScenario(ctx) {
+  const { check, snap, browser, openConsole, openJoinPage, pages, timeout } = ctx;
+  const S = "referrals";
+  const tomorrow = localDay(1);
+  const yesterday = localDay(-1);
+  const reason = `Exertional chest pain ${Date.now()}`;
+  /** @type {{doctor?: import("playwright-core").Page, specialist?: import("playwright-core").Page}} */
+  const p = {};
+
+  try {
+    await check("referrals: both consoles open with their live notifications; the doctor sends an urgent request to cardiology", { scenario: S }, async () => {
+      p.specialist = await openConsole(browser, "ref-specialist", ctx.specialist);
+      p.doctor = await openConsole(browser, "ref-doctor", ctx.doctor);
+      for (const page of [p.specialist, p.doctor]) {
+        await page.locator('#referrals[data-live="connected"]').waitFor({ state: "attached", timeout });
+        await page.locator("#day-view-date").waitFor({ timeout });
+      }
+      // Marks the specialist's page: gone if it reloads.
+      await p.specialist.evaluate(() => {
+        /** @type {any} */ (window).notReloaded = true;
+      });
+      const doc = p.doctor;
+      await doc.getByRole("button", { name: "新会诊申请 · New request" }).click();
+      const form = doc.locator("#referral-form");
+      await form.getByLabel("科室 · Department").selectOption({ label: "心血管内科 · 县人民医院" }, { timeout });
+      await form.getByLabel("患者编号 · Patient reference").fill("P-REF-0007");
+      await form.getByLabel("申请原因 · Reason").fill(reason);
+      await form.getByLabel("会诊问题 · Question").fill("Stress test or angiography first?");
+      await form.getByLabel("紧急程度 · Urgency").selectOption("urgent");
+      await form.getByLabel("日期和时间 · Date and time").fill(`${tomorrow}T10:00`);
+      await form.getByRole("button", { name: "发送申请 · Send request" }).click();
+      const sent = doc.locator("#referral-panel li.referral-item", { hasText: reason });
+      await sent.waitFor({ timeout });
+      assert.equal(await doc.locator("#referral-tab-outbox").getAttribute("aria-selected"), "true", "the sent box is shown");
+      assert.equal(await sent.getAttribute("data-urgency"), "urgent");
+      assert.equal(await sent.getAttribute("data-state"), "requested");
+      await snap(doc, "referral-sent-doctor");
+    });
+
+    await check("referrals: the specialist's console shows the request arrive live (notice, badge), urgent first", { scenario: S }, async () => {
+      const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
+      await spec.locator("#referral-notice", { hasText: "New consultation request (urgent)" }).waitFor({ timeout });
+      // Addressed to the department as a whole: its tab counts it.
+      await spec.locator("#referral-tab-department .tab-badge", { hasText: "1" }).waitFor({ timeout });
+      assert.equal(await spec.evaluate(() => /** @type {any} */ (window).notReloaded), true, "no reload");
+      await spec.locator("#referral-tab-department").click();
+      const item = spec.locator("#referral-panel li.referral-item", { hasText: reason });
+      await item.waitFor({ timeout });
+      assert.equal(await item.getAttribute("data-urgency"), "urgent");
+      assert.equal(await spec.locator("#referral-panel li.referral-item").first().getAttribute("data-urgency"), "urgent", "urgent ones first");
+      await snap(spec, "referral-arrived-specialist");
+    });
+
+    await check("referrals: the specialist opens it; a time in the past is refused with the server's code", { scenario: S }, async () => {
+      const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
+      await spec.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      const dialog = spec.getByRole("dialog", { name: /Consultation request: Exertional chest pain/ });
+      await dialog.waitFor({ timeout });
+      assert.equal(await dialog.getAttribute("data-state"), "requested");
+      // Opened: no longer counted as new.
+      await spec.locator("#referral-tab-department .tab-badge").waitFor({ state: "hidden", timeout });
+      await dialog.locator(".step-time").getByLabel("日期和时间 · Date and time").fill(`${yesterday}T10:00`);
+      await dialog.getByRole("button", { name: "提议此时间 · Propose this time" }).click();
+      const error = spec.locator('#referral-step-error[data-error-code="slot_in_past"]');
+      await error.waitFor({ timeout });
+      assert.match((await error.textContent()) ?? "", /That time has passed.*slot_in_past/);
+      assert.equal(await dialog.getAttribute("data-state"), "requested", "nothing changed");
+      await snap(spec, "referral-refused-specialist");
+    });
+
+    await check("referrals: the specialist accepts the proposed time; the doctor's console shows it scheduled live", { scenario: S }, async () => {
+      const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
+      const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
+      const dialog = spec.locator("#referral-dialog");
+      await dialog.getByRole("button", { name: new RegExp(`^接受此时间 · Accept ${tomorrow} 10:00`) }).click();
+      await spec.locator('#referral-dialog[data-state="scheduled"]').waitFor({ timeout });
+      assert.equal(await spec.locator("#referral-step-error").isVisible(), false);
+      assert.equal(await dialog.getByRole("button", { name: "进入会诊 · Enter consultation" }).count(), 1, "the request links to its room");
+      await snap(spec, "referral-scheduled-specialist");
+      await dialog.getByRole("button", { name: "返回列表 · Back to the list" }).click();
+      // The doctor did nothing: the notification brings the change.
+      const sent = doc.locator("#referral-panel li.referral-item", { hasText: reason });
+      await doc.locator(`#referral-panel li.referral-item[data-state="scheduled"]`, { hasText: reason }).waitFor({ timeout });
+      await doc.locator("#referral-notice", { hasText: "updated: Scheduled" }).waitFor({ timeout });
+      assert.match((await sent.textContent()) ?? "", new RegExp(`${tomorrow} 10:00`));
+      await snap(doc, "referral-scheduled-doctor");
+    });
+
+    await check("referrals: the consultation is in the doctor's day view for that day, at its time", { scenario: S }, async () => {
+      const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
+      await doc.locator("#day-view-date").fill(tomorrow);
+      const entry = doc.locator("#day-view li.day-item", { hasText: reason });
+      await entry.waitFor({ timeout });
+      assert.equal(await entry.locator(".day-time").textContent(), "10:00–10:30");
+      assert.equal(await entry.getByRole("button", { name: "进入会诊 · Enter consultation" }).count(), 1);
+      // Today has none of it.
+      await doc.getByRole("button", { name: "今天 · Today" }).click();
+      await entry.waitFor({ state: "detached", timeout });
+      await doc.setViewportSize({ width: 390, height: 844 });
+      await doc.locator("#day-view-date").fill(tomorrow);
+      await entry.waitFor({ timeout });
+      await snap(doc, "referral-day-view-phone");
+    });
+
+    await check("live: the specialist's console cannot reach the stream, retries, and reloads what changed meanwhile", { scenario: S }, async () => {
+      const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
+      const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
+      // The network between the specialist's console and the stream breaks: every attempt fails
+      // until `cut` is lifted (the console reloaded to start from a broken stream).
+      let cut = true;
+      await spec.context().route("**/api/v1/events", (route) => (cut ? route.abort("connectionreset") : route.continue()));
+      await spec.reload({ waitUntil: "load" });
+      await spec.locator('#referrals[data-live="disconnected"]').waitFor({ state: "attached", timeout });
+      // Taken on by the specialist: in their own inbox now.
+      await spec.locator('#referral-tab-inbox[aria-selected="true"]').waitFor({ timeout });
+      await spec.locator('#referral-panel li.referral-item[data-state="scheduled"]', { hasText: reason }).waitFor({ timeout });
+      // Meanwhile the doctor proposes another time: no notification can reach the specialist.
+      await doc.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      const dialog = doc.locator("#referral-dialog");
+      await dialog.locator(".step-time").getByLabel("日期和时间 · Date and time").fill(`${tomorrow}T11:00`);
+      await dialog.getByRole("button", { name: "提议此时间 · Propose this time" }).click();
+      await doc.locator('#referral-dialog[data-state="counter_proposed"]').waitFor({ timeout });
+      await dialog.getByRole("button", { name: "返回列表 · Back to the list" }).click();
+      cut = false;
+      await spec.locator('#referrals[data-live="connected"]').waitFor({ state: "attached", timeout: 2 * timeout });
+      // Back: the lists were read again.
+      await spec.locator('#referral-panel li.referral-item[data-state="counter_proposed"]', { hasText: reason }).waitFor({ timeout });
+    });
+
+    await check("live: a patient in a consultation's waiting room shows on its entry in the doctor's console", { scenario: S }, async () => {
+      const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
+      await doc.setViewportSize({ width: 1100, height: 900 });
+      const title = `Waiting count ${Date.now()}`;
+      await doc.getByLabel("Title", { exact: true }).fill(title);
+      await doc.getByRole("button", { name: "Create consultation" }).click();
+      const card = doc.locator("li.room-card", { hasText: title });
+      await card.waitFor({ timeout });
+      await card.getByRole("button", { name: `Create patient invite link for ${title}` }).click();
+      const url = await card.locator(".invites input").first().inputValue({ timeout });
+      const patient = await openJoinPage(browser, "ref-patient", url, "Li Lei", { viewport: { width: 390, height: 844 } });
+      const count = card.locator(".waiting-count");
+      await count.waitFor({ timeout });
+      assert.match((await count.textContent()) ?? "", /1 waiting/);
+      await snap(doc, "live-waiting-doctor");
+      // They leave: the count goes.
+      pages.delete("ref-patient");
+      await patient.context().close();
+      await count.waitFor({ state: "detached", timeout });
+    });
+
+    await check("referrals: signing out closes the views and the notifications", { scenario: S }, async () => {
+      const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
+      await doc.getByRole("button", { name: "Sign out" }).click();
+      await doc.waitForSelector('body[data-state="signed-out"]', { timeout });
+      assert.equal(await doc.locator("#referrals").isVisible(), false);
+      assert.equal(await doc.locator("#referrals").getAttribute("data-live"), "disconnected");
+      assert.equal(await doc.locator("#day-view li.day-item").count(), 0);
+    });
+  } finally {
+    for (const who of ["ref-doctor", "ref-specialist", "ref-patient"]) {
+      const page = pages.get(who);
+      pages.delete(who);
+      await page?.context().close().catch(() => undefined);
+    }
+  }
+}

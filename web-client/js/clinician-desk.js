@@ -1,0 +1,99 @@
+// What the console adds for doctors and specialists: the consultation requests
+// (./referral-view.js), the day view (./day-view.js) and the live notifications that keep both,
+// and the rooms list, current (./live-events.js). console.js calls `startDesk` once signed in
+// and `stopDesk` at sign-out; everything else lives here.
+
+import { sessionToken } from "./api.js";
+import { DayView, waitingBadge } from "./day-view.js";
+import { LiveEvents } from "./live-events.js";
+import { ReferralView } from "./referral-view.js";
+
+/** @typedef {import("./api.js").Account} Account */
+
+/**
+ * @typedef {object} DeskOptions
+ * @property {Account} user
+ * @property {(err: unknown) => string} explain the console's sentence for a failure
+ * @property {() => Promise<void> | void} refreshRooms reloads the console's rooms list
+ * @property {HTMLElement} referrals the card for the requests
+ * @property {HTMLElement} day the card for the day view
+ * @property {HTMLElement} rooms the console's rooms list (li.room-card[data-room-id])
+ */
+
+/**
+ * @type {{live: LiveEvents, referrals: ReferralView, day: DayView, observer: MutationObserver,
+ *   waiting: Map<string, number>} | null}
+ */
+let desk = null;
+
+/** @param {DeskOptions} opts */
+export function startDesk(opts) {
+  stopDesk();
+  /** How many wait in each room, from `patient_waiting` (unknown until the first one). */
+  const waiting = new Map();
+  const day = new DayView({ section: opts.day, explain: opts.explain, waiting: (id) => waiting.get(id) ?? 0 });
+  const reloadRooms = () => {
+    void opts.refreshRooms();
+    void day.refresh();
+  };
+  const referrals = new ReferralView({ section: opts.referrals, user: opts.user, explain: opts.explain, changed: reloadRooms });
+
+  /** Puts the waiting counts on the rooms list's entries (again after each re-render). */
+  const markRooms = () => {
+    for (const li of opts.rooms.querySelectorAll("li.room-card[data-room-id]")) {
+      const n = waiting.get(/** @type {HTMLElement} */ (li).dataset.roomId ?? "") ?? 0;
+      const head = li.querySelector(".room-head");
+      const shown = head?.querySelector(".waiting-count");
+      if (Number(shown?.getAttribute("data-waiting") ?? 0) === n) continue;
+      shown?.remove();
+      if (n > 0) head?.append(waitingBadge(n));
+    }
+  };
+  const observer = new MutationObserver(markRooms);
+  observer.observe(opts.rooms, { childList: true });
+
+  const live = new LiveEvents({
+    token: sessionToken,
+    // Whether the stream is open, for those who look (tests/browser waits for it).
+    onState: (connected) => {
+      opts.referrals.dataset.live = connected ? "connected" : "disconnected";
+    },
+    onOpen: (reconnected) => {
+      // Nothing published while the stream was closed (or before it first opened) comes again:
+      // reload what it keeps current.
+      void referrals.refresh();
+      if (reconnected) reloadRooms();
+    },
+    onEvent: (event) => {
+      switch (event.type) {
+        case "referral_received":
+          referrals.received(event.referral_id, event.urgency);
+          break;
+        case "referral_changed":
+          referrals.changed(event.referral_id, event.state);
+          // A step may have opened, moved or ended a room.
+          reloadRooms();
+          break;
+        case "patient_waiting":
+          waiting.set(event.room_id, event.waiting);
+          day.setWaiting(event.room_id, event.waiting);
+          markRooms();
+          break;
+      }
+    },
+  });
+  desk = { live, referrals, day, observer, waiting };
+  void referrals.refresh();
+  void day.refresh();
+  live.start();
+}
+
+/** Sign-out: the stream closes and the views go. */
+export function stopDesk() {
+  if (!desk) return;
+  desk.live.stop();
+  desk.observer.disconnect();
+  desk.referrals.destroy();
+  desk.day.destroy();
+  desk = null;
+}

@@ -1,0 +1,187 @@
+// The day view of the clinicians' console: the signed-in clinician's scheduled consultations
+// (rooms with an agreed time, `slot_start`/`slot_minutes`, on whose care team they are) for a
+// chosen day, today by default, in time order, each with "Enter consultation" and, from live
+// notifications, how many patients wait in it.
+//
+// DOM contract (tests/browser/referral-scenario.mjs relies on it): #day-view-date (a date
+// input); li.day-item (`data-room-id`) with .day-time ("HH:MM–HH:MM", local time) and, while
+// someone waits, .waiting-count.
+
+import * as api from "./api.js";
+import { el } from "./dom.js";
+import { bi } from "./referral-view.js";
+
+/** @typedef {import("./api.js").Room} Room */
+
+/** @param {number} n */
+const pad = (n) => String(n).padStart(2, "0");
+
+/** @param {Date} d */
+function dateValue(d) {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** @param {number} unix */
+function clock(unix) {
+  const d = new Date(unix * 1000);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * "n waiting" for a room's entry (the rooms list and the day view).
+ * @param {number} n
+ */
+export function waitingBadge(n) {
+  return el("span", { className: "waiting-count", text: bi(`候诊 ${n} 人`, `${n} waiting`), attrs: { "data-waiting": String(n) } });
+}
+
+/**
+ * @typedef {object} DayViewOptions
+ * @property {HTMLElement} section the (empty) card the view fills
+ * @property {(err: unknown) => string} explain
+ * @property {(roomId: string) => number} waiting how many wait in a room now (0: unknown or none)
+ */
+
+export class DayView {
+  /** @param {DayViewOptions} opts */
+  constructor(opts) {
+    this.opts = opts;
+    /** @type {Room[]} */
+    this.rooms = [];
+    const titleId = "day-view-title";
+    this.date = el("input", { attrs: { id: "day-view-date", type: "date", value: dateValue(new Date()) } });
+    const prev = el("button", { className: "btn btn-small", text: "‹", attrs: { type: "button", "aria-label": bi("前一天", "Previous day") } });
+    const next = el("button", { className: "btn btn-small", text: "›", attrs: { type: "button", "aria-label": bi("后一天", "Next day") } });
+    const today = el("button", { className: "btn btn-small", text: bi("今天", "Today"), attrs: { type: "button" } });
+    prev.addEventListener("click", () => this.shift(-1));
+    next.addEventListener("click", () => this.shift(1));
+    today.addEventListener("click", () => {
+      this.date.value = dateValue(new Date());
+      this.render();
+    });
+    this.date.addEventListener("input", () => this.render());
+    this.status = el("p", { className: "hint", attrs: { role: "status" } });
+    this.list = el("ol", { className: "day-list", attrs: { "aria-labelledby": titleId } });
+    opts.section.setAttribute("aria-labelledby", titleId);
+    opts.section.replaceChildren(
+      el("h2", { text: bi("日程", "My day"), attrs: { id: titleId } }),
+      el(
+        "div",
+        { className: "day-controls" },
+        el("label", { text: bi("日期", "Day"), attrs: { for: "day-view-date" } }),
+        this.date,
+        prev,
+        next,
+        today,
+      ),
+      this.status,
+      this.list,
+    );
+    opts.section.hidden = false;
+  }
+
+  destroy() {
+    this.opts.section.replaceChildren();
+    this.opts.section.hidden = true;
+  }
+
+  /** @param {number} days */
+  shift(days) {
+    const d = this.day() ?? new Date();
+    d.setDate(d.getDate() + days);
+    this.date.value = dateValue(d);
+    this.render();
+  }
+
+  /** @returns {Date | null} the chosen day's local midnight */
+  day() {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(this.date.value);
+    return m ? new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3])) : null;
+  }
+
+  async refresh() {
+    try {
+      this.rooms = await api.listRooms();
+      this.render();
+    } catch (err) {
+      this.status.textContent = this.opts.explain(err);
+    }
+  }
+
+  render() {
+    const day = this.day();
+    if (!day) {
+      this.list.replaceChildren();
+      this.status.textContent = bi("请选择日期", "Choose a day.");
+      return;
+    }
+    const from = day.getTime() / 1000;
+    const end = new Date(day);
+    end.setDate(end.getDate() + 1);
+    const to = end.getTime() / 1000;
+    const mine = this.rooms
+      .filter((r) => r.my_role && typeof r.slot_start === "number" && r.slot_start >= from && r.slot_start < to)
+      .sort((a, b) => (a.slot_start ?? 0) - (b.slot_start ?? 0));
+    this.list.replaceChildren(...mine.map((r) => this.item(r)));
+    this.status.textContent = mine.length ? "" : bi("这一天没有预约的会诊", "No scheduled consultations on this day.");
+  }
+
+  /** @param {Room} room */
+  item(room) {
+    const start = room.slot_start ?? 0;
+    const end = start + (room.slot_minutes ?? 0) * 60;
+    const headingId = `day-${room.id}`;
+    const error = el("p", { className: "form-error", attrs: { role: "alert" } });
+    error.hidden = true;
+    const enter = el("button", {
+      className: "btn btn-small btn-primary",
+      text: bi("进入会诊", "Enter consultation"),
+      attrs: { type: "button", "aria-describedby": headingId },
+    });
+    enter.addEventListener("click", async () => {
+      enter.disabled = true;
+      error.hidden = true;
+      try {
+        const entry = await api.enterRoom(room.id);
+        location.assign(`/join#${entry.token}`);
+      } catch (err) {
+        error.textContent = this.opts.explain(err);
+        error.hidden = error.textContent === "";
+        enter.disabled = false;
+      }
+    });
+    const head = el(
+      "div",
+      { className: "room-head" },
+      el("span", { className: "day-time", text: `${clock(start)}–${clock(end)}` }),
+      el("h3", { text: room.title, attrs: { id: headingId } }),
+    );
+    const waiting = this.opts.waiting(room.id);
+    if (waiting > 0) head.append(waitingBadge(waiting));
+    const meta = room.patient_ref ? `${bi("患者编号", "Patient ref.")} ${room.patient_ref}` : "";
+    const ended = room.status === "ended";
+    if (ended) head.append(el("span", { className: "status status-ended", text: bi("已结束", "ended") }));
+    const li = el(
+      "li",
+      { className: ended ? "day-item room-ended" : "day-item" },
+      head,
+      ...(meta ? [el("p", { className: "hint", text: meta })] : []),
+      ...(ended ? [] : [el("div", { className: "actions" }, enter), error]),
+    );
+    li.dataset.roomId = room.id;
+    return li;
+  }
+
+  /**
+   * A live `patient_waiting`: shows the count on the room's entry.
+   * @param {string} roomId
+   * @param {number} n
+   */
+  setWaiting(roomId, n) {
+    const li = this.list.querySelector(`li.day-item[data-room-id="${CSS.escape(roomId)}"]`);
+    const head = li?.querySelector(".room-head");
+    if (!head) return;
+    head.querySelector(".waiting-count")?.remove();
+    if (n > 0) head.append(waitingBadge(n));
+  }
+}

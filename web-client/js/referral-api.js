@@ -1,0 +1,148 @@
+// Consultation requests (referrals) and the organisation they are addressed in, over the
+// clinician HTTP API (docs/protocol.md, "Referrals" and "Organisation"). Built on ./api.js's
+// authenticated call; the rules are the server's, so a refused step comes back as an ApiError
+// with its stable code and the server's message.
+
+import { call } from "./api.js";
+
+/** @typedef {import("./api.js").Account} Account */
+
+/**
+ * @typedef {object} Institution
+ * @property {string} id
+ * @property {string} name
+ * @property {string} kind
+ * @property {{id: string, name: string}[]} departments
+ */
+
+/**
+ * A clinician as a request shows them.
+ * @typedef {object} Person
+ * @property {string} id
+ * @property {string} [display_name]
+ * @property {string} [title]
+ * @property {{id: string, name: string}} [institution]
+ */
+
+/**
+ * @typedef {object} Slot
+ * @property {number} start Unix seconds
+ * @property {number} minutes
+ * @property {number} end Unix seconds
+ */
+
+/** @typedef {"routine" | "urgent" | "emergency"} Urgency */
+/** @typedef {"requester" | "receiver"} Side */
+/**
+ * @typedef {"requested" | "accepted" | "counter_proposed" | "scheduled" | "declined" |
+ *   "in_consultation" | "report_issued" | "closed" | "cancelled"} ReferralState
+ */
+
+/**
+ * One step on a request.
+ * @typedef {object} ReferralEvent
+ * @property {number} version
+ * @property {string} action create, accept, propose_time, decline, forward, start, issue_report, close, cancel
+ * @property {string | null} from_state
+ * @property {string} to_state
+ * @property {Person} actor
+ * @property {Side} side
+ * @property {any} detail slot, reason, a forward's new target `to`
+ * @property {number} at Unix seconds
+ */
+
+/**
+ * A consultation request as the signed-in clinician sees it (`side`: theirs).
+ * @typedef {object} Referral
+ * @property {string} id
+ * @property {Person} requester
+ * @property {{id: string, name: string}} requester_institution
+ * @property {{department: {id: string, name?: string, institution?: {id: string, name: string}}, specialist: Person | null}} target
+ * @property {Person | null} receiver
+ * @property {string} patient_ref
+ * @property {string} reason
+ * @property {string} question
+ * @property {Urgency} urgency
+ * @property {boolean} urgent
+ * @property {ReferralState} state
+ * @property {Side | null} state_by who proposed the pending time, or cancelled
+ * @property {Slot | null} slot the time proposed or agreed
+ * @property {string | null} state_reason
+ * @property {boolean} open
+ * @property {string | null} room_id
+ * @property {Slot | null} room_slot
+ * @property {number} version
+ * @property {number} created_at
+ * @property {number} updated_at
+ * @property {Side} side
+ * @property {Slot[]} [proposed_times] with the request's details only
+ * @property {ReferralEvent[]} [events] with the request's details only
+ */
+
+/** @typedef {"inbox" | "department" | "outbox"} Box */
+
+/**
+ * A time for a step: start (Unix seconds) and length.
+ * @typedef {{start: number, minutes: number}} Time
+ */
+
+/**
+ * @typedef {object} NewReferral
+ * @property {string} target_department_id
+ * @property {string} [target_specialist_id]
+ * @property {string} patient_ref
+ * @property {string} reason
+ * @property {string} question
+ * @property {Urgency} urgency
+ * @property {Time[]} proposed_times
+ */
+
+/** @returns {Promise<Institution[]>} every institution of the network, with its departments */
+export async function institutions() {
+  return /** @type {{institutions: Institution[]}} */ (await call("GET", "/api/v1/institutions")).institutions;
+}
+
+/**
+ * The doctors and specialists of a department.
+ * @param {string} departmentId
+ * @returns {Promise<Account[]>}
+ */
+export async function departmentClinicians(departmentId) {
+  const q = new URLSearchParams({ department: departmentId });
+  return /** @type {{clinicians: Account[]}} */ (await call("GET", `/api/v1/directory?${q}`)).clinicians;
+}
+
+/**
+ * @param {Box} box
+ * @returns {Promise<Referral[]>} open first, then emergency, urgent, routine, longest waiting first
+ */
+export async function referrals(box) {
+  return /** @type {{referrals: Referral[]}} */ (await call("GET", `/api/v1/referrals?box=${box}`)).referrals;
+}
+
+/**
+ * @param {string} id
+ * @returns {Promise<Referral>} with `proposed_times` and `events`
+ */
+export async function referral(id) {
+  return /** @type {Referral} */ (await call("GET", `/api/v1/referrals/${encodeURIComponent(id)}`));
+}
+
+/**
+ * @param {NewReferral} body
+ * @returns {Promise<Referral>}
+ */
+export async function createReferral(body) {
+  return /** @type {Referral} */ (await call("POST", "/api/v1/referrals", body));
+}
+
+/**
+ * A step on a request.
+ * @param {string} id
+ * @param {"accept" | "propose" | "decline" | "forward" | "start" | "close" | "cancel"} action
+ * @param {Record<string, unknown>} [body]
+ * @returns {Promise<Referral>} the request after the step, with its details
+ */
+export async function referralStep(id, action, body) {
+  return /** @type {Referral} */ (await call("POST", `/api/v1/referrals/${encodeURIComponent(id)}/${action}`, body));
+}
