@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::peer::SignalingClient;
-use common::{PgTestDb, TestServer, process};
+use common::{PgTestDb, Place, TestServer, process};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
@@ -874,5 +874,195 @@ async fn the_upgrade_keeps_consultations_on_postgres() {
         return;
     };
     the_upgrade_keeps_consultations(&pg.url).await;
+    pg.drop_db().await;
+}
+
+/// Changing an existing account over the API (`PATCH /api/v1/accounts/{id}`): the network's
+/// administrator moves a clinician to another institution and department, renames them and
+/// changes their role, which takes effect on their next call; an institution's administrator
+/// changes their own institution's accounts and nothing else (another institution's is not
+/// found, moving one away or giving a network-wide role is refused, all recorded); nobody
+/// changes their own role; bad fields are refused with their reason; two administrators
+/// changing one account from the same starting point: one wins, the other is told.
+async fn account_changes(s: &TestServer) {
+    let county = s.institution("County People's Hospital").await;
+    let town = s.institution("Qingshui township health centre").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let neurology = s.department(&county, "Neurology").await;
+    let town_gp = s.department(&town, "General practice").await;
+    fn place<'a>(institution: &'a str, department: Option<&'a str>) -> Place<'a> {
+        Place {
+            institution,
+            department,
+            ..Default::default()
+        }
+    }
+    let (county, town, cardiology) = (county.as_str(), town.as_str(), cardiology.as_str());
+    let (admin_id, admin) = s
+        .placed_account("netadmin", AccountRole::Admin, place(county, None))
+        .await;
+    let (_, county_admin) = s
+        .placed_account(
+            "countyadmin",
+            AccountRole::InstitutionAdmin,
+            place(county, None),
+        )
+        .await;
+    let (_, town_admin) = s
+        .placed_account(
+            "townadmin",
+            AccountRole::InstitutionAdmin,
+            place(town, None),
+        )
+        .await;
+    let (chen_id, chen) = s
+        .placed_account("chen", AccountRole::Doctor, place(county, Some(cardiology)))
+        .await;
+    let (sup_id, _) = s
+        .placed_account(
+            "regulator",
+            AccountRole::NetworkSupervisor,
+            place(county, None),
+        )
+        .await;
+    let patch = |token: &str, id: &str, body: Value| {
+        let (token, path) = (token.to_owned(), format!("/api/v1/accounts/{id}"));
+        async move { s.api("PATCH", &path, Some(&token), Some(body)).await }
+    };
+
+    // The county's administrator: title, specialty, department within the county.
+    let (st, a) = patch(
+        &county_admin,
+        &chen_id,
+        json!({"title": "主任医师", "specialty": "Cardiology", "department_id": neurology}),
+    )
+    .await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["title"], "主任医师");
+    assert_eq!(a["department"]["id"], neurology.as_str());
+    // Role changes take effect on the next call: a specialist cannot open rooms.
+    let (st, a) = patch(&county_admin, &chen_id, json!({"role": "specialist"})).await;
+    assert_eq!((st, a["role"].as_str()), (200, Some("specialist")), "{a}");
+    let (st, _) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&chen),
+            Some(json!({"title": "Follow-up"})),
+        )
+        .await;
+    assert_eq!(st, 403, "the old session has the new role");
+    // The refusals of an institution's administrator.
+    for (body, why) in [
+        (json!({"institution_id": town}), "moving an account away"),
+        (json!({"role": "network_supervisor"}), "a network-wide role"),
+        (json!({"role": "admin"}), "the network's administrator role"),
+    ] {
+        let (st, e) = patch(&county_admin, &chen_id, body).await;
+        assert_eq!((st, code(&e)), (403, "forbidden"), "{why}: {e}");
+    }
+    let (st, e) = patch(&county_admin, &sup_id, json!({"title": "x"})).await;
+    assert_eq!(
+        (st, code(&e)),
+        (403, "forbidden"),
+        "a network-wide account: {e}"
+    );
+    let (st, e) = patch(&town_admin, &chen_id, json!({"title": "x"})).await;
+    assert_eq!(
+        (st, code(&e)),
+        (404, "not_found"),
+        "another institution's: {e}"
+    );
+    let (st, e) = patch(&chen, &chen_id, json!({"title": "x"})).await;
+    assert_eq!((st, code(&e)), (403, "forbidden"), "a clinician: {e}");
+    // Bad fields, each with its reason; nothing changes.
+    for (body, expect) in [
+        (json!({"display_name": "Dr.\u{202E}gnaW"}), "display_name"),
+        (json!({"role": "surgeon"}), "role"),
+        (
+            json!({"department_id": cardiology, "institution_id": town}),
+            "department",
+        ),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let (st, e) = patch(&admin, &chen_id, body).await;
+        assert_eq!((st, code(&e)), (400, "invalid_request"), "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(expect),
+            "{expect}: {e}"
+        );
+    }
+    let (st, e) = patch(&admin, "u_nobodyhereatall", json!({"title": "x"})).await;
+    assert_eq!(st, 404, "{e}");
+    // Nobody changes their own role.
+    let (st, e) = patch(&admin, &admin_id, json!({"role": "doctor"})).await;
+    assert_eq!((st, code(&e)), (409, "conflict"), "{e}");
+    // The network's administrator moves them to the township (the county department does
+    // not follow) and renames them.
+    let (st, a) = patch(
+        &admin,
+        &chen_id,
+        json!({"institution_id": town, "display_name": "Dr. Chen Jie"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["institution"]["id"], town);
+    assert_eq!(a["department"], Value::Null);
+    assert_eq!(a["display_name"], "Dr. Chen Jie");
+    let (st, a) = patch(&town_admin, &chen_id, json!({"department_id": town_gp})).await;
+    assert_eq!(st, 200, "now the township's to change: {a}");
+    let (st, a) = patch(&admin, &chen_id, json!({"department_id": null})).await;
+    assert_eq!((st, a["department"].clone()), (200, Value::Null), "{a}");
+
+    // Two administrators at once, from the same account: one wins, the other is told.
+    let (a1, a2) = tokio::join!(
+        patch(&admin, &chen_id, json!({"role": "doctor"})),
+        patch(&town_admin, &chen_id, json!({"role": "pharmacist"})),
+    );
+    let mut statuses = [a1.0, a2.0];
+    statuses.sort();
+    assert!(
+        statuses == [200, 200] || statuses == [200, 409],
+        "{statuses:?}: {} {}",
+        a1.1,
+        a2.1
+    );
+
+    // Every change and refusal is in the trail.
+    let (_, sup) = s
+        .api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": "regulator", "password": common::ACCOUNT_PASSWORD})),
+        )
+        .await;
+    let sup = sup["token"].as_str().unwrap().to_owned();
+    let updated = entries_of(s, &sup, "org.account_updated").await;
+    assert!(updated.len() >= 5, "{updated:?}");
+    assert!(
+        updated.iter().all(|e| e["object_id"] == chen_id.as_str()
+            && !e["detail"].as_str().unwrap().contains("Chen Jie")),
+        "names stay out of the trail"
+    );
+    assert!(entries_of(s, &sup, "access.denied").await.len() >= 5);
+}
+
+#[tokio::test]
+async fn account_changes_on_sqlite() {
+    let s = TestServer::start().await;
+    account_changes(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn account_changes_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    account_changes(&s).await;
+    s.stop().await;
     pg.drop_db().await;
 }

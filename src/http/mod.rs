@@ -32,7 +32,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use axum::http::header;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             "/accounts",
             get(organisation::list_accounts).post(organisation::create_account),
         )
+        .route("/accounts/{id}", patch(organisation::update_account))
         .route("/directory", get(organisation::directory))
         .route("/rooms", post(api::create_room).get(api::list_rooms))
         .route("/rooms/{id}", get(api::get_room))

@@ -21,7 +21,9 @@ use crate::domain::ids::{DepartmentId, InstitutionId, UserId};
 use crate::domain::organisation::{InstitutionKind, org_name, profile_text};
 use crate::domain::role::AccountRole;
 use crate::domain::text::display_name;
-use crate::storage::{Department, DirectoryQuery, Institution, NewAccount, StorageError, User};
+use crate::storage::{
+    AccountChange, Department, DirectoryQuery, Institution, NewAccount, StorageError, User,
+};
 
 /// The directory answers at most this many clinicians per query.
 const MAX_DIRECTORY_ROWS: i64 = 200;
@@ -385,6 +387,157 @@ pub async fn create_account(
         .await?;
     let names = Names::load(&state).await?;
     Ok((StatusCode::CREATED, Json(json!(names.account(&user)))))
+}
+
+/// `PATCH /accounts/{id}`: each field given is changed, the others kept.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPatch {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    institution_id: Option<InstitutionId>,
+    /// Absent: kept (or cleared when the account moves to another institution); `null`: none.
+    #[serde(default, deserialize_with = "present")]
+    department_id: Option<Option<DepartmentId>>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    specialty: Option<String>,
+}
+
+/// A field that is present, even as `null` (`Some(None)`), apart from one that is absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Changes an account's name, role, place or profile: the network's administrator any
+/// account, an institution's administrator their own institution's, within the roles they may
+/// give, never moving it to another institution. Nobody changes their own role. Takes effect
+/// on the account's next call (sessions read the account each time).
+pub async fn update_account(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AccountPatch>,
+) -> Result<Json<Value>, ApiError> {
+    let id = UserId::parse(&id).ok_or(ApiError::NotFound)?;
+    if !who.0.role.may_manage_accounts(false) && !who.0.role.may_manage_accounts(true) {
+        return Err(refuse(&state, &who, "account.update").await);
+    }
+    let target = state.db.user(&id).await?.ok_or(ApiError::NotFound)?;
+    let mine = target.institution_id == who.0.institution_id;
+    if !who.0.role.may_manage_accounts(mine) {
+        // Another institution's account: as if it did not exist, and recorded.
+        refuse(&state, &who, "account.update").await;
+        return Err(ApiError::NotFound);
+    }
+    if !who.0.role.may_grant(target.role) {
+        return Err(refuse(&state, &who, "account.update").await);
+    }
+    let role = match body.role.as_deref() {
+        None => target.role,
+        Some(r) => AccountRole::parse(r).ok_or_else(|| {
+            ApiError::Invalid(
+                "role must be doctor, specialist, pharmacist, supervisor, network_supervisor, \
+                 institution_admin or admin"
+                    .into(),
+            )
+        })?,
+    };
+    if role != target.role {
+        if !who.0.role.may_grant(role) {
+            return Err(refuse(&state, &who, "account.update").await);
+        }
+        if target.id == who.0.id {
+            return Err(ApiError::Conflict(
+                "you cannot change your own role; ask another administrator".into(),
+            ));
+        }
+    }
+    let institution = body
+        .institution_id
+        .clone()
+        .unwrap_or_else(|| target.institution_id.clone());
+    let moved = institution != target.institution_id;
+    if moved
+        && !who
+            .0
+            .role
+            .may_manage_accounts(institution == who.0.institution_id)
+    {
+        return Err(refuse(&state, &who, "account.move").await);
+    }
+    let department = match body.department_id.clone() {
+        Some(d) => d,
+        None if moved => None,
+        None => target.department_id.clone(),
+    };
+    check_place(&state, &institution, department.as_ref()).await?;
+    let display_name = match &body.display_name {
+        Some(n) => display_name(n, MAX_DISPLAY_NAME_CHARS)
+            .map_err(|e| ApiError::Invalid(format!("display_name: {e}")))?,
+        None => target.display_name.clone(),
+    };
+    let title = match &body.title {
+        Some(t) => profile_text(t).map_err(|e| ApiError::Invalid(format!("title: {e}")))?,
+        None => target.title.clone(),
+    };
+    let specialty = match &body.specialty {
+        Some(s) => profile_text(s).map_err(|e| ApiError::Invalid(format!("specialty: {e}")))?,
+        None => target.specialty.clone(),
+    };
+    let change = AccountChange {
+        display_name,
+        role,
+        institution,
+        department,
+        title,
+        specialty,
+    };
+    match state.db.update_account(&target, &change).await {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "the account was changed by someone else meanwhile; reload it".into(),
+            ));
+        }
+        other => other?,
+    }
+    let changed: Vec<&str> = [
+        ("display_name", change.display_name != target.display_name),
+        ("role", change.role != target.role),
+        ("institution", change.institution != target.institution_id),
+        ("department", change.department != target.department_id),
+        ("title", change.title != target.title),
+        ("specialty", change.specialty != target.specialty),
+    ]
+    .into_iter()
+    .filter_map(|(field, differs)| differs.then_some(field))
+    .collect();
+    state
+        .audit
+        .record(
+            AuditEvent::new(who.actor(), Action::AccountUpdated)
+                .object("user", &target.id)
+                .detail(json!({
+                    "changed": changed,
+                    "role": change.role.as_str(),
+                    "role_before": target.role.as_str(),
+                    "institution": change.institution,
+                    "department": change.department,
+                    "via": "api",
+                })),
+        )
+        .await?;
+    let user = state.db.user(&target.id).await?.ok_or(ApiError::NotFound)?;
+    let names = Names::load(&state).await?;
+    Ok(Json(json!(names.account(&user))))
 }
 
 #[derive(Deserialize)]

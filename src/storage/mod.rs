@@ -47,7 +47,7 @@ pub use referrals::{
 };
 pub use rooms::{RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
-pub use users::{DirectoryQuery, NewAccount, User};
+pub use users::{AccountChange, DirectoryQuery, NewAccount, User};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

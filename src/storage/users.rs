@@ -27,6 +27,17 @@ pub struct User {
     pub accepts_referrals: bool,
 }
 
+/// What an account becomes (`Db::update_account`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountChange {
+    pub display_name: String,
+    pub role: AccountRole,
+    pub institution: InstitutionId,
+    pub department: Option<DepartmentId>,
+    pub title: String,
+    pub specialty: String,
+}
+
 /// What creating an account takes. The institution and department must exist, and the
 /// department must belong to the institution (checked by the caller, which knows who asks).
 #[derive(Debug, Clone)]
@@ -207,6 +218,40 @@ impl Db {
             return Err(StorageError::NotFound);
         }
         Ok(())
+    }
+
+    /// Replaces an account's name, role, place and profile with `to`, if it still stands
+    /// where `from` says it did (institution and role): the caller decided it may make this
+    /// change from those, so an account moved or given another role meanwhile is not changed
+    /// ([`StorageError::Conflict`]). [`StorageError::NotFound`] for no such account.
+    pub async fn update_account(
+        &self,
+        from: &User,
+        to: &AccountChange,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE users SET display_name = $1, role = $2, institution_id = $3, \
+             department_id = $4, title = $5, specialty = $6 \
+             WHERE id = $7 AND institution_id = $8 AND role = $9",
+        )
+        .bind(&to.display_name)
+        .bind(to.role.as_str())
+        .bind(to.institution.as_str())
+        .bind(to.department.as_ref().map(DepartmentId::as_str))
+        .bind(&to.title)
+        .bind(&to.specialty)
+        .bind(from.id.as_str())
+        .bind(from.institution_id.as_str())
+        .bind(from.role.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.user(&from.id).await? {
+            Some(_) => Err(StorageError::Conflict),
+            None => Err(StorageError::NotFound),
+        }
     }
 
     /// Whether the clinician takes new referrals now (the directory shows it).

@@ -168,6 +168,25 @@ export async function adminScenario(harness) {
       assert.equal(me.department?.name, DEPARTMENT);
     });
 
+    await check("admin console: the administrator edits the new account's title; the list and the account show it", { scenario }, async () => {
+      if (!page) throw new Error("no page");
+      const row = page.locator(`#admin-accounts li.account-card[data-username="${NEW_USER.username}"]`);
+      await row.getByRole("button", { name: `Edit ${NEW_USER.name} / 修改 ${NEW_USER.name}` }).click();
+      const form = row.getByRole("form", { name: `Edit ${NEW_USER.name} / 修改 ${NEW_USER.name}` });
+      await form.waitFor({ timeout });
+      assert.equal(await form.getByLabel("Title").inputValue(), NEW_USER.title);
+      await form.getByLabel("Title").fill("主任医师");
+      await form.getByRole("button", { name: "Save / 保存" }).click();
+      await page.locator("#admin-status", { hasText: "changes saved" }).waitFor({ timeout });
+      const updated = page.locator(`#admin-accounts li.account-card[data-username="${NEW_USER.username}"]`);
+      await updated.locator(".account-line", { hasText: "主任医师" }).waitFor({ timeout });
+      const auth = await apiLogin(NEW_USER.username, newPassword);
+      const me = await (await http.get("/api/v1/me", { headers: auth })).json();
+      assert.equal(me.title, "主任医师");
+      assert.equal(me.department?.name, DEPARTMENT, "the rest is kept");
+      await t.snap(page, "admin-account-edited");
+    });
+
     await check("admin console: the county hospital's administrator sees only its accounts, is refused another institution's, and ends a colleague's sessions", { scenario }, async () => {
       if (!t.institutionAdmin) {
         console.log("     (no HUIZHEN_INSTITUTION_ADMIN: skipped)");

@@ -97,3 +97,25 @@ export async function revokeSessions(userId) {
     await call("POST", `/api/v1/users/${encodeURIComponent(userId)}/sessions/revoke`)
   ).sessions_revoked;
 }
+
+/**
+ * What changing an account sends: only the fields that change (`department_id` null clears it).
+ * @typedef {object} AccountPatch
+ * @property {string} [display_name]
+ * @property {AccountRole} [role]
+ * @property {string} [institution_id]
+ * @property {string | null} [department_id]
+ * @property {string} [title]
+ * @property {string} [specialty]
+ */
+
+/**
+ * Changes an account (403 `forbidden` beyond the administrator's reach; 409 `conflict` for
+ * their own role, or when someone else changed the account meanwhile).
+ * @param {string} userId
+ * @param {AccountPatch} patch
+ * @returns {Promise<Account>} the account as it is now
+ */
+export async function updateAccount(userId, patch) {
+  return /** @type {Account} */ (await call("PATCH", `/api/v1/accounts/${encodeURIComponent(userId)}`, patch));
+}

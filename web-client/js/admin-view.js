@@ -62,7 +62,13 @@ const TEXT = {
   scopeInstitution: (name) => `您管理${name}的科室和账户。 · You administer ${name}: its departments and its accounts.`,
   scopeNetwork: "您管理整个网络：所有机构、科室和账户。 · You administer the whole network: its institutions, their departments and every account.",
   noUpdate:
-    "修改已有账户的职称、专科、科室或机构，目前请在服务器上使用 huizhen user set。 · To change an existing account's title, specialty, department or institution, use huizhen user set on the server for now.",
+    "修改已有账户：点击账户旁的“Edit / 修改”。角色变更在该账户下一次操作时生效。 · To change an existing account, use its Edit button; a new role takes effect on the account's next action.",
+  editAccount: "Edit / 修改",
+  /** @param {string} name */
+  editAccountOf: (name) => `Edit ${name} / 修改 ${name}`,
+  /** @param {string} name */
+  accountUpdated: (name) => `已保存${name}的修改。 · ${name}: changes saved.`,
+  nothingChanged: "没有修改。 · Nothing was changed.",
   institutions: "Institutions and departments / 机构与科室",
   newInstitution: "Add an institution / 添加机构",
   name: "Name / 名称",
@@ -757,6 +763,8 @@ function renderAccount(a) {
     attrs: { type: "button", "aria-label": TEXT.endSessionsOf(a.display_name) },
   });
   end.addEventListener("click", () => void endSessions(a, end));
+  const error = errorLine();
+  const [editButton, editForm] = accountForm(a, error);
   const place = [a.institution.name, a.department?.name ?? ""].filter((p) => p !== "").join(" · ");
   const profile = [a.title, a.specialty].filter((p) => p !== "").join(" · ");
   const item = el(
@@ -767,10 +775,13 @@ function renderAccount(a) {
       { className: "account-head" },
       el("span", { className: "member-name", text: a.display_name, attrs: { id: nameId } }),
       el("span", { className: "status", text: ROLES[a.role] ?? a.role }),
+      editButton,
       end,
     ),
     el("p", { className: "account-line" }, el("span", { className: "mono", text: a.username ?? "" }), profile ? ` · ${profile}` : ""),
     el("p", { className: "account-line hint", text: place }),
+    editForm,
+    error,
   );
   if (clinician) {
     item.append(
@@ -784,6 +795,99 @@ function renderAccount(a) {
   item.dataset.username = a.username ?? "";
   item.dataset.role = a.role;
   return item;
+}
+
+/**
+ * The Edit button of an account and its form: name shown, role (those the signed-in
+ * administrator may give; not their own), institution (the network's administrator only),
+ * department, title and specialty. Only what changed is sent.
+ * @param {Account} a
+ * @param {HTMLElement} error
+ * @returns {[HTMLButtonElement, HTMLFormElement]}
+ */
+function accountForm(a, error) {
+  const me = state.me;
+  const button = el("button", {
+    className: "btn btn-small",
+    text: TEXT.editAccount,
+    attrs: { type: "button", "aria-label": TEXT.editAccountOf(a.display_name), "aria-expanded": "false" },
+  });
+  const name = textInput("64", { required: "" });
+  const role = el("select");
+  const institution = el("select");
+  const department = el("select");
+  const title = textInput("60");
+  const specialty = textInput("60");
+  const save = el("button", { className: "btn btn-primary btn-small", text: TEXT.save, attrs: { type: "submit" } });
+  const cancel = el("button", { className: "btn btn-small", text: TEXT.cancel, attrs: { type: "button" } });
+  const form = el(
+    "form",
+    { className: "form account-edit", attrs: { "aria-label": TEXT.editAccountOf(a.display_name) } },
+    field(`admin-edit-name-${a.id}`, TEXT.displayName, name),
+    field(`admin-edit-role-${a.id}`, TEXT.role, role),
+    field(`admin-edit-institution-${a.id}`, TEXT.institution, institution),
+    field(`admin-edit-department-${a.id}`, TEXT.department, department),
+    field(`admin-edit-title-${a.id}`, TEXT.titleField, title, { optional: true }),
+    field(`admin-edit-specialty-${a.id}`, TEXT.specialty, specialty, { optional: true }),
+    el("div", { className: "actions" }, save, cancel),
+  );
+  form.hidden = true;
+  const departments = () => {
+    const chosen = state.institutions.find((i) => i.id === institution.value);
+    /** @type {[string, string][]} */
+    const options = [["", TEXT.noDepartment], ...(chosen?.departments ?? []).map((d) => /** @type {[string, string]} */ ([d.id, d.name]))];
+    fillSelect(department, options, institution.value === a.institution.id ? (a.department?.id ?? "") : "");
+  };
+  institution.addEventListener("change", departments);
+  button.addEventListener("click", () => {
+    const by = me?.role ?? "doctor";
+    name.value = a.display_name;
+    /** @type {[string, string][]} */
+    const roles = Object.entries(ROLES).filter(([r]) => r === a.role || (a.id !== me?.id && mayGrant(by, /** @type {AccountRole} */ (r))));
+    fillSelect(role, roles, a.role);
+    role.disabled = a.id === me?.id;
+    fillSelect(institution, state.institutions.map((i) => /** @type {[string, string]} */ ([i.id, i.name])), a.institution.id);
+    institution.disabled = !networkAdmin();
+    departments();
+    title.value = a.title;
+    specialty.value = a.specialty;
+    form.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    showText(error, "");
+    name.focus();
+  });
+  cancel.addEventListener("click", () => {
+    form.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    button.focus();
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    /** @type {import("./admin-api.js").AccountPatch} */
+    const patch = {};
+    if (name.value.trim() !== a.display_name) patch.display_name = name.value.trim();
+    if (role.value !== a.role) patch.role = /** @type {AccountRole} */ (role.value);
+    if (institution.value !== a.institution.id) patch.institution_id = institution.value;
+    if (department.value !== (a.department?.id ?? "") || patch.institution_id) patch.department_id = department.value || null;
+    if (title.value.trim() !== a.title) patch.title = title.value.trim();
+    if (specialty.value.trim() !== a.specialty) patch.specialty = specialty.value.trim();
+    if (Object.keys(patch).length === 0) {
+      showText(error, TEXT.nothingChanged);
+      return;
+    }
+    save.disabled = true;
+    showText(error, "");
+    clearInvalid([name, title, specialty]);
+    try {
+      const updated = await org.updateAccount(a.id, patch);
+      if (view) showText(view.status, TEXT.accountUpdated(updated.display_name));
+      await loadAccounts();
+    } catch (err) {
+      showFailure(error, err, "account", { display_name: name, title, specialty });
+      save.disabled = false;
+    }
+  });
+  return [button, form];
 }
 
 /**

@@ -153,7 +153,7 @@ let renewing = null;
 
 /**
  * One authenticated API call (other API modules, admin-api.js and referral-api.js, build on it).
- * @param {"GET" | "POST" | "PUT" | "DELETE"} method
+ * @param {"GET" | "POST" | "PUT" | "PATCH" | "DELETE"} method
  * @param {string} path
  * @param {unknown} [body]
  * @returns {Promise<unknown>} the parsed JSON answer, or null for 204
@@ -173,7 +173,7 @@ export async function call(method, path, body) {
 }
 
 /**
- * @param {"GET" | "POST" | "PUT" | "DELETE"} method
+ * @param {"GET" | "POST" | "PUT" | "PATCH" | "DELETE"} method
  * @param {string} path
  * @param {unknown} body
  * @param {string | null} token
