@@ -38,8 +38,13 @@ pub enum Event {
         referral_id: ReferralId,
         state: &'static str,
     },
-    /// Who waits in the waiting room of a consultation whose care team this account is on.
-    PatientWaiting { room_id: RoomId, waiting: usize },
+    /// Who waits in the waiting room of a consultation whose care team this account is on:
+    /// how many, and since when the longest has waited (Unix seconds; null when nobody).
+    PatientWaiting {
+        room_id: RoomId,
+        waiting: usize,
+        waiting_since: Option<i64>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,12 +55,22 @@ pub enum SubscribeError {
 
 type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>;
 
+/// How a live consultation's waiting room stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingNow {
+    pub count: usize,
+    /// When the one who has waited longest arrived (Unix seconds).
+    pub since: i64,
+}
+
 /// The hub; cheap to clone.
 #[derive(Clone)]
 pub struct Notifications {
     subscribers: Arc<Mutex<Subscribers>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
-    rooms: mpsc::Sender<(RoomId, usize)>,
+    rooms: mpsc::Sender<(RoomId, usize, Option<i64>)>,
+    /// The live waiting rooms that have someone in them, for consoles that load their lists.
+    waiting: Arc<Mutex<HashMap<RoomId, WaitingNow>>>,
 }
 
 /// One console's subscription; dropping it ends it.
@@ -101,15 +116,16 @@ impl std::fmt::Debug for Notifications {
 impl Notifications {
     /// A hub, with its task that tells care teams who waits (it reads the care team from `db`).
     pub fn start(db: Db) -> Self {
-        let (rooms, mut queue) = mpsc::channel::<(RoomId, usize)>(ROOM_EVENTS_QUEUE);
+        let (rooms, mut queue) = mpsc::channel::<(RoomId, usize, Option<i64>)>(ROOM_EVENTS_QUEUE);
         let hub = Self {
             subscribers: Arc::default(),
             next_id: Arc::default(),
             rooms,
+            waiting: Arc::default(),
         };
         let publisher = hub.clone();
         tokio::spawn(async move {
-            while let Some((room, waiting)) = queue.recv().await {
+            while let Some((room, waiting, waiting_since)) = queue.recv().await {
                 // Only accounts with a console open need the lookup.
                 if publisher.is_idle() {
                     continue;
@@ -122,6 +138,7 @@ impl Notifications {
                             Event::PatientWaiting {
                                 room_id: room.clone(),
                                 waiting,
+                                waiting_since,
                             },
                         );
                     }
@@ -181,9 +198,37 @@ impl Notifications {
             .clear();
     }
 
-    /// From a room's task: how many wait now. Never waits; the hub's task finds the care team.
-    pub fn room_waiting(&self, room: &RoomId, waiting: usize) {
-        let _ = self.rooms.try_send((room.clone(), waiting));
+    /// From a room's task: how many wait now, and since when the longest has (`since`, None
+    /// when nobody waits; also at the room's end). Never waits: the snapshot is a short lock,
+    /// and the hub's task finds the care team to tell.
+    pub fn room_waiting(&self, room: &RoomId, waiting: usize, since: Option<i64>) {
+        {
+            let mut now = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            match since.filter(|_| waiting > 0) {
+                Some(since) => {
+                    now.insert(
+                        room.clone(),
+                        WaitingNow {
+                            count: waiting,
+                            since,
+                        },
+                    );
+                }
+                None => {
+                    now.remove(room);
+                }
+            }
+        }
+        let _ = self.rooms.try_send((room.clone(), waiting, since));
+    }
+
+    /// How the waiting room of a live consultation stands now (None: nobody waits).
+    pub fn waiting_in(&self, room: &RoomId) -> Option<WaitingNow> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+            .copied()
     }
 }
 
@@ -197,6 +242,7 @@ mod tests {
             subscribers: Arc::default(),
             next_id: Arc::default(),
             rooms,
+            waiting: Arc::default(),
         }
     }
 
@@ -217,6 +263,26 @@ mod tests {
         assert!(!hub.subscribers.lock().unwrap().contains_key(&a));
         hub.publish(std::slice::from_ref(&a), event);
         assert!(sb.events.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_waiting_snapshot_holds_rooms_with_someone_waiting() {
+        let hub = hub();
+        let room = RoomId::generate();
+        hub.room_waiting(&room, 2, Some(100));
+        assert_eq!(
+            hub.waiting_in(&room),
+            Some(WaitingNow {
+                count: 2,
+                since: 100
+            })
+        );
+        hub.room_waiting(&room, 0, None);
+        assert_eq!(hub.waiting_in(&room), None);
+        assert!(
+            hub.waiting.lock().unwrap().is_empty(),
+            "nothing kept for empty rooms"
+        );
     }
 
     #[tokio::test]
@@ -251,6 +317,7 @@ mod tests {
                 Event::PatientWaiting {
                     room_id: RoomId::generate(),
                     waiting: i,
+                    waiting_since: Some(1),
                 },
             );
         }

@@ -25,7 +25,7 @@ fn purposes(v: &Value) -> Vec<String> {
 #[tokio::test]
 async fn consent_for_observers_and_for_sharing_with_another_hospital() {
     let s = TestServer::start().await;
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let room = s.create_room("Follow-up").await;
     let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
     let joined = doctor

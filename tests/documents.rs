@@ -325,7 +325,7 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
 
     // The audit trail holds all of it and verifies.
     let sup = s
-        .account("sup", huizhen::domain::role::AccountRole::Supervisor)
+        .account("sup", huizhen::domain::role::AccountRole::NetworkSupervisor)
         .await;
     let (status, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
     assert_eq!(status, 200, "{v}");
@@ -1243,7 +1243,7 @@ fn refused_by(status: u16, body: &Value, limit: &str) -> String {
 /// The `document.rejected` entries' details, for the limits they name.
 async fn rejected_limits(s: &TestServer, room: &str) -> Vec<String> {
     let sup = s
-        .account("sup", huizhen::domain::role::AccountRole::Supervisor)
+        .account("sup", huizhen::domain::role::AccountRole::NetworkSupervisor)
         .await;
     s.audit_entries(&sup, room)
         .await

@@ -567,7 +567,7 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     assert_eq!(s.raw("GET", &print, &specialist, None).await.status(), 403);
 
     // On the record: uses, refusals, codes.
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let entries = all_audit(s, &sup).await;
     let count = |action: &str, outcome: &str| {
         entries
@@ -692,7 +692,7 @@ async fn codes_are_throttled_per_address_and_per_code() {
     assert_eq!(st, 200, "another code from that address is fine");
 
     // Every failure is on the record; refusals by the throttle too, rate-limited.
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let entries = all_audit(&s, &sup).await;
     let failures: Vec<Value> = entries
         .iter()

@@ -48,7 +48,7 @@ async fn huddle_hold_and_remove() {
     // A dropped connection is given 3 s to come back, so the test sees it gone in time.
     let s = TestServer::start_with(|c| c.rooms.resume_window_s = 3).await;
     let room = s.create_room("Joint consultation").await;
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let doctor = peer(&s, &room, "doctor", "", 0xA1).await;
     let specialist = peer(&s, &room, "specialist", "", 0xB2).await;
     let patient = peer(&s, &room, "patient", "Li Hua", 0xC3).await;

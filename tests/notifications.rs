@@ -135,7 +135,9 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    let supervisor = s.account("supervisor", AccountRole::Supervisor).await;
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
     let (st, e) = s
         .api("GET", "/api/v1/events", Some(&supervisor), None)
         .await;
@@ -253,14 +255,40 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         .unwrap();
     assert_eq!(w["type"], "waiting", "{w}");
     let e = wang_console.expect("patient_waiting").await;
+    let since = e["waiting_since"].as_i64().expect("since when: {e}");
     assert_eq!(
         e,
-        json!({"type": "patient_waiting", "room_id": room, "waiting": 1})
+        json!({"type": "patient_waiting", "room_id": room, "waiting": 1, "waiting_since": since})
     );
     assert!(!e.to_string().contains("Li Hua"), "no names: {e}");
+    // A console that loads its list meanwhile sees the same.
+    let (st, shown) = s
+        .api("GET", &format!("/api/v1/rooms/{room}"), None, None)
+        .await;
+    assert_eq!(st, 200, "{shown}");
+    assert_eq!(
+        (shown["waiting"].as_u64(), shown["waiting_since"].as_i64()),
+        (Some(1), Some(since))
+    );
     drop(patient);
     let e = wang_console.expect("the line emptying").await;
-    assert_eq!(e["waiting"], 0, "{e}");
+    assert_eq!(
+        (e["waiting"].as_u64(), e["waiting_since"].clone()),
+        (Some(0), Value::Null),
+        "{e}"
+    );
+    let (_, shown) = s.api("GET", "/api/v1/rooms", None, None).await;
+    let listed = shown["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == room.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (listed["waiting"].as_u64(), listed["waiting_since"].clone()),
+        (Some(0), Value::Null)
+    );
     for (who, console) in [
         ("a specialist not on the care team", &mut b_console),
         ("the township doctor", &mut doc_console),

@@ -418,7 +418,9 @@ async fn the_server_answers_as_documented() {
         seen: BTreeMap::new(),
     };
     let admin = s.account("admin", AccountRole::Admin).await;
-    let supervisor = s.account("supervisor", AccountRole::Supervisor).await;
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
 
     // Signing in, and who I am.
     let (st, login) = c

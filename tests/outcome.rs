@@ -361,7 +361,7 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     assert_eq!(resp.status(), 410);
 
     // Everything is on the audit trail, which still verifies.
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let entries = s.audit_entries(&sup, &room).await;
     let actions = common::action_outcomes(&entries);
     for want in [

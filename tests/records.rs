@@ -244,7 +244,7 @@ async fn records_flow(s: &TestServer) {
         .await;
     assert_eq!(st, 403, "{body}");
     assert!(!body.to_string().contains("\"body\""), "{body}");
-    let auditor = s.account("auditor", AccountRole::Supervisor).await;
+    let auditor = s.account("auditor", AccountRole::NetworkSupervisor).await;
     let (_, trail) = s
         .api("GET", "/api/v1/audit?limit=1000", Some(&auditor), None)
         .await;
@@ -410,7 +410,7 @@ async fn records_flow(s: &TestServer) {
         )
         .await;
     assert_eq!(st, 404);
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let (st, _) = s
         .api(
             "GET",

@@ -42,7 +42,7 @@ fn count(d: &[(String, Value)], reason: &str) -> usize {
 #[tokio::test]
 async fn refusals_that_may_be_misuse_are_audited() {
     let s = TestServer::start().await;
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     // A doctor of another institution (colleagues of the same one see its consultations).
     let elsewhere = s.institution("Another county hospital").await;
     let (_, other_doctor) = s
@@ -152,7 +152,7 @@ async fn refusals_that_may_be_misuse_are_audited() {
 #[tokio::test]
 async fn a_flood_of_refusals_is_recorded_up_to_a_limit_and_counted() {
     let s = TestServer::start().await;
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let room = s.create_room("Flood").await;
     let patient = s.member(&room, "patient", "Li Hua").await;
     let forged = format!("{}x", patient.access);

@@ -76,7 +76,7 @@ fn refusals(entries: &[Value]) -> Vec<String> {
 #[tokio::test]
 async fn signing_out_ends_the_token() {
     let s = TestServer::start().await;
-    let supervisor = s.account("sup", AccountRole::Supervisor).await;
+    let supervisor = s.account("sup", AccountRole::NetworkSupervisor).await;
     let body = sign_in(&s).await;
     let t = token(&body);
     assert_eq!(me(&s, t).await, (200, None));
@@ -122,7 +122,7 @@ async fn refused_garbage(s: &TestServer) -> bool {
 #[tokio::test]
 async fn renewal_gives_a_new_token_and_ends_the_old_one() {
     let s = TestServer::start().await;
-    let supervisor = s.account("sup", AccountRole::Supervisor).await;
+    let supervisor = s.account("sup", AccountRole::NetworkSupervisor).await;
     let first = sign_in(&s).await;
     let (exp, end) = (
         first["expires_at"].as_i64().unwrap(),
@@ -209,7 +209,7 @@ async fn an_idle_session_ends_and_renewal_keeps_it_alive() {
         .await;
     assert_eq!(status, 401, "an idle session cannot be renewed");
     // (The supervisor signs in now: a session opened earlier would have ended too.)
-    let supervisor = s.account("sup", AccountRole::Supervisor).await;
+    let supervisor = s.account("sup", AccountRole::NetworkSupervisor).await;
     let reasons = refusals(&audit(&s, &supervisor).await);
     assert_eq!(reasons, ["idle_expired", "idle_expired"]);
     s.stop().await;
@@ -242,7 +242,7 @@ async fn renewal_never_passes_the_absolute_end() {
 #[tokio::test]
 async fn changing_the_password_ends_the_other_sessions() {
     let s = TestServer::start().await;
-    let supervisor = s.account("sup", AccountRole::Supervisor).await;
+    let supervisor = s.account("sup", AccountRole::NetworkSupervisor).await;
     let mine = sign_in(&s).await;
     let other = sign_in(&s).await;
     let change = |current: &str, new: &str| {
@@ -329,7 +329,7 @@ async fn guessing_the_current_password_is_throttled_like_signing_in() {
 #[tokio::test]
 async fn an_administrator_ends_an_accounts_sessions() {
     let s = TestServer::start().await;
-    let supervisor = s.account("sup", AccountRole::Supervisor).await;
+    let supervisor = s.account("sup", AccountRole::NetworkSupervisor).await;
     let admin = s.account("root", AccountRole::Admin).await;
     let (_, doc) = s.api("GET", "/api/v1/me", None, None).await;
     let doc_id = doc["id"].as_str().unwrap().to_owned();
@@ -415,7 +415,7 @@ fn cli(s: &TestServer, args: &[&str], stdin: &str) -> std::process::Output {
 #[tokio::test]
 async fn the_command_line_ends_sessions() {
     let s = TestServer::start().await;
-    let supervisor = s.account("sup", AccountRole::Supervisor).await;
+    let supervisor = s.account("sup", AccountRole::NetworkSupervisor).await;
     let second = sign_in(&s).await;
 
     // A password too short is refused before anything changes.

@@ -635,7 +635,7 @@ async fn revoking_an_invitation_removes_its_holder() {
     let again = s.invite(&room, "patient").await;
     assert!(!again.is_empty(), "a new invitation still works");
     // The revocation is on the record with how many it removed.
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let entries = s.audit_entries(&sup, &room).await;
     let revoked = entries
         .iter()

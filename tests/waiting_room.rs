@@ -75,7 +75,7 @@ async fn queue_where(c: &SignalingClient, what: impl Fn(&Value) -> bool) -> Valu
 async fn waiting_admitting_declining_sending_back_and_locking() {
     let s = TestServer::start().await;
     let room = s.create_room_waiting("Follow-up, hypertension").await;
-    let sup = s.account("sup", AccountRole::Supervisor).await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
 
     // The doctor enters with their seat: straight in, and sees the (empty) queue.
     let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();

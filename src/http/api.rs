@@ -241,15 +241,21 @@ pub async fn list_rooms(
                 .iter()
                 .find(|(id, _)| id == &r.id)
                 .map(|(_, role)| *role);
-            room_json(&who, r, role)
+            room_json(&state, &who, r, role)
         })
         .collect();
     Ok(Json(json!({ "rooms": views })))
 }
 
 /// A room as a clinician sees it, with their place in it: their care-team role (`my_role`,
-/// null when they are not on it) and whether they run it (`manages`).
-fn room_json(who: &Clinician, room: &RoomRecord, care_team: Option<Role>) -> Value {
+/// null when they are not on it), whether they run it (`manages`), and how many wait in its
+/// waiting room now and since when the longest has (`waiting`, `waiting_since`).
+fn room_json(
+    state: &AppState,
+    who: &Clinician,
+    room: &RoomRecord,
+    care_team: Option<Role>,
+) -> Value {
     let relation = RoomRelation {
         same_institution: room.institution_id == who.0.institution_id,
         care_team,
@@ -257,6 +263,9 @@ fn room_json(who: &Clinician, room: &RoomRecord, care_team: Option<Role>) -> Val
     let mut v = json!(RoomView::from(room));
     v["my_role"] = json!(care_team);
     v["manages"] = json!(who.0.role.may_manage_room(relation));
+    let waiting = state.notifications.waiting_in(&room.id);
+    v["waiting"] = json!(waiting.map_or(0, |w| w.count));
+    v["waiting_since"] = json!(waiting.map(|w| w.since));
     v
 }
 
@@ -339,7 +348,7 @@ pub async fn get_room(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (room, relation) = room_for(&state, &who, &id).await?;
-    Ok(Json(room_json(&who, &room, relation.care_team)))
+    Ok(Json(room_json(&state, &who, &room, relation.care_team)))
 }
 
 pub async fn revoke_invite(

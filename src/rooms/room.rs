@@ -1334,9 +1334,10 @@ impl Room {
     fn tell_queue(&self) {
         let queue = Notice::Queue(Box::new(self.lobby.queue()));
         self.broadcast_where(|p| p.role.may_admit(), queue);
+        let since = self.lobby.iter().map(|w| w.since).min();
         self.services
             .notifications
-            .room_waiting(self.id(), self.lobby.len());
+            .room_waiting(self.id(), self.lobby.len(), since);
     }
 
     /// Tells everyone waiting where they stand.
@@ -1677,6 +1678,10 @@ impl Room {
                 w.person.id
             })
             .collect();
+        if !waiting.is_empty() {
+            // Nobody waits in an ended consultation: the consoles' counts go.
+            self.services.notifications.room_waiting(self.id(), 0, None);
+        }
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
         let mut changes: Vec<Change> = ids
             .iter()

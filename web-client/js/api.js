@@ -48,6 +48,8 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {boolean} waiting_room those with an invitation link wait until a clinician admits them
  * @property {number | null} [slot_start] a scheduled referral's agreed time, Unix seconds
  * @property {number | null} [slot_minutes] its length
+ * @property {number} [waiting] how many wait in its waiting room now
+ * @property {number | null} [waiting_since] when the one who has waited longest arrived, Unix seconds
  */
 
 /**

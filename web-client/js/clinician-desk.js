@@ -22,16 +22,26 @@ import { ReferralView } from "./referral-view.js";
 
 /**
  * @type {{live: LiveEvents, referrals: ReferralView, day: DayView, observer: MutationObserver,
- *   waiting: Map<string, number>} | null}
+ *   waiting: Map<string, import("./day-view.js").Waiting>} | null}
  */
 let desk = null;
 
 /** @param {DeskOptions} opts */
 export function startDesk(opts) {
   stopDesk();
-  /** How many wait in each room, from `patient_waiting` (unknown until the first one). */
+  /**
+   * Who waits in each room: as the lists were loaded, then from each `patient_waiting`.
+   * @type {Map<string, import("./day-view.js").Waiting>}
+   */
   const waiting = new Map();
-  const day = new DayView({ section: opts.day, explain: opts.explain, waiting: (id) => waiting.get(id) ?? 0 });
+  const day = new DayView({
+    section: opts.day,
+    explain: opts.explain,
+    waiting: (id) => waiting.get(id),
+    loaded: (rooms) => {
+      for (const r of rooms) waiting.set(r.id, { n: r.waiting ?? 0, since: r.waiting_since ?? null });
+    },
+  });
   const reloadRooms = () => {
     void opts.refreshRooms();
     void day.refresh();
@@ -40,13 +50,19 @@ export function startDesk(opts) {
 
   /** Puts the waiting counts on the rooms list's entries (again after each re-render). */
   const markRooms = () => {
-    for (const li of opts.rooms.querySelectorAll("li.room-card[data-room-id]")) {
-      const n = waiting.get(/** @type {HTMLElement} */ (li).dataset.roomId ?? "") ?? 0;
+    for (const node of opts.rooms.querySelectorAll("li.room-card[data-room-id]")) {
+      const li = /** @type {HTMLElement} */ (node);
+      const id = li.dataset.roomId ?? "";
+      // A freshly rendered entry carries who waited as the list was loaded: taken once.
+      if (li.dataset.waiting !== undefined) {
+        waiting.set(id, { n: Number(li.dataset.waiting), since: li.dataset.waitingSince ? Number(li.dataset.waitingSince) : null });
+        delete li.dataset.waiting;
+        delete li.dataset.waitingSince;
+      }
+      const w = waiting.get(id) ?? { n: 0, since: null };
       const head = li.querySelector(".room-head");
-      const shown = head?.querySelector(".waiting-count");
-      if (Number(shown?.getAttribute("data-waiting") ?? 0) === n) continue;
-      shown?.remove();
-      if (n > 0) head?.append(waitingBadge(n));
+      head?.querySelector(".waiting-count")?.remove();
+      if (w.n > 0) head?.append(waitingBadge(w));
     }
   };
   const observer = new MutationObserver(markRooms);
@@ -75,8 +91,8 @@ export function startDesk(opts) {
           reloadRooms();
           break;
         case "patient_waiting":
-          waiting.set(event.room_id, event.waiting);
-          day.setWaiting(event.room_id, event.waiting);
+          waiting.set(event.room_id, { n: event.waiting, since: event.waiting_since });
+          day.setWaiting(event.room_id, { n: event.waiting, since: event.waiting_since });
           markRooms();
           break;
       }

@@ -305,6 +305,9 @@ function renderRoom(room) {
     el("p", { className: "hint", text: meta.join(" · ") }),
   );
   item.dataset.roomId = room.id;
+  // Who waits now, as the list was loaded (./clinician-desk.js shows it and keeps it current).
+  item.dataset.waiting = String(room.waiting ?? 0);
+  item.dataset.waitingSince = room.waiting_since ? String(room.waiting_since) : "";
   const summaryButton = el("button", { className: "btn", text: "Summary", attrs: { type: "button", "aria-label": `Summary of ${room.title}` } });
   summaryButton.addEventListener("click", () => void showSummary(ui.summary, room.id, explain));
   if (ended || (!room.my_role && !room.manages)) {

@@ -28,18 +28,29 @@ function clock(unix) {
 }
 
 /**
- * "n waiting" for a room's entry (the rooms list and the day view).
- * @param {number} n
+ * Who waits in a room: how many, and since when the longest has (Unix seconds).
+ * @typedef {{n: number, since: number | null}} Waiting
  */
-export function waitingBadge(n) {
-  return el("span", { className: "waiting-count", text: bi(`候诊 ${n} 人`, `${n} waiting`), attrs: { "data-waiting": String(n) } });
+
+/**
+ * "n waiting · longest m min" for a room's entry (the rooms list and the day view).
+ * @param {Waiting} w
+ */
+export function waitingBadge(w) {
+  const minutes = w.since ? Math.max(0, Math.floor((Date.now() / 1000 - w.since) / 60)) : null;
+  const text =
+    minutes === null
+      ? bi(`候诊 ${w.n} 人`, `${w.n} waiting`)
+      : bi(`候诊 ${w.n} 人 · 最长 ${minutes} 分钟`, `${w.n} waiting · longest ${minutes} min`);
+  return el("span", { className: "waiting-count", text, attrs: { "data-waiting": String(w.n) } });
 }
 
 /**
  * @typedef {object} DayViewOptions
  * @property {HTMLElement} section the (empty) card the view fills
  * @property {(err: unknown) => string} explain
- * @property {(roomId: string) => number} waiting how many wait in a room now (0: unknown or none)
+ * @property {(roomId: string) => Waiting | undefined} waiting who waits in a room now
+ * @property {(rooms: Room[]) => void} loaded the rooms as the server listed them (with who waits)
  */
 
 export class DayView {
@@ -102,6 +113,7 @@ export class DayView {
   async refresh() {
     try {
       this.rooms = await api.listRooms();
+      this.opts.loaded(this.rooms);
       this.render();
     } catch (err) {
       this.status.textContent = this.opts.explain(err);
@@ -157,7 +169,7 @@ export class DayView {
       el("h3", { text: room.title, attrs: { id: headingId } }),
     );
     const waiting = this.opts.waiting(room.id);
-    if (waiting > 0) head.append(waitingBadge(waiting));
+    if (waiting && waiting.n > 0) head.append(waitingBadge(waiting));
     const meta = room.patient_ref ? `${bi("患者编号", "Patient ref.")} ${room.patient_ref}` : "";
     const ended = room.status === "ended";
     if (ended) head.append(el("span", { className: "status status-ended", text: bi("已结束", "ended") }));
@@ -173,15 +185,15 @@ export class DayView {
   }
 
   /**
-   * A live `patient_waiting`: shows the count on the room's entry.
+   * A live `patient_waiting`: shows who waits on the room's entry.
    * @param {string} roomId
-   * @param {number} n
+   * @param {Waiting} w
    */
-  setWaiting(roomId, n) {
+  setWaiting(roomId, w) {
     const li = this.list.querySelector(`li.day-item[data-room-id="${CSS.escape(roomId)}"]`);
     const head = li?.querySelector(".room-head");
     if (!head) return;
     head.querySelector(".waiting-count")?.remove();
-    if (n > 0) head.append(waitingBadge(n));
+    if (w.n > 0) head.append(waitingBadge(w));
   }
 }
