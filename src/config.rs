@@ -25,6 +25,7 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub documents: DocumentsConfig,
+    pub turn: TurnConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -294,6 +295,107 @@ pub const SESSION_IDLE_S: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// The longest `rooms.outcome_days`: a patient's link opens their outcome page for a year at
 /// most after the consultation.
 pub const MAX_OUTCOME_DAYS: u64 = 366;
+
+/// TURN relays for participants whose network lets no UDP through to the media port: each
+/// participant is given short-lived credentials for them (`auth::TurnServers`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// TURN server URIs (RFC 7065): `turn:host[:port][?transport=udp|tcp]` or
+    /// `turns:host[:port][?transport=tcp|udp]` (TLS or DTLS). Empty: no TURN.
+    pub urls: Vec<String>,
+    /// File holding the secret shared with the TURN servers (coturn's `static-auth-secret`).
+    /// Required when `urls` is set; never created, never logged.
+    pub secret_file: String,
+    /// Seconds a participant's credentials stay valid after they are handed out (with
+    /// `joined`, `resumed` and on admission).
+    pub credential_lifetime_s: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret_file: String::new(),
+            credential_lifetime_s: 3600,
+        }
+    }
+}
+
+/// Bounds on `turn.credential_lifetime_s`: a minute to a day.
+pub const TURN_CREDENTIAL_LIFETIME_S: std::ops::RangeInclusive<u64> = 60..=86_400;
+
+/// The most TURN URIs handed to each participant.
+pub const MAX_TURN_URLS: usize = 16;
+
+/// Why a TURN URI was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TurnUrlError {
+    #[error("must start with turn: or turns:")]
+    Scheme,
+    #[error("has no host")]
+    NoHost,
+    #[error("has a host that is not an IP address or a DNS name")]
+    Host,
+    #[error("has a port that is not 1 to 65535")]
+    Port,
+    #[error("may only have ?transport=udp or ?transport=tcp after the address")]
+    Query,
+}
+
+/// Checks a TURN URI against RFC 7065's grammar: `turn:` or `turns:`, a host (IPv4, `[IPv6]`
+/// or a DNS name), an optional port and an optional `?transport=udp|tcp`. No user information,
+/// path or other query: browsers refuse those.
+pub fn check_turn_url(url: &str) -> Result<(), TurnUrlError> {
+    let rest = url
+        .strip_prefix("turn:")
+        .or_else(|| url.strip_prefix("turns:"))
+        .ok_or(TurnUrlError::Scheme)?;
+    let (address, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    if let Some(q) = query
+        && !matches!(q, "transport=udp" | "transport=tcp")
+    {
+        return Err(TurnUrlError::Query);
+    }
+    let (host, port) = if let Some(v6) = address.strip_prefix('[') {
+        let (ip, after) = v6.split_once(']').ok_or(TurnUrlError::Host)?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| TurnUrlError::Host)?;
+        match after {
+            "" => (ip, None),
+            p => (ip, Some(p.strip_prefix(':').ok_or(TurnUrlError::Host)?)),
+        }
+    } else {
+        match address.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (address, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(TurnUrlError::NoHost);
+    }
+    if !address.starts_with('[') {
+        let dns_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if host.len() > 253 || !host.split('.').all(dns_label) {
+            return Err(TurnUrlError::Host);
+        }
+    }
+    if let Some(p) = port
+        && !(p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p != 0))
+    {
+        return Err(TurnUrlError::Port);
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -632,6 +734,25 @@ impl Config {
         if self.rooms.outcome_days > MAX_OUTCOME_DAYS {
             return bad(&format!(
                 "rooms.outcome_days must be between 0 and {MAX_OUTCOME_DAYS}"
+            ));
+        }
+        let t = &self.turn;
+        if t.urls.len() > MAX_TURN_URLS {
+            return bad(&format!("turn.urls may list at most {MAX_TURN_URLS} URIs"));
+        }
+        for url in &t.urls {
+            if let Err(e) = check_turn_url(url) {
+                return Err(ConfigError::Invalid(format!("turn.urls: {url:?} {e}")));
+            }
+        }
+        if !t.urls.is_empty() && t.secret_file.is_empty() {
+            return bad("turn.secret_file must be set when turn.urls is");
+        }
+        if !TURN_CREDENTIAL_LIFETIME_S.contains(&t.credential_lifetime_s) {
+            return bad(&format!(
+                "turn.credential_lifetime_s must be between {} and {}",
+                TURN_CREDENTIAL_LIFETIME_S.start(),
+                TURN_CREDENTIAL_LIFETIME_S.end()
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -991,6 +1112,75 @@ mod tests {
         assert!(c.validate().is_ok());
         c.rooms.outcome_days = MAX_OUTCOME_DAYS + 1;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn turn_urls_secret_and_lifetime() {
+        let mut c = Config::default();
+        c.apply_env([
+            (
+                "HUIZHEN_TURN_URLS".into(),
+                "turn:turn.example.org?transport=udp, turns:203.0.113.7:5349?transport=tcp, turn:[2001:db8::1]:3478"
+                    .into(),
+            ),
+            ("HUIZHEN_TURN_SECRET_FILE".into(), "/keys/turn.secret".into()),
+            ("HUIZHEN_TURN_CREDENTIAL_LIFETIME_S".into(), "600".into()),
+        ])
+        .unwrap();
+        assert_eq!(c.turn.urls.len(), 3);
+        assert_eq!(c.turn.secret_file, "/keys/turn.secret");
+        assert_eq!(c.turn.credential_lifetime_s, 600);
+        assert!(c.validate().is_ok());
+
+        for (lifetime, ok) in [(59, false), (60, true), (86_400, true), (86_401, false)] {
+            c.turn.credential_lifetime_s = lifetime;
+            assert_eq!(c.validate().is_ok(), ok, "{lifetime}");
+        }
+        c.turn.credential_lifetime_s = 3600;
+        c.turn.secret_file.clear();
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("secret_file")));
+        c.turn.urls.clear();
+        assert!(c.validate().is_ok());
+        c.turn.urls = vec!["turn:a.example".into(); MAX_TURN_URLS + 1];
+        c.turn.secret_file = "/keys/turn.secret".into();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn turn_urls_follow_rfc_7065() {
+        for good in [
+            "turn:turn.example.org",
+            "turn:turn.example.org:3478",
+            "turn:192.0.2.1:3478?transport=udp",
+            "turn:192.0.2.1?transport=tcp",
+            "turns:turn.example.org:5349?transport=tcp",
+            "turns:turn.example.org?transport=udp",
+            "turn:[2001:db8::1]",
+            "turn:[::1]:3478?transport=udp",
+        ] {
+            assert_eq!(check_turn_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("stun:stun.example.org", TurnUrlError::Scheme),
+            ("https://turn.example.org", TurnUrlError::Scheme),
+            ("turn:", TurnUrlError::NoHost),
+            ("turn::3478", TurnUrlError::NoHost),
+            ("turn:user@turn.example.org", TurnUrlError::Host),
+            ("turn:turn.example.org/path", TurnUrlError::Host),
+            ("turn:-bad-.example", TurnUrlError::Host),
+            ("turn:[2001:db8::zz]", TurnUrlError::Host),
+            ("turn:[::1]3478", TurnUrlError::Host),
+            ("turn:turn.example.org:0", TurnUrlError::Port),
+            ("turn:turn.example.org:65536", TurnUrlError::Port),
+            ("turn:turn.example.org:+1", TurnUrlError::Port),
+            ("turn:turn.example.org?transport=tls", TurnUrlError::Query),
+            (
+                "turn:turn.example.org?transport=udp&x=1",
+                TurnUrlError::Query,
+            ),
+        ] {
+            assert_eq!(check_turn_url(bad), Err(why), "{bad}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! tests call.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::Semaphore;
 
 use crate::audit::{Anchored, AuditLog};
-use crate::auth::{PasswordWork, SigningKey};
+use crate::auth::{PasswordWork, SigningKey, TurnSecret, TurnServers};
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::fd_limit;
@@ -89,6 +90,23 @@ impl Server {
             .await
             .context("opening the database")?;
         let key = SigningKey::load_or_create(&config.signing_key_path())?;
+        // TURN: the secret shared with the relays, read once; without it no credentials.
+        let turn = if config.turn.urls.is_empty() {
+            None
+        } else {
+            let secret = TurnSecret::load(Path::new(&config.turn.secret_file))
+                .context("reading turn.secret_file")?;
+            tracing::info!(
+                servers = config.turn.urls.len(),
+                lifetime_s = config.turn.credential_lifetime_s,
+                "TURN relays configured"
+            );
+            TurnServers::new(
+                config.turn.urls.clone(),
+                secret,
+                config.turn.credential_lifetime_s,
+            )
+        };
         let media = MediaHandle::start(&config.media)?;
 
         let limits = Limits {
@@ -165,6 +183,7 @@ impl Server {
                 resume_window: Duration::from_secs(config.rooms.resume_window_s),
                 idle_stop: Duration::from_secs(30),
                 limits,
+                turn,
             },
             metrics.clone(),
             RoomServices {

@@ -34,7 +34,16 @@ async fn logs_hold_no_tokens_addresses_names_or_sdp() {
         .with_writer(move || writer.clone())
         .init();
 
-    let s = TestServer::start().await;
+    // TURN relays configured: neither the shared secret nor anyone's credentials are logged.
+    let keys = tempfile::tempdir().unwrap();
+    let turn_secret = "Shared-Turn-Secret-5e1f";
+    let secret_path = keys.path().join("turn.secret");
+    std::fs::write(&secret_path, format!("{turn_secret}\n")).unwrap();
+    let s = TestServer::start_with(|c| {
+        c.turn.urls = vec!["turn:127.0.0.1:3478?transport=udp".into()];
+        c.turn.secret_file = secret_path.display().to_string();
+    })
+    .await;
     let room = s.create_room("Cardiology follow-up").await;
     let doctor_token = s.invite(&room, "doctor").await;
     let patient_token = s.invite(&room, "patient").await;
@@ -62,6 +71,10 @@ async fn logs_hold_no_tokens_addresses_names_or_sdp() {
         .await
         .unwrap();
     let resume = patient.resume_token().unwrap();
+    let turn_credential = patient.joined_message()["ice_servers"][0]["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     patient.close_abruptly();
     let (_, bad) = s
         .api(
@@ -82,6 +95,8 @@ async fn logs_hold_no_tokens_addresses_names_or_sdp() {
         patient_token.as_str(),
         resume.as_str(),
         session_token.as_str(),
+        turn_secret,
+        turn_credential.as_str(),
         "Wang Xiuying",
         "Zhang Guilan",
         "MRN-0042",

@@ -1006,6 +1006,7 @@ async fn join_latency_under_audit_load() {
                 messages_per_second: 20,
                 max_participants: 32,
             },
+            turn: None,
         },
         Arc::new(Metrics::default()),
         RoomServices {

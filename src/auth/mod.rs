@@ -9,6 +9,7 @@ mod code_throttle;
 mod password;
 mod throttle;
 mod token;
+mod turn;
 
 pub use code_throttle::{CodeAttempt, CodeScope, CodeThrottle, CodeThrottled};
 pub use password::{
@@ -17,6 +18,7 @@ pub use password::{
 };
 pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
+pub use turn::{IceServer, TurnSecret, TurnServers};
 
 /// Why a credential was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -240,6 +240,8 @@ pub struct RoomSettings {
     /// How long an empty room's task stays up before it stops.
     pub idle_stop: Duration,
     pub limits: Limits,
+    /// TURN relays each participant gets credentials for with their welcome; `None`: none.
+    pub turn: Option<crate::auth::TurnServers>,
 }
 
 /// Starts room tasks on demand; one per live room.

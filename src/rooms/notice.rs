@@ -3,6 +3,7 @@
 //! change without the room, and a storage column cannot reach the wire unnoticed.
 
 use super::request::{Follow, Precall, Publish};
+use crate::auth::IceServer;
 use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{ParticipantId, RoomId};
 use crate::domain::role::Role;
@@ -61,6 +62,8 @@ pub struct Welcome {
     /// The clinicians are conferring: their media does not reach the patient and observers.
     pub huddle: bool,
     pub consent: ConsentState,
+    /// Short-lived TURN credentials, for this participant alone (empty without TURN).
+    pub ice_servers: Vec<IceServer>,
 }
 
 /// Consent as one participant is told it: what is in force in the consultation (every patient

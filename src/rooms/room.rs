@@ -1762,6 +1762,13 @@ impl Room {
             queue: me.role.may_admit().then(|| self.lobby.queue()),
             huddle: self.huddle,
             consent: self.consent_state_for(me),
+            // Under a pseudonym of the participant: the TURN server's logs name nobody.
+            ice_servers: self.settings.turn.as_ref().map_or_else(Vec::new, |turn| {
+                turn.ice_servers(
+                    &self.key.pseudonym(format!("turn {id}").as_bytes()),
+                    now_unix(),
+                )
+            }),
         }
     }
 

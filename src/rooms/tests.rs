@@ -54,6 +54,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
                 messages_per_second: 20,
                 max_participants,
             },
+            turn: None,
         },
         metrics.clone(),
         super::RoomServices {

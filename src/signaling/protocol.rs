@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::IceServer;
 use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{DocumentId, ParticipantId, RoomId};
 use crate::domain::role::Role;
@@ -389,6 +390,35 @@ pub struct Welcome {
     /// The clinicians are conferring privately.
     pub huddle: bool,
     pub consent: ConsentView,
+    /// TURN relays with this participant's short-lived credentials, shaped as WebRTC's
+    /// RTCIceServer; empty when the server has none.
+    pub ice_servers: Vec<IceServerView>,
+}
+
+/// One RTCIceServer: `urls` sharing a user name and credential (TURN REST scheme).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct IceServerView {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+impl std::fmt::Debug for IceServerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServerView")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&IceServer> for IceServerView {
+    fn from(s: &IceServer) -> Self {
+        Self {
+            urls: s.urls.clone(),
+            username: s.username.clone(),
+            credential: s.credential.clone(),
+        }
+    }
 }
 
 /// Consent as a participant is told it. `asked` (patients only): each purpose with the words
@@ -457,6 +487,7 @@ impl Welcome {
             waiting_room: w.queue.as_ref().map(Into::into),
             huddle: w.huddle,
             consent: (&w.consent).into(),
+            ice_servers: w.ice_servers.iter().map(Into::into).collect(),
         }
     }
 }

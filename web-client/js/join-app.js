@@ -610,6 +610,7 @@ class JoinApp {
   /** @param {JoinedMessage | ResumedMessage} msg */
   enterRoom(msg) {
     const admitted = this.state === "waiting";
+    this.media?.setIceServers(msg.ice_servers ?? []);
     this.waitingView.setPreview(null);
     this.you = msg.you;
     this.seatRetried = false;

@@ -44,13 +44,29 @@ export class MediaSession {
   constructor(hooks) {
     this.#hooks = hooks;
     // max-bundle: the server runs all media over one transport on its single UDP port.
-    // No ICE servers: the server is ICE-lite with public host candidates, and as the
-    // controlling agent we reach it directly.
+    // No ICE servers yet: the server is ICE-lite with public host candidates, and as the
+    // controlling agent we reach it directly; TURN relays, where the server has them, come
+    // with `joined` (setIceServers) before the first offer.
     this.#pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", iceServers: [] });
     this.#pc.ontrack = () => this.#reportRemoteTracks();
     this.#pc.onconnectionstatechange = () => {
       if (!this.#closed) this.#hooks.onConnectionState(this.#pc.connectionState);
     };
+  }
+
+  /**
+   * The TURN relays (with this participant's credentials) from `joined` or `resumed`, for a
+   * network that lets no UDP through to the server. Before the first offer, so that gathering
+   * uses them; later (a resume) they serve an ICE restart.
+   * @param {RTCIceServer[]} iceServers
+   */
+  setIceServers(iceServers) {
+    if (this.#closed || !iceServers.length) return;
+    try {
+      this.#pc.setConfiguration({ ...this.#pc.getConfiguration(), iceServers });
+    } catch {
+      // A browser that refuses the change keeps the direct path.
+    }
   }
 
   /**

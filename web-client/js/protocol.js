@@ -159,6 +159,16 @@ export const PROTOCOL_VERSION = 1;
  * @property {QueueInfo} [waiting_room] the waiting room, for clinicians (who admit); absent for
  *   the others
  * @property {ConsentInfo} consent
+ * @property {IceServerInfo[]} ice_servers TURN relays with this participant's short-lived
+ *   credentials (empty without TURN)
+ */
+
+/**
+ * One RTCIceServer, as the server hands it out.
+ * @typedef {object} IceServerInfo
+ * @property {string[]} urls
+ * @property {string} username
+ * @property {string} credential
  */
 
 /**

@@ -4,6 +4,8 @@
 
 use super::*;
 
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
+
 /// How a [`TestPeer`] joins.
 #[derive(Debug, Clone)]
 pub struct JoinOptions {
@@ -44,6 +46,27 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new() -> Arc<Self> {
+        let (answered, _) = watch::channel(0u64);
+        let (conn_state, _) = watch::channel(RTCPeerConnectionState::New);
+        Arc::new(Shared {
+            events: EventBuffer::new(),
+            signaling: Mutex::new(None),
+            mids: Mutex::new(HashMap::new()),
+            active: Mutex::new(Vec::new()),
+            recv: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            answered,
+            offer_errors: Mutex::new(Vec::new()),
+            conn_state,
+            resume_token: Mutex::new(None),
+            sent_audio: AtomicU64::new(0),
+            sent_video: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            rtcp: Mutex::new(RtcpStats::default()),
+        })
+    }
+
     pub(crate) fn current_signaling(&self) -> Option<Arc<SignalingClient>> {
         lock(&self.signaling).clone()
     }
@@ -209,6 +232,70 @@ impl TestPeer {
         Ok(joined)
     }
 
+    /// Joins first, then builds the peer connection with the TURN servers and credentials of
+    /// `joined` (`ice_servers`) and the relay-only ICE transport policy: every path to the SFU
+    /// goes through a TURN relay. Offers that arrive meanwhile wait for the peer connection.
+    pub async fn join_relayed(opts: JoinOptions) -> Result<Self> {
+        if opts.marker == 0 {
+            bail!("JoinOptions.marker must not be 0x00");
+        }
+        let shared = Shared::new();
+        let (offer_tx, offer_rx) = mpsc::channel(OFFER_QUEUE);
+        let sig = Arc::new(
+            SignalingClient::connect_inner(
+                &opts.ws_url,
+                Arc::clone(&shared.events),
+                Some(offer_tx.clone()),
+            )
+            .await?,
+        );
+        *lock(&shared.signaling) = Some(Arc::clone(&sig));
+        sig.send_json(&join_message(
+            &opts.token,
+            &opts.name,
+            opts.publish_audio,
+            opts.publish_video,
+            None,
+        ))
+        .await
+        .context("sending join")?;
+        let joined = sig.expect_reply("joined").await?;
+        let ice_servers = ice_servers_of(&joined)?;
+        if ice_servers.is_empty() {
+            bail!("joined carries no ice servers: {joined}");
+        }
+        let pc = build_peer_connection_with(ice_servers, RTCIceTransportPolicy::Relay).await?;
+        let (audio_track, video_track) = match Self::setup(&pc, &shared, &opts).await {
+            Ok(tracks) => tracks,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        let worker = tokio::spawn(offer_worker(Arc::clone(&pc), Arc::clone(&shared), offer_rx))
+            .abort_handle();
+        let id = joined
+            .pointer("/you/id")
+            .and_then(Value::as_str)
+            .context("joined message without you.id")?
+            .to_owned();
+        let mut peer = Self {
+            opts,
+            id,
+            joined: Value::Null,
+            pc,
+            shared,
+            audio_track,
+            video_track,
+            offer_tx,
+            worker,
+            media_tasks: Mutex::new(Vec::new()),
+        };
+        peer.store_resume_token(&joined);
+        peer.joined = joined;
+        Ok(peer)
+    }
+
     /// Like [`join`](Self::join) with `replaces: <resume token of the previous participant>`.
     pub async fn join_replacing(opts: JoinOptions, replaces: &str) -> Result<Self> {
         Self::join_inner(opts, Some(replaces.to_owned())).await
@@ -227,24 +314,7 @@ impl TestPeer {
             bail!("JoinOptions.marker must not be 0x00");
         }
         let pc = build_peer_connection().await?;
-        let (answered, _) = watch::channel(0u64);
-        let (conn_state, _) = watch::channel(RTCPeerConnectionState::New);
-        let shared = Arc::new(Shared {
-            events: EventBuffer::new(),
-            signaling: Mutex::new(None),
-            mids: Mutex::new(HashMap::new()),
-            active: Mutex::new(Vec::new()),
-            recv: Mutex::new(HashMap::new()),
-            tasks: Mutex::new(Vec::new()),
-            answered,
-            offer_errors: Mutex::new(Vec::new()),
-            conn_state,
-            resume_token: Mutex::new(None),
-            sent_audio: AtomicU64::new(0),
-            sent_video: AtomicU64::new(0),
-            send_errors: AtomicU64::new(0),
-            rtcp: Mutex::new(RtcpStats::default()),
-        });
+        let shared = Shared::new();
 
         match Self::setup(&pc, &shared, &opts).await {
             Ok((audio_track, video_track)) => {

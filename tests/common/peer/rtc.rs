@@ -5,9 +5,55 @@
 
 use super::*;
 
+use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
+
+/// The `ice_servers` of a `joined` message as webrtc-rs's RTCIceServer list.
+pub fn ice_servers_of(joined: &Value) -> Result<Vec<RTCIceServer>> {
+    let list = joined
+        .get("ice_servers")
+        .and_then(Value::as_array)
+        .context("joined without an ice_servers list")?;
+    list.iter()
+        .map(|s| {
+            let text = |key: &str| {
+                s.get(key)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .with_context(|| format!("ice server without {key}"))
+            };
+            let urls = s
+                .get("urls")
+                .and_then(Value::as_array)
+                .context("ice server without urls")?
+                .iter()
+                .map(|u| {
+                    u.as_str()
+                        .map(str::to_owned)
+                        .context("a url that is not a string")
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RTCIceServer {
+                urls,
+                username: text("username")?,
+                credential: text("credential")?,
+            })
+        })
+        .collect()
+}
+
 /// A webrtc-rs peer connection restricted to IPv4 loopback UDP, default codecs (Opus, VP8,
 /// H.264...) and default interceptors (NACK, RTCP reports), max-bundle.
 pub(crate) async fn build_peer_connection() -> Result<Arc<RTCPeerConnection>> {
+    build_peer_connection_with(Vec::new(), RTCIceTransportPolicy::All).await
+}
+
+/// [`build_peer_connection`] with ICE servers and a transport policy (`Relay`: only TURN relay
+/// candidates, as a browser behind a firewall that lets no UDP through ends up with).
+pub(crate) async fn build_peer_connection_with(
+    ice_servers: Vec<RTCIceServer>,
+    ice_transport_policy: RTCIceTransportPolicy,
+) -> Result<Arc<RTCPeerConnection>> {
     ensure_rustls_provider();
     let mut media = MediaEngine::default();
     media
@@ -29,6 +75,8 @@ pub(crate) async fn build_peer_connection() -> Result<Arc<RTCPeerConnection>> {
         .build();
     let config = RTCConfiguration {
         bundle_policy: RTCBundlePolicy::MaxBundle,
+        ice_servers,
+        ice_transport_policy,
         ..Default::default()
     };
     let pc = api
