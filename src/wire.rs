@@ -14,8 +14,8 @@ use crate::domain::record::{RecordKind, RecordStatus};
 use crate::domain::role::{Role, Visibility};
 use crate::records::RecordView;
 use crate::storage::{
-    AnnotationRecord, ChatRecord, DocumentRecord, ParticipantRecord, RecordEvent, RecordRow,
-    RoomRecord, RoomStatus,
+    AnnotationRecord, ChatRecord, DocumentRecord, ParticipantRecord, PendingDraft, RecordEvent,
+    RecordRow, RoomRecord, RoomStatus,
 };
 use crate::summary::Summary;
 
@@ -436,6 +436,30 @@ impl From<&crate::summary::outcome::PatientOutcome> for OutcomeView {
                 .collect(),
             available_until: o.available_until,
             generated_at_ms: o.generated_at_ms,
+        }
+    }
+}
+
+/// A draft left to sign in one of the clinician's live consultations (`GET /me/drafts`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingDraftView {
+    pub record_id: RecordId,
+    pub room_id: RoomId,
+    pub room_title: String,
+    pub kind: RecordKind,
+    pub author_name: String,
+    pub created_at_ms: i64,
+}
+
+impl From<&PendingDraft> for PendingDraftView {
+    fn from(d: &PendingDraft) -> Self {
+        Self {
+            record_id: d.record_id.clone(),
+            room_id: d.room_id.clone(),
+            room_title: d.room_title.clone(),
+            kind: d.kind,
+            author_name: d.author_name.clone(),
+            created_at_ms: d.created_at_ms,
         }
     }
 }

@@ -56,6 +56,15 @@ async fn records_flow(s: &TestServer) {
     assert_eq!(st, 201, "{draft}");
     assert_eq!(draft["status"], "draft");
     let report_id = draft["id"].as_str().unwrap().to_owned();
+    // The doctor's day view lists it as left to sign.
+    let (st, pending) = s.api("GET", "/api/v1/me/drafts", None, None).await;
+    assert_eq!(st, 200, "{pending}");
+    assert_eq!(
+        pending["drafts"],
+        json!([{"record_id": report_id, "room_id": room, "room_title": "心内科远程会诊",
+                "kind": "diagnosis_report", "author_name": draft["author_name"],
+                "created_at_ms": draft["created_at_ms"]}])
+    );
     let seen = doctor.ws.next_event("record_updated", T).await.unwrap();
     assert_eq!(seen["record"]["id"], report_id.as_str());
     // Editing is the author's alone.
@@ -103,6 +112,8 @@ async fn records_flow(s: &TestServer) {
         .await;
     assert_eq!(st, 200, "{issued}");
     assert_eq!(issued["status"], "issued");
+    let (_, pending) = s.api("GET", "/api/v1/me/drafts", None, None).await;
+    assert_eq!(pending["drafts"], json!([]), "issued: nothing left to sign");
     assert_eq!(issued["events"][0]["to_status"], "issued");
     // Signed in the account's name, title and institution, whatever name was typed.
     assert_eq!(issued["signature"]["name"], "Prof. Zhao");
@@ -220,6 +231,10 @@ async fn records_flow(s: &TestServer) {
 
     // The pharmacy: only pharmacists; review before dispensing; nothing after a final state.
     let pharmacist = s.account("pharm", AccountRole::Pharmacist).await;
+    let (st, e) = s
+        .api("GET", "/api/v1/me/drafts", Some(&pharmacist), None)
+        .await;
+    assert_eq!(st, 403, "not a clinician's list: {e}");
     let (st, _) = s.api("GET", "/api/v1/prescriptions", None, None).await;
     assert_eq!(st, 403);
     let (st, q) = s

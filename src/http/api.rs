@@ -171,6 +171,26 @@ pub async fn me(
     Ok(Json(json!(names.account(&user))))
 }
 
+/// Most drafts the day view lists.
+const MAX_PENDING_DRAFTS: i64 = 200;
+
+/// `GET /me/drafts`: what is left to sign in the caller's live consultations (drafts of their
+/// care teams), oldest first; doctors and specialists only.
+pub async fn pending_drafts(
+    State(state): State<AppState>,
+    who: Clinician,
+) -> Result<Json<Value>, ApiError> {
+    if !who.0.role.is_clinician() {
+        return Err(ApiError::Forbidden);
+    }
+    let drafts = state
+        .db
+        .pending_drafts(&who.0.id, MAX_PENDING_DRAFTS)
+        .await?;
+    let views: Vec<crate::wire::PendingDraftView> = drafts.iter().map(Into::into).collect();
+    Ok(Json(json!({ "drafts": views })))
+}
+
 #[derive(Deserialize)]
 pub struct CreateRoomBody {
     title: String,

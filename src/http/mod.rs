@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             post(account::revoke_sessions),
         )
         .route("/me", get(api::me))
+        .route("/me/drafts", get(api::pending_drafts))
         .route("/events", get(events::stream))
         .route("/me/availability", put(organisation::set_availability))
         .route(

@@ -41,7 +41,7 @@ pub use invites::Invite;
 pub use invites::{InviteUse, NewInvite};
 pub use organisation::{Department, Institution};
 pub use participants::ParticipantRecord;
-pub use records::{RecordEvent, RecordRow, Signature};
+pub use records::{PendingDraft, RecordEvent, RecordRow, Signature};
 pub use referrals::{
     NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep, SteppedRow,
 };

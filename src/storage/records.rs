@@ -292,3 +292,52 @@ fn event_from_row(row: &AnyRow) -> Result<RecordEvent, StorageError> {
         at_ms: row.try_get("at_ms")?,
     })
 }
+
+/// A draft waiting to be issued in a live consultation of a care team (a clinician's day
+/// view: what is left to sign).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDraft {
+    pub record_id: RecordId,
+    pub room_id: RoomId,
+    pub room_title: String,
+    pub kind: RecordKind,
+    pub author_name: String,
+    pub created_at_ms: i64,
+}
+
+impl Db {
+    /// Drafts in the open consultations whose care team `user` is on, oldest first, at most
+    /// `limit`.
+    pub async fn pending_drafts(
+        &self,
+        user: &UserId,
+        limit: i64,
+    ) -> Result<Vec<PendingDraft>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.room_id, m.title, r.kind, r.author_name, r.created_at_ms \
+             FROM records r JOIN rooms m ON m.id = r.room_id \
+             JOIN care_team c ON c.room_id = r.room_id \
+             WHERE c.user_id = $1 AND r.status = 'draft' AND m.ended_at IS NULL \
+             ORDER BY r.created_at_ms, r.id LIMIT $2",
+        )
+        .bind(user.as_str())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let room: String = row.try_get("room_id")?;
+                let kind: String = row.try_get("kind")?;
+                Ok(PendingDraft {
+                    record_id: RecordId::parse(&id).ok_or(StorageError::Corrupt("record id"))?,
+                    room_id: RoomId::parse(&room).ok_or(StorageError::Corrupt("room id"))?,
+                    room_title: row.try_get("title")?,
+                    kind: RecordKind::parse(&kind).ok_or(StorageError::Corrupt("record kind"))?,
+                    author_name: row.try_get("author_name")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -300,6 +300,22 @@ export async function listRooms() {
 }
 
 /**
+ * A draft left to sign in one of the clinician's live consultations.
+ * @typedef {object} PendingDraft
+ * @property {string} record_id
+ * @property {string} room_id
+ * @property {string} room_title
+ * @property {"note" | "diagnosis_report" | "prescription"} kind
+ * @property {string} author_name
+ * @property {number} created_at_ms
+ */
+
+/** @returns {Promise<PendingDraft[]>} oldest first (doctors and specialists) */
+export async function pendingDrafts() {
+  return /** @type {{drafts: PendingDraft[]}} */ (await call("GET", "/api/v1/me/drafts")).drafts;
+}
+
+/**
  * @param {string} title
  * @param {string} [patientRef]
  * @param {boolean} [waitingRoom] those with an invitation link wait until admitted (the

@@ -1,11 +1,13 @@
 // The day view of the clinicians' console: the signed-in clinician's scheduled consultations
 // (rooms with an agreed time, `slot_start`/`slot_minutes`, on whose care team they are) for a
 // chosen day, today by default, in time order, each with "Enter consultation" and, from live
-// notifications, how many patients wait in it.
+// notifications, how many patients wait in it and since when; and the drafts left to sign in
+// the clinician's live consultations (reports, prescriptions, notes not yet issued).
 //
 // DOM contract (tests/browser/referral-scenario.mjs relies on it): #day-view-date (a date
 // input); li.day-item (`data-room-id`) with .day-time ("HH:MM–HH:MM", local time) and, while
-// someone waits, .waiting-count.
+// someone waits, .waiting-count; #day-drafts (hidden when empty) with li.draft-item
+// (`data-record-id`).
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
@@ -73,6 +75,14 @@ export class DayView {
     this.date.addEventListener("input", () => this.render());
     this.status = el("p", { className: "hint", attrs: { role: "status" } });
     this.list = el("ol", { className: "day-list", attrs: { "aria-labelledby": titleId } });
+    this.draftList = el("ul", { className: "day-list", attrs: { "aria-labelledby": "day-drafts-title" } });
+    this.drafts = el(
+      "div",
+      { attrs: { id: "day-drafts" } },
+      el("h3", { text: bi("待签署", "To sign"), attrs: { id: "day-drafts-title" } }),
+      this.draftList,
+    );
+    this.drafts.hidden = true;
     opts.section.setAttribute("aria-labelledby", titleId);
     opts.section.replaceChildren(
       el("h2", { text: bi("日程", "My day"), attrs: { id: titleId } }),
@@ -87,6 +97,7 @@ export class DayView {
       ),
       this.status,
       this.list,
+      this.drafts,
     );
     opts.section.hidden = false;
   }
@@ -112,9 +123,12 @@ export class DayView {
 
   async refresh() {
     try {
-      this.rooms = await api.listRooms();
+      const [rooms, drafts] = await Promise.all([api.listRooms(), api.pendingDrafts()]);
+      this.rooms = rooms;
       this.opts.loaded(this.rooms);
       this.render();
+      this.draftList.replaceChildren(...drafts.map((d) => this.draftItem(d)));
+      this.drafts.hidden = drafts.length === 0;
     } catch (err) {
       this.status.textContent = this.opts.explain(err);
     }
@@ -136,6 +150,56 @@ export class DayView {
       .sort((a, b) => (a.slot_start ?? 0) - (b.slot_start ?? 0));
     this.list.replaceChildren(...mine.map((r) => this.item(r)));
     this.status.textContent = mine.length ? "" : bi("这一天没有预约的会诊", "No scheduled consultations on this day.");
+  }
+
+  /**
+   * A draft left to sign: what, where, by whom, since when, and the way into its consultation.
+   * @param {import("./api.js").PendingDraft} d
+   */
+  draftItem(d) {
+    const kinds = {
+      note: bi("会诊记录", "Note"),
+      diagnosis_report: bi("诊断报告", "Diagnosis report"),
+      prescription: bi("处方", "Prescription"),
+    };
+    const headingId = `draft-${d.record_id}`;
+    const li = el(
+      "li",
+      { className: "draft-item" },
+      el("p", { text: `${kinds[d.kind] ?? d.kind} · ${d.room_title}`, attrs: { id: headingId } }),
+      el("p", { className: "hint", text: `${bi("起草人", "Drafted by")} ${d.author_name} · ${clock(Math.floor(d.created_at_ms / 1000))}` }),
+      this.enterButton(d.room_id, headingId),
+    );
+    li.dataset.recordId = d.record_id;
+    return li;
+  }
+
+  /**
+   * "Enter consultation", with its error line.
+   * @param {string} roomId
+   * @param {string} headingId what the button is for
+   */
+  enterButton(roomId, headingId) {
+    const error = el("p", { className: "form-error", attrs: { role: "alert" } });
+    error.hidden = true;
+    const enter = el("button", {
+      className: "btn btn-small btn-primary",
+      text: bi("进入会诊", "Enter consultation"),
+      attrs: { type: "button", "aria-describedby": headingId },
+    });
+    enter.addEventListener("click", async () => {
+      enter.disabled = true;
+      error.hidden = true;
+      try {
+        const entry = await api.enterRoom(roomId);
+        location.assign(`/join#${entry.token}`);
+      } catch (err) {
+        error.textContent = this.opts.explain(err);
+        error.hidden = error.textContent === "";
+        enter.disabled = false;
+      }
+    });
+    return el("div", { className: "actions" }, enter, error);
   }
 
   /** @param {Room} room */
