@@ -1301,7 +1301,7 @@ async function main() {
       await snap(p.doctor, "after-leave-doctor");
     });
 
-    await check("the patient reloads the page and is back in the room", { scenario: true }, async () => {
+    await check("the patient reloads the page and is back in the room, still muted", { scenario: true }, async () => {
       await p.patient.reload({ waitUntil: "load" });
       await waitForState(p.patient, "in-room");
       await waitForTileCount(p.patient, 2);
@@ -1313,6 +1313,10 @@ async function main() {
       id.patient = newPatientId;
       await waitForPlayingRemotes(p.doctor, 1);
       await waitForPlayingRemotes(p.patient, 1);
+      // Muted before the reload, muted after it: on their own controls and for the doctor.
+      assert.equal(await p.patient.locator("#mic-button").getAttribute("aria-label"), "Unmute microphone");
+      await waitForMutedBadge(p.patient, id.patient, true);
+      await waitForMutedBadge(p.doctor, id.patient, true);
       await snap(p.patient, "patient-after-reload");
     });
 

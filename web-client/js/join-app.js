@@ -63,6 +63,23 @@ import * as consoleApi from "./api.js";
 const STORE_KEY = "huizhen.join";
 /** The room whose consent dialog opened by itself in this tab (it does once per room). */
 const CONSENT_SHOWN_KEY = "huizhen.consent.shown";
+/** The microphone and camera choice of this tab's consultation, so that a reload keeps it. */
+const MEDIA_KEY = "huizhen.join.media";
+
+/**
+ * The mute and camera choice saved for `invite` in this tab, if any.
+ * @param {string} invite
+ * @returns {{mic: boolean, cam: boolean} | null}
+ */
+function loadMediaChoice(invite) {
+  try {
+    const v = JSON.parse(sessionStorage.getItem(MEDIA_KEY) ?? "null");
+    if (v && v.invite === invite && typeof v.mic === "boolean" && typeof v.cam === "boolean") return { mic: v.mic, cam: v.cam };
+  } catch {
+    // Corrupt entry: none.
+  }
+  return null;
+}
 /** After this many media failures within RECOVERY_WINDOW_MS, stop rejoining and say so. */
 const MAX_RECOVERIES = 3;
 const RECOVERY_WINDOW_MS = 120_000;
@@ -283,7 +300,15 @@ class JoinApp {
       // a reload in the waiting room: back in the queue (there is nothing to replace).
       this.name = stored.name;
       this.setState("connecting");
-      if (await this.acquire(wantsMedia)) this.connect(stored.resume || undefined);
+      if (await this.acquire(wantsMedia)) {
+        // A reload keeps the microphone and camera as they were (muted stays muted).
+        const choice = loadMediaChoice(this.token);
+        if (choice) {
+          this.micOn = this.publish.audio && choice.mic;
+          this.camOn = this.publish.video && choice.cam;
+        }
+        this.connect(stored.resume || undefined);
+      }
       return;
     }
     if (stored && stored.invite === this.token && !this.seat) this.prejoin.setName(stored.name);
@@ -699,6 +724,7 @@ class JoinApp {
 
   sendMediaState() {
     this.signaling?.send({ type: "media_state", audio_muted: !this.micOn, video_off: !this.camOn });
+    sessionStorage.setItem(MEDIA_KEY, JSON.stringify({ invite: this.token, mic: this.micOn, cam: this.camOn }));
   }
 
   toggleMic() {
