@@ -4,6 +4,7 @@
 
 mod common;
 
+use huizhen::documents::render::pdf_of_objects as build_pdf;
 use std::time::Duration;
 
 use common::{Member, TestServer, sample_pdf, sample_png, sha256_hex};
@@ -781,33 +782,6 @@ async fn an_upload_resumes_after_a_reload() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["document"]["sha256"], sha256_hex(&data));
     s.stop().await;
-}
-
-/// A PDF of `objects` (numbered from 1, the first the catalog), with its cross-reference table.
-fn build_pdf(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-        out.extend_from_slice(o);
-        out.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for off in offsets {
-        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra} >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
 }
 
 fn dict(text: &str) -> Vec<u8> {

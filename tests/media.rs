@@ -46,24 +46,7 @@ async fn peer_with(
 
 /// `rx` receives both of `from`'s tracks, each carrying only `from`'s marker.
 async fn assert_receives(rx: &TestPeer, from: &TestPeer) {
-    for kind in ["audio", "video"] {
-        let stats = rx
-            .wait_received(&from.id(), kind, ENOUGH, MEDIA)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{:?} <- {:?} {kind}: {e:#}",
-                    rx.options().name,
-                    from.options().name
-                )
-            });
-        assert!(
-            stats.only_marker(from.options().marker),
-            "{} got foreign payloads on {}'s {kind}: {stats:?}",
-            rx.options().name,
-            from.options().name
-        );
-    }
+    rx.assert_receives_from(from, ENOUGH, MEDIA).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -233,22 +233,7 @@ fn options(s: &TestServer, token: String, name: &str, marker: u8) -> JoinOptions
 
 /// `rx` receives both of `from`'s tracks, each carrying only `from`'s marker.
 async fn assert_receives(rx: &TestPeer, from: &TestPeer) {
-    for kind in ["audio", "video"] {
-        let stats = rx
-            .wait_received(&from.id(), kind, ENOUGH, MEDIA)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{:?} <- {:?} {kind}: {e:#}",
-                    rx.options().name,
-                    from.options().name
-                )
-            });
-        assert!(
-            stats.only_marker(from.options().marker),
-            "foreign payloads on {kind}: {stats:?}"
-        );
-    }
+    rx.assert_receives_from(from, ENOUGH, MEDIA).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -240,6 +240,35 @@ pub fn page_png(
     Ok(png)
 }
 
+/// A PDF of `objects` (numbered from 1, the first the catalog) with its cross-reference table,
+/// and `trailer_extra` in its trailer: for tests and fuzz seeds.
+#[doc(hidden)]
+pub fn pdf_of_objects(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra} >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
 /// The file and page checks of this module on a PDF in memory, then the first page that passes
 /// them rendered at `scale` (lowered to fit `limits`, as for a page view): its PNG, or why
 /// not. For the fuzz targets (`crate::fuzz`), which must find every way to panic or to pass the

@@ -95,25 +95,7 @@ fn pdf_seed(side: u32) -> Vec<u8> {
         b"<< /Type /XObject /Subtype /Image /Width 2 /Height 2 /BitsPerComponent 8 /ColorSpace /DeviceGray /Filter /AHx /Length 9 >>\nstream\n01020304>\nendstream".to_vec(),
         b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Filter /LZWDecode /Length 4 >>\nstream\n\x80\x0b\x60\x50\nendstream".to_vec(),
     ];
-    let mut out = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-        out.extend_from_slice(o);
-        out.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes(),
-    );
-    for off in offsets {
-        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!("trailer\n<< /Size 7 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
-    );
-    out
+    render::pdf_of_objects(&objects, "")
 }
 
 #[test]

@@ -36,44 +36,26 @@ pub async fn stream(
             limit: "event_streams",
             message: e.to_string(),
         })?;
-    let (mut events, guard) = subscription.into_parts();
+    let (events, guard) = subscription.into_parts();
     let until = who.1.idle_expires_at.min(who.1.expires_at);
     let left = Duration::from_secs(u64::try_from(until - now_unix()).unwrap_or(0));
-    let stream = async_stream(move |tx| async move {
-        let _registered = guard;
-        let deadline = tokio::time::sleep(left);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => break,
-                // The console went: give its place back now, not at the next event.
-                () = tx.closed() => break,
-                next = events.recv() => match next {
-                    Some(event) => {
-                        let Ok(data) = serde_json::to_string(&event) else { continue };
-                        if tx.send(Ok(SseEvent::default().data(data))).await.is_err() {
-                            break;
-                        }
+    // The stream owns the subscription: when the console goes, the body is dropped and with it
+    // the registration, at once.
+    let state = (events, guard, Box::pin(tokio::time::sleep(left)));
+    let stream =
+        futures_util::stream::unfold(state, |(mut events, guard, mut deadline)| async move {
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => return None,
+                    next = events.recv() => {
+                        let Ok(data) = serde_json::to_string(&next?) else { continue };
+                        let item = Ok(SseEvent::default().data(data));
+                        return Some((item, (events, guard, deadline)));
                     }
-                    None => break,
-                },
+                }
             }
-        }
-    });
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(20))))
-}
-
-/// A stream fed by a task: the task ends when the client goes (its sends fail) or it returns.
-fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<SseEvent, Infallible>>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(f(tx));
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
 }
 
 /// Those a request concerns, but `actor`: the requester, the receiving clinician or the named

@@ -661,21 +661,11 @@ function renameForm(inst, error) {
     field(`admin-rename-kind-${inst.id}`, TEXT.kind, kind),
     el("div", { className: "actions" }, save, cancel),
   );
-  form.hidden = true;
-  button.addEventListener("click", () => {
+  inlineForm(button, form, cancel, error, () => {
     name.value = inst.name;
     fillKinds(kind, inst.kind);
-    form.hidden = false;
-    button.setAttribute("aria-expanded", "true");
-    showText(error, "");
-    name.focus();
-    name.select();
-  });
-  cancel.addEventListener("click", () => {
-    form.hidden = true;
-    button.setAttribute("aria-expanded", "false");
-    button.focus();
-  });
+    return name;
+  }, true);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     save.disabled = true;
@@ -694,6 +684,34 @@ function renameForm(inst, error) {
     }
   });
   return [button, form];
+}
+
+/**
+ * Wires a form that opens in place under its button: hidden at first; the button fills it
+ * (`fill`, which returns the field to start in), shows it and clears its error; Cancel hides it
+ * and goes back to the button.
+ * @param {HTMLButtonElement} button
+ * @param {HTMLFormElement} form
+ * @param {HTMLButtonElement} cancel
+ * @param {HTMLElement} error
+ * @param {() => HTMLInputElement} fill
+ * @param {boolean} [select] select the starting field's text (to replace it)
+ */
+function inlineForm(button, form, cancel, error, fill, select = false) {
+  form.hidden = true;
+  button.addEventListener("click", () => {
+    const first = fill();
+    form.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    showText(error, "");
+    first.focus();
+    if (select) first.select();
+  });
+  cancel.addEventListener("click", () => {
+    form.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    button.focus();
+  });
 }
 
 /** @param {string} id */
@@ -831,7 +849,6 @@ function accountForm(a, error) {
     field(`admin-edit-specialty-${a.id}`, TEXT.specialty, specialty, { optional: true }),
     el("div", { className: "actions" }, save, cancel),
   );
-  form.hidden = true;
   const departments = () => {
     const chosen = state.institutions.find((i) => i.id === institution.value);
     /** @type {[string, string][]} */
@@ -839,7 +856,7 @@ function accountForm(a, error) {
     fillSelect(department, options, institution.value === a.institution.id ? (a.department?.id ?? "") : "");
   };
   institution.addEventListener("change", departments);
-  button.addEventListener("click", () => {
+  inlineForm(button, form, cancel, error, () => {
     const by = me?.role ?? "doctor";
     name.value = a.display_name;
     /** @type {[string, string][]} */
@@ -851,15 +868,7 @@ function accountForm(a, error) {
     departments();
     title.value = a.title;
     specialty.value = a.specialty;
-    form.hidden = false;
-    button.setAttribute("aria-expanded", "true");
-    showText(error, "");
-    name.focus();
-  });
-  cancel.addEventListener("click", () => {
-    form.hidden = true;
-    button.setAttribute("aria-expanded", "false");
-    button.focus();
+    return name;
   });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();

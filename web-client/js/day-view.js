@@ -168,16 +168,17 @@ export class DayView {
       { className: "draft-item" },
       el("p", { text: `${kinds[d.kind] ?? d.kind} · ${d.room_title}`, attrs: { id: headingId } }),
       el("p", { className: "hint", text: `${bi("起草人", "Drafted by")} ${d.author_name} · ${clock(Math.floor(d.created_at_ms / 1000))}` }),
-      this.enterButton(d.room_id, headingId),
+      ...this.enterButton(d.room_id, headingId),
     );
     li.dataset.recordId = d.record_id;
     return li;
   }
 
   /**
-   * "Enter consultation", with its error line.
+   * "Enter consultation" (in its actions row) and its error line.
    * @param {string} roomId
    * @param {string} headingId what the button is for
+   * @returns {HTMLElement[]}
    */
   enterButton(roomId, headingId) {
     const error = el("p", { className: "form-error", attrs: { role: "alert" } });
@@ -199,7 +200,7 @@ export class DayView {
         enter.disabled = false;
       }
     });
-    return el("div", { className: "actions" }, enter, error);
+    return [el("div", { className: "actions" }, enter), error];
   }
 
   /** @param {Room} room */
@@ -207,25 +208,6 @@ export class DayView {
     const start = room.slot_start ?? 0;
     const end = start + (room.slot_minutes ?? 0) * 60;
     const headingId = `day-${room.id}`;
-    const error = el("p", { className: "form-error", attrs: { role: "alert" } });
-    error.hidden = true;
-    const enter = el("button", {
-      className: "btn btn-small btn-primary",
-      text: bi("进入会诊", "Enter consultation"),
-      attrs: { type: "button", "aria-describedby": headingId },
-    });
-    enter.addEventListener("click", async () => {
-      enter.disabled = true;
-      error.hidden = true;
-      try {
-        const entry = await api.enterRoom(room.id);
-        location.assign(`/join#${entry.token}`);
-      } catch (err) {
-        error.textContent = this.opts.explain(err);
-        error.hidden = error.textContent === "";
-        enter.disabled = false;
-      }
-    });
     const head = el(
       "div",
       { className: "room-head" },
@@ -242,7 +224,7 @@ export class DayView {
       { className: ended ? "day-item room-ended" : "day-item" },
       head,
       ...(meta ? [el("p", { className: "hint", text: meta })] : []),
-      ...(ended ? [] : [el("div", { className: "actions" }, enter), error]),
+      ...(ended ? [] : this.enterButton(room.id, headingId)),
     );
     li.dataset.roomId = room.id;
     return li;

@@ -674,6 +674,29 @@ impl TestPeer {
         }
     }
 
+    /// Asserts that both of `from`'s tracks arrive here (at least `min_packets` each within
+    /// `timeout`), each carrying only `from`'s marker.
+    pub async fn assert_receives_from(&self, from: &TestPeer, min_packets: u64, timeout: Duration) {
+        for kind in ["audio", "video"] {
+            let stats = self
+                .wait_received(&from.id(), kind, min_packets, timeout)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{:?} <- {:?} {kind}: {e:#}",
+                        self.opts.name,
+                        from.options().name
+                    )
+                });
+            assert!(
+                stats.only_marker(from.options().marker),
+                "{} got foreign payloads on {}'s {kind}: {stats:?}",
+                self.opts.name,
+                from.options().name
+            );
+        }
+    }
+
     /// Waits until `participant_id`'s `kind` track has ended (see [`ReceivedStats::ended`]).
     pub async fn wait_ended(
         &self,
