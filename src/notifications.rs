@@ -1,5 +1,5 @@
 //! Live notifications to signed-in clinicians' consoles: a new consultation request, a step on
-//! one, a patient waiting in a consultation of their care team.
+//! one, a patient waiting in a consultation of their care team, a draft there written or issued.
 //!
 //! Each open console holds a subscription (`GET /api/v1/events`, server-sent events); what is
 //! published goes to the subscriptions of the accounts it concerns and to nobody else. A
@@ -45,6 +45,9 @@ pub enum Event {
         waiting: usize,
         waiting_since: Option<i64>,
     },
+    /// The drafts of a consultation whose care team this account is on changed: one was
+    /// written, edited or issued (the console reloads what is left to sign).
+    DraftsChanged { room_id: RoomId },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

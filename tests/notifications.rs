@@ -296,6 +296,47 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         console.expect_quiet(who).await;
     }
 
+    // A draft written in the doctor's consultation, edited, then issued: the care team's
+    // consoles hear each step (their lists of what is left to sign follow); others do not.
+    let drafting = s.create_room("Drafts, hypertension").await;
+    let doctor = s.member(&drafting, "doctor", "Dr. Wang").await;
+    let records = format!("/api/v1/rooms/{drafting}/records");
+    let (st, draft) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(json!({"kind": "note", "body": {"text": "BP 150/95, review in 2 weeks"}})),
+        )
+        .await;
+    assert_eq!(st, 201, "{draft}");
+    let changed = json!({"type": "drafts_changed", "room_id": drafting});
+    assert_eq!(wang_console.expect("a draft written").await, changed);
+    let draft_url = format!("{records}/{}", draft["id"].as_str().unwrap());
+    let (st, _) = s
+        .api(
+            "PUT",
+            &draft_url,
+            Some(&doctor.access),
+            Some(json!({"body": {"text": "BP 150/95, review in 1 week"}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(wang_console.expect("a draft edited").await, changed);
+    let (st, _) = s
+        .api(
+            "POST",
+            &format!("{draft_url}/issue"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(wang_console.expect("a draft issued").await, changed);
+    b_console
+        .expect_quiet("a specialist not on the care team")
+        .await;
+
     // A bounded number of consoles per account.
     let mut more = Vec::new();
     for _ in 1..huizhen::notifications::MAX_SUBSCRIPTIONS_PER_ACCOUNT {

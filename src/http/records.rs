@@ -205,6 +205,8 @@ pub async fn create_record(
             state.audit.record_or_log(e).await;
         }
         super::referrals::after_record_issued(&state, &who.room, &who.member, record.kind).await;
+    } else {
+        super::events::drafts_changed(&state, &who.room).await;
     }
     announce(&state, &record.id).await;
     Ok((
@@ -250,6 +252,7 @@ pub async fn update_record(
                 .audit
                 .record_or_log(record_event(who.event(Action::RecordDraftUpdated), &r))
                 .await;
+            super::events::drafts_changed(&state, &who.room).await;
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,
@@ -292,6 +295,7 @@ pub async fn issue_record(
                 state.audit.record_or_log(e).await;
             }
             super::referrals::after_record_issued(&state, &who.room, &who.member, r.kind).await;
+            super::events::drafts_changed(&state, &who.room).await;
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,

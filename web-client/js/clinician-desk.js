@@ -95,6 +95,11 @@ export function startDesk(opts) {
           day.setWaiting(event.room_id, { n: event.waiting, since: event.waiting_since });
           markRooms();
           break;
+        case "drafts_changed":
+          // A draft was written, edited or issued in one of my care teams: what is left to
+          // sign is reloaded (the list is small, and its rules are the server's).
+          void day.refresh();
+          break;
       }
     },
   });
