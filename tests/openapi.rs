@@ -532,6 +532,10 @@ async fn the_server_answers_as_documented() {
         ),
         ("/api/v1/rooms/{id}/invites", format!("{room_path}/invites")),
         (
+            "/api/v1/rooms/{id}/attendance",
+            format!("{room_path}/attendance"),
+        ),
+        (
             "/api/v1/rooms/{id}/documents",
             format!("{room_path}/documents"),
         ),

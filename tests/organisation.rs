@@ -376,6 +376,17 @@ async fn organisation_flow(s: &TestServer) {
         })
         .collect();
     assert_eq!(roles, [("li", "doctor"), ("赵敏", "specialist")]);
+    // Nobody has come yet: the day view would show everyone as not arrived.
+    let before = attendance(s, &room, &zhao, |_| true).await;
+    assert_eq!(
+        came(&before),
+        [("li", false, false), ("赵敏", false, false)],
+        "{before}"
+    );
+    assert_eq!(
+        before["patients"],
+        json!({"arrived_at": null, "present": 0, "waiting": 0, "waiting_since": null})
+    );
     let (_, listed) = s.api("GET", "/api/v1/rooms", Some(&zhao), None).await;
     let mine = listed["rooms"]
         .as_array()
@@ -438,6 +449,18 @@ async fn organisation_flow(s: &TestServer) {
     let patient = s.member_with(&patient_link, "王大爷").await;
     let seen = patient.joined["participants"].to_string();
     assert!(seen.contains("赵敏 主任医师"), "{seen}");
+    // Who has come: the specialist and a patient are in; the doctor has not arrived.
+    let now = attendance(s, &room, &li, |a| a["patients"]["present"] == 1).await;
+    assert_eq!(
+        came(&now),
+        [("li", false, false), ("赵敏", true, true)],
+        "{now}"
+    );
+    assert!(now["patients"]["arrived_at"].is_i64(), "{now}");
+    assert!(
+        !now.to_string().contains("王大爷"),
+        "no patient names: {now}"
+    );
     // A seat token is not a way around the session: after signing out, it is refused.
     let seat2 = s.enter(&room, Some(&zhao)).await;
     let (st, _) = s
@@ -541,6 +564,44 @@ async fn organisation_flow(s: &TestServer) {
 }
 
 /// Signs `username` in (password [`common::ACCOUNT_PASSWORD`]): the session token.
+/// A room's attendance once `ready` holds (joins are written through the batched writer, so
+/// they may trail the room by a moment).
+async fn attendance(
+    s: &TestServer,
+    room: &str,
+    token: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let url = format!("/api/v1/rooms/{room}/attendance");
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        let (st, a) = s.api("GET", &url, Some(token), None).await;
+        assert_eq!(st, 200, "{a}");
+        if ready(&a) {
+            return a;
+        }
+        last = a;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("attendance never got there: {last}")
+}
+
+/// (name, arrived, in the room now) for each clinician of an attendance.
+fn came(a: &Value) -> Vec<(&str, bool, bool)> {
+    a["clinicians"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["display_name"].as_str().unwrap(),
+                c["arrived_at"].is_i64(),
+                c["present"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
 async fn login(s: &TestServer, username: &str) -> String {
     let (st, b) = s
         .api(

@@ -5,6 +5,7 @@
 mod account;
 mod api;
 mod assets;
+mod attendance;
 mod audit;
 mod care_team;
 pub mod conn;
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/rooms/{id}/care-team/{user}", delete(care_team::remove))
         .route("/rooms/{id}/enter", post(care_team::enter))
+        .route("/rooms/{id}/attendance", get(attendance::attendance))
         .route("/rooms/{id}/uploads", post(documents::begin_upload))
         .route(
             "/rooms/{id}/uploads/{upload}",

@@ -1,0 +1,69 @@
+//! Who has come to a consultation (`GET /api/v1/rooms/{id}/attendance`): for each clinician of
+//! its care team, whether and when they first arrived and whether they are in the room now; for
+//! the patient's side, when the first patient arrived, how many are in, how many wait. The
+//! console's day view tells from it who is late once the agreed time has passed.
+//!
+//! It reads what the room has written (participants' joins and leaves, through the batched
+//! writer) and the waiting room's snapshot, so it may trail the room by a moment; it names the
+//! care team's clinicians, never a patient.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::{Clinician, room_for};
+use super::error::ApiError;
+use super::organisation::Names;
+use crate::domain::role::Role;
+use crate::storage::{ParticipantRecord, RoomStatus};
+
+pub async fn attendance(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (room, _) = room_for(&state, &who, &id).await?;
+    let team = state.db.care_team(&room.id).await?;
+    let joined = state.db.participants_of(&room.id).await?;
+    // An ended consultation has nobody in it, whatever a crash left unwritten.
+    let live = room.status == RoomStatus::Open;
+    let in_now = |p: &ParticipantRecord| live && p.left_at.is_none();
+    let names = Names::load(&state).await?;
+    let mut clinicians = Vec::with_capacity(team.len());
+    for m in &team {
+        let Some(user) = state.db.user(&m.user_id).await? else {
+            continue;
+        };
+        let seat: Vec<&ParticipantRecord> =
+            joined.iter().filter(|p| p.invite_id == m.seat).collect();
+        let account = names.account(&user);
+        clinicians.push(json!({
+            "user_id": user.id,
+            "display_name": account.display_name,
+            "title": account.title,
+            "institution": account.institution,
+            "role": m.role,
+            "arrived_at": seat.iter().map(|p| p.joined_at).min(),
+            "present": seat.iter().any(|p| in_now(p)),
+        }));
+    }
+    let patients: Vec<&ParticipantRecord> =
+        joined.iter().filter(|p| p.role == Role::Patient).collect();
+    let waiting = live
+        .then(|| state.notifications.waiting_in(&room.id))
+        .flatten();
+    Ok(Json(json!({
+        "room_id": room.id,
+        "slot_start": room.slot.map(|(start, _)| start),
+        "slot_minutes": room.slot.map(|(_, minutes)| minutes),
+        "ended": !live,
+        "clinicians": clinicians,
+        "patients": {
+            "arrived_at": patients.iter().map(|p| p.joined_at).min(),
+            "present": patients.iter().filter(|p| in_now(p)).count(),
+            "waiting": waiting.map_or(0, |w| w.count),
+            "waiting_since": waiting.map(|w| w.since),
+        },
+    })))
+}
