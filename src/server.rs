@@ -184,6 +184,7 @@ impl Server {
                 idle_stop: Duration::from_secs(30),
                 limits,
                 turn,
+                clock: Default::default(),
             },
             metrics.clone(),
             RoomServices {

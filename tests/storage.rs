@@ -1007,6 +1007,7 @@ async fn join_latency_under_audit_load() {
                 max_participants: 32,
             },
             turn: None,
+            clock: Default::default(),
         },
         Arc::new(Metrics::default()),
         RoomServices {

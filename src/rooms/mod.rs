@@ -6,6 +6,7 @@
 //! to a room only through [`RoomHandle`]; the media core talks to it only through events.
 //! [`RoomManager`] starts room tasks on demand and enforces the per-server room limit.
 
+mod clock;
 mod lobby;
 mod notice;
 mod participant;
@@ -32,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::records::RecordView;
 use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 
+pub use clock::{ManualClock, RoomClock};
 pub use notice::{
     Connection, ConsentState, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack,
     ParticipantInfo, Presenting, Problem, Queue, TrackKind, WaiterInfo, Waiting, Welcome,
@@ -242,6 +244,8 @@ pub struct RoomSettings {
     pub limits: Limits,
     /// TURN relays each participant gets credentials for with their welcome; `None`: none.
     pub turn: Option<crate::auth::TurnServers>,
+    /// What rooms measure their deadlines with: the system clock, or a test's manual one.
+    pub clock: RoomClock,
 }
 
 /// Starts room tasks on demand; one per live room.

@@ -46,7 +46,6 @@ const RESUME_TOKEN_LIFETIME_S: i64 = 24 * 3600;
 const ACCESS_TOKEN_LIFETIME_S: i64 = 12 * 3600;
 /// Chat messages a joining participant receives in `joined`.
 const CHAT_HISTORY: usize = 100;
-const TICK: Duration = Duration::from_secs(1);
 /// Most arrivals announced in one `participants_joined`, and the longest an arrival waits to be
 /// announced while joins keep coming (see `Room::run`).
 const MAX_ARRIVALS: usize = 100;
@@ -138,6 +137,7 @@ impl Room {
         metrics: Arc<Metrics>,
         services: RoomServices,
     ) -> Self {
+        let opened = settings.clock.now();
         Self {
             record,
             settings,
@@ -148,7 +148,7 @@ impl Room {
             services,
             phase: Phase::Open,
             participants: Vec::new(),
-            empty_since: Some(Instant::now()),
+            empty_since: Some(opened),
             documents: Vec::new(),
             chat: Default::default(),
             follow: None,
@@ -202,8 +202,7 @@ impl Room {
         mut commands: mpsc::Receiver<RoomCommand>,
         mut media_events: mpsc::Receiver<SfuEvent>,
     ) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = self.settings.clock.ticker();
         tracing::info!(room = %self.id(), "room opened");
         if let Err(e) = self.load().await {
             // Without its documents the room would show an incomplete record: refuse to run.
@@ -230,7 +229,7 @@ impl Room {
                             self.announce_arrivals();
                         }
                         self.handle_command(cmd).await;
-                        let waited = self.arrivals_since.is_some_and(|t| t.elapsed() >= MAX_ARRIVAL_WAIT);
+                        let waited = self.arrivals_since.is_some_and(|t| self.settings.clock.since(t) >= MAX_ARRIVAL_WAIT);
                         if commands.is_empty() || waited || self.arrivals.len() >= MAX_ARRIVALS {
                             self.announce_arrivals();
                         }
@@ -244,7 +243,7 @@ impl Room {
                 // Joins admitted here are announced like joins handled in a row above.
                 written = next_written(&mut self.awaiting) => {
                     self.settle(written).await;
-                    let waited = self.arrivals_since.is_some_and(|t| t.elapsed() >= MAX_ARRIVAL_WAIT);
+                    let waited = self.arrivals_since.is_some_and(|t| self.settings.clock.since(t) >= MAX_ARRIVAL_WAIT);
                     if commands.is_empty() || waited || self.arrivals.len() >= MAX_ARRIVALS {
                         self.announce_arrivals();
                     }
@@ -252,7 +251,7 @@ impl Room {
                 _ = tick.tick() => {
                     self.announce_arrivals();
                     self.expire_reconnecting().await;
-                    let idle = self.empty_since.is_some_and(|t| t.elapsed() >= self.settings.idle_stop);
+                    let idle = self.empty_since.is_some_and(|t| self.settings.clock.since(t) >= self.settings.idle_stop);
                     // Nobody waiting is left alone in a room that stopped.
                     if idle && self.awaiting.is_empty() && self.lobby.is_empty() {
                         break;
@@ -362,7 +361,7 @@ impl Room {
                 let _ = reply.send(result);
             }
             RoomCommand::Disconnected { participant, conn } => {
-                let deadline = Instant::now() + self.settings.resume_window;
+                let deadline = self.settings.clock.now() + self.settings.resume_window;
                 // Someone waiting has no resume token (they were given nothing of the room):
                 // a dropped connection leaves the queue, and joining again queues anew.
                 if self
@@ -903,7 +902,8 @@ impl Room {
         self.metrics.participants.fetch_add(1, Ordering::Relaxed);
         self.empty_since = None;
         // Announced by `run`, alone or with whoever else is arriving.
-        self.arrivals_since.get_or_insert_with(Instant::now);
+        let now = self.settings.clock.now();
+        self.arrivals_since.get_or_insert(now);
         self.arrivals.push(id.clone());
         if self.find(&id).is_some_and(|p| p.role == Role::Patient) {
             // A patient who has not agreed to observers: they wait until the patient does.
@@ -1040,7 +1040,7 @@ impl Room {
     }
 
     async fn expire_reconnecting(&mut self) {
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         let expired: Vec<ParticipantId> = self
             .participants
             .iter()
@@ -1094,7 +1094,7 @@ impl Room {
             },
         );
         if self.participants.is_empty() {
-            self.empty_since = Some(Instant::now());
+            self.empty_since = Some(self.settings.clock.now());
         }
         // A huddle needs a clinician: when the last one is gone, the patient is not left
         // hearing nobody without being told.
@@ -1193,7 +1193,7 @@ impl Room {
             },
         );
         if self.participants.is_empty() {
-            self.empty_since = Some(Instant::now());
+            self.empty_since = Some(self.settings.clock.now());
         }
         let was_patient = person.role == Role::Patient;
         self.lobby.push(Waiter {
@@ -1476,7 +1476,7 @@ impl Room {
                         return;
                     }
                 }
-                self.lobby.note_admission(Instant::now());
+                self.lobby.note_admission(self.settings.clock.now());
                 if let Some(p) = self.find(&id) {
                     p.send(Notice::Admitted(Box::new(self.welcome(&id))));
                 }
@@ -1798,7 +1798,7 @@ impl Room {
     /// connection had dropped (it may resume and get a fresh state), and the others are told,
     /// which may in turn find more of them.
     fn drop_overflowed(&mut self) {
-        let deadline = Instant::now() + self.settings.resume_window;
+        let deadline = self.settings.clock.now() + self.settings.resume_window;
         loop {
             let mut views = Vec::new();
             for p in self.participants.iter_mut().filter(|p| p.overflowed()) {

@@ -1,5 +1,6 @@
 //! The room state machine, driven through [`RoomManager`] with real storage and a real (idle)
-//! media worker, and fake signaling links whose queues the tests read.
+//! media worker, fake signaling links whose queues the tests read, and a manual clock: the
+//! room's deadlines pass when a test advances it, not while the test waits.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use crate::domain::role::AccountRole;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    clock: ManualClock,
     rooms: RoomManager,
     metrics: Arc<Metrics>,
     db: Db,
@@ -40,6 +42,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
         .unwrap();
     let room = db.create_room("T", None, &user.id).await.unwrap().id;
     let metrics = Arc::new(Metrics::default());
+    let clock = ManualClock::new();
     let rooms = RoomManager::new(
         db.clone(),
         media,
@@ -55,6 +58,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
                 max_participants,
             },
             turn: None,
+            clock: RoomClock::Manual(clock.clone()),
         },
         metrics.clone(),
         super::RoomServices {
@@ -70,6 +74,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
     );
     Fixture {
         _dir: dir,
+        clock,
         rooms,
         metrics,
         db,
@@ -283,7 +288,7 @@ async fn only_a_doctor_ends_and_an_ended_room_stays_ended() {
 
 #[tokio::test]
 async fn a_dropped_participant_is_reconnecting_then_removed() {
-    let mut f = fixture(4, Duration::from_secs(1)).await;
+    let mut f = fixture(4, Duration::from_secs(30)).await;
     let mut doctor = f.join(Role::Doctor).await.unwrap();
     let patient = f.join(Role::Patient).await.unwrap();
     let _ = next(&mut doctor).await; // participant_joined
@@ -306,6 +311,12 @@ async fn a_dropped_participant_is_reconnecting_then_removed() {
         }
         other => panic!("{other:?}"),
     }
+    // Within the resume window they stay, shown reconnecting.
+    f.clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(doctor.rx.try_recv().is_err(), "still within the window");
+    // Past it, they are gone.
+    f.clock.advance(Duration::from_secs(2));
     match message(next(&mut doctor).await) {
         Some(Notice::ParticipantLeft {
             participant: participant_id,
@@ -316,6 +327,38 @@ async fn a_dropped_participant_is_reconnecting_then_removed() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn an_empty_room_stops_after_its_idle_time_and_opens_again_on_a_join() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let doctor = f.join(Role::Doctor).await.unwrap();
+    f.send(RoomCommand::Leave {
+        participant: doctor.id.clone(),
+        conn: doctor.conn,
+    })
+    .await;
+    // Once the room answers this, it has handled the leave (its queue is in order), so the
+    // room has been empty since now on the manual clock.
+    assert!(f.rooms.member(&f.room, &doctor.id).await.is_none());
+    let live = |f: &Fixture| f.rooms.live_rooms();
+    // Empty, but not for long enough: the task stays.
+    f.clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(live(&f), 1);
+    f.clock.advance(Duration::from_secs(2));
+    let mut stopped = false;
+    for _ in 0..200 {
+        if live(&f) == 0 {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stopped, "an idle room's task stops");
+    // A join opens it again.
+    f.join(Role::Patient).await.unwrap();
+    assert_eq!(live(&f), 1);
 }
 
 /// A client too slow to take what the room tells it (its queue is full) loses its connection
