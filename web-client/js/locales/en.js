@@ -2,8 +2,6 @@
 // the keys are the client's own names, texts use {name} for parameters.
 
 export default {
-  "app.name": "Huizhen",
-
   "chat.message": "Message",
   "chat.send": "Send",
   "chat.who": "{name} ({role}) {time}",
@@ -26,7 +24,6 @@ export default {
   "common.optional": "(optional)",
   "common.param": "{text}",
   "common.reload": "Reload",
-  "common.separator": " · ",
   "common.time": "{time}",
   "common.try_again": "Try again",
 

@@ -3,8 +3,6 @@
 
 /** @type {Record<import("../i18n.js").MessageKey, string>} */
 const zhCN = {
-  "app.name": "慧诊",
-
   "chat.message": "消息",
   "chat.send": "发送",
   "chat.who": "{name}（{role}）{time}",
@@ -27,7 +25,6 @@ const zhCN = {
   "common.optional": "（选填）",
   "common.param": "{text}",
   "common.reload": "重新加载",
-  "common.separator": " · ",
   "common.time": "{time}",
   "common.try_again": "重试",
 
