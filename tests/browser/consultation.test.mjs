@@ -982,7 +982,7 @@ async function main() {
       await waitForState(patient2, "in-room");
       // Asked for consent on entering; this patient decides later.
       await patient2.locator("#consent-dialog[open]").waitFor({ timeout: EVENT_TIMEOUT });
-      await patient2.getByRole("button", { name: "完成 · Done" }).click();
+      await patient2.getByRole("button", { name: "Done", exact: true }).click();
       await waitForPlayingRemotes(doctor2, 1);
       await waitForPlayingRemotes(patient2, 1);
       const metrics = await (await http.get(METRICS_URL)).text();
@@ -1548,6 +1548,7 @@ async function main() {
       await w.patient1.locator('#waiting-checks[data-connection="good"]').waitFor({ timeout: EVENT_TIMEOUT });
       assert.match((await w.patient1.locator("#waiting-checks").textContent()) ?? "", /Camera works · Microphone works · Connection good/);
       assert.equal(await w.patient1.locator("#waiting-preview").isVisible(), true, "their own camera is shown");
+      await assertTextFromCatalogue(w.patient1, "the waiting screen");
       assert.equal(await w.patient1.locator("#tiles .tile").count(), 0);
       const frames = waiterSignaling.join("\n");
       for (const absent of ["access_token", "resume_token", '"offer"', '"participants"']) {
@@ -1607,7 +1608,7 @@ async function main() {
       await snap(w.patient1, "admitted-patient1");
       // Let in, the patient is asked for consent first thing; they decide later.
       await w.patient1.locator("#consent-dialog[open]").waitFor({ timeout: EVENT_TIMEOUT });
-      await w.patient1.getByRole("button", { name: "完成 · Done" }).click();
+      await w.patient1.getByRole("button", { name: "Done", exact: true }).click();
       await w.patient1.locator("#consent-dialog").waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
     });
 
