@@ -5,7 +5,8 @@
 #
 # 1. installs Debian's Chromium if /usr/bin/chromium is missing (apt; no browser downloads),
 # 2. runs `npm ci` in tests/browser unless node_modules already matches package-lock.json,
-# 3. type-checks the web client (tsc --checkJs, tests/browser/tsconfig.json),
+# 3. type-checks the web client (tsc --checkJs, tests/browser/tsconfig.json) and checks its
+#    message catalogue (tests/browser/i18n-check.mjs: keys in both languages, used, no literal),
 # 4. in a private network namespace (only loopback exists, so nothing can leave the machine):
 #    creates a throw-away data dir and config, sets up the network with the CLI (a township
 #    health centre with a doctor, a county hospital with a cardiology specialist and its own
@@ -176,6 +177,8 @@ fi
 
 echo "type-checking web-client/js (tsc --checkJs --strict)…" >&2
 "$BROWSER_DIR/node_modules/.bin/tsc" -p "$BROWSER_DIR/tsconfig.json" || summary_fail "tsc found type errors"
+echo "checking the message catalogue (tests/browser/i18n-check.mjs)…" >&2
+node "$BROWSER_DIR/i18n-check.mjs" >&2 || summary_fail "the message catalogue check failed"
 
 mkdir -p "$OUT_DIR"
 # Made absolute here, before the working directory can matter.

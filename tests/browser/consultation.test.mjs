@@ -274,13 +274,14 @@ async function waitForTileGone(page, participantId) {
  * @param {string} who
  * @param {string} url
  * @param {string | null} name null: a care-team seat's entry, which asks for no name
- * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[]}} [opts]
+ * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[], locale?: string}} [opts]
+ *   locale: the browser's language (English by default; "zh-CN" gives the Chinese page)
  *   recordSignaling: every text frame the page receives on its WebSockets is appended here
  *   routeSignaling: pass the page's signaling WebSockets through Playwright, so the test can
  *   cut them (see `signalingRoutes`)
  */
 async function openJoinPage(browser, who, url, name, opts = {}) {
-  const context = await newContext(browser, opts.viewport ?? { width: 1280, height: 800 });
+  const context = await newContext(browser, opts.viewport ?? { width: 1280, height: 800 }, opts.locale);
   if (opts.routeSignaling) {
     await context.routeWebSocket(/\/ws$/, (ws) => {
       // Forward everything both ways (the default once connected); only keep a handle.
@@ -301,10 +302,38 @@ async function openJoinPage(browser, who, url, name, opts = {}) {
     await joinSeat(page);
   } else {
     await waitForState(page, "prejoin");
-    await page.getByLabel("Display name").fill(name);
-    await page.getByRole("button", { name: "Join", exact: true }).click();
+    const zh = opts.locale?.startsWith("zh");
+    assert.equal(await page.locator("html").getAttribute("lang"), zh ? "zh-CN" : "en", "the page's language follows the browser's");
+    await page.getByLabel(zh ? "显示名称" : "Display name").fill(name);
+    await page.getByRole("button", { name: zh ? "加入" : "Join", exact: true }).click();
   }
   return page;
+}
+
+/**
+ * The runtime half of the catalogue check (i18n-check.mjs is the static half): every visible
+ * text of the page comes from the catalogue (an element marked `data-i18n`, which i18n.js sets
+ * for every message it writes) or is people's own words (`data-user-content`: names, titles,
+ * chat). Digits and punctuation alone pass.
+ * @param {import("playwright-core").Page} page
+ * @param {string} what
+ */
+async function assertTextFromCatalogue(page, what) {
+  const stray = await page.evaluate(() => {
+    const found = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = (node.textContent ?? "").trim();
+      if (!/[A-Za-z\u4e00-\u9fff]/.test(text)) continue;
+      const parent = node.parentElement;
+      if (!parent || parent.closest("script, style, [hidden], dialog:not([open])")) continue;
+      if (!parent.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true })) continue;
+      if (parent.closest("[data-i18n], [data-user-content]")) continue;
+      found.push(text.slice(0, 80));
+    }
+    return found;
+  });
+  assert.deepEqual(stray, [], `${what}: visible text not from the catalogue`);
 }
 
 /**
@@ -403,17 +432,21 @@ function watchPage(page, who) {
 /**
  * A browser context that accepts the server's self-signed certificate, optionally with the
  * web client's static files served from CLIENT_DIR.
+ * The page's language is pinned through the browser's (navigator.languages): English unless
+ * `locale` says otherwise; the client picks zh-CN for any zh-*.
  * @param {import("playwright-core").Browser} browser
  * @param {{width: number, height: number}} viewport
+ * @param {string} [locale] e.g. "zh-CN"
  */
-async function newContext(browser, viewport) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+async function newContext(browser, viewport, locale = "en-GB") {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport, locale });
   if (CLIENT_DIR) {
     await context.route(
-      (url) => url.origin === new URL(BASE).origin && /^\/($|join$|js\/|css\/)/.test(url.pathname),
+      (url) => url.origin === new URL(BASE).origin && /^\/($|join$|code$|outcome$|js\/|css\/)/.test(url.pathname),
       (route) => {
         const { pathname } = new URL(route.request().url());
-        const file = pathname === "/" ? "index.html" : pathname === "/join" ? "join.html" : pathname.slice(1);
+        const page = { "/": "index.html", "/join": "join.html", "/code": "code.html", "/outcome": "outcome.html" }[pathname];
+        const file = page ?? pathname.slice(1);
         const resolved = path.resolve(CLIENT_DIR, file);
         if (!resolved.startsWith(CLIENT_DIR + path.sep)) return route.fulfill({ status: 404 });
         return route.fulfill({ path: resolved });
@@ -789,9 +822,11 @@ async function main() {
       });
       await waitForState(p.doctor, "in-room");
       // The patient uses a phone-sized screen: the layout must work there too.
+      // In Chinese (the browser's language), while the consoles are in English.
       p.patient = await openJoinPage(browser, "patient", `${BASE}/join#${tokens.patient}`, "Li Hua", {
         viewport: { width: 390, height: 844 },
         recordSignaling: patientSignaling,
+        locale: "zh-CN",
       });
       await waitForState(p.patient, "in-room");
       // The first thing the patient sees in the room: what they are asked to agree to.
@@ -873,39 +908,51 @@ async function main() {
         ["recording", "observer_present", "external_sharing"],
       );
       for (const item of await items.all()) {
-        // Both languages, Chinese first; large type; a clear "I agree" each, nothing agreed yet.
-        const zh = (await item.locator(".consent-zh").textContent()) ?? "";
-        const en = (await item.locator(".consent-en").textContent()) ?? "";
-        assert.match(zh, /[\u4e00-\u9fff]/, `Chinese words: ${zh}`);
-        assert.match(en, /^I agree/, `English words: ${en}`);
-        const order = await item.evaluate((e) => [...e.querySelectorAll("p")].map((n) => n.className).slice(0, 2).join());
-        assert.equal(order, "consent-zh,consent-en", "Chinese first");
-        const size = await item.locator(".consent-zh").evaluate((n) => parseFloat(getComputedStyle(n).fontSize));
+        // The patient's language (the browser's: Chinese); large type; a clear "我同意" each,
+        // nothing agreed yet.
+        const words = (await item.locator(".consent-text").textContent()) ?? "";
+        assert.match(words, /[\u4e00-\u9fff]/, `Chinese words: ${words}`);
+        assert.equal(await item.locator(".consent-text").getAttribute("lang"), "zh-CN");
+        const size = await item.locator(".consent-text").evaluate((n) => parseFloat(getComputedStyle(n).fontSize));
         assert.ok(size >= 20, `large text (${size}px)`);
-        assert.equal(await item.getByLabel("I agree / 我同意").isChecked(), false);
+        assert.equal(await item.getByLabel("我同意").isChecked(), false);
       }
+      await assertTextFromCatalogue(p.patient, "the patient's room with the consent dialog (zh-CN)");
       await snap(p.patient, "consent-dialog-patient");
       for (const purpose of ["observer_present", "external_sharing"]) {
         const item = dialog.locator(`.consent-item[data-purpose="${purpose}"]`);
-        await item.getByLabel("I agree / 我同意").check();
+        await item.getByLabel("我同意").check();
         await dialog.locator(`.consent-item[data-purpose="${purpose}"][data-given="true"]`).waitFor({ timeout: EVENT_TIMEOUT });
       }
       assert.equal(await dialog.locator('.consent-item[data-purpose="recording"]').getAttribute("data-given"), "false");
+      assert.equal(await dialog.locator('.consent-item[data-purpose="recording"] .consent-state').textContent(), "未同意");
       await snap(p.patient, "consent-given-patient");
-      await dialog.getByRole("button", { name: "完成 · Done" }).click();
+      await dialog.getByRole("button", { name: "完成" }).click();
       await dialog.waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
-      // Everyone sees what is in force; only the patient has the Consent button to change it.
-      for (const who of ["doctor", "patient", "specialist"]) {
+      // Everyone sees what is in force (the patient in Chinese); only the patient has the Consent button.
+      for (const who of ["doctor", "specialist"]) {
         await p[who]
           .locator("#consent-status", { hasText: "Patient agreed: observers present, sharing with other hospitals" })
           .waitFor({ timeout: EVENT_TIMEOUT });
       }
-      assert.equal(await p.patient.getByRole("button", { name: "Consent / 知情同意" }).isVisible(), true);
+      await p.patient.locator("#consent-status", { hasText: "患者已同意：观察员在场、与其他医院共享" }).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await p.patient.getByRole("button", { name: "知情同意" }).isVisible(), true);
       assert.equal(await p.doctor.locator("#consent-button").isVisible(), false, "clinicians are not asked");
-      // The button opens it again, as it stands.
-      await p.patient.getByRole("button", { name: "Consent / 知情同意" }).click();
+      // The patient switches the page to English, in the call: everything re-translated in
+      // place (no reload: the call goes on), <html lang> follows, and the choice is remembered.
+      await p.patient.locator("#room .lang-switch").click();
+      await p.patient.locator("html[lang='en']").waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await p.patient.evaluate(() => localStorage.getItem("huizhen.locale")), "en");
+      await p.patient.locator("#consent-status", { hasText: "Patient agreed: observers present, sharing with other hospitals" }).waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await p.patient.locator("#leave-button").textContent(), "Leave");
+      assert.equal(await p.patient.locator("#room .lang-switch").textContent(), "中文");
+      await waitForState(p.patient, "in-room");
+      // The button opens it again, as it stands, now in English (the server's English wording).
+      await p.patient.getByRole("button", { name: "Consent" }).click();
       await dialog.waitFor({ timeout: EVENT_TIMEOUT });
-      assert.equal(await dialog.locator('.consent-item[data-purpose="observer_present"]').getByLabel("I agree / 我同意").isChecked(), true);
+      assert.equal(await dialog.locator('.consent-item[data-purpose="observer_present"] .consent-text').getAttribute("lang"), "en");
+      assert.equal(await dialog.locator('.consent-item[data-purpose="observer_present"]').getByLabel("I agree").isChecked(), true);
+      await assertTextFromCatalogue(p.patient, "the patient's room after switching to English");
       await p.patient.keyboard.press("Escape");
       await dialog.waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
       await snap(p.doctor, "consent-status-doctor");
@@ -935,7 +982,7 @@ async function main() {
       await waitForState(patient2, "in-room");
       // Asked for consent on entering; this patient decides later.
       await patient2.locator("#consent-dialog[open]").waitFor({ timeout: EVENT_TIMEOUT });
-      await patient2.getByRole("button", { name: "完成 · Done" }).click();
+      await patient2.getByRole("button", { name: "Done", exact: true }).click();
       await waitForPlayingRemotes(doctor2, 1);
       await waitForPlayingRemotes(patient2, 1);
       const metrics = await (await http.get(METRICS_URL)).text();
@@ -1304,6 +1351,8 @@ async function main() {
     await check("the patient reloads the page and is back in the room, still muted", { scenario: true }, async () => {
       await p.patient.reload({ waitUntil: "load" });
       await waitForState(p.patient, "in-room");
+      // The language chosen with the switch (English) is remembered over the browser's (Chinese).
+      assert.equal(await p.patient.locator("html").getAttribute("lang"), "en");
       await waitForTileCount(p.patient, 2);
       const newPatientId = await localId(p.patient);
       // `join` with `replaces` removes the old participant at once: no ghost tile.
@@ -1499,6 +1548,7 @@ async function main() {
       await w.patient1.locator('#waiting-checks[data-connection="good"]').waitFor({ timeout: EVENT_TIMEOUT });
       assert.match((await w.patient1.locator("#waiting-checks").textContent()) ?? "", /Camera works · Microphone works · Connection good/);
       assert.equal(await w.patient1.locator("#waiting-preview").isVisible(), true, "their own camera is shown");
+      await assertTextFromCatalogue(w.patient1, "the waiting screen");
       assert.equal(await w.patient1.locator("#tiles .tile").count(), 0);
       const frames = waiterSignaling.join("\n");
       for (const absent of ["access_token", "resume_token", '"offer"', '"participants"']) {
@@ -1558,7 +1608,7 @@ async function main() {
       await snap(w.patient1, "admitted-patient1");
       // Let in, the patient is asked for consent first thing; they decide later.
       await w.patient1.locator("#consent-dialog[open]").waitFor({ timeout: EVENT_TIMEOUT });
-      await w.patient1.getByRole("button", { name: "完成 · Done" }).click();
+      await w.patient1.getByRole("button", { name: "Done", exact: true }).click();
       await w.patient1.locator("#consent-dialog").waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
     });
 
@@ -1653,7 +1703,7 @@ async function main() {
       for (const frame of heldQueue.frames.splice(0)) heldQueue.page?.send(frame);
       await stale.waitFor({ state: "detached", timeout: EVENT_TIMEOUT });
       // Two admissions: the one still waiting is given an estimate now.
-      await w.patient2.locator("#waiting-estimate", { hasText: /^Estimated wait: about \d+ (minute|minutes|hour|hours)$/ }).waitFor({ timeout: EVENT_TIMEOUT });
+      await w.patient2.locator("#waiting-estimate", { hasText: /^Estimated wait: about \d+ (min|h)$/ }).waitFor({ timeout: EVENT_TIMEOUT });
       await waitForPosition(w.patient2, "You are number 1 in line (of 1)");
       await snap(w.patient2, "waiting-estimate-patient2");
     });

@@ -1,7 +1,7 @@
 // Chat in the room. Messages are stored with the consultation by the server before anyone sees
 // them, so what is shown here is what the record will say.
 
-import { el, must, roleLabel } from "./dom.js";
+import { el, must, roleParam } from "./dom.js";
 
 /** @typedef {import("./protocol.js").ChatInfo} ChatInfo */
 
@@ -36,13 +36,16 @@ export class ChatPanel {
 
   /** @param {ChatInfo} m */
   add(m) {
-    const time = new Date(m.at_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     this.ui.list.append(
       el(
         "li",
         { className: "chat-item", attrs: { "data-message-id": m.id } },
-        el("span", { className: "chat-who", text: `${m.name} (${roleLabel(m.role)}) ${time}` }),
-        el("span", { className: "chat-text", text: m.text }),
+        el("span", {
+          className: "chat-who",
+          i18n: "chat.who",
+          params: { name: m.name, role: roleParam(m.role), time: { at: m.at_ms, style: "time" } },
+        }),
+        el("span", { className: "chat-text", user: m.text }),
       ),
     );
     this.ui.list.scrollTop = this.ui.list.scrollHeight;

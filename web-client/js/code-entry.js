@@ -1,10 +1,12 @@
 // The short-code page (/code): a patient types the 9 digits the clinic read out or printed,
 // the server trades them for the invitation's join token (POST /api/v1/invitations/redeem,
 // docs/protocol.md "Invitations"), and the page goes on to /join#<token>. Before the
-// invitation's window opens it says when to come back instead. Every text is in Chinese and
-// English; the server's error codes are stable, its messages are not shown.
+// invitation's window opens it says when to come back instead. Every text is from the catalogue
+// (i18n.js); the server's error codes are stable, its messages are not shown.
 
 import { must } from "./dom.js";
+import { errorKey } from "./errors.js";
+import { clearText, startPage, tr } from "./i18n.js";
 
 const DIGITS = 9;
 
@@ -16,46 +18,7 @@ const DIGITS = 9;
  * @property {number} opens_in seconds until the invitation opens (0: open now)
  */
 
-/** @typedef {{zh: string, en: string}} Bilingual */
-
-/**
- * What each refusal tells the patient.
- * @type {Record<string, Bilingual>}
- */
-const TEXT = {
-  invalid_code: {
-    zh: "邀请码是 9 位数字，请核对后重新输入。",
-    en: "An invitation code has 9 digits. Check it and try again.",
-  },
-  code_not_found: {
-    zh: "没有找到这个邀请码。请核对数字，或联系诊所。",
-    en: "No invitation has this code. Check the digits, or ask the clinic.",
-  },
-  invite_revoked: {
-    zh: "这个邀请已被撤销。请联系诊所获取新的邀请。",
-    en: "This invitation was withdrawn. Ask the clinic for a new one.",
-  },
-  invite_expired: {
-    zh: "这个邀请已过期。请联系诊所获取新的邀请。",
-    en: "This invitation has expired. Ask the clinic for a new one.",
-  },
-  invite_used_up: {
-    zh: "这个邀请已被使用过。请联系诊所获取新的邀请。",
-    en: "This invitation has already been used. Ask the clinic for a new one.",
-  },
-  room_ended: {
-    zh: "这次会诊已经结束。",
-    en: "This consultation has ended.",
-  },
-  network: {
-    zh: "无法连接服务器。请检查网络后重试。",
-    en: "Could not reach the server. Check your connection and try again.",
-  },
-  other: {
-    zh: "出了点问题，请稍后重试。",
-    en: "Something went wrong. Please try again.",
-  },
-};
+/** @typedef {{key: import("./i18n.js").MessageKey, params?: import("./i18n.js").Params}} Message */
 
 /**
  * The digits typed, full-width ones included, with separators dropped; `null` when something
@@ -83,34 +46,21 @@ export function grouped(digits) {
   return (digits.match(/.{1,3}/g) ?? []).join(" ");
 }
 
-/**
- * A time for people, in this browser's time zone.
- * @param {number} unixSeconds
- * @param {string} locale
- * @returns {string}
- */
-function localTime(unixSeconds, locale) {
-  return new Intl.DateTimeFormat(locale, { dateStyle: "full", timeStyle: "short" }).format(
-    new Date(unixSeconds * 1000),
-  );
-}
-
 function start() {
+  startPage();
   const card = must("#code-card", HTMLElement);
   const form = must("#code-form", HTMLFormElement);
   const input = must("#code-input", HTMLInputElement);
   const submit = must("#code-submit", HTMLButtonElement);
   const error = must("#code-error", HTMLElement);
-  const errorZh = must(".code-error-zh", HTMLElement, error);
-  const errorEn = must(".code-error-en", HTMLElement, error);
   const wait = must("#code-wait", HTMLElement);
   const waitLink = must("#wait-link", HTMLAnchorElement);
 
-  /** @param {Bilingual | null} text */
+  /** @param {Message | null} text */
   const showError = (text) => {
     error.hidden = text === null;
-    errorZh.textContent = text?.zh ?? "";
-    errorEn.textContent = text?.en ?? "";
+    if (text) tr(error, text.key, text.params);
+    else clearText(error);
     input.setAttribute("aria-invalid", String(text !== null));
   };
 
@@ -127,7 +77,7 @@ function start() {
     event.preventDefault();
     const digits = digitsOf(input.value);
     if (digits === null || digits.length !== DIGITS) {
-      showError(TEXT.invalid_code);
+      showError({ key: "error.invalid_code" });
       input.focus();
       return;
     }
@@ -139,8 +89,7 @@ function start() {
       if (redeemed.opens_in > 0) {
         // Measured from now on this browser's clock: the server says how long, not when.
         const opens = Date.now() / 1000 + redeemed.opens_in;
-        must(".wait-from-zh", HTMLElement, wait).textContent = localTime(opens, "zh-CN");
-        must(".wait-from-en", HTMLElement, wait).textContent = localTime(opens, "en");
+        tr(must("#wait-from", HTMLElement, wait), "code.wait_from", { time: { at: opens * 1000, style: "full" } });
         waitLink.href = target;
         card.hidden = true;
         wait.hidden = false;
@@ -148,7 +97,7 @@ function start() {
       }
       location.replace(target);
     } catch (err) {
-      showError(err instanceof Refused ? err.text : TEXT.other);
+      showError(err instanceof Refused ? err.text : { key: "error.unknown" });
       input.focus();
       input.select();
     } finally {
@@ -161,9 +110,9 @@ function start() {
 
 /** A refusal the patient is told about. */
 class Refused extends Error {
-  /** @param {Bilingual} text */
+  /** @param {Message} text */
   constructor(text) {
-    super(text.en);
+    super(text.key);
     this.name = "Refused";
     this.text = text;
   }
@@ -184,7 +133,7 @@ async function redeem(digits) {
       cache: "no-store",
     });
   } catch {
-    throw new Refused(TEXT.network);
+    throw new Refused({ key: "error.network" });
   }
   /** @type {any} */
   let body = null;
@@ -205,12 +154,9 @@ async function redeem(digits) {
   if (code === "too_many_attempts") {
     const seconds = Number(response.headers.get("Retry-After")) || 900;
     const minutes = Math.max(1, Math.ceil(seconds / 60));
-    throw new Refused({
-      zh: `输错次数太多。请 ${minutes} 分钟后再试。`,
-      en: `Too many wrong codes. Try again in ${minutes} minutes.`,
-    });
+    throw new Refused({ key: "code.too_many", params: { minutes } });
   }
-  throw new Refused(Object.hasOwn(TEXT, code) ? TEXT[code] : TEXT.other);
+  throw new Refused({ key: errorKey(code) });
 }
 
 if (typeof document !== "undefined") {

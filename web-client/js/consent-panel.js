@@ -17,27 +17,20 @@
 // #consent-button; #consent-status (`data-in-force`, the purposes joined by spaces).
 
 import { el, must } from "./dom.js";
+import { clearText, locale, onLocaleChange, tr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").ConsentPurpose} ConsentPurpose */
 /** @typedef {import("./protocol.js").ConsentInfo} ConsentInfo */
 /** @typedef {import("./protocol.js").ConsentSendMessage} ConsentSendMessage */
 
-/** What each purpose is called in the status line, in the server's order. */
+/**
+ * What each purpose is called in the status line, in the server's order.
+ * @type {Record<ConsentPurpose, import("./i18n.js").MessageKey>}
+ */
 const LABEL = {
-  recording: "recording",
-  observer_present: "observers present",
-  external_sharing: "sharing with other hospitals",
-};
-
-const TEXT = {
-  agree: "I agree / 我同意",
-  given: "已同意 · Agreed",
-  notGiven: "未同意 · Not agreed",
-  saving: "正在保存… · Saving…",
-  offline: "未能保存，请稍后再试 · Not saved: the connection is down. Try again in a moment.",
-  /** @param {string} list */
-  inForce: (list) => `Patient agreed: ${list}`,
-  none: "Patient consent: nothing agreed yet",
+  recording: "consent.purpose.recording",
+  observer_present: "consent.purpose.observer_present",
+  external_sharing: "consent.purpose.external_sharing",
 };
 
 export class ConsentPanel {
@@ -63,6 +56,8 @@ export class ConsentPanel {
     };
     this.ui.button.addEventListener("click", () => this.open());
     this.ui.done.addEventListener("click", () => this.close());
+    // The server's wording is chosen by language: rebuilt in the new one.
+    onLocaleChange(() => this.render());
   }
 
   /**
@@ -105,7 +100,7 @@ export class ConsentPanel {
     this.info = { in_force: [] };
     this.asked = false;
     this.ui.button.hidden = true;
-    this.ui.saving.textContent = "";
+    clearText(this.ui.saving);
     this.render();
   }
 
@@ -119,28 +114,35 @@ export class ConsentPanel {
 
   render() {
     const inForce = this.info.in_force;
-    this.ui.status.textContent = inForce.length
-      ? TEXT.inForce(inForce.map((p) => LABEL[p] ?? p).join(", "))
-      : TEXT.none;
+    if (inForce.length) {
+      // One message per purpose, joined: each is translated with the page.
+      /** @type {{key: import("./i18n.js").MessageKey, params?: import("./i18n.js").Params}[]} */
+      const list = inForce.map((p, i) => ({
+        key: i === 0 ? "common.param" : "consent.list_more",
+        params: { text: LABEL[p] ? { key: LABEL[p] } : p },
+      }));
+      tr(this.ui.status, "consent.in_force", { list: joinParams(list) });
+    } else tr(this.ui.status, "consent.none");
     this.ui.status.dataset.inForce = inForce.join(" ");
     const yours = new Set(this.info.yours ?? []);
     const asked = this.info.asked ?? [];
-    // Rebuilt only when the words change, so a checkbox keeps focus across updates.
-    const key = asked.map((a) => `${a.purpose}@${a.version}`).join(",");
+    // Rebuilt only when the words (or the page's language) change, so a checkbox keeps focus
+    // across updates. The server's wording of each purpose comes in both languages; the page's
+    // is shown.
+    const lang = locale();
+    const key = `${lang}:${asked.map((a) => `${a.purpose}@${a.version}`).join(",")}`;
     if (this.ui.list.dataset.key !== key) {
       this.ui.list.dataset.key = key;
       this.ui.list.replaceChildren(
         ...asked.map((a) => {
-          const zhId = `consent-${a.purpose}-zh`;
-          const enId = `consent-${a.purpose}-en`;
-          const box = el("input", { className: "consent-check", attrs: { type: "checkbox", "aria-describedby": `${zhId} ${enId}` } });
+          const textId = `consent-${a.purpose}-text`;
+          const box = el("input", { className: "consent-check", attrs: { type: "checkbox", "aria-describedby": textId } });
           box.addEventListener("change", () => this.change(a.purpose, box.checked));
           return el(
             "li",
             { className: "consent-item", attrs: { "data-purpose": a.purpose, "data-version": a.version } },
-            el("p", { className: "consent-zh", text: a.zh, attrs: { id: zhId, lang: "zh-CN" } }),
-            el("p", { className: "consent-en", text: a.en, attrs: { id: enId, lang: "en" } }),
-            el("label", { className: "consent-toggle" }, box, el("span", { text: TEXT.agree })),
+            el("p", { className: "consent-text", user: lang === "zh-CN" ? a.zh : a.en, attrs: { id: textId, lang } }),
+            el("label", { className: "consent-toggle" }, box, el("span", { i18n: "consent.agree" })),
             el("p", { className: "consent-state", attrs: { "aria-live": "polite" } }),
           );
         }),
@@ -156,7 +158,7 @@ export class ConsentPanel {
       item.dataset.given = String(given);
       if (!pending) box.checked = given;
       item.setAttribute("aria-busy", String(pending));
-      state.textContent = pending ? TEXT.saving : given ? TEXT.given : TEXT.notGiven;
+      tr(state, pending ? "consent.saving" : given ? "consent.given" : "consent.not_given");
     }
   }
 
@@ -169,13 +171,26 @@ export class ConsentPanel {
     const item = this.item(purpose);
     if (!item) return;
     if (!this.send({ type: "consent", purpose, given })) {
-      this.ui.saving.textContent = TEXT.offline;
+      tr(this.ui.saving, "consent.offline");
       this.render();
       return;
     }
-    this.ui.saving.textContent = "";
+    clearText(this.ui.saving);
     item.dataset.wanted = String(given);
     this.pending.add(purpose);
     this.render();
   }
+}
+
+/**
+ * A list of messages as one parameter: "a, b, c" in the page's language (each after the first
+ * is `consent.list_more`, which carries the separator: "、" in Chinese).
+ * @param {{key: import("./i18n.js").MessageKey, params?: import("./i18n.js").Params}[]} items
+ * @returns {import("./i18n.js").Param}
+ */
+function joinParams(items) {
+  /** @type {import("./i18n.js").Param} */
+  let joined = "";
+  for (const item of items) joined = { key: "consent.list_join", params: { head: joined, tail: item } };
+  return joined;
 }

@@ -8,7 +8,9 @@
 // wanted), data-loaded-page (the page whose image is showing), data-zoom, data-following and
 // data-annotations (on this page); the pointer carries data-pointer="x,y".
 
-import { el, must } from "./dom.js";
+import { el, must, userText } from "./dom.js";
+import { errorKeyOf } from "./errors.js";
+import { clearText, t, tr, trAttr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").DocumentInfo} DocumentInfo */
 /** @typedef {import("./protocol.js").AnnotationInfo} AnnotationInfo */
@@ -28,7 +30,7 @@ const COLORS = { arrow: "#d00000", circle: "#0066cc", freehand: "#008a3e", text:
  * @typedef {object} ViewerHooks
  * @property {(state: FollowState) => void} sendFollow
  * @property {(documentId: string, page: number, shape: Shape) => void} sendAnnotation
- * @property {(text: string) => void} notice
+ * @property {(key: import("./i18n.js").MessageKey, params?: import("./i18n.js").Params) => void} notice
  */
 
 export class DocViewer {
@@ -112,7 +114,7 @@ export class DocViewer {
       this.render();
     });
     this.ui.download.addEventListener("click", () => {
-      if (this.doc) this.api.download(this.doc).catch((e) => this.hooks.notice(e.message));
+      if (this.doc) this.api.download(this.doc).catch((e) => this.hooks.notice("viewer.download_failed", { reason: { key: errorKeyOf(e) } }));
     });
     this.ui.close.addEventListener("click", () => this.close());
     for (const button of this.ui.tools.querySelectorAll("button[data-tool]")) {
@@ -140,7 +142,7 @@ export class DocViewer {
     delete this.root.dataset.loadedPage;
     this.root.hidden = false;
     this.root.dataset.documentId = doc.id;
-    this.ui.title.textContent = doc.name;
+    userText(this.ui.title, doc.name);
     this.zoom = 1;
     this.center = [0.5, 0.5];
     this.annotations = [];
@@ -148,7 +150,7 @@ export class DocViewer {
     this.page = page;
     this.text.hidden = true;
     this.sheet.hidden = false;
-    this.ui.status.textContent = "Opening…";
+    tr(this.ui.status, "viewer.opening");
     try {
       if (doc.kind === "pdf" || doc.kind === "png" || doc.kind === "jpeg" || doc.kind === "dicom") {
         this.opening = true;
@@ -168,7 +170,7 @@ export class DocViewer {
         await this.showEcg(doc);
       }
     } catch (e) {
-      this.ui.status.textContent = e instanceof Error ? e.message : "The document could not be opened.";
+      tr(this.ui.status, "viewer.open_failed", { reason: { key: errorKeyOf(e) } });
     }
     this.render();
     if (this.presenting) this.queueFollow();
@@ -178,18 +180,21 @@ export class DocViewer {
   async showDicomHeader(doc) {
     const info = await this.api.dicom(doc.id);
     const f = info.fields;
+    // The file's own words (modality, study, patient), then the window in the page's language.
     const parts = [f.Modality, f.BodyPartExamined, f.StudyDescription, f.StudyDate, f.PatientName, f.PatientID, `${info.columns}×${info.rows}`];
-    if (f.WindowCenter) parts.push(`W ${f.WindowWidth ?? "?"} / C ${f.WindowCenter}`);
-    this.ui.status.textContent = parts.filter(Boolean).join(" · ");
+    tr(this.ui.status, "viewer.dicom_header", {
+      fields: parts.filter(Boolean).join(" · "),
+      window: f.WindowCenter ? { key: "viewer.dicom_window", params: { width: f.WindowWidth ?? "?", center: f.WindowCenter } } : "",
+    });
     this.root.dataset.dicomModality = f.Modality ?? "";
   }
 
   /** @param {DocumentInfo} doc */
   async showText(doc) {
-    this.text.textContent = await this.api.text(doc.id);
+    userText(this.text, await this.api.text(doc.id));
     this.sheet.hidden = true;
     this.text.hidden = false;
-    this.ui.status.textContent = "";
+    clearText(this.ui.status);
   }
 
   /** Draws every lead as a strip on an ECG grid (25 mm/s, 10 mm/mV: 1 s = 5 big squares). */
@@ -203,7 +208,7 @@ export class DocViewer {
     svg.setAttribute("class", "ecg-strip");
     svg.setAttribute("viewBox", `0 0 ${seconds * 5} ${rowH * ecg.leads.length}`);
     svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `ECG, ${ecg.leads.length} leads, ${seconds.toFixed(1)} s`);
+    trAttr(svg, "aria-label", "viewer.ecg_label", { leads: ecg.leads.length, seconds: seconds.toFixed(1) });
     ecg.leads.forEach((lead, row) => {
       const base = row * rowH + rowH / 2;
       const pts = [];
@@ -219,13 +224,13 @@ export class DocViewer {
       label.setAttribute("x", "0.05");
       label.setAttribute("y", String(row * rowH + 0.4));
       label.setAttribute("class", "ecg-label");
-      label.textContent = lead.name;
+      userText(label, lead.name);
       svg.append(line, label);
     });
     this.sheet.hidden = true;
     this.text.hidden = false;
     this.text.replaceChildren(svg);
-    this.ui.status.textContent = `${ecg.sample_rate_hz} Hz, ${ecg.units}`;
+    tr(this.ui.status, "viewer.ecg_status", { rate: ecg.sample_rate_hz, units: ecg.units });
   }
 
   /**
@@ -259,7 +264,7 @@ export class DocViewer {
     await this.img.decode().catch(() => undefined);
     if (gen !== this.loadGen) return;
     this.root.dataset.loadedPage = String(target);
-    this.ui.status.textContent = "";
+    clearText(this.ui.status);
     this.layout();
   }
 
@@ -377,13 +382,13 @@ export class DocViewer {
     this.root.dataset.zoom = String(Math.round(this.zoom * 100) / 100);
     this.root.dataset.following = String(this.following && !this.presenting);
     this.root.dataset.annotations = String(this.annotations.filter((a) => a.page === this.page).length);
-    this.ui.pageLabel.textContent = `Page ${this.page} / ${this.pages}`;
+    tr(this.ui.pageLabel, "viewer.page", { page: this.page, pages: this.pages });
     this.ui.prev.disabled = this.page <= 1;
     this.ui.next.disabled = this.page >= this.pages;
-    this.ui.present.textContent = this.presenting ? "Stop presenting" : "Present";
+    tr(this.ui.present, this.presenting ? "viewer.stop_presenting" : "viewer.present");
     this.ui.present.setAttribute("aria-pressed", String(this.presenting));
     this.ui.follow.hidden = this.presenting;
-    this.ui.follow.textContent = this.following ? "Following presenter" : "Follow presenter";
+    tr(this.ui.follow, this.following ? "viewer.following" : "viewer.follow");
     this.ui.follow.setAttribute("aria-pressed", String(this.following));
     for (const button of this.ui.tools.querySelectorAll("button[data-tool]")) {
       button.setAttribute("aria-pressed", String(button.getAttribute("data-tool") === this.tool));
@@ -474,7 +479,7 @@ export class DocViewer {
       } else if (this.tool === "freehand" && stroke.length >= 2) {
         shape = { type: "freehand", points: simplify(stroke), color: COLORS.freehand };
       } else if (this.tool === "text") {
-        const text = prompt("Text for the annotation")?.trim();
+        const text = prompt(t("viewer.annotation_prompt"))?.trim();
         if (text) shape = { type: "text", at: start, text: text.slice(0, 500), color: COLORS.text };
       }
       start = null;
@@ -555,9 +560,9 @@ function shapeNode(s, aspect) {
     case "freehand":
       return node("polyline", { points: s.points.map((p) => p.join(",")).join(" "), stroke: color, fill: "none" });
     case "text": {
-      const t = node("text", { x: s.at[0], y: s.at[1], fill: color });
-      t.textContent = s.text;
-      return t;
+      const label = node("text", { x: s.at[0], y: s.at[1], fill: color });
+      userText(label, s.text);
+      return label;
     }
   }
 }

@@ -2,7 +2,9 @@
 // and a resumable upload with a progress bar. Patients may share with everyone; observers only
 // look.
 
-import { el, must, roleLabel } from "./dom.js";
+import { el, must, roleParam } from "./dom.js";
+import { errorCodeOf, errorKeyOf } from "./errors.js";
+import { tr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").DocumentInfo} DocumentInfo */
 /** @typedef {import("./room-api.js").RoomApi} RoomApi */
@@ -62,48 +64,49 @@ export class DocumentsPanel {
     const items = [...this.docs.values()].sort((a, b) => a.created_at_ms - b.created_at_ms);
     this.ui.list.replaceChildren(
       ...items.map((d) => {
-        const open = el("button", { className: "doc-open", text: d.name, attrs: { type: "button" } });
+        const open = el("button", { className: "doc-open", user: d.name, attrs: { type: "button" } });
         open.addEventListener("click", () => this.onOpen(d));
         const meta = el("span", {
           className: "doc-meta",
-          text: `${d.kind.toUpperCase()} · ${formatSize(d.size)} · ${roleLabel(d.shared_by_role)}`,
+          i18n: "documents.meta",
+          params: { kind: d.kind.toUpperCase(), size: formatSize(d.size), role: roleParam(d.shared_by_role) },
         });
         const li = el("li", { className: "doc-item", attrs: { "data-document-id": d.id } }, open, meta);
-        if (d.visibility === "clinicians") li.append(el("span", { className: "badge badge-private", text: "Clinicians only" }));
+        if (d.visibility === "clinicians") li.append(el("span", { className: "badge badge-private", i18n: "documents.visible.clinicians" }));
         return li;
       }),
     );
-    if (items.length === 0) this.ui.list.append(el("li", { className: "empty", text: "No documents shared yet." }));
+    if (items.length === 0) this.ui.list.append(el("li", { className: "empty", i18n: "documents.empty" }));
   }
 
   async upload() {
     const file = this.ui.file.files?.[0];
     if (!file) {
-      this.ui.status.textContent = "Choose a file first.";
+      tr(this.ui.status, "documents.choose_file");
       return;
     }
     const visibility = this.ui.visibility.value === "clinicians" ? "clinicians" : "everyone";
     this.ui.submit.disabled = true;
     this.ui.progress.hidden = false;
     this.ui.progress.value = 0;
-    this.ui.status.textContent = `Uploading ${file.name}…`;
+    tr(this.ui.status, "documents.uploading", { name: file.name });
     delete this.ui.status.dataset.errorCode;
     try {
       const doc = await this.api.upload(file, visibility, (sent, total) => {
         this.ui.progress.value = total ? sent / total : 1;
-        this.ui.status.textContent = `Uploading ${file.name}: ${Math.floor((100 * sent) / Math.max(total, 1))} %`;
+        tr(this.ui.status, "documents.uploading_percent", { name: file.name, percent: Math.floor((100 * sent) / Math.max(total, 1)) });
       });
       this.add(doc);
-      this.ui.status.textContent = `${doc.name} is shared.`;
+      tr(this.ui.status, "documents.shared", { name: doc.name });
       this.ui.form.reset();
     } catch (e) {
       // The server's words: e.g. `consent_required` when the care team includes another
       // hospital's doctors and the patient has not agreed to sharing with them.
-      const code = e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : "";
+      const code = errorCodeOf(e);
       if (code) this.ui.status.dataset.errorCode = code;
-      let text = e instanceof Error ? `Not shared: ${e.message}` : "Not shared.";
-      if (code === "consent_required" && this.role === "patient") text += ". You can agree under “Consent / 知情同意”.";
-      this.ui.status.textContent = text;
+      if (code === "consent_required") {
+        tr(this.ui.status, this.role === "patient" ? "documents.consent_required_patient" : "documents.consent_required");
+      } else tr(this.ui.status, "documents.not_shared", { reason: { key: errorKeyOf(e) } });
     } finally {
       this.ui.submit.disabled = false;
       this.ui.progress.hidden = true;

@@ -1,6 +1,11 @@
-// Human text for everything that can stop a participant from being in the room. Server error
-// codes are stable (docs/protocol.md); their `message` texts are not and are written for
-// developers, so the participant only ever sees the texts below.
+// Human text for everything that can stop a participant from being in the room, and for every
+// refusal of the HTTP API. Server error codes are stable (docs/protocol.md, docs/openapi.json);
+// their `message` texts are English and written for developers, so people only ever see the
+// catalogue's `error.<code>` texts (i18n.js), in their language.
+
+import { hasKey, t } from "./i18n.js";
+
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
 /** @typedef {import("./protocol.js").ErrorCode} ErrorCode */
 
@@ -10,102 +15,41 @@
  *   "connect_failed" | "reconnect_failed" | "replaced" | "unsupported_browser"} LocalErrorCode
  */
 
-/** @type {Record<ErrorCode | LocalErrorCode, string>} */
-const TEXT = {
-  invalid_token:
-    "This invitation link is not valid. Check that you opened the complete link, or ask the clinic for a new one.",
-  token_expired: "This invitation link has expired. Ask the clinic to send you a new one.",
-  invite_revoked: "This invitation link has been withdrawn. Ask the clinic for a new one.",
-  room_not_found: "This consultation could not be found. The invitation link may be out of date.",
-  room_ended: "The consultation has ended.",
-  room_full: "The consultation room is full. Ask the clinic for help.",
-  server_full: "The consultation service is busy right now. Please try again in a few minutes.",
-  invalid_name: "Please enter a display name of 1 to 64 characters.",
-  resume_failed: "The connection was lost for too long. Reload the page to join again.",
-  unsupported_version: "This page is out of date. Reload it to join.",
-  forbidden: "Your role in this consultation does not allow that.",
-  rate_limited: "The connection was closed because too many messages were sent. Reload the page to join again.",
-  message_too_large: "The connection was closed because of a protocol problem. Reload the page to join again.",
-  bad_message: "The connection was closed because of a protocol problem. Reload the page to join again.",
-  unknown_type: "The connection was closed because of a protocol problem. Reload the page to join again.",
-  not_joined: "The connection was closed because of a protocol problem. Reload the page to join again.",
-  already_joined: "This page is already in the consultation.",
-  stale_offer: "The media connection fell out of step.",
-  bad_sdp: "The media connection could not be set up with this browser.",
-  internal: "The consultation server had a problem. Reload the page to try again.",
-  not_waiting: "Already admitted by someone else, or no longer waiting.",
-  room_locked:
-    "The consultation is not letting anyone new in right now. If you have an appointment, please contact the clinic, or try again in a few minutes.",
-  declined: "The care team cannot see you in this consultation. Please contact the clinic if you need help.",
-  consent_required: "The patient has not yet agreed to observers being present. Try again later.",
-  invite_not_yet:
-    "This invitation is not open yet. Please come back shortly before your appointment time.",
-  invite_used_up: "This invitation has already been used. Ask the clinic for a new one.",
-  removed: "The care team has ended your part in this consultation. Please contact the clinic if you need help.",
-  media_unreachable:
-    "Video and sound could not connect to the consultation server. The network you are on may block it: try another network (for example mobile data), or ask your IT department to allow UDP traffic to the server.",
-  media_lost: "The video connection was lost. Reload the page to join again.",
-  media_denied:
-    "Camera and microphone access was blocked. Allow access for this site in your browser settings, then reload the page.",
-  media_missing: "No camera or microphone was found. Connect one and reload the page.",
-  media_busy: "Your camera or microphone is in use by another application. Close it and reload the page.",
-  media_failed: "Your camera or microphone could not be started. Reload the page to try again.",
-  no_token: "This page needs an invitation link. Open the complete link you were sent.",
-  connect_failed: "Could not reach the consultation server. Check your internet connection and reload the page.",
-  reconnect_failed: "The connection was lost and could not be restored. Reload the page to join again.",
-  replaced: "You joined this consultation from another tab or device, so this page was disconnected.",
-  unsupported_browser: "This browser cannot make video calls. Please use a current version of Chrome, Edge, Firefox or Safari.",
-};
-
 /**
- * For a clinician entering through their care-team seat (from the console) rather than an
- * invitation link: where the text above speaks of the link.
- * @type {Partial<Record<ErrorCode | LocalErrorCode, string>>}
+ * The catalogue key of a code's text: `error.<code>`, or the generic one for a code this
+ * client does not know (a newer server).
+ * @param {string} code a server ErrorCode, an HTTP API error code or a LocalErrorCode
+ * @returns {MessageKey}
  */
-const SEAT_TEXT = {
-  invalid_token:
-    "This entry is not valid, or your sign-in has ended. Sign in to the console and enter the consultation from there.",
-  token_expired: "This entry has expired. Enter the consultation again from the console.",
-  invite_revoked: "You are no longer on this consultation's care team.",
-  room_not_found: "This consultation could not be found.",
-  no_token: "Enter the consultation from the console.",
-};
-
-/**
- * Headings for the final screens that are not a fault of the link or the network.
- * @type {Partial<Record<ErrorCode | LocalErrorCode, string>>}
- */
-const TITLE = {
-  declined: "You were not admitted",
-  room_locked: "The consultation is closed to new arrivals",
-  consent_required: "Waiting for the patient's consent",
-};
-
-/**
- * @param {string} code a server ErrorCode or a LocalErrorCode
- * @returns {string | null} a heading of its own for the error screen, or null for the usual one
- */
-export function describeTitle(code) {
-  return (Object.hasOwn(TITLE, code) ? TITLE[/** @type {ErrorCode | LocalErrorCode} */ (code)] : undefined) ?? null;
+export function errorKey(code) {
+  const key = /** @type {MessageKey} */ (`error.${code}`);
+  return hasKey(key) ? key : "error.unknown";
 }
 
 /**
- * @param {string} code a server ErrorCode or a LocalErrorCode
- * @returns {string} the text for a clinician who entered through their care-team seat
+ * @param {string} code
+ * @returns {MessageKey | null} a heading of its own for the error screen, or null for the usual one
  */
-export function describeSeatError(code) {
-  const text = Object.hasOwn(SEAT_TEXT, code) ? SEAT_TEXT[/** @type {ErrorCode | LocalErrorCode} */ (code)] : undefined;
-  return text ?? describeError(code);
+export function errorTitleKey(code) {
+  const key = /** @type {MessageKey} */ (`error.title.${code}`);
+  return hasKey(key) ? key : null;
+}
+
+/**
+ * @param {string} code
+ * @returns {MessageKey} the text for a clinician who entered through their care-team seat
+ */
+export function seatErrorKey(code) {
+  const key = /** @type {MessageKey} */ (`error.seat.${code}`);
+  return hasKey(key) ? key : errorKey(code);
 }
 
 /**
  * @param {string} code a server ErrorCode or a LocalErrorCode; unknown codes get a generic text
- * @returns {string}
+ * @returns {string} its text in the page's language
  */
 export function describeError(code) {
-  return Object.hasOwn(TEXT, code)
-    ? TEXT[/** @type {ErrorCode | LocalErrorCode} */ (code)]
-    : "Something went wrong. Reload the page to try again.";
+  return t(errorKey(code));
 }
 
 /**
@@ -128,4 +72,24 @@ export function mediaErrorCode(err) {
     default:
       return "media_failed";
   }
+}
+
+/**
+ * The stable code of a failure (an ApiError's, from the server or `network`), "" for anything
+ * else (a bug, a browser refusal).
+ * @param {unknown} err
+ * @returns {string}
+ */
+export function errorCodeOf(err) {
+  return err instanceof Error && "code" in err && typeof err.code === "string" ? err.code : "";
+}
+
+/**
+ * The catalogue key for a failure: its code's text, or the generic one.
+ * @param {unknown} err
+ * @returns {MessageKey}
+ */
+export function errorKeyOf(err) {
+  const code = errorCodeOf(err);
+  return code ? errorKey(code) : "error.unknown";
 }

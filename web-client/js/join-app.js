@@ -35,8 +35,9 @@ import { SignalingClient } from "./signaling.js";
 import { MediaSession } from "./media-session.js";
 import { RoomView } from "./room-view.js";
 import { PreJoin, acquireMedia } from "./prejoin.js";
-import { describeError, describeSeatError, describeTitle, mediaErrorCode } from "./errors.js";
-import { must } from "./dom.js";
+import { errorKey, errorTitleKey, mediaErrorCode, seatErrorKey } from "./errors.js";
+import { must, userText } from "./dom.js";
+import { clearText, onLocaleChange, startPage, t, tr, trAttr } from "./i18n.js";
 import { RoomApi } from "./room-api.js";
 import { DocViewer } from "./doc-viewer.js";
 import { DocumentsPanel } from "./documents-panel.js";
@@ -57,6 +58,7 @@ import * as consoleApi from "./api.js";
 /** @typedef {import("./protocol.js").ErrorCode} ErrorCode */
 /** @typedef {import("./errors.js").LocalErrorCode} LocalErrorCode */
 /** @typedef {import("./signaling.js").LinkEnd} LinkEnd */
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
 /** @typedef {"prejoin" | "connecting" | "waiting" | "in-room" | "reconnecting" | "ended" | "error"} AppState */
 
@@ -251,7 +253,12 @@ class JoinApp {
 
   consent = new ConsentPanel((msg) => this.signaling?.send(msg) ?? false);
 
+  /** The consultation's own title, for the page title ("" when it has none yet). */
+  roomTitle = "";
+
   constructor() {
+    startPage();
+    onLocaleChange(() => this.setTitle(this.roomTitle));
     this.ui.micButton.addEventListener("click", () => this.toggleMic());
     this.ui.cameraButton.addEventListener("click", () => void this.toggleCamera());
     this.ui.leaveButton.addEventListener("click", () => void this.leave());
@@ -335,10 +342,11 @@ class JoinApp {
     };
     this.micOn = this.publish.audio;
     this.camOn = this.publish.video;
-    let status = "";
-    if (!wanted) status = "You join as an observer: your camera and microphone are not used.";
-    else if (!this.publish.video) status = "No camera found: you will join with sound only.";
-    else if (!this.publish.audio) status = "No microphone found: the others will not hear you.";
+    /** @type {MessageKey | null} */
+    let status = null;
+    if (!wanted) status = "join.prejoin.observer";
+    else if (!this.publish.video) status = "join.prejoin.no_camera";
+    else if (!this.publish.audio) status = "join.prejoin.no_microphone";
     this.prejoin.showPreview(this.local, status);
     return true;
   }
@@ -433,7 +441,7 @@ class JoinApp {
           .then((sdp) => signaling.send({ type: "answer", offer_id: msg.offer_id, sdp }))
           .catch(() => {
             if (gen === this.generation) {
-              this.notice("The video connection could not be set up. Reload the page if you cannot see or hear the others.");
+              this.notice("join.notice.media_setup_failed");
             }
           });
         break;
@@ -468,7 +476,7 @@ class JoinApp {
         break;
       case "document_shared":
         this.consult?.docs.add(msg.document);
-        if (msg.document.shared_by !== this.you?.id) this.notice(`${msg.document.name} was shared.`);
+        if (msg.document.shared_by !== this.you?.id) this.notice("join.notice.document_shared", { name: msg.document.name });
         break;
       case "chat":
         this.consult?.chat.add(msg.message);
@@ -477,7 +485,7 @@ class JoinApp {
         const c = this.consult;
         if (!c || msg.presenter === this.you?.id) break;
         const doc = msg.document_id ? c.docs.get(msg.document_id) : undefined;
-        void c.viewer.applyFollow(msg, doc, this.others.get(msg.presenter)?.name ?? "presenter");
+        void c.viewer.applyFollow(msg, doc, this.others.get(msg.presenter)?.name ?? t("viewer.presenter"));
         break;
       }
       case "follow_stopped":
@@ -528,7 +536,7 @@ class JoinApp {
     const f = msg.follow;
     if (f && f.presenter !== msg.you.id) {
       const doc = f.document_id ? c.docs.get(f.document_id) : undefined;
-      void c.viewer.applyFollow(f, doc, this.others.get(f.presenter)?.name ?? "presenter");
+      void c.viewer.applyFollow(f, doc, this.others.get(f.presenter)?.name ?? t("viewer.presenter"));
     }
   }
 
@@ -540,12 +548,11 @@ class JoinApp {
   onWaiting(msg) {
     if (this.you) this.backToQueue();
     this.waitingView.show(msg);
-    this.prejoin.showPreview(null, "");
+    this.prejoin.showPreview(null, null);
     this.waitingView.setPreview(this.local);
     // Nothing to resume: a reload joins the queue again, under the same name.
     saveStored({ invite: this.token, resume: "", name: this.name, waiting: true });
-    const title = msg.room.title || "Consultation";
-    document.title = `${title} · Huizhen`;
+    this.setTitle(msg.room.title);
     if (this.state !== "waiting") {
       this.setState("waiting");
       this.waitingView.focus();
@@ -576,7 +583,7 @@ class JoinApp {
     if (this.ui.endDialog.open) this.ui.endDialog.close();
     if (this.reasons.ui.dialog.open) this.reasons.ui.dialog.close();
     this.ui.soundButton.hidden = true;
-    this.showBanner("");
+    this.showBanner(null);
     this.precallDue = true;
   }
 
@@ -644,10 +651,10 @@ class JoinApp {
     // After a resume or a rejoin, whoever left meanwhile (and our own old self) goes away.
     for (const id of this.view.ids()) if (!present.has(id)) this.view.remove(id);
     this.others = new Map(msg.participants.map((p) => [p.id, p]));
-    const title = msg.room.title || "Consultation";
-    this.ui.roomTitle.textContent = title;
-    document.title = `${title} · Huizhen`;
-    this.prejoin.showPreview(null, "");
+    if (msg.room.title) userText(this.ui.roomTitle, msg.room.title);
+    else tr(this.ui.roomTitle, "join.room_title");
+    this.setTitle(msg.room.title);
+    this.prejoin.showPreview(null, null);
     this.renderLocal();
     this.view.setLocalStream(msg.you.id, this.local);
     for (const p of msg.participants) this.view.upsert(p, false);
@@ -666,7 +673,7 @@ class JoinApp {
     }
     this.setState("in-room");
     if (admitted) {
-      this.notice("You are in the consultation now.");
+      this.notice("join.notice.admitted");
       this.ui.roomTitle.tabIndex = -1;
       this.ui.roomTitle.focus();
     }
@@ -714,11 +721,11 @@ class JoinApp {
   }
 
   renderControls() {
-    this.ui.micButton.textContent = this.micOn ? "Mute" : "Unmute";
-    this.ui.micButton.setAttribute("aria-label", this.micOn ? "Mute microphone" : "Unmute microphone");
+    tr(this.ui.micButton, this.micOn ? "room.mute" : "room.unmute");
+    trAttr(this.ui.micButton, "aria-label", this.micOn ? "room.mute_label" : "room.unmute_label");
     this.ui.micButton.classList.toggle("control-off", !this.micOn);
-    this.ui.cameraButton.textContent = this.camOn ? "Camera off" : "Camera on";
-    this.ui.cameraButton.setAttribute("aria-label", this.camOn ? "Turn camera off" : "Turn camera on");
+    tr(this.ui.cameraButton, this.camOn ? "room.camera_off" : "room.camera_on");
+    trAttr(this.ui.cameraButton, "aria-label", this.camOn ? "room.camera_off_label" : "room.camera_on_label");
     this.ui.cameraButton.classList.toggle("control-off", !this.camOn);
   }
 
@@ -744,7 +751,7 @@ class JoinApp {
     try {
       await this.media?.setCameraEnabled(this.camOn);
     } catch {
-      this.notice("The camera could not be switched. Try again.");
+      this.notice("join.notice.camera_switch_failed");
     }
     this.sendMediaState();
   }
@@ -756,15 +763,15 @@ class JoinApp {
     // Stop listening to the link first: its onEnd("left") must not race the screen below.
     this.generation += 1;
     if (signaling) await signaling.leave();
-    this.finish("ended", waiting ? "You left the waiting room" : "You left the consultation", "You can close this page now.", "Join again");
+    this.finish("ended", waiting ? "join.end.left_waiting" : "join.end.left", "join.end.close_page", "join.end.join_again");
   }
 
   /** @param {"ended_by_doctor" | "server_shutdown"} reason */
   finishRoomEnded(reason) {
     this.finish(
       "ended",
-      "The consultation has ended",
-      reason === "server_shutdown" ? "The consultation service was shut down." : "Thank you. You can close this page now.",
+      "join.end.ended",
+      reason === "server_shutdown" ? "join.end.shutdown" : "join.end.thanks",
       null,
     );
   }
@@ -773,7 +780,7 @@ class JoinApp {
   onLinkEnd(end) {
     switch (end.reason) {
       case "left":
-        this.finish("ended", "You left the consultation", "You can close this page now.", "Join again");
+        this.finish("ended", "join.end.left", "join.end.close_page", "join.end.join_again");
         return;
       case "gave_up":
         this.fail("reconnect_failed");
@@ -785,7 +792,7 @@ class JoinApp {
         if (end.code === "room_ended") this.finishRoomEnded("ended_by_doctor");
         // A seat's entry token lasts minutes: a reload or a rejoin later takes a fresh one.
         else if (end.code === "token_expired" && this.seat && !this.seatRetried) void this.reenterSeat();
-        else if (end.code === "invalid_name") this.backToPrejoin(describeError(end.code));
+        else if (end.code === "invalid_name") this.backToPrejoin(errorKey(end.code));
         // A lost media path is worth one fresh peer connection (bounded by recoverMedia).
         else if (end.code === "media_lost") this.recoverMedia();
         // Turned away from the waiting room: the clinic's reason is the message.
@@ -846,10 +853,10 @@ class JoinApp {
       // there is nothing to do there until they do.
       if (!this.you && this.state !== "waiting") this.consentBlocked();
       // A clinician's admit of an observer.
-      else this.notice("The patient has not agreed to observers being present: the observer may come in once they do.");
+      else this.notice("join.notice.observer_waits_consent");
       return;
     }
-    this.notice(describeError(code));
+    this.notice(errorKey(code));
   }
 
   /** @param {RTCPeerConnectionState} state */
@@ -857,9 +864,9 @@ class JoinApp {
     if (state === "failed") {
       this.recoverMedia();
     } else if (state === "disconnected") {
-      if (this.state === "in-room") this.showBanner("Connection unstable… trying to restore video and sound.");
+      if (this.state === "in-room") this.showBanner("join.banner.unstable");
     } else if (state === "connected") {
-      if (this.state === "in-room") this.showBanner("");
+      if (this.state === "in-room") this.showBanner(null);
     }
   }
 
@@ -920,17 +927,17 @@ class JoinApp {
     this.actionToConsole = false;
     this.actionRejoin = true;
     this.ui.statusAction.hidden = false;
-    this.ui.statusAction.textContent = "Try again";
-    this.showStatus("error", describeTitle("consent_required") ?? "", describeError("consent_required"));
+    tr(this.ui.statusAction, "common.try_again");
+    this.showStatus("error", errorTitleKey("consent_required") ?? "join.fail.cannot_join", errorKey("consent_required"));
     this.ui.statusPanel.dataset.errorCode = "consent_required";
   }
 
-  /** @param {string} error */
+  /** @param {MessageKey} error */
   backToPrejoin(error) {
     this.teardownLink();
     this.setState("prejoin");
     this.prejoin.setBusy(false);
-    this.prejoin.showPreview(this.local, "");
+    this.prejoin.showPreview(this.local, null);
     this.prejoin.showError(error);
     this.prejoin.focus();
   }
@@ -948,45 +955,46 @@ class JoinApp {
       // from the console's "Enter consultation".
       this.actionToConsole = linkError;
       this.ui.statusAction.hidden = false;
-      this.ui.statusAction.textContent = linkError ? "Back to the console" : "Reload";
-      this.showStatus("error", "Cannot enter the consultation", describeSeatError(code));
+      tr(this.ui.statusAction, linkError ? "join.fail.to_console" : "common.reload");
+      this.showStatus("error", "join.fail.cannot_enter", seatErrorKey(code));
     } else {
       this.actionToConsole = false;
       // Turned away for good: reloading would only queue them again.
       this.ui.statusAction.hidden = linkError || code === "declined";
-      this.ui.statusAction.textContent = code === "room_locked" ? "Try again" : "Reload";
-      const title = describeTitle(code) ?? (linkError ? "This link does not work" : "Cannot join the consultation");
-      this.showStatus("error", title, describeError(code), detail ? `Message from the clinic: “${detail}”` : "");
+      tr(this.ui.statusAction, code === "room_locked" ? "common.try_again" : "common.reload");
+      const title = errorTitleKey(code) ?? (linkError ? "join.fail.bad_link" : "join.fail.cannot_join");
+      this.showStatus("error", title, errorKey(code), detail ? { key: "join.fail.clinic_message", params: { text: detail } } : null);
     }
     this.ui.statusPanel.dataset.errorCode = code;
   }
 
   /**
    * @param {"ended"} state
-   * @param {string} title
-   * @param {string} text
-   * @param {string | null} action label of a button that reloads (and so joins again), or none
+   * @param {MessageKey} title
+   * @param {MessageKey} text
+   * @param {MessageKey | null} action label of a button that reloads (and so joins again), or none
    */
   finish(state, title, text, action) {
     this.teardownAll();
     this.actionToConsole = false;
     this.actionRejoin = false;
     this.ui.statusAction.hidden = action === null;
-    if (action !== null) this.ui.statusAction.textContent = action;
+    if (action !== null) tr(this.ui.statusAction, action);
     this.showStatus(state, title, text);
   }
 
   /**
    * @param {"ended" | "error"} state
-   * @param {string} title
-   * @param {string} text
-   * @param {string} [detail] a second paragraph ("" for none)
+   * @param {MessageKey} title
+   * @param {MessageKey} text
+   * @param {{key: MessageKey, params?: import("./i18n.js").Params} | null} [detail] a second paragraph
    */
-  showStatus(state, title, text, detail = "") {
-    this.ui.statusTitle.textContent = title;
-    this.ui.statusText.textContent = text;
-    this.ui.statusDetail.textContent = detail;
-    this.ui.statusDetail.hidden = detail === "";
+  showStatus(state, title, text, detail = null) {
+    tr(this.ui.statusTitle, title);
+    tr(this.ui.statusText, text);
+    if (detail) tr(this.ui.statusDetail, detail.key, detail.params);
+    else clearText(this.ui.statusDetail);
+    this.ui.statusDetail.hidden = detail === null;
     this.setState(state);
     // Move focus to the news so keyboard and screen-reader users land on it.
     this.ui.statusTitle.tabIndex = -1;
@@ -1015,7 +1023,7 @@ class JoinApp {
     this.others.clear();
     for (const track of this.local?.getTracks() ?? []) track.stop();
     this.local = null;
-    this.prejoin.showPreview(null, "");
+    this.prejoin.showPreview(null, null);
     this.waitingView.clear();
     if (this.ui.endDialog.open) this.ui.endDialog.close();
     if (this.reasons.ui.dialog.open) this.reasons.ui.dialog.close();
@@ -1036,25 +1044,39 @@ class JoinApp {
     this.ui.statusPanel.hidden = !(state === "connecting" || state === "ended" || state === "error");
     this.ui.statusSpinner.hidden = state !== "connecting";
     if (state === "connecting") {
-      this.ui.statusTitle.textContent = "Connecting…";
-      this.ui.statusText.textContent = "Joining the consultation.";
+      tr(this.ui.statusTitle, "join.status.connecting");
+      tr(this.ui.statusText, "join.status.joining");
       this.ui.statusDetail.hidden = true;
       this.ui.statusAction.hidden = true;
       delete this.ui.statusPanel.dataset.errorCode;
     }
-    if (state === "reconnecting") this.showBanner("Reconnecting…");
-    else if (state === "in-room") this.showBanner("");
+    if (state === "reconnecting") this.showBanner("join.banner.reconnecting");
+    else if (state === "in-room") this.showBanner(null);
   }
 
-  /** @param {string} text empty hides the banner */
-  showBanner(text) {
-    this.ui.banner.textContent = text;
-    this.ui.banner.hidden = text === "";
+  /** @param {MessageKey | null} key null hides the banner */
+  showBanner(key) {
+    if (key) tr(this.ui.banner, key);
+    else clearText(this.ui.banner);
+    this.ui.banner.hidden = key === null;
   }
 
-  /** @param {string} text */
-  notice(text) {
-    this.ui.notice.textContent = text;
+  /**
+   * The page's title: the consultation's own (people's words) or the usual one, re-made on a
+   * language switch (a `<title>` cannot hold a mark in both cases).
+   * @param {string} [roomTitle]
+   */
+  setTitle(roomTitle) {
+    this.roomTitle = roomTitle ?? "";
+    document.title = this.roomTitle ? t("join.page_title_named", { title: this.roomTitle }) : t("join.page_title");
+  }
+
+  /**
+   * @param {MessageKey} key
+   * @param {import("./i18n.js").Params} [params]
+   */
+  notice(key, params) {
+    tr(this.ui.notice, key, params);
     this.ui.notice.hidden = false;
     clearTimeout(this.noticeTimer);
     this.noticeTimer = setTimeout(() => {

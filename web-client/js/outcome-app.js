@@ -5,10 +5,12 @@
 // reaches the server's logs, and is sent only as the bearer token of the two API calls. The page
 // state is `document.body.dataset.state`: loading | ready | empty | error.
 //
-// Written for a phone held by an older person: large type, one column, headings in Chinese and
-// English side by side, and plain words for every refusal. All text is set with textContent.
+// Written for a phone held by an older person: large type, one column, and plain words for every
+// refusal, in the page's language (i18n.js; the switch re-renders in place). All text is set
+// with textContent.
 
-import { el, must, saveObjectUrl } from "./dom.js";
+import { el, must, saveObjectUrl, userText } from "./dom.js";
+import { clearText, locale, onLocaleChange, startPage, t, tr } from "./i18n.js";
 
 /** @typedef {{zh: string, en: string}} Words */
 /** @typedef {{name: string, title: string, institution: string}} Signer */
@@ -25,44 +27,10 @@ import { el, must, saveObjectUrl } from "./dom.js";
  *   advice: string | null}[], available_until: number, generated_at_ms: number}} Outcome
  */
 
-/** Refusals and failures, in both languages. @type {Record<string, Words & {title: Words}>} */
-const PROBLEMS = {
-  no_token: {
-    title: { zh: "链接不完整", en: "Incomplete link" },
-    zh: "这个链接缺少一部分。请打开医院发给您的完整链接。",
-    en: "Part of this link is missing. Open the complete link the clinic sent you.",
-  },
-  invalid_token: {
-    title: { zh: "链接无效", en: "Link not valid" },
-    zh: "这个链接无效。请确认您打开的是完整的链接，或请医院重新发送。",
-    en: "This link is not valid. Check that you opened the complete link, or ask the clinic to send it again.",
-  },
-  not_patient_link: {
-    title: { zh: "不是患者链接", en: "Not a patient's link" },
-    zh: "只有患者的邀请链接可以查看会诊结果。这个链接是给旁听者或医生的。",
-    en: "Only a patient's invitation link shows the outcome of a consultation. This link is for an observer or a clinician.",
-  },
-  invite_revoked: {
-    title: { zh: "链接已撤回", en: "Link withdrawn" },
-    zh: "医院已撤回这个邀请链接。如需查看会诊结果，请联系医院。",
-    en: "The clinic has withdrawn this invitation link. Contact the clinic to see the outcome.",
-  },
-  outcome_expired: {
-    title: { zh: "查看期限已过", en: "No longer available" },
-    zh: "通过这个链接查看会诊结果的期限已过。如需副本，请联系医院。",
-    en: "The outcome of this consultation can no longer be seen through this link. Contact the clinic for a copy.",
-  },
-  unauthenticated: {
-    title: { zh: "链接无效", en: "Link not valid" },
-    zh: "这个链接无效。请打开医院发给您的完整链接。",
-    en: "This link is not valid. Open the complete link the clinic sent you.",
-  },
-  failed: {
-    title: { zh: "暂时无法打开", en: "Could not load" },
-    zh: "暂时无法加载会诊结果。请检查网络后重试。",
-    en: "The outcome could not be loaded right now. Check your connection and try again.",
-  },
-};
+/** The refusals this page explains in its own words; any other code gets `failed`'s. */
+const PROBLEMS = new Set(["no_token", "invalid_token", "not_patient_link", "invite_revoked", "outcome_expired", "unauthenticated", "failed"]);
+
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
 const statusTitle = must("#status-title", HTMLElement);
 const retryButton = must("#retry-button", HTMLButtonElement);
@@ -87,56 +55,34 @@ function setState(state) {
   must("#status-spinner", HTMLElement).hidden = state !== "loading";
 }
 
-/**
- * A heading's text in both languages, each marked with its language.
- * @param {Words} w
- * @returns {(Node | string)[]}
- */
-function bilingual(w) {
-  return [el("span", { text: w.zh, attrs: { lang: "zh-CN" } }), " ", el("span", { text: w.en, attrs: { lang: "en" } })];
-}
-
 /** @param {string} code */
 function showProblem(code) {
-  const p = PROBLEMS[code] ?? PROBLEMS.failed;
+  const known = PROBLEMS.has(code) ? code : "failed";
   setState("error");
-  statusTitle.replaceChildren(...bilingual(p.title));
-  must("#status-zh", HTMLElement).textContent = p.zh;
-  must("#status-en", HTMLElement).textContent = p.en;
-  retryButton.hidden = !(code === "failed" || !(code in PROBLEMS));
+  tr(statusTitle, /** @type {MessageKey} */ (`outcome.problem.${known}.title`));
+  tr(must("#status-text", HTMLElement), /** @type {MessageKey} */ (`outcome.problem.${known}.text`));
+  retryButton.hidden = known !== "failed";
   statusTitle.focus();
 }
 
 /**
- * A date in both languages: {zh: "2026年12月3日", en: "3 December 2026"}.
- * @param {Date} d
- * @returns {Words}
- */
-function dateParts(d) {
-  const opts = /** @type {const} */ ({ year: "numeric", month: "long", day: "numeric" });
-  return { zh: d.toLocaleDateString("zh-CN", opts), en: d.toLocaleDateString("en-GB", opts) };
-}
-
-/**
- * A date as people read it: 2026年12月3日 · 3 December 2026.
- * @param {Date} d
- * @returns {string}
- */
-function dateWords(d) {
-  const w = dateParts(d);
-  return `${w.zh} · ${w.en}`;
-}
-
-/**
- * A follow-up date (YYYY-MM-DD, a calendar day, not an instant) in words.
+ * A follow-up date (YYYY-MM-DD, a calendar day, not an instant) as a message parameter.
  * @param {string} day
+ * @returns {import("./i18n.js").Param}
  */
-function dayWords(day) {
+function dayParam(day) {
   const [y, m, d] = day.split("-").map(Number);
   if (!y || !m || !d) return day;
-  const opts = /** @type {const} */ ({ year: "numeric", month: "long", day: "numeric", timeZone: "UTC" });
-  const date = new Date(Date.UTC(y, m - 1, d));
-  return `${date.toLocaleDateString("zh-CN", opts)} · ${date.toLocaleDateString("en-GB", opts)}`;
+  return { at: Date.UTC(y, m - 1, d), style: "day" };
+}
+
+/**
+ * Words the server gives in both languages (a record's status): the page's.
+ * @param {Words} w
+ * @returns {string}
+ */
+function serverWords(w) {
+  return locale() === "zh-CN" ? w.zh : w.en;
 }
 
 /** @param {Signer | null} s */
@@ -146,12 +92,12 @@ function signerText(s) {
 }
 
 /**
- * A labelled paragraph: "检查所见 Findings" over the text.
- * @param {Words} label
+ * A labelled paragraph: "检查所见" over the clinician's text.
+ * @param {MessageKey} label
  * @param {string} text
  */
 function field(label, text) {
-  return el("div", { className: "field-block" }, el("h4", { className: "bi" }, ...bilingual(label)), el("p", { className: "field-text", text }));
+  return el("div", { className: "field-block" }, el("h4", { i18n: label }), el("p", { className: "field-text", user: text }));
 }
 
 /**
@@ -160,10 +106,11 @@ function field(label, text) {
  */
 function recordMeta(r) {
   const replaced = r.replaced_by !== null;
-  const badge = el("p", { className: `status-words${replaced ? " status-replaced" : ` status-${r.status}`}` }, ...bilingual(r.status_words));
-  const meta = el("p", { className: "record-who" });
+  // The server's words for the status, in the page's language (re-rendered on a switch).
+  const badge = el("p", { className: `status-words${replaced ? " status-replaced" : ` status-${r.status}`}`, user: serverWords(r.status_words) });
   const who = signerText(r.signed_by);
-  meta.textContent = `${dateWords(new Date(r.issued_at_ms))}${who ? ` · ${who}` : ""}`;
+  const at = { at: r.issued_at_ms, style: /** @type {const} */ ("longdate") };
+  const meta = el("p", { className: "record-who", i18n: who ? "outcome.issued_by" : "outcome.issued", params: { at, who } });
   return [badge, meta];
 }
 
@@ -171,11 +118,13 @@ function recordMeta(r) {
 function reportItem(r) {
   const b = r.body;
   const li = el("li", { className: `outcome-record${r.replaced_by ? " replaced" : ""}` }, ...recordMeta(r));
-  li.append(field({ zh: "检查所见", en: "Findings" }, b.findings ?? ""));
-  li.append(field({ zh: "诊断意见", en: "Impression" }, b.impression ?? ""));
-  if (b.recommendation) li.append(field({ zh: "建议", en: "Recommendation" }, b.recommendation));
-  if (b.follow_up_date) li.append(field({ zh: "复诊日期", en: "Follow-up date" }, dayWords(b.follow_up_date)));
-  if (b.follow_up_advice) li.append(field({ zh: "复诊建议", en: "Follow-up advice" }, b.follow_up_advice));
+  li.append(field("records.findings", b.findings ?? ""));
+  li.append(field("records.impression", b.impression ?? ""));
+  if (b.recommendation) li.append(field("records.recommendation", b.recommendation));
+  if (b.follow_up_date) {
+    li.append(el("div", { className: "field-block" }, el("h4", { i18n: "outcome.follow_up_date" }), el("p", { className: "field-text", i18n: "common.param", params: { text: dayParam(b.follow_up_date) } })));
+  }
+  if (b.follow_up_advice) li.append(field("outcome.follow_up_advice", b.follow_up_advice));
   return li;
 }
 
@@ -184,23 +133,27 @@ function prescriptionItem(r) {
   const li = el("li", { className: `outcome-record${r.replaced_by ? " replaced" : ""}` }, ...recordMeta(r));
   const items = el("ol", { className: "medications" });
   for (const item of r.body.items ?? []) {
-    const line = el("li", { className: "medication" }, el("strong", { text: item.medication ?? "" }));
-    line.append(el("span", { className: "medication-how", text: [item.dose, item.route, item.frequency, item.duration].filter(Boolean).join(" · ") }));
-    if (item.note) line.append(el("span", { className: "medication-note", text: item.note }));
+    const line = el("li", { className: "medication" }, el("strong", { user: item.medication ?? "" }));
+    line.append(el("span", { className: "medication-how", user: [item.dose, item.route, item.frequency, item.duration].filter(Boolean).join(" · ") }));
+    if (item.note) line.append(el("span", { className: "medication-note", user: item.note }));
     items.append(line);
   }
   li.append(items);
   return li;
 }
 
+/** The outcome shown, re-rendered in the new language on a switch. @type {Outcome | null} */
+let shown = null;
+
 /** @param {Outcome} o */
 function render(o) {
+  shown = o;
   const c = o.consultation;
-  must("#consultation-title", HTMLElement).textContent = c.title;
-  must("#institution", HTMLElement).textContent = o.institution.name || "—";
-  must("#consultation-date", HTMLElement).textContent = dateWords(new Date((c.ended_at ?? c.created_at) * 1000));
+  userText(must("#consultation-title", HTMLElement), c.title);
+  userText(must("#institution", HTMLElement), o.institution.name || "—");
+  tr(must("#consultation-date", HTMLElement), "common.time", { time: { at: (c.ended_at ?? c.created_at) * 1000, style: "longdate" } });
   const clinicians = must("#clinicians", HTMLElement);
-  clinicians.replaceChildren(...o.clinicians.map((s) => el("li", { text: signerText(s) })));
+  clinicians.replaceChildren(...o.clinicians.map((s) => el("li", { user: signerText(s) })));
   if (o.clinicians.length === 0) clinicians.append(el("li", { text: "—" }));
 
   const reports = must("#reports", HTMLElement);
@@ -214,9 +167,9 @@ function render(o) {
   follow.replaceChildren(
     ...o.follow_up.map((f) => {
       const li = el("li", { className: "follow-up-item" });
-      if (f.date) li.append(el("p", { className: "follow-up-date", text: dayWords(f.date) }));
-      if (f.advice) li.append(el("p", { className: "field-text", text: f.advice }));
-      if (f.recommendation) li.append(el("p", { className: "field-text", text: f.recommendation }));
+      if (f.date) li.append(el("p", { className: "follow-up-date", i18n: "common.param", params: { text: dayParam(f.date) } }));
+      if (f.advice) li.append(el("p", { className: "field-text", user: f.advice }));
+      if (f.recommendation) li.append(el("p", { className: "field-text", user: f.recommendation }));
       return li;
     }),
   );
@@ -225,8 +178,7 @@ function render(o) {
   const nothing = o.reports.length === 0 && o.prescriptions.length === 0;
   must("#nothing", HTMLElement).hidden = !nothing;
   pdfButton.hidden = nothing;
-  const until = dateParts(new Date(o.available_until * 1000));
-  must("#available-until", HTMLElement).textContent = `此链接可查看至 ${until.zh}。 This link shows the outcome until ${until.en}.`;
+  tr(must("#available-until", HTMLElement), "outcome.available_until", { date: { at: o.available_until * 1000, style: "longdate" } });
   setState(nothing ? "empty" : "ready");
 }
 
@@ -275,26 +227,31 @@ async function load(token) {
 /** @param {string} token */
 async function downloadPdf(token) {
   pdfButton.disabled = true;
-  pdfStatus.textContent = "正在准备… Preparing…";
+  tr(pdfStatus, "outcome.preparing");
   try {
     const resp = await call(token, "/api/v1/outcome/pdf");
     if (!resp.ok) {
       const code = await errorCode(resp);
-      const p = PROBLEMS[code] ?? PROBLEMS.failed;
-      pdfStatus.textContent = `${p.zh} ${p.en}`;
+      const known = PROBLEMS.has(code) ? code : "failed";
+      tr(pdfStatus, /** @type {MessageKey} */ (`outcome.problem.${known}.text`));
       return;
     }
     const blob = await resp.blob();
-    saveObjectUrl(URL.createObjectURL(blob), "会诊结果-outcome.pdf");
-    pdfStatus.textContent = "";
+    saveObjectUrl(URL.createObjectURL(blob), t("outcome.pdf_name"));
+    clearText(pdfStatus);
   } catch {
-    pdfStatus.textContent = `${PROBLEMS.failed.zh} ${PROBLEMS.failed.en}`;
+    tr(pdfStatus, "outcome.problem.failed.text");
   } finally {
     pdfButton.disabled = false;
   }
 }
 
 function start() {
+  startPage();
+  // The server's bilingual words (a record's status) are picked, not marked: render again.
+  onLocaleChange(() => {
+    if (shown) render(shown);
+  });
   const token = tokenFromFragment();
   if (!token) {
     showProblem("no_token");

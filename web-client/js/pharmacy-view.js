@@ -3,7 +3,17 @@
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
+import { tr, trAttr } from "./i18n.js";
 import { signatureText } from "./records-panel.js";
+
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+
+/** @type {Record<"review" | "dispense" | "reject", {button: MessageKey, done: MessageKey}>} */
+const ACTION = {
+  review: { button: "pharmacy.review", done: "pharmacy.reviewed" },
+  dispense: { button: "pharmacy.dispense", done: "pharmacy.dispensed" },
+  reject: { button: "pharmacy.reject", done: "pharmacy.rejected" },
+};
 
 /**
  * @param {HTMLElement} root
@@ -13,20 +23,20 @@ export async function showPharmacy(root, explain) {
   root.hidden = false;
   const status = el("p", { className: "hint", attrs: { role: "status" } });
   const lists = el("div");
-  root.replaceChildren(el("h2", { text: "Prescriptions" }), status, lists);
+  root.replaceChildren(el("h2", { i18n: "outcome.prescriptions" }), status, lists);
   const render = async () => {
     try {
       const [issued, reviewed] = await Promise.all([api.prescriptions("issued"), api.prescriptions("reviewed")]);
       lists.replaceChildren(
-        section("To review", issued, ["review", "reject"]),
-        section("To dispense", reviewed, ["dispense", "reject"]),
+        section("pharmacy.to_review", issued, ["review", "reject"]),
+        section("pharmacy.to_dispense", reviewed, ["dispense", "reject"]),
       );
     } catch (err) {
       status.textContent = explain(err);
     }
   };
   /**
-   * @param {string} title
+   * @param {MessageKey} title
    * @param {import("./protocol.js").RecordInfo[]} items
    * @param {("review" | "dispense" | "reject")[]} actions
    */
@@ -34,19 +44,20 @@ export async function showPharmacy(root, explain) {
     el(
       "section",
       { className: "rx-queue" },
-      el("h3", { text: `${title} (${items.length})` }),
+      el("h3", { i18n: "pharmacy.section", params: { title: { key: title }, n: items.length } }),
       el(
         "ul",
         { className: "summary-list" },
         ...items.map((r) => {
-          const note = el("input", { className: "rx-note", attrs: { type: "text", maxlength: "1000", placeholder: "Note (optional)", "aria-label": "Note" } });
+          const note = el("input", { className: "rx-note", label: "records.note", attrs: { type: "text", maxlength: "1000" } });
+          trAttr(note, "placeholder", "pharmacy.note_placeholder");
           const buttons = actions.map((action) => {
-            const b = el("button", { className: action === "reject" ? "btn btn-danger" : "btn btn-primary", text: action[0].toUpperCase() + action.slice(1), attrs: { type: "button", "data-action": action } });
+            const b = el("button", { className: action === "reject" ? "btn btn-danger" : "btn btn-primary", i18n: ACTION[action].button, attrs: { type: "button", "data-action": action } });
             b.addEventListener("click", async () => {
               b.disabled = true;
               try {
                 await api.pharmacyAction(r.id, action, note.value.trim());
-                status.textContent = `Prescription ${action === "review" ? "reviewed" : action === "dispense" ? "dispensed" : "rejected"}.`;
+                tr(status, ACTION[action].done);
                 await render();
               } catch (err) {
                 status.textContent = explain(err);
@@ -59,9 +70,11 @@ export async function showPharmacy(root, explain) {
           return el(
             "li",
             { className: "rx-item", attrs: { "data-record-id": r.id } },
-            el("strong", { text: `${r.author_name} · ${new Date(r.created_at_ms).toLocaleString()}` }),
-            el("pre", { className: "record-body", text: items.map((/** @type {any} */ i) => `${i.medication}: ${i.dose}, ${i.route}, ${i.frequency}, ${i.duration}`).join("\n") }),
-            el("p", { className: "record-signature", text: r.signature ? signatureText(r.signature) : "Not signed" }),
+            el("strong", { i18n: "pharmacy.head", params: { name: r.author_name, at: { at: r.created_at_ms, style: "datetime" } } }),
+            el("pre", { className: "record-body", user: items.map((/** @type {any} */ i) => `${i.medication}: ${i.dose}, ${i.route}, ${i.frequency}, ${i.duration}`).join("\n") }),
+            r.signature
+              ? el("p", { className: "record-signature", i18n: signatureText(r.signature).key, params: signatureText(r.signature).params })
+              : el("p", { className: "record-signature", i18n: "pharmacy.not_signed" }),
             note,
             el("div", { className: "actions" }, ...buttons),
           );

@@ -5,6 +5,9 @@
 // blocked camera is found before entering the room rather than inside it.
 
 import { must } from "./dom.js";
+import { clearText, tr } from "./i18n.js";
+
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
 /** Display names are 1-64 characters after trimming (docs/protocol.md, `join`). */
 const MAX_NAME_CHARS = 64;
@@ -100,17 +103,17 @@ export class PreJoin {
       ev.preventDefault();
       if (this.#seat) {
         // The server takes the name, title and institution from the account.
-        this.showError("");
+        this.showError(null);
         onJoin("");
         return;
       }
       const name = cleanName(this.#nameInput.value);
       if (name === null) {
-        this.showError("Please enter a display name of 1 to 64 characters.");
+        this.showError("error.invalid_name");
         this.#nameInput.focus();
         return;
       }
-      this.showError("");
+      this.showError(null);
       onJoin(name);
     });
   }
@@ -142,22 +145,24 @@ export class PreJoin {
     this.#nameInput.disabled = busy;
   }
 
-  /** @param {string} text empty to clear */
-  showError(text) {
-    this.#error.textContent = text;
-    this.#error.hidden = text === "";
-    if (!this.#seat) this.#nameInput.setAttribute("aria-invalid", text === "" ? "false" : "true");
+  /** @param {MessageKey | null} key null to clear */
+  showError(key) {
+    if (key) tr(this.#error, key);
+    else clearText(this.#error);
+    this.#error.hidden = key === null;
+    if (!this.#seat) this.#nameInput.setAttribute("aria-invalid", key === null ? "false" : "true");
   }
 
   /**
    * @param {MediaStream | null} stream
-   * @param {string} status text shown under the preview ("" hides it)
+   * @param {MessageKey | null} status text shown under the preview (null hides it)
    */
   showPreview(stream, status) {
     this.#preview.srcObject = stream;
     this.#preview.hidden = !stream || stream.getVideoTracks().length === 0;
     if (stream) this.#preview.play().catch(() => undefined);
-    this.#previewStatus.textContent = status;
-    this.#previewStatus.hidden = status === "";
+    if (status) tr(this.#previewStatus, status);
+    else clearText(this.#previewStatus);
+    this.#previewStatus.hidden = status === null;
   }
 }

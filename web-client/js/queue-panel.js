@@ -13,7 +13,8 @@
 //
 // The panel only shows what the server says: every change comes back as a new `waiting_room`.
 
-import { el, must, roleLabel } from "./dom.js";
+import { el, must, roleParam, userText } from "./dom.js";
+import { clearText, tr, trAttr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").QueueInfo} QueueInfo */
 /** @typedef {import("./protocol.js").WaiterInfo} WaiterInfo */
@@ -26,47 +27,28 @@ const TICK_MS = 30_000;
 export const MAX_WAITING_TEXT_CHARS = 500;
 
 // What the clinicians read. Kept together here so that translations find them.
-const TEXT = {
-  empty: "Nobody is waiting.",
-  locked: "Locked: nobody new can join with an invitation link. Clinicians still can.",
-  unlocked: "Open: people with an invitation link can join the waiting room.",
-  lock: "Lock",
-  unlock: "Unlock",
-  lockLabel: "Lock the consultation to new arrivals",
-  unlockLabel: "Unlock the consultation for new arrivals",
-  sentBack: "Sent back",
-  noPrecall: "Pre-call check not received yet",
-  /** @param {number} s */
-  waited: (s) => {
-    const minutes = Math.floor(Math.max(0, s) / 60);
-    if (minutes < 1) return "Waiting less than a minute";
-    if (minutes < 60) return `Waiting ${minutes} min`;
-    return `Waiting ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
-  },
-  camera: { true: "camera OK", false: "no camera" },
-  microphone: { true: "microphone OK", false: "no microphone" },
-  /** @param {PrecallInfo} p */
-  connection: (p) =>
-    p.connection === "unknown" ? "connection unknown" : `connection ${p.connection}${p.rtt_ms !== undefined ? ` (${p.rtt_ms} ms)` : ""}`,
-  /** @param {string} name */
-  admitLabel: (name) => `Admit ${name}`,
-  /** @param {string} name */
-  declineLabel: (name) => `Decline ${name}`,
-  /** @param {string} name */
-  declineTitle: (name) => `Decline ${name}?`,
-  declineText: "They are told that the care team cannot see them in this consultation, and their page closes.",
-  declineOk: "Decline",
-  /** @param {string} name */
-  arrived: (name) => `${name} is waiting to be admitted.`,
-  /** @param {string} text */
-  currentMessage: (text) => `Shown to everyone waiting: “${text}”`,
-  noMessage: "No message is shown to those waiting.",
-  messageSent: "Message sent to everyone waiting.",
-  messageCleared: "Message cleared.",
-  notWaitingAdmit: "Already admitted by someone else",
-  notWaitingNext: "Nobody is waiting.",
-  notWaitingDecline: "They are no longer waiting.",
-  notWaitingSendBack: "They cannot be sent back now: they are reconnecting, gone, or already waiting.",
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+/** @typedef {import("./i18n.js").Params} Params */
+/** @typedef {{key: MessageKey, params?: Params}} Message */
+
+/**
+ * How long someone has waited, in words.
+ * @param {number} s seconds
+ * @returns {Message}
+ */
+function waited(s) {
+  const minutes = Math.floor(Math.max(0, s) / 60);
+  if (minutes < 1) return { key: "queue.waited_under_minute" };
+  if (minutes < 60) return { key: "queue.waited_minutes", params: { m: minutes } };
+  return { key: "queue.waited_hours", params: { h: Math.floor(minutes / 60), m: minutes % 60 } };
+}
+
+/** What a `not_waiting` answer means after each action. @type {Record<string, MessageKey>} */
+const NOT_WAITING = {
+  next: "queue.empty",
+  decline: "queue.not_waiting.decline",
+  send_back: "queue.not_waiting.send_back",
+  admit: "error.not_waiting",
 };
 
 /**
@@ -85,15 +67,15 @@ export class ReasonDialog {
   };
 
   /**
-   * @param {{title: string, text: string, ok: string}} ask
+   * @param {{title: Message, text: MessageKey, ok: MessageKey}} ask
    * @returns {Promise<string | null>} the reason ("" for none), or null when cancelled
    */
   ask(ask) {
     const { dialog, form, input, cancel, ok } = this.ui;
     if (dialog.open) dialog.close();
-    this.ui.title.textContent = ask.title;
-    this.ui.text.textContent = ask.text;
-    ok.textContent = ask.ok;
+    tr(this.ui.title, ask.title.key, ask.title.params);
+    tr(this.ui.text, ask.text);
+    tr(ok, ask.ok);
     input.value = "";
     input.maxLength = MAX_WAITING_TEXT_CHARS;
     return new Promise((resolve) => {
@@ -127,7 +109,7 @@ export class ReasonDialog {
 /**
  * @typedef {object} QueueHooks
  * @property {(msg: ClientMessage) => void} send
- * @property {(text: string) => void} notice a short notice in the room
+ * @property {(key: MessageKey, params?: Params) => void} notice a short notice in the room
  * @property {ReasonDialog} reasons
  */
 
@@ -199,24 +181,24 @@ export class QueuePanel {
       }
       hooks.send({ type: "waiting_message", text });
       this.ui.messageInput.value = "";
-      this.say(TEXT.messageSent);
+      this.say("queue.message_sent");
     });
     this.ui.messageClear.addEventListener("click", () => {
       hooks.send({ type: "waiting_message", text: "" });
       this.ui.messageInput.value = "";
-      this.say(TEXT.messageCleared);
+      this.say("queue.message_cleared");
     });
   }
 
   /**
    * A short status line at the top of the panel, gone after a while.
-   * @param {string} text
+   * @param {MessageKey} key
    */
-  say(text) {
-    this.ui.status.textContent = text;
+  say(key) {
+    tr(this.ui.status, key);
     clearTimeout(this.#statusTimer);
     this.#statusTimer = setTimeout(() => {
-      this.ui.status.textContent = "";
+      clearText(this.ui.status);
     }, 8000);
   }
 
@@ -264,33 +246,29 @@ export class QueuePanel {
     ui.tab.dataset.count = String(n);
     ui.empty.hidden = n > 0;
     ui.admitNext.disabled = n === 0;
-    ui.lock.textContent = queue.locked ? TEXT.unlock : TEXT.lock;
+    tr(ui.lock, queue.locked ? "queue.unlock" : "queue.lock");
     ui.lock.setAttribute("aria-pressed", String(queue.locked));
-    ui.lock.setAttribute("aria-label", queue.locked ? TEXT.unlockLabel : TEXT.lockLabel);
-    ui.lockStatus.textContent = queue.locked ? TEXT.locked : TEXT.unlocked;
+    trAttr(ui.lock, "aria-label", queue.locked ? "queue.unlock_label" : "queue.lock_label");
+    tr(ui.lockStatus, queue.locked ? "queue.locked" : "queue.unlocked");
     ui.root.dataset.locked = String(queue.locked);
-    ui.messageCurrent.textContent = queue.message ? TEXT.currentMessage(queue.message) : TEXT.noMessage;
+    if (queue.message) tr(ui.messageCurrent, "queue.current_message", { text: queue.message });
+    else tr(ui.messageCurrent, "queue.no_message");
     ui.messageClear.disabled = !queue.message;
     if (announce) {
       const arrived = queue.waiting.filter((w) => !before.has(w.id));
-      if (arrived.length) this.#hooks.notice(arrived.map((w) => TEXT.arrived(w.name)).join(" "));
+      if (arrived.length) this.#hooks.notice("queue.arrived", { names: arrived.map((w) => w.name).join(", ") });
     }
   }
 
   /**
    * A clinician's admit, decline or send back found nobody to act on (`not_waiting`): says so
    * in the panel, and returns the words for the room's notice.
-   * @returns {string}
+   * @returns {MessageKey}
    */
   notWaiting() {
-    const text = {
-      next: TEXT.notWaitingNext,
-      decline: TEXT.notWaitingDecline,
-      send_back: TEXT.notWaitingSendBack,
-      admit: TEXT.notWaitingAdmit,
-    }[this.#last];
-    this.say(text);
-    return text;
+    const key = NOT_WAITING[this.#last] ?? "error.not_waiting";
+    this.say(key);
+    return key;
   }
 
   /**
@@ -299,9 +277,9 @@ export class QueuePanel {
    */
   async sendBack(who) {
     const reason = await this.#hooks.reasons.ask({
-      title: `Send ${who.name} back to the waiting room?`,
-      text: "They leave the consultation and wait until someone admits them again. They see the reason you give.",
-      ok: "Send back",
+      title: { key: "queue.send_back_title", params: { name: who.name } },
+      text: "queue.send_back_text",
+      ok: "room.send_back",
     });
     if (reason === null) return;
     this.#last = "send_back";
@@ -324,12 +302,12 @@ export class QueuePanel {
       this.#items.set(w.id, item);
     }
     item.waiter = w;
-    item.name.textContent = w.name;
-    item.role.textContent = roleLabel(w.role);
+    userText(item.name, w.name);
+    tr(item.role, "common.param", { text: roleParam(w.role) });
     item.sentBack.hidden = !w.sent_back;
     item.root.dataset.sentBack = String(w.sent_back);
-    item.admit.setAttribute("aria-label", TEXT.admitLabel(w.name));
-    item.decline.setAttribute("aria-label", TEXT.declineLabel(w.name));
+    trAttr(item.admit, "aria-label", "queue.admit_label", { name: w.name });
+    trAttr(item.decline, "aria-label", "queue.decline_label", { name: w.name });
     this.#renderWaited(item);
     this.#renderPrecall(item.precall, w.precall);
     return item;
@@ -342,11 +320,11 @@ export class QueuePanel {
   #create(w) {
     const name = el("strong", { className: "queue-name" });
     const role = el("span", { className: "queue-role" });
-    const sentBack = el("span", { className: "badge badge-sent-back", text: TEXT.sentBack });
+    const sentBack = el("span", { className: "badge badge-sent-back", i18n: "queue.sent_back" });
     const waited = el("span", { className: "queue-waited" });
     const precall = el("p", { className: "queue-precall" });
-    const admit = el("button", { className: "btn btn-primary btn-small", text: "Admit", attrs: { type: "button", "data-action": "admit" } });
-    const decline = el("button", { className: "btn btn-danger btn-small", text: "Decline", attrs: { type: "button", "data-action": "decline" } });
+    const admit = el("button", { className: "btn btn-primary btn-small", i18n: "queue.admit", attrs: { type: "button", "data-action": "admit" } });
+    const decline = el("button", { className: "btn btn-danger btn-small", i18n: "queue.decline", attrs: { type: "button", "data-action": "decline" } });
     const root = el(
       "li",
       { className: "queue-item" },
@@ -364,7 +342,11 @@ export class QueuePanel {
     });
     decline.addEventListener("click", async () => {
       const who = item.waiter;
-      const reason = await this.#hooks.reasons.ask({ title: TEXT.declineTitle(who.name), text: TEXT.declineText, ok: TEXT.declineOk });
+      const reason = await this.#hooks.reasons.ask({
+        title: { key: "queue.decline_title", params: { name: who.name } },
+        text: "queue.decline_text",
+        ok: "queue.decline",
+      });
       if (reason === null) return;
       this.#last = "decline";
       this.#hooks.send(reason ? { type: "decline", participant_id: who.id, reason } : { type: "decline", participant_id: who.id });
@@ -374,8 +356,12 @@ export class QueuePanel {
 
   /** @param {QueueItem} item */
   #renderWaited(item) {
-    const text = TEXT.waited(Date.now() / 1000 - item.waiter.waiting_since);
-    if (item.waited.textContent !== text) item.waited.textContent = text;
+    const { key, params } = waited(Date.now() / 1000 - item.waiter.waiting_since);
+    // Only when it changed: the line is read out again by screen readers on every change.
+    const shown = `${key} ${JSON.stringify(params ?? {})}`;
+    if (item.waited.dataset.shown === shown) return;
+    item.waited.dataset.shown = shown;
+    tr(item.waited, key, params);
   }
 
   #tick() {
@@ -392,7 +378,7 @@ export class QueuePanel {
     if (node.dataset.key === key) return;
     node.dataset.key = key;
     if (!p) {
-      node.replaceChildren(el("span", { className: "precall-none", text: TEXT.noPrecall }));
+      node.replaceChildren(el("span", { className: "precall-none", i18n: "queue.no_precall" }));
       delete node.dataset.connection;
       return;
     }
@@ -401,9 +387,9 @@ export class QueuePanel {
     node.dataset.microphone = String(p.microphone);
     const bad = p.connection === "poor";
     node.replaceChildren(
-      precallPart("camera", p.camera, TEXT.camera[p.camera ? "true" : "false"]),
-      precallPart("microphone", p.microphone, TEXT.microphone[p.microphone ? "true" : "false"]),
-      precallPart(`connection-${p.connection}`, !bad && p.connection !== "unknown", TEXT.connection(p)),
+      precallPart("camera", p.camera, { key: p.camera ? "queue.precall.camera_ok" : "queue.precall.camera_none" }),
+      precallPart("microphone", p.microphone, { key: p.microphone ? "queue.precall.microphone_ok" : "queue.precall.microphone_none" }),
+      precallPart(`connection-${p.connection}`, !bad && p.connection !== "unknown", connectionWords(p)),
     );
   }
 }
@@ -412,11 +398,22 @@ export class QueuePanel {
  * One item of the pre-call summary: an icon (decorative) and its words.
  * @param {string} icon camera | microphone | connection-<quality>
  * @param {boolean} ok
- * @param {string} text
+ * @param {Message} text
  */
 function precallPart(icon, ok, text) {
-  const part = el("span", { className: ok ? "precall-part precall-ok" : "precall-part precall-problem" }, svgIcon(icon), text);
-  return part;
+  const words = el("span", { i18n: text.key, params: text.params });
+  return el("span", { className: ok ? "precall-part precall-ok" : "precall-part precall-problem" }, svgIcon(icon), words);
+}
+
+/**
+ * @param {PrecallInfo} p
+ * @returns {Message}
+ */
+function connectionWords(p) {
+  if (p.connection === "unknown") return { key: "queue.precall.connection_unknown" };
+  const quality = { key: /** @type {MessageKey} */ (`queue.precall.quality.${p.connection}`) };
+  if (p.rtt_ms === undefined) return { key: "queue.precall.connection", params: { quality } };
+  return { key: "queue.precall.connection_rtt", params: { quality, rtt: p.rtt_ms } };
 }
 
 const SVG = "http://www.w3.org/2000/svg";

@@ -6,29 +6,55 @@
 // without one.
 
 import { ApiError } from "./api.js";
-import { el, must, roleLabel } from "./dom.js";
+import { el, must, roleParam } from "./dom.js";
+import { errorKey, errorKeyOf } from "./errors.js";
+import { clearText, tr } from "./i18n.js";
+
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+/** @typedef {import("./i18n.js").Param} Param */
 
 /** @typedef {import("./protocol.js").RecordInfo} RecordInfo */
 /** @typedef {import("./protocol.js").RecordSignature} RecordSignature */
 /** @typedef {import("./room-api.js").RoomApi} RoomApi */
 
-const KIND_LABEL = { note: "Consultation note", diagnosis_report: "Diagnosis report", prescription: "Prescription" };
+/** @type {Record<RecordInfo["kind"], MessageKey>} */
+export const KIND_LABEL = { note: "records.note_title", diagnosis_report: "records.report", prescription: "records.prescription" };
 
-/** The records that are signed as they are issued, and what the dialog and status then say. */
+/**
+ * The records that are signed as they are issued, and what the dialog and status then say.
+ * @type {Record<"diagnosis_report" | "prescription", {title: MessageKey, done: MessageKey}>}
+ */
 const SIGNED = {
-  diagnosis_report: { title: "Sign and issue the diagnosis report", done: "Diagnosis report signed and issued." },
-  prescription: { title: "Sign and issue the prescription", done: "Prescription signed and issued." },
+  diagnosis_report: { title: "records.sign_report", done: "records.report_signed" },
+  prescription: { title: "records.sign_prescription", done: "records.prescription_signed" },
 };
 
 /**
  * "Signed by 赵敏 主任医师 · 县人民医院, <time>": who signed, as they stood at signing.
  * @param {RecordSignature} sig
- * @returns {string}
+ * @returns {{key: MessageKey, params: import("./i18n.js").Params}}
  */
 export function signatureText(sig) {
   const who = [sig.title ? `${sig.name} ${sig.title}` : sig.name, sig.institution].filter((part) => part !== "").join(" · ");
-  const at = new Date(sig.at_ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-  return `Signed by ${who}, ${at}`;
+  return { key: "records.signed_by", params: { who, at: { at: sig.at_ms, style: "datetime" } } };
+}
+
+/**
+ * A record's status in words.
+ * @param {string} status
+ * @returns {Param}
+ */
+export function recordStatusParam(status) {
+  switch (status) {
+    case "draft":
+      return { key: "records.status.draft" };
+    case "issued":
+      return { key: "records.status.issued" };
+    case "superseded":
+      return { key: "records.status.superseded" };
+    default:
+      return status;
+  }
 }
 
 /**
@@ -48,25 +74,26 @@ class SignDialog {
     };
   }
 
-  /** @param {string} text empty hides it */
-  showError(text) {
-    this.ui.error.textContent = text;
-    this.ui.error.hidden = text === "";
-    this.ui.password.setAttribute("aria-invalid", text === "" ? "false" : "true");
+  /** @param {MessageKey | null} key null hides it */
+  showError(key) {
+    if (key) tr(this.ui.error, key);
+    else clearText(this.ui.error);
+    this.ui.error.hidden = key === null;
+    this.ui.password.setAttribute("aria-invalid", key === null ? "false" : "true");
   }
 
   /**
    * Asks for the password and issues with it, until the server accepts it, the clinician
    * cancels, or the server refuses for another reason than the password.
-   * @param {string} title
+   * @param {MessageKey} title
    * @param {(password: string) => Promise<RecordInfo>} issue
    * @returns {Promise<RecordInfo | null>} null when cancelled
    */
   run(title, issue) {
     const { dialog, form, password, cancel, ok } = this.ui;
-    this.ui.title.textContent = title;
+    tr(this.ui.title, title);
     password.value = "";
-    this.showError("");
+    this.showError(null);
     dialog.showModal();
     password.focus();
     return new Promise((resolve, reject) => {
@@ -89,7 +116,7 @@ class SignDialog {
         ev.preventDefault();
         if (busy) return;
         if (password.value === "") {
-          this.showError("Enter your password.");
+          this.showError("records.enter_password");
           password.focus();
           return;
         }
@@ -101,8 +128,8 @@ class SignDialog {
           finish(() => resolve(record));
         } catch (err) {
           if (err instanceof ApiError && (err.code === "wrong_password" || err.code === "too_many_attempts")) {
-            // The server's own words (a wrong password, or how long to wait); try again.
-            this.showError(err.message);
+            // A wrong password, or too many: said in the page's language; try again.
+            this.showError(err.code === "wrong_password" ? "records.wrong_password" : errorKey(err.code));
             password.value = "";
             password.focus();
           } else {
@@ -183,7 +210,7 @@ export class RecordsPanel {
       for (const r of await this.api.records()) this.records.set(r.id, r);
       this.render();
     } catch {
-      this.ui.status.textContent = "Records could not be loaded.";
+      tr(this.ui.status, "records.load_failed");
     }
   }
 
@@ -198,7 +225,7 @@ export class RecordsPanel {
       if (kind === "note") {
         this.upsert(await this.api.createRecord(kind, body, true));
         form.reset();
-        this.ui.status.textContent = `${KIND_LABEL[kind]} issued.`;
+        tr(this.ui.status, "records.note_issued");
         return;
       }
       const signed = SIGNED[kind];
@@ -206,15 +233,15 @@ export class RecordsPanel {
       const r = await this.signDialog.run(signed.title, (password) => this.api.createRecord(kind, body, true, { password }));
       if (submit instanceof HTMLElement) submit.focus();
       if (!r) {
-        this.ui.status.textContent = "Not issued: signing was cancelled.";
+        tr(this.ui.status, "records.sign_cancelled");
         return;
       }
       this.upsert(r);
       form.reset();
-      this.ui.status.textContent = signed.done;
+      tr(this.ui.status, signed.done);
     } catch (e) {
       if (submit instanceof HTMLElement) submit.focus();
-      this.ui.status.textContent = e instanceof Error ? `Not issued: ${e.message}` : "Not issued.";
+      tr(this.ui.status, "records.not_issued", { reason: { key: errorKeyOf(e) } });
     }
   }
 
@@ -231,15 +258,27 @@ export class RecordsPanel {
         const li = el(
           "li",
           { className: "record-item", attrs: { "data-record-id": r.id, "data-kind": r.kind, "data-status": r.status } },
-          el("strong", { text: KIND_LABEL[r.kind] }),
-          el("span", { className: "record-meta", text: ` ${r.author_name} (${roleLabel(r.author_role)}) · ${r.status}${r.superseded_by ? " · corrected" : ""}` }),
-          el("p", { className: "record-body", text: recordText(r) }),
+          el("strong", { i18n: KIND_LABEL[r.kind] }),
+          el("span", {
+            className: "record-meta",
+            i18n: "records.meta",
+            params: {
+              name: r.author_name,
+              role: roleParam(r.author_role),
+              status: recordStatusParam(r.status),
+              corrected: r.superseded_by ? { key: "records.corrected" } : "",
+            },
+          }),
+          el("p", { className: "record-body", ...recordText(r) }),
         );
-        if (r.signature) li.append(el("p", { className: "record-signature", text: signatureText(r.signature) }));
+        if (r.signature) {
+          const sig = signatureText(r.signature);
+          li.append(el("p", { className: "record-signature", i18n: sig.key, params: sig.params }));
+        }
         return li;
       }),
     );
-    if (items.length === 0) this.ui.list.append(el("li", { className: "empty", text: "No records yet." }));
+    if (items.length === 0) this.ui.list.append(el("li", { className: "empty", i18n: "records.empty" }));
   }
 }
 
@@ -250,19 +289,26 @@ function str(f, name) {
 }
 
 /**
- * A record's body as readable lines.
+ * A record's body as readable lines, as `el` options: the clinicians' own words, under the
+ * catalogue's headings for a report.
  * @param {Pick<RecordInfo, "kind" | "body">} r
+ * @returns {{i18n: MessageKey, params: import("./i18n.js").Params} | {user: string}}
  */
 export function recordText(r) {
   const b = r.body;
   switch (r.kind) {
     case "note":
-      return String(b.text ?? "");
+      return { user: String(b.text ?? "") };
     case "diagnosis_report":
-      return `Findings: ${b.findings ?? ""}\nImpression: ${b.impression ?? ""}\nRecommendation: ${b.recommendation ?? ""}`;
+      return {
+        i18n: "records.report_body",
+        params: { findings: String(b.findings ?? ""), impression: String(b.impression ?? ""), recommendation: String(b.recommendation ?? "") },
+      };
     case "prescription":
-      return (Array.isArray(b.items) ? b.items : [])
-        .map((/** @type {any} */ i) => `${i.medication}: ${i.dose}, ${i.route}, ${i.frequency}, ${i.duration}`)
-        .join("\n");
+      return {
+        user: (Array.isArray(b.items) ? b.items : [])
+          .map((/** @type {any} */ i) => `${i.medication}: ${i.dose}, ${i.route}, ${i.frequency}, ${i.duration}`)
+          .join("\n"),
+      };
   }
 }

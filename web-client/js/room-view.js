@@ -12,7 +12,8 @@
 // The view only renders what it is told. Who is present comes from signaling events, the
 // tracks from the media session; neither is looked up from here.
 
-import { el, roleLabel } from "./dom.js";
+import { el, roleParam, userText } from "./dom.js";
+import { tr, trAttr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").Participant} Participant */
 /** @typedef {import("./media-session.js").RemoteTracks} RemoteTracks */
@@ -90,7 +91,7 @@ export class RoomView {
   #renderSendBack(button, p) {
     const offered = this.#onSendBack !== null && p !== null && (p.role === "patient" || p.role === "observer");
     button.hidden = !offered;
-    if (p) button.setAttribute("aria-label", `Send ${p.name} back to the waiting room`);
+    if (p) trAttr(button, "aria-label", "room.send_back_label", { name: p.name });
   }
 
   /**
@@ -116,19 +117,22 @@ export class RoomView {
     }
     tile.participant = isLocal ? null : p;
     this.#renderSendBack(tile.sendBack, tile.participant);
-    tile.name.textContent = isLocal ? `${p.name} (you)` : p.name;
-    tile.role.textContent = roleLabel(p.role);
+    if (isLocal) tr(tile.name, "room.you", { name: p.name });
+    else userText(tile.name, p.name);
+    tr(tile.role, "common.param", { text: roleParam(p.role) });
     tile.muted.hidden = !(p.publishing.audio && p.audio_muted);
     tile.reconnecting.hidden = p.connection !== "reconnecting";
     const cameraShown = p.publishing.video && !p.video_off;
     tile.placeholder.hidden = cameraShown;
-    tile.placeholderText.textContent = p.publishing.video ? "Camera off" : "No camera";
+    tr(tile.placeholderText, p.publishing.video ? "room.camera_is_off" : "room.no_camera");
     tile.root.classList.toggle("tile-camera-off", !cameraShown);
-    const states = [roleLabel(p.role)];
-    if (!tile.muted.hidden) states.push("muted");
-    if (!cameraShown) states.push("camera off");
-    if (!tile.reconnecting.hidden) states.push("reconnecting");
-    tile.root.setAttribute("aria-label", `${isLocal ? `${p.name} (you)` : p.name}: ${states.join(", ")}`);
+    trAttr(tile.root, "aria-label", "room.tile_label", {
+      name: isLocal ? { key: "room.you", params: { name: p.name } } : p.name,
+      role: roleParam(p.role),
+      muted: tile.muted.hidden ? "" : { key: "room.state.muted" },
+      camera: cameraShown ? "" : { key: "room.state.camera_off" },
+      reconnecting: tile.reconnecting.hidden ? "" : { key: "room.state.reconnecting" },
+    });
   }
 
   /** @param {string} id */
@@ -205,7 +209,7 @@ export class RoomView {
     if (!item) {
       const name = el("span", { className: "audience-name" });
       const role = el("span", { className: "audience-role" });
-      const reconnecting = el("span", { className: "badge badge-reconnecting", text: "Reconnecting…" });
+      const reconnecting = el("span", { className: "badge badge-reconnecting", i18n: "room.reconnecting" });
       const sendBack = this.#sendBackButton(() => item?.participant);
       const root = el("li", { className: "audience-item" }, name, role, reconnecting, sendBack);
       root.dataset.participantId = p.id;
@@ -216,8 +220,8 @@ export class RoomView {
     }
     item.participant = p;
     this.#renderSendBack(item.sendBack, p);
-    item.name.textContent = p.name;
-    item.role.textContent = roleLabel(p.role);
+    userText(item.name, p.name);
+    tr(item.role, "common.param", { text: roleParam(p.role) });
     item.reconnecting.hidden = p.connection !== "reconnecting";
   }
 
@@ -245,14 +249,14 @@ export class RoomView {
     const video = el("video", { attrs: { playsinline: "", autoplay: "" } });
     video.playsInline = true;
     video.muted = isLocal;
-    const placeholderText = el("span", { text: "Camera off" });
+    const placeholderText = el("span", { i18n: "room.camera_is_off" });
     const placeholder = el("div", { className: "tile-placeholder" }, placeholderText);
     placeholder.hidden = true;
     const name = el("span", { className: "tile-name" });
     const role = el("span", { className: "tile-role" });
-    const muted = el("span", { className: "badge badge-muted", text: "Muted" });
+    const muted = el("span", { className: "badge badge-muted", i18n: "room.muted" });
     muted.hidden = true;
-    const reconnecting = el("span", { className: "badge badge-reconnecting", text: "Reconnecting…" });
+    const reconnecting = el("span", { className: "badge badge-reconnecting", i18n: "room.reconnecting" });
     reconnecting.hidden = true;
     const info = el("div", { className: "tile-info" }, name, role, muted, reconnecting);
     /** @type {Tile} */
@@ -282,7 +286,7 @@ export class RoomView {
    * @returns {HTMLButtonElement}
    */
   #sendBackButton(who) {
-    const button = el("button", { className: "btn btn-small send-back", text: "Send back", attrs: { type: "button" } });
+    const button = el("button", { className: "btn btn-small send-back", i18n: "room.send_back", attrs: { type: "button" } });
     button.hidden = true;
     button.addEventListener("click", () => {
       const p = who();

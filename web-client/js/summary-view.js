@@ -3,18 +3,16 @@
 // nothing here changes the record.
 
 import * as api from "./api.js";
-import { el, roleLabel } from "./dom.js";
-import { recordText, signatureText } from "./records-panel.js";
+import { el, roleParam } from "./dom.js";
+import { KIND_LABEL, recordStatusParam, recordText, signatureText } from "./records-panel.js";
 
-const KIND_LABEL = /** @type {Record<string, string>} */ ({
-  note: "Consultation note",
-  diagnosis_report: "Diagnosis report",
-  prescription: "Prescription",
-});
-
-/** @param {number} ms */
+/**
+ * A time as a message parameter (formatted in the page's language).
+ * @param {number} ms
+ * @returns {import("./i18n.js").Param}
+ */
 function at(ms) {
-  return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  return { at: ms, style: "datetime" };
 }
 
 /**
@@ -25,7 +23,7 @@ function at(ms) {
  */
 export async function showSummary(root, roomId, explain) {
   root.hidden = false;
-  root.replaceChildren(el("p", { className: "hint", text: "Loading the summary…" }));
+  root.replaceChildren(el("p", { className: "hint", i18n: "summary.loading" }));
   /** @type {any} */
   let s;
   try {
@@ -37,9 +35,9 @@ export async function showSummary(root, roomId, explain) {
   root.dataset.roomId = roomId;
   const error = el("p", { className: "form-error", attrs: { role: "alert" } });
   error.hidden = true;
-  /** @param {"fhir" | "pdf"} format @param {string} label */
+  /** @param {"fhir" | "pdf"} format @param {import("./i18n.js").MessageKey} label */
   const exportButton = (format, label) => {
-    const b = el("button", { className: "btn", text: label, attrs: { type: "button" } });
+    const b = el("button", { className: "btn", i18n: label, attrs: { type: "button" } });
     b.addEventListener("click", () => {
       api.downloadExport(roomId, format).catch((err) => {
         error.textContent = explain(err);
@@ -48,43 +46,54 @@ export async function showSummary(root, roomId, explain) {
     });
     return b;
   };
-  const close = el("button", { className: "btn btn-small", text: "Close", attrs: { type: "button" } });
+  const close = el("button", { className: "btn btn-small", i18n: "common.close", attrs: { type: "button" } });
   close.addEventListener("click", () => {
     root.hidden = true;
     root.replaceChildren();
   });
   const room = s.room;
   root.replaceChildren(
-    el("div", { className: "section-head" }, el("h2", { text: `Summary: ${room.title}` }), close),
+    el("div", { className: "section-head" }, el("h2", { i18n: "summary.title", params: { title: room.title } }), close),
     el("p", {
       className: "hint",
-      text: [
-        `Opened ${at(room.created_at * 1000)}`,
-        room.ended_at ? `ended ${at(room.ended_at * 1000)}` : "not ended",
-        room.patient_ref ? `patient ref. ${room.patient_ref}` : "",
-      ].filter(Boolean).join(" · "),
+      i18n: "summary.facts",
+      params: {
+        opened: at(room.created_at * 1000),
+        ended: room.ended_at ? { key: "summary.ended", params: { at: at(room.ended_at * 1000) } } : { key: "summary.not_ended" },
+        patient: room.patient_ref ? { key: "summary.patient_ref", params: { ref: room.patient_ref } } : "",
+      },
     }),
-    el("div", { className: "actions" }, exportButton("pdf", "Export PDF"), exportButton("fhir", "Export FHIR (JSON)")),
+    el("div", { className: "actions" }, exportButton("pdf", "summary.export_pdf"), exportButton("fhir", "summary.export_fhir")),
     error,
-    el("h3", { text: "Participants" }),
+    el("h3", { i18n: "summary.participants" }),
     el(
       "ul",
       { className: "summary-list" },
       ...s.participants.map((/** @type {any} */ p) =>
-        el("li", { text: `${p.name} (${roleLabel(p.role)}), ${at(p.joined_at * 1000)} – ${p.left_at ? at(p.left_at * 1000) : "…"}` }),
+        el("li", {
+          i18n: "summary.participant",
+          params: { name: p.name, role: roleParam(p.role), from: at(p.joined_at * 1000), to: p.left_at ? at(p.left_at * 1000) : "…" },
+        }),
       ),
     ),
-    el("h3", { text: "Documents" }),
+    el("h3", { i18n: "room.tab.documents" }),
     el(
       "ul",
       { className: "summary-list" },
       ...s.documents.map((/** @type {any} */ d) =>
         el("li", {
-          text: `${d.name} · ${String(d.kind).toUpperCase()} · ${d.visibility === "clinicians" ? "clinicians only" : "everyone"} · ${d.annotations.length} annotations · SHA-256 ${String(d.sha256).slice(0, 16)}…`,
+          i18n: "summary.document",
+          params: {
+            name: d.name,
+            kind: String(d.kind).toUpperCase(),
+            visibility: { key: d.visibility === "clinicians" ? "documents.visible.clinicians" : "documents.visible.everyone" },
+            annotations: d.annotations.length,
+            sha: String(d.sha256).slice(0, 16),
+          },
         }),
       ),
     ),
-    el("h3", { text: "Records" }),
+    el("h3", { i18n: "room.tab.records" }),
     el(
       "ul",
       { className: "summary-list summary-records" },
@@ -92,26 +101,44 @@ export async function showSummary(root, roomId, explain) {
         el(
           "li",
           { attrs: { "data-record-id": r.id, "data-status": r.status } },
-          el("strong", { text: `${KIND_LABEL[r.kind] ?? r.kind} · ${r.status}${r.superseded_by ? " · corrected" : ""}` }),
-          el("span", { className: "hint", text: ` by ${r.author_name} (${roleLabel(r.author_role)})` }),
-          el("p", { className: "record-body", text: recordText(r) }),
-          ...(r.signature ? [el("p", { className: "record-signature", text: signatureText(r.signature) })] : []),
+          el("strong", {
+            i18n: "summary.record_head",
+            params: {
+              kind: Object.hasOwn(KIND_LABEL, r.kind) ? { key: KIND_LABEL[/** @type {keyof typeof KIND_LABEL} */ (r.kind)] } : r.kind,
+              status: recordStatusParam(r.status),
+              corrected: r.superseded_by ? { key: "records.corrected" } : "",
+            },
+          }),
+          el("span", { className: "hint", i18n: "summary.record_by", params: { name: r.author_name, role: roleParam(r.author_role) } }),
+          el("p", { className: "record-body", ...recordText(r) }),
+          ...(r.signature ? [el("p", { className: "record-signature", ...sigOpts(signatureText(r.signature)) })] : []),
           el(
             "ul",
             { className: "summary-steps" },
             ...r.events.map((/** @type {any} */ e) =>
-              el("li", { text: `${e.from_status} → ${e.to_status} by ${e.actor_role}, ${at(e.at_ms)}${e.note ? `: ${e.note}` : ""}` }),
+              el("li", {
+                i18n: e.note ? "summary.step_note" : "summary.step",
+                params: { from: recordStatusParam(e.from_status), to: recordStatusParam(e.to_status), role: roleParam(e.actor_role), at: at(e.at_ms), note: e.note ?? "" },
+              }),
             ),
           ),
         ),
       ),
     ),
-    el("h3", { text: "Chat" }),
+    el("h3", { i18n: "room.tab.chat" }),
     el(
       "ul",
       { className: "summary-list" },
-      ...s.chat.map((/** @type {any} */ m) => el("li", { text: `${at(m.at_ms)} ${m.name}: ${m.text}` })),
+      ...s.chat.map((/** @type {any} */ m) => el("li", { i18n: "summary.chat", params: { at: at(m.at_ms), name: m.name, text: m.text } })),
     ),
   );
   root.scrollIntoView({ block: "start" });
+}
+
+/**
+ * @param {{key: import("./i18n.js").MessageKey, params: import("./i18n.js").Params}} m
+ * @returns {{i18n: import("./i18n.js").MessageKey, params: import("./i18n.js").Params}}
+ */
+function sigOpts(m) {
+  return { i18n: m.key, params: m.params };
 }

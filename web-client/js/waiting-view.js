@@ -10,46 +10,32 @@
 //
 // The view only renders what it is told; the app owns the socket and the camera.
 
-import { must } from "./dom.js";
+import { must, userText } from "./dom.js";
+import { clearText, t, tr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").WaitingMessage} WaitingMessage */
 /** @typedef {import("./protocol.js").PrecallInfo} PrecallInfo */
 
-// What the waiting person reads. Kept together here so that translations find them.
-const TEXT = {
-  title: "You are in the waiting room",
-  titleSentBack: "The doctor asked you to wait",
-  /** @param {number} n @param {number} of */
-  position: (n, of) => `You are number ${n} in line (of ${of})`,
-  /** @param {string} wait */
-  estimate: (wait) => `Estimated wait: ${wait}`,
-  sentBack: "You left the consultation for a moment. Please wait: the doctor will let you in again.",
-  /** @param {string} reason */
-  reason: (reason) => `Reason: ${reason}`,
-  reconnecting: "The connection was lost. Joining the waiting room again…",
-  checking: "Checking your camera, microphone and connection…",
-  observer: "You will watch without camera or microphone.",
-  camera: { true: "Camera works", false: "No camera" },
-  microphone: { true: "Microphone works", false: "No microphone" },
-  connection: {
-    good: "Connection good",
-    fair: "Connection fair",
-    poor: "Connection weak: video may stutter",
-    unknown: "Connection not checked",
-  },
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+/** @typedef {import("./i18n.js").Params} Params */
+
+/** @type {Record<PrecallInfo["connection"], MessageKey>} */
+const CONNECTION = {
+  good: "waiting.check.connection_good",
+  fair: "waiting.check.connection_fair",
+  poor: "waiting.check.connection_poor",
+  unknown: "waiting.check.connection_unknown",
 };
 
 /**
- * How long a wait is, in words a patient reads at a glance.
+ * How long a wait is, in words a patient reads at a glance, as a message parameter.
  * @param {number} seconds
- * @returns {string} e.g. "about 10 minutes"
+ * @returns {import("./i18n.js").Param} e.g. "about 10 minutes"
  */
-export function formatWait(seconds) {
+export function waitParam(seconds) {
   const minutes = Math.max(1, Math.round(seconds / 60));
-  if (minutes === 1) return "about 1 minute";
-  if (minutes < 90) return `about ${minutes} minutes`;
-  const hours = Math.round(minutes / 60);
-  return hours === 1 ? "about 1 hour" : `about ${hours} hours`;
+  if (minutes < 90) return { key: "waiting.about_minutes", params: { n: minutes } };
+  return { key: "waiting.about_hours", params: { n: Math.round(minutes / 60) } };
 }
 
 /**
@@ -99,18 +85,22 @@ export class WaitingView {
   /** @param {WaitingMessage} msg */
   show(msg) {
     const { ui } = this;
-    ui.consultation.textContent = msg.room.title || "Consultation";
-    ui.title.textContent = msg.sent_back ? TEXT.titleSentBack : TEXT.title;
+    if (msg.room.title) userText(ui.consultation, msg.room.title);
+    else tr(ui.consultation, "join.room_title");
+    tr(ui.title, msg.sent_back ? "waiting.title_sent_back" : "waiting.title");
     ui.sentBack.hidden = !msg.sent_back;
-    ui.sentBackText.textContent = TEXT.sentBack;
-    ui.reason.textContent = msg.sent_back ? TEXT.reason(msg.sent_back) : "";
-    this.#setText(ui.position, TEXT.position(msg.position, msg.of));
+    tr(ui.sentBackText, "waiting.sent_back");
+    if (msg.sent_back) tr(ui.reason, "waiting.reason", { reason: msg.sent_back });
+    else clearText(ui.reason);
+    this.#setText(ui.position, "waiting.position", { n: msg.position, of: msg.of });
     ui.position.dataset.position = String(msg.position);
     ui.position.dataset.of = String(msg.of);
-    const estimate = msg.estimated_wait_s === null ? "" : TEXT.estimate(formatWait(msg.estimated_wait_s));
-    this.#setText(ui.estimate, estimate);
-    ui.estimate.hidden = estimate === "";
-    this.#setText(ui.messageText, msg.message ?? "");
+    if (msg.estimated_wait_s === null) this.#setText(ui.estimate, null);
+    else this.#setText(ui.estimate, "waiting.estimate", { wait: waitParam(msg.estimated_wait_s) });
+    ui.estimate.hidden = msg.estimated_wait_s === null;
+    // The clinic's own words: shown as written, in whichever language they wrote.
+    ui.messageText.setAttribute("data-user-content", "");
+    if (ui.messageText.textContent !== (msg.message ?? "")) ui.messageText.textContent = msg.message ?? "";
     ui.message.hidden = !msg.message;
     ui.reconnecting.hidden = true;
     ui.leave.disabled = false;
@@ -136,26 +126,26 @@ export class WaitingView {
   setChecks(result, observer) {
     const checks = this.ui.checks;
     if (observer) {
-      checks.textContent = TEXT.observer;
+      tr(checks, "waiting.check.observer");
       delete checks.dataset.connection;
       return;
     }
     if (!result) {
-      checks.textContent = TEXT.checking;
+      tr(checks, "waiting.check.checking");
       delete checks.dataset.connection;
       return;
     }
-    checks.textContent = [
-      TEXT.camera[result.camera ? "true" : "false"],
-      TEXT.microphone[result.microphone ? "true" : "false"],
-      TEXT.connection[result.connection],
-    ].join(" · ");
+    tr(checks, "waiting.check.result", {
+      camera: { key: result.camera ? "waiting.check.camera_ok" : "waiting.check.camera_none" },
+      microphone: { key: result.microphone ? "waiting.check.microphone_ok" : "waiting.check.microphone_none" },
+      connection: { key: CONNECTION[result.connection] },
+    });
     checks.dataset.connection = result.connection;
   }
 
   /** @param {boolean} on the link dropped and the page is joining the queue again */
   setReconnecting(on) {
-    this.ui.reconnecting.textContent = TEXT.reconnecting;
+    tr(this.ui.reconnecting, "waiting.reconnecting");
     this.ui.reconnecting.hidden = !on;
   }
 
@@ -177,9 +167,15 @@ export class WaitingView {
    * Sets text only when it changed: aria-live regions announce every change, and the server
    * repeats `waiting` whenever anything in the queue moves.
    * @param {HTMLElement} node
-   * @param {string} text
+   * @param {MessageKey | null} key null empties it
+   * @param {Params} [params]
    */
-  #setText(node, text) {
-    if (node.textContent !== text) node.textContent = text;
+  #setText(node, key, params) {
+    if (key === null) {
+      if (node.textContent !== "") clearText(node);
+      return;
+    }
+    const sameKey = node.getAttribute("data-i18n") === key;
+    if (!sameKey || node.textContent !== t(key, params)) tr(node, key, params);
   }
 }
