@@ -13,6 +13,7 @@ use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
 const DAY: i64 = 24 * 3600;
+const T: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
@@ -605,6 +606,182 @@ async fn referrals_on_postgres() {
     let url = pg.url.clone();
     let s = TestServer::start_with(|c| c.storage.database_url = url).await;
     referral_flow(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+/// A department's queue: any of its doctors and specialists takes the patient who has waited
+/// longest in the consultations asked of it, joining the care team on the way; nobody else may.
+async fn department_queue(s: &TestServer) {
+    let town = s.institution("Qingshui township health centre").await;
+    let county = s.institution("County People's Hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let neurology = s.department(&county, "Neurology").await;
+    let (_, doc) = s
+        .placed_account("q_doc", AccountRole::Doctor, place(&town, None, "Dr. Li"))
+        .await;
+    let (_, zhao) = s
+        .placed_account(
+            "q_zhao",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    let (chen_id, chen) = s
+        .placed_account(
+            "q_chen",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Dr. Chen"),
+        )
+        .await;
+    let (_, sun) = s
+        .placed_account(
+            "q_sun",
+            AccountRole::Specialist,
+            place(&county, Some(neurology.as_str()), "Dr. Sun"),
+        )
+        .await;
+    let queue = format!("/api/v1/departments/{cardiology}/queue");
+    let next = format!("{queue}/next");
+
+    // A request to cardiology, accepted by Prof. Zhao for a time that has nearly come.
+    let (st, request) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            Some(&doc),
+            Some(new_request(&cardiology, "urgent", "Chest pain on exertion")),
+        )
+        .await;
+    assert_eq!(st, 201, "{request}");
+    let steps = Step {
+        s,
+        referral: request["id"].as_str().unwrap(),
+    };
+    let (st, scheduled) = steps
+        .post(
+            &zhao,
+            "accept",
+            Some(json!({"start": now() + 120, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{scheduled}");
+    let room = scheduled["room_id"].as_str().unwrap().to_owned();
+
+    // Nobody waits yet: the queue lists the consultation; there is no one to take.
+    let (st, listed) = s.api("GET", &queue, Some(&chen), None).await;
+    assert_eq!(st, 200, "{listed}");
+    assert_eq!(
+        listed["rooms"],
+        json!([{"room_id": room, "title": "Chest pain on exertion",
+                "slot_start": scheduled["room_slot"]["start"], "slot_minutes": 30,
+                "waiting": 0, "waiting_since": null, "on_care_team": false}])
+    );
+    let (st, e) = s.api("POST", &next, Some(&chen), None).await;
+    assert_eq!((st, code(&e)), (409, "nobody_waiting"), "{e}");
+
+    // The patient arrives and waits.
+    let (st, link) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&doc),
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{link}");
+    let patient = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    patient
+        .send_json(
+            &json!({"type": "join", "v": 1, "token": link["token"], "name": "Wang",
+                           "publish": {"audio": false, "video": false}}),
+        )
+        .await
+        .unwrap();
+    let waiting = patient
+        .next_event_of(&["waiting", "error"], T)
+        .await
+        .unwrap();
+    assert_eq!(waiting["type"], "waiting", "{waiting}");
+
+    // A neurologist may neither see nor take cardiology's queue.
+    for (method, path) in [("GET", &queue), ("POST", &next)] {
+        let (st, e) = s.api(method, path, Some(&sun), None).await;
+        assert_eq!((st, code(&e)), (403, "forbidden"), "{method} {path}: {e}");
+    }
+    // Dr. Chen, of the department but not on the care team, sees who waits and takes them.
+    let (_, listed) = s.api("GET", &queue, Some(&chen), None).await;
+    assert_eq!(listed["rooms"][0]["waiting"], 1, "{listed}");
+    assert!(listed["rooms"][0]["waiting_since"].is_i64(), "{listed}");
+    assert!(!listed.to_string().contains("Wang"), "no names: {listed}");
+    let (st, taken) = s.api("POST", &next, Some(&chen), None).await;
+    assert_eq!(st, 200, "{taken}");
+    assert_eq!(taken["room_id"], room.as_str());
+    assert_eq!(taken["role"], "specialist");
+    let (_, team) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/care-team"),
+            Some(&chen),
+            None,
+        )
+        .await;
+    assert!(
+        team["care_team"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["account"]["id"] == chen_id.as_str()),
+        "{team}"
+    );
+    // In the room, Dr. Chen admits the patient.
+    let desk = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    let joined = desk
+        .join(taken["token"].as_str().unwrap(), "", false, false)
+        .await
+        .unwrap();
+    assert_eq!(joined["you"]["role"], "specialist", "{joined}");
+    desk.send_json(&json!({"type": "admit"})).await.unwrap();
+    let admitted = patient
+        .next_event_of(&["joined", "error"], T)
+        .await
+        .unwrap();
+    assert_eq!(admitted["type"], "joined", "{admitted}");
+    // Taking again: already on the care team, and nobody waits any more.
+    let mut emptied = false;
+    for _ in 0..50 {
+        let (_, listed) = s.api("GET", &queue, Some(&chen), None).await;
+        if listed["rooms"][0]["waiting"] == 0 {
+            assert_eq!(listed["rooms"][0]["on_care_team"], true, "{listed}");
+            emptied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(emptied, "the queue empties once the patient is in");
+    let (st, e) = s.api("POST", &next, Some(&zhao), None).await;
+    assert_eq!((st, code(&e)), (409, "nobody_waiting"), "{e}");
+}
+
+#[tokio::test]
+async fn department_queue_on_sqlite() {
+    let s = TestServer::start().await;
+    department_queue(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn department_queue_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    department_queue(&s).await;
     s.stop().await;
     pg.drop_db().await;
 }

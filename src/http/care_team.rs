@@ -17,9 +17,9 @@ use super::organisation::Names;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::auth::{Claims, TokenKind};
 use crate::domain::clock::now_unix;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{RoomId, UserId};
 use crate::domain::role::Role;
-use crate::storage::{RoomStatus, StorageError};
+use crate::storage::{CareTeamMember, RoomStatus, StorageError};
 
 /// How long a seat's entry token lasts: long enough to open the room page (or for a load test
 /// to set up its rooms before joining), short enough that a copied one is worth little; it is
@@ -177,11 +177,22 @@ pub async fn enter(
     if room.status == RoomStatus::Ended {
         return Err(ApiError::RoomEnded);
     }
+    Ok(Json(seat_token(&state, &who, &room.id, &member).await))
+}
+
+/// A short-lived token for `member`'s seat, taken by `who` under their session (audited as an
+/// entry): what the signaling `join` takes to enter as the account.
+pub async fn seat_token(
+    state: &AppState,
+    who: &Clinician,
+    room: &RoomId,
+    member: &CareTeamMember,
+) -> Value {
     let expires_at = now_unix() + SEAT_TOKEN_SECONDS;
     let token = state.key.sign(&Claims {
         kind: TokenKind::Invite,
         sub: member.seat.to_string(),
-        room: Some(room.id.clone()),
+        room: Some(room.clone()),
         role: Some(member.role),
         sid: Some(who.1.id.clone()),
         exp: expires_at,
@@ -191,13 +202,13 @@ pub async fn enter(
         .audit
         .record_or_log(
             AuditEvent::new(who.actor(), Action::SeatEntered)
-                .room(&room.id)
+                .room(room)
                 .object("invite", &member.seat),
         )
         .await;
-    Ok(Json(json!({
+    json!({
         "token": token,
         "role": member.role,
         "expires_at": expires_at,
-    })))
+    })
 }

@@ -68,6 +68,9 @@ pub enum ApiError {
         limit: &'static str,
         message: String,
     },
+    /// A department's queue has nobody waiting to take.
+    #[error("nobody is waiting in the department's consultations")]
+    NobodyWaiting,
     /// The request contradicts the object's state (an issued record, a prescription already
     /// dispensed).
     #[error("{0}")]
@@ -139,6 +142,7 @@ impl ApiError {
             ApiError::SignInBusy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::NobodyWaiting => (StatusCode::CONFLICT, "nobody_waiting"),
             ApiError::SignatureRequired(_) => (StatusCode::FORBIDDEN, "signature_required"),
             ApiError::ConsentRequired(_) => (StatusCode::FORBIDDEN, "consent_required"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),

@@ -9,6 +9,7 @@ mod attendance;
 mod audit;
 mod care_team;
 pub mod conn;
+mod department_queue;
 mod documents;
 pub mod error;
 mod events;
@@ -129,6 +130,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{id}/care-team/{user}", delete(care_team::remove))
         .route("/rooms/{id}/enter", post(care_team::enter))
         .route("/rooms/{id}/attendance", get(attendance::attendance))
+        .route("/departments/{id}/queue", get(department_queue::list))
+        .route("/departments/{id}/queue/next", post(department_queue::next))
         .route("/rooms/{id}/uploads", post(documents::begin_upload))
         .route(
             "/rooms/{id}/uploads/{upload}",

@@ -352,6 +352,24 @@ impl Db {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// The live consultations a department was asked for: requests to it (the department or
+    /// one of its specialists) whose room is open, at most `limit`, in order of agreed time.
+    pub async fn department_consultations(
+        &self,
+        department: &DepartmentId,
+        limit: i64,
+    ) -> Result<Vec<ReferralRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE r.target_department = $1 AND r.room_id IS NOT NULL \
+             AND m.ended_at IS NULL ORDER BY m.slot_start, r.id LIMIT $2"
+        ))
+        .bind(department.as_str())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// The times proposed with the request, in the requester's order.
     pub async fn referral_slots(&self, id: &ReferralId) -> Result<Vec<Slot>, StorageError> {
         let rows = sqlx::query(

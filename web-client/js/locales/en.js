@@ -99,6 +99,7 @@ export default {
   "error.message_too_large": "The connection was closed because of a protocol problem. Reload the page to join again.",
   "error.network": "Could not reach the server. Check your connection and try again.",
   "error.no_token": "This page needs an invitation link. Open the complete link you were sent.",
+  "error.nobody_waiting": "Nobody is waiting in the department's consultations right now.",
   "error.not_found": "Not found: it may have been removed, or it is not visible to you.",
   "error.not_in_department": "You are not in that department.",
   "error.not_joined": "The connection was closed because of a protocol problem. Reload the page to join again.",

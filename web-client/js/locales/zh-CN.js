@@ -100,6 +100,7 @@ const zhCN = {
   "error.message_too_large": "因通信协议问题，连接已关闭。请重新加载页面再次加入。",
   "error.network": "无法连接服务器。请检查网络后重试。",
   "error.no_token": "此页面需要邀请链接。请打开您收到的完整链接。",
+  "error.nobody_waiting": "科室的会诊中目前没有候诊的患者。",
   "error.not_found": "未找到：可能已被删除，或您无权查看。",
   "error.not_in_department": "您不属于该科室。",
   "error.not_joined": "因通信协议问题，连接已关闭。请重新加载页面再次加入。",

@@ -1,0 +1,168 @@
+//! A department's queue (`/api/v1/departments/{id}/queue`): the live consultations its
+//! clinicians were asked for (requests to the department or to one of its specialists), with
+//! who waits in each, so that any doctor or specialist of the department may take the next
+//! patient. `POST …/queue/next` picks the consultation whose patient has waited longest, puts
+//! the caller on its care team if they are not on it (audited, as any addition is), and
+//! answers their seat's entry token; in the room they admit the patient as anyone on the care
+//! team does, and of two clinicians admitting the same person one wins and the other is told
+//! (the room decides, `rooms::Moderation::Admit`).
+//!
+//! The queue shows what the department's inbox already shows of a request (its title and
+//! agreed time) and how many wait: no patient's name, and nothing of the consultation itself
+//! until the clinician is on its care team.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::Clinician;
+use super::care_team::seat_token;
+use super::error::ApiError;
+use crate::audit::{Action, AuditEvent, Outcome};
+use crate::domain::ids::{DepartmentId, RoomId};
+use crate::notifications::WaitingNow;
+use crate::storage::{ReferralRow, StorageError};
+
+/// Most consultations one queue lists (a department's live consultations of a day).
+const MAX_QUEUE: i64 = 200;
+
+/// One live consultation of the queue.
+struct Entry {
+    room: RoomId,
+    title: String,
+    slot: Option<(i64, i64)>,
+    waiting: Option<WaitingNow>,
+    on_care_team: bool,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let department = own_department(&state, &who, &id, "department_queue.list").await?;
+    let entries = entries(&state, &who, &department).await?;
+    let rooms: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "room_id": e.room,
+                "title": e.title,
+                "slot_start": e.slot.map(|(start, _)| start),
+                "slot_minutes": e.slot.map(|(_, minutes)| minutes),
+                "waiting": e.waiting.map_or(0, |w| w.count),
+                "waiting_since": e.waiting.map(|w| w.since),
+                "on_care_team": e.on_care_team,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"department_id": department, "rooms": rooms})))
+}
+
+/// Takes the patient who has waited longest in the department's consultations: the caller
+/// joins that consultation's care team (if not on it) and gets their seat's entry token.
+pub async fn next(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let department = own_department(&state, &who, &id, "department_queue.next").await?;
+    let entries = entries(&state, &who, &department).await?;
+    let Some(entry) = entries.into_iter().find(|e| e.waiting.is_some()) else {
+        return Err(ApiError::NobodyWaiting);
+    };
+    let member = match state.db.care_team_member(&entry.room, &who.0.id).await? {
+        Some(member) => member,
+        None => {
+            let role = who.0.role.room_role();
+            match state
+                .db
+                .add_to_care_team(&entry.room, &who.0.id, role, &who.0.id)
+                .await
+            {
+                Ok(member) => {
+                    state
+                        .audit
+                        .record(
+                            AuditEvent::new(who.actor(), Action::CareTeamAdded)
+                                .room(&entry.room)
+                                .object("user", &who.0.id)
+                                .detail(json!({
+                                    "role": role,
+                                    "institution": who.0.institution_id,
+                                    "via": "department_queue",
+                                    "department": department,
+                                })),
+                        )
+                        .await?;
+                    member
+                }
+                // Two taps at once: the other one put them on it.
+                Err(StorageError::Conflict) => state
+                    .db
+                    .care_team_member(&entry.room, &who.0.id)
+                    .await?
+                    .ok_or(ApiError::NotFound)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let mut answer = seat_token(&state, &who, &entry.room, &member).await;
+    answer["room_id"] = json!(entry.room);
+    tracing::info!(room = %entry.room, user = %who.0.id, "patient taken from the department queue");
+    Ok(Json(answer))
+}
+
+/// The department named, when it is the caller's own; anyone else is refused (and audited).
+async fn own_department(
+    state: &AppState,
+    who: &Clinician,
+    id: &str,
+    attempted: &'static str,
+) -> Result<DepartmentId, ApiError> {
+    let department = DepartmentId::parse(id).ok_or(ApiError::NotFound)?;
+    if who.0.role.is_clinician() && who.0.department_id.as_ref() == Some(&department) {
+        return Ok(department);
+    }
+    let event = AuditEvent::new(who.actor(), Action::AccessDenied)
+        .outcome(Outcome::Denied)
+        .object("department", &department)
+        .detail(json!({"attempted": attempted}));
+    state
+        .audit
+        .refused(who.0.id.as_str(), "not_in_department", event)
+        .await;
+    Err(ApiError::Denied(
+        "only the department's own doctors and specialists take patients from its queue".into(),
+    ))
+}
+
+/// The department's live consultations: those where someone waits first, the longest
+/// waiting first, then the rest by agreed time.
+async fn entries(
+    state: &AppState,
+    who: &Clinician,
+    department: &DepartmentId,
+) -> Result<Vec<Entry>, ApiError> {
+    let rows: Vec<ReferralRow> = state
+        .db
+        .department_consultations(department, MAX_QUEUE)
+        .await?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(room) = r.room_id else { continue };
+        let Some(record) = state.db.room(&room).await? else {
+            continue;
+        };
+        entries.push(Entry {
+            waiting: state.notifications.waiting_in(&room),
+            on_care_team: state.db.care_team_member(&room, &who.0.id).await?.is_some(),
+            title: record.title,
+            slot: record.slot,
+            room,
+        });
+    }
+    entries.sort_by_key(|e| (e.waiting.map_or(i64::MAX, |w| w.since), e.slot.map(|s| s.0)));
+    Ok(entries)
+}
