@@ -25,7 +25,10 @@ pub enum Cause {
 pub enum Fate {
     Lost(Cause),
     /// Deliver at `at`, `copies` times (2 when duplicated).
-    Delivered { at: Instant, copies: u8 },
+    Delivered {
+        at: Instant,
+        copies: u8,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -165,7 +168,13 @@ mod tests {
 
     #[test]
     fn random_loss_loses_its_share() {
-        let fates = run(1, &"loss=10%".parse().unwrap(), 20_000, Duration::from_millis(1), 100);
+        let fates = run(
+            1,
+            &"loss=10%".parse().unwrap(),
+            20_000,
+            Duration::from_millis(1),
+            100,
+        );
         let n = lost(&fates, Cause::Loss);
         assert!((1_700..2_300).contains(&n), "{n}");
     }
@@ -189,10 +198,22 @@ mod tests {
     #[test]
     fn bursty_loss_comes_in_runs_at_its_mean_rate() {
         // Mean loss 0.05/(0.05+0.25) = 1/6, in runs of about 1/0.25 = 4 packets.
-        let ge = run(2, &"ge=5%/25%".parse().unwrap(), 60_000, Duration::from_millis(1), 100);
+        let ge = run(
+            2,
+            &"ge=5%/25%".parse().unwrap(),
+            60_000,
+            Duration::from_millis(1),
+            100,
+        );
         let share = lost(&ge, Cause::Loss) as f64 / ge.len() as f64;
         assert!((0.14..0.19).contains(&share), "{share}");
-        let random = run(2, &"loss=16.7%".parse().unwrap(), 60_000, Duration::from_millis(1), 100);
+        let random = run(
+            2,
+            &"loss=16.7%".parse().unwrap(),
+            60_000,
+            Duration::from_millis(1),
+            100,
+        );
         let (b, r) = (mean_burst(&ge), mean_burst(&random));
         assert!(b > 3.0 && r < 1.5, "bursts {b} vs random {r}");
     }
@@ -201,7 +222,13 @@ mod tests {
     fn jitter_without_reordering_keeps_order_and_with_it_reorders() {
         let t0 = Instant::now();
         let gap = Duration::from_millis(5);
-        let keep = run(3, &"jitter=30ms,delay=10ms".parse().unwrap(), 2000, gap, 100);
+        let keep = run(
+            3,
+            &"jitter=30ms,delay=10ms".parse().unwrap(),
+            2000,
+            gap,
+            100,
+        );
         let keep = offsets(&keep, t0);
         assert!(keep.windows(2).all(|w| w[0] <= w[1]), "order kept");
         assert!(keep.iter().all(|o| o.unwrap() >= Duration::from_millis(10)));
@@ -223,7 +250,13 @@ mod tests {
 
     #[test]
     fn duplication_doubles_its_share() {
-        let fates = run(4, &"dup=5%".parse().unwrap(), 20_000, Duration::from_millis(1), 100);
+        let fates = run(
+            4,
+            &"dup=5%".parse().unwrap(),
+            20_000,
+            Duration::from_millis(1),
+            100,
+        );
         let twice = fates
             .iter()
             .filter(|f| matches!(f, Fate::Delivered { copies: 2, .. }))

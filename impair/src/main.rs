@@ -115,7 +115,9 @@ fn command(handle: &Handle, line: &str) {
     let rest = rest.trim();
     let result = match verb {
         "" => return,
-        "up" => handle.apply(Some(Direction::Uplink), rest).map_err(|e| e.to_string()),
+        "up" => handle
+            .apply(Some(Direction::Uplink), rest)
+            .map_err(|e| e.to_string()),
         "down" => handle
             .apply(Some(Direction::Downlink), rest)
             .map_err(|e| e.to_string()),

@@ -70,7 +70,9 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecError {
-    #[error("unknown setting {0:?} (known: loss, ge, delay, jitter, reorder, dup, rate, queue, down, clean)")]
+    #[error(
+        "unknown setting {0:?} (known: loss, ge, delay, jitter, reorder, dup, rate, queue, down, clean)"
+    )]
     UnknownKey(String),
     #[error("{key} needs a value ({key}=...)")]
     MissingValue { key: String },
@@ -176,7 +178,11 @@ impl Profile {
                 "dup" => self.duplicate = probability(key, need()?)?,
                 "rate" => {
                     let v = need()?;
-                    self.rate_bps = if v == "off" { None } else { Some(rate(key, v)?) };
+                    self.rate_bps = if v == "off" {
+                        None
+                    } else {
+                        Some(rate(key, v)?)
+                    };
                     if self.queue_bytes == 0 {
                         self.queue_bytes = DEFAULT_QUEUE_BYTES;
                     }

@@ -6,8 +6,8 @@
 //! Bounded: at most `max_clients` clients, each idle one forgotten after `idle_timeout`, at most
 //! [`MAX_IN_FLIGHT`] datagrams held per client and direction (more are dropped and counted).
 
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
