@@ -2,6 +2,7 @@
 //! fresh SQLite database in a temp dir), an API client, and headless WebRTC peers (`peer`).
 #![allow(dead_code)]
 
+pub mod impaired;
 pub mod peer;
 pub mod process;
 

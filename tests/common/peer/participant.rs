@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub(crate) sent_video: AtomicU64,
     pub(crate) send_errors: AtomicU64,
     pub(crate) rtcp: Mutex<RtcpStats>,
+    /// Where this peer sends its media instead of the server's candidates (see
+    /// [`TestPeer::join_via`]).
+    pub(crate) media_via: Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl Shared {
@@ -64,6 +67,7 @@ impl Shared {
             sent_video: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             rtcp: Mutex::new(RtcpStats::default()),
+            media_via: Mutex::new(None),
         })
     }
 
@@ -301,6 +305,13 @@ impl TestPeer {
         Self::join_inner(opts, Some(replaces.to_owned())).await
     }
 
+    /// Like [`join`](Self::join), with every offer's media candidates replaced by `via`: this
+    /// peer's media goes through what listens there (an impairment proxy in front of the
+    /// server, tests/common/impaired.rs), the other peers' straight to the server.
+    pub async fn join_via(opts: JoinOptions, via: std::net::SocketAddr) -> Result<Self> {
+        Self::join_inner_full(opts, None, "joined", Some(via)).await
+    }
+
     pub(crate) async fn join_inner(opts: JoinOptions, replaces: Option<String>) -> Result<Self> {
         Self::join_inner_expecting(opts, replaces, "joined").await
     }
@@ -310,11 +321,21 @@ impl TestPeer {
         replaces: Option<String>,
         expect: &str,
     ) -> Result<Self> {
+        Self::join_inner_full(opts, replaces, expect, None).await
+    }
+
+    async fn join_inner_full(
+        opts: JoinOptions,
+        replaces: Option<String>,
+        expect: &str,
+        via: Option<std::net::SocketAddr>,
+    ) -> Result<Self> {
         if opts.marker == 0 {
             bail!("JoinOptions.marker must not be 0x00");
         }
         let pc = build_peer_connection().await?;
         let shared = Shared::new();
+        *lock(&shared.media_via) = via;
 
         match Self::setup(&pc, &shared, &opts).await {
             Ok((audio_track, video_track)) => {

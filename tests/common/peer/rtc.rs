@@ -101,6 +101,30 @@ pub(crate) async fn offer_worker(
     }
 }
 
+/// `sdp` with every UDP candidate's address replaced by `via` and every other candidate
+/// removed, so that all of this peer's media takes the path through `via`.
+pub(crate) fn candidates_via(sdp: &str, via: std::net::SocketAddr) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let Some(candidate) = body.strip_prefix("a=candidate:") else {
+            out.push_str(line);
+            continue;
+        };
+        // foundation component transport priority address port typ ...
+        let mut fields: Vec<String> = candidate.split(' ').map(str::to_owned).collect();
+        if fields.len() < 6 || !fields[2].eq_ignore_ascii_case("udp") {
+            continue;
+        }
+        fields[4] = via.ip().to_string();
+        fields[5] = via.port().to_string();
+        out.push_str("a=candidate:");
+        out.push_str(&fields.join(" "));
+        out.push_str(&line[body.len()..]);
+    }
+    out
+}
+
 pub(crate) async fn handle_offer(
     pc: &RTCPeerConnection,
     shared: &Shared,
@@ -117,6 +141,11 @@ pub(crate) async fn handle_offer(
         .to_owned();
     let tracks = parse_offer_tracks(offer).with_context(|| format!("offer {offer_id}"))?;
     shared.apply_offer_tracks(tracks, &stopped_mids(&sdp));
+    let via = *lock(&shared.media_via);
+    let sdp = match via {
+        Some(via) => candidates_via(&sdp, via),
+        None => sdp,
+    };
 
     let desc = RTCSessionDescription::offer(sdp)
         .with_context(|| format!("offer {offer_id}: parsing SDP"))?;
