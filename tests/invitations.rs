@@ -74,6 +74,17 @@ async fn redeem_with(
     (status, body, retry)
 }
 
+/// What the join page asks on opening (`POST /api/v1/invitations/check`).
+async fn check(s: &TestServer, token: &str) -> (u16, Value) {
+    s.api(
+        "POST",
+        "/api/v1/invitations/check",
+        Some(""),
+        Some(json!({"token": token})),
+    )
+    .await
+}
+
 async fn redeem(s: &TestServer, typed: &str) -> (u16, Value) {
     let (st, b, _) = redeem_with(s, &s.http, typed).await;
     (st, b)
@@ -165,6 +176,24 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     );
     let token = patient["token"].as_str().unwrap().to_owned();
     let patient_id = patient["invite_id"].as_str().unwrap().to_owned();
+    // The join page checks it on opening, as often as it opens: nothing is used up.
+    for _ in 0..2 {
+        let (st, b) = check(s, &token).await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(
+            (&b["state"], &b["role"], &b["seat"], &b["opens_in"]),
+            (
+                &json!("active"),
+                &json!("patient"),
+                &json!(false),
+                &json!(0)
+            ),
+            "{b}"
+        );
+        assert_eq!(b["expires_at"], patient["expires_at"]);
+    }
+    let (st, b) = check(s, "hz1.not-a-token.at-all").await;
+    assert_eq!((st, code(&b)), (401, "invalid_token"), "{b}");
 
     // First browser in; a second browser (another tab without our state, a forwarded link)
     // is refused: the invitation has been used.
@@ -172,6 +201,8 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     let joined = first.join(&token, "Li Hua", false, false).await.unwrap();
     doctor.next_event("participant_joined", T).await.unwrap();
     let e = refused_join(s, &token, None, "invite_used_up").await;
+    let (st, b) = check(s, &token).await;
+    assert_eq!((st, code(&b)), (409, "invite_used_up"), "{b}");
     assert!(
         e["message"].as_str().unwrap().contains("ask the clinic"),
         "{e}"
@@ -276,6 +307,8 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     let withdrawn = create(s, &room, json!({"role": "patient"})).await;
     let withdrawn_id = withdrawn["invite_id"].as_str().unwrap();
     assert_eq!(s.revoke_invite(&room, withdrawn_id).await, 204);
+    let (st, b) = check(s, withdrawn["token"].as_str().unwrap()).await;
+    assert_eq!((st, code(&b)), (410, "invite_revoked"), "{b}");
 
     // The console reloads: one GET lists every link (never a seat) with its state and uses,
     // and fresh tokens for those still usable.
@@ -392,6 +425,14 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     let e = refused_join(s, later["token"].as_str().unwrap(), None, "invite_not_yet").await;
     assert_eq!(e["opens_at"], start - 30 * 60, "{e}");
     assert!(e["message"].as_str().unwrap().contains("opens at"), "{e}");
+    // The page knows before anyone presses Join, with when to come back.
+    let (st, b) = check(s, later["token"].as_str().unwrap()).await;
+    assert_eq!((st, &b["state"]), (200, &json!("not_yet")), "{b}");
+    assert_eq!(b["not_before"], start - 30 * 60);
+    assert!(
+        (5390..=5400).contains(&b["opens_in"].as_i64().unwrap()),
+        "{b}"
+    );
     // Its code still gives the token, with how long until it opens.
     let (st, b) = redeem(s, later["code"].as_str().unwrap()).await;
     assert_eq!(st, 200, "{b}");
@@ -426,6 +467,8 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     )
     .await;
     refused_join(s, after["token"].as_str().unwrap(), None, "token_expired").await;
+    let (st, b) = check(s, after["token"].as_str().unwrap()).await;
+    assert_eq!((st, code(&b)), (410, "invite_expired"), "{b}");
     let (st, b) = redeem(s, after["code"].as_str().unwrap()).await;
     assert_eq!((st, code(&b)), (410, "invite_expired"), "{b}");
     assert_eq!(find(&list(s, &room).await, &after_id)["state"], "expired");

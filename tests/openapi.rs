@@ -553,6 +553,16 @@ async fn the_server_answers_as_documented() {
         )
         .await;
     assert_eq!(st, 201, "{invite}");
+    let (st, checked) = c
+        .call(
+            "POST",
+            "/api/v1/invitations/check",
+            "/api/v1/invitations/check",
+            Some(""),
+            Some(json!({"token": invite["token"]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{checked}");
     let (st, _) = c
         .call(
             "POST",

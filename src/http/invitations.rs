@@ -21,7 +21,7 @@ use super::AppState;
 use super::api::{ApiJson, Clinician, client_pseudonym, managed_room, public_base};
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent, Outcome};
-use crate::auth::{Claims, TokenKind};
+use crate::auth::{AuthError, Claims, TokenKind};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{InviteId, RoomId};
 use crate::domain::invitation::{
@@ -712,6 +712,77 @@ pub async fn redeem(
     })))
 }
 
+#[derive(Deserialize)]
+pub struct CheckBody {
+    token: String,
+}
+
+/// What the join page asks as soon as it opens, before any device prompt: whether its link
+/// still lets someone in, and from when (`POST /api/v1/invitations/check`). Nothing is used up;
+/// the join takes the use. Care-team seats are answered as such (the console renews them).
+pub async fn check(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<CheckBody>,
+) -> Result<Json<Value>, ApiError> {
+    let client = client_pseudonym(&state, peer.ip());
+    let claims = match state.key.verify(&body.token, TokenKind::Invite) {
+        Ok(claims) => claims,
+        Err(AuthError::Expired) => {
+            return Err(refusal(
+                StatusCode::GONE,
+                "invite_expired",
+                "this invitation has expired; ask the clinic for a new one",
+            ));
+        }
+        Err(_) => return Err(bad_link(&state, &client).await),
+    };
+    let (Some(room), Some(role), Some(id)) =
+        (claims.room, claims.role, InviteId::parse(&claims.sub))
+    else {
+        return Err(bad_link(&state, &client).await);
+    };
+    let invite = state
+        .db
+        .invite(&id)
+        .await?
+        .filter(|i| i.room_id == room && i.role == role);
+    let Some(invite) = invite else {
+        return Err(bad_link(&state, &client).await);
+    };
+    let seat = invite.account.is_some();
+    let invite = match usable(&state, invite).await {
+        Ok(invite) => invite,
+        Err(failure) if failure.code == "internal" => {
+            return Err(ApiError::Internal(failure.message));
+        }
+        Err(failure) => return Err(refusal(failure.status, failure.code, failure.message)),
+    };
+    let now = now_unix();
+    let opens_in = invite.not_before.map_or(0, |nb| (nb - now).max(0));
+    Ok(Json(json!({
+        "state": if opens_in > 0 { "not_yet" } else { "active" },
+        "role": invite.role,
+        "seat": seat,
+        "not_before": invite.not_before,
+        "expires_at": invite.expires_at,
+        "opens_in": opens_in,
+    })))
+}
+
+/// A token that is not one of ours, or names no invitation: on the record, rate-limited.
+async fn bad_link(state: &AppState, client: &str) -> ApiError {
+    let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied)
+        .outcome(Outcome::Denied)
+        .detail(json!({"attempted": "invitations.check", "client": client}));
+    state.audit.refused(client, "invalid_token", event).await;
+    refusal(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        "this link is not valid; open the complete link you were sent",
+    )
+}
+
 /// The usable invitation a code's hash opens, or why not.
 async fn open(state: &AppState, hash: &str) -> Result<Invite, Failure> {
     let internal = |e: StorageError| {
@@ -723,6 +794,14 @@ async fn open(state: &AppState, hash: &str) -> Result<Invite, Failure> {
             "code_not_found",
             "no invitation has this code; check the digits, or ask the clinic",
         ));
+    };
+    usable(state, invite).await
+}
+
+/// The invitation, if it still lets someone in now or later; else why not.
+async fn usable(state: &AppState, invite: Invite) -> Result<Invite, Failure> {
+    let internal = |e: StorageError| {
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     };
     let refused = |status, code, message: &str| Failure {
         status,

@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
             get(invitations::print),
         )
         .route("/invitations/redeem", post(invitations::redeem))
+        .route("/invitations/check", post(invitations::check))
         .route("/rooms/{id}/end", post(api::end_room))
         .route(
             "/rooms/{id}/care-team",
