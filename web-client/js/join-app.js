@@ -38,7 +38,7 @@ import { PreJoin, acquireMedia } from "./prejoin.js";
 import { errorKey, errorTitleKey, mediaErrorCode, seatErrorKey } from "./errors.js";
 import { must, userText } from "./dom.js";
 import { clearText, onLocaleChange, startPage, t, tr, trAttr } from "./i18n.js";
-import { RoomApi } from "./room-api.js";
+import { RoomApi, checkInvitation } from "./room-api.js";
 import { DocViewer } from "./doc-viewer.js";
 import { DocumentsPanel } from "./documents-panel.js";
 import { ChatPanel } from "./chat-panel.js";
@@ -318,10 +318,50 @@ class JoinApp {
       }
       return;
     }
+    // A link is checked before anything else, so that an expired, used, revoked or early one
+    // gets its own clear page before any camera or microphone prompt.
+    if (!this.seat && !(await this.linkUsable())) return;
     if (stored && stored.invite === this.token && !this.seat) this.prejoin.setName(stored.name);
     this.setState("prejoin");
     this.prejoin.focus();
     this.mediaReady = this.acquire(wantsMedia);
+  }
+
+  /**
+   * Whether the link still lets someone in now; when it does not, its page is showing. A link
+   * that opens later says when, and the page opens itself then. If the server cannot be
+   * reached, the join will say what is wrong.
+   * @returns {Promise<boolean>}
+   */
+  async linkUsable() {
+    /** @type {Record<string, ErrorCode>} */
+    const refusals = {
+      invalid_token: "invalid_token",
+      invite_expired: "token_expired",
+      invite_revoked: "invite_revoked",
+      invite_used_up: "invite_used_up",
+      room_ended: "room_ended",
+    };
+    try {
+      const verdict = await checkInvitation(this.token);
+      if (verdict.state !== "not_yet") return true;
+      this.teardownAll();
+      this.actionToConsole = false;
+      this.actionRejoin = false;
+      this.ui.statusAction.hidden = true;
+      const opens = { at: (verdict.not_before ?? 0) * 1000, style: /** @type {const} */ ("datetime") };
+      this.showStatus("error", "join.not_yet.title", "join.not_yet.text", { key: "join.not_yet.opens", params: { time: opens } });
+      this.ui.statusPanel.dataset.errorCode = "invite_not_yet";
+      // Timers are capped at about 24 days; a link that opens later than that is reloaded by hand.
+      const wait = Math.min(verdict.opens_in * 1000 + 1000, 2 ** 31 - 1);
+      window.setTimeout(() => location.reload(), wait);
+      return false;
+    } catch (err) {
+      const code = err instanceof consoleApi.ApiError ? refusals[err.code] : undefined;
+      if (!code) return true;
+      this.fail(code);
+      return false;
+    }
   }
 
   /**

@@ -222,6 +222,37 @@ async function readAnswer(resp) {
 }
 
 /**
+ * @typedef {object} InvitationCheck
+ * @property {"active" | "not_yet"} state
+ * @property {string} role
+ * @property {boolean} seat
+ * @property {number | null} not_before Unix seconds
+ * @property {number} expires_at Unix seconds
+ * @property {number} opens_in seconds until it opens; 0 when open
+ */
+
+/**
+ * What the join page asks as soon as it opens, before any device prompt: whether its link still
+ * lets someone in, and from when (POST /api/v1/invitations/check; nothing is used up).
+ * @param {string} token
+ * @returns {Promise<InvitationCheck>}
+ */
+export async function checkInvitation(token) {
+  /** @type {Response} */
+  let resp;
+  try {
+    resp = await fetch("/api/v1/invitations/check", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token }),
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached.");
+  }
+  return readAnswer(resp);
+}
+
+/**
  * SHA-256 of a file, hex; the server checks the upload against it.
  * @param {Blob} file
  */
