@@ -510,7 +510,8 @@ function renderCareTeam(room) {
         await load();
         heading.focus();
       } catch (err) {
-        showText(error, explain(err));
+        // The one conflict here: the consultation's last doctor, who cannot leave it unrun.
+        showText(error, err instanceof api.ApiError && err.code === "conflict" ? "console.last_doctor" : explain(err));
         remove.disabled = false;
       }
     });

@@ -525,7 +525,7 @@ export default {
   "day.next": "Next day",
   "day.none": "No scheduled consultations on this day.",
   "day.previous": "Previous day",
-  "day.refresh": "Refresh",
+  "day.refresh": "Update",
   "day.slot": "{from}–{to}",
   "day.title": "My day",
   "day.to_sign": "To sign",
@@ -726,4 +726,6 @@ export default {
   "admin.title_placeholder": "e.g. Chief physician",
   "admin.username": "Username",
   "admin.username_hint": "What they sign in with: letters, digits or . _ - @",
+
+  "console.last_doctor": "The consultation's last doctor cannot be removed: add another doctor first.",
 };

@@ -526,7 +526,7 @@ const zhCN = {
   "day.next": "后一天",
   "day.none": "这一天没有预约的会诊。",
   "day.previous": "前一天",
-  "day.refresh": "刷新",
+  "day.refresh": "更新",
   "day.slot": "{from}–{to}",
   "day.title": "日程",
   "day.to_sign": "待签署",
@@ -727,6 +727,8 @@ const zhCN = {
   "admin.title_placeholder": "例如：主任医师",
   "admin.username": "用户名",
   "admin.username_hint": "登录用：字母、数字或 . _ - @",
+
+  "console.last_doctor": "不能移除会诊的最后一位医生：请先添加另一位医生。",
 };
 
 export default zhCN;
