@@ -6,7 +6,9 @@
 // time, both through the API from their own signed-in consoles. The doctor's day view then shows
 // the consultation with the specialist late (by at least two minutes), the doctor too, and the
 // patient (nobody has come and nobody waits); the specialist enters the consultation from their
-// console, and once the day view is updated they are no longer late while the others still are.
+// console, and once the day view is updated they are no longer late while the others still are;
+// a patient comes and waits, and the patient is no longer late, without a click (the live
+// `patient_waiting` reads attendance again).
 // The doctor's console runs in English here.
 
 import assert from "node:assert/strict";
@@ -121,8 +123,21 @@ export async function lateScenario(ctx) {
       assert.equal(await item.locator('li.late-item[data-who="patient"]').count(), 1, "nor has the patient");
       await snap(doc, "late-after-doctor");
     });
+
+    await check("who is late: a patient comes and waits; the doctor's day view stops showing the patient late, live", { scenario: S }, async () => {
+      const doc = /** @type {Page} */ (p.doctor);
+      const invite = await apiFrom(doc, "POST", `/api/v1/rooms/${p.roomId}/invites`, { role: "patient" });
+      const patient = await openJoinPage(browser, "late-patient", invite.url || `${ctx.base}/join#${invite.token}`, "Zhao Min");
+      await patient.waitForSelector('body[data-state="waiting"]', { timeout });
+      const item = doc.locator(`#day-view li.day-item[data-room-id="${p.roomId}"]`);
+      // No click: the live patient_waiting reads who is late again.
+      await item.locator(".waiting-count").waitFor({ timeout });
+      await item.locator('li.late-item[data-who="patient"]').waitFor({ state: "detached", timeout });
+      assert.equal(await item.locator(`li.late-item[data-user-id="${p.doctorId}"]`).count(), 1, "the doctor is still late");
+      await ctx.assertTextFromCatalogue(doc, "the doctor's day view with a patient waiting (en)");
+    });
   } finally {
-    for (const who of ["late-doctor", "late-specialist", "late-specialist-room"]) {
+    for (const who of ["late-doctor", "late-specialist", "late-specialist-room", "late-patient"]) {
       const page = pages.get(who);
       pages.delete(who);
       await page?.context().close().catch(() => undefined);
