@@ -35,6 +35,7 @@ import { deflateSync } from "node:zlib";
 import { chromium, request } from "playwright-core";
 import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
+import { lateScenario } from "./late-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -396,18 +397,21 @@ async function enterToken(http, auth, roomId) {
  * @param {import("playwright-core").Browser} browser
  * @param {string} who
  * @param {string} username
- * @param {{camera?: boolean}} [opts] camera: the page will enter a consultation with media
+ * @param {{camera?: boolean, locale?: string}} [opts] camera: the page will enter a consultation
+ *   with media; locale: the browser's language (English by default; "zh-CN" gives the Chinese console)
  */
 async function openConsole(browser, who, username, opts = {}) {
-  const context = await newContext(browser, { width: 1100, height: 900 });
+  const context = await newContext(browser, { width: 1100, height: 900 }, opts.locale);
   if (opts.camera) await context.grantPermissions(["camera", "microphone"], { origin: BASE });
   const page = await context.newPage();
   watchPage(page, who);
   pages.set(who, page);
   await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  const zh = opts.locale?.startsWith("zh");
+  assert.equal(await page.locator("html").getAttribute("lang"), zh ? "zh-CN" : "en", "the console's language follows the browser's");
+  await page.getByLabel(zh ? "用户名" : "Username").fill(username);
+  await page.getByLabel(zh ? "密码" : "Password").fill(PASSWORD);
+  await page.getByRole("button", { name: zh ? "登录" : "Sign in" }).click();
   await page.waitForSelector('body[data-state="signed-in"]', { timeout: EVENT_TIMEOUT });
   return page;
 }
@@ -744,6 +748,8 @@ async function main() {
       assert.match((await added.textContent()) ?? "", new RegExp(`${specialistMe.title}.*${specialistMe.institution.name}`));
       await result.locator(".on-team").waitFor({ timeout: EVENT_TIMEOUT });
       await snap(page, "console-care-team");
+      // The rooms list with a card's care team, directory and invite links open (English).
+      await assertTextFromCatalogue(page, "the doctor's rooms list (en)");
       const listed = await (await http.get(`/api/v1/rooms/${roomId}/care-team`, { headers: doctorAuth })).json();
       assert.deepEqual(
         listed.care_team.map((/** @type {any} */ m) => `${m.account.id}:${m.role}`).sort(),
@@ -1745,8 +1751,9 @@ async function main() {
       await page?.context().close().catch(() => undefined);
     }
 
-    await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT });
-    await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
+    await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {

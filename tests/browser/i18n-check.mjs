@@ -24,15 +24,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLIENT = join(ROOT, "web-client");
 const JS = join(CLIENT, "js");
 
-/** Files whose literals are checked (rule 5). The console views not listed still carry literals. */
-const NOT_YET_CONVERTED = new Set([
-  "js/console.js",
-  "js/admin-view.js",
-  "js/audit-view.js",
-  "js/day-view.js",
-  "js/referral-view.js",
-  "index.html",
-]);
+/** Files whose literals are not checked yet (rule 5): none left; a file listed here must still carry some. */
+const NOT_YET_CONVERTED = new Set([]);
 
 /**
  * Literals that may be shown as they are: no words in either language. Each with its reason.

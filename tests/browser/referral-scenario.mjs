@@ -16,13 +16,14 @@ import assert from "node:assert/strict";
  * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
  * @property {(page: import("playwright-core").Page, name: string) => Promise<void>} snap
  * @property {import("playwright-core").Browser} browser
- * @property {(browser: import("playwright-core").Browser, who: string, username: string) => Promise<import("playwright-core").Page>} openConsole
+ * @property {(browser: import("playwright-core").Browser, who: string, username: string, opts?: {locale?: string}) => Promise<import("playwright-core").Page>} openConsole
  * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string, opts?: {viewport?: {width: number, height: number}}) => Promise<import("playwright-core").Page>} openJoinPage
  *   a participant's page in a fresh context, past the pre-join screen
  * @property {Map<string, import("playwright-core").Page>} pages
  * @property {string} doctor the doctor's username
  * @property {string} specialist the cardiology specialist's username
  * @property {number} timeout how long to wait for something to show
+ * @property {(page: import("playwright-core").Page, what: string) => Promise<void>} assertTextFromCatalogue
  */
 
 /** @param {number} n */
@@ -49,9 +50,10 @@ export async function referralScenario(ctx) {
   const p = {};
 
   try {
-    await check("referrals: both consoles open with their live notifications; the doctor sends an urgent request to cardiology", { scenario: S }, async () => {
+    // The township doctor's console runs in Chinese, the county specialist's in English.
+    await check("referrals: both consoles open with their live notifications (the doctor's in zh-CN); the doctor sends an urgent request to cardiology", { scenario: S }, async () => {
       p.specialist = await openConsole(browser, "ref-specialist", ctx.specialist);
-      p.doctor = await openConsole(browser, "ref-doctor", ctx.doctor);
+      p.doctor = await openConsole(browser, "ref-doctor", ctx.doctor, { locale: "zh-CN" });
       for (const page of [p.specialist, p.doctor]) {
         await page.locator('#referrals[data-live="connected"]').waitFor({ state: "attached", timeout });
         await page.locator("#day-view-date").waitFor({ timeout });
@@ -61,21 +63,27 @@ export async function referralScenario(ctx) {
         /** @type {any} */ (window).notReloaded = true;
       });
       const doc = p.doctor;
-      await doc.getByRole("button", { name: "新会诊申请 · New request" }).click();
+      // Chinese labels from the catalogue.
+      assert.equal(await doc.locator("#rooms-title").textContent(), "会诊");
+      assert.equal(await doc.locator("#day-view-title").textContent(), "日程");
+      await doc.getByRole("button", { name: "新会诊申请" }).click();
       const form = doc.locator("#referral-form");
-      await form.getByLabel("科室 · Department").selectOption({ label: "心血管内科 · 县人民医院" }, { timeout });
-      await form.getByLabel("患者编号 · Patient reference").fill("P-REF-0007");
-      await form.getByLabel("申请原因 · Reason").fill(reason);
-      await form.getByLabel("会诊问题 · Question").fill("Stress test or angiography first?");
-      await form.getByLabel("紧急程度 · Urgency").selectOption("urgent");
-      await form.getByLabel("日期和时间 · Date and time").fill(`${tomorrow}T10:00`);
-      await form.getByRole("button", { name: "发送申请 · Send request" }).click();
+      await form.getByLabel("科室", { exact: true }).selectOption({ label: "心血管内科 · 县人民医院" }, { timeout });
+      await form.getByLabel("患者编号").fill("P-REF-0007");
+      await form.getByLabel("申请原因").fill(reason);
+      await form.getByLabel("会诊问题").fill("Stress test or angiography first?");
+      await form.getByLabel("紧急程度").selectOption("urgent");
+      assert.equal(await form.getByLabel("紧急程度").locator("option:checked").textContent(), "紧急");
+      await form.getByLabel("日期和时间").fill(`${tomorrow}T10:00`);
+      await form.getByRole("button", { name: "发送申请" }).click();
       const sent = doc.locator("#referral-panel li.referral-item", { hasText: reason });
       await sent.waitFor({ timeout });
       assert.equal(await doc.locator("#referral-tab-outbox").getAttribute("aria-selected"), "true", "the sent box is shown");
       assert.equal(await sent.getAttribute("data-urgency"), "urgent");
       assert.equal(await sent.getAttribute("data-state"), "requested");
+      await doc.locator("#referral-notice", { hasText: "会诊申请已发出" }).waitFor({ timeout });
       await snap(doc, "referral-sent-doctor");
+      await ctx.assertTextFromCatalogue(doc, "the doctor's console with the request form and the sent box (zh-CN)");
     });
 
     await check("referrals: the specialist's console shows the request arrive live (notice, badge), urgent first", { scenario: S }, async () => {
@@ -90,6 +98,7 @@ export async function referralScenario(ctx) {
       assert.equal(await item.getAttribute("data-urgency"), "urgent");
       assert.equal(await spec.locator("#referral-panel li.referral-item").first().getAttribute("data-urgency"), "urgent", "urgent ones first");
       await snap(spec, "referral-arrived-specialist");
+      await ctx.assertTextFromCatalogue(spec, "the specialist's referral inbox (en)");
     });
 
     await check("referrals: the specialist opens it; a time in the past is refused with the server's code", { scenario: S }, async () => {
@@ -100,11 +109,12 @@ export async function referralScenario(ctx) {
       assert.equal(await dialog.getAttribute("data-state"), "requested");
       // Opened: no longer counted as new.
       await spec.locator("#referral-tab-department .tab-badge").waitFor({ state: "hidden", timeout });
-      await dialog.locator(".step-time").getByLabel("日期和时间 · Date and time").fill(`${yesterday}T10:00`);
-      await dialog.getByRole("button", { name: "提议此时间 · Propose this time" }).click();
+      await dialog.locator(".step-time").getByLabel("Date and time").fill(`${yesterday}T10:00`);
+      await dialog.getByRole("button", { name: "Propose this time" }).click();
       const error = spec.locator('#referral-step-error[data-error-code="slot_in_past"]');
       await error.waitFor({ timeout });
-      assert.match((await error.textContent()) ?? "", /That time has passed.*slot_in_past/);
+      assert.match((await error.textContent()) ?? "", /The time is in the past.*slot_in_past/);
+      await ctx.assertTextFromCatalogue(spec, "the specialist's request dialog (en)");
       assert.equal(await dialog.getAttribute("data-state"), "requested", "nothing changed");
       await snap(spec, "referral-refused-specialist");
     });
@@ -113,17 +123,19 @@ export async function referralScenario(ctx) {
       const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
       const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
       const dialog = spec.locator("#referral-dialog");
-      await dialog.getByRole("button", { name: new RegExp(`^接受此时间 · Accept ${tomorrow} 10:00`) }).click();
+      // The proposed time in the page's language (English: "Accept <date>, 10:00 AM (30 min)").
+      await dialog.getByRole("button", { name: /^Accept .*10:00\sAM \(30 min\)$/ }).click();
       await spec.locator('#referral-dialog[data-state="scheduled"]').waitFor({ timeout });
       assert.equal(await spec.locator("#referral-step-error").isVisible(), false);
-      assert.equal(await dialog.getByRole("button", { name: "进入会诊 · Enter consultation" }).count(), 1, "the request links to its room");
+      assert.equal(await dialog.getByRole("button", { name: "Enter consultation" }).count(), 1, "the request links to its room");
       await snap(spec, "referral-scheduled-specialist");
-      await dialog.getByRole("button", { name: "返回列表 · Back to the list" }).click();
-      // The doctor did nothing: the notification brings the change.
+      await dialog.getByRole("button", { name: "Back to the list" }).click();
+      // The doctor did nothing: the notification brings the change, in Chinese.
       const sent = doc.locator("#referral-panel li.referral-item", { hasText: reason });
       await doc.locator(`#referral-panel li.referral-item[data-state="scheduled"]`, { hasText: reason }).waitFor({ timeout });
-      await doc.locator("#referral-notice", { hasText: "updated: Scheduled" }).waitFor({ timeout });
-      assert.match((await sent.textContent()) ?? "", new RegExp(`${tomorrow} 10:00`));
+      await doc.locator("#referral-notice", { hasText: "状态更新：已预约" }).waitFor({ timeout });
+      const [y, m, d] = tomorrow.split("-").map(Number);
+      assert.match((await sent.textContent()) ?? "", new RegExp(`时间 ${y}年${m}月${d}日 10:00（30 分钟）`));
       await snap(doc, "referral-scheduled-doctor");
     });
 
@@ -133,9 +145,12 @@ export async function referralScenario(ctx) {
       const entry = doc.locator("#day-view li.day-item", { hasText: reason });
       await entry.waitFor({ timeout });
       assert.equal(await entry.locator(".day-time").textContent(), "10:00–10:30");
-      assert.equal(await entry.getByRole("button", { name: "进入会诊 · Enter consultation" }).count(), 1);
+      assert.equal(await entry.getByRole("button", { name: "进入会诊" }).count(), 1);
+      // Tomorrow's consultation has not started: nobody is late yet.
+      assert.equal(await entry.locator(".late-item").count(), 0);
+      await ctx.assertTextFromCatalogue(doc, "the doctor's day view (zh-CN)");
       // Today has none of it.
-      await doc.getByRole("button", { name: "今天 · Today" }).click();
+      await doc.getByRole("button", { name: "今天" }).click();
       await entry.waitFor({ state: "detached", timeout });
       await doc.setViewportSize({ width: 390, height: 844 });
       await doc.locator("#day-view-date").fill(tomorrow);
@@ -156,12 +171,13 @@ export async function referralScenario(ctx) {
       await spec.locator('#referral-tab-inbox[aria-selected="true"]').waitFor({ timeout });
       await spec.locator('#referral-panel li.referral-item[data-state="scheduled"]', { hasText: reason }).waitFor({ timeout });
       // Meanwhile the doctor proposes another time: no notification can reach the specialist.
-      await doc.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      await doc.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /查看申请/ }).click();
       const dialog = doc.locator("#referral-dialog");
-      await dialog.locator(".step-time").getByLabel("日期和时间 · Date and time").fill(`${tomorrow}T11:00`);
-      await dialog.getByRole("button", { name: "提议此时间 · Propose this time" }).click();
+      await dialog.locator(".step-time").getByLabel("日期和时间").fill(`${tomorrow}T11:00`);
+      await dialog.getByRole("button", { name: "提议此时间" }).click();
       await doc.locator('#referral-dialog[data-state="counter_proposed"]').waitFor({ timeout });
-      await dialog.getByRole("button", { name: "返回列表 · Back to the list" }).click();
+      await ctx.assertTextFromCatalogue(doc, "the doctor's request dialog (zh-CN)");
+      await dialog.getByRole("button", { name: "返回列表" }).click();
       cut = false;
       await spec.locator('#referrals[data-live="connected"]').waitFor({ state: "attached", timeout: 2 * timeout });
       // Back: the lists were read again.
@@ -172,17 +188,18 @@ export async function referralScenario(ctx) {
       const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
       await doc.setViewportSize({ width: 1100, height: 900 });
       const title = `Waiting count ${Date.now()}`;
-      await doc.getByLabel("Title", { exact: true }).fill(title);
-      await doc.getByRole("button", { name: "Create consultation" }).click();
+      await doc.getByLabel("标题", { exact: true }).fill(title);
+      await doc.getByRole("button", { name: "创建会诊" }).click();
       const card = doc.locator("li.room-card", { hasText: title });
       await card.waitFor({ timeout });
-      await card.getByRole("button", { name: `Create patient invite link for ${title}` }).click();
+      await card.getByRole("button", { name: `为${title}创建患者邀请链接` }).click();
       const url = await card.locator(".invites input").first().inputValue({ timeout });
       const patient = await openJoinPage(browser, "ref-patient", url, "Li Lei", { viewport: { width: 390, height: 844 } });
       const count = card.locator(".waiting-count");
       await count.waitFor({ timeout });
-      assert.match((await count.textContent()) ?? "", /1 waiting/);
+      assert.match((await count.textContent()) ?? "", /候诊 1 人/);
       await snap(doc, "live-waiting-doctor");
+      await ctx.assertTextFromCatalogue(doc, "the doctor's rooms list with a waiting count (zh-CN)");
       // They leave: the count goes.
       pages.delete("ref-patient");
       await patient.context().close();
@@ -191,7 +208,7 @@ export async function referralScenario(ctx) {
 
     await check("referrals: signing out closes the views and the notifications", { scenario: S }, async () => {
       const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
-      await doc.getByRole("button", { name: "Sign out" }).click();
+      await doc.getByRole("button", { name: "退出登录" }).click();
       await doc.waitForSelector('body[data-state="signed-out"]', { timeout });
       assert.equal(await doc.locator("#referrals").isVisible(), false);
       assert.equal(await doc.locator("#referrals").getAttribute("data-live"), "disconnected");

@@ -6,9 +6,9 @@
 // decides every time; this view leaves out what the signed-in account may not do, and shows
 // every refusal by its error code.
 //
-// Every visible text is in English and Chinese, as the consent panel writes them: names of
-// things (headings, labels, buttons, choices) "English / 中文"; sentences (status lines, hints,
-// errors) "中文 · English". They are all in TEXT below.
+// Every visible text is a catalogue message (i18n.js, `admin.*` keys), in the page's language;
+// TEXT, KINDS, ROLES and ERRORS below name them. Names of institutions, departments and people
+// are shown as they are (`data-user-content`).
 //
 // The whole view is built here into the console's empty <section id="admin"> when an
 // administrator signs in, and emptied at sign-out, so nothing of it is in the page otherwise.
@@ -22,7 +22,9 @@
 
 import { ApiError } from "./api.js";
 import * as org from "./admin-api.js";
+import { errorKey } from "./errors.js";
 import { el } from "./dom.js";
+import { clearText, tr, trAttr } from "./i18n.js";
 
 /** @typedef {import("./api.js").Account} Account */
 /** @typedef {import("./api.js").AccountRole} AccountRole */
@@ -32,143 +34,157 @@ import { el } from "./dom.js";
 /**
  * What the console lends this view.
  * @typedef {object} Tools
- * @property {(err: unknown) => string} explain the console's words for a failure (a lost
- *   session goes back to sign-in)
- * @property {(title: string, text: string, okLabel: string) => Promise<boolean>} confirm
- * @property {(message?: string) => void} signOut
+ * @property {(err: unknown) => import("./i18n.js").MessageKey} explain the catalogue's words for
+ *   a failure (a lost session goes back to sign-in)
+ * @property {(title: Message, text: Message, okLabel: Message) => Promise<boolean>} confirm
+ * @property {(message?: import("./i18n.js").MessageKey | null) => void} signOut
  */
 
-/** @type {Record<InstitutionKind, string>} */
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+/** @typedef {import("./i18n.js").Params} Params */
+/** @typedef {{key: MessageKey, params?: Params}} Message */
+
+/**
+ * @param {MessageKey} key
+ * @param {Params} [params]
+ * @returns {Message}
+ */
+function msg(key, params) {
+  return params ? { key, params } : { key };
+}
+
+/** @param {Message} m the options of `el` that put a message into an element */
+function text(m) {
+  return { i18n: m.key, params: m.params };
+}
+
+/** @param {Message} m the options of `el` that make a message an element's accessible name */
+function named(m) {
+  return { label: m.key, labelParams: m.params };
+}
+
+/** @type {Record<InstitutionKind, Message>} */
 const KINDS = {
-  hospital: "Hospital / 医院",
-  township_clinic: "Township health centre / 乡镇卫生院",
-  internet_hospital: "Internet hospital / 互联网医院",
+  hospital: msg("admin.kind.hospital"),
+  township_clinic: msg("admin.kind.township_clinic"),
+  internet_hospital: msg("admin.kind.internet_hospital"),
 };
 
-/** @type {Record<AccountRole, string>} */
+/** @type {Record<AccountRole, Message>} */
 const ROLES = {
-  doctor: "Doctor / 医生",
-  specialist: "Specialist / 专科医生",
-  pharmacist: "Pharmacist / 药师",
-  supervisor: "Institution supervisor / 机构监管人员",
-  network_supervisor: "Network supervisor / 网络监管人员",
-  institution_admin: "Institution administrator / 机构管理员",
-  admin: "Network administrator / 网络管理员",
+  doctor: msg("admin.role.doctor"),
+  specialist: msg("admin.role.specialist"),
+  pharmacist: msg("admin.role.pharmacist"),
+  supervisor: msg("admin.role.supervisor"),
+  network_supervisor: msg("admin.role.network_supervisor"),
+  institution_admin: msg("admin.role.institution_admin"),
+  admin: msg("admin.role.admin"),
 };
 
 const TEXT = {
-  title: "Administration / 机构与账户管理",
+  title: msg("admin.title"),
   /** @param {string} name */
-  scopeInstitution: (name) => `您管理${name}的科室和账户。 · You administer ${name}: its departments and its accounts.`,
-  scopeNetwork: "您管理整个网络：所有机构、科室和账户。 · You administer the whole network: its institutions, their departments and every account.",
-  noUpdate:
-    "修改已有账户：点击账户旁的“Edit / 修改”。角色变更在该账户下一次操作时生效。 · To change an existing account, use its Edit button; a new role takes effect on the account's next action.",
-  editAccount: "Edit / 修改",
+  scopeInstitution: (name) => msg("admin.scope_institution", { name }),
+  scopeNetwork: msg("admin.scope_network"),
+  noUpdate: msg("admin.no_update"),
+  editAccount: msg("admin.edit_account"),
   /** @param {string} name */
-  editAccountOf: (name) => `Edit ${name} / 修改 ${name}`,
+  editAccountOf: (name) => msg("admin.edit_account_of", { name }),
   /** @param {string} name */
-  accountUpdated: (name) => `已保存${name}的修改。 · ${name}: changes saved.`,
-  nothingChanged: "没有修改。 · Nothing was changed.",
-  institutions: "Institutions and departments / 机构与科室",
-  newInstitution: "Add an institution / 添加机构",
-  name: "Name / 名称",
-  kind: "Kind / 类型",
-  addInstitution: "Add institution / 添加机构",
-  rename: "Rename / 修改",
+  accountUpdated: (name) => msg("admin.account_updated", { name }),
+  nothingChanged: msg("admin.nothing_changed"),
+  institutions: msg("admin.institutions"),
+  newInstitution: msg("admin.new_institution"),
+  name: msg("admin.name"),
+  kind: msg("admin.kind"),
+  addInstitution: msg("admin.add_institution"),
+  rename: msg("admin.rename"),
   /** @param {string} name */
-  renameOf: (name) => `Rename ${name} / 修改${name}`,
-  save: "Save / 保存",
-  cancel: "Cancel / 取消",
+  renameOf: (name) => msg("admin.rename_of", { name }),
+  save: msg("admin.save"),
+  cancel: msg("admin.cancel"),
   /** @param {string} name */
-  departmentsOf: (name) => `Departments of ${name} / ${name}的科室`,
-  noDepartments: "还没有科室。 · No departments yet.",
+  departmentsOf: (name) => msg("admin.departments_of", { name }),
+  noDepartments: msg("admin.no_departments"),
   /** @param {string} name */
-  newDepartmentIn: (name) => `New department in ${name} / ${name}新科室`,
-  addDepartment: "Add department / 添加科室",
+  newDepartmentIn: (name) => msg("admin.new_department_in", { name }),
+  addDepartment: msg("admin.add_department"),
   /** @param {string} name */
-  addDepartmentTo: (name) => `Add department to ${name} / 为${name}添加科室`,
-  departmentPlaceholder: "e.g. 肾内科 / Nephrology",
-  noInstitutions: "还没有机构。 · No institutions yet.",
+  addDepartmentTo: (name) => msg("admin.add_department_to", { name }),
+  departmentPlaceholder: msg("admin.department_placeholder"),
+  noInstitutions: msg("admin.no_institutions"),
   /** @param {string} dept @param {string} inst */
-  departmentAdded: (dept, inst) => `已为${inst}添加科室“${dept}”。 · Department ${dept} added to ${inst}.`,
+  departmentAdded: (dept, inst) => msg("admin.department_added", { dept, inst }),
   /** @param {string} name */
-  institutionAdded: (name) => `已添加机构“${name}”。 · ${name} added.`,
+  institutionAdded: (name) => msg("admin.institution_added", { name }),
   /** @param {string} before @param {string} after */
-  institutionRenamed: (before, after) => `“${before}”已改为“${after}”。 · ${before} is now ${after}.`,
-  accounts: "Accounts / 账户",
-  refresh: "Refresh / 刷新",
-  showInstitution: "Show / 显示",
-  allInstitutions: "All institutions / 全部机构",
+  institutionRenamed: (before, after) => msg("admin.institution_renamed", { before, after }),
+  accounts: msg("admin.accounts"),
+  refresh: msg("admin.refresh"),
+  showInstitution: msg("admin.show_institution"),
+  allInstitutions: msg("admin.all_institutions"),
+  noAccounts: msg("admin.no_accounts"),
+  takesReferrals: msg("admin.takes_referrals"),
+  noReferrals: msg("admin.no_referrals"),
+  endSessions: msg("admin.end_sessions"),
+  /** @param {string} name */
+  endSessionsOf: (name) => msg("admin.end_sessions_of", { name }),
+  /** @param {string} name */
+  endSessionsTitle: (name) => msg("admin.end_sessions_title", { name }),
+  endSessionsSelf: msg("admin.end_sessions_self"),
+  endSessionsOther: msg("admin.end_sessions_other"),
+  selfEnded: msg("admin.self_ended"),
+  newAccount: msg("admin.new_account"),
+  username: msg("admin.username"),
+  usernameHint: msg("admin.username_hint"),
+  displayName: msg("admin.display_name"),
+  displayNameHint: msg("admin.display_name_hint"),
+  role: msg("admin.role"),
+  password: msg("admin.password"),
+  passwordHint: msg("admin.password_hint"),
+  institution: msg("admin.institution"),
+  department: msg("admin.department"),
+  noDepartment: msg("admin.no_department"),
+  titleField: msg("admin.title_field"),
+  specialty: msg("admin.specialty"),
+  titlePlaceholder: msg("admin.title_placeholder"),
+  specialtyPlaceholder: msg("admin.specialty_placeholder"),
+  create: msg("admin.create"),
   /** @param {number} shown @param {number} all */
   accountCount: (shown, all) =>
-    shown === all ? `共 ${all} 个账户。 · ${all} ${all === 1 ? "account" : "accounts"}.` : `显示 ${shown} / ${all} 个账户。 · ${shown} of ${all} accounts.`,
-  noAccounts: "没有账户。 · No accounts.",
-  takesReferrals: "接受转诊 · Taking referrals",
-  noReferrals: "暂不接受转诊 · Not taking referrals",
-  endSessions: "End all sessions / 结束所有会话",
-  /** @param {string} name */
-  endSessionsOf: (name) => `End all sessions of ${name} / 结束${name}的所有会话`,
-  /** @param {string} name */
-  endSessionsTitle: (name) => `结束${name}的所有会话？ · End all sessions of ${name}?`,
-  endSessionsSelf:
-    "您将在所有设备上退出登录（包括此控制台），需要重新登录。 · You are signed out everywhere, this console included, and must sign in again.",
-  endSessionsOther:
-    "对方将立即在所有设备上退出登录（设备丢失、同事离职），须用密码重新登录。 · They are signed out on every device at once (a lost device, a colleague who left) and must sign in again with their password.",
+    shown === all ? (all === 1 ? msg("admin.account_count_one") : msg("admin.account_count_all", { all })) : msg("admin.account_count_some", { shown, all }),
   /** @param {number} n @param {string} name */
-  sessionsEnded: (n, name) => `已结束${name}的 ${n} 个会话。 · ${n} ${n === 1 ? "session" : "sessions"} of ${name} ended.`,
-  selfEnded: "您的所有会话已结束，请重新登录。 · All your sessions were ended. Please sign in again.",
-  newAccount: "New account / 新建账户",
-  username: "Username / 用户名",
-  usernameHint: "登录用：字母、数字或 . _ - @ · What they sign in with: letters, digits or . _ - @",
-  displayName: "Display name / 显示名称",
-  displayNameHint: "同事和患者看到的名字。 · As colleagues and patients see it.",
-  role: "Role / 角色",
-  password: "Initial password / 初始密码",
-  passwordHint: "至少 8 个字符。请当面交给本人，登录后可自行修改。 · At least 8 characters. Give it to them in person; they can change it after signing in.",
-  institution: "Institution / 机构",
-  department: "Department / 科室",
-  noDepartment: "No department / 不属于科室",
-  titleField: "Title / 职称",
-  specialty: "Specialty / 专科",
-  optional: "(optional / 可选)",
-  create: "Create account / 创建账户",
+  sessionsEnded: (n, name) => (n === 1 ? msg("admin.session_ended", { name }) : msg("admin.sessions_ended", { n, name })),
   /** @param {Account} a */
   created: (a) => {
     const place = [a.institution.name, a.department?.name ?? ""].filter((p) => p !== "").join(" · ");
-    return `已创建账户：${a.display_name}（${a.username ?? ""}），${place}，现在即可登录。 · Account created: ${a.display_name} (${a.username ?? ""}), ${place}. They can sign in now.`;
+    return msg("admin.created", { name: a.display_name, username: a.username ?? "", place });
   },
 };
 
 /** What each error code means here; `conflict` and `invalid_request` depend on the form. */
 const ERRORS = {
-  forbidden: "您的账户无权执行此操作。 · Your account may not do this.",
-  forbiddenInstitution:
-    "无权执行此操作：机构管理员只能管理本机构的科室和账户，且不能创建网络管理员或监管人员账户。 · Not allowed: an institution's administrator manages only their own institution's departments and accounts, and never creates administrator or supervisor accounts.",
-  not_found: "未找到，可能已被删除。请刷新后重试。 · Not found: it may have been removed. Refresh and try again.",
+  forbidden: msg("admin.error.forbidden"),
+  forbiddenInstitution: msg("admin.error.forbidden_institution"),
+  not_found: msg("admin.error.not_found"),
   conflict: {
-    institution: "已有同名机构。 · An institution with this name exists.",
-    department: "该机构已有同名科室。 · The institution already has a department with this name.",
-    account: "该用户名已被使用。 · This username is taken.",
-    other: "与他人的修改冲突，请刷新后重试。 · Someone else changed this meanwhile. Refresh and try again.",
+    institution: msg("admin.error.conflict.institution"),
+    department: msg("admin.error.conflict.department"),
+    account: msg("admin.error.conflict.account"),
+    other: msg("admin.error.conflict.other"),
   },
   invalid: {
-    username: "用户名须为 1–64 个字母、数字或 . _ - @。 · A username is 1 to 64 letters, digits or . _ - @.",
-    display_name: "显示名称须为 1–64 个字符，不含隐藏字符。 · A display name is 1 to 64 characters, with no hidden characters.",
-    title: "职称最多 60 个字符，不含隐藏字符。 · A title is at most 60 characters, with no hidden characters.",
-    specialty: "专科最多 60 个字符，不含隐藏字符。 · A specialty is at most 60 characters, with no hidden characters.",
-    password: "初始密码至少需要 8 个字符（最多 4096 字节）。 · The initial password needs at least 8 characters (and at most 4096 bytes).",
-    department: "该科室不属于所选机构。 · This department is not one of the chosen institution's.",
-    institution: "所选机构不存在，请刷新后重选。 · No such institution: refresh and choose again.",
-    name: "名称须为 1–100 个字符，不含隐藏字符。 · A name is 1 to 100 characters, with no hidden characters.",
-    kind: "请选择机构类型。 · Choose the kind of institution.",
-    other: "请检查填写的内容。 · Check what you entered.",
+    username: msg("admin.error.invalid.username"),
+    display_name: msg("admin.error.invalid.display_name"),
+    title: msg("admin.error.invalid.title"),
+    specialty: msg("admin.error.invalid.specialty"),
+    password: msg("admin.error.invalid.password"),
+    department: msg("admin.error.invalid.department"),
+    institution: msg("admin.error.invalid.institution"),
+    name: msg("admin.error.invalid.name"),
+    kind: msg("admin.error.invalid.kind"),
+    other: msg("admin.error.invalid.other"),
   },
-  too_many_attempts: "尝试次数过多，请稍后再试。 · Too many attempts. Try again later.",
-  network: "无法连接服务器，请检查网络后重试。 · The server could not be reached. Check the network and try again.",
-  internal: "服务器出现问题，请稍后再试。 · The server had a problem. Try again in a moment.",
-  unexpected: "出了点问题，请重试。 · Something went wrong. Try again.",
-  /** @param {string} code */
-  other: (code) => `操作未完成（错误代码 ${code}）。 · That did not work (error code ${code}).`,
 };
 
 /** @typedef {keyof typeof ERRORS.invalid} Field */
@@ -218,12 +234,13 @@ function root() {
 
 /**
  * @param {HTMLElement} node
- * @param {string} text empty hides it
+ * @param {Message | null} m null empties and hides it
  * @param {string} [code] the server's error code, kept in data-code
  */
-function showText(node, text, code = "") {
-  node.textContent = text;
-  node.hidden = text === "";
+function showText(node, m, code = "") {
+  if (m) tr(node, m.key, m.params);
+  else clearText(node);
+  node.hidden = m === null;
   if (code) node.dataset.code = code;
   else delete node.dataset.code;
 }
@@ -252,14 +269,14 @@ function invalidField(message) {
  * A failure in words, chosen by the server's error code.
  * @param {unknown} err
  * @param {What} what the kind of thing being made or changed
- * @returns {{text: string, code: string, field?: Field}}
+ * @returns {{text: Message, code: string, field?: Field}}
  */
 function failure(err, what) {
-  if (!(err instanceof ApiError)) return { text: ERRORS.unexpected, code: "" };
+  if (!(err instanceof ApiError)) return { text: msg("error.unknown"), code: "" };
   switch (err.code) {
     case "unauthenticated":
       // The console signs out and says why.
-      return { text: state.tools?.explain(err) ?? "", code: err.code };
+      return { text: msg(state.tools?.explain(err) ?? "error.unauthenticated"), code: err.code };
     case "forbidden":
       return { text: networkAdmin() ? ERRORS.forbidden : ERRORS.forbiddenInstitution, code: err.code };
     case "not_found":
@@ -268,18 +285,15 @@ function failure(err, what) {
       return { text: ERRORS.conflict[what], code: err.code };
     case "invalid_request": {
       const field = invalidField(err.message);
-      const text = field === "other" ? `${ERRORS.invalid.other} (${err.message})` : ERRORS.invalid[field];
+      // The server's words name what is wrong when no field is recognised (for developers,
+      // but better than nothing).
+      const text = field === "other" ? msg("admin.error.invalid.other", { detail: err.message }) : ERRORS.invalid[field];
       return { text, code: err.code, field };
     }
-    case "too_many_attempts":
-      return { text: ERRORS.too_many_attempts, code: err.code };
-    case "network":
-      return { text: ERRORS.network, code: err.code };
-    case "internal":
-      return { text: ERRORS.internal, code: err.code };
     default:
-      if (err.status === 401) return { text: state.tools?.explain(err) ?? "", code: err.code };
-      return { text: ERRORS.other(err.code), code: err.code };
+      if (err.status === 401) return { text: msg(state.tools?.explain(err) ?? "error.unauthenticated"), code: err.code };
+      // Every other code in the catalogue's words, with the code beside it.
+      return { text: msg("error.with_code", { text: { key: errorKey(err.code) }, code: err.code }), code: err.code };
   }
 }
 
@@ -307,35 +321,35 @@ function clearInvalid(inputs) {
 
 /**
  * @param {HTMLSelectElement} select
- * @param {[string, string][]} options value and label
+ * @param {[string, Message | string][]} options value and label (a message, or a name as it is)
  * @param {string} [keep] the value to keep selected when it is still offered
  */
 function fillSelect(select, options, keep) {
-  select.replaceChildren(...options.map(([value, label]) => el("option", { text: label, attrs: { value } })));
+  select.replaceChildren(...options.map(([value, label]) => el("option", { ...(typeof label === "string" ? { user: label } : text(label)), attrs: { value } })));
   if (keep !== undefined && options.some(([value]) => value === keep)) select.value = keep;
 }
 
 /** @param {HTMLSelectElement} select @param {InstitutionKind} [keep] */
 function fillKinds(select, keep) {
-  fillSelect(select, /** @type {[string, string][]} */ (Object.entries(KINDS)), keep);
+  fillSelect(select, /** @type {[string, Message][]} */ (Object.entries(KINDS)), keep);
 }
 
 /**
  * A labelled field: label, control, and an optional hint it is described by.
  * @param {string} id
- * @param {string} label
+ * @param {Message} label
  * @param {HTMLInputElement | HTMLSelectElement} control
- * @param {{hint?: string, optional?: boolean}} [opts]
+ * @param {{hint?: Message, optional?: boolean}} [opts]
  */
 function field(id, label, control, opts = {}) {
   control.id = id;
-  const labelNode = el("label", { text: label, attrs: { for: id } });
-  if (opts.optional) labelNode.append(" ", el("span", { className: "optional", text: TEXT.optional }));
+  const labelNode = el("label", { ...text(label), attrs: { for: id } });
+  if (opts.optional) labelNode.append(" ", el("span", { className: "optional", i18n: "common.optional" }));
   const node = el("div", { className: "field" }, labelNode, control);
   if (opts.hint) {
     const hintId = `${id}-hint`;
     control.setAttribute("aria-describedby", hintId);
-    node.append(el("p", { className: "hint", text: opts.hint, attrs: { id: hintId } }));
+    node.append(el("p", { className: "hint", ...text(opts.hint), attrs: { id: hintId } }));
   }
   return node;
 }
@@ -363,12 +377,12 @@ function build() {
 
   // Institutions and departments.
   const institutions = el("ul", { className: "admin-institutions", attrs: { id: "admin-institutions" } });
-  const institutionsEmpty = el("p", { className: "hint", text: TEXT.noInstitutions });
+  const institutionsEmpty = el("p", { className: "hint", ...text(TEXT.noInstitutions) });
   institutionsEmpty.hidden = true;
   const newInstitutionName = textInput("100", { required: "" });
   const newInstitutionKind = el("select");
   fillKinds(newInstitutionKind, "hospital");
-  const newInstitutionButton = el("button", { className: "btn btn-primary", text: TEXT.addInstitution, attrs: { type: "submit" } });
+  const newInstitutionButton = el("button", { className: "btn btn-primary", ...text(TEXT.addInstitution), attrs: { type: "submit" } });
   const newInstitutionError = errorLine("admin-institution-error");
   const newInstitutionForm = el(
     "form",
@@ -380,14 +394,14 @@ function build() {
   const newInstitution = el(
     "div",
     { className: "admin-new-institution" },
-    el("h4", { text: TEXT.newInstitution, attrs: { id: "admin-new-institution-title" } }),
+    el("h4", { ...text(TEXT.newInstitution), attrs: { id: "admin-new-institution-title" } }),
     newInstitutionForm,
     newInstitutionError,
   );
   newInstitution.hidden = !networkAdmin();
 
   // Accounts.
-  const refresh = el("button", { className: "btn btn-small", text: TEXT.refresh, attrs: { type: "button", id: "admin-refresh" } });
+  const refresh = el("button", { className: "btn btn-small", ...text(TEXT.refresh), attrs: { type: "button", id: "admin-refresh" } });
   const filter = el("select");
   const filterField = field("admin-accounts-filter", TEXT.showInstitution, filter);
   filterField.hidden = !networkAdmin();
@@ -402,9 +416,11 @@ function build() {
   const password = el("input", { attrs: { type: "password", required: "", autocomplete: "new-password" } });
   const institution = el("select");
   const department = el("select");
-  const title = textInput("60", { placeholder: "e.g. 主任医师 / Chief physician" });
-  const specialty = textInput("60", { placeholder: "e.g. 心血管内科 / Cardiology" });
-  const create = el("button", { className: "btn btn-primary", text: TEXT.create, attrs: { type: "submit" } });
+  const title = textInput("60");
+  trAttr(title, "placeholder", TEXT.titlePlaceholder.key);
+  const specialty = textInput("60");
+  trAttr(specialty, "placeholder", TEXT.specialtyPlaceholder.key);
+  const create = el("button", { className: "btn btn-primary", ...text(TEXT.create), attrs: { type: "submit" } });
   const accountError = errorLine("admin-account-error");
   const accountForm = el(
     "form",
@@ -421,13 +437,13 @@ function build() {
   );
 
   section.replaceChildren(
-    el("h2", { text: TEXT.title, attrs: { id: "admin-title" } }),
+    el("h2", { ...text(TEXT.title), attrs: { id: "admin-title" } }),
     scope,
     status,
     el(
       "section",
       { className: "admin-part", attrs: { "aria-labelledby": "admin-institutions-title" } },
-      el("h3", { text: TEXT.institutions, attrs: { id: "admin-institutions-title" } }),
+      el("h3", { ...text(TEXT.institutions), attrs: { id: "admin-institutions-title" } }),
       institutions,
       institutionsEmpty,
       newInstitution,
@@ -435,7 +451,7 @@ function build() {
     el(
       "section",
       { className: "admin-part", attrs: { "aria-labelledby": "admin-accounts-title" } },
-      el("div", { className: "section-head" }, el("h3", { text: TEXT.accounts, attrs: { id: "admin-accounts-title" } }), refresh),
+      el("div", { className: "section-head" }, el("h3", { ...text(TEXT.accounts), attrs: { id: "admin-accounts-title" } }), refresh),
       filterField,
       accountsStatus,
       accountsError,
@@ -444,8 +460,8 @@ function build() {
     el(
       "section",
       { className: "admin-part", attrs: { "aria-labelledby": "admin-new-account-title" } },
-      el("h3", { text: TEXT.newAccount, attrs: { id: "admin-new-account-title" } }),
-      el("p", { className: "hint", text: TEXT.noUpdate }),
+      el("h3", { ...text(TEXT.newAccount), attrs: { id: "admin-new-account-title" } }),
+      el("p", { className: "hint", ...text(TEXT.noUpdate) }),
       accountForm,
       accountError,
     ),
@@ -506,10 +522,10 @@ export async function showAdministration(me, tools) {
   state.me = me;
   state.tools = tools;
   view = build();
-  view.scope.textContent = networkAdmin() ? TEXT.scopeNetwork : TEXT.scopeInstitution(me.institution.name);
+  showText(view.scope, networkAdmin() ? TEXT.scopeNetwork : TEXT.scopeInstitution(me.institution.name));
   fillSelect(
     view.role,
-    /** @type {[AccountRole, string][]} */ (Object.entries(ROLES)).filter(([role]) => mayGrant(me.role, role)),
+    /** @type {[AccountRole, Message][]} */ (Object.entries(ROLES)).filter(([role]) => mayGrant(me.role, role)),
     "doctor",
   );
   root().hidden = false;
@@ -555,7 +571,7 @@ async function loadInstitutions() {
 function fillInstitutionChoices() {
   const me = state.me;
   if (!me || !view) return;
-  /** @type {[string, string][]} */
+  /** @type {[string, Message | string][]} */
   const choices = state.institutions.map((i) => [i.id, i.name]);
   fillSelect(view.institution, choices, view.institution.value || me.institution.id);
   fillSelect(view.filter, [["", TEXT.allInstitutions], ...choices], view.filter.value);
@@ -565,7 +581,7 @@ function fillInstitutionChoices() {
 function fillDepartmentChoices() {
   if (!view) return;
   const chosen = state.institutions.find((i) => i.id === view?.institution.value);
-  /** @type {[string, string][]} */
+  /** @type {[string, Message | string][]} */
   const options = [["", TEXT.noDepartment], ...(chosen?.departments ?? []).map((d) => /** @type {[string, string]} */ ([d.id, d.name]))];
   fillSelect(view.department, options, view.department.value);
 }
@@ -582,8 +598,8 @@ function renderInstitution(inst) {
   const head = el(
     "div",
     { className: "institution-head" },
-    el("h4", { text: inst.name, attrs: { id: headingId, tabindex: "-1" } }),
-    el("span", { className: "status", text: KINDS[inst.kind] ?? inst.kind }),
+    el("h4", { user: inst.name, attrs: { id: headingId, tabindex: "-1" } }),
+    el("span", { className: "status", ...(KINDS[inst.kind] ? text(KINDS[inst.kind]) : { user: inst.kind }) }),
   );
   const item = el("li", { className: "institution", attrs: { "aria-labelledby": headingId } }, head);
   item.dataset.institutionId = inst.id;
@@ -596,32 +612,33 @@ function renderInstitution(inst) {
   const departments = inst.departments.length
     ? el(
         "ul",
-        { className: "departments", attrs: { "aria-label": TEXT.departmentsOf(inst.name) } },
+        { className: "departments", ...named(TEXT.departmentsOf(inst.name)) },
         ...inst.departments.map((d) => {
-          const li = el("li", { className: "department", text: d.name });
+          const li = el("li", { className: "department", user: d.name });
           li.dataset.departmentId = d.id;
           return li;
         }),
       )
-    : el("p", { className: "hint", text: TEXT.noDepartments });
+    : el("p", { className: "hint", ...text(TEXT.noDepartments) });
 
   const inputId = `admin-new-department-${inst.id}`;
-  const input = textInput("100", { id: inputId, required: "", placeholder: TEXT.departmentPlaceholder });
+  const input = textInput("100", { id: inputId, required: "" });
+  trAttr(input, "placeholder", TEXT.departmentPlaceholder.key);
   const add = el("button", {
     className: "btn btn-small",
-    text: TEXT.addDepartment,
-    attrs: { type: "submit", "aria-label": TEXT.addDepartmentTo(inst.name) },
+    ...text(TEXT.addDepartment),
+    ...named(TEXT.addDepartmentTo(inst.name)), attrs: { type: "submit" },
   });
   const form = el(
     "form",
     { className: "form department-form" },
-    el("label", { text: TEXT.newDepartmentIn(inst.name), attrs: { for: inputId } }),
+    el("label", { ...text(TEXT.newDepartmentIn(inst.name)), attrs: { for: inputId } }),
     el("div", { className: "search-row" }, input, add),
   );
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     add.disabled = true;
-    showText(error, "");
+    showText(error, null);
     input.removeAttribute("aria-invalid");
     try {
       const created = await org.createDepartment(inst.id, input.value.trim());
@@ -647,16 +664,16 @@ function renderInstitution(inst) {
 function renameForm(inst, error) {
   const button = el("button", {
     className: "btn btn-small",
-    text: TEXT.rename,
-    attrs: { type: "button", "aria-label": TEXT.renameOf(inst.name), "aria-expanded": "false" },
+    ...text(TEXT.rename),
+    ...named(TEXT.renameOf(inst.name)), attrs: { type: "button", "aria-expanded": "false" },
   });
   const name = textInput("100", { required: "" });
   const kind = el("select");
-  const save = el("button", { className: "btn btn-primary btn-small", text: TEXT.save, attrs: { type: "submit" } });
-  const cancel = el("button", { className: "btn btn-small", text: TEXT.cancel, attrs: { type: "button" } });
+  const save = el("button", { className: "btn btn-primary btn-small", ...text(TEXT.save), attrs: { type: "submit" } });
+  const cancel = el("button", { className: "btn btn-small", ...text(TEXT.cancel), attrs: { type: "button" } });
   const form = el(
     "form",
-    { className: "form form-inline rename-form", attrs: { "aria-label": TEXT.renameOf(inst.name) } },
+    { className: "form form-inline rename-form", ...named(TEXT.renameOf(inst.name)) },
     field(`admin-rename-name-${inst.id}`, TEXT.name, name),
     field(`admin-rename-kind-${inst.id}`, TEXT.kind, kind),
     el("div", { className: "actions" }, save, cancel),
@@ -669,7 +686,7 @@ function renameForm(inst, error) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     save.disabled = true;
-    showText(error, "");
+    showText(error, null);
     name.removeAttribute("aria-invalid");
     try {
       const newName = name.value.trim();
@@ -703,7 +720,7 @@ function inlineForm(button, form, cancel, error, fill, select = false) {
     const first = fill();
     form.hidden = false;
     button.setAttribute("aria-expanded", "true");
-    showText(error, "");
+    showText(error, null);
     first.focus();
     if (select) first.select();
   });
@@ -724,7 +741,7 @@ async function addInstitution() {
   const parts = view;
   if (!parts) return;
   parts.newInstitutionButton.disabled = true;
-  showText(parts.newInstitutionError, "");
+  showText(parts.newInstitutionError, null);
   parts.newInstitutionName.removeAttribute("aria-invalid");
   try {
     const created = await org.createInstitution(
@@ -750,7 +767,7 @@ async function loadAccounts() {
     const accounts = await org.accounts();
     if (state.me !== me || !view) return;
     state.accounts = accounts;
-    showText(view.accountsError, "");
+    showText(view.accountsError, null);
     renderAccounts();
   } catch (err) {
     if (view) showFailure(view.accountsError, err, "account");
@@ -765,7 +782,8 @@ function renderAccounts() {
   const only = view.filter.value;
   const shown = only ? state.accounts.filter((a) => a.institution.id === only) : state.accounts;
   view.accounts.replaceChildren(...shown.map(renderAccount));
-  view.accountsStatus.textContent = state.accounts.length ? TEXT.accountCount(shown.length, state.accounts.length) : TEXT.noAccounts;
+  const count = state.accounts.length ? TEXT.accountCount(shown.length, state.accounts.length) : TEXT.noAccounts;
+  tr(view.accountsStatus, count.key, count.params);
 }
 
 /**
@@ -777,8 +795,8 @@ function renderAccount(a) {
   const clinician = a.role === "doctor" || a.role === "specialist";
   const end = el("button", {
     className: "btn btn-small btn-danger",
-    text: TEXT.endSessions,
-    attrs: { type: "button", "aria-label": TEXT.endSessionsOf(a.display_name) },
+    ...text(TEXT.endSessions),
+    ...named(TEXT.endSessionsOf(a.display_name)), attrs: { type: "button" },
   });
   end.addEventListener("click", () => void endSessions(a, end));
   const error = errorLine();
@@ -791,13 +809,13 @@ function renderAccount(a) {
     el(
       "div",
       { className: "account-head" },
-      el("span", { className: "member-name", text: a.display_name, attrs: { id: nameId } }),
-      el("span", { className: "status", text: ROLES[a.role] ?? a.role }),
+      el("span", { className: "member-name", user: a.display_name, attrs: { id: nameId } }),
+      el("span", { className: "status", ...(ROLES[a.role] ? text(ROLES[a.role]) : { user: a.role }) }),
       editButton,
       end,
     ),
-    el("p", { className: "account-line" }, el("span", { className: "mono", text: a.username ?? "" }), profile ? ` · ${profile}` : ""),
-    el("p", { className: "account-line hint", text: place }),
+    el("p", { className: "account-line" }, el("span", { className: "mono", user: a.username ?? "" }), ...(profile ? [el("span", { user: ` · ${profile}` })] : [])),
+    el("p", { className: "account-line hint", user: place }),
     editForm,
     error,
   );
@@ -805,7 +823,7 @@ function renderAccount(a) {
     item.append(
       el("p", {
         className: `account-line availability${a.accepts_referrals ? " availability-on" : ""}`,
-        text: a.accepts_referrals ? TEXT.takesReferrals : TEXT.noReferrals,
+        ...text(a.accepts_referrals ? TEXT.takesReferrals : TEXT.noReferrals),
       }),
     );
   }
@@ -827,8 +845,8 @@ function accountForm(a, error) {
   const me = state.me;
   const button = el("button", {
     className: "btn btn-small",
-    text: TEXT.editAccount,
-    attrs: { type: "button", "aria-label": TEXT.editAccountOf(a.display_name), "aria-expanded": "false" },
+    ...text(TEXT.editAccount),
+    ...named(TEXT.editAccountOf(a.display_name)), attrs: { type: "button", "aria-expanded": "false" },
   });
   const name = textInput("64", { required: "" });
   const role = el("select");
@@ -836,11 +854,11 @@ function accountForm(a, error) {
   const department = el("select");
   const title = textInput("60");
   const specialty = textInput("60");
-  const save = el("button", { className: "btn btn-primary btn-small", text: TEXT.save, attrs: { type: "submit" } });
-  const cancel = el("button", { className: "btn btn-small", text: TEXT.cancel, attrs: { type: "button" } });
+  const save = el("button", { className: "btn btn-primary btn-small", ...text(TEXT.save), attrs: { type: "submit" } });
+  const cancel = el("button", { className: "btn btn-small", ...text(TEXT.cancel), attrs: { type: "button" } });
   const form = el(
     "form",
-    { className: "form account-edit", attrs: { "aria-label": TEXT.editAccountOf(a.display_name) } },
+    { className: "form account-edit", ...named(TEXT.editAccountOf(a.display_name)) },
     field(`admin-edit-name-${a.id}`, TEXT.displayName, name),
     field(`admin-edit-role-${a.id}`, TEXT.role, role),
     field(`admin-edit-institution-${a.id}`, TEXT.institution, institution),
@@ -851,7 +869,7 @@ function accountForm(a, error) {
   );
   const departments = () => {
     const chosen = state.institutions.find((i) => i.id === institution.value);
-    /** @type {[string, string][]} */
+    /** @type {[string, Message | string][]} */
     const options = [["", TEXT.noDepartment], ...(chosen?.departments ?? []).map((d) => /** @type {[string, string]} */ ([d.id, d.name]))];
     fillSelect(department, options, institution.value === a.institution.id ? (a.department?.id ?? "") : "");
   };
@@ -859,8 +877,7 @@ function accountForm(a, error) {
   inlineForm(button, form, cancel, error, () => {
     const by = me?.role ?? "doctor";
     name.value = a.display_name;
-    /** @type {[string, string][]} */
-    const roles = Object.entries(ROLES).filter(([r]) => r === a.role || (a.id !== me?.id && mayGrant(by, /** @type {AccountRole} */ (r))));
+    const roles = /** @type {[string, Message][]} */ (Object.entries(ROLES)).filter(([r]) => r === a.role || (a.id !== me?.id && mayGrant(by, /** @type {AccountRole} */ (r))));
     fillSelect(role, roles, a.role);
     role.disabled = a.id === me?.id;
     fillSelect(institution, state.institutions.map((i) => /** @type {[string, string]} */ ([i.id, i.name])), a.institution.id);
@@ -885,7 +902,7 @@ function accountForm(a, error) {
       return;
     }
     save.disabled = true;
-    showText(error, "");
+    showText(error, null);
     clearInvalid([name, title, specialty]);
     try {
       const updated = await org.updateAccount(a.id, patch);
@@ -911,11 +928,11 @@ async function endSessions(a, button) {
   const ok = await tools.confirm(TEXT.endSessionsTitle(a.display_name), self ? TEXT.endSessionsSelf : TEXT.endSessionsOther, TEXT.endSessions);
   if (!ok || !view) return;
   button.disabled = true;
-  showText(view.accountsError, "");
+  showText(view.accountsError, null);
   try {
     const n = await org.revokeSessions(a.id);
     if (self) {
-      tools.signOut(TEXT.selfEnded);
+      tools.signOut(TEXT.selfEnded.key);
       return;
     }
     if (view) showText(view.status, TEXT.sessionsEnded(n, a.display_name));
@@ -942,7 +959,7 @@ async function createAccount() {
   if (parts.title.value.trim()) body.title = parts.title.value.trim();
   if (parts.specialty.value.trim()) body.specialty = parts.specialty.value.trim();
   parts.create.disabled = true;
-  showText(parts.accountError, "");
+  showText(parts.accountError, null);
   const fields = {
     username: parts.username,
     display_name: parts.displayName,

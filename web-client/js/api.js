@@ -316,6 +316,41 @@ export async function pendingDrafts() {
 }
 
 /**
+ * A care-team clinician's attendance in a consultation.
+ * @typedef {object} ClinicianAttendance
+ * @property {string} user_id
+ * @property {string} display_name
+ * @property {string} title
+ * @property {{id: string, name: string}} institution
+ * @property {string} role
+ * @property {number | null} arrived_at Unix seconds of their first entry, null: not yet
+ * @property {boolean} present in the room now
+ */
+
+/**
+ * Who has come to a consultation (`GET /api/v1/rooms/{id}/attendance`): each care-team
+ * clinician, and the patient's side. It may trail the room by a moment (the server writes joins
+ * in batches).
+ * @typedef {object} Attendance
+ * @property {string} room_id
+ * @property {number | null} slot_start Unix seconds
+ * @property {number | null} slot_minutes
+ * @property {boolean} ended
+ * @property {ClinicianAttendance[]} clinicians
+ * @property {{arrived_at: number | null, present: number, waiting: number, waiting_since: number | null}} patients
+ *   when the first patient arrived (Unix seconds, null: none yet), how many are in, how many wait
+ *   and since when
+ */
+
+/**
+ * @param {string} roomId
+ * @returns {Promise<Attendance>}
+ */
+export async function roomAttendance(roomId) {
+  return /** @type {Attendance} */ (await call("GET", `/api/v1/rooms/${encodeURIComponent(roomId)}/attendance`));
+}
+
+/**
  * @param {string} title
  * @param {string} [patientRef]
  * @param {boolean} [waitingRoom] those with an invitation link wait until admitted (the

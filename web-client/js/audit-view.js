@@ -4,21 +4,25 @@
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
+import { tr } from "./i18n.js";
 
 const PAGE = 200;
 
+/** @type {import("./i18n.js").MessageKey[]} */
+const AUDIT_COLUMNS = ["audit.col.time", "audit.col.action", "audit.col.outcome", "audit.col.actor", "audit.col.role", "audit.col.room", "audit.col.object"];
+
 /**
  * @param {HTMLElement} root
- * @param {(err: unknown) => string} explain
+ * @param {(err: unknown) => import("./i18n.js").MessageKey} explain the catalogue's words for a failure
  */
 export async function showAudit(root, explain) {
   root.hidden = false;
   const result = el("p", { className: "audit-result", attrs: { role: "status" } });
-  const verify = el("button", { className: "btn btn-primary", text: "Verify the chain", attrs: { type: "button" } });
-  const exportButton = el("button", { className: "btn", text: "Export (JSON Lines)", attrs: { type: "button" } });
+  const verify = el("button", { className: "btn btn-primary", i18n: "audit.verify", attrs: { type: "button" } });
+  const exportButton = el("button", { className: "btn", i18n: "audit.export", attrs: { type: "button" } });
   const table = el("table", { className: "audit-table" });
   root.replaceChildren(
-    el("h2", { text: "Audit trail" }),
+    el("h2", { i18n: "audit.title" }),
     el("div", { className: "actions" }, verify, exportButton),
     result,
     table,
@@ -28,24 +32,23 @@ export async function showAudit(root, explain) {
     try {
       const v = await api.auditVerify();
       root.dataset.verified = v.first_broken ? "broken" : "intact";
-      result.textContent = v.first_broken
-        ? `BROKEN at entry ${v.first_broken.seq} (${v.first_broken.kind.replace("_", " ")}); ${v.entries} entries checked.`
-        : `Intact: ${v.entries} entries. Head: entry ${v.head_seq}, ${v.head_hash}. Keep the head elsewhere to detect truncation later.`;
+      if (v.first_broken) tr(result, "audit.broken", { seq: String(v.first_broken.seq), kind: v.first_broken.kind, entries: v.entries });
+      else tr(result, "audit.intact", { entries: v.entries, seq: String(v.head_seq), hash: v.head_hash });
     } catch (err) {
-      result.textContent = explain(err);
+      tr(result, explain(err));
     } finally {
       verify.disabled = false;
     }
   });
   exportButton.addEventListener("click", () => {
     api.auditExport().catch((err) => {
-      result.textContent = explain(err);
+      tr(result, explain(err));
     });
   });
   try {
     const entries = await api.auditEntries(PAGE);
     table.replaceChildren(
-      el("thead", {}, el("tr", {}, ...["#", "time", "action", "outcome", "actor", "role", "room", "object"].map((h) => el("th", { text: h })))),
+      el("thead", {}, el("tr", {}, el("th", { text: "#" }), ...AUDIT_COLUMNS.map((h) => el("th", { i18n: h })))),
       el(
         "tbody",
         {},
@@ -54,18 +57,19 @@ export async function showAudit(root, explain) {
             "tr",
             { className: e.outcome === "ok" ? "" : "audit-refused" },
             el("td", { text: String(e.seq) }),
-            el("td", { text: new Date(e.at_ms).toLocaleString() }),
-            el("td", { text: e.action }),
-            el("td", { text: e.outcome }),
-            el("td", { text: e.actor }),
-            el("td", { text: e.actor_role }),
-            el("td", { text: e.room_id }),
-            el("td", { text: e.object_id ? `${e.object_type} ${e.object_id}` : "" }),
+            el("td", { time: e.at_ms, timeStyle: "datetime" }),
+            // The trail's own identifiers (actions, outcomes, roles, ids), shown as recorded.
+            el("td", { user: e.action }),
+            el("td", { user: e.outcome }),
+            el("td", { user: e.actor }),
+            el("td", { user: e.actor_role }),
+            el("td", { user: e.room_id }),
+            el("td", { user: e.object_id ? `${e.object_type} ${e.object_id}` : "" }),
           ),
         ),
       ),
     );
   } catch (err) {
-    result.textContent = explain(err);
+    tr(result, explain(err));
   }
 }

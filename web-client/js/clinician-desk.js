@@ -13,7 +13,7 @@ import { ReferralView } from "./referral-view.js";
 /**
  * @typedef {object} DeskOptions
  * @property {Account} user
- * @property {(err: unknown) => string} explain the console's sentence for a failure
+ * @property {(err: unknown) => import("./i18n.js").MessageKey} explain the catalogue's words for a failure
  * @property {() => Promise<void> | void} refreshRooms reloads the console's rooms list
  * @property {HTMLElement} referrals the card for the requests
  * @property {HTMLElement} day the card for the day view

@@ -5,7 +5,9 @@
 // account's name, title and institution), and patients and observers with invite links.
 
 import * as api from "./api.js";
-import { el, must, roleLabel } from "./dom.js";
+import { el, must, roleParam } from "./dom.js";
+import { errorKeyOf } from "./errors.js";
+import { clearText, startPage, tr } from "./i18n.js";
 import { showSummary } from "./summary-view.js";
 import { showPharmacy } from "./pharmacy-view.js";
 import { showAudit } from "./audit-view.js";
@@ -17,15 +19,18 @@ import { startDesk, stopDesk } from "./clinician-desk.js";
 /** @typedef {import("./api.js").Account} Account */
 /** @typedef {import("./api.js").CareTeamMember} CareTeamMember */
 /** @typedef {import("./protocol.js").Role} Role */
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+/** @typedef {import("./i18n.js").Params} Params */
 
 /** Invite links are for patients and observers; clinicians enter as their own accounts. */
 /** @type {Role[]} */
 const INVITE_ROLES = ["patient", "observer"];
 
 /** The line under a room's title that says the signed-in clinician's place on its care team. */
+/** @type {Record<"doctor" | "specialist", MessageKey>} */
 const MY_ROLE_TEXT = {
-  doctor: "You are on its care team as doctor",
-  specialist: "You are on its care team as specialist",
+  doctor: "console.my_role.doctor",
+  specialist: "console.my_role.specialist",
 };
 
 const ui = {
@@ -73,29 +78,27 @@ const invites = new Map();
 
 /**
  * @param {HTMLElement} node
- * @param {string} text empty hides it
+ * @param {MessageKey | null} key the message; null empties and hides the node
+ * @param {Params} [params]
  */
-function showText(node, text) {
-  node.textContent = text;
-  node.hidden = text === "";
+function showText(node, key, params) {
+  if (key === null) clearText(node);
+  else tr(node, key, params);
+  node.hidden = key === null;
 }
 
 /**
- * Turns a failure into a sentence; a lost session goes back to the sign-in form.
+ * The catalogue's words for a failure (its server code's text); a lost session goes back to the
+ * sign-in form.
  * @param {unknown} err
- * @returns {string}
+ * @returns {MessageKey}
  */
 function explain(err) {
-  if (err instanceof api.ApiError) {
-    if (err.status === 401) {
-      signOut("Your session has expired. Please sign in again.");
-      return "";
-    }
-    if (err.status === 403) return "Your account may not do this.";
-    if (err.status === 0) return "The server could not be reached. Check the network and try again.";
-    return err.message;
+  if (err instanceof api.ApiError && err.status === 401) {
+    signOut("console.session_expired");
+    return "console.session_expired";
   }
-  return "Something went wrong. Try again.";
+  return errorKeyOf(err);
 }
 
 /**
@@ -154,11 +157,7 @@ function checkSession() {
   if (!user || !deadline) return;
   const now = Date.now();
   if (now >= deadline.expires) {
-    signOut(
-      deadline.last
-        ? "Your session reached its time limit. Please sign in again."
-        : "You were signed out because the console was not used for a while. Please sign in again.",
-    );
+    signOut(deadline.last ? "console.session_limit" : "console.session_idle");
     return;
   }
   const halfway = deadline.issued + (deadline.expires - deadline.issued) / 2;
@@ -166,13 +165,13 @@ function checkSession() {
   api.renew().catch((err) => {
     // A network failure is tried again at the next check; a refusal means the session is over.
     if (err instanceof api.ApiError && err.status === 401) {
-      signOut("Your session has ended. Please sign in again.");
+      signOut("error.unauthenticated");
     }
   });
 }
 
-/** @param {string} [message] */
-function signOut(message = "") {
+/** @param {MessageKey | null} [message] why, shown above the sign-in form */
+function signOut(message = null) {
   stopKeepAlive();
   stopDesk();
   api.forgetSession();
@@ -208,7 +207,7 @@ function showDashboard(signedIn) {
   // Doctors and specialists say whether they take referrals; the directory shows it.
   ui.availability.hidden = !isClinician();
   ui.availabilityInput.checked = signedIn.accepts_referrals;
-  showText(ui.accountError, "");
+  showText(ui.accountError, null);
   ui.login.hidden = true;
   ui.dashboard.hidden = false;
   ui.createSection.hidden = !canCreateRooms();
@@ -248,17 +247,22 @@ function isClinician() {
 }
 
 /**
+ * A message and its parameters.
+ * @typedef {{key: MessageKey, params?: Params}} Message
+ */
+
+/**
  * Asks for confirmation in a modal dialog (not window.confirm, which some embedded browsers
  * suppress).
- * @param {string} title
- * @param {string} text
- * @param {string} okLabel
+ * @param {Message} title
+ * @param {Message} text
+ * @param {Message} okLabel
  * @returns {Promise<boolean>}
  */
 function confirmAction(title, text, okLabel) {
-  ui.confirmTitle.textContent = title;
-  ui.confirmText.textContent = text;
-  ui.confirmOk.textContent = okLabel;
+  tr(ui.confirmTitle, title.key, title.params);
+  tr(ui.confirmText, text.key, text.params);
+  tr(ui.confirmOk, okLabel.key, okLabel.params);
   ui.confirm.returnValue = "";
   ui.confirm.showModal();
   return new Promise((resolve) => {
@@ -267,19 +271,36 @@ function confirmAction(title, text, okLabel) {
 }
 
 async function refreshRooms() {
-  showText(ui.roomsStatus, "Loading…");
+  showText(ui.roomsStatus, "common.loading");
   try {
     const rooms = await api.listRooms();
     ui.rooms.replaceChildren(...rooms.map(renderRoom));
-    showText(ui.roomsStatus, rooms.length ? "" : "No consultations yet.");
+    showText(ui.roomsStatus, rooms.length ? null : "console.no_rooms");
   } catch (err) {
     showText(ui.roomsStatus, explain(err));
   }
 }
 
-/** @param {number} unix */
-function formatTime(unix) {
-  return new Date(unix * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+/**
+ * A room's status as a message (an unknown one, from a newer server, as it is).
+ * @param {string} status
+ */
+function statusText(status) {
+  if (status === "open") return { i18n: /** @type {MessageKey} */ ("console.status.open") };
+  if (status === "ended") return { i18n: /** @type {MessageKey} */ ("console.status.ended") };
+  return { i18n: /** @type {MessageKey} */ ("common.param"), params: { text: status } };
+}
+
+/**
+ * Parts joined with " · ", each a message.
+ * @param {import("./i18n.js").Param[]} parts
+ * @returns {{i18n: MessageKey, params: Params}}
+ */
+function joined(parts) {
+  /** @type {import("./i18n.js").Param} */
+  let all = parts[0] ?? "";
+  for (const part of parts.slice(1)) all = { key: "console.joined", params: { a: all, b: part } };
+  return { i18n: "common.param", params: { text: all } };
 }
 
 /**
@@ -289,26 +310,27 @@ function formatTime(unix) {
 function renderRoom(room) {
   const ended = room.status === "ended";
   const headingId = `room-${room.id}`;
-  const meta = [`Created ${formatTime(room.created_at)}`];
-  if (room.patient_ref) meta.push(`Patient ref. ${room.patient_ref}`);
-  if (room.my_role) meta.push(MY_ROLE_TEXT[room.my_role]);
+  /** @type {import("./i18n.js").Param[]} */
+  const meta = [{ key: "console.created", params: { at: { at: room.created_at * 1000 } } }];
+  if (room.patient_ref) meta.push({ key: "console.patient_ref_of", params: { ref: room.patient_ref } });
+  if (room.my_role) meta.push({ key: MY_ROLE_TEXT[room.my_role] });
   const item = el(
     "li",
     { className: ended ? "room-card room-ended" : "room-card", attrs: { "aria-labelledby": headingId } },
     el(
       "div",
       { className: "room-head" },
-      el("h3", { text: room.title, attrs: { id: headingId } }),
-      el("span", { className: `status status-${room.status}`, text: room.status }),
-      ...(room.waiting_room ? [el("span", { className: "status status-waiting-room", text: "Waiting room" })] : []),
+      el("h3", { user: room.title, attrs: { id: headingId } }),
+      el("span", { className: `status status-${room.status}`, ...statusText(room.status) }),
+      ...(room.waiting_room ? [el("span", { className: "status status-waiting-room", i18n: "console.waiting_room_badge" })] : []),
     ),
-    el("p", { className: "hint", text: meta.join(" · ") }),
+    el("p", { className: "hint", ...joined(meta) }),
   );
   item.dataset.roomId = room.id;
   // Who waits now, as the list was loaded (./clinician-desk.js shows it and keeps it current).
   item.dataset.waiting = String(room.waiting ?? 0);
   item.dataset.waitingSince = room.waiting_since ? String(room.waiting_since) : "";
-  const summaryButton = el("button", { className: "btn", text: "Summary", attrs: { type: "button", "aria-label": `Summary of ${room.title}` } });
+  const summaryButton = el("button", { className: "btn", i18n: "console.summary", label: "console.summary_of", labelParams: { title: room.title }, attrs: { type: "button" } });
   summaryButton.addEventListener("click", () => void showSummary(ui.summary, room.id, explain));
   if (ended || (!room.my_role && !room.manages)) {
     item.append(el("div", { className: "actions" }, summaryButton));
@@ -320,10 +342,10 @@ function renderRoom(room) {
   const actions = el("div", { className: "actions" });
 
   if (room.my_role) {
-    const enterButton = el("button", { className: "btn btn-primary", text: "Enter consultation", attrs: { type: "button" } });
+    const enterButton = el("button", { className: "btn btn-primary", i18n: "console.enter", attrs: { type: "button" } });
     enterButton.addEventListener("click", async () => {
       enterButton.disabled = true;
-      showText(error, "");
+      showText(error, null);
       try {
         // The seat on the care team: the room shows this account's name, title and
         // institution, never a typed name. The token stays in the fragment so it never reaches
@@ -343,19 +365,22 @@ function renderRoom(room) {
     return item;
   }
 
-  const list = el("ul", { className: "invites", attrs: { "aria-label": `Invite links for ${room.title}` } });
+  const list = el("ul", { className: "invites", label: "console.invites_of", labelParams: { title: room.title } });
   for (const invite of invites.get(room.id) ?? []) list.append(renderInvite(room, invite, list, error));
 
   const inviteButtons = INVITE_ROLES.map((role) => {
     const button = el("button", {
       className: "btn",
-      text: `${roleLabel(role)} link`,
-      attrs: { type: "button", "aria-label": `Create ${role} invite link for ${room.title}` },
+      i18n: "console.invite_button",
+      params: { role: roleParam(role) },
+      label: role === "patient" ? "console.create_invite.patient" : "console.create_invite.observer",
+      labelParams: { title: room.title },
+      attrs: { type: "button" },
     });
     button.dataset.role = role;
     button.addEventListener("click", async () => {
       button.disabled = true;
-      showText(error, "");
+      showText(error, null);
       try {
         const invite = await api.createInvite(room.id, role);
         const kept = invites.get(room.id) ?? [];
@@ -373,12 +398,12 @@ function renderRoom(room) {
     return button;
   });
 
-  const endButton = el("button", { className: "btn btn-danger", text: "End consultation", attrs: { type: "button" } });
+  const endButton = el("button", { className: "btn btn-danger", i18n: "console.end", attrs: { type: "button" } });
   endButton.addEventListener("click", async () => {
     const ok = await confirmAction(
-      `End “${room.title}”?`,
-      "Everyone in the consultation is disconnected and its invite links stop working.",
-      "End consultation",
+      { key: "console.end_title", params: { title: room.title } },
+      { key: "console.end_text" },
+      { key: "console.end" },
     );
     if (!ok) return;
     endButton.disabled = true;
@@ -395,8 +420,8 @@ function renderRoom(room) {
 
   item.append(
     actions,
-    el("div", { className: "actions", attrs: { role: "group", "aria-label": "Create invite link" } }, el("span", { className: "actions-label", text: "New invite link:" }), ...inviteButtons),
-    el("p", { className: "hint", text: "Invite links are for the patient and observers. Doctors and specialists enter as their own accounts: add them to the care team." }),
+    el("div", { className: "actions", label: "console.create_invite", attrs: { role: "group" } }, el("span", { className: "actions-label", i18n: "console.new_invite" }), ...inviteButtons),
+    el("p", { className: "hint", i18n: "console.invite_hint" }),
     error,
     list,
     renderCareTeam(room),
@@ -422,7 +447,7 @@ function renderCareTeam(room) {
   const headingId = `care-team-${room.id}`;
   const searchId = `directory-search-${room.id}`;
   const hintId = `directory-hint-${room.id}`;
-  const heading = el("h4", { text: "Care team", attrs: { id: headingId, tabindex: "-1" } });
+  const heading = el("h4", { i18n: "console.care_team", attrs: { id: headingId, tabindex: "-1" } });
   const teamStatus = el("p", { className: "hint", attrs: { role: "status" } });
   const team = el("ul", { className: "care-team-list", attrs: { "aria-labelledby": headingId } });
   const error = el("p", { className: "form-error", attrs: { role: "alert" } });
@@ -433,24 +458,24 @@ function renderCareTeam(room) {
   const input = el("input", {
     attrs: { id: searchId, type: "search", maxlength: "60", autocomplete: "off", spellcheck: "false", "aria-describedby": hintId },
   });
-  const searchButton = el("button", { className: "btn btn-small", text: "Search", attrs: { type: "submit" } });
+  const searchButton = el("button", { className: "btn btn-small", i18n: "console.search", attrs: { type: "submit" } });
   const form = el(
     "form",
-    { className: "form directory-search", attrs: { role: "search", "aria-label": `Find a clinician for ${room.title}` } },
-    el("label", { text: "Name or specialty", attrs: { for: searchId } }),
+    { className: "form directory-search", label: "console.find_clinician", labelParams: { title: room.title }, attrs: { role: "search" } },
+    el("label", { i18n: "console.name_or_specialty", attrs: { for: searchId } }),
     el("div", { className: "search-row" }, input, searchButton),
-    el("p", { className: "hint", text: "Doctors and specialists of every institution in the network. Leave empty to list them all.", attrs: { id: hintId } }),
+    el("p", { className: "hint", i18n: "console.directory_hint", attrs: { id: hintId } }),
   );
   const resultsStatus = el("p", { className: "hint", attrs: { role: "status" } });
-  const results = el("ul", { className: "directory-results", attrs: { "aria-label": `Clinicians found for ${room.title}` } });
-  const add = el("details", { className: "care-team-add" }, el("summary", { text: "Add clinician" }), form, resultsStatus, results);
+  const results = el("ul", { className: "directory-results", label: "console.found_for", labelParams: { title: room.title } });
+  const add = el("details", { className: "care-team-add" }, el("summary", { i18n: "console.add_clinician" }), form, resultsStatus, results);
 
   const load = async () => {
     try {
       const members = await api.careTeam(room.id);
       onTeam = new Set(members.map((m) => m.account.id));
       team.replaceChildren(...members.map(memberRow));
-      showText(teamStatus, "");
+      showText(teamStatus, null);
     } catch (err) {
       showText(teamStatus, explain(err));
     }
@@ -461,18 +486,20 @@ function renderCareTeam(room) {
     const name = m.account.display_name;
     const remove = el("button", {
       className: "btn btn-small btn-danger",
-      text: "Remove",
-      attrs: { type: "button", "aria-label": `Remove ${name} from the care team` },
+      i18n: "console.remove",
+      label: "console.remove_from_team",
+      labelParams: { name },
+      attrs: { type: "button" },
     });
     remove.addEventListener("click", async () => {
       const ok = await confirmAction(
-        `Remove ${name} from the care team?`,
-        "They can no longer enter this consultation, and leave it now if they are in it.",
-        "Remove",
+        { key: "console.remove_title", params: { name } },
+        { key: "console.remove_text" },
+        { key: "console.remove" },
       );
       if (!ok) return;
       remove.disabled = true;
-      showText(error, "");
+      showText(error, null);
       try {
         await api.removeFromCareTeam(room.id, m.account.id);
         if (m.account.id === user?.id) {
@@ -483,15 +510,16 @@ function renderCareTeam(room) {
         await load();
         heading.focus();
       } catch (err) {
-        showText(error, explain(err));
+        // The one conflict here: the consultation's last doctor, who cannot leave it unrun.
+        showText(error, err instanceof api.ApiError && err.code === "conflict" ? "console.last_doctor" : explain(err));
         remove.disabled = false;
       }
     });
     const row = el(
       "li",
       { className: "care-team-member" },
-      el("span", { className: "member-name", text: name }),
-      el("span", { className: "hint", text: [placeLine(m.account), roleLabel(m.role)].filter((part) => part !== "").join(" · ") }),
+      el("span", { className: "member-name", user: name }),
+      el("span", { className: "hint", ...joined([...(placeLine(m.account) ? [placeLine(m.account)] : []), roleParam(m.role)]) }),
       remove,
     );
     row.dataset.userId = m.account.id;
@@ -505,33 +533,35 @@ function renderCareTeam(room) {
     const row = el(
       "li",
       { className: "directory-result" },
-      el("span", { className: "member-name", text: a.display_name }),
-      el("span", { className: "hint", text: details }),
+      el("span", { className: "member-name", user: a.display_name }),
+      el("span", { className: "hint", user: details }),
       el("span", {
         className: a.accepts_referrals ? "availability availability-on" : "availability",
-        text: a.accepts_referrals ? "Taking referrals" : "Not taking referrals",
+        i18n: a.accepts_referrals ? "console.taking_referrals" : "console.not_taking_referrals",
       }),
     );
     row.dataset.userId = a.id;
-    const onTeamNote = () => el("span", { className: "hint on-team", text: "On the care team", attrs: { tabindex: "-1" } });
+    const onTeamNote = () => el("span", { className: "hint on-team", i18n: "console.on_team", attrs: { tabindex: "-1" } });
     if (onTeam.has(a.id)) {
       row.append(onTeamNote());
       return row;
     }
     const addButton = el("button", {
       className: "btn btn-small btn-primary",
-      text: "Add",
-      attrs: { type: "button", "aria-label": `Add ${a.display_name} to the care team` },
+      i18n: "console.add",
+      label: "console.add_to_team",
+      labelParams: { name: a.display_name },
+      attrs: { type: "button" },
     });
     addButton.addEventListener("click", async () => {
       addButton.disabled = true;
-      showText(error, "");
+      showText(error, null);
       try {
         await api.addToCareTeam(room.id, a.id);
         const note = onTeamNote();
         addButton.replaceWith(note);
         note.focus();
-        resultsStatus.textContent = `${a.display_name} was added to the care team.`;
+        tr(resultsStatus, "console.added_to_team", { name: a.display_name });
         await load();
       } catch (err) {
         showText(error, explain(err));
@@ -546,8 +576,8 @@ function renderCareTeam(room) {
     ev.preventDefault();
     const query = input.value.trim();
     searchButton.disabled = true;
-    showText(error, "");
-    resultsStatus.textContent = "Searching…";
+    showText(error, null);
+    tr(resultsStatus, "console.searching");
     try {
       // One box for both: a clinician whose name or specialty matches.
       const answers = query
@@ -557,10 +587,10 @@ function renderCareTeam(room) {
       const found = new Map();
       for (const a of answers.flat()) found.set(a.id, a);
       results.replaceChildren(...[...found.values()].map(resultRow));
-      resultsStatus.textContent =
-        found.size === 0 ? "No clinician found." : found.size === 1 ? "1 clinician found." : `${found.size} clinicians found.`;
+      if (found.size === 0) tr(resultsStatus, "console.found_none");
+      else tr(resultsStatus, found.size === 1 ? "console.found_one" : "console.found_many", { n: found.size });
     } catch (err) {
-      resultsStatus.textContent = "";
+      clearText(resultsStatus);
       showText(error, explain(err));
     } finally {
       searchButton.disabled = false;
@@ -584,26 +614,26 @@ function renderInvite(room, invite, list, error) {
   const inputId = `invite-${invite.invite_id}`;
   const input = el("input", { attrs: { id: inputId, type: "text", readonly: "", value: url } });
   input.addEventListener("focus", () => input.select());
-  const copy = el("button", { className: "btn btn-small", text: "Copy", attrs: { type: "button", "aria-label": `Copy ${invite.role} link` } });
+  const copy = el("button", { className: "btn btn-small", i18n: "console.copy", label: "console.copy_link", labelParams: { role: roleParam(invite.role) }, attrs: { type: "button" } });
   copy.addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(url);
-      copy.textContent = "Copied";
+      tr(copy, "console.copied");
     } catch {
       // Clipboard refused (permissions, old browser): select it so a keyboard copy works.
       input.focus();
       input.select();
-      copy.textContent = "Press Ctrl+C";
+      tr(copy, "console.press_copy");
     }
     setTimeout(() => {
-      copy.textContent = "Copy";
+      tr(copy, "console.copy");
     }, 2000);
   });
-  const revoke = el("button", { className: "btn btn-small btn-danger", text: "Revoke", attrs: { type: "button", "aria-label": `Revoke ${invite.role} link` } });
+  const revoke = el("button", { className: "btn btn-small btn-danger", i18n: "console.revoke", label: "console.revoke_link", labelParams: { role: roleParam(invite.role) }, attrs: { type: "button" } });
   const row = el(
     "li",
     { className: "invite" },
-    el("label", { attrs: { for: inputId }, text: `${roleLabel(invite.role)} · expires ${formatTime(invite.expires_at)}` }),
+    el("label", { attrs: { for: inputId }, i18n: "console.invite_expires", params: { role: roleParam(invite.role), at: { at: invite.expires_at * 1000 } } }),
     el("div", { className: "invite-row" }, input, copy, revoke),
   );
   revoke.addEventListener("click", async () => {
@@ -624,7 +654,7 @@ function renderInvite(room, invite, list, error) {
 ui.loginForm.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   ui.loginButton.disabled = true;
-  showText(ui.loginError, "");
+  showText(ui.loginError, null);
   try {
     await api.login(ui.username.value.trim(), ui.password.value);
     ui.password.value = "";
@@ -632,7 +662,7 @@ ui.loginForm.addEventListener("submit", async (ev) => {
     showDashboard(await api.me());
   } catch (err) {
     if (err instanceof api.ApiError && err.status === 401) {
-      showText(ui.loginError, "Wrong username or password.");
+      showText(ui.loginError, "error.invalid_credentials");
     } else {
       showText(ui.loginError, explain(err));
     }
@@ -646,12 +676,12 @@ ui.createForm.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const title = ui.roomTitle.value.trim();
   if (!title) {
-    showText(ui.createError, "Give the consultation a title.");
+    showText(ui.createError, "console.title_required");
     ui.roomTitle.focus();
     return;
   }
   ui.createButton.disabled = true;
-  showText(ui.createError, "");
+  showText(ui.createError, null);
   try {
     await api.createRoom(title, ui.patientRef.value.trim() || undefined, ui.waitingRoom.checked);
     ui.createForm.reset();
@@ -667,7 +697,7 @@ ui.refresh.addEventListener("click", () => void refreshRooms());
 ui.availabilityInput.addEventListener("change", async () => {
   const accepting = ui.availabilityInput.checked;
   ui.availabilityInput.disabled = true;
-  showText(ui.accountError, "");
+  showText(ui.accountError, null);
   try {
     await api.setAvailability(accepting);
     if (user) user.accepts_referrals = accepting;
@@ -690,6 +720,7 @@ ui.signOut.addEventListener("click", async () => {
 });
 
 async function start() {
+  startPage();
   if (!api.sessionToken()) {
     signOut();
     return;

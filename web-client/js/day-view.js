@@ -1,19 +1,31 @@
 // The day view of the clinicians' console: the signed-in clinician's scheduled consultations
 // (rooms with an agreed time, `slot_start`/`slot_minutes`, on whose care team they are) for a
 // chosen day, today by default, in time order, each with "Enter consultation" and, from live
-// notifications, how many patients wait in it and since when; and the drafts left to sign in
+// notifications, how many patients wait in it and since when; who is late in each consultation
+// whose time has come and that has not ended (from its attendance: a care-team clinician not
+// yet arrived, the patient when none has arrived and none waits); and the drafts left to sign in
 // the clinician's live consultations (reports, prescriptions, notes not yet issued).
 //
-// DOM contract (tests/browser/referral-scenario.mjs relies on it): #day-view-date (a date
-// input); li.day-item (`data-room-id`) with .day-time ("HH:MM–HH:MM", local time) and, while
-// someone waits, .waiting-count; #day-drafts (hidden when empty) with li.draft-item
-// (`data-record-id`).
+// Who is late is read again on the view's refresh (its button, a reload of the lists, a
+// `drafts_changed`), on a `patient_waiting` for that room, and every minute, so lateness grows.
+//
+// DOM contract (tests/browser relies on it): #day-view-date (a date input); #day-view-refresh;
+// li.day-item (`data-room-id`) with .day-time (the slot's start and end, local time) and, while
+// someone waits, .waiting-count; in a started consultation, ul.day-late (hidden when nobody is
+// late, `data-checked` set once attendance was read) with li.late-item per late one:
+// `data-user-id` (a clinician) or `data-who="patient"`, and `data-minutes` (how late);
+// #day-drafts (hidden when empty) with li.draft-item (`data-record-id`).
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
-import { bi } from "./referral-view.js";
+import { clearText, tr } from "./i18n.js";
 
 /** @typedef {import("./api.js").Room} Room */
+/** @typedef {import("./api.js").Attendance} Attendance */
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+
+/** How often who is late is read again, so that lateness grows while the view is open. */
+const LATE_EVERY_MS = 60_000;
 
 /** @param {number} n */
 const pad = (n) => String(n).padStart(2, "0");
@@ -21,12 +33,6 @@ const pad = (n) => String(n).padStart(2, "0");
 /** @param {Date} d */
 function dateValue(d) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-}
-
-/** @param {number} unix */
-function clock(unix) {
-  const d = new Date(unix * 1000);
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
 /**
@@ -40,17 +46,36 @@ function clock(unix) {
  */
 export function waitingBadge(w) {
   const minutes = w.since ? Math.max(0, Math.floor((Date.now() / 1000 - w.since) / 60)) : null;
-  const text =
-    minutes === null
-      ? bi(`候诊 ${w.n} 人`, `${w.n} waiting`)
-      : bi(`候诊 ${w.n} 人 · 最长 ${minutes} 分钟`, `${w.n} waiting · longest ${minutes} min`);
-  return el("span", { className: "waiting-count", text, attrs: { "data-waiting": String(w.n) } });
+  return el("span", {
+    className: "waiting-count",
+    ...(minutes === null ? { i18n: "day.waiting", params: { n: w.n } } : { i18n: "day.waiting_longest", params: { n: w.n, minutes } }),
+    attrs: { "data-waiting": String(w.n) },
+  });
+}
+
+/**
+ * Who is late in a started consultation, from its attendance: each care-team clinician who has
+ * not arrived, and the patient's side when no patient has arrived and none waits. Someone who
+ * has arrived (and left again) is not late: they came.
+ * @param {Attendance} a
+ * @param {number} now Unix seconds
+ * @returns {{who: "clinician" | "patient", id?: string, name?: string, title?: string, minutes: number}[]}
+ */
+export function lateOnes(a, now) {
+  if (a.ended || a.slot_start === null || a.slot_start > now) return [];
+  const minutes = Math.floor((now - a.slot_start) / 60);
+  /** @type {{who: "clinician" | "patient", id?: string, name?: string, title?: string, minutes: number}[]} */
+  const late = a.clinicians
+    .filter((c) => c.arrived_at === null)
+    .map((c) => ({ who: /** @type {const} */ ("clinician"), id: c.user_id, name: c.display_name, title: c.title, minutes }));
+  if (a.patients.arrived_at === null && a.patients.waiting === 0) late.push({ who: "patient", minutes });
+  return late;
 }
 
 /**
  * @typedef {object} DayViewOptions
  * @property {HTMLElement} section the (empty) card the view fills
- * @property {(err: unknown) => string} explain
+ * @property {(err: unknown) => MessageKey} explain the catalogue's words for a failure
  * @property {(roomId: string) => Waiting | undefined} waiting who waits in a room now
  * @property {(rooms: Room[]) => void} loaded the rooms as the server listed them (with who waits)
  */
@@ -61,17 +86,22 @@ export class DayView {
     this.opts = opts;
     /** @type {Room[]} */
     this.rooms = [];
+    /** Each started consultation's attendance as last read (room id → attendance). */
+    /** @type {Map<string, Attendance>} */
+    this.attendance = new Map();
     const titleId = "day-view-title";
     this.date = el("input", { attrs: { id: "day-view-date", type: "date", value: dateValue(new Date()) } });
-    const prev = el("button", { className: "btn btn-small", text: "‹", attrs: { type: "button", "aria-label": bi("前一天", "Previous day") } });
-    const next = el("button", { className: "btn btn-small", text: "›", attrs: { type: "button", "aria-label": bi("后一天", "Next day") } });
-    const today = el("button", { className: "btn btn-small", text: bi("今天", "Today"), attrs: { type: "button" } });
+    const prev = el("button", { className: "btn btn-small", text: "‹", label: "day.previous", attrs: { type: "button" } });
+    const next = el("button", { className: "btn btn-small", text: "›", label: "day.next", attrs: { type: "button" } });
+    const today = el("button", { className: "btn btn-small", i18n: "day.today", attrs: { type: "button" } });
+    const reload = el("button", { className: "btn btn-small", i18n: "day.refresh", attrs: { type: "button", id: "day-view-refresh" } });
     prev.addEventListener("click", () => this.shift(-1));
     next.addEventListener("click", () => this.shift(1));
     today.addEventListener("click", () => {
       this.date.value = dateValue(new Date());
       this.render();
     });
+    reload.addEventListener("click", () => void this.refresh());
     this.date.addEventListener("input", () => this.render());
     this.status = el("p", { className: "hint", attrs: { role: "status" } });
     this.list = el("ol", { className: "day-list", attrs: { "aria-labelledby": titleId } });
@@ -79,30 +109,33 @@ export class DayView {
     this.drafts = el(
       "div",
       { attrs: { id: "day-drafts" } },
-      el("h3", { text: bi("待签署", "To sign"), attrs: { id: "day-drafts-title" } }),
+      el("h3", { i18n: "day.to_sign", attrs: { id: "day-drafts-title" } }),
       this.draftList,
     );
     this.drafts.hidden = true;
     opts.section.setAttribute("aria-labelledby", titleId);
     opts.section.replaceChildren(
-      el("h2", { text: bi("日程", "My day"), attrs: { id: titleId } }),
+      el("h2", { i18n: "day.title", attrs: { id: titleId } }),
       el(
         "div",
         { className: "day-controls" },
-        el("label", { text: bi("日期", "Day"), attrs: { for: "day-view-date" } }),
+        el("label", { i18n: "day.day", attrs: { for: "day-view-date" } }),
         this.date,
         prev,
         next,
         today,
+        reload,
       ),
       this.status,
       this.list,
       this.drafts,
     );
     opts.section.hidden = false;
+    this.timer = window.setInterval(() => void this.readLate(), LATE_EVERY_MS);
   }
 
   destroy() {
+    window.clearInterval(this.timer);
     this.opts.section.replaceChildren();
     this.opts.section.hidden = true;
   }
@@ -130,7 +163,7 @@ export class DayView {
       this.draftList.replaceChildren(...drafts.map((d) => this.draftItem(d)));
       this.drafts.hidden = drafts.length === 0;
     } catch (err) {
-      this.status.textContent = this.opts.explain(err);
+      tr(this.status, this.opts.explain(err));
     }
   }
 
@@ -138,7 +171,7 @@ export class DayView {
     const day = this.day();
     if (!day) {
       this.list.replaceChildren();
-      this.status.textContent = bi("请选择日期", "Choose a day.");
+      tr(this.status, "day.choose_day");
       return;
     }
     const from = day.getTime() / 1000;
@@ -149,7 +182,67 @@ export class DayView {
       .filter((r) => r.my_role && typeof r.slot_start === "number" && r.slot_start >= from && r.slot_start < to)
       .sort((a, b) => (a.slot_start ?? 0) - (b.slot_start ?? 0));
     this.list.replaceChildren(...mine.map((r) => this.item(r)));
-    this.status.textContent = mine.length ? "" : bi("这一天没有预约的会诊", "No scheduled consultations on this day.");
+    if (mine.length) clearText(this.status);
+    else tr(this.status, "day.none");
+    // Who is late, read again for what is shown.
+    void this.readLate();
+  }
+
+  /**
+   * Reads the attendance of the listed consultations whose time has come and that have not
+   * ended (or only `roomId`'s), and shows who is late in each.
+   * @param {string} [roomId]
+   */
+  async readLate(roomId) {
+    const now = Date.now() / 1000;
+    const started = this.rooms.filter(
+      (r) => (roomId === undefined || r.id === roomId) && r.status !== "ended" && typeof r.slot_start === "number" && r.slot_start <= now && this.lateList(r.id),
+    );
+    await Promise.all(
+      started.map(async (r) => {
+        try {
+          this.attendance.set(r.id, await api.roomAttendance(r.id));
+        } catch {
+          // Not shown this time (a network blip, a room just ended): the next read tries again.
+          return;
+        }
+        this.showLate(r.id);
+      }),
+    );
+  }
+
+  /**
+   * @param {string} roomId
+   * @returns {HTMLElement | null} the room's list of late ones, if the room is shown
+   */
+  lateList(roomId) {
+    return this.list.querySelector(`li.day-item[data-room-id="${CSS.escape(roomId)}"] ul.day-late`);
+  }
+
+  /** @param {string} roomId */
+  showLate(roomId) {
+    const list = this.lateList(roomId);
+    const a = this.attendance.get(roomId);
+    if (!list || !a) return;
+    const late = lateOnes(a, Date.now() / 1000);
+    list.replaceChildren(
+      ...late.map((l) => {
+        const li =
+          l.who === "patient"
+            ? el("li", { className: "late-item", i18n: l.minutes > 0 ? "late.patient" : "late.patient_now", params: { minutes: l.minutes } })
+            : el("li", {
+                className: "late-item",
+                i18n: l.minutes > 0 ? "late.clinician" : "late.clinician_now",
+                params: { name: l.title ? { key: "late.name_title", params: { name: l.name ?? "", title: l.title } } : (l.name ?? ""), minutes: l.minutes },
+              });
+        if (l.who === "patient") li.dataset.who = "patient";
+        else li.dataset.userId = l.id;
+        li.dataset.minutes = String(l.minutes);
+        return li;
+      }),
+    );
+    list.hidden = late.length === 0;
+    list.dataset.checked = "";
   }
 
   /**
@@ -157,17 +250,19 @@ export class DayView {
    * @param {import("./api.js").PendingDraft} d
    */
   draftItem(d) {
+    /** @type {Record<string, MessageKey>} */
     const kinds = {
-      note: bi("会诊记录", "Note"),
-      diagnosis_report: bi("诊断报告", "Diagnosis report"),
-      prescription: bi("处方", "Prescription"),
+      note: "day.kind.note",
+      diagnosis_report: "day.kind.diagnosis_report",
+      prescription: "day.kind.prescription",
     };
     const headingId = `draft-${d.record_id}`;
+    const kind = kinds[d.kind];
     const li = el(
       "li",
       { className: "draft-item" },
-      el("p", { text: `${kinds[d.kind] ?? d.kind} · ${d.room_title}`, attrs: { id: headingId } }),
-      el("p", { className: "hint", text: `${bi("起草人", "Drafted by")} ${d.author_name} · ${clock(Math.floor(d.created_at_ms / 1000))}` }),
+      el("p", { i18n: "day.draft", params: { kind: kind ? { key: kind } : d.kind, title: d.room_title }, attrs: { id: headingId } }),
+      el("p", { className: "hint", i18n: "day.drafted_by", params: { name: d.author_name, at: { at: d.created_at_ms, style: "time" } } }),
       ...this.enterButton(d.room_id, headingId),
     );
     li.dataset.recordId = d.record_id;
@@ -185,7 +280,7 @@ export class DayView {
     error.hidden = true;
     const enter = el("button", {
       className: "btn btn-small btn-primary",
-      text: bi("进入会诊", "Enter consultation"),
+      i18n: "console.enter",
       attrs: { type: "button", "aria-describedby": headingId },
     });
     enter.addEventListener("click", async () => {
@@ -195,8 +290,8 @@ export class DayView {
         const entry = await api.enterRoom(roomId);
         location.assign(`/join#${entry.token}`);
       } catch (err) {
-        error.textContent = this.opts.explain(err);
-        error.hidden = error.textContent === "";
+        tr(error, this.opts.explain(err));
+        error.hidden = false;
         enter.disabled = false;
       }
     });
@@ -211,27 +306,31 @@ export class DayView {
     const head = el(
       "div",
       { className: "room-head" },
-      el("span", { className: "day-time", text: `${clock(start)}–${clock(end)}` }),
-      el("h3", { text: room.title, attrs: { id: headingId } }),
+      el("span", { className: "day-time", i18n: "day.slot", params: { from: { at: start * 1000, style: "time" }, to: { at: end * 1000, style: "time" } } }),
+      el("h3", { user: room.title, attrs: { id: headingId } }),
     );
     const waiting = this.opts.waiting(room.id);
     if (waiting && waiting.n > 0) head.append(waitingBadge(waiting));
-    const meta = room.patient_ref ? `${bi("患者编号", "Patient ref.")} ${room.patient_ref}` : "";
     const ended = room.status === "ended";
-    if (ended) head.append(el("span", { className: "status status-ended", text: bi("已结束", "ended") }));
+    if (ended) head.append(el("span", { className: "status status-ended", i18n: "console.status.ended" }));
+    const late = el("ul", { className: "day-late", label: "day.late", attrs: { role: "list" } });
+    late.hidden = true;
     const li = el(
       "li",
       { className: ended ? "day-item room-ended" : "day-item" },
       head,
-      ...(meta ? [el("p", { className: "hint", text: meta })] : []),
-      ...(ended ? [] : this.enterButton(room.id, headingId)),
+      ...(room.patient_ref ? [el("p", { className: "hint", i18n: "console.patient_ref_of", params: { ref: room.patient_ref } })] : []),
+      ...(ended ? [] : [late, ...this.enterButton(room.id, headingId)]),
     );
     li.dataset.roomId = room.id;
+    // Shown at once from the last read, then read again.
+    if (!ended) queueMicrotask(() => this.showLate(room.id));
     return li;
   }
 
   /**
-   * A live `patient_waiting`: shows who waits on the room's entry.
+   * A live `patient_waiting`: shows who waits on the room's entry, and reads who is late again
+   * (a patient who waits is not late).
    * @param {string} roomId
    * @param {Waiting} w
    */
@@ -241,5 +340,6 @@ export class DayView {
     if (!head) return;
     head.querySelector(".waiting-count")?.remove();
     if (w.n > 0) head.append(waitingBadge(w));
+    void this.readLate(roomId);
   }
 }

@@ -17,7 +17,7 @@ const ACTION = {
 
 /**
  * @param {HTMLElement} root
- * @param {(err: unknown) => string} explain
+ * @param {(err: unknown) => MessageKey} explain the catalogue's words for a failure
  */
 export async function showPharmacy(root, explain) {
   root.hidden = false;
@@ -32,7 +32,7 @@ export async function showPharmacy(root, explain) {
         section("pharmacy.to_dispense", reviewed, ["dispense", "reject"]),
       );
     } catch (err) {
-      status.textContent = explain(err);
+      tr(status, explain(err));
     }
   };
   /**
@@ -60,7 +60,7 @@ export async function showPharmacy(root, explain) {
                 tr(status, ACTION[action].done);
                 await render();
               } catch (err) {
-                status.textContent = explain(err);
+                tr(status, explain(err));
                 b.disabled = false;
               }
             });

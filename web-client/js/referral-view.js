@@ -12,6 +12,8 @@
 
 import { ApiError, enterRoom } from "./api.js";
 import { el } from "./dom.js";
+import { errorKey } from "./errors.js";
+import { clearText, tr } from "./i18n.js";
 import * as rapi from "./referral-api.js";
 
 /** @typedef {import("./referral-api.js").Referral} Referral */
@@ -20,116 +22,116 @@ import * as rapi from "./referral-api.js";
 /** @typedef {import("./referral-api.js").Slot} Slot */
 /** @typedef {import("./referral-api.js").Person} Person */
 /** @typedef {import("./api.js").Account} Account */
-
-/**
- * Both languages, as the console's bilingual strings are written: Chinese first.
- * @param {string} zh
- * @param {string} en
- */
-export function bi(zh, en) {
-  return `${zh} · ${en}`;
-}
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
+/** @typedef {import("./i18n.js").Param} Param */
+/** @typedef {import("./i18n.js").Params} Params */
 
 /** @type {Box[]} */
 const BOXES = ["inbox", "department", "outbox"];
 
+/** @type {Record<Box, MessageKey>} */
 const BOX_LABEL = {
-  inbox: bi("我的收件箱", "My inbox"),
-  department: bi("科室收件箱", "Department inbox"),
-  outbox: bi("已发出", "Sent"),
+  inbox: "referral.box.inbox",
+  department: "referral.box.department",
+  outbox: "referral.box.outbox",
 };
 
+/** @type {Record<Box, MessageKey>} */
 const BOX_EMPTY = {
-  inbox: bi("没有给您的会诊申请", "No requests addressed to you."),
-  department: bi("科室没有待接的会诊申请", "No requests waiting for your department."),
-  outbox: bi("您还没有发出会诊申请", "You have not sent any requests."),
+  inbox: "referral.empty.inbox",
+  department: "referral.empty.department",
+  outbox: "referral.empty.outbox",
 };
 
-/** @type {Record<Urgency, string>} */
+/** @type {Record<Urgency, MessageKey>} */
 const URGENCY_LABEL = {
-  routine: bi("常规", "Routine"),
-  urgent: bi("紧急", "Urgent"),
-  emergency: bi("急诊", "Emergency"),
+  routine: "referral.urgency.routine",
+  urgent: "referral.urgency.urgent",
+  emergency: "referral.urgency.emergency",
 };
 
 /** @type {Record<Urgency, number>} */
 const URGENCY_RANK = { emergency: 0, urgent: 1, routine: 2 };
 
-/** @type {Record<string, string>} */
+/** @type {Record<string, MessageKey>} */
 const STATE_LABEL = {
-  requested: bi("待接收", "Requested"),
-  accepted: bi("已接收，待定时间", "Accepted, time to agree"),
-  counter_proposed: bi("已提议新时间", "New time proposed"),
-  scheduled: bi("已预约", "Scheduled"),
-  declined: bi("已拒绝", "Declined"),
-  in_consultation: bi("会诊中", "In consultation"),
-  report_issued: bi("已出报告", "Report issued"),
-  closed: bi("已结案", "Closed"),
-  cancelled: bi("已撤销", "Cancelled"),
+  requested: "referral.state.requested",
+  accepted: "referral.state.accepted",
+  counter_proposed: "referral.state.counter_proposed",
+  scheduled: "referral.state.scheduled",
+  declined: "referral.state.declined",
+  in_consultation: "referral.state.in_consultation",
+  report_issued: "referral.state.report_issued",
+  closed: "referral.state.closed",
+  cancelled: "referral.state.cancelled",
 };
 
-/** @type {Record<string, string>} */
+/** @type {Record<string, MessageKey>} */
 const ACTION_LABEL = {
-  create: bi("发出申请", "Requested"),
-  accept: bi("接收", "Accepted"),
-  propose_time: bi("提议时间", "Proposed a time"),
-  decline: bi("拒绝", "Declined"),
-  forward: bi("转交", "Forwarded"),
-  start: bi("开始会诊", "Started"),
-  issue_report: bi("出具报告", "Report issued"),
-  close: bi("结案", "Closed"),
-  cancel: bi("撤销", "Cancelled"),
+  create: "referral.action.create",
+  accept: "referral.action.accept",
+  propose_time: "referral.action.propose_time",
+  decline: "referral.action.decline",
+  forward: "referral.action.forward",
+  start: "referral.action.start",
+  issue_report: "referral.action.issue_report",
+  close: "referral.action.close",
+  cancel: "referral.action.cancel",
+};
+
+/** The urgency as the live notice says it ("New consultation request (urgent)"). */
+/** @type {Record<Urgency, MessageKey>} */
+const URGENCY_NOTICE = {
+  routine: "referral.notice_urgency.routine",
+  urgent: "referral.notice_urgency.urgent",
+  emergency: "referral.notice_urgency.emergency",
 };
 
 /**
- * What a refused step means, by the server's stable code (docs/protocol.md, "Referrals"); the
- * server's message is for developers. Unknown codes fall back to the console's `explain`.
- * @type {Record<string, string>}
+ * Parts joined with " · ", as one message parameter.
+ * @param {Param[]} parts
+ * @returns {Param}
  */
-const ERROR_TEXT = {
-  invalid_request: bi("请求格式不正确", "The request was not understood."),
-  field_empty: bi("请填写所有必填项", "Fill in every required field."),
-  field_too_long: bi("内容过长", "A field is too long."),
-  hidden_characters: bi("内容含有不允许的隐藏字符", "A field contains hidden or control characters."),
-  too_many_slots: bi("最多建议 5 个时间", "Propose at most 5 times."),
-  duplicate_slot: bi("建议的时间重复", "The same time is proposed twice."),
-  slot_in_past: bi("该时间已过，请选择将来的时间", "That time has passed: choose a time in the future."),
-  slot_too_far: bi("时间不能超过一年以后", "That time is more than a year ahead."),
-  bad_duration: bi("时长须在 5 到 240 分钟之间", "The length must be 5 to 240 minutes."),
-  slot_required: bi("请给出会诊时间", "Give a time for the consultation."),
-  slot_mismatch: bi("只能接受对方提议的时间", "Only the time proposed can be accepted."),
-  reason_required: bi("请填写原因", "Give a reason."),
-  reason_too_long: bi("原因过长（最多 500 字）", "The reason is too long (500 characters at most)."),
-  forward_to_same_target: bi("申请已发给此人", "The request is already addressed there."),
-  forward_outside_department: bi("只能转给本科室的医生", "Forward only within the department."),
-  unknown_department: bi("没有这个科室", "No such department."),
-  not_in_department: bi("该医生不属于此科室", "That clinician is not in the department."),
-  self_referral: bi("不能向自己发出申请", "You cannot address a request to yourself."),
-  forbidden: bi("您的账户不能执行此操作", "Your account may not do this."),
-  wrong_side: bi("这一步应由对方执行", "This step is for the other side."),
-  not_found: bi("找不到该申请", "The request could not be found."),
-  not_now: bi("申请当前的状态不允许这一步", "The request's state does not allow this now."),
-  conflict: bi("别人刚刚处理了该申请，已重新载入", "Someone else just took a step on it: reloaded."),
-};
+function joinParams(parts) {
+  /** @type {Param} */
+  let all = parts[0] ?? "";
+  for (const part of parts.slice(1)) all = { key: "console.joined", params: { a: all, b: part } };
+  return all;
+}
+
+/**
+ * A request's state as a message parameter (an unknown one, from a newer server, as it is).
+ * @param {string} state
+ * @returns {Param}
+ */
+function stateParam(state) {
+  return Object.hasOwn(STATE_LABEL, state) ? { key: STATE_LABEL[state] } : state;
+}
+
+/**
+ * A step's name as a message parameter.
+ * @param {string} action
+ * @returns {Param}
+ */
+function actionParam(action) {
+  return Object.hasOwn(ACTION_LABEL, action) ? { key: ACTION_LABEL[action] } : action;
+}
 
 /**
  * @typedef {object} ReferralViewOptions
  * @property {HTMLElement} section the (empty) card the view fills
  * @property {Account} user the signed-in clinician
- * @property {(err: unknown) => string} explain the console's sentence for a failure
+ * @property {(err: unknown) => MessageKey} explain the catalogue's words for a failure
  * @property {() => void} changed a request's step may have opened or moved a room: reload rooms
  */
 
-/** @param {number} unix */
-export function dayTime(unix) {
-  const d = new Date(unix * 1000);
-  const pad = (/** @type {number} */ n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
-
-/** @param {Slot} slot */
-function slotText(slot) {
-  return `${dayTime(slot.start)} (${slot.minutes} ${bi("分钟", "min")})`;
+/**
+ * A time slot as a message parameter: its start in the page's language, and its length.
+ * @param {Slot} slot
+ * @returns {Param}
+ */
+function slotParam(slot) {
+  return { key: "referral.slot", params: { at: { at: slot.start * 1000 }, minutes: slot.minutes } };
 }
 
 /** @param {Person | null | undefined} p */
@@ -165,36 +167,37 @@ function uid(prefix) {
 
 /**
  * A labelled field.
- * @param {string} label
+ * @param {MessageKey} label
  * @param {HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement} control
- * @param {string} [hint]
+ * @param {MessageKey} [hint]
  */
 function field(label, control, hint) {
   if (!control.id) control.id = uid("rf");
   /** @type {HTMLElement[]} */
-  const parts = [el("label", { text: label, attrs: { for: control.id } }), control];
+  const parts = [el("label", { i18n: label, attrs: { for: control.id } }), control];
   if (hint) {
     const hintId = uid("rf-hint");
     control.setAttribute("aria-describedby", hintId);
-    parts.push(el("p", { className: "hint", text: hint, attrs: { id: hintId } }));
+    parts.push(el("p", { className: "hint", i18n: hint, attrs: { id: hintId } }));
   }
   return el("div", { className: "field" }, ...parts);
 }
 
 /**
  * A time's inputs: local date and time, and length in minutes.
- * @param {string} legend
+ * @param {MessageKey} legend
+ * @param {Params} [legendParams]
  * @param {number} [minutes]
  */
-function timeInputs(legend, minutes = 30) {
+function timeInputs(legend, legendParams, minutes = 30) {
   const start = el("input", { className: "input", attrs: { type: "datetime-local", step: "300" } });
   const length = el("input", { className: "input", attrs: { type: "number", min: "5", max: "240", step: "5", value: String(minutes) } });
   const group = el(
     "fieldset",
     { className: "time-row" },
-    el("legend", { text: legend }),
-    field(bi("日期和时间", "Date and time"), start),
-    field(bi("时长（分钟）", "Length (minutes)"), length),
+    el("legend", { i18n: legend, params: legendParams }),
+    field("referral.date_time", start),
+    field("referral.length", length),
   );
   return {
     group,
@@ -211,8 +214,8 @@ function timeInputs(legend, minutes = 30) {
 
 export class ReferralView {
   notice = el("p", { className: "referral-notice", attrs: { id: "referral-notice", role: "status", "aria-live": "polite" } });
-  newButton = el("button", { className: "btn btn-small btn-primary", text: bi("新会诊申请", "New request"), attrs: { type: "button", "aria-expanded": "false", "aria-controls": "referral-form" } });
-  reloadButton = el("button", { className: "btn btn-small", text: bi("重新载入", "Reload"), attrs: { type: "button", "aria-label": bi("重新载入会诊申请", "Reload requests") } });
+  newButton = el("button", { className: "btn btn-small btn-primary", i18n: "referral.new", attrs: { type: "button", "aria-expanded": "false", "aria-controls": "referral-form" } });
+  reloadButton = el("button", { className: "btn btn-small", i18n: "referral.reload", label: "referral.reload_label", attrs: { type: "button" } });
   /** @type {Record<Box, HTMLButtonElement>} */
   tabs = /** @type {Record<Box, HTMLButtonElement>} */ ({});
   /** @type {Record<Box, HTMLElement>} */
@@ -227,11 +230,11 @@ export class ReferralView {
   reason = el("textarea", { attrs: { maxlength: "500", rows: "2", required: "" } });
   question = el("textarea", { attrs: { maxlength: "2000", rows: "4", required: "" } });
   urgency = el("select");
-  times = [timeInputs(bi("建议时间 1", "Proposed time 1"))];
+  times = [timeInputs("referral.proposed_n", { n: 1 })];
   formError = el("p", { className: "form-error", attrs: { role: "alert", id: "referral-form-error" } });
-  sendButton = el("button", { className: "btn btn-primary", text: bi("发送申请", "Send request"), attrs: { type: "submit" } });
+  sendButton = el("button", { className: "btn btn-primary", i18n: "referral.send", attrs: { type: "submit" } });
   // The dialog's parts.
-  dialogTitle = el("h2", { text: "", attrs: { id: "referral-dialog-title" } });
+  dialogTitle = el("h2", { attrs: { id: "referral-dialog-title" } });
   dialogBody = el("div", { className: "referral-detail" });
   stepError = el("p", { className: "form-error", attrs: { role: "alert", id: "referral-step-error" } });
 
@@ -262,14 +265,14 @@ export class ReferralView {
     this.newButton.addEventListener("click", () => this.toggleForm());
     this.reloadButton.addEventListener("click", () => void this.refresh());
 
-    const tablist = el("div", { className: "tabs referral-tabs", attrs: { role: "tablist", "aria-label": bi("会诊申请", "Requests") } });
+    const tablist = el("div", { className: "tabs referral-tabs", label: "referral.tabs", attrs: { role: "tablist" } });
     for (const box of BOXES) {
       const badge = el("span", { className: "tab-badge" });
       badge.hidden = true;
       const tab = el(
         "button",
         { className: "tab", attrs: { type: "button", role: "tab", id: `referral-tab-${box}`, "aria-controls": "referral-panel", "aria-selected": String(box === this.box) } },
-        el("span", { text: BOX_LABEL[box] }),
+        el("span", { i18n: BOX_LABEL[box] }),
         badge,
       );
       tab.addEventListener("click", () => this.select(box));
@@ -290,7 +293,7 @@ export class ReferralView {
       el(
         "div",
         { className: "section-head" },
-        el("h2", { text: bi("会诊申请", "Consultation requests"), attrs: { id: titleId } }),
+        el("h2", { i18n: "referral.title", attrs: { id: titleId } }),
         el("div", { className: "actions" }, this.newButton, this.reloadButton),
       ),
       this.notice,
@@ -327,13 +330,13 @@ export class ReferralView {
     try {
       do {
         this.again = false;
-        if (!this.list.childElementCount) this.status.textContent = bi("正在载入…", "Loading…");
+        if (!this.list.childElementCount) tr(this.status, "common.loading");
         try {
           const [inbox, department, outbox] = await Promise.all(BOXES.map((b) => rapi.referrals(b)));
           this.lists = { inbox, department, outbox };
           this.renderList();
         } catch (err) {
-          this.status.textContent = this.opts.explain(err);
+          tr(this.status, this.opts.explain(err));
         }
         // The request shown is read again when it changed (or left the lists: forwarded, taken
         // on by a colleague), not otherwise, so what is being typed in the dialog stays.
@@ -354,7 +357,7 @@ export class ReferralView {
   received(id, urgency) {
     this.unseen.add(id);
     const u = /** @type {Urgency} */ (Object.hasOwn(URGENCY_LABEL, urgency) ? urgency : "routine");
-    this.notice.textContent = bi(`收到新的会诊申请（${URGENCY_LABEL[u].split(" · ")[0]}）`, `New consultation request (${URGENCY_LABEL[u].split(" · ")[1].toLowerCase()})`);
+    tr(this.notice, "referral.received", { urgency: { key: URGENCY_NOTICE[u] } });
     this.notice.dataset.urgency = u;
     void this.refresh();
   }
@@ -367,8 +370,8 @@ export class ReferralView {
   changed(id, state) {
     const known = BOXES.flatMap((b) => this.lists[b]).find((r) => r.id === id);
     const what = known ? known.reason.split("\n")[0] : "";
-    const label = STATE_LABEL[state] ?? state;
-    this.notice.textContent = bi(`会诊申请状态更新：${label.split(" · ")[0]}`, `Request ${what ? `“${what}” ` : ""}updated: ${label.split(" · ").pop()}`);
+    if (what) tr(this.notice, "referral.changed_named", { what, state: stateParam(state) });
+    else tr(this.notice, "referral.changed", { state: stateParam(state) });
     delete this.notice.dataset.urgency;
     void this.refresh();
   }
@@ -378,12 +381,13 @@ export class ReferralView {
     // Open ones first, then emergency, urgent, routine (the server's order; kept if it changes).
     items.sort((a, b) => Number(b.open) - Number(a.open) || URGENCY_RANK[a.urgency] - URGENCY_RANK[b.urgency]);
     this.list.replaceChildren(...items.map((r) => this.renderItem(r)));
-    this.status.textContent = items.length ? "" : BOX_EMPTY[this.box];
+    if (items.length) clearText(this.status);
+    else tr(this.status, BOX_EMPTY[this.box]);
     for (const box of BOXES) {
       const count = this.lists[box].filter((r) => this.unseen.has(r.id)).length;
       const badge = this.badges[box];
       // Read out as part of the tab's name: "My inbox 1 new".
-      badge.replaceChildren(...(count ? [String(count), el("span", { className: "visually-hidden", text: ` ${bi("个新申请", "new")}` })] : []));
+      badge.replaceChildren(...(count ? [String(count), " ", el("span", { className: "visually-hidden", i18n: "referral.new_badge" })] : []));
       badge.hidden = count === 0;
     }
   }
@@ -392,25 +396,28 @@ export class ReferralView {
   renderItem(r) {
     const headingId = uid("referral");
     const first = r.reason.split("\n")[0];
-    const who = r.side === "requester" ? bi("发给", "To") + ` ${targetText(r)}` : bi("来自", "From") + ` ${personText(r.requester)}`;
-    const meta = [who, `${bi("患者编号", "Patient ref.")} ${r.patient_ref}`];
-    if (r.slot) meta.push(`${r.state === "scheduled" || r.room_id ? bi("时间", "Time") : bi("提议时间", "Proposed")} ${slotText(r.slot)}`);
-    if (r.state_reason) meta.push(`${bi("原因", "Reason")}: ${r.state_reason}`);
-    const open = el("button", { className: "btn btn-small", text: bi("查看", "Open"), attrs: { type: "button", "aria-label": `${bi("查看申请", "Open request")}: ${first}` } });
+    /** @type {Param[]} */
+    const meta = [
+      r.side === "requester" ? { key: "referral.to", params: { who: targetText(r) } } : { key: "referral.from", params: { who: personText(r.requester) } },
+      { key: "console.patient_ref_of", params: { ref: r.patient_ref } },
+    ];
+    if (r.slot) meta.push({ key: r.state === "scheduled" || r.room_id ? "referral.time_of" : "referral.proposed_of", params: { slot: slotParam(r.slot) } });
+    if (r.state_reason) meta.push({ key: "referral.reason_of", params: { reason: r.state_reason } });
+    const open = el("button", { className: "btn btn-small", i18n: "referral.open", label: "referral.open_label", labelParams: { what: first }, attrs: { type: "button" } });
     open.addEventListener("click", () => void this.openDetail(r.id));
     const head = el(
       "div",
       { className: "room-head" },
-      el("h3", { text: first, attrs: { id: headingId } }),
-      el("span", { className: `urgency urgency-${r.urgency}`, text: URGENCY_LABEL[r.urgency] }),
-      el("span", { className: `status referral-state state-${r.state}`, text: STATE_LABEL[r.state] ?? r.state }),
+      el("h3", { user: first, attrs: { id: headingId } }),
+      el("span", { className: `urgency urgency-${r.urgency}`, i18n: URGENCY_LABEL[r.urgency] }),
+      el("span", { className: `status referral-state state-${r.state}`, i18n: "common.param", params: { text: stateParam(r.state) } }),
     );
-    if (this.unseen.has(r.id)) head.append(el("span", { className: "badge-new", text: bi("新", "New") }));
+    if (this.unseen.has(r.id)) head.append(el("span", { className: "badge-new", i18n: "referral.new_mark" }));
     const item = el(
       "li",
       { className: `referral-item${r.urgent ? " referral-urgent" : ""}${r.open ? "" : " referral-done"}`, attrs: { "aria-labelledby": headingId } },
       head,
-      el("p", { className: "hint", text: meta.join(" · ") }),
+      el("p", { className: "hint", i18n: "common.param", params: { text: joinParams(meta) } }),
       el("div", { className: "actions" }, open),
     );
     item.dataset.referralId = r.id;
@@ -433,31 +440,31 @@ export class ReferralView {
 
   buildForm() {
     for (const u of /** @type {Urgency[]} */ (["routine", "urgent", "emergency"])) {
-      this.urgency.append(el("option", { text: URGENCY_LABEL[u], attrs: { value: u } }));
+      this.urgency.append(el("option", { i18n: URGENCY_LABEL[u], attrs: { value: u } }));
     }
     const timesBox = el("div", { className: "time-rows" }, this.times[0].group);
-    const addTime = el("button", { className: "btn btn-small", text: bi("再加一个时间", "Add another time"), attrs: { type: "button" } });
+    const addTime = el("button", { className: "btn btn-small", i18n: "referral.add_time", attrs: { type: "button" } });
     addTime.addEventListener("click", () => {
       const n = this.times.length + 1;
-      const t = timeInputs(bi(`建议时间 ${n}`, `Proposed time ${n}`));
+      const t = timeInputs("referral.proposed_n", { n });
       this.times.push(t);
       timesBox.append(t.group);
       t.start.focus();
       addTime.hidden = this.times.length >= 5;
     });
     this.formError.hidden = true;
-    const cancel = el("button", { className: "btn", text: bi("取消", "Cancel"), attrs: { type: "button" } });
+    const cancel = el("button", { className: "btn", i18n: "common.cancel", attrs: { type: "button" } });
     cancel.addEventListener("click", () => this.toggleForm());
     this.department.addEventListener("change", () => void this.loadSpecialists());
     const form = el(
       "form",
-      { className: "form referral-form", attrs: { id: "referral-form", "aria-label": bi("新会诊申请", "New consultation request") } },
-      field(bi("科室", "Department"), this.department, bi("网络内各医院的科室", "Departments of every institution in the network.")),
-      field(bi("指定专家（可选）", "Specialist (optional)"), this.specialist),
-      field(bi("患者编号", "Patient reference"), this.patientRef, bi("病历号等编号，不要填写姓名或身份证号", "A record number: never a name or an identity number.")),
-      field(bi("申请原因", "Reason"), this.reason),
-      field(bi("会诊问题", "Question"), this.question),
-      field(bi("紧急程度", "Urgency"), this.urgency),
+      { className: "form referral-form", label: "referral.form_label", attrs: { id: "referral-form" } },
+      field("referral.department", this.department, "referral.department_hint"),
+      field("referral.specialist", this.specialist),
+      field("console.patient_ref", this.patientRef, "referral.patient_ref_hint"),
+      field("referral.reason", this.reason),
+      field("referral.question", this.question),
+      field("referral.urgency", this.urgency),
       timesBox,
       el("div", { className: "actions" }, addTime),
       this.formError,
@@ -474,11 +481,11 @@ export class ReferralView {
     if (this.department.options.length) return;
     try {
       const institutions = await rapi.institutions();
-      this.department.append(el("option", { text: bi("请选择科室", "Choose a department"), attrs: { value: "" } }));
+      this.department.append(el("option", { i18n: "referral.choose_department", attrs: { value: "" } }));
       for (const inst of institutions) {
         if (!inst.departments.length) continue;
         const group = el("optgroup", { attrs: { label: inst.name } });
-        for (const d of inst.departments) group.append(el("option", { text: `${d.name} · ${inst.name}`, attrs: { value: d.id } }));
+        for (const d of inst.departments) group.append(el("option", { user: `${d.name} · ${inst.name}`, attrs: { value: d.id } }));
         this.department.append(group);
       }
       this.loadSpecialists();
@@ -488,7 +495,7 @@ export class ReferralView {
   }
 
   async loadSpecialists() {
-    const anyone = el("option", { text: bi("科室任何医生", "Anyone in the department"), attrs: { value: "" } });
+    const anyone = el("option", { i18n: "referral.anyone", attrs: { value: "" } });
     this.specialist.replaceChildren(anyone);
     const id = this.department.value;
     if (!id) return;
@@ -497,8 +504,9 @@ export class ReferralView {
       if (this.department.value !== id) return;
       for (const p of people) {
         if (p.id === this.opts.user.id) continue;
-        const taking = p.accepts_referrals ? bi("接受会诊", "taking referrals") : bi("暂不接受会诊", "not taking referrals");
-        this.specialist.append(el("option", { text: [p.display_name, p.title, p.specialty, taking].filter((x) => x).join(" · "), attrs: { value: p.id } }));
+        const who = [p.display_name, p.title, p.specialty].filter((x) => x).join(" · ");
+        const taking = p.accepts_referrals ? "referral.option_taking" : "referral.option_not_taking";
+        this.specialist.append(el("option", { i18n: taking, params: { who }, attrs: { value: p.id } }));
       }
     } catch (err) {
       this.showFormError(err);
@@ -507,25 +515,30 @@ export class ReferralView {
 
   /** @param {unknown} err */
   showFormError(err) {
-    const text = this.errorText(err);
-    this.formError.textContent = text;
-    this.formError.hidden = text === "";
+    this.errorText(this.formError, err);
+    this.formError.hidden = false;
     if (err instanceof ApiError) this.formError.dataset.errorCode = err.code;
   }
 
-  /** @param {unknown} err */
-  errorText(err) {
-    if (err instanceof ApiError && err.status !== 401 && err.status !== 0 && Object.hasOwn(ERROR_TEXT, err.code)) {
-      return `${ERROR_TEXT[err.code]} (${err.code})`;
+  /**
+   * Puts a refusal's words into `node`: a refusal by the server with its code beside it (what
+   * the other side or the help desk can look up), anything else as the console says it.
+   * @param {HTMLElement} node
+   * @param {unknown} err
+   */
+  errorText(node, err) {
+    if (err instanceof ApiError && err.status !== 401 && err.status !== 0) {
+      tr(node, "error.with_code", { text: { key: errorKey(err.code) }, code: err.code });
+    } else {
+      tr(node, this.opts.explain(err));
     }
-    return this.opts.explain(err);
   }
 
   async send() {
     this.formError.hidden = true;
     delete this.formError.dataset.errorCode;
     if (!this.department.value) {
-      this.formError.textContent = bi("请选择科室", "Choose a department.");
+      tr(this.formError, "referral.choose_department_first");
       this.formError.hidden = false;
       this.department.focus();
       return;
@@ -552,7 +565,7 @@ export class ReferralView {
       this.form.reset();
       for (const t of this.times.splice(1)) t.group.remove();
       this.toggleForm();
-      this.notice.textContent = bi("会诊申请已发出", "Request sent.");
+      tr(this.notice, "referral.sent");
       this.select("outbox");
       this.lists.outbox = [created, ...this.lists.outbox.filter((r) => r.id !== created.id)];
       this.renderList();
@@ -568,7 +581,7 @@ export class ReferralView {
 
   buildDialog() {
     this.stepError.hidden = true;
-    const back = el("button", { className: "btn", text: bi("返回列表", "Back to the list"), attrs: { type: "button" } });
+    const back = el("button", { className: "btn", i18n: "referral.back", attrs: { type: "button" } });
     back.addEventListener("click", () => this.dialog.close());
     const dialog = el(
       "dialog",
@@ -594,8 +607,8 @@ export class ReferralView {
     this.unseen.delete(id);
     this.renderList();
     this.stepError.hidden = true;
-    this.dialogTitle.textContent = bi("会诊申请", "Consultation request");
-    this.dialogBody.replaceChildren(el("p", { className: "hint", text: bi("正在载入…", "Loading…") }));
+    tr(this.dialogTitle, "referral.request");
+    this.dialogBody.replaceChildren(el("p", { className: "hint", i18n: "common.loading" }));
     if (!this.dialog.open) this.dialog.showModal();
     await this.loadDetail(id);
   }
@@ -612,9 +625,8 @@ export class ReferralView {
 
   /** @param {unknown} err */
   showStepError(err) {
-    const text = this.errorText(err);
-    this.stepError.textContent = text;
-    this.stepError.hidden = text === "";
+    this.errorText(this.stepError, err);
+    this.stepError.hidden = false;
     if (err instanceof ApiError) this.stepError.dataset.errorCode = err.code;
     else delete this.stepError.dataset.errorCode;
   }
@@ -624,46 +636,48 @@ export class ReferralView {
     this.shownVersion = r.version;
     this.dialog.dataset.referralId = r.id;
     this.dialog.dataset.state = r.state;
-    this.dialogTitle.textContent = `${bi("会诊申请", "Consultation request")}: ${r.reason.split("\n")[0]}`;
-    /** @type {[string, string][]} */
+    tr(this.dialogTitle, "referral.request_named", { what: r.reason.split("\n")[0] });
+    /** @type {[MessageKey, {i18n: MessageKey, params?: Params} | {user: string}][]} */
     const rows = [
-      [bi("状态", "State"), STATE_LABEL[r.state] ?? r.state],
-      [bi("紧急程度", "Urgency"), URGENCY_LABEL[r.urgency]],
-      [bi("申请人", "From"), personText(r.requester)],
-      [bi("发给", "To"), targetText(r)],
-      [bi("接收人", "Taken on by"), personText(r.receiver) || "—"],
-      [bi("患者编号", "Patient reference"), r.patient_ref],
-      [bi("申请原因", "Reason"), r.reason],
-      [bi("会诊问题", "Question"), r.question],
+      ["referral.fact.state", { i18n: "common.param", params: { text: stateParam(r.state) } }],
+      ["referral.urgency", { i18n: URGENCY_LABEL[r.urgency] }],
+      ["referral.fact.from", { user: personText(r.requester) }],
+      ["referral.fact.to", { user: targetText(r) }],
+      ["referral.fact.taken_by", { user: personText(r.receiver) || "—" }],
+      ["console.patient_ref", { user: r.patient_ref }],
+      ["referral.reason", { user: r.reason }],
+      ["referral.question", { user: r.question }],
     ];
     if (r.slot) {
       const pending = r.state === "counter_proposed" || r.state === "requested";
-      rows.push([pending ? bi("提议的时间", "Proposed time") : bi("会诊时间", "Time"), slotText(r.slot)]);
+      rows.push([pending ? "referral.fact.proposed_time" : "referral.fact.time", { i18n: "common.param", params: { text: slotParam(r.slot) } }]);
     }
-    if (r.state_reason) rows.push([bi("原因", "Reason given"), r.state_reason]);
+    if (r.state_reason) rows.push(["referral.fact.reason_given", { user: r.state_reason }]);
     const facts = el("dl", { className: "referral-facts" });
-    for (const [k, v] of rows) facts.append(el("dt", { text: k }), el("dd", { text: v }));
+    for (const [k, v] of rows) facts.append(el("dt", { i18n: k }), el("dd", v));
 
-    const steps = el("ol", { className: "referral-events", attrs: { "aria-label": bi("经过", "History") } });
+    const steps = el("ol", { className: "referral-events", label: "referral.history" });
     for (const e of r.events ?? []) {
-      const detail = [];
-      if (e.detail?.slot) detail.push(slotText(e.detail.slot));
+      /** @type {Param[]} */
+      const detail = [personText(e.actor)];
+      if (e.detail?.slot) detail.push(slotParam(e.detail.slot));
       if (e.detail?.reason) detail.push(String(e.detail.reason));
       steps.append(
         el(
           "li",
           {},
-          el("span", { className: "event-at", text: dayTime(e.at) }),
+          el("span", { className: "event-at", time: e.at * 1000 }),
           " ",
-          el("span", { className: "member-name", text: ACTION_LABEL[e.action] ?? e.action }),
-          ` ${personText(e.actor)}${detail.length ? ` · ${detail.join(" · ")}` : ""} → ${STATE_LABEL[e.to_state] ?? e.to_state}`,
+          el("span", { className: "member-name", i18n: "common.param", params: { text: actionParam(e.action) } }),
+          " ",
+          el("span", { i18n: "referral.event", params: { detail: joinParams(detail), state: stateParam(e.to_state) } }),
         ),
       );
     }
     this.dialogBody.replaceChildren(
       facts,
       this.renderSteps(r),
-      el("h3", { text: bi("经过", "History") }),
+      el("h3", { i18n: "referral.history" }),
       steps,
     );
   }
@@ -682,7 +696,7 @@ export class ReferralView {
 
     if (r.room_id && (s === "scheduled" || s === "in_consultation" || s === "report_issued")) {
       const roomId = r.room_id;
-      const enter = el("button", { className: "btn btn-primary", text: bi("进入会诊", "Enter consultation"), attrs: { type: "button" } });
+      const enter = el("button", { className: "btn btn-primary", i18n: "console.enter", attrs: { type: "button" } });
       enter.addEventListener("click", async () => {
         enter.disabled = true;
         try {
@@ -698,13 +712,14 @@ export class ReferralView {
 
     const buttons = el("div", { className: "actions" });
     /**
-     * @param {string} label
+     * @param {MessageKey} label
+     * @param {Params | undefined} params
      * @param {Parameters<typeof rapi.referralStep>[1]} action
      * @param {() => Record<string, unknown> | undefined | null} body null: not sent (invalid)
      * @param {string} [cls]
      */
-    const stepButton = (label, action, body, cls = "btn") => {
-      const b = el("button", { className: cls, text: label, attrs: { type: "button" } });
+    const stepButton = (label, params, action, body, cls = "btn") => {
+      const b = el("button", { className: cls, i18n: label, params, attrs: { type: "button" } });
       b.addEventListener("click", () => void this.step(r, action, body, b));
       return b;
     };
@@ -713,47 +728,47 @@ export class ReferralView {
     // or the other side's counter-proposal.
     if (receiver && s === "requested") {
       for (const t of r.proposed_times ?? []) {
-        buttons.append(stepButton(`${bi("接受此时间", "Accept")} ${slotText(t)}`, "accept", () => ({ start: t.start, minutes: t.minutes }), "btn btn-primary"));
+        buttons.append(stepButton("referral.accept_time", { slot: slotParam(t) }, "accept", () => ({ start: t.start, minutes: t.minutes }), "btn btn-primary"));
       }
-      buttons.append(stepButton(bi("接收，稍后定时间", "Accept, time later"), "accept", () => undefined));
+      buttons.append(stepButton("referral.accept_later", undefined, "accept", () => undefined));
     }
     if (theirProposal && r.slot) {
-      buttons.append(stepButton(`${bi("同意提议的时间", "Agree to the proposed time")} ${slotText(r.slot)}`, "accept", () => undefined, "btn btn-primary"));
+      buttons.append(stepButton("referral.agree_time", { slot: slotParam(r.slot) }, "accept", () => undefined, "btn btn-primary"));
     }
-    if (s === "scheduled") buttons.append(stepButton(bi("开始会诊", "Start the consultation"), "start", () => undefined));
-    if (s === "report_issued") buttons.append(stepButton(bi("结案", "Close the request"), "close", () => undefined));
+    if (s === "scheduled") buttons.append(stepButton("referral.start", undefined, "start", () => undefined));
+    if (s === "report_issued") buttons.append(stepButton("referral.close", undefined, "close", () => undefined));
     if (buttons.childElementCount) box.append(buttons);
 
     // A time of one's own: propose it (or, for the receiver of an accepted request, agree it).
     const canPropose = s === "scheduled" || s === "counter_proposed" || s === "accepted" || (receiver && s === "requested");
     if (canPropose) {
-      const t = timeInputs(bi("另一个时间", "Another time"));
+      const t = timeInputs("referral.another_time");
       t.group.classList.add("step-time");
       const row = el("div", { className: "actions" });
       const need = () => {
         const v = t.value();
         if (!v) {
-          this.stepError.textContent = bi("请填写日期和时间", "Enter a date and time.");
+          tr(this.stepError, "referral.enter_time");
           this.stepError.hidden = false;
           t.start.focus();
         }
         return v;
       };
-      row.append(stepButton(bi("提议此时间", "Propose this time"), "propose", need));
-      if (receiver && s === "accepted") row.append(stepButton(bi("以此时间接收", "Accept at this time"), "accept", need));
+      row.append(stepButton("referral.propose", undefined, "propose", need));
+      if (receiver && s === "accepted") row.append(stepButton("referral.accept_at", undefined, "accept", need));
       box.append(t.group, row);
     }
 
     // Forwarding: to a colleague of the department, or back to the department as a whole.
     if (receiver && s === "requested") {
       const who = el("select");
-      who.append(el("option", { text: bi("科室（不指定）", "The department as a whole"), attrs: { value: "" } }));
+      who.append(el("option", { i18n: "referral.whole_department", attrs: { value: "" } }));
       void rapi
         .departmentClinicians(r.target.department.id)
         .then((people) => {
           for (const p of people) {
             if (p.id === this.opts.user.id) continue;
-            who.append(el("option", { text: [p.display_name, p.title].filter((x) => x).join(" · "), attrs: { value: p.id } }));
+            who.append(el("option", { user: [p.display_name, p.title].filter((x) => x).join(" · "), attrs: { value: p.id } }));
           }
         })
         .catch((err) => this.showStepError(err));
@@ -761,9 +776,9 @@ export class ReferralView {
         el(
           "details",
           { className: "step-more" },
-          el("summary", { text: bi("转交给同事", "Forward to a colleague") }),
-          field(bi("转给", "Forward to"), who),
-          stepButton(bi("转交", "Forward"), "forward", () => ({ specialist_id: who.value || null })),
+          el("summary", { i18n: "referral.forward_summary" }),
+          field("referral.forward_to", who),
+          stepButton("referral.forward", undefined, "forward", () => ({ specialist_id: who.value || null })),
         ),
       );
     }
@@ -773,18 +788,19 @@ export class ReferralView {
     const canCancel = !receiver && (s === "requested" || s === "accepted" || s === "counter_proposed" || s === "scheduled");
     if (canDecline || canCancel) {
       const reason = el("textarea", { attrs: { maxlength: "500", rows: "2" } });
-      const label = canDecline ? bi("拒绝", "Decline") : bi("撤销申请", "Cancel the request");
+      /** @type {MessageKey} */
+      const label = canDecline ? "referral.decline" : "referral.cancel";
       box.append(
         el(
           "details",
           { className: "step-more" },
-          el("summary", { text: `${label}…` }),
-          field(bi("原因（对方可见）", "Reason (the other side sees it)"), reason),
-          stepButton(label, canDecline ? "decline" : "cancel", () => ({ reason: reason.value.trim() }), "btn btn-danger"),
+          el("summary", { i18n: "referral.more", params: { what: { key: label } } }),
+          field("referral.reason_visible", reason),
+          stepButton(label, undefined, canDecline ? "decline" : "cancel", () => ({ reason: reason.value.trim() }), "btn btn-danger"),
         ),
       );
     }
-    if (!box.childElementCount) box.append(el("p", { className: "hint", text: r.open ? bi("现在等待对方", "Waiting for the other side.") : bi("申请已结束", "This request is finished.") }));
+    if (!box.childElementCount) box.append(el("p", { className: "hint", i18n: r.open ? "referral.waiting_other" : "referral.finished" }));
     return box;
   }
 
@@ -804,7 +820,7 @@ export class ReferralView {
     try {
       const after = await rapi.referralStep(r.id, action, body);
       if (this.openId === r.id) this.renderDetail(after);
-      this.notice.textContent = `${ACTION_LABEL[action === "propose" ? "propose_time" : action] ?? action}: ${STATE_LABEL[after.state] ?? after.state}`;
+      tr(this.notice, "referral.step_done", { action: actionParam(action === "propose" ? "propose_time" : action), state: stateParam(after.state) });
       this.opts.changed();
       void this.refresh();
       if (action === "forward") this.dialog.close();

@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { el, roleParam } from "./dom.js";
+import { tr } from "./i18n.js";
 import { KIND_LABEL, recordStatusParam, recordText, signatureText } from "./records-panel.js";
 
 /**
@@ -19,7 +20,7 @@ function at(ms) {
  * Renders the summary of `roomId` into `root`.
  * @param {HTMLElement} root
  * @param {string} roomId
- * @param {(err: unknown) => string} explain
+ * @param {(err: unknown) => import("./i18n.js").MessageKey} explain the catalogue's words for a failure
  */
 export async function showSummary(root, roomId, explain) {
   root.hidden = false;
@@ -29,7 +30,7 @@ export async function showSummary(root, roomId, explain) {
   try {
     s = await api.summary(roomId);
   } catch (err) {
-    root.replaceChildren(el("p", { className: "form-error", text: explain(err) }));
+    root.replaceChildren(el("p", { className: "form-error", i18n: explain(err) }));
     return;
   }
   root.dataset.roomId = roomId;
@@ -40,7 +41,7 @@ export async function showSummary(root, roomId, explain) {
     const b = el("button", { className: "btn", i18n: label, attrs: { type: "button" } });
     b.addEventListener("click", () => {
       api.downloadExport(roomId, format).catch((err) => {
-        error.textContent = explain(err);
+        tr(error, explain(err));
         error.hidden = false;
       });
     });

@@ -1,0 +1,146 @@
+// Who is late (issue 17), as a scenario of the browser test (consultation.test.mjs calls it
+// near the end, before the final check of page problems).
+//
+// The doctor asks the cardiology specialist for a consultation that started two minutes ago (an
+// urgent case: the server takes a time up to five minutes past) and the specialist accepts that
+// time, both through the API from their own signed-in consoles. The doctor's day view then shows
+// the consultation with the specialist late (by at least two minutes), the doctor too, and the
+// patient (nobody has come and nobody waits); the specialist enters the consultation from their
+// console, and once the day view is updated they are no longer late while the others still are;
+// a patient comes and waits, and the patient is no longer late, without a click (the live
+// `patient_waiting` reads attendance again).
+// The doctor's console runs in English here.
+
+import assert from "node:assert/strict";
+
+/**
+ * @typedef {import("playwright-core").Page} Page
+ * @typedef {object} ScenarioContext
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(page: Page, name: string) => Promise<void>} snap
+ * @property {import("playwright-core").Browser} browser
+ * @property {(browser: import("playwright-core").Browser, who: string, username: string, opts?: {camera?: boolean, locale?: string}) => Promise<Page>} openConsole
+ * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null) => Promise<Page>} openJoinPage
+ * @property {Map<string, Page>} pages
+ * @property {string} doctor the doctor's username
+ * @property {string} specialist the cardiology specialist's username
+ * @property {number} timeout how long to wait for something to show
+ * @property {(page: Page, what: string) => Promise<void>} assertTextFromCatalogue
+ * @property {string} base the server's origin
+ */
+
+/**
+ * An API call from a signed-in console page, with its session token.
+ * @param {Page} page
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<any>}
+ */
+async function apiFrom(page, method, path, body) {
+  const answer = await page.evaluate(
+    async ({ method, path, body }) => {
+      const token = sessionStorage.getItem("huizhen.console.session");
+      const res = await fetch(path, {
+        method,
+        headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, json: await res.json().catch(() => null) };
+    },
+    { method, path, body },
+  );
+  assert.ok(answer.status >= 200 && answer.status < 300, `${method} ${path}: ${answer.status} ${JSON.stringify(answer.json)}`);
+  return answer.json;
+}
+
+/** @param {ScenarioContext} ctx */
+export async function lateScenario(ctx) {
+  const { check, snap, browser, openConsole, openJoinPage, pages, timeout } = ctx;
+  const S = "late";
+  const reason = `Syncope, started late ${Date.now()}`;
+  /** @type {{doctor?: Page, specialist?: Page, roomId?: string, specialistId?: string, doctorId?: string}} */
+  const p = {};
+
+  try {
+    await check("who is late: a consultation that started two minutes ago shows the specialist, the doctor and the patient late", { scenario: S }, async () => {
+      p.specialist = await openConsole(browser, "late-specialist", ctx.specialist);
+      p.doctor = await openConsole(browser, "late-doctor", ctx.doctor);
+      const spec = p.specialist;
+      const doc = p.doctor;
+      const me = await apiFrom(spec, "GET", "/api/v1/me");
+      p.specialistId = me.id;
+      p.doctorId = (await apiFrom(doc, "GET", "/api/v1/me")).id;
+      // Two minutes ago: the earliest the server takes is five minutes past.
+      const start = Math.floor(Date.now() / 1000) - 120;
+      const created = await apiFrom(doc, "POST", "/api/v1/referrals", {
+        target_department_id: me.department.id,
+        target_specialist_id: me.id,
+        patient_ref: "P-LATE-0001",
+        reason,
+        question: "Holter first?",
+        urgency: "urgent",
+        proposed_times: [{ start, minutes: 30 }],
+      });
+      const accepted = await apiFrom(spec, "POST", `/api/v1/referrals/${created.id}/accept`, { start, minutes: 30 });
+      assert.equal(accepted.state, "scheduled");
+      assert.equal(typeof accepted.room_id, "string", "scheduling opened a room");
+      p.roomId = accepted.room_id;
+
+      // The doctor's day view (today) is updated by the acceptance's notification.
+      const entry = doc.locator(`#day-view li.day-item[data-room-id="${accepted.room_id}"]`);
+      await entry.waitFor({ timeout });
+      const specialistLate = entry.locator(`.day-late li.late-item[data-user-id="${me.id}"]`);
+      await specialistLate.waitFor({ timeout });
+      const minutes = Number(await specialistLate.getAttribute("data-minutes"));
+      assert.ok(minutes >= 2, `late by at least two minutes: ${minutes}`);
+      assert.match((await specialistLate.textContent()) ?? "", new RegExp(`^${me.display_name}.* not here yet · ${minutes} min late$`));
+      await entry.locator(`.day-late li.late-item[data-user-id="${p.doctorId}"]`).waitFor({ timeout });
+      const patientLate = entry.locator('.day-late li.late-item[data-who="patient"]');
+      await patientLate.waitFor({ timeout });
+      assert.match((await patientLate.textContent()) ?? "", /The patient has not come yet · \d+ min late/);
+      await snap(doc, "late-before-doctor");
+      await ctx.assertTextFromCatalogue(doc, "the doctor's day view with who is late (en)");
+    });
+
+    await check("who is late: the specialist enters; the doctor's day view no longer shows them late, the others still", { scenario: S }, async () => {
+      const spec = /** @type {Page} */ (p.specialist);
+      const doc = /** @type {Page} */ (p.doctor);
+      const entry = await apiFrom(spec, "POST", `/api/v1/rooms/${p.roomId}/enter`);
+      await openJoinPage(browser, "late-specialist-room", `${ctx.base}/join#${entry.token}`, null);
+      const room = pages.get("late-specialist-room");
+      await room?.waitForSelector('body[data-state="in-room"]', { timeout });
+      const item = doc.locator(`#day-view li.day-item[data-room-id="${p.roomId}"]`);
+      const specialistLate = item.locator(`li.late-item[data-user-id="${p.specialistId}"]`);
+      // The server writes joins in batches: update the day view until the arrival shows.
+      const until = Date.now() + timeout;
+      while ((await specialistLate.count()) > 0) {
+        assert.ok(Date.now() < until, "the specialist is still shown late after entering");
+        await doc.locator("#day-view-refresh").click();
+        await doc.waitForTimeout(500);
+      }
+      assert.equal(await item.locator(`li.late-item[data-user-id="${p.doctorId}"]`).count(), 1, "the doctor has not come: still late");
+      assert.equal(await item.locator('li.late-item[data-who="patient"]').count(), 1, "nor has the patient");
+      await snap(doc, "late-after-doctor");
+    });
+
+    await check("who is late: a patient comes and waits; the doctor's day view stops showing the patient late, live", { scenario: S }, async () => {
+      const doc = /** @type {Page} */ (p.doctor);
+      const invite = await apiFrom(doc, "POST", `/api/v1/rooms/${p.roomId}/invites`, { role: "patient" });
+      const patient = await openJoinPage(browser, "late-patient", invite.url || `${ctx.base}/join#${invite.token}`, "Zhao Min");
+      await patient.waitForSelector('body[data-state="waiting"]', { timeout });
+      const item = doc.locator(`#day-view li.day-item[data-room-id="${p.roomId}"]`);
+      // No click: the live patient_waiting reads who is late again.
+      await item.locator(".waiting-count").waitFor({ timeout });
+      await item.locator('li.late-item[data-who="patient"]').waitFor({ state: "detached", timeout });
+      assert.equal(await item.locator(`li.late-item[data-user-id="${p.doctorId}"]`).count(), 1, "the doctor is still late");
+      await ctx.assertTextFromCatalogue(doc, "the doctor's day view with a patient waiting (en)");
+    });
+  } finally {
+    for (const who of ["late-doctor", "late-specialist", "late-specialist-room", "late-patient"]) {
+      const page = pages.get(who);
+      pages.delete(who);
+      await page?.context().close().catch(() => undefined);
+    }
+  }
+}
