@@ -986,7 +986,8 @@ mod tests {
         let ok = Config::default();
         assert!(ok.media.tcp, "ICE-TCP is offered by default");
         ok.validate().unwrap();
-        let cases: [(&str, fn(&mut Config)); 7] = [
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 7] = [
             ("tcp_bind", |c| c.media.tcp_bind = "443".into()),
             ("tcp_max_connections", |c| c.media.tcp_max_connections = 0),
             ("tcp_max_connections_per_address", |c| {
