@@ -111,6 +111,29 @@ pub struct MediaConfig {
     /// system's defaults). Datagrams that arrive while a worker is busy wait there; the
     /// system's `net.core.rmem_max` / `wmem_max` cap it.
     pub socket_buffer_bytes: usize,
+    /// Offer passive ICE-TCP candidates (RFC 6544, media framed as RFC 4571) besides UDP, for
+    /// participants whose network lets no UDP through. Browsers prefer UDP when it works (a
+    /// TCP candidate has a lower priority), so an unused listener costs one socket.
+    pub tcp: bool,
+    /// The ICE-TCP listener, one for every worker. Empty: `udp_bind`'s address and port, over
+    /// TCP (with port 0, a free port). A deployment whose clients may only reach port 443 puts
+    /// it there when HTTPS listens elsewhere (`0.0.0.0:443`).
+    pub tcp_bind: String,
+    /// The port announced in the TCP candidates, when a port mapping (a NAT, a load balancer)
+    /// forwards another one to `tcp_bind`. 0: the bound port.
+    pub tcp_announce_port: u16,
+    /// ICE-TCP connections open at once, waiting for their first STUN request included; past
+    /// it a new connection is closed at once.
+    pub tcp_max_connections: usize,
+    /// ICE-TCP connections open at once from one address (an IPv6 client's /64). A browser
+    /// opens one per candidate pair it tries; a ward behind one NAT shares an address.
+    pub tcp_max_connections_per_address: usize,
+    /// Seconds a new ICE-TCP connection has to send its first frame, a STUN binding request
+    /// naming one of our peer connections; otherwise it is closed.
+    pub tcp_stun_timeout_s: u64,
+    /// Seconds an ICE-TCP connection may receive nothing (browsers send a consent check every
+    /// few seconds), or take to accept what is written to it, before it is closed.
+    pub tcp_idle_timeout_s: u64,
 }
 
 /// Bounds on `media.socket_buffer_bytes` (other than 0).
@@ -124,6 +147,15 @@ pub const IDLE_TIMEOUT_S: std::ops::RangeInclusive<u64> = 1..=3600;
 
 /// Upper bound on `limits.max_http_connections`.
 pub const MAX_HTTP_CONNECTIONS: usize = 1 << 20;
+
+/// Bounds on `media.tcp_stun_timeout_s`.
+pub const TCP_STUN_TIMEOUT_S: std::ops::RangeInclusive<u64> = 1..=60;
+
+/// Bounds on `media.tcp_idle_timeout_s`.
+pub const TCP_IDLE_TIMEOUT_S: std::ops::RangeInclusive<u64> = 1..=3600;
+
+/// Upper bound on `media.tcp_max_connections`.
+pub const MAX_TCP_MEDIA_CONNECTIONS: usize = 1 << 16;
 
 /// Upper bound on `media.workers`: one per core is the useful most.
 pub const MAX_MEDIA_WORKERS: usize = 256;
@@ -145,6 +177,13 @@ impl Default for MediaConfig {
             announce: Vec::new(),
             workers: 1,
             socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            tcp: true,
+            tcp_bind: String::new(),
+            tcp_announce_port: 0,
+            tcp_max_connections: 1000,
+            tcp_max_connections_per_address: 32,
+            tcp_stun_timeout_s: 5,
+            tcp_idle_timeout_s: 30,
         }
     }
 }
@@ -688,6 +727,41 @@ impl Config {
         if m.udp_bind.port() != 0 && usize::from(m.udp_bind.port()) + m.workers - 1 > 65535 {
             return bad("media.udp_bind's port + media.workers - 1 must be a UDP port (<= 65535)");
         }
+        if !m.tcp_bind.is_empty() && m.tcp_bind.parse::<SocketAddr>().is_err() {
+            return bad("media.tcp_bind must be empty or an address like 0.0.0.0:443");
+        }
+        if m.tcp_max_connections == 0 || m.tcp_max_connections > MAX_TCP_MEDIA_CONNECTIONS {
+            return bad(&format!(
+                "media.tcp_max_connections must be between 1 and {MAX_TCP_MEDIA_CONNECTIONS}"
+            ));
+        }
+        if m.tcp_max_connections_per_address == 0
+            || m.tcp_max_connections_per_address > m.tcp_max_connections
+        {
+            return bad(
+                "media.tcp_max_connections_per_address must be between 1 and media.tcp_max_connections",
+            );
+        }
+        for (key, value, range) in [
+            (
+                "tcp_stun_timeout_s",
+                m.tcp_stun_timeout_s,
+                TCP_STUN_TIMEOUT_S,
+            ),
+            (
+                "tcp_idle_timeout_s",
+                m.tcp_idle_timeout_s,
+                TCP_IDLE_TIMEOUT_S,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return bad(&format!(
+                    "media.{key} must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return bad("server.tls_cert and server.tls_key must be set together");
         }
@@ -905,6 +979,43 @@ mod tests {
         c.media.udp_bind.set_port(0);
         c.media.workers = MAX_MEDIA_WORKERS;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn media_tcp_settings_are_checked() {
+        let ok = Config::default();
+        assert!(ok.media.tcp, "ICE-TCP is offered by default");
+        ok.validate().unwrap();
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 7] = [
+            ("tcp_bind", |c| c.media.tcp_bind = "443".into()),
+            ("tcp_max_connections", |c| c.media.tcp_max_connections = 0),
+            ("tcp_max_connections_per_address", |c| {
+                c.media.tcp_max_connections_per_address = 0
+            }),
+            ("tcp_max_connections_per_address", |c| {
+                c.media.tcp_max_connections_per_address = c.media.tcp_max_connections + 1
+            }),
+            ("tcp_stun_timeout_s", |c| c.media.tcp_stun_timeout_s = 0),
+            ("tcp_stun_timeout_s", |c| c.media.tcp_stun_timeout_s = 61),
+            ("tcp_idle_timeout_s", |c| c.media.tcp_idle_timeout_s = 0),
+        ];
+        for (key, change) in cases {
+            let mut c = Config::default();
+            change(&mut c);
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains(key)),
+                "{key}"
+            );
+        }
+        let mut c = Config::default();
+        c.apply_env([(
+            "HUIZHEN_MEDIA_TCP_BIND".to_string(),
+            "0.0.0.0:443".to_string(),
+        )])
+        .unwrap();
+        assert_eq!(c.media.tcp_bind, "0.0.0.0:443");
+        c.validate().unwrap();
     }
 
     #[test]

@@ -33,10 +33,11 @@ pub fn raise() -> std::io::Result<Option<FdLimit>> {
     imp::raise()
 }
 
-/// How many HTTPS connections fit within `limit` next to [`RESERVED_DESCRIPTORS`] and one UDP
-/// socket per media worker (at least 1).
-pub fn connections_that_fit(limit: FdLimit, media_workers: usize) -> usize {
-    let others = RESERVED_DESCRIPTORS.saturating_add(media_workers as u64);
+/// How many HTTPS connections fit within `limit` next to [`RESERVED_DESCRIPTORS`] and
+/// `media_sockets` (one UDP socket per media worker, and the ICE-TCP listener and its cap of
+/// connections) (at least 1).
+pub fn connections_that_fit(limit: FdLimit, media_sockets: usize) -> usize {
+    let others = RESERVED_DESCRIPTORS.saturating_add(media_sockets as u64);
     usize::try_from(limit.soft.saturating_sub(others).max(1)).unwrap_or(usize::MAX)
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::media::tcp::{Cap, CloseReason, TcpStats};
 use crate::media::{MediaHandle, TURN_BUCKETS_MICROS, WorkerStats, cpu_seconds};
 
 /// Upper bounds of the join latency histogram, in seconds.
@@ -19,7 +20,7 @@ type WorkerSeries = (
     fn(&WorkerStats) -> f64,
 );
 
-const WORKER_SERIES: [WorkerSeries; 13] = [
+const WORKER_SERIES: [WorkerSeries; 14] = [
     (
         "huizhen_media_rooms",
         "Rooms on this media worker (new rooms go to the worker with the fewest).",
@@ -67,6 +68,12 @@ const WORKER_SERIES: [WorkerSeries; 13] = [
         "RTP payload bytes forwarded.",
         "counter",
         |s| s.sfu.rtp_out_bytes as f64,
+    ),
+    (
+        "huizhen_media_tcp_connections",
+        "ICE-TCP connections this worker holds (routed to it by their first STUN request).",
+        "gauge",
+        |s| s.tcp_connections as f64,
     ),
     (
         "huizhen_media_datagrams_unrouted_total",
@@ -400,7 +407,73 @@ impl Metrics {
                 s.sfu.keyframe_requests_received
             );
         }
+        if media.tcp_local_addr().is_some() {
+            tcp_series(o, media.tcp_stats());
+        }
         out
+    }
+}
+
+/// The ICE-TCP listener's and connections' counters (all workers together).
+fn tcp_series(o: &mut String, t: &TcpStats) {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    gauge(
+        o,
+        "huizhen_media_tcp_connections_open",
+        "ICE-TCP connections open, those still waiting for their first STUN request included.",
+        load(&t.open) as f64,
+    );
+    counter(
+        o,
+        "huizhen_media_tcp_connections_accepted_total",
+        "ICE-TCP connections admitted under the caps.",
+        load(&t.accepted),
+    );
+    header(
+        o,
+        "huizhen_media_tcp_connections_refused_total",
+        "ICE-TCP connections closed at once because a cap was reached, by cap.",
+        "counter",
+    );
+    for (cap, v) in [
+        (Cap::Global, load(&t.refused_global)),
+        (Cap::PerAddress, load(&t.refused_per_address)),
+    ] {
+        let _ = writeln!(
+            o,
+            "huizhen_media_tcp_connections_refused_total{{cap=\"{}\"}} {v}",
+            cap.as_str()
+        );
+    }
+    header(
+        o,
+        "huizhen_media_tcp_connections_closed_total",
+        "ICE-TCP connections closed, by reason: stun_deadline (no STUN request in time), not_ice (a first frame naming no worker), unrouted (a frame no peer connection took), bad_frame (empty or over the size cap), idle, slow_reader, peer (closed or failed by the other end), shutdown.",
+        "counter",
+    );
+    for reason in CloseReason::ALL {
+        let _ = writeln!(
+            o,
+            "huizhen_media_tcp_connections_closed_total{{reason=\"{}\"}} {}",
+            reason.as_str(),
+            t.closed_for(reason)
+        );
+    }
+    header(
+        o,
+        "huizhen_media_tcp_frames_total",
+        "ICE-TCP frames received, queued for writing, and dropped because a connection's write queue was full (a peer not reading).",
+        "counter",
+    );
+    for (direction, v) in [
+        ("in", load(&t.frames_in)),
+        ("out", load(&t.frames_out)),
+        ("dropped", load(&t.frames_dropped)),
+    ] {
+        let _ = writeln!(
+            o,
+            "huizhen_media_tcp_frames_total{{direction=\"{direction}\"}} {v}"
+        );
     }
 }
 

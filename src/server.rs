@@ -357,7 +357,14 @@ fn connection_cap(config: &Config) -> usize {
     let configured = config.limits.max_http_connections;
     let cap = match fd_limit::raise() {
         Ok(Some(limit)) => {
-            let fit = fd_limit::connections_that_fit(limit, config.media.workers);
+            // ICE-TCP connections hold descriptors too, up to their own cap.
+            let media_sockets = config.media.workers
+                + if config.media.tcp {
+                    config.media.tcp_max_connections + 1
+                } else {
+                    0
+                };
+            let fit = fd_limit::connections_that_fit(limit, media_sockets);
             tracing::info!(
                 soft = limit.soft,
                 hard = limit.hard,

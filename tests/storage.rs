@@ -990,6 +990,7 @@ async fn join_latency_under_audit_load() {
         announce: vec![],
         workers: 1,
         socket_buffer_bytes: 0,
+        ..MediaConfig::default()
     })
     .unwrap();
     let manager = RoomManager::new(

@@ -11,12 +11,17 @@
 //! its room's worker's port, so datagrams reach the right thread through the kernel alone: no
 //! demultiplexing hop, no lock, nothing shared on the forwarding path. The price is a range of
 //! `media.workers` UDP ports to open in the firewall instead of one.
+//!
+//! ICE-TCP (`tcp/`), for participants whose network lets no UDP through, is one TCP port for
+//! every worker: a connection's first STUN request names the worker whose peer connection it
+//! is for, and the listener hands it to that worker's thread.
 
 mod cpu;
 mod outbox;
 mod recv;
 mod send;
 mod socket;
+pub mod tcp;
 mod worker;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,7 +32,8 @@ use tokio::sync::mpsc;
 
 use crate::config::MediaConfig;
 use crate::domain::ids::RoomId;
-use crate::sfu::{SfuCommand, SfuEvent};
+use crate::sfu::{LocalAddrs, SfuCommand, SfuEvent};
+use tcp::{TcpLimits, TcpStats};
 
 pub use cpu::cpu_seconds;
 pub use worker::{TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
@@ -45,6 +51,11 @@ pub const QUEUE_CAPACITY: usize = 1024;
 pub enum MediaError {
     #[error("cannot bind the media UDP socket {addr}: {source}")]
     Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for ICE-TCP on {addr}: {source}")]
+    BindTcp {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -68,6 +79,8 @@ pub(crate) enum WorkerMsg {
         room: RoomId,
     },
     Sfu(SfuCommand),
+    /// An ICE-TCP connection whose first STUN request names one of this worker's ufrags.
+    Tcp(tcp::Accepted),
     Stats(tokio::sync::oneshot::Sender<WorkerStats>),
     /// Send what is pending and end the thread (server shutdown).
     Stop,
@@ -131,6 +144,11 @@ pub struct MediaHandle {
     local_addrs: Vec<SocketAddr>,
     /// Every worker's announced candidate addresses, worker 0's first.
     announced: Vec<SocketAddr>,
+    /// The ICE-TCP listener's bound address, if ICE-TCP is on.
+    tcp_local_addr: Option<SocketAddr>,
+    tcp_stats: Arc<TcpStats>,
+    /// Tells the ICE-TCP listener's thread to stop (joined with the workers').
+    tcp_stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl MediaHandle {
@@ -142,23 +160,79 @@ impl MediaHandle {
         let mut threads = Vec::with_capacity(config.workers);
         let mut local_addrs = Vec::with_capacity(config.workers);
         let mut announced = Vec::new();
+        let tcp_stats = Arc::new(TcpStats::default());
+        let tcp_listener = if config.tcp {
+            let addr = tcp_bind_addr(config);
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| MediaError::BindTcp { addr, source })?;
+            let local = listener.local_addr().map_err(MediaError::Spawn)?;
+            Some((listener, local))
+        } else {
+            None
+        };
+        let tcp_announced: Vec<SocketAddr> = tcp_listener
+            .as_ref()
+            .map(|(_, local)| {
+                let mut port = local.port();
+                if config.tcp_announce_port != 0 {
+                    port = config.tcp_announce_port;
+                }
+                announce_addresses(config, SocketAddr::new(local.ip(), port))
+            })
+            .unwrap_or_default();
+        let tcp_limits = TcpLimits {
+            max_connections: config.tcp_max_connections,
+            max_connections_per_address: config.tcp_max_connections_per_address,
+            stun_timeout: std::time::Duration::from_secs(config.tcp_stun_timeout_s),
+            idle_timeout: std::time::Duration::from_secs(config.tcp_idle_timeout_s),
+        };
         for index in 0..config.workers {
             let addr = worker_bind_addr(config.udp_bind, index);
             let (socket, buffers) = socket::open(addr, config.socket_buffer_bytes)?;
             tracing::debug!(worker = index, ?buffers, "media socket buffers");
             let local_addr = socket.local_addr().map_err(MediaError::Spawn)?;
             let worker_announced = announce_addresses(config, local_addr);
-            let (handle, thread) = worker::spawn(index, socket, &worker_announced)?;
+            let addrs = LocalAddrs {
+                udp: worker_announced.clone(),
+                tcp: tcp_announced.clone(),
+                // `Config::validate` keeps `media.workers` within 256.
+                worker: u8::try_from(index).unwrap_or(u8::MAX),
+            };
+            let (handle, thread) = worker::spawn(
+                socket,
+                &addrs,
+                config.tcp.then_some(tcp_limits),
+                tcp_stats.clone(),
+            )?;
             workers.push(handle);
             threads.push(thread);
             local_addrs.push(local_addr);
             announced.extend(worker_announced);
         }
+        let (tcp_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let tcp_local_addr = match tcp_listener {
+            Some((listener, local)) => {
+                let senders = workers.iter().map(|w| w.tx.clone()).collect();
+                threads.push(tcp::spawn_listener(
+                    listener,
+                    senders,
+                    tcp_limits,
+                    tcp_stats.clone(),
+                    stop_rx,
+                )?);
+                Some(local)
+            }
+            None => None,
+        };
         Ok(Self {
             workers,
             threads: Arc::new(std::sync::Mutex::new(threads)),
             local_addrs,
             announced,
+            tcp_local_addr,
+            tcp_stats,
+            tcp_stop: Arc::new(tcp_stop),
         })
     }
 
@@ -168,6 +242,8 @@ impl MediaHandle {
     pub async fn shutdown(&self, deadline: std::time::Duration) -> bool {
         let threads = std::mem::take(&mut *self.threads.lock().expect("thread list poisoned"));
         let stop = async {
+            // The listener first: no connection is handed to a worker that is stopping.
+            let _ = self.tcp_stop.send(true);
             for w in &self.workers {
                 let _ = w.send(WorkerMsg::Stop).await;
             }
@@ -208,6 +284,22 @@ impl MediaHandle {
     pub fn workers(&self) -> &[WorkerHandle] {
         &self.workers
     }
+
+    /// The ICE-TCP listener's bound address; None when `media.tcp` is off.
+    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
+        self.tcp_local_addr
+    }
+
+    /// ICE-TCP counters (zero when `media.tcp` is off).
+    pub fn tcp_stats(&self) -> &TcpStats {
+        &self.tcp_stats
+    }
+}
+
+/// Where the ICE-TCP listener binds: `media.tcp_bind`, or `udp_bind`'s address and port (the
+/// same number over TCP; port 0, a free one) when that is empty.
+fn tcp_bind_addr(config: &MediaConfig) -> SocketAddr {
+    config.tcp_bind.parse().unwrap_or(config.udp_bind)
 }
 
 /// Worker `index`'s socket address: the configured one, `index` ports up (validated in

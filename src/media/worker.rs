@@ -1,7 +1,11 @@
-//! One media worker: a thread, a current-thread tokio runtime, one socket, one `Sfu`.
+//! One media worker: a thread, a current-thread tokio runtime, one socket, one `Sfu`, and the
+//! ICE-TCP connections of its peers (`tcp::TcpConns`).
 
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use str0m::net::Protocol;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -9,8 +13,9 @@ use tokio::sync::mpsc;
 use super::outbox::{self, Outboxes};
 use super::recv::RecvBatch;
 use super::send::{SEND_BATCH, SendBatch};
+use super::tcp::{self, CloseReason, Inbound, TcpConns, TcpLimits, TcpStats};
 use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
-use crate::sfu::{Sfu, SfuStats};
+use crate::sfu::{LocalAddrs, Sfu, SfuStats};
 
 /// Wake at least this often even with no timer due.
 const MAX_IDLE: Duration = Duration::from_millis(500);
@@ -57,15 +62,19 @@ pub struct WorkerStats {
     pub send_errors: u64,
     /// CPU time this worker thread has used, in seconds (Linux; 0 elsewhere).
     pub cpu_seconds: f64,
+    /// ICE-TCP connections this worker holds.
+    pub tcp_connections: usize,
 }
 
 pub(super) fn spawn(
-    index: usize,
     socket: std::net::UdpSocket,
-    announce: &[SocketAddr],
+    addrs: &LocalAddrs,
+    tcp: Option<TcpLimits>,
+    tcp_stats: Arc<TcpStats>,
 ) -> Result<(WorkerHandle, std::thread::JoinHandle<()>), MediaError> {
+    let index = addrs.worker;
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let sfu = Sfu::new(announce, Instant::now());
+    let sfu = Sfu::with_addrs(addrs, Instant::now());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,7 +84,7 @@ pub(super) fn spawn(
         .spawn(move || {
             runtime.block_on(async move {
                 match UdpSocket::from_std(socket) {
-                    Ok(socket) => Worker::new(sfu, socket, rx).run().await,
+                    Ok(socket) => Worker::new(sfu, socket, rx, tcp, tcp_stats).run().await,
                     Err(e) => tracing::error!(error = %e, "media socket unusable"),
                 }
             })
@@ -103,11 +112,25 @@ struct Worker {
     sender: SendBatch,
     send_errors: u64,
     turns: TurnHistogram,
+    /// This worker's ICE-TCP connections, and the frames read from them.
+    tcp: TcpConns,
+    tcp_in: mpsc::Receiver<Inbound>,
+    tcp_stats: Arc<TcpStats>,
 }
 
 impl Worker {
-    fn new(sfu: Sfu, socket: UdpSocket, commands: mpsc::Receiver<WorkerMsg>) -> Self {
+    fn new(
+        sfu: Sfu,
+        socket: UdpSocket,
+        commands: mpsc::Receiver<WorkerMsg>,
+        tcp_limits: Option<TcpLimits>,
+        tcp_stats: Arc<TcpStats>,
+    ) -> Self {
+        let (tcp, tcp_in) = TcpConns::new(tcp_limits, tcp_stats.clone());
         Self {
+            tcp,
+            tcp_in,
+            tcp_stats,
             sfu,
             socket,
             commands,
@@ -141,9 +164,22 @@ impl Worker {
                         // What the last leaves queued (DTLS close alerts) goes out first.
                         self.sfu.handle_timeout(Instant::now());
                         self.flush().await;
+                        self.tcp.close_all().await;
                         return;
                     }
                     self.handle_msg(msg);
+                }
+                // Frames from ICE-TCP connections, a batch at most per turn.
+                Some(msg) = self.tcp_in.recv() => {
+                    let now = Instant::now();
+                    received = Some(now);
+                    self.on_tcp(now, msg);
+                    for _ in 1..tcp::RECV_BATCH {
+                        let Ok(msg) = self.tcp_in.try_recv() else {
+                            break;
+                        };
+                        self.on_tcp(now, msg);
+                    }
                 }
                 // Up to a batch of datagrams, then timers and commands get a turn.
                 res = self.incoming.recv(&self.socket) => {
@@ -176,6 +212,11 @@ impl Worker {
             WorkerMsg::OpenRoom { room, events } => self.rooms.open(room, events),
             WorkerMsg::CloseRoom { room } => self.rooms.close(&room),
             WorkerMsg::Sfu(cmd) => self.sfu.handle_command(Instant::now(), cmd),
+            WorkerMsg::Tcp(accepted) => {
+                if let Some(first) = self.tcp.adopt(accepted) {
+                    self.on_tcp(Instant::now(), first);
+                }
+            }
             WorkerMsg::Stop => {}
             WorkerMsg::Stats(reply) => {
                 let _ = reply.send(WorkerStats {
@@ -187,7 +228,31 @@ impl Worker {
                     events_waiting: self.rooms.waiting(),
                     send_errors: self.send_errors,
                     cpu_seconds: thread_cpu_seconds(),
+                    tcp_connections: self.tcp.len(),
                 });
+            }
+        }
+    }
+
+    /// A frame from, or the end of, one of this worker's ICE-TCP connections.
+    fn on_tcp(&mut self, now: Instant, msg: Inbound) {
+        if !self.tcp.is_current(&msg) {
+            return;
+        }
+        match msg {
+            Inbound::Frame { peer, data, .. } => {
+                self.tcp_stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                // A connection carries one peer connection: a frame nobody takes means it is
+                // gone, or this is a stranger's connection (its first frame named no
+                // transport of ours, or failed the STUN integrity check).
+                if !self.sfu.handle_receive_tcp(now, peer, &data) {
+                    self.tcp.close(peer, CloseReason::Unrouted);
+                    self.sfu.tcp_closed(peer);
+                }
+            }
+            Inbound::Closed { peer, reason, .. } => {
+                self.tcp.close(peer, reason);
+                self.sfu.tcp_closed(peer);
             }
         }
     }
@@ -195,6 +260,10 @@ impl Worker {
     async fn flush(&mut self) {
         // Everything this turn produced, handed to the kernel in batches.
         while let Some(t) = self.sfu.poll_transmit() {
+            if t.proto != Protocol::Udp {
+                self.tcp.send(t.destination, t.contents.into());
+                continue;
+            }
             self.outgoing.push(t);
             if self.outgoing.len() >= SEND_BATCH {
                 self.send_errors += self.sender.send_all(&self.socket, &self.outgoing).await;

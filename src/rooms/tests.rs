@@ -34,6 +34,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
         announce: vec![],
         workers: 1,
         socket_buffer_bytes: 0,
+        ..MediaConfig::default()
     })
     .unwrap();
     let user = db

@@ -3,7 +3,8 @@
 //! [`Sfu`] owns every peer connection of one media worker ([`Transport`]s, one per participant,
 //! in a slab named by [`TransportKey`]; their deadlines in a min-heap, `timers`) and the media of
 //! each room on it ([`Router`]: who publishes what). It is driven entirely from
-//! outside: datagrams and time go in ([`Sfu::handle_receive`], [`Sfu::handle_timeout`]),
+//! outside: datagrams and time go in ([`Sfu::handle_receive`], [`Sfu::handle_timeout`]; an
+//! ICE-TCP connection's frames, [`Sfu::handle_receive_tcp`]),
 //! commands from the rooms go in ([`Sfu::handle_command`]); datagrams to send
 //! ([`Sfu::poll_transmit`]) and events for the rooms ([`Sfu::poll_event`]) come out. It never
 //! touches tokio, sockets or the clock, so it can be tested on a virtual clock and run on any
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
@@ -43,6 +44,7 @@ use forwarder::Verdict;
 pub(crate) use keyframe::{VideoCodec, starts_keyframe};
 use router::{Producer, Router};
 pub(crate) use stun::local_ufrag;
+pub use stun::worker_of_ufrag;
 pub use table::TransportKey;
 use table::Transports;
 use timers::Timers;
@@ -191,8 +193,29 @@ pub struct SfuStats {
     pub consumers: u64,
 }
 
+/// Where one media worker's `Sfu` is reached: announced in every offer as host candidates.
+#[derive(Debug, Clone, Default)]
+pub struct LocalAddrs {
+    /// The worker's UDP socket, as announced (IP + port).
+    pub udp: Vec<SocketAddr>,
+    /// The ICE-TCP listener, as announced: passive TCP host candidates (RFC 6544). Empty: no
+    /// ICE-TCP.
+    pub tcp: Vec<SocketAddr>,
+    /// The worker's index, written into every local ufrag (`stun::worker_credentials`) so that
+    /// a TCP connection's first STUN request names the worker it belongs to.
+    pub worker: u8,
+}
+
 pub struct Sfu {
     candidates: Vec<Candidate>,
+    /// The worker's index, first in every local ufrag.
+    worker: u8,
+    /// The address given to str0m as the destination of TCP frames: the first passive TCP
+    /// candidate (str0m answers a check only on a local candidate of the same protocol).
+    tcp_local_addr: Option<SocketAddr>,
+    /// Demultiplexing of ICE-TCP frames: the remote end of a connection → its transport. Apart
+    /// from `by_addr`: a TCP and a UDP peer may have the same address and port.
+    by_tcp_addr: FastMap<SocketAddr, TransportKey>,
     /// One DTLS certificate for every transport of this worker (as a mediasoup worker has):
     /// generating a key pair per participant costs CPU at every join and memory for as long
     /// as they stay. Browsers check it by the fingerprint in each offer, not by identity.
@@ -226,15 +249,40 @@ impl Sfu {
     /// `announce` are the addresses put in offers as host candidates (IP + the media port).
     /// `now` starts the core's clock; from then on time comes with every input.
     pub fn new(announce: &[SocketAddr], now: Instant) -> Self {
-        let candidates: Vec<Candidate> = announce
+        Self::with_addrs(
+            &LocalAddrs {
+                udp: announce.to_vec(),
+                ..LocalAddrs::default()
+            },
+            now,
+        )
+    }
+
+    /// [`Sfu::new`] with passive ICE-TCP candidates and the worker's index.
+    pub fn with_addrs(addrs: &LocalAddrs, now: Instant) -> Self {
+        let announce = &addrs.udp;
+        let mut candidates: Vec<Candidate> = announce
             .iter()
             .filter_map(|a| Candidate::host(*a, "udp").ok())
             .collect();
+        // After the UDP ones, and at a lower priority (str0m's type preference for a TCP host
+        // candidate is 90 against UDP's 126): a browser that can use UDP does.
+        candidates.extend(addrs.tcp.iter().filter_map(|a| {
+            Candidate::builder()
+                .tcp()
+                .host(*a)
+                .tcptype(TcpType::Passive)
+                .build()
+                .ok()
+        }));
         let dtls_cert = dtls::crypto_provider().dtls_provider.generate_certificate();
         if dtls_cert.is_none() {
             tracing::warn!("no shared DTLS certificate; every transport will generate its own");
         }
         Self {
+            worker: addrs.worker,
+            tcp_local_addr: addrs.tcp.first().copied(),
+            by_tcp_addr: FastMap::default(),
             dtls_cert,
             local_addr: announce
                 .first()
@@ -358,13 +406,45 @@ impl Sfu {
 
     /// One datagram from the media socket.
     pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.receive(now, Protocol::Udp, source, data);
+    }
+
+    /// One RFC 4571 frame from the ICE-TCP connection whose remote end is `source`. True if a
+    /// transport took it; false if it belongs to nobody (the transport is gone, or the frame
+    /// is not ICE, DTLS or SRTP for one of ours), and the connection should be closed: a TCP
+    /// connection carries one peer connection for its whole life.
+    pub fn handle_receive_tcp(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
+        self.receive(now, Protocol::Tcp, source, data)
+    }
+
+    /// Forgets an ICE-TCP connection that closed: a new one from the same address and port
+    /// must be routed by its STUN request again.
+    pub fn tcp_closed(&mut self, source: SocketAddr) {
+        self.by_tcp_addr.remove(&source);
+    }
+
+    fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
         self.stats.datagrams_in += 1;
-        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local_addr, data) else {
+        let local = match proto {
+            Protocol::Udp => self.local_addr,
+            _ => match self.tcp_local_addr {
+                Some(a) => a,
+                None => {
+                    self.stats.datagrams_unrouted += 1;
+                    return false;
+                }
+            },
+        };
+        let Ok(receive) = Receive::new(proto, source, local, data) else {
             self.stats.datagrams_unrouted += 1;
-            return;
+            return false;
         };
         let input = Input::Receive(now, receive);
-        let owner = match self.by_addr.get(&source) {
+        let by_addr = match proto {
+            Protocol::Udp => &mut self.by_addr,
+            _ => &mut self.by_tcp_addr,
+        };
+        let owner = match by_addr.get(&source) {
             Some(key) => Some(*key),
             // An address not seen yet: a peer's first datagram there is always an ICE check
             // (STUN) naming our ufrag. Anything else from an unknown address belongs to nobody.
@@ -378,20 +458,20 @@ impl Sfu {
                             .is_some_and(|rtc| rtc.accepts(&input))
                     });
                 if let Some(key) = found {
-                    self.by_addr.insert(source, key);
+                    by_addr.insert(source, key);
                 }
                 found
             }
         };
         let Some(key) = owner else {
             self.stats.datagrams_unrouted += 1;
-            return;
+            return false;
         };
         let Some(t) = self.transports.get_mut(key) else {
-            return;
+            return false;
         };
         let Some(rtc) = t.rtc_mut() else {
-            return;
+            return false;
         };
         if let Err(e) = rtc.handle_input(input) {
             tracing::debug!(participant = %t.id, error = %e, "peer input rejected");
@@ -401,6 +481,7 @@ impl Sfu {
         // subscribers it wrote to wait for `poll_transmit`, so a batch of datagrams costs each
         // subscriber one poll.
         self.poll_one(now, key);
+        true
     }
 
     /// Advances every transport whose deadline has come.
@@ -537,6 +618,7 @@ impl Sfu {
             rtc.disconnect();
         }
         self.by_addr.retain(|_, k| *k != key);
+        self.by_tcp_addr.retain(|_, k| *k != key);
         if let Some(ufrag) = &t.local_ufrag {
             self.by_ufrag.remove(ufrag);
         }
@@ -580,7 +662,12 @@ impl Sfu {
         let Some(t) = self.transports.get_mut(key) else {
             return;
         };
-        if t.prepare(self.now, &self.candidates, self.dtls_cert.as_ref()) {
+        if t.prepare(
+            self.now,
+            &self.candidates,
+            self.dtls_cert.as_ref(),
+            self.worker,
+        ) {
             if let Some(ufrag) = &t.local_ufrag {
                 self.by_ufrag.insert(ufrag.clone(), key);
             }

@@ -3,6 +3,13 @@
 //! (integrity, fingerprint) once it reaches the right transport; this only picks which one, in
 //! O(1), so that traffic from unknown addresses (a new peer, or junk sprayed at the public
 //! media port) never costs a scan of every transport.
+//!
+//! Every local ufrag starts with the index of the media worker that made it, as two hex digits
+//! ([`worker_credentials`]): a TCP connection arrives at one listener for all workers, and its
+//! first STUN request says, through [`worker_of_ufrag`], which worker's thread it belongs to,
+//! with no table shared between threads.
+
+use str0m::IceCreds;
 
 /// STUN's fixed header: type, length, magic cookie, transaction id.
 const HEADER_LEN: usize = 20;
@@ -37,9 +44,46 @@ pub fn local_ufrag(datagram: &[u8]) -> Option<&str> {
     None
 }
 
+/// Fresh ICE credentials for a peer connection of media worker `worker`: str0m's random ones,
+/// the ufrag's first two characters replaced by the worker's index in hex. The rest of the
+/// ufrag (14 characters of 60) stays random: ufrags must be unique, not secret (the password is
+/// the secret, and keeps all its randomness).
+pub fn worker_credentials(worker: u8) -> IceCreds {
+    let mut creds = IceCreds::new();
+    let rest = creds.ufrag.get(2..).unwrap_or_default();
+    creds.ufrag = format!("{worker:02x}{rest}");
+    creds
+}
+
+/// The media worker a local ufrag made by [`worker_credentials`] belongs to.
+pub fn worker_of_ufrag(ufrag: &str) -> Option<u8> {
+    let tag = ufrag.get(..2)?;
+    if !tag
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u8::from_str_radix(tag, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ufrag_names_its_worker() {
+        for worker in [0u8, 1, 9, 10, 255] {
+            let creds = worker_credentials(worker);
+            assert_eq!(creds.ufrag.len(), 16, "{}", creds.ufrag);
+            assert_eq!(worker_of_ufrag(&creds.ufrag), Some(worker));
+            assert!(creds.pass.len() >= 22);
+        }
+        assert_ne!(worker_credentials(3).ufrag, worker_credentials(3).ufrag);
+        for bad in ["", "0", "0G12", "+1ab", "A1xx", "é1"] {
+            assert_eq!(worker_of_ufrag(bad), None, "{bad}");
+        }
+    }
 
     /// A binding request with the given attributes (type, value), padded as on the wire.
     fn message(attrs: &[(u16, &[u8])]) -> Vec<u8> {

@@ -832,3 +832,70 @@ fn forwarding_profile_workload() {
         after.rtp_out - before.rtp_out
     );
 }
+
+/// With a TCP address, every offer carries a passive TCP host candidate after the UDP one (at a
+/// lower priority), and a ufrag that names the worker; a TCP frame nobody can own is refused,
+/// so the I/O layer closes its connection.
+#[test]
+fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
+    let now = Instant::now();
+    let tcp: SocketAddr = "127.0.0.1:443".parse().unwrap();
+    let mut sfu = Sfu::with_addrs(
+        &LocalAddrs {
+            udp: vec![SERVER.parse().unwrap()],
+            tcp: vec![tcp],
+            worker: 7,
+        },
+        now,
+    );
+    sfu.handle_command(
+        now,
+        SfuCommand::AddTransport {
+            room: RoomId::generate(),
+            participant: ParticipantId::generate(),
+            publish: PublishKinds {
+                audio: true,
+                video: false,
+            },
+            subscribe: true,
+        },
+    );
+    let Some(SfuEvent::Offer { offer, .. }) = sfu.poll_event() else {
+        panic!("an offer");
+    };
+    let candidates: Vec<&str> = offer
+        .sdp
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    assert_eq!(candidates.len(), 2, "{candidates:?}");
+    assert!(candidates[0].contains(" udp ") && candidates[0].contains(" 40000 typ host"));
+    assert!(
+        candidates[1].contains(" tcp ")
+            && candidates[1].contains(" 127.0.0.1 443 typ host tcptype passive"),
+        "{candidates:?}"
+    );
+    let priority = |c: &str| c.split(' ').nth(3).unwrap().parse::<u32>().unwrap();
+    assert!(
+        priority(candidates[0]) > priority(candidates[1]),
+        "UDP first"
+    );
+    let ufrag = offer
+        .sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap();
+    assert_eq!(worker_of_ufrag(ufrag), Some(7), "{ufrag}");
+
+    // Not STUN, from a connection nobody owns; and STUN naming no transport.
+    let stranger: SocketAddr = "192.0.2.9:50000".parse().unwrap();
+    assert!(!sfu.handle_receive_tcp(now, stranger, &[0x80, 0, 0, 1]));
+    let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xA4, 0x42];
+    stun.extend_from_slice(&[7; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
+    stun.extend_from_slice(b"07xx:pp\0");
+    assert!(!sfu.handle_receive_tcp(now, stranger, &stun));
+    // A server without ICE-TCP refuses every TCP frame.
+    let mut udp_only = Sfu::new(&[SERVER.parse().unwrap()], now);
+    assert!(!udp_only.handle_receive_tcp(now, stranger, &stun));
+}

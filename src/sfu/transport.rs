@@ -229,11 +229,14 @@ impl Transport {
         now: Instant,
         candidates: &[Candidate],
         dtls_cert: Option<&DtlsCert>,
+        worker: u8,
     ) -> bool {
         if self.rtc.is_some() || !self.needs_offer() {
             return false;
         }
-        let mut config = RtcConfig::new().set_crypto_provider(super::dtls::crypto_provider());
+        let mut config = RtcConfig::new()
+            .set_crypto_provider(super::dtls::crypto_provider())
+            .set_local_ice_credentials(super::stun::worker_credentials(worker));
         if let Some(cert) = dtls_cert {
             config = config.set_dtls_cert(cert.clone());
         }
