@@ -330,6 +330,7 @@ impl Sfu {
         self.transports.len() == 0
             && self.routers.is_empty()
             && self.by_addr.is_empty()
+            && self.by_tcp_addr.is_empty()
             && self.by_ufrag.is_empty()
     }
 
