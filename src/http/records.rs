@@ -291,6 +291,7 @@ pub async fn issue_record(
             if let Some(e) = signed_event(who.event(Action::RecordSigned), &r) {
                 state.audit.record_or_log(e).await;
             }
+            state.webhooks.wake();
             super::referrals::after_record_issued(&state, &who.room, &who.member, r.kind).await;
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
@@ -397,6 +398,7 @@ pub async fn pharmacy_action(
                         })),
                 )
                 .await;
+            state.webhooks.wake();
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,
