@@ -392,7 +392,8 @@ mod tests {
             err("https://his.example.org/#x", STRICT),
             UrlError::Fragment
         );
-        assert_eq!(err("his.example.org", STRICT), UrlError::Malformed);
+        assert_eq!(err("his.example.org", STRICT), UrlError::NotHttps);
+        assert_eq!(err("https:///path", STRICT), UrlError::Malformed);
         assert_eq!(err("https://a b/", STRICT), UrlError::Malformed);
         let long = format!("https://h.example/{}", "a".repeat(MAX_URL_CHARS));
         assert_eq!(err(&long, STRICT), UrlError::TooLong);

@@ -1,4 +1,4 @@
-//! An institution's webhook over HTTP (docs/protocol.md, "Webhooks"): read it, set its URL or
+//! An institution's webhook over HTTP (docs/protocol.md, "Webhooks (administrators)"): read it, set its URL or
 //! turn it on and off, rotate its secret, list its recent deliveries. The network's
 //! administrator may for every institution, an institution's administrator for their own
 //! (`AccountRole::may_manage_webhook`); anyone else is refused and the refusal recorded, and an
