@@ -153,11 +153,11 @@ fn check_order_and_signatures(got: &[Got], secrets: &[&str]) {
         );
         let c = g.json["consultation"]["id"].as_str().unwrap().to_owned();
         let seq = g.json["consultation"]["sequence"].as_i64().unwrap();
-        if let Some(&(prev, prev_ok)) = last.get(&c) {
-            if seq != prev {
-                assert!(seq > prev, "sequence went back: {prev} then {seq}");
-                assert!(prev_ok, "event {seq} sent before {prev} was delivered");
-            }
+        if let Some(&(prev, prev_ok)) = last.get(&c)
+            && seq != prev
+        {
+            assert!(seq > prev, "sequence went back: {prev} then {seq}");
+            assert!(prev_ok, "event {seq} sent before {prev} was delivered");
         }
         last.insert(c, (seq, g.answered == 200));
     }

@@ -500,7 +500,7 @@ mod tests {
             data: json!({"state": "requested"}),
             at: 5,
         };
-        assert_eq!(e.sorted_recipients(), [ins.clone()]);
+        assert_eq!(e.sorted_recipients(), std::slice::from_ref(&ins));
         let body: Value = serde_json::from_str(&e.body(&id, &ins, 3)).unwrap();
         assert_eq!(body["type"], "referral.created");
         assert_eq!(body["consultation"]["sequence"], 3);
