@@ -1,5 +1,5 @@
 //! The binary's administrative commands for the network's organisation: institutions and
-//! their departments, and where accounts belong. Every change is audited as the server's own
+//! their departments, where accounts belong, and institutions' webhooks. Every change is audited as the server's own
 //! (`Actor::System`, `"via": "command_line"`), through the trail the server writes.
 
 use anyhow::{Context, bail};
@@ -174,6 +174,152 @@ pub async fn department(db: &Db, audit: &AuditLog, cmd: DepartmentCommand) -> an
                 "created {} ({}) in {}",
                 created.name, created.id, found.name
             );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum WebhookCommand {
+    /// Show an institution's webhook (never its secret).
+    Show {
+        /// The institution's id or name.
+        #[arg(long)]
+        institution: String,
+    },
+    /// Set an institution's webhook URL (https; see [webhooks] in the configuration); a new
+    /// webhook's secret is printed once. Enabled unless --disabled is given.
+    Set {
+        #[arg(long)]
+        institution: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Turn an institution's webhook back on.
+    Enable {
+        #[arg(long)]
+        institution: String,
+    },
+    /// Turn an institution's webhook off: no new events are queued for it, and what is
+    /// queued waits until it is enabled again.
+    Disable {
+        #[arg(long)]
+        institution: String,
+    },
+    /// Make a new secret and print it once; the old one signs nothing from now on.
+    Rotate {
+        #[arg(long)]
+        institution: String,
+    },
+    /// The institution's recent events and where each stands, newest first.
+    Deliveries {
+        #[arg(long)]
+        institution: String,
+        /// pending, delivered or failed
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+fn print_webhook(w: &huizhen::storage::WebhookRow) {
+    println!("institution\t{}", w.institution_id);
+    println!("url\t{}", w.url);
+    println!("enabled\t{}", w.enabled);
+    println!("pending\t{} (at most {})", w.pending, w.max_pending);
+    println!("dropped\t{}", w.dropped);
+}
+
+pub async fn webhook(
+    db: &Db,
+    audit: &AuditLog,
+    settings: huizhen::webhooks::Settings,
+    cmd: WebhookCommand,
+) -> anyhow::Result<()> {
+    use huizhen::domain::webhook::{DeliveryState, WebhookUrl};
+    use huizhen::webhooks::Webhooks;
+    let hooks = Webhooks::new(db.clone(), audit.clone(), settings);
+    let configured = |c: &huizhen::webhooks::Changed| {
+        AuditEvent::new(Actor::System, Action::WebhookConfigured)
+            .object("institution", &c.webhook.institution_id)
+            .detail(json!({
+                "created": c.created,
+                "enabled": c.webhook.enabled,
+                "host": WebhookUrl::from_stored(c.webhook.url.clone()).host(),
+                "via": "command_line",
+            }))
+    };
+    match cmd {
+        WebhookCommand::Show { institution } => {
+            let found = find_institution(db, &institution).await?;
+            print_webhook(&hooks.get(&found.id).await?);
+        }
+        WebhookCommand::Set {
+            institution,
+            url,
+            disabled,
+        } => {
+            let found = find_institution(db, &institution).await?;
+            let changed = hooks.set(&found.id, Some(&url), Some(!disabled)).await?;
+            audited(audit, configured(&changed)).await?;
+            print_webhook(&changed.webhook);
+            if let Some(secret) = &changed.secret {
+                println!("secret\t{secret}");
+                println!("(shown once: give it to the institution's systems now)");
+            }
+        }
+        WebhookCommand::Enable { institution } => {
+            let found = find_institution(db, &institution).await?;
+            let changed = hooks.set(&found.id, None, Some(true)).await?;
+            audited(audit, configured(&changed)).await?;
+            print_webhook(&changed.webhook);
+        }
+        WebhookCommand::Disable { institution } => {
+            let found = find_institution(db, &institution).await?;
+            let changed = hooks.set(&found.id, None, Some(false)).await?;
+            audited(audit, configured(&changed)).await?;
+            print_webhook(&changed.webhook);
+        }
+        WebhookCommand::Rotate { institution } => {
+            let found = find_institution(db, &institution).await?;
+            let changed = hooks.rotate(&found.id).await?;
+            audited(
+                audit,
+                AuditEvent::new(Actor::System, Action::WebhookSecretRotated)
+                    .object("institution", &found.id)
+                    .detail(json!({"via": "command_line"})),
+            )
+            .await?;
+            println!("secret\t{}", changed.secret.unwrap_or_default());
+            println!("(shown once: give it to the institution's systems now)");
+        }
+        WebhookCommand::Deliveries {
+            institution,
+            state,
+            limit,
+        } => {
+            let found = find_institution(db, &institution).await?;
+            let state = state
+                .as_deref()
+                .map(|s| {
+                    DeliveryState::parse(s).context("state must be pending, delivered or failed")
+                })
+                .transpose()?;
+            for d in hooks.deliveries(&found.id, state, limit).await? {
+                println!(
+                    "{}\t{}\t{}\t#{}\t{}\tattempts {}\t{}",
+                    d.id,
+                    d.kind.as_str(),
+                    d.consultation,
+                    d.seq,
+                    d.state.as_str(),
+                    d.attempts,
+                    d.last_error.as_deref().unwrap_or("")
+                );
+            }
         }
     }
     Ok(())

@@ -26,6 +26,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub documents: DocumentsConfig,
     pub turn: TurnConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -357,6 +358,54 @@ impl Default for TurnConfig {
             urls: Vec::new(),
             secret_file: String::new(),
             credential_lifetime_s: 3600,
+        }
+    }
+}
+
+/// Institutions' outgoing webhooks (`crate::webhooks`): which endpoints are allowed, and the
+/// delivery's limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow `http://` endpoints on loopback (127.0.0.0/8, ::1, localhost): tests, or a relay
+    /// on the same host. Off: https only, and loopback refused.
+    pub allow_http_loopback: bool,
+    /// Allow endpoints on private networks (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7),
+    /// such as a hospital's own systems on its intranet. Link-local (cloud metadata),
+    /// unspecified and multicast addresses are never allowed.
+    pub allow_private_networks: bool,
+    /// Seconds one attempt may take, connection and answer included.
+    pub timeout_s: u64,
+    /// The most bytes of an answer read (the rest is discarded unread).
+    pub max_response_bytes: usize,
+    /// The most attempts under way at once, over all institutions.
+    pub concurrency: usize,
+    /// Attempts before an event is given up (marked failed).
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt, doubled after each (with jitter).
+    pub backoff_base_ms: u64,
+    /// The longest wait between two attempts.
+    pub backoff_max_s: u64,
+    /// Events that may wait for one institution; past it new events are not queued for it
+    /// (counted as dropped, audited, and a gap in the consultation's sequence).
+    pub max_pending_per_institution: u64,
+    /// How often the outbox is read for events due (besides being woken by new events).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_http_loopback: false,
+            allow_private_networks: false,
+            timeout_s: 10,
+            max_response_bytes: 4096,
+            concurrency: 8,
+            max_attempts: 12,
+            backoff_base_ms: 2000,
+            backoff_max_s: 3600,
+            max_pending_per_institution: 10_000,
+            poll_interval_ms: 1000,
         }
     }
 }
@@ -828,6 +877,20 @@ impl Config {
                 TURN_CREDENTIAL_LIFETIME_S.start(),
                 TURN_CREDENTIAL_LIFETIME_S.end()
             ));
+        }
+        let w = &self.webhooks;
+        if !(1..=120).contains(&w.timeout_s)
+            || !(1..=1_048_576).contains(&w.max_response_bytes)
+            || !(1..=256).contains(&w.concurrency)
+            || !(1..=100).contains(&w.max_attempts)
+            || !(10..=3_600_000).contains(&w.backoff_base_ms)
+            || !(1..=86_400).contains(&w.backoff_max_s)
+            || !(1..=10_000_000).contains(&w.max_pending_per_institution)
+            || !(10..=60_000).contains(&w.poll_interval_ms)
+        {
+            return bad(
+                "webhooks: timeout_s 1..120, max_response_bytes 1..1048576, concurrency 1..256, max_attempts 1..100, backoff_base_ms 10..3600000, backoff_max_s 1..86400, max_pending_per_institution 1..10000000, poll_interval_ms 10..60000",
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");

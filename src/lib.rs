@@ -21,6 +21,8 @@
 //! - [`referrals`]: consultation requests to another department or specialist: inboxes, each
 //!   step persisted as one conditional transaction, the room a scheduled request opens.
 //! - [`summary`]: a consultation's record after the call, and its FHIR R4 and PDF exports.
+//! - [`webhooks`]: institutions' outgoing webhooks: configuration, signed delivery from the
+//!   transactional outbox, retries, order per consultation.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verification.
 //! - [`sessions`]: clinicians' sign-ins on the server: checked on every request, renewed,
 //!   signed out, revoked on a password change or by an administrator.
@@ -60,4 +62,6 @@ pub mod storage;
 pub mod summary;
 pub mod telemetry;
 pub mod tls;
+// Institutions' outgoing webhooks.
+pub mod webhooks;
 pub mod wire;

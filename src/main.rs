@@ -50,6 +50,9 @@ enum Command {
     /// Check or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage an institution's webhook to its own systems.
+    #[command(subcommand)]
+    Webhook(cli::WebhookCommand),
 }
 
 #[derive(Subcommand)]
@@ -145,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             Command::Audit(cmd) => audit(config, cmd).await,
             Command::Institution(cmd) => organisation(config, Some(cmd), None).await,
             Command::Department(cmd) => organisation(config, None, Some(cmd)).await,
+            Command::Webhook(cmd) => webhook(config, cmd).await,
         }
     })
 }
@@ -520,6 +524,20 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     }
     db.close().await;
     Ok(())
+}
+
+async fn webhook(config: Config, cmd: cli::WebhookCommand) -> anyhow::Result<()> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.storage.data_dir)?;
+    let db = Db::connect(&config.database_url())
+        .await
+        .context("opening the database")?;
+    let audit = open_audit(&config, &db).await?;
+    let settings = huizhen::webhooks::Settings::from_config(&config.webhooks);
+    let result = cli::webhook(&db, &audit, settings, cmd).await;
+    audit.close().await;
+    db.close().await;
+    result
 }
 
 /// The audit trail as the server opens it (its key, checked against the trail), for a command

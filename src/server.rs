@@ -54,6 +54,9 @@ pub struct Server {
     served: tokio::task::JoinHandle<std::io::Result<()>>,
     /// Consoles' event streams, ended at shutdown (they would hold the listener's grace).
     notifications: crate::notifications::Notifications,
+    /// The institutions' webhooks' delivery task, stopped after the listener (no new events)
+    /// and before the audit writer (it audits what it gives up).
+    webhook_delivery: crate::webhooks::Delivery,
     grace: Duration,
 }
 
@@ -151,6 +154,15 @@ impl Server {
         .context("opening document storage")?;
         let sessions = Sessions::new(db.clone(), key.clone(), Policy::from_config(&config.auth));
         let notifications = crate::notifications::Notifications::start(db.clone());
+        let webhooks = crate::webhooks::Webhooks::new(
+            db.clone(),
+            audit.clone(),
+            crate::webhooks::Settings::from_config(&config.webhooks),
+        );
+        let webhook_delivery = webhooks
+            .start()
+            .await
+            .context("starting webhook delivery")?;
         // Unfinished uploads are kept for resuming, but not for ever, and ended sessions are
         // forgotten: now, then hourly.
         let housekeeping = {
@@ -226,6 +238,7 @@ impl Server {
                 config.rooms.code_failures_per_address,
                 config.rooms.code_failures_per_code,
             )),
+            webhooks,
         };
 
         let (metrics_addr, metrics_task) = if config.metrics.listen.is_empty() {
@@ -295,6 +308,7 @@ impl Server {
             handle,
             served,
             notifications,
+            webhook_delivery,
             grace: Duration::from_secs(config.server.shutdown_grace_s),
         })
     }
@@ -303,7 +317,8 @@ impl Server {
     /// every live room ends (participants get `room_ended`, their leaves are recorded and their
     /// peer connections closed) and no room opens any more; the listener stops and in-flight
     /// requests (an upload's chunk) get the grace period to finish; the media workers send
-    /// what they have pending and their threads are joined; then the audit trail's writer is
+    /// what they have pending and their threads are joined; webhook attempts under way finish
+    /// or are left pending (sent again after a restart); then the audit trail's writer is
     /// flushed and stopped, the head it leaves is anchored, and the database is closed.
     /// Everything acknowledged before was already durable (synced chunks, committed rows).
     pub async fn shutdown(self) {
@@ -323,6 +338,8 @@ impl Server {
             t.abort();
         }
         self.housekeeping.abort();
+        // Attempts under way get the grace period; the rest stay pending for the next start.
+        self.webhook_delivery.stop(self.grace).await;
         let (stop, anchoring) = self.anchoring;
         let _ = stop.send(());
         let _ = tokio::time::timeout(self.grace, anchoring).await;

@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
         "referrals",
         "notifications",
     ],
-    &["summary", "metrics"],
+    &["summary", "metrics", "webhooks"],
     // The live room, and the JSON shapes of stored things.
     &["rooms", "wire"],
     // The edge.

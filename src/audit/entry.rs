@@ -124,6 +124,15 @@ pub enum Action {
     // The patient's outcome page (docs/protocol.md, "The patient's outcome").
     OutcomeViewed,
     OutcomeDownloaded,
+    // Institutions' outgoing webhooks: configuration (by whom, the URL's host only) and what
+    // the delivery gave up.
+    /// An institution's webhook set up or changed (URL, enabled).
+    WebhookConfigured,
+    WebhookSecretRotated,
+    /// An event given up after its last attempt.
+    WebhookDeliveryFailed,
+    /// Events not queued because the institution's outbox was full.
+    WebhookOutboxFull,
 }
 
 impl Action {
@@ -199,6 +208,11 @@ impl Action {
             // The patient's outcome page.
             Action::OutcomeViewed => "outcome.viewed",
             Action::OutcomeDownloaded => "outcome.downloaded",
+            // Outgoing webhooks.
+            Action::WebhookConfigured => "webhook.configured",
+            Action::WebhookSecretRotated => "webhook.secret_rotated",
+            Action::WebhookDeliveryFailed => "webhook.delivery_failed",
+            Action::WebhookOutboxFull => "webhook.outbox_full",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
 //! `i_` invite, `ses_` clinician session, `doc_` document, `upl_` upload, `ann_` annotation,
 //! `msg_` chat message, `rec_` clinical record, `evt_` record event, `ins_` institution, `dep_`
-//! department, `ref_` referral, `cns_` consent) and 16 random base62
+//! department, `ref_` referral, `cns_` consent, `whe_` webhook event) and 16 random base62
 //! characters, so ids are unguessable, safe to put in URLs and easy to tell apart in logs. The
 //! prefix is part of the value; `parse` checks it.
 
@@ -156,6 +156,11 @@ string_id!(
     /// One consent a patient gave for one purpose in one consultation.
     ConsentId,
     "cns_"
+);
+string_id!(
+    /// One event queued for one institution's webhook: the receiver's idempotency key.
+    WebhookEventId,
+    "whe_"
 );
 
 #[cfg(test)]

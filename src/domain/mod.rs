@@ -15,6 +15,7 @@
 //! - [`hex`]: how digests are written.
 //! - [`text`]: what a name shown to people may contain.
 //! - [`invitation`]: invitations' short codes, windows, uses and states.
+//! - [`webhook`]: outgoing webhooks' events, what endpoints may be, the retry schedule.
 //!
 //! Storage sits below the services and reads and writes these types; rooms, documents and
 //! records decide with them; signaling and HTTP convert them to and from wire types at the edge.
@@ -33,3 +34,5 @@ pub mod record;
 pub mod referral;
 pub mod role;
 pub mod text;
+// Outgoing webhooks: events, endpoints' rules, the retry schedule.
+pub mod webhook;

@@ -266,6 +266,17 @@ impl AccountRole {
         }
     }
 
+    /// An institution's webhook to its own systems (its URL, secret, deliveries): the
+    /// network's administrator for every institution, an institution's administrator for
+    /// their own.
+    pub fn may_manage_webhook(self, same_institution: bool) -> bool {
+        match self {
+            AccountRole::Admin => true,
+            AccountRole::InstitutionAdmin => same_institution,
+            _ => false,
+        }
+    }
+
     /// The roles an account of this role may give to accounts it creates: an institution's
     /// administrator never makes network-wide roles.
     pub fn may_grant(self, role: AccountRole) -> bool {
@@ -411,5 +422,18 @@ mod tests {
         assert!(!AccountRole::InstitutionAdmin.may_grant(AccountRole::Supervisor));
         assert!(AccountRole::InstitutionAdmin.may_grant(AccountRole::Specialist));
         assert!(AccountRole::Admin.may_manage_accounts(false));
+        // Webhooks: the network's administrator any institution's, an institution's its own.
+        assert!(AccountRole::Admin.may_manage_webhook(false));
+        assert!(AccountRole::InstitutionAdmin.may_manage_webhook(true));
+        assert!(!AccountRole::InstitutionAdmin.may_manage_webhook(false));
+        for role in [
+            AccountRole::Doctor,
+            AccountRole::Specialist,
+            AccountRole::Pharmacist,
+            AccountRole::Supervisor,
+            AccountRole::NetworkSupervisor,
+        ] {
+            assert!(!role.may_manage_webhook(true), "{role:?}");
+        }
     }
 }

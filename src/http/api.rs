@@ -413,7 +413,23 @@ pub async fn end_room(
         )
         .await;
     tracing::info!(room = %room_id, user = %who.0.id, "room ended from the API");
+    consultation_ended(&state, &room_id).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells the institutions taking part that the consultation's room ended (their webhooks).
+pub(super) async fn consultation_ended(state: &AppState, room: &RoomId) {
+    state
+        .webhooks
+        .room_event(
+            room,
+            crate::domain::webhook::EventKind::ConsultationEnded,
+            serde_json::json!({
+                "room_id": room,
+                "ended_at": crate::domain::clock::now_unix(),
+            }),
+        )
+        .await;
 }
 
 /// `public_url`, or the origin the client used to reach us.

@@ -104,6 +104,14 @@ pub enum ApiError {
         message: String,
         retry_after: Option<u64>,
     },
+    /// An institution's webhook refused (a URL the rules refuse, none set yet), with its own
+    /// status and stable code.
+    #[error("{message}")]
+    Webhook {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// A link refused at the patient's outcome page (docs/protocol.md, "The patient's
     /// outcome"): `invalid_token`, `not_patient_link`, `invite_revoked`, `outcome_expired`.
     #[error("{message}")]
@@ -150,6 +158,7 @@ impl ApiError {
             ApiError::Referral { status, code, .. } => (*status, code),
             ApiError::Invitation { status, code, .. } => (*status, code),
             ApiError::Link { status, code, .. } => (*status, code),
+            ApiError::Webhook { status, code, .. } => (*status, code),
         }
     }
 }
@@ -192,6 +201,22 @@ impl From<crate::auth::AuthError> for ApiError {
         match e {
             crate::auth::AuthError::Busy => ApiError::SignInBusy,
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::webhooks::WebhookError> for ApiError {
+    fn from(e: crate::webhooks::WebhookError) -> Self {
+        use crate::webhooks::WebhookError;
+        let status = match &e {
+            WebhookError::Url(_) => StatusCode::BAD_REQUEST,
+            WebhookError::NotConfigured | WebhookError::UnknownInstitution => StatusCode::NOT_FOUND,
+            WebhookError::Storage(s) => return ApiError::Internal(s.to_string()),
+        };
+        ApiError::Webhook {
+            status,
+            code: e.code(),
+            message: e.to_string(),
         }
     }
 }

@@ -25,6 +25,8 @@ mod records;
 // Consultation requests (referrals).
 mod referrals;
 mod summary;
+// Institutions' outgoing webhooks.
+mod webhooks;
 mod ws;
 
 use std::sync::Arc;
@@ -73,6 +75,8 @@ pub struct AppState {
     pub code_throttle: Arc<CodeThrottle>,
     /// Live notifications to clinicians' consoles.
     pub notifications: crate::notifications::Notifications,
+    /// Institutions' outgoing webhooks.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -94,6 +98,16 @@ pub fn router(state: AppState) -> Router {
             get(organisation::list_institutions).post(organisation::create_institution),
         )
         .route("/institutions/{id}", put(organisation::update_institution))
+        // An institution's webhook to its own systems.
+        .route(
+            "/institutions/{id}/webhook",
+            get(webhooks::get).put(webhooks::set),
+        )
+        .route("/institutions/{id}/webhook/rotate", post(webhooks::rotate))
+        .route(
+            "/institutions/{id}/webhook/deliveries",
+            get(webhooks::deliveries),
+        )
         .route(
             "/institutions/{id}/departments",
             post(organisation::create_department),

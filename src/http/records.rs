@@ -294,6 +294,7 @@ pub async fn issue_record(
             if let Some(e) = signed_event(who.event(Action::RecordSigned), &r) {
                 state.audit.record_or_log(e).await;
             }
+            state.webhooks.wake();
             super::referrals::after_record_issued(&state, &who.room, &who.member, r.kind).await;
             super::events::drafts_changed(&state, &who.room).await;
             announce(&state, &id).await;
@@ -401,6 +402,7 @@ pub async fn pharmacy_action(
                         })),
                 )
                 .await;
+            state.webhooks.wake();
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,

@@ -279,6 +279,7 @@ async fn end_room_if_called_off(state: &AppState, actor: Actor, s: &Stepped) {
                         .detail(json!({"referral": s.after.id, "state": s.after.state.as_str()})),
                 )
                 .await;
+            super::api::consultation_ended(state, room).await;
         }
         Err(e) => {
             tracing::warn!(room = %room, referral = %s.after.id, error = %e, "the room of a called-off consultation request did not end");
@@ -447,6 +448,7 @@ pub async fn create(
         )
         .await;
     tracing::info!(referral = %row.id, user = %who.0.id, "consultation request created");
+    state.webhooks.wake();
     super::events::referral_step(&state, &row, &who.0.id, true).await;
     let detail = svc.detail_of(row, Side::Requester).await?;
     Ok((
@@ -513,6 +515,7 @@ pub async fn act(
         Err(e) => return Err(refuse(&state, &who, attempted, Some(&id), e).await),
     };
     audit_step(&state, who.actor(), &stepped).await;
+    state.webhooks.wake();
     end_room_if_called_off(&state, who.actor(), &stepped).await;
     // A forward is news to the new receiving side, a step to those already on it.
     let forwarded = stepped.before.target != stepped.after.target;
@@ -547,6 +550,7 @@ pub async fn after_record_issued(
                 _ => crate::domain::role::AccountRole::Specialist,
             };
             audit_step(state, Actor::User(account.clone(), role), &stepped).await;
+            state.webhooks.wake();
             super::events::referral_step(state, &stepped.after, account, false).await;
         }
         Ok(None) => {}

@@ -19,6 +19,7 @@ use crate::domain::ids::{RecordId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::domain::role::{AccountRole, Role};
+use crate::domain::webhook::EventKind;
 use crate::storage::{Db, RecordEvent, RecordRow, Signature, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -296,8 +297,33 @@ impl Records {
             note,
             at_ms: now_unix_ms(),
         };
+        // What an institution's own systems are told: ids, kind, status, the body's digest.
+        let kind = match to {
+            RecordStatus::Issued => Some(EventKind::RecordIssued),
+            RecordStatus::Reviewed => Some(EventKind::PrescriptionReviewed),
+            RecordStatus::Dispensed => Some(EventKind::PrescriptionDispensed),
+            RecordStatus::Rejected => Some(EventKind::PrescriptionRejected),
+            _ => None,
+        };
+        let webhook = kind.map(|kind| {
+            (
+                &r.room_id,
+                kind,
+                serde_json::json!({
+                    "record_id": r.id,
+                    "room_id": r.room_id,
+                    "kind": r.kind.as_str(),
+                    "from_status": r.status.as_str(),
+                    "status": to.as_str(),
+                    "supersedes": r.supersedes,
+                    "body_sha256": r.body_sha256,
+                    "signed_by": signature.map(|s| &s.by),
+                    "actor_role": actor_role,
+                }),
+            )
+        });
         self.db
-            .change_record_status(&event, signature)
+            .change_record_status(&event, signature, webhook)
             .await
             .map_err(|e| match e {
                 StorageError::Conflict => {

@@ -22,10 +22,11 @@
 
 use serde_json::json;
 
-use crate::domain::ids::{DepartmentId, ReferralId, RoomId, UserId};
+use crate::domain::ids::{DepartmentId, InstitutionId, ReferralId, RoomId, UserId};
 use crate::domain::referral::{
     Action, NewReferral, ReferralError, ReferralState, Side, Slot, Target, Urgency, apply,
 };
+use crate::domain::webhook::{EventKind, OutboxEvent};
 use crate::storage::{
     Db, NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep,
     StorageError, User,
@@ -181,6 +182,57 @@ pub struct Stepped {
     pub seated: Option<UserId>,
 }
 
+/// What a step's webhook event says: ids, states, times and the pseudonymous patient
+/// reference; never a name, a reason or the clinical question (free text).
+struct EventFacts<'a> {
+    row: &'a ReferralRow,
+    action: &'static str,
+    from: Option<&'a ReferralState>,
+    state: &'a ReferralState,
+    target: &'a Target,
+    receiver: Option<&'a UserId>,
+    room: Option<&'a RoomId>,
+    version: i64,
+    side: Side,
+    actor: &'a UserId,
+    receiver_institution: &'a InstitutionId,
+    at: i64,
+}
+
+impl EventFacts<'_> {
+    fn event(&self) -> Option<OutboxEvent> {
+        let kind = EventKind::of_referral_step(self.action, self.state.as_str())?;
+        Some(OutboxEvent {
+            kind,
+            consultation: self.row.id.as_str().to_owned(),
+            recipients: vec![
+                self.row.requester_institution.clone(),
+                self.receiver_institution.clone(),
+            ],
+            data: json!({
+                "referral_id": self.row.id,
+                "step": self.action,
+                "side": self.side,
+                "actor_id": self.actor,
+                "from_state": self.from.map(ReferralState::as_str),
+                "state": self.state.as_str(),
+                "version": self.version,
+                "urgency": self.row.urgency,
+                "slot": self.state.slot().map(|s| json!({"start": s.start(), "minutes": s.minutes()})),
+                "requester_id": self.row.requester_id,
+                "requester_institution_id": self.row.requester_institution,
+                "receiver_institution_id": self.receiver_institution,
+                "target_department_id": self.target.department(),
+                "target_specialist_id": self.target.specialist(),
+                "receiver_id": self.receiver,
+                "room_id": self.room,
+                "patient_ref": self.row.patient_ref,
+            }),
+            at: self.at,
+        })
+    }
+}
+
 /// The side `who` is on for request `r`, if any (see the module).
 pub fn side_of(r: &ReferralRow, who: &User) -> Option<Side> {
     if who.id == r.requester_id {
@@ -299,8 +351,23 @@ impl Referrals {
                 "proposed": checked.proposed(),
             }),
         };
+        let outbox = EventFacts {
+            row: &row,
+            action: "create",
+            from: None,
+            state: &row.state,
+            target: &row.target,
+            receiver: None,
+            room: None,
+            version: row.version,
+            side: Side::Requester,
+            actor: &who.id,
+            receiver_institution: &department.institution_id,
+            at: now,
+        }
+        .event();
         self.db
-            .insert_referral(&row, checked.proposed(), &event)
+            .insert_referral(&row, checked.proposed(), &event, outbox.as_ref())
             .await?;
         Ok(row)
     }
@@ -438,8 +505,10 @@ impl Referrals {
         };
         let specialist = receiver.as_ref().or(next.target.specialist());
         let title = room_title(&row.reason);
+        let new_room = RoomId::generate();
         let room = match (&next.state, &row.room_id) {
             (ReferralState::Scheduled { slot }, None) => RoomStep::Open {
+                room: &new_room,
                 title: &title,
                 specialist,
                 slot: *slot,
@@ -452,6 +521,28 @@ impl Referrals {
             _ => RoomStep::None,
         };
         let opens = matches!(room, RoomStep::Open { .. });
+        // The receiving institution: the department's (a forward stays in the department).
+        let receiver_institution = self
+            .db
+            .department(row.target.department())
+            .await?
+            .ok_or(ReferralServiceError::UnknownDepartment)?
+            .institution_id;
+        let outbox = EventFacts {
+            row: &row,
+            action: name,
+            from: Some(&row.state),
+            state: &next.state,
+            target: &next.target,
+            receiver: receiver.as_ref(),
+            room: row.room_id.as_ref().or(opens.then_some(&new_room)),
+            version: row.version + 1,
+            side,
+            actor: &who.id,
+            receiver_institution: &receiver_institution,
+            at: now,
+        }
+        .event();
         let stepped = self
             .db
             .step_referral(
@@ -468,6 +559,7 @@ impl Referrals {
                     },
                     room,
                     at: now,
+                    outbox: outbox.as_ref(),
                 },
             )
             .await?;

@@ -1,7 +1,7 @@
 //! Durable state: institutions and departments, clinician accounts and their sessions,
 //! consultation rooms and their care teams, invites, who took
 //! part, shared documents (their rows; the bytes are in `crate::documents`' blob store),
-//! annotations, chat and clinical records. The audit trail's table is written only by `crate::audit`.
+//! annotations, chat and clinical records, institutions' webhooks and their outbox. The audit trail's table is written only by `crate::audit`.
 //!
 //! One code path for SQLite (the embedded default) and PostgreSQL (`postgres://` URLs) through
 //! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
@@ -22,6 +22,8 @@ mod referrals;
 mod rooms;
 mod sessions;
 mod users;
+// Outgoing webhooks: endpoints and the outbox.
+mod webhooks;
 
 use std::str::FromStr;
 
@@ -48,6 +50,7 @@ pub use referrals::{
 pub use rooms::{RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
 pub use users::{AccountChange, DirectoryQuery, NewAccount, User};
+pub use webhooks::{AttemptEnd, DeliveryRow, DueEvent, WebhookRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

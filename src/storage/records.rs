@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use super::{Db, StorageError};
 use crate::domain::ids::{RecordId, RoomId, UserId};
 use crate::domain::record::{RecordKind, RecordStatus};
+use crate::domain::webhook::EventKind;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordRow {
@@ -198,12 +199,16 @@ impl Db {
     /// Moves a record from `event.from_status` to `event.to_status` and records the step, in
     /// one transaction, with the signature when the step is the issuing one; `Conflict` if the
     /// record was not in `from_status` any more.
+    ///
+    /// A webhook event (`webhook`: the record's room, the kind and the facts) is queued in
+    /// the same transaction for the institutions taking part in the consultation.
     pub async fn change_record_status(
         &self,
         event: &RecordEvent,
         signature: Option<&Signature>,
+        webhook: Option<(&RoomId, EventKind, serde_json::Value)>,
     ) -> Result<(), StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = match signature {
             None => {
                 sqlx::query("UPDATE records SET status = $1 WHERE id = $2 AND status = $3")
@@ -248,6 +253,17 @@ impl Db {
         .bind(event.at_ms)
         .execute(&mut *tx)
         .await?;
+        if let Some((room, kind, data)) = webhook {
+            super::webhooks::enqueue_for_room(
+                &mut tx,
+                room,
+                kind,
+                data,
+                event.at_ms / 1000,
+                event.at_ms,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

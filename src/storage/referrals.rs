@@ -11,6 +11,7 @@ use super::{Db, RoomRecord, RoomStatus, StorageError};
 use crate::domain::ids::{DepartmentId, InstitutionId, ReferralId, RoomId, UserId};
 use crate::domain::referral::{ReferralState, Side, Slot, Target, Urgency};
 use crate::domain::role::Role;
+use crate::domain::webhook::OutboxEvent;
 
 /// A request as stored, with the slot of its consultation room once it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,8 @@ pub enum RoomStep<'a> {
     /// Open the room (first scheduled): held by the requester's institution, the requester
     /// its care team's doctor, `specialist` on the care team as a specialist, at `slot`.
     Open {
+        /// The new room's id (chosen by the caller, so the step's webhook event can name it).
+        room: &'a RoomId,
         title: &'a str,
         specialist: Option<&'a UserId>,
         slot: Slot,
@@ -109,6 +112,8 @@ pub struct ReferralStep<'a> {
     pub event: NewReferralEvent<'a>,
     pub room: RoomStep<'a>,
     pub at: i64,
+    /// The webhook event reporting the step, queued in its transaction.
+    pub outbox: Option<&'a OutboxEvent>,
 }
 
 const SELECT: &str = "SELECT r.id, r.requester_id, r.requester_institution, \
@@ -268,11 +273,13 @@ async fn set_room_slot(
 impl Db {
     /// Stores a new request (its state `requested`, version 1), the times proposed with it
     /// and its first event, in one transaction.
+    /// The webhook event `outbox` is queued in the same transaction.
     pub async fn insert_referral(
         &self,
         row: &ReferralRow,
         proposed: &[Slot],
         event: &NewReferralEvent<'_>,
+        outbox: Option<&OutboxEvent>,
     ) -> Result<(), StorageError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -328,6 +335,9 @@ impl Db {
             row.created_at,
         )
         .await?;
+        if let Some(e) = outbox {
+            super::webhooks::enqueue(&mut tx, e, crate::domain::clock::now_unix_ms()).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -468,12 +478,13 @@ impl Db {
         match &step.room {
             RoomStep::None => {}
             RoomStep::Open {
+                room: id,
                 title,
                 specialist,
                 slot,
             } => {
                 let room = RoomRecord {
-                    id: RoomId::generate(),
+                    id: (*id).clone(),
                     title: (*title).to_owned(),
                     patient_ref: Some(before.patient_ref.clone()),
                     created_by: before.requester_id.clone(),
@@ -521,6 +532,9 @@ impl Db {
             step.at,
         )
         .await?;
+        if let Some(e) = step.outbox {
+            super::webhooks::enqueue(&mut tx, e, crate::domain::clock::now_unix_ms()).await?;
+        }
         tx.commit().await?;
         let row = self
             .referral(&before.id)
