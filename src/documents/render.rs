@@ -221,18 +221,7 @@ pub fn page_png(
     let (scale_used, _, _) = page_size(w, h, scale, limits.max_pixels).ok_or_else(|| {
         RenderError::TooLarge("this page is too long and narrow to show as an image".into())
     })?;
-    let cache = RenderCache::new();
-    let pixmap = hayro::render(
-        page_ref,
-        &cache,
-        &InterpreterSettings::default(),
-        &RenderSettings::default(),
-        &PixmapSettings {
-            x_scale: scale_used,
-            y_scale: scale_used,
-            bg_color: WHITE,
-        },
-    );
+    let pixmap = contained_render(page_ref, scale_used)?;
     let png = pixmap
         .into_png()
         .map_err(|e| RenderError::Unreadable(e.to_string()))?;
@@ -269,6 +258,32 @@ pub fn pdf_of_objects(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
     out
 }
 
+/// Renders a page that passed the budget checks, with the renderer's own panics contained:
+/// hayro is a parser of files strangers upload, and coverage-guided fuzzing found arithmetic
+/// that overflows on crafted glyph positions (hayro 0.9.0, `glyph_cache.rs`: a panic where
+/// overflow checks are on, a misplaced glyph where they are off). Such a page is refused as
+/// unreadable, like any other the renderer cannot draw, rather than failing its request.
+fn contained_render(
+    page: &hayro::hayro_syntax::page::Page<'_>,
+    scale: f32,
+) -> Result<hayro::vello_cpu::Pixmap, RenderError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cache = RenderCache::new();
+        hayro::render(
+            page,
+            &cache,
+            &InterpreterSettings::default(),
+            &RenderSettings::default(),
+            &PixmapSettings {
+                x_scale: scale,
+                y_scale: scale,
+                bg_color: WHITE,
+            },
+        )
+    }))
+    .map_err(|_| RenderError::Unreadable("the renderer could not draw this page".into()))
+}
+
 /// The file and page checks of this module on a PDF in memory, then the first page that passes
 /// them rendered at `scale` (lowered to fit `limits`, as for a page view): its PNG, or why
 /// not. For the fuzz targets (`crate::fuzz`), which must find every way to panic or to pass the
@@ -294,19 +309,7 @@ pub(crate) fn render_bytes(
     let (w, h) = page.render_dimensions();
     let (scale, _, _) = page_size(w, h, scale, limits.max_pixels)
         .ok_or_else(|| RenderError::TooLarge("too long and narrow".into()))?;
-    let cache = RenderCache::new();
-    let pixmap = hayro::render(
-        page,
-        &cache,
-        &InterpreterSettings::default(),
-        &RenderSettings::default(),
-        &PixmapSettings {
-            x_scale: scale,
-            y_scale: scale,
-            bg_color: WHITE,
-        },
-    );
-    pixmap
+    contained_render(page, scale)?
         .into_png()
         .map_err(|e| RenderError::Unreadable(e.to_string()))
 }
