@@ -804,9 +804,14 @@ async function main() {
       await context.close();
     });
 
-    await check("a garbage invite link ends in the error state", {}, async () => {
+    await check("a garbage invite link ends in the error state as soon as the page opens", {}, async () => {
       if (!browser) throw new Error("no browser");
-      const page = await openJoinPage(browser, "garbage", `${BASE}/join#garbage`, "Nobody");
+      // The link is checked before anything else: no name to type, no device prompt.
+      const context = await newContext(browser, { width: 1280, height: 800 });
+      const page = await context.newPage();
+      watchPage(page, "garbage");
+      pages.set("garbage", page);
+      await page.goto(`${BASE}/join#garbage`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
       await waitForState(page, "error");
       const text = (await page.locator("#status-text").textContent()) ?? "";
       assert.match(text, /invitation link is not valid/i, `error text: ${text}`);

@@ -114,7 +114,10 @@ export async function linkCheckScenario(h) {
       },
     });
     assert.equal(ref.status(), 201, await ref.text());
-    const accepted = await http.post(`/api/v1/referrals/${(await ref.json()).id}/accept`, { headers: spec.auth });
+    const accepted = await http.post(`/api/v1/referrals/${(await ref.json()).id}/accept`, {
+      headers: spec.auth,
+      data: { start: at, minutes: 30 },
+    });
     assert.equal(accepted.status(), 200, await accepted.text());
     const early = await invite((await accepted.json()).room_id);
     assert.equal(early.state, "not_yet");
