@@ -136,6 +136,26 @@ export async function lateScenario(ctx) {
       assert.equal(await item.locator(`li.late-item[data-user-id="${p.doctorId}"]`).count(), 1, "the doctor is still late");
       await ctx.assertTextFromCatalogue(doc, "the doctor's day view with a patient waiting (en)");
     });
+
+    await check("department queue: the specialist's day view shows who waits in the department, and Take next patient enters", { scenario: S }, async () => {
+      const spec = /** @type {Page} */ (p.specialist);
+      const queued = spec.locator(`#day-queue li.queue-item[data-room-id="${p.roomId}"]`);
+      const until = Date.now() + timeout;
+      while ((await queued.count()) === 0) {
+        assert.ok(Date.now() < until, "the waiting patient never showed in the department queue");
+        await spec.locator("#day-view-refresh").click();
+        await spec.waitForTimeout(500);
+      }
+      assert.match((await queued.locator(".waiting-count").textContent()) ?? "", /1 waiting/);
+      await ctx.assertTextFromCatalogue(spec, "the specialist's day view with the department queue (en)");
+      await snap(spec, "department-queue");
+      await spec.locator("#day-queue-next").click();
+      await spec.waitForURL(/\/join#/, { timeout });
+      // Their seat's page: no name to type, Join enters as the signed-in account.
+      await spec.waitForSelector('body[data-state="prejoin"]', { timeout });
+      await spec.getByRole("button", { name: "Join", exact: true }).click();
+      await spec.waitForSelector('body[data-state="in-room"]', { timeout });
+    });
   } finally {
     for (const who of ["late-doctor", "late-specialist", "late-specialist-room", "late-patient"]) {
       const page = pages.get(who);

@@ -389,6 +389,41 @@ export async function enterRoom(roomId) {
 }
 
 /**
+ * A live consultation of a department's queue.
+ * @typedef {object} QueueRoom
+ * @property {string} room_id
+ * @property {string} title
+ * @property {number | null} slot_start
+ * @property {number | null} slot_minutes
+ * @property {number} waiting
+ * @property {number | null} waiting_since Unix seconds
+ * @property {boolean} on_care_team
+ */
+
+/**
+ * The live consultations asked of the caller's department, those where someone waits first.
+ * @param {string} departmentId
+ * @returns {Promise<QueueRoom[]>}
+ */
+export async function departmentQueue(departmentId) {
+  return /** @type {{rooms: QueueRoom[]}} */ (
+    await call("GET", `/api/v1/departments/${encodeURIComponent(departmentId)}/queue`)
+  ).rooms;
+}
+
+/**
+ * Takes the patient who has waited longest in the department's consultations: the caller joins
+ * that consultation's care team and gets their seat's entry token.
+ * @param {string} departmentId
+ * @returns {Promise<Entry & {room_id: string}>}
+ */
+export async function takeNextPatient(departmentId) {
+  return /** @type {Entry & {room_id: string}} */ (
+    await call("POST", `/api/v1/departments/${encodeURIComponent(departmentId)}/queue/next`)
+  );
+}
+
+/**
  * @param {string} roomId
  * @returns {Promise<CareTeamMember[]>}
  */

@@ -38,6 +38,7 @@ export function startDesk(opts) {
     section: opts.day,
     explain: opts.explain,
     waiting: (id) => waiting.get(id),
+    department: opts.user.department?.id ?? null,
     loaded: (rooms) => {
       for (const r of rooms) waiting.set(r.id, { n: r.waiting ?? 0, since: r.waiting_since ?? null });
     },

@@ -78,6 +78,8 @@ export function lateOnes(a, now) {
  * @property {(err: unknown) => MessageKey} explain the catalogue's words for a failure
  * @property {(roomId: string) => Waiting | undefined} waiting who waits in a room now
  * @property {(rooms: Room[]) => void} loaded the rooms as the server listed them (with who waits)
+ * @property {string | null} department the clinician's department: its queue is shown, with
+ *   "Take next patient"
  */
 
 export class DayView {
@@ -113,6 +115,22 @@ export class DayView {
       this.draftList,
     );
     this.drafts.hidden = true;
+    this.queueList = el("ul", { className: "day-list", attrs: { "aria-labelledby": "day-queue-title" } });
+    this.queueStatus = el("p", { className: "hint" });
+    this.takeNext = el("button", { className: "btn btn-small btn-primary", i18n: "day.queue.take_next", attrs: { type: "button", id: "day-queue-next" } });
+    this.queueError = el("p", { className: "form-error", attrs: { role: "alert" } });
+    this.queueError.hidden = true;
+    this.takeNext.addEventListener("click", () => void this.takeNextPatient());
+    this.queue = el(
+      "div",
+      { attrs: { id: "day-queue" } },
+      el("h3", { i18n: "day.queue.title", attrs: { id: "day-queue-title" } }),
+      this.queueStatus,
+      this.queueList,
+      el("div", { className: "actions" }, this.takeNext),
+      this.queueError,
+    );
+    this.queue.hidden = true;
     opts.section.setAttribute("aria-labelledby", titleId);
     opts.section.replaceChildren(
       el("h2", { i18n: "day.title", attrs: { id: titleId } }),
@@ -128,10 +146,14 @@ export class DayView {
       ),
       this.status,
       this.list,
+      this.queue,
       this.drafts,
     );
     opts.section.hidden = false;
-    this.timer = window.setInterval(() => void this.readLate(), LATE_EVERY_MS);
+    this.timer = window.setInterval(() => {
+      void this.readLate();
+      void this.readQueue();
+    }, LATE_EVERY_MS);
   }
 
   destroy() {
@@ -162,6 +184,7 @@ export class DayView {
       this.render();
       this.draftList.replaceChildren(...drafts.map((d) => this.draftItem(d)));
       this.drafts.hidden = drafts.length === 0;
+      void this.readQueue();
     } catch (err) {
       tr(this.status, this.opts.explain(err));
     }
@@ -186,6 +209,49 @@ export class DayView {
     else tr(this.status, "day.none");
     // Who is late, read again for what is shown.
     void this.readLate();
+  }
+
+  /**
+   * The department's queue: its live consultations where someone waits (longest first), and
+   * "Take next patient" while anyone does. Hidden for a clinician without a department, or
+   * whose department has no live consultation.
+   */
+  async readQueue() {
+    const department = this.opts.department;
+    if (!department) return;
+    try {
+      const rooms = await api.departmentQueue(department);
+      const waiting = rooms.filter((r) => r.waiting > 0);
+      this.queueList.replaceChildren(
+        ...waiting.map((r) => {
+          const li = el("li", { className: "queue-item" }, el("span", { user: r.title }), " ", waitingBadge({ n: r.waiting, since: r.waiting_since }));
+          li.dataset.roomId = r.room_id;
+          return li;
+        }),
+      );
+      if (waiting.length === 0) tr(this.queueStatus, "day.queue.nobody");
+      else clearText(this.queueStatus);
+      this.takeNext.disabled = waiting.length === 0;
+      this.queue.hidden = rooms.length === 0;
+    } catch (err) {
+      tr(this.queueStatus, this.opts.explain(err));
+    }
+  }
+
+  /** Takes the patient who has waited longest, and enters their consultation. */
+  async takeNextPatient() {
+    const department = this.opts.department;
+    if (!department) return;
+    this.takeNext.disabled = true;
+    this.queueError.hidden = true;
+    try {
+      const entry = await api.takeNextPatient(department);
+      location.assign(`/join#${entry.token}`);
+    } catch (err) {
+      tr(this.queueError, this.opts.explain(err));
+      this.queueError.hidden = false;
+      void this.readQueue();
+    }
   }
 
   /**
