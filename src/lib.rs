@@ -38,6 +38,7 @@
 //!
 //! See docs/ARCHITECTURE.md for how a join, a media packet and a signaling message travel.
 
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod config;

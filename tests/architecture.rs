@@ -13,7 +13,15 @@ const LAYERS: &[&[&str]] = &[
     // The leaf: vocabulary and settings, importing nothing of ours.
     &["domain", "config"],
     // Below the services: SQL, tokens, the sans-IO media core, logs, certificates.
-    &["storage", "auth", "sfu", "telemetry", "tls", "fd_limit"],
+    &[
+        "storage",
+        "auth",
+        "sfu",
+        "telemetry",
+        "tls",
+        "fd_limit",
+        "admission",
+    ],
     // Services that own one thing each.
     &[
         "audit",

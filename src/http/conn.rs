@@ -48,13 +48,12 @@
 //!
 //! This module never reads or answers HTTP itself, and never logs a client's address.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -69,6 +68,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use crate::admission::{Cap, Caps, Place};
 use crate::metrics::{ConnectionCap, ConnectionDeadline, Metrics};
 
 /// The listener's caps and deadlines.
@@ -136,76 +136,37 @@ impl From<ConnError> for io::Error {
     }
 }
 
-/// The key a client address is counted under: an IPv4 address (an IPv4-mapped IPv6 address
-/// is its IPv4 address), or an IPv6 address's /64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AddressKey(IpAddr);
-
-impl AddressKey {
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self(IpAddr::V4(v4)),
-                None => Self(IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())),
-            },
-        }
-    }
-}
-
-/// Connections open now, in total and per address. A std mutex: nothing awaits while it is
-/// held, and admitting is a few map operations.
+/// The listener's connection caps (`crate::admission`), counted in the HTTP metrics.
 pub struct Admission {
-    max_total: usize,
-    max_per_address: usize,
+    caps: Arc<Caps>,
     metrics: Arc<Metrics>,
-    open: Mutex<Open>,
-}
-
-#[derive(Default)]
-struct Open {
-    total: usize,
-    /// Only addresses with a connection open: an entry goes when its count reaches 0.
-    by_address: HashMap<AddressKey, usize>,
 }
 
 impl Admission {
     pub fn new(max_total: usize, max_per_address: usize, metrics: Arc<Metrics>) -> Self {
         Self {
-            max_total,
-            max_per_address,
+            caps: Arc::new(Caps::new(max_total, max_per_address)),
             metrics,
-            open: Mutex::default(),
         }
     }
 
     /// Counts a connection from `ip` in, or says which cap it would exceed (and counts that).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, ConnError> {
-        let key = AddressKey::of(ip);
-        let refused = {
-            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-            let from_address = open.by_address.get(&key).copied().unwrap_or(0);
-            if from_address >= self.max_per_address {
-                Some(ConnectionCap::PerAddress)
-            } else if open.total >= self.max_total {
-                Some(ConnectionCap::Global)
-            } else {
-                open.total += 1;
-                open.by_address.insert(key, from_address + 1);
-                None
-            }
-        };
-        match refused {
-            None => {
+        match self.caps.admit(ip) {
+            Ok(place) => {
                 self.metrics
                     .http_connections
                     .fetch_add(1, Ordering::Relaxed);
                 Ok(Slot {
-                    admission: self.clone(),
-                    key,
+                    _place: place,
+                    metrics: self.metrics.clone(),
                 })
             }
-            Some(cap) => {
+            Err(cap) => {
+                let cap = match cap {
+                    Cap::Global => ConnectionCap::Global,
+                    Cap::PerAddress => ConnectionCap::PerAddress,
+                };
                 self.metrics.connection_refused(cap);
                 tracing::debug!(cap = cap.as_str(), "connection refused: cap reached");
                 Err(match cap {
@@ -218,33 +179,22 @@ impl Admission {
 
     /// Connections open now (total, from the address of `ip`).
     pub fn open(&self, ip: IpAddr) -> (usize, usize) {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let from = open.by_address.get(&AddressKey::of(ip)).copied();
-        (open.total, from.unwrap_or(0))
+        self.caps.open(ip)
     }
 }
 
 /// One admitted connection's place under the caps; dropping it gives the place back.
 #[must_use]
 pub struct Slot {
-    admission: Arc<Admission>,
-    key: AddressKey,
+    _place: Place,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let a = &self.admission;
-        {
-            let mut open = a.open.lock().unwrap_or_else(PoisonError::into_inner);
-            open.total -= 1;
-            if let Some(n) = open.by_address.get_mut(&self.key) {
-                *n -= 1;
-                if *n == 0 {
-                    open.by_address.remove(&self.key);
-                }
-            }
-        }
-        a.metrics.http_connections.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .http_connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -605,7 +555,8 @@ impl hyper::rt::Sleep for HeaderSleep {}
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
+    use std::sync::Mutex;
 
     use tokio::io::AsyncReadExt;
 
@@ -613,31 +564,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn ipv6_clients_are_counted_by_their_64() {
-        assert_eq!(
-            AddressKey::of(ip("2001:db8:1:2:aaaa::1")),
-            AddressKey::of(ip("2001:db8:1:2:ffff:1:2:3"))
-        );
-        assert_ne!(
-            AddressKey::of(ip("2001:db8:1:2::1")),
-            AddressKey::of(ip("2001:db8:1:3::1"))
-        );
-        // A dual-stack listener sees IPv4 clients as mapped addresses: still one per address.
-        assert_eq!(
-            AddressKey::of(ip("::ffff:192.0.2.7")),
-            AddressKey::of(ip("192.0.2.7"))
-        );
-        assert_ne!(
-            AddressKey::of(ip("::ffff:192.0.2.7")),
-            AddressKey::of(ip("::ffff:192.0.2.8"))
-        );
-        assert_eq!(
-            AddressKey::of(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-            AddressKey::of(ip("::"))
-        );
     }
 
     #[test]
@@ -662,15 +588,6 @@ mod tests {
         let _c1 = admission.admit(c).unwrap();
         drop(b1);
         assert_eq!(admission.open(b), (2, 0));
-        // No entry is left behind for an address with nothing open.
-        assert!(
-            !admission
-                .open
-                .lock()
-                .unwrap()
-                .by_address
-                .contains_key(&AddressKey::of(b))
-        );
         assert_eq!(metrics.refused(ConnectionCap::Global), 1);
         assert_eq!(metrics.refused(ConnectionCap::PerAddress), 1);
     }

@@ -1,98 +1,40 @@
 //! Who may hold an ICE-TCP connection: at most `media.tcp_max_connections` at once, and
-//! `media.tcp_max_connections_per_address` from one address (an IPv6 client counted by its
-//! /64, as one host has a whole /64 to pick from). Counting and admitting are one step under
-//! one lock, so concurrent connections cannot both take the last place.
+//! `media.tcp_max_connections_per_address` from one address, under the caps the HTTPS listener
+//! uses too (`crate::admission`), counted in the ICE-TCP metrics.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+
+pub use crate::admission::Cap;
+use crate::admission::{Caps, Place};
 
 use super::TcpStats;
 
-/// Which cap refused a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cap {
-    Global,
-    PerAddress,
-}
-
-impl Cap {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cap::Global => "global",
-            Cap::PerAddress => "per_address",
-        }
-    }
-}
-
-/// A client's address as counted: an IPv4 address (an IPv4-mapped IPv6 address is its IPv4
-/// address), or an IPv6 address's /64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct AddressKey(IpAddr);
-
-impl AddressKey {
-    fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self(IpAddr::V4(v4)),
-                None => Self(IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())),
-            },
-        }
-    }
-}
-
 pub struct Admission {
-    max_total: usize,
-    max_per_address: usize,
+    caps: Arc<Caps>,
     stats: Arc<TcpStats>,
-    /// A std mutex: nothing awaits while it is held.
-    open: Mutex<Open>,
-}
-
-#[derive(Default)]
-struct Open {
-    total: usize,
-    /// Only addresses with a connection open: an entry goes when its count reaches 0.
-    by_address: HashMap<AddressKey, usize>,
 }
 
 impl Admission {
     pub fn new(max_total: usize, max_per_address: usize, stats: Arc<TcpStats>) -> Arc<Self> {
         Arc::new(Self {
-            max_total,
-            max_per_address,
+            caps: Arc::new(Caps::new(max_total, max_per_address)),
             stats,
-            open: Mutex::default(),
         })
     }
 
     /// Counts a connection from `ip` in, or says which cap it would exceed (and counts that).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Cap> {
-        let key = AddressKey::of(ip);
-        let refused = {
-            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-            let from_address = open.by_address.get(&key).copied().unwrap_or(0);
-            if from_address >= self.max_per_address {
-                Some(Cap::PerAddress)
-            } else if open.total >= self.max_total {
-                Some(Cap::Global)
-            } else {
-                open.total += 1;
-                open.by_address.insert(key, from_address + 1);
-                None
-            }
-        };
-        match refused {
-            None => {
+        match self.caps.admit(ip) {
+            Ok(place) => {
                 self.stats.open.fetch_add(1, Ordering::Relaxed);
                 Ok(Slot {
-                    admission: self.clone(),
-                    key,
+                    _place: place,
+                    stats: self.stats.clone(),
                 })
             }
-            Some(cap) => {
+            Err(cap) => {
                 self.stats.refused(cap);
                 Err(cap)
             }
@@ -101,9 +43,7 @@ impl Admission {
 
     /// Connections open now (total, from the address of `ip`).
     pub fn open(&self, ip: IpAddr) -> (usize, usize) {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let from = open.by_address.get(&AddressKey::of(ip)).copied();
-        (open.total, from.unwrap_or(0))
+        self.caps.open(ip)
     }
 }
 
@@ -112,8 +52,8 @@ impl Admission {
 /// the connection ends.
 #[must_use]
 pub struct Slot {
-    admission: Arc<Admission>,
-    key: AddressKey,
+    _place: Place,
+    stats: Arc<TcpStats>,
 }
 
 impl std::fmt::Debug for Slot {
@@ -124,17 +64,7 @@ impl std::fmt::Debug for Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let a = &self.admission;
-        let mut open = a.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.total = open.total.saturating_sub(1);
-        if let Some(n) = open.by_address.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.by_address.remove(&self.key);
-            }
-        }
-        drop(open);
-        a.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
