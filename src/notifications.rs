@@ -71,7 +71,8 @@ pub struct WaitingNow {
 pub struct Notifications {
     subscribers: Arc<Mutex<Subscribers>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
-    rooms: mpsc::Sender<(RoomId, usize, Option<i64>)>,
+    /// Events for a consultation's care team, waiting for the hub's task to find who that is.
+    rooms: mpsc::Sender<(RoomId, Event)>,
     /// The live waiting rooms that have someone in them, for consoles that load their lists.
     waiting: Arc<Mutex<HashMap<RoomId, WaitingNow>>>,
 }
@@ -117,9 +118,10 @@ impl std::fmt::Debug for Notifications {
 }
 
 impl Notifications {
-    /// A hub, with its task that tells care teams who waits (it reads the care team from `db`).
+    /// A hub, with its task that tells care teams what happened in their consultation (it
+    /// reads the care team from `db`).
     pub fn start(db: Db) -> Self {
-        let (rooms, mut queue) = mpsc::channel::<(RoomId, usize, Option<i64>)>(ROOM_EVENTS_QUEUE);
+        let (rooms, mut queue) = mpsc::channel::<(RoomId, Event)>(ROOM_EVENTS_QUEUE);
         let hub = Self {
             subscribers: Arc::default(),
             next_id: Arc::default(),
@@ -128,7 +130,7 @@ impl Notifications {
         };
         let publisher = hub.clone();
         tokio::spawn(async move {
-            while let Some((room, waiting, waiting_since)) = queue.recv().await {
+            while let Some((room, event)) = queue.recv().await {
                 // Only accounts with a console open need the lookup.
                 if publisher.is_idle() {
                     continue;
@@ -136,14 +138,7 @@ impl Notifications {
                 match db.care_team(&room).await {
                     Ok(team) => {
                         let users: Vec<UserId> = team.into_iter().map(|m| m.user_id).collect();
-                        publisher.publish(
-                            &users,
-                            Event::PatientWaiting {
-                                room_id: room.clone(),
-                                waiting,
-                                waiting_since,
-                            },
-                        );
+                        publisher.publish(&users, event);
                     }
                     Err(e) => tracing::warn!(error = %e, "care team not read for a notification"),
                 }
@@ -222,7 +217,21 @@ impl Notifications {
                 }
             }
         }
-        let _ = self.rooms.try_send((room.clone(), waiting, since));
+        self.tell_care_team(
+            room,
+            Event::PatientWaiting {
+                room_id: room.clone(),
+                waiting,
+                waiting_since: since,
+            },
+        );
+    }
+
+    /// Tells `room`'s care team `event`. Never waits: the hub's task finds the care team (and
+    /// skips the lookup while no console is open); when its queue is full the event is missed,
+    /// as a slow console misses one.
+    pub fn tell_care_team(&self, room: &RoomId, event: Event) {
+        let _ = self.rooms.try_send((room.clone(), event));
     }
 
     /// How the waiting room of a live consultation stands now (None: nobody waits).

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::api::{Clinician, room_for};
+use super::care_team::with_accounts;
 use super::error::ApiError;
 use super::organisation::Names;
 use crate::domain::role::Role;
@@ -24,20 +25,17 @@ pub async fn attendance(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (room, _) = room_for(&state, &who, &id).await?;
-    let team = state.db.care_team(&room.id).await?;
+    let team = with_accounts(&state, &room.id).await?;
     let joined = state.db.participants_of(&room.id).await?;
     // An ended consultation has nobody in it, whatever a crash left unwritten.
     let live = room.status == RoomStatus::Open;
     let in_now = |p: &ParticipantRecord| live && p.left_at.is_none();
     let names = Names::load(&state).await?;
     let mut clinicians = Vec::with_capacity(team.len());
-    for m in &team {
-        let Some(user) = state.db.user(&m.user_id).await? else {
-            continue;
-        };
+    for (m, user) in &team {
         let seat: Vec<&ParticipantRecord> =
             joined.iter().filter(|p| p.invite_id == m.seat).collect();
-        let account = names.account(&user);
+        let account = names.account(user);
         clinicians.push(json!({
             "user_id": user.id,
             "display_name": account.display_name,

@@ -19,7 +19,7 @@ use crate::auth::{Claims, TokenKind};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{RoomId, UserId};
 use crate::domain::role::Role;
-use crate::storage::{CareTeamMember, RoomStatus, StorageError};
+use crate::storage::{CareTeamMember, RoomStatus, StorageError, User};
 
 /// How long a seat's entry token lasts: long enough to open the room page (or for a load test
 /// to set up its rooms before joining), short enough that a copied one is worth little; it is
@@ -32,14 +32,11 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (room, _) = room_for(&state, &who, &id).await?;
-    let team = state.db.care_team(&room.id).await?;
+    let team = with_accounts(&state, &room.id).await?;
     let names = Names::load(&state).await?;
     let mut members = Vec::with_capacity(team.len());
-    for m in &team {
-        let Some(user) = state.db.user(&m.user_id).await? else {
-            continue;
-        };
-        let mut account = json!(names.account(&user));
+    for (m, user) in &team {
+        let mut account = json!(names.account(user));
         if let Some(o) = account.as_object_mut() {
             o.remove("username");
         }
@@ -51,6 +48,22 @@ pub async fn list(
         }));
     }
     Ok(Json(json!({"care_team": members})))
+}
+
+/// A consultation's care team, each member with their account (one whose account is gone is
+/// left out).
+pub async fn with_accounts(
+    state: &AppState,
+    room: &RoomId,
+) -> Result<Vec<(CareTeamMember, User)>, ApiError> {
+    let team = state.db.care_team(room).await?;
+    let mut members = Vec::with_capacity(team.len());
+    for m in team {
+        if let Some(user) = state.db.user(&m.user_id).await? {
+            members.push((m, user));
+        }
+    }
+    Ok(members)
 }
 
 #[derive(Deserialize)]

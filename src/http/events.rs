@@ -12,7 +12,7 @@ use super::AppState;
 use super::api::Clinician;
 use super::error::ApiError;
 use crate::domain::clock::now_unix;
-use crate::domain::ids::{RoomId, UserId};
+use crate::domain::ids::UserId;
 use crate::notifications::{Event, SubscribeError};
 use crate::storage::{DirectoryQuery, ReferralRow};
 
@@ -108,21 +108,4 @@ pub async fn referral_step(state: &AppState, r: &ReferralRow, actor: &UserId, ar
         },
     );
     state.notifications.publish(&requester, changed);
-}
-
-/// Tells a consultation's care team that its drafts changed (one written, edited or issued),
-/// so that each console's list of what is left to sign follows without a reload.
-pub async fn drafts_changed(state: &AppState, room: &RoomId) {
-    match state.db.care_team(room).await {
-        Ok(team) => {
-            let users: Vec<UserId> = team.into_iter().map(|m| m.user_id).collect();
-            state.notifications.publish(
-                &users,
-                Event::DraftsChanged {
-                    room_id: room.clone(),
-                },
-            );
-        }
-        Err(e) => tracing::warn!(error = %e, "care team not read for a notification"),
-    }
 }

@@ -618,6 +618,10 @@ impl Failure {
             invite: None,
         }
     }
+
+    fn internal(e: StorageError) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
 }
 
 /// `POST /invitations/redeem`: the join token of the invitation a short code opens.
@@ -785,10 +789,12 @@ async fn bad_link(state: &AppState, client: &str) -> ApiError {
 
 /// The usable invitation a code's hash opens, or why not.
 async fn open(state: &AppState, hash: &str) -> Result<Invite, Failure> {
-    let internal = |e: StorageError| {
-        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    };
-    let Some(invite) = state.db.invite_by_code(hash).await.map_err(internal)? else {
+    let Some(invite) = state
+        .db
+        .invite_by_code(hash)
+        .await
+        .map_err(Failure::internal)?
+    else {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,
             "code_not_found",
@@ -800,9 +806,6 @@ async fn open(state: &AppState, hash: &str) -> Result<Invite, Failure> {
 
 /// The invitation, if it still lets someone in now or later; else why not.
 async fn usable(state: &AppState, invite: Invite) -> Result<Invite, Failure> {
-    let internal = |e: StorageError| {
-        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    };
     let refused = |status, code, message: &str| Failure {
         status,
         code,
@@ -813,7 +816,7 @@ async fn usable(state: &AppState, invite: Invite) -> Result<Invite, Failure> {
         .db
         .room(&invite.room_id)
         .await
-        .map_err(internal)?
+        .map_err(Failure::internal)?
         .is_none_or(|r| r.status == RoomStatus::Ended);
     match invite.validity().state(now_unix()) {
         InviteState::Revoked => Err(refused(

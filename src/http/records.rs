@@ -18,8 +18,9 @@ use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::domain::clock::now_unix_ms;
-use crate::domain::ids::RecordId;
+use crate::domain::ids::{RecordId, RoomId};
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
+use crate::notifications::Event;
 use crate::records::RecordError;
 use crate::storage::{RecordRow, Signature};
 use crate::wire::{self, ClinicalRecordView, RecordRowView};
@@ -51,6 +52,17 @@ async fn refused(state: &AppState, event: AuditEvent, e: RecordError) -> ApiErro
             .await;
     }
     e.into()
+}
+
+/// Tells the consultation's care team that its drafts changed (one written, edited or issued),
+/// so that each console's list of what is left to sign follows without a reload.
+fn drafts_changed(state: &AppState, room: &RoomId) {
+    state.notifications.tell_care_team(
+        room,
+        Event::DraftsChanged {
+            room_id: room.clone(),
+        },
+    );
 }
 
 async fn announce(state: &AppState, id: &RecordId) {
@@ -206,7 +218,7 @@ pub async fn create_record(
         }
         super::referrals::after_record_issued(&state, &who.room, &who.member, record.kind).await;
     } else {
-        super::events::drafts_changed(&state, &who.room).await;
+        drafts_changed(&state, &who.room);
     }
     announce(&state, &record.id).await;
     Ok((
@@ -252,7 +264,7 @@ pub async fn update_record(
                 .audit
                 .record_or_log(record_event(who.event(Action::RecordDraftUpdated), &r))
                 .await;
-            super::events::drafts_changed(&state, &who.room).await;
+            drafts_changed(&state, &who.room);
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,
@@ -296,7 +308,7 @@ pub async fn issue_record(
             }
             state.webhooks.wake();
             super::referrals::after_record_issued(&state, &who.room, &who.member, r.kind).await;
-            super::events::drafts_changed(&state, &who.room).await;
+            drafts_changed(&state, &who.room);
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(
                 &state.records.view(&id).await?,
