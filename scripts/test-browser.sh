@@ -68,6 +68,9 @@ announce = ["127.0.0.1"]
 workers = 2
 [metrics]
 listen = "$METRICS"
+[webhooks]
+# tests/browser/webhook-scenario.mjs receives events on a plain HTTP server on loopback.
+allow_http_loopback = true
 EOF
 
   # A fresh random password per run; it only ever lives in this process tree.

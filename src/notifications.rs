@@ -1,5 +1,6 @@
 //! Live notifications to signed-in clinicians' consoles: a new consultation request, a step on
-//! one, a patient waiting in a consultation of their care team, a draft there written or issued.
+//! one, a patient waiting in a consultation of their care team, a draft there written or issued,
+//! and a change in who waits in their department's queue.
 //!
 //! Each open console holds a subscription (`GET /api/v1/events`, server-sent events); what is
 //! published goes to the subscriptions of the accounts it concerns and to nobody else. A
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::domain::ids::{ReferralId, RoomId, UserId};
-use crate::storage::Db;
+use crate::domain::ids::{DepartmentId, ReferralId, RoomId, UserId};
+use crate::storage::{Db, DirectoryQuery};
 
 /// Events a subscription can hold before it misses some.
 const SUBSCRIPTION_QUEUE: usize = 64;
@@ -23,6 +24,9 @@ const SUBSCRIPTION_QUEUE: usize = 64;
 pub const MAX_SUBSCRIPTIONS_PER_ACCOUNT: usize = 8;
 /// Room events waiting for the hub's task.
 const ROOM_EVENTS_QUEUE: usize = 1024;
+/// Most clinicians of one department told that its queue changed (a department larger than
+/// this sees the change on its consoles' next reload, every minute).
+const MAX_DEPARTMENT_LISTENERS: i64 = 500;
 
 /// What a console is told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,6 +52,11 @@ pub enum Event {
     /// The drafts of a consultation whose care team this account is on changed: one was
     /// written, edited or issued (the console reloads what is left to sign).
     DraftsChanged { room_id: RoomId },
+    /// Who waits changed in a live consultation asked of this account's department (a request
+    /// to the department or to one of its specialists): its queue is to be read again. Told to
+    /// every doctor and specialist of the department, on the care team or not, so that anyone
+    /// may take the next patient; it names only the department.
+    DepartmentQueueChanged { department_id: DepartmentId },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -135,6 +144,7 @@ impl Notifications {
                 if publisher.is_idle() {
                     continue;
                 }
+                let waiting = matches!(event, Event::PatientWaiting { .. });
                 match db.care_team(&room).await {
                     Ok(team) => {
                         let users: Vec<UserId> = team.into_iter().map(|m| m.user_id).collect();
@@ -142,9 +152,46 @@ impl Notifications {
                     }
                     Err(e) => tracing::warn!(error = %e, "care team not read for a notification"),
                 }
+                if waiting {
+                    publisher.tell_department(&db, &room).await;
+                }
             }
         });
         hub
+    }
+
+    /// Tells the clinicians of the department that `room`'s request was addressed to (if a
+    /// request opened it) that the department's queue changed.
+    async fn tell_department(&self, db: &Db, room: &RoomId) {
+        let referral = match db.referral_for_room(room).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "request not read for a department notification");
+                return;
+            }
+        };
+        let department = referral.target.department().clone();
+        let query = DirectoryQuery {
+            institution: None,
+            department: Some(&department),
+            specialty: None,
+            name: None,
+            accepting_only: false,
+            limit: MAX_DEPARTMENT_LISTENERS,
+        };
+        match db.directory(&query).await {
+            Ok(clinicians) => {
+                let users: Vec<UserId> = clinicians.into_iter().map(|u| u.id).collect();
+                self.publish(
+                    &users,
+                    Event::DepartmentQueueChanged {
+                        department_id: department,
+                    },
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "department not read for a notification"),
+        }
     }
 
     fn is_idle(&self) -> bool {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::TestServer;
 use common::peer::{JoinOptions, SignalingClient, TestPeer, audio_payload, find_marker};
 use huizhen::media::tcp::{CloseReason, MAX_FRAME_BYTES, TcpStats};
+use huizhen_impair::{Profile, TcpProxy, TcpProxyConfig};
 use serde_json::{Value, json};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
@@ -470,4 +471,85 @@ fn binding_request(username: &str) -> Vec<u8> {
     m.extend_from_slice(&[7; 12]);
     m.extend_from_slice(&attr);
     m
+}
+
+/// The TCP-only participant's TCP path impaired (huizhen-impair's TCP proxy between it and the
+/// listener): 10 % loss with 30 ms jitter both ways (each "lost" segment costs a retransmission's
+/// delay), then a 3-second stall. Media flows through both, and after the stall it flows again
+/// over the same connection, without rejoining.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_participant_rides_out_loss_and_a_stall_of_its_path() {
+    let s = TestServer::start().await;
+    let room = s.create_room("ICE-TCP, impaired").await;
+    let doctor = TestPeer::join(JoinOptions {
+        ws_url: s.ws_url.clone(),
+        token: s.invite(&room, "doctor").await,
+        name: "Dr. Wang".into(),
+        publish_audio: true,
+        publish_video: true,
+        marker: 0xA1,
+        h264: false,
+    })
+    .await
+    .unwrap();
+    doctor.wait_connected(CONNECT).await.unwrap();
+    doctor.start_media();
+
+    let mut config = TcpProxyConfig::new("127.0.0.1:0".parse().unwrap(), tcp_addr(&s));
+    config.seed = 19;
+    let lossy = Profile::default()
+        .with_spec("loss=10%,jitter=30ms")
+        .unwrap();
+    config.uplink = lossy;
+    config.downlink = lossy;
+    let proxy = TcpProxy::start(config).await.unwrap();
+    let token = s.invite(&room, "patient").await;
+    let patient = TcpPeer::join(&s, &token, 0xB2, proxy.local_addr()).await;
+    patient
+        .wait("ICE and DTLS over the impaired TCP path", CONNECT, |seen| {
+            seen.connected
+        })
+        .await;
+    let from_doctor = |seen: &Seen| seen.by_marker.get(&0xA1).copied().unwrap_or(0);
+    patient
+        .wait(
+            "the doctor's media through loss and jitter",
+            MEDIA,
+            |seen| from_doctor(seen) >= 2 * ENOUGH,
+        )
+        .await;
+    doctor
+        .wait_received(&patient.id, "audio", ENOUGH, MEDIA)
+        .await
+        .unwrap();
+    let stats = proxy.handle().stats();
+    assert!(
+        stats.downlink.lost_random > 0 && stats.uplink.lost_random > 0,
+        "the loss was applied both ways: {stats:?}"
+    );
+
+    // The stall: nothing crosses for 3 s; then the held bytes and new media come through.
+    let end = proxy.handle().blackout(Duration::from_secs(3));
+    tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
+    let at_return = from_doctor(&patient.seen.lock().unwrap());
+    patient
+        .wait("the doctor's media after the stall", MEDIA, |seen| {
+            from_doctor(seen) >= at_return + 2 * ENOUGH
+        })
+        .await;
+    let received_before = doctor
+        .wait_received(&patient.id, "audio", 1, T)
+        .await
+        .unwrap()
+        .packets;
+    doctor
+        .wait_received(&patient.id, "audio", received_before + ENOUGH, MEDIA)
+        .await
+        .unwrap();
+    // One connection all along, never closed; no second participant.
+    assert_eq!(proxy.handle().stats().clients, 1);
+    let t = tcp_stats(&s);
+    assert_eq!(t.routed.load(Ordering::Relaxed), 1);
+    assert_eq!(t.open.load(Ordering::Relaxed), 1);
+    assert!(!patient.task.is_finished());
 }

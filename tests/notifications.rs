@@ -372,3 +372,146 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
     assert!(again.is_some(), "a closed console's place comes back");
     s.stop().await;
 }
+
+/// A patient waiting in a consultation asked of a department: every doctor and specialist of
+/// that department hears that its queue changed (on the care team or not), on arrival and on
+/// leaving; another department and the requester's side only as the care team would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_hears_when_someone_waits_in_its_queue() {
+    let s = TestServer::start().await;
+    let town = s.institution("Qingshui township health centre").await;
+    let county = s.institution("County People's Hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let neurology = s.department(&county, "Neurology").await;
+    let town_gp = s.department(&town, "General practice").await;
+    let (_, doc) = s
+        .placed_account(
+            "town_doc",
+            AccountRole::Doctor,
+            place(&town, &town_gp, "Dr. Li"),
+        )
+        .await;
+    let (_, a) = s
+        .placed_account(
+            "cardio_a",
+            AccountRole::Specialist,
+            place(&county, &cardiology, "Prof. Zhao"),
+        )
+        .await;
+    let (_, b) = s
+        .placed_account(
+            "cardio_b",
+            AccountRole::Specialist,
+            place(&county, &cardiology, "Dr. Chen"),
+        )
+        .await;
+    let (_, neuro) = s
+        .placed_account(
+            "neuro",
+            AccountRole::Specialist,
+            place(&county, &neurology, "Dr. Sun"),
+        )
+        .await;
+
+    // A request to cardiology, accepted by Dr. Chen at the proposed time (soon enough for the
+    // patient's link to be open already) and started.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 600;
+    let (st, created) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            Some(&doc),
+            Some(json!({
+                "target_department_id": cardiology,
+                "patient_ref": "P-2024-0077",
+                "reason": "Syncope",
+                "question": "Holter?",
+                "urgency": "routine",
+                "proposed_times": [{"start": start, "minutes": 30}],
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (st, accepted) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{id}/accept"),
+            Some(&b),
+            Some(json!({"start": start, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{accepted}");
+    let (st, started) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{id}/start"),
+            Some(&doc),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{started}");
+    let room = started["room_id"].as_str().unwrap().to_owned();
+
+    let mut a_console = Console::open(&s, &a).await;
+    let mut neuro_console = Console::open(&s, &neuro).await;
+    let (st, invite) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&doc),
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{invite}");
+    let patient = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    patient
+        .send_json(
+            &json!({"type": "join", "v": 1, "token": invite["token"], "name": "Li Hua",
+                           "publish": {"audio": false, "video": false}}),
+        )
+        .await
+        .unwrap();
+    let w = patient
+        .next_event_of(&["waiting", "error"], T)
+        .await
+        .unwrap();
+    assert_eq!(w["type"], "waiting", "{w}");
+
+    // Prof. Zhao is not on the care team: the department's queue tells him.
+    let e = a_console.expect("department_queue_changed").await;
+    assert_eq!(
+        e,
+        json!({"type": "department_queue_changed", "department_id": cardiology})
+    );
+    neuro_console.expect_quiet("neurology").await;
+    // What the queue shows him now.
+    let (st, queue) = s
+        .api(
+            "GET",
+            &format!("/api/v1/departments/{cardiology}/queue"),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{queue}");
+    let entry = queue["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room_id"] == room.as_str())
+        .expect("the consultation is in the queue")
+        .clone();
+    assert_eq!(entry["waiting"], 1, "{entry}");
+
+    drop(patient);
+    let e = a_console.expect("the line emptying").await;
+    assert_eq!(e["type"], "department_queue_changed", "{e}");
+    neuro_console.expect_quiet("neurology").await;
+}

@@ -1,4 +1,4 @@
-//! huizhen-impair: a UDP impairment proxy, for huizhen's tests and for anyone tuning a
+//! huizhen-impair: a UDP and TCP impairment proxy, for huizhen's tests and for anyone tuning a
 //! deployment where `netem` is not available.
 //!
 //! Clients send to the proxy; for each client address the proxy opens a socket of its own
@@ -19,13 +19,17 @@
 //! - `link`: the sans-IO decision for one packet on one direction of one path.
 //! - `control`: the [`Handle`]: settings changed during a run, and counters.
 //! - `relay`: the sockets and tasks that move datagrams and hold them until due.
+//! - `tcp`: the same for TCP connections (ICE-TCP, TURN over TCP), where loss and blackouts
+//!   become delays and stalls, as a TCP path shows them.
 
 pub mod control;
 pub mod link;
 pub mod profile;
 pub mod relay;
 pub mod rng;
+pub mod tcp;
 
 pub use control::{Direction, DirectionStats, Handle, Stats};
 pub use profile::{GilbertElliott, Loss, Profile, SpecError};
 pub use relay::{Proxy, ProxyConfig, ProxyError};
+pub use tcp::{TcpProxy, TcpProxyConfig};

@@ -10,13 +10,18 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use huizhen_impair::profile::parse_duration;
 use huizhen_impair::relay::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS};
-use huizhen_impair::{Direction, Handle, Profile, Proxy, ProxyConfig, Stats};
+use huizhen_impair::tcp::DEFAULT_RTO;
+use huizhen_impair::{
+    Direction, Handle, Profile, Proxy, ProxyConfig, Stats, TcpProxy, TcpProxyConfig,
+};
 
 /// Longest blackout a command may ask for.
 const MAX_BLACKOUT: Duration = Duration::from_secs(3600);
 
 /// A seeded UDP impairment proxy: clients send to --listen, the proxy relays to --upstream
-/// from a socket per client and relays the answers back, impairing each direction.
+/// from a socket per client and relays the answers back, impairing each direction. With --tcp,
+/// a TCP proxy: each connection to --listen is relayed to --upstream; loss becomes a
+/// retransmission's delay (--rto-ms) and a blackout a stall, as on a real TCP path.
 ///
 /// A profile is a comma-separated list: loss=10%, ge=TO_BAD/TO_GOOD[/LOSS_GOOD/LOSS_BAD]
 /// (bursty loss), delay=20ms, jitter=30ms, reorder, dup=1%, rate=300kbit, queue=32000 (bytes,
@@ -42,7 +47,7 @@ struct Args {
     /// Profile of the downlink (server → client), applied after --both.
     #[arg(long, default_value = "")]
     down: String,
-    /// Most clients (source addresses) relayed at once.
+    /// Most clients (source addresses; with --tcp, connections) relayed at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CLIENTS)]
     max_clients: usize,
     /// Seconds after which a silent client is forgotten.
@@ -51,6 +56,12 @@ struct Args {
     /// Print the counters every this many seconds (0: only on `stats`).
     #[arg(long, default_value_t = 0)]
     report_s: u64,
+    /// Relay TCP connections (ICE-TCP, TURN over TCP) instead of UDP datagrams.
+    #[arg(long)]
+    tcp: bool,
+    /// With --tcp: the delay a lost segment adds (one retransmission), in milliseconds.
+    #[arg(long, default_value_t = DEFAULT_RTO.as_millis() as u64)]
+    rto_ms: u64,
 }
 
 const HELP: &str = "commands:
@@ -74,17 +85,34 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let both: Profile = args.both.parse()?;
-    let mut config = ProxyConfig::new(args.listen, args.upstream);
-    config.seed = args.seed;
-    config.uplink = both.with_spec(&args.up)?;
-    config.downlink = both.with_spec(&args.down)?;
-    config.max_clients = args.max_clients;
-    config.idle_timeout = Duration::from_secs(args.idle_timeout_s.max(1));
-    let proxy = Proxy::start(config).await?;
-    let handle = proxy.handle().clone();
+    let uplink = both.with_spec(&args.up)?;
+    let downlink = both.with_spec(&args.down)?;
+    // Either proxy; only its handle is used below (the proxy itself is kept to keep it running).
+    let (_running, handle, local): (Box<dyn std::any::Any>, Handle, SocketAddr) = if args.tcp {
+        let mut config = TcpProxyConfig::new(args.listen, args.upstream);
+        config.seed = args.seed;
+        config.uplink = uplink;
+        config.downlink = downlink;
+        config.max_connections = args.max_clients;
+        config.rto = Duration::from_millis(args.rto_ms);
+        let proxy = TcpProxy::start(config).await?;
+        let (handle, local) = (proxy.handle().clone(), proxy.local_addr());
+        (Box::new(proxy), handle, local)
+    } else {
+        let mut config = ProxyConfig::new(args.listen, args.upstream);
+        config.seed = args.seed;
+        config.uplink = uplink;
+        config.downlink = downlink;
+        config.max_clients = args.max_clients;
+        config.idle_timeout = Duration::from_secs(args.idle_timeout_s.max(1));
+        let proxy = Proxy::start(config).await?;
+        let (handle, local) = (proxy.handle().clone(), proxy.local_addr());
+        (Box::new(proxy), handle, local)
+    };
     println!(
-        "relaying {} -> {} (seed {}); type help for commands",
-        proxy.local_addr(),
+        "relaying {} {} -> {} (seed {}); type help for commands",
+        if args.tcp { "tcp" } else { "udp" },
+        local,
         args.upstream,
         args.seed
     );

@@ -35,8 +35,10 @@ import { deflateSync } from "node:zlib";
 import { chromium, request } from "playwright-core";
 import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
+import { referralStepsScenario } from "./referral-steps-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
+import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -1757,8 +1759,12 @@ async function main() {
     }
 
     await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    const webhookHarness = { check, snap, browser, openConsole, pages, timeout: EVENT_TIMEOUT, assertTextFromCatalogue };
+    const hooks = await webhookSetup(webhookHarness);
     await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await referralStepsScenario({ check, snap, browser, openConsole, openJoinPage, apiSignIn, enterToken, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
+    await webhookCheck(webhookHarness, hooks);
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {

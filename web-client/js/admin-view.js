@@ -15,7 +15,7 @@
 //
 // DOM contract (tests/browser/admin-scenario.mjs relies on it): #admin-scope; #admin-status
 // (what the last change did); li.institution[data-institution-id] with h4, its
-// li.department[data-department-id] and a department form; #admin-accounts with
+// li.department[data-department-id], a department form and the webhook panel (webhook-view.js); #admin-accounts with
 // li.account[data-user-id][data-username][data-role]; #admin-accounts-error; the new-account
 // form #admin-account-form, its error #admin-account-error; every error element carries the
 // server's code in data-code.
@@ -25,6 +25,7 @@ import * as org from "./admin-api.js";
 import { errorKey } from "./errors.js";
 import { el } from "./dom.js";
 import { clearText, tr, trAttr } from "./i18n.js";
+import { webhookPanel } from "./webhook-view.js";
 
 /** @typedef {import("./api.js").Account} Account */
 /** @typedef {import("./api.js").AccountRole} AccountRole */
@@ -652,6 +653,7 @@ function renderInstitution(inst) {
     }
   });
   item.append(departments, form, error);
+  if (state.tools) item.append(webhookPanel(inst, state.tools));
   return item;
 }
 

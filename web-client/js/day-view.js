@@ -8,6 +8,7 @@
 //
 // Who is late is read again on the view's refresh (its button, a reload of the lists, a
 // `drafts_changed`), on a `patient_waiting` for that room, and every minute, so lateness grows.
+// The department's queue is read with the view and again on each `department_queue_changed`.
 //
 // DOM contract (tests/browser relies on it): #day-view-date (a date input); #day-view-refresh;
 // li.day-item (`data-room-id`) with .day-time (the slot's start and end, local time) and, while

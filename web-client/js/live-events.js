@@ -10,7 +10,8 @@
  * @typedef {{type: "referral_received", referral_id: string, urgency: string} |
  *   {type: "referral_changed", referral_id: string, state: string} |
  *   {type: "patient_waiting", room_id: string, waiting: number, waiting_since: number | null} |
- *   {type: "drafts_changed", room_id: string}} LiveEvent
+ *   {type: "drafts_changed", room_id: string} |
+ *   {type: "department_queue_changed", department_id: string}} LiveEvent
  */
 
 /**

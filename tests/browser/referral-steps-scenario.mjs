@@ -1,0 +1,212 @@
+// Browser scenario: the referral steps that end or move a request, taken from the consoles
+// (web-client/js/referral-view.js), each seen live by the other side. Called from
+// consultation.test.mjs after the referral scenario.
+//
+// A second cardiologist of the county hospital (李娜) is added by the network's administrator
+// through the API. Request 1, sent by the township doctor to the cardiology department: the
+// specialist forwards it to 李娜 from the console; it arrives live in 李娜's inbox (her console
+// in Chinese); she declines it with a reason; the doctor's console shows it declined, live, with
+// the reason. Request 2: accepted and started through the API; the specialist enters the
+// consultation through their seat and signs a diagnosis report; the doctor's console shows
+// "report issued" live and closes the request; the specialist's console shows it closed.
+
+import assert from "node:assert/strict";
+
+/**
+ * @typedef {object} Harness
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(page: import("playwright-core").Page, name: string) => Promise<void>} snap
+ * @property {import("playwright-core").Browser} browser
+ * @property {(browser: import("playwright-core").Browser, who: string, username: string, opts?: {locale?: string}) => Promise<import("playwright-core").Page>} openConsole
+ * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null, opts?: {viewport?: {width: number, height: number}}) => Promise<import("playwright-core").Page>} openJoinPage
+ * @property {(http: import("playwright-core").APIRequestContext, username: string) => Promise<{auth: Record<string, string>, me: any}>} apiSignIn
+ * @property {(http: import("playwright-core").APIRequestContext, auth: Record<string, string>, roomId: string) => Promise<string>} enterToken
+ * @property {Map<string, import("playwright-core").Page>} pages
+ * @property {import("playwright-core").APIRequestContext} http
+ * @property {string} base
+ * @property {string} password the run's password of every account
+ * @property {string} doctor
+ * @property {string} specialist
+ * @property {number} timeout
+ * @property {(page: import("playwright-core").Page, what: string) => Promise<void>} assertTextFromCatalogue
+ */
+
+const S = "referral-steps";
+const COUNTY = "县人民医院";
+const CARDIOLOGY = "心血管内科";
+const COLLEAGUE = { username: "li.na", name: "李娜", title: "主治医师" };
+
+/**
+ * @param {import("playwright-core").APIResponse} res
+ * @param {number} status
+ * @param {string} what
+ */
+async function expectStatus(res, status, what) {
+  assert.equal(res.status(), status, `${what}: ${res.status()} ${await res.text()}`);
+  return res.json();
+}
+
+/** @param {Harness} h */
+export async function referralStepsScenario(h) {
+  const admin = process.env.HUIZHEN_ADMIN ?? "";
+  if (!admin) {
+    await h.check("referral steps: (no HUIZHEN_ADMIN: skipped)", {}, async () => {});
+    return;
+  }
+  const { check, http, timeout } = h;
+  const stamp = Date.now();
+  const reason1 = `Palpitations at night ${stamp}`;
+  const reason2 = `Murmur on auscultation ${stamp}`;
+  const declined = "Holter monitoring first, then ask again";
+  /** @type {Record<string, import("playwright-core").Page>} */
+  const p = {};
+  /** @type {{doctor?: Record<string, string>, specialist?: Record<string, string>, cardiology?: string, colleague?: string, r1?: string, r2?: string, room?: string}} */
+  const a = {};
+
+  /**
+   * A request from the township doctor to the cardiology department.
+   * @param {string} reason
+   */
+  const request = async (reason) => {
+    const res = await http.post("/api/v1/referrals", {
+      headers: a.doctor,
+      data: { target_department_id: a.cardiology, patient_ref: `P-STEPS-${stamp}`, reason, question: "Next step?", urgency: "routine" },
+    });
+    return /** @type {{id: string}} */ (await expectStatus(res, 201, "create a request")).id;
+  };
+  /**
+   * @param {Record<string, string> | undefined} auth
+   * @param {string | undefined} id
+   * @param {string} action
+   * @param {unknown} [data]
+   */
+  const step = async (auth, id, action, data) =>
+    expectStatus(await http.post(`/api/v1/referrals/${id}/${action}`, { headers: auth, ...(data === undefined ? {} : { data }) }), 200, action);
+
+  try {
+    await check("referral steps: a second cardiologist; the consoles of the doctor (zh-CN), the specialist and 李娜 (zh-CN) open", { scenario: S }, async () => {
+      const adminAuth = (await h.apiSignIn(http, admin)).auth;
+      a.doctor = (await h.apiSignIn(http, h.doctor)).auth;
+      a.specialist = (await h.apiSignIn(http, h.specialist)).auth;
+      const institutions = /** @type {{institutions: {id: string, name: string, departments: {id: string, name: string}[]}[]}} */ (
+        await expectStatus(await http.get("/api/v1/institutions", { headers: adminAuth }), 200, "institutions")
+      ).institutions;
+      const county = institutions.find((i) => i.name === COUNTY);
+      a.cardiology = county?.departments.find((d) => d.name === CARDIOLOGY)?.id;
+      assert.ok(county && a.cardiology, "the county hospital's cardiology");
+      const created = await http.post("/api/v1/accounts", {
+        headers: adminAuth,
+        data: {
+          username: COLLEAGUE.username,
+          display_name: COLLEAGUE.name,
+          role: "specialist",
+          password: h.password,
+          institution_id: county.id,
+          department_id: a.cardiology,
+          title: COLLEAGUE.title,
+          specialty: "Cardiology",
+        },
+      });
+      a.colleague = /** @type {{id: string}} */ (await expectStatus(created, 201, "create 李娜")).id;
+      p.doctor = await h.openConsole(h.browser, "steps-doctor", h.doctor, { locale: "zh-CN" });
+      p.specialist = await h.openConsole(h.browser, "steps-specialist", h.specialist);
+      p.colleague = await h.openConsole(h.browser, "steps-colleague", COLLEAGUE.username, { locale: "zh-CN" });
+      for (const page of Object.values(p)) await page.locator('#referrals[data-live="connected"]').waitFor({ state: "attached", timeout });
+    });
+
+    await check("referral steps: the specialist forwards a request to 李娜, who sees it arrive live", { scenario: S }, async () => {
+      a.r1 = await request(reason1);
+      const spec = p.specialist;
+      await spec.locator("#referral-tab-department").click();
+      const item = spec.locator("#referral-panel li.referral-item", { hasText: reason1 });
+      await item.waitFor({ timeout });
+      await item.getByRole("button", { name: /Open request/ }).click();
+      const dialog = spec.locator("#referral-dialog");
+      await spec.locator('#referral-dialog[data-state="requested"]').waitFor({ timeout });
+      await dialog.locator("summary", { hasText: "Forward to a colleague" }).click();
+      const to = dialog.getByLabel("Forward to");
+      // The department's other clinicians, by name and title (the specialist is not offered).
+      await to.locator(`option[value="${a.colleague}"]`).waitFor({ state: "attached", timeout });
+      assert.equal(await to.locator(`option[value="${a.colleague}"]`).textContent(), `${COLLEAGUE.name} · ${COLLEAGUE.title}`);
+      await to.selectOption(String(a.colleague));
+      await dialog.getByRole("button", { name: "Forward", exact: true }).click();
+      await dialog.waitFor({ state: "hidden", timeout });
+      await spec.locator("#referral-notice", { hasText: "Forwarded" }).waitFor({ timeout });
+
+      const col = p.colleague;
+      await col.locator("#referral-notice", { hasText: "收到新的会诊申请" }).waitFor({ timeout });
+      await col.locator("#referral-tab-inbox .tab-badge", { hasText: "1" }).waitFor({ timeout });
+      await col.locator("#referral-tab-inbox").click();
+      await col.locator('#referral-panel li.referral-item[data-state="requested"]', { hasText: reason1 }).waitFor({ timeout });
+      await h.snap(col, "referral-forwarded-colleague");
+      await h.assertTextFromCatalogue(col, "a forwarded request in 李娜's inbox (zh-CN)");
+    });
+
+    await check("referral steps: 李娜 declines it with a reason; the doctor's console shows it declined, live, with the reason", { scenario: S }, async () => {
+      const col = p.colleague;
+      await col.locator("#referral-panel li.referral-item", { hasText: reason1 }).getByRole("button", { name: /查看申请/ }).click();
+      const dialog = col.locator("#referral-dialog");
+      await col.locator('#referral-dialog[data-state="requested"]').waitFor({ timeout });
+      await dialog.locator("summary", { hasText: "拒绝" }).click();
+      await dialog.getByLabel("原因（对方可见）").fill(declined);
+      await dialog.getByRole("button", { name: "拒绝", exact: true }).click();
+      await col.locator('#referral-dialog[data-state="declined"]').waitFor({ timeout });
+      await h.snap(col, "referral-declined-colleague");
+
+      const doc = p.doctor;
+      await doc.locator("#referral-tab-outbox").click();
+      const sent = doc.locator('#referral-panel li.referral-item[data-state="declined"]', { hasText: reason1 });
+      await sent.waitFor({ timeout });
+      await sent.getByRole("button", { name: /查看申请/ }).click();
+      const shown = doc.locator('#referral-dialog[data-state="declined"]');
+      await shown.waitFor({ timeout });
+      assert.match((await shown.textContent()) ?? "", new RegExp(declined));
+      // Nothing more to do with a declined request: no step is offered.
+      assert.equal(await shown.locator(".actions button", { hasText: /接受|关闭|转交/ }).count(), 0);
+      await h.assertTextFromCatalogue(doc, "a declined request in the doctor's dialog (zh-CN)");
+      await shown.getByRole("button", { name: "返回列表" }).click();
+    });
+
+    await check("referral steps: after the specialist's signed report the doctor closes the request; the specialist's console shows it closed", { scenario: S }, async () => {
+      a.r2 = await request(reason2);
+      const start = Math.floor(Date.now() / 1000) + 3600;
+      await step(a.specialist, a.r2, "accept", { start, minutes: 30 });
+      const started = /** @type {{room_id: string}} */ (await step(a.doctor, a.r2, "start"));
+      assert.equal(typeof started.room_id, "string");
+      // The specialist signs a diagnosis report in the consultation, entered through their seat.
+      const token = await h.enterToken(http, /** @type {Record<string, string>} */ (a.specialist), started.room_id);
+      const room = await h.openJoinPage(h.browser, "steps-room", `${h.base}/join#${token}`, null);
+      await room.locator('.tab[data-tab="records-panel"]').click();
+      await room.locator(".record-forms summary", { hasText: "Diagnosis report" }).click();
+      await room.locator('.report-form textarea[name="findings"]').fill("Grade 2/6 systolic murmur at the apex");
+      await room.locator('.report-form textarea[name="impression"]').fill("Mild mitral regurgitation");
+      await room.locator('.report-form textarea[name="recommendation"]').fill("Echocardiography in 6 months");
+      await room.locator(".report-form button[type=submit]").click();
+      const sign = room.getByRole("dialog", { name: "Sign and issue the diagnosis report" });
+      await sign.getByLabel("Your password").fill(h.password);
+      await sign.getByRole("button", { name: "Sign and issue" }).click();
+      await room.locator(".record-status", { hasText: "Diagnosis report signed and issued." }).waitFor({ timeout });
+
+      const doc = p.doctor;
+      const sent = doc.locator('#referral-panel li.referral-item[data-state="report_issued"]', { hasText: reason2 });
+      await sent.waitFor({ timeout });
+      await sent.getByRole("button", { name: /查看申请/ }).click();
+      const dialog = doc.locator('#referral-dialog[data-state="report_issued"]');
+      await dialog.waitFor({ timeout });
+      await dialog.getByRole("button", { name: "结案" }).click();
+      await doc.locator('#referral-dialog[data-state="closed"]').waitFor({ timeout });
+      await h.snap(doc, "referral-closed-doctor");
+
+      const spec = p.specialist;
+      await spec.locator("#referral-tab-inbox").click();
+      await spec.locator('#referral-panel li.referral-item[data-state="closed"]', { hasText: reason2 }).waitFor({ timeout });
+      await h.snap(spec, "referral-closed-specialist");
+    });
+  } finally {
+    for (const who of ["steps-doctor", "steps-specialist", "steps-colleague", "steps-room"]) {
+      const page = h.pages.get(who);
+      h.pages.delete(who);
+      await page?.context().close().catch(() => undefined);
+    }
+  }
+}
