@@ -166,6 +166,14 @@ if [[ ! -x "$CHROMIUM" ]]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2 \
     || summary_fail "could not install chromium"
 fi
+# A CJK font, so that the Chinese screens render as Chinese (not boxes) in the screenshots the
+# run leaves, and text measured in Chinese has real glyph widths.
+if ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; then
+  echo "installing fonts-noto-cjk (apt)…" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-cjk >&2 \
+    || { as_root apt-get update -q >&2 && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-cjk >&2; } \
+    || summary_fail "could not install fonts-noto-cjk"
+fi
 command -v node >/dev/null || summary_fail "node is not installed"
 command -v curl >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >&2
 command -v ip >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >&2

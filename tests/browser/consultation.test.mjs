@@ -33,6 +33,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
 import { chromium, request } from "playwright-core";
+import { axeViolations } from "./a11y.mjs";
+import { a11yScenario } from "./a11y-scenario.mjs";
 import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
 import { referralStepsScenario } from "./referral-steps-scenario.mjs";
@@ -57,7 +59,7 @@ const JOIN_TIMEOUT = 60_000;
 const MEDIA_TIMEOUT = 90_000;
 const EVENT_TIMEOUT = 30_000;
 /** The whole run may not take longer than this, whatever hangs. */
-const WATCHDOG_MS = 11 * 60_000;
+const WATCHDOG_MS = 20 * 60_000;
 
 const CHROMIUM_ARGS = [
   "--headless=new",
@@ -338,6 +340,13 @@ async function assertTextFromCatalogue(page, what) {
     return found;
   });
   assert.deepEqual(stray, [], `${what}: visible text not from the catalogue`);
+  // The same screens, in the same language, through axe-core (a11y.mjs).
+  const violations = await axeViolations(page);
+  if (process.env.HUIZHEN_AXE === "report") {
+    for (const v of violations) console.log(`AXE ${what}: ${v.impact} ${v.id} (${v.help}) at ${v.targets.join(" | ")}`);
+  } else {
+    assert.deepEqual(violations, [], `${what}: serious or critical accessibility violations (axe-core)`);
+  }
 }
 
 /**
@@ -707,14 +716,15 @@ async function main() {
       const card = page.locator(`li.room-card[data-room-id="${roomId}"]`);
       await card.waitFor({ timeout: EVENT_TIMEOUT });
       assert.equal(await card.locator("h3").textContent(), roomTitle);
-      // Links for the patient and observers only.
-      for (const role of ["patient", "observer"]) {
-        assert.equal(await card.getByRole("button", { name: `Create ${role} invite link for ${roomTitle}` }).count(), 1, `a ${role} link button`);
+      // Links for the patient and observers only; each button's accessible name begins with
+      // its visible label.
+      for (const role of ["Patient", "Observer"]) {
+        assert.equal(await card.getByRole("button", { name: `${role} link: new invite for ${roomTitle}` }).count(), 1, `a ${role} link button`);
       }
-      for (const role of ["doctor", "specialist"]) {
-        assert.equal(await card.getByRole("button", { name: `Create ${role} invite link for ${roomTitle}` }).count(), 0, `no ${role} link button`);
+      for (const role of ["Doctor", "Specialist"]) {
+        assert.equal(await card.getByRole("button", { name: new RegExp(`^${role} link`) }).count(), 0, `no ${role} link button`);
       }
-      await card.getByRole("button", { name: /Create observer invite link/ }).click();
+      await card.getByRole("button", { name: /^Observer link: new invite/ }).click();
       const link = card.locator("ul.invites input");
       await link.first().waitFor({ timeout: EVENT_TIMEOUT });
       assert.match(await link.first().inputValue(), /\/join#hz1\./);
@@ -1766,6 +1776,8 @@ async function main() {
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await webhookCheck(webhookHarness, hooks);
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
+
+    await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);

@@ -192,7 +192,7 @@ export async function referralScenario(ctx) {
       await doc.getByRole("button", { name: "创建会诊" }).click();
       const card = doc.locator("li.room-card", { hasText: title });
       await card.waitFor({ timeout });
-      await card.getByRole("button", { name: `为${title}创建患者邀请链接` }).click();
+      await card.getByRole("button", { name: `患者链接：为${title}新建邀请` }).click();
       const url = await card.locator(".invites input").first().inputValue({ timeout });
       const patient = await openJoinPage(browser, "ref-patient", url, "Li Lei", { viewport: { width: 390, height: 844 } });
       const count = card.locator(".waiting-count");

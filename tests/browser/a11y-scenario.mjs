@@ -1,0 +1,115 @@
+// Browser scenario: the screens the other scenarios do not check with axe-core, each in Chinese
+// and in English (consultation.test.mjs calls it near the end; a11y.mjs runs axe and
+// `assertTextFromCatalogue` runs it too, after checking that the visible text is the
+// catalogue's). Every screen passes with no serious or critical violation:
+//
+// the sign-in page; the code-entry page; the pre-join screen of a patient's link (phone size);
+// a bad link's page; the pharmacist's prescription queue; the supervisor's audit trail.
+
+import assert from "node:assert/strict";
+
+/**
+ * @typedef {object} Harness
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(page: import("playwright-core").Page, name: string) => Promise<void>} snap
+ * @property {(browser: import("playwright-core").Browser, viewport: {width: number, height: number}, locale?: string) => Promise<import("playwright-core").BrowserContext>} newContext
+ * @property {(page: import("playwright-core").Page, who: string) => void} watchPage
+ * @property {(browser: import("playwright-core").Browser, who: string, username: string, opts?: {locale?: string}) => Promise<import("playwright-core").Page>} openConsole
+ * @property {Map<string, import("playwright-core").Page>} pages
+ * @property {import("playwright-core").Browser} browser
+ * @property {import("playwright-core").APIRequestContext} http
+ * @property {(http: import("playwright-core").APIRequestContext, username: string) => Promise<{auth: Record<string, string>, me: any}>} apiSignIn
+ * @property {string} base
+ * @property {string} doctor
+ * @property {number} timeout
+ * @property {(page: import("playwright-core").Page, what: string) => Promise<void>} assertTextFromCatalogue
+ */
+
+const S = "a11y";
+const LOCALES = [
+  ["zh-CN", "zh-CN"],
+  ["en-GB", "en"],
+];
+const PHONE = { width: 360, height: 640 };
+const DESKTOP = { width: 1280, height: 800 };
+
+/** @param {Harness} h */
+export async function a11yScenario(h) {
+  const { check, timeout } = h;
+  /** @type {string[]} */
+  const opened = [];
+
+  /**
+   * A fresh page at `url` in `locale`, watched and photographed on failure.
+   * @param {string} who
+   * @param {string} url
+   * @param {string} locale
+   * @param {{width: number, height: number}} viewport
+   */
+  const open = async (who, url, locale, viewport) => {
+    const context = await h.newContext(h.browser, viewport, locale);
+    const page = await context.newPage();
+    h.watchPage(page, who);
+    h.pages.set(who, page);
+    opened.push(who);
+    await page.goto(url, { waitUntil: "load", timeout });
+    return page;
+  };
+
+  try {
+    for (const [locale, tag] of LOCALES) {
+      await check(`accessibility (${tag}): the sign-in page, the code-entry page, a bad link's page`, { scenario: S }, async () => {
+        const signIn = await open(`a11y-signin-${tag}`, `${h.base}/`, locale, DESKTOP);
+        await signIn.locator("#login-form").waitFor({ timeout });
+        await h.assertTextFromCatalogue(signIn, `the sign-in page (${tag})`);
+        const code = await open(`a11y-code-${tag}`, `${h.base}/code`, locale, PHONE);
+        await code.locator("#code-form").waitFor({ timeout });
+        await h.assertTextFromCatalogue(code, `the code-entry page (${tag})`);
+        const bad = await open(`a11y-bad-${tag}`, `${h.base}/join#not-a-token`, locale, PHONE);
+        await bad.waitForSelector('body[data-state="error"]', { timeout });
+        await h.assertTextFromCatalogue(bad, `a bad link's page (${tag})`);
+        await h.snap(bad, `a11y-bad-link-${tag}`);
+      });
+
+      await check(`accessibility (${tag}): a patient's pre-join screen on a phone`, { scenario: S }, async () => {
+        const { auth } = await h.apiSignIn(h.http, h.doctor);
+        const room = await h.http.post("/api/v1/rooms", { headers: auth, data: { title: `A11y ${tag}`, patient_ref: "P-A11Y", waiting_room: true } });
+        assert.equal(room.status(), 201);
+        const roomId = (await room.json()).id;
+        const invite = await h.http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role: "patient" } });
+        assert.equal(invite.status(), 201);
+        const token = (await invite.json()).token;
+        const page = await open(`a11y-prejoin-${tag}`, `${h.base}/join#${token}`, locale, PHONE);
+        await page.context().grantPermissions(["camera", "microphone"], { origin: h.base });
+        await page.waitForSelector('body[data-state="prejoin"]', { timeout });
+        await h.assertTextFromCatalogue(page, `the pre-join screen (${tag})`);
+        await h.snap(page, `a11y-prejoin-${tag}`);
+      });
+    }
+
+    for (const [who, env, selector] of [
+      ["pharmacist", "HUIZHEN_PHARMACIST", "#pharmacy"],
+      ["supervisor", "HUIZHEN_SUPERVISOR", "#audit"],
+    ]) {
+      const username = process.env[env] ?? "";
+      if (!username) continue;
+      for (const [locale, tag] of LOCALES) {
+        await check(`accessibility (${tag}): the ${who}'s console`, { scenario: S }, async () => {
+          const page = await h.openConsole(h.browser, `a11y-${who}-${tag}`, username, { locale });
+          opened.push(`a11y-${who}-${tag}`);
+          await page.locator(`${selector}:not([hidden])`).waitFor({ timeout });
+          // Its list is loaded: rows, or the line that says there are none.
+          await page.locator(`${selector} li, ${selector} tr, ${selector} .hint, ${selector} [role=status]`).first().waitFor({ state: "attached", timeout });
+          await h.assertTextFromCatalogue(page, `the ${who}'s console (${tag})`);
+          await h.snap(page, `a11y-${who}-${tag}`);
+        });
+      }
+    }
+  } finally {
+    for (const who of opened) {
+      const page = h.pages.get(who);
+      h.pages.delete(who);
+      await page?.context().close().catch(() => undefined);
+    }
+  }
+}
