@@ -21,11 +21,14 @@ export async function showAudit(root, explain) {
   const verify = el("button", { className: "btn btn-primary", i18n: "audit.verify", attrs: { type: "button" } });
   const exportButton = el("button", { className: "btn", i18n: "audit.export", attrs: { type: "button" } });
   const table = el("table", { className: "audit-table" });
+  // The table scrolls sideways on narrow screens: its frame takes the keyboard's focus, so the
+  // rows can be scrolled without a mouse, and is named by the heading.
+  const frame = el("div", { className: "audit-scroll", attrs: { tabindex: "0", role: "region", "aria-labelledby": "audit-title" } }, table);
   root.replaceChildren(
-    el("h2", { i18n: "audit.title" }),
+    el("h2", { i18n: "audit.title", attrs: { id: "audit-title" } }),
     el("div", { className: "actions" }, verify, exportButton),
     result,
-    table,
+    frame,
   );
   verify.addEventListener("click", async () => {
     verify.disabled = true;

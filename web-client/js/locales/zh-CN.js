@@ -497,7 +497,7 @@ const zhCN = {
   "console.press_copy": "请按 Ctrl+C",
   "console.refresh": "刷新",
   "console.remove": "移除",
-  "console.remove_from_team": "将{name}移出诊疗团队",
+  "console.remove_from_team": "移除{name}（移出诊疗团队）",
   "console.remove_text": "对方将不能再进入此会诊；如正在会诊中，会立即离开。",
   "console.remove_title": "将{name}移出诊疗团队？",
   "console.revoke": "撤销",
