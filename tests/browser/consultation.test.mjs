@@ -19,6 +19,8 @@
 //   HUIZHEN_SUPERVISOR   a supervisor account's username, same password (optional, likewise)
 //   HUIZHEN_TEST_OUTPUT  where screenshots go (default <repo>/test-output/browser)
 //   CHROMIUM             the browser binary (default /usr/bin/chromium)
+//   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
+//                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -37,6 +39,7 @@ import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
+import { firefoxScenario } from "./firefox-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -54,8 +57,8 @@ const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUI
 const JOIN_TIMEOUT = 60_000;
 const MEDIA_TIMEOUT = 90_000;
 const EVENT_TIMEOUT = 30_000;
-/** The whole run may not take longer than this, whatever hangs. */
-const WATCHDOG_MS = 11 * 60_000;
+/** The whole run may not take longer than this, whatever hangs (Firefox's scenario adds about a minute). */
+const WATCHDOG_MS = 13 * 60_000;
 
 const CHROMIUM_ARGS = [
   "--headless=new",
@@ -1760,6 +1763,7 @@ async function main() {
     await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
+    await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);
