@@ -10,7 +10,7 @@
 //     API gives, the patient comes with an invite link on a phone-sized screen in Chinese (the
 //     browser's language, set per participant through BiDi's locale override), and the
 //     cardiology specialist signs in to the console and enters through "Enter consultation".
-//     Every page plays the two others' video (decoded frames advancing, videoWidth > 0) and
+//     Every page plays the two others' video (frames shown advancing, videoWidth > 0) and
 //     receives their sound (the peer connection's inbound audio stats growing, the remote
 //     videos unmuted).
 // (b) A mixed room: the doctor in Firefox first, the patient in Chromium, the specialist in
@@ -225,7 +225,7 @@ class Participant {
 }
 
 /**
- * Waits until every remote video on the page plays (decoded frames advancing between two
+ * Waits until every remote video on the page plays (frames shown advancing between two
  * samples, a picture size) and every remote's sound arrives (inbound audio packets advancing):
  * `remotes` of each. Autoplay with sound may be refused; the page then offers "Turn on sound",
  * which the test clicks as a person would, and the remote videos must then be unmuted.
