@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests: real Chromium against a real huizhen server.
+# Browser end-to-end tests: real Chromium and Firefox against a real huizhen server.
 #
 #   scripts/test-browser.sh SERVER_BINARY      e.g. scripts/test-browser.sh target/debug/huizhen
 #
-# 1. installs Debian's Chromium if /usr/bin/chromium is missing (apt; no browser downloads),
-# 2. runs `npm ci` in tests/browser unless node_modules already matches package-lock.json,
+# 1. installs Debian's Chromium and Firefox ESR if /usr/bin/chromium or /usr/bin/firefox-esr is
+#    missing (apt; no browser downloads),
+# 2. runs `npm ci` in tests/browser unless node_modules already matches package-lock.json
+#    (playwright-core drives Chromium, puppeteer-core drives Firefox over WebDriver BiDi; neither
+#    downloads a browser),
 # 3. type-checks the web client (tsc --checkJs, tests/browser/tsconfig.json) and checks its
 #    message catalogue (tests/browser/i18n-check.mjs: keys in both languages, used, no literal),
-# 4. in a private network namespace (only loopback exists, so nothing can leave the machine):
+# 4. in a private network namespace (nothing can leave the machine: loopback, and a veth pair
+#    whose two ends both stay in the namespace, 198.18.0.1 and 198.18.0.2, with a default route
+#    through it, because Firefox gathers no loopback ICE candidate and gathers none at all
+#    without a default route; the server's media binds to and announces 198.18.0.1):
 #    creates a throw-away data dir and config, sets up the network with the CLI (a township
 #    health centre with a doctor, a county hospital with a cardiology specialist and its own
 #    administrator, a pharmacist, a supervisor, the network's administrator), starts the
@@ -16,8 +22,9 @@
 # Screenshots and the server log land in test-output/browser/. The last line printed is
 # "N passed, N failed"; the exit status is 0 only when everything passed.
 #
-# Environment: KEEP_TMP=1 keeps the temporary data dir; CHROMIUM overrides the browser binary;
-# HUIZHEN_CLIENT_DIR=web-client serves the web client from disk instead of the binary's copy.
+# Environment: KEEP_TMP=1 keeps the temporary data dir; CHROMIUM and FIREFOX override the browser
+# binaries; HUIZHEN_CLIENT_DIR=web-client serves the web client from disk instead of the binary's
+# copy.
 
 set -euo pipefail
 
@@ -25,8 +32,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BROWSER_DIR="$ROOT/tests/browser"
 OUT_DIR="$ROOT/test-output/browser"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+FIREFOX="${FIREFOX:-/usr/bin/firefox-esr}"
 LISTEN="127.0.0.1:18443"
 METRICS="127.0.0.1:18464"
+# The media address: one end of a veth pair inside the test's namespace (a benchmarking range,
+# RFC 2544, that exists nowhere else here); 127.0.0.1 when no veth can be made.
+MEDIA_ADDR="198.18.0.1"
+MEDIA_PEER="198.18.0.2"
 
 summary_fail() {
   # Setup failed before any test ran: still end with the summary line.
@@ -39,6 +51,21 @@ summary_fail() {
 if [[ "${1:-}" == "--inside-netns" ]]; then
   SERVER="$2"
   ip link set lo up
+  # Firefox needs a non-loopback address and a default route to gather a candidate at all; both
+  # ends of the pair stay in this namespace, so the route leads nowhere but back into it.
+  FIREFOX_UNAVAILABLE=""
+  if ! {
+    ip link add hz0 type veth peer name hz1 &&
+      ip addr add "$MEDIA_ADDR/24" dev hz0 && ip addr add "$MEDIA_PEER/24" dev hz1 &&
+      ip link set hz0 up && ip link set hz1 up &&
+      ip route add default via "$MEDIA_PEER" dev hz0
+  } >"$OUT_DIR/netns.log" 2>&1; then
+    cat "$OUT_DIR/netns.log" >&2
+    FIREFOX_UNAVAILABLE="no veth pair could be made in the test's network namespace"
+    FIREFOX_UNAVAILABLE+=" (test-output/browser/netns.log); run scripts/test-browser.sh as root"
+    echo "warning: $FIREFOX_UNAVAILABLE; media stays on 127.0.0.1, the Firefox checks fail" >&2
+    MEDIA_ADDR="127.0.0.1"
+  fi
 
   TMP="$(mktemp -d -t huizhen-browser.XXXXXX)"
   SERVER_PID=""
@@ -62,8 +89,8 @@ cert_dir = "$TMP/certs"
 [storage]
 data_dir = "$TMP/data"
 [media]
-udp_bind = "127.0.0.1:0"
-announce = ["127.0.0.1"]
+udp_bind = "$MEDIA_ADDR:0"
+announce = ["$MEDIA_ADDR"]
 # Two workers: one check runs a second room, which lands on the second worker's port.
 workers = 2
 [metrics]
@@ -132,7 +159,8 @@ EOF
     HUIZHEN_USER=doc HUIZHEN_PASSWORD="$PASSWORD" HUIZHEN_SPECIALIST=spec \
     HUIZHEN_PHARMACIST=pharm HUIZHEN_SUPERVISOR=sup \
     HUIZHEN_ADMIN=netadmin HUIZHEN_INSTITUTION_ADMIN=countyadmin \
-    HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" \
+    HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" FIREFOX="$FIREFOX" \
+    HUIZHEN_FIREFOX_UNAVAILABLE="$FIREFOX_UNAVAILABLE" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"
   status=${PIPESTATUS[0]}
   set -e
@@ -160,11 +188,14 @@ as_root() {
   if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi
 }
 
-if [[ ! -x "$CHROMIUM" ]]; then
-  echo "installing chromium (apt)…" >&2
+missing=()
+[[ -x "$CHROMIUM" ]] || missing+=(chromium)
+[[ -x "$FIREFOX" ]] || missing+=(firefox-esr)
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]} (apt)…" >&2
   as_root apt-get update -q >&2 || summary_fail "apt-get update failed"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2 \
-    || summary_fail "could not install chromium"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 \
+    || summary_fail "could not install ${missing[*]}"
 fi
 # A CJK font, so that the Chinese screens render as Chinese (not boxes) in the screenshots the
 # run leaves, and text measured in Chinese has real glyph widths.
@@ -182,7 +213,9 @@ command -v ip >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get i
 LOCK_HASH="$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)"
 STAMP="$BROWSER_DIR/node_modules/.huizhen-lock-sha256"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$LOCK_HASH" ]]; then
-  (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund >&2) || summary_fail "npm ci failed"
+  # puppeteer-core downloads nothing; the variable says so to anything that might.
+  (cd "$BROWSER_DIR" && PUPPETEER_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund >&2) \
+    || summary_fail "npm ci failed"
   echo "$LOCK_HASH" >"$STAMP"
 fi
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, unit and integration tests (real server,
 # real WebRTC peers over UDP on loopback, a real coturn for TURN, SQLite and PostgreSQL), type
-# checks of the web client, and the browser tests in Chromium. Installs what it needs (Debian's
-# coturn among them). Usage: scripts/test.sh
+# checks of the web client, and the browser tests in Chromium and Firefox. Installs what it needs
+# (Debian's coturn among them). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -19,6 +19,8 @@
 //   HUIZHEN_SUPERVISOR   a supervisor account's username, same password (optional, likewise)
 //   HUIZHEN_TEST_OUTPUT  where screenshots go (default <repo>/test-output/browser)
 //   CHROMIUM             the browser binary (default /usr/bin/chromium)
+//   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
+//                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -41,6 +43,7 @@ import { referralStepsScenario } from "./referral-steps-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
+import { firefoxScenario } from "./firefox-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -1776,6 +1779,7 @@ async function main() {
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await webhookCheck(webhookHarness, hooks);
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
+    await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
 
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
 

@@ -1,0 +1,508 @@
+// Firefox (issue 18), as a scenario of the browser test (consultation.test.mjs calls it near the
+// end, before the final check of page problems).
+//
+// Debian's Firefox ESR, driven by puppeteer-core over WebDriver BiDi, with fake camera and
+// microphone. Firefox gathers no loopback ICE candidate, so the script runs the server and the
+// browsers in a network namespace with a veth pair and a default route, and the server's media
+// binds to and announces the veth address (scripts/test-browser.sh).
+//
+// (a) A three-person room in Firefox alone: the doctor takes their seat with the entry token the
+//     API gives, the patient comes with an invite link on a phone-sized screen in Chinese (the
+//     browser's language, set per participant through BiDi's locale override), and the
+//     cardiology specialist signs in to the console and enters through "Enter consultation".
+//     Every page plays the two others' video (frames shown advancing, videoWidth > 0) and
+//     receives their sound (the peer connection's inbound audio stats growing, the remote
+//     videos unmuted).
+// (b) A mixed room: the doctor in Firefox first, the patient in Chromium, the specialist in
+//     Firefox: each sees and hears the two others, so Firefox and Chromium both ways.
+// What was negotiated (codecs) is checked from the peer connections' stats: Opus and VP8.
+
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import puppeteer from "puppeteer-core";
+
+/**
+ * @typedef {import("puppeteer-core").Page} FirefoxPage
+ * @typedef {import("playwright-core").Page} ChromiumPage
+ * @typedef {object} Harness what the main test lends the scenario
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(page: ChromiumPage, name: string) => Promise<void>} snap
+ * @property {(browser: import("playwright-core").Browser, viewport: {width: number, height: number}, locale?: string) => Promise<import("playwright-core").BrowserContext>} newContext
+ * @property {(page: ChromiumPage, who: string) => void} watchPage
+ * @property {Map<string, ChromiumPage>} pages Chromium pages photographed on failure
+ * @property {import("playwright-core").Browser | null} browser Chromium
+ * @property {import("playwright-core").APIRequestContext} http
+ * @property {string} base the server's origin
+ * @property {string} password the run's password of every account
+ * @property {string} doctor the doctor's username
+ * @property {string} specialist the cardiology specialist's username
+ * @property {number} timeout how long an event may take to show
+ * @property {string} out where screenshots go
+ */
+
+const FIREFOX = process.env.FIREFOX ?? "/usr/bin/firefox-esr";
+/** Set by the script when the namespace has no veth pair: Firefox could reach no media. */
+const UNAVAILABLE = process.env.HUIZHEN_FIREFOX_UNAVAILABLE ?? "";
+const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";
+/** Waits are long because the test machines are small; nothing here measures speed. */
+const JOIN_TIMEOUT = 60_000;
+const MEDIA_TIMEOUT = 90_000;
+
+const FIREFOX_PREFS = {
+  // Fake camera and microphone, and no permission prompt.
+  "media.navigator.streams.fake": true,
+  "media.navigator.permission.disabled": true,
+  // Host candidates with their addresses (not mDNS names), on every interface.
+  "media.peerconnection.ice.obfuscate_host_addresses": false,
+  "media.peerconnection.ice.default_address_only": false,
+};
+
+const PHONE = { width: 390, height: 844 };
+const DESK = { width: 1280, height: 800 };
+
+/**
+ * Runs in every page before its scripts: keeps the page's peer connections where the test can
+ * read their stats, and reports what the Content-Security-Policy blocks (Firefox logs that
+ * nowhere the test can see).
+ */
+function instrumentPage() {
+  /** @type {RTCPeerConnection[]} */
+  const made = [];
+  Object.defineProperty(window, "__hzPeerConnections", { value: made });
+  const Native = window.RTCPeerConnection;
+  if (Native) {
+    window.RTCPeerConnection = new Proxy(Native, {
+      construct(target, args, newTarget) {
+        const pc = Reflect.construct(target, args, newTarget);
+        made.push(pc);
+        return pc;
+      },
+    });
+  }
+  window.addEventListener("securitypolicyviolation", (e) => {
+    console.error(`Content Security Policy blocked ${e.violatedDirective} ${e.blockedURI}`);
+  });
+}
+
+/**
+ * What the page's newest peer connection receives: per inbound stream, its kind, packets,
+ * decoded frames and codec.
+ * Runs in the page.
+ */
+async function inboundStats() {
+  /** @type {RTCPeerConnection[]} */
+  const pcs = /** @type {any} */ (window).__hzPeerConnections ?? [];
+  const pc = pcs[pcs.length - 1];
+  if (!pc) return [];
+  const report = await pc.getStats();
+  /** @type {{kind: string, mid: string, packets: number, frames: number, codec: string}[]} */
+  const out = [];
+  report.forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    const codec = s.codecId ? report.get(s.codecId) : undefined;
+    out.push({
+      kind: s.kind ?? s.mediaType,
+      mid: String(s.mid ?? s.trackIdentifier ?? s.id),
+      packets: s.packetsReceived ?? 0,
+      frames: s.framesDecoded ?? 0,
+      codec: codec?.mimeType ?? "",
+    });
+  });
+  return out;
+}
+
+/**
+ * Every remote tile's video: frames shown, size, paused and muted. Frames are counted with
+ * requestVideoFrameCallback from the first call on (Firefox leaves getVideoPlaybackQuality()'s
+ * totalVideoFrames at 0 for a MediaStream); the larger of the two counts.
+ * Runs in the page.
+ */
+function remoteVideos() {
+  /** @type {WeakMap<HTMLVideoElement, {frames: number}>} */
+  const counters = /** @type {any} */ (window).__hzFrameCounters ?? new WeakMap();
+  /** @type {any} */ (window).__hzFrameCounters = counters;
+  /** @param {HTMLVideoElement} video */
+  const shown = (video) => {
+    let counter = counters.get(video);
+    if (!counter) {
+      const c = { frames: 0 };
+      counter = c;
+      counters.set(video, c);
+      const tick = () => {
+        c.frames += 1;
+        video.requestVideoFrameCallback(tick);
+      };
+      video.requestVideoFrameCallback(tick);
+    }
+    return Math.max(counter.frames, video.getVideoPlaybackQuality().totalVideoFrames);
+  };
+  return [...document.querySelectorAll("#tiles .tile:not(.tile-local)")].map((t) => {
+    const video = t.querySelector("video");
+    return {
+      id: /** @type {HTMLElement} */ (t).dataset.participantId ?? "?",
+      frames: video ? shown(video) : -1,
+      width: video?.videoWidth ?? 0,
+      paused: video?.paused ?? true,
+      muted: video?.muted ?? true,
+    };
+  });
+}
+
+/**
+ * Either kind of page, for the checks both share: Firefox's (puppeteer) and Chromium's
+ * (playwright) have the same `evaluate` and `waitForFunction`, but not the same options.
+ */
+class Participant {
+  /**
+   * @param {string} who
+   * @param {"firefox" | "chromium"} engine
+   * @param {FirefoxPage | ChromiumPage} page
+   */
+  constructor(who, engine, page) {
+    this.who = who;
+    this.engine = engine;
+    this.page = page;
+  }
+
+  /**
+   * @template T
+   * @param {() => T | Promise<T>} fn
+   * @returns {Promise<T>}
+   */
+  evaluate(fn) {
+    return /** @type {any} */ (this.page).evaluate(fn);
+  }
+
+  /**
+   * Waits until `fn(arg)` is true in the page.
+   * @template A
+   * @param {(arg: A) => boolean} fn
+   * @param {A} arg
+   * @param {number} timeout
+   */
+  async waitFor(fn, arg, timeout) {
+    if (this.engine === "firefox") {
+      await /** @type {FirefoxPage} */ (this.page).waitForFunction(fn, { timeout, polling: 200 }, arg);
+    } else {
+      await /** @type {ChromiumPage} */ (this.page).waitForFunction(fn, arg, { timeout, polling: 200 });
+    }
+  }
+
+  /** @param {string} state */
+  waitForState(state) {
+    return this.waitFor((s) => document.body.dataset.state === s, state, JOIN_TIMEOUT);
+  }
+
+  /** @param {string} selector */
+  async click(selector) {
+    if (this.engine === "firefox") await /** @type {FirefoxPage} */ (this.page).locator(selector).setTimeout(JOIN_TIMEOUT).click();
+    else await /** @type {ChromiumPage} */ (this.page).locator(selector).click({ timeout: JOIN_TIMEOUT });
+  }
+
+  /**
+   * @param {string} selector
+   * @param {string} text
+   */
+  async fill(selector, text) {
+    if (this.engine === "firefox") await /** @type {FirefoxPage} */ (this.page).locator(selector).setTimeout(JOIN_TIMEOUT).fill(text);
+    else await /** @type {ChromiumPage} */ (this.page).locator(selector).fill(text, { timeout: JOIN_TIMEOUT });
+  }
+
+  /** @param {string} file */
+  async screenshot(file) {
+    try {
+      if (this.engine === "firefox") await /** @type {FirefoxPage} */ (this.page).screenshot({ path: /** @type {`${string}.png`} */ (file), fullPage: true });
+      else await /** @type {ChromiumPage} */ (this.page).screenshot({ path: file, fullPage: true, timeout: 15_000 });
+    } catch {
+      // A page that is gone or hung cannot be photographed; the failure is reported elsewhere.
+    }
+  }
+
+  isClosed() {
+    return this.page.isClosed();
+  }
+}
+
+/**
+ * Waits until every remote video on the page plays (frames shown advancing between two
+ * samples, a picture size) and every remote's sound arrives (inbound audio packets advancing):
+ * `remotes` of each. Autoplay with sound may be refused; the page then offers "Turn on sound",
+ * which the test clicks as a person would, and the remote videos must then be unmuted.
+ * @param {Participant} p
+ * @param {number} remotes
+ * @returns {Promise<string[]>} the codecs received
+ */
+async function waitForMedia(p, remotes) {
+  const deadline = Date.now() + MEDIA_TIMEOUT;
+  let last = "";
+  while (Date.now() < deadline) {
+    const [videos1, stats1] = [await p.evaluate(remoteVideos), await p.evaluate(inboundStats)];
+    await new Promise((r) => setTimeout(r, 2000));
+    const [videos2, stats2] = [await p.evaluate(remoteVideos), await p.evaluate(inboundStats)];
+    last = JSON.stringify({ videos1, videos2, stats1, stats2 });
+    const before = new Map(videos1.map((v) => [v.id, v.frames]));
+    const playing = videos2.filter((v) => v.frames > 0 && v.frames > (before.get(v.id) ?? 0) && v.width > 0 && !v.paused);
+    const packets = new Map(stats1.map((s) => [`${s.kind}:${s.mid}`, s.packets]));
+    const growing = (/** @type {string} */ kind) =>
+      stats2.filter((s) => s.kind === kind && s.packets > (packets.get(`${kind}:${s.mid}`) ?? 0)).length;
+    if (videos2.length === remotes && playing.length === remotes && growing("audio") >= remotes && growing("video") >= remotes) {
+      if (videos2.some((v) => v.muted)) {
+        // The browser refused sound without a gesture: the page says so and offers the button.
+        await p.click("#sound-button");
+        await p.waitFor(() => [...document.querySelectorAll("#tiles .tile:not(.tile-local) video")].every((v) => !(/** @type {HTMLVideoElement} */ (v).muted)), undefined, JOIN_TIMEOUT);
+        continue;
+      }
+      return [...new Set(stats2.map((s) => s.codec).filter(Boolean))].sort();
+    }
+  }
+  throw new Error(`${p.who} (${p.engine}): not every remote plays and sounds: ${last}`);
+}
+
+/** @param {string} file */
+function contentType(file) {
+  const ext = path.extname(file);
+  return (
+    { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png" }[ext] ??
+    "application/octet-stream"
+  );
+}
+
+/** @param {Harness} h */
+export async function firefoxScenario(h) {
+  const { check, http } = h;
+  const S = "firefox";
+  /** @type {import("puppeteer-core").Browser | null} */
+  let firefox = null;
+  /** @type {Participant[]} every participant page of the scenario, both browsers */
+  const open = [];
+  /** @type {string[]} what Firefox's pages threw or logged that they must not */
+  const problems = [];
+
+  /** @param {string} username */
+  const signIn = async (username) => {
+    const login = await http.post("/api/v1/auth/login", { data: { username, password: h.password } });
+    assert.equal(login.status(), 200, `login of ${username}: ${login.status()}`);
+    const auth = { Authorization: `Bearer ${(await login.json()).token}` };
+    const me = await (await http.get("/api/v1/me", { headers: auth })).json();
+    return { auth, me };
+  };
+
+  /**
+   * A consultation without waiting room, the specialist on its care team, a patient link.
+   * @param {string} title
+   */
+  const openRoom = async (title) => {
+    const doctor = await signIn(h.doctor);
+    const specialist = await signIn(h.specialist);
+    const created = await http.post("/api/v1/rooms", { headers: doctor.auth, data: { title, patient_ref: "MRN-FX-0001", waiting_room: false } });
+    assert.ok(created.ok(), `create room: ${created.status()}`);
+    const roomId = (await created.json()).id;
+    const team = await http.post(`/api/v1/rooms/${roomId}/care-team`, { headers: doctor.auth, data: { user_id: specialist.me.id } });
+    assert.equal(team.status(), 201, `care team: ${team.status()}`);
+    const invite = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: doctor.auth, data: { role: "patient" } });
+    assert.ok(invite.ok(), `patient invite: ${invite.status()}`);
+    /** @param {{auth: Record<string, string>}} who */
+    const seat = async (who) => {
+      const res = await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: who.auth });
+      assert.equal(res.status(), 200, `enter: ${res.status()}`);
+      return /** @type {string} */ ((await res.json()).token);
+    };
+    return { roomId, doctor, specialist, patientToken: /** @type {string} */ ((await invite.json()).token), seat };
+  };
+
+  /**
+   * A Firefox page in its own browser context (user context), in `locale`, `viewport` sized.
+   * @param {string} who
+   * @param {string} locale
+   * @param {{width: number, height: number}} viewport
+   */
+  const firefoxPage = async (who, locale, viewport) => {
+    if (!firefox) throw new Error("Firefox did not start");
+    const context = await firefox.createBrowserContext();
+    // BiDi's locale override: navigator.languages of this context only.
+    await /** @type {any} */ (firefox).connection.send("emulation.setLocaleOverride", { locale, userContexts: [context.id] });
+    const page = await context.newPage();
+    await page.setViewport(viewport);
+    await page.evaluateOnNewDocument(instrumentPage);
+    page.on("pageerror", (err) => problems.push(`${who}: uncaught ${err instanceof Error ? err.message : String(err)}`));
+    page.on("console", (msg) => {
+      const text = msg.text();
+      if (/hz1\.|v=0\r?\n|a=ice-pwd/.test(text)) problems.push(`${who}: console output contains a token or SDP`);
+      if (/Content Security Policy/.test(text)) problems.push(`${who}: ${text.slice(0, 200)}`);
+    });
+    if (CLIENT_DIR) await serveClientFromDisk(page);
+    const p = new Participant(who, "firefox", page);
+    open.push(p);
+    return p;
+  };
+
+  /**
+   * The web client's files from CLIENT_DIR, as the Chromium contexts do (newContext).
+   * @param {FirefoxPage} page
+   */
+  const serveClientFromDisk = async (page) => {
+    const origin = new URL(h.base).origin;
+    await page.setRequestInterception(true);
+    page.on("request", async (req) => {
+      const url = new URL(req.url());
+      if (url.origin !== origin || !/^\/($|join$|code$|outcome$|js\/|css\/)/.test(url.pathname)) return req.continue();
+      const named = /** @type {Record<string, string>} */ ({ "/": "index.html", "/join": "join.html", "/code": "code.html", "/outcome": "outcome.html" })[url.pathname];
+      const resolved = path.resolve(CLIENT_DIR, named ?? url.pathname.slice(1));
+      if (!resolved.startsWith(CLIENT_DIR + path.sep)) return req.respond({ status: 404, body: "" });
+      try {
+        return req.respond({ status: 200, contentType: contentType(resolved), body: await readFile(resolved) });
+      } catch {
+        return req.respond({ status: 404, body: "" });
+      }
+    });
+  };
+
+  /**
+   * A Chromium participant page (a fresh context, as the main test's pages).
+   * @param {string} who
+   * @param {{width: number, height: number}} viewport
+   */
+  const chromiumPage = async (who, viewport) => {
+    if (!h.browser) throw new Error("no Chromium");
+    const context = await h.newContext(h.browser, viewport);
+    await context.grantPermissions(["camera", "microphone"], { origin: h.base });
+    await context.addInitScript(instrumentPage);
+    const page = await context.newPage();
+    h.watchPage(page, who);
+    h.pages.set(who, page);
+    const p = new Participant(who, "chromium", page);
+    open.push(p);
+    return p;
+  };
+
+  /**
+   * Opens a join link and joins: with a display name for an invite link, without for a seat.
+   * @param {Participant} p
+   * @param {string} token
+   * @param {string | null} name
+   * @param {"en" | "zh-CN"} lang what the page must be in
+   */
+  const join = async (p, token, name, lang) => {
+    await /** @type {any} */ (p.page).goto(`${h.base}/join#${token}`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+    await p.waitForState("prejoin");
+    assert.equal(await p.evaluate(() => document.documentElement.lang), lang, `${p.who}: the page's language follows the browser's`);
+    if (name !== null) await p.fill("#display-name", name);
+    else assert.equal(await p.evaluate(() => /** @type {HTMLElement} */ (document.querySelector("#display-name")).offsetParent === null), true, `${p.who}: a seat asks for no name`);
+    await p.click("#join-button");
+    await p.waitForState("in-room");
+  };
+
+  /**
+   * Every page shows `n` tiles, then every page plays and hears the others.
+   * @param {Participant[]} ps
+   * @returns {Promise<string[]>} every codec received
+   */
+  const allSeeAndHear = async (ps) => {
+    for (const p of ps) await p.waitFor((n) => document.querySelectorAll("#tiles .tile").length === n, ps.length, JOIN_TIMEOUT);
+    /** @type {Set<string>} */
+    const codecs = new Set();
+    for (const p of ps) for (const c of await waitForMedia(p, ps.length - 1)) codecs.add(c);
+    return [...codecs].sort();
+  };
+
+  /** @param {string} prefix */
+  const snapAll = async (prefix) => {
+    for (const p of open) if (!p.isClosed()) await p.screenshot(path.join(h.out, `${prefix}-${p.who}.png`));
+  };
+
+  /**
+   * A check whose failure photographs the scenario's pages (the main test's check photographs
+   * only the Chromium pages it knows); its pages are closed after it, whatever happened.
+   * @param {string} name
+   * @param {() => Promise<void>} fn
+   * @param {string} [scenario] the flow it depends on
+   */
+  const step = (name, fn, scenario = S) =>
+    check(name, { scenario }, async () => {
+      try {
+        await fn();
+      } catch (err) {
+        await snapAll("fail-firefox");
+        throw err;
+      } finally {
+        await closeAll();
+      }
+    });
+
+  /** Closes the scenario's pages (their contexts). */
+  const closeAll = async () => {
+    for (const p of open.splice(0)) {
+      h.pages.delete(p.who);
+      if (p.engine === "firefox") await /** @type {FirefoxPage} */ (p.page).browserContext().close().catch(() => undefined);
+      else await /** @type {ChromiumPage} */ (p.page).context().close().catch(() => undefined);
+    }
+  };
+
+  try {
+    await step("firefox: Debian's Firefox ESR starts under WebDriver BiDi with fake camera and microphone", async () => {
+      if (UNAVAILABLE) throw new Error(`Firefox cannot reach the media server here: ${UNAVAILABLE}`);
+      firefox = await puppeteer.launch({
+        browser: "firefox",
+        executablePath: FIREFOX,
+        headless: true,
+        acceptInsecureCerts: true,
+        extraPrefsFirefox: FIREFOX_PREFS,
+        timeout: 60_000,
+        protocolTimeout: 120_000,
+      });
+      assert.match(await firefox.version(), /^firefox\//i);
+    });
+
+    await step("firefox: doctor (seat), patient (invite link, phone, zh-CN) and specialist (console) in Firefox see and hear each other", async () => {
+      const room = await openRoom(`Firefox room ${new Date().toISOString()}`);
+      const doctor = await firefoxPage("ff-doctor", "en-GB", DESK);
+      await join(doctor, await room.seat(room.doctor), null, "en");
+      const patient = await firefoxPage("ff-patient", "zh-CN", PHONE);
+      await join(patient, room.patientToken, "李华", "zh-CN");
+      // Asked for consent on entering; this patient decides later.
+      await patient.waitFor(() => document.querySelector("#consent-dialog[open]") !== null, undefined, h.timeout);
+      await patient.click("#consent-done");
+      // The specialist signs in to the console and enters from the consultation's card.
+      const specialist = await firefoxPage("ff-specialist", "en-GB", DESK);
+      const page = /** @type {FirefoxPage} */ (specialist.page);
+      await page.goto(`${h.base}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      await specialist.fill("#username", h.specialist);
+      await specialist.fill("#password", h.password);
+      await specialist.click("#login-button");
+      await specialist.waitFor(() => document.body.dataset.state === "signed-in", undefined, h.timeout);
+      await specialist.click(`li.room-card[data-room-id="${room.roomId}"] button[data-i18n="console.enter"]`);
+      await specialist.waitFor(() => location.pathname === "/join", undefined, h.timeout);
+      await specialist.waitForState("prejoin");
+      await specialist.click("#join-button");
+      await specialist.waitForState("in-room");
+
+      const codecs = await allSeeAndHear([doctor, patient, specialist]);
+      assert.deepEqual(codecs, ["audio/opus", "video/VP8"], "Firefox receives Opus and VP8");
+      await snapAll("firefox-room");
+    });
+
+    await step("firefox and chromium: a mixed room (Firefox doctor, Chromium patient, Firefox specialist) sees and hears each other both ways", async () => {
+      const room = await openRoom(`Mixed room ${new Date().toISOString()}`);
+      const doctor = await firefoxPage("mixed-doctor-firefox", "en-GB", DESK);
+      await join(doctor, await room.seat(room.doctor), null, "en");
+      const patient = await chromiumPage("mixed-patient-chromium", PHONE);
+      await join(patient, room.patientToken, "Chen Jing", "en");
+      await patient.waitFor(() => document.querySelector("#consent-dialog[open]") !== null, undefined, h.timeout);
+      await patient.click("#consent-done");
+      const specialist = await firefoxPage("mixed-specialist-firefox", "en-GB", DESK);
+      await join(specialist, await room.seat(room.specialist), null, "en");
+
+      const codecs = await allSeeAndHear([doctor, patient, specialist]);
+      assert.deepEqual(codecs, ["audio/opus", "video/VP8"], "both browsers receive Opus and VP8");
+      await snapAll("mixed-room");
+    }, "firefox-mixed");
+
+    await check("firefox: no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
+      assert.deepEqual(problems, []);
+    });
+  } finally {
+    await closeAll();
+    await /** @type {import("puppeteer-core").Browser | null} */ (firefox)?.close().catch(() => undefined);
+  }
+}
