@@ -153,16 +153,20 @@ async fn a_clinician_shares_a_screen_one_at_a_time() {
     for rx in [&patient, &specialist, &late] {
         screen_offered(rx, &doctor, false).await;
         assert!(rx.received(&doctor.id(), "screen").mline_stopped);
-        assert_eq!(screen_arriving(rx, &doctor, Duration::from_secs(1)).await, 0);
+        assert_eq!(
+            screen_arriving(rx, &doctor, Duration::from_secs(1)).await,
+            0
+        );
         rx.assert_receives_from(&doctor, 10, MEDIA).await;
     }
 
     // A clinician whose media connection is not up yet (signaling only) is told to wait
     // (once nobody shares: while someone does, the answer is `screen_share_busy`).
+    // The token first: a connection must join within 10 s, and making the account takes a
+    // password hash.
+    let token = s.invite(&room, "specialist").await;
     let bare = SignalingClient::connect(&s.ws_url).await.unwrap();
-    bare.join(&s.invite(&room, "specialist").await, "", false, false)
-        .await
-        .unwrap();
+    bare.join(&token, "", false, false).await.unwrap();
     bare.send_json(&json!({"type": "screen_share", "active": true}))
         .await
         .unwrap();
@@ -181,13 +185,40 @@ async fn a_clinician_shares_a_screen_one_at_a_time() {
         announced(p, None).await;
         screen_offered(p, &specialist, false).await;
     }
-    // And the doctor may share again after all that (the transport's screen slot is free).
-    doctor.share_screen().await.unwrap();
-    announced(&patient, Some(&doctor)).await;
-    patient
-        .wait_received(&doctor.id(), "screen", 10, MEDIA)
+    // Two clinicians asking at the same instant: the room's task hands out its one slot once.
+    // The doctor (who shared before: the transport's screen slot is free again) and the late
+    // specialist race; exactly one is announced, the other is told `screen_share_busy`, and the
+    // winner's screen reaches the patient.
+    let seen = patient.history().len();
+    let (a, b) = tokio::join!(doctor.share_screen(), late.share_screen());
+    a.unwrap();
+    b.unwrap();
+    let first = patient
+        .next_event_where("screen_share", T, |m| !m["sharer"].is_null())
         .await
         .unwrap();
+    let (winner, loser) = if first["sharer"] == json!(doctor.id()) {
+        (&doctor, &late)
+    } else {
+        assert_eq!(first["sharer"], json!(late.id()));
+        (&late, &doctor)
+    };
+    let busy = loser
+        .next_event_where("error", T, |m| m["code"] == "screen_share_busy")
+        .await;
+    assert!(busy.is_ok(), "the second asker is told: {busy:?}");
+    patient
+        .wait_received(&winner.id(), "screen", 10, MEDIA)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !patient.history()[seen..]
+            .iter()
+            .any(|m| m["type"] == "screen_share" && m["sharer"] == json!(loser.id())),
+        "the loser was never announced"
+    );
+    assert_eq!(patient.received(&loser.id(), "screen").packets, 0);
 
     let entries = s.audit_entries(&sup, &room).await;
     let actions = common::action_outcomes(&entries);
@@ -214,7 +245,9 @@ async fn a_clinician_shares_a_screen_one_at_a_time() {
         ("screen_share.stopped", "left"),
     ] {
         assert!(
-            reasons.iter().any(|(a, r)| (a.as_str(), r.as_str()) == want),
+            reasons
+                .iter()
+                .any(|(a, r)| (a.as_str(), r.as_str()) == want),
             "{want:?} in {reasons:?}"
         );
     }

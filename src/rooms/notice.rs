@@ -250,7 +250,9 @@ pub enum Notice {
     /// Consent changed (a patient gave or withdrew it, or a patient came or went).
     Consent(ConsentState),
     /// Who shares their screen now (`None`: nobody).
-    ScreenShare { sharer: Option<ParticipantId> },
+    ScreenShare {
+        sharer: Option<ParticipantId>,
+    },
 }
 
 impl Notice {

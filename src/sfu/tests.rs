@@ -968,7 +968,10 @@ fn a_screen_share_is_renegotiated_in_and_out_and_leaves_nothing_behind() {
     assert_eq!((stats.producers, stats.consumers), (4, 4));
     let stopped = w.client(&patient).per_mid.get(&mid).copied().unwrap_or(0);
     w.run(500);
-    assert_eq!(w.client(&patient).per_mid.get(&mid).copied().unwrap_or(0), stopped);
+    assert_eq!(
+        w.client(&patient).per_mid.get(&mid).copied().unwrap_or(0),
+        stopped
+    );
     assert!(frames(&w, &patient, &doctor, MediaKind::Audio).len() > 50);
 
     // Again, on a new m-line; then the sharer leaves while sharing, and then everyone.

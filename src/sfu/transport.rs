@@ -243,9 +243,9 @@ impl Transport {
         let screen = matches!(self.screen, ScreenIn::ToOpen | ScreenIn::ToStop(_));
         own || screen
             || self
-            .consumers
-            .iter()
-            .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
+                .consumers
+                .iter()
+                .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
     }
 
     /// Makes the peer connection if it is about to be needed; true if it made it now.

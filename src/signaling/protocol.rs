@@ -627,7 +627,9 @@ pub enum ServerMessage {
     /// Consent changed: what is in force, and (patients) what they agreed to.
     Consent(ConsentView),
     /// Who shares their screen now (`null`: nobody).
-    ScreenShare { sharer: Option<ParticipantId> },
+    ScreenShare {
+        sharer: Option<ParticipantId>,
+    },
 }
 
 /// What a waiting person is told.
@@ -1050,6 +1052,53 @@ mod tests {
             ClientMessage::parse(r#"{"type":"ping","id":9}"#),
             Ok(ClientMessage::Ping(Ping { id: 9 }))
         );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"screen_share","active":true}"#),
+            Ok(ClientMessage::ScreenShare(ScreenShare { active: true }))
+        );
+        assert!(matches!(
+            ClientMessage::parse(r#"{"type":"screen_share","active":"yes"}"#),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn screen_share_messages_serialize_as_documented() {
+        let id = ParticipantId::generate();
+        let v: serde_json::Value = serde_json::from_str(
+            &ServerMessage::ScreenShare {
+                sharer: Some(id.clone()),
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "screen_share", "sharer": id.as_str()})
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&ServerMessage::ScreenShare { sharer: None }.to_json()).unwrap();
+        assert!(v["sharer"].is_null());
+        let offer = ServerMessage::from_notice(&rooms::Notice::Offer {
+            offer_id: 2,
+            sdp: String::new(),
+            tracks: vec![rooms::OfferedTrack {
+                mid: "a1".into(),
+                participant: id.clone(),
+                kind: rooms::TrackKind::Video,
+                source: rooms::TrackSource::Screen,
+            }],
+            screen_mid: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&offer.to_json()).unwrap();
+        assert_eq!(v["tracks"][0]["source"], "screen");
+        assert!(
+            v.get("screen_mid").is_none(),
+            "only while the recipient shares"
+        );
+        for code in [ErrorCode::ScreenShareBusy, ErrorCode::MediaNotReady] {
+            assert!(!code.is_fatal());
+        }
     }
 
     #[test]

@@ -4,9 +4,11 @@
 // The doctor opens a consultation (no waiting room) with the cardiology specialist on its care
 // team and invites a patient, all through the API from the doctor's signed-in console; the
 // doctor and the specialist enter from their seats, the patient (a Chinese browser) with the
-// link. The specialist clicks "Share screen": Chromium's --use-fake-ui-for-media-stream (which
-// the run already passes for the camera) picks a screen at once, so getDisplayMedia answers
-// with a real capture of the headless browser's screen, no injected track needed. The doctor's
+// link. The specialist clicks "Share screen": with the flags the run already passes for the
+// camera, --use-fake-ui-for-media-stream (no picker: a screen is chosen at once) and
+// --use-fake-device-for-media-stream (a fake screen: the moving test pattern of the fake
+// camera), headless Chromium's getDisplayMedia answers with a capture, so the client's real
+// capture path runs and no track needs injecting. The doctor's
 // and the patient's pages then show the specialist's screen on the stage, larger than the
 // camera tiles, with frames playing; the specialist sees "You are sharing" and a Stop button;
 // the doctor's Share button is disabled meanwhile and the patient has none. Stop on the stage

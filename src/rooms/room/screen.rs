@@ -17,7 +17,12 @@ impl Room {
     /// A participant asks to start (`active`) or stop sharing their screen. At most one share
     /// runs in a room at a time (`Room::screen`): the room's task is the single owner of that
     /// slot, so two clinicians asking at once cannot both get it.
-    pub(super) async fn screen_share(&mut self, participant: ParticipantId, conn: u64, active: bool) {
+    pub(super) async fn screen_share(
+        &mut self,
+        participant: ParticipantId,
+        conn: u64,
+        active: bool,
+    ) {
         let Some(p) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
             return;
         };
