@@ -93,6 +93,9 @@ pub enum Action {
     RoomUnlocked,
     HuddleStarted,
     HuddleEnded,
+    /// A clinician began or ended sharing their screen (the reason it ended in the detail).
+    ScreenShareStarted,
+    ScreenShareStopped,
     /// The care team stopped or resumed forwarding someone's media (muted on the server).
     ParticipantHeld,
     ParticipantRemoved,
@@ -185,6 +188,8 @@ impl Action {
             Action::RoomUnlocked => "room.unlocked",
             Action::HuddleStarted => "huddle.started",
             Action::HuddleEnded => "huddle.ended",
+            Action::ScreenShareStarted => "screen_share.started",
+            Action::ScreenShareStopped => "screen_share.stopped",
             Action::ParticipantHeld => "participant.held",
             Action::ParticipantRemoved => "participant.removed",
             Action::ConsentGiven => "consent.given",

@@ -80,6 +80,13 @@ impl Role {
         true
     }
 
+    /// Sharing a screen or a window as a second video (a specialist's imaging workstation):
+    /// the care team. A patient's screen could show anything of theirs to everyone present, and
+    /// observers only watch.
+    pub fn may_share_screen(self) -> bool {
+        self.is_clinician()
+    }
+
     /// Consultation notes.
     pub fn may_write_note(self) -> bool {
         self.is_clinician()
@@ -339,6 +346,8 @@ mod tests {
         );
         assert!(Role::Specialist.may_download(Visibility::Clinicians));
         assert!(Role::Patient.may_publish() && Role::Patient.may_subscribe());
+        assert!(Role::Doctor.may_share_screen() && Role::Specialist.may_share_screen());
+        assert!(!Role::Patient.may_share_screen() && !Role::Observer.may_share_screen());
         for r in [
             Role::Doctor,
             Role::Specialist,

@@ -172,6 +172,7 @@ mod tests {
                 offer_id,
                 sdp: String::new(),
                 tracks: Vec::new(),
+                screen_mid: None,
             },
         }
     }

@@ -36,7 +36,8 @@ use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 pub use clock::{ManualClock, RoomClock};
 pub use notice::{
     Connection, ConsentState, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack,
-    ParticipantInfo, Presenting, Problem, Queue, TrackKind, WaiterInfo, Waiting, Welcome,
+    ParticipantInfo, Presenting, Problem, Queue, TrackKind, TrackSource, WaiterInfo, Waiting,
+    Welcome,
 };
 pub use request::{
     Annotate, ConnectionQuality, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, MediaState,
@@ -189,6 +190,12 @@ pub enum RoomCommand {
         conn: u64,
         purpose: ConsentPurpose,
         given: bool,
+    },
+    /// A clinician starts (`active`) or stops sharing their screen.
+    ScreenShare {
+        participant: ParticipantId,
+        conn: u64,
+        active: bool,
     },
     /// A waiting person's pre-call check, shown to the clinicians.
     Precall {

@@ -61,6 +61,8 @@ pub struct Welcome {
     pub queue: Option<Queue>,
     /// The clinicians are conferring: their media does not reach the patient and observers.
     pub huddle: bool,
+    /// Who shares their screen, if anyone.
+    pub screen_share: Option<ParticipantId>,
     pub consent: ConsentState,
     /// Short-lived TURN credentials, for this participant alone (empty without TURN).
     pub ice_servers: Vec<IceServer>,
@@ -124,12 +126,21 @@ pub enum TrackKind {
     Video,
 }
 
+/// What a track captures: a layout gives a screen the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    Screen,
+}
+
 /// One media line of an offer: whose track it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedTrack {
     pub mid: String,
     pub participant: ParticipantId,
     pub kind: TrackKind,
+    pub source: TrackSource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -180,6 +191,10 @@ pub enum Problem {
     Removed,
     /// It needs a patient's consent that is not given.
     ConsentRequired,
+    /// Someone else shares their screen already (one at a time per room).
+    ScreenShareBusy,
+    /// Their media connection is not up yet: nothing to share a screen on.
+    MediaNotReady,
 }
 
 /// A message from the room to one participant.
@@ -189,6 +204,8 @@ pub enum Notice {
         offer_id: u64,
         sdp: String,
         tracks: Vec<OfferedTrack>,
+        /// The m-line on which they are to send their screen, while they share.
+        screen_mid: Option<String>,
     },
     ParticipantJoined(ParticipantInfo),
     /// Several arrivals at once: they came faster than the room announced them one by one.
@@ -232,6 +249,10 @@ pub enum Notice {
     },
     /// Consent changed (a patient gave or withdrew it, or a patient came or went).
     Consent(ConsentState),
+    /// Who shares their screen now (`None`: nobody).
+    ScreenShare {
+        sharer: Option<ParticipantId>,
+    },
 }
 
 impl Notice {

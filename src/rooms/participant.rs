@@ -47,6 +47,10 @@ pub struct Participant {
     pub resume_nonce: u64,
     /// The offer the client owes an answer to, kept to re-send after a resume.
     pub pending_offer: Option<(u64, Notice)>,
+    /// Their peer connection came up (ICE and DTLS): a screen share can be negotiated on it.
+    pub media_connected: bool,
+    /// Screen shares started on this connection (see `MAX_SCREEN_SHARES_PER_CONNECTION`).
+    pub screens_shared: u32,
     /// Set when a message could not be queued on the current connection: nothing more is
     /// queued there, and the room treats the connection as lost at the end of what it is doing
     /// ([`Participant::overflowed`]). A `OnceLock` (not a `Cell`) because the room's future
@@ -100,6 +104,8 @@ impl Participant {
             presence: Presence::Connected(link),
             resume_nonce: 1,
             pending_offer: None,
+            media_connected: false,
+            screens_shared: 0,
             undeliverable: OnceLock::new(),
         }
     }

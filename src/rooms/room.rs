@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 use str0m::media::MediaKind;
 use tokio::sync::{mpsc, oneshot};
 
+mod screen;
+
 use super::lobby::{Lobby, Waiter};
 use super::participant::{Participant, Presence};
 use super::{
     Annotate, ConsentState, EndReason, Entry, Farewell, Follow, Joined, LeaveReason,
     MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, Moderation, Notice, OfferedTrack, Presenting, Problem,
     Publish, ResumeRef, RoomCommand, RoomError, RoomServices, RoomSettings, SessionLink, TrackKind,
-    Welcome,
+    TrackSource, Welcome,
 };
 use crate::audit::{Action, Actor, Append, AuditEvent, Durable, Outcome, Written};
 use crate::auth::{Claims, SigningKey, TokenKind};
@@ -121,6 +123,8 @@ pub struct Room {
     lobby: Lobby,
     /// The clinicians confer privately (see `sync_blocks`).
     huddle: bool,
+    /// Who shares their screen: at most one share per room at a time (see `screen`).
+    screen: Option<ParticipantId>,
     /// What a patient who reloaded (a join that replaces them) had agreed to, for their new self
     /// once admitted: a reload changes nothing they agreed to.
     carried_consents:
@@ -158,6 +162,7 @@ impl Room {
             awaiting: VecDeque::new(),
             lobby: Lobby::default(),
             huddle: false,
+            screen: None,
             carried_consents: Default::default(),
         }
     }
@@ -457,6 +462,11 @@ impl Room {
                 purpose,
                 given,
             } => self.consent(participant, conn, purpose, given).await,
+            RoomCommand::ScreenShare {
+                participant,
+                conn,
+                active,
+            } => self.screen_share(participant, conn, active).await,
             RoomCommand::Precall {
                 participant,
                 conn,
@@ -994,8 +1004,14 @@ impl Room {
                                 MediaKind::Audio => TrackKind::Audio,
                                 MediaKind::Video => TrackKind::Video,
                             },
+                            source: match t.source {
+                                crate::sfu::TrackSource::Microphone => TrackSource::Microphone,
+                                crate::sfu::TrackSource::Camera => TrackSource::Camera,
+                                crate::sfu::TrackSource::Screen => TrackSource::Screen,
+                            },
                         })
                         .collect(),
+                    screen_mid: offer.screen_mid,
                 };
                 p.pending_offer = Some((offer.offer_id, msg.clone()));
                 p.send(msg);
@@ -1012,6 +1028,9 @@ impl Room {
                 }
             }
             SfuEvent::Connected { participant, .. } => {
+                if let Some(p) = self.find_mut(&participant) {
+                    p.media_connected = true;
+                }
                 tracing::info!(room = %self.record.id, participant = %participant, "media connected");
             }
             SfuEvent::Failed {
@@ -1058,6 +1077,11 @@ impl Room {
         // `run` announces waiting arrivals before anything but a join; a join that replaces an
         // earlier connection removes from inside, so the leave must not overtake them here.
         self.announce_arrivals();
+        if !self.participants.iter().any(|p| &p.id == id) {
+            return;
+        }
+        // While they are still here, so the record names them.
+        self.end_screen_share(id, "left").await;
         let Some(pos) = self.participants.iter().position(|p| &p.id == id) else {
             return;
         };
@@ -1761,6 +1785,7 @@ impl Room {
             }),
             queue: me.role.may_admit().then(|| self.lobby.queue()),
             huddle: self.huddle,
+            screen_share: self.screen.clone(),
             consent: self.consent_state_for(me),
             // Under a pseudonym of the participant: the TURN server's logs name nobody.
             ice_servers: self.settings.turn.as_ref().map_or_else(Vec::new, |turn| {

@@ -77,12 +77,22 @@ pub struct ProducerKey {
     pub mid: Mid,
 }
 
+/// What a producer captures: told to subscribers, so a layout can give a screen the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    /// A shared screen or window (at most one per room: the room decides).
+    Screen,
+}
+
 /// One server → participant m-line and whose track it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackInfo {
     pub mid: String,
     pub participant: ParticipantId,
     pub kind: MediaKind,
+    pub source: TrackSource,
 }
 
 /// What rooms ask of the media core.
@@ -101,6 +111,15 @@ pub enum SfuCommand {
         answer: Answer,
     },
     RemoveTransport {
+        participant: ParticipantId,
+    },
+    /// `participant` begins sharing their screen: their next offer adds a receive m-line for
+    /// it, and once answered every subscriber gets a consumer of it. Ignored while they share.
+    StartScreen {
+        participant: ParticipantId,
+    },
+    /// The share ended: its m-line is stopped for the sharer and every subscriber.
+    StopScreen {
         participant: ParticipantId,
     },
     /// Replaces what `participant` is not sent: whose media, of which kind. Takes effect with
@@ -389,6 +408,19 @@ impl Sfu {
                     self.remove_transport(key);
                 }
             }
+            SfuCommand::StartScreen { participant } => {
+                if let Some(key) = self.transports.key_of(&participant)
+                    && let Some(t) = self.transports.get_mut(key)
+                    && t.start_screen()
+                {
+                    self.negotiate(key);
+                }
+            }
+            SfuCommand::StopScreen { participant } => {
+                if let Some(key) = self.transports.key_of(&participant) {
+                    self.stop_screen(key);
+                }
+            }
             SfuCommand::Block {
                 participant,
                 blocked,
@@ -552,7 +584,7 @@ impl Sfu {
         let router = self.routers.entry(room).or_default();
         if subscribe {
             for p in &router.producers {
-                t.add_consumer(p.key, p.publisher.clone(), p.kind);
+                t.add_consumer(p.key, p.publisher.clone(), p.kind, p.source);
             }
         }
         let key = self.transports.insert(t);
@@ -585,19 +617,20 @@ impl Sfu {
         };
         Self::mark_dirty(&mut self.dirty, key, t);
         if let Some(router) = self.routers.get_mut(&room) {
-            for (mid, kind) in outcome.new_producers {
+            for (mid, kind, source) in outcome.new_producers {
                 let producer = ProducerKey { owner: key, mid };
                 router.producers.push(Producer {
                     key: producer,
                     publisher: participant.clone(),
                     kind,
+                    source,
                     last_keyframe_request: None,
                 });
                 for member in router.members.iter().filter(|m| **m != key) {
                     if let Some(other) = self.transports.get_mut(*member)
                         && other.subscribe
                     {
-                        other.add_consumer(producer, participant.clone(), kind);
+                        other.add_consumer(producer, participant.clone(), kind, source);
                     }
                 }
             }
@@ -647,6 +680,28 @@ impl Sfu {
             }
         }
         Some((room, t.id))
+    }
+
+    /// Ends a screen share: the sharer's m-line and every subscriber's consumer of it are
+    /// stopped in their next offers, and the router forgets the producer.
+    fn stop_screen(&mut self, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(key) else {
+            return;
+        };
+        let gone = t.stop_screen().map(|mid| ProducerKey { owner: key, mid });
+        let room = t.room.clone();
+        self.negotiate(key);
+        let (Some(producer), Some(router)) = (gone, self.routers.get_mut(&room)) else {
+            return;
+        };
+        router.producers.retain(|p| p.key != producer);
+        let members = router.members.clone();
+        for m in members.into_iter().filter(|m| *m != key) {
+            if let Some(other) = self.transports.get_mut(m) {
+                other.remove_consumer(&producer);
+            }
+            self.negotiate(m);
+        }
     }
 
     fn fail(&mut self, key: TransportKey, reason: FailReason) {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use str0m::media::MediaKind;
 
-use super::{ProducerKey, TransportKey};
+use super::{ProducerKey, TrackSource, TransportKey};
 use crate::domain::ids::ParticipantId;
 
 #[derive(Debug, Default)]
@@ -22,6 +22,8 @@ pub struct Producer {
     /// Who publishes it (named in subscribers' offers).
     pub publisher: ParticipantId,
     pub kind: MediaKind,
+    /// Camera, microphone or screen.
+    pub source: TrackSource,
     /// Throttles keyframe requests (see `KEYFRAME_REQUEST_INTERVAL`).
     pub last_keyframe_request: Option<Instant>,
 }

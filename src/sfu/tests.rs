@@ -25,6 +25,10 @@ struct Client {
     marker: u8,
     /// mid → (publisher, kind) from the latest offer.
     tracks: HashMap<Mid, (ParticipantId, MediaKind)>,
+    /// The latest offer's track list as sent (with each track's source).
+    offered: Vec<TrackInfo>,
+    /// Media packets received on each mid.
+    per_mid: HashMap<Mid, u64>,
     /// Every mid any offer named.
     mids: Vec<Mid>,
     /// The SDP of the latest offer.
@@ -140,6 +144,8 @@ impl World {
             rtc,
             marker,
             tracks: HashMap::new(),
+            offered: Vec::new(),
+            per_mid: HashMap::new(),
             mids: Vec::new(),
             offer_sdp: String::new(),
             received: HashMap::new(),
@@ -262,6 +268,7 @@ impl World {
                         .iter()
                         .map(|t| (Mid::from(t.mid.as_str()), (t.participant.clone(), t.kind)))
                         .collect();
+                    c.offered.clone_from(&offer.tracks);
                     for line in offer.sdp.lines() {
                         if let Some(mid) = line.strip_prefix("a=mid:") {
                             let mid = Mid::from(mid.trim());
@@ -309,6 +316,7 @@ fn on_client_event(c: &mut Client, e: Event) {
         Event::Connected => c.connected = true,
         Event::KeyframeRequest(_) => c.keyframe_requests += 1,
         Event::MediaData(d) => {
+            *c.per_mid.entry(d.mid).or_default() += 1;
             let Some((from, kind)) = c.tracks.get(&d.mid).cloned() else {
                 panic!("media on an unannounced mid {:?}", d.mid);
             };
@@ -898,4 +906,83 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
     // A server without ICE-TCP refuses every TCP frame.
     let mut udp_only = Sfu::new(&[SERVER.parse().unwrap()], now);
     assert!(!udp_only.handle_receive_tcp(now, stranger, &stun));
+}
+
+/// The mid of `from`'s shared screen in `rx`'s latest offer.
+fn screen_mid(w: &World, rx: &ParticipantId, from: &ParticipantId) -> Option<Mid> {
+    w.client(rx)
+        .offered
+        .iter()
+        .find(|t| &t.participant == from && t.source == TrackSource::Screen)
+        .map(|t| Mid::from(t.mid.as_str()))
+}
+
+#[test]
+fn a_screen_share_is_renegotiated_in_and_out_and_leaves_nothing_behind() {
+    let mut w = World::new();
+    let doctor = w.join(0x71);
+    let patient = w.join(0x72);
+    w.run(1000);
+    let share = |w: &mut World, start: bool| {
+        let participant = doctor.clone();
+        let cmd = if start {
+            SfuCommand::StartScreen { participant }
+        } else {
+            SfuCommand::StopScreen { participant }
+        };
+        w.sfu.handle_command(w.now, cmd);
+    };
+    assert_eq!(w.sfu.stats().producers, 4);
+
+    // Sharing: the doctor's transport gets a receive m-line (named in its offer), the patient a
+    // third track of the doctor's, marked screen, with media on it; asking twice changes nothing.
+    share(&mut w, true);
+    share(&mut w, true);
+    w.run(1000);
+    let doctor_t = w.sfu.transport(&doctor).unwrap();
+    assert!(matches!(doctor_t.screen, transport::ScreenIn::Open(_)));
+    let mid = screen_mid(&w, &patient, &doctor).expect("the screen is offered to the patient");
+    let from_doctor = w
+        .client(&patient)
+        .offered
+        .iter()
+        .filter(|t| t.participant == doctor)
+        .count();
+    assert_eq!(from_doctor, 3);
+    assert!(screen_mid(&w, &doctor, &doctor).is_none());
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (5, 5));
+    let before = w.client(&patient).per_mid.get(&mid).copied().unwrap_or(0);
+    w.run(500);
+    assert!(w.client(&patient).per_mid.get(&mid).copied().unwrap_or(0) > before + 10);
+
+    // Stopping: the m-lines are stopped on both sides, media stops, the producer and consumer go.
+    share(&mut w, false);
+    w.run(1000);
+    assert!(screen_mid(&w, &patient, &doctor).is_none());
+    assert_eq!(
+        w.sfu.transport(&doctor).unwrap().screen,
+        transport::ScreenIn::Off
+    );
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (4, 4));
+    let stopped = w.client(&patient).per_mid.get(&mid).copied().unwrap_or(0);
+    w.run(500);
+    assert_eq!(
+        w.client(&patient).per_mid.get(&mid).copied().unwrap_or(0),
+        stopped
+    );
+    assert!(frames(&w, &patient, &doctor, MediaKind::Audio).len() > 50);
+
+    // Again, on a new m-line; then the sharer leaves while sharing, and then everyone.
+    share(&mut w, true);
+    w.run(1000);
+    let again = screen_mid(&w, &patient, &doctor).expect("shared again");
+    assert_ne!(again, mid);
+    w.leave(&doctor);
+    w.run(1000);
+    assert!(w.client(&patient).offered.is_empty());
+    w.leave(&patient);
+    w.run(100);
+    assert!(w.sfu.holds_nothing());
 }

@@ -16,7 +16,7 @@ use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::forwarder::Forwarder;
 use super::keyframe::VideoCodec;
-use super::{ProducerKey, PublishKinds, TrackInfo};
+use super::{ProducerKey, PublishKinds, TrackInfo, TrackSource};
 use crate::domain::ids::{ParticipantId, RoomId};
 
 /// How long ICE may stay disconnected before the transport is declared failed. Generous:
@@ -58,6 +58,8 @@ pub struct Consumer {
     /// Who publishes the source (named in offers).
     pub publisher: ParticipantId,
     pub kind: MediaKind,
+    /// Camera or screen (named in offers, so layouts can tell them apart).
+    pub track: TrackSource,
     pub state: ConsumerState,
     pub forwarder: Forwarder,
 }
@@ -71,11 +73,29 @@ pub struct Incoming {
     pub live: bool,
 }
 
+/// Life of the participant's screen share on this transport (participant → server): a
+/// receive m-line of its own, added by a renegotiation while the share lasts and stopped after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScreenIn {
+    Off,
+    /// Asked for: the next offer adds its m-line.
+    ToOpen,
+    /// In the outstanding offer.
+    Negotiating(Mid),
+    /// Answered; a producer while the participant sends on it.
+    Open(Mid),
+    /// Ended: the m-line is to be stopped in the next offer.
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
 #[derive(Debug)]
 pub struct OfferOut {
     pub offer_id: u64,
     pub sdp: String,
     pub tracks: Vec<TrackInfo>,
+    /// The m-line on which the participant is to send their screen, while they share.
+    pub screen_mid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -103,7 +123,7 @@ impl Answer {
 #[derive(Debug, Default)]
 pub struct AnswerOutcome {
     /// Incoming m-lines the participant now sends on.
-    pub new_producers: Vec<(Mid, MediaKind)>,
+    pub new_producers: Vec<(Mid, MediaKind, TrackSource)>,
     /// Video consumers that just opened: their producers owe them a keyframe.
     pub opened_video: Vec<ProducerKey>,
 }
@@ -132,6 +152,8 @@ pub struct Transport {
     pub subscribe: bool,
     publish: PublishKinds,
     pub incoming: Vec<Incoming>,
+    /// The participant's screen share (apart from `incoming`: it comes and goes).
+    pub screen: ScreenIn,
     pub consumers: Vec<Consumer>,
     pub connectivity: Connectivity,
     /// str0m's next timeout (meaningful once there is an `Rtc`).
@@ -175,6 +197,7 @@ impl Transport {
             subscribe,
             publish,
             incoming: Vec::new(),
+            screen: ScreenIn::Off,
             consumers: Vec::new(),
             connectivity: Connectivity::Unnegotiated,
             next_timeout: now,
@@ -217,10 +240,12 @@ impl Transport {
     /// offer) or a consumer to open or stop.
     fn needs_offer(&self) -> bool {
         let own = self.next_offer_id == 1 && (self.publish.audio || self.publish.video);
-        own || self
-            .consumers
-            .iter()
-            .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
+        let screen = matches!(self.screen, ScreenIn::ToOpen | ScreenIn::ToStop(_));
+        own || screen
+            || self
+                .consumers
+                .iter()
+                .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
     }
 
     /// Makes the peer connection if it is about to be needed; true if it made it now.
@@ -258,7 +283,13 @@ impl Transport {
         true
     }
 
-    pub fn add_consumer(&mut self, source: ProducerKey, publisher: ParticipantId, kind: MediaKind) {
+    pub fn add_consumer(
+        &mut self,
+        source: ProducerKey,
+        publisher: ParticipantId,
+        kind: MediaKind,
+        track: TrackSource,
+    ) {
         if self.consumers.iter().any(|c| c.source == source) {
             return;
         }
@@ -266,6 +297,7 @@ impl Transport {
             source,
             publisher,
             kind,
+            track,
             state: ConsumerState::ToOpen,
             forwarder: Forwarder::new(kind == MediaKind::Video),
         });
@@ -289,11 +321,50 @@ impl Transport {
         });
     }
 
+    /// The participant is to share their screen: a receive m-line in the next offer. False if
+    /// a share is already under way (or still being stopped) on this transport.
+    pub fn start_screen(&mut self) -> bool {
+        if self.screen != ScreenIn::Off {
+            return false;
+        }
+        self.screen = ScreenIn::ToOpen;
+        true
+    }
+
+    /// The share ended: its m-line is stopped at the next negotiation. Returns the producer it
+    /// was (if the m-line had been answered), for the router to forget.
+    pub fn stop_screen(&mut self) -> Option<Mid> {
+        match self.screen {
+            ScreenIn::Off | ScreenIn::ToStop(_) | ScreenIn::NegotiatingStop(_) => None,
+            // Never offered: nothing to stop.
+            ScreenIn::ToOpen => {
+                self.screen = ScreenIn::Off;
+                None
+            }
+            // Offered: stopped once the offer is answered (a stop for an m-line the answer
+            // turned down is a no-op in str0m).
+            ScreenIn::Negotiating(m) => {
+                self.screen = ScreenIn::ToStop(m);
+                None
+            }
+            ScreenIn::Open(m) => {
+                self.screen = ScreenIn::ToStop(m);
+                Some(m)
+            }
+        }
+    }
+
     /// Makes an offer if anything changed and none is outstanding. The first call also carries
     /// the participant's own (receive) m-lines.
     pub fn negotiate(&mut self) -> Option<OfferOut> {
         if self.pending.is_some() {
             return None;
+        }
+        // A screen m-line whose offer failed never came to be: nothing to stop.
+        if let ScreenIn::ToStop(m) = self.screen
+            && self.rtc.as_ref().is_some_and(|r| r.media(m).is_none())
+        {
+            self.screen = ScreenIn::Off;
         }
         // No peer connection yet means nothing to offer (see `prepare`).
         let mut change = self.rtc.as_mut()?.sdp_api();
@@ -314,6 +385,17 @@ impl Transport {
                 }
             }
         }
+        match self.screen {
+            ScreenIn::ToOpen => {
+                let mid = change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+                self.screen = ScreenIn::Negotiating(mid);
+            }
+            ScreenIn::ToStop(mid) => {
+                change.stop_media(mid);
+                self.screen = ScreenIn::NegotiatingStop(mid);
+            }
+            _ => {}
+        }
         for c in &mut self.consumers {
             match c.state {
                 ConsumerState::ToOpen => {
@@ -330,16 +412,25 @@ impl Transport {
             }
         }
         if !change.has_changes() {
+            // A stop that changed nothing (the m-line was inactive already) is done.
+            if let ScreenIn::NegotiatingStop(_) = self.screen {
+                self.screen = ScreenIn::Off;
+            }
             return None;
         }
         let (offer, pending) = change.apply()?;
         let offer_id = self.next_offer_id;
         self.next_offer_id += 1;
         self.pending = Some((offer_id, pending));
+        let screen_mid = match self.screen {
+            ScreenIn::Negotiating(m) | ScreenIn::Open(m) => Some(m.to_string()),
+            _ => None,
+        };
         Some(OfferOut {
             offer_id,
             sdp: offer.to_sdp_string(),
             tracks: self.track_infos(),
+            screen_mid,
         })
     }
 
@@ -352,6 +443,7 @@ impl Transport {
                     mid: mid.to_string(),
                     participant: c.publisher.clone(),
                     kind: c.kind,
+                    source: c.track,
                 }),
                 _ => None,
             })
@@ -397,6 +489,11 @@ impl Transport {
                     s => s,
                 };
             }
+            self.screen = match self.screen {
+                ScreenIn::Negotiating(_) => ScreenIn::ToOpen,
+                ScreenIn::NegotiatingStop(m) => ScreenIn::ToStop(m),
+                s => s,
+            };
             return Err(AnswerError::BadSdp(e));
         }
         if self.connectivity == Connectivity::Unnegotiated {
@@ -422,8 +519,31 @@ impl Transport {
                 .is_some_and(|m| m.direction().is_receiving());
             if receiving && !inc.live {
                 inc.live = true;
-                outcome.new_producers.push((inc.mid, inc.kind));
+                let source = match inc.kind {
+                    MediaKind::Audio => TrackSource::Microphone,
+                    MediaKind::Video => TrackSource::Camera,
+                };
+                outcome.new_producers.push((inc.mid, inc.kind, source));
             }
+        }
+        match self.screen {
+            ScreenIn::Negotiating(m) => {
+                self.screen = ScreenIn::Open(m);
+                let receiving = self
+                    .rtc
+                    .as_ref()
+                    .and_then(|r| r.media(m))
+                    .is_some_and(|m| m.direction().is_receiving());
+                // An answer that turned the m-line down (inactive) shares nothing; the room
+                // still ends the share by a stop.
+                if receiving {
+                    outcome
+                        .new_producers
+                        .push((m, MediaKind::Video, TrackSource::Screen));
+                }
+            }
+            ScreenIn::NegotiatingStop(_) => self.screen = ScreenIn::Off,
+            _ => {}
         }
         Ok(outcome)
     }

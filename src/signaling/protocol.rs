@@ -137,6 +137,12 @@ pub struct Hold {
     pub video: bool,
 }
 
+/// `screen_share`: start (`true`) or stop sharing one's screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct ScreenShare {
+    pub active: bool,
+}
+
 /// A waiting person's pre-call check.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Precall {
@@ -171,6 +177,7 @@ pub enum ClientMessage {
     Hold(Hold),
     Remove(Moderate),
     Consent(Consent),
+    ScreenShare(ScreenShare),
 }
 
 /// Why a client message could not be understood.
@@ -213,6 +220,7 @@ impl ClientMessage {
             "hold" => ClientMessage::Hold(body(value)?),
             "remove" => ClientMessage::Remove(body(value)?),
             "consent" => ClientMessage::Consent(body(value)?),
+            "screen_share" => ClientMessage::ScreenShare(body(value)?),
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -243,6 +251,7 @@ impl ClientMessage {
             ClientMessage::Hold(_) => "hold",
             ClientMessage::Remove(_) => "remove",
             ClientMessage::Consent(_) => "consent",
+            ClientMessage::ScreenShare(_) => "screen_share",
         }
     }
 }
@@ -389,6 +398,8 @@ pub struct Welcome {
     pub waiting_room: Option<QueueView>,
     /// The clinicians are conferring privately.
     pub huddle: bool,
+    /// Who shares their screen, if anyone.
+    pub screen_share: Option<ParticipantId>,
     pub consent: ConsentView,
     /// TURN relays with this participant's short-lived credentials, shaped as WebRTC's
     /// RTCIceServer; empty when the server has none.
@@ -486,6 +497,7 @@ impl Welcome {
             follow: w.presenting.as_ref().map(Into::into),
             waiting_room: w.queue.as_ref().map(Into::into),
             huddle: w.huddle,
+            screen_share: w.screen_share.clone(),
             consent: (&w.consent).into(),
             ice_servers: w.ice_servers.iter().map(Into::into).collect(),
         }
@@ -513,6 +525,8 @@ pub struct TrackView {
     pub mid: String,
     pub participant_id: ParticipantId,
     pub kind: &'static str,
+    /// `microphone`, `camera` or `screen`.
+    pub source: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -545,6 +559,9 @@ pub enum ServerMessage {
         offer_id: u64,
         sdp: String,
         tracks: Vec<TrackView>,
+        /// While the recipient shares their screen: the m-line to send it on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        screen_mid: Option<String>,
     },
     ParticipantJoined {
         participant: ParticipantView,
@@ -609,6 +626,10 @@ pub enum ServerMessage {
     },
     /// Consent changed: what is in force, and (patients) what they agreed to.
     Consent(ConsentView),
+    /// Who shares their screen now (`null`: nobody).
+    ScreenShare {
+        sharer: Option<ParticipantId>,
+    },
 }
 
 /// What a waiting person is told.
@@ -713,6 +734,7 @@ impl ServerMessage {
                 offer_id,
                 sdp,
                 tracks,
+                screen_mid,
             } => ServerMessage::Offer {
                 offer_id: *offer_id,
                 sdp: sdp.clone(),
@@ -725,8 +747,14 @@ impl ServerMessage {
                             rooms::TrackKind::Audio => "audio",
                             rooms::TrackKind::Video => "video",
                         },
+                        source: match t.source {
+                            rooms::TrackSource::Microphone => "microphone",
+                            rooms::TrackSource::Camera => "camera",
+                            rooms::TrackSource::Screen => "screen",
+                        },
                     })
                     .collect(),
+                screen_mid: screen_mid.clone(),
             },
             N::ParticipantJoined(p) => ServerMessage::ParticipantJoined {
                 participant: p.into(),
@@ -786,6 +814,9 @@ impl ServerMessage {
                 by: by.clone(),
             },
             N::Consent(c) => ServerMessage::Consent(c.into()),
+            N::ScreenShare { sharer } => ServerMessage::ScreenShare {
+                sharer: sharer.clone(),
+            },
         }
     }
 }
@@ -824,11 +855,14 @@ pub enum ErrorCode {
     // Invitations: before their window opens; used as many times as they allow.
     InviteNotYet,
     InviteUsedUp,
+    // Screen sharing: one at a time per room; only on a media connection that is up.
+    ScreenShareBusy,
+    MediaNotReady,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -858,6 +892,8 @@ impl ErrorCode {
         ErrorCode::ConsentRequired,
         ErrorCode::InviteNotYet,
         ErrorCode::InviteUsedUp,
+        ErrorCode::ScreenShareBusy,
+        ErrorCode::MediaNotReady,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -871,6 +907,8 @@ impl ErrorCode {
                 | ErrorCode::BadSdp
                 | ErrorCode::NotWaiting
                 | ErrorCode::ConsentRequired
+                | ErrorCode::ScreenShareBusy
+                | ErrorCode::MediaNotReady
         )
     }
 
@@ -912,6 +950,8 @@ impl ErrorCode {
             rooms::Problem::Declined => ErrorCode::Declined,
             rooms::Problem::Removed => ErrorCode::Removed,
             rooms::Problem::ConsentRequired => ErrorCode::ConsentRequired,
+            rooms::Problem::ScreenShareBusy => ErrorCode::ScreenShareBusy,
+            rooms::Problem::MediaNotReady => ErrorCode::MediaNotReady,
         }
     }
 
@@ -947,6 +987,8 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InviteNotYet => "invite_not_yet",
             ErrorCode::InviteUsedUp => "invite_used_up",
+            ErrorCode::ScreenShareBusy => "screen_share_busy",
+            ErrorCode::MediaNotReady => "media_not_ready",
         }
     }
 }
@@ -1010,6 +1052,53 @@ mod tests {
             ClientMessage::parse(r#"{"type":"ping","id":9}"#),
             Ok(ClientMessage::Ping(Ping { id: 9 }))
         );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"screen_share","active":true}"#),
+            Ok(ClientMessage::ScreenShare(ScreenShare { active: true }))
+        );
+        assert!(matches!(
+            ClientMessage::parse(r#"{"type":"screen_share","active":"yes"}"#),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn screen_share_messages_serialize_as_documented() {
+        let id = ParticipantId::generate();
+        let v: serde_json::Value = serde_json::from_str(
+            &ServerMessage::ScreenShare {
+                sharer: Some(id.clone()),
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "screen_share", "sharer": id.as_str()})
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&ServerMessage::ScreenShare { sharer: None }.to_json()).unwrap();
+        assert!(v["sharer"].is_null());
+        let offer = ServerMessage::from_notice(&rooms::Notice::Offer {
+            offer_id: 2,
+            sdp: String::new(),
+            tracks: vec![rooms::OfferedTrack {
+                mid: "a1".into(),
+                participant: id.clone(),
+                kind: rooms::TrackKind::Video,
+                source: rooms::TrackSource::Screen,
+            }],
+            screen_mid: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&offer.to_json()).unwrap();
+        assert_eq!(v["tracks"][0]["source"], "screen");
+        assert!(
+            v.get("screen_mid").is_none(),
+            "only while the recipient shares"
+        );
+        for code in [ErrorCode::ScreenShareBusy, ErrorCode::MediaNotReady] {
+            assert!(!code.is_fatal());
+        }
     }
 
     #[test]

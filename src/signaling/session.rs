@@ -447,6 +447,11 @@ impl Session {
                     },
                 },
             },
+            ClientMessage::ScreenShare(s) => RoomCommand::ScreenShare {
+                participant,
+                conn,
+                active: s.active,
+            },
             ClientMessage::Consent(c) => RoomCommand::Consent {
                 participant,
                 conn,

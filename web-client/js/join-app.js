@@ -46,6 +46,7 @@ import { RecordsPanel } from "./records-panel.js";
 import { WaitingView, connectionQuality } from "./waiting-view.js";
 import { QueuePanel, ReasonDialog } from "./queue-panel.js";
 import { ConsentPanel } from "./consent-panel.js";
+import { ScreenShare } from "./screen-share.js";
 import * as consoleApi from "./api.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
@@ -253,6 +254,13 @@ class JoinApp {
 
   consent = new ConsentPanel((msg) => this.signaling?.send(msg) ?? false);
 
+  screen = new ScreenShare(must(".controls", HTMLElement, this.ui.room), this.ui.leaveButton, {
+    send: (msg) => this.signaling?.send(msg),
+    media: () => this.media,
+    notice: (key) => this.notice(key),
+    changed: () => this.showScreenShare(),
+  });
+
   /** The consultation's own title, for the page title ("" when it has none yet). */
   roomTitle = "";
 
@@ -267,6 +275,7 @@ class JoinApp {
       if (this.ui.endDialog.returnValue === "end") this.signaling?.send({ type: "end_room" });
       this.ui.endDialog.returnValue = "";
     });
+    this.view.setStopSharing(() => void this.screen.stop());
     this.ui.soundButton.addEventListener("click", () => {
       this.view.enableSound();
       this.ui.soundButton.hidden = true;
@@ -470,6 +479,9 @@ class JoinApp {
         break;
       case "consent":
         this.consent.update(msg);
+        break;
+      case "screen_share":
+        this.screen.update(msg.sharer);
         break;
       case "offer": {
         const media = this.media;
@@ -718,6 +730,7 @@ class JoinApp {
       this.ui.roomTitle.focus();
     }
     this.consent.update(msg.consent ?? { in_force: [] });
+    this.screen.enter(msg.you.id, msg.you.role, msg.screen_share ?? null);
     // A patient is asked first thing on entering (once per room in this tab: not again after a
     // reload or a resume; the Consent button is always there).
     if (msg.type === "joined" && this.consent.asked && sessionStorage.getItem(CONSENT_SHOWN_KEY) !== msg.room.id) {
@@ -743,6 +756,14 @@ class JoinApp {
 
   applyRemoteTracks() {
     if (this.you) this.view.setRemoteTracks(this.remoteTracks, this.you.id);
+  }
+
+  /** A screen share takes the stage for everyone; the sharer sees their own share's state. */
+  showScreenShare() {
+    const id = this.screen.sharer;
+    if (!id) this.view.setScreenShare(null);
+    else this.view.setScreenShare({ id, name: this.others.get(id)?.name ?? this.you?.name ?? "", local: id === this.you?.id });
+    this.applyRemoteTracks();
   }
 
   /** Our own tile reflects our local choices at once, without waiting for the server's echo. */
@@ -888,6 +909,7 @@ class JoinApp {
       return;
     }
     if (code === "stale_offer") return; // an answer overtaken by a newer offer: harmless
+    if (code === "screen_share_busy" || code === "media_not_ready" || code === "forbidden") this.screen.refused();
     if (code === "consent_required") {
       // An observer's join in a room whose patient has not agreed: the socket stays open, but
       // there is nothing to do there until they do.

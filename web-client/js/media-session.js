@@ -4,7 +4,12 @@
 // no glare and no `negotiationneeded` handling. The local microphone and camera are added
 // before the first offer is applied, audio first then video, so that the browser pairs their
 // transceivers with the server's leading recvonly audio and video m-lines. Every other m-line
-// carries somebody else's track; the offer's `tracks` list says whose, by mid.
+// carries somebody else's track; the offer's `tracks` list says whose, by mid, and whether it
+// is a camera or a shared screen (`source`).
+//
+// Screen sharing: while we share, the server's offers name a recvonly m-line `screen_mid`; the
+// screen's track goes on that m-line's transceiver, sending, with a degradation preference that
+// keeps resolution (text on an X-ray report must stay legible; a lower frame rate is fine).
 //
 // This module knows nothing about signaling or the page: it takes offers, returns answers, and
 // reports which remote tracks belong to which participant.
@@ -12,7 +17,7 @@
 /** @typedef {import("./protocol.js").OfferMessage} OfferMessage */
 /** @typedef {import("./protocol.js").TrackInfo} TrackInfo */
 
-/** @typedef {{audio?: MediaStreamTrack, video?: MediaStreamTrack}} RemoteTracks */
+/** @typedef {{audio?: MediaStreamTrack, video?: MediaStreamTrack, screen?: MediaStreamTrack}} RemoteTracks */
 
 /**
  * @typedef {object} MediaHooks
@@ -35,6 +40,11 @@ export class MediaSession {
   #micTrack = null;
   /** @type {MediaStreamTrack | null} */
   #cameraTrack = null;
+  /** Our shared screen, while we share. */
+  /** @type {MediaStreamTrack | null} */
+  #screenTrack = null;
+  /** @type {RTCRtpSender | null} the sender of the screen's m-line, once an offer named it */
+  #screenSender = null;
   /** Offers are applied strictly one after another even if a handler is still awaiting. */
   /** @type {Promise<unknown>} */
   #queue = Promise.resolve();
@@ -106,8 +116,19 @@ export class MediaSession {
     // Record the mapping before applying: `track` events fire during setRemoteDescription.
     this.#tracksByMid = new Map(offer.tracks.map((t) => [t.mid, t]));
     await this.#pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    const screen = offer.screen_mid ? this.#pc.getTransceivers().find((t) => t.mid === offer.screen_mid) : undefined;
+    if (screen) {
+      // Sending on it needs saying so before the answer is made: a recvonly m-line is answered
+      // inactive by a transceiver that only receives.
+      screen.direction = "sendonly";
+      this.#screenSender = screen.sender;
+      await screen.sender.replaceTrack(this.#screenTrack);
+    } else {
+      this.#screenSender = null;
+    }
     const answer = await this.#pc.createAnswer();
     await this.#pc.setLocalDescription(answer);
+    if (screen) await keepResolution(screen.sender);
     this.#reportRemoteTracks();
     // No trickle: the server is ICE-lite and learns our address from our connectivity checks,
     // so the answer as created is complete.
@@ -128,7 +149,7 @@ export class MediaSession {
       const info = this.#tracksByMid.get(mid);
       if (!info) continue;
       const entry = media.get(info.participant_id) ?? {};
-      entry[info.kind] = transceiver.receiver.track;
+      entry[info.source === "screen" ? "screen" : info.kind] = transceiver.receiver.track;
       media.set(info.participant_id, entry);
     }
     this.#hooks.onRemoteTracks(media);
@@ -151,6 +172,16 @@ export class MediaSession {
     if (this.#videoSender) await this.#videoSender.replaceTrack(on ? this.#cameraTrack : null);
   }
 
+  /**
+   * The screen to share (or null: no more). Sent once the server's offer names its m-line; a
+   * later call swaps the picture without renegotiating.
+   * @param {MediaStreamTrack | null} track
+   */
+  async setScreenTrack(track) {
+    this.#screenTrack = track;
+    if (this.#screenSender && !this.#closed) await this.#screenSender.replaceTrack(track);
+  }
+
   get hasMic() {
     return this.#micTrack !== null;
   }
@@ -165,5 +196,22 @@ export class MediaSession {
     this.#pc.ontrack = null;
     this.#pc.onconnectionstatechange = null;
     this.#pc.close();
+  }
+}
+
+/**
+ * Asks the browser to lower the frame rate rather than the resolution when bandwidth is short:
+ * a shared screen is text and fine detail. Best effort: a browser without the setting keeps
+ * its own default (the track's `contentHint = "detail"` says much the same).
+ * @param {RTCRtpSender} sender
+ */
+async function keepResolution(sender) {
+  try {
+    const params = /** @type {RTCRtpSendParameters & {degradationPreference?: string}} */ (sender.getParameters());
+    if (params.degradationPreference === "maintain-resolution") return;
+    params.degradationPreference = "maintain-resolution";
+    await sender.setParameters(params);
+  } catch {
+    // Not supported here.
   }
 }

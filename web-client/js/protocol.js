@@ -23,6 +23,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} mid
  * @property {string} participant_id
  * @property {"audio" | "video"} kind
+ * @property {"microphone" | "camera" | "screen"} source a shared screen gets the stage
  */
 
 /**
@@ -159,6 +160,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {QueueInfo} [waiting_room] the waiting room, for clinicians (who admit); absent for
  *   the others
  * @property {ConsentInfo} consent
+ * @property {string | null} [screen_share] who shares their screen, if anyone
  * @property {IceServerInfo[]} ice_servers TURN relays with this participant's short-lived
  *   credentials (empty without TURN)
  */
@@ -203,7 +205,10 @@ export const PROTOCOL_VERSION = 1;
 
 /** @typedef {JoinedBody & {type: "joined"}} JoinedMessage */
 /** @typedef {JoinedBody & {type: "resumed"}} ResumedMessage */
-/** @typedef {{type: "offer", offer_id: number, sdp: string, tracks: TrackInfo[]}} OfferMessage */
+/**
+ * @typedef {{type: "offer", offer_id: number, sdp: string, tracks: TrackInfo[], screen_mid?: string}} OfferMessage
+ *   `screen_mid`: while we share our screen, the m-line to send it on
+ */
 /** @typedef {{type: "participant_joined", participant: Participant}} ParticipantJoinedMessage */
 /** @typedef {{type: "participants_joined", participants: Participant[]}} ParticipantsJoinedMessage */
 /** @typedef {{type: "participant_updated", participant: Participant}} ParticipantUpdatedMessage */
@@ -218,7 +223,8 @@ export const PROTOCOL_VERSION = 1;
  *   "invite_revoked" | "room_not_found" | "room_ended" | "room_full" | "server_full" |
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
  *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
- *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed"} ErrorCode
+ *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" | "screen_share_busy" |
+ *   "media_not_ready"} ErrorCode
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
 /** @typedef {{type: "pong", id: number}} PongMessage */
@@ -242,13 +248,14 @@ export const PROTOCOL_VERSION = 1;
  */
 /** @typedef {QueueInfo & {type: "waiting_room"}} WaitingRoomMessage */
 /** @typedef {ConsentInfo & {type: "consent"}} ConsentMessage consent changed */
+/** @typedef {{type: "screen_share", sharer: string | null}} ScreenShareMessage who shares a screen now */
 
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
  *   ParticipantsJoinedMessage | ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
  *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage |
- *   ConsentMessage} ServerMessage
+ *   ConsentMessage | ScreenShareMessage} ServerMessage
  */
 
 /**
@@ -276,12 +283,13 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "lock", locked: boolean}} LockMessage */
 /** @typedef {PrecallInfo & {type: "precall"}} PrecallMessage */
 /** @typedef {{type: "consent", purpose: ConsentPurpose, given: boolean}} ConsentSendMessage a patient's */
+/** @typedef {{type: "screen_share", active: boolean}} ScreenShareSendMessage a clinician starts or stops sharing */
 
 /**
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
  *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
  *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
- *   PrecallMessage | ConsentSendMessage} ClientMessage
+ *   PrecallMessage | ConsentSendMessage | ScreenShareSendMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
@@ -305,6 +313,7 @@ const SERVER_TYPES = new Set([
   "waiting",
   "waiting_room",
   "consent",
+  "screen_share",
 ]);
 
 /**

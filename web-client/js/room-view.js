@@ -9,6 +9,12 @@
 // clinician in a consultation with a waiting room, the tiles and audience lines of patients and
 // observers carry a `.send-back` button.
 //
+// A shared screen takes the stage: `#screen-stage` (before #tiles, `hidden` while nobody shares,
+// `data-sharer` the sharer's id) holds the screen's <video> (`.screen-video`) for everyone else,
+// and for the sharer the `.screen-sharing` state with its `.screen-stop` button instead of their
+// own screen (a picture of the screen inside itself helps nobody). Cameras then become a strip
+// of thumbnails (app.css, "Screen share stage").
+//
 // The view only renders what it is told. Who is present comes from signaling events, the
 // tracks from the media session; neither is looked up from here.
 
@@ -26,6 +32,16 @@ import { tr, trAttr } from "./i18n.js";
  * @property {HTMLElement} reconnecting
  * @property {HTMLButtonElement} sendBack
  * @property {Participant} participant
+ */
+
+/**
+ * @typedef {object} ScreenStage
+ * @property {HTMLElement} root
+ * @property {HTMLVideoElement} video
+ * @property {HTMLElement} caption
+ * @property {HTMLElement} waiting shown until the screen's picture arrives
+ * @property {HTMLElement} sharing your own share's state
+ * @property {HTMLButtonElement} stop
  */
 
 /**
@@ -59,6 +75,15 @@ export class RoomView {
   #soundBlocked = false;
   /** @type {((p: Participant) => void) | null} a clinician's "Send back to the waiting room" */
   #onSendBack = null;
+  /** @type {ScreenStage} */
+  #screen;
+  /** Who shares their screen (null: nobody), and whether it is us. */
+  /** @type {{id: string, name: string, local: boolean} | null} */
+  #sharer = null;
+  /** @type {MediaStreamTrack | undefined} the screen's track on the stage */
+  #screenTrack = undefined;
+  /** @type {() => void} the sharer's "Stop sharing" */
+  #onStopSharing = () => undefined;
 
   /**
    * @param {HTMLElement} container #tiles
@@ -71,6 +96,61 @@ export class RoomView {
     this.#container = container;
     this.#audience = audience;
     this.#onAutoplayBlocked = onAutoplayBlocked;
+    this.#screen = this.#createScreenStage();
+    container.before(this.#screen.root);
+  }
+
+  /** @param {() => void} handler what the sharer's "Stop sharing" on the stage does */
+  setStopSharing(handler) {
+    this.#onStopSharing = handler;
+  }
+
+  /**
+   * Puts a screen share on the stage, or takes it off (null).
+   * @param {{id: string, name: string, local: boolean} | null} sharer
+   */
+  setScreenShare(sharer) {
+    this.#sharer = sharer;
+    const stage = this.#screen;
+    stage.root.hidden = sharer === null;
+    if (sharer) stage.root.dataset.sharer = sharer.id;
+    else delete stage.root.dataset.sharer;
+    stage.sharing.hidden = !sharer?.local;
+    stage.video.hidden = !sharer || sharer.local;
+    stage.caption.hidden = !sharer || sharer.local;
+    if (sharer && !sharer.local) {
+      tr(stage.caption, "room.screen_of", { name: sharer.name });
+      trAttr(stage.root, "aria-label", "room.screen_of", { name: sharer.name });
+    } else {
+      trAttr(stage.root, "aria-label", "room.screen_label");
+    }
+    if (!sharer || sharer.local) this.#showScreenTrack(undefined);
+  }
+
+  /** @param {MediaStreamTrack | undefined} track */
+  #showScreenTrack(track) {
+    const stage = this.#screen;
+    stage.waiting.hidden = track !== undefined || !this.#sharer || this.#sharer.local;
+    if (track === this.#screenTrack) return;
+    this.#screenTrack = track;
+    stage.video.srcObject = track ? new MediaStream([track]) : null;
+    // No sound on a screen share; muted, it may always autoplay.
+    if (track) stage.video.play().catch(() => undefined);
+  }
+
+  /** @returns {ScreenStage} */
+  #createScreenStage() {
+    const video = el("video", { className: "screen-video", attrs: { playsinline: "", autoplay: "" } });
+    video.playsInline = true;
+    video.muted = true;
+    const caption = el("p", { className: "screen-caption" });
+    const waiting = el("p", { className: "screen-waiting", i18n: "room.screen_waiting" });
+    const stop = el("button", { className: "btn btn-danger screen-stop", i18n: "room.stop_sharing", attrs: { type: "button" } });
+    stop.addEventListener("click", () => this.#onStopSharing());
+    const sharing = el("div", { className: "screen-sharing" }, el("p", { i18n: "room.you_are_sharing" }), stop);
+    const root = el("section", { className: "screen-stage", attrs: { id: "screen-stage" } }, video, waiting, sharing, caption);
+    root.hidden = true;
+    return { root, video, caption, waiting, sharing, stop };
   }
 
   /**
@@ -177,6 +257,8 @@ export class RoomView {
       tile.video.srcObject = list.length ? new MediaStream(list) : null;
       if (list.length) this.#play(tile.video, false);
     }
+    const sharer = this.#sharer;
+    if (sharer && !sharer.local) this.#showScreenTrack(media.get(sharer.id)?.screen);
   }
 
   /** After the user clicked "Turn on sound": unmute every remote video. */
@@ -191,6 +273,7 @@ export class RoomView {
 
   clear() {
     for (const id of this.ids()) this.remove(id);
+    this.setScreenShare(null);
   }
 
   /** @param {string} id */

@@ -155,10 +155,16 @@ pub(crate) fn parse_offer_tracks(offer: &Value) -> Result<Vec<OfferedTrack>> {
                     .map(str::to_owned)
                     .with_context(|| format!("offer.tracks entry without string {name:?}: {t}"))
             };
+            // A shared screen is counted apart from the camera: kind "screen".
+            let screen = t.get("source").and_then(Value::as_str) == Some("screen");
             Ok(OfferedTrack {
                 mid: field("mid")?,
                 participant_id: field("participant_id")?,
-                kind: field("kind")?,
+                kind: if screen {
+                    "screen".to_owned()
+                } else {
+                    field("kind")?
+                },
             })
         })
         .collect()

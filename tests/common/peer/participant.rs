@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     /// Where this peer sends its media instead of the server's candidates (see
     /// [`TestPeer::join_via`]).
     pub(crate) media_via: Mutex<Option<std::net::SocketAddr>>,
+    /// The screen share's publisher while [`TestPeer::share_screen`] runs.
+    pub(crate) screen: Mutex<Option<AbortHandle>>,
 }
 
 impl Shared {
@@ -68,6 +70,7 @@ impl Shared {
             send_errors: AtomicU64::new(0),
             rtcp: Mutex::new(RtcpStats::default()),
             media_via: Mutex::new(None),
+            screen: Mutex::new(None),
         })
     }
 
@@ -621,6 +624,68 @@ impl TestPeer {
         }
     }
 
+    /// The marker byte of this peer's shared screen (its camera's with the top bit flipped).
+    pub fn screen_marker(&self) -> u8 {
+        self.opts.marker ^ 0x80
+    }
+
+    /// Shares a "screen" (synthetic VP8 carrying [`TestPeer::screen_marker`]) and asks the
+    /// server (`screen_share`). As a browser does with `addTransceiver`, the send-only
+    /// transceiver exists before the server's offer adds the screen's recvonly m-line, which
+    /// pairs with it (webrtc-rs matches a new recvonly m-line to an unassigned send-only
+    /// transceiver of its kind); its packets count under `sent_packets("video")`.
+    pub async fn share_screen(&self) -> Result<()> {
+        use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+        use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+        let marker = self.screen_marker();
+        let track = Arc::new(TrackLocalStaticRTP::new(
+            RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
+            "screen".to_owned(),
+            format!("huizhen-test-screen-{marker:02x}"),
+        ));
+        let transceiver = self
+            .pc
+            .add_transceiver_from_track(
+                Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    send_encodings: Vec::new(),
+                }),
+            )
+            .await
+            .context("adding the screen's transceiver")?;
+        let rtcp = tokio::spawn(drain_sender_rtcp(
+            transceiver.sender().await,
+            Arc::clone(&self.shared),
+            true,
+        ));
+        self.shared.register_task(rtcp.abort_handle());
+        let publisher = tokio::spawn(publish_video(
+            track,
+            marker,
+            false,
+            Arc::clone(&self.shared),
+        ));
+        if let Some(old) = lock(&self.shared.screen).replace(publisher.abort_handle()) {
+            old.abort();
+        }
+        self.send_json(json!({"type": "screen_share", "active": true}))
+            .await
+    }
+
+    /// Stops the screen's publisher and tells the server the share ended.
+    pub async fn stop_screen(&self) -> Result<()> {
+        if let Some(publisher) = lock(&self.shared.screen).take() {
+            publisher.abort();
+        }
+        self.send_json(json!({"type": "screen_share", "active": false}))
+            .await
+    }
+
     /// Stops publishing (the tracks stay negotiated).
     pub fn stop_media(&self) {
         for t in lock(&self.media_tasks).drain(..) {
@@ -897,6 +962,9 @@ impl Drop for TestPeer {
     fn drop(&mut self) {
         self.close_abruptly();
         self.stop_media();
+        if let Some(publisher) = lock(&self.shared.screen).take() {
+            publisher.abort();
+        }
         self.abort_tasks();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let pc = Arc::clone(&self.pc);
