@@ -10,7 +10,8 @@ use crate::domain::role::Role;
 use crate::records::RecordView;
 use crate::storage::{AnnotationRecord, ChatRecord, DocumentRecord};
 
-/// Whether a participant's signaling connection is up, as the others are told.
+/// Whether a participant is reachable, as the others are told: `Reconnecting` while their
+/// signaling connection is lost (until resumed) or while their media path restarts ICE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connection {
     Connected,
@@ -180,6 +181,8 @@ pub enum Problem {
     Removed,
     /// It needs a patient's consent that is not given.
     ConsentRequired,
+    /// More ICE restarts than a participant may ask for in a while.
+    IceRestartLimited,
 }
 
 /// A message from the room to one participant.

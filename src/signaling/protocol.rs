@@ -171,6 +171,8 @@ pub enum ClientMessage {
     Hold(Hold),
     Remove(Moderate),
     Consent(Consent),
+    /// The client's media path changed or failed: restart ICE (the server offers).
+    IceRestart,
 }
 
 /// Why a client message could not be understood.
@@ -213,6 +215,7 @@ impl ClientMessage {
             "hold" => ClientMessage::Hold(body(value)?),
             "remove" => ClientMessage::Remove(body(value)?),
             "consent" => ClientMessage::Consent(body(value)?),
+            "ice_restart" => ClientMessage::IceRestart,
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -243,6 +246,7 @@ impl ClientMessage {
             ClientMessage::Hold(_) => "hold",
             ClientMessage::Remove(_) => "remove",
             ClientMessage::Consent(_) => "consent",
+            ClientMessage::IceRestart => "ice_restart",
         }
     }
 }
@@ -824,11 +828,13 @@ pub enum ErrorCode {
     // Invitations: before their window opens; used as many times as they allow.
     InviteNotYet,
     InviteUsedUp,
+    /// More ICE restarts than the room allows a participant a minute.
+    IceRestartLimited,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -858,6 +864,7 @@ impl ErrorCode {
         ErrorCode::ConsentRequired,
         ErrorCode::InviteNotYet,
         ErrorCode::InviteUsedUp,
+        ErrorCode::IceRestartLimited,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -871,6 +878,7 @@ impl ErrorCode {
                 | ErrorCode::BadSdp
                 | ErrorCode::NotWaiting
                 | ErrorCode::ConsentRequired
+                | ErrorCode::IceRestartLimited
         )
     }
 
@@ -912,6 +920,7 @@ impl ErrorCode {
             rooms::Problem::Declined => ErrorCode::Declined,
             rooms::Problem::Removed => ErrorCode::Removed,
             rooms::Problem::ConsentRequired => ErrorCode::ConsentRequired,
+            rooms::Problem::IceRestartLimited => ErrorCode::IceRestartLimited,
         }
     }
 
@@ -947,6 +956,7 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InviteNotYet => "invite_not_yet",
             ErrorCode::InviteUsedUp => "invite_used_up",
+            ErrorCode::IceRestartLimited => "ice_restart_limited",
         }
     }
 }

@@ -218,7 +218,8 @@ export const PROTOCOL_VERSION = 1;
  *   "invite_revoked" | "room_not_found" | "room_ended" | "room_full" | "server_full" |
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
  *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
- *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed"} ErrorCode
+ *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" |
+ *   "ice_restart_limited"} ErrorCode
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
 /** @typedef {{type: "pong", id: number}} PongMessage */
@@ -264,6 +265,7 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "answer", offer_id: number, sdp: string}} AnswerMessage */
 /** @typedef {{type: "media_state", audio_muted: boolean, video_off: boolean}} MediaStateMessage */
 /** @typedef {{type: "leave"}} LeaveMessage */
+/** @typedef {{type: "ice_restart"}} IceRestartMessage the media path changed or failed */
 /** @typedef {{type: "end_room"}} EndRoomMessage */
 /** @typedef {{type: "ping", id: number}} PingMessage */
 /** @typedef {{type: "chat", text: string}} ChatSendMessage */
@@ -281,7 +283,7 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
  *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
  *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
- *   PrecallMessage | ConsentSendMessage} ClientMessage
+ *   PrecallMessage | ConsentSendMessage | IceRestartMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
