@@ -12,6 +12,8 @@ use std::time::Duration;
 use common::TestServer;
 use common::impaired::{Count, peer_via, proxy_for};
 use common::peer::TestPeer;
+use huizhen::domain::role::AccountRole;
+use huizhen::sfu::worker_of_ufrag;
 use serde_json::{Value, json};
 
 /// Packets that show a path works (~1 s of audio and of video).
@@ -22,6 +24,14 @@ const EVENT: Duration = Duration::from_secs(20);
 /// Messages of `kind` that `p` has received so far.
 fn received_messages(p: &TestPeer, kind: &str) -> usize {
     p.history().iter().filter(|m| m["type"] == kind).count()
+}
+
+/// The ICE ufrag an SDP names.
+fn ufrag(sdp: &str) -> &str {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("an a=ice-ufrag line")
+        .trim()
 }
 
 /// A `participant_updated` about `id` saying `connection`.
@@ -66,6 +76,12 @@ async fn a_path_change_restarts_ice_and_media_continues_without_a_rejoin() {
     let id = patient.id();
     let joined_before = received_messages(&patient, "joined");
     let offers_before = received_messages(&patient, "offer");
+    let first_offer = patient
+        .history()
+        .into_iter()
+        .find(|m| m["type"] == "offer")
+        .unwrap();
+    let old_ufrag = ufrag(first_offer["sdp"].as_str().unwrap()).to_owned();
 
     // The Wi-Fi path dies; from now on the patient's network is the cellular one.
     wifi.handle().blackout(Duration::from_secs(600));
@@ -94,7 +110,11 @@ async fn a_path_change_restarts_ice_and_media_continues_without_a_rejoin() {
         })
         .await
         .expect("an offer restarting ICE");
-    assert!(offer["sdp"].as_str().unwrap().contains("a=ice-ufrag:"));
+    // Fresh credentials, still naming the media worker (ICE-TCP routes by it).
+    let new_ufrag = ufrag(offer["sdp"].as_str().unwrap());
+    assert_ne!(new_ufrag, old_ufrag);
+    assert_eq!(worker_of_ufrag(new_ufrag), worker_of_ufrag(&old_ufrag));
+    assert!(worker_of_ufrag(new_ufrag).is_some(), "{new_ufrag}");
     // ...and once ICE is up on the new path, the doctor sees the patient connected again.
     doctor
         .next_event_where("participant_updated", EVENT, update_about(&id, "connected"))
@@ -147,6 +167,7 @@ async fn a_path_change_restarts_ice_and_media_continues_without_a_rejoin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ice_restarts_past_the_limit_are_refused_and_the_call_carries_on() {
     let s = TestServer::start().await;
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let room = s.create_room("Flaky network").await;
     let doctor = peer_via(&s, &room, "doctor", "doctor", 0x43, None).await;
     let patient = peer_via(&s, &room, "patient", "patient", 0x54, None).await;
@@ -180,5 +201,20 @@ async fn ice_restarts_past_the_limit_are_refused_and_the_call_carries_on() {
     let since = Count::of(&patient, &doctor, "video");
     flows_again(&patient, &doctor, "video", &since, ENOUGH).await;
     assert!(!patient.close_info().closed, "{:?}", patient.close_info());
+
+    // The refusal is in the audit trail as possible misuse, with the participant named.
+    let denied: Vec<Value> = s
+        .audit_entries(&sup, &room)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "access.denied"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("ice_restart_limited"))
+        })
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(denied[0].to_string().contains(&id), "{}", denied[0]);
     s.stop().await;
 }
