@@ -36,6 +36,7 @@ import { chromium, request } from "playwright-core";
 import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
+import { iceRestartScenario } from "./icerestart-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -276,7 +277,8 @@ async function waitForTileGone(page, participantId) {
  * @param {string} who
  * @param {string} url
  * @param {string | null} name null: a care-team seat's entry, which asks for no name
- * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[], locale?: string}} [opts]
+ * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[], locale?: string, initScript?: () => void}} [opts]
+ *   initScript: runs in the page before its own code (a test's instrument)
  *   locale: the browser's language (English by default; "zh-CN" gives the Chinese page)
  *   recordSignaling: every text frame the page receives on its WebSockets is appended here
  *   routeSignaling: pass the page's signaling WebSockets through Playwright, so the test can
@@ -292,6 +294,7 @@ async function openJoinPage(browser, who, url, name, opts = {}) {
     });
   }
   await context.grantPermissions(["camera", "microphone"], { origin: BASE });
+  if (opts.initScript) await context.addInitScript(opts.initScript);
   const page = await context.newPage();
   watchPage(page, who);
   pages.set(who, page);
@@ -1011,6 +1014,8 @@ async function main() {
       pages.delete("second-room-doctor");
       pages.delete("second-room-patient");
     });
+
+    await iceRestartScenario({ check, snap, browser: /** @type {import("playwright-core").Browser} */ (browser), http, openJoinPage, waitForState, waitForPlayingRemotes, enterToken, pages, base: BASE, username: USERNAME, password: PASSWORD, timeout: EVENT_TIMEOUT });
 
     await check("an observer joins without camera, sees and hears everyone, and leaves", { scenario: true }, async () => {
       if (!browser) throw new Error("no browser");

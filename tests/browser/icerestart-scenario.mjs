@@ -1,0 +1,139 @@
+// ICE restart (issue 19), as a scenario of the browser test (consultation.test.mjs calls it
+// after the main consultation's pages all play video).
+//
+// A doctor and a patient in a consultation of their own; the patient's page reports its ICE
+// `failed` (as Chromium does when the path dies: Wi-Fi to 4G). The page asks for an ICE restart
+// over signaling, the server offers fresh ICE credentials, Chromium restarts ICE on the same
+// peer connection, and video carries on both ways: the patient has the same participant id
+// and still one peer connection (no rejoin), and the doctor's tile of the patient showed
+// "Reconnecting" meanwhile and no longer does.
+//
+// The failure is reported, not caused: a test cannot take one page's UDP path away inside the
+// shared network namespace. Everything after the report is real (the request, the offer, ICE
+// on the browser and the server, the media).
+
+import assert from "node:assert/strict";
+
+/**
+ * @typedef {import("playwright-core").Page} Page
+ * @typedef {object} ScenarioContext
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(page: Page, name: string) => Promise<void>} snap
+ * @property {import("playwright-core").Browser} browser
+ * @property {import("playwright-core").APIRequestContext} http
+ * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null, opts?: {initScript?: () => void}) => Promise<Page>} openJoinPage
+ * @property {(page: Page, state: string, timeout?: number) => Promise<void>} waitForState
+ * @property {(page: Page, expectedRemotes: number) => Promise<void>} waitForPlayingRemotes
+ * @property {(http: import("playwright-core").APIRequestContext, auth: Record<string, string>, roomId: string) => Promise<string>} enterToken
+ * @property {Map<string, Page>} pages
+ * @property {string} base the server's origin
+ * @property {string} username the doctor's username
+ * @property {string} password
+ * @property {number} timeout how long to wait for something to show
+ */
+
+/** Keeps every RTCPeerConnection the page makes in `window.__pcs` (runs before the page's code). */
+function recordPeerConnections() {
+  const pcs = /** @type {RTCPeerConnection[]} */ ([]);
+  const Original = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Original {
+    /** @param {RTCConfiguration} [config] */
+    constructor(config) {
+      super(config);
+      pcs.push(this);
+    }
+  };
+  Object.assign(window, { __pcs: pcs });
+}
+
+/** @param {ScenarioContext} ctx */
+export async function iceRestartScenario(ctx) {
+  const { check, snap, browser, http, openJoinPage, waitForState, waitForPlayingRemotes, enterToken, pages, base, timeout } = ctx;
+  const S = "icerestart";
+  await check("the patient's path fails: ICE restarts over signaling, video carries on, no rejoin; the doctor sees Reconnecting meanwhile", { scenario: S }, async () => {
+    const login = await http.post("/api/v1/auth/login", { data: { username: ctx.username, password: ctx.password } });
+    assert.equal(login.status(), 200, `login status ${login.status()}`);
+    const auth = { Authorization: `Bearer ${(await login.json()).token}` };
+    const room = await http.post("/api/v1/rooms", { headers: auth, data: { title: "Path change", patient_ref: "MRN-0019", waiting_room: false } });
+    assert.ok(room.ok(), `create room status ${room.status()}`);
+    const roomId = (await room.json()).id;
+    const res = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role: "patient" } });
+    assert.ok(res.ok(), `create patient invite status ${res.status()}`);
+    const patientToken = (await res.json()).token;
+    const doctor = await openJoinPage(browser, "icerestart-doctor", `${base}/join#${await enterToken(http, auth, roomId)}`, null);
+    await waitForState(doctor, "in-room");
+    const patient = await openJoinPage(browser, "icerestart-patient", `${base}/join#${patientToken}`, "Chen Jing", { initScript: recordPeerConnections });
+    await waitForState(patient, "in-room");
+    await patient.locator("#consent-dialog[open]").waitFor({ timeout });
+    await patient.getByRole("button", { name: "Done", exact: true }).click();
+    await waitForPlayingRemotes(doctor, 1);
+    await waitForPlayingRemotes(patient, 1);
+
+    const patientId = await patient.$eval("#tiles .tile.tile-local", (t) => /** @type {HTMLElement} */ (t).dataset.participantId ?? "");
+    assert.ok(patientId);
+    // The doctor's page notes whether the patient's Reconnecting badge ever shows.
+    await doctor.evaluate((id) => {
+      const badge = document.querySelector(`#tiles .tile[data-participant-id="${id}"] .badge-reconnecting`);
+      if (!(badge instanceof HTMLElement)) throw new Error("no reconnecting badge on the patient's tile");
+      const seen = { shown: false };
+      Object.assign(window, { __reconnecting: seen });
+      new MutationObserver(() => {
+        if (!badge.hidden) seen.shown = true;
+      }).observe(badge, { attributes: true, attributeFilter: ["hidden"] });
+    }, patientId);
+    const before = await patient.evaluate(() => {
+      const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__pcs);
+      const pc = pcs[pcs.length - 1];
+      const ufrag = /a=ice-ufrag:(\S+)/.exec(pc.remoteDescription?.sdp ?? "")?.[1] ?? "";
+      Object.assign(window, { __firstUfrag: ufrag });
+      return { count: pcs.length, ufrag, state: pc.iceConnectionState };
+    });
+    assert.equal(before.count, 1, "one peer connection");
+    assert.ok(before.ufrag, "the server's ufrag");
+    assert.ok(["connected", "completed"].includes(before.state), before.state);
+
+    // ICE reports `failed` to the page, as when the path is gone.
+    await patient.evaluate(() => {
+      const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__pcs);
+      const pc = pcs[pcs.length - 1];
+      Object.defineProperty(pc, "iceConnectionState", { get: () => "failed", configurable: true });
+      pc.dispatchEvent(new Event("iceconnectionstatechange"));
+      delete (/** @type {any} */ (pc).iceConnectionState);
+    });
+
+    // The server's restart offer was applied (new ufrag) and ICE is up again on it.
+    await patient.waitForFunction(
+      () => {
+        const w = /** @type {any} */ (window);
+        const pc = /** @type {RTCPeerConnection} */ (w.__pcs[w.__pcs.length - 1]);
+        const ufrag = /a=ice-ufrag:(\S+)/.exec(pc.remoteDescription?.sdp ?? "")?.[1];
+        return ufrag !== undefined && ufrag !== w.__firstUfrag && ["connected", "completed"].includes(pc.iceConnectionState);
+      },
+      undefined,
+      { timeout, polling: 100 },
+    );
+    // The doctor saw the patient reconnecting, and now connected again.
+    await doctor.waitForFunction(
+      (id) => {
+        const badge = document.querySelector(`#tiles .tile[data-participant-id="${id}"] .badge-reconnecting`);
+        return /** @type {any} */ (window).__reconnecting.shown && badge instanceof HTMLElement && badge.hidden;
+      },
+      patientId,
+      { timeout, polling: 100 },
+    );
+    await waitForPlayingRemotes(doctor, 1);
+    await waitForPlayingRemotes(patient, 1);
+    const after = await patient.evaluate(() => /** @type {any} */ (window).__pcs.length);
+    assert.equal(after, 1, "still one peer connection: no rejoin");
+    assert.equal(await patient.$eval("#tiles .tile.tile-local", (t) => /** @type {HTMLElement} */ (t).dataset.participantId), patientId);
+    assert.equal(await patient.evaluate(() => document.body.dataset.state), "in-room");
+    await snap(doctor, "icerestart-doctor");
+
+    for (const [who, page] of [["icerestart-doctor", doctor], ["icerestart-patient", patient]]) {
+      await /** @type {Page} */ (page).locator("#leave-button").click();
+      await waitForState(/** @type {Page} */ (page), "ended", timeout);
+      await /** @type {Page} */ (page).context().close();
+      pages.delete(/** @type {string} */ (who));
+    }
+  });
+}
