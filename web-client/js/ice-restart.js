@@ -72,19 +72,14 @@ export class IceRestarter {
     }
   }
 
-  /** Asks now, whatever the state (a test hook and the server's word that the path is gone). */
-  restartNow() {
-    if (!this.#everConnected || this.#gaveUp) return;
-    this.#clearTimer();
-    this.#attempt();
-  }
-
   /** The server refused (`ice_restart_limited`): no more asking. */
   refused() {
     this.#giveUp();
   }
 
   #attempt() {
+    // A grace period still running (ICE went from disconnected to failed) ends here.
+    this.#clearTimer();
     if (this.#attempts >= MAX_ATTEMPTS) {
       this.#giveUp();
       return;

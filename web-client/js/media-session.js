@@ -79,19 +79,18 @@ export class MediaSession {
     };
   }
 
-  /** Whether a failed path is being (or can be) restarted rather than needing a rejoin. */
+  /**
+   * Whether a failed connection is ICE's, and being (or to be) restarted rather than needing a
+   * rejoin. Not when ICE is up (DTLS failed, say): a restart would not help.
+   */
   get iceRestartHandlesFailure() {
-    return this.#iceRestarter.handlesFailure;
+    const ice = this.#pc.iceConnectionState;
+    return this.#iceRestarter.handlesFailure && ice !== "connected" && ice !== "completed";
   }
 
   /** Whether an ICE restart is under way (the path is not back yet). */
   get iceRestarting() {
     return this.#iceRestarter.restarting;
-  }
-
-  /** Asks for an ICE restart now (the path is known to have changed). */
-  restartIce() {
-    this.#iceRestarter.restartNow();
   }
 
   /** The server refused a restart (`ice_restart_limited`): leave recovery to a rejoin. */
