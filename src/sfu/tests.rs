@@ -1007,6 +1007,32 @@ fn an_ice_restart_after_a_path_change_keeps_the_tracks_and_retires_the_old_ufrag
     assert!(frames(&w, &b, &a, MediaKind::Video).len() > b_from_a + 20);
     assert!(frames(&w, &b, &a, MediaKind::Audio).len() > audio + 20);
 
+    // Another change, another restart: a fresh ufrag again, named throughout the offer.
+    w.nat.insert(a_addr, "198.51.100.8:42000".parse().unwrap());
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::RestartIce {
+            participant: a.clone(),
+        },
+    );
+    w.run(3000);
+    let third = w.sfu.transport(&a).unwrap().local_ufrag.clone().unwrap();
+    assert!(third != new_ufrag && third != old_ufrag);
+    assert_eq!(worker_of_ufrag(&third), Some(9), "{third}");
+    for line in w.client(&a).offer_sdp.lines() {
+        if line.starts_with("a=candidate:") {
+            assert!(line.ends_with(&format!("ufrag {third}")), "{line}");
+        }
+        if let Some(u) = line.strip_prefix("a=ice-ufrag:") {
+            assert_eq!(u, third);
+        }
+    }
+    assert_eq!(connected(&w), 3);
+    let got = frames(&w, &a, &b, MediaKind::Video).len();
+    w.run(1000);
+    assert!(frames(&w, &a, &b, MediaKind::Video).len() > got + 20);
+    assert_eq!(w.sfu.by_ufrag.len(), 2, "a's newest ufrag and b's");
+
     w.leave(&a);
     w.leave(&b);
     w.run(10);

@@ -119,14 +119,9 @@ enum IceRestart {
     Idle,
     /// Goes into the next offer (the current one, if any, is answered first).
     Queued,
-    /// In the outstanding offer: the credentials it announced, and the ufrag str0m made for
-    /// the restart, which the offer's text names as ours instead. `again`: asked for once more
-    /// meanwhile, so the next offer restarts again.
-    Offered {
-        ours: IceCreds,
-        str0m_ufrag: String,
-        again: bool,
-    },
+    /// In the outstanding offer, which announced `ours` (str0m's random credentials, the
+    /// ufrag tagged). `again`: asked for once more meanwhile, so the next offer restarts again.
+    Offered { ours: IceCreds, again: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,9 +167,6 @@ pub struct Transport {
     /// The media worker's index (first in every local ufrag), set with the peer connection.
     worker: u8,
     restart: IceRestart,
-    /// After an ICE restart: the ufrag str0m made for it (which it still writes on local
-    /// candidates) and ours that replaced it; every later offer's text says ours.
-    ufrag_alias: Option<(String, String)>,
     ssrc_mid: HashMap<Ssrc, Mid>,
     /// Whose media of which kind this subscriber is not sent (the room decides: a huddle, a
     /// participant muted by the care team). Empty in most rooms, so the hot path pays one
@@ -216,7 +208,6 @@ impl Transport {
             next_offer_id: 1,
             worker: 0,
             restart: IceRestart::Idle,
-            ufrag_alias: None,
             ssrc_mid: HashMap::new(),
             blocked: Vec::new(),
         }
@@ -371,10 +362,8 @@ impl Transport {
             // them with our worker's tag in the ufrag instead, and `apply_answer` gives the
             // ICE agent those once str0m has restarted it.
             let str0m_creds = change.ice_restart(true);
-            let str0m_ufrag = str0m_creds.ufrag.clone();
             self.restart = IceRestart::Offered {
                 ours: super::stun::tagged(str0m_creds, self.worker),
-                str0m_ufrag,
                 again: false,
             };
         }
@@ -386,14 +375,14 @@ impl Transport {
         self.next_offer_id += 1;
         self.pending = Some((offer_id, pending));
         let mut sdp = offer.to_sdp_string();
-        if let Some((theirs, ours)) = &self.ufrag_alias {
-            sdp = rename_ufrag(&sdp, theirs, ours);
-        }
-        if let IceRestart::Offered {
-            ours, str0m_ufrag, ..
-        } = &self.restart
-        {
-            sdp = rename_ufrag(&sdp, str0m_ufrag, &ours.ufrag);
+        // The ufrag the offer is to name: a restart's, else the current one. str0m writes its
+        // own (the restart's random one) on the candidates, and on the session for a restart.
+        let ufrag = match &self.restart {
+            IceRestart::Offered { ours, .. } => Some(ours.ufrag.as_str()),
+            _ => self.local_ufrag.as_deref(),
+        };
+        if let Some(ufrag) = ufrag {
+            sdp = with_ufrag(&sdp, ufrag);
         }
         Some(OfferOut {
             offer_id,
@@ -504,10 +493,8 @@ impl Transport {
         if let Some(ours) = restart {
             // str0m restarted its ICE agent with the credentials it made; ours replace them
             // (same password, the ufrag tagged) before any check can arrive for the new path.
-            // Its local candidates keep naming its ufrag, which later offers rename.
-            let str0m_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+            // Its local candidates keep naming its ufrag, which every offer's text corrects.
             rtc.direct_api().set_local_ice_credentials(ours.clone());
-            self.ufrag_alias = Some((str0m_ufrag, ours.ufrag.clone()));
             outcome.retired_ufrag = self.local_ufrag.replace(ours.ufrag);
             self.connectivity = Connectivity::Restarting { since: now };
         }
@@ -566,14 +553,25 @@ impl Transport {
     }
 }
 
-/// `sdp` with the ICE ufrag `from` named `to` instead, where an ufrag is written: the
-/// `a=ice-ufrag` lines and the `ufrag` of candidates. `from` is 16 random characters, so it
-/// is found nowhere else in those lines.
-fn rename_ufrag(sdp: &str, from: &str, to: &str) -> String {
+/// `sdp` naming `ufrag` wherever an ICE ufrag is written: the `a=ice-ufrag` lines and the
+/// `ufrag` of candidates (str0m writes it last on the line).
+fn with_ufrag(sdp: &str, ufrag: &str) -> String {
     let mut out = String::with_capacity(sdp.len());
     for line in sdp.split_inclusive('\n') {
-        if line.starts_with("a=ice-ufrag:") || line.starts_with("a=candidate:") {
-            out.push_str(&line.replace(from, to));
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        if body.starts_with("a=ice-ufrag:") {
+            out.push_str("a=ice-ufrag:");
+            out.push_str(ufrag);
+            out.push_str(ending);
+        } else if let Some(at) = body
+            .strip_prefix("a=candidate:")
+            .and_then(|_| body.rfind(" ufrag "))
+            .filter(|at| !body[at + 7..].contains(' '))
+        {
+            out.push_str(&body[..at + 7]);
+            out.push_str(ufrag);
+            out.push_str(ending);
         } else {
             out.push_str(line);
         }

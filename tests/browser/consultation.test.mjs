@@ -36,7 +36,7 @@ import { chromium, request } from "playwright-core";
 import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
-import { iceRestartScenario } from "./icerestart-scenario.mjs";
+import { iceRestartScenario, recordPeerConnections } from "./icerestart-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -842,6 +842,7 @@ async function main() {
         viewport: { width: 390, height: 844 },
         recordSignaling: patientSignaling,
         locale: "zh-CN",
+        initScript: recordPeerConnections,
       });
       await waitForState(p.patient, "in-room");
       // The first thing the patient sees in the room: what they are asked to agree to.
@@ -1015,7 +1016,7 @@ async function main() {
       pages.delete("second-room-patient");
     });
 
-    await iceRestartScenario({ check, snap, browser: /** @type {import("playwright-core").Browser} */ (browser), http, openJoinPage, waitForState, waitForPlayingRemotes, enterToken, pages, base: BASE, username: USERNAME, password: PASSWORD, timeout: EVENT_TIMEOUT });
+    await iceRestartScenario({ check, snap, doctor: p.doctor, patient: p.patient, everyone: [p.doctor, p.patient, p.specialist], waitForPlayingRemotes, timeout: EVENT_TIMEOUT });
 
     await check("an observer joins without camera, sees and hears everyone, and leaves", { scenario: true }, async () => {
       if (!browser) throw new Error("no browser");
