@@ -53,10 +53,14 @@ export async function iceRestartScenario(ctx) {
     await doctor.evaluate((id) => {
       const badge = document.querySelector(`#tiles .tile[data-participant-id="${id}"] .badge-reconnecting`);
       if (!(badge instanceof HTMLElement)) throw new Error("no reconnecting badge on the patient's tile");
-      const seen = { shown: false };
+      // How many times it went from hidden to shown.
+      const seen = { shown: false, times: 0 };
+      let hidden = badge.hidden;
       Object.assign(window, { __reconnecting: seen });
       new MutationObserver(() => {
-        if (!badge.hidden) seen.shown = true;
+        if (hidden && !badge.hidden) seen.times += 1;
+        hidden = badge.hidden;
+        seen.shown = seen.times > 0;
       }).observe(badge, { attributes: true, attributeFilter: ["hidden"] });
     }, patientId);
     const before = await patient.evaluate(() => {
@@ -104,6 +108,11 @@ export async function iceRestartScenario(ctx) {
     assert.equal(after, before.count, "the same peer connection: no rejoin");
     assert.equal(await patient.$eval("#tiles .tile.tile-local", (t) => /** @type {HTMLElement} */ (t).dataset.participantId), patientId);
     assert.equal(await patient.evaluate(() => document.body.dataset.state), "in-room");
+    // One restart was enough: the page does not ask again once media flows (its first retry
+    // would come 5 s after asking).
+    await patient.waitForTimeout(6000);
+    assert.equal(await doctor.evaluate(() => /** @type {any} */ (window).__reconnecting.times), 1, "the patient was shown reconnecting once");
+    assert.equal(await patient.evaluate(() => /** @type {any} */ (window).__pcs.length), before.count, "no rejoin later either");
     await snap(doctor, "icerestart-doctor");
   });
 }

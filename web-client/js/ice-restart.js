@@ -19,6 +19,7 @@ export const FIRST_RETRY_MS = 5000;
 /**
  * @typedef {object} IceRestartHooks
  * @property {() => boolean} request sends `ice_restart`; false if it could not be sent now
+ * @property {() => RTCIceConnectionState} state the peer connection's ICE state now
  * @property {(restarting: boolean) => void} onRestarting a restart began, or media flows again
  * @property {() => void} onGiveUp every attempt failed: the caller takes over
  */
@@ -72,6 +73,16 @@ export class IceRestarter {
     }
   }
 
+  /**
+   * An offer was applied (a restart's, maybe): ICE that is up now, with no event to come
+   * (a browser whose old path still worked stays `connected` through the restart), ends it.
+   */
+  offerApplied() {
+    if (!this.#restarting) return;
+    const now = this.#hooks.state();
+    if (now === "connected" || now === "completed") this.onIceState(now);
+  }
+
   /** The server refused (`ice_restart_limited`): no more asking. */
   refused() {
     this.#giveUp();
@@ -91,10 +102,14 @@ export class IceRestarter {
       this.#hooks.onRestarting(true);
     }
     this.#hooks.request();
-    // Not connected again by then: ask again (or give up after the last attempt).
+    // Not connected again by then: ask again (or give up after the last attempt). A browser
+    // whose old path still worked may never leave `connected` through a restart, and so
+    // never say so with an event: its state now is what counts.
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      this.#attempt();
+      const now = this.#hooks.state();
+      if (now === "connected" || now === "completed") this.onIceState(now);
+      else this.#attempt();
     }, delay);
   }
 

@@ -67,6 +67,7 @@ export class MediaSession {
         this.#hooks.requestIceRestart();
         return true;
       },
+      state: () => this.#pc.iceConnectionState,
       onRestarting: (on) => {
         if (!this.#closed) this.#hooks.onIceRestarting?.(on);
       },
@@ -153,6 +154,7 @@ export class MediaSession {
     const answer = await this.#pc.createAnswer();
     await this.#pc.setLocalDescription(answer);
     this.#reportRemoteTracks();
+    this.#iceRestarter.offerApplied();
     // No trickle: the server is ICE-lite and learns our address from our connectivity checks,
     // so the answer as created is complete.
     return this.#pc.localDescription?.sdp ?? answer.sdp ?? "";
