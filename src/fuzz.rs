@@ -117,7 +117,8 @@ pub fn stun(data: &[u8]) {
 
 /// A client's SDP answer to the server's offer, applied to a new transport of a real `Sfu`;
 /// then the remaining bytes, in chunks of at most 1,500, as datagrams from the client's address;
-/// then the transport is removed, and the `Sfu` must hold nothing of it.
+/// then an ICE restart is asked for and its offer answered with the same text (the datagrams
+/// again after it), then the transport is removed, and the `Sfu` must hold nothing of it.
 ///
 /// One `Sfu` per thread serves every input: building one generates its DTLS certificate, which
 /// cost more than everything else together (43 inputs a second instead of thousands). Reusing
@@ -169,6 +170,33 @@ pub fn sdp_answer(data: &[u8]) {
             );
             for datagram in datagrams.chunks(1500) {
                 sfu.handle_receive(now, client, datagram);
+            }
+            // An ICE restart answered with the same text: the retired ufrag and addresses
+            // must go from the routes, and the new ones with the transport.
+            sfu.handle_command(
+                now,
+                SfuCommand::RestartIce {
+                    participant: participant.clone(),
+                },
+            );
+            let mut restart_offer = None;
+            while let Some(event) = sfu.poll_event() {
+                if let SfuEvent::Offer { offer, .. } = event {
+                    restart_offer = Some(offer.offer_id);
+                }
+            }
+            if let Some(offer_id) = restart_offer {
+                sfu.handle_command(
+                    now,
+                    SfuCommand::Answer {
+                        participant: participant.clone(),
+                        offer_id,
+                        answer: Answer::parse(sdp),
+                    },
+                );
+                for datagram in datagrams.chunks(1500) {
+                    sfu.handle_receive(now, client, datagram);
+                }
             }
         }
         sfu.handle_command(now, SfuCommand::RemoveTransport { participant });

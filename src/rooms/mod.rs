@@ -7,6 +7,7 @@
 //! [`RoomManager`] starts room tasks on demand and enforces the per-server room limit.
 
 mod clock;
+mod ice_restart;
 mod lobby;
 mod notice;
 mod participant;
@@ -34,6 +35,7 @@ use crate::records::RecordView;
 use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 
 pub use clock::{ManualClock, RoomClock};
+pub use ice_restart::{ICE_RESTART_WINDOW, MAX_ICE_RESTARTS};
 pub use notice::{
     Connection, ConsentState, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack,
     ParticipantInfo, Presenting, Problem, Queue, TrackKind, TrackSource, WaiterInfo, Waiting,
@@ -134,6 +136,11 @@ pub enum RoomCommand {
         state: MediaState,
     },
     Leave {
+        participant: ParticipantId,
+        conn: u64,
+    },
+    /// The participant's media path changed or failed: restart its ICE.
+    IceRestart {
         participant: ParticipantId,
         conn: u64,
     },

@@ -10,7 +10,8 @@ use crate::domain::role::Role;
 use crate::records::RecordView;
 use crate::storage::{AnnotationRecord, ChatRecord, DocumentRecord};
 
-/// Whether a participant's signaling connection is up, as the others are told.
+/// Whether a participant is reachable, as the others are told: `Reconnecting` while their
+/// signaling connection is lost (until resumed) or while their media path restarts ICE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connection {
     Connected,
@@ -195,6 +196,8 @@ pub enum Problem {
     ScreenShareBusy,
     /// Their media connection is not up yet: nothing to share a screen on.
     MediaNotReady,
+    /// More ICE restarts than a participant may ask for in a while.
+    IceRestartLimited,
 }
 
 /// A message from the room to one participant.

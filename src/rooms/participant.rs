@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use str0m::media::MediaKind;
 
+use super::ice_restart::{IceRestarts, MediaLink};
 use super::{Connection, Farewell, Notice, Outbound, ParticipantInfo, Publish, SessionLink};
 use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{InviteId, ParticipantId, UserId};
@@ -47,10 +48,13 @@ pub struct Participant {
     pub resume_nonce: u64,
     /// The offer the client owes an answer to, kept to re-send after a resume.
     pub pending_offer: Option<(u64, Notice)>,
-    /// Their peer connection came up (ICE and DTLS): a screen share can be negotiated on it.
-    pub media_connected: bool,
     /// Screen shares started on this connection (see `MAX_SCREEN_SHARES_PER_CONNECTION`).
     pub screens_shared: u32,
+    /// Their media link (an ICE restart shows them as reconnecting; a screen share can be
+    /// negotiated once it has come up).
+    pub media: MediaLink,
+    /// The ICE restarts they were granted lately.
+    pub ice_restarts: IceRestarts,
     /// Set when a message could not be queued on the current connection: nothing more is
     /// queued there, and the room treats the connection as lost at the end of what it is doing
     /// ([`Participant::overflowed`]). A `OnceLock` (not a `Cell`) because the room's future
@@ -104,8 +108,9 @@ impl Participant {
             presence: Presence::Connected(link),
             resume_nonce: 1,
             pending_offer: None,
-            media_connected: false,
             screens_shared: 0,
+            media: MediaLink::Connecting,
+            ice_restarts: IceRestarts::default(),
             undeliverable: OnceLock::new(),
         }
     }
@@ -120,6 +125,9 @@ impl Participant {
             video_off: self.video_off,
             held: self.held,
             connection: match self.presence {
+                Presence::Connected(_) if self.media == MediaLink::Restarting => {
+                    Connection::Reconnecting
+                }
                 Presence::Connected(_) => Connection::Connected,
                 Presence::Reconnecting { .. } => Connection::Reconnecting,
             },

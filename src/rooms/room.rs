@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod screen;
 
+use super::ice_restart::{IceRestartRefused, MediaLink};
 use super::lobby::{Lobby, Waiter};
 use super::participant::{Participant, Presence};
 use super::{
@@ -327,6 +328,9 @@ impl Room {
                 p.video_off = state.video_off;
                 let view = p.info();
                 self.broadcast_except(&participant, Notice::ParticipantUpdated(view));
+            }
+            RoomCommand::IceRestart { participant, conn } => {
+                self.ice_restart(participant, conn).await;
             }
             RoomCommand::Leave { participant, conn } => {
                 // Also from a connection the room already found gone: the session sent its
@@ -983,6 +987,47 @@ impl Room {
             .await;
     }
 
+    /// The participant's media path changed or failed: the media core restarts ICE (a new
+    /// offer follows), and the others see them reconnecting until ICE is up again. At most
+    /// [`super::MAX_ICE_RESTARTS`] a window; a refusal past that may be a client in a loop, and is
+    /// audited.
+    async fn ice_restart(&mut self, participant: ParticipantId, conn: u64) {
+        let now = self.settings.clock.now();
+        let Some(p) = self.find_mut(&participant).filter(|p| p.is_conn(conn)) else {
+            return;
+        };
+        let link = p.media;
+        if let Err(refusal) = p.ice_restarts.grant(link, now) {
+            match refusal {
+                IceRestartRefused::NotConnected => {
+                    p.send(Notice::refused(Problem::Invalid, refusal.to_string()));
+                }
+                IceRestartRefused::TooMany => {
+                    p.send(Notice::refused(
+                        Problem::IceRestartLimited,
+                        refusal.to_string(),
+                    ));
+                    if let Some(p) = self.find(&participant) {
+                        self.refused(p, "ice_restart_limited").await;
+                    }
+                }
+            }
+            return;
+        }
+        p.media = MediaLink::Restarting;
+        let view = p.info();
+        let _ = self
+            .media
+            .command(SfuCommand::RestartIce {
+                participant: participant.clone(),
+            })
+            .await;
+        tracing::info!(room = %self.record.id, participant = %participant, "ICE restart");
+        if link != MediaLink::Restarting {
+            self.broadcast_except(&participant, Notice::ParticipantUpdated(view));
+        }
+    }
+
     async fn handle_media(&mut self, event: SfuEvent) {
         match event {
             SfuEvent::Offer {
@@ -1028,10 +1073,19 @@ impl Room {
                 }
             }
             SfuEvent::Connected { participant, .. } => {
-                if let Some(p) = self.find_mut(&participant) {
-                    p.media_connected = true;
+                let Some(p) = self.find_mut(&participant) else {
+                    return;
+                };
+                let restarted = p.media == MediaLink::Restarting;
+                p.media = MediaLink::Connected;
+                if restarted {
+                    // Back on a working path: the others see them connected again.
+                    let view = p.info();
+                    self.broadcast_except(&participant, Notice::ParticipantUpdated(view));
+                    tracing::info!(room = %self.record.id, participant = %participant, "media connected again after an ICE restart");
+                } else {
+                    tracing::info!(room = %self.record.id, participant = %participant, "media connected");
                 }
-                tracing::info!(room = %self.record.id, participant = %participant, "media connected");
             }
             SfuEvent::Failed {
                 participant,

@@ -129,6 +129,13 @@ pub enum SfuCommand {
         participant: ParticipantId,
         blocked: Vec<(ParticipantId, MediaKind)>,
     },
+    /// The participant's path changed or failed: restart ICE. An `Offer` with fresh local ICE
+    /// credentials follows (after the outstanding one is answered, if any); once ICE connects
+    /// on the new path, `Connected` again. DTLS, SRTP and every track are kept. Ignored for a
+    /// participant with no negotiated peer connection.
+    RestartIce {
+        participant: ParticipantId,
+    },
 }
 
 /// What the media core tells rooms.
@@ -145,7 +152,7 @@ pub enum SfuEvent {
         offer_id: u64,
         error: AnswerError,
     },
-    /// ICE and DTLS are up: media can flow.
+    /// ICE and DTLS are up: media can flow. Also when ICE is up again after a restart.
     Connected {
         room: RoomId,
         participant: ParticipantId,
@@ -433,8 +440,23 @@ impl Sfu {
                     t.blocked = blocked;
                 }
             }
+            SfuCommand::RestartIce { participant } => self.restart_ice(participant),
         }
         self.drive(now);
+    }
+
+    fn restart_ice(&mut self, participant: ParticipantId) {
+        let Some(key) = self.transports.key_of(&participant) else {
+            return;
+        };
+        let Some(t) = self.transports.get_mut(key) else {
+            return;
+        };
+        if !t.request_ice_restart() {
+            tracing::debug!(participant = %participant, "ICE restart asked before any negotiation; ignored");
+            return;
+        }
+        self.negotiate(key);
     }
 
     /// One datagram from the media socket.
@@ -552,6 +574,11 @@ impl Sfu {
                 {
                     Some(FailReason::Lost)
                 }
+                Connectivity::Restarting { since }
+                    if now.duration_since(since) > ICE_CONNECT_TIMEOUT =>
+                {
+                    Some(FailReason::Lost)
+                }
                 Connectivity::Unnegotiated | Connectivity::New { .. } if !alive => {
                     Some(FailReason::NeverConnected)
                 }
@@ -616,6 +643,16 @@ impl Sfu {
             }
         };
         Self::mark_dirty(&mut self.dirty, key, t);
+        if let Some(old) = outcome.retired_ufrag {
+            // ICE restarted: the old ufrag routes nothing any more, and every address must
+            // pass a check naming the new one (the path changed: the old addresses are stale).
+            self.by_ufrag.remove(&old);
+            if let Some(new) = &t.local_ufrag {
+                self.by_ufrag.insert(new.clone(), key);
+            }
+            self.by_addr.retain(|_, k| *k != key);
+            self.by_tcp_addr.retain(|_, k| *k != key);
+        }
         if let Some(router) = self.routers.get_mut(&room) {
             for (mid, kind, source) in outcome.new_producers {
                 let producer = ProducerKey { owner: key, mid };
@@ -876,6 +913,15 @@ impl Sfu {
                     });
                 }
             }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self
+                .transports
+                .get(key)
+                .is_some_and(|t| matches!(t.connectivity, Connectivity::Restarting { .. })) =>
+            {
+                self.ice_restarted(now, key);
+            }
             Event::IceConnectionStateChange(state) => {
                 if let Some(t) = self.transports.get_mut(key) {
                     let was_lost = matches!(t.connectivity, Connectivity::Disconnected { .. });
@@ -897,6 +943,28 @@ impl Sfu {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// ICE is up again on the participant's new path: the room is told, and every video it
+    /// receives starts again at a keyframe (what was in flight on the old path is lost).
+    fn ice_restarted(&mut self, now: Instant, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(key) else {
+            return;
+        };
+        t.connectivity = Connectivity::Connected;
+        self.events.push_back(SfuEvent::Connected {
+            room: t.room.clone(),
+            participant: t.id.clone(),
+        });
+        let video: Vec<ProducerKey> = t
+            .consumers
+            .iter()
+            .filter(|c| c.kind == MediaKind::Video && matches!(c.state, ConsumerState::Open(_)))
+            .map(|c| c.source)
+            .collect();
+        for source in video {
+            self.request_keyframe(now, source);
         }
     }
 

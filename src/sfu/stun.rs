@@ -49,7 +49,12 @@ pub fn local_ufrag(datagram: &[u8]) -> Option<&str> {
 /// ufrag (14 characters of 60) stays random: ufrags must be unique, not secret (the password is
 /// the secret, and keeps all its randomness).
 pub fn worker_credentials(worker: u8) -> IceCreds {
-    let mut creds = IceCreds::new();
+    tagged(IceCreds::new(), worker)
+}
+
+/// `creds` with the ufrag's first two characters replaced by `worker`'s index in hex: how an
+/// ICE restart's credentials (str0m makes them random) keep naming the worker.
+pub fn tagged(mut creds: IceCreds, worker: u8) -> IceCreds {
     let rest = creds.ufrag.get(2..).unwrap_or_default();
     creds.ufrag = format!("{worker:02x}{rest}");
     creds

@@ -107,6 +107,9 @@ struct World {
     rtp_dropped: u64,
     /// Connected clients send media (cleared to measure what quiet peer connections cost).
     publishing: bool,
+    /// A NAT in front of some clients: their address → the address the server sees (a
+    /// path change rebinds it).
+    nat: HashMap<SocketAddr, SocketAddr>,
 }
 
 impl World {
@@ -124,6 +127,7 @@ impl World {
             rtp_seen: 0,
             rtp_dropped: 0,
             publishing: true,
+            nat: HashMap::new(),
         }
     }
 
@@ -219,7 +223,8 @@ impl World {
                     match c.rtc.poll_output().unwrap() {
                         Output::Timeout(_) => break,
                         Output::Transmit(t) if !c.blocked => {
-                            self.to_server.push_back((c.addr, t.contents.to_vec()))
+                            let seen = self.nat.get(&c.addr).copied().unwrap_or(c.addr);
+                            self.to_server.push_back((seen, t.contents.to_vec()))
                         }
                         Output::Transmit(_) => {}
                         Output::Event(e) => on_client_event(c, e),
@@ -243,7 +248,9 @@ impl World {
             self.sfu.handle_timeout(self.now);
             // Server → clients.
             while let Some(t) = self.sfu.poll_transmit() {
-                if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
+                let nat = &self.nat;
+                let seen = |c: &Client| nat.get(&c.addr).copied().unwrap_or(c.addr);
+                if let Some(c) = self.clients.iter_mut().find(|c| seen(c) == t.destination) {
                     let input = Input::Receive(
                         self.now,
                         Receive::new(str0m::net::Protocol::Udp, server, c.addr, &t.contents)
@@ -985,4 +992,175 @@ fn a_screen_share_is_renegotiated_in_and_out_and_leaves_nothing_behind() {
     w.leave(&patient);
     w.run(100);
     assert!(w.sfu.holds_nothing());
+}
+/// A path change: the NAT in front of `a` rebinds (new source address), its old address
+/// goes dead, and `a` asks for an ICE restart. The restart's offer keeps the worker's tag in
+/// the ufrag and every m-line; once answered, the old ufrag routes nothing, media flows both
+/// ways on the new path, and the room is told `Connected` again.
+#[test]
+fn an_ice_restart_after_a_path_change_keeps_the_tracks_and_retires_the_old_ufrag() {
+    let mut w = World::new();
+    w.sfu = Sfu::with_addrs(
+        &LocalAddrs {
+            udp: vec![SERVER.parse().unwrap()],
+            tcp: Vec::new(),
+            worker: 9,
+        },
+        w.now,
+    );
+    let a = w.join(0x71);
+    let b = w.join(0x72);
+    w.run(2000);
+    let connected = |w: &World| {
+        w.events
+            .iter()
+            .filter(|e| matches!(e, SfuEvent::Connected { participant, .. } if participant == &a))
+            .count()
+    };
+    assert_eq!(connected(&w), 1);
+    let old_ufrag = w.sfu.transport(&a).unwrap().local_ufrag.clone().unwrap();
+    let mids_before = w.client(&a).mids.clone();
+    let consumers_before = w.sfu.transport(&a).unwrap().consumers.len();
+    assert_eq!(consumers_before, 2, "b's audio and video");
+
+    // Wi-Fi to 4G: a's datagrams now come from elsewhere; its old address is gone.
+    let a_addr = w.client(&a).addr;
+    w.nat.insert(a_addr, "198.51.100.7:41000".parse().unwrap());
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::RestartIce {
+            participant: a.clone(),
+        },
+    );
+    w.run(3000);
+
+    let t = w.sfu.transport(&a).unwrap();
+    let new_ufrag = t.local_ufrag.clone().unwrap();
+    assert_ne!(new_ufrag, old_ufrag);
+    assert_eq!(worker_of_ufrag(&new_ufrag), Some(9), "{new_ufrag}");
+    assert!(!t.ice_restart_pending());
+    let offered = w
+        .client(&a)
+        .offer_sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .collect::<Vec<_>>();
+    assert!(
+        !offered.is_empty() && offered.iter().all(|u| *u == new_ufrag),
+        "{offered:?}"
+    );
+    for line in w.client(&a).offer_sdp.lines() {
+        if line.starts_with("a=candidate:") {
+            assert!(line.ends_with(&format!("ufrag {new_ufrag}")), "{line}");
+        }
+    }
+    // The same m-lines and consumers: nothing was renegotiated but ICE.
+    assert_eq!(w.client(&a).mids, mids_before);
+    assert_eq!(t.consumers.len(), consumers_before);
+    assert!(
+        t.consumers
+            .iter()
+            .all(|c| matches!(c.state, ConsumerState::Open(_)))
+    );
+    assert_eq!(t.connectivity, Connectivity::Connected);
+    assert_eq!(connected(&w), 2, "connected again after the restart");
+    // The old ufrag routes nothing; the new one routes to a; a's old address is forgotten.
+    assert!(!w.sfu.by_ufrag.contains_key(&old_ufrag));
+    assert!(w.sfu.by_ufrag.contains_key(&new_ufrag));
+    assert!(!w.sfu.by_addr.contains_key(&a_addr));
+    let unrouted = w.sfu.stats().datagrams_unrouted;
+    // A binding request naming the old ufrag, padded as on the wire.
+    let username = format!("{old_ufrag}:peer");
+    let body = 4 + username.len().next_multiple_of(4);
+    let mut stun = vec![0x00, 0x01, 0x00, body as u8, 0x21, 0x12, 0xA4, 0x42];
+    stun.extend_from_slice(&[7; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, username.len() as u8]);
+    stun.extend_from_slice(username.as_bytes());
+    stun.resize(20 + body, 0);
+    assert_eq!(local_ufrag(&stun), Some(old_ufrag.as_str()));
+    let stranger: SocketAddr = "203.0.113.5:5000".parse().unwrap();
+    w.sfu.handle_receive(w.now, stranger, &stun);
+    assert_eq!(w.sfu.stats().datagrams_unrouted, unrouted + 1);
+
+    // Media flows both ways on the new path.
+    let (a_from_b, b_from_a) = (
+        frames(&w, &a, &b, MediaKind::Video).len(),
+        frames(&w, &b, &a, MediaKind::Video).len(),
+    );
+    let audio = frames(&w, &b, &a, MediaKind::Audio).len();
+    w.run(1000);
+    assert!(frames(&w, &a, &b, MediaKind::Video).len() > a_from_b + 20);
+    assert!(frames(&w, &b, &a, MediaKind::Video).len() > b_from_a + 20);
+    assert!(frames(&w, &b, &a, MediaKind::Audio).len() > audio + 20);
+
+    // Another change, another restart: a fresh ufrag again, named throughout the offer.
+    w.nat.insert(a_addr, "198.51.100.8:42000".parse().unwrap());
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::RestartIce {
+            participant: a.clone(),
+        },
+    );
+    w.run(3000);
+    let third = w.sfu.transport(&a).unwrap().local_ufrag.clone().unwrap();
+    assert!(third != new_ufrag && third != old_ufrag);
+    assert_eq!(worker_of_ufrag(&third), Some(9), "{third}");
+    for line in w.client(&a).offer_sdp.lines() {
+        if line.starts_with("a=candidate:") {
+            assert!(line.ends_with(&format!("ufrag {third}")), "{line}");
+        }
+        if let Some(u) = line.strip_prefix("a=ice-ufrag:") {
+            assert_eq!(u, third);
+        }
+    }
+    assert_eq!(connected(&w), 3);
+    let got = frames(&w, &a, &b, MediaKind::Video).len();
+    w.run(1000);
+    assert!(frames(&w, &a, &b, MediaKind::Video).len() > got + 20);
+    assert_eq!(w.sfu.by_ufrag.len(), 2, "a's newest ufrag and b's");
+
+    w.leave(&a);
+    w.leave(&b);
+    w.run(10);
+    assert!(w.sfu.holds_nothing());
+}
+
+/// A restart asked for while an offer is outstanding waits for its answer; one asked for
+/// before any negotiation is ignored.
+#[test]
+fn an_ice_restart_waits_for_the_outstanding_offer_and_needs_a_negotiation() {
+    let mut w = World::new();
+    let a = w.join(0x81);
+    // a's first offer is outstanding (not answered until the world runs).
+    assert!(w.sfu.transport(&a).unwrap().offer_outstanding());
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::RestartIce {
+            participant: a.clone(),
+        },
+    );
+    assert!(
+        !w.sfu.transport(&a).unwrap().ice_restart_pending(),
+        "nothing negotiated yet: nothing to restart"
+    );
+    w.run(1500);
+    let b = w.join(0x82);
+    w.run(1);
+    // b's arrival made an offer to a; a restart now queues behind it.
+    let first = w.sfu.transport(&a).unwrap().local_ufrag.clone();
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::RestartIce {
+            participant: a.clone(),
+        },
+    );
+    assert!(w.sfu.transport(&a).unwrap().ice_restart_pending());
+    w.run(3000);
+    let t = w.sfu.transport(&a).unwrap();
+    assert!(!t.ice_restart_pending());
+    assert_ne!(t.local_ufrag, first);
+    assert_eq!(t.consumers.len(), 2);
+    let got = frames(&w, &a, &b, MediaKind::Video).len();
+    w.run(1000);
+    assert!(frames(&w, &a, &b, MediaKind::Video).len() > got + 20);
 }

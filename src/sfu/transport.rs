@@ -12,7 +12,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
 use str0m::rtp::{Extension, ExtensionMap};
-use str0m::{Candidate, Rtc, RtcConfig};
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use super::forwarder::Forwarder;
 use super::keyframe::VideoCodec;
@@ -126,6 +126,22 @@ pub struct AnswerOutcome {
     pub new_producers: Vec<(Mid, MediaKind, TrackSource)>,
     /// Video consumers that just opened: their producers owe them a keyframe.
     pub opened_video: Vec<ProducerKey>,
+    /// The answer completed an ICE restart: the local ufrag it retired (no longer to route).
+    pub retired_ufrag: Option<String>,
+}
+
+/// An ICE restart the participant asked for (see [`Transport::request_ice_restart`]). The
+/// server offers it with fresh local credentials whose ufrag keeps the worker's tag; DTLS,
+/// SRTP and every m-line stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum IceRestart {
+    #[default]
+    Idle,
+    /// Goes into the next offer (the current one, if any, is answered first).
+    Queued,
+    /// In the outstanding offer, which announced `ours` (str0m's random credentials, the
+    /// ufrag tagged). `again`: asked for once more meanwhile, so the next offer restarts again.
+    Offered { ours: IceCreds, again: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +154,10 @@ pub enum Connectivity {
     },
     Connected,
     Disconnected {
+        since: Instant,
+    },
+    /// An ICE restart's answer was applied at `since`; ICE is checking the new path.
+    Restarting {
         since: Instant,
     },
 }
@@ -166,6 +186,9 @@ pub struct Transport {
     pub dirty: bool,
     pending: Option<(u64, SdpPendingOffer)>,
     next_offer_id: u64,
+    /// The media worker's index (first in every local ufrag), set with the peer connection.
+    worker: u8,
+    restart: IceRestart,
     ssrc_mid: HashMap<Ssrc, Mid>,
     /// Whose media of which kind this subscriber is not sent (the room decides: a huddle, a
     /// participant muted by the care team). Empty in most rooms, so the hot path pays one
@@ -206,6 +229,8 @@ impl Transport {
             dirty: false,
             pending: None,
             next_offer_id: 1,
+            worker: 0,
+            restart: IceRestart::Idle,
             ssrc_mid: HashMap::new(),
             blocked: Vec::new(),
         }
@@ -219,6 +244,7 @@ impl Transport {
         let connectivity = match self.connectivity {
             Connectivity::New { since } => Some(since + ICE_CONNECT_TIMEOUT),
             Connectivity::Disconnected { since } => Some(since + ICE_DISCONNECT_GRACE),
+            Connectivity::Restarting { since } => Some(since + ICE_CONNECT_TIMEOUT),
             Connectivity::Connected | Connectivity::Unnegotiated => None,
         };
         Some(match connectivity {
@@ -242,6 +268,7 @@ impl Transport {
         let own = self.next_offer_id == 1 && (self.publish.audio || self.publish.video);
         let screen = matches!(self.screen, ScreenIn::ToOpen | ScreenIn::ToStop(_));
         own || screen
+            || self.restart == IceRestart::Queued
             || self
                 .consumers
                 .iter()
@@ -278,6 +305,7 @@ impl Transport {
             rtc.add_local_candidate(c.clone());
         }
         self.local_ufrag = Some(rtc.direct_api().local_ice_credentials().ufrag);
+        self.worker = worker;
         self.rtc = Some(Box::new(rtc));
         self.next_timeout = now;
         true
@@ -411,6 +439,16 @@ impl Transport {
                 _ => {}
             }
         }
+        if self.restart == IceRestart::Queued {
+            // str0m makes the restart's credentials itself, at random; the offer announces
+            // them with our worker's tag in the ufrag instead, and `apply_answer` gives the
+            // ICE agent those once str0m has restarted it.
+            let str0m_creds = change.ice_restart(true);
+            self.restart = IceRestart::Offered {
+                ours: super::stun::tagged(str0m_creds, self.worker),
+                again: false,
+            };
+        }
         if !change.has_changes() {
             // A stop that changed nothing (the m-line was inactive already) is done.
             if let ScreenIn::NegotiatingStop(_) = self.screen {
@@ -426,12 +464,48 @@ impl Transport {
             ScreenIn::Negotiating(m) | ScreenIn::Open(m) => Some(m.to_string()),
             _ => None,
         };
+        let mut sdp = offer.to_sdp_string();
+        // The ufrag the offer is to name: a restart's, else the current one. str0m writes its
+        // own (the restart's random one) on the candidates, and on the session for a restart.
+        let ufrag = match &self.restart {
+            IceRestart::Offered { ours, .. } => Some(ours.ufrag.as_str()),
+            _ => self.local_ufrag.as_deref(),
+        };
+        if let Some(ufrag) = ufrag {
+            sdp = with_ufrag(&sdp, ufrag);
+        }
         Some(OfferOut {
             offer_id,
-            sdp: offer.to_sdp_string(),
+            sdp,
             tracks: self.track_infos(),
             screen_mid,
         })
+    }
+
+    /// Asks for an ICE restart (the participant's path changed or failed): offered at once if
+    /// no offer is outstanding, else right after its answer. False, and nothing done, when
+    /// there is no negotiated peer connection to restart. Asking again while one is queued
+    /// changes nothing; while one is offered, queues another after it.
+    pub fn request_ice_restart(&mut self) -> bool {
+        if self.rtc.is_none() || self.connectivity == Connectivity::Unnegotiated {
+            return false;
+        }
+        match &mut self.restart {
+            IceRestart::Idle => self.restart = IceRestart::Queued,
+            IceRestart::Queued => {}
+            IceRestart::Offered { again, .. } => *again = true,
+        }
+        true
+    }
+
+    /// Whether an offer waits for its answer.
+    pub fn offer_outstanding(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether an ICE restart is queued or offered and not answered yet.
+    pub fn ice_restart_pending(&self) -> bool {
+        self.restart != IceRestart::Idle
     }
 
     /// Every m-line on which the server sends, with whose track it carries.
@@ -476,6 +550,19 @@ impl Transport {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
+        let restart = match std::mem::take(&mut self.restart) {
+            IceRestart::Offered { ours, again, .. } => {
+                // Asked for again while this one was out: the next offer restarts once more.
+                if again || accepted.is_err() {
+                    self.restart = IceRestart::Queued;
+                }
+                Some(ours)
+            }
+            other => {
+                self.restart = other;
+                None
+            }
+        };
         if let Err(e) = accepted {
             // The offer is spent; put its changes back so the next offer carries them again.
             // No answer accepted yet means this offer carried the participant's own m-lines.
@@ -500,6 +587,14 @@ impl Transport {
             self.connectivity = Connectivity::New { since: now };
         }
         let mut outcome = AnswerOutcome::default();
+        if let Some(ours) = restart {
+            // str0m restarted its ICE agent with the credentials it made; ours replace them
+            // (same password, the ufrag tagged) before any check can arrive for the new path.
+            // Its local candidates keep naming its ufrag, which every offer's text corrects.
+            rtc.direct_api().set_local_ice_credentials(ours.clone());
+            outcome.retired_ufrag = self.local_ufrag.replace(ours.ufrag);
+            self.connectivity = Connectivity::Restarting { since: now };
+        }
         for c in &mut self.consumers {
             if let ConsumerState::Negotiating(m) = c.state {
                 c.state = ConsumerState::Open(m);
@@ -576,6 +671,32 @@ impl Transport {
     pub fn consumer_by_mid(&self, mid: Mid) -> Option<&Consumer> {
         self.consumers.iter().find(|c| c.state.mid() == Some(mid))
     }
+}
+
+/// `sdp` naming `ufrag` wherever an ICE ufrag is written: the `a=ice-ufrag` lines and the
+/// `ufrag` of candidates (str0m writes it last on the line).
+fn with_ufrag(sdp: &str, ufrag: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        if body.starts_with("a=ice-ufrag:") {
+            out.push_str("a=ice-ufrag:");
+            out.push_str(ufrag);
+            out.push_str(ending);
+        } else if let Some(at) = body
+            .strip_prefix("a=candidate:")
+            .and_then(|_| body.rfind(" ufrag "))
+            .filter(|at| !body[at + 7..].contains(' '))
+        {
+            out.push_str(&body[..at + 7]);
+            out.push_str(ufrag);
+            out.push_str(ending);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// The RTP header extensions offered to every peer: str0m's standard set without

@@ -178,6 +178,8 @@ pub enum ClientMessage {
     Remove(Moderate),
     Consent(Consent),
     ScreenShare(ScreenShare),
+    /// The client's media path changed or failed: restart ICE (the server offers).
+    IceRestart,
 }
 
 /// Why a client message could not be understood.
@@ -221,6 +223,7 @@ impl ClientMessage {
             "remove" => ClientMessage::Remove(body(value)?),
             "consent" => ClientMessage::Consent(body(value)?),
             "screen_share" => ClientMessage::ScreenShare(body(value)?),
+            "ice_restart" => ClientMessage::IceRestart,
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -252,6 +255,7 @@ impl ClientMessage {
             ClientMessage::Remove(_) => "remove",
             ClientMessage::Consent(_) => "consent",
             ClientMessage::ScreenShare(_) => "screen_share",
+            ClientMessage::IceRestart => "ice_restart",
         }
     }
 }
@@ -858,11 +862,13 @@ pub enum ErrorCode {
     // Screen sharing: one at a time per room; only on a media connection that is up.
     ScreenShareBusy,
     MediaNotReady,
+    /// More ICE restarts than the room allows a participant a minute.
+    IceRestartLimited,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -894,6 +900,7 @@ impl ErrorCode {
         ErrorCode::InviteUsedUp,
         ErrorCode::ScreenShareBusy,
         ErrorCode::MediaNotReady,
+        ErrorCode::IceRestartLimited,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -909,6 +916,7 @@ impl ErrorCode {
                 | ErrorCode::ConsentRequired
                 | ErrorCode::ScreenShareBusy
                 | ErrorCode::MediaNotReady
+                | ErrorCode::IceRestartLimited
         )
     }
 
@@ -952,6 +960,7 @@ impl ErrorCode {
             rooms::Problem::ConsentRequired => ErrorCode::ConsentRequired,
             rooms::Problem::ScreenShareBusy => ErrorCode::ScreenShareBusy,
             rooms::Problem::MediaNotReady => ErrorCode::MediaNotReady,
+            rooms::Problem::IceRestartLimited => ErrorCode::IceRestartLimited,
         }
     }
 
@@ -989,6 +998,7 @@ impl ErrorCode {
             ErrorCode::InviteUsedUp => "invite_used_up",
             ErrorCode::ScreenShareBusy => "screen_share_busy",
             ErrorCode::MediaNotReady => "media_not_ready",
+            ErrorCode::IceRestartLimited => "ice_restart_limited",
         }
     }
 }

@@ -385,6 +385,7 @@ impl Session {
                 state: state.into(),
             },
             ClientMessage::Leave => RoomCommand::Leave { participant, conn },
+            ClientMessage::IceRestart => RoomCommand::IceRestart { participant, conn },
             ClientMessage::Chat(chat) => RoomCommand::Chat {
                 participant,
                 conn,

@@ -42,6 +42,7 @@ import { referralScenario } from "./referral-scenario.mjs";
 import { referralStepsScenario } from "./referral-steps-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
 import { screenShareScenario } from "./screenshare-scenario.mjs";
+import { iceRestartScenario, recordPeerConnections } from "./icerestart-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 import { firefoxScenario } from "./firefox-scenario.mjs";
@@ -284,7 +285,8 @@ async function waitForTileGone(page, participantId) {
  * @param {string} who
  * @param {string} url
  * @param {string | null} name null: a care-team seat's entry, which asks for no name
- * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[], locale?: string}} [opts]
+ * @param {{viewport?: {width: number, height: number}, routeSignaling?: boolean, recordSignaling?: string[], locale?: string, initScript?: () => void}} [opts]
+ *   initScript: runs in the page before its own code (a test's instrument)
  *   locale: the browser's language (English by default; "zh-CN" gives the Chinese page)
  *   recordSignaling: every text frame the page receives on its WebSockets is appended here
  *   routeSignaling: pass the page's signaling WebSockets through Playwright, so the test can
@@ -300,6 +302,7 @@ async function openJoinPage(browser, who, url, name, opts = {}) {
     });
   }
   await context.grantPermissions(["camera", "microphone"], { origin: BASE });
+  if (opts.initScript) await context.addInitScript(opts.initScript);
   const page = await context.newPage();
   watchPage(page, who);
   pages.set(who, page);
@@ -855,6 +858,7 @@ async function main() {
         viewport: { width: 390, height: 844 },
         recordSignaling: patientSignaling,
         locale: "zh-CN",
+        initScript: recordPeerConnections,
       });
       await waitForState(p.patient, "in-room");
       // The first thing the patient sees in the room: what they are asked to agree to.
@@ -1027,6 +1031,8 @@ async function main() {
       pages.delete("second-room-doctor");
       pages.delete("second-room-patient");
     });
+
+    await iceRestartScenario({ check, snap, doctor: p.doctor, patient: p.patient, everyone: [p.doctor, p.patient, p.specialist], waitForPlayingRemotes, timeout: EVENT_TIMEOUT });
 
     await check("an observer joins without camera, sees and hears everyone, and leaves", { scenario: true }, async () => {
       if (!browser) throw new Error("no browser");

@@ -456,6 +456,18 @@ class JoinApp {
       onConnectionState: (state) => {
         if (gen === this.generation && media === this.media) this.onPeerState(state);
       },
+      requestIceRestart: () => {
+        if (gen === this.generation && media === this.media) this.signaling?.send({ type: "ice_restart" });
+      },
+      onIceRestarting: (on) => {
+        if (gen === this.generation && media === this.media && this.state === "in-room") {
+          this.showBanner(on ? "join.banner.ice_restarting" : null);
+        }
+      },
+      // Restarting ICE did not bring media back: a fresh peer connection (bounded too).
+      onIceRestartGaveUp: () => {
+        if (gen === this.generation && media === this.media) this.recoverMedia();
+      },
     });
     media.attachLocal(this.local);
     // Carry the user's mute/camera choice over to a rejoin.
@@ -893,6 +905,10 @@ class JoinApp {
 
   /** @param {ErrorCode} code */
   onSoftError(code) {
+    if (code === "ice_restart_limited") {
+      this.media?.iceRestartRefused();
+      return;
+    }
     if (code === "not_waiting") {
       // A clinician's admit, decline or send back found nobody to act on.
       this.notice(this.queue.notWaiting());
@@ -924,9 +940,10 @@ class JoinApp {
   /** @param {RTCPeerConnectionState} state */
   onPeerState(state) {
     if (state === "failed") {
-      this.recoverMedia();
+      // A path that worked once is restarted first (ICE restart, no rejoin).
+      if (!this.media?.iceRestartHandlesFailure) this.recoverMedia();
     } else if (state === "disconnected") {
-      if (this.state === "in-room") this.showBanner("join.banner.unstable");
+      if (this.state === "in-room" && !this.media?.iceRestarting) this.showBanner("join.banner.unstable");
     } else if (state === "connected") {
       if (this.state === "in-room") this.showBanner(null);
     }

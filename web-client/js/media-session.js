@@ -14,6 +14,8 @@
 // This module knows nothing about signaling or the page: it takes offers, returns answers, and
 // reports which remote tracks belong to which participant.
 
+import { IceRestarter } from "./ice-restart.js";
+
 /** @typedef {import("./protocol.js").OfferMessage} OfferMessage */
 /** @typedef {import("./protocol.js").TrackInfo} TrackInfo */
 
@@ -24,6 +26,10 @@
  * @property {(media: Map<string, RemoteTracks>) => void} onRemoteTracks the complete current
  *   mapping participant id -> tracks, after every change
  * @property {(state: RTCPeerConnectionState) => void} onConnectionState
+ * @property {() => void} [requestIceRestart] sends `ice_restart` (the path changed or failed)
+ * @property {(restarting: boolean) => void} [onIceRestarting] an ICE restart began, or media
+ *   flows again after one
+ * @property {() => void} [onIceRestartGaveUp] ICE restarts did not bring media back
  */
 
 export class MediaSession {
@@ -49,6 +55,8 @@ export class MediaSession {
   /** @type {Promise<unknown>} */
   #queue = Promise.resolve();
   #closed = false;
+  /** @type {IceRestarter} */
+  #iceRestarter;
 
   /** @param {MediaHooks} hooks */
   constructor(hooks) {
@@ -62,6 +70,43 @@ export class MediaSession {
     this.#pc.onconnectionstatechange = () => {
       if (!this.#closed) this.#hooks.onConnectionState(this.#pc.connectionState);
     };
+    // A changed or failed path is restarted over signaling (docs/protocol.md, "ICE restart").
+    this.#iceRestarter = new IceRestarter({
+      request: () => {
+        if (this.#closed || !this.#hooks.requestIceRestart) return false;
+        this.#hooks.requestIceRestart();
+        return true;
+      },
+      state: () => this.#pc.iceConnectionState,
+      onRestarting: (on) => {
+        if (!this.#closed) this.#hooks.onIceRestarting?.(on);
+      },
+      onGiveUp: () => {
+        if (!this.#closed) this.#hooks.onIceRestartGaveUp?.();
+      },
+    });
+    this.#pc.oniceconnectionstatechange = () => {
+      if (!this.#closed) this.#iceRestarter.onIceState(this.#pc.iceConnectionState);
+    };
+  }
+
+  /**
+   * Whether a failed connection is ICE's, and being (or to be) restarted rather than needing a
+   * rejoin. Not when ICE is up (DTLS failed, say): a restart would not help.
+   */
+  get iceRestartHandlesFailure() {
+    const ice = this.#pc.iceConnectionState;
+    return this.#iceRestarter.handlesFailure && ice !== "connected" && ice !== "completed";
+  }
+
+  /** Whether an ICE restart is under way (the path is not back yet). */
+  get iceRestarting() {
+    return this.#iceRestarter.restarting;
+  }
+
+  /** The server refused a restart (`ice_restart_limited`): leave recovery to a rejoin. */
+  iceRestartRefused() {
+    this.#iceRestarter.refused();
   }
 
   /**
@@ -130,6 +175,7 @@ export class MediaSession {
     await this.#pc.setLocalDescription(answer);
     if (screen) await keepResolution(screen.sender);
     this.#reportRemoteTracks();
+    this.#iceRestarter.offerApplied();
     // No trickle: the server is ICE-lite and learns our address from our connectivity checks,
     // so the answer as created is complete.
     return this.#pc.localDescription?.sdp ?? answer.sdp ?? "";
@@ -193,8 +239,10 @@ export class MediaSession {
   /** Closes the peer connection. Local tracks stay with their owner (the preview uses them). */
   close() {
     this.#closed = true;
+    this.#iceRestarter.stop();
     this.#pc.ontrack = null;
     this.#pc.onconnectionstatechange = null;
+    this.#pc.oniceconnectionstatechange = null;
     this.#pc.close();
   }
 }

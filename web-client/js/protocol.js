@@ -224,7 +224,7 @@ export const PROTOCOL_VERSION = 1;
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
  *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
  *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" | "screen_share_busy" |
- *   "media_not_ready"} ErrorCode
+ *   "media_not_ready" | "ice_restart_limited"} ErrorCode
  */
 /** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
 /** @typedef {{type: "pong", id: number}} PongMessage */
@@ -271,6 +271,7 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "answer", offer_id: number, sdp: string}} AnswerMessage */
 /** @typedef {{type: "media_state", audio_muted: boolean, video_off: boolean}} MediaStateMessage */
 /** @typedef {{type: "leave"}} LeaveMessage */
+/** @typedef {{type: "ice_restart"}} IceRestartMessage the media path changed or failed */
 /** @typedef {{type: "end_room"}} EndRoomMessage */
 /** @typedef {{type: "ping", id: number}} PingMessage */
 /** @typedef {{type: "chat", text: string}} ChatSendMessage */
@@ -289,7 +290,7 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
  *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
  *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
- *   PrecallMessage | ConsentSendMessage | ScreenShareSendMessage} ClientMessage
+ *   PrecallMessage | ConsentSendMessage | ScreenShareSendMessage | IceRestartMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */

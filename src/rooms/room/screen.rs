@@ -5,6 +5,7 @@
 use super::Room;
 use crate::audit::{Action, AuditEvent};
 use crate::domain::ids::ParticipantId;
+use crate::rooms::ice_restart::MediaLink;
 use crate::rooms::{Notice, Problem};
 use crate::sfu::SfuCommand;
 
@@ -52,7 +53,7 @@ impl Room {
             }
             None => {}
         }
-        if !p.media_connected {
+        if p.media == MediaLink::Connecting {
             p.send(Notice::refused(
                 Problem::MediaNotReady,
                 "your media connection is not up yet; share once it is",

@@ -861,6 +861,12 @@ impl TestPeer {
             .context("this peer has no signaling connection")
     }
 
+    /// From the next offer on, this peer's media takes the path through `via` (a path change:
+    /// another proxy stands for another network). Takes effect with an ICE restart's offer.
+    pub fn set_media_via(&self, via: std::net::SocketAddr) {
+        *lock(&self.shared.media_via) = Some(via);
+    }
+
     /// Sends `text` as one text frame on the current signaling socket.
     pub async fn send_raw(&self, text: &str) -> Result<()> {
         self.signaling()?.send_raw(text).await

@@ -71,6 +71,7 @@ export default {
   "error.media_not_ready": "Your audio and video connection is not ready yet. Try again in a moment.",
   "error.screen_share_busy": "Someone else is sharing their screen. Only one screen can be shared at a time.",
   "error.consent_required": "The patient has not yet agreed to observers being present. Try again later.",
+  "error.ice_restart_limited": "The connection was restarted too often. Rejoining the consultation…",
   "error.declined": "The care team cannot see you in this consultation. Please contact the clinic if you need help.",
   "error.duplicate_slot": "The same time is proposed twice.",
   "error.field_empty": "A required field is empty.",
@@ -165,6 +166,7 @@ export default {
 
   "join.banner.reconnecting": "Reconnecting…",
   "join.banner.unstable": "Connection unstable… trying to restore video and sound.",
+  "join.banner.ice_restarting": "Network changed… restoring video and sound without leaving the consultation.",
   "join.end.close_page": "You can close this page now.",
   "join.end.ended": "The consultation has ended",
   "join.end.join_again": "Join again",

@@ -72,6 +72,7 @@ const zhCN = {
   "error.media_not_ready": "您的音视频连接尚未就绪。请稍后再试。",
   "error.screen_share_busy": "其他人正在共享屏幕。同一时间只能共享一个屏幕。",
   "error.consent_required": "患者尚未同意观察员在场。请稍后再试。",
+  "error.ice_restart_limited": "连接重启过于频繁，正在重新进入问诊……",
   "error.declined": "医疗团队无法在这次会诊中为您接诊。如需帮助，请联系诊所。",
   "error.duplicate_slot": "同一时间被提议了两次。",
   "error.field_empty": "有必填项未填写。",
@@ -166,6 +167,7 @@ const zhCN = {
 
   "join.banner.reconnecting": "正在重新连接…",
   "join.banner.unstable": "连接不稳定……正在尝试恢复视频和声音。",
+  "join.banner.ice_restarting": "网络已切换……正在恢复视频和声音，无需退出问诊。",
   "join.end.close_page": "现在可以关闭此页面。",
   "join.end.ended": "会诊已结束",
   "join.end.join_again": "重新加入",
