@@ -39,18 +39,6 @@ fn day_from_today(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// Text as the PDF writer puts it in a page (UTF-16BE hex in the CID font).
-fn pdf_hex(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| format!("{:04X}", c as u32))
-        .collect::<String>()
-        .into_bytes()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 async fn outcome(s: &TestServer, token: &str) -> (u16, Value) {
     s.api("GET", "/api/v1/outcome", Some(token), None).await
 }
@@ -102,7 +90,7 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     let resp = s.raw("GET", "/api/v1/outcome/pdf", &link, None).await;
     assert_eq!(resp.status(), 200);
     let pdf = resp.bytes().await.unwrap();
-    assert!(contains(&pdf, &pdf_hex("Nothing has been issued yet")));
+    assert!(common::pdf::text(&pdf).contains("Nothing has been issued yet"));
 
     // The care team writes: the specialist a signed report with follow-up, a draft and a note;
     // a correction replaces the report; the doctor a signed prescription a pharmacist reviews.
@@ -304,7 +292,14 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     assert!(disposition.starts_with("attachment;"), "{disposition}");
     let pdf = resp.bytes().await.unwrap();
     assert!(pdf.starts_with(b"%PDF-"));
-    assert!(contains(&pdf, b"STSong-Light"));
+    let fonts = common::pdf::fonts(&pdf);
+    assert!(
+        fonts
+            .iter()
+            .all(|f| f.base_font.contains("NotoSansCJK") && f.file.is_some() && f.to_unicode),
+        "{fonts:?}"
+    );
+    let text = common::pdf::text(&pdf);
     for shown in [
         "阿司匹林肠溶片",
         "处方 Prescription",
@@ -315,12 +310,12 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
         "Prof. Zhao",
     ] {
         assert!(
-            contains(&pdf, &pdf_hex(shown)),
-            "{shown} missing from the PDF"
+            text.contains(shown),
+            "{shown} missing from the PDF:\n{text}"
         );
     }
     for hidden in ["DRAFT-FINDINGS", "NOTE-TEXT", "二甲双胍"] {
-        assert!(!contains(&pdf, &pdf_hex(hidden)), "{hidden} in the PDF");
+        assert!(!text.contains(hidden), "{hidden} in the PDF");
     }
 
     // Refusals, each with its own code.
