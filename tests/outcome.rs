@@ -90,7 +90,14 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     let resp = s.raw("GET", "/api/v1/outcome/pdf", &link, None).await;
     assert_eq!(resp.status(), 200);
     let pdf = resp.bytes().await.unwrap();
-    assert!(common::pdf::text(&pdf).contains("Nothing has been issued yet"));
+    let text = common::pdf::text(&pdf);
+    assert!(text.contains("Nothing has been issued yet"), "{text}");
+    // Times in the institution's zone (display.time_zone), which the web client is told too.
+    assert!(text.contains("Times are in Asia/Shanghai (UTC+08:00)"), "{text}");
+    assert!(text.contains(" +08:00"), "{text}");
+    let (st, display) = s.api("GET", "/api/v1/display", Some(""), None).await;
+    assert_eq!(st, 200, "{display}");
+    assert_eq!(display, json!({"time_zone": "Asia/Shanghai", "utc_offset": "+08:00"}));
 
     // The care team writes: the specialist a signed report with follow-up, a draft and a note;
     // a correction replaces the report; the doctor a signed prescription a pharmacist reviews.
@@ -418,7 +425,7 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
 
 #[tokio::test]
 async fn outcome_on_sqlite() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.display.time_zone = "Asia/Shanghai".into()).await;
     let url = format!(
         "sqlite://{}",
         s.dir.path().join("data").join("huizhen.db").display()
@@ -433,7 +440,11 @@ async fn outcome_on_postgres() {
         return;
     };
     let url = pg.url.clone();
-    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    let s = TestServer::start_with(|c| {
+        c.storage.database_url = url;
+        c.display.time_zone = "Asia/Shanghai".into();
+    })
+    .await;
     outcome_flow(&s, &pg.url).await;
     s.stop().await;
     pg.drop_db().await;

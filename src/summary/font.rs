@@ -6,7 +6,8 @@
 //!
 //! Text is measured here by the font's own advances (its `hmtx`), so lines wrap where they
 //! really end. A character the font lacks is printed as [`REPLACEMENT`] (□), in the drawn text
-//! and in the text a reader copies, never dropped silently; control characters are dropped.
+//! and in the text a reader copies, never dropped silently; control characters other than the
+//! tab (a space) are dropped.
 
 use std::sync::LazyLock;
 
@@ -98,7 +99,7 @@ impl Face {
             text: String::with_capacity(text.len()),
             glyphs: Vec::with_capacity(text.len()),
         };
-        for c in text.chars().filter(|c| !c.is_control()) {
+        for c in text.chars().filter(|&c| !c.is_control() || c == '\t') {
             let c = printable(c);
             let (c, glyph) = match self.glyph(c) {
                 Some(g) => (c, g),
