@@ -68,6 +68,10 @@ announce = ["127.0.0.1"]
 workers = 2
 [metrics]
 listen = "$METRICS"
+# The institution's zone, named so the client is told one (timezone-scenario.mjs runs a browser
+# in another).
+[display]
+time_zone = "UTC"
 EOF
 
   # A fresh random password per run; it only ever lives in this process tree.

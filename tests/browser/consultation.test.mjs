@@ -36,6 +36,7 @@ import { chromium, request } from "playwright-core";
 import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
+import { timeZoneScenario } from "./timezone-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -1760,6 +1761,7 @@ async function main() {
     await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
+    await timeZoneScenario({ check, browser, base: BASE, timeout: EVENT_TIMEOUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);
