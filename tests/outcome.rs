@@ -93,11 +93,17 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     let text = common::pdf::text(&pdf);
     assert!(text.contains("Nothing has been issued yet"), "{text}");
     // Times in the institution's zone (display.time_zone), which the web client is told too.
-    assert!(text.contains("Times are in Asia/Shanghai (UTC+08:00)"), "{text}");
+    assert!(
+        text.contains("Times are in Asia/Shanghai (UTC+08:00)"),
+        "{text}"
+    );
     assert!(text.contains(" +08:00"), "{text}");
     let (st, display) = s.api("GET", "/api/v1/display", Some(""), None).await;
     assert_eq!(st, 200, "{display}");
-    assert_eq!(display, json!({"time_zone": "Asia/Shanghai", "utc_offset": "+08:00"}));
+    assert_eq!(
+        display,
+        json!({"time_zone": "Asia/Shanghai", "utc_offset": "+08:00"})
+    );
 
     // The care team writes: the specialist a signed report with follow-up, a draft and a note;
     // a correction replaces the report; the doctor a signed prescription a pharmacist reviews.
