@@ -98,6 +98,10 @@ listen = "$METRICS"
 [webhooks]
 # tests/browser/webhook-scenario.mjs receives events on a plain HTTP server on loopback.
 allow_http_loopback = true
+# The institution's zone, named so the client is told one (timezone-scenario.mjs runs a browser
+# in another).
+[display]
+time_zone = "UTC"
 EOF
 
   # A fresh random password per run; it only ever lives in this process tree.

@@ -27,6 +27,7 @@ pub struct Config {
     pub documents: DocumentsConfig,
     pub turn: TurnConfig,
     pub webhooks: WebhooksConfig,
+    pub display: DisplayConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -578,6 +579,16 @@ impl Default for DocumentsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// The institution's time zone, an IANA name such as "Asia/Shanghai": every time in the
+    /// PDFs is printed in it, and the web client shows times in it rather than in the browser's.
+    /// Empty: the server's own zone (`TZ`, else `/etc/localtime`, else UTC). Looked up in the
+    /// time-zone database built into the binary.
+    pub time_zone: String,
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -894,6 +905,15 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");
+        }
+        // The same lookup as `domain::time_zone::DisplayZone::configured`, which the edge uses
+        // (config and domain are one layer and do not import each other).
+        let tz = self.display.time_zone.trim();
+        if !tz.is_empty() && (tz.len() > 64 || jiff::tz::TimeZone::get(tz).is_err()) {
+            return Err(ConfigError::Invalid(format!(
+                "display.time_zone: unknown time zone {:?}: give an IANA name such as \"Asia/Shanghai\" or \"UTC\", or leave it empty for the server's own",
+                tz.chars().take(64).collect::<String>()
+            )));
         }
         Ok(())
     }
@@ -1360,5 +1380,31 @@ mod tests {
     #[test]
     fn unknown_file_keys_are_rejected() {
         assert!(toml::from_str::<Config>("[server]\nlisten_typo = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_display_time_zone_is_an_iana_name_or_empty() {
+        let mut c = Config::default();
+        assert_eq!(c.display.time_zone, "");
+        assert!(c.validate().is_ok());
+        for ok in ["Asia/Shanghai", "UTC", "Asia/Hong_Kong", " Europe/Berlin "] {
+            c.display.time_zone = ok.into();
+            assert!(c.validate().is_ok(), "{ok}");
+        }
+        for bad in ["Asia/Shanghal", "Beijing", "UTC+8x", &"A".repeat(200)] {
+            c.display.time_zone = bad.into();
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("display.time_zone")),
+                "{bad}"
+            );
+        }
+        // From the environment as from the file.
+        let mut c = Config::default();
+        c.apply_env([("HUIZHEN_DISPLAY_TIME_ZONE".into(), "Asia/Shanghai".into())])
+            .unwrap();
+        assert_eq!(c.display.time_zone, "Asia/Shanghai");
+        let parsed: Config = toml::from_str("[display]\ntime_zone = \"Mars/Base\"\n").unwrap();
+        assert!(parsed.validate().is_err());
+        assert!(toml::from_str::<Config>("[display]\nzone = \"UTC\"\n").is_err());
     }
 }

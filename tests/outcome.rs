@@ -39,18 +39,6 @@ fn day_from_today(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// Text as the PDF writer puts it in a page (UTF-16BE hex in the CID font).
-fn pdf_hex(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| format!("{:04X}", c as u32))
-        .collect::<String>()
-        .into_bytes()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 async fn outcome(s: &TestServer, token: &str) -> (u16, Value) {
     s.api("GET", "/api/v1/outcome", Some(token), None).await
 }
@@ -102,7 +90,20 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     let resp = s.raw("GET", "/api/v1/outcome/pdf", &link, None).await;
     assert_eq!(resp.status(), 200);
     let pdf = resp.bytes().await.unwrap();
-    assert!(contains(&pdf, &pdf_hex("Nothing has been issued yet")));
+    let text = common::pdf::text(&pdf);
+    assert!(text.contains("Nothing has been issued yet"), "{text}");
+    // Times in the institution's zone (display.time_zone), which the web client is told too.
+    assert!(
+        text.contains("Times are in Asia/Shanghai (UTC+08:00)"),
+        "{text}"
+    );
+    assert!(text.contains(" +08:00"), "{text}");
+    let (st, display) = s.api("GET", "/api/v1/display", Some(""), None).await;
+    assert_eq!(st, 200, "{display}");
+    assert_eq!(
+        display,
+        json!({"time_zone": "Asia/Shanghai", "utc_offset": "+08:00"})
+    );
 
     // The care team writes: the specialist a signed report with follow-up, a draft and a note;
     // a correction replaces the report; the doctor a signed prescription a pharmacist reviews.
@@ -304,7 +305,14 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     assert!(disposition.starts_with("attachment;"), "{disposition}");
     let pdf = resp.bytes().await.unwrap();
     assert!(pdf.starts_with(b"%PDF-"));
-    assert!(contains(&pdf, b"STSong-Light"));
+    let fonts = common::pdf::fonts(&pdf);
+    assert!(
+        fonts
+            .iter()
+            .all(|f| f.base_font.contains("NotoSansCJK") && f.file.is_some() && f.to_unicode),
+        "{fonts:?}"
+    );
+    let text = common::pdf::text(&pdf);
     for shown in [
         "阿司匹林肠溶片",
         "处方 Prescription",
@@ -315,12 +323,12 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
         "Prof. Zhao",
     ] {
         assert!(
-            contains(&pdf, &pdf_hex(shown)),
-            "{shown} missing from the PDF"
+            text.contains(shown),
+            "{shown} missing from the PDF:\n{text}"
         );
     }
     for hidden in ["DRAFT-FINDINGS", "NOTE-TEXT", "二甲双胍"] {
-        assert!(!contains(&pdf, &pdf_hex(hidden)), "{hidden} in the PDF");
+        assert!(!text.contains(hidden), "{hidden} in the PDF");
     }
 
     // Refusals, each with its own code.
@@ -423,7 +431,7 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
 
 #[tokio::test]
 async fn outcome_on_sqlite() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.display.time_zone = "Asia/Shanghai".into()).await;
     let url = format!(
         "sqlite://{}",
         s.dir.path().join("data").join("huizhen.db").display()
@@ -438,7 +446,11 @@ async fn outcome_on_postgres() {
         return;
     };
     let url = pg.url.clone();
-    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    let s = TestServer::start_with(|c| {
+        c.storage.database_url = url;
+        c.display.time_zone = "Asia/Shanghai".into();
+    })
+    .await;
     outcome_flow(&s, &pg.url).await;
     s.stop().await;
     pg.drop_db().await;

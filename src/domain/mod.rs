@@ -12,6 +12,7 @@
 //!   proposed times and target, and its life as a state machine (who may take which step when).
 //! - [`consent`]: what a patient may agree to, in the words shown, and their version.
 //! - [`clock`]: wall-clock time as rows and tokens record it.
+//! - [`time_zone`]: the institution's time zone, in which times are shown to people.
 //! - [`hex`]: how digests are written.
 //! - [`text`]: what a name shown to people may contain.
 //! - [`invitation`]: invitations' short codes, windows, uses and states.
@@ -34,5 +35,6 @@ pub mod record;
 pub mod referral;
 pub mod role;
 pub mod text;
+pub mod time_zone;
 // Outgoing webhooks: events, endpoints' rules, the retry schedule.
 pub mod webhook;

@@ -10,6 +10,8 @@ mod audit;
 mod care_team;
 pub mod conn;
 mod department_queue;
+// How times are shown: the institution's time zone, for the web client.
+mod display;
 mod documents;
 pub mod error;
 mod events;
@@ -208,6 +210,7 @@ pub fn router(state: AppState) -> Router {
         // The patient's outcome page, opened with their invitation link.
         .route("/outcome", get(outcome::get_outcome))
         .route("/outcome/pdf", get(outcome::outcome_pdf))
+        .route("/display", get(display::display))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))

@@ -30,6 +30,7 @@ use crate::domain::clock::now_unix;
 use crate::domain::ids::InviteId;
 use crate::domain::record::RecordKind;
 use crate::domain::role::Role;
+use crate::domain::time_zone::DisplayZone;
 use crate::storage::{Invite, RoomRecord};
 use crate::summary::outcome::{self, PatientOutcome};
 use crate::summary::pdf;
@@ -220,9 +221,11 @@ pub async fn outcome_pdf(
 ) -> Result<Response, ApiError> {
     let o = load(&state, &link, Action::OutcomeDownloaded, "pdf").await?;
     let name = format!("outcome-{}.pdf", o.room.id);
-    Ok(attachment(
-        pdf::render_outcome(&o).into_response(),
-        "application/pdf",
-        name,
-    ))
+    let zone = DisplayZone::configured(&state.config.display.time_zone)
+        .unwrap_or_else(|_| DisplayZone::utc());
+    // Writing and subsetting the font is CPU work: off the async runtime.
+    let bytes = tokio::task::spawn_blocking(move || pdf::render_outcome(&o, &zone))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(attachment(bytes.into_response(), "application/pdf", name))
 }

@@ -11,6 +11,7 @@ use super::AppState;
 use super::api::{Clinician, visible_room};
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent};
+use crate::domain::time_zone::DisplayZone;
 use crate::summary::{self, Summary, SummaryError};
 use crate::wire::SummaryView;
 
@@ -88,9 +89,11 @@ pub async fn export_pdf(
 ) -> Result<Response, ApiError> {
     let s = load(&state, &who, &id, "pdf").await?;
     let name = format!("consultation-{}.pdf", s.room.id);
-    Ok(attachment(
-        summary::pdf::render(&s).into_response(),
-        "application/pdf",
-        name,
-    ))
+    let zone = DisplayZone::configured(&state.config.display.time_zone)
+        .unwrap_or_else(|_| DisplayZone::utc());
+    // Up to `pdf::MAX_SUMMARY_PAGES` pages and a font to subset: off the async runtime.
+    let bytes = tokio::task::spawn_blocking(move || summary::pdf::render(&s, &zone))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(attachment(bytes.into_response(), "application/pdf", name))
 }

@@ -1,18 +1,20 @@
 //! The record of one consultation after the call: who took part and when, the documents, the
 //! chat, the notes, reports and prescriptions with every step, assembled from storage; and its
-//! exports as FHIR R4 resources ([`fhir`]) and as a PDF ([`pdf`]); and the patient's own
-//! outcome ([`outcome`]: only what was issued to them, as JSON and as a PDF).
+//! exports as FHIR R4 resources ([`fhir`]) and as a PDF ([`pdf`], laid out by [`layout`] in the
+//! embedded typeface of [`font`]); and the patient's own outcome ([`outcome`]: only what was
+//! issued to them, as JSON and as a PDF).
 //!
 //! Read-only: nothing here changes a record. Who may see a summary is the HTTP edge's question
 //! (the room's creator, administrators, supervisors; for the outcome, the patient's link).
 
 pub mod fhir;
+pub mod font;
+pub mod layout;
 pub mod outcome;
 pub mod pdf;
 
-pub(crate) use fhir::instant as fhir_instant;
-
-use crate::domain::ids::RoomId;
+use crate::domain::ids::{InviteId, RoomId};
+use crate::domain::role::Role;
 use crate::records::{RecordError, RecordView, Records};
 use crate::storage::{
     AnnotationRecord, ChatRecord, Db, DocumentRecord, ParticipantRecord, RoomRecord, StorageError,
@@ -30,6 +32,9 @@ pub enum SummaryError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Records(#[from] RecordError),
+    /// The PDF writer failed (a bug, not bad input: every text is printable).
+    #[error("cannot write the PDF: {0}")]
+    Pdf(String),
 }
 
 #[derive(Debug, Clone)]
@@ -38,9 +43,26 @@ pub struct DocumentSummary {
     pub annotations: Vec<AnnotationRecord>,
 }
 
+/// A clinician of the room's care team, with their account as it stands now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamMember {
+    /// The account's login name.
+    pub account: String,
+    pub name: String,
+    pub role: Role,
+    pub title: String,
+    /// The name of the account's institution.
+    pub institution: String,
+    /// The invitation the clinician joins through: their participant rows carry it.
+    pub seat: InviteId,
+}
+
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub room: RoomRecord,
+    /// The name of the institution that holds the consultation (empty if it is gone).
+    pub institution: String,
+    pub care_team: Vec<TeamMember>,
     pub participants: Vec<ParticipantRecord>,
     pub documents: Vec<DocumentSummary>,
     pub chat: Vec<ChatRecord>,
@@ -59,7 +81,36 @@ pub async fn assemble(db: &Db, records: &Records, room: &RoomId) -> Result<Summa
             annotations,
         });
     }
+    let institution = db
+        .institution(&room.institution_id)
+        .await?
+        .map(|i| i.name)
+        .unwrap_or_default();
+    let mut care_team = Vec::new();
+    for m in db.care_team(&room.id).await? {
+        let Some(user) = db.user(&m.user_id).await? else {
+            continue;
+        };
+        let their_institution = if user.institution_id == room.institution_id {
+            institution.clone()
+        } else {
+            db.institution(&user.institution_id)
+                .await?
+                .map(|i| i.name)
+                .unwrap_or_default()
+        };
+        care_team.push(TeamMember {
+            account: user.username,
+            name: user.display_name,
+            role: m.role,
+            title: user.title,
+            institution: their_institution,
+            seat: m.seat,
+        });
+    }
     Ok(Summary {
+        institution,
+        care_team,
         participants: db.participants_of(&room.id).await?,
         documents,
         chat: db.recent_chat(&room.id, MAX_CHAT).await?,

@@ -1,299 +1,435 @@
-//! The consultation summary as a PDF, written directly (no PDF library): A4 pages of text in
-//! the standard Chinese font `STSong-Light` with the `UniGB-UCS2-H` encoding, which PDF readers
-//! provide without the font being embedded, so Chinese and Latin text both show and the file
-//! stays small. Text is wrapped by an estimate of glyph widths (full width for CJK, half for
-//! the rest). Two documents: the clinicians' summary ([`render`]) and the patient's outcome
-//! ([`render_outcome`]: only what was issued to them, in larger type, headings in Chinese and
-//! English).
+//! The consultation's PDFs, written with krilla in the embedded Noto Sans CJK SC
+//! ([`super::font`], subsetted again to the glyphs used, with a ToUnicode map so the text can be
+//! copied and searched), on A4 pages laid out by [`super::layout`]. Every time is printed in the
+//! institution's zone ([`DisplayZone`], `display.time_zone`) with its offset.
+//!
+//! Two documents:
+//! - the clinicians' summary ([`render`]): a clinical document with a header (institution,
+//!   title in Chinese and English, the consultation's reference and date), then its times, the
+//!   participants (clinicians with title and institution), the documents shared, the records
+//!   (who signed them, when, the pharmacist's review, every step) and the chat; at most
+//!   [`MAX_SUMMARY_PAGES`] pages, the rest (the chat comes last) named in a closing notice and
+//!   in full in the FHIR export;
+//! - the patient's outcome ([`render_outcome`]): only what was issued to them, larger type,
+//!   headings in Chinese and English.
+//!
+//! Each page has a footer "第 n 页 / 共 m 页 · Page n of m" and the time it was generated; the
+//! pages after the first repeat the institution and reference at the top.
 
-use std::fmt::Write as _;
+use krilla::Document;
+use krilla::color::rgb;
+use krilla::geom::{PathBuilder, Point};
+use krilla::metadata::Metadata;
+use krilla::num::NormalizedF32;
+use krilla::page::PageSettings;
+use krilla::paint::{Fill, Stroke};
+use krilla::surface::Surface;
 
-use super::Summary;
-use super::outcome::{OutcomeRecord, PatientOutcome};
+use super::layout::{BOTTOM, Flow, Line, MARGIN_X, PAGE_H, PAGE_W, Style, TOP};
+use super::outcome::{OutcomeRecord, PatientOutcome, status_words};
+use super::{Summary, SummaryError};
 use crate::domain::record::RecordKind;
+use crate::domain::role::Role;
+use crate::domain::time_zone::DisplayZone;
 
-const PAGE_W: f32 = 595.0;
-const PAGE_H: f32 = 842.0;
-const MARGIN: f32 = 50.0;
-
-/// Type size and line spacing, in points.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    size: f32,
-    leading: f32,
-}
-
-impl Layout {
-    fn lines_per_page(self) -> usize {
-        ((PAGE_H - 2.0 * MARGIN) / self.leading) as usize
-    }
-}
+/// Pages of a clinicians' summary at most (about 10,000 lines).
+pub const MAX_SUMMARY_PAGES: usize = 200;
+/// Pages of a patient's outcome at most.
+pub const MAX_OUTCOME_PAGES: usize = 60;
 
 /// The clinicians' summary.
-const SUMMARY: Layout = Layout {
-    size: 10.0,
-    leading: 14.0,
-};
+const BODY: Style = Style::new(9.5, 14.0);
+const SMALL: Style = Style::new(8.0, 11.5).muted();
+const SECTION: Style = Style::new(12.0, 22.0).bold();
+const ITEM: Style = Style::new(10.0, 15.0).bold();
+const TITLE: Style = Style::new(18.0, 26.0).bold();
+const INSTITUTION: Style = Style::new(13.0, 19.0).bold();
 /// The patient's outcome: larger type, for older eyes on paper.
-const PATIENT: Layout = Layout {
-    size: 13.0,
-    leading: 19.0,
-};
+const PATIENT: Style = Style::new(13.0, 19.0);
+const PATIENT_HEADING: Style = Style::new(15.0, 24.0).bold();
+const PATIENT_TITLE: Style = Style::new(20.0, 30.0).bold();
 
-fn width(c: char) -> f32 {
-    if c.is_ascii() { 0.5 } else { 1.0 }
+const INDENT: f32 = 14.0;
+
+/// What every page carries besides its lines.
+struct Chrome {
+    /// The document's title in its metadata.
+    title: String,
+    /// At the top of every page after the first.
+    running_header: String,
+    /// At the foot of every page, left: when it was generated.
+    generated: String,
 }
 
-/// Splits text into lines that fit the summary's page width.
-fn wrap(text: &str, indent: usize) -> Vec<String> {
-    wrap_in(SUMMARY, text, indent)
-}
-
-/// Splits text into lines that fit the page width at `layout`'s type size.
-fn wrap_in(layout: Layout, text: &str, indent: usize) -> Vec<String> {
-    let max = (PAGE_W - 2.0 * MARGIN) / layout.size - indent as f32 * 0.5;
-    let mut out = Vec::new();
-    for para in text.split('\n') {
-        let mut line = String::new();
-        let mut w = 0.0;
-        for c in para.chars().filter(|c| !c.is_control()) {
-            if w + width(c) > max {
-                out.push(std::mem::take(&mut line));
-                w = 0.0;
-            }
-            line.push(c);
-            w += width(c);
-        }
-        out.push(line);
+fn role_words(role: Role) -> &'static str {
+    match role {
+        Role::Doctor => "主诊医生 Doctor",
+        Role::Specialist => "会诊专家 Specialist",
+        Role::Patient => "患者 Patient",
+        Role::Observer => "旁听 Observer",
     }
-    out.into_iter()
-        .map(|l| format!("{}{l}", " ".repeat(indent)))
-        .collect()
 }
 
-/// UTF-16BE hex for the UCS-2 encoding; characters outside the BMP become '?'.
-fn hex(line: &str) -> String {
-    let mut s = String::with_capacity(line.len() * 4 + 2);
-    s.push('<');
-    for c in line.chars() {
-        let u = if (c as u32) < 0x1_0000 {
-            c as u32
-        } else {
-            '?' as u32
-        };
-        let _ = write!(s, "{u:04X}");
+fn kind_words(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Note => "会诊记录 Consultation note",
+        RecordKind::DiagnosisReport => "诊断报告 Diagnosis report",
+        RecordKind::Prescription => "处方 Prescription",
     }
-    s.push('>');
-    s
 }
 
-fn time(secs: i64) -> String {
-    super::fhir_instant(secs * 1000)
+/// `name, title, institution`, leaving out what is empty.
+fn joined(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn lines(s: &Summary) -> Vec<String> {
-    let mut l = Vec::new();
+fn bytes_words(n: i64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / f64::from(1 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KB", n as f64 / f64::from(1 << 10)),
+        n => format!("{n} B"),
+    }
+}
+
+/// The clinicians' summary as a PDF.
+pub fn render(s: &Summary, zone: &DisplayZone) -> Result<Vec<u8>, SummaryError> {
     let room = &s.room;
-    l.extend(wrap(
-        &format!("会诊记录 Consultation record: {}", room.title),
-        0,
-    ));
-    l.push(String::new());
-    l.push(format!("Consultation: {}", room.id));
+    let at = |secs: i64| zone.date_time(secs.saturating_mul(1000));
+    let mut f = Flow::default();
+
+    // The header.
+    if !s.institution.is_empty() {
+        f.para(INSTITUTION, &s.institution);
+    }
+    f.para(TITLE, "远程会诊记录  Teleconsultation record");
+    f.para(ITEM, &room.title);
+    f.gap(4.0);
+    f.para(BODY, &format!("会诊编号 Reference: {}", room.id));
     if let Some(p) = &room.patient_ref {
-        l.extend(wrap(&format!("Patient reference: {p}"), 0));
+        f.para(BODY, &format!("患者标识 Patient reference: {p}"));
     }
-    l.push(format!("Opened: {}", time(room.created_at)));
-    l.push(format!(
-        "Ended: {}",
-        room.ended_at
-            .map(time)
-            .unwrap_or_else(|| "not ended".into())
-    ));
-    l.push(String::new());
-    l.push("Participants".into());
-    for p in &s.participants {
-        l.extend(wrap(
+    f.para(
+        BODY,
+        &format!("会诊日期 Date: {}", zone.date(room.created_at * 1000)),
+    );
+    f.para(
+        SMALL,
+        &format!("时间均为 Times are in {}", zone.describe(s.generated_at_ms)),
+    );
+
+    // Times.
+    f.gap(8.0);
+    f.heading(SECTION, "会诊时间 Consultation times", true);
+    if let Some((start, minutes)) = room.slot {
+        f.para(
+            BODY,
+            &format!("预约时间 Scheduled: {}, {minutes} 分钟 min", at(start)),
+        );
+    }
+    f.para(BODY, &format!("开始 Opened: {}", at(room.created_at)));
+    match room.ended_at {
+        Some(end) => f.para(
+            BODY,
             &format!(
-                "{} ({}), {} to {}",
-                p.name,
-                p.role.as_str(),
-                time(p.joined_at),
-                p.left_at.map(time).unwrap_or_else(|| "-".into())
+                "结束 Ended: {} ({} 分钟 min)",
+                at(end),
+                (end - room.created_at).max(0) / 60
             ),
-            2,
-        ));
+        ),
+        None => f.para(BODY, "结束 Ended: 尚未结束 not ended"),
     }
-    l.push(String::new());
-    l.push("Documents".into());
+
+    // Participants: the care team's clinicians with their accounts, then who came when.
+    f.gap(8.0);
+    f.heading(SECTION, "参与人员 Participants", true);
+    for m in &s.care_team {
+        f.para(
+            BODY,
+            &format!(
+                "{}  {}  {}",
+                m.name,
+                role_words(m.role),
+                joined(&[&m.title, &m.institution])
+            ),
+        );
+        f.para(
+            SMALL.indent(INDENT),
+            &format!("账号 Account: {}", m.account),
+        );
+    }
+    if !s.care_team.is_empty() && !s.participants.is_empty() {
+        f.gap(4.0);
+    }
+    f.para(SMALL, "出席 Attendance");
+    if s.participants.is_empty() {
+        f.para(BODY.indent(INDENT), "无人加入 Nobody joined");
+    }
+    for p in &s.participants {
+        let member = s.care_team.iter().find(|m| m.seat == p.invite_id);
+        let who = match member {
+            Some(m) => joined(&[&p.name, &m.title, &m.institution]),
+            None => p.name.clone(),
+        };
+        f.para(
+            BODY.indent(INDENT),
+            &format!(
+                "{who} ({}): {} – {}",
+                role_words(p.role),
+                at(p.joined_at),
+                p.left_at.map(at).unwrap_or_else(|| "—".into())
+            ),
+        );
+    }
+
+    // Documents.
+    f.gap(8.0);
+    f.heading(SECTION, "共享文件 Documents shared", true);
+    if s.documents.is_empty() {
+        f.para(BODY, "无 None");
+    }
     for d in &s.documents {
         let doc = &d.document;
-        l.extend(wrap(
+        f.para(BODY, &doc.name);
+        f.para(
+            SMALL.indent(INDENT),
             &format!(
-                "{} [{}; {} bytes; {}; {} annotations] SHA-256 {}",
-                doc.name,
+                "{} · {} · {} {} · {} {} · {} {} · {} 条标注 annotations",
                 doc.kind.as_str(),
-                doc.size,
+                bytes_words(doc.size),
+                "可见 visible to",
                 doc.visibility.as_str(),
-                d.annotations.len(),
-                doc.sha256
+                "共享者 shared by",
+                doc.shared_by_role.as_str(),
+                "时间 at",
+                zone.date_time(doc.created_at_ms),
+                d.annotations.len()
             ),
-            2,
-        ));
+        );
+        f.para(SMALL.indent(INDENT), &format!("SHA-256 {}", doc.sha256));
+    }
+
+    // Records.
+    f.gap(8.0);
+    f.heading(SECTION, "临床记录 Records", true);
+    if s.records.is_empty() {
+        f.para(BODY, "无 None");
     }
     for r in &s.records {
         let rec = &r.record;
-        l.push(String::new());
-        let title = match rec.kind {
-            RecordKind::Note => "Consultation note",
-            RecordKind::DiagnosisReport => "Diagnosis report",
-            RecordKind::Prescription => "Prescription",
-        };
-        l.extend(wrap(
+        let words = status_words(rec.kind, rec.status, r.superseded_by.is_some());
+        f.gap(4.0);
+        f.heading(
+            ITEM,
+            &format!("{} · {} {}", kind_words(rec.kind), words.zh, words.en),
+            false,
+        );
+        f.para(SMALL.indent(INDENT), &format!("编号 ID {}", rec.id));
+        f.para(
+            BODY.indent(INDENT),
             &format!(
-                "{title} {} by {} ({}), status {}{}{}",
-                rec.id,
+                "作者 Author: {} ({}), {}",
                 rec.author_name,
                 rec.author_role,
-                rec.status.as_str(),
-                rec.supersedes
-                    .as_ref()
-                    .map(|o| format!(", corrects {o}"))
-                    .unwrap_or_default(),
-                r.superseded_by
-                    .as_ref()
-                    .map(|n| format!(", corrected by {n}"))
-                    .unwrap_or_default(),
+                zone.date_time(rec.created_at_ms)
             ),
-            0,
-        ));
+        );
+        match &rec.signature {
+            Some(sig) => f.para(
+                BODY.indent(INDENT),
+                &format!(
+                    "签名 Signed by: {} · {}",
+                    joined(&[&sig.name, &sig.title, &sig.institution]),
+                    zone.date_time(sig.at_ms)
+                ),
+            ),
+            None if rec.kind != RecordKind::Note => {
+                f.para(BODY.indent(INDENT), "签名 Signed by: 未签名 not signed")
+            }
+            None => {}
+        }
+        if rec.kind == RecordKind::Prescription {
+            let review = status_words(rec.kind, rec.status, false);
+            f.para(
+                BODY.indent(INDENT),
+                &format!("药师审核 Pharmacist review: {} {}", review.zh, review.en),
+            );
+        }
+        if let Some(old) = &rec.supersedes {
+            f.para(BODY.indent(INDENT), &format!("更正 Corrects: {old}"));
+        }
+        if let Some(new) = &r.superseded_by {
+            f.para(
+                BODY.indent(INDENT),
+                &format!("已更正为 Corrected by: {new}"),
+            );
+        }
         let b = &rec.body;
         let field = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
         match rec.kind {
-            RecordKind::Note => l.extend(wrap(&field("text"), 2)),
+            RecordKind::Note => f.para(BODY.indent(INDENT), &field("text")),
             RecordKind::DiagnosisReport => {
-                l.extend(wrap(&format!("Findings: {}", field("findings")), 2));
-                l.extend(wrap(&format!("Impression: {}", field("impression")), 2));
-                l.extend(wrap(
-                    &format!("Recommendation: {}", field("recommendation")),
-                    2,
-                ));
+                for (label, key) in [
+                    ("检查所见 Findings", "findings"),
+                    ("诊断意见 Impression", "impression"),
+                    ("建议 Recommendation", "recommendation"),
+                    ("复诊日期 Follow-up date", "follow_up_date"),
+                    ("复诊建议 Follow-up advice", "follow_up_advice"),
+                ] {
+                    let text = field(key);
+                    if !text.trim().is_empty() {
+                        f.para(BODY.indent(INDENT), &format!("{label}: {text}"));
+                    }
+                }
             }
             RecordKind::Prescription => {
-                for item in b["items"].as_array().into_iter().flatten() {
-                    let f = |k: &str| item[k].as_str().unwrap_or_default();
-                    l.extend(wrap(
+                for (i, item) in b["items"].as_array().into_iter().flatten().enumerate() {
+                    let g = |k: &str| item[k].as_str().unwrap_or_default();
+                    f.para(
+                        BODY.indent(INDENT),
                         &format!(
-                            "{}: {}, {}, {}, {}",
-                            f("medication"),
-                            f("dose"),
-                            f("route"),
-                            f("frequency"),
-                            f("duration")
+                            "{}. {}: {}, {}, {}, {}",
+                            i + 1,
+                            g("medication"),
+                            g("dose"),
+                            g("route"),
+                            g("frequency"),
+                            g("duration")
                         ),
-                        2,
-                    ));
+                    );
+                    if !g("note").is_empty() {
+                        f.para(
+                            BODY.indent(2.0 * INDENT),
+                            &format!("注意 Note: {}", g("note")),
+                        );
+                    }
                 }
             }
         }
-        l.extend(wrap(&format!("Body SHA-256 {}", rec.body_sha256), 2));
         for e in &r.events {
-            l.extend(wrap(
+            f.para(
+                SMALL.indent(INDENT),
                 &format!(
-                    "{} -> {} by {} ({}) at {}{}",
+                    "{} {} → {} · {} {}{}",
+                    zone.precise(e.at_ms),
                     e.from_status.as_str(),
                     e.to_status.as_str(),
-                    e.actor,
                     e.actor_role,
-                    super::fhir_instant(e.at_ms),
+                    e.actor,
                     if e.note.is_empty() {
                         String::new()
                     } else {
                         format!(": {}", e.note)
                     }
                 ),
-                2,
-            ));
+            );
         }
+        f.para(
+            SMALL.indent(INDENT),
+            &format!("内容 SHA-256 Body SHA-256 {}", rec.body_sha256),
+        );
     }
-    l.push(String::new());
-    l.push("Chat".into());
+
+    // The chat, last: what the page ceiling cuts first.
+    f.gap(8.0);
+    f.heading(SECTION, "聊天记录 Chat", true);
+    if s.chat.is_empty() {
+        f.para(BODY, "无 None");
+    }
     for m in &s.chat {
-        l.extend(wrap(
-            &format!("{} {}: {}", super::fhir_instant(m.at_ms), m.name, m.text),
-            2,
-        ));
+        f.para(
+            BODY,
+            &format!("{} {}: {}", zone.date_time(m.at_ms), m.name, m.text),
+        );
     }
-    l.push(String::new());
-    l.push(format!(
-        "Generated {}",
-        super::fhir_instant(s.generated_at_ms)
-    ));
-    l
+
+    let chrome = Chrome {
+        title: format!("远程会诊记录 Teleconsultation record {}", room.id),
+        running_header: joined(&[
+            &s.institution,
+            "远程会诊记录 Teleconsultation record",
+            room.id.as_str(),
+        ])
+        .replace(", ", " · "),
+        generated: format!("生成时间 Generated: {}", zone.date_time(s.generated_at_ms)),
+    };
+    let pages = f.paginate(MAX_SUMMARY_PAGES, |left_out| {
+        truncation_notice(
+            left_out,
+            "完整记录见 FHIR 导出。 The FHIR export holds all of it.",
+        )
+    });
+    write(pages, &chrome)
 }
 
-pub fn render(s: &Summary) -> Vec<u8> {
-    document(SUMMARY, &lines(s))
+/// The closing lines of a document cut at its page ceiling.
+fn truncation_notice(left_out: usize, where_else: &str) -> Vec<Line> {
+    let mut f = Flow::default();
+    f.gap(8.0);
+    f.para(
+        ITEM,
+        &format!(
+            "本文件已达页数上限，其余 {left_out} 行未列出。 This document reached its page limit: {left_out} more lines are not shown."
+        ),
+    );
+    f.para(BODY, where_else);
+    f.lines
 }
 
-/// A date and time for the patient: `2026-12-03 09:30 UTC`.
-fn day_time(ms: i64) -> String {
-    let i = super::fhir_instant(ms);
-    format!("{} {} UTC", &i[..10], &i[11..16])
-}
-
-fn outcome_record(l: &mut Vec<String>, r: &OutcomeRecord) {
-    let w = |t: &str, indent| wrap_in(PATIENT, t, indent);
+fn outcome_record(f: &mut Flow, r: &OutcomeRecord, zone: &DisplayZone) {
     let rec = &r.view.record;
     let words = r.words();
     let heading = match rec.kind {
         RecordKind::Prescription => "处方 Prescription",
         _ => "诊断报告 Diagnosis report",
     };
-    l.extend(w(&format!("{heading}  ({} {})", words.zh, words.en), 0));
-    l.extend(w(
-        &format!("签发时间 Issued: {}", day_time(r.issued_at_ms)),
-        2,
-    ));
+    f.gap(6.0);
+    f.heading(
+        PATIENT_HEADING,
+        &format!("{heading}  ({} {})", words.zh, words.en),
+        true,
+    );
+    let body = PATIENT.indent(INDENT);
+    f.para(
+        body,
+        &format!("签发时间 Issued: {}", zone.date_time(r.issued_at_ms)),
+    );
     if let Some(sig) = &rec.signature {
-        l.extend(w(
+        f.para(
+            body,
             &format!(
-                "签名医生 Signed by: {}{}{}",
-                sig.name,
-                if sig.title.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {}", sig.title)
-                },
-                if sig.institution.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {}", sig.institution)
-                }
+                "签名医生 Signed by: {}",
+                joined(&[&sig.name, &sig.title, &sig.institution])
             ),
-            2,
-        ));
+        );
     }
     let b = &rec.body;
     let field = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
     match rec.kind {
         RecordKind::Prescription => {
             for (i, item) in b["items"].as_array().into_iter().flatten().enumerate() {
-                let f = |k: &str| item[k].as_str().unwrap_or_default();
-                l.extend(w(
+                let g = |k: &str| item[k].as_str().unwrap_or_default();
+                f.para(
+                    body,
                     &format!(
                         "{}. {}: {}, {}, {}, {}",
                         i + 1,
-                        f("medication"),
-                        f("dose"),
-                        f("route"),
-                        f("frequency"),
-                        f("duration")
+                        g("medication"),
+                        g("dose"),
+                        g("route"),
+                        g("frequency"),
+                        g("duration")
                     ),
-                    2,
-                ));
-                if !f("note").is_empty() {
-                    l.extend(w(&format!("注意 Note: {}", f("note")), 5));
+                );
+                if !g("note").is_empty() {
+                    f.para(
+                        PATIENT.indent(2.5 * INDENT),
+                        &format!("注意 Note: {}", g("note")),
+                    );
                 }
             }
         }
@@ -307,161 +443,195 @@ fn outcome_record(l: &mut Vec<String>, r: &OutcomeRecord) {
             ] {
                 let text = field(key);
                 if !text.trim().is_empty() {
-                    l.extend(w(&format!("{label}: {text}"), 2));
+                    f.para(body, &format!("{label}: {text}"));
                 }
             }
         }
     }
-    l.push(String::new());
-}
-
-fn outcome_lines(o: &PatientOutcome) -> Vec<String> {
-    let w = |t: &str, indent| wrap_in(PATIENT, t, indent);
-    let mut l = Vec::new();
-    l.push("会诊结果 Consultation outcome".into());
-    l.extend(w(&o.room.title, 0));
-    l.push(String::new());
-    if !o.institution.is_empty() {
-        l.extend(w(&format!("医疗机构 Institution: {}", o.institution), 0));
-    }
-    l.push(format!(
-        "会诊日期 Date: {}",
-        day_time(o.room.ended_at.unwrap_or(o.room.created_at) * 1000)
-    ));
-    let signers = o.signers();
-    if !signers.is_empty() {
-        l.push(String::new());
-        l.push("签名医生 Clinicians who signed".into());
-        for s in signers {
-            let parts: Vec<&str> = [s.name.as_str(), s.title.as_str(), s.institution.as_str()]
-                .into_iter()
-                .filter(|p| !p.is_empty())
-                .collect();
-            l.extend(w(&parts.join(", "), 2));
-        }
-    }
-    l.push(String::new());
-    if o.records.is_empty() {
-        l.extend(w(
-            "尚未签发报告或处方。 Nothing has been issued yet: no report or prescription.",
-            0,
-        ));
-        l.push(String::new());
-    }
-    for r in o.of_kind(RecordKind::DiagnosisReport) {
-        outcome_record(&mut l, r);
-    }
-    for r in o.of_kind(RecordKind::Prescription) {
-        outcome_record(&mut l, r);
-    }
-    let follow = o.follow_up();
-    if !follow.is_empty() {
-        l.push("复诊与建议 Follow-up".into());
-        for f in follow {
-            if let Some(date) = f.date {
-                l.extend(w(&format!("复诊日期 Follow-up date: {date}"), 2));
-            }
-            if let Some(advice) = f.advice {
-                l.extend(w(advice, 2));
-            }
-            if !f.recommendation.trim().is_empty() {
-                l.extend(w(f.recommendation, 2));
-            }
-        }
-        l.push(String::new());
-    }
-    l.extend(w(
-        "本文件只包含已签发的报告和处方。 This document holds only issued reports and prescriptions.",
-        0,
-    ));
-    l.push(format!(
-        "生成时间 Generated: {}",
-        day_time(o.generated_at_ms)
-    ));
-    l
 }
 
 /// The patient's outcome as a PDF: only what was issued to them.
-pub fn render_outcome(o: &PatientOutcome) -> Vec<u8> {
-    document(PATIENT, &outcome_lines(o))
-}
-
-/// Lines of text as A4 pages, with page numbers.
-fn document(layout: Layout, all: &[String]) -> Vec<u8> {
-    let Layout { size, leading } = layout;
-    let pages: Vec<&[String]> = all.chunks(layout.lines_per_page()).collect();
-    // Objects: 1 catalog, 2 pages, 3 font, 4 CID font, 5 descriptor, then page + content pairs.
-    let mut objects: Vec<String> = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".into(),
-        format!(
-            "<< /Type /Pages /Kids [{}] /Count {} >>",
-            (0..pages.len())
-                .map(|i| format!("{} 0 R", 6 + 2 * i))
-                .collect::<Vec<_>>()
-                .join(" "),
-            pages.len()
+pub fn render_outcome(o: &PatientOutcome, zone: &DisplayZone) -> Result<Vec<u8>, SummaryError> {
+    let mut f = Flow::default();
+    if !o.institution.is_empty() {
+        f.para(PATIENT_HEADING, &o.institution);
+    }
+    f.para(PATIENT_TITLE, "会诊结果 Consultation outcome");
+    f.para(PATIENT, &o.room.title);
+    f.gap(6.0);
+    if !o.institution.is_empty() {
+        f.para(PATIENT, &format!("医疗机构 Institution: {}", o.institution));
+    }
+    f.para(
+        PATIENT,
+        &format!(
+            "会诊日期 Date: {}",
+            zone.date_time(o.room.ended_at.unwrap_or(o.room.created_at) * 1000)
         ),
-        "<< /Type /Font /Subtype /Type0 /BaseFont /STSong-Light /Encoding /UniGB-UCS2-H \
-         /DescendantFonts [4 0 R] >>"
-            .into(),
-        "<< /Type /Font /Subtype /CIDFontType0 /BaseFont /STSong-Light /CIDSystemInfo \
-         << /Registry (Adobe) /Ordering (GB1) /Supplement 2 >> /FontDescriptor 5 0 R \
-         /DW 1000 /W [1 95 500] >>"
-            .into(),
-        "<< /Type /FontDescriptor /FontName /STSong-Light /Flags 6 /FontBBox [-25 -254 1000 880] \
-         /ItalicAngle 0 /Ascent 880 /Descent -120 /CapHeight 880 /StemV 93 >>"
-            .into(),
-    ];
-    for (i, page) in pages.iter().enumerate() {
-        let mut content = format!(
-            "BT /F1 {size} Tf {leading} TL {MARGIN} {} Td\n",
-            PAGE_H - MARGIN - size
-        );
-        for line in page.iter() {
-            let _ = writeln!(content, "{} Tj T*", hex(line));
-        }
-        let footer = hex(&format!("{} / {}", i + 1, pages.len()));
-        let _ = write!(content, "{footer} Tj\nET");
-        objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {PAGE_W} {PAGE_H}] \
-             /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-            7 + 2 * i
-        ));
-        objects.push(format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
-        ));
-    }
-    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    let mut offsets = Vec::with_capacity(objects.len());
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    let mut tail = format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
-    for off in offsets {
-        let _ = writeln!(tail, "{off:010} 00000 n ");
-    }
-    let _ = write!(
-        tail,
-        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-        objects.len() + 1
     );
-    out.extend_from_slice(tail.as_bytes());
-    out
+    let signers = o.signers();
+    if !signers.is_empty() {
+        f.gap(6.0);
+        f.heading(PATIENT_HEADING, "签名医生 Clinicians who signed", true);
+        for s in signers {
+            f.para(
+                PATIENT.indent(INDENT),
+                &joined(&[&s.name, &s.title, &s.institution]),
+            );
+        }
+    }
+    if o.records.is_empty() {
+        f.gap(10.0);
+        f.para(
+            PATIENT,
+            "尚未签发报告或处方。 Nothing has been issued yet: no report or prescription.",
+        );
+    }
+    for r in o.of_kind(RecordKind::DiagnosisReport) {
+        outcome_record(&mut f, r, zone);
+    }
+    for r in o.of_kind(RecordKind::Prescription) {
+        outcome_record(&mut f, r, zone);
+    }
+    let follow = o.follow_up();
+    if !follow.is_empty() {
+        f.gap(6.0);
+        f.heading(PATIENT_HEADING, "复诊与建议 Follow-up", true);
+        for x in follow {
+            if let Some(date) = x.date {
+                f.para(
+                    PATIENT.indent(INDENT),
+                    &format!("复诊日期 Follow-up date: {date}"),
+                );
+            }
+            if let Some(advice) = x.advice {
+                f.para(PATIENT.indent(INDENT), advice);
+            }
+            if !x.recommendation.trim().is_empty() {
+                f.para(PATIENT.indent(INDENT), x.recommendation);
+            }
+        }
+    }
+    f.gap(12.0);
+    f.para(
+        SMALL,
+        "本文件只包含已签发的报告和处方。 This document holds only issued reports and prescriptions.",
+    );
+    f.para(
+        SMALL,
+        &format!("时间均为 Times are in {}", zone.describe(o.generated_at_ms)),
+    );
+    let chrome = Chrome {
+        title: "会诊结果 Consultation outcome".into(),
+        running_header: joined(&[&o.institution, "会诊结果 Consultation outcome"])
+            .replace(", ", " · "),
+        generated: format!("生成时间 Generated: {}", zone.date_time(o.generated_at_ms)),
+    };
+    let pages = f.paginate(MAX_OUTCOME_PAGES, |left_out| {
+        truncation_notice(
+            left_out,
+            "完整内容见会诊结果页面。 The outcome page shows all of it.",
+        )
+    });
+    write(pages, &chrome)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn black() -> rgb::Color {
+    rgb::Color::new(0, 0, 0)
+}
 
-    #[test]
-    fn text_is_wrapped_and_encoded_as_ucs2() {
-        assert_eq!(hex("A会"), "<00414F1A>");
-        assert_eq!(hex("😀"), "<003F>");
-        let long = "会".repeat(100);
-        let w = wrap(&long, 0);
-        assert!(w.len() > 1 && w.iter().all(|l| l.chars().count() <= 50));
+fn grey() -> rgb::Color {
+    rgb::Color::new(96, 96, 96)
+}
+
+fn fill(color: rgb::Color) -> Fill {
+    Fill {
+        paint: color.into(),
+        opacity: NormalizedF32::ONE,
+        rule: Default::default(),
     }
+}
+
+/// One line of text with its baseline at `baseline`.
+fn text(surface: &mut Surface<'_>, x: f32, baseline: f32, style: Style, content: &str) {
+    let face = style.face();
+    let shaped = face.shape(content);
+    surface.set_fill(Some(fill(if style.muted { grey() } else { black() })));
+    surface.draw_glyphs(
+        Point::from_xy(x, baseline),
+        &shaped.glyphs,
+        face.pdf(),
+        &shaped.text,
+        style.size,
+        false,
+    );
+}
+
+/// A thin horizontal rule across the text width at `y`.
+fn rule(surface: &mut Surface<'_>, y: f32) {
+    let mut p = PathBuilder::new();
+    p.move_to(MARGIN_X, y);
+    p.line_to(PAGE_W - MARGIN_X, y);
+    if let Some(path) = p.finish() {
+        surface.set_fill(None);
+        surface.set_stroke(Some(Stroke {
+            paint: rgb::Color::new(160, 160, 160).into(),
+            width: 0.5,
+            ..Default::default()
+        }));
+        surface.draw_path(&path);
+        surface.set_stroke(None);
+    }
+}
+
+/// The pages as a PDF.
+fn write(pages: Vec<Vec<Line>>, chrome: &Chrome) -> Result<Vec<u8>, SummaryError> {
+    let mut doc = Document::new();
+    doc.set_metadata(
+        Metadata::new()
+            .title(chrome.title.clone())
+            .language("zh-CN".into())
+            .creator("huizhen".into()),
+    );
+    let count = pages.len();
+    let settings = PageSettings::from_wh(PAGE_W, PAGE_H)
+        .ok_or_else(|| SummaryError::Pdf("page size".into()))?;
+    for (i, lines) in pages.iter().enumerate() {
+        let mut page = doc.start_page_with(settings.clone());
+        let mut surface = page.surface();
+        if i > 0 {
+            text(
+                &mut surface,
+                MARGIN_X,
+                TOP - 22.0,
+                SMALL,
+                &chrome.running_header,
+            );
+            rule(&mut surface, TOP - 16.0);
+        }
+        let mut y = TOP;
+        for line in lines {
+            let st = line.style;
+            if line.rule_above {
+                rule(&mut surface, y + 1.0);
+            }
+            if !line.text.is_empty() {
+                // The line's box is `leading` high; the type sits in its middle (Noto's
+                // ascender is 0.88 em, its descender 0.12).
+                let baseline = y + (st.leading - st.size) / 2.0 + 0.88 * st.size;
+                text(&mut surface, MARGIN_X + st.indent, baseline, st, &line.text);
+            }
+            y += st.leading;
+        }
+        let foot = PAGE_H - BOTTOM + 30.0;
+        rule(&mut surface, PAGE_H - BOTTOM + 14.0);
+        text(&mut surface, MARGIN_X, foot, SMALL, &chrome.generated);
+        let number = format!("第 {n} 页 / 共 {count} 页 · Page {n} of {count}", n = i + 1);
+        let w = SMALL.face().width(&number, SMALL.size);
+        text(&mut surface, PAGE_W - MARGIN_X - w, foot, SMALL, &number);
+        surface.finish();
+        page.finish();
+    }
+    doc.finish()
+        .map_err(|e| SummaryError::Pdf(format!("{e:?}")))
 }

@@ -43,6 +43,7 @@ import { referralStepsScenario } from "./referral-steps-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
 import { screenShareScenario } from "./screenshare-scenario.mjs";
 import { iceRestartScenario, recordPeerConnections } from "./icerestart-scenario.mjs";
+import { timeZoneScenario } from "./timezone-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 import { firefoxScenario } from "./firefox-scenario.mjs";
@@ -1790,6 +1791,7 @@ async function main() {
     await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
 
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await timeZoneScenario({ check, browser, base: BASE, timeout: EVENT_TIMEOUT });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod impaired;
+pub mod pdf;
 pub mod peer;
 pub mod process;
 

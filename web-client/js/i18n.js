@@ -153,7 +153,16 @@ const TIME_STYLES = {
 };
 
 /**
- * A time for people, in the page's language and the browser's time zone.
+ * The institution's time zone (an IANA name, from `GET /api/v1/display`, the server's
+ * `display.time_zone`), once known: times are shown in it, so that a clinician abroad or a
+ * browser with a wrong clock setting reads the same times as the PDFs. Until then, or if the
+ * server names none, the browser's.
+ * @type {string | undefined}
+ */
+let timeZone;
+
+/**
+ * A time for people, in the page's language and the institution's time zone.
  * @param {string | number | Date} at an ISO string, Unix milliseconds or a Date
  * @param {TimeStyle} [style]
  * @returns {string}
@@ -161,7 +170,51 @@ const TIME_STYLES = {
 export function formatTime(at, style = "datetime") {
   const date = at instanceof Date ? at : new Date(at);
   if (Number.isNaN(date.getTime())) return String(at);
-  return new Intl.DateTimeFormat(current, TIME_STYLES[style]).format(date);
+  const options = TIME_STYLES[style];
+  // A calendar day keeps its own zone (UTC): it is the same day everywhere.
+  const zoned = timeZone && !options.timeZone ? { ...options, timeZone } : options;
+  return new Intl.DateTimeFormat(current, zoned).format(date);
+}
+
+/**
+ * Shows times in `zone` from now on and re-formats those on the page (marked nodes, and the
+ * pages that re-render on a language switch). A name the browser's Intl does not know, or an
+ * empty one, is ignored.
+ * @param {unknown} zone
+ */
+export function setTimeZone(zone) {
+  if (typeof zone !== "string" || zone === "" || zone === timeZone) return;
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+  } catch {
+    return;
+  }
+  timeZone = zone;
+  if (typeof document === "undefined") return;
+  translatePage();
+  for (const fn of listeners) fn(current);
+}
+
+/** @returns {string | undefined} the time zone times are shown in, once the server named it */
+export function displayTimeZone() {
+  return timeZone;
+}
+
+/**
+ * Asks the server which zone times are shown in (`GET /api/v1/display`, public). Without an
+ * answer (offline, an older server) times stay in the browser's zone.
+ * @returns {Promise<void>}
+ */
+export async function loadTimeZone() {
+  if (typeof fetch === "undefined") return;
+  try {
+    const res = await fetch("/api/v1/display", { credentials: "same-origin" });
+    if (!res.ok) return;
+    const body = await res.json();
+    setTimeZone(body?.time_zone);
+  } catch {
+    // Keep the browser's zone.
+  }
 }
 
 /**
@@ -273,4 +326,5 @@ export function mountLanguageSwitch(container) {
 export function startPage() {
   translatePage();
   for (const slot of document.querySelectorAll(".lang-slot")) mountLanguageSwitch(slot);
+  void loadTimeZone();
 }
