@@ -37,6 +37,7 @@ import { adminScenario } from "./admin-scenario.mjs";
 import { referralScenario } from "./referral-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
+import { phoneScenario } from "./phone-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -1760,6 +1761,7 @@ async function main() {
     await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
+    await phoneScenario({ check, snap, browser, newContext, watchPage, openJoinPage, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);
