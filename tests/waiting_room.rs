@@ -144,11 +144,13 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     .unwrap();
     li.expect_error("bad_message", T).await.unwrap();
     // The device check's details: a blocked microphone, and whether the test sound was heard.
-    li.send_json(&json!({"type": "precall", "camera": true, "microphone": false,
+    li.send_json(
+        &json!({"type": "precall", "camera": true, "microphone": false,
                          "connection": "good", "rtt_ms": 12, "camera_state": "ok",
-                         "microphone_state": "denied", "speaker": "not_heard"}))
-        .await
-        .unwrap();
+                         "microphone_state": "denied", "speaker": "not_heard"}),
+    )
+    .await
+    .unwrap();
     let q = queue_where(&doctor, |q| {
         q["waiting"][0]["precall"]["microphone_state"] == "denied"
     })

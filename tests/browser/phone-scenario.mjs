@@ -256,7 +256,11 @@ export async function phoneScenario(ctx) {
         mics[1],
         { timeout, polling: 100 },
       );
-      // The new microphone is in use, and the meter follows it.
+      // The new microphone is in use, the list says so, and the meter follows it.
+      await page.waitForFunction((id) => /** @type {HTMLSelectElement} */ (document.querySelector("#microphone-select")).value === id, mics[1], {
+        timeout,
+        polling: 100,
+      });
       await page.waitForFunction(() => Number(document.querySelector("#mic-level")?.getAttribute("data-level") ?? 0) > 0.02, undefined, {
         timeout,
         polling: 50,

@@ -53,10 +53,25 @@ function errName(err) {
  * found, or both blocked) joins to receive only. A device that is there but fails (in use by
  * another program, broken) is an error the page shows, since that is fixable in a moment.
  * @param {{audio: boolean, video: boolean}} want
- * @param {{camera?: string, microphone?: string}} [choice] preferred device ids ("" the default)
+ * @param {{camera?: string, microphone?: string}} [choice] the devices chosen ("" the browser's default)
  * @returns {Promise<Acquired>}
  */
 export async function acquireMedia(want, choice = {}) {
+  const got = await acquireWith(want, choice);
+  // A remembered device that is gone (unplugged, another phone): the browser's default instead.
+  if ((choice.camera || choice.microphone) && (got.camera === "none" || got.microphone === "none")) {
+    for (const track of got.stream?.getTracks() ?? []) track.stop();
+    return acquireWith(want, {});
+  }
+  return got;
+}
+
+/**
+ * @param {{audio: boolean, video: boolean}} want
+ * @param {{camera?: string, microphone?: string}} choice
+ * @returns {Promise<Acquired>}
+ */
+async function acquireWith(want, choice) {
   const off = { stream: null, camera: /** @type {DeviceState} */ ("off"), microphone: /** @type {DeviceState} */ ("off") };
   if (!want.audio && !want.video) return off;
   /** @type {MediaTrackConstraints} */
@@ -66,10 +81,10 @@ export async function acquireMedia(want, choice = {}) {
     frameRate: { ideal: 24, max: 30 },
     facingMode: "user",
   };
-  if (choice.camera) video.deviceId = { ideal: choice.camera };
+  if (choice.camera) video.deviceId = { exact: choice.camera };
   /** @type {MediaTrackConstraints} */
   const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
-  if (choice.microphone) audio.deviceId = { ideal: choice.microphone };
+  if (choice.microphone) audio.deviceId = { exact: choice.microphone };
   try {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: want.audio ? audio : false,

@@ -28,8 +28,11 @@ export class SelfView {
   constructor(tiles) {
     this.#tiles = tiles;
     new MutationObserver(() => this.#decorate()).observe(tiles, { childList: true });
-    // Leaving the phone layout (a rotation, a wider window) puts the picture back in its place.
-    this.#phone.addEventListener("change", () => this.#move(null, { x: 0, y: 0 }));
+    // Turning the phone, or leaving the phone layout (a wider window), puts the picture back
+    // in its place: where it was put may be off the screen now.
+    const reset = () => this.#move(null, { x: 0, y: 0 });
+    this.#phone.addEventListener("change", reset);
+    window.matchMedia("(orientation: landscape)").addEventListener("change", reset);
   }
 
   #decorate() {

@@ -371,7 +371,7 @@ const zhCN = {
   "room.media.no_microphone": "没有麦克风：其他人听不到您。请在聊天中留言。",
   "room.media.receive_only": "您只能观看和收听：没有摄像头和麦克风。请在聊天中留言。",
   "room.mute": "静音",
-  "room.mute_label": "关闭麦克风",
+  "room.mute_label": "静音：关闭麦克风",
   "room.muted": "已静音",
   "room.no_camera": "没有摄像头",
   "room.participants": "参与者",
@@ -391,7 +391,7 @@ const zhCN = {
   "room.tab.records": "记录",
   "room.tile_label": "{name}：{role}{muted}{camera}{reconnecting}",
   "room.unmute": "取消静音",
-  "room.unmute_label": "打开麦克风",
+  "room.unmute_label": "取消静音：打开麦克风",
   "room.you": "{name}（您）",
 
   "sign.password": "您的密码",
