@@ -110,7 +110,9 @@ async function acquireWith(want, choice) {
         return { track, state: track ? "ok" : "none", err: null };
       } catch (e) {
         const n = errName(e);
-        return { track: null, state: DENIED.has(n) ? "denied" : MISSING.has(n) ? "none" : "none", err: DENIED.has(n) || MISSING.has(n) ? null : e };
+        // Refused or absent is an answer; anything else (in use, broken) is an error to show.
+        const known = DENIED.has(n) || MISSING.has(n);
+        return { track: null, state: DENIED.has(n) ? "denied" : "none", err: known ? null : e };
       }
     };
     const mic = want.audio ? await one({ audio, video: false }) : { track: null, state: /** @type {DeviceState} */ ("off"), err: null };
