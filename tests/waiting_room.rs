@@ -143,6 +143,37 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     .await
     .unwrap();
     li.expect_error("bad_message", T).await.unwrap();
+    // The device check's details: a blocked microphone, and whether the test sound was heard.
+    li.send_json(
+        &json!({"type": "precall", "camera": true, "microphone": false,
+                         "connection": "good", "rtt_ms": 12, "camera_state": "ok",
+                         "microphone_state": "denied", "speaker": "not_heard"}),
+    )
+    .await
+    .unwrap();
+    let q = queue_where(&doctor, |q| {
+        q["waiting"][0]["precall"]["microphone_state"] == "denied"
+    })
+    .await;
+    assert_eq!(
+        q["waiting"][0]["precall"],
+        json!({"camera": true, "microphone": false, "connection": "good", "rtt_ms": 12,
+               "camera_state": "ok", "microphone_state": "denied", "speaker": "not_heard"})
+    );
+    for bad in [
+        json!({"camera_state": "blocked"}),
+        json!({"microphone_state": "OK"}),
+        json!({"speaker": "yes"}),
+        json!({"speaker": 1}),
+    ] {
+        let mut msg = json!({"type": "precall", "camera": false, "microphone": false,
+                             "connection": "unknown"});
+        for (k, v) in bad.as_object().unwrap() {
+            msg[k] = v.clone();
+        }
+        li.send_json(&msg).await.unwrap();
+        li.expect_error("bad_message", T).await.unwrap();
+    }
 
     // Someone waiting cannot let themselves in, nor chat into the room; a second clinician
     // arriving is not announced to them.

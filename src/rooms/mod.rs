@@ -42,8 +42,8 @@ pub use notice::{
     Welcome,
 };
 pub use request::{
-    Annotate, ConnectionQuality, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, MediaState,
-    Moderation, Precall, Publish,
+    Annotate, ConnectionQuality, DeviceCheck, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS,
+    MediaState, Moderation, Precall, Publish, SpeakerCheck,
 };
 
 /// Capacity of a room's command queue, and of each session's outbound queue.

@@ -99,6 +99,70 @@ pub struct Precall {
     pub connection: ConnectionQuality,
     /// Round trip to the server, as the client measured it (a signaling ping).
     pub rtt_ms: Option<u32>,
+    /// Why there is no camera (or that there is one), when the client says; older clients
+    /// send only `camera`.
+    pub camera_state: Option<DeviceCheck>,
+    pub microphone_state: Option<DeviceCheck>,
+    /// Whether they heard the test sound.
+    pub speaker: Option<SpeakerCheck>,
+}
+
+/// What the pre-call check found of a camera or a microphone: a clinician helps someone whose
+/// browser blocked it differently from someone who has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCheck {
+    Ok,
+    /// None found (or none that works).
+    None,
+    /// The person or the browser refused access.
+    Denied,
+}
+
+impl DeviceCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceCheck::Ok => "ok",
+            DeviceCheck::None => "none",
+            DeviceCheck::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ok" => DeviceCheck::Ok,
+            "none" => DeviceCheck::None,
+            "denied" => DeviceCheck::Denied,
+            _ => return None,
+        })
+    }
+}
+
+/// The speaker test: a short tone, and the person's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpeakerCheck {
+    Heard,
+    NotHeard,
+    /// They did not try it.
+    Untested,
+}
+
+impl SpeakerCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeakerCheck::Heard => "heard",
+            SpeakerCheck::NotHeard => "not_heard",
+            SpeakerCheck::Untested => "untested",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "heard" => SpeakerCheck::Heard,
+            "not_heard" => SpeakerCheck::NotHeard,
+            "untested" => SpeakerCheck::Untested,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -152,6 +152,15 @@ pub struct Precall {
     pub connection: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<u32>,
+    /// ok, none or denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera_state: Option<String>,
+    /// ok, none or denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub microphone_state: Option<String>,
+    /// heard, not_heard or untested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// A message from a client.
@@ -699,6 +708,9 @@ impl From<&rooms::Queue> for QueueView {
                         microphone: p.microphone,
                         connection: p.connection.as_str().to_owned(),
                         rtt_ms: p.rtt_ms,
+                        camera_state: p.camera_state.map(|d| d.as_str().to_owned()),
+                        microphone_state: p.microphone_state.map(|d| d.as_str().to_owned()),
+                        speaker: p.speaker.map(|h| h.as_str().to_owned()),
                     }),
                 })
                 .collect(),

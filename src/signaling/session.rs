@@ -467,27 +467,14 @@ impl Session {
                     reason: m.reason,
                 },
             },
-            ClientMessage::Precall(p) => {
-                let Some(connection) = rooms::ConnectionQuality::parse(&p.connection) else {
-                    return self.refuse(
-                        replies,
-                        (
-                            ErrorCode::BadMessage,
-                            "precall.connection must be good, fair, poor or unknown".into(),
-                        ),
-                    );
-                };
-                RoomCommand::Precall {
+            ClientMessage::Precall(p) => match precall_report(p) {
+                Ok(report) => RoomCommand::Precall {
                     participant,
                     conn,
-                    report: rooms::Precall {
-                        camera: p.camera,
-                        microphone: p.microphone,
-                        connection,
-                        rtt_ms: p.rtt_ms.map(|ms| ms.min(60_000)),
-                    },
-                }
-            }
+                    report,
+                },
+                Err(text) => return self.refuse(replies, (ErrorCode::BadMessage, text.into())),
+            },
             ClientMessage::EndRoom => {
                 let (reply, rx) = oneshot::channel();
                 if room
@@ -767,4 +754,39 @@ fn room_refusal(e: RoomError) -> Refusal {
         }
     };
     (code, e.to_string())
+}
+
+/// A `precall` from the wire as the room keeps it: every word checked, the round trip capped.
+fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'static str> {
+    let connection = rooms::ConnectionQuality::parse(&p.connection)
+        .ok_or("precall.connection must be good, fair, poor or unknown")?;
+    let device = |state: Option<String>, what: &'static str| {
+        state
+            .map(|s| rooms::DeviceCheck::parse(&s).ok_or(what))
+            .transpose()
+    };
+    let camera_state = device(
+        p.camera_state,
+        "precall.camera_state must be ok, none or denied",
+    )?;
+    let microphone_state = device(
+        p.microphone_state,
+        "precall.microphone_state must be ok, none or denied",
+    )?;
+    let speaker = p
+        .speaker
+        .map(|s| {
+            rooms::SpeakerCheck::parse(&s)
+                .ok_or("precall.speaker must be heard, not_heard or untested")
+        })
+        .transpose()?;
+    Ok(rooms::Precall {
+        camera: p.camera,
+        microphone: p.microphone,
+        connection,
+        rtt_ms: p.rtt_ms.map(|ms| ms.min(60_000)),
+        camera_state,
+        microphone_state,
+        speaker,
+    })
 }

@@ -47,6 +47,7 @@ import { timeZoneScenario } from "./timezone-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 import { firefoxScenario } from "./firefox-scenario.mjs";
+import { phoneScenario } from "./phone-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -1792,6 +1793,7 @@ async function main() {
 
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await timeZoneScenario({ check, browser, base: BASE, timeout: EVENT_TIMEOUT });
+    await phoneScenario({ check, snap, browser, newContext, watchPage, openJoinPage, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);

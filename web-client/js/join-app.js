@@ -34,7 +34,9 @@ import { PROTOCOL_VERSION } from "./protocol.js";
 import { SignalingClient } from "./signaling.js";
 import { MediaSession } from "./media-session.js";
 import { RoomView } from "./room-view.js";
-import { PreJoin, acquireMedia } from "./prejoin.js";
+import { PreJoin, acquireMedia, deviceStatusKey } from "./prejoin.js";
+import { loadDeviceChoice } from "./device-check.js";
+import { SelfView } from "./self-view.js";
 import { errorKey, errorTitleKey, mediaErrorCode, seatErrorKey } from "./errors.js";
 import { must, userText } from "./dom.js";
 import { clearText, onLocaleChange, startPage, t, tr, trAttr } from "./i18n.js";
@@ -171,6 +173,11 @@ class JoinApp {
   /** @type {MediaStream | null} */
   local = null;
   publish = { audio: false, video: false };
+  /**
+   * What the device check found (sent with the pre-call check, and said in the room's banner).
+   * @type {{camera: import("./prejoin.js").DeviceState, microphone: import("./prejoin.js").DeviceState}}
+   */
+  devices = { camera: "off", microphone: "off" };
   micOn = true;
   camOn = true;
   /** @type {Promise<boolean>} resolves once the camera/microphone request has settled */
@@ -217,6 +224,7 @@ class JoinApp {
     room: must("#room", HTMLElement),
     roomTitle: must("#room-title", HTMLElement),
     banner: must("#banner", HTMLElement),
+    mediaBanner: must("#media-banner", HTMLElement),
     tiles: must("#tiles", HTMLElement),
     audience: must("#audience", HTMLElement),
     audienceList: must("#audience-list", HTMLElement),
@@ -240,7 +248,14 @@ class JoinApp {
     this.ui.soundButton.hidden = false;
   });
 
-  prejoin = new PreJoin(this.ui.prejoin, (name) => void this.onJoinClicked(name));
+  prejoin = new PreJoin(
+    this.ui.prejoin,
+    (name) => void this.onJoinClicked(name),
+    () => void this.changeDevices(),
+  );
+
+  /** Your own picture on a phone: small, movable, hideable. */
+  selfView = new SelfView(this.ui.tiles);
 
   waitingView = new WaitingView(this.ui.waitingScreen, () => void this.leave());
 
@@ -380,7 +395,9 @@ class JoinApp {
    */
   async acquire(wanted) {
     try {
-      this.local = await acquireMedia({ audio: wanted, video: wanted });
+      const got = await acquireMedia({ audio: wanted, video: wanted }, loadDeviceChoice());
+      this.local = got.stream;
+      this.devices = { camera: got.camera, microphone: got.microphone };
     } catch (err) {
       this.fail(mediaErrorCode(err));
       return false;
@@ -391,13 +408,21 @@ class JoinApp {
     };
     this.micOn = this.publish.audio;
     this.camOn = this.publish.video;
-    /** @type {MessageKey | null} */
-    let status = null;
-    if (!wanted) status = "join.prejoin.observer";
-    else if (!this.publish.video) status = "join.prejoin.no_camera";
-    else if (!this.publish.audio) status = "join.prejoin.no_microphone";
-    this.prejoin.showPreview(this.local, status);
+    this.prejoin.showPreview(this.local, deviceStatusKey(this.devices.camera, this.devices.microphone));
+    if (this.state === "prejoin") void this.prejoin.setDevices(this.local, wanted);
     return true;
+  }
+
+  /**
+   * Another camera or microphone chosen on the pre-join screen: the old ones go, the chosen
+   * ones come (or, if they fail, whatever acquireMedia falls back to).
+   */
+  async changeDevices() {
+    if (this.state !== "prejoin") return;
+    await this.mediaReady;
+    for (const track of this.local?.getTracks() ?? []) track.stop();
+    this.local = null;
+    this.mediaReady = this.acquire(!this.observer);
   }
 
   /** @param {string} name */
@@ -405,6 +430,7 @@ class JoinApp {
     this.name = name;
     this.prejoin.setBusy(true);
     if (!(await this.mediaReady)) return;
+    this.prejoin.stopChecks();
     this.connect(undefined);
   }
 
@@ -678,6 +704,12 @@ class JoinApp {
       connection: connectionQuality(rtt ?? null),
     };
     if (rtt !== null && rtt !== undefined) report.rtt_ms = rtt;
+    // Why a device is missing matters to the clinician: none, or blocked in the browser.
+    if (this.devices.camera !== "off") report.camera_state = report.camera ? "ok" : this.devices.camera === "denied" ? "denied" : "none";
+    if (this.devices.microphone !== "off") {
+      report.microphone_state = report.microphone ? "ok" : this.devices.microphone === "denied" ? "denied" : "none";
+    }
+    if (!this.observer) report.speaker = this.prejoin.speaker;
     signaling.send({ type: "precall", ...report });
     this.waitingView.setChecks(report, this.observer);
   }
@@ -726,6 +758,7 @@ class JoinApp {
     this.ui.endButton.hidden = msg.you.role !== "doctor";
     this.ui.micButton.hidden = !this.publish.audio;
     this.ui.cameraButton.hidden = !this.publish.video;
+    this.showMediaBanner();
     this.renderControls();
     this.enterConsultation(msg);
     // Clinicians manage the waiting room: its tab, and "Send back" on patients and observers.
@@ -919,6 +952,8 @@ class JoinApp {
       for (const track of this.local?.getTracks() ?? []) track.stop();
       this.local = null;
       this.publish = { audio: false, video: false };
+      this.devices = { camera: "off", microphone: "off" };
+      this.observer = true;
       this.micOn = false;
       this.camOn = false;
       this.connect(undefined);
@@ -1016,7 +1051,8 @@ class JoinApp {
     this.teardownLink();
     this.setState("prejoin");
     this.prejoin.setBusy(false);
-    this.prejoin.showPreview(this.local, null);
+    this.prejoin.showPreview(this.local, deviceStatusKey(this.devices.camera, this.devices.microphone));
+    void this.prejoin.setDevices(this.local, !this.observer);
     this.prejoin.showError(error);
     this.prejoin.focus();
   }
@@ -1118,6 +1154,7 @@ class JoinApp {
     document.body.dataset.state = state;
     const inRoom = state === "in-room" || state === "reconnecting";
     this.ui.prejoin.hidden = state !== "prejoin";
+    if (state !== "prejoin") this.prejoin.stopChecks();
     this.ui.waitingScreen.hidden = state !== "waiting";
     this.ui.room.hidden = !inRoom;
     this.ui.statusPanel.hidden = !(state === "connecting" || state === "ended" || state === "error");
@@ -1138,6 +1175,26 @@ class JoinApp {
     if (key) tr(this.ui.banner, key);
     else clearText(this.ui.banner);
     this.ui.banner.hidden = key === null;
+  }
+
+  /**
+   * In the room, for as long as it lasts: what the others do not get from us (no picture, no
+   * sound, or neither) and what we can still do. An observer, who sends nothing by design, is
+   * not told.
+   */
+  showMediaBanner() {
+    /** @type {MessageKey | null} */
+    let key = null;
+    if (!this.observer) {
+      if (!this.publish.audio && !this.publish.video) key = "room.media.receive_only";
+      else if (!this.publish.audio) key = this.devices.microphone === "denied" ? "room.media.microphone_denied" : "room.media.no_microphone";
+      else if (!this.publish.video) key = this.devices.camera === "denied" ? "room.media.camera_denied" : "room.media.audio_only";
+    }
+    if (key) tr(this.ui.mediaBanner, key);
+    else clearText(this.ui.mediaBanner);
+    this.ui.mediaBanner.hidden = key === null;
+    if (key) this.ui.mediaBanner.dataset.media = key.slice("room.media.".length);
+    else delete this.ui.mediaBanner.dataset.media;
   }
 
   /**

@@ -174,13 +174,17 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
- * A waiting person's pre-call check: camera and microphone working, and how the connection
- * looked (from a signaling ping's round trip).
+ * A waiting person's pre-call check: camera and microphone working (and, when not, whether
+ * there is none or access was refused), how the connection looked (from a signaling ping's
+ * round trip), and whether they heard the test sound.
  * @typedef {object} PrecallInfo
  * @property {boolean} camera
  * @property {boolean} microphone
  * @property {"good" | "fair" | "poor" | "unknown"} connection
  * @property {number} [rtt_ms]
+ * @property {"ok" | "none" | "denied"} [camera_state]
+ * @property {"ok" | "none" | "denied"} [microphone_state]
+ * @property {"heard" | "not_heard" | "untested"} [speaker]
  */
 
 /**

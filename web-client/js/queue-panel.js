@@ -369,7 +369,8 @@ export class QueuePanel {
   }
 
   /**
-   * The pre-call check as three icons with words: camera, microphone, connection.
+   * The pre-call check as icons with words: camera, microphone, connection, and the speaker
+   * when they tried the test sound.
    * @param {HTMLElement} node
    * @param {PrecallInfo | null} p
    */
@@ -386,17 +387,29 @@ export class QueuePanel {
     node.dataset.camera = String(p.camera);
     node.dataset.microphone = String(p.microphone);
     const bad = p.connection === "poor";
+    node.dataset.speaker = p.speaker ?? "untested";
+    const camera = p.camera ? "queue.precall.camera_ok" : p.camera_state === "denied" ? "queue.precall.camera_denied" : "queue.precall.camera_none";
+    const microphone = p.microphone
+      ? "queue.precall.microphone_ok"
+      : p.microphone_state === "denied"
+        ? "queue.precall.microphone_denied"
+        : "queue.precall.microphone_none";
     node.replaceChildren(
-      precallPart("camera", p.camera, { key: p.camera ? "queue.precall.camera_ok" : "queue.precall.camera_none" }),
-      precallPart("microphone", p.microphone, { key: p.microphone ? "queue.precall.microphone_ok" : "queue.precall.microphone_none" }),
+      precallPart("camera", p.camera, { key: camera }),
+      precallPart("microphone", p.microphone, { key: microphone }),
       precallPart(`connection-${p.connection}`, !bad && p.connection !== "unknown", connectionWords(p)),
     );
+    // The test sound's answer: only when they tried it.
+    if (p.speaker === "heard" || p.speaker === "not_heard") {
+      const heard = p.speaker === "heard";
+      node.append(precallPart("speaker", heard, { key: heard ? "queue.precall.speaker_heard" : "queue.precall.speaker_not_heard" }));
+    }
   }
 }
 
 /**
  * One item of the pre-call summary: an icon (decorative) and its words.
- * @param {string} icon camera | microphone | connection-<quality>
+ * @param {string} icon camera | microphone | speaker | connection-<quality>
  * @param {boolean} ok
  * @param {Message} text
  */
@@ -440,6 +453,9 @@ function svgIcon(name) {
   if (name === "camera") {
     add("rect", { x: "2", y: "6", width: "14", height: "12", rx: "2" });
     add("path", { d: "M16 10l6-3v10l-6-3z" });
+  } else if (name === "speaker") {
+    add("path", { d: "M3 9h4l5-4v14l-5-4H3z" });
+    add("path", { d: "M16 9a4 4 0 0 1 0 6M19 6a8 8 0 0 1 0 12" });
   } else if (name === "microphone") {
     add("rect", { x: "9", y: "2", width: "6", height: "12", rx: "3" });
     add("path", { d: "M5 11a7 7 0 0 0 14 0M12 18v4M8 22h8" });

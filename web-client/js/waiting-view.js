@@ -135,12 +135,25 @@ export class WaitingView {
       delete checks.dataset.connection;
       return;
     }
-    tr(checks, "waiting.check.result", {
-      camera: { key: result.camera ? "waiting.check.camera_ok" : "waiting.check.camera_none" },
-      microphone: { key: result.microphone ? "waiting.check.microphone_ok" : "waiting.check.microphone_none" },
-      connection: { key: CONNECTION[result.connection] },
-    });
+    /** @type {MessageKey} */
+    const camera = result.camera ? "waiting.check.camera_ok" : result.camera_state === "denied" ? "waiting.check.camera_denied" : "waiting.check.camera_none";
+    /** @type {MessageKey} */
+    const microphone = result.microphone
+      ? "waiting.check.microphone_ok"
+      : result.microphone_state === "denied"
+        ? "waiting.check.microphone_denied"
+        : "waiting.check.microphone_none";
+    const params = { camera: { key: camera }, microphone: { key: microphone }, connection: { key: CONNECTION[result.connection] } };
+    if (result.speaker === "heard" || result.speaker === "not_heard") {
+      /** @type {MessageKey} */
+      const speaker = result.speaker === "heard" ? "waiting.check.speaker_heard" : "waiting.check.speaker_not_heard";
+      tr(checks, "waiting.check.result_speaker", { ...params, speaker: { key: speaker } });
+    } else {
+      tr(checks, "waiting.check.result", params);
+    }
     checks.dataset.connection = result.connection;
+    checks.dataset.camera = result.camera_state ?? String(result.camera);
+    checks.dataset.microphone = result.microphone_state ?? String(result.microphone);
   }
 
   /** @param {boolean} on the link dropped and the page is joining the queue again */
