@@ -153,24 +153,13 @@ pub fn sdp_answer(data: &[u8]) {
                 subscribe: true,
             },
         );
-        let mut offer_id = None;
-        while let Some(event) = sfu.poll_event() {
-            if let SfuEvent::Offer { offer, .. } = event {
-                offer_id = Some(offer.offer_id);
-            }
-        }
-        if let Some(offer_id) = offer_id {
-            sfu.handle_command(
-                now,
-                SfuCommand::Answer {
-                    participant: participant.clone(),
-                    offer_id,
-                    answer: Answer::parse(sdp),
-                },
-            );
+        let feed = |sfu: &mut Sfu| {
             for datagram in datagrams.chunks(1500) {
                 sfu.handle_receive(now, client, datagram);
             }
+        };
+        if answer_latest_offer(sfu, now, &participant, sdp) {
+            feed(sfu);
             // An ICE restart answered with the same text: the retired ufrag and addresses
             // must go from the routes, and the new ones with the transport.
             sfu.handle_command(
@@ -179,24 +168,8 @@ pub fn sdp_answer(data: &[u8]) {
                     participant: participant.clone(),
                 },
             );
-            let mut restart_offer = None;
-            while let Some(event) = sfu.poll_event() {
-                if let SfuEvent::Offer { offer, .. } = event {
-                    restart_offer = Some(offer.offer_id);
-                }
-            }
-            if let Some(offer_id) = restart_offer {
-                sfu.handle_command(
-                    now,
-                    SfuCommand::Answer {
-                        participant: participant.clone(),
-                        offer_id,
-                        answer: Answer::parse(sdp),
-                    },
-                );
-                for datagram in datagrams.chunks(1500) {
-                    sfu.handle_receive(now, client, datagram);
-                }
+            if answer_latest_offer(sfu, now, &participant, sdp) {
+                feed(sfu);
             }
         }
         sfu.handle_command(now, SfuCommand::RemoveTransport { participant });
@@ -207,6 +180,34 @@ pub fn sdp_answer(data: &[u8]) {
             "a removed transport left state behind in the Sfu"
         );
     });
+}
+
+/// Answers, with `sdp`, the latest offer the `Sfu` made to `participant` (its events drained);
+/// false when it made none.
+fn answer_latest_offer(
+    sfu: &mut Sfu,
+    now: Instant,
+    participant: &ParticipantId,
+    sdp: &str,
+) -> bool {
+    let mut offer_id = None;
+    while let Some(event) = sfu.poll_event() {
+        if let SfuEvent::Offer { offer, .. } = event {
+            offer_id = Some(offer.offer_id);
+        }
+    }
+    let Some(offer_id) = offer_id else {
+        return false;
+    };
+    sfu.handle_command(
+        now,
+        SfuCommand::Answer {
+            participant: participant.clone(),
+            offer_id,
+            answer: Answer::parse(sdp),
+        },
+    );
+    true
 }
 
 /// Where coverage-guided fuzzing starts for `target`: small valid inputs of each shape the

@@ -81,6 +81,63 @@ impl Console {
     }
 }
 
+/// The network both tests run in: a township doctor; at the county hospital, two cardiologists
+/// and a neurologist. Tokens are the accounts' session tokens.
+struct Network {
+    cardiology: String,
+    doc: String,
+    a: String,
+    b_id: String,
+    b: String,
+    neuro: String,
+}
+
+impl Network {
+    async fn set_up(s: &TestServer) -> Self {
+        let town = s.institution("Qingshui township health centre").await;
+        let county = s.institution("County People's Hospital").await;
+        let cardiology = s.department(&county, "Cardiology").await;
+        let neurology = s.department(&county, "Neurology").await;
+        let town_gp = s.department(&town, "General practice").await;
+        let (_, doc) = s
+            .placed_account(
+                "town_doc",
+                AccountRole::Doctor,
+                place(&town, &town_gp, "Dr. Li"),
+            )
+            .await;
+        let (_, a) = s
+            .placed_account(
+                "cardio_a",
+                AccountRole::Specialist,
+                place(&county, &cardiology, "Prof. Zhao"),
+            )
+            .await;
+        let (b_id, b) = s
+            .placed_account(
+                "cardio_b",
+                AccountRole::Specialist,
+                place(&county, &cardiology, "Dr. Chen"),
+            )
+            .await;
+        let (_, neuro) = s
+            .placed_account(
+                "neuro",
+                AccountRole::Specialist,
+                place(&county, &neurology, "Dr. Sun"),
+            )
+            .await;
+        Self {
+            cardiology,
+            doc,
+            a,
+            b_id,
+            b,
+            neuro,
+        }
+    }
+}
+
 fn place<'a>(institution: &'a str, department: &'a str, name: &'a str) -> Place<'a> {
     Place {
         institution,
@@ -93,39 +150,14 @@ fn place<'a>(institution: &'a str, department: &'a str, name: &'a str) -> Place<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
     let s = TestServer::start().await;
-    let town = s.institution("Qingshui township health centre").await;
-    let county = s.institution("County People's Hospital").await;
-    let cardiology = s.department(&county, "Cardiology").await;
-    let neurology = s.department(&county, "Neurology").await;
-    let town_gp = s.department(&town, "General practice").await;
-    let (_, doc) = s
-        .placed_account(
-            "town_doc",
-            AccountRole::Doctor,
-            place(&town, &town_gp, "Dr. Li"),
-        )
-        .await;
-    let (_, a) = s
-        .placed_account(
-            "cardio_a",
-            AccountRole::Specialist,
-            place(&county, &cardiology, "Prof. Zhao"),
-        )
-        .await;
-    let (b_id, b) = s
-        .placed_account(
-            "cardio_b",
-            AccountRole::Specialist,
-            place(&county, &cardiology, "Dr. Chen"),
-        )
-        .await;
-    let (_, neuro) = s
-        .placed_account(
-            "neuro",
-            AccountRole::Specialist,
-            place(&county, &neurology, "Dr. Sun"),
-        )
-        .await;
+    let Network {
+        cardiology,
+        doc,
+        a,
+        b_id,
+        b,
+        neuro,
+    } = Network::set_up(&s).await;
 
     // Who may listen at all.
     let resp = s
@@ -379,39 +411,14 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_department_hears_when_someone_waits_in_its_queue() {
     let s = TestServer::start().await;
-    let town = s.institution("Qingshui township health centre").await;
-    let county = s.institution("County People's Hospital").await;
-    let cardiology = s.department(&county, "Cardiology").await;
-    let neurology = s.department(&county, "Neurology").await;
-    let town_gp = s.department(&town, "General practice").await;
-    let (_, doc) = s
-        .placed_account(
-            "town_doc",
-            AccountRole::Doctor,
-            place(&town, &town_gp, "Dr. Li"),
-        )
-        .await;
-    let (_, a) = s
-        .placed_account(
-            "cardio_a",
-            AccountRole::Specialist,
-            place(&county, &cardiology, "Prof. Zhao"),
-        )
-        .await;
-    let (_, b) = s
-        .placed_account(
-            "cardio_b",
-            AccountRole::Specialist,
-            place(&county, &cardiology, "Dr. Chen"),
-        )
-        .await;
-    let (_, neuro) = s
-        .placed_account(
-            "neuro",
-            AccountRole::Specialist,
-            place(&county, &neurology, "Dr. Sun"),
-        )
-        .await;
+    let Network {
+        cardiology,
+        doc,
+        a,
+        b,
+        neuro,
+        ..
+    } = Network::set_up(&s).await;
 
     // A request to cardiology, accepted by Dr. Chen at the proposed time (soon enough for the
     // patient's link to be open already) and started.

@@ -288,24 +288,10 @@ pub fn render(s: &Summary, zone: &DisplayZone) -> Result<Vec<u8>, SummaryError> 
             }
             RecordKind::Prescription => {
                 for (i, item) in b["items"].as_array().into_iter().flatten().enumerate() {
-                    let g = |k: &str| item[k].as_str().unwrap_or_default();
-                    f.para(
-                        BODY.indent(INDENT),
-                        &format!(
-                            "{}. {}: {}, {}, {}, {}",
-                            i + 1,
-                            g("medication"),
-                            g("dose"),
-                            g("route"),
-                            g("frequency"),
-                            g("duration")
-                        ),
-                    );
-                    if !g("note").is_empty() {
-                        f.para(
-                            BODY.indent(2.0 * INDENT),
-                            &format!("注意 Note: {}", g("note")),
-                        );
+                    let (line, note) = prescription_item(i, item);
+                    f.para(BODY.indent(INDENT), &line);
+                    if let Some(note) = note {
+                        f.para(BODY.indent(2.0 * INDENT), &note);
                     }
                 }
             }
@@ -412,24 +398,10 @@ fn outcome_record(f: &mut Flow, r: &OutcomeRecord, zone: &DisplayZone) {
     match rec.kind {
         RecordKind::Prescription => {
             for (i, item) in b["items"].as_array().into_iter().flatten().enumerate() {
-                let g = |k: &str| item[k].as_str().unwrap_or_default();
-                f.para(
-                    body,
-                    &format!(
-                        "{}. {}: {}, {}, {}, {}",
-                        i + 1,
-                        g("medication"),
-                        g("dose"),
-                        g("route"),
-                        g("frequency"),
-                        g("duration")
-                    ),
-                );
-                if !g("note").is_empty() {
-                    f.para(
-                        PATIENT.indent(2.5 * INDENT),
-                        &format!("注意 Note: {}", g("note")),
-                    );
+                let (line, note) = prescription_item(i, item);
+                f.para(body, &line);
+                if let Some(note) = note {
+                    f.para(PATIENT.indent(2.5 * INDENT), &note);
                 }
             }
         }
@@ -634,4 +606,23 @@ fn write(pages: Vec<Vec<Line>>, chrome: &Chrome) -> Result<Vec<u8>, SummaryError
     }
     doc.finish()
         .map_err(|e| SummaryError::Pdf(format!("{e:?}")))
+}
+
+/// The `i`-th item of a prescription as one line ("1. medication: dose, route, frequency,
+/// duration"), and its note's line when it has one: the same words in both documents.
+fn prescription_item(i: usize, item: &serde_json::Value) -> (String, Option<String>) {
+    let g = |k: &str| item[k].as_str().unwrap_or_default();
+    let line = format!(
+        "{}. {}: {}, {}, {}, {}",
+        i + 1,
+        g("medication"),
+        g("dose"),
+        g("route"),
+        g("frequency"),
+        g("duration")
+    );
+    let note = Some(g("note"))
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("注意 Note: {n}"));
+    (line, note)
 }
