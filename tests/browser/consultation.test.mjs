@@ -1673,7 +1673,7 @@ async function main() {
 
     await check("the doctor sends the patient back with a reason: waiting screen with the reason, no video", { scenario: "lobby" }, async () => {
       const tile = w.doctor.locator(`#tiles .tile[data-participant-id="${id.lobbyPatient1}"]`);
-      await tile.getByRole("button", { name: "Send Chen Jie back to the waiting room" }).click();
+      await tile.getByRole("button", { name: "Send back Chen Jie to the waiting room" }).click();
       const dialog = w.doctor.getByRole("dialog", { name: "Send Chen Jie back to the waiting room?" });
       await dialog.waitFor({ timeout: EVENT_TIMEOUT });
       await dialog.getByLabel("Reason shown to them").fill("The doctors are conferring");

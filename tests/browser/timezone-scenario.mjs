@@ -35,12 +35,13 @@ export async function timeZoneScenario({ check, browser, base, timeout }) {
       assert.equal(display.time_zone, "UTC");
       assert.equal(display.utc_offset, "+00:00");
       await page.goto(`${base}/code`);
-      // The page's own copy of i18n.js (same URL, same module) learns the zone.
-      await page.waitForFunction(
-        async () => (await import("/js/i18n.js")).displayTimeZone() === "UTC",
-        null,
-        { timeout },
-      );
+      // The page's own copy of i18n.js (same URL, same module) learns the zone. Polled with
+      // evaluate: waitForFunction would take the async predicate's promise itself as true.
+      const until = Date.now() + timeout;
+      while (!(await page.evaluate(async () => (await import("/js/i18n.js")).displayTimeZone() === "UTC"))) {
+        assert.ok(Date.now() < until, "the page never learnt the server's zone");
+        await page.waitForTimeout(100);
+      }
       // What i18n.js shows, and what Intl shows in the page's language in each zone.
       const { shown, inZone, inBrowser } = await page.evaluate(async (at) => {
         const i18n = await import("/js/i18n.js");

@@ -386,7 +386,7 @@ export default {
   "room.self.hide": "Hide me",
   "room.self.show": "Show me",
   "room.send_back": "Send back",
-  "room.send_back_label": "Send {name} back to the waiting room",
+  "room.send_back_label": "Send back {name} to the waiting room",
   "room.share_screen": "Share screen",
   "room.side": "Documents, chat and records",
   "room.sound_on": "Turn on sound",

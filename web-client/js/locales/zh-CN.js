@@ -387,7 +387,7 @@ const zhCN = {
   "room.self.hide": "隐藏自己",
   "room.self.show": "显示自己",
   "room.send_back": "请回候诊室",
-  "room.send_back_label": "请 {name} 回到候诊室",
+  "room.send_back_label": "请回候诊室：{name}",
   "room.share_screen": "共享屏幕",
   "room.side": "文档、聊天和记录",
   "room.sound_on": "打开声音",
