@@ -36,7 +36,8 @@ export async function timeZoneScenario({ check, browser, base, timeout }) {
       assert.equal(display.utc_offset, "+00:00");
       await page.goto(`${base}/code`);
       // The page's own copy of i18n.js (same URL, same module) learns the zone. Polled with
-      // evaluate: waitForFunction would take the async predicate's promise itself as true.
+      // evaluate: a waitForFunction with this async predicate returned before the zone was
+      // known in one CI run.
       const until = Date.now() + timeout;
       while (!(await page.evaluate(async () => (await import("/js/i18n.js")).displayTimeZone() === "UTC"))) {
         assert.ok(Date.now() < until, "the page never learnt the server's zone");
