@@ -99,6 +99,8 @@ pub enum Action {
     /// The care team stopped or resumed forwarding someone's media (muted on the server).
     ParticipantHeld,
     ParticipantRemoved,
+    /// The care team changed someone's role in the room (from and to in the detail).
+    ParticipantRoleChanged,
     /// A patient agreed to a purpose (with the version of the words shown).
     ConsentGiven,
     ConsentWithdrawn,
@@ -192,6 +194,7 @@ impl Action {
             Action::ScreenShareStopped => "screen_share.stopped",
             Action::ParticipantHeld => "participant.held",
             Action::ParticipantRemoved => "participant.removed",
+            Action::ParticipantRoleChanged => "participant.role_changed",
             Action::ConsentGiven => "consent.given",
             Action::ConsentWithdrawn => "consent.withdrawn",
             // Consultation requests (referrals).

@@ -52,11 +52,14 @@ impl ConsentPurpose {
                 en: "I agree that this consultation may be recorded, for the medical record \
                      only, kept as the hospital's rules require.",
             },
+            // Since 2026-12-04 it also covers guests (an interpreter, a companion, a trainee
+            // let speak), who are third parties like observers.
             ConsentPurpose::ObserverPresent => Wording {
-                version: "2026-12-03",
-                zh: "我同意观摩人员或实习医生在场旁听本次会诊。",
-                en: "I agree that an observer or a trainee may be present and listen to this \
-                     consultation.",
+                version: "2026-12-04",
+                zh: "我同意旁听人员、实习医生或诊所邀请的其他人员（如翻译、陪同人员）在场参加本次会诊。",
+                en: "I agree that people other than my care team (an observer, a trainee, or \
+                     someone the clinic invited such as an interpreter or a companion) may be \
+                     present at this consultation.",
             },
             ConsentPurpose::ExternalSharing => Wording {
                 version: "2026-12-03",

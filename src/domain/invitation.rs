@@ -179,11 +179,11 @@ fn minutes(m: u64) -> i64 {
 }
 
 /// How many times a new invitation of `role` may be used when the clinician does not say:
-/// once for a patient (one person, one link), without limit for an observer (a class may
-/// watch a lecture on one link).
+/// once for a patient or a guest (one person, one link), without limit for an observer (a
+/// class may watch a lecture on one link).
 pub fn default_max_uses(role: Role) -> Option<i64> {
     match role {
-        Role::Patient => Some(1),
+        Role::Patient | Role::Guest => Some(1),
         _ => None,
     }
 }
@@ -353,6 +353,7 @@ mod tests {
     #[test]
     fn uses_and_labels() {
         assert_eq!(default_max_uses(Role::Patient), Some(1));
+        assert_eq!(default_max_uses(Role::Guest), Some(1));
         assert_eq!(default_max_uses(Role::Observer), None);
         assert_eq!(check_max_uses(1), Ok(1));
         assert_eq!(check_max_uses(20), Ok(20));

@@ -19,11 +19,33 @@ pub enum Role {
     Patient,
     /// Watches and listens only (training, a family member).
     Observer,
+    /// Takes part in the conversation (is heard and seen, chats) without being the patient or
+    /// on the care team: an interpreter, a relative who speaks, a trainee the care team lets
+    /// ask a question. Otherwise as an observer: no downloads, no sharing, no records.
+    Guest,
 }
 
 impl Role {
     pub fn may_publish(self) -> bool {
         !matches!(self, Role::Observer)
+    }
+
+    /// Present at the patient's consultation without being the patient or on the care team
+    /// (observers and guests): allowed only while every patient present agrees to a third
+    /// party being there (consent `observer_present`).
+    pub fn is_third_party(self) -> bool {
+        matches!(self, Role::Observer | Role::Guest)
+    }
+
+    /// The roles the care team may switch a person between during a consultation: an
+    /// observer let speak becomes a guest, a guest made to only watch becomes an observer.
+    /// Never into or out of the care team or the patient's role: those come from an account
+    /// or an invitation.
+    pub fn may_become(self, to: Role) -> bool {
+        matches!(
+            (self, to),
+            (Role::Observer, Role::Guest) | (Role::Guest, Role::Observer)
+        )
     }
 
     pub fn may_subscribe(self) -> bool {
@@ -53,7 +75,7 @@ impl Role {
     /// everyone); observers only watch.
     pub fn may_share(self, visibility: Visibility) -> bool {
         match visibility {
-            Visibility::Everyone => !matches!(self, Role::Observer),
+            Visibility::Everyone => !self.is_third_party(),
             Visibility::Clinicians => self.is_clinician(),
         }
     }
@@ -66,9 +88,10 @@ impl Role {
         }
     }
 
-    /// Saving a copy: a separate right from viewing; observers (trainees, family) may not.
+    /// Saving a copy: a separate right from viewing; observers and guests (trainees, family,
+    /// interpreters) may not.
     pub fn may_download(self, visibility: Visibility) -> bool {
-        self.may_view(visibility) && !matches!(self, Role::Observer)
+        self.may_view(visibility) && !self.is_third_party()
     }
 
     /// Annotating documents and presenting them (follow mode).
@@ -104,7 +127,7 @@ impl Role {
 
     /// Reading a clinical record: the care team reads everything, drafts included; the patient
     /// reads their issued diagnosis reports and prescriptions (never notes or drafts); observers
-    /// read none.
+    /// and guests read none.
     pub fn may_read_record(self, kind: RecordKind, status: RecordStatus) -> bool {
         match self {
             Role::Doctor | Role::Specialist => true,
@@ -112,7 +135,7 @@ impl Role {
                 status != RecordStatus::Draft
                     && matches!(kind, RecordKind::DiagnosisReport | RecordKind::Prescription)
             }
-            Role::Observer => false,
+            Role::Observer | Role::Guest => false,
         }
     }
 
@@ -122,6 +145,7 @@ impl Role {
             Role::Specialist => "specialist",
             Role::Patient => "patient",
             Role::Observer => "observer",
+            Role::Guest => "guest",
         }
     }
 
@@ -131,6 +155,7 @@ impl Role {
             "specialist" => Role::Specialist,
             "patient" => Role::Patient,
             "observer" => Role::Observer,
+            "guest" => Role::Guest,
             _ => return None,
         })
     }
@@ -330,12 +355,22 @@ mod tests {
     #[test]
     fn permission_table() {
         assert!(Role::Doctor.may_end_room() && Role::Doctor.may_invite());
-        for r in [Role::Specialist, Role::Patient, Role::Observer] {
+        for r in [Role::Specialist, Role::Patient, Role::Observer, Role::Guest] {
             assert!(!r.may_end_room() && !r.may_invite());
         }
+        for r in [Role::Patient, Role::Observer, Role::Guest] {
+            assert!(!r.may_admit() && !r.is_clinician());
+        }
         assert!(!Role::Observer.may_publish());
-        // Clinicians-only documents never reach the patient or observers.
-        for r in [Role::Patient, Role::Observer] {
+        // A guest is heard and seen, and otherwise an observer.
+        assert!(Role::Guest.may_publish() && Role::Guest.may_chat());
+        assert!(!Role::Guest.may_share(Visibility::Everyone));
+        assert!(!Role::Guest.may_download(Visibility::Everyone));
+        assert!(Role::Guest.may_view(Visibility::Everyone) && !Role::Guest.may_share_screen());
+        assert!(Role::Guest.is_third_party() && Role::Observer.is_third_party());
+        assert!(!Role::Patient.is_third_party() && !Role::Doctor.is_third_party());
+        // Clinicians-only documents never reach the patient, observers or guests.
+        for r in [Role::Patient, Role::Observer, Role::Guest] {
             assert!(!r.may_view(Visibility::Clinicians) && !r.may_share(Visibility::Clinicians));
             assert!(!r.may_prescribe() && !r.may_annotate());
         }
@@ -348,13 +383,25 @@ mod tests {
         assert!(Role::Patient.may_publish() && Role::Patient.may_subscribe());
         assert!(Role::Doctor.may_share_screen() && Role::Specialist.may_share_screen());
         assert!(!Role::Patient.may_share_screen() && !Role::Observer.may_share_screen());
-        for r in [
+        let all = [
             Role::Doctor,
             Role::Specialist,
             Role::Patient,
             Role::Observer,
-        ] {
+            Role::Guest,
+        ];
+        for r in all {
             assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        // Only observer <-> guest, and never to the same role.
+        for from in all {
+            for to in all {
+                let allowed = matches!(
+                    (from, to),
+                    (Role::Observer, Role::Guest) | (Role::Guest, Role::Observer)
+                );
+                assert_eq!(from.may_become(to), allowed, "{from:?} -> {to:?}");
+            }
         }
     }
 
@@ -370,6 +417,7 @@ mod tests {
                 "drafts stay with the care team"
             );
             assert!(!Role::Observer.may_read_record(kind, Issued));
+            assert!(!Role::Guest.may_read_record(kind, Issued));
         }
         assert!(
             !Role::Patient.may_read_record(Note, Issued),

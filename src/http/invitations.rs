@@ -133,8 +133,8 @@ pub async fn create(
         .filter(|r| !r.is_clinician())
         .ok_or_else(|| {
             ApiError::Invalid(
-                "invite links are for patients and observers (role patient or observer); \
-                 clinicians join as their own accounts: add them to the care team"
+                "invite links are for patients, guests and observers (role patient, guest or \
+                 observer); clinicians join as their own accounts: add them to the care team"
                     .into(),
             )
         })?;
@@ -522,6 +522,7 @@ fn print_page(p: &PrintPage<'_>) -> String {
     };
     let (who_zh, who_en) = match p.role {
         Role::Observer => ("旁听", "to watch"),
+        Role::Guest => ("参会", "to take part"),
         _ => ("患者及家属", "for the patient"),
     };
     let uses_zh = match p.max_uses {

@@ -173,6 +173,7 @@ mod tests {
                 sdp: String::new(),
                 tracks: Vec::new(),
                 screen_mid: None,
+                publish_mids: Default::default(),
             },
         }
     }

@@ -209,6 +209,8 @@ pub enum Notice {
         tracks: Vec<OfferedTrack>,
         /// The m-line on which they are to send their screen, while they share.
         screen_mid: Option<String>,
+        /// The m-lines on which they are to send their microphone and camera.
+        publish_mids: crate::sfu::PublishMids,
     },
     ParticipantJoined(ParticipantInfo),
     /// Several arrivals at once: they came faster than the room announced them one by one.
@@ -248,6 +250,12 @@ pub enum Notice {
     /// To one participant: the care team stopped (or resumed) forwarding their media.
     Held {
         held: Publish,
+        by: ParticipantId,
+    },
+    /// To one participant: the care team changed their role (let them speak, or made them
+    /// only watch).
+    RoleChanged {
+        role: Role,
         by: ParticipantId,
     },
     /// Consent changed (a patient gave or withdrew it, or a patient came or went).

@@ -50,6 +50,8 @@ pub struct Participant {
     pub pending_offer: Option<(u64, Notice)>,
     /// Screen shares started on this connection (see `MAX_SCREEN_SHARES_PER_CONNECTION`).
     pub screens_shared: u32,
+    /// Role changes made to them (see `MAX_ROLE_CHANGES_PER_PARTICIPANT`).
+    pub role_changes: u32,
     /// Their media link (an ICE restart shows them as reconnecting; a screen share can be
     /// negotiated once it has come up).
     pub media: MediaLink,
@@ -109,6 +111,7 @@ impl Participant {
             resume_nonce: 1,
             pending_offer: None,
             screens_shared: 0,
+            role_changes: 0,
             media: MediaLink::Connecting,
             ice_restarts: IceRestarts::default(),
             undeliverable: OnceLock::new(),

@@ -3,6 +3,7 @@
 //! with the waiting room, and a waiting person's pre-call check.
 
 use crate::domain::ids::{DocumentId, ParticipantId};
+use crate::domain::role::Role;
 
 /// Longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
@@ -88,6 +89,12 @@ pub enum Moderation {
     Remove {
         participant: ParticipantId,
         reason: String,
+    },
+    /// Change the role of someone who came with a link: an observer let speak (a guest), or a
+    /// guest made to only watch (an observer).
+    SetRole {
+        participant: ParticipantId,
+        role: Role,
     },
 }
 

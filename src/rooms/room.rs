@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use str0m::media::MediaKind;
 use tokio::sync::{mpsc, oneshot};
 
+mod roles;
 mod screen;
 
 use super::ice_restart::{IceRestartRefused, MediaLink};
@@ -719,7 +720,7 @@ impl Room {
         }
     }
 
-    async fn join(&mut self, join: Admission, replaces: Option<ResumeRef>) {
+    async fn join(&mut self, mut join: Admission, replaces: Option<ResumeRef>) {
         let mut carried = None;
         if let Some(old) = replaces {
             let same = self
@@ -736,6 +737,15 @@ impl Room {
                     {
                         carried = Some((old.participant.clone(), p.consents.clone()));
                     }
+                    // The same person on the same link keeps the role the care team gave
+                    // them (an observer let speak stays a guest); one made to only watch
+                    // publishes nothing, whatever their client offers.
+                    if p.invite == join.invite && join.role.may_become(p.role) {
+                        join.role = p.role;
+                        if !join.role.may_publish() {
+                            join.publish = Publish::default();
+                        }
+                    }
                 }
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
@@ -750,7 +760,7 @@ impl Room {
             Some(RoomError::Locked)
         } else if !role.may_publish() && (publish.audio || publish.video) {
             Some(RoomError::MayNotPublish(role))
-        } else if !waits && role == Role::Observer && !self.observers_allowed() {
+        } else if !waits && role.is_third_party() && !self.observers_allowed() {
             Some(RoomError::ConsentRequired)
         } else if waits && self.lobby.len() + self.admitting() >= self.settings.max_participants {
             // The waiting room holds as many as the room.
@@ -1057,6 +1067,7 @@ impl Room {
                         })
                         .collect(),
                     screen_mid: offer.screen_mid,
+                    publish_mids: offer.publish_mids,
                 };
                 p.pending_offer = Some((offer.offer_id, msg.clone()));
                 p.send(msg);
@@ -1299,7 +1310,7 @@ impl Room {
             .all(|p| p.consents.contains(&ConsentPurpose::ObserverPresent))
     }
 
-    /// Observers present without the patients' consent wait until it is given.
+    /// Observers and guests present without the patients' consent wait until it is given.
     async fn enforce_observer_consent(&mut self) {
         if self.observers_allowed() {
             return;
@@ -1307,7 +1318,7 @@ impl Room {
         let observers: Vec<(ParticipantId, bool)> = self
             .participants
             .iter()
-            .filter(|p| p.role == Role::Observer)
+            .filter(|p| p.role.is_third_party())
             .map(|p| (p.id.clone(), matches!(p.presence, Presence::Connected(_))))
             .collect();
         for (id, connected) in observers {
@@ -1522,7 +1533,7 @@ impl Room {
                     tell_actor(self, Problem::NotWaiting, text.to_owned());
                     return;
                 };
-                if waiter.person.role == Role::Observer && !self.observers_allowed() {
+                if waiter.person.role.is_third_party() && !self.observers_allowed() {
                     let name = waiter.person.name.clone();
                     self.lobby.push(waiter);
                     tell_actor(
@@ -1710,6 +1721,13 @@ impl Room {
                     .object("participant", &target);
                 self.services.audit.record_or_log(event).await;
                 self.remove(&target, LeaveReason::RemovedByCareTeam).await;
+                return;
+            }
+            Moderation::SetRole {
+                participant: target,
+                role,
+            } => {
+                self.set_role(&participant, by, &target, role).await;
                 return;
             }
             Moderation::Lock(locked) => {

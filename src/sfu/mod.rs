@@ -48,7 +48,7 @@ pub use stun::worker_of_ufrag;
 pub use table::TransportKey;
 use table::Transports;
 use timers::Timers;
-pub use transport::{Answer, AnswerError, OfferOut, Transport};
+pub use transport::{Answer, AnswerError, OfferOut, PublishMids, Transport};
 use transport::{Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT_GRACE};
 
 /// The maps looked up per datagram or per packet. What goes into them is our own (room ids,
@@ -121,6 +121,13 @@ pub enum SfuCommand {
     /// The share ended: its m-line is stopped for the sharer and every subscriber.
     StopScreen {
         participant: ParticipantId,
+    },
+    /// What `participant` publishes changed (the room changed their role): their next offer
+    /// adds receive m-lines for the kinds they now publish, and stops those of the kinds they
+    /// no longer do, whose consumers every subscriber loses.
+    SetPublish {
+        participant: ParticipantId,
+        publish: PublishKinds,
     },
     /// Replaces what `participant` is not sent: whose media, of which kind. Takes effect with
     /// the next packet; a video stream that comes back waits for a keyframe (one is asked
@@ -428,6 +435,14 @@ impl Sfu {
                     self.stop_screen(key);
                 }
             }
+            SfuCommand::SetPublish {
+                participant,
+                publish,
+            } => {
+                if let Some(key) = self.transports.key_of(&participant) {
+                    self.set_publish(key, publish);
+                }
+            }
             SfuCommand::Block {
                 participant,
                 blocked,
@@ -728,14 +743,41 @@ impl Sfu {
         let gone = t.stop_screen().map(|mid| ProducerKey { owner: key, mid });
         let room = t.room.clone();
         self.negotiate(key);
-        let (Some(producer), Some(router)) = (gone, self.routers.get_mut(&room)) else {
+        self.forget_producers(key, &room, gone.into_iter().collect());
+    }
+
+    /// A role change: the participant's own m-lines follow what they now publish, and what
+    /// they no longer publish stops reaching the others.
+    fn set_publish(&mut self, key: TransportKey, publish: PublishKinds) {
+        let Some(t) = self.transports.get_mut(key) else {
             return;
         };
-        router.producers.retain(|p| p.key != producer);
+        let gone = t
+            .set_publish(publish)
+            .into_iter()
+            .map(|mid| ProducerKey { owner: key, mid })
+            .collect();
+        let room = t.room.clone();
+        self.negotiate(key);
+        self.forget_producers(key, &room, gone);
+    }
+
+    /// `owner`'s producers that ended: the router forgets them and every other member's
+    /// consumer of them is stopped in its next offer.
+    fn forget_producers(&mut self, owner: TransportKey, room: &RoomId, gone: Vec<ProducerKey>) {
+        let Some(router) = self.routers.get_mut(room) else {
+            return;
+        };
+        if gone.is_empty() {
+            return;
+        }
+        router.producers.retain(|p| !gone.contains(&p.key));
         let members = router.members.clone();
-        for m in members.into_iter().filter(|m| *m != key) {
+        for m in members.into_iter().filter(|m| *m != owner) {
             if let Some(other) = self.transports.get_mut(m) {
-                other.remove_consumer(&producer);
+                for producer in &gone {
+                    other.remove_consumer(producer);
+                }
             }
             self.negotiate(m);
         }

@@ -33,6 +33,8 @@ struct Client {
     mids: Vec<Mid>,
     /// The SDP of the latest offer.
     offer_sdp: String,
+    /// The latest offer's m-lines for the client's own microphone and camera.
+    publish_mids: PublishMids,
     /// (publisher, kind) → frames received, and whether each began with the publisher's marker.
     received: HashMap<(ParticipantId, MediaKind), Vec<Frame>>,
     keyframe_requests: u32,
@@ -132,6 +134,16 @@ impl World {
     }
 
     fn join(&mut self, marker: u8) -> ParticipantId {
+        self.join_publishing(
+            marker,
+            PublishKinds {
+                audio: true,
+                video: true,
+            },
+        )
+    }
+
+    fn join_publishing(&mut self, marker: u8, publish: PublishKinds) -> ParticipantId {
         let id = ParticipantId::generate();
         let addr: SocketAddr = format!("127.0.0.{}:5000", self.clients.len() + 2)
             .parse()
@@ -152,6 +164,7 @@ impl World {
             per_mid: HashMap::new(),
             mids: Vec::new(),
             offer_sdp: String::new(),
+            publish_mids: PublishMids::default(),
             received: HashMap::new(),
             keyframe_requests: 0,
             frames_sent: 0,
@@ -164,10 +177,7 @@ impl World {
             SfuCommand::AddTransport {
                 room: self.room.clone(),
                 participant: id.clone(),
-                publish: PublishKinds {
-                    audio: true,
-                    video: true,
-                },
+                publish,
                 subscribe: true,
             },
         );
@@ -285,6 +295,7 @@ impl World {
                         }
                     }
                     c.offer_sdp.clone_from(&offer.sdp);
+                    c.publish_mids.clone_from(&offer.publish_mids);
                     // A client that garbles its answers leaves the offer unapplied and sends
                     // nonsense instead, once per garbled answer it has left.
                     let text = if c.garble_answers > 0 {
@@ -1163,4 +1174,80 @@ fn an_ice_restart_waits_for_the_outstanding_offer_and_needs_a_negotiation() {
     let got = frames(&w, &a, &b, MediaKind::Video).len();
     w.run(1000);
     assert!(frames(&w, &a, &b, MediaKind::Video).len() > got + 20);
+}
+
+/// An observer let speak, then made to only watch, then let speak again (the room's role
+/// changes): their own m-lines come and go by renegotiation, named in their offers; the others'
+/// consumers of them follow; media flows only while they publish; nothing is left behind.
+#[test]
+fn a_role_change_adds_and_stops_the_own_m_lines_and_their_consumers() {
+    let mut w = World::new();
+    let doctor = w.join(0x81);
+    let watcher = w.join_publishing(0x82, PublishKinds::default());
+    w.run(1000);
+    assert_eq!(w.sfu.stats().producers, 2);
+    assert!(frames(&w, &doctor, &watcher, MediaKind::Audio).is_empty());
+    assert_eq!(w.client(&watcher).publish_mids, PublishMids::default());
+    let set = |w: &mut World, on: bool| {
+        let cmd = SfuCommand::SetPublish {
+            participant: watcher.clone(),
+            publish: PublishKinds {
+                audio: on,
+                video: on,
+            },
+        };
+        w.sfu.handle_command(w.now, cmd);
+    };
+
+    // Let speak: two receive m-lines, named in the watcher's offer; the doctor gets their
+    // audio and video (video from a keyframe).
+    set(&mut w, true);
+    w.run(1000);
+    let first = w.client(&watcher).publish_mids.clone();
+    assert!(first.audio.is_some() && first.video.is_some());
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (4, 4));
+    let heard = frames(&w, &doctor, &watcher, MediaKind::Audio).len();
+    assert!(heard > 20, "{heard} audio frames");
+    let seen = frames(&w, &doctor, &watcher, MediaKind::Video);
+    assert!(seen.first().is_some_and(|f| f.keyframe && f.marker == 0x82));
+
+    // Made to only watch: both m-lines stopped on their side and the doctor's; nothing more
+    // arrives; the doctor's own media still reaches them.
+    set(&mut w, false);
+    w.run(1000);
+    assert_eq!(w.client(&watcher).publish_mids, PublishMids::default());
+    assert!(w.sfu.transport(&watcher).unwrap().incoming.is_empty());
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (2, 2));
+    let stopped = frames(&w, &doctor, &watcher, MediaKind::Audio).len();
+    let from_doctor = frames(&w, &watcher, &doctor, MediaKind::Audio).len();
+    w.run(500);
+    assert_eq!(
+        frames(&w, &doctor, &watcher, MediaKind::Audio).len(),
+        stopped
+    );
+    assert!(frames(&w, &watcher, &doctor, MediaKind::Audio).len() > from_doctor + 10);
+
+    // Let speak again: new m-lines (the stopped ones are never reused), media again.
+    set(&mut w, true);
+    w.run(1000);
+    let again = w.client(&watcher).publish_mids.clone();
+    assert!(again.audio.is_some() && again.audio != first.audio);
+    assert!(frames(&w, &doctor, &watcher, MediaKind::Audio).len() > stopped + 20);
+
+    // Let speak and made to watch in the same instant, before any answer: the m-lines offered
+    // are stopped as soon as the offer is answered, and never become producers.
+    set(&mut w, false);
+    w.run(500);
+    set(&mut w, true);
+    set(&mut w, false);
+    w.run(1000);
+    assert!(w.sfu.transport(&watcher).unwrap().incoming.is_empty());
+    assert_eq!(w.sfu.stats().producers, 2);
+
+    w.leave(&watcher);
+    w.leave(&doctor);
+    w.run(100);
+    assert!(w.sfu.holds_nothing());
 }

@@ -64,13 +64,37 @@ pub struct Consumer {
     pub forwarder: Forwarder,
 }
 
-/// An m-line on which this participant publishes (participant → server).
+/// An m-line on which this participant publishes their microphone or camera (participant →
+/// server).
 #[derive(Debug)]
 pub struct Incoming {
     pub mid: Mid,
     pub kind: MediaKind,
     /// Registered as a producer in the room's router.
     pub live: bool,
+    pub state: IncomingState,
+}
+
+/// Life of one of the participant's own m-lines. Most are offered with the first offer and
+/// live as long as the transport; a role change (an observer let speak, a guest made to only
+/// watch) adds them later or stops them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomingState {
+    /// In the outstanding offer.
+    Negotiating,
+    /// Answered: a producer while the answer says the participant sends on it (`live`).
+    Open,
+    /// No longer to be published: stopped in the next offer.
+    ToStop,
+    NegotiatingStop,
+}
+
+/// The m-lines on which a participant is to send their microphone and camera (named in every
+/// offer while they publish, so that a client told it may speak knows where its tracks go).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishMids {
+    pub audio: Option<String>,
+    pub video: Option<String>,
 }
 
 /// Life of the participant's screen share on this transport (participant → server): a
@@ -96,6 +120,7 @@ pub struct OfferOut {
     pub tracks: Vec<TrackInfo>,
     /// The m-line on which the participant is to send their screen, while they share.
     pub screen_mid: Option<String>,
+    pub publish_mids: PublishMids,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -262,10 +287,28 @@ impl Transport {
         self.rtc.as_deref_mut()
     }
 
-    /// Whether the next negotiation has anything to offer: the participant's own tracks (first
-    /// offer) or a consumer to open or stop.
+    /// Whether the participant publishes `kind` and has no m-line for it (yet, or any more).
+    fn lacks_incoming(&self, kind: MediaKind) -> bool {
+        let wanted = match kind {
+            MediaKind::Audio => self.publish.audio,
+            MediaKind::Video => self.publish.video,
+        };
+        wanted
+            && !self.incoming.iter().any(|i| {
+                i.kind == kind
+                    && matches!(i.state, IncomingState::Negotiating | IncomingState::Open)
+            })
+    }
+
+    /// Whether the next negotiation has anything to offer: the participant's own tracks (the
+    /// first offer, or a role change), or a consumer to open or stop.
     fn needs_offer(&self) -> bool {
-        let own = self.next_offer_id == 1 && (self.publish.audio || self.publish.video);
+        let own = self.lacks_incoming(MediaKind::Audio)
+            || self.lacks_incoming(MediaKind::Video)
+            || self
+                .incoming
+                .iter()
+                .any(|i| i.state == IncomingState::ToStop);
         let screen = matches!(self.screen, ScreenIn::ToOpen | ScreenIn::ToStop(_));
         own || screen
             || self.restart == IceRestart::Queued
@@ -349,6 +392,36 @@ impl Transport {
         });
     }
 
+    /// What the participant publishes changed (a role change): m-lines for what they now
+    /// publish come in the next offer, those for what they no longer publish are stopped in it.
+    /// Returns the m-lines that were producers, for the router to forget.
+    pub fn set_publish(&mut self, publish: PublishKinds) -> Vec<Mid> {
+        self.publish = publish;
+        let mut gone = Vec::new();
+        for inc in &mut self.incoming {
+            let wanted = match inc.kind {
+                MediaKind::Audio => publish.audio,
+                MediaKind::Video => publish.video,
+            };
+            if wanted {
+                continue;
+            }
+            match inc.state {
+                // Offered: stopped once the offer is answered.
+                IncomingState::Negotiating => inc.state = IncomingState::ToStop,
+                IncomingState::Open => {
+                    if inc.live {
+                        gone.push(inc.mid);
+                        inc.live = false;
+                    }
+                    inc.state = IncomingState::ToStop;
+                }
+                IncomingState::ToStop | IncomingState::NegotiatingStop => {}
+            }
+        }
+        gone
+    }
+
     /// The participant is to share their screen: a receive m-line in the next offer. False if
     /// a share is already under way (or still being stopped) on this transport.
     pub fn start_screen(&mut self) -> bool {
@@ -394,23 +467,33 @@ impl Transport {
         {
             self.screen = ScreenIn::Off;
         }
+        // The same for the participant's own m-lines.
+        if let Some(rtc) = self.rtc.as_ref() {
+            self.incoming
+                .retain(|i| i.state != IncomingState::ToStop || rtc.media(i.mid).is_some());
+        }
+        let lacks = [MediaKind::Audio, MediaKind::Video].map(|k| self.lacks_incoming(k));
         // No peer connection yet means nothing to offer (see `prepare`).
         let mut change = self.rtc.as_mut()?.sdp_api();
-        if self.incoming.is_empty() {
-            // The first offer (or the first again, after its answer failed): the participant's
-            // own tracks first (docs/protocol.md promises that order). No data channel: an idle
-            // SCTP association costs every transport timers and memory; it is to be negotiated
-            // when a feature needs it.
-            let p = self.publish;
-            for (on, kind) in [(p.audio, MediaKind::Audio), (p.video, MediaKind::Video)] {
-                if on {
-                    let mid = change.add_media(kind, Direction::RecvOnly, None, None, None);
-                    self.incoming.push(Incoming {
-                        mid,
-                        kind,
-                        live: false,
-                    });
-                }
+        // The participant's own tracks, first in the first offer (docs/protocol.md promises
+        // that order), or later when a role change lets them speak. No data channel: an idle
+        // SCTP association costs every transport timers and memory; it is to be negotiated
+        // when a feature needs it.
+        for (lacking, kind) in lacks.into_iter().zip([MediaKind::Audio, MediaKind::Video]) {
+            if lacking {
+                let mid = change.add_media(kind, Direction::RecvOnly, None, None, None);
+                self.incoming.push(Incoming {
+                    mid,
+                    kind,
+                    live: false,
+                    state: IncomingState::Negotiating,
+                });
+            }
+        }
+        for inc in &mut self.incoming {
+            if inc.state == IncomingState::ToStop {
+                change.stop_media(inc.mid);
+                inc.state = IncomingState::NegotiatingStop;
             }
         }
         match self.screen {
@@ -454,6 +537,8 @@ impl Transport {
             if let ScreenIn::NegotiatingStop(_) = self.screen {
                 self.screen = ScreenIn::Off;
             }
+            self.incoming
+                .retain(|i| i.state != IncomingState::NegotiatingStop);
             return None;
         }
         let (offer, pending) = change.apply()?;
@@ -479,6 +564,7 @@ impl Transport {
             sdp,
             tracks: self.track_infos(),
             screen_mid,
+            publish_mids: self.publish_mids(),
         })
     }
 
@@ -506,6 +592,21 @@ impl Transport {
     /// Whether an ICE restart is queued or offered and not answered yet.
     pub fn ice_restart_pending(&self) -> bool {
         self.restart != IceRestart::Idle
+    }
+
+    /// The participant's own m-lines, offered or answered and not being stopped.
+    fn publish_mids(&self) -> PublishMids {
+        let mut mids = PublishMids::default();
+        for i in &self.incoming {
+            if matches!(i.state, IncomingState::Negotiating | IncomingState::Open) {
+                let slot = match i.kind {
+                    MediaKind::Audio => &mut mids.audio,
+                    MediaKind::Video => &mut mids.video,
+                };
+                *slot = Some(i.mid.to_string());
+            }
+        }
+        mids
     }
 
     /// Every m-line on which the server sends, with whose track it carries.
@@ -564,10 +665,15 @@ impl Transport {
             }
         };
         if let Err(e) = accepted {
-            // The offer is spent; put its changes back so the next offer carries them again.
-            // No answer accepted yet means this offer carried the participant's own m-lines.
-            if self.connectivity == Connectivity::Unnegotiated {
-                self.incoming.clear();
+            // The offer is spent; put its changes back so the next offer carries them again:
+            // own m-lines it added never came to be (the next offer adds them afresh), stops
+            // are to be offered again.
+            self.incoming
+                .retain(|i| i.state != IncomingState::Negotiating);
+            for i in &mut self.incoming {
+                if i.state == IncomingState::NegotiatingStop {
+                    i.state = IncomingState::ToStop;
+                }
             }
             for c in &mut self.consumers {
                 c.state = match c.state {
@@ -606,7 +712,16 @@ impl Transport {
         }
         self.consumers
             .retain(|c| !matches!(c.state, ConsumerState::NegotiatingStop(_)));
+        self.incoming
+            .retain(|i| i.state != IncomingState::NegotiatingStop);
         for inc in &mut self.incoming {
+            if inc.state == IncomingState::Negotiating {
+                inc.state = IncomingState::Open;
+            }
+            // One stopped while its offer was out is no producer: the next offer stops it.
+            if inc.state != IncomingState::Open {
+                continue;
+            }
             let receiving = self
                 .rtc
                 .as_ref()

@@ -137,6 +137,14 @@ pub struct Hold {
     pub video: bool,
 }
 
+/// `set_role`: the care team changes the role of someone who came with a link (observer ↔
+/// guest). Any other role is refused by the room (`Role::may_become`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SetRole {
+    pub participant_id: ParticipantId,
+    pub role: Role,
+}
+
 /// `screen_share`: start (`true`) or stop sharing one's screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct ScreenShare {
@@ -185,6 +193,7 @@ pub enum ClientMessage {
     Huddle(Huddle),
     Hold(Hold),
     Remove(Moderate),
+    SetRole(SetRole),
     Consent(Consent),
     ScreenShare(ScreenShare),
     /// The client's media path changed or failed: restart ICE (the server offers).
@@ -230,6 +239,7 @@ impl ClientMessage {
             "huddle" => ClientMessage::Huddle(body(value)?),
             "hold" => ClientMessage::Hold(body(value)?),
             "remove" => ClientMessage::Remove(body(value)?),
+            "set_role" => ClientMessage::SetRole(body(value)?),
             "consent" => ClientMessage::Consent(body(value)?),
             "screen_share" => ClientMessage::ScreenShare(body(value)?),
             "ice_restart" => ClientMessage::IceRestart,
@@ -262,6 +272,7 @@ impl ClientMessage {
             ClientMessage::Huddle(_) => "huddle",
             ClientMessage::Hold(_) => "hold",
             ClientMessage::Remove(_) => "remove",
+            ClientMessage::SetRole(_) => "set_role",
             ClientMessage::Consent(_) => "consent",
             ClientMessage::ScreenShare(_) => "screen_share",
             ClientMessage::IceRestart => "ice_restart",
@@ -533,6 +544,21 @@ impl From<&rooms::Presenting> for FollowView {
     }
 }
 
+/// The m-lines on which a participant sends their own microphone and camera.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PublishMidsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<String>,
+}
+
+impl PublishMidsView {
+    fn is_empty(&self) -> bool {
+        self.audio.is_none() && self.video.is_none()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrackView {
     pub mid: String,
@@ -575,6 +601,9 @@ pub enum ServerMessage {
         /// While the recipient shares their screen: the m-line to send it on.
         #[serde(skip_serializing_if = "Option::is_none")]
         screen_mid: Option<String>,
+        /// While the recipient publishes: the m-lines to send their microphone and camera on.
+        #[serde(skip_serializing_if = "PublishMidsView::is_empty")]
+        publish_mids: PublishMidsView,
     },
     ParticipantJoined {
         participant: ParticipantView,
@@ -635,6 +664,11 @@ pub enum ServerMessage {
     Held {
         audio: bool,
         video: bool,
+        by: ParticipantId,
+    },
+    /// To one participant: the care team changed their role.
+    RoleChanged {
+        role: Role,
         by: ParticipantId,
     },
     /// Consent changed: what is in force, and (patients) what they agreed to.
@@ -751,6 +785,7 @@ impl ServerMessage {
                 sdp,
                 tracks,
                 screen_mid,
+                publish_mids,
             } => ServerMessage::Offer {
                 offer_id: *offer_id,
                 sdp: sdp.clone(),
@@ -771,6 +806,10 @@ impl ServerMessage {
                     })
                     .collect(),
                 screen_mid: screen_mid.clone(),
+                publish_mids: PublishMidsView {
+                    audio: publish_mids.audio.clone(),
+                    video: publish_mids.video.clone(),
+                },
             },
             N::ParticipantJoined(p) => ServerMessage::ParticipantJoined {
                 participant: p.into(),
@@ -827,6 +866,10 @@ impl ServerMessage {
             N::Held { held, by } => ServerMessage::Held {
                 audio: held.audio,
                 video: held.video,
+                by: by.clone(),
+            },
+            N::RoleChanged { role, by } => ServerMessage::RoleChanged {
+                role: *role,
                 by: by.clone(),
             },
             N::Consent(c) => ServerMessage::Consent(c.into()),
@@ -1111,6 +1154,7 @@ mod tests {
                 source: rooms::TrackSource::Screen,
             }],
             screen_mid: None,
+            publish_mids: Default::default(),
         });
         let v: serde_json::Value = serde_json::from_str(&offer.to_json()).unwrap();
         assert_eq!(v["tracks"][0]["source"], "screen");

@@ -467,6 +467,14 @@ impl Session {
                     reason: m.reason,
                 },
             },
+            ClientMessage::SetRole(r) => RoomCommand::Moderate {
+                participant,
+                conn,
+                action: Moderation::SetRole {
+                    participant: r.participant_id,
+                    role: r.role,
+                },
+            },
             ClientMessage::Precall(p) => match precall_report(p) {
                 Ok(report) => RoomCommand::Precall {
                     participant,

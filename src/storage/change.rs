@@ -62,6 +62,13 @@ pub enum Change {
         from: ParticipantId,
         to: ParticipantId,
     },
+    /// The care team changed someone's role in the room (an observer let speak, a guest made
+    /// to only watch): their row names the role they have now; the audit entry committed with
+    /// it names both.
+    RoleChanged {
+        id: ParticipantId,
+        role: Role,
+    },
 }
 
 impl Change {
@@ -238,6 +245,13 @@ impl Change {
                 .bind(purpose.as_str())
                 .execute(conn)
                 .await?;
+            }
+            Change::RoleChanged { id, role } => {
+                sqlx::query("UPDATE participants SET role = $1 WHERE id = $2")
+                    .bind(role.as_str())
+                    .bind(id.as_str())
+                    .execute(conn)
+                    .await?;
             }
             Change::ConsentCarried { from, to } => {
                 sqlx::query(

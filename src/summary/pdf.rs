@@ -67,6 +67,7 @@ fn role_words(role: Role) -> &'static str {
         Role::Specialist => "会诊专家 Specialist",
         Role::Patient => "患者 Patient",
         Role::Observer => "旁听 Observer",
+        Role::Guest => "参会 Guest",
     }
 }
 

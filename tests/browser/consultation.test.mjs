@@ -42,6 +42,7 @@ import { referralScenario } from "./referral-scenario.mjs";
 import { referralStepsScenario } from "./referral-steps-scenario.mjs";
 import { lateScenario } from "./late-scenario.mjs";
 import { screenShareScenario } from "./screenshare-scenario.mjs";
+import { moderationScenario } from "./moderation-scenario.mjs";
 import { iceRestartScenario, recordPeerConnections } from "./icerestart-scenario.mjs";
 import { timeZoneScenario } from "./timezone-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
@@ -725,9 +726,9 @@ async function main() {
       const card = page.locator(`li.room-card[data-room-id="${roomId}"]`);
       await card.waitFor({ timeout: EVENT_TIMEOUT });
       assert.equal(await card.locator("h3").textContent(), roomTitle);
-      // Links for the patient and observers only; each button's accessible name begins with
+      // Links for the patient, guests and observers only; each button's accessible name begins with
       // its visible label.
-      for (const role of ["Patient", "Observer"]) {
+      for (const role of ["Patient", "Guest", "Observer"]) {
         assert.equal(await card.getByRole("button", { name: `${role} link: new invite for ${roomTitle}` }).count(), 1, `a ${role} link button`);
       }
       for (const role of ["Doctor", "Specialist"]) {
@@ -966,10 +967,10 @@ async function main() {
       // Everyone sees what is in force (the patient in Chinese); only the patient has the Consent button.
       for (const who of ["doctor", "specialist"]) {
         await p[who]
-          .locator("#consent-status", { hasText: "Patient agreed: observers present, sharing with other hospitals" })
+          .locator("#consent-status", { hasText: "Patient agreed: others present (observers, guests), sharing with other hospitals" })
           .waitFor({ timeout: EVENT_TIMEOUT });
       }
-      await p.patient.locator("#consent-status", { hasText: "患者已同意：观察员在场、与其他医院共享" }).waitFor({ timeout: EVENT_TIMEOUT });
+      await p.patient.locator("#consent-status", { hasText: "患者已同意：其他人员在场（旁听者、参会者）、与其他医院共享" }).waitFor({ timeout: EVENT_TIMEOUT });
       assert.equal(await p.patient.getByRole("button", { name: "知情同意" }).isVisible(), true);
       assert.equal(await p.doctor.locator("#consent-button").isVisible(), false, "clinicians are not asked");
       // The patient switches the page to English, in the call: everything re-translated in
@@ -977,7 +978,7 @@ async function main() {
       await p.patient.locator("#room .lang-switch").click();
       await p.patient.locator("html[lang='en']").waitFor({ timeout: EVENT_TIMEOUT });
       assert.equal(await p.patient.evaluate(() => localStorage.getItem("huizhen.locale")), "en");
-      await p.patient.locator("#consent-status", { hasText: "Patient agreed: observers present, sharing with other hospitals" }).waitFor({ timeout: EVENT_TIMEOUT });
+      await p.patient.locator("#consent-status", { hasText: "Patient agreed: others present (observers, guests), sharing with other hospitals" }).waitFor({ timeout: EVENT_TIMEOUT });
       assert.equal(await p.patient.locator("#leave-button").textContent(), "Leave");
       assert.equal(await p.patient.locator("#room .lang-switch").textContent(), "中文");
       await waitForState(p.patient, "in-room");
@@ -1788,6 +1789,7 @@ async function main() {
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await webhookCheck(webhookHarness, hooks);
     await screenShareScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
+    await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
     await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
 

@@ -22,9 +22,18 @@ import { startDesk, stopDesk } from "./clinician-desk.js";
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
 /** @typedef {import("./i18n.js").Params} Params */
 
-/** Invite links are for patients and observers; clinicians enter as their own accounts. */
-/** @type {Role[]} */
-const INVITE_ROLES = ["patient", "observer"];
+/**
+ * Invite links are for patients, guests (an interpreter, a companion) and observers; clinicians
+ * enter as their own accounts.
+ * @type {("patient" | "guest" | "observer")[]}
+ */
+const INVITE_ROLES = ["patient", "guest", "observer"];
+/** @type {Record<"patient" | "guest" | "observer", MessageKey>} */
+const INVITE_LABELS = {
+  patient: "console.create_invite.patient",
+  guest: "console.create_invite.guest",
+  observer: "console.create_invite.observer",
+};
 
 /** The line under a room's title that says the signed-in clinician's place on its care team. */
 /** @type {Record<"doctor" | "specialist", MessageKey>} */
@@ -373,7 +382,7 @@ function renderRoom(room) {
       className: "btn",
       i18n: "console.invite_button",
       params: { role: roleParam(role) },
-      label: role === "patient" ? "console.create_invite.patient" : "console.create_invite.observer",
+      label: INVITE_LABELS[role],
       labelParams: { title: room.title },
       attrs: { type: "button" },
     });

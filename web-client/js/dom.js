@@ -78,6 +78,8 @@ export function roleKey(role) {
       return "role.patient";
     case "observer":
       return "role.observer";
+    case "guest":
+      return "role.guest";
     default:
       return null;
   }

@@ -49,6 +49,7 @@ import { WaitingView, connectionQuality } from "./waiting-view.js";
 import { QueuePanel, ReasonDialog } from "./queue-panel.js";
 import { ConsentPanel } from "./consent-panel.js";
 import { ScreenShare } from "./screen-share.js";
+import { Moderation } from "./moderation.js";
 import * as consoleApi from "./api.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
@@ -274,6 +275,14 @@ class JoinApp {
     media: () => this.media,
     notice: (key) => this.notice(key),
     changed: () => this.showScreenShare(),
+  });
+
+  moderation = new Moderation(must(".controls", HTMLElement, this.ui.room), this.ui.leaveButton, this.ui.banner, {
+    send: (msg) => this.signaling?.send(msg),
+    notice: (key, params) => this.notice(key, params),
+    reasons: this.reasons,
+    nameOf: (id) => this.others.get(id)?.name ?? (id === this.you?.id ? this.you.name : ""),
+    roleChanged: (role) => void this.onRoleChanged(role),
   });
 
   /** The consultation's own title, for the page title ("" when it has none yet). */
@@ -521,6 +530,15 @@ class JoinApp {
       case "screen_share":
         this.screen.update(msg.sharer);
         break;
+      case "huddle":
+        this.moderation.onHuddle(msg);
+        break;
+      case "held":
+        this.moderation.onHeld(msg);
+        break;
+      case "role_changed":
+        this.moderation.onRoleChanged(msg);
+        break;
       case "offer": {
         const media = this.media;
         const signaling = this.signaling;
@@ -661,6 +679,8 @@ class JoinApp {
   backToQueue() {
     this.view.clear();
     this.view.setSendBack(null);
+    this.view.setManage(null, () => false);
+    this.moderation.leave();
     this.you = null;
     this.others.clear();
     this.media?.close();
@@ -756,14 +776,20 @@ class JoinApp {
     for (const p of msg.participants) this.view.upsert(p, false);
     this.applyRemoteTracks();
     this.ui.endButton.hidden = msg.you.role !== "doctor";
-    this.ui.micButton.hidden = !this.publish.audio;
-    this.ui.cameraButton.hidden = !this.publish.video;
-    this.showMediaBanner();
-    this.renderControls();
+    this.showMediaControls();
     this.enterConsultation(msg);
     // Clinicians manage the waiting room: its tab, and "Send back" on patients and observers.
     this.queue.enter(msg.waiting_room);
     this.view.setSendBack(msg.waiting_room ? (p) => void this.queue.sendBack(p) : null);
+    // And the others: muting on the server, roles, removal, huddles.
+    this.moderation.enter(msg.you, msg.huddle ?? false);
+    this.view.setManage(
+      this.moderation.moderates ? (p, anchor) => this.moderation.openMenu(p, anchor) : null,
+      (p) => this.moderation.actions(p).length > 0,
+    );
+    // A reload keeps the role the care team gave us; our devices follow it.
+    if (msg.you.role === "guest" && this.observer) void this.onRoleChanged("guest");
+    else if (msg.you.role === "observer" && !this.observer) void this.onRoleChanged("observer");
     // The server starts everyone unmuted; tell it if we are not (a rejoin while muted).
     if (msg.type === "joined" && ((this.publish.audio && !this.micOn) || (this.publish.video && !this.camOn))) {
       this.sendMediaState();
@@ -792,6 +818,7 @@ class JoinApp {
   onParticipant(p) {
     if (p.id === this.you?.id) {
       this.you = p;
+      this.moderation.updateYou(p);
       this.renderLocal();
     } else {
       this.others.set(p.id, p);
@@ -824,6 +851,75 @@ class JoinApp {
       },
       true,
     );
+  }
+
+  /** The microphone and camera buttons, for what we send (none for an observer). */
+  showMediaControls() {
+    this.ui.micButton.hidden = !this.publish.audio;
+    this.ui.cameraButton.hidden = !this.publish.video;
+    this.showMediaBanner();
+    this.renderControls();
+  }
+
+  /**
+   * The care team changed our role (or a reload found it changed). Let speak (a guest): the
+   * microphone and camera are asked for and start muted and off, for us to turn on; the
+   * media session sends them on the m-lines the server's next offer adds. Made to only watch
+   * (an observer): they stop, and the server stops their m-lines.
+   * @param {import("./protocol.js").Role} role
+   */
+  async onRoleChanged(role) {
+    const gen = this.generation;
+    if (this.you) {
+      this.you = { ...this.you, role };
+      this.moderation.updateYou(this.you);
+    }
+    if (role === "guest") {
+      if (!this.observer) return;
+      this.observer = false;
+      /** @type {(value?: unknown) => void} */
+      let settle = () => undefined;
+      this.media?.expectLocal(new Promise((resolve) => (settle = resolve)));
+      /** @type {MediaStream | null} */
+      let stream = null;
+      try {
+        const got = await acquireMedia({ audio: true, video: true }, loadDeviceChoice());
+        stream = got.stream;
+        this.devices = { camera: got.camera, microphone: got.microphone };
+      } catch {
+        this.devices = { camera: "none", microphone: "none" };
+        this.notice("moderation.notice.devices_failed");
+      }
+      if (gen !== this.generation || this.observer) {
+        for (const track of stream?.getTracks() ?? []) track.stop();
+        settle();
+        return;
+      }
+      // Muted and off until we turn them on.
+      for (const track of stream?.getTracks() ?? []) track.enabled = false;
+      this.local = stream;
+      this.publish = { audio: (stream?.getAudioTracks().length ?? 0) > 0, video: (stream?.getVideoTracks().length ?? 0) > 0 };
+      this.micOn = false;
+      this.camOn = false;
+      await this.media?.setCameraEnabled(false);
+      await this.media?.setLocal(stream);
+      settle();
+    } else {
+      if (this.observer) return;
+      this.observer = true;
+      for (const track of this.local?.getTracks() ?? []) track.stop();
+      this.local = null;
+      this.publish = { audio: false, video: false };
+      this.devices = { camera: "off", microphone: "off" };
+      this.micOn = false;
+      this.camOn = false;
+      await this.media?.setLocal(null);
+    }
+    if (gen !== this.generation || !this.you) return;
+    this.showMediaControls();
+    this.renderLocal();
+    this.view.setLocalStream(this.you.id, this.local);
+    if (!this.observer) this.sendMediaState();
   }
 
   renderControls() {
@@ -902,7 +998,8 @@ class JoinApp {
         // A lost media path is worth one fresh peer connection (bounded by recoverMedia).
         else if (end.code === "media_lost") this.recoverMedia();
         // Turned away from the waiting room: the clinic's reason is the message.
-        else if (end.code === "declined") this.fail("declined", end.message);
+        // Turned away or removed: the clinic's reason is the message.
+        else if (end.code === "declined" || end.code === "removed") this.fail(end.code, end.message);
         else this.fail(end.code);
         return;
       case "closed":
@@ -1132,6 +1229,8 @@ class JoinApp {
     this.teardownLink();
     this.view.clear();
     this.view.setSendBack(null);
+    this.view.setManage(null, () => false);
+    this.moderation.leave();
     this.queue.enter(undefined);
     this.consent.reset();
     this.you = null;

@@ -7,6 +7,11 @@
 // carries somebody else's track; the offer's `tracks` list says whose, by mid, and whether it
 // is a camera or a shared screen (`source`).
 //
+// Every offer names the m-lines for our own microphone and camera (`publish_mids`). At the join
+// they are the transceivers made by `attachLocal`; when the care team lets an observer speak,
+// they come in a later offer, and the tracks from `setLocal` go on them, sending. When they are
+// stopped (made to only watch) the browser stops sending on them.
+//
 // Screen sharing: while we share, the server's offers name a recvonly m-line `screen_mid`; the
 // screen's track goes on that m-line's transceiver, sending, with a degradation preference that
 // keeps resolution (text on an X-ray report must stay legible; a lower frame rate is fine).
@@ -15,6 +20,13 @@
 // reports which remote tracks belong to which participant.
 
 import { IceRestarter } from "./ice-restart.js";
+
+/**
+ * How long an offer that names our own m-lines waits for the microphone and camera asked for
+ * after the care team let us speak (the browser's permission prompt). Past it the answer turns
+ * them down, and we stay a guest without media.
+ */
+const LOCAL_MEDIA_WAIT_MS = 30_000;
 
 /** @typedef {import("./protocol.js").OfferMessage} OfferMessage */
 /** @typedef {import("./protocol.js").TrackInfo} TrackInfo */
@@ -42,6 +54,13 @@ export class MediaSession {
   #tracksByMid = new Map();
   /** @type {RTCRtpSender | null} */
   #videoSender = null;
+  /** @type {RTCRtpSender | null} */
+  #audioSender = null;
+  /** Whether the camera is to be sent (off: the sender carries no track). */
+  #cameraOn = true;
+  /** Settles when the microphone and camera asked for after the join are there (or not). */
+  /** @type {Promise<unknown>} */
+  #localReady = Promise.resolve();
   /** @type {MediaStreamTrack | null} */
   #micTrack = null;
   /** @type {MediaStreamTrack | null} */
@@ -135,12 +154,63 @@ export class MediaSession {
     // Order matters: audio first, then video, like the server's recvonly m-lines.
     if (audio) {
       this.#micTrack = audio;
-      this.#pc.addTrack(audio, stream);
+      this.#audioSender = this.#pc.addTrack(audio, stream);
     }
     if (video) {
       this.#cameraTrack = video;
       this.#videoSender = this.#pc.addTrack(video, stream);
     }
+  }
+
+  /**
+   * The microphone and camera are being asked for (the care team let us speak): offers that
+   * name our own m-lines wait for them, a bounded time, so that the answer sends on them.
+   * @param {Promise<unknown>} ready settles once `setLocal` has been called
+   */
+  expectLocal(ready) {
+    let timer = 0;
+    const bound = new Promise((resolve) => {
+      timer = window.setTimeout(resolve, LOCAL_MEDIA_WAIT_MS);
+    });
+    this.#localReady = Promise.race([ready.catch(() => undefined), bound]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Our microphone and camera after the join (the care team let us speak), or none (made to
+   * only watch): they go on the m-lines the server's offers name for them, now if an offer
+   * already did, else when one does.
+   * @param {MediaStream | null} stream
+   */
+  async setLocal(stream) {
+    this.#micTrack = stream?.getAudioTracks()[0] ?? null;
+    this.#cameraTrack = stream?.getVideoTracks()[0] ?? null;
+    if (this.#closed) return;
+    if (this.#audioSender) await this.#audioSender.replaceTrack(this.#micTrack);
+    if (this.#videoSender) await this.#videoSender.replaceTrack(this.#cameraOn ? this.#cameraTrack : null);
+  }
+
+  /**
+   * Puts our tracks on the m-lines an offer names for them (set to send before the answer is
+   * made: a recvonly m-line is answered inactive by a transceiver that only receives).
+   * @param {OfferMessage} offer
+   */
+  async #attachPublish(offer) {
+    const mids = offer.publish_mids ?? {};
+    const find = (/** @type {string | undefined} */ mid) =>
+      mid === undefined ? undefined : this.#pc.getTransceivers().find((t) => t.mid === mid && t.currentDirection !== "stopped");
+    const audio = find(mids.audio);
+    const video = find(mids.video);
+    // Only where we have something to send: a kind we lack is answered inactive, so nobody is
+    // offered a track that never comes.
+    for (const [t, track] of /** @type {const} */ ([[audio, this.#micTrack], [video, this.#cameraTrack]])) {
+      if (t && track && t.direction !== "sendonly" && t.direction !== "sendrecv") t.direction = "sendonly";
+    }
+    this.#audioSender = audio?.sender ?? null;
+    this.#videoSender = video?.sender ?? null;
+    const mic = this.#micTrack;
+    const camera = this.#cameraOn ? this.#cameraTrack : null;
+    if (audio && audio.sender.track !== mic) await audio.sender.replaceTrack(mic);
+    if (video && video.sender.track !== camera) await video.sender.replaceTrack(camera);
   }
 
   /**
@@ -161,6 +231,9 @@ export class MediaSession {
     // Record the mapping before applying: `track` events fire during setRemoteDescription.
     this.#tracksByMid = new Map(offer.tracks.map((t) => [t.mid, t]));
     await this.#pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    if (offer.publish_mids) await this.#localReady;
+    if (this.#closed) throw new Error("media session closed");
+    await this.#attachPublish(offer);
     const screen = offer.screen_mid ? this.#pc.getTransceivers().find((t) => t.mid === offer.screen_mid) : undefined;
     if (screen) {
       // Sending on it needs saying so before the answer is made: a recvonly m-line is answered
@@ -213,6 +286,7 @@ export class MediaSession {
    * @param {boolean} on
    */
   async setCameraEnabled(on) {
+    this.#cameraOn = on;
     if (!this.#cameraTrack) return;
     this.#cameraTrack.enabled = on;
     if (this.#videoSender) await this.#videoSender.replaceTrack(on ? this.#cameraTrack : null);

@@ -5,7 +5,7 @@
 /** The only protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
 
-/** @typedef {"doctor" | "specialist" | "patient" | "observer"} Role */
+/** @typedef {"doctor" | "specialist" | "patient" | "observer" | "guest"} Role */
 
 /**
  * @typedef {object} Participant
@@ -15,6 +15,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {{audio: boolean, video: boolean}} publishing
  * @property {boolean} audio_muted
  * @property {boolean} video_off
+ * @property {{audio: boolean, video: boolean}} [held] media the care team stopped forwarding
  * @property {"connected" | "reconnecting"} connection
  */
 
@@ -161,6 +162,7 @@ export const PROTOCOL_VERSION = 1;
  *   the others
  * @property {ConsentInfo} consent
  * @property {string | null} [screen_share] who shares their screen, if anyone
+ * @property {boolean} [huddle] whether the clinicians confer privately now
  * @property {IceServerInfo[]} ice_servers TURN relays with this participant's short-lived
  *   credentials (empty without TURN)
  */
@@ -210,8 +212,10 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {JoinedBody & {type: "joined"}} JoinedMessage */
 /** @typedef {JoinedBody & {type: "resumed"}} ResumedMessage */
 /**
- * @typedef {{type: "offer", offer_id: number, sdp: string, tracks: TrackInfo[], screen_mid?: string}} OfferMessage
- *   `screen_mid`: while we share our screen, the m-line to send it on
+ * @typedef {{type: "offer", offer_id: number, sdp: string, tracks: TrackInfo[], screen_mid?: string,
+ *   publish_mids?: {audio?: string, video?: string}}} OfferMessage
+ *   `screen_mid`: while we share our screen, the m-line to send it on; `publish_mids`: while we
+ *   publish, the m-lines for our microphone and camera
  */
 /** @typedef {{type: "participant_joined", participant: Participant}} ParticipantJoinedMessage */
 /** @typedef {{type: "participants_joined", participants: Participant[]}} ParticipantsJoinedMessage */
@@ -253,13 +257,16 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {QueueInfo & {type: "waiting_room"}} WaitingRoomMessage */
 /** @typedef {ConsentInfo & {type: "consent"}} ConsentMessage consent changed */
 /** @typedef {{type: "screen_share", sharer: string | null}} ScreenShareMessage who shares a screen now */
+/** @typedef {{type: "huddle", active: boolean, by: string | null}} HuddleMessage the clinicians confer privately */
+/** @typedef {{type: "held", audio: boolean, video: boolean, by: string}} HeldMessage the care team holds our media */
+/** @typedef {{type: "role_changed", role: Role, by: string}} RoleChangedMessage the care team changed our role */
 
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
  *   ParticipantsJoinedMessage | ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
  *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage |
- *   ConsentMessage | ScreenShareMessage} ServerMessage
+ *   ConsentMessage | ScreenShareMessage | HuddleMessage | HeldMessage | RoleChangedMessage} ServerMessage
  */
 
 /**
@@ -289,12 +296,17 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {PrecallInfo & {type: "precall"}} PrecallMessage */
 /** @typedef {{type: "consent", purpose: ConsentPurpose, given: boolean}} ConsentSendMessage a patient's */
 /** @typedef {{type: "screen_share", active: boolean}} ScreenShareSendMessage a clinician starts or stops sharing */
+/** @typedef {{type: "huddle", active: boolean}} HuddleSendMessage */
+/** @typedef {{type: "hold", participant_id: string, audio: boolean, video: boolean}} HoldMessage */
+/** @typedef {{type: "remove", participant_id: string, reason?: string}} RemoveMessage */
+/** @typedef {{type: "set_role", participant_id: string, role: "observer" | "guest"}} SetRoleMessage */
 
 /**
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
  *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
  *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
- *   PrecallMessage | ConsentSendMessage | ScreenShareSendMessage | IceRestartMessage} ClientMessage
+ *   PrecallMessage | ConsentSendMessage | ScreenShareSendMessage | IceRestartMessage |
+ *   HuddleSendMessage | HoldMessage | RemoveMessage | SetRoleMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
@@ -319,6 +331,9 @@ const SERVER_TYPES = new Set([
   "waiting_room",
   "consent",
   "screen_share",
+  "huddle",
+  "held",
+  "role_changed",
 ]);
 
 /**

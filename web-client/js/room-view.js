@@ -6,8 +6,9 @@
 // <video>, a `.badge-muted` element that is `hidden` unless the participant is muted, and
 // `.tile-local` on your own tile; all inside #tiles. The audience: `.audience-item
 // [data-participant-id]` inside #audience, which is `hidden` while nobody is in it. For a
-// clinician in a consultation with a waiting room, the tiles and audience lines of patients and
-// observers carry a `.send-back` button.
+// clinician in a consultation with a waiting room, the tiles and audience lines of patients,
+// guests and observers carry a `.send-back` button; for a clinician, everyone else's carry a
+// `.manage` button that opens the moderation menu (moderation.js).
 //
 // A shared screen takes the stage: `#screen-stage` (before #tiles, `hidden` while nobody shares,
 // `data-sharer` the sharer's id) holds the screen's <video> (`.screen-video`) for everyone else,
@@ -31,6 +32,7 @@ import { tr, trAttr } from "./i18n.js";
  * @property {HTMLElement} role
  * @property {HTMLElement} reconnecting
  * @property {HTMLButtonElement} sendBack
+ * @property {HTMLButtonElement} manage
  * @property {Participant} participant
  */
 
@@ -55,6 +57,7 @@ import { tr, trAttr } from "./i18n.js";
  * @property {HTMLElement} muted
  * @property {HTMLElement} reconnecting
  * @property {HTMLButtonElement} sendBack
+ * @property {HTMLButtonElement} manage
  * @property {Participant | null} participant null for your own tile
  * @property {MediaStreamTrack | undefined} audioTrack
  * @property {MediaStreamTrack | undefined} videoTrack
@@ -75,6 +78,10 @@ export class RoomView {
   #soundBlocked = false;
   /** @type {((p: Participant) => void) | null} a clinician's "Send back to the waiting room" */
   #onSendBack = null;
+  /** @type {((p: Participant, anchor: HTMLElement) => void) | null} a clinician's "Manage" menu */
+  #onManage = null;
+  /** @type {(p: Participant) => boolean} whether the menu has anything for them */
+  #mayManage = () => false;
   /** @type {ScreenStage} */
   #screen;
   /** Who shares their screen (null: nobody), and whether it is us. */
@@ -165,11 +172,33 @@ export class RoomView {
   }
 
   /**
+   * Offers the "Manage" menu (a clinician's view) on those it has something for, or no longer
+   * (null).
+   * @param {((p: Participant, anchor: HTMLElement) => void) | null} handler
+   * @param {(p: Participant) => boolean} mayManage
+   */
+  setManage(handler, mayManage) {
+    this.#onManage = handler;
+    this.#mayManage = mayManage;
+    for (const tile of this.#tiles.values()) this.#renderManage(tile.manage, tile.participant);
+    for (const item of this.#audienceItems.values()) this.#renderManage(item.manage, item.participant);
+  }
+
+  /**
+   * @param {HTMLButtonElement} button
+   * @param {Participant | null} p null: your own tile
+   */
+  #renderManage(button, p) {
+    button.hidden = this.#onManage === null || p === null || !this.#mayManage(p);
+    if (p) trAttr(button, "aria-label", "moderation.manage_label", { name: p.name });
+  }
+
+  /**
    * @param {HTMLButtonElement} button
    * @param {Participant | null} p null: your own tile
    */
   #renderSendBack(button, p) {
-    const offered = this.#onSendBack !== null && p !== null && (p.role === "patient" || p.role === "observer");
+    const offered = this.#onSendBack !== null && p !== null && (p.role === "patient" || p.role === "observer" || p.role === "guest");
     button.hidden = !offered;
     if (p) trAttr(button, "aria-label", "room.send_back_label", { name: p.name });
   }
@@ -197,6 +226,7 @@ export class RoomView {
     }
     tile.participant = isLocal ? null : p;
     this.#renderSendBack(tile.sendBack, tile.participant);
+    this.#renderManage(tile.manage, tile.participant);
     if (isLocal) tr(tile.name, "room.you", { name: p.name });
     else userText(tile.name, p.name);
     tr(tile.role, "common.param", { text: roleParam(p.role) });
@@ -233,7 +263,12 @@ export class RoomView {
    */
   setLocalStream(id, stream) {
     const tile = this.#tiles.get(id);
-    if (!tile || !stream || tile.video.srcObject === stream) return;
+    if (!tile || tile.video.srcObject === stream) return;
+    if (!stream) {
+      // Made to only watch: the camera is gone.
+      tile.video.srcObject = null;
+      return;
+    }
     tile.video.muted = true;
     tile.video.srcObject = stream;
     this.#play(tile.video, true);
@@ -294,15 +329,17 @@ export class RoomView {
       const role = el("span", { className: "audience-role" });
       const reconnecting = el("span", { className: "badge badge-reconnecting", i18n: "room.reconnecting" });
       const sendBack = this.#sendBackButton(() => item?.participant);
-      const root = el("li", { className: "audience-item" }, name, role, reconnecting, sendBack);
+      const manage = this.#manageButton(() => item?.participant);
+      const root = el("li", { className: "audience-item" }, name, role, reconnecting, sendBack, manage);
       root.dataset.participantId = p.id;
-      item = { root, name, role, reconnecting, sendBack, participant: p };
+      item = { root, name, role, reconnecting, sendBack, manage, participant: p };
       this.#audienceItems.set(p.id, item);
       this.#audience.list.append(root);
       this.#updateAudience();
     }
     item.participant = p;
     this.#renderSendBack(item.sendBack, p);
+    this.#renderManage(item.manage, p);
     userText(item.name, p.name);
     tr(item.role, "common.param", { text: roleParam(p.role) });
     item.reconnecting.hidden = p.connection !== "reconnecting";
@@ -353,11 +390,12 @@ export class RoomView {
       muted,
       reconnecting,
       sendBack: this.#sendBackButton(() => tile.participant),
+      manage: this.#manageButton(() => tile.participant),
       participant: null,
       audioTrack: undefined,
       videoTrack: undefined,
     };
-    const actions = el("div", { className: "tile-actions" }, tile.sendBack);
+    const actions = el("div", { className: "tile-actions" }, tile.sendBack, tile.manage);
     tile.root.append(video, placeholder, info, actions);
     tile.root.dataset.participantId = id;
     tile.root.setAttribute("role", "listitem");
@@ -374,6 +412,24 @@ export class RoomView {
     button.addEventListener("click", () => {
       const p = who();
       if (p && this.#onSendBack) this.#onSendBack(p);
+    });
+    return button;
+  }
+
+  /**
+   * @param {() => Participant | null | undefined} who whom the menu is for, when clicked
+   * @returns {HTMLButtonElement}
+   */
+  #manageButton(who) {
+    const button = el("button", {
+      className: "btn btn-small manage",
+      i18n: "moderation.manage",
+      attrs: { type: "button", "aria-haspopup": "menu", "aria-expanded": "false" },
+    });
+    button.hidden = true;
+    button.addEventListener("click", () => {
+      const p = who();
+      if (p && this.#onManage) this.#onManage(p, button);
     });
     return button;
   }

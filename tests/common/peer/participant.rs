@@ -677,6 +677,69 @@ impl TestPeer {
             .await
     }
 
+    /// Starts sending a microphone and a camera after the join (the care team let this
+    /// observer speak): send-only Opus and VP8 transceivers carrying this peer's marker, which
+    /// webrtc-rs pairs with the recvonly m-lines the server's next offer adds (as it does for a
+    /// screen). Call it before the role change, as a browser has its tracks by the time the
+    /// offer comes. Stopped by [`TestPeer::stop_media`]; counted under `sent_packets`.
+    pub async fn publish_late(&self) -> Result<()> {
+        use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+        use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+        let marker = self.opts.marker;
+        let stream_id = format!("huizhen-test-late-{marker:02x}");
+        for video in [false, true] {
+            let capability = if video {
+                RTCRtpCodecCapability {
+                    mime_type: MIME_TYPE_VP8.to_owned(),
+                    clock_rate: 90_000,
+                    ..Default::default()
+                }
+            } else {
+                RTCRtpCodecCapability {
+                    mime_type: MIME_TYPE_OPUS.to_owned(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    ..Default::default()
+                }
+            };
+            let kind = if video { "video" } else { "audio" };
+            let track = Arc::new(TrackLocalStaticRTP::new(
+                capability,
+                kind.to_owned(),
+                stream_id.clone(),
+            ));
+            let transceiver = self
+                .pc
+                .add_transceiver_from_track(
+                    Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Sendonly,
+                        send_encodings: Vec::new(),
+                    }),
+                )
+                .await
+                .with_context(|| format!("adding a late {kind} transceiver"))?;
+            let rtcp = tokio::spawn(drain_sender_rtcp(
+                transceiver.sender().await,
+                Arc::clone(&self.shared),
+                video,
+            ));
+            self.shared.register_task(rtcp.abort_handle());
+            let publisher = if video {
+                tokio::spawn(publish_video(
+                    track,
+                    marker,
+                    false,
+                    Arc::clone(&self.shared),
+                ))
+            } else {
+                tokio::spawn(publish_audio(track, marker, Arc::clone(&self.shared)))
+            };
+            lock(&self.media_tasks).push(publisher.abort_handle());
+        }
+        Ok(())
+    }
+
     /// Stops the screen's publisher and tells the server the share ended.
     pub async fn stop_screen(&self) -> Result<()> {
         if let Some(publisher) = lock(&self.shared.screen).take() {
