@@ -11,7 +11,9 @@
 // clears both. The doctor mutes the trainee's microphone on the server: the trainee's page says
 // so until the doctor unmutes it. "Make them only watch": the trainee's controls go, and the
 // doctor's page shows them in the audience again. "Remove from the consultation", with a
-// reason: the trainee's page says the care team ended their part, with the reason.
+// reason: the trainee's page says the care team ended their part, with the reason. Along the
+// way, the quality indicators: the trainee's tile on the doctor's page says the media arrives
+// well (its figures a tap away), and the trainee's own tile gives their round trip in Chinese.
 
 import assert from "node:assert/strict";
 
@@ -99,7 +101,7 @@ export async function moderationScenario(ctx) {
       assert.equal(await doc.locator("#huddle-button").isVisible(), true, "a clinician may confer privately");
       assert.equal(await p.trainee.locator("#huddle-button").isVisible(), false);
       assert.equal(await p.trainee.locator("#mic-button").isVisible(), false, "an observer sends nothing");
-      assert.equal(await p.trainee.locator(".manage").count(), 0, "an observer manages nobody");
+      assert.equal(await p.trainee.locator(".manage:visible").count(), 0, "an observer manages nobody");
     });
 
     await check("moderation: Let them speak; the trainee's page says so and starts muted, turns both on, and the doctor's page plays the trainee's picture", { scenario: S }, async () => {
@@ -127,6 +129,17 @@ export async function moderationScenario(ctx) {
         { timeout, polling: 200 },
       );
       await doc.waitForFunction((pid) => document.querySelector(`#tiles .tile[data-participant-id="${pid}"] .badge-muted`)?.hasAttribute("hidden"), id, { timeout, polling: 200 });
+      // Quality: on loopback the guest's media arrives well; a tap shows the figures. The
+      // trainee's own tile says how their link to the server is, in Chinese.
+      const quality = tile.locator(".quality");
+      await tile.locator('.quality[data-level="good"]').waitFor({ state: "visible", timeout });
+      assert.match((await quality.getAttribute("aria-label")) ?? "", /^Good connection: \d+ kbit\/s, [\d.]+ % lost, \d+ frames\/s$/);
+      await quality.click();
+      assert.equal(await quality.getAttribute("aria-expanded"), "true");
+      assert.match((await tile.locator(".quality-details").textContent()) ?? "", /kbit\/s/);
+      const own = trainee.locator("#tiles .tile-local .quality");
+      await own.waitFor({ state: "visible", timeout });
+      await trainee.waitForFunction(() => /往返 \d+ 毫秒/.test(document.querySelector("#tiles .tile-local .quality")?.getAttribute("aria-label") ?? ""), undefined, { timeout, polling: 200 });
       await snap(trainee, "moderation-guest-speaks-zh");
       await ctx.assertTextFromCatalogue(trainee, "a guest's page after being let speak (zh-CN)");
     });

@@ -50,6 +50,7 @@ import { QueuePanel, ReasonDialog } from "./queue-panel.js";
 import { ConsentPanel } from "./consent-panel.js";
 import { ScreenShare } from "./screen-share.js";
 import { Moderation } from "./moderation.js";
+import { QUALITY_INTERVAL_MS, QualityMeter } from "./quality.js";
 import * as consoleApi from "./api.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
@@ -206,6 +207,9 @@ class JoinApp {
   recoveries = [];
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   noticeTimer;
+  /** Reads the current peer connection's statistics for the tiles' quality indicators. */
+  /** @type {{meter: QualityMeter, media: MediaSession, timer: ReturnType<typeof setInterval>} | null} */
+  quality = null;
   /**
    * Documents, viewer, chat and records: created on entering the room (they need its access
    * token and our role), kept across resumes.
@@ -795,6 +799,7 @@ class JoinApp {
       this.sendMediaState();
     }
     this.setState("in-room");
+    this.startQuality();
     if (admitted) {
       this.notice("join.notice.admitted");
       this.ui.roomTitle.tabIndex = -1;
@@ -1213,8 +1218,44 @@ class JoinApp {
     this.ui.statusTitle.focus();
   }
 
+  /**
+   * Measures the connection every few seconds while in the room, for the current peer
+   * connection (a rejoin's new one starts afresh).
+   */
+  startQuality() {
+    const media = this.media;
+    if (!media || this.quality?.media === media) return;
+    this.stopQuality();
+    const meter = new QualityMeter();
+    const timer = setInterval(() => void this.readQuality(), QUALITY_INTERVAL_MS);
+    this.quality = { meter, media, timer };
+  }
+
+  stopQuality() {
+    if (this.quality) clearInterval(this.quality.timer);
+    this.quality = null;
+  }
+
+  async readQuality() {
+    const q = this.quality;
+    if (!q || q.media !== this.media || !this.you) return;
+    let stats = null;
+    try {
+      stats = await q.media.stats();
+    } catch {
+      return;
+    }
+    if (!stats || q !== this.quality || !this.you) return;
+    const { others, own } = q.meter.read(stats.report, stats.owners);
+    for (const id of this.view.ids()) {
+      if (id === this.you.id) this.view.setQuality(id, own);
+      else this.view.setQuality(id, others.get(id) ?? null);
+    }
+  }
+
   /** Closes signaling and media, keeping the camera and the view for whatever comes next. */
   teardownLink() {
+    this.stopQuality();
     this.generation += 1;
     this.signaling?.stop();
     this.media?.close();

@@ -185,8 +185,8 @@ export class MediaSession {
     this.#micTrack = stream?.getAudioTracks()[0] ?? null;
     this.#cameraTrack = stream?.getVideoTracks()[0] ?? null;
     if (this.#closed) return;
-    if (this.#audioSender) await this.#audioSender.replaceTrack(this.#micTrack);
-    if (this.#videoSender) await this.#videoSender.replaceTrack(this.#cameraOn ? this.#cameraTrack : null);
+    await swapTrack(this.#audioSender, this.#micTrack);
+    await swapTrack(this.#videoSender, this.#cameraOn ? this.#cameraTrack : null);
   }
 
   /**
@@ -209,8 +209,8 @@ export class MediaSession {
     this.#videoSender = video?.sender ?? null;
     const mic = this.#micTrack;
     const camera = this.#cameraOn ? this.#cameraTrack : null;
-    if (audio && audio.sender.track !== mic) await audio.sender.replaceTrack(mic);
-    if (video && video.sender.track !== camera) await video.sender.replaceTrack(camera);
+    await swapTrack(audio?.sender ?? null, mic);
+    await swapTrack(video?.sender ?? null, camera);
   }
 
   /**
@@ -302,6 +302,20 @@ export class MediaSession {
     if (this.#screenSender && !this.#closed) await this.#screenSender.replaceTrack(track);
   }
 
+  /**
+   * The peer connection's statistics and whose camera or microphone each m-line carries (for
+   * the quality indicators; a shared screen is left out). Null once closed.
+   * @returns {Promise<{report: RTCStatsReport, owners: Map<string, string>} | null>}
+   */
+  async stats() {
+    if (this.#closed) return null;
+    const report = await this.#pc.getStats();
+    /** @type {Map<string, string>} */
+    const owners = new Map();
+    for (const [mid, t] of this.#tracksByMid) if (t.source !== "screen") owners.set(mid, t.participant_id);
+    return { report, owners };
+  }
+
   get hasMic() {
     return this.#micTrack !== null;
   }
@@ -318,6 +332,21 @@ export class MediaSession {
     this.#pc.onconnectionstatechange = null;
     this.#pc.oniceconnectionstatechange = null;
     this.#pc.close();
+  }
+}
+
+/**
+ * Puts `track` on `sender`, if there is one that still sends: a sender whose m-line the server
+ * stopped (made to only watch) refuses any track, and has nothing to carry anyway.
+ * @param {RTCRtpSender | null} sender
+ * @param {MediaStreamTrack | null} track
+ */
+async function swapTrack(sender, track) {
+  if (!sender || sender.track === track) return;
+  try {
+    await sender.replaceTrack(track);
+  } catch {
+    // Stopped.
   }
 }
 

@@ -20,10 +20,11 @@
 // tracks from the media session; neither is looked up from here.
 
 import { el, roleParam, userText } from "./dom.js";
-import { tr, trAttr } from "./i18n.js";
+import { clearText, tr, trAttr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").Participant} Participant */
 /** @typedef {import("./media-session.js").RemoteTracks} RemoteTracks */
+/** @typedef {import("./quality.js").Quality} Quality */
 
 /**
  * @typedef {object} AudienceItem
@@ -58,6 +59,8 @@ import { tr, trAttr } from "./i18n.js";
  * @property {HTMLElement} reconnecting
  * @property {HTMLButtonElement} sendBack
  * @property {HTMLButtonElement} manage
+ * @property {HTMLButtonElement} quality the connection indicator (details on a click)
+ * @property {HTMLElement} qualityDetails
  * @property {Participant | null} participant null for your own tile
  * @property {MediaStreamTrack | undefined} audioTrack
  * @property {MediaStreamTrack | undefined} videoTrack
@@ -251,6 +254,29 @@ export class RoomView {
     this.#removeAudience(id);
   }
 
+  /**
+   * The connection indicator of `id`'s tile: how their media arrives here, or for your own
+   * tile your link to the server; null while nothing is measured.
+   * @param {string} id
+   * @param {Quality | null} q
+   */
+  setQuality(id, q) {
+    const tile = this.#tiles.get(id);
+    if (!tile) return;
+    const level = q?.level ?? "unknown";
+    tile.quality.dataset.level = level;
+    tile.quality.hidden = q === null;
+    /** @type {import("./i18n.js").Param} */
+    let details = "";
+    if (q && q.rttMs !== null) details = { key: "room.quality.details_own", params: { rtt: q.rttMs, kbps: q.kbps ?? 0, loss: q.lossPct ?? 0 } };
+    else if (q && q.fps !== null) details = { key: "room.quality.details_video", params: { kbps: q.kbps ?? 0, loss: q.lossPct ?? 0, fps: q.fps } };
+    else if (q) details = { key: "room.quality.details_audio", params: { kbps: q.kbps ?? 0, loss: q.lossPct ?? 0 } };
+    const levelKey = /** @type {const} */ ({ good: "room.quality.good", fair: "room.quality.fair", poor: "room.quality.poor", unknown: "room.quality.unknown" })[level];
+    trAttr(tile.quality, "aria-label", "room.quality.label", { level: { key: levelKey }, details });
+    if (q && details) tr(tile.qualityDetails, "room.quality.label", { level: { key: levelKey }, details });
+    else clearText(tile.qualityDetails);
+  }
+
   /** @returns {string[]} everyone shown, tiles and audience */
   ids() {
     return [...this.#tiles.keys(), ...this.#audienceItems.keys()];
@@ -378,7 +404,16 @@ export class RoomView {
     muted.hidden = true;
     const reconnecting = el("span", { className: "badge badge-reconnecting", i18n: "room.reconnecting" });
     reconnecting.hidden = true;
-    const info = el("div", { className: "tile-info" }, name, role, muted, reconnecting);
+    // Three bars (coloured by level in app.css); a click shows or hides the figures.
+    const quality = el("button", { className: "quality", attrs: { type: "button", "aria-expanded": "false" } }, ...[1, 2, 3].map(() => el("span", { className: "quality-bar", attrs: { "aria-hidden": "true" } })));
+    quality.hidden = true;
+    const qualityDetails = el("span", { className: "badge quality-details" });
+    qualityDetails.hidden = true;
+    quality.addEventListener("click", () => {
+      qualityDetails.hidden = !qualityDetails.hidden;
+      quality.setAttribute("aria-expanded", String(!qualityDetails.hidden));
+    });
+    const info = el("div", { className: "tile-info" }, name, role, muted, reconnecting, quality, qualityDetails);
     /** @type {Tile} */
     const tile = {
       root: el("article", { className: isLocal ? "tile tile-local" : "tile" }),
@@ -391,6 +426,8 @@ export class RoomView {
       reconnecting,
       sendBack: this.#sendBackButton(() => tile.participant),
       manage: this.#manageButton(() => tile.participant),
+      quality,
+      qualityDetails,
       participant: null,
       audioTrack: undefined,
       videoTrack: undefined,
