@@ -7,7 +7,8 @@
 //! set the webhook (recorded); events left undelivered at shutdown are delivered after a
 //! restart. A receiver over HTTPS with a certificate from a hospital's own CA (made here with
 //! rcgen): refused in the handshake (retried, recorded) until `webhooks.ca_file` names the CA,
-//! then delivered; an unusable CA file stops the start. And the outbox's limit, hammered by
+//! then delivered; an unusable CA file stops the start. A room ended from the room (signaling)
+//! tells its institution once. And the outbox's limit, hammered by
 //! concurrent events at the storage level: exactly the limit queued, the rest dropped with
 //! their numbers skipped.
 
@@ -960,4 +961,75 @@ async fn a_hospitals_own_ca_is_trusted_once_configured() {
         1
     );
     s.stop().await;
+}
+
+/// A doctor who ends the consultation from the room (signaling's `end_room`, not the API): the
+/// end and its `consultation.ended` are one commit of the audit writer, so the institution's
+/// receiver hears of it too (before, only the API's end queued the event).
+async fn ended_from_the_room(s: &TestServer) {
+    let (rx, addr) = receiver_on(0).await;
+    let room = s.create_room("Ended from the room").await;
+    let db = &s.server().db;
+    let room_id = huizhen::domain::ids::RoomId::parse(&room).unwrap();
+    let institution = db.room(&room_id).await.unwrap().unwrap().institution_id;
+    db.create_webhook(
+        &institution,
+        &format!("http://{addr}/own"),
+        "whsec_room",
+        true,
+        100,
+        now(),
+    )
+    .await
+    .unwrap();
+    let doctor = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    doctor
+        .send_json(&json!({"type": "end_room"}))
+        .await
+        .unwrap();
+    rx.wait_for("consultation.ended", |r| {
+        r.delivered("own", &room).len() == 1
+    })
+    .await;
+    let got = rx.delivered("own", &room);
+    assert_eq!(types(&got), ["consultation.ended"]);
+    assert_eq!(got[0].json["data"]["room_id"], room.as_str());
+    assert_eq!(got[0].json["consultation"]["sequence"], 1);
+    check_order_and_signatures(&rx.got("own"), &["whsec_room"]);
+    // Ending again (the API's end of an ended room) queues nothing more.
+    let (st, b) = s
+        .api("POST", &format!("/api/v1/rooms/{room}/end"), None, None)
+        .await;
+    assert_eq!(st, 204, "{b}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got("own").len(), 1, "one end, one event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_from_the_room_on_sqlite() {
+    let s = TestServer::start_with(tweak).await;
+    ended_from_the_room(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_from_the_room_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| {
+        tweak(c);
+        c.storage.database_url = url;
+    })
+    .await;
+    ended_from_the_room(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
 }
