@@ -392,6 +392,10 @@ pub struct WebhooksConfig {
     pub max_pending_per_institution: u64,
     /// How often the outbox is read for events due (besides being woken by new events).
     pub poll_interval_ms: u64,
+    /// A PEM file of one or more certificates (a hospital's internal CA, or several) that
+    /// endpoints' certificates may also be issued by, besides the public roots; read and
+    /// checked at start (see `webhooks::roots`). Empty: the public roots only.
+    pub ca_file: String,
 }
 
 impl Default for WebhooksConfig {
@@ -407,6 +411,7 @@ impl Default for WebhooksConfig {
             backoff_max_s: 3600,
             max_pending_per_institution: 10_000,
             poll_interval_ms: 1000,
+            ca_file: String::new(),
         }
     }
 }

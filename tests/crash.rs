@@ -1,7 +1,12 @@
-//! Durability of uploads across a crash: the real `huizhen` binary is killed with SIGKILL in the
-//! middle of an upload and started again on the same data directory. Everything that was
-//! acknowledged must still be there (the finished document, every acknowledged chunk) and nothing
-//! partial may be visible.
+//! Durability across a crash: the real `huizhen` binary is killed and started again on the same
+//! data directory (and database).
+//!
+//! - Uploads: killed with SIGKILL in the middle of one. Everything that was acknowledged must
+//!   still be there (the finished document, every acknowledged chunk) and nothing partial may
+//!   be visible.
+//! - Webhooks: aborted right after a room's end was committed (`HUIZHEN_TEST_ABORT_AT`), on
+//!   SQLite and PostgreSQL; after the restart the institution's receiver, on 127.0.0.1, gets
+//!   `consultation.ended` (at least once).
 
 mod common;
 
@@ -170,4 +175,202 @@ async fn sigkill_during_an_upload_loses_nothing_acknowledged_and_shows_nothing_p
     let mut server2 = server2;
     server2.child.kill().unwrap();
     server2.child.wait().unwrap();
+}
+
+/// What a webhook receiver on 127.0.0.1 got: (signature header, body) in arrival order.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A receiver on 127.0.0.1 that answers 200 to every POST and keeps what it got; its URL.
+async fn webhook_receiver() -> (Received, String) {
+    async fn receive(
+        axum::extract::State(got): axum::extract::State<Received>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> axum::http::StatusCode {
+        let signature = headers
+            .get("huizhen-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        got.lock().unwrap().push((signature, body));
+        axum::http::StatusCode::OK
+    }
+    let got = Received::default();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (got, url)
+}
+
+/// `consultation.ended` survives a crash at the worst moment: the process dies (abort, as a
+/// crash: nothing flushed, nothing answered) right after the room's end was committed and
+/// before anything else ran. The event was committed with the end (the outbox row in the audit
+/// writer's commit), so after a restart the receiver gets it: at least once, signed, with the
+/// consultation's sequence. An event queued after the end, in a transaction of its own, would
+/// be lost here, and this test would time out.
+async fn consultation_ended_survives_a_crash(database_url: Option<&str>) {
+    common::peer::ensure_rustls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = process::configure_on(dir.path(), 1, database_url);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&cfg).unwrap();
+        f.write_all(
+            b"[webhooks]\nallow_http_loopback = true\nbackoff_base_ms = 20\nbackoff_max_s = 1\n\
+              poll_interval_ms = 20\ntimeout_s = 2\nmax_attempts = 100\n",
+        )
+        .unwrap();
+    }
+    let (got, url) = webhook_receiver().await;
+    // The doctor's institution (the default one) gets the room's events.
+    let set = process::huizhen(&cfg)
+        .args(["webhook", "set", "--institution"])
+        .arg(huizhen::domain::organisation::DEFAULT_INSTITUTION)
+        .args(["--url", &url])
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{set:?}");
+    let printed = String::from_utf8(set.stdout).unwrap();
+    let secret = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("secret\t"))
+        .expect("the secret is printed once")
+        .to_owned();
+
+    let http = http();
+    let mut server = process::start_with_env(&cfg, &[("HUIZHEN_TEST_ABORT_AT", "room_ended")]);
+    let (st, login) = call(
+        &http,
+        "POST",
+        server.api("/auth/login"),
+        "",
+        Some(json!({"username": "doc", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 200, "{login}");
+    let session = login["token"].as_str().unwrap().to_owned();
+    let (st, room) = call(
+        &http,
+        "POST",
+        server.api("/rooms"),
+        &session,
+        Some(json!({"title": "Crash at the end", "waiting_room": false})),
+    )
+    .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    // Someone in the room: the end goes through the room's task and the audit writer.
+    let (_, seat) = call(
+        &http,
+        "POST",
+        server.api(&format!("/rooms/{room}/enter")),
+        &session,
+        None,
+    )
+    .await;
+    let ws = common::peer::SignalingClient::connect(&server.ws_url())
+        .await
+        .unwrap();
+    ws.join(seat["token"].as_str().unwrap(), "", false, false)
+        .await
+        .unwrap();
+
+    let ended = http
+        .post(server.api(&format!("/rooms/{room}/end")))
+        .bearer_auth(&session)
+        .send()
+        .await;
+    assert!(
+        ended.is_err(),
+        "the process died before answering: {ended:?}"
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server aborted");
+    assert!(!status.success(), "{status:?}");
+    ws.abort();
+
+    let mut server2 = start(&cfg);
+    let mut ended = Vec::new();
+    for _ in 0..400 {
+        ended = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| body.contains("consultation.ended"))
+            .cloned()
+            .collect();
+        if !ended.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !ended.is_empty(),
+        "consultation.ended never arrived after the restart"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let first: serde_json::Value = serde_json::from_str(&ended[0].1).unwrap();
+    for (signature, body) in &ended {
+        assert!(
+            huizhen::webhooks::signature::verify(&secret, signature, body.as_bytes(), now, 300),
+            "{body}"
+        );
+        // Copies (at least once) are the same event: the receiver deduplicates by its id.
+        let event: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["id"], first["id"]);
+    }
+    assert_eq!(first["type"], "consultation.ended");
+    assert_eq!(first["data"]["room_id"], room.as_str());
+    assert_eq!(first["consultation"]["id"], room.as_str());
+    assert_eq!(first["consultation"]["sequence"], 1);
+    assert_eq!(
+        first["institution_id"],
+        huizhen::domain::organisation::DEFAULT_INSTITUTION
+    );
+    // The end itself stood too.
+    let (st, login) = call(
+        &http,
+        "POST",
+        server2.api("/auth/login"),
+        "",
+        Some(json!({"username": "doc", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 200, "{login}");
+    let (st, shown) = call(
+        &http,
+        "GET",
+        server2.api(&format!("/rooms/{room}")),
+        login["token"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, shown["status"].as_str()),
+        (200, Some("ended")),
+        "{shown}"
+    );
+    server2.child.kill().unwrap();
+    server2.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consultation_ended_survives_a_crash_on_sqlite() {
+    consultation_ended_survives_a_crash(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consultation_ended_survives_a_crash_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    consultation_ended_survives_a_crash(Some(&pg.url)).await;
+    pg.drop_db().await;
 }

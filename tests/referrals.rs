@@ -610,8 +610,9 @@ async fn referrals_on_postgres() {
     pg.drop_db().await;
 }
 
-/// A department's queue: any of its doctors and specialists takes the patient who has waited
+/// A department's queue: any of its doctors and specialists admits the patient who has waited
 /// longest in the consultations asked of it, joining the care team on the way; nobody else may.
+/// (Concurrent takers: tests/department_queue.rs.)
 async fn department_queue(s: &TestServer) {
     let town = s.institution("Qingshui township health centre").await;
     let county = s.institution("County People's Hospital").await;
@@ -736,7 +737,13 @@ async fn department_queue(s: &TestServer) {
             .any(|m| m["account"]["id"] == chen_id.as_str()),
         "{team}"
     );
-    // In the room, Dr. Chen admits the patient.
+    // Taking the patient admitted them; Dr. Chen follows them in with the seat's token.
+    let admitted = patient
+        .next_event_of(&["joined", "error"], T)
+        .await
+        .unwrap();
+    assert_eq!(admitted["type"], "joined", "{admitted}");
+    assert_eq!(taken["participant_id"], admitted["you"]["id"], "{taken}");
     let desk = common::peer::SignalingClient::connect(&s.ws_url)
         .await
         .unwrap();
@@ -745,12 +752,6 @@ async fn department_queue(s: &TestServer) {
         .await
         .unwrap();
     assert_eq!(joined["you"]["role"], "specialist", "{joined}");
-    desk.send_json(&json!({"type": "admit"})).await.unwrap();
-    let admitted = patient
-        .next_event_of(&["joined", "error"], T)
-        .await
-        .unwrap();
-    assert_eq!(admitted["type"], "joined", "{admitted}");
     // Taking again: already on the care team, and nobody waits any more.
     let mut emptied = false;
     for _ in 0..50 {

@@ -5,8 +5,12 @@
 //! up after the limit, shown failed and audited, and the consultation's next event goes on; a
 //! rotated secret signs from then on; another institution's administrator can neither read nor
 //! set the webhook (recorded); events left undelivered at shutdown are delivered after a
-//! restart. And the outbox's limit, hammered by concurrent events at the storage level: exactly
-//! the limit queued, the rest dropped with their numbers skipped.
+//! restart. A receiver over HTTPS with a certificate from a hospital's own CA (made here with
+//! rcgen): refused in the handshake (retried, recorded) until `webhooks.ca_file` names the CA,
+//! then delivered; an unusable CA file stops the start. A room ended from the room (signaling)
+//! tells its institution once. And the outbox's limit, hammered by
+//! concurrent events at the storage level: exactly the limit queued, the rest dropped with
+//! their numbers skipped.
 
 mod common;
 
@@ -795,5 +799,237 @@ async fn outbox_limit_holds_under_concurrency_on_postgres() {
     let db = huizhen::storage::Db::connect(&pg.url).await.unwrap();
     outbox_limit(db.clone()).await;
     db.close().await;
+    pg.drop_db().await;
+}
+
+/// A hospital's own certificate authority, made here: its PEM, and a certificate for
+/// 127.0.0.1 it signed (certificate and key PEM).
+fn hospital_ca() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "County hospital internal CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+/// A receiver on 127.0.0.1 over HTTPS with `cert` (and `key`): its state and address.
+async fn tls_receiver(cert: &str, key: &str) -> (Arc<Receiver>, SocketAddr) {
+    let state = Arc::new(Receiver::default());
+    let app = axum::Router::new()
+        .route("/{path}", axum::routing::post(receive))
+        .with_state(state.clone());
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        cert.as_bytes().to_vec(),
+        key.as_bytes().to_vec(),
+    )
+    .await
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
+    tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    (state, addr)
+}
+
+async fn serve_with(
+    dir: &tempfile::TempDir,
+    database_url: Option<&str>,
+    ca_file: &std::path::Path,
+) -> TestServer {
+    let mut c = config_in(dir.path(), database_url);
+    c.webhooks.ca_file = ca_file.display().to_string();
+    let server = Server::start(c).await.expect("server starts");
+    let port = server.https_addr.port();
+    TestServer {
+        server: Some(server),
+        dir: tempfile::tempdir().unwrap(),
+        base: format!("https://127.0.0.1:{port}"),
+        ws_url: format!("wss://127.0.0.1:{port}/ws"),
+        http: reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        doctor_token: String::new(),
+    }
+}
+
+/// A hospital's receiver with a certificate from its own CA: while the server trusts the
+/// public roots only, every attempt fails in the TLS handshake (retried, recorded as an
+/// untrusted authority, nothing reaches the receiver); with the CA in `webhooks.ca_file` the
+/// same event is delivered. A `ca_file` that is missing or holds no certificate stops the
+/// start with an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospitals_own_ca_is_trusted_once_configured() {
+    common::peer::ensure_rustls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = hospital_ca();
+    let ca_file = dir.path().join("hospital-ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let (rx, addr) = tls_receiver(&cert, &key).await;
+
+    // The public roots only.
+    let s = serve_with(&dir, None, std::path::Path::new("")).await;
+    let n = network(&s).await;
+    let (st, hook) = set_webhook(
+        &s,
+        &n.town_admin,
+        &n.town,
+        json!({"url": format!("https://{addr}/town")}),
+    )
+    .await;
+    assert_eq!(st, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    let referral = refer(&s, &n).await;
+    let mut attempted = Vec::new();
+    for _ in 0..200 {
+        attempted = deliveries(&s, &n.town_admin, &n.town, "").await;
+        if attempted.len() == 1 && attempted[0]["attempts"].as_i64() >= Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(attempted.len(), 1, "{attempted:?}");
+    assert_eq!(attempted[0]["state"], "pending", "retried: {attempted:?}");
+    assert!(
+        attempted[0]["attempts"].as_i64() >= Some(2),
+        "{attempted:?}"
+    );
+    let error = attempted[0]["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("TLS") && error.contains("not trusted"),
+        "{attempted:?}"
+    );
+    assert!(attempted[0]["last_status"].is_null(), "{attempted:?}");
+    assert!(
+        rx.got("town").is_empty(),
+        "no request got through the handshake"
+    );
+    s.stop().await;
+
+    // Unusable CA files stop the start, naming the file.
+    let missing = dir.path().join("no-such-ca.pem");
+    let empty = dir.path().join("not-a-ca.pem");
+    std::fs::write(
+        &empty,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    for (file, says) in [(&missing, "cannot be read"), (&empty, "no PEM certificate")] {
+        let mut c = config_in(dir.path(), None);
+        c.webhooks.ca_file = file.display().to_string();
+        let e = match Server::start(c).await {
+            Ok(_) => panic!("started with {file:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        assert!(e.contains(says), "{e}");
+    }
+
+    // The hospital's CA configured: the same event goes through, signed.
+    let s = serve_with(&dir, None, &ca_file).await;
+    rx.wait_for("delivery with the hospital's CA", |r| {
+        r.delivered("town", &referral).len() == 1
+    })
+    .await;
+    let got = rx.delivered("town", &referral);
+    assert_eq!(types(&got), ["referral.created"]);
+    check_order_and_signatures(&rx.got("town"), &[&secret]);
+    for _ in 0..100 {
+        if deliveries(&s, &n.town_admin, &n.town, "?state=delivered")
+            .await
+            .len()
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        deliveries(&s, &n.town_admin, &n.town, "?state=delivered")
+            .await
+            .len(),
+        1
+    );
+    s.stop().await;
+}
+
+/// A doctor who ends the consultation from the room (signaling's `end_room`, not the API): the
+/// end and its `consultation.ended` are one commit of the audit writer, so the institution's
+/// receiver hears of it too (before, only the API's end queued the event).
+async fn ended_from_the_room(s: &TestServer) {
+    let (rx, addr) = receiver_on(0).await;
+    let room = s.create_room("Ended from the room").await;
+    let db = &s.server().db;
+    let room_id = huizhen::domain::ids::RoomId::parse(&room).unwrap();
+    let institution = db.room(&room_id).await.unwrap().unwrap().institution_id;
+    db.create_webhook(
+        &institution,
+        &format!("http://{addr}/own"),
+        "whsec_room",
+        true,
+        100,
+        now(),
+    )
+    .await
+    .unwrap();
+    let doctor = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    doctor
+        .send_json(&json!({"type": "end_room"}))
+        .await
+        .unwrap();
+    rx.wait_for("consultation.ended", |r| {
+        r.delivered("own", &room).len() == 1
+    })
+    .await;
+    let got = rx.delivered("own", &room);
+    assert_eq!(types(&got), ["consultation.ended"]);
+    assert_eq!(got[0].json["data"]["room_id"], room.as_str());
+    assert_eq!(got[0].json["consultation"]["sequence"], 1);
+    check_order_and_signatures(&rx.got("own"), &["whsec_room"]);
+    // Ending again (the API's end of an ended room) queues nothing more.
+    let (st, b) = s
+        .api("POST", &format!("/api/v1/rooms/{room}/end"), None, None)
+        .await;
+    assert_eq!(st, 204, "{b}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got("own").len(), 1, "one end, one event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_from_the_room_on_sqlite() {
+    let s = TestServer::start_with(tweak).await;
+    ended_from_the_room(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_from_the_room_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| {
+        tweak(c);
+        c.storage.database_url = url;
+    })
+    .await;
+    ended_from_the_room(&s).await;
+    s.stop().await;
     pg.drop_db().await;
 }

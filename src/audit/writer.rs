@@ -461,9 +461,9 @@ impl Writer {
             },
         };
         let sealed = seal(jobs, head, &self.key);
-        for change in jobs.iter().flat_map(|j| &j.append.changes) {
-            change.apply(&mut *tx).await?;
-        }
+        // A room's end queues its webhook event here too: one commit with the end.
+        let changes: Vec<&Change> = jobs.iter().flat_map(|j| &j.append.changes).collect();
+        Change::apply_all(&changes, &mut tx).await?;
         let entries: Vec<&AuditEntry> = sealed.all().collect();
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");

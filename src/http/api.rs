@@ -404,6 +404,9 @@ pub async fn end_room(
     let room = managed_room(&state, &who, &id, "room.end").await?;
     let room_id = room.id;
     state.rooms.end(&room_id).await?;
+    // The worst moment to die: the end is committed and nothing after it has run (this audit
+    // entry, the answer, the delivery task's wake-up).
+    abort_point("room_ended");
     state
         .audit
         .record_or_log(
@@ -413,23 +416,23 @@ pub async fn end_room(
         )
         .await;
     tracing::info!(room = %room_id, user = %who.0.id, "room ended from the API");
-    consultation_ended(&state, &room_id).await;
+    consultation_ended(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Tells the institutions taking part that the consultation's room ended (their webhooks).
-pub(super) async fn consultation_ended(state: &AppState, room: &RoomId) {
-    state
-        .webhooks
-        .room_event(
-            room,
-            crate::domain::webhook::EventKind::ConsultationEnded,
-            serde_json::json!({
-                "room_id": room,
-                "ended_at": crate::domain::clock::now_unix(),
-            }),
-        )
-        .await;
+/// The room's end was committed with its `consultation.ended` webhook event (see
+/// `storage::Change::apply_all`): the delivery task is told to look now rather than at its
+/// next poll.
+pub(super) fn consultation_ended(state: &AppState) {
+    state.webhooks.wake();
+}
+
+/// Crash tests only (tests/crash.rs): with `HUIZHEN_TEST_ABORT_AT` set to `point`, the process
+/// aborts there, as a crash would (nothing flushed, nothing answered). Unset, it does nothing.
+fn abort_point(point: &str) {
+    if std::env::var_os("HUIZHEN_TEST_ABORT_AT").is_some_and(|v| v == point) {
+        std::process::abort();
+    }
 }
 
 /// `public_url`, or the origin the client used to reach us.

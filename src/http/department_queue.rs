@@ -1,11 +1,18 @@
 //! A department's queue (`/api/v1/departments/{id}/queue`): the live consultations its
 //! clinicians were asked for (requests to the department or to one of its specialists), with
 //! who waits in each, so that any doctor or specialist of the department may take the next
-//! patient. `POST …/queue/next` picks the consultation whose patient has waited longest, puts
-//! the caller on its care team if they are not on it (audited, as any addition is), and
-//! answers their seat's entry token; in the room they admit the patient as anyone on the care
-//! team does, and of two clinicians admitting the same person one wins and the other is told
-//! (the room decides, `rooms::Moderation::Admit`).
+//! patient. `POST …/queue/next` admits the patient who has waited longest, puts the caller on
+//! that consultation's care team if they are not on it (audited, as any addition is), and
+//! answers their seat's entry token to follow the patient in.
+//!
+//! The waiting counts it reads are a snapshot, and acting on a snapshot is a race: twenty
+//! clinicians tapping "next" at once would all be sent to the same consultation (and the
+//! patients of the others left waiting). So the queue only orders the consultations; the
+//! admission itself is the room's step (`rooms::RoomManager::admit_next`, taken on the room's
+//! task, its waiting room's only owner): each call asks the consultations in turn, the longest
+//! waiting first, until one lets someone in. Of concurrent calls each admits a different
+//! person, and the calls left over, when nobody waits any more, are answered 409
+//! `nobody_waiting`.
 //!
 //! The queue shows what the department's inbox already shows of a request (its title and
 //! agreed time) and how many wait: no patient's name, and nothing of the consultation itself
@@ -22,6 +29,7 @@ use super::error::ApiError;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::domain::ids::{DepartmentId, RoomId};
 use crate::notifications::WaitingNow;
+use crate::rooms::Problem;
 use crate::storage::{ReferralRow, StorageError};
 
 /// Most consultations one queue lists (a department's live consultations of a day).
@@ -60,7 +68,7 @@ pub async fn list(
     Ok(Json(json!({"department_id": department, "rooms": rooms})))
 }
 
-/// Takes the patient who has waited longest in the department's consultations: the caller
+/// Admits the patient who has waited longest in the department's consultations; the caller
 /// joins that consultation's care team (if not on it) and gets their seat's entry token.
 pub async fn next(
     State(state): State<AppState>,
@@ -69,16 +77,34 @@ pub async fn next(
 ) -> Result<Json<Value>, ApiError> {
     let department = own_department(&state, &who, &id, "department_queue.next").await?;
     let entries = entries(&state, &who, &department).await?;
-    let Some(entry) = entries.into_iter().find(|e| e.waiting.is_some()) else {
+    let mut admitted = None;
+    for entry in entries.into_iter().filter(|e| e.waiting.is_some()) {
+        match state.rooms.admit_next(&entry.room, who.actor()).await {
+            Ok(participant) => {
+                admitted = Some((entry.room, participant));
+                break;
+            }
+            // Taken by someone else since the snapshot, or gone; or the one first in line is
+            // an observer the patient has not agreed to (the care team in the room sees why):
+            // the next consultation.
+            Err(Problem::NotWaiting | Problem::ConsentRequired) => continue,
+            Err(problem) => {
+                return Err(ApiError::Internal(format!(
+                    "the consultation could not admit its patient ({problem:?})"
+                )));
+            }
+        }
+    }
+    let Some((room, participant)) = admitted else {
         return Err(ApiError::NobodyWaiting);
     };
-    let member = match state.db.care_team_member(&entry.room, &who.0.id).await? {
+    let member = match state.db.care_team_member(&room, &who.0.id).await? {
         Some(member) => member,
         None => {
             let role = who.0.role.room_role();
             match state
                 .db
-                .add_to_care_team(&entry.room, &who.0.id, role, &who.0.id)
+                .add_to_care_team(&room, &who.0.id, role, &who.0.id)
                 .await
             {
                 Ok(member) => {
@@ -86,7 +112,7 @@ pub async fn next(
                         .audit
                         .record(
                             AuditEvent::new(who.actor(), Action::CareTeamAdded)
-                                .room(&entry.room)
+                                .room(&room)
                                 .object("user", &who.0.id)
                                 .detail(json!({
                                     "role": role,
@@ -101,16 +127,17 @@ pub async fn next(
                 // Two taps at once: the other one put them on it.
                 Err(StorageError::Conflict) => state
                     .db
-                    .care_team_member(&entry.room, &who.0.id)
+                    .care_team_member(&room, &who.0.id)
                     .await?
                     .ok_or(ApiError::NotFound)?,
                 Err(e) => return Err(e.into()),
             }
         }
     };
-    let mut answer = seat_token(&state, &who, &entry.room, &member).await;
-    answer["room_id"] = json!(entry.room);
-    tracing::info!(room = %entry.room, user = %who.0.id, "patient taken from the department queue");
+    let mut answer = seat_token(&state, &who, &room, &member).await;
+    answer["room_id"] = json!(room);
+    answer["participant_id"] = json!(participant);
+    tracing::info!(room = %room, user = %who.0.id, "patient admitted from the department queue");
     Ok(Json(answer))
 }
 

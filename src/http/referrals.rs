@@ -279,7 +279,7 @@ async fn end_room_if_called_off(state: &AppState, actor: Actor, s: &Stepped) {
                         .detail(json!({"referral": s.after.id, "state": s.after.state.as_str()})),
                 )
                 .await;
-            super::api::consultation_ended(state, room).await;
+            super::api::consultation_ended(state);
         }
         Err(e) => {
             tracing::warn!(room = %room, referral = %s.after.id, error = %e, "the room of a called-off consultation request did not end");

@@ -191,6 +191,14 @@ pub enum RoomCommand {
         conn: u64,
         action: Moderation,
     },
+    /// Let in whoever waits longest, for a clinician taking the next patient from their
+    /// department's queue (`http/department_queue.rs`, already authorised; they need not be in
+    /// the room). Replies with who was admitted, or why nobody was (`NotWaiting`: nobody waits
+    /// any more).
+    AdmitNext {
+        by: crate::audit::Actor,
+        reply: oneshot::Sender<Result<ParticipantId, Problem>>,
+    },
     /// A patient gives or withdraws consent.
     Consent {
         participant: ParticipantId,
@@ -455,6 +463,24 @@ impl RoomManager {
         }
         self.db.end_room(id).await?;
         Ok(())
+    }
+
+    /// Admits whoever waits longest in the live room `id` on `by`'s behalf (the department
+    /// queue); `NotWaiting` when nobody waits there (or the room is not live).
+    pub async fn admit_next(
+        &self,
+        id: &RoomId,
+        by: crate::audit::Actor,
+    ) -> Result<ParticipantId, Problem> {
+        let Some(h) = self.get(id) else {
+            return Err(Problem::NotWaiting);
+        };
+        let (reply, rx) = oneshot::channel();
+        if h.send(RoomCommand::AdmitNext { by, reply }).await.is_err() {
+            return Err(Problem::NotWaiting);
+        }
+        // A room that ends meanwhile drops the reply: nobody was admitted there.
+        rx.await.unwrap_or(Err(Problem::NotWaiting))
     }
 
     /// Ends every live room (server shutdown), all at once, and opens no more: each tells its

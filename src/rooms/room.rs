@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use str0m::media::MediaKind;
 use tokio::sync::{mpsc, oneshot};
 
+mod admit_waiting;
 mod roles;
 mod screen;
 
@@ -461,6 +462,9 @@ impl Room {
                 conn,
                 action,
             } => self.moderate(participant, conn, action).await,
+            RoomCommand::AdmitNext { by, reply } => {
+                let _ = reply.send(self.admit_next_for(by).await);
+            }
             RoomCommand::Consent {
                 participant,
                 conn,
@@ -1519,62 +1523,11 @@ impl Room {
         };
         match action {
             Moderation::Admit(target) => {
-                let waiter = match &target {
-                    Some(id) => self.lobby.take(id),
-                    None => self.lobby.take_next(),
-                };
-                let Some(waiter) = waiter else {
-                    let text = match target {
-                        Some(_) => {
-                            "this person is no longer waiting: admitted by someone else, gone, or turned away"
-                        }
-                        None => "nobody is waiting",
-                    };
-                    tell_actor(self, Problem::NotWaiting, text.to_owned());
-                    return;
-                };
-                if waiter.person.role.is_third_party() && !self.observers_allowed() {
-                    let name = waiter.person.name.clone();
-                    self.lobby.push(waiter);
-                    tell_actor(
-                        self,
-                        Problem::ConsentRequired,
-                        format!(
-                            "{name} may come in once the patient agrees to observers being present"
-                        ),
-                    );
+                if let Err((problem, text)) = self.admit_waiting(target.as_ref(), by.clone()).await
+                {
+                    tell_actor(self, problem, text);
                     return;
                 }
-                let id = waiter.person.id.clone();
-                let role = waiter.person.role;
-                let waited = now_unix() - waiter.since;
-                match self.seat(waiter.person).await {
-                    Ok(()) => {}
-                    Err(person) => {
-                        self.lobby.push(Waiter {
-                            person,
-                            since: waiter.since,
-                            sent_back: waiter.sent_back,
-                            precall: waiter.precall,
-                        });
-                        tell_actor(
-                            self,
-                            Problem::Internal,
-                            "the media service could not take them; try again".to_owned(),
-                        );
-                        return;
-                    }
-                }
-                self.lobby.note_admission(self.settings.clock.now());
-                if let Some(p) = self.find(&id) {
-                    p.send(Notice::Admitted(Box::new(self.welcome(&id))));
-                }
-                let event = AuditEvent::new(by.clone(), Action::WaitingAdmitted)
-                    .room(self.id())
-                    .object("participant", &id)
-                    .detail(serde_json::json!({"role": role, "waited_s": waited}));
-                self.services.audit.record_or_log(event).await;
-                tracing::info!(room = %self.record.id, participant = %id, "admitted");
             }
             Moderation::Decline {
                 participant: target,

@@ -2,14 +2,21 @@
 //! join's `participants` row in the same transaction as its audit entry, and a room's chat
 //! message in the same group commit as everything else queued with it (see `crate::audit`); the
 //! SQL stays here, and each change is one statement on whatever connection it is given.
+//!
+//! A room's end is also news for the institutions' webhooks: [`Change::apply_all`], which the
+//! audit writer and [`Db::end_room`](super::Db::end_room) use, queues `consultation.ended` in
+//! the same transaction as the end itself, once (only the statement that ended the room queues
+//! it), so the event exists exactly when the end was committed: a crash cannot keep one
+//! without the other (at least once, in order with the consultation's other events).
 
-use sqlx::{Any, Executor};
+use sqlx::{Any, AnyConnection, Executor};
 
 use super::{ChatRecord, StorageError};
-use crate::domain::clock::now_unix;
+use crate::domain::clock::{now_unix, now_unix_ms};
 use crate::domain::consent::ConsentPurpose;
 use crate::domain::ids::{ConsentId, InviteId, ParticipantId, RoomId};
 use crate::domain::role::Role;
+use crate::domain::webhook::EventKind;
 
 /// One change to one row, with the time it happened (not the time it is written).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,11 +144,52 @@ impl Change {
     }
 
     /// Runs the change's one statement on `conn` (a pool, a connection or a transaction).
+    /// A room's end queues no webhook event this way: use [`Change::apply_all`] for that.
     pub async fn apply<'c, E>(&self, conn: E) -> Result<(), StorageError>
     where
         E: Executor<'c, Database = Any>,
     {
-        match self {
+        self.execute(conn).await.map(|_| ())
+    }
+
+    /// Runs `changes` in order on `conn` (the caller's transaction), then queues
+    /// `consultation.ended` for each room that one of them ended (not one already ended).
+    /// The events are queued after every row of the batch, so a batch takes the outbox's rows
+    /// last, as every other step that queues does (a referral's step updates its room before
+    /// it queues): two transactions never wait on each other in a circle.
+    pub async fn apply_all(
+        changes: &[&Change],
+        conn: &mut AnyConnection,
+    ) -> Result<(), StorageError> {
+        let mut ended = Vec::new();
+        for &change in changes {
+            let affected = change.execute(&mut *conn).await?;
+            if let Change::RoomEnded { room, at } = change
+                && affected == 1
+            {
+                ended.push((room, *at));
+            }
+        }
+        for (room, at) in ended {
+            super::webhooks::enqueue_for_room(
+                conn,
+                room,
+                EventKind::ConsultationEnded,
+                serde_json::json!({"room_id": room, "ended_at": at}),
+                at,
+                now_unix_ms(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The change's statement; how many rows it changed.
+    async fn execute<'c, E>(&self, conn: E) -> Result<u64, StorageError>
+    where
+        E: Executor<'c, Database = Any>,
+    {
+        let done = match self {
             Change::ParticipantJoined {
                 room,
                 id,
@@ -161,7 +209,7 @@ impl Change {
                 .bind(name.as_str())
                 .bind(*at)
                 .execute(conn)
-                .await?;
+                .await?
             }
             Change::ParticipantLeft { id, at } => {
                 sqlx::query(
@@ -170,14 +218,14 @@ impl Change {
                 .bind(*at)
                 .bind(id.as_str())
                 .execute(conn)
-                .await?;
+                .await?
             }
             Change::RoomEnded { room, at } => {
                 sqlx::query("UPDATE rooms SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
                     .bind(*at)
                     .bind(room.as_str())
                     .execute(conn)
-                    .await?;
+                    .await?
             }
             Change::Chat { room, message: m } => {
                 sqlx::query(
@@ -192,7 +240,7 @@ impl Change {
                 .bind(m.text.as_str())
                 .bind(m.at_ms)
                 .execute(conn)
-                .await?;
+                .await?
             }
             Change::ConsentGiven {
                 room,
@@ -215,7 +263,7 @@ impl Change {
                 .bind(*wording_version)
                 .bind(*at)
                 .execute(conn)
-                .await?;
+                .await?
             }
             Change::InviteUseReturned {
                 invite,
@@ -229,7 +277,7 @@ impl Change {
                 .bind(invite.as_str())
                 .bind(participant.as_str())
                 .execute(conn)
-                .await?;
+                .await?
             }
             Change::ConsentWithdrawn {
                 participant,
@@ -244,7 +292,7 @@ impl Change {
                 .bind(participant.as_str())
                 .bind(purpose.as_str())
                 .execute(conn)
-                .await?;
+                .await?
             }
             Change::RoleChanged { id, role } => {
                 sqlx::query("UPDATE participants SET role = $1 WHERE id = $2")
@@ -261,9 +309,9 @@ impl Change {
                 .bind(to.as_str())
                 .bind(from.as_str())
                 .execute(conn)
-                .await?;
+                .await?
             }
-        }
-        Ok(())
+        };
+        Ok(done.rows_affected())
     }
 }

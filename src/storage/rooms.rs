@@ -172,8 +172,12 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
-    /// Marks the room ended; ending an ended room is not an error.
+    /// Marks the room ended and queues its `consultation.ended` webhook event, in one
+    /// transaction; ending an ended room is not an error (and queues nothing).
     pub async fn end_room(&self, id: &RoomId) -> Result<(), StorageError> {
-        super::Change::room_ended(id).apply(self.pool()).await
+        let mut tx = self.begin_write().await?;
+        super::Change::apply_all(&[&super::Change::room_ended(id)], &mut tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

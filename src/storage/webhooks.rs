@@ -2,7 +2,8 @@
 //! events waiting for it.
 //!
 //! Queueing ([`enqueue`]) runs inside the caller's transaction, so an event exists exactly
-//! when the step it reports was committed. For each recipient with an enabled webhook it takes
+//! when the step it reports was committed: a referral's step, a record's, and a room's end
+//! (`Change::apply_all`, in the audit writer's commit or `Db::end_room`'s). For each recipient with an enabled webhook it takes
 //! a place in the outbox with one conditional `UPDATE … WHERE pending < max_pending` (no count
 //! read first: that would be a race), gives the event the next number of its consultation for
 //! that institution, and inserts it. An institution whose outbox is full does not get the event
@@ -14,7 +15,7 @@
 //! wins, and a claim lapses by itself if its holder dies.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 use super::{Db, StorageError};
 use crate::domain::ids::{InstitutionId, RoomId, WebhookEventId};
@@ -135,7 +136,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow, StorageError> {
 /// transaction (see the module). Answers the recipients whose outbox was full (the event was
 /// not queued for them; the delivery task audits what `dropped` counts).
 pub(crate) async fn enqueue(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     event: &OutboxEvent,
     now_ms: i64,
 ) -> Result<Vec<InstitutionId>, StorageError> {
@@ -146,7 +147,7 @@ pub(crate) async fn enqueue(
              AND enabled = 1 AND pending < max_pending",
         )
         .bind(recipient.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected()
             == 1;
@@ -156,7 +157,7 @@ pub(crate) async fn enqueue(
                  AND enabled = 1",
             )
             .bind(recipient.as_str())
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?
             .rows_affected()
                 == 1;
@@ -171,7 +172,7 @@ pub(crate) async fn enqueue(
         )
         .bind(recipient.as_str())
         .bind(&event.consultation)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         let seq: i64 = sqlx::query(
             "UPDATE webhook_streams SET last_seq = last_seq + 1 \
@@ -179,7 +180,7 @@ pub(crate) async fn enqueue(
         )
         .bind(recipient.as_str())
         .bind(&event.consultation)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?
         .try_get("last_seq")?;
         if !placed {
@@ -200,7 +201,7 @@ pub(crate) async fn enqueue(
         .bind(event.body(&id, &recipient, seq))
         .bind(now_ms)
         .bind(event.at)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(full)
@@ -210,7 +211,7 @@ pub(crate) async fn enqueue(
 /// that opened it (its requester's institution and the receiving department's), or the room
 /// alone (its institution).
 pub(crate) async fn consultation_of_room(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     room: &RoomId,
 ) -> Result<Option<(String, Vec<InstitutionId>)>, StorageError> {
     let row = sqlx::query(
@@ -220,7 +221,7 @@ pub(crate) async fn consultation_of_room(
          LEFT JOIN departments d ON d.id = r.target_department WHERE m.id = $1",
     )
     .bind(room.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
         return Ok(None);
@@ -249,14 +250,14 @@ pub(crate) async fn consultation_of_room(
 /// A room's event (`kind`, `data`) queued in the caller's transaction for the institutions
 /// taking part in its consultation; the recipients whose outbox was full.
 pub(crate) async fn enqueue_for_room(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     room: &RoomId,
     kind: EventKind,
     data: serde_json::Value,
     at: i64,
     now_ms: i64,
 ) -> Result<Vec<InstitutionId>, StorageError> {
-    let Some((consultation, recipients)) = consultation_of_room(tx, room).await? else {
+    let Some((consultation, recipients)) = consultation_of_room(conn, room).await? else {
         return Ok(Vec::new());
     };
     let event = OutboxEvent {
@@ -266,7 +267,7 @@ pub(crate) async fn enqueue_for_room(
         data,
         at,
     };
-    enqueue(tx, &event, now_ms).await
+    enqueue(conn, &event, now_ms).await
 }
 
 impl Db {
@@ -372,9 +373,9 @@ impl Db {
         Ok(())
     }
 
-    /// Queues `events` in a transaction of their own, for steps that were not one
-    /// transaction with their events (a room's end, written by the audit writer); the
-    /// recipients whose outbox was full.
+    /// Queues a room's event in a transaction of its own; the recipients whose outbox was
+    /// full. No step uses it (each queues its events in its own transaction): it is for
+    /// tests of the outbox itself.
     pub async fn enqueue_room_event(
         &self,
         room: &RoomId,

@@ -65,10 +65,12 @@ impl Delivery {
         db: Db,
         audit: AuditLog,
         settings: Arc<Settings>,
+        roots: Vec<reqwest::Certificate>,
         wake: Arc<Notify>,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(db, audit, settings, wake, stopped));
+        let client = client(&settings, roots);
+        let task = tokio::spawn(run(db, audit, settings, client, wake, stopped));
         Self { stop, task }
     }
 
@@ -84,8 +86,14 @@ impl Delivery {
     }
 }
 
-fn client(settings: &Settings) -> reqwest::Client {
-    reqwest::Client::builder()
+/// The client every attempt goes through: the public roots and `roots` (`webhooks.ca_file`,
+/// checked when read) trusted.
+fn client(settings: &Settings, roots: Vec<reqwest::Certificate>) -> reqwest::Client {
+    roots
+        .into_iter()
+        .fold(reqwest::Client::builder(), |b, root| {
+            b.add_root_certificate(root)
+        })
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .dns_resolver(Arc::new(Filtering(settings.policy)))
@@ -100,10 +108,10 @@ async fn run(
     db: Db,
     audit: AuditLog,
     settings: Arc<Settings>,
+    client: reqwest::Client,
     wake: Arc<Notify>,
     mut stopped: oneshot::Receiver<Duration>,
 ) {
-    let client = client(&settings);
     let mut running: JoinSet<()> = JoinSet::new();
     let mut drops = tokio::time::interval(DROPS_CHECK);
     drops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -202,6 +210,8 @@ async fn attempt(client: &reqwest::Client, settings: &Settings, event: &DueEvent
         Err(e) => {
             let what = if e.is_timeout() {
                 "timed out"
+            } else if let Some(tls) = tls_failure(&e) {
+                tls
             } else if e.is_connect() {
                 "could not connect"
             } else {
@@ -226,6 +236,33 @@ async fn attempt(client: &reqwest::Client, settings: &Settings, event: &DueEvent
         status: Some(status),
         error: (!(200..300).contains(&status)).then(|| format!("answered {status}")),
     }
+}
+
+/// What went wrong in the TLS handshake, if that is what failed: an endpoint whose certificate
+/// no trusted authority issued (a hospital's own CA missing from `webhooks.ca_file`) is told
+/// apart from one that could not be reached, in the deliveries list and the logs.
+fn tls_failure(e: &reqwest::Error) -> Option<&'static str> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(match tls {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                    "TLS: the endpoint's certificate is issued by an authority not trusted (see webhooks.ca_file)"
+                }
+                rustls::Error::InvalidCertificate(_) => {
+                    "TLS: the endpoint's certificate is not valid for it"
+                }
+                _ => "TLS handshake failed",
+            });
+        }
+        // rustls's error travels inside io::Errors (one in another), whose `source` skips
+        // what they wrap: look inside them.
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => err.source(),
+        };
+    }
+    None
 }
 
 /// Records how the attempt went: delivered, again later, or given up (audited).

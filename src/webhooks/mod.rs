@@ -13,6 +13,7 @@
 
 pub mod delivery;
 mod resolver;
+pub mod roots;
 pub mod signature;
 
 use std::sync::Arc;
@@ -20,9 +21,9 @@ use std::time::Duration;
 
 use crate::audit::AuditLog;
 use crate::config::WebhooksConfig;
-use crate::domain::clock::{now_unix, now_unix_ms};
-use crate::domain::ids::{InstitutionId, RoomId};
-use crate::domain::webhook::{AddressPolicy, DeliveryState, EventKind, UrlError, WebhookUrl};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::InstitutionId;
+use crate::domain::webhook::{AddressPolicy, DeliveryState, UrlError, WebhookUrl};
 use crate::storage::{Db, DeliveryRow, StorageError, WebhookRow};
 
 pub use delivery::Delivery;
@@ -63,6 +64,17 @@ impl From<StorageError> for WebhookError {
     }
 }
 
+/// Why delivery could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `webhooks.ca_file` cannot be used (the message names it).
+    #[error(transparent)]
+    CaFile(#[from] roots::CaFileError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 /// The delivery's settings, from `webhooks.*`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -75,6 +87,8 @@ pub struct Settings {
     pub backoff_max_ms: u64,
     pub max_pending: i64,
     pub poll: Duration,
+    /// Certificates trusted besides the public roots (`roots`); empty: none.
+    pub ca_file: std::path::PathBuf,
 }
 
 impl Settings {
@@ -92,6 +106,7 @@ impl Settings {
             backoff_max_ms: c.backoff_max_s.saturating_mul(1000),
             max_pending: i64::try_from(c.max_pending_per_institution).unwrap_or(i64::MAX),
             poll: Duration::from_millis(c.poll_interval_ms),
+            ca_file: std::path::PathBuf::from(&c.ca_file),
         }
     }
 }
@@ -235,24 +250,16 @@ impl Webhooks {
             .await?)
     }
 
-    /// Queues a room's event that could not be one transaction with its step (a room's end is
-    /// written by the audit writer): if the process stops between the step and this, the
-    /// event is lost (the step is not). Failures are logged; the step stands.
-    pub async fn room_event(&self, room: &RoomId, kind: EventKind, data: serde_json::Value) {
-        match self
-            .db
-            .enqueue_room_event(room, kind, data, now_unix(), now_unix_ms())
-            .await
-        {
-            Ok(_) => self.wake(),
-            Err(e) => {
-                tracing::warn!(room = %room, event = kind.as_str(), error = %e, "a webhook event could not be queued")
-            }
+    /// Starts the delivery task (see [`delivery`]), with the extra trust anchors of
+    /// `ca_file` read and checked now (an unusable file stops the start, naming it).
+    pub async fn start(&self) -> Result<Delivery, StartError> {
+        let roots = roots::load(&self.settings.ca_file)?;
+        if !roots.is_empty() {
+            tracing::info!(
+                certificates = roots.len(),
+                "webhook endpoints' certificates may also be issued by the authorities of webhooks.ca_file"
+            );
         }
-    }
-
-    /// Starts the delivery task (see [`delivery`]).
-    pub async fn start(&self) -> Result<Delivery, StorageError> {
         // The limit in force, where the statements that queue read it.
         self.db
             .set_webhook_limits(self.settings.max_pending)
@@ -261,6 +268,7 @@ impl Webhooks {
             self.db.clone(),
             self.audit.clone(),
             self.settings.clone(),
+            roots,
             self.wake.clone(),
         ))
     }

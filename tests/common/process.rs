@@ -92,7 +92,13 @@ pub fn configure_on(dir: &Path, grace_s: u64, database_url: Option<&str>) -> Pat
 
 /// Starts `huizhen serve` and reads its HTTPS address from what it prints.
 pub fn start(config: &Path) -> Proc {
+    start_with_env(config, &[])
+}
+
+/// The same, with `env` set for the process (e.g. `HUIZHEN_TEST_ABORT_AT`).
+pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Proc {
     let mut child = huizhen(config)
+        .envs(env.iter().copied())
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

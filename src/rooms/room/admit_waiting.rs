@@ -1,0 +1,83 @@
+//! Letting someone in from the waiting room: one step of the room's task, whether a clinician
+//! in the room asks (`Moderation::Admit`) or one of the department's clinicians takes the next
+//! patient from the department's queue over HTTP (`RoomCommand::AdmitNext`). The room's task
+//! is the only owner of its waiting room, so of two admitting the same person at once one wins
+//! and the other is told, and concurrent "admit next" calls each let in someone different.
+
+use super::Room;
+use crate::audit::{Action, Actor, AuditEvent};
+use crate::domain::clock::now_unix;
+use crate::domain::ids::ParticipantId;
+use crate::rooms::lobby::Waiter;
+use crate::rooms::{Notice, Problem};
+
+impl Room {
+    /// Admits `target`, or whoever waits longest, on `by`'s behalf: seated, told, audited
+    /// (`waiting.admitted`). The one admitted, or why nobody was (with what to tell the actor).
+    pub(super) async fn admit_waiting(
+        &mut self,
+        target: Option<&ParticipantId>,
+        by: Actor,
+    ) -> Result<ParticipantId, (Problem, String)> {
+        let waiter = match target {
+            Some(id) => self.lobby.take(id),
+            None => self.lobby.take_next(),
+        };
+        let Some(waiter) = waiter else {
+            let text = match target {
+                Some(_) => {
+                    "this person is no longer waiting: admitted by someone else, gone, or turned away"
+                }
+                None => "nobody is waiting",
+            };
+            return Err((Problem::NotWaiting, text.to_owned()));
+        };
+        if waiter.person.role.is_third_party() && !self.observers_allowed() {
+            let name = waiter.person.name.clone();
+            self.lobby.push(waiter);
+            return Err((
+                Problem::ConsentRequired,
+                format!("{name} may come in once the patient agrees to observers being present"),
+            ));
+        }
+        let id = waiter.person.id.clone();
+        let role = waiter.person.role;
+        let waited = now_unix() - waiter.since;
+        if let Err(person) = self.seat(waiter.person).await {
+            self.lobby.push(Waiter {
+                person,
+                since: waiter.since,
+                sent_back: waiter.sent_back,
+                precall: waiter.precall,
+            });
+            return Err((
+                Problem::Internal,
+                "the media service could not take them; try again".to_owned(),
+            ));
+        }
+        self.lobby.note_admission(self.settings.clock.now());
+        if let Some(p) = self.find(&id) {
+            p.send(Notice::Admitted(Box::new(self.welcome(&id))));
+        }
+        let event = AuditEvent::new(by, Action::WaitingAdmitted)
+            .room(self.id())
+            .object("participant", &id)
+            .detail(serde_json::json!({"role": role, "waited_s": waited}));
+        self.services.audit.record_or_log(event).await;
+        tracing::info!(room = %self.record.id, participant = %id, "admitted");
+        Ok(id)
+    }
+
+    /// The department queue's "admit next" (`RoomCommand::AdmitNext`): whoever waits longest,
+    /// for a clinician who need not be in the room; everyone concerned is told as after any
+    /// admission.
+    pub(super) async fn admit_next_for(&mut self, by: Actor) -> Result<ParticipantId, Problem> {
+        let admitted = self
+            .admit_waiting(None, by)
+            .await
+            .map_err(|(problem, _)| problem)?;
+        self.tell_queue();
+        self.tell_waiting();
+        Ok(admitted)
+    }
+}
