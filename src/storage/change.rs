@@ -299,7 +299,7 @@ impl Change {
                     .bind(role.as_str())
                     .bind(id.as_str())
                     .execute(conn)
-                    .await?;
+                    .await?
             }
             Change::ConsentCarried { from, to } => {
                 sqlx::query(
