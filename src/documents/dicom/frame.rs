@@ -1,17 +1,21 @@
 //! The first frame's samples, as uncompressed little-endian bytes (interleaved when in colour),
-//! whatever the transfer syntax they came in: read in place when uncompressed, decoded by
-//! dicom-rs's registry (JPEG through jpeg-decoder, RLE lossless) or by hayro-jpeg2000 (JPEG 2000)
-//! when compressed.
+//! whatever the transfer syntax they came in: read in place when uncompressed; decoded by
+//! jpeg-decoder (JPEG baseline, extended, lossless), dicom-rs's registry (RLE lossless) or
+//! hayro-jpeg2000 (JPEG 2000) when compressed.
+//!
+//! JPEG goes to jpeg-decoder directly rather than through dicom-rs's JPEG adapter: the adapter
+//! is a thin wrapper that sets no decoding limit and panics on a stream larger than its header,
+//! and enabling it brings in dicom-rs's JPEG *encoder* (jpeg-encoder, under the IJG licence,
+//! which deny.toml does not allow) for nothing.
 //!
 //! A decoder sees a stream only after it was checked to describe the image the header
 //! describes (a JPEG frame header's size, components and precision; RLE's segment table and
 //! what each segment unpacks to; a JPEG 2000 codestream's size, components and depth), because
-//! the decoders trust their streams: dicom-rs's JPEG adapter copies the decoded image into a
-//! buffer sized from the header (a larger stream panics it), its RLE adapter sizes a table from
-//! the stream's segment count (up to 4 billion entries) and unpacks a segment whole before
-//! looking at its length (PackBits unpacks 2 bytes into up to 128), and indexes past a short
-//! segment. What a check cannot foresee, a decoder's own panic, is contained and refused like
-//! any other damaged image.
+//! the decoders trust their streams: dicom-rs's RLE adapter sizes a table from the stream's
+//! segment count (up to 4 billion entries), unpacks a segment whole before looking at its
+//! length (PackBits unpacks 2 bytes into up to 128), and indexes past a short segment. What a
+//! check cannot foresee, a decoder's own panic, is contained and refused like any other damaged
+//! image.
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,7 +26,7 @@ use dicom_encoding::transfer_syntax::Codec as Encoding;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::layout::Pixels;
-use super::{DicomError, EXPLICIT_LE, IMPLICIT_LE, ImageParams};
+use super::{DicomError, EXPLICIT_LE, IMPLICIT_LE, ImageParams, MAX_DECODED_BYTES};
 
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
@@ -37,7 +41,7 @@ const JPEG_2000: &str = "1.2.840.10008.1.2.4.91";
 pub(super) enum Codec {
     /// Uncompressed, read where it lies.
     Native,
-    /// dicom-rs's JPEG adapter (jpeg-decoder): baseline, extended, lossless.
+    /// jpeg-decoder: baseline, extended (8-bit), lossless.
     Jpeg,
     /// dicom-rs's RLE lossless adapter.
     Rle,
@@ -108,7 +112,7 @@ pub(super) fn first<'a>(
             let decoded = match codec {
                 Codec::Jpeg => {
                     check_jpeg(&stream, img)?;
-                    with_registry(transfer_syntax, &stream, img)?
+                    jpeg(&stream, img)?
                 }
                 Codec::Rle => {
                     check_rle(&stream, img)?;
@@ -238,7 +242,7 @@ impl PixelDataObject for FirstFrame<'_> {
     }
 }
 
-/// Decodes the stream with the registry's adapter for the transfer syntax (JPEG or RLE).
+/// Decodes the stream with the registry's adapter for the transfer syntax (RLE).
 fn with_registry(uid: &str, stream: &[u8], img: &ImageParams) -> Result<Vec<u8>, DicomError> {
     let ts = TransferSyntaxRegistry
         .get(uid)
@@ -256,6 +260,34 @@ fn with_registry(uid: &str, stream: &[u8], img: &ImageParams) -> Result<Vec<u8>,
         DicomError::Unsupported(format!("the compressed image cannot be decoded: {e}"))
     })?;
     Ok(out)
+}
+
+/// A JPEG stream decoded by jpeg-decoder, its output capped at [`MAX_DECODED_BYTES`] (the
+/// header check already made it the frame's size). 8-bit samples come as bytes, 9 to 16 bits
+/// as native-endian 16-bit words (little endian on every target this server builds for),
+/// three components as RGB.
+fn jpeg(stream: &[u8], img: &ImageParams) -> Result<Vec<u8>, DicomError> {
+    use jpeg_decoder::{Decoder, PixelFormat};
+    let mut decoder = Decoder::new(stream);
+    decoder.set_max_decoding_buffer_size(MAX_DECODED_BYTES);
+    let decoded = contained(|| decoder.decode())?
+        .map_err(|e| DicomError::Unsupported(format!("the JPEG stream cannot be decoded: {e}")))?;
+    let info = decoder
+        .info()
+        .ok_or(DicomError::Format("damaged JPEG stream"))?;
+    let format_fits = matches!(
+        (info.pixel_format, img.samples, img.bits),
+        (PixelFormat::L8, 1, 8) | (PixelFormat::L16, 1, 16) | (PixelFormat::RGB24, 3, 8)
+    );
+    if !format_fits || (usize::from(info.width), usize::from(info.height)) != (img.cols, img.rows) {
+        return Err(mismatch("the decoded image"));
+    }
+    if cfg!(target_endian = "big") && img.bits == 16 {
+        return Err(DicomError::Unsupported(
+            "16-bit JPEG on a big-endian server".into(),
+        ));
+    }
+    Ok(decoded)
 }
 
 fn mismatch(what: &str) -> DicomError {
