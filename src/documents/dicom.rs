@@ -121,7 +121,10 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, DicomError> {
             EXPLICIT_LE
         })
         .ok_or(DicomError::Format("no little-endian transfer syntax"))?;
-    let header = InMemDicomObject::read_dataset_with_ts(layout.header, ts)
+    // dicom-parser is a parser of strangers' files too: a panic of its own is contained.
+    let read = || InMemDicomObject::read_dataset_with_ts(layout.header, ts);
+    let header = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        .map_err(|_| DicomError::Header("the header reader stopped".into()))?
         .map_err(|e| DicomError::Header(e.to_string()))?;
     Ok(Parsed { layout, header })
 }
