@@ -51,7 +51,7 @@ pub(super) enum Codec {
 
 /// The transfer syntax's codec, or the refusal that names it. Not decoded, and why: JPEG-LS
 /// (CharLS, the only decoder dicom-rs has, is C++ parsing strangers' files in the server
-/// process), HTJ2K (hayro-jpeg2000 0.5 does not read it), JPEG XL, video, the JPIP references,
+/// process, and its build needs cmake), HTJ2K (hayro-jpeg2000 0.5 does not read it), JPEG XL, video, the JPIP references,
 /// and the encapsulated-uncompressed and retired JPEG processes nobody sends.
 pub(super) fn codec(uid: &str) -> Result<Codec, DicomError> {
     match uid {
