@@ -654,6 +654,17 @@ mod tests {
     }
 
     #[test]
+    fn full_range_ycbcr_is_shown_as_rgb() {
+        // PS3.3 C.7.6.3.1.2: gray stays gray; pure red, green and blue (their YCbCr rounded to
+        // whole levels) come back within a level.
+        assert_eq!(ybr_to_rgb([128, 128, 128]), [128, 128, 128]);
+        let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 1);
+        assert!(near(ybr_to_rgb([76, 85, 255]), [255, 0, 0]));
+        assert!(near(ybr_to_rgb([150, 44, 21]), [0, 255, 0]));
+        assert!(near(ybr_to_rgb([29, 255, 107]), [0, 0, 255]));
+    }
+
+    #[test]
     fn hostile_files_are_errors_not_panics() {
         let good = sample(8, 8);
         // Every truncation of a valid file is an error or a header without an image.

@@ -462,3 +462,40 @@ fn jpeg2000(stream: &[u8], img: &ImageParams) -> Result<Vec<u8>, DicomError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_frame_is_its_own_fragment_or_what_the_offset_table_says() {
+        let (a, b, c, d) = (&[1u8, 2][..], &[3u8][..], &[4u8, 5, 6][..], &[7u8][..]);
+        // One fragment a frame, or a single frame over several fragments.
+        assert_eq!(&*first_stream(&[], &[a, b], 2).unwrap(), a);
+        assert_eq!(
+            &*first_stream(&[], &[a, b, c], 1).unwrap(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        // Two frames over four fragments: the table says the second starts at the third
+        // fragment (8 + 2 + 8 + 1 = 19 bytes from the first item's tag).
+        let table: Vec<u8> = [0u32, 19].iter().flat_map(|o| o.to_le_bytes()).collect();
+        assert_eq!(&*first_stream(&table, &[a, b, c, d], 2).unwrap(), [1, 2, 3]);
+        // Without a table they cannot be told apart; with no fragment there is nothing.
+        assert!(matches!(
+            first_stream(&[], &[a, b, c, d], 2),
+            Err(DicomError::Unsupported(_))
+        ));
+        assert!(first_stream(&[], &[], 1).is_err());
+    }
+
+    #[test]
+    fn packbits_is_counted_as_dicom_rs_unpacks_it() {
+        // A repeat of 3, a literal of 2, a no-op: 5 bytes.
+        assert_eq!(packbits_len(&[0xFE, 9, 0x01, 1, 2, 0x80]), Some(5));
+        // A literal cut short copies what is there; a repeat with nothing to repeat fails.
+        assert_eq!(packbits_len(&[0x05, 1, 2]), Some(2));
+        assert_eq!(packbits_len(&[0x81]), None);
+        // Two bytes unpack to 128: the ratio the segment check exists for.
+        assert_eq!(packbits_len(&[0x81, 0]), Some(128));
+    }
+}
