@@ -1183,6 +1183,73 @@ async fn dicom_frames_are_bounded_shrunk_and_cached() {
     s.stop().await;
 }
 
+/// One of the DICOM fixtures (tests/fixtures/dicom/README.md says how each was made).
+fn dicom_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/dicom")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn compressed_dicom_is_shown_and_jpeg_ls_is_refused_by_name() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Imaging").await;
+    let doctor = s.member(&room, "doctor", "Dr. Wang").await;
+    let share = async |name: &str| {
+        let (st, body) = s
+            .share(
+                &room,
+                &doctor.access,
+                name,
+                &dicom_fixture(name),
+                "clinicians",
+                1 << 20,
+            )
+            .await;
+        assert_eq!(st, 201, "{body}");
+        body["document"]["id"].as_str().unwrap().to_owned()
+    };
+    let page = |id: &str| format!("/api/v1/rooms/{room}/documents/{id}/pages/1");
+    let original = share("ct.dcm").await;
+    let original = s.raw("GET", &page(&original), &doctor.access, None).await;
+    assert_eq!(original.status(), 200);
+    let original = original.bytes().await.unwrap();
+    // Each lossless syntax is shown as the uncompressed original is, to the byte.
+    for name in ["ct-jpeg-lossless.dcm", "ct-rle.dcm", "ct-j2k.dcm"] {
+        let id = share(name).await;
+        let resp = s.raw("GET", &page(&id), &doctor.access, None).await;
+        assert_eq!(resp.status(), 200, "{name}");
+        assert_eq!(resp.bytes().await.unwrap(), original, "{name}");
+    }
+    // JPEG-LS: the header is shown with the reason there is no image; the page is refused.
+    let id = share("ct-jpegls.dcm").await;
+    let (st, info) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/documents/{id}/dicom"),
+            Some(&doctor.access),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, info["fields"]["Modality"].as_str()),
+        (200, Some("CT")),
+        "{info}"
+    );
+    assert_eq!(info["transfer_syntax"], "1.2.840.10008.1.2.4.80");
+    let why = info["image_unavailable"].as_str().unwrap();
+    assert!(
+        why.contains("JPEG-LS") && why.contains("1.2.840.10008.1.2.4.80"),
+        "{why}"
+    );
+    let (st, code) = get_page(&s, &doctor.access, &page(&id)).await;
+    assert_eq!((st, code), (400, Err("invalid_request".to_owned())));
+    s.stop().await;
+}
+
 /// `n` bytes of UTF-8 text, different for every `tag` (so every document has its own hash).
 fn text_of(tag: &str, n: usize) -> Vec<u8> {
     let mut t = format!("{tag}\n").into_bytes();

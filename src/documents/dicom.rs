@@ -1,36 +1,71 @@
 //! DICOM files (imaging) as shared documents: the key header fields for the viewer, and the
 //! first frame as a PNG image.
 //!
-//! A deliberately small reader for what a consultation needs, written for untrusted input:
-//! Part 10 files in implicit or explicit VR little endian, uncompressed pixel data, 8 or 16 bits,
-//! MONOCHROME1/2 or RGB; compressed transfer syntaxes give the header without an image. Every
-//! length is checked against the bytes present and sizes are capped, so a hostile file yields an
-//! error, never a panic or an allocation it did not pay for.
+//! Reading is dicom-rs's: dicom-object parses the header (values, VRs, character sets such as
+//! GB18030), and the transfer syntax registry's decoders turn compressed frames into samples
+//! (JPEG baseline, extended and lossless through jpeg-decoder; RLE lossless); JPEG 2000 is
+//! decoded by hayro-jpeg2000 (pure Rust, no unsafe code, already here for PDFs). Other transfer
+//! syntaxes (JPEG-LS, HTJ2K, JPEG XL, video, deflated, big endian) give the header and a
+//! refusal that names them ([`DicomError::UnsupportedTransferSyntax`]).
 //!
-//! Rendering costs memory in proportion to the image shown, not to the frame: the window (or the
-//! range of values) comes from one pass over the stored pixels, a lookup table turns a stored
-//! value into a gray level, and rows go to the PNG encoder one at a time. A frame larger than
-//! the caller's pixel budget is shown shrunk by a whole factor (each output pixel the mean of a
-//! square of stored ones); a frame wider or taller than [`MAX_SIDE`] is not shown.
+//! Written for untrusted input, with every limit checked before the pixels are touched:
+//!
+//! - [`layout`] checks every declared length in the file against the bytes present before
+//!   dicom-rs reads it (dicom-parser allocates a declared length before reading it), and finds
+//!   the pixel data; dicom-object reads only the header, never the pixels.
+//! - Rows, columns, samples, bits, the number of frames and the decoded size are checked from the
+//!   header before anything is decoded ([`MAX_SIDE`], [`MAX_DECODED_BYTES`]); [`frame`] then
+//!   checks that the compressed stream describes the same image before a decoder sees it, and
+//!   contains the decoders' panics.
+//! - Only the first frame is decoded (the one the viewer shows), from its own fragments.
+//!
+//! Rendering costs memory in proportion to the image shown plus, for a compressed file, the one
+//! decoded frame: the window (or the range of values) comes from one pass over the samples, a
+//! lookup table turns a stored value into a gray level, and rows go to the PNG encoder one at a
+//! time. A frame larger than the caller's pixel budget is shown shrunk by a whole factor (each
+//! output pixel the mean of a square of stored ones); a frame wider or taller than [`MAX_SIDE`]
+//! is not shown. An uncompressed frame is read where it lies in the file, as before.
+
+mod frame;
+mod layout;
+#[cfg(test)]
+mod syntaxes;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use serde::Serialize;
+
+use frame::Codec;
+use layout::{Layout, Pixels};
 
 /// The widest and tallest frame shown: well past any CT or MR slice (512), CR/DX plate (about
 /// 4300 × 3500) or mammogram (about 4096 × 5000).
 pub const MAX_SIDE: usize = 16_384;
+/// The most bytes a compressed frame may decode to (a 16-bit 8192 × 8192 frame; a mammogram is
+/// about 40 MB). An uncompressed frame is read in place and has only [`MAX_SIDE`].
+pub const MAX_DECODED_BYTES: usize = 128 << 20;
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
-const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DicomError {
     #[error("not a DICOM file: {0}")]
     Format(&'static str),
+    #[error("the DICOM header cannot be read: {0}")]
+    Header(String),
     #[error("the image cannot be shown: {0}")]
     Unsupported(String),
+    /// Pixel data in a transfer syntax this server does not decode.
+    #[error(
+        "the image cannot be shown: {name} ({uid}) is not decoded here (download the file to view it in an imaging viewer)"
+    )]
+    UnsupportedTransferSyntax { name: String, uid: String },
     #[error("the image is too large to show: {0}")]
     TooLarge(String),
 }
@@ -47,198 +82,79 @@ pub struct DicomInfo {
 }
 
 /// The header elements kept, by tag.
-const FIELDS: &[(u32, &str)] = &[
-    (0x0008_0020, "StudyDate"),
-    (0x0008_0060, "Modality"),
-    (0x0008_0080, "InstitutionName"),
-    (0x0008_1030, "StudyDescription"),
-    (0x0008_103E, "SeriesDescription"),
-    (0x0010_0010, "PatientName"),
-    (0x0010_0020, "PatientID"),
-    (0x0010_0040, "PatientSex"),
-    (0x0018_0015, "BodyPartExamined"),
-    (0x0028_0004, "PhotometricInterpretation"),
-    (0x0028_1050, "WindowCenter"),
-    (0x0028_1051, "WindowWidth"),
+const FIELDS: &[(Tag, &str)] = &[
+    (tags::STUDY_DATE, "StudyDate"),
+    (tags::MODALITY, "Modality"),
+    (tags::INSTITUTION_NAME, "InstitutionName"),
+    (tags::STUDY_DESCRIPTION, "StudyDescription"),
+    (tags::SERIES_DESCRIPTION, "SeriesDescription"),
+    (tags::PATIENT_NAME, "PatientName"),
+    (tags::PATIENT_ID, "PatientID"),
+    (tags::PATIENT_SEX, "PatientSex"),
+    (tags::BODY_PART_EXAMINED, "BodyPartExamined"),
+    (
+        tags::PHOTOMETRIC_INTERPRETATION,
+        "PhotometricInterpretation",
+    ),
+    (tags::WINDOW_CENTER, "WindowCenter"),
+    (tags::WINDOW_WIDTH, "WindowWidth"),
 ];
 
+/// A file checked by [`layout`], with its header read by dicom-object.
 struct Parsed<'a> {
-    text: BTreeMap<u32, String>,
-    ints: BTreeMap<u32, u32>,
-    pixels: Option<&'a [u8]>,
-    encapsulated: bool,
-    transfer_syntax: String,
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DicomError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.b.len())
-            .ok_or(DicomError::Format("truncated element"))?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn u16(&mut self) -> Result<u16, DicomError> {
-        let s = self.take(2)?;
-        Ok(u16::from_le_bytes([s[0], s[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, DicomError> {
-        let s = self.take(4)?;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn done(&self) -> bool {
-        self.pos >= self.b.len()
-    }
-}
-
-/// VRs whose explicit encoding has a 2-byte reserved field and a 4-byte length.
-fn long_vr(vr: &[u8]) -> bool {
-    matches!(
-        vr,
-        b"OB"
-            | b"OW"
-            | b"OF"
-            | b"OD"
-            | b"OL"
-            | b"OV"
-            | b"SQ"
-            | b"UT"
-            | b"UN"
-            | b"UC"
-            | b"UR"
-            | b"SV"
-            | b"UV"
-    )
+    layout: Layout<'a>,
+    header: InMemDicomObject,
 }
 
 fn parse(bytes: &[u8]) -> Result<Parsed<'_>, DicomError> {
-    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
-        return Err(DicomError::Format("no DICM marker"));
+    let uid = layout::transfer_syntax(bytes)?;
+    // Only little-endian data sets are walked and read; deflated ones inflate to a size that
+    // cannot be known before inflating, and explicit big endian is retired.
+    if !frame::little_endian_data_set(&uid) {
+        return Err(frame::refusal(&uid));
     }
-    let mut r = Reader { b: bytes, pos: 132 };
-    let mut p = Parsed {
-        text: BTreeMap::new(),
-        ints: BTreeMap::new(),
-        pixels: None,
-        encapsulated: false,
-        transfer_syntax: String::new(),
-    };
-    // The file meta group is always explicit VR little endian.
-    let mut explicit = true;
-    let mut in_meta = true;
-    while !r.done() {
-        let group = r.u16()?;
-        if in_meta && group != 0x0002 {
-            in_meta = false;
-            match p.transfer_syntax.as_str() {
-                IMPLICIT_LE => explicit = false,
-                DEFLATED_LE => {
-                    return Err(DicomError::Unsupported("deflated transfer syntax".into()));
-                }
-                "1.2.840.10008.1.2.2" => {
-                    return Err(DicomError::Unsupported("big endian transfer syntax".into()));
-                }
-                _ => explicit = true,
-            }
-        }
-        let element = r.u16()?;
-        let tag = (u32::from(group) << 16) | u32::from(element);
-        let (vr, len) = if explicit {
-            let vr = r.take(2)?;
-            if long_vr(vr) {
-                r.take(2)?;
-                (Some(vr), r.u32()?)
-            } else {
-                (Some(vr), u32::from(r.u16()?))
-            }
+    let layout = layout::read(bytes)?;
+    let ts = TransferSyntaxRegistry
+        .get(if layout.transfer_syntax == IMPLICIT_LE {
+            IMPLICIT_LE
         } else {
-            (None, r.u32()?)
-        };
-        if len == u32::MAX {
-            if tag == 0x7FE0_0010 {
-                // Encapsulated (compressed) pixel data: the header is all we show.
-                p.encapsulated = true;
-                break;
-            }
-            // A sequence of undefined length: skip to its delimiter.
-            skip_undefined(&mut r)?;
-            continue;
-        }
-        let value = r.take(len as usize)?;
-        match tag {
-            0x0002_0010 => p.transfer_syntax = text(value),
-            0x7FE0_0010 => p.pixels = Some(value),
-            _ if FIELDS.iter().any(|(t, _)| *t == tag) => {
-                p.text.insert(tag, text(value));
-            }
-            0x0028_0002 | 0x0028_0008 | 0x0028_0010 | 0x0028_0011 | 0x0028_0100 | 0x0028_0101
-            | 0x0028_0103 | 0x0028_0006 => {
-                let n = match (vr, value.len()) {
-                    (Some(b"IS"), _) => text(value).parse().unwrap_or(0),
-                    (_, 2) => u32::from(u16::from_le_bytes([value[0], value[1]])),
-                    (_, 4) => u32::from_le_bytes([value[0], value[1], value[2], value[3]]),
-                    _ => text(value).parse().unwrap_or(0),
-                };
-                p.ints.insert(tag, n);
-            }
-            0x0028_1052 | 0x0028_1053 => {
-                p.text.insert(tag, text(value));
-            }
-            _ => {}
-        }
-    }
-    Ok(p)
+            EXPLICIT_LE
+        })
+        .ok_or(DicomError::Format("no little-endian transfer syntax"))?;
+    // dicom-parser is a parser of strangers' files too: a panic of its own is contained.
+    let read = || InMemDicomObject::read_dataset_with_ts(layout.header, ts);
+    let header = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        .map_err(|_| DicomError::Header("the header reader stopped".into()))?
+        .map_err(|e| DicomError::Header(e.to_string()))?;
+    Ok(Parsed { layout, header })
 }
 
-/// Skips items and nested sequences up to and including a sequence delimitation item.
-fn skip_undefined(r: &mut Reader<'_>) -> Result<(), DicomError> {
-    let mut depth = 1u32;
-    while depth > 0 {
-        let group = r.u16()?;
-        let element = r.u16()?;
-        let len = r.u32()?;
-        match (group, element) {
-            (0xFFFE, 0xE0DD) => depth -= 1,
-            (0xFFFE, 0xE000) if len == u32::MAX => depth += 1,
-            (0xFFFE, 0xE00D) => depth -= 1,
-            _ if len == u32::MAX => depth += 1,
-            _ => {
-                r.take(len as usize)?;
-            }
-        }
-        if depth > 64 {
-            return Err(DicomError::Format("sequences nested too deeply"));
-        }
-    }
-    Ok(())
-}
-
-fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v)
-        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+fn text(v: &str) -> String {
+    v.trim_matches(|c: char| c == '\0' || c.is_whitespace())
         .chars()
         .filter(|c| !c.is_control())
         .take(200)
         .collect()
 }
 
-fn first_number(s: Option<&String>) -> Option<f64> {
-    s?.split('\\').next()?.trim().parse().ok()
+impl Parsed<'_> {
+    fn text(&self, tag: Tag) -> Option<String> {
+        let value = self.header.get(tag)?.to_str().ok()?;
+        Some(text(&value))
+    }
+    fn int(&self, tag: Tag) -> Option<u32> {
+        self.header.get(tag)?.to_int::<u32>().ok()
+    }
+    fn first_number(&self, tag: Tag) -> Option<f64> {
+        self.text(tag)?.split('\\').next()?.trim().parse().ok()
+    }
 }
 
 pub fn info(bytes: &[u8]) -> Result<DicomInfo, DicomError> {
     let p = parse(bytes)?;
     let fields = FIELDS
         .iter()
-        .filter_map(|(tag, name)| p.text.get(tag).map(|v| (*name, v.clone())))
+        .filter_map(|(tag, name)| p.text(*tag).map(|v| (*name, v)))
         .filter(|(_, v)| !v.is_empty())
         .collect();
     let image_unavailable = match image_params(&p) {
@@ -247,39 +163,49 @@ pub fn info(bytes: &[u8]) -> Result<DicomInfo, DicomError> {
     };
     Ok(DicomInfo {
         fields,
-        rows: p.ints.get(&0x0028_0010).copied().unwrap_or(0),
-        columns: p.ints.get(&0x0028_0011).copied().unwrap_or(0),
-        transfer_syntax: p.transfer_syntax.clone(),
+        rows: p.int(tags::ROWS).unwrap_or(0),
+        columns: p.int(tags::COLUMNS).unwrap_or(0),
+        transfer_syntax: p.layout.transfer_syntax.clone(),
         image_unavailable,
     })
 }
 
-struct ImageParams<'a> {
+/// What the header says about the image, checked against every limit.
+struct ImageParams {
+    codec: Codec,
     rows: usize,
     cols: usize,
     samples: usize,
     bits: usize,
+    /// Bits Stored, when smaller than `bits` (a signed value's sign is its top stored bit).
+    bits_stored: usize,
     signed: bool,
     monochrome1: bool,
-    pixels: &'a [u8],
+    /// Stored as YCbCr (YBR_FULL), shown as RGB.
+    ybr: bool,
+    frames: usize,
+    slope: f64,
+    intercept: f64,
+    window: Option<(f64, f64)>,
 }
 
-fn image_params<'a>(p: &Parsed<'a>) -> Result<ImageParams<'a>, DicomError> {
+impl ImageParams {
+    /// The bytes of one frame.
+    fn frame_bytes(&self) -> usize {
+        self.rows * self.cols * self.samples * self.bits / 8
+    }
+}
+
+fn image_params(p: &Parsed<'_>) -> Result<ImageParams, DicomError> {
     let unsupported = |m: &str| Err(DicomError::Unsupported(m.to_owned()));
-    if p.encapsulated {
-        return unsupported("compressed pixel data (download to view it in an imaging viewer)");
-    }
-    if !matches!(p.transfer_syntax.as_str(), IMPLICIT_LE | EXPLICIT_LE) {
-        return unsupported("this transfer syntax");
-    }
-    let pixels = match p.pixels {
-        Some(px) => px,
-        None => return unsupported("no pixel data"),
+    let codec = frame::codec(&p.layout.transfer_syntax)?;
+    let Some(pixels) = &p.layout.pixels else {
+        return unsupported("no pixel data");
     };
-    let get = |tag: u32| p.ints.get(&tag).copied().unwrap_or(0) as usize;
-    let (rows, cols) = (get(0x0028_0010), get(0x0028_0011));
-    let samples = get(0x0028_0002).max(1);
-    let bits = get(0x0028_0100);
+    let get = |tag: Tag| p.int(tag).unwrap_or(0) as usize;
+    let (rows, cols) = (get(tags::ROWS), get(tags::COLUMNS));
+    let samples = get(tags::SAMPLES_PER_PIXEL).max(1);
+    let bits = get(tags::BITS_ALLOCATED);
     if rows == 0 || cols == 0 {
         return unsupported("image size out of range");
     }
@@ -291,33 +217,95 @@ fn image_params<'a>(p: &Parsed<'a>) -> Result<ImageParams<'a>, DicomError> {
     if !matches!((samples, bits), (1, 8) | (1, 16) | (3, 8)) {
         return unsupported("only 8- or 16-bit grayscale and 8-bit RGB are shown");
     }
-    if samples == 3 && get(0x0028_0006) != 0 {
+    let photometric = p.text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    // A compressed frame's decoder yields RGB whatever the colour model it was coded in
+    // (jpeg-decoder and hayro-jpeg2000 convert YCbCr); RLE and uncompressed frames keep theirs.
+    let keeps_colour_model = matches!(codec, Codec::Native | Codec::Rle);
+    let ybr = samples == 3 && keeps_colour_model && photometric == "YBR_FULL";
+    if samples == 3 && keeps_colour_model && !ybr && photometric != "RGB" {
+        return unsupported(&format!("{photometric} colour in this transfer syntax"));
+    }
+    if samples == 3 && codec == Codec::Native && get(tags::PLANAR_CONFIGURATION) != 0 {
         return unsupported("planar RGB");
     }
-    let needed = rows * cols * samples * bits / 8;
-    if pixels.len() < needed {
-        return Err(DicomError::Format("pixel data shorter than the image"));
-    }
-    let photometric = p.text.get(&0x0028_0004).map(String::as_str).unwrap_or("");
-    Ok(ImageParams {
+    let frames = match p.header.get(tags::NUMBER_OF_FRAMES) {
+        None => 1,
+        Some(e) => match e.to_int::<u32>() {
+            Ok(n) if n >= 1 => n as usize,
+            _ => return Err(DicomError::Format("number of frames out of range")),
+        },
+    };
+    let bits_stored = match get(tags::BITS_STORED) {
+        n if (1..bits).contains(&n) => n,
+        _ => bits,
+    };
+    let img = ImageParams {
+        codec,
         rows,
         cols,
         samples,
         bits,
-        signed: get(0x0028_0103) == 1,
+        bits_stored,
+        signed: get(tags::PIXEL_REPRESENTATION) == 1,
         monochrome1: photometric == "MONOCHROME1",
-        pixels: &pixels[..needed],
-    })
+        ybr,
+        frames,
+        slope: p.first_number(tags::RESCALE_SLOPE).unwrap_or(1.0),
+        intercept: p.first_number(tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+        window: match (
+            p.first_number(tags::WINDOW_CENTER),
+            p.first_number(tags::WINDOW_WIDTH),
+        ) {
+            (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
+            _ => None,
+        },
+    };
+    match (pixels, codec) {
+        (Pixels::Native(data), Codec::Native) => {
+            if data.len() < img.frame_bytes() {
+                return Err(DicomError::Format("pixel data shorter than the image"));
+            }
+        }
+        (Pixels::Encapsulated { fragments, .. }, Codec::Jpeg | Codec::Rle | Codec::Jpeg2000) => {
+            if img.frame_bytes() > MAX_DECODED_BYTES {
+                return Err(DicomError::TooLarge(format!(
+                    "a compressed {cols} × {rows} frame decodes to {} MiB (at most {} MiB)",
+                    img.frame_bytes().div_ceil(1 << 20),
+                    MAX_DECODED_BYTES >> 20
+                )));
+            }
+            if fragments.is_empty() || frames > fragments.len() {
+                return Err(DicomError::Format("fewer pixel data fragments than frames"));
+            }
+        }
+        (Pixels::Native(_), _) => {
+            return unsupported("native pixel data in a compressed transfer syntax");
+        }
+        (Pixels::Encapsulated { .. }, _) => {
+            return unsupported("encapsulated pixel data in an uncompressed transfer syntax");
+        }
+    }
+    Ok(img)
 }
 
 /// The first frame as an 8-bit PNG of at most `max_pixels` pixels: grayscale through the
-/// file's window (or the full range of values when it has none), RGB as it is.
+/// file's window (or the full range of values when it has none), colour as RGB.
 pub fn render_png(bytes: &[u8], max_pixels: u64) -> Result<Vec<u8>, DicomError> {
     let p = parse(bytes)?;
     let img = image_params(&p)?;
+    let pixels = p
+        .layout
+        .pixels
+        .as_ref()
+        .ok_or(DicomError::Format("no pixel data"))?;
+    let frame = frame::first(pixels, &img, &p.layout.transfer_syntax)?;
+    png_of(&img, &frame, max_pixels)
+}
+
+fn png_of(img: &ImageParams, pixels: &[u8], max_pixels: u64) -> Result<Vec<u8>, DicomError> {
     let step = shrink_factor(img.cols, img.rows, max_pixels);
     let (w, h) = (img.cols.div_ceil(step), img.rows.div_ceil(step));
-    let lut = (img.samples == 1).then(|| gray_lut(&p, &img));
+    let lut = (img.samples == 1).then(|| gray_lut(img, pixels));
     let encoding = |e: png::EncodingError| DicomError::Unsupported(e.to_string());
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
@@ -338,17 +326,22 @@ pub fn render_png(bytes: &[u8], max_pixels: u64) -> Result<Vec<u8>, DicomError> 
         let ys = out_y * step..((out_y + 1) * step).min(img.rows);
         let tall = ys.len();
         for y in ys {
-            let line = &img.pixels[y * stride..(y + 1) * stride];
+            let line = &pixels[y * stride..(y + 1) * stride];
             for x in 0..img.cols {
-                for c in 0..channels {
-                    let v = match (&lut, img.bits) {
-                        (Some(lut), 8) => lut[usize::from(line[x])],
-                        (Some(lut), _) => {
-                            lut[usize::from(u16::from_le_bytes([line[2 * x], line[2 * x + 1]]))]
+                let sum = &mut sums[(x / step) * channels..(x / step + 1) * channels];
+                match (&lut, img.bits) {
+                    (Some(lut), 8) => sum[0] += u64::from(lut[usize::from(line[x])]),
+                    (Some(lut), _) => {
+                        let raw = u16::from_le_bytes([line[2 * x], line[2 * x + 1]]);
+                        sum[0] += u64::from(lut[usize::from(raw)]);
+                    }
+                    (None, _) => {
+                        let px = [line[x * 3], line[x * 3 + 1], line[x * 3 + 2]];
+                        let px = if img.ybr { ybr_to_rgb(px) } else { px };
+                        for (s, v) in sum.iter_mut().zip(px) {
+                            *s += u64::from(v);
                         }
-                        (None, _) => line[x * 3 + c],
-                    };
-                    sums[(x / step) * channels + c] += u64::from(v);
+                    }
                 }
             }
         }
@@ -367,6 +360,17 @@ pub fn render_png(bytes: &[u8], max_pixels: u64) -> Result<Vec<u8>, DicomError> 
     Ok(out)
 }
 
+/// YBR_FULL (full-range YCbCr, ITU-R BT.601) to RGB, as PS3.3 C.7.6.3.1.2 defines it.
+fn ybr_to_rgb([y, cb, cr]: [u8; 3]) -> [u8; 3] {
+    let (y, cb, cr) = (f32::from(y), f32::from(cb) - 128.0, f32::from(cr) - 128.0);
+    let c = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+    [
+        c(y + 1.402 * cr),
+        c(y - 0.344_136 * cb - 0.714_136 * cr),
+        c(y + 1.772 * cb),
+    ]
+}
+
 /// The smallest whole factor that shrinks a `cols` × `rows` frame to at most `max_pixels`.
 fn shrink_factor(cols: usize, rows: usize, max_pixels: u64) -> usize {
     let mut step = 1;
@@ -379,24 +383,20 @@ fn shrink_factor(cols: usize, rows: usize, max_pixels: u64) -> usize {
 /// Gray level for every stored value (256 or 65536 of them): rescale, window, invert for
 /// MONOCHROME1. Without a window in the file, the frame's own range of values is used, found
 /// in one pass over the stored values.
-fn gray_lut(p: &Parsed<'_>, img: &ImageParams<'_>) -> Vec<u8> {
-    let slope = first_number(p.text.get(&0x0028_1053)).unwrap_or(1.0);
-    let intercept = first_number(p.text.get(&0x0028_1052)).unwrap_or(0.0);
+fn gray_lut(img: &ImageParams, pixels: &[u8]) -> Vec<u8> {
+    let (slope, intercept) = (img.slope, img.intercept);
     let stored = |raw: usize| -> f64 {
-        if img.bits == 8 {
+        if img.bits == 8 || !img.signed {
             raw as f64
-        } else if img.signed {
-            f64::from(raw as u16 as i16)
         } else {
-            raw as f64
+            // Two's complement in the stored bits (all 16 unless Bits Stored says fewer).
+            let unused = 16 - img.bits_stored as u32;
+            f64::from(((raw as u16) << unused) as i16 >> unused)
         }
     };
-    let (lo, hi) = match (
-        first_number(p.text.get(&0x0028_1050)),
-        first_number(p.text.get(&0x0028_1051)),
-    ) {
-        (Some(c), Some(w)) if w > 0.0 => (c - w / 2.0, c + w / 2.0),
-        _ => {
+    let (lo, hi) = match img.window {
+        Some((c, w)) => (c - w / 2.0, c + w / 2.0),
+        None => {
             let (mut min, mut max) = (f64::MAX, f64::MIN);
             let mut see = |raw: usize| {
                 let v = stored(raw);
@@ -404,9 +404,9 @@ fn gray_lut(p: &Parsed<'_>, img: &ImageParams<'_>) -> Vec<u8> {
                 max = max.max(v);
             };
             if img.bits == 8 {
-                img.pixels.iter().for_each(|&b| see(usize::from(b)));
+                pixels.iter().for_each(|&b| see(usize::from(b)));
             } else {
-                img.pixels
+                pixels
                     .chunks_exact(2)
                     .for_each(|c| see(usize::from(u16::from_le_bytes([c[0], c[1]]))));
             }
@@ -427,11 +427,40 @@ fn gray_lut(p: &Parsed<'_>, img: &ImageParams<'_>) -> Vec<u8> {
 /// A small explicit-VR-little-endian CT slice (a gradient), for tests and demonstrations.
 #[doc(hidden)]
 pub fn sample(rows: u16, cols: u16) -> Vec<u8> {
+    sample_of(rows, cols, Sample::Ct)
+}
+
+/// The images [`sample_of`] draws.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sample {
+    /// 16-bit unsigned CT values (0 to 2000, rescaled by -1024), windowed 40 ± 200.
+    Ct,
+    /// 16-bit signed, 12 bits stored (-2048 to 2047 across the image), no window.
+    SignedCt,
+    /// 8-bit grayscale (a gradient and a bright square), no window.
+    Gray8,
+    /// 8-bit RGB, interleaved (a red, green and blue gradient each way).
+    Rgb,
+}
+
+/// A small explicit-VR-little-endian image, for tests and demonstrations: the file meta group
+/// with its group length and UIDs, a few header fields, a sequence of undefined length, and
+/// uncompressed pixel data.
+#[doc(hidden)]
+pub fn sample_of(rows: u16, cols: u16, kind: Sample) -> Vec<u8> {
     fn el(out: &mut Vec<u8>, group: u16, element: u16, vr: &[u8; 2], value: &[u8]) {
+        // Values have even lengths: UIs are padded with NUL, text with a space.
+        let pad: &[u8] = match (value.len() % 2, vr) {
+            (0, _) => b"",
+            (_, b"UI") => b"\0",
+            _ => b" ",
+        };
+        let value = &[value, pad].concat();
         out.extend_from_slice(&group.to_le_bytes());
         out.extend_from_slice(&element.to_le_bytes());
         out.extend_from_slice(vr);
-        if long_vr(vr) {
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
             out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(&(value.len() as u32).to_le_bytes());
         } else {
@@ -439,38 +468,120 @@ pub fn sample(rows: u16, cols: u16) -> Vec<u8> {
         }
         out.extend_from_slice(value);
     }
+    let sop_class: &[u8] = match kind {
+        Sample::Ct | Sample::SignedCt => b"1.2.840.10008.5.1.4.1.1.2\0",
+        // Secondary capture.
+        Sample::Gray8 | Sample::Rgb => b"1.2.840.10008.5.1.4.1.1.7\0",
+    };
+    let instance = b"1.2.826.0.1.3680043.10.1434.1.1";
+    let mut meta = Vec::new();
+    el(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
+    el(&mut meta, 0x0002, 0x0002, b"UI", sop_class);
+    el(&mut meta, 0x0002, 0x0003, b"UI", instance);
+    el(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0");
     let mut d = vec![0u8; 128];
     d.extend_from_slice(b"DICM");
-    el(&mut d, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0");
-    el(&mut d, 0x0008, 0x0060, b"CS", b"CT");
+    el(
+        &mut d,
+        0x0002,
+        0x0000,
+        b"UL",
+        &(meta.len() as u32).to_le_bytes(),
+    );
+    d.extend_from_slice(&meta);
+    el(&mut d, 0x0008, 0x0016, b"UI", sop_class);
+    el(&mut d, 0x0008, 0x0018, b"UI", instance);
+    let modality: &[u8] = if sop_class.starts_with(b"1.2.840.10008.5.1.4.1.1.2") {
+        b"CT"
+    } else {
+        b"OT"
+    };
+    el(&mut d, 0x0008, 0x0060, b"CS", modality);
     el(&mut d, 0x0008, 0x1030, b"LO", b"CHEST W/O CONTRAST");
-    el(&mut d, 0x0010, 0x0010, b"PN", b"LI^LEI");
-    // A sequence of undefined length, to be skipped.
+    // A sequence of undefined length (Referenced Study Sequence) with one item of defined
+    // length.
     d.extend_from_slice(&[
-        0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        0x08, 0x00, 0x10, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
     ]);
-    d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 1, 2, 3, 4]);
+    let mut item = Vec::new();
+    el(&mut item, 0x0008, 0x1155, b"UI", b"1.2.3.4\0");
+    d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+    d.extend_from_slice(&(item.len() as u32).to_le_bytes());
+    d.extend_from_slice(&item);
     d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
-    el(&mut d, 0x0028, 0x0002, b"US", &1u16.to_le_bytes());
-    el(&mut d, 0x0028, 0x0004, b"CS", b"MONOCHROME2 ");
+    el(&mut d, 0x0010, 0x0010, b"PN", b"LI^LEI");
+    let (samples, photometric, bits, stored, signed): (u16, &[u8], u16, u16, u16) = match kind {
+        Sample::Ct => (1, b"MONOCHROME2 ", 16, 16, 0),
+        Sample::SignedCt => (1, b"MONOCHROME2 ", 16, 12, 1),
+        Sample::Gray8 => (1, b"MONOCHROME2 ", 8, 8, 0),
+        Sample::Rgb => (3, b"RGB ", 8, 8, 0),
+    };
+    el(
+        &mut d,
+        0x0020,
+        0x000D,
+        b"UI",
+        b"1.2.826.0.1.3680043.10.1434.1\0",
+    );
+    el(
+        &mut d,
+        0x0020,
+        0x000E,
+        b"UI",
+        b"1.2.826.0.1.3680043.10.1434.1.2\0",
+    );
+    el(&mut d, 0x0028, 0x0002, b"US", &samples.to_le_bytes());
+    el(&mut d, 0x0028, 0x0004, b"CS", photometric);
+    if samples == 3 {
+        el(&mut d, 0x0028, 0x0006, b"US", &0u16.to_le_bytes());
+    }
     el(&mut d, 0x0028, 0x0010, b"US", &rows.to_le_bytes());
     el(&mut d, 0x0028, 0x0011, b"US", &cols.to_le_bytes());
-    el(&mut d, 0x0028, 0x0100, b"US", &16u16.to_le_bytes());
-    el(&mut d, 0x0028, 0x0103, b"US", &0u16.to_le_bytes());
-    el(&mut d, 0x0028, 0x1050, b"DS", b"40");
-    el(&mut d, 0x0028, 0x1051, b"DS", b"400 ");
-    el(&mut d, 0x0028, 0x1052, b"DS", b"-1024");
-    el(&mut d, 0x0028, 0x1053, b"DS", b"1 ");
-    let mut px = Vec::with_capacity(rows as usize * cols as usize * 2);
-    for y in 0..rows {
-        for x in 0..cols {
-            px.extend_from_slice(
-                &(((x as u32 + y as u32) * 2000 / (rows as u32 + cols as u32)) as u16)
-                    .to_le_bytes(),
-            );
+    el(&mut d, 0x0028, 0x0100, b"US", &bits.to_le_bytes());
+    el(&mut d, 0x0028, 0x0101, b"US", &stored.to_le_bytes());
+    el(&mut d, 0x0028, 0x0102, b"US", &(stored - 1).to_le_bytes());
+    el(&mut d, 0x0028, 0x0103, b"US", &signed.to_le_bytes());
+    if kind == Sample::Ct {
+        el(&mut d, 0x0028, 0x1050, b"DS", b"40");
+        el(&mut d, 0x0028, 0x1051, b"DS", b"400 ");
+        el(&mut d, 0x0028, 0x1052, b"DS", b"-1024");
+        el(&mut d, 0x0028, 0x1053, b"DS", b"1 ");
+    }
+    let (r, c) = (u32::from(rows), u32::from(cols));
+    let mut px = Vec::with_capacity(rows as usize * cols as usize * 3);
+    for y in 0..r {
+        for x in 0..c {
+            match kind {
+                Sample::Ct => {
+                    px.extend_from_slice(&(((x + y) * 2000 / (r + c)) as u16).to_le_bytes());
+                }
+                Sample::SignedCt => {
+                    let v = ((x + y) * 4095 / (r + c).saturating_sub(2).max(1)) as i32 - 2048;
+                    px.extend_from_slice(&(v.min(2047) as i16).to_le_bytes());
+                }
+                Sample::Gray8 => {
+                    let square = x > c / 4 && x < c / 2 && y > r / 4 && y < r / 2;
+                    px.push(if square {
+                        250
+                    } else {
+                        ((x + y) * 200 / (r + c)) as u8
+                    });
+                }
+                Sample::Rgb => {
+                    px.extend_from_slice(&[
+                        (x * 255 / c) as u8,
+                        (y * 255 / r) as u8,
+                        ((x + y) * 255 / (r + c)) as u8,
+                    ]);
+                }
+            }
         }
     }
-    el(&mut d, 0x7FE0, 0x0010, b"OW", &px);
+    if px.len() % 2 == 1 {
+        px.push(0);
+    }
+    let vr = if bits == 8 { b"OB" } else { b"OW" };
+    el(&mut d, 0x7FE0, 0x0010, vr, &px);
     d
 }
 
@@ -540,6 +651,17 @@ mod tests {
         );
         let i = info(&d).unwrap();
         assert!(i.image_unavailable.unwrap().contains("too large"));
+    }
+
+    #[test]
+    fn full_range_ycbcr_is_shown_as_rgb() {
+        // PS3.3 C.7.6.3.1.2: gray stays gray; pure red, green and blue (their YCbCr rounded to
+        // whole levels) come back within a level.
+        assert_eq!(ybr_to_rgb([128, 128, 128]), [128, 128, 128]);
+        let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 1);
+        assert!(near(ybr_to_rgb([76, 85, 255]), [255, 0, 0]));
+        assert!(near(ybr_to_rgb([150, 44, 21]), [0, 255, 0]));
+        assert!(near(ybr_to_rgb([29, 255, 107]), [0, 0, 255]));
     }
 
     #[test]
