@@ -29,6 +29,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::media::tcp::{Cap, CloseReason, TcpStats};
 use crate::media::{MediaHandle, TURN_BUCKETS_MICROS, WorkerStats, cpu_seconds};
+use crate::sfu::{Buckets, LOSS_BUCKETS, RTT_BUCKETS};
 
 /// The `Content-Type` of the exposition (OpenMetrics 1.0 text, which Prometheus asks for first).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -165,7 +166,35 @@ impl FrameDirection {
     }
 }
 
-label_value!(DropReason, KeyframeDirection, FrameDirection);
+/// Which way media went, seen from the server: `ingress` from a participant to the server
+/// (their upload), `egress` from the server to a participant (their download).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MediaDirection {
+    Ingress,
+    Egress,
+}
+
+impl MediaDirection {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+label_value!(
+    DropReason,
+    KeyframeDirection,
+    FrameDirection,
+    MediaDirection
+);
+
+#[derive(Debug, EncodeLabelSet)]
+struct LossLabels {
+    worker: usize,
+    direction: MediaDirection,
+}
 
 #[derive(Debug, EncodeLabelSet)]
 struct DropLabels {
@@ -532,6 +561,77 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
         "Keyframe requests (PLI): sent to publishers, received from subscribers",
         Series(keyframes),
     );
+    quality_series(r, workers);
+}
+
+/// Call quality from the workers' transport reports (`sfu::quality`): histograms over every
+/// participant (and every track), never a series per participant.
+fn quality_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
+    let ratio = || Unit::Other("ratio".into());
+    let by_direction =
+        |ingress: fn(&WorkerStats) -> &Buckets<{ LOSS_BUCKETS.len() }>,
+         egress: fn(&WorkerStats) -> &Buckets<{ LOSS_BUCKETS.len() }>| {
+            let mut series = Vec::with_capacity(workers.len() * 2);
+            for (WorkerLabels { worker }, s) in workers {
+                for (direction, b) in [
+                    (MediaDirection::Ingress, ingress(s)),
+                    (MediaDirection::Egress, egress(s)),
+                ] {
+                    let labels = LossLabels {
+                        worker: *worker,
+                        direction,
+                    };
+                    series.push((labels, histogram(b, &LOSS_BUCKETS)));
+                }
+            }
+            Series(series)
+        };
+    r.register(
+        "huizhen_media_quality_reports",
+        "Statistics reports on peer connections, about one per connected participant per second",
+        per_worker(workers, |s| ConstCounter::new(s.sfu.quality.reports)),
+    );
+    r.register_with_unit(
+        "huizhen_media_rtt",
+        "Round-trip time per peer connection report, from transport-wide congestion control \
+         feedback (clients that send none are not in it)",
+        Unit::Seconds,
+        per_worker(workers, |s| histogram(&s.sfu.quality.rtt, &RTT_BUCKETS)),
+    );
+    r.register_with_unit(
+        "huizhen_media_loss",
+        "Fraction of packets lost per peer connection report, from transport-wide congestion \
+         control feedback: ingress (what a participant sent the server), egress (what the \
+         server sent a participant)",
+        ratio(),
+        by_direction(
+            |s| &s.sfu.quality.loss_ingress,
+            |s| &s.sfu.quality.loss_egress,
+        ),
+    );
+    r.register_with_unit(
+        "huizhen_media_track_rtt",
+        "Round-trip time per track report, from RTCP receiver reports (and extended reports)",
+        Unit::Seconds,
+        per_worker(workers, |s| {
+            histogram(&s.sfu.quality.track_rtt, &RTT_BUCKETS)
+        }),
+    );
+    r.register_with_unit(
+        "huizhen_media_track_loss",
+        "Fraction of packets lost per track report, from RTCP receiver reports: ingress (ours, \
+         on a track a participant sends), egress (a subscriber's, on a track forwarded to them)",
+        ratio(),
+        by_direction(
+            |s| &s.sfu.quality.track_loss_ingress,
+            |s| &s.sfu.quality.track_loss_egress,
+        ),
+    );
+}
+
+/// A worker's histogram over `bounds`.
+fn histogram<const N: usize>(b: &Buckets<N>, bounds: &[f64; N]) -> BucketCounts {
+    BucketCounts::new(bounds.iter().copied(), &b.counts, b.count, b.sum)
 }
 
 /// The ICE-TCP listener's and connections' counters (all workers together).

@@ -9,9 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::TestServer;
-use common::peer::SignalingClient;
+use common::peer::{JoinOptions, SignalingClient, TestPeer};
 
 const T: Duration = Duration::from_secs(10);
+const CONNECT: Duration = Duration::from_secs(20);
+const MEDIA: Duration = Duration::from_secs(30);
 
 /// Every label the server may put on a series: each takes its values from a closed set (a cap,
 /// a deadline, an error code, a worker's index, a reason, a direction) or is a bucket's bound.
@@ -341,4 +343,87 @@ async fn the_exposition_is_openmetrics_and_moves_with_a_join() {
         assert!(!after.text.contains(secret), "{secret} in\n{}", after.text);
     }
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_with_media_fills_the_quality_histograms() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Cardiology follow-up").await;
+    let doctor = peer(&s, &room, "doctor", "Dr. Wang", 0x51).await;
+    let patient = peer(&s, &room, "patient", "Li Hua", 0x62).await;
+    doctor.assert_receives_from(&patient, 25, MEDIA).await;
+    patient.assert_receives_from(&doctor, 25, MEDIA).await;
+
+    // Each peer connection is reported about once a second; receiver reports come every few
+    // seconds, so wait until every histogram has had some.
+    let filled = [
+        "huizhen_media_quality_reports_total{worker=\"0\"}",
+        "huizhen_media_rtt_seconds_count{worker=\"0\"}",
+        "huizhen_media_loss_ratio_count{worker=\"0\",direction=\"egress\"}",
+        "huizhen_media_track_rtt_seconds_count{worker=\"0\"}",
+        "huizhen_media_track_loss_ratio_count{worker=\"0\",direction=\"ingress\"}",
+        "huizhen_media_track_loss_ratio_count{worker=\"0\",direction=\"egress\"}",
+    ];
+    let deadline = tokio::time::Instant::now() + MEDIA;
+    let e = loop {
+        let e = Exposition::scrape(&s).await;
+        if filled.iter().all(|series| e.get(series) > 0.0) {
+            break e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "quality histograms still empty:\n{}",
+            e.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for (family, kind) in [
+        ("huizhen_media_quality_reports", "counter"),
+        ("huizhen_media_rtt_seconds", "histogram"),
+        ("huizhen_media_loss_ratio", "histogram"),
+        ("huizhen_media_track_rtt_seconds", "histogram"),
+        ("huizhen_media_track_loss_ratio", "histogram"),
+    ] {
+        assert_eq!(e.type_of(family), kind, "{family}");
+    }
+    // On loopback, most reports see next to no loss: the median is under 5 %.
+    for direction in ["ingress", "egress"] {
+        let count = e.get(&format!(
+            "huizhen_media_track_loss_ratio_count{{worker=\"0\",direction=\"{direction}\"}}"
+        ));
+        let low = e.get(&format!(
+            "huizhen_media_track_loss_ratio_bucket{{le=\"0.05\",worker=\"0\",direction=\"{direction}\"}}"
+        ));
+        if count > 0.0 {
+            assert!(
+                low * 2.0 >= count,
+                "{direction}: {low} of {count} under 5 %"
+            );
+        }
+    }
+    // Two participants, and still no series names either of them.
+    for secret in [doctor.id(), patient.id(), room.clone()] {
+        assert!(!e.text.contains(secret.as_str()), "{secret} in\n{}", e.text);
+    }
+    s.stop().await;
+}
+
+async fn peer(s: &TestServer, room: &str, role: &str, name: &str, marker: u8) -> TestPeer {
+    let token = s.invite(room, role).await;
+    let p = TestPeer::join(JoinOptions {
+        ws_url: s.ws_url.clone(),
+        token,
+        name: name.into(),
+        publish_audio: true,
+        publish_video: true,
+        marker,
+        h264: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} joins: {e:#}"));
+    p.wait_connected(CONNECT)
+        .await
+        .unwrap_or_else(|e| panic!("{name} connects: {e:#}"));
+    p.start_media();
+    p
 }
