@@ -435,16 +435,27 @@ fn metrics_router(
                 media.clone(),
             );
             async move {
-                let body = metrics
+                use axum::response::IntoResponse;
+                match metrics
                     .render(rooms.live_rooms(), &errors.snapshot(), &media)
-                    .await;
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    body,
-                )
+                    .await
+                {
+                    Ok(body) => (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            crate::metrics::CONTENT_TYPE,
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                    // Writing into a String fails only if an encoder refuses its input (a
+                    // histogram with no bucket); a scrape with half an exposition is worse
+                    // than none.
+                    Err(e) => {
+                        tracing::error!(error = %e, "encoding the metrics failed");
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                    }
+                }
             }
         }),
     )

@@ -147,6 +147,46 @@ async fn ten_percent_loss_and_jitter_on_one_path_keeps_the_call_and_its_audio() 
         assert!((0.5..=1.1).contains(&r), "{label}: {r}");
     }
     assert_still_in_call(&patient, &[&doctor]);
+
+    // The server sees the loss, both ways, in its track loss histograms: receiver reports
+    // (every second or few, per track) saying more than 2 % lost, while the loss goes on.
+    let url = format!("http://{}/metrics", s.server().metrics_addr.unwrap());
+    let deadline = Instant::now() + MEDIA;
+    loop {
+        let metrics = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let sample = |series: String| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(series.as_str())?
+                        .strip_prefix(' ')?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+        };
+        let lossy: Vec<(&str, f64, f64)> = ["ingress", "egress"]
+            .into_iter()
+            .map(|direction| {
+                let count = sample(format!(
+                    "huizhen_media_track_loss_ratio_count{{worker=\"0\",direction=\"{direction}\"}}"
+                ));
+                let at_most_2 = sample(format!(
+                    "huizhen_media_track_loss_ratio_bucket{{le=\"0.02\",worker=\"0\",direction=\"{direction}\"}}"
+                ));
+                (direction, count, count - at_most_2)
+            })
+            .collect();
+        if lossy.iter().all(|(_, _, over)| *over >= 1.0) {
+            println!("track loss reports (direction, all, over 2 %): {lossy:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no report over 2 % loss: {lossy:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     s.stop().await;
 }
 

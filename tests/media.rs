@@ -173,7 +173,7 @@ async fn media_state_reaches_the_others_and_the_sfu_counts_packets() {
     let turns = value("huizhen_media_turn_seconds_count{worker=\"0\"}");
     assert!(turns > 0.0);
     assert_eq!(
-        value("huizhen_media_turn_seconds_bucket{worker=\"0\",le=\"+Inf\"}"),
+        value("huizhen_media_turn_seconds_bucket{le=\"+Inf\",worker=\"0\"}"),
         turns
     );
     s.stop().await;

@@ -18,6 +18,7 @@
 mod dtls;
 mod forwarder;
 mod keyframe;
+mod quality;
 mod router;
 mod stun;
 mod table;
@@ -42,6 +43,7 @@ pub use dtls::crypto_provider;
 // For the fuzz targets (`crate::fuzz`).
 use forwarder::Verdict;
 pub(crate) use keyframe::{VideoCodec, starts_keyframe};
+pub use quality::{Buckets, LOSS_BUCKETS, QualityStats, RTT_BUCKETS};
 use router::{Producer, Router};
 pub(crate) use stun::local_ufrag;
 pub use stun::worker_of_ufrag;
@@ -220,6 +222,8 @@ pub struct SfuStats {
     /// Keyframe requests (PLI) sent to publishers, and received from subscribers.
     pub keyframe_requests_sent: u64,
     pub keyframe_requests_received: u64,
+    /// Round-trip time and loss from every transport's statistics reports (`quality.rs`).
+    pub quality: QualityStats,
     /// Current sizes (filled in by `stats()`).
     pub transports: u64,
     pub producers: u64,
@@ -984,7 +988,8 @@ impl Sfu {
                     }
                 }
             }
-            _ => {}
+            // Statistics reports, about once a second per transport (never per packet).
+            _ => self.stats.quality.observe(&event),
         }
     }
 

@@ -338,6 +338,7 @@ impl Transport {
         let mut rtc = config
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            .set_stats_interval(Some(super::quality::STATS_INTERVAL))
             .set_extension_map(extension_map())
             .clear_codecs()
             .enable_opus(true, false)
