@@ -67,6 +67,14 @@ import * as consoleApi from "./api.js";
 
 /** @typedef {"prejoin" | "connecting" | "waiting" | "in-room" | "reconnecting" | "ended" | "error"} AppState */
 
+/** How often the microphones' levels are read, to show who speaks. */
+const SPEAKING_POLL_MS = 300;
+/** The level (0 to 1, linear) above which a microphone counts as speech rather than a room. */
+const SPEAKING_LEVEL = 0.05;
+/** How long the mark stays after they pause. */
+const SPEAKING_HOLD_MS = 1200;
+
+
 const STORE_KEY = "huizhen.join";
 /** The room whose consent dialog opened by itself in this tab (it does once per room). */
 const CONSENT_SHOWN_KEY = "huizhen.consent.shown";
@@ -207,6 +215,10 @@ class JoinApp {
   recoveries = [];
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   noticeTimer;
+  /** @type {ReturnType<typeof setInterval> | undefined} polls who speaks */
+  speakerTimer = undefined;
+  /** @type {{id: string, until: number} | null} who speaks, and until when the mark stays */
+  speaker = null;
   /** Reads the current peer connection's statistics for the tiles' quality indicators. */
   /** @type {{meter: QualityMeter, media: MediaSession, timer: ReturnType<typeof setInterval>} | null} */
   quality = null;
@@ -800,6 +812,7 @@ class JoinApp {
     }
     this.setState("in-room");
     this.startQuality();
+    this.watchSpeaker();
     if (admitted) {
       this.notice("join.notice.admitted");
       this.ui.roomTitle.tabIndex = -1;
@@ -1234,6 +1247,33 @@ class JoinApp {
   stopQuality() {
     if (this.quality) clearInterval(this.quality.timer);
     this.quality = null;
+    if (this.speakerTimer !== undefined) clearInterval(this.speakerTimer);
+    this.speakerTimer = undefined;
+    this.speaker = null;
+  }
+
+  /**
+   * Who speaks: the loudest microphone above a floor, kept a moment after they pause so the
+   * mark does not flicker between words.
+   */
+  watchSpeaker() {
+    const media = this.media;
+    if (!media || this.speakerTimer !== undefined) return;
+    this.speakerTimer = setInterval(() => {
+      if (media !== this.media) return;
+      const now = Date.now();
+      let loudest = null;
+      let level = SPEAKING_LEVEL;
+      for (const [id, l] of media.audioLevels()) {
+        if (l > level && this.others.get(id)?.audio_muted !== true) {
+          loudest = id;
+          level = l;
+        }
+      }
+      if (loudest) this.speaker = { id: loudest, until: now + SPEAKING_HOLD_MS };
+      else if (this.speaker && now > this.speaker.until) this.speaker = null;
+      this.view.setSpeaking(this.speaker?.id ?? null);
+    }, SPEAKING_POLL_MS);
   }
 
   async readQuality() {

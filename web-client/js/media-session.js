@@ -316,6 +316,33 @@ export class MediaSession {
     return { report, owners };
   }
 
+  /**
+   * How loud each participant's microphone arrives now (0 to 1, from the last packets' audio
+   * level header: no decoding, no Web Audio), for showing who speaks.
+   * @returns {Map<string, number>}
+   */
+  audioLevels() {
+    /** @type {Map<string, number>} */
+    const levels = new Map();
+    if (this.#closed) return levels;
+    // Browsers have stamped these on the page's clock or on the wall clock: either is recent.
+    const now = performance.now();
+    const wall = Date.now();
+    for (const transceiver of this.#pc.getTransceivers()) {
+      const mid = transceiver.mid;
+      if (mid === null || transceiver.currentDirection === "stopped") continue;
+      const info = this.#tracksByMid.get(mid);
+      if (!info || info.kind !== "audio" || info.source === "screen") continue;
+      // Only a level heard in the last second counts: a muted microphone sends nothing new.
+      const recent = transceiver.receiver
+        .getSynchronizationSources()
+        .filter((s) => Math.abs(now - s.timestamp) < 1000 || Math.abs(wall - s.timestamp) < 1000);
+      const level = Math.max(0, ...recent.map((s) => s.audioLevel ?? 0));
+      levels.set(info.participant_id, Math.max(levels.get(info.participant_id) ?? 0, level));
+    }
+    return levels;
+  }
+
   get hasMic() {
     return this.#micTrack !== null;
   }

@@ -3,9 +3,10 @@
 // of empty video tiles would bury the few people who can be seen and heard).
 //
 // Tile DOM contract (tests/browser relies on it): `.tile[data-participant-id]` holding a
-// <video>, a `.badge-muted` element that is `hidden` unless the participant is muted, and
-// `.tile-local` on your own tile; all inside #tiles. The audience: `.audience-item
-// [data-participant-id]` inside #audience, which is `hidden` while nobody is in it. For a
+// <video>, a `.badge-muted` element that is `hidden` unless the participant is muted,
+// `.tile-local` on your own tile and `.tile-speaking` on whoever speaks now; all inside
+// #tiles. The audience: `.audience-item[data-participant-id]` inside #audience, which is
+// `hidden` while nobody is in it. For a
 // clinician in a consultation with a waiting room, the tiles and audience lines of patients,
 // guests and observers carry a `.send-back` button; for a clinician, everyone else's carry a
 // `.manage` button that opens the moderation menu (moderation.js).
@@ -275,6 +276,17 @@ export class RoomView {
     trAttr(tile.quality, "aria-label", "room.quality.label", { level: { key: levelKey }, details });
     if (q && details) tr(tile.qualityDetails, "room.quality.label", { level: { key: levelKey }, details });
     else clearText(tile.qualityDetails);
+  }
+
+  /**
+   * Marks who speaks now (null: nobody): their tile gets `.tile-speaking`.
+   * @param {string | null} id
+   */
+  setSpeaking(id) {
+    for (const [pid, tile] of this.#tiles) {
+      const on = pid === id;
+      if (tile.root.classList.contains("tile-speaking") !== on) tile.root.classList.toggle("tile-speaking", on);
+    }
   }
 
   /** @returns {string[]} everyone shown, tiles and audience */
