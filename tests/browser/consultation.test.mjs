@@ -1203,6 +1203,20 @@ async function main() {
       await snap(p.doctor, "annotated-doctor");
     });
 
+    await check("the clinicians confer privately: the patient's page says so, the specialist's that the patient cannot hear them; back to the patient clears it", { scenario: true }, async () => {
+      await p.doctor.locator("#huddle-button").click();
+      for (const page of [p.patient, p.specialist]) {
+        await page.locator('#moderation-banner[data-huddle="true"]').waitFor({ state: "visible", timeout: EVENT_TIMEOUT });
+      }
+      assert.equal(await p.patient.locator("#huddle-button").isVisible(), false, "the patient cannot start or end a huddle");
+      await p.specialist.waitForFunction(() => document.querySelector("#huddle-button")?.getAttribute("aria-pressed") === "true", undefined, { timeout: EVENT_TIMEOUT });
+      await snap(p.patient, "huddle-patient");
+      await p.specialist.locator("#huddle-button").click();
+      for (const page of [p.patient, p.doctor, p.specialist]) {
+        await page.locator("#moderation-banner").waitFor({ state: "hidden", timeout: EVENT_TIMEOUT });
+      }
+    });
+
     await check("the specialist signs a diagnosis report with their password (a wrong one first): doctor and patient see who signed", { scenario: true }, async () => {
       await p.specialist.locator('.tab[data-tab="records-panel"]').click();
       await p.specialist.locator(".record-forms summary", { hasText: "Diagnosis report" }).click();
