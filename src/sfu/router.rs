@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use str0m::media::MediaKind;
 
+use super::forwarder::{LAYER_RIDS, Layer};
 use super::{ProducerKey, TrackSource, TransportKey};
 use crate::domain::ids::ParticipantId;
 
@@ -24,6 +25,66 @@ pub struct Producer {
     pub kind: MediaKind,
     /// Camera, microphone or screen.
     pub source: TrackSource,
-    /// Throttles keyframe requests (see `KEYFRAME_REQUEST_INTERVAL`).
-    pub last_keyframe_request: Option<Instant>,
+    /// Throttles keyframe requests (see `KEYFRAME_REQUEST_INTERVAL`), per layer (a producer
+    /// without simulcast uses the first).
+    pub last_keyframe_request: [Option<Instant>; LAYER_RIDS.len()],
+    /// Some for a simulcast camera: which of its layers arrive.
+    pub layers: Option<Layers>,
+}
+
+/// The layers a simulcast producer is sending now: a layer becomes available with its first
+/// packet and unavailable when str0m reports its stream paused (a browser drops its upper
+/// layers on a weak uplink, or sends fewer for a small capture).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Layers {
+    /// Bit `l` set: layer `l` is arriving.
+    pub available: u8,
+}
+
+impl Layers {
+    pub fn set(&mut self, layer: Layer, on: bool) {
+        if on {
+            self.available |= 1 << layer;
+        } else {
+            self.available &= !(1 << layer);
+        }
+    }
+
+    /// The layer a subscriber gets: the one it wants if it arrives, else the best below it,
+    /// else the lowest above it; with no wish, the best arriving. None while nothing arrives.
+    pub fn pick(&self, wanted: Option<Layer>) -> Option<Layer> {
+        let all = self.available;
+        if all == 0 {
+            return None;
+        }
+        let highest = |mask: u8| 7 - mask.leading_zeros() as Layer;
+        let Some(w) = wanted else {
+            return Some(highest(all));
+        };
+        let at_or_below = all & (((1u16 << (w + 1)) - 1) as u8);
+        if at_or_below != 0 {
+            return Some(highest(at_or_below));
+        }
+        Some(all.trailing_zeros() as Layer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_gets_the_nearest_arriving_layer() {
+        let mut l = Layers::default();
+        assert_eq!(l.pick(None), None, "nothing arrives yet");
+        l.set(0, true);
+        l.set(2, true);
+        assert_eq!(l.pick(None), Some(2), "no wish: the best");
+        assert_eq!(l.pick(Some(1)), Some(0), "the best below the wish");
+        assert_eq!(l.pick(Some(2)), Some(2));
+        l.set(0, false);
+        assert_eq!(l.pick(Some(0)), Some(2), "the lowest above when none below");
+        l.set(2, false);
+        assert_eq!(l.pick(Some(2)), None);
+    }
 }
