@@ -48,6 +48,10 @@ struct Client {
     keyframe_owed: [bool; 3],
     /// A simulcast layer it has stopped sending (as a browser does on a weak uplink).
     stop_layer: Option<usize>,
+    /// Set for a client in RTP mode that writes its simulcast layers as raw RTP with VP8
+    /// descriptors (str0m's frame-mode packetiser writes no PictureID): each layer's own
+    /// (seq, RTP time, PictureID, TL0PICIDX).
+    raw: Option<[(u16, u32, u16, u8); 3]>,
     frames_sent: u64,
     connected: bool,
     /// Its datagrams never reach the server (a network that blocks UDP); signaling still works.
@@ -70,26 +74,52 @@ impl Client {
             if self.stop_layer == Some(l) {
                 continue;
             }
+            let key = tick.is_multiple_of(SIMULCAST_KEYFRAME_EVERY) || self.keyframe_owed[l];
+            self.keyframe_owed[l] = false;
+            let rid = str0m::media::Rid::from(*rid);
+            let frame = [
+                if key { 0x10 } else { 0x11 },
+                self.marker,
+                SIMULCAST_TAG | l as u8,
+            ];
+            let filler = std::iter::repeat_n(self.marker, 200 + 300 * l);
+            if let Some(raw) = self.raw.as_mut() {
+                let (seq, ts, pid, tl0) = &mut raw[l];
+                // RFC 7741 descriptor: X and S; I, L and T; a 15-bit PictureID; TL0PICIDX;
+                // TID 0. Then the VP8 frame.
+                let mut d = vec![0x90, 0xe0, 0x80 | (*pid >> 8) as u8, *pid as u8, *tl0, 0];
+                d.extend(frame);
+                d.extend(filler);
+                let pt = self
+                    .rtc
+                    .codec_config()
+                    .iter()
+                    .find(|p| p.spec().codec == str0m::format::Codec::Vp8)
+                    .unwrap()
+                    .pt();
+                let mut api = self.rtc.direct_api();
+                let Some(tx) = api.stream_tx_by_mid(mid, Some(rid)) else {
+                    continue;
+                };
+                let write = str0m::rtp::RtpWrite::new(pt, u64::from(*seq).into(), *ts, now, d);
+                tx.write_rtp(write.marker(true));
+                *seq = seq.wrapping_add(1);
+                *ts = ts.wrapping_add(1800);
+                *pid = (*pid + 1) & 0x7fff;
+                *tl0 = tl0.wrapping_add(1);
+                continue;
+            }
             let Some(writer) = self.rtc.writer(mid) else {
                 return;
             };
             let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
                 return;
             };
-            let key = tick.is_multiple_of(SIMULCAST_KEYFRAME_EVERY) || self.keyframe_owed[l];
-            self.keyframe_owed[l] = false;
-            let mut d = vec![
-                if key { 0x10 } else { 0x11 },
-                self.marker,
-                SIMULCAST_TAG | l as u8,
-            ];
-            d.extend(std::iter::repeat_n(self.marker, 200 + 300 * l));
+            let mut d = frame.to_vec();
+            d.extend(filler);
             // Each layer its own time origin, as each simulcast encoder has.
             let time = MediaTime::new(1_000_000 * l as u64 + tick * 1800, Frequency::NINETY_KHZ);
-            writer
-                .rid(str0m::media::Rid::from(*rid))
-                .write(pt, now, time, d)
-                .unwrap();
+            writer.rid(rid).write(pt, now, time, d).unwrap();
         }
     }
 
@@ -105,6 +135,10 @@ impl Client {
             })
             .collect();
         for (mid, kind) in sending {
+            if kind == MediaKind::Video && self.simulcast {
+                self.write_layers(now, mid, tick);
+                continue;
+            }
             let Some(writer) = self.rtc.writer(mid) else {
                 continue;
             };
@@ -116,10 +150,6 @@ impl Client {
                     vec![self.marker; 80],
                     MediaTime::new(tick * 960, Frequency::FORTY_EIGHT_KHZ),
                 ),
-                MediaKind::Video if self.simulcast => {
-                    self.write_layers(now, mid, tick);
-                    continue;
-                }
                 MediaKind::Video => {
                     // VP8 frame tag: bit 0 clear on keyframes. Then the marker.
                     let tag = if tick.is_multiple_of(KEYFRAME_EVERY) {
@@ -146,6 +176,8 @@ struct Frame {
     tag: u8,
     /// Whether the receiver saw no missing packet before it.
     contiguous: bool,
+    /// VP8 PictureID and TL0PICIDX as the receiver extended them, when the frame had them.
+    vp8: Option<(u64, u64)>,
     /// The first and last sequence numbers and the RTP time, as the receiver extended them.
     seq: (u64, u64),
     time: u64,
@@ -169,6 +201,8 @@ struct World {
     /// A NAT in front of some clients: their address → the address the server sees (a
     /// path change rebinds it).
     nat: HashMap<SocketAddr, SocketAddr>,
+    /// The next client joins in RTP mode (see `join_simulcast_raw`).
+    rtp_mode_next: bool,
 }
 
 impl World {
@@ -187,6 +221,7 @@ impl World {
             rtp_dropped: 0,
             publishing: true,
             nat: HashMap::new(),
+            rtp_mode_next: false,
         }
     }
 
@@ -218,6 +253,29 @@ impl World {
         id
     }
 
+    /// A participant publishing only a simulcast camera, written as raw RTP (an RTP-mode
+    /// client) with VP8 PictureIDs and TL0PICIDXs: each layer starts its seq, time, PictureID
+    /// (one near the 15-bit wrap) and TL0PICIDX elsewhere.
+    fn join_simulcast_raw(&mut self, marker: u8) -> ParticipantId {
+        self.rtp_mode_next = true;
+        let id = self.join_with(
+            marker,
+            PublishKinds {
+                audio: false,
+                video: true,
+            },
+            TransportOptions { simulcast: true },
+        );
+        let c = self.clients.last_mut().unwrap();
+        c.simulcast = true;
+        c.raw = Some([
+            (100, 5_000, 7, 0),
+            (30_000, 2_000_000_000, 32_700, 250),
+            (65_500, 4_294_000_000, 20_000, 100),
+        ]);
+        id
+    }
+
     fn join_with(
         &mut self,
         marker: u8,
@@ -229,6 +287,7 @@ impl World {
             .parse()
             .unwrap();
         let mut rtc = RtcConfig::new()
+            .set_rtp_mode(std::mem::take(&mut self.rtp_mode_next))
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -251,6 +310,7 @@ impl World {
             simulcast: false,
             keyframe_owed: [false; 3],
             stop_layer: None,
+            raw: None,
             frames_sent: 0,
             connected: false,
             blocked: false,
@@ -458,6 +518,10 @@ fn on_client_event(c: &mut Client, e: Event) {
                 keyframe,
                 tag,
                 contiguous: d.contiguous,
+                vp8: match &d.codec_extra {
+                    str0m::format::CodecExtra::Vp8(e) => e.picture_id.zip(e.tl0_picture_id),
+                    _ => None,
+                },
                 seq: (**d.seq_range.start(), **d.seq_range.end()),
                 time: d.time.numer(),
             };
@@ -1537,4 +1601,38 @@ fn a_paused_layer_moves_its_subscribers_to_one_that_arrives() {
     assert_eq!(got.last().map(layer_of), Some(1), "A is on h");
     assert!(w.sfu.stats().keyframe_requests_sent > sfu_before);
     assert_decodable(&got, "A");
+}
+
+#[test]
+fn vp8_picture_ids_run_on_across_layer_switches() {
+    let mut w = World::new();
+    let publisher = w.join_simulcast_raw(0x5C);
+    let a = w.join(0xA1);
+    let b = w.join(0xB2);
+    w.run(600);
+    // B goes down to q, up to h (whose PictureID wraps at 2^15 soon after), and back to the
+    // best; A stays on the default all along.
+    for layer in [Some(0), Some(1), None] {
+        w.set_layer(&b, &publisher, layer);
+        w.run(1000);
+    }
+    for (who, rx) in [("A", &a), ("B", &b)] {
+        let got = frames(&w, rx, &publisher, MediaKind::Video);
+        assert!(got.len() > 100, "{who}: {} frames", got.len());
+        assert_decodable(got, who);
+        for pair in got.windows(2) {
+            let (Some((pid_a, tl0_a)), Some((pid_b, tl0_b))) = (pair[0].vp8, pair[1].vp8) else {
+                panic!("{who}: a frame without PictureID: {pair:?}");
+            };
+            assert_eq!(pid_b, pid_a + 1, "{who}: PictureID jumped {pair:?}");
+            assert_eq!(tl0_b, tl0_a + 1, "{who}: TL0PICIDX jumped {pair:?}");
+        }
+    }
+    let b_layers: Vec<Layer> = frames(&w, &b, &publisher, MediaKind::Video)
+        .iter()
+        .map(layer_of)
+        .collect();
+    for l in [0, 1, 2] {
+        assert!(b_layers.contains(&l), "B never got layer {l}: {b_layers:?}");
+    }
 }
