@@ -385,7 +385,6 @@ mod tests {
                 }
             }
 
-            #[allow(clippy::too_many_arguments)]
             fn feed(
                 &mut self,
                 target: Layer,

@@ -12,7 +12,9 @@
 //!
 //! Vocabulary (as in mediasoup): a *producer* is a track a participant sends to the server, a
 //! *consumer* is one participant's copy of someone else's producer. The core forwards RTP as is
-//! (RTP mode): no depacketizing, only per-consumer sequence rebasing and keyframe gating.
+//! (RTP mode): no depacketizing, only per-consumer sequence rebasing and keyframe gating, and
+//! for a simulcast camera the choice of one layer per consumer and the rewriting a switch
+//! between layers needs (`forwarder.rs`).
 //! It decides nothing about permissions: rooms say who may publish and subscribe.
 
 mod dtls;
@@ -711,7 +713,10 @@ impl Sfu {
         else {
             return;
         };
-        let layer = layer.filter(|l| usize::from(*l) < LAYER_RIDS.len());
+        if layer.is_some_and(|l| usize::from(l) >= LAYER_RIDS.len()) {
+            tracing::debug!(?layer, "no such simulcast layer; ignored");
+            return;
+        }
         for c in &mut t.consumers {
             if &c.publisher == publisher && c.layers.is_some() {
                 c.wanted = layer;
@@ -1273,10 +1278,12 @@ impl Sfu {
             self.stats.rtp_out_bytes += pkt.payload.len() as u64;
             Self::mark_dirty(&mut self.dirty, *member, t);
         }
-        let simulcast = layered.is_some();
-        for l in 0..LAYER_RIDS.len() as Layer {
-            if want_keyframe & (1 << l) != 0 {
-                self.request_keyframe(now, producer_key, simulcast.then_some(l));
+        if want_keyframe != 0 {
+            let simulcast = layered.is_some();
+            for l in 0..LAYER_RIDS.len() as Layer {
+                if want_keyframe & (1 << l) != 0 {
+                    self.request_keyframe(now, producer_key, simulcast.then_some(l));
+                }
             }
         }
     }

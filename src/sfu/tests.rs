@@ -58,6 +58,8 @@ struct Client {
     blocked: bool,
     /// Answers it still sends malformed before it answers properly.
     garble_answers: u32,
+    /// Answers as if it could not send simulcast: it never sees the offer's rid lines.
+    ignore_simulcast: bool,
 }
 
 /// A simulcast publisher's frames carry this | layer as their third byte.
@@ -315,6 +317,7 @@ impl World {
             connected: false,
             blocked: false,
             garble_answers: 0,
+            ignore_simulcast: false,
         });
         self.sfu.handle_command(
             self.now,
@@ -463,7 +466,15 @@ impl World {
                         c.garble_answers -= 1;
                         "v=0\r\nthis is not an answer\r\n".to_string()
                     } else {
-                        let sdp = SdpOffer::from_sdp_string(&offer.sdp).unwrap();
+                        let text = if c.ignore_simulcast {
+                            let kept = offer.sdp.split_inclusive('\n').filter(|l| {
+                                !l.starts_with("a=simulcast") && !l.starts_with("a=rid")
+                            });
+                            kept.collect::<String>()
+                        } else {
+                            offer.sdp.clone()
+                        };
+                        let sdp = SdpOffer::from_sdp_string(&text).unwrap();
                         let answer = c.rtc.sdp_api().accept_offer(sdp).unwrap();
                         answer.to_sdp_string()
                     };
@@ -1635,4 +1646,39 @@ fn vp8_picture_ids_run_on_across_layer_switches() {
     for l in [0, 1, 2] {
         assert!(b_layers.contains(&l), "B never got layer {l}: {b_layers:?}");
     }
+}
+
+#[test]
+fn a_publisher_answering_without_simulcast_is_forwarded_as_one_layer() {
+    let mut w = World::new();
+    // Offered layers, answered with none (as Firefox does for H.264): it sends one stream
+    // without rid, which is layer 0 and the only one to forward.
+    let publisher = w.join_with(
+        0x5C,
+        PublishKinds {
+            audio: true,
+            video: true,
+        },
+        TransportOptions { simulcast: true },
+    );
+    w.clients.last_mut().unwrap().ignore_simulcast = true;
+    let a = w.join(0xA1);
+    w.run(2000);
+    let got = frames(&w, &a, &publisher, MediaKind::Video);
+    assert!(got.len() > 50, "{} frames", got.len());
+    assert!(got[0].keyframe && got.iter().all(|f| f.marker == 0x5C));
+    // A keyframe request for a late subscriber reaches its one stream.
+    let before = w.client(&publisher).keyframe_requests;
+    let late = w.join(0xB2);
+    w.run(1000);
+    assert!(frames(&w, &late, &publisher, MediaKind::Video).len() > 20);
+    let asked = &w.client(&publisher).keyframe_request_rids;
+    assert!(
+        w.client(&publisher).keyframe_requests > before,
+        "no keyframe asked for"
+    );
+    assert!(
+        asked.iter().all(|r| r.is_none()),
+        "asked for a rid: {asked:?}"
+    );
 }

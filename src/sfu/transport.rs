@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt, Simulcast, SimulcastLayer};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rids, Simulcast, SimulcastLayer};
 use str0m::rtp::Ssrc;
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
@@ -750,11 +750,13 @@ impl Transport {
             if inc.state != IncomingState::Open {
                 continue;
             }
-            let receiving = self
-                .rtc
-                .as_ref()
-                .and_then(|r| r.media(inc.mid))
-                .is_some_and(|m| m.direction().is_receiving());
+            let media = self.rtc.as_ref().and_then(|r| r.media(inc.mid));
+            let receiving = media.is_some_and(|m| m.direction().is_receiving());
+            // Simulcast only if the answer took up the layers: one that names no rid (Firefox
+            // does not simulcast H.264; a client may refuse) sends one stream without rid,
+            // forwarded as today.
+            let simulcast = inc.simulcast
+                && media.is_some_and(|m| matches!(m.rids_rx(), Rids::Specific(r) if !r.is_empty()));
             if receiving && !inc.live {
                 inc.live = true;
                 let source = match inc.kind {
@@ -763,7 +765,7 @@ impl Transport {
                 };
                 outcome
                     .new_producers
-                    .push((inc.mid, inc.kind, source, inc.simulcast));
+                    .push((inc.mid, inc.kind, source, simulcast));
             }
         }
         match self.screen {
