@@ -99,13 +99,52 @@ impl Forwarder {
     }
 }
 
-/// A simulcast layer: the index of its rid in [`LAYER_RIDS`] (0 = lowest). A producer
-/// without simulcast sends layer 0 only.
-pub type Layer = u8;
-
 /// The rids the server offers for a simulcast camera, lowest resolution first (RFC 8853: the
 /// order is the offerer's preference; browsers scale the last one least).
 pub const LAYER_RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// A simulcast layer: one of [`LAYER_RIDS`], lowest first (ordered so). A producer without
+/// simulcast sends [`Layer::LOW`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Layer(u8);
+
+impl Layer {
+    /// Rid `q`, a quarter of the full size.
+    pub const LOW: Layer = Layer(0);
+    /// Rid `h`, half the full size.
+    pub const MEDIUM: Layer = Layer(1);
+    /// Rid `f`, full size.
+    pub const FULL: Layer = Layer(2);
+    pub const ALL: [Layer; 3] = [Layer::LOW, Layer::MEDIUM, Layer::FULL];
+
+    /// The layer a rid names, if it is one of ours.
+    pub fn from_rid(rid: &str) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|l| l.rid() == rid)
+    }
+
+    pub fn rid(self) -> &'static str {
+        LAYER_RIDS[usize::from(self.0)]
+    }
+
+    /// Its position among [`LAYER_RIDS`] (0..3).
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// Its bit in a set of layers (`u8`).
+    pub fn bit(self) -> u8 {
+        1 << self.0
+    }
+
+    /// The highest layer of a non-empty set, the lowest, by bits.
+    pub(super) fn highest_of(set: u8) -> Option<Layer> {
+        (set != 0).then(|| Layer(7 - set.leading_zeros() as u8))
+    }
+
+    pub(super) fn lowest_of(set: u8) -> Option<Layer> {
+        (set != 0).then(|| Layer(set.trailing_zeros() as u8))
+    }
+}
 
 /// RTP clock rate of every video codec the SFU forwards (RFC 7741 §4.1, RFC 6184 §8.1).
 const VIDEO_CLOCK_HZ: u128 = 90_000;
@@ -425,17 +464,17 @@ mod tests {
             let t0 = Instant::now();
             let mut s = Sub::new();
             assert_eq!(
-                s.feed(1, 0, 100, 1000, t0, &vp8(10, 1, 1, true)),
+                s.feed(Layer(1), Layer(0), 100, 1000, t0, &vp8(10, 1, 1, true)),
                 LayerVerdict::OtherLayer,
                 "a keyframe of another layer is not for it"
             );
             assert_eq!(
-                s.feed(1, 1, 500, 9000, t0, &vp8(300, 5, 3, false)),
-                LayerVerdict::WaitKeyframe(1)
+                s.feed(Layer(1), Layer(1), 500, 9000, t0, &vp8(300, 5, 3, false)),
+                LayerVerdict::WaitKeyframe(Layer(1))
             );
             // The first start passes timestamps and VP8 fields through unchanged.
             assert_eq!(
-                s.feed(1, 1, 501, 9000, t0, &vp8(301, 6, 3, true)),
+                s.feed(Layer(1), Layer(1), 501, 9000, t0, &vp8(301, 6, 3, true)),
                 LayerVerdict::Forward {
                     seq: 1,
                     ts: 9000,
@@ -443,14 +482,14 @@ mod tests {
                 }
             );
             assert_eq!(
-                s.feed(1, 1, 502, 12_000, t0, &vp8(302, 6, 3, false)),
+                s.feed(Layer(1), Layer(1), 502, 12_000, t0, &vp8(302, 6, 3, false)),
                 LayerVerdict::Forward {
                     seq: 2,
                     ts: 12_000,
                     vp8: None
                 }
             );
-            assert_eq!(s.layers.current(), Some(1));
+            assert_eq!(s.layers.current(), Some(Layer(1)));
         }
 
         #[test]
@@ -460,12 +499,19 @@ mod tests {
             // On layer 2 (f): seq 7000.., ts 50_000.., pid 20_000.., tl0 200.., keyidx 30.
             let key_f = vp8(20_000, 200, 30, true);
             assert!(matches!(
-                s.feed(2, 2, 7000, 50_000, t0, &key_f),
+                s.feed(Layer(2), Layer(2), 7000, 50_000, t0, &key_f),
                 LayerVerdict::Forward { seq: 1, .. }
             ));
             let t1 = t0 + Duration::from_millis(33);
             assert!(matches!(
-                s.feed(2, 2, 7001, 53_000, t1, &vp8(20_001, 201, 30, false)),
+                s.feed(
+                    Layer(2),
+                    Layer(2),
+                    7001,
+                    53_000,
+                    t1,
+                    &vp8(20_001, 201, 30, false)
+                ),
                 LayerVerdict::Forward {
                     seq: 2,
                     ts: 53_000,
@@ -475,12 +521,19 @@ mod tests {
             // Target now layer 0 (q). Its delta frames wait (a keyframe is asked for); layer 2
             // keeps flowing meanwhile, so the subscriber never freezes.
             assert_eq!(
-                s.feed(0, 0, 100, 7, t1, &vp8(5, 9, 2, false)),
-                LayerVerdict::WaitKeyframe(0)
+                s.feed(Layer(0), Layer(0), 100, 7, t1, &vp8(5, 9, 2, false)),
+                LayerVerdict::WaitKeyframe(Layer(0))
             );
             let t2 = t1 + Duration::from_millis(33);
             assert!(matches!(
-                s.feed(0, 2, 7002, 56_000, t2, &vp8(20_002, 202, 30, false)),
+                s.feed(
+                    Layer(0),
+                    Layer(2),
+                    7002,
+                    56_000,
+                    t2,
+                    &vp8(20_002, 202, 30, false)
+                ),
                 LayerVerdict::Forward {
                     seq: 3,
                     ts: 56_000,
@@ -491,7 +544,7 @@ mod tests {
             let t3 = t2 + Duration::from_millis(10);
             let key_q = vp8(6, 10, 2, true);
             assert_eq!(
-                s.feed(0, 0, 101, 3007, t3, &key_q),
+                s.feed(Layer(0), Layer(0), 101, 3007, t3, &key_q),
                 LayerVerdict::Forward {
                     seq: 4,
                     ts: 56_000 + 900,
@@ -499,11 +552,11 @@ mod tests {
                 },
                 "seq, ts, PictureID, TL0PICIDX and KEYIDX all continue"
             );
-            assert_eq!(s.layers.current(), Some(0));
+            assert_eq!(s.layers.current(), Some(Layer(0)));
             // Later packets of the new layer keep the same offsets (KEYIDX wraps at 5 bits).
             let next = vp8(7, 10, 3, false);
             assert_eq!(
-                s.feed(0, 0, 102, 6007, t3, &next),
+                s.feed(Layer(0), Layer(0), 102, 6007, t3, &next),
                 LayerVerdict::Forward {
                     seq: 5,
                     ts: 56_900 + 3000,
@@ -513,11 +566,18 @@ mod tests {
             // Late packets of the old layer are no longer this subscriber's; packets of the
             // new layer older than its switch keyframe are dropped.
             assert_eq!(
-                s.feed(0, 2, 7003, 59_000, t3, &vp8(20_003, 203, 30, false)),
+                s.feed(
+                    Layer(0),
+                    Layer(2),
+                    7003,
+                    59_000,
+                    t3,
+                    &vp8(20_003, 203, 30, false)
+                ),
                 LayerVerdict::OtherLayer
             );
             assert_eq!(
-                s.feed(0, 0, 100, 7, t3, &vp8(5, 9, 2, false)),
+                s.feed(Layer(0), Layer(0), 100, 7, t3, &vp8(5, 9, 2, false)),
                 LayerVerdict::Drop
             );
         }
@@ -526,19 +586,31 @@ mod tests {
         fn timestamps_stay_monotonic_across_a_switch_at_the_same_instant() {
             let t0 = Instant::now();
             let mut s = Sub::new();
-            s.feed(0, 0, 1, 4_000_000_000, t0, &vp8(1, 1, 1, true));
+            s.feed(
+                Layer(0),
+                Layer(0),
+                1,
+                4_000_000_000,
+                t0,
+                &vp8(1, 1, 1, true),
+            );
             // Layer 1's clock is far behind (its own random origin), and its keyframe arrives
             // in the same instant: time still advances, by one tick.
             let LayerVerdict::Forward { ts, seq, .. } =
-                s.feed(1, 1, 9, 10, t0, &vp8(1, 1, 1, true))
+                s.feed(Layer(1), Layer(1), 9, 10, t0, &vp8(1, 1, 1, true))
             else {
                 panic!("the keyframe switches");
             };
             assert_eq!((seq, ts), (2, 4_000_000_001));
             // And wraps like RTP time.
-            let LayerVerdict::Forward { ts, .. } =
-                s.feed(1, 1, 10, 10 + 300_000_000, t0, &vp8(2, 1, 1, false))
-            else {
+            let LayerVerdict::Forward { ts, .. } = s.feed(
+                Layer(1),
+                Layer(1),
+                10,
+                10 + 300_000_000,
+                t0,
+                &vp8(2, 1, 1, false),
+            ) else {
                 panic!()
             };
             assert_eq!(ts, 4_000_000_001u32.wrapping_add(300_000_000));
@@ -548,12 +620,12 @@ mod tests {
         fn a_seven_bit_picture_id_keeps_its_width() {
             let t0 = Instant::now();
             let mut s = Sub::new();
-            s.feed(0, 0, 1, 0, t0, &vp8_short(120, true));
-            s.feed(0, 0, 2, 3000, t0, &vp8_short(127, false));
+            s.feed(Layer(0), Layer(0), 1, 0, t0, &vp8_short(120, true));
+            s.feed(Layer(0), Layer(0), 2, 3000, t0, &vp8_short(127, false));
             let key = vp8_short(40, true);
             let d = Vp8Descriptor::parse(&key).unwrap();
             assert_eq!(
-                s.feed(1, 1, 50, 0, t0, &key),
+                s.feed(Layer(1), Layer(1), 50, 0, t0, &key),
                 LayerVerdict::Forward {
                     seq: 3,
                     ts: 3001,
@@ -567,15 +639,15 @@ mod tests {
         fn a_restart_reenters_at_a_keyframe_and_continues() {
             let t0 = Instant::now();
             let mut s = Sub::new();
-            s.feed(1, 1, 10, 100, t0, &vp8(1, 1, 1, true));
+            s.feed(Layer(1), Layer(1), 10, 100, t0, &vp8(1, 1, 1, true));
             s.seq.restart();
             assert_eq!(
-                s.feed(1, 1, 11, 3100, t0, &vp8(2, 1, 1, false)),
-                LayerVerdict::WaitKeyframe(1),
+                s.feed(Layer(1), Layer(1), 11, 3100, t0, &vp8(2, 1, 1, false)),
+                LayerVerdict::WaitKeyframe(Layer(1)),
                 "after a block the subscriber waits for a keyframe"
             );
             assert!(matches!(
-                s.feed(1, 1, 12, 6100, t0, &vp8(3, 2, 1, true)),
+                s.feed(Layer(1), Layer(1), 12, 6100, t0, &vp8(3, 2, 1, true)),
                 LayerVerdict::Forward { seq: 2, .. }
             ));
         }
@@ -595,7 +667,7 @@ mod tests {
                 pid_15_bit: false,
             };
             assert_eq!(
-                l.on_packet(&mut seq, 0, &p(0, 5, 100, true)),
+                l.on_packet(&mut seq, Layer(0), &p(Layer(0), 5, 100, true)),
                 LayerVerdict::Forward {
                     seq: 1,
                     ts: 100,
@@ -603,7 +675,7 @@ mod tests {
                 }
             );
             assert_eq!(
-                l.on_packet(&mut seq, 2, &p(2, 900, 7, true)),
+                l.on_packet(&mut seq, Layer(2), &p(Layer(2), 900, 7, true)),
                 LayerVerdict::Forward {
                     seq: 2,
                     ts: 101,

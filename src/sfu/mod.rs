@@ -44,7 +44,7 @@ use crate::domain::ids::{ParticipantId, RoomId};
 pub use dtls::crypto_provider;
 // For the fuzz targets (`crate::fuzz`).
 pub use forwarder::Layer;
-use forwarder::{LAYER_RIDS, LayerPacket, LayerVerdict, Verdict, vp8_pid_is_15_bit};
+use forwarder::{LayerPacket, LayerVerdict, Verdict, vp8_pid_is_15_bit};
 pub(crate) use keyframe::{VideoCodec, starts_keyframe};
 pub use quality::{Buckets, LOSS_BUCKETS, QualityStats, RTT_BUCKETS};
 use router::{Layers, Producer, Router};
@@ -713,10 +713,6 @@ impl Sfu {
         else {
             return;
         };
-        if layer.is_some_and(|l| usize::from(l) >= LAYER_RIDS.len()) {
-            tracing::debug!(?layer, "no such simulcast layer; ignored");
-            return;
-        }
         for c in &mut t.consumers {
             if &c.publisher == publisher && c.layers.is_some() {
                 c.wanted = layer;
@@ -924,10 +920,7 @@ impl Sfu {
                 let Some(layer) = layer.or_else(|| layers.pick(None)) else {
                     return;
                 };
-                let Some(rid) = LAYER_RIDS.get(usize::from(layer)) else {
-                    return;
-                };
-                (usize::from(layer), Some((*rid).into()))
+                (layer.index(), Some(layer.rid().into()))
             }
         };
         let Some(last) = p.last_keyframe_request.get_mut(slot) else {
@@ -1123,7 +1116,7 @@ impl Sfu {
         let Some(rid) = rid else {
             return;
         };
-        let Some(layer) = LAYER_RIDS.iter().position(|r| *r == rid) else {
+        let Some(layer) = Layer::from_rid(rid) else {
             return;
         };
         let Some(room) = self.transports.get(key).map(|t| t.room.clone()) else {
@@ -1136,7 +1129,7 @@ impl Sfu {
             .and_then(|r| r.producers.iter_mut().find(|p| p.key == producer))
             .and_then(|p| p.layers.as_mut())
         {
-            layers.set(layer as Layer, !paused);
+            layers.set(layer, !paused);
         }
     }
 
@@ -1227,7 +1220,7 @@ impl Sfu {
                     LayerVerdict::Forward { seq, ts, vp8 } => (seq, ts, vp8),
                     LayerVerdict::WaitKeyframe(l) => {
                         self.stats.dropped_keyframe_wait += 1;
-                        want_keyframe |= 1 << l;
+                        want_keyframe |= l.bit();
                         continue;
                     }
                     LayerVerdict::Drop => {
@@ -1244,7 +1237,7 @@ impl Sfu {
                     Verdict::Forward(seq) => (seq, pkt.header.timestamp, None),
                     Verdict::WaitKeyframe => {
                         self.stats.dropped_keyframe_wait += 1;
-                        want_keyframe |= 1;
+                        want_keyframe |= Layer::LOW.bit();
                         continue;
                     }
                     Verdict::Drop => {
@@ -1280,8 +1273,8 @@ impl Sfu {
         }
         if want_keyframe != 0 {
             let simulcast = layered.is_some();
-            for l in 0..LAYER_RIDS.len() as Layer {
-                if want_keyframe & (1 << l) != 0 {
+            for l in Layer::ALL {
+                if want_keyframe & l.bit() != 0 {
                     self.request_keyframe(now, producer_key, simulcast.then_some(l));
                 }
             }

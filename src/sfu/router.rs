@@ -44,9 +44,9 @@ pub struct Layers {
 impl Layers {
     pub fn set(&mut self, layer: Layer, on: bool) {
         if on {
-            self.available |= 1 << layer;
+            self.available |= layer.bit();
         } else {
-            self.available &= !(1 << layer);
+            self.available &= !layer.bit();
         }
     }
 
@@ -54,18 +54,12 @@ impl Layers {
     /// else the lowest above it; with no wish, the best arriving. None while nothing arrives.
     pub fn pick(&self, wanted: Option<Layer>) -> Option<Layer> {
         let all = self.available;
-        if all == 0 {
-            return None;
-        }
-        let highest = |mask: u8| 7 - mask.leading_zeros() as Layer;
         let Some(w) = wanted else {
-            return Some(highest(all));
+            return Layer::highest_of(all);
         };
-        let at_or_below = all & (((1u16 << (w + 1)) - 1) as u8);
-        if at_or_below != 0 {
-            return Some(highest(at_or_below));
-        }
-        Some(all.trailing_zeros() as Layer)
+        // The bits of `w` and every layer below it.
+        let at_or_below = all & (w.bit() | (w.bit() - 1));
+        Layer::highest_of(at_or_below).or_else(|| Layer::lowest_of(all))
     }
 }
 
@@ -76,15 +70,19 @@ mod tests {
     #[test]
     fn a_subscriber_gets_the_nearest_arriving_layer() {
         let mut l = Layers::default();
+        let (q, h, f) = (Layer::LOW, Layer::MEDIUM, Layer::FULL);
         assert_eq!(l.pick(None), None, "nothing arrives yet");
-        l.set(0, true);
-        l.set(2, true);
-        assert_eq!(l.pick(None), Some(2), "no wish: the best");
-        assert_eq!(l.pick(Some(1)), Some(0), "the best below the wish");
-        assert_eq!(l.pick(Some(2)), Some(2));
-        l.set(0, false);
-        assert_eq!(l.pick(Some(0)), Some(2), "the lowest above when none below");
-        l.set(2, false);
-        assert_eq!(l.pick(Some(2)), None);
+        l.set(q, true);
+        l.set(f, true);
+        assert_eq!(l.pick(None), Some(f), "no wish: the best");
+        assert_eq!(l.pick(Some(h)), Some(q), "the best below the wish");
+        assert_eq!(l.pick(Some(f)), Some(f));
+        l.set(q, false);
+        assert_eq!(l.pick(Some(q)), Some(f), "the lowest above when none below");
+        l.set(h, true);
+        assert_eq!(l.pick(Some(q)), Some(h));
+        l.set(f, false);
+        l.set(h, false);
+        assert_eq!(l.pick(Some(f)), None);
     }
 }

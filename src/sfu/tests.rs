@@ -40,7 +40,7 @@ struct Client {
     keyframe_requests: u32,
     /// The rid each keyframe request named (None: the m-line's only stream).
     keyframe_request_rids: Vec<Option<String>>,
-    /// Publishes its camera as three simulcast layers (`LAYER_RIDS`), each frame tagged with
+    /// Publishes its camera as three simulcast layers (rids `q`, `h`, `f`), each frame tagged with
     /// `SIMULCAST_TAG | layer` after the marker. Its layers send a keyframe only every
     /// `SIMULCAST_KEYFRAME_EVERY` frames, or on the next frame after a request for that rid.
     simulcast: bool,
@@ -72,13 +72,13 @@ impl Client {
     /// Each simulcast layer's frame, one packet each (sizes differ per layer, as resolutions
     /// do; under the MTU, so a frame is never split).
     fn write_layers(&mut self, now: Instant, mid: Mid, tick: u64) {
-        for (l, rid) in LAYER_RIDS.iter().enumerate() {
+        for (l, layer) in Layer::ALL.iter().enumerate() {
             if self.stop_layer == Some(l) {
                 continue;
             }
             let key = tick.is_multiple_of(SIMULCAST_KEYFRAME_EVERY) || self.keyframe_owed[l];
             self.keyframe_owed[l] = false;
-            let rid = str0m::media::Rid::from(*rid);
+            let rid = str0m::media::Rid::from(layer.rid());
             let frame = [
                 if key { 0x10 } else { 0x11 },
                 self.marker,
@@ -336,14 +336,14 @@ impl World {
         &mut self,
         subscriber: &ParticipantId,
         publisher: &ParticipantId,
-        layer: Option<Layer>,
+        layer: Option<usize>,
     ) {
         self.sfu.handle_command(
             self.now,
             SfuCommand::SetLayer {
                 subscriber: subscriber.clone(),
                 publisher: publisher.clone(),
-                layer,
+                layer: layer.map(|i| Layer::ALL[i]),
             },
         );
     }
@@ -507,10 +507,7 @@ fn on_client_event(c: &mut Client, e: Event) {
         Event::KeyframeRequest(req) => {
             c.keyframe_requests += 1;
             let rid = req.rid.map(|r| r.to_string());
-            if let Some(l) = rid
-                .as_deref()
-                .and_then(|r| LAYER_RIDS.iter().position(|x| *x == r))
-            {
+            if let Some(l) = rid.as_deref().and_then(Layer::from_rid).map(Layer::index) {
                 c.keyframe_owed[l] = true;
             }
             c.keyframe_request_rids.push(rid);
@@ -1441,7 +1438,7 @@ fn a_role_change_adds_and_stops_the_own_m_lines_and_their_consumers() {
 }
 
 /// The layer a frame of a simulcast publisher came from.
-fn layer_of(f: &Frame) -> Layer {
+fn layer_of(f: &Frame) -> u8 {
     assert_eq!(f.tag & 0xF0, SIMULCAST_TAG, "not a simulcast frame: {f:?}");
     f.tag & 0x0F
 }
@@ -1639,7 +1636,7 @@ fn vp8_picture_ids_run_on_across_layer_switches() {
             assert_eq!(tl0_b, tl0_a + 1, "{who}: TL0PICIDX jumped {pair:?}");
         }
     }
-    let b_layers: Vec<Layer> = frames(&w, &b, &publisher, MediaKind::Video)
+    let b_layers: Vec<u8> = frames(&w, &b, &publisher, MediaKind::Video)
         .iter()
         .map(layer_of)
         .collect();

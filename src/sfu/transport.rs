@@ -800,8 +800,8 @@ impl Transport {
         let rx = api.stream_rx(&ssrc)?;
         let layer = rx
             .rid()
-            .and_then(|rid| LAYER_RIDS.iter().position(|r| *r == &*rid))
-            .map_or(0, |i| i as Layer);
+            .and_then(|rid| Layer::from_rid(&rid))
+            .unwrap_or(Layer::LOW);
         let found = (rx.mid(), layer);
         self.ssrc_mid.insert(ssrc, found);
         Some(found)
