@@ -12,7 +12,9 @@
 //!
 //! Vocabulary (as in mediasoup): a *producer* is a track a participant sends to the server, a
 //! *consumer* is one participant's copy of someone else's producer. The core forwards RTP as is
-//! (RTP mode): no depacketizing, only per-consumer sequence rebasing and keyframe gating.
+//! (RTP mode): no depacketizing, only per-consumer sequence rebasing and keyframe gating, and
+//! for a simulcast camera the choice of one layer per consumer and the rewriting a switch
+//! between layers needs (`forwarder.rs`).
 //! It decides nothing about permissions: rooms say who may publish and subscribe.
 
 mod dtls;
@@ -35,16 +37,17 @@ use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
 use crate::domain::ids::{ParticipantId, RoomId};
 pub use dtls::crypto_provider;
 // For the fuzz targets (`crate::fuzz`).
-use forwarder::Verdict;
+pub use forwarder::Layer;
+use forwarder::{LayerPacket, LayerVerdict, Verdict, vp8_pid_is_15_bit};
 pub(crate) use keyframe::{VideoCodec, starts_keyframe};
 pub use quality::{Buckets, LOSS_BUCKETS, QualityStats, RTT_BUCKETS};
-use router::{Producer, Router};
+use router::{Layers, Producer, Router};
 pub(crate) use stun::local_ufrag;
 pub use stun::worker_of_ufrag;
 pub use table::TransportKey;
@@ -64,6 +67,16 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Due timeouts one poll of a transport serves itself (see `Sfu::poll_one`).
 const MAX_INLINE_TIMEOUTS: u32 = 4;
+
+/// How a transport is set up beyond what it publishes and receives. Every field defaults off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TransportOptions {
+    /// Offer the camera m-line with three simulcast receive layers (rids `q`, `h`, `f`, lowest
+    /// first). Opt-in: a client must be ready to send on a simulcast m-line (a browser cannot
+    /// put an `addTrack` camera on one), and webrtc-rs answers every offered rid whether it
+    /// sends it or not.
+    pub simulcast: bool,
+}
 
 /// Which kinds of media a participant sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,10 +120,28 @@ pub enum SfuCommand {
         publish: PublishKinds,
         subscribe: bool,
     },
+    /// [`SfuCommand::AddTransport`] with options (simulcast). What rooms send once the
+    /// signaling lets a client ask for them; until then only tests and tools do.
+    AddTransportWith {
+        room: RoomId,
+        participant: ParticipantId,
+        publish: PublishKinds,
+        subscribe: bool,
+        options: TransportOptions,
+    },
     Answer {
         participant: ParticipantId,
         offer_id: u64,
         answer: Answer,
+    },
+    /// Which simulcast layer `subscriber` is to get of `publisher`'s camera (None: the best
+    /// arriving). The switch happens at the next keyframe of that layer (one is asked for);
+    /// the current layer flows until then. Without simulcast, nothing changes. The hook that
+    /// bandwidth-based selection is to drive; for now tests and tools set it.
+    SetLayer {
+        subscriber: ParticipantId,
+        publisher: ParticipantId,
+        layer: Option<Layer>,
     },
     RemoveTransport {
         participant: ParticipantId,
@@ -411,7 +442,26 @@ impl Sfu {
                 participant,
                 publish,
                 subscribe,
-            } => self.add_transport(now, room, participant, publish, subscribe),
+            } => self.add_transport(
+                now,
+                room,
+                participant,
+                publish,
+                subscribe,
+                TransportOptions::default(),
+            ),
+            SfuCommand::AddTransportWith {
+                room,
+                participant,
+                publish,
+                subscribe,
+                options,
+            } => self.add_transport(now, room, participant, publish, subscribe, options),
+            SfuCommand::SetLayer {
+                subscriber,
+                publisher,
+                layer,
+            } => self.set_layer(&subscriber, &publisher, layer),
             SfuCommand::Answer {
                 participant,
                 offer_id,
@@ -622,15 +672,23 @@ impl Sfu {
         participant: ParticipantId,
         publish: PublishKinds,
         subscribe: bool,
+        options: TransportOptions,
     ) {
         if self.transports.key_of(&participant).is_some() {
             return;
         }
         let mut t = Transport::new(now, room.clone(), participant, publish, subscribe);
+        t.set_simulcast(options.simulcast);
         let router = self.routers.entry(room).or_default();
         if subscribe {
             for p in &router.producers {
-                t.add_consumer(p.key, p.publisher.clone(), p.kind, p.source);
+                t.add_consumer(
+                    p.key,
+                    p.publisher.clone(),
+                    p.kind,
+                    p.source,
+                    p.layers.is_some(),
+                );
             }
         }
         let key = self.transports.insert(t);
@@ -639,6 +697,27 @@ impl Sfu {
             Self::mark_dirty(&mut self.dirty, key, t);
         }
         self.negotiate(key);
+    }
+
+    /// See [`SfuCommand::SetLayer`].
+    fn set_layer(
+        &mut self,
+        subscriber: &ParticipantId,
+        publisher: &ParticipantId,
+        layer: Option<Layer>,
+    ) {
+        let Some(t) = self
+            .transports
+            .key_of(subscriber)
+            .and_then(|key| self.transports.get_mut(key))
+        else {
+            return;
+        };
+        for c in &mut t.consumers {
+            if &c.publisher == publisher && c.layers.is_some() {
+                c.wanted = layer;
+            }
+        }
     }
 
     fn answer(&mut self, now: Instant, key: TransportKey, offer_id: u64, answer: Answer) {
@@ -673,20 +752,21 @@ impl Sfu {
             self.by_tcp_addr.retain(|_, k| *k != key);
         }
         if let Some(router) = self.routers.get_mut(&room) {
-            for (mid, kind, source) in outcome.new_producers {
+            for (mid, kind, source, simulcast) in outcome.new_producers {
                 let producer = ProducerKey { owner: key, mid };
                 router.producers.push(Producer {
                     key: producer,
                     publisher: participant.clone(),
                     kind,
                     source,
-                    last_keyframe_request: None,
+                    last_keyframe_request: Default::default(),
+                    layers: simulcast.then(Layers::default),
                 });
                 for member in router.members.iter().filter(|m| **m != key) {
                     if let Some(other) = self.transports.get_mut(*member)
                         && other.subscribe
                     {
-                        other.add_consumer(producer, participant.clone(), kind, source);
+                        other.add_consumer(producer, participant.clone(), kind, source, simulcast);
                     }
                 }
             }
@@ -696,7 +776,7 @@ impl Sfu {
             }
         }
         for producer in outcome.opened_video {
-            self.request_keyframe(now, producer);
+            self.request_keyframe(now, producer, None);
         }
         // Changes queued while the offer was outstanding.
         self.negotiate(key);
@@ -821,7 +901,10 @@ impl Sfu {
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, producer: ProducerKey) {
+    /// Asks `producer`'s publisher for a keyframe, on `layer` of a simulcast producer (None:
+    /// the best arriving one, what a subscriber without a wish gets). Every path names the
+    /// rid: str0m's lookup by mid alone matches any of a simulcast m-line's streams.
+    fn request_keyframe(&mut self, now: Instant, producer: ProducerKey, layer: Option<Layer>) {
         let Some(owner) = self.transports.get_mut(producer.owner) else {
             return;
         };
@@ -831,18 +914,28 @@ impl Sfu {
         let Some(p) = router.producers.iter_mut().find(|p| p.key == producer) else {
             return;
         };
-        if p.last_keyframe_request
-            .is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
-        {
+        let (slot, rid) = match &p.layers {
+            None => (0, None),
+            Some(layers) => {
+                let Some(layer) = layer.or_else(|| layers.pick(None)) else {
+                    return;
+                };
+                (layer.index(), Some(layer.rid().into()))
+            }
+        };
+        let Some(last) = p.last_keyframe_request.get_mut(slot) else {
+            return;
+        };
+        if last.is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
             return;
         }
-        p.last_keyframe_request = Some(now);
+        *last = Some(now);
         let Some(rtc) = owner.rtc_mut() else {
             return;
         };
         if let Some(rx) = rtc
             .direct_api()
-            .stream_rx_by_mid(producer.mid, None)
+            .stream_rx_by_mid(producer.mid, rid)
             .as_mut()
         {
             rx.request_keyframe(KeyframeRequestKind::Pli);
@@ -941,13 +1034,14 @@ impl Sfu {
             Event::RtpPacket(pkt) => self.forward(now, key, pkt),
             Event::KeyframeRequest(req) => {
                 self.stats.keyframe_requests_received += 1;
+                // On the layer the subscriber decodes (a simulcast source).
                 let source = self
                     .transports
                     .get(key)
                     .and_then(|t| t.consumer_by_mid(req.mid))
-                    .map(|c| c.source);
-                if let Some(source) = source {
-                    self.request_keyframe(now, source);
+                    .map(|c| (c.source, c.layers.as_ref().and_then(|l| l.current())));
+                if let Some((source, layer)) = source {
+                    self.request_keyframe(now, source, layer);
                 }
             }
             Event::Connected => {
@@ -988,6 +1082,7 @@ impl Sfu {
                     }
                 }
             }
+            Event::StreamPaused(p) => self.layer_paused(key, p.mid, p.rid.as_deref(), p.paused),
             // Statistics reports, about once a second per transport (never per packet).
             _ => self.stats.quality.observe(&event),
         }
@@ -1004,14 +1099,37 @@ impl Sfu {
             room: t.room.clone(),
             participant: t.id.clone(),
         });
-        let video: Vec<ProducerKey> = t
+        let video: Vec<(ProducerKey, Option<Layer>)> = t
             .consumers
             .iter()
             .filter(|c| c.kind == MediaKind::Video && matches!(c.state, ConsumerState::Open(_)))
-            .map(|c| c.source)
+            .map(|c| (c.source, c.layers.as_ref().and_then(|l| l.current())))
             .collect();
-        for source in video {
-            self.request_keyframe(now, source);
+        for (source, layer) in video {
+            self.request_keyframe(now, source, layer);
+        }
+    }
+
+    /// str0m saw a layer of a simulcast producer stop (no packet for its pause threshold) or
+    /// resume: subscribers on it move to another layer at that layer's next keyframe.
+    fn layer_paused(&mut self, key: TransportKey, mid: Mid, rid: Option<&str>, paused: bool) {
+        let Some(rid) = rid else {
+            return;
+        };
+        let Some(layer) = Layer::from_rid(rid) else {
+            return;
+        };
+        let Some(room) = self.transports.get(key).map(|t| t.room.clone()) else {
+            return;
+        };
+        let producer = ProducerKey { owner: key, mid };
+        if let Some(layers) = self
+            .routers
+            .get_mut(&room)
+            .and_then(|r| r.producers.iter_mut().find(|p| p.key == producer))
+            .and_then(|p| p.layers.as_mut())
+        {
+            layers.set(layer, !paused);
         }
     }
 
@@ -1022,16 +1140,16 @@ impl Sfu {
         let Some(source) = self.transports.get_mut(key) else {
             return;
         };
-        let Some(mid) = source.mid_of(pkt.header.ssrc) else {
+        let Some((mid, layer)) = source.source_of(pkt.header.ssrc) else {
             self.stats.dropped_unknown_stream += 1;
             return;
         };
         let producer_key = ProducerKey { owner: key, mid };
         let pt = pkt.header.payload_type;
-        let Some(router) = self.routers.get(&source.room) else {
+        let Some(router) = self.routers.get_mut(&source.room) else {
             return;
         };
-        let Some(producer) = router.producers.iter().find(|p| p.key == producer_key) else {
+        let Some(producer) = router.producers.iter_mut().find(|p| p.key == producer_key) else {
             self.stats.dropped_unknown_stream += 1;
             return;
         };
@@ -1042,13 +1160,37 @@ impl Sfu {
         } else {
             None
         };
+        // A simulcast producer's packet is inspected once here for all its subscribers:
+        // which layer, whether it starts a keyframe, its VP8 descriptor.
+        let mut vp8 = None;
+        let layered = producer.layers.as_mut().map(|layers| {
+            layers.set(layer, true);
+            if codec == Some(VideoCodec::Vp8) {
+                vp8 = Vp8Descriptor::parse(&pkt.payload).ok();
+            }
+            *layers
+        });
+        let layered = layered.map(|layers| {
+            let packet = LayerPacket {
+                layer,
+                seq: *pkt.seq_no,
+                ts: pkt.header.timestamp,
+                at: pkt.timestamp,
+                keyframe: codec.is_none_or(|c| starts_keyframe(c, &pkt.payload)),
+                vp8: vp8.as_ref(),
+                pid_15_bit: vp8_pid_is_15_bit(&pkt.payload),
+            };
+            (layers, packet)
+        });
+        let producer = &*producer;
         let exts = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
             voice_activity: pkt.header.ext_vals.voice_activity,
             video_orientation: pkt.header.ext_vals.video_orientation,
             ..Default::default()
         };
-        let mut want_keyframe = false;
+        // Bit `l`: some subscriber waits for a keyframe of layer `l` (bit 0 without simulcast).
+        let mut want_keyframe: u8 = 0;
         for member in &router.members {
             if *member == key {
                 continue;
@@ -1068,19 +1210,40 @@ impl Sfu {
             let ConsumerState::Open(out_mid) = consumer.state else {
                 continue;
             };
-            let out_seq = match consumer
-                .forwarder
-                .on_packet(*pkt.seq_no, codec, &pkt.payload)
+            let (out_seq, out_ts, patch) = if let (Some((layers, packet)), Some(switch)) =
+                (&layered, consumer.layers.as_mut())
             {
-                Verdict::Forward(seq) => seq,
-                Verdict::WaitKeyframe => {
-                    self.stats.dropped_keyframe_wait += 1;
-                    want_keyframe = true;
+                let Some(target) = layers.pick(consumer.wanted) else {
                     continue;
+                };
+                match switch.on_packet(&mut consumer.forwarder, target, packet) {
+                    LayerVerdict::Forward { seq, ts, vp8 } => (seq, ts, vp8),
+                    LayerVerdict::WaitKeyframe(l) => {
+                        self.stats.dropped_keyframe_wait += 1;
+                        want_keyframe |= l.bit();
+                        continue;
+                    }
+                    LayerVerdict::Drop => {
+                        self.stats.dropped_stale += 1;
+                        continue;
+                    }
+                    LayerVerdict::OtherLayer => continue,
                 }
-                Verdict::Drop => {
-                    self.stats.dropped_stale += 1;
-                    continue;
+            } else {
+                match consumer
+                    .forwarder
+                    .on_packet(*pkt.seq_no, codec, &pkt.payload)
+                {
+                    Verdict::Forward(seq) => (seq, pkt.header.timestamp, None),
+                    Verdict::WaitKeyframe => {
+                        self.stats.dropped_keyframe_wait += 1;
+                        want_keyframe |= Layer::LOW.bit();
+                        continue;
+                    }
+                    Verdict::Drop => {
+                        self.stats.dropped_stale += 1;
+                        continue;
+                    }
                 }
             };
             let Some(rtc) = t.rtc_mut() else {
@@ -1090,24 +1253,31 @@ impl Sfu {
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
             };
-            tx.write_rtp(
-                RtpWrite::new(
-                    pt,
-                    out_seq.into(),
-                    pkt.header.timestamp,
-                    pkt.timestamp,
-                    pkt.payload.clone(),
-                )
-                .marker(pkt.header.marker)
-                .ext_vals(exts.clone())
-                .nackable(is_video),
-            );
+            let mut write = RtpWrite::new(
+                pt,
+                out_seq.into(),
+                out_ts,
+                pkt.timestamp,
+                pkt.payload.clone(),
+            )
+            .marker(pkt.header.marker)
+            .ext_vals(exts.clone())
+            .nackable(is_video);
+            if let Some(patch) = patch {
+                write = write.vp8_patch(patch);
+            }
+            tx.write_rtp(write);
             self.stats.rtp_out += 1;
             self.stats.rtp_out_bytes += pkt.payload.len() as u64;
             Self::mark_dirty(&mut self.dirty, *member, t);
         }
-        if want_keyframe {
-            self.request_keyframe(now, producer_key);
+        if want_keyframe != 0 {
+            let simulcast = layered.is_some();
+            for l in Layer::ALL {
+                if want_keyframe & l.bit() != 0 {
+                    self.request_keyframe(now, producer_key, simulcast.then_some(l));
+                }
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use str0m::media::MediaKind;
 
+use super::forwarder::{LAYER_RIDS, Layer};
 use super::{ProducerKey, TrackSource, TransportKey};
 use crate::domain::ids::ParticipantId;
 
@@ -24,6 +25,64 @@ pub struct Producer {
     pub kind: MediaKind,
     /// Camera, microphone or screen.
     pub source: TrackSource,
-    /// Throttles keyframe requests (see `KEYFRAME_REQUEST_INTERVAL`).
-    pub last_keyframe_request: Option<Instant>,
+    /// Throttles keyframe requests (see `KEYFRAME_REQUEST_INTERVAL`), per layer (a producer
+    /// without simulcast uses the first).
+    pub last_keyframe_request: [Option<Instant>; LAYER_RIDS.len()],
+    /// Some for a simulcast camera: which of its layers arrive.
+    pub layers: Option<Layers>,
+}
+
+/// The layers a simulcast producer is sending now: a layer becomes available with its first
+/// packet and unavailable when str0m reports its stream paused (a browser drops its upper
+/// layers on a weak uplink, or sends fewer for a small capture).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Layers {
+    /// Bit `l` set: layer `l` is arriving.
+    pub available: u8,
+}
+
+impl Layers {
+    pub fn set(&mut self, layer: Layer, on: bool) {
+        if on {
+            self.available |= layer.bit();
+        } else {
+            self.available &= !layer.bit();
+        }
+    }
+
+    /// The layer a subscriber gets: the one it wants if it arrives, else the best below it,
+    /// else the lowest above it; with no wish, the best arriving. None while nothing arrives.
+    pub fn pick(&self, wanted: Option<Layer>) -> Option<Layer> {
+        let all = self.available;
+        let Some(w) = wanted else {
+            return Layer::highest_of(all);
+        };
+        // The bits of `w` and every layer below it.
+        let at_or_below = all & (w.bit() | (w.bit() - 1));
+        Layer::highest_of(at_or_below).or_else(|| Layer::lowest_of(all))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_gets_the_nearest_arriving_layer() {
+        let mut l = Layers::default();
+        let (q, h, f) = (Layer::LOW, Layer::MEDIUM, Layer::FULL);
+        assert_eq!(l.pick(None), None, "nothing arrives yet");
+        l.set(q, true);
+        l.set(f, true);
+        assert_eq!(l.pick(None), Some(f), "no wish: the best");
+        assert_eq!(l.pick(Some(h)), Some(q), "the best below the wish");
+        assert_eq!(l.pick(Some(f)), Some(f));
+        l.set(q, false);
+        assert_eq!(l.pick(Some(q)), Some(f), "the lowest above when none below");
+        l.set(h, true);
+        assert_eq!(l.pick(Some(q)), Some(h));
+        l.set(f, false);
+        l.set(h, false);
+        assert_eq!(l.pick(Some(f)), None);
+    }
 }

@@ -38,15 +38,93 @@ struct Client {
     /// (publisher, kind) → frames received, and whether each began with the publisher's marker.
     received: HashMap<(ParticipantId, MediaKind), Vec<Frame>>,
     keyframe_requests: u32,
+    /// The rid each keyframe request named (None: the m-line's only stream).
+    keyframe_request_rids: Vec<Option<String>>,
+    /// Publishes its camera as three simulcast layers (rids `q`, `h`, `f`), each frame tagged with
+    /// `SIMULCAST_TAG | layer` after the marker. Its layers send a keyframe only every
+    /// `SIMULCAST_KEYFRAME_EVERY` frames, or on the next frame after a request for that rid.
+    simulcast: bool,
+    /// Layers owed a keyframe (a request named their rid).
+    keyframe_owed: [bool; 3],
+    /// A simulcast layer it has stopped sending (as a browser does on a weak uplink).
+    stop_layer: Option<usize>,
+    /// Set for a client in RTP mode that writes its simulcast layers as raw RTP with VP8
+    /// descriptors (str0m's frame-mode packetiser writes no PictureID): each layer's own
+    /// (seq, RTP time, PictureID, TL0PICIDX).
+    raw: Option<[(u16, u32, u16, u8); 3]>,
     frames_sent: u64,
     connected: bool,
     /// Its datagrams never reach the server (a network that blocks UDP); signaling still works.
     blocked: bool,
     /// Answers it still sends malformed before it answers properly.
     garble_answers: u32,
+    /// Answers as if it could not send simulcast: it never sees the offer's rid lines.
+    ignore_simulcast: bool,
 }
 
+/// A simulcast publisher's frames carry this | layer as their third byte.
+const SIMULCAST_TAG: u8 = 0xE0;
+/// A simulcast publisher's regular keyframe interval (frames): long, so that a switch is
+/// seen to come from the keyframe request for the target layer.
+const SIMULCAST_KEYFRAME_EVERY: u64 = 150;
+
 impl Client {
+    /// Each simulcast layer's frame, one packet each (sizes differ per layer, as resolutions
+    /// do; under the MTU, so a frame is never split).
+    fn write_layers(&mut self, now: Instant, mid: Mid, tick: u64) {
+        for (l, layer) in Layer::ALL.iter().enumerate() {
+            if self.stop_layer == Some(l) {
+                continue;
+            }
+            let key = tick.is_multiple_of(SIMULCAST_KEYFRAME_EVERY) || self.keyframe_owed[l];
+            self.keyframe_owed[l] = false;
+            let rid = str0m::media::Rid::from(layer.rid());
+            let frame = [
+                if key { 0x10 } else { 0x11 },
+                self.marker,
+                SIMULCAST_TAG | l as u8,
+            ];
+            let filler = std::iter::repeat_n(self.marker, 200 + 300 * l);
+            if let Some(raw) = self.raw.as_mut() {
+                let (seq, ts, pid, tl0) = &mut raw[l];
+                // RFC 7741 descriptor: X and S; I, L and T; a 15-bit PictureID; TL0PICIDX;
+                // TID 0. Then the VP8 frame.
+                let mut d = vec![0x90, 0xe0, 0x80 | (*pid >> 8) as u8, *pid as u8, *tl0, 0];
+                d.extend(frame);
+                d.extend(filler);
+                let pt = self
+                    .rtc
+                    .codec_config()
+                    .iter()
+                    .find(|p| p.spec().codec == str0m::format::Codec::Vp8)
+                    .unwrap()
+                    .pt();
+                let mut api = self.rtc.direct_api();
+                let Some(tx) = api.stream_tx_by_mid(mid, Some(rid)) else {
+                    continue;
+                };
+                let write = str0m::rtp::RtpWrite::new(pt, u64::from(*seq).into(), *ts, now, d);
+                tx.write_rtp(write.marker(true));
+                *seq = seq.wrapping_add(1);
+                *ts = ts.wrapping_add(1800);
+                *pid = (*pid + 1) & 0x7fff;
+                *tl0 = tl0.wrapping_add(1);
+                continue;
+            }
+            let Some(writer) = self.rtc.writer(mid) else {
+                return;
+            };
+            let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
+                return;
+            };
+            let mut d = frame.to_vec();
+            d.extend(filler);
+            // Each layer its own time origin, as each simulcast encoder has.
+            let time = MediaTime::new(1_000_000 * l as u64 + tick * 1800, Frequency::NINETY_KHZ);
+            writer.rid(rid).write(pt, now, time, d).unwrap();
+        }
+    }
+
     /// One audio and one video packet on every m-line it sends.
     fn write_frames(&mut self, now: Instant) {
         let tick = self.frames_sent;
@@ -59,6 +137,10 @@ impl Client {
             })
             .collect();
         for (mid, kind) in sending {
+            if kind == MediaKind::Video && self.simulcast {
+                self.write_layers(now, mid, tick);
+                continue;
+            }
             let Some(writer) = self.rtc.writer(mid) else {
                 continue;
             };
@@ -92,6 +174,15 @@ impl Client {
 struct Frame {
     marker: u8,
     keyframe: bool,
+    /// The byte after the marker (a simulcast layer's tag).
+    tag: u8,
+    /// Whether the receiver saw no missing packet before it.
+    contiguous: bool,
+    /// VP8 PictureID and TL0PICIDX as the receiver extended them, when the frame had them.
+    vp8: Option<(u64, u64)>,
+    /// The first and last sequence numbers and the RTP time, as the receiver extended them.
+    seq: (u64, u64),
+    time: u64,
 }
 
 struct World {
@@ -112,6 +203,8 @@ struct World {
     /// A NAT in front of some clients: their address → the address the server sees (a
     /// path change rebinds it).
     nat: HashMap<SocketAddr, SocketAddr>,
+    /// The next client joins in RTP mode (see `join_simulcast_raw`).
+    rtp_mode_next: bool,
 }
 
 impl World {
@@ -130,6 +223,7 @@ impl World {
             rtp_dropped: 0,
             publishing: true,
             nat: HashMap::new(),
+            rtp_mode_next: false,
         }
     }
 
@@ -144,11 +238,58 @@ impl World {
     }
 
     fn join_publishing(&mut self, marker: u8, publish: PublishKinds) -> ParticipantId {
+        self.join_with(marker, publish, TransportOptions::default())
+    }
+
+    /// A participant publishing audio and a simulcast camera (three layers).
+    fn join_simulcast(&mut self, marker: u8) -> ParticipantId {
+        let id = self.join_with(
+            marker,
+            PublishKinds {
+                audio: true,
+                video: true,
+            },
+            TransportOptions { simulcast: true },
+        );
+        self.clients.last_mut().unwrap().simulcast = true;
+        id
+    }
+
+    /// A participant publishing only a simulcast camera, written as raw RTP (an RTP-mode
+    /// client) with VP8 PictureIDs and TL0PICIDXs: each layer starts its seq, time, PictureID
+    /// (one near the 15-bit wrap) and TL0PICIDX elsewhere.
+    fn join_simulcast_raw(&mut self, marker: u8) -> ParticipantId {
+        self.rtp_mode_next = true;
+        let id = self.join_with(
+            marker,
+            PublishKinds {
+                audio: false,
+                video: true,
+            },
+            TransportOptions { simulcast: true },
+        );
+        let c = self.clients.last_mut().unwrap();
+        c.simulcast = true;
+        c.raw = Some([
+            (100, 5_000, 7, 0),
+            (30_000, 2_000_000_000, 32_700, 250),
+            (65_500, 4_294_000_000, 20_000, 100),
+        ]);
+        id
+    }
+
+    fn join_with(
+        &mut self,
+        marker: u8,
+        publish: PublishKinds,
+        options: TransportOptions,
+    ) -> ParticipantId {
         let id = ParticipantId::generate();
         let addr: SocketAddr = format!("127.0.0.{}:5000", self.clients.len() + 2)
             .parse()
             .unwrap();
         let mut rtc = RtcConfig::new()
+            .set_rtp_mode(std::mem::take(&mut self.rtp_mode_next))
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -167,21 +308,44 @@ impl World {
             publish_mids: PublishMids::default(),
             received: HashMap::new(),
             keyframe_requests: 0,
+            keyframe_request_rids: Vec::new(),
+            simulcast: false,
+            keyframe_owed: [false; 3],
+            stop_layer: None,
+            raw: None,
             frames_sent: 0,
             connected: false,
             blocked: false,
             garble_answers: 0,
+            ignore_simulcast: false,
         });
         self.sfu.handle_command(
             self.now,
-            SfuCommand::AddTransport {
+            SfuCommand::AddTransportWith {
                 room: self.room.clone(),
                 participant: id.clone(),
                 publish,
                 subscribe: true,
+                options,
             },
         );
         id
+    }
+
+    fn set_layer(
+        &mut self,
+        subscriber: &ParticipantId,
+        publisher: &ParticipantId,
+        layer: Option<usize>,
+    ) {
+        self.sfu.handle_command(
+            self.now,
+            SfuCommand::SetLayer {
+                subscriber: subscriber.clone(),
+                publisher: publisher.clone(),
+                layer: layer.map(|i| Layer::ALL[i]),
+            },
+        );
     }
 
     fn leave(&mut self, id: &ParticipantId) {
@@ -302,7 +466,15 @@ impl World {
                         c.garble_answers -= 1;
                         "v=0\r\nthis is not an answer\r\n".to_string()
                     } else {
-                        let sdp = SdpOffer::from_sdp_string(&offer.sdp).unwrap();
+                        let text = if c.ignore_simulcast {
+                            let kept = offer.sdp.split_inclusive('\n').filter(|l| {
+                                !l.starts_with("a=simulcast") && !l.starts_with("a=rid")
+                            });
+                            kept.collect::<String>()
+                        } else {
+                            offer.sdp.clone()
+                        };
+                        let sdp = SdpOffer::from_sdp_string(&text).unwrap();
                         let answer = c.rtc.sdp_api().accept_offer(sdp).unwrap();
                         answer.to_sdp_string()
                     };
@@ -332,21 +504,34 @@ fn is_rtp(d: &[u8]) -> bool {
 fn on_client_event(c: &mut Client, e: Event) {
     match e {
         Event::Connected => c.connected = true,
-        Event::KeyframeRequest(_) => c.keyframe_requests += 1,
+        Event::KeyframeRequest(req) => {
+            c.keyframe_requests += 1;
+            let rid = req.rid.map(|r| r.to_string());
+            if let Some(l) = rid.as_deref().and_then(Layer::from_rid).map(Layer::index) {
+                c.keyframe_owed[l] = true;
+            }
+            c.keyframe_request_rids.push(rid);
+        }
         Event::MediaData(d) => {
             *c.per_mid.entry(d.mid).or_default() += 1;
             let Some((from, kind)) = c.tracks.get(&d.mid).cloned() else {
                 panic!("media on an unannounced mid {:?}", d.mid);
             };
-            let frame = match kind {
-                MediaKind::Audio => Frame {
-                    marker: d.data[0],
-                    keyframe: false,
+            let (marker, keyframe, tag) = match kind {
+                MediaKind::Audio => (d.data[0], false, d.data[1]),
+                MediaKind::Video => (d.data[1], d.data[0] & 1 == 0, d.data[2]),
+            };
+            let frame = Frame {
+                marker,
+                keyframe,
+                tag,
+                contiguous: d.contiguous,
+                vp8: match &d.codec_extra {
+                    str0m::format::CodecExtra::Vp8(e) => e.picture_id.zip(e.tl0_picture_id),
+                    _ => None,
                 },
-                MediaKind::Video => Frame {
-                    marker: d.data[1],
-                    keyframe: d.data[0] & 1 == 0,
-                },
+                seq: (**d.seq_range.start(), **d.seq_range.end()),
+                time: d.time.numer(),
             };
             c.received.entry((from, kind)).or_default().push(frame);
         }
@@ -1250,4 +1435,247 @@ fn a_role_change_adds_and_stops_the_own_m_lines_and_their_consumers() {
     w.leave(&doctor);
     w.run(100);
     assert!(w.sfu.holds_nothing());
+}
+
+/// The layer a frame of a simulcast publisher came from.
+fn layer_of(f: &Frame) -> u8 {
+    assert_eq!(f.tag & 0xF0, SIMULCAST_TAG, "not a simulcast frame: {f:?}");
+    f.tag & 0x0F
+}
+
+/// What a decoder needs of a subscriber's one video stream, however often its layer
+/// changed: it begins on a keyframe, its sequence numbers run on without a gap, its RTP time
+/// strictly increases, and every change of layer happens at a keyframe.
+fn assert_decodable(frames: &[Frame], who: &str) {
+    assert!(frames[0].keyframe, "{who}: starts on a delta frame");
+    for pair in frames.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert_eq!(b.seq.0, a.seq.1 + 1, "{who}: sequence gap {a:?} -> {b:?}");
+        assert!(b.time > a.time, "{who}: time went back {a:?} -> {b:?}");
+        assert!(b.contiguous, "{who}: the receiver saw a gap before {b:?}");
+        if layer_of(a) != layer_of(b) {
+            assert!(
+                b.keyframe,
+                "{who}: layer changed on a delta frame {a:?} -> {b:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_a_simulcast_transport_offers_receive_layers_and_only_for_its_camera() {
+    let mut w = World::new();
+    let plain = w.join(0xA1);
+    let layered = w.join_simulcast(0x5C);
+    w.run(500);
+    let simulcast_lines = |id: &ParticipantId| -> Vec<String> {
+        w.client(id)
+            .offer_sdp
+            .lines()
+            .filter(|l| l.starts_with("a=simulcast") || l.starts_with("a=rid"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(
+        simulcast_lines(&plain).is_empty(),
+        "{:?}",
+        simulcast_lines(&plain)
+    );
+    let lines = simulcast_lines(&layered);
+    assert_eq!(
+        lines,
+        [
+            "a=rid:q recv",
+            "a=rid:h recv",
+            "a=rid:f recv",
+            "a=simulcast:recv q;h;f"
+        ],
+        "one camera m-line with three layers, lowest first"
+    );
+}
+
+#[test]
+fn simulcast_subscribers_get_their_own_layer_and_switch_at_its_keyframe() {
+    let mut w = World::new();
+    let publisher = w.join_simulcast(0x5C);
+    let a = w.join(0xA1);
+    let b = w.join(0xB2);
+    // Once both get video, B asks for the low layer; A keeps the default (the best arriving).
+    w.run(500);
+    w.set_layer(&b, &publisher, Some(0));
+    w.run(1500);
+    let video =
+        |w: &World, rx: &ParticipantId| frames(w, rx, &publisher, MediaKind::Video).to_vec();
+    let a1 = video(&w, &a);
+    let b1 = video(&w, &b);
+    assert!(
+        a1.len() > 50 && b1.len() > 50,
+        "A {} B {} frames",
+        a1.len(),
+        b1.len()
+    );
+    // Each may climb through the layers in its first instant as they arrive one after the
+    // other, and B was on f until its switch; from then on each gets its layer only.
+    let layers = |f: &[Frame]| f.iter().map(layer_of).collect::<Vec<_>>();
+    let on_q = b1
+        .iter()
+        .rposition(|f| layer_of(f) != 0)
+        .map_or(0, |i| i + 1);
+    assert!(
+        b1.len() - on_q > 50,
+        "B is not on q for long: {:?}",
+        layers(&b1)
+    );
+    assert!(b1[on_q].keyframe, "B entered q on a delta frame");
+    let on_f = a1
+        .iter()
+        .position(|f| layer_of(f) == 2)
+        .expect("A reaches f");
+    assert!(
+        a1[on_f..].iter().all(|f| layer_of(f) == 2) && on_f < 3,
+        "A is not on f: {:?}",
+        layers(&a1)
+    );
+    assert_decodable(&a1, "A");
+    assert_decodable(&b1, "B");
+    // Audio is one stream whatever the layers.
+    assert!(!frames(&w, &a, &publisher, MediaKind::Audio).is_empty());
+
+    // B moves up to h: the publisher is asked for a keyframe on h (not any stream of the
+    // m-line), B switches at it, and keeps getting q until then (no freeze).
+    let asked_before = w.client(&publisher).keyframe_request_rids.len();
+    w.set_layer(&b, &publisher, Some(1));
+    w.run(1500);
+    let b2 = video(&w, &b);
+    let asked: Vec<_> = w.client(&publisher).keyframe_request_rids[asked_before..].to_vec();
+    assert!(
+        asked.contains(&Some("h".to_string())),
+        "no keyframe request on h: {asked:?}"
+    );
+    assert!(!asked.contains(&None), "a request named no rid: {asked:?}");
+    let new = &b2[b1.len()..];
+    let switch = new
+        .iter()
+        .position(|f| layer_of(f) == 1)
+        .expect("B switched to h");
+    assert!(new[switch].keyframe, "the switch is at h's keyframe");
+    assert!(
+        switch < 25,
+        "the switch waited {switch} frames for a keyframe"
+    );
+    assert!(
+        new[..switch].iter().all(|f| layer_of(f) == 0),
+        "q until the switch"
+    );
+    assert!(new[switch..].iter().all(|f| layer_of(f) == 1), "h after it");
+    assert!(new.len() >= 70, "B froze: {} frames in 1.5 s", new.len());
+    assert_decodable(&b2, "B");
+    // A, on the default layer, saw nothing of it.
+    let a2 = video(&w, &a);
+    assert!(a2[a1.len()..].iter().all(|f| layer_of(f) == 2), "A left f");
+    assert!(
+        a2.len() - a1.len() >= 70,
+        "A froze: {}",
+        a2.len() - a1.len()
+    );
+    assert_decodable(&a2, "A");
+
+    // And down again, to q.
+    w.set_layer(&b, &publisher, Some(0));
+    w.run(1000);
+    let b3 = video(&w, &b);
+    assert_eq!(b3.last().map(layer_of), Some(0), "B back on q");
+    assert_decodable(&b3, "B");
+}
+
+#[test]
+fn a_paused_layer_moves_its_subscribers_to_one_that_arrives() {
+    let mut w = World::new();
+    let publisher = w.join_simulcast(0x5C);
+    let a = w.join(0xA1);
+    w.run(1500);
+    let before = frames(&w, &a, &publisher, MediaKind::Video).len();
+    assert!(before > 30);
+    // The publisher stops sending f (as a browser does on a weak uplink): after str0m's
+    // pause threshold A is moved to h, at h's keyframe.
+    let sfu_before = w.sfu.stats().keyframe_requests_sent;
+    w.clients
+        .iter_mut()
+        .find(|c| c.id == publisher)
+        .unwrap()
+        .stop_layer = Some(2);
+    w.run(3000);
+    let got = frames(&w, &a, &publisher, MediaKind::Video).to_vec();
+    assert_eq!(got.last().map(layer_of), Some(1), "A is on h");
+    assert!(w.sfu.stats().keyframe_requests_sent > sfu_before);
+    assert_decodable(&got, "A");
+}
+
+#[test]
+fn vp8_picture_ids_run_on_across_layer_switches() {
+    let mut w = World::new();
+    let publisher = w.join_simulcast_raw(0x5C);
+    let a = w.join(0xA1);
+    let b = w.join(0xB2);
+    w.run(600);
+    // B goes down to q, up to h (whose PictureID wraps at 2^15 soon after), and back to the
+    // best; A stays on the default all along.
+    for layer in [Some(0), Some(1), None] {
+        w.set_layer(&b, &publisher, layer);
+        w.run(1000);
+    }
+    for (who, rx) in [("A", &a), ("B", &b)] {
+        let got = frames(&w, rx, &publisher, MediaKind::Video);
+        assert!(got.len() > 100, "{who}: {} frames", got.len());
+        assert_decodable(got, who);
+        for pair in got.windows(2) {
+            let (Some((pid_a, tl0_a)), Some((pid_b, tl0_b))) = (pair[0].vp8, pair[1].vp8) else {
+                panic!("{who}: a frame without PictureID: {pair:?}");
+            };
+            assert_eq!(pid_b, pid_a + 1, "{who}: PictureID jumped {pair:?}");
+            assert_eq!(tl0_b, tl0_a + 1, "{who}: TL0PICIDX jumped {pair:?}");
+        }
+    }
+    let b_layers: Vec<u8> = frames(&w, &b, &publisher, MediaKind::Video)
+        .iter()
+        .map(layer_of)
+        .collect();
+    for l in [0, 1, 2] {
+        assert!(b_layers.contains(&l), "B never got layer {l}: {b_layers:?}");
+    }
+}
+
+#[test]
+fn a_publisher_answering_without_simulcast_is_forwarded_as_one_layer() {
+    let mut w = World::new();
+    // Offered layers, answered with none (as Firefox does for H.264): it sends one stream
+    // without rid, which is layer 0 and the only one to forward.
+    let publisher = w.join_with(
+        0x5C,
+        PublishKinds {
+            audio: true,
+            video: true,
+        },
+        TransportOptions { simulcast: true },
+    );
+    w.clients.last_mut().unwrap().ignore_simulcast = true;
+    let a = w.join(0xA1);
+    w.run(2000);
+    let got = frames(&w, &a, &publisher, MediaKind::Video);
+    assert!(got.len() > 50, "{} frames", got.len());
+    assert!(got[0].keyframe && got.iter().all(|f| f.marker == 0x5C));
+    // A keyframe request for a late subscriber reaches its one stream.
+    let before = w.client(&publisher).keyframe_requests;
+    let late = w.join(0xB2);
+    w.run(1000);
+    assert!(frames(&w, &late, &publisher, MediaKind::Video).len() > 20);
+    let asked = &w.client(&publisher).keyframe_request_rids;
+    assert!(
+        w.client(&publisher).keyframe_requests > before,
+        "no keyframe asked for"
+    );
+    assert!(
+        asked.iter().all(|r| r.is_none()),
+        "asked for a rid: {asked:?}"
+    );
 }

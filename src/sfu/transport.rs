@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rids, Simulcast, SimulcastLayer};
 use str0m::rtp::Ssrc;
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
-use super::forwarder::Forwarder;
+use super::forwarder::{Forwarder, LAYER_RIDS, Layer, LayerSwitch};
 use super::keyframe::VideoCodec;
 use super::{ProducerKey, PublishKinds, TrackInfo, TrackSource};
 use crate::domain::ids::{ParticipantId, RoomId};
@@ -62,6 +62,11 @@ pub struct Consumer {
     pub track: TrackSource,
     pub state: ConsumerState,
     pub forwarder: Forwarder,
+    /// Some when the source is a simulcast camera: which layer this subscriber is on.
+    pub layers: Option<LayerSwitch>,
+    /// The layer this subscriber is to get from a simulcast source (None: the best arriving).
+    /// Set by `SfuCommand::SetLayer`; bandwidth-based selection is to drive it.
+    pub wanted: Option<Layer>,
 }
 
 /// An m-line on which this participant publishes their microphone or camera (participant →
@@ -70,6 +75,8 @@ pub struct Consumer {
 pub struct Incoming {
     pub mid: Mid,
     pub kind: MediaKind,
+    /// Offered with simulcast receive layers (`LAYER_RIDS`).
+    pub simulcast: bool,
     /// Registered as a producer in the room's router.
     pub live: bool,
     pub state: IncomingState,
@@ -147,8 +154,9 @@ impl Answer {
 /// What an accepted answer changed.
 #[derive(Debug, Default)]
 pub struct AnswerOutcome {
-    /// Incoming m-lines the participant now sends on.
-    pub new_producers: Vec<(Mid, MediaKind, TrackSource)>,
+    /// Incoming m-lines the participant now sends on, and whether each was offered with
+    /// simulcast layers.
+    pub new_producers: Vec<(Mid, MediaKind, TrackSource, bool)>,
     /// Video consumers that just opened: their producers owe them a keyframe.
     pub opened_video: Vec<ProducerKey>,
     /// The answer completed an ICE restart: the local ufrag it retired (no longer to route).
@@ -196,6 +204,9 @@ pub struct Transport {
     pub(super) rtc: Option<Box<Rtc>>,
     pub subscribe: bool,
     publish: PublishKinds,
+    /// Whether the camera m-line is offered with simulcast receive layers (opt-in per
+    /// transport: see `SfuCommand::AddTransportWith`).
+    simulcast: bool,
     pub incoming: Vec<Incoming>,
     /// The participant's screen share (apart from `incoming`: it comes and goes).
     pub screen: ScreenIn,
@@ -214,7 +225,8 @@ pub struct Transport {
     /// The media worker's index (first in every local ufrag), set with the peer connection.
     worker: u8,
     restart: IceRestart,
-    ssrc_mid: HashMap<Ssrc, Mid>,
+    /// Incoming stream → its m-line and simulcast layer (0 without simulcast).
+    ssrc_mid: HashMap<Ssrc, (Mid, Layer)>,
     /// Whose media of which kind this subscriber is not sent (the room decides: a huddle, a
     /// participant muted by the care team). Empty in most rooms, so the hot path pays one
     /// length check.
@@ -244,6 +256,7 @@ impl Transport {
             rtc: None,
             subscribe,
             publish,
+            simulcast: false,
             incoming: Vec::new(),
             screen: ScreenIn::Off,
             consumers: Vec::new(),
@@ -276,6 +289,12 @@ impl Transport {
             Some(d) => self.next_timeout.min(d + Duration::from_millis(1)),
             None => self.next_timeout,
         })
+    }
+
+    /// Offer the camera with simulcast receive layers from the next time its m-line is added
+    /// (so: set before the first offer).
+    pub fn set_simulcast(&mut self, on: bool) {
+        self.simulcast = on;
     }
 
     /// The peer connection, once there is one.
@@ -361,6 +380,7 @@ impl Transport {
         publisher: ParticipantId,
         kind: MediaKind,
         track: TrackSource,
+        simulcast: bool,
     ) {
         if self.consumers.iter().any(|c| c.source == source) {
             return;
@@ -372,6 +392,8 @@ impl Transport {
             track,
             state: ConsumerState::ToOpen,
             forwarder: Forwarder::new(kind == MediaKind::Video),
+            layers: simulcast.then(LayerSwitch::default),
+            wanted: None,
         });
     }
 
@@ -482,10 +504,15 @@ impl Transport {
         // when a feature needs it.
         for (lacking, kind) in lacks.into_iter().zip([MediaKind::Audio, MediaKind::Video]) {
             if lacking {
-                let mid = change.add_media(kind, Direction::RecvOnly, None, None, None);
+                // Only the camera is ever simulcast: a screen stays one layer (content keeps
+                // its resolution).
+                let simulcast = self.simulcast && kind == MediaKind::Video;
+                let layers = simulcast.then(simulcast_recv);
+                let mid = change.add_media(kind, Direction::RecvOnly, None, None, layers);
                 self.incoming.push(Incoming {
                     mid,
                     kind,
+                    simulcast,
                     live: false,
                     state: IncomingState::Negotiating,
                 });
@@ -723,18 +750,22 @@ impl Transport {
             if inc.state != IncomingState::Open {
                 continue;
             }
-            let receiving = self
-                .rtc
-                .as_ref()
-                .and_then(|r| r.media(inc.mid))
-                .is_some_and(|m| m.direction().is_receiving());
+            let media = self.rtc.as_ref().and_then(|r| r.media(inc.mid));
+            let receiving = media.is_some_and(|m| m.direction().is_receiving());
+            // Simulcast only if the answer took up the layers: one that names no rid (Firefox
+            // does not simulcast H.264; a client may refuse) sends one stream without rid,
+            // forwarded as today.
+            let simulcast = inc.simulcast
+                && media.is_some_and(|m| matches!(m.rids_rx(), Rids::Specific(r) if !r.is_empty()));
             if receiving && !inc.live {
                 inc.live = true;
                 let source = match inc.kind {
                     MediaKind::Audio => TrackSource::Microphone,
                     MediaKind::Video => TrackSource::Camera,
                 };
-                outcome.new_producers.push((inc.mid, inc.kind, source));
+                outcome
+                    .new_producers
+                    .push((inc.mid, inc.kind, source, simulcast));
             }
         }
         match self.screen {
@@ -750,7 +781,7 @@ impl Transport {
                 if receiving {
                     outcome
                         .new_producers
-                        .push((m, MediaKind::Video, TrackSource::Screen));
+                        .push((m, MediaKind::Video, TrackSource::Screen, false));
                 }
             }
             ScreenIn::NegotiatingStop(_) => self.screen = ScreenIn::Off,
@@ -759,14 +790,21 @@ impl Transport {
         Ok(outcome)
     }
 
-    /// The mid an incoming RTP stream belongs to.
-    pub fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {
-        if let Some(mid) = self.ssrc_mid.get(&ssrc) {
-            return Some(*mid);
+    /// The m-line an incoming RTP stream belongs to, and its simulcast layer (0 for a stream
+    /// without rid). By SSRC: senders stop writing the rid extension once the stream is known.
+    pub fn source_of(&mut self, ssrc: Ssrc) -> Option<(Mid, Layer)> {
+        if let Some(found) = self.ssrc_mid.get(&ssrc) {
+            return Some(*found);
         }
-        let mid = self.rtc.as_mut()?.direct_api().stream_rx(&ssrc)?.mid();
-        self.ssrc_mid.insert(ssrc, mid);
-        Some(mid)
+        let mut api = self.rtc.as_mut()?.direct_api();
+        let rx = api.stream_rx(&ssrc)?;
+        let layer = rx
+            .rid()
+            .and_then(|rid| Layer::from_rid(&rid))
+            .unwrap_or(Layer::LOW);
+        let found = (rx.mid(), layer);
+        self.ssrc_mid.insert(ssrc, found);
+        Some(found)
     }
 
     /// The video codec a payload type stands for here.
@@ -827,4 +865,14 @@ fn extension_map() -> ExtensionMap {
         }
     }
     exts
+}
+
+/// The receive layers of a simulcast camera m-line: `a=rid:<id> recv` for each of
+/// `LAYER_RIDS` and `a=simulcast:recv q;h;f` (RFC 8853), lowest first.
+fn simulcast_recv() -> Simulcast {
+    let mut s = Simulcast::new();
+    for rid in LAYER_RIDS {
+        s.add_recv_layer(SimulcastLayer::new(rid));
+    }
+    s
 }
