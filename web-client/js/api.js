@@ -412,8 +412,9 @@ export async function departmentQueue(departmentId) {
 }
 
 /**
- * Takes the patient who has waited longest in the department's consultations: the caller joins
- * that consultation's care team and gets their seat's entry token.
+ * Admits the patient who has waited longest in the department's consultations (each patient
+ * once, however many clinicians ask at the same time): the caller joins that consultation's
+ * care team and gets their seat's entry token.
  * @param {string} departmentId
  * @returns {Promise<Entry & {room_id: string}>}
  */
