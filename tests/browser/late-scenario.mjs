@@ -12,6 +12,7 @@
 // The doctor's console runs in English here.
 
 import assert from "node:assert/strict";
+import { apiFrom } from "./console-api.mjs";
 
 /**
  * @typedef {import("playwright-core").Page} Page
@@ -28,31 +29,6 @@ import assert from "node:assert/strict";
  * @property {(page: Page, what: string) => Promise<void>} assertTextFromCatalogue
  * @property {string} base the server's origin
  */
-
-/**
- * An API call from a signed-in console page, with its session token.
- * @param {Page} page
- * @param {string} method
- * @param {string} path
- * @param {unknown} [body]
- * @returns {Promise<any>}
- */
-async function apiFrom(page, method, path, body) {
-  const answer = await page.evaluate(
-    async ({ method, path, body }) => {
-      const token = sessionStorage.getItem("huizhen.console.session");
-      const res = await fetch(path, {
-        method,
-        headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { status: res.status, json: await res.json().catch(() => null) };
-    },
-    { method, path, body },
-  );
-  assert.ok(answer.status >= 200 && answer.status < 300, `${method} ${path}: ${answer.status} ${JSON.stringify(answer.json)}`);
-  return answer.json;
-}
 
 /** @param {ScenarioContext} ctx */
 export async function lateScenario(ctx) {

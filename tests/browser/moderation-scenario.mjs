@@ -16,6 +16,7 @@
 // well (its figures a tap away), and the trainee's own tile gives their round trip in Chinese.
 
 import assert from "node:assert/strict";
+import { apiFrom } from "./console-api.mjs";
 
 /**
  * @typedef {import("playwright-core").Page} Page
@@ -31,31 +32,6 @@ import assert from "node:assert/strict";
  * @property {(page: Page, what: string) => Promise<void>} assertTextFromCatalogue
  * @property {string} base the server's origin
  */
-
-/**
- * An API call from a signed-in console page, with its session token.
- * @param {Page} page
- * @param {string} method
- * @param {string} path
- * @param {unknown} [body]
- * @returns {Promise<any>}
- */
-async function apiFrom(page, method, path, body) {
-  const answer = await page.evaluate(
-    async ({ method, path, body }) => {
-      const token = sessionStorage.getItem("huizhen.console.session");
-      const res = await fetch(path, {
-        method,
-        headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { status: res.status, json: await res.json().catch(() => null) };
-    },
-    { method, path, body },
-  );
-  assert.ok(answer.status >= 200 && answer.status < 300, `${method} ${path}: ${answer.status} ${JSON.stringify(answer.json)}`);
-  return answer.json;
-}
 
 /**
  * Opens `who`'s Manage menu on the doctor's page and picks `action`.
