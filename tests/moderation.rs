@@ -220,6 +220,7 @@ async fn huddle_hold_and_remove() {
         .unwrap();
     let e = visitor.expect_error("removed", T).await.unwrap();
     assert_eq!(e["message"], "Not part of this visit");
+    assert_eq!(e["clinic_reason"], "Not part of this visit");
     assert_eq!(visitor.wait_closed(T).await.unwrap(), Some(4009));
     let left = doctor
         .next_event_where("participant_left", T, |m| {

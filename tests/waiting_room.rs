@@ -287,6 +287,7 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
         .unwrap();
     let e = li.expect_error("declined", T).await.unwrap();
     assert_eq!(e["message"], "Please book a visit in person");
+    assert_eq!(e["clinic_reason"], "Please book a visit in person");
     assert_eq!(li.wait_closed(T).await.unwrap(), Some(4006));
 
     // Locked: nobody more with a link; a clinician's seat still enters.

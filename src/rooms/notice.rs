@@ -224,6 +224,9 @@ pub enum Notice {
     Refused {
         problem: Problem,
         message: String,
+        /// The clinician's own words to the person (why they were declined or removed), when
+        /// they gave any: shown as written, where `message` is the server's English.
+        clinic_reason: Option<String>,
     },
     /// A document is complete and may be opened (sent only to those who may see it).
     DocumentShared(DocumentRecord),
@@ -271,6 +274,17 @@ impl Notice {
         Notice::Refused {
             problem,
             message: message.into(),
+            clinic_reason: None,
+        }
+    }
+
+    /// A refusal that carries the clinician's words (a decline's or a removal's reason), or
+    /// the server's `fallback` when they gave none.
+    pub fn turned_away(problem: Problem, words: Option<String>, fallback: &str) -> Self {
+        Notice::Refused {
+            problem,
+            message: words.clone().unwrap_or_else(|| fallback.to_owned()),
+            clinic_reason: words,
         }
     }
 }

@@ -1541,10 +1541,11 @@ impl Room {
                     );
                     return;
                 };
-                let reason = waiting_text(&reason)
-                    .unwrap_or_else(|| "the clinic could not see you in this consultation".into());
-                w.person
-                    .send(Notice::refused(Problem::Declined, reason.clone()));
+                w.person.send(Notice::turned_away(
+                    Problem::Declined,
+                    waiting_text(&reason),
+                    "the clinic could not see you in this consultation",
+                ));
                 w.person.close(Farewell::Declined);
                 let event = AuditEvent::new(by.clone(), Action::WaitingDeclined)
                     .room(self.id())
@@ -1662,9 +1663,11 @@ impl Room {
                     );
                     return;
                 };
-                let reason = waiting_text(&reason)
-                    .unwrap_or_else(|| "the care team removed you from the consultation".into());
-                p.send(Notice::refused(Problem::Removed, reason));
+                p.send(Notice::turned_away(
+                    Problem::Removed,
+                    waiting_text(&reason),
+                    "the care team removed you from the consultation",
+                ));
                 p.close(Farewell::Removed);
                 // Their link admits nobody more in this live consultation.
                 let invite = p.invite.clone();

@@ -629,6 +629,9 @@ pub enum ServerMessage {
         /// With `invite_not_yet`: when the invitation opens (Unix seconds).
         #[serde(skip_serializing_if = "Option::is_none")]
         opens_at: Option<i64>,
+        /// With `declined` and `removed`: the clinician's own words, when they gave any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        clinic_reason: Option<String>,
     },
     Pong {
         id: u64,
@@ -761,6 +764,7 @@ impl ServerMessage {
             message: message.into(),
             fatal: code.is_fatal(),
             opens_at: None,
+            clinic_reason: None,
         }
     }
 
@@ -841,8 +845,21 @@ impl ServerMessage {
                     rooms::EndReason::ServerShutdown => EndReason::ServerShutdown,
                 },
             },
-            N::Refused { problem, message } => {
-                ServerMessage::error(ErrorCode::of_problem(*problem), message.clone())
+            N::Refused {
+                problem,
+                message,
+                clinic_reason,
+            } => {
+                let mut error =
+                    ServerMessage::error(ErrorCode::of_problem(*problem), message.clone());
+                if let ServerMessage::Error {
+                    clinic_reason: words,
+                    ..
+                } = &mut error
+                {
+                    words.clone_from(clinic_reason);
+                }
+                error
             }
             N::DocumentShared(d) => ServerMessage::DocumentShared { document: d.into() },
             N::Chat(c) => ServerMessage::Chat { message: c.into() },
@@ -1242,5 +1259,33 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(v["type"], "participants_joined");
         assert_eq!(v["participants"][1]["role"], "patient");
+    }
+
+    #[test]
+    fn a_clinicians_reason_travels_apart_from_the_servers_english() {
+        let given = ServerMessage::from_notice(&rooms::Notice::turned_away(
+            rooms::Problem::Removed,
+            Some("课程到此结束".into()),
+            "the care team removed you from the consultation",
+        ));
+        let v: serde_json::Value = serde_json::from_str(&given.to_json()).unwrap();
+        assert_eq!(
+            (v["code"].as_str(), v["clinic_reason"].as_str()),
+            (Some("removed"), Some("课程到此结束"))
+        );
+        let none = ServerMessage::from_notice(&rooms::Notice::turned_away(
+            rooms::Problem::Declined,
+            None,
+            "the clinic could not see you in this consultation",
+        ));
+        let v: serde_json::Value = serde_json::from_str(&none.to_json()).unwrap();
+        assert!(
+            v.get("clinic_reason").is_none(),
+            "no words of the clinician's: none shown"
+        );
+        assert_eq!(
+            v["message"],
+            "the clinic could not see you in this consultation"
+        );
     }
 }

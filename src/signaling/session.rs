@@ -142,6 +142,7 @@ where
                             message: "binary frames are not part of the protocol".into(),
                             fatal: true,
                             opens_at: None,
+                            clinic_reason: None,
                         };
                         let _ = sink.send(to_frame(&msg)).await;
                         break Flow::Close { code: close::UNSUPPORTED_DATA, room_knows: false };

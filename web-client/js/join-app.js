@@ -1016,8 +1016,9 @@ class JoinApp {
         // A lost media path is worth one fresh peer connection (bounded by recoverMedia).
         else if (end.code === "media_lost") this.recoverMedia();
         // Turned away from the waiting room: the clinic's reason is the message.
-        // Turned away or removed: the clinic's reason is the message.
-        else if (end.code === "declined" || end.code === "removed") this.fail(end.code, end.message);
+        // Turned away or removed: the clinician's own words, if they gave any (the server's
+        // English default is for developers, and the page says it in the reader's language).
+        else if (end.code === "declined" || end.code === "removed") this.fail(end.code, end.clinicReason ?? "");
         else this.fail(end.code);
         return;
       case "closed":

@@ -234,7 +234,10 @@ export const PROTOCOL_VERSION = 1;
  *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" | "screen_share_busy" |
  *   "media_not_ready" | "ice_restart_limited"} ErrorCode
  */
-/** @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean}} ErrorMessage */
+/**
+ * @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean, clinic_reason?: string}} ErrorMessage
+ *   `clinic_reason`: with `declined` and `removed`, the clinician's own words when they gave any
+ */
 /** @typedef {{type: "pong", id: number}} PongMessage */
 /** @typedef {{type: "document_shared", document: DocumentInfo}} DocumentSharedMessage */
 /** @typedef {{type: "chat", message: ChatInfo}} ChatMessage */

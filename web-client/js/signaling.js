@@ -32,9 +32,9 @@ import { PROTOCOL_VERSION, parseServerMessage } from "./protocol.js";
  * - `gave_up`: the resume window passed without a successful resume.
  * - `dropped_waiting`: the socket dropped while waiting to be admitted (nothing to resume: join
  *   again).
- * `message` of a fatal error is the server's text: for developers, except for `declined`, where
- * it is the clinic's reason.
- * @typedef {{reason: "left"} | {reason: "fatal", code: ErrorCode, message: string} |
+ * `message` of a fatal error is the server's English, for developers; `clinicReason` (with
+ * `declined` and `removed`) is what the clinician wrote to the person, when they wrote anything.
+ * @typedef {{reason: "left"} | {reason: "fatal", code: ErrorCode, message: string, clinicReason?: string} |
  *   {reason: "closed", closeCode: number, everJoined: boolean} | {reason: "gave_up"} |
  *   {reason: "dropped_waiting"}} LinkEnd
  */
@@ -296,7 +296,7 @@ export class SignalingClient {
     const fatal = this.#fatal;
     // `internal` is the one fatal error that invites a reconnect (docs/protocol.md).
     if (fatal && !(fatal.code === "internal" && this.#everJoined)) {
-      this.#end({ reason: "fatal", code: fatal.code, message: fatal.message });
+      this.#end({ reason: "fatal", code: fatal.code, message: fatal.message, clinicReason: fatal.clinic_reason });
       return;
     }
     if (this.#waiting && !FINAL_CLOSE_CODES.has(code)) {
