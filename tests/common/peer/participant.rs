@@ -635,8 +635,6 @@ impl TestPeer {
     /// pairs with it (webrtc-rs matches a new recvonly m-line to an unassigned send-only
     /// transceiver of its kind); its packets count under `sent_packets("video")`.
     pub async fn share_screen(&self) -> Result<()> {
-        use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-        use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
         let marker = self.screen_marker();
         let track = Arc::new(TrackLocalStaticRTP::new(
             RTCRtpCodecCapability {
@@ -647,23 +645,9 @@ impl TestPeer {
             "screen".to_owned(),
             format!("huizhen-test-screen-{marker:02x}"),
         ));
-        let transceiver = self
-            .pc
-            .add_transceiver_from_track(
-                Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    send_encodings: Vec::new(),
-                }),
-            )
+        self.add_sender(&track, true)
             .await
             .context("adding the screen's transceiver")?;
-        let rtcp = tokio::spawn(drain_sender_rtcp(
-            transceiver.sender().await,
-            Arc::clone(&self.shared),
-            true,
-        ));
-        self.shared.register_task(rtcp.abort_handle());
         let publisher = tokio::spawn(publish_video(
             track,
             marker,
@@ -683,8 +667,6 @@ impl TestPeer {
     /// screen). Call it before the role change, as a browser has its tracks by the time the
     /// offer comes. Stopped by [`TestPeer::stop_media`]; counted under `sent_packets`.
     pub async fn publish_late(&self) -> Result<()> {
-        use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-        use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
         let marker = self.opts.marker;
         let stream_id = format!("huizhen-test-late-{marker:02x}");
         for video in [false, true] {
@@ -708,23 +690,9 @@ impl TestPeer {
                 kind.to_owned(),
                 stream_id.clone(),
             ));
-            let transceiver = self
-                .pc
-                .add_transceiver_from_track(
-                    Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Sendonly,
-                        send_encodings: Vec::new(),
-                    }),
-                )
+            self.add_sender(&track, video)
                 .await
                 .with_context(|| format!("adding a late {kind} transceiver"))?;
-            let rtcp = tokio::spawn(drain_sender_rtcp(
-                transceiver.sender().await,
-                Arc::clone(&self.shared),
-                video,
-            ));
-            self.shared.register_task(rtcp.abort_handle());
             let publisher = if video {
                 tokio::spawn(publish_video(
                     track,
@@ -737,6 +705,30 @@ impl TestPeer {
             };
             lock(&self.media_tasks).push(publisher.abort_handle());
         }
+        Ok(())
+    }
+
+    /// A send-only transceiver for `track` (which the server's next recvonly m-line of its kind
+    /// pairs with), its sender's RTCP drained into the stats.
+    async fn add_sender(&self, track: &Arc<TrackLocalStaticRTP>, video: bool) -> Result<()> {
+        use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+        use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+        let transceiver = self
+            .pc
+            .add_transceiver_from_track(
+                Arc::clone(track) as Arc<dyn TrackLocal + Send + Sync>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    send_encodings: Vec::new(),
+                }),
+            )
+            .await?;
+        let rtcp = tokio::spawn(drain_sender_rtcp(
+            transceiver.sender().await,
+            Arc::clone(&self.shared),
+            video,
+        ));
+        self.shared.register_task(rtcp.abort_handle());
         Ok(())
     }
 
