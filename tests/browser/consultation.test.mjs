@@ -21,6 +21,8 @@
 //   CHROMIUM             the browser binary (default /usr/bin/chromium)
 //   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
 //                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
+//   HUIZHEN_BROWSER_ONLY optional, for working on one part: "workflow" runs workflow-scenario.mjs
+//                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only)
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -49,6 +51,7 @@ import { linkCheckScenario } from "./link-check-scenario.mjs";
 import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 import { firefoxScenario } from "./firefox-scenario.mjs";
 import { phoneScenario } from "./phone-scenario.mjs";
+import { workflowScenario } from "./workflow-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -646,6 +649,19 @@ async function main() {
     let doctorMe = null;
     /** @type {any} */
     let specialistMe = null;
+    // Issue 17's whole workflow, in each engine (referral, codes, waiting room, huddle, signing,
+    // pharmacy, outcome).
+    const workflows = async () => {
+      for (const engine of /** @type {const} */ (process.env.HUIZHEN_ENGINES ? /** @type {any} */ (process.env.HUIZHEN_ENGINES.split(",")) : ["chromium", "firefox"])) {
+        await workflowScenario({ check, newContext, watchPage, pages, browser, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, pharmacist: PHARMACIST, timeout: EVENT_TIMEOUT, out: OUT }, engine);
+      }
+    };
+    // HUIZHEN_BROWSER_ONLY=workflow runs those alone (for working on them; CI runs everything).
+    if (process.env.HUIZHEN_BROWSER_ONLY === "workflow") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await workflows();
+      return;
+    }
 
     await check("api: sign in, create a room, patient and observer links; clinicians get none", { scenario: true }, async () => {
       const login = await http.post("/api/v1/auth/login", { data: { username: USERNAME, password: PASSWORD } });
@@ -1806,6 +1822,7 @@ async function main() {
     await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
     await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
+    await workflows();
 
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await timeZoneScenario({ check, browser, base: BASE, timeout: EVENT_TIMEOUT });

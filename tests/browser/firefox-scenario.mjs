@@ -18,9 +18,8 @@
 // What was negotiated (codecs) is checked from the peer connections' stats: Opus and VP8.
 
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
-import puppeteer from "puppeteer-core";
+import { JOIN_TIMEOUT, Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox } from "./engines.mjs";
 
 /**
  * @typedef {import("puppeteer-core").Page} FirefoxPage
@@ -41,49 +40,10 @@ import puppeteer from "puppeteer-core";
  * @property {string} out where screenshots go
  */
 
-const FIREFOX = process.env.FIREFOX ?? "/usr/bin/firefox-esr";
-/** Set by the script when the namespace has no veth pair: Firefox could reach no media. */
-const UNAVAILABLE = process.env.HUIZHEN_FIREFOX_UNAVAILABLE ?? "";
-const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";
-/** Waits are long because the test machines are small; nothing here measures speed. */
-const JOIN_TIMEOUT = 60_000;
 const MEDIA_TIMEOUT = 90_000;
-
-const FIREFOX_PREFS = {
-  // Fake camera and microphone, and no permission prompt.
-  "media.navigator.streams.fake": true,
-  "media.navigator.permission.disabled": true,
-  // Host candidates with their addresses (not mDNS names), on every interface.
-  "media.peerconnection.ice.obfuscate_host_addresses": false,
-  "media.peerconnection.ice.default_address_only": false,
-};
 
 const PHONE = { width: 390, height: 844 };
 const DESK = { width: 1280, height: 800 };
-
-/**
- * Runs in every page before its scripts: keeps the page's peer connections where the test can
- * read their stats, and reports what the Content-Security-Policy blocks (Firefox logs that
- * nowhere the test can see).
- */
-function instrumentPage() {
-  /** @type {RTCPeerConnection[]} */
-  const made = [];
-  Object.defineProperty(window, "__hzPeerConnections", { value: made });
-  const Native = window.RTCPeerConnection;
-  if (Native) {
-    window.RTCPeerConnection = new Proxy(Native, {
-      construct(target, args, newTarget) {
-        const pc = Reflect.construct(target, args, newTarget);
-        made.push(pc);
-        return pc;
-      },
-    });
-  }
-  window.addEventListener("securitypolicyviolation", (e) => {
-    console.error(`Content Security Policy blocked ${e.violatedDirective} ${e.blockedURI}`);
-  });
-}
 
 /**
  * What the page's newest peer connection receives: per inbound stream, its kind, packets,
@@ -150,81 +110,6 @@ function remoteVideos() {
 }
 
 /**
- * Either kind of page, for the checks both share: Firefox's (puppeteer) and Chromium's
- * (playwright) have the same `evaluate` and `waitForFunction`, but not the same options.
- */
-class Participant {
-  /**
-   * @param {string} who
-   * @param {"firefox" | "chromium"} engine
-   * @param {FirefoxPage | ChromiumPage} page
-   */
-  constructor(who, engine, page) {
-    this.who = who;
-    this.engine = engine;
-    this.page = page;
-  }
-
-  /**
-   * @template T
-   * @param {() => T | Promise<T>} fn
-   * @returns {Promise<T>}
-   */
-  evaluate(fn) {
-    return /** @type {any} */ (this.page).evaluate(fn);
-  }
-
-  /**
-   * Waits until `fn(arg)` is true in the page.
-   * @template A
-   * @param {(arg: A) => boolean} fn
-   * @param {A} arg
-   * @param {number} timeout
-   */
-  async waitFor(fn, arg, timeout) {
-    if (this.engine === "firefox") {
-      await /** @type {FirefoxPage} */ (this.page).waitForFunction(fn, { timeout, polling: 200 }, arg);
-    } else {
-      await /** @type {ChromiumPage} */ (this.page).waitForFunction(fn, arg, { timeout, polling: 200 });
-    }
-  }
-
-  /** @param {string} state */
-  waitForState(state) {
-    return this.waitFor((s) => document.body.dataset.state === s, state, JOIN_TIMEOUT);
-  }
-
-  /** @param {string} selector */
-  async click(selector) {
-    if (this.engine === "firefox") await /** @type {FirefoxPage} */ (this.page).locator(selector).setTimeout(JOIN_TIMEOUT).click();
-    else await /** @type {ChromiumPage} */ (this.page).locator(selector).click({ timeout: JOIN_TIMEOUT });
-  }
-
-  /**
-   * @param {string} selector
-   * @param {string} text
-   */
-  async fill(selector, text) {
-    if (this.engine === "firefox") await /** @type {FirefoxPage} */ (this.page).locator(selector).setTimeout(JOIN_TIMEOUT).fill(text);
-    else await /** @type {ChromiumPage} */ (this.page).locator(selector).fill(text, { timeout: JOIN_TIMEOUT });
-  }
-
-  /** @param {string} file */
-  async screenshot(file) {
-    try {
-      if (this.engine === "firefox") await /** @type {FirefoxPage} */ (this.page).screenshot({ path: /** @type {`${string}.png`} */ (file), fullPage: true });
-      else await /** @type {ChromiumPage} */ (this.page).screenshot({ path: file, fullPage: true, timeout: 15_000 });
-    } catch {
-      // A page that is gone or hung cannot be photographed; the failure is reported elsewhere.
-    }
-  }
-
-  isClosed() {
-    return this.page.isClosed();
-  }
-}
-
-/**
  * Waits until every remote video on the page plays (frames shown advancing between two
  * samples, a picture size) and every remote's sound arrives (inbound audio packets advancing):
  * `remotes` of each. Autoplay with sound may be refused; the page then offers "Turn on sound",
@@ -257,15 +142,6 @@ async function waitForMedia(p, remotes) {
     }
   }
   throw new Error(`${p.who} (${p.engine}): not every remote plays and sounds: ${last}`);
-}
-
-/** @param {string} file */
-function contentType(file) {
-  const ext = path.extname(file);
-  return (
-    { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png" }[ext] ??
-    "application/octet-stream"
-  );
 }
 
 /** @param {Harness} h */
@@ -319,43 +195,9 @@ export async function firefoxScenario(h) {
    */
   const firefoxPage = async (who, locale, viewport) => {
     if (!firefox) throw new Error("Firefox did not start");
-    const context = await firefox.createBrowserContext();
-    // BiDi's locale override: navigator.languages of this context only.
-    await /** @type {any} */ (firefox).connection.send("emulation.setLocaleOverride", { locale, userContexts: [context.id] });
-    const page = await context.newPage();
-    await page.setViewport(viewport);
-    await page.evaluateOnNewDocument(instrumentPage);
-    page.on("pageerror", (err) => problems.push(`${who}: uncaught ${err instanceof Error ? err.message : String(err)}`));
-    page.on("console", (msg) => {
-      const text = msg.text();
-      if (/hz1\.|v=0\r?\n|a=ice-pwd/.test(text)) problems.push(`${who}: console output contains a token or SDP`);
-      if (/Content Security Policy/.test(text)) problems.push(`${who}: ${text.slice(0, 200)}`);
-    });
-    if (CLIENT_DIR) await serveClientFromDisk(page);
-    const p = new Participant(who, "firefox", page);
+    const p = await firefoxParticipant(firefox, { who, locale, viewport, base: h.base, problems });
     open.push(p);
     return p;
-  };
-
-  /**
-   * The web client's files from CLIENT_DIR, as the Chromium contexts do (newContext).
-   * @param {FirefoxPage} page
-   */
-  const serveClientFromDisk = async (page) => {
-    const origin = new URL(h.base).origin;
-    await page.setRequestInterception(true);
-    page.on("request", async (req) => {
-      const url = new URL(req.url());
-      if (url.origin !== origin || !/^\/($|join$|code$|outcome$|js\/|css\/)/.test(url.pathname)) return req.continue();
-      const named = /** @type {Record<string, string>} */ ({ "/": "index.html", "/join": "join.html", "/code": "code.html", "/outcome": "outcome.html" })[url.pathname];
-      const resolved = path.resolve(CLIENT_DIR, named ?? url.pathname.slice(1));
-      if (!resolved.startsWith(CLIENT_DIR + path.sep)) return req.respond({ status: 404, body: "" });
-      try {
-        return req.respond({ status: 200, contentType: contentType(resolved), body: await readFile(resolved) });
-      } catch {
-        return req.respond({ status: 404, body: "" });
-      }
-    });
   };
 
   /**
@@ -384,7 +226,7 @@ export async function firefoxScenario(h) {
    * @param {"en" | "zh-CN"} lang what the page must be in
    */
   const join = async (p, token, name, lang) => {
-    await /** @type {any} */ (p.page).goto(`${h.base}/join#${token}`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+    await p.goto(`${h.base}/join#${token}`);
     await p.waitForState("prejoin");
     assert.equal(await p.evaluate(() => document.documentElement.lang), lang, `${p.who}: the page's language follows the browser's`);
     if (name !== null) await p.fill("#display-name", name);
@@ -434,23 +276,13 @@ export async function firefoxScenario(h) {
   const closeAll = async () => {
     for (const p of open.splice(0)) {
       h.pages.delete(p.who);
-      if (p.engine === "firefox") await /** @type {FirefoxPage} */ (p.page).browserContext().close().catch(() => undefined);
-      else await /** @type {ChromiumPage} */ (p.page).context().close().catch(() => undefined);
+      await closeParticipant(p);
     }
   };
 
   try {
     await step("firefox: Debian's Firefox ESR starts under WebDriver BiDi with fake camera and microphone", async () => {
-      if (UNAVAILABLE) throw new Error(`Firefox cannot reach the media server here: ${UNAVAILABLE}`);
-      firefox = await puppeteer.launch({
-        browser: "firefox",
-        executablePath: FIREFOX,
-        headless: true,
-        acceptInsecureCerts: true,
-        extraPrefsFirefox: FIREFOX_PREFS,
-        timeout: 60_000,
-        protocolTimeout: 120_000,
-      });
+      firefox = await launchFirefox();
       assert.match(await firefox.version(), /^firefox\//i);
     });
 
@@ -465,8 +297,7 @@ export async function firefoxScenario(h) {
       await patient.click("#consent-done");
       // The specialist signs in to the console and enters from the consultation's card.
       const specialist = await firefoxPage("ff-specialist", "en-GB", DESK);
-      const page = /** @type {FirefoxPage} */ (specialist.page);
-      await page.goto(`${h.base}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      await specialist.goto(`${h.base}/`);
       await specialist.fill("#username", h.specialist);
       await specialist.fill("#password", h.password);
       await specialist.click("#login-button");

@@ -73,9 +73,31 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @typedef {object} Invite
  * @property {string} invite_id
  * @property {import("./protocol.js").Role} role
- * @property {string} token
- * @property {string} url
+ * @property {string | null} [label] who it is for ("guardian", "interpreter")
+ * @property {InviteState} [state] absent in the answer to a creation (then `active` or `not_yet`)
+ * @property {number} [created_at] Unix seconds
+ * @property {number | null} [not_before] Unix seconds; null: from its creation
  * @property {number} expires_at Unix seconds
+ * @property {number | null} [max_uses] null: unlimited
+ * @property {number} [uses] counted uses
+ * @property {InviteUse[]} [used_by] every join it let in, oldest first
+ * @property {number | null} [revoked_at] Unix seconds
+ * @property {boolean} [has_code]
+ * @property {string} [code] the short code: only in the answer that made it, shown once
+ * @property {string} [token] only while it can still be used
+ * @property {string} [url] likewise
+ */
+
+/** @typedef {"active" | "not_yet" | "used_up" | "expired" | "revoked"} InviteState */
+
+/**
+ * One join an invitation let in.
+ * @typedef {object} InviteUse
+ * @property {string} participant_id
+ * @property {string} name
+ * @property {string} role
+ * @property {number} at Unix seconds
+ * @property {boolean} reload a reload that was not a new use
  */
 
 /** An API call that failed; `code` is the server's stable error code (or a local one). */
@@ -377,6 +399,80 @@ export async function createInvite(roomId, role, expiresInMinutes) {
   return /** @type {Invite} */ (
     await call("POST", `/api/v1/rooms/${encodeURIComponent(roomId)}/invites`, body)
   );
+}
+
+/**
+ * Every invitation of a room, newest first, with a fresh token for each one still usable.
+ * @param {string} roomId
+ * @returns {Promise<Invite[]>}
+ */
+export async function listInvites(roomId) {
+  return /** @type {{invites: Invite[]}} */ (await call("GET", `/api/v1/rooms/${encodeURIComponent(roomId)}/invites`)).invites;
+}
+
+/**
+ * A new short code for an invitation; the old one stops working at once.
+ * @param {string} roomId
+ * @param {string} inviteId
+ * @returns {Promise<string>}
+ */
+export async function newInviteCode(roomId, inviteId) {
+  const path = `/api/v1/rooms/${encodeURIComponent(roomId)}/invites/${encodeURIComponent(inviteId)}/code`;
+  return /** @type {{code: string}} */ (await call("POST", path)).code;
+}
+
+/**
+ * The QR code of an invitation's link, as an object URL for an <img> (the route needs the
+ * session, which an <img src> cannot send). The caller revokes it.
+ * @param {string} roomId
+ * @param {string} inviteId
+ * @returns {Promise<string>}
+ */
+export async function inviteQrUrl(roomId, inviteId) {
+  const res = await fetchWithSession(`/api/v1/rooms/${encodeURIComponent(roomId)}/invites/${encodeURIComponent(inviteId)}/qr.svg`);
+  return URL.createObjectURL(await res.blob());
+}
+
+/**
+ * Saves an invitation's printable page (A4, both languages, QR code, and the code when given).
+ * It is saved rather than opened: a page opened from this one would inherit the console's
+ * Content-Security-Policy, which blocks the printable page's own stylesheet.
+ * @param {string} roomId
+ * @param {string} inviteId
+ * @param {string | undefined} code the code this tab holds
+ * @param {string} name the file's name
+ */
+export async function downloadInvitePrint(roomId, inviteId, code, name) {
+  const offset = -new Date().getTimezoneOffset();
+  const path = `/api/v1/rooms/${encodeURIComponent(roomId)}/invites/${encodeURIComponent(inviteId)}/print?utc_offset_minutes=${offset}`;
+  const res = await fetchWithSession(path, code ? { "X-Invitation-Code": code } : {});
+  saveObjectUrl(URL.createObjectURL(await res.blob()), name);
+}
+
+/**
+ * GET with the session for a file; a refusal becomes an ApiError with the server's code.
+ * @param {string} path
+ * @param {Record<string, string>} [extra] more headers
+ * @returns {Promise<Response>}
+ */
+async function fetchWithSession(path, extra = {}) {
+  /** @type {Response} */
+  let res;
+  try {
+    res = await fetch(path, { headers: { Authorization: `Bearer ${sessionToken() ?? ""}`, ...extra }, cache: "no-store" });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached.");
+  }
+  if (res.ok) return res;
+  /** @type {any} */
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    // Not JSON: the status says enough.
+  }
+  const code = typeof body?.error?.code === "string" ? body.error.code : `http_${res.status}`;
+  throw new ApiError(res.status, code, typeof body?.error?.message === "string" ? body.error.message : `Request failed (${res.status}).`);
 }
 
 /**

@@ -13,9 +13,9 @@ import { showPharmacy } from "./pharmacy-view.js";
 import { showAudit } from "./audit-view.js";
 import { hideAdministration, mayAdminister, showAdministration } from "./admin-view.js";
 import { startDesk, stopDesk } from "./clinician-desk.js";
+import { forgetInvitations, invitationList } from "./invite-list.js";
 
 /** @typedef {import("./api.js").Room} Room */
-/** @typedef {import("./api.js").Invite} Invite */
 /** @typedef {import("./api.js").Account} Account */
 /** @typedef {import("./api.js").CareTeamMember} CareTeamMember */
 /** @typedef {import("./protocol.js").Role} Role */
@@ -78,13 +78,6 @@ const ui = {
 
 /** @type {Account | null} */
 let user = null;
-/**
- * Invites created in this tab, per room. The API has no "list invites" call (tokens are shown
- * once, like passwords), so links are only visible right after they were made.
- * @type {Map<string, Invite[]>}
- */
-const invites = new Map();
-
 /**
  * @param {HTMLElement} node
  * @param {MessageKey | null} key the message; null empties and hides the node
@@ -185,7 +178,7 @@ function signOut(message = null) {
   stopDesk();
   api.forgetSession();
   user = null;
-  invites.clear();
+  forgetInvitations();
   ui.rooms.replaceChildren();
   ui.account.hidden = true;
   ui.availability.hidden = true;
@@ -374,8 +367,7 @@ function renderRoom(room) {
     return item;
   }
 
-  const list = el("ul", { className: "invites", label: "console.invites_of", labelParams: { title: room.title } });
-  for (const invite of invites.get(room.id) ?? []) list.append(renderInvite(room, invite, list, error));
+  const invitations = invitationList(room, { explain, showError: (key) => showText(error, key) });
 
   const inviteButtons = INVITE_ROLES.map((role) => {
     const button = el("button", {
@@ -391,13 +383,7 @@ function renderRoom(room) {
       button.disabled = true;
       showText(error, null);
       try {
-        const invite = await api.createInvite(room.id, role);
-        const kept = invites.get(room.id) ?? [];
-        kept.push(invite);
-        invites.set(room.id, kept);
-        const row = renderInvite(room, invite, list, error);
-        list.append(row);
-        row.querySelector("input")?.focus();
+        await invitations.added(await api.createInvite(room.id, role));
       } catch (err) {
         showText(error, explain(err));
       } finally {
@@ -418,7 +404,6 @@ function renderRoom(room) {
     endButton.disabled = true;
     try {
       await api.endRoom(room.id);
-      invites.delete(room.id);
       await refreshRooms();
     } catch (err) {
       showText(error, explain(err));
@@ -432,7 +417,7 @@ function renderRoom(room) {
     el("div", { className: "actions", label: "console.create_invite", attrs: { role: "group" } }, el("span", { className: "actions-label", i18n: "console.new_invite" }), ...inviteButtons),
     el("p", { className: "hint", i18n: "console.invite_hint" }),
     error,
-    list,
+    invitations.section,
     renderCareTeam(room),
   );
   return item;
@@ -608,56 +593,6 @@ function renderCareTeam(room) {
 
   void load();
   return el("section", { className: "care-team", attrs: { "aria-labelledby": headingId } }, heading, teamStatus, team, add, error);
-}
-
-/**
- * One invite link with Copy and Revoke.
- * @param {Room} room
- * @param {Invite} invite
- * @param {HTMLUListElement} list
- * @param {HTMLElement} error
- * @returns {HTMLLIElement}
- */
-function renderInvite(room, invite, list, error) {
-  const url = api.inviteLink(invite);
-  const inputId = `invite-${invite.invite_id}`;
-  const input = el("input", { attrs: { id: inputId, type: "text", readonly: "", value: url } });
-  input.addEventListener("focus", () => input.select());
-  const copy = el("button", { className: "btn btn-small", i18n: "console.copy", label: "console.copy_link", labelParams: { role: roleParam(invite.role) }, attrs: { type: "button" } });
-  copy.addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText(url);
-      tr(copy, "console.copied");
-    } catch {
-      // Clipboard refused (permissions, old browser): select it so a keyboard copy works.
-      input.focus();
-      input.select();
-      tr(copy, "console.press_copy");
-    }
-    setTimeout(() => {
-      tr(copy, "console.copy");
-    }, 2000);
-  });
-  const revoke = el("button", { className: "btn btn-small btn-danger", i18n: "console.revoke", label: "console.revoke_link", labelParams: { role: roleParam(invite.role) }, attrs: { type: "button" } });
-  const row = el(
-    "li",
-    { className: "invite" },
-    el("label", { attrs: { for: inputId }, i18n: "console.invite_expires", params: { role: roleParam(invite.role), at: { at: invite.expires_at * 1000 } } }),
-    el("div", { className: "invite-row" }, input, copy, revoke),
-  );
-  revoke.addEventListener("click", async () => {
-    revoke.disabled = true;
-    try {
-      await api.revokeInvite(room.id, invite.invite_id);
-      invites.set(room.id, (invites.get(room.id) ?? []).filter((i) => i.invite_id !== invite.invite_id));
-      row.remove();
-      list.closest("li")?.querySelector("h3")?.focus();
-    } catch (err) {
-      showText(error, explain(err));
-      revoke.disabled = false;
-    }
-  });
-  return row;
 }
 
 ui.loginForm.addEventListener("submit", async (ev) => {

@@ -238,6 +238,7 @@ class JoinApp {
     statusText: must("#status-text", HTMLElement),
     statusDetail: must("#status-detail", HTMLElement),
     statusAction: must("#status-action", HTMLButtonElement),
+    statusOutcome: must("#status-outcome", HTMLAnchorElement),
     room: must("#room", HTMLElement),
     roomTitle: must("#room-title", HTMLElement),
     banner: must("#banner", HTMLElement),
@@ -409,6 +410,7 @@ class JoinApp {
       const code = err instanceof consoleApi.ApiError ? refusals[err.code] : undefined;
       if (!code) return true;
       this.fail(code);
+      if (code === "room_ended") this.offerOutcome();
       return false;
     }
   }
@@ -994,6 +996,17 @@ class JoinApp {
       reason === "server_shutdown" ? "join.end.shutdown" : "join.end.thanks",
       null,
     );
+    this.offerOutcome();
+  }
+
+  /**
+   * After the consultation, a patient's link also opens its outcome (report, prescriptions,
+   * follow-up, PDF): the ended page leads there. Others' links do not (the server refuses them).
+   */
+  offerOutcome() {
+    if (tokenHints(this.token).role !== "patient") return;
+    this.ui.statusOutcome.href = `/outcome#${this.token}`;
+    this.ui.statusOutcome.hidden = false;
   }
 
   /** @param {LinkEnd} end */

@@ -1,0 +1,435 @@
+// The clinical workflow of issue 17 from end to end, as its people do it, in one browser engine
+// at a time: consultation.test.mjs runs it in Chromium and again in Firefox (engines.mjs gives
+// both the same interface; the selectors are the client's DOM contract and catalogue keys, so
+// one script serves both engines and both languages).
+//
+// A township doctor sends an urgent consultation request to the county hospital's cardiology
+// department, proposing a time a few minutes ahead; a cardiologist accepts that time; the
+// doctor makes two patient links in the consultation's card and reads each short code; two
+// patients on phones type their codes on /code and wait, seeing their place in line; the doctor
+// enters and admits the first, and the specialist enters; the clinicians confer privately and
+// the patient's page says so; the specialist signs a diagnosis report and a prescription with
+// their password; the doctor ends the consultation and the patient's page leads to the
+// outcome; a pharmacist approves the prescription; the patient's outcome page shows the report
+// and the approved prescription with the specialist's name. Screenshots of every step land in
+// test-output/browser (workflow-<engine>-<step>-<who>.png).
+
+import assert from "node:assert/strict";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox } from "./engines.mjs";
+
+/**
+ * @typedef {object} Harness what the main test lends the scenario
+ * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
+ * @property {(browser: import("playwright-core").Browser, viewport: {width: number, height: number}, locale?: string) => Promise<import("playwright-core").BrowserContext>} newContext
+ * @property {(page: import("playwright-core").Page, who: string) => void} watchPage
+ * @property {Map<string, import("playwright-core").Page>} pages Chromium pages photographed on failure
+ * @property {import("playwright-core").Browser | null} browser Chromium
+ * @property {string} base the server's origin
+ * @property {string} password the run's password of every account
+ * @property {string} doctor the township doctor's username
+ * @property {string} specialist the county cardiologist's username
+ * @property {string} pharmacist a pharmacist's username
+ * @property {number} timeout how long an event may take to show
+ * @property {string} out where screenshots go
+ */
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const LOCALES = path.resolve(HERE, "../../web-client/js/locales");
+/** @type {Record<string, Record<string, string>>} the client's own catalogues, by language */
+const CATALOGUE = {
+  en: (await import(pathToFileURL(path.join(LOCALES, "en.js")).href)).default,
+  "zh-CN": (await import(pathToFileURL(path.join(LOCALES, "zh-CN.js")).href)).default,
+};
+
+/**
+ * A catalogue message with its parameters, as the page shows it.
+ * @param {"en" | "zh-CN"} lang
+ * @param {string} key
+ * @param {Record<string, string | number>} [params]
+ */
+function message(lang, key, params = {}) {
+  const text = CATALOGUE[lang][key];
+  if (text === undefined) throw new Error(`no message ${key} in ${lang}`);
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? `{${name}}`));
+}
+
+const PHONE = { width: 390, height: 844 };
+const DESK = { width: 1280, height: 900 };
+
+/** @param {number} n */
+const pad = (n) => String(n).padStart(2, "0");
+
+/**
+ * The next five-minute mark at least `minutes` ahead, local time, as a datetime-local input
+ * takes it (its step is five minutes). Inside the invitations' window (30 minutes before the
+ * slot by default), so the patients' codes work at once.
+ * @param {number} minutes
+ */
+function soon(minutes) {
+  const d = new Date(Date.now() + minutes * 60_000);
+  d.setMinutes(Math.ceil(d.getMinutes() / 5) * 5, 0, 0);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * The whole workflow in one engine.
+ * @param {Harness} h
+ * @param {"chromium" | "firefox"} engine
+ */
+export async function workflowScenario(h, engine) {
+  const S = `workflow-${engine}`;
+  const { timeout } = h;
+  // Both languages in each engine: the doctor and the first patient in one, the specialist and
+  // the second patient in the other, swapped between the engines.
+  /** @type {{doctor: "en" | "zh-CN", specialist: "en" | "zh-CN"}} */
+  const lang = engine === "firefox" ? { doctor: "zh-CN", specialist: "en" } : { doctor: "en", specialist: "zh-CN" };
+  const browserLocale = (/** @type {"en" | "zh-CN"} */ l) => (l === "en" ? "en-GB" : "zh-CN");
+  /** @type {import("puppeteer-core").Browser | null} */
+  let firefox = null;
+  /** @type {string[]} what Firefox's pages threw or logged that they must not */
+  const problems = [];
+  /** @type {Map<string, Participant>} */
+  const open = new Map();
+  const reason = `Palpitations and a faint (${engine}) ${Date.now()}`;
+  const medication = `Metoprolol succinate (${engine})`;
+  /** @type {{room: string, codes: string[]}} */
+  const made = { room: "", codes: [] };
+
+  /**
+   * A participant's page in the scenario's engine.
+   * @param {string} who
+   * @param {"en" | "zh-CN"} language
+   * @param {{width: number, height: number}} viewport
+   */
+  const newPage = async (who, language, viewport) => {
+    const name = `wf-${engine}-${who}`;
+    /** @type {Participant} */
+    let p;
+    if (engine === "firefox") {
+      if (!firefox) throw new Error("Firefox did not start");
+      p = await firefoxParticipant(firefox, { who: name, locale: browserLocale(language), viewport, base: h.base, problems });
+    } else {
+      if (!h.browser) throw new Error("no Chromium");
+      const context = await h.newContext(h.browser, viewport, browserLocale(language));
+      await context.grantPermissions(["camera", "microphone"], { origin: h.base });
+      await context.addInitScript(instrumentPage);
+      const page = await context.newPage();
+      h.watchPage(page, name);
+      h.pages.set(name, page);
+      p = new Participant(name, "chromium", page);
+    }
+    open.set(who, p);
+    return p;
+  };
+
+  /**
+   * @param {string} who
+   * @returns {Participant}
+   */
+  const page = (who) => {
+    const p = open.get(who);
+    if (!p) throw new Error(`${who}'s page is not open (an earlier step failed)`);
+    return p;
+  };
+
+  /** @param {string} label */
+  const snapAll = async (label) => {
+    for (const [who, p] of open) if (!p.isClosed()) await p.screenshot(path.join(h.out, `workflow-${engine}-${label}-${who}.png`));
+  };
+
+  /**
+   * A check of the scenario: its pages are photographed after it (the step's screenshots), and
+   * on failure as well.
+   * @param {string} label file-name part of its screenshots
+   * @param {string} name
+   * @param {() => Promise<void>} fn
+   */
+  const step = (label, name, fn) =>
+    h.check(`workflow (${engine}): ${name}`, { scenario: S }, async () => {
+      try {
+        await fn();
+        await snapAll(label);
+      } catch (err) {
+        await snapAll(`fail-${label}`);
+        throw err;
+      }
+    });
+
+  /**
+   * Signs in to the console.
+   * @param {Participant} p
+   * @param {string} username
+   * @param {"en" | "zh-CN"} language
+   */
+  const signIn = async (p, username, language) => {
+    await p.goto(`${h.base}/`);
+    assert.equal(await p.evaluate(() => document.documentElement.lang), language, `${p.who}: the console's language follows the browser's`);
+    await p.fill("#username", username);
+    await p.fill("#password", h.password);
+    await p.click("#login-button");
+    await p.waitForSelector('body[data-state="signed-in"]', timeout, "attached");
+  };
+
+  /**
+   * A patient types their code on /code and joins with their name: they wait.
+   * @param {Participant} p
+   * @param {string} code as the console shows it ("123 456 789")
+   * @param {string} name
+   */
+  const patientArrives = async (p, code, name) => {
+    await p.goto(`${h.base}/code`);
+    await p.fill("#code-input", code);
+    await p.click("#code-submit");
+    await p.waitFor(() => location.pathname === "/join", undefined, timeout);
+    await p.waitForState("prejoin");
+    await p.fill("#display-name", name);
+    await p.click("#join-button");
+    await p.waitForState("waiting");
+  };
+
+  /**
+   * Waits until the patient's place in line reads as the catalogue says.
+   * @param {Participant} p
+   * @param {"en" | "zh-CN"} language
+   * @param {number} n
+   * @param {number} of
+   */
+  const waitForPlace = async (p, language, n, of) => {
+    const want = message(language, "waiting.position", { n, of });
+    await p.waitFor((w) => document.querySelector("#waiting-position")?.textContent === w, want, timeout).catch(async () => {
+      throw new Error(`${p.who}: place in line "${await p.text("#waiting-position")}", not "${want}"`);
+    });
+  };
+
+  /**
+   * Signs and issues the record whose form is open, with the account's password.
+   * @param {Participant} p
+   * @param {string} submit the form's submit button
+   */
+  const signWithPassword = async (p, submit) => {
+    await p.click(submit);
+    await p.waitForSelector("#sign-dialog", timeout);
+    await p.fill("#sign-password", h.password);
+    await p.click("#sign-ok");
+    await p.waitForSelector("#sign-dialog", timeout, "hidden");
+  };
+
+  try {
+    await step("01-request", "the township doctor signs in and sends an urgent request to the county's cardiology, with a time a few minutes ahead", async () => {
+      if (engine === "firefox") firefox = await launchFirefox();
+      const doctor = await newPage("doctor", lang.doctor, DESK);
+      await signIn(doctor, h.doctor, lang.doctor);
+      await doctor.waitForSelector('#referrals[data-live="connected"]', timeout, "attached");
+      await doctor.click('#referrals button[data-i18n="referral.new"]');
+      const form = "#referral-form";
+      await doctor.waitForSelector(form, timeout);
+      // The department by its name (data, the same in both languages).
+      const department = await doctor.labelled(form, "referral.department");
+      await doctor.waitFor((sel) => [...(document.querySelector(sel)?.querySelectorAll("option") ?? [])].some((o) => o.textContent?.includes("心血管内科")), department, timeout);
+      const value = await doctor.evaluateWith(
+        (sel) => [.../** @type {HTMLSelectElement} */ (document.querySelector(sel)).options].find((o) => o.textContent?.includes("心血管内科"))?.value ?? "",
+        department,
+      );
+      assert.ok(value, "the county's cardiology is offered");
+      await doctor.select(department, value);
+      await doctor.fill(await doctor.labelled(form, "console.patient_ref"), `P-WF-${engine}`);
+      await doctor.fill(await doctor.labelled(form, "referral.reason"), reason);
+      await doctor.fill(await doctor.labelled(form, "referral.question"), "Holter first, or admit for monitoring?");
+      await doctor.select(await doctor.labelled(form, "referral.urgency"), "urgent");
+      await doctor.fill(`${form} .time-row input[type="datetime-local"]`, soon(10));
+      await doctor.click(`${form} button[data-i18n="referral.send"]`);
+      const sent = await doctor.withText('#referral-panel li.referral-item[data-state="requested"]', reason, "data-referral-id", timeout);
+      assert.equal(await doctor.evaluateWith((s) => document.querySelector(s)?.getAttribute("data-urgency"), sent), "urgent");
+    });
+
+    await step("02-accepted", "a county cardiologist sees it in the department's inbox and accepts the proposed time; the doctor's console shows it scheduled", async () => {
+      const specialist = await newPage("specialist", lang.specialist, DESK);
+      await signIn(specialist, h.specialist, lang.specialist);
+      await specialist.click("#referral-tab-department");
+      const item = await specialist.withText("#referral-panel li.referral-item", reason, "data-referral-id", timeout);
+      assert.equal(await specialist.evaluateWith((s) => document.querySelector(s)?.getAttribute("data-urgency"), item), "urgent");
+      await specialist.click(`${item} button`);
+      await specialist.waitForSelector('#referral-dialog[data-state="requested"]', timeout);
+      await specialist.click('#referral-dialog button[data-i18n="referral.accept_time"]');
+      await specialist.waitForSelector('#referral-dialog[data-state="scheduled"]', timeout);
+      // The doctor did nothing: the live notification brings the change.
+      const doctor = page("doctor");
+      await doctor.waitFor(
+        (r) => [...document.querySelectorAll('#referral-panel li.referral-item[data-state="scheduled"]')].some((n) => n.textContent?.includes(r)),
+        reason,
+        timeout,
+      );
+    });
+
+    await step("03-links", "the doctor makes two patient links in the consultation's card and reads their short codes; the QR code shows", async () => {
+      const doctor = page("doctor");
+      // The accepted request opened a consultation titled with its reason.
+      await doctor.waitFor((r) => [...document.querySelectorAll("li.room-card h3")].some((n) => n.textContent === r), reason, timeout);
+      made.room = await doctor.evaluateWith(
+        (r) => /** @type {HTMLElement | undefined} */ ([...document.querySelectorAll("li.room-card")].find((c) => c.querySelector("h3")?.textContent === r))?.dataset.roomId ?? "",
+        reason,
+      );
+      assert.ok(made.room, "the consultation's card names its room");
+      const card = `li.room-card[data-room-id="${made.room}"]`;
+      for (let i = 1; i <= 2; i++) {
+        await doctor.click(`${card} button[data-role="patient"]`);
+        await doctor.waitFor((a) => document.querySelectorAll(`${a.card} li.invite[data-state="active"] .invite-code`).length === a.i, { card, i }, timeout);
+      }
+      made.codes = await doctor.evaluateWith(
+        (c) => [...document.querySelectorAll(`${c} li.invite[data-state="active"] .invite-code`)].map((n) => n.textContent ?? "").reverse(),
+        card,
+      );
+      assert.equal(made.codes.length, 2);
+      for (const code of made.codes) assert.match(code, /^\d{3} \d{3} \d{3}$/, "nine digits in groups of three");
+      assert.equal(
+        await doctor.text(`${card} li.invite[data-state="active"] .invite-state`),
+        message(lang.doctor, "invites.state.active"),
+        "the link's state, in the doctor's language",
+      );
+      // A link's QR code, fetched with the session, for a phone's camera.
+      await doctor.click(`${card} li.invite:first-child .invite-tools button[aria-expanded]`);
+      await doctor.waitFor(
+        (c) => {
+          const img = /** @type {HTMLImageElement | null} */ (document.querySelector(`${c} li.invite .invite-qr:not([hidden])`));
+          return Boolean(img && img.complete && img.naturalWidth > 0);
+        },
+        card,
+        timeout,
+      );
+    });
+
+    await step("04-waiting", "two patients on phones type their codes and wait: the first is number 1, the second number 2", async () => {
+      const first = await newPage("patient1", lang.doctor, PHONE);
+      await patientArrives(first, made.codes[0], lang.doctor === "zh-CN" ? "王秀英" : "Wang Xiuying");
+      await waitForPlace(first, lang.doctor, 1, 1);
+      const second = await newPage("patient2", lang.specialist, PHONE);
+      await patientArrives(second, made.codes[1], lang.specialist === "zh-CN" ? "赵建国" : "Zhao Jianguo");
+      await waitForPlace(second, lang.specialist, 2, 2);
+      await waitForPlace(first, lang.doctor, 1, 2);
+      assert.equal(await first.count("#tiles .tile"), 0, "nothing of the room while waiting");
+      // The console shows both codes used.
+      const doctor = page("doctor");
+      await doctor.click(`li.room-card[data-room-id="${made.room}"] .invitations > summary`);
+      await doctor.click(`li.room-card[data-room-id="${made.room}"] .invitations > summary`);
+      await doctor.waitFor(
+        (c) => document.querySelectorAll(`${c} li.invite[data-state="used_up"] .invite-used-by li`).length === 2,
+        `li.room-card[data-room-id="${made.room}"]`,
+        timeout,
+      );
+    });
+
+    await step("05-admitted", "the doctor enters from the console and admits the next patient; the second moves up; the specialist enters", async () => {
+      const doctor = page("doctor");
+      await doctor.click(`li.room-card[data-room-id="${made.room}"] button[data-i18n="console.enter"]`);
+      await doctor.waitFor(() => location.pathname === "/join", undefined, timeout);
+      await doctor.waitForState("prejoin");
+      await doctor.click("#join-button");
+      await doctor.waitForState("in-room");
+      await doctor.click('.tab[data-tab="queue-panel"]');
+      await doctor.waitFor(() => document.querySelectorAll("#queue-panel .queue-item").length === 2, undefined, timeout);
+      await doctor.click("#queue-panel .queue-admit-next");
+      const first = page("patient1");
+      await first.waitForState("in-room");
+      await waitForPlace(page("patient2"), lang.specialist, 1, 1);
+      // Let in, the patient is asked for consent first; this one decides later.
+      await first.waitForSelector("#consent-dialog[open]", timeout, "attached");
+      await first.click("#consent-done");
+      const specialist = page("specialist");
+      await specialist.goto(`${h.base}/`);
+      await specialist.waitForSelector('body[data-state="signed-in"]', timeout, "attached");
+      await specialist.click(`li.room-card[data-room-id="${made.room}"] button[data-i18n="console.enter"]`);
+      await specialist.waitFor(() => location.pathname === "/join", undefined, timeout);
+      await specialist.waitForState("prejoin");
+      await specialist.click("#join-button");
+      await specialist.waitForState("in-room");
+      for (const p of [doctor, first, specialist]) await p.waitFor(() => document.querySelectorAll("#tiles .tile").length === 3, undefined, timeout);
+    });
+
+    await step("06-huddle", "the clinicians confer privately: the patient's page says so; back to the patient clears it", async () => {
+      const [doctor, first, specialist] = [page("doctor"), page("patient1"), page("specialist")];
+      await doctor.click("#huddle-button");
+      await first.waitForSelector('#moderation-banner[data-huddle="true"]', timeout);
+      assert.equal((await first.text("#moderation-banner")).includes(message(lang.doctor, "moderation.banner.huddle")), true, "the patient is told, in their language");
+      assert.equal(await first.evaluate(() => /** @type {HTMLElement | null} */ (document.querySelector("#huddle-button"))?.offsetParent ?? null), null, "the patient cannot start or end one");
+      await specialist.waitForSelector('#moderation-banner[data-huddle="true"]', timeout);
+      await snapAll("06-huddle-on");
+      await specialist.click("#huddle-button");
+      for (const p of [first, doctor, specialist]) await p.waitForSelector("#moderation-banner", timeout, "hidden");
+    });
+
+    await step("07-signed", "the specialist signs a diagnosis report and a prescription with their password; the patient sees both, signed by them", async () => {
+      const [first, specialist] = [page("patient1"), page("specialist")];
+      await specialist.click('.tab[data-tab="records-panel"]');
+      await specialist.click('.record-forms summary[data-i18n="records.report"]');
+      await specialist.fill('.report-form textarea[name="findings"]', "Holter: paroxysmal AF, longest run 40 s");
+      await specialist.fill('.report-form textarea[name="impression"]', "阵发性心房颤动 (paroxysmal atrial fibrillation)");
+      await specialist.fill('.report-form textarea[name="recommendation"]', "Rate control; anticoagulation per CHA2DS2-VASc");
+      await signWithPassword(specialist, ".report-form button[type=submit]");
+      await specialist.click('.record-forms summary[data-i18n="records.prescription"]');
+      await specialist.fill('.rx-form input[name="medication"]', medication);
+      await specialist.fill('.rx-form input[name="dose"]', "47.5 mg");
+      await specialist.fill('.rx-form input[name="frequency"]', "once daily");
+      await specialist.fill('.rx-form input[name="duration"]', "4 weeks");
+      await signWithPassword(specialist, ".rx-form button[type=submit]");
+      for (const kind of ["diagnosis_report", "prescription"]) {
+        await first.waitForSelector(`.record-item[data-kind="${kind}"][data-status="issued"]`, timeout, "attached");
+      }
+      await first.click('.tab[data-tab="records-panel"]');
+      const signature = await first.text('.record-item[data-kind="prescription"] .record-signature');
+      const specialistName = await specialist.evaluate(() => document.querySelector(".tile-local .tile-name")?.textContent ?? "");
+      assert.ok(specialistName && signature.includes(specialistName.split(" · ")[0].trim()), `signed by the specialist: "${signature}" (${specialistName})`);
+    });
+
+    await step("08-ended", "the doctor ends the consultation: the patient's page says so and leads to the outcome", async () => {
+      const [doctor, first] = [page("doctor"), page("patient1")];
+      await doctor.click("#end-button");
+      await doctor.click("#end-confirm");
+      await first.waitForState("ended");
+      await first.waitForSelector("#status-outcome", timeout);
+      assert.equal(await first.text("#status-outcome"), message(lang.doctor, "join.end.outcome"));
+      // The one still waiting is told as well.
+      await page("patient2").waitFor(() => document.body.dataset.state === "ended" || document.body.dataset.state === "error", undefined, timeout);
+    });
+
+    await step("09-pharmacist", "a pharmacist sees who prescribed and approves the prescription", async () => {
+      if (!h.pharmacist) throw new Error("no pharmacist account (HUIZHEN_PHARMACIST)");
+      const pharmacist = await newPage("pharmacist", "en", DESK);
+      await signIn(pharmacist, h.pharmacist, "en");
+      const item = await pharmacist.withText(".rx-item", medication, "data-record-id", timeout);
+      assert.ok((await pharmacist.text(`${item} .record-signature`)).length > 0, "the queue says who signed it");
+      await pharmacist.click(`${item} button[data-action="review"]`);
+      // Approved: it moves to the ones to dispense.
+      await pharmacist.waitFor(
+        (m) => [...document.querySelectorAll(".rx-item")].some((n) => n.textContent?.includes(m) && n.querySelector('button[data-action="dispense"]')),
+        medication,
+        timeout,
+      );
+    });
+
+    await step("10-outcome", "the patient opens the outcome: the report, and the prescription approved by the pharmacy, signed by the specialist", async () => {
+      const first = page("patient1");
+      await first.click("#status-outcome");
+      await first.waitFor(() => location.pathname === "/outcome", undefined, timeout);
+      await first.waitFor(() => document.body.dataset.state === "ready", undefined, timeout);
+      assert.match(await first.text("#reports"), /阵发性心房颤动/);
+      assert.ok((await first.text("#prescriptions")).includes(medication), "the prescription is listed");
+      assert.equal(await first.count("#prescriptions .status-issued"), 0, "no longer only issued");
+      assert.equal(await first.count("#prescriptions .status-reviewed"), 1, "the pharmacy approved it");
+      assert.equal(await first.evaluate(() => document.documentElement.lang), lang.doctor);
+    });
+
+    if (engine === "firefox") {
+      await h.check("workflow (firefox): no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
+        assert.deepEqual(problems, []);
+      });
+    }
+  } finally {
+    for (const [, p] of open) {
+      h.pages.delete(p.who);
+      await closeParticipant(p);
+    }
+    await /** @type {import("puppeteer-core").Browser | null} */ (firefox)?.close().catch(() => undefined);
+  }
+}
