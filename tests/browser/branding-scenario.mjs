@@ -103,6 +103,9 @@ async function selfTile(page) {
       right: r.right,
       bottom: r.bottom,
       focused: document.activeElement === tile,
+      // What is really drawn there: a picture clipped by the strip it came from, or under
+      // something else, would not be found at its own centre.
+      onTop: document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2)?.closest(".tile-local") === tile,
       corner: tile.dataset.corner ?? null,
       moved: tile.hasAttribute("data-moved"),
       tabindex: tile.getAttribute("tabindex"),
@@ -245,7 +248,7 @@ export async function brandingScenario(ctx) {
     // The arrow keys: a step each, the page itself does not scroll.
     for (let i = 0; i < 3; i++) await page.keyboard.press("ArrowUp");
     const up = await selfTile(page);
-    assert.ok(up && up.moved && onScreen(up), `moved and on the screen ${JSON.stringify(up)}`);
+    assert.ok(up && up.moved && onScreen(up) && up.onTop, `moved, on the screen and seen ${JSON.stringify(up)}`);
     assert.ok(Math.abs(up.top - Math.max(start.top - 3 * KEY_STEP, 0)) < 1, `three steps up (${start.top} → ${up.top})`);
     assert.ok(Math.abs(up.left - start.left) < 0.5, "up is up");
     assert.equal(await page.evaluate(() => document.scrollingElement?.scrollTop ?? 0), 0, "the page did not scroll");
@@ -261,6 +264,7 @@ export async function brandingScenario(ctx) {
       await page.keyboard.press("Enter");
       const at = await selfTile(page);
       assert.ok(at && at.corner === corner && onScreen(at), `${corner}: ${JSON.stringify(at)}`);
+      assert.equal(at.onTop, true, `${corner}: seen there, over whatever lies under it`);
       const { width, height } = at.viewport;
       if (corner.endsWith("left")) assert.ok(Math.abs(at.left - CORNER_MARGIN) < 1, `${corner}: left ${at.left}`);
       else assert.ok(Math.abs(at.right - (width - CORNER_MARGIN)) < 1, `${corner}: right ${at.right}`);

@@ -7,11 +7,12 @@
 // while it has focus: the arrow keys move it by a step (a bigger one with Shift), Enter or Space
 // puts it in the next corner of the screen (clockwise from the top left), Home puts it back
 // where the layout has it. A polite status says which corner it went to. It is always kept
-// whole inside the window. "Hide me", the next stop of the Tab key, minimises it.
+// whole inside the window. "Hide me", a stop of the Tab key inside it, minimises it (and puts it
+// back in its place).
 //
 // It only decorates the local tile that room-view.js makes (`.tile-local` in #tiles): it adds
-// the hide button when the tile appears and moves the tile with a CSS translate. Whether you
-// are shown at all to the others does not change: that is the camera button's job.
+// the hide button when the tile appears and moves the tile by fixing it to the window. Whether
+// you are shown at all to the others does not change: that is the camera button's job.
 //
 // DOM contract (tests/browser relies on it): `.self-toggle` in `.tile-local` (aria-pressed true
 // while hidden), `#tiles[data-self-hidden]`, `.tile-local[data-moved]` once moved,
@@ -46,6 +47,8 @@ export class SelfView {
   #hidden = false;
   /** @type {{x: number, y: number}} how far the tile was moved from where the layout puts it */
   #offset = { x: 0, y: 0 };
+  /** @type {DOMRect | null} the tile's place in the layout, while it is moved away from it */
+  #home = null;
   #phone = window.matchMedia(PHONE_LAYOUT);
 
   /** @param {HTMLElement} tiles #tiles */
@@ -78,8 +81,8 @@ export class SelfView {
     status.setAttribute("role", "status");
     tile.append(button, hint, status);
     this.#render(button);
-    this.#offset = { x: 0, y: 0 };
-    this.#move(tile, this.#offset);
+    this.#home = null;
+    this.#move(tile, { x: 0, y: 0 });
     this.#dragging(tile);
     this.#keys(tile);
     this.#keyboardable();
@@ -109,6 +112,8 @@ export class SelfView {
   /** @param {boolean} hidden */
   setHidden(hidden) {
     this.#hidden = hidden;
+    // Hidden, it is a button back in the strip of pictures.
+    if (hidden) this.#move(null, { x: 0, y: 0 });
     const button = this.#tiles.querySelector(".tile-local .self-toggle");
     if (button instanceof HTMLElement) this.#render(button);
     this.#keyboardable();
@@ -124,6 +129,10 @@ export class SelfView {
   }
 
   /**
+   * Puts the tile `offset` away from its place in the layout. A moved tile is fixed to the
+   * window (at its place plus the offset, its size kept): inside the pictures' strip, which
+   * scrolls by itself and so clips what it holds, it would vanish wherever it left the strip
+   * (over the header, the tabs, the controls). Back at offset 0 it returns to the layout.
    * @param {HTMLElement | null} tile null: the current local tile, if any
    * @param {{x: number, y: number}} offset
    */
@@ -132,9 +141,19 @@ export class SelfView {
     this.#offset = offset;
     if (!(node instanceof HTMLElement)) return;
     const moved = offset.x !== 0 || offset.y !== 0;
-    node.style.translate = moved ? `${offset.x}px ${offset.y}px` : "";
-    if (moved) node.dataset.moved = "true";
-    else {
+    if (moved) {
+      // Measured while it still is in the layout: where "back in its place" is.
+      this.#home ??= node.getBoundingClientRect();
+      const home = this.#home;
+      node.style.position = "fixed";
+      node.style.left = `${home.left + offset.x}px`;
+      node.style.top = `${home.top + offset.y}px`;
+      node.style.width = `${home.width}px`;
+      node.style.height = `${home.height}px`;
+      node.dataset.moved = "true";
+    } else {
+      this.#home = null;
+      for (const prop of ["position", "left", "top", "width", "height"]) node.style.removeProperty(prop);
       delete node.dataset.moved;
       delete node.dataset.corner;
     }
