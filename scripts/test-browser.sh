@@ -102,6 +102,12 @@ allow_http_loopback = true
 # in another).
 [display]
 time_zone = "UTC"
+# The institution's look, on every page of every scenario (branding-scenario.mjs checks it).
+[branding]
+name_zh = "慧诊测试医院"
+name_en = "Huizhen Test Hospital"
+logo_file = "$ROOT/tests/fixtures/branding/logo.png"
+accent = "#1a7f37"
 EOF
 
   # A fresh random password per run; it only ever lives in this process tree.

@@ -7,7 +7,8 @@
 //! # Layout
 //!
 //! - [`server`]: startup and shutdown; wires everything below together.
-//! - [`config`]: the TOML configuration and its environment overrides.
+//! - [`config`]: the TOML configuration and its environment overrides; the institution's
+//!   branding, checked (and its logo read) at start.
 //! - [`http`]: the HTTPS edge: web client assets, the clinicians' JSON API, the WebSocket, and
 //!   below them the connection caps and deadlines (`http::conn`).
 //! - [`signaling`]: one session per WebSocket, speaking the protocol in docs/protocol.md.

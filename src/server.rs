@@ -63,6 +63,8 @@ pub struct Server {
 impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        // The institution's logo is read once, here: a missing or unsafe file stops the start.
+        let brand = Arc::new(config.branding.load()?);
         // Several TLS stacks are linked (rustls for HTTPS, others in dependencies); name ours.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let config = Arc::new(config);
@@ -239,6 +241,7 @@ impl Server {
                 config.rooms.code_failures_per_code,
             )),
             webhooks,
+            brand,
         };
 
         let (metrics_addr, metrics_task) = if config.metrics.listen.is_empty() {

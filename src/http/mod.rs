@@ -10,7 +10,7 @@ mod audit;
 mod care_team;
 pub mod conn;
 mod department_queue;
-// How times are shown: the institution's time zone, for the web client.
+// How pages are shown: the institution's time zone and branding, for the web client.
 mod display;
 mod documents;
 pub mod error;
@@ -79,6 +79,8 @@ pub struct AppState {
     pub notifications: crate::notifications::Notifications,
     /// Institutions' outgoing webhooks.
     pub webhooks: crate::webhooks::Webhooks,
+    /// The institution's name, logo and accent colour (`[branding]`), checked and read at start.
+    pub brand: Arc<crate::config::branding::Brand>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -223,6 +225,9 @@ pub fn router(state: AppState) -> Router {
         ));
     // The API's description (docs/openapi.json), for anyone: no session, its own no-store.
     let api = api.route("/openapi.json", get(openapi::document));
+    // The institution's logo, public and cacheable (its URL names its version): its own
+    // headers, outside the API's no-store.
+    let api = api.route("/display/logo/{version}", get(display::logo));
     Router::new()
         .nest("/api/v1", api)
         .route("/ws", get(ws::upgrade))

@@ -1827,6 +1827,7 @@ async function main() {
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await timeZoneScenario({ check, browser, base: BASE, timeout: EVENT_TIMEOUT });
     await phoneScenario({ check, snap, browser, newContext, watchPage, openJoinPage, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await (await import("./branding-scenario.mjs")).brandingScenario({ check, snap, browser, newContext, watchPage, openJoinPage, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);

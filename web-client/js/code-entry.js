@@ -6,6 +6,7 @@
 
 import { must } from "./dom.js";
 import { errorKey } from "./errors.js";
+import { startBranding } from "./branding.js";
 import { clearText, startPage, tr } from "./i18n.js";
 
 const DIGITS = 9;
@@ -48,6 +49,8 @@ export function grouped(digits) {
 
 function start() {
   startPage();
+  // The institution's name, logo and colour, when the server is configured with them.
+  void startBranding();
   const card = must("#code-card", HTMLElement);
   const form = must("#code-form", HTMLFormElement);
   const input = must("#code-input", HTMLInputElement);

@@ -7,6 +7,7 @@
 import * as api from "./api.js";
 import { el, must, roleParam } from "./dom.js";
 import { errorKeyOf } from "./errors.js";
+import { startBranding } from "./branding.js";
 import { clearText, startPage, tr } from "./i18n.js";
 import { showSummary } from "./summary-view.js";
 import { showPharmacy } from "./pharmacy-view.js";
@@ -665,6 +666,8 @@ ui.signOut.addEventListener("click", async () => {
 
 async function start() {
   startPage();
+  // The institution's name, logo and colour, when the server is configured with them.
+  void startBranding();
   if (!api.sessionToken()) {
     signOut();
     return;

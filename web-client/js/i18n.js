@@ -200,21 +200,36 @@ export function displayTimeZone() {
   return timeZone;
 }
 
+/** @type {Promise<unknown> | undefined} */
+let display;
+
 /**
- * Asks the server which zone times are shown in (`GET /api/v1/display`, public). Without an
- * answer (offline, an older server) times stay in the browser's zone.
+ * The server's display settings (`GET /api/v1/display`, public: the time zone, the
+ * institution's branding), asked once per page however many modules want them. Null without an
+ * answer (offline, an older server).
+ * @returns {Promise<unknown>}
+ */
+export function displaySettings() {
+  display ??= (async () => {
+    if (typeof fetch === "undefined") return null;
+    try {
+      const res = await fetch("/api/v1/display", { credentials: "same-origin" });
+      return res.ok ? await res.json() : null;
+    } catch {
+      return null;
+    }
+  })();
+  return display;
+}
+
+/**
+ * Asks the server which zone times are shown in. Without an answer times stay in the
+ * browser's zone.
  * @returns {Promise<void>}
  */
 export async function loadTimeZone() {
-  if (typeof fetch === "undefined") return;
-  try {
-    const res = await fetch("/api/v1/display", { credentials: "same-origin" });
-    if (!res.ok) return;
-    const body = await res.json();
-    setTimeZone(body?.time_zone);
-  } catch {
-    // Keep the browser's zone.
-  }
+  const body = await displaySettings();
+  if (body && typeof body === "object" && "time_zone" in body) setTimeZone(body.time_zone);
 }
 
 /**

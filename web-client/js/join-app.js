@@ -39,6 +39,7 @@ import { loadDeviceChoice } from "./device-check.js";
 import { SelfView } from "./self-view.js";
 import { errorKey, errorTitleKey, mediaErrorCode, seatErrorKey } from "./errors.js";
 import { must, userText } from "./dom.js";
+import { startBranding } from "./branding.js";
 import { clearText, onLocaleChange, startPage, t, tr, trAttr } from "./i18n.js";
 import { RoomApi, checkInvitation } from "./room-api.js";
 import { DocViewer } from "./doc-viewer.js";
@@ -307,6 +308,8 @@ class JoinApp {
 
   constructor() {
     startPage();
+    // The institution's name, logo and colour, when the server is configured with them.
+    void startBranding();
     onLocaleChange(() => this.setTitle(this.roomTitle));
     this.ui.micButton.addEventListener("click", () => this.toggleMic());
     this.ui.cameraButton.addEventListener("click", () => void this.toggleCamera());

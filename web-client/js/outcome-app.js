@@ -10,6 +10,7 @@
 // with textContent.
 
 import { el, must, saveObjectUrl, userText } from "./dom.js";
+import { startBranding } from "./branding.js";
 import { clearText, locale, onLocaleChange, startPage, t, tr } from "./i18n.js";
 
 /** @typedef {{zh: string, en: string}} Words */
@@ -248,6 +249,8 @@ async function downloadPdf(token) {
 
 function start() {
   startPage();
+  // The institution's name, logo and colour, when the server is configured with them.
+  void startBranding();
   // The server's bilingual words (a record's status) are picked, not marked: render again.
   onLocaleChange(() => {
     if (shown) render(shown);

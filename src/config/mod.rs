@@ -5,11 +5,19 @@
 //! named `HUIZHEN_<SECTION>_<KEY>` (for example `HUIZHEN_MEDIA_UDP_BIND=0.0.0.0:40000`,
 //! `HUIZHEN_LIMITS_MAX_PARTICIPANTS=8`). List values in the environment are comma separated.
 //! `DATABASE_URL` is honoured when `storage.database_url` is not set otherwise.
+//!
+//! `[branding]` lives in its own file (`branding.rs`): besides the settings it owns the checks
+//! of the institution's colour and names, and reads its logo once at start.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+// The institution's name, logo and accent colour for the web client.
+pub mod branding;
+
+pub use branding::{BrandingConfig, BrandingError};
 
 /// Everything the server can be told. Every field has a default.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -28,6 +36,7 @@ pub struct Config {
     pub turn: TurnConfig,
     pub webhooks: WebhooksConfig,
     pub display: DisplayConfig,
+    pub branding: BrandingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -612,6 +621,9 @@ pub enum ConfigError {
     Env { var: String, reason: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// `[branding]`: its message names the key.
+    #[error(transparent)]
+    Branding(#[from] BrandingError),
 }
 
 impl Config {
@@ -920,6 +932,8 @@ impl Config {
                 tz.chars().take(64).collect::<String>()
             )));
         }
+        // The logo is read at start (`BrandingConfig::load`), not here.
+        self.branding.check()?;
         Ok(())
     }
 
@@ -1044,8 +1058,28 @@ mod tests {
     }
 
     #[test]
+    fn branding_is_checked_with_the_rest_and_set_from_the_environment() {
+        let mut c = Config::default();
+        c.apply_env([("HUIZHEN_BRANDING_ACCENT".into(), "#1a7f37".into())])
+            .unwrap();
+        assert_eq!(c.branding.accent, "#1a7f37");
+        assert!(c.validate().is_ok());
+        c.branding.accent = "#fffbe6".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Branding(BrandingError::AccentContrast { .. }))
+        ));
+        c.branding.accent = "blue".into();
+        let message = c.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("branding.accent") && message.contains("#rrggbb"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn the_documented_reference_file_is_the_defaults() {
-        let text = include_str!("../docs/huizhen.toml");
+        let text = include_str!("../../docs/huizhen.toml");
         let parsed: Config = toml::from_str(text).unwrap();
         assert_eq!(parsed, Config::default());
     }
