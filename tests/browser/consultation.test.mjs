@@ -52,6 +52,7 @@ import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 import { firefoxScenario } from "./firefox-scenario.mjs";
 import { phoneScenario } from "./phone-scenario.mjs";
 import { workflowScenario } from "./workflow-scenario.mjs";
+import { brandingScenario } from "./branding-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -1827,7 +1828,7 @@ async function main() {
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await timeZoneScenario({ check, browser, base: BASE, timeout: EVENT_TIMEOUT });
     await phoneScenario({ check, snap, browser, newContext, watchPage, openJoinPage, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
-    await (await import("./branding-scenario.mjs")).brandingScenario({ check, snap, browser, newContext, watchPage, openJoinPage, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await brandingScenario({ check, snap, browser, newContext, watchPage, openJoinPage, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
 
     await check("no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
       assert.deepEqual(pageProblems, []);
