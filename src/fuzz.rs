@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::documents::{annotation, dicom, ecg, kind, render};
 use crate::domain::ids::{ParticipantId, RoomId};
-use crate::sfu::{Answer, PublishKinds, Sfu, SfuCommand, SfuEvent};
+use crate::sfu::{Answer, PublishKinds, Sfu, SfuCommand, SfuEvent, TransportOptions};
 
 /// A target: arbitrary bytes in, nothing out.
 pub type Target = fn(&[u8]);
@@ -151,6 +151,7 @@ pub fn sdp_answer(data: &[u8]) {
                     video: true,
                 },
                 subscribe: true,
+                options: TransportOptions::default(),
             },
         );
         let feed = |sfu: &mut Sfu| {

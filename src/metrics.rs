@@ -183,12 +183,43 @@ impl MediaDirection {
     }
 }
 
+/// What a subscriber is sent of a video now (`sfu::allocator`): a simulcast layer (a video
+/// without layers counts as `f`), or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum VideoLayer {
+    Q,
+    H,
+    F,
+    Paused,
+}
+
+impl VideoLayer {
+    /// In the order of `SfuStats::video_layers`.
+    const ALL: [VideoLayer; 4] = [Self::Q, Self::H, Self::F, Self::Paused];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Q => "q",
+            Self::H => "h",
+            Self::F => "f",
+            Self::Paused => "paused",
+        }
+    }
+}
+
 label_value!(
     DropReason,
     KeyframeDirection,
     FrameDirection,
-    MediaDirection
+    MediaDirection,
+    VideoLayer
 );
+
+#[derive(Debug, EncodeLabelSet)]
+struct VideoLayerLabels {
+    worker: usize,
+    layer: VideoLayer,
+}
 
 #[derive(Debug, EncodeLabelSet)]
 struct LossLabels {
@@ -467,7 +498,7 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
     for (name, help, value) in gauges {
         r.register(name, help, per_worker(workers, |s| size(value(s))));
     }
-    let counters: [WorkerSeries; 7] = [
+    let counters: [WorkerSeries; 8] = [
         ("huizhen_media_packets_in", "RTP packets received", |s| {
             s.sfu.rtp_in
         }),
@@ -500,6 +531,12 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
             "Waiting events to a room that a newer one for the same participant replaced",
             |s| s.events_coalesced,
         ),
+        (
+            "huizhen_media_video_layer_switches",
+            "Times the layer a subscriber is sent of a video changed (pausing and resuming \
+             included)",
+            |s| s.sfu.layer_switches,
+        ),
     ];
     for (name, help, value) in counters {
         r.register(
@@ -513,6 +550,22 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
         "CPU time used by the media worker thread",
         Unit::Seconds,
         per_worker(workers, |s| ConstCounter::new(s.cpu_seconds)),
+    );
+    let mut layers = Vec::with_capacity(workers.len() * VideoLayer::ALL.len());
+    for (WorkerLabels { worker }, s) in workers {
+        for (layer, n) in VideoLayer::ALL.into_iter().zip(s.sfu.video_layers) {
+            let labels = VideoLayerLabels {
+                worker: *worker,
+                layer,
+            };
+            layers.push((labels, size(n)));
+        }
+    }
+    r.register(
+        "huizhen_media_video_consumers",
+        "Videos forwarded to participants, by what each is sent now: a simulcast layer (q, h, \
+         f; f for a video without layers) or nothing (paused)",
+        Series(layers),
     );
     let mut dropped = Vec::with_capacity(workers.len() * 4);
     let mut keyframes = Vec::with_capacity(workers.len() * 2);

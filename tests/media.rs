@@ -238,3 +238,68 @@ async fn rooms_on_different_media_workers_each_flow_on_their_own_port() {
     assert_eq!(transports, [0, 2, 2], "a room per worker, the third idle");
     s.stop().await;
 }
+
+/// `video_sizes` → the media core → `video_quality`, end to end: a video shown at 0 × 0 stops
+/// reaching the participant (and they are told), and comes back once shown again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hidden_video_is_not_sent_and_comes_back_when_shown() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Follow-up").await;
+    let doctor = peer(&s, &room, "doctor", "Dr. Wang", 0x31).await;
+    let patient = peer(&s, &room, "patient", "Li Hua", 0x32).await;
+    assert_receives(&doctor, &patient).await;
+    let mid = doctor
+        .offered_tracks()
+        .into_iter()
+        .find(|t| t.participant_id == patient.id() && t.kind == "video")
+        .expect("the patient's video is offered")
+        .mid;
+    let sizes = |w: u32, h: u32| {
+        serde_json::json!({"type": "video_sizes", "sizes": [
+            {"mid": mid, "width": w, "height": h},
+            {"mid": "not-a-mid", "width": 0, "height": 0},
+        ]})
+    };
+
+    doctor.send_json(sizes(0, 0)).await.unwrap();
+    let told = doctor.next_event("video_quality", MEDIA).await.unwrap();
+    assert_eq!(
+        (&told["mid"], &told["layer"], &told["reason"]),
+        (
+            &serde_json::json!(mid),
+            &serde_json::Value::Null,
+            &serde_json::json!("hidden")
+        )
+    );
+    // What was in flight, then nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hidden = doctor.received(&patient.id(), "video").packets;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(doctor.received(&patient.id(), "video").packets, hidden);
+    // Audio was never touched.
+    let heard = doctor.received(&patient.id(), "audio").packets;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(doctor.received(&patient.id(), "audio").packets > heard);
+
+    doctor.send_json(sizes(640, 360)).await.unwrap();
+    let told = doctor.next_event("video_quality", MEDIA).await.unwrap();
+    assert_eq!(
+        (&told["layer"], &told["reason"]),
+        (&serde_json::json!("f"), &serde_json::json!("display"))
+    );
+    doctor
+        .wait_received(&patient.id(), "video", hidden + ENOUGH, MEDIA)
+        .await
+        .unwrap();
+    // Too many sizes at once is a bad message, not the end of the session.
+    let many: Vec<_> = (0..65)
+        .map(|_| serde_json::json!({"mid": mid, "width": 1, "height": 1}))
+        .collect();
+    doctor
+        .send_json(serde_json::json!({"type": "video_sizes", "sizes": many}))
+        .await
+        .unwrap();
+    let e = doctor.next_event("error", MEDIA).await.unwrap();
+    assert_eq!(e["code"], "bad_message");
+    s.stop().await;
+}

@@ -18,13 +18,14 @@ const MEDIA: Duration = Duration::from_secs(30);
 /// Every label the server may put on a series: each takes its values from a closed set (a cap,
 /// a deadline, an error code, a worker's index, a reason, a direction) or is a bucket's bound.
 /// A participant, a room, an address or a name is never one.
-const LABELS: [&str; 7] = [
+const LABELS: [&str; 8] = [
     "cap",
     "deadline",
     "code",
     "worker",
     "reason",
     "direction",
+    "layer",
     "le",
 ];
 
@@ -300,6 +301,8 @@ async fn the_exposition_is_openmetrics_and_moves_with_a_join() {
         ("huizhen_media_dropped", "counter"),
         ("huizhen_media_turn_seconds", "histogram"),
         ("huizhen_media_keyframe_requests", "counter"),
+        ("huizhen_media_video_consumers", "gauge"),
+        ("huizhen_media_video_layer_switches", "counter"),
     ] {
         assert_eq!(before.type_of(family), kind, "{family}");
     }
@@ -311,6 +314,10 @@ async fn the_exposition_is_openmetrics_and_moves_with_a_join() {
     );
     assert_eq!(
         before.get("huizhen_media_dropped_total{worker=\"0\",reason=\"stale\"}"),
+        0.0
+    );
+    assert_eq!(
+        before.get("huizhen_media_video_consumers{worker=\"0\",layer=\"paused\"}"),
         0.0
     );
 

@@ -7,10 +7,11 @@
 //! [`RETRY`]), ahead of anything newer for that room, so a room sees its events in the order the
 //! core made them. The backlog coalesces per participant instead of dropping: a newer offer
 //! replaces an older one still waiting (only the latest offer can be answered), a failure
-//! replaces everything still waiting (the transport is gone), and a second `Connected` (which
-//! only informs) is redundant. So what waits for one participant is at most an offer, a
-//! `Connected` and the answer failures of answers to offers already delivered, or a failure
-//! alone: the backlog is bounded by the worker's participants, not by how long a room is slow.
+//! replaces everything still waiting (the transport is gone), a second `Connected` (which
+//! only informs) is redundant, and a newer video quality replaces an older one for the same
+//! m-line. So what waits for one participant is at most an offer, a `Connected`, a video
+//! quality per m-line they receive and the answer failures of answers to offers already
+//! delivered, or a failure alone: the backlog is bounded by the worker's participants, not by how long a room is slow.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -151,6 +152,10 @@ fn defer(backlog: &mut VecDeque<SfuEvent>, event: SfuEvent) -> u64 {
                 return 1;
             }
         }
+        SfuEvent::VideoQuality { mid, .. } => backlog.retain(|e| {
+            !matches!(e, SfuEvent::VideoQuality { mid: m, .. } if m == mid)
+                || e.participant() != &who
+        }),
         SfuEvent::AnswerFailed { .. } => {}
     }
     let dropped = before - backlog.len();
@@ -209,6 +214,7 @@ mod tests {
             SfuEvent::AnswerFailed { offer_id, .. } => ("answer_failed", *offer_id),
             SfuEvent::Connected { .. } => ("connected", 0),
             SfuEvent::Failed { .. } => ("failed", 0),
+            SfuEvent::VideoQuality { .. } => ("video_quality", 0),
         };
         (e.participant().clone(), what, id)
     }

@@ -38,12 +38,12 @@ pub use clock::{ManualClock, RoomClock};
 pub use ice_restart::{ICE_RESTART_WINDOW, MAX_ICE_RESTARTS};
 pub use notice::{
     Connection, ConsentState, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack,
-    ParticipantInfo, Presenting, Problem, Queue, TrackKind, TrackSource, WaiterInfo, Waiting,
-    Welcome,
+    ParticipantInfo, Presenting, Problem, Queue, TrackKind, TrackSource, VideoLayer,
+    VideoQualityReason, WaiterInfo, Waiting, Welcome,
 };
 pub use request::{
     Annotate, ConnectionQuality, DeviceCheck, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS,
-    MediaState, Moderation, Precall, Publish, SpeakerCheck,
+    MediaState, Moderation, Precall, Publish, SpeakerCheck, VideoSize,
 };
 
 /// Capacity of a room's command queue, and of each session's outbound queue.
@@ -143,6 +143,12 @@ pub enum RoomCommand {
     IceRestart {
         participant: ParticipantId,
         conn: u64,
+    },
+    /// How the participant shows the videos they receive (their layout changed).
+    VideoSizes {
+        participant: ParticipantId,
+        conn: u64,
+        sizes: Vec<VideoSize>,
     },
     /// End the consultation: by a participant (checked against their role), or by the HTTP API
     /// (`by: None`, already authorised).

@@ -135,6 +135,25 @@ pub enum TrackSource {
     Screen,
 }
 
+/// A simulcast layer, lowest first (a video without layers is told as `Full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoLayer {
+    Low,
+    Medium,
+    Full,
+}
+
+/// Why a participant gets the video they get of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoQualityReason {
+    /// Their connection holds it below what would be useful (none at all: audio only).
+    Bandwidth,
+    /// They show it nowhere (a 0 × 0 size).
+    Hidden,
+    /// The best useful at the size they show it: nothing holds it back.
+    Display,
+}
+
 /// One media line of an offer: whose track it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedTrack {
@@ -266,6 +285,13 @@ pub enum Notice {
     /// Who shares their screen now (`None`: nobody).
     ScreenShare {
         sharer: Option<ParticipantId>,
+    },
+    /// To one participant: what they are now sent of the video on their m-line `mid` (`None`:
+    /// nothing, they get its audio only), and why.
+    VideoQuality {
+        mid: String,
+        layer: Option<VideoLayer>,
+        reason: VideoQualityReason,
     },
 }
 

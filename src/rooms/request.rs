@@ -8,6 +8,15 @@ use crate::domain::role::Role;
 /// Longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
 
+/// How a participant shows one video they receive, in device pixels (0 × 0: not shown), named
+/// by their m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoSize {
+    pub mid: String,
+    pub width: u32,
+    pub height: u32,
+}
+
 /// Which media a participant sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Publish {

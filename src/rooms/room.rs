@@ -30,7 +30,7 @@ use super::{
     Annotate, ConsentState, EndReason, Entry, Farewell, Follow, Joined, LeaveReason,
     MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, Moderation, Notice, OfferedTrack, Presenting, Problem,
     Publish, ResumeRef, RoomCommand, RoomError, RoomServices, RoomSettings, SessionLink, TrackKind,
-    TrackSource, Welcome,
+    TrackSource, VideoLayer, VideoQualityReason, Welcome,
 };
 use crate::audit::{Action, Actor, Append, AuditEvent, Durable, Outcome, Written};
 use crate::auth::{Claims, SigningKey, TokenKind};
@@ -41,7 +41,10 @@ use crate::domain::ids::{ChatMessageId, InviteId, ParticipantId, RoomId, UserId}
 use crate::domain::role::Role;
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
-use crate::sfu::{Answer, AnswerError, FailReason, PublishKinds, SfuCommand, SfuEvent};
+use crate::sfu::{
+    Answer, AnswerError, FailReason, PublishKinds, QualityReason, SfuCommand, SfuEvent,
+    TransportOptions,
+};
 use crate::storage::{Change, ChatRecord, Db, DocumentRecord, RoomRecord};
 
 /// Resume tokens outlive any consultation; what keeps them short-lived is that each works
@@ -333,6 +336,29 @@ impl Room {
             }
             RoomCommand::IceRestart { participant, conn } => {
                 self.ice_restart(participant, conn).await;
+            }
+            RoomCommand::VideoSizes {
+                participant,
+                conn,
+                sizes,
+            } => {
+                if self.find(&participant).is_none_or(|p| !p.is_conn(conn)) {
+                    return;
+                }
+                // Only what they receive is theirs to size: the media core ignores any other
+                // m-line.
+                let sizes = sizes
+                    .into_iter()
+                    .map(|s| crate::sfu::VideoSize {
+                        mid: s.mid,
+                        width: s.width,
+                        height: s.height,
+                    })
+                    .collect();
+                let _ = self
+                    .media
+                    .command(SfuCommand::VideoSizes { participant, sizes })
+                    .await;
             }
             RoomCommand::Leave { participant, conn } => {
                 // Also from a connection the room already found gone: the session sent its
@@ -912,6 +938,7 @@ impl Room {
                     video: person.publish.video,
                 },
                 subscribe: person.role.may_subscribe(),
+                options: TransportOptions::default(),
             })
             .await;
         if added.is_err() {
@@ -1075,6 +1102,29 @@ impl Room {
                 };
                 p.pending_offer = Some((offer.offer_id, msg.clone()));
                 p.send(msg);
+            }
+            SfuEvent::VideoQuality {
+                participant,
+                mid,
+                layer,
+                reason,
+                ..
+            } => {
+                if let Some(p) = self.find(&participant) {
+                    p.send(Notice::VideoQuality {
+                        mid,
+                        layer: layer.map(|l| match l.index() {
+                            0 => VideoLayer::Low,
+                            1 => VideoLayer::Medium,
+                            _ => VideoLayer::Full,
+                        }),
+                        reason: match reason {
+                            QualityReason::Bandwidth => VideoQualityReason::Bandwidth,
+                            QualityReason::Hidden => VideoQualityReason::Hidden,
+                            QualityReason::Display => VideoQualityReason::Display,
+                        },
+                    });
+                }
             }
             SfuEvent::AnswerFailed {
                 participant, error, ..

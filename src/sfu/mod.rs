@@ -17,9 +17,11 @@
 //! between layers needs (`forwarder.rs`).
 //! It decides nothing about permissions: rooms say who may publish and subscribe.
 
+mod allocator;
 mod dtls;
 mod forwarder;
 mod keyframe;
+mod meter;
 mod quality;
 mod router;
 mod stun;
@@ -34,6 +36,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
@@ -43,6 +46,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 use crate::domain::ids::{ParticipantId, RoomId};
 pub use dtls::crypto_provider;
 // For the fuzz targets (`crate::fuzz`).
+pub use allocator::Reason as QualityReason;
+use allocator::{ALLOCATION_INTERVAL, Choice, Link, Shown, Video};
 pub use forwarder::Layer;
 use forwarder::{LayerPacket, LayerVerdict, Verdict, vp8_pid_is_15_bit};
 pub(crate) use keyframe::{VideoCodec, starts_keyframe};
@@ -65,6 +70,9 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Keyframe requests to one producer are sent at most this often, however many subscribers ask.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
+/// The longest mid a client may name: str0m's mids hold 16 bytes.
+const MAX_MID_LEN: usize = 16;
+
 /// Due timeouts one poll of a transport serves itself (see `Sfu::poll_one`).
 const MAX_INLINE_TIMEOUTS: u32 = 4;
 
@@ -76,6 +84,21 @@ pub struct TransportOptions {
     /// put an `addTrack` camera on one), and webrtc-rs answers every offered rid whether it
     /// sends it or not.
     pub simulcast: bool,
+    /// Estimate the bandwidth to this participant (str0m's send-side estimator, from their
+    /// transport-wide congestion control feedback) and choose the video they are sent from it:
+    /// a simulcast layer per video, audio only below the lowest (`allocator.rs`). What rooms
+    /// turn on where simulcast is on. Off, the participant gets the best layer their layout
+    /// can use, and packets leave as they arrive (the estimator brings a pacer).
+    pub bwe: bool,
+}
+
+/// How one subscriber shows one video: `mid` is the subscriber's m-line carrying it, the size
+/// is in device pixels (0 × 0: not shown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoSize {
+    pub mid: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// Which kinds of media a participant sends.
@@ -119,14 +142,6 @@ pub enum SfuCommand {
         participant: ParticipantId,
         publish: PublishKinds,
         subscribe: bool,
-    },
-    /// [`SfuCommand::AddTransport`] with options (simulcast). What rooms send once the
-    /// signaling lets a client ask for them; until then only tests and tools do.
-    AddTransportWith {
-        room: RoomId,
-        participant: ParticipantId,
-        publish: PublishKinds,
-        subscribe: bool,
         options: TransportOptions,
     },
     Answer {
@@ -134,14 +149,22 @@ pub enum SfuCommand {
         offer_id: u64,
         answer: Answer,
     },
-    /// Which simulcast layer `subscriber` is to get of `publisher`'s camera (None: the best
-    /// arriving). The switch happens at the next keyframe of that layer (one is asked for);
-    /// the current layer flows until then. Without simulcast, nothing changes. The hook that
-    /// bandwidth-based selection is to drive; for now tests and tools set it.
+    /// The highest simulcast layer `subscriber` may get of `publisher`'s camera (None: no
+    /// cap); within it, the allocator chooses. A switch happens at the next keyframe of the
+    /// new layer (one is asked for); the current layer flows until then. Without simulcast,
+    /// nothing changes. For tests and tools.
     SetLayer {
         subscriber: ParticipantId,
         publisher: ParticipantId,
         layer: Option<Layer>,
+    },
+    /// How `participant` shows the videos it receives (its client tells on layout changes):
+    /// each named m-line's size replaces what was known of it; unknown m-lines are ignored.
+    /// A video shown at 0 × 0 is not sent at all; a small one gets the lowest layer that fills
+    /// it.
+    VideoSizes {
+        participant: ParticipantId,
+        sizes: Vec<VideoSize>,
     },
     RemoveTransport {
         participant: ParticipantId,
@@ -203,6 +226,17 @@ pub enum SfuEvent {
         participant: ParticipantId,
         reason: FailReason,
     },
+    /// What `participant` is now sent of the video on its m-line `mid`: a layer (a video
+    /// without layers counts as [`Layer::FULL`]), or nothing (paused: hidden, or their link is
+    /// too weak for even the lowest layer, and they get audio only), and why. Only changes
+    /// are told; nothing told means the video flows at its best.
+    VideoQuality {
+        room: RoomId,
+        participant: ParticipantId,
+        mid: String,
+        layer: Option<Layer>,
+        reason: QualityReason,
+    },
 }
 
 /// Why a transport failed.
@@ -220,7 +254,8 @@ impl SfuEvent {
             SfuEvent::Offer { room, .. }
             | SfuEvent::AnswerFailed { room, .. }
             | SfuEvent::Connected { room, .. }
-            | SfuEvent::Failed { room, .. } => room,
+            | SfuEvent::Failed { room, .. }
+            | SfuEvent::VideoQuality { room, .. } => room,
         }
     }
 
@@ -229,7 +264,8 @@ impl SfuEvent {
             SfuEvent::Offer { participant, .. }
             | SfuEvent::AnswerFailed { participant, .. }
             | SfuEvent::Connected { participant, .. }
-            | SfuEvent::Failed { participant, .. } => participant,
+            | SfuEvent::Failed { participant, .. }
+            | SfuEvent::VideoQuality { participant, .. } => participant,
         }
     }
 }
@@ -255,6 +291,12 @@ pub struct SfuStats {
     pub keyframe_requests_received: u64,
     /// Round-trip time and loss from every transport's statistics reports (`quality.rs`).
     pub quality: QualityStats,
+    /// Times the allocator changed the layer a subscriber is to get of a video (pausing and
+    /// resuming included).
+    pub layer_switches: u64,
+    /// Video consumers by what the allocator chose for them now: `q`, `h`, `f` (a video
+    /// without layers counts as `f`), paused (filled in by `stats()`).
+    pub video_layers: [u64; 4],
     /// Current sizes (filled in by `stats()`).
     pub transports: u64,
     pub producers: u64,
@@ -384,8 +426,28 @@ impl Sfu {
                 .iter()
                 .map(|(_, t)| t.consumers.len() as u64)
                 .sum(),
+            video_layers: self.video_layers(),
             ..self.stats
         }
+    }
+
+    /// Open video consumers by chosen layer (q, h, f, paused).
+    fn video_layers(&self) -> [u64; 4] {
+        let mut counts = [0; 4];
+        for (_, t) in self.transports.iter() {
+            for c in &t.consumers {
+                if c.kind != MediaKind::Video || !matches!(c.state, ConsumerState::Open(_)) {
+                    continue;
+                }
+                let slot = match (c.target, c.layers.is_some()) {
+                    (None, _) => 3,
+                    (Some(l), true) => l.index(),
+                    (Some(_), false) => Layer::FULL.index(),
+                };
+                counts[slot] += 1;
+            }
+        }
+        counts
     }
 
     pub fn transport_count(&self) -> usize {
@@ -442,26 +504,16 @@ impl Sfu {
                 participant,
                 publish,
                 subscribe,
-            } => self.add_transport(
-                now,
-                room,
-                participant,
-                publish,
-                subscribe,
-                TransportOptions::default(),
-            ),
-            SfuCommand::AddTransportWith {
-                room,
-                participant,
-                publish,
-                subscribe,
                 options,
             } => self.add_transport(now, room, participant, publish, subscribe, options),
             SfuCommand::SetLayer {
                 subscriber,
                 publisher,
                 layer,
-            } => self.set_layer(&subscriber, &publisher, layer),
+            } => self.set_layer(now, &subscriber, &publisher, layer),
+            SfuCommand::VideoSizes { participant, sizes } => {
+                self.video_sizes(now, &participant, &sizes);
+            }
             SfuCommand::Answer {
                 participant,
                 offer_id,
@@ -632,6 +684,10 @@ impl Sfu {
                 }
                 Self::mark_dirty(&mut self.dirty, key, t);
             }
+            // The allocator runs where the transport is polled.
+            if t.allocation_due.is_some_and(|at| at <= now) {
+                Self::mark_dirty(&mut self.dirty, key, t);
+            }
             let polled = t.dirty;
             let alive = t.rtc().is_none_or(|rtc| rtc.is_alive());
             let reason = match t.connectivity {
@@ -678,7 +734,7 @@ impl Sfu {
             return;
         }
         let mut t = Transport::new(now, room.clone(), participant, publish, subscribe);
-        t.set_simulcast(options.simulcast);
+        t.set_options(options);
         let router = self.routers.entry(room).or_default();
         if subscribe {
             for p in &router.producers {
@@ -702,21 +758,136 @@ impl Sfu {
     /// See [`SfuCommand::SetLayer`].
     fn set_layer(
         &mut self,
+        now: Instant,
         subscriber: &ParticipantId,
         publisher: &ParticipantId,
         layer: Option<Layer>,
     ) {
-        let Some(t) = self
-            .transports
-            .key_of(subscriber)
-            .and_then(|key| self.transports.get_mut(key))
-        else {
+        let Some(key) = self.transports.key_of(subscriber) else {
+            return;
+        };
+        let Some(t) = self.transports.get_mut(key) else {
             return;
         };
         for c in &mut t.consumers {
             if &c.publisher == publisher && c.layers.is_some() {
-                c.wanted = layer;
+                c.cap = layer;
             }
+        }
+        t.reallocate(now);
+        Self::mark_dirty(&mut self.dirty, key, t);
+    }
+
+    /// See [`SfuCommand::VideoSizes`].
+    fn video_sizes(&mut self, now: Instant, participant: &ParticipantId, sizes: &[VideoSize]) {
+        let Some(key) = self.transports.key_of(participant) else {
+            return;
+        };
+        let Some(t) = self.transports.get_mut(key) else {
+            return;
+        };
+        for size in sizes {
+            // A longer one is no mid of ours (str0m would cut it to one that might be).
+            if size.mid.len() > MAX_MID_LEN {
+                continue;
+            }
+            let mid = Mid::from(size.mid.as_str());
+            if let Some(c) = t
+                .consumers
+                .iter_mut()
+                .find(|c| c.kind == MediaKind::Video && c.state.mid() == Some(mid))
+            {
+                c.shown = Shown::of(size.width, size.height);
+            }
+        }
+        t.reallocate(now);
+        Self::mark_dirty(&mut self.dirty, key, t);
+    }
+
+    /// Runs the allocator for one subscriber if it is due (`allocator.rs`): each open video
+    /// consumer gets a target layer or is paused, the room is told what changed, and str0m's
+    /// estimator is told what to probe for.
+    fn allocate(&mut self, now: Instant, key: TransportKey) {
+        let Some(t) = self.transports.get_mut(key) else {
+            return;
+        };
+        if t.allocation_due.is_none_or(|at| at > now) {
+            return;
+        }
+        t.allocation_due = t.bwe.then(|| now + ALLOCATION_INTERVAL);
+        let Some(router) = self.routers.get(&t.room) else {
+            return;
+        };
+        let producer = |source: ProducerKey| router.producers.iter().find(|p| p.key == source);
+        let mut audio = 0;
+        let mut open = Vec::new();
+        let mut videos = Vec::new();
+        let mut memory = Vec::new();
+        for (i, c) in t.consumers.iter().enumerate() {
+            if !matches!(c.state, ConsumerState::Open(_)) || t.blocks(&c.publisher, c.kind) {
+                continue;
+            }
+            let Some(p) = producer(c.source) else {
+                continue;
+            };
+            let rates = p.layer_rates(now);
+            if c.kind == MediaKind::Audio {
+                audio += rates[0].unwrap_or(0);
+                continue;
+            }
+            open.push(i);
+            videos.push(Video {
+                screen: c.track == TrackSource::Screen,
+                shown: c.shown,
+                layers: rates,
+                cap: c.cap,
+            });
+            memory.push(c.memory);
+        }
+        let link = Link {
+            estimate: t.bwe.then_some(t.estimate),
+            audio,
+        };
+        let (choices, probe) =
+            allocator::allocate(now, link, &videos, &mut memory, &mut t.link_memory);
+        for ((i, choice), mem) in open.into_iter().zip(choices).zip(memory) {
+            let c = &mut t.consumers[i];
+            c.memory = mem;
+            if c.target != choice.layer {
+                self.stats.layer_switches += 1;
+                c.target = choice.layer;
+            }
+            // A video without layers is told as full.
+            let told = Choice {
+                layer: match c.layers {
+                    Some(_) => choice.layer,
+                    None => choice.layer.map(|_| Layer::FULL),
+                },
+                reason: choice.reason,
+            };
+            let news = match c.told {
+                Some(before) => before != told,
+                // Nothing told yet means "at its best".
+                None => told.reason != QualityReason::Display,
+            };
+            if news && let ConsumerState::Open(mid) = c.state {
+                c.told = Some(told);
+                self.events.push_back(SfuEvent::VideoQuality {
+                    room: t.room.clone(),
+                    participant: t.id.clone(),
+                    mid: mid.to_string(),
+                    layer: told.layer,
+                    reason: told.reason,
+                });
+            }
+        }
+        if let Some(probe) = probe
+            && t.probe != Some(probe)
+            && let Some(rtc) = t.rtc.as_deref_mut()
+        {
+            t.probe = Some(probe);
+            rtc.bwe()
+                .set_bitrate(Bitrate::bps(probe.minimum), Bitrate::bps(probe.desired));
         }
     }
 
@@ -761,6 +932,7 @@ impl Sfu {
                     source,
                     last_keyframe_request: Default::default(),
                     layers: simulcast.then(Layers::default),
+                    meters: Default::default(),
                 });
                 for member in router.members.iter().filter(|m| **m != key) {
                     if let Some(other) = self.transports.get_mut(*member)
@@ -774,6 +946,12 @@ impl Sfu {
             for m in members.into_iter().filter(|m| *m != key) {
                 self.negotiate(m);
             }
+        }
+        if !outcome.opened_video.is_empty()
+            && let Some(t) = self.transports.get_mut(key)
+        {
+            // New videos to allocate before their first packet.
+            t.reallocate(now);
         }
         for producer in outcome.opened_video {
             self.request_keyframe(now, producer, None);
@@ -1026,6 +1204,7 @@ impl Sfu {
             self.handle_event(now, key, e);
         }
         self.scratch_events = events;
+        self.allocate(now, key);
         self.reschedule(key);
     }
 
@@ -1082,7 +1261,18 @@ impl Sfu {
                     }
                 }
             }
-            Event::StreamPaused(p) => self.layer_paused(key, p.mid, p.rid.as_deref(), p.paused),
+            Event::StreamPaused(p) => {
+                self.layer_paused(now, key, p.mid, p.rid.as_deref(), p.paused);
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                if let Some(t) = self.transports.get_mut(key)
+                    && let Some(bps) = estimate.as_valid()
+                {
+                    // Down at once: the allocator runs before this turn ends.
+                    t.estimate = bps.as_u64();
+                    t.reallocate(now);
+                }
+            }
             // Statistics reports, about once a second per transport (never per packet).
             _ => self.stats.quality.observe(&event),
         }
@@ -1112,7 +1302,14 @@ impl Sfu {
 
     /// str0m saw a layer of a simulcast producer stop (no packet for its pause threshold) or
     /// resume: subscribers on it move to another layer at that layer's next keyframe.
-    fn layer_paused(&mut self, key: TransportKey, mid: Mid, rid: Option<&str>, paused: bool) {
+    fn layer_paused(
+        &mut self,
+        now: Instant,
+        key: TransportKey,
+        mid: Mid,
+        rid: Option<&str>,
+        paused: bool,
+    ) {
         let Some(rid) = rid else {
             return;
         };
@@ -1130,6 +1327,21 @@ impl Sfu {
             .and_then(|p| p.layers.as_mut())
         {
             layers.set(layer, !paused);
+        }
+        self.layers_changed(now, &room);
+    }
+
+    /// Some publisher's layers started or stopped arriving: every subscriber in the room is
+    /// allocated again (rare: a layer's first packet, a pause).
+    fn layers_changed(&mut self, now: Instant, room: &RoomId) {
+        let Some(router) = self.routers.get(room) else {
+            return;
+        };
+        for member in &router.members {
+            if let Some(t) = self.transports.get_mut(*member) {
+                t.reallocate(now);
+                Self::mark_dirty(&mut self.dirty, *member, t);
+            }
         }
     }
 
@@ -1163,7 +1375,10 @@ impl Sfu {
         // A simulcast producer's packet is inspected once here for all its subscribers:
         // which layer, whether it starts a keyframe, its VP8 descriptor.
         let mut vp8 = None;
+        producer.meters[layer.index()].add(now, pkt.payload.len());
+        let mut new_layer = false;
         let layered = producer.layers.as_mut().map(|layers| {
+            new_layer = layers.available & layer.bit() == 0;
             layers.set(layer, true);
             if codec == Some(VideoCodec::Vp8) {
                 vp8 = Vp8Descriptor::parse(&pkt.payload).ok();
@@ -1210,10 +1425,15 @@ impl Sfu {
             let ConsumerState::Open(out_mid) = consumer.state else {
                 continue;
             };
+            if is_video && consumer.target.is_none() {
+                // Paused by the allocator: as a block, it restarts at a keyframe.
+                consumer.forwarder.restart();
+                continue;
+            }
             let (out_seq, out_ts, patch) = if let (Some((layers, packet)), Some(switch)) =
                 (&layered, consumer.layers.as_mut())
             {
-                let Some(target) = layers.pick(consumer.wanted) else {
+                let Some(target) = layers.pick(consumer.target) else {
                     continue;
                 };
                 match switch.on_packet(&mut consumer.forwarder, target, packet) {
@@ -1277,6 +1497,12 @@ impl Sfu {
                 if want_keyframe & l.bit() != 0 {
                     self.request_keyframe(now, producer_key, simulcast.then_some(l));
                 }
+            }
+        }
+        if new_layer {
+            let room = self.transports.get(key).map(|t| t.room.clone());
+            if let Some(room) = room {
+                self.layers_changed(now, &room);
             }
         }
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use str0m::media::MediaKind;
 
 use super::forwarder::{LAYER_RIDS, Layer};
+use super::meter::BitrateMeter;
 use super::{ProducerKey, TrackSource, TransportKey};
 use crate::domain::ids::ParticipantId;
 
@@ -30,6 +31,43 @@ pub struct Producer {
     pub last_keyframe_request: [Option<Instant>; LAYER_RIDS.len()],
     /// Some for a simulcast camera: which of its layers arrive.
     pub layers: Option<Layers>,
+    /// What each layer (the only stream: the first) takes, as it arrives.
+    pub meters: [BitrateMeter; LAYER_RIDS.len()],
+}
+
+/// What a stream costs a subscriber when nothing is measured yet (a layer just started):
+/// what browsers send for each simulcast layer of a 720p camera, a camera without layers, a
+/// shared screen, a microphone (Opus with its headers).
+pub const FALLBACK_LAYER_BPS: [u64; LAYER_RIDS.len()] = [150_000, 500_000, 1_500_000];
+pub const FALLBACK_CAMERA_BPS: u64 = 800_000;
+pub const FALLBACK_SCREEN_BPS: u64 = 1_000_000;
+pub const FALLBACK_AUDIO_BPS: u64 = 50_000;
+
+impl Producer {
+    /// What each layer costs where it arrives now (bits per second): measured, else the
+    /// fallback. A producer without layers has only the first.
+    pub fn layer_rates(&self, now: std::time::Instant) -> [Option<u64>; LAYER_RIDS.len()] {
+        let mut rates = [None; LAYER_RIDS.len()];
+        match &self.layers {
+            Some(layers) => {
+                for l in Layer::ALL {
+                    if layers.available & l.bit() != 0 {
+                        let i = l.index();
+                        rates[i] = Some(self.meters[i].rate(now).unwrap_or(FALLBACK_LAYER_BPS[i]));
+                    }
+                }
+            }
+            None => {
+                let fallback = match (self.kind, self.source) {
+                    (MediaKind::Audio, _) => FALLBACK_AUDIO_BPS,
+                    (_, TrackSource::Screen) => FALLBACK_SCREEN_BPS,
+                    _ => FALLBACK_CAMERA_BPS,
+                };
+                rates[0] = Some(self.meters[0].rate(now).unwrap_or(fallback));
+            }
+        }
+        rates
+    }
 }
 
 /// The layers a simulcast producer is sending now: a layer becomes available with its first

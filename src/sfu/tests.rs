@@ -205,6 +205,66 @@ struct World {
     nat: HashMap<SocketAddr, SocketAddr>,
     /// The next client joins in RTP mode (see `join_simulcast_raw`).
     rtp_mode_next: bool,
+    /// A capped downlink: what the server sends this client passes a token bucket.
+    downlink_cap: Option<(SocketAddr, TokenBucket)>,
+}
+
+/// A link's bottleneck, as a token bucket in front of a bounded queue: datagrams leave at
+/// `rate` (with a small burst), wait in the queue while there are no tokens (the delay a
+/// delay-based estimator sees), and are lost when the queue is full (drop-tail).
+struct TokenBucket {
+    /// Bytes per second.
+    rate: u64,
+    tokens: f64,
+    burst: f64,
+    last: Instant,
+    queue: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+    queue_limit: usize,
+    dropped: u64,
+}
+
+impl TokenBucket {
+    fn new(bits_per_second: u64, now: Instant) -> Self {
+        let rate = bits_per_second / 8;
+        Self {
+            rate,
+            tokens: 1500.0,
+            burst: 1500.0,
+            last: now,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            // About 150 ms of the link: a modest router buffer.
+            queue_limit: (rate as usize * 150 / 1000).max(3000),
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, d: Vec<u8>) {
+        if self.queued_bytes + d.len() > self.queue_limit {
+            self.dropped += 1;
+            return;
+        }
+        self.queued_bytes += d.len();
+        self.queue.push_back(d);
+    }
+
+    /// What may leave by `now`.
+    fn release(&mut self, now: Instant) -> Vec<Vec<u8>> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate as f64).min(self.burst);
+        let mut out = Vec::new();
+        while let Some(d) = self.queue.front() {
+            if (d.len() as f64) > self.tokens {
+                break;
+            }
+            self.tokens -= d.len() as f64;
+            self.queued_bytes -= d.len();
+            out.extend(self.queue.pop_front());
+        }
+        out
+    }
 }
 
 impl World {
@@ -224,6 +284,7 @@ impl World {
             publishing: true,
             nat: HashMap::new(),
             rtp_mode_next: false,
+            downlink_cap: None,
         }
     }
 
@@ -249,7 +310,10 @@ impl World {
                 audio: true,
                 video: true,
             },
-            TransportOptions { simulcast: true },
+            TransportOptions {
+                simulcast: true,
+                ..TransportOptions::default()
+            },
         );
         self.clients.last_mut().unwrap().simulcast = true;
         id
@@ -266,7 +330,10 @@ impl World {
                 audio: false,
                 video: true,
             },
-            TransportOptions { simulcast: true },
+            TransportOptions {
+                simulcast: true,
+                ..TransportOptions::default()
+            },
         );
         let c = self.clients.last_mut().unwrap();
         c.simulcast = true;
@@ -321,7 +388,7 @@ impl World {
         });
         self.sfu.handle_command(
             self.now,
-            SfuCommand::AddTransportWith {
+            SfuCommand::AddTransport {
                 room: self.room.clone(),
                 participant: id.clone(),
                 publish,
@@ -420,15 +487,26 @@ impl World {
                 self.sfu.handle_receive(self.now, from, &data);
             }
             self.sfu.handle_timeout(self.now);
-            // Server → clients.
+            // Server → clients (through the capped link where there is one).
+            let mut arriving: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
             while let Some(t) = self.sfu.poll_transmit() {
+                match &mut self.downlink_cap {
+                    Some((capped, bucket)) if *capped == t.destination => {
+                        bucket.push(t.contents.to_vec());
+                    }
+                    _ => arriving.push((t.destination, t.contents.to_vec())),
+                }
+            }
+            if let Some((capped, bucket)) = &mut self.downlink_cap {
+                arriving.extend(bucket.release(self.now).into_iter().map(|d| (*capped, d)));
+            }
+            for (destination, contents) in arriving {
                 let nat = &self.nat;
                 let seen = |c: &Client| nat.get(&c.addr).copied().unwrap_or(c.addr);
-                if let Some(c) = self.clients.iter_mut().find(|c| seen(c) == t.destination) {
+                if let Some(c) = self.clients.iter_mut().find(|c| seen(c) == destination) {
                     let input = Input::Receive(
                         self.now,
-                        Receive::new(str0m::net::Protocol::Udp, server, c.addr, &t.contents)
-                            .unwrap(),
+                        Receive::new(str0m::net::Protocol::Udp, server, c.addr, &contents).unwrap(),
                     );
                     c.rtc.handle_input(input).unwrap();
                     moved = true;
@@ -666,6 +744,7 @@ fn timers_stay_bounded_and_idle_transports_are_never_due() {
                 participant: ParticipantId::generate(),
                 publish: PublishKinds::default(),
                 subscribe: true,
+                options: TransportOptions::default(),
             },
         );
     }
@@ -884,6 +963,7 @@ fn silent_peers_fail_with_the_reason() {
             participant: idle,
             publish: PublishKinds::default(),
             subscribe: true,
+            options: TransportOptions::default(),
         },
     );
     // b's network goes away without a word.
@@ -968,6 +1048,7 @@ fn an_observer_has_no_peer_connection_until_there_is_media_to_receive() {
             participant: observer.clone(),
             publish: PublishKinds::default(),
             subscribe: true,
+            options: TransportOptions::default(),
         },
     );
     w.run(200);
@@ -1025,6 +1106,7 @@ fn forwarding_profile_workload() {
                 participant: ParticipantId::generate(),
                 publish: PublishKinds::default(),
                 subscribe: true,
+                options: TransportOptions::default(),
             },
         );
     }
@@ -1069,6 +1151,7 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
                 video: false,
             },
             subscribe: true,
+            options: TransportOptions::default(),
         },
     );
     let Some(SfuEvent::Offer { offer, .. }) = sfu.poll_event() else {
@@ -1656,7 +1739,10 @@ fn a_publisher_answering_without_simulcast_is_forwarded_as_one_layer() {
             audio: true,
             video: true,
         },
-        TransportOptions { simulcast: true },
+        TransportOptions {
+            simulcast: true,
+            ..TransportOptions::default()
+        },
     );
     w.clients.last_mut().unwrap().ignore_simulcast = true;
     let a = w.join(0xA1);
@@ -1677,5 +1763,160 @@ fn a_publisher_answering_without_simulcast_is_forwarded_as_one_layer() {
     assert!(
         asked.iter().all(|r| r.is_none()),
         "asked for a rid: {asked:?}"
+    );
+}
+
+/// The layer of each video frame, as a string of `q`/`h`/`f` (for messages).
+fn layer_trace(frames: &[Frame]) -> String {
+    frames
+        .iter()
+        .map(|f| ["q", "h", "f"][usize::from(layer_of(f))])
+        .collect()
+}
+
+/// Issue 19's weak link, on the virtual clock: two subscribers estimate their links (str0m's
+/// send-side estimator, from the clients' transport-wide feedback) and get a simulcast camera.
+/// One's downlink is capped (a token bucket with a queue in the world's exchange): at 300
+/// kbit/s it drops to q, at 120 kbit/s it gets audio only and is told so; once the cap lifts
+/// it climbs back to f. The other stays on f throughout, never frozen.
+#[test]
+fn a_throttled_subscriber_drops_to_q_then_audio_only_and_climbs_back() {
+    let mut w = World::new();
+    let publisher = w.join_simulcast(0x5C);
+    let bwe = TransportOptions {
+        bwe: true,
+        ..TransportOptions::default()
+    };
+    let audio_only = PublishKinds {
+        audio: true,
+        video: false,
+    };
+    let weak = w.join_with(0xA1, audio_only, bwe);
+    let strong = w.join_with(0xB2, audio_only, bwe);
+    let video =
+        |w: &World, rx: &ParticipantId| frames(w, rx, &publisher, MediaKind::Video).to_vec();
+    let audio = |w: &World, rx: &ParticipantId| frames(w, rx, &publisher, MediaKind::Audio).len();
+    let target = |w: &World, rx: &ParticipantId| {
+        let t = w.sfu.transport(rx).unwrap();
+        let c = t.consumers.iter().find(|c| c.kind == MediaKind::Video);
+        c.and_then(|c| c.target)
+    };
+    let told = |w: &World, rx: &ParticipantId| -> Vec<(Option<Layer>, QualityReason)> {
+        w.events
+            .iter()
+            .filter_map(|e| match e {
+                SfuEvent::VideoQuality {
+                    participant,
+                    layer,
+                    reason,
+                    ..
+                } if participant == rx => Some((*layer, *reason)),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Both links free: each starts on q and climbs to f (the estimate grows by probing).
+    w.run(20_000);
+    for rx in [&weak, &strong] {
+        let got = video(&w, rx);
+        assert_eq!(target(&w, rx), Some(Layer::FULL), "{}", layer_trace(&got));
+        assert!(
+            layer_trace(&got[got.len() - 50..])
+                .bytes()
+                .all(|l| l == b'f')
+        );
+    }
+    let strong_on_f = video(&w, &strong).len();
+
+    // 300 kbit/s: room for q and audio, not for h.
+    let addr = w.client(&weak).addr;
+    w.downlink_cap = Some((addr, TokenBucket::new(300_000, w.now)));
+    w.run(15_000);
+    let got = video(&w, &weak);
+    assert_eq!(target(&w, &weak), Some(Layer::LOW), "{}", layer_trace(&got));
+    let tail = layer_trace(&got[got.len() - 250..]);
+    assert!(
+        tail.bytes().all(|l| l == b'q'),
+        "not on q for the last 5 s: {tail}"
+    );
+
+    // 120 kbit/s: not even q; audio still fits. Video stops, audio goes on.
+    w.downlink_cap = Some((addr, TokenBucket::new(120_000, w.now)));
+    w.run(10_000);
+    assert_eq!(target(&w, &weak), None);
+    let (video_before, audio_before) = (video(&w, &weak).len(), audio(&w, &weak));
+    w.run(5_000);
+    assert_eq!(
+        video(&w, &weak).len(),
+        video_before,
+        "video during audio only"
+    );
+    let heard = audio(&w, &weak) - audio_before;
+    assert!(heard >= 240, "audio only: {heard} of 250 frames in 5 s");
+    let dropped = w.downlink_cap.as_ref().map_or(0, |(_, b)| b.dropped);
+    assert!(dropped > 0, "the cap never bit");
+
+    // The cap lifts: video resumes at q and climbs back to f.
+    w.downlink_cap = None;
+    w.run(40_000);
+    let got = video(&w, &weak);
+    assert_eq!(
+        target(&w, &weak),
+        Some(Layer::FULL),
+        "{}",
+        layer_trace(&got[video_before..])
+    );
+    // Resumed on a keyframe: the first frame whose RTP time runs on by the pause (late
+    // retransmissions of frames sent before it, which the cap held back, may come first).
+    let after_pause = got[video_before.saturating_sub(1)..]
+        .windows(2)
+        .find(|pair| pair[1].time > pair[0].time + 90_000)
+        .map(|pair| &pair[1])
+        .expect("video came back after the pause");
+    assert!(
+        after_pause.keyframe,
+        "resumed on a delta frame: {after_pause:?}"
+    );
+    for pair in got.windows(2) {
+        if layer_of(&pair[0]) != layer_of(&pair[1]) {
+            assert!(pair[1].keyframe, "weak: a switch on a delta frame {pair:?}");
+        }
+    }
+    // The weak subscriber was told each change: down to q, audio only, and back.
+    let told_weak = told(&w, &weak);
+    let paused = (None, QualityReason::Bandwidth);
+    let at = |what| told_weak.iter().position(|t| *t == what);
+    let (low, pause, full) = (
+        told_weak
+            .iter()
+            .rposition(|t| *t == (Some(Layer::LOW), QualityReason::Bandwidth)),
+        at(paused),
+        told_weak
+            .iter()
+            .rposition(|t| *t == (Some(Layer::FULL), QualityReason::Display)),
+    );
+    assert!(
+        low.is_some() && pause.is_some() && full > pause,
+        "told {told_weak:?}"
+    );
+
+    // The other subscriber never left f and never froze.
+    let got = video(&w, &strong);
+    let since = &got[strong_on_f..];
+    assert!(
+        since.iter().all(|f| layer_of(f) == 2),
+        "strong left f: {}",
+        layer_trace(since)
+    );
+    assert!(
+        since.len() >= 3500 - 20,
+        "strong froze: {} of 3500 frames",
+        since.len()
+    );
+    assert_decodable(&got, "strong");
+    assert_eq!(
+        told(&w, &strong).last(),
+        Some(&(Some(Layer::FULL), QualityReason::Display))
     );
 }

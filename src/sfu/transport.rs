@@ -14,14 +14,21 @@ use str0m::rtp::Ssrc;
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
+use str0m::bwe::Bitrate;
+
+use super::allocator::{self, Choice, LinkMemory, Probe, Shown};
 use super::forwarder::{Forwarder, LAYER_RIDS, Layer, LayerSwitch};
 use super::keyframe::VideoCodec;
-use super::{ProducerKey, PublishKinds, TrackInfo, TrackSource};
+use super::{ProducerKey, PublishKinds, TrackInfo, TrackSource, TransportOptions};
 use crate::domain::ids::{ParticipantId, RoomId};
 
 /// How long ICE may stay disconnected before the transport is declared failed. Generous:
 /// rural links drop for seconds at a time and the browser's consent checks bring them back.
 pub const ICE_DISCONNECT_GRACE: Duration = Duration::from_secs(15);
+
+/// Where str0m's bandwidth estimate starts on a new link: the lowest layer and audio fit, more
+/// is found by probing.
+pub const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
 
 /// How long a new transport may take to connect at all. Past it, the participant's network is
 /// almost certainly blocking UDP to the media port; saying so beats a silent, empty room.
@@ -41,7 +48,7 @@ pub enum ConsumerState {
 }
 
 impl ConsumerState {
-    fn mid(self) -> Option<Mid> {
+    pub fn mid(self) -> Option<Mid> {
         match self {
             ConsumerState::ToOpen => None,
             ConsumerState::Negotiating(m)
@@ -64,9 +71,20 @@ pub struct Consumer {
     pub forwarder: Forwarder,
     /// Some when the source is a simulcast camera: which layer this subscriber is on.
     pub layers: Option<LayerSwitch>,
-    /// The layer this subscriber is to get from a simulcast source (None: the best arriving).
-    /// Set by `SfuCommand::SetLayer`; bandwidth-based selection is to drive it.
-    pub wanted: Option<Layer>,
+    /// The highest layer this subscriber may get of a simulcast source (`SfuCommand::SetLayer`;
+    /// None: no cap).
+    pub cap: Option<Layer>,
+    /// What the allocator chose (`allocator.rs`): the layer to forward (the nearest arriving
+    /// one, `Layers::pick`; any for a source without layers), or None: paused, nothing of it
+    /// is sent (a hidden tile, or a link too weak for even the lowest layer).
+    pub target: Option<Layer>,
+    /// How the subscriber shows this video (`SfuCommand::VideoSizes`).
+    pub shown: Shown,
+    /// What the allocator keeps of this video between runs.
+    pub memory: allocator::Memory,
+    /// What the subscriber was last told of this video (`SfuEvent::VideoQuality`); None: nothing
+    /// yet, which means it flows at its best.
+    pub told: Option<Choice>,
 }
 
 /// An m-line on which this participant publishes their microphone or camera (participant →
@@ -205,8 +223,19 @@ pub struct Transport {
     pub subscribe: bool,
     publish: PublishKinds,
     /// Whether the camera m-line is offered with simulcast receive layers (opt-in per
-    /// transport: see `SfuCommand::AddTransportWith`).
+    /// transport: see `TransportOptions`).
     simulcast: bool,
+    /// Whether str0m estimates the bandwidth to this participant (`TransportOptions::bwe`).
+    pub bwe: bool,
+    /// The latest estimate (bits per second), while `bwe`.
+    pub estimate: u64,
+    /// What the allocator keeps of this link between runs.
+    pub link_memory: LinkMemory,
+    /// When the allocator is next to run for this subscriber: every `ALLOCATION_INTERVAL` while
+    /// `bwe`, else only when something changed.
+    pub allocation_due: Option<Instant>,
+    /// What the estimator was last told to aim for.
+    pub probe: Option<Probe>,
     pub incoming: Vec<Incoming>,
     /// The participant's screen share (apart from `incoming`: it comes and goes).
     pub screen: ScreenIn,
@@ -257,6 +286,11 @@ impl Transport {
             subscribe,
             publish,
             simulcast: false,
+            bwe: false,
+            estimate: INITIAL_ESTIMATE.as_u64(),
+            link_memory: LinkMemory::default(),
+            allocation_due: None,
+            probe: None,
             incoming: Vec::new(),
             screen: ScreenIn::Off,
             consumers: Vec::new(),
@@ -285,16 +319,26 @@ impl Transport {
             Connectivity::Restarting { since } => Some(since + ICE_CONNECT_TIMEOUT),
             Connectivity::Connected | Connectivity::Unnegotiated => None,
         };
-        Some(match connectivity {
+        let deadline = match connectivity {
             Some(d) => self.next_timeout.min(d + Duration::from_millis(1)),
             None => self.next_timeout,
+        };
+        Some(match self.allocation_due {
+            Some(at) => deadline.min(at),
+            None => deadline,
         })
     }
 
-    /// Offer the camera with simulcast receive layers from the next time its m-line is added
-    /// (so: set before the first offer).
-    pub fn set_simulcast(&mut self, on: bool) {
-        self.simulcast = on;
+    /// Sets the options (before the first offer: simulcast applies from the next time the
+    /// camera's m-line is added, bandwidth estimation when the peer connection is made).
+    pub fn set_options(&mut self, options: TransportOptions) {
+        self.simulcast = options.simulcast;
+        self.bwe = options.bwe;
+    }
+
+    /// The allocator is to run for this subscriber at once (something it depends on changed).
+    pub fn reallocate(&mut self, now: Instant) {
+        self.allocation_due = Some(self.allocation_due.map_or(now, |at| at.min(now)));
     }
 
     /// The peer connection, once there is one.
@@ -354,6 +398,12 @@ impl Transport {
         if let Some(cert) = dtls_cert {
             config = config.set_dtls_cert(cert.clone());
         }
+        if self.bwe {
+            // It brings str0m's pacer (a leaky bucket at twice the estimate), which holds
+            // video to the link's pace and never audio: that is why it is off without
+            // simulcast, where it would only delay packets.
+            config = config.enable_bwe(Some(INITIAL_ESTIMATE));
+        }
         let mut rtc = config
             .set_ice_lite(true)
             .set_rtp_mode(true)
@@ -393,7 +443,11 @@ impl Transport {
             state: ConsumerState::ToOpen,
             forwarder: Forwarder::new(kind == MediaKind::Video),
             layers: simulcast.then(LayerSwitch::default),
-            wanted: None,
+            cap: None,
+            target: Some(Layer::FULL),
+            shown: Shown::Unknown,
+            memory: allocator::Memory::default(),
+            told: None,
         });
     }
 

@@ -171,6 +171,25 @@ pub struct Precall {
     pub speaker: Option<String>,
 }
 
+/// Most sizes one `video_sizes` may carry (a client with more videos sends several).
+pub const MAX_VIDEO_SIZES: usize = 64;
+/// Sizes are clamped to this many device pixels a side (beyond 8K nothing changes).
+pub const MAX_VIDEO_SIDE_PX: u32 = 8192;
+
+/// `video_sizes`: how the client shows the videos it receives, on layout changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VideoSizes {
+    pub sizes: Vec<VideoSizeEntry>,
+}
+
+/// One video's size in device pixels, named by the m-line that carries it (0 × 0: not shown).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VideoSizeEntry {
+    pub mid: String,
+    pub width: u32,
+    pub height: u32,
+}
+
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
@@ -198,6 +217,7 @@ pub enum ClientMessage {
     ScreenShare(ScreenShare),
     /// The client's media path changed or failed: restart ICE (the server offers).
     IceRestart,
+    VideoSizes(VideoSizes),
 }
 
 /// Why a client message could not be understood.
@@ -243,6 +263,15 @@ impl ClientMessage {
             "consent" => ClientMessage::Consent(body(value)?),
             "screen_share" => ClientMessage::ScreenShare(body(value)?),
             "ice_restart" => ClientMessage::IceRestart,
+            "video_sizes" => {
+                let sizes: VideoSizes = body(value)?;
+                if sizes.sizes.len() > MAX_VIDEO_SIZES {
+                    return Err(ParseError::Malformed(format!(
+                        "at most {MAX_VIDEO_SIZES} sizes per message"
+                    )));
+                }
+                ClientMessage::VideoSizes(sizes)
+            }
             other => {
                 // Echo at most a short, printable prefix of what the client sent.
                 let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
@@ -276,6 +305,7 @@ impl ClientMessage {
             ClientMessage::Consent(_) => "consent",
             ClientMessage::ScreenShare(_) => "screen_share",
             ClientMessage::IceRestart => "ice_restart",
+            ClientMessage::VideoSizes(_) => "video_sizes",
         }
     }
 }
@@ -329,6 +359,17 @@ impl From<&rooms::Follow> for Follow {
             zoom: f.zoom,
             center: f.center,
             pointer: f.pointer,
+        }
+    }
+}
+
+impl From<VideoSizeEntry> for rooms::VideoSize {
+    /// Clamped: a size past any screen's means no more than the largest.
+    fn from(s: VideoSizeEntry) -> Self {
+        Self {
+            mid: s.mid,
+            width: s.width.min(MAX_VIDEO_SIDE_PX),
+            height: s.height.min(MAX_VIDEO_SIDE_PX),
         }
     }
 }
@@ -680,6 +721,32 @@ pub enum ServerMessage {
     ScreenShare {
         sharer: Option<ParticipantId>,
     },
+    /// To one participant: what they are sent of the video on their m-line `mid` now.
+    VideoQuality {
+        mid: String,
+        /// `null`: no video (audio only).
+        layer: Option<VideoLayerView>,
+        reason: VideoQualityReasonView,
+    },
+}
+
+/// A simulcast layer on the wire: quarter, half, full size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum VideoLayerView {
+    #[serde(rename = "q")]
+    Quarter,
+    #[serde(rename = "h")]
+    Half,
+    #[serde(rename = "f")]
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoQualityReasonView {
+    Bandwidth,
+    Hidden,
+    Display,
 }
 
 /// What a waiting person is told.
@@ -892,6 +959,19 @@ impl ServerMessage {
             N::Consent(c) => ServerMessage::Consent(c.into()),
             N::ScreenShare { sharer } => ServerMessage::ScreenShare {
                 sharer: sharer.clone(),
+            },
+            N::VideoQuality { mid, layer, reason } => ServerMessage::VideoQuality {
+                mid: mid.clone(),
+                layer: layer.map(|l| match l {
+                    rooms::VideoLayer::Low => VideoLayerView::Quarter,
+                    rooms::VideoLayer::Medium => VideoLayerView::Half,
+                    rooms::VideoLayer::Full => VideoLayerView::Full,
+                }),
+                reason: match reason {
+                    rooms::VideoQualityReason::Bandwidth => VideoQualityReasonView::Bandwidth,
+                    rooms::VideoQualityReason::Hidden => VideoQualityReasonView::Hidden,
+                    rooms::VideoQualityReason::Display => VideoQualityReasonView::Display,
+                },
             },
         }
     }
@@ -1182,6 +1262,72 @@ mod tests {
         for code in [ErrorCode::ScreenShareBusy, ErrorCode::MediaNotReady] {
             assert!(!code.is_fatal());
         }
+    }
+
+    #[test]
+    fn video_sizes_are_bounded_and_clamped() {
+        let Ok(ClientMessage::VideoSizes(v)) = ClientMessage::parse(
+            r#"{"type":"video_sizes","sizes":[{"mid":"a1","width":640,"height":360},{"mid":"b2","width":0,"height":0},{"mid":"c3","width":4000000000,"height":20000}]}"#,
+        ) else {
+            panic!("video_sizes parses");
+        };
+        let sizes: Vec<rooms::VideoSize> = v.sizes.into_iter().map(Into::into).collect();
+        assert_eq!(
+            sizes
+                .iter()
+                .map(|s| (s.width, s.height))
+                .collect::<Vec<_>>(),
+            [(640, 360), (0, 0), (8192, 8192)]
+        );
+        assert_eq!(sizes[0].mid, "a1");
+        let entry = r#"{"mid":"a1","width":1,"height":1}"#;
+        let many = |n: usize| {
+            format!(
+                r#"{{"type":"video_sizes","sizes":[{}]}}"#,
+                vec![entry; n].join(",")
+            )
+        };
+        assert!(matches!(
+            ClientMessage::parse(&many(MAX_VIDEO_SIZES)),
+            Ok(ClientMessage::VideoSizes(_))
+        ));
+        assert!(matches!(
+            ClientMessage::parse(&many(MAX_VIDEO_SIZES + 1)),
+            Err(ParseError::Malformed(_))
+        ));
+        for bad in [
+            r#"{"type":"video_sizes"}"#,
+            r#"{"type":"video_sizes","sizes":[{"mid":"a1","width":-1,"height":2}]}"#,
+            r#"{"type":"video_sizes","sizes":[{"mid":7,"width":1,"height":2}]}"#,
+            r#"{"type":"video_sizes","sizes":[{"mid":"a1","width":1.5,"height":2}]}"#,
+        ] {
+            assert!(
+                matches!(ClientMessage::parse(bad), Err(ParseError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn video_quality_serializes_as_documented() {
+        let m = ServerMessage::from_notice(&rooms::Notice::VideoQuality {
+            mid: "a1".into(),
+            layer: Some(rooms::VideoLayer::Low),
+            reason: rooms::VideoQualityReason::Bandwidth,
+        });
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "video_quality", "mid": "a1", "layer": "q", "reason": "bandwidth"})
+        );
+        let m = ServerMessage::from_notice(&rooms::Notice::VideoQuality {
+            mid: "a1".into(),
+            layer: None,
+            reason: rooms::VideoQualityReason::Hidden,
+        });
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert!(v["layer"].is_null(), "audio only is told as null: {v}");
+        assert_eq!(v["reason"], "hidden");
     }
 
     #[test]

@@ -387,6 +387,11 @@ impl Session {
             },
             ClientMessage::Leave => RoomCommand::Leave { participant, conn },
             ClientMessage::IceRestart => RoomCommand::IceRestart { participant, conn },
+            ClientMessage::VideoSizes(v) => RoomCommand::VideoSizes {
+                participant,
+                conn,
+                sizes: v.sizes.into_iter().map(Into::into).collect(),
+            },
             ClientMessage::Chat(chat) => RoomCommand::Chat {
                 participant,
                 conn,

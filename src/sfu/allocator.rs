@@ -1,0 +1,720 @@
+//! Which video a subscriber gets, given what its link carries: a pure function of the link's
+//! bandwidth estimate, what the subscriber shows each video at, and what each publisher sends.
+//!
+//! It owns the policy (docs/SIMULCAST.md §3) and nothing else: no str0m, no clock of its own
+//! (time comes in), no I/O. The media core calls it per subscriber when an estimate arrives,
+//! when the subscriber's layout or a publisher's layers change, and every
+//! [`ALLOCATION_INTERVAL`] while bandwidth estimation runs, keeping the [`Memory`] it returns
+//! between calls; tests drive it with synthetic estimate series.
+//!
+//! The policy:
+//! - Budget: 90 % of the estimate, less the subscriber's audio (audio is never allocated away:
+//!   video gives way first).
+//! - Each video's *ladder* is the layers its publisher sends now, up to the one that is useful
+//!   at the size the subscriber shows it (a hidden tile gets no video at all).
+//! - Down at once: while the videos cost more than the budget, the least important one steps
+//!   down (as many steps as needed, in one call); below every lowest layer, videos are paused
+//!   (audio only), the least important first, a screen share last.
+//! - Up with hysteresis: a step up needs the budget to cover 1.25 × what the videos would then
+//!   cost (1.5 × to resume a paused video) for [`HOLD`], no step down for [`CALM_AFTER_DOWN`],
+//!   and at most one step per video per [`STEP_INTERVAL`]. The most important video goes first
+//!   and what it waits for is kept for it.
+//! - Importance: a screen share, then the larger a video is shown, then the order given.
+
+use std::time::{Duration, Instant};
+
+use super::forwarder::Layer;
+
+/// How often an allocation runs while bandwidth estimation is on, whether or not the estimate
+/// moved (str0m reports an estimate only when it changes by more than 5 %).
+pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long the headroom for a step up must hold before it is taken.
+pub const HOLD: Duration = Duration::from_secs(3);
+/// No step up this soon after a step down (an estimate that just fell is not trusted yet).
+pub const CALM_AFTER_DOWN: Duration = Duration::from_secs(5);
+/// At most one step up per video this often.
+pub const STEP_INTERVAL: Duration = Duration::from_secs(2);
+/// Video pauses only once even the lowest layers have not fit for this long: an estimate dips
+/// for a moment (str0m's does at the start of every link), and a frozen picture costs more
+/// than a moment of queueing.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// The share of the estimate video and audio may use: estimates run ahead of what a link
+/// carries without queueing.
+const USABLE_PERCENT: u64 = 90;
+/// Margins over the cost after a step up, in percent: 125 % to step up, 150 % to resume.
+const UP_MARGIN_PERCENT: u64 = 125;
+const RESUME_MARGIN_PERCENT: u64 = 150;
+
+/// The nominal size of each layer (width, height) when the publisher scales by 4, 2 and 1 from
+/// 720p, what the web client asks for. The core does not parse frame sizes: a layer is useful
+/// for a tile up to this size.
+const NOMINAL_SIZE: [(u32, u32); 3] = [(320, 180), (640, 360), (1280, 720)];
+
+/// How a subscriber shows one video (told by its client in device pixels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shown {
+    /// Not told: any size, so the best layer is useful.
+    #[default]
+    Unknown,
+    /// Not on screen (0 × 0): no video is sent.
+    Hidden,
+    Size {
+        width: u32,
+        height: u32,
+    },
+}
+
+impl Shown {
+    /// From a client's report: zero in either dimension is hidden.
+    pub fn of(width: u32, height: u32) -> Shown {
+        if width == 0 || height == 0 {
+            Shown::Hidden
+        } else {
+            Shown::Size { width, height }
+        }
+    }
+
+    /// For ordering by importance: larger first; not told counts as the largest.
+    fn area(self) -> u64 {
+        match self {
+            Shown::Unknown => u64::MAX,
+            Shown::Hidden => 0,
+            Shown::Size { width, height } => u64::from(width) * u64::from(height),
+        }
+    }
+
+    /// The lowest layer that looks as good as any at this size.
+    fn useful(self) -> Layer {
+        let Shown::Size { width, height } = self else {
+            return Layer::FULL;
+        };
+        Layer::ALL
+            .into_iter()
+            .find(|l| {
+                let (w, h) = NOMINAL_SIZE[l.index()];
+                w >= width && h >= height
+            })
+            .unwrap_or(Layer::FULL)
+    }
+}
+
+/// Why a subscriber gets the video it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Its link holds it below what would be useful (paused: below the lowest layer).
+    Bandwidth,
+    /// Its client shows the video nowhere.
+    Hidden,
+    /// The best that is useful at the size shown and that the publisher sends: nothing holds
+    /// it back.
+    Display,
+}
+
+/// What one video of one subscriber is to be: a layer (the only stream of a producer without
+/// layers is [`Layer::LOW`]), or nothing (paused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    pub layer: Option<Layer>,
+    pub reason: Reason,
+}
+
+/// One video a subscriber receives, as the allocator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Video {
+    /// A shared screen (content): the most important, paused last.
+    pub screen: bool,
+    pub shown: Shown,
+    /// What each layer costs (bits per second) where the publisher sends it now; a producer
+    /// without layers sends only [`Layer::LOW`].
+    pub layers: [Option<u64>; 3],
+    /// The highest layer this subscriber may get (`SfuCommand::SetLayer`); None: no cap.
+    pub cap: Option<Layer>,
+}
+
+/// What the allocator remembers of one video between calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// The last choice; None before the first.
+    pub given: Option<Choice>,
+    /// When its layer last changed (limits steps up).
+    pub changed_at: Option<Instant>,
+    /// Since when the headroom for its next step up has held.
+    pub ready_since: Option<Instant>,
+}
+
+/// What the allocator remembers of the link between calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkMemory {
+    pub last_down: Option<Instant>,
+    /// Since when even the lowest layers have not fit (see [`PAUSE_AFTER`]).
+    pub short_since: Option<Instant>,
+}
+
+/// What str0m's estimator is to aim for (`Bwe::set_bitrate`): `minimum` what is sent now plus
+/// the next step up (padding fills the gap, so the estimate can grow to it although media does
+/// not use it yet), `desired` what every video at its best useful layer and the audio would
+/// take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub minimum: u64,
+    pub desired: u64,
+}
+
+/// The link as the allocator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The bandwidth estimate (bits per second); None when the link is not estimated: then
+    /// every video gets its best useful layer.
+    pub estimate: Option<u64>,
+    /// What the subscriber's audio takes (bits per second).
+    pub audio: u64,
+}
+
+/// One allocation for one subscriber: a choice per video (in the order given), and what to
+/// probe for. `memory` holds one entry per video, in the same order.
+pub fn allocate(
+    now: Instant,
+    link: Link,
+    videos: &[Video],
+    memory: &mut [Memory],
+    link_memory: &mut LinkMemory,
+) -> (Vec<Choice>, Option<Probe>) {
+    debug_assert_eq!(videos.len(), memory.len());
+    let ladders: Vec<Ladder> = videos.iter().map(Ladder::of).collect();
+    // Each video's rung (index in its ladder); None: paused or hidden.
+    let mut rung: Vec<Option<usize>> = Vec::with_capacity(videos.len());
+    for (ladder, mem) in ladders.iter().zip(memory.iter()) {
+        let start = match (ladder.hidden, mem.given, link.estimate) {
+            (true, _, _) => None,
+            // Unestimated: the best useful.
+            (false, _, None) => ladder.top(),
+            (false, None, Some(_)) => ladder.bottom(),
+            // Shown again: from the bottom, as a new video.
+            (
+                false,
+                Some(Choice {
+                    reason: Reason::Hidden,
+                    ..
+                }),
+                Some(_),
+            ) => ladder.bottom(),
+            (false, Some(Choice { layer: None, .. }), Some(_)) => None,
+            (false, Some(Choice { layer: Some(l), .. }), Some(_)) => ladder.at_or_below(l),
+        };
+        rung.push(start);
+    }
+    let mut probe = None;
+    if let Some(estimate) = link.estimate {
+        let budget = (estimate / 100 * USABLE_PERCENT).saturating_sub(link.audio);
+        let order = importance(videos);
+        let cost = |rung: &[Option<usize>]| -> u64 {
+            rung.iter()
+                .zip(&ladders)
+                .map(|(r, l)| r.map_or(0, |r| l.rate(r)))
+                .sum()
+        };
+        let mut usage = cost(&rung);
+        // Down: the least important first, a step at a time, then pauses (once short for
+        // long enough).
+        let mut down = false;
+        while usage > budget {
+            let mut step = order
+                .iter()
+                .rev()
+                .find(|i| rung[**i].is_some_and(|r| r > 0));
+            if step.is_none() {
+                let since = *link_memory.short_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= PAUSE_AFTER {
+                    step = order.iter().rev().find(|i| rung[**i].is_some());
+                }
+            }
+            let Some(&i) = step else {
+                break;
+            };
+            rung[i] = rung[i].and_then(|r| r.checked_sub(1));
+            usage = cost(&rung);
+            down = true;
+        }
+        if usage <= budget {
+            link_memory.short_since = None;
+        }
+        if down {
+            link_memory.last_down = Some(now);
+            for m in memory.iter_mut() {
+                m.ready_since = None;
+            }
+        }
+        // Up: in order of importance, one step each, what a waiting one needs kept for it.
+        let calm = link_memory
+            .last_down
+            .is_none_or(|t| now.saturating_duration_since(t) >= CALM_AFTER_DOWN);
+        let mut reserved = usage;
+        let mut next_step = None;
+        for &i in &order {
+            let ladder = &ladders[i];
+            if ladder.hidden || ladder.rungs.is_empty() {
+                continue;
+            }
+            let (to, margin) = match rung[i] {
+                None => (0, RESUME_MARGIN_PERCENT),
+                Some(r) if r + 1 < ladder.rungs.len() => (r + 1, UP_MARGIN_PERCENT),
+                Some(_) => continue,
+            };
+            let delta = ladder.rate(to) - rung[i].map_or(0, |r| ladder.rate(r));
+            next_step.get_or_insert(delta);
+            let mem = &mut memory[i];
+            if budget < (reserved + delta) / 100 * margin {
+                mem.ready_since = None;
+                continue;
+            }
+            let ready = *mem.ready_since.get_or_insert(now);
+            reserved += delta;
+            let held = now.saturating_duration_since(ready) >= HOLD;
+            let rested = mem
+                .changed_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= STEP_INTERVAL);
+            if calm && held && rested && !down {
+                rung[i] = Some(to);
+                mem.ready_since = None;
+            }
+        }
+        let usage = cost(&rung);
+        let desired: u64 = ladders
+            .iter()
+            .filter_map(|l| l.top().map(|t| l.rate(t)))
+            .sum();
+        probe = Some(Probe {
+            minimum: usage + next_step.unwrap_or(0) + link.audio,
+            desired: desired + link.audio,
+        });
+    }
+    let choices = ladders
+        .iter()
+        .zip(memory.iter_mut())
+        .zip(rung)
+        .map(|((ladder, mem), rung)| {
+            let choice = if ladder.hidden {
+                Choice {
+                    layer: None,
+                    reason: Reason::Hidden,
+                }
+            } else if ladder.rungs.is_empty() {
+                // Nothing arrives yet: whatever comes first, at its best.
+                Choice {
+                    layer: Some(Layer::FULL),
+                    reason: Reason::Display,
+                }
+            } else {
+                match rung {
+                    None => Choice {
+                        layer: None,
+                        reason: Reason::Bandwidth,
+                    },
+                    // Unestimated, the best useful is whatever arrives up to the ceiling: a
+                    // layer that starts arriving is taken at once (`Layers::pick`).
+                    Some(_) if link.estimate.is_none() => Choice {
+                        layer: Some(ladder.ceiling),
+                        reason: Reason::Display,
+                    },
+                    Some(r) => Choice {
+                        layer: Some(ladder.rungs[r].0),
+                        reason: if r + 1 < ladder.rungs.len() {
+                            Reason::Bandwidth
+                        } else {
+                            Reason::Display
+                        },
+                    },
+                }
+            };
+            if !ladder.hidden && ladder.rungs.is_empty() {
+                // Not remembered: once layers arrive it starts as a new video.
+                return choice;
+            }
+            if mem.given.map(|g| g.layer) != Some(choice.layer) {
+                mem.changed_at = Some(now);
+            }
+            mem.given = Some(choice);
+            choice
+        })
+        .collect();
+    (choices, probe)
+}
+
+/// The layers a subscriber may get of one video, lowest first, with their costs.
+struct Ladder {
+    hidden: bool,
+    /// The best layer that would be useful (the size shown, the cap), arriving or not.
+    ceiling: Layer,
+    rungs: Vec<(Layer, u64)>,
+}
+
+impl Ladder {
+    fn of(v: &Video) -> Ladder {
+        if v.shown == Shown::Hidden {
+            return Ladder {
+                hidden: true,
+                ceiling: Layer::LOW,
+                rungs: Vec::new(),
+            };
+        }
+        let ceiling = v.shown.useful().min(v.cap.unwrap_or(Layer::FULL));
+        let arriving = Layer::ALL
+            .into_iter()
+            .filter_map(|l| v.layers[l.index()].map(|rate| (l, rate)));
+        let mut rungs: Vec<(Layer, u64)> =
+            arriving.clone().filter(|(l, _)| *l <= ceiling).collect();
+        if rungs.is_empty() {
+            // Nothing at or below the ceiling arrives: the lowest that does (as
+            // `Layers::pick` forwards).
+            rungs.extend(arriving.take(1));
+        }
+        Ladder {
+            hidden: false,
+            ceiling,
+            rungs,
+        }
+    }
+
+    fn rate(&self, rung: usize) -> u64 {
+        self.rungs[rung].1
+    }
+
+    fn top(&self) -> Option<usize> {
+        self.rungs.len().checked_sub(1)
+    }
+
+    fn bottom(&self) -> Option<usize> {
+        (!self.rungs.is_empty()).then_some(0)
+    }
+
+    /// The highest rung at or below `layer` (the bottom one if all are above).
+    fn at_or_below(&self, layer: Layer) -> Option<usize> {
+        self.rungs
+            .iter()
+            .rposition(|(l, _)| *l <= layer)
+            .or(self.bottom())
+    }
+}
+
+/// Video indices, most important first: screen shares, then by the size shown, then as given.
+fn importance(videos: &[Video]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..videos.len()).collect();
+    order.sort_by_key(|&i| {
+        let v = &videos[i];
+        (!v.screen, std::cmp::Reverse(v.shown.area()), i)
+    });
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KBPS: u64 = 1000;
+    /// A camera sending all three layers at 150, 500 and 1500 kbit/s.
+    const CAMERA: Video = Video {
+        screen: false,
+        shown: Shown::Unknown,
+        layers: [Some(150 * KBPS), Some(500 * KBPS), Some(1500 * KBPS)],
+        cap: None,
+    };
+    const SCREEN: Video = Video {
+        screen: true,
+        shown: Shown::Unknown,
+        layers: [Some(800 * KBPS), None, None],
+        cap: None,
+    };
+    const AUDIO: u64 = 50 * KBPS;
+    const Q: Option<Layer> = Some(Layer::LOW);
+    const H: Option<Layer> = Some(Layer::MEDIUM);
+    const F: Option<Layer> = Some(Layer::FULL);
+
+    /// Runs the allocator over `series` (milliseconds since the start, the estimate in kbit/s,
+    /// the layer each video is expected to get then), calling it as the core does: at each
+    /// step, which are `ALLOCATION_INTERVAL` apart or an estimate's arrival.
+    fn run(videos: &[Video], series: &[(u64, u64, &[Option<Layer>])]) -> Vec<Vec<Choice>> {
+        let t0 = Instant::now();
+        let mut memory = vec![Memory::default(); videos.len()];
+        let mut link = LinkMemory::default();
+        let mut out = Vec::new();
+        let mut next = 0;
+        for &(at_ms, estimate, expected) in series {
+            // The periodic runs before this point, with the estimate unchanged since the last.
+            let estimate_before = out.last().map(|(_, e)| *e).unwrap_or(estimate);
+            while next < at_ms {
+                allocate(
+                    t0 + Duration::from_millis(next),
+                    Link {
+                        estimate: Some(estimate_before * KBPS),
+                        audio: AUDIO,
+                    },
+                    videos,
+                    &mut memory,
+                    &mut link,
+                );
+                next += ALLOCATION_INTERVAL.as_millis() as u64;
+            }
+            let (choices, _) = allocate(
+                t0 + Duration::from_millis(at_ms),
+                Link {
+                    estimate: Some(estimate * KBPS),
+                    audio: AUDIO,
+                },
+                videos,
+                &mut memory,
+                &mut link,
+            );
+            next = next.max(at_ms + ALLOCATION_INTERVAL.as_millis() as u64);
+            let layers: Vec<Option<Layer>> = choices.iter().map(|c| c.layer).collect();
+            assert_eq!(
+                layers, expected,
+                "at {at_ms} ms with {estimate} kbit/s: {choices:?}"
+            );
+            out.push((choices, estimate));
+        }
+        out.into_iter().map(|(c, _)| c).collect()
+    }
+
+    #[test]
+    fn a_new_video_starts_low_and_climbs_one_step_at_a_time_with_hysteresis() {
+        // Plenty of bandwidth: q at once, h once the headroom held 3 s, f once the headroom
+        // for it held 3 s from the next run (the 2 s between steps is then spent too).
+        run(
+            &[CAMERA],
+            &[
+                (0, 5000, &[Q]),
+                (2500, 5000, &[Q]),
+                (3000, 5000, &[H]),
+                (6000, 5000, &[H]),
+                (6500, 5000, &[F]),
+                (20_000, 5000, &[F]),
+            ],
+        );
+    }
+
+    #[test]
+    fn down_is_at_once_and_as_far_as_needed() {
+        let c = run(
+            &[CAMERA],
+            &[
+                (0, 5000, &[Q]),
+                (6500, 5000, &[F]),
+                // 90 % of 600 less 50 of audio is 490: h (500) does not fit, q does, in one go.
+                (6600, 600, &[Q]),
+            ],
+        );
+        assert_eq!(c[2][0].reason, Reason::Bandwidth);
+        assert_eq!(c[1][0].reason, Reason::Display);
+    }
+
+    #[test]
+    fn no_step_up_within_five_seconds_of_a_step_down() {
+        run(
+            &[CAMERA],
+            &[
+                (0, 5000, &[Q]),
+                (3000, 5000, &[H]),
+                (3100, 400, &[Q]),
+                // The estimate is back at once; the headroom holds from 3.5 s, but the link
+                // went down at 3.1 s: nothing before 8.1 s.
+                (3500, 5000, &[Q]),
+                (8000, 5000, &[Q]),
+                (8500, 5000, &[H]),
+            ],
+        );
+    }
+
+    #[test]
+    fn below_the_lowest_layer_video_pauses_and_resumes_with_a_wider_margin() {
+        let c = run(
+            &[CAMERA],
+            &[
+                (0, 1000, &[Q]),
+                // 90 % of 200 less 50 is 130: not even q (150). Paused once that lasted 1 s.
+                (1000, 200, &[Q]),
+                (1500, 200, &[Q]),
+                (2000, 200, &[None]),
+                // Budget 220: q would fit, but resuming needs 1.5 × 150 = 225.
+                (7000, 300, &[None]),
+                (12_000, 300, &[None]),
+                // Budget 310 from 12.5 s: resumed once that held 3 s.
+                (12_500, 400, &[None]),
+                (15_000, 400, &[None]),
+                (15_500, 400, &[Q]),
+            ],
+        );
+        assert_eq!(
+            c[3][0],
+            Choice {
+                layer: None,
+                reason: Reason::Bandwidth
+            }
+        );
+    }
+
+    #[test]
+    fn the_screen_share_and_larger_tiles_come_first_and_pause_last() {
+        let big = Video {
+            shown: Shown::of(1280, 720),
+            ..CAMERA
+        };
+        let small = Video {
+            shown: Shown::of(640, 360),
+            ..CAMERA
+        };
+        // Order given: small, big, screen. Ample at first: all reach their best (small's is h).
+        let ample = 10_000;
+        run(
+            &[small, big, SCREEN],
+            &[
+                (0, ample, &[Q, Q, Q]),
+                (3000, ample, &[H, H, Q]),
+                (6500, ample, &[H, F, Q]),
+                // Budget 2200 (90 % of 2500 less audio): screen 800 + big f 1500 = 2300 is too
+                // much, so small goes down first (to q), then big (to h): 800 + 500 + 150.
+                (6600, 2500, &[Q, H, Q]),
+                // Budget 850: both cameras to q at once (1100 is still too much), then once
+                // that lasted 1 s the small tile pauses first, then the big one; the screen
+                // stays.
+                (6700, 1000, &[Q, Q, Q]),
+                (7700, 1000, &[None, None, Q]),
+                // Budget 400: not even the screen, once that lasted 1 s.
+                (7800, 500, &[None, None, Q]),
+                (8800, 500, &[None, None, None]),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_more_important_video_steps_up_first_and_keeps_its_headroom() {
+        let big = Video {
+            shown: Shown::of(1280, 720),
+            ..CAMERA
+        };
+        let small = Video {
+            shown: Shown::of(320, 240),
+            ..CAMERA
+        };
+        // Budget 1300 (90 % of 1500 less 50): both start on q (300). The big one's step to h
+        // (+350 → 650, × 1.25 = 812) fits and is kept for it; the small one's would too, after
+        // it (+350 → 1000, × 1.25 = 1250), so both step at 3 s.
+        run(
+            &[small, big],
+            &[
+                (0, 1500, &[Q, Q]),
+                (3000, 1500, &[H, H]),
+                // Big to f: +1000 → 2000 × 1.25 is beyond 1300. Nothing moves.
+                (10_000, 1500, &[H, H]),
+            ],
+        );
+        // With room for one step only (budget 940): the big one takes it.
+        run(&[small, big], &[(0, 1100, &[Q, Q]), (3000, 1100, &[Q, H])]);
+    }
+
+    #[test]
+    fn a_hidden_or_small_tile_gets_what_is_useful_whatever_the_link() {
+        let hidden = Video {
+            shown: Shown::of(0, 0),
+            ..CAMERA
+        };
+        let thumbnail = Video {
+            shown: Shown::of(160, 90),
+            ..CAMERA
+        };
+        let c = run(
+            &[hidden, thumbnail],
+            &[(0, 5000, &[None, Q]), (20_000, 5000, &[None, Q])],
+        );
+        assert_eq!(c[1][0].reason, Reason::Hidden);
+        assert_eq!(c[1][1].reason, Reason::Display, "q is all it needs");
+    }
+
+    #[test]
+    fn an_unestimated_link_gets_the_best_useful_layer_at_once() {
+        let t0 = Instant::now();
+        let videos = [
+            CAMERA,
+            Video {
+                shown: Shown::of(600, 300),
+                ..CAMERA
+            },
+            Video { cap: Q, ..CAMERA },
+            // The publisher sends only q and h (a small capture, a weak uplink).
+            Video {
+                layers: [Some(150 * KBPS), Some(500 * KBPS), None],
+                ..CAMERA
+            },
+            Video {
+                shown: Shown::Hidden,
+                ..SCREEN
+            },
+        ];
+        let mut memory = vec![Memory::default(); videos.len()];
+        let (c, probe) = allocate(
+            t0,
+            Link {
+                estimate: None,
+                audio: AUDIO,
+            },
+            &videos,
+            &mut memory,
+            &mut LinkMemory::default(),
+        );
+        let layers: Vec<_> = c.iter().map(|c| c.layer).collect();
+        // The fourth gets f: the best arriving up to it, so h now and f once it arrives.
+        assert_eq!(layers, [F, H, Q, F, None]);
+        assert!(c[..4].iter().all(|c| c.reason == Reason::Display));
+        assert_eq!(probe, None, "nothing to probe without an estimator");
+    }
+
+    #[test]
+    fn the_probe_asks_for_the_next_step_and_the_best() {
+        let t0 = Instant::now();
+        let mut memory = [Memory::default()];
+        let (_, probe) = allocate(
+            t0,
+            Link {
+                estimate: Some(300 * KBPS),
+                audio: AUDIO,
+            },
+            &[CAMERA],
+            &mut memory,
+            &mut LinkMemory::default(),
+        );
+        assert_eq!(
+            probe,
+            Some(Probe {
+                minimum: (150 + 350 + 50) * KBPS,
+                desired: (1500 + 50) * KBPS,
+            })
+        );
+        // Paused: the minimum is the lowest layer, to find room to resume.
+        let mut link = LinkMemory::default();
+        for after in [1, 2] {
+            allocate(
+                t0 + Duration::from_secs(after),
+                Link {
+                    estimate: Some(100 * KBPS),
+                    audio: AUDIO,
+                },
+                &[CAMERA],
+                &mut memory,
+                &mut link,
+            );
+        }
+        let (c, probe) = allocate(
+            t0 + Duration::from_secs(3),
+            Link {
+                estimate: Some(100 * KBPS),
+                audio: AUDIO,
+            },
+            &[CAMERA],
+            &mut memory,
+            &mut link,
+        );
+        assert_eq!(c[0].layer, None);
+        assert_eq!(probe.map(|p| p.minimum), Some((150 + 50) * KBPS));
+    }
+}
