@@ -13,6 +13,7 @@ use huizhen::auth::{Claims, SigningKey, TokenKind};
 use huizhen::domain::ids::RoomId;
 use huizhen::domain::role::{AccountRole, Role};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
@@ -102,7 +103,8 @@ async fn outcome_flow(s: &TestServer, db_url: &str) {
     assert_eq!(st, 200, "{display}");
     assert_eq!(
         display,
-        json!({"time_zone": "Asia/Shanghai", "utc_offset": "+08:00"})
+        json!({"time_zone": "Asia/Shanghai", "utc_offset": "+08:00",
+               "branding": {"name": null, "logo_url": null, "accent": null}})
     );
 
     // The care team writes: the specialist a signed report with follow-up, a draft and a note;
@@ -452,6 +454,150 @@ async fn outcome_on_postgres() {
     })
     .await;
     outcome_flow(&s, &pg.url).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+/// The ids of the records `access` may read in `room`.
+async fn record_ids(s: &TestServer, room: &str, access: &str) -> Vec<String> {
+    let (st, b) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/records"),
+            Some(access),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    b["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Two patients come to one consultation (one after the other from a waiting room, or
+/// together): each reads only the reports and prescriptions about them, in the room, live and
+/// on their outcome page; a report or a prescription must then say whose it is.
+async fn two_patients_flow(s: &TestServer) {
+    let room = s.create_room("两位患者的会诊").await;
+    let (link_a, _) = s.invite_with_id(&room, "patient").await;
+    let (link_b, _) = s.invite_with_id(&room, "patient").await;
+    let seat = s.invite(&room, "specialist").await;
+    let specialist = s.member_with(&seat, "Prof. Zhao").await;
+    let a = s.member_with(&link_a, "Li Lei").await;
+
+    // While only one patient has come, a report is theirs without saying so.
+    let first = record(
+        s,
+        &room,
+        &specialist.access,
+        json!({"kind": "diagnosis_report", "issue": true, "password": ACCOUNT_PASSWORD,
+               "body": {"findings": "A-FINDINGS", "impression": "A-IMPRESSION",
+                        "recommendation": ""}}),
+    )
+    .await;
+    assert_eq!(first["status"], "issued");
+    a.ws.next_event_where("record_updated", Duration::from_secs(5), |m| {
+        m["record"]["id"] == first["id"]
+    })
+    .await
+    .expect("the patient it is about is told");
+
+    let b = s.member_with(&link_b, "Han Meimei").await;
+    // Now there are two: whose is it?
+    let (st, refused) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/records"),
+            Some(&specialist.access),
+            Some(
+                json!({"kind": "prescription", "issue": true, "password": ACCOUNT_PASSWORD,
+                        "body": {"items": [{"medication": "B-MEDICATION", "dose": "1 tablet",
+                                            "route": "oral", "frequency": "daily",
+                                            "duration": "7 days"}]}}),
+            ),
+        )
+        .await;
+    assert_eq!((st, code(&refused)), (409, "patient_required"), "{refused}");
+    // Naming someone who is not a patient of this consultation is refused.
+    let (st, refused) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/records"),
+            Some(&specialist.access),
+            Some(json!({"kind": "note", "body": {"text": "x"}, "patient": specialist.id})),
+        )
+        .await;
+    assert_eq!((st, code(&refused)), (400, "invalid_request"), "{refused}");
+    let rx = record(
+        s,
+        &room,
+        &specialist.access,
+        json!({"kind": "prescription", "issue": true, "password": ACCOUNT_PASSWORD,
+               "patient": b.id,
+               "body": {"items": [{"medication": "B-MEDICATION", "dose": "1 tablet",
+                                   "route": "oral", "frequency": "daily",
+                                   "duration": "7 days"}]}}),
+    )
+    .await;
+    b.ws.next_event_where("record_updated", Duration::from_secs(5), |m| {
+        m["record"]["id"] == rx["id"]
+    })
+    .await
+    .expect("the second patient is told of theirs");
+    // The first patient is told nothing of it (their own report's news came earlier).
+    let leaked =
+        a.ws.next_event_where("record_updated", Duration::from_millis(800), |m| {
+            m["record"]["id"] == rx["id"]
+        })
+        .await;
+    assert!(
+        leaked.is_err(),
+        "the other patient's prescription reached them: {leaked:?}"
+    );
+
+    // Listed in the room: each their own; the care team both.
+    let (first_id, rx_id) = (first["id"].as_str().unwrap(), rx["id"].as_str().unwrap());
+    assert_eq!(
+        record_ids(s, &room, &a.access).await,
+        vec![first_id.to_owned()]
+    );
+    assert_eq!(
+        record_ids(s, &room, &b.access).await,
+        vec![rx_id.to_owned()]
+    );
+    assert_eq!(record_ids(s, &room, &specialist.access).await.len(), 2);
+
+    // Their outcome pages, likewise.
+    let (st, oa) = outcome(s, &link_a).await;
+    assert_eq!(st, 200, "{oa}");
+    assert_eq!(oa["reports"].as_array().unwrap().len(), 1, "{oa}");
+    assert!(oa["prescriptions"].as_array().unwrap().is_empty(), "{oa}");
+    assert!(!oa.to_string().contains("B-MEDICATION"));
+    let (st, ob) = outcome(s, &link_b).await;
+    assert_eq!(st, 200, "{ob}");
+    assert!(ob["reports"].as_array().unwrap().is_empty(), "{ob}");
+    assert_eq!(ob["prescriptions"].as_array().unwrap().len(), 1, "{ob}");
+    assert!(!ob.to_string().contains("A-FINDINGS"));
+}
+
+#[tokio::test]
+async fn each_patient_reads_only_their_own_records_on_sqlite() {
+    let s = TestServer::start().await;
+    two_patients_flow(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn each_patient_reads_only_their_own_records_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    two_patients_flow(&s).await;
     s.stop().await;
     pg.drop_db().await;
 }

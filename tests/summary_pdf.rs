@@ -69,6 +69,7 @@ fn record(kind: RecordKind, status: RecordStatus, body: serde_json::Value) -> Re
             institution: "省人民医院".into(),
             at_ms: OPENED * 1000 + 1_200_000,
         }),
+        subject: None,
     }
 }
 

@@ -82,6 +82,9 @@ pub enum ApiError {
     /// It needs a patient's consent that is not given.
     #[error("{0}")]
     ConsentRequired(String),
+    /// A report or a prescription in a consultation that saw several patients names none.
+    #[error("several patients came to this consultation: choose the patient this record is about")]
+    PatientRequired,
     /// Stored content no longer matches its recorded hash.
     #[error("the stored document is damaged (integrity check failed); contact your IT team")]
     IntegrityFailed,
@@ -153,6 +156,7 @@ impl ApiError {
             ApiError::NobodyWaiting => (StatusCode::CONFLICT, "nobody_waiting"),
             ApiError::SignatureRequired(_) => (StatusCode::FORBIDDEN, "signature_required"),
             ApiError::ConsentRequired(_) => (StatusCode::FORBIDDEN, "consent_required"),
+            ApiError::PatientRequired => (StatusCode::CONFLICT, "patient_required"),
             ApiError::IntegrityFailed => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Referral { status, code, .. } => (*status, code),
@@ -289,6 +293,8 @@ impl From<crate::records::RecordError> for ApiError {
             RecordError::Invalid(b) => ApiError::Invalid(b.to_string()),
             RecordError::Conflict(m) => ApiError::Conflict(m.to_owned()),
             RecordError::SignatureRequired(m) => ApiError::SignatureRequired(m.to_owned()),
+            RecordError::PatientRequired => ApiError::PatientRequired,
+            RecordError::UnknownPatient => ApiError::Invalid(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -195,7 +195,14 @@ async fn load(
     action: Action,
     format: &str,
 ) -> Result<PatientOutcome, ApiError> {
-    let o = outcome::assemble(&state.db, &state.records, link.room.clone(), link.until).await?;
+    let o = outcome::assemble(
+        &state.db,
+        &state.records,
+        link.room.clone(),
+        &link.invite.id,
+        link.until,
+    )
+    .await?;
     state
         .audit
         .record(link.event(action).detail(json!({

@@ -18,10 +18,10 @@ use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::domain::clock::now_unix_ms;
-use crate::domain::ids::{RecordId, RoomId};
+use crate::domain::ids::{ParticipantId, RecordId, RoomId};
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::notifications::Event;
-use crate::records::RecordError;
+use crate::records::{NewRecord, RecordError};
 use crate::storage::{RecordRow, Signature};
 use crate::wire::{self, ClinicalRecordView, RecordRowView};
 
@@ -40,7 +40,10 @@ fn record_event(e: AuditEvent, r: &RecordRow) -> AuditEvent {
 async fn refused(state: &AppState, event: AuditEvent, e: RecordError) -> ApiError {
     if matches!(
         e,
-        RecordError::Forbidden(_) | RecordError::Conflict(_) | RecordError::SignatureRequired(_)
+        RecordError::Forbidden(_)
+            | RecordError::Conflict(_)
+            | RecordError::SignatureRequired(_)
+            | RecordError::UnknownPatient
     ) {
         state
             .audit
@@ -66,8 +69,15 @@ fn drafts_changed(state: &AppState, room: &RoomId) {
 }
 
 async fn announce(state: &AppState, id: &RecordId) {
-    match state.records.view(id).await {
-        Ok(view) => state.rooms.record_changed(view).await,
+    let view = match state.records.view(id).await {
+        Ok(view) => view,
+        Err(e) => {
+            tracing::warn!(error = %e, "changed record could not be reloaded");
+            return;
+        }
+    };
+    match state.records.single_patient(&view.record.room_id).await {
+        Ok(single) => state.rooms.record_changed(view, single).await,
         Err(e) => tracing::warn!(error = %e, "changed record could not be reloaded"),
     }
 }
@@ -83,6 +93,9 @@ pub struct CreateBody {
     /// The issuing clinician's password: signs the record in their account's name.
     #[serde(default)]
     password: Option<String>,
+    /// The patient it is about (their participant id), when the consultation saw several.
+    #[serde(default)]
+    patient: Option<ParticipantId>,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,10 +201,13 @@ pub async fn create_record(
         .create(
             &who.room,
             &who.member,
-            b.kind,
-            b.body,
-            issue,
-            b.supersedes.clone(),
+            NewRecord {
+                kind: b.kind,
+                body: b.body,
+                issue,
+                supersedes: b.supersedes.clone(),
+                patient: b.patient,
+            },
         )
         .await
     {
@@ -235,7 +251,7 @@ pub async fn list_records(
 ) -> Result<Json<Value>, ApiError> {
     let records = state
         .records
-        .in_room_for(&who.room, Some(who.member.role))
+        .in_room_for(&who.room, Some((who.member.role, &who.member.invite)))
         .await?;
     Ok(Json(
         json!({ "records": wire::all::<_, ClinicalRecordView>(&records) }),

@@ -15,7 +15,7 @@ pub use body::BodyError;
 
 use crate::domain::clock::now_unix_ms;
 
-use crate::domain::ids::{RecordId, RoomId, UserId};
+use crate::domain::ids::{InviteId, ParticipantId, RecordId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::domain::role::{AccountRole, Role};
@@ -37,6 +37,13 @@ pub enum RecordError {
     /// their care-team seat, confirmed with their password).
     #[error("{0}")]
     SignatureRequired(&'static str),
+    /// Several patients came to this consultation: a report or a prescription names the one it
+    /// is about.
+    #[error("several patients came to this consultation: name the patient this record is about")]
+    PatientRequired,
+    /// The named patient never came to this consultation.
+    #[error("no patient of this consultation has that id")]
+    UnknownPatient,
     #[error(transparent)]
     Storage(StorageError),
 }
@@ -48,6 +55,20 @@ impl From<StorageError> for RecordError {
             other => RecordError::Storage(other),
         }
     }
+}
+
+/// What a clinician asks to create.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub kind: RecordKind,
+    pub body: serde_json::Value,
+    /// Issue at once, under this signature (`None` inside for kinds that need none); `None`:
+    /// a draft.
+    pub issue: Option<Option<Signature>>,
+    /// The issued record of the same kind this one corrects.
+    pub supersedes: Option<RecordId>,
+    /// The patient it is about (a participant who came as a patient), when named.
+    pub patient: Option<ParticipantId>,
 }
 
 /// A record as participants and the summary see it: the row, its steps, and its successor.
@@ -68,6 +89,27 @@ fn may_write(role: Role, kind: RecordKind) -> bool {
 
 pub fn may_read(role: Role, r: &RecordRow) -> bool {
     role.may_read_record(r.kind, r.status)
+}
+
+/// Whether a participant may read a record: their role may, and a patient only their own (the
+/// record's subject is their invitation). A record made before patients were told apart has no
+/// subject: its patient may read it when the room only ever had one (`single_patient`).
+pub fn may_read_as(role: Role, invite: &InviteId, r: &RecordRow, single_patient: bool) -> bool {
+    if !may_read(role, r) {
+        return false;
+    }
+    if role != Role::Patient {
+        return true;
+    }
+    match &r.subject {
+        Some(subject) => subject == invite,
+        None => single_patient,
+    }
+}
+
+/// Kinds a patient reads: these always name their patient.
+fn about_one_patient(kind: RecordKind) -> bool {
+    matches!(kind, RecordKind::DiagnosisReport | RecordKind::Prescription)
 }
 
 /// A report or a prescription is issued under the signature of the account of whoever issues
@@ -116,11 +158,15 @@ impl Records {
         &self,
         room: &RoomId,
         who: &Member,
-        kind: RecordKind,
-        body: serde_json::Value,
-        issue: Option<Option<Signature>>,
-        supersedes: Option<RecordId>,
+        new: NewRecord,
     ) -> Result<RecordRow, RecordError> {
+        let NewRecord {
+            kind,
+            body,
+            issue,
+            supersedes,
+            patient,
+        } = new;
         if !may_write(who.role, kind) {
             return Err(RecordError::Forbidden(match kind {
                 RecordKind::Note => "write consultation notes",
@@ -129,8 +175,13 @@ impl Records {
             }));
         }
         let body = body::canonical(kind, body)?;
+        let mut subject = self.subject(room, kind, patient).await?;
         if let Some(old) = &supersedes {
             let old = self.in_room(room, old).await?;
+            // A correction is about the patient of what it corrects.
+            if old.subject.is_some() {
+                subject = old.subject.clone();
+            }
             if old.kind != kind {
                 return Err(RecordError::Conflict(
                     "a correction must be of the same kind",
@@ -156,6 +207,7 @@ impl Records {
             author_role: who.role.as_str().to_owned(),
             created_at_ms: now_unix_ms(),
             signature: None,
+            subject,
         };
         if let Some(signature) = &issue {
             // Checked before the draft exists: a refused signature leaves nothing behind.
@@ -169,6 +221,54 @@ impl Records {
             return self.issue(room, who, &record.id, signature).await;
         }
         Ok(record)
+    }
+
+    /// The patient a new record is about: the one named (who must have come to this room as a
+    /// patient), else the room's only patient. Reports and prescriptions must have one: with
+    /// several patients and none named, [`RecordError::PatientRequired`]. A note names one only
+    /// when told to.
+    async fn subject(
+        &self,
+        room: &RoomId,
+        kind: RecordKind,
+        patient: Option<ParticipantId>,
+    ) -> Result<Option<InviteId>, RecordError> {
+        let patients = self.db.patients_in_room(room).await?;
+        if let Some(named) = patient {
+            return patients
+                .into_iter()
+                .find(|(id, _)| id == &named)
+                .map(|(_, invite)| Some(invite))
+                .ok_or(RecordError::UnknownPatient);
+        }
+        if !about_one_patient(kind) {
+            return Ok(None);
+        }
+        let mut invites: Vec<InviteId> = patients.into_iter().map(|(_, i)| i).collect();
+        invites.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        invites.dedup();
+        match invites.len() {
+            // Nobody came yet (a report written ahead): the first patient will be its reader
+            // only when they are the room's only one; until then no patient sees it.
+            0 => Ok(None),
+            1 => Ok(invites.pop()),
+            _ => Err(RecordError::PatientRequired),
+        }
+    }
+
+    /// Whether the room only ever had one patient (or none): records without a subject are
+    /// theirs.
+    pub async fn single_patient(&self, room: &RoomId) -> Result<bool, RecordError> {
+        let mut invites: Vec<String> = self
+            .db
+            .patients_in_room(room)
+            .await?
+            .into_iter()
+            .map(|(_, i)| i.as_str().to_owned())
+            .collect();
+        invites.sort();
+        invites.dedup();
+        Ok(invites.len() <= 1)
     }
 
     async fn in_room(&self, room: &RoomId, id: &RecordId) -> Result<RecordRow, RecordError> {
@@ -335,12 +435,17 @@ impl Records {
         Ok(())
     }
 
-    /// Every record of the room with its steps and successor; filtered by `role` when given.
+    /// Every record of the room with its steps and successor; filtered for a reader when given
+    /// (their role, and for a patient their invitation: see [`may_read_as`]).
     pub async fn in_room_for(
         &self,
         room: &RoomId,
-        role: Option<Role>,
+        reader: Option<(Role, &InviteId)>,
     ) -> Result<Vec<RecordView>, RecordError> {
+        let single = match reader {
+            Some((Role::Patient, _)) => self.single_patient(room).await?,
+            _ => true,
+        };
         let rows = self.db.records_in_room(room).await?;
         let events = self.db.record_events_in_room(room).await?;
         let successor = |id: &RecordId| {
@@ -350,7 +455,7 @@ impl Records {
         };
         Ok(rows
             .iter()
-            .filter(|r| role.is_none_or(|role| may_read(role, r)))
+            .filter(|r| reader.is_none_or(|(role, invite)| may_read_as(role, invite, r, single)))
             .map(|r| RecordView {
                 record: r.clone(),
                 events: events

@@ -174,8 +174,13 @@ pub enum RoomCommand {
     },
     /// A document finished uploading: tell everyone who may see it.
     DocumentShared { document: DocumentRecord },
-    /// A clinical record was created or changed: tell everyone who may read it.
-    RecordChanged { record: Box<RecordView> },
+    /// A clinical record was created or changed: tell everyone who may read it
+    /// (`single_patient`: whether the consultation only ever had one patient, who then reads
+    /// the records that name none; see `records::may_read_as`).
+    RecordChanged {
+        record: Box<RecordView>,
+        single_patient: bool,
+    },
     Chat {
         participant: ParticipantId,
         conn: u64,
@@ -345,11 +350,12 @@ impl RoomManager {
 
     /// Tells a live room that a record was created or changed (if it is live: otherwise nobody
     /// is there to tell).
-    pub async fn record_changed(&self, record: RecordView) {
+    pub async fn record_changed(&self, record: RecordView, single_patient: bool) {
         if let Some(h) = self.get(&record.record.room_id) {
             let _ = h
                 .send(RoomCommand::RecordChanged {
                     record: Box::new(record),
+                    single_patient,
                 })
                 .await;
         }

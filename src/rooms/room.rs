@@ -464,9 +464,22 @@ impl Room {
                 self.documents.push(document);
                 self.broadcast_where(|p| p.role.may_view(visibility), msg);
             }
-            RoomCommand::RecordChanged { record } => {
+            RoomCommand::RecordChanged {
+                record,
+                single_patient,
+            } => {
                 let msg = Notice::RecordUpdated(record.clone());
-                self.broadcast_where(|p| crate::records::may_read(p.role, &record.record), msg);
+                self.broadcast_where(
+                    |p| {
+                        crate::records::may_read_as(
+                            p.role,
+                            &p.invite,
+                            &record.record,
+                            single_patient,
+                        )
+                    },
+                    msg,
+                );
             }
             RoomCommand::Chat {
                 participant,

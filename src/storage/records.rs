@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::domain::ids::{RecordId, RoomId, UserId};
+use crate::domain::ids::{InviteId, ParticipantId, RecordId, RoomId, UserId};
 use crate::domain::record::{RecordKind, RecordStatus};
 use crate::domain::webhook::EventKind;
 
@@ -28,6 +28,9 @@ pub struct RecordRow {
     /// Who signed it as they issued it: `None` while a draft, and for records issued before
     /// signing existed.
     pub signature: Option<Signature>,
+    /// The patient it is about (the invitation they came in with); `None` for a note about no
+    /// one patient, and for records made before patients were told apart.
+    pub subject: Option<InviteId>,
 }
 
 /// The clinician account that issued a record, as it stood then: name, title and institution
@@ -75,6 +78,10 @@ fn record_from_row(row: &AnyRow) -> Result<RecordRow, StorageError> {
         author_role: s("author_role")?,
         created_at_ms: row.try_get("created_at_ms")?,
         signature: signature_from_row(row)?,
+        subject: row
+            .try_get::<Option<String>, _>("subject_invite")?
+            .map(|v| InviteId::parse(&v).ok_or(corrupt("record subject")))
+            .transpose()?,
     })
 }
 
@@ -99,16 +106,17 @@ fn signature_from_row(row: &AnyRow) -> Result<Option<Signature>, StorageError> {
 
 /// Written by `insert_record` (a new record is never signed yet).
 const INSERTED: &str = "id, room_id, kind, supersedes, status, body, body_sha256, author, \
-                        author_name, author_role, created_at_ms";
+                        author_name, author_role, created_at_ms, subject_invite";
 const COLUMNS: &str = "id, room_id, kind, supersedes, status, body, body_sha256, author, \
                        author_name, author_role, created_at_ms, signed_by, signer_name, \
-                       signer_title, signer_institution, signed_at_ms";
+                       signer_title, signer_institution, signed_at_ms, subject_invite";
 
 impl Db {
     /// Inserts a record; a second correction of the same record is a [`StorageError::Conflict`].
     pub async fn insert_record(&self, r: &RecordRow) -> Result<(), StorageError> {
         sqlx::query(&format!(
-            "INSERT INTO records ({INSERTED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO records ({INSERTED}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(r.id.as_str())
         .bind(r.room_id.as_str())
@@ -121,10 +129,36 @@ impl Db {
         .bind(&r.author_name)
         .bind(&r.author_role)
         .bind(r.created_at_ms)
+        .bind(r.subject.as_ref().map(InviteId::as_str))
         .execute(self.pool())
         .await
         .map_err(super::map_unique)?;
         Ok(())
+    }
+
+    /// The patients a room has let in or kept waiting, oldest first: each participant with
+    /// the invitation they came with (a reload is a new participant on the same invitation).
+    pub async fn patients_in_room(
+        &self,
+        room: &RoomId,
+    ) -> Result<Vec<(ParticipantId, InviteId)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, invite_id FROM participants WHERE room_id = $1 AND role = 'patient' \
+             ORDER BY joined_at, id",
+        )
+        .bind(room.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let invite: String = row.try_get("invite_id")?;
+                Ok((
+                    ParticipantId::parse(&id).ok_or(corrupt("participant id"))?,
+                    InviteId::parse(&invite).ok_or(corrupt("participant invite"))?,
+                ))
+            })
+            .collect()
     }
 
     pub async fn record(&self, id: &RecordId) -> Result<Option<RecordRow>, StorageError> {

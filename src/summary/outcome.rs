@@ -9,7 +9,7 @@
 //! [`available_until`].
 
 use super::SummaryError;
-use crate::domain::ids::RecordId;
+use crate::domain::ids::{InviteId, RecordId};
 use crate::domain::record::{RecordKind, RecordStatus};
 use crate::domain::role::Role;
 use crate::records::{RecordView, Records};
@@ -153,6 +153,7 @@ pub async fn assemble(
     db: &Db,
     records: &Records,
     room: RoomRecord,
+    invite: &InviteId,
     available_until: i64,
 ) -> Result<PatientOutcome, SummaryError> {
     let institution = db
@@ -160,8 +161,11 @@ pub async fn assemble(
         .await?
         .map(|i| i.name)
         .unwrap_or_default();
-    // The permission table decides: for the patient, issued reports and prescriptions only.
-    let views = records.in_room_for(&room.id, Some(Role::Patient)).await?;
+    // The permission table decides: for the patient, issued reports and prescriptions only,
+    // and only their own (a consultation may have seen several patients).
+    let views = records
+        .in_room_for(&room.id, Some((Role::Patient, invite)))
+        .await?;
     let shown = |id: &RecordId| views.iter().any(|v| &v.record.id == id);
     let records = views
         .iter()

@@ -579,11 +579,13 @@ class JoinApp {
       case "participant_updated":
         this.onParticipant(msg.participant);
         this.applyRemoteTracks();
+        this.consult?.records.refreshPatients();
         break;
       case "participants_joined":
         // Several arrivals at once (a lecture filling up): one pass over the tracks for all.
         for (const p of msg.participants) this.onParticipant(p);
         this.applyRemoteTracks();
+        this.consult?.records.refreshPatients();
         break;
       case "participant_left":
         if (msg.participant_id === this.you?.id) {
@@ -593,6 +595,7 @@ class JoinApp {
         }
         this.others.delete(msg.participant_id);
         this.view.remove(msg.participant_id);
+        this.consult?.records.refreshPatients();
         break;
       case "room_ended":
         this.finishRoomEnded(msg.reason);
@@ -654,7 +657,9 @@ class JoinApp {
       });
       const docs = new DocumentsPanel(this.ui.documentsPanel, api, msg.you.role, (doc) => void viewer.open(doc));
       const chat = new ChatPanel(this.ui.chatPanel, (text) => send({ type: "chat", text }));
-      const records = new RecordsPanel(this.ui.recordsPanel, api, msg.you.role);
+      const records = new RecordsPanel(this.ui.recordsPanel, api, msg.you.role, () =>
+        [...this.others.values()].filter((p) => p.role === "patient").map((p) => ({ id: p.id, name: p.name })),
+      );
       this.consult = { api, docs, viewer, chat, records, room: msg.room.id, role: msg.you.role };
     }
     const c = this.consult;
@@ -662,6 +667,7 @@ class JoinApp {
     c.docs.reset(msg.documents);
     c.chat.reset(msg.chat);
     void c.records.load();
+    c.records.refreshPatients();
     const f = msg.follow;
     if (f && f.presenter !== msg.you.id) {
       const doc = f.document_id ? c.docs.get(f.document_id) : undefined;

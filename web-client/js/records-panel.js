@@ -163,9 +163,12 @@ export class RecordsPanel {
    * @param {HTMLElement} root the #records-panel element
    * @param {RoomApi} api
    * @param {import("./protocol.js").Role} role
+   * @param {() => {id: string, name: string}[]} patients the patients in the room now: a report
+   *   or a prescription is about one of them (the server asks which when several came)
    */
-  constructor(root, api, role) {
+  constructor(root, api, role, patients) {
     this.api = api;
+    this.patients = patients;
     this.ui = {
       list: must(".record-list", HTMLElement, root),
       forms: must(".record-forms", HTMLElement, root),
@@ -173,6 +176,8 @@ export class RecordsPanel {
       rx: must(".rx-form", HTMLFormElement, root),
       note: must(".note-form", HTMLFormElement, root),
       status: must(".record-status", HTMLElement, root),
+      patientRow: must(".record-patient", HTMLElement, root),
+      patient: must("#record-patient", HTMLSelectElement, root),
     };
     this.ui.forms.hidden = !(role === "doctor" || role === "specialist");
     /** @type {SignDialog | null} made when first needed (only clinicians sign) */
@@ -205,6 +210,23 @@ export class RecordsPanel {
     });
   }
 
+  /** Offers the choice of patient when more than one is in the room; keeps the one chosen. */
+  refreshPatients() {
+    const now = this.patients();
+    const chosen = this.ui.patient.value;
+    this.ui.patient.replaceChildren(...now.map((p) => el("option", { user: p.name, attrs: { value: p.id } })));
+    if (now.some((p) => p.id === chosen)) this.ui.patient.value = chosen;
+    this.ui.patientRow.hidden = now.length < 2;
+  }
+
+  /** The patient a report or a prescription is about: the only one here, or the one chosen. */
+  patientFor() {
+    const now = this.patients();
+    if (now.length === 1) return now[0].id;
+    if (now.length > 1 && now.some((p) => p.id === this.ui.patient.value)) return this.ui.patient.value;
+    return undefined;
+  }
+
   async load() {
     try {
       for (const r of await this.api.records()) this.records.set(r.id, r);
@@ -230,7 +252,8 @@ export class RecordsPanel {
       }
       const signed = SIGNED[kind];
       this.signDialog ??= new SignDialog();
-      const r = await this.signDialog.run(signed.title, (password) => this.api.createRecord(kind, body, true, { password }));
+      const patient = this.patientFor();
+      const r = await this.signDialog.run(signed.title, (password) => this.api.createRecord(kind, body, true, { password, patient }));
       if (submit instanceof HTMLElement) submit.focus();
       if (!r) {
         tr(this.ui.status, "records.sign_cancelled");

@@ -126,7 +126,9 @@ export class RoomApi {
    * @param {RecordInfo["kind"]} kind
    * @param {Record<string, unknown>} body
    * @param {boolean} issue
-   * @param {{supersedes?: string | null, password?: string}} [opts]
+   * @param {{supersedes?: string | null, password?: string, patient?: string}} [opts] `patient`:
+   *   the participant id of the patient it is about (409 `patient_required` without one when
+   *   several came to the consultation)
    * @returns {Promise<RecordInfo>}
    */
   createRecord(kind, body, issue, opts = {}) {
@@ -136,6 +138,7 @@ export class RoomApi {
       issue,
       ...(opts.supersedes ? { supersedes: opts.supersedes } : {}),
       ...(opts.password ? { password: opts.password } : {}),
+      ...(opts.patient ? { patient: opts.patient } : {}),
     });
   }
 
