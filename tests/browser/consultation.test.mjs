@@ -1176,6 +1176,31 @@ async function main() {
       await p.doctor.locator(`.doc-item[data-document-id="${docId.pdf}"] .doc-open`).click();
       await p.doctor.waitForFunction(() => document.querySelector("#viewer")?.getAttribute("data-page") === "1", null, { timeout: EVENT_TIMEOUT });
       await p.doctor.locator(".viewer-img").and(p.doctor.locator("[src]")).waitFor({ timeout: EVENT_TIMEOUT });
+      await p.doctor.waitForFunction(() => document.querySelector("#viewer")?.getAttribute("data-loaded-page") === "1", null, { timeout: EVENT_TIMEOUT });
+      /** Where the page lies in the stage, in pixels. */
+      const placement = () =>
+        p.doctor.evaluate(() => {
+          const stage = /** @type {HTMLElement} */ (document.querySelector(".viewer-stage")).getBoundingClientRect();
+          const sheet = /** @type {HTMLElement} */ (document.querySelector(".viewer-sheet")).getBoundingClientRect();
+          return { top: sheet.top - stage.top, bottom: sheet.bottom - stage.bottom, left: sheet.left - stage.left, right: sheet.right - stage.right, height: sheet.height, stageHeight: stage.height };
+        });
+      // A tall page opens at its top, its width filling the view (not at its middle).
+      const opened = await placement();
+      assert.ok(opened.height > opened.stageHeight, `the A4 page is taller than the view at its width (${JSON.stringify(opened)})`);
+      assert.ok(Math.abs(opened.top) < 2 && Math.abs(opened.left) < 2 && Math.abs(opened.right) < 2, `opened at its top, width fitted: ${JSON.stringify(opened)}`);
+      // The whole page, then from the keyboard: + zooms, 0 fits the width again at the top.
+      await p.doctor.locator(".viewer-fit-page").click();
+      const whole = await placement();
+      assert.ok(whole.top >= -1 && whole.bottom <= 1 && whole.height <= whole.stageHeight + 1, `the whole page in view: ${JSON.stringify(whole)}`);
+      await p.doctor.locator(".viewer-stage").focus();
+      await p.doctor.keyboard.press("0");
+      await p.doctor.keyboard.press("+");
+      await p.doctor.waitForFunction(() => document.querySelector("#viewer")?.getAttribute("data-zoom") === "1.25", null, { timeout: EVENT_TIMEOUT });
+      await p.doctor.keyboard.press("ArrowDown");
+      await p.doctor.keyboard.press("0");
+      await p.doctor.waitForFunction(() => document.querySelector("#viewer")?.getAttribute("data-zoom") === "1", null, { timeout: EVENT_TIMEOUT });
+      const fitted = await placement();
+      assert.ok(Math.abs(fitted.top) < 2 && Math.abs(fitted.left) < 2, `0: width fitted, at the top again: ${JSON.stringify(fitted)}`);
       await p.doctor.locator(".viewer-present").click();
       await p.doctor.locator(".viewer-next").click();
       await p.doctor.locator(".viewer-zoom-in").click();
@@ -1412,6 +1437,10 @@ async function main() {
       await waitForTileGone(p.patient, id.specialist);
       await waitForTileCount(p.doctor, 2, EVENT_TIMEOUT);
       await waitForTileCount(p.patient, 2, EVENT_TIMEOUT);
+      // Screen readers are told who left (a polite live region nobody sees); the patient's page
+      // in their language.
+      assert.equal(await p.doctor.locator("#announcer").getAttribute("aria-live"), "polite");
+      await p.doctor.locator("#announcer", { hasText: /left the consultation\.$/ }).waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
       await snap(p.specialist, "specialist-left");
       await snap(p.doctor, "after-leave-doctor");
     });

@@ -81,6 +81,8 @@ export class DocViewer {
       next: must(".viewer-next", HTMLButtonElement, root),
       zoomOut: must(".viewer-zoom-out", HTMLButtonElement, root),
       zoomIn: must(".viewer-zoom-in", HTMLButtonElement, root),
+      fitWidth: must(".viewer-fit-width", HTMLButtonElement, root),
+      fitPage: must(".viewer-fit-page", HTMLButtonElement, root),
       present: must(".viewer-present", HTMLButtonElement, root),
       follow: must(".viewer-follow", HTMLButtonElement, root),
       tools: must(".viewer-tools", HTMLElement, root),
@@ -108,6 +110,8 @@ export class DocViewer {
     this.ui.next.addEventListener("click", () => this.goTo(this.page + 1, true));
     this.ui.zoomIn.addEventListener("click", () => this.setZoom(this.zoom * 1.25, true));
     this.ui.zoomOut.addEventListener("click", () => this.setZoom(this.zoom / 1.25, true));
+    this.ui.fitWidth.addEventListener("click", () => this.fitWidth(true));
+    this.ui.fitPage.addEventListener("click", () => this.fitPage(true));
     this.ui.present.addEventListener("click", () => this.setPresenting(!this.presenting));
     this.ui.follow.addEventListener("click", () => {
       this.following = !this.following;
@@ -265,7 +269,62 @@ export class DocViewer {
     if (gen !== this.loadGen) return;
     this.root.dataset.loadedPage = String(target);
     clearText(this.ui.status);
+    // A new page opens at its top, its width filling the view at the zoom chosen (a tall page
+    // centred would show its middle first). Someone followed moves us where they are next.
+    this.center = [0.5, this.topY()];
     this.layout();
+    this.render();
+    if (this.presenting) this.queueFollow();
+  }
+
+  /** The page's height on screen over the stage's, at the current zoom (fit to width at 1). */
+  heightRatio() {
+    const stage = this.ui.stage.getBoundingClientRect();
+    const natW = this.img.naturalWidth || 1;
+    const natH = this.img.naturalHeight || 1;
+    return stage.height > 0 ? (stage.width * this.zoom * natH) / natW / stage.height : 1;
+  }
+
+  /** The view centre's height on the page that shows the page's top (the middle when it fits). */
+  topY() {
+    const ratio = this.heightRatio();
+    return ratio > 1 ? 0.5 / ratio : 0.5;
+  }
+
+  /**
+   * The page's width fills the view, from its top.
+   * @param {boolean} byUser
+   */
+  fitWidth(byUser) {
+    this.zoom = 1;
+    this.center = [0.5, this.topY()];
+    this.setZoom(1, byUser);
+  }
+
+  /**
+   * The whole page in view (never larger than its width allows).
+   * @param {boolean} byUser
+   */
+  fitPage(byUser) {
+    this.zoom = 1;
+    const ratio = this.heightRatio();
+    this.center = [0.5, 0.5];
+    this.setZoom(ratio > 1 ? 1 / ratio : 1, byUser);
+  }
+
+  /**
+   * Moves the view by a fraction of the stage (keys), kept on the page.
+   * @param {number} dx
+   * @param {number} dy
+   */
+  pan(dx, dy) {
+    const stage = this.ui.stage.getBoundingClientRect();
+    const w = stage.width * this.zoom;
+    const h = w * ((this.img.naturalHeight || 1) / (this.img.naturalWidth || 1));
+    this.center = [clamp01(this.center[0] + (dx * stage.width) / w), clamp01(this.center[1] + (dy * stage.height) / h)];
+    this.layout();
+    this.render();
+    this.queueFollow();
   }
 
   /**
@@ -380,6 +439,7 @@ export class DocViewer {
   render() {
     this.root.dataset.page = String(this.page);
     this.root.dataset.zoom = String(Math.round(this.zoom * 100) / 100);
+    this.root.dataset.center = this.center.map((v) => Math.round(v * 1000) / 1000).join(",");
     this.root.dataset.following = String(this.following && !this.presenting);
     this.root.dataset.annotations = String(this.annotations.filter((a) => a.page === this.page).length);
     tr(this.ui.pageLabel, "viewer.page", { page: this.page, pages: this.pages });
@@ -427,6 +487,41 @@ export class DocViewer {
   wireGestures() {
     /** @type {{x: number, y: number, center: [number, number]} | null} */
     let drag = null;
+    /** Touches on the stage now, for a two-finger pinch. @type {Map<number, {x: number, y: number}>} */
+    const touches = new Map();
+    /** @type {{distance: number, zoom: number} | null} */
+    let pinch = null;
+    const distance = () => {
+      const [a, b] = [...touches.values()];
+      return a && b ? Math.hypot(a.x - b.x, a.y - b.y) : 0;
+    };
+    this.ui.stage.addEventListener("keydown", (e) => {
+      if (!this.doc || this.sheet.hidden || e.altKey || e.ctrlKey || e.metaKey) return;
+      const step = 0.1;
+      /** @type {Record<string, () => void>} */
+      const keys = {
+        ArrowUp: () => this.pan(0, -step),
+        ArrowDown: () => this.pan(0, step),
+        ArrowLeft: () => this.pan(-step, 0),
+        ArrowRight: () => this.pan(step, 0),
+        "+": () => this.setZoom(this.zoom * 1.25, true),
+        "=": () => this.setZoom(this.zoom * 1.25, true),
+        "-": () => this.setZoom(this.zoom / 1.25, true),
+        "0": () => this.fitWidth(true),
+        PageUp: () => void this.goTo(this.page - 1, true),
+        PageDown: () => void this.goTo(this.page + 1, true),
+        Home: () => {
+          this.center = [this.center[0], this.topY()];
+          this.layout();
+          this.render();
+          this.queueFollow();
+        },
+      };
+      const act = keys[e.key];
+      if (!act) return;
+      e.preventDefault();
+      act();
+    });
     /** @type {[number, number][] } */
     let stroke = [];
     /** @type {[number, number] | null} */
@@ -434,6 +529,17 @@ export class DocViewer {
     const stage = this.ui.stage;
     stage.addEventListener("pointerdown", (e) => {
       if (!this.doc || this.sheet.hidden) return;
+      if (e.pointerType === "touch") {
+        touches.set(e.pointerId, { x: e.clientX, y: e.clientY });
+        if (touches.size === 2) {
+          // A second finger: pinch to zoom, nothing drawn or dragged.
+          pinch = { distance: distance(), zoom: this.zoom };
+          drag = null;
+          start = null;
+          stroke = [];
+          return;
+        }
+      }
       stage.setPointerCapture(e.pointerId);
       if (this.tool === "pan") {
         drag = { x: e.clientX, y: e.clientY, center: [...this.center] };
@@ -444,6 +550,12 @@ export class DocViewer {
     });
     stage.addEventListener("pointermove", (e) => {
       if (!this.doc || this.sheet.hidden) return;
+      if (touches.has(e.pointerId)) touches.set(e.pointerId, { x: e.clientX, y: e.clientY });
+      if (pinch) {
+        const now = distance();
+        if (pinch.distance > 0 && now > 0) this.setZoom(pinch.zoom * (now / pinch.distance), true);
+        return;
+      }
       if (drag) {
         const r = this.sheet.getBoundingClientRect();
         this.center = [
@@ -460,7 +572,15 @@ export class DocViewer {
         this.queueFollow();
       }
     });
+    const lift = (/** @type {PointerEvent} */ e) => {
+      touches.delete(e.pointerId);
+      if (touches.size < 2) pinch = null;
+    };
+    stage.addEventListener("pointercancel", lift);
     stage.addEventListener("pointerup", (e) => {
+      const pinching = pinch !== null;
+      lift(e);
+      if (pinching) return;
       if (drag) {
         drag = null;
         this.queueFollow();

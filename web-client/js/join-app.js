@@ -38,7 +38,7 @@ import { PreJoin, acquireMedia, deviceStatusKey } from "./prejoin.js";
 import { loadDeviceChoice } from "./device-check.js";
 import { SelfView } from "./self-view.js";
 import { errorKey, errorTitleKey, mediaErrorCode, seatErrorKey } from "./errors.js";
-import { must, userText } from "./dom.js";
+import { must, roleParam, userText } from "./dom.js";
 import { startBranding } from "./branding.js";
 import { clearText, onLocaleChange, startPage, t, tr, trAttr } from "./i18n.js";
 import { RoomApi, checkInvitation } from "./room-api.js";
@@ -240,6 +240,7 @@ class JoinApp {
     statusDetail: must("#status-detail", HTMLElement),
     statusAction: must("#status-action", HTMLButtonElement),
     statusOutcome: must("#status-outcome", HTMLAnchorElement),
+    announcer: must("#announcer", HTMLElement),
     room: must("#room", HTMLElement),
     roomTitle: must("#room-title", HTMLElement),
     banner: must("#banner", HTMLElement),
@@ -577,6 +578,9 @@ class JoinApp {
       }
       case "participant_joined":
       case "participant_updated":
+        if (msg.type === "participant_joined" && msg.participant.id !== this.you?.id) {
+          this.announce("join.announce.joined", { name: msg.participant.name, role: roleParam(msg.participant.role) });
+        }
         this.onParticipant(msg.participant);
         this.applyRemoteTracks();
         this.consult?.records.refreshPatients();
@@ -592,6 +596,10 @@ class JoinApp {
           // The server dropped our media (or we were replaced; the close code says so next).
           if (msg.reason === "media_failed") this.recoverMedia();
           break;
+        }
+        {
+          const gone = this.others.get(msg.participant_id);
+          if (gone) this.announce("join.announce.left", { name: gone.name });
         }
         this.others.delete(msg.participant_id);
         this.view.remove(msg.participant_id);
@@ -1408,6 +1416,16 @@ class JoinApp {
   setTitle(roomTitle) {
     this.roomTitle = roomTitle ?? "";
     document.title = this.roomTitle ? t("join.page_title_named", { title: this.roomTitle }) : t("join.page_title");
+  }
+
+  /**
+   * @param {MessageKey} key
+   * @param {import("./i18n.js").Params} [params]
+   */
+  announce(key, params) {
+    // Read out by screen readers (a polite live region), shown to nobody: arrivals and
+    // departures change the tiles, which sighted people see.
+    tr(this.ui.announcer, key, params);
   }
 
   /**

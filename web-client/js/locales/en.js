@@ -192,6 +192,8 @@ export default {
   "invites.uses_unlimited": "Used {n} times (no limit)",
   "invites.window": "Valid {from} to {until}",
 
+  "join.announce.joined": "{name} ({role}) joined the consultation.",
+  "join.announce.left": "{name} left the consultation.",
   "join.banner.reconnecting": "Reconnecting…",
   "join.banner.unstable": "Connection unstable… trying to restore video and sound.",
   "join.banner.ice_restarting": "Network changed… restoring video and sound without leaving the consultation.",
@@ -524,6 +526,10 @@ export default {
   "viewer.tool.freehand": "Draw",
   "viewer.tool.text": "Text",
   "viewer.tools": "Annotation tools",
+  "viewer.fit_page": "Whole page",
+  "viewer.fit_width": "Fit width",
+  "viewer.keys": "Keys: arrows move the page · + and − zoom · 0 fits the width · Page Up / Page Down turn pages",
+  "viewer.stage_label": "Page: arrow keys move it, + and − zoom, 0 fits the width, Page Up and Page Down turn pages",
   "viewer.zoom_in": "Zoom in",
   "viewer.zoom_out": "Zoom out",
 

@@ -193,6 +193,8 @@ const zhCN = {
   "invites.uses_unlimited": "已使用 {n} 次（不限次数）",
   "invites.window": "有效期 {from} 至 {until}",
 
+  "join.announce.joined": "{name}（{role}）加入了会诊。",
+  "join.announce.left": "{name}离开了会诊。",
   "join.banner.reconnecting": "正在重新连接…",
   "join.banner.unstable": "连接不稳定……正在尝试恢复视频和声音。",
   "join.banner.ice_restarting": "网络已切换……正在恢复视频和声音，无需退出问诊。",
@@ -525,6 +527,10 @@ const zhCN = {
   "viewer.tool.freehand": "手绘",
   "viewer.tool.text": "文字",
   "viewer.tools": "标注工具",
+  "viewer.fit_page": "整页",
+  "viewer.fit_width": "适合宽度",
+  "viewer.keys": "按键：方向键移动页面 · + 和 − 缩放 · 0 适合宽度 · Page Up / Page Down 翻页",
+  "viewer.stage_label": "页面：方向键移动，+ 和 − 缩放，0 适合宽度，Page Up 和 Page Down 翻页",
   "viewer.zoom_in": "放大",
   "viewer.zoom_out": "缩小",
 
