@@ -673,6 +673,54 @@ fn sqlite_url(s: &TestServer) -> String {
     )
 }
 
+/// A consultation booked ahead (a follow-up visit, no referral): its slot comes with its
+/// creation, and the patients' links follow it; bad times are refused with the referral's codes.
+#[tokio::test]
+async fn a_consultation_booked_ahead_has_its_slot() {
+    let s = TestServer::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let start = now + 3 * 3600;
+    let (st, room) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            None,
+            Some(json!({"title": "复诊 follow-up", "slot": {"start": start, "minutes": 20}})),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    assert_eq!(room["slot_start"], start, "{room}");
+    assert_eq!(room["slot_minutes"], 20, "{room}");
+    let id = room["id"].as_str().unwrap();
+    let (st, seen) = s.api("GET", &format!("/api/v1/rooms/{id}"), None, None).await;
+    assert_eq!(st, 200, "{seen}");
+    assert_eq!((&seen["slot_start"], &seen["slot_minutes"]), (&json!(start), &json!(20)));
+    let link = create(&s, id, json!({"role": "patient"})).await;
+    assert_eq!(link["state"], "not_yet");
+    assert_eq!(link["not_before"], start - 30 * 60);
+    assert_eq!(link["expires_at"], start + 20 * 60 + 60 * 60);
+    for (slot, want) in [
+        (json!({"start": now - 3600, "minutes": 20}), "slot_in_past"),
+        (json!({"start": now + 400 * 86_400, "minutes": 20}), "slot_too_far"),
+        (json!({"start": start, "minutes": 0}), "bad_duration"),
+        (json!({"start": start, "minutes": 241}), "bad_duration"),
+    ] {
+        let (st, b) = s
+            .api(
+                "POST",
+                "/api/v1/rooms",
+                None,
+                Some(json!({"title": "x", "slot": slot})),
+            )
+            .await;
+        assert_eq!((st, code(&b)), (400, want), "{b}");
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn invitations_on_sqlite() {
     let s = TestServer::start().await;

@@ -20,6 +20,7 @@ use crate::audit::{Action, Actor, AuditEvent};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{InviteId, RoomId, SessionId, UserId};
 use crate::domain::organisation::RoomRelation;
+use crate::domain::referral::Slot;
 use crate::domain::role::{AccountRole, Role};
 use crate::sessions::{Authenticated, Refusal, SessionError};
 use crate::storage::{RoomRecord, SessionRow, User};
@@ -199,6 +200,17 @@ pub struct CreateRoomBody {
     /// Whether those who come with an invitation wait to be admitted (by default they do).
     #[serde(default)]
     waiting_room: Option<bool>,
+    /// When it takes place (a follow-up visit booked ahead): patients' invitations are then
+    /// valid around this time (docs/protocol.md, "Invitations").
+    #[serde(default)]
+    slot: Option<SlotBody>,
+}
+
+#[derive(Deserialize)]
+pub struct SlotBody {
+    /// Unix seconds.
+    start: i64,
+    minutes: u32,
 }
 
 pub async fn create_room(
@@ -226,6 +238,17 @@ pub async fn create_room(
             "patient_ref must be at most {MAX_PATIENT_REF_CHARS} characters"
         )));
     }
+    let slot = body
+        .slot
+        .map(|s| Slot::new(s.start, s.minutes, now_unix()))
+        .transpose()
+        .map_err(|e| ApiError::Referral {
+            // The rules (and codes) of a referral's time: `slot_in_past`, `slot_too_far`,
+            // `bad_duration`.
+            status: StatusCode::BAD_REQUEST,
+            code: e.code(),
+            message: e.to_string(),
+        })?;
     let room = state
         .db
         .create_room_with(
@@ -233,6 +256,7 @@ pub async fn create_room(
             patient_ref,
             &user.id,
             body.waiting_room.unwrap_or(true),
+            slot,
         )
         .await?;
     state

@@ -6,6 +6,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{Db, StorageError};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{InstitutionId, RoomId, UserId};
+use crate::domain::referral::Slot;
 use crate::domain::role::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +71,7 @@ pub(super) async fn insert(
 ) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO rooms (id, title, patient_ref, created_by, institution_id, created_at, \
-         waiting_room) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         waiting_room, slot_start, slot_minutes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(room.id.as_str())
     .bind(&room.title)
@@ -79,6 +80,8 @@ pub(super) async fn insert(
     .bind(room.institution_id.as_str())
     .bind(room.created_at)
     .bind(i64::from(room.waiting_room))
+    .bind(room.slot.map(|(start, _)| start))
+    .bind(room.slot.map(|(_, minutes)| minutes))
     .execute(&mut **tx)
     .await?;
     super::care_team::insert(
@@ -101,17 +104,19 @@ impl Db {
         patient_ref: Option<&str>,
         created_by: &UserId,
     ) -> Result<RoomRecord, StorageError> {
-        self.create_room_with(title, patient_ref, created_by, false)
+        self.create_room_with(title, patient_ref, created_by, false, None)
             .await
     }
 
-    /// The same, saying whether those with an invitation wait to be admitted.
+    /// The same, saying whether those with an invitation wait to be admitted, and when it
+    /// takes place when booked ahead.
     pub async fn create_room_with(
         &self,
         title: &str,
         patient_ref: Option<&str>,
         created_by: &UserId,
         waiting_room: bool,
+        slot: Option<Slot>,
     ) -> Result<RoomRecord, StorageError> {
         let creator = self.user(created_by).await?.ok_or(StorageError::NotFound)?;
         let room = RoomRecord {
@@ -124,7 +129,7 @@ impl Db {
             ended_at: None,
             status: RoomStatus::Open,
             waiting_room,
-            slot: None,
+            slot: slot.map(|s| (s.start(), i64::from(s.minutes()))),
         };
         let mut tx = self.begin_write().await?;
         insert(&mut tx, &room).await?;

@@ -46,7 +46,7 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {"doctor" | "specialist" | null} my_role their role on its care team, null when not on it
  * @property {boolean} manages they may issue invite links, manage the care team and end it
  * @property {boolean} waiting_room those with an invitation link wait until a clinician admits them
- * @property {number | null} [slot_start] a scheduled referral's agreed time, Unix seconds
+ * @property {number | null} [slot_start] when it takes place (booked ahead, or a scheduled referral's agreed time), Unix seconds
  * @property {number | null} [slot_minutes] its length
  * @property {number} [waiting] how many wait in its waiting room now
  * @property {number | null} [waiting_since] when the one who has waited longest arrived, Unix seconds
@@ -377,12 +377,15 @@ export async function roomAttendance(roomId) {
  * @param {string} [patientRef]
  * @param {boolean} [waitingRoom] those with an invitation link wait until admitted (the
  *   server's default: yes)
+ * @param {{start: number, minutes: number}} [slot] when it takes place, when booked ahead
+ *   (Unix seconds): 400 `slot_in_past`, `slot_too_far` or `bad_duration` otherwise
  * @returns {Promise<Room>}
  */
-export async function createRoom(title, patientRef, waitingRoom = true) {
-  /** @type {{title: string, patient_ref?: string, waiting_room: boolean}} */
+export async function createRoom(title, patientRef, waitingRoom = true, slot) {
+  /** @type {{title: string, patient_ref?: string, waiting_room: boolean, slot?: {start: number, minutes: number}}} */
   const body = { title, waiting_room: waitingRoom };
   if (patientRef) body.patient_ref = patientRef;
+  if (slot) body.slot = slot;
   return /** @type {Room} */ (await call("POST", "/api/v1/rooms", body));
 }
 

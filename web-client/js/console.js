@@ -62,6 +62,8 @@ const ui = {
   roomTitle: must("#room-title-input", HTMLInputElement),
   patientRef: must("#patient-ref-input", HTMLInputElement),
   waitingRoom: must("#waiting-room-input", HTMLInputElement),
+  roomWhen: must("#room-when-input", HTMLInputElement),
+  roomMinutes: must("#room-minutes-input", HTMLInputElement),
   createError: must("#create-error", HTMLElement),
   createButton: must("#create-button", HTMLButtonElement),
   refresh: must("#refresh-button", HTMLButtonElement),
@@ -315,6 +317,7 @@ function renderRoom(room) {
   const headingId = `room-${room.id}`;
   /** @type {import("./i18n.js").Param[]} */
   const meta = [{ key: "console.created", params: { at: { at: room.created_at * 1000 } } }];
+  if (room.slot_start) meta.push({ key: "console.booked", params: { at: { at: room.slot_start * 1000 }, minutes: room.slot_minutes ?? 0 } });
   if (room.patient_ref) meta.push({ key: "console.patient_ref_of", params: { ref: room.patient_ref } });
   if (room.my_role) meta.push({ key: MY_ROLE_TEXT[room.my_role] });
   const item = el(
@@ -628,7 +631,10 @@ ui.createForm.addEventListener("submit", async (ev) => {
   ui.createButton.disabled = true;
   showText(ui.createError, null);
   try {
-    await api.createRoom(title, ui.patientRef.value.trim() || undefined, ui.waitingRoom.checked);
+    // A time given: booked ahead (the browser's local time, as the input shows it).
+    const when = ui.roomWhen.value ? new Date(ui.roomWhen.value).getTime() : NaN;
+    const slot = Number.isFinite(when) ? { start: Math.floor(when / 1000), minutes: Number(ui.roomMinutes.value) || 30 } : undefined;
+    await api.createRoom(title, ui.patientRef.value.trim() || undefined, ui.waitingRoom.checked, slot);
     ui.createForm.reset();
     await refreshRooms();
   } catch (err) {
