@@ -420,6 +420,30 @@ export async function workflowScenario(h, engine) {
       assert.equal(await first.evaluate(() => document.documentElement.lang), lang.doctor);
     });
 
+    await step("11-follow-up", "the doctor books a follow-up visit from the console: its card shows the time, and its patient link opens only shortly before", async () => {
+      const doctor = page("doctor");
+      await doctor.goto(`${h.base}/`);
+      await doctor.waitForSelector('body[data-state="signed-in"]', timeout, "attached");
+      const title = `Follow-up (${engine}) ${Date.now()}`;
+      const d = new Date(Date.now() + 2 * 86_400_000);
+      const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+      await doctor.fill("#room-title-input", title);
+      await doctor.fill("#room-when-input", `${day}T10:00`);
+      await doctor.fill("#room-minutes-input", "20");
+      await doctor.click("#create-button");
+      await doctor.waitFor((t) => [...document.querySelectorAll("li.room-card h3")].some((n) => n.textContent === t), title, timeout);
+      const room = await doctor.evaluateWith(
+        (t) => /** @type {HTMLElement | undefined} */ ([...document.querySelectorAll("li.room-card")].find((c) => c.querySelector("h3")?.textContent === t))?.dataset.roomId ?? "",
+        title,
+      );
+      const card = `li.room-card[data-room-id="${room}"]`;
+      const booked = message(lang.doctor, "console.booked", { at: "AT", minutes: 20 }).split("AT")[0];
+      assert.ok((await doctor.text(card)).includes(booked), `the card says it is booked (${booked})`);
+      await doctor.click(`${card} button[data-role="patient"]`);
+      await doctor.waitForSelector(`${card} li.invite[data-state="not_yet"]`, timeout);
+      assert.equal(await doctor.text(`${card} li.invite .invite-state`), message(lang.doctor, "invites.state.not_yet"));
+    });
+
     if (engine === "firefox") {
       await h.check("workflow (firefox): no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
         assert.deepEqual(problems, []);

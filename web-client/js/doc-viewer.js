@@ -306,10 +306,14 @@ export class DocViewer {
    * @param {boolean} byUser
    */
   fitPage(byUser) {
-    this.zoom = 1;
-    const ratio = this.heightRatio();
     this.center = [0.5, 0.5];
-    this.setZoom(ratio > 1 ? 1 / ratio : 1, byUser);
+    this.setZoom(this.pageZoom(), byUser);
+  }
+
+  /** The zoom at which the whole page is in view (1 when its width fitted shows it all). */
+  pageZoom() {
+    const ratio = this.heightRatio() / this.zoom;
+    return ratio > 1 ? 1 / ratio : 1;
   }
 
   /**
@@ -332,7 +336,8 @@ export class DocViewer {
    * @param {boolean} byUser
    */
   setZoom(zoom, byUser) {
-    this.zoom = Math.max(MIN_ZOOM, Math.min(MAX_ZOOM, zoom));
+    // Never smaller than the whole page needs, even for a very tall page (a long ECG strip).
+    this.zoom = Math.max(Math.min(MIN_ZOOM, this.pageZoom()), Math.min(MAX_ZOOM, zoom));
     this.layout();
     this.render();
     if (byUser) this.queueFollow();
