@@ -15,6 +15,9 @@ pub struct ReceivedStats {
     pub markers_seen: BTreeSet<u8>,
     /// Packets in which no marker was found.
     pub unmarked: u64,
+    /// The marker of the latest marked packet (which simulcast layer arrives now, see
+    /// [`layer_marker`]).
+    pub last_marker: Option<u8>,
     /// Highest sender counter seen (packets carry a per-publisher, per-kind counter).
     pub max_counter: u32,
     /// The track's media is over: its m-line was stopped/removed in a later offer, or every

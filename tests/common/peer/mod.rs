@@ -31,6 +31,7 @@ mod media;
 mod participant;
 mod rtc;
 mod signaling;
+mod simulcast;
 mod tls;
 
 pub use events::*;
@@ -38,11 +39,12 @@ pub use media::*;
 pub use participant::*;
 pub use rtc::*;
 pub use signaling::*;
+pub use simulcast::*;
 pub use tls::*;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
