@@ -19,6 +19,8 @@
 //!   10-byte VP8 *keyframe* header (frame tag with P=0, start code `9d 01 2a`, 320x240), then
 //!   `[marker; 4] ++ counter.to_be_bytes()`, then filler. Second packet: descriptor `0x00`, then
 //!   `[marker; 4] ++ counter.to_be_bytes()`, then filler. Every frame is a keyframe.
+//! * a simulcast camera ([`TestPeer::join_simulcast`], simulcast.rs): three layers of the same
+//!   shape with their own sizes, each carrying its own marker ([`layer_marker`]).
 //! * The filler never contains four identical bytes in a row, so the first run of four identical
 //!   bytes in a payload is the marker. The marker must not be `0x00`.
 //!
