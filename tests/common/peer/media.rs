@@ -25,6 +25,8 @@ pub struct ReceivedStats {
     pub ended: bool,
     /// A later offer stopped the m-line (port 0 or inactive) or dropped it from `tracks`.
     pub mline_stopped: bool,
+    /// Why the latest reader of this track ended (webrtc-rs's error), if one did.
+    pub end_reason: Option<String>,
     /// How many times `on_track` fired for this track.
     pub tracks_started: u32,
     /// Read loops still running for this track (0 once webrtc-rs ended them).

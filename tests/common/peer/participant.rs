@@ -152,9 +152,10 @@ impl Shared {
         }
     }
 
-    pub(crate) fn reader_ended(&self, key: &TrackKey) {
+    pub(crate) fn reader_ended(&self, key: &TrackKey, reason: String) {
         let mut recv = lock(&self.recv);
         let entry = recv.entry(key.clone()).or_default();
+        entry.end_reason = Some(reason);
         entry.active_readers = entry.active_readers.saturating_sub(1);
         if entry.active_readers == 0 {
             entry.ended = true;

@@ -197,16 +197,13 @@ pub(crate) async fn handle_offer(
 }
 
 pub(crate) async fn read_track(track: Arc<TrackRemote>, key: TrackKey, shared: Arc<Shared>) {
-    loop {
+    let reason = loop {
         match track.read_rtp().await {
             Ok((pkt, _attrs)) => shared.record_packet(&key, &pkt.payload),
-            Err(e) => {
-                eprintln!("[test peer] {key:?}: reading ended: {e}");
-                break;
-            }
+            Err(e) => break e.to_string(),
         }
-    }
-    shared.reader_ended(&key);
+    };
+    shared.reader_ended(&key, reason);
 }
 
 /// Reads and discards RTCP arriving for a receiver (keeps the interceptors fed).
