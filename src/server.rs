@@ -199,6 +199,7 @@ impl Server {
                 limits,
                 turn,
                 clock: Default::default(),
+                simulcast: config.media.simulcast,
             },
             metrics.clone(),
             RoomServices {

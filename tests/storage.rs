@@ -1009,6 +1009,7 @@ async fn join_latency_under_audit_load() {
             },
             turn: None,
             clock: Default::default(),
+            simulcast: true,
         },
         Arc::new(Metrics::default()),
         RoomServices {
@@ -1037,6 +1038,7 @@ async fn join_latency_under_audit_load() {
                         audio: false,
                         video: false,
                     },
+                    simulcast: false,
                     invite: InviteId::generate(),
                     account: None,
                     replaces: None,

@@ -145,6 +145,12 @@ pub struct MediaConfig {
     /// Seconds an ICE-TCP connection may receive nothing (browsers send a consent check every
     /// few seconds), or take to accept what is written to it, before it is closed.
     pub tcp_idle_timeout_s: u64,
+    /// Simulcast for clients that ask for it (`publish.simulcast` in their join): their camera
+    /// is received in three layers, and the video each of them is sent is chosen from an
+    /// estimate of their own connection (audio only when even the lowest layer does not fit).
+    /// Off: every camera in one layer, every participant sent it whatever their link, as for
+    /// a client that does not ask.
+    pub simulcast: bool,
 }
 
 /// Bounds on `media.socket_buffer_bytes` (other than 0).
@@ -195,6 +201,7 @@ impl Default for MediaConfig {
             tcp_max_connections_per_address: 32,
             tcp_stun_timeout_s: 5,
             tcp_idle_timeout_s: 30,
+            simulcast: true,
         }
     }
 }
@@ -1138,6 +1145,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.media.tcp_bind, "0.0.0.0:443");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn simulcast_is_on_by_default_and_may_be_turned_off() {
+        assert!(Config::default().media.simulcast);
+        let mut c = Config::default();
+        c.apply_env([("HUIZHEN_MEDIA_SIMULCAST".to_string(), "false".to_string())])
+            .unwrap();
+        assert!(!c.media.simulcast);
+        let from_file: Config = toml::from_str("[media]\nsimulcast = false\n").unwrap();
+        assert!(!from_file.media.simulcast);
     }
 
     #[test]

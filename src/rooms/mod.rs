@@ -112,6 +112,8 @@ pub enum RoomCommand {
         name: String,
         role: Role,
         publish: Publish,
+        /// The client sends its camera in simulcast layers (`publish.simulcast` in its join).
+        simulcast: bool,
         invite: InviteId,
         /// The account of a care-team seat (the name came from it).
         account: Option<UserId>,
@@ -279,6 +281,9 @@ pub struct RoomSettings {
     pub turn: Option<crate::auth::TurnServers>,
     /// What rooms measure their deadlines with: the system clock, or a test's manual one.
     pub clock: RoomClock,
+    /// `media.simulcast`: a participant whose client asks for simulcast gets it (else nobody
+    /// does).
+    pub simulcast: bool,
 }
 
 /// Starts room tasks on demand; one per live room.

@@ -33,6 +33,9 @@ pub struct Participant {
     pub invite: InviteId,
     pub account: Option<UserId>,
     pub publish: Publish,
+    /// Their client sends its camera in simulcast layers and shows `video_quality` (it said so
+    /// in its join); the room decides whether they get simulcast (`RoomSettings::simulcast`).
+    pub simulcast: bool,
     /// Media the care team stopped forwarding (muted on the server).
     pub held: Publish,
     /// What the media core was last told this participant is not sent (see `Room::sync_blocks`).
@@ -101,6 +104,7 @@ impl Participant {
             invite,
             account,
             publish,
+            simulcast: false,
             held: Publish::default(),
             blocked: Vec::new(),
             consents: BTreeSet::new(),

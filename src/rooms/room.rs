@@ -84,6 +84,7 @@ struct Admission {
     name: String,
     role: Role,
     publish: Publish,
+    simulcast: bool,
     invite: InviteId,
     account: Option<UserId>,
     link: SessionLink,
@@ -289,6 +290,7 @@ impl Room {
                 name,
                 role,
                 publish,
+                simulcast,
                 invite,
                 account,
                 replaces,
@@ -300,6 +302,7 @@ impl Room {
                     name,
                     role,
                     publish,
+                    simulcast,
                     invite,
                     account,
                     link,
@@ -889,12 +892,14 @@ impl Room {
             name,
             role,
             publish,
+            simulcast,
             invite,
             account,
             link,
             reply,
         } = join;
         let mut person = Participant::new(id.clone(), name, role, invite, account, publish, link);
+        person.simulcast = simulcast;
         if let Some(consents) = carried {
             person.consents = consents;
         }
@@ -932,6 +937,20 @@ impl Room {
         }));
     }
 
+    /// How someone's peer connection is set up: where the server allows simulcast and their
+    /// client asked for it, their camera is received in layers and what they are sent is chosen
+    /// from an estimate of their link. Both go together: a client that sends layers is one that
+    /// shows `video_quality` (a paused video), and an older client is sent as before, at the pace
+    /// its publishers send. A screen stays one layer whatever this says (the media core offers
+    /// layers only for the camera).
+    fn transport_options(&self, person: &Participant) -> TransportOptions {
+        let on = self.settings.simulcast && person.simulcast;
+        TransportOptions {
+            simulcast: on,
+            bwe: on,
+        }
+    }
+
     /// Whether someone joining waits to be admitted: those who come with an invitation, in a
     /// consultation that has a waiting room. Clinicians enter with their care-team seats.
     fn waits(&self, join: &Admission) -> bool {
@@ -951,7 +970,7 @@ impl Room {
                     video: person.publish.video,
                 },
                 subscribe: person.role.may_subscribe(),
-                options: TransportOptions::default(),
+                options: self.transport_options(&person),
             })
             .await;
         if added.is_err() {

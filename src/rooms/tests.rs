@@ -22,6 +22,15 @@ struct Fixture {
 }
 
 async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
+    fixture_with(max_participants, resume_window, true).await
+}
+
+/// A fixture whose server allows simulcast (`media.simulcast`) or not.
+async fn fixture_with(
+    max_participants: usize,
+    resume_window: Duration,
+    simulcast: bool,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(&format!(
         "sqlite://{}?mode=rwc",
@@ -60,6 +69,7 @@ async fn fixture(max_participants: usize, resume_window: Duration) -> Fixture {
             },
             turn: None,
             clock: RoomClock::Manual(clock.clone()),
+            simulcast,
         },
         metrics.clone(),
         super::RoomServices {
@@ -98,6 +108,18 @@ impl Fixture {
 
     /// A join whose session queue holds `capacity` messages.
     async fn join_with_queue(&mut self, role: Role, capacity: usize) -> Result<Member, RoomError> {
+        self.join_publishing(role, capacity, Publish::default(), false)
+            .await
+    }
+
+    /// A join that publishes `publish`, its client asking for simulcast or not.
+    async fn join_publishing(
+        &mut self,
+        role: Role,
+        capacity: usize,
+        publish: Publish,
+        simulcast: bool,
+    ) -> Result<Member, RoomError> {
         let (tx, rx) = mpsc::channel(capacity);
         let conn = self.next_conn;
         self.next_conn += 1;
@@ -106,10 +128,8 @@ impl Fixture {
         room.send(RoomCommand::Join {
             name: format!("{role:?}"),
             role,
-            publish: Publish {
-                audio: false,
-                video: false,
-            },
+            publish,
+            simulcast,
             invite: InviteId::generate(),
             account: None,
             replaces: None,
@@ -140,6 +160,19 @@ async fn next(m: &mut Member) -> Outbound {
             .expect("queue open");
         if !matches!(&out, Outbound::Message(m) if matches!(**m, Notice::Offer { .. })) {
             return out;
+        }
+    }
+}
+
+/// The next offer (skipping everything else).
+async fn next_offer(m: &mut Member) -> Notice {
+    loop {
+        let out = tokio::time::timeout(Duration::from_secs(10), m.rx.recv())
+            .await
+            .expect("an offer in time")
+            .expect("queue open");
+        if let Some(n @ Notice::Offer { .. }) = message(out) {
+            return n;
         }
     }
 }
@@ -202,6 +235,7 @@ async fn arrivals_faster_than_the_room_are_announced_together_and_once() {
             name: format!("viewer {conn}"),
             role: Role::Observer,
             publish: Publish::default(),
+            simulcast: false,
             invite: InviteId::generate(),
             account: None,
             replaces: None,
@@ -537,6 +571,7 @@ async fn start_join(
         name: format!("{role:?}"),
         role,
         publish: Publish::default(),
+        simulcast: false,
         invite: InviteId::generate(),
         account: None,
         replaces: None,
@@ -636,4 +671,38 @@ fn admitted(entry: super::Entry) -> Welcome {
         super::Entry::Admitted(w) => *w,
         super::Entry::Waiting(w) => panic!("waiting at position {}", w.position),
     }
+}
+
+/// Whether a participant's first offer asks for their camera in simulcast layers: in its SDP
+/// and in `publish_mids`, which must agree.
+async fn camera_offered_in_layers(f: &mut Fixture, client_asks: bool) -> bool {
+    let publish = Publish {
+        audio: true,
+        video: true,
+    };
+    let mut m = f
+        .join_publishing(Role::Doctor, SESSION_QUEUE, publish, client_asks)
+        .await
+        .unwrap();
+    let Notice::Offer {
+        sdp, publish_mids, ..
+    } = next_offer(&mut m).await
+    else {
+        unreachable!()
+    };
+    assert!(publish_mids.video.is_some(), "the camera's m-line is named");
+    let in_sdp = sdp.contains("a=simulcast:recv q;h;f");
+    assert_eq!(in_sdp, publish_mids.simulcast, "{sdp}");
+    // Only ever the camera: one m-line at most carries layers.
+    assert!(sdp.matches("a=simulcast").count() <= 1);
+    in_sdp
+}
+
+#[tokio::test]
+async fn a_camera_is_received_in_layers_only_where_server_and_client_both_want_it() {
+    let mut on = fixture_with(4, Duration::from_secs(30), true).await;
+    assert!(camera_offered_in_layers(&mut on, true).await);
+    assert!(!camera_offered_in_layers(&mut on, false).await);
+    let mut off = fixture_with(4, Duration::from_secs(30), false).await;
+    assert!(!camera_offered_in_layers(&mut off, true).await);
 }

@@ -119,7 +119,11 @@ pub enum IncomingState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishMids {
     pub audio: Option<String>,
+    /// The camera's m-line.
     pub video: Option<String>,
+    /// The camera's m-line asks for simulcast layers (rids `q`, `h`, `f`, lowest first): the
+    /// client sends its camera there in three sizes.
+    pub simulcast: bool,
 }
 
 /// Life of the participant's screen share on this transport (participant → server): a
@@ -683,7 +687,10 @@ impl Transport {
             if matches!(i.state, IncomingState::Negotiating | IncomingState::Open) {
                 let slot = match i.kind {
                     MediaKind::Audio => &mut mids.audio,
-                    MediaKind::Video => &mut mids.video,
+                    MediaKind::Video => {
+                        mids.simulcast = i.simulcast;
+                        &mut mids.video
+                    }
                 };
                 *slot = Some(i.mid.to_string());
             }

@@ -12,11 +12,22 @@ use crate::wire::{self, AnnotationView, ChatView, ClinicalRecordView, DocumentVi
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// `publish` in `join`.
+/// What a participant publishes, as the others see it (`publishing`, `held`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Publish {
     pub audio: bool,
     pub video: bool,
+}
+
+/// `publish` in `join`: what the client sends, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub struct JoinPublish {
+    pub audio: bool,
+    pub video: bool,
+    /// The client sends its camera in simulcast layers on the m-line the offers name for it,
+    /// and shows `video_quality`; absent: false (one layer, as older clients send).
+    #[serde(default)]
+    pub simulcast: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -26,7 +37,7 @@ pub struct Join {
     /// The name to be shown; ignored for a care-team seat (the account's name is shown).
     #[serde(default)]
     pub name: String,
-    pub publish: Publish,
+    pub publish: JoinPublish,
     #[serde(default)]
     pub replaces: Option<String>,
 }
@@ -312,8 +323,8 @@ impl ClientMessage {
 
 // What a client asks, in the room's terms.
 
-impl From<Publish> for rooms::Publish {
-    fn from(p: Publish) -> Self {
+impl From<JoinPublish> for rooms::Publish {
+    fn from(p: JoinPublish) -> Self {
         Self {
             audio: p.audio,
             video: p.video,
@@ -592,6 +603,9 @@ pub struct PublishMidsView {
     pub audio: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<String>,
+    /// The camera's m-line (`video`) asks for simulcast layers.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulcast: bool,
 }
 
 impl PublishMidsView {
@@ -880,6 +894,7 @@ impl ServerMessage {
                 publish_mids: PublishMidsView {
                     audio: publish_mids.audio.clone(),
                     video: publish_mids.video.clone(),
+                    simulcast: publish_mids.simulcast,
                 },
             },
             N::ParticipantJoined(p) => ServerMessage::ParticipantJoined {
@@ -1188,7 +1203,11 @@ mod tests {
     fn parses_every_client_message() {
         let join = r#"{"type":"join","v":1,"token":"t","name":"Dr. Li","publish":{"audio":true,"video":false}}"#;
         assert!(
-            matches!(ClientMessage::parse(join), Ok(ClientMessage::Join(j)) if j.name == "Dr. Li" && j.replaces.is_none())
+            matches!(ClientMessage::parse(join), Ok(ClientMessage::Join(j)) if j.name == "Dr. Li" && j.replaces.is_none() && !j.publish.simulcast)
+        );
+        let simulcast = r#"{"type":"join","v":1,"token":"t","publish":{"audio":true,"video":true,"simulcast":true}}"#;
+        assert!(
+            matches!(ClientMessage::parse(simulcast), Ok(ClientMessage::Join(j)) if j.publish.simulcast)
         );
         assert!(matches!(
             ClientMessage::parse(r#"{"type":"resume","v":1,"resume_token":"x"}"#),

@@ -625,6 +625,7 @@ impl Session {
                 name: name.to_owned(),
                 role,
                 publish: join.publish.into(),
+                simulcast: join.publish.simulcast,
                 invite: invite.id.clone(),
                 account: invite.account.clone(),
                 replaces: replaces.clone(),

@@ -33,6 +33,7 @@
 import { PROTOCOL_VERSION } from "./protocol.js";
 import { SignalingClient } from "./signaling.js";
 import { MediaSession } from "./media-session.js";
+import { VideoSizes } from "./video-sizes.js";
 import { RoomView } from "./room-view.js";
 import { PreJoin, acquireMedia, deviceStatusKey } from "./prejoin.js";
 import { loadDeviceChoice } from "./device-check.js";
@@ -207,6 +208,15 @@ class JoinApp {
    * @type {Map<string, import("./media-session.js").RemoteTracks>}
    */
   remoteTracks = new Map();
+  /** Tells the server how big we show each received video (one per peer connection). */
+  /** @type {VideoSizes | null} */
+  videoSizes = null;
+  /**
+   * What the server last said we are sent of each video (`video_quality`), by m-line, with whose
+   * video the m-line carried then (an m-line reused for someone else says nothing of them).
+   * @type {Map<string, {participant: string, quality: import("./room-view.js").VideoQuality}>}
+   */
+  videoQuality = new Map();
   /**
    * Bumped whenever the link is torn down, so that late callbacks from an old socket or peer
    * connection can recognise themselves and do nothing.
@@ -492,8 +502,10 @@ class JoinApp {
         if (gen === this.generation) saveStored({ invite: this.token, resume, name: this.name });
       },
     });
+    // Simulcast: our camera in three sizes, on the m-line the offers name (media-session.js), and
+    // we show `video_quality`; the server decides whether it takes them (media.simulcast).
     /** @type {JoinMessage} */
-    const join = { type: "join", v: PROTOCOL_VERSION, token: this.token, name: this.name, publish: { ...this.publish } };
+    const join = { type: "join", v: PROTOCOL_VERSION, token: this.token, name: this.name, publish: { ...this.publish, simulcast: true } };
     if (replaces) join.replaces = replaces;
     this.signaling.connect(join);
   }
@@ -525,7 +537,13 @@ class JoinApp {
       onIceRestartGaveUp: () => {
         if (gen === this.generation && media === this.media) this.recoverMedia();
       },
+    }, { simulcast: true });
+    // A new peer connection is a new set of m-lines: every size is told afresh.
+    this.videoSizes?.stop();
+    this.videoSizes = new VideoSizes((sizes) => {
+      if (gen === this.generation && media === this.media) this.signaling?.send({ type: "video_sizes", sizes });
     });
+    this.videoQuality.clear();
     media.attachLocal(this.local);
     // Carry the user's mute/camera choice over to a rejoin.
     media.setMicEnabled(this.micOn);
@@ -561,6 +579,12 @@ class JoinApp {
       case "role_changed":
         this.moderation.onRoleChanged(msg);
         break;
+      case "video_quality": {
+        const participant = this.media?.trackOf(msg.mid)?.participant_id;
+        if (participant) this.videoQuality.set(msg.mid, { participant, quality: { layer: msg.layer, reason: msg.reason } });
+        this.renderVideoQuality();
+        break;
+      }
       case "offer": {
         const media = this.media;
         const signaling = this.signaling;
@@ -864,7 +888,41 @@ class JoinApp {
   }
 
   applyRemoteTracks() {
-    if (this.you) this.view.setRemoteTracks(this.remoteTracks, this.you.id);
+    if (!this.you) return;
+    this.view.setRemoteTracks(this.remoteTracks, this.you.id);
+    const media = this.media;
+    if (media) {
+      /** @type {{element: HTMLVideoElement, mid: string}[]} */
+      const shown = [];
+      for (const { element, track } of this.view.remoteVideos()) {
+        const mid = media.midOf(track);
+        if (mid !== null) shown.push({ element, mid });
+      }
+      this.videoSizes?.track(shown);
+    }
+    this.renderVideoQuality();
+  }
+
+  /**
+   * Shows on each remote tile (and the stage) what we are sent of its video, as the server last
+   * said; an m-line that no longer carries the video it was said of is forgotten.
+   */
+  renderVideoQuality() {
+    const media = this.media;
+    /** @type {Map<string, import("./room-view.js").VideoQuality>} */
+    const shown = new Map();
+    for (const [mid, said] of this.videoQuality) {
+      const info = media?.trackOf(mid);
+      if (!info || info.kind !== "video" || info.participant_id !== said.participant) {
+        this.videoQuality.delete(mid);
+        continue;
+      }
+      shown.set(`${info.source === "screen" ? "screen" : "camera"} ${info.participant_id}`, said.quality);
+    }
+    for (const id of this.others.keys()) {
+      this.view.setVideoQuality(id, "camera", shown.get(`camera ${id}`) ?? null);
+      this.view.setVideoQuality(id, "screen", shown.get(`screen ${id}`) ?? null);
+    }
   }
 
   /** A screen share takes the stage for everyone; the sharer sees their own share's state. */
@@ -1330,6 +1388,9 @@ class JoinApp {
     this.generation += 1;
     this.signaling?.stop();
     this.media?.close();
+    this.videoSizes?.stop();
+    this.videoSizes = null;
+    this.videoQuality.clear();
     this.signaling = null;
     this.media = null;
     // Tracks of a closed peer connection are dead; the next one reports its own.

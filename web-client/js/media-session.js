@@ -12,6 +12,15 @@
 // they come in a later offer, and the tracks from `setLocal` go on them, sending. When they are
 // stopped (made to only watch) the browser stops sending on them.
 //
+// Simulcast (docs/protocol.md, "Video quality"): we ask for it in the join, and the server's
+// offers then name our camera's m-line with `publish_mids.simulcast`, an m-line offered with three
+// receive layers (rids q, h, f, lowest first). Neither Chromium nor Firefox puts a camera added
+// with `addTrack` on such an m-line (Chromium makes a new transceiver for it whatever waits), so
+// with simulcast the camera is not added before the first offer: it goes on the transceiver the
+// offer made for that m-line, which both browsers create with one encoding per offered rid,
+// and after the answer each encoding gets its size and bitrate (`SIMULCAST_LAYERS`). The same
+// by-mid path serves a server that does not offer layers: the transceiver then has one encoding.
+//
 // Screen sharing: while we share, the server's offers name a recvonly m-line `screen_mid`; the
 // screen's track goes on that m-line's transceiver, sending, with a degradation preference that
 // keeps resolution (text on an X-ray report must stay legible; a lower frame rate is fine).
@@ -27,6 +36,18 @@ import { IceRestarter } from "./ice-restart.js";
  * them down, and we stay a guest without media.
  */
 const LOCAL_MEDIA_WAIT_MS = 30_000;
+
+/**
+ * How the camera is sent in each simulcast layer, by rid: a quarter, half and full size of the
+ * capture (720p: 320×180, 640×360, 1280×720), each capped at what that size needs. The server
+ * chooses among them with the same nominal sizes and bitrates (docs/SIMULCAST.md, section 7).
+ * @type {Readonly<Record<string, {scaleResolutionDownBy: number, maxBitrate: number}>>}
+ */
+export const SIMULCAST_LAYERS = Object.freeze({
+  q: { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  h: { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  f: { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+});
 
 /** @typedef {import("./protocol.js").OfferMessage} OfferMessage */
 /** @typedef {import("./protocol.js").TrackInfo} TrackInfo */
@@ -76,10 +97,16 @@ export class MediaSession {
   #closed = false;
   /** @type {IceRestarter} */
   #iceRestarter;
+  /** Whether we asked for simulcast: the camera waits for the m-line an offer names for it. */
+  #simulcast;
 
-  /** @param {MediaHooks} hooks */
-  constructor(hooks) {
+  /**
+   * @param {MediaHooks} hooks
+   * @param {{simulcast?: boolean}} [options] `simulcast`: the join asks for it (`publish.simulcast`)
+   */
+  constructor(hooks, options = {}) {
     this.#hooks = hooks;
+    this.#simulcast = options.simulcast === true;
     // max-bundle: the server runs all media over one transport on its single UDP port.
     // No ICE servers yet: the server is ICE-lite with public host candidates, and as the
     // controlling agent we reach it directly; TURN relays, where the server has them, come
@@ -158,7 +185,8 @@ export class MediaSession {
     }
     if (video) {
       this.#cameraTrack = video;
-      this.#videoSender = this.#pc.addTrack(video, stream);
+      // With simulcast the camera goes on the m-line the first offer names (see the top).
+      if (!this.#simulcast) this.#videoSender = this.#pc.addTrack(video, stream);
     }
   }
 
@@ -193,6 +221,7 @@ export class MediaSession {
    * Puts our tracks on the m-lines an offer names for them (set to send before the answer is
    * made: a recvonly m-line is answered inactive by a transceiver that only receives).
    * @param {OfferMessage} offer
+   * @returns {Promise<RTCRtpTransceiver | undefined>} the camera's transceiver, if the offer names one
    */
   async #attachPublish(offer) {
     const mids = offer.publish_mids ?? {};
@@ -211,6 +240,7 @@ export class MediaSession {
     const camera = this.#cameraOn ? this.#cameraTrack : null;
     await swapTrack(audio?.sender ?? null, mic);
     await swapTrack(video?.sender ?? null, camera);
+    return video;
   }
 
   /**
@@ -233,7 +263,7 @@ export class MediaSession {
     await this.#pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
     if (offer.publish_mids) await this.#localReady;
     if (this.#closed) throw new Error("media session closed");
-    await this.#attachPublish(offer);
+    const camera = await this.#attachPublish(offer);
     const screen = offer.screen_mid ? this.#pc.getTransceivers().find((t) => t.mid === offer.screen_mid) : undefined;
     if (screen) {
       // Sending on it needs saying so before the answer is made: a recvonly m-line is answered
@@ -247,6 +277,7 @@ export class MediaSession {
     const answer = await this.#pc.createAnswer();
     await this.#pc.setLocalDescription(answer);
     if (screen) await keepResolution(screen.sender);
+    if (camera && offer.publish_mids?.simulcast) await setLayers(camera.sender);
     this.#reportRemoteTracks();
     this.#iceRestarter.offerApplied();
     // No trickle: the server is ICE-lite and learns our address from our connectivity checks,
@@ -300,6 +331,25 @@ export class MediaSession {
   async setScreenTrack(track) {
     this.#screenTrack = track;
     if (this.#screenSender && !this.#closed) await this.#screenSender.replaceTrack(track);
+  }
+
+  /**
+   * The m-line a remote track arrives on (null: none of ours, or stopped).
+   * @param {MediaStreamTrack} track
+   * @returns {string | null}
+   */
+  midOf(track) {
+    const t = this.#pc.getTransceivers().find((x) => x.receiver.track === track && x.currentDirection !== "stopped");
+    return t?.mid ?? null;
+  }
+
+  /**
+   * Whose track an m-line carries, as the latest offer said (undefined: nobody's).
+   * @param {string} mid
+   * @returns {TrackInfo | undefined}
+   */
+  trackOf(mid) {
+    return this.#tracksByMid.get(mid);
   }
 
   /**
@@ -374,6 +424,32 @@ async function swapTrack(sender, track) {
     await sender.replaceTrack(track);
   } catch {
     // Stopped.
+  }
+}
+
+/**
+ * Gives each simulcast layer of the camera its size and bitrate (`SIMULCAST_LAYERS`, by rid).
+ * The browser made the encodings from the offer's rids; a browser that answered with fewer (or
+ * one, without rid) keeps its own choice for those, and the server copes with what arrives. Done
+ * after every answer that names the m-line, but set only when something differs.
+ * @param {RTCRtpSender} sender
+ */
+async function setLayers(sender) {
+  try {
+    const params = sender.getParameters();
+    let changed = false;
+    for (const encoding of params.encodings ?? []) {
+      const layer = encoding.rid === undefined ? undefined : SIMULCAST_LAYERS[encoding.rid];
+      if (!layer) continue;
+      if (encoding.scaleResolutionDownBy !== layer.scaleResolutionDownBy || encoding.maxBitrate !== layer.maxBitrate) {
+        encoding.scaleResolutionDownBy = layer.scaleResolutionDownBy;
+        encoding.maxBitrate = layer.maxBitrate;
+        changed = true;
+      }
+    }
+    if (changed) await sender.setParameters(params);
+  } catch {
+    // The browser keeps its own layer sizes: the server chooses from whatever arrives.
   }
 }
 

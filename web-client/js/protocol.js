@@ -213,9 +213,10 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {JoinedBody & {type: "resumed"}} ResumedMessage */
 /**
  * @typedef {{type: "offer", offer_id: number, sdp: string, tracks: TrackInfo[], screen_mid?: string,
- *   publish_mids?: {audio?: string, video?: string}}} OfferMessage
+ *   publish_mids?: {audio?: string, video?: string, simulcast?: boolean}}} OfferMessage
  *   `screen_mid`: while we share our screen, the m-line to send it on; `publish_mids`: while we
- *   publish, the m-lines for our microphone and camera
+ *   publish, the m-lines for our microphone and camera, and whether the camera's asks for
+ *   simulcast layers
  */
 /** @typedef {{type: "participant_joined", participant: Participant}} ParticipantJoinedMessage */
 /** @typedef {{type: "participants_joined", participants: Participant[]}} ParticipantsJoinedMessage */
@@ -263,13 +264,20 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "huddle", active: boolean, by: string | null}} HuddleMessage the clinicians confer privately */
 /** @typedef {{type: "held", audio: boolean, video: boolean, by: string}} HeldMessage the care team holds our media */
 /** @typedef {{type: "role_changed", role: Role, by: string}} RoleChangedMessage the care team changed our role */
+/**
+ * What we are sent of one video now: a simulcast layer (`f` also for a video in one layer), or
+ * none (`null`: audio only). `reason`: `bandwidth` (our connection holds it there), `hidden` (we
+ * show it nowhere), `display` (the best useful at the size we show it).
+ * @typedef {{type: "video_quality", mid: string, layer: "q" | "h" | "f" | null, reason: "bandwidth" | "hidden" | "display"}} VideoQualityMessage
+ */
 
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
  *   ParticipantsJoinedMessage | ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
  *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage |
- *   ConsentMessage | ScreenShareMessage | HuddleMessage | HeldMessage | RoleChangedMessage} ServerMessage
+ *   ConsentMessage | ScreenShareMessage | HuddleMessage | HeldMessage | RoleChangedMessage |
+ *   VideoQualityMessage} ServerMessage
  */
 
 /**
@@ -278,7 +286,8 @@ export const PROTOCOL_VERSION = 1;
  * @property {number} v
  * @property {string} token
  * @property {string} name
- * @property {{audio: boolean, video: boolean}} publish
+ * @property {{audio: boolean, video: boolean, simulcast?: boolean}} publish `simulcast`: we send
+ *   our camera in layers and show `video_quality`
  * @property {string} [replaces]
  */
 /** @typedef {{type: "resume", v: number, resume_token: string}} ResumeMessage */
@@ -303,13 +312,17 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "hold", participant_id: string, audio: boolean, video: boolean}} HoldMessage */
 /** @typedef {{type: "remove", participant_id: string, reason?: string}} RemoveMessage */
 /** @typedef {{type: "set_role", participant_id: string, role: "observer" | "guest"}} SetRoleMessage */
+/**
+ * How big we show the videos we receive, in device pixels (0×0: not shown); at most 64 a message.
+ * @typedef {{type: "video_sizes", sizes: {mid: string, width: number, height: number}[]}} VideoSizesMessage
+ */
 
 /**
  * @typedef {JoinMessage | ResumeMessage | AnswerMessage | MediaStateMessage | LeaveMessage |
  *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
  *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
  *   PrecallMessage | ConsentSendMessage | ScreenShareSendMessage | IceRestartMessage |
- *   HuddleSendMessage | HoldMessage | RemoveMessage | SetRoleMessage} ClientMessage
+ *   HuddleSendMessage | HoldMessage | RemoveMessage | SetRoleMessage | VideoSizesMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
@@ -337,6 +350,7 @@ const SERVER_TYPES = new Set([
   "huddle",
   "held",
   "role_changed",
+  "video_quality",
 ]);
 
 /**

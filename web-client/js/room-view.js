@@ -11,6 +11,12 @@
 // guests and observers carry a `.send-back` button; for a clinician, everyone else's carry a
 // `.manage` button that opens the moderation menu (moderation.js).
 //
+// What we are sent of a remote video (`video_quality`) shows on its tile and on the stage as
+// `data-video-quality`: "q", "h" or "f" (the simulcast layer), "hidden" (we show it nowhere),
+// "paused" (our connection is too weak for any video: audio goes on), absent until the server
+// says anything. While paused, the tile's `.badge-video-paused` says so ("Video paused: weak
+// connection"), and so does the tile's accessible name.
+//
 // A shared screen takes the stage: `#screen-stage` (before #tiles, `hidden` while nobody shares,
 // `data-sharer` the sharer's id) holds the screen's <video> (`.screen-video`) for everyone else,
 // and for the sharer the `.screen-sharing` state with its `.screen-stop` button instead of their
@@ -46,6 +52,12 @@ import { clearText, tr, trAttr } from "./i18n.js";
  * @property {HTMLElement} waiting shown until the screen's picture arrives
  * @property {HTMLElement} sharing your own share's state
  * @property {HTMLButtonElement} stop
+ * @property {HTMLElement} paused shown while the screen's video is paused for bandwidth
+ */
+
+/**
+ * What we are sent of one video: a layer, or none (`layer: null`) with why.
+ * @typedef {{layer: "q" | "h" | "f" | null, reason: "bandwidth" | "hidden" | "display"}} VideoQuality
  */
 
 /**
@@ -58,6 +70,7 @@ import { clearText, tr, trAttr } from "./i18n.js";
  * @property {HTMLElement} role
  * @property {HTMLElement} muted
  * @property {HTMLElement} reconnecting
+ * @property {HTMLElement} videoPaused shown while their video is paused for our bandwidth
  * @property {HTMLButtonElement} sendBack
  * @property {HTMLButtonElement} manage
  * @property {HTMLButtonElement} quality the connection indicator (details on a click)
@@ -155,13 +168,15 @@ export class RoomView {
     video.playsInline = true;
     video.muted = true;
     const caption = el("p", { className: "screen-caption" });
+    const paused = el("p", { className: "badge badge-video-paused", i18n: "room.video_paused" });
+    paused.hidden = true;
     const waiting = el("p", { className: "screen-waiting", i18n: "room.screen_waiting" });
     const stop = el("button", { className: "btn btn-danger screen-stop", i18n: "room.stop_sharing", attrs: { type: "button" } });
     stop.addEventListener("click", () => this.#onStopSharing());
     const sharing = el("div", { className: "screen-sharing" }, el("p", { i18n: "room.you_are_sharing" }), stop);
-    const root = el("section", { className: "screen-stage", attrs: { id: "screen-stage" } }, video, waiting, sharing, caption);
+    const root = el("section", { className: "screen-stage", attrs: { id: "screen-stage" } }, video, waiting, paused, sharing, caption);
     root.hidden = true;
-    return { root, video, caption, waiting, sharing, stop };
+    return { root, video, caption, waiting, sharing, stop, paused };
   }
 
   /**
@@ -240,13 +255,66 @@ export class RoomView {
     tile.placeholder.hidden = cameraShown;
     tr(tile.placeholderText, p.publishing.video ? "room.camera_is_off" : "room.no_camera");
     tile.root.classList.toggle("tile-camera-off", !cameraShown);
+    this.#renderTileLabel(tile, p, isLocal);
+  }
+
+  /**
+   * The tile's accessible name: who, and the states its badges show.
+   * @param {Tile} tile
+   * @param {Participant} p
+   * @param {boolean} isLocal
+   */
+  #renderTileLabel(tile, p, isLocal) {
+    const cameraShown = p.publishing.video && !p.video_off;
     trAttr(tile.root, "aria-label", "room.tile_label", {
       name: isLocal ? { key: "room.you", params: { name: p.name } } : p.name,
       role: roleParam(p.role),
       muted: tile.muted.hidden ? "" : { key: "room.state.muted" },
       camera: cameraShown ? "" : { key: "room.state.camera_off" },
       reconnecting: tile.reconnecting.hidden ? "" : { key: "room.state.reconnecting" },
+      video: tile.videoPaused.hidden ? "" : { key: "room.state.video_paused" },
     });
+  }
+
+  /**
+   * What we are sent of `id`'s camera, or of the shared screen (`screen`), now; null: nothing
+   * said (or no longer true: the m-line carries something else).
+   * @param {string} id
+   * @param {"camera" | "screen"} source
+   * @param {VideoQuality | null} q
+   */
+  setVideoQuality(id, source, q) {
+    const state = q === null ? null : q.layer ?? (q.reason === "bandwidth" ? "paused" : "hidden");
+    if (source === "screen") {
+      const stage = this.#screen;
+      if (this.#sharer?.id !== id) return;
+      setState(stage.root, state);
+      stage.paused.hidden = state !== "paused";
+      return;
+    }
+    const tile = this.#tiles.get(id);
+    if (!tile || !tile.participant) return;
+    setState(tile.root, state);
+    const paused = state === "paused";
+    if (tile.videoPaused.hidden === !paused) return;
+    tile.videoPaused.hidden = !paused;
+    tile.root.classList.toggle("tile-video-paused", paused);
+    this.#renderTileLabel(tile, tile.participant, false);
+  }
+
+  /**
+   * The remote videos on the page (the tiles' and the stage's), with the track each shows: for
+   * telling the server how big each is shown.
+   * @returns {{element: HTMLVideoElement, track: MediaStreamTrack}[]}
+   */
+  remoteVideos() {
+    /** @type {{element: HTMLVideoElement, track: MediaStreamTrack}[]} */
+    const shown = [];
+    for (const tile of this.#tiles.values()) {
+      if (tile.participant && tile.videoTrack) shown.push({ element: tile.video, track: tile.videoTrack });
+    }
+    if (this.#screenTrack) shown.push({ element: this.#screen.video, track: this.#screenTrack });
+    return shown;
   }
 
   /** @param {string} id */
@@ -416,6 +484,8 @@ export class RoomView {
     muted.hidden = true;
     const reconnecting = el("span", { className: "badge badge-reconnecting", i18n: "room.reconnecting" });
     reconnecting.hidden = true;
+    const videoPaused = el("span", { className: "badge badge-video-paused", i18n: "room.video_paused" });
+    videoPaused.hidden = true;
     // Three bars (coloured by level in app.css); a click shows or hides the figures.
     const quality = el("button", { className: "quality", attrs: { type: "button", "aria-expanded": "false" } }, ...[1, 2, 3].map(() => el("span", { className: "quality-bar", attrs: { "aria-hidden": "true" } })));
     quality.hidden = true;
@@ -425,7 +495,7 @@ export class RoomView {
       qualityDetails.hidden = !qualityDetails.hidden;
       quality.setAttribute("aria-expanded", String(!qualityDetails.hidden));
     });
-    const info = el("div", { className: "tile-info" }, name, role, muted, reconnecting, quality, qualityDetails);
+    const info = el("div", { className: "tile-info" }, name, role, muted, reconnecting, videoPaused, quality, qualityDetails);
     /** @type {Tile} */
     const tile = {
       root: el("article", { className: isLocal ? "tile tile-local" : "tile" }),
@@ -436,6 +506,7 @@ export class RoomView {
       role,
       muted,
       reconnecting,
+      videoPaused,
       sendBack: this.#sendBackButton(() => tile.participant),
       manage: this.#manageButton(() => tile.participant),
       quality,
@@ -505,4 +576,14 @@ export class RoomView {
   #updateCount() {
     this.#container.dataset.count = String(this.#tiles.size);
   }
+}
+
+/**
+ * Sets or clears an element's `data-video-quality`.
+ * @param {HTMLElement} element
+ * @param {string | null} state
+ */
+function setState(element, state) {
+  if (state === null) delete element.dataset.videoQuality;
+  else if (element.dataset.videoQuality !== state) element.dataset.videoQuality = state;
 }

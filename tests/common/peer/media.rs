@@ -15,6 +15,9 @@ pub struct ReceivedStats {
     pub markers_seen: BTreeSet<u8>,
     /// Packets in which no marker was found.
     pub unmarked: u64,
+    /// The marker of the latest marked packet (which simulcast layer arrives now, see
+    /// [`layer_marker`]).
+    pub last_marker: Option<u8>,
     /// Highest sender counter seen (packets carry a per-publisher, per-kind counter).
     pub max_counter: u32,
     /// The track's media is over: its m-line was stopped/removed in a later offer, or every
@@ -22,6 +25,8 @@ pub struct ReceivedStats {
     pub ended: bool,
     /// A later offer stopped the m-line (port 0 or inactive) or dropped it from `tracks`.
     pub mline_stopped: bool,
+    /// Why the latest reader of this track ended (webrtc-rs's error), if one did.
+    pub end_reason: Option<String>,
     /// How many times `on_track` fired for this track.
     pub tracks_started: u32,
     /// Read loops still running for this track (0 once webrtc-rs ended them).

@@ -19,6 +19,8 @@
 //!   10-byte VP8 *keyframe* header (frame tag with P=0, start code `9d 01 2a`, 320x240), then
 //!   `[marker; 4] ++ counter.to_be_bytes()`, then filler. Second packet: descriptor `0x00`, then
 //!   `[marker; 4] ++ counter.to_be_bytes()`, then filler. Every frame is a keyframe.
+//! * a simulcast camera ([`TestPeer::join_simulcast`], simulcast.rs): three layers of the same
+//!   shape with their own sizes, each carrying its own marker ([`layer_marker`]).
 //! * The filler never contains four identical bytes in a row, so the first run of four identical
 //!   bytes in a payload is the marker. The marker must not be `0x00`.
 //!
@@ -31,6 +33,7 @@ mod media;
 mod participant;
 mod rtc;
 mod signaling;
+mod simulcast;
 mod tls;
 
 pub use events::*;
@@ -38,11 +41,12 @@ pub use media::*;
 pub use participant::*;
 pub use rtc::*;
 pub use signaling::*;
+pub use simulcast::*;
 pub use tls::*;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 

@@ -48,6 +48,11 @@ pub(crate) struct Shared {
     pub(crate) media_via: Mutex<Option<std::net::SocketAddr>>,
     /// The screen share's publisher while [`TestPeer::share_screen`] runs.
     pub(crate) screen: Mutex<Option<AbortHandle>>,
+    /// Joined with `publish.simulcast` ([`TestPeer::join_simulcast`]): answers are cleaned of
+    /// webrtc-rs's repeated rid lines.
+    pub(crate) simulcast: AtomicBool,
+    /// The camera's simulcast layers, lowest first, when it publishes in layers.
+    pub(crate) layers: Mutex<Vec<Arc<TrackLocalStaticRTP>>>,
 }
 
 impl Shared {
@@ -71,6 +76,8 @@ impl Shared {
             rtcp: Mutex::new(RtcpStats::default()),
             media_via: Mutex::new(None),
             screen: Mutex::new(None),
+            simulcast: AtomicBool::new(false),
+            layers: Mutex::new(Vec::new()),
         })
     }
 
@@ -145,9 +152,10 @@ impl Shared {
         }
     }
 
-    pub(crate) fn reader_ended(&self, key: &TrackKey) {
+    pub(crate) fn reader_ended(&self, key: &TrackKey, reason: String) {
         let mut recv = lock(&self.recv);
         let entry = recv.entry(key.clone()).or_default();
+        entry.end_reason = Some(reason);
         entry.active_readers = entry.active_readers.saturating_sub(1);
         if entry.active_readers == 0 {
             entry.ended = true;
@@ -162,6 +170,7 @@ impl Shared {
         match find_marker(payload) {
             Some((marker, counter)) => {
                 stats.markers_seen.insert(marker);
+                stats.last_marker = Some(marker);
                 stats.max_counter = stats.max_counter.max(counter);
             }
             None => stats.unmarked += 1,
@@ -312,7 +321,18 @@ impl TestPeer {
     /// peer's media goes through what listens there (an impairment proxy in front of the
     /// server, tests/common/impaired.rs), the other peers' straight to the server.
     pub async fn join_via(opts: JoinOptions, via: std::net::SocketAddr) -> Result<Self> {
-        Self::join_inner_full(opts, None, "joined", Some(via)).await
+        Self::join_inner_full(opts, None, "joined", Some(via), false).await
+    }
+
+    /// Like [`join`](Self::join) (through `via` if given, as [`join_via`](Self::join_via)),
+    /// asking for simulcast (`publish.simulcast`): the camera, if it publishes one, is sent in
+    /// three layers (`simulcast.rs`), and the server estimates this peer's bandwidth and chooses
+    /// what it is sent from it.
+    pub async fn join_simulcast(
+        opts: JoinOptions,
+        via: Option<std::net::SocketAddr>,
+    ) -> Result<Self> {
+        Self::join_inner_full(opts, None, "joined", via, true).await
     }
 
     pub(crate) async fn join_inner(opts: JoinOptions, replaces: Option<String>) -> Result<Self> {
@@ -324,7 +344,7 @@ impl TestPeer {
         replaces: Option<String>,
         expect: &str,
     ) -> Result<Self> {
-        Self::join_inner_full(opts, replaces, expect, None).await
+        Self::join_inner_full(opts, replaces, expect, None, false).await
     }
 
     async fn join_inner_full(
@@ -332,13 +352,16 @@ impl TestPeer {
         replaces: Option<String>,
         expect: &str,
         via: Option<std::net::SocketAddr>,
+        simulcast: bool,
     ) -> Result<Self> {
         if opts.marker == 0 {
             bail!("JoinOptions.marker must not be 0x00");
         }
-        let pc = build_peer_connection().await?;
+        let pc =
+            build_peer_connection_full(Vec::new(), RTCIceTransportPolicy::All, simulcast).await?;
         let shared = Shared::new();
         *lock(&shared.media_via) = via;
+        shared.simulcast.store(simulcast, Ordering::Relaxed);
 
         match Self::setup(&pc, &shared, &opts).await {
             Ok((audio_track, video_track)) => {
@@ -430,7 +453,9 @@ impl TestPeer {
             audio = Some(track);
         }
         let mut video = None;
-        if opts.publish_video {
+        if opts.publish_video && shared.simulcast.load(Ordering::Relaxed) {
+            add_simulcast_camera(pc, shared, &stream_id).await?;
+        } else if opts.publish_video {
             let capability = if opts.h264 {
                 RTCRtpCodecCapability {
                     mime_type: MIME_TYPE_H264.to_owned(),
@@ -477,15 +502,17 @@ impl TestPeer {
             .await?,
         );
         *lock(&self.shared.signaling) = Some(Arc::clone(&sig));
-        sig.send_json(&join_message(
+        let mut join = join_message(
             &self.opts.token,
             &self.opts.name,
             self.opts.publish_audio,
             self.opts.publish_video,
             replaces.as_deref(),
-        ))
-        .await
-        .context("sending join")?;
+        );
+        if self.shared.simulcast.load(Ordering::Relaxed) {
+            join["publish"]["simulcast"] = Value::Bool(true);
+        }
+        sig.send_json(&join).await.context("sending join")?;
         let joined = sig.expect_reply(expect).await?;
         self.store_resume_token(&joined);
         Ok(joined)
@@ -618,6 +645,16 @@ impl TestPeer {
                 Arc::clone(track),
                 marker,
                 self.opts.h264,
+                Arc::clone(&self.shared),
+            ));
+            tasks.push(t.abort_handle());
+        }
+        let layers = lock(&self.shared.layers).clone();
+        for (index, track) in layers.into_iter().enumerate() {
+            let t = tokio::spawn(publish_layer(
+                track,
+                marker,
+                index,
                 Arc::clone(&self.shared),
             ));
             tasks.push(t.abort_handle());

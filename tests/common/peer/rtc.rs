@@ -54,11 +54,24 @@ pub(crate) async fn build_peer_connection_with(
     ice_servers: Vec<RTCIceServer>,
     ice_transport_policy: RTCIceTransportPolicy,
 ) -> Result<Arc<RTCPeerConnection>> {
+    build_peer_connection_full(ice_servers, ice_transport_policy, false).await
+}
+
+/// [`build_peer_connection_with`], and with `simulcast` the header extensions a simulcast
+/// publisher needs (`simulcast.rs`).
+pub(crate) async fn build_peer_connection_full(
+    ice_servers: Vec<RTCIceServer>,
+    ice_transport_policy: RTCIceTransportPolicy,
+    simulcast: bool,
+) -> Result<Arc<RTCPeerConnection>> {
     ensure_rustls_provider();
     let mut media = MediaEngine::default();
     media
         .register_default_codecs()
         .context("registering default codecs")?;
+    if simulcast {
+        register_simulcast_extensions(&mut media)?;
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media)
         .context("registering default interceptors")?;
 
@@ -170,7 +183,13 @@ pub(crate) async fn handle_offer(
     let sig = shared
         .current_signaling()
         .with_context(|| format!("offer {offer_id}: no signaling connection to answer on"))?;
-    sig.send_json(&json!({"type": "answer", "offer_id": offer_id, "sdp": local.sdp}))
+    // webrtc-rs writes a simulcast m-line's rid lines twice (see `simulcast.rs`).
+    let answer_sdp = if shared.simulcast.load(Ordering::Relaxed) {
+        dedupe_simulcast_lines(&local.sdp)
+    } else {
+        local.sdp
+    };
+    sig.send_json(&json!({"type": "answer", "offer_id": offer_id, "sdp": answer_sdp}))
         .await
         .with_context(|| format!("offer {offer_id}: sending answer"))?;
     shared.answered.send_modify(|v| *v = (*v).max(offer_id));
@@ -178,10 +197,13 @@ pub(crate) async fn handle_offer(
 }
 
 pub(crate) async fn read_track(track: Arc<TrackRemote>, key: TrackKey, shared: Arc<Shared>) {
-    while let Ok((pkt, _attrs)) = track.read_rtp().await {
-        shared.record_packet(&key, &pkt.payload);
-    }
-    shared.reader_ended(&key);
+    let reason = loop {
+        match track.read_rtp().await {
+            Ok((pkt, _attrs)) => shared.record_packet(&key, &pkt.payload),
+            Err(e) => break e.to_string(),
+        }
+    };
+    shared.reader_ended(&key, reason);
 }
 
 /// Reads and discards RTCP arriving for a receiver (keeps the interceptors fed).
