@@ -695,16 +695,24 @@ async fn a_consultation_booked_ahead_has_its_slot() {
     assert_eq!(room["slot_start"], start, "{room}");
     assert_eq!(room["slot_minutes"], 20, "{room}");
     let id = room["id"].as_str().unwrap();
-    let (st, seen) = s.api("GET", &format!("/api/v1/rooms/{id}"), None, None).await;
+    let (st, seen) = s
+        .api("GET", &format!("/api/v1/rooms/{id}"), None, None)
+        .await;
     assert_eq!(st, 200, "{seen}");
-    assert_eq!((&seen["slot_start"], &seen["slot_minutes"]), (&json!(start), &json!(20)));
+    assert_eq!(
+        (&seen["slot_start"], &seen["slot_minutes"]),
+        (&json!(start), &json!(20))
+    );
     let link = create(&s, id, json!({"role": "patient"})).await;
     assert_eq!(link["state"], "not_yet");
     assert_eq!(link["not_before"], start - 30 * 60);
     assert_eq!(link["expires_at"], start + 20 * 60 + 60 * 60);
     for (slot, want) in [
         (json!({"start": now - 3600, "minutes": 20}), "slot_in_past"),
-        (json!({"start": now + 400 * 86_400, "minutes": 20}), "slot_too_far"),
+        (
+            json!({"start": now + 400 * 86_400, "minutes": 20}),
+            "slot_too_far",
+        ),
         (json!({"start": start, "minutes": 0}), "bad_duration"),
         (json!({"start": start, "minutes": 241}), "bad_duration"),
     ] {
