@@ -262,7 +262,11 @@ pub fn allocate(
                 Some(r) if r + 1 < ladder.rungs.len() => (r + 1, UP_MARGIN_PERCENT),
                 Some(_) => continue,
             };
-            let delta = ladder.rate(to) - rung[i].map_or(0, |r| ladder.rate(r));
+            // Measured rates need not rise with the layer (Firefox sends its quarter layer
+            // above its cap): a step that measures cheaper costs nothing more.
+            let delta = ladder
+                .rate(to)
+                .saturating_sub(rung[i].map_or(0, |r| ladder.rate(r)));
             next_step.get_or_insert(delta);
             let mem = &mut memory[i];
             if budget < (reserved + delta) / 100 * margin {
@@ -490,6 +494,25 @@ mod tests {
                 (6000, 5000, &[H]),
                 (6500, 5000, &[F]),
                 (20_000, 5000, &[F]),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_lower_layer_measured_dearer_than_the_next_does_not_break_the_climb() {
+        // As Firefox sends: its quarter layer at 1.2 Mbit/s, above its half layer. This once
+        // overflowed (a panic that took the media worker down).
+        let odd = Video {
+            layers: [Some(1200 * KBPS), Some(500 * KBPS), Some(1500 * KBPS)],
+            ..CAMERA
+        };
+        run(
+            &[odd],
+            &[
+                (0, 5000, &[Q]),
+                (3000, 5000, &[H]),
+                (6000, 5000, &[H]),
+                (6500, 5000, &[F]),
             ],
         );
     }

@@ -780,6 +780,17 @@ async function main() {
         assert.ok(shown.includes(want), `the result shows ${want}: ${shown}`);
       }
       await snap(page, "console-directory");
+      // Narrowed to the doctor's own institution, the county's specialist is not found; in the
+      // specialist's department, taking referrals now, they are.
+      const where = card.getByLabel("Institution or department");
+      await where.locator(`option[value="i:${doctorMe.institution.id}"]`).waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
+      await where.selectOption(`i:${doctorMe.institution.id}`);
+      await card.getByRole("button", { name: "Search", exact: true }).click();
+      await result.waitFor({ state: "detached", timeout: EVENT_TIMEOUT });
+      await where.selectOption(`d:${specialistMe.department.id}`);
+      await card.getByLabel("Only those taking referrals now").check();
+      await card.getByRole("button", { name: "Search", exact: true }).click();
+      await result.waitFor({ timeout: EVENT_TIMEOUT });
       await result.getByRole("button", { name: `Add ${specialistMe.display_name} to the care team` }).click();
       const added = card.locator(`.care-team-member[data-user-id="${specialistMe.id}"]`);
       await added.waitFor({ timeout: EVENT_TIMEOUT });

@@ -12,11 +12,13 @@
 // their password; the doctor ends the consultation and the patient's page leads to the
 // outcome; a pharmacist approves the prescription; the patient's outcome page shows the report
 // and the approved prescription with the specialist's name. Screenshots of every step land in
-// test-output/browser (workflow-<engine>-<step>-<who>.png).
+// test-output/browser (workflow-<engine>-<step>-<who>.png), and every page open after a step is
+// checked with axe-core (no serious or critical violation), in both engines.
 
 import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { axeViolations } from "./a11y.mjs";
 import { Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox } from "./engines.mjs";
 
 /**
@@ -139,9 +141,20 @@ export async function workflowScenario(h, engine) {
     for (const [who, p] of open) if (!p.isClosed()) await p.screenshot(path.join(h.out, `workflow-${engine}-${label}-${who}.png`));
   };
 
+  /** axe-core on every open page as it is now: no serious or critical violation, either engine. */
+  const axeAll = async () => {
+    /** @type {string[]} */
+    const found = [];
+    for (const [who, p] of open) {
+      if (p.isClosed()) continue;
+      for (const v of await axeViolations(/** @type {any} */ (p.page))) found.push(`${who}: ${v.id} (${v.impact}) at ${v.targets.join(", ")}`);
+    }
+    assert.deepEqual(found, [], "accessibility (axe-core)");
+  };
+
   /**
-   * A check of the scenario: its pages are photographed after it (the step's screenshots), and
-   * on failure as well.
+   * A check of the scenario: its pages are photographed after it (the step's screenshots) and
+   * checked with axe-core, and photographed on failure as well.
    * @param {string} label file-name part of its screenshots
    * @param {string} name
    * @param {() => Promise<void>} fn
@@ -151,6 +164,7 @@ export async function workflowScenario(h, engine) {
       try {
         await fn();
         await snapAll(label);
+        await axeAll();
       } catch (err) {
         await snapAll(`fail-${label}`);
         throw err;

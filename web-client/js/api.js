@@ -304,7 +304,7 @@ export async function setAvailability(accepting) {
 
 /**
  * Searches the directory of doctors and specialists.
- * @param {{name?: string, specialty?: string, accepting?: boolean}} query
+ * @param {{name?: string, specialty?: string, accepting?: boolean, institution?: string, department?: string}} query every filter given must match
  * @returns {Promise<Account[]>}
  */
 export async function directory(query) {
@@ -312,6 +312,8 @@ export async function directory(query) {
   if (query.name) params.set("name", query.name);
   if (query.specialty) params.set("specialty", query.specialty);
   if (query.accepting) params.set("accepting", "true");
+  if (query.institution) params.set("institution", query.institution);
+  if (query.department) params.set("department", query.department);
   const q = params.toString();
   return /** @type {{clinicians: Account[]}} */ (await call("GET", `/api/v1/directory${q ? `?${q}` : ""}`)).clinicians;
 }

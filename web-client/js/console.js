@@ -15,6 +15,7 @@ import { showAudit } from "./audit-view.js";
 import { hideAdministration, mayAdminister, showAdministration } from "./admin-view.js";
 import { startDesk, stopDesk } from "./clinician-desk.js";
 import { forgetInvitations, invitationList } from "./invite-list.js";
+import { institutions } from "./referral-api.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Account} Account */
@@ -457,16 +458,45 @@ function renderCareTeam(room) {
     attrs: { id: searchId, type: "search", maxlength: "60", autocomplete: "off", spellcheck: "false", "aria-describedby": hintId },
   });
   const searchButton = el("button", { className: "btn btn-small", i18n: "console.search", attrs: { type: "submit" } });
+  // Where to look: the whole network, one institution, or one of its departments (filled from
+  // the network's list when the search is first opened).
+  const whereId = `directory-where-${room.id}`;
+  const where = el("select", { attrs: { id: whereId, name: "where" } }, el("option", { i18n: "console.directory_anywhere", attrs: { value: "" } }));
+  const acceptingId = `directory-accepting-${room.id}`;
+  const accepting = el("input", { attrs: { id: acceptingId, type: "checkbox", name: "accepting" } });
   const form = el(
     "form",
     { className: "form directory-search", label: "console.find_clinician", labelParams: { title: room.title }, attrs: { role: "search" } },
     el("label", { i18n: "console.name_or_specialty", attrs: { for: searchId } }),
     el("div", { className: "search-row" }, input, searchButton),
     el("p", { className: "hint", i18n: "console.directory_hint", attrs: { id: hintId } }),
+    el("label", { i18n: "console.directory_where", attrs: { for: whereId } }),
+    where,
+    el("label", { className: "toggle" }, accepting, el("span", { i18n: "console.directory_accepting" })),
   );
+  let placesLoaded = false;
+  const loadPlaces = async () => {
+    if (placesLoaded) return;
+    placesLoaded = true;
+    try {
+      for (const inst of await institutions()) {
+        const group = el("optgroup");
+        group.label = inst.name;
+        group.append(el("option", { user: inst.name, attrs: { value: `i:${inst.id}` } }));
+        for (const d of inst.departments) group.append(el("option", { user: `${d.name} · ${inst.name}`, attrs: { value: `d:${d.id}` } }));
+        where.append(group);
+      }
+    } catch {
+      // Without the list the search still works across the network.
+      placesLoaded = false;
+    }
+  };
   const resultsStatus = el("p", { className: "hint", attrs: { role: "status" } });
   const results = el("ul", { className: "directory-results", label: "console.found_for", labelParams: { title: room.title } });
   const add = el("details", { className: "care-team-add" }, el("summary", { i18n: "console.add_clinician" }), form, resultsStatus, results);
+  add.addEventListener("toggle", () => {
+    if (add.open) void loadPlaces();
+  });
 
   const load = async () => {
     try {
@@ -577,10 +607,17 @@ function renderCareTeam(room) {
     showText(error, null);
     tr(resultsStatus, "console.searching");
     try {
-      // One box for both: a clinician whose name or specialty matches.
+      // One box for both: a clinician whose name or specialty matches, where chosen.
+      const place = where.value;
+      /** @type {{institution?: string, department?: string, accepting?: boolean}} */
+      const filters = {
+        ...(place.startsWith("i:") ? { institution: place.slice(2) } : {}),
+        ...(place.startsWith("d:") ? { department: place.slice(2) } : {}),
+        ...(accepting.checked ? { accepting: true } : {}),
+      };
       const answers = query
-        ? await Promise.all([api.directory({ name: query }), api.directory({ specialty: query })])
-        : [await api.directory({})];
+        ? await Promise.all([api.directory({ name: query, ...filters }), api.directory({ specialty: query, ...filters })])
+        : [await api.directory(filters)];
       /** @type {Map<string, Account>} */
       const found = new Map();
       for (const a of answers.flat()) found.set(a.id, a);
