@@ -107,6 +107,15 @@ pub fn may_read_as(role: Role, invite: &InviteId, r: &RecordRow, single_patient:
     }
 }
 
+/// The invitations of a room's patients, each once (a reload is a new participant on the same
+/// invitation: the same patient).
+fn distinct_invites(patients: Vec<(ParticipantId, InviteId)>) -> Vec<InviteId> {
+    let mut invites: Vec<InviteId> = patients.into_iter().map(|(_, i)| i).collect();
+    invites.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    invites.dedup();
+    invites
+}
+
 /// Kinds a patient reads: these always name their patient.
 fn about_one_patient(kind: RecordKind) -> bool {
     matches!(kind, RecordKind::DiagnosisReport | RecordKind::Prescription)
@@ -244,9 +253,7 @@ impl Records {
         if !about_one_patient(kind) {
             return Ok(None);
         }
-        let mut invites: Vec<InviteId> = patients.into_iter().map(|(_, i)| i).collect();
-        invites.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        invites.dedup();
+        let mut invites = distinct_invites(patients);
         match invites.len() {
             // Nobody came yet (a report written ahead): the first patient will be its reader
             // only when they are the room's only one; until then no patient sees it.
@@ -259,16 +266,7 @@ impl Records {
     /// Whether the room only ever had one patient (or none): records without a subject are
     /// theirs.
     pub async fn single_patient(&self, room: &RoomId) -> Result<bool, RecordError> {
-        let mut invites: Vec<String> = self
-            .db
-            .patients_in_room(room)
-            .await?
-            .into_iter()
-            .map(|(_, i)| i.as_str().to_owned())
-            .collect();
-        invites.sort();
-        invites.dedup();
-        Ok(invites.len() <= 1)
+        Ok(distinct_invites(self.db.patients_in_room(room).await?).len() <= 1)
     }
 
     async fn in_room(&self, room: &RoomId, id: &RecordId) -> Result<RecordRow, RecordError> {

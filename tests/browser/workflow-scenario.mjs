@@ -172,6 +172,20 @@ export async function workflowScenario(h, engine) {
     });
 
   /**
+   * The id of the consultation whose card in the console bears `title`, once it is listed.
+   * @param {Participant} p
+   * @param {string} title
+   * @returns {Promise<string>}
+   */
+  const roomTitled = async (p, title) => {
+    const find = (/** @type {string} */ t) =>
+      /** @type {HTMLElement | undefined} */ ([...document.querySelectorAll("li.room-card")].find((c) => c.querySelector("h3")?.textContent === t))?.dataset.roomId ?? "";
+    // A non-empty answer is truthy: the wait ends.
+    await p.waitFor(/** @type {any} */ (find), title, timeout);
+    return p.evaluateWith(find, title);
+  };
+
+  /**
    * Signs in to the console.
    * @param {Participant} p
    * @param {string} username
@@ -280,11 +294,7 @@ export async function workflowScenario(h, engine) {
     await step("03-links", "the doctor makes two patient links in the consultation's card and reads their short codes; the QR code shows", async () => {
       const doctor = page("doctor");
       // The accepted request opened a consultation titled with its reason.
-      await doctor.waitFor((r) => [...document.querySelectorAll("li.room-card h3")].some((n) => n.textContent === r), reason, timeout);
-      made.room = await doctor.evaluateWith(
-        (r) => /** @type {HTMLElement | undefined} */ ([...document.querySelectorAll("li.room-card")].find((c) => c.querySelector("h3")?.textContent === r))?.dataset.roomId ?? "",
-        reason,
-      );
+      made.room = await roomTitled(doctor, reason);
       assert.ok(made.room, "the consultation's card names its room");
       const card = `li.room-card[data-room-id="${made.room}"]`;
       for (let i = 1; i <= 2; i++) {
@@ -445,11 +455,7 @@ export async function workflowScenario(h, engine) {
       await doctor.fill("#room-when-input", `${day}T10:00`);
       await doctor.fill("#room-minutes-input", "20");
       await doctor.click("#create-button");
-      await doctor.waitFor((t) => [...document.querySelectorAll("li.room-card h3")].some((n) => n.textContent === t), title, timeout);
-      const room = await doctor.evaluateWith(
-        (t) => /** @type {HTMLElement | undefined} */ ([...document.querySelectorAll("li.room-card")].find((c) => c.querySelector("h3")?.textContent === t))?.dataset.roomId ?? "",
-        title,
-      );
+      const room = await roomTitled(doctor, title);
       const card = `li.room-card[data-room-id="${room}"]`;
       const booked = message(lang.doctor, "console.booked", { at: "AT", minutes: 20 }).split("AT")[0];
       assert.ok((await doctor.text(card)).includes(booked), `the card says it is booked (${booked})`);

@@ -609,17 +609,7 @@ export async function downloadExport(roomId, format) {
  * @param {string} name
  */
 async function downloadFile(path, name) {
-  /** @type {Response} */
-  let res;
-  try {
-    res = await fetch(path, {
-      headers: { Authorization: `Bearer ${sessionToken() ?? ""}` },
-      cache: "no-store",
-    });
-  } catch {
-    throw new ApiError(0, "network", "The server could not be reached.");
-  }
-  if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, `Export failed (${res.status}).`);
+  const res = await fetchWithSession(path);
   saveObjectUrl(URL.createObjectURL(await res.blob()), name);
 }
 
