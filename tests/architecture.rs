@@ -29,10 +29,10 @@ const LAYERS: &[&[&str]] = &[
         "records",
         "media",
         "sessions",
-        "referrals",
         "notifications",
     ],
-    &["summary", "metrics", "webhooks"],
+    // Services built on those: a consultation request carries documents.
+    &["summary", "metrics", "webhooks", "referrals"],
     // The live room, and the JSON shapes of stored things.
     &["rooms", "wire"],
     // The edge.

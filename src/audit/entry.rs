@@ -119,6 +119,11 @@ pub enum Action {
     ReferralReportIssued,
     ReferralClosed,
     ReferralCancelled,
+    /// A document attached to a request (uploaded, or taken from an earlier consultation:
+    /// the detail says which), read from it, or removed from it.
+    ReferralDocumentAttached,
+    ReferralDocumentRead,
+    ReferralDocumentRemoved,
     // Invitations (docs/protocol.md, "Invitations"): a join counted as a use (or a reload),
     // a join refused for the window or the uses, short codes redeemed, failed, replaced.
     InviteUsed,
@@ -207,6 +212,9 @@ impl Action {
             Action::ReferralReportIssued => "referral.report_issued",
             Action::ReferralClosed => "referral.closed",
             Action::ReferralCancelled => "referral.cancelled",
+            Action::ReferralDocumentAttached => "referral.document_attached",
+            Action::ReferralDocumentRead => "referral.document_read",
+            Action::ReferralDocumentRemoved => "referral.document_removed",
             // Invitations.
             Action::InviteUsed => "invite.used",
             Action::InviteRefused => "invite.refused",

@@ -577,6 +577,13 @@ pub struct DocumentsConfig {
     pub max_inflated_stream_bytes: u64,
     /// Bytes one PDF page's decompressed streams and images may take together (the same).
     pub max_inflated_page_bytes: u64,
+    /// Documents attached to one consultation request (uploaded or taken from the patient's
+    /// earlier consultations). At most `max_documents_per_person` and less than
+    /// `max_per_room`: they all become documents of the request's room.
+    pub max_referral_documents: usize,
+    /// Bytes attached to one consultation request together; at most `max_bytes_per_person`.
+    /// One attachment is at most `max_upload_bytes`.
+    pub max_referral_bytes: u64,
 }
 
 impl Default for DocumentsConfig {
@@ -596,6 +603,8 @@ impl Default for DocumentsConfig {
             max_dicom_pixels: 24 << 20,
             max_inflated_stream_bytes: 64 << 20,
             max_inflated_page_bytes: 256 << 20,
+            max_referral_documents: 20,
+            max_referral_bytes: 256 << 20,
         }
     }
 }
@@ -749,6 +758,16 @@ impl Config {
         }
         if d.max_bytes_per_person < d.max_upload_bytes {
             return bad("documents.max_bytes_per_person must be at least max_upload_bytes");
+        }
+        if d.max_referral_documents == 0
+            || d.max_referral_documents > d.max_documents_per_person
+            || d.max_referral_documents >= d.max_per_room
+            || d.max_referral_bytes == 0
+            || d.max_referral_bytes > d.max_bytes_per_person
+        {
+            return bad(
+                "documents.max_referral_documents must be positive, at most max_documents_per_person and less than max_per_room; max_referral_bytes positive and at most max_bytes_per_person",
+            );
         }
         if d.render_concurrency == 0
             || d.max_page_pixels < 1 << 20
@@ -1265,6 +1284,19 @@ mod tests {
                 "{i}"
             );
         }
+    }
+
+    #[test]
+    fn referral_attachment_limits_fit_a_room_and_a_person() {
+        let bad: [fn(&mut DocumentsConfig); 5] = [
+            |d| d.max_referral_documents = 0,
+            |d| d.max_referral_documents = d.max_documents_per_person + 1,
+            |d| d.max_referral_documents = d.max_per_room,
+            |d| d.max_referral_bytes = 0,
+            |d| d.max_referral_bytes = d.max_bytes_per_person + 1,
+        ];
+        each_refused(&bad);
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

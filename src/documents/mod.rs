@@ -282,6 +282,12 @@ impl Documents {
         config: DocumentsConfig,
     ) -> Result<Self, DocumentError> {
         std::fs::create_dir_all(&staging)?;
+        // Files received whole live there for one request; any left belong to a crash.
+        let incoming = staging.with_file_name("incoming");
+        std::fs::create_dir_all(&incoming)?;
+        for entry in std::fs::read_dir(&incoming)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
         Ok(Self {
             db,
             blobs,
@@ -477,20 +483,7 @@ impl Documents {
                 if blob::hash_file(&path)? != declared {
                     return Err(DocumentError::HashMismatch);
                 }
-                let kind = if size <= MAX_TEXT_BYTES {
-                    kind::detect(&name, &std::fs::read(&path)?)?
-                } else {
-                    let mut head = vec![0u8; SNIFF_BYTES];
-                    let n = std::io::Read::read(&mut std::fs::File::open(&path)?, &mut head)?;
-                    match kind::detect(&name, &head[..n])? {
-                        DocumentKind::Text | DocumentKind::Ecg => {
-                            return Err(DocumentError::Invalid(
-                                "text and ECG documents are limited to 16 MiB".into(),
-                            ));
-                        }
-                        k => k,
-                    }
-                };
+                let kind = check_content(&path, &name, size)?;
                 blobs.commit(&path, &declared)?;
                 Ok(kind)
             })
@@ -520,6 +513,57 @@ impl Documents {
             Err(StorageError::Conflict) => Err(DocumentError::NotFound),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Checks a complete file received outside a room's uploads (a consultation request's
+    /// attachment, staged at `path` by the caller) as an upload is checked, and moves it into
+    /// the blob store; answers its hash, size and kind. The file is gone afterwards either way.
+    pub async fn ingest(
+        &self,
+        path: PathBuf,
+        name: &str,
+    ) -> Result<(Sha256Hex, u64, DocumentKind), DocumentError> {
+        let blobs = self.blobs.clone();
+        let name = name.to_owned();
+        let max = self.config.max_upload_bytes;
+        let staged = path.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&staged)?.len();
+            if size == 0 {
+                return Err(DocumentError::Invalid("the document is empty".into()));
+            }
+            if size > max {
+                return Err(DocumentError::TooLarge { limit: max });
+            }
+            let sha = blob::hash_file(&staged)?;
+            let kind = check_content(&staged, &name, size)?;
+            blobs.commit(&staged, &sha)?;
+            Ok((sha, size, kind))
+        })
+        .await
+        .map_err(|e| DocumentError::Io(std::io::Error::other(e)))?;
+        if checked.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        checked
+    }
+
+    /// A stored blob's file, after checking that it still hashes to `sha` (as every read of
+    /// a document does).
+    pub async fn open_blob(&self, sha: &str) -> Result<PathBuf, DocumentError> {
+        let sha = Sha256Hex::parse(sha).ok_or(StorageError::Corrupt("sha"))?;
+        let blobs = self.blobs.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || blobs.open_verified(&sha))
+                .await
+                .map_err(|e| DocumentError::Io(std::io::Error::other(e)))??,
+        )
+    }
+
+    /// Where a request handler stages a file it receives whole (next to the uploads' staging
+    /// folder, so that the blob store's rename stays on one file system).
+    pub fn incoming_dir(&self) -> PathBuf {
+        self.staging.with_file_name("incoming")
     }
 
     /// Drops an upload and gives its places in the quotas back.
@@ -823,6 +867,26 @@ fn from_render(e: render::RenderError) -> DocumentError {
 
 /// A document's name is shown to people and put in a download header, never used as a path:
 /// still, names that look like paths or hide characters are refused with a clear error.
+/// What a complete file is, by its content (and name for text kinds); text and ECG files are
+/// read whole, so they are limited to [`MAX_TEXT_BYTES`].
+fn check_content(
+    path: &std::path::Path,
+    name: &str,
+    size: u64,
+) -> Result<DocumentKind, DocumentError> {
+    if size <= MAX_TEXT_BYTES {
+        return Ok(kind::detect(name, &std::fs::read(path)?)?);
+    }
+    let mut head = vec![0u8; SNIFF_BYTES];
+    let n = std::io::Read::read(&mut std::fs::File::open(path)?, &mut head)?;
+    match kind::detect(name, &head[..n])? {
+        DocumentKind::Text | DocumentKind::Ecg => Err(DocumentError::Invalid(
+            "text and ECG documents are limited to 16 MiB".into(),
+        )),
+        k => Ok(k),
+    }
+}
+
 pub fn validate_name(name: &str) -> Result<String, DocumentError> {
     let name = name.trim();
     let bad = |why: &str| {

@@ -3,8 +3,8 @@
 //! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
 //! `i_` invite, `ses_` clinician session, `doc_` document, `upl_` upload, `ann_` annotation,
 //! `msg_` chat message, `rec_` clinical record, `evt_` record event, `ins_` institution, `dep_`
-//! department, `ref_` referral, `cns_` consent, `whe_` webhook event) and 16 random base62
-//! characters, so ids are unguessable, safe to put in URLs and easy to tell apart in logs. The
+//! department, `ref_` referral, `rdc_` referral document, `cns_` consent, `whe_` webhook event)
+//! and 16 random base62 characters, so ids are unguessable, safe to put in URLs and easy to tell apart in logs. The
 //! prefix is part of the value; `parse` checks it.
 
 use std::fmt;
@@ -151,6 +151,12 @@ string_id!(
     /// A consultation request from one clinician to a department or a specialist.
     ReferralId,
     "ref_"
+);
+string_id!(
+    /// A document attached to a consultation request (uploaded with it, or taken from one of
+    /// the patient's earlier consultations).
+    ReferralDocumentId,
+    "rdc_"
 );
 string_id!(
     /// One consent a patient gave for one purpose in one consultation.

@@ -263,25 +263,41 @@ pub async fn document_content(
     };
     // Fail closed: a read that cannot be traced is not served.
     state.audit.record(event).await?;
-    let file = tokio::fs::File::open(&path)
+    blob_response(&path, &doc.name, doc.kind, doc.size, &doc.sha256, download).await
+}
+
+/// A stored document's bytes as a response: its type, length, name and hash, inline or as a
+/// download; never cached, never run as a page.
+pub(super) async fn blob_response(
+    path: &std::path::Path,
+    name: &str,
+    kind: crate::domain::document::DocumentKind,
+    size: i64,
+    sha256: &str,
+    download: bool,
+) -> Result<Response, ApiError> {
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let disposition = format!(
         "{}; filename*=UTF-8''{}",
         if download { "attachment" } else { "inline" },
-        percent_encode(&doc.name)
+        percent_encode(name)
     );
     let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(doc.kind.media_type()),
+        HeaderValue::from_static(kind.media_type()),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(doc.size as u64));
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(u64::try_from(size).unwrap_or(0)),
+    );
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", doc.sha256)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
         headers.insert(header::ETAG, v);
     }
     // Patient data: never cached, never run as a page even if it is text that looks like one.

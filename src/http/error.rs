@@ -322,6 +322,34 @@ impl From<crate::referrals::ReferralServiceError> for ApiError {
     }
 }
 
+// A consultation request's documents: the request's own refusals as above; the file's as a
+// room document's; 409 for a request no longer open, a per-request limit, a document of
+// another patient or one already in the room.
+impl From<crate::referrals::documents::AttachmentError> for ApiError {
+    fn from(e: crate::referrals::documents::AttachmentError) -> Self {
+        use crate::referrals::documents::AttachmentError as E;
+        match e {
+            E::Referral(r) => r.into(),
+            E::Document(d) => d.into(),
+            E::NotFound | E::SourceNotVisible => ApiError::NotFound,
+            E::Storage(s) => ApiError::Internal(s.to_string()),
+            E::TooMany { .. } | E::TooManyBytes { .. } => ApiError::LimitReached {
+                limit: e.limit().unwrap_or("documents_per_request"),
+                message: e.to_string(),
+            },
+            other => ApiError::Referral {
+                status: if matches!(other, E::NotRequester) {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::CONFLICT
+                },
+                code: other.code(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ mod organisation;
 mod outcome;
 mod records;
 // Consultation requests (referrals).
+mod referral_documents;
 mod referrals;
 mod summary;
 // Institutions' outgoing webhooks.
@@ -208,6 +209,26 @@ pub fn router(state: AppState) -> Router {
         // Consultation requests (referrals).
         .route("/referrals", post(referrals::create).get(referrals::list))
         .route("/referrals/{id}", get(referrals::get))
+        .route(
+            "/referrals/{id}/documents",
+            get(referral_documents::list).post(referral_documents::upload),
+        )
+        .route(
+            "/referrals/{id}/documents/from-consultation",
+            post(referral_documents::from_consultation),
+        )
+        .route(
+            "/referrals/{id}/documents/candidates",
+            get(referral_documents::candidates),
+        )
+        .route(
+            "/referrals/{id}/documents/{doc}",
+            delete(referral_documents::remove),
+        )
+        .route(
+            "/referrals/{id}/documents/{doc}/content",
+            get(referral_documents::content),
+        )
         .route("/referrals/{id}/{action}", post(referrals::act))
         // The patient's outcome page, opened with their invitation link.
         .route("/outcome", get(outcome::get_outcome))

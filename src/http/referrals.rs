@@ -235,7 +235,7 @@ async fn audit_step(state: &AppState, actor: Actor, s: &Stepped) {
                 AuditEvent::new(actor.clone(), Action::RoomCreated)
                     .room(room)
                     .object("room", room)
-                    .detail(json!({"referral": id})),
+                    .detail(json!({"referral": id, "documents": s.documents_copied})),
             )
             .await;
     }
@@ -409,6 +409,13 @@ async fn detail_view(state: &AppState, d: &Detail) -> Result<Value, ApiError> {
     let mut view = names.referral(&d.referral, d.side);
     view["proposed_times"] = d.proposed.iter().copied().map(slot_view).collect();
     view["events"] = d.events.iter().map(|e| names.event(e)).collect();
+    view["documents"] = state
+        .db
+        .referral_documents(&d.referral.id)
+        .await?
+        .iter()
+        .map(super::referral_documents::attachment_view)
+        .collect();
     Ok(view)
 }
 

@@ -20,6 +20,8 @@
 //! one who took the request on, or the named specialist) on its care team as a specialist, and
 //! the agreed time as its slot. A new time agreed later moves the room's slot.
 
+pub mod documents;
+
 use serde_json::json;
 
 use crate::domain::ids::{DepartmentId, InstitutionId, ReferralId, RoomId, UserId};
@@ -180,6 +182,8 @@ pub struct Stepped {
     pub room_opened: Option<RoomId>,
     /// The clinician this step put on the room's care team, if any.
     pub seated: Option<UserId>,
+    /// The request's attachments that became documents of the room this step opened.
+    pub documents_copied: usize,
 }
 
 /// What a step's webhook event says: ids, states, times and the pseudonymous patient
@@ -570,6 +574,7 @@ impl Referrals {
                 None
             },
             seated: stepped.seated,
+            documents_copied: stepped.documents_copied,
             after: stepped.row,
             before: row,
             side,

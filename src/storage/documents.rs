@@ -103,7 +103,7 @@ fn corrupt(what: &'static str) -> StorageError {
     StorageError::Corrupt(what)
 }
 
-fn document_from_row(row: &AnyRow) -> Result<DocumentRecord, StorageError> {
+pub(super) fn document_from_row(row: &AnyRow) -> Result<DocumentRecord, StorageError> {
     let s = |c: &str| row.try_get::<String, _>(c);
     Ok(DocumentRecord {
         id: DocumentId::parse(&s("id")?).ok_or(corrupt("document id"))?,
@@ -161,6 +161,29 @@ const DOC_COLUMNS: &str = "id, room_id, sha256, size, kind, name, visibility, sh
                            shared_by_role, created_at_ms";
 const UPLOAD_COLUMNS: &str =
     "id, room_id, participant_id, invite_id, role, name, size, sha256, visibility, created_at";
+
+/// A document row, in the caller's transaction (its quota places are the caller's to take).
+pub(super) async fn insert_document(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    d: &DocumentRecord,
+) -> Result<(), StorageError> {
+    sqlx::query(&format!(
+        "INSERT INTO documents ({DOC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(d.id.as_str())
+    .bind(d.room_id.as_str())
+    .bind(&d.sha256)
+    .bind(d.size)
+    .bind(d.kind.as_str())
+    .bind(&d.name)
+    .bind(d.visibility.as_str())
+    .bind(d.shared_by.as_str())
+    .bind(d.shared_by_role.as_str())
+    .bind(d.created_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 impl Db {
     /// Stores a new upload if it fits every limit of `quota`, taking its places (one open
@@ -393,21 +416,7 @@ impl Db {
         else {
             return Err(StorageError::Conflict);
         };
-        sqlx::query(&format!(
-            "INSERT INTO documents ({DOC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(d.id.as_str())
-        .bind(d.room_id.as_str())
-        .bind(&d.sha256)
-        .bind(d.size)
-        .bind(d.kind.as_str())
-        .bind(&d.name)
-        .bind(d.visibility.as_str())
-        .bind(d.shared_by.as_str())
-        .bind(d.shared_by_role.as_str())
-        .bind(d.created_at_ms)
-        .execute(&mut *tx)
-        .await?;
+        insert_document(&mut tx, d).await?;
         sqlx::query(
             "UPDATE document_quota_invites SET open_uploads = open_uploads - 1 \
              WHERE invite_id = $1",

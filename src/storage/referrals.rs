@@ -101,6 +101,8 @@ pub enum RoomStep<'a> {
 pub struct SteppedRow {
     pub row: ReferralRow,
     pub seated: Option<UserId>,
+    /// The request's attachments the step made documents of the room it opened.
+    pub documents_copied: usize,
 }
 
 /// A step to persist on `row` as it was read (its version is the one expected).
@@ -475,6 +477,7 @@ impl Db {
             return Err(StorageError::Conflict);
         }
         let mut seated = None;
+        let mut documents_copied = 0;
         match &step.room {
             RoomStep::None => {}
             RoomStep::Open {
@@ -508,6 +511,14 @@ impl Db {
                     .bind(before.id.as_str())
                     .execute(&mut *tx)
                     .await?;
+                // The request's documents come with it, for the care team.
+                documents_copied = super::referral_documents::copy_into_room(
+                    &mut tx,
+                    &before.id,
+                    &room.id,
+                    &before.requester_id,
+                )
+                .await?;
             }
             RoomStep::Reslot {
                 room,
@@ -540,6 +551,10 @@ impl Db {
             .referral(&before.id)
             .await?
             .ok_or(StorageError::NotFound)?;
-        Ok(SteppedRow { row, seated })
+        Ok(SteppedRow {
+            row,
+            seated,
+            documents_copied,
+        })
     }
 }

@@ -481,6 +481,38 @@ async function fetchWithSession(path, extra = {}) {
 }
 
 /**
+ * POSTs a file, whole, as the request's body with the session (a consultation request's
+ * attachment); a refusal becomes an ApiError with the server's code.
+ * @param {string} path
+ * @param {Blob} file
+ * @returns {Promise<unknown>} the parsed JSON answer
+ */
+export async function postFile(path, file) {
+  /** @type {Response} */
+  let res;
+  try {
+    res = await fetch(path, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${sessionToken() ?? ""}`, Accept: "application/json", "Content-Type": "application/octet-stream" },
+      body: file,
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached.");
+  }
+  /** @type {any} */
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    // Not JSON: the status says enough.
+  }
+  if (res.ok) return body;
+  const code = typeof body?.error?.code === "string" ? body.error.code : `http_${res.status}`;
+  throw new ApiError(res.status, code, typeof body?.error?.message === "string" ? body.error.message : `Request failed (${res.status}).`);
+}
+
+/**
  * Enters a consultation as the signed-in account, through its seat on the care team.
  * @param {string} roomId
  * @returns {Promise<Entry>}
@@ -608,7 +640,7 @@ export async function downloadExport(roomId, format) {
  * @param {string} path
  * @param {string} name
  */
-async function downloadFile(path, name) {
+export async function downloadFile(path, name) {
   const res = await fetchWithSession(path);
   saveObjectUrl(URL.createObjectURL(await res.blob()), name);
 }

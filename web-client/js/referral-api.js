@@ -3,7 +3,7 @@
 // authenticated call; the rules are the server's, so a refused step comes back as an ApiError
 // with its stable code and the server's message.
 
-import { call } from "./api.js";
+import { call, downloadFile, postFile } from "./api.js";
 
 /** @typedef {import("./api.js").Account} Account */
 
@@ -77,6 +77,32 @@ import { call } from "./api.js";
  * @property {Side} side
  * @property {Slot[]} [proposed_times] with the request's details only
  * @property {ReferralEvent[]} [events] with the request's details only
+ * @property {ReferralDocument[]} [documents] with the request's details only
+ */
+
+/**
+ * A document attached to a request (docs/protocol.md, "Referral documents").
+ * @typedef {object} ReferralDocument
+ * @property {string} id
+ * @property {string} name
+ * @property {string} kind pdf, png, jpeg, dicom, ecg, text
+ * @property {number} size bytes
+ * @property {string} sha256
+ * @property {"upload" | "consultation"} source
+ * @property {string} attached_by
+ * @property {number} attached_at Unix seconds
+ * @property {string | null} room_document_id the document it became in the consultation's room
+ * @property {string} [source_room_id]
+ * @property {string} [source_document_id]
+ */
+
+/**
+ * A document of the patient's earlier consultations that may be attached.
+ * @typedef {object} CandidateDocument
+ * @property {string} room_id
+ * @property {string} room_title
+ * @property {number} room_created_at Unix seconds
+ * @property {{id: string, name: string, kind: string, size: number, created_at_ms: number}} document
  */
 
 /** @typedef {"inbox" | "department" | "outbox"} Box */
@@ -145,4 +171,55 @@ export async function createReferral(body) {
  */
 export async function referralStep(id, action, body) {
   return /** @type {Referral} */ (await call("POST", `/api/v1/referrals/${encodeURIComponent(id)}/${action}`, body));
+}
+
+/**
+ * Attaches a file to a request (the requester's, while it is open).
+ * @param {string} id
+ * @param {File} file
+ * @returns {Promise<ReferralDocument>}
+ */
+export async function attachFile(id, file) {
+  const path = `/api/v1/referrals/${encodeURIComponent(id)}/documents?name=${encodeURIComponent(file.name)}`;
+  return /** @type {{document: ReferralDocument}} */ (await postFile(path, file)).document;
+}
+
+/**
+ * Attaches a document of one of the patient's earlier consultations.
+ * @param {string} id
+ * @param {string} roomId
+ * @param {string} documentId
+ * @returns {Promise<ReferralDocument>}
+ */
+export async function attachFromConsultation(id, roomId, documentId) {
+  const path = `/api/v1/referrals/${encodeURIComponent(id)}/documents/from-consultation`;
+  return /** @type {{document: ReferralDocument}} */ (await call("POST", path, { room_id: roomId, document_id: documentId })).document;
+}
+
+/**
+ * What the requester may attach from the patient's earlier consultations.
+ * @param {string} id
+ * @returns {Promise<CandidateDocument[]>}
+ */
+export async function attachCandidates(id) {
+  const path = `/api/v1/referrals/${encodeURIComponent(id)}/documents/candidates`;
+  return /** @type {{documents: CandidateDocument[]}} */ (await call("GET", path)).documents;
+}
+
+/**
+ * Removes an attachment that is not in the consultation's room yet.
+ * @param {string} id
+ * @param {string} documentId
+ */
+export async function removeAttachment(id, documentId) {
+  await call("DELETE", `/api/v1/referrals/${encodeURIComponent(id)}/documents/${encodeURIComponent(documentId)}`);
+}
+
+/**
+ * Saves an attachment (an audited read).
+ * @param {string} id
+ * @param {ReferralDocument} doc
+ */
+export async function saveAttachment(id, doc) {
+  await downloadFile(`/api/v1/referrals/${encodeURIComponent(id)}/documents/${encodeURIComponent(doc.id)}/content?download=1`, doc.name);
 }

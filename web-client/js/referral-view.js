@@ -15,6 +15,7 @@ import { el } from "./dom.js";
 import { errorKey } from "./errors.js";
 import { clearText, tr } from "./i18n.js";
 import * as rapi from "./referral-api.js";
+import { ACCEPT, attachAll, documentsSection, failedParams } from "./referral-documents.js";
 
 /** @typedef {import("./referral-api.js").Referral} Referral */
 /** @typedef {import("./referral-api.js").Box} Box */
@@ -231,6 +232,7 @@ export class ReferralView {
   question = el("textarea", { attrs: { maxlength: "2000", rows: "4", required: "" } });
   urgency = el("select");
   times = [timeInputs("referral.proposed_n", { n: 1 })];
+  files = el("input", { attrs: { type: "file", multiple: "", accept: ACCEPT, id: "referral-files" } });
   formError = el("p", { className: "form-error", attrs: { role: "alert", id: "referral-form-error" } });
   sendButton = el("button", { className: "btn btn-primary", i18n: "referral.send", attrs: { type: "submit" } });
   // The dialog's parts.
@@ -467,6 +469,7 @@ export class ReferralView {
       field("referral.urgency", this.urgency),
       timesBox,
       el("div", { className: "actions" }, addTime),
+      field("referral.docs.form_label", this.files, "referral.docs.form_hint"),
       this.formError,
       el("div", { className: "actions" }, this.sendButton, cancel),
     );
@@ -559,13 +562,20 @@ export class ReferralView {
       proposed_times: times,
     };
     if (this.specialist.value) body.target_specialist_id = this.specialist.value;
+    const chosen = [...(this.files.files ?? [])];
     this.sendButton.disabled = true;
     try {
       const created = await rapi.createReferral(body);
+      // The request is sent; its documents follow, one by one.
+      const failed = await attachAll(created.id, chosen, (name, i, n) => tr(this.notice, "referral.docs.attaching", { name, i, n }));
       this.form.reset();
       for (const t of this.times.splice(1)) t.group.remove();
       this.toggleForm();
-      tr(this.notice, "referral.sent");
+      if (failed.length) {
+        tr(this.notice, "referral.docs.sent_some_failed", failedParams(failed));
+      } else {
+        tr(this.notice, chosen.length ? "referral.docs.sent_with" : "referral.sent", { n: chosen.length });
+      }
       this.select("outbox");
       this.lists.outbox = [created, ...this.lists.outbox.filter((r) => r.id !== created.id)];
       this.renderList();
@@ -674,8 +684,13 @@ export class ReferralView {
         ),
       );
     }
+    const documents = documentsSection(r, {
+      onError: (err) => this.showStepError(err),
+      reload: (id) => this.loadDetail(id),
+    });
     this.dialogBody.replaceChildren(
       facts,
+      documents,
       this.renderSteps(r),
       el("h3", { i18n: "referral.history" }),
       steps,

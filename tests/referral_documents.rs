@@ -1,0 +1,572 @@
+//! A consultation request's documents over the real server, on SQLite and PostgreSQL: a
+//! township doctor attaches a lab report (uploaded) and an ECG from the patient's earlier
+//! consultation to a request; the county cardiologist reads them before answering; when the
+//! request is scheduled they are clinicians-only documents of its room, and one attached later
+//! joins the open room at once. The refusals: a file of a kind the server does not take, a bad
+//! name, the receiving side attaching or removing, a document of another patient or of a
+//! consultation the requester is not on, the same document twice, removing one already in the
+//! room, attaching to a cancelled request, a clinician of another institution reading; and the
+//! per-request limits, raced. Each step and refusal is looked for in the audit trail.
+
+mod common;
+
+use common::{Place, TestServer, action_outcomes, sample_pdf, sample_png};
+use huizhen::domain::role::AccountRole;
+use serde_json::{Value, json};
+
+const DAY: i64 = 24 * 3600;
+const PATIENT: &str = "P-2026-0117";
+const T: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn place<'a>(institution: &'a str, department: Option<&'a str>, name: &'a str) -> Place<'a> {
+    Place {
+        institution,
+        department,
+        name: Some(name),
+        ..Default::default()
+    }
+}
+
+/// Uploads `bytes` as `name` to request `r`: the status and the body.
+async fn attach(s: &TestServer, token: &str, r: &str, name: &str, bytes: &[u8]) -> (u16, Value) {
+    let resp = s
+        .raw(
+            "POST",
+            &format!("/api/v1/referrals/{r}/documents?name={}", urlencode(name)),
+            token,
+            Some(bytes.to_vec()),
+        )
+        .await;
+    let st = resp.status().as_u16();
+    (st, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn request(s: &TestServer, token: &str, department: &str, reason: &str) -> String {
+    let (st, r) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            Some(token),
+            Some(json!({
+                "target_department_id": department,
+                "patient_ref": PATIENT,
+                "reason": reason,
+                "question": "Exercise ECG and troponin attached: stable angina?",
+                "urgency": "urgent",
+                "proposed_times": [{"start": now() + DAY, "minutes": 30}],
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    r["id"].as_str().unwrap().to_owned()
+}
+
+/// A consultation about `patient` held by the account of `token`, with one document shared
+/// in it by that clinician: the room's and the document's ids.
+async fn earlier_visit(
+    s: &TestServer,
+    token: &str,
+    patient: &str,
+    name: &str,
+    bytes: &[u8],
+) -> (String, String) {
+    let (st, room) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(token),
+            Some(json!({"title": "Follow-up visit", "patient_ref": patient})),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    let seat = s.enter(&room, Some(token)).await;
+    let me = s.member_with(&seat, "Dr. Li").await;
+    let (st, doc) = s
+        .share(&room, &me.access, name, bytes, "everyone", 1 << 20)
+        .await;
+    assert_eq!(st, 201, "{doc}");
+    (room, doc["document"]["id"].as_str().unwrap().to_owned())
+}
+
+async fn detail(s: &TestServer, token: &str, r: &str) -> Value {
+    let (st, d) = s
+        .api("GET", &format!("/api/v1/referrals/{r}"), Some(token), None)
+        .await;
+    assert_eq!(st, 200, "{d}");
+    d
+}
+
+/// Audit entries about one request, oldest first, as "action:outcome".
+async fn trail(s: &TestServer, supervisor: &str, r: &str) -> Vec<String> {
+    let (st, page) = s
+        .api("GET", "/api/v1/audit?limit=1000", Some(supervisor), None)
+        .await;
+    assert_eq!(st, 200, "{page}");
+    let about: Vec<Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["object_id"] == r)
+        .cloned()
+        .collect();
+    action_outcomes(&about)
+}
+
+async fn documents_flow(s: &TestServer) {
+    let town = s.institution("Qingshui township health centre").await;
+    let county = s.institution("County People's Hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let city = s.institution("City Central Hospital").await;
+    let city_cardiology = s.department(&city, "Cardiology").await;
+    let (_, doc) = s
+        .placed_account(
+            "town_doc",
+            AccountRole::Doctor,
+            place(&town, None, "Dr. Li"),
+        )
+        .await;
+    let (_, colleague) = s
+        .placed_account(
+            "town_doc2",
+            AccountRole::Doctor,
+            place(&town, None, "Dr. Wu"),
+        )
+        .await;
+    let (_, cardio) = s
+        .placed_account(
+            "cardio",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    let (_, far) = s
+        .placed_account(
+            "far",
+            AccountRole::Specialist,
+            place(&city, Some(city_cardiology.as_str()), "Dr. Zhou"),
+        )
+        .await;
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
+
+    // The patient's earlier visit, with an ECG; another patient's; and a visit of this patient
+    // held by a colleague, which the referring doctor is not on.
+    let pdf = sample_pdf();
+    let png = sample_png();
+    let (visit, ecg) = earlier_visit(s, &doc, PATIENT, "exercise-ecg.pdf", &pdf).await;
+    let (other_visit, other_doc) = earlier_visit(s, &doc, "P-OTHER-9", "other.png", &png).await;
+    let (colleague_visit, colleague_doc) =
+        earlier_visit(s, &colleague, PATIENT, "colleague.png", &png).await;
+
+    let r = request(s, &doc, &cardiology, "Chest pain on exertion").await;
+
+    // An upload: checked as a room's documents are.
+    let (st, lab) = attach(s, &doc, &r, "troponin 肌钙蛋白.pdf", &pdf).await;
+    assert_eq!(st, 201, "{lab}");
+    let lab = &lab["document"];
+    assert_eq!(lab["kind"], "pdf");
+    assert_eq!(lab["source"], "upload");
+    assert_eq!(lab["name"], "troponin 肌钙蛋白.pdf");
+    assert_eq!(lab["size"], pdf.len());
+    assert_eq!(lab["room_document_id"], Value::Null);
+    let lab_id = lab["id"].as_str().unwrap().to_owned();
+    let (st, e) = attach(s, &doc, &r, "setup.exe", b"MZ\x90\x00binary").await;
+    assert_eq!((st, code(&e)), (415, "unsupported_type"), "{e}");
+    let (st, e) = attach(s, &doc, &r, "../../etc/passwd.pdf", &pdf).await;
+    assert_eq!((st, code(&e)), (400, "invalid_request"), "{e}");
+    let (st, e) = attach(s, &doc, &r, "empty.pdf", b"").await;
+    assert_eq!((st, code(&e)), (400, "invalid_request"), "{e}");
+
+    // From the patient's record: only this patient's consultations that the doctor is on,
+    // and a document at most once.
+    let (st, offered) = s
+        .api(
+            "GET",
+            &format!("/api/v1/referrals/{r}/documents/candidates"),
+            Some(&doc),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{offered}");
+    let offered = offered["documents"].as_array().unwrap();
+    assert_eq!(offered.len(), 1, "{offered:?}");
+    assert_eq!(offered[0]["document"]["id"], ecg.as_str());
+    assert_eq!(offered[0]["room_id"], visit.as_str());
+    let from = |room: &str, document: &str| {
+        let body = json!({"room_id": room, "document_id": document});
+        let path = format!("/api/v1/referrals/{r}/documents/from-consultation");
+        let token = doc.clone();
+        async move { s.api("POST", &path, Some(&token), Some(body)).await }
+    };
+    let (st, taken) = from(&visit, &ecg).await;
+    assert_eq!(st, 201, "{taken}");
+    assert_eq!(taken["document"]["source"], "consultation");
+    assert_eq!(taken["document"]["source_document_id"], ecg.as_str());
+    assert_eq!(taken["document"]["name"], "exercise-ecg.pdf");
+    let (st, e) = from(&visit, &ecg).await;
+    assert_eq!((st, code(&e)), (409, "already_attached"), "{e}");
+    let (st, e) = from(&other_visit, &other_doc).await;
+    assert_eq!((st, code(&e)), (409, "other_patient"), "{e}");
+    let (st, e) = from(&colleague_visit, &colleague_doc).await;
+    assert_eq!((st, code(&e)), (404, "not_found"), "{e}");
+    let (st, e) = s
+        .api(
+            "GET",
+            &format!("/api/v1/referrals/{r}/documents/candidates"),
+            Some(&doc),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert!(e["documents"].as_array().unwrap().is_empty(), "{e}");
+
+    // The receiving side reads them before answering, but neither attaches nor removes.
+    let seen = detail(s, &cardio, &r).await;
+    let docs = seen["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 2, "{seen}");
+    let resp = s
+        .raw(
+            "GET",
+            &format!("/api/v1/referrals/{r}/documents/{lab_id}/content?download=1"),
+            &cardio,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(
+        resp.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    let (st, e) = attach(s, &cardio, &r, "mine.pdf", &pdf).await;
+    assert_eq!((st, code(&e)), (403, "forbidden"), "{e}");
+    let (st, e) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/referrals/{r}/documents/{lab_id}"),
+            Some(&cardio),
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&e)), (403, "forbidden"), "{e}");
+
+    // Another institution's clinician learns nothing, and the attempt is on the record.
+    for path in [
+        format!("/api/v1/referrals/{r}/documents"),
+        format!("/api/v1/referrals/{r}/documents/{lab_id}/content"),
+    ] {
+        let (st, e) = s.api("GET", &path, Some(&far), None).await;
+        assert_eq!((st, code(&e)), (404, "not_found"), "{path}: {e}");
+    }
+    let (st, e) = attach(s, &far, &r, "probe.pdf", &pdf).await;
+    assert_eq!((st, code(&e)), (404, "not_found"), "{e}");
+
+    // The requester removes one and attaches it again.
+    let (st, _) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/referrals/{r}/documents/{lab_id}"),
+            Some(&doc),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(
+        detail(s, &doc, &r).await["documents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (st, lab) = attach(s, &doc, &r, "troponin.pdf", &pdf).await;
+    assert_eq!(st, 201, "{lab}");
+
+    // Scheduled: the room opens with both documents, for the clinicians only.
+    let (st, scheduled) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{r}/accept"),
+            Some(&cardio),
+            // Soon: the patient's invitation is valid from a while before the time.
+            Some(json!({"start": now() + 60, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{scheduled}");
+    assert_eq!(scheduled["state"], "scheduled");
+    let room = scheduled["room_id"].as_str().unwrap().to_owned();
+    let in_room: Vec<Value> = scheduled["documents"].as_array().unwrap().to_vec();
+    assert!(
+        in_room.iter().all(|d| d["room_document_id"].is_string()),
+        "{scheduled}"
+    );
+    let seat = s.enter(&room, Some(&cardio)).await;
+    let specialist = s.member_with(&seat, "Prof. Zhao").await;
+    let room_docs = |access: String| {
+        let path = format!("/api/v1/rooms/{room}/documents");
+        async move {
+            let (st, b) = s.api("GET", &path, Some(&access), None).await;
+            assert_eq!(st, 200, "{b}");
+            b["documents"].as_array().unwrap().clone()
+        }
+    };
+    let listed = room_docs(specialist.access.clone()).await;
+    let mut names: Vec<&str> = listed.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["exercise-ecg.pdf", "troponin.pdf"]);
+    assert!(listed.iter().all(|d| d["visibility"] == "clinicians"));
+    let (st, invite) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&doc),
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{invite}");
+    // The patient waits, is admitted, and sees none of them.
+    let patient = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    patient
+        .send_json(&common::peer::join_message(
+            invite["token"].as_str().unwrap(),
+            "Wang",
+            false,
+            false,
+            None,
+        ))
+        .await
+        .unwrap();
+    patient.next_event("waiting", T).await.unwrap();
+    specialist
+        .ws
+        .send_json(&json!({"type": "admit"}))
+        .await
+        .unwrap();
+    let welcome = patient.next_event("joined", T).await.unwrap();
+    assert!(
+        welcome["documents"].as_array().unwrap().is_empty(),
+        "{welcome}"
+    );
+    let access = welcome["access_token"].as_str().unwrap().to_owned();
+    assert!(room_docs(access).await.is_empty());
+
+    // Attached while the room is open: it joins the room at once.
+    let (st, late) = attach(s, &doc, &r, "echo.png", &png).await;
+    assert_eq!(st, 201, "{late}");
+    let late_doc = late["document"]["room_document_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = room_docs(specialist.access.clone()).await;
+    assert!(
+        listed.iter().any(|d| d["id"] == late_doc.as_str()),
+        "{listed:?}"
+    );
+    // In the room, it stays in the request too.
+    let late_id = late["document"]["id"].as_str().unwrap();
+    let (st, e) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/referrals/{r}/documents/{late_id}"),
+            Some(&doc),
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&e)), (409, "attachment_in_room"), "{e}");
+
+    // Cancelled: nothing more is attached.
+    let (st, cancelled) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{r}/cancel"),
+            Some(&doc),
+            Some(json!({"reason": "Patient admitted to the county hospital"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{cancelled}");
+    let (st, e) = attach(s, &doc, &r, "late.pdf", &pdf).await;
+    assert_eq!((st, code(&e)), (409, "referral_not_open"), "{e}");
+
+    let entries = trail(s, &supervisor, &r).await;
+    for expected in [
+        "referral.document_attached:ok",
+        "referral.document_attached:denied",
+        "referral.document_read:ok",
+        "referral.document_removed:ok",
+        "referral.document_removed:denied",
+        "access.denied:denied",
+    ] {
+        assert!(
+            entries.iter().any(|e| e == expected),
+            "{expected} not in {entries:?}"
+        );
+    }
+    let room_trail = action_outcomes(&s.audit_entries(&supervisor, &room).await);
+    assert!(
+        room_trail.iter().any(|e| e == "document.shared:ok"),
+        "{room_trail:?}"
+    );
+}
+
+/// The per-request limits hold when uploads race: of many at once, exactly as many as fit.
+async fn limits_flow(s: &TestServer, max_documents: usize) {
+    let town = s.institution("Township").await;
+    let county = s.institution("County").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (_, doc) = s
+        .placed_account(
+            "town_doc",
+            AccountRole::Doctor,
+            place(&town, None, "Dr. Li"),
+        )
+        .await;
+    let png = sample_png();
+    let pdf = sample_pdf();
+
+    let r = request(s, &doc, &cardiology, "Palpitations").await;
+    let attempts = (0..max_documents * 3).map(|i| {
+        let (r, doc, png) = (r.clone(), doc.clone(), png.clone());
+        async move { attach(s, &doc, &r, &format!("strip-{i}.png"), &png).await }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let accepted = results.iter().filter(|(st, _)| *st == 201).count();
+    assert_eq!(accepted, max_documents, "{results:?}");
+    for (st, e) in results.iter().filter(|(st, _)| *st != 201) {
+        assert_eq!((*st, code(e)), (409, "limit_reached"), "{e}");
+        assert_eq!(e["error"]["limit"], "documents_per_request");
+    }
+
+    // Bytes: two PDFs fit, the third does not.
+    let r = request(s, &doc, &cardiology, "Syncope").await;
+    for _ in 0..2 {
+        let (st, b) = attach(s, &doc, &r, "report.pdf", &pdf).await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let (st, e) = attach(s, &doc, &r, "report.pdf", &pdf).await;
+    assert_eq!((st, code(&e)), (409, "limit_reached"), "{e}");
+    assert_eq!(e["error"]["limit"], "bytes_per_request");
+
+    // Attached while the request is being scheduled: whichever commits second sees the
+    // other's work, so the document is in the room either way, and only once.
+    let (_, cardio) = s
+        .placed_account(
+            "cardio",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    for round in 0..4 {
+        let r = request(s, &doc, &cardiology, "Dyspnoea").await;
+        let path = format!("/api/v1/referrals/{r}/accept");
+        let accept = s.api(
+            "POST",
+            &path,
+            Some(&cardio),
+            Some(json!({"start": now() + DAY, "minutes": 30})),
+        );
+        let (accepted, attached) = tokio::join!(accept, attach(s, &doc, &r, "ecg.png", &png));
+        assert_eq!(accepted.0, 200, "{}", accepted.1);
+        assert_eq!(attached.0, 201, "{}", attached.1);
+        let after = detail(s, &doc, &r).await;
+        let docs = after["documents"].as_array().unwrap();
+        assert_eq!(docs.len(), 1, "round {round}: {after}");
+        let in_room = docs[0]["room_document_id"].as_str();
+        assert!(in_room.is_some(), "round {round}: {after}");
+        let room = after["room_id"].as_str().unwrap();
+        let seat = s.enter(room, Some(&cardio)).await;
+        let member = s.member_with(&seat, "Prof. Zhao").await;
+        let (st, listed) = s
+            .api(
+                "GET",
+                &format!("/api/v1/rooms/{room}/documents"),
+                Some(&member.access),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{listed}");
+        let ids: Vec<&str> = listed["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [in_room.unwrap()], "round {round}");
+    }
+}
+
+fn limited(c: &mut huizhen::config::Config, max_documents: usize) {
+    c.documents.max_referral_documents = max_documents;
+    c.documents.max_referral_bytes = (sample_pdf().len() * 5 / 2) as u64;
+}
+
+#[tokio::test]
+async fn referral_documents_on_sqlite() {
+    let s = TestServer::start().await;
+    documents_flow(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn referral_documents_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    documents_flow(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+#[tokio::test]
+async fn referral_document_limits_on_sqlite() {
+    let s = TestServer::start_with(|c| limited(c, 3)).await;
+    limits_flow(&s, 3).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn referral_document_limits_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| {
+        c.storage.database_url = url;
+        limited(c, 3);
+    })
+    .await;
+    limits_flow(&s, 3).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
