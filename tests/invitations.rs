@@ -729,6 +729,230 @@ async fn a_consultation_booked_ahead_has_its_slot() {
     s.stop().await;
 }
 
+/// A consultation booked ahead moves to another time: its slot, and the windows of the
+/// patients' links made for the old time (a link given a lifetime of its own keeps it); a
+/// consultation request's room moves with the request's agreed time instead, links included;
+/// the refusals; the audit entry.
+async fn rescheduling(s: &TestServer) {
+    let now = now_unix();
+    let start = now + 3 * 3600;
+    let (st, room) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            None,
+            Some(json!({"title": "复诊 follow-up", "slot": {"start": start, "minutes": 20}})),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    let id = room["id"].as_str().unwrap().to_owned();
+    let windowed = create(s, &id, json!({"role": "patient"})).await;
+    let lifetime = create(s, &id, json!({"role": "patient", "expires_in_minutes": 90})).await;
+    assert_eq!(windowed["not_before"], start - 30 * 60);
+
+    let later = now + 26 * 3600;
+    let (st, moved) = s
+        .api(
+            "PUT",
+            &format!("/api/v1/rooms/{id}/slot"),
+            None,
+            Some(json!({"start": later, "minutes": 40})),
+        )
+        .await;
+    assert_eq!(st, 200, "{moved}");
+    assert_eq!(
+        (&moved["slot_start"], &moved["slot_minutes"]),
+        (&json!(later), &json!(40))
+    );
+    assert_eq!(moved["from_referral"], false);
+    let links = list(s, &id).await;
+    let find = |inv: &Value| {
+        links
+            .iter()
+            .find(|l| l["invite_id"] == inv["invite_id"])
+            .cloned()
+            .expect("listed")
+    };
+    let w = find(&windowed);
+    assert_eq!(w["not_before"], later - 30 * 60, "{w}");
+    assert_eq!(w["expires_at"], later + 40 * 60 + 60 * 60, "{w}");
+    let l = find(&lifetime);
+    assert_eq!(l["not_before"], lifetime["not_before"], "{l}");
+    assert_eq!(l["expires_at"], lifetime["expires_at"], "{l}");
+
+    // A link outlives its token's own expiry when its invitation's window moved later: the
+    // window is what counts (here a token made to have expired already, for an invitation whose
+    // window is open).
+    let key = huizhen::auth::SigningKey::load_or_create(&s.dir.path().join("data/signing.key"))
+        .expect("the server's key");
+    let today = s.create_room("Today").await;
+    let open_now = create(s, &today, json!({"role": "observer"})).await;
+    let stale = key.sign(&huizhen::auth::Claims {
+        kind: huizhen::auth::TokenKind::Invite,
+        sub: open_now["invite_id"].as_str().unwrap().to_owned(),
+        room: huizhen::domain::ids::RoomId::parse(&today),
+        role: Some(huizhen::domain::role::Role::Observer),
+        sid: None,
+        exp: now_unix() - 60,
+        nonce: 7,
+    });
+    let ws = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = ws.join(&stale, "Observer", false, false).await;
+    assert!(joined.is_ok(), "{joined:?}");
+
+    // Bad times, with the referral's codes; someone who does not run it.
+    for (body, want) in [
+        (json!({"start": now - 3600, "minutes": 20}), "slot_in_past"),
+        (json!({"start": later, "minutes": 0}), "bad_duration"),
+    ] {
+        let (st, b) = s
+            .api("PUT", &format!("/api/v1/rooms/{id}/slot"), None, Some(body))
+            .await;
+        assert_eq!((st, code(&b)), (400, want), "{b}");
+    }
+    let other = s.institution("Another hospital").await;
+    let (_, stranger) = s
+        .placed_account(
+            "stranger",
+            AccountRole::Doctor,
+            Place {
+                institution: &other,
+                name: Some("Dr. Stranger"),
+                ..Place::default()
+            },
+        )
+        .await;
+    let (st, b) = s
+        .api(
+            "PUT",
+            &format!("/api/v1/rooms/{id}/slot"),
+            Some(&stranger),
+            Some(json!({"start": later, "minutes": 40})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (404, "not_found"), "{b}");
+
+    // A consultation request's room: its time is the request's to move, and moving it there
+    // moves the links too.
+    let county = s.institution("County hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (_, cardio) = s
+        .placed_account(
+            "cardio",
+            AccountRole::Specialist,
+            Place {
+                institution: &county,
+                department: Some(&cardiology),
+                name: Some("Prof. Zhao"),
+                ..Place::default()
+            },
+        )
+        .await;
+    let first = now + 2 * 3600;
+    let (st, r) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            None,
+            Some(json!({
+                "target_department_id": cardiology, "patient_ref": "P-1", "reason": "Angina",
+                "question": "Stable?", "urgency": "routine",
+                "proposed_times": [{"start": first, "minutes": 30}],
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let rid = r["id"].as_str().unwrap();
+    let (st, r) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{rid}/accept"),
+            Some(&cardio),
+            Some(json!({"start": first, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let referred = r["room_id"].as_str().unwrap().to_owned();
+    let link = create(s, &referred, json!({"role": "patient"})).await;
+    assert_eq!(link["not_before"], first - 30 * 60);
+    let (st, b) = s
+        .api(
+            "PUT",
+            &format!("/api/v1/rooms/{referred}/slot"),
+            None,
+            Some(json!({"start": later, "minutes": 30})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "referral_room"), "{b}");
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{rid}/propose"),
+            Some(&cardio),
+            Some(json!({"start": later, "minutes": 45})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{rid}/accept"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((st, &b["state"]), (200, &json!("scheduled")), "{b}");
+    let moved = list(s, &referred)
+        .await
+        .into_iter()
+        .find(|l| l["invite_id"] == link["invite_id"])
+        .unwrap();
+    assert_eq!(moved["not_before"], later - 30 * 60, "{moved}");
+    assert_eq!(moved["expires_at"], later + 45 * 60 + 60 * 60, "{moved}");
+
+    // An ended consultation keeps its time; the move is on the record.
+    let (st, _) = s
+        .api("POST", &format!("/api/v1/rooms/{id}/end"), None, None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, b) = s
+        .api(
+            "PUT",
+            &format!("/api/v1/rooms/{id}/slot"),
+            None,
+            Some(json!({"start": later, "minutes": 40})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "room_ended"), "{b}");
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
+    let trail = common::action_outcomes(&s.audit_entries(&supervisor, &id).await);
+    assert!(
+        trail.iter().any(|e| e == "room.rescheduled:ok"),
+        "{trail:?}"
+    );
+}
+
+#[tokio::test]
+async fn rescheduling_on_sqlite() {
+    let s = TestServer::start().await;
+    rescheduling(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rescheduling_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    rescheduling(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
 #[tokio::test]
 async fn invitations_on_sqlite() {
     let s = TestServer::start().await;

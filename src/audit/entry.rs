@@ -49,6 +49,8 @@ pub enum Action {
     PasswordChangeFailed,
     RoomCreated,
     RoomEnded,
+    /// A consultation booked ahead moved to another time (from and to in the detail).
+    RoomRescheduled,
     InviteIssued,
     InviteRevoked,
     Joined,
@@ -158,6 +160,7 @@ impl Action {
             Action::PasswordChangeFailed => "auth.password_change_failed",
             Action::RoomCreated => "room.created",
             Action::RoomEnded => "room.ended",
+            Action::RoomRescheduled => "room.rescheduled",
             Action::InviteIssued => "invite.issued",
             Action::InviteRevoked => "invite.revoked",
             Action::Joined => "participant.joined",

@@ -23,7 +23,7 @@ use crate::domain::organisation::RoomRelation;
 use crate::domain::referral::Slot;
 use crate::domain::role::{AccountRole, Role};
 use crate::sessions::{Authenticated, Refusal, SessionError};
-use crate::storage::{RoomRecord, SessionRow, User};
+use crate::storage::{RoomRecord, RoomStatus, SessionRow, StorageError, User};
 use crate::wire::RoomView;
 
 const MAX_TITLE_CHARS: usize = 200;
@@ -238,17 +238,7 @@ pub async fn create_room(
             "patient_ref must be at most {MAX_PATIENT_REF_CHARS} characters"
         )));
     }
-    let slot = body
-        .slot
-        .map(|s| Slot::new(s.start, s.minutes, now_unix()))
-        .transpose()
-        .map_err(|e| ApiError::Referral {
-            // The rules (and codes) of a referral's time: `slot_in_past`, `slot_too_far`,
-            // `bad_duration`.
-            status: StatusCode::BAD_REQUEST,
-            code: e.code(),
-            message: e.to_string(),
-        })?;
+    let slot = body.slot.as_ref().map(checked_slot).transpose()?;
     let room = state
         .db
         .create_room_with(
@@ -278,6 +268,7 @@ pub async fn list_rooms(
     let rooms = visible_rooms(&state, &who).await?;
     let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
     let roles = state.db.care_team_roles(&who.0.id, &ids).await?;
+    let referred = state.db.rooms_from_referrals(&ids).await?;
     let views: Vec<Value> = rooms
         .iter()
         .map(|r| {
@@ -285,7 +276,7 @@ pub async fn list_rooms(
                 .iter()
                 .find(|(id, _)| id == &r.id)
                 .map(|(_, role)| *role);
-            room_json(&state, &who, r, role)
+            room_json(&state, &who, r, role, referred.contains(&r.id))
         })
         .collect();
     Ok(Json(json!({ "rooms": views })))
@@ -293,12 +284,14 @@ pub async fn list_rooms(
 
 /// A room as a clinician sees it, with their place in it: their care-team role (`my_role`,
 /// null when they are not on it), whether they run it (`manages`), and how many wait in its
-/// waiting room now and since when the longest has (`waiting`, `waiting_since`).
+/// waiting room now and since when the longest has (`waiting`, `waiting_since`), and whether a
+/// consultation request opened it (`from_referral`: its time is then the request's to move).
 fn room_json(
     state: &AppState,
     who: &Clinician,
     room: &RoomRecord,
     care_team: Option<Role>,
+    from_referral: bool,
 ) -> Value {
     let relation = RoomRelation {
         same_institution: room.institution_id == who.0.institution_id,
@@ -310,6 +303,7 @@ fn room_json(
     let waiting = state.notifications.waiting_in(&room.id);
     v["waiting"] = json!(waiting.map_or(0, |w| w.count));
     v["waiting_since"] = json!(waiting.map(|w| w.since));
+    v["from_referral"] = json!(from_referral);
     v
 }
 
@@ -392,7 +386,18 @@ pub async fn get_room(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (room, relation) = room_for(&state, &who, &id).await?;
-    Ok(Json(room_json(&state, &who, &room, relation.care_team)))
+    let referred = state
+        .db
+        .rooms_from_referrals(std::slice::from_ref(&room.id))
+        .await?
+        .contains(&room.id);
+    Ok(Json(room_json(
+        &state,
+        &who,
+        &room,
+        relation.care_team,
+        referred,
+    )))
 }
 
 pub async fn revoke_invite(
@@ -442,6 +447,68 @@ pub async fn end_room(
     tracing::info!(room = %room_id, user = %who.0.id, "room ended from the API");
     consultation_ended(&state);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /api/v1/rooms/{id}/slot`: moves a consultation to another time (or gives one booked
+/// without a time its time), with the windows of the patients' invitations made for the old
+/// time. A consultation request's room moves with the request's agreed time instead.
+pub async fn reschedule_room(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SlotBody>,
+) -> Result<Json<Value>, ApiError> {
+    let room = managed_room(&state, &who, &id, "room.reschedule").await?;
+    if room.status == RoomStatus::Ended {
+        return Err(ApiError::RoomEnded);
+    }
+    let slot = checked_slot(&body)?;
+    let moved = match state.db.reschedule_room(&room.id, slot).await {
+        Ok(moved) => moved,
+        Err(StorageError::NotFound) => return Err(ApiError::RoomEnded),
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Referral {
+                status: StatusCode::CONFLICT,
+                code: "referral_room",
+                message: "this consultation comes from a consultation request: agree the new \
+                          time on the request"
+                    .into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let slot_json = |(start, minutes): (i64, i64)| json!({"start": start, "minutes": minutes});
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::RoomRescheduled)
+                .room(&room.id)
+                .object("room", &room.id)
+                .detail(json!({
+                    "from": moved.from.map(slot_json),
+                    "to": slot_json((slot.start(), i64::from(slot.minutes()))),
+                    "invitations_moved": moved.invitations_moved,
+                })),
+        )
+        .await;
+    tracing::info!(room = %room.id, user = %who.0.id, "consultation rescheduled");
+    let room = state.db.room(&room.id).await?.ok_or(ApiError::NotFound)?;
+    let role = state
+        .db
+        .care_team_member(&room.id, &who.0.id)
+        .await?
+        .map(|m| m.role);
+    Ok(Json(room_json(&state, &who, &room, role, false)))
+}
+
+/// A time as a client gives it, checked with the rules (and codes) of a referral's time:
+/// `slot_in_past`, `slot_too_far`, `bad_duration`.
+fn checked_slot(s: &SlotBody) -> Result<Slot, ApiError> {
+    Slot::new(s.start, s.minutes, now_unix()).map_err(|e| ApiError::Referral {
+        status: StatusCode::BAD_REQUEST,
+        code: e.code(),
+        message: e.to_string(),
+    })
 }
 
 /// The room's end was committed with its `consultation.ended` webhook event (see

@@ -731,20 +731,17 @@ pub async fn check(
     ApiJson(body): ApiJson<CheckBody>,
 ) -> Result<Json<Value>, ApiError> {
     let client = client_pseudonym(&state, peer.ip());
-    let claims = match state.key.verify(&body.token, TokenKind::Invite) {
+    // Expiry is judged below, against the invitation's own window: it moves with the
+    // consultation's time, so the token's `exp` (its window when it was made) does not decide.
+    let claims = match state.key.decode(&body.token, TokenKind::Invite) {
         Ok(claims) => claims,
-        Err(AuthError::Expired) => {
-            return Err(refusal(
-                StatusCode::GONE,
-                "invite_expired",
-                "this invitation has expired; ask the clinic for a new one",
-            ));
-        }
         Err(_) => return Err(bad_link(&state, &client).await),
     };
-    let (Some(room), Some(role), Some(id)) =
-        (claims.room, claims.role, InviteId::parse(&claims.sub))
-    else {
+    let (Some(room), Some(role), Some(id)) = (
+        claims.room.clone(),
+        claims.role,
+        InviteId::parse(&claims.sub),
+    ) else {
         return Err(bad_link(&state, &client).await);
     };
     let invite = state
@@ -756,6 +753,14 @@ pub async fn check(
         return Err(bad_link(&state, &client).await);
     };
     let seat = invite.account.is_some();
+    let until = if seat { claims.exp } else { invite.expires_at };
+    if let Err(AuthError::Expired) = claims.within(until, now_unix()) {
+        return Err(refusal(
+            StatusCode::GONE,
+            "invite_expired",
+            "this invitation has expired; ask the clinic for a new one",
+        ));
+    }
     let invite = match usable(&state, invite).await {
         Ok(invite) => invite,
         Err(failure) if failure.code == "internal" => {

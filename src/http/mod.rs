@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route("/invitations/redeem", post(invitations::redeem))
         .route("/invitations/check", post(invitations::check))
         .route("/rooms/{id}/end", post(api::end_room))
+        .route("/rooms/{id}/slot", put(api::reschedule_room))
         .route(
             "/rooms/{id}/care-team",
             get(care_team::list).post(care_team::add),

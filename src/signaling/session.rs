@@ -545,10 +545,11 @@ impl Session {
                 format!("this server speaks version {PROTOCOL_VERSION}"),
             ));
         }
+        // Signature and kind here; expiry once the invitation is read (below).
         let claims = self
             .ctx
             .key
-            .verify(&join.token, TokenKind::Invite)
+            .decode(&join.token, TokenKind::Invite)
             .map_err(token_refusal)?;
         let (Some(room_id), Some(role), Some(invite_id)) = (
             claims.room.clone(),
@@ -565,6 +566,15 @@ impl Session {
             .map_err(|_| (ErrorCode::Internal, "storage unavailable".to_string()))?
             .filter(|i| i.room_id == room_id && i.role == role)
             .ok_or_else(|| token_refusal(AuthError::InvalidToken))?;
+        // A patient's link lives as long as its invitation's window, which moves with the
+        // consultation's time (a visit rescheduled later), not as long as the token said when
+        // it was made; a care-team seat's token keeps its own short life.
+        let until = if invite.account.is_some() {
+            claims.exp
+        } else {
+            invite.expires_at
+        };
+        claims.within(until, now_unix()).map_err(token_refusal)?;
         if invite.revoked_at.is_some() {
             let message = if invite.account.is_some() {
                 "you are no longer on this consultation's care team"

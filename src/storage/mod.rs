@@ -52,7 +52,7 @@ pub use referral_documents::{
 pub use referrals::{
     NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep, SteppedRow,
 };
-pub use rooms::{RoomRecord, RoomStatus};
+pub use rooms::{Rescheduled, RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
 pub use users::{AccountChange, DirectoryQuery, NewAccount, User};
 pub use webhooks::{AttemptEnd, DeliveryRow, DueEvent, WebhookRow};

@@ -525,7 +525,8 @@ impl Db {
                 specialist,
                 slot,
             } => {
-                set_room_slot(&mut tx, room, *slot).await?;
+                // The patients' invitations made for the old time move with it.
+                super::rooms::move_slot(&mut tx, room, *slot).await?;
                 if let Some(specialist) = specialist
                     && seat_specialist(&mut tx, room, specialist, step.event.actor).await?
                 {

@@ -95,7 +95,121 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Moves consultation `room` to `slot` in the caller's transaction, and with it the windows of
+/// the patients' invitations made for its old time (those with a window start, `not_before`):
+/// each keeps its distance from the start and from the end, so an invitation "from 30 minutes
+/// before until an hour after" stays so around the new time. Invitations given a lifetime of
+/// their own and care-team seats keep theirs. Answers the old slot and how many invitations
+/// moved.
+pub(super) async fn move_slot(
+    tx: &mut Transaction<'static, Any>,
+    room: &RoomId,
+    slot: Slot,
+) -> Result<(Option<(i64, i64)>, u64), StorageError> {
+    let old = sqlx::query("SELECT slot_start, slot_minutes FROM rooms WHERE id = $1")
+        .bind(room.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StorageError::NotFound)?;
+    let old: Option<(i64, i64)> = old
+        .try_get::<Option<i64>, _>("slot_start")?
+        .zip(old.try_get::<Option<i64>, _>("slot_minutes")?);
+    let (start, minutes) = (slot.start(), i64::from(slot.minutes()));
+    sqlx::query("UPDATE rooms SET slot_start = $1, slot_minutes = $2 WHERE id = $3")
+        .bind(start)
+        .bind(minutes)
+        .bind(room.as_str())
+        .execute(&mut **tx)
+        .await?;
+    let Some((old_start, old_minutes)) = old else {
+        return Ok((None, 0));
+    };
+    let start_shift = start - old_start;
+    let end_shift = (start + minutes * 60) - (old_start + old_minutes * 60);
+    let moved = sqlx::query(
+        "UPDATE invites SET not_before = not_before + $1, expires_at = expires_at + $2 \
+         WHERE room_id = $3 AND not_before IS NOT NULL AND account_id IS NULL",
+    )
+    .bind(start_shift)
+    .bind(end_shift)
+    .bind(room.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok((old, moved))
+}
+
+/// What moving a consultation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rescheduled {
+    /// Its time before, if it had one.
+    pub from: Option<(i64, i64)>,
+    /// The patients' invitations whose windows moved with it.
+    pub invitations_moved: u64,
+}
+
 impl Db {
+    /// Moves a consultation that did not come from a consultation request to `slot` (see
+    /// [`move_slot`]); a request's room moves with the request's agreed time instead, so it is
+    /// `Conflict` here. `NotFound` for an ended room.
+    pub async fn reschedule_room(
+        &self,
+        room: &RoomId,
+        slot: Slot,
+    ) -> Result<Rescheduled, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let live = sqlx::query("SELECT id FROM rooms WHERE id = $1 AND ended_at IS NULL")
+            .bind(room.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !live {
+            return Err(StorageError::NotFound);
+        }
+        let referred = sqlx::query("SELECT id FROM referrals WHERE room_id = $1")
+            .bind(room.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if referred {
+            return Err(StorageError::Conflict);
+        }
+        let (from, invitations_moved) = move_slot(&mut tx, room, slot).await?;
+        tx.commit().await?;
+        Ok(Rescheduled {
+            from,
+            invitations_moved,
+        })
+    }
+
+    /// Which of `rooms` a consultation request opened.
+    pub async fn rooms_from_referrals(
+        &self,
+        rooms: &[RoomId],
+    ) -> Result<std::collections::HashSet<RoomId>, StorageError> {
+        if rooms.is_empty() {
+            return Ok(Default::default());
+        }
+        let placeholders: Vec<String> = (1..=rooms.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT room_id FROM referrals WHERE room_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for room in rooms {
+            query = query.bind(room.as_str());
+        }
+        query
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                let id: String = r.try_get("room_id")?;
+                RoomId::parse(&id).ok_or(StorageError::Corrupt("referral room"))
+            })
+            .collect()
+    }
+
     /// A room held by its creator's institution, with the creator as its care team's doctor
     /// (one transaction: a room never exists without the clinician who runs it).
     pub async fn create_room(

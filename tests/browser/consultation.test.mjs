@@ -1572,6 +1572,8 @@ async function main() {
       for (const action of ["care_team.added", "care_team.seat_entered", "document.shared", "document.viewed", "record.signed", "record.issued", "prescription.state_changed", "consultation.exported"]) {
         await audit.locator("td", { hasText: action }).first().waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
       }
+      // In words, with the code as recorded beside them.
+      await audit.locator('td[data-code="record.signed"]', { hasText: "Record signed" }).first().waitFor({ state: "attached", timeout: EVENT_TIMEOUT });
       await audit.getByRole("button", { name: "Verify the chain" }).click();
       await audit.locator(".audit-result", { hasText: "Intact" }).waitFor({ timeout: EVENT_TIMEOUT });
       // A supervisor also sees every consultation, and its summary.

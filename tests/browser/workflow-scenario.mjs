@@ -96,6 +96,7 @@ export async function workflowScenario(h, engine) {
   const open = new Map();
   const reason = `Palpitations and a faint (${engine}) ${Date.now()}`;
   const medication = `Metoprolol succinate (${engine})`;
+  const labReport = `troponin-${engine}.pdf`;
   /** @type {{room: string, codes: string[]}} */
   const made = { room: "", codes: [] };
 
@@ -267,9 +268,21 @@ export async function workflowScenario(h, engine) {
       await doctor.fill(await doctor.labelled(form, "referral.question"), "Holter first, or admit for monitoring?");
       await doctor.select(await doctor.labelled(form, "referral.urgency"), "urgent");
       await doctor.fill(`${form} .time-row input[type="datetime-local"]`, soon(10));
+      // The lab report goes with the request (chosen as a person would, through the input).
+      await doctor.evaluateWith(
+        (a) => {
+          const input = /** @type {HTMLInputElement} */ (document.querySelector(a.sel));
+          const dt = new DataTransfer();
+          dt.items.add(new File([a.text], a.name, { type: "application/pdf" }));
+          input.files = dt.files;
+          input.dispatchEvent(new Event("change", { bubbles: true }));
+        },
+        { sel: "#referral-files", name: labReport, text: "%PDF-1.4\n% troponin I 0.02 ng/mL\n%%EOF\n" },
+      );
       await doctor.click(`${form} button[data-i18n="referral.send"]`);
       const sent = await doctor.withText('#referral-panel li.referral-item[data-state="requested"]', reason, "data-referral-id", timeout);
       assert.equal(await doctor.evaluateWith((s) => document.querySelector(s)?.getAttribute("data-urgency"), sent), "urgent");
+      await doctor.waitFor(() => document.querySelector("#referral-notice")?.getAttribute("data-i18n") === "referral.docs.sent_with", undefined, timeout);
     });
 
     await step("02-accepted", "a county cardiologist sees it in the department's inbox and accepts the proposed time; the doctor's console shows it scheduled", async () => {
@@ -280,8 +293,14 @@ export async function workflowScenario(h, engine) {
       assert.equal(await specialist.evaluateWith((s) => document.querySelector(s)?.getAttribute("data-urgency"), item), "urgent");
       await specialist.click(`${item} button`);
       await specialist.waitForSelector('#referral-dialog[data-state="requested"]', timeout);
+      // The case's lab report is there to read before answering.
+      await specialist.withText('#referral-documents li.referral-document[data-source="upload"]', labReport, "data-document-id", timeout);
+      await specialist.waitForSelector("#referral-documents button.attachment-save", timeout);
+      assert.equal(await specialist.count("#referral-documents button.attachment-remove"), 0, "only the requester removes");
       await specialist.click('#referral-dialog button[data-i18n="referral.accept_time"]');
       await specialist.waitForSelector('#referral-dialog[data-state="scheduled"]', timeout);
+      // Scheduled: the report is in the consultation's room.
+      await specialist.waitForSelector('#referral-documents li.referral-document[data-in-room="true"]', timeout);
       // The doctor did nothing: the live notification brings the change.
       const doctor = page("doctor");
       await doctor.waitFor(
@@ -369,6 +388,10 @@ export async function workflowScenario(h, engine) {
       await specialist.click("#join-button");
       await specialist.waitForState("in-room");
       for (const p of [doctor, first, specialist]) await p.waitFor(() => document.querySelectorAll("#tiles .tile").length === 3, undefined, timeout);
+      // The request's lab report is among the room's documents for the clinicians, not the patient.
+      const hasReport = (/** @type {string} */ name) => [...document.querySelectorAll(".doc-list .doc-item")].some((n) => n.textContent?.includes(name));
+      await specialist.waitFor(hasReport, labReport, timeout);
+      assert.equal(await first.evaluateWith(hasReport, labReport), false, "clinicians-only documents stay out of the patient's list");
     });
 
     await step("06-huddle", "the clinicians confer privately: the patient's page says so; back to the patient clears it", async () => {
@@ -462,6 +485,23 @@ export async function workflowScenario(h, engine) {
       await doctor.click(`${card} button[data-role="patient"]`);
       await doctor.waitForSelector(`${card} li.invite[data-state="not_yet"]`, timeout);
       assert.equal(await doctor.text(`${card} li.invite .invite-state`), message(lang.doctor, "invites.state.not_yet"));
+      // The patient calls: the visit moves a day later, to 15:30 for 30 minutes; the card says so.
+      const e = new Date(Date.now() + 3 * 86_400_000);
+      const later = `${e.getFullYear()}-${pad(e.getMonth() + 1)}-${pad(e.getDate())}`;
+      await doctor.click(`${card} details.reschedule > summary`);
+      await doctor.fill(`${card} details.reschedule input[type="datetime-local"]`, `${later}T15:30`);
+      await doctor.fill(`${card} details.reschedule input[type="number"]`, "30");
+      await doctor.click(`${card} button.reschedule-move`);
+      const movedStart = Math.floor(new Date(`${later}T15:30`).getTime() / 1000);
+      await doctor.waitFor(
+        (a) => {
+          const hint = document.querySelector(`li.room-card[data-room-id="${a.room}"] > p.hint`);
+          const params = JSON.parse(hint?.getAttribute("data-i18n-params") ?? "{}");
+          return JSON.stringify(params).includes(String(a.at * 1000)) && JSON.stringify(params).includes('"minutes":30');
+        },
+        { room, at: movedStart },
+        timeout,
+      );
     });
 
     if (engine === "firefox") {

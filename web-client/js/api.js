@@ -50,6 +50,7 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {number | null} [slot_minutes] its length
  * @property {number} [waiting] how many wait in its waiting room now
  * @property {number | null} [waiting_since] when the one who has waited longest arrived, Unix seconds
+ * @property {boolean} [from_referral] a consultation request opened it: its time moves on the request
  */
 
 /**
@@ -597,6 +598,16 @@ export async function revokeInvite(roomId, inviteId) {
     "DELETE",
     `/api/v1/rooms/${encodeURIComponent(roomId)}/invites/${encodeURIComponent(inviteId)}`,
   );
+}
+
+/**
+ * Moves a consultation to another time; its patients' links made for the old time move with it.
+ * @param {string} roomId
+ * @param {{start: number, minutes: number}} slot
+ * @returns {Promise<Room>}
+ */
+export async function rescheduleRoom(roomId, slot) {
+  return /** @type {Room} */ (await call("PUT", `/api/v1/rooms/${encodeURIComponent(roomId)}/slot`, slot));
 }
 
 /** @param {string} roomId */

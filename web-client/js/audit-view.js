@@ -3,10 +3,32 @@
 // is itself recorded in the trail.
 
 import * as api from "./api.js";
-import { el } from "./dom.js";
-import { tr } from "./i18n.js";
+import { el, roleKey } from "./dom.js";
+import { hasKey, tr } from "./i18n.js";
+
+/** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
 const PAGE = 200;
+
+/**
+ * A recorded code in words where the catalogue has them (a code from a newer server as it is).
+ * @param {MessageKey} key
+ * @param {string} code
+ * @param {boolean} [withCode] show the code beside the words
+ */
+function codeCell(key, code, withCode = true) {
+  if (!hasKey(key)) return el("td", {}, el("code", { user: code }));
+  const td = el("td", {}, el("span", { i18n: key }));
+  if (withCode) td.append(" ", el("code", { className: "audit-code", user: code }));
+  td.dataset.code = code;
+  return td;
+}
+
+/** @param {string | null} role an account's or a room's role, as recorded */
+function roleCell(role) {
+  const key = role ? roleKey(role) : null;
+  return key ? el("td", { i18n: key }) : el("td", { user: role ?? "" });
+}
 
 /** @type {import("./i18n.js").MessageKey[]} */
 const AUDIT_COLUMNS = ["audit.col.time", "audit.col.action", "audit.col.outcome", "audit.col.actor", "audit.col.role", "audit.col.room", "audit.col.object"];
@@ -61,11 +83,12 @@ export async function showAudit(root, explain) {
             { className: e.outcome === "ok" ? "" : "audit-refused" },
             el("td", { text: String(e.seq) }),
             el("td", { time: e.at_ms, timeStyle: "datetime" }),
-            // The trail's own identifiers (actions, outcomes, roles, ids), shown as recorded.
-            el("td", { user: e.action }),
-            el("td", { user: e.outcome }),
+            // Actions, outcomes and roles in words, each action with its code as recorded (what
+            // the export and a regulator's tools name); ids as recorded.
+            codeCell(/** @type {MessageKey} */ (`audit.action.${e.action}`), e.action),
+            codeCell(/** @type {MessageKey} */ (`audit.outcome.${e.outcome}`), e.outcome, false),
             el("td", { user: e.actor }),
-            el("td", { user: e.actor_role }),
+            roleCell(e.actor_role),
             el("td", { user: e.room_id }),
             el("td", { user: e.object_id ? `${e.object_type} ${e.object_id}` : "" }),
           ),

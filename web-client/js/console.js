@@ -423,9 +423,61 @@ function renderRoom(room) {
     el("p", { className: "hint", i18n: "console.invite_hint" }),
     error,
     invitations.section,
-    renderCareTeam(room),
   );
+  // A consultation request's room moves with the time agreed on the request.
+  if (!room.from_referral) item.append(renderReschedule(room, (err) => showText(error, err ? explain(err) : null)));
+  item.append(renderCareTeam(room));
   return item;
+}
+
+/**
+ * "Change the time" of a consultation this account runs: a date, a time and a length; the
+ * patients' links made for the old time move with it (the server's rule).
+ * @param {Room} room
+ * @param {(err: unknown) => void} showError null clears
+ * @returns {HTMLElement}
+ */
+function renderReschedule(room, showError) {
+  const whenId = `reschedule-when-${room.id}`;
+  const minutesId = `reschedule-minutes-${room.id}`;
+  const when = el("input", { attrs: { id: whenId, type: "datetime-local", step: "300", required: "" } });
+  const minutes = el("input", { attrs: { id: minutesId, type: "number", min: "5", max: "240", step: "5", value: String(room.slot_minutes ?? 30) } });
+  if (room.slot_start) {
+    // The current time as the input shows it: local, to the minute.
+    const d = new Date(room.slot_start * 1000);
+    d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+    when.value = d.toISOString().slice(0, 16);
+  }
+  const move = el("button", { className: "btn btn-small reschedule-move", i18n: "console.reschedule_move", attrs: { type: "button" } });
+  move.addEventListener("click", async () => {
+    const at = when.value ? new Date(when.value).getTime() : NaN;
+    if (!Number.isFinite(at)) {
+      when.focus();
+      return;
+    }
+    move.disabled = true;
+    showError(null);
+    try {
+      await api.rescheduleRoom(room.id, { start: Math.floor(at / 1000), minutes: Number(minutes.value) || 30 });
+      await refreshRooms();
+    } catch (err) {
+      showError(err);
+      move.disabled = false;
+    }
+  });
+  return el(
+    "details",
+    { className: "reschedule" },
+    el("summary", { i18n: room.slot_start ? "console.reschedule" : "console.reschedule_set" }),
+    el(
+      "div",
+      { className: "reschedule-fields" },
+      el("div", { className: "field" }, el("label", { i18n: "console.when", attrs: { for: whenId } }), when),
+      el("div", { className: "field" }, el("label", { i18n: "console.minutes", attrs: { for: minutesId } }), minutes),
+    ),
+    el("p", { className: "hint", i18n: "console.reschedule_hint" }),
+    move,
+  );
 }
 
 /**

@@ -205,7 +205,7 @@ function documentItem(r, d, mine, opts) {
     el("span", { className: "doc-meta", i18n: "referral.docs.meta", params: { kind: d.kind.toUpperCase(), size: formatSize(d.size), source: { key: source } } }),
     " ",
   );
-  if (inRoom) li.append(el("span", { className: "badge", i18n: "referral.docs.in_room" }), " ");
+  if (inRoom) li.append(el("span", { className: "badge-in-room", i18n: "referral.docs.in_room" }), " ");
   li.append(save);
   if (mine && !inRoom) {
     const remove = el("button", { className: "btn btn-small btn-danger attachment-remove", i18n: "referral.docs.remove", params: { name: d.name }, attrs: { type: "button" } });
