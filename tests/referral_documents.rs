@@ -201,6 +201,17 @@ async fn documents_flow(s: &TestServer) {
     assert_eq!((st, code(&e)), (400, "invalid_request"), "{e}");
     let (st, e) = attach(s, &doc, &r, "empty.pdf", b"").await;
     assert_eq!((st, code(&e)), (400, "invalid_request"), "{e}");
+    let resp = s
+        .raw(
+            "POST",
+            &format!("/api/v1/referrals/{r}/documents"),
+            &doc,
+            Some(pdf.clone()),
+        )
+        .await;
+    assert_eq!(resp.status(), 400, "no name");
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(code(&e), "invalid_request", "{e}");
 
     // From the patient's record: only this patient's consultations that the doctor is on,
     // and a document at most once.
@@ -431,9 +442,14 @@ async fn documents_flow(s: &TestServer) {
             "{expected} not in {entries:?}"
         );
     }
+    // Each document in the room's trail: the two it opened with, and the one that joined.
     let room_trail = action_outcomes(&s.audit_entries(&supervisor, &room).await);
-    assert!(
-        room_trail.iter().any(|e| e == "document.shared:ok"),
+    assert_eq!(
+        room_trail
+            .iter()
+            .filter(|e| *e == "document.shared:ok")
+            .count(),
+        3,
         "{room_trail:?}"
     );
 }

@@ -179,6 +179,8 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
+    /// Missing: refused by the name rule, with its words.
+    #[serde(default)]
     name: String,
 }
 
