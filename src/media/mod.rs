@@ -36,7 +36,7 @@ use crate::sfu::{LocalAddrs, SfuCommand, SfuEvent};
 use tcp::{TcpLimits, TcpStats};
 
 pub use cpu::cpu_seconds;
-pub use worker::{TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
+pub use worker::{PanicCounts, TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
 // The worker's socket and batched I/O, public so that `loadtests/` measures the limit (a bare
 // relay with no WebRTC) through the same system calls and buffers as the server.
 pub use recv::{DATAGRAM_MAX, RECV_BATCH, RecvBatch};
