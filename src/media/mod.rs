@@ -15,6 +15,10 @@
 //! ICE-TCP (`tcp/`), for participants whose network lets no UDP through, is one TCP port for
 //! every worker: a connection's first STUN request names the worker whose peer connection it
 //! is for, and the listener hands it to that worker's thread.
+//!
+//! A panic in a worker's media core is contained (`worker.rs`, `sfu/containment.rs`): it
+//! costs the room the core was working for, and the thread, its socket and its command queue
+//! live on.
 
 mod cpu;
 mod outbox;

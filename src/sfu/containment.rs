@@ -10,9 +10,11 @@
 //!
 //! # What a panic may have broken, and why dropping one room is enough
 //!
-//! Catching a panic keeps memory safe (this crate has no `unsafe`, and str0m's `Rtc` is plain
-//! data), but not the core's own invariants: whatever the unwound code was writing may be half
-//! written. So the question is what the work in progress could reach. The core keeps a scope
+//! Catching a panic keeps memory safe (this crate forbids `unsafe`, and nothing the core holds
+//! is shared with another thread or behind a lock a panic could poison), but not the core's own
+//! invariants: whatever the unwound code was writing may be half written. That is what
+//! `UnwindSafe` warns of, and why [`Sfu::contained`] may assert it only because the repair
+//! below trusts nothing the panic could have reached. So the question is what the work in progress could reach. The core keeps a scope
 //! ([`Scope`]) of the work it is doing, narrowed as soon as it knows for whom:
 //!
 //! - **Working for one transport** (its datagram, its timer, its poll, a command naming its
@@ -110,6 +112,9 @@ pub enum Fault {
     /// The participant's transport panics the next time it is polled (after its next
     /// datagram or timer), as the allocator's underflow did.
     PanicOnPoll { participant: ParticipantId },
+    /// The next transport added panics before it is in the table: its room waits for an
+    /// offer, so its participant must be told even though the core never held them.
+    PanicOnNextAdd,
     /// A panic in worker-wide bookkeeping, attributable to no room.
     PanicInWorker,
 }
@@ -270,6 +275,7 @@ impl Sfu {
             Fault::PanicOnPoll { participant } => {
                 self.panic_on_poll = self.transports.key_of(&participant);
             }
+            Fault::PanicOnNextAdd => self.panic_on_add = true,
             Fault::PanicInWorker => {
                 self.scope = Scope::Worker;
                 panic!("injected fault: a panic in worker-wide bookkeeping");

@@ -366,6 +366,9 @@ pub struct Sfu {
     /// A transport to panic at its next poll ([`Fault::PanicOnPoll`]).
     #[cfg(any(test, feature = "fault-injection"))]
     panic_on_poll: Option<TransportKey>,
+    /// The next transport added panics ([`Fault::PanicOnNextAdd`]).
+    #[cfg(any(test, feature = "fault-injection"))]
+    panic_on_add: bool,
 }
 
 impl Sfu {
@@ -426,6 +429,8 @@ impl Sfu {
             scope: Scope::Clean,
             #[cfg(any(test, feature = "fault-injection"))]
             panic_on_poll: None,
+            #[cfg(any(test, feature = "fault-injection"))]
+            panic_on_add: false,
         }
     }
 
@@ -453,6 +458,8 @@ impl Sfu {
             scope: Scope::Clean,
             #[cfg(any(test, feature = "fault-injection"))]
             panic_on_poll: None,
+            #[cfg(any(test, feature = "fault-injection"))]
+            panic_on_add: false,
         }
     }
 
@@ -812,6 +819,10 @@ impl Sfu {
             room: room.clone(),
             participant: participant.clone(),
         };
+        #[cfg(any(test, feature = "fault-injection"))]
+        if std::mem::take(&mut self.panic_on_add) {
+            panic!("injected fault: a panic while adding a transport");
+        }
         let mut t = Transport::new(now, room.clone(), participant, publish, subscribe);
         t.set_options(options);
         let router = self.routers.entry(room).or_default();

@@ -404,16 +404,19 @@ impl World {
             garble_answers: 0,
             ignore_simulcast: false,
         });
-        self.sfu.handle_command(
-            self.now,
-            SfuCommand::AddTransport {
-                room: self.room.clone(),
-                participant: id.clone(),
-                publish,
-                subscribe: true,
-                options,
-            },
-        );
+        let (now, room, participant) = (self.now, self.room.clone(), id.clone());
+        self.work(|sfu| {
+            sfu.handle_command(
+                now,
+                SfuCommand::AddTransport {
+                    room,
+                    participant,
+                    publish,
+                    subscribe: true,
+                    options,
+                },
+            );
+        });
         id
     }
 
@@ -2082,4 +2085,42 @@ fn a_panic_no_room_can_be_blamed_for_replaces_the_core_and_every_participant_is_
     w.run(2000);
     assert!(frames(&w, &d, &e, MediaKind::Video).len() > 20);
     assert!(frames(&w, &e, &d, MediaKind::Video).len() > 20);
+}
+
+#[test]
+fn a_panic_while_adding_a_transport_tells_its_participant_though_the_core_never_held_them() {
+    let mut w = World::new();
+    w.expect_panics = true;
+    let a = w.join(0x11);
+    let room_a = w.room.clone();
+    w.room = RoomId::generate();
+    let b = w.join(0x21);
+    let c = w.join(0x22);
+    w.run(2000);
+    let now = w.now;
+    w.work(|sfu| sfu.handle_command(now, SfuCommand::InjectFault(Fault::PanicOnNextAdd)));
+    w.room = room_a.clone();
+    let late = w.join(0x12);
+    assert_eq!(
+        w.contained,
+        vec![Contained {
+            recovery: Recovery::Room { failed: 2 }
+        }]
+    );
+    assert!(w.sfu.transport(&late).is_none());
+    for c in &mut w.clients {
+        if c.id == a || c.id == late {
+            c.blocked = true;
+        }
+    }
+    let before = frames(&w, &b, &c, MediaKind::Video).len();
+    w.run(1000);
+    // The room waiting for the late joiner's offer hears of a failure instead, and so does
+    // the one already there; the other room keeps its media.
+    let mut told = failed(&w);
+    told.sort();
+    let mut expected = vec![(room_a.clone(), a), (room_a, late)];
+    expected.sort();
+    assert_eq!(told, expected);
+    assert!(frames(&w, &b, &c, MediaKind::Video).len() > before + 20);
 }
