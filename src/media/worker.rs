@@ -7,11 +7,11 @@
 //! participant on it told their media failed), never the thread, its socket, its command queue
 //! or the other rooms; the rest of a batch of datagrams goes on. Why that granularity is
 //! sound is in `sfu/containment.rs`. Each contained panic is counted ([`PanicCounts`],
-//! `huizhen_media_worker_panics_total`) and logged with the worker's index and what it cost,
-//! never the panic's message (it may quote an address or SDP); the message goes to the
-//! process's panic hook as before. The worker's own code (socket calls, the outbox, the
-//! ICE-TCP table) is outside this: it parses nothing a peer sends (ICE-TCP framing runs in
-//! each connection's own task, where a panic ends that task only).
+//! `huizhen_media_worker_panics_total`) and logged (at most once a second) with the worker's
+//! index and what it cost, never the panic's message (it may quote an address or SDP); the
+//! message goes to the process's panic hook as before. The worker's own code (socket calls,
+//! the outbox, the ICE-TCP table) is outside this: it parses nothing a peer sends (ICE-TCP
+//! framing runs in each connection's own task, where a panic ends that task only).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -153,7 +153,7 @@ struct Worker {
     tcp: TcpConns,
     tcp_in: mpsc::Receiver<Inbound>,
     tcp_stats: Arc<TcpStats>,
-    panics: PanicCounts,
+    panics: Panics,
 }
 
 impl Worker {
@@ -168,7 +168,7 @@ impl Worker {
         let (tcp, tcp_in) = TcpConns::new(tcp_limits, tcp_stats.clone());
         Self {
             index,
-            panics: PanicCounts::default(),
+            panics: Panics::default(),
             tcp,
             tcp_in,
             tcp_stats,
@@ -236,7 +236,7 @@ impl Worker {
                                     .sfu
                                     .contained(|sfu| sfu.handle_receive(now, source, contents));
                                 if let Err(c) = done {
-                                    note_panic(&mut self.panics, self.index, c);
+                                    self.panics.note(Instant::now(), self.index, c);
                                 }
                             }
                         }
@@ -285,7 +285,7 @@ impl Worker {
                     send_errors: self.send_errors,
                     cpu_seconds: thread_cpu_seconds(),
                     tcp_connections: self.tcp.len(),
-                    panics: self.panics,
+                    panics: self.panics.counts,
                 });
             }
         }
@@ -330,7 +330,7 @@ impl Worker {
                 Ok(Some(t)) => t,
                 Ok(None) => break,
                 Err(c) => {
-                    note_panic(&mut self.panics, self.index, c);
+                    self.panics.note(Instant::now(), self.index, c);
                     continue;
                 }
             };
@@ -355,7 +355,7 @@ impl Worker {
             match self.sfu.contained(Sfu::poll_event) {
                 Ok(Some(event)) => self.rooms.deliver(event),
                 Ok(None) => break,
-                Err(c) => note_panic(&mut self.panics, self.index, c),
+                Err(c) => self.panics.note(Instant::now(), self.index, c),
             }
         }
     }
@@ -365,32 +365,93 @@ impl Worker {
         match done {
             Ok(r) => Some(r),
             Err(c) => {
-                note_panic(&mut self.panics, self.index, c);
+                self.panics.note(Instant::now(), self.index, c);
                 None
             }
         }
     }
 }
 
-/// Counts and logs a contained panic: which worker, how the core recovered and how many
-/// participants were told their media failed. Nothing of the input or the panic's message
-/// (which may quote an address or SDP).
-fn note_panic(panics: &mut PanicCounts, worker: u8, c: Contained) {
-    match c.recovery {
-        Recovery::Nothing => panics.nothing += 1,
-        Recovery::Room { .. } => panics.room += 1,
-        Recovery::Worker { .. } => panics.worker += 1,
+/// Panics contained in this worker: counted, and logged at most once per [`PANIC_LOG_EVERY`]
+/// (a peer that finds a way to make the core panic on every datagram must not flood the
+/// logs; the counter still sees every one).
+#[derive(Debug, Default)]
+struct Panics {
+    counts: PanicCounts,
+    logged: Option<Instant>,
+    /// Panics since the last one logged.
+    unlogged: u64,
+}
+
+const PANIC_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl Panics {
+    /// Counts and logs a contained panic: which worker, how the core recovered and how many
+    /// participants were told their media failed. Nothing of the input or the panic's message
+    /// (which may quote an address or SDP).
+    fn note(&mut self, now: Instant, worker: u8, c: Contained) {
+        match c.recovery {
+            Recovery::Nothing => self.counts.nothing += 1,
+            Recovery::Room { .. } => self.counts.room += 1,
+            Recovery::Worker { .. } => self.counts.worker += 1,
+        }
+        self.counts.participants_failed += c.recovery.failed() as u64;
+        if self
+            .logged
+            .is_some_and(|at| now.duration_since(at) < PANIC_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::error!(
+            worker,
+            recovery = c.recovery.as_str(),
+            participants_failed = c.recovery.failed(),
+            not_logged_before = self.unlogged,
+            "a panic in the media core was contained; the worker goes on"
+        );
+        self.logged = Some(now);
+        self.unlogged = 0;
     }
-    panics.participants_failed += c.recovery.failed() as u64;
-    tracing::error!(
-        worker,
-        recovery = c.recovery.as_str(),
-        participants_failed = c.recovery.failed(),
-        "a panic in the media core was contained; the worker goes on"
-    );
 }
 
 /// CPU time of the calling thread. Lets benchmarks compute work per core.
 fn thread_cpu_seconds() -> f64 {
     super::cpu_seconds("/proc/thread-self/stat")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_panic_is_counted_and_at_most_one_a_second_logged() {
+        let mut p = Panics::default();
+        let t0 = Instant::now();
+        let room = Contained {
+            recovery: Recovery::Room { failed: 2 },
+        };
+        let nothing = Contained {
+            recovery: Recovery::Nothing,
+        };
+        p.note(t0, 0, room);
+        for i in 1..=5 {
+            p.note(t0 + Duration::from_millis(100 * i), 0, nothing);
+        }
+        assert_eq!(p.unlogged, 5);
+        assert_eq!(p.logged, Some(t0));
+        p.note(t0 + PANIC_LOG_EVERY, 0, room);
+        assert_eq!(p.unlogged, 0);
+        assert_eq!(p.logged, Some(t0 + PANIC_LOG_EVERY));
+        assert_eq!(
+            p.counts,
+            PanicCounts {
+                nothing: 5,
+                room: 2,
+                worker: 0,
+                participants_failed: 4,
+            }
+        );
+        assert_eq!(p.counts.total(), 7);
+    }
 }
