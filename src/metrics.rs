@@ -166,6 +166,24 @@ impl FrameDirection {
     }
 }
 
+/// How a media worker's core recovered from a contained panic (`sfu::Recovery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PanicRecovery {
+    Nothing,
+    Room,
+    Worker,
+}
+
+impl PanicRecovery {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Nothing => "nothing",
+            Self::Room => "room",
+            Self::Worker => "worker",
+        }
+    }
+}
+
 /// Which way media went, seen from the server: `ingress` from a participant to the server
 /// (their upload), `egress` from the server to a participant (their download).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,6 +226,7 @@ impl VideoLayer {
 }
 
 label_value!(
+    PanicRecovery,
     DropReason,
     KeyframeDirection,
     FrameDirection,
@@ -231,6 +250,12 @@ struct LossLabels {
 struct DropLabels {
     worker: usize,
     reason: DropReason,
+}
+
+#[derive(Debug, EncodeLabelSet)]
+struct PanicLabels {
+    worker: usize,
+    recovery: PanicRecovery,
 }
 
 #[derive(Debug, EncodeLabelSet)]
@@ -498,7 +523,7 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
     for (name, help, value) in gauges {
         r.register(name, help, per_worker(workers, |s| size(value(s))));
     }
-    let counters: [WorkerSeries; 8] = [
+    let counters: [WorkerSeries; 9] = [
         ("huizhen_media_packets_in", "RTP packets received", |s| {
             s.sfu.rtp_in
         }),
@@ -536,6 +561,12 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
             "Times the layer a subscriber is sent of a video changed (pausing and resuming \
              included)",
             |s| s.sfu.layer_switches,
+        ),
+        (
+            "huizhen_media_worker_panic_failures",
+            "Participants told their media failed because a panic was contained in their \
+             worker's core",
+            |s| s.panics.participants_failed,
         ),
     ];
     for (name, help, value) in counters {
@@ -593,6 +624,24 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
         "huizhen_media_dropped",
         "Packets not forwarded to a subscriber, by reason",
         Series(dropped),
+    );
+    let mut panics = Vec::with_capacity(workers.len() * 3);
+    for (WorkerLabels { worker }, s) in workers {
+        let worker = *worker;
+        for (recovery, n) in [
+            (PanicRecovery::Nothing, s.panics.nothing),
+            (PanicRecovery::Room, s.panics.room),
+            (PanicRecovery::Worker, s.panics.worker),
+        ] {
+            panics.push((PanicLabels { worker, recovery }, ConstCounter::new(n)));
+        }
+    }
+    r.register(
+        "huizhen_media_worker_panics",
+        "Panics contained in a media worker's core, by what it cost: nothing but the input, the \
+         room being worked for (its participants rejoin), or the whole core (every participant \
+         on the worker rejoins)",
+        Series(panics),
     );
     r.register_with_unit(
         "huizhen_media_turn",

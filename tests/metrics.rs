@@ -16,9 +16,10 @@ const CONNECT: Duration = Duration::from_secs(20);
 const MEDIA: Duration = Duration::from_secs(30);
 
 /// Every label the server may put on a series: each takes its values from a closed set (a cap,
-/// a deadline, an error code, a worker's index, a reason, a direction) or is a bucket's bound.
-/// A participant, a room, an address or a name is never one.
-const LABELS: [&str; 8] = [
+/// a deadline, an error code, a worker's index, a reason, a direction, how a worker recovered
+/// from a panic) or is a bucket's bound. A participant, a room, an address or a name is never
+/// one.
+const LABELS: [&str; 9] = [
     "cap",
     "deadline",
     "code",
@@ -26,6 +27,7 @@ const LABELS: [&str; 8] = [
     "reason",
     "direction",
     "layer",
+    "recovery",
     "le",
 ];
 
@@ -303,6 +305,8 @@ async fn the_exposition_is_openmetrics_and_moves_with_a_join() {
         ("huizhen_media_keyframe_requests", "counter"),
         ("huizhen_media_video_consumers", "gauge"),
         ("huizhen_media_video_layer_switches", "counter"),
+        ("huizhen_media_worker_panics", "counter"),
+        ("huizhen_media_worker_panic_failures", "counter"),
     ] {
         assert_eq!(before.type_of(family), kind, "{family}");
     }
@@ -320,6 +324,14 @@ async fn the_exposition_is_openmetrics_and_moves_with_a_join() {
         before.get("huizhen_media_video_consumers{worker=\"0\",layer=\"paused\"}"),
         0.0
     );
+    for recovery in ["nothing", "room", "worker"] {
+        assert_eq!(
+            before.get(&format!(
+                "huizhen_media_worker_panics_total{{worker=\"0\",recovery=\"{recovery}\"}}"
+            )),
+            0.0
+        );
+    }
 
     // A patient joins (by name), and sends one message the server refuses.
     let room = s.create_room("Dermatology review").await;

@@ -15,6 +15,10 @@
 //! ICE-TCP (`tcp/`), for participants whose network lets no UDP through, is one TCP port for
 //! every worker: a connection's first STUN request names the worker whose peer connection it
 //! is for, and the listener hands it to that worker's thread.
+//!
+//! A panic in a worker's media core is contained (`worker.rs`, `sfu/containment.rs`): it
+//! costs the room the core was working for, and the thread, its socket and its command queue
+//! live on.
 
 mod cpu;
 mod outbox;
@@ -36,7 +40,7 @@ use crate::sfu::{LocalAddrs, SfuCommand, SfuEvent};
 use tcp::{TcpLimits, TcpStats};
 
 pub use cpu::cpu_seconds;
-pub use worker::{TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
+pub use worker::{PanicCounts, TURN_BUCKETS_MICROS, TurnHistogram, WorkerStats};
 // The worker's socket and batched I/O, public so that `loadtests/` measures the limit (a bare
 // relay with no WebRTC) through the same system calls and buffers as the server.
 pub use recv::{DATAGRAM_MAX, RECV_BATCH, RecvBatch};

@@ -1,5 +1,17 @@
 //! One media worker: a thread, a current-thread tokio runtime, one socket, one `Sfu`, and the
 //! ICE-TCP connections of its peers (`tcp::TcpConns`).
+//!
+//! Every call into the `Sfu` is one unit of work run through [`Sfu::contained`]: a datagram,
+//! an ICE-TCP frame, a room's command, a timer turn, one poll for output. A panic in one costs
+//! the room it was working for (or, when no room can be blamed, the core is replaced and every
+//! participant on it told their media failed), never the thread, its socket, its command queue
+//! or the other rooms; the rest of a batch of datagrams goes on. Why that granularity is
+//! sound is in `sfu/containment.rs`. Each contained panic is counted ([`PanicCounts`],
+//! `huizhen_media_worker_panics_total`) and logged (at most once a second) with the worker's
+//! index and what it cost, never the panic's message (it may quote an address or SDP); the
+//! message goes to the process's panic hook as before. The worker's own code (socket calls,
+//! the outbox, the ICE-TCP table) is outside this: it parses nothing a peer sends (ICE-TCP
+//! framing runs in each connection's own task, where a panic ends that task only).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +27,7 @@ use super::recv::RecvBatch;
 use super::send::{SEND_BATCH, SendBatch};
 use super::tcp::{self, CloseReason, Inbound, TcpConns, TcpLimits, TcpStats};
 use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
-use crate::sfu::{LocalAddrs, Sfu, SfuStats};
+use crate::sfu::{Contained, LocalAddrs, Recovery, Sfu, SfuStats};
 
 /// Wake at least this often even with no timer due.
 const MAX_IDLE: Duration = Duration::from_millis(500);
@@ -47,6 +59,25 @@ impl TurnHistogram {
     }
 }
 
+/// Panics contained in a worker's media core, by how the core recovered (`sfu::Recovery`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PanicCounts {
+    /// Nothing was half written: only the input was lost.
+    pub nothing: u64,
+    /// The room being worked for lost its transports on this worker.
+    pub room: u64,
+    /// The core was replaced: every room on the worker lost its transports.
+    pub worker: u64,
+    /// Participants told their media failed because of a panic.
+    pub participants_failed: u64,
+}
+
+impl PanicCounts {
+    pub fn total(&self) -> u64 {
+        self.nothing + self.room + self.worker
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerStats {
     pub sfu: SfuStats,
@@ -64,6 +95,7 @@ pub struct WorkerStats {
     pub cpu_seconds: f64,
     /// ICE-TCP connections this worker holds.
     pub tcp_connections: usize,
+    pub panics: PanicCounts,
 }
 
 pub(super) fn spawn(
@@ -84,7 +116,11 @@ pub(super) fn spawn(
         .spawn(move || {
             runtime.block_on(async move {
                 match UdpSocket::from_std(socket) {
-                    Ok(socket) => Worker::new(sfu, socket, rx, tcp, tcp_stats).run().await,
+                    Ok(socket) => {
+                        Worker::new(index, sfu, socket, rx, tcp, tcp_stats)
+                            .run()
+                            .await;
+                    }
                     Err(e) => tracing::error!(error = %e, "media socket unusable"),
                 }
             })
@@ -100,6 +136,7 @@ pub(super) fn spawn(
 }
 
 struct Worker {
+    index: u8,
     sfu: Sfu,
     socket: UdpSocket,
     commands: mpsc::Receiver<WorkerMsg>,
@@ -116,10 +153,12 @@ struct Worker {
     tcp: TcpConns,
     tcp_in: mpsc::Receiver<Inbound>,
     tcp_stats: Arc<TcpStats>,
+    panics: Panics,
 }
 
 impl Worker {
     fn new(
+        index: u8,
         sfu: Sfu,
         socket: UdpSocket,
         commands: mpsc::Receiver<WorkerMsg>,
@@ -128,6 +167,8 @@ impl Worker {
     ) -> Self {
         let (tcp, tcp_in) = TcpConns::new(tcp_limits, tcp_stats.clone());
         Self {
+            index,
+            panics: Panics::default(),
             tcp,
             tcp_in,
             tcp_stats,
@@ -152,7 +193,8 @@ impl Worker {
             } else {
                 now + MAX_IDLE
             };
-            let deadline = self.sfu.next_timeout().unwrap_or(latest).min(latest);
+            let next = self.sfu.contained(Sfu::next_timeout);
+            let deadline = self.contain(next).flatten().unwrap_or(latest).min(latest);
             tokio::select! {
                 biased;
                 msg = self.commands.recv() => {
@@ -162,7 +204,8 @@ impl Worker {
                     };
                     if matches!(msg, WorkerMsg::Stop) {
                         // What the last leaves queued (DTLS close alerts) goes out first.
-                        self.sfu.handle_timeout(Instant::now());
+                        let done = self.sfu.contained(|sfu| sfu.handle_timeout(Instant::now()));
+                        self.contain(done);
                         self.flush().await;
                         self.tcp.close_all().await;
                         return;
@@ -188,7 +231,13 @@ impl Worker {
                             let now = Instant::now();
                             received = Some(now);
                             for (contents, source) in self.incoming.datagrams() {
-                                self.sfu.handle_receive(now, source, contents);
+                                // One datagram at a time: a panic loses it, not the batch.
+                                let done = self
+                                    .sfu
+                                    .contained(|sfu| sfu.handle_receive(now, source, contents));
+                                if let Err(c) = done {
+                                    self.panics.note(Instant::now(), self.index, c);
+                                }
                             }
                         }
                         // ICMP port unreachable from a peer that went away shows up here on
@@ -197,7 +246,8 @@ impl Worker {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.sfu.handle_timeout(Instant::now());
+                    let done = self.sfu.contained(|sfu| sfu.handle_timeout(Instant::now()));
+                    self.contain(done);
                 }
             }
             self.flush().await;
@@ -211,7 +261,12 @@ impl Worker {
         match msg {
             WorkerMsg::OpenRoom { room, events } => self.rooms.open(room, events),
             WorkerMsg::CloseRoom { room } => self.rooms.close(&room),
-            WorkerMsg::Sfu(cmd) => self.sfu.handle_command(Instant::now(), cmd),
+            WorkerMsg::Sfu(cmd) => {
+                let done = self
+                    .sfu
+                    .contained(|sfu| sfu.handle_command(Instant::now(), cmd));
+                self.contain(done);
+            }
             WorkerMsg::Tcp(accepted) => {
                 if let Some(first) = self.tcp.adopt(accepted) {
                     self.on_tcp(Instant::now(), first);
@@ -219,8 +274,9 @@ impl Worker {
             }
             WorkerMsg::Stop => {}
             WorkerMsg::Stats(reply) => {
+                let sfu = self.sfu.contained(|sfu| sfu.stats());
                 let _ = reply.send(WorkerStats {
-                    sfu: self.sfu.stats(),
+                    sfu: self.contain(sfu).unwrap_or_default(),
                     turns: self.turns,
                     rooms: self.rooms.rooms(),
                     events_deferred: self.rooms.deferred,
@@ -229,6 +285,7 @@ impl Worker {
                     send_errors: self.send_errors,
                     cpu_seconds: thread_cpu_seconds(),
                     tcp_connections: self.tcp.len(),
+                    panics: self.panics.counts,
                 });
             }
         }
@@ -245,21 +302,38 @@ impl Worker {
                 // A connection carries one peer connection: a frame nobody takes means it is
                 // gone, or this is a stranger's connection (its first frame named no
                 // transport of ours, or failed the STUN integrity check).
-                if !self.sfu.handle_receive_tcp(now, peer, &data) {
+                // A frame whose handling panicked keeps its connection: if its transport was
+                // dropped, the next frame finds nobody and closes it.
+                let taken = self
+                    .sfu
+                    .contained(|sfu| sfu.handle_receive_tcp(now, peer, &data));
+                if self.contain(taken) == Some(false) {
                     self.tcp.close(peer, CloseReason::Unrouted);
-                    self.sfu.tcp_closed(peer);
+                    let done = self.sfu.contained(|sfu| sfu.tcp_closed(peer));
+                    self.contain(done);
                 }
             }
             Inbound::Closed { peer, reason, .. } => {
                 self.tcp.close(peer, reason);
-                self.sfu.tcp_closed(peer);
+                let done = self.sfu.contained(|sfu| sfu.tcp_closed(peer));
+                self.contain(done);
             }
         }
     }
 
     async fn flush(&mut self) {
-        // Everything this turn produced, handed to the kernel in batches.
-        while let Some(t) = self.sfu.poll_transmit() {
+        // Everything this turn produced, handed to the kernel in batches. A poll that panics
+        // is contained and the rest is polled: each containment drops at least one room, or
+        // the whole core, so this ends.
+        loop {
+            let t = match self.sfu.contained(Sfu::poll_transmit) {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(c) => {
+                    self.panics.note(Instant::now(), self.index, c);
+                    continue;
+                }
+            };
             if t.proto != Protocol::Udp {
                 self.tcp.send(t.destination, t.contents.into());
                 continue;
@@ -277,13 +351,107 @@ impl Worker {
         // Never block the media thread on a slow room task, and never lose an event that
         // changes state: what waited goes first, what does not fit waits (`outbox`).
         self.rooms.retry();
-        while let Some(event) = self.sfu.poll_event() {
-            self.rooms.deliver(event);
+        loop {
+            match self.sfu.contained(Sfu::poll_event) {
+                Ok(Some(event)) => self.rooms.deliver(event),
+                Ok(None) => break,
+                Err(c) => self.panics.note(Instant::now(), self.index, c),
+            }
         }
+    }
+
+    /// The outcome of a contained unit of work: its result, or None after counting the panic.
+    fn contain<R>(&mut self, done: Result<R, Contained>) -> Option<R> {
+        match done {
+            Ok(r) => Some(r),
+            Err(c) => {
+                self.panics.note(Instant::now(), self.index, c);
+                None
+            }
+        }
+    }
+}
+
+/// Panics contained in this worker: counted, and logged at most once per [`PANIC_LOG_EVERY`]
+/// (a peer that finds a way to make the core panic on every datagram must not flood the
+/// logs; the counter still sees every one).
+#[derive(Debug, Default)]
+struct Panics {
+    counts: PanicCounts,
+    logged: Option<Instant>,
+    /// Panics since the last one logged.
+    unlogged: u64,
+}
+
+const PANIC_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl Panics {
+    /// Counts and logs a contained panic: which worker, how the core recovered and how many
+    /// participants were told their media failed. Nothing of the input or the panic's message
+    /// (which may quote an address or SDP).
+    fn note(&mut self, now: Instant, worker: u8, c: Contained) {
+        match c.recovery {
+            Recovery::Nothing => self.counts.nothing += 1,
+            Recovery::Room { .. } => self.counts.room += 1,
+            Recovery::Worker { .. } => self.counts.worker += 1,
+        }
+        self.counts.participants_failed += c.recovery.failed() as u64;
+        if self
+            .logged
+            .is_some_and(|at| now.duration_since(at) < PANIC_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::error!(
+            worker,
+            recovery = c.recovery.as_str(),
+            participants_failed = c.recovery.failed(),
+            not_logged_before = self.unlogged,
+            "a panic in the media core was contained; the worker goes on"
+        );
+        self.logged = Some(now);
+        self.unlogged = 0;
     }
 }
 
 /// CPU time of the calling thread. Lets benchmarks compute work per core.
 fn thread_cpu_seconds() -> f64 {
     super::cpu_seconds("/proc/thread-self/stat")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_panic_is_counted_and_at_most_one_a_second_logged() {
+        let mut p = Panics::default();
+        let t0 = Instant::now();
+        let room = Contained {
+            recovery: Recovery::Room { failed: 2 },
+        };
+        let nothing = Contained {
+            recovery: Recovery::Nothing,
+        };
+        p.note(t0, 0, room);
+        for i in 1..=5 {
+            p.note(t0 + Duration::from_millis(100 * i), 0, nothing);
+        }
+        assert_eq!(p.unlogged, 5);
+        assert_eq!(p.logged, Some(t0));
+        p.note(t0 + PANIC_LOG_EVERY, 0, room);
+        assert_eq!(p.unlogged, 0);
+        assert_eq!(p.logged, Some(t0 + PANIC_LOG_EVERY));
+        assert_eq!(
+            p.counts,
+            PanicCounts {
+                nothing: 5,
+                room: 2,
+                worker: 0,
+                participants_failed: 4,
+            }
+        );
+        assert_eq!(p.counts.total(), 7);
+    }
 }

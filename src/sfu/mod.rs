@@ -18,6 +18,7 @@
 //! It decides nothing about permissions: rooms say who may publish and subscribe.
 
 mod allocator;
+mod containment;
 mod dtls;
 mod forwarder;
 mod keyframe;
@@ -44,6 +45,10 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
 use crate::domain::ids::{ParticipantId, RoomId};
+#[cfg(any(test, feature = "fault-injection"))]
+pub use containment::Fault;
+use containment::Scope;
+pub use containment::{Contained, Recovery};
 pub use dtls::crypto_provider;
 // For the fuzz targets (`crate::fuzz`).
 pub use allocator::Reason as QualityReason;
@@ -199,6 +204,9 @@ pub enum SfuCommand {
     RestartIce {
         participant: ParticipantId,
     },
+    /// A fault to exercise panic containment (`containment.rs`). Compiled only for tests.
+    #[cfg(any(test, feature = "fault-injection"))]
+    InjectFault(Fault),
 }
 
 /// What the media core tells rooms.
@@ -353,6 +361,14 @@ pub struct Sfu {
     now: Instant,
     /// Reused for each poll's events.
     scratch_events: Vec<Event>,
+    /// What the work in progress may half write, should it panic (`containment.rs`).
+    scope: Scope,
+    /// A transport to panic at its next poll ([`Fault::PanicOnPoll`]).
+    #[cfg(any(test, feature = "fault-injection"))]
+    panic_on_poll: Option<TransportKey>,
+    /// The next transport added panics ([`Fault::PanicOnNextAdd`]).
+    #[cfg(any(test, feature = "fault-injection"))]
+    panic_on_add: bool,
 }
 
 impl Sfu {
@@ -410,6 +426,40 @@ impl Sfu {
             stats: SfuStats::default(),
             now,
             scratch_events: Vec::new(),
+            scope: Scope::Clean,
+            #[cfg(any(test, feature = "fault-injection"))]
+            panic_on_poll: None,
+            #[cfg(any(test, feature = "fault-injection"))]
+            panic_on_add: false,
+        }
+    }
+
+    /// An empty core with `old`'s addresses, certificate, counters and clock: what replaces a
+    /// core that can no longer be trusted (`containment.rs`).
+    fn fresh_like(old: &Sfu) -> Self {
+        Self {
+            worker: old.worker,
+            tcp_local_addr: old.tcp_local_addr,
+            by_tcp_addr: FastMap::default(),
+            dtls_cert: old.dtls_cert.clone(),
+            local_addr: old.local_addr,
+            candidates: old.candidates.clone(),
+            transports: Transports::default(),
+            routers: FastMap::default(),
+            by_addr: FastMap::default(),
+            by_ufrag: FastMap::default(),
+            dirty: Vec::new(),
+            timers: Timers::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: old.stats,
+            now: old.now,
+            scratch_events: Vec::new(),
+            scope: Scope::Clean,
+            #[cfg(any(test, feature = "fault-injection"))]
+            panic_on_poll: None,
+            #[cfg(any(test, feature = "fault-injection"))]
+            panic_on_add: false,
         }
     }
 
@@ -473,6 +523,7 @@ impl Sfu {
         if !self.dirty.is_empty() {
             self.drive(self.now);
         }
+        self.scope = Scope::Clean;
         self.transmits.pop_front()
     }
 
@@ -480,24 +531,33 @@ impl Sfu {
         if !self.dirty.is_empty() {
             self.drive(self.now);
         }
+        self.scope = Scope::Clean;
         self.events.pop_front()
     }
 
     /// When [`Sfu::handle_timeout`] is next due: a str0m timer, or a connectivity deadline.
     /// None while no transport has a peer connection.
     pub fn next_timeout(&mut self) -> Option<Instant> {
+        self.scope = Scope::Worker;
+        let mut next = None;
         // Stale entries on top would wake the worker for nothing: drop them first.
         while let Some((at, key)) = self.timers.peek() {
             match self.transports.get(key) {
-                Some(t) if t.scheduled == Some(at) => return Some(at),
+                Some(t) if t.scheduled == Some(at) => {
+                    next = Some(at);
+                    break;
+                }
                 _ => self.timers.pop(),
             }
         }
-        None
+        self.scope = Scope::Clean;
+        next
     }
 
     pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
         self.now = now;
+        // Narrowed to the participant's transport once it is looked up (`key_for`).
+        self.scope = Scope::Worker;
         match cmd {
             SfuCommand::AddTransport {
                 room,
@@ -519,17 +579,17 @@ impl Sfu {
                 offer_id,
                 answer,
             } => {
-                if let Some(key) = self.transports.key_of(&participant) {
+                if let Some(key) = self.key_for(&participant) {
                     self.answer(now, key, offer_id, answer);
                 }
             }
             SfuCommand::RemoveTransport { participant } => {
-                if let Some(key) = self.transports.key_of(&participant) {
+                if let Some(key) = self.key_for(&participant) {
                     self.remove_transport(key);
                 }
             }
             SfuCommand::StartScreen { participant } => {
-                if let Some(key) = self.transports.key_of(&participant)
+                if let Some(key) = self.key_for(&participant)
                     && let Some(t) = self.transports.get_mut(key)
                     && t.start_screen()
                 {
@@ -537,7 +597,7 @@ impl Sfu {
                 }
             }
             SfuCommand::StopScreen { participant } => {
-                if let Some(key) = self.transports.key_of(&participant) {
+                if let Some(key) = self.key_for(&participant) {
                     self.stop_screen(key);
                 }
             }
@@ -545,7 +605,7 @@ impl Sfu {
                 participant,
                 publish,
             } => {
-                if let Some(key) = self.transports.key_of(&participant) {
+                if let Some(key) = self.key_for(&participant) {
                     self.set_publish(key, publish);
                 }
             }
@@ -553,21 +613,30 @@ impl Sfu {
                 participant,
                 blocked,
             } => {
-                if let Some(t) = self
-                    .transports
-                    .key_of(&participant)
-                    .and_then(|key| self.transports.get_mut(key))
+                if let Some(key) = self.key_for(&participant)
+                    && let Some(t) = self.transports.get_mut(key)
                 {
                     t.blocked = blocked;
                 }
             }
             SfuCommand::RestartIce { participant } => self.restart_ice(participant),
+            #[cfg(any(test, feature = "fault-injection"))]
+            SfuCommand::InjectFault(fault) => self.inject(fault),
         }
         self.drive(now);
+        self.scope = Scope::Clean;
+    }
+
+    /// The participant's transport, if any, and from now on the scope of the work: a command
+    /// naming a participant is work for their transport.
+    fn key_for(&mut self, participant: &ParticipantId) -> Option<TransportKey> {
+        let key = self.transports.key_of(participant)?;
+        self.scope = Scope::Transport(key);
+        Some(key)
     }
 
     fn restart_ice(&mut self, participant: ParticipantId) {
-        let Some(key) = self.transports.key_of(&participant) else {
+        let Some(key) = self.key_for(&participant) else {
             return;
         };
         let Some(t) = self.transports.get_mut(key) else {
@@ -596,10 +665,15 @@ impl Sfu {
     /// Forgets an ICE-TCP connection that closed: a new one from the same address and port
     /// must be routed by its STUN request again.
     pub fn tcp_closed(&mut self, source: SocketAddr) {
+        self.scope = Scope::Worker;
         self.by_tcp_addr.remove(&source);
+        self.scope = Scope::Clean;
     }
 
     fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
+        // Until an owner is found, routing only reads (a stranger's datagram that makes a
+        // parser panic costs nothing but itself).
+        self.scope = Scope::Clean;
         self.stats.datagrams_in += 1;
         let local = match proto {
             Protocol::Udp => self.local_addr,
@@ -634,6 +708,7 @@ impl Sfu {
                             .is_some_and(|rtc| rtc.accepts(&input))
                     });
                 if let Some(key) = found {
+                    self.scope = Scope::Transport(key);
                     by_addr.insert(source, key);
                 }
                 found
@@ -643,10 +718,13 @@ impl Sfu {
             self.stats.datagrams_unrouted += 1;
             return false;
         };
+        self.scope = Scope::Transport(key);
         let Some(t) = self.transports.get_mut(key) else {
+            self.scope = Scope::Clean;
             return false;
         };
         let Some(rtc) = t.rtc_mut() else {
+            self.scope = Scope::Clean;
             return false;
         };
         if let Err(e) = rtc.handle_input(input) {
@@ -657,12 +735,14 @@ impl Sfu {
         // subscribers it wrote to wait for `poll_transmit`, so a batch of datagrams costs each
         // subscriber one poll.
         self.poll_one(now, key);
+        self.scope = Scope::Clean;
         true
     }
 
     /// Advances every transport whose deadline has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        self.scope = Scope::Worker;
         let mut due = Vec::new();
         while let Some((at, key)) = self.timers.pop_due(now) {
             if let Some(t) = self.transports.get_mut(key)
@@ -673,6 +753,7 @@ impl Sfu {
             }
         }
         for key in due {
+            self.scope = Scope::Transport(key);
             let Some(t) = self.transports.get_mut(key) else {
                 continue;
             };
@@ -719,6 +800,7 @@ impl Sfu {
             }
         }
         self.drive(now);
+        self.scope = Scope::Clean;
     }
 
     fn add_transport(
@@ -732,6 +814,14 @@ impl Sfu {
     ) {
         if self.transports.key_of(&participant).is_some() {
             return;
+        }
+        self.scope = Scope::Room {
+            room: room.clone(),
+            participant: participant.clone(),
+        };
+        #[cfg(any(test, feature = "fault-injection"))]
+        if std::mem::take(&mut self.panic_on_add) {
+            panic!("injected fault: a panic while adding a transport");
         }
         let mut t = Transport::new(now, room.clone(), participant, publish, subscribe);
         t.set_options(options);
@@ -763,7 +853,7 @@ impl Sfu {
         publisher: &ParticipantId,
         layer: Option<Layer>,
     ) {
-        let Some(key) = self.transports.key_of(subscriber) else {
+        let Some(key) = self.key_for(subscriber) else {
             return;
         };
         let Some(t) = self.transports.get_mut(key) else {
@@ -780,7 +870,7 @@ impl Sfu {
 
     /// See [`SfuCommand::VideoSizes`].
     fn video_sizes(&mut self, now: Instant, participant: &ParticipantId, sizes: &[VideoSize]) {
-        let Some(key) = self.transports.key_of(participant) else {
+        let Some(key) = self.key_for(participant) else {
             return;
         };
         let Some(t) = self.transports.get_mut(key) else {
@@ -962,6 +1052,11 @@ impl Sfu {
 
     fn remove_transport(&mut self, key: TransportKey) -> Option<(RoomId, ParticipantId)> {
         let mut t = self.transports.remove(key)?;
+        // Out of the table, the key names no room: the room and the participant do.
+        self.scope = Scope::Room {
+            room: t.room.clone(),
+            participant: t.id.clone(),
+        };
         if let Some(rtc) = t.rtc_mut() {
             rtc.disconnect();
         }
@@ -1156,6 +1251,7 @@ impl Sfu {
     /// subscriber written to by many packets of one batch is polled once for all of them.
     fn drive(&mut self, now: Instant) {
         while let Some(key) = self.dirty.pop() {
+            self.scope = Scope::Transport(key);
             if let Some(t) = self.transports.get_mut(key) {
                 t.dirty = false;
             }
@@ -1166,6 +1262,11 @@ impl Sfu {
     /// Drains one transport's output (datagrams to send, events to act on), then queues it at
     /// its next deadline.
     fn poll_one(&mut self, now: Instant, key: TransportKey) {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if self.panic_on_poll == Some(key) {
+            self.panic_on_poll = None;
+            panic!("injected fault: a panic while polling a transport");
+        }
         let Some(t) = self.transports.get_mut(key) else {
             return;
         };

@@ -101,6 +101,25 @@ impl Transports {
         self.by_id.len()
     }
 
+    /// Rebuilds the id index and the free list from the slots, which are the truth: after a
+    /// panic (`containment.rs`) an insert or removal may have been cut off between them.
+    pub fn repair(&mut self) {
+        self.by_id.clear();
+        self.free.clear();
+        for (index, slot) in self.slots.iter().enumerate() {
+            let key = TransportKey {
+                index: index as u32,
+                generation: slot.generation,
+            };
+            match &slot.transport {
+                Some(t) => {
+                    self.by_id.insert(t.id.clone(), key);
+                }
+                None => self.free.push(index as u32),
+            }
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (TransportKey, &Transport)> {
         self.slots.iter().enumerate().filter_map(|(index, slot)| {
             let key = TransportKey {

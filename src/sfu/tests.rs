@@ -207,6 +207,10 @@ struct World {
     rtp_mode_next: bool,
     /// A capped downlink: what the server sends this client passes a token bucket.
     downlink_cap: Option<(SocketAddr, TokenBucket)>,
+    /// Panics the core contained, in order. The world drives the core through
+    /// `Sfu::contained` as the worker does; a test that does not expect a panic fails on one.
+    contained: Vec<Contained>,
+    expect_panics: bool,
 }
 
 /// A link's bottleneck, as a token bucket in front of a bounded queue: datagrams leave at
@@ -285,6 +289,20 @@ impl World {
             nat: HashMap::new(),
             rtp_mode_next: false,
             downlink_cap: None,
+            contained: Vec::new(),
+            expect_panics: false,
+        }
+    }
+
+    /// Runs one unit of work on the core as the worker does, keeping what it contained.
+    fn work<R>(&mut self, work: impl FnOnce(&mut Sfu) -> R) -> Option<R> {
+        match self.sfu.contained(work) {
+            Ok(r) => Some(r),
+            Err(c) => {
+                assert!(self.expect_panics, "the core panicked: {c:?}");
+                self.contained.push(c);
+                None
+            }
         }
     }
 
@@ -386,16 +404,19 @@ impl World {
             garble_answers: 0,
             ignore_simulcast: false,
         });
-        self.sfu.handle_command(
-            self.now,
-            SfuCommand::AddTransport {
-                room: self.room.clone(),
-                participant: id.clone(),
-                publish,
-                subscribe: true,
-                options,
-            },
-        );
+        let (now, room, participant) = (self.now, self.room.clone(), id.clone());
+        self.work(|sfu| {
+            sfu.handle_command(
+                now,
+                SfuCommand::AddTransport {
+                    room,
+                    participant,
+                    publish,
+                    subscribe: true,
+                    options,
+                },
+            );
+        });
         id
     }
 
@@ -484,12 +505,19 @@ impl World {
                         continue;
                     }
                 }
-                self.sfu.handle_receive(self.now, from, &data);
+                let now = self.now;
+                self.work(|sfu| sfu.handle_receive(now, from, &data));
             }
-            self.sfu.handle_timeout(self.now);
+            let now = self.now;
+            self.work(|sfu| sfu.handle_timeout(now));
             // Server → clients (through the capped link where there is one).
             let mut arriving: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-            while let Some(t) = self.sfu.poll_transmit() {
+            loop {
+                let t = match self.work(Sfu::poll_transmit) {
+                    Some(Some(t)) => t,
+                    Some(None) => break,
+                    None => continue,
+                };
                 match &mut self.downlink_cap {
                     Some((capped, bucket)) if *capped == t.destination => {
                         bucket.push(t.contents.to_vec());
@@ -512,7 +540,12 @@ impl World {
                     moved = true;
                 }
             }
-            while let Some(ev) = self.sfu.poll_event() {
+            loop {
+                let ev = match self.work(Sfu::poll_event) {
+                    Some(Some(ev)) => ev,
+                    Some(None) => break,
+                    None => continue,
+                };
                 let SfuEvent::Offer {
                     participant, offer, ..
                 } = ev
@@ -556,14 +589,17 @@ impl World {
                         let answer = c.rtc.sdp_api().accept_offer(sdp).unwrap();
                         answer.to_sdp_string()
                     };
-                    self.sfu.handle_command(
-                        self.now,
-                        SfuCommand::Answer {
-                            participant,
-                            offer_id: offer.offer_id,
-                            answer: Answer::parse(&text),
-                        },
-                    );
+                    let now = self.now;
+                    self.work(|sfu| {
+                        sfu.handle_command(
+                            now,
+                            SfuCommand::Answer {
+                                participant,
+                                offer_id: offer.offer_id,
+                                answer: Answer::parse(&text),
+                            },
+                        );
+                    });
                     moved = true;
                 }
             }
@@ -1919,4 +1955,172 @@ fn a_throttled_subscriber_drops_to_q_then_audio_only_and_climbs_back() {
         told(&w, &strong).last(),
         Some(&(Some(Layer::FULL), QualityReason::Display))
     );
+}
+
+/// The participants told `Failed` so far, by room.
+fn failed(w: &World) -> Vec<(RoomId, ParticipantId)> {
+    w.events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::Failed {
+                room,
+                participant,
+                reason: FailReason::Lost,
+            } => Some((room.clone(), participant.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_panic_while_polling_one_transport_costs_its_room_and_no_other_on_the_worker() {
+    let mut w = World::new();
+    w.expect_panics = true;
+    let a1 = w.join(0x11);
+    let a2 = w.join(0x12);
+    let room_a = w.room.clone();
+    w.room = RoomId::generate();
+    let room_b = w.room.clone();
+    let b1 = w.join(0x21);
+    let b2 = w.join(0x22);
+    w.run(2000);
+    let b_before = (
+        frames(&w, &b1, &b2, MediaKind::Video).len(),
+        frames(&w, &b2, &b1, MediaKind::Video).len(),
+    );
+    assert!(b_before.0 > 20 && b_before.1 > 20, "{b_before:?}");
+
+    // The next datagram or timer of a1's transport panics (as the allocator's underflow did).
+    let (now, participant) = (w.now, a1.clone());
+    w.work(|sfu| {
+        sfu.handle_command(
+            now,
+            SfuCommand::InjectFault(Fault::PanicOnPoll { participant }),
+        );
+    });
+    w.run(200);
+    assert_eq!(
+        w.contained,
+        vec![Contained {
+            recovery: Recovery::Room { failed: 2 }
+        }]
+    );
+    // Both of room A are told (their room sends them to join again); nobody of room B is.
+    let mut told = failed(&w);
+    told.sort();
+    let mut expected = vec![(room_a.clone(), a1.clone()), (room_a.clone(), a2.clone())];
+    expected.sort();
+    assert_eq!(told, expected);
+    assert!(w.sfu.transport(&a1).is_none() && w.sfu.transport(&a2).is_none());
+    assert_eq!(w.sfu.transport_count(), 2);
+    assert!(w.sfu.transport(&b1).is_some_and(|t| t.room == room_b));
+    // Their browsers give up the peer connections (kept in the world, silent, so that the
+    // addresses the world hands out stay distinct).
+    for c in &mut w.clients {
+        if c.id == a1 || c.id == a2 {
+            c.blocked = true;
+        }
+    }
+
+    // Room B's media flows on both ways.
+    w.run(2000);
+    assert!(frames(&w, &b1, &b2, MediaKind::Video).len() > b_before.0 + 20);
+    assert!(frames(&w, &b2, &b1, MediaKind::Video).len() > b_before.1 + 20);
+
+    // Room A joins again on the same core, and its media flows.
+    w.room = room_a;
+    let a3 = w.join(0x13);
+    let a4 = w.join(0x14);
+    w.run(2000);
+    assert!(frames(&w, &a3, &a4, MediaKind::Video).len() > 20);
+    assert!(frames(&w, &a4, &a3, MediaKind::Video).len() > 20);
+    assert_eq!(w.contained.len(), 1, "one panic, contained once");
+
+    // Nothing of room A's first transports is left behind.
+    for id in [b1, b2, a3, a4] {
+        w.leave(&id);
+    }
+    w.run(100);
+    assert!(w.sfu.holds_nothing());
+}
+
+#[test]
+fn a_panic_no_room_can_be_blamed_for_replaces_the_core_and_every_participant_is_told() {
+    let mut w = World::new();
+    w.expect_panics = true;
+    let a = w.join(0x11);
+    w.room = RoomId::generate();
+    let b = w.join(0x21);
+    let c = w.join(0x22);
+    w.run(2000);
+    let rtp_in = w.sfu.stats().rtp_in;
+    assert!(rtp_in > 0);
+
+    let now = w.now;
+    let done = w.sfu.contained(|sfu| {
+        sfu.handle_command(now, SfuCommand::InjectFault(Fault::PanicInWorker));
+    });
+    assert_eq!(
+        done,
+        Err(Contained {
+            recovery: Recovery::Worker { failed: 3 }
+        })
+    );
+    assert!(w.sfu.holds_nothing());
+    // The counters go on (they are monotonic for the metrics).
+    assert!(w.sfu.stats().rtp_in >= rtp_in);
+    for c in &mut w.clients {
+        c.blocked = true;
+    }
+    w.run(10);
+    let mut told: Vec<ParticipantId> = failed(&w).into_iter().map(|(_, p)| p).collect();
+    told.sort();
+    let mut expected = vec![a, b, c];
+    expected.sort();
+    assert_eq!(told, expected);
+
+    // The fresh core takes new transports on the same addresses.
+    let d = w.join(0x31);
+    let e = w.join(0x32);
+    w.run(2000);
+    assert!(frames(&w, &d, &e, MediaKind::Video).len() > 20);
+    assert!(frames(&w, &e, &d, MediaKind::Video).len() > 20);
+}
+
+#[test]
+fn a_panic_while_adding_a_transport_tells_its_participant_though_the_core_never_held_them() {
+    let mut w = World::new();
+    w.expect_panics = true;
+    let a = w.join(0x11);
+    let room_a = w.room.clone();
+    w.room = RoomId::generate();
+    let b = w.join(0x21);
+    let c = w.join(0x22);
+    w.run(2000);
+    let now = w.now;
+    w.work(|sfu| sfu.handle_command(now, SfuCommand::InjectFault(Fault::PanicOnNextAdd)));
+    w.room = room_a.clone();
+    let late = w.join(0x12);
+    assert_eq!(
+        w.contained,
+        vec![Contained {
+            recovery: Recovery::Room { failed: 2 }
+        }]
+    );
+    assert!(w.sfu.transport(&late).is_none());
+    for c in &mut w.clients {
+        if c.id == a || c.id == late {
+            c.blocked = true;
+        }
+    }
+    let before = frames(&w, &b, &c, MediaKind::Video).len();
+    w.run(1000);
+    // The room waiting for the late joiner's offer hears of a failure instead, and so does
+    // the one already there; the other room keeps its media.
+    let mut told = failed(&w);
+    told.sort();
+    let mut expected = vec![(room_a.clone(), a), (room_a, late)];
+    expected.sort();
+    assert_eq!(told, expected);
+    assert!(frames(&w, &b, &c, MediaKind::Video).len() > before + 20);
 }
