@@ -134,6 +134,7 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref())?;
     huizhen::telemetry::init(&config.log);
+    huizhen::telemetry::install_panic_hook();
     // Every command may create the data directory, the database or keys: private from the
     // first file on (`huizhen user add` usually runs before the first `serve`).
     huizhen::storage::private::restrict_new_files();
