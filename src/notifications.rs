@@ -52,6 +52,9 @@ pub enum Event {
     /// The drafts of a consultation whose care team this account is on changed: one was
     /// written, edited or issued (the console reloads what is left to sign).
     DraftsChanged { room_id: RoomId },
+    /// A consultation whose care team this account is on moved to another time: the console
+    /// reloads its consultations and its day.
+    ConsultationRescheduled { room_id: RoomId },
     /// Who waits changed in a live consultation asked of this account's department (a request
     /// to the department or to one of its specialists): its queue is to be read again. Told to
     /// every doctor and specialist of the department, on the care team or not, so that anyone

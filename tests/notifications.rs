@@ -369,6 +369,29 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         .expect_quiet("a specialist not on the care team")
         .await;
 
+    // The consultation moves to another time: its care team's consoles reload it.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 86_400;
+    let (st, moved) = s
+        .api(
+            "PUT",
+            &format!("/api/v1/rooms/{drafting}/slot"),
+            None,
+            Some(json!({"start": start, "minutes": 20})),
+        )
+        .await;
+    assert_eq!(st, 200, "{moved}");
+    assert_eq!(
+        wang_console.expect("a consultation moved").await,
+        json!({"type": "consultation_rescheduled", "room_id": drafting})
+    );
+    b_console
+        .expect_quiet("a specialist not on the care team")
+        .await;
+
     // A bounded number of consoles per account.
     let mut more = Vec::new();
     for _ in 1..huizhen::notifications::MAX_SUBSCRIPTIONS_PER_ACCOUNT {

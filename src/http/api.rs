@@ -492,6 +492,12 @@ pub async fn reschedule_room(
         )
         .await;
     tracing::info!(room = %room.id, user = %who.0.id, "consultation rescheduled");
+    state.notifications.tell_care_team(
+        &room.id,
+        crate::notifications::Event::ConsultationRescheduled {
+            room_id: room.id.clone(),
+        },
+    );
     let room = state.db.room(&room.id).await?.ok_or(ApiError::NotFound)?;
     let role = state
         .db

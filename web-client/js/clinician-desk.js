@@ -101,6 +101,11 @@ export function startDesk(opts) {
           // sign is reloaded (the list is small, and its rules are the server's).
           void day.refresh();
           break;
+        case "consultation_rescheduled":
+          // One of my consultations moved: its card and my day show the new time.
+          reloadRooms();
+          void day.refresh();
+          break;
         case "department_queue_changed":
           // Someone arrived in or left a consultation asked of my department: its queue again.
           void day.readQueue();

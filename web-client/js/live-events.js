@@ -11,6 +11,7 @@
  *   {type: "referral_changed", referral_id: string, state: string} |
  *   {type: "patient_waiting", room_id: string, waiting: number, waiting_since: number | null} |
  *   {type: "drafts_changed", room_id: string} |
+ *   {type: "consultation_rescheduled", room_id: string} |
  *   {type: "department_queue_changed", department_id: string}} LiveEvent
  */
 
