@@ -123,10 +123,11 @@ async fn huddle_hold_and_remove() {
         .unwrap();
     assert_eq!(observer.received(&doctor.id(), "audio").packets, 0);
 
-    // A clinician whose connection drops does not end the huddle.
+    // A clinician whose connection drops does not end the huddle. (A second specialist: the
+    // doctor's own seat entering again would take over from the doctor's connection.)
     let reconnecting = SignalingClient::connect(&s.ws_url).await.unwrap();
     reconnecting
-        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .join(&s.invite(&room, "specialist").await, "", false, false)
         .await
         .unwrap();
     drop(reconnecting);

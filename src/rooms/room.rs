@@ -898,6 +898,7 @@ impl Room {
             link,
             reply,
         } = join;
+        let seat = account.clone();
         let mut person = Participant::new(id.clone(), name, role, invite, account, publish, link);
         person.simulcast = simulcast;
         if let Some(consents) = carried {
@@ -930,11 +931,36 @@ impl Room {
             let _ = reply.send(Err(RoomError::Closed));
             return;
         }
+        if let Some(account) = seat {
+            self.take_over_seat(&id, &account).await;
+        }
         tracing::info!(room = %self.record.id, participant = %id, role = role.as_str(), "joined");
         let _ = reply.send(Ok(Joined {
             entry: Entry::Admitted(Box::new(self.welcome(&id))),
             participant: id,
         }));
+    }
+
+    /// One account, one presence: a clinician who enters again with their seat (a second tab,
+    /// another device, a reload that lost its resume token) takes over from where they were.
+    /// The earlier connection is told it was replaced (close 4003, as after a reload) and
+    /// leaves (`replaced`), so the room and its attendance never hold them twice. Done once
+    /// `newcomer` is seated, so the care team is never absent meanwhile and a huddle goes on
+    /// (a screen share or a presentation of the earlier connection ends with it).
+    async fn take_over_seat(&mut self, newcomer: &ParticipantId, account: &UserId) {
+        let earlier: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| &p.id != newcomer && p.account.as_ref() == Some(account))
+            .map(|p| p.id.clone())
+            .collect();
+        for old in earlier {
+            if let Some(p) = self.find(&old) {
+                p.close(Farewell::Replaced);
+            }
+            tracing::info!(room = %self.record.id, participant = %old, by = %newcomer, "seat taken over by a new connection");
+            self.remove(&old, LeaveReason::Replaced).await;
+        }
     }
 
     /// How someone's peer connection is set up: where the server allows simulcast and their
