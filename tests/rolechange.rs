@@ -63,13 +63,11 @@ async fn update_about(rx: &TestPeer, who: &TestPeer, role: &str) -> Value {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_observer_let_speak_and_made_to_watch_again() {
-    let s = TestServer::start().await;
+async fn an_observer_let_speak_and_made_to_watch_again(s: &TestServer) {
     let room = s.create_room("Teaching consultation").await;
     let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
-    let doctor = peer(&s, &room, "doctor", "", 0xA1, true).await;
-    let patient = peer(&s, &room, "patient", "Li Hua", 0xC3, true).await;
+    let doctor = peer(s, &room, "doctor", "", 0xA1, true).await;
+    let patient = peer(s, &room, "patient", "Li Hua", 0xC3, true).await;
     patient
         .send_json(json!({"type": "consent", "purpose": "observer_present", "given": true}))
         .await
@@ -78,7 +76,7 @@ async fn an_observer_let_speak_and_made_to_watch_again() {
         .next_event_where("consent", T, |m| m["yours"] == json!(["observer_present"]))
         .await
         .unwrap();
-    let trainee = peer(&s, &room, "observer", "Trainee Zhang", 0xD4, false).await;
+    let trainee = peer(s, &room, "observer", "Trainee Zhang", 0xD4, false).await;
     trainee
         .wait_received(&doctor.id(), "audio", 25, MEDIA)
         .await
@@ -228,16 +226,13 @@ async fn an_observer_let_speak_and_made_to_watch_again() {
         .cloned()
         .unwrap();
     assert_eq!(row["role"], "guest", "{row}");
-    s.stop().await;
 }
 
 /// A guest who reloads the page (a join that replaces them, on the same link) stays a guest; one
 /// made to only watch stays an observer and publishes nothing, whatever their client offers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_reload_keeps_the_role_the_care_team_gave() {
-    let s = TestServer::start().await;
+async fn a_reload_keeps_the_role_the_care_team_gave(s: &TestServer) {
     let room = s.create_room("Follow-up").await;
-    let doctor = peer(&s, &room, "doctor", "", 0xA1, true).await;
+    let doctor = peer(s, &room, "doctor", "", 0xA1, true).await;
     let token = s.invite(&room, "guest").await;
     let opts = |sends: bool| JoinOptions {
         ws_url: s.ws_url.clone(),
@@ -295,5 +290,16 @@ async fn a_reload_keeps_the_role_the_care_team_gave() {
         .wait_received(&third.id(), "audio", 25, MEDIA)
         .await
         .unwrap();
-    s.stop().await;
 }
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    an_observer_let_speak_and_made_to_watch_again,
+    |_| {}
+);
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    a_reload_keeps_the_role_the_care_team_gave,
+    |_| {}
+);

@@ -378,9 +378,7 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
 
 /// A waiting webrtc-rs peer is given no peer connection, so no media reaches it or leaves
 /// it; once admitted it sends and receives like anyone; sent back, it stops.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_media_while_waiting() {
-    let s = TestServer::start().await;
+async fn no_media_while_waiting(s: &TestServer) {
     let room = s.create_room_waiting("Media and the waiting room").await;
     let opts = |token: String, name: &str, marker: u8| JoinOptions {
         ws_url: s.ws_url.clone(),
@@ -437,7 +435,6 @@ async fn no_media_while_waiting() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = patient.received(&doctor.id(), "audio").packets;
     assert_eq!(before, after, "media reached someone sent back to wait");
-    s.stop().await;
 }
 
 /// The `waiting` messages `c` has had so far, as (position, of).
@@ -669,4 +666,10 @@ common::on_both_databases!(
     #[tokio::test]
     a_clinician_lost_mid_huddle,
     |c| c.rooms.resume_window_s = 2
+);
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    no_media_while_waiting,
+    |_| {}
 );
