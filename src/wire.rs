@@ -183,6 +183,8 @@ pub struct ClinicalRecordView {
     pub record: RecordRowView,
     pub events: Vec<RecordEventView>,
     pub superseded_by: Option<RecordId>,
+    /// The patient it is about, by the name they joined with (`null`: about no one patient).
+    pub subject_name: Option<String>,
 }
 
 impl From<&RecordView> for ClinicalRecordView {
@@ -191,6 +193,7 @@ impl From<&RecordView> for ClinicalRecordView {
             record: (&v.record).into(),
             events: all(&v.events),
             superseded_by: v.superseded_by.clone(),
+            subject_name: v.subject_name.clone(),
         }
     }
 }

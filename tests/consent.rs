@@ -22,9 +22,7 @@ fn purposes(v: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn consent_for_observers_and_for_sharing_with_another_hospital() {
-    let s = TestServer::start().await;
+async fn consent_for_observers_and_for_sharing_with_another_hospital(s: &TestServer) {
     let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
     let room = s.create_room("Follow-up").await;
     let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
@@ -189,15 +187,12 @@ async fn consent_for_observers_and_for_sharing_with_another_hospital() {
         actions.iter().any(|a| a == "document.rejected:denied"),
         "the refused share is on the record: {actions:?}"
     );
-    s.stop().await;
 }
 
 /// A patient's reload (a join that replaces their previous self) changes nothing they agreed
 /// to: their new self is told it, observers stay, and withdrawing it afterwards takes effect,
 /// for sharing too.
-#[tokio::test]
-async fn a_reload_keeps_what_the_patient_agreed_to() {
-    let s = TestServer::start().await;
+async fn a_reload_keeps_what_the_patient_agreed_to(s: &TestServer) {
     let room = s.create_room("Follow-up").await;
     let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
     doctor
@@ -283,5 +278,16 @@ async fn a_reload_keeps_what_the_patient_agreed_to() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 403, "the withdrawal took effect");
-    s.stop().await;
 }
+
+common::on_both_databases!(
+    #[tokio::test]
+    consent_for_observers_and_for_sharing_with_another_hospital,
+    |_| {}
+);
+
+common::on_both_databases!(
+    #[tokio::test]
+    a_reload_keeps_what_the_patient_agreed_to,
+    |_| {}
+);

@@ -80,8 +80,9 @@ async fn three_participants_late_joiner_and_leaver() {
         }
     }
 
-    // A late joiner gets everyone already there, and they get the late joiner.
-    let late = peer(&s, &room, "doctor", "Dr. Chen", 0xD4).await;
+    // A late joiner gets everyone already there, and they get the late joiner. (Another
+    // clinician: the doctor's own seat entering again would take over from the doctor.)
+    let late = peer(&s, &room, "specialist", "Dr. Chen", 0xD4).await;
     for from in everyone {
         assert_receives(&late, from).await;
     }

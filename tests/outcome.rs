@@ -569,6 +569,26 @@ async fn two_patients_flow(s: &TestServer) {
         vec![rx_id.to_owned()]
     );
     assert_eq!(record_ids(s, &room, &specialist.access).await.len(), 2);
+    // The care team's list names the patient each is about.
+    let (st, list) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/records"),
+            Some(&specialist.access),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{list}");
+    let about = |id: &str| {
+        list["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["subject_name"].clone())
+    };
+    assert_eq!(about(first_id), Some(json!("Li Lei")), "{list}");
+    assert_eq!(about(rx_id), Some(json!("Han Meimei")), "{list}");
 
     // Their outcome pages, likewise.
     let (st, oa) = outcome(s, &link_a).await;

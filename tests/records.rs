@@ -55,6 +55,7 @@ async fn records_flow(s: &TestServer) {
         .await;
     assert_eq!(st, 201, "{draft}");
     assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["subject_name"], "Li Lei", "the room's only patient");
     let report_id = draft["id"].as_str().unwrap().to_owned();
     // The doctor's day view lists it as left to sign.
     let (st, pending) = s.api("GET", "/api/v1/me/drafts", None, None).await;

@@ -3,14 +3,15 @@
 //! the others see the new role, the media follows by renegotiation (a guest's audio and video
 //! reach the others; an observer's never do), and only the care team changes only those roles.
 //! Every change, and every refusal that may be misuse, is on the record; the participant's row
-//! keeps the role they ended with.
+//! keeps the role they ended with, and the person's link the role it lets in next (a join from
+//! another tab or device comes in with the changed role).
 
 mod common;
 
 use std::time::Duration;
 
 use common::TestServer;
-use common::peer::{JoinOptions, TestPeer};
+use common::peer::{JoinOptions, SignalingClient, TestPeer, join_message};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
@@ -63,13 +64,11 @@ async fn update_about(rx: &TestPeer, who: &TestPeer, role: &str) -> Value {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_observer_let_speak_and_made_to_watch_again() {
-    let s = TestServer::start().await;
+async fn an_observer_let_speak_and_made_to_watch_again(s: &TestServer) {
     let room = s.create_room("Teaching consultation").await;
     let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
-    let doctor = peer(&s, &room, "doctor", "", 0xA1, true).await;
-    let patient = peer(&s, &room, "patient", "Li Hua", 0xC3, true).await;
+    let doctor = peer(s, &room, "doctor", "", 0xA1, true).await;
+    let patient = peer(s, &room, "patient", "Li Hua", 0xC3, true).await;
     patient
         .send_json(json!({"type": "consent", "purpose": "observer_present", "given": true}))
         .await
@@ -78,7 +77,7 @@ async fn an_observer_let_speak_and_made_to_watch_again() {
         .next_event_where("consent", T, |m| m["yours"] == json!(["observer_present"]))
         .await
         .unwrap();
-    let trainee = peer(&s, &room, "observer", "Trainee Zhang", 0xD4, false).await;
+    let trainee = peer(s, &room, "observer", "Trainee Zhang", 0xD4, false).await;
     trainee
         .wait_received(&doctor.id(), "audio", 25, MEDIA)
         .await
@@ -228,16 +227,13 @@ async fn an_observer_let_speak_and_made_to_watch_again() {
         .cloned()
         .unwrap();
     assert_eq!(row["role"], "guest", "{row}");
-    s.stop().await;
 }
 
 /// A guest who reloads the page (a join that replaces them, on the same link) stays a guest; one
 /// made to only watch stays an observer and publishes nothing, whatever their client offers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_reload_keeps_the_role_the_care_team_gave() {
-    let s = TestServer::start().await;
+async fn a_reload_keeps_the_role_the_care_team_gave(s: &TestServer) {
     let room = s.create_room("Follow-up").await;
-    let doctor = peer(&s, &room, "doctor", "", 0xA1, true).await;
+    let doctor = peer(s, &room, "doctor", "", 0xA1, true).await;
     let token = s.invite(&room, "guest").await;
     let opts = |sends: bool| JoinOptions {
         ws_url: s.ws_url.clone(),
@@ -295,5 +291,116 @@ async fn a_reload_keeps_the_role_the_care_team_gave() {
         .wait_received(&third.id(), "audio", 25, MEDIA)
         .await
         .unwrap();
-    s.stop().await;
 }
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    an_observer_let_speak_and_made_to_watch_again,
+    |_| {}
+);
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    a_reload_keeps_the_role_the_care_team_gave,
+    |_| {}
+);
+
+/// A role change follows the person, who is their link: the same observer link opened again on
+/// another device (a fresh join, no resume token) comes in with the role the care team gave,
+/// and the join page is told that role; made to only watch again, the next device comes in as
+/// an observer publishing nothing, whatever its client (whose page may have been told "guest"
+/// just before) offers. Every change is on the record.
+async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
+    let room = s.create_room("Teaching round").await;
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    // An observer link: unlimited uses by default, so another device may open it.
+    let link = s.invite(&room, "observer").await;
+    let laptop = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = laptop
+        .join(&link, "Trainee Zhou", false, false)
+        .await
+        .unwrap();
+    assert_eq!(joined["you"]["role"], "observer");
+    let id = joined["you"]["id"].as_str().unwrap().to_owned();
+    let role_of_link = || async {
+        let (st, b) = s
+            .api(
+                "POST",
+                "/api/v1/invitations/check",
+                Some(""),
+                Some(json!({"token": link})),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        b["role"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(role_of_link().await, "observer");
+
+    doctor
+        .send_json(&json!({"type": "set_role", "participant_id": id, "role": "guest"}))
+        .await
+        .unwrap();
+    let changed = laptop.next_event("role_changed", T).await.unwrap();
+    assert_eq!(changed["role"], "guest");
+    // On the record with the change before the next join can read it: wait for it there.
+    let deadline = tokio::time::Instant::now() + T;
+    while role_of_link().await != "guest" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never reached the link"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let phone = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = phone
+        .join(&link, "Trainee Zhou", false, false)
+        .await
+        .unwrap();
+    assert_eq!(joined["you"]["role"], "guest", "{}", joined["you"]);
+
+    // Made to only watch again (on the phone): the next device, offering to send, watches.
+    let phone_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    doctor
+        .send_json(&json!({"type": "set_role", "participant_id": phone_id, "role": "observer"}))
+        .await
+        .unwrap();
+    phone.next_event("role_changed", T).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while role_of_link().await != "observer" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never reached the link"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tablet = SignalingClient::connect(&s.ws_url).await.unwrap();
+    tablet
+        .send_json(&join_message(&link, "Trainee Zhou", true, true, None))
+        .await
+        .unwrap();
+    let joined = tablet.next_event_of(&["joined", "error"], T).await.unwrap();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["you"]["role"], "observer");
+    assert_eq!(
+        joined["you"]["publishing"],
+        json!({"audio": false, "video": false})
+    );
+
+    let entries = s.audit_entries(&sup, &room).await;
+    let changes = entries
+        .iter()
+        .filter(|e| e["action"] == "participant.role_changed")
+        .count();
+    assert_eq!(changes, 2, "{entries:?}");
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    a_role_change_follows_the_person_to_another_device,
+    |_| {}
+);

@@ -155,11 +155,13 @@ fn summary(chat: usize, chat_text: &str) -> Summary {
                 record: report,
                 events: Vec::new(),
                 superseded_by: None,
+                subject_name: None,
             },
             RecordView {
                 record: rx,
                 events: vec![reviewed],
                 superseded_by: None,
+                subject_name: None,
             },
         ],
         generated_at_ms: OPENED * 1000 + 7_200_000,

@@ -2,8 +2,9 @@
 //! clinician admits them and receive nothing of the consultation meanwhile (no participants,
 //! documents, chat, access token, peer connection, media); the clinicians see the queue with
 //! each pre-call check, message it, admit, decline, send back and lock; two clinicians
-//! admitting the same person: one wins, the other is told. Media is checked with webrtc-rs
-//! peers over real UDP.
+//! admitting the same person: one wins, the other is told. The edges: a clinician whose
+//! connection drops while people wait, one clinician on two tabs, a clinician lost mid-huddle.
+//! Media is checked with webrtc-rs peers over real UDP.
 
 mod common;
 
@@ -305,10 +306,12 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     .unwrap();
     late.expect_error("room_locked", T).await.unwrap();
     assert_eq!(late.wait_closed(T).await.unwrap(), Some(4007));
+    // (Another clinician's: the doctor's own seat entering again would take over from the
+    // doctor's connection, see `one_clinician_on_two_tabs_is_one_presence`.)
     SignalingClient::connect(&s.ws_url)
         .await
         .unwrap()
-        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .join(&s.invite(&room, "specialist").await, "", false, false)
         .await
         .expect("a seat enters a locked room");
     doctor
@@ -375,9 +378,7 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
 
 /// A waiting webrtc-rs peer is given no peer connection, so no media reaches it or leaves
 /// it; once admitted it sends and receives like anyone; sent back, it stops.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_media_while_waiting() {
-    let s = TestServer::start().await;
+async fn no_media_while_waiting(s: &TestServer) {
     let room = s.create_room_waiting("Media and the waiting room").await;
     let opts = |token: String, name: &str, marker: u8| JoinOptions {
         ws_url: s.ws_url.clone(),
@@ -434,5 +435,241 @@ async fn no_media_while_waiting() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = patient.received(&doctor.id(), "audio").packets;
     assert_eq!(before, after, "media reached someone sent back to wait");
-    s.stop().await;
 }
+
+/// The `waiting` messages `c` has had so far, as (position, of).
+fn places_told(c: &SignalingClient) -> Vec<(u64, u64)> {
+    c.history()
+        .iter()
+        .filter(|m| m["type"] == "waiting")
+        .map(|m| (m["position"].as_u64().unwrap(), m["of"].as_u64().unwrap()))
+        .collect()
+}
+
+/// A clinician's connection drops (no `leave`) while two patients wait: the patients keep their
+/// places and are told nothing changed, the queue outlives the clinician's time in the room,
+/// and another clinician of the care team admits the first.
+async fn a_clinician_who_drops_leaves_the_queue_as_it_was(s: &TestServer) {
+    let room = s.create_room_waiting("Follow-up").await;
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let doctor_id = doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap()["you"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (li, _) = waiter(s, &room, "Li Hua").await;
+    let (wang, _) = waiter(s, &room, "Wang Fang").await;
+    let q = queue_where(&doctor, |q| waiting_names(q).len() == 2).await;
+    let li_id = waiting_id(&q, "Li Hua");
+
+    doctor.abort();
+    // Another clinician of the care team comes in: the queue is as it was, in order.
+    let specialist = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = specialist
+        .join(&s.invite(&room, "specialist").await, "", false, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting_names(&joined["waiting_room"]),
+        ["Li Hua", "Wang Fang"]
+    );
+    // The doctor does not come back within the resume window: they are gone, the queue stays.
+    let left = specialist
+        .next_event_where("participant_left", T, |m| {
+            m["participant_id"] == doctor_id.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left["reason"], "disconnected");
+    assert_eq!(
+        places_told(&li),
+        [(1, 1), (1, 2)],
+        "Li Hua kept first place"
+    );
+    assert_eq!(places_told(&wang), [(2, 2)], "Wang Fang kept second place");
+
+    specialist
+        .send_json(&json!({"type": "admit"}))
+        .await
+        .unwrap();
+    let welcome = li.next_event("joined", T).await.unwrap();
+    assert_eq!(welcome["you"]["id"], li_id.as_str());
+    let others: Vec<&str> = welcome["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        others,
+        ["specialist"],
+        "the dropped doctor is not in the room"
+    );
+    let w = wang.next_event("waiting", T).await.unwrap();
+    assert_eq!(
+        (w["position"].as_u64(), w["of"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let q = queue_where(&specialist, |q| waiting_names(q) == ["Wang Fang"]).await;
+    assert_eq!(q["waiting"].as_array().unwrap().len(), 1);
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    a_clinician_who_drops_leaves_the_queue_as_it_was,
+    |c| c.rooms.resume_window_s = 2
+);
+
+/// One clinician signed in on two tabs: their seat joined twice, the second time with no
+/// resume token. One account is one presence: the second tab takes over (the first is closed
+/// with 4003, `replaced`, the code a reload gets), and neither the room, the queue nor the
+/// attendance holds them twice.
+async fn one_clinician_on_two_tabs_is_one_presence(s: &TestServer) {
+    let room = s.create_room_waiting("Two tabs").await;
+    let first = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let first_joined = first
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    let first_id = first_joined["you"]["id"].as_str().unwrap().to_owned();
+    let (li, _) = waiter(s, &room, "Li Hua").await;
+    queue_where(&first, |q| waiting_names(q) == ["Li Hua"]).await;
+
+    let second = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = second
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.wait_closed(T).await.unwrap(),
+        Some(4003),
+        "the first tab is told it was replaced"
+    );
+    assert_ne!(joined["you"]["id"], first_id.as_str());
+    assert_eq!(
+        joined["participants"],
+        json!([]),
+        "the first tab is not a second doctor in the room"
+    );
+    assert_eq!(waiting_names(&joined["waiting_room"]), ["Li Hua"]);
+    // Nothing moved in the queue.
+    assert_eq!(places_told(&li), [(1, 1)]);
+
+    second.send_json(&json!({"type": "admit"})).await.unwrap();
+    let welcome = li.next_event("joined", T).await.unwrap();
+    let doctors: Vec<&Value> = welcome["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"] == "doctor")
+        .collect();
+    assert_eq!(doctors.len(), 1, "{welcome}");
+    assert_eq!(doctors[0]["id"], joined["you"]["id"]);
+
+    // The attendance: the doctor is there once, the patient in, nobody waiting.
+    let path = format!("/api/v1/rooms/{room}/attendance");
+    let deadline = tokio::time::Instant::now() + T;
+    let now = loop {
+        let (st, a) = s.api("GET", &path, None, None).await;
+        assert_eq!(st, 200, "{a}");
+        if a["patients"]["present"] == 1 && a["patients"]["waiting"] == 0 {
+            break a;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{a}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(now["clinicians"].as_array().unwrap().len(), 1, "{now}");
+    assert_eq!(now["clinicians"][0]["present"], true, "{now}");
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    one_clinician_on_two_tabs_is_one_presence,
+    |_| {}
+);
+
+/// A clinician's connection drops mid-huddle. The huddle goes on while they may come back
+/// (the patient still hears none of the clinicians, and is told nothing new): a resume finds it
+/// on. When they do not come back and no clinician is left, the huddle ends: the patient is
+/// told (by nobody), and it is on the record as ended by the server.
+async fn a_clinician_lost_mid_huddle(s: &TestServer) {
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
+    let room = s.create_room("Huddle").await;
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    let doctor_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    let resume_token = joined["resume_token"].as_str().unwrap().to_owned();
+    let patient = SignalingClient::connect(&s.ws_url).await.unwrap();
+    patient
+        .join(&s.invite(&room, "patient").await, "Li Hua", false, false)
+        .await
+        .unwrap();
+    doctor.next_event("participant_joined", T).await.unwrap();
+    doctor
+        .send_json(&json!({"type": "huddle", "active": true}))
+        .await
+        .unwrap();
+    let h = patient.next_event("huddle", T).await.unwrap();
+    assert_eq!(
+        (h["active"].as_bool(), h["by"].as_str()),
+        (Some(true), Some(doctor_id.as_str()))
+    );
+
+    // Dropped, and back within the window: the huddle is still on.
+    doctor.abort();
+    let upd = patient
+        .next_event_where("participant_updated", T, |m| {
+            m["participant"]["id"] == doctor_id.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(upd["participant"]["connection"], "reconnecting");
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let resumed = doctor.resume(&resume_token).await.unwrap();
+    assert_eq!(resumed["huddle"], true, "{resumed}");
+    assert!(
+        patient
+            .next_event("huddle", Duration::from_millis(300))
+            .await
+            .is_err(),
+        "the huddle did not end while the doctor could come back"
+    );
+
+    // Dropped for good: once they are gone, the huddle ends with them.
+    doctor.abort();
+    let left = patient
+        .next_event_where("participant_left", T, |m| {
+            m["participant_id"] == doctor_id.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left["reason"], "disconnected");
+    let h = patient.next_event("huddle", T).await.unwrap();
+    assert_eq!(h["active"], false);
+    assert!(h["by"].is_null(), "{h}");
+
+    let entries = s.audit_entries(&sup, &room).await;
+    let ended: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "huddle.ended")
+        .collect();
+    assert_eq!(ended.len(), 1, "{entries:?}");
+    assert_eq!(ended[0]["actor"], "system", "{}", ended[0]);
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    a_clinician_lost_mid_huddle,
+    |c| c.rooms.resume_window_s = 2
+);
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    no_media_while_waiting,
+    |_| {}
+);

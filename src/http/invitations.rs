@@ -772,7 +772,8 @@ pub async fn check(
     let opens_in = invite.not_before.map_or(0, |nb| (nb - now).max(0));
     Ok(Json(json!({
         "state": if opens_in > 0 { "not_yet" } else { "active" },
-        "role": invite.role,
+        // What the join comes in as: the role the care team last gave the link's holder.
+        "role": invite.role_for_join(),
         "seat": seat,
         "not_before": invite.not_before,
         "expires_at": invite.expires_at,

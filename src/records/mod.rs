@@ -77,6 +77,10 @@ pub struct RecordView {
     pub record: RecordRow,
     pub events: Vec<RecordEvent>,
     pub superseded_by: Option<RecordId>,
+    /// The patient it is about (its subject), under the name they last joined the room with,
+    /// so the care team's list tells several patients' records apart. `None` when it is about
+    /// no one patient, or nobody joined with that invitation.
+    pub subject_name: Option<String>,
 }
 
 fn may_write(role: Role, kind: RecordKind) -> bool {
@@ -446,6 +450,7 @@ impl Records {
         };
         let rows = self.db.records_in_room(room).await?;
         let events = self.db.record_events_in_room(room).await?;
+        let names = self.patient_names(room).await?;
         let successor = |id: &RecordId| {
             rows.iter()
                 .find(|r| r.supersedes.as_ref() == Some(id))
@@ -462,7 +467,25 @@ impl Records {
                     .cloned()
                     .collect(),
                 superseded_by: successor(&r.id),
+                subject_name: r.subject.as_ref().and_then(|i| names.get(i).cloned()),
             })
+            .collect())
+    }
+
+    /// The name each patient of `room` last joined under, by their invitation (a patient who
+    /// reloaded and typed another name is shown under the latest).
+    async fn patient_names(
+        &self,
+        room: &RoomId,
+    ) -> Result<std::collections::HashMap<InviteId, String>, RecordError> {
+        // In order of joining: a later join's name replaces an earlier one's.
+        Ok(self
+            .db
+            .participants_of(room)
+            .await?
+            .into_iter()
+            .filter(|p| p.role == Role::Patient)
+            .map(|p| (p.invite_id, p.name))
             .collect())
     }
 
@@ -471,10 +494,15 @@ impl Records {
         let record = self.db.record(id).await?.ok_or(RecordError::NotFound)?;
         let events = self.db.record_events(id).await?;
         let superseded_by = self.db.successor_of(id).await?;
+        let subject_name = match &record.subject {
+            Some(invite) => self.patient_names(&record.room_id).await?.remove(invite),
+            None => None,
+        };
         Ok(RecordView {
             record,
             events,
             superseded_by,
+            subject_name,
         })
     }
 

@@ -69,6 +69,11 @@ impl Lobby {
         self.waiters.remove(pos)
     }
 
+    /// Whoever is first in line.
+    pub fn first(&self) -> Option<&Waiter> {
+        self.waiters.front()
+    }
+
     /// Takes whoever is first.
     pub fn take_next(&mut self) -> Option<Waiter> {
         self.waiters.pop_front()

@@ -15,6 +15,7 @@ mod request;
 mod room;
 #[cfg(test)]
 mod tests;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

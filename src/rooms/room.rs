@@ -26,6 +26,7 @@ mod screen;
 use super::ice_restart::{IceRestartRefused, MediaLink};
 use super::lobby::{Lobby, Waiter};
 use super::participant::{Participant, Presence};
+use super::waiting::{self, Asker, Huddle, Place, Refusal, Request, Step};
 use super::{
     Annotate, ConsentState, EndReason, Entry, Farewell, Follow, Joined, LeaveReason,
     MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS, Moderation, Notice, OfferedTrack, Presenting, Problem,
@@ -129,7 +130,7 @@ pub struct Room {
     /// Those who came with an invitation and wait to be let in (`record.waiting_room`).
     lobby: Lobby,
     /// The clinicians confer privately (see `sync_blocks`).
-    huddle: bool,
+    huddle: Huddle,
     /// Who shares their screen: at most one share per room at a time (see `screen`).
     screen: Option<ParticipantId>,
     /// What a patient who reloaded (a join that replaces them) had agreed to, for their new self
@@ -168,7 +169,7 @@ impl Room {
             revoked: HashSet::new(),
             awaiting: VecDeque::new(),
             lobby: Lobby::default(),
-            huddle: false,
+            huddle: Huddle::Off,
             screen: None,
             carried_consents: Default::default(),
         }
@@ -799,29 +800,28 @@ impl Room {
         // The room decides what a role may do; signaling only carries the request. The invite
         // is checked here too: signaling read it before a revocation the room heard of.
         let (role, publish) = (join.role, join.publish);
-        let waits = self.waits(&join);
-        let refused = if self.revoked.contains(&join.invite) {
-            Some(RoomError::InviteRevoked)
-        } else if self.lobby.locked && join.account.is_none() {
-            Some(RoomError::Locked)
-        } else if !role.may_publish() && (publish.audio || publish.video) {
-            Some(RoomError::MayNotPublish(role))
-        } else if !waits && role.is_third_party() && !self.observers_allowed() {
-            Some(RoomError::ConsentRequired)
-        } else if waits && self.lobby.len() + self.admitting() >= self.settings.max_participants {
-            // The waiting room holds as many as the room.
-            Some(RoomError::Full(self.settings.max_participants))
-        } else if !waits
-            && self.participants.len() + self.admitting() >= self.settings.max_participants
-        {
-            Some(RoomError::Full(self.settings.max_participants))
-        } else {
-            None
+        let arrival = waiting::Arrival {
+            role,
+            seat: join.account.is_some(),
+            publishes: publish.audio || publish.video,
+            revoked: self.revoked.contains(&join.invite),
         };
-        if let Some(e) = refused {
-            let _ = join.reply.send(Err(e));
-            return;
-        }
+        let doors = waiting::Doors {
+            waiting_room: self.record.waiting_room,
+            locked: self.lobby.locked,
+            observers_allowed: self.observers_allowed(),
+            present: self.participants.len(),
+            waiting: self.lobby.len(),
+            admitting: self.admitting(),
+            max_participants: self.settings.max_participants,
+        };
+        let waits = match waiting::arrive(arrival, doors) {
+            Ok(entry) => entry == waiting::Entry::Waits,
+            Err(turned) => {
+                let _ = join.reply.send(Err(turned.into()));
+                return;
+            }
+        };
         // Recorded before they are let in: whoever is in a consultation is on its record. The
         // participants row and the audit entry are one append, committed together; the room
         // admits them when the writer says so (`admit`) and goes on meanwhile.
@@ -898,6 +898,7 @@ impl Room {
             link,
             reply,
         } = join;
+        let seat = account.clone();
         let mut person = Participant::new(id.clone(), name, role, invite, account, publish, link);
         person.simulcast = simulcast;
         if let Some(consents) = carried {
@@ -930,11 +931,36 @@ impl Room {
             let _ = reply.send(Err(RoomError::Closed));
             return;
         }
+        if let Some(account) = seat {
+            self.take_over_seat(&id, &account).await;
+        }
         tracing::info!(room = %self.record.id, participant = %id, role = role.as_str(), "joined");
         let _ = reply.send(Ok(Joined {
             entry: Entry::Admitted(Box::new(self.welcome(&id))),
             participant: id,
         }));
+    }
+
+    /// One account, one presence: a clinician who enters again with their seat (a second tab,
+    /// another device, a reload that lost its resume token) takes over from where they were.
+    /// The earlier connection is told it was replaced (close 4003, as after a reload) and
+    /// leaves (`replaced`), so the room and its attendance never hold them twice. Done once
+    /// `newcomer` is seated, so the care team is never absent meanwhile and a huddle goes on
+    /// (a screen share or a presentation of the earlier connection ends with it).
+    async fn take_over_seat(&mut self, newcomer: &ParticipantId, account: &UserId) {
+        let earlier: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| &p.id != newcomer && p.account.as_ref() == Some(account))
+            .map(|p| p.id.clone())
+            .collect();
+        for old in earlier {
+            if let Some(p) = self.find(&old) {
+                p.close(Farewell::Replaced);
+            }
+            tracing::info!(room = %self.record.id, participant = %old, by = %newcomer, "seat taken over by a new connection");
+            self.remove(&old, LeaveReason::Replaced).await;
+        }
     }
 
     /// How someone's peer connection is set up: where the server allows simulcast and their
@@ -1272,9 +1298,14 @@ impl Room {
             self.empty_since = Some(self.settings.clock.now());
         }
         // A huddle needs a clinician: when the last one is gone, the patient is not left
-        // hearing nobody without being told.
-        if self.huddle && !self.participants.iter().any(|p| p.role.may_admit()) {
-            self.huddle = false;
+        // hearing nobody without being told; it is on the record as ended by nobody present.
+        let clinicians = self
+            .participants
+            .iter()
+            .filter(|p| p.role.may_admit())
+            .count();
+        if self.huddle.after_leave(clinicians) {
+            self.huddle = Huddle::Off;
             self.broadcast_where(
                 |_| true,
                 Notice::Huddle {
@@ -1282,6 +1313,10 @@ impl Room {
                     by: None,
                 },
             );
+            let event = AuditEvent::new(Actor::System, Action::HuddleEnded)
+                .room(self.id())
+                .detail(serde_json::json!({"reason": "no_clinician_left"}));
+            self.services.audit.record_or_log(event).await;
         }
         self.sync_blocks().await;
         if gone.role == Role::Patient {
@@ -1295,7 +1330,7 @@ impl Room {
     fn blocks_for(&self, subscriber: &Participant) -> Vec<(ParticipantId, MediaKind)> {
         let mut blocked = Vec::new();
         for p in self.participants.iter().filter(|p| p.id != subscriber.id) {
-            let huddled = self.huddle && p.role.may_admit() && !subscriber.role.may_admit();
+            let huddled = self.huddle.is_on() && p.role.may_admit() && !subscriber.role.may_admit();
             if huddled || p.held.audio {
                 blocked.push((p.id.clone(), MediaKind::Audio));
             }
@@ -1570,38 +1605,54 @@ impl Room {
     /// A clinician's action on the waiting room. Refused (told, and audited) for those who
     /// may not admit; each action is on the record.
     async fn moderate(&mut self, participant: ParticipantId, conn: u64, action: Moderation) {
-        let Some(actor) = self.find(&participant).filter(|p| p.is_conn(conn)) else {
+        let asker = match self.find(&participant).filter(|p| p.is_conn(conn)) {
+            Some(p) => Asker::present(p.role),
             // Someone waiting who tries to let themselves (or anyone) in.
-            if let Some(w) = self
+            None if self
                 .lobby
                 .find(&participant)
-                .filter(|w| w.person.is_conn(conn))
+                .is_some_and(|w| w.person.is_conn(conn)) =>
             {
-                w.person.send(Notice::refused(
-                    Problem::Forbidden,
-                    "you are waiting to be admitted; the care team lets you in",
-                ));
-                let event = self.audit(&w.person, Action::AccessDenied);
-                self.services
-                    .audit
-                    .refused(w.person.id.as_str(), "moderation_while_waiting", event)
-                    .await;
+                Asker::Waiting
             }
-            return;
+            None => return,
         };
-        if !actor.role.may_admit() {
-            actor.send(Notice::refused(
-                Problem::Forbidden,
-                "only the care team manages the waiting room",
-            ));
-            self.refused(actor, "moderation_forbidden").await;
+        if let Err(refusal) = waiting::authorize(asker) {
+            self.moderation_refused(&participant, refusal).await;
             return;
         }
-        let by = Actor::Participant(actor.id.clone(), actor.role);
+        let by = match self.find(&participant) {
+            Some(actor) => Actor::Participant(actor.id.clone(), actor.role),
+            None => return,
+        };
         let tell_actor = |room: &Self, problem: Problem, text: String| {
             if let Some(a) = room.find(&participant) {
                 a.send(Notice::refused(problem, text));
             }
+        };
+        // The waiting room's and the huddle's steps, as the state machine decides them.
+        let request = match &action {
+            Moderation::Decline {
+                participant: target,
+                ..
+            } => Some(Request::Decline(self.place(target))),
+            Moderation::SendBack {
+                participant: target,
+                ..
+            } => Some(Request::SendBack(self.place(target))),
+            Moderation::Lock(locked) => Some(Request::Lock(*locked)),
+            Moderation::Huddle(on) => Some(Request::Huddle(*on)),
+            // Admitting is decided in `admit_waiting`, which the department queue uses too.
+            _ => None,
+        };
+        let step = match request.map(|r| waiting::apply(Asker::CareTeam, r, self.facts())) {
+            Some(Err(refusal)) => {
+                tell_actor(self, refusal.problem(), refusal.to_string());
+                return;
+            }
+            Some(Ok(Step::Unchanged)) => return,
+            Some(Ok(step)) => Some(step),
+            None => None,
         };
         match action {
             Moderation::Admit(target) => {
@@ -1615,12 +1666,8 @@ impl Room {
                 participant: target,
                 reason,
             } => {
+                // Decided above: they wait.
                 let Some(w) = self.lobby.take(&target) else {
-                    tell_actor(
-                        self,
-                        Problem::NotWaiting,
-                        "this person is no longer waiting".to_owned(),
-                    );
                     return;
                 };
                 w.person.send(Notice::turned_away(
@@ -1643,12 +1690,8 @@ impl Room {
                 let reason = waiting_text(&reason)
                     .unwrap_or_else(|| "the doctors asked you to wait a moment".into());
                 if !self.send_back_person(&target, reason).await {
-                    tell_actor(
-                        self,
-                        Problem::NotWaiting,
-                        "only a patient or an observer who is connected can be sent back to wait"
-                            .to_owned(),
-                    );
+                    let refusal = Refusal::CannotSendBack;
+                    tell_actor(self, refusal.problem(), refusal.to_string());
                     return;
                 }
                 let event = AuditEvent::new(by.clone(), Action::WaitingSentBack)
@@ -1676,11 +1719,17 @@ impl Room {
                     .detail(serde_json::json!({"cleared": text.is_empty()}));
                 self.services.audit.record_or_log(event).await;
             }
-            Moderation::Huddle(active) => {
-                if self.huddle == active {
+            Moderation::Huddle(_) => {
+                let Some(Step::Huddle(active)) = step else {
                     return;
-                }
-                self.huddle = active;
+                };
+                self.huddle = if active {
+                    Huddle::On {
+                        by: participant.clone(),
+                    }
+                } else {
+                    Huddle::Off
+                };
                 self.sync_blocks().await;
                 self.broadcast_where(
                     |_| true,
@@ -1768,10 +1817,10 @@ impl Room {
                 self.set_role(&participant, by, &target, role).await;
                 return;
             }
-            Moderation::Lock(locked) => {
-                if self.lobby.locked == locked {
+            Moderation::Lock(_) => {
+                let Some(Step::Lock(locked)) = step else {
                     return;
-                }
+                };
                 self.lobby.locked = locked;
                 let action = if locked {
                     Action::RoomLocked
@@ -1784,6 +1833,46 @@ impl Room {
         }
         self.tell_queue();
         self.tell_waiting();
+    }
+
+    /// Tells `who` (in the room or waiting) why what they asked of the waiting room was
+    /// refused, and puts it on the record where it may be misuse (rate-limited by the trail).
+    async fn moderation_refused(&self, who: &ParticipantId, refusal: Refusal) {
+        let person = self
+            .find(who)
+            .or_else(|| self.lobby.find(who).map(|w| &w.person));
+        let Some(p) = person else {
+            return;
+        };
+        p.send(Notice::refused(refusal.problem(), refusal.to_string()));
+        if let Some(reason) = refusal.audit_reason() {
+            self.refused(p, reason).await;
+        }
+    }
+
+    /// Where `id` stands: waiting, in the room, or not here.
+    fn place(&self, id: &ParticipantId) -> Place {
+        if let Some(w) = self.lobby.find(id) {
+            return Place::Waiting {
+                role: w.person.role,
+            };
+        }
+        match self.find(id) {
+            Some(p) => Place::Present {
+                role: p.role,
+                connected: matches!(p.presence, Presence::Connected(_)),
+            },
+            None => Place::Absent,
+        }
+    }
+
+    /// What the waiting room's state machine needs to know of the room.
+    fn facts(&self) -> waiting::Facts {
+        waiting::Facts {
+            observers_allowed: self.observers_allowed(),
+            huddle: self.huddle.is_on(),
+            locked: self.lobby.locked,
+        }
     }
 
     /// Ends the consultation. The room waits here for what it persists (the end is rare and
@@ -1894,7 +1983,7 @@ impl Room {
                     .is_some_and(|v| me.role.may_view(v))
             }),
             queue: me.role.may_admit().then(|| self.lobby.queue()),
-            huddle: self.huddle,
+            huddle: self.huddle.is_on(),
             screen_share: self.screen.clone(),
             consent: self.consent_state_for(me),
             // Under a pseudonym of the participant: the TURN server's logs name nobody.

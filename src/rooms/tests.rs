@@ -706,3 +706,93 @@ async fn a_camera_is_received_in_layers_only_where_server_and_client_both_want_i
     let mut off = fixture_with(4, Duration::from_secs(30), false).await;
     assert!(!camera_offered_in_layers(&mut off, true).await);
 }
+
+/// The next huddle notice `m` gets, skipping the rest: (active, by).
+async fn next_huddle(m: &mut Member) -> (bool, Option<ParticipantId>) {
+    loop {
+        if let Some(Notice::Huddle { active, by }) = message(next(m).await) {
+            return (active, by);
+        }
+    }
+}
+
+/// The next refusal `m` gets, skipping the rest.
+async fn next_refusal(m: &mut Member) -> Problem {
+    loop {
+        if let Some(Notice::Refused { problem, .. }) = message(next(m).await) {
+            return problem;
+        }
+    }
+}
+
+/// The huddle as the room applies the waiting room's state machine, on the virtual clock: a
+/// patient may neither start nor end one; any clinician ends the one another started; it
+/// outlasts a clinician whose connection dropped for as long as they may resume, and ends,
+/// told to the patient by nobody, once no clinician is left.
+#[tokio::test]
+async fn a_huddle_by_whom_and_until_when() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let doctor = f.join(Role::Doctor).await.unwrap();
+    let specialist = f.join(Role::Specialist).await.unwrap();
+    let mut patient = f.join(Role::Patient).await.unwrap();
+    let huddle = |m: &Member, on: bool| RoomCommand::Moderate {
+        participant: m.id.clone(),
+        conn: m.conn,
+        action: Moderation::Huddle(on),
+    };
+
+    f.send(huddle(&patient, true)).await;
+    assert_eq!(next_refusal(&mut patient).await, Problem::Forbidden);
+    f.send(huddle(&doctor, true)).await;
+    assert_eq!(
+        next_huddle(&mut patient).await,
+        (true, Some(doctor.id.clone()))
+    );
+    f.send(huddle(&patient, false)).await;
+    assert_eq!(next_refusal(&mut patient).await, Problem::Forbidden);
+    f.send(huddle(&specialist, false)).await;
+    assert_eq!(
+        next_huddle(&mut patient).await,
+        (false, Some(specialist.id.clone()))
+    );
+
+    // Again; the specialist leaves and the doctor's connection drops.
+    f.send(huddle(&specialist, true)).await;
+    assert_eq!(
+        next_huddle(&mut patient).await,
+        (true, Some(specialist.id.clone()))
+    );
+    f.send(RoomCommand::Leave {
+        participant: specialist.id.clone(),
+        conn: specialist.conn,
+    })
+    .await;
+    f.send(RoomCommand::Disconnected {
+        participant: doctor.id.clone(),
+        conn: doctor.conn,
+    })
+    .await;
+    // The window runs from when the room hears of the drop: wait until the patient is told.
+    loop {
+        match message(next(&mut patient).await) {
+            Some(Notice::ParticipantUpdated(p)) if p.id == doctor.id => {
+                assert_eq!(p.connection, Connection::Reconnecting);
+                break;
+            }
+            Some(Notice::Huddle { .. }) => panic!("the huddle ended with a clinician left"),
+            _ => {}
+        }
+    }
+    f.clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    while let Ok(out) = patient.rx.try_recv() {
+        let notice = message(out);
+        assert!(
+            !matches!(notice, Some(Notice::Huddle { .. })),
+            "the huddle ended while the doctor could resume: {notice:?}"
+        );
+    }
+    // Past the doctor's resume window: nobody of the care team is left.
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(next_huddle(&mut patient).await, (false, None));
+}

@@ -609,8 +609,17 @@ impl Session {
                 self.opens_at = refused.opens_at;
                 (refused.code, refused.message)
             })?;
+        // The role the care team last gave the link's holder, if they changed it: it follows
+        // the person to another tab or device (`rooms::room::roles`).
         let result = self
-            .enter_room(&room_id, name, role, &join, &invite, replaces)
+            .enter_room(
+                &room_id,
+                name,
+                invite.role_for_join(),
+                &join,
+                &invite,
+                replaces,
+            )
             .await;
         invitation::settle(&self.ctx, ticket, &result, &self.client).await;
         result
@@ -631,10 +640,18 @@ impl Session {
         for _ in 0..2 {
             let room = self.ctx.rooms.open(room_id).await.map_err(room_refusal)?;
             let (reply, rx) = oneshot::channel();
+            // Made to only watch by the care team (after being let speak): they publish
+            // nothing, whatever their client (which may have been told they were a guest)
+            // offers, as after a reload.
+            let publish = if invite.role_now.is_some() && !role.may_publish() {
+                crate::rooms::Publish::default()
+            } else {
+                join.publish.into()
+            };
             let cmd = RoomCommand::Join {
                 name: name.to_owned(),
                 role,
-                publish: join.publish.into(),
+                publish,
                 simulcast: join.publish.simulcast,
                 invite: invite.id.clone(),
                 account: invite.account.clone(),

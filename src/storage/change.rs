@@ -71,9 +71,15 @@ pub enum Change {
     },
     /// The care team changed someone's role in the room (an observer let speak, a guest made
     /// to only watch): their row names the role they have now; the audit entry committed with
-    /// it names both.
+    /// it names both (and `InviteRoleNow` makes it follow them to another tab or device).
     RoleChanged {
         id: ParticipantId,
+        role: Role,
+    },
+    /// Committed with `RoleChanged`: the role a later join with the link invitation comes in
+    /// with (`invites.role_now`). A care-team seat never changes role.
+    InviteRoleNow {
+        invite: InviteId,
         role: Role,
     },
 }
@@ -298,6 +304,13 @@ impl Change {
                 sqlx::query("UPDATE participants SET role = $1 WHERE id = $2")
                     .bind(role.as_str())
                     .bind(id.as_str())
+                    .execute(conn)
+                    .await?
+            }
+            Change::InviteRoleNow { invite, role } => {
+                sqlx::query("UPDATE invites SET role_now = $1 WHERE id = $2 AND account_id IS NULL")
+                    .bind(role.as_str())
+                    .bind(invite.as_str())
                     .execute(conn)
                     .await?
             }

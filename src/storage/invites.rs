@@ -29,9 +29,19 @@ pub struct Invite {
     pub label: Option<String>,
     /// Whether it has a short code (only its keyed hash is stored).
     pub has_code: bool,
+    /// The role the care team last gave whoever came with it (`Change::InviteRoleNow`); `None`:
+    /// never changed. See [`Invite::role_for_join`].
+    pub role_now: Option<Role>,
 }
 
 impl Invite {
+    /// The role a join with this invitation comes in with: the one the care team last gave
+    /// its holder in the consultation, else the one it was made for. A person is an invite,
+    /// so a change follows them to another tab or device.
+    pub fn role_for_join(&self) -> Role {
+        self.role_now.unwrap_or(self.role)
+    }
+
     /// The facts its state is decided from.
     pub fn validity(&self) -> crate::domain::invitation::Validity {
         crate::domain::invitation::Validity {
@@ -45,7 +55,7 @@ impl Invite {
 }
 
 const COLUMNS: &str = "id, room_id, role, created_by, created_at, expires_at, revoked_at, \
-                       account_id, not_before, max_uses, uses, label, code_hash";
+                       account_id, not_before, max_uses, uses, label, code_hash, role_now";
 
 fn from_row(row: &AnyRow) -> Result<Invite, StorageError> {
     let id: String = row.try_get("id")?;
@@ -54,6 +64,7 @@ fn from_row(row: &AnyRow) -> Result<Invite, StorageError> {
     let by: String = row.try_get("created_by")?;
     let account: Option<String> = row.try_get("account_id")?;
     let code_hash: Option<String> = row.try_get("code_hash")?;
+    let role_now: Option<String> = row.try_get("role_now")?;
     Ok(Invite {
         id: InviteId::parse(&id).ok_or(StorageError::Corrupt("invite id"))?,
         room_id: RoomId::parse(&room).ok_or(StorageError::Corrupt("invite room"))?,
@@ -70,6 +81,9 @@ fn from_row(row: &AnyRow) -> Result<Invite, StorageError> {
         uses: row.try_get("uses")?,
         label: row.try_get("label")?,
         has_code: code_hash.is_some(),
+        role_now: role_now
+            .map(|r| Role::parse(&r).ok_or(StorageError::Corrupt("invite role now")))
+            .transpose()?,
     })
 }
 
@@ -95,6 +109,7 @@ impl Db {
             uses: 0,
             label: None,
             has_code: false,
+            role_now: None,
         };
         sqlx::query(
             "INSERT INTO invites (id, room_id, role, created_by, created_at, expires_at) \
@@ -199,6 +214,7 @@ impl Db {
             uses: 0,
             label: new.label.map(str::to_owned),
             has_code: true,
+            role_now: None,
         };
         sqlx::query(
             "INSERT INTO invites (id, room_id, role, created_by, created_at, expires_at, \

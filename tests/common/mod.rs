@@ -603,3 +603,42 @@ pub fn action_outcomes(entries: &[Value]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Makes `$name` (an `async fn(&TestServer)`) two tests, `$name::on_sqlite` and
+/// `$name::on_postgres`, each on a server of its own started with `$tweak` (a `fn(&mut
+/// Config)`): the flow runs unchanged on both stores. The PostgreSQL one has a fresh database
+/// ([`PgTestDb`]) and is skipped, with a SKIPPED line, where none answers and
+/// HUIZHEN_REQUIRE_POSTGRES is not 1. The two run in parallel like any two tests of a binary.
+#[allow(unused_macros)] // Not every test binary has a flow for both stores.
+macro_rules! on_both_databases {
+    (#[$attr:meta] $name:ident, $tweak:expr $(,)?) => {
+        mod $name {
+            #[$attr]
+            async fn on_sqlite() {
+                let tweak: fn(&mut huizhen::config::Config) = $tweak;
+                let s = $crate::common::TestServer::start_with(tweak).await;
+                super::$name(&s).await;
+                s.stop().await;
+            }
+
+            #[$attr]
+            async fn on_postgres() {
+                let Some(pg) = $crate::common::PgTestDb::create().await else {
+                    return;
+                };
+                let tweak: fn(&mut huizhen::config::Config) = $tweak;
+                let url = pg.url.clone();
+                let s = $crate::common::TestServer::start_with(move |c| {
+                    tweak(c);
+                    c.storage.database_url = url;
+                })
+                .await;
+                super::$name(&s).await;
+                s.stop().await;
+                pg.drop_db().await;
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_databases;

@@ -120,6 +120,8 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} author_name
  * @property {string} author_role
  * @property {number} created_at_ms
+ * @property {string | null} [subject_name] the patient it is about, under the name they last
+ *   joined with (null: about no one patient, or made before patients were told apart)
  * @property {RecordSignature | null} signature reports and prescriptions, once issued
  * @property {RecordEventInfo[]} events
  * @property {string | null} superseded_by

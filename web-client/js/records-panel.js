@@ -179,7 +179,8 @@ export class RecordsPanel {
       patientRow: must(".record-patient", HTMLElement, root),
       patient: must("#record-patient", HTMLSelectElement, root),
     };
-    this.ui.forms.hidden = !(role === "doctor" || role === "specialist");
+    this.clinician = role === "doctor" || role === "specialist";
+    this.ui.forms.hidden = !this.clinician;
     /** @type {SignDialog | null} made when first needed (only clinicians sign) */
     this.signDialog = null;
     this.ui.report.addEventListener("submit", (e) => {
@@ -294,6 +295,11 @@ export class RecordsPanel {
           }),
           el("p", { className: "record-body", ...recordText(r) }),
         );
+        // Which patient it is about, for the care team (a consultation may see several one
+        // after another); a patient reads only their own.
+        if (this.clinician && r.subject_name) {
+          li.insertBefore(el("p", { className: "record-subject", i18n: "records.about", params: { name: r.subject_name } }), li.lastChild);
+        }
         if (r.signature) {
           const sig = signatureText(r.signature);
           li.append(el("p", { className: "record-signature", i18n: sig.key, params: sig.params }));

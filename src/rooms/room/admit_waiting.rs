@@ -9,6 +9,7 @@ use crate::audit::{Action, Actor, AuditEvent};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::ParticipantId;
 use crate::rooms::lobby::Waiter;
+use crate::rooms::waiting::{self, Asker, Refusal, Request};
 use crate::rooms::{Notice, Problem};
 
 impl Room {
@@ -19,27 +20,36 @@ impl Room {
         target: Option<&ParticipantId>,
         by: Actor,
     ) -> Result<ParticipantId, (Problem, String)> {
+        // Decided before anyone is taken out of the queue: a refused admission leaves
+        // everyone's place as it was.
+        let request = match target {
+            Some(id) => Request::Admit(self.place(id)),
+            None => Request::AdmitNext(self.lobby.first().map(|w| w.person.role)),
+        };
+        // The care team asks (`moderate` authorised those in the room, the department queue
+        // those outside it); an admission is the only step an admission request yields.
+        if let Err(refusal) = waiting::apply(Asker::CareTeam, request, self.facts()) {
+            let text = match refusal {
+                Refusal::AwaitsConsent => {
+                    let name = match target {
+                        Some(id) => self.lobby.find(id),
+                        None => self.lobby.first(),
+                    }
+                    .map(|w| w.person.name.clone())
+                    .unwrap_or_default();
+                    format!("{name} may come in once the patient agrees to observers being present")
+                }
+                other => other.to_string(),
+            };
+            return Err((refusal.problem(), text));
+        }
         let waiter = match target {
             Some(id) => self.lobby.take(id),
             None => self.lobby.take_next(),
         };
         let Some(waiter) = waiter else {
-            let text = match target {
-                Some(_) => {
-                    "this person is no longer waiting: admitted by someone else, gone, or turned away"
-                }
-                None => "nobody is waiting",
-            };
-            return Err((Problem::NotWaiting, text.to_owned()));
+            return Err((Problem::NotWaiting, Refusal::NotWaiting.to_string()));
         };
-        if waiter.person.role.is_third_party() && !self.observers_allowed() {
-            let name = waiter.person.name.clone();
-            self.lobby.push(waiter);
-            return Err((
-                Problem::ConsentRequired,
-                format!("{name} may come in once the patient agrees to observers being present"),
-            ));
-        }
         let id = waiter.person.id.clone();
         let role = waiter.person.role;
         let waited = now_unix() - waiter.since;

@@ -3,9 +3,13 @@
 //! which changes exist (`Role::may_become`); the room applies one, tells the person and the
 //! others, puts it on the record, and has the media core add or stop the person's own m-lines.
 //!
-//! A change lasts for the person's time in the room: a resume keeps it, and so does a reload
-//! on the same link (`Room::join` carries it over, like a patient's consents); a new join
-//! through the link from elsewhere gets the link's role.
+//! A change follows the person, who is their invitation: a resume keeps it, a reload on the
+//! same link carries it over (`Room::join`, like a patient's consents), and a new join with the
+//! link from another tab or device comes in with it, because the change is stored on the
+//! invitation with the participant's row (`Change::InviteRoleNow`, `invites.role_now`) and the
+//! join reads it there (`Invite::role_for_join`). On a link several people share (a class
+//! watching on one observer link), the change reaches whoever joins with it next as well: the
+//! care team gave it to the link's holder.
 
 use super::Room;
 use crate::audit::{Action, Actor, Append, AuditEvent};
@@ -72,7 +76,7 @@ impl Room {
             );
             return;
         }
-        let from = p.role;
+        let (from, invite) = (p.role, p.invite.clone());
         let Some(p) = self.find_mut(target) else {
             return;
         };
@@ -117,9 +121,10 @@ impl Room {
             id: target.clone(),
             role,
         };
+        let follows = Change::InviteRoleNow { invite, role };
         self.services
             .audit
-            .submit_or_log(Append::entry(event).with(change))
+            .submit_or_log(Append::entry(event).with(change).with(follows))
             .await;
         tracing::info!(room = %self.record.id, participant = %target, from = from.as_str(), to = role.as_str(), "role changed");
     }

@@ -355,6 +355,7 @@ export default {
   "queue.waited_minutes": "Waiting {m} min",
   "queue.waited_under_minute": "Waiting less than a minute",
 
+  "records.about": "About: {name}",
   "records.corrected": " · corrected",
   "records.dose": "Dose",
   "records.duration": "Duration",

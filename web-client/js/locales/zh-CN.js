@@ -356,6 +356,7 @@ const zhCN = {
   "queue.waited_minutes": "已等候 {m} 分钟",
   "queue.waited_under_minute": "等候不到 1 分钟",
 
+  "records.about": "患者：{name}",
   "records.corrected": " · 已更正",
   "records.dose": "剂量",
   "records.duration": "疗程",
