@@ -305,8 +305,8 @@ common::on_both_databases!(
     |_| {}
 );
 
-/// A role change follows the person, who is their link: the same observer link opened again on
-/// another device (a fresh join, no resume token) comes in with the role the care team gave,
+/// A role change follows the person, who is their link: the same observer link (a trainee's,
+/// with a few uses) opened again on another device (a fresh join, no resume token) comes in with the role the care team gave,
 /// and the join page is told that role; made to only watch again, the next device comes in as
 /// an observer publishing nothing, whatever its client (whose page may have been told "guest"
 /// just before) offers. Every change is on the record.
@@ -318,8 +318,17 @@ async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
         .join(&s.invite(&room, "doctor").await, "", false, false)
         .await
         .unwrap();
-    // An observer link: unlimited uses by default, so another device may open it.
-    let link = s.invite(&room, "observer").await;
+    // A trainee's own observer link, with a use for each of their devices.
+    let (st, made) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            None,
+            Some(json!({"role": "observer", "max_uses": 3})),
+        )
+        .await;
+    assert_eq!(st, 201, "{made}");
+    let link = made["token"].as_str().unwrap().to_owned();
     let laptop = SignalingClient::connect(&s.ws_url).await.unwrap();
     let joined = laptop
         .join(&link, "Trainee Zhou", false, false)
@@ -391,12 +400,30 @@ async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
         json!({"audio": false, "video": false})
     );
 
+    // A class's link (unlimited uses) is not one person: letting one trainee speak leaves the
+    // next one who opens it an observer.
+    let class = s.invite(&room, "observer").await;
+    let first = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = first.join(&class, "Trainee Li", false, false).await.unwrap();
+    let first_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    doctor
+        .send_json(&json!({"type": "set_role", "participant_id": first_id, "role": "guest"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.next_event("role_changed", T).await.unwrap()["role"],
+        "guest"
+    );
+    let next = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = next.join(&class, "Trainee Sun", false, false).await.unwrap();
+    assert_eq!(joined["you"]["role"], "observer", "{}", joined["you"]);
+
     let entries = s.audit_entries(&sup, &room).await;
     let changes = entries
         .iter()
         .filter(|e| e["action"] == "participant.role_changed")
         .count();
-    assert_eq!(changes, 2, "{entries:?}");
+    assert_eq!(changes, 3, "{entries:?}");
 }
 
 common::on_both_databases!(

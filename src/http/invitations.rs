@@ -87,6 +87,9 @@ fn invite_json(
     let mut v = json!({
         "invite_id": invite.id,
         "role": invite.role,
+        // The role the care team last gave its holder (null: never changed): what a new join
+        // with it comes in with.
+        "role_now": invite.role_now,
         "label": invite.label,
         "state": invite_state.as_str(),
         "created_at": invite.created_at,

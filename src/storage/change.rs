@@ -77,7 +77,11 @@ pub enum Change {
         role: Role,
     },
     /// Committed with `RoleChanged`: the role a later join with the link invitation comes in
-    /// with (`invites.role_now`). A care-team seat never changes role.
+    /// with (`invites.role_now`), for a link with a limited number of uses: one person's (a
+    /// patient's or a guest's, single-use by default; a trainee's, given a few uses for their
+    /// devices). A link without a limit (an observer link for a whole class) is not one person:
+    /// letting one trainee speak must not make every later joiner a guest, so the change stays
+    /// with that participant. A care-team seat never changes role.
     InviteRoleNow {
         invite: InviteId,
         role: Role,
@@ -308,7 +312,10 @@ impl Change {
                     .await?
             }
             Change::InviteRoleNow { invite, role } => {
-                sqlx::query("UPDATE invites SET role_now = $1 WHERE id = $2 AND account_id IS NULL")
+                sqlx::query(
+                    "UPDATE invites SET role_now = $1 \
+                     WHERE id = $2 AND account_id IS NULL AND max_uses IS NOT NULL",
+                )
                     .bind(role.as_str())
                     .bind(invite.as_str())
                     .execute(conn)

@@ -74,6 +74,7 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @typedef {object} Invite
  * @property {string} invite_id
  * @property {import("./protocol.js").Role} role
+ * @property {import("./protocol.js").Role | null} [role_now] the role the care team last gave its holder
  * @property {string | null} [label] who it is for ("guardian", "interpreter")
  * @property {InviteState} [state] absent in the answer to a creation (then `active` or `not_yet`)
  * @property {number} [created_at] Unix seconds

@@ -125,7 +125,11 @@ function renderInvite(room, invite, opts) {
     ? el("span", { i18n: "invites.role_label", params: { role, label: invite.label } })
     : el("span", { i18n: "common.param", params: { text: role } });
   const badge = el("span", { className: `badge invite-state invite-state-${state}`, i18n: STATE_TEXT[state] ?? "common.param", params: { text: state } });
-  row.append(el("div", { className: "invite-head" }, who, badge));
+  const head = el("div", { className: "invite-head" }, who);
+  // The care team changed its holder's role: a new join with it comes in so.
+  if (invite.role_now && invite.role_now !== invite.role) head.append(el("span", { className: "invite-role-now", i18n: "invites.role_now", params: { role: roleParam(invite.role_now) } }));
+  head.append(badge);
+  row.append(head);
 
   /** @type {import("./i18n.js").Param} */
   const until = { at: invite.expires_at * 1000 };

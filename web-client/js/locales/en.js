@@ -181,6 +181,7 @@ export default {
   "invites.print_for": "Printable page for the {role} link (saved as a file to open and print)",
   "invites.qr_alt": "QR code of the {role} link",
   "invites.role_label": "{role} · {label}",
+  "invites.role_now": "now {role}",
   "invites.show_qr": "QR code",
   "invites.show_qr_for": "QR code of the {role} link",
   "invites.state.active": "Usable",

@@ -182,6 +182,7 @@ const zhCN = {
   "invites.print_for": "{role}链接的打印页（保存为文件，打开后打印）",
   "invites.qr_alt": "{role}链接的二维码",
   "invites.role_label": "{role} · {label}",
+  "invites.role_now": "现为{role}",
   "invites.show_qr": "二维码",
   "invites.show_qr_for": "{role}链接的二维码",
   "invites.state.active": "可用",
