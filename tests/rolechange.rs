@@ -404,7 +404,10 @@ async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
     // next one who opens it an observer.
     let class = s.invite(&room, "observer").await;
     let first = SignalingClient::connect(&s.ws_url).await.unwrap();
-    let joined = first.join(&class, "Trainee Li", false, false).await.unwrap();
+    let joined = first
+        .join(&class, "Trainee Li", false, false)
+        .await
+        .unwrap();
     let first_id = joined["you"]["id"].as_str().unwrap().to_owned();
     doctor
         .send_json(&json!({"type": "set_role", "participant_id": first_id, "role": "guest"}))
@@ -415,7 +418,10 @@ async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
         "guest"
     );
     let next = SignalingClient::connect(&s.ws_url).await.unwrap();
-    let joined = next.join(&class, "Trainee Sun", false, false).await.unwrap();
+    let joined = next
+        .join(&class, "Trainee Sun", false, false)
+        .await
+        .unwrap();
     assert_eq!(joined["you"]["role"], "observer", "{}", joined["you"]);
 
     let entries = s.audit_entries(&sup, &room).await;

@@ -134,7 +134,7 @@ fn layer_name(marker: Option<u8>) -> &'static str {
 #[ignore = "timing-sensitive under CPU load; run alone with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_capped_subscriber_drops_below_the_top_layer_keeps_its_audio_and_climbs_back() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.media.simulcast = true).await;
     let room = s.create_room("Simulcast under a cap").await;
     let proxy = proxy_for(&s, 23).await;
     let doctor = simulcast_peer(&s, &room, "doctor", "doctor", (DOCTOR, true), None).await;

@@ -152,9 +152,15 @@ impl Attachments {
         let c = self.config();
         let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
         let b = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        // The attachments all become documents of the request's room, in the requester's
+        // name: the lesser limits apply (and `copy_into_room` may then take the places
+        // without a check).
         AttachLimits {
-            documents: n(c.max_referral_documents),
-            bytes: b(c.max_referral_bytes),
+            documents: n(c
+                .max_referral_documents
+                .min(c.max_documents_per_person)
+                .min(c.max_per_room)),
+            bytes: b(c.max_referral_bytes.min(c.max_bytes_per_person)),
             room_documents: n(c.max_per_room),
             person_documents: n(c.max_documents_per_person),
             person_bytes: b(c.max_bytes_per_person),
@@ -317,10 +323,10 @@ impl Attachments {
             }
             Err(AttachRefusal::NotOpen) => Err(AttachmentError::NotOpen),
             Err(AttachRefusal::TooMany) => Err(AttachmentError::TooMany {
-                max: c.max_referral_documents,
+                max: usize::try_from(self.limits().documents).unwrap_or(usize::MAX),
             }),
             Err(AttachRefusal::TooManyBytes { used }) => Err(AttachmentError::TooManyBytes {
-                max: c.max_referral_bytes,
+                max: u64::try_from(self.limits().bytes).unwrap_or(u64::MAX),
                 used: u64::try_from(used).unwrap_or(0),
             }),
             Err(AttachRefusal::RoomFull) => {

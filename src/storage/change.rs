@@ -316,10 +316,10 @@ impl Change {
                     "UPDATE invites SET role_now = $1 \
                      WHERE id = $2 AND account_id IS NULL AND max_uses IS NOT NULL",
                 )
-                    .bind(role.as_str())
-                    .bind(invite.as_str())
-                    .execute(conn)
-                    .await?
+                .bind(role.as_str())
+                .bind(invite.as_str())
+                .execute(conn)
+                .await?
             }
             Change::ConsentCarried { from, to } => {
                 sqlx::query(

@@ -245,6 +245,65 @@ export async function workflowScenario(h, engine) {
     await p.waitForSelector("#sign-dialog", timeout, "hidden");
   };
 
+  /**
+   * Every remote picture on these pages plays: each video this page receives (by its decoder's
+   * count, from the page's own peer connections, the same in both engines) keeps decoding new
+   * frames. A frozen picture with all the tiles there is what a participant whose video the
+   * server paused sees.
+   * @param {Participant[]} pages
+   */
+  const picturesPlay = async (pages) => {
+    for (const p of pages) {
+      // A Firefox page behind others is throttled: in front, as the person looking at it.
+      if (p.engine === "firefox") await p.front();
+      const decoded = async () => {
+        /** @type {Record<string, number>} */
+        const out = {};
+        const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__hzPeerConnections ?? []);
+        for (const [i, pc] of pcs.entries()) {
+          if (pc.connectionState === "closed") continue;
+          (await pc.getStats()).forEach((r) => {
+            if (r.type === "inbound-rtp" && r.kind === "video" && (r.packetsReceived ?? 0) > 0) out[`${i}/${r.id}`] = r.framesDecoded ?? 0;
+          });
+        }
+        return out;
+      };
+      // Both remote videos have begun to arrive (the last one in has just joined).
+      await p.waitFor(
+        async () => {
+          const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__hzPeerConnections ?? []);
+          let arriving = 0;
+          for (const pc of pcs) {
+            if (pc.connectionState === "closed") continue;
+            (await pc.getStats()).forEach((r) => {
+              if (r.type === "inbound-rtp" && r.kind === "video" && (r.framesDecoded ?? 0) > 0) arriving += 1;
+            });
+          }
+          return arriving >= 2;
+        },
+        undefined,
+        timeout,
+      );
+      const before = await p.evaluateWith(decoded, undefined);
+      await p.waitFor(
+        async (/** @type {Record<string, number>} */ b) => {
+          const pcs = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__hzPeerConnections ?? []);
+          /** @type {Record<string, number>} */
+          const now = {};
+          for (const [i, pc] of pcs.entries()) {
+            if (pc.connectionState === "closed") continue;
+            (await pc.getStats()).forEach((r) => {
+              if (r.type === "inbound-rtp" && r.kind === "video") now[`${i}/${r.id}`] = r.framesDecoded ?? 0;
+            });
+          }
+          return Object.entries(b).every(([id, n]) => (now[id] ?? 0) >= n + 20);
+        },
+        before,
+        timeout,
+      );
+    }
+  };
+
   try {
     await step("01-request", "the township doctor signs in and sends an urgent request to the county's cardiology, with a time a few minutes ahead", async () => {
       if (engine === "firefox") firefox = await launchFirefox();
@@ -388,6 +447,7 @@ export async function workflowScenario(h, engine) {
       await specialist.click("#join-button");
       await specialist.waitForState("in-room");
       for (const p of [doctor, first, specialist]) await p.waitFor(() => document.querySelectorAll("#tiles .tile").length === 3, undefined, timeout);
+      await picturesPlay([doctor, first, specialist]);
       // The request's lab report is among the room's documents for the clinicians, not the patient.
       const hasReport = (/** @type {string} */ name) => [...document.querySelectorAll(".doc-list .doc-item")].some((n) => n.textContent?.includes(name));
       await specialist.waitFor(hasReport, labReport, timeout);
@@ -427,6 +487,8 @@ export async function workflowScenario(h, engine) {
       const signature = await first.text('.record-item[data-kind="prescription"] .record-signature');
       const specialistName = await specialist.evaluate(() => document.querySelector(".tile-local .tile-name")?.textContent ?? "");
       assert.ok(specialistName && signature.includes(specialistName.split(" · ")[0].trim()), `signed by the specialist: "${signature}" (${specialistName})`);
+      // Half a minute on, every picture still plays.
+      await picturesPlay([page("doctor"), page("patient1"), page("specialist")]);
     });
 
     await step("08-ended", "the doctor ends the consultation: the patient's page says so and leads to the outcome", async () => {
