@@ -1,5 +1,6 @@
 //! The crate's module structure, checked: dependencies point one way, from the edge down to the
-//! domain leaf, and the media core never reads the clock or touches I/O.
+//! domain leaf, the media core never reads the clock or touches I/O, and migrations are
+//! numbered once each.
 //!
 //! Each top-level module of `src/` has a layer below; a module may use (`crate::x`) only
 //! modules of lower layers. A cycle cannot satisfy that, so a new cycle fails here, and so does
@@ -173,4 +174,26 @@ fn the_check_finds_what_it_looks_for() {
     let text = "use crate::rooms::Notice; // crate::http in a comment\nlet x = crate::domain::clock::now_unix();";
     let found: Vec<_> = uses(text).into_iter().collect();
     assert_eq!(found, ["domain", "rooms"]);
+}
+
+/// Migrations are numbered 0001, 0002, … without a gap or a repeat: two branches that each add
+/// "the next" migration must not both land with one number (sqlx orders by the number, and a
+/// database that applied one of them would refuse the other's file under it).
+#[test]
+fn migrations_are_numbered_once_each_in_order() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut numbers: Vec<u32> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql"))
+        .map(|name| {
+            name.split('_')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("migrations/{name}: no leading number"))
+        })
+        .collect();
+    numbers.sort_unstable();
+    let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+    assert_eq!(numbers, expected, "migrations/: numbers repeated or missing");
 }
