@@ -195,5 +195,8 @@ fn migrations_are_numbered_once_each_in_order() {
         .collect();
     numbers.sort_unstable();
     let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
-    assert_eq!(numbers, expected, "migrations/: numbers repeated or missing");
+    assert_eq!(
+        numbers, expected,
+        "migrations/: numbers repeated or missing"
+    );
 }

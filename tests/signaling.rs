@@ -47,14 +47,35 @@ async fn forged_expired_revoked_and_other_room_tokens_are_refused() {
     c.expect_error("invalid_token", T).await.unwrap();
     assert_eq!(c.wait_closed(T).await.unwrap(), Some(4001));
 
-    // Expired.
-    let expired = resign(&s, &token, |c| c.exp = now_unix() - 5);
+    // Expired: the invitation's window has passed. Its own row decides, whatever the token
+    // says (a visit moved later keeps its links; see tests/invitations.rs, rescheduling).
+    let (ended, ended_id) = s.invite_with_id(&room, "observer").await;
+    sqlx::any::install_default_drivers();
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        s.dir.path().join("data/huizhen.db").display()
+    );
+    let pool = sqlx::AnyPool::connect(&db_url).await.unwrap();
+    sqlx::query("UPDATE invites SET expires_at = $1 WHERE id = $2")
+        .bind(now_unix() - 5)
+        .bind(ended_id.clone())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     let c = client(&s).await;
-    c.send_json(&join_message(&expired, "Li Hua", true, true, None))
+    c.send_json(&join_message(&ended, "Li Hua", true, true, None))
         .await
         .unwrap();
     c.expect_error("token_expired", T).await.unwrap();
     assert_eq!(c.wait_closed(T).await.unwrap(), Some(4001));
+    // A token re-signed to have expired, for an invitation whose window is open, is the same
+    // invitation: it gets in.
+    let open = s.invite(&room, "observer").await;
+    let stale = resign(&s, &open, |c| c.exp = now_unix() - 5);
+    let c = client(&s).await;
+    let joined = c.join(&stale, "Trainee Zhou", false, false).await.unwrap();
+    assert_eq!(joined["you"]["role"], "observer");
 
     // Signed by us, but naming another room than its invite was issued for.
     let other = resign(&s, &token, |c| c.room = Some(RoomId::generate()));
