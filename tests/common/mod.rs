@@ -611,9 +611,9 @@ pub fn action_outcomes(entries: &[Value]) -> Vec<String> {
 /// HUIZHEN_REQUIRE_POSTGRES is not 1. The two run in parallel like any two tests of a binary.
 #[allow(unused_macros)] // Not every test binary has a flow for both stores.
 macro_rules! on_both_databases {
-    (#[$attr:meta] $name:ident, $tweak:expr $(,)?) => {
+    ($(#[$attr:meta])+ $name:ident, $tweak:expr $(,)?) => {
         mod $name {
-            #[$attr]
+            $(#[$attr])+
             async fn on_sqlite() {
                 let tweak: fn(&mut huizhen::config::Config) = $tweak;
                 let s = $crate::common::TestServer::start_with(tweak).await;
@@ -621,7 +621,7 @@ macro_rules! on_both_databases {
                 s.stop().await;
             }
 
-            #[$attr]
+            $(#[$attr])+
             async fn on_postgres() {
                 let Some(pg) = $crate::common::PgTestDb::create().await else {
                     return;
