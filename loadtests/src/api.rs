@@ -116,7 +116,8 @@ impl Api {
 
     /// A token to join `room` as `role`. Clinicians enter as accounts, not links: a doctor's
     /// or specialist's place is taken by this run's own account's care-team seat (in the room
-    /// as its doctor), which is all a load test needs of them.
+    /// as its doctor), which is all a load test needs of them. One seat is one connection: a
+    /// second join on it takes the first's place, so a room has one clinician here.
     pub async fn invite(&self, room: &str, role: &str) -> anyhow::Result<String> {
         if matches!(role, "doctor" | "specialist") {
             let seat = self
