@@ -235,39 +235,32 @@ async fn audit_step(state: &AppState, actor: Actor, s: &Stepped) {
                 AuditEvent::new(actor.clone(), Action::RoomCreated)
                     .room(room)
                     .object("room", room)
-                    .detail(json!({"referral": id, "documents": s.documents_copied})),
+                    .detail(json!({"referral": id, "documents": s.documents_copied.len()})),
             )
             .await;
     }
     // Each document the request brought into its new room, as the room's trail names shares.
-    if let (Some(room), true) = (&s.room_opened, s.documents_copied > 0) {
-        match state.db.referral_documents(id).await {
-            Ok(attachments) => {
-                for a in attachments {
-                    let Some(doc) = &a.room_document else {
-                        continue;
-                    };
-                    state
-                        .audit
-                        .record_or_log(
-                            AuditEvent::new(actor.clone(), Action::DocumentShared)
-                                .room(room)
-                                .object("document", doc)
-                                .sha256(&a.sha256)
-                                .detail(json!({
-                                    "kind": a.kind,
-                                    "size": a.size,
-                                    "visibility": "clinicians",
-                                    "referral": id,
-                                    "attachment": a.id,
-                                })),
-                        )
-                        .await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(referral = %id, error = %e, "the documents a request brought into its room could not be read for the audit trail");
-            }
+    if let Some(room) = &s.room_opened {
+        for a in &s.documents_copied {
+            let Some(doc) = &a.room_document else {
+                continue;
+            };
+            state
+                .audit
+                .record_or_log(
+                    AuditEvent::new(actor.clone(), Action::DocumentShared)
+                        .room(room)
+                        .object("document", doc)
+                        .sha256(&a.sha256)
+                        .detail(json!({
+                            "kind": a.kind,
+                            "size": a.size,
+                            "visibility": "clinicians",
+                            "referral": id,
+                            "attachment": a.id,
+                        })),
+                )
+                .await;
         }
     }
     if let (Some(room), Some(user)) = (&s.after.room_id, &s.seated) {

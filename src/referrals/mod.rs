@@ -183,7 +183,7 @@ pub struct Stepped {
     /// The clinician this step put on the room's care team, if any.
     pub seated: Option<UserId>,
     /// The request's attachments that became documents of the room this step opened.
-    pub documents_copied: usize,
+    pub documents_copied: Vec<crate::storage::ReferralDocumentRow>,
 }
 
 /// What a step's webhook event says: ids, states, times and the pseudonymous patient

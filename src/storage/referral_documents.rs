@@ -42,7 +42,7 @@ impl AttachmentSource {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferralDocumentRow {
     pub id: ReferralDocumentId,
     pub referral_id: ReferralId,
@@ -180,7 +180,8 @@ async fn seat_of(
 }
 
 /// Copies every attachment of `referral` that is not in a room yet into `room`, whose care
-/// team `requester` is on, in the caller's transaction (the step that opens the room). The
+/// team `requester` is on, in the caller's transaction (the step that opens the room), and
+/// answers them as they are now (each naming its room document). The
 /// places are taken in the quota counters without a limit: a request holds at most
 /// `documents.max_referral_documents` attachments and bytes, which configuration keeps within
 /// a room's and a person's limits, and the room and the requester's seat are new.
@@ -189,9 +190,9 @@ pub(super) async fn copy_into_room(
     referral: &ReferralId,
     room: &RoomId,
     requester: &UserId,
-) -> Result<usize, StorageError> {
+) -> Result<Vec<ReferralDocumentRow>, StorageError> {
     let Some((seat, role)) = seat_of(tx, room, requester).await? else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM referral_documents \
@@ -200,20 +201,21 @@ pub(super) async fn copy_into_room(
     .bind(referral.as_str())
     .fetch_all(&mut **tx)
     .await?;
-    let attachments = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut attachments = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     if attachments.is_empty() {
-        return Ok(0);
+        return Ok(attachments);
     }
     let mut bytes = 0;
-    for a in &attachments {
+    for a in &mut attachments {
         let doc = room_document(a, room, role);
         insert_document(tx, &doc).await?;
         mark_in_room(tx, &a.id, &doc.id).await?;
+        a.room_document = Some(doc.id);
         bytes += a.size;
     }
     let n = attachments.len() as i64;
     take_places(tx, &seat, room, n, bytes, role).await?;
-    Ok(attachments.len())
+    Ok(attachments)
 }
 
 async fn mark_in_room(

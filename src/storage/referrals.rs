@@ -102,7 +102,7 @@ pub struct SteppedRow {
     pub row: ReferralRow,
     pub seated: Option<UserId>,
     /// The request's attachments the step made documents of the room it opened.
-    pub documents_copied: usize,
+    pub documents_copied: Vec<super::ReferralDocumentRow>,
 }
 
 /// A step to persist on `row` as it was read (its version is the one expected).
@@ -477,7 +477,7 @@ impl Db {
             return Err(StorageError::Conflict);
         }
         let mut seated = None;
-        let mut documents_copied = 0;
+        let mut documents_copied = Vec::new();
         match &step.room {
             RoomStep::None => {}
             RoomStep::Open {
