@@ -61,4 +61,8 @@ fi
 cargo test --workspace --locked -- --test-threads=2
 
 step "browser tests"
+# The browser run is the part of CI that slows most on a busy machine (its checks wait for real
+# media on two cores): say how busy the machine is before it starts, and what is still running.
+uptime || true
+ps -eo pcpu,etimes,comm --sort=-pcpu 2>/dev/null | head -8 || true
 bash scripts/test-browser.sh "$CARGO_TARGET_DIR/debug/huizhen"

@@ -1034,6 +1034,7 @@ async fn join_latency_under_audit_load() {
                 room.send(RoomCommand::Join {
                     name: format!("p{i}"),
                     role: Role::Patient,
+                    role_given: false,
                     publish: Publish {
                         audio: false,
                         video: false,

@@ -612,9 +612,9 @@ fn config_in(dir: &std::path::Path, database_url: Option<&str>) -> Config {
 }
 
 async fn serve(dir: &tempfile::TempDir, database_url: Option<&str>) -> TestServer {
-    let server = Server::start(config_in(dir.path(), database_url))
-        .await
-        .expect("server starts");
+    let config = config_in(dir.path(), database_url);
+    let database_url = config.database_url();
+    let server = Server::start(config).await.expect("server starts");
     let port = server.https_addr.port();
     TestServer {
         server: Some(server),
@@ -628,6 +628,7 @@ async fn serve(dir: &tempfile::TempDir, database_url: Option<&str>) -> TestServe
             .build()
             .unwrap(),
         doctor_token: String::new(),
+        database_url,
     }
 }
 
@@ -847,6 +848,7 @@ async fn serve_with(
 ) -> TestServer {
     let mut c = config_in(dir.path(), database_url);
     c.webhooks.ca_file = ca_file.display().to_string();
+    let database_url = c.database_url();
     let server = Server::start(c).await.expect("server starts");
     let port = server.https_addr.port();
     TestServer {
@@ -860,6 +862,7 @@ async fn serve_with(
             .build()
             .unwrap(),
         doctor_token: String::new(),
+        database_url,
     }
 }
 

@@ -112,6 +112,12 @@ pub enum RoomCommand {
     Join {
         name: String,
         role: Role,
+        /// `role` is one the care team gave the link's holder during a consultation
+        /// (`invites.role_now`), not the link's own. The room decides what that allows: made to
+        /// only watch, they publish nothing, whatever their client (which may have been told
+        /// "guest" just before) offers; an observer's own link that offers to publish is refused.
+        role_given: bool,
+        /// What the client offers to send, as it asked: the room narrows it to the role.
         publish: Publish,
         /// The client sends its camera in simulcast layers (`publish.simulcast` in its join).
         simulcast: bool,

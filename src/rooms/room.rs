@@ -84,6 +84,8 @@ struct Admission {
     id: ParticipantId,
     name: String,
     role: Role,
+    /// See `RoomCommand::Join::role_given`.
+    role_given: bool,
     publish: Publish,
     simulcast: bool,
     invite: InviteId,
@@ -290,6 +292,7 @@ impl Room {
             RoomCommand::Join {
                 name,
                 role,
+                role_given,
                 publish,
                 simulcast,
                 invite,
@@ -302,6 +305,7 @@ impl Room {
                     id: ParticipantId::generate(),
                     name,
                     role,
+                    role_given,
                     publish,
                     simulcast,
                     invite,
@@ -785,17 +789,23 @@ impl Room {
                         carried = Some((old.participant.clone(), p.consents.clone()));
                     }
                     // The same person on the same link keeps the role the care team gave
-                    // them (an observer let speak stays a guest); one made to only watch
-                    // publishes nothing, whatever their client offers.
+                    // them (an observer let speak stays a guest). The room's own record of it
+                    // decides, not the one signaling read from storage: a change made a moment
+                    // ago may not be written there yet.
                     if p.invite == join.invite && join.role.may_become(p.role) {
                         join.role = p.role;
-                        if !join.role.may_publish() {
-                            join.publish = Publish::default();
-                        }
+                        join.role_given = true;
                     }
                 }
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
+        }
+        // Made to only watch by the care team: they publish nothing, whatever their client
+        // offers. Narrowed here, once the role is settled, and not before: a guest let speak
+        // whose reload met the older "observer" in storage would otherwise come back a guest
+        // with nothing to publish (their microphone and camera never offered).
+        if join.role_given && !join.role.may_publish() {
+            join.publish = Publish::default();
         }
         // The room decides what a role may do; signaling only carries the request. The invite
         // is checked here too: signaling read it before a revocation the room heard of.
@@ -893,6 +903,7 @@ impl Room {
             role,
             publish,
             simulcast,
+            role_given: _,
             invite,
             account,
             link,
@@ -1069,6 +1080,7 @@ impl Room {
             return;
         };
         if p.pending_offer.as_ref().map(|(id, _)| *id) != Some(offer_id) {
+            tracing::debug!(participant = %participant, offer = offer_id, pending = ?p.pending_offer.as_ref().map(|(id, _)| *id), "answer to an offer not outstanding");
             p.send(Notice::refused(
                 Problem::StaleOffer,
                 format!("offer {offer_id} is not outstanding"),
@@ -1133,6 +1145,7 @@ impl Room {
                 participant, offer, ..
             } => {
                 let Some(p) = self.find_mut(&participant) else {
+                    tracing::debug!(participant = %participant, offer = offer.offer_id, "offer for someone not in the room");
                     return;
                 };
                 let msg = Notice::Offer {

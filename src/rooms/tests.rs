@@ -128,6 +128,7 @@ impl Fixture {
         room.send(RoomCommand::Join {
             name: format!("{role:?}"),
             role,
+            role_given: false,
             publish,
             simulcast,
             invite: InviteId::generate(),
@@ -234,6 +235,7 @@ async fn arrivals_faster_than_the_room_are_announced_together_and_once() {
         room.send(RoomCommand::Join {
             name: format!("viewer {conn}"),
             role: Role::Observer,
+            role_given: false,
             publish: Publish::default(),
             simulcast: false,
             invite: InviteId::generate(),
@@ -570,6 +572,7 @@ async fn start_join(
     room.send(RoomCommand::Join {
         name: format!("{role:?}"),
         role,
+        role_given: false,
         publish: Publish::default(),
         simulcast: false,
         invite: InviteId::generate(),

@@ -988,8 +988,13 @@ impl Sfu {
         let room = t.room.clone();
         let participant = t.id.clone();
         let outcome = match t.apply_answer(now, offer_id, answer) {
-            Ok(o) => o,
+            Ok(o) => {
+                tracing::debug!(participant = %participant, offer = offer_id, producers = o.new_producers.len(), "answer applied");
+                o
+            }
             Err(error) => {
+                // Not the error's text: a parse error may quote the SDP.
+                tracing::debug!(participant = %participant, offer = offer_id, stale = matches!(error, AnswerError::Stale), "answer not applied");
                 self.events.push_back(SfuEvent::AnswerFailed {
                     room,
                     participant,
@@ -1166,6 +1171,7 @@ impl Sfu {
             Self::mark_dirty(&mut self.dirty, key, t);
         }
         if let Some(offer) = t.negotiate() {
+            tracing::debug!(participant = %t.id, offer = offer.offer_id, tracks = offer.tracks.len(), "offer made");
             self.events.push_back(SfuEvent::Offer {
                 room: t.room.clone(),
                 participant: t.id.clone(),

@@ -640,18 +640,14 @@ impl Session {
         for _ in 0..2 {
             let room = self.ctx.rooms.open(room_id).await.map_err(room_refusal)?;
             let (reply, rx) = oneshot::channel();
-            // Made to only watch by the care team (after being let speak): they publish
-            // nothing, whatever their client (which may have been told they were a guest)
-            // offers, as after a reload.
-            let publish = if invite.role_now.is_some() && !role.may_publish() {
-                crate::rooms::Publish::default()
-            } else {
-                join.publish.into()
-            };
+            // What the client asked for, as asked: the room narrows it to the role it settles
+            // on (a reload carries over the room's own record of a change, which may be newer
+            // than the one read here).
             let cmd = RoomCommand::Join {
                 name: name.to_owned(),
                 role,
-                publish,
+                role_given: invite.role_now.is_some(),
+                publish: join.publish.into(),
                 simulcast: join.publish.simulcast,
                 invite: invite.id.clone(),
                 account: invite.account.clone(),

@@ -32,7 +32,9 @@
 // and only correctness is asserted.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdir, readFile, readdir, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
@@ -71,7 +73,7 @@ const JOIN_TIMEOUT = 60_000;
 const MEDIA_TIMEOUT = 90_000;
 const EVENT_TIMEOUT = 30_000;
 /** The whole run may not take longer than this, whatever hangs. */
-const WATCHDOG_MS = 20 * 60_000;
+const WATCHDOG_MS = 30 * 60_000;
 
 const CHROMIUM_ARGS = [
   "--headless=new",
@@ -95,6 +97,8 @@ const CHROMIUM_ARGS = [
 
 /** @type {{name: string, ok: boolean, skipped?: boolean}[]} */
 const results = [];
+/** The check under way, for the watchdog's report. */
+let running = "";
 /** The scenarios (dependent flows of checks) in which a check failed: the checks after it in
  * the same scenario depend on it. `true` names the main scenario. */
 const brokenScenarios = new Set();
@@ -118,6 +122,7 @@ async function check(name, opts, fn) {
     return;
   }
   const started = Date.now();
+  running = name;
   try {
     await fn();
     results.push({ name, ok: true });
@@ -1883,6 +1888,15 @@ async function main() {
 
 const watchdog = setTimeout(() => {
   console.log(`FAIL the run took longer than ${WATCHDOG_MS / 60_000} minutes`);
+  // Whether the run hung or the machine was busy: the check under way, the load, and what
+  // took the processors (a run on a loaded machine is slow everywhere, a hang in one place).
+  console.log(`     under way: ${running || "(set-up)"}`);
+  console.log(`     load average: ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} on ${os.cpus().length} processors`);
+  try {
+    console.log(indent(execFileSync("ps", ["-eo", "pcpu,etimes,comm", "--sort=-pcpu"], { encoding: "utf8" }).split("\n").slice(0, 12).join("\n")));
+  } catch {
+    // ps is missing: the load average above says enough.
+  }
   results.push({ name: "watchdog", ok: false });
   process.exit(finish());
 }, WATCHDOG_MS);

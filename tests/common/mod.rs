@@ -40,6 +40,8 @@ pub struct TestServer {
     pub ws_url: String,
     pub http: reqwest::Client,
     pub doctor_token: String,
+    /// The server's database, for a test that holds its locks from another connection.
+    pub database_url: String,
 }
 
 impl TestServer {
@@ -62,6 +64,7 @@ impl TestServer {
         config.metrics.listen = "127.0.0.1:0".into();
         tweak(&mut config);
         huizhen::telemetry::init(&config.log);
+        let database_url = config.database_url();
         let server = Server::start(config).await.expect("server starts");
         let hash = hash_password(DOCTOR_PASSWORD).unwrap();
         server
@@ -83,6 +86,7 @@ impl TestServer {
             ws_url,
             http,
             doctor_token: String::new(),
+            database_url,
         };
         let (status, body) = me
             .api(

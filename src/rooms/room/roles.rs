@@ -7,7 +7,9 @@
 //! same link carries it over (`Room::join`, like a patient's consents), and a new join with the
 //! link from another tab or device comes in with it, because the change is stored on the
 //! invitation with the participant's row (`Change::InviteRoleNow`, `invites.role_now`) and the
-//! join reads it there (`Invite::role_for_join`). On a link several people share (a class
+//! join reads it there (`Invite::role_for_join`). What such a join may send is settled by the
+//! room, not by signaling: a reload made just after a change may read the older role from
+//! storage, and the room's own record (the participant it replaces) wins. On a link several people share (a class
 //! watching on one observer link), the change reaches whoever joins with it next as well: the
 //! care team gave it to the link's holder.
 
