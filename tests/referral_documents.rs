@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Place, TestServer, action_outcomes, sample_pdf, sample_png};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
@@ -543,6 +545,106 @@ async fn limits_flow(s: &TestServer, max_documents: usize) {
 fn limited(c: &mut huizhen::config::Config, max_documents: usize) {
     c.documents.max_referral_documents = max_documents;
     c.documents.max_referral_bytes = (sample_pdf().len() * 5 / 2) as u64;
+    // The files sent at once are another limit (`whole_files_at_once`): out of the way here.
+    c.documents.max_open_uploads = max_documents * 4;
+}
+
+/// Files one account sends whole at once are bounded (`documents.max_open_uploads`, 2 here):
+/// each is written to disk before it can be checked, so without a bound a few clients could
+/// fill the disk with files still arriving. While two are arriving, a third is refused with
+/// the limit's name, and the refusal is on the record; when one ends its place is free again;
+/// the held ones complete.
+async fn whole_files_at_once(s: &TestServer) {
+    let town = s.institution("Township").await;
+    let county = s.institution("County").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (_, doc) = s
+        .placed_account(
+            "town_doc",
+            AccountRole::Doctor,
+            place(&town, None, "Dr. Li"),
+        )
+        .await;
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
+    let png = sample_png();
+    let r = request(s, &doc, &cardiology, "Palpitations").await;
+
+    // Two files whose bodies stop after their first bytes, until told to go on.
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        tx.send(Ok(png[..16].to_vec())).await.unwrap();
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
+        let req = s
+            .http
+            .post(format!(
+                "{}/api/v1/referrals/{r}/documents?name=held-{i}.png",
+                s.base
+            ))
+            .bearer_auth(&doc)
+            .body(body);
+        let sent = tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            let st = resp.status().as_u16();
+            (st, resp.json::<Value>().await.unwrap_or(Value::Null))
+        });
+        held.push((tx, sent));
+    }
+    // Both are being received once both are staged on disk.
+    let incoming = s.dir.path().join("data").join("incoming");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&incoming).unwrap().count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held files never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (st, e) = attach(s, &doc, &r, "third.png", &png).await;
+    assert_eq!((st, code(&e)), (409, "limit_reached"), "{e}");
+    assert_eq!(e["error"]["limit"], "open_uploads");
+
+    let mut held = held.into_iter();
+    let (tx, sent) = held.next().unwrap();
+    tx.send(Ok(png[16..].to_vec())).await.unwrap();
+    drop(tx);
+    let (st, b) = sent.await.unwrap();
+    assert_eq!(st, 201, "{b}");
+    // Its place is free again.
+    let (st, b) = attach(s, &doc, &r, "fourth.png", &png).await;
+    assert_eq!(st, 201, "{b}");
+    let (tx, sent) = held.next().unwrap();
+    tx.send(Ok(png[16..].to_vec())).await.unwrap();
+    drop(tx);
+    let (st, b) = sent.await.unwrap();
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(
+        detail(s, &doc, &r).await["documents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        trail(s, &supervisor, &r)
+            .await
+            .iter()
+            .filter(|a| *a == "referral.document_attached:denied")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn whole_files_at_once_on_sqlite() {
+    let s = TestServer::start_with(|c| c.documents.max_open_uploads = 2).await;
+    whole_files_at_once(&s).await;
+    s.stop().await;
 }
 
 #[tokio::test]

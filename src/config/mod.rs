@@ -563,7 +563,8 @@ pub struct DocumentsConfig {
     /// Bytes one person may share in a room, uploads under way counted at their declared size.
     /// At least `max_upload_bytes`.
     pub max_bytes_per_person: u64,
-    /// Uploads one person may have open at once.
+    /// Uploads one person may have open at once in a room; also the files one account may be
+    /// sending whole at once (a consultation request's attachments).
     pub max_open_uploads: usize,
     /// Hours an unfinished upload is kept for resuming before it is discarded.
     pub upload_expiry_hours: u64,

@@ -52,7 +52,7 @@ pub mod render;
 #[cfg(test)]
 mod robustness;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -67,7 +67,7 @@ use crate::domain::clock::{now_unix, now_unix_ms};
 
 use crate::config::DocumentsConfig;
 use crate::domain::document::DocumentKind;
-use crate::domain::ids::{AnnotationId, DocumentId, RoomId, UploadId};
+use crate::domain::ids::{AnnotationId, DocumentId, RoomId, UploadId, UserId};
 use crate::domain::member::Member;
 use crate::domain::role::{Role, Visibility};
 use crate::storage::{
@@ -250,6 +250,28 @@ pub struct Documents {
     gate: gate::RenderGate,
     /// Uploads a request is writing to right now (one writer per upload).
     busy: Arc<Mutex<HashSet<UploadId>>>,
+    /// Files being received whole (`incoming_dir`), per account: see [`Documents::receive_whole`].
+    whole: Arc<Mutex<HashMap<UserId, usize>>>,
+}
+
+/// One file being received whole for an account; its place is given back when the request
+/// ends, however it ends.
+#[derive(Debug)]
+pub struct WholeReceipt {
+    places: Arc<Mutex<HashMap<UserId, usize>>>,
+    account: UserId,
+}
+
+impl Drop for WholeReceipt {
+    fn drop(&mut self) {
+        let mut places = self.places.lock().expect("whole-file places poisoned");
+        if let Some(n) = places.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                places.remove(&self.account);
+            }
+        }
+    }
 }
 
 /// Releases an upload's writer slot when the request ends, however it ends.
@@ -299,6 +321,27 @@ impl Documents {
             ),
             config: Arc::new(config),
             busy: Arc::default(),
+            whole: Arc::default(),
+        })
+    }
+
+    /// A place for `account` to send one file whole (a consultation request's attachment):
+    /// each is written to disk, up to `max_upload_bytes`, before it can be checked, so the
+    /// files one account sends at once are bounded like its resumable uploads
+    /// (`documents.max_open_uploads`); otherwise a few clients could fill the disk with files
+    /// still arriving. Taken and counted under one lock: two requests at once cannot both
+    /// take the last place.
+    pub fn receive_whole(&self, account: &UserId) -> Result<WholeReceipt, DocumentError> {
+        let max = self.config.max_open_uploads;
+        let mut places = self.whole.lock().expect("whole-file places poisoned");
+        let taken = places.entry(account.clone()).or_insert(0);
+        if *taken >= max {
+            return Err(DocumentError::LimitReached(Limit::OpenUploads { max }));
+        }
+        *taken += 1;
+        Ok(WholeReceipt {
+            places: self.whole.clone(),
+            account: account.clone(),
         })
     }
 

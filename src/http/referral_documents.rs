@@ -234,6 +234,14 @@ pub async fn upload(
     if let Err(e) = svc.may_attach(&id, &who.0).await {
         return Err(refuse(&state, &who, Action::ReferralDocumentAttached, &id, e).await);
     }
+    // Held until the staged file is stored or removed (`attach_upload` does either).
+    let _receiving = match state.documents.receive_whole(&who.0.id) {
+        Ok(r) => r,
+        Err(e) => {
+            let e = AttachmentError::Document(e);
+            return Err(refuse(&state, &who, Action::ReferralDocumentAttached, &id, e).await);
+        }
+    };
     let staged = stage(&state, body, state.config.documents.max_upload_bytes).await?;
     match svc.attach_upload(&id, &who.0, staged, &q.name).await {
         Ok(a) => attached(&state, &who, a).await,
