@@ -529,7 +529,7 @@ export async function workflowScenario(h, engine) {
       assert.equal(await first.evaluate(() => document.documentElement.lang), lang.doctor);
     });
 
-    await step("11-follow-up", "the doctor books a follow-up visit from the console: its card shows the time, and its patient link opens only shortly before", async () => {
+    await step("11-follow-up", "the doctor books a follow-up visit from the console: its card shows the time, and its patient link opens only shortly before; moved, the waiting patient's page shows the new time", async () => {
       const doctor = page("doctor");
       await doctor.goto(`${h.base}/`);
       await doctor.waitForSelector('body[data-state="signed-in"]', timeout, "attached");
@@ -547,6 +547,17 @@ export async function workflowScenario(h, engine) {
       await doctor.click(`${card} button[data-role="patient"]`);
       await doctor.waitForSelector(`${card} li.invite[data-state="not_yet"]`, timeout);
       assert.equal(await doctor.text(`${card} li.invite .invite-state`), message(lang.doctor, "invites.state.not_yet"));
+      // The patient opens the link days early: not open yet, and when it opens.
+      const link = await doctor.evaluateWith(
+        (c) => /** @type {HTMLInputElement | null} */ (document.querySelector(`${c} li.invite input[type="text"]`))?.value ?? "",
+        card,
+      );
+      assert.ok(link.includes("/join"), `the card shows the link (${link})`);
+      const early = await newPage("patient3", lang.doctor, PHONE);
+      await early.goto(link);
+      await early.waitFor(() => document.querySelector("#status-panel")?.getAttribute("data-error-code") === "invite_not_yet", undefined, timeout);
+      const opensAt = Number(await early.evaluate(() => document.querySelector("#status-panel")?.getAttribute("data-opens-at")));
+      assert.ok(opensAt > Date.now() / 1000, `it opens later (${opensAt})`);
       // The patient calls: the visit moves a day later, to 15:30 for 30 minutes; the card says so.
       const e = new Date(Date.now() + 3 * 86_400_000);
       const later = `${e.getFullYear()}-${pad(e.getMonth() + 1)}-${pad(e.getDate())}`;
@@ -562,6 +573,20 @@ export async function workflowScenario(h, engine) {
           return JSON.stringify(params).includes(String(a.at * 1000)) && JSON.stringify(params).includes('"minutes":30');
         },
         { room, at: movedStart },
+        timeout,
+      );
+      // The page that waits learns the new time when it comes back to the screen (and once a
+      // minute while it stays there); the link's window moved with the visit.
+      await early.evaluate(() => {
+        document.dispatchEvent(new Event("visibilitychange"));
+      });
+      const firstStart = Math.floor(new Date(`${day}T10:00`).getTime() / 1000);
+      const moved = message(lang.doctor, "join.not_yet.moved", { time: "AT" }).split("AT")[0];
+      await early.waitFor(
+        (a) =>
+          Number(document.querySelector("#status-panel")?.getAttribute("data-opens-at")) === a.at &&
+          (document.querySelector("#status-detail")?.textContent ?? "").startsWith(a.moved),
+        { at: opensAt + (movedStart - firstStart), moved },
         timeout,
       );
     });

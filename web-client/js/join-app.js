@@ -104,6 +104,8 @@ const RECOVERY_WINDOW_MS = 120_000;
 const MAX_WAITING_REJOINS = 5;
 /** Pings that make the pre-call check's connection figure (their median round trip). */
 const PRECALL_PINGS = 3;
+/** How often a page waiting for its link to open asks again whether the time was moved. */
+const OPENING_RECHECK_MS = 60_000;
 const PRECALL_PING_TIMEOUT_MS = 5000;
 /** Errors where reloading cannot help: the link itself is the problem. */
 const LINK_ERRORS = new Set(["invalid_token", "token_expired", "invite_revoked", "room_not_found", "no_token"]);
@@ -228,6 +230,12 @@ class JoinApp {
   noticeTimer;
   /** @type {ReturnType<typeof setInterval> | undefined} polls who speaks */
   speakerTimer = undefined;
+  /**
+   * While the link has not opened: when it opens (Unix seconds, as last told) and the timer
+   * that reloads the page then.
+   * @type {{notBefore: number, reload: ReturnType<typeof setTimeout>} | null}
+   */
+  opening = null;
   /** @type {{id: string, until: number} | null} who speaks, and until when the mark stays */
   speaker = null;
   /** Reads the current peer connection's statistics for the tiles' quality indicators. */
@@ -413,12 +421,8 @@ class JoinApp {
       this.actionToConsole = false;
       this.actionRejoin = false;
       this.ui.statusAction.hidden = true;
-      const opens = { at: (verdict.not_before ?? 0) * 1000, style: /** @type {const} */ ("datetime") };
-      this.showStatus("error", "join.not_yet.title", "join.not_yet.text", { key: "join.not_yet.opens", params: { time: opens } });
-      this.ui.statusPanel.dataset.errorCode = "invite_not_yet";
-      // Timers are capped at about 24 days; a link that opens later than that is reloaded by hand.
-      const wait = Math.min(verdict.opens_in * 1000 + 1000, 2 ** 31 - 1);
-      window.setTimeout(() => location.reload(), wait);
+      this.showNotYet(verdict, false);
+      this.watchOpening();
       return false;
     } catch (err) {
       const code = err instanceof consoleApi.ApiError ? refusals[err.code] : undefined;
@@ -427,6 +431,54 @@ class JoinApp {
       if (code === "room_ended") this.offerOutcome();
       return false;
     }
+  }
+
+  /**
+   * The page of a link that has not opened: when it opens, and a reload then.
+   * @param {import("./room-api.js").InvitationCheck} verdict
+   * @param {boolean} moved the care team changed the time while the page waited
+   */
+  showNotYet(verdict, moved) {
+    const notBefore = verdict.not_before ?? 0;
+    const opens = { at: notBefore * 1000, style: /** @type {const} */ ("datetime") };
+    const detail = moved ? "join.not_yet.moved" : "join.not_yet.opens";
+    this.showStatus("error", "join.not_yet.title", "join.not_yet.text", { key: detail, params: { time: opens } });
+    this.ui.statusPanel.dataset.errorCode = "invite_not_yet";
+    this.ui.statusPanel.dataset.opensAt = String(notBefore);
+    if (this.opening) clearTimeout(this.opening.reload);
+    // Timers are capped at about 24 days; a link that opens later than that is reloaded by hand.
+    const wait = Math.min(verdict.opens_in * 1000 + 1000, 2 ** 31 - 1);
+    this.opening = { notBefore, reload: window.setTimeout(() => location.reload(), wait) };
+  }
+
+  /**
+   * The care team may move the consultation while the page waits for it, earlier as well as
+   * later: the page asks again every OPENING_RECHECK_MS, and at once when it comes back to the
+   * screen or to the network (a phone put away, a train through a tunnel).
+   */
+  watchOpening() {
+    const again = () => void this.recheckOpening();
+    window.setInterval(again, OPENING_RECHECK_MS);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") again();
+    });
+    window.addEventListener("online", again);
+  }
+
+  async recheckOpening() {
+    /** @type {import("./room-api.js").InvitationCheck} */
+    let verdict;
+    try {
+      verdict = await checkInvitation(this.token);
+    } catch (err) {
+      // Revoked, ended, used up: the page, loaded again, says which. Anything else (the
+      // network, a busy server): keep waiting and ask again later.
+      const gone = ["invalid_token", "invite_expired", "invite_revoked", "invite_used_up", "room_ended"];
+      if (err instanceof consoleApi.ApiError && gone.includes(err.code)) location.reload();
+      return;
+    }
+    if (verdict.state !== "not_yet") location.reload();
+    else if ((verdict.not_before ?? 0) !== this.opening?.notBefore) this.showNotYet(verdict, true);
   }
 
   /**

@@ -232,6 +232,7 @@ export default {
   "join.fail.to_console": "Back to the console",
   "join.not_yet.title": "Your consultation has not opened yet",
   "join.not_yet.text": "Keep this page open: it opens by itself when the time comes, and you can then check your camera and microphone and join.",
+  "join.not_yet.moved": "The time was changed: it now opens at {time}.",
   "join.not_yet.opens": "It opens at {time}.",
   "join.leave": "Leave",
   "join.notice.admitted": "You are in the consultation now.",

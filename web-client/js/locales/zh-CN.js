@@ -233,6 +233,7 @@ const zhCN = {
   "join.fail.to_console": "返回控制台",
   "join.not_yet.title": "会诊尚未开始",
   "join.not_yet.text": "请保持此页面打开：到时间后页面会自动打开，届时您可以检查摄像头和麦克风并加入会诊。",
+  "join.not_yet.moved": "会诊时间已更改，现在的开放时间：{time}。",
   "join.not_yet.opens": "开放时间：{time}。",
   "join.leave": "离开",
   "join.notice.admitted": "您已进入会诊。",
