@@ -148,10 +148,10 @@ pub struct MediaConfig {
     /// Simulcast for clients that ask for it (`publish.simulcast` in their join): their camera
     /// is received in three layers, and the video each of them is sent is chosen from an
     /// estimate of their own connection (audio only when even the lowest layer does not fit).
-    /// Off (the default): every camera in one layer, every participant sent it whatever their
-    /// link, as for a client that does not ask. Off by default because in real browsers a
-    /// subscriber's estimate, once its videos are paused, does not grow again (no media is
-    /// left to pad and probe with), so their videos stay frozen (docs/SIMULCAST.md §9).
+    /// On by default. Off: every camera in one layer, every participant sent it whatever their
+    /// link, as for a client that does not ask. (It was off by default while a video paused on
+    /// a young or application-limited estimate never came back, docs/SIMULCAST.md §9; a video
+    /// now pauses only on evidence of congestion, §10.)
     pub simulcast: bool,
 }
 
@@ -203,7 +203,7 @@ impl Default for MediaConfig {
             tcp_max_connections_per_address: 32,
             tcp_stun_timeout_s: 5,
             tcp_idle_timeout_s: 30,
-            simulcast: false,
+            simulcast: true,
         }
     }
 }
@@ -1163,14 +1163,14 @@ mod tests {
     }
 
     #[test]
-    fn simulcast_is_off_by_default_and_may_be_turned_on() {
-        assert!(!Config::default().media.simulcast);
+    fn simulcast_is_on_by_default_and_may_be_turned_off() {
+        assert!(Config::default().media.simulcast);
         let mut c = Config::default();
-        c.apply_env([("HUIZHEN_MEDIA_SIMULCAST".to_string(), "true".to_string())])
+        c.apply_env([("HUIZHEN_MEDIA_SIMULCAST".to_string(), "false".to_string())])
             .unwrap();
-        assert!(c.media.simulcast);
-        let from_file: Config = toml::from_str("[media]\nsimulcast = true\n").unwrap();
-        assert!(from_file.media.simulcast);
+        assert!(!c.media.simulcast);
+        let from_file: Config = toml::from_str("[media]\nsimulcast = false\n").unwrap();
+        assert!(!from_file.media.simulcast);
     }
 
     #[test]

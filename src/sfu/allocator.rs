@@ -14,7 +14,16 @@
 //!   at the size the subscriber shows it (a hidden tile gets no video at all).
 //! - Down at once: while the videos cost more than the budget, the least important one steps
 //!   down (as many steps as needed, in one call); below every lowest layer, videos are paused
-//!   (audio only), the least important first, a screen share last.
+//!   (audio only), the least important first, a screen share last, but only on evidence that
+//!   the link is congested: the estimate fell below what the subscriber was being sent (after
+//!   the estimate's first [`YOUNG_FOR`]) and packets were lost ([`LOSS_EVIDENCE`]). An
+//!   estimate that is merely young, application-limited (str0m's cannot rise much above what
+//!   is sent) or noisy (a busy host delays packets as a queue would) pauses nothing: the lowest
+//!   layers keep flowing, and what they carry is what lets the estimate grow.
+//! - Probing: str0m is asked to probe toward every video at its best, and asked again every
+//!   [`ASK_AGAIN`] while a video flows below its best and none is paused (a desired rate
+//!   lowered for one run, then raised: str0m probes on a raised desired rate, never on a
+//!   repeated one; with a video paused it probes by itself, the link being application-limited).
 //! - Up with hysteresis: a step up needs the budget to cover 1.25 × what the videos would then
 //!   cost (1.5 × to resume a paused video) for [`HOLD`], no step down for [`CALM_AFTER_DOWN`],
 //!   and at most one step per video per [`STEP_INTERVAL`]. The most important video goes first
@@ -39,6 +48,19 @@ pub const STEP_INTERVAL: Duration = Duration::from_secs(2);
 /// for a moment (str0m's does at the start of every link), and a frozen picture costs more
 /// than a moment of queueing.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
+/// For this long after the first estimate, a fall of the estimate is no evidence of congestion:
+/// str0m's estimate dips in the first second of every link (its first probes, media that has
+/// not started), whatever the link carries.
+pub const YOUNG_FOR: Duration = Duration::from_secs(5);
+/// How long a fall of the estimate below what was being sent, and a report of loss, each count
+/// towards evidence of congestion (both are needed to pause).
+pub const EVIDENCE_FOR: Duration = Duration::from_secs(10);
+/// The loss (a share of what was sent in a second) that, with a fall of the estimate below
+/// what was sent, is evidence of congestion. Loopback and a good link lose nothing; a link
+/// whose queue overflows loses far more.
+pub const LOSS_EVIDENCE: f32 = 0.02;
+/// While a video is held back for bandwidth, str0m is asked for a new probe this often.
+pub const ASK_AGAIN: Duration = Duration::from_secs(3);
 
 /// The share of the estimate video and audio may use: estimates run ahead of what a link
 /// carries without queueing.
@@ -46,6 +68,9 @@ const USABLE_PERCENT: u64 = 90;
 /// Margins over the cost after a step up, in percent: 125 % to step up, 150 % to resume.
 const UP_MARGIN_PERCENT: u64 = 125;
 const RESUME_MARGIN_PERCENT: u64 = 150;
+/// How far the desired rate is lowered for one run to ask str0m for a new probe (any decrease
+/// does; this one is too small to change what str0m pads or probes to).
+const ASK_AGAIN_DIP: u64 = 1_000;
 
 /// The nominal size of each layer (width, height) when the publisher scales by 4, 2 and 1 from
 /// 720p, what the web client asks for. The core does not parse frame sizes: a layer is useful
@@ -148,8 +173,21 @@ pub struct Memory {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkMemory {
     pub last_down: Option<Instant>,
-    /// Since when even the lowest layers have not fit (see [`PAUSE_AFTER`]).
+    /// Since when even the lowest layers have not fit on a link known to be congested (see
+    /// [`PAUSE_AFTER`]).
     pub short_since: Option<Instant>,
+    /// The first run with an estimate (see [`YOUNG_FOR`]).
+    pub started_at: Option<Instant>,
+    /// The estimate at the last run.
+    pub estimate: Option<u64>,
+    /// What the last run chose to send: its videos and the audio (bits per second).
+    pub sent: u64,
+    /// When the estimate last fell below what was being sent (see [`EVIDENCE_FOR`]).
+    pub fell_at: Option<Instant>,
+    /// When loss of at least [`LOSS_EVIDENCE`] was last reported (see [`EVIDENCE_FOR`]).
+    pub lossy_at: Option<Instant>,
+    /// When str0m was last asked for a new probe (see [`ASK_AGAIN`]).
+    pub asked_at: Option<Instant>,
 }
 
 /// What str0m's estimator is to aim for (`Bwe::set_bitrate`): `minimum` what is sent now plus
@@ -163,13 +201,15 @@ pub struct Probe {
 }
 
 /// The link as the allocator sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Link {
     /// The bandwidth estimate (bits per second); None when the link is not estimated: then
     /// every video gets its best useful layer.
     pub estimate: Option<u64>,
     /// What the subscriber's audio takes (bits per second).
     pub audio: u64,
+    /// The share of what was sent in the last second that was lost (0 to 1), where known.
+    pub loss: Option<f32>,
 }
 
 /// One allocation for one subscriber: a choice per video (in the order given), and what to
@@ -207,6 +247,26 @@ pub fn allocate(
     }
     let mut probe = None;
     if let Some(estimate) = link.estimate {
+        let started = *link_memory.started_at.get_or_insert(now);
+        // Evidence of congestion: the estimate fell below what the link was carrying for us,
+        // and packets were lost. A young estimate's fall is none. A fall without loss is none
+        // either: a delay-based estimator also falls when the hosts at either end are short of
+        // CPU (measured: to 41–60 kbit/s on loopback, SIMULCAST.md §10), and an
+        // application-limited one rises again on what is sent.
+        if link_memory.estimate.is_some_and(|before| estimate < before)
+            && estimate < link_memory.sent
+            && now.saturating_duration_since(started) >= YOUNG_FOR
+        {
+            link_memory.fell_at = Some(now);
+        }
+        if link.loss.is_some_and(|l| l >= LOSS_EVIDENCE) {
+            link_memory.lossy_at = Some(now);
+        }
+        link_memory.estimate = Some(estimate);
+        let recent = |at: Option<Instant>| {
+            at.is_some_and(|t| now.saturating_duration_since(t) < EVIDENCE_FOR)
+        };
+        let congested = recent(link_memory.fell_at) && recent(link_memory.lossy_at);
         let budget = (estimate / 100 * USABLE_PERCENT).saturating_sub(link.audio);
         let order = importance(videos);
         let cost = |rung: &[Option<usize>]| -> u64 {
@@ -225,6 +285,12 @@ pub fn allocate(
                 .rev()
                 .find(|i| rung[**i].is_some_and(|r| r > 0));
             if step.is_none() {
+                if !congested {
+                    // Over the budget at the lowest layers, but nothing says the link cannot
+                    // carry them: they are what lets the estimate grow.
+                    link_memory.short_since = None;
+                    break;
+                }
                 let since = *link_memory.short_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= PAUSE_AFTER {
                     step = order.iter().rev().find(|i| rung[**i].is_some());
@@ -285,13 +351,38 @@ pub fn allocate(
             }
         }
         let usage = cost(&rung);
+        link_memory.sent = usage + link.audio;
         let desired: u64 = ladders
             .iter()
             .filter_map(|l| l.top().map(|t| l.rate(t)))
-            .sum();
+            .sum::<u64>()
+            + link.audio;
+        let minimum = usage + next_step.unwrap_or(0) + link.audio;
+        // Held back: a video flowing below its best. Not while a video is paused: then little
+        // but audio is sent, str0m is application-limited and probes every 5 s by itself, and
+        // its probes pad with earlier video packets, which a paused subscriber should not get
+        // more of than that.
+        let shown = || {
+            rung.iter()
+                .zip(&ladders)
+                .filter(|(_, l)| !l.rungs.is_empty())
+        };
+        let held_back =
+            shown().any(|(r, l)| r.is_some() && *r != l.top()) && shown().all(|(r, _)| r.is_some());
+        let asked = *link_memory.asked_at.get_or_insert(now);
+        let ask_again = held_back && now.saturating_duration_since(asked) >= ASK_AGAIN;
+        if ask_again {
+            link_memory.asked_at = Some(now);
+        }
         probe = Some(Probe {
-            minimum: usage + next_step.unwrap_or(0) + link.audio,
-            desired: desired + link.audio,
+            minimum,
+            // Lowered for this run only: the next run raises it again, which str0m answers
+            // with a probe (repeating the same desired rate asks for nothing).
+            desired: if ask_again {
+                desired.saturating_sub(ASK_AGAIN_DIP)
+            } else {
+                desired
+            },
         });
     }
     let choices = ladders
@@ -435,10 +526,22 @@ mod tests {
     const H: Option<Layer> = Some(Layer::MEDIUM);
     const F: Option<Layer> = Some(Layer::FULL);
 
+    /// A link that loses 5 % of what is sent: with a fall of the estimate, congestion.
+    const LOSSY: f32 = 0.05;
+
     /// Runs the allocator over `series` (milliseconds since the start, the estimate in kbit/s,
     /// the layer each video is expected to get then), calling it as the core does: at each
     /// step, which are `ALLOCATION_INTERVAL` apart or an estimate's arrival.
     fn run(videos: &[Video], series: &[(u64, u64, &[Option<Layer>])]) -> Vec<Vec<Choice>> {
+        run_with_loss(videos, Some(LOSSY), series)
+    }
+
+    /// As [`run`], with the link losing `loss` of what is sent throughout.
+    fn run_with_loss(
+        videos: &[Video],
+        loss: Option<f32>,
+        series: &[(u64, u64, &[Option<Layer>])],
+    ) -> Vec<Vec<Choice>> {
         let t0 = Instant::now();
         let mut memory = vec![Memory::default(); videos.len()];
         let mut link = LinkMemory::default();
@@ -453,6 +556,7 @@ mod tests {
                     Link {
                         estimate: Some(estimate_before * KBPS),
                         audio: AUDIO,
+                        loss,
                     },
                     videos,
                     &mut memory,
@@ -465,6 +569,7 @@ mod tests {
                 Link {
                     estimate: Some(estimate * KBPS),
                     audio: AUDIO,
+                    loss,
                 },
                 videos,
                 &mut memory,
@@ -555,17 +660,18 @@ mod tests {
             &[CAMERA],
             &[
                 (0, 1000, &[Q]),
-                // 90 % of 200 less 50 is 130: not even q (150). Paused once that lasted 1 s.
-                (1000, 200, &[Q]),
-                (1500, 200, &[Q]),
-                (2000, 200, &[None]),
+                // The estimate falls below what q and audio take (200): 90 % of 180 less 50
+                // is 112, not even q (150). Paused once that lasted 1 s.
+                (6000, 180, &[Q]),
+                (6500, 180, &[Q]),
+                (7000, 180, &[None]),
                 // Budget 220: q would fit, but resuming needs 1.5 × 150 = 225.
-                (7000, 300, &[None]),
                 (12_000, 300, &[None]),
-                // Budget 310 from 12.5 s: resumed once that held 3 s.
-                (12_500, 400, &[None]),
-                (15_000, 400, &[None]),
-                (15_500, 400, &[Q]),
+                (17_000, 300, &[None]),
+                // Budget 310 from 17.5 s: resumed once that held 3 s.
+                (17_500, 400, &[None]),
+                (20_000, 400, &[None]),
+                (20_500, 400, &[Q]),
             ],
         );
         assert_eq!(
@@ -575,6 +681,188 @@ mod tests {
                 reason: Reason::Bandwidth
             }
         );
+    }
+
+    #[test]
+    fn a_young_or_application_limited_estimate_pauses_nothing() {
+        // What browsers on loopback showed (SIMULCAST.md §9, §10): the estimate starts at 300,
+        // dips to 200 in the first second and stays there while nothing more is sent. Two
+        // cameras at q (300) and audio (50) are over its budget (130), but nothing says the
+        // link cannot carry them: both keep q, held there for bandwidth.
+        let c = run(
+            &[CAMERA, CAMERA],
+            &[
+                (0, 300, &[Q, Q]),
+                (500, 200, &[Q, Q]),
+                (1500, 200, &[Q, Q]),
+                (5000, 200, &[Q, Q]),
+                (30_000, 200, &[Q, Q]),
+                // Carried, the estimate grows (str0m's may reach 1.5 × what is sent, and
+                // probes find more): both climb.
+                (30_500, 600, &[Q, Q]),
+                (33_500, 2000, &[Q, Q]),
+                (36_500, 2000, &[H, H]),
+            ],
+        );
+        assert!(
+            c[4].iter().all(|c| c.reason == Reason::Bandwidth),
+            "{:?}",
+            c[4]
+        );
+    }
+
+    #[test]
+    fn a_fall_without_loss_pauses_nothing() {
+        // What a loaded host showed on loopback (SIMULCAST.md §10): the estimate falls far
+        // below what is sent, nothing is lost. Held at q, never paused.
+        let c = run_with_loss(
+            &[CAMERA, CAMERA],
+            Some(0.0),
+            &[
+                (0, 1000, &[Q, Q]),
+                (6000, 120, &[Q, Q]),
+                (9000, 60, &[Q, Q]),
+                (30_000, 60, &[Q, Q]),
+            ],
+        );
+        assert!(c[3].iter().all(|c| c.reason == Reason::Bandwidth));
+        // Nor does loss without a fall: a link that loses a little at random, wide enough.
+        run_with_loss(
+            &[CAMERA],
+            Some(0.2),
+            &[(0, 400, &[Q]), (6000, 400, &[Q]), (30_000, 400, &[Q])],
+        );
+        // Loss while the estimate falls below what is sent: congestion, paused after 1 s.
+        run_with_loss(
+            &[CAMERA],
+            Some(0.1),
+            &[(0, 400, &[Q]), (6000, 150, &[Q]), (7000, 150, &[None])],
+        );
+    }
+
+    #[test]
+    fn only_a_fall_below_what_is_sent_allows_a_pause() {
+        // q and audio take 200 (400 leaves no room to climb).
+        run(
+            &[CAMERA],
+            &[
+                (0, 400, &[Q]),
+                // Fallen, but still above what is sent: q is over the budget (139), no pause.
+                (6000, 210, &[Q]),
+                (7000, 210, &[Q]),
+                (10_000, 210, &[Q]),
+                // Below what is sent: congestion. Paused once short for 1 s.
+                (10_500, 190, &[Q]),
+                (11_000, 190, &[Q]),
+                (11_500, 190, &[None]),
+            ],
+        );
+        // A fall below what is sent while the estimate is young is no evidence.
+        run(
+            &[CAMERA],
+            &[(0, 1000, &[Q]), (500, 150, &[Q]), (4500, 150, &[Q])],
+        );
+        // Evidence lasts EVIDENCE_FOR: a shortfall that starts later pauses nothing.
+        let t0 = Instant::now();
+        let mut memory = [Memory::default()];
+        let mut link = LinkMemory::default();
+        let mut layer_at = |secs: u64, kbps: u64, audio: u64| {
+            allocate(
+                t0 + Duration::from_secs(secs),
+                Link {
+                    estimate: Some(kbps * KBPS),
+                    audio: audio * KBPS,
+                    loss: Some(LOSSY),
+                },
+                &[CAMERA],
+                &mut memory,
+                &mut link,
+            )
+            .0[0]
+                .layer
+        };
+        assert_eq!(layer_at(0, 1000, 50), Q);
+        // Below what is sent (200), but q still fits the budget (162).
+        assert_eq!(layer_at(6, 180, 0), Q);
+        // Eleven seconds on, the audio costs more and q no longer fits: no new evidence.
+        assert_eq!(layer_at(17, 180, 50), Q);
+        assert_eq!(layer_at(19, 180, 50), Q);
+    }
+
+    #[test]
+    fn a_held_back_video_asks_for_a_probe_again() {
+        let t0 = Instant::now();
+        let mut memory = [Memory::default()];
+        let mut link = LinkMemory::default();
+        let mut desired = Vec::new();
+        for ms in (0..=7000).step_by(500) {
+            let (_, probe) = allocate(
+                t0 + Duration::from_millis(ms),
+                Link {
+                    estimate: Some(300 * KBPS),
+                    audio: AUDIO,
+                    loss: Some(LOSSY),
+                },
+                &[CAMERA],
+                &mut memory,
+                &mut link,
+            );
+            desired.push((ms, probe.map(|p| p.desired)));
+        }
+        // Held at q: every 3 s the desired rate is lowered for one run, so that the next run
+        // raises it (a probe).
+        let best = (1500 + 50) * KBPS;
+        for (ms, d) in desired {
+            let dip = ms == 3000 || ms == 6000;
+            assert_eq!(
+                d,
+                Some(if dip { best - ASK_AGAIN_DIP } else { best }),
+                "at {ms} ms"
+            );
+        }
+        // Paused (a fall below what is sent, at 6 s), nothing is asked again either: str0m
+        // probes an application-limited link by itself.
+        let mut memory = [Memory::default()];
+        let mut link = LinkMemory::default();
+        for ms in (0..=15_000).step_by(500) {
+            let (c, probe) = allocate(
+                t0 + Duration::from_millis(ms),
+                Link {
+                    estimate: Some(if ms < 6000 { 300 } else { 100 } * KBPS),
+                    audio: AUDIO,
+                    loss: Some(LOSSY),
+                },
+                &[CAMERA],
+                &mut memory,
+                &mut link,
+            );
+            if ms >= 7000 {
+                assert_eq!(c[0].layer, None, "at {ms} ms");
+                assert_eq!(probe.map(|p| p.desired), Some(best), "at {ms} ms");
+            }
+        }
+        // At its best, nothing is asked again.
+        let mut memory = [Memory::default()];
+        let mut link = LinkMemory::default();
+        let thumbnail = Video {
+            shown: Shown::of(160, 90),
+            ..CAMERA
+        };
+        for ms in (0..=7000).step_by(500) {
+            let (c, probe) = allocate(
+                t0 + Duration::from_millis(ms),
+                Link {
+                    estimate: Some(300 * KBPS),
+                    audio: AUDIO,
+                    loss: Some(LOSSY),
+                },
+                &[thumbnail],
+                &mut memory,
+                &mut link,
+            );
+            assert_eq!(c[0].layer, Q);
+            assert_eq!(probe.map(|p| p.desired), Some((150 + 50) * KBPS));
+        }
     }
 
     #[test]
@@ -680,6 +968,7 @@ mod tests {
             Link {
                 estimate: None,
                 audio: AUDIO,
+                loss: None,
             },
             &videos,
             &mut memory,
@@ -701,6 +990,7 @@ mod tests {
             Link {
                 estimate: Some(300 * KBPS),
                 audio: AUDIO,
+                loss: Some(LOSSY),
             },
             &[CAMERA],
             &mut memory,
@@ -713,14 +1003,16 @@ mod tests {
                 desired: (1500 + 50) * KBPS,
             })
         );
-        // Paused: the minimum is the lowest layer, to find room to resume.
+        // Paused: the minimum is the lowest layer, to find room to resume. (The estimate
+        // falls below what is sent once it is no longer young: evidence of congestion.)
         let mut link = LinkMemory::default();
-        for after in [1, 2] {
+        for (after, kbps) in [(0, 300), (6, 100), (7, 100)] {
             allocate(
                 t0 + Duration::from_secs(after),
                 Link {
-                    estimate: Some(100 * KBPS),
+                    estimate: Some(kbps * KBPS),
                     audio: AUDIO,
+                    loss: Some(LOSSY),
                 },
                 &[CAMERA],
                 &mut memory,
@@ -728,10 +1020,11 @@ mod tests {
             );
         }
         let (c, probe) = allocate(
-            t0 + Duration::from_secs(3),
+            t0 + Duration::from_secs(8),
             Link {
                 estimate: Some(100 * KBPS),
                 audio: AUDIO,
+                loss: Some(LOSSY),
             },
             &[CAMERA],
             &mut memory,

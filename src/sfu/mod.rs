@@ -937,9 +937,35 @@ impl Sfu {
         let link = Link {
             estimate: t.bwe.then_some(t.estimate),
             audio,
+            loss: t.loss,
         };
         let (choices, probe) =
             allocator::allocate(now, link, &videos, &mut memory, &mut t.link_memory);
+        if t.bwe {
+            // What the estimate did and what it bought (SIMULCAST.md §10 reads these): only
+            // rates and layers, under the participant id other media logs carry already.
+            tracing::debug!(
+                target: "huizhen::sfu::allocation",
+                participant = %t.id,
+                estimate_kbps = t.estimate / 1000,
+                sent_kbps = t.link_memory.sent / 1000,
+                audio_kbps = audio / 1000,
+                loss_percent = t.loss.map_or(-1.0, |l| l * 100.0),
+                fell_ms = t.link_memory.fell_at.map_or(-1, |at| {
+                    i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX)
+                }),
+                lossy_ms = t.link_memory.lossy_at.map_or(-1, |at| {
+                    i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX)
+                }),
+                layers = %choices
+                    .iter()
+                    .map(|c| c.layer.map_or("-", Layer::rid))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                desired_kbps = probe.map_or(0, |p| p.desired / 1000),
+                "allocation"
+            );
+        }
         for ((i, choice), mem) in open.into_iter().zip(choices).zip(memory) {
             let c = &mut t.consumers[i];
             c.memory = mem;
@@ -1381,6 +1407,12 @@ impl Sfu {
                 }
             }
             // Statistics reports, about once a second per transport (never per packet).
+            Event::PeerStats(ref stats) => {
+                if let Some(t) = self.transports.get_mut(key) {
+                    t.loss = stats.egress_loss_fraction;
+                }
+                self.stats.quality.observe(&event);
+            }
             _ => self.stats.quality.observe(&event),
         }
     }

@@ -233,6 +233,9 @@ pub struct Transport {
     pub bwe: bool,
     /// The latest estimate (bits per second), while `bwe`.
     pub estimate: u64,
+    /// The share of what was sent to this participant in the last second that its transport
+    /// feedback says was lost (str0m's `PeerStats`, about once a second), while `bwe`.
+    pub loss: Option<f32>,
     /// What the allocator keeps of this link between runs.
     pub link_memory: LinkMemory,
     /// When the allocator is next to run for this subscriber: every `ALLOCATION_INTERVAL` while
@@ -292,6 +295,7 @@ impl Transport {
             simulcast: false,
             bwe: false,
             estimate: INITIAL_ESTIMATE.as_u64(),
+            loss: None,
             link_memory: LinkMemory::default(),
             allocation_due: None,
             probe: None,
