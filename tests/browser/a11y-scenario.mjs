@@ -4,7 +4,8 @@
 // catalogue's). Every screen passes with no serious or critical violation:
 //
 // the sign-in page; the code-entry page; the pre-join screen of a patient's link (phone size);
-// a bad link's page; the pharmacist's prescription queue; the supervisor's audit trail.
+// a bad link's page; the pharmacist's prescription queue; the supervisor's audit trail; and
+// each of them again in dark colours (the system's dark mode, which app.css follows).
 
 import assert from "node:assert/strict";
 
@@ -45,10 +46,12 @@ export async function a11yScenario(h) {
    * @param {string} url
    * @param {string} locale
    * @param {{width: number, height: number}} viewport
+   * @param {"light" | "dark"} [scheme]
    */
-  const open = async (who, url, locale, viewport) => {
+  const open = async (who, url, locale, viewport, scheme = "light") => {
     const context = await h.newContext(h.browser, viewport, locale);
     const page = await context.newPage();
+    await page.emulateMedia({ colorScheme: scheme });
     h.watchPage(page, who);
     h.pages.set(who, page);
     opened.push(who);
@@ -87,21 +90,57 @@ export async function a11yScenario(h) {
       });
     }
 
+    // Dark colours (many phones are set so): the same screens, in Chinese, checked the same way
+    // (axe's contrast rules among them).
+    await check("accessibility (zh-CN, dark): the sign-in page, the code-entry page, a bad link's page, a patient's pre-join screen", { scenario: S }, async () => {
+      const signIn = await open("a11y-dark-signin", `${h.base}/`, "zh-CN", DESKTOP, "dark");
+      await signIn.locator("#login-form").waitFor({ timeout });
+      assert.equal(await signIn.evaluate(() => matchMedia("(prefers-color-scheme: dark)").matches), true);
+      await h.assertTextFromCatalogue(signIn, "the sign-in page (zh-CN, dark)");
+      await h.snap(signIn, "a11y-dark-signin");
+      const code = await open("a11y-dark-code", `${h.base}/code`, "zh-CN", PHONE, "dark");
+      await code.locator("#code-form").waitFor({ timeout });
+      await h.assertTextFromCatalogue(code, "the code-entry page (zh-CN, dark)");
+      const bad = await open("a11y-dark-bad", `${h.base}/join#not-a-token`, "zh-CN", PHONE, "dark");
+      await bad.waitForSelector('body[data-state="error"]', { timeout });
+      await h.assertTextFromCatalogue(bad, "a bad link's page (zh-CN, dark)");
+      const { auth } = await h.apiSignIn(h.http, h.doctor);
+      const room = await h.http.post("/api/v1/rooms", { headers: auth, data: { title: "A11y dark", patient_ref: "P-A11Y", waiting_room: true } });
+      assert.equal(room.status(), 201);
+      const invite = await h.http.post(`/api/v1/rooms/${(await room.json()).id}/invites`, { headers: auth, data: { role: "patient" } });
+      assert.equal(invite.status(), 201);
+      const prejoin = await open("a11y-dark-prejoin", `${h.base}/join#${(await invite.json()).token}`, "zh-CN", PHONE, "dark");
+      await prejoin.context().grantPermissions(["camera", "microphone"], { origin: h.base });
+      await prejoin.waitForSelector('body[data-state="prejoin"]', { timeout });
+      await h.assertTextFromCatalogue(prejoin, "the pre-join screen (zh-CN, dark)");
+      await h.snap(prejoin, "a11y-dark-prejoin");
+    });
+
     for (const [who, env, selector] of [
       ["pharmacist", "HUIZHEN_PHARMACIST", "#pharmacy"],
       ["supervisor", "HUIZHEN_SUPERVISOR", "#audit"],
     ]) {
       const username = process.env[env] ?? "";
       if (!username) continue;
-      for (const [locale, tag] of LOCALES) {
+      for (const [locale, tag] of [...LOCALES, ["zh-CN", "zh-CN, dark"]]) {
         await check(`accessibility (${tag}): the ${who}'s console`, { scenario: S }, async () => {
-          const page = await h.openConsole(h.browser, `a11y-${who}-${tag}`, username, { locale });
-          opened.push(`a11y-${who}-${tag}`);
+          const name = `a11y-${who}-${tag.replace(", ", "-")}`;
+          const page = await h.openConsole(h.browser, name, username, { locale });
+          opened.push(name);
+          if (tag.endsWith("dark")) await page.emulateMedia({ colorScheme: "dark" });
           await page.locator(`${selector}:not([hidden])`).waitFor({ timeout });
           // Its list is loaded: rows, or the line that says there are none.
           await page.locator(`${selector} li, ${selector} tr, ${selector} .hint, ${selector} [role=status]`).first().waitFor({ state: "attached", timeout });
           await h.assertTextFromCatalogue(page, `the ${who}'s console (${tag})`);
-          await h.snap(page, `a11y-${who}-${tag}`);
+          if (who === "supervisor") {
+            // Roles and the server as actor in words, not as recorded (a pharmacist's and a
+            // supervisor's accounts join no room, and their roles are the accounts').
+            const raw = await page.evaluate(() =>
+              [...document.querySelectorAll("#audit td")].map((td) => td.textContent?.trim() ?? "").filter((t) => ["pharmacist", "supervisor", "network_supervisor", "system"].includes(t)),
+            );
+            assert.deepEqual(raw, [], "every role and the server in words");
+          }
+          await h.snap(page, name);
         });
       }
     }

@@ -22,7 +22,8 @@
 //   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
 //                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
 //   HUIZHEN_BROWSER_ONLY optional, for working on one part: "workflow" runs workflow-scenario.mjs
-//                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only)
+//                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
+//                        "a11y" runs a11y-scenario.mjs alone
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -666,6 +667,11 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "workflow") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await workflows();
+      return;
+    }
+    if (process.env.HUIZHEN_BROWSER_ONLY === "a11y") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
       return;
     }
 

@@ -24,9 +24,14 @@ function codeCell(key, code, withCode = true) {
   return td;
 }
 
-/** @param {string | null} role an account's or a room's role, as recorded */
+/**
+ * A room's role (doctor, patient, guest…) or, for those who join no room, an account's
+ * (pharmacist, supervisor, administrator), in words; one neither knows, as recorded.
+ * @param {string | null} role an account's or a room's role, as recorded
+ */
 function roleCell(role) {
-  const key = role ? roleKey(role) : null;
+  const account = /** @type {MessageKey} */ (`admin.role.${role}`);
+  const key = role ? (roleKey(role) ?? (hasKey(account) ? account : null)) : null;
   return key ? el("td", { i18n: key }) : el("td", { user: role ?? "" });
 }
 
@@ -87,7 +92,8 @@ export async function showAudit(root, explain) {
             // the export and a regulator's tools name); ids as recorded.
             codeCell(/** @type {MessageKey} */ (`audit.action.${e.action}`), e.action),
             codeCell(/** @type {MessageKey} */ (`audit.outcome.${e.outcome}`), e.outcome, false),
-            el("td", { user: e.actor }),
+            // The server itself (a scheduled step, a start) in words; everyone else by id.
+            e.actor === "system" ? el("td", { i18n: "audit.actor.system" }) : el("td", { user: e.actor }),
             roleCell(e.actor_role),
             el("td", { user: e.room_id }),
             el("td", { user: e.object_id ? `${e.object_type} ${e.object_id}` : "" }),

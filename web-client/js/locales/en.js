@@ -573,6 +573,7 @@ export default {
   "waiting.title_sent_back": "The doctor asked you to wait",
 
   "audit.broken": "BROKEN at entry {seq} ({kind}); {entries} entries checked.",
+  "audit.actor.system": "the server",
   "audit.col.action": "action",
   "audit.col.actor": "actor",
   "audit.col.object": "object",

@@ -574,6 +574,7 @@ const zhCN = {
   "waiting.title_sent_back": "医生请您稍候",
 
   "audit.broken": "在第 {seq} 条处断裂（{kind}）；已校验 {entries} 条。",
+  "audit.actor.system": "系统",
   "audit.col.action": "操作",
   "audit.col.actor": "操作者",
   "audit.col.object": "对象",
