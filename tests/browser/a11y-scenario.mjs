@@ -90,6 +90,49 @@ export async function a11yScenario(h) {
       });
     }
 
+    // A patient who uses the keyboard alone (no mouse, perhaps a screen reader): from the
+    // code page to the waiting room by Tab, typing and Enter, every stop showing where the
+    // focus is.
+    await check("accessibility (zh-CN): a patient reaches the waiting room with the keyboard alone, the focus always shown", { scenario: S }, async () => {
+      const { auth } = await h.apiSignIn(h.http, h.doctor);
+      const room = await h.http.post("/api/v1/rooms", { headers: auth, data: { title: "A11y keys", patient_ref: "P-A11Y", waiting_room: true } });
+      assert.equal(room.status(), 201);
+      const invite = await h.http.post(`/api/v1/rooms/${(await room.json()).id}/invites`, { headers: auth, data: { role: "patient" } });
+      assert.equal(invite.status(), 201);
+      const code = String((await invite.json()).code).replace(/\D/g, "");
+      assert.equal(code.length, 9);
+      const page = await open("a11y-keys", `${h.base}/code`, "zh-CN", DESKTOP);
+      await page.context().grantPermissions(["camera", "microphone"], { origin: h.base });
+      /** Tabs forward until `selector` has the focus; its focus ring must show. @param {string} selector */
+      const tabTo = async (selector) => {
+        for (let i = 0; i < 20; i++) {
+          const there = await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector);
+          if (there) {
+            const ring = await page.evaluate(() => {
+              const el = /** @type {Element} */ (document.activeElement);
+              const css = getComputedStyle(el);
+              return { visible: el.matches(":focus-visible"), outline: css.outlineStyle, width: parseFloat(css.outlineWidth) };
+            });
+            assert.ok(ring.visible && ring.outline !== "none" && ring.width >= 2, `${selector} shows its focus (${JSON.stringify(ring)})`);
+            return;
+          }
+          await page.keyboard.press("Tab");
+        }
+        throw new Error(`Tab never reached ${selector}`);
+      };
+      await page.locator("#code-form").waitFor({ timeout });
+      await tabTo("#code-input");
+      await page.keyboard.type(code);
+      await page.keyboard.press("Enter");
+      await page.waitForSelector('body[data-state="prejoin"]', { timeout });
+      await tabTo("#display-name");
+      await page.keyboard.type("王秀英");
+      await tabTo("#join-button");
+      await page.keyboard.press("Enter");
+      await page.waitForSelector('body[data-state="waiting"]', { timeout });
+      await h.snap(page, "a11y-keys-waiting");
+    });
+
     // Dark colours (many phones are set so): the same screens, in Chinese, checked the same way
     // (axe's contrast rules among them).
     await check("accessibility (zh-CN, dark): the sign-in page, the code-entry page, a bad link's page, a patient's pre-join screen", { scenario: S }, async () => {
