@@ -456,8 +456,9 @@ async fn documents_flow(s: &TestServer) {
     );
 }
 
-/// The per-request limits hold when uploads race: of many at once, exactly as many as fit.
-async fn limits_flow(s: &TestServer, max_documents: usize) {
+/// A township doctor (signed in: their token) and a county hospital with a cardiology
+/// department: the county and the department's ids.
+async fn township_and_county(s: &TestServer) -> (String, String, String) {
     let town = s.institution("Township").await;
     let county = s.institution("County").await;
     let cardiology = s.department(&county, "Cardiology").await;
@@ -468,6 +469,12 @@ async fn limits_flow(s: &TestServer, max_documents: usize) {
             place(&town, None, "Dr. Li"),
         )
         .await;
+    (county, cardiology, doc)
+}
+
+/// The per-request limits hold when uploads race: of many at once, exactly as many as fit.
+async fn limits_flow(s: &TestServer, max_documents: usize) {
+    let (county, cardiology, doc) = township_and_county(s).await;
     let png = sample_png();
     let pdf = sample_pdf();
 
@@ -555,16 +562,7 @@ fn limited(c: &mut huizhen::config::Config, max_documents: usize) {
 /// the limit's name, and the refusal is on the record; when one ends its place is free again;
 /// the held ones complete.
 async fn whole_files_at_once(s: &TestServer) {
-    let town = s.institution("Township").await;
-    let county = s.institution("County").await;
-    let cardiology = s.department(&county, "Cardiology").await;
-    let (_, doc) = s
-        .placed_account(
-            "town_doc",
-            AccountRole::Doctor,
-            place(&town, None, "Dr. Li"),
-        )
-        .await;
+    let (_, cardiology, doc) = township_and_county(s).await;
     let supervisor = s
         .account("supervisor", AccountRole::NetworkSupervisor)
         .await;

@@ -53,6 +53,20 @@ async fn arriving(rx: &TestPeer, from: &TestPeer, kind: &str, window: Duration) 
     rx.received(&from.id(), kind).packets - before
 }
 
+/// The role `link` lets in next, as the join page is told (`POST /invitations/check`).
+async fn role_of_link(s: &TestServer, link: &str) -> String {
+    let (st, b) = s
+        .api(
+            "POST",
+            "/api/v1/invitations/check",
+            Some(""),
+            Some(json!({"token": link})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    b["role"].as_str().unwrap().to_owned()
+}
+
 /// The `participant_updated` telling `rx` that `who` has `role`.
 async fn update_about(rx: &TestPeer, who: &TestPeer, role: &str) -> Value {
     let id = who.id();
@@ -338,18 +352,6 @@ async fn a_reload_before_the_change_is_written_keeps_the_new_role(s: &TestServer
     };
     let guest = TestPeer::join(opts()).await.unwrap();
     guest.wait_connected(CONNECT).await.unwrap();
-    let role_of_link = || async {
-        let (st, b) = s
-            .api(
-                "POST",
-                "/api/v1/invitations/check",
-                Some(""),
-                Some(json!({"token": token})),
-            )
-            .await;
-        assert_eq!(st, 200, "{b}");
-        b["role"].as_str().unwrap().to_owned()
-    };
 
     // Made to only watch, and that is on the record.
     doctor
@@ -358,7 +360,7 @@ async fn a_reload_before_the_change_is_written_keeps_the_new_role(s: &TestServer
         .unwrap();
     guest.next_event("role_changed", T).await.unwrap();
     let deadline = tokio::time::Instant::now() + T;
-    while role_of_link().await != "observer" {
+    while role_of_link(s, &token).await != "observer" {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the change never reached the link"
@@ -406,7 +408,7 @@ async fn a_reload_before_the_change_is_written_keeps_the_new_role(s: &TestServer
         .wait_received(&again.id(), "audio", 25, MEDIA)
         .await
         .unwrap();
-    assert_eq!(role_of_link().await, "guest");
+    assert_eq!(role_of_link(s, &token).await, "guest");
 }
 
 common::on_both_databases!(
@@ -446,19 +448,7 @@ async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
         .unwrap();
     assert_eq!(joined["you"]["role"], "observer");
     let id = joined["you"]["id"].as_str().unwrap().to_owned();
-    let role_of_link = || async {
-        let (st, b) = s
-            .api(
-                "POST",
-                "/api/v1/invitations/check",
-                Some(""),
-                Some(json!({"token": link})),
-            )
-            .await;
-        assert_eq!(st, 200, "{b}");
-        b["role"].as_str().unwrap().to_owned()
-    };
-    assert_eq!(role_of_link().await, "observer");
+    assert_eq!(role_of_link(s, &link).await, "observer");
 
     doctor
         .send_json(&json!({"type": "set_role", "participant_id": id, "role": "guest"}))
@@ -468,7 +458,7 @@ async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
     assert_eq!(changed["role"], "guest");
     // On the record with the change before the next join can read it: wait for it there.
     let deadline = tokio::time::Instant::now() + T;
-    while role_of_link().await != "guest" {
+    while role_of_link(s, &link).await != "guest" {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the change never reached the link"
@@ -490,7 +480,7 @@ async fn a_role_change_follows_the_person_to_another_device(s: &TestServer) {
         .unwrap();
     phone.next_event("role_changed", T).await.unwrap();
     let deadline = tokio::time::Instant::now() + T;
-    while role_of_link().await != "observer" {
+    while role_of_link(s, &link).await != "observer" {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the change never reached the link"
