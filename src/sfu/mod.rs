@@ -944,6 +944,11 @@ impl Sfu {
         if t.bwe {
             // What the estimate did and what it bought (SIMULCAST.md §10 reads these): only
             // rates and layers, under the participant id other media logs carry already.
+            let ago_ms = |at: Option<Instant>| {
+                at.map_or(-1, |at| {
+                    i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX)
+                })
+            };
             tracing::debug!(
                 target: "huizhen::sfu::allocation",
                 participant = %t.id,
@@ -951,12 +956,8 @@ impl Sfu {
                 sent_kbps = t.link_memory.sent / 1000,
                 audio_kbps = audio / 1000,
                 loss_percent = t.loss.map_or(-1.0, |l| l * 100.0),
-                fell_ms = t.link_memory.fell_at.map_or(-1, |at| {
-                    i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX)
-                }),
-                lossy_ms = t.link_memory.lossy_at.map_or(-1, |at| {
-                    i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX)
-                }),
+                fell_ms = ago_ms(t.link_memory.fell_at),
+                lossy_ms = ago_ms(t.link_memory.lossy_at),
                 layers = %choices
                     .iter()
                     .map(|c| c.layer.map_or("-", Layer::rid))

@@ -104,6 +104,18 @@ const RECOVERY_WINDOW_MS = 120_000;
 const MAX_WAITING_REJOINS = 5;
 /** Pings that make the pre-call check's connection figure (their median round trip). */
 const PRECALL_PINGS = 3;
+/**
+ * What `POST /invitations/check` answers for a link that lets nobody in any more, and the page
+ * each shows.
+ * @type {Record<string, ErrorCode>}
+ */
+const LINK_REFUSALS = {
+  invalid_token: "invalid_token",
+  invite_expired: "token_expired",
+  invite_revoked: "invite_revoked",
+  invite_used_up: "invite_used_up",
+  room_ended: "room_ended",
+};
 /** How often a page waiting for its link to open asks again whether the time was moved. */
 const OPENING_RECHECK_MS = 60_000;
 const PRECALL_PING_TIMEOUT_MS = 5000;
@@ -406,14 +418,6 @@ class JoinApp {
    * @returns {Promise<boolean>}
    */
   async linkUsable() {
-    /** @type {Record<string, ErrorCode>} */
-    const refusals = {
-      invalid_token: "invalid_token",
-      invite_expired: "token_expired",
-      invite_revoked: "invite_revoked",
-      invite_used_up: "invite_used_up",
-      room_ended: "room_ended",
-    };
     try {
       const verdict = await checkInvitation(this.token);
       if (verdict.state !== "not_yet") return true;
@@ -425,7 +429,7 @@ class JoinApp {
       this.watchOpening();
       return false;
     } catch (err) {
-      const code = err instanceof consoleApi.ApiError ? refusals[err.code] : undefined;
+      const code = err instanceof consoleApi.ApiError ? LINK_REFUSALS[err.code] : undefined;
       if (!code) return true;
       this.fail(code);
       if (code === "room_ended") this.offerOutcome();
@@ -473,8 +477,7 @@ class JoinApp {
     } catch (err) {
       // Revoked, ended, used up: the page, loaded again, says which. Anything else (the
       // network, a busy server): keep waiting and ask again later.
-      const gone = ["invalid_token", "invite_expired", "invite_revoked", "invite_used_up", "room_ended"];
-      if (err instanceof consoleApi.ApiError && gone.includes(err.code)) location.reload();
+      if (err instanceof consoleApi.ApiError && Object.hasOwn(LINK_REFUSALS, err.code)) location.reload();
       return;
     }
     if (verdict.state !== "not_yet") location.reload();

@@ -9,9 +9,9 @@
 //! invitation with the participant's row (`Change::InviteRoleNow`, `invites.role_now`) and the
 //! join reads it there (`Invite::role_for_join`). What such a join may send is settled by the
 //! room, not by signaling: a reload made just after a change may read the older role from
-//! storage, and the room's own record (the participant it replaces) wins. On a link several people share (a class
-//! watching on one observer link), the change reaches whoever joins with it next as well: the
-//! care team gave it to the link's holder.
+//! storage, and the room's own record (the participant it replaces) wins. On a link several
+//! people share (a class watching on one observer link), the change reaches whoever joins with
+//! it next as well: the care team gave it to the link's holder.
 
 use super::Room;
 use crate::audit::{Action, Actor, Append, AuditEvent};
