@@ -15,6 +15,8 @@
 //! - [`rooms`]: the clinical rules of a live consultation, one task per room.
 //! - [`sfu`]: the sans-IO media core on str0m: transports, producers, consumers, forwarding.
 //! - [`media`]: the I/O driver that runs the media core on a UDP socket, one thread per worker.
+//! - [`netcheck`]: the pre-call network check over the media path, for someone waiting: a
+//!   short-lived peer connection of its own on a media worker, forwarded to nobody.
 //! - [`documents`]: documents shared in a room: resumable uploads, content checks, the
 //!   content-addressed blob store, integrity on every read, annotations.
 //! - [`records`]: clinical records (notes, diagnosis reports, e-prescriptions), drafts, issuing,
@@ -51,6 +53,7 @@ pub mod fuzz;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod netcheck;
 pub mod notifications;
 pub mod records;
 // Consultation requests between institutions (referrals).

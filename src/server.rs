@@ -197,7 +197,7 @@ impl Server {
                 resume_window: Duration::from_secs(config.rooms.resume_window_s),
                 idle_stop: Duration::from_secs(30),
                 limits,
-                turn,
+                turn: turn.clone(),
                 clock: Default::default(),
                 simulcast: config.media.simulcast,
             },
@@ -220,6 +220,13 @@ impl Server {
             }),
             metrics: metrics.clone(),
             errors: errors.clone(),
+            net_checks: crate::netcheck::NetChecks::new(
+                media.clone(),
+                config.media.max_net_checks,
+                Duration::from_secs(config.media.net_check_seconds),
+                turn,
+                key.clone(),
+            ),
         };
         let state = AppState {
             config: config.clone(),

@@ -35,7 +35,7 @@ const LAYERS: &[&[&str]] = &[
     // Services built on those: a consultation request carries documents.
     &["summary", "metrics", "webhooks", "referrals"],
     // The live room, and the JSON shapes of stored things.
-    &["rooms", "wire"],
+    &["rooms", "wire", "netcheck"],
     // The edge.
     &["signaling"],
     // Fuzzing's entry points drive parsers of every layer up to signaling.

@@ -106,6 +106,13 @@ fn session(s: &TestServer) -> Client {
         }),
         metrics: Arc::new(Metrics::default()),
         errors: Arc::new(ErrorCounts::default()),
+        net_checks: huizhen::netcheck::NetChecks::new(
+            server.media.clone(),
+            4,
+            Duration::from_secs(15),
+            None,
+            SigningKey::load_or_create(&s.dir.path().join("data/signing.key")).unwrap(),
+        ),
     };
     let (to_session, incoming) = mpsc::channel(16);
     let (outgoing, from_session) = mpsc::unbounded_channel();

@@ -153,7 +153,21 @@ pub struct MediaConfig {
     /// a young or application-limited estimate never came back, docs/SIMULCAST.md §9; a video
     /// now pauses only on evidence of congestion, §10.)
     pub simulcast: bool,
+    /// Pre-call network checks over the media path running at once (`netcheck`): each is a
+    /// peer connection that receives a waiting person's camera and microphone for a few
+    /// seconds. Past it a check is refused and the client reports its signaling round trip
+    /// alone.
+    pub max_net_checks: usize,
+    /// Seconds one network check may last before the server ends it (clients measure for
+    /// about six once connected).
+    pub net_check_seconds: u64,
 }
+
+/// Bounds on `media.max_net_checks`.
+pub const MAX_NET_CHECKS: std::ops::RangeInclusive<usize> = 1..=10_000;
+
+/// Bounds on `media.net_check_seconds`.
+pub const NET_CHECK_SECONDS: std::ops::RangeInclusive<u64> = 5..=60;
 
 /// Bounds on `media.socket_buffer_bytes` (other than 0).
 pub const SOCKET_BUFFER_BYTES: std::ops::RangeInclusive<usize> = 65_536..=(256 << 20);
@@ -204,6 +218,8 @@ impl Default for MediaConfig {
             tcp_stun_timeout_s: 5,
             tcp_idle_timeout_s: 30,
             simulcast: true,
+            max_net_checks: 32,
+            net_check_seconds: 15,
         }
     }
 }
@@ -852,6 +868,7 @@ impl Config {
                 m.tcp_idle_timeout_s,
                 TCP_IDLE_TIMEOUT_S,
             ),
+            ("net_check_seconds", m.net_check_seconds, NET_CHECK_SECONDS),
         ] {
             if !range.contains(&value) {
                 return bad(&format!(
@@ -860,6 +877,13 @@ impl Config {
                     range.end()
                 ));
             }
+        }
+        if !MAX_NET_CHECKS.contains(&m.max_net_checks) {
+            return bad(&format!(
+                "media.max_net_checks must be between {} and {}",
+                MAX_NET_CHECKS.start(),
+                MAX_NET_CHECKS.end()
+            ));
         }
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return bad("server.tls_cert and server.tls_key must be set together");
@@ -1131,7 +1155,7 @@ mod tests {
         assert!(ok.media.tcp, "ICE-TCP is offered by default");
         ok.validate().unwrap();
         type Change = fn(&mut Config);
-        let cases: [(&str, Change); 7] = [
+        let cases: [(&str, Change); 9] = [
             ("tcp_bind", |c| c.media.tcp_bind = "443".into()),
             ("tcp_max_connections", |c| c.media.tcp_max_connections = 0),
             ("tcp_max_connections_per_address", |c| {
@@ -1143,6 +1167,8 @@ mod tests {
             ("tcp_stun_timeout_s", |c| c.media.tcp_stun_timeout_s = 0),
             ("tcp_stun_timeout_s", |c| c.media.tcp_stun_timeout_s = 61),
             ("tcp_idle_timeout_s", |c| c.media.tcp_idle_timeout_s = 0),
+            ("net_check_seconds", |c| c.media.net_check_seconds = 4),
+            ("max_net_checks", |c| c.media.max_net_checks = 0),
         ];
         for (key, change) in cases {
             let mut c = Config::default();

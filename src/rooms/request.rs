@@ -121,6 +121,25 @@ pub struct Precall {
     pub microphone_state: Option<DeviceCheck>,
     /// Whether they heard the test sound.
     pub speaker: Option<SpeakerCheck>,
+    /// What the network check over the media path found (`netcheck`), when one ran.
+    pub media: Option<MediaPath>,
+}
+
+/// The pre-call network check over the media path, as the client's WebRTC statistics saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaPath {
+    /// Media reached the server: what the path gave, each figure when the browser reports it.
+    Connected {
+        /// Round trip on the media path (ICE checks, RTCP).
+        rtt_ms: Option<u32>,
+        /// Packets lost on the way to the server, per thousand sent (from its reports).
+        loss_permille: Option<u32>,
+        /// The upload bandwidth the browser's congestion control found, kbit/s.
+        up_kbps: Option<u32>,
+    },
+    /// No media path could be set up (UDP and TCP to the server blocked, say): the call's
+    /// media would not connect either.
+    Failed,
 }
 
 /// What the pre-call check found of a camera or a microphone: a clinician helps someone whose

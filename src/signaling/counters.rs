@@ -5,9 +5,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::protocol::ErrorCode;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ErrorCounts {
     counts: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+// By hand: the standard library derives `Default` for arrays of at most 32.
+impl Default for ErrorCounts {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl ErrorCounts {

@@ -2,12 +2,16 @@
 //!
 //! A session authenticates the client (invite or resume token), translates its messages into
 //! room commands and relays the room's messages back. It never holds a peer connection and
-//! decides nothing about permissions: rooms and the media core do.
+//! decides nothing about permissions: rooms and the media core do. For someone waiting it
+//! relays their pre-call network check (`net_check.rs`) to the media path's own service,
+//! `crate::netcheck`, which holds the check's connection on a media worker.
 
 mod counters;
 // Invitations' windows and uses at `join`.
 mod invitation;
 mod limits;
+// The pre-call network check's messages, for someone waiting.
+mod net_check;
 pub mod protocol;
 mod session;
 
@@ -32,6 +36,8 @@ pub struct SignalingContext {
     pub settings: Arc<SessionSettings>,
     pub metrics: Arc<Metrics>,
     pub errors: Arc<ErrorCounts>,
+    /// Pre-call network checks over the media path, for someone waiting.
+    pub net_checks: crate::netcheck::NetChecks,
 }
 
 #[derive(Debug, Clone)]

@@ -180,6 +180,18 @@ pub struct Precall {
     /// heard, not_heard or untested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speaker: Option<String>,
+    /// The network check over the media path: connected or failed (absent: none ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_path: Option<String>,
+    /// With `media_path: connected`: the round trip on the media path, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_rtt_ms: Option<u32>,
+    /// With `media_path: connected`: packets lost on the way to the server, per thousand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_permille: Option<u32>,
+    /// With `media_path: connected`: the upload bandwidth found, in kbit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_kbps: Option<u32>,
 }
 
 /// Most sizes one `video_sizes` may carry (a client with more videos sends several).
@@ -229,6 +241,13 @@ pub enum ClientMessage {
     /// The client's media path changed or failed: restart ICE (the server offers).
     IceRestart,
     VideoSizes(VideoSizes),
+    /// Someone waiting starts the pre-call network check over the media path (an offer of
+    /// its own follows: `net_check_offer`).
+    NetCheck,
+    /// The answer to `net_check_offer`.
+    NetCheckAnswer(Answer),
+    /// The client has measured: the check's connection may go.
+    NetCheckStop,
 }
 
 /// Why a client message could not be understood.
@@ -274,6 +293,9 @@ impl ClientMessage {
             "consent" => ClientMessage::Consent(body(value)?),
             "screen_share" => ClientMessage::ScreenShare(body(value)?),
             "ice_restart" => ClientMessage::IceRestart,
+            "net_check" => ClientMessage::NetCheck,
+            "net_check_answer" => ClientMessage::NetCheckAnswer(body(value)?),
+            "net_check_stop" => ClientMessage::NetCheckStop,
             "video_sizes" => {
                 let sizes: VideoSizes = body(value)?;
                 if sizes.sizes.len() > MAX_VIDEO_SIZES {
@@ -317,6 +339,9 @@ impl ClientMessage {
             ClientMessage::ScreenShare(_) => "screen_share",
             ClientMessage::IceRestart => "ice_restart",
             ClientMessage::VideoSizes(_) => "video_sizes",
+            ClientMessage::NetCheck => "net_check",
+            ClientMessage::NetCheckAnswer(_) => "net_check_answer",
+            ClientMessage::NetCheckStop => "net_check_stop",
         }
     }
 }
@@ -691,6 +716,22 @@ pub enum ServerMessage {
     Pong {
         id: u64,
     },
+    /// The pre-call network check's own offer (`netcheck`): the client sends its microphone
+    /// and camera on `publish_mids` and measures; nothing is ever sent back on it.
+    NetCheckOffer {
+        offer_id: u64,
+        sdp: String,
+        publish_mids: PublishMidsView,
+        /// TURN relays for this check's connection (empty when the server has none).
+        ice_servers: Vec<IceServerView>,
+        /// The server ends the check this many seconds after it started.
+        seconds: u64,
+    },
+    /// The check's connection is gone: `done` (the client stopped it), `time`, `admitted` (the
+    /// call takes over) or `failed`.
+    NetCheckEnded {
+        reason: &'static str,
+    },
     /// A document is complete and may be opened (sent only to those who may see it).
     DocumentShared {
         document: DocumentView,
@@ -829,6 +870,24 @@ impl From<&rooms::Queue> for QueueView {
                         camera_state: p.camera_state.map(|d| d.as_str().to_owned()),
                         microphone_state: p.microphone_state.map(|d| d.as_str().to_owned()),
                         speaker: p.speaker.map(|h| h.as_str().to_owned()),
+                        media_path: p.media.map(|m| match m {
+                            rooms::MediaPath::Connected { .. } => "connected".to_owned(),
+                            rooms::MediaPath::Failed => "failed".to_owned(),
+                        }),
+                        media_rtt_ms: match p.media {
+                            Some(rooms::MediaPath::Connected { rtt_ms, .. }) => rtt_ms,
+                            _ => None,
+                        },
+                        loss_permille: match p.media {
+                            Some(rooms::MediaPath::Connected { loss_permille, .. }) => {
+                                loss_permille
+                            }
+                            _ => None,
+                        },
+                        up_kbps: match p.media {
+                            Some(rooms::MediaPath::Connected { up_kbps, .. }) => up_kbps,
+                            _ => None,
+                        },
                     }),
                 })
                 .collect(),
@@ -1031,11 +1090,14 @@ pub enum ErrorCode {
     MediaNotReady,
     /// More ICE restarts than the room allows a participant a minute.
     IceRestartLimited,
+    /// No pre-call network check now: the server runs as many as it allows, or this
+    /// connection has had its share.
+    NetCheckLimited,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -1068,6 +1130,7 @@ impl ErrorCode {
         ErrorCode::ScreenShareBusy,
         ErrorCode::MediaNotReady,
         ErrorCode::IceRestartLimited,
+        ErrorCode::NetCheckLimited,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -1084,6 +1147,7 @@ impl ErrorCode {
                 | ErrorCode::ScreenShareBusy
                 | ErrorCode::MediaNotReady
                 | ErrorCode::IceRestartLimited
+                | ErrorCode::NetCheckLimited
         )
     }
 
@@ -1166,6 +1230,7 @@ impl ErrorCode {
             ErrorCode::ScreenShareBusy => "screen_share_busy",
             ErrorCode::MediaNotReady => "media_not_ready",
             ErrorCode::IceRestartLimited => "ice_restart_limited",
+            ErrorCode::NetCheckLimited => "net_check_limited",
         }
     }
 }

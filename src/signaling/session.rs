@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::SignalingContext;
 use super::invitation;
 use super::limits::RateLimiter;
+use super::net_check::CheckSlot;
 use super::protocol::{
     ClientMessage, ErrorCode, Join, PROTOCOL_VERSION, ParseError, Resume, ServerMessage, Welcome,
     close,
@@ -73,6 +74,8 @@ struct Session {
     client: String,
     /// When the invitation of a join refused as `invite_not_yet` opens (sent with the error).
     opens_at: Option<i64>,
+    /// The pre-call network check, while waiting.
+    check: CheckSlot,
 }
 
 /// Runs a connection to its end. `socket` is any stream of WebSocket messages with a sink for
@@ -121,6 +124,7 @@ where
         bad_messages: 0,
         client,
         opens_at: None,
+        check: CheckSlot::default(),
     };
 
     let flow = loop {
@@ -173,12 +177,20 @@ where
                     // announcement per arrival for everyone) instead of one per message.
                     let mut close = None;
                     let mut written = sink.feed(notice_frame(&msg)).await.is_ok();
+                    if let Some(ended) = session.check.on_notice(&msg) {
+                        written = written && sink.feed(to_frame(&ended)).await.is_ok();
+                    }
                     for _ in 1..WRITE_BATCH {
                         if !written {
                             break;
                         }
                         match link_rx.try_recv() {
-                            Ok(Outbound::Message(msg)) => written = sink.feed(notice_frame(&msg)).await.is_ok(),
+                            Ok(Outbound::Message(msg)) => {
+                                written = sink.feed(notice_frame(&msg)).await.is_ok();
+                                if let Some(ended) = session.check.on_notice(&msg) {
+                                    written = written && sink.feed(to_frame(&ended)).await.is_ok();
+                                }
+                            }
                             Ok(Outbound::Close(farewell)) => {
                                 close = Some(close::of_farewell(farewell));
                                 break;
@@ -197,6 +209,12 @@ where
                 // The room let go of this connection without a word: it was too slow to keep up.
                 None => break Flow::Close { code: close::INTERNAL, room_knows: true },
             },
+            // The network check's offer, or its end (failed, out of time).
+            msg = session.check.next() => {
+                if sink.send(to_frame(&msg)).await.is_err() {
+                    break Flow::Close { code: close::NORMAL, room_knows: false };
+                }
+            }
             _ = tokio::time::sleep_until(join_deadline), if awaiting => {
                 let msg = ServerMessage::error(ErrorCode::NotJoined, "no join within the time allowed");
                 let _ = sink.send(to_frame(&msg)).await;
@@ -257,6 +275,28 @@ impl Session {
             .await;
     }
 
+    /// Refuses a network check, on the audit trail when it may be misuse (rate-limited per
+    /// client by the trail).
+    async fn refuse_check(
+        &mut self,
+        replies: &mut Vec<ServerMessage>,
+        refused: super::net_check::Refused,
+    ) -> Flow {
+        if let Some(reason) = refused.audit {
+            let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied).detail(json!({
+                "step": "net_check",
+                "code": refused.code.as_str(),
+                "client": self.client,
+            }));
+            self.ctx
+                .rooms
+                .audit()
+                .refused(&self.client, reason, event)
+                .await;
+        }
+        self.refuse(replies, (refused.code, refused.text))
+    }
+
     /// Queues an error; fatal errors end the connection.
     fn refuse(&mut self, replies: &mut Vec<ServerMessage>, (code, text): Refusal) -> Flow {
         replies.push(ServerMessage::error(code, text).opening_at(self.opens_at.take()));
@@ -303,6 +343,7 @@ impl Session {
                         }
                         // Let in later: the room then sends `joined` over the link.
                         Entry::Waiting(waiting) => {
+                            self.check.entered_waiting();
                             ServerMessage::Waiting(Box::new(waiting.as_ref().into()))
                         }
                     });
@@ -358,6 +399,22 @@ impl Session {
                         "this connection has joined already".into(),
                     ),
                 ),
+            (State::InRoom { .. }, ClientMessage::NetCheck) => {
+                if let Err(refused) = self.check.start(&self.ctx.net_checks).await {
+                    return self.refuse_check(replies, refused).await;
+                }
+                Flow::Continue
+            }
+            (State::InRoom { .. }, ClientMessage::NetCheckAnswer(a)) => {
+                if let Err(refused) = self.check.answer(a.offer_id, &a.sdp).await {
+                    return self.refuse_check(replies, refused).await;
+                }
+                Flow::Continue
+            }
+            (State::InRoom { .. }, ClientMessage::NetCheckStop) => {
+                replies.extend(self.check.stop());
+                Flow::Continue
+            }
             (State::InRoom { room, participant }, msg) => {
                 let (room, participant) = (room.clone(), participant.clone());
                 self.in_room(room, participant, msg, replies).await
@@ -514,7 +571,11 @@ impl Session {
                 replies.push(ServerMessage::Pong { id: p.id });
                 return Flow::Continue;
             }
-            ClientMessage::Join(_) | ClientMessage::Resume(_) => {
+            ClientMessage::Join(_)
+            | ClientMessage::Resume(_)
+            | ClientMessage::NetCheck
+            | ClientMessage::NetCheckAnswer(_)
+            | ClientMessage::NetCheckStop => {
                 unreachable!("handled by the caller")
             }
         };
@@ -818,6 +879,17 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
                 .ok_or("precall.speaker must be heard, not_heard or untested")
         })
         .transpose()?;
+    let media = match p.media_path.as_deref() {
+        None => None,
+        Some("connected") => Some(rooms::MediaPath::Connected {
+            rtt_ms: p.media_rtt_ms.map(|ms| ms.min(60_000)),
+            loss_permille: p.loss_permille.map(|l| l.min(1000)),
+            // 10 Gbit/s: beyond what any browser estimates.
+            up_kbps: p.up_kbps.map(|k| k.min(10_000_000)),
+        }),
+        Some("failed") => Some(rooms::MediaPath::Failed),
+        Some(_) => return Err("precall.media_path must be connected or failed"),
+    };
     Ok(rooms::Precall {
         camera: p.camera,
         microphone: p.microphone,
@@ -826,5 +898,6 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
         camera_state,
         microphone_state,
         speaker,
+        media,
     })
 }

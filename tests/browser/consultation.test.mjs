@@ -1689,14 +1689,23 @@ async function main() {
       const doctor = w.doctor;
       await doctor.locator("#queue-count", { hasText: "2" }).waitFor({ timeout: EVENT_TIMEOUT });
       const items = doctor.locator("#queue-panel .queue-item");
-      await doctor.waitForFunction(() => document.querySelectorAll('#queue-panel .queue-precall[data-connection="good"]').length === 2, null, {
+      // First the signaling round trip, then the network check over the media path replaces
+      // it: the figures the browser read on a real peer connection to the server.
+      await doctor.waitForFunction(() => document.querySelectorAll('#queue-panel .queue-precall[data-media-path="connected"]').length === 2, null, {
         timeout: EVENT_TIMEOUT,
         polling: 200,
       });
       assert.deepEqual(await items.locator(".queue-name").allTextContents(), ["Chen Jie", "Zhou Min"], "longest waiting first");
       for (const text of await items.locator(".queue-waited").allTextContents()) assert.match(text, /^Waiting (less than a minute|\d+ min)/);
       for (const text of await items.locator(".queue-precall").allTextContents()) {
-        assert.match(text, /camera OK.*microphone OK.*connection good \(\d+ ms\)/);
+        assert.match(text, /camera OK.*microphone OK.*connection (good|fair|poor): \d+ ms, \d+\.\d % lost, upload \d+(\.\d)? (k|M)bit\/s/);
+      }
+      // The person waiting reads the same check in plain words, with advice.
+      for (const page of [w.patient1, w.patient2]) {
+        const network = page.locator('#waiting-network[data-path="connected"]');
+        await network.waitFor({ timeout: EVENT_TIMEOUT });
+        assert.match((await network.locator(".net-figures").textContent()) ?? "", /^Round trip \d+ ms · loss \d+\.\d % · upload \d+(\.\d)? (k|M)bit\/s$/);
+        assert.match((await network.locator(".net-advice").textContent()) ?? "", /^Your connection is (good for video|fair|weak)/);
       }
       assert.equal(await items.locator(".badge-sent-back:visible").count(), 0, "nobody was sent back yet");
       await snap(w.patient1, "waiting-patient1");

@@ -411,6 +411,14 @@ export async function workflowScenario(h, engine) {
       await waitForPlace(second, lang.specialist, 2, 2);
       await waitForPlace(first, lang.doctor, 1, 2);
       assert.equal(await first.count("#tiles .tile"), 0, "nothing of the room while waiting");
+      // Each runs the network check over the media path while waiting (a peer connection of
+      // its own to the server, forwarded to nobody) and reads its figures and advice.
+      for (const [p, l] of /** @type {const} */ ([[first, lang.doctor], [second, lang.specialist]])) {
+        await p.waitForSelector('#waiting-network[data-path="connected"]', timeout);
+        const figures = (await p.text("#waiting-network .net-figures")) ?? "";
+        assert.match(figures, l === "zh-CN" ? /^往返 \d+ 毫秒 · 丢包 \d+\.\d% · 上行 (至少 )?\d+(\.\d)? (k|M)bit\/s$/ : /^Round trip \d+ ms · loss \d+\.\d % · upload (at least )?\d+(\.\d)? (k|M)bit\/s$/);
+        assert.ok(((await p.text("#waiting-network .net-advice")) ?? "").length > 0, "advice in words");
+      }
       // The console shows both codes used.
       const doctor = page("doctor");
       await doctor.click(`li.room-card[data-room-id="${made.room}"] .invitations > summary`);
@@ -431,6 +439,8 @@ export async function workflowScenario(h, engine) {
       await doctor.waitForState("in-room");
       await doctor.click('.tab[data-tab="queue-panel"]');
       await doctor.waitFor(() => document.querySelectorAll("#queue-panel .queue-item").length === 2, undefined, timeout);
+      // The clinician sees each one's network check with its figures.
+      await doctor.waitFor(() => document.querySelectorAll('#queue-panel .queue-precall[data-media-path="connected"]').length === 2, undefined, timeout);
       await doctor.click("#queue-panel .queue-admit-next");
       const first = page("patient1");
       await first.waitForState("in-room");

@@ -53,6 +53,7 @@ import { ConsentPanel } from "./consent-panel.js";
 import { ScreenShare } from "./screen-share.js";
 import { Moderation } from "./moderation.js";
 import { QUALITY_INTERVAL_MS, QualityMeter } from "./quality.js";
+import { NetCheck, mediaPathQuality } from "./net-check.js";
 import * as consoleApi from "./api.js";
 
 /** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
@@ -210,6 +211,8 @@ class JoinApp {
   mediaReady = Promise.resolve(true);
   /** @type {SignalingClient | null} */
   signaling = null;
+  /** The pre-call network check over the media path, while waiting (net-check.js). */
+  netCheck = new NetCheck({ send: (msg) => this.signaling?.send(/** @type {any} */ (msg)) });
   /** @type {MediaSession | null} */
   media = null;
   /** @type {Participant | null} */
@@ -693,6 +696,12 @@ class JoinApp {
         break;
       case "pong":
         break;
+      case "net_check_offer":
+        this.netCheck.onOffer(msg);
+        break;
+      case "net_check_ended":
+        this.netCheck.onEnded();
+        break;
       case "document_shared":
         this.consult?.docs.add(msg.document);
         if (msg.document.shared_by !== this.you?.id) this.notice("join.notice.document_shared", { name: msg.document.name });
@@ -813,13 +822,16 @@ class JoinApp {
 
   /**
    * The pre-call check, sent once per wait: whether camera and microphone deliver (from the
-   * preview the page holds) and how the connection looks (the median round trip of a few
-   * signaling pings: under 150 ms good, under 400 ms fair, else poor).
+   * preview the page holds) and how the connection looks. First from the median round trip of
+   * a few signaling pings (under 150 ms good, under 400 ms fair, else poor), sent at once; then
+   * from the network check over the media path (net-check.js: round trip, loss and upload
+   * bandwidth, a few seconds), sent again with its figures when it ran.
    */
   async sendPrecall() {
     const signaling = this.signaling;
     if (!signaling) return;
     this.waitingView.setChecks(null, this.observer);
+    this.waitingView.setNetwork(undefined);
     /** @type {number[]} */
     const rtts = [];
     let answered = true;
@@ -846,6 +858,20 @@ class JoinApp {
     if (!this.observer) report.speaker = this.prejoin.speaker;
     signaling.send({ type: "precall", ...report });
     this.waitingView.setChecks(report, this.observer);
+    // An observer sends no media: what the path carries matters less than for the others.
+    if (this.observer || !answered) return;
+    this.waitingView.setNetwork(null);
+    const path = await this.netCheck.run(this.local);
+    if (signaling !== this.signaling || this.state !== "waiting") return;
+    this.waitingView.setNetwork(path ?? undefined);
+    if (!path) return;
+    /** @type {PrecallInfo} */
+    const measured = { ...report, media_path: path.path, connection: mediaPathQuality(path) };
+    if (path.rttMs !== undefined) measured.media_rtt_ms = path.rttMs;
+    if (path.lossPermille !== undefined) measured.loss_permille = path.lossPermille;
+    if (path.upKbps !== undefined) measured.up_kbps = path.upKbps;
+    signaling.send({ type: "precall", ...measured });
+    this.waitingView.setChecks(measured, this.observer);
   }
 
   /**
@@ -872,6 +898,8 @@ class JoinApp {
   /** @param {JoinedMessage | ResumedMessage} msg */
   enterRoom(msg) {
     const admitted = this.state === "waiting";
+    // The call's own connection takes over from the network check at once.
+    this.netCheck.stop();
     this.media?.setIceServers(msg.ice_servers ?? []);
     this.waitingView.setPreview(null);
     this.you = msg.you;
@@ -1197,6 +1225,11 @@ class JoinApp {
 
   /** @param {ErrorCode} code */
   onSoftError(code) {
+    if (code === "net_check_limited" || (code === "not_waiting" && this.state === "waiting")) {
+      // No network check now: the signaling round trip stands.
+      this.netCheck.onEnded();
+      return;
+    }
     if (code === "ice_restart_limited") {
       this.media?.iceRestartRefused();
       return;
@@ -1440,6 +1473,7 @@ class JoinApp {
   /** Closes signaling and media, keeping the camera and the view for whatever comes next. */
   teardownLink() {
     this.stopQuality();
+    this.netCheck.stop();
     this.generation += 1;
     this.signaling?.stop();
     this.media?.close();

@@ -180,7 +180,8 @@ export const PROTOCOL_VERSION = 1;
 /**
  * A waiting person's pre-call check: camera and microphone working (and, when not, whether
  * there is none or access was refused), how the connection looked (from a signaling ping's
- * round trip), and whether they heard the test sound.
+ * round trip, then from the network check over the media path: `media_path` and its figures),
+ * and whether they heard the test sound.
  * @typedef {object} PrecallInfo
  * @property {boolean} camera
  * @property {boolean} microphone
@@ -189,6 +190,10 @@ export const PROTOCOL_VERSION = 1;
  * @property {"ok" | "none" | "denied"} [camera_state]
  * @property {"ok" | "none" | "denied"} [microphone_state]
  * @property {"heard" | "not_heard" | "untested"} [speaker]
+ * @property {"connected" | "failed"} [media_path] absent: no network check ran
+ * @property {number} [media_rtt_ms] round trip on the media path
+ * @property {number} [loss_permille] packets lost on the way to the server, per thousand
+ * @property {number} [up_kbps] upload bandwidth found, kbit/s
  */
 
 /**
@@ -235,13 +240,26 @@ export const PROTOCOL_VERSION = 1;
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
  *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
  *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" | "screen_share_busy" |
- *   "media_not_ready" | "ice_restart_limited"} ErrorCode
+ *   "media_not_ready" | "ice_restart_limited" | "net_check_limited"} ErrorCode
  */
 /**
  * @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean, clinic_reason?: string}} ErrorMessage
  *   `clinic_reason`: with `declined` and `removed`, the clinician's own words when they gave any
  */
 /** @typedef {{type: "pong", id: number}} PongMessage */
+/**
+ * The pre-call network check's own offer (someone waiting asked with `net_check`): send the
+ * microphone and camera on `publish_mids`, measure, then `net_check_stop`. Nothing comes back
+ * on it; the server ends it after `seconds`.
+ * @typedef {object} NetCheckOfferMessage
+ * @property {"net_check_offer"} type
+ * @property {number} offer_id
+ * @property {string} sdp
+ * @property {{audio?: string, video?: string}} publish_mids
+ * @property {IceServerInfo[]} ice_servers
+ * @property {number} seconds
+ */
+/** @typedef {{type: "net_check_ended", reason: "done" | "time" | "admitted" | "failed"}} NetCheckEndedMessage */
 /** @typedef {{type: "document_shared", document: DocumentInfo}} DocumentSharedMessage */
 /** @typedef {{type: "chat", message: ChatInfo}} ChatMessage */
 /** @typedef {FollowState & {type: "follow", presenter: string}} FollowMessage */
@@ -279,7 +297,7 @@ export const PROTOCOL_VERSION = 1;
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
  *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage |
  *   ConsentMessage | ScreenShareMessage | HuddleMessage | HeldMessage | RoleChangedMessage |
- *   VideoQualityMessage} ServerMessage
+ *   VideoQualityMessage | NetCheckOfferMessage | NetCheckEndedMessage} ServerMessage
  */
 
 /**
@@ -297,6 +315,8 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "media_state", audio_muted: boolean, video_off: boolean}} MediaStateMessage */
 /** @typedef {{type: "leave"}} LeaveMessage */
 /** @typedef {{type: "ice_restart"}} IceRestartMessage the media path changed or failed */
+/** @typedef {{type: "net_check"} | {type: "net_check_stop"}} NetCheckMessage the pre-call network check, while waiting */
+/** @typedef {{type: "net_check_answer", offer_id: number, sdp: string}} NetCheckAnswerMessage */
 /** @typedef {{type: "end_room"}} EndRoomMessage */
 /** @typedef {{type: "ping", id: number}} PingMessage */
 /** @typedef {{type: "chat", text: string}} ChatSendMessage */
@@ -324,7 +344,8 @@ export const PROTOCOL_VERSION = 1;
  *   EndRoomMessage | PingMessage | ChatSendMessage | FollowSendMessage | AnnotateMessage |
  *   AdmitMessage | DeclineMessage | SendBackMessage | WaitingTextMessage | LockMessage |
  *   PrecallMessage | ConsentSendMessage | ScreenShareSendMessage | IceRestartMessage |
- *   HuddleSendMessage | HoldMessage | RemoveMessage | SetRoleMessage | VideoSizesMessage} ClientMessage
+ *   HuddleSendMessage | HoldMessage | RemoveMessage | SetRoleMessage | VideoSizesMessage |
+ *   NetCheckMessage | NetCheckAnswerMessage} ClientMessage
  */
 
 /** Server message types this client understands; anything else is ignored (forward compatible). */
@@ -353,6 +374,8 @@ const SERVER_TYPES = new Set([
   "held",
   "role_changed",
   "video_quality",
+  "net_check_offer",
+  "net_check_ended",
 ]);
 
 /**

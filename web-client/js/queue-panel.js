@@ -7,7 +7,8 @@
 //
 // DOM contract (tests/browser relies on it): the tab `.tab[data-tab="queue-panel"]` with
 // `#queue-count`; in #queue-panel, `.queue-item[data-participant-id]` (with `data-sent-back`,
-// `.queue-waited`, `.queue-precall[data-connection]`, buttons `data-action="admit"` and
+// `.queue-waited`, `.queue-precall[data-connection]` (and `[data-media-path]` once the network
+// check over the media path reported), buttons `data-action="admit"` and
 // `data-action="decline"`), `.queue-admit-next`, `.queue-lock` (aria-pressed), the message form
 // `.queue-message-form`; the dialog #reason-dialog.
 //
@@ -15,6 +16,7 @@
 
 import { el, must, roleParam, userText } from "./dom.js";
 import { clearText, tr, trAttr } from "./i18n.js";
+import { networkFigures } from "./net-check.js";
 
 /** @typedef {import("./protocol.js").QueueInfo} QueueInfo */
 /** @typedef {import("./protocol.js").WaiterInfo} WaiterInfo */
@@ -384,6 +386,8 @@ export class QueuePanel {
       return;
     }
     node.dataset.connection = p.connection;
+    if (p.media_path) node.dataset.mediaPath = p.media_path;
+    else delete node.dataset.mediaPath;
     node.dataset.camera = String(p.camera);
     node.dataset.microphone = String(p.microphone);
     const bad = p.connection === "poor";
@@ -423,8 +427,16 @@ function precallPart(icon, ok, text) {
  * @returns {Message}
  */
 function connectionWords(p) {
+  // The network check over the media path, when one ran, says more than a signaling ping.
+  if (p.media_path === "failed") return { key: "queue.precall.media_failed" };
   if (p.connection === "unknown") return { key: "queue.precall.connection_unknown" };
   const quality = { key: /** @type {MessageKey} */ (`queue.precall.quality.${p.connection}`) };
+  if (p.media_path === "connected") {
+    return {
+      key: "queue.precall.media_path",
+      params: { quality, ...networkFigures({ rtt: p.media_rtt_ms, lossPermille: p.loss_permille, upKbps: p.up_kbps }) },
+    };
+  }
   if (p.rtt_ms === undefined) return { key: "queue.precall.connection", params: { quality } };
   return { key: "queue.precall.connection_rtt", params: { quality, rtt: p.rtt_ms } };
 }

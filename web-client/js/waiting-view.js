@@ -6,18 +6,31 @@
 // button: Leave.
 //
 // DOM contract (tests/browser relies on it): #waiting-screen, #waiting-position (an aria-live
-// region), #waiting-estimate, #waiting-message-text, #waiting-reason, #waiting-leave.
+// region), #waiting-estimate, #waiting-message-text, #waiting-reason, #waiting-leave; the
+// network check's #waiting-network (`data-path` connected | failed, `data-quality`, and while
+// it runs `data-checking`).
 //
 // The view only renders what it is told; the app owns the socket and the camera.
 
 import { must, userText } from "./dom.js";
 import { clearText, t, tr } from "./i18n.js";
+import { mediaPathQuality, networkFigures } from "./net-check.js";
 
 /** @typedef {import("./protocol.js").WaitingMessage} WaitingMessage */
 /** @typedef {import("./protocol.js").PrecallInfo} PrecallInfo */
 
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
 /** @typedef {import("./i18n.js").Params} Params */
+/** @typedef {import("./net-check.js").MediaPathResult} MediaPathResult */
+
+/** @type {Record<PrecallInfo["connection"], MessageKey>} */
+const ADVICE = {
+  good: "waiting.network.advice_good",
+  fair: "waiting.network.advice_fair",
+  poor: "waiting.network.advice_poor",
+  unknown: "waiting.network.advice_fair",
+};
+
 
 /** @type {Record<PrecallInfo["connection"], MessageKey>} */
 const CONNECTION = {
@@ -74,6 +87,9 @@ export class WaitingView {
       reconnecting: must("#waiting-reconnecting", HTMLElement, root),
       preview: must("#waiting-preview", HTMLVideoElement, root),
       checks: must("#waiting-checks", HTMLElement, root),
+      network: must("#waiting-network", HTMLElement, root),
+      networkFigures: must("#waiting-network .net-figures", HTMLElement, root),
+      networkAdvice: must("#waiting-network .net-advice", HTMLElement, root),
       leave: must("#waiting-leave", HTMLButtonElement, root),
     };
     this.ui.leave.addEventListener("click", () => {
@@ -154,6 +170,39 @@ export class WaitingView {
     checks.dataset.connection = result.connection;
     checks.dataset.camera = result.camera_state ?? String(result.camera);
     checks.dataset.microphone = result.microphone_state ?? String(result.microphone);
+  }
+
+  /**
+   * The network check over the media path: null while it runs, then what it found; hidden
+   * when none ran (the server had no room for one, or the person was let in first).
+   * @param {MediaPathResult | null | undefined} result undefined: none ran
+   */
+  setNetwork(result) {
+    const { network, networkFigures: figures, networkAdvice: advice } = this.ui;
+    delete network.dataset.checking;
+    delete network.dataset.path;
+    delete network.dataset.quality;
+    if (result === undefined) {
+      network.hidden = true;
+      return;
+    }
+    network.hidden = false;
+    if (result === null) {
+      network.dataset.checking = "";
+      clearText(figures);
+      tr(advice, "waiting.network.checking");
+      return;
+    }
+    network.dataset.path = result.path;
+    if (result.path === "failed") {
+      clearText(figures);
+      tr(advice, "waiting.network.failed");
+      return;
+    }
+    const quality = mediaPathQuality(result);
+    network.dataset.quality = quality;
+    tr(figures, "waiting.network.figures", networkFigures({ rtt: result.rttMs, lossPermille: result.lossPermille, upKbps: result.upKbps, sentKbps: result.sentKbps }));
+    tr(advice, ADVICE[quality]);
   }
 
   /** @param {boolean} on the link dropped and the page is joining the queue again */

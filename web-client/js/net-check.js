@@ -1,0 +1,320 @@
+// The pre-call network check over the media path (docs/protocol.md, "Network check"): while
+// someone waits to be admitted, a peer connection of its own carries their microphone and
+// camera to the server for a few seconds (the server forwards it to nobody), and the browser's
+// own WebRTC statistics say what the path gives: the round trip (ICE checks, RTCP), the loss the
+// server reports back (RTCP receiver reports) and the upload bandwidth the browser's congestion
+// control found (or, where the browser does not report it, what it managed to send).
+//
+// The figures go to the clinicians with the pre-call check (join-app.js) and, in plain words,
+// to the person waiting (waiting-view.js). A check the server refuses (too many at once) or
+// that is overtaken by the admission gives no figures, and the signaling round trip stands.
+
+/** @typedef {import("./protocol.js").NetCheckOfferMessage} NetCheckOfferMessage */
+/** @typedef {import("./protocol.js").PrecallInfo} PrecallInfo */
+/** @typedef {import("./i18n.js").Param} Param */
+/** @typedef {import("./i18n.js").Params} Params */
+
+/** How long the server has to offer, once asked. */
+const OFFER_WAIT_MS = 8000;
+/** How long the path has to come up, once answered (ICE over TCP or a relay takes longer). */
+const CONNECT_WAIT_MS = 10000;
+/** How long the figures are gathered once the path is up: long enough for the browser's
+ * bandwidth estimate to ramp up past its start and for a few RTCP reports to arrive. */
+export const MEASURE_MS = 6000;
+const SAMPLE_MS = 1000;
+
+/**
+ * What the check found.
+ * @typedef {object} MediaPathResult
+ * @property {"connected" | "failed"} path
+ * @property {number} [rttMs]
+ * @property {number} [lossPermille]
+ * @property {number} [upKbps] the browser's estimate of the upload bandwidth
+ * @property {number} [sentKbps] without an estimate (Firefox gives none): what was sent, a
+ *   floor only (the camera asks for no more than its picture needs)
+ */
+
+/**
+ * The quality words for a media path's figures (missing figures do not count against it).
+ * @param {MediaPathResult} r
+ * @returns {PrecallInfo["connection"]}
+ */
+export function mediaPathQuality(r) {
+  if (r.path === "failed") return "poor";
+  const rtt = r.rttMs ?? 0;
+  const loss = r.lossPermille ?? 0;
+  const up = r.upKbps ?? Infinity;
+  if (rtt < 150 && loss < 20 && up >= 800) return "good";
+  if (rtt < 400 && loss < 80 && up >= 250) return "fair";
+  return "poor";
+}
+
+/**
+ * A bandwidth in words.
+ * @param {number} kbps
+ * @returns {Param}
+ */
+function rate(kbps) {
+  return kbps >= 1000 ? { key: "units.mbps", params: { n: (kbps / 1000).toFixed(1) } } : { key: "units.kbps", params: { n: kbps } };
+}
+
+/**
+ * A network check's figures as message parameters; "–" where the browser gave none.
+ * @param {{rtt?: number, lossPermille?: number, upKbps?: number, sentKbps?: number}} f
+ * @returns {Params}
+ */
+export function networkFigures(f) {
+  /** @type {Param} */
+  let up = "–";
+  if (f.upKbps !== undefined) up = rate(f.upKbps);
+  else if (f.sentKbps !== undefined) up = { key: "units.at_least", params: { rate: rate(f.sentKbps) } };
+  return {
+    rtt: f.rtt ?? "–",
+    loss: f.lossPermille === undefined ? "–" : (f.lossPermille / 10).toFixed(1),
+    up,
+  };
+}
+
+/**
+ * @typedef {object} NetCheckHooks
+ * @property {(msg: object) => void} send a signaling message
+ */
+
+export class NetCheck {
+  #hooks;
+  /** @type {((msg: NetCheckOfferMessage | null) => void) | null} settles the wait for an offer */
+  #offerWait = null;
+  /** @type {RTCPeerConnection | null} */
+  #pc = null;
+  /** A check was asked for and has not finished here. */
+  #running = false;
+  /** The check is over (the server ended or refused it, or we stopped it): stop measuring. */
+  #ended = false;
+  /** The server ended or refused it: nothing to tell it. */
+  #serverEnded = false;
+
+  /** @param {NetCheckHooks} hooks */
+  constructor(hooks) {
+    this.#hooks = hooks;
+  }
+
+  /** `net_check_offer` arrived. @param {NetCheckOfferMessage} msg */
+  onOffer(msg) {
+    this.#offerWait?.(msg);
+  }
+
+  /** The server ended the check (`net_check_ended`) or refused it (`net_check_limited`,
+   * `not_waiting`). */
+  onEnded() {
+    this.#ended = true;
+    this.#serverEnded = true;
+    this.#offerWait?.(null);
+  }
+
+  /**
+   * Runs one check with the waiting page's camera and microphone.
+   * @param {MediaStream | null} local
+   * @returns {Promise<MediaPathResult | null>} null: no check ran (refused, or ended first)
+   */
+  async run(local) {
+    if (typeof RTCPeerConnection === "undefined" || this.#running) return null;
+    this.#running = true;
+    this.#ended = false;
+    this.#serverEnded = false;
+    /** @type {Promise<NetCheckOfferMessage | null>} */
+    const offered = new Promise((resolve) => {
+      const timer = window.setTimeout(() => resolve(null), OFFER_WAIT_MS);
+      this.#offerWait = (msg) => {
+        clearTimeout(timer);
+        resolve(msg);
+      };
+    });
+    this.#hooks.send({ type: "net_check" });
+    const offer = await offered;
+    this.#offerWait = null;
+    if (!offer || this.#ended) {
+      this.stop();
+      return null;
+    }
+    const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", iceServers: offer.ice_servers ?? [] });
+    this.#pc = pc;
+    try {
+      const connected = waitConnected(pc);
+      await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+      const tracks = { audio: local?.getAudioTracks()[0] ?? null, video: local?.getVideoTracks()[0] ?? null };
+      for (const t of pc.getTransceivers()) {
+        const kind = t.mid === offer.publish_mids?.audio ? "audio" : t.mid === offer.publish_mids?.video ? "video" : null;
+        const track = kind ? tracks[kind] : null;
+        if (!track) continue;
+        t.direction = "sendonly";
+        await t.sender.replaceTrack(track);
+      }
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      this.#hooks.send({ type: "net_check_answer", offer_id: offer.offer_id, sdp: pc.localDescription?.sdp ?? answer.sdp });
+      if (!(await connected)) return this.#ended ? null : { path: "failed" };
+      const result = await this.#measure(pc);
+      return this.#ended && !result ? null : result;
+    } catch {
+      return this.#ended ? null : { path: "failed" };
+    } finally {
+      this.stop();
+    }
+  }
+
+  /** Ends the check here (the page is leaving the waiting room, or it has measured). */
+  stop() {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#ended = true;
+    this.#offerWait?.(null);
+    this.#pc?.close();
+    this.#pc = null;
+    // A check asked for and not ended by the server: it may be running there (or its offer on
+    // the way), and is let go at once rather than at its deadline.
+    if (!this.#serverEnded) this.#hooks.send({ type: "net_check_stop" });
+  }
+
+  /**
+   * Samples the statistics once a second for `MEASURE_MS` (less when the server ends the
+   * check first) and folds them into figures.
+   * @param {RTCPeerConnection} pc
+   * @returns {Promise<MediaPathResult>}
+   */
+  async #measure(pc) {
+    /** @type {Sample[]} */
+    const samples = [];
+    const until = performance.now() + MEASURE_MS;
+    while (!this.#ended && performance.now() < until) {
+      await sleep(SAMPLE_MS);
+      if (this.#ended) break;
+      samples.push(sample(await pc.getStats(), performance.now()));
+    }
+    return summarise(samples);
+  }
+}
+
+/**
+ * One reading of the statistics.
+ * @typedef {object} Sample
+ * @property {number} at ms
+ * @property {number | undefined} pairRtt seconds, the selected candidate pair's
+ * @property {number | undefined} rtcpRtt seconds, the latest RTCP round trip (any stream)
+ * @property {number | undefined} available bits/s, the browser's estimate of the upload
+ * @property {number} bytesSent all outgoing RTP streams
+ * @property {number} packetsSent all outgoing RTP streams that the server reports on
+ * @property {number | undefined} packetsLost as the server's reports count them
+ */
+
+/**
+ * @param {RTCStatsReport} report
+ * @param {number} at
+ * @returns {Sample}
+ */
+function sample(report, at) {
+  /** @type {Sample} */
+  const s = { at, pairRtt: undefined, rtcpRtt: undefined, available: undefined, bytesSent: 0, packetsSent: 0, packetsLost: undefined };
+  /** @type {Map<string, any>} */
+  const byId = new Map();
+  report.forEach((/** @type {any} */ stat) => byId.set(stat.id, stat));
+  /** @type {any} */
+  let pair;
+  for (const stat of byId.values()) {
+    if (stat.type === "transport" && stat.selectedCandidatePairId) pair = byId.get(stat.selectedCandidatePairId);
+  }
+  if (!pair) {
+    // Firefox names the pair in use by its `selected` flag instead.
+    for (const stat of byId.values()) {
+      if (stat.type === "candidate-pair" && (stat.selected || (stat.nominated && stat.state === "succeeded"))) pair = stat;
+    }
+  }
+  if (pair) {
+    s.pairRtt = positive(pair.currentRoundTripTime);
+    s.available = positive(pair.availableOutgoingBitrate);
+  }
+  /** @type {Map<string, any>} */
+  const remote = new Map();
+  for (const stat of byId.values()) {
+    if (stat.type === "remote-inbound-rtp") {
+      remote.set(stat.localId ?? "", stat);
+      if (positive(stat.roundTripTime) !== undefined) s.rtcpRtt = stat.roundTripTime;
+    }
+  }
+  for (const stat of byId.values()) {
+    if (stat.type !== "outbound-rtp") continue;
+    s.bytesSent += stat.bytesSent ?? 0;
+    const report = remote.get(stat.id) ?? [...remote.values()].find((r) => r.ssrc === stat.ssrc);
+    if (report && typeof report.packetsLost === "number") {
+      s.packetsSent += stat.packetsSent ?? 0;
+      s.packetsLost = (s.packetsLost ?? 0) + Math.max(0, report.packetsLost);
+    }
+  }
+  return s;
+}
+
+/**
+ * @param {Sample[]} samples
+ * @returns {MediaPathResult}
+ */
+export function summarise(samples) {
+  /** @type {MediaPathResult} */
+  const result = { path: "connected" };
+  const rtts = samples.map((s) => s.pairRtt ?? s.rtcpRtt).filter((v) => v !== undefined);
+  if (rtts.length) result.rttMs = Math.round(median(/** @type {number[]} */ (rtts)) * 1000);
+  const first = samples[0];
+  const last = samples[samples.length - 1];
+  if (first && last && last !== first) {
+    const sent = last.packetsSent - first.packetsSent;
+    if (first.packetsLost !== undefined && last.packetsLost !== undefined && sent > 0) {
+      const lost = Math.max(0, last.packetsLost - first.packetsLost);
+      result.lossPermille = Math.min(1000, Math.round((lost * 1000) / (sent + lost)));
+    }
+  }
+  // The browser's estimate once it had time to ramp up (the last reading); without one, what
+  // was sent over the window: a floor, since the camera asks for no more than it needs, so
+  // it is said as such and judges nothing.
+  const available = [...samples].reverse().find((s) => s.available !== undefined)?.available;
+  if (available !== undefined) result.upKbps = Math.round(available / 1000);
+  else if (first && last && last.at > first.at) {
+    result.sentKbps = Math.round(((last.bytesSent - first.bytesSent) * 8) / (last.at - first.at));
+  }
+  return result;
+}
+
+/** @param {unknown} v */
+function positive(v) {
+  return typeof v === "number" && Number.isFinite(v) && v > 0 ? v : undefined;
+}
+
+/** @param {number[]} values */
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** @param {number} ms */
+function sleep(ms) {
+  return new Promise((resolve) => window.setTimeout(resolve, ms));
+}
+
+/**
+ * Resolves true once the connection is up, false if it fails or takes too long.
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<boolean>}
+ */
+function waitConnected(pc) {
+  return new Promise((resolve) => {
+    const timer = window.setTimeout(() => done(false), CONNECT_WAIT_MS);
+    /** @param {boolean} ok */
+    const done = (ok) => {
+      clearTimeout(timer);
+      pc.removeEventListener("connectionstatechange", onChange);
+      resolve(ok);
+    };
+    const onChange = () => {
+      if (pc.connectionState === "connected") done(true);
+      else if (pc.connectionState === "failed" || pc.connectionState === "closed") done(false);
+    };
+    pc.addEventListener("connectionstatechange", onChange);
+  });
+}
