@@ -5,7 +5,9 @@
 //
 // the sign-in page; the code-entry page; the pre-join screen of a patient's link (phone size);
 // a bad link's page; the pharmacist's prescription queue; the supervisor's audit trail; and
-// each of them again in dark colours (the system's dark mode, which app.css follows).
+// each of them again in dark colours (the system's dark mode, which app.css follows); in dark
+// colours also a live consultation: a patient waiting with the network check's result, the
+// doctor's room with the waiting-room tab, the patient's consent dialog and room on a phone.
 
 import assert from "node:assert/strict";
 
@@ -157,6 +159,49 @@ export async function a11yScenario(h) {
       await prejoin.waitForSelector('body[data-state="prejoin"]', { timeout });
       await h.assertTextFromCatalogue(prejoin, "the pre-join screen (zh-CN, dark)");
       await h.snap(prejoin, "a11y-dark-prejoin");
+    });
+
+    // Dark colours in a live consultation: a patient waiting (their network check's figures
+    // and advice shown), the doctor's room with the waiting-room tab, and the patient's room on
+    // a phone once admitted.
+    await check("accessibility (zh-CN, dark): a patient waiting with the network check's result, the doctor's room and waiting-room tab, the patient's room", { scenario: S }, async () => {
+      const { auth } = await h.apiSignIn(h.http, h.doctor);
+      const room = await h.http.post("/api/v1/rooms", { headers: auth, data: { title: "A11y dark room", patient_ref: "P-A11Y", waiting_room: true } });
+      assert.equal(room.status(), 201);
+      const roomId = (await room.json()).id;
+      const invite = await h.http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role: "patient" } });
+      assert.equal(invite.status(), 201);
+      const enter = await h.http.post(`/api/v1/rooms/${roomId}/enter`, { headers: auth });
+      assert.equal(enter.status(), 200);
+      const doctor = await open("a11y-dark-doctor", `${h.base}/join#${(await enter.json()).token}`, "zh-CN", DESKTOP, "dark");
+      await doctor.context().grantPermissions(["camera", "microphone"], { origin: h.base });
+      await doctor.waitForSelector('body[data-state="prejoin"]', { timeout });
+      await doctor.locator("#join-button").click();
+      await doctor.waitForSelector('body[data-state="in-room"]', { timeout });
+
+      const patient = await open("a11y-dark-patient", `${h.base}/join#${(await invite.json()).token}`, "zh-CN", PHONE, "dark");
+      await patient.context().grantPermissions(["camera", "microphone"], { origin: h.base });
+      await patient.waitForSelector('body[data-state="prejoin"]', { timeout });
+      await patient.locator("#display-name").fill("王秀英");
+      await patient.locator("#join-button").click();
+      await patient.waitForSelector('body[data-state="waiting"]', { timeout });
+      await patient.locator('#waiting-network[data-path="connected"]').waitFor({ timeout });
+      await h.assertTextFromCatalogue(patient, "the waiting page with the network check (zh-CN, dark)");
+      await h.snap(patient, "a11y-dark-waiting");
+
+      await doctor.locator('.tab[data-tab="queue-panel"]').click();
+      await doctor.locator('#queue-panel .queue-precall[data-media-path="connected"]').waitFor({ timeout });
+      await h.assertTextFromCatalogue(doctor, "the doctor's room with the waiting-room tab (zh-CN, dark)");
+      await h.snap(doctor, "a11y-dark-doctor-queue");
+
+      await doctor.locator("#queue-panel .queue-admit-next").click();
+      await patient.waitForSelector('body[data-state="in-room"]', { timeout });
+      await patient.locator("#consent-dialog[open]").waitFor({ timeout });
+      await h.assertTextFromCatalogue(patient, "a patient's consent dialog on a phone (zh-CN, dark)");
+      await patient.locator("#consent-done").click();
+      await patient.waitForFunction(() => document.querySelectorAll("#tiles .tile").length === 2, undefined, { timeout, polling: 200 });
+      await h.assertTextFromCatalogue(patient, "a patient's room on a phone (zh-CN, dark)");
+      await h.snap(patient, "a11y-dark-patient-room");
     });
 
     for (const [who, env, selector] of [
