@@ -14,6 +14,9 @@
 #   PARTICIPANTS=3   clients in the one room (each receives the others' audio and video)
 #   MEDIA_SECONDS=20 seconds of media (virtual time)
 #   IDLE=0           idle participants beside the room (observers with no peer connection)
+#   SIMULCAST=0      1: also measure this tree with every camera in three simulcast layers and
+#                    the bandwidth estimator on (as where `media.simulcast` is on), in the same
+#                    invocation, and report it beside the single-layer figure
 #   BASE=""          a git revision to measure too, checked out in a worktree under the
 #                    target directory and built into the same target directory (its own
 #                    copy of the crate, the dependencies shared); the report then gives this
@@ -31,6 +34,7 @@ out=$(realpath "$out")
 participants="${PARTICIPANTS:-3}"
 media_seconds="${MEDIA_SECONDS:-20}"
 idle="${IDLE:-0}"
+simulcast="${SIMULCAST:-0}"
 base="${BASE:-}"
 
 if ! command -v valgrind >/dev/null; then
@@ -56,12 +60,13 @@ for line in sys.stdin:
 '
 }
 
-# Instructions collected in the Sfu and RTP packets out, for one run: "INSTRUCTIONS RTP_OUT".
+# Instructions collected in the Sfu and RTP packets in and out, for one run (simulcast if $4 is
+# 1): "INSTRUCTIONS RTP_IN RTP_OUT".
 count() {
-  local bin=$1 seconds=$2 profile=$3 log
+  local bin=$1 seconds=$2 profile=$3 layers=${4:-0} log
   log=$(mktemp)
   HUIZHEN_PROFILE_PARTICIPANTS=$participants HUIZHEN_PROFILE_SECONDS=$seconds \
-    HUIZHEN_PROFILE_IDLE=$idle \
+    HUIZHEN_PROFILE_IDLE=$idle HUIZHEN_PROFILE_SIMULCAST=$layers \
     valgrind --tool=callgrind --callgrind-out-file="$profile" \
     --toggle-collect='huizhen::sfu::Sfu::handle_receive' \
     --toggle-collect='huizhen::sfu::Sfu::handle_timeout' \
@@ -74,32 +79,33 @@ count() {
     echo "instructions.sh: the workload failed under callgrind" >&2
     exit 1
   }
-  local collected rtp_out
+  local collected rtp_in rtp_out
   collected=$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$log" | tail -1)
+  rtp_in=$(sed -n 's/^forwarding_profile_workload: .* \([0-9]*\) RTP in, .*$/\1/p' "$log" | tail -1)
   rtp_out=$(sed -n 's/^forwarding_profile_workload: .* \([0-9]*\) RTP out$/\1/p' "$log" | tail -1)
   rm -f "$log"
   if [ -z "$collected" ] || [ -z "$rtp_out" ] || [ "$collected" = 0 ]; then
     echo "instructions.sh: nothing counted (did the Sfu's entry points get renamed?)" >&2
     exit 1
   fi
-  echo "$collected $rtp_out"
+  echo "$collected $rtp_in $rtp_out"
 }
 
-# Measures the tree in $1 (target directory $2), keeping the profiles as OUT/callgrind-$3-*;
-# prints "PER_PACKET MEDIA CONNECTING RTP_OUT".
+# Measures the tree in $1 (target directory $2), keeping the profiles as OUT/callgrind-$3-*,
+# simulcast if $4 is 1; prints "PER_PACKET_OUT MEDIA CONNECTING RTP_IN RTP_OUT".
 measure() {
-  local tree=$1 target=$2 label=$3 bin run media rtp_out connecting
+  local tree=$1 target=$2 label=$3 layers=${4:-0} bin run media rtp_in rtp_out connecting
   bin=$(test_binary "$tree" "$target")
   [ -x "$bin" ] || { echo "instructions.sh: no test binary for $tree" >&2; exit 1; }
-  run=$(count "$bin" "$media_seconds" "$out/callgrind-$label-media.out")
-  read -r media rtp_out <<<"$run"
-  run=$(count "$bin" 0 "$out/callgrind-$label-connecting.out")
-  read -r connecting _ <<<"$run"
+  run=$(count "$bin" "$media_seconds" "$out/callgrind-$label-media.out" "$layers")
+  read -r media rtp_in rtp_out <<<"$run"
+  run=$(count "$bin" 0 "$out/callgrind-$label-connecting.out" "$layers")
+  read -r connecting _ _ <<<"$run"
   if [ "$rtp_out" = 0 ]; then
     echo "instructions.sh: no RTP packet went out in $media_seconds s" >&2
     exit 1
   fi
-  echo "$(((media - connecting) / rtp_out)) $media $connecting $rtp_out"
+  echo "$(((media - connecting) / rtp_out)) $media $connecting $rtp_in $rtp_out"
 }
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -108,7 +114,15 @@ dirty=$(git status --porcelain --untracked-files=no | head -1)
 [ -n "$dirty" ] && rev="$rev+changes"
 echo "== this tree ($rev): $participants participants beside $idle idle, $media_seconds s" >&2
 result=$(measure "$PWD" "$target" this)
-read -r per media connecting rtp_out <<<"$result"
+read -r per media connecting rtp_in rtp_out <<<"$result"
+
+simulcast_json=null
+if [ "$simulcast" = 1 ]; then
+  echo "== this tree, every camera in three simulcast layers" >&2
+  result=$(measure "$PWD" "$target" this-simulcast 1)
+  read -r sper smedia sconnecting srtp_in srtp_out <<<"$result"
+  simulcast_json="{\"per_packet\": $sper, \"media\": $smedia, \"connecting\": $sconnecting, \"rtp_in\": $srtp_in, \"rtp_out\": $srtp_out}"
+fi
 
 base_json=null
 if [ -n "$base" ]; then
@@ -120,7 +134,7 @@ if [ -n "$base" ]; then
   trap 'git worktree remove --force "$tree" >/dev/null 2>&1 || true' EXIT
   echo "== base ($base_rev)" >&2
   result=$(measure "$tree" "$target" base)
-  read -r bper bmedia bconnecting brtp_out <<<"$result"
+  read -r bper bmedia bconnecting _ brtp_out <<<"$result"
   base_json="{\"rev\": \"$base_rev\", \"per_packet\": $bper, \"media\": $bmedia, \"connecting\": $bconnecting, \"rtp_out\": $brtp_out}"
 fi
 
@@ -133,7 +147,9 @@ cat >"$out/instructions.json" <<EOF
   "per_packet": $per,
   "media": $media,
   "connecting": $connecting,
+  "rtp_in": $rtp_in,
   "rtp_out": $rtp_out,
+  "simulcast": $simulcast_json,
   "base": $base_json
 }
 EOF
@@ -146,3 +162,6 @@ print(f"base {rev}: {old}; this tree {100 * (new - old) / old:+.1f} %")
 PY
 fi
 echo "written: $out/instructions.json"
+if [ "$simulcast" = 1 ]; then
+  echo "with simulcast: $sper per forwarded packet ($smedia with media, $sconnecting connecting only, $srtp_in RTP in, $srtp_out RTP out); single layer: $rtp_in RTP in, $rtp_out RTP out"
+fi

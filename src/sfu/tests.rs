@@ -1110,7 +1110,10 @@ fn an_observer_has_no_peer_connection_until_there_is_media_to_receive() {
 /// `N` participants (default 3, `HUIZHEN_PROFILE_PARTICIPANTS`) all publish audio and video for
 /// `HUIZHEN_PROFILE_SECONDS` (default 10) of virtual time, beside `HUIZHEN_PROFILE_IDLE` idle
 /// participants (default 0); with `HUIZHEN_PROFILE_SILENT=1` nobody sends media after connecting
-/// (what connected but quiet peer connections cost). Run under callgrind with collection
+/// (what connected but quiet peer connections cost); with `HUIZHEN_PROFILE_SIMULCAST=1` each
+/// publishes its camera in three simulcast layers with the bandwidth estimator on, as the
+/// server sets up a browser where `media.simulcast` is on (each subscriber is sent one layer).
+/// Run under callgrind with collection
 /// limited to the SFU's entry points (loadtests/README.md, "Instructions per forwarded packet"):
 /// repeatable to the instruction, so a change to the media path is judged without the noise of
 /// a shared machine.
@@ -1127,6 +1130,7 @@ fn forwarding_profile_workload() {
     let seconds = var("HUIZHEN_PROFILE_SECONDS", 10);
     let idle = var("HUIZHEN_PROFILE_IDLE", 0);
     let silent = var("HUIZHEN_PROFILE_SILENT", 0) == 1;
+    let simulcast = var("HUIZHEN_PROFILE_SIMULCAST", 0) == 1;
     let mut w = World::new();
     // Idle participants beside the active room: observers in rooms where nobody publishes
     // (signaling sessions with no peer connection), as a busy server has thousands of.
@@ -1147,7 +1151,22 @@ fn forwarding_profile_workload() {
         );
     }
     for i in 0..participants {
-        w.join(i as u8);
+        if simulcast {
+            w.join_with(
+                i as u8,
+                PublishKinds {
+                    audio: true,
+                    video: true,
+                },
+                TransportOptions {
+                    simulcast: true,
+                    bwe: true,
+                },
+            );
+            w.clients.last_mut().unwrap().simulcast = true;
+        } else {
+            w.join(i as u8);
+        }
     }
     w.run(1000);
     assert!(w.clients.iter().all(|c| c.connected));
@@ -1156,7 +1175,8 @@ fn forwarding_profile_workload() {
     w.run(seconds * 1000);
     let after = w.sfu.stats();
     println!(
-        "forwarding_profile_workload: {participants} participants beside {idle} idle, {seconds} s: {} RTP in, {} RTP out",
+        "forwarding_profile_workload: {participants} participants{} beside {idle} idle, {seconds} s: {} RTP in, {} RTP out",
+        if simulcast { " (simulcast)" } else { "" },
         after.rtp_in - before.rtp_in,
         after.rtp_out - before.rtp_out
     );
