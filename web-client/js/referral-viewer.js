@@ -73,6 +73,8 @@ function viewerMarkup() {
 class AttachmentViewer {
   /** @type {HTMLElement | null} the button that opened it, for the focus to go back to */
   opener = null;
+  /** The attachment shown, to find its button again if the request's dialog was redrawn. */
+  shownId = "";
 
   constructor() {
     this.source = new AttachmentSource("");
@@ -95,7 +97,11 @@ class AttachmentViewer {
     section.querySelector(".viewer-close")?.addEventListener("click", () => this.dialog.close());
     this.dialog.addEventListener("close", () => {
       this.viewer.close();
-      if (this.opener?.isConnected) this.opener.focus();
+      // The request's dialog may have been drawn again meanwhile (a live change): its new
+      // button for the same attachment then takes the focus.
+      const again = document.querySelector(`#referral-documents li.referral-document[data-document-id="${CSS.escape(this.shownId)}"] button.attachment-view`);
+      const back = this.opener?.isConnected ? this.opener : again;
+      if (back instanceof HTMLElement) back.focus();
       this.opener = null;
     });
     document.body.append(this.dialog);
@@ -111,6 +117,7 @@ class AttachmentViewer {
     if (this.dialog.open) this.dialog.close();
     this.source.referral = referral;
     this.opener = opener;
+    this.shownId = doc.id;
     this.dialog.showModal();
     // The stage has its size once the dialog is shown: the page is laid out in it.
     const stage = /** @type {HTMLElement} */ (this.dialog.querySelector(".viewer-stage"));
