@@ -6,7 +6,9 @@
 //! name, the receiving side attaching or removing, a document of another patient or of a
 //! consultation the requester is not on, the same document twice, removing one already in the
 //! room, attaching to a cancelled request, a clinician of another institution reading; and the
-//! per-request limits, raced. Each step and refusal is looked for in the audit trail.
+//! per-request limits, raced. Both sides also see the attachments in the console's viewer
+//! before any room exists (a PDF's page, an ECG, a CT's frame and header), within the room's
+//! render limits. Each step and refusal is looked for in the audit trail.
 
 mod common;
 
@@ -636,6 +638,250 @@ async fn whole_files_at_once(s: &TestServer) {
             .count(),
         1
     );
+}
+
+/// GET of an attachment's view: the status, and the body as JSON (null for a PNG, whose
+/// signature and headers are checked here).
+async fn view(s: &TestServer, token: &str, path: &str) -> (u16, Value) {
+    let resp = s.raw("GET", path, token, None).await;
+    let st = resp.status().as_u16();
+    let png = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "image/png");
+    if png {
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
+        let bytes = resp.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{path}");
+        return (st, Value::Null);
+    }
+    (st, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The views of each `referral.document_read` entry about request `r`, in order ("pages",
+/// "page 1", "ecg", "dicom_header"; "content" for the bytes).
+async fn views_read(s: &TestServer, supervisor: &str, r: &str) -> Vec<String> {
+    let (st, page) = s
+        .api("GET", "/api/v1/audit?limit=1000", Some(supervisor), None)
+        .await;
+    assert_eq!(st, 200, "{page}");
+    let mut views: Vec<String> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["object_id"] == r && e["action"] == "referral.document_read")
+        .filter(|e| e["outcome"] == "ok")
+        .map(|e| {
+            let d: Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
+            match (d["view"].as_str(), d["page"].as_u64()) {
+                (Some(v), Some(n)) => format!("{v} {n}"),
+                (Some(v), None) => v.to_owned(),
+                (None, _) => "content".to_owned(),
+            }
+        })
+        .collect();
+    views.sort();
+    views
+}
+
+fn dicom_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/dicom")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The receiving specialist (and the requester) see a request's attachments in the console's
+/// viewer before any room exists: a lab PDF's page, an ECG's leads, a CT's frame and header,
+/// each view on the record; a clinician of a third institution learns nothing, and the probe
+/// is on the record.
+async fn viewing_flow(s: &TestServer) {
+    let (county, cardiology, doc) = township_and_county(s).await;
+    let (_, cardio) = s
+        .placed_account(
+            "cardio",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    let city = s.institution("City").await;
+    let (_, far) = s
+        .placed_account(
+            "far",
+            AccountRole::Specialist,
+            place(&city, None, "Dr. Zhou"),
+        )
+        .await;
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
+    let r = request(s, &doc, &cardiology, "Chest pain on exertion").await;
+    let ecg_csv = b"# sample_rate_hz=250\nI,II,V1\n0.1,0.2,0.0\n0.3,0.9,0.1\n0.1,0.2,0.0\n";
+    let mut ids = Vec::new();
+    for (name, bytes) in [
+        ("troponin.pdf", sample_pdf()),
+        ("ecg-12lead.csv", ecg_csv.to_vec()),
+        ("chest-ct.dcm", dicom_fixture("ct.dcm")),
+    ] {
+        let (st, a) = attach(s, &doc, &r, name, &bytes).await;
+        assert_eq!(st, 201, "{a}");
+        ids.push(a["document"]["id"].as_str().unwrap().to_owned());
+    }
+    let [pdf, ecg, ct] = [&ids[0], &ids[1], &ids[2]];
+    let base = format!("/api/v1/referrals/{r}/documents");
+
+    for token in [&cardio, &doc] {
+        let (st, pages) = view(s, token, &format!("{base}/{pdf}/pages")).await;
+        assert_eq!((st, pages["pages"].as_u64()), (200, Some(1)), "{pages}");
+        let (st, _) = view(s, token, &format!("{base}/{pdf}/pages/1?scale=2")).await;
+        assert_eq!(st, 200);
+        let (st, e) = view(s, token, &format!("{base}/{pdf}/pages/2")).await;
+        assert_eq!((st, code(&e)), (404, "not_found"), "{e}");
+        let (st, leads) = view(s, token, &format!("{base}/{ecg}/ecg")).await;
+        assert_eq!(st, 200, "{leads}");
+        assert_eq!(leads["sample_rate_hz"], 250.0);
+        assert_eq!(leads["leads"].as_array().unwrap().len(), 3, "{leads}");
+        // The views a kind has not are refused as in a room.
+        let (st, e) = view(s, token, &format!("{base}/{pdf}/ecg")).await;
+        assert_eq!((st, code(&e)), (400, "invalid_request"), "{e}");
+    }
+    let (st, _) = view(s, &cardio, &format!("{base}/{ct}/pages/1")).await;
+    assert_eq!(st, 200);
+    let (st, info) = view(s, &cardio, &format!("{base}/{ct}/dicom")).await;
+    assert_eq!((st, info["fields"]["Modality"].as_str()), (200, Some("CT")));
+
+    // Each view that showed something is on the record, with what it showed.
+    let mut want: Vec<String> = ["pages", "page 1", "ecg"]
+        .iter()
+        .flat_map(|v| [v.to_string(), v.to_string()])
+        .chain(["page 1".into(), "dicom_header".into()])
+        .collect();
+    want.sort();
+    assert_eq!(views_read(s, &supervisor, &r).await, want);
+
+    // Another institution's clinician learns nothing, not even that the attachment exists,
+    // and each attempt is on the record.
+    let before = trail(s, &supervisor, &r)
+        .await
+        .iter()
+        .filter(|a| *a == "access.denied:denied")
+        .count();
+    for path in [
+        format!("{base}/{pdf}/pages"),
+        format!("{base}/{pdf}/pages/1"),
+        format!("{base}/{ecg}/ecg"),
+        format!("{base}/{ct}/dicom"),
+    ] {
+        let (st, e) = view(s, &far, &path).await;
+        assert_eq!((st, code(&e)), (404, "not_found"), "{path}: {e}");
+    }
+    let denied = trail(s, &supervisor, &r)
+        .await
+        .iter()
+        .filter(|a| *a == "access.denied:denied")
+        .count();
+    // Rate-limited per account and reason: at least the first is there.
+    assert!(denied > before, "{before} -> {denied}");
+    assert_eq!(views_read(s, &supervisor, &r).await, want);
+    // An unknown attachment of a request one is on: not found, and nothing read.
+    let (st, e) = view(s, &cardio, &format!("{base}/rd-nonexistent/pages")).await;
+    assert_eq!((st, code(&e)), (404, "not_found"), "{e}");
+}
+
+/// An attachment's pages are rendered within the room's limits: a page whose streams inflate
+/// past `documents.max_inflated_page_bytes` is refused with the typed error (and nothing is
+/// recorded as read), the light page beside it is shown.
+async fn viewing_limits_flow(s: &TestServer) {
+    use huizhen::documents::render::pdf_of_objects;
+    let (county, cardiology, doc) = township_and_county(s).await;
+    let (_, cardio) = s
+        .placed_account(
+            "cardio",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    let supervisor = s
+        .account("supervisor", AccountRole::NetworkSupervisor)
+        .await;
+    let zlib = |data: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let stream = |dict: &str, data: &[u8]| {
+        let mut o = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+        o.extend_from_slice(data);
+        o.extend_from_slice(b"\nendstream");
+        o
+    };
+    // Page 2's three content streams are each under the stream limit, together over the page's.
+    let part = zlib(&vec![b' '; 900 * 1024]);
+    let heavy = pdf_of_objects(
+        &[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 5 0 R >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents [6 0 R 7 0 R 8 0 R] >>"
+                .to_vec(),
+            stream("", b"0 0 1 rg 10 10 100 100 re f"),
+            stream("/Filter /FlateDecode", &part),
+            stream("/Filter /FlateDecode", &part),
+            stream("/Filter /FlateDecode", &part),
+        ],
+        "",
+    );
+    let r = request(s, &doc, &cardiology, "Syncope").await;
+    let (st, a) = attach(s, &doc, &r, "holter-report.pdf", &heavy).await;
+    assert_eq!(st, 201, "{a}");
+    let id = a["document"]["id"].as_str().unwrap();
+    let base = format!("/api/v1/referrals/{r}/documents/{id}");
+    let (st, pages) = view(s, &cardio, &format!("{base}/pages")).await;
+    assert_eq!((st, pages["pages"].as_u64()), (200, Some(2)), "{pages}");
+    let (st, _) = view(s, &cardio, &format!("{base}/pages/1")).await;
+    assert_eq!(st, 200);
+    for _ in 0..2 {
+        let (st, e) = view(s, &cardio, &format!("{base}/pages/2")).await;
+        assert_eq!((st, code(&e)), (422, "too_large_to_render"), "{e}");
+    }
+    assert_eq!(
+        views_read(s, &supervisor, &r).await,
+        ["page 1".to_owned(), "pages".to_owned()]
+    );
+}
+
+fn render_limited(c: &mut huizhen::config::Config) {
+    c.documents.max_inflated_stream_bytes = 1 << 20;
+    c.documents.max_inflated_page_bytes = 2 << 20;
+}
+
+#[tokio::test]
+async fn referral_document_views_on_sqlite() {
+    let s = TestServer::start().await;
+    viewing_flow(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn referral_document_views_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    viewing_flow(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}
+
+#[tokio::test]
+async fn referral_document_view_limits_on_sqlite() {
+    let s = TestServer::start_with(render_limited).await;
+    viewing_limits_flow(&s).await;
+    s.stop().await;
 }
 
 #[tokio::test]

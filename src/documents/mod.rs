@@ -51,6 +51,7 @@ pub mod previews;
 pub mod render;
 #[cfg(test)]
 mod robustness;
+pub mod viewable;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -62,6 +63,7 @@ use serde::{Deserialize, Serialize};
 
 pub use blob::{BlobError, BlobStore, DiskBlobStore, Sha256Hex};
 pub use kind::KindError;
+pub use viewable::Viewable;
 
 use crate::domain::clock::{now_unix, now_unix_ms};
 
@@ -734,16 +736,27 @@ impl Documents {
         .map_err(|_| DocumentError::Invalid(format!("{what} could not be shown")))?
     }
 
-    /// How many pages the viewer can show: a PDF's pages, one for an image.
-    pub async fn page_count(
+    /// The stored file with hash `sha256` and kind `kind`, checked against its hash, to be
+    /// shown. The caller has decided that the reader may see it.
+    pub async fn viewable(
         &self,
-        doc: &DocumentRecord,
-        role: Role,
-    ) -> Result<usize, DocumentError> {
+        sha256: &str,
+        kind: DocumentKind,
+    ) -> Result<Viewable, DocumentError> {
+        let path = self.open_blob(sha256).await?;
+        Ok(Viewable {
+            path,
+            sha256: sha256.to_owned(),
+            kind,
+        })
+    }
+
+    /// How many pages the viewer can show: a PDF's pages, one for an image.
+    pub async fn page_count(&self, doc: &Viewable) -> Result<usize, DocumentError> {
         match doc.kind {
             DocumentKind::Pdf => {
-                let path = self.read(doc, role, false).await?;
-                let (sha, cache, limits) = (
+                let (path, sha, cache, limits) = (
+                    doc.path().to_owned(),
                     doc.sha256.clone(),
                     self.previews.clone(),
                     self.render_limits(),
@@ -764,12 +777,11 @@ impl Documents {
     /// or frame shown before comes from the cache without waiting for a render permit.
     pub async fn page_png(
         &self,
-        doc: &DocumentRecord,
-        role: Role,
+        doc: &Viewable,
         page: usize,
         scale: f32,
     ) -> Result<Vec<u8>, DocumentError> {
-        let path = self.read(doc, role, false).await?;
+        let path = doc.path().to_owned();
         let (sha, cache) = (doc.sha256.clone(), self.previews.clone());
         match doc.kind {
             DocumentKind::Dicom => {
@@ -820,15 +832,11 @@ impl Documents {
 
     /// A DICOM document's key header fields, for the viewer (read whole, so it takes a render
     /// permit like an image).
-    pub async fn dicom_info(
-        &self,
-        doc: &DocumentRecord,
-        role: Role,
-    ) -> Result<dicom::DicomInfo, DocumentError> {
+    pub async fn dicom_info(&self, doc: &Viewable) -> Result<dicom::DicomInfo, DocumentError> {
         if doc.kind != DocumentKind::Dicom {
             return Err(DocumentError::Invalid("not a DICOM document".into()));
         }
-        let path = self.read(doc, role, false).await?;
+        let path = doc.path().to_owned();
         self.gated("the DICOM header", move || {
             dicom::info(&std::fs::read(path)?).map_err(|e| DocumentError::Invalid(e.to_string()))
         })
@@ -837,11 +845,11 @@ impl Documents {
 
     /// An ECG document's samples, parsed for the viewer (up to 16 MiB of text: it takes a render
     /// permit like an image).
-    pub async fn ecg(&self, doc: &DocumentRecord, role: Role) -> Result<ecg::Ecg, DocumentError> {
+    pub async fn ecg(&self, doc: &Viewable) -> Result<ecg::Ecg, DocumentError> {
         if doc.kind != DocumentKind::Ecg {
             return Err(DocumentError::Invalid("not an ECG document".into()));
         }
-        let path = self.read(doc, role, false).await?;
+        let path = doc.path().to_owned();
         self.gated("the ECG", move || {
             let text = std::fs::read_to_string(path)?;
             ecg::parse(&text).map_err(|_| DocumentError::Corrupt)

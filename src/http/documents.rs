@@ -220,6 +220,14 @@ async fn visible_document(
     }
 }
 
+/// A visible document's checked bytes, for the viewer's renders.
+async fn viewable(
+    state: &AppState,
+    doc: &DocumentRecord,
+) -> Result<crate::documents::Viewable, ApiError> {
+    Ok(state.documents.viewable(&doc.sha256, doc.kind).await?)
+}
+
 pub async fn get_document(
     State(state): State<AppState>,
     who: RoomMember,
@@ -315,7 +323,7 @@ pub async fn document_ecg(
     Path((_, doc)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let doc = visible_document(&state, &who, &doc).await?;
-    let ecg = state.documents.ecg(&doc, who.member.role).await?;
+    let ecg = state.documents.ecg(&viewable(&state, &doc).await?).await?;
     state
         .audit
         .record(document_event(&who, Action::DocumentViewed, &doc))
@@ -329,7 +337,10 @@ pub async fn document_dicom(
     Path((_, doc)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let doc = visible_document(&state, &who, &doc).await?;
-    let info = state.documents.dicom_info(&doc, who.member.role).await?;
+    let info = state
+        .documents
+        .dicom_info(&viewable(&state, &doc).await?)
+        .await?;
     state
         .audit
         .record(
@@ -346,14 +357,17 @@ pub async fn document_pages(
     Path((_, doc)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let doc = visible_document(&state, &who, &doc).await?;
-    let pages = state.documents.page_count(&doc, who.member.role).await?;
+    let pages = state
+        .documents
+        .page_count(&viewable(&state, &doc).await?)
+        .await?;
     Ok(Json(json!({ "pages": pages })))
 }
 
 #[derive(Deserialize)]
 pub struct PageQuery {
     #[serde(default)]
-    scale: Option<f32>,
+    pub(super) scale: Option<f32>,
 }
 
 pub async fn document_page(
@@ -366,8 +380,7 @@ pub async fn document_page(
     let png = state
         .documents
         .page_png(
-            &doc,
-            who.member.role,
+            &viewable(&state, &doc).await?,
             page,
             q.scale.unwrap_or(crate::documents::render::DEFAULT_SCALE),
         )
@@ -377,11 +390,16 @@ pub async fn document_page(
         .audit
         .record(document_event(&who, Action::DocumentViewed, &doc).detail(json!({ "page": page })))
         .await?;
+    Ok(png_response(png))
+}
+
+/// A rendered page as a response: a PNG of patient data, never cached.
+pub(super) fn png_response(png: Vec<u8>) -> Response {
     let mut response = png.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }
 
 pub async fn document_annotations(

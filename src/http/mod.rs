@@ -230,6 +230,22 @@ pub fn router(state: AppState) -> Router {
             "/referrals/{id}/documents/{doc}/content",
             get(referral_documents::content),
         )
+        .route(
+            "/referrals/{id}/documents/{doc}/pages",
+            get(referral_documents::pages),
+        )
+        .route(
+            "/referrals/{id}/documents/{doc}/pages/{page}",
+            get(referral_documents::page),
+        )
+        .route(
+            "/referrals/{id}/documents/{doc}/ecg",
+            get(referral_documents::ecg),
+        )
+        .route(
+            "/referrals/{id}/documents/{doc}/dicom",
+            get(referral_documents::dicom),
+        )
         .route("/referrals/{id}/{action}", post(referrals::act))
         // The patient's outcome page, opened with their invitation link.
         .route("/outcome", get(outcome::get_outcome))

@@ -1,6 +1,7 @@
 //! A consultation request's documents over HTTP (docs/protocol.md, "Referral documents"):
 //! attach a file (the body, received whole), attach a document of the patient's earlier
-//! consultations, list, read, remove. The rules are `crate::referrals::documents`'; this file
+//! consultations, list, read (the bytes, or the viewer's pages, ECG and DICOM header, rendered
+//! as a room's documents are), remove. The rules are `crate::referrals::documents`'; this file
 //! reads requests, writes the audit trail (every attachment, read and removal, and every
 //! refusal that may be misuse) and tells a live room of a document that joined it.
 
@@ -8,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,9 +17,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::AppState;
 use super::api::{ApiJson, Clinician};
+use super::documents::PageQuery;
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent};
-use crate::documents::DocumentError;
+use crate::documents::{DocumentError, Documents, Viewable};
 use crate::domain::ids::{DocumentId, ReferralDocumentId, ReferralId, RoomId};
 use crate::referrals::ReferralServiceError;
 use crate::referrals::documents::{Attached, AttachmentError, Attachments};
@@ -321,6 +323,128 @@ pub async fn content(
     // Fail closed: a read that cannot be traced is not served.
     state.audit.record(event).await?;
     super::documents::blob_response(&path, &a.name, a.kind, a.size, &a.sha256, download).await
+}
+
+/// What of an attachment the viewer shows, as its read's audit entry names it.
+#[derive(Debug, Clone, Copy)]
+enum View {
+    /// The page count.
+    Pages,
+    /// One page's image.
+    Page(usize),
+    /// An ECG's samples.
+    Ecg,
+    /// A DICOM file's header fields.
+    DicomHeader,
+}
+
+impl View {
+    fn detail(self) -> Value {
+        match self {
+            View::Pages => json!({"view": "pages"}),
+            View::Page(n) => json!({"view": "page", "page": n}),
+            View::Ecg => json!({"view": "ecg"}),
+            View::DicomHeader => json!({"view": "dicom_header"}),
+        }
+    }
+}
+
+/// Shows an attachment in the viewer: `render` makes what is shown from the checked file,
+/// through the room's render gate, limits and cache (`crate::documents`); the read is on the
+/// record before it is served (fail closed). Whoever may not read the attachment is refused
+/// as for its bytes; a render refusal (a limit, a busy server) shows nothing and is answered
+/// as the room's viewer answers it.
+async fn shown<T, F, Fut>(
+    state: &AppState,
+    who: &Clinician,
+    (id, doc): (String, String),
+    view: View,
+    render: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(Documents, Viewable) -> Fut,
+    Fut: std::future::Future<Output = Result<T, DocumentError>>,
+{
+    let id = referral_id(&id)?;
+    let doc = attachment_id(&doc)?;
+    let (referral, a, file) = match service(state).view(&id, &doc, &who.0).await {
+        Ok(found) => found,
+        Err(e) => return Err(refuse(state, who, Action::ReferralDocumentRead, &id, e).await),
+    };
+    let out = render(state.documents.clone(), file).await?;
+    let mut detail = view.detail();
+    detail["attachment"] = json!(a.id);
+    detail["kind"] = json!(a.kind);
+    let mut event = AuditEvent::new(who.actor(), Action::ReferralDocumentRead)
+        .object("referral", &referral.id)
+        .sha256(&a.sha256)
+        .detail(detail);
+    if let Some(room) = &referral.room_id {
+        event = event.room(room);
+    }
+    // Fail closed: a view that cannot be traced is not shown.
+    state.audit.record(event).await?;
+    Ok(out)
+}
+
+/// `GET /api/v1/referrals/{id}/documents/{doc}/pages`: how many pages the viewer can show (a
+/// PDF's; one for an image or a DICOM file).
+pub async fn pages(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(ids): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let pages = shown(&state, &who, ids, View::Pages, |d, f| async move {
+        d.page_count(&f).await
+    })
+    .await?;
+    Ok(Json(json!({ "pages": pages })))
+}
+
+/// `GET /api/v1/referrals/{id}/documents/{doc}/pages/{page}?scale=…`: one page of a PDF (or
+/// a DICOM file's first frame) as a PNG image.
+pub async fn page(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path((id, doc, page)): Path<(String, String, usize)>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let scale = q.scale.unwrap_or(crate::documents::render::DEFAULT_SCALE);
+    let png = shown(
+        &state,
+        &who,
+        (id, doc),
+        View::Page(page),
+        |d, f| async move { d.page_png(&f, page, scale).await },
+    )
+    .await?;
+    Ok(super::documents::png_response(png))
+}
+
+/// `GET /api/v1/referrals/{id}/documents/{doc}/ecg`: an ECG attachment's samples.
+pub async fn ecg(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(ids): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let ecg = shown(&state, &who, ids, View::Ecg, |d, f| async move {
+        d.ecg(&f).await
+    })
+    .await?;
+    Ok(Json(ecg).into_response())
+}
+
+/// `GET /api/v1/referrals/{id}/documents/{doc}/dicom`: a DICOM attachment's key header fields.
+pub async fn dicom(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(ids): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let info = shown(&state, &who, ids, View::DicomHeader, |d, f| async move {
+        d.dicom_info(&f).await
+    })
+    .await?;
+    Ok(Json(info).into_response())
 }
 
 /// `DELETE /api/v1/referrals/{id}/documents/{doc}`: removes an attachment that is not in the

@@ -4,7 +4,8 @@
 //! answering, and the consultation's care team has them in its room.
 //!
 //! The rules:
-//! - Both sides read a request's attachments; nobody else learns that they exist (a request
+//! - Both sides read a request's attachments, as files or in the viewer (its renders are the
+//!   room's: `crate::documents::Viewable`); nobody else learns that they exist (a request
 //!   they are on neither side of is not found, as for the request itself).
 //! - Only the requester attaches and removes, and only while the request is open.
 //! - A document taken from a consultation must be one the requester may read as a member of
@@ -24,7 +25,7 @@
 use std::path::PathBuf;
 
 use crate::config::DocumentsConfig;
-use crate::documents::{DocumentError, Documents, Limit};
+use crate::documents::{DocumentError, Documents, Limit, Viewable};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{DocumentId, ReferralDocumentId, ReferralId, RoomId};
 use crate::domain::referral::Side;
@@ -211,6 +212,27 @@ impl Attachments {
             .ok_or(AttachmentError::NotFound)?;
         let path = self.documents.open_blob(&attachment.sha256).await?;
         Ok((referral, attachment, path))
+    }
+
+    /// One attachment, checked against its hash, for the viewer's renders (pages, ECG, DICOM
+    /// header): for either side, exactly as [`Attachments::open`].
+    pub async fn view(
+        &self,
+        id: &ReferralId,
+        doc: &ReferralDocumentId,
+        who: &User,
+    ) -> Result<(ReferralRow, ReferralDocumentRow, Viewable)> {
+        let (referral, _) = self.visible(id, who).await?;
+        let attachment = self
+            .db
+            .referral_document(id, doc)
+            .await?
+            .ok_or(AttachmentError::NotFound)?;
+        let shown = self
+            .documents
+            .viewable(&attachment.sha256, attachment.kind)
+            .await?;
+        Ok((referral, attachment, shown))
     }
 
     /// Attaches a file received whole and staged at `staged` (removed whatever happens), as

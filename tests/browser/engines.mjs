@@ -124,6 +124,15 @@ export class Participant {
   }
 
   /**
+   * Presses a key on whatever has the focus, as a keyboard user would.
+   * @param {string} key e.g. "Escape", "-"
+   */
+  async press(key) {
+    if (this.engine === "firefox") await this.front();
+    await /** @type {any} */ (this.page).keyboard.press(key);
+  }
+
+  /**
    * @param {string} selector
    * @param {string} text
    */

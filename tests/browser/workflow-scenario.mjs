@@ -4,7 +4,8 @@
 // one script serves both engines and both languages).
 //
 // A township doctor sends an urgent consultation request to the county hospital's cardiology
-// department, proposing a time a few minutes ahead; a cardiologist accepts that time; the
+// department, proposing a time a few minutes ahead, with a lab report; a cardiologist reads the
+// report in the console's viewer before answering, then accepts that time; the
 // doctor makes two patient links in the consultation's card and reads each short code; two
 // patients on phones type their codes on /code and wait, seeing their place in line; the doctor
 // enters and admits the first, and the specialist enters; the clinicians confer privately and
@@ -73,6 +74,32 @@ function soon(minutes) {
   const d = new Date(Date.now() + minutes * 60_000);
   d.setMinutes(Math.ceil(d.getMinutes() / 5) * 5, 0, 0);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * A one-page PDF whose page shows `line` (a lab report a viewer can render).
+ * @param {string} line ASCII, no parentheses or backslashes
+ */
+function onePagePdf(line) {
+  const content = `BT /F1 18 Tf 30 100 Td (${line}) Tj ET`;
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+  ];
+  let out = "%PDF-1.4\n";
+  const offsets = objects.map((o, i) => {
+    const at = out.length;
+    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
+    return at;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const at of offsets) out += `${String(at).padStart(10, "0")} 00000 n \n`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return out;
 }
 
 /**
@@ -336,7 +363,7 @@ export async function workflowScenario(h, engine) {
           input.files = dt.files;
           input.dispatchEvent(new Event("change", { bubbles: true }));
         },
-        { sel: "#referral-files", name: labReport, text: "%PDF-1.4\n% troponin I 0.02 ng/mL\n%%EOF\n" },
+        { sel: "#referral-files", name: labReport, text: onePagePdf("Troponin I 0.02 ng/mL") },
       );
       await doctor.click(`${form} button[data-i18n="referral.send"]`);
       const sent = await doctor.withText('#referral-panel li.referral-item[data-state="requested"]', reason, "data-referral-id", timeout);
@@ -344,7 +371,7 @@ export async function workflowScenario(h, engine) {
       await doctor.waitFor(() => document.querySelector("#referral-notice")?.getAttribute("data-i18n") === "referral.docs.sent_with", undefined, timeout);
     });
 
-    await step("02-accepted", "a county cardiologist sees it in the department's inbox and accepts the proposed time; the doctor's console shows it scheduled", async () => {
+    await step("02-viewed", "a county cardiologist opens the request from the department's inbox and reads the lab report in the console's viewer before answering", async () => {
       const specialist = await newPage("specialist", lang.specialist, DESK);
       await signIn(specialist, h.specialist, lang.specialist);
       await specialist.click("#referral-tab-department");
@@ -353,9 +380,38 @@ export async function workflowScenario(h, engine) {
       await specialist.click(`${item} button`);
       await specialist.waitForSelector('#referral-dialog[data-state="requested"]', timeout);
       // The case's lab report is there to read before answering.
-      await specialist.withText('#referral-documents li.referral-document[data-source="upload"]', labReport, "data-document-id", timeout);
+      const report = await specialist.withText('#referral-documents li.referral-document[data-source="upload"]', labReport, "data-document-id", timeout);
       await specialist.waitForSelector("#referral-documents button.attachment-save", timeout);
       assert.equal(await specialist.count("#referral-documents button.attachment-remove"), 0, "only the requester removes");
+      // Viewed inline: its page rendered by the server, in the viewer the room has.
+      await specialist.click(`${report} button.attachment-view`);
+      const viewer = "#attachment-viewer[open] .viewer";
+      await specialist.waitForSelector(`${viewer}[data-loaded-page="1"]`, timeout);
+      const shown = await specialist.evaluateWith((sel) => {
+        const img = /** @type {HTMLImageElement | null} */ (document.querySelector(`${sel} img.viewer-img`));
+        return { width: img?.naturalWidth ?? 0, page: document.querySelector(`${sel} .viewer-page`)?.textContent ?? "", title: document.querySelector(`${sel} .viewer-title`)?.textContent ?? "" };
+      }, viewer);
+      assert.ok(shown.width > 0, "the page image loaded");
+      assert.equal(shown.page, message(lang.specialist, "viewer.page", { page: 1, pages: 1 }));
+      assert.equal(shown.title, labReport);
+      // Not a room: nothing to present, follow or draw on.
+      assert.equal(await specialist.count(`${viewer} :is(.viewer-present, .viewer-follow, .viewer-tools):not([hidden])`), 0, "no live controls outside a room");
+      // Zoom with the mouse, then with the keyboard on the page (the stage has the focus).
+      await specialist.click(`${viewer} .viewer-zoom-in`);
+      await specialist.waitForSelector(`${viewer}[data-zoom="1.25"]`, timeout, "attached");
+      await specialist.evaluateWith((sel) => /** @type {HTMLElement} */ (document.querySelector(`${sel} .viewer-stage`))?.focus(), viewer);
+      await specialist.press("-");
+      await specialist.waitForSelector(`${viewer}[data-zoom="1"]`, timeout, "attached");
+      // Left open: the step's screenshot and axe check see the viewer.
+    });
+
+    await step("02-accepted", "the cardiologist closes the viewer with Escape and accepts the proposed time; the doctor's console shows it scheduled", async () => {
+      const specialist = page("specialist");
+      await specialist.press("Escape");
+      await specialist.waitFor(() => !document.querySelector("#attachment-viewer")?.hasAttribute("open"), undefined, timeout);
+      // The focus is back on the button that opened it, in the request's dialog.
+      await specialist.waitFor(() => document.activeElement?.classList.contains("attachment-view") === true, undefined, timeout);
+      await specialist.waitForSelector('#referral-dialog[data-state="requested"]', timeout);
       await specialist.click('#referral-dialog button[data-i18n="referral.accept_time"]');
       await specialist.waitForSelector('#referral-dialog[data-state="scheduled"]', timeout);
       // Scheduled: the report is in the consultation's room.

@@ -462,7 +462,7 @@ export async function downloadInvitePrint(roomId, inviteId, code, name) {
  * @param {Record<string, string>} [extra] more headers
  * @returns {Promise<Response>}
  */
-async function fetchWithSession(path, extra = {}) {
+export async function fetchWithSession(path, extra = {}) {
   /** @type {Response} */
   let res;
   try {

@@ -4,6 +4,11 @@
 // mirrored by everyone following. All positions are page coordinates (0..1 on each axis), so
 // they line up whatever the size of each person's screen.
 //
+// Where the pages come from is a PageSource: a room's documents (room-api.js's RoomApi), or a
+// consultation request's attachments in the console before any room exists
+// (referral-api.js's AttachmentSource). Outside a room the viewer is not live: no presenting,
+// following or annotations, only pages, zoom, images, text and ECG strips.
+//
 // State for people and tests: the viewer element carries data-document-id, data-page (the page
 // wanted), data-loaded-page (the page whose image is showing), data-zoom, data-following and
 // data-annotations (on this page); the pointer carries data-pointer="x,y".
@@ -16,7 +21,26 @@ import { clearText, t, tr, trAttr } from "./i18n.js";
 /** @typedef {import("./protocol.js").AnnotationInfo} AnnotationInfo */
 /** @typedef {import("./protocol.js").Shape} Shape */
 /** @typedef {import("./protocol.js").FollowState} FollowState */
-/** @typedef {import("./room-api.js").RoomApi} RoomApi */
+
+/**
+ * What the viewer shows: a room's DocumentInfo, or anything else with an id, a name and a kind
+ * ("pdf", "png", "jpeg", "dicom", "ecg", "text").
+ * @typedef {{id: string, name: string, kind: string}} ViewedDocument
+ */
+
+/**
+ * Where a document's pages and views come from, by the document's id; every answer is the
+ * server's (an audited read), a refusal an ApiError.
+ * @typedef {object} PageSource
+ * @property {(id: string) => Promise<{pages: number}>} pages how many pages the viewer can show
+ * @property {(id: string, suffix?: string) => Promise<string>} blobUrl the bytes ("/content")
+ *   or a rendered page ("/pages/2?scale=2") as an object URL, which the caller revokes
+ * @property {(id: string) => Promise<string>} text a text document's content
+ * @property {(id: string) => Promise<{sample_rate_hz: number, units: string, leads: {name: string, samples: number[]}[]}>} ecg
+ * @property {(id: string) => Promise<{fields: Record<string, string>, rows: number, columns: number, image_unavailable: string | null}>} dicom
+ * @property {(id: string) => Promise<AnnotationInfo[]>} annotations
+ * @property {(doc: ViewedDocument) => Promise<void>} download saves a copy
+ */
 
 const SVG = "http://www.w3.org/2000/svg";
 const FOLLOW_INTERVAL_MS = 100;
@@ -34,7 +58,7 @@ const COLORS = { arrow: "#d00000", circle: "#0066cc", freehand: "#008a3e", text:
  */
 
 export class DocViewer {
-  /** @type {DocumentInfo | null} */
+  /** @type {ViewedDocument | null} */
   doc = null;
   page = 1;
   pages = 1;
@@ -64,15 +88,19 @@ export class DocViewer {
 
   /**
    * @param {HTMLElement} root the #viewer element
-   * @param {RoomApi} api
+   * @param {PageSource} api
    * @param {import("./protocol.js").Role} role
    * @param {ViewerHooks} hooks
+   * @param {{live?: boolean}} [opts] live (the default): in a room, with presenting, following
+   *   and annotations; otherwise their controls stay hidden and nothing is sent
    */
-  constructor(root, api, role, hooks) {
+  constructor(root, api, role, hooks, opts = {}) {
     this.root = root;
     this.api = api;
     this.role = role;
     this.hooks = hooks;
+    this.live = opts.live ?? true;
+    if (!this.live) this.following = false;
     this.clinician = role === "doctor" || role === "specialist";
     this.ui = {
       title: must(".viewer-title", HTMLElement, root),
@@ -103,8 +131,8 @@ export class DocViewer {
     this.sheet.append(this.img, this.overlay, this.pointerDot);
     this.ui.stage.append(this.sheet, this.text);
 
-    this.ui.present.hidden = !this.clinician;
-    this.ui.tools.hidden = !this.clinician;
+    this.ui.present.hidden = !this.clinician || !this.live;
+    this.ui.tools.hidden = !this.clinician || !this.live;
     this.ui.download.hidden = role === "observer";
     this.ui.prev.addEventListener("click", () => this.goTo(this.page - 1, true));
     this.ui.next.addEventListener("click", () => this.goTo(this.page + 1, true));
@@ -134,7 +162,7 @@ export class DocViewer {
 
   /**
    * Opens a document at page 1 (or `page`).
-   * @param {DocumentInfo} doc
+   * @param {ViewedDocument} doc
    * @param {number} [page]
    */
   async open(doc, page = 1) {
@@ -160,7 +188,7 @@ export class DocViewer {
         this.opening = true;
         try {
           this.pages = (await this.api.pages(doc.id)).pages;
-          this.annotations = await this.api.annotations(doc.id);
+          if (this.live) this.annotations = await this.api.annotations(doc.id);
         } finally {
           this.opening = false;
         }
@@ -180,7 +208,7 @@ export class DocViewer {
     if (this.presenting) this.queueFollow();
   }
 
-  /** The DICOM header fields a reader checks first, under the image. @param {DocumentInfo} doc */
+  /** The DICOM header fields a reader checks first, under the image. @param {ViewedDocument} doc */
   async showDicomHeader(doc) {
     const info = await this.api.dicom(doc.id);
     const f = info.fields;
@@ -193,7 +221,7 @@ export class DocViewer {
     this.root.dataset.dicomModality = f.Modality ?? "";
   }
 
-  /** @param {DocumentInfo} doc */
+  /** @param {ViewedDocument} doc */
   async showText(doc) {
     userText(this.text, await this.api.text(doc.id));
     this.sheet.hidden = true;
@@ -202,7 +230,7 @@ export class DocViewer {
   }
 
   /** Draws every lead as a strip on an ECG grid (25 mm/s, 10 mm/mV: 1 s = 5 big squares). */
-  /** @param {DocumentInfo} doc */
+  /** @param {ViewedDocument} doc */
   async showEcg(doc) {
     const ecg = await this.api.ecg(doc.id);
     const seconds = Math.min(ecg.leads[0].samples.length / ecg.sample_rate_hz, 10);
@@ -452,7 +480,7 @@ export class DocViewer {
     this.ui.next.disabled = this.page >= this.pages;
     tr(this.ui.present, this.presenting ? "viewer.stop_presenting" : "viewer.present");
     this.ui.present.setAttribute("aria-pressed", String(this.presenting));
-    this.ui.follow.hidden = this.presenting;
+    this.ui.follow.hidden = this.presenting || !this.live;
     tr(this.ui.follow, this.following ? "viewer.following" : "viewer.follow");
     this.ui.follow.setAttribute("aria-pressed", String(this.following));
     for (const button of this.ui.tools.querySelectorAll("button[data-tool]")) {

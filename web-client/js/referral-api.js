@@ -3,9 +3,10 @@
 // authenticated call; the rules are the server's, so a refused step comes back as an ApiError
 // with its stable code and the server's message.
 
-import { call, downloadFile, postFile } from "./api.js";
+import { call, downloadFile, fetchWithSession, postFile } from "./api.js";
 
 /** @typedef {import("./api.js").Account} Account */
+/** @typedef {import("./doc-viewer.js").PageSource} PageSource */
 
 /**
  * @typedef {object} Institution
@@ -222,4 +223,60 @@ export async function removeAttachment(id, documentId) {
  */
 export async function saveAttachment(id, doc) {
   await downloadFile(`/api/v1/referrals/${encodeURIComponent(id)}/documents/${encodeURIComponent(doc.id)}/content?download=1`, doc.name);
+}
+
+/**
+ * Where the console's viewer (doc-viewer.js) takes a request's attachments from, before any
+ * room exists: the request's views of each (pages, page images, ECG, DICOM header) and its
+ * bytes, with the signed-in session; each one an audited read on the server. Attachments have
+ * no annotations. `referral` is the request whose attachments are shown: set it before opening
+ * one.
+ * @implements {PageSource}
+ */
+export class AttachmentSource {
+  /** @param {string} referral */
+  constructor(referral) {
+    this.referral = referral;
+  }
+
+  /** @param {string} id @param {string} suffix */
+  path(id, suffix) {
+    return `/api/v1/referrals/${encodeURIComponent(this.referral)}/documents/${encodeURIComponent(id)}${suffix}`;
+  }
+
+  /** @param {string} id @param {string} [suffix] */
+  async blobUrl(id, suffix = "/content") {
+    const res = await fetchWithSession(this.path(id, suffix));
+    return URL.createObjectURL(await res.blob());
+  }
+
+  /** @param {string} id */
+  async text(id) {
+    return (await fetchWithSession(this.path(id, "/content"))).text();
+  }
+
+  /** @param {{id: string, name: string}} doc */
+  async download(doc) {
+    await downloadFile(this.path(doc.id, "/content?download=1"), doc.name);
+  }
+
+  /** @param {string} id @returns {Promise<{pages: number}>} */
+  async pages(id) {
+    return /** @type {{pages: number}} */ (await call("GET", this.path(id, "/pages")));
+  }
+
+  /** @param {string} id */
+  async ecg(id) {
+    return /** @type {{sample_rate_hz: number, units: string, leads: {name: string, samples: number[]}[]}} */ (await call("GET", this.path(id, "/ecg")));
+  }
+
+  /** @param {string} id */
+  async dicom(id) {
+    return /** @type {{fields: Record<string, string>, rows: number, columns: number, image_unavailable: string | null}} */ (await call("GET", this.path(id, "/dicom")));
+  }
+
+  /** @returns {Promise<import("./protocol.js").AnnotationInfo[]>} */
+  async annotations() {
+    return [];
+  }
 }

@@ -1,5 +1,6 @@
 // A consultation request's documents in the clinicians' console (docs/protocol.md, "Referral
-// documents"): the list both sides read (save each one: an audited read), and for the
+// documents"): the list both sides read (view each one in the console's viewer,
+// referral-viewer.js, or save it: each an audited read), and for the
 // requester while the request is open, attaching files, attaching documents of the patient's
 // earlier consultations, and removing one that is not in the consultation's room yet. The
 // rules are the server's; a refusal shows the server's error by its code.
@@ -7,7 +8,7 @@
 // DOM contract (tests/browser/workflow-scenario.mjs relies on it): the new-request form's
 // #referral-files; in the request's dialog, section#referral-documents with
 // li.referral-document (`data-document-id`, `data-source`, `data-in-room`),
-// button.attachment-save and button.attachment-remove in it; #referral-attach-files;
+// button.attachment-view, button.attachment-save and button.attachment-remove in it; #referral-attach-files;
 // button#referral-attach-earlier, then li.attach-candidate (`data-document-id`) with its
 // button.candidate-attach.
 
@@ -16,6 +17,7 @@ import { el } from "./dom.js";
 import { errorKey } from "./errors.js";
 import { tr } from "./i18n.js";
 import * as rapi from "./referral-api.js";
+import { viewAttachment } from "./referral-viewer.js";
 
 /** @typedef {import("./referral-api.js").Referral} Referral */
 /** @typedef {import("./referral-api.js").ReferralDocument} ReferralDocument */
@@ -206,7 +208,9 @@ function documentItem(r, d, mine, opts) {
     " ",
   );
   if (inRoom) li.append(el("span", { className: "badge-in-room", i18n: "referral.docs.in_room" }), " ");
-  li.append(save);
+  const view = el("button", { className: "btn btn-small attachment-view", i18n: "referral.docs.view", params: { name: d.name }, attrs: { type: "button", "aria-haspopup": "dialog" } });
+  view.addEventListener("click", () => void viewAttachment(r.id, d, view));
+  li.append(view, " ", save);
   if (mine && !inRoom) {
     const remove = el("button", { className: "btn btn-small btn-danger attachment-remove", i18n: "referral.docs.remove", params: { name: d.name }, attrs: { type: "button" } });
     remove.addEventListener("click", async () => {

@@ -9,10 +9,12 @@ import { saveObjectUrl } from "./dom.js";
 /** @typedef {import("./protocol.js").DocumentInfo} DocumentInfo */
 /** @typedef {import("./protocol.js").RecordInfo} RecordInfo */
 /** @typedef {import("./protocol.js").AnnotationInfo} AnnotationInfo */
+/** @typedef {import("./doc-viewer.js").PageSource} PageSource */
 
 /** Attempts per chunk before an upload gives up (each waits a little longer). */
 const CHUNK_ATTEMPTS = 6;
 
+/** @implements {PageSource} */
 export class RoomApi {
   /**
    * @param {string} roomId
@@ -84,7 +86,7 @@ export class RoomApi {
 
   /**
    * Saves a copy (a separate right from viewing; the server refuses it for observers).
-   * @param {DocumentInfo} doc
+   * @param {{id: string, name: string}} doc
    */
   async download(doc) {
     saveObjectUrl(await this.blobUrl(doc.id, "/content?download=1"), doc.name);

@@ -841,6 +841,7 @@ export default {
   "referral.docs.source_upload": "uploaded",
   "referral.docs.take": "Attach {name}",
   "referral.docs.title": "Documents",
+  "referral.docs.view": "View {name}",
   "referral.empty.department": "No requests waiting for your department.",
   "referral.empty.inbox": "No requests addressed to you.",
   "referral.empty.outbox": "You have not sent any requests.",

@@ -842,6 +842,7 @@ const zhCN = {
   "referral.docs.source_upload": "上传",
   "referral.docs.take": "添加 {name}",
   "referral.docs.title": "资料",
+  "referral.docs.view": "查看 {name}",
   "referral.empty.department": "科室没有待接的会诊申请。",
   "referral.empty.inbox": "没有给您的会诊申请。",
   "referral.empty.outbox": "您还没有发出会诊申请。",
