@@ -1182,6 +1182,44 @@ fn forwarding_profile_workload() {
     );
 }
 
+/// Audio is offered as Opus with in-band FEC and DTX (each receiver's fmtp is what its sender
+/// encodes for): a lost packet is rebuilt from the next, and silence costs almost nothing on a
+/// weak uplink.
+#[test]
+fn opus_is_offered_with_in_band_fec_and_dtx() {
+    let now = Instant::now();
+    let mut sfu = Sfu::new(&[SERVER.parse().unwrap()], now);
+    sfu.handle_command(
+        now,
+        SfuCommand::AddTransport {
+            room: RoomId::generate(),
+            participant: ParticipantId::generate(),
+            publish: PublishKinds {
+                audio: true,
+                video: true,
+            },
+            subscribe: true,
+            options: TransportOptions::default(),
+        },
+    );
+    let Some(SfuEvent::Offer { offer, .. }) = sfu.poll_event() else {
+        panic!("an offer");
+    };
+    assert!(
+        offer.sdp.contains("a=rtpmap:111 opus/48000/2"),
+        "{}",
+        offer.sdp
+    );
+    let fmtp = offer
+        .sdp
+        .lines()
+        .find(|l| l.starts_with("a=fmtp:111 "))
+        .unwrap_or_else(|| panic!("no fmtp for Opus: {}", offer.sdp));
+    for param in ["useinbandfec=1", "usedtx=1", "minptime=10"] {
+        assert!(fmtp.contains(param), "{param} missing: {fmtp}");
+    }
+}
+
 /// With a TCP address, every offer carries a passive TCP host candidate after the UDP one (at a
 /// lower priority), and a ufrag that names the worker; a TCP frame nobody can own is refused,
 /// so the I/O layer closes its connection.

@@ -412,16 +412,14 @@ impl Transport {
             // simulcast, where it would only delay packets.
             config = config.enable_bwe(Some(INITIAL_ESTIMATE));
         }
-        let mut rtc = config
+        let mut config = config
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_stats_interval(Some(super::quality::STATS_INTERVAL))
             .set_extension_map(extension_map())
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
-            .build(now);
+            .clear_codecs();
+        add_opus(config.codec_config());
+        let mut rtc = config.enable_vp8(true).enable_h264(true).build(now);
         for c in candidates {
             rtc.add_local_candidate(c.clone());
         }
@@ -922,6 +920,26 @@ fn with_ufrag(sdp: &str, ufrag: &str) -> String {
 /// abs-send-time. That one only feeds receive-side bandwidth estimation (REMB), which neither
 /// the browsers nor we run once transport-cc is negotiated, yet str0m stamps it on every
 /// packet it sends (a clock read and a rebase each) and parses it on every packet received.
+/// Opus as str0m offers it (payload type 111, 10 ms frames at least, in-band FEC: a lost
+/// packet is rebuilt from the next one's redundancy), and DTX: in silence a sender sends a frame
+/// every 400 ms instead of 50 a second, so a weak uplink spends its bandwidth on speech. Forwarded
+/// as it comes (RTP mode): each receiver decodes what its sender chose.
+fn add_opus(codecs: &mut str0m::format::CodecConfig) {
+    codecs.add_config(
+        Pt::new_with_value(111),
+        None,
+        Codec::Opus,
+        str0m::media::Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        str0m::format::FormatParams {
+            min_p_time: Some(10),
+            use_inband_fec: Some(true),
+            use_dtx: Some(true),
+            ..Default::default()
+        },
+    );
+}
+
 fn extension_map() -> ExtensionMap {
     let mut exts = ExtensionMap::empty();
     for (id, ext) in ExtensionMap::standard().iter() {
