@@ -80,6 +80,41 @@ impl ConnectionDeadline {
     }
 }
 
+/// How a pre-call network check over the media path ended (`crate::netcheck`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetCheckEnd {
+    /// The client had measured.
+    Done,
+    /// Its `media.net_check_seconds` ran out.
+    Time,
+    /// Its person was let in.
+    Admitted,
+    /// Its path failed or never came up: media from that network would not connect either.
+    Failed,
+    /// Its signaling connection closed first.
+    Dropped,
+}
+
+impl NetCheckEnd {
+    pub const ALL: [Self; 5] = [
+        Self::Done,
+        Self::Time,
+        Self::Admitted,
+        Self::Failed,
+        Self::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Time => "time",
+            Self::Admitted => "admitted",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
 /// A label value written as one of a closed set of names.
 macro_rules! label_value {
     ($($t:ty),*) => {$(
@@ -91,11 +126,22 @@ macro_rules! label_value {
     )*};
 }
 
-label_value!(ConnectionCap, ConnectionDeadline, Cap, CloseReason);
+label_value!(
+    ConnectionCap,
+    ConnectionDeadline,
+    Cap,
+    CloseReason,
+    NetCheckEnd
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CapLabels {
     cap: ConnectionCap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NetCheckLabels {
+    reason: NetCheckEnd,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -293,6 +339,8 @@ pub struct Metrics {
     http_refused: Family<CapLabels, Counter>,
     http_timed_out: Family<DeadlineLabels, Counter>,
     join: Histogram,
+    net_checks_started: Counter,
+    net_checks_ended: Family<NetCheckLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -306,7 +354,13 @@ impl Default for Metrics {
         for deadline in ConnectionDeadline::ALL {
             let _ = http_timed_out.get_or_create(&DeadlineLabels { deadline });
         }
+        let net_checks_ended = Family::default();
+        for reason in NetCheckEnd::ALL {
+            let _ = net_checks_ended.get_or_create(&NetCheckLabels { reason });
+        }
         Self {
+            net_checks_started: Counter::default(),
+            net_checks_ended,
             http_connections: AtomicI64::new(0),
             signaling_connections: AtomicI64::new(0),
             signaling_messages: AtomicU64::new(0),
@@ -320,6 +374,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn net_check_started(&self) {
+        self.net_checks_started.inc();
+    }
+
+    pub fn net_check_ended(&self, reason: NetCheckEnd) {
+        self.net_checks_ended
+            .get_or_create(&NetCheckLabels { reason })
+            .inc();
+    }
+
     pub fn connection_refused(&self, cap: ConnectionCap) {
         self.http_refused.get_or_create(&CapLabels { cap }).inc();
     }
@@ -433,6 +497,17 @@ impl Metrics {
                     .map(|(code, n)| (CodeLabels { code }, ConstCounter::new(*n)))
                     .collect(),
             ),
+        );
+        r.register(
+            "huizhen_net_checks_started",
+            "Pre-call network checks over the media path started (someone waiting)",
+            self.net_checks_started.clone(),
+        );
+        r.register(
+            "huizhen_net_checks_ended",
+            "Pre-call network checks ended, by reason: done (measured), time, admitted, failed \
+             (no media path from that network), dropped (the connection closed first)",
+            self.net_checks_ended.clone(),
         );
         r.register_with_unit(
             "huizhen_join",

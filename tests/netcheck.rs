@@ -314,6 +314,25 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
         .count();
     assert_eq!(audited, 1, "{page}");
 
+    // Counted for the operators: three started, three measured (bounded labels only).
+    let scraped = reqwest::get(format!(
+        "http://{}/metrics",
+        s.server().metrics_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        scraped.contains("huizhen_net_checks_started_total 3\n"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("huizhen_net_checks_ended_total{reason=\"done\"} 3\n"),
+        "{scraped}"
+    );
+
     // Someone in the consultation has the call's own connection: no check for them.
     doctor
         .send_json(json!({"type": "net_check"}))
@@ -374,6 +393,19 @@ async fn admission_deadline_and_a_dropped_connection_each_end_a_check() {
     transports_become(&s, base + 1).await;
     wang.abort();
     transports_become(&s, base).await;
+    let scraped = reqwest::get(format!(
+        "http://{}/metrics",
+        s.server().metrics_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    for (reason, n) in [("admitted", 1), ("time", 1), ("dropped", 1), ("failed", 0)] {
+        let line = format!("huizhen_net_checks_ended_total{{reason=\"{reason}\"}} {n}\n");
+        assert!(scraped.contains(&line), "{line} in {scraped}");
+    }
     s.stop().await;
 }
 

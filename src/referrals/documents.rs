@@ -204,14 +204,25 @@ impl Attachments {
         doc: &ReferralDocumentId,
         who: &User,
     ) -> Result<(ReferralRow, ReferralDocumentRow, PathBuf)> {
+        let (referral, attachment) = self.attachment(id, doc, who).await?;
+        let path = self.documents.open_blob(&attachment.sha256).await?;
+        Ok((referral, attachment, path))
+    }
+
+    /// The request and one of its attachments, for either side (not yet read from disk).
+    async fn attachment(
+        &self,
+        id: &ReferralId,
+        doc: &ReferralDocumentId,
+        who: &User,
+    ) -> Result<(ReferralRow, ReferralDocumentRow)> {
         let (referral, _) = self.visible(id, who).await?;
         let attachment = self
             .db
             .referral_document(id, doc)
             .await?
             .ok_or(AttachmentError::NotFound)?;
-        let path = self.documents.open_blob(&attachment.sha256).await?;
-        Ok((referral, attachment, path))
+        Ok((referral, attachment))
     }
 
     /// One attachment, checked against its hash, for the viewer's renders (pages, ECG, DICOM
@@ -222,12 +233,7 @@ impl Attachments {
         doc: &ReferralDocumentId,
         who: &User,
     ) -> Result<(ReferralRow, ReferralDocumentRow, Viewable)> {
-        let (referral, _) = self.visible(id, who).await?;
-        let attachment = self
-            .db
-            .referral_document(id, doc)
-            .await?
-            .ok_or(AttachmentError::NotFound)?;
+        let (referral, attachment) = self.attachment(id, doc, who).await?;
         let shown = self
             .documents
             .viewable(&attachment.sha256, attachment.kind)

@@ -1182,22 +1182,15 @@ fn forwarding_profile_workload() {
     );
 }
 
-/// Audio is offered as Opus with in-band FEC and DTX (each receiver's fmtp is what its sender
-/// encodes for): a lost packet is rebuilt from the next, and silence costs almost nothing on a
-/// weak uplink.
-#[test]
-fn opus_is_offered_with_in_band_fec_and_dtx() {
-    let now = Instant::now();
-    let mut sfu = Sfu::new(&[SERVER.parse().unwrap()], now);
+/// Adds a participant publishing audio (and `video`) and receiving, and returns the offer the
+/// core makes them.
+fn first_offer(sfu: &mut Sfu, now: Instant, video: bool) -> OfferOut {
     sfu.handle_command(
         now,
         SfuCommand::AddTransport {
             room: RoomId::generate(),
             participant: ParticipantId::generate(),
-            publish: PublishKinds {
-                audio: true,
-                video: true,
-            },
+            publish: PublishKinds { audio: true, video },
             subscribe: true,
             options: TransportOptions::default(),
         },
@@ -1205,6 +1198,17 @@ fn opus_is_offered_with_in_band_fec_and_dtx() {
     let Some(SfuEvent::Offer { offer, .. }) = sfu.poll_event() else {
         panic!("an offer");
     };
+    offer
+}
+
+/// Audio is offered as Opus with in-band FEC and DTX (each receiver's fmtp is what its sender
+/// encodes for): a lost packet is rebuilt from the next, and silence costs almost nothing on a
+/// weak uplink.
+#[test]
+fn opus_is_offered_with_in_band_fec_and_dtx() {
+    let now = Instant::now();
+    let mut sfu = Sfu::new(&[SERVER.parse().unwrap()], now);
+    let offer = first_offer(&mut sfu, now, true);
     assert!(
         offer.sdp.contains("a=rtpmap:111 opus/48000/2"),
         "{}",
@@ -1235,22 +1239,7 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
         },
         now,
     );
-    sfu.handle_command(
-        now,
-        SfuCommand::AddTransport {
-            room: RoomId::generate(),
-            participant: ParticipantId::generate(),
-            publish: PublishKinds {
-                audio: true,
-                video: false,
-            },
-            subscribe: true,
-            options: TransportOptions::default(),
-        },
-    );
-    let Some(SfuEvent::Offer { offer, .. }) = sfu.poll_event() else {
-        panic!("an offer");
-    };
+    let offer = first_offer(&mut sfu, now, false);
     let candidates: Vec<&str> = offer
         .sdp
         .lines()

@@ -8,6 +8,9 @@
 //! Whether the connection is waiting is learnt from what the room tells it (`waiting`,
 //! `admitted`), so the room is not asked and never waits on a check.
 
+use std::sync::Arc;
+
+use crate::metrics::{Metrics, NetCheckEnd};
 use crate::netcheck::{
     CheckEvent, Ended, MAX_CHECKS_PER_CONNECTION, NetCheck, NetCheckError, NetChecks,
 };
@@ -25,14 +28,23 @@ pub struct Refused {
 }
 
 /// The connection's check, if one runs, and what it needs to know to allow one.
-#[derive(Default)]
 pub struct CheckSlot {
     check: Option<NetCheck>,
     waiting: bool,
     started: u32,
+    metrics: Arc<Metrics>,
 }
 
 impl CheckSlot {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            check: None,
+            waiting: false,
+            started: 0,
+            metrics,
+        }
+    }
+
     /// The connection entered the waiting room (its join was answered `waiting`).
     pub fn entered_waiting(&mut self) {
         self.waiting = true;
@@ -83,6 +95,7 @@ impl CheckSlot {
             Ok(check) => {
                 self.started += 1;
                 self.check = Some(check);
+                self.metrics.net_check_started();
                 tracing::debug!(running = checks.running(), "network check started");
                 Ok(())
             }
@@ -131,6 +144,12 @@ impl CheckSlot {
         let check = self.check.take()?;
         drop(check);
         tracing::debug!(reason = why.as_str(), "network check ended");
+        self.metrics.net_check_ended(match why {
+            Ended::Done => NetCheckEnd::Done,
+            Ended::Time => NetCheckEnd::Time,
+            Ended::Admitted => NetCheckEnd::Admitted,
+            Ended::Failed => NetCheckEnd::Failed,
+        });
         Some(ServerMessage::NetCheckEnded {
             reason: why.as_str(),
         })
@@ -171,6 +190,16 @@ impl CheckSlot {
                     return self.end(Ended::Failed).expect("a check runs");
                 }
             }
+        }
+    }
+}
+
+impl Drop for CheckSlot {
+    /// The connection closed with a check running (the check's own drop takes it off the
+    /// worker).
+    fn drop(&mut self) {
+        if self.check.is_some() {
+            self.metrics.net_check_ended(NetCheckEnd::Dropped);
         }
     }
 }

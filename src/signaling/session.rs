@@ -116,6 +116,7 @@ where
         Instant::now(),
     );
     let join_deadline = tokio::time::Instant::now() + settings.join_timeout;
+    let check = CheckSlot::new(ctx.metrics.clone());
     let mut session = Session {
         ctx,
         conn,
@@ -124,7 +125,7 @@ where
         bad_messages: 0,
         client,
         opens_at: None,
-        check: CheckSlot::default(),
+        check,
     };
 
     let flow = loop {
@@ -263,6 +264,12 @@ impl Session {
             ErrorCode::Forbidden => "signaling_forbidden",
             _ => return,
         };
+        self.audit_misuse(step, *code, reason).await;
+    }
+
+    /// An `access.denied` entry for a refusal at `step` that may be misuse, naming the client
+    /// by its pseudonym only; rate-limited per client by the trail.
+    async fn audit_misuse(&self, step: &'static str, code: ErrorCode, reason: &'static str) {
         let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied).detail(json!({
             "step": step,
             "code": code.as_str(),
@@ -283,16 +290,7 @@ impl Session {
         refused: super::net_check::Refused,
     ) -> Flow {
         if let Some(reason) = refused.audit {
-            let event = AuditEvent::new(Actor::Unknown, Action::AccessDenied).detail(json!({
-                "step": "net_check",
-                "code": refused.code.as_str(),
-                "client": self.client,
-            }));
-            self.ctx
-                .rooms
-                .audit()
-                .refused(&self.client, reason, event)
-                .await;
+            self.audit_misuse("net_check", refused.code, reason).await;
         }
         self.refuse(replies, (refused.code, refused.text))
     }
