@@ -21,6 +21,9 @@ const CONNECT_WAIT_MS = 10000;
 /** How long the figures are gathered once the path is up: long enough for the browser's
  * bandwidth estimate to ramp up past its start and for a few RTCP reports to arrive. */
 export const MEASURE_MS = 6000;
+/** Longer, at most, while no report of the server's has arrived yet (it sends one every few
+ * seconds): the loss comes only from them. Within the server's 15 s for a check. */
+const REPORT_WAIT_MS = 4000;
 const SAMPLE_MS = 1000;
 
 /**
@@ -176,16 +179,20 @@ export class NetCheck {
   }
 
   /**
-   * Samples the statistics once a second for `MEASURE_MS` (less when the server ends the
-   * check first) and folds them into figures.
+   * Samples the statistics once a second for `MEASURE_MS` (up to `REPORT_WAIT_MS` longer while
+   * no report of the server's has come; less when the server ends the check first) and folds
+   * them into figures.
    * @param {RTCPeerConnection} pc
    * @returns {Promise<MediaPathResult>}
    */
   async #measure(pc) {
     /** @type {Sample[]} */
     const samples = [];
-    const until = performance.now() + MEASURE_MS;
-    while (!this.#ended && performance.now() < until) {
+    const start = performance.now();
+    const reported = () => samples.some((s) => s.packetsLost !== undefined);
+    while (!this.#ended) {
+      const elapsed = performance.now() - start;
+      if (elapsed >= MEASURE_MS + REPORT_WAIT_MS || (elapsed >= MEASURE_MS && reported())) break;
       await sleep(SAMPLE_MS);
       if (this.#ended) break;
       samples.push(sample(await pc.getStats(), performance.now()));
@@ -263,12 +270,12 @@ export function summarise(samples) {
   if (rtts.length) result.rttMs = Math.round(median(/** @type {number[]} */ (rtts)) * 1000);
   const first = samples[0];
   const last = samples[samples.length - 1];
-  if (first && last && last !== first) {
-    const sent = last.packetsSent - first.packetsSent;
-    if (first.packetsLost !== undefined && last.packetsLost !== undefined && sent > 0) {
-      const lost = Math.max(0, last.packetsLost - first.packetsLost);
-      result.lossPermille = Math.min(1000, Math.round((lost * 1000) / (sent + lost)));
-    }
+  // Loss since the check began, from the latest reading that had the server's reports: they
+  // come every few seconds, so the first reading often has none yet.
+  const reported = [...samples].reverse().find((s) => s.packetsLost !== undefined && s.packetsSent > 0);
+  if (reported?.packetsLost !== undefined) {
+    const lost = reported.packetsLost;
+    result.lossPermille = Math.min(1000, Math.round((lost * 1000) / (reported.packetsSent + lost)));
   }
   // The browser's estimate once it had time to ramp up (the last reading); without one, what
   // was sent over the window: a floor, since the camera asks for no more than it needs, so
