@@ -178,6 +178,12 @@ fn send_audio(track: Arc<TrackLocalStaticSample>) -> tokio::task::JoinHandle<()>
     })
 }
 
+/// The server's metrics exposition, as a scraper reads it.
+async fn metrics_text(s: &TestServer) -> String {
+    let url = format!("http://{}/metrics", s.server().metrics_addr.unwrap());
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 async fn ended(c: &SignalingClient) -> String {
     let m = c.next_event("net_check_ended", T).await.unwrap();
     m["reason"].as_str().unwrap().to_owned()
@@ -315,15 +321,7 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
     assert_eq!(audited, 1, "{page}");
 
     // Counted for the operators: three started, three measured (bounded labels only).
-    let scraped = reqwest::get(format!(
-        "http://{}/metrics",
-        s.server().metrics_addr.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let scraped = metrics_text(&s).await;
     assert!(
         scraped.contains("huizhen_net_checks_started_total 3\n"),
         "{scraped}"
@@ -393,15 +391,7 @@ async fn admission_deadline_and_a_dropped_connection_each_end_a_check() {
     transports_become(&s, base + 1).await;
     wang.abort();
     transports_become(&s, base).await;
-    let scraped = reqwest::get(format!(
-        "http://{}/metrics",
-        s.server().metrics_addr.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let scraped = metrics_text(&s).await;
     for (reason, n) in [("admitted", 1), ("time", 1), ("dropped", 1), ("failed", 0)] {
         let line = format!("huizhen_net_checks_ended_total{{reason=\"{reason}\"}} {n}\n");
         assert!(scraped.contains(&line), "{line} in {scraped}");

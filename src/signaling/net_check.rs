@@ -139,10 +139,10 @@ impl CheckSlot {
         self.end(Ended::Done)
     }
 
-    /// Ends the check, if one runs (dropping it takes it off the media worker).
+    /// Ends the check, if one runs.
     fn end(&mut self, why: Ended) -> Option<ServerMessage> {
-        let check = self.check.take()?;
-        drop(check);
+        // Dropping it takes it off the media worker.
+        self.check.take()?;
         tracing::debug!(reason = why.as_str(), "network check ended");
         self.metrics.net_check_ended(match why {
             Ended::Done => NetCheckEnd::Done,
