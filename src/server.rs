@@ -248,6 +248,9 @@ impl Server {
                 config.rooms.code_failures_per_address,
                 config.rooms.code_failures_per_code,
             )),
+            public_rate: Arc::new(crate::auth::RequestRate::new(
+                config.limits.public_requests_per_minute,
+            )),
             webhooks,
             brand,
         };

@@ -1039,6 +1039,119 @@ async fn codes_are_throttled_per_address_and_per_code() {
     s.stop().await;
 }
 
+/// What needs no session is limited per address (`limits.public_requests_per_minute`): the link
+/// check, code redemption and the outcome page share one bucket per address; past it, 429
+/// `too_many_requests` with `Retry-After` before anything is looked at, on the record. Parallel
+/// requests cannot pass together.
+#[tokio::test]
+async fn requests_without_a_session_are_limited_per_address() {
+    let s = TestServer::start_with(|c| c.limits.public_requests_per_minute = 6).await;
+    let room = s.create_room("Request rate").await;
+    let link = s.invite(&room, "patient").await;
+    let ask = |http: &reqwest::Client, path: &'static str, body: Option<Value>| {
+        let http = http.clone();
+        let base = s.base.clone();
+        let link = link.clone();
+        async move {
+            let req = match body {
+                Some(body) => http.post(format!("{base}{path}")).json(&body),
+                None => http.get(format!("{base}{path}")).bearer_auth(&link),
+            };
+            let resp = req.send().await.expect("request sent");
+            let status = resp.status().as_u16();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, body, retry)
+        }
+    };
+    let check = || Some(json!({"token": link}));
+
+    // Six from one address, of three kinds (a good check, a forged link, a wrong code, the
+    // outcome page): each is answered on its merits.
+    let busy = client_from("127.0.0.20");
+    let (st, b, _) = ask(&busy, "/api/v1/invitations/check", check()).await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b, _) = ask(
+        &busy,
+        "/api/v1/invitations/check",
+        Some(json!({"token": "hz1.forged.link"})),
+    )
+    .await;
+    assert_eq!((st, code(&b)), (401, "invalid_token"), "{b}");
+    let (st, b, _) = ask(
+        &busy,
+        "/api/v1/invitations/redeem",
+        Some(json!({"code": "100000001"})),
+    )
+    .await;
+    assert_eq!((st, code(&b)), (404, "code_not_found"), "{b}");
+    let (st, _, _) = ask(&busy, "/api/v1/outcome", None).await;
+    assert_ne!(st, 429);
+    for _ in 0..2 {
+        let (st, b, _) = ask(&busy, "/api/v1/invitations/check", check()).await;
+        assert_eq!(st, 200, "{b}");
+    }
+    // The seventh, of any kind, waits: one comes back every 10 s at 6 a minute.
+    for (path, body) in [
+        ("/api/v1/invitations/check", check()),
+        (
+            "/api/v1/invitations/redeem",
+            Some(json!({"code": "100000002"})),
+        ),
+        ("/api/v1/outcome", None),
+        ("/api/v1/outcome/pdf", None),
+    ] {
+        let (st, b, retry) = ask(&busy, path, body).await;
+        assert_eq!((st, code(&b)), (429, "too_many_requests"), "{path}: {b}");
+        let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+        assert!((1..=10).contains(&retry), "{retry}");
+    }
+    // Another address has its own.
+    let (st, b, _) = ask(
+        &client_from("127.0.0.21"),
+        "/api/v1/invitations/check",
+        check(),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+
+    // Twenty at once from a third address: exactly six are answered.
+    let burst = client_from("127.0.0.22");
+    let answers = futures_util::future::join_all(
+        (0..20).map(|_| ask(&burst, "/api/v1/invitations/check", check())),
+    )
+    .await;
+    let passed = answers.iter().filter(|(st, _, _)| *st == 200).count();
+    let limited = answers.iter().filter(|(st, _, _)| *st == 429).count();
+    assert_eq!((passed, limited), (6, 14), "{answers:?}");
+
+    // On the record, with the path, never the link; the audit's own flood limit holds.
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
+    let refused: Vec<Value> = all_audit(&s, &sup)
+        .await
+        .iter()
+        .filter(|e| e["action"] == "access.denied")
+        .map(detail)
+        .filter(|d| d["reason"] == "too_many_requests")
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|d| d["attempted"] == "/api/v1/outcome/pdf"),
+        "{refused:?}"
+    );
+    // Four from the busy address, and ten of the burst's fourteen (then they are counted).
+    assert_eq!(refused.len(), 14, "{refused:?}");
+    assert!(
+        !refused.iter().any(|d| d.to_string().contains(&link)),
+        "the link stays off the record"
+    );
+    s.stop().await;
+}
+
 /// Migration 0008 on a database with invites: they keep working as they did, with no window
 /// start, no limit and no code.
 async fn the_upgrade_keeps_invites(url: &str) {

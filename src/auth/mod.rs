@@ -7,6 +7,8 @@
 // Invitation short codes: the redemption throttle.
 mod code_throttle;
 mod password;
+// What callers without a session may ask, per address.
+mod request_rate;
 mod throttle;
 mod token;
 mod turn;
@@ -16,6 +18,7 @@ pub use password::{
     MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordWork, check_new_password, hash_password,
     verify_password,
 };
+pub use request_rate::{RateLimited, RequestRate};
 pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
 pub use turn::{IceServer, TurnSecret, TurnServers};

@@ -249,6 +249,11 @@ pub struct LimitsConfig {
     pub max_connections_per_address: usize,
     /// Largest HTTP API request body, in bytes.
     pub max_api_body_bytes: usize,
+    /// Requests a minute from one client address (an IPv6 client's /64) to what anyone may
+    /// call without a session: the join page's invitation check, short-code redemption, the
+    /// patient's outcome page and its PDF. A minute's worth may come at once. 0 turns the
+    /// limit off (behind a reverse proxy every client has the proxy's address).
+    pub public_requests_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -263,6 +268,7 @@ impl Default for LimitsConfig {
             max_http_connections: 12_000,
             max_connections_per_address: 500,
             max_api_body_bytes: 64 * 1024,
+            public_requests_per_minute: 120,
         }
     }
 }
@@ -290,6 +296,9 @@ pub struct RoomsConfig {
     /// a patient's invitation opens their outcome page; 0 turns the page off.
     pub outcome_days: u64,
 }
+
+/// The highest `limits.public_requests_per_minute` (above it, use 0: no limit).
+pub const MAX_PUBLIC_REQUESTS_PER_MINUTE: u32 = 100_000;
 
 /// The most minutes an invitation may open before its slot, or close after it.
 pub const MAX_INVITE_MARGIN_MINUTES: u64 = 24 * 60;
@@ -806,6 +815,11 @@ impl Config {
                 "limits.max_connections_per_address must be between 1 and limits.max_http_connections",
             );
         }
+        if l.public_requests_per_minute > MAX_PUBLIC_REQUESTS_PER_MINUTE {
+            return bad(&format!(
+                "limits.public_requests_per_minute must be at most {MAX_PUBLIC_REQUESTS_PER_MINUTE} (0 turns it off)"
+            ));
+        }
         let s = &self.server;
         for (key, value) in [
             ("tls_handshake_timeout_s", s.tls_handshake_timeout_s),
@@ -1273,8 +1287,14 @@ mod tests {
             &|c| c.limits.max_connections_per_address = c.limits.max_http_connections + 1,
             "max_connections_per_address",
         );
-        // Behind a reverse proxy: one address may use the whole cap.
+        invalid(
+            &|c| c.limits.public_requests_per_minute = MAX_PUBLIC_REQUESTS_PER_MINUTE + 1,
+            "public_requests_per_minute",
+        );
+        // Behind a reverse proxy: one address may use the whole cap, and the public request
+        // rate is turned off.
         let mut c = Config::default();
+        c.limits.public_requests_per_minute = 0;
         c.limits.max_connections_per_address = c.limits.max_http_connections;
         c.server.idle_timeout_s = 3600;
         assert!(c.validate().is_ok());

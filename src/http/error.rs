@@ -38,6 +38,9 @@ pub enum ApiError {
     /// Too many failed sign-ins; retry after this many seconds.
     #[error("too many failed sign-ins; try again later")]
     TooManyAttempts(u64),
+    /// Past the request rate of what needs no session; retry after this many seconds.
+    #[error("too many requests from this network; try again in {0} seconds")]
+    TooManyRequests(u64),
     /// Refused by a rule, with the reason the user is shown.
     #[error("{0}")]
     Denied(String),
@@ -138,6 +141,7 @@ impl ApiError {
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::RoomEnded => (StatusCode::CONFLICT, "room_ended"),
             ApiError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::UnsupportedType(_) => {
@@ -186,7 +190,7 @@ impl IntoResponse for ApiError {
         let body = Json(json!({ "error": error }));
         let mut response = (status, body).into_response();
         let retry_after = match self {
-            ApiError::TooManyAttempts(secs) => Some(secs),
+            ApiError::TooManyAttempts(secs) | ApiError::TooManyRequests(secs) => Some(secs),
             ApiError::RenderBusy | ApiError::SignInBusy => Some(RENDER_RETRY_AFTER_S),
             ApiError::Invitation { retry_after, .. } => retry_after,
             _ => None,

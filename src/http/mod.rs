@@ -23,6 +23,8 @@ mod openapi;
 mod organisation;
 // The patient's outcome page, opened with their invitation link.
 mod outcome;
+// The request rate of what needs no session.
+mod public_rate;
 mod records;
 // Consultation requests (referrals).
 mod referral_documents;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub records: Records,
     /// Failed short-code redemptions, per address and per code (`rooms.code_failures_*`).
     pub code_throttle: Arc<CodeThrottle>,
+    /// Requests per address to what needs no session (`limits.public_requests_per_minute`).
+    pub public_rate: Arc<crate::auth::RequestRate>,
     /// Live notifications to clinicians' consoles.
     pub notifications: crate::notifications::Notifications,
     /// Institutions' outgoing webhooks.
@@ -85,6 +89,17 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // What anyone holding a link may call without a session, under a request rate per address.
+    let public = Router::new()
+        .route("/invitations/redeem", post(invitations::redeem))
+        .route("/invitations/check", post(invitations::check))
+        // The patient's outcome page, opened with their invitation link.
+        .route("/outcome", get(outcome::get_outcome))
+        .route("/outcome/pdf", get(outcome::outcome_pdf))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            public_rate::limit,
+        ));
     let api = Router::new()
         .route("/auth/login", post(account::login))
         .route("/auth/logout", post(account::logout))
@@ -140,8 +155,6 @@ pub fn router(state: AppState) -> Router {
             "/rooms/{id}/invites/{invite}/print",
             get(invitations::print),
         )
-        .route("/invitations/redeem", post(invitations::redeem))
-        .route("/invitations/check", post(invitations::check))
         .route("/rooms/{id}/end", post(api::end_room))
         .route("/rooms/{id}/slot", put(api::reschedule_room))
         .route(
@@ -247,13 +260,11 @@ pub fn router(state: AppState) -> Router {
             get(referral_documents::dicom),
         )
         .route("/referrals/{id}/{action}", post(referrals::act))
-        // The patient's outcome page, opened with their invitation link.
-        .route("/outcome", get(outcome::get_outcome))
-        .route("/outcome/pdf", get(outcome::outcome_pdf))
         .route("/display", get(display::display))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))
+        .merge(public)
         .layer(DefaultBodyLimit::max(
             state.config.limits.max_api_body_bytes,
         ))

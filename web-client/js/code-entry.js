@@ -159,6 +159,11 @@ async function redeem(digits) {
     const minutes = Math.max(1, Math.ceil(seconds / 60));
     throw new Refused({ key: "code.too_many", params: { minutes } });
   }
+  if (code === "too_many_requests") {
+    // Everyone behind this address together: not a wrong code, so said apart.
+    const seconds = Math.max(1, Number(response.headers.get("Retry-After")) || 60);
+    throw new Refused({ key: "code.too_many_requests", params: { seconds } });
+  }
   throw new Refused({ key: errorKey(code) });
 }
 

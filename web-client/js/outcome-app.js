@@ -29,7 +29,9 @@ import { clearText, locale, onLocaleChange, startPage, t, tr } from "./i18n.js";
  */
 
 /** The refusals this page explains in its own words; any other code gets `failed`'s. */
-const PROBLEMS = new Set(["no_token", "invalid_token", "not_patient_link", "invite_revoked", "outcome_expired", "unauthenticated", "failed"]);
+const PROBLEMS = new Set(["no_token", "invalid_token", "not_patient_link", "invite_revoked", "outcome_expired", "unauthenticated", "too_many_requests", "failed"]);
+/** The refusals after which trying again later can help: the page offers to. */
+const RETRYABLE = new Set(["failed", "too_many_requests"]);
 
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
@@ -62,7 +64,7 @@ function showProblem(code) {
   setState("error");
   tr(statusTitle, /** @type {MessageKey} */ (`outcome.problem.${known}.title`));
   tr(must("#status-text", HTMLElement), /** @type {MessageKey} */ (`outcome.problem.${known}.text`));
-  retryButton.hidden = known !== "failed";
+  retryButton.hidden = !RETRYABLE.has(known);
   statusTitle.focus();
 }
 
