@@ -673,3 +673,127 @@ common::on_both_databases!(
     no_media_while_waiting,
     |_| {}
 );
+
+/// The care team moves the consultation while someone waits: they are told the new time at
+/// once (the page then asks the server whether its link still opens now), and whoever comes
+/// next is told it too. The time they were told first is the one the consultation had.
+#[tokio::test]
+async fn people_waiting_are_told_when_the_consultation_moves() {
+    let s = TestServer::start().await;
+    let start = huizhen::domain::clock::now_unix() + 10 * 60;
+    let (st, room) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            None,
+            Some(json!({"title": "Follow-up", "waiting_room": true,
+                        "slot": {"start": start, "minutes": 20}})),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    let (patient, waiting) = waiter(&s, &room, "Wang Fang").await;
+    assert_eq!(
+        (&waiting["slot_start"], &waiting["slot_minutes"]),
+        (&json!(start), &json!(20)),
+        "{waiting}"
+    );
+
+    // Fifteen minutes later: links made now still open at once (30 minutes before).
+    let later = start + 15 * 60;
+    let (st, b) = s
+        .api(
+            "PUT",
+            &format!("/api/v1/rooms/{room}/slot"),
+            None,
+            Some(json!({"start": later, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let told = patient.next_event("waiting", T).await.unwrap();
+    assert_eq!(
+        (&told["slot_start"], &told["slot_minutes"]),
+        (&json!(later), &json!(30)),
+        "{told}"
+    );
+    // Still in the line, in the same place: the clinic decides what happens next.
+    assert_eq!((&told["position"], &told["of"]), (&json!(1), &json!(1)));
+
+    let (_second, waiting) = waiter(&s, &room, "Li Lei").await;
+    assert_eq!(waiting["slot_start"], json!(later), "{waiting}");
+
+    // A consultation request's room moves with the request's new agreed time: the same.
+    let county = s.institution("County hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (_, cardio) = s
+        .placed_account(
+            "cardio",
+            AccountRole::Specialist,
+            common::Place {
+                institution: &county,
+                department: Some(&cardiology),
+                name: Some("Prof. Zhao"),
+                ..common::Place::default()
+            },
+        )
+        .await;
+    let (st, r) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            None,
+            Some(json!({
+                "target_department_id": cardiology, "patient_ref": "P-7", "reason": "Angina",
+                "question": "Stable?", "urgency": "routine",
+                "proposed_times": [{"start": start, "minutes": 20}],
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let rid = r["id"].as_str().unwrap().to_owned();
+    let (st, r) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{rid}/accept"),
+            Some(&cardio),
+            Some(json!({"start": start, "minutes": 20})),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let referred = r["room_id"].as_str().unwrap().to_owned();
+    let (referred_patient, waiting) = waiter(&s, &referred, "Chen Jie").await;
+    assert_eq!(waiting["slot_start"], json!(start), "{waiting}");
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{rid}/propose"),
+            Some(&cardio),
+            Some(json!({"start": later, "minutes": 40})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{rid}/accept"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((st, &b["state"]), (200, &json!("scheduled")), "{b}");
+    let told = referred_patient.next_event("waiting", T).await.unwrap();
+    assert_eq!(
+        (&told["slot_start"], &told["slot_minutes"]),
+        (&json!(later), &json!(40)),
+        "{told}"
+    );
+
+    // A room without a time says so.
+    let plain = s.create_room_waiting("Walk-in").await;
+    let (_c, waiting) = waiter(&s, &plain, "Zhao Min").await;
+    assert!(
+        waiting["slot_start"].is_null() && waiting["slot_minutes"].is_null(),
+        "{waiting}"
+    );
+    s.stop().await;
+}

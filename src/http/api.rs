@@ -492,6 +492,10 @@ pub async fn reschedule_room(
         )
         .await;
     tracing::info!(room = %room.id, user = %who.0.id, "consultation rescheduled");
+    state
+        .rooms
+        .rescheduled(&room.id, (slot.start(), i64::from(slot.minutes())))
+        .await;
     state.notifications.tell_care_team(
         &room.id,
         crate::notifications::Event::ConsultationRescheduled {

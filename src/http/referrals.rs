@@ -548,6 +548,15 @@ pub async fn act(
     audit_step(&state, who.actor(), &stepped).await;
     state.webhooks.wake();
     end_room_if_called_off(&state, who.actor(), &stepped).await;
+    // A new agreed time moved the request's consultation: those waiting in it are told.
+    if let (Some(room), Some(slot)) = (&stepped.after.room_id, stepped.after.room_slot)
+        && stepped.before.room_slot != Some(slot)
+    {
+        state
+            .rooms
+            .rescheduled(room, (slot.start(), i64::from(slot.minutes())))
+            .await;
+    }
     // A forward is news to the new receiving side, a step to those already on it.
     let forwarded = stepped.before.target != stepped.after.target;
     super::events::referral_step(&state, &stepped.after, &who.0.id, forwarded).await;

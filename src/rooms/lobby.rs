@@ -116,7 +116,13 @@ impl Lobby {
     }
 
     /// What `id` is told, if they wait.
-    pub fn waiting(&self, room: &RoomId, title: &str, id: &ParticipantId) -> Option<Waiting> {
+    pub fn waiting(
+        &self,
+        room: &RoomId,
+        title: &str,
+        slot: Option<(i64, i64)>,
+        id: &ParticipantId,
+    ) -> Option<Waiting> {
         let index = self.waiters.iter().position(|w| &w.person.id == id)?;
         let position = index + 1;
         Some(Waiting {
@@ -127,6 +133,7 @@ impl Lobby {
             estimated_wait_s: self.estimate_s(position),
             message: self.message.clone(),
             sent_back: self.waiters[index].sent_back.clone(),
+            slot,
         })
     }
 

@@ -181,6 +181,9 @@ pub enum RoomCommand {
         invite: InviteId,
         reply: oneshot::Sender<usize>,
     },
+    /// The consultation was moved to this time (start, Unix seconds; minutes), already in
+    /// storage: those waiting are told.
+    Rescheduled { slot: (i64, i64) },
     /// A document finished uploading: tell everyone who may see it.
     DocumentShared { document: DocumentRecord },
     /// A clinical record was created or changed: tell everyone who may read it
@@ -389,6 +392,15 @@ impl RoomManager {
             return 0;
         }
         rx.await.unwrap_or(0)
+    }
+
+    /// Tells a live room that its consultation was moved (committed already); a room that is
+    /// not live reads the time from storage when it opens. Two moves at once may arrive in
+    /// either order; the last to arrive is what those waiting are shown.
+    pub async fn rescheduled(&self, room: &RoomId, slot: (i64, i64)) {
+        if let Some(h) = self.get(room) {
+            let _ = h.send(RoomCommand::Rescheduled { slot }).await;
+        }
     }
 
     /// Tells a live room that a document is ready; a room that is not live learns of it from

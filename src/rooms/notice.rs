@@ -92,6 +92,9 @@ pub struct Waiting {
     pub message: Option<String>,
     /// Why this person waits again: they were sent back, with this reason.
     pub sent_back: Option<String>,
+    /// The consultation's time (start, Unix seconds; minutes), when it has one: told again
+    /// when the care team moves it.
+    pub slot: Option<(i64, i64)>,
 }
 
 /// The waiting room as clinicians see it.

@@ -463,6 +463,15 @@ impl Room {
                 self.revoked.insert(invite);
                 let _ = reply.send(removed);
             }
+            RoomCommand::Rescheduled { slot } => {
+                // Already in storage (a room that opens later reads it there). Those waiting
+                // are told the new time and keep their place: the clinic decides what comes
+                // next (admit, a message to the waiting room, decline with a reason).
+                if self.record.slot != Some(slot) {
+                    self.record.slot = Some(slot);
+                    self.tell_waiting();
+                }
+            }
             RoomCommand::DocumentShared { document } => {
                 if self.documents.iter().any(|d| d.id == document.id) {
                     return;
@@ -924,7 +933,7 @@ impl Room {
             });
             let waiting = self
                 .lobby
-                .waiting(self.id(), &self.record.title, &id)
+                .waiting(self.id(), &self.record.title, self.record.slot, &id)
                 .expect("just queued");
             tracing::info!(room = %self.record.id, participant = %id, role = role.as_str(), "waiting");
             // The others' line grew: their `of` changed.
@@ -1571,10 +1580,12 @@ impl Room {
     /// Tells everyone waiting, but `except` (who is told otherwise), where they stand.
     fn tell_waiting_except(&self, except: Option<&ParticipantId>) {
         for w in self.lobby.iter().filter(|w| Some(&w.person.id) != except) {
-            if let Some(info) = self
-                .lobby
-                .waiting(self.id(), &self.record.title, &w.person.id)
-            {
+            if let Some(info) = self.lobby.waiting(
+                self.id(),
+                &self.record.title,
+                self.record.slot,
+                &w.person.id,
+            ) {
                 w.person.send(Notice::Waiting(Box::new(info)));
             }
         }

@@ -814,6 +814,10 @@ pub struct WaitingView {
     pub message: Option<String>,
     /// Why they wait again, when a clinician sent them back.
     pub sent_back: Option<String>,
+    /// The consultation's time (Unix seconds; minutes), null when it has none; sent again
+    /// when the care team moves it.
+    pub slot_start: Option<i64>,
+    pub slot_minutes: Option<i64>,
 }
 
 impl From<&rooms::Waiting> for WaitingView {
@@ -828,6 +832,8 @@ impl From<&rooms::Waiting> for WaitingView {
             estimated_wait_s: w.estimated_wait_s,
             message: w.message.clone(),
             sent_back: w.sent_back.clone(),
+            slot_start: w.slot.map(|(start, _)| start),
+            slot_minutes: w.slot.map(|(_, minutes)| minutes),
         }
     }
 }

@@ -21,7 +21,8 @@
 //   CHROMIUM             the browser binary (default /usr/bin/chromium)
 //   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
 //                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
-//   HUIZHEN_BROWSER_ONLY optional, for working on one part: "workflow" runs workflow-scenario.mjs
+//   HUIZHEN_BROWSER_ONLY optional, for working on one part: "link" runs link-check-scenario.mjs
+//                        alone; "workflow" runs workflow-scenario.mjs
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
 //                        "a11y" runs a11y-scenario.mjs alone
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
@@ -667,6 +668,11 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "workflow") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await workflows();
+      return;
+    }
+    if (process.env.HUIZHEN_BROWSER_ONLY === "link") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "a11y") {

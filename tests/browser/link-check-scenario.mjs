@@ -5,6 +5,8 @@
 // A revoked link, a used one and a garbage one each get their own page, in the patient's
 // language, without the page ever asking for the camera or microphone; a link to a consultation
 // whose time is three hours away says when it opens (and that the page will open by itself).
+// Someone waiting in a consultation with a time is shown it, told at once when the care team
+// moves it (without reloading), and keeps their place in the line.
 
 import assert from "node:assert/strict";
 
@@ -168,5 +170,65 @@ export async function linkCheckScenario(h) {
     assert.match(seen.text, /opens by itself/i, seen.text);
     await h.snap(page, "link-early-en");
     await page.context().close();
+  });
+
+  await check("link check: someone waiting is told at once when the consultation moves, and keeps their place", { scenario: "link check" }, async () => {
+    if (!h.browser) throw new Error("no browser");
+    const now = Math.floor(Date.now() / 1000);
+    const start = now + 5 * 60;
+    const room = await http.post("/api/v1/rooms", {
+      headers: doctor,
+      data: { title: "Moved follow-up", waiting_room: true, slot: { start, minutes: 20 } },
+    });
+    assert.equal(room.status(), 201, await room.text());
+    const roomId = (await room.json()).id;
+    const link = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: doctor, data: { role: "patient" } });
+    assert.equal(link.status(), 201);
+    const context = await h.newContext(h.browser, PHONE, "zh-CN");
+    await context.grantPermissions(["camera", "microphone"], { origin: h.base });
+    const page = await context.newPage();
+    h.watchPage(page, "moved patient");
+    h.pages.set("moved patient", page);
+    await page.goto(`${h.base}/join#${(await link.json()).token}`, { waitUntil: "load", timeout: h.timeout });
+    await page.waitForFunction(() => document.body.dataset.state === "prejoin", undefined, { timeout: h.timeout });
+    await page.getByLabel("显示名称").fill("王芳");
+    await page.getByRole("button", { name: "加入", exact: true }).click();
+    await page.waitForFunction(() => document.body.dataset.state === "waiting", undefined, { timeout: h.timeout });
+    /** The consultation's time as the waiting page shows it. */
+    const slot = () =>
+      page.evaluate(() => {
+        const el = /** @type {HTMLElement} */ (document.querySelector("#waiting-slot"));
+        return { hidden: el.hidden, start: el.dataset.slotStart ?? "", moved: el.dataset.moved ?? "", text: el.textContent ?? "" };
+      });
+    const first = await slot();
+    assert.deepEqual([first.hidden, first.start, first.moved], [false, String(start), "false"], JSON.stringify(first));
+    assert.match(first.text, /会诊时间/, first.text);
+
+    /** @param {number} to */
+    const move = async (to) => {
+      const r = await http.put(`/api/v1/rooms/${roomId}/slot`, { headers: doctor, data: { start: to, minutes: 30 } });
+      assert.equal(r.status(), 200, await r.text());
+    };
+    // Ten minutes later: still in the line, told at once (no reload, no polling).
+    await move(start + 10 * 60);
+    await page.waitForFunction((want) => document.querySelector("#waiting-slot")?.getAttribute("data-slot-start") === want, String(start + 10 * 60), { timeout: h.timeout });
+    const moved = await slot();
+    assert.equal(moved.moved, "true", JSON.stringify(moved));
+    assert.match(moved.text, /医院已将会诊改到/, moved.text);
+    assert.equal(await page.evaluate(() => document.body.dataset.state), "waiting");
+    await h.snap(page, "link-moved-waiting-zh");
+
+    // To tomorrow: still in the line, the date shown with the time; the doctor's queue still
+    // has them (the clinic decides what happens next).
+    const tomorrow = now + 24 * 3600;
+    await move(tomorrow);
+    await page.waitForFunction((want) => document.querySelector("#waiting-slot")?.getAttribute("data-slot-start") === want, String(tomorrow), { timeout: h.timeout });
+    const later = await slot();
+    assert.equal(later.moved, "true", JSON.stringify(later));
+    assert.equal(await page.evaluate(() => document.body.dataset.state), "waiting");
+    const info = await (await http.get(`/api/v1/rooms/${roomId}`, { headers: doctor })).json();
+    assert.equal(info.waiting, 1, JSON.stringify(info));
+    await h.snap(page, "link-moved-tomorrow-zh");
+    await context.close();
   });
 }

@@ -191,6 +191,12 @@ class JoinApp {
   observer = false;
   /** The pre-call check is to be sent at the next `waiting` (a new link, or sent back). */
   precallDue = true;
+  /**
+   * The consultation's start as the waiting room last told it (null: it has no time;
+   * undefined: not told yet), to see when the care team moves it.
+   * @type {number | null | undefined}
+   */
+  waitingSlot = undefined;
   /** @type {number[]} when the waiting room's socket dropped and the page joined again */
   waitingRejoins = [];
   /** The status panel's button goes back to the console instead of reloading. */
@@ -778,7 +784,12 @@ class JoinApp {
    */
   onWaiting(msg) {
     if (this.you) this.backToQueue();
-    this.waitingView.show(msg);
+    const slot = msg.slot_start ?? null;
+    const moved = this.waitingSlot !== undefined && slot !== this.waitingSlot;
+    this.waitingSlot = slot;
+    // Moved, they keep their place: the clinic decides what happens next (admits them,
+    // writes to the waiting room, or declines with a reason), and they may leave.
+    this.waitingView.show(msg, moved);
     this.prejoin.showPreview(null, null);
     this.waitingView.setPreview(this.local);
     // Nothing to resume: a reload joins the queue again, under the same name.

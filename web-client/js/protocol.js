@@ -277,6 +277,9 @@ export const PROTOCOL_VERSION = 1;
  * @property {number | null} estimated_wait_s
  * @property {string | null} message the clinic's message to everyone waiting
  * @property {string | null} sent_back why, when a clinician sent them back from the consultation
+ * @property {number | null} slot_start the consultation's time (Unix seconds), null when it has
+ *   none; sent again when the care team moves it
+ * @property {number | null} slot_minutes its length
  */
 /** @typedef {QueueInfo & {type: "waiting_room"}} WaitingRoomMessage */
 /** @typedef {ConsentInfo & {type: "consent"}} ConsentMessage consent changed */

@@ -82,6 +82,7 @@ export class WaitingView {
       reason: must("#waiting-reason", HTMLElement, root),
       position: must("#waiting-position", HTMLElement, root),
       estimate: must("#waiting-estimate", HTMLElement, root),
+      slot: must("#waiting-slot", HTMLElement, root),
       message: must("#waiting-message", HTMLElement, root),
       messageText: must("#waiting-message-text", HTMLElement, root),
       reconnecting: must("#waiting-reconnecting", HTMLElement, root),
@@ -98,8 +99,11 @@ export class WaitingView {
     });
   }
 
-  /** @param {WaitingMessage} msg */
-  show(msg) {
+  /**
+   * @param {WaitingMessage} msg
+   * @param {boolean} [moved] the care team moved the consultation since the last message
+   */
+  show(msg, moved = false) {
     const { ui } = this;
     if (msg.room.title) userText(ui.consultation, msg.room.title);
     else tr(ui.consultation, "join.room_title");
@@ -114,6 +118,18 @@ export class WaitingView {
     if (msg.estimated_wait_s === null) this.#setText(ui.estimate, null);
     else this.#setText(ui.estimate, "waiting.estimate", { wait: waitParam(msg.estimated_wait_s) });
     ui.estimate.hidden = msg.estimated_wait_s === null;
+    if (msg.slot_start === null || msg.slot_minutes === null) {
+      this.#setText(ui.slot, null);
+      delete ui.slot.dataset.slotStart;
+    } else {
+      // A move says so until the next one; the date too, as it may be another day.
+      const wasMoved = moved || (ui.slot.dataset.moved === "true" && ui.slot.dataset.slotStart === String(msg.slot_start));
+      const params = { time: { at: msg.slot_start * 1000, style: /** @type {const} */ ("datetime") }, minutes: msg.slot_minutes };
+      this.#setText(ui.slot, wasMoved ? "waiting.slot_moved" : "waiting.slot", params);
+      ui.slot.dataset.slotStart = String(msg.slot_start);
+      ui.slot.dataset.moved = String(wasMoved);
+    }
+    ui.slot.hidden = msg.slot_start === null;
     // The clinic's own words: shown as written, in whichever language they wrote.
     ui.messageText.setAttribute("data-user-content", "");
     if (ui.messageText.textContent !== (msg.message ?? "")) ui.messageText.textContent = msg.message ?? "";

@@ -585,6 +585,8 @@ export default {
   "waiting.reconnecting": "The connection was lost. Joining the waiting room again…",
   "waiting.self_view": "Your camera",
   "waiting.sent_back": "You left the consultation for a moment. Please wait: the doctor will let you in again.",
+  "waiting.slot": "Consultation time: {time} ({minutes} min)",
+  "waiting.slot_moved": "The clinic moved the consultation to {time} ({minutes} min).",
   "waiting.title": "You are in the waiting room",
   "waiting.title_sent_back": "The doctor asked you to wait",
 

@@ -586,6 +586,8 @@ const zhCN = {
   "waiting.reconnecting": "连接已中断。正在重新进入候诊室…",
   "waiting.self_view": "您的摄像头",
   "waiting.sent_back": "您暂时离开了会诊。请稍候：医生会再次接您进入。",
+  "waiting.slot": "会诊时间：{time}（{minutes} 分钟）",
+  "waiting.slot_moved": "医院已将会诊改到 {time}（{minutes} 分钟）。",
   "waiting.title": "您在候诊室中",
   "waiting.title_sent_back": "医生请您稍候",
 
