@@ -146,14 +146,14 @@ async fn documents_flow(s: &TestServer) {
     let cardiology = s.department(&county, "Cardiology").await;
     let city = s.institution("City Central Hospital").await;
     let city_cardiology = s.department(&city, "Cardiology").await;
-    let (_, doc) = s
+    let (doc_id, doc) = s
         .placed_account(
             "town_doc",
             AccountRole::Doctor,
             place(&town, None, "Dr. Li"),
         )
         .await;
-    let (_, colleague) = s
+    let (colleague_id, colleague) = s
         .placed_account(
             "town_doc2",
             AccountRole::Doctor,
@@ -418,6 +418,38 @@ async fn documents_flow(s: &TestServer) {
         )
         .await;
     assert_eq!((st, code(&e)), (409, "attachment_in_room"), "{e}");
+
+    // The requester hands the consultation to a colleague and leaves its care team: what they
+    // attach now stays with the request (no seat of the care team shares it in the room),
+    // where the receiving side still reads it.
+    s.add_to_care_team(&room, &colleague_id, Some(&doc)).await;
+    let (st, b) = s
+        .api(
+            "DELETE",
+            &format!("/api/v1/rooms/{room}/care-team/{doc_id}"),
+            Some(&doc),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204, "{b}");
+    let (st, off) = attach(s, &doc, &r, "ward-note.png", &png).await;
+    assert_eq!(st, 201, "{off}");
+    assert_eq!(off["document"]["room_document_id"], Value::Null, "{off}");
+    let off_id = off["document"]["id"].as_str().unwrap();
+    let (st, _) = s
+        .api(
+            "GET",
+            &format!("/api/v1/referrals/{r}/documents/{off_id}/content"),
+            Some(&cardio),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let listed = room_docs(specialist.access.clone()).await;
+    assert!(
+        !listed.iter().any(|d| d["name"] == "ward-note.png"),
+        "{listed:?}"
+    );
 
     // Cancelled: nothing more is attached.
     let (st, cancelled) = s
