@@ -22,7 +22,7 @@
 //   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
 //                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
 //   HUIZHEN_BROWSER_ONLY optional, for working on one part: "link" runs link-check-scenario.mjs
-//                        alone; "workflow" runs workflow-scenario.mjs
+//                        alone, "referrals" referral-scenario.mjs; "workflow" runs workflow-scenario.mjs
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
 //                        "a11y" runs a11y-scenario.mjs alone
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
@@ -668,6 +668,11 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "workflow") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await workflows();
+      return;
+    }
+    if (process.env.HUIZHEN_BROWSER_ONLY === "referrals") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "link") {
@@ -1883,7 +1888,7 @@ async function main() {
     await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     const webhookHarness = { check, snap, browser, openConsole, pages, timeout: EVENT_TIMEOUT, assertTextFromCatalogue };
     const hooks = await webhookSetup(webhookHarness);
-    await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });
     await referralStepsScenario({ check, snap, browser, openConsole, openJoinPage, apiSignIn, enterToken, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await webhookCheck(webhookHarness, hooks);

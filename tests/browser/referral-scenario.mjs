@@ -24,6 +24,9 @@ import assert from "node:assert/strict";
  * @property {string} specialist the cardiology specialist's username
  * @property {number} timeout how long to wait for something to show
  * @property {(page: import("playwright-core").Page, what: string) => Promise<void>} assertTextFromCatalogue
+ * @property {import("playwright-core").APIRequestContext} http
+ * @property {(http: import("playwright-core").APIRequestContext, username: string) => Promise<{auth: Record<string, string>, me: any}>} apiSignIn
+ * @property {(rows: number, cols: number) => Buffer} ctSlice a small DICOM CT slice
  */
 
 /** @param {number} n */
@@ -101,9 +104,54 @@ export async function referralScenario(ctx) {
       await ctx.assertTextFromCatalogue(spec, "the specialist's referral inbox (en)");
     });
 
+    await check("referrals: the doctor attaches an ECG and a CT slice; the specialist views both in the request before answering", { scenario: S }, async () => {
+      const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
+      const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
+      const id = await doc.locator("#referral-panel li.referral-item", { hasText: reason }).getAttribute("data-referral-id");
+      assert.ok(id, "the sent request has its id");
+      const { auth } = await ctx.apiSignIn(ctx.http, ctx.doctor);
+      // Three leads at 250 Hz, two seconds: a strip the viewer draws.
+      const rows = Array.from({ length: 500 }, (_, i) => [Math.sin(i / 8), Math.sin(i / 8 + 1), Math.cos(i / 5) / 2].map((v) => v.toFixed(3)).join(","));
+      const ecg = Buffer.from(`# sample_rate_hz=250\nI,II,V1\n${rows.join("\n")}\n`);
+      for (const [name, body] of /** @type {const} */ ([["ecg-12lead.csv", ecg], ["chest-ct.dcm", ctx.ctSlice(64, 64)]])) {
+        const r = await ctx.http.post(`/api/v1/referrals/${id}/documents?name=${encodeURIComponent(name)}`, { headers: auth, data: body });
+        assert.equal(r.status(), 201, await r.text());
+      }
+      await spec.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      await spec.locator('#referral-dialog[data-state="requested"]').waitFor({ timeout });
+      const viewer = spec.locator("#attachment-viewer[open] .viewer");
+      /** @param {string} name */
+      const view = async (name) => {
+        await spec.locator("#referral-documents li.referral-document", { hasText: name }).locator("button.attachment-view").click();
+        await viewer.waitFor({ timeout });
+      };
+      // The ECG: every lead drawn, its rate said.
+      await view("ecg-12lead.csv");
+      const strip = viewer.locator("svg.ecg-strip");
+      await strip.waitFor({ timeout });
+      assert.equal(await strip.locator(".ecg-trace").count(), 3, "three leads");
+      assert.match((await viewer.locator(".viewer-status").textContent()) ?? "", /250/);
+      await snap(spec, "referral-attachment-ecg");
+      await spec.keyboard.press("Escape");
+      await viewer.waitFor({ state: "detached", timeout });
+      // The CT slice: rendered by the server, with its header's modality.
+      await view("chest-ct.dcm");
+      await spec.locator('#attachment-viewer[open] .viewer[data-dicom-modality="CT"][data-loaded-page="1"]').waitFor({ timeout });
+      const width = await viewer.locator("img.viewer-img").evaluate((img) => /** @type {HTMLImageElement} */ (img).naturalWidth);
+      assert.equal(width, 64);
+      await snap(spec, "referral-attachment-dicom");
+      await spec.keyboard.press("Escape");
+      await viewer.waitFor({ state: "detached", timeout });
+      // The dialog stays, for the answer below.
+      assert.equal(await spec.locator('#referral-dialog[data-state="requested"]').isVisible(), true);
+    });
+
     await check("referrals: the specialist opens it; a time in the past is refused with the server's code", { scenario: S }, async () => {
       const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
-      await spec.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      // Open already when the attachments were viewed just before.
+      if (!(await spec.locator("#referral-dialog[open]").count())) {
+        await spec.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      }
       const dialog = spec.getByRole("dialog", { name: /Consultation request: Exertional chest pain/ });
       await dialog.waitFor({ timeout });
       assert.equal(await dialog.getAttribute("data-state"), "requested");
