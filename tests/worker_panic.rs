@@ -3,7 +3,8 @@
 //! into one participant's transport (`SfuCommand::InjectFault`, compiled only for tests) must
 //! leave the other consultation's media flowing, tell the first one's participants their media
 //! was lost (so they join again, as the web client does), and leave the worker taking new
-//! peer connections.
+//! peer connections. A panic in the worker's own loop, outside the core, costs every peer
+//! connection on that worker but not the worker.
 
 mod common;
 
@@ -177,4 +178,65 @@ async fn panic_contained(s: &TestServer) {
     let stats = worker.stats().await.unwrap();
     assert_eq!(stats.sfu.transports, 4);
     assert_eq!(stats.panics.total(), 1);
+}
+
+/// A panic in the worker's own loop (outside the core: its outbox, sockets, ICE-TCP table) is
+/// fenced too: the core is replaced, every participant on the worker is told their media was
+/// lost and joins again, and the same worker (same socket, same command queue) carries their
+/// media afterwards. Before the fence the thread ended and every room on it lost media for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panic_in_the_workers_own_loop_costs_its_peer_connections_not_the_worker() {
+    let s = TestServer::start_with(|c| c.media.workers = 1).await;
+    let room_a = s.create_room("Consultation A").await;
+    let room_b = s.create_room("Consultation B").await;
+    let doctor_a = peer(&s, &room_a, "doctor", "Dr. Wang", 0xA1).await;
+    let patient_a = peer(&s, &room_a, "patient", "Li Hua", 0xA2).await;
+    let doctor_b = peer(&s, &room_b, "doctor", "Dr. Zhao", 0xB1).await;
+    let patient_b = peer(&s, &room_b, "patient", "Chen Jing", 0xB2).await;
+    for (rx, from) in [(&doctor_a, &patient_a), (&doctor_b, &patient_b)] {
+        rx.assert_receives_from(from, ENOUGH, MEDIA).await;
+    }
+    let worker = &s.server().media.workers()[0];
+
+    worker.inject_loop_panic().await.unwrap();
+
+    // Nothing on the worker is trusted: all four are told, in both consultations.
+    for p in [&doctor_a, &patient_a, &doctor_b, &patient_b] {
+        told_media_lost(p).await;
+    }
+    let stats = worker.stats().await.expect("the worker's thread is alive");
+    assert_eq!(stats.panics.worker, 1, "{:?}", stats.panics);
+    assert_eq!(stats.panics.participants_failed, 4, "{:?}", stats.panics);
+    assert_eq!(stats.sfu.transports, 0);
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        s.server().metrics_addr.expect("metrics listener")
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("huizhen_media_worker_panics_total{worker=\"0\",recovery=\"worker\"} 1"),
+        "{metrics}"
+    );
+
+    // They join again, on the same worker, and media flows both ways in both consultations.
+    let doctor_a = rejoin(&doctor_a).await;
+    let patient_a = rejoin(&patient_a).await;
+    let doctor_b = rejoin(&doctor_b).await;
+    let patient_b = rejoin(&patient_b).await;
+    for (rx, from) in [
+        (&doctor_a, &patient_a),
+        (&patient_a, &doctor_a),
+        (&doctor_b, &patient_b),
+        (&patient_b, &doctor_b),
+    ] {
+        rx.assert_receives_from(from, ENOUGH, MEDIA).await;
+    }
+    let stats = worker.stats().await.unwrap();
+    assert_eq!(stats.sfu.transports, 4);
+    assert_eq!(stats.panics.total(), 1);
+    s.stop().await;
 }

@@ -18,7 +18,8 @@
 //!
 //! A panic in a worker's media core is contained (`worker.rs`, `sfu/containment.rs`): it
 //! costs the room the core was working for, and the thread, its socket and its command queue
-//! live on.
+//! live on. A panic in the worker's own code around the core costs every peer connection on
+//! that worker, and the thread lives on too.
 
 mod cpu;
 mod outbox;
@@ -88,6 +89,9 @@ pub(crate) enum WorkerMsg {
     Stats(tokio::sync::oneshot::Sender<WorkerStats>),
     /// Send what is pending and end the thread (server shutdown).
     Stop,
+    /// A panic in the worker's own code, outside the core's containment (tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    PanicInWorkerLoop,
 }
 
 /// Sends commands to one worker.
@@ -125,6 +129,12 @@ impl WorkerHandle {
             mpsc::error::TrySendError::Full(_) => MediaError::Busy,
             mpsc::error::TrySendError::Closed(_) => MediaError::WorkerGone,
         })
+    }
+
+    /// Makes the worker's own loop panic once, outside the core (tests of its fence).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub async fn inject_loop_panic(&self) -> Result<(), MediaError> {
+        self.send(WorkerMsg::PanicInWorkerLoop).await
     }
 
     pub async fn stats(&self) -> Result<WorkerStats, MediaError> {

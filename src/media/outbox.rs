@@ -56,6 +56,17 @@ impl Outboxes {
         );
     }
 
+    /// After a panic in the worker's own code: every room keeps its way to its task, and what
+    /// waited is dropped (the core was replaced and tells each participant `Failed`, which
+    /// would have replaced all of it anyway); the counters start consistent again.
+    pub(super) fn reset(&mut self) {
+        for out in self.rooms.values_mut() {
+            out.backlog.clear();
+        }
+        self.backlogged.clear();
+        self.waiting = 0;
+    }
+
     /// The room's task has stopped: what still waits for it goes with it.
     pub(super) fn close(&mut self, room: &RoomId) {
         self.forget(room);

@@ -9,10 +9,19 @@
 //! sound is in `sfu/containment.rs`. Each contained panic is counted ([`PanicCounts`],
 //! `huizhen_media_worker_panics_total`) and logged (at most once a second) with the worker's
 //! index and what it cost, never the panic's message (it may quote an address or SDP); the
-//! message goes to the process's panic hook as before. The worker's own code (socket calls,
-//! the outbox, the ICE-TCP table) is outside this: it parses nothing a peer sends (ICE-TCP
-//! framing runs in each connection's own task, where a panic ends that task only).
+//! message goes to the process's panic hook as before.
+//!
+//! The worker's own code around the core (socket calls, the outbox, the ICE-TCP table) parses
+//! nothing a peer sends (ICE-TCP framing runs in each connection's own task, where a panic
+//! ends that task only), so a panic there is a bug of ours, not an input. It is fenced too, as
+//! a whole: the loop runs under `catch_unwind`, and after a panic nothing the worker held is
+//! trusted. The core is replaced (every participant on it told their media failed, as for a
+//! core panic no room can be blamed for), the rooms' queues keep their way to their tasks but
+//! drop what waited, the ICE-TCP connections are dropped (their transports are gone), and the
+//! loop goes on with the same socket and command queue; it is counted as a `worker` recovery.
+//! Should the repair itself panic, the thread ends as it did before the fence, logged.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -118,7 +127,7 @@ pub(super) fn spawn(
                 match UdpSocket::from_std(socket) {
                     Ok(socket) => {
                         Worker::new(index, sfu, socket, rx, tcp, tcp_stats)
-                            .run()
+                            .supervise()
                             .await;
                     }
                     Err(e) => tracing::error!(error = %e, "media socket unusable"),
@@ -153,6 +162,8 @@ struct Worker {
     tcp: TcpConns,
     tcp_in: mpsc::Receiver<Inbound>,
     tcp_stats: Arc<TcpStats>,
+    /// For a fresh ICE-TCP table after a panic in the worker's own code.
+    tcp_limits: Option<TcpLimits>,
     panics: Panics,
 }
 
@@ -168,6 +179,7 @@ impl Worker {
         let (tcp, tcp_in) = TcpConns::new(tcp_limits, tcp_stats.clone());
         Self {
             index,
+            tcp_limits,
             panics: Panics::default(),
             tcp,
             tcp_in,
@@ -184,7 +196,51 @@ impl Worker {
         }
     }
 
-    async fn run(mut self) {
+    /// Runs the loop until the server stops, fencing panics in the worker's own code (see the
+    /// module docs).
+    async fn supervise(mut self) {
+        use futures_util::FutureExt;
+        loop {
+            // Sound to assert: after a panic, `self` is only used through `recover`, which
+            // trusts nothing the loop held.
+            match AssertUnwindSafe(self.run()).catch_unwind().await {
+                Ok(()) => return,
+                Err(_) => {
+                    let repaired = std::panic::catch_unwind(AssertUnwindSafe(|| self.recover()));
+                    if repaired.is_err() {
+                        tracing::error!(
+                            worker = self.index,
+                            "a media worker could not recover from a panic in its own code; its thread ends"
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Repairs the worker after a panic in its own code: a fresh core (everyone on it told
+    /// `Failed`), the rooms' queues emptied, a fresh ICE-TCP table and fresh buffers.
+    fn recover(&mut self) {
+        let failed = self.sfu.replace_after_worker_panic();
+        self.rooms.reset();
+        let (tcp, tcp_in) = TcpConns::new(self.tcp_limits, self.tcp_stats.clone());
+        // The old table's connections end with it (their transports are gone).
+        self.tcp = tcp;
+        self.tcp_in = tcp_in;
+        self.incoming = RecvBatch::new();
+        self.outgoing.clear();
+        self.sender = SendBatch::new();
+        self.panics.note(
+            Instant::now(),
+            self.index,
+            Contained {
+                recovery: Recovery::Worker { failed },
+            },
+        );
+    }
+
+    async fn run(&mut self) {
         loop {
             let mut received = None;
             let now = Instant::now();
@@ -273,6 +329,10 @@ impl Worker {
                 }
             }
             WorkerMsg::Stop => {}
+            #[cfg(any(test, feature = "fault-injection"))]
+            WorkerMsg::PanicInWorkerLoop => {
+                panic!("injected fault: a panic in the media worker's own loop")
+            }
             WorkerMsg::Stats(reply) => {
                 let sfu = self.sfu.contained(|sfu| sfu.stats());
                 let _ = reply.send(WorkerStats {

@@ -268,6 +268,15 @@ impl Sfu {
         failed.len()
     }
 
+    /// After a panic in the worker's own code around the core (its outbox, sockets, ICE-TCP
+    /// table): nothing the worker held is trusted, so neither is the core it was driving. The
+    /// core is replaced as for a panic no room can be blamed for; returns how many
+    /// participants were told their media failed.
+    pub fn replace_after_worker_panic(&mut self) -> usize {
+        self.scope = Scope::Clean;
+        self.replace(None)
+    }
+
     /// Applies a fault the tests asked for (see [`Fault`]).
     #[cfg(any(test, feature = "fault-injection"))]
     pub(super) fn inject(&mut self, fault: Fault) {
