@@ -207,6 +207,9 @@ struct World {
     rtp_mode_next: bool,
     /// A capped downlink: what the server sends this client passes a token bucket.
     downlink_cap: Option<(SocketAddr, TokenBucket)>,
+    /// A lossy downlink without congestion: each datagram the server sends this client is
+    /// lost at random, `permille` in a thousand, from a seeded generator (deterministic).
+    downlink_loss: Option<RandomLoss>,
     /// Panics the core contained, in order. The world drives the core through
     /// `Sfu::contained` as the worker does; a test that does not expect a panic fails on one.
     contained: Vec<Contained>,
@@ -226,6 +229,41 @@ struct TokenBucket {
     queued_bytes: usize,
     queue_limit: usize,
     dropped: u64,
+}
+
+/// Random loss on one client's downlink: the link has room, packets are lost anyway (radio, a
+/// noisy line), which a loss-based estimator must not take for congestion.
+struct RandomLoss {
+    to: SocketAddr,
+    permille: u64,
+    /// xorshift64 state: seeded, so a run is the same every time.
+    state: u64,
+    seen: u64,
+    lost: u64,
+}
+
+impl RandomLoss {
+    fn new(to: SocketAddr, permille: u64, seed: u64) -> Self {
+        Self {
+            to,
+            permille,
+            state: seed.max(1),
+            seen: 0,
+            lost: 0,
+        }
+    }
+
+    fn loses(&mut self) -> bool {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        self.seen += 1;
+        let lost = x % 1000 < self.permille;
+        self.lost += u64::from(lost);
+        lost
+    }
 }
 
 impl TokenBucket {
@@ -289,6 +327,7 @@ impl World {
             nat: HashMap::new(),
             rtp_mode_next: false,
             downlink_cap: None,
+            downlink_loss: None,
             contained: Vec::new(),
             expect_panics: false,
         }
@@ -529,6 +568,12 @@ impl World {
                 arriving.extend(bucket.release(self.now).into_iter().map(|d| (*capped, d)));
             }
             for (destination, contents) in arriving {
+                if let Some(loss) = &mut self.downlink_loss
+                    && loss.to == destination
+                    && loss.loses()
+                {
+                    continue;
+                }
                 let nat = &self.nat;
                 let seen = |c: &Client| nat.get(&c.addr).copied().unwrap_or(c.addr);
                 if let Some(c) = self.clients.iter_mut().find(|c| seen(c) == destination) {
@@ -2001,6 +2046,82 @@ fn a_throttled_subscriber_drops_to_q_then_audio_only_and_climbs_back() {
     assert_eq!(
         told(&w, &strong).last(),
         Some(&(Some(Layer::FULL), QualityReason::Display))
+    );
+}
+
+/// Random loss without congestion (2 % as on a noisy radio link, and issue 19's 10 %, with
+/// room to spare) is not taken for congestion: the subscriber keeps its video the whole time,
+/// never paused to audio only, while a subscriber on a clean link is unaffected. The pause
+/// needs the estimate to fall below what is sent *and* loss; random loss alone could bring
+/// both, which is what this measures. (Measured 2026-12-06: both stay on `f`.)
+#[test]
+fn random_loss_without_congestion_never_pauses_video() {
+    for (permille, seed) in [(20, 0x2026_1206), (100, 0x1919)] {
+        random_loss_run(permille, seed);
+    }
+}
+
+fn random_loss_run(permille: u64, seed: u64) {
+    let mut w = World::new();
+    let publisher = w.join_simulcast(0x5C);
+    let bwe = TransportOptions {
+        bwe: true,
+        ..TransportOptions::default()
+    };
+    let audio_only = PublishKinds {
+        audio: true,
+        video: false,
+    };
+    let lossy = w.join_with(0xA1, audio_only, bwe);
+    let clean = w.join_with(0xB2, audio_only, bwe);
+    let addr = w.client(&lossy).addr;
+    w.downlink_loss = Some(RandomLoss::new(addr, permille, seed));
+    w.run(50_000);
+
+    let loss = w.downlink_loss.as_ref().unwrap();
+    let rate = loss.lost as f64 / loss.seen as f64;
+    let want = permille as f64 / 1000.0;
+    assert!(
+        (want * 0.75..want * 1.25).contains(&rate),
+        "the link lost {rate:.3}, not about {want}"
+    );
+    let paused: Vec<&SfuEvent> = w
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(e, SfuEvent::VideoQuality { participant, layer: None, .. } if *participant == lossy)
+        })
+        .collect();
+    let got = frames(&w, &lossy, &publisher, MediaKind::Video).to_vec();
+    assert!(
+        paused.is_empty(),
+        "{permille}‰: paused {paused:?}\n{}",
+        layer_trace(&got)
+    );
+    // Video arrived all along (50 frames a second): at least 200 in every 5 s of RTP time
+    // (lost packets are repaired by NACK and retransmission).
+    let t0 = got.first().expect("video arrived").time;
+    let window = 5 * 90_000;
+    let in_window = |i: u64| got.iter().filter(|f| (f.time - t0) / window == i).count();
+    for i in 1..9 {
+        let n = in_window(i);
+        assert!(
+            n >= 200,
+            "{permille}‰: {n} frames in window {i}: {}",
+            layer_trace(&got)
+        );
+    }
+    let clean_got = frames(&w, &clean, &publisher, MediaKind::Video).to_vec();
+    assert!(
+        layer_trace(&clean_got[clean_got.len() - 50..])
+            .bytes()
+            .all(|l| l == b'f'),
+        "the clean subscriber on f: {}",
+        layer_trace(&clean_got)
+    );
+    eprintln!(
+        "{permille}‰ random loss: the lossy subscriber's layers, last 3 s: {}",
+        layer_trace(&got[got.len() - 150..])
     );
 }
 
