@@ -22,7 +22,8 @@
 //   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
 //                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
 //   HUIZHEN_BROWSER_ONLY optional, for working on one part: "link" runs link-check-scenario.mjs
-//                        alone, "referrals" referral-scenario.mjs; "workflow" runs workflow-scenario.mjs
+//                        alone, "referrals" referral-scenario.mjs, "firefox" firefox-scenario.mjs;
+//                        "workflow" runs workflow-scenario.mjs
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
 //                        "a11y" runs a11y-scenario.mjs alone
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
@@ -668,6 +669,11 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "workflow") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await workflows();
+      return;
+    }
+    if (process.env.HUIZHEN_BROWSER_ONLY === "firefox") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "referrals") {

@@ -15,6 +15,9 @@
 //     videos unmuted).
 // (b) A mixed room: the doctor in Firefox first, the patient in Chromium, the specialist in
 //     Firefox: each sees and hears the two others, so Firefox and Chromium both ways.
+// (c) A Chromium specialist shares a screen (headless Firefox has none to capture): the Firefox
+//     doctor and the Firefox patient (phone, Chinese) show it on the stage, playing and larger
+//     than the cameras, until it stops.
 // What was negotiated (codecs) is checked from the peer connections' stats: Opus and VP8.
 
 import assert from "node:assert/strict";
@@ -327,6 +330,53 @@ export async function firefoxScenario(h) {
       const codecs = await allSeeAndHear([doctor, patient, specialist]);
       assert.deepEqual(codecs, ["audio/opus", "video/VP8"], "both browsers receive Opus and VP8");
       await snapAll("mixed-room");
+    }, "firefox-mixed");
+
+    await step("firefox and chromium: a Chromium specialist shares a screen; the Firefox doctor and patient see it on the stage, playing, until it stops", async () => {
+      const room = await openRoom(`Shared screen for Firefox ${new Date().toISOString()}`);
+      const doctor = await firefoxPage("share-doctor-firefox", "en-GB", DESK);
+      await join(doctor, await room.seat(room.doctor), null, "en");
+      const patient = await firefoxPage("share-patient-firefox", "zh-CN", PHONE);
+      await join(patient, room.patientToken, "王芳", "zh-CN");
+      await patient.waitFor(() => document.querySelector("#consent-dialog[open]") !== null, undefined, h.timeout);
+      await patient.click("#consent-done");
+      // Headless Firefox has no screen to capture (getDisplayMedia answers NotFoundError,
+      // measured 2026-12-06), so the sharer is Chromium, whose fake capture the run's flags
+      // give; what Firefox must do is receive and show it.
+      const specialist = await chromiumPage("share-specialist-chromium", DESK);
+      await join(specialist, await room.seat(room.specialist), null, "en");
+      await allSeeAndHear([doctor, patient, specialist]);
+      await specialist.click("#screen-button");
+      await specialist.waitFor(() => document.querySelector("#screen-stage .screen-sharing") !== null, undefined, h.timeout);
+      /** The stage plays a screen: a picture with a size whose time runs on. */
+      const plays = async (/** @type {Participant} */ p) => {
+        await p.waitFor(
+          () => {
+            const stage = document.querySelector("#screen-stage");
+            const video = stage?.querySelector("video.screen-video");
+            return stage instanceof HTMLElement && !stage.hidden && video instanceof HTMLVideoElement && !video.hidden && video.videoWidth > 0 && video.currentTime > 0;
+          },
+          undefined,
+          h.timeout,
+        );
+        const at = await p.evaluate(() => /** @type {HTMLVideoElement} */ (document.querySelector("#screen-stage video.screen-video")).currentTime);
+        await p.waitFor((t) => /** @type {HTMLVideoElement} */ (document.querySelector("#screen-stage video.screen-video")).currentTime > t + 0.5, at, h.timeout);
+        // The stage is larger than any camera tile.
+        const sizes = await p.evaluate(() => {
+          const stage = /** @type {HTMLElement} */ (document.querySelector("#screen-stage")).getBoundingClientRect();
+          const tiles = [...document.querySelectorAll("#tiles .tile")].map((t) => t.getBoundingClientRect()).map((r) => r.width * r.height);
+          return { stage: stage.width * stage.height, largest: Math.max(...tiles) };
+        });
+        assert.ok(sizes.stage > sizes.largest, `${p.who}: the screen has the stage ${JSON.stringify(sizes)}`);
+      };
+      await plays(doctor);
+      await plays(patient);
+      assert.match(await patient.evaluate(() => document.querySelector("#screen-stage .screen-caption")?.textContent ?? ""), / 的屏幕$/);
+      await snapAll("firefox-sees-screen");
+      await specialist.click("#screen-stage .screen-stop");
+      for (const p of [doctor, patient]) {
+        await p.waitFor(() => /** @type {HTMLElement | null} */ (document.querySelector("#screen-stage"))?.hidden === true, undefined, h.timeout);
+      }
     }, "firefox-mixed");
 
     await check("firefox: no page threw, tripped the CSP, or logged a token or SDP", {}, async () => {
