@@ -314,7 +314,8 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
     li.send_json(
         &json!({"type": "precall", "camera": true, "microphone": true,
         "connection": "fair", "rtt_ms": 40, "media_path": "connected", "media_rtt_ms": 38,
-        "loss_permille": 12, "up_kbps": 1450}),
+        "loss_permille": 12, "up_kbps": 1450, "down_kbps": 820, "down_loss_permille": 3,
+        "down_jitter_ms": 9}),
     )
     .await
     .unwrap();
@@ -327,7 +328,8 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
     assert_eq!(
         q["waiting"][0]["precall"],
         json!({"camera": true, "microphone": true, "connection": "fair", "rtt_ms": 40,
-            "media_path": "connected", "media_rtt_ms": 38, "loss_permille": 12, "up_kbps": 1450})
+            "media_path": "connected", "media_rtt_ms": 38, "loss_permille": 12, "up_kbps": 1450,
+            "down_kbps": 820, "down_loss_permille": 3, "down_jitter_ms": 9})
     );
     // A path that could not be set up is said so; a word outside the protocol is refused.
     li.send_json(
