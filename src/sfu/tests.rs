@@ -2255,3 +2255,33 @@ fn an_echo_transport_alone_in_its_room_sends_nobody_else_anything() {
     assert_eq!(w.sfu.stats().consumers, 4, "the call's own four consumers");
     assert_eq!(w.sfu.stats().producers, 4);
 }
+
+#[test]
+fn an_echo_transport_that_stops_publishing_a_kind_loses_its_copy_too() {
+    let mut w = World::new();
+    let echo = join_echo(&mut w, 0x61);
+    w.run(1500);
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (2, 2));
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::SetPublish {
+            participant: echo.clone(),
+            publish: PublishKinds {
+                audio: true,
+                video: false,
+            },
+        },
+    );
+    w.run(1000);
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (1, 1), "{stats:?}");
+    let video = frames(&w, &echo, &echo, MediaKind::Video).len();
+    let audio = frames(&w, &echo, &echo, MediaKind::Audio).len();
+    w.run(500);
+    assert_eq!(frames(&w, &echo, &echo, MediaKind::Video).len(), video);
+    assert!(frames(&w, &echo, &echo, MediaKind::Audio).len() > audio + 10);
+    w.leave(&echo);
+    w.run(100);
+    assert!(w.sfu.holds_nothing());
+}
