@@ -1,14 +1,19 @@
 //! The pre-call network check over the media path: while someone waits to be admitted, their
 //! browser may open a short-lived peer connection to a media worker, send its camera and
 //! microphone on it for a few seconds, and read from its own WebRTC statistics what the path to
-//! the server gives: the round trip (ICE checks and RTCP), the loss the server reports back
-//! (RTCP receiver reports) and the bandwidth the browser's congestion control finds (from the
-//! server's transport-wide feedback). The server measures nothing itself here: it is the far
-//! end of a real media path, as it will be in the call.
+//! the server gives in both directions. Up: the round trip (ICE checks and RTCP), the loss the
+//! server reports back (RTCP receiver reports) and the bandwidth the browser's congestion
+//! control finds (from the server's transport-wide feedback). Down: the server sends the
+//! person's own media straight back (an echo), and the browser reads what arrives of it: the
+//! rate, the loss and the jitter, as it will read the specialist's video in the call. The
+//! server measures nothing itself here: it is the far end of a real media path, as it will be
+//! in the call.
 //!
 //! A check is a transport of its own, alone in a media-core room made for it (a fresh
-//! [`RoomId`] that no consultation has), so what it sends is forwarded to nobody and it is sent
-//! nothing: a waiting person's media reaches no one, as the waiting room's rules say. It ends
+//! [`RoomId`] that no consultation has), so what it sends is forwarded to nobody but itself
+//! ([`TransportOptions::echo`]: its own tracks come back on m-lines of their own, offered once
+//! its answer has made them producers): a waiting person's media reaches no one, as the
+//! waiting room's rules say, and the check is sent nothing of anyone else's. It ends
 //! when the client says it has measured, when admitted, at a deadline, when the path fails, or
 //! when the check is dropped (its signaling connection closed): the transport is removed and
 //! the room closed on the worker every time.
@@ -35,7 +40,8 @@ use crate::sfu::{
 /// return to the waiting room after a dropped socket).
 pub const MAX_CHECKS_PER_CONNECTION: u32 = 3;
 
-/// The media core's events for one check: an offer, connected, failed (a few at most).
+/// The media core's events for one check: two offers (its own m-lines, then the echo's),
+/// connected, failed (a few at most).
 const EVENT_QUEUE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +87,15 @@ impl Ended {
     }
 }
 
-/// The offer a check's client answers.
+/// An offer a check's client answers: the first sets up the path and the m-lines it sends
+/// on, the second (once the first is answered) adds the m-lines its media comes back on.
 #[derive(Debug)]
 pub struct CheckOffer {
     pub offer_id: u64,
     pub sdp: String,
     pub publish_mids: PublishMids,
-    /// TURN relays with short-lived credentials under a pseudonym of the check.
+    /// TURN relays with short-lived credentials under a pseudonym of the check (in the first
+    /// offer only: the peer connection is made with them).
     pub ice_servers: Vec<IceServer>,
     /// How long the check may last, from its start.
     pub seconds: u64,
@@ -168,13 +176,17 @@ impl NetChecks {
                 room,
                 participant,
                 // Both kinds, so that the path carries what the call will; the client sends
-                // what it has. Nothing to receive: the room holds no one else.
+                // what it has, and gets it back to measure the download by. Nobody else's to
+                // receive: the room holds no one else.
                 publish: PublishKinds {
                     audio: true,
                     video: true,
                 },
                 subscribe: false,
-                options: TransportOptions::default(),
+                options: TransportOptions {
+                    echo: true,
+                    ..TransportOptions::default()
+                },
             })
             .await?;
         Ok(check)
@@ -220,7 +232,7 @@ impl NetCheck {
                 SfuEvent::AnswerFailed { error, .. } => return CheckEvent::AnswerFailed(error),
                 SfuEvent::Connected { .. } => return CheckEvent::Connected,
                 SfuEvent::Failed { .. } => return CheckEvent::Failed,
-                // No video is sent to a check: nothing to choose.
+                // The echo is one layer, and no layout sizes it: nothing for the client.
                 SfuEvent::VideoQuality { .. } => {}
             }
         }

@@ -1,7 +1,8 @@
 //! The pre-call network check over the media path, over the real server with webrtc-rs peers
 //! on real UDP: someone waiting sets up a peer connection of its own with a media worker, sends
 //! audio on it and gets the server's RTCP receiver reports back (what a browser reads its loss
-//! and round trip from), while nobody in the consultation is offered or sent any of it. The
+//! and round trip from) and, once it answers a second offer, its own audio back (what a browser
+//! measures the download with), while nobody in the consultation is offered or sent any of it. The
 //! limits: only while waiting, one at a time and three per connection (the fourth refused and
 //! audited), as many at once as the server allows; the check ends when the client stops it, on
 //! admission, at its deadline and when its connection drops, and its transport goes each time.
@@ -160,6 +161,51 @@ async fn wait_connected(pc: &RTCPeerConnection) {
     }
 }
 
+/// The check's second offer, which adds the m-lines its own media comes back on: answered as
+/// a browser does, with a count of the echoed packets that arrive carrying what was sent
+/// (`SILENCE`). Returns the count and the kinds of the tracks that came back.
+async fn answer_echo(
+    c: &SignalingClient,
+    pc: &Arc<RTCPeerConnection>,
+) -> (Arc<AtomicU64>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let echoed = Arc::new(AtomicU64::new(0));
+    let kinds = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let echoed = Arc::clone(&echoed);
+        let kinds = Arc::clone(&kinds);
+        pc.on_track(Box::new(move |track, _receiver, _transceiver| {
+            kinds.lock().unwrap().push(track.kind().to_string());
+            let echoed = Arc::clone(&echoed);
+            tokio::spawn(async move {
+                while let Ok((pkt, _)) = track.read_rtp().await {
+                    if pkt.payload.as_ref() == SILENCE {
+                        echoed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            Box::pin(async {})
+        }));
+    }
+    let offer = c.next_event("net_check_offer", T).await.unwrap();
+    let sdp = offer["sdp"].as_str().unwrap();
+    // The echo comes on m-lines of its own, sent by the server; the ones to send on stay.
+    assert!(sdp.contains("a=sendonly"), "no echo m-line: {offer}");
+    assert!(offer["publish_mids"]["audio"].is_string(), "{offer}");
+    pc.set_remote_description(RTCSessionDescription::offer(sdp.to_owned()).unwrap())
+        .await
+        .unwrap();
+    let answer = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(answer).await.unwrap();
+    let sdp = pc.local_description().await.unwrap().sdp;
+    c.send_json(&json!({"type": "net_check_answer", "offer_id": offer["offer_id"], "sdp": sdp}))
+        .await
+        .unwrap();
+    (echoed, kinds)
+}
+
+/// 20 ms of silence in Opus (a DTX frame).
+const SILENCE: &[u8] = &[0xf8, 0xff, 0xfe];
+
 /// Sends 20 ms of (silent) Opus every 20 ms until the task is aborted.
 fn send_audio(track: Arc<TrackLocalStaticSample>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -167,7 +213,7 @@ fn send_audio(track: Arc<TrackLocalStaticSample>) -> tokio::task::JoinHandle<()>
         loop {
             every.tick().await;
             let sample = webrtc::media::Sample {
-                data: bytes::Bytes::from_static(&[0xf8, 0xff, 0xfe]),
+                data: bytes::Bytes::from_static(SILENCE),
                 duration: Duration::from_millis(20),
                 ..Default::default()
             };
@@ -213,6 +259,7 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
     let offer = start_check(&li).await;
     transports_become(&s, 2).await;
     let (pc, track, reports) = answer_check(&li, &offer).await;
+    let (echoed, echoed_kinds) = answer_echo(&li, &pc).await;
     wait_connected(&pc).await;
     let sending = send_audio(track);
 
@@ -226,6 +273,18 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The check's own audio comes back to it (the only kind it sent: webrtc-rs answered the
+    // video m-line without a track), as the download is measured in a browser.
+    let deadline = tokio::time::Instant::now() + T;
+    while echoed.load(Ordering::Relaxed) < 25 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} echoed packets",
+            echoed.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(*echoed_kinds.lock().unwrap(), ["audio"]);
     // Nothing of it reaches the consultation: no offer of a track, no packet, no participant.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -255,7 +314,8 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
     li.send_json(
         &json!({"type": "precall", "camera": true, "microphone": true,
         "connection": "fair", "rtt_ms": 40, "media_path": "connected", "media_rtt_ms": 38,
-        "loss_permille": 12, "up_kbps": 1450}),
+        "loss_permille": 12, "up_kbps": 1450, "down_kbps": 820, "down_loss_permille": 3,
+        "down_jitter_ms": 9}),
     )
     .await
     .unwrap();
@@ -268,7 +328,8 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
     assert_eq!(
         q["waiting"][0]["precall"],
         json!({"camera": true, "microphone": true, "connection": "fair", "rtt_ms": 40,
-            "media_path": "connected", "media_rtt_ms": 38, "loss_permille": 12, "up_kbps": 1450})
+            "media_path": "connected", "media_rtt_ms": 38, "loss_permille": 12, "up_kbps": 1450,
+            "down_kbps": 820, "down_loss_permille": 3, "down_jitter_ms": 9})
     );
     // A path that could not be set up is said so; a word outside the protocol is refused.
     li.send_json(

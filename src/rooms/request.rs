@@ -136,6 +136,13 @@ pub enum MediaPath {
         loss_permille: Option<u32>,
         /// The upload bandwidth the browser's congestion control found, kbit/s.
         up_kbps: Option<u32>,
+        /// The rate at which the server's echo of their own media arrived, kbit/s: a floor of
+        /// the download bandwidth, since the echo carries no more than was sent up.
+        down_kbps: Option<u32>,
+        /// Packets of the echo lost on the way from the server, per thousand expected.
+        down_loss_permille: Option<u32>,
+        /// How unevenly the echo arrived (RTP interarrival jitter), in ms.
+        down_jitter_ms: Option<u32>,
     },
     /// No media path could be set up (UDP and TCP to the server blocked, say): the call's
     /// media would not connect either.

@@ -994,6 +994,8 @@ impl Room {
         TransportOptions {
             simulcast: on,
             bwe: on,
+            // Only the network check's transport is sent its own media back.
+            echo: false,
         }
     }
 

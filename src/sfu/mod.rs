@@ -95,6 +95,11 @@ pub struct TransportOptions {
     /// turn on where simulcast is on. Off, the participant gets the best layer their layout
     /// can use, and packets leave as they arrive (the estimator brings a pacer).
     pub bwe: bool,
+    /// The transport also receives its own producers back, each on an m-line of its own as
+    /// anyone else's would come: what the pre-call network check (`crate::netcheck`) measures
+    /// the download with. Never for a participant in a call, who must not be sent their own
+    /// media; nothing else changes (the same forwarding, keyframe gating and renegotiation).
+    pub echo: bool,
 }
 
 /// How one subscriber shows one video: `mid` is the subscriber's m-line carrying it, the size
@@ -1014,6 +1019,7 @@ impl Sfu {
         };
         let room = t.room.clone();
         let participant = t.id.clone();
+        let echo = t.echo;
         let outcome = match t.apply_answer(now, offer_id, answer) {
             Ok(o) => {
                 tracing::debug!(participant = %participant, offer = offer_id, producers = o.new_producers.len(), "answer applied");
@@ -1062,6 +1068,9 @@ impl Sfu {
                     {
                         other.add_consumer(producer, participant.clone(), kind, source, simulcast);
                     }
+                }
+                if echo && let Some(own) = self.transports.get_mut(key) {
+                    own.add_consumer(producer, participant.clone(), kind, source, simulcast);
                 }
             }
             let members = router.members.clone();
@@ -1162,7 +1171,9 @@ impl Sfu {
         }
         router.producers.retain(|p| !gone.contains(&p.key));
         let members = router.members.clone();
-        for m in members.into_iter().filter(|m| *m != owner) {
+        let echo = self.transports.get(owner).is_some_and(|t| t.echo);
+        // The owner's own copies too, where it receives them (`TransportOptions::echo`).
+        for m in members.into_iter().filter(|m| *m != owner || echo) {
             if let Some(other) = self.transports.get_mut(m) {
                 for producer in &gone {
                     other.remove_consumer(producer);
@@ -1546,8 +1557,9 @@ impl Sfu {
         };
         // Bit `l`: some subscriber waits for a keyframe of layer `l` (bit 0 without simulcast).
         let mut want_keyframe: u8 = 0;
+        let echo = source.echo;
         for member in &router.members {
-            if *member == key {
+            if *member == key && !echo {
                 continue;
             }
             let Some(t) = self.transports.get_mut(*member) else {

@@ -1206,6 +1206,7 @@ fn forwarding_profile_workload() {
                 TransportOptions {
                     simulcast: true,
                     bwe: true,
+                    ..TransportOptions::default()
                 },
             );
             w.clients.last_mut().unwrap().simulcast = true;
@@ -2291,4 +2292,117 @@ fn a_panic_while_adding_a_transport_tells_its_participant_though_the_core_never_
     expected.sort();
     assert_eq!(told, expected);
     assert!(frames(&w, &b, &c, MediaKind::Video).len() > before + 20);
+}
+
+/// A participant publishing audio and video whose transport is sent its own media back (the
+/// network check's).
+fn join_echo(w: &mut World, marker: u8) -> ParticipantId {
+    w.join_with(
+        marker,
+        PublishKinds {
+            audio: true,
+            video: true,
+        },
+        TransportOptions {
+            echo: true,
+            ..TransportOptions::default()
+        },
+    )
+}
+
+#[test]
+fn an_echo_transport_receives_its_own_tracks_and_an_ordinary_one_never_does() {
+    let mut w = World::new();
+    let plain = w.join(0x41);
+    let echo = join_echo(&mut w, 0x42);
+    w.run(3000);
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        let own = frames(&w, &echo, &echo, kind);
+        assert!(own.len() > 20, "{kind:?} echoed: {} frames", own.len());
+        assert!(own.iter().all(|f| f.marker == 0x42), "its own payload");
+        if kind == MediaKind::Video {
+            assert!(own[0].keyframe, "the echo starts on a keyframe");
+        }
+        assert!(
+            frames(&w, &plain, &plain, kind).is_empty(),
+            "own media must not come back to an ordinary transport"
+        );
+        // Everything else as before: each receives the other.
+        assert!(frames(&w, &plain, &echo, kind).len() > 20);
+        assert!(frames(&w, &echo, &plain, kind).len() > 20);
+    }
+    // The echo came on m-lines of its own, announced as its own tracks.
+    let echoed: Vec<&TrackInfo> = w
+        .client(&echo)
+        .offered
+        .iter()
+        .filter(|t| t.participant == echo)
+        .collect();
+    assert_eq!(echoed.len(), 2, "{echoed:?}");
+    assert!(
+        w.client(&plain)
+            .offered
+            .iter()
+            .all(|t| t.participant != plain)
+    );
+}
+
+#[test]
+fn an_echo_transport_alone_in_its_room_sends_nobody_else_anything() {
+    let mut w = World::new();
+    let a = w.join(0x51);
+    let b = w.join(0x52);
+    // The check's room is its own (as `crate::netcheck` makes it).
+    let call_room = std::mem::replace(&mut w.room, RoomId::generate());
+    let echo = join_echo(&mut w, 0x53);
+    w.room = call_room;
+    w.run(3000);
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        assert!(frames(&w, &echo, &echo, kind).len() > 20, "{kind:?} echoed");
+        for rx in [&a, &b] {
+            assert!(
+                frames(&w, rx, &echo, kind).is_empty(),
+                "the check reached a call"
+            );
+        }
+        assert!(frames(&w, &echo, &a, kind).is_empty());
+        assert!(frames(&w, &echo, &b, kind).is_empty());
+    }
+    assert!(w.client(&a).offered.iter().all(|t| t.participant != echo));
+    assert_eq!(w.client(&echo).offered.len(), 2, "only its own two tracks");
+    // Gone with its transport: nothing of it is left on the worker.
+    w.leave(&echo);
+    w.run(200);
+    assert_eq!(w.sfu.stats().consumers, 4, "the call's own four consumers");
+    assert_eq!(w.sfu.stats().producers, 4);
+}
+
+#[test]
+fn an_echo_transport_that_stops_publishing_a_kind_loses_its_copy_too() {
+    let mut w = World::new();
+    let echo = join_echo(&mut w, 0x61);
+    w.run(1500);
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (2, 2));
+    w.sfu.handle_command(
+        w.now,
+        SfuCommand::SetPublish {
+            participant: echo.clone(),
+            publish: PublishKinds {
+                audio: true,
+                video: false,
+            },
+        },
+    );
+    w.run(1000);
+    let stats = w.sfu.stats();
+    assert_eq!((stats.producers, stats.consumers), (1, 1), "{stats:?}");
+    let video = frames(&w, &echo, &echo, MediaKind::Video).len();
+    let audio = frames(&w, &echo, &echo, MediaKind::Audio).len();
+    w.run(500);
+    assert_eq!(frames(&w, &echo, &echo, MediaKind::Video).len(), video);
+    assert!(frames(&w, &echo, &echo, MediaKind::Audio).len() > audio + 10);
+    w.leave(&echo);
+    w.run(100);
+    assert!(w.sfu.holds_nothing());
 }

@@ -231,6 +231,8 @@ pub struct Transport {
     simulcast: bool,
     /// Whether str0m estimates the bandwidth to this participant (`TransportOptions::bwe`).
     pub bwe: bool,
+    /// Whether it receives its own producers back (`TransportOptions::echo`).
+    pub echo: bool,
     /// The latest estimate (bits per second), while `bwe`.
     pub estimate: u64,
     /// The share of what was sent to this participant in the last second that its transport
@@ -294,6 +296,7 @@ impl Transport {
             publish,
             simulcast: false,
             bwe: false,
+            echo: false,
             estimate: INITIAL_ESTIMATE.as_u64(),
             loss: None,
             link_memory: LinkMemory::default(),
@@ -342,6 +345,7 @@ impl Transport {
     pub fn set_options(&mut self, options: TransportOptions) {
         self.simulcast = options.simulcast;
         self.bwe = options.bwe;
+        self.echo = options.echo;
     }
 
     /// The allocator is to run for this subscriber at once (something it depends on changed).

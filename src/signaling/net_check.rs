@@ -1,7 +1,8 @@
 //! One connection's pre-call network check over the media path (`crate::netcheck`), as the
 //! protocol carries it: `net_check` starts one (only while waiting to be admitted, at most
 //! [`MAX_CHECKS_PER_CONNECTION`] per connection, one at a time), `net_check_offer` and
-//! `net_check_answer` set up its peer connection, and `net_check_ended` says it is gone:
+//! `net_check_answer` set up its peer connection (twice: the second offer adds the echo of the
+//! client's own media, for the download), and `net_check_ended` says it is gone:
 //! stopped by the client (`net_check_stop`), out of time, ended by the admission (the call's own
 //! connection takes over at once), or failed.
 //!

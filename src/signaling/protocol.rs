@@ -192,6 +192,17 @@ pub struct Precall {
     /// With `media_path: connected`: the upload bandwidth found, in kbit/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub up_kbps: Option<u32>,
+    /// With `media_path: connected`: the rate the check's echo arrived at, in kbit/s (a floor
+    /// of the download bandwidth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_kbps: Option<u32>,
+    /// With `media_path: connected`: packets of the echo lost on the way from the server, per
+    /// thousand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_loss_permille: Option<u32>,
+    /// With `media_path: connected`: the echo's interarrival jitter, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_jitter_ms: Option<u32>,
 }
 
 /// Most sizes one `video_sizes` may carry (a client with more videos sends several).
@@ -892,6 +903,22 @@ impl From<&rooms::Queue> for QueueView {
                         },
                         up_kbps: match p.media {
                             Some(rooms::MediaPath::Connected { up_kbps, .. }) => up_kbps,
+                            _ => None,
+                        },
+                        down_kbps: match p.media {
+                            Some(rooms::MediaPath::Connected { down_kbps, .. }) => down_kbps,
+                            _ => None,
+                        },
+                        down_loss_permille: match p.media {
+                            Some(rooms::MediaPath::Connected {
+                                down_loss_permille, ..
+                            }) => down_loss_permille,
+                            _ => None,
+                        },
+                        down_jitter_ms: match p.media {
+                            Some(rooms::MediaPath::Connected { down_jitter_ms, .. }) => {
+                                down_jitter_ms
+                            }
                             _ => None,
                         },
                     }),

@@ -853,7 +853,14 @@ fn room_refusal(e: RoomError) -> Refusal {
     (code, e.to_string())
 }
 
-/// A `precall` from the wire as the room keeps it: every word checked, the round trip capped.
+/// The most a precall's times (round trips, jitter) are taken to be, in ms: a minute is no
+/// call already.
+const MAX_MS: u32 = 60_000;
+/// The most a precall's rates are taken to be, in kbit/s: 10 Gbit/s, beyond what any browser
+/// estimates or receives.
+const MAX_KBPS: u32 = 10_000_000;
+
+/// A `precall` from the wire as the room keeps it: every word checked, every figure capped.
 fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'static str> {
     let connection = rooms::ConnectionQuality::parse(&p.connection)
         .ok_or("precall.connection must be good, fair, poor or unknown")?;
@@ -880,10 +887,12 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
     let media = match p.media_path.as_deref() {
         None => None,
         Some("connected") => Some(rooms::MediaPath::Connected {
-            rtt_ms: p.media_rtt_ms.map(|ms| ms.min(60_000)),
+            rtt_ms: p.media_rtt_ms.map(|ms| ms.min(MAX_MS)),
             loss_permille: p.loss_permille.map(|l| l.min(1000)),
-            // 10 Gbit/s: beyond what any browser estimates.
-            up_kbps: p.up_kbps.map(|k| k.min(10_000_000)),
+            up_kbps: p.up_kbps.map(|k| k.min(MAX_KBPS)),
+            down_kbps: p.down_kbps.map(|k| k.min(MAX_KBPS)),
+            down_loss_permille: p.down_loss_permille.map(|l| l.min(1000)),
+            down_jitter_ms: p.down_jitter_ms.map(|ms| ms.min(MAX_MS)),
         }),
         Some("failed") => Some(rooms::MediaPath::Failed),
         Some(_) => return Err("precall.media_path must be connected or failed"),
@@ -892,10 +901,72 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
         camera: p.camera,
         microphone: p.microphone,
         connection,
-        rtt_ms: p.rtt_ms.map(|ms| ms.min(60_000)),
+        rtt_ms: p.rtt_ms.map(|ms| ms.min(MAX_MS)),
         camera_state,
         microphone_state,
         speaker,
         media,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(v: serde_json::Value) -> super::super::protocol::Precall {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn precall_figures_are_kept_within_their_limits() {
+        let p = precall_report(wire(serde_json::json!({
+            "camera": true, "microphone": true, "connection": "fair",
+            "rtt_ms": 4_000_000, "media_path": "connected", "media_rtt_ms": 70_000,
+            "loss_permille": 1001, "up_kbps": u32::MAX, "down_kbps": 10_000_001,
+            "down_loss_permille": 5000, "down_jitter_ms": 60_001,
+        })))
+        .unwrap();
+        assert_eq!(p.rtt_ms, Some(MAX_MS));
+        assert_eq!(
+            p.media,
+            Some(rooms::MediaPath::Connected {
+                rtt_ms: Some(MAX_MS),
+                loss_permille: Some(1000),
+                up_kbps: Some(MAX_KBPS),
+                down_kbps: Some(MAX_KBPS),
+                down_loss_permille: Some(1000),
+                down_jitter_ms: Some(MAX_MS),
+            })
+        );
+        // Within the limits, as sent; each figure optional.
+        let p = precall_report(wire(serde_json::json!({
+            "camera": true, "microphone": true, "connection": "good",
+            "media_path": "connected", "down_kbps": 820, "down_loss_permille": 3,
+        })))
+        .unwrap();
+        assert_eq!(
+            p.media,
+            Some(rooms::MediaPath::Connected {
+                rtt_ms: None,
+                loss_permille: None,
+                up_kbps: None,
+                down_kbps: Some(820),
+                down_loss_permille: Some(3),
+                down_jitter_ms: None,
+            })
+        );
+        // A failed path carries no figures, whatever is sent with it.
+        let p = precall_report(wire(serde_json::json!({
+            "camera": true, "microphone": true, "connection": "poor",
+            "media_path": "failed", "down_kbps": 820,
+        })))
+        .unwrap();
+        assert_eq!(p.media, Some(rooms::MediaPath::Failed));
+        // A figure that is no count is refused as the message is parsed (`bad_message`).
+        let negative = serde_json::from_value::<super::super::protocol::Precall>(
+            serde_json::json!({"camera": true, "microphone": true, "connection": "good",
+                "media_path": "connected", "down_kbps": -1}),
+        );
+        assert!(negative.is_err());
+    }
 }

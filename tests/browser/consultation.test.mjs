@@ -1715,13 +1715,20 @@ async function main() {
       assert.deepEqual(await items.locator(".queue-name").allTextContents(), ["Chen Jie", "Zhou Min"], "longest waiting first");
       for (const text of await items.locator(".queue-waited").allTextContents()) assert.match(text, /^Waiting (less than a minute|\d+ min)/);
       for (const text of await items.locator(".queue-precall").allTextContents()) {
-        assert.match(text, /camera OK.*microphone OK.*connection (good|fair|poor): \d+ ms, \d+\.\d % lost, upload \d+(\.\d)? (k|M)bit\/s/);
+        assert.match(
+          text,
+          /camera OK.*microphone OK.*connection (good|fair|poor): \d+ ms · upload \d+(\.\d)? (k|M)bit\/s, \d+\.\d % lost · download at least \d+(\.\d)? (k|M)bit\/s, \d+\.\d % lost, jitter \d+ ms/,
+        );
       }
       // The person waiting reads the same check in plain words, with advice.
       for (const page of [w.patient1, w.patient2]) {
         const network = page.locator('#waiting-network[data-path="connected"]');
         await network.waitFor({ timeout: EVENT_TIMEOUT });
-        assert.match((await network.locator(".net-figures").textContent()) ?? "", /^Round trip \d+ ms · loss \d+\.\d % · upload \d+(\.\d)? (k|M)bit\/s$/);
+        assert.match(
+          (await network.locator(".net-figures").textContent()) ?? "",
+          /^Round trip \d+ ms · upload \d+(\.\d)? (k|M)bit\/s, loss \d+\.\d % · download at least \d+(\.\d)? (k|M)bit\/s, loss \d+\.\d %$/,
+        );
+        assert.match((await network.getAttribute("data-down-quality")) ?? "", /^(good|fair|poor)$/, "the download was judged");
         assert.match((await network.locator(".net-advice").textContent()) ?? "", /^Your connection is (good for video|fair|weak)/);
       }
       assert.equal(await items.locator(".badge-sent-back:visible").count(), 0, "nobody was sent back yet");

@@ -468,11 +468,28 @@ export async function workflowScenario(h, engine) {
       await waitForPlace(first, lang.doctor, 1, 2);
       assert.equal(await first.count("#tiles .tile"), 0, "nothing of the room while waiting");
       // Each runs the network check over the media path while waiting (a peer connection of
-      // its own to the server, forwarded to nobody) and reads its figures and advice.
+      // its own to the server, forwarded to nobody but back to itself) and reads its figures,
+      // both directions, and advice.
       for (const [p, l] of /** @type {const} */ ([[first, lang.doctor], [second, lang.specialist]])) {
         await p.waitForSelector('#waiting-network[data-path="connected"]', timeout);
         const figures = (await p.text("#waiting-network .net-figures")) ?? "";
-        assert.match(figures, l === "zh-CN" ? /^往返 \d+ 毫秒 · 丢包 \d+\.\d% · 上行 (至少 )?\d+(\.\d)? (k|M)bit\/s$/ : /^Round trip \d+ ms · loss \d+\.\d % · upload (at least )?\d+(\.\d)? (k|M)bit\/s$/);
+        assert.match(
+          figures,
+          l === "zh-CN"
+            ? /^往返 \d+ 毫秒 · 上行 (至少 )?\d+(\.\d)? (k|M)bit\/s，丢包 \d+\.\d% · 下行 至少 \d+(\.\d)? (k|M)bit\/s，丢包 \d+\.\d%$/
+            : /^Round trip \d+ ms · upload (at least )?\d+(\.\d)? (k|M)bit\/s, loss \d+\.\d % · download at least \d+(\.\d)? (k|M)bit\/s, loss \d+\.\d %$/,
+        );
+        // The echo came back: the download was measured and judged, and the overall word is
+        // the weaker direction's.
+        const judged = await p.evaluate(() => {
+          const n = /** @type {HTMLElement} */ (document.querySelector("#waiting-network"));
+          return { all: n.dataset.quality, up: n.dataset.upQuality, down: n.dataset.downQuality };
+        });
+        const rank = ["good", "fair", "poor"];
+        assert.ok(rank.includes(judged.down ?? ""), `the download judged: ${JSON.stringify(judged)}`);
+        assert.equal(judged.all, rank[Math.max(rank.indexOf(judged.up ?? ""), rank.indexOf(judged.down ?? ""))], JSON.stringify(judged));
+        const downKbps = Number(/(?:download at least|下行 至少) (\d+(?:\.\d)?) (k|M)bit/.exec(figures)?.[1]);
+        assert.ok(downKbps > 0, `something came back down: ${figures}`);
         assert.ok(((await p.text("#waiting-network .net-advice")) ?? "").length > 0, "advice in words");
       }
       // The console shows both codes used.
@@ -495,8 +512,8 @@ export async function workflowScenario(h, engine) {
       await doctor.waitForState("in-room");
       await doctor.click('.tab[data-tab="queue-panel"]');
       await doctor.waitFor(() => document.querySelectorAll("#queue-panel .queue-item").length === 2, undefined, timeout);
-      // The clinician sees each one's network check with its figures.
-      await doctor.waitFor(() => document.querySelectorAll('#queue-panel .queue-precall[data-media-path="connected"]').length === 2, undefined, timeout);
+      // The clinician sees each one's network check with its figures, the download's included.
+      await doctor.waitFor(() => document.querySelectorAll('#queue-panel .queue-precall[data-media-path="connected"][data-down-kbps][data-down-loss-permille]').length === 2, undefined, timeout);
       await doctor.click("#queue-panel .queue-admit-next");
       const first = page("patient1");
       await first.waitForState("in-room");

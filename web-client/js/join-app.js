@@ -881,6 +881,9 @@ class JoinApp {
     if (path.rttMs !== undefined) measured.media_rtt_ms = path.rttMs;
     if (path.lossPermille !== undefined) measured.loss_permille = path.lossPermille;
     if (path.upKbps !== undefined) measured.up_kbps = path.upKbps;
+    if (path.downKbps !== undefined) measured.down_kbps = path.downKbps;
+    if (path.downLossPermille !== undefined) measured.down_loss_permille = path.downLossPermille;
+    if (path.downJitterMs !== undefined) measured.down_jitter_ms = path.downJitterMs;
     signaling.send({ type: "precall", ...measured });
     this.waitingView.setChecks(measured, this.observer);
   }

@@ -1,9 +1,12 @@
 // The pre-call network check over the media path (docs/protocol.md, "Network check"): while
 // someone waits to be admitted, a peer connection of its own carries their microphone and
-// camera to the server for a few seconds (the server forwards it to nobody), and the browser's
-// own WebRTC statistics say what the path gives: the round trip (ICE checks, RTCP), the loss the
-// server reports back (RTCP receiver reports) and the upload bandwidth the browser's congestion
-// control found (or, where the browser does not report it, what it managed to send).
+// camera to the server for a few seconds (the server forwards it to nobody but back to them),
+// and the browser's own WebRTC statistics say what the path gives in both directions. Up: the
+// round trip (ICE checks, RTCP), the loss the server reports back (RTCP receiver reports) and
+// the upload bandwidth the browser's congestion control found (or, where the browser does not
+// report it, what it managed to send). Down: the server's echo of the same media, offered in a
+// second offer once the first is answered, read as it arrives (inbound-rtp): its rate (a floor
+// of the download: it carries no more than went up), its loss and its jitter.
 //
 // The figures go to the clinicians with the pre-call check (join-app.js) and, in plain words,
 // to the person waiting (waiting-view.js). A check the server refuses (too many at once) or
@@ -22,7 +25,8 @@ const CONNECT_WAIT_MS = 10000;
  * bandwidth estimate to ramp up past its start and for a few RTCP reports to arrive. */
 export const MEASURE_MS = 6000;
 /** Longer, at most, while no report of the server's has arrived yet (it sends one every few
- * seconds): the loss comes only from them. Within the server's 15 s for a check. */
+ * seconds: the loss comes only from them) or the echo has not begun (it waits for a second
+ * offer and, for video, a keyframe). Within the server's 15 s for a check. */
 const REPORT_WAIT_MS = 4000;
 const SAMPLE_MS = 1000;
 
@@ -35,20 +39,56 @@ const SAMPLE_MS = 1000;
  * @property {number} [upKbps] the browser's estimate of the upload bandwidth
  * @property {number} [sentKbps] without an estimate (Firefox gives none): what was sent, a
  *   floor only (the camera asks for no more than its picture needs)
+ * @property {number} [downKbps] the rate the server's echo arrived at: a floor of the download
+ *   (the echo carries no more than was sent up)
+ * @property {number} [downLossPermille] packets of the echo lost on the way down, per thousand
+ * @property {number} [downJitterMs] the echo's interarrival jitter
  */
 
+/** @typedef {"good" | "fair" | "poor"} Quality */
+
+/** @type {Quality[]} best first */
+const QUALITIES = ["good", "fair", "poor"];
+
 /**
- * The quality words for a media path's figures (missing figures do not count against it).
+ * The quality words for a media path's figures: the weaker of the two directions (missing
+ * figures do not count against it).
  * @param {MediaPathResult} r
- * @returns {PrecallInfo["connection"]}
+ * @returns {Quality}
  */
 export function mediaPathQuality(r) {
   if (r.path === "failed") return "poor";
+  const up = upQuality(r);
+  const down = downQuality(r);
+  return down === undefined ? up : QUALITIES[Math.max(QUALITIES.indexOf(up), QUALITIES.indexOf(down))];
+}
+
+/**
+ * The upload's: round trip, loss to the server, bandwidth found.
+ * @param {MediaPathResult} r
+ * @returns {Quality}
+ */
+export function upQuality(r) {
   const rtt = r.rttMs ?? 0;
   const loss = r.lossPermille ?? 0;
   const up = r.upKbps ?? Infinity;
   if (rtt < 150 && loss < 20 && up >= 800) return "good";
   if (rtt < 400 && loss < 80 && up >= 250) return "fair";
+  return "poor";
+}
+
+/**
+ * The download's, from the echo: its loss and jitter (its rate judges nothing: it is what the
+ * camera sent up, whatever the link could carry down). Undefined when no echo was measured.
+ * @param {MediaPathResult} r
+ * @returns {Quality | undefined}
+ */
+export function downQuality(r) {
+  if (r.downLossPermille === undefined && r.downJitterMs === undefined) return undefined;
+  const loss = r.downLossPermille ?? 0;
+  const jitter = r.downJitterMs ?? 0;
+  if (loss < 20 && jitter < 30) return "good";
+  if (loss < 80 && jitter < 100) return "fair";
   return "poor";
 }
 
@@ -63,7 +103,7 @@ function rate(kbps) {
 
 /**
  * A network check's figures as message parameters; "–" where the browser gave none.
- * @param {{rtt?: number, lossPermille?: number, upKbps?: number, sentKbps?: number}} f
+ * @param {{rtt?: number, lossPermille?: number, upKbps?: number, sentKbps?: number, downKbps?: number, downLossPermille?: number, downJitterMs?: number}} f
  * @returns {Params}
  */
 export function networkFigures(f) {
@@ -73,9 +113,30 @@ export function networkFigures(f) {
   else if (f.sentKbps !== undefined) up = { key: "units.at_least", params: { rate: rate(f.sentKbps) } };
   return {
     rtt: f.rtt ?? "–",
-    loss: f.lossPermille === undefined ? "–" : (f.lossPermille / 10).toFixed(1),
+    loss: permille(f.lossPermille),
     up,
+    // What arrived of the echo is a floor: it carried what went up, not what the link holds.
+    down: f.downKbps === undefined ? "–" : { key: "units.at_least", params: { rate: rate(f.downKbps) } },
+    down_loss: permille(f.downLossPermille),
+    jitter: f.downJitterMs ?? "–",
   };
+}
+
+/**
+ * Whether a check's result has the download's figures (an echo arrived).
+ * @param {{downKbps?: number, downLossPermille?: number}} f
+ */
+export function hasDownload(f) {
+  return f.downKbps !== undefined || f.downLossPermille !== undefined;
+}
+
+/**
+ * A share per thousand as a percentage with one decimal.
+ * @param {number | undefined} v
+ * @returns {Param}
+ */
+function permille(v) {
+  return v === undefined ? "–" : (v / 10).toFixed(1);
 }
 
 /**
@@ -95,15 +156,40 @@ export class NetCheck {
   #ended = false;
   /** The server ended or refused it: nothing to tell it. */
   #serverEnded = false;
+  /** Answers to later offers, in order. @type {Promise<void>} */
+  #negotiation = Promise.resolve();
 
   /** @param {NetCheckHooks} hooks */
   constructor(hooks) {
     this.#hooks = hooks;
   }
 
-  /** `net_check_offer` arrived. @param {NetCheckOfferMessage} msg */
+  /** `net_check_offer` arrived: the first sets the check up, a later one (the server's echo of
+   * what it receives) is answered on the same connection. @param {NetCheckOfferMessage} msg */
   onOffer(msg) {
-    this.#offerWait?.(msg);
+    if (this.#offerWait) {
+      this.#offerWait(msg);
+      return;
+    }
+    const pc = this.#pc;
+    if (!pc || this.#ended) return;
+    // One at a time: the server offers again only once the outstanding offer is answered.
+    this.#negotiation = this.#negotiation.then(() => this.#answerEcho(pc, msg)).catch(() => {});
+  }
+
+  /**
+   * Answers an offer that adds the m-lines the echo comes back on: received only, never sent
+   * on (the browser's own m-lines keep what the first answer set).
+   * @param {RTCPeerConnection} pc
+   * @param {NetCheckOfferMessage} msg
+   */
+  async #answerEcho(pc, msg) {
+    if (this.#pc !== pc || this.#ended) return;
+    await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    if (this.#pc !== pc || this.#ended) return;
+    this.#hooks.send({ type: "net_check_answer", offer_id: msg.offer_id, sdp: pc.localDescription?.sdp ?? answer.sdp });
   }
 
   /** The server ended the check (`net_check_ended`) or refused it (`net_check_limited`,
@@ -124,6 +210,7 @@ export class NetCheck {
     this.#running = true;
     this.#ended = false;
     this.#serverEnded = false;
+    this.#negotiation = Promise.resolve();
     /** @type {Promise<NetCheckOfferMessage | null>} */
     const offered = new Promise((resolve) => {
       const timer = window.setTimeout(() => resolve(null), OFFER_WAIT_MS);
@@ -180,8 +267,8 @@ export class NetCheck {
 
   /**
    * Samples the statistics once a second for `MEASURE_MS` (up to `REPORT_WAIT_MS` longer while
-   * no report of the server's has come; less when the server ends the check first) and folds
-   * them into figures.
+   * no report of the server's has come, or none of the echo; less when the server ends the
+   * check first) and folds them into figures.
    * @param {RTCPeerConnection} pc
    * @returns {Promise<MediaPathResult>}
    */
@@ -190,9 +277,11 @@ export class NetCheck {
     const samples = [];
     const start = performance.now();
     const reported = () => samples.some((s) => s.packetsLost !== undefined);
+    // Two readings with the echo flowing: its rate needs an interval.
+    const echoed = () => samples.filter((s) => s.packetsReceived > 0).length >= 2;
     while (!this.#ended) {
       const elapsed = performance.now() - start;
-      if (elapsed >= MEASURE_MS + REPORT_WAIT_MS || (elapsed >= MEASURE_MS && reported())) break;
+      if (elapsed >= MEASURE_MS + REPORT_WAIT_MS || (elapsed >= MEASURE_MS && reported() && echoed())) break;
       await sleep(SAMPLE_MS);
       if (this.#ended) break;
       samples.push(sample(await pc.getStats(), performance.now()));
@@ -211,6 +300,10 @@ export class NetCheck {
  * @property {number} bytesSent all outgoing RTP streams
  * @property {number} packetsSent all outgoing RTP streams that the server reports on
  * @property {number | undefined} packetsLost as the server's reports count them
+ * @property {number} bytesReceived all incoming RTP streams (the echo)
+ * @property {number} packetsReceived all incoming RTP streams
+ * @property {number} packetsLostDown all incoming RTP streams, as the browser counts them
+ * @property {number | undefined} jitter seconds, the most of any incoming stream
  */
 
 /**
@@ -220,7 +313,19 @@ export class NetCheck {
  */
 function sample(report, at) {
   /** @type {Sample} */
-  const s = { at, pairRtt: undefined, rtcpRtt: undefined, available: undefined, bytesSent: 0, packetsSent: 0, packetsLost: undefined };
+  const s = {
+    at,
+    pairRtt: undefined,
+    rtcpRtt: undefined,
+    available: undefined,
+    bytesSent: 0,
+    packetsSent: 0,
+    packetsLost: undefined,
+    bytesReceived: 0,
+    packetsReceived: 0,
+    packetsLostDown: 0,
+    jitter: undefined,
+  };
   /** @type {Map<string, any>} */
   const byId = new Map();
   report.forEach((/** @type {any} */ stat) => byId.set(stat.id, stat));
@@ -256,6 +361,14 @@ function sample(report, at) {
       s.packetsLost = (s.packetsLost ?? 0) + Math.max(0, report.packetsLost);
     }
   }
+  for (const stat of byId.values()) {
+    if (stat.type !== "inbound-rtp") continue;
+    s.bytesReceived += stat.bytesReceived ?? 0;
+    s.packetsReceived += stat.packetsReceived ?? 0;
+    // Negative when duplicates outnumber the lost.
+    s.packetsLostDown += Math.max(0, stat.packetsLost ?? 0);
+    if (typeof stat.jitter === "number" && Number.isFinite(stat.jitter) && stat.jitter >= 0) s.jitter = Math.max(s.jitter ?? 0, stat.jitter);
+  }
   return s;
 }
 
@@ -284,6 +397,18 @@ export function summarise(samples) {
   if (available !== undefined) result.upKbps = Math.round(available / 1000);
   else if (first && last && last.at > first.at) {
     result.sentKbps = Math.round(((last.bytesSent - first.bytesSent) * 8) / (last.at - first.at));
+  }
+  // The download, from the echo once it flows (it begins a moment after the path is up).
+  const echoed = samples.filter((s) => s.packetsReceived > 0);
+  const from = echoed[0];
+  const to = echoed[echoed.length - 1];
+  if (from && to && to.at > from.at) {
+    result.downKbps = Math.round(((to.bytesReceived - from.bytesReceived) * 8) / (to.at - from.at));
+  }
+  if (to) {
+    const lost = to.packetsLostDown;
+    result.downLossPermille = Math.min(1000, Math.round((lost * 1000) / (to.packetsReceived + lost)));
+    if (to.jitter !== undefined) result.downJitterMs = Math.round(to.jitter * 1000);
   }
   return result;
 }

@@ -194,6 +194,10 @@ export const PROTOCOL_VERSION = 1;
  * @property {number} [media_rtt_ms] round trip on the media path
  * @property {number} [loss_permille] packets lost on the way to the server, per thousand
  * @property {number} [up_kbps] upload bandwidth found, kbit/s
+ * @property {number} [down_kbps] the rate the server's echo arrived at, kbit/s (a floor of the
+ *   download bandwidth)
+ * @property {number} [down_loss_permille] packets of the echo lost on the way down, per thousand
+ * @property {number} [down_jitter_ms] the echo's interarrival jitter
  */
 
 /**

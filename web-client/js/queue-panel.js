@@ -8,7 +8,8 @@
 // DOM contract (tests/browser relies on it): the tab `.tab[data-tab="queue-panel"]` with
 // `#queue-count`; in #queue-panel, `.queue-item[data-participant-id]` (with `data-sent-back`,
 // `.queue-waited`, `.queue-precall[data-connection]` (and `[data-media-path]` once the network
-// check over the media path reported), buttons `data-action="admit"` and
+// check over the media path reported, with `[data-down-kbps]` and `[data-down-loss-permille]`
+// when it measured the download), buttons `data-action="admit"` and
 // `data-action="decline"`), `.queue-admit-next`, `.queue-lock` (aria-pressed), the message form
 // `.queue-message-form`; the dialog #reason-dialog.
 //
@@ -16,7 +17,7 @@
 
 import { el, must, roleParam, userText } from "./dom.js";
 import { clearText, tr, trAttr } from "./i18n.js";
-import { networkFigures } from "./net-check.js";
+import { hasDownload, networkFigures } from "./net-check.js";
 
 /** @typedef {import("./protocol.js").QueueInfo} QueueInfo */
 /** @typedef {import("./protocol.js").WaiterInfo} WaiterInfo */
@@ -388,6 +389,10 @@ export class QueuePanel {
     node.dataset.connection = p.connection;
     if (p.media_path) node.dataset.mediaPath = p.media_path;
     else delete node.dataset.mediaPath;
+    if (p.down_kbps !== undefined) node.dataset.downKbps = String(p.down_kbps);
+    else delete node.dataset.downKbps;
+    if (p.down_loss_permille !== undefined) node.dataset.downLossPermille = String(p.down_loss_permille);
+    else delete node.dataset.downLossPermille;
     node.dataset.camera = String(p.camera);
     node.dataset.microphone = String(p.microphone);
     const bad = p.connection === "poor";
@@ -432,9 +437,18 @@ function connectionWords(p) {
   if (p.connection === "unknown") return { key: "queue.precall.connection_unknown" };
   const quality = { key: /** @type {MessageKey} */ (`queue.precall.quality.${p.connection}`) };
   if (p.media_path === "connected") {
+    const figures = {
+      rtt: p.media_rtt_ms,
+      lossPermille: p.loss_permille,
+      upKbps: p.up_kbps,
+      downKbps: p.down_kbps,
+      downLossPermille: p.down_loss_permille,
+      downJitterMs: p.down_jitter_ms,
+    };
     return {
-      key: "queue.precall.media_path",
-      params: { quality, ...networkFigures({ rtt: p.media_rtt_ms, lossPermille: p.loss_permille, upKbps: p.up_kbps }) },
+      // Older clients measured the upload only.
+      key: hasDownload(figures) ? "queue.precall.media_path_both" : "queue.precall.media_path",
+      params: { quality, ...networkFigures(figures) },
     };
   }
   if (p.rtt_ms === undefined) return { key: "queue.precall.connection", params: { quality } };

@@ -7,14 +7,15 @@
 //
 // DOM contract (tests/browser relies on it): #waiting-screen, #waiting-position (an aria-live
 // region), #waiting-estimate, #waiting-message-text, #waiting-reason, #waiting-leave; the
-// network check's #waiting-network (`data-path` connected | failed, `data-quality`, and while
-// it runs `data-checking`).
+// network check's #waiting-network (`data-path` connected | failed, `data-quality` (the weaker
+// direction's), `data-up-quality` and, when the download was measured, `data-down-quality`, and
+// while it runs `data-checking`).
 //
 // The view only renders what it is told; the app owns the socket and the camera.
 
 import { must, userText } from "./dom.js";
 import { clearText, t, tr } from "./i18n.js";
-import { mediaPathQuality, networkFigures } from "./net-check.js";
+import { downQuality, hasDownload, mediaPathQuality, networkFigures, upQuality } from "./net-check.js";
 
 /** @typedef {import("./protocol.js").WaitingMessage} WaitingMessage */
 /** @typedef {import("./protocol.js").PrecallInfo} PrecallInfo */
@@ -29,6 +30,12 @@ const ADVICE = {
   fair: "waiting.network.advice_fair",
   poor: "waiting.network.advice_poor",
   unknown: "waiting.network.advice_fair",
+};
+
+/** The advice when the download is the weaker direction. @type {Record<"fair" | "poor", MessageKey>} */
+const DOWN_ADVICE = {
+  fair: "waiting.network.advice_fair_down",
+  poor: "waiting.network.advice_poor_down",
 };
 
 
@@ -198,6 +205,8 @@ export class WaitingView {
     delete network.dataset.checking;
     delete network.dataset.path;
     delete network.dataset.quality;
+    delete network.dataset.upQuality;
+    delete network.dataset.downQuality;
     if (result === undefined) {
       network.hidden = true;
       return;
@@ -216,9 +225,22 @@ export class WaitingView {
       return;
     }
     const quality = mediaPathQuality(result);
+    const up = upQuality(result);
+    const down = downQuality(result);
     network.dataset.quality = quality;
-    tr(figures, "waiting.network.figures", networkFigures({ rtt: result.rttMs, lossPermille: result.lossPermille, upKbps: result.upKbps, sentKbps: result.sentKbps }));
-    tr(advice, ADVICE[quality]);
+    network.dataset.upQuality = up;
+    if (down) network.dataset.downQuality = down;
+    tr(figures, hasDownload(result) ? "waiting.network.figures_both" : "waiting.network.figures", networkFigures({
+        rtt: result.rttMs,
+        lossPermille: result.lossPermille,
+        upKbps: result.upKbps,
+        sentKbps: result.sentKbps,
+        downKbps: result.downKbps,
+        downLossPermille: result.downLossPermille,
+      }));
+    // Where only the download holds it back, the advice says what suffers: the picture they
+    // receive, not the one they send.
+    tr(advice, down && quality !== "good" && down === quality && up !== quality ? DOWN_ADVICE[quality] : ADVICE[quality]);
   }
 
   /** @param {boolean} on the link dropped and the page is joining the queue again */
