@@ -55,7 +55,10 @@ struct TcpPeer {
     id: String,
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _signaling: Arc<SignalingClient>,
+    signaling: Arc<SignalingClient>,
+    /// A new network: the peer drops its TCP connection, connects to this address from a
+    /// new one, and asks for an ICE restart.
+    path: mpsc::Sender<SocketAddr>,
 }
 
 impl TcpPeer {
@@ -76,19 +79,28 @@ impl TcpPeer {
             }
         });
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let (path, path_changes) = mpsc::channel(1);
         let task = tokio::spawn(run_tcp_peer(
             signaling.clone(),
             offers,
             tcp,
             marker,
             seen.clone(),
+            path_changes,
         ));
         Self {
             id,
             seen,
             task,
-            _signaling: signaling,
+            signaling,
+            path,
         }
+    }
+
+    /// The network changes (Wi-Fi to 4G): the old connection is gone, a new one is made to
+    /// `server`, and the peer asks for an ICE restart over signaling.
+    async fn change_path(&self, server: SocketAddr) {
+        self.path.send(server).await.expect("the TCP peer runs");
     }
 
     async fn wait(&self, what: &str, timeout: Duration, done: impl Fn(&Seen) -> bool) {
@@ -113,7 +125,9 @@ async fn run_tcp_peer(
     server: SocketAddr,
     marker: u8,
     seen: Arc<Mutex<Seen>>,
+    mut path_changes: mpsc::Receiver<SocketAddr>,
 ) -> anyhow::Result<()> {
+    let mut server = server;
     let mut rtc = RtcConfig::new()
         .set_crypto_provider(huizhen::sfu::crypto_provider())
         .set_rtp_mode(true)
@@ -123,31 +137,14 @@ async fn run_tcp_peer(
         .build(Instant::now());
     // The first offer, then the connection: the first frame must come within the deadline.
     let first = offers.recv().await.expect("an offer");
-    let stream = TcpStream::connect(server).await?;
-    stream.set_nodelay(true)?;
-    let local = stream.local_addr()?;
-    // The only candidate: TCP (active: it connects, the server listens).
-    rtc.add_local_candidate(
-        Candidate::builder()
-            .tcp()
-            .host(local)
-            .tcptype(TcpType::Active)
-            .build()?,
-    );
-    let (mut read, mut write) = stream.into_split();
     let (frames_tx, mut frames) = mpsc::channel::<Vec<u8>>(256);
-    tokio::spawn(async move {
-        loop {
-            let mut len = [0u8; 2];
-            if read.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let mut data = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            if read.read_exact(&mut data).await.is_err() || frames_tx.send(data).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (mut local, write, reader) = connect_tcp(&mut rtc, server, frames_tx.clone()).await?;
+    // The current connection's writing half and reading task; none between networks.
+    let (mut write, mut reader) = (Some(write), Some(reader));
+    // Where the peer goes once its ICE restart is offered (see `TcpPeer::change_path`), and
+    // the server's ICE ufrag in the latest offer (a restart changes it).
+    let mut moving_to: Option<SocketAddr> = None;
+    let mut ufrag = String::new();
     let mut audio: Option<(Mid, Pt)> = None;
     let mut pending_offer = Some(first);
     let mut next_audio = Instant::now();
@@ -163,6 +160,17 @@ async fn run_tcp_peer(
             signaling
                 .send_json(&json!({"type": "answer", "offer_id": offer["offer_id"], "sdp": answer.to_sdp_string()}))
                 .await?;
+            // The restart's offer (new credentials, not an earlier renegotiation still on its
+            // way) is answered: on the new network, a new connection from a new address (a new
+            // local candidate beside the old, which str0m keeps).
+            let offered = ice_ufrag(sdp);
+            let restarted = offered != ufrag;
+            ufrag = offered;
+            if restarted && let Some(to) = moving_to.take() {
+                server = to;
+                let (l, w, r) = connect_tcp(&mut rtc, server, frames_tx.clone()).await?;
+                (local, write, reader) = (l, Some(w), Some(r));
+            }
             if audio.is_none() {
                 audio = sending_audio(&rtc, sdp);
             }
@@ -175,12 +183,28 @@ async fn run_tcp_peer(
         };
         tokio::select! {
             offer = offers.recv() => pending_offer = offer,
-            frame = frames.recv() => {
-                let Some(frame) = frame else {
-                    anyhow::bail!("the server closed the TCP connection");
-                };
+            Some(to) = path_changes.recv() => {
+                // The old network is gone, its connection with it; the restart is asked for.
+                // The new connection waits for the restart's offer, as a browser gathers its
+                // candidates for the new credentials: its first STUN request then carries
+                // them, which route it to the worker (one with the retired credentials names
+                // no transport, and the server closes it).
+                if let Some(r) = reader.take() {
+                    r.abort();
+                }
+                if let Some(mut w) = write.take() {
+                    let _ = w.shutdown().await;
+                }
+                moving_to = Some(to);
+                signaling.send_json(&json!({"type": "ice_restart"})).await?;
+            }
+            Some(frame) = frames.recv() => {
                 let rx = Receive::new(Protocol::Tcp, server, local, &frame)?;
                 rtc.handle_input(Input::Receive(Instant::now(), rx))?;
+            }
+            // The current connection's reader ended: the server closed it.
+            _ = async { reader.as_mut().expect("checked").await }, if reader.is_some() => {
+                anyhow::bail!("the server closed the TCP connection")
             }
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
@@ -215,9 +239,15 @@ async fn run_tcp_peer(
                         seen.lock().unwrap().sent_over_udp += 1;
                         continue;
                     }
+                    // Each TCP candidate has its own connection: what is sent from the old one
+                    // (a check str0m retransmits with the retired credentials) is lost with
+                    // it, as is everything between networks.
+                    let Some(w) = write.as_mut().filter(|_| t.source == local) else {
+                        continue;
+                    };
                     let len = u16::try_from(t.contents.len())?.to_be_bytes();
-                    write.write_all(&len).await?;
-                    write.write_all(&t.contents).await?;
+                    w.write_all(&len).await?;
+                    w.write_all(&t.contents).await?;
                 }
                 Output::Event(Event::Connected) => seen.lock().unwrap().connected = true,
                 Output::Event(Event::RtpPacket(p)) => {
@@ -229,6 +259,54 @@ async fn run_tcp_peer(
             }
         }
     }
+}
+
+/// The ICE ufrag an SDP names.
+fn ice_ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// A TCP connection to `server` from a fresh local port, offered as the peer's active TCP
+/// candidate; its frames go to `frames`. Returns the local address, the writing half and the
+/// reading task.
+async fn connect_tcp(
+    rtc: &mut Rtc,
+    server: SocketAddr,
+    frames: mpsc::Sender<Vec<u8>>,
+) -> anyhow::Result<(
+    SocketAddr,
+    tokio::net::tcp::OwnedWriteHalf,
+    tokio::task::JoinHandle<()>,
+)> {
+    let stream = TcpStream::connect(server).await?;
+    stream.set_nodelay(true)?;
+    let local = stream.local_addr()?;
+    // TCP only (active: it connects, the server listens).
+    rtc.add_local_candidate(
+        Candidate::builder()
+            .tcp()
+            .host(local)
+            .tcptype(TcpType::Active)
+            .build()?,
+    );
+    let (mut read, write) = stream.into_split();
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut len = [0u8; 2];
+            if read.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut data = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if read.read_exact(&mut data).await.is_err() || frames.send(data).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((local, write, reader))
 }
 
 /// The m-line this peer sends its audio on, after answering `sdp`, and Opus's payload type.
@@ -552,4 +630,93 @@ async fn a_tcp_participant_rides_out_loss_and_a_stall_of_its_path() {
     assert_eq!(t.routed.load(Ordering::Relaxed), 1);
     assert_eq!(t.open.load(Ordering::Relaxed), 1);
     assert!(!patient.task.is_finished());
+}
+
+/// A participant that may use only TCP changes network mid-call (Wi-Fi to 4G): its connection
+/// is gone, a new one comes from a new address, and an ICE restart over signaling brings the
+/// media back on the same peer connection, as the same participant, without a rejoin. The
+/// listener routes the new connection by the restart's new credentials (they name the worker);
+/// the doctor sees the patient reconnecting, then connected, never leaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_participant_changes_network_and_ice_restarts_over_a_new_connection() {
+    let s = TestServer::start().await;
+    let room = s.create_room("ICE-TCP, moving").await;
+    let doctor = TestPeer::join(JoinOptions {
+        ws_url: s.ws_url.clone(),
+        token: s.invite(&room, "doctor").await,
+        name: "Dr. Wang".into(),
+        publish_audio: true,
+        publish_video: true,
+        marker: 0xA1,
+        h264: false,
+    })
+    .await
+    .unwrap();
+    doctor.wait_connected(CONNECT).await.unwrap();
+    doctor.start_media();
+    let token = s.invite(&room, "patient").await;
+    let patient = TcpPeer::join(&s, &token, 0xB2, tcp_addr(&s)).await;
+    let from_doctor = |seen: &Seen| seen.by_marker.get(&0xA1).copied().unwrap_or(0);
+    patient
+        .wait("the doctor's media over TCP", MEDIA, |seen| {
+            from_doctor(seen) >= 2 * ENOUGH
+        })
+        .await;
+    doctor
+        .wait_received(&patient.id, "audio", ENOUGH, MEDIA)
+        .await
+        .unwrap();
+
+    let received_before = from_doctor(&patient.seen.lock().unwrap());
+    let sent_before = doctor.received(&patient.id, "audio").packets;
+    let id = patient.id.clone();
+    let about = |connection: &'static str| {
+        let id = id.clone();
+        move |m: &Value| {
+            m["participant"]["id"] == id.as_str() && m["participant"]["connection"] == connection
+        }
+    };
+    patient.change_path(tcp_addr(&s)).await;
+
+    doctor
+        .next_event_where("participant_updated", T, about("reconnecting"))
+        .await
+        .expect("the doctor is told the patient is reconnecting");
+    doctor
+        .next_event_where("participant_updated", CONNECT, about("connected"))
+        .await
+        .expect("the doctor is told the patient is connected again");
+    // Media both ways again, over the new connection.
+    patient
+        .wait("the doctor's media after the restart", MEDIA, |seen| {
+            from_doctor(seen) >= received_before + 2 * ENOUGH
+        })
+        .await;
+    doctor
+        .wait_received(&patient.id, "audio", sent_before + ENOUGH, MEDIA)
+        .await
+        .unwrap();
+    let t = tcp_stats(&s);
+    assert_eq!(
+        t.routed.load(Ordering::Relaxed),
+        2,
+        "the new connection was routed"
+    );
+    assert_eq!(t.open.load(Ordering::Relaxed), 1, "the old one is closed");
+    assert_eq!(patient.seen.lock().unwrap().sent_over_udp, 0);
+
+    // The same participant in the same call: one `joined`, no error, nobody told of a leave.
+    let history = patient.signaling.history();
+    let count = |kind: &str| history.iter().filter(|m| m["type"] == kind).count();
+    assert_eq!(count("joined"), 1);
+    assert_eq!(count("error"), 0, "{history:?}");
+    assert_eq!(
+        doctor
+            .history()
+            .iter()
+            .filter(|m| m["type"] == "participant_left")
+            .count(),
+        0
+    );
+    s.stop().await;
 }

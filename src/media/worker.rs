@@ -36,7 +36,7 @@ use super::recv::RecvBatch;
 use super::send::{SEND_BATCH, SendBatch};
 use super::tcp::{self, CloseReason, Inbound, TcpConns, TcpLimits, TcpStats};
 use super::{MediaError, QUEUE_CAPACITY, WorkerHandle, WorkerMsg};
-use crate::sfu::{Contained, LocalAddrs, Recovery, Sfu, SfuStats};
+use crate::sfu::{Contained, LocalAddrs, Recovery, Routed, Sfu, SfuStats};
 
 /// Wake at least this often even with no timer due.
 const MAX_IDLE: Duration = Duration::from_millis(500);
@@ -363,11 +363,18 @@ impl Worker {
                 // gone, or this is a stranger's connection (its first frame named no
                 // transport of ours, or failed the STUN integrity check).
                 // A frame whose handling panicked keeps its connection: if its transport was
-                // dropped, the next frame finds nobody and closes it.
-                let taken = self
+                // dropped, the next frame finds nobody and closes it. An early ICE check (see
+                // `Routed::Early`) keeps it too, a few times: the peer checks again once its
+                // answer is applied.
+                let routed = self
                     .sfu
                     .contained(|sfu| sfu.handle_receive_tcp(now, peer, &data));
-                if self.contain(taken) == Some(false) {
+                let close = match self.contain(routed) {
+                    Some(Routed::Nobody) => true,
+                    Some(Routed::Early) => self.tcp.early_check(peer),
+                    Some(Routed::Taken) | None => false,
+                };
+                if close {
                     self.tcp.close(peer, CloseReason::Unrouted);
                     let done = self.sfu.contained(|sfu| sfu.tcp_closed(peer));
                     self.contain(done);

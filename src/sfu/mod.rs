@@ -102,6 +102,20 @@ pub struct TransportOptions {
     pub echo: bool,
 }
 
+/// Where a datagram or an ICE-TCP frame went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// A transport took it.
+    Taken,
+    /// An ICE check naming a live transport by our ufrag that it does not accept yet (the
+    /// peer's new credentials after an ICE restart are still on their way through
+    /// signaling): dropped; the peer checks again.
+    Early,
+    /// It belongs to nobody: the transport is gone, or it is not ICE, DTLS or SRTP for one of
+    /// ours.
+    Nobody,
+}
+
 /// How one subscriber shows one video: `mid` is the subscriber's m-line carrying it, the size
 /// is in device pixels (0 × 0: not shown).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -659,11 +673,11 @@ impl Sfu {
         self.receive(now, Protocol::Udp, source, data);
     }
 
-    /// One RFC 4571 frame from the ICE-TCP connection whose remote end is `source`. True if a
-    /// transport took it; false if it belongs to nobody (the transport is gone, or the frame
-    /// is not ICE, DTLS or SRTP for one of ours), and the connection should be closed: a TCP
-    /// connection carries one peer connection for its whole life.
-    pub fn handle_receive_tcp(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
+    /// One RFC 4571 frame from the ICE-TCP connection whose remote end is `source`, and where
+    /// it went (see [`Routed`]): a connection whose frame belongs to nobody is to be closed (a
+    /// TCP connection carries one peer connection for its whole life); one whose ICE check
+    /// came early is kept, for its next check.
+    pub fn handle_receive_tcp(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> Routed {
         self.receive(now, Protocol::Tcp, source, data)
     }
 
@@ -675,7 +689,13 @@ impl Sfu {
         self.scope = Scope::Clean;
     }
 
-    fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
+    fn receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Routed {
         // Until an owner is found, routing only reads (a stranger's datagram that makes a
         // parser panic costs nothing but itself).
         self.scope = Scope::Clean;
@@ -686,32 +706,37 @@ impl Sfu {
                 Some(a) => a,
                 None => {
                     self.stats.datagrams_unrouted += 1;
-                    return false;
+                    return Routed::Nobody;
                 }
             },
         };
         let Ok(receive) = Receive::new(proto, source, local, data) else {
             self.stats.datagrams_unrouted += 1;
-            return false;
+            return Routed::Nobody;
         };
         let input = Input::Receive(now, receive);
         let by_addr = match proto {
             Protocol::Udp => &mut self.by_addr,
             _ => &mut self.by_tcp_addr,
         };
+        let mut early = false;
         let owner = match by_addr.get(&source) {
             Some(key) => Some(*key),
             // An address not seen yet: a peer's first datagram there is always an ICE check
             // (STUN) naming our ufrag. Anything else from an unknown address belongs to nobody.
             None => {
-                let found = stun::local_ufrag(data)
-                    .and_then(|ufrag| self.by_ufrag.get(ufrag).copied())
-                    .filter(|key| {
-                        self.transports
-                            .get(*key)
-                            .and_then(Transport::rtc)
-                            .is_some_and(|rtc| rtc.accepts(&input))
-                    });
+                let named =
+                    stun::local_ufrag(data).and_then(|ufrag| self.by_ufrag.get(ufrag).copied());
+                let found = named.filter(|key| {
+                    self.transports
+                        .get(*key)
+                        .and_then(Transport::rtc)
+                        .is_some_and(|rtc| rtc.accepts(&input))
+                });
+                // Our live ufrag, but a check the transport does not accept yet: after an ICE
+                // restart the peer's checks go straight to the worker while its answer (with
+                // its new credentials) still travels through signaling and the room.
+                early = named.is_some() && found.is_none();
                 if let Some(key) = found {
                     self.scope = Scope::Transport(key);
                     by_addr.insert(source, key);
@@ -721,16 +746,16 @@ impl Sfu {
         };
         let Some(key) = owner else {
             self.stats.datagrams_unrouted += 1;
-            return false;
+            return if early { Routed::Early } else { Routed::Nobody };
         };
         self.scope = Scope::Transport(key);
         let Some(t) = self.transports.get_mut(key) else {
             self.scope = Scope::Clean;
-            return false;
+            return Routed::Nobody;
         };
         let Some(rtc) = t.rtc_mut() else {
             self.scope = Scope::Clean;
-            return false;
+            return Routed::Nobody;
         };
         if let Err(e) = rtc.handle_input(input) {
             tracing::debug!(participant = %t.id, error = %e, "peer input rejected");
@@ -741,7 +766,7 @@ impl Sfu {
         // subscriber one poll.
         self.poll_one(now, key);
         self.scope = Scope::Clean;
-        true
+        Routed::Taken
     }
 
     /// Advances every transport whose deadline has come.

@@ -1312,15 +1312,21 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
 
     // Not STUN, from a connection nobody owns; and STUN naming no transport.
     let stranger: SocketAddr = "192.0.2.9:50000".parse().unwrap();
-    assert!(!sfu.handle_receive_tcp(now, stranger, &[0x80, 0, 0, 1]));
+    assert_eq!(
+        sfu.handle_receive_tcp(now, stranger, &[0x80, 0, 0, 1]),
+        Routed::Nobody
+    );
     let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xA4, 0x42];
     stun.extend_from_slice(&[7; 12]);
     stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
     stun.extend_from_slice(b"07xx:pp\0");
-    assert!(!sfu.handle_receive_tcp(now, stranger, &stun));
+    assert_eq!(sfu.handle_receive_tcp(now, stranger, &stun), Routed::Nobody);
     // A server without ICE-TCP refuses every TCP frame.
     let mut udp_only = Sfu::new(&[SERVER.parse().unwrap()], now);
-    assert!(!udp_only.handle_receive_tcp(now, stranger, &stun));
+    assert_eq!(
+        udp_only.handle_receive_tcp(now, stranger, &stun),
+        Routed::Nobody
+    );
 }
 
 /// The mid of `from`'s shared screen in `rx`'s latest offer.

@@ -54,7 +54,14 @@ struct Conn {
     id: u64,
     out: mpsc::Sender<Vec<u8>>,
     reader: AbortHandle,
+    /// ICE checks on it that named a live transport which did not accept them yet.
+    early: u8,
 }
+
+/// Early ICE checks (`sfu::Routed::Early`) a connection may send before one is accepted: a
+/// peer retransmits its check every few hundred milliseconds while its answer is applied, so
+/// a few cover that, and a stranger repeating a known ufrag cannot hold a connection long.
+pub(crate) const MAX_EARLY_CHECKS: u8 = 8;
 
 pub(crate) struct TcpConns {
     by_peer: HashMap<SocketAddr, Conn>,
@@ -130,7 +137,15 @@ impl TcpConns {
             self.idle_timeout,
             slot,
         ));
-        self.by_peer.insert(peer, Conn { id, out, reader });
+        self.by_peer.insert(
+            peer,
+            Conn {
+                id,
+                out,
+                reader,
+                early: 0,
+            },
+        );
         Some(Inbound::Frame {
             peer,
             id,
@@ -180,6 +195,18 @@ impl TcpConns {
             Some(conn) => {
                 conn.reader.abort();
                 true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts an early ICE check on `peer`'s connection; true once there were more than
+    /// [`MAX_EARLY_CHECKS`] (the connection is then to be closed as unrouted).
+    pub fn early_check(&mut self, peer: SocketAddr) -> bool {
+        match self.by_peer.get_mut(&peer) {
+            Some(conn) => {
+                conn.early = conn.early.saturating_add(1);
+                conn.early > MAX_EARLY_CHECKS
             }
             None => false,
         }
