@@ -18,6 +18,8 @@
 #    health centre with a doctor, a county hospital with a cardiology specialist and its own
 #    administrator, a pharmacist, a supervisor, the network's administrator), starts the
 #    server, waits for /healthz, runs tests/browser/consultation.test.mjs, stops the server.
+#    (Its TURN scenario, tests/browser/turn-scenario.mjs, starts and stops a coturn and a second
+#    server of its own in the same namespace: it is told the binary and the veth addresses.)
 #
 # Screenshots and the server log land in test-output/browser/. The last line printed is
 # "N passed, N failed"; the exit status is 0 only when everything passed.
@@ -171,6 +173,8 @@ EOF
     HUIZHEN_ADMIN=netadmin HUIZHEN_INSTITUTION_ADMIN=countyadmin \
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" FIREFOX="$FIREFOX" \
     HUIZHEN_FIREFOX_UNAVAILABLE="$FIREFOX_UNAVAILABLE" \
+    HUIZHEN_TEST_SERVER_BIN="$SERVER" HUIZHEN_TEST_MEDIA_ADDR="$MEDIA_ADDR" \
+    HUIZHEN_TEST_TURN_ADDR="$MEDIA_PEER" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"
   status=${PIPESTATUS[0]}
   set -e
