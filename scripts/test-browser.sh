@@ -3,8 +3,8 @@
 #
 #   scripts/test-browser.sh SERVER_BINARY      e.g. scripts/test-browser.sh target/debug/huizhen
 #
-# 1. installs Debian's Chromium and Firefox ESR if /usr/bin/chromium or /usr/bin/firefox-esr is
-#    missing (apt; no browser downloads),
+# 1. installs Debian's Chromium, Firefox ESR and coturn if /usr/bin/chromium, /usr/bin/firefox-esr
+#    or /usr/bin/turnserver is missing (apt; no browser downloads),
 # 2. runs `npm ci` in tests/browser unless node_modules already matches package-lock.json
 #    (playwright-core drives Chromium, puppeteer-core drives Firefox over WebDriver BiDi; neither
 #    downloads a browser),
@@ -205,6 +205,8 @@ as_root() {
 missing=()
 [[ -x "$CHROMIUM" ]] || missing+=(chromium)
 [[ -x "$FIREFOX" ]] || missing+=(firefox-esr)
+# The TURN scenario's relay (tests/browser/turn-scenario.mjs).
+[[ -x /usr/bin/turnserver ]] || missing+=(coturn)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} (apt)…" >&2
   as_root apt-get update -q >&2 || summary_fail "apt-get update failed"

@@ -18,10 +18,12 @@
 // The certificate is self-signed, and both browsers accept it only because the whole run
 // already accepts the server's self-signed development certificate (Chromium's
 // --ignore-certificate-errors, Firefox's WebDriver session with acceptInsecureCerts): both check
-// a TURN server's certificate like an HTTPS server's. Measured with Firefox ESR 153 without
-// acceptInsecureCerts: the certificate check runs, the TLS connection fails, and coturn never
-// sees an ALLOCATE (no relay candidate). A real deployment needs a certificate the browsers
-// trust for the name in the URL; this scenario does not prove that the check passes or fails.
+// a TURN server's certificate like an HTTPS server's. Measured here, gathering relay-only
+// candidates for this URL and certificate: Chromium without --ignore-certificate-errors reports
+// icecandidateerror 701 "Failed to establish connection" and gathers nothing; Firefox ESR 153
+// without acceptInsecureCerts runs its certificate check, the TLS connection fails, and coturn
+// never sees an ALLOCATE. A real deployment needs a certificate the browsers trust for the name
+// in the URL; this scenario does not show that such a one works.
 // Each run shows the remote video playing on both pages, the patient's selected candidate
 // pair's local candidate being a relay over udp / tcp / tls (getStats), every candidate the
 // patient gathered being a relay's, and coturn's log having the patient's pseudonym allocate.
@@ -30,20 +32,23 @@
 // Where: scripts/test-browser.sh's network namespace. coturn listens on the veth pair's second
 // address (198.18.0.2, a host of its own as a hospital's TURN server would be) and may relay to
 // the SFU's media address (198.18.0.1) and nowhere else: every address is a denied peer but
-// that one (`allowed-peer-ip` wins over `denied-peer-ip`), as README's example configures it.
+// that one (`allowed-peer-ip` wins over `denied-peer-ip`), as README's example configures it; a
+// TURN client of the test's own (turn-client.mjs) checks that coturn grants a permission for the
+// SFU's address and answers 403 for any other.
 // Without the veth pair everything falls back to 127.0.0.1 (and coturn then needs
 // `allow-loopback-peers`). Both processes are stopped after the scenario, and when node exits.
 
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
+import { createHmac, randomBytes } from "node:crypto";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { request } from "playwright-core";
 import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox } from "./engines.mjs";
+import { permissionAnswers } from "./turn-client.mjs";
 
 /**
  * @typedef {import("playwright-core").Page} ChromiumPage
@@ -207,8 +212,8 @@ async function stop(child) {
  * the scenario's log.
  * @param {string} config
  * @param {string[]} args
- * @param {string} [input] standard input
  * @param {string} log
+ * @param {string} [input] standard input
  */
 function admin(config, args, log, input = "") {
   const fd = openSync(log, "a");
@@ -252,6 +257,8 @@ export async function turnScenario(h) {
   };
   process.on("exit", killAll);
   const tmp = await mkdtemp(path.join(os.tmpdir(), "huizhen-turn-"));
+  /** Shared by coturn and the scenario's server (`use-auth-secret`). */
+  const secret = randomBytes(24).toString("hex");
   const http = await request.newContext({ baseURL: base, ignoreHTTPSErrors: true, timeout: 30_000 });
   /** @type {import("puppeteer-core").Browser | null} */
   let firefox = null;
@@ -388,10 +395,10 @@ export async function turnScenario(h) {
   try {
     await step("turn: coturn (UDP, TCP, TLS on 443 with a self-signed certificate for localhost) and a server whose [turn] lists them start", async () => {
       assert.ok(SERVER_BIN, "HUIZHEN_TEST_SERVER_BIN must name the server binary (scripts/test-browser.sh sets it)");
+      assert.ok(existsSync(TURNSERVER), `${TURNSERVER} is missing: install Debian's coturn (scripts/test-browser.sh does)`);
       // A throw-away certificate for the TURN server's address, valid for a day.
       execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
         "-addext", `subjectAltName=DNS:localhost,IP:${TURN_ADDR}`, "-keyout", path.join(tmp, "turn.key"), "-out", path.join(tmp, "turn.pem")], { stdio: "ignore" });
-      const secret = randomBytes(24).toString("hex");
       // In files rather than on command lines: the secret stays out of `ps`.
       await writeFile(path.join(tmp, "turn.secret"), `${secret}\n`, { mode: 0o600 });
       const loopback = TURN_ADDR === "127.0.0.1";
@@ -431,6 +438,8 @@ export async function turnScenario(h) {
         { mode: 0o600 },
       );
       coturn = spawn(TURNSERVER, ["-c", path.join(tmp, "turnserver.conf")], { stdio: "ignore" });
+      // A failed start shows as its exit below (an unheard "error" would end node).
+      coturn.on("error", () => undefined);
 
       const config = path.join(tmp, "huizhen.toml");
       await writeFile(
@@ -459,6 +468,7 @@ credential_lifetime_s = 600
       const out = openSync(serverLog, "a");
       // Its own environment: the test's HUIZHEN_* variables would be taken as configuration.
       server = spawn(SERVER_BIN, ["--config", config, "serve"], { stdio: ["ignore", out, out], env: { PATH: process.env.PATH ?? "" } });
+      server.on("error", () => undefined);
       closeSync(out);
 
       const deadline = Date.now() + JOIN_TIMEOUT;
@@ -472,6 +482,19 @@ credential_lifetime_s = 600
         assert.ok(Date.now() < deadline, `not ready: server healthy ${ok}, coturn listening ${listening}:\n${await coturnLog()}`);
         await new Promise((r) => setTimeout(r, 300));
       }
+    });
+
+    await step("turn: coturn lets a relay reach the SFU's media address and refuses any other peer (itself, loopback, private and public addresses)", async () => {
+      const username = `${Math.floor(Date.now() / 1000) + 600}:0123456789abcdef`;
+      const others = [TURN_ADDR, "127.0.0.1", "10.1.2.3", "192.0.2.1"].filter((ip, i, all) => ip !== MEDIA_ADDR && all.indexOf(ip) === i);
+      const answers = await permissionAnswers({
+        host: TURN_ADDR,
+        port: TURN_PORT,
+        username,
+        password: createHmac("sha1", secret).update(username).digest("base64"),
+        peers: [MEDIA_ADDR, ...others],
+      });
+      assert.deepEqual(answers, Object.fromEntries([[MEDIA_ADDR, 200], ...others.map((ip) => [ip, 403])]));
     });
 
     for (const run of RUNS) {
