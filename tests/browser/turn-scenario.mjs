@@ -10,6 +10,11 @@
 // URL from the server's list, as a browser behind a firewall that lets only it out would use):
 //   turn:198.18.0.2:3478?transport=udp, turn:198.18.0.2:3478?transport=tcp,
 //   turns:localhost:443?transport=tcp.
+// Each run shows the remote video playing on both pages, the patient's selected candidate
+// pair's local candidate being a relay over udp / tcp / tls (getStats), every candidate the
+// patient gathered being a relay's, and coturn's log having the patient's pseudonym allocate.
+// The patient is Chromium, then Firefox ESR (the doctor is Chromium in both).
+//
 // The TLS URL names a host, not an address, because Firefox refuses `turns:` with an IP address
 // before it connects at all (its log: "TLS requires FQDN, not IP address"), and `localhost` is
 // the one name that resolves here without touching the machine's resolver; coturn listens on
@@ -24,19 +29,15 @@
 // without acceptInsecureCerts runs its certificate check, the TLS connection fails, and coturn
 // never sees an ALLOCATE. A real deployment needs a certificate the browsers trust for the name
 // in the URL; this scenario does not show that such a one works.
-// Each run shows the remote video playing on both pages, the patient's selected candidate
-// pair's local candidate being a relay over udp / tcp / tls (getStats), every candidate the
-// patient gathered being a relay's, and coturn's log having the patient's pseudonym allocate.
-// The patient is Chromium, then Firefox ESR (the doctor is Chromium in both).
 //
 // Where: scripts/test-browser.sh's network namespace. coturn listens on the veth pair's second
 // address (198.18.0.2, a host of its own as a hospital's TURN server would be) and may relay to
 // the SFU's media address (198.18.0.1) and nowhere else: every address is a denied peer but
 // that one (`allowed-peer-ip` wins over `denied-peer-ip`), as README's example configures it; a
 // TURN client of the test's own (turn-client.mjs) checks that coturn grants a permission for the
-// SFU's address and answers 403 for any other.
-// Without the veth pair everything falls back to 127.0.0.1 (and coturn then needs
-// `allow-loopback-peers`). Both processes are stopped after the scenario, and when node exits.
+// SFU's address and answers 403 for any other. Without the veth pair everything falls back to
+// 127.0.0.1 (and coturn then needs `allow-loopback-peers`). Both processes are stopped after the
+// scenario, and killed if node exits first.
 
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
