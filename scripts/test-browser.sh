@@ -3,8 +3,8 @@
 #
 #   scripts/test-browser.sh SERVER_BINARY      e.g. scripts/test-browser.sh target/debug/huizhen
 #
-# 1. installs Debian's Chromium and Firefox ESR if /usr/bin/chromium or /usr/bin/firefox-esr is
-#    missing (apt; no browser downloads),
+# 1. installs Debian's Chromium, Firefox ESR and coturn if /usr/bin/chromium, /usr/bin/firefox-esr
+#    or /usr/bin/turnserver is missing (apt; no browser downloads),
 # 2. runs `npm ci` in tests/browser unless node_modules already matches package-lock.json
 #    (playwright-core drives Chromium, puppeteer-core drives Firefox over WebDriver BiDi; neither
 #    downloads a browser),
@@ -18,6 +18,8 @@
 #    health centre with a doctor, a county hospital with a cardiology specialist and its own
 #    administrator, a pharmacist, a supervisor, the network's administrator), starts the
 #    server, waits for /healthz, runs tests/browser/consultation.test.mjs, stops the server.
+#    (Its TURN scenario, tests/browser/turn-scenario.mjs, starts and stops a coturn and a second
+#    server of its own in the same namespace: it is told the binary and the veth addresses.)
 #
 # Screenshots and the server log land in test-output/browser/. The last line printed is
 # "N passed, N failed"; the exit status is 0 only when everything passed.
@@ -171,6 +173,8 @@ EOF
     HUIZHEN_ADMIN=netadmin HUIZHEN_INSTITUTION_ADMIN=countyadmin \
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" FIREFOX="$FIREFOX" \
     HUIZHEN_FIREFOX_UNAVAILABLE="$FIREFOX_UNAVAILABLE" \
+    HUIZHEN_TEST_SERVER_BIN="$SERVER" HUIZHEN_TEST_MEDIA_ADDR="$MEDIA_ADDR" \
+    HUIZHEN_TEST_TURN_ADDR="$MEDIA_PEER" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"
   status=${PIPESTATUS[0]}
   set -e
@@ -201,6 +205,8 @@ as_root() {
 missing=()
 [[ -x "$CHROMIUM" ]] || missing+=(chromium)
 [[ -x "$FIREFOX" ]] || missing+=(firefox-esr)
+# The TURN scenario's relay (tests/browser/turn-scenario.mjs).
+[[ -x /usr/bin/turnserver ]] || missing+=(coturn)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} (apt)…" >&2
   as_root apt-get update -q >&2 || summary_fail "apt-get update failed"

@@ -1,7 +1,9 @@
 //! TURN: each participant is handed short-lived credentials (TURN REST scheme, coturn's
 //! `use-auth-secret`) with `joined`, `resumed` and on admission, never while waiting; and a
 //! webrtc-rs peer allowed nothing but relay candidates completes a call through a real coturn
-//! (Debian's package, installed when missing) to the SFU, on loopback.
+//! (Debian's package, installed when missing) to the SFU, on loopback. webrtc-rs relays over UDP
+//! only: TURN over TCP and TLS is called through by real browsers in
+//! tests/browser/turn-scenario.mjs.
 
 mod common;
 
@@ -329,8 +331,11 @@ async fn credentials_come_with_a_welcome_never_while_waiting() {
     let secret = "north-wind-shared-secret";
     let keys = tempfile::tempdir().unwrap();
     let path = secret_file(keys.path(), secret);
+    // UDP, TCP and TLS (tests/browser/turn-scenario.mjs calls through each in browsers): handed
+    // out as configured, in order.
     let urls = vec![
         "turn:turn.example.org:3478?transport=udp".to_owned(),
+        "turn:turn.example.org:3478?transport=tcp".to_owned(),
         "turns:turn.example.org:443?transport=tcp".to_owned(),
     ];
     let s = TestServer::start_with(|c| {

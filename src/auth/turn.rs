@@ -81,8 +81,17 @@ pub struct TurnServers {
 }
 
 impl TurnServers {
-    /// `None` without URLs: nothing to hand out.
+    /// `None` without URLs: nothing to hand out. A `turns:` URI that names its host by an IP
+    /// address is warned about (once, here at start): Firefox ignores it.
     pub fn new(urls: Vec<String>, secret: TurnSecret, lifetime_s: u64) -> Option<Self> {
+        for (entry, _) in urls.iter().enumerate().filter(|(_, u)| turns_by_address(u)) {
+            // The entry's position, not the URI: the configuration says which it is.
+            tracing::warn!(
+                entry,
+                "turn.urls: a turns: URI names an IP address; Firefox refuses it without \
+                 connecting (TLS needs a DNS name that the TURN server's certificate carries)"
+            );
+        }
         (!urls.is_empty()).then_some(Self {
             urls,
             secret,
@@ -101,6 +110,23 @@ impl TurnServers {
             username,
         }]
     }
+}
+
+/// Whether `url` is a `turns:` URI (TURN over TLS) whose host is an IPv4 or `[IPv6]` address
+/// rather than a DNS name. Firefox refuses those before connecting ("TLS requires FQDN, not IP
+/// address"), so a relay for networks that allow only TLS would fail its participants silently;
+/// Chromium accepts them when the certificate names the address. A URI that is not `turns:`,
+/// or not well formed (`config` refuses those), is not one.
+pub fn turns_by_address(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("turns:") else {
+        return false;
+    };
+    let address = rest.split_once('?').map_or(rest, |(a, _)| a);
+    if address.starts_with('[') {
+        return true;
+    }
+    let host = address.split_once(':').map_or(address, |(h, _)| h);
+    host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 #[cfg(test)]
@@ -142,6 +168,30 @@ mod tests {
         assert!(!printed.contains("north-wind"), "{printed}");
         assert!(!printed.contains("kWmmWJGZ"), "{printed}");
         assert!(TurnServers::new(vec![], secret(), 3600).is_none());
+    }
+
+    #[test]
+    fn turns_with_an_ip_address_is_recognised() {
+        for by_address in [
+            "turns:203.0.113.5:443?transport=tcp",
+            "turns:203.0.113.5",
+            "turns:[2001:db8::5]:443?transport=tcp",
+            "turns:[2001:db8::5]",
+        ] {
+            assert!(turns_by_address(by_address), "{by_address}");
+        }
+        for fine in [
+            "turns:turn.example-hospital.cn:443?transport=tcp",
+            "turns:localhost:443",
+            // A name that starts with digits is still a name.
+            "turns:203.0.113.5.example.org:443",
+            "turn:203.0.113.5:3478?transport=udp",
+            "turn:[2001:db8::5]:3478?transport=tcp",
+            "stun:203.0.113.5",
+            "",
+        ] {
+            assert!(!turns_by_address(fine), "{fine}");
+        }
     }
 
     #[test]

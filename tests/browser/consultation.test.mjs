@@ -25,7 +25,9 @@
 //                        alone, "referrals" referral-scenario.mjs, "firefox" firefox-scenario.mjs;
 //                        "workflow" runs workflow-scenario.mjs
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
-//                        "a11y" runs a11y-scenario.mjs alone
+//                        "a11y" runs a11y-scenario.mjs alone; "turn" runs turn-scenario.mjs
+//                        alone (it starts its own coturn and server: HUIZHEN_TEST_SERVER_BIN,
+//                        HUIZHEN_TEST_MEDIA_ADDR and HUIZHEN_TEST_TURN_ADDR, from the script)
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -58,6 +60,7 @@ import { firefoxScenario } from "./firefox-scenario.mjs";
 import { phoneScenario } from "./phone-scenario.mjs";
 import { workflowScenario } from "./workflow-scenario.mjs";
 import { brandingScenario } from "./branding-scenario.mjs";
+import { turnScenario } from "./turn-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -475,12 +478,13 @@ function watchPage(page, who) {
  * @param {import("playwright-core").Browser} browser
  * @param {{width: number, height: number}} viewport
  * @param {string} [locale] e.g. "zh-CN"
+ * @param {string} [base] the server's origin (turn-scenario.mjs runs a server of its own)
  */
-async function newContext(browser, viewport, locale = "en-GB") {
+async function newContext(browser, viewport, locale = "en-GB", base = BASE) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport, locale });
   if (CLIENT_DIR) {
     await context.route(
-      (url) => url.origin === new URL(BASE).origin && /^\/($|join$|code$|outcome$|js\/|css\/)/.test(url.pathname),
+      (url) => url.origin === new URL(base).origin && /^\/($|join$|code$|outcome$|js\/|css\/)/.test(url.pathname),
       (route) => {
         const { pathname } = new URL(route.request().url());
         const page = { "/": "index.html", "/join": "join.html", "/code": "code.html", "/outcome": "outcome.html" }[pathname];
@@ -689,6 +693,12 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "a11y") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+      return;
+    }
+    const turn = () => turnScenario({ check, newContext, watchPage, pages, browser, password: PASSWORD, timeout: EVENT_TIMEOUT, out: OUT });
+    if (process.env.HUIZHEN_BROWSER_ONLY === "turn") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await turn();
       return;
     }
 
@@ -1909,6 +1919,7 @@ async function main() {
     await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
     await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
+    await turn();
     await workflows();
 
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
