@@ -342,13 +342,11 @@ fn tcp_stats(s: &TestServer) -> &TcpStats {
     s.server.as_ref().unwrap().media.tcp_stats()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_participant_limited_to_tcp_has_a_call_with_a_udp_participant() {
-    let s = TestServer::start().await;
-    let room = s.create_room("ICE-TCP").await;
+/// The doctor, a webrtc-rs peer over UDP sending audio and video marked 0xA1, connected.
+async fn udp_doctor(s: &TestServer, room: &str) -> TestPeer {
     let doctor = TestPeer::join(JoinOptions {
         ws_url: s.ws_url.clone(),
-        token: s.invite(&room, "doctor").await,
+        token: s.invite(room, "doctor").await,
         name: "Dr. Wang".into(),
         publish_audio: true,
         publish_video: true,
@@ -359,6 +357,14 @@ async fn a_participant_limited_to_tcp_has_a_call_with_a_udp_participant() {
     .unwrap();
     doctor.wait_connected(CONNECT).await.unwrap();
     doctor.start_media();
+    doctor
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_limited_to_tcp_has_a_call_with_a_udp_participant() {
+    let s = TestServer::start().await;
+    let room = s.create_room("ICE-TCP").await;
+    let doctor = udp_doctor(&s, &room).await;
 
     let token = s.invite(&room, "patient").await;
     let patient = TcpPeer::join(&s, &token, 0xB2, tcp_addr(&s)).await;
@@ -559,19 +565,7 @@ fn binding_request(username: &str) -> Vec<u8> {
 async fn a_tcp_participant_rides_out_loss_and_a_stall_of_its_path() {
     let s = TestServer::start().await;
     let room = s.create_room("ICE-TCP, impaired").await;
-    let doctor = TestPeer::join(JoinOptions {
-        ws_url: s.ws_url.clone(),
-        token: s.invite(&room, "doctor").await,
-        name: "Dr. Wang".into(),
-        publish_audio: true,
-        publish_video: true,
-        marker: 0xA1,
-        h264: false,
-    })
-    .await
-    .unwrap();
-    doctor.wait_connected(CONNECT).await.unwrap();
-    doctor.start_media();
+    let doctor = udp_doctor(&s, &room).await;
 
     let mut config = TcpProxyConfig::new("127.0.0.1:0".parse().unwrap(), tcp_addr(&s));
     config.seed = 19;
@@ -641,19 +635,7 @@ async fn a_tcp_participant_rides_out_loss_and_a_stall_of_its_path() {
 async fn a_tcp_participant_changes_network_and_ice_restarts_over_a_new_connection() {
     let s = TestServer::start().await;
     let room = s.create_room("ICE-TCP, moving").await;
-    let doctor = TestPeer::join(JoinOptions {
-        ws_url: s.ws_url.clone(),
-        token: s.invite(&room, "doctor").await,
-        name: "Dr. Wang".into(),
-        publish_audio: true,
-        publish_video: true,
-        marker: 0xA1,
-        h264: false,
-    })
-    .await
-    .unwrap();
-    doctor.wait_connected(CONNECT).await.unwrap();
-    doctor.start_media();
+    let doctor = udp_doctor(&s, &room).await;
     let token = s.invite(&room, "patient").await;
     let patient = TcpPeer::join(&s, &token, 0xB2, tcp_addr(&s)).await;
     let from_doctor = |seen: &Seen| seen.by_marker.get(&0xA1).copied().unwrap_or(0);

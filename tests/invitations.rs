@@ -65,6 +65,11 @@ async fn redeem_with(
         .send()
         .await
         .expect("request sent");
+    answer(resp).await
+}
+
+/// An answer's status, JSON body (null when none) and `Retry-After`.
+async fn answer(resp: reqwest::Response) -> (u16, Value, Option<String>) {
     let status = resp.status().as_u16();
     let retry = resp
         .headers()
@@ -1057,14 +1062,7 @@ async fn requests_without_a_session_are_limited_per_address() {
                 Some(body) => http.post(format!("{base}{path}")).json(&body),
                 None => http.get(format!("{base}{path}")).bearer_auth(&link),
             };
-            let resp = req.send().await.expect("request sent");
-            let status = resp.status().as_u16();
-            let retry = resp
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            (status, body, retry)
+            answer(req.send().await.expect("request sent")).await
         }
     };
     let check = || Some(json!({"token": link}));

@@ -64,6 +64,32 @@ async fn keeps_receiving(rx: &TestPeer, from: &TestPeer) {
     }
 }
 
+/// Two consultations of a doctor and a patient each, connected with media flowing: A's doctor
+/// and patient, then B's.
+async fn two_consultations(s: &TestServer) -> [TestPeer; 4] {
+    let room_a = s.create_room("Consultation A").await;
+    let room_b = s.create_room("Consultation B").await;
+    [
+        peer(s, &room_a, "doctor", "Dr. Wang", 0xA1).await,
+        peer(s, &room_a, "patient", "Li Hua", 0xA2).await,
+        peer(s, &room_b, "doctor", "Dr. Zhao", 0xB1).await,
+        peer(s, &room_b, "patient", "Chen Jing", 0xB2).await,
+    ]
+}
+
+/// The server's metrics exposition, as scraped.
+async fn metrics_text(s: &TestServer) -> String {
+    reqwest::get(format!(
+        "http://{}/metrics",
+        s.server().metrics_addr.expect("metrics listener")
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
+}
+
 /// `p` is told its media was lost, as a fatal error (the room sends it to join again).
 async fn told_media_lost(p: &TestPeer) {
     let err = p
@@ -109,12 +135,7 @@ async fn a_panic_for_one_consultation_leaves_the_other_on_its_worker_flowing_on_
 }
 
 async fn panic_contained(s: &TestServer) {
-    let room_a = s.create_room("Consultation A").await;
-    let room_b = s.create_room("Consultation B").await;
-    let doctor_a = peer(s, &room_a, "doctor", "Dr. Wang", 0xA1).await;
-    let patient_a = peer(s, &room_a, "patient", "Li Hua", 0xA2).await;
-    let doctor_b = peer(s, &room_b, "doctor", "Dr. Zhao", 0xB1).await;
-    let patient_b = peer(s, &room_b, "patient", "Chen Jing", 0xB2).await;
+    let [doctor_a, patient_a, doctor_b, patient_b] = two_consultations(s).await;
     for (rx, from) in [
         (&doctor_a, &patient_a),
         (&patient_a, &doctor_a),
@@ -151,15 +172,7 @@ async fn panic_contained(s: &TestServer) {
     assert_eq!(stats.panics.worker, 0, "{:?}", stats.panics);
     assert_eq!(stats.panics.participants_failed, 2, "{:?}", stats.panics);
     assert_eq!(stats.sfu.transports, 2, "room B's transports are kept");
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        s.server().metrics_addr.expect("metrics listener")
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = metrics_text(s).await;
     assert!(
         metrics.contains("huizhen_media_worker_panics_total{worker=\"0\",recovery=\"room\"} 1"),
         "{metrics}"
@@ -187,12 +200,7 @@ async fn panic_contained(s: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_panic_in_the_workers_own_loop_costs_its_peer_connections_not_the_worker() {
     let s = TestServer::start_with(|c| c.media.workers = 1).await;
-    let room_a = s.create_room("Consultation A").await;
-    let room_b = s.create_room("Consultation B").await;
-    let doctor_a = peer(&s, &room_a, "doctor", "Dr. Wang", 0xA1).await;
-    let patient_a = peer(&s, &room_a, "patient", "Li Hua", 0xA2).await;
-    let doctor_b = peer(&s, &room_b, "doctor", "Dr. Zhao", 0xB1).await;
-    let patient_b = peer(&s, &room_b, "patient", "Chen Jing", 0xB2).await;
+    let [doctor_a, patient_a, doctor_b, patient_b] = two_consultations(&s).await;
     for (rx, from) in [(&doctor_a, &patient_a), (&doctor_b, &patient_b)] {
         rx.assert_receives_from(from, ENOUGH, MEDIA).await;
     }
@@ -208,15 +216,7 @@ async fn a_panic_in_the_workers_own_loop_costs_its_peer_connections_not_the_work
     assert_eq!(stats.panics.worker, 1, "{:?}", stats.panics);
     assert_eq!(stats.panics.participants_failed, 4, "{:?}", stats.panics);
     assert_eq!(stats.sfu.transports, 0);
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        s.server().metrics_addr.expect("metrics listener")
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("huizhen_media_worker_panics_total{worker=\"0\",recovery=\"worker\"} 1"),
         "{metrics}"

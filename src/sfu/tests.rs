@@ -402,6 +402,23 @@ impl World {
         id
     }
 
+    /// A simulcast publisher, then two subscribers whose bandwidth is estimated (each sending
+    /// audio only, so that only the publisher's video is allocated).
+    fn publisher_and_two_estimated_subscribers(&mut self) -> [ParticipantId; 3] {
+        let publisher = self.join_simulcast(0x5C);
+        let bwe = TransportOptions {
+            bwe: true,
+            ..TransportOptions::default()
+        };
+        let audio_only = PublishKinds {
+            audio: true,
+            video: false,
+        };
+        let first = self.join_with(0xA1, audio_only, bwe);
+        let second = self.join_with(0xB2, audio_only, bwe);
+        [publisher, first, second]
+    }
+
     fn join_with(
         &mut self,
         marker: u8,
@@ -1917,17 +1934,7 @@ fn layer_trace(frames: &[Frame]) -> String {
 #[test]
 fn a_throttled_subscriber_drops_to_q_then_audio_only_and_climbs_back() {
     let mut w = World::new();
-    let publisher = w.join_simulcast(0x5C);
-    let bwe = TransportOptions {
-        bwe: true,
-        ..TransportOptions::default()
-    };
-    let audio_only = PublishKinds {
-        audio: true,
-        video: false,
-    };
-    let weak = w.join_with(0xA1, audio_only, bwe);
-    let strong = w.join_with(0xB2, audio_only, bwe);
+    let [publisher, weak, strong] = w.publisher_and_two_estimated_subscribers();
     let video =
         |w: &World, rx: &ParticipantId| frames(w, rx, &publisher, MediaKind::Video).to_vec();
     let audio = |w: &World, rx: &ParticipantId| frames(w, rx, &publisher, MediaKind::Audio).len();
@@ -2070,17 +2077,7 @@ fn random_loss_without_congestion_never_pauses_video() {
 
 fn random_loss_run(permille: u64, seed: u64) {
     let mut w = World::new();
-    let publisher = w.join_simulcast(0x5C);
-    let bwe = TransportOptions {
-        bwe: true,
-        ..TransportOptions::default()
-    };
-    let audio_only = PublishKinds {
-        audio: true,
-        video: false,
-    };
-    let lossy = w.join_with(0xA1, audio_only, bwe);
-    let clean = w.join_with(0xB2, audio_only, bwe);
+    let [publisher, lossy, clean] = w.publisher_and_two_estimated_subscribers();
     let addr = w.client(&lossy).addr;
     w.downlink_loss = Some(RandomLoss::new(addr, permille, seed));
     w.run(50_000);
