@@ -8,7 +8,8 @@
 //
 // (a) A three-person room in Firefox alone: the doctor takes their seat with the entry token the
 //     API gives, the patient comes with an invite link on a phone-sized screen in Chinese (the
-//     browser's language, set per participant through BiDi's locale override), and the
+//     browser's language, set per participant through BiDi's locale override; the phone
+//     layout measured as in Chromium, upright and on its side), and the
 //     cardiology specialist signs in to the console and enters through "Enter consultation".
 //     Every page plays the two others' video (frames shown advancing, videoWidth > 0) and
 //     receives their sound (the peer connection's inbound audio stats growing, the remote
@@ -23,6 +24,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { JOIN_TIMEOUT, Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox } from "./engines.mjs";
+import { assertPhoneLayout } from "./phone-scenario.mjs";
 
 /**
  * @typedef {import("puppeteer-core").Page} FirefoxPage
@@ -314,6 +316,15 @@ export async function firefoxScenario(h) {
       const codecs = await allSeeAndHear([doctor, patient, specialist]);
       assert.deepEqual(codecs, ["audio/opus", "video/VP8"], "Firefox receives Opus and VP8");
       await snapAll("firefox-room");
+      // The phone layout, measured from element boxes as in Chromium (phone-scenario.mjs): the
+      // controls cover neither the tabs nor the active speaker, nor does your own picture,
+      // every target at least 44×44, nothing off the screen; upright and on its side.
+      const phone = /** @type {any} */ (patient.page);
+      await assertPhoneLayout(phone, `Firefox, ${PHONE.width}×${PHONE.height}, zh-CN`);
+      await phone.setViewport({ width: PHONE.height, height: PHONE.width });
+      await patient.waitFor(() => window.innerWidth > window.innerHeight, undefined, h.timeout);
+      await assertPhoneLayout(phone, `Firefox, ${PHONE.height}×${PHONE.width}, zh-CN`);
+      await patient.screenshot(path.join(h.out, "firefox-room-ff-patient-landscape.png"));
     });
 
     await step("firefox and chromium: a mixed room (Firefox doctor, Chromium patient, Firefox specialist) sees and hears each other both ways", async () => {

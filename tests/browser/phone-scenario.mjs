@@ -124,11 +124,13 @@ function inViewport(b, vp) {
 /**
  * Fails on everything issue 18 names: controls over the tabs or the active speaker, your own
  * picture over the active speaker, a target under 44×44, anything off the screen.
+ * Exported for the Firefox scenario: it runs on a puppeteer page as well (the same
+ * `evaluate(fn, arg)`).
  * @param {Page} page
  * @param {string} what
  * @param {{main?: boolean}} [opts] main: there is another participant to be the active speaker
  */
-async function assertPhoneLayout(page, what, opts = { main: true }) {
+export async function assertPhoneLayout(page, what, opts = { main: true }) {
   const m = await measureRoom(page);
   assert.deepEqual(m.problems, [], `${what}: targets`);
   assert.ok(m.tabs && m.controls, `${what}: tabs and controls are shown`);
