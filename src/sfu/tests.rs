@@ -1289,7 +1289,8 @@ fn opus_is_offered_with_in_band_fec_and_dtx() {
 
 /// With a TCP address, every offer carries a passive TCP host candidate after the UDP one (at a
 /// lower priority), and a ufrag that names the worker; a TCP frame nobody can own is refused,
-/// so the I/O layer closes its connection.
+/// so the I/O layer closes its connection, while an early check for a live transport is told
+/// apart, so the I/O layer keeps it.
 #[test]
 fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
     let now = Instant::now();
@@ -1338,6 +1339,59 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
     stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
     stun.extend_from_slice(b"07xx:pp\0");
     assert_eq!(sfu.handle_receive_tcp(now, stranger, &stun), Routed::Nobody);
+    // A well-formed check naming the live transport, signed with its password, from a peer
+    // whose credentials it does not know (as after an ICE restart whose answer, with the new
+    // ones, is still on its way): early, so its connection is kept for the next one.
+    let participant = sfu
+        .transports
+        .iter()
+        .map(|(_, t)| t.id.clone())
+        .next()
+        .unwrap();
+    let mut client = RtcConfig::new().build(now);
+    let answer = client
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap())
+        .unwrap();
+    sfu.handle_command(
+        now,
+        SfuCommand::Answer {
+            participant,
+            offer_id: offer.offer_id,
+            answer: Answer::parse(&answer.to_sdp_string()),
+        },
+    );
+    let pwd = offer
+        .sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-pwd:"))
+        .unwrap()
+        .trim();
+    let username = format!("{}:restarted", ufrag.trim());
+    let check = str0m::ice::StunMessage::binding_request(
+        &username,
+        str0m::ice::TransId::new(),
+        true,
+        7,
+        1,
+        false,
+    );
+    let mut buf = vec![0u8; 1500];
+    let hmac_sha1 = |key: &[u8], parts: &[&[u8]]| -> [u8; 20] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    };
+    let n = check
+        .to_bytes(Some(pwd.as_bytes()), &mut buf, hmac_sha1)
+        .unwrap();
+    assert_eq!(
+        sfu.handle_receive_tcp(now, stranger, &buf[..n]),
+        Routed::Early
+    );
     // A server without ICE-TCP refuses every TCP frame.
     let mut udp_only = Sfu::new(&[SERVER.parse().unwrap()], now);
     assert_eq!(
