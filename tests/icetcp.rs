@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::TestServer;
 use common::peer::{JoinOptions, SignalingClient, TestPeer, audio_payload, find_marker};
-use huizhen::media::tcp::{CloseReason, MAX_FRAME_BYTES, TcpStats};
+use huizhen::media::tcp::{CloseReason, MAX_EARLY_CHECKS, MAX_FRAME_BYTES, TcpStats};
 use huizhen_impair::{Profile, TcpProxy, TcpProxyConfig};
 use serde_json::{Value, json};
 use str0m::change::SdpOffer;
@@ -700,5 +700,92 @@ async fn a_tcp_participant_changes_network_and_ice_restarts_over_a_new_connectio
             .count(),
         0
     );
+    s.stop().await;
+}
+
+/// A check signed with the server's password `pwd`, naming our `ufrag` and a peer ufrag the
+/// server does not know (an ICE restart's, before its answer arrives), framed for TCP.
+fn signed_early_check(ufrag: &str, pwd: &str) -> Vec<u8> {
+    use hmac::Mac;
+    let username = format!("{ufrag}:restarted");
+    let check = str0m::ice::StunMessage::binding_request(
+        &username,
+        str0m::ice::TransId::new(),
+        true,
+        7,
+        1,
+        false,
+    );
+    let mut buf = vec![0u8; 1500];
+    let n = check
+        .to_bytes(Some(pwd.as_bytes()), &mut buf, |key, parts| {
+            let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+            for part in parts {
+                mac.update(part);
+            }
+            mac.finalize().into_bytes().into()
+        })
+        .unwrap();
+    let mut framed = (n as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&buf[..n]);
+    framed
+}
+
+/// An early check (our live ufrag, peer credentials the transport does not know yet) keeps its
+/// connection, up to `MAX_EARLY_CHECKS` of them: one more and it is closed as unrouted. So a
+/// restart's new connection survives its answer's trip, and a stranger repeating a known ufrag
+/// cannot hold a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_checks_keep_a_connection_only_up_to_their_limit() {
+    let s = TestServer::start().await;
+    let room = s.create_room("ICE-TCP, early checks").await;
+    let _doctor = udp_doctor(&s, &room).await;
+    let token = s.invite(&room, "patient").await;
+    let patient = TcpPeer::join(&s, &token, 0xB2, tcp_addr(&s)).await;
+    patient
+        .wait("ICE and DTLS over TCP", CONNECT, |seen| seen.connected)
+        .await;
+    let offer = patient
+        .signaling
+        .history()
+        .into_iter()
+        .rfind(|m| m["type"] == "offer")
+        .expect("an offer");
+    let sdp = offer["sdp"].as_str().unwrap();
+    let attr = |name: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (ufrag, pwd) = (attr("a=ice-ufrag:"), attr("a=ice-pwd:"));
+    let t = tcp_stats(&s);
+    let unrouted = t.closed_for(CloseReason::Unrouted);
+
+    let mut early = TcpStream::connect(tcp_addr(&s)).await.unwrap();
+    for _ in 0..MAX_EARLY_CHECKS {
+        early
+            .write_all(&signed_early_check(&ufrag, &pwd))
+            .await
+            .unwrap();
+    }
+    // Still open after all of them (the worker has read them: frames in, nothing closed).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.closed_for(CloseReason::Unrouted), unrouted);
+    let mut probe = [0u8; 1];
+    let still_open = tokio::time::timeout(Duration::from_millis(200), early.read(&mut probe))
+        .await
+        .is_err();
+    assert!(still_open, "closed after {MAX_EARLY_CHECKS} early checks");
+    // One more: closed as nobody's.
+    early
+        .write_all(&signed_early_check(&ufrag, &pwd))
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut early).await);
+    wait_closed(t, CloseReason::Unrouted, unrouted + 1).await;
+    // The participant's own connection is untouched.
+    assert!(!patient.task.is_finished());
     s.stop().await;
 }

@@ -61,7 +61,7 @@ struct Conn {
 /// Early ICE checks (`sfu::Routed::Early`) a connection may send before one is accepted: a
 /// peer retransmits its check every few hundred milliseconds while its answer is applied, so
 /// a few cover that, and a stranger repeating a known ufrag cannot hold a connection long.
-pub(crate) const MAX_EARLY_CHECKS: u8 = 8;
+pub const MAX_EARLY_CHECKS: u8 = 8;
 
 pub(crate) struct TcpConns {
     by_peer: HashMap<SocketAddr, Conn>,

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use admission::{Admission, Cap, Slot};
+pub use conns::MAX_EARLY_CHECKS;
 pub(crate) use conns::{Inbound, TcpConns};
 pub use framing::MAX_FRAME_BYTES;
 pub(crate) use listener::{Accepted, spawn as spawn_listener};
