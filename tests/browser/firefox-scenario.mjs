@@ -8,8 +8,9 @@
 //
 // (a) A three-person room in Firefox alone: the doctor takes their seat with the entry token the
 //     API gives, the patient comes with an invite link on a phone-sized screen in Chinese (the
-//     browser's language, set per participant through BiDi's locale override; the phone
-//     layout measured as in Chromium, upright and on its side), and the
+//     browser's language, set per participant through BiDi's locale override; the pre-join
+//     check's test sound and device list, and the phone layout measured as in Chromium,
+//     upright and on its side), and the
 //     cardiology specialist signs in to the console and enters through "Enter consultation".
 //     Every page plays the two others' video (frames shown advancing, videoWidth > 0) and
 //     receives their sound (the peer connection's inbound audio stats growing, the remote
@@ -296,6 +297,33 @@ export async function firefoxScenario(h) {
       const doctor = await firefoxPage("ff-doctor", "en-GB", DESK);
       await join(doctor, await room.seat(room.doctor), null, "en");
       const patient = await firefoxPage("ff-patient", "zh-CN", PHONE);
+      // The pre-join check in Firefox, as phone-scenario.mjs does in Chromium: the meter is
+      // shown for the fake microphone, the test sound is asked about and answered, and the
+      // microphone list offers the fake device. (Whether the meter moves is not checked here:
+      // these machines have no audio device, and Firefox's AudioContext then never leaves
+      // "suspended", measured 2026-12-06, so Web Audio reads nothing; Chromium's does.)
+      await patient.goto(`${h.base}/join#${room.patientToken}`);
+      await patient.waitForState("prejoin");
+      await patient.click("#display-name");
+      await patient.waitFor(() => /** @type {HTMLElement | null} */ (document.querySelector("#mic-level-row"))?.hidden === false, undefined, h.timeout);
+      // The test sound: asked about when it played, or, where the browser cannot start its
+      // audio (Firefox on these machines, which have no audio device), said so at once; never
+      // a button left waiting.
+      await patient.click("#speaker-test");
+      await patient.waitFor(
+        () => /** @type {HTMLElement} */ (document.querySelector("#speaker-ask")).hidden === false || document.querySelector("#speaker-result")?.getAttribute("data-i18n") === "join.check.speaker_unavailable",
+        undefined,
+        h.timeout,
+      );
+      if (await patient.evaluate(() => /** @type {HTMLElement} */ (document.querySelector("#speaker-ask")).hidden === false)) {
+        await patient.click("#speaker-heard");
+        await patient.waitFor(() => document.querySelector("#speaker-result")?.getAttribute("data-speaker") === "heard", undefined, h.timeout);
+        assert.equal(await patient.evaluate(() => document.querySelector("#speaker-result")?.textContent), "您的扬声器正常。");
+      } else {
+        assert.equal(await patient.evaluate(() => /** @type {HTMLButtonElement} */ (document.querySelector("#speaker-test")).disabled), false, "the button can be pressed again");
+      }
+      const mics = await patient.evaluate(() => [...document.querySelectorAll("#microphone-select option")].length);
+      assert.ok(mics >= 1, "the fake microphone is listed");
       await join(patient, room.patientToken, "李华", "zh-CN");
       // Asked for consent on entering; this patient decides later.
       await patient.waitFor(() => document.querySelector("#consent-dialog[open]") !== null, undefined, h.timeout);

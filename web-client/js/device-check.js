@@ -11,6 +11,8 @@ const DEVICES_KEY = "huizhen.devices";
 const TONE_HZ = 660;
 const TONE_S = 1.2;
 const TONE_GAIN = 0.25;
+/** How long the page waits for its audio to start before it says no sound can play. */
+const RESUME_WAIT_MS = 2000;
 /** How often the level is read (the meter needs no more: it is read by eye). */
 const LEVEL_EVERY_MS = 80;
 
@@ -127,7 +129,13 @@ export class LevelMeter {
 export async function playTestTone() {
   const ctx = audioContext();
   if (!ctx) return false;
-  if (ctx.state === "suspended") await ctx.resume().catch(() => undefined);
+  if (ctx.state === "suspended") {
+    // A context that cannot start (no audio device: Firefox then never settles `resume()`,
+    // measured) must not leave the button waiting for ever: the page says no sound can play.
+    const waited = new Promise((resolve) => setTimeout(resolve, RESUME_WAIT_MS));
+    await Promise.race([ctx.resume().catch(() => undefined), waited]);
+  }
+  if (ctx.state !== "running") return false;
   const osc = ctx.createOscillator();
   const gain = ctx.createGain();
   osc.type = "sine";
