@@ -44,7 +44,7 @@ pub use notice::{
 };
 pub use request::{
     Annotate, ConnectionQuality, DeviceCheck, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS,
-    MediaPath, MediaState, Moderation, Precall, Publish, SpeakerCheck, VideoSize,
+    MediaFigures, MediaPath, MediaState, Moderation, Precall, Publish, SpeakerCheck, VideoSize,
 };
 
 /// Capacity of a room's command queue, and of each session's outbound queue.

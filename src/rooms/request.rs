@@ -128,25 +128,39 @@ pub struct Precall {
 /// The pre-call network check over the media path, as the client's WebRTC statistics saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaPath {
-    /// Media reached the server: what the path gave, each figure when the browser reports it.
-    Connected {
-        /// Round trip on the media path (ICE checks, RTCP).
-        rtt_ms: Option<u32>,
-        /// Packets lost on the way to the server, per thousand sent (from its reports).
-        loss_permille: Option<u32>,
-        /// The upload bandwidth the browser's congestion control found, kbit/s.
-        up_kbps: Option<u32>,
-        /// The rate at which the server's echo of their own media arrived, kbit/s: a floor of
-        /// the download bandwidth, since the echo carries no more than was sent up.
-        down_kbps: Option<u32>,
-        /// Packets of the echo lost on the way from the server, per thousand expected.
-        down_loss_permille: Option<u32>,
-        /// How unevenly the echo arrived (RTP interarrival jitter), in ms.
-        down_jitter_ms: Option<u32>,
-    },
+    /// Media reached the server: what the path gave.
+    Connected(MediaFigures),
     /// No media path could be set up (UDP and TCP to the server blocked, say): the call's
     /// media would not connect either.
     Failed,
+}
+
+impl MediaPath {
+    /// What the path gave: none of it when it failed.
+    pub fn figures(self) -> MediaFigures {
+        match self {
+            MediaPath::Connected(figures) => figures,
+            MediaPath::Failed => MediaFigures::default(),
+        }
+    }
+}
+
+/// What a connected media path gave, each figure when the browser reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MediaFigures {
+    /// Round trip on the media path (ICE checks, RTCP).
+    pub rtt_ms: Option<u32>,
+    /// Packets lost on the way to the server, per thousand sent (from its reports).
+    pub loss_permille: Option<u32>,
+    /// The upload bandwidth the browser's congestion control found, kbit/s.
+    pub up_kbps: Option<u32>,
+    /// The rate at which the server's echo of their own media arrived, kbit/s: a floor of
+    /// the download bandwidth, since the echo carries no more than was sent up.
+    pub down_kbps: Option<u32>,
+    /// Packets of the echo lost on the way from the server, per thousand expected.
+    pub down_loss_permille: Option<u32>,
+    /// How unevenly the echo arrived (RTP interarrival jitter), in ms.
+    pub down_jitter_ms: Option<u32>,
 }
 
 /// What the pre-call check found of a camera or a microphone: a clinician helps someone whose

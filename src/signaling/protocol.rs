@@ -879,48 +879,27 @@ impl From<&rooms::Queue> for QueueView {
                     role: w.role,
                     waiting_since: w.waiting_since,
                     sent_back: w.sent_back,
-                    precall: w.precall.map(|p| Precall {
-                        camera: p.camera,
-                        microphone: p.microphone,
-                        connection: p.connection.as_str().to_owned(),
-                        rtt_ms: p.rtt_ms,
-                        camera_state: p.camera_state.map(|d| d.as_str().to_owned()),
-                        microphone_state: p.microphone_state.map(|d| d.as_str().to_owned()),
-                        speaker: p.speaker.map(|h| h.as_str().to_owned()),
-                        media_path: p.media.map(|m| match m {
-                            rooms::MediaPath::Connected { .. } => "connected".to_owned(),
-                            rooms::MediaPath::Failed => "failed".to_owned(),
-                        }),
-                        media_rtt_ms: match p.media {
-                            Some(rooms::MediaPath::Connected { rtt_ms, .. }) => rtt_ms,
-                            _ => None,
-                        },
-                        loss_permille: match p.media {
-                            Some(rooms::MediaPath::Connected { loss_permille, .. }) => {
-                                loss_permille
-                            }
-                            _ => None,
-                        },
-                        up_kbps: match p.media {
-                            Some(rooms::MediaPath::Connected { up_kbps, .. }) => up_kbps,
-                            _ => None,
-                        },
-                        down_kbps: match p.media {
-                            Some(rooms::MediaPath::Connected { down_kbps, .. }) => down_kbps,
-                            _ => None,
-                        },
-                        down_loss_permille: match p.media {
-                            Some(rooms::MediaPath::Connected {
-                                down_loss_permille, ..
-                            }) => down_loss_permille,
-                            _ => None,
-                        },
-                        down_jitter_ms: match p.media {
-                            Some(rooms::MediaPath::Connected { down_jitter_ms, .. }) => {
-                                down_jitter_ms
-                            }
-                            _ => None,
-                        },
+                    precall: w.precall.map(|p| {
+                        let figures = p.media.map(rooms::MediaPath::figures).unwrap_or_default();
+                        Precall {
+                            camera: p.camera,
+                            microphone: p.microphone,
+                            connection: p.connection.as_str().to_owned(),
+                            rtt_ms: p.rtt_ms,
+                            camera_state: p.camera_state.map(|d| d.as_str().to_owned()),
+                            microphone_state: p.microphone_state.map(|d| d.as_str().to_owned()),
+                            speaker: p.speaker.map(|h| h.as_str().to_owned()),
+                            media_path: p.media.map(|m| match m {
+                                rooms::MediaPath::Connected { .. } => "connected".to_owned(),
+                                rooms::MediaPath::Failed => "failed".to_owned(),
+                            }),
+                            media_rtt_ms: figures.rtt_ms,
+                            loss_permille: figures.loss_permille,
+                            up_kbps: figures.up_kbps,
+                            down_kbps: figures.down_kbps,
+                            down_loss_permille: figures.down_loss_permille,
+                            down_jitter_ms: figures.down_jitter_ms,
+                        }
                     }),
                 })
                 .collect(),

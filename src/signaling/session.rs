@@ -886,14 +886,14 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
         .transpose()?;
     let media = match p.media_path.as_deref() {
         None => None,
-        Some("connected") => Some(rooms::MediaPath::Connected {
+        Some("connected") => Some(rooms::MediaPath::Connected(rooms::MediaFigures {
             rtt_ms: p.media_rtt_ms.map(|ms| ms.min(MAX_MS)),
             loss_permille: p.loss_permille.map(|l| l.min(1000)),
             up_kbps: p.up_kbps.map(|k| k.min(MAX_KBPS)),
             down_kbps: p.down_kbps.map(|k| k.min(MAX_KBPS)),
             down_loss_permille: p.down_loss_permille.map(|l| l.min(1000)),
             down_jitter_ms: p.down_jitter_ms.map(|ms| ms.min(MAX_MS)),
-        }),
+        })),
         Some("failed") => Some(rooms::MediaPath::Failed),
         Some(_) => return Err("precall.media_path must be connected or failed"),
     };
@@ -929,14 +929,14 @@ mod tests {
         assert_eq!(p.rtt_ms, Some(MAX_MS));
         assert_eq!(
             p.media,
-            Some(rooms::MediaPath::Connected {
+            Some(rooms::MediaPath::Connected(rooms::MediaFigures {
                 rtt_ms: Some(MAX_MS),
                 loss_permille: Some(1000),
                 up_kbps: Some(MAX_KBPS),
                 down_kbps: Some(MAX_KBPS),
                 down_loss_permille: Some(1000),
                 down_jitter_ms: Some(MAX_MS),
-            })
+            }))
         );
         // Within the limits, as sent; each figure optional.
         let p = precall_report(wire(serde_json::json!({
@@ -946,14 +946,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             p.media,
-            Some(rooms::MediaPath::Connected {
+            Some(rooms::MediaPath::Connected(rooms::MediaFigures {
                 rtt_ms: None,
                 loss_permille: None,
                 up_kbps: None,
                 down_kbps: Some(820),
                 down_loss_permille: Some(3),
                 down_jitter_ms: None,
-            })
+            }))
         );
         // A failed path carries no figures, whatever is sent with it.
         let p = precall_report(wire(serde_json::json!({

@@ -54,6 +54,43 @@ export function instrumentPage() {
 }
 
 /**
+ * Every remote tile's video: frames shown, size, paused and muted. Frames are counted with
+ * requestVideoFrameCallback from the first call on (Firefox leaves getVideoPlaybackQuality()'s
+ * totalVideoFrames at 0 for a MediaStream); the larger of the two counts.
+ * Runs in the page.
+ */
+export function remoteVideos() {
+  /** @type {WeakMap<HTMLVideoElement, {frames: number}>} */
+  const counters = /** @type {any} */ (window).__hzFrameCounters ?? new WeakMap();
+  /** @type {any} */ (window).__hzFrameCounters = counters;
+  /** @param {HTMLVideoElement} video */
+  const shown = (video) => {
+    let counter = counters.get(video);
+    if (!counter) {
+      const c = { frames: 0 };
+      counter = c;
+      counters.set(video, c);
+      const tick = () => {
+        c.frames += 1;
+        video.requestVideoFrameCallback(tick);
+      };
+      video.requestVideoFrameCallback(tick);
+    }
+    return Math.max(counter.frames, video.getVideoPlaybackQuality().totalVideoFrames);
+  };
+  return [...document.querySelectorAll("#tiles .tile:not(.tile-local)")].map((t) => {
+    const video = t.querySelector("video");
+    return {
+      id: /** @type {HTMLElement} */ (t).dataset.participantId ?? "?",
+      frames: video ? shown(video) : -1,
+      width: video?.videoWidth ?? 0,
+      paused: video?.paused ?? true,
+      muted: video?.muted ?? true,
+    };
+  });
+}
+
+/**
  * Either kind of page, for the checks both share: Firefox's (puppeteer) and Chromium's
  * (playwright) have the same `evaluate` and `waitForFunction`, but not the same options.
  */

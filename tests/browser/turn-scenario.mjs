@@ -48,7 +48,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { request } from "playwright-core";
-import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox } from "./engines.mjs";
+import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
 import { permissionAnswers } from "./turn-client.mjs";
 
 /**
@@ -152,32 +152,6 @@ async function selectedPath() {
 }
 
 /**
- * Frames shown so far by every remote tile's video, counted with requestVideoFrameCallback
- * from the first call on (Firefox leaves getVideoPlaybackQuality() at 0 for a MediaStream).
- * Runs in the page.
- */
-function remoteFramesShown() {
-  /** @type {WeakMap<HTMLVideoElement, {frames: number}>} */
-  const counters = /** @type {any} */ (window).__hzTurnFrames ?? new WeakMap();
-  Object.assign(window, { __hzTurnFrames: counters });
-  return [...document.querySelectorAll("#tiles .tile:not(.tile-local) video")].map((node) => {
-    const video = /** @type {HTMLVideoElement} */ (node);
-    let counter = counters.get(video);
-    if (!counter) {
-      const c = { frames: 0 };
-      counter = c;
-      counters.set(video, c);
-      const tick = () => {
-        c.frames += 1;
-        video.requestVideoFrameCallback(tick);
-      };
-      video.requestVideoFrameCallback(tick);
-    }
-    return { frames: Math.max(counter.frames, video.getVideoPlaybackQuality().totalVideoFrames), width: video.videoWidth, paused: video.paused };
-  });
-}
-
-/**
  * Waits until the page's one remote video plays: frames shown advancing between two samples,
  * a picture size, not paused.
  * @param {Participant} p
@@ -186,9 +160,9 @@ async function waitForRemoteVideo(p) {
   const deadline = Date.now() + MEDIA_TIMEOUT;
   let last = "";
   while (Date.now() < deadline) {
-    const first = await p.evaluate(remoteFramesShown);
+    const first = await p.evaluate(remoteVideos);
     await new Promise((r) => setTimeout(r, 1500));
-    const second = await p.evaluate(remoteFramesShown);
+    const second = await p.evaluate(remoteVideos);
     last = JSON.stringify({ first, second });
     if (second.length === 1 && first.length === 1 && second[0].frames > first[0].frames && second[0].width > 0 && !second[0].paused) return;
   }
