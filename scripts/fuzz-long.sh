@@ -20,7 +20,7 @@ case "$mode" in
 build)
   export RUSTC_BOOTSTRAP=1
   command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz >&2
-  cargo fuzz build -O --debug-assertions -s none any >&2
+  cargo fuzz build -O -s none any >&2
   mkdir -p bin
   triple="$(rustc -vV | sed -n 's/^host: //p')"
   cp "target/$triple/release/any" bin/any
@@ -35,7 +35,7 @@ run)
   if [[ $# -gt 0 ]]; then
     targets=("$@")
   else
-    targets=(signaling upload_metadata content_kind dicom ecg pdf annotation keyframe stun sdp_answer)
+    targets=(signaling upload_metadata content_kind dicom ecg pdf annotation keyframe stun sdp_answer red)
   fi
   per_job=$(( (runs + jobs - 1) / jobs ))
   failed=0

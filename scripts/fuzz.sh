@@ -31,7 +31,7 @@ else
 fi
 
 echo "building the fuzz targets (release, sanitizer coverage; the first build takes a while)…" >&2
-cargo fuzz build -O --debug-assertions >&2
+cargo fuzz build -O >&2
 
 summary=()
 failed=0
@@ -41,7 +41,7 @@ for t in "${TARGETS[@]}"; do
   echo "fuzzing $t for ${SECONDS_PER_TARGET}s…" >&2
   set +e
   # The working corpus first: libFuzzer adds what it finds to the first directory only.
-  cargo fuzz run -O --debug-assertions "$t" "work/$t" "corpus/$t" -- \
+  cargo fuzz run -O "$t" "work/$t" "corpus/$t" -- \
     -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 -max_len=262144 \
     -print_final_stats=1 >"$log" 2>&1
   status=$?

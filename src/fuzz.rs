@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("keyframe", keyframe),
     ("stun", stun),
     ("sdp_answer", sdp_answer),
+    ("red", red),
 ];
 
 /// A client's signaling message (a WebSocket text frame).
@@ -108,6 +109,66 @@ pub fn keyframe(data: &[u8]) {
         VideoCodec::H264
     };
     let _ = crate::sfu::starts_keyframe(codec, payload);
+}
+
+/// A RED (redundant audio) packet from a publisher, taken apart for a subscriber without RED.
+/// The first byte: which earlier packets did not arrive; the next two: the sequence number (low
+/// bits; the extended number starts near zero, where subtraction could underflow); the next
+/// four: the RTP time (wraps); then the payload. The tracker sees the arrivals the first byte
+/// describes. What comes back must be consistent: a suffix of the payload as the primary, and
+/// rebuilt packets before this one, missing ones only, each once, oldest first.
+pub fn red(data: &[u8]) {
+    use crate::sfu::red::{Arrival, MAX_DEPTH, RedTracker, unwrap};
+    let (Some(&missing), Some(seq), Some(ts)) = (data.first(), data.get(1..3), data.get(3..7))
+    else {
+        return;
+    };
+    let seq = u64::from(u16::from_be_bytes([seq[0], seq[1]]));
+    let ts = u32::from_be_bytes([ts[0], ts[1], ts[2], ts[3]]);
+    let payload = &data[7..];
+    let mut tracker = RedTracker::default();
+    for d in (1..=MAX_DEPTH).rev() {
+        if missing & (1 << (d - 1)) == 0
+            && let Some(earlier) = seq.checked_sub(d)
+        {
+            tracker.arrive(earlier);
+        }
+    }
+    let Arrival::New { missing } = tracker.arrive(seq) else {
+        return;
+    };
+    let Ok(u) = unwrap(
+        payload,
+        seq,
+        ts,
+        str0m::media::Pt::new_with_value(111),
+        missing,
+    ) else {
+        return;
+    };
+    assert!(
+        payload.ends_with(u.primary),
+        "the primary is the payload's end"
+    );
+    let mut last = None;
+    for r in &u.rebuilt {
+        assert!(
+            r.seq < seq && seq - r.seq <= MAX_DEPTH,
+            "rebuilt out of reach"
+        );
+        assert!(
+            missing & (1 << (seq - r.seq - 1)) != 0,
+            "rebuilt one that arrived"
+        );
+        assert!(last < Some(r.seq), "rebuilt twice or out of order");
+        last = Some(r.seq);
+        tracker.rebuilt(r.seq);
+        assert_eq!(
+            tracker.arrive(r.seq),
+            Arrival::Seen,
+            "a rebuilt packet is not sent again"
+        );
+    }
 }
 
 /// A datagram's STUN username, which routes it to a transport.
@@ -283,6 +344,18 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         ],
         "stun" => vec![stun_binding_request()],
         "sdp_answer" => vec![[SDP_ANSWER.as_bytes(), b"\0", &stun_binding_request()].concat()],
+        // One level of redundancy (libwebrtc's), one lost before it; three levels, all lost.
+        "red" => vec![
+            [&[0b1, 0x12, 0x34, 0, 1, 0x2c, 0x00][..], &[0x80 | 111, 0x0f, 0x00, 3, 111], b"oldnew"]
+                .concat(),
+            [
+                &[0b111, 0, 9, 0xff, 0xff, 0xff, 0xf0][..],
+                &[0x80 | 111, 0x2d, 0x00, 1, 0x80 | 111, 0x1e, 0x00, 1],
+                &[0x80 | 111, 0x0f, 0x00, 1, 111],
+                b"321p",
+            ]
+            .concat(),
+        ],
         _ => Vec::new(),
     }
 }

@@ -166,6 +166,7 @@ enum DropReason {
     KeyframeWait,
     Stale,
     UnknownStream,
+    MalformedRed,
     SendError,
 }
 
@@ -188,6 +189,7 @@ impl DropReason {
             Self::KeyframeWait => "keyframe_wait",
             Self::Stale => "stale",
             Self::UnknownStream => "unknown_stream",
+            Self::MalformedRed => "malformed_red",
             Self::SendError => "send_error",
         }
     }
@@ -598,7 +600,7 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
     for (name, help, value) in gauges {
         r.register(name, help, per_worker(workers, |s| size(value(s))));
     }
-    let counters: [WorkerSeries; 9] = [
+    let counters: [WorkerSeries; 11] = [
         ("huizhen_media_packets_in", "RTP packets received", |s| {
             s.sfu.rtp_in
         }),
@@ -614,6 +616,17 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
             "huizhen_media_bytes_out",
             "RTP payload bytes forwarded",
             |s| s.sfu.rtp_out_bytes,
+        ),
+        (
+            "huizhen_media_audio_red_in",
+            "Audio packets received with redundancy (RED): the share of microphones that send it",
+            |s| s.sfu.red_in,
+        ),
+        (
+            "huizhen_media_audio_rebuilt",
+            "Audio packets a publisher's uplink lost, rebuilt from the redundancy (RED) of the \
+             next ones for subscribers without RED",
+            |s| s.sfu.red_rebuilt,
         ),
         (
             "huizhen_media_datagrams_unrouted",
@@ -673,7 +686,7 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
          f; f for a video without layers) or nothing (paused)",
         Series(layers),
     );
-    let mut dropped = Vec::with_capacity(workers.len() * 4);
+    let mut dropped = Vec::with_capacity(workers.len() * 5);
     let mut keyframes = Vec::with_capacity(workers.len() * 2);
     for (WorkerLabels { worker }, s) in workers {
         let worker = *worker;
@@ -681,6 +694,7 @@ fn media_series(r: &mut Registry, workers: &[(WorkerLabels, WorkerStats)]) {
             (DropReason::KeyframeWait, s.sfu.dropped_keyframe_wait),
             (DropReason::Stale, s.sfu.dropped_stale),
             (DropReason::UnknownStream, s.sfu.dropped_unknown_stream),
+            (DropReason::MalformedRed, s.sfu.dropped_malformed_red),
             (DropReason::SendError, s.send_errors),
         ] {
             dropped.push((DropLabels { worker, reason }, ConstCounter::new(n)));

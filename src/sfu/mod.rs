@@ -24,6 +24,8 @@ mod forwarder;
 mod keyframe;
 mod meter;
 mod quality;
+// Reached by its fuzz target (`crate::fuzz::red`).
+pub(crate) mod red;
 mod router;
 mod stun;
 mod table;
@@ -37,6 +39,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use arrayvec::ArrayVec;
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
@@ -57,6 +60,7 @@ pub use forwarder::Layer;
 use forwarder::{LayerPacket, LayerVerdict, Verdict, vp8_pid_is_15_bit};
 pub(crate) use keyframe::{VideoCodec, starts_keyframe};
 pub use quality::{Buckets, LOSS_BUCKETS, QualityStats, RTT_BUCKETS};
+use red::Arrival;
 use router::{Layers, Producer, Router};
 pub(crate) use stun::local_ufrag;
 pub use stun::worker_of_ufrag;
@@ -71,6 +75,16 @@ use transport::{Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT
 /// colliding keys: SipHash's flooding resistance buys nothing here, and it cost 1 % of the
 /// instructions per forwarded packet.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An audio packet from a publisher that negotiated RED, as `Sfu::forward` sees it.
+#[derive(Debug, Clone, Copy)]
+struct RedIn {
+    /// Whether this packet is RED (else plain Opus).
+    red: bool,
+    /// The Opus payload type RED wraps.
+    opus_pt: str0m::media::Pt,
+    arrival: Arrival,
+}
 
 /// Keyframe requests to one producer are sent at most this often, however many subscribers ask.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
@@ -313,6 +327,14 @@ pub struct SfuStats {
     pub dropped_stale: u64,
     /// Packets from a stream the SFU cannot place (no m-line, no producer).
     pub dropped_unknown_stream: u64,
+    /// Per-subscriber drops: a RED packet that cannot be taken apart for a subscriber without
+    /// RED (`red.rs`).
+    pub dropped_malformed_red: u64,
+    /// Audio packets received as RED (how many microphones send redundancy).
+    pub red_in: u64,
+    /// Audio packets a publisher's uplink lost, rebuilt from the redundancy (RED) of the next
+    /// ones and sent to a subscriber without RED in their place.
+    pub red_rebuilt: u64,
     /// Keyframe requests (PLI) sent to publishers, and received from subscribers.
     pub keyframe_requests_sent: u64,
     pub keyframe_requests_received: u64,
@@ -1086,6 +1108,7 @@ impl Sfu {
                     last_keyframe_request: Default::default(),
                     layers: simulcast.then(Layers::default),
                     meters: Default::default(),
+                    red: Default::default(),
                 });
                 for member in router.members.iter().filter(|m| **m != key) {
                     if let Some(other) = self.transports.get_mut(*member)
@@ -1573,6 +1596,40 @@ impl Sfu {
             };
             (layers, packet)
         });
+        // Redundant audio (`red.rs`): what arrived is tracked once per producer, and a packet
+        // that stands after a loss is taken apart once, here, so that the lost ones it carries
+        // are rebuilt once; otherwise it is taken apart only for a subscriber without RED.
+        let red = match source.red {
+            Some((red_pt, opus_pt)) if !is_video => Some(RedIn {
+                red: pt == red_pt,
+                opus_pt,
+                arrival: producer.red.arrive(*pkt.seq_no),
+            }),
+            _ => None,
+        };
+        self.stats.red_in += u64::from(red.is_some_and(|r| r.red));
+        let mut unwrapped = None;
+        if let Some(RedIn {
+            red: true,
+            opus_pt,
+            arrival: Arrival::New { missing },
+        }) = red
+            && missing != 0
+        {
+            let u = red::unwrap(
+                &pkt.payload,
+                *pkt.seq_no,
+                pkt.header.timestamp,
+                opus_pt,
+                missing,
+            );
+            if let Ok(u) = &u {
+                for r in &u.rebuilt {
+                    producer.red.rebuilt(r.seq);
+                }
+            }
+            unwrapped = Some(u);
+        }
         let producer = &*producer;
         let exts = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
@@ -1591,6 +1648,8 @@ impl Sfu {
                 continue;
             };
             let blocked = t.blocks(&producer.publisher, producer.kind);
+            // A RED publisher, a subscriber without RED: it is sent plain Opus (`red.rs`).
+            let unwrap_red = red.filter(|_| t.red.is_none());
             let Some(consumer) = t.consumer_of(producer_key) else {
                 continue;
             };
@@ -1625,6 +1684,80 @@ impl Sfu {
                         continue;
                     }
                     LayerVerdict::OtherLayer => continue,
+                }
+            } else if let Some(red) = unwrap_red {
+                // Plain Opus only, once each.
+                if red.arrival == Arrival::Seen {
+                    self.stats.dropped_stale += 1;
+                    continue;
+                }
+                if !red.red {
+                    match consumer.forwarder.on_packet(*pkt.seq_no, None, &[]) {
+                        Verdict::Forward(seq) => (seq, pkt.header.timestamp, None),
+                        _ => {
+                            self.stats.dropped_stale += 1;
+                            continue;
+                        }
+                    }
+                } else {
+                    let u = unwrapped.get_or_insert_with(|| {
+                        red::unwrap(
+                            &pkt.payload,
+                            *pkt.seq_no,
+                            pkt.header.timestamp,
+                            red.opus_pt,
+                            0,
+                        )
+                    });
+                    let Ok(u) = u else {
+                        self.stats.dropped_malformed_red += 1;
+                        continue;
+                    };
+                    // The rebuilt ones first (oldest first), then this packet's own frame.
+                    let mut out: ArrayVec<_, { red::MAX_DEPTH as usize + 1 }> = ArrayVec::new();
+                    for r in &u.rebuilt {
+                        if let Verdict::Forward(seq) =
+                            consumer.forwarder.on_packet(r.seq, None, &[])
+                        {
+                            out.push((seq, r.timestamp, r.payload, true));
+                        }
+                    }
+                    match consumer.forwarder.on_packet(*pkt.seq_no, None, &[]) {
+                        Verdict::Forward(seq) => {
+                            out.push((seq, pkt.header.timestamp, u.primary, false));
+                        }
+                        _ => self.stats.dropped_stale += 1,
+                    }
+                    let Some(rtc) = t.rtc_mut() else {
+                        continue;
+                    };
+                    let mut api = rtc.direct_api();
+                    let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                        continue;
+                    };
+                    for (seq, ts, payload, rebuilt) in out {
+                        // Payload types are the server's, the same on every peer connection.
+                        let write = RtpWrite::new(
+                            red.opus_pt,
+                            seq.into(),
+                            ts,
+                            pkt.timestamp,
+                            payload.to_vec(),
+                        )
+                        .nackable(false);
+                        // RFC 2198: a redundant block carries no marker, nor this packet's level.
+                        let write = if rebuilt {
+                            self.stats.red_rebuilt += 1;
+                            write
+                        } else {
+                            write.marker(pkt.header.marker).ext_vals(exts.clone())
+                        };
+                        tx.write_rtp(write);
+                        self.stats.rtp_out += 1;
+                        self.stats.rtp_out_bytes += payload.len() as u64;
+                    }
+                    Self::mark_dirty(&mut self.dirty, *member, t);
+                    continue;
                 }
             } else {
                 match consumer

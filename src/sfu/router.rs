@@ -9,6 +9,7 @@ use str0m::media::MediaKind;
 
 use super::forwarder::{LAYER_RIDS, Layer};
 use super::meter::BitrateMeter;
+use super::red::RedTracker;
 use super::{ProducerKey, TrackSource, TransportKey};
 use crate::domain::ids::ParticipantId;
 
@@ -33,6 +34,9 @@ pub struct Producer {
     pub layers: Option<Layers>,
     /// What each layer (the only stream: the first) takes, as it arrives.
     pub meters: [BitrateMeter; LAYER_RIDS.len()],
+    /// For a microphone sent with redundancy (RED): which packets arrived, so that subscribers
+    /// without RED get the lost ones rebuilt, once.
+    pub red: RedTracker,
 }
 
 /// What a stream costs a subscriber when nothing is measured yet (a layer just started):

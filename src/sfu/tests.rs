@@ -205,6 +205,8 @@ struct World {
     nat: HashMap<SocketAddr, SocketAddr>,
     /// The next client joins in RTP mode (see `join_simulcast_raw`).
     rtp_mode_next: bool,
+    /// The next client negotiates redundant audio (RED) and sends it, as Chromium does.
+    red_next: bool,
     /// A capped downlink: what the server sends this client passes a token bucket.
     downlink_cap: Option<(SocketAddr, TokenBucket)>,
     /// A lossy downlink without congestion: each datagram the server sends this client is
@@ -326,6 +328,7 @@ impl World {
             publishing: true,
             nat: HashMap::new(),
             rtp_mode_next: false,
+            red_next: false,
             downlink_cap: None,
             downlink_loss: None,
             contained: Vec::new(),
@@ -432,7 +435,7 @@ impl World {
         let mut rtc = RtcConfig::new()
             .set_rtp_mode(std::mem::take(&mut self.rtp_mode_next))
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, std::mem::take(&mut self.red_next))
             .enable_vp8(true)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
@@ -2462,4 +2465,119 @@ fn an_echo_transport_that_stops_publishing_a_kind_loses_its_copy_too() {
     w.leave(&echo);
     w.run(100);
     assert!(w.sfu.holds_nothing());
+}
+
+/// The participant's transport in the core.
+fn transport<'a>(w: &'a World, id: &ParticipantId) -> &'a Transport {
+    w.sfu.transports.by_id(id).unwrap()
+}
+
+#[test]
+fn opus_is_offered_with_fec_dtx_and_red_first() {
+    let mut w = World::new();
+    w.red_next = true;
+    let red = w.join(0x11);
+    let plain = w.join(0x22);
+    w.run(1000);
+    // RED before Opus on every audio m-line (what makes libwebrtc send it), to whoever kept it;
+    // once an answer leaves it out, that peer connection's offers have Opus alone.
+    let sdp = &w.client(&red).offer_sdp;
+    let audio: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=audio")).collect();
+    assert_eq!(audio.len(), 2, "its microphone and the other's: {sdp}");
+    assert!(audio.iter().all(|m| m.ends_with(" 63 111")), "{audio:?}");
+    let plain_sdp = &w.client(&plain).offer_sdp;
+    let plain_audio: Vec<&str> = plain_sdp
+        .lines()
+        .filter(|l| l.starts_with("m=audio"))
+        .collect();
+    assert!(
+        plain_audio.iter().all(|m| m.ends_with(" 111")),
+        "{plain_audio:?}"
+    );
+    assert!(sdp.contains("a=rtpmap:63 red/48000/2"), "{sdp}");
+    assert!(sdp.contains("a=fmtp:63 111/111"), "{sdp}");
+    let fmtp = sdp.lines().find(|l| l.starts_with("a=fmtp:111 ")).unwrap();
+    for p in ["useinbandfec=1", "usedtx=1", "minptime=10"] {
+        assert!(fmtp.contains(p), "{fmtp} lacks {p}");
+    }
+    let (red_pt, opus_pt) = (
+        str0m::media::Pt::new_with_value(63),
+        str0m::media::Pt::new_with_value(111),
+    );
+    assert_eq!(transport(&w, &red).red, Some((red_pt, opus_pt)));
+    assert_eq!(transport(&w, &plain).red, None, "its answer left RED out");
+    // Both hear each other.
+    assert!(frames(&w, &red, &plain, MediaKind::Audio).len() > 20);
+    assert!(frames(&w, &plain, &red, MediaKind::Audio).len() > 20);
+}
+
+/// A publisher (with or without RED) whose uplink loses one audio packet in four, heard by a
+/// subscriber without RED and one with it: (frames sent, frames each heard, all in order and
+/// each the publisher's own), over four seconds of loss.
+fn audio_through_lossy_uplink(red_publisher: bool) -> (u64, u64, u64, World) {
+    let mut w = World::new();
+    let audio = PublishKinds {
+        audio: true,
+        video: false,
+    };
+    w.red_next = red_publisher;
+    let publisher = w.join_publishing(0x5E, audio);
+    let plain = w.join_publishing(0x01, audio);
+    w.red_next = true;
+    let with_red = w.join_publishing(0x02, audio);
+    w.run(1000);
+    let sent_before = w.client(&publisher).frames_sent;
+    let heard_before = |w: &World, rx| frames(w, rx, &publisher, MediaKind::Audio).len() as u64;
+    let (plain_before, red_before) = (heard_before(&w, &plain), heard_before(&w, &with_red));
+    w.uplink_loss = Some((w.client(&publisher).addr, 4));
+    w.run(4000);
+    w.uplink_loss = None;
+    w.run(200);
+    assert!(
+        w.rtp_dropped >= 45,
+        "the link lost {} packets",
+        w.rtp_dropped
+    );
+    let sent = w.client(&publisher).frames_sent - sent_before;
+    let plain_heard = heard_before(&w, &plain) - plain_before;
+    let red_heard = heard_before(&w, &with_red) - red_before;
+    for rx in [&plain, &with_red] {
+        let got = frames(&w, rx, &publisher, MediaKind::Audio);
+        assert!(got.iter().all(|f| f.marker == 0x5E), "foreign audio");
+        assert!(
+            got.windows(2).all(|p| p[0].seq.1 < p[1].seq.0),
+            "audio out of order or twice"
+        );
+    }
+    (sent, plain_heard, red_heard, w)
+}
+
+#[test]
+fn red_audio_survives_uplink_loss_for_every_subscriber() {
+    let (sent, plain, red, w) = audio_through_lossy_uplink(true);
+    // Each lost packet came again in the next one: the subscriber with RED rebuilt it itself,
+    // the one without was sent it rebuilt by the server, once each.
+    assert!(plain + 1 >= sent, "without RED: sent {sent}, heard {plain}");
+    assert!(red + 1 >= sent, "with RED: sent {sent}, heard {red}");
+    let rebuilt = w.sfu.stats().red_rebuilt;
+    assert!(
+        rebuilt + 1 >= w.rtp_dropped && rebuilt <= w.rtp_dropped,
+        "rebuilt {rebuilt} of {} lost",
+        w.rtp_dropped
+    );
+    assert_eq!(w.sfu.stats().dropped_malformed_red, 0);
+}
+
+#[test]
+fn plain_opus_loses_what_the_uplink_loses() {
+    // The same link without RED: a quarter of the audio is gone for both (audio is not
+    // retransmitted; Opus FEC can only conceal it in the decoder).
+    let (sent, plain, red, w) = audio_through_lossy_uplink(false);
+    for heard in [plain, red] {
+        assert!(
+            heard * 10 <= sent * 8,
+            "sent {sent}, heard {heard}: a quarter should be lost"
+        );
+    }
+    assert_eq!(w.sfu.stats().red_rebuilt, 0);
 }

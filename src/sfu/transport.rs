@@ -269,6 +269,9 @@ pub struct Transport {
     /// participant muted by the care team). Empty in most rooms, so the hot path pays one
     /// length check.
     pub blocked: Vec<(ParticipantId, MediaKind)>,
+    /// Redundant audio as negotiated with this participant: (RED payload type, the Opus payload
+    /// type it wraps), None where its answer left RED out (`red.rs`).
+    pub red: Option<(Pt, Pt)>,
 }
 
 impl Transport {
@@ -316,6 +319,7 @@ impl Transport {
             restart: IceRestart::Idle,
             ssrc_mid: HashMap::new(),
             blocked: Vec::new(),
+            red: None,
         }
     }
 
@@ -787,6 +791,12 @@ impl Transport {
         if self.connectivity == Connectivity::Unnegotiated {
             self.connectivity = Connectivity::New { since: now };
         }
+        // str0m keeps RED on the Opus payload type only where the answer has it too.
+        self.red = rtc
+            .codec_config()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .and_then(|p| Some((p.red()?, p.pt())));
         let mut outcome = AnswerOutcome::default();
         if let Some(ours) = restart {
             // str0m restarted its ICE agent with the credentials it made; ours replace them
@@ -926,22 +936,43 @@ fn with_ufrag(sdp: &str, ufrag: &str) -> String {
 /// packet it sends (a clock read and a rebase each) and parses it on every packet received.
 /// Opus as str0m offers it (payload type 111, 10 ms frames at least, in-band FEC: a lost
 /// packet is rebuilt from the next one's redundancy), and DTX: in silence a sender sends a frame
-/// every 400 ms instead of 50 a second, so a weak uplink spends its bandwidth on speech. Forwarded
-/// as it comes (RTP mode): each receiver decodes what its sender chose.
+/// every 400 ms instead of 50 a second, so a weak uplink spends its bandwidth on speech. Then
+/// RED (RFC 2198, payload type 63 as browsers number it): str0m lists it before Opus, which is
+/// what makes Chromium send each frame twice, in its own packet and the next; whoever did not
+/// negotiate it is sent plain Opus (`red.rs`). Forwarded as it comes (RTP mode): each receiver
+/// decodes what its sender chose.
 fn add_opus(codecs: &mut str0m::format::CodecConfig) {
-    codecs.add_config(
+    *codecs = str0m::format::CodecConfig::new_from_payload_params(vec![opus_with_red()]);
+}
+
+/// The RED payload type offered with Opus (the number Chromium and Firefox give it).
+const RED_PT: u8 = 63;
+
+/// Opus with FEC and DTX, and RED linked to it. str0m 0.25 links RED to a codec only in
+/// `enable_opus`, whose Opus has no DTX; its payload parameters are serde types, so the link is
+/// set on ours through their serialised form (the field is `red`, checked by a test).
+fn opus_with_red() -> str0m::format::PayloadParams {
+    let opus = str0m::format::PayloadParams::new(
         Pt::new_with_value(111),
         None,
-        Codec::Opus,
-        str0m::media::Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        str0m::format::FormatParams {
-            min_p_time: Some(10),
-            use_inband_fec: Some(true),
-            use_dtx: Some(true),
-            ..Default::default()
+        str0m::format::CodecSpec {
+            codec: Codec::Opus,
+            clock_rate: str0m::media::Frequency::FORTY_EIGHT_KHZ,
+            channels: Some(2),
+            format: str0m::format::FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                use_dtx: Some(true),
+                ..Default::default()
+            },
         },
     );
+    let linked = serde_json::to_value(opus).and_then(|mut v| {
+        v["red"] = serde_json::Value::from(RED_PT);
+        serde_json::from_value(v)
+    });
+    // Cannot fail for this pinned str0m (its test below); without RED, Opus still works.
+    linked.unwrap_or(opus)
 }
 
 fn extension_map() -> ExtensionMap {

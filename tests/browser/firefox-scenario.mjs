@@ -20,7 +20,9 @@
 // (c) A Chromium specialist shares a screen (headless Firefox has none to capture): the Firefox
 //     doctor and the Firefox patient (phone, Chinese) show it on the stage, playing and larger
 //     than the cameras, until it stops.
-// What was negotiated (codecs) is checked from the peer connections' stats: Opus and VP8.
+// What was negotiated (codecs) is checked from the peer connections' stats: Opus and VP8, and
+// in the mixed room, that Chromium sends its microphone as redundant audio (RED) which Firefox
+// hears, whether it negotiated RED or is sent plain Opus taken apart on the server.
 
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -47,6 +49,8 @@ import { assertPhoneLayout } from "./phone-scenario.mjs";
  */
 
 const MEDIA_TIMEOUT = 90_000;
+/** The server's metrics (scripts/test-browser.sh sets it). */
+const METRICS_URL = process.env.HUIZHEN_METRICS_URL ?? "http://127.0.0.1:18464/metrics";
 
 const PHONE = { width: 390, height: 844 };
 const DESK = { width: 1280, height: 800 };
@@ -76,6 +80,32 @@ async function inboundStats() {
     });
   });
   return out;
+}
+
+/**
+ * How the page's newest peer connection sends its microphone: the codec of its outbound audio
+ * (RED where the browser sends redundant audio) and whether its answer kept RED on the audio
+ * m-line (and the audio m-lines of both descriptions, for the log).
+ * Runs in the page.
+ * @returns {Promise<{codec: string, packets: number, answerRed: boolean, audio: string, offered: string[]}>}
+ */
+async function audioSent() {
+  /** @type {RTCPeerConnection[]} */
+  const pcs = /** @type {any} */ (window).__hzPeerConnections ?? [];
+  const pc = pcs[pcs.length - 1];
+  if (!pc) return { codec: "", packets: 0, answerRed: false, audio: "", offered: [] };
+  const report = await pc.getStats();
+  let codec = "";
+  let packets = 0;
+  report.forEach((s) => {
+    if (s.type !== "outbound-rtp" || (s.kind ?? s.mediaType) !== "audio") return;
+    codec = (s.codecId ? report.get(s.codecId)?.mimeType : "") ?? "";
+    packets = s.packetsSent ?? 0;
+  });
+  const audio = (pc.localDescription?.sdp ?? "").split("\r\n").find((l) => l.startsWith("m=audio")) ?? "";
+  const answerRed = /a=rtpmap:\d+ red\/48000/i.test(pc.localDescription?.sdp ?? "") && audio.length > 0;
+  const offered = (pc.remoteDescription?.sdp ?? "").split("\r\n").filter((l) => l.startsWith("m=audio"));
+  return { codec, packets, answerRed, audio, offered };
 }
 
 /**
@@ -330,7 +360,27 @@ export async function firefoxScenario(h) {
       await join(specialist, await room.seat(room.specialist), null, "en");
 
       const codecs = await allSeeAndHear([doctor, patient, specialist]);
-      assert.deepEqual(codecs, ["audio/opus", "video/VP8"], "both browsers receive Opus and VP8");
+      // Chromium keeps the RED the server offers first and sends its microphone as RED (the
+      // server counts RED packets in; Chromium's stats name the Opus inside); what
+      // Firefox does with it decides what it receives (RED whole, or plain Opus taken apart on
+      // the server), and either way it hears the patient (allSeeAndHear).
+      const chromium = await patient.evaluate(audioSent);
+      const firefox = await doctor.evaluate(audioSent);
+      console.log(`redundant audio: Chromium ${JSON.stringify(chromium)}, Firefox ${JSON.stringify(firefox)}; received ${codecs.join(", ")}`);
+      assert.equal(chromium.answerRed, true, `Chromium's answer keeps RED: ${JSON.stringify(chromium)}`);
+      const redIn = async () => {
+        const text = await (await http.get(METRICS_URL)).text();
+        return [...text.matchAll(/^huizhen_media_audio_red_in_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+      };
+      const [red1, sent1] = [await redIn(), (await patient.evaluate(audioSent)).packets];
+      await new Promise((r) => setTimeout(r, 2000));
+      const [red2, sent2] = [await redIn(), (await patient.evaluate(audioSent)).packets];
+      console.log(`RED packets in: ${red2 - red1} while Chromium sent ${sent2 - sent1} audio packets`);
+      // Only the Chromium patient can send RED in this room (Firefox's answers left it out).
+      assert.ok(sent2 > sent1, "Chromium's microphone is sent");
+      assert.ok(red2 - red1 >= (sent2 - sent1) / 2, `the server receives Chromium's microphone as RED: ${red2 - red1} of ${sent2 - sent1}`);
+      const expected = firefox.answerRed ? ["audio/opus", "audio/red", "video/VP8"] : ["audio/opus", "video/VP8"];
+      assert.deepEqual(codecs, expected, "both browsers receive Opus (RED where negotiated) and VP8");
       await snapAll("mixed-room");
     }, "firefox-mixed");
 
