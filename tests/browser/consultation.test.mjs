@@ -1727,7 +1727,7 @@ async function main() {
       for (const text of await items.locator(".queue-precall").allTextContents()) {
         assert.match(
           text,
-          /camera OK.*microphone OK.*connection (good|fair|poor): \d+ ms · upload \d+(\.\d)? (k|M)bit\/s, \d+\.\d % lost · download at least \d+(\.\d)? (k|M)bit\/s, \d+\.\d % lost, jitter \d+ ms/,
+          /camera OK.*microphone OK.*connection (good|fair|poor): \d+\sms · upload \d+(\.\d)?\s(k|M)bit\/s, \d+\.\d\s% lost · download at least \d+(\.\d)?\s(k|M)bit\/s, \d+\.\d\s% lost, jitter \d+\sms/,
         );
       }
       // The person waiting reads the same check in plain words, with advice.
@@ -1736,7 +1736,7 @@ async function main() {
         await network.waitFor({ timeout: EVENT_TIMEOUT });
         assert.match(
           (await network.locator(".net-figures").textContent()) ?? "",
-          /^Round trip \d+ ms · upload \d+(\.\d)? (k|M)bit\/s, loss \d+\.\d % · download at least \d+(\.\d)? (k|M)bit\/s, loss \d+\.\d %$/,
+          /^Round trip \d+\sms · upload \d+(\.\d)?\s(k|M)bit\/s, loss \d+\.\d\s% · download at least \d+(\.\d)?\s(k|M)bit\/s, loss \d+\.\d\s%$/,
         );
         assert.match((await network.getAttribute("data-down-quality")) ?? "", /^(good|fair|poor)$/, "the download was judged");
         assert.match((await network.locator(".net-advice").textContent()) ?? "", /^Your connection is (good for video|fair|weak)/);

@@ -109,13 +109,13 @@ export async function moderationScenario(ctx) {
       // trainee's own tile says how their link to the server is, in Chinese.
       const quality = tile.locator(".quality");
       await tile.locator('.quality[data-level="good"]').waitFor({ state: "visible", timeout });
-      assert.match((await quality.getAttribute("aria-label")) ?? "", /^Good connection: \d+ kbit\/s, [\d.]+ % lost, \d+ frames\/s$/);
+      assert.match((await quality.getAttribute("aria-label")) ?? "", /^Good connection: \d+\skbit\/s, [\d.]+\s% lost, \d+\sframes\/s$/);
       await quality.click();
       assert.equal(await quality.getAttribute("aria-expanded"), "true");
       assert.match((await tile.locator(".quality-details").textContent()) ?? "", /kbit\/s/);
       const own = trainee.locator("#tiles .tile-local .quality");
       await own.waitFor({ state: "visible", timeout });
-      await trainee.waitForFunction(() => /往返 \d+ 毫秒/.test(document.querySelector("#tiles .tile-local .quality")?.getAttribute("aria-label") ?? ""), undefined, { timeout, polling: 200 });
+      await trainee.waitForFunction(() => /往返 \d+\s毫秒/.test(document.querySelector("#tiles .tile-local .quality")?.getAttribute("aria-label") ?? ""), undefined, { timeout, polling: 200 });
       await snap(trainee, "moderation-guest-speaks-zh");
       await ctx.assertTextFromCatalogue(trainee, "a guest's page after being let speak (zh-CN)");
     });

@@ -476,8 +476,8 @@ export async function workflowScenario(h, engine) {
         assert.match(
           figures,
           l === "zh-CN"
-            ? /^往返 \d+ 毫秒 · 上行 (至少 )?\d+(\.\d)? (k|M)bit\/s，丢包 \d+\.\d% · 下行 至少 \d+(\.\d)? (k|M)bit\/s，丢包 \d+\.\d%$/
-            : /^Round trip \d+ ms · upload (at least )?\d+(\.\d)? (k|M)bit\/s, loss \d+\.\d % · download at least \d+(\.\d)? (k|M)bit\/s, loss \d+\.\d %$/,
+            ? /^往返 \d+\s毫秒 · 上行 (至少 )?\d+(\.\d)?\s(k|M)bit\/s，丢包 \d+\.\d% · 下行 至少 \d+(\.\d)?\s(k|M)bit\/s，丢包 \d+\.\d%$/
+            : /^Round trip \d+\sms · upload (at least )?\d+(\.\d)?\s(k|M)bit\/s, loss \d+\.\d\s% · download at least \d+(\.\d)?\s(k|M)bit\/s, loss \d+\.\d\s%$/,
         );
         // The echo came back: the download was measured and judged, and the overall word is
         // the weaker direction's.
