@@ -19,7 +19,9 @@
 #    administrator, a pharmacist, a supervisor, the network's administrator), starts the
 #    server, waits for /healthz, runs tests/browser/consultation.test.mjs, stops the server.
 #    (Its TURN scenario, tests/browser/turn-scenario.mjs, starts and stops a coturn and a second
-#    server of its own in the same namespace: it is told the binary and the veth addresses.)
+#    server of its own in the same namespace: it is told the binary and the veth addresses. Its
+#    cap scenario, tests/browser/cap-scenario.mjs, puts the impairment proxy huizhen-impair on
+#    one page's path: the binary beside the server's, else built here with cargo.)
 #
 # Screenshots and the server log land in test-output/browser/. The last line printed is
 # "N passed, N failed"; the exit status is 0 only when everything passed.
@@ -174,7 +176,7 @@ EOF
     HUIZHEN_TEST_OUTPUT="$OUT_DIR" CHROMIUM="$CHROMIUM" FIREFOX="$FIREFOX" \
     HUIZHEN_FIREFOX_UNAVAILABLE="$FIREFOX_UNAVAILABLE" \
     HUIZHEN_TEST_SERVER_BIN="$SERVER" HUIZHEN_TEST_MEDIA_ADDR="$MEDIA_ADDR" \
-    HUIZHEN_TEST_TURN_ADDR="$MEDIA_PEER" \
+    HUIZHEN_TEST_TURN_ADDR="$MEDIA_PEER" HUIZHEN_TEST_IMPAIR_BIN="${HUIZHEN_TEST_IMPAIR_BIN:-}" \
     node "$BROWSER_DIR/consultation.test.mjs" 2>&1 | tee "$OUT_DIR/test.log"
   status=${PIPESTATUS[0]}
   set -e
@@ -239,6 +241,18 @@ echo "type-checking web-client/js (tsc --checkJs --strict)…" >&2
 "$BROWSER_DIR/node_modules/.bin/tsc" -p "$BROWSER_DIR/tsconfig.json" || summary_fail "tsc found type errors"
 echo "checking the message catalogue (tests/browser/i18n-check.mjs)…" >&2
 node "$BROWSER_DIR/i18n-check.mjs" >&2 || summary_fail "the message catalogue check failed"
+
+# The impairment proxy (impair/, huizhen-impair), which cap-scenario.mjs puts on one page's path:
+# beside the server binary where it was built there, else built now (into the same target
+# directory as `cargo test`; the library is already built, so this is quick).
+HUIZHEN_TEST_IMPAIR_BIN="${HUIZHEN_TEST_IMPAIR_BIN:-$(dirname "$SERVER")/huizhen-impair}"
+if [[ ! -x "$HUIZHEN_TEST_IMPAIR_BIN" ]]; then
+  echo "building huizhen-impair (cargo build -p huizhen-impair)…" >&2
+  (cd "$ROOT" && cargo build --locked -q -p huizhen-impair >&2) || summary_fail "could not build huizhen-impair"
+  HUIZHEN_TEST_IMPAIR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/huizhen-impair"
+fi
+HUIZHEN_TEST_IMPAIR_BIN="$(realpath "$HUIZHEN_TEST_IMPAIR_BIN")"
+export HUIZHEN_TEST_IMPAIR_BIN
 
 mkdir -p "$OUT_DIR"
 # Made absolute here, before the working directory can matter.

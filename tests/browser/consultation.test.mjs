@@ -27,7 +27,9 @@
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
 //                        "a11y" runs a11y-scenario.mjs alone; "turn" runs turn-scenario.mjs
 //                        alone (it starts its own coturn and server: HUIZHEN_TEST_SERVER_BIN,
-//                        HUIZHEN_TEST_MEDIA_ADDR and HUIZHEN_TEST_TURN_ADDR, from the script)
+//                        HUIZHEN_TEST_MEDIA_ADDR and HUIZHEN_TEST_TURN_ADDR, from the script);
+//                        "cap" runs cap-scenario.mjs alone (it puts huizhen-impair,
+//                        HUIZHEN_TEST_IMPAIR_BIN from the script, on one page's path)
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -61,6 +63,7 @@ import { phoneScenario } from "./phone-scenario.mjs";
 import { workflowScenario } from "./workflow-scenario.mjs";
 import { brandingScenario } from "./branding-scenario.mjs";
 import { turnScenario } from "./turn-scenario.mjs";
+import { capScenario } from "./cap-scenario.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -696,6 +699,15 @@ async function main() {
       return;
     }
     const turn = () => turnScenario({ check, newContext, watchPage, pages, browser, password: PASSWORD, timeout: EVENT_TIMEOUT, out: OUT });
+    const cap = () => {
+      if (!browser) throw new Error("no Chromium");
+      return capScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, out: OUT });
+    };
+    if (process.env.HUIZHEN_BROWSER_ONLY === "cap") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await cap();
+      return;
+    }
     if (process.env.HUIZHEN_BROWSER_ONLY === "turn") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await turn();
@@ -1920,6 +1932,7 @@ async function main() {
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
     await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
     await turn();
+    await cap();
     await workflows();
 
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
