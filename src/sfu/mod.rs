@@ -972,11 +972,11 @@ impl Sfu {
             let Some(p) = producer(c.source) else {
                 continue;
             };
-            let rates = p.layer_rates(now);
             if c.kind == MediaKind::Audio {
-                audio += rates[0].unwrap_or(0);
+                audio += p.audio_rate(now, t.red.is_some());
                 continue;
             }
+            let rates = p.layer_rates(now);
             open.push(i);
             videos.push(Video {
                 screen: c.track == TrackSource::Screen,
@@ -1109,6 +1109,7 @@ impl Sfu {
                     layers: simulcast.then(Layers::default),
                     meters: Default::default(),
                     red: Default::default(),
+                    primary: Default::default(),
                 });
                 for member in router.members.iter().filter(|m| **m != key) {
                     if let Some(other) = self.transports.get_mut(*member)
@@ -1596,9 +1597,9 @@ impl Sfu {
             };
             (layers, packet)
         });
-        // Redundant audio (`red.rs`): what arrived is tracked once per producer, and a packet
-        // that stands after a loss is taken apart once, here, so that the lost ones it carries
-        // are rebuilt once; otherwise it is taken apart only for a subscriber without RED.
+        // Redundant audio (`red.rs`): what arrived is tracked once per producer, and each RED
+        // packet is taken apart once, here: the lost packets it carries are rebuilt once, and
+        // its own frame is metered (what a subscriber without RED is sent: about half).
         let red = match source.red {
             Some((red_pt, opus_pt)) if !is_video => Some(RedIn {
                 red: pt == red_pt,
@@ -1609,23 +1610,22 @@ impl Sfu {
         };
         self.stats.red_in += u64::from(red.is_some_and(|r| r.red));
         let mut unwrapped = None;
-        if let Some(RedIn {
-            red: true,
-            opus_pt,
-            arrival: Arrival::New { missing },
-        }) = red
-            && missing != 0
-        {
+        if let Some(r) = red.filter(|r| r.red) {
+            let missing = match r.arrival {
+                Arrival::New { missing } => missing,
+                Arrival::Seen => 0,
+            };
             let u = red::unwrap(
                 &pkt.payload,
                 *pkt.seq_no,
                 pkt.header.timestamp,
-                opus_pt,
+                r.opus_pt,
                 missing,
             );
             if let Ok(u) = &u {
-                for r in &u.rebuilt {
-                    producer.red.rebuilt(r.seq);
+                producer.primary.add(now, u.primary.len());
+                for rebuilt in &u.rebuilt {
+                    producer.red.rebuilt(rebuilt.seq);
                 }
             }
             unwrapped = Some(u);
@@ -1700,16 +1700,7 @@ impl Sfu {
                         }
                     }
                 } else {
-                    let u = unwrapped.get_or_insert_with(|| {
-                        red::unwrap(
-                            &pkt.payload,
-                            *pkt.seq_no,
-                            pkt.header.timestamp,
-                            red.opus_pt,
-                            0,
-                        )
-                    });
-                    let Ok(u) = u else {
+                    let Some(Ok(u)) = &unwrapped else {
                         self.stats.dropped_malformed_red += 1;
                         continue;
                     };

@@ -37,6 +37,9 @@ pub struct Producer {
     /// For a microphone sent with redundancy (RED): which packets arrived, so that subscribers
     /// without RED get the lost ones rebuilt, once.
     pub red: RedTracker,
+    /// For a microphone sent with redundancy: its own frames' bytes, what a subscriber without
+    /// RED is sent (about half of what arrives, which `meters` measure).
+    pub primary: BitrateMeter,
 }
 
 /// What a stream costs a subscriber when nothing is measured yet (a layer just started):
@@ -48,6 +51,15 @@ pub const FALLBACK_SCREEN_BPS: u64 = 1_000_000;
 pub const FALLBACK_AUDIO_BPS: u64 = 50_000;
 
 impl Producer {
+    /// What a microphone costs a subscriber: as it arrives for one that takes RED, its own
+    /// frames alone for one that does not (where it sends RED; else as it arrives).
+    pub fn audio_rate(&self, now: std::time::Instant, takes_red: bool) -> u64 {
+        let primary = (!takes_red).then(|| self.primary.rate(now)).flatten();
+        primary
+            .or(self.meters[0].rate(now))
+            .unwrap_or(FALLBACK_AUDIO_BPS)
+    }
+
     /// What each layer costs where it arrives now (bits per second): measured, else the
     /// fallback. A producer without layers has only the first.
     pub fn layer_rates(&self, now: std::time::Instant) -> [Option<u64>; LAYER_RIDS.len()] {

@@ -2576,6 +2576,21 @@ fn red_audio_survives_uplink_loss_for_every_subscriber() {
         w.rtp_dropped
     );
     assert_eq!(w.sfu.stats().dropped_malformed_red, 0);
+    // What the allocator counts the microphone at: whole for the subscriber with RED, its own
+    // frames alone (about half) for the one without.
+    let publisher = &w.clients[0].id;
+    let mic = w
+        .sfu
+        .routers
+        .values()
+        .flat_map(|r| &r.producers)
+        .find(|p| &p.publisher == publisher && p.kind == MediaKind::Audio)
+        .unwrap();
+    let (whole, own) = (mic.audio_rate(w.now, true), mic.audio_rate(w.now, false));
+    assert!(
+        own * 10 > whole * 4 && own * 10 < whole * 6,
+        "RED {whole} bit/s, its own frames {own} bit/s"
+    );
 }
 
 #[test]
