@@ -1,8 +1,9 @@
 // Simulcast behind a real bandwidth cap (issue 19, "Real networks"), as a scenario of the browser
 // test (consultation.test.mjs calls it near the end; HUIZHEN_BROWSER_ONLY=cap runs it alone).
 //
-// A doctor and a patient meet, both in Chromium, both sending their camera in three simulcast
-// layers. The patient's media, and no one else's, crosses huizhen-impair (the project's
+// A doctor (Chromium) and a patient meet, both sending their camera in three simulcast layers;
+// the patient is in Chromium in one run and in Firefox ESR in another (HUIZHEN_ENGINES=chromium
+// or firefox: that one alone). The patient's media, and no one else's, crosses huizhen-impair (the project's
 // impairment proxy, impair/): the patient's page rewrites the server's UDP candidates in every
 // description it is given to the proxy's address and drops the TCP ones (`viaProxy`), so its
 // one path goes through the proxy, which relays to the room's media port as a NAT would. The
@@ -14,7 +15,8 @@
 // - through the proxy uncapped, the patient climbs above the doctor's low layer (h or f);
 // - capped, the patient falls to the low layer (q) or, while its estimate finds its feet, no
 //   video at all, stays there, and hears the doctor all along (inbound audio packets);
-// - the doctor, whose link is free, is sent the patient's camera above q (h or f) meanwhile;
+// - the doctor, whose link is free, is sent the patient's camera above q (h or f) while the
+//   patient is capped;
 // - the cap lifted (`down clean` on the proxy's standard input), the patient climbs back above
 //   q and decodes a larger picture.
 //
@@ -25,7 +27,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import path from "node:path";
-import { instrumentPage, remoteVideos } from "./engines.mjs";
+import { Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
 
 /**
  * @typedef {import("playwright-core").Page} Page
@@ -110,13 +112,16 @@ async function received() {
   for (const pc of pcs) {
     if (pc.connectionState === "closed") continue;
     const report = await pc.getStats();
+    /** @param {any} pair */
+    const note = (pair) => {
+      const r = pair ? report.get(pair.remoteCandidateId) : undefined;
+      if (r) remote = `${r.address ?? r.ip}:${r.port}`;
+    };
     report.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "audio") audio += s.packetsReceived ?? 0;
-      if (s.type === "transport" && s.selectedCandidatePairId) {
-        const pair = report.get(s.selectedCandidatePairId);
-        const r = pair ? report.get(pair.remoteCandidateId) : undefined;
-        if (r) remote = `${r.address ?? r.ip}:${r.port}`;
-      }
+      if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "audio") audio += s.packetsReceived ?? 0;
+      // Chromium names the pair on the transport, Firefox marks it `selected`.
+      if (s.type === "transport" && s.selectedCandidatePairId) note(report.get(s.selectedCandidatePairId));
+      if (s.type === "candidate-pair" && s.selected) note(s);
     });
   }
   return { audio, remote };
@@ -129,143 +134,214 @@ async function received() {
 function sentOfRemote() {
   const tile = /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local)"));
   const video = tile?.querySelector("video");
-  return { quality: tile?.dataset.videoQuality ?? "", width: video?.videoWidth ?? 0 };
+  // What it is shown at decides the best useful layer (in device pixels).
+  const shown = `${video?.clientWidth ?? 0}×${video?.clientHeight ?? 0}@${devicePixelRatio}`;
+  return { quality: tile?.dataset.videoQuality ?? "", width: video?.videoWidth ?? 0, shown };
+}
+
+/**
+ * Under the cap, at most this (the low layer, or no video while the estimate finds its feet).
+ * Runs in the page.
+ */
+function atMostLow() {
+  const q = /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local)"))?.dataset.videoQuality;
+  return q === "q" || q === "paused";
+}
+
+/**
+ * Above the low layer.
+ * Runs in the page.
+ */
+function aboveLow() {
+  const q = /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local)"))?.dataset.videoQuality;
+  return q === "h" || q === "f";
 }
 
 /** @param {Harness} h */
 export async function capScenario(h) {
   const { check, http } = h;
-  await check("simulcast behind a real cap: the patient's downlink capped at 300 kbit/s gets the doctor's low layer and all the sound, the doctor keeps a higher layer, and the patient climbs back when the cap lifts", { scenario: true }, async () => {
-    assert.ok(IMPAIR_BIN, "HUIZHEN_TEST_IMPAIR_BIN must name huizhen-impair (scripts/test-browser.sh sets it)");
-    /** @type {import("node:child_process").ChildProcessWithoutNullStreams | null} */
-    let proxy = null;
-    const kill = () => proxy?.kill("SIGKILL");
-    process.once("exit", kill);
-    /** @type {import("playwright-core").BrowserContext[]} */
-    const contexts = [];
-    try {
-      const login = await http.post("/api/v1/auth/login", { data: { username: h.doctor, password: h.password } });
-      assert.equal(login.status(), 200);
-      const auth = { Authorization: `Bearer ${(await login.json()).token}` };
-      const created = await http.post("/api/v1/rooms", { headers: auth, data: { title: `Weak downlink ${new Date().toISOString()}`, patient_ref: "MRN-CAP-0001", waiting_room: false } });
-      assert.ok(created.ok(), `create room: ${created.status()}`);
-      const roomId = (await created.json()).id;
-      const invite = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role: "patient" } });
-      assert.ok(invite.ok(), `patient invite: ${invite.status()}`);
-      const patientToken = (await invite.json()).token;
-      const seat = await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: auth });
-      assert.equal(seat.status(), 200);
-      const doctorToken = (await seat.json()).token;
-
-      /**
-       * @param {string} who
-       * @param {((arg: {addr: string, port: number}) => void) | null} init
-       */
-      const page = async (who, init) => {
-        const context = await h.newContext(h.browser, DESK);
-        contexts.push(context);
-        await context.grantPermissions(["camera", "microphone"], { origin: h.base });
-        await context.addInitScript(instrumentPage);
-        if (init) await context.addInitScript(init, { addr: PROXY_ADDR, port: PROXY_PORT });
-        const p = await context.newPage();
-        h.watchPage(p, who);
-        h.pages.set(who, p);
-        return p;
-      };
-      /**
-       * @param {Page} p
-       * @param {string} token
-       * @param {string | null} name
-       */
-      const join = async (p, token, name) => {
-        await p.goto(`${h.base}/join#${token}`);
-        await p.waitForFunction(() => document.body.dataset.state === "prejoin", undefined, { timeout: h.timeout });
-        if (name) await p.fill("#display-name", name);
-        await p.click("#join-button");
-        await p.waitForFunction(() => document.body.dataset.state === "in-room", undefined, { timeout: h.timeout });
-      };
-
-      // The doctor first, on a free path: the room's media port is in its offer.
-      const doctor = await page("cap-doctor", null);
-      await join(doctor, doctorToken, null);
-      await doctor.waitForFunction(serverPort, undefined, { timeout: h.timeout });
-      const port = await doctor.evaluate(serverPort);
-      const log = createWriteStream(path.join(h.out, "cap-proxy.log"));
-      proxy = spawn(IMPAIR_BIN, ["--listen", `${PROXY_ADDR}:${PROXY_PORT}`, "--upstream", `${process.env.HUIZHEN_TEST_MEDIA_ADDR ?? "127.0.0.1"}:${port}`, "--seed", "19", "--report-s", "5"], { stdio: ["pipe", "pipe", "pipe"] });
-      proxy.stdout.pipe(log);
-      proxy.stderr.pipe(log);
-
-      const patient = await page("cap-patient", viaProxy);
-      await join(patient, patientToken, "Weak Link");
-      // Its one path is the proxy's.
-      let path1 = await patient.evaluate(received);
-      for (const until = Date.now() + h.timeout; !(path1.remote && path1.audio) && Date.now() < until; ) {
-        await new Promise((r) => setTimeout(r, 500));
-        path1 = await patient.evaluate(received);
-      }
-      assert.equal(path1.remote, `${PROXY_ADDR}:${PROXY_PORT}`, `the patient's media goes through the proxy: ${JSON.stringify(path1)}`);
-
-      // On a free path first: the patient climbs above q, as the doctor does.
-      /** @param {Page} p */
-      const above = (p) =>
-        p.waitForFunction(() => {
-          const q = /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local)"))?.dataset.videoQuality;
-          return q === "h" || q === "f";
-        }, undefined, { timeout: LAYER_TIMEOUT, polling: 500 });
-      await above(patient);
-      const before = await patient.evaluate(sentOfRemote);
-
-      // The cap: the patient falls to q (or no video while the estimate finds its feet), the
-      // doctor stays above it.
-      proxy.stdin.write(`down ${CAP}\n`);
-      const cappedAt = Date.now();
-      await patient.waitForFunction(() => {
-        const q = /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local)"))?.dataset.videoQuality;
-        return q === "q" || q === "paused";
-      }, undefined, { timeout: LAYER_TIMEOUT, polling: 500 });
-      const fell = (Date.now() - cappedAt) / 1000;
-      await above(doctor);
-      // Held there for a while, hearing the doctor all along.
-      const audio1 = (await patient.evaluate(received)).audio;
-      /** @type {string[]} */
-      const seen = [];
-      for (let i = 0; i < 10; i++) {
-        await new Promise((r) => setTimeout(r, 1000));
-        seen.push((await patient.evaluate(sentOfRemote)).quality);
-      }
-      const audio2 = (await patient.evaluate(received)).audio;
-      assert.ok(seen.every((q) => q === "q" || q === "paused"), `under the cap the patient is sent no more than q: ${seen.join(" ")}`);
-      // 10 s of Opus at 50 packets a second; some may wait in the proxy's queue.
-      assert.ok(audio2 - audio1 >= 400, `the patient hears the doctor under the cap: ${audio2 - audio1} audio packets in 10 s`);
-      const doctorSees = (await doctor.evaluate(sentOfRemote)).quality;
-      assert.ok(doctorSees === "h" || doctorSees === "f", `the doctor, on a free link, is sent more than q: ${doctorSees}`);
-      await h.snap(patient, "cap-patient-capped");
-      const capped = await patient.evaluate(sentOfRemote);
-
-      // The cap lifts.
-      proxy.stdin.write("down clean\n");
-      const lifted = Date.now();
-      await above(patient);
-      await patient.waitForFunction((w) => {
-        const v = /** @type {HTMLVideoElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local) video"));
-        return (v?.videoWidth ?? 0) > w;
-      }, capped.width, { timeout: h.timeout, polling: 500 });
-      const climbed = await patient.evaluate(sentOfRemote);
-      console.log(
-        `cap: on a free path the patient was sent ${before.quality} (${before.width} px wide); ${fell.toFixed(1)} s after the cap, no more than q; ` +
-          `then under 300 kbit/s it was sent ${seen.join(" ")} (one a second), heard ${audio2 - audio1} audio packets in 10 s, ` +
-          `decoded ${capped.width} px wide; the doctor was sent ${doctorSees}; ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap lifted, ` +
-          `the patient was sent ${climbed.quality} and decoded ${climbed.width} px wide`,
-      );
-      const videos = await patient.evaluate(remoteVideos);
-      assert.ok(videos.length === 1 && !videos[0].paused, `the doctor's picture plays: ${JSON.stringify(videos)}`);
-      await h.snap(patient, "cap-patient-lifted");
-      proxy.stdin.write("stats\n");
-      await new Promise((r) => setTimeout(r, 300));
-    } finally {
-      proxy?.kill("SIGTERM");
-      process.off("exit", kill);
-      for (const c of contexts) await c.close().catch(() => {});
+  /** @type {import("puppeteer-core").Browser | null} */
+  let firefox = null;
+  /** @type {string[]} what a Firefox page threw or logged that it must not */
+  const problems = [];
+  try {
+    // HUIZHEN_ENGINES=chromium or firefox: the patient in that engine only.
+    const engines = /** @type {("chromium" | "firefox")[]} */ (process.env.HUIZHEN_ENGINES?.split(",") ?? ["chromium", "firefox"]);
+    for (const engine of engines) {
+      await check(`simulcast behind a real cap (${engine} patient): free, the patient climbs above the doctor's low layer; its downlink capped at 300 kbit/s, it falls to the low layer with all the sound while the doctor keeps a higher one; the cap lifted, it climbs back`, { scenario: true }, async () => {
+        if (engine === "firefox") firefox ??= await launchFirefox();
+        await capRun(h, http, engine, firefox, problems);
+      });
     }
-  });
+    await check("cap scenario: no Firefox page threw or logged a token or SDP", {}, async () => {
+      assert.deepEqual(problems, []);
+    });
+  } finally {
+    await firefox?.close().catch(() => {});
+  }
+}
+
+/**
+ * One run: the doctor in Chromium on a free path, the patient in `engine` through the proxy.
+ * @param {Harness} h
+ * @param {import("playwright-core").APIRequestContext} http
+ * @param {"chromium" | "firefox"} engine
+ * @param {import("puppeteer-core").Browser | null} firefox
+ * @param {string[]} problems
+ */
+async function capRun(h, http, engine, firefox, problems) {
+  assert.ok(IMPAIR_BIN, "HUIZHEN_TEST_IMPAIR_BIN must name huizhen-impair (scripts/test-browser.sh sets it)");
+  /** @type {import("node:child_process").ChildProcessWithoutNullStreams | null} */
+  let proxy = null;
+  const kill = () => proxy?.kill("SIGKILL");
+  process.once("exit", kill);
+  /** @type {Participant[]} */
+  const open = [];
+  try {
+    const login = await http.post("/api/v1/auth/login", { data: { username: h.doctor, password: h.password } });
+    assert.equal(login.status(), 200);
+    const auth = { Authorization: `Bearer ${(await login.json()).token}` };
+    const created = await http.post("/api/v1/rooms", { headers: auth, data: { title: `Weak downlink (${engine}) ${new Date().toISOString()}`, patient_ref: "MRN-CAP-0001", waiting_room: false } });
+    assert.ok(created.ok(), `create room: ${created.status()}`);
+    const roomId = (await created.json()).id;
+    const invite = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role: "patient" } });
+    assert.ok(invite.ok(), `patient invite: ${invite.status()}`);
+    const patientToken = (await invite.json()).token;
+    const seat = await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: auth });
+    assert.equal(seat.status(), 200);
+    const doctorToken = (await seat.json()).token;
+    const proxyAt = { addr: PROXY_ADDR, port: PROXY_PORT };
+
+    /**
+     * @param {string} who
+     * @param {boolean} proxied
+     */
+    const chromiumPage = async (who, proxied) => {
+      const context = await h.newContext(h.browser, DESK);
+      await context.grantPermissions(["camera", "microphone"], { origin: h.base });
+      await context.addInitScript(instrumentPage);
+      if (proxied) await context.addInitScript(viaProxy, proxyAt);
+      const page = await context.newPage();
+      h.watchPage(page, who);
+      h.pages.set(who, page);
+      const p = new Participant(who, "chromium", page);
+      open.push(p);
+      return p;
+    };
+    /** @param {string} who */
+    const firefoxPage = async (who) => {
+      if (!firefox) throw new Error("Firefox did not start");
+      const p = await firefoxParticipant(firefox, { who, locale: "en-GB", viewport: DESK, base: h.base, problems });
+      await /** @type {import("puppeteer-core").Page} */ (p.page).evaluateOnNewDocument(viaProxy, proxyAt);
+      open.push(p);
+      return p;
+    };
+    /**
+     * @param {Participant} p
+     * @param {string} token
+     * @param {string | null} name
+     */
+    const join = async (p, token, name) => {
+      await p.goto(`${h.base}/join#${token}`);
+      await p.waitForState("prejoin");
+      if (name) await p.fill("#display-name", name);
+      await p.click("#join-button");
+      await p.waitForState("in-room");
+    };
+    /** @param {number} ms */
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    /**
+     * Waits for `fn` in `p`'s page; on a timeout, says what the page was sent and showed.
+     * @param {Participant} p
+     * @param {() => boolean} fn
+     * @param {string} what
+     */
+    const waitLayer = async (p, fn, what) => {
+      try {
+        await p.waitFor(fn, undefined, LAYER_TIMEOUT);
+      } catch (err) {
+        const now = await p.evaluate(sentOfRemote).catch(() => null);
+        throw new Error(`${p.who}: ${what} within ${LAYER_TIMEOUT / 1000} s; it is sent ${JSON.stringify(now)} (${err instanceof Error ? err.message : err})`);
+      }
+    };
+
+    // The doctor first, on a free path: the room's media port is in its offer.
+    const doctor = await chromiumPage(`cap-doctor-${engine}`, false);
+    await join(doctor, doctorToken, null);
+    let port = await doctor.evaluate(serverPort);
+    for (const until = Date.now() + h.timeout; !port && Date.now() < until; ) {
+      await sleep(200);
+      port = await doctor.evaluate(serverPort);
+    }
+    assert.ok(port > 0, "the doctor's offer names the room's media port");
+    const log = createWriteStream(path.join(h.out, `cap-proxy-${engine}.log`));
+    const media = process.env.HUIZHEN_TEST_MEDIA_ADDR ?? "127.0.0.1";
+    proxy = spawn(IMPAIR_BIN, ["--listen", `${PROXY_ADDR}:${PROXY_PORT}`, "--upstream", `${media}:${port}`, "--seed", "19", "--report-s", "5"], { stdio: ["pipe", "pipe", "pipe"] });
+    proxy.stdout.pipe(log);
+    proxy.stderr.pipe(log);
+    const control = proxy.stdin;
+
+    const patient = engine === "firefox" ? await firefoxPage("cap-patient-firefox") : await chromiumPage("cap-patient-chromium", true);
+    await join(patient, patientToken, "Weak Link");
+    // A Firefox page behind others is throttled: in front, as the person looking at it.
+    if (engine === "firefox") await patient.front();
+    // Its one path is the proxy's.
+    let path1 = await patient.evaluate(received);
+    for (const until = Date.now() + h.timeout; !(path1.remote && path1.audio) && Date.now() < until; ) {
+      await sleep(500);
+      path1 = await patient.evaluate(received);
+    }
+    assert.equal(path1.remote, `${PROXY_ADDR}:${PROXY_PORT}`, `the patient's media goes through the proxy: ${JSON.stringify(path1)}`);
+
+    // On a free path first: the patient climbs above q, as the doctor does.
+    await waitLayer(patient, aboveLow, "on a free path, not sent more than q");
+    const before = await patient.evaluate(sentOfRemote);
+
+    // The cap: the patient falls to q (or no video while the estimate finds its feet), the
+    // doctor stays above it.
+    control.write(`down ${CAP}\n`);
+    const cappedAt = Date.now();
+    await waitLayer(patient, atMostLow, "capped, still sent more than q");
+    const fell = (Date.now() - cappedAt) / 1000;
+    // The doctor's own link is free: while the patient is capped, it is sent more than q (its
+    // estimate may dip on a busy machine afterwards, so this is a moment, not the whole hold).
+    await waitLayer(doctor, aboveLow, "on a free path while the patient is capped, not sent more than q");
+    const doctorSees = (await doctor.evaluate(sentOfRemote)).quality;
+    // Held there for a while, hearing the doctor all along.
+    const audio1 = (await patient.evaluate(received)).audio;
+    /** @type {string[]} */
+    const seen = [];
+    for (let i = 0; i < 10; i++) {
+      await sleep(1000);
+      seen.push((await patient.evaluate(sentOfRemote)).quality);
+    }
+    const audio2 = (await patient.evaluate(received)).audio;
+    assert.ok(seen.every((q) => q === "q" || q === "paused"), `under the cap the patient is sent no more than q: ${seen.join(" ")}`);
+    // 10 s of Opus at 50 packets a second; some may wait in the proxy's queue.
+    assert.ok(audio2 - audio1 >= 400, `the patient hears the doctor under the cap: ${audio2 - audio1} audio packets in 10 s`);
+    await patient.screenshot(path.join(h.out, `cap-${engine}-patient-capped.png`));
+    const capped = await patient.evaluate(sentOfRemote);
+
+    // The cap lifts.
+    control.write("down clean\n");
+    const lifted = Date.now();
+    await waitLayer(patient, aboveLow, "the cap lifted, not sent more than q again");
+    await patient.waitFor((w) => (/** @type {HTMLVideoElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local) video"))?.videoWidth ?? 0) > w, capped.width, h.timeout);
+    const climbed = await patient.evaluate(sentOfRemote);
+    console.log(
+      `cap (${engine} patient): on a free path the patient was sent ${before.quality} (${before.width} px wide); ${fell.toFixed(1)} s after the cap, no more than q; ` +
+        `then under 300 kbit/s it was sent ${seen.join(" ")} (one a second), heard ${audio2 - audio1} audio packets in 10 s, ` +
+        `decoded ${capped.width} px wide; the doctor was sent ${doctorSees}; ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap lifted, ` +
+        `the patient was sent ${climbed.quality} and decoded ${climbed.width} px wide`,
+    );
+    const videos = await patient.evaluate(remoteVideos);
+    assert.ok(videos.length === 1 && !videos[0].paused, `the doctor's picture plays: ${JSON.stringify(videos)}`);
+    await patient.screenshot(path.join(h.out, `cap-${engine}-patient-lifted.png`));
+    control.write("stats\n");
+    await sleep(300);
+  } finally {
+    proxy?.kill("SIGTERM");
+    process.off("exit", kill);
+    for (const p of open) await closeParticipant(p);
+  }
 }
