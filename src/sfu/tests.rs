@@ -2477,11 +2477,6 @@ fn an_echo_transport_that_stops_publishing_a_kind_loses_its_copy_too() {
     assert!(w.sfu.holds_nothing());
 }
 
-/// The participant's transport in the core.
-fn transport<'a>(w: &'a World, id: &ParticipantId) -> &'a Transport {
-    w.sfu.transports.by_id(id).unwrap()
-}
-
 #[test]
 fn opus_is_offered_with_fec_dtx_and_red_first() {
     let mut w = World::new();
@@ -2514,8 +2509,12 @@ fn opus_is_offered_with_fec_dtx_and_red_first() {
         str0m::media::Pt::new_with_value(63),
         str0m::media::Pt::new_with_value(111),
     );
-    assert_eq!(transport(&w, &red).red, Some((red_pt, opus_pt)));
-    assert_eq!(transport(&w, &plain).red, None, "its answer left RED out");
+    assert_eq!(w.sfu.transport(&red).unwrap().red, Some((red_pt, opus_pt)));
+    assert_eq!(
+        w.sfu.transport(&plain).unwrap().red,
+        None,
+        "its answer left RED out"
+    );
     // Both hear each other.
     assert!(frames(&w, &red, &plain, MediaKind::Audio).len() > 20);
     assert!(frames(&w, &plain, &red, MediaKind::Audio).len() > 20);

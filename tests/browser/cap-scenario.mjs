@@ -27,7 +27,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import path from "node:path";
-import { Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
+import { Participant, chromiumParticipant, closeParticipant, firefoxParticipant, launchFirefox, remoteVideos } from "./engines.mjs";
 
 /**
  * @typedef {import("playwright-core").Page} Page
@@ -217,14 +217,7 @@ async function capRun(h, http, engine, firefox, problems) {
      * @param {boolean} proxied
      */
     const chromiumPage = async (who, proxied) => {
-      const context = await h.newContext(h.browser, DESK);
-      await context.grantPermissions(["camera", "microphone"], { origin: h.base });
-      await context.addInitScript(instrumentPage);
-      if (proxied) await context.addInitScript(viaProxy, proxyAt);
-      const page = await context.newPage();
-      h.watchPage(page, who);
-      h.pages.set(who, page);
-      const p = new Participant(who, "chromium", page);
+      const p = await chromiumParticipant(h, { who, viewport: DESK, base: h.base, init: proxied ? viaProxy : undefined, arg: proxyAt });
       open.push(p);
       return p;
     };

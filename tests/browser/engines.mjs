@@ -319,6 +319,36 @@ function contentType(file) {
 }
 
 
+/**
+ * What a scenario needs of the main test to open a Chromium participant.
+ * @typedef {object} ChromiumHarness
+ * @property {(browser: import("playwright-core").Browser, viewport: {width: number, height: number}, locale?: string, base?: string) => Promise<import("playwright-core").BrowserContext>} newContext
+ * @property {(page: ChromiumPage, who: string) => void} watchPage
+ * @property {Map<string, ChromiumPage>} pages Chromium pages photographed on failure
+ * @property {import("playwright-core").Browser | null} browser
+ */
+
+/**
+ * A Chromium participant in a fresh context on `base`: camera and microphone granted,
+ * instrumented like every page, watched for problems and photographed on failure; `init` (with
+ * `arg`) runs in it before the page's own code where given.
+ * @template A
+ * @param {ChromiumHarness} h
+ * @param {{who: string, viewport: {width: number, height: number}, base: string, locale?: string, init?: (arg: A) => void, arg?: A}} opts
+ * @returns {Promise<Participant>}
+ */
+export async function chromiumParticipant(h, opts) {
+  if (!h.browser) throw new Error("no Chromium");
+  const context = await h.newContext(h.browser, opts.viewport, opts.locale ?? "en-GB", opts.base);
+  await context.grantPermissions(["camera", "microphone"], { origin: opts.base });
+  await context.addInitScript(instrumentPage);
+  if (opts.init) await context.addInitScript(opts.init, /** @type {A} */ (opts.arg));
+  const page = await context.newPage();
+  h.watchPage(page, opts.who);
+  h.pages.set(opts.who, page);
+  return new Participant(opts.who, "chromium", page);
+}
+
 /** Starts Firefox ESR with fake devices, or says why it cannot reach the media server here. */
 export async function launchFirefox() {
   if (FIREFOX_UNAVAILABLE) throw new Error(`Firefox cannot reach the media server here: ${FIREFOX_UNAVAILABLE}`);

@@ -26,7 +26,7 @@
 
 import assert from "node:assert/strict";
 import path from "node:path";
-import { JOIN_TIMEOUT, Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
+import { JOIN_TIMEOUT, Participant, closeParticipant, chromiumParticipant, firefoxParticipant, launchFirefox, remoteVideos } from "./engines.mjs";
 import { assertPhoneLayout } from "./phone-scenario.mjs";
 
 /**
@@ -205,14 +205,7 @@ export async function firefoxScenario(h) {
    * @param {{width: number, height: number}} viewport
    */
   const chromiumPage = async (who, viewport) => {
-    if (!h.browser) throw new Error("no Chromium");
-    const context = await h.newContext(h.browser, viewport);
-    await context.grantPermissions(["camera", "microphone"], { origin: h.base });
-    await context.addInitScript(instrumentPage);
-    const page = await context.newPage();
-    h.watchPage(page, who);
-    h.pages.set(who, page);
-    const p = new Participant(who, "chromium", page);
+    const p = await chromiumParticipant(h, { who, viewport, base: h.base });
     open.push(p);
     return p;
   };

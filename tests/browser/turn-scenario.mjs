@@ -48,7 +48,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { request } from "playwright-core";
-import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
+import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, chromiumParticipant, firefoxParticipant, launchFirefox, remoteVideos } from "./engines.mjs";
 import { permissionAnswers } from "./turn-client.mjs";
 
 /**
@@ -281,15 +281,7 @@ export async function turnScenario(h) {
    * @param {string | null} relayUrl the one relay the page may use; null: no restriction
    */
   const chromiumPage = async (who, relayUrl) => {
-    if (!h.browser) throw new Error("no Chromium");
-    const context = await h.newContext(h.browser, DESK, "en-GB", base);
-    await context.grantPermissions(["camera", "microphone"], { origin: base });
-    await context.addInitScript(instrumentPage);
-    if (relayUrl) await context.addInitScript(relayOnly, relayUrl);
-    const page = await context.newPage();
-    h.watchPage(page, who);
-    h.pages.set(who, page);
-    const p = new Participant(who, "chromium", page);
+    const p = await chromiumParticipant(h, { who, viewport: DESK, base, init: relayUrl ? relayOnly : undefined, arg: relayUrl ?? "" });
     open.push(p);
     return p;
   };
