@@ -488,7 +488,7 @@ export async function workflowScenario(h, engine) {
         const rank = ["good", "fair", "poor"];
         assert.ok(rank.includes(judged.down ?? ""), `the download judged: ${JSON.stringify(judged)}`);
         assert.equal(judged.all, rank[Math.max(rank.indexOf(judged.up ?? ""), rank.indexOf(judged.down ?? ""))], JSON.stringify(judged));
-        const downKbps = Number(/(?:download at least|下行 至少) (\d+(?:\.\d)?) (k|M)bit/.exec(figures)?.[1]);
+        const downKbps = Number(/(?:download at least|下行 至少) (\d+(?:\.\d)?)\s(k|M)bit/.exec(figures)?.[1]);
         assert.ok(downKbps > 0, `something came back down: ${figures}`);
         assert.ok(((await p.text("#waiting-network .net-advice")) ?? "").length > 0, "advice in words");
       }
