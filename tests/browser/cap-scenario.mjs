@@ -19,6 +19,13 @@
 //   patient is capped;
 // - the cap lifted (`down clean` on the proxy's standard input), the patient climbs back above
 //   q and decodes a larger picture.
+// Then, in a second check on the same call, the patient's path dies for a while (`blackout` on
+// the proxy: nothing passes either way, as when Wi-Fi drops or a NAT forgets the mapping), which
+// the icerestart scenario can only report to a page: the patient's browser notices by itself,
+// asks for an ICE restart over signaling (the WebSocket does not cross the proxy), and once the
+// path is back the restart completes on the same peer connection (a new ICE ufrag, no rejoin) and
+// the doctor's sound reaches the patient again; the doctor's page showed the patient
+// reconnecting meanwhile and no longer does.
 //
 // The proxy runs in scripts/test-browser.sh's network namespace, listening on the veth pair's
 // second address (198.18.0.2); it is stopped after the scenario, killed if node exits first.
@@ -53,10 +60,17 @@ const PROXY_PORT = 41_900;
 /** The weak downlink: what reaches the patient, and the queue in front of it. */
 const CAP = "rate=300kbit,queue=8000";
 /**
+ * How long the patient's path is dead: well beyond what a browser takes to see it (measured
+ * here: Chromium 7.8 s, Firefox ESR 10.1 s of unanswered consent checks) and the client's grace
+ * before asking for a restart (3 s), so that a restart is asked for while the path is still
+ * dead, as it would be in a car, and the one the path comes back to is a later one.
+ */
+const BLACKOUT_S = 20;
+/**
  * Layers change on the estimator's evidence, which takes seconds to gather on two cores, and
- * sometimes minutes: str0m's loss-based estimator can hold a link's estimate at about 1.5 times
- * what it carries, without probing, for up to 60 s at a time, and it was seen to do so on a free
- * path with no loss reported (docs/SIMULCAST.md, "A browser behind a real cap"). A CI run waited
+ * sometimes minutes: str0m's loss-based estimator can hold a link's estimate flat, without
+ * probing, for up to 60 s at a time, and it was seen to do so on a free path with no loss
+ * reported (docs/SIMULCAST.md, "Why a climb can take a minute"). A CI run waited
  * 120 s for a Firefox patient's first climb and failed; four minutes leave room for two holds.
  */
 const LAYER_TIMEOUT = 240_000;
@@ -174,10 +188,23 @@ export async function capScenario(h) {
     // HUIZHEN_ENGINES=chromium or firefox: the patient in that engine only.
     const engines = /** @type {("chromium" | "firefox")[]} */ (process.env.HUIZHEN_ENGINES?.split(",") ?? ["chromium", "firefox"]);
     for (const engine of engines) {
-      await check(`simulcast behind a real cap (${engine} patient): free, the patient climbs above the doctor's low layer; its downlink capped at 300 kbit/s, it falls to the low layer with all the sound while the doctor keeps a higher one; the cap lifted, it climbs back`, { scenario: true }, async () => {
-        if (engine === "firefox") firefox ??= await launchFirefox();
-        await capRun(h, http, engine, firefox, problems);
-      });
+      /** @type {Call} */
+      const call = { proxy: null, open: [], doctor: null, patient: null };
+      const kill = () => call.proxy?.kill("SIGKILL");
+      process.once("exit", kill);
+      try {
+        await check(`simulcast behind a real cap (${engine} patient): free, the patient climbs above the doctor's low layer; its downlink capped at 300 kbit/s, it falls to the low layer with all the sound while the doctor keeps a higher one; the cap lifted, it climbs back`, { scenario: `cap-${engine}` }, async () => {
+          if (engine === "firefox") firefox ??= await launchFirefox();
+          await capRun(h, http, engine, firefox, problems, call);
+        });
+        await check(`ICE restart on a real path failure (${engine} patient): its path dead for ${BLACKOUT_S} s, the browser asks for a restart by itself; the path back, the same peer connection carries the doctor's sound again under new ICE credentials, and the doctor saw the patient reconnecting meanwhile`, { scenario: `cap-${engine}` }, async () => {
+          await blackoutRun(h, engine, call);
+        });
+      } finally {
+        call.proxy?.kill("SIGTERM");
+        process.off("exit", kill);
+        for (const p of call.open) await closeParticipant(p);
+      }
     }
     await check("cap scenario: no Firefox page threw or logged a token or SDP", {}, async () => {
       assert.deepEqual(problems, []);
@@ -188,22 +215,28 @@ export async function capScenario(h) {
 }
 
 /**
+ * One call of the scenario, kept from the cap check for the blackout check and closed after both.
+ * @typedef {object} Call
+ * @property {import("node:child_process").ChildProcessWithoutNullStreams | null} proxy
+ * @property {Participant[]} open every page opened, to close
+ * @property {Participant | null} doctor
+ * @property {Participant | null} patient
+ */
+
+/**
  * One run: the doctor in Chromium on a free path, the patient in `engine` through the proxy.
+ * The pages and the proxy stay open in `call` (the caller closes them).
  * @param {Harness} h
  * @param {import("playwright-core").APIRequestContext} http
  * @param {"chromium" | "firefox"} engine
  * @param {import("puppeteer-core").Browser | null} firefox
  * @param {string[]} problems
+ * @param {Call} call
  */
-async function capRun(h, http, engine, firefox, problems) {
+async function capRun(h, http, engine, firefox, problems, call) {
   assert.ok(IMPAIR_BIN, "HUIZHEN_TEST_IMPAIR_BIN must name huizhen-impair (scripts/test-browser.sh sets it)");
-  /** @type {import("node:child_process").ChildProcessWithoutNullStreams | null} */
-  let proxy = null;
-  const kill = () => proxy?.kill("SIGKILL");
-  process.once("exit", kill);
-  /** @type {Participant[]} */
-  const open = [];
-  try {
+  const open = call.open;
+  {
     const login = await http.post("/api/v1/auth/login", { data: { username: h.doctor, password: h.password } });
     assert.equal(login.status(), 200);
     const auth = { Authorization: `Bearer ${(await login.json()).token}` };
@@ -275,12 +308,15 @@ async function capRun(h, http, engine, firefox, problems) {
     assert.ok(port > 0, "the doctor's offer names the room's media port");
     const log = createWriteStream(path.join(h.out, `cap-proxy-${engine}.log`));
     const media = process.env.HUIZHEN_TEST_MEDIA_ADDR ?? "127.0.0.1";
-    proxy = spawn(IMPAIR_BIN, ["--listen", `${PROXY_ADDR}:${PROXY_PORT}`, "--upstream", `${media}:${port}`, "--seed", "19", "--report-s", "5"], { stdio: ["pipe", "pipe", "pipe"] });
+    const proxy = spawn(IMPAIR_BIN, ["--listen", `${PROXY_ADDR}:${PROXY_PORT}`, "--upstream", `${media}:${port}`, "--seed", "19", "--report-s", "5"], { stdio: ["pipe", "pipe", "pipe"] });
+    call.proxy = proxy;
+    call.doctor = doctor;
     proxy.stdout.pipe(log);
     proxy.stderr.pipe(log);
     const control = proxy.stdin;
 
     const patient = engine === "firefox" ? await firefoxPage("cap-patient-firefox") : await chromiumPage("cap-patient-chromium", true);
+    call.patient = patient;
     await join(patient, patientToken, "Weak Link");
     // A Firefox page behind others is throttled: in front, as the person looking at it.
     if (engine === "firefox") await patient.front();
@@ -338,9 +374,123 @@ async function capRun(h, http, engine, firefox, problems) {
     await patient.screenshot(path.join(h.out, `cap-${engine}-patient-lifted.png`));
     control.write("stats\n");
     await sleep(300);
-  } finally {
-    proxy?.kill("SIGTERM");
-    process.off("exit", kill);
-    for (const p of open) await closeParticipant(p);
   }
+}
+
+/**
+ * The patient's newest peer connection: its ICE state, the server's ufrag, and every ICE state
+ * it went through since `watchIce`.
+ * Runs in the page.
+ */
+function iceNow() {
+  /** @type {RTCPeerConnection[]} */
+  const pcs = /** @type {any} */ (window).__hzPeerConnections ?? [];
+  const pc = pcs[pcs.length - 1];
+  const ufrag = /a=ice-ufrag:(\S+)/.exec(pc?.remoteDescription?.sdp ?? "")?.[1] ?? "";
+  return { count: pcs.length, state: pc?.iceConnectionState ?? "", ufrag, seen: /** @type {string[]} */ (/** @type {any} */ (window).__hzIceSeen ?? []) };
+}
+
+/**
+ * Notes every ICE state the newest peer connection goes through, from now on.
+ * Runs in the page.
+ */
+function watchIce() {
+  /** @type {RTCPeerConnection[]} */
+  const pcs = /** @type {any} */ (window).__hzPeerConnections ?? [];
+  const pc = pcs[pcs.length - 1];
+  /** @type {string[]} */
+  const seen = [];
+  Object.assign(window, { __hzIceSeen: seen });
+  pc?.addEventListener("iceconnectionstatechange", () => seen.push(pc.iceConnectionState));
+}
+
+/**
+ * The doctor's page notes whether the patient's tile shows Reconnecting, and how often.
+ * Runs in the page.
+ * @param {string} id the patient's participant id
+ */
+function watchReconnecting(id) {
+  const badge = document.querySelector(`#tiles .tile[data-participant-id="${id}"] .badge-reconnecting`);
+  if (!(badge instanceof HTMLElement)) throw new Error("no reconnecting badge on the patient's tile");
+  const seen = { times: 0, hidden: badge.hidden };
+  Object.assign(window, { __hzReconnecting: seen });
+  new MutationObserver(() => {
+    if (seen.hidden && !badge.hidden) seen.times += 1;
+    seen.hidden = badge.hidden;
+  }).observe(badge, { attributes: true, attributeFilter: ["hidden"] });
+}
+
+/**
+ * The second check on the call: the patient's path dies for `BLACKOUT_S` seconds.
+ * @param {Harness} h
+ * @param {"chromium" | "firefox"} engine
+ * @param {Call} call
+ */
+async function blackoutRun(h, engine, call) {
+  const { proxy, doctor, patient } = call;
+  assert.ok(proxy && doctor && patient, "the cap check left the call open");
+  /** @param {number} ms */
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const patientId = await patient.evaluate(() => /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile.tile-local"))?.dataset.participantId ?? "");
+  assert.ok(patientId, "the patient's own tile names it");
+  await doctor.evaluateWith(watchReconnecting, patientId);
+  await patient.evaluate(watchIce);
+  const before = await patient.evaluate(iceNow);
+  assert.ok(["connected", "completed"].includes(before.state), `the patient's ICE before: ${JSON.stringify(before)}`);
+  assert.ok(before.ufrag, "the server's ufrag");
+
+  proxy.stdin.write(`blackout ${BLACKOUT_S}s\n`);
+  const dead = Date.now();
+  // The browser sees the path die by itself (no answer to its consent checks).
+  try {
+    await patient.waitFor(() => {
+      /** @type {RTCPeerConnection[]} */
+      const pcs = /** @type {any} */ (window).__hzPeerConnections ?? [];
+      const state = pcs[pcs.length - 1]?.iceConnectionState;
+      return state === "disconnected" || state === "failed" || state === "checking";
+    }, undefined, (BLACKOUT_S + 20) * 1000);
+  } catch (err) {
+    throw new Error(`${patient.who}: ICE never left connected while the path was dead: ${JSON.stringify(await patient.evaluate(iceNow))} (${err})`);
+  }
+  const noticed = (Date.now() - dead) / 1000;
+  // Back: a restart under new credentials, on the same peer connection.
+  try {
+    await patient.waitFor(
+      (first) => {
+        /** @type {RTCPeerConnection[]} */
+        const pcs = /** @type {any} */ (window).__hzPeerConnections ?? [];
+        const pc = pcs[pcs.length - 1];
+        const ufrag = /a=ice-ufrag:(\S+)/.exec(pc?.remoteDescription?.sdp ?? "")?.[1];
+        return ufrag !== undefined && ufrag !== first && (pc.iceConnectionState === "connected" || pc.iceConnectionState === "completed");
+      },
+      before.ufrag,
+      (BLACKOUT_S + 60) * 1000,
+    );
+  } catch (err) {
+    throw new Error(`${patient.who}: no ICE restart came up after the path returned: ${JSON.stringify(await patient.evaluate(iceNow))} (${err})`);
+  }
+  const back = (Date.now() - dead) / 1000;
+  const after = await patient.evaluate(iceNow);
+  assert.equal(after.count, before.count, "the same peer connection: no rejoin");
+  assert.equal(await patient.evaluate(() => document.body.dataset.state), "in-room");
+  assert.equal(await patient.evaluate(() => /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile.tile-local"))?.dataset.participantId ?? ""), patientId, "the same participant");
+  // The doctor's sound reaches the patient again: 3 s of Opus (50 packets a second).
+  const heard1 = (await patient.evaluate(received)).audio;
+  await sleep(3000);
+  const heard2 = (await patient.evaluate(received)).audio;
+  assert.ok(heard2 - heard1 >= 100, `the patient hears the doctor again: ${heard2 - heard1} audio packets in 3 s`);
+  // The doctor saw the patient reconnecting, and no longer does.
+  await doctor.waitFor(() => {
+    const seen = /** @type {any} */ (window).__hzReconnecting;
+    return seen.times >= 1 && seen.hidden;
+  }, undefined, h.timeout);
+  const shown = await doctor.evaluate(() => /** @type {any} */ (window).__hzReconnecting.times);
+  const videos = await patient.evaluate(remoteVideos);
+  assert.ok(videos.length === 1 && !videos[0].paused, `the doctor's picture plays again: ${JSON.stringify(videos)}`);
+  console.log(
+    `blackout (${engine} patient): the path dead for ${BLACKOUT_S} s; the browser noticed after ${noticed.toFixed(1)} s; ` +
+      `ICE under new credentials was up ${back.toFixed(1)} s after the path died (${(back - BLACKOUT_S).toFixed(1)} s after it returned), ` +
+      `the patient's ICE states ${after.seen.join(" → ")}; ${heard2 - heard1} audio packets in the next 3 s; the doctor was shown the patient reconnecting ${shown} time(s)`,
+  );
+  await patient.screenshot(path.join(h.out, `blackout-${engine}-patient.png`));
 }

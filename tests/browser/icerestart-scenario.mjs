@@ -8,9 +8,11 @@
 // patient has the same participant id and still the same peer connection (no rejoin), and the
 // doctor's tile of the patient showed "Reconnecting" meanwhile and no longer does.
 //
-// The failure is reported, not caused: a test cannot take one page's UDP path away inside the
-// shared network namespace. Everything after the report is real (the request, the offer, ICE
-// on the browser and the server, the media).
+// Here the failure is reported, not caused, so that the restart is checked inside the main
+// consultation with three pages; everything after the report is real (the request, the offer,
+// ICE on the browser and the server, the media). A real path failure, noticed by the browser
+// itself, is cap-scenario.mjs's second check: the patient's path crosses the impairment proxy,
+// which drops everything for 20 s, in Chromium and in Firefox ESR.
 
 import assert from "node:assert/strict";
 
