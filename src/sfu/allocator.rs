@@ -887,19 +887,17 @@ mod tests {
     fn an_estimate_that_reaches_the_desired_rate_takes_every_video_to_its_best() {
         // As str0m's estimator does on a free link: it probes up to the desired rate and
         // settles there (an application-limited estimate rises no further on its own).
-        let big = Video {
-            shown: Shown::of(1280, 720),
+        let tile = |width, height| Video {
+            shown: Shown::of(width, height),
             ..CAMERA
         };
-        let small = Video {
-            shown: Shown::of(640, 360),
-            ..CAMERA
-        };
-        for videos in [vec![CAMERA], vec![small, big, SCREEN], vec![small, small]] {
+        /// A minute of allocations from 300 kbit/s: following the desired rate (`None`) or
+        /// at a fixed estimate. The last choice's layers, and the estimate at the end.
+        fn settle(videos: &[Video], fixed: Option<u64>) -> (Vec<Option<Layer>>, u64) {
             let t0 = Instant::now();
             let mut memory = vec![Memory::default(); videos.len()];
             let mut link = LinkMemory::default();
-            let mut estimate = 300 * KBPS;
+            let mut estimate = fixed.unwrap_or(300 * KBPS);
             let mut last = Vec::new();
             for ms in (0..=60_000).step_by(500) {
                 let (c, probe) = allocate(
@@ -909,39 +907,31 @@ mod tests {
                         audio: AUDIO,
                         loss: Some(0.0),
                     },
-                    &videos,
+                    videos,
                     &mut memory,
                     &mut link,
                 );
-                estimate = estimate.max(probe.expect("estimated").desired);
-                last = c;
+                if fixed.is_none() {
+                    estimate = estimate.max(probe.expect("estimated").desired);
+                }
+                last = c.iter().map(|c| c.layer).collect();
             }
+            (last, estimate)
+        }
+        for videos in [
+            vec![CAMERA],
+            vec![tile(640, 360), tile(1280, 720), SCREEN],
+            vec![tile(640, 360), tile(640, 360)],
+        ] {
             let best: Vec<_> = videos
                 .iter()
                 .map(|v| Ladder::of(v).top().map(|t| Ladder::of(v).rungs[t].0))
                 .collect();
-            let got: Vec<_> = last.iter().map(|c| c.layer).collect();
+            let (got, estimate) = settle(&videos, None);
             assert_eq!(got, best, "at an estimate of {estimate} bit/s");
             // And not a step more than needed: just below it, the last step is not taken.
-            let below = estimate - 100;
-            let mut memory = vec![Memory::default(); videos.len()];
-            let mut link = LinkMemory::default();
-            for ms in (0..=60_000).step_by(500) {
-                last = allocate(
-                    t0 + Duration::from_millis(ms),
-                    Link {
-                        estimate: Some(below),
-                        audio: AUDIO,
-                        loss: Some(0.0),
-                    },
-                    &videos,
-                    &mut memory,
-                    &mut link,
-                )
-                .0;
-            }
-            let got: Vec<_> = last.iter().map(|c| c.layer).collect();
-            assert_ne!(got, best, "at {below} bit/s");
+            let (got, _) = settle(&videos, Some(estimate - 100));
+            assert_ne!(got, best, "at {} bit/s", estimate - 100);
         }
     }
 
