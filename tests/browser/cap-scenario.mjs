@@ -236,145 +236,151 @@ export async function capScenario(h) {
 async function capRun(h, http, engine, firefox, problems, call) {
   assert.ok(IMPAIR_BIN, "HUIZHEN_TEST_IMPAIR_BIN must name huizhen-impair (scripts/test-browser.sh sets it)");
   const open = call.open;
-  {
-    const login = await http.post("/api/v1/auth/login", { data: { username: h.doctor, password: h.password } });
-    assert.equal(login.status(), 200);
-    const auth = { Authorization: `Bearer ${(await login.json()).token}` };
-    const created = await http.post("/api/v1/rooms", { headers: auth, data: { title: `Weak downlink (${engine}) ${new Date().toISOString()}`, patient_ref: "MRN-CAP-0001", waiting_room: false } });
-    assert.ok(created.ok(), `create room: ${created.status()}`);
-    const roomId = (await created.json()).id;
-    const invite = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role: "patient" } });
-    assert.ok(invite.ok(), `patient invite: ${invite.status()}`);
-    const patientToken = (await invite.json()).token;
-    const seat = await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: auth });
-    assert.equal(seat.status(), 200);
-    const doctorToken = (await seat.json()).token;
-    const proxyAt = { addr: PROXY_ADDR, port: PROXY_PORT };
+  const login = await http.post("/api/v1/auth/login", { data: { username: h.doctor, password: h.password } });
+  assert.equal(login.status(), 200);
+  const auth = { Authorization: `Bearer ${(await login.json()).token}` };
+  const created = await http.post("/api/v1/rooms", { headers: auth, data: { title: `Weak downlink (${engine}) ${new Date().toISOString()}`, patient_ref: "MRN-CAP-0001", waiting_room: false } });
+  assert.ok(created.ok(), `create room: ${created.status()}`);
+  const roomId = (await created.json()).id;
+  const invite = await http.post(`/api/v1/rooms/${roomId}/invites`, { headers: auth, data: { role: "patient" } });
+  assert.ok(invite.ok(), `patient invite: ${invite.status()}`);
+  const patientToken = (await invite.json()).token;
+  const seat = await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: auth });
+  assert.equal(seat.status(), 200);
+  const doctorToken = (await seat.json()).token;
+  const proxyAt = { addr: PROXY_ADDR, port: PROXY_PORT };
 
-    /**
-     * @param {string} who
-     * @param {boolean} proxied
-     */
-    const chromiumPage = async (who, proxied) => {
-      const p = await chromiumParticipant(h, { who, viewport: DESK, base: h.base, init: proxied ? viaProxy : undefined, arg: proxyAt });
-      open.push(p);
-      return p;
-    };
-    /** @param {string} who */
-    const firefoxPage = async (who) => {
-      if (!firefox) throw new Error("Firefox did not start");
-      const p = await firefoxParticipant(firefox, { who, locale: "en-GB", viewport: DESK, base: h.base, problems });
-      await /** @type {import("puppeteer-core").Page} */ (p.page).evaluateOnNewDocument(viaProxy, proxyAt);
-      open.push(p);
-      return p;
-    };
-    /**
-     * @param {Participant} p
-     * @param {string} token
-     * @param {string | null} name
-     */
-    const join = async (p, token, name) => {
-      await p.goto(`${h.base}/join#${token}`);
-      await p.waitForState("prejoin");
-      if (name) await p.fill("#display-name", name);
-      await p.click("#join-button");
-      await p.waitForState("in-room");
-    };
-    /** @param {number} ms */
-    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-    /**
-     * Waits for `fn` in `p`'s page; on a timeout, says what the page was sent and showed.
-     * @param {Participant} p
-     * @param {() => boolean} fn
-     * @param {string} what
-     */
-    const waitLayer = async (p, fn, what) => {
-      try {
-        await p.waitFor(fn, undefined, LAYER_TIMEOUT);
-      } catch (err) {
-        const now = await p.evaluate(sentOfRemote).catch(() => null);
-        throw new Error(`${p.who}: ${what} within ${LAYER_TIMEOUT / 1000} s; it is sent ${JSON.stringify(now)} (${err instanceof Error ? err.message : err})`);
-      }
-    };
-
-    // The doctor first, on a free path: the room's media port is in its offer.
-    const doctor = await chromiumPage(`cap-doctor-${engine}`, false);
-    await join(doctor, doctorToken, null);
-    let port = await doctor.evaluate(serverPort);
-    for (const until = Date.now() + h.timeout; !port && Date.now() < until; ) {
-      await sleep(200);
-      port = await doctor.evaluate(serverPort);
+  /**
+   * @param {string} who
+   * @param {boolean} proxied
+   */
+  const chromiumPage = async (who, proxied) => {
+    const p = await chromiumParticipant(h, { who, viewport: DESK, base: h.base, init: proxied ? viaProxy : undefined, arg: proxyAt });
+    open.push(p);
+    return p;
+  };
+  /** @param {string} who */
+  const firefoxPage = async (who) => {
+    if (!firefox) throw new Error("Firefox did not start");
+    const p = await firefoxParticipant(firefox, { who, locale: "en-GB", viewport: DESK, base: h.base, problems });
+    await /** @type {import("puppeteer-core").Page} */ (p.page).evaluateOnNewDocument(viaProxy, proxyAt);
+    open.push(p);
+    return p;
+  };
+  /**
+   * @param {Participant} p
+   * @param {string} token
+   * @param {string | null} name
+   */
+  const join = async (p, token, name) => {
+    await p.goto(`${h.base}/join#${token}`);
+    await p.waitForState("prejoin");
+    if (name) await p.fill("#display-name", name);
+    await p.click("#join-button");
+    await p.waitForState("in-room");
+  };
+  /** @param {number} ms */
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  /**
+   * Waits for `fn` in `p`'s page; on a timeout, says what the page was sent and showed.
+   * @param {Participant} p
+   * @param {() => boolean} fn
+   * @param {string} what
+   */
+  const waitLayer = async (p, fn, what) => {
+    try {
+      await p.waitFor(fn, undefined, LAYER_TIMEOUT);
+    } catch (err) {
+      const now = await p.evaluate(sentOfRemote).catch(() => null);
+      throw new Error(`${p.who}: ${what} within ${LAYER_TIMEOUT / 1000} s; it is sent ${JSON.stringify(now)} (${err instanceof Error ? err.message : err})`);
     }
-    assert.ok(port > 0, "the doctor's offer names the room's media port");
-    const log = createWriteStream(path.join(h.out, `cap-proxy-${engine}.log`));
-    const media = process.env.HUIZHEN_TEST_MEDIA_ADDR ?? "127.0.0.1";
-    const proxy = spawn(IMPAIR_BIN, ["--listen", `${PROXY_ADDR}:${PROXY_PORT}`, "--upstream", `${media}:${port}`, "--seed", "19", "--report-s", "5"], { stdio: ["pipe", "pipe", "pipe"] });
-    call.proxy = proxy;
-    call.doctor = doctor;
-    proxy.stdout.pipe(log);
-    proxy.stderr.pipe(log);
-    const control = proxy.stdin;
+  };
 
-    const patient = engine === "firefox" ? await firefoxPage("cap-patient-firefox") : await chromiumPage("cap-patient-chromium", true);
-    call.patient = patient;
-    await join(patient, patientToken, "Weak Link");
-    // A Firefox page behind others is throttled: in front, as the person looking at it.
-    if (engine === "firefox") await patient.front();
-    // Its one path is the proxy's.
-    let path1 = await patient.evaluate(received);
-    for (const until = Date.now() + h.timeout; !(path1.remote && path1.audio) && Date.now() < until; ) {
-      await sleep(500);
-      path1 = await patient.evaluate(received);
-    }
-    assert.equal(path1.remote, `${PROXY_ADDR}:${PROXY_PORT}`, `the patient's media goes through the proxy: ${JSON.stringify(path1)}`);
-
-    // On a free path first: the patient climbs above q, as the doctor does.
-    await waitLayer(patient, aboveLow, "on a free path, not sent more than q");
-    const before = await patient.evaluate(sentOfRemote);
-
-    // The cap: the patient falls to q (or no video while the estimate finds its feet), the
-    // doctor stays above it.
-    control.write(`down ${CAP}\n`);
-    const cappedAt = Date.now();
-    await waitLayer(patient, atMostLow, "capped, still sent more than q");
-    const fell = (Date.now() - cappedAt) / 1000;
-    // The doctor's own link is free: while the patient is capped, it is sent more than q (its
-    // estimate may dip on a busy machine afterwards, so this is a moment, not the whole hold).
-    await waitLayer(doctor, aboveLow, "on a free path while the patient is capped, not sent more than q");
-    const doctorSees = (await doctor.evaluate(sentOfRemote)).quality;
-    // Held there for a while, hearing the doctor all along.
-    const audio1 = (await patient.evaluate(received)).audio;
-    /** @type {string[]} */
-    const seen = [];
-    for (let i = 0; i < 10; i++) {
-      await sleep(1000);
-      seen.push((await patient.evaluate(sentOfRemote)).quality);
-    }
-    const audio2 = (await patient.evaluate(received)).audio;
-    assert.ok(seen.every((q) => q === "q" || q === "paused"), `under the cap the patient is sent no more than q: ${seen.join(" ")}`);
-    // 10 s of Opus at 50 packets a second; some may wait in the proxy's queue.
-    assert.ok(audio2 - audio1 >= 400, `the patient hears the doctor under the cap: ${audio2 - audio1} audio packets in 10 s`);
-    await patient.screenshot(path.join(h.out, `cap-${engine}-patient-capped.png`));
-    const capped = await patient.evaluate(sentOfRemote);
-
-    // The cap lifts.
-    control.write("down clean\n");
-    const lifted = Date.now();
-    await waitLayer(patient, aboveLow, "the cap lifted, not sent more than q again");
-    await patient.waitFor((w) => (/** @type {HTMLVideoElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local) video"))?.videoWidth ?? 0) > w, capped.width, h.timeout);
-    const climbed = await patient.evaluate(sentOfRemote);
-    console.log(
-      `cap (${engine} patient): on a free path the patient was sent ${before.quality} (${before.width} px wide); ${fell.toFixed(1)} s after the cap, no more than q; ` +
-        `then under 300 kbit/s it was sent ${seen.join(" ")} (one a second), heard ${audio2 - audio1} audio packets in 10 s, ` +
-        `decoded ${capped.width} px wide; the doctor was sent ${doctorSees}; ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap lifted, ` +
-        `the patient was sent ${climbed.quality} and decoded ${climbed.width} px wide`,
-    );
-    const videos = await patient.evaluate(remoteVideos);
-    assert.ok(videos.length === 1 && !videos[0].paused, `the doctor's picture plays: ${JSON.stringify(videos)}`);
-    await patient.screenshot(path.join(h.out, `cap-${engine}-patient-lifted.png`));
-    control.write("stats\n");
-    await sleep(300);
+  // The doctor first, on a free path: the room's media port is in its offer.
+  const doctor = await chromiumPage(`cap-doctor-${engine}`, false);
+  await join(doctor, doctorToken, null);
+  let port = await doctor.evaluate(serverPort);
+  for (const until = Date.now() + h.timeout; !port && Date.now() < until; ) {
+    await sleep(200);
+    port = await doctor.evaluate(serverPort);
   }
+  assert.ok(port > 0, "the doctor's offer names the room's media port");
+  const log = createWriteStream(path.join(h.out, `cap-proxy-${engine}.log`));
+  const media = process.env.HUIZHEN_TEST_MEDIA_ADDR ?? "127.0.0.1";
+  const proxy = spawn(IMPAIR_BIN, ["--listen", `${PROXY_ADDR}:${PROXY_PORT}`, "--upstream", `${media}:${port}`, "--seed", "19", "--report-s", "5"], { stdio: ["pipe", "pipe", "pipe"] });
+  call.proxy = proxy;
+  call.doctor = doctor;
+  proxy.stdout.pipe(log);
+  proxy.stderr.pipe(log);
+  const control = proxy.stdin;
+
+  const patient = engine === "firefox" ? await firefoxPage("cap-patient-firefox") : await chromiumPage("cap-patient-chromium", true);
+  call.patient = patient;
+  await join(patient, patientToken, "Weak Link");
+  // A Firefox page behind others is throttled: in front, as the person looking at it.
+  if (engine === "firefox") await patient.front();
+  // Its one path is the proxy's.
+  let path1 = await patient.evaluate(received);
+  for (const until = Date.now() + h.timeout; !(path1.remote && path1.audio) && Date.now() < until; ) {
+    await sleep(500);
+    path1 = await patient.evaluate(received);
+  }
+  assert.equal(path1.remote, `${PROXY_ADDR}:${PROXY_PORT}`, `the patient's media goes through the proxy: ${JSON.stringify(path1)}`);
+
+  // On a free path first: the patient climbs above q, as the doctor does.
+  await waitLayer(patient, aboveLow, "on a free path, not sent more than q");
+  const before = await patient.evaluate(sentOfRemote);
+
+  // The cap: the patient falls to q (or no video while the estimate finds its feet), the
+  // doctor stays above it.
+  control.write(`down ${CAP}\n`);
+  const cappedAt = Date.now();
+  await waitLayer(patient, atMostLow, "capped, still sent more than q");
+  const fell = (Date.now() - cappedAt) / 1000;
+  // The doctor's own link is free: while the patient is capped, it is sent more than q (its
+  // estimate may dip on a busy machine afterwards, so this is a moment, not the whole hold).
+  await waitLayer(doctor, aboveLow, "on a free path while the patient is capped, not sent more than q");
+  const doctorSees = (await doctor.evaluate(sentOfRemote)).quality;
+  // Held there for a while, hearing the doctor all along.
+  const audio1 = (await patient.evaluate(received)).audio;
+  /** @type {string[]} */
+  const seen = [];
+  for (let i = 0; i < 10; i++) {
+    await sleep(1000);
+    seen.push((await patient.evaluate(sentOfRemote)).quality);
+  }
+  const audio2 = (await patient.evaluate(received)).audio;
+  assert.ok(seen.every((q) => q === "q" || q === "paused"), `under the cap the patient is sent no more than q: ${seen.join(" ")}`);
+  // 10 s of Opus at 50 packets a second; some may wait in the proxy's queue.
+  assert.ok(audio2 - audio1 >= 400, `the patient hears the doctor under the cap: ${audio2 - audio1} audio packets in 10 s`);
+  await patient.screenshot(path.join(h.out, `cap-${engine}-patient-capped.png`));
+  const capped = await patient.evaluate(sentOfRemote);
+
+  // The cap lifts.
+  control.write("down clean\n");
+  const lifted = Date.now();
+  await waitLayer(patient, aboveLow, "the cap lifted, not sent more than q again");
+  await patient.waitFor((w) => (/** @type {HTMLVideoElement | null} */ (document.querySelector("#tiles .tile:not(.tile-local) video"))?.videoWidth ?? 0) > w, capped.width, h.timeout);
+  const climbed = await patient.evaluate(sentOfRemote);
+  console.log(
+    `cap (${engine} patient): on a free path the patient was sent ${before.quality} (${before.width} px wide); ${fell.toFixed(1)} s after the cap, no more than q; ` +
+      `then under 300 kbit/s it was sent ${seen.join(" ")} (one a second), heard ${audio2 - audio1} audio packets in 10 s, ` +
+      `decoded ${capped.width} px wide; the doctor was sent ${doctorSees}; ${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap lifted, ` +
+      `the patient was sent ${climbed.quality} and decoded ${climbed.width} px wide`,
+  );
+  const videos = await patient.evaluate(remoteVideos);
+  assert.ok(videos.length === 1 && !videos[0].paused, `the doctor's picture plays: ${JSON.stringify(videos)}`);
+  await patient.screenshot(path.join(h.out, `cap-${engine}-patient-lifted.png`));
+  control.write("stats\n");
+  await sleep(300);
+}
+
+/**
+ * The participant id on the page's own tile.
+ * Runs in the page.
+ */
+function ownId() {
+  return /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile.tile-local"))?.dataset.participantId ?? "";
 }
 
 /**
@@ -431,7 +437,7 @@ async function blackoutRun(h, engine, call) {
   assert.ok(proxy && doctor && patient, "the cap check left the call open");
   /** @param {number} ms */
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const patientId = await patient.evaluate(() => /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile.tile-local"))?.dataset.participantId ?? "");
+  const patientId = await patient.evaluate(ownId);
   assert.ok(patientId, "the patient's own tile names it");
   await doctor.evaluateWith(watchReconnecting, patientId);
   await patient.evaluate(watchIce);
@@ -473,7 +479,7 @@ async function blackoutRun(h, engine, call) {
   const after = await patient.evaluate(iceNow);
   assert.equal(after.count, before.count, "the same peer connection: no rejoin");
   assert.equal(await patient.evaluate(() => document.body.dataset.state), "in-room");
-  assert.equal(await patient.evaluate(() => /** @type {HTMLElement | null} */ (document.querySelector("#tiles .tile.tile-local"))?.dataset.participantId ?? ""), patientId, "the same participant");
+  assert.equal(await patient.evaluate(ownId), patientId, "the same participant");
   // The doctor's sound reaches the patient again: 3 s of Opus (50 packets a second).
   const heard1 = (await patient.evaluate(received)).audio;
   await sleep(3000);
