@@ -87,6 +87,12 @@ const DESK = { width: 1000, height: 700 };
 const UPLINK_LOSS = "10%";
 /** How long the redundant-audio check listens under loss: about 750 packets of the patient's. */
 const LOSS_WINDOW_MS = 15_000;
+/**
+ * The weak uplink of the publisher check: room for the low layer and the sound (RED doubles
+ * Chromium's), not for the half-size layer on top (docs/SIMULCAST.md: q about 150, h about 500
+ * kbit/s at most); the queue in front as the downlink cap's.
+ */
+const UPLINK_CAP_KBIT = 250;
 const METRICS_URL = process.env.HUIZHEN_METRICS_URL ?? "http://127.0.0.1:18464/metrics";
 
 /**
@@ -220,6 +226,9 @@ export async function capScenario(h) {
             await redRun(h, call, firefox, problems);
           });
         }
+        await check(`a publisher behind a weak uplink (${engine} patient): its uplink capped at ${UPLINK_CAP_KBIT} kbit/s, its browser stops sending its upper layers and the doctor, on a free path, is sent its low layer with all its sound; the cap lifted, the doctor is sent more than the low layer again`, { scenario: `cap-${engine}` }, async () => {
+          await uplinkRun(h, engine, call);
+        });
       } finally {
         call.proxy?.kill("SIGTERM");
         process.off("exit", kill);
@@ -674,5 +683,94 @@ async function redRun(h, call, firefox, problems) {
   // So Firefox lost a small part of what the uplink did.
   assert.ok(listenerLost <= uplinkLost / 3, `Firefox lost ${listenerLost} packets where the uplink lost ${uplinkLost}`);
   assert.ok(listenerGot >= sent, `Firefox heard both microphones: ${listenerGot} packets`);
-  await sleep(300);
+  // The listener leaves, so that the doctor's layout is the two-person call's again.
+  call.open.splice(call.open.indexOf(listener), 1);
+  await closeParticipant(listener);
+}
+
+/**
+ * What the page is sent of one participant's camera (`data-video-quality` on their tile, the
+ * picture's width) and how many of their audio packets it received (the inbound stream that
+ * carries their tile's sound).
+ * Runs in the page.
+ * @param {string} id
+ */
+async function fromParticipant(id) {
+  const tile = /** @type {HTMLElement | null} */ (document.querySelector(`#tiles .tile[data-participant-id="${id}"]`));
+  const video = tile?.querySelector("video");
+  const stream = video?.srcObject;
+  const track = stream instanceof MediaStream ? stream.getAudioTracks()[0] : undefined;
+  /** @type {RTCPeerConnection[]} */
+  const pcs = /** @type {any} */ (window).__hzPeerConnections ?? [];
+  let audio = 0;
+  for (const pc of pcs) {
+    if (pc.connectionState === "closed" || !track) continue;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.trackIdentifier === track.id) audio += s.packetsReceived ?? 0;
+    });
+  }
+  return { quality: tile?.dataset.videoQuality ?? "", width: video?.videoWidth ?? 0, audio, track: track?.id ?? "" };
+}
+
+/**
+ * The fourth check on the call: the patient's uplink capped. Nothing limits what the doctor
+ * receives, so what it is sent of the patient falls only because the patient's browser, on its
+ * own estimate (from the server's transport-wide feedback), stops sending its upper layers, and
+ * the server, seeing them stop, sends the doctor the layer that still comes.
+ * @param {Harness} h
+ * @param {"chromium" | "firefox"} engine
+ * @param {Call} call
+ */
+async function uplinkRun(h, engine, call) {
+  const { proxy, doctor, patient } = call;
+  assert.ok(proxy && doctor && patient, "the cap check left the call open");
+  /** @param {number} ms */
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const id = await patient.evaluate(ownId);
+  assert.ok(id, "the patient's own tile names it");
+  /** @param {string} q */
+  const low = (q) => q === "q" || q === "paused";
+  /**
+   * Waits until the doctor is sent the patient's camera at a layer `ok` accepts.
+   * @param {(q: string) => boolean} ok
+   * @param {string} what
+   */
+  const waitDoctor = async (ok, what) => {
+    const until = Date.now() + LAYER_TIMEOUT;
+    for (;;) {
+      const now = await doctor.evaluateWith(fromParticipant, id);
+      if (ok(now.quality)) return now;
+      if (Date.now() > until) throw new Error(`${doctor.who}: ${what} within ${LAYER_TIMEOUT / 1000} s; it is sent ${JSON.stringify(now)}`);
+      await sleep(500);
+    }
+  };
+  const start = await waitDoctor((q) => !low(q) && q !== "", "on free paths, not sent the patient above q");
+
+  proxy.stdin.write(`up rate=${UPLINK_CAP_KBIT}kbit,queue=8000\n`);
+  const cappedAt = Date.now();
+  await waitDoctor(low, "the patient's uplink capped, still sent more than its q");
+  const fell = (Date.now() - cappedAt) / 1000;
+  // Held there, the patient's sound reaching the doctor all along.
+  const heard1 = (await doctor.evaluateWith(fromParticipant, id)).audio;
+  /** @type {string[]} */
+  const seen = [];
+  for (let i = 0; i < 10; i++) {
+    await sleep(1000);
+    seen.push((await doctor.evaluateWith(fromParticipant, id)).quality);
+  }
+  const held = await doctor.evaluateWith(fromParticipant, id);
+  assert.ok(seen.every(low), `under the uplink cap the doctor is sent no more than the patient's q: ${seen.join(" ")}`);
+  // 10 s of Opus at 50 packets a second; a few may still wait in the proxy's queue.
+  assert.ok(held.audio - heard1 >= 400, `the doctor hears the patient under the uplink cap: ${held.audio - heard1} audio packets in 10 s`);
+  await doctor.screenshot(path.join(h.out, `uplink-${engine}-doctor-capped.png`));
+
+  proxy.stdin.write("up clean\nstats\n");
+  const lifted = Date.now();
+  const back = await waitDoctor((q) => !low(q) && q !== "", "the patient's uplink free again, not sent more than its q");
+  console.log(
+    `uplink (${engine} patient): on free paths the doctor was sent the patient's ${start.quality} (${start.width} px wide); ` +
+      `${fell.toFixed(1)} s after the patient's uplink was capped at ${UPLINK_CAP_KBIT} kbit/s, no more than q; then ${seen.join(" ")} (one a second), ` +
+      `${held.audio - heard1} of the patient's audio packets in 10 s, ${held.width} px wide; ` +
+      `${((Date.now() - lifted) / 1000).toFixed(1)} s after the cap lifted, ${back.quality} (${back.width} px wide)`,
+  );
 }
