@@ -90,6 +90,8 @@ struct Admission {
     simulcast: bool,
     invite: InviteId,
     account: Option<UserId>,
+    /// See `waiting::Arrival::readmitted`.
+    readmitted: bool,
     link: SessionLink,
     reply: oneshot::Sender<Result<Joined, RoomError>>,
 }
@@ -310,6 +312,7 @@ impl Room {
                     simulcast,
                     invite,
                     account,
+                    readmitted: false,
                     link,
                     reply,
                 };
@@ -805,6 +808,10 @@ impl Room {
                         join.role = p.role;
                         join.role_given = true;
                     }
+                    // They were let in (only those in the room are found here; someone waiting
+                    // has no resume token to replace): a reload does not send them back to
+                    // the end of the queue.
+                    join.readmitted = p.invite == join.invite;
                 }
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
@@ -824,6 +831,7 @@ impl Room {
             seat: join.account.is_some(),
             publishes: publish.audio || publish.video,
             revoked: self.revoked.contains(&join.invite),
+            readmitted: join.readmitted,
         };
         let doors = waiting::Doors {
             waiting_room: self.record.waiting_room,
@@ -915,6 +923,7 @@ impl Room {
             role_given: _,
             invite,
             account,
+            readmitted: _,
             link,
             reply,
         } = join;
@@ -1002,7 +1011,7 @@ impl Room {
     /// Whether someone joining waits to be admitted: those who come with an invitation, in a
     /// consultation that has a waiting room. Clinicians enter with their care-team seats.
     fn waits(&self, join: &Admission) -> bool {
-        self.record.waiting_room && join.account.is_none()
+        self.record.waiting_room && join.account.is_none() && !join.readmitted
     }
 
     /// Puts someone in the room: their peer connection, their place among the participants,

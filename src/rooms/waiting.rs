@@ -211,6 +211,10 @@ pub struct Arrival {
     pub publishes: bool,
     /// Their invitation was revoked in this consultation.
     pub revoked: bool,
+    /// They were in the room a moment ago, let in on this same invitation, and this join
+    /// replaces that connection (a reload of their page): they are let in again as they were,
+    /// past the waiting room and a lock, instead of going to the back of the queue.
+    pub readmitted: bool,
 }
 
 /// The room as an arrival finds it.
@@ -265,11 +269,12 @@ impl From<Turned> for super::RoomError {
 /// waiting room (an observer waits there for the patient's consent too); the care team enters
 /// with its seats, even while the room is locked. The waiting room holds as many as the room.
 pub fn arrive(arrival: Arrival, doors: Doors) -> Result<Entry, Turned> {
-    let waits = doors.waiting_room && !arrival.seat;
+    let back_in = arrival.seat || arrival.readmitted;
+    let waits = doors.waiting_room && !back_in;
     if arrival.revoked {
         return Err(Turned::Revoked);
     }
-    if doors.locked && !arrival.seat {
+    if doors.locked && !back_in {
         return Err(Turned::Locked);
     }
     if arrival.publishes && !arrival.role.may_publish() {
@@ -465,9 +470,14 @@ mod tests {
             seat: false,
             publishes: false,
             revoked: false,
+            readmitted: false,
         };
         let seat = |role| Arrival {
             seat: true,
+            ..link(role)
+        };
+        let reload = |role| Arrival {
+            readmitted: true,
             ..link(role)
         };
         #[rustfmt::skip]
@@ -487,6 +497,10 @@ mod tests {
             ("the waiting room has a place", link(Patient), Doors { waiting: 2, present: 3, ..doors }, Ok(Entry::Waits)),
             ("the room is full", seat(Doctor), Doors { present: 3, ..doors }, Err(Turned::Full(3))),
             ("the room is full with those on their way", seat(Doctor), Doors { present: 1, admitting: 2, ..doors }, Err(Turned::Full(3))),
+            ("an admitted patient's reload enters again", reload(Patient), doors, Ok(Entry::Enters)),
+            ("an admitted patient's reload enters a locked room", reload(Patient), Doors { locked: true, ..doors }, Ok(Entry::Enters)),
+            ("an admitted patient's reload on a revoked link", Arrival { revoked: true, ..reload(Patient) }, doors, Err(Turned::Revoked)),
+            ("an admitted observer's reload still needs consent", reload(Observer), plain, Err(Turned::ConsentRequired)),
         ];
         for (what, arrival, doors, want) in table {
             assert_eq!(arrive(*arrival, *doors), *want, "{what}");
