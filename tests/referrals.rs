@@ -400,12 +400,13 @@ async fn referral_flow(s: &TestServer) {
         404
     );
 
-    // The consultation: started, closed only once the specialist's report is issued.
+    // The consultation: started; closed before the report only with a reason (below,
+    // `closing_without_a_report`).
     let (st, started) = urgent_steps.post(&doc, "start", None).await;
     assert_eq!(st, 200, "{started}");
     assert_eq!(started["state"], "in_consultation");
     let (st, e) = urgent_steps.post(&doc, "close", None).await;
-    assert_eq!((st, code(&e)), (409, "not_now"), "{e}");
+    assert_eq!((st, code(&e)), (400, "reason_required"), "{e}");
     let specialist = s.member_with(&seat, "Dr. Chen").await;
     let (st, report) = s
         .api(
@@ -786,3 +787,156 @@ async fn department_queue_on_postgres() {
     s.stop().await;
     pg.drop_db().await;
 }
+
+/// A consultation that ends without a report (the patient never came, or the question was
+/// settled in the call) does not hold its request open for ever: either side may close it in
+/// consultation, with a reason, which both sides see. A room that already ended stays as it
+/// ended; one still open ends with the request.
+async fn closing_without_a_report(s: &TestServer) {
+    let town = s.institution("Qingshui township health centre").await;
+    let county = s.institution("County People's Hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (_, doc) = s
+        .placed_account("nr_doc", AccountRole::Doctor, place(&town, None, "Dr. Li"))
+        .await;
+    let (_, zhao) = s
+        .placed_account(
+            "nr_zhao",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    let supervisor = s
+        .account("nr_supervisor", AccountRole::NetworkSupervisor)
+        .await;
+    // Two requests, each scheduled and started.
+    let mut started = Vec::new();
+    for reason in ["Palpitations", "Syncope"] {
+        let (st, request) = s
+            .api(
+                "POST",
+                "/api/v1/referrals",
+                Some(&doc),
+                Some(new_request(&cardiology, "routine", reason)),
+            )
+            .await;
+        assert_eq!(st, 201, "{request}");
+        let id = request["id"].as_str().unwrap().to_owned();
+        let steps = Step { s, referral: &id };
+        let t = &request["proposed_times"][0];
+        let (st, b) = steps
+            .post(
+                &zhao,
+                "accept",
+                Some(json!({"start": t["start"], "minutes": t["minutes"]})),
+            )
+            .await;
+        assert_eq!((st, b["state"].as_str()), (200, Some("scheduled")), "{b}");
+        let (st, b) = steps.post(&doc, "start", None).await;
+        assert_eq!(
+            (st, b["state"].as_str()),
+            (200, Some("in_consultation")),
+            "{b}"
+        );
+        started.push((id, b["room_id"].as_str().unwrap().to_owned()));
+    }
+
+    // The first: the patient never came and the doctor ended the consultation. No report can
+    // be issued in an ended room; the request is closed by the specialist, saying why.
+    let (first, room) = &started[0];
+    let steps = Step { s, referral: first };
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/end"),
+            Some(&doc),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204, "{b}");
+    for body in [None, Some(json!({"reason": "  "}))] {
+        let (st, e) = steps.post(&zhao, "close", body).await;
+        assert_eq!((st, code(&e)), (400, "reason_required"), "{e}");
+    }
+    let (st, e) = steps
+        .post(&zhao, "close", Some(json!({"reason": "Dr. \u{202e}roF"})))
+        .await;
+    assert_eq!((st, code(&e)), (400, "hidden_characters"), "{e}");
+    let (st, closed) = steps
+        .post(
+            &zhao,
+            "close",
+            Some(json!({"reason": " The patient did not come; please book again. "})),
+        )
+        .await;
+    assert_eq!(st, 200, "{closed}");
+    assert_eq!(closed["state"], "closed");
+    assert_eq!(closed["open"], false);
+    assert_eq!(
+        closed["state_reason"],
+        "The patient did not come; please book again."
+    );
+    let last = closed["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "close");
+    assert_eq!(last["side"], "receiver");
+    assert_eq!(
+        last["detail"]["reason"],
+        "The patient did not come; please book again."
+    );
+    // The requester sees it closed, with the reason; nothing more applies.
+    let (_, seen) = steps.get(&doc).await;
+    assert_eq!(seen["state"], "closed", "{seen}");
+    assert_eq!(seen["state_reason"], closed["state_reason"]);
+    let (st, e) = steps
+        .post(&doc, "close", Some(json!({"reason": "again"})))
+        .await;
+    assert_eq!((st, code(&e)), (409, "not_now"), "{e}");
+    // The room stays as the doctor ended it: ended once, not again by the close.
+    let room_trail = action_outcomes(&s.audit_entries(&supervisor, room).await);
+    let ended = room_trail.iter().filter(|e| *e == "room.ended:ok").count();
+    assert_eq!(ended, 1, "{room_trail:?}");
+
+    // The second: closed by the requester while its room is still open. The room ends.
+    let (second, room) = &started[1];
+    let steps = Step {
+        s,
+        referral: second,
+    };
+    let (st, closed) = steps
+        .post(
+            &doc,
+            "close",
+            Some(json!({"reason": "Settled on the telephone"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{closed}");
+    assert_eq!(closed["state"], "closed");
+    assert_eq!(closed["state_reason"], "Settled on the telephone");
+    let (_, shown) = s
+        .api("GET", &format!("/api/v1/rooms/{room}"), Some(&doc), None)
+        .await;
+    assert_eq!(shown["status"], "ended", "{shown}");
+    let trail = entries_about(s, &supervisor, second).await;
+    assert!(
+        trail.contains(&"referral.closed:ok".to_owned()),
+        "{trail:?}"
+    );
+    let room_trail = action_outcomes(&s.audit_entries(&supervisor, room).await);
+    assert!(
+        room_trail.contains(&"room.ended:ok".to_owned()),
+        "{room_trail:?}"
+    );
+    // Neither is open in any mailbox any more.
+    for (token, name) in [(&doc, "outbox"), (&zhao, "inbox")] {
+        let b = mailbox(s, token, name).await;
+        for r in b["referrals"].as_array().unwrap() {
+            assert_eq!(r["open"], false, "{r}");
+        }
+    }
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    closing_without_a_report,
+    |_| {}
+);

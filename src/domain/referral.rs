@@ -235,8 +235,11 @@ pub enum ReferralState {
     },
     InConsultation,
     ReportIssued,
-    /// Done (final).
-    Closed,
+    /// Done (final): after the report, or without one for the reason given.
+    Closed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Withdrawn before the consultation (final).
     Cancelled {
         by: Side,
@@ -255,7 +258,7 @@ impl ReferralState {
             ReferralState::Declined { .. } => "declined",
             ReferralState::InConsultation => "in_consultation",
             ReferralState::ReportIssued => "report_issued",
-            ReferralState::Closed => "closed",
+            ReferralState::Closed { .. } => "closed",
             ReferralState::Cancelled { .. } => "cancelled",
         }
     }
@@ -279,7 +282,7 @@ impl ReferralState {
             ("declined", None, None, Some(reason)) => ReferralState::Declined { reason },
             ("in_consultation", None, None, None) => ReferralState::InConsultation,
             ("report_issued", None, None, None) => ReferralState::ReportIssued,
-            ("closed", None, None, None) => ReferralState::Closed,
+            ("closed", None, None, reason) => ReferralState::Closed { reason },
             ("cancelled", Some(by), None, Some(reason)) => ReferralState::Cancelled { by, reason },
             _ => return None,
         })
@@ -311,6 +314,7 @@ impl ReferralState {
             ReferralState::Declined { reason } | ReferralState::Cancelled { reason, .. } => {
                 Some(reason)
             }
+            ReferralState::Closed { reason } => reason.as_deref(),
             _ => None,
         }
     }
@@ -320,7 +324,7 @@ impl ReferralState {
         matches!(
             self,
             ReferralState::Declined { .. }
-                | ReferralState::Closed
+                | ReferralState::Closed { .. }
                 | ReferralState::Cancelled { .. }
         )
     }
@@ -351,7 +355,11 @@ pub enum Action {
     },
     Start,
     IssueReport,
-    Close,
+    /// After the report; or, with a reason, a consultation that ended without one (the
+    /// patient did not come, the question was settled in the call).
+    Close {
+        reason: String,
+    },
     Cancel {
         reason: String,
     },
@@ -367,7 +375,7 @@ impl Action {
             Action::Forward { .. } => "forward",
             Action::Start => "start",
             Action::IssueReport => "issue_report",
-            Action::Close => "close",
+            Action::Close { .. } => "close",
             Action::Cancel { .. } => "cancel",
         }
     }
@@ -554,7 +562,14 @@ pub fn apply(
             only(Receiver)?;
             S::ReportIssued
         }
-        (Action::Close, S::ReportIssued) => S::Closed,
+        (Action::Close { .. }, S::ReportIssued) => S::Closed { reason: None },
+        (Action::Close { reason }, S::InConsultation) => {
+            // Without a report, either side may close it, saying why: otherwise a consultation
+            // that ended without one would hold its request open for ever.
+            S::Closed {
+                reason: Some(step_reason(&reason)?),
+            }
+        }
         (
             Action::Cancel { reason },
             S::Requested | S::Accepted | S::CounterProposed { .. } | S::Scheduled { .. },
@@ -749,6 +764,13 @@ mod tests {
         }
     }
 
+    /// What the table's close leaves where there is no report.
+    fn closed_because() -> ReferralState {
+        S::Closed {
+            reason: Some("Patient did not come".into()),
+        }
+    }
+
     /// One of each state, under the label the table uses (both sides where a state names one).
     fn states() -> Vec<(&'static str, ReferralState)> {
         let all = vec![
@@ -777,7 +799,7 @@ mod tests {
             ),
             ("in_consultation", S::InConsultation),
             ("report_issued", S::ReportIssued),
-            ("closed", S::Closed),
+            ("closed", S::Closed { reason: None }),
             (
                 "cancelled_by_requester",
                 S::Cancelled {
@@ -803,7 +825,7 @@ mod tests {
                 | S::Declined { .. }
                 | S::InConsultation
                 | S::ReportIssued
-                | S::Closed
+                | S::Closed { .. }
                 | S::Cancelled { .. } => {}
             }
         }
@@ -834,7 +856,12 @@ mod tests {
             ),
             ("start", Action::Start),
             ("issue_report", Action::IssueReport),
-            ("close", Action::Close),
+            (
+                "close",
+                Action::Close {
+                    reason: "Patient did not come".into(),
+                },
+            ),
             (
                 "cancel",
                 Action::Cancel {
@@ -851,7 +878,7 @@ mod tests {
                 | Action::Forward { .. }
                 | Action::Start
                 | Action::IssueReport
-                | Action::Close
+                | Action::Close { .. }
                 | Action::Cancel { .. } => {}
             }
         }
@@ -949,7 +976,7 @@ mod tests {
             ("in_consultation",        "forward",      NotNow,                  NotNow),
             ("in_consultation",        "start",        NotNow,                  NotNow),
             ("in_consultation",        "issue_report", WrongSide,               To(S::ReportIssued)),
-            ("in_consultation",        "close",        NotNow,                  NotNow),
+            ("in_consultation",        "close",        To(closed_because()),    To(closed_because())),
             ("in_consultation",        "cancel",       NotNow,                  NotNow),
 
             ("report_issued",          "accept",       NotNow,                  NotNow),
@@ -960,7 +987,7 @@ mod tests {
             ("report_issued",          "forward",      NotNow,                  NotNow),
             ("report_issued",          "start",        NotNow,                  NotNow),
             ("report_issued",          "issue_report", NotNow,                  NotNow),
-            ("report_issued",          "close",        To(S::Closed),           To(S::Closed)),
+            ("report_issued",          "close",        To(S::Closed { reason: None }), To(S::Closed { reason: None })),
             ("report_issued",          "cancel",       NotNow,                  NotNow),
 
             ("closed",                 "accept",       NotNow,                  NotNow),
@@ -1071,13 +1098,18 @@ mod tests {
             (Requester, Action::Accept { slot: None }),
             (Requester, Action::Start),
             (Receiver, Action::IssueReport),
-            (Requester, Action::Close),
+            (
+                Requester,
+                Action::Close {
+                    reason: String::new(),
+                },
+            ),
         ];
         for (side, action) in steps {
             let step = apply(&state, &to, side, action, now).unwrap();
             (state, to) = (step.state, step.target);
         }
-        assert_eq!(state, S::Closed);
+        assert_eq!(state, S::Closed { reason: None });
         assert_eq!(to.specialist(), Some(&dr_li()));
         assert!(state.is_terminal());
     }
@@ -1189,7 +1221,18 @@ mod tests {
                 NOW,
             )
         };
-        for step in [decline, cancel] {
+        let close = |reason: &str| {
+            apply(
+                &S::InConsultation,
+                &target(),
+                Receiver,
+                Action::Close {
+                    reason: reason.into(),
+                },
+                NOW,
+            )
+        };
+        for step in [decline, cancel, close] {
             assert_eq!(step(""), Err(E::ReasonRequired));
             assert_eq!(step(" \n\t "), Err(E::ReasonRequired));
             assert_eq!(

@@ -28,7 +28,7 @@ use crate::domain::referral::{ReferralState, Side, Slot, Urgency};
 use crate::referrals::{
     Detail, Mailbox, NewRequest, ReferralServiceError, Referrals, Request, Stepped, Time, side_of,
 };
-use crate::storage::{ReferralEvent, ReferralRow, User};
+use crate::storage::{ReferralEvent, ReferralRow, RoomStatus, User};
 
 fn service(state: &AppState) -> Referrals {
     Referrals::new(state.db.clone())
@@ -140,7 +140,9 @@ fn parse_request(action: &str, bytes: &Bytes) -> Result<Request, ApiError> {
             specialist: body::<ForwardBody>(bytes)?.specialist_id,
         },
         "start" => Request::Start,
-        "close" => Request::Close,
+        "close" => Request::Close {
+            reason: body::<ReasonBody>(bytes)?.reason,
+        },
         _ => return Err(ApiError::NotFound),
     })
 }
@@ -169,7 +171,7 @@ fn requested_action(r: &Request) -> Action {
         Request::Forward { .. } => "forward",
         Request::Start => "start",
         Request::IssueReport => "issue_report",
-        Request::Close => "close",
+        Request::Close { .. } => "close",
         Request::Cancel { .. } => "cancel",
     })
 }
@@ -284,14 +286,25 @@ async fn audit_step(state: &AppState, actor: Actor, s: &Stepped) {
 }
 
 /// A request declined or cancelled after its room was opened will not be held: the room ends.
+/// So does a consultation closed without a report, if it is still open (one that ended
+/// without a report is what such a close is for, and stays as it ended).
 async fn end_room_if_called_off(state: &AppState, actor: Actor, s: &Stepped) {
     let called_off = matches!(
         s.after.state,
         ReferralState::Declined { .. } | ReferralState::Cancelled { .. }
-    );
+    ) || (s.before.state == ReferralState::InConsultation
+        && matches!(s.after.state, ReferralState::Closed { .. }));
     let Some(room) = s.after.room_id.as_ref().filter(|_| called_off) else {
         return;
     };
+    match state.db.room(room).await {
+        Ok(Some(r)) if r.status == RoomStatus::Ended => return,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(room = %room, referral = %s.after.id, error = %e, "the room of a called-off consultation request could not be read");
+            return;
+        }
+    }
     match state.rooms.end(room).await {
         Ok(()) => {
             state

@@ -143,7 +143,10 @@ pub enum Request {
     },
     Start,
     IssueReport,
-    Close,
+    /// `reason`: needed where no report was issued (empty otherwise).
+    Close {
+        reason: String,
+    },
     Cancel {
         reason: String,
     },
@@ -458,7 +461,7 @@ impl Referrals {
             }
             Request::Start => Action::Start,
             Request::IssueReport => Action::IssueReport,
-            Request::Close => Action::Close,
+            Request::Close { reason } => Action::Close { reason },
             Request::Cancel { reason } => Action::Cancel { reason },
         };
         self.step(row, who, side, action, now).await

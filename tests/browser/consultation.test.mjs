@@ -22,7 +22,8 @@
 //   FIREFOX              Firefox ESR for firefox-scenario.mjs (default /usr/bin/firefox-esr);
 //                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
 //   HUIZHEN_BROWSER_ONLY optional, for working on one part: "link" runs link-check-scenario.mjs
-//                        alone, "referrals" referral-scenario.mjs, "firefox" firefox-scenario.mjs;
+//                        alone, "referrals" referral-scenario.mjs then referral-steps-scenario.mjs,
+//                        "firefox" firefox-scenario.mjs;
 //                        "workflow" runs workflow-scenario.mjs
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
 //                        "a11y" runs a11y-scenario.mjs alone; "turn" runs turn-scenario.mjs
@@ -686,6 +687,7 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "referrals") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });
+      await referralStepsScenario({ check, snap, browser, openConsole, openJoinPage, apiSignIn, enterToken, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "link") {

@@ -9,6 +9,9 @@
 // the reason. Request 2: accepted and started through the API; the specialist enters the
 // consultation through their seat and signs a diagnosis report; the doctor's console shows
 // "report issued" live and closes the request; the specialist's console shows it closed.
+// Request 3: accepted and started, then its consultation ended by the doctor with no report
+// (the patient never came); the specialist closes it from the console with a reason, and the
+// doctor's console shows it closed, live, with the reason.
 
 import assert from "node:assert/strict";
 
@@ -58,6 +61,8 @@ export async function referralStepsScenario(h) {
   const reason1 = `Palpitations at night ${stamp}`;
   const reason2 = `Murmur on auscultation ${stamp}`;
   const declined = "Holter monitoring first, then ask again";
+  const reason3 = `Chest tightness ${stamp}`;
+  const noShow = "The patient did not come; please book again";
   /** @type {Record<string, import("playwright-core").Page>} */
   const p = {};
   /** @type {{doctor?: Record<string, string>, specialist?: Record<string, string>, cardiology?: string, colleague?: string, r1?: string, r2?: string, room?: string}} */
@@ -201,6 +206,44 @@ export async function referralStepsScenario(h) {
       await spec.locator("#referral-tab-inbox").click();
       await spec.locator('#referral-panel li.referral-item[data-state="closed"]', { hasText: reason2 }).waitFor({ timeout });
       await h.snap(spec, "referral-closed-specialist");
+    });
+
+    await check("referral steps: a consultation ended without a report; the specialist closes the request with a reason, and the doctor's console shows it closed, live, with the reason", { scenario: S }, async () => {
+      const r3 = await request(reason3);
+      await step(a.specialist, r3, "accept", { start: Math.floor(Date.now() / 1000) + 3600, minutes: 30 });
+      const started = /** @type {{room_id: string}} */ (await step(a.doctor, r3, "start"));
+      const ended = await http.post(`/api/v1/rooms/${started.room_id}/end`, { headers: a.doctor });
+      assert.equal(ended.status(), 204, `end the room: ${ended.status()}`);
+
+      const spec = p.specialist;
+      await spec.locator("#referral-tab-inbox").click();
+      const item = spec.locator('#referral-panel li.referral-item[data-state="in_consultation"]', { hasText: reason3 });
+      await item.waitFor({ timeout });
+      await item.getByRole("button", { name: /Open request/ }).click();
+      const dialog = spec.locator('#referral-dialog[data-state="in_consultation"]');
+      await dialog.waitFor({ timeout });
+      await dialog.locator("summary", { hasText: "Close without a report" }).click();
+      // Without a reason the server refuses, and the console says why.
+      await dialog.getByRole("button", { name: "Close without a report", exact: true }).click();
+      await spec.locator('#referral-step-error[data-error-code="reason_required"]').waitFor({ timeout });
+      await dialog.getByLabel("Reason (the other side sees it)").fill(noShow);
+      await dialog.getByRole("button", { name: "Close without a report", exact: true }).click();
+      await spec.locator('#referral-dialog[data-state="closed"]').waitFor({ timeout });
+      await h.snap(spec, "referral-closed-without-report-specialist");
+
+      const doc = p.doctor;
+      // The request closed in the step before is still open in the doctor's dialog.
+      if (await doc.locator("#referral-dialog[open]").count()) await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
+      await doc.locator("#referral-tab-outbox").click();
+      const sent = doc.locator('#referral-panel li.referral-item[data-state="closed"]', { hasText: reason3 });
+      await sent.waitFor({ timeout });
+      await sent.getByRole("button", { name: /查看申请/ }).click();
+      const shown = doc.locator('#referral-dialog[data-state="closed"]');
+      await shown.waitFor({ timeout });
+      assert.match((await shown.textContent()) ?? "", new RegExp(noShow));
+      await h.assertTextFromCatalogue(doc, "a request closed without a report in the doctor's dialog (zh-CN)");
+      await h.snap(doc, "referral-closed-without-report-doctor");
+      await shown.getByRole("button", { name: "返回列表" }).click();
     });
   } finally {
     for (const who of ["steps-doctor", "steps-specialist", "steps-colleague", "steps-room"]) {

@@ -815,6 +815,20 @@ export class ReferralView {
         ),
       );
     }
+    // A consultation that ended without a report (the patient did not come): either side
+    // closes the request, saying why.
+    if (s === "in_consultation") {
+      const reason = el("textarea", { attrs: { maxlength: "500", rows: "2" } });
+      box.append(
+        el(
+          "details",
+          { className: "step-more" },
+          el("summary", { i18n: "referral.more", params: { what: { key: "referral.close_without_report" } } }),
+          field("referral.reason_visible", reason),
+          stepButton("referral.close_without_report", undefined, "close", () => ({ reason: reason.value.trim() }), "btn btn-danger"),
+        ),
+      );
+    }
     if (!box.childElementCount) box.append(el("p", { className: "hint", i18n: r.open ? "referral.waiting_other" : "referral.finished" }));
     return box;
   }

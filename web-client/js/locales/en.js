@@ -825,6 +825,7 @@ export default {
   "referral.choose_department": "Choose a department",
   "referral.choose_department_first": "Choose a department.",
   "referral.close": "Close the request",
+  "referral.close_without_report": "Close without a report",
   "referral.date_time": "Date and time",
   "referral.decline": "Decline",
   "referral.department": "Department",

@@ -826,6 +826,7 @@ const zhCN = {
   "referral.choose_department": "请选择科室",
   "referral.choose_department_first": "请选择科室。",
   "referral.close": "结案",
+  "referral.close_without_report": "无报告结案",
   "referral.date_time": "日期和时间",
   "referral.decline": "拒绝",
   "referral.department": "科室",
