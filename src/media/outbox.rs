@@ -167,6 +167,9 @@ fn defer(backlog: &mut VecDeque<SfuEvent>, event: SfuEvent) -> u64 {
             !matches!(e, SfuEvent::VideoQuality { mid: m, .. } if m == mid)
                 || e.participant() != &who
         }),
+        // Only the latest estimate is worth telling.
+        SfuEvent::DownEstimate { .. } => backlog
+            .retain(|e| !matches!(e, SfuEvent::DownEstimate { .. }) || e.participant() != &who),
         SfuEvent::AnswerFailed { .. } => {}
     }
     let dropped = before - backlog.len();
@@ -226,6 +229,7 @@ mod tests {
             SfuEvent::Connected { .. } => ("connected", 0),
             SfuEvent::Failed { .. } => ("failed", 0),
             SfuEvent::VideoQuality { .. } => ("video_quality", 0),
+            SfuEvent::DownEstimate { bps, .. } => ("down_estimate", *bps),
         };
         (e.participant().clone(), what, id)
     }

@@ -447,7 +447,7 @@ pub fn allocate(
 
 /// The estimate at which videos costing `videos` (bits per second) may all be sent beside
 /// `audio`: the step-up margin over their cost, the audio, over the usable share of an estimate.
-fn estimate_for(videos: u64, audio: u64) -> u64 {
+pub const fn estimate_for(videos: u64, audio: u64) -> u64 {
     // Rounded up, in the same steps as the budget and the margin are computed in `allocate`.
     (videos / 100 * UP_MARGIN_PERCENT + audio).div_ceil(USABLE_PERCENT) * 100
 }
