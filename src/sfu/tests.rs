@@ -2655,7 +2655,7 @@ fn echo_rate(w: &World, rx: &ParticipantId, from_frame: [usize; 2], ms: u64) -> 
 /// The check's transport finds the download above what its echo carries: str0m probes toward
 /// `DOWN_CHECK_DESIRED` with padding on the echo's m-lines (their answer negotiates what it
 /// needs: transport-wide sequence numbers and feedback, and RTX for video), and the estimate
-/// is told to the check a few times, never more than once a second.
+/// is told to the check once a second.
 #[test]
 fn a_check_transport_estimates_the_download_above_what_its_echo_carries() {
     let mut w = World::new();
@@ -2682,8 +2682,8 @@ fn a_check_transport_estimates_the_download_above_what_its_echo_carries() {
         (150_000..400_000).contains(&echoed),
         "the echo ran at {echoed} bit/s"
     );
-    assert!(told.len() >= 3, "told {told:?}");
-    assert!(told.len() <= 9, "more than once a second: {told:?}");
+    // Once a second from the first estimate on (about a second after the echo starts).
+    assert!((5..=8).contains(&told.len()), "told {told:?}");
     let last = *told.last().unwrap();
     assert!(
         last >= 4 * echoed && last >= 1_000_000,
@@ -2694,9 +2694,7 @@ fn a_check_transport_estimates_the_download_above_what_its_echo_carries() {
 }
 
 /// On a capped downlink the check's estimate stays near the cap: it says what the link
-/// carries, not what was probed. (Traced over 15 s: under 1 Mbit/s it climbs to 1.1–1.2 Mbit/s,
-/// falls to 0.26–0.39 after a probe's queue, and is back at 1.03–1.11 within 3 s; under
-/// 2.5 Mbit/s it holds 2.3–2.4; free, 3.1.)
+/// carries, not what was probed.
 #[test]
 fn a_check_transport_on_a_capped_downlink_estimates_below_the_cap() {
     let mut w = World::new();
@@ -2704,17 +2702,15 @@ fn a_check_transport_on_a_capped_downlink_estimates_below_the_cap() {
     let addr = w.client(&check).addr;
     w.downlink_cap = Some((addr, TokenBucket::new(1_000_000, w.now)));
     w.run(8000);
-    let mut told = down_estimates(&w, &check);
+    let told = down_estimates(&w, &check);
     println!("capped at 1 Mbit/s: {told:?}");
-    assert!(told.len() >= 3, "told {told:?}");
-    // What the web client shows: the lower median of what it was told (one estimate after a
-    // probe overshoots the cap a little, one after a backoff falls far below it: measured
-    // 1132, 1186, 931 and 304 kbit/s here).
-    told.sort_unstable();
-    let median = told[(told.len() - 1) / 2];
+    assert!(told.len() >= 5, "told {told:?}");
+    // What the web client shows: the largest of the last three it was told (an estimate may
+    // overshoot a narrow link a little after a probe: measured 687 kbit/s, then 1132 for 7 s).
+    let shown = told[told.len() - 3..].iter().max().copied().unwrap_or(0);
     assert!(
-        (500_000..=1_100_000).contains(&median),
-        "median estimate {median} bit/s under a 1 Mbit/s cap: {told:?}"
+        (500_000..=1_250_000).contains(&shown),
+        "estimate {shown} bit/s under a 1 Mbit/s cap: {told:?}"
     );
 }
 

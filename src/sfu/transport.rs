@@ -239,8 +239,11 @@ pub struct Transport {
     pub estimate: u64,
     /// Whether `estimate` is str0m's (else it is still `INITIAL_ESTIMATE`, a guess).
     pub estimated: bool,
-    /// When the check was last told the estimate, and what (`measure_down`).
-    pub down_told: Option<(Instant, u64)>,
+    /// When the check was last told the estimate (`measure_down`).
+    pub down_told: Option<Instant>,
+    /// The check's desired rate was lowered at the last allocation, to be raised at this one
+    /// (which asks str0m for a probe), while `measure_down`.
+    pub down_dipped: bool,
     /// The share of what was sent to this participant in the last second that its transport
     /// feedback says was lost (str0m's `PeerStats`, about once a second), while `bwe`.
     pub loss: Option<f32>,
@@ -310,6 +313,7 @@ impl Transport {
             estimate: INITIAL_ESTIMATE.as_u64(),
             estimated: false,
             down_told: None,
+            down_dipped: false,
             loss: None,
             link_memory: LinkMemory::default(),
             allocation_due: None,

@@ -753,8 +753,8 @@ pub enum ServerMessage {
         reason: &'static str,
     },
     /// While the check runs: the download bandwidth the server estimates from the client's
-    /// transport feedback as it probes the link (`netcheck`), in kbit/s. At most one a second,
-    /// only when it changed; no more than [`MAX_DOWN_ESTIMATE_KBPS`] (the server probes no
+    /// transport feedback as it probes the link (`netcheck`), in kbit/s. One a second; no more
+    /// than [`MAX_DOWN_ESTIMATE_KBPS`] (the server probes no
     /// higher), so a figure at it means "at least this".
     NetCheckEstimate {
         down_kbps: u32,
