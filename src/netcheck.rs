@@ -45,7 +45,7 @@ use crate::sfu::{
 pub const MAX_CHECKS_PER_CONNECTION: u32 = 3;
 
 /// The media core's events for one check: two offers (its own m-lines, then the echo's),
-/// connected, failed, and its download estimates (one a second at most, and a backlog keeps
+/// connected, failed, and its download estimates (one a second, and a backlog keeps
 /// only the latest: `media::outbox`).
 const EVENT_QUEUE: usize = 8;
 
