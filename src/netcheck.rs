@@ -5,9 +5,13 @@
 //! server reports back (RTCP receiver reports) and the bandwidth the browser's congestion
 //! control finds (from the server's transport-wide feedback). Down: the server sends the
 //! person's own media straight back (an echo), and the browser reads what arrives of it: the
-//! rate, the loss and the jitter, as it will read the specialist's video in the call. The
-//! server measures nothing itself here: it is the far end of a real media path, as it will be
-//! in the call.
+//! rate, the loss and the jitter, as it will read the specialist's video in the call. That
+//! rate is only a floor (the echo carries what went up), so the server also estimates the
+//! download itself, as it does for everyone in a call, from the browser's transport-wide
+//! feedback, but probing toward what a call may need rather than what the echo carries
+//! ([`TransportOptions::measure_down`]), and tells the client its estimate while the check
+//! runs ([`CheckEvent::DownEstimate`]). Everything else the browser reads itself: the server
+//! is the far end of a real media path, as it will be in the call.
 //!
 //! A check is a transport of its own, alone in a media-core room made for it (a fresh
 //! [`RoomId`] that no consultation has), so what it sends is forwarded to nobody but itself
@@ -41,7 +45,8 @@ use crate::sfu::{
 pub const MAX_CHECKS_PER_CONNECTION: u32 = 3;
 
 /// The media core's events for one check: two offers (its own m-lines, then the echo's),
-/// connected, failed (a few at most).
+/// connected, failed, and its download estimates (one a second, and a backlog keeps
+/// only the latest: `media::outbox`).
 const EVENT_QUEUE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +114,9 @@ pub enum CheckEvent {
     AnswerFailed(AnswerError),
     /// The path is up.
     Connected,
+    /// What the server estimates the download to be, from the client's transport feedback
+    /// while str0m probes it (bits per second; at most twice `sfu::DOWN_CHECK_DESIRED`).
+    DownEstimate(u64),
     /// The path failed, or never came up: the check has ended.
     Failed,
 }
@@ -183,8 +191,12 @@ impl NetChecks {
                     video: true,
                 },
                 subscribe: false,
+                // The download is measured twice: by what of the echo arrives (a floor: it
+                // carries what went up) and by the server's estimator, which probes the link
+                // toward what a call may need (`DOWN_CHECK_DESIRED`), above what went up.
                 options: TransportOptions {
                     echo: true,
+                    measure_down: true,
                     ..TransportOptions::default()
                 },
             })
@@ -232,6 +244,7 @@ impl NetCheck {
                 SfuEvent::AnswerFailed { error, .. } => return CheckEvent::AnswerFailed(error),
                 SfuEvent::Connected { .. } => return CheckEvent::Connected,
                 SfuEvent::Failed { .. } => return CheckEvent::Failed,
+                SfuEvent::DownEstimate { bps, .. } => return CheckEvent::DownEstimate(bps),
                 // The echo is one layer, and no layout sizes it: nothing for the client.
                 SfuEvent::VideoQuality { .. } => {}
             }

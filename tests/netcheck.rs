@@ -2,7 +2,8 @@
 //! on real UDP: someone waiting sets up a peer connection of its own with a media worker, sends
 //! audio on it and gets the server's RTCP receiver reports back (what a browser reads its loss
 //! and round trip from) and, once it answers a second offer, its own audio back (what a browser
-//! measures the download with), while nobody in the consultation is offered or sent any of it. The
+//! measures the download with) and the server's estimate of the download from its transport
+//! feedback, while nobody in the consultation is offered or sent any of it. The
 //! limits: only while waiting, one at a time and three per connection (the fourth refused and
 //! audited), as many at once as the server allows; the check ends when the client stops it, on
 //! admission, at its deadline and when its connection drops, and its transport goes each time.
@@ -16,6 +17,7 @@ use std::time::Duration;
 use common::TestServer;
 use common::peer::{JoinOptions, SignalingClient, TestPeer, build_peer_connection};
 use huizhen::domain::role::AccountRole;
+use huizhen::signaling::protocol::MAX_DOWN_ESTIMATE_KBPS;
 use serde_json::{Value, json};
 use webrtc::api::media_engine::MIME_TYPE_OPUS;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -285,6 +287,28 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(*echoed_kinds.lock().unwrap(), ["audio"]);
+    // The server estimates the download from the client's transport-wide feedback (webrtc-rs
+    // sends it, as browsers do: `configure_twcc_receiver_only` among its default interceptors)
+    // and tells it while the check runs, within its limit, once a second. Here it
+    // stays near what the echo carries (measured: 40 then 37, 32 kbit/s; another run 170 then 36, 33, 27): the echo is one audio
+    // m-line, which has no RTX to pad with, and webrtc-rs counts in its feedback only packets
+    // of streams it knows, not str0m's probes on SSRC 0 (browsers count those; the virtual-clock
+    // tests in `sfu::tests` and the browser's downcap scenario show the probing).
+    let first = li.next_event("net_check_estimate", T).await.unwrap();
+    let kbps = first["down_kbps"].as_u64().unwrap();
+    assert!(
+        (1..=u64::from(MAX_DOWN_ESTIMATE_KBPS)).contains(&kbps),
+        "{first}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later: Vec<u64> = li
+        .pending()
+        .iter()
+        .filter(|m| m["type"] == "net_check_estimate")
+        .filter_map(|m| m["down_kbps"].as_u64())
+        .collect();
+    assert!(later.len() <= 4, "{later:?} in 3 s");
+    println!("webrtc-rs check: estimates {kbps} then {later:?} kbit/s");
     // Nothing of it reaches the consultation: no offer of a track, no packet, no participant.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -314,8 +338,8 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
     li.send_json(
         &json!({"type": "precall", "camera": true, "microphone": true,
         "connection": "fair", "rtt_ms": 40, "media_path": "connected", "media_rtt_ms": 38,
-        "loss_permille": 12, "up_kbps": 1450, "down_kbps": 820, "down_loss_permille": 3,
-        "down_jitter_ms": 9}),
+        "loss_permille": 12, "up_kbps": 1450, "down_kbps": 820, "down_estimate_kbps": 3100,
+        "down_loss_permille": 3, "down_jitter_ms": 9}),
     )
     .await
     .unwrap();
@@ -329,7 +353,8 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
         q["waiting"][0]["precall"],
         json!({"camera": true, "microphone": true, "connection": "fair", "rtt_ms": 40,
             "media_path": "connected", "media_rtt_ms": 38, "loss_permille": 12, "up_kbps": 1450,
-            "down_kbps": 820, "down_loss_permille": 3, "down_jitter_ms": 9})
+            "down_kbps": 820, "down_estimate_kbps": 3100, "down_loss_permille": 3,
+            "down_jitter_ms": 9})
     );
     // A path that could not be set up is said so; a word outside the protocol is refused.
     li.send_json(

@@ -8,10 +8,11 @@
 //! core made them. The backlog coalesces per participant instead of dropping: a newer offer
 //! replaces an older one still waiting (only the latest offer can be answered), a failure
 //! replaces everything still waiting (the transport is gone), a second `Connected` (which
-//! only informs) is redundant, and a newer video quality replaces an older one for the same
-//! m-line. So what waits for one participant is at most an offer, a `Connected`, a video
-//! quality per m-line they receive and the answer failures of answers to offers already
-//! delivered, or a failure alone: the backlog is bounded by the worker's participants, not by how long a room is slow.
+//! only informs) is redundant, a newer video quality replaces an older one for the same
+//! m-line, and a newer download estimate (a network check's) an older one. So what waits for
+//! one participant is at most an offer, a `Connected`, a video quality per m-line they receive,
+//! an estimate and the answer failures of answers to offers already delivered, or a failure
+//! alone: the backlog is bounded by the worker's participants, not by how long a room is slow.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -167,6 +168,9 @@ fn defer(backlog: &mut VecDeque<SfuEvent>, event: SfuEvent) -> u64 {
             !matches!(e, SfuEvent::VideoQuality { mid: m, .. } if m == mid)
                 || e.participant() != &who
         }),
+        // Only the latest estimate is worth telling.
+        SfuEvent::DownEstimate { .. } => backlog
+            .retain(|e| !matches!(e, SfuEvent::DownEstimate { .. }) || e.participant() != &who),
         SfuEvent::AnswerFailed { .. } => {}
     }
     let dropped = before - backlog.len();
@@ -226,6 +230,7 @@ mod tests {
             SfuEvent::Connected { .. } => ("connected", 0),
             SfuEvent::Failed { .. } => ("failed", 0),
             SfuEvent::VideoQuality { .. } => ("video_quality", 0),
+            SfuEvent::DownEstimate { bps, .. } => ("down_estimate", *bps),
         };
         (e.participant().clone(), what, id)
     }
@@ -284,6 +289,45 @@ mod tests {
         assert_eq!(out.waiting(), 0);
         assert_eq!(label(&rx.try_recv().unwrap()), (a.clone(), "offer", 4));
         assert_eq!(out.deferred, 9);
+    }
+
+    #[test]
+    fn a_waiting_download_estimate_is_replaced_by_a_newer_one() {
+        let room = RoomId::generate();
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut out = Outboxes::default();
+        out.open(room.clone(), tx);
+        let [a, b] = [(); 2].map(|_| ParticipantId::generate());
+        let estimate = |p: &ParticipantId, kbps: u64| SfuEvent::DownEstimate {
+            room: room.clone(),
+            participant: p.clone(),
+            bps: kbps * 1000,
+        };
+        out.deliver(connected(&room, &a)); // fills the queue
+        for e in [
+            estimate(&a, 500),
+            estimate(&b, 700),
+            estimate(&a, 900),  // replaces a's 500
+            estimate(&a, 2400), // replaces a's 900
+        ] {
+            out.deliver(e);
+        }
+        assert_eq!((out.waiting(), out.coalesced), (2, 2));
+        let mut got = Vec::new();
+        while out.waiting() > 0 || !rx.is_empty() {
+            if let Ok(e) = rx.try_recv() {
+                got.push(label(&e));
+            }
+            out.retry();
+        }
+        assert_eq!(
+            got,
+            [
+                (a.clone(), "connected", 0),
+                (b, "down_estimate", 700_000),
+                (a, "down_estimate", 2_400_000),
+            ]
+        );
     }
 
     #[test]

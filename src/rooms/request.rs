@@ -157,6 +157,9 @@ pub struct MediaFigures {
     /// The rate at which the server's echo of their own media arrived, kbit/s: a floor of
     /// the download bandwidth, since the echo carries no more than was sent up.
     pub down_kbps: Option<u32>,
+    /// The download bandwidth the server's estimator found while it probed the link, kbit/s
+    /// (bounded by how far it probes, not by what went up).
+    pub down_estimate_kbps: Option<u32>,
     /// Packets of the echo lost on the way from the server, per thousand expected.
     pub down_loss_permille: Option<u32>,
     /// How unevenly the echo arrived (RTP interarrival jitter), in ms.

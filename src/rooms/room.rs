@@ -1003,8 +1003,10 @@ impl Room {
         TransportOptions {
             simulcast: on,
             bwe: on,
-            // Only the network check's transport is sent its own media back.
+            // Only the network check's transport is sent its own media back, and has its
+            // download probed above what it is sent.
             echo: false,
+            measure_down: false,
         }
     }
 
@@ -1265,6 +1267,9 @@ impl Room {
                 tracing::info!(room = %self.record.id, participant = %participant, reason = ?reason, "media connection failed");
                 self.remove(&participant, LeaveReason::MediaFailed).await;
             }
+            // Only the network check's transports estimate their download for it, and they
+            // live in rooms of their own (`crate::netcheck`), never a consultation's.
+            SfuEvent::DownEstimate { .. } => {}
         }
     }
 

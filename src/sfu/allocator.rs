@@ -72,7 +72,7 @@ const UP_MARGIN_PERCENT: u64 = 125;
 const RESUME_MARGIN_PERCENT: u64 = 150;
 /// How far the desired rate is lowered for one run to ask str0m for a new probe (any decrease
 /// does; this one is too small to change what str0m pads or probes to).
-const ASK_AGAIN_DIP: u64 = 1_000;
+pub const ASK_AGAIN_DIP: u64 = 1_000;
 
 /// The nominal size of each layer (width, height) when the publisher scales by 4, 2 and 1 from
 /// 720p, what the web client asks for. The core does not parse frame sizes: a layer is useful
@@ -447,7 +447,7 @@ pub fn allocate(
 
 /// The estimate at which videos costing `videos` (bits per second) may all be sent beside
 /// `audio`: the step-up margin over their cost, the audio, over the usable share of an estimate.
-fn estimate_for(videos: u64, audio: u64) -> u64 {
+pub const fn estimate_for(videos: u64, audio: u64) -> u64 {
     // Rounded up, in the same steps as the budget and the margin are computed in `allocate`.
     (videos / 100 * UP_MARGIN_PERCENT + audio).div_ceil(USABLE_PERCENT) * 100
 }

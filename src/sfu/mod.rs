@@ -55,7 +55,7 @@ pub use containment::{Contained, Recovery};
 pub use dtls::crypto_provider;
 // For the fuzz targets (`crate::fuzz`).
 pub use allocator::Reason as QualityReason;
-use allocator::{ALLOCATION_INTERVAL, Choice, Link, Shown, Video};
+use allocator::{ALLOCATION_INTERVAL, Choice, Link, Probe, Shown, Video};
 pub use forwarder::Layer;
 use forwarder::{LayerPacket, LayerVerdict, Verdict, vp8_pid_is_15_bit};
 pub(crate) use keyframe::{VideoCodec, starts_keyframe};
@@ -68,7 +68,9 @@ pub use table::TransportKey;
 use table::Transports;
 use timers::Timers;
 pub use transport::{Answer, AnswerError, OfferOut, PublishMids, Transport};
-use transport::{Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT_GRACE};
+use transport::{
+    Connectivity, ConsumerState, ICE_CONNECT_TIMEOUT, ICE_DISCONNECT_GRACE, INITIAL_ESTIMATE,
+};
 
 /// The maps looked up per datagram or per packet. What goes into them is our own (room ids,
 /// our ufrags) or passed an ICE check (remote addresses), so a stranger cannot fill them with
@@ -114,7 +116,26 @@ pub struct TransportOptions {
     /// the download with. Never for a participant in a call, who must not be sent their own
     /// media; nothing else changes (the same forwarding, keyframe gating and renegotiation).
     pub echo: bool,
+    /// Measure the download for the network check: str0m's estimator on (as with `bwe`, which
+    /// this implies), aimed at [`DOWN_CHECK_DESIRED`] whatever this transport is sent, so that
+    /// str0m probes the link above what the echo carries, and its estimate told as
+    /// [`SfuEvent::DownEstimate`]. Never for a participant in a call: it pads their link for
+    /// nothing they receive.
+    pub measure_down: bool,
 }
+
+/// What the network check's estimator aims for (bits per second): what a call sends one person
+/// at most, two cameras on their best simulcast layer (`f`, which the web client caps at
+/// 1.5 Mbit/s) and two people's audio (Opus with RED, about 64 kbit/s each), with the margins
+/// the allocator wants before it steps a video up: 4.31 Mbit/s. A link found to carry this
+/// carries any call of ours. str0m probes toward it only while its estimate is below it, and
+/// no probe goes above twice it (str0m's cap), which bounds both what the check can find and
+/// what its bursts of padding cost someone on a metered link.
+pub const DOWN_CHECK_DESIRED: u64 = allocator::estimate_for(2 * 1_500_000, 2 * 64_000);
+
+/// A check's download estimate is told this often (str0m reports one when it moves by more than
+/// 5 %, which can be every few tens of ms while it probes, and none while it holds still).
+pub const DOWN_ESTIMATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where a datagram or an ICE-TCP frame went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +299,15 @@ pub enum SfuEvent {
         layer: Option<Layer>,
         reason: QualityReason,
     },
+    /// The bandwidth str0m estimates from `participant`'s transport feedback (bits per second,
+    /// at most twice [`DOWN_CHECK_DESIRED`]: no probe goes higher): a transport with
+    /// `TransportOptions::measure_down` only, every [`DOWN_ESTIMATE_INTERVAL`] (whether or not it
+    /// moved), once str0m has estimated (not its starting guess).
+    DownEstimate {
+        room: RoomId,
+        participant: ParticipantId,
+        bps: u64,
+    },
 }
 
 /// Why a transport failed.
@@ -296,7 +326,8 @@ impl SfuEvent {
             | SfuEvent::AnswerFailed { room, .. }
             | SfuEvent::Connected { room, .. }
             | SfuEvent::Failed { room, .. }
-            | SfuEvent::VideoQuality { room, .. } => room,
+            | SfuEvent::VideoQuality { room, .. }
+            | SfuEvent::DownEstimate { room, .. } => room,
         }
     }
 
@@ -306,7 +337,8 @@ impl SfuEvent {
             | SfuEvent::AnswerFailed { participant, .. }
             | SfuEvent::Connected { participant, .. }
             | SfuEvent::Failed { participant, .. }
-            | SfuEvent::VideoQuality { participant, .. } => participant,
+            | SfuEvent::VideoQuality { participant, .. }
+            | SfuEvent::DownEstimate { participant, .. } => participant,
         }
     }
 }
@@ -991,8 +1023,42 @@ impl Sfu {
             audio,
             loss: t.loss,
         };
-        let (choices, probe) =
+        let (choices, mut probe) =
             allocator::allocate(now, link, &videos, &mut memory, &mut t.link_memory);
+        if t.measure_down {
+            // The check's estimator aims at what a call may need, not at what the echo carries
+            // (which is only what went up): padding and probes find the rest of the link.
+            // And, while the estimate is below that aim, it is lowered for every other run and
+            // restored at the next: str0m probes for an allocation only when the desired rate
+            // rises (as the allocator's `ASK_AGAIN`, but every second: a check has seconds to
+            // find the link, and each such probe may double the estimate; without it a browser
+            // check sat at 855 kbit/s for 4 s of its 6 on a free downlink).
+            let dip = t.estimate < DOWN_CHECK_DESIRED && !t.down_dipped;
+            t.down_dipped = dip;
+            probe = probe.map(|p| {
+                let aim = p.desired.max(DOWN_CHECK_DESIRED);
+                Probe {
+                    minimum: p.minimum,
+                    desired: if dip {
+                        aim.saturating_sub(allocator::ASK_AGAIN_DIP)
+                    } else {
+                        aim
+                    },
+                }
+            });
+            // Every second whether or not it moved: the client weighs what it is told by time.
+            let due = t
+                .down_told
+                .is_none_or(|at| now.saturating_duration_since(at) >= DOWN_ESTIMATE_INTERVAL);
+            if t.estimated && due {
+                t.down_told = Some(now);
+                self.events.push_back(SfuEvent::DownEstimate {
+                    room: t.room.clone(),
+                    participant: t.id.clone(),
+                    bps: t.estimate.min(2 * DOWN_CHECK_DESIRED),
+                });
+            }
+        }
         if t.bwe {
             // What the estimate did and what it bought (SIMULCAST.md §10 reads these): only
             // rates and layers, under the participant id other media logs carry already.
@@ -1464,6 +1530,8 @@ impl Sfu {
                 {
                     // Down at once: the allocator runs before this turn ends.
                     t.estimate = bps.as_u64();
+                    // str0m's first report repeats its starting guess, before any feedback.
+                    t.estimated |= bps != INITIAL_ESTIMATE;
                     t.reallocate(now);
                 }
             }

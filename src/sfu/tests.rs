@@ -2605,3 +2605,141 @@ fn plain_opus_loses_what_the_uplink_loses() {
     }
     assert_eq!(w.sfu.stats().red_rebuilt, 0);
 }
+
+/// A participant whose transport is the network check's: its own media back, and the
+/// download estimated for the check (`TransportOptions::measure_down`), alone in a room.
+fn join_check(w: &mut World, marker: u8) -> ParticipantId {
+    let call_room = std::mem::replace(&mut w.room, RoomId::generate());
+    let id = w.join_with(
+        marker,
+        PublishKinds {
+            audio: true,
+            video: true,
+        },
+        TransportOptions {
+            echo: true,
+            measure_down: true,
+            ..TransportOptions::default()
+        },
+    );
+    w.room = call_room;
+    id
+}
+
+/// The download estimates told for `who`, in order (bits per second).
+fn down_estimates(w: &World, who: &ParticipantId) -> Vec<u64> {
+    w.events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::DownEstimate {
+                participant, bps, ..
+            } if participant == who => Some(*bps),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What `rx` received of its own media in the last `ms` (bits per second, payloads only).
+fn echo_rate(w: &World, rx: &ParticipantId, from_frame: [usize; 2], ms: u64) -> u64 {
+    let bytes: usize = [MediaKind::Audio, MediaKind::Video]
+        .iter()
+        .zip(from_frame)
+        .map(|(kind, from)| {
+            let size = if *kind == MediaKind::Audio { 80 } else { 502 };
+            frames(w, rx, rx, *kind).len().saturating_sub(from) * size
+        })
+        .sum();
+    bytes as u64 * 8 * 1000 / ms
+}
+
+/// The check's transport finds the download above what its echo carries: str0m probes toward
+/// `DOWN_CHECK_DESIRED` with padding on the echo's m-lines (their answer negotiates what it
+/// needs: transport-wide sequence numbers and feedback, and RTX for video), and the estimate
+/// is told to the check once a second.
+#[test]
+fn a_check_transport_estimates_the_download_above_what_its_echo_carries() {
+    let mut w = World::new();
+    let check = join_check(&mut w, 0x71);
+    w.run(2000);
+    let sdp = &w.client(&check).offer_sdp;
+    let video = sdp
+        .split("m=")
+        .filter(|m| m.starts_with("video") && m.contains("a=sendonly"))
+        .collect::<Vec<_>>();
+    assert_eq!(video.len(), 1, "the echo's video m-line: {sdp}");
+    assert!(
+        video[0].contains("rtx/90000"),
+        "no RTX to pad with: {}",
+        video[0]
+    );
+    assert!(video[0].contains("transport-wide-cc"), "{}", video[0]);
+    let before = [MediaKind::Audio, MediaKind::Video].map(|k| frames(&w, &check, &check, k).len());
+    // The 6 s the web client measures for.
+    w.run(6000);
+    let echoed = echo_rate(&w, &check, before, 6000);
+    let told = down_estimates(&w, &check);
+    assert!(
+        (150_000..400_000).contains(&echoed),
+        "the echo ran at {echoed} bit/s"
+    );
+    // Once a second from the first estimate on (about a second after the echo starts).
+    assert!((5..=8).contains(&told.len()), "told {told:?}");
+    let last = *told.last().unwrap();
+    assert!(
+        last >= 4 * echoed && last >= 1_000_000,
+        "estimate {last} bit/s with the echo at {echoed}: {told:?}"
+    );
+    assert!(last <= 2 * DOWN_CHECK_DESIRED, "{told:?}");
+    println!("check estimates (bit/s), echo {echoed}: {told:?}");
+}
+
+/// On a capped downlink the check's estimate stays near the cap: it says what the link
+/// carries, not what was probed.
+#[test]
+fn a_check_transport_on_a_capped_downlink_estimates_below_the_cap() {
+    let mut w = World::new();
+    let check = join_check(&mut w, 0x72);
+    let addr = w.client(&check).addr;
+    w.downlink_cap = Some((addr, TokenBucket::new(1_000_000, w.now)));
+    w.run(8000);
+    let told = down_estimates(&w, &check);
+    println!("capped at 1 Mbit/s: {told:?}");
+    assert!(told.len() >= 5, "told {told:?}");
+    // What the web client shows: the largest of the last three it was told (an estimate may
+    // overshoot a narrow link a little after a probe: measured 687 kbit/s, then 1132 for 7 s).
+    let shown = told[told.len() - 3..].iter().max().copied().unwrap_or(0);
+    assert!(
+        (500_000..=1_250_000).contains(&shown),
+        "estimate {shown} bit/s under a 1 Mbit/s cap: {told:?}"
+    );
+}
+
+/// Only a check's transport is told an estimate or probed toward `DOWN_CHECK_DESIRED`: a call
+/// transport with the estimator aims at what its videos need, as before, and an echo without
+/// `measure_down` has no estimator at all.
+#[test]
+fn call_transports_neither_report_a_download_estimate_nor_probe_for_the_check() {
+    let mut w = World::new();
+    let [_, first, second] = w.publisher_and_two_estimated_subscribers();
+    let call_room = std::mem::replace(&mut w.room, RoomId::generate());
+    let echo = join_echo(&mut w, 0x73);
+    w.room = call_room;
+    w.run(8000);
+    assert!(
+        !w.events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::DownEstimate { .. })),
+        "an estimate told outside a check"
+    );
+    for rx in [&first, &second] {
+        let t = w.sfu.transport(rx).unwrap();
+        assert!(t.bwe && !t.measure_down && t.estimated);
+        let probe = t.probe.expect("the allocator aims the estimator");
+        assert!(
+            probe.desired < DOWN_CHECK_DESIRED,
+            "a call's desired rate is its videos': {probe:?}"
+        );
+    }
+    let t = w.sfu.transport(&echo).unwrap();
+    assert!(!t.bwe && !t.measure_down && t.probe.is_none());
+}

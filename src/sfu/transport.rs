@@ -233,8 +233,17 @@ pub struct Transport {
     pub bwe: bool,
     /// Whether it receives its own producers back (`TransportOptions::echo`).
     pub echo: bool,
+    /// Whether the estimate is told to the network check (`TransportOptions::measure_down`).
+    pub measure_down: bool,
     /// The latest estimate (bits per second), while `bwe`.
     pub estimate: u64,
+    /// Whether `estimate` is str0m's (else it is still `INITIAL_ESTIMATE`, a guess).
+    pub estimated: bool,
+    /// When the check was last told the estimate (`measure_down`).
+    pub down_told: Option<Instant>,
+    /// The check's desired rate was lowered at the last allocation, to be raised at this one
+    /// (which asks str0m for a probe), while `measure_down`.
+    pub down_dipped: bool,
     /// The share of what was sent to this participant in the last second that its transport
     /// feedback says was lost (str0m's `PeerStats`, about once a second), while `bwe`.
     pub loss: Option<f32>,
@@ -300,7 +309,11 @@ impl Transport {
             simulcast: false,
             bwe: false,
             echo: false,
+            measure_down: false,
             estimate: INITIAL_ESTIMATE.as_u64(),
+            estimated: false,
+            down_told: None,
+            down_dipped: false,
             loss: None,
             link_memory: LinkMemory::default(),
             allocation_due: None,
@@ -348,8 +361,9 @@ impl Transport {
     /// camera's m-line is added, bandwidth estimation when the peer connection is made).
     pub fn set_options(&mut self, options: TransportOptions) {
         self.simulcast = options.simulcast;
-        self.bwe = options.bwe;
+        self.bwe = options.bwe || options.measure_down;
         self.echo = options.echo;
+        self.measure_down = options.measure_down;
     }
 
     /// The allocator is to run for this subscriber at once (something it depends on changed).

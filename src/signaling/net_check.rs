@@ -2,7 +2,8 @@
 //! protocol carries it: `net_check` starts one (only while waiting to be admitted, at most
 //! [`MAX_CHECKS_PER_CONNECTION`] per connection, one at a time), `net_check_offer` and
 //! `net_check_answer` set up its peer connection (twice: the second offer adds the echo of the
-//! client's own media, for the download), and `net_check_ended` says it is gone:
+//! client's own media, for the download), `net_check_estimate` tells the server's estimate of
+//! the download while it runs, and `net_check_ended` says it is gone:
 //! stopped by the client (`net_check_stop`), out of time, ended by the admission (the call's own
 //! connection takes over at once), or failed.
 //!
@@ -18,7 +19,9 @@ use crate::netcheck::{
 use crate::rooms::Notice;
 use crate::sfu::AnswerError;
 
-use super::protocol::{ErrorCode, IceServerView, PublishMidsView, ServerMessage};
+use super::protocol::{
+    ErrorCode, IceServerView, MAX_DOWN_ESTIMATE_KBPS, PublishMidsView, ServerMessage,
+};
 
 /// A refused check: the code and the words the client gets, and whether it may be misuse
 /// (and goes on the audit trail).
@@ -182,6 +185,13 @@ impl CheckSlot {
                         },
                         ice_servers: offer.ice_servers.iter().map(IceServerView::from).collect(),
                         seconds: offer.seconds,
+                    };
+                }
+                CheckEvent::DownEstimate(bps) => {
+                    return ServerMessage::NetCheckEstimate {
+                        down_kbps: u32::try_from(bps / 1000)
+                            .unwrap_or(u32::MAX)
+                            .min(MAX_DOWN_ESTIMATE_KBPS),
                     };
                 }
                 CheckEvent::Connected => {

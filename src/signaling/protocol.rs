@@ -196,6 +196,11 @@ pub struct Precall {
     /// of the download bandwidth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_kbps: Option<u32>,
+    /// With `media_path: connected`: the download bandwidth the server estimated while it
+    /// probed the link (`net_check_estimate`), in kbit/s: unlike `down_kbps`, not bounded by
+    /// what went up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_estimate_kbps: Option<u32>,
     /// With `media_path: connected`: packets of the echo lost on the way from the server, per
     /// thousand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +209,10 @@ pub struct Precall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_jitter_ms: Option<u32>,
 }
+
+/// The most `net_check_estimate` says, in kbit/s: twice what the check's estimator aims for
+/// (`sfu::DOWN_CHECK_DESIRED`), above which str0m never probes.
+pub const MAX_DOWN_ESTIMATE_KBPS: u32 = (2 * crate::sfu::DOWN_CHECK_DESIRED / 1000) as u32;
 
 /// Most sizes one `video_sizes` may carry (a client with more videos sends several).
 pub const MAX_VIDEO_SIZES: usize = 64;
@@ -743,6 +752,13 @@ pub enum ServerMessage {
     NetCheckEnded {
         reason: &'static str,
     },
+    /// While the check runs: the download bandwidth the server estimates from the client's
+    /// transport feedback as it probes the link (`netcheck`), in kbit/s. One a second; no more
+    /// than [`MAX_DOWN_ESTIMATE_KBPS`] (the server probes no
+    /// higher), so a figure at it means "at least this".
+    NetCheckEstimate {
+        down_kbps: u32,
+    },
     /// A document is complete and may be opened (sent only to those who may see it).
     DocumentShared {
         document: DocumentView,
@@ -897,6 +913,7 @@ impl From<&rooms::Queue> for QueueView {
                             loss_permille: figures.loss_permille,
                             up_kbps: figures.up_kbps,
                             down_kbps: figures.down_kbps,
+                            down_estimate_kbps: figures.down_estimate_kbps,
                             down_loss_permille: figures.down_loss_permille,
                             down_jitter_ms: figures.down_jitter_ms,
                         }

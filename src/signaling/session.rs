@@ -18,8 +18,8 @@ use super::invitation;
 use super::limits::RateLimiter;
 use super::net_check::CheckSlot;
 use super::protocol::{
-    ClientMessage, ErrorCode, Join, PROTOCOL_VERSION, ParseError, Resume, ServerMessage, Welcome,
-    close,
+    ClientMessage, ErrorCode, Join, MAX_DOWN_ESTIMATE_KBPS, PROTOCOL_VERSION, ParseError, Resume,
+    ServerMessage, Welcome, close,
 };
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::auth::{AuthError, TokenKind};
@@ -891,6 +891,7 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
             loss_permille: p.loss_permille.map(|l| l.min(1000)),
             up_kbps: p.up_kbps.map(|k| k.min(MAX_KBPS)),
             down_kbps: p.down_kbps.map(|k| k.min(MAX_KBPS)),
+            down_estimate_kbps: p.down_estimate_kbps.map(|k| k.min(MAX_DOWN_ESTIMATE_KBPS)),
             down_loss_permille: p.down_loss_permille.map(|l| l.min(1000)),
             down_jitter_ms: p.down_jitter_ms.map(|ms| ms.min(MAX_MS)),
         })),
@@ -923,6 +924,7 @@ mod tests {
             "camera": true, "microphone": true, "connection": "fair",
             "rtt_ms": 4_000_000, "media_path": "connected", "media_rtt_ms": 70_000,
             "loss_permille": 1001, "up_kbps": u32::MAX, "down_kbps": 10_000_001,
+            "down_estimate_kbps": u32::MAX,
             "down_loss_permille": 5000, "down_jitter_ms": 60_001,
         })))
         .unwrap();
@@ -934,6 +936,7 @@ mod tests {
                 loss_permille: Some(1000),
                 up_kbps: Some(MAX_KBPS),
                 down_kbps: Some(MAX_KBPS),
+                down_estimate_kbps: Some(MAX_DOWN_ESTIMATE_KBPS),
                 down_loss_permille: Some(1000),
                 down_jitter_ms: Some(MAX_MS),
             }))
@@ -942,6 +945,7 @@ mod tests {
         let p = precall_report(wire(serde_json::json!({
             "camera": true, "microphone": true, "connection": "good",
             "media_path": "connected", "down_kbps": 820, "down_loss_permille": 3,
+            "down_estimate_kbps": 3100,
         })))
         .unwrap();
         assert_eq!(
@@ -951,6 +955,7 @@ mod tests {
                 loss_permille: None,
                 up_kbps: None,
                 down_kbps: Some(820),
+                down_estimate_kbps: Some(3100),
                 down_loss_permille: Some(3),
                 down_jitter_ms: None,
             }))

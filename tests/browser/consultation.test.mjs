@@ -30,7 +30,9 @@
 //                        alone (it starts its own coturn and server: HUIZHEN_TEST_SERVER_BIN,
 //                        HUIZHEN_TEST_MEDIA_ADDR and HUIZHEN_TEST_TURN_ADDR, from the script);
 //                        "cap" runs cap-scenario.mjs alone (it puts huizhen-impair,
-//                        HUIZHEN_TEST_IMPAIR_BIN from the script, on one page's path)
+//                        HUIZHEN_TEST_IMPAIR_BIN from the script, on one page's path);
+//                        "downcap" runs downcap-scenario.mjs alone (the network check's
+//                        download behind huizhen-impair)
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -58,6 +60,7 @@ import { moderationScenario } from "./moderation-scenario.mjs";
 import { iceRestartScenario, recordPeerConnections } from "./icerestart-scenario.mjs";
 import { timeZoneScenario } from "./timezone-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
+import { downcapScenario } from "./downcap-scenario.mjs";
 import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 import { firefoxScenario } from "./firefox-scenario.mjs";
 import { phoneScenario } from "./phone-scenario.mjs";
@@ -705,6 +708,15 @@ async function main() {
       if (!browser) throw new Error("no Chromium");
       return capScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, out: OUT });
     };
+    const downcap = () => {
+      if (!browser) throw new Error("no Chromium");
+      return downcapScenario({ check, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, out: OUT });
+    };
+    if (process.env.HUIZHEN_BROWSER_ONLY === "downcap") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await downcap();
+      return;
+    }
     if (process.env.HUIZHEN_BROWSER_ONLY === "cap") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await cap();
@@ -1935,6 +1947,7 @@ async function main() {
     await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
     await turn();
     await cap();
+    await downcap();
     await workflows();
 
     await a11yScenario({ check, snap, newContext, watchPage, openConsole, pages, browser, http, apiSignIn, base: BASE, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });

@@ -708,6 +708,9 @@ class JoinApp {
       case "net_check_ended":
         this.netCheck.onEnded();
         break;
+      case "net_check_estimate":
+        this.netCheck.onEstimate(msg.down_kbps);
+        break;
       case "document_shared":
         this.consult?.docs.add(msg.document);
         if (msg.document.shared_by !== this.you?.id) this.notice("join.notice.document_shared", { name: msg.document.name });
@@ -882,6 +885,7 @@ class JoinApp {
     if (path.lossPermille !== undefined) measured.loss_permille = path.lossPermille;
     if (path.upKbps !== undefined) measured.up_kbps = path.upKbps;
     if (path.downKbps !== undefined) measured.down_kbps = path.downKbps;
+    if (path.downEstimateKbps !== undefined) measured.down_estimate_kbps = path.downEstimateKbps;
     if (path.downLossPermille !== undefined) measured.down_loss_permille = path.downLossPermille;
     if (path.downJitterMs !== undefined) measured.down_jitter_ms = path.downJitterMs;
     signaling.send({ type: "precall", ...measured });

@@ -6,7 +6,10 @@
 // the upload bandwidth the browser's congestion control found (or, where the browser does not
 // report it, what it managed to send). Down: the server's echo of the same media, offered in a
 // second offer once the first is answered, read as it arrives (inbound-rtp): its rate (a floor
-// of the download: it carries no more than went up), its loss and its jitter.
+// of the download: it carries no more than went up), its loss and its jitter; and the server's
+// own estimate of the download (`net_check_estimate`), from our transport feedback while it
+// probes the link above what the echo carries. The download is said as the larger of the two,
+// "at least": the server probes no further than a call needs.
 //
 // The figures go to the clinicians with the pre-call check (join-app.js) and, in plain words,
 // to the person waiting (waiting-view.js). A check the server refuses (too many at once) or
@@ -29,6 +32,11 @@ export const MEASURE_MS = 6000;
  * offer and, for video, a keyframe). Within the server's 15 s for a check. */
 const REPORT_WAIT_MS = 4000;
 const SAMPLE_MS = 1000;
+/** The server's estimates kept per check: it sends one a second for at most 15 s. */
+const MAX_ESTIMATES = 60;
+/** How many of the latest estimates the download is read from, and how many the measurement
+ * waits for (within `REPORT_WAIT_MS`): the estimate's climb takes a few seconds. */
+const RECENT_ESTIMATES = 3;
 
 /**
  * What the check found.
@@ -41,6 +49,8 @@ const SAMPLE_MS = 1000;
  *   floor only (the camera asks for no more than its picture needs)
  * @property {number} [downKbps] the rate the server's echo arrived at: a floor of the download
  *   (the echo carries no more than was sent up)
+ * @property {number} [downEstimateKbps] the server's estimate of the download (from our
+ *   transport feedback while it probed; the largest of the last few it told), when it told one
  * @property {number} [downLossPermille] packets of the echo lost on the way down, per thousand
  * @property {number} [downJitterMs] the echo's interarrival jitter
  */
@@ -78,18 +88,34 @@ export function upQuality(r) {
 }
 
 /**
- * The download's, from the echo: its loss and jitter (its rate judges nothing: it is what the
- * camera sent up, whatever the link could carry down). Undefined when no echo was measured.
+ * The download's: the echo's loss and jitter, and the bandwidth where the server estimated it
+ * (the echo's rate alone judges nothing: it is what the camera sent up, whatever the link could
+ * carry down). Undefined when nothing of the download was measured.
  * @param {MediaPathResult} r
  * @returns {Quality | undefined}
  */
 export function downQuality(r) {
-  if (r.downLossPermille === undefined && r.downJitterMs === undefined) return undefined;
+  if (r.downLossPermille === undefined && r.downJitterMs === undefined && r.downEstimateKbps === undefined) return undefined;
   const loss = r.downLossPermille ?? 0;
   const jitter = r.downJitterMs ?? 0;
-  if (loss < 20 && jitter < 30) return "good";
-  if (loss < 80 && jitter < 100) return "fair";
+  // The same bounds as the upload's: a remote camera at its middle layer and audio need about
+  // 800 kbit/s, its lowest layer and audio about 250.
+  const down = r.downEstimateKbps === undefined ? Infinity : downRate(r) ?? Infinity;
+  if (loss < 20 && jitter < 30 && down >= 800) return "good";
+  if (loss < 80 && jitter < 100 && down >= 250) return "fair";
   return "poor";
+}
+
+/**
+ * What the download is known to carry at least, kbit/s: the larger of the echo's rate and the
+ * server's estimate.
+ * @param {{downKbps?: number, downEstimateKbps?: number}} f
+ * @returns {number | undefined}
+ */
+export function downRate(f) {
+  if (f.downKbps === undefined) return f.downEstimateKbps;
+  if (f.downEstimateKbps === undefined) return f.downKbps;
+  return Math.max(f.downKbps, f.downEstimateKbps);
 }
 
 /**
@@ -103,7 +129,7 @@ function rate(kbps) {
 
 /**
  * A network check's figures as message parameters; "–" where the browser gave none.
- * @param {{rtt?: number, lossPermille?: number, upKbps?: number, sentKbps?: number, downKbps?: number, downLossPermille?: number, downJitterMs?: number}} f
+ * @param {{rtt?: number, lossPermille?: number, upKbps?: number, sentKbps?: number, downKbps?: number, downEstimateKbps?: number, downLossPermille?: number, downJitterMs?: number}} f
  * @returns {Params}
  */
 export function networkFigures(f) {
@@ -111,23 +137,26 @@ export function networkFigures(f) {
   let up = "–";
   if (f.upKbps !== undefined) up = rate(f.upKbps);
   else if (f.sentKbps !== undefined) up = { key: "units.at_least", params: { rate: rate(f.sentKbps) } };
+  const down = downRate(f);
   return {
     rtt: f.rtt ?? "–",
     loss: permille(f.lossPermille),
     up,
-    // What arrived of the echo is a floor: it carried what went up, not what the link holds.
-    down: f.downKbps === undefined ? "–" : { key: "units.at_least", params: { rate: rate(f.downKbps) } },
+    // Both are floors: the echo carried what went up, not what the link holds, and the
+    // server's estimate stops where it stopped probing.
+    down: down === undefined ? "–" : { key: "units.at_least", params: { rate: rate(down) } },
     down_loss: permille(f.downLossPermille),
     jitter: f.downJitterMs ?? "–",
   };
 }
 
 /**
- * Whether a check's result has the download's figures (an echo arrived).
- * @param {{downKbps?: number, downLossPermille?: number}} f
+ * Whether a check's result has the download's figures (an echo arrived, or the server
+ * estimated it).
+ * @param {{downKbps?: number, downEstimateKbps?: number, downLossPermille?: number}} f
  */
 export function hasDownload(f) {
-  return f.downKbps !== undefined || f.downLossPermille !== undefined;
+  return f.downKbps !== undefined || f.downEstimateKbps !== undefined || f.downLossPermille !== undefined;
 }
 
 /**
@@ -158,6 +187,9 @@ export class NetCheck {
   #serverEnded = false;
   /** Answers to later offers, in order. @type {Promise<void>} */
   #negotiation = Promise.resolve();
+  /** The server's estimates of the download for this check, kbit/s, in order (at most one a
+   * second; bounded all the same). @type {number[]} */
+  #downEstimates = [];
 
   /** @param {NetCheckHooks} hooks */
   constructor(hooks) {
@@ -192,6 +224,13 @@ export class NetCheck {
     this.#hooks.send({ type: "net_check_answer", offer_id: msg.offer_id, sdp: pc.localDescription?.sdp ?? answer.sdp });
   }
 
+  /** `net_check_estimate`: the server's latest estimate of the download, while a check runs.
+   * @param {number} kbps */
+  onEstimate(kbps) {
+    if (!this.#running || this.#ended || !Number.isFinite(kbps) || kbps < 0) return;
+    if (this.#downEstimates.length < MAX_ESTIMATES) this.#downEstimates.push(Math.round(kbps));
+  }
+
   /** The server ended the check (`net_check_ended`) or refused it (`net_check_limited`,
    * `not_waiting`). */
   onEnded() {
@@ -211,6 +250,7 @@ export class NetCheck {
     this.#ended = false;
     this.#serverEnded = false;
     this.#negotiation = Promise.resolve();
+    this.#downEstimates = [];
     /** @type {Promise<NetCheckOfferMessage | null>} */
     const offered = new Promise((resolve) => {
       const timer = window.setTimeout(() => resolve(null), OFFER_WAIT_MS);
@@ -267,8 +307,9 @@ export class NetCheck {
 
   /**
    * Samples the statistics once a second for `MEASURE_MS` (up to `REPORT_WAIT_MS` longer while
-   * no report of the server's has come, or none of the echo; less when the server ends the
-   * check first) and folds them into figures.
+   * no report of the server's has come, none of the echo, or fewer than `RECENT_ESTIMATES` of
+   * the server's estimates; less when the server ends the check first) and folds them into
+   * figures.
    * @param {RTCPeerConnection} pc
    * @returns {Promise<MediaPathResult>}
    */
@@ -279,14 +320,18 @@ export class NetCheck {
     const reported = () => samples.some((s) => s.packetsLost !== undefined);
     // Two readings with the echo flowing: its rate needs an interval.
     const echoed = () => samples.filter((s) => s.packetsReceived > 0).length >= 2;
+    const estimated = () => this.#downEstimates.length >= RECENT_ESTIMATES;
     while (!this.#ended) {
       const elapsed = performance.now() - start;
-      if (elapsed >= MEASURE_MS + REPORT_WAIT_MS || (elapsed >= MEASURE_MS && reported() && echoed())) break;
+      if (elapsed >= MEASURE_MS + REPORT_WAIT_MS || (elapsed >= MEASURE_MS && reported() && echoed() && estimated())) break;
       await sleep(SAMPLE_MS);
       if (this.#ended) break;
       samples.push(sample(await pc.getStats(), performance.now()));
     }
-    return summarise(samples);
+    const result = summarise(samples);
+    const estimate = downEstimate(this.#downEstimates);
+    if (estimate !== undefined) result.downEstimateKbps = estimate;
+    return result;
   }
 }
 
@@ -411,6 +456,20 @@ export function summarise(samples) {
     if (to.jitter !== undefined) result.downJitterMs = Math.round(to.jitter * 1000);
   }
   return result;
+}
+
+/**
+ * The download the server's estimates say, kbit/s: the largest of the last few (one a second).
+ * The estimate climbs over the check's seconds as the server's probes succeed (measured in
+ * Chromium on a free downlink: 454, 686, 686, 723, 1145, 2609 kbit/s), so the earlier ones say
+ * little; and one after the estimator backs off can fall far below the link for a few seconds,
+ * which the others around it outweigh.
+ * @param {number[]} estimates in the order told
+ * @returns {number | undefined}
+ */
+export function downEstimate(estimates) {
+  if (!estimates.length) return undefined;
+  return Math.max(...estimates.slice(-RECENT_ESTIMATES));
 }
 
 /** @param {unknown} v */

@@ -196,6 +196,8 @@ export const PROTOCOL_VERSION = 1;
  * @property {number} [up_kbps] upload bandwidth found, kbit/s
  * @property {number} [down_kbps] the rate the server's echo arrived at, kbit/s (a floor of the
  *   download bandwidth)
+ * @property {number} [down_estimate_kbps] the download bandwidth the server estimated while it
+ *   probed the link, kbit/s (not bounded by what went up)
  * @property {number} [down_loss_permille] packets of the echo lost on the way down, per thousand
  * @property {number} [down_jitter_ms] the echo's interarrival jitter
  */
@@ -264,6 +266,12 @@ export const PROTOCOL_VERSION = 1;
  * @property {number} seconds
  */
 /** @typedef {{type: "net_check_ended", reason: "done" | "time" | "admitted" | "failed"}} NetCheckEndedMessage */
+/**
+ * While a network check runs: the download bandwidth the server estimates from this
+ * connection's transport feedback as it probes the link, kbit/s (one a second; capped
+ * where the server stops probing, so a figure is "at least").
+ * @typedef {{type: "net_check_estimate", down_kbps: number}} NetCheckEstimateMessage
+ */
 /** @typedef {{type: "document_shared", document: DocumentInfo}} DocumentSharedMessage */
 /** @typedef {{type: "chat", message: ChatInfo}} ChatMessage */
 /** @typedef {FollowState & {type: "follow", presenter: string}} FollowMessage */
@@ -304,7 +312,7 @@ export const PROTOCOL_VERSION = 1;
  *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
  *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage |
  *   ConsentMessage | ScreenShareMessage | HuddleMessage | HeldMessage | RoleChangedMessage |
- *   VideoQualityMessage | NetCheckOfferMessage | NetCheckEndedMessage} ServerMessage
+ *   VideoQualityMessage | NetCheckOfferMessage | NetCheckEndedMessage | NetCheckEstimateMessage} ServerMessage
  */
 
 /**
@@ -383,6 +391,7 @@ const SERVER_TYPES = new Set([
   "video_quality",
   "net_check_offer",
   "net_check_ended",
+  "net_check_estimate",
 ]);
 
 /**

@@ -391,6 +391,8 @@ export class QueuePanel {
     else delete node.dataset.mediaPath;
     if (p.down_kbps !== undefined) node.dataset.downKbps = String(p.down_kbps);
     else delete node.dataset.downKbps;
+    if (p.down_estimate_kbps !== undefined) node.dataset.downEstimateKbps = String(p.down_estimate_kbps);
+    else delete node.dataset.downEstimateKbps;
     if (p.down_loss_permille !== undefined) node.dataset.downLossPermille = String(p.down_loss_permille);
     else delete node.dataset.downLossPermille;
     node.dataset.camera = String(p.camera);
@@ -442,6 +444,7 @@ function connectionWords(p) {
       lossPermille: p.loss_permille,
       upKbps: p.up_kbps,
       downKbps: p.down_kbps,
+      downEstimateKbps: p.down_estimate_kbps,
       downLossPermille: p.down_loss_permille,
       downJitterMs: p.down_jitter_ms,
     };

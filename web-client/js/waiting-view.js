@@ -236,6 +236,7 @@ export class WaitingView {
         upKbps: result.upKbps,
         sentKbps: result.sentKbps,
         downKbps: result.downKbps,
+        downEstimateKbps: result.downEstimateKbps,
         downLossPermille: result.downLossPermille,
       }));
     // Where only the download holds it back, the advice says what suffers: the picture they
