@@ -289,15 +289,21 @@ async fn organisation_flow(s: &TestServer) {
             .0,
         ["赵敏"]
     );
-    let (st, _) = s
-        .api(
-            "GET",
-            "/api/v1/directory?department=dep_nope",
-            Some(&li),
-            None,
-        )
-        .await;
-    assert_eq!(st, 400, "ids are validated");
+    // A malformed query string is refused in the API's error shape, like a malformed body.
+    for (query, says) in [
+        ("/api/v1/directory?department=dep_nope", "DepartmentId"),
+        ("/api/v1/directory?accepting=maybe", "accepting"),
+        ("/api/v1/audit?limit=abc", "limit"),
+    ] {
+        let token = if query.contains("audit") { &sup } else { &li };
+        let (st, e) = s.api("GET", query, Some(token), None).await;
+        assert_eq!(st, 400, "{query}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_request", "{query}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(says),
+            "{query}: {e}"
+        );
+    }
     let (st, _) = s.api("GET", "/api/v1/directory", Some(&sup), None).await;
     assert_eq!(st, 403);
     let (st, me) = s.api("GET", "/api/v1/me", Some(&zhao), None).await;

@@ -246,7 +246,8 @@ pub async fn change_password(
     Ok(Json(json!({"sessions_revoked": revoked})))
 }
 
-/// An administrator ends every session of an account (its own included, if it names itself).
+/// An administrator ends every session of an account (its own included, if it names itself);
+/// an institution's administrator, of its own institution's accounts.
 pub async fn revoke_sessions(
     State(state): State<AppState>,
     who: Clinician,

@@ -48,6 +48,25 @@ where
     }
 }
 
+/// Query-string extractor whose rejections use the API's error shape (axum's own answers a
+/// malformed query with plain text).
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::Invalid(e.body_text()))
+    }
+}
+
 /// A signed-in clinician, and the live session the request came with.
 pub struct Clinician(pub User, pub SessionRow);
 

@@ -4,14 +4,14 @@
 //! Reading it is itself recorded.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::Clinician;
+use super::api::{ApiQuery, Clinician};
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent, Verification};
 use crate::domain::ids::{InstitutionId, RoomId};
@@ -48,7 +48,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     who: Clinician,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let actor = supervisor(&state, &who).await?;
     let room = match q.room.as_deref() {

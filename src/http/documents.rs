@@ -5,14 +5,14 @@
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::ApiJson;
+use super::api::{ApiJson, ApiQuery};
 use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
@@ -126,7 +126,7 @@ pub async fn put_chunk(
     State(state): State<AppState>,
     who: RoomMember,
     Path((_, upload)): Path<(String, String)>,
-    Query(q): Query<ChunkQuery>,
+    ApiQuery(q): ApiQuery<ChunkQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = upload_id(&upload)?;
@@ -248,7 +248,7 @@ pub async fn document_content(
     State(state): State<AppState>,
     who: RoomMember,
     Path((_, doc)): Path<(String, String)>,
-    Query(q): Query<ContentQuery>,
+    ApiQuery(q): ApiQuery<ContentQuery>,
 ) -> Result<Response, ApiError> {
     let download = q.download.unwrap_or(0) != 0;
     let doc = visible_document(&state, &who, &doc).await?;
@@ -374,7 +374,7 @@ pub async fn document_page(
     State(state): State<AppState>,
     who: RoomMember,
     Path((_, doc, page)): Path<(String, String, usize)>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     let doc = visible_document(&state, &who, &doc).await?;
     let png = state

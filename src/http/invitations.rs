@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiJson, Clinician, client_pseudonym, managed_room, public_base};
+use super::api::{ApiJson, ApiQuery, Clinician, client_pseudonym, managed_room, public_base};
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent, Outcome};
 use crate::auth::{AuthError, Claims, TokenKind};
@@ -391,7 +391,7 @@ pub async fn print(
     State(state): State<AppState>,
     who: Clinician,
     Path((room, invite)): Path<(String, String)>,
-    Query(query): Query<PrintQuery>,
+    ApiQuery(query): ApiQuery<PrintQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (room, invite) = managed_invite(&state, &who, &room, &invite, "invite.print").await?;

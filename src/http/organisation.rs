@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiJson, Clinician};
+use super::api::{ApiJson, ApiQuery, Clinician};
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::auth::check_new_password;
@@ -560,7 +560,7 @@ pub struct DirectoryParams {
 pub async fn directory(
     State(state): State<AppState>,
     who: Clinician,
-    Query(params): Query<DirectoryParams>,
+    ApiQuery(params): ApiQuery<DirectoryParams>,
 ) -> Result<Json<Value>, ApiError> {
     if !(who.0.role.is_clinician() || who.0.role.may_manage_accounts(true)) {
         return Err(refuse(&state, &who, "directory.search").await);

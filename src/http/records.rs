@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiJson, Clinician, client_pseudonym};
+use super::api::{ApiJson, ApiQuery, Clinician, client_pseudonym};
 use super::error::ApiError;
 use super::member::RoomMember;
 use crate::audit::{Action, AuditEvent, Outcome};
@@ -346,7 +346,7 @@ pub struct QueueQuery {
 pub async fn prescription_queue(
     State(state): State<AppState>,
     who: Clinician,
-    Query(q): Query<QueueQuery>,
+    ApiQuery(q): ApiQuery<QueueQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if !who.0.role.may_review_prescriptions() {
         let event =

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use super::api::{ApiJson, Clinician};
+use super::api::{ApiJson, ApiQuery, Clinician};
 use super::documents::PageQuery;
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent};
@@ -227,7 +227,7 @@ pub async fn upload(
     State(state): State<AppState>,
     who: Clinician,
     Path(id): Path<String>,
-    Query(q): Query<UploadQuery>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = referral_id(&id)?;
@@ -304,7 +304,7 @@ pub async fn content(
     State(state): State<AppState>,
     who: Clinician,
     Path((id, doc)): Path<(String, String)>,
-    Query(q): Query<ContentQuery>,
+    ApiQuery(q): ApiQuery<ContentQuery>,
 ) -> Result<Response, ApiError> {
     let id = referral_id(&id)?;
     let doc = attachment_id(&doc)?;
@@ -407,7 +407,7 @@ pub async fn page(
     State(state): State<AppState>,
     who: Clinician,
     Path((id, doc, page)): Path<(String, String, usize)>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     let scale = q.scale.unwrap_or(crate::documents::render::DEFAULT_SCALE);
     let png = shown(

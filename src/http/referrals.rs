@@ -10,14 +10,14 @@ use std::collections::{HashMap, HashSet};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiJson, Clinician};
+use super::api::{ApiJson, ApiQuery, Clinician};
 use super::error::ApiError;
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::domain::clock::now_unix;
@@ -505,7 +505,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     who: Clinician,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (name, mailbox) = match q.mailbox.as_deref().unwrap_or("inbox") {
         "inbox" => ("inbox", Mailbox::Inbox),

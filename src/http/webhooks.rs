@@ -7,13 +7,13 @@
 //! creation or rotation and nowhere else.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiJson, Clinician};
+use super::api::{ApiJson, ApiQuery, Clinician};
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::domain::ids::InstitutionId;
@@ -187,7 +187,7 @@ pub async fn deliveries(
     State(state): State<AppState>,
     who: Clinician,
     Path(id): Path<String>,
-    Query(q): Query<DeliveriesQuery>,
+    ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let institution = allowed(&state, &who, &id, "webhook.deliveries").await?;
     let filter = match q.state.as_deref() {
