@@ -257,6 +257,13 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     let access = welcome["access_token"].as_str().unwrap();
     let documents = format!("/api/v1/rooms/{room}/documents");
     assert_eq!(s.api("GET", &documents, Some(access), None).await.0, 200);
+    let queues = |c: &SignalingClient| {
+        c.history()
+            .iter()
+            .filter(|m| m["type"] == "waiting_room")
+            .count()
+    };
+    let queues_before = queues(&doctor);
     doctor
         .send_json(&json!({"type": "send_back", "participant_id": li_id,
                            "reason": "The doctors are conferring"}))
@@ -273,6 +280,14 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     assert_eq!(s.api("GET", &documents, Some(access), None).await.0, 403);
     let q = queue_where(&doctor, |q| waiting_names(q) == ["Li Hua"]).await;
     assert_eq!(q["waiting"][0]["sent_back"], true);
+    // Each is told once: the queue's clinicians, and the person where they wait.
+    let again = li.next_event("waiting", Duration::from_millis(500)).await;
+    assert!(again.is_err(), "told twice where they wait: {again:?}");
+    assert_eq!(
+        queues(&doctor) - queues_before,
+        1,
+        "the queue told more than once"
+    );
     // A clinician cannot be sent back.
     doctor
         .send_json(&json!({"type": "send_back", "participant_id": specialist_id}))

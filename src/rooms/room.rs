@@ -1738,6 +1738,8 @@ impl Room {
                     .room(self.id())
                     .object("participant", &target);
                 self.services.audit.record_or_log(event).await;
+                // `send_back_person` told the queue and those waiting already.
+                return;
             }
             Moderation::Message(text) => {
                 let text = text.trim();
