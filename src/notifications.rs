@@ -74,6 +74,8 @@ type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitingNow {
     pub count: usize,
+    /// Of them, patients (the attendance counts the patients in the room without them).
+    pub patients: usize,
     /// When the one who has waited longest arrived (Unix seconds).
     pub since: i64,
 }
@@ -246,10 +248,10 @@ impl Notifications {
             .clear();
     }
 
-    /// From a room's task: how many wait now, and since when the longest has (`since`, None
-    /// when nobody waits; also at the room's end). Never waits: the snapshot is a short lock,
-    /// and the hub's task finds the care team to tell.
-    pub fn room_waiting(&self, room: &RoomId, waiting: usize, since: Option<i64>) {
+    /// From a room's task: how many wait now (`patients` of them patients), and since when the
+    /// longest has (`since`, None when nobody waits; also at the room's end). Never waits: the
+    /// snapshot is a short lock, and the hub's task finds the care team to tell.
+    pub fn room_waiting(&self, room: &RoomId, waiting: usize, patients: usize, since: Option<i64>) {
         {
             let mut now = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
             match since.filter(|_| waiting > 0) {
@@ -258,6 +260,7 @@ impl Notifications {
                         room.clone(),
                         WaitingNow {
                             count: waiting,
+                            patients,
                             since,
                         },
                     );
@@ -331,15 +334,16 @@ mod tests {
     fn the_waiting_snapshot_holds_rooms_with_someone_waiting() {
         let hub = hub();
         let room = RoomId::generate();
-        hub.room_waiting(&room, 2, Some(100));
+        hub.room_waiting(&room, 2, 1, Some(100));
         assert_eq!(
             hub.waiting_in(&room),
             Some(WaitingNow {
                 count: 2,
+                patients: 1,
                 since: 100
             })
         );
-        hub.room_waiting(&room, 0, None);
+        hub.room_waiting(&room, 0, 0, None);
         assert_eq!(hub.waiting_in(&room), None);
         assert!(
             hub.waiting.lock().unwrap().is_empty(),

@@ -859,6 +859,20 @@ async fn an_admitted_patient_who_reloads_comes_straight_back_in() {
         (w["position"].as_u64(), w["of"].as_u64()),
         (Some(1), Some(1))
     );
+    // The attendance counts Li Hua in and Wang Fang waiting, not both in.
+    let path = format!("/api/v1/rooms/{room}/attendance");
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (st, a) = s.api("GET", &path, None, None).await;
+        assert_eq!(st, 200, "{a}");
+        let p = &a["patients"];
+        if p["waiting"] == 1 {
+            assert_eq!(p["present"], 1, "{a}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{a}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     doctor
         .send_json(&json!({"type": "lock", "locked": true}))
         .await

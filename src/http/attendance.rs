@@ -59,7 +59,12 @@ pub async fn attendance(
         "clinicians": clinicians,
         "patients": {
             "arrived_at": patients.iter().map(|p| p.joined_at).min(),
-            "present": patients.iter().filter(|p| in_now(p)).count(),
+            // Those waiting have joined too (a row each) but are not in the room.
+            "present": patients
+                .iter()
+                .filter(|p| in_now(p))
+                .count()
+                .saturating_sub(waiting.map_or(0, |w| w.patients)),
             "waiting": waiting.map_or(0, |w| w.count),
             "waiting_since": waiting.map(|w| w.since),
         },

@@ -1583,9 +1583,14 @@ impl Room {
         let queue = Notice::Queue(Box::new(self.lobby.queue()));
         self.broadcast_where(|p| p.role.may_admit(), queue);
         let since = self.lobby.iter().map(|w| w.since).min();
+        let patients = self
+            .lobby
+            .iter()
+            .filter(|w| w.person.role == Role::Patient)
+            .count();
         self.services
             .notifications
-            .room_waiting(self.id(), self.lobby.len(), since);
+            .room_waiting(self.id(), self.lobby.len(), patients, since);
     }
 
     /// Tells everyone waiting where they stand.
@@ -1945,7 +1950,9 @@ impl Room {
             .collect();
         if !waiting.is_empty() {
             // Nobody waits in an ended consultation: the consoles' counts go.
-            self.services.notifications.room_waiting(self.id(), 0, None);
+            self.services
+                .notifications
+                .room_waiting(self.id(), 0, 0, None);
         }
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
         let mut changes: Vec<Change> = ids
