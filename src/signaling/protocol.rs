@@ -273,7 +273,9 @@ pub enum ClientMessage {
 /// Why a client message could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("message is not a JSON object with a string `type`: {0}")]
+    /// Not a JSON object with a string `type`, or a known type whose fields are wrong (the
+    /// words say which).
+    #[error("{0}")]
     Malformed(String),
     #[error("unknown message type `{0}`")]
     UnknownType(String),
@@ -281,13 +283,26 @@ pub enum ParseError {
 
 impl ClientMessage {
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            ParseError::Malformed(format!(
+                "message is not a JSON object with a string `type`: {e}"
+            ))
+        })?;
         let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
-            return Err(ParseError::Malformed("missing `type`".into()));
+            return Err(ParseError::Malformed(
+                "message is not a JSON object with a string `type`: missing `type`".into(),
+            ));
         };
+        // The fields of a known type: the words name the type, not the envelope, which was fine.
         fn body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ParseError> {
-            serde_json::from_value(value).map_err(|e| ParseError::Malformed(e.to_string()))
+            let kind = value
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            serde_json::from_value(value).map_err(|e| {
+                ParseError::Malformed(format!("bad fields in a `{kind}` message: {e}"))
+            })
         }
         Ok(match kind {
             "join" => ClientMessage::Join(body(value)?),
@@ -320,7 +335,7 @@ impl ClientMessage {
                 let sizes: VideoSizes = body(value)?;
                 if sizes.sizes.len() > MAX_VIDEO_SIZES {
                     return Err(ParseError::Malformed(format!(
-                        "at most {MAX_VIDEO_SIZES} sizes per message"
+                        "bad fields in a `video_sizes` message: at most {MAX_VIDEO_SIZES} sizes per message"
                     )));
                 }
                 ClientMessage::VideoSizes(sizes)
@@ -1546,5 +1561,20 @@ mod tests {
             v["message"],
             "the clinic could not see you in this consultation"
         );
+    }
+
+    /// A refusal's words say what was wrong: the envelope (not JSON, no `type`), or the fields
+    /// of a type the server knows, naming it.
+    #[test]
+    fn a_bad_message_says_whether_the_envelope_or_the_fields_were_wrong() {
+        let words = |text: &str| match ClientMessage::parse(text) {
+            Err(ParseError::Malformed(w)) => w,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert!(words("[1]").contains("missing `type`"));
+        assert!(words("{").starts_with("message is not a JSON object"));
+        let w = words(r#"{"type":"admit","participant_id":"x"}"#);
+        assert!(w.starts_with("bad fields in a `admit` message"), "{w}");
+        assert!(!w.contains("not a JSON object"), "{w}");
     }
 }
