@@ -457,20 +457,30 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List => {
             let institutions = db.list_institutions().await?;
+            let departments = db.list_departments(None).await?;
+            // id, username, role, name, institution, title, department, specialty (tab-separated;
+            // the last two empty where the account has none).
             for u in db.list_users().await? {
                 let place = institutions
                     .iter()
                     .find(|i| i.id == u.institution_id)
                     .map(|i| i.name.as_str())
                     .unwrap_or("");
+                let department = departments
+                    .iter()
+                    .find(|d| Some(&d.id) == u.department_id.as_ref())
+                    .map(|d| d.name.as_str())
+                    .unwrap_or("");
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     u.id,
                     u.username,
                     u.role.as_str(),
                     u.display_name,
                     place,
-                    u.title
+                    u.title,
+                    department,
+                    u.specialty
                 );
             }
         }

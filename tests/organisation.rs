@@ -825,11 +825,11 @@ async fn the_command_line_sets_up_a_network() {
     let (ok, out, _) = run(&["user", "list"], None);
     assert!(ok);
     assert!(
-        out.contains("zhao\tspecialist\t赵敏\t县人民医院\t主任医师"),
+        out.contains("zhao\tspecialist\t赵敏\t县人民医院\t主任医师\t心血管内科\tCardiology\n"),
         "{out}"
     );
     assert!(
-        out.contains("doc\tdoctor\tDr. Wang\t石桥镇卫生院\t全科医生"),
+        out.contains("doc\tdoctor\tDr. Wang\t石桥镇卫生院\t全科医生\t\t\n"),
         "{out}"
     );
     // Every change is in the trail, which still verifies.
