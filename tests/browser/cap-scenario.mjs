@@ -98,7 +98,8 @@ const METRICS_URL = process.env.HUIZHEN_METRICS_URL ?? "http://127.0.0.1:18464/m
 /**
  * Runs in the patient's page before its own code: every description the page is given names
  * the proxy instead of the server for UDP, and no TCP candidate, so that ICE can only take the
- * path through the proxy.
+ * path through the proxy. The server's first port is kept (`__hzUpstreamPort`) for a test
+ * that starts the proxy only once it knows where to (downcap-scenario.mjs).
  * @param {{addr: string, port: number}} proxy
  */
 export function viaProxy(proxy) {
@@ -113,6 +114,7 @@ export function viaProxy(proxy) {
         if (!l.startsWith("a=candidate:")) return l;
         // a=candidate:FOUNDATION COMPONENT udp PRIORITY ADDRESS PORT typ host ...
         const f = l.split(" ");
+        /** @type {any} */ (window).__hzUpstreamPort ??= Number(f[5]);
         f[4] = proxy.addr;
         f[5] = String(proxy.port);
         return f.join(" ");

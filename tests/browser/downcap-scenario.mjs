@@ -24,6 +24,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import path from "node:path";
+import { viaProxy } from "./cap-scenario.mjs";
 import { chromiumParticipant, closeParticipant } from "./engines.mjs";
 
 /**
@@ -48,35 +49,6 @@ const PROXY_ADDR = process.env.HUIZHEN_TEST_TURN_ADDR ?? "127.0.0.1";
 const PROXY_PORT = 41_910;
 const DESK = { width: 1000, height: 700 };
 const PHONE = { width: 360, height: 640 };
-
-/**
- * Runs in the patient's page before its own code: the check's offers name the proxy instead of
- * the server for UDP and carry no TCP candidate; the server's port is kept for the test, which
- * starts the proxy toward it.
- * @param {{addr: string, port: number}} proxy
- */
-function viaLateProxy(proxy) {
-  const proto = window.RTCPeerConnection.prototype;
-  const native = proto.setRemoteDescription;
-  /** @param {string} sdp */
-  const rewrite = (sdp) =>
-    sdp
-      .split("\r\n")
-      .filter((l) => !(l.startsWith("a=candidate:") && / tcp /i.test(l)))
-      .map((l) => {
-        if (!l.startsWith("a=candidate:")) return l;
-        const f = l.split(" ");
-        /** @type {any} */ (window).__hzUpstreamPort ??= Number(f[5]);
-        f[4] = proxy.addr;
-        f[5] = String(proxy.port);
-        return f.join(" ");
-      })
-      .join("\r\n");
-  /** @type {any} */ (proto).setRemoteDescription = function (/** @type {RTCSessionDescriptionInit} */ desc, /** @type {any[]} */ ...rest) {
-    const d = desc?.sdp ? { type: desc.type, sdp: rewrite(desc.sdp) } : desc;
-    return native.call(this, d, ...rest);
-  };
-}
 
 /**
  * A rate in the page's words ("250 kbit/s", "3.1 Mbit/s") in kbit/s; NaN if none.
@@ -126,7 +98,7 @@ export async function downcapScenario(h) {
       await doctor.waitForState("in-room");
 
       const proxyAt = { addr: PROXY_ADDR, port: PROXY_PORT };
-      const patient = await chromiumParticipant(h, { who: `downcap-patient-${name}`, viewport: PHONE, base: h.base, init: viaLateProxy, arg: proxyAt });
+      const patient = await chromiumParticipant(h, { who: `downcap-patient-${name}`, viewport: PHONE, base: h.base, init: viaProxy, arg: proxyAt });
       open.push(patient);
       await patient.goto(`${h.base}/join#${(await invite.json()).token}`);
       await patient.waitForState("prejoin");
