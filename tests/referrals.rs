@@ -767,6 +767,22 @@ async fn department_queue(s: &TestServer) {
     assert!(emptied, "the queue empties once the patient is in");
     let (st, e) = s.api("POST", &next, Some(&zhao), None).await;
     assert_eq!((st, code(&e)), (409, "nobody_waiting"), "{e}");
+
+    // The requester cancels before it started: everyone in its room is told it was called
+    // off (it never took place), not that a doctor ended it.
+    let (st, cancelled) = steps
+        .post(
+            &doc,
+            "cancel",
+            Some(json!({"reason": "Admitted to hospital"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{cancelled}");
+    for c in [&patient, &desk] {
+        let ended = c.next_event("room_ended", T).await.unwrap();
+        assert_eq!(ended["reason"], "called_off", "{ended}");
+        assert_eq!(c.wait_closed(T).await.unwrap(), Some(4000));
+    }
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ use crate::domain::referral::{ReferralState, Side, Slot, Urgency};
 use crate::referrals::{
     Detail, Mailbox, NewRequest, ReferralServiceError, Referrals, Request, Stepped, Time, side_of,
 };
+use crate::rooms::EndReason;
 use crate::storage::{ReferralEvent, ReferralRow, RoomStatus, User};
 
 fn service(state: &AppState) -> Referrals {
@@ -305,7 +306,13 @@ async fn end_room_if_called_off(state: &AppState, actor: Actor, s: &Stepped) {
             return;
         }
     }
-    match state.rooms.end(room).await {
+    // Those waiting for a consultation called off are told so, not that it was held and ended.
+    let reason = if matches!(s.after.state, ReferralState::Closed { .. }) {
+        EndReason::EndedByDoctor
+    } else {
+        EndReason::CalledOff
+    };
+    match state.rooms.end_because(room, reason).await {
         Ok(()) => {
             state
                 .audit

@@ -486,11 +486,16 @@ impl RoomManager {
     /// Ends a consultation from the HTTP API: the live room (if any) tells everyone, and the
     /// record is marked ended either way.
     pub async fn end(&self, id: &RoomId) -> Result<(), RoomError> {
+        self.end_because(id, EndReason::EndedByDoctor).await
+    }
+
+    /// As [`Rooms::end`], telling those in it (and those waiting) `reason`.
+    pub async fn end_because(&self, id: &RoomId, reason: EndReason) -> Result<(), RoomError> {
         if let Some(h) = self.get(id) {
             let (reply, rx) = oneshot::channel();
             let cmd = RoomCommand::End {
                 by: None,
-                reason: EndReason::EndedByDoctor,
+                reason,
                 reply,
             };
             if h.send(cmd).await.is_ok() {

@@ -184,6 +184,8 @@ pub enum LeaveReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     EndedByDoctor,
+    /// The consultation request it was held for was declined or cancelled.
+    CalledOff,
     ServerShutdown,
 }
 

@@ -1960,7 +1960,8 @@ impl Room {
             .chain(&waiting)
             .map(Change::participant_left)
             .collect();
-        if reason == EndReason::EndedByDoctor {
+        // A shutdown ends nothing on the record: the consultation resumes after the restart.
+        if reason != EndReason::ServerShutdown {
             changes.push(Change::room_ended(self.id()));
         }
         self.metrics

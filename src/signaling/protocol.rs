@@ -699,6 +699,7 @@ pub enum LeaveReason {
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     EndedByDoctor,
+    CalledOff,
     ServerShutdown,
 }
 
@@ -1027,6 +1028,7 @@ impl ServerMessage {
             N::RoomEnded(reason) => ServerMessage::RoomEnded {
                 reason: match reason {
                     rooms::EndReason::EndedByDoctor => EndReason::EndedByDoctor,
+                    rooms::EndReason::CalledOff => EndReason::CalledOff,
                     rooms::EndReason::ServerShutdown => EndReason::ServerShutdown,
                 },
             },

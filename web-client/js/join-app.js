@@ -1164,8 +1164,13 @@ class JoinApp {
     this.finish("ended", waiting ? "join.end.left_waiting" : "join.end.left", "join.end.close_page", "join.end.join_again");
   }
 
-  /** @param {"ended_by_doctor" | "server_shutdown"} reason */
+  /** @param {"ended_by_doctor" | "called_off" | "server_shutdown"} reason */
   finishRoomEnded(reason) {
+    if (reason === "called_off") {
+      // Never held: nothing came of it to show.
+      this.finish("ended", "join.end.called_off", "join.end.called_off_detail", null);
+      return;
+    }
     this.finish(
       "ended",
       "join.end.ended",

@@ -238,7 +238,7 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: "participant_left", participant_id: string,
  *   reason: "left" | "disconnected" | "replaced" | "media_failed" | "removed" | "sent_back" | "removed_by_care_team"}} ParticipantLeftMessage
  */
-/** @typedef {{type: "room_ended", reason: "ended_by_doctor" | "server_shutdown"}} RoomEndedMessage */
+/** @typedef {{type: "room_ended", reason: "ended_by_doctor" | "called_off" | "server_shutdown"}} RoomEndedMessage */
 /**
  * @typedef {"bad_message" | "unknown_type" | "unsupported_version" | "message_too_large" |
  *   "rate_limited" | "not_joined" | "already_joined" | "invalid_token" | "token_expired" |

@@ -222,6 +222,8 @@ export default {
   "join.check.speaker_unavailable": "This browser cannot play the test sound.",
   "join.end.close_page": "You can close this page now.",
   "join.end.ended": "The consultation has ended",
+  "join.end.called_off": "The clinic has called off this consultation",
+  "join.end.called_off_detail": "It will not take place at this time. The clinic will contact you about another appointment.",
   "join.end.join_again": "Join again",
   "join.end.left": "You left the consultation",
   "join.end.left_waiting": "You left the waiting room",

@@ -223,6 +223,8 @@ const zhCN = {
   "join.check.speaker_unavailable": "此浏览器无法播放测试声音。",
   "join.end.close_page": "现在可以关闭此页面。",
   "join.end.ended": "会诊已结束",
+  "join.end.called_off": "医院已取消本次会诊",
+  "join.end.called_off_detail": "本次会诊不会在约定时间进行。医院将另行与您联系预约。",
   "join.end.join_again": "重新加入",
   "join.end.left": "您已离开会诊",
   "join.end.left_waiting": "您已离开候诊室",
