@@ -294,45 +294,44 @@ impl ClientMessage {
             ));
         };
         // The fields of a known type: the words name the type, not the envelope, which was fine.
-        fn body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ParseError> {
-            let kind = value
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            serde_json::from_value(value).map_err(|e| {
+        // Read from the borrowed value (`kind` borrows it too): the strings are copied, once.
+        fn body<T: serde::de::DeserializeOwned>(
+            kind: &str,
+            value: &serde_json::Value,
+        ) -> Result<T, ParseError> {
+            T::deserialize(value).map_err(|e| {
                 ParseError::Malformed(format!("bad fields in a `{kind}` message: {e}"))
             })
         }
         Ok(match kind {
-            "join" => ClientMessage::Join(body(value)?),
-            "resume" => ClientMessage::Resume(body(value)?),
-            "answer" => ClientMessage::Answer(body(value)?),
-            "media_state" => ClientMessage::MediaState(body(value)?),
+            "join" => ClientMessage::Join(body(kind, &value)?),
+            "resume" => ClientMessage::Resume(body(kind, &value)?),
+            "answer" => ClientMessage::Answer(body(kind, &value)?),
+            "media_state" => ClientMessage::MediaState(body(kind, &value)?),
             "leave" => ClientMessage::Leave,
             "end_room" => ClientMessage::EndRoom,
-            "ping" => ClientMessage::Ping(body(value)?),
-            "chat" => ClientMessage::Chat(body(value)?),
-            "follow" => ClientMessage::Follow(body(value)?),
-            "annotate" => ClientMessage::Annotate(body(value)?),
-            "admit" => ClientMessage::Admit(body(value)?),
-            "decline" => ClientMessage::Decline(body(value)?),
-            "send_back" => ClientMessage::SendBack(body(value)?),
-            "waiting_message" => ClientMessage::WaitingMessage(body(value)?),
-            "lock" => ClientMessage::Lock(body(value)?),
-            "precall" => ClientMessage::Precall(body(value)?),
-            "huddle" => ClientMessage::Huddle(body(value)?),
-            "hold" => ClientMessage::Hold(body(value)?),
-            "remove" => ClientMessage::Remove(body(value)?),
-            "set_role" => ClientMessage::SetRole(body(value)?),
-            "consent" => ClientMessage::Consent(body(value)?),
-            "screen_share" => ClientMessage::ScreenShare(body(value)?),
+            "ping" => ClientMessage::Ping(body(kind, &value)?),
+            "chat" => ClientMessage::Chat(body(kind, &value)?),
+            "follow" => ClientMessage::Follow(body(kind, &value)?),
+            "annotate" => ClientMessage::Annotate(body(kind, &value)?),
+            "admit" => ClientMessage::Admit(body(kind, &value)?),
+            "decline" => ClientMessage::Decline(body(kind, &value)?),
+            "send_back" => ClientMessage::SendBack(body(kind, &value)?),
+            "waiting_message" => ClientMessage::WaitingMessage(body(kind, &value)?),
+            "lock" => ClientMessage::Lock(body(kind, &value)?),
+            "precall" => ClientMessage::Precall(body(kind, &value)?),
+            "huddle" => ClientMessage::Huddle(body(kind, &value)?),
+            "hold" => ClientMessage::Hold(body(kind, &value)?),
+            "remove" => ClientMessage::Remove(body(kind, &value)?),
+            "set_role" => ClientMessage::SetRole(body(kind, &value)?),
+            "consent" => ClientMessage::Consent(body(kind, &value)?),
+            "screen_share" => ClientMessage::ScreenShare(body(kind, &value)?),
             "ice_restart" => ClientMessage::IceRestart,
             "net_check" => ClientMessage::NetCheck,
-            "net_check_answer" => ClientMessage::NetCheckAnswer(body(value)?),
+            "net_check_answer" => ClientMessage::NetCheckAnswer(body(kind, &value)?),
             "net_check_stop" => ClientMessage::NetCheckStop,
             "video_sizes" => {
-                let sizes: VideoSizes = body(value)?;
+                let sizes: VideoSizes = body(kind, &value)?;
                 if sizes.sizes.len() > MAX_VIDEO_SIZES {
                     return Err(ParseError::Malformed(format!(
                         "bad fields in a `video_sizes` message: at most {MAX_VIDEO_SIZES} sizes per message"
