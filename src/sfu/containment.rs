@@ -225,8 +225,8 @@ impl Sfu {
             let Some(t) = self.transports.get_mut(key) else {
                 continue;
             };
-            if let Some(ufrag) = &t.local_ufrag {
-                self.by_ufrag.insert(ufrag.clone(), key);
+            for ufrag in t.ufrags() {
+                self.by_ufrag.insert(ufrag.to_owned(), key);
             }
             if let Some(at) = t.scheduled {
                 scheduled.push((at, key));

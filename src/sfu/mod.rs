@@ -142,9 +142,10 @@ pub const DOWN_ESTIMATE_INTERVAL: Duration = Duration::from_secs(1);
 pub enum Routed {
     /// A transport took it.
     Taken,
-    /// An ICE check naming a live transport by our ufrag that it does not accept yet (the
-    /// peer's new credentials after an ICE restart are still on their way through
-    /// signaling): dropped; the peer checks again.
+    /// An ICE check naming a live transport by our ufrag (its live one, or the one its
+    /// outstanding ICE-restart offer announced) that it does not accept yet (the peer's
+    /// answer, with its new credentials, is still on its way through signaling): dropped;
+    /// the peer checks again.
     Early,
     /// It belongs to nobody: the transport is gone, or it is not ICE, DTLS or SRTP for one of
     /// ours.
@@ -421,7 +422,7 @@ pub struct Sfu {
     /// Demultiplexing cache: remote address → transport. Misses are routed by the local ICE
     /// ufrag a STUN check names (`by_ufrag`), then confirmed with `Rtc::accepts`.
     by_addr: FastMap<SocketAddr, TransportKey>,
-    /// Each peer connection's local ICE ufrag.
+    /// Each peer connection's local ICE ufrag, and an outstanding ICE-restart offer's.
     by_ufrag: FastMap<String, TransportKey>,
     /// Transports with output to poll.
     dirty: Vec<TransportKey>,
@@ -1133,7 +1134,16 @@ impl Sfu {
         let room = t.room.clone();
         let participant = t.id.clone();
         let echo = t.echo;
-        let outcome = match t.apply_answer(now, offer_id, answer) {
+        let offered = t.offered_ufrag().map(str::to_owned);
+        let applied = t.apply_answer(now, offer_id, answer);
+        // A restart whose answer failed is abandoned: its ufrag routes nothing (the next offer
+        // restarts with new credentials). One that succeeded is the live ufrag now.
+        if let Some(ufrag) = offered
+            && !t.ufrags().any(|u| u == ufrag)
+        {
+            self.by_ufrag.remove(&ufrag);
+        }
+        let outcome = match applied {
             Ok(o) => {
                 tracing::debug!(participant = %participant, offer = offer_id, producers = o.new_producers.len(), "answer applied");
                 o
@@ -1218,7 +1228,7 @@ impl Sfu {
         }
         self.by_addr.retain(|_, k| *k != key);
         self.by_tcp_addr.retain(|_, k| *k != key);
-        if let Some(ufrag) = &t.local_ufrag {
+        for ufrag in t.ufrags() {
             self.by_ufrag.remove(ufrag);
         }
         let room = t.room.clone();
@@ -1324,6 +1334,11 @@ impl Sfu {
             Self::mark_dirty(&mut self.dirty, key, t);
         }
         if let Some(offer) = t.negotiate() {
+            // A restart's checks may arrive before its answer: they must find their transport
+            // (see `Routed::Early`), not be taken for a stranger's.
+            if let Some(ufrag) = t.offered_ufrag() {
+                self.by_ufrag.insert(ufrag.to_owned(), key);
+            }
             tracing::debug!(participant = %t.id, offer = offer.offer_id, tracks = offer.tracks.len(), "offer made");
             self.events.push_back(SfuEvent::Offer {
                 room: t.room.clone(),

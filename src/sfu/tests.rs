@@ -1370,9 +1370,20 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
         .find_map(|l| l.strip_prefix("a=ice-pwd:"))
         .unwrap()
         .trim();
-    let username = format!("{}:restarted", ufrag.trim());
+    let check = binding_request(&format!("{}:restarted", ufrag.trim()), pwd);
+    assert_eq!(sfu.handle_receive_tcp(now, stranger, &check), Routed::Early);
+    // A server without ICE-TCP refuses every TCP frame.
+    let mut udp_only = Sfu::new(&[SERVER.parse().unwrap()], now);
+    assert_eq!(
+        udp_only.handle_receive_tcp(now, stranger, &stun),
+        Routed::Nobody
+    );
+}
+
+/// An ICE binding request from the controlling side naming `username`, signed with `pwd`.
+fn binding_request(username: &str, pwd: &str) -> Vec<u8> {
     let check = str0m::ice::StunMessage::binding_request(
-        &username,
+        username,
         str0m::ice::TransId::new(),
         true,
         7,
@@ -1391,16 +1402,133 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
     let n = check
         .to_bytes(Some(pwd.as_bytes()), &mut buf, hmac_sha1)
         .unwrap();
-    assert_eq!(
-        sfu.handle_receive_tcp(now, stranger, &buf[..n]),
-        Routed::Early
+    buf.truncate(n);
+    buf
+}
+
+/// The value of the SDP attribute `a=<name>:`.
+fn sdp_attr<'a>(sdp: &'a str, name: &str) -> &'a str {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in {sdp}"))
+        .trim()
+}
+
+/// A restart's first check can overtake its answer: the peer checks the restart's new ufrag
+/// as soon as it has answered, over a new TCP connection (a phone that moved to a network
+/// without UDP), while its answer still travels through signaling and the room. That check
+/// is early (its connection is kept), not a stranger's (closed): the ufrag the restart
+/// offered routes from the moment it is offered. Once the answer is applied the peer's next
+/// check is taken; an answer that fails retires the offered ufrag again.
+#[test]
+fn a_restarts_check_that_overtakes_its_answer_keeps_its_tcp_connection() {
+    let now = Instant::now();
+    let mut sfu = Sfu::with_addrs(
+        &LocalAddrs {
+            udp: vec![SERVER.parse().unwrap()],
+            tcp: vec!["127.0.0.1:443".parse().unwrap()],
+            worker: 3,
+        },
+        now,
     );
-    // A server without ICE-TCP refuses every TCP frame.
-    let mut udp_only = Sfu::new(&[SERVER.parse().unwrap()], now);
-    assert_eq!(
-        udp_only.handle_receive_tcp(now, stranger, &stun),
-        Routed::Nobody
+    let offer = first_offer(&mut sfu, now, false);
+    let participant = sfu
+        .transports
+        .iter()
+        .map(|(_, t)| t.id.clone())
+        .next()
+        .unwrap();
+    let mut client = RtcConfig::new().build(now);
+    let answer = client
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap())
+        .unwrap();
+    sfu.handle_command(
+        now,
+        SfuCommand::Answer {
+            participant: participant.clone(),
+            offer_id: offer.offer_id,
+            answer: Answer::parse(&answer.to_sdp_string()),
+        },
     );
+    let restart_offer = |sfu: &mut Sfu| {
+        sfu.handle_command(
+            now,
+            SfuCommand::RestartIce {
+                participant: participant.clone(),
+            },
+        );
+        loop {
+            match sfu.poll_event() {
+                Some(SfuEvent::Offer { offer, .. }) => break offer,
+                Some(_) => continue,
+                None => panic!("the restart is offered"),
+            }
+        }
+    };
+    let restart = restart_offer(&mut sfu);
+    let ufrag = sdp_attr(&restart.sdp, "ice-ufrag").to_owned();
+    let pwd = sdp_attr(&restart.sdp, "ice-pwd").to_owned();
+    assert_ne!(ufrag, sdp_attr(&offer.sdp, "ice-ufrag"), "new credentials");
+    let answer = client
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&restart.sdp).unwrap())
+        .unwrap()
+        .to_sdp_string();
+    let username = format!("{ufrag}:{}", sdp_attr(&answer, "ice-ufrag"));
+    let moved: SocketAddr = "198.51.100.7:41000".parse().unwrap();
+    assert_eq!(
+        sfu.handle_receive_tcp(now, moved, &binding_request(&username, &pwd)),
+        Routed::Early,
+        "a check ahead of its answer keeps its connection"
+    );
+    sfu.handle_command(
+        now,
+        SfuCommand::Answer {
+            participant: participant.clone(),
+            offer_id: restart.offer_id,
+            answer: Answer::parse(&answer),
+        },
+    );
+    assert_eq!(
+        sfu.handle_receive_tcp(now, moved, &binding_request(&username, &pwd)),
+        Routed::Taken,
+        "once the answer is applied"
+    );
+
+    // A restart whose answer fails: its ufrag routes nothing any more (the next offer
+    // restarts with new credentials).
+    let failed = restart_offer(&mut sfu);
+    let failed_ufrag = sdp_attr(&failed.sdp, "ice-ufrag").to_owned();
+    assert!(
+        sfu.by_ufrag.contains_key(&failed_ufrag),
+        "offered, so routed"
+    );
+    sfu.handle_command(
+        now,
+        SfuCommand::Answer {
+            participant: participant.clone(),
+            offer_id: failed.offer_id,
+            answer: Answer::parse("not an answer"),
+        },
+    );
+    assert!(!sfu.by_ufrag.contains_key(&failed_ufrag));
+    assert!(
+        sfu.by_ufrag.contains_key(&ufrag),
+        "the live one still routes"
+    );
+    // Leaving forgets every ufrag, an offered one too.
+    let again = loop {
+        match sfu.poll_event() {
+            Some(SfuEvent::Offer { offer, .. }) => break offer,
+            Some(_) => continue,
+            None => panic!("the failed answer's changes are offered again"),
+        }
+    };
+    assert!(sfu.by_ufrag.contains_key(sdp_attr(&again.sdp, "ice-ufrag")));
+    sfu.handle_command(now, SfuCommand::RemoveTransport { participant });
+    assert!(sfu.by_ufrag.is_empty(), "{:?}", sfu.by_ufrag.keys());
 }
 
 /// The mid of `from`'s shared screen in `rx`'s latest offer.

@@ -704,6 +704,24 @@ impl Transport {
         self.restart != IceRestart::Idle
     }
 
+    /// The ufrag an outstanding restart offer announced: the peer's checks name it as soon as
+    /// the peer has answered, which may be before its answer reaches us.
+    pub fn offered_ufrag(&self) -> Option<&str> {
+        match &self.restart {
+            IceRestart::Offered { ours, .. } => Some(ours.ufrag.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Every ufrag a peer's check may name to reach this transport: the live one, and an
+    /// outstanding restart's.
+    pub fn ufrags(&self) -> impl Iterator<Item = &str> {
+        self.local_ufrag
+            .as_deref()
+            .into_iter()
+            .chain(self.offered_ufrag())
+    }
+
     /// The participant's own m-lines, offered or answered and not being stopped.
     fn publish_mids(&self) -> PublishMids {
         let mut mids = PublishMids::default();
