@@ -11,7 +11,9 @@
 // "report issued" live and closes the request; the specialist's console shows it closed.
 // Request 3: accepted and started, then its consultation ended by the doctor with no report
 // (the patient never came); the specialist closes it from the console with a reason, and the
-// doctor's console shows it closed, live, with the reason.
+// doctor's console shows it closed, live, with the reason. Request 4: scheduled, and its patient
+// waits on a phone (zh-CN) when the doctor cancels it from the console: the patient's page says
+// the clinic called it off and will get in touch, with no outcome to see.
 
 import assert from "node:assert/strict";
 
@@ -21,7 +23,7 @@ import assert from "node:assert/strict";
  * @property {(page: import("playwright-core").Page, name: string) => Promise<void>} snap
  * @property {import("playwright-core").Browser} browser
  * @property {(browser: import("playwright-core").Browser, who: string, username: string, opts?: {locale?: string}) => Promise<import("playwright-core").Page>} openConsole
- * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null, opts?: {viewport?: {width: number, height: number}}) => Promise<import("playwright-core").Page>} openJoinPage
+ * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null, opts?: {viewport?: {width: number, height: number}, locale?: string}) => Promise<import("playwright-core").Page>} openJoinPage
  * @property {(http: import("playwright-core").APIRequestContext, username: string) => Promise<{auth: Record<string, string>, me: any}>} apiSignIn
  * @property {(http: import("playwright-core").APIRequestContext, auth: Record<string, string>, roomId: string) => Promise<string>} enterToken
  * @property {Map<string, import("playwright-core").Page>} pages
@@ -63,6 +65,8 @@ export async function referralStepsScenario(h) {
   const declined = "Holter monitoring first, then ask again";
   const reason3 = `Chest tightness ${stamp}`;
   const noShow = "The patient did not come; please book again";
+  const reason4 = `Shortness of breath ${stamp}`;
+  const calledOff = "患者已住院，会诊取消";
   /** @type {Record<string, import("playwright-core").Page>} */
   const p = {};
   /** @type {{doctor?: Record<string, string>, specialist?: Record<string, string>, cardiology?: string, colleague?: string, r1?: string, r2?: string, room?: string}} */
@@ -245,8 +249,42 @@ export async function referralStepsScenario(h) {
       await h.snap(doc, "referral-closed-without-report-doctor");
       await shown.getByRole("button", { name: "返回列表" }).click();
     });
+
+    await check("referral steps: the doctor cancels a scheduled consultation while its patient waits on a phone; the patient's page (zh-CN) says the clinic called it off", { scenario: S }, async () => {
+      const r4 = await request(reason4);
+      const scheduled = /** @type {{room_id: string}} */ (await step(a.specialist, r4, "accept", { start: Math.floor(Date.now() / 1000) + 120, minutes: 30 }));
+      const invite = await http.post(`/api/v1/rooms/${scheduled.room_id}/invites`, { headers: a.doctor, data: { role: "patient" } });
+      const link = /** @type {{token: string}} */ (await expectStatus(invite, 201, "invite the patient"));
+      const patient = await h.openJoinPage(h.browser, "steps-patient", `${h.base}/join#${link.token}`, "王秀英", { viewport: { width: 360, height: 640 }, locale: "zh-CN" });
+      await patient.locator('body[data-state="waiting"]').waitFor({ timeout });
+
+      const doc = p.doctor;
+      if (await doc.locator("#referral-dialog[open]").count()) await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
+      await doc.locator("#referral-tab-outbox").click();
+      const sent = doc.locator('#referral-panel li.referral-item[data-state="scheduled"]', { hasText: reason4 });
+      await sent.waitFor({ timeout });
+      await sent.getByRole("button", { name: /查看申请/ }).click();
+      const dialog = doc.locator('#referral-dialog[data-state="scheduled"]');
+      await dialog.waitFor({ timeout });
+      await dialog.locator("summary", { hasText: "撤销申请" }).click();
+      await dialog.getByLabel("原因（对方可见）").fill(calledOff);
+      await dialog.getByRole("button", { name: "撤销申请", exact: true }).click();
+      await doc.locator('#referral-dialog[data-state="cancelled"]').waitFor({ timeout });
+
+      // Told at once, in the patient's language, with nothing to follow: no outcome, no rejoin.
+      await patient.locator('body[data-state="ended"]').waitFor({ timeout });
+      assert.equal((await patient.locator("#status-title").textContent())?.trim(), "医院已取消本次会诊");
+      assert.equal((await patient.locator("#status-text").textContent())?.trim(), "本次会诊不会在约定时间进行。医院将另行与您联系预约。");
+      assert.equal(await patient.locator("#status-outcome").isVisible(), false, "nothing came of it to show");
+      assert.equal(await patient.locator("#status-action").isVisible(), false, "no way back in");
+      // The clinic's reason is for the clinicians: the patient's page does not show it.
+      assert.equal(((await patient.locator("body").textContent()) ?? "").includes(calledOff), false);
+      await h.assertTextFromCatalogue(patient, "a called-off consultation on the patient's phone (zh-CN)");
+      await h.snap(patient, "referral-called-off-patient-phone");
+      await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
+    });
   } finally {
-    for (const who of ["steps-doctor", "steps-specialist", "steps-colleague", "steps-room"]) {
+    for (const who of ["steps-doctor", "steps-specialist", "steps-colleague", "steps-room", "steps-patient"]) {
       const page = h.pages.get(who);
       h.pages.delete(who);
       await page?.context().close().catch(() => undefined);
