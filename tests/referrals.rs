@@ -912,36 +912,65 @@ async fn closing_without_a_report(s: &TestServer) {
     let ended = room_trail.iter().filter(|e| *e == "room.ended:ok").count();
     assert_eq!(ended, 1, "{room_trail:?}");
 
-    // The second: closed by the requester while its room is still open. The room ends.
+    // The second: closed while its room is still open, by both sides at once, twenty times
+    // over: one close wins (its reason is the one kept, its step the one recorded), every
+    // other is refused, and the room ends once.
     let (second, room) = &started[1];
     let steps = Step {
         s,
         referral: second,
     };
-    let (st, closed) = steps
-        .post(
-            &doc,
-            "close",
-            Some(json!({"reason": "Settled on the telephone"})),
-        )
-        .await;
-    assert_eq!(st, 200, "{closed}");
+    let tries = futures_util::future::join_all((0..20).map(|i| {
+        let (who, reason) = if i % 2 == 0 {
+            (&doc, format!("Settled on the telephone ({i})"))
+        } else {
+            (&zhao, format!("Seen elsewhere ({i})"))
+        };
+        let steps = &steps;
+        async move {
+            steps
+                .post(who, "close", Some(json!({"reason": reason})))
+                .await
+        }
+    }))
+    .await;
+    let won: Vec<&Value> = tries
+        .iter()
+        .filter(|(st, _)| *st == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(won.len(), 1, "one close wins: {tries:?}");
+    // Told it lost the race (`conflict`), or that the request was closed already (`not_now`).
+    for (st, e) in tries.iter().filter(|(st, _)| *st != 200) {
+        assert_eq!(*st, 409, "{e}");
+        assert!(matches!(code(e), "conflict" | "not_now"), "{e}");
+    }
+    let closed = won[0].clone();
     assert_eq!(closed["state"], "closed");
-    assert_eq!(closed["state_reason"], "Settled on the telephone");
+    let reason = closed["state_reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.starts_with("Settled on the telephone") || reason.starts_with("Seen elsewhere"),
+        "{closed}"
+    );
+    let closes: Vec<&Value> = closed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "close")
+        .collect();
+    assert_eq!(closes.len(), 1, "{closed}");
+    assert_eq!(closes[0]["detail"]["reason"], reason.as_str());
+    let (_, seen) = steps.get(&zhao).await;
+    assert_eq!(seen["state_reason"], reason.as_str(), "{seen}");
     let (_, shown) = s
         .api("GET", &format!("/api/v1/rooms/{room}"), Some(&doc), None)
         .await;
     assert_eq!(shown["status"], "ended", "{shown}");
     let trail = entries_about(s, &supervisor, second).await;
-    assert!(
-        trail.contains(&"referral.closed:ok".to_owned()),
-        "{trail:?}"
-    );
+    let count = |trail: &[String], what: &str| trail.iter().filter(|e| *e == what).count();
+    assert_eq!(count(&trail, "referral.closed:ok"), 1, "{trail:?}");
     let room_trail = action_outcomes(&s.audit_entries(&supervisor, room).await);
-    assert!(
-        room_trail.contains(&"room.ended:ok".to_owned()),
-        "{room_trail:?}"
-    );
+    assert_eq!(count(&room_trail, "room.ended:ok"), 1, "{room_trail:?}");
     // Neither is open in any mailbox any more.
     for (token, name) in [(&doc, "outbox"), (&zhao, "inbox")] {
         let b = mailbox(s, token, name).await;
