@@ -35,6 +35,8 @@ pub struct DirectionStats {
     pub received: u64,
     /// Datagrams sent on (a duplicate counts twice).
     pub sent: u64,
+    /// Their payload bytes (UDP: the datagrams'; TCP: the stream's), what the path carried.
+    pub sent_bytes: u64,
     pub duplicated: u64,
     pub lost_blackout: u64,
     pub lost_random: u64,
@@ -57,6 +59,7 @@ pub struct Stats {
 struct Counters {
     received: AtomicU64,
     sent: AtomicU64,
+    sent_bytes: AtomicU64,
     duplicated: AtomicU64,
     lost_blackout: AtomicU64,
     lost_random: AtomicU64,
@@ -70,6 +73,7 @@ impl Counters {
         DirectionStats {
             received: l(&self.received),
             sent: l(&self.sent),
+            sent_bytes: l(&self.sent_bytes),
             duplicated: l(&self.duplicated),
             lost_blackout: l(&self.lost_blackout),
             lost_random: l(&self.lost_random),
@@ -203,10 +207,10 @@ impl Handle {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_sent(&self, direction: Direction) {
-        self.inner.counters[direction.index()]
-            .sent
-            .fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count_sent(&self, direction: Direction, bytes: usize) {
+        let c = &self.inner.counters[direction.index()];
+        c.sent.fetch_add(1, Ordering::Relaxed);
+        c.sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn count_overflow(&self, direction: Direction) {

@@ -187,9 +187,10 @@ fn print_stats(s: &Stats) {
     );
     for (name, d) in [("up", s.uplink), ("down", s.downlink)] {
         println!(
-            "{name}: received {} sent {} duplicated {} lost: random {} queue {} blackout {} overflow {}",
+            "{name}: received {} sent {} ({} bytes) duplicated {} lost: random {} queue {} blackout {} overflow {}",
             d.received,
             d.sent,
+            d.sent_bytes,
             d.duplicated,
             d.lost_random,
             d.lost_queue,

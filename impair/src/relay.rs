@@ -354,7 +354,7 @@ async fn deliver(
                 // A send error is the destination's (gone, unreachable): the datagram is lost,
                 // as on a real path.
                 if socket.send_to(&h.bytes, to).await.is_ok() {
-                    handle.count_sent(direction);
+                    handle.count_sent(direction, h.bytes.len());
                 }
             }
         }
@@ -433,6 +433,11 @@ mod tests {
         let got = exchange(&a, to, 400, gap).await;
         let after = h.stats();
         assert_eq!(after.uplink.sent - before.uplink.sent, 400);
+        assert_eq!(
+            after.uplink.sent_bytes - before.uplink.sent_bytes,
+            400 * 4,
+            "four bytes each"
+        );
         assert_eq!(after.downlink.received - before.downlink.received, 400);
         let lost = after.downlink.lost_random - before.downlink.lost_random;
         assert_eq!(got.len() as u64, 400 - lost);

@@ -223,7 +223,7 @@ impl Pump {
                 if to.write_all(&bytes).await.is_err() {
                     return;
                 }
-                handle.count_sent(direction);
+                handle.count_sent(direction, bytes.len());
             }
             // The reader saw the end: pass the close on once everything before it is written.
             let _ = to.shutdown().await;
@@ -333,6 +333,11 @@ mod tests {
         let s = proxy.handle().stats();
         assert!(s.uplink.lost_random > 0, "{s:?}");
         assert_eq!(s.uplink.sent, s.uplink.received);
+        assert_eq!(
+            s.uplink.sent_bytes,
+            sent.len() as u64,
+            "every byte counted once"
+        );
         assert_eq!(s.clients, 1);
     }
 
