@@ -356,6 +356,22 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
             "down_kbps": 820, "down_estimate_kbps": 3100, "down_loss_permille": 3,
             "down_jitter_ms": 9})
     );
+    // A browser that found no upload bandwidth (Firefox gives none) says what it sent, a
+    // floor; the clinicians get it as such.
+    li.send_json(
+        &json!({"type": "precall", "camera": true, "microphone": true,
+        "connection": "good", "media_path": "connected", "up_sent_kbps": 257,
+        "down_estimate_kbps": 2290}),
+    )
+    .await
+    .unwrap();
+    let q = doctor
+        .next_event_where("waiting_room", T, |q| {
+            q["waiting"][0]["precall"]["up_sent_kbps"] == 257
+        })
+        .await
+        .unwrap();
+    assert!(q["waiting"][0]["precall"].get("up_kbps").is_none(), "{q}");
     // A path that could not be set up is said so; a word outside the protocol is refused.
     li.send_json(
         &json!({"type": "precall", "camera": true, "microphone": true,

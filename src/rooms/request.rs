@@ -154,6 +154,9 @@ pub struct MediaFigures {
     pub loss_permille: Option<u32>,
     /// The upload bandwidth the browser's congestion control found, kbit/s.
     pub up_kbps: Option<u32>,
+    /// Without that (Firefox gives none): the rate the check sent at, kbit/s, a floor of the
+    /// upload bandwidth (the camera sends no more than it needs).
+    pub up_sent_kbps: Option<u32>,
     /// The rate at which the server's echo of their own media arrived, kbit/s: a floor of
     /// the download bandwidth, since the echo carries no more than was sent up.
     pub down_kbps: Option<u32>,

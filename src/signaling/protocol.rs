@@ -192,6 +192,10 @@ pub struct Precall {
     /// With `media_path: connected`: the upload bandwidth found, in kbit/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub up_kbps: Option<u32>,
+    /// With `media_path: connected`, from a browser that found no upload bandwidth (Firefox
+    /// reports none): the rate the check sent at, in kbit/s (a floor of the upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_sent_kbps: Option<u32>,
     /// With `media_path: connected`: the rate the check's echo arrived at, in kbit/s (a floor
     /// of the download bandwidth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -927,6 +931,7 @@ impl From<&rooms::Queue> for QueueView {
                             media_rtt_ms: figures.rtt_ms,
                             loss_permille: figures.loss_permille,
                             up_kbps: figures.up_kbps,
+                            up_sent_kbps: figures.up_sent_kbps,
                             down_kbps: figures.down_kbps,
                             down_estimate_kbps: figures.down_estimate_kbps,
                             down_loss_permille: figures.down_loss_permille,

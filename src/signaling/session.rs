@@ -890,6 +890,7 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
             rtt_ms: p.media_rtt_ms.map(|ms| ms.min(MAX_MS)),
             loss_permille: p.loss_permille.map(|l| l.min(1000)),
             up_kbps: p.up_kbps.map(|k| k.min(MAX_KBPS)),
+            up_sent_kbps: p.up_sent_kbps.map(|k| k.min(MAX_KBPS)),
             down_kbps: p.down_kbps.map(|k| k.min(MAX_KBPS)),
             down_estimate_kbps: p.down_estimate_kbps.map(|k| k.min(MAX_DOWN_ESTIMATE_KBPS)),
             down_loss_permille: p.down_loss_permille.map(|l| l.min(1000)),
@@ -923,7 +924,8 @@ mod tests {
         let p = precall_report(wire(serde_json::json!({
             "camera": true, "microphone": true, "connection": "fair",
             "rtt_ms": 4_000_000, "media_path": "connected", "media_rtt_ms": 70_000,
-            "loss_permille": 1001, "up_kbps": u32::MAX, "down_kbps": 10_000_001,
+            "loss_permille": 1001, "up_kbps": u32::MAX, "up_sent_kbps": u32::MAX,
+            "down_kbps": 10_000_001,
             "down_estimate_kbps": u32::MAX,
             "down_loss_permille": 5000, "down_jitter_ms": 60_001,
         })))
@@ -935,6 +937,7 @@ mod tests {
                 rtt_ms: Some(MAX_MS),
                 loss_permille: Some(1000),
                 up_kbps: Some(MAX_KBPS),
+                up_sent_kbps: Some(MAX_KBPS),
                 down_kbps: Some(MAX_KBPS),
                 down_estimate_kbps: Some(MAX_DOWN_ESTIMATE_KBPS),
                 down_loss_permille: Some(1000),
@@ -945,7 +948,7 @@ mod tests {
         let p = precall_report(wire(serde_json::json!({
             "camera": true, "microphone": true, "connection": "good",
             "media_path": "connected", "down_kbps": 820, "down_loss_permille": 3,
-            "down_estimate_kbps": 3100,
+            "down_estimate_kbps": 3100, "up_sent_kbps": 257,
         })))
         .unwrap();
         assert_eq!(
@@ -954,6 +957,7 @@ mod tests {
                 rtt_ms: None,
                 loss_permille: None,
                 up_kbps: None,
+                up_sent_kbps: Some(257),
                 down_kbps: Some(820),
                 down_estimate_kbps: Some(3100),
                 down_loss_permille: Some(3),

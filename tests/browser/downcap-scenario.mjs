@@ -1,6 +1,7 @@
 // The pre-call network check's download behind a real asymmetric link (issue 18, "download
 // capacity above upload is not shown"), as a scenario of the browser test
-// (HUIZHEN_BROWSER_ONLY=downcap runs it alone; Chromium).
+// (HUIZHEN_BROWSER_ONLY=downcap runs it alone; the patient in Chromium, then in Firefox ESR,
+// HUIZHEN_ENGINES=chromium or firefox for one).
 //
 // A doctor is in a consultation with a waiting room; a patient comes with a link and waits, and
 // their page runs the network check over the media path. The check's path, and nothing else,
@@ -19,7 +20,9 @@
 //     shows it.
 // (b) The reverse: the downlink capped at 1 Mbit/s. The estimate must stay near the cap, at
 //     most 1.15 Mbit/s (what the link carries, not what was probed).
-// (c) A free link.
+// (c) A free link: the doctor's queue has an upload figure too (Firefox finds no upload
+//     bandwidth: the rate its check sent at, `up_sent_kbps`, said as "at least").
+// Firefox runs (b) and (c); (a) is Chromium's only (see there).
 // In each, what the whole check carried (the proxy's byte counters, each way) must stay within
 // the check's data budget: patients on metered 4G pay for it.
 
@@ -28,7 +31,7 @@ import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import path from "node:path";
 import { viaProxy } from "./cap-scenario.mjs";
-import { chromiumParticipant, closeParticipant } from "./engines.mjs";
+import { chromiumParticipant, closeParticipant, firefoxParticipant, launchFirefox } from "./engines.mjs";
 
 /**
  * @typedef {import("./engines.mjs").Participant} Participant
@@ -74,13 +77,20 @@ export async function downcapScenario(h) {
   assert.equal(login.status(), 200);
   const auth = { Authorization: `Bearer ${(await login.json()).token}` };
 
+  /** @type {import("puppeteer-core").Browser | null} */
+  let firefox = null;
+  /** @type {string[]} what a Firefox page threw or logged that it must not */
+  const problems = [];
+
   /**
-   * One waiting patient's check through the proxy with `profile` on it; returns what the
-   * patient's page showed and sent, and what the doctor's queue showed.
-   * @param {string} name
+   * One waiting patient's check, in `engine`, through the proxy with `profile` on it; returns
+   * what the patient's page showed and sent, and what the doctor's queue showed.
+   * @param {"chromium" | "firefox"} engine
+   * @param {string} label
    * @param {string[]} profile the proxy's flags (`--up …`, `--down …`)
    */
-  const run = async (name, profile) => {
+  const run = async (engine, label, profile) => {
+    const name = `${label}-${engine}`;
     /** @type {Participant[]} */
     const open = [];
     /** @type {import("node:child_process").ChildProcessWithoutNullStreams | null} */
@@ -103,7 +113,15 @@ export async function downcapScenario(h) {
       await doctor.waitForState("in-room");
 
       const proxyAt = { addr: PROXY_ADDR, port: PROXY_PORT };
-      const patient = await chromiumParticipant(h, { who: `downcap-patient-${name}`, viewport: PHONE, base: h.base, init: viaProxy, arg: proxyAt });
+      const who = `downcap-patient-${name}`;
+      let patient;
+      if (engine === "chromium") {
+        patient = await chromiumParticipant(h, { who, viewport: PHONE, base: h.base, init: viaProxy, arg: proxyAt });
+      } else {
+        firefox ??= await launchFirefox();
+        patient = await firefoxParticipant(firefox, { who, locale: "en-GB", viewport: PHONE, base: h.base, problems });
+        await /** @type {import("puppeteer-core").Page} */ (patient.page).evaluateOnNewDocument(viaProxy, proxyAt);
+      }
       open.push(patient);
       await patient.goto(`${h.base}/join#${(await invite.json()).token}`);
       await patient.waitForState("prejoin");
@@ -159,8 +177,8 @@ export async function downcapScenario(h) {
       }
       assert.ok(cost, `the proxy's counters: ${said.slice(from)}`);
       console.log(`  downcap ${name}: page "${shown}", judged ${JSON.stringify(judged)}; queue ${JSON.stringify(queue)}; the check carried ${(cost.down / 1e6).toFixed(2)} MB down, ${(cost.up / 1e6).toFixed(2)} MB up`);
-      // The budget: patients on metered 4G pay for this. Measured (2026-12-06, Chromium, nine
-      // checks): 0.29 to 0.48 MB down and 0.18 to 0.33 MB up per check, on a free link too (the
+      // The budget: patients on metered 4G pay for this. Measured (2026-12-06, Chromium and
+      // Firefox, 14 checks): 0.29 to 0.52 MB down and 0.18 to 0.35 MB up, on a free link too (the
       // probes come in short clusters; the server ends a check after `media.net_check_seconds`
       // at the most).
       assert.ok(cost.down > 20_000 && cost.up > 20_000, `media flowed both ways: ${JSON.stringify(cost)}`);
@@ -173,27 +191,47 @@ export async function downcapScenario(h) {
     }
   };
 
-  await check("network check on an asymmetric link: the uplink capped at 250 kbit/s, the downlink free, the download shown clearly above the upload, and the doctor's queue has the server's estimate", { scenario: "downcap" }, async () => {
-    const { shown, figures, queue } = await run("up250", ["--up", "rate=250kbit,queue=16000"]);
-    assert.ok(figures.up > 0 && figures.up <= 400, `the upload is the cap's: ${shown}`);
-    // Measured in eight runs: 0.86-0.87 Mbit/s before the client read the estimate's later
-    // figures, since then 1.1-3.4 Mbit/s; the echo alone said 250-350 kbit/s.
-    assert.ok(figures.down >= 3 * figures.up && figures.down >= 800, `the download above the upload: ${shown}`);
-    assert.ok(queue.estimate >= 800, `the queue has the estimate: ${JSON.stringify(queue)}`);
-    // The echo alone carried no more than the upload: the estimate is what shows the rest.
-    assert.ok(queue.echo < queue.estimate, JSON.stringify(queue));
-  });
+  // HUIZHEN_ENGINES=chromium or firefox: the patient in that engine only.
+  const engines = /** @type {("chromium" | "firefox")[]} */ (process.env.HUIZHEN_ENGINES?.split(",") ?? ["chromium", "firefox"]);
+  try {
+    for (const engine of engines) {
+      // Firefox behind the 250 kbit/s uplink: in one of two runs (2026-12-06) the server's
+      // estimate never rose above the echo (the page said "download at least 403 kbit/s",
+      // round trip 314 ms), in the other it reached 2.3 Mbit/s. Firefox fills the capped
+      // uplink (its check sent at the cap, where Chromium's sent less), so the browser's
+      // transport feedback, which the estimate is made from, waits in a half-second queue and
+      // is sometimes lost there. Not asserted until that is understood: the other two runs are.
+      if (engine === "chromium") await check(`network check on an asymmetric link (${engine} patient): the uplink capped at 250 kbit/s, the downlink free, the download shown clearly above the upload, and the doctor's queue has the server's estimate`, { scenario: `downcap-${engine}` }, async () => {
+        const { shown, figures, queue } = await run(engine, "up250", ["--up", "rate=250kbit,queue=16000"]);
+        assert.ok(figures.up > 0 && figures.up <= 400, `the upload is the cap's: ${shown}`);
+        // Measured in eight runs: 0.86-0.87 Mbit/s before the client read the estimate's later
+        // figures, since then 1.1-3.4 Mbit/s; the echo alone said 250-350 kbit/s.
+        assert.ok(figures.down >= 3 * figures.up && figures.down >= 800, `the download above the upload: ${shown}`);
+        assert.ok(queue.estimate >= 800, `the queue has the estimate: ${JSON.stringify(queue)}`);
+        // The echo alone carried no more than the upload: the estimate is what shows the rest.
+        assert.ok(queue.echo < queue.estimate, JSON.stringify(queue));
+      });
 
-  await check("network check on a free link: what it costs the patient's data plan stays within its budget each way", { scenario: "downcap" }, async () => {
-    // Its budget is checked in every run; this one has nothing slowing either way.
-    const { queue } = await run("free", []);
-    assert.ok(queue.estimate > 0, JSON.stringify(queue));
-  });
+      await check(`network check on a free link (${engine} patient): what it costs the patient's data plan stays within its budget each way, and the doctor's queue has both directions' figures`, { scenario: `downcap-${engine}` }, async () => {
+        // Its budget is checked in every run; this one has nothing slowing either way.
+        const { queue } = await run(engine, "free", []);
+        assert.ok(queue.estimate > 0, JSON.stringify(queue));
+        // The doctor sees an upload figure too: the bandwidth found, or (Firefox finds none)
+        // at least what the check sent, as the patient's page says.
+        assert.match(queue.text, /upload\s(at\sleast\s)?\d+(\.\d)?\s(k|M)bit\/s/, JSON.stringify(queue));
+      });
 
-  await check("network check with the downlink capped at 1 Mbit/s: the server's estimate stays near the cap, far below what it probes", { scenario: "downcap" }, async () => {
-    const { shown, queue } = await run("down1000", ["--down", "rate=1000kbit,queue=16000"]);
-    // A delay-based estimate may overshoot a narrow link by a few per cent (measured: 807, 891,
-    // 962, 977 and 1040 kbit/s); the probes go up to 8.6 Mbit/s.
-    assert.ok(queue.estimate > 0 && queue.estimate <= 1150, `estimate under a 1 Mbit/s cap: ${JSON.stringify(queue)} (${shown})`);
-  });
+      await check(`network check with the downlink capped at 1 Mbit/s (${engine} patient): the server's estimate stays near the cap, far below what it probes`, { scenario: `downcap-${engine}` }, async () => {
+        const { shown, queue } = await run(engine, "down1000", ["--down", "rate=1000kbit,queue=16000"]);
+        // A delay-based estimate may overshoot a narrow link by a few per cent (measured: 807, 891,
+        // 962, 977 and 1040 kbit/s); the probes go up to 8.6 Mbit/s.
+        assert.ok(queue.estimate > 0 && queue.estimate <= 1150, `estimate under a 1 Mbit/s cap: ${JSON.stringify(queue)} (${shown})`);
+      });
+    }
+    await check("downcap scenario: no Firefox page threw or logged a token or SDP", {}, async () => {
+      assert.deepEqual(problems, []);
+    });
+  } finally {
+    await firefox?.close().catch(() => {});
+  }
 }

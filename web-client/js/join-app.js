@@ -884,6 +884,7 @@ class JoinApp {
     if (path.rttMs !== undefined) measured.media_rtt_ms = path.rttMs;
     if (path.lossPermille !== undefined) measured.loss_permille = path.lossPermille;
     if (path.upKbps !== undefined) measured.up_kbps = path.upKbps;
+    if (path.sentKbps !== undefined) measured.up_sent_kbps = path.sentKbps;
     if (path.downKbps !== undefined) measured.down_kbps = path.downKbps;
     if (path.downEstimateKbps !== undefined) measured.down_estimate_kbps = path.downEstimateKbps;
     if (path.downLossPermille !== undefined) measured.down_loss_permille = path.downLossPermille;

@@ -194,6 +194,8 @@ export const PROTOCOL_VERSION = 1;
  * @property {number} [media_rtt_ms] round trip on the media path
  * @property {number} [loss_permille] packets lost on the way to the server, per thousand
  * @property {number} [up_kbps] upload bandwidth found, kbit/s
+ * @property {number} [up_sent_kbps] without that (Firefox finds none): the rate the check sent
+ *   at, kbit/s (a floor of the upload bandwidth)
  * @property {number} [down_kbps] the rate the server's echo arrived at, kbit/s (a floor of the
  *   download bandwidth)
  * @property {number} [down_estimate_kbps] the download bandwidth the server estimated while it

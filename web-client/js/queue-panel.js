@@ -443,6 +443,7 @@ function connectionWords(p) {
       rtt: p.media_rtt_ms,
       lossPermille: p.loss_permille,
       upKbps: p.up_kbps,
+      sentKbps: p.up_sent_kbps,
       downKbps: p.down_kbps,
       downEstimateKbps: p.down_estimate_kbps,
       downLossPermille: p.down_loss_permille,
