@@ -6,7 +6,9 @@
 // for a bad username, creates a specialist in the new department with a title and a specialty,
 // and sees them in the accounts list; the new account signs in. The county hospital's own administrator sees only their institution's accounts, is
 // refused (and shown the refusal) when making an account for another institution, and ends the
-// new colleague's sessions.
+// new colleague's sessions. The new colleague then changes the initial password from the console,
+// in Chinese on a phone: a new password typed differently twice is said at once, a wrong current
+// password is refused by the server and said so, and the change ends their other sessions.
 //
 // Needs two more accounts with the run's password (scripts/test-browser.sh makes them):
 //   HUIZHEN_ADMIN              an `admin` account's username
@@ -24,7 +26,7 @@ const NEW_USER = { username: "zhang.wei", name: "张伟", title: "副主任医�
  * @typedef {object} Harness what the main test lends the scenario
  * @property {(name: string, opts: {scenario?: true | string}, fn: () => Promise<void>) => Promise<void>} check
  * @property {(page: import("playwright-core").Page, name: string) => Promise<void>} snap
- * @property {(browser: import("playwright-core").Browser, viewport: {width: number, height: number}) => Promise<import("playwright-core").BrowserContext>} newContext
+ * @property {(browser: import("playwright-core").Browser, viewport: {width: number, height: number}, locale?: string) => Promise<import("playwright-core").BrowserContext>} newContext
  * @property {(page: import("playwright-core").Page, who: string) => void} watchPage
  * @property {Map<string, import("playwright-core").Page>} pages photographed on failure
  * @property {import("playwright-core").Browser | null} browser
@@ -69,7 +71,7 @@ export async function adminScenario(harness) {
     own.set(who, page);
     await page.goto(`${t.base}/`, { waitUntil: "load", timeout });
     await page.getByLabel("Username").fill(username);
-    await page.getByLabel("Password").fill(password);
+    await page.getByLabel("Password", { exact: true }).fill(password);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.waitForSelector('body[data-state="signed-in"]', { timeout });
     await page.locator("#admin #admin-scope").waitFor({ timeout });
@@ -242,6 +244,59 @@ export async function adminScenario(harness) {
       await dialog.getByRole("button", { name: "End all sessions" }).click();
       await ia.locator("#admin-status", { hasText: `of ${NEW_USER.name} ended` }).waitFor({ timeout });
       assert.equal((await http.get("/api/v1/me", { headers: theirs })).status(), 401, "their session has ended");
+    });
+
+    await check("admin console: the new specialist changes the initial password from the console (zh-CN, phone); mistakes are said, the other sessions end", { scenario }, async () => {
+      if (!t.browser) throw new Error("no browser");
+      const changed = randomBytes(12).toString("base64url");
+      // Signed in elsewhere too (their phone's browser, say).
+      const elsewhere = await apiLogin(NEW_USER.username, newPassword);
+      const context = await t.newContext(t.browser, { width: 390, height: 844 }, "zh-CN");
+      const page = await context.newPage();
+      t.watchPage(page, "password");
+      t.pages.set("password", page);
+      own.set("password", page);
+      await page.goto(`${t.base}/`, { waitUntil: "load", timeout });
+      await page.getByLabel("用户名").fill(NEW_USER.username);
+      await page.getByLabel("密码", { exact: true }).fill(newPassword);
+      await page.getByRole("button", { name: "登录" }).click();
+      await page.waitForSelector('body[data-state="signed-in"]', { timeout });
+      await page.getByRole("button", { name: "修改密码" }).click();
+      const dialog = page.getByRole("dialog", { name: "修改密码" });
+      await dialog.waitFor({ timeout });
+      const submit = () => dialog.getByRole("button", { name: "修改密码" }).click();
+
+      // Typed differently twice: said at once.
+      await dialog.getByLabel("当前密码").fill(newPassword);
+      await dialog.getByLabel("新密码", { exact: true }).fill(changed);
+      await dialog.getByLabel("再次输入新密码").fill(`${changed}x`);
+      await submit();
+      await page.locator('#password-error[data-code="mismatch"]', { hasText: "两次输入的新密码不一致" }).waitFor({ timeout });
+      // A wrong current password: the server refuses, the dialog says so, nothing changes.
+      await dialog.getByLabel("当前密码").fill("not-the-password");
+      await dialog.getByLabel("再次输入新密码").fill(changed);
+      await submit();
+      await page.locator('#password-error[data-code="wrong_password"]', { hasText: "密码错误" }).waitFor({ timeout });
+      await t.assertTextFromCatalogue(page, "the password dialog with the server's refusal (zh-CN)");
+      await t.snap(page, "console-password-wrong-zh");
+      assert.equal((await http.get("/api/v1/me", { headers: elsewhere })).status(), 200, "nothing changed yet");
+
+      // Right: changed; the session elsewhere has ended, this one goes on.
+      await dialog.getByLabel("当前密码").fill(newPassword);
+      await submit();
+      const notice = page.locator("#account-notice[data-sessions-revoked]");
+      await notice.waitFor({ timeout });
+      assert.ok(Number(await notice.getAttribute("data-sessions-revoked")) >= 1, "at least the one elsewhere");
+      assert.match((await notice.textContent()) ?? "", /密码已修改/);
+      assert.equal(await dialog.isVisible(), false);
+      assert.equal(await page.locator("#password-current").inputValue(), "", "nothing typed is kept");
+      assert.equal((await http.get("/api/v1/me", { headers: elsewhere })).status(), 401, "the session elsewhere has ended");
+      await t.snap(page, "console-password-changed-zh");
+      await page.reload({ waitUntil: "load" });
+      await page.waitForSelector('body[data-state="signed-in"]', { timeout });
+      const old = await http.post("/api/v1/auth/login", { data: { username: NEW_USER.username, password: newPassword } });
+      assert.equal(old.status(), 401, "the initial password no longer signs in");
+      await apiLogin(NEW_USER.username, changed);
     });
   } finally {
     for (const [who, page] of own) {

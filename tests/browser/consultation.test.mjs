@@ -32,7 +32,8 @@
 //                        "cap" runs cap-scenario.mjs alone (it puts huizhen-impair,
 //                        HUIZHEN_TEST_IMPAIR_BIN from the script, on one page's path);
 //                        "downcap" runs downcap-scenario.mjs alone (the network check's
-//                        download behind huizhen-impair)
+//                        download behind huizhen-impair); "admin" runs admin-scenario.mjs
+//                        alone (the administrators' console, and a password change)
 //   HUIZHEN_CLIENT_DIR   optional: serve the web client from this directory instead of the
 //                        copy embedded in the server binary (to try client changes without
 //                        rebuilding the server; the embedded copy is what ships)
@@ -693,6 +694,11 @@ async function main() {
       await referralStepsScenario({ check, snap, browser, openConsole, openJoinPage, apiSignIn, enterToken, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
       return;
     }
+    if (process.env.HUIZHEN_BROWSER_ONLY === "admin") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+      return;
+    }
     if (process.env.HUIZHEN_BROWSER_ONLY === "link") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
@@ -888,7 +894,7 @@ async function main() {
       pages.set("console-sign-out", page);
       const signIn = async () => {
         await page.getByLabel("Username").fill(USERNAME);
-        await page.getByLabel("Password").fill(PASSWORD);
+        await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
         await page.getByRole("button", { name: "Sign in" }).click();
         await page.waitForSelector('body[data-state="signed-in"]', { timeout: EVENT_TIMEOUT });
         const token = await page.evaluate(() => sessionStorage.getItem("huizhen.console.session"));
@@ -1570,7 +1576,7 @@ async function main() {
       pages.set("pharmacist", page);
       await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
       await page.getByLabel("Username").fill(PHARMACIST);
-      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
       await page.getByRole("button", { name: "Sign in" }).click();
       const item = page.locator(".rx-item", { hasText: "ferrous succinate" });
       await item.waitFor({ timeout: EVENT_TIMEOUT });
@@ -1594,7 +1600,7 @@ async function main() {
       pages.set("console-summary", page);
       await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
       await page.getByLabel("Username").fill(USERNAME);
-      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
       await page.getByRole("button", { name: "Sign in" }).click();
       const card = page.locator(`li.room-card[data-room-id="${roomId}"]`);
       await card.getByRole("button", { name: /^Summary/ }).click({ timeout: EVENT_TIMEOUT });
@@ -1630,7 +1636,7 @@ async function main() {
       pages.set("supervisor", page);
       await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
       await page.getByLabel("Username").fill(SUPERVISOR);
-      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
       await page.getByRole("button", { name: "Sign in" }).click();
       const audit = page.locator("#audit");
       for (const action of ["care_team.added", "care_team.seat_entered", "document.shared", "document.viewed", "record.signed", "record.issued", "prescription.state_changed", "consultation.exported"]) {

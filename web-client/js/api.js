@@ -305,6 +305,17 @@ export async function setAvailability(accepting) {
 }
 
 /**
+ * Changes the signed-in clinician's password. The server checks the current one (under the
+ * sign-in throttle) and ends the account's other sessions; this one goes on.
+ * @param {string} current
+ * @param {string} next
+ * @returns {Promise<{sessions_revoked: number}>}
+ */
+export async function changePassword(current, next) {
+  return /** @type {{sessions_revoked: number}} */ (await call("POST", "/api/v1/auth/password", { current_password: current, new_password: next }));
+}
+
+/**
  * Searches the directory of doctors and specialists.
  * @param {{name?: string, specialty?: string, accepting?: boolean, institution?: string, department?: string}} query every filter given must match
  * @returns {Promise<Account[]>}

@@ -16,6 +16,7 @@ import { hideAdministration, mayAdminister, showAdministration } from "./admin-v
 import { startDesk, stopDesk } from "./clinician-desk.js";
 import { forgetInvitations, invitationList } from "./invite-list.js";
 import { institutions } from "./referral-api.js";
+import { mountPasswordDialog } from "./password-dialog.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Account} Account */
@@ -51,6 +52,8 @@ const ui = {
   availabilityInput: must("#availability-input", HTMLInputElement),
   accountError: must("#account-error", HTMLElement),
   signOut: must("#sign-out", HTMLButtonElement),
+  accountNotice: must("#account-notice", HTMLElement),
+  passwordDialog: must("#password-dialog", HTMLDialogElement),
   login: must("#login", HTMLElement),
   loginForm: must("#login-form", HTMLFormElement),
   username: must("#username", HTMLInputElement),
@@ -190,6 +193,8 @@ function signOut(message = null) {
   ui.pharmacy.hidden = true;
   ui.audit.hidden = true;
   hideAdministration();
+  ui.accountNotice.hidden = true;
+  if (ui.passwordDialog.open) ui.passwordDialog.close();
   ui.login.hidden = false;
   document.body.dataset.state = "signed-out";
   showText(ui.loginError, message);
@@ -748,6 +753,7 @@ ui.availabilityInput.addEventListener("change", async () => {
     ui.availabilityInput.disabled = false;
   }
 });
+mountPasswordDialog({ explain });
 ui.signOut.addEventListener("click", async () => {
   // The server ends the session first, so the token is worthless even if it was copied.
   ui.signOut.disabled = true;
