@@ -292,7 +292,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             r#"{"type":"waiting_message","text":"The doctor is running late"}"#,
             r#"{"type":"lock","locked":true}"#,
             r#"{"type":"precall","camera":true,"microphone":false,"connection":"poor","rtt_ms":420}"#,
-            r#"{"type":"precall","camera":true,"microphone":true,"connection":"fair","media_path":"connected","media_rtt_ms":38,"loss_permille":12,"up_kbps":1450,"down_kbps":820,"down_estimate_kbps":3100,"down_loss_permille":3,"down_jitter_ms":9}"#,
+            r#"{"type":"precall","camera":true,"microphone":true,"connection":"fair","media_path":"connected","media_rtt_ms":38,"loss_permille":12,"up_kbps":1450,"up_sent_kbps":900,"down_kbps":820,"down_estimate_kbps":3100,"down_loss_permille":3,"down_jitter_ms":9}"#,
             r#"{"type":"net_check"}"#,
             r#"{"type":"net_check_answer","offer_id":1,"sdp":"v=0\r\n"}"#,
             r#"{"type":"net_check_stop"}"#,
