@@ -4,7 +4,9 @@
 //! county cardiologist reads the documents; a withdrawal withholds them from the county at
 //! once (list, bytes, viewer, the request's view, which counts what is withheld without naming
 //! it) while the doctor still reads them, and keeps them out of the room the request opens;
-//! giving again restores. Stale words, a purpose a request does not record, the receiving side
+//! giving again restores. Copies already in the room are withheld from the county's specialist
+//! there too (the doctor still reads them), until the consent is given again or a patient of
+//! the room agrees there. Stale words, a purpose a request does not record, the receiving side
 //! and an outsider attesting are refused; giving or withdrawing twice changes nothing. A
 //! request within one institution needs no consent. Every change and refusal is looked for in
 //! the audit trail, with its actor and detail.
@@ -18,6 +20,7 @@ use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
 const DAY: i64 = 24 * 3600;
+const T: std::time::Duration = std::time::Duration::from_secs(10);
 const PATIENT: &str = "P-2026-0917";
 const WORDS: &str = ConsentPurpose::ExternalSharing.wording().version;
 
@@ -352,6 +355,99 @@ async fn consent_on_requests(s: &TestServer) {
     assert_eq!(st, 201, "{a2}");
     let a2 = a2["document"]["id"].as_str().unwrap().to_owned();
     assert_eq!(reads(s, &cardio, &r2, &a2).await, served());
+
+    // Its room opens with the document; the county's specialist reads it there only while the
+    // consent is in force; the doctor (the room's own institution) always does.
+    let (st, scheduled) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{r2}/accept"),
+            Some(&cardio),
+            // Soon: the patient's invitation is valid from a while before the time.
+            Some(json!({"start": now() + 60, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{scheduled}");
+    let room = scheduled["room_id"].as_str().unwrap().to_owned();
+    let copy = scheduled["documents"][0]["room_document_id"]
+        .as_str()
+        .expect("copied into the room")
+        .to_owned();
+    let specialist = s
+        .member_with(&s.enter(&room, Some(&cardio)).await, "Prof. Zhao")
+        .await;
+    let doctor = s
+        .member_with(&s.enter(&room, Some(&doc)).await, "Dr. Li")
+        .await;
+    let in_room = |access: String| {
+        let (list, content) = (
+            format!("/api/v1/rooms/{room}/documents"),
+            format!("/api/v1/rooms/{room}/documents/{copy}/content"),
+        );
+        async move {
+            let (st, b) = s.api("GET", &list, Some(&access), None).await;
+            assert_eq!(st, 200, "{b}");
+            let listed = b["documents"].as_array().unwrap().len();
+            let resp = s.raw("GET", &content, &access, None).await;
+            let st = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (listed, st, code(&body).to_owned())
+        }
+    };
+    let read = (1, 200, String::new());
+    assert_eq!(in_room(specialist.access.clone()).await, read);
+    let (st, _) = withdraw(s, &doc, &r2).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        in_room(specialist.access.clone()).await,
+        (0, 403, "consent_required".to_owned())
+    );
+    assert_eq!(in_room(doctor.access.clone()).await, read);
+    // A patient of the room agrees there to sharing with the care team's other hospital: that
+    // consent covers the room's copies too.
+    let (st, invite) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/invites"),
+            Some(&doc),
+            Some(json!({"role": "patient"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{invite}");
+    let patient = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    patient
+        .send_json(&common::peer::join_message(
+            invite["token"].as_str().unwrap(),
+            "Wang",
+            false,
+            false,
+            None,
+        ))
+        .await
+        .unwrap();
+    patient.next_event("waiting", T).await.unwrap();
+    specialist
+        .ws
+        .send_json(&json!({"type": "admit"}))
+        .await
+        .unwrap();
+    patient.next_event("joined", T).await.unwrap();
+    common::consent_to(&patient, &["external_sharing"]).await;
+    // The room's consent is written behind the room's answer (its audit writer): soon.
+    let mut seen = in_room(specialist.access.clone()).await;
+    for _ in 0..50 {
+        if seen == read {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = in_room(specialist.access.clone()).await;
+    }
+    assert_eq!(seen, read);
+    let (st, _) = give(s, &doc, &r2, "external_sharing", WORDS).await;
+    assert_eq!(st, 200);
+    assert_eq!(in_room(specialist.access.clone()).await, read);
     // With stale words the request itself is refused, not made without the consent.
     let stale = request(s, &doc, &cardiology, Some("2025-01-01")).await;
     assert_eq!(code(&stale), "wording_changed", "{stale}");
@@ -359,6 +455,15 @@ async fn consent_on_requests(s: &TestServer) {
         .api("GET", "/api/v1/referrals?box=outbox", Some(&doc), None)
         .await;
     assert_eq!(outbox["referrals"].as_array().unwrap().len(), 2, "{outbox}");
+    let room_trail = s.audit_entries(&supervisor, &room).await;
+    assert!(
+        room_trail.iter().any(|e| e["action"] == "document.viewed"
+            && e["outcome"] == "denied"
+            && e["object_id"] == copy.as_str()
+            && detail_of(e)["reason"] == "consent_required"),
+        "{:?}",
+        action_outcomes(&room_trail)
+    );
 
     // Within one institution: no consent needed, nothing withheld.
     let local = request(s, &doc, &town_medicine, None).await;

@@ -19,7 +19,9 @@
 //!   edge commits with its audit entry, so a consent is never in force without its record.
 //! - What needs it is [`Sharing::allowed`]: attaching to a cross-institution request, the
 //!   receiving side's reads of its attachments, and the copies into the request's room
-//!   (`storage`'s `may_share` decides those inside the copying transaction).
+//!   (`storage`'s `may_share` decides those inside the copying transaction). Copies already in
+//!   the room are withheld from the other institution's clinicians by the room's document
+//!   reads (`Db::withheld_room_copies`), unless a patient of the room agreed there.
 //!
 //! This module does not write the audit trail or tell consoles: the HTTP edge does both.
 
