@@ -15,11 +15,14 @@ mod common;
 use std::time::Duration;
 
 use common::{Place, TestServer, action_outcomes, sample_pdf, sample_png};
+use huizhen::domain::consent::ConsentPurpose;
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
 const DAY: i64 = 24 * 3600;
 const PATIENT: &str = "P-2026-0117";
+/// The version of the words for sharing documents with another hospital.
+const SHARING_WORDS: &str = ConsentPurpose::ExternalSharing.wording().version;
 const T: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn code(v: &Value) -> &str {
@@ -81,6 +84,9 @@ async fn request(s: &TestServer, token: &str, department: &str, reason: &str) ->
                 "question": "Exercise ECG and troponin attached: stable angina?",
                 "urgency": "urgent",
                 "proposed_times": [{"start": now() + DAY, "minutes": 30}],
+                // To another institution: its documents need the patient's consent
+                // (tests/referral_consent.rs tests it).
+                "external_sharing_consent": {"wording_version": SHARING_WORDS},
             })),
         )
         .await;

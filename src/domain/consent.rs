@@ -44,7 +44,7 @@ impl ConsentPurpose {
     }
 
     /// What the patient reads before agreeing. A change of words is a new version.
-    pub fn wording(self) -> Wording {
+    pub const fn wording(self) -> Wording {
         match self {
             ConsentPurpose::Recording => Wording {
                 version: "2026-12-03",

@@ -182,10 +182,39 @@ pub async fn list_documents(
     State(state): State<AppState>,
     who: RoomMember,
 ) -> Result<Json<Value>, ApiError> {
-    let documents = state.documents.visible(&who.room, who.member.role).await?;
+    let mut documents = state.documents.visible(&who.room, who.member.role).await?;
+    let withheld = withheld_from(&state, &who).await?;
+    documents.retain(|d| !withheld.contains(&d.id));
     Ok(Json(
         json!({ "documents": wire::all::<_, DocumentView>(&documents) }),
     ))
+}
+
+/// The copies of the consultation request's attachments in this room that `who` may not read
+/// now: for a member who is not a clinician of the room's institution (the request's receiving
+/// side), those of a request to another institution without the patient's consent to sharing,
+/// on the request or in the room (`Db::withheld_room_copies`). The room's signaling state still
+/// names them (docs/ARCHITECTURE.md, "Consent").
+async fn withheld_from(
+    state: &AppState,
+    who: &RoomMember,
+) -> Result<std::collections::HashSet<DocumentId>, ApiError> {
+    let withheld = state.db.withheld_room_copies(&who.room).await?;
+    if withheld.is_empty() {
+        return Ok(withheld);
+    }
+    let Some(room) = state.db.room(&who.room).await? else {
+        return Ok(withheld);
+    };
+    let inside = match &who.member.account {
+        Some(account) => state
+            .db
+            .user(account)
+            .await?
+            .is_some_and(|u| u.institution_id == room.institution_id),
+        None => false,
+    };
+    Ok(if inside { Default::default() } else { withheld })
 }
 
 /// An audit event about `doc` by this participant: the document and its SHA-256 named.
@@ -203,6 +232,22 @@ async fn visible_document(
 ) -> Result<DocumentRecord, ApiError> {
     let id = document_id(id)?;
     match state.documents.get(&who.room, &id, who.member.role).await {
+        Ok(doc) if withheld_from(state, who).await?.contains(&doc.id) => {
+            let event = who
+                .event(Action::DocumentViewed)
+                .object("document", &id)
+                .outcome(Outcome::Denied)
+                .detail(json!({"purpose": "external_sharing", "referral": true}));
+            state
+                .audit
+                .refused(who.member.participant.as_str(), "consent_required", event)
+                .await;
+            Err(ApiError::ConsentRequired(
+                "this document came with a consultation request from another hospital, and the \
+                 patient has not agreed (or no longer agrees) to sharing it with your hospital"
+                    .into(),
+            ))
+        }
         Ok(doc) => Ok(doc),
         Err(e @ DocumentError::Forbidden(_)) => {
             let event = who.event(Action::AccessDenied).object("document", &id);

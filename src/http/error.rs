@@ -337,6 +337,7 @@ impl From<crate::referrals::documents::AttachmentError> for ApiError {
             E::Document(d) => d.into(),
             E::NotFound | E::SourceNotVisible => ApiError::NotFound,
             E::Storage(s) => ApiError::Internal(s.to_string()),
+            E::ConsentRequired(_) => ApiError::ConsentRequired(e.to_string()),
             E::TooMany { .. } | E::TooManyBytes { .. } => ApiError::LimitReached {
                 limit: e.limit().unwrap_or("documents_per_request"),
                 message: e.to_string(),
@@ -350,6 +351,27 @@ impl From<crate::referrals::documents::AttachmentError> for ApiError {
                 code: other.code(),
                 message: other.to_string(),
             },
+        }
+    }
+}
+
+// The patient's consent on a consultation request: the request's own refusals as above; 403
+// for the receiving side (only the requester records consent); 400 for a purpose a request
+// does not record; 409 for words that changed since the console showed them.
+impl From<crate::referrals::consent::ConsentError> for ApiError {
+    fn from(e: crate::referrals::consent::ConsentError) -> Self {
+        use crate::referrals::consent::ConsentError as E;
+        let status = match e {
+            E::Referral(r) => return r.into(),
+            E::Storage(s) => return ApiError::Internal(s.to_string()),
+            E::NotRequester => StatusCode::FORBIDDEN,
+            E::NotOnRequest => StatusCode::BAD_REQUEST,
+            E::WordingChanged { .. } => StatusCode::CONFLICT,
+        };
+        ApiError::Referral {
+            status,
+            code: e.code(),
+            message: e.to_string(),
         }
     }
 }

@@ -27,6 +27,7 @@ mod outcome;
 mod public_rate;
 mod records;
 // Consultation requests (referrals).
+mod referral_consent;
 mod referral_documents;
 mod referrals;
 mod summary;
@@ -222,6 +223,7 @@ pub fn router(state: AppState) -> Router {
         )
         // Consultation requests (referrals).
         .route("/referrals", post(referrals::create).get(referrals::list))
+        .route("/referrals/consent-wording", get(referral_consent::wording))
         .route("/referrals/{id}", get(referrals::get))
         .route(
             "/referrals/{id}/documents",
@@ -258,6 +260,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/referrals/{id}/documents/{doc}/dicom",
             get(referral_documents::dicom),
+        )
+        .route("/referrals/{id}/consent", post(referral_consent::give))
+        .route(
+            "/referrals/{id}/consent/withdraw",
+            post(referral_consent::withdraw),
         )
         .route("/referrals/{id}/{action}", post(referrals::act))
         .route("/display", get(display::display))

@@ -106,6 +106,10 @@ async fn refuse(
             AuditEvent::new(who.actor(), Action::AccessDenied)
                 .object("referral", id)
                 .detail(json!({"attempted": attempted.as_str()}))
+        } else if matches!(e, AttachmentError::ConsentRequired(_)) {
+            AuditEvent::new(who.actor(), attempted)
+                .object("referral", id)
+                .detail(json!({"purpose": "external_sharing"}))
         } else {
             AuditEvent::new(who.actor(), attempted).object("referral", id)
         };

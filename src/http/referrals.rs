@@ -19,12 +19,14 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::api::{ApiJson, ApiQuery, Clinician};
 use super::error::ApiError;
+use super::referral_consent::consent_view;
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{DepartmentId, InstitutionId, ReferralId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::record::RecordKind;
 use crate::domain::referral::{ReferralState, Side, Slot, Urgency};
+use crate::referrals::consent::ReferralConsents;
 use crate::referrals::{
     Detail, Mailbox, NewRequest, ReferralServiceError, Referrals, Request, Stepped, Time, side_of,
 };
@@ -67,6 +69,10 @@ pub struct CreateBody {
     urgency: Urgency,
     #[serde(default)]
     proposed_times: Vec<TimeBody>,
+    /// The requester attests that the patient agreed to sharing the request's documents with
+    /// the receiving institution, in these words (`POST /referrals/{id}/consent` later).
+    #[serde(default)]
+    external_sharing_consent: Option<super::referral_consent::AttestBody>,
 }
 
 #[derive(Deserialize, Default)]
@@ -443,24 +449,52 @@ fn slot_view(s: Slot) -> Value {
     json!({"start": s.start(), "minutes": s.minutes(), "end": s.end()})
 }
 
-/// A request with the times first proposed and every step.
+/// A request with the times first proposed, every step, where it stands on the patient's
+/// consent to sharing, and its documents: for the receiving side of a request to another
+/// institution without that consent in force, only how many are withheld (their names may
+/// say something about the patient).
 async fn detail_view(state: &AppState, d: &Detail) -> Result<Value, ApiError> {
-    let names = Directory::load(
-        state,
-        Directory::accounts(&d.referral).chain(d.events.iter().map(|e| &e.actor_id)),
-    )
-    .await?;
+    let sharing = ReferralConsents::new(state.db.clone())
+        .sharing(&d.referral)
+        .await?;
+    // Collected first: a closure over borrowed rows held across the `await` below would make
+    // the handler's future not `Send` for every lifetime.
+    let mut accounts: Vec<&UserId> = Directory::accounts(&d.referral).collect();
+    accounts.extend(d.events.iter().map(|e| &e.actor_id));
+    if let Some(c) = &sharing.consent {
+        accounts.push(&c.attested_by);
+        accounts.extend(c.withdrawn_by.as_ref());
+    }
+    let names = Directory::load(state, accounts).await?;
     let mut view = names.referral(&d.referral, d.side);
     view["proposed_times"] = d.proposed.iter().copied().map(slot_view).collect();
     view["events"] = d.events.iter().map(|e| names.event(e)).collect();
-    view["documents"] = state
-        .db
-        .referral_documents(&d.referral.id)
-        .await?
-        .iter()
-        .map(super::referral_documents::attachment_view)
-        .collect();
+    view["consent"] = consent_view(&sharing, |u| names.person(u));
+    let documents = state.db.referral_documents(&d.referral.id).await?;
+    if sharing.readable_by(d.side) {
+        view["documents"] = documents
+            .iter()
+            .map(super::referral_documents::attachment_view)
+            .collect();
+        view["documents_withheld"] = json!(0);
+    } else {
+        view["documents"] = json!([]);
+        view["documents_withheld"] = json!(documents.len());
+    }
     Ok(view)
+}
+
+/// The request as `who` sees it now, after they changed something on it (its consent).
+pub async fn view_for(
+    state: &AppState,
+    who: &Clinician,
+    row: ReferralRow,
+) -> Result<Json<Value>, ApiError> {
+    let Some(side) = side_of(&row, &who.0) else {
+        return Err(ApiError::NotFound);
+    };
+    let detail = service(state).detail_of(row, side).await?;
+    Ok(Json(detail_view(state, &detail).await?))
 }
 
 /// `POST /api/v1/referrals`: a new request, addressed to a department or a named specialist.
@@ -471,6 +505,9 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let attempted = AuditEvent::new(who.actor(), Action::ReferralCreated)
         .detail(json!({"department": b.target_department_id}));
+    if let Some(attest) = &b.external_sharing_consent {
+        super::referral_consent::check_attestation(&state, &who, attest).await?;
+    }
     let new = NewRequest {
         department: b.target_department_id,
         specialist: b.target_specialist_id,
@@ -499,6 +536,9 @@ pub async fn create(
         )
         .await;
     tracing::info!(referral = %row.id, user = %who.0.id, "consultation request created");
+    if let Some(attest) = &b.external_sharing_consent {
+        super::referral_consent::attest_new(&state, &who, &row.id, attest).await?;
+    }
     state.webhooks.wake();
     super::events::referral_step(&state, &row, &who.0.id, true).await;
     let detail = svc.detail_of(row, Side::Requester).await?;

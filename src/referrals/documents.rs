@@ -6,7 +6,11 @@
 //! The rules:
 //! - Both sides read a request's attachments, as files or in the viewer (its renders are the
 //!   room's: `crate::documents::Viewable`); nobody else learns that they exist (a request
-//!   they are on neither side of is not found, as for the request itself).
+//!   they are on neither side of is not found, as for the request itself). On a request to
+//!   another institution, the receiving side reads them only while the patient's consent to
+//!   sharing is in force (`super::consent`); the requester always reads their own.
+//! - On a request to another institution, nothing is attached until the requester has
+//!   attested the patient's consent (`ConsentRequired`).
 //! - Only the requester attaches and removes, and only while the request is open.
 //! - A document taken from a consultation must be one the requester may read as a member of
 //!   its care team, and that consultation must be about the same patient (the same
@@ -16,7 +20,9 @@
 //! - Limits per request (`documents.max_referral_documents`, `max_referral_bytes`) are counters
 //!   taken in the inserting transaction (see `storage::referral_documents`).
 //! - When the request's room opens, every attachment becomes a clinicians-only document of it
-//!   in the same transaction; one attached later joins the open room at once. An attachment
+//!   in the same transaction; one attached later joins the open room at once; on a request to
+//!   another institution, only while the patient's consent is in force (decided in that
+//!   transaction). An attachment
 //!   that is in the room can no longer be removed from the request (the room's record of what
 //!   was shared stays whole).
 //!
@@ -34,7 +40,14 @@ use crate::storage::{
     PatientDocument, ReferralDocumentRow, ReferralRow, StorageError, User,
 };
 
+use super::consent::{ConsentError, ReferralConsents, Sharing};
 use super::{ReferralServiceError, Referrals};
+
+/// What the refusal tells the requester: how to lift it.
+const ATTACH_NEEDS_CONSENT: &str =
+    "record the patient's consent on the request (POST /api/v1/referrals/{id}/consent) first";
+/// What it tells the receiving side.
+const READ_NEEDS_CONSENT: &str = "its documents are withheld from your hospital";
 
 /// The most documents of earlier consultations offered for attaching at once.
 pub const MAX_CANDIDATES: i64 = 100;
@@ -77,6 +90,13 @@ pub enum AttachmentError {
     InRoom,
     #[error("this document is attached to the request already")]
     AlreadyAttached,
+    /// A request to another institution without the patient's consent to sharing in force:
+    /// nothing is attached to it, and its receiving side reads none of its documents.
+    #[error(
+        "the consultation request goes to another hospital and the patient has not agreed \
+         (or no longer agrees) to sharing documents with it: {0}"
+    )]
+    ConsentRequired(&'static str),
     /// The file (its name, size or content) or a room limit refused it.
     #[error(transparent)]
     Document(#[from] DocumentError),
@@ -107,6 +127,7 @@ impl AttachmentError {
             AttachmentError::OtherPatient => "other_patient",
             AttachmentError::InRoom => "attachment_in_room",
             AttachmentError::AlreadyAttached => "already_attached",
+            AttachmentError::ConsentRequired(_) => "consent_required",
             AttachmentError::Document(_) => "document",
             AttachmentError::Storage(_) => "internal",
         }
@@ -168,27 +189,57 @@ impl Attachments {
         }
     }
 
-    /// The request, if `who` may see it, and the side they are on.
+    /// Where the request stands on sharing with the receiving institution.
+    async fn sharing(&self, referral: &ReferralRow) -> Result<Sharing> {
+        match ReferralConsents::new(self.db.clone())
+            .sharing(referral)
+            .await
+        {
+            Ok(s) => Ok(s),
+            Err(ConsentError::Referral(e)) => Err(e.into()),
+            Err(ConsentError::Storage(e)) => Err(AttachmentError::Storage(e)),
+            // `sharing` refuses only as the request or the storage does.
+            Err(other) => Err(AttachmentError::Storage(StorageError::Corrupt(
+                other.code(),
+            ))),
+        }
+    }
+
+    /// The request, if `who` may see it, and the side they are on; refused to the receiving
+    /// side while the request's documents may not reach it.
     async fn visible(&self, id: &ReferralId, who: &User) -> Result<(ReferralRow, Side)> {
-        Ok(Referrals::new(self.db.clone()).visible(id, who).await?)
+        let (row, side) = Referrals::new(self.db.clone()).visible(id, who).await?;
+        if side == Side::Receiver && !self.sharing(&row).await?.readable_by(side) {
+            return Err(AttachmentError::ConsentRequired(READ_NEEDS_CONSENT));
+        }
+        Ok((row, side))
     }
 
     /// The request, if `who` asked for it.
     async fn own(&self, id: &ReferralId, who: &User) -> Result<ReferralRow> {
-        match self.visible(id, who).await? {
+        match Referrals::new(self.db.clone()).visible(id, who).await? {
             (row, Side::Requester) => Ok(row),
             (_, Side::Receiver) => Err(AttachmentError::NotRequester),
         }
     }
 
-    /// Whether `who` may attach to the request now (theirs, and open): checked before a
-    /// file is received, so that a refused upload stores nothing.
-    pub async fn may_attach(&self, id: &ReferralId, who: &User) -> Result<()> {
+    /// The request, if `who` asked for it and may attach to it now (open, and the patient's
+    /// consent in force where it goes to another institution).
+    async fn attachable(&self, id: &ReferralId, who: &User) -> Result<ReferralRow> {
         let referral = self.own(id, who).await?;
         if !referral.state.is_open() {
             return Err(AttachmentError::NotOpen);
         }
-        Ok(())
+        if !self.sharing(&referral).await?.allowed() {
+            return Err(AttachmentError::ConsentRequired(ATTACH_NEEDS_CONSENT));
+        }
+        Ok(referral)
+    }
+
+    /// Whether `who` may attach to the request now (theirs, open, consented where needed):
+    /// checked before a file is received, so that a refused upload stores nothing.
+    pub async fn may_attach(&self, id: &ReferralId, who: &User) -> Result<()> {
+        self.attachable(id, who).await.map(|_| ())
     }
 
     /// A request's attachments, for either side.
@@ -257,7 +308,7 @@ impl Attachments {
                 return Err(e.into());
             }
         };
-        let referral = match self.own(id, who).await {
+        let referral = match self.attachable(id, who).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&staged).await;
@@ -289,7 +340,7 @@ impl Attachments {
         room: &RoomId,
         document: &DocumentId,
     ) -> Result<Attached> {
-        let referral = self.own(id, who).await?;
+        let referral = self.attachable(id, who).await?;
         let source_room = self
             .db
             .room(room)

@@ -20,6 +20,7 @@
 //! one who took the request on, or the named specialist) on its care team as a specialist, and
 //! the agreed time as its slot. A new time agreed later moves the room's slot.
 
+pub mod consent;
 pub mod documents;
 
 use serde_json::json;

@@ -14,7 +14,7 @@ use sqlx::{Any, AnyConnection, Executor};
 use super::{ChatRecord, StorageError};
 use crate::domain::clock::{now_unix, now_unix_ms};
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{ConsentId, InviteId, ParticipantId, RoomId};
+use crate::domain::ids::{ConsentId, InviteId, ParticipantId, ReferralId, RoomId, UserId};
 use crate::domain::role::Role;
 use crate::domain::webhook::EventKind;
 
@@ -85,6 +85,25 @@ pub enum Change {
     InviteRoleNow {
         invite: InviteId,
         role: Role,
+    },
+    /// A clinician attested on a consultation request that the patient agreed to `purpose` in
+    /// the words of `wording_version` (`referral_consents`). Nothing if a consent for it is in
+    /// force already: the audit writer is the one writer of these rows, so two attestations
+    /// racing leave one row in force.
+    ReferralConsentGiven {
+        referral: ReferralId,
+        id: ConsentId,
+        purpose: ConsentPurpose,
+        wording_version: &'static str,
+        by: UserId,
+        at: i64,
+    },
+    /// A clinician recorded that the patient withdrew it: the row in force is closed.
+    ReferralConsentWithdrawn {
+        referral: ReferralId,
+        purpose: ConsentPurpose,
+        by: UserId,
+        at: i64,
     },
 }
 
@@ -318,6 +337,46 @@ impl Change {
                 )
                 .bind(role.as_str())
                 .bind(invite.as_str())
+                .execute(conn)
+                .await?
+            }
+            Change::ReferralConsentGiven {
+                referral,
+                id,
+                purpose,
+                wording_version,
+                by,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO referral_consents (id, referral_id, purpose, wording_version, \
+                     attested_by, given_at) SELECT $1, $2, $3, $4, $5, $6 \
+                     WHERE NOT EXISTS (SELECT 1 FROM referral_consents WHERE referral_id = $2 \
+                     AND purpose = $3 AND withdrawn_at IS NULL)",
+                )
+                .bind(id.as_str())
+                .bind(referral.as_str())
+                .bind(purpose.as_str())
+                .bind(*wording_version)
+                .bind(by.as_str())
+                .bind(*at)
+                .execute(conn)
+                .await?
+            }
+            Change::ReferralConsentWithdrawn {
+                referral,
+                purpose,
+                by,
+                at,
+            } => {
+                sqlx::query(
+                    "UPDATE referral_consents SET withdrawn_at = $1, withdrawn_by = $2 \
+                     WHERE referral_id = $3 AND purpose = $4 AND withdrawn_at IS NULL",
+                )
+                .bind(*at)
+                .bind(by.as_str())
+                .bind(referral.as_str())
+                .bind(purpose.as_str())
                 .execute(conn)
                 .await?
             }

@@ -18,6 +18,7 @@ mod participants;
 pub mod private;
 mod records;
 // Consultation requests (referrals).
+mod referral_consents;
 mod referral_documents;
 mod referrals;
 mod rooms;
@@ -45,6 +46,7 @@ pub use invites::{InviteUse, NewInvite};
 pub use organisation::{Department, Institution};
 pub use participants::ParticipantRecord;
 pub use records::{PendingDraft, RecordEvent, RecordRow, Signature};
+pub use referral_consents::ReferralConsentRecord;
 pub use referral_documents::{
     AttachLimits, AttachRefusal, AttachmentSource, DetachRefusal, PatientDocument,
     ReferralDocumentRow,

@@ -10,7 +10,9 @@
 //! transaction that opens the room ([`copy_into_room`], called by the referral step), and one
 //! attached later in its own transaction. Both take the row lock of the request first (the
 //! step's version check, the attachment's counter), so whichever commits second sees the
-//! other's work: no attachment is left out of the room, none is copied twice.
+//! other's work: no attachment is left out of the room, none is copied twice. A request to
+//! another institution copies only while the patient's consent to sharing is in force
+//! (`referral_consents::may_share`, read in the same transaction).
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -194,6 +196,11 @@ pub(super) async fn copy_into_room(
     let Some((seat, role)) = seat_of(tx, room, requester).await? else {
         return Ok(Vec::new());
     };
+    // A request to another institution brings its documents only with the patient's consent
+    // in force; those left out stay on the request.
+    if !super::referral_consents::may_share(tx, referral).await? {
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM referral_documents \
          WHERE referral_id = $1 AND room_document IS NULL ORDER BY attached_at, id"
@@ -335,6 +342,15 @@ impl Db {
         .transpose()?;
         let mut copied = None;
         let mut row = a.clone();
+        // The patient's consent is checked before (`referrals::documents`), and again here: a
+        // withdrawal committed meanwhile keeps the document out of the room (it stays on the
+        // request, which the receiving side then cannot read either).
+        let room = match room {
+            Some(room) if super::referral_consents::may_share(&mut tx, &a.referral_id).await? => {
+                Some(room)
+            }
+            _ => None,
+        };
         if let Some((room, requester)) = room {
             let room = RoomId::parse(&room).ok_or(corrupt("referral room"))?;
             let requester = UserId::parse(&requester).ok_or(corrupt("referral requester"))?;

@@ -78,6 +78,14 @@ export async function referralScenario(ctx) {
       await form.getByLabel("紧急程度").selectOption("urgent");
       assert.equal(await form.getByLabel("紧急程度").locator("option:checked").textContent(), "紧急");
       await form.getByLabel("日期和时间").fill(`${tomorrow}T10:00`);
+      // To another hospital: the server's words, in both languages with their version, and the
+      // attestation that the patient agreed (its documents need it).
+      const consent = form.locator("fieldset#referral-consent");
+      await consent.waitFor({ timeout });
+      await consent.locator('p[lang="zh-CN"]', { hasText: "其他医院" }).waitFor({ timeout });
+      await consent.locator('p[lang="en"]', { hasText: "another hospital" }).waitFor({ timeout });
+      assert.match((await consent.textContent()) ?? "", /文本版本 \d{4}-\d{2}-\d{2}/);
+      await form.getByLabel("患者已同意以上内容").check();
       await form.getByRole("button", { name: "发送申请" }).click();
       const sent = doc.locator("#referral-panel li.referral-item", { hasText: reason });
       await sent.waitFor({ timeout });
@@ -144,6 +152,48 @@ export async function referralScenario(ctx) {
       await viewer.waitFor({ state: "detached", timeout });
       // The dialog stays, for the answer below.
       assert.equal(await spec.locator('#referral-dialog[data-state="requested"]').isVisible(), true);
+    });
+
+    await check("referrals: the doctor records the patient's withdrawal; the specialist's request withholds the documents, named nowhere; consent recorded again", { scenario: S }, async () => {
+      const spec = /** @type {import("playwright-core").Page} */ (p.specialist);
+      const doc = /** @type {import("playwright-core").Page} */ (p.doctor);
+      await doc.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /查看申请/ }).click();
+      const state = doc.locator('#referral-dialog[open] #referral-consent-state[data-in-force="true"]');
+      await state.waitFor({ timeout });
+      assert.match((await state.textContent()) ?? "", /患者已同意向对方医院分享资料/);
+      await state.getByRole("button", { name: "患者撤回同意" }).click();
+      await doc.locator('#referral-consent-state[data-in-force="false"]', { hasText: "患者已撤回同意" }).waitFor({ timeout });
+      // The doctor still has the documents.
+      assert.equal(await doc.locator("#referral-documents li.referral-document").count(), 2);
+      await snap(doc, "referral-consent-withdrawn-doctor");
+      await ctx.assertTextFromCatalogue(doc, "the doctor's request after a withdrawal (zh-CN)");
+      // The specialist, reading the request again: a count, no names, no documents.
+      await spec.keyboard.press("Escape");
+      await spec.locator("#referral-dialog[open]").waitFor({ state: "hidden", timeout });
+      await spec.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      const withheld = spec.locator('#referral-dialog[open] #referral-consent-state[data-in-force="false"][data-withheld="2"]');
+      await withheld.waitFor({ timeout });
+      assert.match((await withheld.textContent()) ?? "", /The patient has not agreed to share documents with this hospital \(2 documents withheld\)/);
+      assert.equal(await spec.locator("#referral-documents li.referral-document").count(), 0);
+      await spec.locator("#referral-documents li.empty", { hasText: "2 documents attached, not shown" }).waitFor({ timeout });
+      const shown = (await spec.locator("#referral-dialog").textContent()) ?? "";
+      assert.ok(!shown.includes("ecg-12lead") && !shown.includes("chest-ct"), "no document named");
+      await snap(spec, "referral-consent-withheld-specialist");
+      await ctx.assertTextFromCatalogue(spec, "the specialist's request with documents withheld (en)");
+      // The patient agrees again: recorded by the doctor, in the words shown.
+      const again = doc.locator("#referral-consent-state");
+      await again.getByRole("button", { name: "记录患者同意" }).click();
+      await again.locator('[role="status"]', { hasText: "请勾选" }).waitFor({ timeout });
+      await again.getByLabel("患者已同意以上内容").check();
+      await again.getByRole("button", { name: "记录患者同意" }).click();
+      await doc.locator('#referral-consent-state[data-in-force="true"]').waitFor({ timeout });
+      await doc.getByRole("button", { name: "返回列表" }).click();
+      // The specialist's view shows them again.
+      await spec.keyboard.press("Escape");
+      await spec.locator("#referral-dialog[open]").waitFor({ state: "hidden", timeout });
+      await spec.locator("#referral-panel li.referral-item", { hasText: reason }).getByRole("button", { name: /Open request/ }).click();
+      await spec.locator('#referral-dialog[open] #referral-consent-state[data-in-force="true"]').waitFor({ timeout });
+      assert.equal(await spec.locator("#referral-documents li.referral-document").count(), 2);
     });
 
     await check("referrals: the specialist opens it; a time in the past is refused with the server's code", { scenario: S }, async () => {

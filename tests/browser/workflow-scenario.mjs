@@ -354,6 +354,10 @@ export async function workflowScenario(h, engine) {
       await doctor.fill(await doctor.labelled(form, "referral.question"), "Holter first, or admit for monitoring?");
       await doctor.select(await doctor.labelled(form, "referral.urgency"), "urgent");
       await doctor.fill(`${form} .time-row input[type="datetime-local"]`, soon(10));
+      // To another hospital, with a document: the doctor attests that the patient agreed to
+      // the words shown (the form sends no document without it).
+      await doctor.waitForSelector("#referral-consent .consent-words", timeout);
+      await doctor.click("#referral-consent-agreed");
       // The lab report goes with the request (chosen as a person would, through the input).
       await doctor.evaluateWith(
         (a) => {

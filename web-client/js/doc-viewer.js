@@ -14,7 +14,7 @@
 // data-annotations (on this page); the pointer carries data-pointer="x,y".
 
 import { el, must, userText } from "./dom.js";
-import { errorKeyOf } from "./errors.js";
+import { errorCodeOf, errorKeyOf } from "./errors.js";
 import { clearText, t, tr, trAttr } from "./i18n.js";
 
 /** @typedef {import("./protocol.js").DocumentInfo} DocumentInfo */
@@ -202,7 +202,10 @@ export class DocViewer {
         await this.showEcg(doc);
       }
     } catch (e) {
-      tr(this.ui.status, "viewer.open_failed", { reason: { key: errorKeyOf(e) } });
+      // `consent_required` here is about sharing with another hospital (a consultation
+      // request's document after the patient withdrew), not observers (the general text).
+      const reason = errorCodeOf(e) === "consent_required" ? "documents.consent_required" : errorKeyOf(e);
+      tr(this.ui.status, "viewer.open_failed", { reason: { key: reason } });
     }
     this.render();
     if (this.presenting) this.queueFollow();

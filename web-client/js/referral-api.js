@@ -79,6 +79,32 @@ import { call, downloadFile, fetchWithSession, postFile } from "./api.js";
  * @property {Slot[]} [proposed_times] with the request's details only
  * @property {ReferralEvent[]} [events] with the request's details only
  * @property {ReferralDocument[]} [documents] with the request's details only
+ * @property {number} [documents_withheld] with the details: how many the receiving side may not read without the patient's consent
+ * @property {ReferralConsent} [consent] with the request's details only
+ */
+
+/**
+ * The words a patient agrees to, as the server holds them.
+ * @typedef {object} Wording
+ * @property {string} version
+ * @property {string} zh
+ * @property {string} en
+ */
+
+/**
+ * Where a request stands on the patient's consent to sharing its documents with another
+ * institution (docs/protocol.md, "Referral consent").
+ * @typedef {object} ReferralConsent
+ * @property {"external_sharing"} purpose
+ * @property {boolean} required the request goes to another institution
+ * @property {boolean} in_force
+ * @property {boolean} allowed
+ * @property {Wording} current_wording
+ * @property {string | null} wording_version
+ * @property {number | null} given_at Unix seconds
+ * @property {Person | null} attested_by
+ * @property {number | null} withdrawn_at Unix seconds
+ * @property {Person | null} withdrawn_by
  */
 
 /**
@@ -122,6 +148,7 @@ import { call, downloadFile, fetchWithSession, postFile } from "./api.js";
  * @property {string} question
  * @property {Urgency} urgency
  * @property {Time[]} proposed_times
+ * @property {{wording_version: string}} [external_sharing_consent] the requester attests the patient's consent
  */
 
 /** @returns {Promise<Institution[]>} every institution of the network, with its departments */
@@ -161,6 +188,32 @@ export async function referral(id) {
  */
 export async function createReferral(body) {
   return /** @type {Referral} */ (await call("POST", "/api/v1/referrals", body));
+}
+
+/** @returns {Promise<Wording>} the words to show before a request to another institution */
+export async function consentWording() {
+  return /** @type {Wording} */ (await call("GET", "/api/v1/referrals/consent-wording"));
+}
+
+/**
+ * The requester attests that the patient agreed to the words of `version`.
+ * @param {string} id
+ * @param {string} version
+ * @returns {Promise<Referral>} the request, with its details
+ */
+export async function giveConsent(id, version) {
+  const body = { purpose: "external_sharing", wording_version: version };
+  return /** @type {Referral} */ (await call("POST", `/api/v1/referrals/${encodeURIComponent(id)}/consent`, body));
+}
+
+/**
+ * The requester records that the patient withdrew their consent.
+ * @param {string} id
+ * @returns {Promise<Referral>} the request, with its details
+ */
+export async function withdrawConsent(id) {
+  const body = { purpose: "external_sharing" };
+  return /** @type {Referral} */ (await call("POST", `/api/v1/referrals/${encodeURIComponent(id)}/consent/withdraw`, body));
 }
 
 /**

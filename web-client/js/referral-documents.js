@@ -62,6 +62,16 @@ export async function attachAll(id, files, progress) {
 }
 
 /**
+ * The words for a refusal on a request: a request's `consent_required` is about sharing with
+ * another hospital, not a room's observers (the general text).
+ * @param {string} code
+ * @returns {MessageKey}
+ */
+export function referralErrorKey(code) {
+  return code === "consent_required" ? "referral.consent.required_error" : errorKey(code);
+}
+
+/**
  * Which files failed and why, for a notice: the first refusal's words.
  * @param {{name: string, err: unknown}[]} failed
  * @returns {import("./i18n.js").Params}
@@ -70,7 +80,7 @@ export function failedParams(failed) {
   const first = failed[0]?.err;
   return {
     names: failed.map((f) => f.name).join(", "),
-    reason: { key: first instanceof ApiError ? errorKey(first.code) : "error.unknown" },
+    reason: { key: first instanceof ApiError ? referralErrorKey(first.code) : "error.unknown" },
   };
 }
 
@@ -86,7 +96,10 @@ export function documentsSection(r, opts) {
   const status = el("p", { className: "hint", attrs: { role: "status", "aria-live": "polite" } });
   const list = el("ul", { className: "referral-documents-list" });
   for (const d of docs) list.append(documentItem(r, d, mine, opts));
-  if (!docs.length) list.append(el("li", { className: "empty", i18n: "referral.docs.none" }));
+  // Withheld from the receiving side without the patient's consent (said in the consent part
+  // above): not "none attached".
+  const withheld = r.documents_withheld ?? 0;
+  if (!docs.length) list.append(el("li", { className: "empty", i18n: withheld ? "referral.docs.withheld" : "referral.docs.none", params: { n: withheld } }));
   const section = el(
     "section",
     { className: "referral-documents", attrs: { id: "referral-documents", "aria-labelledby": "referral-documents-title" } },

@@ -12,10 +12,10 @@
 
 import { ApiError, enterRoom } from "./api.js";
 import { el } from "./dom.js";
-import { errorKey } from "./errors.js";
 import { clearText, tr } from "./i18n.js";
 import * as rapi from "./referral-api.js";
-import { ACCEPT, attachAll, documentsSection, failedParams } from "./referral-documents.js";
+import { ConsentField, consentSection } from "./referral-consent.js";
+import { ACCEPT, attachAll, documentsSection, failedParams, referralErrorKey } from "./referral-documents.js";
 
 /** @typedef {import("./referral-api.js").Referral} Referral */
 /** @typedef {import("./referral-api.js").Box} Box */
@@ -233,6 +233,10 @@ export class ReferralView {
   urgency = el("select");
   times = [timeInputs("referral.proposed_n", { n: 1 })];
   files = el("input", { attrs: { type: "file", multiple: "", accept: ACCEPT, id: "referral-files" } });
+  consent = new ConsentField();
+  /** Each department's institution, to know when a request leaves the clinician's own. */
+  /** @type {Map<string, string>} */
+  departmentInstitution = new Map();
   formError = el("p", { className: "form-error", attrs: { role: "alert", id: "referral-form-error" } });
   sendButton = el("button", { className: "btn btn-primary", i18n: "referral.send", attrs: { type: "submit" } });
   // The dialog's parts.
@@ -470,6 +474,7 @@ export class ReferralView {
       timesBox,
       el("div", { className: "actions" }, addTime),
       field("referral.docs.form_label", this.files, "referral.docs.form_hint"),
+      this.consent.fieldset,
       this.formError,
       el("div", { className: "actions" }, this.sendButton, cancel),
     );
@@ -488,7 +493,10 @@ export class ReferralView {
       for (const inst of institutions) {
         if (!inst.departments.length) continue;
         const group = el("optgroup", { attrs: { label: inst.name } });
-        for (const d of inst.departments) group.append(el("option", { user: `${d.name} · ${inst.name}`, attrs: { value: d.id } }));
+        for (const d of inst.departments) {
+          this.departmentInstitution.set(d.id, inst.id);
+          group.append(el("option", { user: `${d.name} · ${inst.name}`, attrs: { value: d.id } }));
+        }
         this.department.append(group);
       }
       this.loadSpecialists();
@@ -501,6 +509,8 @@ export class ReferralView {
     const anyone = el("option", { i18n: "referral.anyone", attrs: { value: "" } });
     this.specialist.replaceChildren(anyone);
     const id = this.department.value;
+    const institution = this.departmentInstitution.get(id);
+    void this.consent.show(Boolean(institution) && institution !== this.opts.user.institution?.id).catch((err) => this.showFormError(err));
     if (!id) return;
     try {
       const people = await rapi.departmentClinicians(id);
@@ -531,7 +541,7 @@ export class ReferralView {
    */
   errorText(node, err) {
     if (err instanceof ApiError && err.status !== 401 && err.status !== 0) {
-      tr(node, "error.with_code", { text: { key: errorKey(err.code) }, code: err.code });
+      tr(node, "error.with_code", { text: { key: referralErrorKey(err.code) }, code: err.code });
     } else {
       tr(node, this.opts.explain(err));
     }
@@ -562,13 +572,24 @@ export class ReferralView {
       proposed_times: times,
     };
     if (this.specialist.value) body.target_specialist_id = this.specialist.value;
+    const attestation = this.consent.attestation();
+    if (attestation) body.external_sharing_consent = attestation;
     const chosen = [...(this.files.files ?? [])];
+    // Documents for another institution go only with the patient's consent (the server
+    // refuses them otherwise): said before anything is sent.
+    if (chosen.length && !this.consent.sharing()) {
+      tr(this.formError, "referral.consent.needed_for_files");
+      this.formError.hidden = false;
+      this.consent.agreed.box.focus();
+      return;
+    }
     this.sendButton.disabled = true;
     try {
       const created = await rapi.createReferral(body);
       // The request is sent; its documents follow, one by one.
       const failed = await attachAll(created.id, chosen, (name, i, n) => tr(this.notice, "referral.docs.attaching", { name, i, n }));
       this.form.reset();
+      this.consent.reset();
       for (const t of this.times.splice(1)) t.group.remove();
       this.toggleForm();
       if (failed.length) {
@@ -617,6 +638,10 @@ export class ReferralView {
     this.unseen.delete(id);
     this.renderList();
     this.stepError.hidden = true;
+    // Loading: the dialog names no request and no state until this one is shown (the one
+    // shown before may have had the same state).
+    delete this.dialog.dataset.referralId;
+    delete this.dialog.dataset.state;
     tr(this.dialogTitle, "referral.request");
     this.dialogBody.replaceChildren(el("p", { className: "hint", i18n: "common.loading" }));
     if (!this.dialog.open) this.dialog.showModal();
@@ -688,8 +713,16 @@ export class ReferralView {
       onError: (err) => this.showStepError(err),
       reload: (id) => this.loadDetail(id),
     });
+    const consent = consentSection(r, {
+      onError: (err) => this.showStepError(err),
+      show: (after) => {
+        this.stepError.hidden = true;
+        this.renderDetail(after);
+      },
+    });
     this.dialogBody.replaceChildren(
       facts,
+      consent,
       documents,
       this.renderSteps(r),
       el("h3", { i18n: "referral.history" }),

@@ -1,0 +1,272 @@
+//! The patient's consent on a consultation request over HTTP (docs/protocol.md, "Referral
+//! consent"): the requester attests that the patient agreed to sharing the request's documents
+//! with the receiving institution (`POST /referrals/{id}/consent`), or records that they
+//! withdrew it (`POST /referrals/{id}/consent/withdraw`); both sides see where it stands in
+//! the request's view. The rules are `crate::referrals::consent`'s; this file commits each
+//! change with its audit entry (`consent.given` / `consent.withdrawn`, the referral as object,
+//! the attesting clinician as actor) before it answers, so what is in force is always on the
+//! record, audits every refusal, and tells the consoles of those on the request. It also shows
+//! the words to a console that is about to send a request (`GET /referrals/consent-wording`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::Clinician;
+use super::error::ApiError;
+use crate::audit::{Action, Append, AuditEvent};
+use crate::domain::clock::now_unix;
+use crate::domain::consent::ConsentPurpose;
+use crate::domain::ids::ReferralId;
+use crate::referrals::ReferralServiceError;
+use crate::referrals::consent::{ConsentError, Decided, ReferralConsents, Sharing};
+use crate::storage::Change;
+
+fn service(state: &AppState) -> ReferralConsents {
+    ReferralConsents::new(state.db.clone())
+}
+
+/// `POST /referrals/{id}/consent`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GiveBody {
+    purpose: ConsentPurpose,
+    /// The version of the words the patient was shown (`current_wording.version` of the
+    /// request's `consent`).
+    wording_version: String,
+}
+
+/// `POST /referrals/{id}/consent/withdraw`'s body; empty: `external_sharing`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    purpose: ConsentPurpose,
+}
+
+/// The attestation a new request may carry (`external_sharing_consent` of its body).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AttestBody {
+    pub wording_version: String,
+}
+
+/// Where a request stands on sharing, as both sides see it; `person` names an account.
+pub fn consent_view(
+    sharing: &Sharing,
+    person: impl Fn(&crate::domain::ids::UserId) -> Value,
+) -> Value {
+    let purpose = ConsentPurpose::ExternalSharing;
+    let words = purpose.wording();
+    let mut v = json!({
+        "purpose": purpose.as_str(),
+        "required": sharing.required,
+        "in_force": sharing.in_force(),
+        "allowed": sharing.allowed(),
+        "current_wording": {"version": words.version, "zh": words.zh, "en": words.en},
+        "wording_version": null,
+        "given_at": null,
+        "attested_by": null,
+        "withdrawn_at": null,
+        "withdrawn_by": null,
+    });
+    if let Some(c) = &sharing.consent {
+        v["wording_version"] = json!(c.wording_version);
+        v["given_at"] = json!(c.given_at);
+        v["attested_by"] = person(&c.attested_by);
+        v["withdrawn_at"] = json!(c.withdrawn_at);
+        v["withdrawn_by"] = c.withdrawn_by.as_ref().map(&person).unwrap_or(Value::Null);
+    }
+    v
+}
+
+/// `GET /api/v1/referrals/consent-wording`: the words the console shows the patient before a
+/// request to another institution is sent, in both languages, and their version (what
+/// `external_sharing_consent.wording_version` must name).
+pub async fn wording(_who: Clinician) -> Json<Value> {
+    let purpose = ConsentPurpose::ExternalSharing;
+    let w = purpose.wording();
+    Json(json!({"purpose": purpose.as_str(), "version": w.version, "zh": w.zh, "en": w.en}))
+}
+
+/// Records a refusal and hands it on: a request that is not theirs is an `access.denied`
+/// (it may be probing); any other is the attempted action, denied, with its code as reason.
+/// Rate-limited per account and reason.
+async fn refuse(
+    state: &AppState,
+    who: &Clinician,
+    attempted: Action,
+    id: &ReferralId,
+    e: ConsentError,
+) -> ApiError {
+    match &e {
+        ConsentError::Referral(ReferralServiceError::NotVisible) => {
+            let event = AuditEvent::new(who.actor(), Action::AccessDenied)
+                .object("referral", id)
+                .detail(json!({"attempted": attempted.as_str()}));
+            state
+                .audit
+                .refused(who.0.id.as_str(), "referral_not_visible", event)
+                .await;
+        }
+        ConsentError::Referral(ReferralServiceError::NotFound) | ConsentError::Storage(_) => {}
+        other => {
+            let event = AuditEvent::new(who.actor(), attempted)
+                .object("referral", id)
+                .detail(
+                    json!({"purpose": ConsentPurpose::ExternalSharing.as_str(), "on": "referral"}),
+                );
+            state
+                .audit
+                .refused(who.0.id.as_str(), other.code(), event)
+                .await;
+        }
+    }
+    e.into()
+}
+
+/// Commits what was decided with its audit entry (waiting until both are on the record) and,
+/// with `notify`, tells the others on the request; nothing when nothing changed.
+async fn commit(
+    state: &AppState,
+    who: &Clinician,
+    decided: &Decided,
+    notify: bool,
+) -> Result<(), ApiError> {
+    let Some(change) = &decided.change else {
+        return Ok(());
+    };
+    let (action, purpose, version) = match change {
+        Change::ReferralConsentGiven {
+            purpose,
+            wording_version,
+            ..
+        } => (Action::ConsentGiven, *purpose, Some(*wording_version)),
+        Change::ReferralConsentWithdrawn { purpose, .. } => {
+            (Action::ConsentWithdrawn, *purpose, None)
+        }
+        _ => return Err(ApiError::Internal("not a consent change".into())),
+    };
+    let referral = &decided.referral;
+    let mut detail = json!({
+        "purpose": purpose.as_str(),
+        // Given by the patient to the requesting clinician, who attests it on the request.
+        "attested": true,
+        "on": "referral",
+    });
+    if let Some(v) = version {
+        detail["wording_version"] = json!(v);
+    }
+    let mut event = AuditEvent::new(who.actor(), action)
+        .object("referral", &referral.id)
+        .detail(detail);
+    if let Some(room) = &referral.room_id {
+        event = event.room(room);
+    }
+    state
+        .audit
+        .submit(Append::entry(event).with(change.clone()))
+        .await?
+        .await?;
+    tracing::info!(referral = %referral.id, user = %who.0.id, action = action.as_str(), "consent on a consultation request");
+    // The receiving side's consoles reload the request: a withdrawal withholds its documents
+    // from their next read on.
+    if notify {
+        super::events::referral_step(state, referral, &who.0.id, false).await;
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/referrals/{id}/consent`: the requester attests the patient's consent.
+pub async fn give(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = ReferralId::parse(&id).ok_or(ApiError::NotFound)?;
+    let b: GiveBody =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let decided = match service(&state)
+        .give(&id, &who.0, b.purpose, &b.wording_version, now_unix())
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return Err(refuse(&state, &who, Action::ConsentGiven, &id, e).await),
+    };
+    commit(&state, &who, &decided, true).await?;
+    super::referrals::view_for(&state, &who, decided.referral).await
+}
+
+/// `POST /api/v1/referrals/{id}/consent/withdraw`: the requester records that the patient
+/// withdrew their consent; it takes effect at once.
+pub async fn withdraw(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = ReferralId::parse(&id).ok_or(ApiError::NotFound)?;
+    let purpose = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ConsentPurpose::ExternalSharing
+    } else {
+        serde_json::from_slice::<WithdrawBody>(&bytes)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?
+            .purpose
+    };
+    let decided = match service(&state)
+        .withdraw(&id, &who.0, purpose, now_unix())
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return Err(refuse(&state, &who, Action::ConsentWithdrawn, &id, e).await),
+    };
+    commit(&state, &who, &decided, true).await?;
+    super::referrals::view_for(&state, &who, decided.referral).await
+}
+
+/// Checks a new request's attestation before the request is made (so that stale words refuse
+/// the whole request, not half of it); refused as an attestation would be.
+pub async fn check_attestation(
+    state: &AppState,
+    who: &Clinician,
+    attest: &AttestBody,
+) -> Result<(), ApiError> {
+    match crate::referrals::consent::current_wording(
+        ConsentPurpose::ExternalSharing,
+        &attest.wording_version,
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let event = AuditEvent::new(who.actor(), Action::ConsentGiven)
+                .detail(json!({"purpose": "external_sharing", "on": "referral"}));
+            state
+                .audit
+                .refused(who.0.id.as_str(), e.code(), event)
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Records the attestation a new request carried, once the request exists.
+pub async fn attest_new(
+    state: &AppState,
+    who: &Clinician,
+    id: &ReferralId,
+    attest: &AttestBody,
+) -> Result<(), ApiError> {
+    let decided = service(state)
+        .give(
+            id,
+            &who.0,
+            ConsentPurpose::ExternalSharing,
+            &attest.wording_version,
+            now_unix(),
+        )
+        .await?;
+    // The new request's own notice tells the receiving side.
+    commit(state, who, &decided, false).await
+}
