@@ -545,6 +545,49 @@ async fn consent_on_requests(s: &TestServer) {
         "{:?}",
         action_outcomes(&trail2)
     );
+
+    // Twelve attestations of one request at once (a double tap, a retry), then twelve
+    // withdrawals at once: each answered as it stands, and the record holds one consent, in
+    // force, then withdrawn (the row is written only where none is in force, by the one
+    // writer, in order).
+    let r3 = request(s, &doc, &cardiology, None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gives = futures_util::future::join_all(
+        (0..12).map(|_| give(s, &doc, &r3, "external_sharing", WORDS)),
+    )
+    .await;
+    for (st, b) in &gives {
+        assert_eq!(*st, 200, "{b}");
+    }
+    assert_eq!(detail(s, &doc, &r3).await["consent"]["in_force"], true);
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&s.database_url).await.unwrap();
+    let rows = |open: bool| {
+        let db = db.clone();
+        let r3 = r3.clone();
+        async move {
+            let sql = if open {
+                "SELECT COUNT(*) FROM referral_consents WHERE referral_id = $1 \
+                 AND withdrawn_at IS NULL"
+            } else {
+                "SELECT COUNT(*) FROM referral_consents WHERE referral_id = $1"
+            };
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(r3)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!((rows(false).await, rows(true).await), (1, 1), "one consent");
+    let withdrawals = futures_util::future::join_all((0..12).map(|_| withdraw(s, &doc, &r3))).await;
+    for (st, b) in &withdrawals {
+        assert_eq!(*st, 200, "{b}");
+    }
+    assert_eq!(detail(s, &doc, &r3).await["consent"]["in_force"], false);
+    assert_eq!((rows(false).await, rows(true).await), (1, 0), "withdrawn");
 }
 
 common::on_both_databases!(
