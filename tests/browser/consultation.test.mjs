@@ -454,7 +454,7 @@ async function openConsole(browser, who, username, opts = {}) {
   const zh = opts.locale?.startsWith("zh");
   assert.equal(await page.locator("html").getAttribute("lang"), zh ? "zh-CN" : "en", "the console's language follows the browser's");
   await page.getByLabel(zh ? "用户名" : "Username").fill(username);
-  await page.getByLabel(zh ? "密码" : "Password").fill(PASSWORD);
+  await page.getByLabel(zh ? "密码" : "Password", { exact: true }).fill(PASSWORD);
   await page.getByRole("button", { name: zh ? "登录" : "Sign in" }).click();
   await page.waitForSelector('body[data-state="signed-in"]', { timeout: EVENT_TIMEOUT });
   return page;
