@@ -1345,25 +1345,7 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
     // A well-formed check naming the live transport, signed with its password, from a peer
     // whose credentials it does not know (as after an ICE restart whose answer, with the new
     // ones, is still on its way): early, so its connection is kept for the next one.
-    let participant = sfu
-        .transports
-        .iter()
-        .map(|(_, t)| t.id.clone())
-        .next()
-        .unwrap();
-    let mut client = RtcConfig::new().build(now);
-    let answer = client
-        .sdp_api()
-        .accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap())
-        .unwrap();
-    sfu.handle_command(
-        now,
-        SfuCommand::Answer {
-            participant,
-            offer_id: offer.offer_id,
-            answer: Answer::parse(&answer.to_sdp_string()),
-        },
-    );
+    answer_first_offer(&mut sfu, now, &offer);
     let pwd = offer
         .sdp
         .lines()
@@ -1378,6 +1360,31 @@ fn offers_passive_tcp_candidates_and_ufrags_naming_the_worker() {
         udp_only.handle_receive_tcp(now, stranger, &stun),
         Routed::Nobody
     );
+}
+
+/// The one transport of `sfu` answers `offer` (its first) from a fresh str0m client: the
+/// participant, and the client, for what follows.
+fn answer_first_offer(sfu: &mut Sfu, now: Instant, offer: &OfferOut) -> (ParticipantId, Rtc) {
+    let participant = sfu
+        .transports
+        .iter()
+        .map(|(_, t)| t.id.clone())
+        .next()
+        .unwrap();
+    let mut client = RtcConfig::new().build(now);
+    let answer = client
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap())
+        .unwrap();
+    sfu.handle_command(
+        now,
+        SfuCommand::Answer {
+            participant: participant.clone(),
+            offer_id: offer.offer_id,
+            answer: Answer::parse(&answer.to_sdp_string()),
+        },
+    );
+    (participant, client)
 }
 
 /// An ICE binding request from the controlling side naming `username`, signed with `pwd`.
@@ -1433,25 +1440,7 @@ fn a_restarts_check_that_overtakes_its_answer_keeps_its_tcp_connection() {
         now,
     );
     let offer = first_offer(&mut sfu, now, false);
-    let participant = sfu
-        .transports
-        .iter()
-        .map(|(_, t)| t.id.clone())
-        .next()
-        .unwrap();
-    let mut client = RtcConfig::new().build(now);
-    let answer = client
-        .sdp_api()
-        .accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap())
-        .unwrap();
-    sfu.handle_command(
-        now,
-        SfuCommand::Answer {
-            participant: participant.clone(),
-            offer_id: offer.offer_id,
-            answer: Answer::parse(&answer.to_sdp_string()),
-        },
-    );
+    let (participant, mut client) = answer_first_offer(&mut sfu, now, &offer);
     let restart_offer = |sfu: &mut Sfu| {
         sfu.handle_command(
             now,
