@@ -1944,9 +1944,11 @@ async function main() {
     const webhookHarness = { check, snap, browser, openConsole, pages, timeout: EVENT_TIMEOUT, assertTextFromCatalogue };
     const hooks = await webhookSetup(webhookHarness);
     await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });
+    // Checked before the referral steps send more: the console lists an institution's 20 most
+    // recent events, and the request this looks for must still be among them.
+    await webhookCheck(webhookHarness, hooks);
     await referralStepsScenario({ check, snap, browser, openConsole, openJoinPage, apiSignIn, enterToken, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
-    await webhookCheck(webhookHarness, hooks);
     await screenShareScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
