@@ -58,14 +58,12 @@ pub fn consent_view(
     sharing: &Sharing,
     person: impl Fn(&crate::domain::ids::UserId) -> Value,
 ) -> Value {
-    let purpose = ConsentPurpose::ExternalSharing;
-    let words = purpose.wording();
     let mut v = json!({
-        "purpose": purpose.as_str(),
+        "purpose": ConsentPurpose::ExternalSharing.as_str(),
         "required": sharing.required,
         "in_force": sharing.in_force(),
         "allowed": sharing.allowed(),
-        "current_wording": {"version": words.version, "zh": words.zh, "en": words.en},
+        "current_wording": current_words(),
         "wording_version": null,
         "given_at": null,
         "attested_by": null,
@@ -86,9 +84,15 @@ pub fn consent_view(
 /// request to another institution is sent, in both languages, and their version (what
 /// `external_sharing_consent.wording_version` must name).
 pub async fn wording(_who: Clinician) -> Json<Value> {
-    let purpose = ConsentPurpose::ExternalSharing;
-    let w = purpose.wording();
-    Json(json!({"purpose": purpose.as_str(), "version": w.version, "zh": w.zh, "en": w.en}))
+    let mut words = current_words();
+    words["purpose"] = json!(ConsentPurpose::ExternalSharing.as_str());
+    Json(words)
+}
+
+/// The current words for sharing a request's documents, in both languages, and their version.
+fn current_words() -> Value {
+    let w = ConsentPurpose::ExternalSharing.wording();
+    json!({"version": w.version, "zh": w.zh, "en": w.en})
 }
 
 /// Records a refusal and hands it on: a request that is not theirs is an `access.denied`
@@ -189,15 +193,10 @@ pub async fn give(
     let id = ReferralId::parse(&id).ok_or(ApiError::NotFound)?;
     let b: GiveBody =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let decided = match service(&state)
+    let decided = service(&state)
         .give(&id, &who.0, b.purpose, &b.wording_version, now_unix())
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => return Err(refuse(&state, &who, Action::ConsentGiven, &id, e).await),
-    };
-    commit(&state, &who, &decided, true).await?;
-    super::referrals::view_for(&state, &who, decided.referral).await
+        .await;
+    answer(&state, &who, Action::ConsentGiven, &id, decided).await
 }
 
 /// `POST /api/v1/referrals/{id}/consent/withdraw`: the requester records that the patient
@@ -216,15 +215,27 @@ pub async fn withdraw(
             .map_err(|e| ApiError::Invalid(e.to_string()))?
             .purpose
     };
-    let decided = match service(&state)
+    let decided = service(&state)
         .withdraw(&id, &who.0, purpose, now_unix())
-        .await
-    {
+        .await;
+    answer(&state, &who, Action::ConsentWithdrawn, &id, decided).await
+}
+
+/// What giving or withdrawing (`attempted`) decided, committed and answered with the request
+/// as `who` sees it now; a refusal audited and handed on.
+async fn answer(
+    state: &AppState,
+    who: &Clinician,
+    attempted: Action,
+    id: &ReferralId,
+    decided: Result<Decided, ConsentError>,
+) -> Result<Json<Value>, ApiError> {
+    let decided = match decided {
         Ok(d) => d,
-        Err(e) => return Err(refuse(&state, &who, Action::ConsentWithdrawn, &id, e).await),
+        Err(e) => return Err(refuse(state, who, attempted, id, e).await),
     };
-    commit(&state, &who, &decided, true).await?;
-    super::referrals::view_for(&state, &who, decided.referral).await
+    commit(state, who, &decided, true).await?;
+    super::referrals::view_for(state, who, decided.referral).await
 }
 
 /// Checks a new request's attestation before the request is made (so that stale words refuse
