@@ -94,6 +94,16 @@ async fn withdraw(s: &TestServer, token: &str, r: &str) -> (u16, Value) {
     .await
 }
 
+/// The ids of the documents a `joined` lists.
+fn listed(joined: &Value) -> Vec<String> {
+    joined["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn detail(s: &TestServer, token: &str, r: &str) -> Value {
     let (st, d) = s
         .api("GET", &format!("/api/v1/referrals/{r}"), Some(token), None)
@@ -345,6 +355,43 @@ async fn consent_on_requests(s: &TestServer) {
         Value::Null,
         "{mine}"
     );
+    // Given again while that room is open (six times at once: a double tap, a retry): the
+    // attachment kept out joins it now, once, a share on the room's trail, which the county's
+    // specialist lists there.
+    let gives = futures_util::future::join_all(
+        (0..6).map(|_| give(s, &doc, &r, "external_sharing", WORDS)),
+    )
+    .await;
+    assert!(gives.iter().all(|(st, _)| *st == 200), "{gives:?}");
+    let d = detail(s, &doc, &r).await;
+    let kept_room = accepted["room_id"].as_str().unwrap().to_owned();
+    let joined_late = d["documents"][0]["room_document_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("copied in when consent was given again: {d}"))
+        .to_owned();
+    let county = s
+        .member_with(&s.enter(&kept_room, Some(&cardio)).await, "Prof. Zhao")
+        .await;
+    assert_eq!(listed(&county.joined), vec![joined_late.clone()]);
+    let kept_trail = s.audit_entries(&supervisor, &kept_room).await;
+    let shares = kept_trail
+        .iter()
+        .filter(|e| {
+            e["action"] == "document.shared"
+                && e["actor"] == doc_id.as_str()
+                && detail_of(e)["consent_given_again"] == true
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(shares.len(), 1, "{:?}", action_outcomes(&kept_trail));
+    assert_eq!(shares[0]["object_id"], joined_late.as_str());
+    // Giving it again copies nothing twice.
+    let (st, again) = give(s, &doc, &r, "external_sharing", WORDS).await;
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(
+        again["documents"][0]["room_document_id"],
+        joined_late.as_str()
+    );
+    drop(county);
 
     // A request given with the consent from the start: attached and read at once.
     let given = request(s, &doc, &cardiology, Some(WORDS)).await;
@@ -396,13 +443,59 @@ async fn consent_on_requests(s: &TestServer) {
     };
     let read = (1, 200, String::new());
     assert_eq!(in_room(specialist.access.clone()).await, read);
+    assert_eq!(listed(&specialist.joined), vec![copy.clone()]);
     let (st, _) = withdraw(s, &doc, &r2).await;
     assert_eq!(st, 200);
+    // Over signaling, the specialist is told to drop it; the doctor is told nothing.
+    let dropped = specialist
+        .ws
+        .next_event("document_withheld", T)
+        .await
+        .unwrap();
+    assert_eq!(dropped["document_id"], copy.as_str());
     assert_eq!(
         in_room(specialist.access.clone()).await,
         (0, 403, "consent_required".to_owned())
     );
     assert_eq!(in_room(doctor.access.clone()).await, read);
+    // Nothing of it reaches the county's specialist now: entering again (which takes over the
+    // seat), the `joined` leaves it out, and the doctor presenting and annotating it shows
+    // them nothing (the chat message after it arrives, so the room handled both).
+    let specialist = s
+        .member_with(&s.enter(&room, Some(&cardio)).await, "Prof. Zhao")
+        .await;
+    assert_eq!(listed(&specialist.joined), Vec::<String>::new());
+    for msg in [
+        json!({"type": "follow", "document_id": copy, "page": 1, "zoom": 1.0,
+               "center": [0.5, 0.5], "pointer": null}),
+        json!({"type": "annotate", "document_id": copy, "page": 1,
+               "shape": {"type": "arrow", "from": [0.1, 0.1], "to": [0.3, 0.3], "color": "#d00000"}}),
+        json!({"type": "chat", "text": "ECG attached"}),
+    ] {
+        doctor.ws.send_json(&msg).await.unwrap();
+    }
+    doctor
+        .ws
+        .next_event("annotation_added", T)
+        .await
+        .expect("the doctor annotated it");
+    specialist
+        .ws
+        .next_event_where("chat", T, |m| m["message"]["text"] == "ECG attached")
+        .await
+        .unwrap();
+    let heard = specialist.ws.history();
+    assert!(
+        !heard.iter().any(|m| m.to_string().contains(copy.as_str())),
+        "{heard:#?}"
+    );
+    assert!(
+        !doctor
+            .ws
+            .history()
+            .iter()
+            .any(|m| m["type"] == "document_withheld")
+    );
     // A patient of the room agrees there to sharing with the care team's other hospital: that
     // consent covers the room's copies too.
     let (st, invite) = s
@@ -435,6 +528,15 @@ async fn consent_on_requests(s: &TestServer) {
         .unwrap();
     patient.next_event("joined", T).await.unwrap();
     common::consent_to(&patient, &["external_sharing"]).await;
+    // Released: the specialist is told of it again.
+    let back = specialist
+        .ws
+        .next_event_where("document_shared", T, |m| {
+            m["document"]["id"] == copy.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(back["document"]["visibility"], "clinicians");
     // The room's consent is written behind the room's answer (its audit writer): soon.
     let mut seen = in_room(specialist.access.clone()).await;
     for _ in 0..50 {
@@ -481,7 +583,11 @@ async fn consent_on_requests(s: &TestServer) {
         .iter()
         .filter(|e| e["action"] == "consent.given" && e["outcome"] == "ok")
         .collect();
-    assert_eq!(given.len(), 2, "given twice (the repeat recorded nothing)");
+    assert_eq!(
+        given.len(),
+        3,
+        "given three times (the repeats recorded nothing)"
+    );
     for e in &given {
         assert_eq!(e["actor"], doc_id.as_str());
         assert_eq!(e["object_type"], "referral");
@@ -588,6 +694,21 @@ async fn consent_on_requests(s: &TestServer) {
     }
     assert_eq!(detail(s, &doc, &r3).await["consent"]["in_force"], false);
     assert_eq!((rows(false).await, rows(true).await), (1, 0), "withdrawn");
+    // And the trail says so: one consent given, one withdrawn (an attestation that found
+    // another's already in force, or a withdrawal another had made, recorded nothing).
+    let trail3 = entries(s, &supervisor, &r3).await;
+    let count = |action: &str| {
+        trail3
+            .iter()
+            .filter(|e| e["action"] == action && e["outcome"] == "ok")
+            .count()
+    };
+    assert_eq!(
+        (count("consent.given"), count("consent.withdrawn")),
+        (1, 1),
+        "{:?}",
+        action_outcomes(&trail3)
+    );
 }
 
 common::on_both_databases!(

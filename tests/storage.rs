@@ -1042,6 +1042,7 @@ async fn join_latency_under_audit_load() {
                     simulcast: false,
                     invite: InviteId::generate(),
                     account: None,
+                    institution: None,
                     replaces: None,
                     link: SessionLink { conn, tx },
                     reply,

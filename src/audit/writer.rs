@@ -57,6 +57,8 @@ pub struct Append {
     changes: Vec<Change>,
     /// Key the chain if an earlier version began it unkeyed, even with no entry of its own.
     key_chain: bool,
+    /// The entry is written only if every change changed a row ([`Append::only_if_changed`]).
+    conditional: bool,
 }
 
 impl Append {
@@ -66,6 +68,7 @@ impl Append {
             event: Some(event),
             changes: Vec::new(),
             key_chain: false,
+            conditional: false,
         }
     }
 
@@ -75,6 +78,7 @@ impl Append {
             event: None,
             changes,
             key_chain: false,
+            conditional: false,
         }
     }
 
@@ -84,12 +88,22 @@ impl Append {
             event: None,
             changes: Vec::new(),
             key_chain: true,
+            conditional: false,
         }
     }
 
     /// A row change committed in the same transaction as the rest.
     pub fn with(mut self, change: Change) -> Self {
         self.changes.push(change);
+        self
+    }
+
+    /// Writes the entry only if each change changed a row when it was committed: two requests
+    /// deciding the same change at once (a consent given twice at once) both queue it, the
+    /// rows' own conditions let only the first take effect, and only that one is on the
+    /// record. The other's outcome is `Ok(None)`: nothing changed, nothing written.
+    pub fn only_if_changed(mut self) -> Self {
+        self.conditional = true;
         self
     }
 }
@@ -460,10 +474,22 @@ impl Writer {
                 keyed: true,
             },
         };
-        let sealed = seal(jobs, head, &self.key);
-        // A room's end queues its webhook event here too: one commit with the end.
+        // A room's end queues its webhook event here too: one commit with the end. The rows
+        // go first, so that an entry that records a change only if it took effect is sealed
+        // only then.
         let changes: Vec<&Change> = jobs.iter().flat_map(|j| &j.append.changes).collect();
-        Change::apply_all(&changes, &mut tx).await?;
+        let mut affected = Change::apply_all(&changes, &mut tx).await?.into_iter();
+        let void: Vec<bool> = jobs
+            .iter()
+            .map(|j| {
+                let took = affected
+                    .by_ref()
+                    .take(j.append.changes.len())
+                    .all(|n| n > 0);
+                j.append.conditional && !took
+            })
+            .collect();
+        let sealed = seal(jobs, &void, head, &self.key);
         let entries: Vec<&AuditEntry> = sealed.all().collect();
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
@@ -535,9 +561,10 @@ impl Sealed {
     }
 }
 
-/// The batch's entries sealed on `head` with `key`, in order; on a chain an earlier version
-/// began without the key, a `chain.keyed` entry first, naming the key.
-fn seal(jobs: &[Job], head: Head, key: &AuditKey) -> Sealed {
+/// The batch's entries sealed on `head` with `key`, in order, but those of the `void` jobs
+/// (conditional, and a change of theirs changed nothing); on a chain an earlier version began
+/// without the key, a `chain.keyed` entry first, naming the key.
+fn seal(jobs: &[Job], void: &[bool], head: Head, key: &AuditKey) -> Sealed {
     let Head {
         mut seq,
         hash: mut prev,
@@ -545,7 +572,9 @@ fn seal(jobs: &[Job], head: Head, key: &AuditKey) -> Sealed {
     } = head;
     let first = jobs
         .iter()
-        .find(|j| j.append.event.is_some() || j.append.key_chain);
+        .zip(void)
+        .find(|(j, void)| (j.append.event.is_some() && !**void) || j.append.key_chain)
+        .map(|(j, _)| j);
     let switch = match first {
         Some(job) if !keyed => {
             seq += 1;
@@ -559,7 +588,11 @@ fn seal(jobs: &[Job], head: Head, key: &AuditKey) -> Sealed {
     };
     let entries = jobs
         .iter()
-        .map(|job| {
+        .zip(void)
+        .map(|(job, void)| {
+            if *void {
+                return None;
+            }
             let event = job.append.event.clone()?;
             seq += 1;
             let entry = event.seal(seq, std::mem::take(&mut prev), job.at_ms, key);
@@ -687,6 +720,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_conditional_entry_is_written_only_if_its_change_took_effect() {
+        use crate::domain::consent::ConsentPurpose;
+        let (_dir, db) = db().await;
+        let user = db
+            .create_user("d", "D", crate::domain::role::AccountRole::Doctor, "x")
+            .await
+            .unwrap();
+        let room = db.create_room("R", None, &user.id).await.unwrap().id;
+        let log = AuditLog::new(db.clone(), AuditKey::random());
+        let (patient, invite) = (ParticipantId::generate(), InviteId::generate());
+        log.submit(Append::rows(vec![Change::participant_joined(
+            &room,
+            &patient,
+            &invite,
+            Role::Patient,
+            "P",
+        )]))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        let consent = |given: bool| {
+            let action = if given {
+                Action::ConsentGiven
+            } else {
+                Action::ConsentWithdrawn
+            };
+            Append::entry(AuditEvent::new(Actor::System, action))
+                .with(Change::consent(
+                    &room,
+                    &patient,
+                    &invite,
+                    ConsentPurpose::ExternalSharing,
+                    given,
+                ))
+                .only_if_changed()
+        };
+        // Withdrawing what was never given changes nothing: no entry.
+        let none = log.submit(consent(false)).await.unwrap();
+        assert!(none.await.unwrap().is_none());
+        assert_eq!(count(&db, "audit_log").await, 0);
+        // Given, then withdrawn twice in one batch (this runtime has one thread): the first
+        // withdrawal is on the record, the second, which found nothing in force, is not, and
+        // the chain stays whole around the gap.
+        let given = log.submit(consent(true)).await.unwrap();
+        let first = log.submit(consent(false)).await.unwrap();
+        let second = log.submit(consent(false)).await.unwrap();
+        let unconditional = log.submit(Append::entry(event(1, 1))).await.unwrap();
+        assert!(given.await.unwrap().is_some());
+        assert!(first.await.unwrap().is_some());
+        assert!(second.await.unwrap().is_none());
+        assert!(unconditional.await.unwrap().is_some());
+        assert_eq!(count(&db, "audit_log").await, 3);
+        let v = log.verify().await.unwrap();
+        assert!(v.ok(), "{v:?}");
+        log.close().await;
+    }
+
+    #[tokio::test]
     async fn close_writes_what_is_queued_and_refuses_what_follows() {
         let (_dir, db) = db().await;
         let log = AuditLog::new(db.clone(), AuditKey::random());
@@ -721,7 +813,7 @@ mod tests {
             keyed,
         };
         let jobs = [job(0), rows(), job(1)];
-        let sealed = seal(&jobs, head(true), &key);
+        let sealed = seal(&jobs, &[false; 3], head(true), &key);
         assert!(sealed.switch.is_none());
         let [Some(a), None, Some(b)] = &sealed.entries[..] else {
             panic!("{:?}", sealed.entries);
@@ -733,7 +825,7 @@ mod tests {
         assert_eq!(b.scheme, chain::KEYED);
 
         // On a head an earlier version sealed without the key: `chain.keyed` first.
-        let sealed = seal(&jobs, head(false), &key);
+        let sealed = seal(&jobs, &[false; 3], head(false), &key);
         let switch = sealed.switch.as_ref().unwrap();
         assert_eq!((switch.seq, switch.action.as_str()), (8, "chain.keyed"));
         assert_eq!(switch.prev_hash, "ab".repeat(32));
@@ -742,13 +834,17 @@ mod tests {
         assert_eq!(seqs, [8, 9, 10]);
         assert_eq!(sealed.entries[0].as_ref().unwrap().prev_hash, switch.hash);
         // Rows alone do not key the chain; asking to does.
-        assert!(seal(&[rows()], head(false), &key).switch.is_none());
+        assert!(
+            seal(&[rows()], &[false], head(false), &key)
+                .switch
+                .is_none()
+        );
         let keying = Job {
             append: Append::key_chain(),
             at_ms: 5,
             ack: None,
         };
-        let sealed = seal(&[keying], head(false), &key);
+        let sealed = seal(&[keying], &[false], head(false), &key);
         assert_eq!(sealed.all().count(), 1);
         assert!(sealed.switch.is_some());
     }

@@ -169,18 +169,68 @@ async fn commit(
     if let Some(room) = &referral.room_id {
         event = event.room(room);
     }
-    state
+    // Two requests that decided the same change at once both queue it; the row is changed
+    // once, and only that change is on the record.
+    let written = state
         .audit
-        .submit(Append::entry(event).with(change.clone()))
+        .submit(Append::entry(event).with(change.clone()).only_if_changed())
         .await?
         .await?;
+    if written.is_none() {
+        return Ok(());
+    }
     tracing::info!(referral = %referral.id, user = %who.0.id, action = action.as_str(), "consent on a consultation request");
+    if let Some(room) = &referral.room_id {
+        if action == Action::ConsentGiven {
+            copy_kept_out(state, who, referral, room).await;
+        }
+        // The room reads again which of its copies the other institution's clinicians see.
+        state.rooms.sharing_changed(room).await;
+    }
     // The receiving side's consoles reload the request: a withdrawal withholds its documents
     // from their next read on.
     if notify {
         super::events::referral_step(state, referral, &who.0.id, false).await;
     }
     Ok(())
+}
+
+/// Consent is in force again on a request whose room exists: the attachments kept out of the
+/// room while it was not are copied in now, each audited as a share by the attesting clinician
+/// and told to the live room. The consent stands if this fails (they stay on the request,
+/// which both sides read again).
+async fn copy_kept_out(
+    state: &AppState,
+    who: &Clinician,
+    referral: &crate::storage::ReferralRow,
+    room: &crate::domain::ids::RoomId,
+) {
+    let copied = match super::referral_documents::service(state)
+        .copy_kept_out(&referral.id)
+        .await
+    {
+        Ok(copied) => copied,
+        Err(e) => {
+            tracing::error!(referral = %referral.id, error = %e, "attachments kept out of the room could not be copied in");
+            return;
+        }
+    };
+    for (attachment, doc) in copied {
+        let event = AuditEvent::new(who.actor(), Action::DocumentShared)
+            .room(room)
+            .object("document", &doc.id)
+            .sha256(&doc.sha256)
+            .detail(json!({
+                "kind": doc.kind,
+                "size": doc.size,
+                "visibility": doc.visibility,
+                "referral": referral.id,
+                "attachment": attachment.id,
+                "consent_given_again": true,
+            }));
+        state.audit.record_or_log(event).await;
+        state.rooms.request_document_shared(doc).await;
+    }
 }
 
 /// `POST /api/v1/referrals/{id}/consent`: the requester attests the patient's consent.

@@ -27,7 +27,7 @@ use crate::referrals::documents::{Attached, AttachmentError, Attachments};
 use crate::storage::{AttachmentSource, PatientDocument, ReferralDocumentRow};
 use crate::wire::DocumentView;
 
-fn service(state: &AppState) -> Attachments {
+pub(super) fn service(state: &AppState) -> Attachments {
     Attachments::new(state.db.clone(), state.documents.clone())
 }
 
@@ -159,7 +159,7 @@ async fn attached(
                     })),
             )
             .await;
-        state.rooms.document_shared(doc.clone()).await;
+        state.rooms.request_document_shared(doc.clone()).await;
     }
     tracing::info!(referral = %a.referral.id, attachment = %att.id, kind = att.kind.as_str(), "document attached to a consultation request");
     Ok((

@@ -17,6 +17,9 @@
 //!   request is not an error; the record keeps the first attestation); withdrawing when none
 //!   is in force likewise. Otherwise each changes one row (`storage::Change`), which the HTTP
 //!   edge commits with its audit entry, so a consent is never in force without its record.
+//!   Requests that decide at once may all queue the change; the row's own condition lets one
+//!   take effect, and the entry is written only with it (`Append::only_if_changed`), so the
+//!   trail holds one `consent.given` per consent.
 //! - What needs it is [`Sharing::allowed`]: attaching to a cross-institution request, the
 //!   receiving side's reads of its attachments, and the copies into the request's room
 //!   (`storage`'s `may_share` decides those inside the copying transaction). Copies already in

@@ -242,6 +242,19 @@ impl Attachments {
         self.attachable(id, who).await.map(|_| ())
     }
 
+    /// Once the patient's consent to sharing is in force again on a request whose room is
+    /// open, the attachments kept out of the room while it was not join it (within the room's
+    /// and the requester's limits): the room documents made, each with its attachment.
+    pub async fn copy_kept_out(
+        &self,
+        referral: &ReferralId,
+    ) -> Result<Vec<(ReferralDocumentRow, DocumentRecord)>> {
+        Ok(self
+            .db
+            .copy_kept_out_attachments(referral, &self.limits())
+            .await?)
+    }
+
     /// A request's attachments, for either side.
     pub async fn list(&self, id: &ReferralId, who: &User) -> Result<Vec<ReferralDocumentRow>> {
         self.visible(id, who).await?;

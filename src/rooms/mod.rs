@@ -27,7 +27,7 @@ use crate::audit::AuditLog;
 use crate::auth::SigningKey;
 use crate::documents::Documents;
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{InviteId, ParticipantId, RoomId, UserId};
+use crate::domain::ids::{InstitutionId, InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::role::Role;
 use crate::media::MediaHandle;
@@ -124,6 +124,10 @@ pub enum RoomCommand {
         invite: InviteId,
         /// The account of a care-team seat (the name came from it).
         account: Option<UserId>,
+        /// That account's institution: a clinician of another institution than the room's
+        /// does not see the copies of a request's attachments withheld from it (see
+        /// `Room::withheld`).
+        institution: Option<InstitutionId>,
         replaces: Option<ResumeRef>,
         link: SessionLink,
         reply: oneshot::Sender<Result<Joined, RoomError>>,
@@ -184,8 +188,16 @@ pub enum RoomCommand {
     /// The consultation was moved to this time (start, Unix seconds; minutes), already in
     /// storage: those waiting are told.
     Rescheduled { slot: (i64, i64) },
-    /// A document finished uploading: tell everyone who may see it.
-    DocumentShared { document: DocumentRecord },
+    /// A document finished uploading: tell everyone who may see it. `from_request`: a copy of
+    /// a consultation request's attachment, which those it may be withheld from see only once
+    /// the room has read that it is not (`Room::withheld`).
+    DocumentShared {
+        document: DocumentRecord,
+        from_request: bool,
+    },
+    /// The consent that decides which copies of a request's attachments the other
+    /// institution's clinicians read changed (committed already): the room reads it again.
+    SharingChanged,
     /// A clinical record was created or changed: tell everyone who may read it
     /// (`single_patient`: whether the consultation only ever had one patient, who then reads
     /// the records that name none; see `records::may_read_as`).
@@ -407,7 +419,30 @@ impl RoomManager {
     /// storage when it next opens.
     pub async fn document_shared(&self, document: DocumentRecord) {
         if let Some(h) = self.get(&document.room_id) {
-            let _ = h.send(RoomCommand::DocumentShared { document }).await;
+            let cmd = RoomCommand::DocumentShared {
+                document,
+                from_request: false,
+            };
+            let _ = h.send(cmd).await;
+        }
+    }
+
+    /// Tells a live room that a consultation request's attachment was copied into it.
+    pub async fn request_document_shared(&self, document: DocumentRecord) {
+        if let Some(h) = self.get(&document.room_id) {
+            let cmd = RoomCommand::DocumentShared {
+                document,
+                from_request: true,
+            };
+            let _ = h.send(cmd).await;
+        }
+    }
+
+    /// Tells a live room that its request's consent to sharing changed (committed already);
+    /// a room that is not live reads it when it opens.
+    pub async fn sharing_changed(&self, room: &RoomId) {
+        if let Some(h) = self.get(room) {
+            let _ = h.send(RoomCommand::SharingChanged).await;
         }
     }
 

@@ -5,7 +5,7 @@
 use super::request::{Follow, Precall, Publish};
 use crate::auth::IceServer;
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{ParticipantId, RoomId};
+use crate::domain::ids::{DocumentId, ParticipantId, RoomId};
 use crate::domain::role::Role;
 use crate::records::RecordView;
 use crate::storage::{AnnotationRecord, ChatRecord, DocumentRecord};
@@ -254,6 +254,10 @@ pub enum Notice {
     },
     /// A document is complete and may be opened (sent only to those who may see it).
     DocumentShared(DocumentRecord),
+    /// A document listed before may no longer be read here (a copy of a consultation request's
+    /// attachment whose consent to sharing was withdrawn): sent only to those it is withheld
+    /// from, who drop it from their list.
+    DocumentWithheld(DocumentId),
     Chat(ChatRecord),
     Presenting(Box<Presenting>),
     PresentingStopped {

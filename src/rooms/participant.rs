@@ -32,6 +32,9 @@ pub struct Participant {
     pub role: Role,
     pub invite: InviteId,
     pub account: Option<UserId>,
+    /// A clinician of the room's institution (their seat's account is one of its accounts):
+    /// nothing of the room is withheld from them (`Room::may_see`).
+    pub of_institution: bool,
     pub publish: Publish,
     /// Their client sends its camera in simulcast layers and shows `video_quality` (it said so
     /// in its join); the room decides whether they get simulcast (`RoomSettings::simulcast`).
@@ -103,6 +106,7 @@ impl Participant {
             role,
             invite,
             account,
+            of_institution: false,
             publish,
             simulcast: false,
             held: Publish::default(),

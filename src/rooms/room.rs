@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 mod admit_waiting;
 mod roles;
 mod screen;
+mod sharing;
 
 use super::ice_restart::{IceRestartRefused, MediaLink};
 use super::lobby::{Lobby, Waiter};
@@ -38,7 +39,7 @@ use crate::auth::{Claims, SigningKey, TokenKind};
 use crate::documents::DocumentError;
 use crate::domain::clock::{now_unix, now_unix_ms};
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{ChatMessageId, InviteId, ParticipantId, RoomId, UserId};
+use crate::domain::ids::{ChatMessageId, InstitutionId, InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::role::Role;
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
@@ -90,6 +91,7 @@ struct Admission {
     simulcast: bool,
     invite: InviteId,
     account: Option<UserId>,
+    institution: Option<InstitutionId>,
     /// See `waiting::Arrival::readmitted`.
     readmitted: bool,
     link: SessionLink,
@@ -119,6 +121,8 @@ pub struct Room {
     /// Every document shared in this consultation (each participant is sent those their role
     /// may see).
     documents: Vec<DocumentRecord>,
+    /// Which of them the other institution's clinicians may not see now (`sharing`).
+    sharing: sharing::Sharing,
     /// The latest chat messages, for late joiners.
     chat: std::collections::VecDeque<ChatRecord>,
     /// Who presents which document, and where they are in it (follow mode).
@@ -166,6 +170,7 @@ impl Room {
             participants: Vec::new(),
             empty_since: Some(opened),
             documents: Vec::new(),
+            sharing: Default::default(),
             chat: Default::default(),
             follow: None,
             arrivals: Vec::new(),
@@ -182,6 +187,7 @@ impl Room {
     /// What earlier runs of this room left: its documents and recent chat.
     async fn load(&mut self) -> Result<(), RoomError> {
         self.documents = self.db.documents_in_room(self.id()).await?;
+        self.sharing.withheld = self.db.withheld_room_copies(self.id()).await?;
         self.revoked = self
             .db
             .revoked_invites(self.id())
@@ -265,8 +271,13 @@ impl Room {
                         self.announce_arrivals();
                     }
                 }
+                read = self.sharing.next_read() => {
+                    self.announce_arrivals();
+                    self.sharing_read(read);
+                }
                 _ = tick.tick() => {
                     self.announce_arrivals();
+                    self.retry_sharing();
                     self.expire_reconnecting().await;
                     let idle = self.empty_since.is_some_and(|t| self.settings.clock.since(t) >= self.settings.idle_stop);
                     // Nobody waiting is left alone in a room that stopped.
@@ -299,6 +310,7 @@ impl Room {
                 simulcast,
                 invite,
                 account,
+                institution,
                 replaces,
                 link,
                 reply,
@@ -312,6 +324,7 @@ impl Room {
                     simulcast,
                     invite,
                     account,
+                    institution,
                     readmitted: false,
                     link,
                     reply,
@@ -475,15 +488,11 @@ impl Room {
                     self.tell_waiting();
                 }
             }
-            RoomCommand::DocumentShared { document } => {
-                if self.documents.iter().any(|d| d.id == document.id) {
-                    return;
-                }
-                let msg = Notice::DocumentShared(document.clone());
-                let visibility = document.visibility;
-                self.documents.push(document);
-                self.broadcast_where(|p| p.role.may_view(visibility), msg);
-            }
+            RoomCommand::DocumentShared {
+                document,
+                from_request,
+            } => self.document_shared(document, from_request),
+            RoomCommand::SharingChanged => self.reread_sharing(),
             RoomCommand::RecordChanged {
                 record,
                 single_patient,
@@ -679,12 +688,11 @@ impl Room {
             }
             return;
         };
-        let Some(visibility) = self
+        let Some(doc) = self
             .documents
             .iter()
             .find(|d| d.id == doc_id)
-            .map(|d| d.visibility)
-            .filter(|v| p.role.may_view(*v))
+            .filter(|d| self.may_see(p, d))
         else {
             p.send(Notice::refused(
                 Problem::Forbidden,
@@ -704,19 +712,20 @@ impl Room {
             presenter: participant.clone(),
             position: follow,
         };
-        self.follow = Some(view.clone());
         self.broadcast_where(
-            |q| q.id != participant && q.role.may_view(visibility),
-            Notice::Presenting(Box::new(view)),
+            |q| q.id != participant && self.may_see(q, doc),
+            Notice::Presenting(Box::new(view.clone())),
         );
+        self.follow = Some(view);
     }
 
     fn presented_visibility(&self) -> Option<crate::domain::role::Visibility> {
+        self.presented_document().map(|d| d.visibility)
+    }
+
+    fn presented_document(&self) -> Option<&DocumentRecord> {
         let id = self.follow.as_ref()?.position.document_id.as_ref()?;
-        self.documents
-            .iter()
-            .find(|d| &d.id == id)
-            .map(|d| d.visibility)
+        self.documents.iter().find(|d| &d.id == id)
     }
 
     async fn annotate(&mut self, participant: ParticipantId, conn: u64, a: Annotate) {
@@ -742,9 +751,8 @@ impl Room {
                         serde_json::json!({"annotation": annotation.id, "page": annotation.page}),
                     );
                 self.services.audit.record_or_log(event).await;
-                let visibility = doc.visibility;
                 self.broadcast_where(
-                    |q| q.role.may_view(visibility),
+                    |q| self.may_see(q, &doc),
                     Notice::AnnotationAdded(annotation),
                 );
             }
@@ -923,6 +931,7 @@ impl Room {
             role_given: _,
             invite,
             account,
+            institution,
             readmitted: _,
             link,
             reply,
@@ -930,6 +939,7 @@ impl Room {
         let seat = account.clone();
         let mut person = Participant::new(id.clone(), name, role, invite, account, publish, link);
         person.simulcast = simulcast;
+        person.of_institution = institution.as_ref() == Some(&self.record.institution_id);
         if let Some(consents) = carried {
             person.consents = consents;
         }
@@ -1575,6 +1585,11 @@ impl Room {
         tracing::info!(room = %self.record.id, participant = %participant, purpose = purpose.as_str(), given, "consent");
         self.enforce_observer_consent().await;
         self.tell_consent_except(None);
+        // It also decides what the other institution's clinicians read of the request's
+        // documents here.
+        if purpose == ConsentPurpose::ExternalSharing {
+            self.reread_sharing();
+        }
     }
 
     /// Tells the clinicians how the waiting room stands: those in the room, and the care
@@ -2024,13 +2039,13 @@ impl Room {
             documents: self
                 .documents
                 .iter()
-                .filter(|d| me.role.may_view(d.visibility))
+                .filter(|d| self.may_see(me, d))
                 .cloned()
                 .collect(),
             chat: self.chat.iter().cloned().collect(),
             presenting: self.follow.clone().filter(|_| {
-                self.presented_visibility()
-                    .is_some_and(|v| me.role.may_view(v))
+                self.presented_document()
+                    .is_some_and(|d| self.may_see(me, d))
             }),
             queue: me.role.may_admit().then(|| self.lobby.queue()),
             huddle: self.huddle.is_on(),

@@ -782,6 +782,10 @@ pub enum ServerMessage {
     DocumentShared {
         document: DocumentView,
     },
+    /// A document listed before is withheld from the recipient now (see `Notice`).
+    DocumentWithheld {
+        document_id: DocumentId,
+    },
     Chat {
         message: ChatView,
     },
@@ -1053,6 +1057,9 @@ impl ServerMessage {
                 error
             }
             N::DocumentShared(d) => ServerMessage::DocumentShared { document: d.into() },
+            N::DocumentWithheld(id) => ServerMessage::DocumentWithheld {
+                document_id: id.clone(),
+            },
             N::Chat(c) => ServerMessage::Chat { message: c.into() },
             N::Presenting(p) => ServerMessage::Follow(Box::new(p.as_ref().into())),
             N::PresentingStopped { presenter } => ServerMessage::FollowStopped {

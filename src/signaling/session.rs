@@ -24,9 +24,8 @@ use super::protocol::{
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::auth::{AuthError, TokenKind};
 use crate::domain::clock::now_unix;
-use crate::domain::ids::{InviteId, ParticipantId, RoomId, SessionId, UserId};
+use crate::domain::ids::{InstitutionId, InviteId, ParticipantId, RoomId, SessionId, UserId};
 use crate::domain::organisation::clinician_label;
-use crate::domain::role::Role;
 use crate::domain::text::display_name;
 use crate::rooms::{
     self, Entry, Joined, Moderation, Outbound, ResumeRef, RoomCommand, RoomError, RoomHandle,
@@ -644,14 +643,20 @@ impl Session {
         }
         // A care-team seat: the name shown comes from the account, never from what was typed,
         // and the seat is honoured only while the session that took its token is open.
-        let name = match (&invite.account, &claims.sid) {
-            (Some(account), Some(session)) => self.seat_name(account, session).await?,
-            (None, None) => display_name(&join.name, MAX_NAME_CHARS).map_err(|e| {
-                (
-                    ErrorCode::InvalidName,
-                    format!("invalid display name: {e} (at most {MAX_NAME_CHARS} characters)"),
-                )
-            })?,
+        let (name, institution) = match (&invite.account, &claims.sid) {
+            (Some(account), Some(session)) => {
+                let (name, institution) = self.seat_name(account, session).await?;
+                (name, Some(institution))
+            }
+            (None, None) => {
+                let name = display_name(&join.name, MAX_NAME_CHARS).map_err(|e| {
+                    (
+                        ErrorCode::InvalidName,
+                        format!("invalid display name: {e} (at most {MAX_NAME_CHARS} characters)"),
+                    )
+                })?;
+                (name, None)
+            }
             _ => return Err(token_refusal(AuthError::InvalidToken)),
         };
         let name = name.as_str();
@@ -668,17 +673,8 @@ impl Session {
                 self.opens_at = refused.opens_at;
                 (refused.code, refused.message)
             })?;
-        // The role the care team last gave the link's holder, if they changed it: it follows
-        // the person to another tab or device (`rooms::room::roles`).
         let result = self
-            .enter_room(
-                &room_id,
-                name,
-                invite.role_for_join(),
-                &join,
-                &invite,
-                replaces,
-            )
+            .enter_room(&room_id, name, &join, &invite, institution, replaces)
             .await;
         invitation::settle(&self.ctx, ticket, &result, &self.client).await;
         result
@@ -689,11 +685,14 @@ impl Session {
         &mut self,
         room_id: &RoomId,
         name: &str,
-        role: Role,
         join: &Join,
         invite: &Invite,
+        institution: Option<InstitutionId>,
         replaces: Option<ResumeRef>,
     ) -> Result<(RoomHandle, Joined), Refusal> {
+        // The role the care team last gave the link's holder, if they changed it: it follows
+        // the person to another tab or device (`rooms::room::roles`).
+        let role = invite.role_for_join();
         // A room task that is stopping refuses with `Closed`; the second try starts a new one.
         let mut last = RoomError::Closed;
         for _ in 0..2 {
@@ -710,6 +709,7 @@ impl Session {
                 simulcast: join.publish.simulcast,
                 invite: invite.id.clone(),
                 account: invite.account.clone(),
+                institution: institution.clone(),
                 replaces: replaces.clone(),
                 link: self.link()?,
                 reply,
@@ -729,9 +729,13 @@ impl Session {
         Err(room_refusal(last))
     }
 
-    /// The name a care-team seat's holder is shown under: name, title and institution from
-    /// their account, if their session is still open.
-    async fn seat_name(&self, account: &UserId, session: &SessionId) -> Result<String, Refusal> {
+    /// The name a care-team seat's holder is shown under (name, title and institution from
+    /// their account) and their institution, if their session is still open.
+    async fn seat_name(
+        &self,
+        account: &UserId,
+        session: &SessionId,
+    ) -> Result<(String, InstitutionId), Refusal> {
         let unavailable = |_| (ErrorCode::Internal, "storage unavailable".to_string());
         let open = crate::sessions::still_open(&self.ctx.db, session, account, now_unix())
             .await
@@ -757,12 +761,13 @@ impl Session {
             .map_err(unavailable)?
             .map(|i| i.name)
             .unwrap_or_default();
-        Ok(clinician_label(
+        let label = clinician_label(
             &user.display_name,
             &user.title,
             &institution,
             MAX_NAME_CHARS,
-        ))
+        );
+        Ok((label, user.institution_id))
     }
 
     async fn resume(&mut self, resume: Resume) -> Result<(RoomHandle, Joined), Refusal> {

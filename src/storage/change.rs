@@ -183,16 +183,19 @@ impl Change {
 
     /// Runs `changes` in order on `conn` (the caller's transaction), then queues
     /// `consultation.ended` for each room that one of them ended (not one already ended).
+    /// Answers how many rows each changed, in order.
     /// The events are queued after every row of the batch, so a batch takes the outbox's rows
     /// last, as every other step that queues does (a referral's step updates its room before
     /// it queues): two transactions never wait on each other in a circle.
     pub async fn apply_all(
         changes: &[&Change],
         conn: &mut AnyConnection,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Vec<u64>, StorageError> {
         let mut ended = Vec::new();
+        let mut counts = Vec::with_capacity(changes.len());
         for &change in changes {
             let affected = change.execute(&mut *conn).await?;
+            counts.push(affected);
             if let Change::RoomEnded { room, at } = change
                 && affected == 1
             {
@@ -210,7 +213,7 @@ impl Change {
             )
             .await?;
         }
-        Ok(())
+        Ok(counts)
     }
 
     /// The change's statement; how many rows it changed.

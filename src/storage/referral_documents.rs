@@ -403,6 +403,79 @@ impl Db {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Copies into the request's open room the attachments kept out of it while the patient's
+    /// consent to sharing was not in force, now that it may share again: in one transaction
+    /// that first takes the request's row, as a step and an attachment do, so that none is
+    /// copied twice. Only while the room is open and the requester on its care team; each
+    /// within the room's and the seat's limits, oldest first, stopping at the first that does
+    /// not fit (it and those after stay on the request, where both sides read them). Answers
+    /// the room documents made, each with the attachment it copies.
+    pub async fn copy_kept_out_attachments(
+        &self,
+        referral: &ReferralId,
+        limits: &AttachLimits,
+    ) -> Result<Vec<(ReferralDocumentRow, DocumentRecord)>, StorageError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE referrals SET attachments = attachments WHERE id = $1")
+            .bind(referral.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let room: Option<(String, String)> = sqlx::query(
+            "SELECT m.id, r.requester_id FROM referrals r \
+             JOIN rooms m ON m.id = r.room_id WHERE r.id = $1 AND m.ended_at IS NULL",
+        )
+        .bind(referral.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| -> Result<_, StorageError> { Ok((r.try_get("id")?, r.try_get("requester_id")?)) })
+        .transpose()?;
+        let Some((room, requester)) = room else {
+            return Ok(Vec::new());
+        };
+        if !super::referral_consents::may_share(&mut tx, referral).await? {
+            return Ok(Vec::new());
+        }
+        let room = RoomId::parse(&room).ok_or(corrupt("referral room"))?;
+        let requester = UserId::parse(&requester).ok_or(corrupt("referral requester"))?;
+        let Some((seat, role)) = seat_of(&mut tx, &room, &requester).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM referral_documents \
+             WHERE referral_id = $1 AND room_document IS NULL ORDER BY attached_at, id"
+        ))
+        .bind(referral.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut copied = Vec::new();
+        for row in &rows {
+            let mut a = from_row(row)?;
+            match take_place_within(&mut tx, &seat, &room, a.size, role, limits).await? {
+                None => {}
+                Some(AttachRefusal::RoomFull) => {
+                    // The seat's place was taken before the room's refused: given back.
+                    sqlx::query(
+                        "UPDATE document_quota_invites SET documents = documents - 1, \
+                         bytes = bytes - $1 WHERE invite_id = $2",
+                    )
+                    .bind(a.size)
+                    .bind(&seat)
+                    .execute(&mut *tx)
+                    .await?;
+                    break;
+                }
+                Some(_) => break,
+            }
+            let doc = room_document(&a, &room, role);
+            insert_document(&mut tx, &doc).await?;
+            mark_in_room(&mut tx, &a.id, &doc.id).await?;
+            a.room_document = Some(doc.id.clone());
+            copied.push((a, doc));
+        }
+        tx.commit().await?;
+        Ok(copied)
+    }
+
     /// Removes an attachment that is not in a room yet, giving its places back.
     pub async fn detach_referral_document(
         &self,

@@ -55,6 +55,16 @@ export class DocumentsPanel {
     this.render();
   }
 
+  /**
+   * Drops a document from the list; whether it was listed.
+   * @param {string} id
+   */
+  remove(id) {
+    const had = this.docs.delete(id);
+    if (had) this.render();
+    return had;
+  }
+
   /** @param {string} id */
   get(id) {
     return this.docs.get(id);

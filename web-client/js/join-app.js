@@ -715,6 +715,15 @@ class JoinApp {
         this.consult?.docs.add(msg.document);
         if (msg.document.shared_by !== this.you?.id) this.notice("join.notice.document_shared", { name: msg.document.name });
         break;
+      case "document_withheld": {
+        const c = this.consult;
+        if (!c) break;
+        const doc = c.docs.get(msg.document_id);
+        if (!c.docs.remove(msg.document_id)) break;
+        if (c.viewer.doc?.id === msg.document_id) c.viewer.close();
+        this.notice("join.notice.document_withheld", { name: doc?.name ?? "" });
+        break;
+      }
       case "chat":
         this.consult?.chat.add(msg.message);
         break;

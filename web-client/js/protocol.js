@@ -275,6 +275,11 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: "net_check_estimate", down_kbps: number}} NetCheckEstimateMessage
  */
 /** @typedef {{type: "document_shared", document: DocumentInfo}} DocumentSharedMessage */
+/**
+ * A document listed before is withheld from you now (a copy of a consultation request's
+ * attachment whose patient no longer agrees to sharing it with your hospital): drop it.
+ * @typedef {{type: "document_withheld", document_id: string}} DocumentWithheldMessage
+ */
 /** @typedef {{type: "chat", message: ChatInfo}} ChatMessage */
 /** @typedef {FollowState & {type: "follow", presenter: string}} FollowMessage */
 /** @typedef {{type: "follow_stopped", presenter: string}} FollowStoppedMessage */
@@ -311,7 +316,7 @@ export const PROTOCOL_VERSION = 1;
 /**
  * @typedef {JoinedMessage | ResumedMessage | OfferMessage | ParticipantJoinedMessage |
  *   ParticipantsJoinedMessage | ParticipantUpdatedMessage | ParticipantLeftMessage | RoomEndedMessage | ErrorMessage |
- *   PongMessage | DocumentSharedMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
+ *   PongMessage | DocumentSharedMessage | DocumentWithheldMessage | ChatMessage | FollowMessage | FollowStoppedMessage |
  *   AnnotationAddedMessage | RecordUpdatedMessage | WaitingMessage | WaitingRoomMessage |
  *   ConsentMessage | ScreenShareMessage | HuddleMessage | HeldMessage | RoleChangedMessage |
  *   VideoQualityMessage | NetCheckOfferMessage | NetCheckEndedMessage | NetCheckEstimateMessage} ServerMessage
@@ -378,6 +383,7 @@ const SERVER_TYPES = new Set([
   "error",
   "pong",
   "document_shared",
+  "document_withheld",
   "chat",
   "follow",
   "follow_stopped",
