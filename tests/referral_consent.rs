@@ -711,6 +711,115 @@ async fn consent_on_requests(s: &TestServer) {
     );
 }
 
+/// Upgrading a server whose database predates migration 0015 (README, "Upgrading"): requests
+/// sent to another hospital with documents have no consent on record, so the receiving side
+/// reads none of them, on the request or in its room, until the requesting doctor records the
+/// patient's consent; nothing is deleted. The old database is made as the previous release
+/// left it: a request made, given documents and scheduled here, then migration 0015 undone (its
+/// table dropped and its row in `_sqlx_migrations` deleted; it only adds that table), and the
+/// schema brought up to date again, as a new release does when it starts.
+async fn the_upgrade_withholds_until_consent_is_recorded(s: &TestServer) {
+    let town = s.institution("Qingshui township health centre").await;
+    let county = s.institution("County People's Hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (_, doc) = s
+        .placed_account(
+            "town_doc",
+            AccountRole::Doctor,
+            place(&town, None, "Dr. Li"),
+        )
+        .await;
+    let (_, cardio) = s
+        .placed_account(
+            "cardio",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    let made = request(s, &doc, &cardiology, Some(WORDS)).await;
+    let r = made["id"].as_str().expect("created").to_owned();
+    let (st, a) = attach(s, &doc, &r, "troponin.pdf").await;
+    assert_eq!(st, 201, "{a}");
+    let a = a["document"]["id"].as_str().unwrap().to_owned();
+    let (st, scheduled) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{r}/accept"),
+            Some(&cardio),
+            Some(json!({"start": now() + 60, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{scheduled}");
+    let room = scheduled["room_id"].as_str().unwrap().to_owned();
+    let copy = scheduled["documents"][0]["room_document_id"]
+        .as_str()
+        .expect("copied into the room")
+        .to_owned();
+
+    // The previous release's database, brought up to date.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.database_url).await.unwrap();
+    for statement in [
+        "DROP TABLE referral_consents",
+        "DELETE FROM _sqlx_migrations WHERE version = 15",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    huizhen::storage::Db::connect(&s.database_url)
+        .await
+        .expect("the schema is brought up to date")
+        .close()
+        .await;
+
+    // The receiving side: the request's documents withheld, counted, not named.
+    assert_eq!(reads(s, &cardio, &r, &a).await, refused());
+    let seen = detail(s, &cardio, &r).await;
+    assert_eq!(seen["consent"]["required"], true, "{seen}");
+    assert_eq!(seen["consent"]["in_force"], false);
+    assert_eq!(seen["consent"]["given_at"], Value::Null);
+    assert_eq!(seen["documents_withheld"], 1);
+    assert!(!seen.to_string().contains("troponin"), "{seen}");
+    // In the room too: the specialist neither lists nor reads the copy (nor does signaling
+    // name it); the doctor, of the room's hospital, does.
+    let specialist = s
+        .member_with(&s.enter(&room, Some(&cardio)).await, "Prof. Zhao")
+        .await;
+    assert_eq!(listed(&specialist.joined), Vec::<String>::new());
+    let content = format!("/api/v1/rooms/{room}/documents/{copy}/content");
+    let resp = s.raw("GET", &content, &specialist.access, None).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    let doctor = s
+        .member_with(&s.enter(&room, Some(&doc)).await, "Dr. Li")
+        .await;
+    assert_eq!(listed(&doctor.joined), vec![copy.clone()]);
+    // Nothing was deleted: the doctor still reads the request's documents, and the request's
+    // dialog offers to record the consent, which gives the receiving side everything back, in
+    // the live room at once.
+    assert_eq!(reads(s, &doc, &r, &a).await, served());
+    let mine = detail(s, &doc, &r).await;
+    assert_eq!(mine["consent"]["allowed"], false, "{mine}");
+    assert_eq!(mine["documents"].as_array().unwrap().len(), 1);
+    let (st, given) = give(s, &doc, &r, "external_sharing", WORDS).await;
+    assert_eq!(st, 200, "{given}");
+    assert_eq!(given["consent"]["in_force"], true);
+    assert_eq!(reads(s, &cardio, &r, &a).await, served());
+    let back = specialist
+        .ws
+        .next_event_where("document_shared", T, |m| m["document"]["id"] == copy.as_str())
+        .await
+        .unwrap();
+    assert_eq!(back["document"]["name"], "troponin.pdf");
+    let resp = s.raw("GET", &content, &specialist.access, None).await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    the_upgrade_withholds_until_consent_is_recorded,
+    |_| {}
+);
+
 common::on_both_databases!(
     #[tokio::test]
     consent_on_requests,

@@ -13,7 +13,11 @@
 // (the patient never came); the specialist closes it from the console with a reason, and the
 // doctor's console shows it closed, live, with the reason. Request 4: scheduled, and its patient
 // waits on a phone (zh-CN) when the doctor cancels it from the console: the patient's page says
-// the clinic called it off and will get in touch, with no outcome to see.
+// the clinic called it off and will get in touch, with no outcome to see. Request 5: sent with
+// the patient's consent and a document, scheduled; the specialist reads it in the consultation
+// (English) when the doctor records from the console (zh-CN) that the patient withdrew: the
+// specialist's room drops it at once, says why, and names it nowhere; recorded again, it comes
+// back.
 
 import assert from "node:assert/strict";
 
@@ -67,6 +71,7 @@ export async function referralStepsScenario(h) {
   const noShow = "The patient did not come; please book again";
   const reason4 = `Shortness of breath ${stamp}`;
   const calledOff = "患者已住院，会诊取消";
+  const reason5 = `Syncope on standing ${stamp}`;
   /** @type {Record<string, import("playwright-core").Page>} */
   const p = {};
   /** @type {{doctor?: Record<string, string>, specialist?: Record<string, string>, cardiology?: string, colleague?: string, r1?: string, r2?: string, room?: string}} */
@@ -283,8 +288,60 @@ export async function referralStepsScenario(h) {
       await h.snap(patient, "referral-called-off-patient-phone");
       await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
     });
+
+    await check("referral steps: the doctor records the patient's withdrawal while the specialist reads the request's document in the consultation; the room drops it at once, named nowhere, and shows it again once consent is recorded", { scenario: S }, async () => {
+      const wording = /** @type {{version: string}} */ (await expectStatus(await http.get("/api/v1/referrals/consent-wording", { headers: a.doctor }), 200, "the consent's words"));
+      const made = await http.post("/api/v1/referrals", {
+        headers: a.doctor,
+        data: {
+          target_department_id: a.cardiology,
+          patient_ref: `P-STEPS-${stamp}`,
+          reason: reason5,
+          question: "Tilt test?",
+          urgency: "routine",
+          external_sharing_consent: { wording_version: wording.version },
+        },
+      });
+      const r5 = /** @type {{id: string}} */ (await expectStatus(made, 201, "a request with consent")).id;
+      const name = `holter-${stamp}.csv`;
+      const rows = Array.from({ length: 250 }, (_, i) => [Math.sin(i / 6), Math.cos(i / 6)].map((v) => v.toFixed(3)).join(","));
+      const ecg = Buffer.from(`# sample_rate_hz=250\nI,II\n${rows.join("\n")}\n`);
+      await expectStatus(await http.post(`/api/v1/referrals/${r5}/documents?name=${encodeURIComponent(name)}`, { headers: a.doctor, data: ecg }), 201, "attach");
+      const scheduled = /** @type {{room_id: string}} */ (await step(a.specialist, r5, "accept", { start: Math.floor(Date.now() / 1000) + 120, minutes: 30 }));
+      const token = await h.enterToken(http, /** @type {Record<string, string>} */ (a.specialist), scheduled.room_id);
+      const room = await h.openJoinPage(h.browser, "steps-room-consent", `${h.base}/join#${token}`, null);
+      const item = room.locator("#documents-panel li.doc-item", { hasText: name });
+      await room.locator('.tab[data-tab="documents-panel"]').click();
+      await item.waitFor({ timeout });
+
+      // The doctor records the withdrawal in their console.
+      const doc = p.doctor;
+      if (await doc.locator("#referral-dialog[open]").count()) await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
+      await doc.locator("#referral-tab-outbox").click();
+      await doc.locator("#referral-panel li.referral-item", { hasText: reason5 }).getByRole("button", { name: /查看申请/ }).click();
+      const state = doc.locator('#referral-dialog[open] #referral-consent-state[data-in-force="true"]');
+      await state.waitFor({ timeout });
+      await state.getByRole("button", { name: "患者撤回同意" }).click();
+      await doc.locator('#referral-consent-state[data-in-force="false"]', { hasText: "患者已撤回同意" }).waitFor({ timeout });
+
+      // The specialist's room: gone from the list, said why, named nowhere in the page.
+      await item.waitFor({ state: "detached", timeout });
+      await room.locator("#notice", { hasText: "no longer agrees to sharing it with your hospital" }).waitFor({ timeout });
+      await h.snap(room, "referral-consent-withdrawn-room");
+      await h.assertTextFromCatalogue(room, "the specialist's room after the patient withdrew consent (en)");
+      assert.equal(((await room.locator("body").textContent()) ?? "").includes(name), false, "the document is named nowhere");
+
+      // Recorded again: it comes back.
+      const again = doc.locator("#referral-consent-state");
+      await again.getByRole("button", { name: "记录患者同意" }).click();
+      await again.getByLabel("患者已同意以上内容").check();
+      await again.getByRole("button", { name: "记录患者同意" }).click();
+      await doc.locator('#referral-consent-state[data-in-force="true"]').waitFor({ timeout });
+      await item.waitFor({ timeout });
+      await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
+    });
   } finally {
-    for (const who of ["steps-doctor", "steps-specialist", "steps-colleague", "steps-room", "steps-patient"]) {
+    for (const who of ["steps-doctor", "steps-specialist", "steps-colleague", "steps-room", "steps-patient", "steps-room-consent"]) {
       const page = h.pages.get(who);
       h.pages.delete(who);
       await page?.context().close().catch(() => undefined);

@@ -716,12 +716,11 @@ class JoinApp {
         if (msg.document.shared_by !== this.you?.id) this.notice("join.notice.document_shared", { name: msg.document.name });
         break;
       case "document_withheld": {
+        // Its name is not repeated: the patient withdrew what it may say about them.
         const c = this.consult;
-        if (!c) break;
-        const doc = c.docs.get(msg.document_id);
-        if (!c.docs.remove(msg.document_id)) break;
+        if (!c || !c.docs.remove(msg.document_id)) break;
         if (c.viewer.doc?.id === msg.document_id) c.viewer.close();
-        this.notice("join.notice.document_withheld", { name: doc?.name ?? "" });
+        this.notice("join.notice.document_withheld");
         break;
       }
       case "chat":

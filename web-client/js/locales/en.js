@@ -246,7 +246,7 @@ export default {
   "join.notice.camera_switch_failed": "The camera could not be switched. Try again.",
   "join.notice.screen_share_failed": "The screen could not be shared. Try again.",
   "join.notice.document_shared": "{name} was shared.",
-  "join.notice.document_withheld": "{name} is no longer available to you: the patient no longer agrees to sharing it with your hospital.",
+  "join.notice.document_withheld": "A document of the consultation request is no longer available to you: the patient no longer agrees to sharing it with your hospital.",
   "join.notice.media_setup_failed": "The video connection could not be set up. Reload the page if you cannot see or hear the others.",
   "join.notice.observer_waits_consent": "The patient has not agreed to observers being present: the observer may come in once they do.",
   "join.page_title": "Consultation · Huizhen",

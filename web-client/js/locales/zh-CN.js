@@ -247,7 +247,7 @@ const zhCN = {
   "join.notice.camera_switch_failed": "无法切换摄像头。请重试。",
   "join.notice.screen_share_failed": "无法共享屏幕。请重试。",
   "join.notice.document_shared": "已共享“{name}”。",
-  "join.notice.document_withheld": "“{name}”已不再向您显示：患者不再同意与贵院共享该文件。",
+  "join.notice.document_withheld": "会诊申请中的一份资料已不再向您显示：患者不再同意与贵院共享。",
   "join.notice.media_setup_failed": "无法建立视频连接。如果看不到或听不到其他人，请重新加载页面。",
   "join.notice.observer_waits_consent": "患者尚未同意旁听者在场：患者同意后旁听者才能进入。",
   "join.page_title": "会诊 · 慧诊",
