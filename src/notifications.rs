@@ -42,6 +42,12 @@ pub enum Event {
         referral_id: ReferralId,
         state: &'static str,
     },
+    /// The patient's consent to sharing the documents of a request this account is on was
+    /// recorded (`in_force`) or withdrawn: the receiving side reads them, or no longer does.
+    ReferralConsent {
+        referral_id: ReferralId,
+        in_force: bool,
+    },
     /// Who waits in the waiting room of a consultation whose care team this account is on:
     /// how many, and since when the longest has waited (Unix seconds; null when nobody).
     PatientWaiting {

@@ -250,6 +250,48 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         e,
         json!({"type": "referral_changed", "referral_id": id, "state": accepted["state"]})
     );
+
+    // The doctor records the patient's consent to sharing, then its withdrawal: Dr. Chen hears
+    // each (not as a step: the state is unchanged); repeating one says nothing more.
+    let words = huizhen::domain::consent::ConsentPurpose::ExternalSharing
+        .wording()
+        .version;
+    for (path, body, told) in [
+        (
+            "consent",
+            json!({"purpose": "external_sharing", "wording_version": words}),
+            Some(true),
+        ),
+        (
+            "consent/withdraw",
+            json!({"purpose": "external_sharing"}),
+            Some(false),
+        ),
+        (
+            "consent/withdraw",
+            json!({"purpose": "external_sharing"}),
+            None,
+        ),
+    ] {
+        let (st, r) = s
+            .api(
+                "POST",
+                &format!("/api/v1/referrals/{id}/{path}"),
+                Some(&doc),
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+        if let Some(in_force) = told {
+            let e = b_console.expect("the consent").await;
+            assert_eq!(
+                e,
+                json!({"type": "referral_consent", "referral_id": id, "in_force": in_force})
+            );
+        }
+    }
+    b_console.expect_quiet("a withdrawal repeated").await;
+    doc_console.expect_quiet("the doctor who recorded it").await;
     let (st, cancelled) = s
         .api(
             "POST",

@@ -806,7 +806,9 @@ async fn the_upgrade_withholds_until_consent_is_recorded(s: &TestServer) {
     assert_eq!(reads(s, &cardio, &r, &a).await, served());
     let back = specialist
         .ws
-        .next_event_where("document_shared", T, |m| m["document"]["id"] == copy.as_str())
+        .next_event_where("document_shared", T, |m| {
+            m["document"]["id"] == copy.as_str()
+        })
         .await
         .unwrap();
     assert_eq!(back["document"]["name"], "troponin.pdf");

@@ -85,6 +85,17 @@ pub async fn concerned(state: &AppState, r: &ReferralRow, actor: &UserId) -> Vec
     users
 }
 
+/// Tells the others on a request that the patient's consent to sharing its documents was
+/// recorded or withdrawn (not a step: the request's state is unchanged).
+pub async fn referral_consent(state: &AppState, r: &ReferralRow, actor: &UserId, in_force: bool) {
+    let users = concerned(state, r, actor).await;
+    let event = Event::ReferralConsent {
+        referral_id: r.id.clone(),
+        in_force,
+    };
+    state.notifications.publish(&users, event);
+}
+
 /// Tells those a request concerns what happened to it: `arrived` when it has just reached the
 /// receiving side (created or forwarded), news to that side; its requester and everyone else
 /// on it are told of the step.

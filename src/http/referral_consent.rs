@@ -187,10 +187,11 @@ async fn commit(
         // The room reads again which of its copies the other institution's clinicians see.
         state.rooms.sharing_changed(room).await;
     }
-    // The receiving side's consoles reload the request: a withdrawal withholds its documents
-    // from their next read on.
+    // The receiving side's consoles say so and reload the request: a withdrawal withholds its
+    // documents from their next read on.
     if notify {
-        super::events::referral_step(state, referral, &who.0.id, false).await;
+        let in_force = action == Action::ConsentGiven;
+        super::events::referral_consent(state, referral, &who.0.id, in_force).await;
     }
     Ok(())
 }

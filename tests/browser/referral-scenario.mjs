@@ -167,6 +167,8 @@ export async function referralScenario(ctx) {
       assert.equal(await doc.locator("#referral-documents li.referral-document").count(), 2);
       await snap(doc, "referral-consent-withdrawn-doctor");
       await ctx.assertTextFromCatalogue(doc, "the doctor's request after a withdrawal (zh-CN)");
+      // The specialist's console is told at once, in words that say what changed.
+      await spec.locator("#referral-notice", { hasText: "the patient withdrew their consent to sharing its documents" }).waitFor({ timeout });
       // The specialist, reading the request again: a count, no names, no documents.
       await spec.keyboard.press("Escape");
       await spec.locator("#referral-dialog[open]").waitFor({ state: "hidden", timeout });
@@ -188,6 +190,7 @@ export async function referralScenario(ctx) {
       await again.getByRole("button", { name: "记录患者同意" }).click();
       await doc.locator('#referral-consent-state[data-in-force="true"]').waitFor({ timeout });
       await doc.getByRole("button", { name: "返回列表" }).click();
+      await spec.locator("#referral-notice", { hasText: "the patient's consent to sharing its documents was recorded" }).waitFor({ timeout });
       // The specialist's view shows them again.
       await spec.keyboard.press("Escape");
       await spec.locator("#referral-dialog[open]").waitFor({ state: "hidden", timeout });

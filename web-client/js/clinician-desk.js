@@ -91,6 +91,9 @@ export function startDesk(opts) {
           // A step may have opened, moved or ended a room.
           reloadRooms();
           break;
+        case "referral_consent":
+          referrals.consentChanged(event.referral_id, event.in_force);
+          break;
         case "patient_waiting":
           waiting.set(event.room_id, { n: event.waiting, since: event.waiting_since });
           day.setWaiting(event.room_id, { n: event.waiting, since: event.waiting_since });

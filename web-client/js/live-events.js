@@ -9,6 +9,7 @@
 /**
  * @typedef {{type: "referral_received", referral_id: string, urgency: string} |
  *   {type: "referral_changed", referral_id: string, state: string} |
+ *   {type: "referral_consent", referral_id: string, in_force: boolean} |
  *   {type: "patient_waiting", room_id: string, waiting: number, waiting_since: number | null} |
  *   {type: "drafts_changed", room_id: string} |
  *   {type: "consultation_rescheduled", room_id: string} |

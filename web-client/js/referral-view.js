@@ -382,6 +382,23 @@ export class ReferralView {
     void this.refresh();
   }
 
+  /**
+   * A live `referral_consent`: the requester recorded the patient's consent to sharing the
+   * request's documents, or its withdrawal (the request's state is unchanged).
+   * @param {string} id
+   * @param {boolean} inForce
+   */
+  consentChanged(id, inForce) {
+    const known = BOXES.flatMap((b) => this.lists[b]).find((r) => r.id === id);
+    const what = known ? known.reason.split("\n")[0] : "";
+    const key = inForce
+      ? what ? "referral.consent_given_named" : "referral.consent_given"
+      : what ? "referral.consent_withdrawn_named" : "referral.consent_withdrawn";
+    tr(this.notice, key, { what });
+    delete this.notice.dataset.urgency;
+    void this.refresh();
+  }
+
   renderList() {
     const items = [...this.lists[this.box]];
     // Open ones first, then emergency, urgent, routine (the server's order; kept if it changes).
