@@ -5,8 +5,10 @@
 //! the request's view. The rules are `crate::referrals::consent`'s; this file commits each
 //! change with its audit entry (`consent.given` / `consent.withdrawn`, the referral as object,
 //! the attesting clinician as actor) before it answers, so what is in force is always on the
-//! record, audits every refusal, and tells the consoles of those on the request. It also shows
-//! the words to a console that is about to send a request (`GET /referrals/consent-wording`).
+//! record, audits every refusal, and tells the consoles of those on the request. A consent
+//! attested with a new request is recorded in the transaction that makes the request
+//! (`NewRequest::sharing_consent`), its entry queued with the request's own. It also shows the
+//! words to a console that is about to send a request (`GET /referrals/consent-wording`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -131,14 +133,36 @@ async fn refuse(
     e.into()
 }
 
-/// Commits what was decided with its audit entry (waiting until both are on the record) and,
-/// with `notify`, tells the others on the request; nothing when nothing changed.
-async fn commit(
-    state: &AppState,
+/// The audit entry of a consent `who` attests (`wording_version`: given) or records as
+/// withdrawn on `referral`.
+fn consent_event(
     who: &Clinician,
-    decided: &Decided,
-    notify: bool,
-) -> Result<(), ApiError> {
+    action: Action,
+    referral: &crate::storage::ReferralRow,
+    purpose: ConsentPurpose,
+    wording_version: Option<&str>,
+) -> AuditEvent {
+    let mut detail = json!({
+        "purpose": purpose.as_str(),
+        // Given by the patient to the requesting clinician, who attests it on the request.
+        "attested": true,
+        "on": "referral",
+    });
+    if let Some(v) = wording_version {
+        detail["wording_version"] = json!(v);
+    }
+    let event = AuditEvent::new(who.actor(), action)
+        .object("referral", &referral.id)
+        .detail(detail);
+    match &referral.room_id {
+        Some(room) => event.room(room),
+        None => event,
+    }
+}
+
+/// Commits what was decided with its audit entry (waiting until both are on the record) and
+/// tells the others on the request; nothing when nothing changed.
+async fn commit(state: &AppState, who: &Clinician, decided: &Decided) -> Result<(), ApiError> {
     let Some(change) = &decided.change else {
         return Ok(());
     };
@@ -154,21 +178,7 @@ async fn commit(
         _ => return Err(ApiError::Internal("not a consent change".into())),
     };
     let referral = &decided.referral;
-    let mut detail = json!({
-        "purpose": purpose.as_str(),
-        // Given by the patient to the requesting clinician, who attests it on the request.
-        "attested": true,
-        "on": "referral",
-    });
-    if let Some(v) = version {
-        detail["wording_version"] = json!(v);
-    }
-    let mut event = AuditEvent::new(who.actor(), action)
-        .object("referral", &referral.id)
-        .detail(detail);
-    if let Some(room) = &referral.room_id {
-        event = event.room(room);
-    }
+    let event = consent_event(who, action, referral, purpose, version);
     // Two requests that decided the same change at once both queue it; the row is changed
     // once, and only that change is on the record.
     let written = state
@@ -189,10 +199,8 @@ async fn commit(
     }
     // The receiving side's consoles say so and reload the request: a withdrawal withholds its
     // documents from their next read on.
-    if notify {
-        let in_force = action == Action::ConsentGiven;
-        super::events::referral_consent(state, referral, &who.0.id, in_force).await;
-    }
+    let in_force = action == Action::ConsentGiven;
+    super::events::referral_consent(state, referral, &who.0.id, in_force).await;
     Ok(())
 }
 
@@ -285,22 +293,23 @@ async fn answer(
         Ok(d) => d,
         Err(e) => return Err(refuse(state, who, attempted, id, e).await),
     };
-    commit(state, who, &decided, true).await?;
+    commit(state, who, &decided).await?;
     super::referrals::view_for(state, who, decided.referral).await
 }
 
 /// Checks a new request's attestation before the request is made (so that stale words refuse
-/// the whole request, not half of it); refused as an attestation would be.
+/// the whole request, not half of it), refused as an attestation would be; the words' version,
+/// which the request is made with (`NewRequest::sharing_consent`).
 pub async fn check_attestation(
     state: &AppState,
     who: &Clinician,
     attest: &AttestBody,
-) -> Result<(), ApiError> {
+) -> Result<&'static str, ApiError> {
     match crate::referrals::consent::current_wording(
         ConsentPurpose::ExternalSharing,
         &attest.wording_version,
     ) {
-        Ok(_) => Ok(()),
+        Ok(version) => Ok(version),
         Err(e) => {
             let event = AuditEvent::new(who.actor(), Action::ConsentGiven)
                 .detail(json!({"purpose": "external_sharing", "on": "referral"}));
@@ -313,22 +322,20 @@ pub async fn check_attestation(
     }
 }
 
-/// Records the attestation a new request carried, once the request exists.
-pub async fn attest_new(
+/// The audit entry of the attestation a new request carried, recorded with the request: queued
+/// as the request's own entry is (`referral.created`), its row already committed with it.
+pub async fn attested_new(
     state: &AppState,
     who: &Clinician,
-    id: &ReferralId,
-    attest: &AttestBody,
-) -> Result<(), ApiError> {
-    let decided = service(state)
-        .give(
-            id,
-            &who.0,
-            ConsentPurpose::ExternalSharing,
-            &attest.wording_version,
-            now_unix(),
-        )
-        .await?;
-    // The new request's own notice tells the receiving side.
-    commit(state, who, &decided, false).await
+    referral: &crate::storage::ReferralRow,
+    wording_version: &str,
+) {
+    let event = consent_event(
+        who,
+        Action::ConsentGiven,
+        referral,
+        ConsentPurpose::ExternalSharing,
+        Some(wording_version),
+    );
+    state.audit.record_or_log(event).await;
 }

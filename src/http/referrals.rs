@@ -505,9 +505,12 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let attempted = AuditEvent::new(who.actor(), Action::ReferralCreated)
         .detail(json!({"department": b.target_department_id}));
-    if let Some(attest) = &b.external_sharing_consent {
-        super::referral_consent::check_attestation(&state, &who, attest).await?;
-    }
+    let sharing_consent = match &b.external_sharing_consent {
+        Some(attest) => {
+            Some(super::referral_consent::check_attestation(&state, &who, attest).await?)
+        }
+        None => None,
+    };
     let new = NewRequest {
         department: b.target_department_id,
         specialist: b.target_specialist_id,
@@ -516,6 +519,7 @@ pub async fn create(
         question: b.question,
         urgency: b.urgency,
         proposed: b.proposed_times.into_iter().map(Time::from).collect(),
+        sharing_consent,
     };
     let svc = service(&state);
     let row = match svc.create(&who.0, new, now_unix()).await {
@@ -536,8 +540,8 @@ pub async fn create(
         )
         .await;
     tracing::info!(referral = %row.id, user = %who.0.id, "consultation request created");
-    if let Some(attest) = &b.external_sharing_consent {
-        super::referral_consent::attest_new(&state, &who, &row.id, attest).await?;
+    if let Some(version) = sharing_consent {
+        super::referral_consent::attested_new(&state, &who, &row, version).await;
     }
     state.webhooks.wake();
     super::events::referral_step(&state, &row, &who.0.id, true).await;

@@ -25,13 +25,14 @@ pub mod documents;
 
 use serde_json::json;
 
-use crate::domain::ids::{DepartmentId, InstitutionId, ReferralId, RoomId, UserId};
+use crate::domain::consent::ConsentPurpose;
+use crate::domain::ids::{ConsentId, DepartmentId, InstitutionId, ReferralId, RoomId, UserId};
 use crate::domain::referral::{
     Action, NewReferral, ReferralError, ReferralState, Side, Slot, Target, Urgency, apply,
 };
 use crate::domain::webhook::{EventKind, OutboxEvent};
 use crate::storage::{
-    Db, NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep,
+    Change, Db, NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep,
     StorageError, User,
 };
 
@@ -123,6 +124,11 @@ pub struct NewRequest {
     pub question: String,
     pub urgency: Urgency,
     pub proposed: Vec<Time>,
+    /// The requester attests, with the request, that the patient agreed to sharing its
+    /// documents in these words (their version, checked current by `consent::current_wording`):
+    /// the consent is recorded in the transaction that makes the request, so a request is never
+    /// made without the consent it was sent with.
+    pub sharing_consent: Option<&'static str>,
 }
 
 /// A step as a clinician asks for it; [`Referrals::act`] turns it into the domain's
@@ -374,8 +380,24 @@ impl Referrals {
             at: now,
         }
         .event();
+        let consent = new
+            .sharing_consent
+            .map(|wording_version| Change::ReferralConsentGiven {
+                referral: row.id.clone(),
+                id: ConsentId::generate(),
+                purpose: ConsentPurpose::ExternalSharing,
+                wording_version,
+                by: who.id.clone(),
+                at: now,
+            });
         self.db
-            .insert_referral(&row, checked.proposed(), &event, outbox.as_ref())
+            .insert_referral(
+                &row,
+                checked.proposed(),
+                &event,
+                outbox.as_ref(),
+                consent.as_ref(),
+            )
             .await?;
         Ok(row)
     }
@@ -696,6 +718,7 @@ mod tests {
                 start: now_unix() + 24 * HOUR,
                 minutes: 30,
             }],
+            sharing_consent: None,
         }
     }
 

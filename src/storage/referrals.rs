@@ -275,13 +275,15 @@ async fn set_room_slot(
 impl Db {
     /// Stores a new request (its state `requested`, version 1), the times proposed with it
     /// and its first event, in one transaction.
-    /// The webhook event `outbox` is queued in the same transaction.
+    /// The webhook event `outbox` is queued in the same transaction, and so is the patient's
+    /// consent the request was sent with (`consent`: a `Change::ReferralConsentGiven`).
     pub async fn insert_referral(
         &self,
         row: &ReferralRow,
         proposed: &[Slot],
         event: &NewReferralEvent<'_>,
         outbox: Option<&OutboxEvent>,
+        consent: Option<&super::Change>,
     ) -> Result<(), StorageError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -339,6 +341,9 @@ impl Db {
         .await?;
         if let Some(e) = outbox {
             super::webhooks::enqueue(&mut tx, e, crate::domain::clock::now_unix_ms()).await?;
+        }
+        if let Some(consent) = consent {
+            consent.apply(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
