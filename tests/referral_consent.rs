@@ -465,6 +465,8 @@ async fn consent_on_requests(s: &TestServer) {
         .member_with(&s.enter(&room, Some(&cardio)).await, "Prof. Zhao")
         .await;
     assert_eq!(listed(&specialist.joined), Vec::<String>::new());
+    assert_eq!(specialist.joined["documents_withheld"], json!([copy]));
+    assert_eq!(doctor.joined["documents_withheld"], json!([]));
     for msg in [
         json!({"type": "follow", "document_id": copy, "page": 1, "zoom": 1.0,
                "center": [0.5, 0.5], "pointer": null}),
@@ -484,9 +486,13 @@ async fn consent_on_requests(s: &TestServer) {
         .next_event_where("chat", T, |m| m["message"]["text"] == "ECG attached")
         .await
         .unwrap();
+    // (Only the `joined` counted it, by its id.)
     let heard = specialist.ws.history();
     assert!(
-        !heard.iter().any(|m| m.to_string().contains(copy.as_str())),
+        !heard
+            .iter()
+            .filter(|m| m["type"] != "joined")
+            .any(|m| m.to_string().contains(copy.as_str())),
         "{heard:#?}"
     );
     assert!(
@@ -786,6 +792,7 @@ async fn the_upgrade_withholds_until_consent_is_recorded(s: &TestServer) {
         .member_with(&s.enter(&room, Some(&cardio)).await, "Prof. Zhao")
         .await;
     assert_eq!(listed(&specialist.joined), Vec::<String>::new());
+    assert_eq!(specialist.joined["documents_withheld"], json!([copy]));
     let content = format!("/api/v1/rooms/{room}/documents/{copy}/content");
     let resp = s.raw("GET", &content, &specialist.access, None).await;
     assert_eq!(resp.status().as_u16(), 403);

@@ -54,6 +54,10 @@ pub struct Welcome {
     pub limits: Limits,
     /// Documents shared so far that this participant may see, oldest first.
     pub documents: Vec<DocumentRecord>,
+    /// The ids of those their role may see but that are withheld from them now (copies of a
+    /// request's attachments without the patient's consent to sharing with their institution):
+    /// named nowhere, only counted.
+    pub withheld: Vec<DocumentId>,
     /// The latest chat messages, oldest first.
     pub chat: Vec<ChatRecord>,
     /// The presenter's position, when someone presents a document this participant may see.

@@ -2042,6 +2042,12 @@ impl Room {
                 .filter(|d| self.may_see(me, d))
                 .cloned()
                 .collect(),
+            withheld: self
+                .documents
+                .iter()
+                .filter(|d| me.role.may_view(d.visibility) && !self.may_see(me, d))
+                .map(|d| d.id.clone())
+                .collect(),
             chat: self.chat.iter().cloned().collect(),
             presenting: self.follow.clone().filter(|_| {
                 self.presented_document()

@@ -527,6 +527,8 @@ pub struct Welcome {
     pub limits: Limits,
     /// Documents shared so far that this participant may see, oldest first.
     pub documents: Vec<DocumentView>,
+    /// The ids of documents withheld from this participant now (`rooms::Welcome::withheld`).
+    pub documents_withheld: Vec<DocumentId>,
     /// The latest chat messages, oldest first.
     pub chat: Vec<ChatView>,
     /// The presenter's current position, when someone presents a document this participant
@@ -632,6 +634,7 @@ impl Welcome {
                 max_participants: w.limits.max_participants,
             },
             documents: wire::all(&w.documents),
+            documents_withheld: w.withheld.clone(),
             chat: wire::all(&w.chat),
             follow: w.presenting.as_ref().map(Into::into),
             waiting_room: w.queue.as_ref().map(Into::into),

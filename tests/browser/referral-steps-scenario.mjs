@@ -327,6 +327,9 @@ export async function referralStepsScenario(h) {
       // The specialist's room: gone from the list, said why, named nowhere in the page.
       await item.waitFor({ state: "detached", timeout });
       await room.locator("#notice", { hasText: "no longer agrees to sharing it with your hospital" }).waitFor({ timeout });
+      const counted = room.locator("#documents-panel li.doc-withheld");
+      await counted.waitFor({ timeout });
+      assert.match((await counted.textContent()) ?? "", /withheld from you: 1\. The patient has not agreed/);
       await h.snap(room, "referral-consent-withdrawn-room");
       await h.assertTextFromCatalogue(room, "the specialist's room after the patient withdrew consent (en)");
       assert.equal(((await room.locator("body").textContent()) ?? "").includes(name), false, "the document is named nowhere");
@@ -338,6 +341,7 @@ export async function referralStepsScenario(h) {
       await again.getByRole("button", { name: "记录患者同意" }).click();
       await doc.locator('#referral-consent-state[data-in-force="true"]').waitFor({ timeout });
       await item.waitFor({ timeout });
+      await counted.waitFor({ state: "detached", timeout });
       await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
     });
   } finally {

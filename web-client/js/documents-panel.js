@@ -12,6 +12,12 @@ import { tr } from "./i18n.js";
 export class DocumentsPanel {
   /** @type {Map<string, DocumentInfo>} */
   docs = new Map();
+  /**
+   * Ids of documents withheld from this participant (a consultation request's, without the
+   * patient's consent to sharing with their hospital): counted in the list, never named.
+   * @type {Set<string>}
+   */
+  withheld = new Set();
 
   /**
    * @param {HTMLElement} root the #documents-panel element
@@ -43,25 +49,32 @@ export class DocumentsPanel {
     });
   }
 
-  /** @param {DocumentInfo[]} docs */
-  reset(docs) {
+  /**
+   * @param {DocumentInfo[]} docs
+   * @param {string[]} [withheld]
+   */
+  reset(docs, withheld = []) {
     this.docs = new Map(docs.map((d) => [d.id, d]));
+    this.withheld = new Set(withheld);
     this.render();
   }
 
-  /** @param {DocumentInfo} doc */
+  /** @param {DocumentInfo} doc shared, or released again */
   add(doc) {
     this.docs.set(doc.id, doc);
+    this.withheld.delete(doc.id);
     this.render();
   }
 
   /**
-   * Drops a document from the list; whether it was listed.
+   * A document is withheld from this participant now: out of the list, counted; whether it
+   * was listed.
    * @param {string} id
    */
-  remove(id) {
+  withhold(id) {
     const had = this.docs.delete(id);
-    if (had) this.render();
+    this.withheld.add(id);
+    this.render();
     return had;
   }
 
@@ -86,7 +99,11 @@ export class DocumentsPanel {
         return li;
       }),
     );
-    if (items.length === 0) this.ui.list.append(el("li", { className: "empty", i18n: "documents.empty" }));
+    if (this.withheld.size > 0) {
+      this.ui.list.append(el("li", { className: "empty doc-withheld", i18n: "documents.withheld", params: { n: this.withheld.size } }));
+    } else if (items.length === 0) {
+      this.ui.list.append(el("li", { className: "empty", i18n: "documents.empty" }));
+    }
   }
 
   async upload() {

@@ -718,7 +718,7 @@ class JoinApp {
       case "document_withheld": {
         // Its name is not repeated: the patient withdrew what it may say about them.
         const c = this.consult;
-        if (!c || !c.docs.remove(msg.document_id)) break;
+        if (!c || !c.docs.withhold(msg.document_id)) break;
         if (c.viewer.doc?.id === msg.document_id) c.viewer.close();
         this.notice("join.notice.document_withheld");
         break;
@@ -777,7 +777,7 @@ class JoinApp {
     }
     const c = this.consult;
     c.api.token = msg.access_token;
-    c.docs.reset(msg.documents);
+    c.docs.reset(msg.documents, msg.documents_withheld);
     c.chat.reset(msg.chat);
     void c.records.load();
     c.records.refreshPatients();

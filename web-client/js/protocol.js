@@ -158,6 +158,9 @@ export const PROTOCOL_VERSION = 1;
  * @property {Limits} limits
  * @property {string} access_token bearer token for this participant's HTTP calls in the room
  * @property {DocumentInfo[]} documents
+ * @property {string[]} [documents_withheld] ids of documents withheld from you now (copies of a
+ *   consultation request's attachments whose patient has not agreed to sharing them with your
+ *   hospital): counted, never named
  * @property {ChatInfo[]} chat
  * @property {(FollowState & {presenter: string}) | null} follow
  * @property {QueueInfo} [waiting_room] the waiting room, for clinicians (who admit); absent for

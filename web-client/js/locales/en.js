@@ -49,6 +49,7 @@ export default {
   "documents.consent_required": "Not shared: the patient has not agreed to sharing documents with the care team's other institutions.",
   "documents.consent_required_patient": "Not shared: you have not agreed to sharing documents with the care team's other institutions. You can agree under “Consent”.",
   "documents.empty": "No documents shared yet.",
+  "documents.withheld": "Documents of the consultation request withheld from you: {n}. The patient has not agreed to sharing them with your hospital.",
   "documents.meta": "{kind} · {size} · {role}",
   "documents.not_shared": "Not shared: {reason}",
   "documents.share": "Share",

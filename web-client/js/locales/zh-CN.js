@@ -50,6 +50,7 @@ const zhCN = {
   "documents.consent_required": "未共享：患者尚未同意与医疗团队中其他机构共享文档。",
   "documents.consent_required_patient": "未共享：您尚未同意与医疗团队中其他机构共享文档。您可以在“知情同意”中同意。",
   "documents.empty": "还没有共享的文档。",
+  "documents.withheld": "会诊申请中有 {n} 份资料未向您显示：患者尚未同意与贵院共享。",
   "documents.meta": "{kind} · {size} · {role}",
   "documents.not_shared": "未共享：{reason}",
   "documents.share": "共享",
