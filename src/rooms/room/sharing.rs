@@ -41,7 +41,49 @@ pub(super) struct Sharing {
     failed: bool,
 }
 
+/// What a read that returned comes to.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Returned {
+    /// Applied: the set it replaced.
+    Applied(HashSet<DocumentId>),
+    /// A change came while it ran: dropped, and another read is due.
+    Stale,
+    /// It failed: the set stays as it was, and another read is due at the next tick.
+    Failed(String),
+}
+
 impl Sharing {
+    /// Something the set depends on changed: `true` when a read is to start now. With one
+    /// under way, that one's answer is stale, and another starts when it returns.
+    fn must_read(&mut self) -> bool {
+        if self.reading.is_some() {
+            self.stale = true;
+            return false;
+        }
+        self.stale = false;
+        self.failed = false;
+        true
+    }
+
+    /// What the read that returned comes to.
+    fn returned(&mut self, read: Read) -> Returned {
+        if std::mem::take(&mut self.stale) {
+            return Returned::Stale;
+        }
+        match read {
+            Ok(withheld) => Returned::Applied(std::mem::replace(&mut self.withheld, withheld)),
+            Err(e) => {
+                self.failed = true;
+                Returned::Failed(e)
+            }
+        }
+    }
+
+    /// A read failed and none is under way: time to try again.
+    fn retry_due(&self) -> bool {
+        self.failed && self.reading.is_none()
+    }
+
     /// The answer of the read under way (for ever when there is none). Cancel-safe: the read
     /// stays under way until it is taken.
     pub(super) async fn next_read(&mut self) -> Read {
@@ -66,12 +108,9 @@ impl Room {
     /// Reads the withheld copies again, off the room's task: what the room's own consents
     /// queued is committed first, so the read sees them.
     pub(super) fn reread_sharing(&mut self) {
-        if self.sharing.reading.is_some() {
-            self.sharing.stale = true;
+        if !self.sharing.must_read() {
             return;
         }
-        self.sharing.stale = false;
-        self.sharing.failed = false;
         let (db, audit, room) = (
             self.db.clone(),
             self.services.audit.clone(),
@@ -90,20 +129,18 @@ impl Room {
     /// A read of the withheld copies returned: applied, unless a change came meanwhile (then
     /// the next read starts). Those the change concerns are told.
     pub(super) fn sharing_read(&mut self, read: Read) {
-        if self.sharing.stale {
-            self.reread_sharing();
-            return;
-        }
-        let withheld = match read {
-            Ok(withheld) => withheld,
-            Err(e) => {
+        let before = match self.sharing.returned(read) {
+            Returned::Applied(before) => before,
+            Returned::Stale => {
+                self.reread_sharing();
+                return;
+            }
+            Returned::Failed(e) => {
                 // What was withheld stays withheld; the HTTP reads decide on their own reads.
                 tracing::error!(room = %self.id(), error = %e, "could not read which documents are withheld");
-                self.sharing.failed = true;
                 return;
             }
         };
-        let before = std::mem::replace(&mut self.sharing.withheld, withheld);
         let outside = |p: &Participant, doc: &DocumentRecord| {
             !p.of_institution && p.role.may_view(doc.visibility)
         };
@@ -126,7 +163,7 @@ impl Room {
 
     /// At each tick: a read that failed is tried again.
     pub(super) fn retry_sharing(&mut self) {
-        if self.sharing.failed && self.sharing.reading.is_none() {
+        if self.sharing.retry_due() {
             self.reread_sharing();
         }
     }
@@ -145,5 +182,74 @@ impl Room {
         self.documents.push(document);
         let doc = self.documents.last().expect("just pushed");
         self.broadcast_where(|p| self.may_see(p, doc), msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[&DocumentId]) -> HashSet<DocumentId> {
+        ids.iter().map(|id| (*id).clone()).collect()
+    }
+
+    /// Starts a read that answers `read`, as the room does when `must_read` says so.
+    fn start(s: &mut Sharing, read: Read) {
+        s.reading = Some(tokio::spawn(async move { read }));
+    }
+
+    #[tokio::test]
+    async fn only_a_read_begun_after_the_last_change_is_applied() {
+        let (a, b) = (DocumentId::generate(), DocumentId::generate());
+        let mut s = Sharing::default();
+        assert!(s.must_read());
+        start(&mut s, Ok(set(&[&a])));
+        // A change while it runs: its answer may predate the change.
+        assert!(!s.must_read(), "one read at a time");
+        let read = s.next_read().await;
+        assert_eq!(s.returned(read), Returned::Stale);
+        assert!(s.withheld.is_empty(), "a stale answer is not applied");
+        // The next read, begun after the change, is.
+        assert!(s.must_read());
+        start(&mut s, Ok(set(&[&b])));
+        let read = s.next_read().await;
+        assert_eq!(s.returned(read), Returned::Applied(HashSet::new()));
+        assert_eq!(s.withheld, set(&[&b]));
+        assert!(!s.retry_due());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_keeps_what_was_withheld_and_is_tried_again() {
+        let a = DocumentId::generate();
+        let mut s = Sharing {
+            withheld: set(&[&a]),
+            ..Sharing::default()
+        };
+        assert!(s.must_read());
+        start(&mut s, Err("database unavailable".into()));
+        assert!(!s.retry_due(), "not while it runs");
+        let read = s.next_read().await;
+        assert_eq!(
+            s.returned(read),
+            Returned::Failed("database unavailable".into())
+        );
+        assert_eq!(s.withheld, set(&[&a]));
+        assert!(s.retry_due());
+        assert!(s.must_read());
+        assert!(!s.retry_due(), "a read starts: no longer due");
+        start(&mut s, Ok(HashSet::new()));
+        let read = s.next_read().await;
+        assert_eq!(s.returned(read), Returned::Applied(set(&[&a])));
+        assert!(s.withheld.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_read_that_panicked_counts_as_failed() {
+        let mut s = Sharing::default();
+        assert!(s.must_read());
+        s.reading = Some(tokio::spawn(async { panic!("read panicked") }));
+        let read = s.next_read().await;
+        assert!(matches!(s.returned(read), Returned::Failed(_)));
+        assert!(s.retry_due());
     }
 }
