@@ -94,6 +94,26 @@ async fn withdraw(s: &TestServer, token: &str, r: &str) -> (u16, Value) {
     .await
 }
 
+/// The receiving specialist accepts `r` for a time soon (the patient's invitation is valid
+/// from a while before it): its room, and the room document its one attachment became.
+async fn schedule_soon(s: &TestServer, specialist: &str, r: &str) -> (String, String) {
+    let (st, scheduled) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{r}/accept"),
+            Some(specialist),
+            Some(json!({"start": now() + 60, "minutes": 30})),
+        )
+        .await;
+    assert_eq!(st, 200, "{scheduled}");
+    let room = scheduled["room_id"].as_str().unwrap().to_owned();
+    let copy = scheduled["documents"][0]["room_document_id"]
+        .as_str()
+        .expect("copied into the room")
+        .to_owned();
+    (room, copy)
+}
+
 /// The ids of the documents a `joined` lists.
 fn listed(joined: &Value) -> Vec<String> {
     joined["documents"]
@@ -405,21 +425,7 @@ async fn consent_on_requests(s: &TestServer) {
 
     // Its room opens with the document; the county's specialist reads it there only while the
     // consent is in force; the doctor (the room's own institution) always does.
-    let (st, scheduled) = s
-        .api(
-            "POST",
-            &format!("/api/v1/referrals/{r2}/accept"),
-            Some(&cardio),
-            // Soon: the patient's invitation is valid from a while before the time.
-            Some(json!({"start": now() + 60, "minutes": 30})),
-        )
-        .await;
-    assert_eq!(st, 200, "{scheduled}");
-    let room = scheduled["room_id"].as_str().unwrap().to_owned();
-    let copy = scheduled["documents"][0]["room_document_id"]
-        .as_str()
-        .expect("copied into the room")
-        .to_owned();
+    let (room, copy) = schedule_soon(s, &cardio, &r2).await;
     let specialist = s
         .member_with(&s.enter(&room, Some(&cardio)).await, "Prof. Zhao")
         .await;
@@ -747,20 +753,7 @@ async fn the_upgrade_withholds_until_consent_is_recorded(s: &TestServer) {
     let (st, a) = attach(s, &doc, &r, "troponin.pdf").await;
     assert_eq!(st, 201, "{a}");
     let a = a["document"]["id"].as_str().unwrap().to_owned();
-    let (st, scheduled) = s
-        .api(
-            "POST",
-            &format!("/api/v1/referrals/{r}/accept"),
-            Some(&cardio),
-            Some(json!({"start": now() + 60, "minutes": 30})),
-        )
-        .await;
-    assert_eq!(st, 200, "{scheduled}");
-    let room = scheduled["room_id"].as_str().unwrap().to_owned();
-    let copy = scheduled["documents"][0]["room_document_id"]
-        .as_str()
-        .expect("copied into the room")
-        .to_owned();
+    let (room, copy) = schedule_soon(s, &cardio, &r).await;
 
     // The previous release's database, brought up to date.
     sqlx::any::install_default_drivers();

@@ -192,7 +192,7 @@ async fn commit(state: &AppState, who: &Clinician, decided: &Decided) -> Result<
     tracing::info!(referral = %referral.id, user = %who.0.id, action = action.as_str(), "consent on a consultation request");
     if let Some(room) = &referral.room_id {
         if action == Action::ConsentGiven {
-            copy_kept_out(state, who, referral, room).await;
+            copy_kept_out(state, who, referral).await;
         }
         // The room reads again which of its copies the other institution's clinicians see.
         state.rooms.sharing_changed(room).await;
@@ -208,12 +208,7 @@ async fn commit(state: &AppState, who: &Clinician, decided: &Decided) -> Result<
 /// room while it was not are copied in now, each audited as a share by the attesting clinician
 /// and told to the live room. The consent stands if this fails (they stay on the request,
 /// which both sides read again).
-async fn copy_kept_out(
-    state: &AppState,
-    who: &Clinician,
-    referral: &crate::storage::ReferralRow,
-    room: &crate::domain::ids::RoomId,
-) {
+async fn copy_kept_out(state: &AppState, who: &Clinician, referral: &crate::storage::ReferralRow) {
     let copied = match super::referral_documents::service(state)
         .copy_kept_out(&referral.id)
         .await
@@ -225,20 +220,8 @@ async fn copy_kept_out(
         }
     };
     for (attachment, doc) in copied {
-        let event = AuditEvent::new(who.actor(), Action::DocumentShared)
-            .room(room)
-            .object("document", &doc.id)
-            .sha256(&doc.sha256)
-            .detail(json!({
-                "kind": doc.kind,
-                "size": doc.size,
-                "visibility": doc.visibility,
-                "referral": referral.id,
-                "attachment": attachment.id,
-                "consent_given_again": true,
-            }));
-        state.audit.record_or_log(event).await;
-        state.rooms.request_document_shared(doc).await;
+        let extra = json!({"attachment": attachment.id, "consent_given_again": true});
+        super::referral_documents::copy_shared(state, who, doc, &referral.id, extra).await;
     }
 }
 

@@ -118,6 +118,33 @@ async fn refuse(
     e.into()
 }
 
+/// A request's attachment became a document of its live room: audited as a share by `who`
+/// (the detail's `extra` added to what every share records), and the room told.
+pub(super) async fn copy_shared(
+    state: &AppState,
+    who: &Clinician,
+    doc: crate::storage::DocumentRecord,
+    referral: &ReferralId,
+    extra: Value,
+) {
+    let mut detail = json!({
+        "kind": doc.kind,
+        "size": doc.size,
+        "visibility": doc.visibility,
+        "referral": referral,
+    });
+    if let (Some(detail), Value::Object(extra)) = (detail.as_object_mut(), extra) {
+        detail.extend(extra);
+    }
+    let event = AuditEvent::new(who.actor(), Action::DocumentShared)
+        .room(&doc.room_id)
+        .object("document", &doc.id)
+        .sha256(&doc.sha256)
+        .detail(detail);
+    state.audit.record_or_log(event).await;
+    state.rooms.request_document_shared(doc).await;
+}
+
 /// Audits an attachment (and the room document it became), tells the live room, answers.
 async fn attached(
     state: &AppState,
@@ -144,22 +171,7 @@ async fn attached(
     }
     state.audit.record_or_log(event).await;
     if let Some(doc) = &a.room_document {
-        state
-            .audit
-            .record_or_log(
-                AuditEvent::new(who.actor(), Action::DocumentShared)
-                    .room(&doc.room_id)
-                    .object("document", &doc.id)
-                    .sha256(&doc.sha256)
-                    .detail(json!({
-                        "kind": doc.kind,
-                        "size": doc.size,
-                        "visibility": doc.visibility,
-                        "referral": a.referral.id,
-                    })),
-            )
-            .await;
-        state.rooms.request_document_shared(doc.clone()).await;
+        copy_shared(state, who, doc.clone(), &a.referral.id, json!({})).await;
     }
     tracing::info!(referral = %a.referral.id, attachment = %att.id, kind = att.kind.as_str(), "document attached to a consultation request");
     Ok((
