@@ -559,8 +559,31 @@ async fn consent_on_requests(s: &TestServer) {
         seen = in_room(specialist.access.clone()).await;
     }
     assert_eq!(seen, read);
+    // The patient withdraws it there: withheld again at once; the doctor then records the
+    // request's consent again: released again.
+    patient
+        .send_json(&json!({"type": "consent", "purpose": "external_sharing", "given": false}))
+        .await
+        .unwrap();
+    let dropped = specialist
+        .ws
+        .next_event("document_withheld", T)
+        .await
+        .unwrap();
+    assert_eq!(dropped["document_id"], copy.as_str());
+    assert_eq!(
+        in_room(specialist.access.clone()).await,
+        (0, 403, "consent_required".to_owned())
+    );
     let (st, _) = give(s, &doc, &r2, "external_sharing", WORDS).await;
     assert_eq!(st, 200);
+    specialist
+        .ws
+        .next_event_where("document_shared", T, |m| {
+            m["document"]["id"] == copy.as_str()
+        })
+        .await
+        .unwrap();
     assert_eq!(in_room(specialist.access.clone()).await, read);
     // With stale words the request itself is refused, not made without the consent.
     let stale = request(s, &doc, &cardiology, Some("2025-01-01")).await;
