@@ -209,6 +209,8 @@ missing=()
 [[ -x "$FIREFOX" ]] || missing+=(firefox-esr)
 # The TURN scenario's relay (tests/browser/turn-scenario.mjs).
 [[ -x /usr/bin/turnserver ]] || missing+=(coturn)
+# Its run with a trusted certificate authority puts the authority into a Chromium's NSS store.
+command -v certutil >/dev/null || missing+=(libnss3-tools)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} (apt)…" >&2
   as_root apt-get update -q >&2 || summary_fail "apt-get update failed"

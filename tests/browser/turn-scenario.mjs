@@ -2,7 +2,9 @@
 // calls it near the end; HUIZHEN_BROWSER_ONLY=turn runs it alone).
 //
 // A real coturn (Debian's /usr/bin/turnserver) with UDP, TCP and TLS listeners, TLS on 443 with
-// a throw-away self-signed certificate made here by openssl, and a second huizhen server, made
+// a throw-away certificate made here by openssl and signed by a throw-away certificate
+// authority (the scenario's own server serves HTTPS with the same one), and a second huizhen
+// server, made
 // for this scenario alone (the shared one keeps no TURN, so that no other scenario changes),
 // whose `[turn]` lists the three URLs. In each of three runs a doctor and a patient meet in a
 // consultation while the patient's page may use nothing but a relay on one of those URLs
@@ -20,15 +22,17 @@
 // the one name that resolves here without touching the machine's resolver; coturn listens on
 // 127.0.0.1 as well for it, and its certificate names `localhost`.
 //
-// The certificate is self-signed, and both browsers accept it only because the whole run
-// already accepts the server's self-signed development certificate (Chromium's
-// --ignore-certificate-errors, Firefox's WebDriver session with acceptInsecureCerts): both check
-// a TURN server's certificate like an HTTPS server's. Measured here, gathering relay-only
-// candidates for this URL and certificate: Chromium without --ignore-certificate-errors reports
-// icecandidateerror 701 "Failed to establish connection" and gathers nothing; Firefox ESR 153
-// without acceptInsecureCerts runs its certificate check, the TLS connection fails, and coturn
-// never sees an ALLOCATE. A real deployment needs a certificate the browsers trust for the name
-// in the URL; this scenario does not show that such a one works.
+// In those runs both browsers accept the certificate only because the whole run already ignores
+// certificate errors (Chromium's --ignore-certificate-errors, Firefox's WebDriver session with
+// acceptInsecureCerts): both check a TURN server's certificate like an HTTPS server's. Measured
+// here, gathering relay-only candidates for this URL and an untrusted certificate: Chromium
+// without --ignore-certificate-errors reports icecandidateerror 701 "Failed to establish
+// connection" and gathers nothing; Firefox ESR 153 without acceptInsecureCerts runs its
+// certificate check, the TLS connection fails, and coturn never sees an ALLOCATE. So a fourth
+// run shows what a real deployment has: a Chromium started without ignoring certificate errors,
+// whose NSS store (its own $HOME/.pki/nssdb, by certutil) trusts the throw-away authority, as a
+// hospital's managed browsers trust theirs, opens the scenario's server and calls through
+// turns:localhost, its relay over TLS.
 //
 // Where: scripts/test-browser.sh's network namespace. coturn listens on the veth pair's second
 // address (198.18.0.2, a host of its own as a hospital's TURN server would be) and may relay to
@@ -43,12 +47,12 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import { closeSync, existsSync, openSync } from "node:fs";
-import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { request } from "playwright-core";
-import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, chromiumParticipant, firefoxParticipant, launchFirefox, remoteVideos } from "./engines.mjs";
+import { chromium, request } from "playwright-core";
+import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, chromiumParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
 import { permissionAnswers } from "./turn-client.mjs";
 
 /**
@@ -78,6 +82,20 @@ const TURN_PORT = 3478;
 const TURNS_PORT = 443;
 const MEDIA_TIMEOUT = 90_000;
 const DESK = { width: 1000, height: 700 };
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+/** The run's Chromium flags but one: certificate errors are not ignored. */
+const TRUSTING_CHROMIUM_ARGS = [
+  "--headless=new",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--allow-loopback-in-peer-connection",
+];
 
 /** The three runs: the one URL the patient may use, and the relay protocol getStats must show. */
 const RUNS = [
@@ -237,6 +255,8 @@ export async function turnScenario(h) {
   const http = await request.newContext({ baseURL: base, ignoreHTTPSErrors: true, timeout: 30_000 });
   /** @type {import("puppeteer-core").Browser | null} */
   let firefox = null;
+  /** @type {import("playwright-core").Browser | null} a Chromium that ignores no certificate error */
+  let trusting = null;
   /** @type {Participant[]} the run's pages */
   const open = [];
   /** @type {string[]} what Firefox's pages threw or logged that they must not */
@@ -287,6 +307,26 @@ export async function turnScenario(h) {
   };
 
   /**
+   * A page of the Chromium that ignores no certificate error (and trusts the throw-away
+   * authority), allowed nothing but the relay at `relayUrl`; the web client the server embeds.
+   * @param {string} who
+   * @param {string} relayUrl
+   */
+  const trustingPage = async (who, relayUrl) => {
+    if (!trusting) throw new Error("the trusting Chromium did not start");
+    const context = await trusting.newContext({ viewport: DESK, locale: "en-GB" });
+    await context.grantPermissions(["camera", "microphone"], { origin: base });
+    await context.addInitScript(instrumentPage);
+    await context.addInitScript(relayOnly, relayUrl);
+    const page = await context.newPage();
+    h.watchPage(page, who);
+    h.pages.set(who, page);
+    const p = new Participant(who, "chromium", page);
+    open.push(p);
+    return p;
+  };
+
+  /**
    * A Firefox page allowed nothing but the relay at `relayUrl`.
    * @param {string} who
    * @param {string} relayUrl
@@ -331,7 +371,8 @@ export async function turnScenario(h) {
   /**
    * One run: the doctor (Chromium, unrestricted) and the patient (`engine`, relay-only through
    * `run.url`) see each other's video; the patient's path is the relay over `run.transport`.
-   * @param {"chromium" | "firefox"} engine
+   * @param {"chromium" | "firefox" | "trusting"} engine `trusting`: the Chromium that ignores
+   *   no certificate error
    * @param {{transport: string, url: string}} run
    */
   const relayedCall = async (engine, run) => {
@@ -339,7 +380,8 @@ export async function turnScenario(h) {
     const doctor = await chromiumPage(`turn-${run.transport}-doctor`, null);
     await join(doctor, room.doctor, null);
     const who = `turn-${run.transport}-patient-${engine}`;
-    const patient = engine === "firefox" ? await firefoxPage(who, run.url) : await chromiumPage(who, run.url);
+    const patient =
+      engine === "firefox" ? await firefoxPage(who, run.url) : engine === "trusting" ? await trustingPage(who, run.url) : await chromiumPage(who, run.url);
     await join(patient, room.patient, "Li Hua");
     await patient.waitFor(() => document.querySelector("#consent-dialog[open]") !== null, undefined, h.timeout);
     await patient.click("#consent-done");
@@ -360,12 +402,20 @@ export async function turnScenario(h) {
   };
 
   try {
-    await step("turn: coturn (UDP, TCP, TLS on 443 with a self-signed certificate for localhost) and a server whose [turn] lists them start", async () => {
+    await step("turn: coturn (UDP, TCP, TLS on 443 with a certificate for localhost from a throw-away authority) and a server whose [turn] lists them start", async () => {
       assert.ok(SERVER_BIN, "HUIZHEN_TEST_SERVER_BIN must name the server binary (scripts/test-browser.sh sets it)");
       assert.ok(existsSync(TURNSERVER), `${TURNSERVER} is missing: install Debian's coturn (scripts/test-browser.sh does)`);
-      // A throw-away certificate for the TURN server's address, valid for a day.
-      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-        "-addext", `subjectAltName=DNS:localhost,IP:${TURN_ADDR}`, "-keyout", path.join(tmp, "turn.key"), "-out", path.join(tmp, "turn.pem")], { stdio: "ignore" });
+      // A throw-away authority, and its certificate for the TURN server's name and addresses
+      // (and the scenario's server's, 127.0.0.1), valid for a day.
+      const ssl = (/** @type {string[]} */ args) => execFileSync("openssl", args, { stdio: "ignore" });
+      const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+      ssl(["req", "-x509", ...ec, "-days", "1", "-subj", "/CN=huizhen test authority", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", path.join(tmp, "ca.key"), "-out", path.join(tmp, "ca.pem")]);
+      ssl(["req", ...ec, "-subj", "/CN=localhost", "-keyout", path.join(tmp, "turn.key"), "-out", path.join(tmp, "turn.csr")]);
+      const names = [...new Set(["DNS:localhost", "IP:127.0.0.1", `IP:${TURN_ADDR}`])].join(",");
+      await writeFile(path.join(tmp, "turn.ext"), `subjectAltName=${names}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+      ssl(["x509", "-req", "-in", path.join(tmp, "turn.csr"), "-CA", path.join(tmp, "ca.pem"), "-CAkey", path.join(tmp, "ca.key"), "-CAcreateserial",
+        "-days", "1", "-extfile", path.join(tmp, "turn.ext"), "-out", path.join(tmp, "turn.pem")]);
       // In files rather than on command lines: the secret stays out of `ps`.
       await writeFile(path.join(tmp, "turn.secret"), `${secret}\n`, { mode: 0o600 });
       const loopback = TURN_ADDR === "127.0.0.1";
@@ -414,6 +464,8 @@ export async function turnScenario(h) {
         `[server]
 listen = "${LISTEN}"
 cert_dir = "${tmp}/certs"
+tls_cert = "${tmp}/turn.pem"
+tls_key = "${tmp}/turn.key"
 [storage]
 data_dir = "${tmp}/data"
 [media]
@@ -468,6 +520,24 @@ credential_lifetime_s = 600
       await step(`turn: a relay-only Chromium patient over ${run.url} and the doctor see each other; the path is a relay over ${run.transport}`, () => relayedCall("chromium", run), `${S}-chromium-${run.transport}`);
     }
 
+    const tls = /** @type {{transport: string, url: string}} */ (RUNS.find((r) => r.transport === "tls"));
+    await step(`turn: a Chromium that ignores no certificate error, trusting the authority that signed the relay's certificate, calls relay-only through ${tls.url}; the path is a relay over tls`, async () => {
+      // Its own home, whose NSS store (where Chromium on Linux looks) trusts the authority.
+      const home = path.join(tmp, "trusting-home");
+      const nssdb = `sql:${path.join(home, ".pki", "nssdb")}`;
+      await mkdir(path.join(home, ".pki", "nssdb"), { recursive: true });
+      execFileSync("certutil", ["-d", nssdb, "-N", "--empty-password"], { stdio: "ignore" });
+      execFileSync("certutil", ["-d", nssdb, "-A", "-t", "C,,", "-n", "huizhen test authority", "-i", path.join(tmp, "ca.pem")], { stdio: "ignore" });
+      trusting = await chromium.launch({ executablePath: CHROMIUM, args: TRUSTING_CHROMIUM_ARGS, env: { ...process.env, HOME: home }, timeout: 60_000 });
+      // It does check certificates: the shared server's self-signed development one is refused.
+      const probe = await (await trusting.newContext()).newPage();
+      const shared = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
+      const refused = await probe.goto(`${shared}/healthz`, { timeout: 15_000 }).then(() => "", (e) => String(e));
+      await probe.context().close();
+      assert.match(refused, /ERR_CERT_AUTHORITY_INVALID/, "an untrusted certificate is refused");
+      await relayedCall("trusting", tls);
+    }, `${S}-trusted`);
+
     if (FIREFOX_UNAVAILABLE) {
       await check("turn: Firefox relay-only calls", {}, async () => {
         throw new Error(`Firefox cannot reach the media server here: ${FIREFOX_UNAVAILABLE}`);
@@ -486,6 +556,7 @@ credential_lifetime_s = 600
   } finally {
     await closeAll();
     await /** @type {import("puppeteer-core").Browser | null} */ (firefox)?.close().catch(() => undefined);
+    await /** @type {import("playwright-core").Browser | null} */ (trusting)?.close().catch(() => undefined);
     await http.dispose().catch(() => undefined);
     await stop(server);
     await stop(coturn);
