@@ -1,5 +1,5 @@
 //! Live notifications to signed-in clinicians' consoles: a new consultation request, a step on
-//! one, a patient waiting in a consultation of their care team, a draft there written or issued,
+//! one, the patient's consent to sharing its documents recorded or withdrawn, a patient waiting in a consultation of their care team, a draft there written or issued,
 //! and a change in who waits in their department's queue.
 //!
 //! Each open console holds a subscription (`GET /api/v1/events`, server-sent events); what is

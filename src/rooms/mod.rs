@@ -125,8 +125,8 @@ pub enum RoomCommand {
         /// The account of a care-team seat (the name came from it).
         account: Option<UserId>,
         /// That account's institution: a clinician of another institution than the room's
-        /// does not see the copies of a request's attachments withheld from it (see
-        /// `Room::withheld`).
+        /// does not see the copies of a request's attachments withheld from it
+        /// (`rooms/room/sharing.rs`).
         institution: Option<InstitutionId>,
         replaces: Option<ResumeRef>,
         link: SessionLink,
@@ -190,7 +190,7 @@ pub enum RoomCommand {
     Rescheduled { slot: (i64, i64) },
     /// A document finished uploading: tell everyone who may see it. `from_request`: a copy of
     /// a consultation request's attachment, which those it may be withheld from see only once
-    /// the room has read that it is not (`Room::withheld`).
+    /// the room has read that it is not (`rooms/room/sharing.rs`).
     DocumentShared {
         document: DocumentRecord,
         from_request: bool,
