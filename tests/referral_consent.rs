@@ -114,6 +114,14 @@ async fn schedule_soon(s: &TestServer, specialist: &str, r: &str) -> (String, St
     (room, copy)
 }
 
+/// The `document_shared` that shows `doc` to `who` again, once it is no longer withheld.
+async fn released(who: &common::Member, doc: &str) -> Value {
+    who.ws
+        .next_event_where("document_shared", T, |m| m["document"]["id"] == doc)
+        .await
+        .unwrap()
+}
+
 /// The ids of the documents a `joined` lists.
 fn listed(joined: &Value) -> Vec<String> {
     joined["documents"]
@@ -541,13 +549,7 @@ async fn consent_on_requests(s: &TestServer) {
     patient.next_event("joined", T).await.unwrap();
     common::consent_to(&patient, &["external_sharing"]).await;
     // Released: the specialist is told of it again.
-    let back = specialist
-        .ws
-        .next_event_where("document_shared", T, |m| {
-            m["document"]["id"] == copy.as_str()
-        })
-        .await
-        .unwrap();
+    let back = released(&specialist, &copy).await;
     assert_eq!(back["document"]["visibility"], "clinicians");
     // The room's consent is written behind the room's answer (its audit writer): soon.
     let mut seen = in_room(specialist.access.clone()).await;
@@ -577,13 +579,7 @@ async fn consent_on_requests(s: &TestServer) {
     );
     let (st, _) = give(s, &doc, &r2, "external_sharing", WORDS).await;
     assert_eq!(st, 200);
-    specialist
-        .ws
-        .next_event_where("document_shared", T, |m| {
-            m["document"]["id"] == copy.as_str()
-        })
-        .await
-        .unwrap();
+    released(&specialist, &copy).await;
     assert_eq!(in_room(specialist.access.clone()).await, read);
     // With stale words the request itself is refused, not made without the consent.
     let stale = request(s, &doc, &cardiology, Some("2025-01-01")).await;
@@ -827,13 +823,7 @@ async fn the_upgrade_withholds_until_consent_is_recorded(s: &TestServer) {
     assert_eq!(st, 200, "{given}");
     assert_eq!(given["consent"]["in_force"], true);
     assert_eq!(reads(s, &cardio, &r, &a).await, served());
-    let back = specialist
-        .ws
-        .next_event_where("document_shared", T, |m| {
-            m["document"]["id"] == copy.as_str()
-        })
-        .await
-        .unwrap();
+    let back = released(&specialist, &copy).await;
     assert_eq!(back["document"]["name"], "troponin.pdf");
     let resp = s.raw("GET", &content, &specialist.access, None).await;
     assert_eq!(resp.status().as_u16(), 200);

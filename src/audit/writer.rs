@@ -622,6 +622,17 @@ mod tests {
         AuditEvent::new(Actor::System, Action::AuditRead).object("probe", format!("{task}:{n}"))
     }
 
+    /// A database with one room in it (rows may name it).
+    async fn db_with_room() -> (tempfile::TempDir, Db, RoomId) {
+        let (dir, db) = db().await;
+        let user = db
+            .create_user("d", "D", crate::domain::role::AccountRole::Doctor, "x")
+            .await
+            .unwrap();
+        let room = db.create_room("R", None, &user.id).await.unwrap().id;
+        (dir, db, room)
+    }
+
     async fn count(db: &Db, table: &str) -> i64 {
         sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
             .fetch_one(db.pool())
@@ -682,12 +693,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_ride_in_the_entrys_transaction_and_a_bad_one_fails_alone() {
-        let (_dir, db) = db().await;
-        let user = db
-            .create_user("d", "D", crate::domain::role::AccountRole::Doctor, "x")
-            .await
-            .unwrap();
-        let room = db.create_room("R", None, &user.id).await.unwrap().id;
+        let (_dir, db, room) = db_with_room().await;
         let log = AuditLog::new(db.clone(), AuditKey::random());
         let joined = |room: &RoomId| {
             let id = ParticipantId::generate();
@@ -722,12 +728,7 @@ mod tests {
     #[tokio::test]
     async fn a_conditional_entry_is_written_only_if_its_change_took_effect() {
         use crate::domain::consent::ConsentPurpose;
-        let (_dir, db) = db().await;
-        let user = db
-            .create_user("d", "D", crate::domain::role::AccountRole::Doctor, "x")
-            .await
-            .unwrap();
-        let room = db.create_room("R", None, &user.id).await.unwrap().id;
+        let (_dir, db, room) = db_with_room().await;
         let log = AuditLog::new(db.clone(), AuditKey::random());
         let (patient, invite) = (ParticipantId::generate(), InviteId::generate());
         log.submit(Append::rows(vec![Change::participant_joined(

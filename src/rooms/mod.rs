@@ -418,21 +418,19 @@ impl RoomManager {
     /// Tells a live room that a document is ready; a room that is not live learns of it from
     /// storage when it next opens.
     pub async fn document_shared(&self, document: DocumentRecord) {
-        if let Some(h) = self.get(&document.room_id) {
-            let cmd = RoomCommand::DocumentShared {
-                document,
-                from_request: false,
-            };
-            let _ = h.send(cmd).await;
-        }
+        self.tell_shared(document, false).await;
     }
 
     /// Tells a live room that a consultation request's attachment was copied into it.
     pub async fn request_document_shared(&self, document: DocumentRecord) {
+        self.tell_shared(document, true).await;
+    }
+
+    async fn tell_shared(&self, document: DocumentRecord, from_request: bool) {
         if let Some(h) = self.get(&document.room_id) {
             let cmd = RoomCommand::DocumentShared {
                 document,
-                from_request: true,
+                from_request,
             };
             let _ = h.send(cmd).await;
         }

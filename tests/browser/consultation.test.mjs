@@ -62,6 +62,7 @@ import { iceRestartScenario, recordPeerConnections } from "./icerestart-scenario
 import { timeZoneScenario } from "./timezone-scenario.mjs";
 import { linkCheckScenario } from "./link-check-scenario.mjs";
 import { downcapScenario } from "./downcap-scenario.mjs";
+import { CHROMIUM, CHROMIUM_ARGS } from "./engines.mjs";
 import { webhookCheck, webhookSetup } from "./webhook-scenario.mjs";
 import { firefoxScenario } from "./firefox-scenario.mjs";
 import { phoneScenario } from "./phone-scenario.mjs";
@@ -79,7 +80,6 @@ const PHARMACIST = process.env.HUIZHEN_PHARMACIST ?? "";
 const SUPERVISOR = process.env.HUIZHEN_SUPERVISOR ?? "";
 const SPECIALIST = process.env.HUIZHEN_SPECIALIST ?? "spec";
 const OUT = process.env.HUIZHEN_TEST_OUTPUT ?? path.resolve(HERE, "../../test-output/browser");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";
 
 /** Waits are long because the test machines are small; nothing here measures speed. */
@@ -88,23 +88,6 @@ const MEDIA_TIMEOUT = 90_000;
 const EVENT_TIMEOUT = 30_000;
 /** The whole run may not take longer than this, whatever hangs. */
 const WATCHDOG_MS = 30 * 60_000;
-
-const CHROMIUM_ARGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--use-fake-ui-for-media-stream",
-  "--use-fake-device-for-media-stream",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--ignore-certificate-errors",
-  "--allow-loopback-in-peer-connection",
-  // Pages fulfilled from disk (HUIZHEN_CLIENT_DIR) count as public, and Chromium's Local
-  // Network Access checks would then block their WebSocket to 127.0.0.1.
-  ...(process.env.HUIZHEN_CLIENT_DIR ? ["--disable-features=LocalNetworkAccessChecks"] : []),
-];
 
 // ---------------------------------------------------------------------------------------------
 // A minimal harness: named checks, a summary line, screenshots on failure.

@@ -14,6 +14,25 @@ import puppeteer from "puppeteer-core";
  */
 
 const FIREFOX = process.env.FIREFOX ?? "/usr/bin/firefox-esr";
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+/** How every Chromium of the run starts: headless, fake camera and microphone, and certificate
+ * errors ignored (the servers' certificates are self-signed). */
+export const CHROMIUM_ARGS = [
+  "--headless=new",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--ignore-certificate-errors",
+  "--allow-loopback-in-peer-connection",
+  // Pages fulfilled from disk (HUIZHEN_CLIENT_DIR) count as public, and Chromium's Local
+  // Network Access checks would then block their WebSocket to 127.0.0.1.
+  ...(process.env.HUIZHEN_CLIENT_DIR ? ["--disable-features=LocalNetworkAccessChecks"] : []),
+];
 /** Set by the script when the namespace has no veth pair: Firefox could reach no media. */
 export const FIREFOX_UNAVAILABLE = process.env.HUIZHEN_FIREFOX_UNAVAILABLE ?? "";
 const CLIENT_DIR = process.env.HUIZHEN_CLIENT_DIR ? path.resolve(process.env.HUIZHEN_CLIENT_DIR) : "";

@@ -52,7 +52,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { chromium, request } from "playwright-core";
-import { FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, chromiumParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, FIREFOX_UNAVAILABLE, JOIN_TIMEOUT, Participant, closeParticipant, chromiumParticipant, firefoxParticipant, instrumentPage, launchFirefox, remoteVideos } from "./engines.mjs";
 import { permissionAnswers } from "./turn-client.mjs";
 
 /**
@@ -82,20 +82,8 @@ const TURN_PORT = 3478;
 const TURNS_PORT = 443;
 const MEDIA_TIMEOUT = 90_000;
 const DESK = { width: 1000, height: 700 };
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 /** The run's Chromium flags but one: certificate errors are not ignored. */
-const TRUSTING_CHROMIUM_ARGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--use-fake-ui-for-media-stream",
-  "--use-fake-device-for-media-stream",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--allow-loopback-in-peer-connection",
-];
+const TRUSTING_CHROMIUM_ARGS = CHROMIUM_ARGS.filter((a) => a !== "--ignore-certificate-errors");
 
 /** The three runs: the one URL the patient may use, and the relay protocol getStats must show. */
 const RUNS = [
