@@ -641,13 +641,22 @@ async function redRun(h, call, firefox, problems) {
   assert.ok(codecs.every((c) => c === "audio/opus"), `Firefox is sent plain Opus: ${codecs.join(", ")}`);
 
   /** Both ends' counters at one moment. */
-  const sample = async () => ({
-    patient: await patient.evaluate(audioPacketsSent),
-    doctor: await doctor.evaluate(audioPacketsSent),
-    server: await redCounters(h.http),
-    listener: await listener.evaluate(audioReceived),
-    doctorHears: await doctor.evaluate(audioReceived),
-  });
+  // Each sample reads the browsers and the server one after the other; how long that took
+  // (`ms`) bounds how far apart its counters are.
+  const sample = async () => {
+    const start = Date.now();
+    const patientSent = await patient.evaluate(audioPacketsSent);
+    const doctorSent = await doctor.evaluate(audioPacketsSent);
+    const server = await redCounters(h.http);
+    return {
+      patient: patientSent,
+      doctor: doctorSent,
+      server,
+      ms: Date.now() - start,
+      listener: await listener.evaluate(audioReceived),
+      doctorHears: await doctor.evaluate(audioReceived),
+    };
+  };
   /** @param {{received: number, lost: number, samples: number, concealed: number}[]} a */
   const total = (a) =>
     a.reduce((t, x) => ({ received: t.received + x.received, lost: t.lost + x.lost, samples: t.samples + x.samples, concealed: t.concealed + x.concealed }), { received: 0, lost: 0, samples: 0, concealed: 0 });
@@ -681,7 +690,12 @@ async function redRun(h, call, firefox, problems) {
   // Nearly every lost one came again in the next packet and was rebuilt once for Firefox (the
   // only subscriber without RED): not the two-in-a-row, nor one whose next packet is still to come.
   assert.ok(rebuilt >= uplinkLost / 2, `the server rebuilt ${rebuilt} of ${uplinkLost} lost packets`);
-  assert.ok(rebuilt <= uplinkLost, `rebuilt once each: ${rebuilt} of ${uplinkLost} lost`);
+  // No more than were lost: up to the packets (one per 20 ms) that the patient sent while each
+  // sample went from the patient's counter to the server's, which the two counters do not
+  // share (measured once: 74 rebuilt where the counters said 70 lost). That each lost packet
+  // is rebuilt at most once is the SFU's unit tests' and fuzz target's to show exactly.
+  const skew = Math.ceil((before.ms + after.ms) / 20);
+  assert.ok(rebuilt <= uplinkLost + skew, `rebuilt once each: ${rebuilt} of ${uplinkLost} lost (counters up to ${skew} apart)`);
   // So Firefox lost a small part of what the uplink did.
   assert.ok(listenerLost <= uplinkLost / 3, `Firefox lost ${listenerLost} packets where the uplink lost ${uplinkLost}`);
   assert.ok(listenerGot >= sent, `Firefox heard both microphones: ${listenerGot} packets`);
