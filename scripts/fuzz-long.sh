@@ -35,7 +35,7 @@ run)
   if [[ $# -gt 0 ]]; then
     targets=("$@")
   else
-    targets=(signaling upload_metadata content_kind dicom ecg pdf annotation keyframe stun sdp_answer red)
+    targets=(signaling upload_metadata content_kind dicom ecg pdf annotation keyframe stun sdp_answer red media_session audit_trail)
   fi
   per_job=$(( (runs + jobs - 1) / jobs ))
   failed=0

@@ -14,6 +14,11 @@ use crate::documents::{annotation, dicom, ecg, kind, render};
 use crate::domain::ids::{ParticipantId, RoomId};
 use crate::sfu::{Answer, PublishKinds, Sfu, SfuCommand, SfuEvent, TransportOptions};
 
+mod audit;
+mod media;
+pub use audit::audit_trail;
+pub use media::media_session;
+
 /// A target: arbitrary bytes in, nothing out.
 pub type Target = fn(&[u8]);
 
@@ -30,6 +35,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stun", stun),
     ("sdp_answer", sdp_answer),
     ("red", red),
+    ("media_session", media_session),
+    ("audit_trail", audit_trail),
 ];
 
 /// A client's signaling message (a WebSocket text frame).
@@ -356,6 +363,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             ]
             .concat(),
         ],
+        "media_session" => media::seeds(),
+        "audit_trail" => audit::seeds(),
         _ => Vec::new(),
     }
 }

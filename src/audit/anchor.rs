@@ -68,7 +68,7 @@ fn mac(key: &AuditKey, seq: i64, hash: &str, at_ms: i64) -> String {
 
 /// A line of the anchor file as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Line {
+pub(crate) enum Line {
     /// An authentic anchor (1-based line number).
     Anchor(u64, Anchor),
     /// Not an anchor at all (1-based line number).
@@ -157,7 +157,10 @@ pub(super) fn read_last(path: &Path, key: &AuditKey) -> std::io::Result<Option<A
         .max_by_key(|a| a.seq))
 }
 
-fn parse(text: &[u8], first_line: u64, key: &AuditKey) -> Vec<Line> {
+/// The anchor file's lines from `first_line` on, each judged: an authentic anchor, one whose
+/// MAC does not verify, or not an anchor at all. Whatever the bytes (the file may have been
+/// tampered with): `huizhen::fuzz::audit_trail` feeds it anything.
+pub(crate) fn parse(text: &[u8], first_line: u64, key: &AuditKey) -> Vec<Line> {
     let mut out = Vec::new();
     for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
         let number = first_line + i as u64;

@@ -28,7 +28,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 pub use anchor::Anchor;
+pub(crate) use anchor::parse as parse_anchors;
 pub use chain::{AnchorBreakKind, BreakKind, BrokenAnchor, BrokenLink, Verification};
+pub(crate) use chain::{GENESIS, KEYED, Walk, keyed_hash};
 pub use entry::{Action, Actor, AuditEntry, AuditEvent, Outcome};
 pub use key::{AuditKey, KeyError};
 pub use refusals::{PER_WINDOW as REFUSALS_PER_WINDOW, RefusalLimiter};
@@ -421,12 +423,18 @@ impl AuditLog {
             let Some(last) = page.last() else { break };
             after = last.seq;
             for entry in &page {
-                serde_json::to_writer(&mut out, entry).expect("entries serialize");
-                out.push(b'\n');
+                export_line(&mut out, entry);
             }
         }
         Ok(out)
     }
+}
+
+/// One entry as a line of the export: JSON, whose string escapes keep any newline in a field
+/// (a detail, a name) inside its line.
+pub(crate) fn export_line(out: &mut Vec<u8>, entry: &AuditEntry) {
+    serde_json::to_writer(&mut *out, entry).expect("entries serialize");
+    out.push(b'\n');
 }
 
 fn from_row(row: &AnyRow) -> Result<AuditEntry, AuditError> {
