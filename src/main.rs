@@ -336,10 +336,12 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             {
                 bail!("username must be 1 to 64 letters, digits or . _ - @");
             }
-            let display_name = display_name.trim();
-            if display_name.is_empty() || display_name.chars().count() > 64 {
-                bail!("display name must be 1 to 64 characters");
-            }
+            // The rule the HTTP API applies: nothing that could show a different name.
+            let display_name = huizhen::domain::text::display_name(
+                &display_name,
+                huizhen::domain::text::MAX_ACCOUNT_NAME_CHARS,
+            )
+            .map_err(|e| anyhow::anyhow!("display name: {e}"))?;
             let title = cli::profile("title", &title)?;
             let specialty = cli::profile("specialty", &specialty)?;
             let place = match &institution {
@@ -359,7 +361,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let created = db
                 .create_account(&NewAccount {
                     username,
-                    display_name,
+                    display_name: &display_name,
                     role,
                     password_hash: &hash,
                     institution: &place.id,

@@ -45,6 +45,8 @@ pub struct Server {
     handle: Handle<SocketAddr>,
     metrics_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     housekeeping: tokio::task::JoinHandle<()>,
+    /// `rooms::seat_sessions::run`.
+    seat_search: tokio::task::JoinHandle<()>,
     /// The periodic anchoring of the audit trail, and what stops it (between anchors, never
     /// in the middle of one).
     anchoring: (
@@ -208,6 +210,8 @@ impl Server {
                 notifications: notifications.clone(),
             },
         );
+        // Care-team seats end with the sign-in they were taken under, however it ended.
+        let seat_search = tokio::spawn(crate::rooms::seat_sessions::run(rooms.clone()));
         let signaling = SignalingContext {
             key: key.clone(),
             db: db.clone(),
@@ -314,6 +318,7 @@ impl Server {
             metrics_addr,
             metrics_task,
             housekeeping,
+            seat_search,
             anchoring,
             cert_source,
             db,
@@ -352,6 +357,7 @@ impl Server {
             t.abort();
         }
         self.housekeeping.abort();
+        self.seat_search.abort();
         // Attempts under way get the grace period; the rest stay pending for the next start.
         self.webhook_delivery.stop(self.grace).await;
         let (stop, anchoring) = self.anchoring;
@@ -359,10 +365,32 @@ impl Server {
         let _ = tokio::time::timeout(self.grace, anchoring).await;
         // What the rooms and requests queued for the audit trail is written before the
         // database closes, and the head it leaves is anchored.
+        // Each bounded too: a database that stopped answering must not hold the process (what
+        // the writer could not write is then lost with it, and said so in the log).
         let audit = self.rooms.audit();
-        audit.close().await;
-        anchor(audit).await;
-        self.db.close().await;
+        if tokio::time::timeout(self.grace, audit.close())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "the audit trail's writer did not finish within the shutdown grace period; \
+                 entries still queued were not written"
+            );
+        }
+        if tokio::time::timeout(self.grace, anchor(audit))
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "the audit trail's head could not be anchored within the shutdown grace period"
+            );
+        }
+        if tokio::time::timeout(self.grace, self.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database did not close within the shutdown grace period");
+        }
     }
 }
 

@@ -66,22 +66,56 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-/// Every `crate::<module>` a file uses.
+/// Every `crate::<module>` a file uses, grouped ones (`crate::{rooms::X, domain}`) included.
 fn uses(text: &str) -> BTreeSet<String> {
     let code = code(text);
     let mut found = BTreeSet::new();
     let mut rest = code.as_str();
     while let Some(i) = rest.find("crate::") {
         rest = &rest[i + "crate::".len()..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        if let Some(group) = rest.strip_prefix('{') {
+            found.extend(group_heads(group));
+            continue;
+        }
+        let name = ident(rest);
         if !name.is_empty() {
             found.insert(name);
         }
     }
     found
+}
+
+/// The leading identifier of `text`.
+fn ident(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first name of each path in a `{...}` group (`text` starts after its `{`), up to the
+/// brace that closes it; nested groups belong to the paths they follow.
+fn group_heads(text: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let mut depth = 0usize;
+    let mut at_start = true;
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => at_start = true,
+            c if c.is_whitespace() => {}
+            _ if at_start && depth == 0 => {
+                at_start = false;
+                let name = ident(&text[i..]);
+                if !name.is_empty() && name != "self" {
+                    heads.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    heads
 }
 
 /// (module, file) for every file of the library, binaries excluded.
@@ -174,6 +208,9 @@ fn the_check_finds_what_it_looks_for() {
     let text = "use crate::rooms::Notice; // crate::http in a comment\nlet x = crate::domain::clock::now_unix();";
     let found: Vec<_> = uses(text).into_iter().collect();
     assert_eq!(found, ["domain", "rooms"]);
+    let grouped = "use crate::{\n    audit::{Action, AuditEvent},\n    storage::Db, self,\n};";
+    let found: Vec<_> = uses(grouped).into_iter().collect();
+    assert_eq!(found, ["audit", "storage"]);
 }
 
 /// Migrations are numbered 0001, 0002, … without a gap or a repeat: two branches that each add
@@ -199,4 +236,23 @@ fn migrations_are_numbered_once_each_in_order() {
         numbers, expected,
         "migrations/: numbers repeated or missing"
     );
+}
+
+/// The wire format is not the storage rows: no row serialises itself (the edge converts rows
+/// to its own view types, `src/wire.rs` and `signaling/protocol.rs`), so a column change is
+/// never a protocol change.
+#[test]
+fn storage_rows_do_not_serialise_themselves() {
+    let storage = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/storage");
+    let mut files = Vec::new();
+    rust_files(&storage, &mut files);
+    assert!(!files.is_empty());
+    for path in files {
+        let text = code(&std::fs::read_to_string(&path).unwrap());
+        assert!(
+            !text.contains("Serialize"),
+            "{}: a storage type implements Serialize; give the wire its own view type",
+            path.display()
+        );
+    }
 }

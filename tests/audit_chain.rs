@@ -636,3 +636,46 @@ async fn the_command_line_on_postgres() {
     the_command_line_fails_on_tampering(Some(&pg.url)).await;
     pg.drop_db().await;
 }
+
+/// The running server anchors the chain's head on its interval, not only at start and at
+/// shutdown: what is written while it runs is anchored within the interval.
+#[tokio::test]
+async fn the_running_server_anchors_on_its_interval() {
+    let s = common::TestServer::start_with(|c| c.audit.anchor_interval_s = 1).await;
+    let anchors = s.dir.path().join("data/audit-anchors.jsonl");
+    let last_seq = || -> i64 {
+        let text = std::fs::read_to_string(&anchors).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|a| a["seq"].as_i64())
+            .max()
+            .unwrap_or(0)
+    };
+    let sup = s
+        .account("sup", huizhen::domain::role::AccountRole::NetworkSupervisor)
+        .await;
+    for round in 0..2 {
+        s.create_room(&format!("Anchored {round}")).await;
+        let (status, page) = s
+            .api("GET", "/api/v1/audit?limit=1000", Some(&sup), None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let head = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["seq"].as_i64())
+            .max()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while last_seq() < head {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "entry {head} not anchored within the interval (last anchored: {})",
+                last_seq()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    s.stop().await;
+}

@@ -467,10 +467,13 @@ async fn organisation_flow(s: &TestServer) {
         !now.to_string().contains("王大爷"),
         "no patient names: {now}"
     );
-    // A seat token is not a way around the session: after signing out, it is refused.
-    let seat2 = s.enter(&room, Some(&zhao)).await;
+    // A seat token is not a way around the session: after signing out, it is refused. (On
+    // another sign-in than the one the specialist is in the room under: signing that one out
+    // would end their seat, tests/sessions.rs.)
+    let other_tab = login(s, "zhao").await;
+    let seat2 = s.enter(&room, Some(&other_tab)).await;
     let (st, _) = s
-        .api("POST", "/api/v1/auth/logout", Some(&zhao), None)
+        .api("POST", "/api/v1/auth/logout", Some(&other_tab), None)
         .await;
     assert_eq!(st, 204);
     let late = SignalingClient::connect(&s.ws_url).await.unwrap();
@@ -796,6 +799,36 @@ async fn the_command_line_sets_up_a_network() {
         Some("a long enough password\n"),
     );
     assert!(!ok && err.contains("no department"), "{err}");
+    // The command line applies the API's name rule: a name that would show as another
+    // ("Dr. Wang" written backwards behind a right-to-left override) is refused.
+    let (ok, _, err) = run(
+        &[
+            "user",
+            "add",
+            "--username",
+            "spoof",
+            "--display-name",
+            "Dr. \u{202e}gnaW",
+            "--password-stdin",
+        ],
+        Some("a long enough password\n"),
+    );
+    assert!(
+        !ok && err.contains("display name") && err.contains("direction-changing"),
+        "{err}"
+    );
+    // Without a terminal and without --password-stdin, the error says what to do. (Only where
+    // this test itself has no terminal, as in CI: with one, the command would prompt on it.)
+    if std::fs::File::open("/dev/tty").is_err() {
+        let (ok, _, err) = run(
+            &["user", "add", "--username", "sun", "--display-name", "Sun"],
+            None,
+        );
+        assert!(
+            !ok && err.contains("no terminal") && err.contains("--password-stdin"),
+            "{err}"
+        );
+    }
     let (ok, out, err) = run(
         &[
             "institution",

@@ -230,6 +230,19 @@ async fn records_flow(s: &TestServer) {
             .any(|m| m.to_string().contains(note["id"].as_str().unwrap()))
     );
 
+    // A draft prescription the care team is still writing: the pharmacy sees none of it.
+    let (st, draft) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(json!({"kind": "prescription", "body": rx})),
+        )
+        .await;
+    assert_eq!(st, 201, "{draft}");
+    assert_eq!(draft["status"], "draft", "{draft}");
+    let draft_id = draft["id"].as_str().unwrap().to_owned();
+
     // The pharmacy: only pharmacists; review before dispensing; nothing after a final state.
     let pharmacist = s.account("pharm", AccountRole::Pharmacist).await;
     let (st, e) = s
@@ -260,6 +273,25 @@ async fn records_flow(s: &TestServer) {
         .await;
     assert_eq!(st, 403, "{body}");
     assert!(!body.to_string().contains("\"body\""), "{body}");
+    assert!(
+        !q.to_string().contains(&draft_id),
+        "the queue lists no draft: {q}"
+    );
+    for action in ["review", "dispense"] {
+        let (st, b) = s
+            .api(
+                "POST",
+                &format!("/api/v1/prescriptions/{draft_id}/{action}"),
+                Some(&pharmacist),
+                Some(json!({"note": "seen early"})),
+            )
+            .await;
+        assert!(
+            st == 404 || st == 409,
+            "a draft is not the pharmacy's to act on ({action}): {st} {b}"
+        );
+        assert!(!b.to_string().contains("阿司匹林"), "{b}");
+    }
     let auditor = s.account("auditor", AccountRole::NetworkSupervisor).await;
     let (_, trail) = s
         .api("GET", "/api/v1/audit?limit=1000", Some(&auditor), None)
@@ -357,7 +389,8 @@ async fn records_flow(s: &TestServer) {
     );
     assert_eq!(sum["documents"].as_array().unwrap().len(), 1);
     assert_eq!(sum["chat"][0]["text"], "请看心电图");
-    assert_eq!(sum["records"].as_array().unwrap().len(), 6);
+    // Six issued or superseded, and the draft prescription the pharmacy could not see.
+    assert_eq!(sum["records"].as_array().unwrap().len(), 7);
     assert_eq!(sum["records"][0]["superseded_by"], fixed["id"]);
     let (st, bundle) = s
         .api(
@@ -388,9 +421,11 @@ async fn records_flow(s: &TestServer) {
     assert_eq!(reports[0]["status"], "entered-in-error");
     assert_eq!(reports[1]["status"], "corrected");
     let meds = of("MedicationRequest");
-    assert_eq!(meds.len(), 3);
+    // The draft the pharmacy could not see is in the care team's export, as a draft.
+    assert_eq!(meds.len(), 4);
     assert_eq!(meds[0]["status"], "completed");
-    assert!(meds[2]["priorPrescription"].is_object());
+    assert_eq!(meds[1]["status"], "draft");
+    assert!(meds[3]["priorPrescription"].is_object());
     assert_eq!(of("Composition").len(), 1);
     let resp = s
         .raw(

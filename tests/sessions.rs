@@ -476,3 +476,126 @@ async fn the_command_line_ends_sessions() {
     assert!(v["first_broken"].is_null(), "{v}");
     s.stop().await;
 }
+
+const T: Duration = Duration::from_secs(15);
+
+/// A clinician in a consultation through their care-team seat, entered under `session`.
+struct Seat {
+    ws: common::peer::SignalingClient,
+    id: String,
+    access: String,
+    resume: String,
+}
+
+async fn take_seat(s: &TestServer, room: &str, session: &str) -> Seat {
+    let entry = s.enter(room, Some(session)).await;
+    let ws = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    let joined = ws.join(&entry, "", false, false).await.unwrap();
+    Seat {
+        id: joined["you"]["id"].as_str().unwrap().to_owned(),
+        access: joined["access_token"].as_str().unwrap().to_owned(),
+        resume: joined["resume_token"].as_str().unwrap().to_owned(),
+        ws,
+    }
+}
+
+/// The seat is told, closed and gone for the others; its access and resume tokens stop.
+async fn seat_ended(s: &TestServer, room: &str, seat: &Seat, patient: &common::Member) {
+    seat.ws.expect_error("session_ended", T).await.unwrap();
+    assert_eq!(seat.ws.wait_closed(T).await.unwrap(), Some(4001));
+    let left = patient
+        .ws
+        .next_event_where("participant_left", T, |m| {
+            m["participant_id"] == seat.id.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left["reason"], "session_ended");
+    let documents = format!("/api/v1/rooms/{room}/documents");
+    let (status, body) = s.api("GET", &documents, Some(&seat.access), None).await;
+    assert_eq!(status, 403, "{body}");
+    let c = common::peer::SignalingClient::connect(&s.ws_url)
+        .await
+        .unwrap();
+    assert!(c.resume(&seat.resume).await.is_err(), "no resume");
+}
+
+/// Signing out, an administrator, a password change and the command line each end the seat
+/// taken under the session they end, and nothing else: a clinician whose laptop was stolen is
+/// out of the consultation once their sessions are ended, room tab or not. (One person has one
+/// seat: entering again from another tab replaces the first, so one seat at a time here.)
+#[tokio::test]
+async fn care_team_seats_end_with_the_sign_in_they_were_taken_under() {
+    let s = TestServer::start().await;
+    let supervisor = s.account("sup", AccountRole::NetworkSupervisor).await;
+    let admin = s.account("root", AccountRole::Admin).await;
+    let specialist = s.account("spec", AccountRole::Specialist).await;
+    let (_, spec_me) = s.api("GET", "/api/v1/me", Some(&specialist), None).await;
+    let room = s.create_room("Seats and sign-ins").await;
+    s.add_to_care_team(&room, spec_me["id"].as_str().unwrap(), None)
+        .await;
+    let patient = s.member(&room, "patient", "Li Hua").await;
+    let colleague = take_seat(&s, &room, &specialist).await;
+    let documents = format!("/api/v1/rooms/{room}/documents");
+
+    // Signing out ends the seat of that sign-in.
+    let laptop = sign_in(&s).await;
+    let first = take_seat(&s, &room, token(&laptop)).await;
+    let (status, _) = s
+        .api("POST", "/api/v1/auth/logout", Some(token(&laptop)), None)
+        .await;
+    assert_eq!(status, 204);
+    seat_ended(&s, &room, &first, &patient).await;
+
+    // A password change ends the other sign-ins' seats and keeps the one that made it.
+    let desk = take_seat(&s, &room, &s.doctor_token).await;
+    let phone = sign_in(&s).await;
+    let (status, body) = s
+        .api(
+            "POST",
+            "/api/v1/auth/password",
+            Some(token(&phone)),
+            Some(
+                json!({"current_password": DOCTOR_PASSWORD, "new_password": "a changed password"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    seat_ended(&s, &room, &desk, &patient).await;
+
+    // An administrator ends every session of the account, the kept one included.
+    let kept = take_seat(&s, &room, token(&phone)).await;
+    let (_, me) = s.api("GET", "/api/v1/me", Some(token(&phone)), None).await;
+    let path = format!(
+        "/api/v1/users/{}/sessions/revoke",
+        me["id"].as_str().unwrap()
+    );
+    let (status, body) = s.api("POST", &path, Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    seat_ended(&s, &room, &kept, &patient).await;
+
+    // The command line writes the database from another process: the server finds the
+    // ended sign-in there within a few seconds.
+    let (status, again) = login(&s, "doc", "a changed password").await;
+    assert_eq!(status, 200, "{again}");
+    let last = take_seat(&s, &room, token(&again)).await;
+    let out = cli(&s, &["user", "revoke-sessions", "--username", "doc"], "");
+    assert!(out.status.success(), "{out:?}");
+    seat_ended(&s, &room, &last, &patient).await;
+
+    // The patient and the other clinician are still there, and each leave is on the record
+    // with why.
+    for access in [&patient.access, &colleague.access] {
+        let (status, body) = s.api("GET", &documents, Some(access), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let ended = s
+        .audit_entries(&supervisor, &room)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "participant.left" && detail(e)["reason"] == "session_ended")
+        .count();
+    assert_eq!(ended, 4);
+}

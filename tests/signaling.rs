@@ -635,6 +635,13 @@ async fn revoking_an_invitation_removes_its_holder() {
     let documents = format!("/api/v1/rooms/{room}/documents");
     let (st, _) = s.api("GET", &documents, Some(&patient.access), None).await;
     assert_eq!(st, 200);
+    // An upload begun before the revocation, to be finished after it.
+    let bytes = b"%PDF-1.4 results".to_vec();
+    let (st, begun) = s
+        .begin_upload(&room, &patient.access, "labs.pdf", &bytes, "everyone")
+        .await;
+    assert_eq!(st, 201, "{begun}");
+    let upload = begun["upload_id"].as_str().unwrap().to_owned();
 
     assert_eq!(s.revoke_invite(&room, &invite_id).await, 204);
 
@@ -647,12 +654,32 @@ async fn revoking_an_invitation_removes_its_holder() {
     // Their access token no longer reaches the room's documents.
     let (st, body) = s.api("GET", &documents, Some(&patient.access), None).await;
     assert_eq!(st, 403, "{body}");
-    // They cannot resume, nor join again with the same link.
+    // Nor uploads: neither the one begun before, nor a new one.
+    let resp = s
+        .raw(
+            "PUT",
+            &format!("/api/v1/rooms/{room}/uploads/{upload}?offset=0"),
+            &patient.access,
+            Some(bytes.clone()),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 403);
+    let (st, body) = s
+        .begin_upload(&room, &patient.access, "more.pdf", &bytes, "everyone")
+        .await;
+    assert_eq!(st, 403, "{body}");
+    // They cannot resume, nor join again with the same link (which is audited: it may be
+    // someone who got hold of the link).
     let c = SignalingClient::connect(&s.ws_url).await.unwrap();
     c.send_json(&json!({"type": "resume", "v": 1, "resume_token": resume_token}))
         .await
         .unwrap();
     c.expect_error("resume_failed", T).await.unwrap();
+    let c = SignalingClient::connect(&s.ws_url).await.unwrap();
+    c.send_json(&join_message(&token, "Li Hua", true, true, None))
+        .await
+        .unwrap();
+    c.expect_error("invite_revoked", T).await.unwrap();
     let again = s.invite(&room, "patient").await;
     assert!(!again.is_empty(), "a new invitation still works");
     // The revocation is on the record with how many it removed.
@@ -665,5 +692,20 @@ async fn revoking_an_invitation_removes_its_holder() {
     let detail: serde_json::Value =
         serde_json::from_str(revoked["detail"].as_str().unwrap()).unwrap();
     assert_eq!(detail["participants_removed"], 1, "{revoked}");
+    let (st, page) = s
+        .api("GET", "/api/v1/audit?limit=1000", Some(&sup), None)
+        .await;
+    assert_eq!(st, 200, "{page}");
+    let refused = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "access.denied")
+        .filter(|e| {
+            let d: serde_json::Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
+            d["reason"] == "signaling_revoked_invite"
+        })
+        .count();
+    assert_eq!(refused, 1, "the revoked link's use is on the record");
     s.stop().await;
 }

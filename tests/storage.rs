@@ -1043,6 +1043,7 @@ async fn join_latency_under_audit_load() {
                     invite: InviteId::generate(),
                     account: None,
                     institution: None,
+                    session: None,
                     replaces: None,
                     link: SessionLink { conn, tx },
                     reply,

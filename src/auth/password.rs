@@ -261,6 +261,25 @@ impl PasswordWork {
             .await
     }
 
+    /// Checks `password` against no account at all, at the cost of a real check (so that the
+    /// time taken does not say whether a name exists): against a hash made once, on the first
+    /// such check, in this pool like every other.
+    pub async fn verify_for_nobody(&self, password: String) -> Result<bool, AuthError> {
+        static NOBODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        self.run(move || {
+            let stored = match NOBODY.get() {
+                Some(h) => h,
+                None => {
+                    let made = hash_password("not a real password")?;
+                    NOBODY.get_or_init(|| made)
+                }
+            };
+            verify_password(&password, stored);
+            Ok(false)
+        })
+        .await
+    }
+
     /// [`hash_password`] off the async runtime.
     pub async fn hash(&self, password: String) -> Result<String, AuthError> {
         self.run(move || hash_password(&password)).await
@@ -303,7 +322,18 @@ mod work_tests {
             work.verify("correct horse".into(), stored.clone()).await,
             Err(AuthError::Busy)
         );
+        // A check for a name that has no account takes a turn like any other.
+        assert_eq!(
+            work.verify_for_nobody("not a real password".into()).await,
+            Err(AuthError::Busy)
+        );
         drop(held);
         assert!(work.verify("correct horse".into(), stored).await.unwrap());
+        assert!(
+            !work
+                .verify_for_nobody("not a real password".into())
+                .await
+                .unwrap()
+        );
     }
 }

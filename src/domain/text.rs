@@ -35,6 +35,10 @@ pub fn is_hiding_but_newline(c: char) -> bool {
     c != '\n' && is_hiding(c)
 }
 
+/// The longest name an account may carry, in characters; the same from the command line and
+/// over HTTP.
+pub const MAX_ACCOUNT_NAME_CHARS: usize = 64;
+
 /// Why a name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

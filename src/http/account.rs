@@ -72,13 +72,17 @@ pub async fn login(
         }
     };
     let user = state.db.user_by_username(name).await?;
-    // Hash even for unknown users so timing does not reveal which names exist.
-    let stored = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
+    // Checked even for unknown users so that timing does not reveal which names exist.
     let password = body.password;
-    let ok = state.passwords.verify(password, stored).await?;
+    let ok = match &user {
+        Some(u) => {
+            state
+                .passwords
+                .verify(password, u.password_hash.clone())
+                .await?
+        }
+        None => state.passwords.verify_for_nobody(password).await?,
+    };
     let actor = match &user {
         Some(u) => Actor::User(u.id.clone(), u.role),
         None => Actor::Unknown,
@@ -118,14 +122,12 @@ pub async fn login(
     Ok(Json(answer))
 }
 
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    crate::auth::hash_password("not a real password").unwrap_or_default()
-});
-
-/// Signs out: the request's session ends, and with it every token of it.
+/// Signs out: the request's session ends, and with it every token of it and every care-team
+/// seat taken under it.
 pub async fn logout(State(state): State<AppState>, who: Clinician) -> Result<StatusCode, ApiError> {
     let session = &who.1.id;
     if state.sessions.sign_out(session, now_unix()).await? {
+        state.rooms.sessions_ended();
         state
             .audit
             .record_or_log(AuditEvent::new(who.actor(), Action::SignOut).object("session", session))
@@ -234,6 +236,9 @@ pub async fn change_password(
         }
         Err(e) => return Err(e.into()),
     };
+    if revoked > 0 {
+        state.rooms.sessions_ended();
+    }
     state
         .audit
         .record_or_log(
@@ -275,6 +280,7 @@ pub async fn revoke_sessions(
     }
     let account = account.ok_or(ApiError::NotFound)?;
     let revoked = state.sessions.revoke_all(&account.id, now_unix()).await?;
+    state.rooms.sessions_ended();
     state
         .audit
         .record_or_log(

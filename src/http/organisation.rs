@@ -20,7 +20,7 @@ use crate::auth::check_new_password;
 use crate::domain::ids::{DepartmentId, InstitutionId, UserId};
 use crate::domain::organisation::{InstitutionKind, org_name, profile_text};
 use crate::domain::role::AccountRole;
-use crate::domain::text::display_name;
+use crate::domain::text::{MAX_ACCOUNT_NAME_CHARS, display_name};
 use crate::storage::{
     AccountChange, Department, DirectoryQuery, Institution, NewAccount, StorageError, User,
 };
@@ -28,7 +28,6 @@ use crate::storage::{
 /// The directory answers at most this many clinicians per query.
 const MAX_DIRECTORY_ROWS: i64 = 200;
 const MAX_USERNAME_CHARS: usize = 64;
-const MAX_DISPLAY_NAME_CHARS: usize = 64;
 
 #[derive(Serialize)]
 pub struct DepartmentView<'a> {
@@ -346,7 +345,7 @@ pub async fn create_account(
             "username must be 1 to {MAX_USERNAME_CHARS} letters, digits or . _ - @"
         )));
     }
-    let name = display_name(&body.display_name, MAX_DISPLAY_NAME_CHARS)
+    let name = display_name(&body.display_name, MAX_ACCOUNT_NAME_CHARS)
         .map_err(|e| ApiError::Invalid(format!("display_name: {e}")))?;
     let title = profile_text(&body.title).map_err(|e| ApiError::Invalid(format!("title: {e}")))?;
     let specialty =
@@ -481,7 +480,7 @@ pub async fn update_account(
     };
     check_place(&state, &institution, department.as_ref()).await?;
     let display_name = match &body.display_name {
-        Some(n) => display_name(n, MAX_DISPLAY_NAME_CHARS)
+        Some(n) => display_name(n, MAX_ACCOUNT_NAME_CHARS)
             .map_err(|e| ApiError::Invalid(format!("display_name: {e}")))?,
         None => target.display_name.clone(),
     };

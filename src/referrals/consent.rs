@@ -150,8 +150,12 @@ impl ReferralConsents {
         Self { db }
     }
 
-    /// Where `referral` stands on sharing (see the module).
-    pub async fn sharing(&self, referral: &ReferralRow) -> Result<Sharing> {
+    /// Where `referral` stands on sharing (see the module). Only the request or the storage
+    /// can refuse this, hence its narrower error.
+    pub async fn sharing(
+        &self,
+        referral: &ReferralRow,
+    ) -> std::result::Result<Sharing, ReferralServiceError> {
         let receiving = self
             .db
             .department(referral.target.department())

@@ -40,7 +40,7 @@ use crate::storage::{
     PatientDocument, ReferralDocumentRow, ReferralRow, StorageError, User,
 };
 
-use super::consent::{ConsentError, ReferralConsents, Sharing};
+use super::consent::{ReferralConsents, Sharing};
 use super::{ReferralServiceError, Referrals};
 
 /// What the refusal tells the requester: how to lift it.
@@ -191,18 +191,9 @@ impl Attachments {
 
     /// Where the request stands on sharing with the receiving institution.
     async fn sharing(&self, referral: &ReferralRow) -> Result<Sharing> {
-        match ReferralConsents::new(self.db.clone())
+        Ok(ReferralConsents::new(self.db.clone())
             .sharing(referral)
-            .await
-        {
-            Ok(s) => Ok(s),
-            Err(ConsentError::Referral(e)) => Err(e.into()),
-            Err(ConsentError::Storage(e)) => Err(AttachmentError::Storage(e)),
-            // `sharing` refuses only as the request or the storage does.
-            Err(other) => Err(AttachmentError::Storage(StorageError::Corrupt(
-                other.code(),
-            ))),
-        }
+            .await?)
     }
 
     /// The request, if `who` may see it, and the side they are on; refused to the receiving

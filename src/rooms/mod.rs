@@ -13,11 +13,12 @@ mod notice;
 mod participant;
 mod request;
 mod room;
+pub mod seat_sessions;
 #[cfg(test)]
 mod tests;
 mod waiting;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use crate::audit::AuditLog;
 use crate::auth::SigningKey;
 use crate::documents::Documents;
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{InstitutionId, InviteId, ParticipantId, RoomId, UserId};
+use crate::domain::ids::{InstitutionId, InviteId, ParticipantId, RoomId, SessionId, UserId};
 use crate::domain::member::Member;
 use crate::domain::role::Role;
 use crate::media::MediaHandle;
@@ -128,6 +129,9 @@ pub enum RoomCommand {
         /// does not see the copies of a request's attachments withheld from it
         /// (`rooms/room/sharing.rs`).
         institution: Option<InstitutionId>,
+        /// The clinician's sign-in that took the seat's token: when it ends, so does their
+        /// presence here.
+        session: Option<SessionId>,
         replaces: Option<ResumeRef>,
         link: SessionLink,
         reply: oneshot::Sender<Result<Joined, RoomError>>,
@@ -185,6 +189,9 @@ pub enum RoomCommand {
         invite: InviteId,
         reply: oneshot::Sender<usize>,
     },
+    /// These clinicians' sign-ins ended (already in storage): whoever entered a seat under
+    /// one of them leaves now (`rooms/room/seats.rs`).
+    SessionsEnded { sessions: Arc<HashSet<SessionId>> },
     /// The consultation was moved to this time (start, Unix seconds; minutes), already in
     /// storage: those waiting are told.
     Rescheduled { slot: (i64, i64) },
@@ -320,6 +327,8 @@ pub struct RoomManager {
     settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
     services: RoomServices,
+    /// Wakes `seat_sessions::run` when a sign-in ends in this process.
+    seat_search: Arc<tokio::sync::Notify>,
 }
 
 /// What a room needs besides its own state: documents (annotations) and the audit trail.
@@ -349,6 +358,7 @@ impl RoomManager {
             settings: Arc::new(settings),
             metrics,
             services,
+            seat_search: Arc::default(),
         }
     }
 

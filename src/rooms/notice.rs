@@ -183,6 +183,9 @@ pub enum LeaveReason {
     SentBack,
     /// A clinician removed them from the consultation.
     RemovedByCareTeam,
+    /// A clinician whose sign-in ended (signed out, ended by an administrator, or a password
+    /// change): the seat they took under it ends with it.
+    SessionEnded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +229,8 @@ pub enum Problem {
     MediaNotReady,
     /// More ICE restarts than a participant may ask for in a while.
     IceRestartLimited,
+    /// The sign-in under which a clinician took their seat ended: they are out.
+    SessionEnded,
 }
 
 /// A message from the room to one participant.
@@ -347,4 +352,6 @@ pub enum Farewell {
     Declined,
     /// A clinician removed them from the consultation.
     Removed,
+    /// The sign-in their care-team seat was taken under ended.
+    SessionEnded,
 }

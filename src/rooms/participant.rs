@@ -9,7 +9,7 @@ use str0m::media::MediaKind;
 use super::ice_restart::{IceRestarts, MediaLink};
 use super::{Connection, Farewell, Notice, Outbound, ParticipantInfo, Publish, SessionLink};
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{InviteId, ParticipantId, UserId};
+use crate::domain::ids::{InviteId, ParticipantId, SessionId, UserId};
 use crate::domain::member::Member;
 use crate::domain::role::Role;
 
@@ -32,6 +32,9 @@ pub struct Participant {
     pub role: Role,
     pub invite: InviteId,
     pub account: Option<UserId>,
+    /// The sign-in under which a care-team seat's holder entered: the seat ends with it
+    /// (`RoomCommand::SessionsEnded`).
+    pub session: Option<SessionId>,
     /// A clinician of the room's institution (their seat's account is one of its accounts):
     /// nothing of the room is withheld from them (`Room::may_see`).
     pub of_institution: bool,
@@ -106,6 +109,7 @@ impl Participant {
             role,
             invite,
             account,
+            session: None,
             of_institution: false,
             publish,
             simulcast: false,

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 mod admit_waiting;
 mod roles;
 mod screen;
+mod seats;
 mod sharing;
 
 use super::ice_restart::{IceRestartRefused, MediaLink};
@@ -39,7 +40,9 @@ use crate::auth::{Claims, SigningKey, TokenKind};
 use crate::documents::DocumentError;
 use crate::domain::clock::{now_unix, now_unix_ms};
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{ChatMessageId, InstitutionId, InviteId, ParticipantId, RoomId, UserId};
+use crate::domain::ids::{
+    ChatMessageId, InstitutionId, InviteId, ParticipantId, RoomId, SessionId, UserId,
+};
 use crate::domain::role::Role;
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
@@ -92,6 +95,8 @@ struct Admission {
     invite: InviteId,
     account: Option<UserId>,
     institution: Option<InstitutionId>,
+    /// See `RoomCommand::Join::session`.
+    session: Option<SessionId>,
     /// See `waiting::Arrival::readmitted`.
     readmitted: bool,
     link: SessionLink,
@@ -311,6 +316,7 @@ impl Room {
                 invite,
                 account,
                 institution,
+                session,
                 replaces,
                 link,
                 reply,
@@ -325,6 +331,7 @@ impl Room {
                     invite,
                     account,
                     institution,
+                    session,
                     readmitted: false,
                     link,
                     reply,
@@ -479,6 +486,7 @@ impl Room {
                 self.revoked.insert(invite);
                 let _ = reply.send(removed);
             }
+            RoomCommand::SessionsEnded { sessions } => self.sessions_ended(&sessions).await,
             RoomCommand::Rescheduled { slot } => {
                 // Already in storage (a room that opens later reads it there). Those waiting
                 // are told the new time and keep their place: the clinic decides what comes
@@ -932,6 +940,7 @@ impl Room {
             invite,
             account,
             institution,
+            session,
             readmitted: _,
             link,
             reply,
@@ -939,6 +948,7 @@ impl Room {
         let seat = account.clone();
         let mut person = Participant::new(id.clone(), name, role, invite, account, publish, link);
         person.simulcast = simulcast;
+        person.session = session;
         person.of_institution = institution.as_ref() == Some(&self.record.institution_id);
         if let Some(consents) = carried {
             person.consents = consents;

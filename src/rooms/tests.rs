@@ -120,6 +120,32 @@ impl Fixture {
         publish: Publish,
         simulcast: bool,
     ) -> Result<Member, RoomError> {
+        self.join_as(role, capacity, publish, simulcast, None).await
+    }
+
+    /// A clinician's care-team seat, taken under the sign-in `session`.
+    async fn join_seat(&mut self, role: Role, session: &SessionId) -> Result<Member, RoomError> {
+        let account = Some(UserId::generate());
+        let publish = Publish::default();
+        self.join_as(
+            role,
+            SESSION_QUEUE,
+            publish,
+            false,
+            Some((account, session.clone())),
+        )
+        .await
+    }
+
+    async fn join_as(
+        &mut self,
+        role: Role,
+        capacity: usize,
+        publish: Publish,
+        simulcast: bool,
+        seat: Option<(Option<UserId>, SessionId)>,
+    ) -> Result<Member, RoomError> {
+        let (account, session) = seat.unzip();
         let (tx, rx) = mpsc::channel(capacity);
         let conn = self.next_conn;
         self.next_conn += 1;
@@ -132,8 +158,9 @@ impl Fixture {
             publish,
             simulcast,
             invite: InviteId::generate(),
-            account: None,
+            account: account.flatten(),
             institution: None,
+            session,
             replaces: None,
             link: SessionLink { conn, tx },
             reply,
@@ -242,6 +269,7 @@ async fn arrivals_faster_than_the_room_are_announced_together_and_once() {
             invite: InviteId::generate(),
             account: None,
             institution: None,
+            session: None,
             replaces: None,
             link: SessionLink { conn, tx },
             reply,
@@ -580,6 +608,7 @@ async fn start_join(
         invite: InviteId::generate(),
         account: None,
         institution: None,
+        session: None,
         replaces: None,
         link: SessionLink { conn, tx },
         reply,
@@ -801,4 +830,60 @@ async fn a_huddle_by_whom_and_until_when() {
     // Past the doctor's resume window: nobody of the care team is left.
     f.clock.advance(Duration::from_secs(2));
     assert_eq!(next_huddle(&mut patient).await, (false, None));
+}
+
+/// A seat ends with the sign-in it was taken under: told, closed, gone for the others; a seat
+/// under another sign-in and a patient stay; telling the room again finds nobody.
+#[tokio::test]
+async fn a_seat_ends_with_its_sign_in() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    let ended = SessionId::generate();
+    let other = SessionId::generate();
+    let mut doctor = f.join_seat(Role::Doctor, &ended).await.unwrap();
+    let mut specialist = f.join_seat(Role::Specialist, &other).await.unwrap();
+    let mut patient = f.join(Role::Patient).await.unwrap();
+    let sessions = std::sync::Arc::new(std::collections::HashSet::from([ended.clone()]));
+    f.send(RoomCommand::SessionsEnded {
+        sessions: sessions.clone(),
+    })
+    .await;
+    assert_eq!(next_refusal(&mut doctor).await, Problem::SessionEnded);
+    loop {
+        if let Outbound::Close(farewell) = next(&mut doctor).await {
+            assert_eq!(farewell, Farewell::SessionEnded);
+            break;
+        }
+    }
+    for m in [&mut specialist, &mut patient] {
+        loop {
+            if let Some(Notice::ParticipantLeft {
+                participant,
+                reason,
+            }) = message(next(m).await)
+            {
+                assert_eq!(participant, doctor.id);
+                assert_eq!(reason, LeaveReason::SessionEnded);
+                break;
+            }
+        }
+    }
+    // Again: nobody left to remove, and the room answers as before.
+    f.send(RoomCommand::SessionsEnded { sessions }).await;
+    let (reply, member) = oneshot::channel();
+    f.send(RoomCommand::Authorize {
+        participant: specialist.id.clone(),
+        reply,
+    })
+    .await;
+    assert!(member.await.unwrap().is_some(), "the other seat stays");
+    let (reply, member) = oneshot::channel();
+    f.send(RoomCommand::Authorize {
+        participant: doctor.id.clone(),
+        reply,
+    })
+    .await;
+    assert!(
+        member.await.unwrap().is_none(),
+        "the ended seat's tokens stop"
+    );
 }

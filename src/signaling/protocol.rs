@@ -699,6 +699,7 @@ pub enum LeaveReason {
     Removed,
     SentBack,
     RemovedByCareTeam,
+    SessionEnded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -1034,6 +1035,7 @@ impl ServerMessage {
                     rooms::LeaveReason::Removed => LeaveReason::Removed,
                     rooms::LeaveReason::SentBack => LeaveReason::SentBack,
                     rooms::LeaveReason::RemovedByCareTeam => LeaveReason::RemovedByCareTeam,
+                    rooms::LeaveReason::SessionEnded => LeaveReason::SessionEnded,
                 },
             },
             N::RoomEnded(reason) => ServerMessage::RoomEnded {
@@ -1153,11 +1155,14 @@ pub enum ErrorCode {
     /// No pre-call network check now: the server runs as many as it allows, or this
     /// connection has had its share.
     NetCheckLimited,
+    /// The sign-in a clinician's care-team seat was taken under ended (signed out, ended by an
+    /// administrator, a password change): they are removed from the consultation.
+    SessionEnded,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -1191,6 +1196,7 @@ impl ErrorCode {
         ErrorCode::MediaNotReady,
         ErrorCode::IceRestartLimited,
         ErrorCode::NetCheckLimited,
+        ErrorCode::SessionEnded,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -1221,7 +1227,8 @@ impl ErrorCode {
             | ErrorCode::TokenExpired
             | ErrorCode::InviteRevoked
             | ErrorCode::InviteNotYet
-            | ErrorCode::InviteUsedUp => 4001,
+            | ErrorCode::InviteUsedUp
+            | ErrorCode::SessionEnded => 4001,
             ErrorCode::RoomFull | ErrorCode::ServerFull => 4002,
             ErrorCode::ResumeFailed => 4004,
             ErrorCode::RateLimited => 4008,
@@ -1252,6 +1259,7 @@ impl ErrorCode {
             rooms::Problem::ScreenShareBusy => ErrorCode::ScreenShareBusy,
             rooms::Problem::MediaNotReady => ErrorCode::MediaNotReady,
             rooms::Problem::IceRestartLimited => ErrorCode::IceRestartLimited,
+            rooms::Problem::SessionEnded => ErrorCode::SessionEnded,
         }
     }
 
@@ -1291,6 +1299,7 @@ impl ErrorCode {
             ErrorCode::MediaNotReady => "media_not_ready",
             ErrorCode::IceRestartLimited => "ice_restart_limited",
             ErrorCode::NetCheckLimited => "net_check_limited",
+            ErrorCode::SessionEnded => "session_ended",
         }
     }
 }
@@ -1316,6 +1325,7 @@ pub mod close {
             Farewell::InviteRevoked => super::ErrorCode::InviteRevoked.close_code(),
             Farewell::Declined => super::ErrorCode::Declined.close_code(),
             Farewell::Removed => super::ErrorCode::Removed.close_code(),
+            Farewell::SessionEnded => super::ErrorCode::SessionEnded.close_code(),
         }
     }
 }

@@ -673,8 +673,14 @@ impl Session {
                 self.opens_at = refused.opens_at;
                 (refused.code, refused.message)
             })?;
+        // A seat's presence ends with the sign-in that took its token (`rooms/room/seats.rs`).
+        let session = invite.account.as_ref().and(claims.sid.clone());
+        let seat = Seat {
+            institution,
+            session,
+        };
         let result = self
-            .enter_room(&room_id, name, &join, &invite, institution, replaces)
+            .enter_room(&room_id, name, &join, &invite, seat, replaces)
             .await;
         invitation::settle(&self.ctx, ticket, &result, &self.client).await;
         result
@@ -687,7 +693,7 @@ impl Session {
         name: &str,
         join: &Join,
         invite: &Invite,
-        institution: Option<InstitutionId>,
+        seat: Seat,
         replaces: Option<ResumeRef>,
     ) -> Result<(RoomHandle, Joined), Refusal> {
         // The role the care team last gave the link's holder, if they changed it: it follows
@@ -709,7 +715,8 @@ impl Session {
                 simulcast: join.publish.simulcast,
                 invite: invite.id.clone(),
                 account: invite.account.clone(),
-                institution: institution.clone(),
+                institution: seat.institution.clone(),
+                session: seat.session.clone(),
                 replaces: replaces.clone(),
                 link: self.link()?,
                 reply,
@@ -914,6 +921,13 @@ fn precall_report(p: super::protocol::Precall) -> Result<rooms::Precall, &'stati
         speaker,
         media,
     })
+}
+
+/// What a care-team seat brings to its join besides the name: the account's institution, and
+/// the sign-in that took the seat's token. Neither for an invitation link.
+struct Seat {
+    institution: Option<InstitutionId>,
+    session: Option<SessionId>,
 }
 
 #[cfg(test)]

@@ -213,6 +213,22 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The sessions revoked at or after `since` (Unix seconds), however they were: what
+    /// `rooms::seat_sessions` looks for, so that a clinician's seat ends with their sign-in
+    /// even when another process (the command line) ended it.
+    pub async fn sessions_revoked_since(&self, since: i64) -> Result<Vec<SessionId>, StorageError> {
+        let rows = sqlx::query("SELECT id FROM sessions WHERE revoked_at >= $1")
+            .bind(since)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                SessionId::parse(&id).ok_or(StorageError::Corrupt("session id"))
+            })
+            .collect()
+    }
+
     /// Revokes every live session of `user` but `except`; returns how many.
     pub async fn revoke_sessions(
         &self,

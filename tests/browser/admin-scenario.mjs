@@ -6,7 +6,8 @@
 // for a bad username, creates a specialist in the new department with a title and a specialty,
 // and sees them in the accounts list; the new account signs in. The county hospital's own administrator sees only their institution's accounts, is
 // refused (and shown the refusal) when making an account for another institution, and ends the
-// new colleague's sessions. The new colleague then changes the initial password from the console,
+// new colleague's sessions, while the colleague is in a consultation through their care-team
+// seat: the room page says their sign-in ended and takes them out. The new colleague then changes the initial password from the console,
 // in Chinese on a phone: a new password typed differently twice is said at once, a wrong current
 // password is refused by the server and said so, and the change ends their other sessions.
 //
@@ -33,7 +34,10 @@ const NEW_USER = { username: "zhang.wei", name: "张伟", title: "副主任医�
  * @property {import("playwright-core").APIRequestContext} http
  * @property {string} base
  * @property {string} password the run's password of every account
+ * @property {string} doctor the township doctor's username (puts the new colleague on a care team)
  * @property {number} timeout how long a wait may take
+ * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null) => Promise<import("playwright-core").Page>} openJoinPage
+ *   a room page joined (name null: through a care-team seat)
  * @property {(page: import("playwright-core").Page, what: string) => Promise<void>} assertTextFromCatalogue
  */
 
@@ -236,14 +240,31 @@ export async function adminScenario(harness) {
       assert.match((await refusal.textContent()) ?? "", /only their own institution/);
       await t.snap(ia, "admin-institution-refused");
 
-      // Ending the new colleague's sessions (a lost phone): their token stops working.
+      // Ending the new colleague's sessions (a lost phone): their token stops working, and the
+      // consultation they are in through their care-team seat, taken under that sign-in, takes
+      // them out at once.
       const theirs = await apiLogin(NEW_USER.username, newPassword);
+      const doctor = await apiLogin(t.doctor);
+      const made = await http.post("/api/v1/rooms", { headers: doctor, data: { title: "Nephrology follow-up", patient_ref: "MRN-ADMIN-1" } });
+      assert.equal(made.status(), 201, "a consultation");
+      const roomId = /** @type {{id: string}} */ (await made.json()).id;
+      const me = /** @type {{id: string}} */ (await (await http.get("/api/v1/me", { headers: theirs })).json());
+      const added = await http.post(`/api/v1/rooms/${roomId}/care-team`, { headers: doctor, data: { user_id: me.id } });
+      assert.equal(added.status(), 201, "the colleague is on its care team");
+      const seat = /** @type {{token: string}} */ (await (await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: theirs })).json());
+      const room = await t.openJoinPage(/** @type {import("playwright-core").Browser} */ (t.browser), "admin-colleague-room", `${t.base}/join#${seat.token}`, null);
+      own.set("admin-colleague-room", room);
+      await room.waitForFunction(() => document.body.dataset.state === "in-room", undefined, { timeout });
       await ia.getByRole("button", { name: `End all sessions of ${NEW_USER.name}` }).click();
       const dialog = ia.getByRole("dialog");
       await dialog.waitFor({ timeout });
       await dialog.getByRole("button", { name: "End all sessions" }).click();
       await ia.locator("#admin-status", { hasText: `of ${NEW_USER.name} ended` }).waitFor({ timeout });
       assert.equal((await http.get("/api/v1/me", { headers: theirs })).status(), 401, "their session has ended");
+      await room.locator('#status-panel[data-error-code="session_ended"]').waitFor({ timeout });
+      assert.match((await room.locator("#status-text").textContent()) ?? "", /Your sign-in ended .* Sign in to the console again/);
+      await t.snap(room, "admin-colleague-seat-ended");
+      await t.assertTextFromCatalogue(room, "a room page whose seat's sign-in ended (en)");
     });
 
     await check("admin console: the new specialist changes the initial password from the console (zh-CN, phone); mistakes are said, the other sessions end", { scenario }, async () => {

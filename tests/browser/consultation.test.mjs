@@ -679,7 +679,7 @@ async function main() {
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "admin") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
-      await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+      await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, openJoinPage });
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "link") {
@@ -1923,7 +1923,7 @@ async function main() {
       await page?.context().close().catch(() => undefined);
     }
 
-    await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+    await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, openJoinPage });
     const webhookHarness = { check, snap, browser, openConsole, pages, timeout: EVENT_TIMEOUT, assertTextFromCatalogue };
     const hooks = await webhookSetup(webhookHarness);
     await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });

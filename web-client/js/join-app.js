@@ -121,7 +121,7 @@ const LINK_REFUSALS = {
 const OPENING_RECHECK_MS = 60_000;
 const PRECALL_PING_TIMEOUT_MS = 5000;
 /** Errors where reloading cannot help: the link itself is the problem. */
-const LINK_ERRORS = new Set(["invalid_token", "token_expired", "invite_revoked", "room_not_found", "no_token"]);
+const LINK_ERRORS = new Set(["invalid_token", "token_expired", "invite_revoked", "room_not_found", "no_token", "session_ended"]);
 
 /**
  * name is "" for a seat; waiting: in the waiting room (no resume token), so a reload joins the

@@ -241,7 +241,8 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "participant_updated", participant: Participant}} ParticipantUpdatedMessage */
 /**
  * @typedef {{type: "participant_left", participant_id: string,
- *   reason: "left" | "disconnected" | "replaced" | "media_failed" | "removed" | "sent_back" | "removed_by_care_team"}} ParticipantLeftMessage
+ *   reason: "left" | "disconnected" | "replaced" | "media_failed" | "removed" | "sent_back" | "removed_by_care_team" |
+ *   "session_ended"}} ParticipantLeftMessage
  */
 /** @typedef {{type: "room_ended", reason: "ended_by_doctor" | "called_off" | "server_shutdown"}} RoomEndedMessage */
 /**
@@ -251,7 +252,7 @@ export const PROTOCOL_VERSION = 1;
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
  *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
  *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" | "screen_share_busy" |
- *   "media_not_ready" | "ice_restart_limited" | "net_check_limited"} ErrorCode
+ *   "media_not_ready" | "ice_restart_limited" | "net_check_limited" | "session_ended"} ErrorCode
  */
 /**
  * @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean, clinic_reason?: string}} ErrorMessage
