@@ -262,6 +262,7 @@ export async function adminScenario(harness) {
       await ia.locator("#admin-status", { hasText: `of ${NEW_USER.name} ended` }).waitFor({ timeout });
       assert.equal((await http.get("/api/v1/me", { headers: theirs })).status(), 401, "their session has ended");
       await room.locator('#status-panel[data-error-code="session_ended"]').waitFor({ timeout });
+      assert.match((await room.locator("#status-title").textContent()) ?? "", /Your sign-in has ended/);
       assert.match((await room.locator("#status-text").textContent()) ?? "", /Your sign-in ended .* Sign in to the console again/);
       await t.snap(room, "admin-colleague-seat-ended");
       await t.assertTextFromCatalogue(room, "a room page whose seat's sign-in ended (en)");

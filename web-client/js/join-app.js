@@ -1395,7 +1395,7 @@ class JoinApp {
       this.actionToConsole = linkError;
       this.ui.statusAction.hidden = false;
       tr(this.ui.statusAction, linkError ? "join.fail.to_console" : "common.reload");
-      this.showStatus("error", "join.fail.cannot_enter", seatErrorKey(code));
+      this.showStatus("error", errorTitleKey(code) ?? "join.fail.cannot_enter", seatErrorKey(code));
     } else {
       this.actionToConsole = false;
       // Turned away for good: reloading would only queue them again.

@@ -159,6 +159,7 @@ export default {
   "error.title.consent_required": "Waiting for the patient's consent",
   "error.title.declined": "You were not admitted",
   "error.title.room_locked": "The consultation is closed to new arrivals",
+  "error.title.session_ended": "Your sign-in has ended",
   "error.token_expired": "This invitation link has expired. Ask the clinic to send you a new one.",
   "error.too_large": "The file is too large.",
   "error.too_large_to_render": "This document is too large to be shown here. Download it instead.",

@@ -160,6 +160,7 @@ const zhCN = {
   "error.title.consent_required": "正在等待患者同意",
   "error.title.declined": "您未被接入",
   "error.title.room_locked": "会诊暂不接待新来访者",
+  "error.title.session_ended": "您的登录已结束",
   "error.token_expired": "这个邀请链接已过期。请联系诊所重新发送。",
   "error.too_large": "文件太大。",
   "error.too_large_to_render": "此文档太大，无法在此显示。请下载查看。",
