@@ -256,3 +256,45 @@ fn storage_rows_do_not_serialise_themselves() {
         );
     }
 }
+
+/// What docs/ARCHITECTURE.md's module table says some layers must not do, checked where a
+/// word in the code shows it: signaling asks the room what a role may do and never decides it
+/// (no `may_*` of the permission table); the rooms touch no socket and read no SDP (an answer
+/// goes to `sfu::Answer::parse`); records and referrals neither write the audit trail nor
+/// tell the rooms (the HTTP edge does both).
+#[test]
+fn layers_keep_to_what_they_must_not_do() {
+    let rules: &[(&str, &[&str], &str)] = &[
+        ("signaling", &[".may_"], "decides what a role may do"),
+        (
+            "rooms",
+            &["tokio::net", "UdpSocket", "TcpStream", "str0m::change", "SdpOffer", "SdpAnswer"],
+            "touches a socket or reads SDP",
+        ),
+        ("records", &["crate::audit", "crate::rooms"], "writes the audit trail or tells a room"),
+        ("referrals", &["crate::audit", "crate::rooms"], "writes the audit trail or tells a room"),
+    ];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (module, words, what) in rules {
+        let mut files = Vec::new();
+        let dir = src.join(module);
+        if dir.is_dir() {
+            rust_files(&dir, &mut files);
+        }
+        let single = src.join(format!("{module}.rs"));
+        if single.is_file() {
+            files.push(single);
+        }
+        assert!(!files.is_empty(), "no files for {module}");
+        for path in files {
+            let text = code(&std::fs::read_to_string(&path).unwrap());
+            for word in *words {
+                assert!(
+                    !text.contains(word),
+                    "{}: `{word}`: {module} {what} (docs/ARCHITECTURE.md)",
+                    path.display()
+                );
+            }
+        }
+    }
+}
