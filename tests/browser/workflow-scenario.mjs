@@ -5,8 +5,9 @@
 //
 // A township doctor sends an urgent consultation request to the county hospital's cardiology
 // department, proposing a time a few minutes ahead, with a lab report; a cardiologist reads the
-// report in the console's viewer before answering, then accepts that time; the
-// doctor makes two patient links in the consultation's card and reads each short code; two
+// report in the console's viewer before answering, then accepts that time; the doctor records
+// that the patient withdrew their consent to sharing (the cardiologist's console withholds the
+// report, naming it nowhere) and then their consent again; the doctor makes two patient links in the consultation's card and reads each short code; two
 // patients on phones type their codes on /code and wait, seeing their place in line; the doctor
 // enters and admits the first, and the specialist enters; the clinicians confer privately and
 // the patient's page says so; the specialist signs a diagnosis report and a prescription with
@@ -427,6 +428,53 @@ export async function workflowScenario(h, engine) {
         reason,
         timeout,
       );
+    });
+
+    await step("02-consent", "the doctor records that the patient withdrew their consent to sharing: the cardiologist's console says so at once and the request withholds the lab report, named nowhere; the doctor records the consent again, and the report is back", async () => {
+      const doctor = page("doctor");
+      const specialist = page("specialist");
+      // The cardiologist's dialog is still open from accepting: back to the list first.
+      await specialist.press("Escape");
+      await specialist.waitFor(() => !document.querySelector("#referral-dialog")?.hasAttribute("open"), undefined, timeout);
+      const mine = await doctor.withText("#referral-panel li.referral-item", reason, "data-referral-id", timeout);
+      await doctor.click(`${mine} button`);
+      await doctor.waitForSelector('#referral-dialog[open] #referral-consent-state[data-in-force="true"]', timeout);
+      await doctor.click("#referral-consent-withdraw");
+      await doctor.waitForSelector('#referral-dialog[open] #referral-consent-state[data-in-force="false"]', timeout);
+      // The doctor still reads the report.
+      await doctor.withText("#referral-documents li.referral-document", labReport, "data-document-id", timeout);
+      const notice = (/** @type {string} */ key) => document.querySelector("#referral-notice")?.getAttribute("data-i18n") === key;
+      // The cardiologist is told at once, naming the request, in their language.
+      await specialist.waitFor(notice, "referral.consent_withdrawn_named", timeout);
+      // Reading the request again, from their own inbox now that they took it: how many are
+      // withheld, and no name.
+      await specialist.click("#referral-tab-inbox");
+      const theirs = await specialist.withText("#referral-panel li.referral-item", reason, "data-referral-id", timeout);
+      await specialist.click(`${theirs} button`);
+      await specialist.waitForSelector('#referral-dialog[open] #referral-consent-state[data-in-force="false"][data-withheld="1"]', timeout);
+      assert.equal(await specialist.count("#referral-documents li.referral-document"), 0, "no document listed");
+      assert.ok(!((await specialist.text("#referral-dialog")) ?? "").includes(labReport), "the report is named nowhere");
+      // The patient agrees again: the box first (the button says so without it), then recorded.
+      await doctor.click("#referral-consent-give");
+      await doctor.waitFor(
+        () => document.querySelector('#referral-consent-state [role="status"]')?.getAttribute("data-i18n") === "referral.consent.confirm_first",
+        undefined,
+        timeout,
+      );
+      await doctor.click("#referral-consent-again");
+      await doctor.click("#referral-consent-give");
+      await doctor.waitForSelector('#referral-dialog[open] #referral-consent-state[data-in-force="true"]', timeout);
+      await specialist.waitFor(notice, "referral.consent_given_named", timeout);
+      await specialist.press("Escape");
+      await specialist.waitFor(() => !document.querySelector("#referral-dialog")?.hasAttribute("open"), undefined, timeout);
+      await specialist.click(`${theirs} button`);
+      await specialist.waitForSelector('#referral-dialog[open] #referral-consent-state[data-in-force="true"]', timeout);
+      await specialist.withText("#referral-documents li.referral-document", labReport, "data-document-id", timeout);
+      // Both back to their lists for what follows.
+      for (const p of [doctor, specialist]) {
+        await p.press("Escape");
+        await p.waitFor(() => !document.querySelector("#referral-dialog")?.hasAttribute("open"), undefined, timeout);
+      }
     });
 
     await step("03-links", "the doctor makes two patient links in the consultation's card and reads their short codes; the QR code shows", async () => {
