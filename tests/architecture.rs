@@ -268,11 +268,26 @@ fn layers_keep_to_what_they_must_not_do() {
         ("signaling", &[".may_"], "decides what a role may do"),
         (
             "rooms",
-            &["tokio::net", "UdpSocket", "TcpStream", "str0m::change", "SdpOffer", "SdpAnswer"],
+            &[
+                "tokio::net",
+                "UdpSocket",
+                "TcpStream",
+                "str0m::change",
+                "SdpOffer",
+                "SdpAnswer",
+            ],
             "touches a socket or reads SDP",
         ),
-        ("records", &["crate::audit", "crate::rooms"], "writes the audit trail or tells a room"),
-        ("referrals", &["crate::audit", "crate::rooms"], "writes the audit trail or tells a room"),
+        (
+            "records",
+            &["crate::audit", "crate::rooms"],
+            "writes the audit trail or tells a room",
+        ),
+        (
+            "referrals",
+            &["crate::audit", "crate::rooms"],
+            "writes the audit trail or tells a room",
+        ),
     ];
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     for (module, words, what) in rules {

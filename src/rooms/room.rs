@@ -463,16 +463,17 @@ impl Room {
                     .filter(|p| p.invite == invite)
                     .map(|p| p.id.clone())
                     .collect();
-                for id in &holders {
-                    if let Some(p) = self.find(id) {
-                        p.send(Notice::refused(
-                            Problem::InviteRevoked,
-                            "your invitation was revoked by the care team",
-                        ));
-                        p.close(Farewell::InviteRevoked);
-                    }
-                    self.remove(id, LeaveReason::Removed).await;
-                }
+                let told = (
+                    Problem::InviteRevoked,
+                    "your invitation was revoked by the care team",
+                );
+                self.turn_out(
+                    &holders,
+                    told,
+                    Farewell::InviteRevoked,
+                    LeaveReason::Removed,
+                )
+                .await;
                 let waiting = self.lobby.take_where(|w| w.person.invite == invite);
                 let removed = holders.len() + waiting.len();
                 for w in waiting {
@@ -1305,6 +1306,24 @@ impl Room {
             .collect();
         for id in expired {
             self.remove(&id, LeaveReason::Disconnected).await;
+        }
+    }
+
+    /// Tells each of `ids` why they must go (`told`), closes their connection with
+    /// `farewell`, and removes them (the others see `reason`).
+    async fn turn_out(
+        &mut self,
+        ids: &[ParticipantId],
+        told: (Problem, &str),
+        farewell: Farewell,
+        reason: LeaveReason,
+    ) {
+        for id in ids {
+            if let Some(p) = self.find(id) {
+                p.send(Notice::refused(told.0, told.1));
+                p.close(farewell);
+            }
+            self.remove(id, reason).await;
         }
     }
 

@@ -435,6 +435,15 @@ impl TestServer {
         page["entries"].as_array().unwrap().clone()
     }
 
+    /// Every audit entry so far (the first 1,000), oldest first, read with a supervisor's token.
+    pub async fn audit_all(&self, supervisor: &str) -> Vec<Value> {
+        let (st, page) = self
+            .api("GET", "/api/v1/audit?limit=1000", Some(supervisor), None)
+            .await;
+        assert_eq!(st, 200, "{page}");
+        page["entries"].as_array().unwrap().clone()
+    }
+
     /// Joins `room` with a fresh invite for `role`, signaling only.
     pub async fn member(&self, room: &str, role: &str, name: &str) -> Member {
         let invite = self.invite(room, role).await;

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use super::Room;
 use crate::domain::ids::{ParticipantId, SessionId};
-use crate::rooms::{Farewell, LeaveReason, Notice, Problem};
+use crate::rooms::{Farewell, LeaveReason, Problem};
 
 impl Room {
     /// Removes whoever entered under one of `sessions` (the others see `participant_left` with
@@ -23,16 +23,17 @@ impl Room {
             .filter(|p| p.session.as_ref().is_some_and(|s| sessions.contains(s)))
             .map(|p| p.id.clone())
             .collect();
-        for id in &ended {
-            if let Some(p) = self.find(id) {
-                p.send(Notice::refused(
-                    Problem::SessionEnded,
-                    "your sign-in ended; sign in again to return to the consultation",
-                ));
-                p.close(Farewell::SessionEnded);
-            }
-            self.remove(id, LeaveReason::SessionEnded).await;
-        }
+        let told = (
+            Problem::SessionEnded,
+            "your sign-in ended; sign in again to return to the consultation",
+        );
+        self.turn_out(
+            &ended,
+            told,
+            Farewell::SessionEnded,
+            LeaveReason::SessionEnded,
+        )
+        .await;
         if !ended.is_empty() {
             tracing::info!(room = %self.record.id, removed = ended.len(), "care-team seats ended with their sign-in");
         }
