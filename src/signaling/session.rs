@@ -642,11 +642,16 @@ impl Session {
             return Err((ErrorCode::InviteRevoked, message.into()));
         }
         // A care-team seat: the name shown comes from the account, never from what was typed,
-        // and the seat is honoured only while the session that took its token is open.
-        let (name, institution) = match (&invite.account, &claims.sid) {
+        // and the seat is honoured only while the session that took its token is open (and
+        // ends with it: `rooms/room/seats.rs`).
+        let (name, seat) = match (&invite.account, &claims.sid) {
             (Some(account), Some(session)) => {
                 let (name, institution) = self.seat_name(account, session).await?;
-                (name, Some(institution))
+                let seat = Seat {
+                    institution: Some(institution),
+                    session: Some(session.clone()),
+                };
+                (name, seat)
             }
             (None, None) => {
                 let name = display_name(&join.name, MAX_NAME_CHARS).map_err(|e| {
@@ -655,7 +660,11 @@ impl Session {
                         format!("invalid display name: {e} (at most {MAX_NAME_CHARS} characters)"),
                     )
                 })?;
-                (name, None)
+                let link = Seat {
+                    institution: None,
+                    session: None,
+                };
+                (name, link)
             }
             _ => return Err(token_refusal(AuthError::InvalidToken)),
         };
@@ -673,12 +682,6 @@ impl Session {
                 self.opens_at = refused.opens_at;
                 (refused.code, refused.message)
             })?;
-        // A seat's presence ends with the sign-in that took its token (`rooms/room/seats.rs`).
-        let session = invite.account.as_ref().and(claims.sid.clone());
-        let seat = Seat {
-            institution,
-            session,
-        };
         let result = self
             .enter_room(&room_id, name, &join, &invite, seat, replaces)
             .await;
