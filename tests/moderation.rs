@@ -123,11 +123,10 @@ async fn huddle_hold_and_remove(s: &TestServer) {
 
     // A clinician whose connection drops does not end the huddle. (A second specialist: the
     // doctor's own seat entering again would take over from the doctor's connection.)
+    // (The seat's token first: making it signs in, which must not eat the join deadline.)
+    let seat = s.invite(&room, "specialist").await;
     let reconnecting = SignalingClient::connect(&s.ws_url).await.unwrap();
-    reconnecting
-        .join(&s.invite(&room, "specialist").await, "", false, false)
-        .await
-        .unwrap();
+    reconnecting.join(&seat, "", false, false).await.unwrap();
     drop(reconnecting);
     assert!(
         patient

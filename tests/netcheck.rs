@@ -259,6 +259,8 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
 
     let li = waiter(&s, &room, "Li Hua").await;
     let offer = start_check(&li).await;
+    // No estimate can come before the check's transport exists: the rate below counts from here.
+    let check_began = tokio::time::Instant::now();
     transports_become(&s, 2).await;
     let (pc, track, reports) = answer_check(&li, &offer).await;
     let (echoed, echoed_kinds) = answer_echo(&li, &pc).await;
@@ -301,14 +303,21 @@ async fn a_waiting_patient_measures_the_media_path_and_nobody_receives_it() {
         "{first}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let later: Vec<u64> = li
-        .pending()
+    // At most one a second since the check began. Counted over the whole check, not over the
+    // last three seconds: estimates told while the echo was awaited wait in the client's
+    // queue, behind `first` (a slow CI machine once left five there).
+    let all: Vec<u64> = li
+        .history()
         .iter()
         .filter(|m| m["type"] == "net_check_estimate")
         .filter_map(|m| m["down_kbps"].as_u64())
         .collect();
-    assert!(later.len() <= 4, "{later:?} in 3 s");
-    println!("webrtc-rs check: estimates {kbps} then {later:?} kbit/s");
+    let elapsed = check_began.elapsed();
+    assert!(
+        all.len() as u64 <= elapsed.as_secs() + 1,
+        "{all:?} in {elapsed:?}"
+    );
+    println!("webrtc-rs check: estimates {all:?} kbit/s in {elapsed:?}");
     // Nothing of it reaches the consultation: no offer of a track, no packet, no participant.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -477,15 +486,20 @@ async fn admission_deadline_and_a_dropped_connection_each_end_a_check() {
 
     // Out of time: never answered, ended by the server after `net_check_seconds`.
     let wang = waiter(&s, &room, "Wang Fang").await;
+    // Before the request: the server's deadline runs from it, and the offer and the worker
+    // may take a while to answer on a slow machine.
+    let started = tokio::time::Instant::now();
     start_check(&wang).await;
     transports_become(&s, base + 1).await;
-    let started = tokio::time::Instant::now();
     let m = wang
         .next_event("net_check_ended", Duration::from_secs(15))
         .await
         .unwrap();
     assert_eq!(m["reason"], "time", "{m}");
-    assert!(started.elapsed() >= Duration::from_secs(4), "ended early");
+    assert!(
+        started.elapsed() >= Duration::from_millis(4_900),
+        "ended early"
+    );
     transports_become(&s, base).await;
 
     // Its signaling connection gone: the check goes with it.

@@ -194,7 +194,13 @@ async fn an_observer_let_speak_and_made_to_watch_again(s: &TestServer) {
         .await
         .unwrap();
     trainee.next_event("role_changed", T).await.unwrap();
-    assert!(arriving(&doctor, &trainee, "audio", Duration::from_secs(3)).await > 10);
+    // Two renegotiations come first (the trainee's publishing, the doctor's receiving): wait
+    // for the packets rather than counting over a fixed window.
+    let before = doctor.received(&trainee.id(), "audio").packets;
+    doctor
+        .wait_received(&trainee.id(), "audio", before + 10, MEDIA)
+        .await
+        .expect("the trainee's audio again");
 
     // On the record: both kinds of change, with from and to, and the refusals.
     let entries = s.audit_entries(&sup, &room).await;

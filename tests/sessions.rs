@@ -186,23 +186,23 @@ async fn twenty_renewals_of_one_token_at_once_one_wins() {
 
 #[tokio::test]
 async fn an_idle_session_ends_and_renewal_keeps_it_alive() {
-    // Tokens are in whole seconds: one issued at r is good until floor(r) + 4, so for 3 s at
-    // least and 4 s at most.
-    let s = TestServer::start_with(|c| c.auth.session_idle_s = 4).await;
+    // Tokens are in whole seconds: one issued at r is good until floor(r) + 8, so for 7 s at
+    // least and 8 s at most. The pauses leave seconds to spare either way on a slow machine.
+    let s = TestServer::start_with(|c| c.auth.session_idle_s = 8).await;
     let body = sign_in(&s).await;
     let left = body["expires_at"].as_i64().unwrap() - huizhen::domain::clock::now_unix();
-    assert!((3..=4).contains(&left), "{body}");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!((6..=8).contains(&left), "{body}");
+    tokio::time::sleep(Duration::from_millis(4000)).await;
     let (status, renewed) = s
         .api("POST", "/api/v1/auth/renew", Some(token(&body)), None)
         .await;
     assert_eq!(status, 200, "{renewed}");
     assert!(renewed["expires_at"].as_i64() > body["expires_at"].as_i64());
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    // Over 4 s after sign-in, past the first token's end, the renewed token works.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // Over 8 s after sign-in, past the first token's end, the renewed token works.
     assert_eq!(me(&s, token(&renewed)).await, (200, None));
     // Left alone for longer than the idle window, it does not.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    tokio::time::sleep(Duration::from_millis(9000)).await;
     assert!(refused(me(&s, token(&renewed)).await));
     let (status, _) = s
         .api("POST", "/api/v1/auth/renew", Some(token(&renewed)), None)

@@ -185,11 +185,9 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     li.send_json(&json!({"type": "chat", "text": "hello?"}))
         .await
         .unwrap();
+    let seat = s.invite(&room, "specialist").await;
     let specialist = SignalingClient::connect(&s.ws_url).await.unwrap();
-    let specialist_id = specialist
-        .join(&s.invite(&room, "specialist").await, "", false, false)
-        .await
-        .unwrap()["you"]["id"]
+    let specialist_id = specialist.join(&seat, "", false, false).await.unwrap()["you"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -263,6 +261,9 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
             .filter(|m| m["type"] == "waiting_room")
             .count()
     };
+    // The doctor's queue after Wang Fang's admission first (it may still be on its way),
+    // so that only the send-back's is counted below.
+    queue_where(&doctor, |q| waiting_names(q).is_empty()).await;
     let queues_before = queues(&doctor);
     doctor
         .send_json(&json!({"type": "send_back", "participant_id": li_id,
@@ -323,10 +324,11 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     assert_eq!(late.wait_closed(T).await.unwrap(), Some(4007));
     // (Another clinician's: the doctor's own seat entering again would take over from the
     // doctor's connection, see `one_clinician_on_two_tabs_is_one_presence`.)
+    let seat = s.invite(&room, "specialist").await;
     SignalingClient::connect(&s.ws_url)
         .await
         .unwrap()
-        .join(&s.invite(&room, "specialist").await, "", false, false)
+        .join(&seat, "", false, false)
         .await
         .expect("a seat enters a locked room");
     doctor

@@ -131,11 +131,13 @@ async fn smoke(scenario: Scenario) -> huizhen_loadtests::stats::Report {
 }
 
 /// A run longer than the server's idle window keeps its session: the generator renews its
-/// token when half its life is over (here 3 s idle, so every 1.5 s).
+/// token when half its life is over (here 6 s idle, so every 3 s). Each pause is longer than
+/// half the idle window and shorter than a token's shortest life (5 s: tokens count in whole
+/// seconds), with room to spare for a slow machine.
 #[tokio::test]
 async fn the_generators_session_outlives_the_idle_window() {
     let dir = tempfile::tempdir().unwrap();
-    let server = server_with(dir.path(), |c| c.auth.session_idle_s = 3).await;
+    let server = server_with(dir.path(), |c| c.auth.session_idle_s = 6).await;
     let base = format!("https://127.0.0.1:{}", server.https_addr.port());
     let api = huizhen_loadtests::api::Api::login(&base, "load", "load-test-password")
         .await
@@ -143,7 +145,7 @@ async fn the_generators_session_outlives_the_idle_window() {
     for i in 0..4 {
         let room = api.create_room(&format!("long run {i}")).await.unwrap();
         api.end_room(&room).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1600)).await;
+        tokio::time::sleep(Duration::from_millis(3200)).await;
     }
     server.shutdown().await;
 }
