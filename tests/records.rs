@@ -427,6 +427,41 @@ async fn records_flow(s: &TestServer) {
     assert_eq!(meds[1]["status"], "draft");
     assert!(meds[3]["priorPrescription"].is_object());
     assert_eq!(of("Composition").len(), 1);
+    // A colleague of the institution who is not on the care team, and the network's
+    // supervisor, may read the summary, but not the draft: drafts are the care team's.
+    let colleague = s.account("colleague", AccountRole::Doctor).await;
+    let regulator = s.account("regulator", AccountRole::NetworkSupervisor).await;
+    for reader in [&colleague, &regulator] {
+        let (st, theirs) = s
+            .api(
+                "GET",
+                &format!("/api/v1/rooms/{room}/summary"),
+                Some(reader),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{theirs}");
+        assert_eq!(theirs["records"].as_array().unwrap().len(), 6);
+        assert!(!theirs.to_string().contains(&draft_id), "{theirs}");
+        let (st, bundle) = s
+            .api(
+                "GET",
+                &format!("/api/v1/rooms/{room}/export/fhir"),
+                Some(reader),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200);
+        let meds: Vec<&Value> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .filter(|r| r["resourceType"] == "MedicationRequest")
+            .collect();
+        assert_eq!(meds.len(), 3, "{meds:?}");
+        assert!(meds.iter().all(|m| m["status"] != "draft"), "{meds:?}");
+    }
     let resp = s
         .raw(
             "GET",
@@ -508,6 +543,184 @@ async fn records_flow(s: &TestServer) {
     }
     let (_, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
     assert!(v["first_broken"].is_null(), "{v}");
+}
+
+/// A draft stays its author's when they come back (a reload is a new participant on the same
+/// care-team seat), and nobody else's. An administrator seated as the doctor of a room they
+/// made writes, but does not sign: only a doctor's or a specialist's account signs. What a role
+/// may not ask for is refused and on the record.
+#[tokio::test]
+async fn drafts_follow_their_seat_and_only_clinicians_sign() {
+    let s = TestServer::start().await;
+    let room = s.create_room("复诊").await;
+    let _patient = s.consenting_patient(&room, "Li Lei").await;
+    let records = format!("/api/v1/rooms/{room}/records");
+    let report = json!({"findings": "Sinus rhythm", "impression": "正常心电图",
+                        "recommendation": "Follow up in three months"});
+    let first = s.member(&room, "doctor", "").await;
+    let (st, draft) = s
+        .api(
+            "POST",
+            &records,
+            Some(&first.access),
+            Some(json!({"kind": "diagnosis_report", "body": report})),
+        )
+        .await;
+    assert_eq!(st, 201, "{draft}");
+    let id = draft["id"].as_str().unwrap().to_owned();
+
+    // The doctor reloads: another participant, the same seat. The draft is still theirs.
+    let again = s.member(&room, "doctor", "").await;
+    assert_ne!(again.id, first.id);
+    let (st, b) = s
+        .api(
+            "PUT",
+            &format!("{records}/{id}"),
+            Some(&again.access),
+            Some(json!({"body": report})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    // Not another clinician's, nor a link's.
+    let specialist = s.member(&room, "specialist", "").await;
+    let observer = s.member(&room, "observer", "Trainee").await;
+    for (who, want) in [(&specialist, 403), (&observer, 403)] {
+        let (st, b) = s
+            .api(
+                "PUT",
+                &format!("{records}/{id}"),
+                Some(&who.access),
+                Some(json!({"body": report})),
+            )
+            .await;
+        assert_eq!(st, want, "{b}");
+    }
+    let (st, issued) = s
+        .api(
+            "POST",
+            &format!("{records}/{id}/issue"),
+            Some(&again.access),
+            Some(json!({"password": DOCTOR_PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200, "{issued}");
+    assert_eq!(issued["status"], "issued");
+
+    // The network's administrator makes a room and enters it as its doctor: writes a
+    // prescription, may not sign it, and the password is not even tried.
+    let admin = s.account("netadmin", AccountRole::Admin).await;
+    let (st, made) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&admin),
+            Some(json!({"title": "Admin's room", "waiting_room": false})),
+        )
+        .await;
+    assert_eq!(st, 201, "{made}");
+    let admins_room = made["id"].as_str().unwrap().to_owned();
+    let seat = s.enter(&admins_room, Some(&admin)).await;
+    let seated = s.member_with(&seat, "").await;
+    assert_eq!(seated.joined["you"]["role"], "doctor");
+    let patient_token = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{admins_room}/invites"),
+            Some(&admin),
+            Some(json!({"role": "patient"})),
+        )
+        .await
+        .1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _their_patient = s.member_with(&patient_token, "Wang Fang").await;
+    let rx = json!({"items": [{"medication": "阿司匹林肠溶片", "dose": "100 mg", "route": "oral",
+                               "frequency": "once daily", "duration": "30 days"}]});
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{admins_room}/records"),
+            Some(&seated.access),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true,
+                        "password": ACCOUNT_PASSWORD})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (403, "forbidden"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("doctor's or a specialist's account"),
+        "{b}"
+    );
+
+    // Roles asking for what is not theirs.
+    let pharmacist = s.account("pharm", AccountRole::Pharmacist).await;
+    let specialist_account = s.account("spec-acc", AccountRole::Specialist).await;
+    let (st, _) = s
+        .api("GET", "/api/v1/me/drafts", Some(&pharmacist), None)
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .api("GET", "/api/v1/events", Some(&pharmacist), None)
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .api(
+            "PUT",
+            "/api/v1/me/availability",
+            Some(&pharmacist),
+            Some(json!({"accepts_referrals": true})),
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            Some(&specialist_account),
+            Some(json!({"title": "Mine"})),
+        )
+        .await;
+    assert_eq!(st, 403);
+
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
+    let trail = s.audit_all(&sup).await;
+    let detail = |e: &Value| -> Value {
+        serde_json::from_str(e["detail"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+    };
+    let denied: Vec<(String, String)> = trail
+        .iter()
+        .filter(|e| e["action"] == "access.denied" && e["outcome"] == "denied")
+        .map(detail)
+        .filter(|d| d["attempted"].is_string())
+        .map(|d| {
+            (
+                d["reason"].as_str().unwrap_or("").to_owned(),
+                d["attempted"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("not_a_clinician", "list_drafts"),
+        ("not_a_clinician", "notifications"),
+        ("not_a_clinician", "set_availability"),
+        ("may_not_create_rooms", "create_room"),
+    ] {
+        assert!(
+            denied.iter().any(|(r, a)| (r.as_str(), a.as_str()) == want),
+            "{want:?} not on the record: {denied:?}"
+        );
+    }
+    let signing: Vec<&Value> = trail
+        .iter()
+        .filter(|e| e["action"] == "record.signing_failed")
+        .collect();
+    assert_eq!(signing.len(), 1, "{signing:?}");
+    assert_eq!(detail(signing[0])["reason"], "not_a_clinician");
+    assert_eq!(signing[0]["outcome"], "denied");
+    s.stop().await;
 }
 
 #[tokio::test]

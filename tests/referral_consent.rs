@@ -516,6 +516,27 @@ async fn consent_on_requests(s: &TestServer) {
             .iter()
             .any(|m| m["type"] == "document_withheld")
     );
+    // Nor the consultation's summary and its exports: the county's specialist reads them
+    // without the copy (named nowhere); the doctor, of the room's institution, with it.
+    for (reader, sees) in [(&cardio, false), (&doc, true)] {
+        for export in ["summary", "export/fhir"] {
+            let (st, b) = s
+                .api(
+                    "GET",
+                    &format!("/api/v1/rooms/{room}/{export}"),
+                    Some(reader),
+                    None,
+                )
+                .await;
+            assert_eq!(st, 200, "{b}");
+            let text = b.to_string();
+            assert_eq!(
+                text.contains(copy.as_str()) || text.contains("ecg.pdf"),
+                sees,
+                "{export}: {b}"
+            );
+        }
+    }
     // A patient of the room agrees there to sharing with the care team's other hospital: that
     // consent covers the room's copies too.
     let (st, invite) = s

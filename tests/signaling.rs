@@ -93,6 +93,53 @@ async fn forged_expired_revoked_and_other_room_tokens_are_refused() {
         .unwrap();
     c.expect_error("invalid_token", T).await.unwrap();
 
+    // A link made for a specialist by an older release (before clinicians entered as their
+    // accounts): no longer lets anyone onto the care team under a typed name. Refused, and
+    // on the record.
+    let (old_link, old_id) = s.invite_with_id(&room, "observer").await;
+    let pool = sqlx::AnyPool::connect(&db_url).await.unwrap();
+    sqlx::query("UPDATE invites SET role = 'specialist' WHERE id = $1")
+        .bind(old_id.clone())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let old_link = resign(&s, &old_link, |c| c.role = Some(Role::Specialist));
+    let c = client(&s).await;
+    c.send_json(&join_message(
+        &old_link,
+        "Prof. Chief Wang",
+        true,
+        true,
+        None,
+    ))
+    .await
+    .unwrap();
+    let refused = c.expect_error("invite_revoked", T).await.unwrap();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("from your console"),
+        "{refused}"
+    );
+    let sup = s.account("sup-links", AccountRole::NetworkSupervisor).await;
+    let trail = s.audit_all(&sup).await;
+    let revoked_links = trail
+        .iter()
+        .filter(|e| {
+            let d: serde_json::Value =
+                serde_json::from_str(e["detail"].as_str().unwrap_or("null")).unwrap();
+            e["outcome"] == "denied"
+                && d["reason"] == "signaling_revoked_invite"
+                && d["step"] == "join"
+        })
+        .count();
+    assert_eq!(
+        revoked_links, 1,
+        "the refused link on the record: {trail:?}"
+    );
+
     // A session token is not an invite.
     let c = client(&s).await;
     c.send_json(&join_message(&s.doctor_token, "Li Hua", true, true, None))
@@ -372,14 +419,10 @@ async fn roles_resume_and_ending_a_consultation() {
     assert_eq!(left["reason"], "disconnected");
 
     // The doctor ends it for everyone; nobody can join afterwards.
+    let seat = s.invite(&room, "specialist").await;
     let specialist = client(&s).await;
     specialist
-        .join(
-            &s.invite(&room, "specialist").await,
-            "Dr. Zhao",
-            false,
-            false,
-        )
+        .join(&seat, "Dr. Zhao", false, false)
         .await
         .unwrap();
     doctor

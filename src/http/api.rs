@@ -75,6 +75,21 @@ impl Clinician {
         Actor::User(self.0.id.clone(), self.0.role)
     }
 
+    /// Refuses what this account's role may not do (`attempted`): audited as `access.denied`
+    /// with `reason` (a signed-in account reaching for what its role does not allow may be
+    /// misuse), and answered 403.
+    pub async fn refuse(
+        &self,
+        state: &AppState,
+        reason: &'static str,
+        attempted: &'static str,
+    ) -> ApiError {
+        let event = AuditEvent::new(self.actor(), Action::AccessDenied)
+            .detail(json!({"attempted": attempted}));
+        state.audit.refused(self.0.id.as_str(), reason, event).await;
+        ApiError::Forbidden
+    }
+
     /// How the room stands to this account: same institution, place on its care team.
     pub async fn relation(
         &self,
@@ -201,7 +216,7 @@ pub async fn pending_drafts(
     who: Clinician,
 ) -> Result<Json<Value>, ApiError> {
     if !who.0.role.is_clinician() {
-        return Err(ApiError::Forbidden);
+        return Err(who.refuse(&state, "not_a_clinician", "list_drafts").await);
     }
     let drafts = state
         .db
@@ -239,7 +254,9 @@ pub async fn create_room(
 ) -> Result<(StatusCode, Json<RoomView>), ApiError> {
     let user = &who.0;
     if !user.role.may_manage_rooms() {
-        return Err(ApiError::Forbidden);
+        return Err(who
+            .refuse(&state, "may_not_create_rooms", "create_room")
+            .await);
     }
     let title = body.title.trim();
     if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
@@ -366,15 +383,6 @@ pub async fn room_for(
         return Err(ApiError::NotFound);
     }
     Ok((room, relation))
-}
-
-/// The room, if this clinician may see it.
-pub async fn visible_room(
-    state: &AppState,
-    who: &Clinician,
-    id: &str,
-) -> Result<RoomRecord, ApiError> {
-    Ok(room_for(state, who, id).await?.0)
 }
 
 /// The room, if this clinician manages it (invites, care team, ending); seeing it without

@@ -27,7 +27,7 @@ pub async fn stream(
     who: Clinician,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     if !who.0.role.is_clinician() {
-        return Err(ApiError::Forbidden);
+        return Err(who.refuse(&state, "not_a_clinician", "notifications").await);
     }
     let subscription = state
         .notifications

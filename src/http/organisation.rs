@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::api::{ApiJson, ApiQuery, Clinician};
 use super::error::ApiError;
-use crate::audit::{Action, AuditEvent, Outcome};
+use crate::audit::{Action, AuditEvent};
 use crate::auth::check_new_password;
 use crate::domain::ids::{DepartmentId, InstitutionId, UserId};
 use crate::domain::organisation::{InstitutionKind, org_name, profile_text};
@@ -128,14 +128,7 @@ fn institution_views<'a>(
 
 /// Records a refused administrative call (who tried what) and refuses it.
 async fn refuse(state: &AppState, who: &Clinician, attempted: &'static str) -> ApiError {
-    let event = AuditEvent::new(who.actor(), Action::AccessDenied)
-        .outcome(Outcome::Denied)
-        .detail(json!({"attempted": attempted}));
-    state
-        .audit
-        .refused(who.0.id.as_str(), "not_an_administrator", event)
-        .await;
-    ApiError::Forbidden
+    who.refuse(state, "not_an_administrator", attempted).await
 }
 
 /// Every institution with its departments: any signed-in account (referrals name them).
@@ -617,7 +610,9 @@ pub async fn set_availability(
     ApiJson(body): ApiJson<AvailabilityBody>,
 ) -> Result<StatusCode, ApiError> {
     if !who.0.role.is_clinician() {
-        return Err(ApiError::Forbidden);
+        return Err(who
+            .refuse(&state, "not_a_clinician", "set_availability")
+            .await);
     }
     state
         .db

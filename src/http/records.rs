@@ -136,6 +136,15 @@ async fn sign(
             .object("user", &user.id)
             .detail(json!({"reason": reason, "client": client}))
     };
+    // Only a doctor's or a specialist's account signs, whatever seat it holds: an
+    // administrator seated as the doctor of a room they made, or an account since moved to
+    // another role, may not. Refused before the password is tried.
+    if !user.role.is_clinician() {
+        state.audit.record_or_log(failed("not_a_clinician")).await;
+        return Err(ApiError::Denied(
+            "only a doctor's or a specialist's account signs reports and prescriptions".into(),
+        ));
+    }
     let now = std::time::Instant::now();
     let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
         Ok(attempt) => attempt,

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::Clinician;
+use super::api::{ApiJson, Clinician};
 use super::error::ApiError;
 use crate::audit::{Action, Append, AuditEvent};
 use crate::domain::clock::now_unix;
@@ -34,7 +34,7 @@ fn service(state: &AppState) -> ReferralConsents {
 /// `POST /referrals/{id}/consent`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GiveBody {
+pub struct GiveBody {
     purpose: ConsentPurpose,
     /// The version of the words the patient was shown (`current_wording.version` of the
     /// request's `consent`).
@@ -230,11 +230,9 @@ pub async fn give(
     State(state): State<AppState>,
     who: Clinician,
     Path(id): Path<String>,
-    bytes: Bytes,
+    ApiJson(b): ApiJson<GiveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let id = ReferralId::parse(&id).ok_or(ApiError::NotFound)?;
-    let b: GiveBody =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let decided = service(&state)
         .give(&id, &who.0, b.purpose, &b.wording_version, now_unix())
         .await;
@@ -250,6 +248,8 @@ pub async fn withdraw(
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = ReferralId::parse(&id).ok_or(ApiError::NotFound)?;
+    // Read by hand, not with `ApiJson`: a withdrawal may come with no body at all (it means
+    // the one purpose a request has), with or without a JSON content type.
     let purpose = if bytes.iter().all(u8::is_ascii_whitespace) {
         ConsentPurpose::ExternalSharing
     } else {

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use super::api::{Clinician, visible_room};
+use super::api::{Clinician, room_for};
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent};
 use crate::domain::time_zone::DisplayZone;
-use crate::summary::{self, Summary, SummaryError};
+use crate::summary::{self, Reader, Summary, SummaryError};
 use crate::wire::SummaryView;
 
 impl From<SummaryError> for ApiError {
@@ -32,7 +32,7 @@ async fn load(
     id: &str,
     format: &str,
 ) -> Result<Summary, ApiError> {
-    let room = visible_room(state, who, id).await?;
+    let (room, relation) = room_for(state, who, id).await?;
     state
         .audit
         .record(
@@ -42,7 +42,13 @@ async fn load(
                 .detail(json!({ "format": format })),
         )
         .await?;
-    Ok(summary::assemble(&state.db, &state.records, &room.id).await?)
+    let reader = Reader {
+        care_team: relation.care_team.is_some(),
+        // The network's administrator and supervisor oversee every institution: the consent
+        // is about sharing with the receiving hospital, not with them.
+        outside: !relation.same_institution && !who.0.role.sees_all_rooms(),
+    };
+    Ok(summary::assemble(&state.db, &state.records, &room.id, reader).await?)
 }
 
 pub(super) fn attachment(

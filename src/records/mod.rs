@@ -281,7 +281,26 @@ impl Records {
             .ok_or(RecordError::NotFound)
     }
 
-    /// The author's own draft, or why not.
+    /// Whether `author` (a participant of `room`) came through `who`'s care-team seat: the
+    /// same clinician, who joined again (a reload, another device: a new participant each
+    /// time) and keeps their drafts. A link is no seat: several people may come through one.
+    async fn same_seat(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        author: &str,
+    ) -> Result<bool, RecordError> {
+        if who.account.is_none() {
+            return Ok(false);
+        }
+        let Some(author) = ParticipantId::parse(author) else {
+            return Ok(false);
+        };
+        Ok(self.db.participant_invite(room, &author).await?.as_ref() == Some(&who.invite))
+    }
+
+    /// The author's own draft (written by this participant, or under the same care-team seat
+    /// before a reload), or why not.
     async fn own_draft(
         &self,
         room: &RoomId,
@@ -289,7 +308,7 @@ impl Records {
         id: &RecordId,
     ) -> Result<RecordRow, RecordError> {
         let r = self.in_room(room, id).await?;
-        if r.author != who.participant.as_str() {
+        if r.author != who.participant.as_str() && !self.same_seat(room, who, &r.author).await? {
             return Err(RecordError::Forbidden("change another author's record"));
         }
         if r.status != RecordStatus::Draft {

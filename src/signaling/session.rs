@@ -653,6 +653,17 @@ impl Session {
                 };
                 (name, seat)
             }
+            // A link made for a doctor or a specialist before clinicians had accounts (an
+            // older release made them): whoever holds it would enter the care team under a
+            // name they type. Clinicians enter from their console now.
+            (None, None) if role.is_clinician() => {
+                return Err((
+                    ErrorCode::InviteRevoked,
+                    "links for doctors and specialists no longer admit anyone: sign in and \
+                     enter the consultation from your console"
+                        .into(),
+                ));
+            }
             (None, None) => {
                 let name = display_name(&join.name, MAX_NAME_CHARS).map_err(|e| {
                     (

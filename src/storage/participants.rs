@@ -34,6 +34,23 @@ impl Db {
         Change::participant_left(id).apply(self.pool()).await
     }
 
+    /// The invitation (a link, or a clinician's care-team seat) `id` came to `room` through.
+    pub async fn participant_invite(
+        &self,
+        room: &RoomId,
+        id: &ParticipantId,
+    ) -> Result<Option<InviteId>, StorageError> {
+        let invite: Option<String> =
+            sqlx::query_scalar("SELECT invite_id FROM participants WHERE room_id = $1 AND id = $2")
+                .bind(room.as_str())
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        invite
+            .map(|i| InviteId::parse(&i).ok_or(StorageError::Corrupt("participant invite")))
+            .transpose()
+    }
+
     /// In order of joining.
     pub async fn participants_of(
         &self,

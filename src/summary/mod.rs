@@ -5,7 +5,9 @@
 //! issued to them, as JSON and as a PDF).
 //!
 //! Read-only: nothing here changes a record. Who may see a summary is the HTTP edge's question
-//! (the room's creator, administrators, supervisors; for the outcome, the patient's link).
+//! (whoever may see the consultation; for the outcome, the patient's link); what of it they
+//! see is the [`Reader`]'s: drafts only on the care team, and the copies of a request's
+//! attachments the patient has not agreed to share only inside the room's institution.
 
 pub mod fhir;
 pub mod font;
@@ -13,7 +15,8 @@ pub mod layout;
 pub mod outcome;
 pub mod pdf;
 
-use crate::domain::ids::{InviteId, RoomId};
+use crate::domain::ids::{InviteId, RecordId, RoomId};
+use crate::domain::record::RecordStatus;
 use crate::domain::role::Role;
 use crate::records::{RecordError, RecordView, Records};
 use crate::storage::{
@@ -71,10 +74,45 @@ pub struct Summary {
     pub generated_at_ms: i64,
 }
 
-pub async fn assemble(db: &Db, records: &Records, room: &RoomId) -> Result<Summary, SummaryError> {
+/// Who reads a summary, as far as it changes what is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reader {
+    /// On the consultation's care team: its drafts are theirs to see. Anyone else who may see
+    /// the consultation (a colleague of the institution, a supervisor, an administrator) reads
+    /// what was issued only.
+    pub care_team: bool,
+    /// Outside the room's institution (the receiving side of a request, or a supervisor of
+    /// another hospital): the room's copies of the request's attachments which the patient has
+    /// not agreed to share with other institutions are left out, named nowhere, as in the
+    /// room (`Db::withheld_room_copies`).
+    pub outside: bool,
+}
+
+impl Reader {
+    /// The care team of the room's own institution: everything.
+    pub const CARE_TEAM: Reader = Reader {
+        care_team: true,
+        outside: false,
+    };
+}
+
+pub async fn assemble(
+    db: &Db,
+    records: &Records,
+    room: &RoomId,
+    reader: Reader,
+) -> Result<Summary, SummaryError> {
     let room = db.room(room).await?.ok_or(SummaryError::NotFound)?;
+    let withheld = if reader.outside {
+        db.withheld_room_copies(&room.id).await?
+    } else {
+        Default::default()
+    };
     let mut documents = Vec::new();
     for d in db.documents_in_room(&room.id).await? {
+        if withheld.contains(&d.id) {
+            continue;
+        }
         let annotations = db.annotations(&d.id).await?;
         documents.push(DocumentSummary {
             document: d,
@@ -114,8 +152,29 @@ pub async fn assemble(db: &Db, records: &Records, room: &RoomId) -> Result<Summa
         participants: db.participants_of(&room.id).await?,
         documents,
         chat: db.recent_chat(&room.id, MAX_CHAT).await?,
-        records: records.in_room_for(&room.id, None).await?,
+        records: readable(records.in_room_for(&room.id, None).await?, reader),
         generated_at_ms: crate::domain::clock::now_unix_ms(),
         room,
     })
+}
+
+/// The records `reader` may have: without the drafts unless they are on the care team, and
+/// then without a link to a draft that corrects an issued record (the draft is not theirs to
+/// know of).
+fn readable(mut all: Vec<RecordView>, reader: Reader) -> Vec<RecordView> {
+    if reader.care_team {
+        return all;
+    }
+    let drafts: std::collections::HashSet<RecordId> = all
+        .iter()
+        .filter(|v| v.record.status == RecordStatus::Draft)
+        .map(|v| v.record.id.clone())
+        .collect();
+    all.retain(|v| !drafts.contains(&v.record.id));
+    for v in &mut all {
+        if v.superseded_by.as_ref().is_some_and(|s| drafts.contains(s)) {
+            v.superseded_by = None;
+        }
+    }
+    all
 }

@@ -333,6 +333,16 @@ export async function referralStepsScenario(h) {
       await h.snap(room, "referral-consent-withdrawn-room");
       await h.assertTextFromCatalogue(room, "the specialist's room after the patient withdrew consent (en)");
       assert.equal(((await room.locator("body").textContent()) ?? "").includes(name), false, "the document is named nowhere");
+      // On a phone too: the line wraps within the screen, in the documents tab.
+      await room.setViewportSize({ width: 390, height: 844 });
+      await room.locator('.tab[data-tab="documents-panel"]').click();
+      await counted.waitFor({ timeout });
+      const box = await counted.boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `the withheld line within a phone's width: ${JSON.stringify(box)}`);
+      const overflow = await room.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(overflow <= 390, `the page scrolls sideways on a phone (${overflow} px wide)`);
+      await h.snap(room, "referral-consent-withdrawn-room-phone");
+      await room.setViewportSize({ width: 1280, height: 800 });
 
       // Recorded again: it comes back.
       const again = doc.locator("#referral-consent-state");

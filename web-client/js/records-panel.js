@@ -1,5 +1,6 @@
 // Clinical records in the room: doctors and specialists write consultation notes, diagnosis
-// reports and prescriptions (issued at once, or saved as drafts); everyone sees the records their
+// reports and prescriptions, issued at once (the HTTP API also keeps drafts, which this panel
+// lists for the care team but does not yet write or sign); everyone sees the records their
 // role may read, with their status, live. An issued record is never edited: a correction is a
 // new record that supersedes it. Issuing a diagnosis report or a prescription signs it in the
 // clinician's account's name: a modal dialog asks for their password first. Notes are issued
