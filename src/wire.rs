@@ -185,6 +185,19 @@ pub struct ClinicalRecordView {
     pub superseded_by: Option<RecordId>,
     /// The patient it is about, by the name they joined with (`null`: about no one patient).
     pub subject_name: Option<String>,
+    /// Whether the caller wrote it (as this participant, or through the same care-team seat
+    /// before a reload): a draft of theirs is theirs to edit and issue. Only in answers to the
+    /// room member's own HTTP calls; a view sent to the whole room (`record_updated`) has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yours: Option<bool>,
+}
+
+impl ClinicalRecordView {
+    /// This view as the answer to `who` wrote it (or not).
+    pub fn yours(mut self, yours: bool) -> Self {
+        self.yours = Some(yours);
+        self
+    }
 }
 
 impl From<&RecordView> for ClinicalRecordView {
@@ -194,6 +207,7 @@ impl From<&RecordView> for ClinicalRecordView {
             events: all(&v.events),
             superseded_by: v.superseded_by.clone(),
             subject_name: v.subject_name.clone(),
+            yours: None,
         }
     }
 }

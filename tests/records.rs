@@ -595,6 +595,18 @@ async fn drafts_follow_their_seat_and_only_clinicians_sign() {
             .await;
         assert_eq!(st, want, "{b}");
     }
+    // Each caller is told which records are theirs (the client offers to edit and sign those).
+    for (who, mine) in [(&again, true), (&specialist, false)] {
+        let (st, list) = s.api("GET", &records, Some(&who.access), None).await;
+        assert_eq!(st, 200, "{list}");
+        let draft = list["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .expect("clinicians see the draft");
+        assert_eq!(draft["yours"], mine, "{draft}");
+    }
     let (st, issued) = s
         .api(
             "POST",
@@ -605,6 +617,7 @@ async fn drafts_follow_their_seat_and_only_clinicians_sign() {
         .await;
     assert_eq!(st, 200, "{issued}");
     assert_eq!(issued["status"], "issued");
+    assert_eq!(issued["yours"], true);
 
     // The network's administrator makes a room and enters it as its doctor: writes a
     // prescription, may not sign it, and the password is not even tried.

@@ -248,9 +248,7 @@ pub async fn create_record(
     announce(&state, &record.id).await;
     Ok((
         StatusCode::CREATED,
-        Json(ClinicalRecordView::from(
-            &state.records.view(&record.id).await?,
-        )),
+        Json(ClinicalRecordView::from(&state.records.view(&record.id).await?).yours(true)),
     ))
 }
 
@@ -262,9 +260,15 @@ pub async fn list_records(
         .records
         .in_room_for(&who.room, Some((who.member.role, &who.member.invite)))
         .await?;
-    Ok(Json(
-        json!({ "records": wire::all::<_, ClinicalRecordView>(&records) }),
-    ))
+    let mine = state
+        .records
+        .written_by(&who.room, &who.member, &records)
+        .await?;
+    let views: Vec<ClinicalRecordView> = records
+        .iter()
+        .map(|v| ClinicalRecordView::from(v).yours(mine.contains(&v.record.id)))
+        .collect();
+    Ok(Json(json!({ "records": views })))
 }
 
 #[derive(Deserialize)]
@@ -291,9 +295,9 @@ pub async fn update_record(
                 .await;
             drafts_changed(&state, &who.room);
             announce(&state, &id).await;
-            Ok(Json(ClinicalRecordView::from(
-                &state.records.view(&id).await?,
-            )))
+            Ok(Json(
+                ClinicalRecordView::from(&state.records.view(&id).await?).yours(true),
+            ))
         }
         Err(e) => {
             let event = who.event(Action::RecordDraftUpdated).object("record", &id);
@@ -335,9 +339,9 @@ pub async fn issue_record(
             super::referrals::after_record_issued(&state, &who.room, &who.member, r.kind).await;
             drafts_changed(&state, &who.room);
             announce(&state, &id).await;
-            Ok(Json(ClinicalRecordView::from(
-                &state.records.view(&id).await?,
-            )))
+            Ok(Json(
+                ClinicalRecordView::from(&state.records.view(&id).await?).yours(true),
+            ))
         }
         Err(e) => {
             let event = who.event(Action::RecordIssued).object("record", &id);

@@ -9,6 +9,8 @@
 
 mod body;
 
+use std::collections::{HashMap, HashSet};
+
 use sha2::{Digest, Sha256};
 
 pub use body::BodyError;
@@ -297,6 +299,34 @@ impl Records {
             return Ok(false);
         };
         Ok(self.db.participant_invite(room, &author).await?.as_ref() == Some(&who.invite))
+    }
+
+    /// Which of `views` (records of `room`) `who` wrote: as this participant, or through the
+    /// same care-team seat before ([`Records::same_seat`]'s rule, for a whole list at once).
+    pub async fn written_by(
+        &self,
+        room: &RoomId,
+        who: &Member,
+        views: &[RecordView],
+    ) -> Result<HashSet<RecordId>, RecordError> {
+        let seat_of: HashMap<String, InviteId> = if who.account.is_some() {
+            self.db
+                .participants_of(room)
+                .await?
+                .into_iter()
+                .map(|p| (p.id.as_str().to_owned(), p.invite_id))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        Ok(views
+            .iter()
+            .filter(|v| {
+                v.record.author == who.participant.as_str()
+                    || seat_of.get(&v.record.author) == Some(&who.invite)
+            })
+            .map(|v| v.record.id.clone())
+            .collect())
     }
 
     /// The author's own draft (written by this participant, or under the same care-team seat

@@ -601,14 +601,31 @@ export async function workflowScenario(h, engine) {
       for (const p of [first, doctor, specialist]) await p.waitForSelector("#moderation-banner", timeout, "hidden");
     });
 
-    await step("07-signed", "the specialist signs a diagnosis report and a prescription with their password; the patient sees both, signed by them", async () => {
+    await step("07-signed", "the specialist drafts a diagnosis report, completes it, and signs it and a prescription with their password; the patient sees both once signed, by them", async () => {
       const [first, specialist] = [page("patient1"), page("specialist")];
       await specialist.click('.tab[data-tab="records-panel"]');
       await specialist.click('.record-forms summary[data-i18n="records.report"]');
-      await specialist.fill('.report-form textarea[name="findings"]', "Holter: paroxysmal AF, longest run 40 s");
+      await specialist.fill('.report-form textarea[name="findings"]', "Holter: paroxysmal AF");
       await specialist.fill('.report-form textarea[name="impression"]', "阵发性心房颤动 (paroxysmal atrial fibrillation)");
       await specialist.fill('.report-form textarea[name="recommendation"]', "Rate control; anticoagulation per CHA2DS2-VASc");
-      await signWithPassword(specialist, ".report-form button[type=submit]");
+      // Saved as a draft first, then completed: the care team's until signed.
+      const draft = '.record-item[data-kind="diagnosis_report"][data-status="draft"]';
+      await specialist.click(".report-form .record-draft");
+      await specialist.waitForSelector(`${draft} button[data-action="edit"]`, timeout);
+      const findings = () => specialist.evaluate(() => /** @type {HTMLTextAreaElement | null} */ (document.querySelector(".report-form textarea[name=findings]"))?.value ?? null);
+      assert.equal(await findings(), "", "the form is emptied once saved");
+      await specialist.click(`${draft} button[data-action="edit"]`);
+      await specialist.waitForSelector(".report-form .record-editing", timeout);
+      assert.equal(await findings(), "Holter: paroxysmal AF", "the draft's text back in its form");
+      await specialist.fill('.report-form textarea[name="findings"]', "Holter: paroxysmal AF, longest run 40 s");
+      await specialist.click(".report-form .record-draft");
+      await specialist.waitFor((sel) => document.querySelector(sel)?.textContent?.includes("longest run 40 s") ?? false, `${draft} .record-body`, timeout);
+      await snapAll("07-draft");
+      assert.equal(await first.count('.record-item[data-kind="diagnosis_report"]'), 0, "the patient sees no draft");
+      // Signed from the list, with the password.
+      await signWithPassword(specialist, `${draft} button[data-action="issue"]`);
+      await specialist.waitForSelector('.record-item[data-kind="diagnosis_report"][data-status="issued"]', timeout, "attached");
+      assert.equal(await specialist.count(`${draft}`), 0, "no draft left");
       await specialist.click('.record-forms summary[data-i18n="records.prescription"]');
       await specialist.fill('.rx-form input[name="medication"]', medication);
       await specialist.fill('.rx-form input[name="dose"]', "47.5 mg");

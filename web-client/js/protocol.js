@@ -125,6 +125,8 @@ export const PROTOCOL_VERSION = 1;
  * @property {RecordSignature | null} signature reports and prescriptions, once issued
  * @property {RecordEventInfo[]} events
  * @property {string | null} superseded_by
+ * @property {boolean} [yours] in answers to this participant's own calls only: whether they
+ *   wrote it (here, or through the same care-team seat before a reload)
  */
 
 /** @typedef {"recording" | "observer_present" | "external_sharing"} ConsentPurpose */

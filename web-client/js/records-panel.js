@@ -1,10 +1,10 @@
 // Clinical records in the room: doctors and specialists write consultation notes, diagnosis
-// reports and prescriptions, issued at once (the HTTP API also keeps drafts, which this panel
-// lists for the care team but does not yet write or sign); everyone sees the records their
-// role may read, with their status, live. An issued record is never edited: a correction is a
-// new record that supersedes it. Issuing a diagnosis report or a prescription signs it in the
-// clinician's account's name: a modal dialog asks for their password first. Notes are issued
-// without one.
+// reports and prescriptions, issued at once or saved as drafts (seen by the care team only)
+// that their author edits and later signs and issues, from this page or after a reload (the
+// server says which records are `yours`); everyone sees the records their role may read, with
+// their status, live. An issued record is never edited: a correction is a new record that
+// supersedes it. Issuing a diagnosis report or a prescription signs it in the clinician's
+// account's name: a modal dialog asks for their password first. Notes are issued without one.
 
 import { ApiError } from "./api.js";
 import { el, must, roleParam } from "./dom.js";
@@ -184,32 +184,129 @@ export class RecordsPanel {
     this.ui.forms.hidden = !this.clinician;
     /** @type {SignDialog | null} made when first needed (only clinicians sign) */
     this.signDialog = null;
-    this.ui.report.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const f = new FormData(this.ui.report);
-      void this.create("diagnosis_report", {
-        findings: str(f, "findings"),
-        impression: str(f, "impression"),
-        recommendation: str(f, "recommendation"),
-      }, this.ui.report);
-    });
-    this.ui.rx.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const f = new FormData(this.ui.rx);
-      void this.create("prescription", {
-        items: [{
-          medication: str(f, "medication"),
-          dose: str(f, "dose"),
-          route: str(f, "route"),
-          frequency: str(f, "frequency"),
-          duration: str(f, "duration"),
-        }],
-      }, this.ui.rx);
-    });
-    this.ui.note.addEventListener("submit", (e) => {
-      e.preventDefault();
-      void this.create("note", { text: str(new FormData(this.ui.note), "text") }, this.ui.note);
-    });
+    /** @type {{id: string, kind: RecordInfo["kind"]} | null} the draft whose text is in its form */
+    this.editing = null;
+    for (const kind of KINDS) {
+      const form = this.formOf(kind);
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const body = bodyOf(kind, form);
+        if (this.editing?.kind === kind) void this.issueEdited(this.editing.id, body, form);
+        else void this.create(kind, body, form);
+      });
+      form.querySelector(".record-draft")?.addEventListener("click", () => {
+        if (form.reportValidity()) void this.saveDraft(kind, bodyOf(kind, form), form);
+      });
+      form.querySelector(".record-stop-editing")?.addEventListener("click", () => this.stopEditing());
+    }
+  }
+
+  /** @param {RecordInfo["kind"]} kind @returns {HTMLFormElement} */
+  formOf(kind) {
+    return kind === "diagnosis_report" ? this.ui.report : kind === "prescription" ? this.ui.rx : this.ui.note;
+  }
+
+  /**
+   * Saves the form's text as a draft: a new one, or the draft being edited.
+   * @param {RecordInfo["kind"]} kind
+   * @param {Record<string, unknown>} body
+   * @param {HTMLFormElement} form
+   */
+  async saveDraft(kind, body, form) {
+    const editing = this.editing?.kind === kind ? this.editing.id : null;
+    try {
+      const r = editing ? await this.api.updateRecord(editing, body) : await this.api.createRecord(kind, body, false, { patient: this.patientFor() });
+      this.upsert(r);
+      this.stopEditing();
+      form.reset();
+      tr(this.ui.status, "records.draft_saved");
+    } catch (e) {
+      tr(this.ui.status, "records.draft_not_saved", { reason: { key: errorKeyOf(e) } });
+    }
+  }
+
+  /**
+   * Puts one of the clinician's drafts into its form, to change it, then save or issue it.
+   * @param {RecordInfo} r
+   */
+  edit(r) {
+    this.stopEditing();
+    const form = this.formOf(r.kind);
+    fillForm(r, form);
+    this.editing = { id: r.id, kind: r.kind };
+    const hint = form.querySelector(".record-editing");
+    if (hint instanceof HTMLElement) {
+      tr(hint, "records.editing", { at: { at: r.created_at_ms, style: "time" } });
+      hint.hidden = false;
+    }
+    const stop = form.querySelector(".record-stop-editing");
+    if (stop instanceof HTMLElement) stop.hidden = false;
+    const details = form.closest("details");
+    if (details) details.open = true;
+    const first = form.querySelector("textarea, input");
+    if (first instanceof HTMLElement) first.focus();
+  }
+
+  /** Leaves the draft being edited as it was saved last; its form is emptied. */
+  stopEditing() {
+    if (!this.editing) return;
+    const form = this.formOf(this.editing.kind);
+    this.editing = null;
+    form.reset();
+    const hint = form.querySelector(".record-editing");
+    if (hint instanceof HTMLElement) {
+      clearText(hint);
+      hint.hidden = true;
+    }
+    const stop = form.querySelector(".record-stop-editing");
+    if (stop instanceof HTMLElement) stop.hidden = true;
+  }
+
+  /**
+   * Saves the draft being edited with the form's text, then signs and issues it.
+   * @param {string} id
+   * @param {Record<string, unknown>} body
+   * @param {HTMLFormElement} form
+   */
+  async issueEdited(id, body, form) {
+    try {
+      this.upsert(await this.api.updateRecord(id, body));
+    } catch (e) {
+      tr(this.ui.status, "records.not_issued", { reason: { key: errorKeyOf(e) } });
+      return;
+    }
+    const r = this.records.get(id);
+    if (r) await this.issueDraft(r, form.querySelector("button[type=submit]"));
+  }
+
+  /**
+   * Issues one of the clinician's drafts: a note at once; a report or a prescription signed,
+   * with their password.
+   * @param {RecordInfo} r
+   * @param {Element | null} focusAfter where the keyboard goes back to after the dialog
+   */
+  async issueDraft(r, focusAfter) {
+    try {
+      if (r.kind === "note") {
+        this.upsert(await this.api.issueRecord(r.id));
+        tr(this.ui.status, "records.note_issued");
+      } else {
+        const signed = SIGNED[r.kind];
+        this.signDialog ??= new SignDialog();
+        const issued = await this.signDialog.run(signed.title, (password) => this.api.issueRecord(r.id, password));
+        if (focusAfter instanceof HTMLElement && focusAfter.isConnected) focusAfter.focus();
+        if (!issued) {
+          tr(this.ui.status, "records.sign_cancelled");
+          return;
+        }
+        this.upsert(issued);
+        tr(this.ui.status, signed.done);
+      }
+      if (this.editing?.id === r.id) this.stopEditing();
+    } catch (e) {
+      if (focusAfter instanceof HTMLElement && focusAfter.isConnected) focusAfter.focus();
+      tr(this.ui.status, "records.not_issued", { reason: { key: errorKeyOf(e) } });
+    }
   }
 
   /** Offers the choice of patient when more than one is in the room; keeps the one chosen. */
@@ -270,9 +367,14 @@ export class RecordsPanel {
     }
   }
 
-  /** @param {RecordInfo} r */
+  /**
+   * A record as the server sent it. A view sent to the whole room does not say whose it is:
+   * what this page was told before stays.
+   * @param {RecordInfo} r
+   */
   upsert(r) {
-    this.records.set(r.id, r);
+    const known = this.records.get(r.id);
+    this.records.set(r.id, r.yours === undefined && known?.yours !== undefined ? { ...r, yours: known.yours } : r);
     this.render();
   }
 
@@ -305,10 +407,73 @@ export class RecordsPanel {
           const sig = signatureText(r.signature);
           li.append(el("p", { className: "record-signature", i18n: sig.key, params: sig.params }));
         }
+        if (this.clinician && r.status === "draft" && r.yours) li.append(this.draftActions(r));
         return li;
       }),
     );
     if (items.length === 0) this.ui.list.append(el("li", { className: "empty", i18n: "records.empty" }));
+  }
+
+  /**
+   * "Edit" and "Sign and issue" for one of the clinician's own drafts.
+   * @param {RecordInfo} r
+   * @returns {HTMLElement}
+   */
+  draftActions(r) {
+    const edit = el("button", { className: "btn btn-small", i18n: "records.edit_draft", attrs: { type: "button", "data-action": "edit" } });
+    const issue = el("button", {
+      className: "btn btn-small btn-primary",
+      i18n: r.kind === "note" ? "records.issue_note_draft" : "records.issue_draft",
+      attrs: { type: "button", "data-action": "issue" },
+    });
+    edit.addEventListener("click", () => this.edit(r));
+    issue.addEventListener("click", () => void this.issueDraft(this.records.get(r.id) ?? r, issue));
+    return el("div", { className: "actions record-draft-actions" }, edit, issue);
+  }
+}
+
+/** The kinds of record, each with its form. @type {RecordInfo["kind"][]} */
+const KINDS = ["diagnosis_report", "prescription", "note"];
+
+/**
+ * A form's text as the body of its kind of record.
+ * @param {RecordInfo["kind"]} kind
+ * @param {HTMLFormElement} form
+ * @returns {Record<string, unknown>}
+ */
+function bodyOf(kind, form) {
+  const f = new FormData(form);
+  switch (kind) {
+    case "diagnosis_report":
+      return { findings: str(f, "findings"), impression: str(f, "impression"), recommendation: str(f, "recommendation") };
+    case "prescription":
+      return {
+        items: [{
+          medication: str(f, "medication"),
+          dose: str(f, "dose"),
+          route: str(f, "route"),
+          frequency: str(f, "frequency"),
+          duration: str(f, "duration"),
+        }],
+      };
+    default:
+      return { text: str(f, "text") };
+  }
+}
+
+/**
+ * Puts a draft's text into its form (`bodyOf` in reverse; a prescription's first item, the
+ * only one the form holds).
+ * @param {RecordInfo} r
+ * @param {HTMLFormElement} form
+ */
+function fillForm(r, form) {
+  const b = r.body;
+  /** @type {Record<string, unknown>} */
+  const fields = r.kind === "prescription" ? (Array.isArray(b.items) && b.items[0] ? b.items[0] : {}) : b;
+  for (const [name, value] of Object.entries(fields)) {
+    const field = form.elements.namedItem(name);
+    if (field instanceof HTMLInputElement || field instanceof HTMLTextAreaElement) field.value = String(value ?? "");
   }
 }
 

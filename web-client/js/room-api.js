@@ -145,6 +145,28 @@ export class RoomApi {
   }
 
   /**
+   * Changes the text of one of the caller's drafts (403 `forbidden`: another author's; 409
+   * `conflict`: no longer a draft).
+   * @param {string} id
+   * @param {Record<string, unknown>} body
+   * @returns {Promise<RecordInfo>}
+   */
+  updateRecord(id, body) {
+    return this.json("PUT", `/records/${encodeURIComponent(id)}`, { body });
+  }
+
+  /**
+   * Issues one of the caller's drafts; a diagnosis report or a prescription is signed with
+   * the password (the same answers as `createRecord`'s).
+   * @param {string} id
+   * @param {string} [password]
+   * @returns {Promise<RecordInfo>}
+   */
+  issueRecord(id, password) {
+    return this.json("POST", `/records/${encodeURIComponent(id)}/issue`, password ? { password } : {});
+  }
+
+  /**
    * Uploads a file as a shared document, resuming after failures.
    * @param {File} file
    * @param {"everyone" | "clinicians"} visibility
