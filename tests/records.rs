@@ -736,6 +736,114 @@ async fn drafts_follow_their_seat_and_only_clinicians_sign() {
     s.stop().await;
 }
 
+/// A pharmacy works for its institution: the prescription a county hospital's specialist signs
+/// in a township clinic's consultation is in both pharmacies' queues, and in no other's; a third
+/// hospital's pharmacist cannot act on it (as if it did not exist), and is on the record.
+#[tokio::test]
+async fn each_pharmacy_sees_the_prescriptions_that_concern_its_institution() {
+    let s = TestServer::start().await;
+    let county = s.institution("县人民医院").await;
+    let city = s.institution("市中心医院").await;
+    let (spec_id, spec) = s
+        .placed_account(
+            "county-cardiologist",
+            AccountRole::Specialist,
+            common::Place {
+                institution: &county,
+                name: Some("赵敏"),
+                title: "主任医师",
+                ..common::Place::default()
+            },
+        )
+        .await;
+    let room = s.create_room("联合会诊").await;
+    s.add_to_care_team(&room, &spec_id, None).await;
+    let _patient = s.consenting_patient(&room, "Li Lei").await;
+    let specialist = s.member_with(&s.enter(&room, Some(&spec)).await, "").await;
+    let rx = json!({"items": [{"medication": "美托洛尔缓释片", "dose": "47.5 mg", "route": "oral",
+                               "frequency": "once daily", "duration": "4 weeks"}]});
+    let (st, issued) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/records"),
+            Some(&specialist.access),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true,
+                        "password": ACCOUNT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 201, "{issued}");
+    let id = issued["id"].as_str().unwrap().to_owned();
+
+    let pharmacist = |name: &'static str, institution: String| {
+        let s = &s;
+        async move {
+            s.placed_account(
+                name,
+                AccountRole::Pharmacist,
+                common::Place {
+                    institution: &institution,
+                    ..common::Place::default()
+                },
+            )
+            .await
+            .1
+        }
+    };
+    let township = pharmacist(
+        "pharm-township",
+        huizhen::domain::organisation::DEFAULT_INSTITUTION.to_owned(),
+    )
+    .await;
+    let county_pharmacy = pharmacist("pharm-county", county.clone()).await;
+    let city_pharmacy = pharmacist("pharm-city", city.clone()).await;
+    for (who, sees) in [
+        (&township, true),
+        (&county_pharmacy, true),
+        (&city_pharmacy, false),
+    ] {
+        let (st, q) = s.api("GET", "/api/v1/prescriptions", Some(who), None).await;
+        assert_eq!(st, 200, "{q}");
+        let listed: Vec<&str> = q["prescriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["id"].as_str())
+            .collect();
+        assert_eq!(listed == [id.as_str()], sees, "{q}");
+        if !sees {
+            assert_eq!(listed, Vec::<&str>::new());
+        }
+    }
+    let act = |action: &str| format!("/api/v1/prescriptions/{id}/{action}");
+    let (st, b) = s
+        .api("POST", &act("review"), Some(&city_pharmacy), None)
+        .await;
+    assert_eq!((st, code(&b)), (404, "not_found"), "{b}");
+    // The county's pharmacy reviews it; the township's, a moment later, is told it moved on.
+    let (st, b) = s
+        .api("POST", &act("review"), Some(&county_pharmacy), None)
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["status"], "reviewed");
+    let (st, b) = s.api("POST", &act("review"), Some(&township), None).await;
+    assert_eq!((st, code(&b)), (409, "conflict"), "{b}");
+    let (st, b) = s.api("POST", &act("dispense"), Some(&township), None).await;
+    assert_eq!(st, 200, "{b}");
+
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
+    let probes = s
+        .audit_entries(&sup, &room)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "prescription.state_changed" && e["outcome"] == "denied")
+        .count();
+    assert_eq!(
+        probes, 2,
+        "the other hospital's attempt and the late review"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn records_on_sqlite() {
     let s = TestServer::start().await;

@@ -21,7 +21,7 @@ use crate::domain::clock::now_unix_ms;
 use crate::domain::ids::{ParticipantId, RecordId, RoomId};
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::notifications::Event;
-use crate::records::{NewRecord, RecordError};
+use crate::records::{NewRecord, Pharmacist, RecordError};
 use crate::storage::{RecordRow, Signature};
 use crate::wire::{self, ClinicalRecordView, RecordRowView};
 
@@ -44,6 +44,9 @@ async fn refused(state: &AppState, event: AuditEvent, e: RecordError) -> ApiErro
             | RecordError::Conflict(_)
             | RecordError::SignatureRequired(_)
             | RecordError::UnknownPatient
+            // A record id that is not the caller's to reach (another room's, another
+            // institution's prescription): a guess, or a probe.
+            | RecordError::NotFound
     ) {
         state
             .audit
@@ -375,7 +378,7 @@ pub async fn prescription_queue(
         Some(s) => RecordStatus::parse(s)
             .ok_or_else(|| ApiError::Invalid("unknown prescription status".into()))?,
     };
-    match state.records.queue(status).await {
+    match state.records.queue(status, &who.0.institution_id).await {
         Ok(rows) => Ok(Json(
             json!({ "prescriptions": wire::all::<_, RecordRowView>(&rows) }),
         )),
@@ -425,7 +428,16 @@ pub async fn pharmacy_action(
     let before = state.records.view(&id).await.ok();
     match state
         .records
-        .pharmacy(&who.0.id, who.0.role, &id, action, note)
+        .pharmacy(
+            &Pharmacist {
+                id: &who.0.id,
+                role: who.0.role,
+                institution: &who.0.institution_id,
+            },
+            &id,
+            action,
+            note,
+        )
         .await
     {
         Ok(r) => {

@@ -17,7 +17,7 @@ pub use body::BodyError;
 
 use crate::domain::clock::now_unix_ms;
 
-use crate::domain::ids::{InviteId, ParticipantId, RecordId, RoomId, UserId};
+use crate::domain::ids::{InstitutionId, InviteId, ParticipantId, RecordId, RoomId, UserId};
 use crate::domain::member::Member;
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::domain::role::{AccountRole, Role};
@@ -155,6 +155,17 @@ fn check_signature(
 
 fn sha256_of(body: &serde_json::Value) -> String {
     crate::domain::hex::hex(&Sha256::digest(body.to_string().as_bytes()))
+}
+
+/// The most prescriptions a pharmacy's queue lists at once (oldest first: the next to act on).
+const MAX_QUEUED: i64 = 500;
+
+/// The pharmacist acting on a prescription: their account, role and institution.
+#[derive(Clone, Copy, Debug)]
+pub struct Pharmacist<'a> {
+    pub id: &'a UserId,
+    pub role: AccountRole,
+    pub institution: &'a InstitutionId,
 }
 
 #[derive(Clone, Debug)]
@@ -391,14 +402,22 @@ impl Records {
     /// A pharmacist's review, dispensing or rejection of a prescription.
     pub async fn pharmacy(
         &self,
-        pharmacist: &UserId,
-        role: AccountRole,
+        pharmacist: &Pharmacist<'_>,
         id: &RecordId,
         action: PharmacyAction,
         note: String,
     ) -> Result<RecordRow, RecordError> {
+        let Pharmacist {
+            id: pharmacist,
+            role,
+            institution,
+        } = *pharmacist;
         if !role.may_review_prescriptions() {
             return Err(RecordError::Forbidden("act on prescriptions"));
+        }
+        // Another institution's prescription is not there for this pharmacy: as unknown.
+        if !self.db.record_concerns(id, institution).await? {
+            return Err(RecordError::NotFound);
         }
         if note.chars().count() > 1000 || note.chars().any(|c| c.is_control() && c != '\n') {
             return Err(RecordError::Conflict(
@@ -555,14 +574,22 @@ impl Records {
         })
     }
 
-    /// Prescriptions in `status`, for the pharmacy. Drafts belong to the care team: the
-    /// pharmacy sees a prescription once it is issued.
-    pub async fn queue(&self, status: RecordStatus) -> Result<Vec<RecordRow>, RecordError> {
+    /// Prescriptions in `status` that concern the pharmacy of `institution` (written in its
+    /// consultations, or signed by its clinicians), oldest first. Drafts belong to the care
+    /// team: the pharmacy sees a prescription once it is issued.
+    pub async fn queue(
+        &self,
+        status: RecordStatus,
+        institution: &InstitutionId,
+    ) -> Result<Vec<RecordRow>, RecordError> {
         if status == RecordStatus::Draft {
             return Err(RecordError::Forbidden(
                 "see draft prescriptions (drafts belong to the care team)",
             ));
         }
-        Ok(self.db.prescriptions_in(status, 500).await?)
+        Ok(self
+            .db
+            .prescriptions_in(status, institution, MAX_QUEUED)
+            .await?)
     }
 }

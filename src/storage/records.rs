@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StorageError};
-use crate::domain::ids::{InviteId, ParticipantId, RecordId, RoomId, UserId};
+use crate::domain::ids::{InstitutionId, InviteId, ParticipantId, RecordId, RoomId, UserId};
 use crate::domain::record::{RecordKind, RecordStatus};
 use crate::domain::webhook::EventKind;
 
@@ -111,6 +111,12 @@ const COLUMNS: &str = "id, room_id, kind, supersedes, status, body, body_sha256,
                        author_name, author_role, created_at_ms, signed_by, signer_name, \
                        signer_title, signer_institution, signed_at_ms, subject_invite";
 
+/// A record concerns an institution (its pharmacy reviews it) when it was written in one of
+/// the institution's consultations, or signed by one of its clinicians (a county specialist's
+/// prescription in a township clinic's consultation concerns both). `$2` is the institution.
+const CONCERNS: &str = "(room_id IN (SELECT id FROM rooms WHERE institution_id = $2) \
+     OR signed_by IN (SELECT id FROM users WHERE institution_id = $2))";
+
 impl Db {
     /// Inserts a record; a second correction of the same record is a [`StorageError::Conflict`].
     pub async fn insert_record(&self, r: &RecordRow) -> Result<(), StorageError> {
@@ -184,17 +190,35 @@ impl Db {
     pub async fn prescriptions_in(
         &self,
         status: RecordStatus,
+        institution: &InstitutionId,
         limit: i64,
     ) -> Result<Vec<RecordRow>, StorageError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM records WHERE kind = 'prescription' AND status = $1 \
-             ORDER BY created_at_ms, id LIMIT $2"
+             AND {CONCERNS} ORDER BY created_at_ms, id LIMIT $3"
         ))
         .bind(status.as_str())
+        .bind(institution.as_str())
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// Whether record `id` concerns `institution`'s pharmacy (see [`CONCERNS`]).
+    pub async fn record_concerns(
+        &self,
+        id: &RecordId,
+        institution: &InstitutionId,
+    ) -> Result<bool, StorageError> {
+        let row = sqlx::query(&format!(
+            "SELECT id FROM records WHERE id = $1 AND {CONCERNS}"
+        ))
+        .bind(id.as_str())
+        .bind(institution.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
     }
 
     /// The record that corrects `id`, if any (there is at most one).
