@@ -291,3 +291,129 @@ common::on_both_databases!(
     a_reload_keeps_what_the_patient_agreed_to,
     |_| {}
 );
+
+/// What the consultation's own side shared reaches another hospital's clinician only while a
+/// patient of the consultation agrees, whenever that clinician came onto the care team: kept
+/// from them in `joined`, over HTTP and in the summary; given with the consent, taken at once
+/// with its withdrawal. The room's own clinicians and its patient read it throughout.
+async fn the_rooms_documents_reach_another_hospital_only_with_consent(s: &TestServer) {
+    let room = s.create_room("Follow-up").await;
+    let doctor = s.member(&room, "doctor", "").await;
+    let patient = s.member(&room, "patient", "Li Lei").await;
+    // Shared while nobody of another hospital is on the care team.
+    let (st, shared) = s
+        .share(
+            &room,
+            &doctor.access,
+            "血常规.pdf",
+            &sample_pdf(),
+            "everyone",
+            1 << 20,
+        )
+        .await;
+    assert_eq!(st, 201, "{shared}");
+    let doc = shared["document"]["id"].as_str().unwrap().to_owned();
+
+    // Then a county specialist is put on the care team, and enters.
+    let county = s.institution("County hospital").await;
+    let (zhao_id, zhao) = s
+        .placed_account(
+            "zhao",
+            AccountRole::Specialist,
+            Place {
+                institution: &county,
+                name: Some("赵敏"),
+                ..Place::default()
+            },
+        )
+        .await;
+    s.add_to_care_team(&room, &zhao_id, None).await;
+    let specialist = s.member_with(&s.enter(&room, Some(&zhao)).await, "").await;
+    let listed = |joined: &Value| {
+        joined["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&specialist.joined), Vec::<String>::new());
+    assert_eq!(specialist.joined["documents_withheld"], json!([doc]));
+    assert!(!specialist.joined.to_string().contains("血常规"));
+    let reads = |access: String| {
+        let (list, content) = (
+            format!("/api/v1/rooms/{room}/documents"),
+            format!("/api/v1/rooms/{room}/documents/{doc}/content"),
+        );
+        async move {
+            let (st, b) = s.api("GET", &list, Some(&access), None).await;
+            assert_eq!(st, 200, "{b}");
+            let n = b["documents"].as_array().unwrap().len();
+            let resp = s.raw("GET", &content, &access, None).await;
+            (n, resp.status().as_u16())
+        }
+    };
+    assert_eq!(reads(specialist.access.clone()).await, (0, 403));
+    assert_eq!(reads(doctor.access.clone()).await, (1, 200));
+    assert_eq!(reads(patient.access.clone()).await, (1, 200));
+    let (st, summary) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/summary"),
+            Some(&zhao),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{summary}");
+    assert_eq!(summary["documents"], json!([]), "{summary}");
+
+    // The patient agrees: the specialist is given it, and reads it.
+    patient
+        .ws
+        .send_json(&json!({"type": "consent", "purpose": "external_sharing", "given": true}))
+        .await
+        .unwrap();
+    let given = specialist
+        .ws
+        .next_event("document_shared", T)
+        .await
+        .unwrap();
+    assert_eq!(given["document"]["id"], doc.as_str());
+    assert_eq!(reads(specialist.access.clone()).await, (1, 200));
+    // Withdrawn: taken from them at once; the doctor is told nothing.
+    patient
+        .ws
+        .send_json(&json!({"type": "consent", "purpose": "external_sharing", "given": false}))
+        .await
+        .unwrap();
+    let taken = specialist
+        .ws
+        .next_event("document_withheld", T)
+        .await
+        .unwrap();
+    assert_eq!(taken["document_id"], doc.as_str());
+    assert_eq!(reads(specialist.access.clone()).await, (0, 403));
+    assert_eq!(reads(doctor.access.clone()).await, (1, 200));
+    assert!(
+        !doctor
+            .ws
+            .history()
+            .iter()
+            .any(|m| m["type"] == "document_withheld")
+    );
+    // Each refused read is on the record.
+    let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
+    let refused = s
+        .audit_entries(&sup, &room)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "document.viewed" && e["outcome"] == "denied")
+        .count();
+    assert!(refused >= 2, "refused reads on the record: {refused}");
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    the_rooms_documents_reach_another_hospital_only_with_consent,
+    |_| {}
+);

@@ -190,30 +190,31 @@ pub async fn list_documents(
     ))
 }
 
-/// The copies of the consultation request's attachments in this room that `who` may not read
-/// now: for a member who is not a clinician of the room's institution (the request's receiving
-/// side), those of a request to another institution without the patient's consent to sharing,
-/// on the request or in the room (`Db::withheld_room_copies`). The room's signaling state still
-/// names them (docs/ARCHITECTURE.md, "Consent").
+/// The documents of this room that `who` may not read now: for a clinician of another
+/// institution than the room's, those the patient has not agreed to share with them
+/// (`Db::withheld_documents`: the request's attachments without the consent on the request,
+/// and what the room's own side shared, without a room patient's `external_sharing` consent).
+/// Whoever came with a link is no other institution's clinician: their role's rules decide.
+/// The room's signaling state follows the same rule (`rooms/room/sharing.rs`).
 async fn withheld_from(
     state: &AppState,
     who: &RoomMember,
 ) -> Result<std::collections::HashSet<DocumentId>, ApiError> {
-    let withheld = state.db.withheld_room_copies(&who.room).await?;
+    let Some(account) = &who.member.account else {
+        return Ok(Default::default());
+    };
+    let withheld = state.db.withheld_documents(&who.room).await?;
     if withheld.is_empty() {
         return Ok(withheld);
     }
     let Some(room) = state.db.room(&who.room).await? else {
         return Ok(withheld);
     };
-    let inside = match &who.member.account {
-        Some(account) => state
-            .db
-            .user(account)
-            .await?
-            .is_some_and(|u| u.institution_id == room.institution_id),
-        None => false,
-    };
+    let inside = state
+        .db
+        .user(account)
+        .await?
+        .is_some_and(|u| u.institution_id == room.institution_id);
     Ok(if inside { Default::default() } else { withheld })
 }
 

@@ -24,7 +24,7 @@
 //!   receiving side's reads of its attachments, and the copies into the request's room
 //!   (`storage`'s `may_share` decides those inside the copying transaction). Copies already in
 //!   the room are withheld from the other institution's clinicians by the room's document
-//!   reads (`Db::withheld_room_copies`), unless a patient of the room agreed there.
+//!   reads (`Db::withheld_documents`), unless a patient of the room agreed there.
 //!
 //! This module does not write the audit trail or tell consoles: the HTTP edge does both.
 

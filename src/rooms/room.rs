@@ -192,7 +192,7 @@ impl Room {
     /// What earlier runs of this room left: its documents and recent chat.
     async fn load(&mut self) -> Result<(), RoomError> {
         self.documents = self.db.documents_in_room(self.id()).await?;
-        self.sharing.withheld = self.db.withheld_room_copies(self.id()).await?;
+        self.sharing.withheld = self.db.withheld_documents(self.id()).await?;
         self.revoked = self
             .db
             .revoked_invites(self.id())

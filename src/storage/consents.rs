@@ -1,11 +1,15 @@
 //! Patients' consents as rows: written through the audit writer (`Change::ConsentGiven`,
-//! `Change::ConsentWithdrawn`, committed with their audit entries), read here.
+//! `Change::ConsentWithdrawn`, committed with their audit entries), read here; and what they
+//! decide of a room's documents for the clinicians of other institutions
+//! ([`Db::withheld_documents`]).
+
+use std::collections::HashSet;
 
 use sqlx::Row;
 
 use super::{Db, StorageError};
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::RoomId;
+use crate::domain::ids::{DocumentId, RoomId};
 
 /// One consent, given and perhaps withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +22,53 @@ pub struct ConsentRecord {
 }
 
 impl Db {
+    /// The documents of `room` that the clinicians of another institution than the room's may
+    /// not read now, while no patient of the room has their `external_sharing` consent in
+    /// force there:
+    /// - copies of the room's consultation request's attachments, when the request went to
+    ///   another institution and its own consent (attested on the request) is not in force;
+    /// - every other document shared in the room by its own side (its institution's
+    ///   clinicians, its patients and guests): only what another institution's clinician
+    ///   shared themselves is theirs without consent.
+    ///
+    /// Read at each use (HTTP reads, the summary, the room's state), so a care team that
+    /// comes to span institutions, an upload, a copy and a withdrawal all take effect
+    /// whatever order they come in.
+    pub async fn withheld_documents(
+        &self,
+        room: &RoomId,
+    ) -> Result<HashSet<DocumentId>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT d.id FROM documents d JOIN rooms m ON m.id = d.room_id \
+             WHERE d.room_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM consents k WHERE k.room_id = $1 \
+             AND k.purpose = $2 AND k.withdrawn_at IS NULL) \
+             AND ( \
+               EXISTS (SELECT 1 FROM referral_documents a \
+               JOIN referrals r ON r.id = a.referral_id \
+               JOIN departments t ON t.id = r.target_department \
+               WHERE a.room_document = d.id AND t.institution_id <> r.requester_institution \
+               AND NOT EXISTS (SELECT 1 FROM referral_consents c WHERE c.referral_id = r.id \
+               AND c.purpose = $2 AND c.withdrawn_at IS NULL)) \
+             OR ( \
+               NOT EXISTS (SELECT 1 FROM referral_documents a WHERE a.room_document = d.id) \
+               AND NOT EXISTS (SELECT 1 FROM participants p \
+               JOIN invites i ON i.id = p.invite_id \
+               JOIN users u ON u.id = i.account_id \
+               WHERE p.id = d.shared_by AND u.institution_id <> m.institution_id)))",
+        )
+        .bind(room.as_str())
+        .bind(ConsentPurpose::ExternalSharing.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                DocumentId::parse(&id).ok_or(StorageError::Corrupt("withheld document id"))
+            })
+            .collect()
+    }
+
     /// Whether a patient of `room` has a consent for `purpose` in force now.
     pub async fn consent_in_force(
         &self,

@@ -9,11 +9,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use std::collections::HashSet;
-
 use super::{Db, StorageError};
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{DocumentId, ReferralId, RoomId, UserId};
+use crate::domain::ids::{ReferralId, UserId};
 
 /// One consent on a request: attested, and perhaps withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,37 +94,6 @@ impl Db {
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(from_row).transpose()
-    }
-
-    /// The documents of `room` that are copies of its request's attachments which the
-    /// receiving institution's clinicians may not read now: the request goes to another
-    /// institution, its consent is not in force, and no patient of the room has given their own
-    /// `external_sharing` consent there.
-    pub async fn withheld_room_copies(
-        &self,
-        room: &RoomId,
-    ) -> Result<HashSet<DocumentId>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT a.room_document FROM referral_documents a \
-             JOIN referrals r ON r.id = a.referral_id \
-             JOIN departments d ON d.id = r.target_department \
-             WHERE r.room_id = $1 AND a.room_document IS NOT NULL \
-             AND d.institution_id <> r.requester_institution \
-             AND NOT EXISTS (SELECT 1 FROM referral_consents c WHERE c.referral_id = r.id \
-             AND c.purpose = $2 AND c.withdrawn_at IS NULL) \
-             AND NOT EXISTS (SELECT 1 FROM consents k WHERE k.room_id = $1 \
-             AND k.purpose = $2 AND k.withdrawn_at IS NULL)",
-        )
-        .bind(room.as_str())
-        .bind(ConsentPurpose::ExternalSharing.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("room_document")?;
-                DocumentId::parse(&id).ok_or(corrupt("attachment room document"))
-            })
-            .collect()
     }
 
     /// Every consent on `referral`, oldest first (its history).

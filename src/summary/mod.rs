@@ -81,19 +81,11 @@ pub struct Reader {
     /// the consultation (a colleague of the institution, a supervisor, an administrator) reads
     /// what was issued only.
     pub care_team: bool,
-    /// Outside the room's institution (the receiving side of a request, or a supervisor of
-    /// another hospital): the room's copies of the request's attachments which the patient has
-    /// not agreed to share with other institutions are left out, named nowhere, as in the
-    /// room (`Db::withheld_room_copies`).
+    /// Outside the room's institution (the receiving side of a request, a specialist of
+    /// another hospital on the care team, or a supervisor of another hospital): the documents
+    /// the patient has not agreed to share with other institutions are left out, named
+    /// nowhere, as in the room (`Db::withheld_documents`).
     pub outside: bool,
-}
-
-impl Reader {
-    /// The care team of the room's own institution: everything.
-    pub const CARE_TEAM: Reader = Reader {
-        care_team: true,
-        outside: false,
-    };
 }
 
 pub async fn assemble(
@@ -104,7 +96,7 @@ pub async fn assemble(
 ) -> Result<Summary, SummaryError> {
     let room = db.room(room).await?.ok_or(SummaryError::NotFound)?;
     let withheld = if reader.outside {
-        db.withheld_room_copies(&room.id).await?
+        db.withheld_documents(&room.id).await?
     } else {
         Default::default()
     };

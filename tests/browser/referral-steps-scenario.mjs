@@ -326,7 +326,7 @@ export async function referralStepsScenario(h) {
 
       // The specialist's room: gone from the list, said why, named nowhere in the page.
       await item.waitFor({ state: "detached", timeout });
-      await room.locator("#notice", { hasText: "no longer agrees to sharing it with your hospital" }).waitFor({ timeout });
+      await room.locator("#notice", { hasText: "does not agree to sharing it with your hospital" }).waitFor({ timeout });
       const counted = room.locator("#documents-panel li.doc-withheld");
       await counted.waitFor({ timeout });
       assert.match((await counted.textContent()) ?? "", /withheld from you: 1\. The patient has not agreed/);

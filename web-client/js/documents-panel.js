@@ -13,8 +13,8 @@ export class DocumentsPanel {
   /** @type {Map<string, DocumentInfo>} */
   docs = new Map();
   /**
-   * Ids of documents withheld from this participant (a consultation request's, without the
-   * patient's consent to sharing with their hospital): counted in the list, never named.
+   * Ids of documents withheld from this participant (without the patient's consent to sharing
+   * them with their hospital): counted in the list, never named.
    * @type {Set<string>}
    */
   withheld = new Set();

@@ -160,9 +160,9 @@ export const PROTOCOL_VERSION = 1;
  * @property {Limits} limits
  * @property {string} access_token bearer token for this participant's HTTP calls in the room
  * @property {DocumentInfo[]} documents
- * @property {string[]} [documents_withheld] ids of documents withheld from you now (copies of a
- *   consultation request's attachments whose patient has not agreed to sharing them with your
- *   hospital): counted, never named
+ * @property {string[]} [documents_withheld] ids of documents withheld from you now (the
+ *   patient has not agreed to sharing them with your hospital: a consultation request's
+ *   attachments, or what the room's own side shared): counted, never named
  * @property {ChatInfo[]} chat
  * @property {(FollowState & {presenter: string}) | null} follow
  * @property {QueueInfo} [waiting_room] the waiting room, for clinicians (who admit); absent for
@@ -282,8 +282,8 @@ export const PROTOCOL_VERSION = 1;
  */
 /** @typedef {{type: "document_shared", document: DocumentInfo}} DocumentSharedMessage */
 /**
- * A document listed before is withheld from you now (a copy of a consultation request's
- * attachment whose patient no longer agrees to sharing it with your hospital): drop it.
+ * A document listed before is withheld from you now (the patient does not agree to sharing
+ * it with your hospital: a consultation request's attachment, or the room's own): drop it.
  * @typedef {{type: "document_withheld", document_id: string}} DocumentWithheldMessage
  */
 /** @typedef {{type: "chat", message: ChatInfo}} ChatMessage */

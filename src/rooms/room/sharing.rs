@@ -1,20 +1,21 @@
-//! Which copies of a consultation request's attachments a room withholds from the clinicians of
-//! another institution than its own (the request's receiving side): those of a request to
-//! another institution whose patient's consent to sharing is not in force, on the request or in
-//! the room (`Db::withheld_room_copies`, the rule the HTTP reads apply). The room's signaling
-//! state follows the same rule, so that a withheld document's name, which can say something
-//! about the patient, reaches nobody it is withheld from: `joined` leaves it out, so do
-//! `document_shared`, `follow` and `annotation_added`, and those who listed it before it was
+//! Which of a room's documents it withholds from the clinicians of another institution than its
+//! own (the receiving side of its consultation request, or a specialist put on its care team):
+//! those the patient has not agreed to share with them (`Db::withheld_documents`, the rule the
+//! HTTP reads apply): the request's attachments without the consent on the request, and what
+//! the room's own side shared, without a room patient's `external_sharing` consent. The room's
+//! signaling state follows the same rule, so that a withheld document's name, which can say
+//! something about the patient, reaches nobody it is withheld from: `joined` leaves it out, so
+//! do `document_shared`, `follow` and `annotation_added`, and those who listed it before it was
 //! withheld are told `document_withheld`; those it is released to again get `document_shared`.
 //!
-//! The set is read from storage when the room opens, and again whenever the consent may have
-//! changed: the request's consent over HTTP (`RoomCommand::SharingChanged`), a patient's own
-//! `external_sharing` consent in the room, or a request's attachment copied in. Reads run off
-//! the room's task (a slow database stalls no room), one at a time; a read asked for while one
-//! is under way makes that one's answer stale, and the next read starts when it returns, so
-//! the set applied is always read after the last change. A copy of a request's attachment is
-//! withheld until a read says otherwise: a consent withdrawn while the copy was being made
-//! never shows its name.
+//! The set is read from storage when the room opens, and again whenever it may have changed:
+//! the request's consent over HTTP (`RoomCommand::SharingChanged`), a patient's own
+//! `external_sharing` consent in the room, a document shared or a request's attachment copied
+//! in. Reads run off the room's task (a slow database stalls no room), one at a time; a read
+//! asked for while one is under way makes that one's answer stale, and the next read starts
+//! when it returns, so the set applied is always read after the last change. A new document
+//! (unless another institution's clinician shared it: it is theirs) is withheld until a read
+//! says otherwise: a consent withdrawn while it was being shared never shows its name.
 
 use std::collections::HashSet;
 
@@ -102,7 +103,7 @@ impl Room {
     /// Whether `p` is shown `doc`: their role may see it, and it is not withheld from them.
     pub(super) fn may_see(&self, p: &Participant, doc: &DocumentRecord) -> bool {
         p.role.may_view(doc.visibility)
-            && (p.of_institution || !self.sharing.withheld.contains(&doc.id))
+            && (!from_elsewhere(p) || !self.sharing.withheld.contains(&doc.id))
     }
 
     /// Reads the withheld copies again, off the room's task: what the room's own consents
@@ -120,7 +121,7 @@ impl Room {
             if let Err(e) = audit.flush().await {
                 tracing::warn!(room = %room, error = %e, "audit writer not flushed before reading consent");
             }
-            db.withheld_room_copies(&room)
+            db.withheld_documents(&room)
                 .await
                 .map_err(|e| e.to_string())
         }));
@@ -142,7 +143,7 @@ impl Room {
             }
         };
         let outside = |p: &Participant, doc: &DocumentRecord| {
-            !p.of_institution && p.role.may_view(doc.visibility)
+            from_elsewhere(p) && p.role.may_view(doc.visibility)
         };
         for doc in &self.documents {
             let (was, is) = (
@@ -168,13 +169,20 @@ impl Room {
         }
     }
 
-    /// A document is shared: told to everyone who may see it. A copy of a request's attachment
-    /// is withheld from those outside the room's institution until a read says it need not be.
+    /// A document is shared: told to everyone who may see it. Unless another institution's
+    /// clinician shared it themselves, it is withheld from the clinicians of other institutions
+    /// until a read says it need not be (a copy of a request's attachment always is).
     pub(super) fn document_shared(&mut self, document: DocumentRecord, from_request: bool) {
         if self.documents.iter().any(|d| d.id == document.id) {
             return;
         }
-        if from_request {
+        let theirs = !from_request
+            && self
+                .participants
+                .iter()
+                .find(|p| p.id == document.shared_by)
+                .is_some_and(from_elsewhere);
+        if !theirs {
             self.sharing.withheld.insert(document.id.clone());
             self.reread_sharing();
         }
@@ -183,6 +191,12 @@ impl Room {
         let doc = self.documents.last().expect("just pushed");
         self.broadcast_where(|p| self.may_see(p, doc), msg);
     }
+}
+
+/// A clinician of another institution than the room's: whom withheld documents are kept from.
+/// (Whoever came with a link is not: their role's rules decide what they see.)
+fn from_elsewhere(p: &Participant) -> bool {
+    p.account.is_some() && !p.of_institution
 }
 
 #[cfg(test)]
