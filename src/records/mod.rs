@@ -153,6 +153,15 @@ fn check_signature(
     }))
 }
 
+/// Whether `who` wrote what participant `author`, who came through `author_seat`, wrote: they
+/// are that participant, or a later entry through the same care-team seat (the clinician
+/// reloaded, or came from another device: a new participant each time). A link is no seat:
+/// several people may come through one.
+fn authored(who: &Member, author: &str, author_seat: Option<&InviteId>) -> bool {
+    author == who.participant.as_str()
+        || (who.account.is_some() && author_seat == Some(&who.invite))
+}
+
 fn sha256_of(body: &serde_json::Value) -> String {
     crate::domain::hex::hex(&Sha256::digest(body.to_string().as_bytes()))
 }
@@ -294,26 +303,25 @@ impl Records {
             .ok_or(RecordError::NotFound)
     }
 
-    /// Whether `author` (a participant of `room`) came through `who`'s care-team seat: the
-    /// same clinician, who joined again (a reload, another device: a new participant each
-    /// time) and keeps their drafts. A link is no seat: several people may come through one.
-    async fn same_seat(
+    /// Whether `who` wrote what `author` (a participant of `room`) wrote ([`authored`]).
+    async fn is_author(
         &self,
         room: &RoomId,
         who: &Member,
         author: &str,
     ) -> Result<bool, RecordError> {
-        if who.account.is_none() {
-            return Ok(false);
-        }
-        let Some(author) = ParticipantId::parse(author) else {
-            return Ok(false);
+        // The author's seat is read only when it can decide.
+        let seat = match ParticipantId::parse(author) {
+            Some(id) if author != who.participant.as_str() && who.account.is_some() => {
+                self.db.participant_invite(room, &id).await?
+            }
+            _ => None,
         };
-        Ok(self.db.participant_invite(room, &author).await?.as_ref() == Some(&who.invite))
+        Ok(authored(who, author, seat.as_ref()))
     }
 
-    /// Which of `views` (records of `room`) `who` wrote: as this participant, or through the
-    /// same care-team seat before ([`Records::same_seat`]'s rule, for a whole list at once).
+    /// Which of `views` (records of `room`) `who` wrote ([`authored`], for a whole list with
+    /// one read).
     pub async fn written_by(
         &self,
         room: &RoomId,
@@ -332,10 +340,7 @@ impl Records {
         };
         Ok(views
             .iter()
-            .filter(|v| {
-                v.record.author == who.participant.as_str()
-                    || seat_of.get(&v.record.author) == Some(&who.invite)
-            })
+            .filter(|v| authored(who, &v.record.author, seat_of.get(&v.record.author)))
             .map(|v| v.record.id.clone())
             .collect())
     }
@@ -349,7 +354,7 @@ impl Records {
         id: &RecordId,
     ) -> Result<RecordRow, RecordError> {
         let r = self.in_room(room, id).await?;
-        if r.author != who.participant.as_str() && !self.same_seat(room, who, &r.author).await? {
+        if !self.is_author(room, who, &r.author).await? {
             return Err(RecordError::Forbidden("change another author's record"));
         }
         if r.status != RecordStatus::Draft {

@@ -280,32 +280,49 @@ export class RecordsPanel {
   }
 
   /**
-   * Issues one of the clinician's drafts: a note at once; a report or a prescription signed,
-   * with their password.
+   * Issues one of the clinician's drafts.
    * @param {RecordInfo} r
    * @param {Element | null} focusAfter where the keyboard goes back to after the dialog
    */
   async issueDraft(r, focusAfter) {
-    try {
-      if (r.kind === "note") {
-        this.upsert(await this.api.issueRecord(r.id));
-        tr(this.ui.status, "records.note_issued");
-      } else {
-        const signed = SIGNED[r.kind];
-        this.signDialog ??= new SignDialog();
-        const issued = await this.signDialog.run(signed.title, (password) => this.api.issueRecord(r.id, password));
-        if (focusAfter instanceof HTMLElement && focusAfter.isConnected) focusAfter.focus();
-        if (!issued) {
-          tr(this.ui.status, "records.sign_cancelled");
-          return;
-        }
-        this.upsert(issued);
-        tr(this.ui.status, signed.done);
-      }
-      if (this.editing?.id === r.id) this.stopEditing();
-    } catch (e) {
+    const issued = await this.issueWith(r.kind, (password) => this.api.issueRecord(r.id, password), focusAfter);
+    if (issued && this.editing?.id === r.id) this.stopEditing();
+  }
+
+  /**
+   * Issues a record, made now or a draft, and says how it went: a note at once; a diagnosis
+   * report or a prescription signed, through the password dialog.
+   * @param {RecordInfo["kind"]} kind
+   * @param {(password?: string) => Promise<RecordInfo>} issue the server's call, with the
+   *   password when the kind is signed
+   * @param {Element | null} focusAfter where the keyboard goes back to after the dialog
+   * @returns {Promise<boolean>} whether it was issued
+   */
+  async issueWith(kind, issue, focusAfter) {
+    const back = () => {
       if (focusAfter instanceof HTMLElement && focusAfter.isConnected) focusAfter.focus();
+    };
+    try {
+      if (kind === "note") {
+        this.upsert(await issue());
+        tr(this.ui.status, "records.note_issued");
+        return true;
+      }
+      const signed = SIGNED[kind];
+      this.signDialog ??= new SignDialog();
+      const r = await this.signDialog.run(signed.title, (password) => issue(password));
+      back();
+      if (!r) {
+        tr(this.ui.status, "records.sign_cancelled");
+        return false;
+      }
+      this.upsert(r);
+      tr(this.ui.status, signed.done);
+      return true;
+    } catch (e) {
+      back();
       tr(this.ui.status, "records.not_issued", { reason: { key: errorKeyOf(e) } });
+      return false;
     }
   }
 
@@ -341,30 +358,9 @@ export class RecordsPanel {
    * @param {HTMLFormElement} form
    */
   async create(kind, body, form) {
-    const submit = form.querySelector("button[type=submit]");
-    try {
-      if (kind === "note") {
-        this.upsert(await this.api.createRecord(kind, body, true));
-        form.reset();
-        tr(this.ui.status, "records.note_issued");
-        return;
-      }
-      const signed = SIGNED[kind];
-      this.signDialog ??= new SignDialog();
-      const patient = this.patientFor();
-      const r = await this.signDialog.run(signed.title, (password) => this.api.createRecord(kind, body, true, { password, patient }));
-      if (submit instanceof HTMLElement) submit.focus();
-      if (!r) {
-        tr(this.ui.status, "records.sign_cancelled");
-        return;
-      }
-      this.upsert(r);
-      form.reset();
-      tr(this.ui.status, signed.done);
-    } catch (e) {
-      if (submit instanceof HTMLElement) submit.focus();
-      tr(this.ui.status, "records.not_issued", { reason: { key: errorKeyOf(e) } });
-    }
+    const patient = kind === "note" ? undefined : this.patientFor();
+    const made = (/** @type {string | undefined} */ password) => this.api.createRecord(kind, body, true, { password, patient });
+    if (await this.issueWith(kind, made, form.querySelector("button[type=submit]"))) form.reset();
   }
 
   /**
