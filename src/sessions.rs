@@ -373,6 +373,7 @@ mod tests {
             title: String::new(),
             specialty: String::new(),
             accepts_referrals: false,
+            signing_pin_hash: None,
         }
     }
 

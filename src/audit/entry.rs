@@ -47,6 +47,11 @@ pub enum Action {
     SessionRefused,
     PasswordChanged,
     PasswordChangeFailed,
+    /// A clinician set a signing PIN (confirmed with their password).
+    SigningPinSet,
+    /// A signing PIN erased: by its clinician, or after too many wrong ones (the detail says
+    /// which). A password change erases it too (`auth.password_changed` says so).
+    SigningPinCleared,
     RoomCreated,
     RoomEnded,
     /// A consultation booked ahead moved to another time (from and to in the detail).
@@ -82,7 +87,8 @@ pub enum Action {
     SeatEntered,
     /// A clinician confirmed a record with their password and it was signed in their name.
     RecordSigned,
-    /// A signing confirmation with a wrong password.
+    /// A signing confirmation refused: a wrong password or PIN, too many tries, an account that
+    /// may not sign (the reason in the detail).
     SigningFailed,
     /// A clinician let someone in from the waiting room (how long they waited in the detail).
     WaitingAdmitted,
@@ -158,6 +164,8 @@ impl Action {
             Action::SessionRefused => "auth.session_refused",
             Action::PasswordChanged => "auth.password_changed",
             Action::PasswordChangeFailed => "auth.password_change_failed",
+            Action::SigningPinSet => "auth.signing_pin_set",
+            Action::SigningPinCleared => "auth.signing_pin_cleared",
             Action::RoomCreated => "room.created",
             Action::RoomEnded => "room.ended",
             Action::RoomRescheduled => "room.rescheduled",

@@ -1,14 +1,15 @@
 //! Authentication: who a caller is and what a token entitles them to.
 //!
-//! Owns the signed token format (`token`), clinician password hashing (`password`) and the
-//! signing key's life cycle. It knows nothing of HTTP or WebSockets: the edge maps
-//! [`AuthError`] to client errors.
+//! Owns the signed token format (`token`), clinician password hashing (`password`), the rules
+//! of signing PINs (`signing_pin`) and the signing key's life cycle. It knows nothing of HTTP
+//! or WebSockets: the edge maps [`AuthError`] to client errors.
 
 // Invitation short codes: the redemption throttle.
 mod code_throttle;
 mod password;
 // What callers without a session may ask, per address.
 mod request_rate;
+mod signing_pin;
 mod throttle;
 mod token;
 mod turn;
@@ -19,6 +20,9 @@ pub use password::{
     verify_password,
 };
 pub use request_rate::{RateLimited, RequestRate};
+pub use signing_pin::{
+    MAX_PIN_DIGITS, MAX_PIN_FAILURES, MIN_PIN_DIGITS, check_new_pin, looks_like_pin,
+};
 pub use throttle::LoginThrottle;
 pub use token::{Claims, SigningKey, TokenKind};
 pub use turn::{IceServer, TurnSecret, TurnServers};
@@ -41,6 +45,14 @@ pub enum AuthError {
         "a password must have at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"
     )]
     PasswordRule,
+    #[error(
+        "a signing PIN has {MIN_PIN_DIGITS} to {MAX_PIN_DIGITS} digits (0-9), and nothing else"
+    )]
+    PinRule,
+    #[error(
+        "this PIN is too easy to guess (one digit repeated, or digits in a row); choose another"
+    )]
+    WeakPin,
     #[error("signing key unusable: {0}")]
     Key(String),
     #[error("too many password checks at once; try again shortly")]

@@ -244,7 +244,11 @@ pub async fn change_password(
         .record_or_log(
             AuditEvent::new(who.actor(), Action::PasswordChanged)
                 .object("user", &user.id)
-                .detail(json!({"sessions_revoked": revoked, "client": client})),
+                .detail(json!({
+                    "sessions_revoked": revoked,
+                    "signing_pin_erased": user.signing_pin_hash.is_some(),
+                    "client": client,
+                })),
         )
         .await;
     tracing::info!(user = %user.id, sessions_revoked = revoked, "password changed");

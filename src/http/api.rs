@@ -203,7 +203,10 @@ pub async fn me(
     Clinician(user, _): Clinician,
 ) -> Result<Json<Value>, ApiError> {
     let names = super::organisation::Names::load(&state).await?;
-    Ok(Json(json!(names.account(&user))))
+    let mut view = json!(names.account(&user));
+    // Whether a PIN is set, for the console (never the hash); the directory does not say.
+    view["signing_pin"] = json!(user.signing_pin_hash.is_some());
+    Ok(Json(view))
 }
 
 /// Most drafts the day view lists.

@@ -88,6 +88,16 @@ pub enum ApiError {
     /// A report or a prescription in a consultation that saw several patients names none.
     #[error("several patients came to this consultation: choose the patient this record is about")]
     PatientRequired,
+    /// A signing PIN refused or not taken (docs/protocol.md, "Signing PINs"): `pin_rule`,
+    /// `weak_pin`, `wrong_pin` (with the tries left before it is erased), `pin_erased`,
+    /// `no_signing_pin`.
+    #[error("{message}")]
+    Pin {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        tries_left: Option<i64>,
+    },
     /// Stored content no longer matches its recorded hash.
     #[error("the stored document is damaged (integrity check failed); contact your IT team")]
     IntegrityFailed,
@@ -167,6 +177,7 @@ impl ApiError {
             ApiError::Invitation { status, code, .. } => (*status, code),
             ApiError::Link { status, code, .. } => (*status, code),
             ApiError::Webhook { status, code, .. } => (*status, code),
+            ApiError::Pin { status, code, .. } => (*status, code),
         }
     }
 }
@@ -186,6 +197,13 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::LimitReached { limit, .. } = &self {
             error["limit"] = json!(limit);
+        }
+        if let ApiError::Pin {
+            tries_left: Some(left),
+            ..
+        } = &self
+        {
+            error["tries_left"] = json!(left);
         }
         let body = Json(json!({ "error": error }));
         let mut response = (status, body).into_response();

@@ -30,6 +30,7 @@ mod records;
 mod referral_consent;
 mod referral_documents;
 mod referrals;
+mod signing;
 mod summary;
 // Institutions' outgoing webhooks.
 mod webhooks;
@@ -114,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         .route("/me/drafts", get(api::pending_drafts))
         .route("/events", get(events::stream))
         .route("/me/availability", put(organisation::set_availability))
+        .route(
+            "/me/signing-pin",
+            put(signing::set_signing_pin).delete(signing::clear_signing_pin),
+        )
         .route(
             "/institutions",
             get(organisation::list_institutions).post(organisation::create_institution),

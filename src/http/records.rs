@@ -13,16 +13,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{ApiJson, ApiQuery, Clinician, client_pseudonym};
+use super::api::{ApiJson, ApiQuery, Clinician};
 use super::error::ApiError;
 use super::member::RoomMember;
+use super::signing::{Confirmation, sign};
 use crate::audit::{Action, AuditEvent, Outcome};
-use crate::domain::clock::now_unix_ms;
 use crate::domain::ids::{ParticipantId, RecordId, RoomId};
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::notifications::Event;
 use crate::records::{NewRecord, Pharmacist, RecordError};
-use crate::storage::{RecordRow, Signature};
+use crate::storage::RecordRow;
 use crate::wire::{self, ClinicalRecordView, RecordRowView};
 
 fn record_id(s: &str) -> Result<RecordId, ApiError> {
@@ -93,94 +93,12 @@ pub struct CreateBody {
     issue: bool,
     #[serde(default)]
     supersedes: Option<RecordId>,
-    /// The issuing clinician's password: signs the record in their account's name.
-    #[serde(default)]
-    password: Option<String>,
+    /// The issuing clinician's password or PIN: signs the record in their account's name.
+    #[serde(flatten)]
+    confirmation: Confirmation,
     /// The patient it is about (their participant id), when the consultation saw several.
     #[serde(default)]
     patient: Option<ParticipantId>,
-}
-
-#[derive(Deserialize, Default)]
-pub struct IssueBody {
-    #[serde(default)]
-    password: Option<String>,
-}
-
-/// Confirms the issuing clinician's password and makes their signature: their account's name,
-/// title and institution as they stand now. No password: no signature (the records module
-/// says whether the kind needs one). Wrong passwords count towards the sign-in throttle of
-/// the account and the address, like a failed sign-in, and are audited.
-async fn sign(
-    state: &AppState,
-    who: &RoomMember,
-    password: Option<String>,
-    peer: SocketAddr,
-) -> Result<Option<Signature>, ApiError> {
-    let Some(password) = password.filter(|p| !p.is_empty()) else {
-        return Ok(None);
-    };
-    let Some(account) = &who.member.account else {
-        return Err(ApiError::SignatureRequired(
-            "reports and prescriptions are signed by a clinician account: sign in and enter the \
-             consultation from your console"
-                .into(),
-        ));
-    };
-    let user = state
-        .db
-        .user(account)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
-    let client = client_pseudonym(state, peer.ip());
-    let failed = |reason: &'static str| {
-        who.event(Action::SigningFailed)
-            .outcome(Outcome::Denied)
-            .object("user", &user.id)
-            .detail(json!({"reason": reason, "client": client}))
-    };
-    // Only a doctor's or a specialist's account signs, whatever seat it holds: an
-    // administrator seated as the doctor of a room they made, or an account since moved to
-    // another role, may not. Refused before the password is tried.
-    if !user.role.is_clinician() {
-        state.audit.record_or_log(failed("not_a_clinician")).await;
-        return Err(ApiError::Denied(
-            "only a doctor's or a specialist's account signs reports and prescriptions".into(),
-        ));
-    }
-    let now = std::time::Instant::now();
-    let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
-        Ok(attempt) => attempt,
-        Err(refused) => {
-            state.audit.record_or_log(failed("throttled")).await;
-            return Err(ApiError::TooManyAttempts(
-                refused.retry_after.as_secs().max(1),
-            ));
-        }
-    };
-    if !state
-        .passwords
-        .verify(password, user.password_hash.clone())
-        .await?
-    {
-        attempt.failed(now);
-        state.audit.record_or_log(failed("wrong_password")).await;
-        return Err(ApiError::WrongSigningPassword);
-    }
-    attempt.succeeded();
-    let institution = state
-        .db
-        .institution(&user.institution_id)
-        .await?
-        .map(|i| i.name)
-        .unwrap_or_default();
-    Ok(Some(Signature {
-        by: user.id,
-        name: user.display_name,
-        title: user.title,
-        institution,
-        at_ms: now_unix_ms(),
-    }))
 }
 
 fn signed_event(e: AuditEvent, r: &RecordRow) -> Option<AuditEvent> {
@@ -204,7 +122,7 @@ pub async fn create_record(
         Action::RecordCreated
     };
     let issue = if b.issue {
-        Some(sign(&state, &who, b.password, peer).await?)
+        Some(sign(&state, &who, b.confirmation, peer).await?)
     } else {
         None
     };
@@ -309,7 +227,8 @@ pub async fn update_record(
     }
 }
 
-/// Issues a draft; reports and prescriptions take `{"password": ...}` and are signed with it.
+/// Issues a draft; reports and prescriptions take `{"password": ...}` or `{"pin": ...}` and
+/// are signed with it.
 pub async fn issue_record(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -319,12 +238,12 @@ pub async fn issue_record(
 ) -> Result<Json<ClinicalRecordView>, ApiError> {
     let id = record_id(&rec)?;
     // No body at all is an issue without a signature (enough for a note).
-    let body: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
-        IssueBody::default()
+    let body: Confirmation = if body.iter().all(u8::is_ascii_whitespace) {
+        Confirmation::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::Invalid(e.to_string()))?
     };
-    let signature = sign(&state, &who, body.password, peer).await?;
+    let signature = sign(&state, &who, body, peer).await?;
     match state
         .records
         .issue(&who.room, &who.member, &id, signature)

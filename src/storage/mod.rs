@@ -23,6 +23,7 @@ mod referral_documents;
 mod referrals;
 mod rooms;
 mod sessions;
+mod signing_pins;
 mod users;
 // Outgoing webhooks: endpoints and the outbox.
 mod webhooks;
@@ -56,6 +57,7 @@ pub use referrals::{
 };
 pub use rooms::{Rescheduled, RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
+pub use signing_pins::PinAttempt;
 pub use users::{AccountChange, DirectoryQuery, NewAccount, User};
 pub use webhooks::{AttemptEnd, DeliveryRow, DueEvent, WebhookRow};
 

@@ -249,9 +249,9 @@ impl Db {
         Ok(done.rows_affected())
     }
 
-    /// Sets the password and, in the same transaction, bumps the account's password version,
-    /// keeps `keep` (the session that changed it, if any) under the new version and revokes
-    /// every other live session. With `expected_version`, only if the account is still at that
+    /// Sets the password (erasing the signing PIN, which was set under the old one) and, in the
+    /// same transaction, bumps the account's password version, keeps `keep` (the session that
+    /// changed it, if any) under the new version and revokes every other live session. With `expected_version`, only if the account is still at that
     /// version (`Conflict` otherwise: the password changed meanwhile). Returns how many sessions
     /// were revoked; `NotFound` for no such user.
     pub async fn change_password(
@@ -265,13 +265,14 @@ impl Db {
         let mut tx = self.pool().begin().await?;
         let done = match expected_version {
             None => sqlx::query(
-                "UPDATE users SET password_hash = $1, password_version = password_version + 1 \
-                 WHERE id = $2",
+                "UPDATE users SET password_hash = $1, password_version = password_version + 1, \
+                 signing_pin_hash = NULL, signing_pin_failures = 0 WHERE id = $2",
             )
             .bind(password_hash)
             .bind(user.as_str()),
             Some(version) => sqlx::query(
-                "UPDATE users SET password_hash = $1, password_version = password_version + 1 \
+                "UPDATE users SET password_hash = $1, password_version = password_version + 1, \
+                 signing_pin_hash = NULL, signing_pin_failures = 0 \
                  WHERE id = $2 AND password_version = $3",
             )
             .bind(password_hash)

@@ -25,6 +25,8 @@ pub struct User {
     pub title: String,
     pub specialty: String,
     pub accepts_referrals: bool,
+    /// The Argon2id hash of the account's signing PIN, if one is set (`auth::check_new_pin`).
+    pub signing_pin_hash: Option<String>,
 }
 
 /// What an account becomes (`Db::update_account`).
@@ -87,15 +89,17 @@ pub(super) fn from_row(row: &AnyRow) -> Result<User, StorageError> {
         title: row.try_get("title")?,
         specialty: row.try_get("specialty")?,
         accepts_referrals: accepts != 0,
+        signing_pin_hash: row.try_get("signing_pin_hash")?,
     })
 }
 
 const COLUMNS: &str = "id, username, display_name, role, password_hash, created_at, \
-     password_version, institution_id, department_id, title, specialty, accepts_referrals";
+     password_version, institution_id, department_id, title, specialty, accepts_referrals, \
+     signing_pin_hash";
 /// The same columns of `users u`, for queries that join accounts to another table.
 pub(super) const JOINED_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, \
      u.password_hash, u.created_at, u.password_version, u.institution_id, u.department_id, \
-     u.title, u.specialty, u.accepts_referrals";
+     u.title, u.specialty, u.accepts_referrals, u.signing_pin_hash";
 
 impl Db {
     /// An account in the default institution, with no department or title (tests, and the
@@ -136,6 +140,7 @@ impl Db {
             title: new.title.to_owned(),
             specialty: new.specialty.to_owned(),
             accepts_referrals: false,
+            signing_pin_hash: None,
         };
         sqlx::query(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_at, \

@@ -10,6 +10,9 @@
 // seat: the room page says their sign-in ended and takes them out. The new colleague then changes the initial password from the console,
 // in Chinese on a phone: a new password typed differently twice is said at once, a wrong current
 // password is refused by the server and said so, and the change ends their other sessions.
+// Before that, they set a signing PIN in the console (one too easy to guess is refused) and sign
+// a report with it in a consultation, after a wrong try that says how many are left; the
+// password change erases it.
 //
 // Needs two more accounts with the run's password (scripts/test-browser.sh makes them):
 //   HUIZHEN_ADMIN              an `admin` account's username
@@ -22,6 +25,8 @@ import { randomBytes } from "node:crypto";
 const COUNTY = "县人民医院";
 const DEPARTMENT = "肾内科";
 const NEW_USER = { username: "zhang.wei", name: "张伟", title: "副主任医师", specialty: "Nephrology" };
+/** The new specialist's signing PIN. */
+const PIN = "482139";
 
 /**
  * @typedef {object} Harness what the main test lends the scenario
@@ -268,6 +273,76 @@ export async function adminScenario(harness) {
       await t.assertTextFromCatalogue(room, "a room page whose seat's sign-in ended (en)");
     });
 
+    await check("admin console: the new specialist sets a signing PIN in the console (zh-CN, phone) and signs a report with it in a consultation; a PIN too easy to guess and a wrong PIN are said", { scenario }, async () => {
+      if (!t.browser) throw new Error("no browser");
+      const context = await t.newContext(t.browser, { width: 390, height: 844 }, "zh-CN");
+      const page = await context.newPage();
+      t.watchPage(page, "pin");
+      t.pages.set("pin", page);
+      own.set("pin", page);
+      await page.goto(`${t.base}/`, { waitUntil: "load", timeout });
+      await page.getByLabel("用户名").fill(NEW_USER.username);
+      await page.getByLabel("密码", { exact: true }).fill(newPassword);
+      await page.getByRole("button", { name: "登录" }).click();
+      await page.waitForSelector('body[data-state="signed-in"]', { timeout });
+      await page.getByRole("button", { name: "签名 PIN 码" }).click();
+      const dialog = page.getByRole("dialog", { name: "签名 PIN 码" });
+      await dialog.waitFor({ timeout });
+      await page.locator('#pin-state[data-set="false"]', { hasText: "未设置签名 PIN 码" }).waitFor({ timeout });
+      const submit = () => dialog.getByRole("button", { name: "设置 PIN 码" }).click();
+      // Digits in a row: the server refuses it, the dialog says why.
+      await dialog.getByLabel("您的密码").fill(newPassword);
+      await dialog.getByLabel("新 PIN 码", { exact: true }).fill("123456");
+      await dialog.getByLabel("再次输入新 PIN 码").fill("123456");
+      await submit();
+      await page.locator('#pin-error[data-code="weak_pin"]', { hasText: "太容易被猜到" }).waitFor({ timeout });
+      await t.assertTextFromCatalogue(page, "the PIN dialog with the server's refusal (zh-CN)");
+      await t.snap(page, "console-pin-weak-zh");
+      await dialog.getByLabel("新 PIN 码", { exact: true }).fill(PIN);
+      await dialog.getByLabel("再次输入新 PIN 码").fill(PIN);
+      await submit();
+      await page.locator('#account-notice[data-pin="set"]', { hasText: "签名 PIN 码已设置" }).waitFor({ timeout });
+      assert.equal(await dialog.isVisible(), false);
+      assert.equal(await page.locator("#pin-new").inputValue(), "", "nothing typed is kept");
+      const theirs = await apiLogin(NEW_USER.username, newPassword);
+      const me = /** @type {{id: string, signing_pin: boolean}} */ (await (await http.get("/api/v1/me", { headers: theirs })).json());
+      assert.equal(me.signing_pin, true, "the server has it");
+
+      // In a consultation: the report is signed with the PIN, after one wrong try.
+      const doctor = await apiLogin(t.doctor);
+      const made = await http.post("/api/v1/rooms", { headers: doctor, data: { title: "Nephrology review", patient_ref: "MRN-PIN-1", waiting_room: false } });
+      assert.equal(made.status(), 201, "a consultation");
+      const roomId = /** @type {{id: string}} */ (await made.json()).id;
+      const added = await http.post(`/api/v1/rooms/${roomId}/care-team`, { headers: doctor, data: { user_id: me.id } });
+      assert.equal(added.status(), 201, "the colleague is on its care team");
+      const seat = /** @type {{token: string}} */ (await (await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: theirs })).json());
+      const room = await t.openJoinPage(/** @type {import("playwright-core").Browser} */ (t.browser), "admin-pin-room", `${t.base}/join#${seat.token}`, null);
+      own.set("admin-pin-room", room);
+      await room.waitForFunction(() => document.body.dataset.state === "in-room", undefined, { timeout });
+      await room.click('.tab[data-tab="records-panel"]');
+      await room.locator(".record-forms summary", { hasText: "Diagnosis report" }).click();
+      await room.locator('.report-form textarea[name="findings"]').fill("eGFR 38 mL/min/1.73m², stable");
+      await room.locator('.report-form textarea[name="impression"]').fill("慢性肾脏病 3b 期 (CKD stage 3b)");
+      await room.locator('.report-form textarea[name="recommendation"]').fill("Review in 3 months");
+      await room.locator(".report-form button[type=submit]").click();
+      const sign = room.getByRole("dialog", { name: "Sign and issue" });
+      await sign.waitFor({ timeout });
+      assert.equal(await room.locator("#sign-pin-field").isVisible(), false, "the password first, until the PIN is chosen");
+      await room.click("#sign-mode");
+      await room.locator("#sign-pin").fill("999000");
+      await room.click("#sign-ok");
+      await room.locator('#sign-error[data-code="wrong_pin"]', { hasText: "Tries left before the PIN is erased: 4" }).waitFor({ timeout });
+      await t.snap(room, "room-sign-pin-wrong");
+      assert.equal(await room.locator("#sign-pin").inputValue(), "", "the wrong PIN is cleared");
+      await room.locator("#sign-pin").fill(PIN);
+      await room.click("#sign-ok");
+      await sign.waitFor({ timeout, state: "hidden" });
+      const issued = room.locator('.record-item[data-kind="diagnosis_report"][data-status="issued"]');
+      await issued.waitFor({ timeout, state: "attached" });
+      assert.match((await issued.locator(".record-signature").textContent()) ?? "", new RegExp(NEW_USER.name), "signed in the account's name");
+      assert.equal(await room.evaluate(() => localStorage.getItem("huizhen.sign_with")), "pin", "the PIN is offered first next time");
+    });
+
     await check("admin console: the new specialist changes the initial password from the console (zh-CN, phone); mistakes are said, the other sessions end", { scenario }, async () => {
       if (!t.browser) throw new Error("no browser");
       const changed = randomBytes(12).toString("base64url");
@@ -316,6 +391,10 @@ export async function adminScenario(harness) {
       await t.snap(page, "console-password-changed-zh");
       await page.reload({ waitUntil: "load" });
       await page.waitForSelector('body[data-state="signed-in"]', { timeout });
+      // The change erased the signing PIN, set under the old password.
+      await page.getByRole("button", { name: "签名 PIN 码" }).click();
+      await page.locator('#pin-state[data-set="false"]', { hasText: "未设置签名 PIN 码" }).waitFor({ timeout });
+      await page.getByRole("dialog", { name: "签名 PIN 码" }).getByRole("button", { name: "取消" }).click();
       const old = await http.post("/api/v1/auth/login", { data: { username: NEW_USER.username, password: newPassword } });
       assert.equal(old.status(), 401, "the initial password no longer signs in");
       await apiLogin(NEW_USER.username, changed);

@@ -33,6 +33,7 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {{id: string, name: string}} institution
  * @property {{id: string, name: string} | null} department
  * @property {boolean} accepts_referrals
+ * @property {boolean} [signing_pin] `/me` only: whether the account has a signing PIN
  */
 
 /**
@@ -108,12 +109,14 @@ export class ApiError extends Error {
    * @param {number} status HTTP status, 0 when the request never got an answer
    * @param {string} code
    * @param {string} message
+   * @param {number | null} [triesLeft] `wrong_pin`: the tries left before the signing PIN is erased
    */
-  constructor(status, code, message) {
+  constructor(status, code, message, triesLeft = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.triesLeft = triesLeft;
   }
 }
 
@@ -313,6 +316,21 @@ export async function setAvailability(accepting) {
  */
 export async function changePassword(current, next) {
   return /** @type {{sessions_revoked: number}} */ (await call("POST", "/api/v1/auth/password", { current_password: current, new_password: next }));
+}
+
+/**
+ * Sets (or replaces) the caller's signing PIN, confirmed with their password (403
+ * `wrong_password`; 400 `pin_rule` or `weak_pin` for a PIN the rules refuse).
+ * @param {string} password
+ * @param {string} pin
+ */
+export async function setSigningPin(password, pin) {
+  await call("PUT", "/api/v1/me/signing-pin", { password, pin });
+}
+
+/** Erases the caller's signing PIN: they sign with their password again. */
+export async function clearSigningPin() {
+  await call("DELETE", "/api/v1/me/signing-pin");
 }
 
 /**

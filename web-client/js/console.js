@@ -17,6 +17,7 @@ import { startDesk, stopDesk } from "./clinician-desk.js";
 import { forgetInvitations, invitationList } from "./invite-list.js";
 import { institutions } from "./referral-api.js";
 import { mountPasswordDialog } from "./password-dialog.js";
+import { mountPinDialog } from "./pin-dialog.js";
 
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Account} Account */
@@ -54,6 +55,8 @@ const ui = {
   signOut: must("#sign-out", HTMLButtonElement),
   accountNotice: must("#account-notice", HTMLElement),
   passwordDialog: must("#password-dialog", HTMLDialogElement),
+  pinDialog: must("#pin-dialog", HTMLDialogElement),
+  signingPin: must("#signing-pin", HTMLButtonElement),
   login: must("#login", HTMLElement),
   loginForm: must("#login-form", HTMLFormElement),
   username: must("#username", HTMLInputElement),
@@ -195,6 +198,7 @@ function signOut(message = null) {
   hideAdministration();
   ui.accountNotice.hidden = true;
   if (ui.passwordDialog.open) ui.passwordDialog.close();
+  if (ui.pinDialog.open) ui.pinDialog.close();
   ui.login.hidden = false;
   document.body.dataset.state = "signed-out";
   showText(ui.loginError, message);
@@ -217,6 +221,8 @@ function showDashboard(signedIn) {
   ui.account.hidden = false;
   // Doctors and specialists say whether they take referrals; the directory shows it.
   ui.availability.hidden = !isClinician();
+  // They sign reports and prescriptions: with their password, or a PIN they set here.
+  ui.signingPin.hidden = !isClinician();
   ui.availabilityInput.checked = signedIn.accepts_referrals;
   showText(ui.accountError, null);
   ui.login.hidden = true;
@@ -753,7 +759,14 @@ ui.availabilityInput.addEventListener("change", async () => {
     ui.availabilityInput.disabled = false;
   }
 });
-mountPasswordDialog({ explain });
+mountPasswordDialog({
+  explain,
+  // The server erased the signing PIN with the old password.
+  changed: () => {
+    if (user) user.signing_pin = false;
+  },
+});
+mountPinDialog({ explain, account: () => user });
 ui.signOut.addEventListener("click", async () => {
   // The server ends the session first, so the token is worthless even if it was copied.
   ui.signOut.disabled = true;

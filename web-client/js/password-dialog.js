@@ -24,10 +24,11 @@ const MAX_BYTES = 4096;
 
 /**
  * Wires the dialog to its button.
- * @param {{explain: (err: unknown) => MessageKey}} deps `explain` turns a failure into words (and
- *   signs out on a lost session)
+ * @param {{explain: (err: unknown) => MessageKey, changed: () => void}} deps `explain` turns a
+ *   failure into words (and signs out on a lost session); `changed` is told once the password
+ *   changed (which also erased any signing PIN)
  */
-export function mountPasswordDialog({ explain }) {
+export function mountPasswordDialog({ explain, changed }) {
   const ui = {
     open: must("#change-password", HTMLButtonElement),
     dialog: must("#password-dialog", HTMLDialogElement),
@@ -88,6 +89,7 @@ export function mountPasswordDialog({ explain }) {
     tr(ui.save, "password.saving");
     try {
       const done = await api.changePassword(current, next);
+      changed();
       ui.dialog.close();
       tr(ui.notice, "password.changed", { count: done.sessions_revoked });
       ui.notice.dataset.sessionsRevoked = String(done.sessions_revoked);

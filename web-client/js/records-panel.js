@@ -4,7 +4,8 @@
 // server says which records are `yours`); everyone sees the records their role may read, with
 // their status, live. An issued record is never edited: a correction is a new record that
 // supersedes it. Issuing a diagnosis report or a prescription signs it in the clinician's
-// account's name: a modal dialog asks for their password first. Notes are issued without one.
+// account's name: a modal dialog asks for their password (or their signing PIN) first. Notes
+// are issued without one.
 
 import { ApiError } from "./api.js";
 import { el, must, roleParam } from "./dom.js";
@@ -58,9 +59,40 @@ export function recordStatusParam(status) {
   }
 }
 
+/** Where the room page remembers whether this clinician confirms with their PIN. */
+const SIGN_WITH_KEY = "huizhen.sign_with";
+
+/** @returns {boolean} whether the dialog opens on the PIN (the clinician's last choice) */
+function prefersPin() {
+  try {
+    return localStorage.getItem(SIGN_WITH_KEY) === "pin";
+  } catch {
+    return false;
+  }
+}
+
+/** @param {boolean} pin */
+function rememberPin(pin) {
+  try {
+    if (pin) localStorage.setItem(SIGN_WITH_KEY, "pin");
+    else localStorage.removeItem(SIGN_WITH_KEY);
+  } catch {
+    // Storage refused (private mode): the choice lasts this dialog.
+  }
+}
+
+/** The server's rule for a PIN (`auth::looks_like_pin`): 6 to 12 digits. */
+const PIN_SHAPE = /^[0-9]{6,12}$/;
+
 /**
- * The modal dialog that asks for the clinician's password to sign a record (join.html's
- * #sign-dialog). A wrong password shows the server's answer and lets them try again.
+ * The modal dialog that asks the clinician to confirm a signature (join.html's #sign-dialog),
+ * with their password or, if they set one in the console, their signing PIN. A wrong one shows
+ * the server's answer and lets them try again; a PIN erased after too many wrong ones, or none
+ * set, turns the dialog to the password.
+ *
+ * DOM contract (tests/browser relies on it): #sign-password in #sign-password-field, #sign-pin
+ * in #sign-pin-field (one shown at a time), #sign-mode switches, #sign-error (`data-code`: the
+ * server's error code, or `empty` / `pin_shape`), #sign-ok, #sign-cancel.
  */
 class SignDialog {
   constructor() {
@@ -69,34 +101,68 @@ class SignDialog {
       form: must("#sign-form", HTMLFormElement),
       title: must("#sign-dialog-title", HTMLElement),
       password: must("#sign-password", HTMLInputElement),
+      passwordField: must("#sign-password-field", HTMLElement),
+      pin: must("#sign-pin", HTMLInputElement),
+      pinField: must("#sign-pin-field", HTMLElement),
+      mode: must("#sign-mode", HTMLButtonElement),
       error: must("#sign-error", HTMLElement),
       cancel: must("#sign-cancel", HTMLButtonElement),
       ok: must("#sign-ok", HTMLButtonElement),
     };
+    this.withPin = prefersPin();
+    this.ui.mode.addEventListener("click", () => {
+      this.usePin(!this.withPin);
+      this.showError(null);
+      this.input().focus();
+    });
   }
 
-  /** @param {MessageKey | null} key null hides it */
-  showError(key) {
-    if (key) tr(this.ui.error, key);
-    else clearText(this.ui.error);
-    this.ui.error.hidden = key === null;
-    this.ui.password.setAttribute("aria-invalid", key === null ? "false" : "true");
+  /** @returns {HTMLInputElement} the field in use */
+  input() {
+    return this.withPin ? this.ui.pin : this.ui.password;
+  }
+
+  /** @param {boolean} pin */
+  usePin(pin) {
+    this.withPin = pin;
+    rememberPin(pin);
+    this.ui.pinField.hidden = !pin;
+    this.ui.passwordField.hidden = pin;
+    this.ui.password.required = !pin;
+    this.ui.pin.required = pin;
+    tr(this.ui.mode, pin ? "sign.use_password" : "sign.use_pin");
+    this.ui.password.value = "";
+    this.ui.pin.value = "";
   }
 
   /**
-   * Asks for the password and issues with it, until the server accepts it, the clinician
-   * cancels, or the server refuses for another reason than the password.
+   * @param {MessageKey | null} key null hides it
+   * @param {string} [code] the server's error code, or the client's check
+   * @param {import("./i18n.js").Params} [params]
+   */
+  showError(key, code = "", params = {}) {
+    if (key) tr(this.ui.error, key, params);
+    else clearText(this.ui.error);
+    this.ui.error.hidden = key === null;
+    if (code) this.ui.error.dataset.code = code;
+    else delete this.ui.error.dataset.code;
+    this.input().setAttribute("aria-invalid", key === null ? "false" : "true");
+  }
+
+  /**
+   * Asks for the password or the PIN and issues with it, until the server accepts it, the
+   * clinician cancels, or the server refuses for another reason.
    * @param {MessageKey} title
-   * @param {(password: string) => Promise<RecordInfo>} issue
+   * @param {(confirm: import("./room-api.js").Confirmation) => Promise<RecordInfo>} issue
    * @returns {Promise<RecordInfo | null>} null when cancelled
    */
   run(title, issue) {
-    const { dialog, form, password, cancel, ok } = this.ui;
+    const { dialog, form, cancel, ok, mode } = this.ui;
     tr(this.ui.title, title);
-    password.value = "";
+    this.usePin(this.withPin);
     this.showError(null);
     dialog.showModal();
-    password.focus();
+    this.input().focus();
     return new Promise((resolve, reject) => {
       let busy = false;
       let settled = false;
@@ -109,37 +175,55 @@ class SignDialog {
         dialog.removeEventListener("cancel", onEscape);
         dialog.removeEventListener("close", onClose);
         if (dialog.open) dialog.close();
-        password.value = "";
+        this.ui.password.value = "";
+        this.ui.pin.value = "";
         settle();
       };
       /** @param {SubmitEvent} ev */
       const onSubmit = async (ev) => {
         ev.preventDefault();
         if (busy) return;
-        if (password.value === "") {
-          this.showError("records.enter_password");
-          password.focus();
+        const field = this.input();
+        const typed = field.value;
+        if (typed === "") {
+          this.showError(this.withPin ? "sign.enter_pin" : "records.enter_password", "empty");
+          field.focus();
+          return;
+        }
+        if (this.withPin && !PIN_SHAPE.test(typed)) {
+          this.showError("sign.pin_shape", "pin_shape");
+          field.focus();
           return;
         }
         busy = true;
         ok.disabled = true;
         cancel.disabled = true;
+        mode.disabled = true;
         try {
-          const record = await issue(password.value);
+          const record = await issue(this.withPin ? { pin: typed } : { password: typed });
           finish(() => resolve(record));
         } catch (err) {
-          if (err instanceof ApiError && (err.code === "wrong_password" || err.code === "too_many_attempts")) {
-            // A wrong password, or too many: said in the page's language; try again.
-            this.showError(err.code === "wrong_password" ? "records.wrong_password" : errorKey(err.code));
-            password.value = "";
-            password.focus();
+          const code = err instanceof ApiError ? err.code : "";
+          if (code === "wrong_password" || code === "too_many_attempts") {
+            // A wrong password, or too many tries: said in the page's language; try again.
+            this.showError(code === "wrong_password" ? "records.wrong_password" : errorKey(code), code);
+          } else if (code === "wrong_pin" && err instanceof ApiError) {
+            this.showError("sign.wrong_pin", code, { count: err.triesLeft ?? 0 });
+          } else if (code === "pin_erased" || code === "no_signing_pin") {
+            // No PIN to sign with any more (or ever): the password it is.
+            this.usePin(false);
+            this.showError(code === "pin_erased" ? "sign.pin_erased" : "sign.no_pin", code);
           } else {
             finish(() => reject(err));
+            return;
           }
+          this.input().value = "";
+          this.input().focus();
         } finally {
           busy = false;
           ok.disabled = false;
           cancel.disabled = false;
+          mode.disabled = false;
         }
       };
       const onCancelClick = () => finish(() => resolve(null));
@@ -285,16 +369,16 @@ export class RecordsPanel {
    * @param {Element | null} focusAfter where the keyboard goes back to after the dialog
    */
   async issueDraft(r, focusAfter) {
-    const issued = await this.issueWith(r.kind, (password) => this.api.issueRecord(r.id, password), focusAfter);
+    const issued = await this.issueWith(r.kind, (confirm) => this.api.issueRecord(r.id, confirm), focusAfter);
     if (issued && this.editing?.id === r.id) this.stopEditing();
   }
 
   /**
    * Issues a record, made now or a draft, and says how it went: a note at once; a diagnosis
-   * report or a prescription signed, through the password dialog.
+   * report or a prescription signed, through the signing dialog.
    * @param {RecordInfo["kind"]} kind
-   * @param {(password?: string) => Promise<RecordInfo>} issue the server's call, with the
-   *   password when the kind is signed
+   * @param {(confirm?: import("./room-api.js").Confirmation) => Promise<RecordInfo>} issue the
+   *   server's call, with the password or PIN when the kind is signed
    * @param {Element | null} focusAfter where the keyboard goes back to after the dialog
    * @returns {Promise<boolean>} whether it was issued
    */
@@ -310,7 +394,7 @@ export class RecordsPanel {
       }
       const signed = SIGNED[kind];
       this.signDialog ??= new SignDialog();
-      const r = await this.signDialog.run(signed.title, (password) => issue(password));
+      const r = await this.signDialog.run(signed.title, (confirm) => issue(confirm));
       back();
       if (!r) {
         tr(this.ui.status, "records.sign_cancelled");
@@ -359,7 +443,7 @@ export class RecordsPanel {
    */
   async create(kind, body, form) {
     const patient = kind === "note" ? undefined : this.patientFor();
-    const made = (/** @type {string | undefined} */ password) => this.api.createRecord(kind, body, true, { password, patient });
+    const made = (/** @type {import("./room-api.js").Confirmation | undefined} */ confirm) => this.api.createRecord(kind, body, true, { confirm, patient });
     if (await this.issueWith(kind, made, form.querySelector("button[type=submit]"))) form.reset();
   }
 

@@ -11,6 +11,21 @@ import { saveObjectUrl } from "./dom.js";
 /** @typedef {import("./protocol.js").AnnotationInfo} AnnotationInfo */
 /** @typedef {import("./doc-viewer.js").PageSource} PageSource */
 
+/**
+ * How a clinician confirms a signature: their password, or their signing PIN.
+ * @typedef {{password: string} | {pin: string}} Confirmation
+ */
+
+/**
+ * The request's fields for a confirmation (none for a record that is not signed).
+ * @param {Confirmation | undefined} confirm
+ * @returns {{password?: string, pin?: string}}
+ */
+function confirmation(confirm) {
+  if (!confirm) return {};
+  return "pin" in confirm ? { pin: confirm.pin } : { password: confirm.password };
+}
+
 /** Attempts per chunk before an upload gives up (each waits a little longer). */
 const CHUNK_ATTEMPTS = 6;
 
@@ -122,13 +137,15 @@ export class RoomApi {
 
   /**
    * Creates a record, issued at once or as a draft. Issuing a diagnosis report or a
-   * prescription signs it in the clinician's account's name and needs their password: without
-   * it the server answers 403 `signature_required`, with a wrong one 403 `wrong_password` (and
-   * 429 `too_many_attempts` after several). Notes need none.
+   * prescription signs it in the clinician's account's name and needs their password or their
+   * signing PIN: without either the server answers 403 `signature_required`, with a wrong
+   * password 403 `wrong_password`, with a wrong PIN 403 `wrong_pin` (with `triesLeft`) and at
+   * the last try 403 `pin_erased`; 409 `no_signing_pin` when none is set; 429
+   * `too_many_attempts` after several failures. Notes need none.
    * @param {RecordInfo["kind"]} kind
    * @param {Record<string, unknown>} body
    * @param {boolean} issue
-   * @param {{supersedes?: string | null, password?: string, patient?: string}} [opts] `patient`:
+   * @param {{supersedes?: string | null, confirm?: Confirmation, patient?: string}} [opts] `patient`:
    *   the participant id of the patient it is about (409 `patient_required` without one when
    *   several came to the consultation)
    * @returns {Promise<RecordInfo>}
@@ -139,7 +156,7 @@ export class RoomApi {
       body,
       issue,
       ...(opts.supersedes ? { supersedes: opts.supersedes } : {}),
-      ...(opts.password ? { password: opts.password } : {}),
+      ...confirmation(opts.confirm),
       ...(opts.patient ? { patient: opts.patient } : {}),
     });
   }
@@ -157,13 +174,13 @@ export class RoomApi {
 
   /**
    * Issues one of the caller's drafts; a diagnosis report or a prescription is signed with
-   * the password (the same answers as `createRecord`'s).
+   * the password or the PIN (the same answers as `createRecord`'s).
    * @param {string} id
-   * @param {string} [password]
+   * @param {Confirmation} [confirm]
    * @returns {Promise<RecordInfo>}
    */
-  issueRecord(id, password) {
-    return this.json("POST", `/records/${encodeURIComponent(id)}/issue`, password ? { password } : {});
+  issueRecord(id, confirm) {
+    return this.json("POST", `/records/${encodeURIComponent(id)}/issue`, confirmation(confirm));
   }
 
   /**
@@ -243,7 +260,8 @@ async function readAnswer(resp) {
     body = null;
   }
   if (!resp.ok) {
-    throw new ApiError(resp.status, body?.error?.code ?? "http_error", body?.error?.message ?? `HTTP ${resp.status}`);
+    const left = typeof body?.error?.tries_left === "number" ? body.error.tries_left : null;
+    throw new ApiError(resp.status, body?.error?.code ?? "http_error", body?.error?.message ?? `HTTP ${resp.status}`, left);
   }
   return body;
 }
