@@ -228,6 +228,11 @@ export class Participant {
   isClosed() {
     return this.page.isClosed();
   }
+
+  /** Closes the page, as a person closes a tab. */
+  async close() {
+    await /** @type {any} */ (this.page).close();
+  }
   /**
    * Opens a URL in this page.
    * @param {string} url

@@ -10,7 +10,8 @@
 // report, naming it nowhere) and then their consent again; the doctor makes two patient links in the consultation's card and reads each short code; two
 // patients on phones type their codes on /code and wait, seeing their place in line; the doctor
 // enters and admits the first, and the specialist enters; the clinicians confer privately and
-// the patient's page says so; the specialist signs a diagnosis report and a prescription with
+// the patient's page says so; the specialist drafts a diagnosis report (the doctor's day view,
+// in another tab, lists it to sign until it is signed) and signs it and a prescription with
 // their password; the doctor ends the consultation and the patient's page leads to the
 // outcome; a pharmacist approves the prescription; the patient's outcome page shows the report
 // and the approved prescription with the specialist's name. Screenshots of every step land in
@@ -601,7 +602,7 @@ export async function workflowScenario(h, engine) {
       for (const p of [first, doctor, specialist]) await p.waitForSelector("#moderation-banner", timeout, "hidden");
     });
 
-    await step("07-signed", "the specialist drafts a diagnosis report, completes it, and signs it and a prescription with their password; the patient sees both once signed, by them", async () => {
+    await step("07-signed", "the specialist drafts a diagnosis report, completes it, and signs it and a prescription with their password; the doctor's day view lists the draft until it is signed; the patient sees both once signed, by them", async () => {
       const [first, specialist] = [page("patient1"), page("specialist")];
       await specialist.click('.tab[data-tab="records-panel"]');
       await specialist.click('.record-forms summary[data-i18n="records.report"]');
@@ -620,12 +621,21 @@ export async function workflowScenario(h, engine) {
       await specialist.fill('.report-form textarea[name="findings"]', "Holter: paroxysmal AF, longest run 40 s");
       await specialist.click(".report-form .record-draft");
       await specialist.waitFor((sel) => document.querySelector(sel)?.textContent?.includes("longest run 40 s") ?? false, `${draft} .record-body`, timeout);
+      // The doctor's console, in another tab: the day view lists the draft left to sign.
+      const desk = await newPage("doctor-desk", lang.doctor, DESK);
+      await signIn(desk, h.doctor, lang.doctor);
+      const draftId = await specialist.evaluate(() => /** @type {HTMLElement | null} */ (document.querySelector('.record-item[data-kind="diagnosis_report"][data-status="draft"]'))?.dataset.recordId ?? "");
+      assert.ok(draftId, "the draft's id on the room page");
+      await desk.waitForSelector(`#day-drafts li.draft-item[data-record-id="${draftId}"]`, timeout);
       await snapAll("07-draft");
       assert.equal(await first.count('.record-item[data-kind="diagnosis_report"]'), 0, "the patient sees no draft");
       // Signed from the list, with the password.
       await signWithPassword(specialist, `${draft} button[data-action="issue"]`);
       await specialist.waitForSelector('.record-item[data-kind="diagnosis_report"][data-status="issued"]', timeout, "attached");
       assert.equal(await specialist.count(`${draft}`), 0, "no draft left");
+      // Signed, it leaves the doctor's list at once (a live event), with nothing else to sign.
+      await desk.waitForSelector("#day-drafts", timeout, "hidden");
+      await desk.close();
       await specialist.click('.record-forms summary[data-i18n="records.prescription"]');
       await specialist.fill('.rx-form input[name="medication"]', medication);
       await specialist.fill('.rx-form input[name="dose"]', "47.5 mg");
