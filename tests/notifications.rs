@@ -147,9 +147,7 @@ fn place<'a>(institution: &'a str, department: &'a str, name: &'a str) -> Place<
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
-    let s = TestServer::start().await;
+async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does(s: &TestServer) {
     let Network {
         cardiology,
         doc,
@@ -157,7 +155,7 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         b_id,
         b,
         neuro,
-    } = Network::set_up(&s).await;
+    } = Network::set_up(s).await;
 
     // Who may listen at all.
     let resp = s
@@ -175,10 +173,10 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         .await;
     assert_eq!((st, e["error"]["code"].as_str()), (403, Some("forbidden")));
 
-    let mut doc_console = Console::open(&s, &doc).await;
-    let mut a_console = Console::open(&s, &a).await;
-    let mut b_console = Console::open(&s, &b).await;
-    let mut neuro_console = Console::open(&s, &neuro).await;
+    let mut doc_console = Console::open(s, &doc).await;
+    let mut a_console = Console::open(s, &a).await;
+    let mut b_console = Console::open(s, &b).await;
+    let mut neuro_console = Console::open(s, &neuro).await;
 
     // A request to cardiology as a whole reaches both cardiologists, not neurology, and not
     // the doctor who sent it.
@@ -310,7 +308,7 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
 
     // A patient waits in the signed-in doctor's consultation: the doctor's console hears how
     // many wait, on arrival and on leaving; other clinicians' consoles do not.
-    let mut wang_console = Console::open(&s, &s.doctor_token).await;
+    let mut wang_console = Console::open(s, &s.doctor_token).await;
     let room = s.create_room_waiting("Follow-up, hypertension").await;
     let token = s.invite(&room, "patient").await;
     let patient = common::peer::SignalingClient::connect(&s.ws_url)
@@ -437,7 +435,7 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
     // A bounded number of consoles per account.
     let mut more = Vec::new();
     for _ in 1..huizhen::notifications::MAX_SUBSCRIPTIONS_PER_ACCOUNT {
-        more.push(Console::open(&s, &neuro).await);
+        more.push(Console::open(s, &neuro).await);
     }
     let (st, e) = s.api("GET", "/api/v1/events", Some(&neuro), None).await;
     assert_eq!(
@@ -467,15 +465,18 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(again.is_some(), "a closed console's place comes back");
-    s.stop().await;
 }
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does,
+    |_| {}
+);
 
 /// A patient waiting in a consultation asked of a department: every doctor and specialist of
 /// that department hears that its queue changed (on the care team or not), on arrival and on
 /// leaving; another department and the requester's side only as the care team would.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_department_hears_when_someone_waits_in_its_queue() {
-    let s = TestServer::start().await;
+async fn a_department_hears_when_someone_waits_in_its_queue(s: &TestServer) {
     let Network {
         cardiology,
         doc,
@@ -483,7 +484,7 @@ async fn a_department_hears_when_someone_waits_in_its_queue() {
         b,
         neuro,
         ..
-    } = Network::set_up(&s).await;
+    } = Network::set_up(s).await;
 
     // A request to cardiology, accepted by Dr. Chen at the proposed time (soon enough for the
     // patient's link to be open already) and started.
@@ -529,8 +530,8 @@ async fn a_department_hears_when_someone_waits_in_its_queue() {
     assert_eq!(st, 200, "{started}");
     let room = started["room_id"].as_str().unwrap().to_owned();
 
-    let mut a_console = Console::open(&s, &a).await;
-    let mut neuro_console = Console::open(&s, &neuro).await;
+    let mut a_console = Console::open(s, &a).await;
+    let mut neuro_console = Console::open(s, &neuro).await;
     let (st, invite) = s
         .api(
             "POST",
@@ -587,3 +588,9 @@ async fn a_department_hears_when_someone_waits_in_its_queue() {
     assert_eq!(e["type"], "department_queue_changed", "{e}");
     neuro_console.expect_quiet("neurology").await;
 }
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_department_hears_when_someone_waits_in_its_queue,
+    |_| {}
+);

@@ -72,9 +72,7 @@ async fn queue_where(c: &SignalingClient, what: impl Fn(&Value) -> bool) -> Valu
     }
 }
 
-#[tokio::test]
-async fn waiting_admitting_declining_sending_back_and_locking() {
-    let s = TestServer::start().await;
+async fn waiting_admitting_declining_sending_back_and_locking(s: &TestServer) {
     let room = s.create_room_waiting("Follow-up, hypertension").await;
     let sup = s.account("sup", AccountRole::NetworkSupervisor).await;
 
@@ -88,7 +86,7 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
     assert_eq!(joined["waiting_room"]["locked"], false);
 
     // Two patients arrive and wait, in order; they are given nothing of the room.
-    let (li, w) = waiter(&s, &room, "Li Hua").await;
+    let (li, w) = waiter(s, &room, "Li Hua").await;
     assert_eq!(
         (w["position"].as_u64(), w["of"].as_u64()),
         (Some(1), Some(1))
@@ -110,7 +108,7 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
             "{absent} given to someone waiting: {w}"
         );
     }
-    let (wang, w) = waiter(&s, &room, "Wang Fang").await;
+    let (wang, w) = waiter(s, &room, "Wang Fang").await;
     assert_eq!(
         (w["position"].as_u64(), w["of"].as_u64()),
         (Some(2), Some(2))
@@ -337,11 +335,11 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
         .unwrap();
 
     // Someone who leaves the queue, or whose connection drops, is gone from it.
-    let (zhou, _) = waiter(&s, &room, "Zhou").await;
+    let (zhou, _) = waiter(s, &room, "Zhou").await;
     queue_where(&doctor, |q| waiting_names(q) == ["Zhou"]).await;
     zhou.send_json(&json!({"type": "leave"})).await.unwrap();
     queue_where(&doctor, |q| waiting_names(q).is_empty()).await;
-    let (zhao, _) = waiter(&s, &room, "Zhao").await;
+    let (zhao, _) = waiter(s, &room, "Zhao").await;
     queue_where(&doctor, |q| waiting_names(q) == ["Zhao"]).await;
     drop(zhao);
     queue_where(&doctor, |q| waiting_names(q).is_empty()).await;
@@ -390,8 +388,13 @@ async fn waiting_admitting_declining_sending_back_and_locking() {
             "missing {want} in {actions:?}"
         );
     }
-    s.stop().await;
 }
+
+common::on_both_databases!(
+    #[tokio::test]
+    waiting_admitting_declining_sending_back_and_locking,
+    |_| {}
+);
 
 /// A waiting webrtc-rs peer is given no peer connection, so no media reaches it or leaves
 /// it; once admitted it sends and receives like anyone; sent back, it stops.
@@ -703,9 +706,7 @@ common::on_both_databases!(
 /// The care team moves the consultation while someone waits: they are told the new time at
 /// once (the page then asks the server whether its link still opens now), and whoever comes
 /// next is told it too. The time they were told first is the one the consultation had.
-#[tokio::test]
-async fn people_waiting_are_told_when_the_consultation_moves() {
-    let s = TestServer::start().await;
+async fn people_waiting_are_told_when_the_consultation_moves(s: &TestServer) {
     let start = huizhen::domain::clock::now_unix() + 10 * 60;
     let (st, room) = s
         .api(
@@ -718,7 +719,7 @@ async fn people_waiting_are_told_when_the_consultation_moves() {
         .await;
     assert_eq!(st, 201, "{room}");
     let room = room["id"].as_str().unwrap().to_owned();
-    let (patient, waiting) = waiter(&s, &room, "Wang Fang").await;
+    let (patient, waiting) = waiter(s, &room, "Wang Fang").await;
     assert_eq!(
         (&waiting["slot_start"], &waiting["slot_minutes"]),
         (&json!(start), &json!(20)),
@@ -745,7 +746,7 @@ async fn people_waiting_are_told_when_the_consultation_moves() {
     // Still in the line, in the same place: the clinic decides what happens next.
     assert_eq!((&told["position"], &told["of"]), (&json!(1), &json!(1)));
 
-    let (_second, waiting) = waiter(&s, &room, "Li Lei").await;
+    let (_second, waiting) = waiter(s, &room, "Li Lei").await;
     assert_eq!(waiting["slot_start"], json!(later), "{waiting}");
 
     // A consultation request's room moves with the request's new agreed time: the same.
@@ -787,7 +788,7 @@ async fn people_waiting_are_told_when_the_consultation_moves() {
         .await;
     assert_eq!(st, 200, "{r}");
     let referred = r["room_id"].as_str().unwrap().to_owned();
-    let (referred_patient, waiting) = waiter(&s, &referred, "Chen Jie").await;
+    let (referred_patient, waiting) = waiter(s, &referred, "Chen Jie").await;
     assert_eq!(waiting["slot_start"], json!(start), "{waiting}");
     let (st, b) = s
         .api(
@@ -816,21 +817,24 @@ async fn people_waiting_are_told_when_the_consultation_moves() {
 
     // A room without a time says so.
     let plain = s.create_room_waiting("Walk-in").await;
-    let (_c, waiting) = waiter(&s, &plain, "Zhao Min").await;
+    let (_c, waiting) = waiter(s, &plain, "Zhao Min").await;
     assert!(
         waiting["slot_start"].is_null() && waiting["slot_minutes"].is_null(),
         "{waiting}"
     );
-    s.stop().await;
 }
+
+common::on_both_databases!(
+    #[tokio::test]
+    people_waiting_are_told_when_the_consultation_moves,
+    |_| {}
+);
 
 /// A patient let in who reloads the page (a join on the same link that replaces their previous
 /// connection) comes straight back in, even with the room locked since, and does not go to the
 /// back of the queue behind someone who came later; the person waiting keeps their place. A
 /// join on another link that names the same resume token gains nothing: it waits.
-#[tokio::test]
-async fn an_admitted_patient_who_reloads_comes_straight_back_in() {
-    let s = TestServer::start().await;
+async fn an_admitted_patient_who_reloads_comes_straight_back_in(s: &TestServer) {
     let room = s.create_room_waiting("Follow-up, reload").await;
     let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
     doctor
@@ -856,7 +860,7 @@ async fn an_admitted_patient_who_reloads_comes_straight_back_in() {
         .unwrap();
     let welcome = li.next_event("joined", T).await.unwrap();
     let resume = welcome["resume_token"].as_str().unwrap().to_owned();
-    let (wang, w) = waiter(&s, &room, "Wang Fang").await;
+    let (wang, w) = waiter(s, &room, "Wang Fang").await;
     assert_eq!(
         (w["position"].as_u64(), w["of"].as_u64()),
         (Some(1), Some(1))
@@ -924,5 +928,10 @@ async fn an_admitted_patient_who_reloads_comes_straight_back_in() {
         .unwrap();
     assert_eq!(turned["type"], "error", "{turned}");
     assert_eq!(turned["code"], "room_locked", "{turned}");
-    s.stop().await;
 }
+
+common::on_both_databases!(
+    #[tokio::test]
+    an_admitted_patient_who_reloads_comes_straight_back_in,
+    |_| {}
+);
