@@ -844,6 +844,112 @@ async fn each_pharmacy_sees_the_prescriptions_that_concern_its_institution() {
     s.stop().await;
 }
 
+/// A pharmacy's queue comes a page at a time, oldest first, with its count in all; a page's
+/// `next` still leads on after earlier prescriptions left the queue; bad paging is refused.
+async fn the_pharmacy_queue_comes_a_page_at_a_time(s: &TestServer) {
+    let room = s.create_room("复诊").await;
+    let _patient = s.member(&room, "patient", "Li Lei").await;
+    let doctor = s.member(&room, "doctor", "").await;
+    let pharmacist = s.account("pharm", AccountRole::Pharmacist).await;
+    for n in 0..5 {
+        let rx = json!({"items": [{"medication": format!("药品 {n}"), "dose": "10 mg",
+                                   "route": "oral", "frequency": "once daily",
+                                   "duration": "1 week"}]});
+        let (st, b) = s
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/records"),
+                Some(&doctor.access),
+                Some(json!({"kind": "prescription", "body": rx, "issue": true,
+                            "password": DOCTOR_PASSWORD})),
+            )
+            .await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let pharmacist = pharmacist.as_str();
+    let queue = |query: String| async move {
+        s.api(
+            "GET",
+            &format!("/api/v1/prescriptions?{query}"),
+            Some(pharmacist),
+            None,
+        )
+        .await
+    };
+    let ids = |q: &Value| -> Vec<String> {
+        q["prescriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (st, all) = queue("status=issued".into()).await;
+    assert_eq!(st, 200, "{all}");
+    assert_eq!(
+        (all["total"].as_i64(), &all["next"]),
+        (Some(5), &Value::Null)
+    );
+    let every = ids(&all);
+    assert_eq!(every.len(), 5);
+
+    // Two at a time: 2, 2, 1, and the same five in the same order.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    let mut pages = 0;
+    loop {
+        let (st, page) = queue(format!("status=issued&limit=2{after}")).await;
+        assert_eq!(st, 200, "{page}");
+        assert_eq!(page["total"], 5);
+        paged.extend(ids(&page));
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!((pages, &paged), (3, &every));
+
+    // The first page read, its first prescription reviewed: the next page is still the one
+    // after it, and the count says one fewer.
+    let (_, first) = queue("status=issued&limit=2".into()).await;
+    let next = first["next"].as_str().unwrap().to_owned();
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/prescriptions/{}/review", every[0]),
+            Some(pharmacist),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (_, second) = queue(format!("status=issued&limit=2&after={next}")).await;
+    assert_eq!(ids(&second), every[2..4]);
+    assert_eq!(second["total"], 4);
+    let (_, reviewed) = queue("status=reviewed".into()).await;
+    assert_eq!(
+        (ids(&reviewed), &reviewed["total"]),
+        (vec![every[0].clone()], &json!(1))
+    );
+
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "after=yesterday",
+        "after=-1.rec_x",
+        "limit=two",
+    ] {
+        let (st, b) = queue(format!("status=issued&{bad}")).await;
+        assert_eq!((st, code(&b)), (400, "invalid_request"), "{bad}: {b}");
+    }
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    the_pharmacy_queue_comes_a_page_at_a_time,
+    |_| {}
+);
+
 #[tokio::test]
 async fn records_on_sqlite() {
     let s = TestServer::start().await;

@@ -21,7 +21,9 @@ use crate::audit::{Action, AuditEvent, Outcome};
 use crate::domain::ids::{ParticipantId, RecordId, RoomId};
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::notifications::Event;
-use crate::records::{NewRecord, Pharmacist, RecordError};
+use crate::records::{
+    DEFAULT_QUEUE_PAGE, MAX_QUEUE_PAGE, NewRecord, Pharmacist, QueueCursor, RecordError,
+};
 use crate::storage::RecordRow;
 use crate::wire::{self, ClinicalRecordView, RecordRowView};
 
@@ -276,6 +278,11 @@ pub async fn issue_record(
 pub struct QueueQuery {
     #[serde(default)]
     status: Option<String>,
+    /// The `next` of the page before.
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
 }
 
 pub async fn prescription_queue(
@@ -297,10 +304,29 @@ pub async fn prescription_queue(
         Some(s) => RecordStatus::parse(s)
             .ok_or_else(|| ApiError::Invalid("unknown prescription status".into()))?,
     };
-    match state.records.queue(status, &who.0.institution_id).await {
-        Ok(rows) => Ok(Json(
-            json!({ "prescriptions": wire::all::<_, RecordRowView>(&rows) }),
-        )),
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(c) => Some(
+            QueueCursor::parse(c)
+                .ok_or_else(|| ApiError::Invalid("`after` is not a page's `next`".into()))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_QUEUE_PAGE);
+    if !(1..=MAX_QUEUE_PAGE).contains(&limit) {
+        return Err(ApiError::Invalid(format!(
+            "`limit` is from 1 to {MAX_QUEUE_PAGE}"
+        )));
+    }
+    match state
+        .records
+        .queue(status, &who.0.institution_id, after.as_ref(), limit)
+        .await
+    {
+        Ok(page) => Ok(Json(json!({
+            "prescriptions": wire::all::<_, RecordRowView>(&page.rows),
+            "total": page.total,
+            "next": page.next.map(|c| c.to_string()),
+        }))),
         Err(e @ RecordError::Forbidden(_)) => {
             state
                 .audit

@@ -166,8 +166,43 @@ fn sha256_of(body: &serde_json::Value) -> String {
     crate::domain::hex::hex(&Sha256::digest(body.to_string().as_bytes()))
 }
 
-/// The most prescriptions a pharmacy's queue lists at once (oldest first: the next to act on).
-const MAX_QUEUED: i64 = 500;
+/// The most prescriptions one page of a pharmacy's queue lists (oldest first: the next to act
+/// on), and how many when the caller does not say.
+pub const MAX_QUEUE_PAGE: i64 = 500;
+pub const DEFAULT_QUEUE_PAGE: i64 = 100;
+
+/// Where the next page of a pharmacy's queue begins: after this prescription (its creation
+/// time and id), written `<created_at_ms>.<record id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCursor {
+    pub at_ms: i64,
+    pub id: RecordId,
+}
+
+impl QueueCursor {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, id) = s.split_once('.')?;
+        Some(Self {
+            at_ms: at.parse().ok().filter(|ms: &i64| *ms >= 0)?,
+            id: RecordId::parse(id)?,
+        })
+    }
+}
+
+impl std::fmt::Display for QueueCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.at_ms, self.id)
+    }
+}
+
+/// One page of a pharmacy's queue: the prescriptions, how many there are in all, and where the
+/// next page begins (none: this was the last).
+#[derive(Debug)]
+pub struct QueuePage {
+    pub rows: Vec<RecordRow>,
+    pub total: i64,
+    pub next: Option<QueueCursor>,
+}
 
 /// The pharmacist acting on a prescription: their account, role and institution.
 #[derive(Clone, Copy, Debug)]
@@ -580,21 +615,39 @@ impl Records {
     }
 
     /// Prescriptions in `status` that concern the pharmacy of `institution` (written in its
-    /// consultations, or signed by its clinicians), oldest first. Drafts belong to the care
-    /// team: the pharmacy sees a prescription once it is issued.
+    /// consultations, or signed by its clinicians), oldest first, a page of at most `limit`
+    /// (1 to [`MAX_QUEUE_PAGE`]) after `after`. Drafts belong to the care team: the pharmacy
+    /// sees a prescription once it is issued.
     pub async fn queue(
         &self,
         status: RecordStatus,
         institution: &InstitutionId,
-    ) -> Result<Vec<RecordRow>, RecordError> {
+        after: Option<&QueueCursor>,
+        limit: i64,
+    ) -> Result<QueuePage, RecordError> {
         if status == RecordStatus::Draft {
             return Err(RecordError::Forbidden(
                 "see draft prescriptions (drafts belong to the care team)",
             ));
         }
-        Ok(self
+        let limit = limit.clamp(1, MAX_QUEUE_PAGE);
+        // One more than the page: whether another follows, without a second query.
+        let mut rows = self
             .db
-            .prescriptions_in(status, institution, MAX_QUEUED)
-            .await?)
+            .prescriptions_in(
+                status,
+                institution,
+                after.map(|c| (c.at_ms, &c.id)),
+                limit + 1,
+            )
+            .await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next = more.then(|| rows.last()).flatten().map(|r| QueueCursor {
+            at_ms: r.created_at_ms,
+            id: r.id.clone(),
+        });
+        let total = self.db.count_prescriptions_in(status, institution).await?;
+        Ok(QueuePage { rows, total, next })
     }
 }

@@ -186,23 +186,47 @@ impl Db {
         rows.iter().map(record_from_row).collect()
     }
 
-    /// Prescriptions in `status`, oldest first (a pharmacist's queue).
+    /// Prescriptions in `status` that concern `institution`'s pharmacy, oldest first, at most
+    /// `limit`: those after `after` (the last one of the page before, by creation time and id)
+    /// if given. Keyset paging: a page does not shift when earlier ones leave the status.
     pub async fn prescriptions_in(
         &self,
         status: RecordStatus,
         institution: &InstitutionId,
+        after: Option<(i64, &RecordId)>,
         limit: i64,
     ) -> Result<Vec<RecordRow>, StorageError> {
+        let (after_ms, after_id) = after.map_or((i64::MIN, ""), |(ms, id)| (ms, id.as_str()));
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM records WHERE kind = 'prescription' AND status = $1 \
-             AND {CONCERNS} ORDER BY created_at_ms, id LIMIT $3"
+             AND {CONCERNS} AND (created_at_ms > $3 OR (created_at_ms = $3 AND id > $4)) \
+             ORDER BY created_at_ms, id LIMIT $5"
         ))
         .bind(status.as_str())
         .bind(institution.as_str())
+        .bind(after_ms)
+        .bind(after_id)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// How many prescriptions in `status` concern `institution`'s pharmacy.
+    pub async fn count_prescriptions_in(
+        &self,
+        status: RecordStatus,
+        institution: &InstitutionId,
+    ) -> Result<i64, StorageError> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM records WHERE kind = 'prescription' AND status = $1 \
+             AND {CONCERNS}"
+        ))
+        .bind(status.as_str())
+        .bind(institution.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Whether record `id` concerns `institution`'s pharmacy (see [`CONCERNS`]).

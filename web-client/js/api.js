@@ -687,14 +687,18 @@ export async function downloadFile(path, name) {
 }
 
 /**
- * A pharmacist's queue.
- * @param {"issued" | "reviewed"} status
- * @returns {Promise<import("./protocol.js").RecordInfo[]>}
+ * One page of the pharmacist's queue for `status`, oldest first: the prescriptions, how many
+ * there are in all, and the `next` page's start (null: the last page).
+ * @param {"issued" | "reviewed" | "dispensed" | "rejected"} status
+ * @param {string | null} [after] the `next` of the page before
+ * @returns {Promise<{prescriptions: import("./protocol.js").RecordInfo[], total: number, next: string | null}>}
  */
-export async function prescriptions(status) {
-  return /** @type {{prescriptions: import("./protocol.js").RecordInfo[]}} */ (
-    await call("GET", `/api/v1/prescriptions?status=${status}`)
-  ).prescriptions;
+export async function prescriptions(status, after = null) {
+  const query = new URLSearchParams({ status });
+  if (after) query.set("after", after);
+  return /** @type {{prescriptions: import("./protocol.js").RecordInfo[], total: number, next: string | null}} */ (
+    await call("GET", `/api/v1/prescriptions?${query}`)
+  );
 }
 
 /**
