@@ -332,6 +332,7 @@ export async function adminScenario(harness) {
       await room.locator("#sign-pin").fill("999000");
       await room.click("#sign-ok");
       await room.locator('#sign-error[data-code="wrong_pin"]', { hasText: "Tries left before the PIN is erased: 4" }).waitFor({ timeout });
+      await t.assertTextFromCatalogue(room, "the signing dialog asking for the PIN, after a wrong one (en)");
       await t.snap(room, "room-sign-pin-wrong");
       assert.equal(await room.locator("#sign-pin").inputValue(), "", "the wrong PIN is cleared");
       await room.locator("#sign-pin").fill(PIN);
