@@ -41,7 +41,7 @@ const PIN = "482139";
  * @property {string} password the run's password of every account
  * @property {string} doctor the township doctor's username (puts the new colleague on a care team)
  * @property {number} timeout how long a wait may take
- * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null) => Promise<import("playwright-core").Page>} openJoinPage
+ * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null, opts?: {viewport?: {width: number, height: number}}) => Promise<import("playwright-core").Page>} openJoinPage
  *   a room page joined (name null: through a care-team seat)
  * @property {(page: import("playwright-core").Page, what: string) => Promise<void>} assertTextFromCatalogue
  */
@@ -316,7 +316,7 @@ export async function adminScenario(harness) {
       const added = await http.post(`/api/v1/rooms/${roomId}/care-team`, { headers: doctor, data: { user_id: me.id } });
       assert.equal(added.status(), 201, "the colleague is on its care team");
       const seat = /** @type {{token: string}} */ (await (await http.post(`/api/v1/rooms/${roomId}/enter`, { headers: theirs })).json());
-      const room = await t.openJoinPage(/** @type {import("playwright-core").Browser} */ (t.browser), "admin-pin-room", `${t.base}/join#${seat.token}`, null);
+      const room = await t.openJoinPage(/** @type {import("playwright-core").Browser} */ (t.browser), "admin-pin-room", `${t.base}/join#${seat.token}`, null, { viewport: { width: 390, height: 844 } });
       own.set("admin-pin-room", room);
       await room.waitForFunction(() => document.body.dataset.state === "in-room", undefined, { timeout });
       await room.click('.tab[data-tab="records-panel"]');
@@ -324,7 +324,15 @@ export async function adminScenario(harness) {
       await room.locator('.report-form textarea[name="findings"]').fill("eGFR 38 mL/min/1.73m², stable");
       await room.locator('.report-form textarea[name="impression"]').fill("慢性肾脏病 3b 期 (CKD stage 3b)");
       await room.locator('.report-form textarea[name="recommendation"]').fill("Review in 3 months");
-      await room.locator(".report-form button[type=submit]").click();
+      // Saved as a draft first, on a phone: its controls fit the screen; signed from the list.
+      await room.locator(".report-form .record-draft").click();
+      const draft = room.locator('.record-item[data-kind="diagnosis_report"][data-status="draft"]');
+      await draft.locator('button[data-action="issue"]').waitFor({ timeout });
+      const overflow = await room.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `the room page is ${overflow}px wider than the phone's screen`);
+      await draft.scrollIntoViewIfNeeded();
+      await t.snap(room, "room-draft-phone");
+      await draft.locator('button[data-action="issue"]').click();
       const sign = room.getByRole("dialog", { name: "Sign and issue" });
       await sign.waitFor({ timeout });
       assert.equal(await room.locator("#sign-pin-field").isVisible(), false, "the password first, until the PIN is chosen");
