@@ -18,7 +18,7 @@ use crate::auth::check_new_password;
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{SessionId, UserId};
 use crate::sessions::{Issued, SessionError};
-use crate::storage::StorageError;
+use crate::storage::{StorageError, User};
 
 #[derive(Deserialize)]
 pub struct LoginBody {
@@ -179,6 +179,41 @@ pub struct PasswordBody {
     new_password: String,
 }
 
+/// Checks that `password` is `user`'s, as a signed-in clinician confirms who they are (to
+/// change their password, to set a signing PIN, to sign), under the sign-in throttle of the
+/// account and the address: a stolen session token must not become a way to guess the
+/// password. A throttled check is an error; a wrong password is `false`, counted as a failed
+/// sign-in. Both refusals are audited with `failed(reason)`: `throttled`, `wrong_password`.
+pub(super) async fn confirm_password(
+    state: &AppState,
+    user: &User,
+    password: String,
+    peer: SocketAddr,
+    failed: impl Fn(&'static str) -> AuditEvent,
+) -> Result<bool, ApiError> {
+    let now = std::time::Instant::now();
+    let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            state.audit.record_or_log(failed("throttled")).await;
+            return Err(ApiError::TooManyAttempts(
+                refused.retry_after.as_secs().max(1),
+            ));
+        }
+    };
+    if !state
+        .passwords
+        .verify(password, user.password_hash.clone())
+        .await?
+    {
+        attempt.failed(now);
+        state.audit.record_or_log(failed("wrong_password")).await;
+        return Ok(false);
+    }
+    attempt.succeeded();
+    Ok(true)
+}
+
 /// Changes the caller's password. The current password is checked under the sign-in throttle
 /// (a stolen session token must not become a way to guess it); every other session of the
 /// account ends, this one goes on.
@@ -202,25 +237,9 @@ pub async fn change_password(
             .object("user", &user.id)
             .detail(json!({"reason": reason, "client": client}))
     };
-    let now = std::time::Instant::now();
-    let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
-        Ok(attempt) => attempt,
-        Err(refused) => {
-            state.audit.record_or_log(failed("throttled")).await;
-            return Err(ApiError::TooManyAttempts(
-                refused.retry_after.as_secs().max(1),
-            ));
-        }
-    };
-    let stored = user.password_hash.clone();
-    let current = body.current_password;
-    let ok = state.passwords.verify(current, stored).await?;
-    if !ok {
-        attempt.failed(now);
-        state.audit.record_or_log(failed("wrong_password")).await;
+    if !confirm_password(&state, user, body.current_password, peer, failed).await? {
         return Err(ApiError::WrongPassword);
     }
-    attempt.succeeded();
     let new = body.new_password;
     let hash = state.passwords.hash(new).await?;
     let revoked = match state

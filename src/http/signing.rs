@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::account::confirm_password;
 use super::api::{ApiJson, Clinician, client_pseudonym};
 use super::error::ApiError;
 use super::member::RoomMember;
@@ -114,26 +115,9 @@ pub async fn sign(
     }
     match credential {
         Credential::Password(password) => {
-            let now = std::time::Instant::now();
-            let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
-                Ok(attempt) => attempt,
-                Err(refused) => {
-                    state.audit.record_or_log(failed("throttled")).await;
-                    return Err(ApiError::TooManyAttempts(
-                        refused.retry_after.as_secs().max(1),
-                    ));
-                }
-            };
-            if !state
-                .passwords
-                .verify(password, user.password_hash.clone())
-                .await?
-            {
-                attempt.failed(now);
-                state.audit.record_or_log(failed("wrong_password")).await;
+            if !confirm_password(state, &user, password, peer, failed).await? {
                 return Err(ApiError::WrongSigningPassword);
             }
-            attempt.succeeded();
         }
         // Not under the sign-in throttle: the PIN has its own, stricter limit, and a clinician
         // who got their PIN wrong five times must still be able to sign with their password.
@@ -249,30 +233,16 @@ pub async fn set_signing_pin(
         AuditEvent::new(who.actor(), Action::SigningPinSet)
             .outcome(outcome)
             .object("user", &user.id)
-            .detail(json!({"reason": reason, "replaced": user.signing_pin_hash.is_some(), "client": client}))
+            .detail(json!({
+                "reason": reason,
+                "replaced": user.signing_pin_hash.is_some(),
+                "client": client,
+            }))
     };
-    let now = std::time::Instant::now();
-    let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
-        Ok(attempt) => attempt,
-        Err(refused) => {
-            let denied = event(Outcome::Denied, Some("throttled"));
-            state.audit.record_or_log(denied).await;
-            return Err(ApiError::TooManyAttempts(
-                refused.retry_after.as_secs().max(1),
-            ));
-        }
-    };
-    let ok = state
-        .passwords
-        .verify(body.password, user.password_hash.clone())
-        .await?;
-    if !ok {
-        attempt.failed(now);
-        let denied = event(Outcome::Denied, Some("wrong_password"));
-        state.audit.record_or_log(denied).await;
+    let refused = |reason| event(Outcome::Denied, Some(reason));
+    if !confirm_password(&state, user, body.password, peer, refused).await? {
         return Err(ApiError::WrongPassword);
     }
-    attempt.succeeded();
     let hash = state.passwords.hash(body.pin).await?;
     // Recorded first: a PIN whose setting cannot be traced is not set.
     state.audit.record(event(Outcome::Ok, None)).await?;
