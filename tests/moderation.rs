@@ -197,7 +197,26 @@ async fn huddle_hold_and_remove(s: &TestServer) {
         .send_json(json!({"type": "remove", "participant_id": specialist.id()}))
         .await
         .unwrap();
-    doctor.next_event("error", T).await.unwrap();
+    let e = doctor.next_event("error", T).await.unwrap();
+    assert_eq!(
+        (&e["code"], &e["fatal"]),
+        (&json!("forbidden"), &json!(false)),
+        "{e}"
+    );
+    // Someone not (or no longer) there: said so, in its own words.
+    for ask in [
+        json!({"type": "hold", "participant_id": "p_gone000000000000", "audio": true, "video": true}),
+        json!({"type": "remove", "participant_id": "p_gone000000000000"}),
+        json!({"type": "set_role", "participant_id": "p_gone000000000000", "role": "guest"}),
+    ] {
+        doctor.send_json(ask.clone()).await.unwrap();
+        let e = doctor.next_event("error", T).await.unwrap();
+        assert_eq!(
+            (&e["code"], &e["fatal"]),
+            (&json!("not_present"), &json!(false)),
+            "{ask}: {e}"
+        );
+    }
     // A link good for several (a family's): what refuses them is the removal, not the uses.
     let (st, made) = s
         .api(
@@ -236,6 +255,26 @@ async fn huddle_hold_and_remove(s: &TestServer) {
         .await
         .unwrap();
     again.expect_error("invite_revoked", T).await.unwrap();
+    // Revoked in storage too, not only in the live room: the console lists it as revoked, and
+    // a room that stops and starts again (empty for a while, a restart) still refuses it.
+    let (st, list) = s
+        .api("GET", &format!("/api/v1/rooms/{room}/invites"), None, None)
+        .await;
+    assert_eq!(st, 200, "{list}");
+    let listed = list["invites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["invite_id"] == made["invite_id"])
+        .expect("the link is listed");
+    assert_eq!(listed["state"], "revoked", "{listed}");
+    let db = &s.server().db;
+    let room_id = huizhen::domain::ids::RoomId::parse(&room).unwrap();
+    let revoked = db.revoked_invites(&room_id).await.unwrap();
+    assert!(
+        revoked.iter().any(|i| i.as_str() == made["invite_id"]),
+        "{revoked:?}"
+    );
 
     // The last clinician leaving ends a huddle, and the patient is told (the clinician whose
     // connection dropped is gone by now: their resume window has passed).

@@ -217,6 +217,9 @@ pub enum Problem {
     InviteRevoked,
     /// The person named is not waiting (admitted by someone else meanwhile, gone, declined).
     NotWaiting,
+    /// The person a clinician named (to mute, remove, or give another role) is not in the
+    /// consultation: gone meanwhile, or never there.
+    NotPresent,
     /// A clinician turned them away from the waiting room.
     Declined,
     /// A clinician removed them from the consultation.

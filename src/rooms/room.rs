@@ -50,7 +50,7 @@ use crate::sfu::{
     Answer, AnswerError, FailReason, PublishKinds, QualityReason, SfuCommand, SfuEvent,
     TransportOptions,
 };
-use crate::storage::{Change, ChatRecord, Db, DocumentRecord, RoomRecord};
+use crate::storage::{Change, ChatRecord, Db, DocumentRecord, RoomRecord, StorageError};
 
 /// Resume tokens outlive any consultation; what keeps them short-lived is that each works
 /// once, and only while its participant is still in the room (see `resume`).
@@ -1846,7 +1846,7 @@ impl Room {
                 let Some(p) = self.find_mut(&target).filter(|p| p.id != participant) else {
                     tell_actor(
                         self,
-                        Problem::NotWaiting,
+                        Problem::NotPresent,
                         "nobody else of that id is in the consultation".to_owned(),
                     );
                     return;
@@ -1873,30 +1873,47 @@ impl Room {
                 participant: target,
                 reason,
             } => {
-                let Some(p) = self
-                    .find(&target)
-                    .filter(|p| p.account.is_none() && p.id != participant)
-                else {
+                let Some(p) = self.find(&target).filter(|p| p.id != participant) else {
                     tell_actor(
                         self,
-                        Problem::NotWaiting,
+                        Problem::NotPresent,
+                        "nobody else of that id is in the consultation".to_owned(),
+                    );
+                    return;
+                };
+                if p.account.is_some() {
+                    tell_actor(
+                        self,
+                        Problem::Forbidden,
                         "only someone who came with an invitation link can be removed (clinicians leave the care team)"
                             .to_owned(),
                     );
                     return;
-                };
+                }
                 p.send(Notice::turned_away(
                     Problem::Removed,
                     waiting_text(&reason),
                     "the care team removed you from the consultation",
                 ));
                 p.close(Farewell::Removed);
-                // Their link admits nobody more in this live consultation.
+                // Their link admits nobody more: at once in this live consultation, and in the
+                // database, so that it stays revoked when the room's task stops and starts again
+                // (an empty room, a restart) and shows as revoked in the console's list.
                 let invite = p.invite.clone();
-                self.revoked.insert(invite);
+                self.revoked.insert(invite.clone());
+                let stored = match self.db.revoke_invite(self.id(), &invite).await {
+                    Ok(()) => true,
+                    // Revoked meanwhile through the API: it is, all the same.
+                    Err(StorageError::NotFound) => true,
+                    Err(e) => {
+                        tracing::error!(room = %self.record.id, error = %e, "a removed participant's invitation could not be revoked in storage");
+                        false
+                    }
+                };
                 let event = AuditEvent::new(by.clone(), Action::ParticipantRemoved)
                     .room(self.id())
-                    .object("participant", &target);
+                    .object("participant", &target)
+                    .detail(serde_json::json!({"invite": invite, "invite_revoked": stored}));
                 self.services.audit.record_or_log(event).await;
                 self.remove(&target, LeaveReason::RemovedByCareTeam).await;
                 return;

@@ -1140,6 +1140,7 @@ pub enum ErrorCode {
     MediaLost,
     Internal,
     NotWaiting,
+    NotPresent,
     RoomLocked,
     Declined,
     Removed,
@@ -1162,7 +1163,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -1186,6 +1187,7 @@ impl ErrorCode {
         ErrorCode::MediaLost,
         ErrorCode::Internal,
         ErrorCode::NotWaiting,
+        ErrorCode::NotPresent,
         ErrorCode::RoomLocked,
         ErrorCode::Declined,
         ErrorCode::Removed,
@@ -1209,6 +1211,7 @@ impl ErrorCode {
                 | ErrorCode::StaleOffer
                 | ErrorCode::BadSdp
                 | ErrorCode::NotWaiting
+                | ErrorCode::NotPresent
                 | ErrorCode::ConsentRequired
                 | ErrorCode::ScreenShareBusy
                 | ErrorCode::MediaNotReady
@@ -1253,6 +1256,7 @@ impl ErrorCode {
             rooms::Problem::Internal => ErrorCode::Internal,
             rooms::Problem::InviteRevoked => ErrorCode::InviteRevoked,
             rooms::Problem::NotWaiting => ErrorCode::NotWaiting,
+            rooms::Problem::NotPresent => ErrorCode::NotPresent,
             rooms::Problem::Declined => ErrorCode::Declined,
             rooms::Problem::Removed => ErrorCode::Removed,
             rooms::Problem::ConsentRequired => ErrorCode::ConsentRequired,
@@ -1289,6 +1293,7 @@ impl ErrorCode {
             ErrorCode::MediaLost => "media_lost",
             ErrorCode::Internal => "internal",
             ErrorCode::NotWaiting => "not_waiting",
+            ErrorCode::NotPresent => "not_present",
             ErrorCode::RoomLocked => "room_locked",
             ErrorCode::Declined => "declined",
             ErrorCode::Removed => "removed",

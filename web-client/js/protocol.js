@@ -252,7 +252,7 @@ export const PROTOCOL_VERSION = 1;
  *   "rate_limited" | "not_joined" | "already_joined" | "invalid_token" | "token_expired" |
  *   "invite_revoked" | "room_not_found" | "room_ended" | "room_full" | "server_full" |
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
- *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "room_locked" | "declined" |
+ *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "not_present" | "room_locked" | "declined" |
  *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" | "screen_share_busy" |
  *   "media_not_ready" | "ice_restart_limited" | "net_check_limited" | "session_ended"} ErrorCode
  */

@@ -43,7 +43,7 @@ impl Room {
         let Some(p) = self.find(target).filter(|p| &p.id != actor) else {
             tell_actor(
                 self,
-                Problem::NotWaiting,
+                Problem::NotPresent,
                 "nobody else of that id is in the consultation".to_owned(),
             );
             return;

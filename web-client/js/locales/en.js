@@ -124,6 +124,7 @@ export default {
   "error.not_joined": "The connection was closed because of a protocol problem. Reload the page to join again.",
   "error.not_now": "This step is not possible in the request's current state.",
   "error.not_patient_link": "Only a patient's invitation link opens the outcome of a consultation.",
+  "error.not_present": "That person is no longer in the consultation.",
   "error.not_waiting": "Already admitted by someone else, or no longer waiting.",
   "error.offset_mismatch": "The upload was interrupted. Please share the file again.",
   "error.outcome_expired": "The outcome of this consultation is no longer available through this link.",

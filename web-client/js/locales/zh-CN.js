@@ -125,6 +125,7 @@ const zhCN = {
   "error.not_joined": "因通信协议问题，连接已关闭。请重新加载页面再次加入。",
   "error.not_now": "会诊申请当前的状态不允许此操作。",
   "error.not_patient_link": "只有患者的邀请链接才能查看会诊结果。",
+  "error.not_present": "此人已不在会诊中。",
   "error.not_waiting": "已由他人接入，或已不在等候。",
   "error.offset_mismatch": "上传中断。请重新共享文件。",
   "error.outcome_expired": "已无法通过此链接查看这次会诊的结果。",
