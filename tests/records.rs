@@ -844,6 +844,83 @@ async fn each_pharmacy_sees_the_prescriptions_that_concern_its_institution() {
     s.stop().await;
 }
 
+/// What is signed is the body the signer saw: a draft edited (from the author's other tab)
+/// between reading it and storing the signature is not issued under that signature.
+#[tokio::test]
+async fn a_signature_covers_the_body_the_signer_saw() {
+    use huizhen::domain::ids::RecordId;
+    use huizhen::domain::record::RecordStatus;
+    use huizhen::storage::{RecordEvent, Signature, StorageError};
+
+    let s = TestServer::start().await;
+    let room = s.create_room("复诊").await;
+    let _patient = s.member(&room, "patient", "Li Lei").await;
+    let doctor = s.member(&room, "doctor", "").await;
+    let records = format!("/api/v1/rooms/{room}/records");
+    let body = |impression: &str| {
+        json!({"findings": "Sinus rhythm", "impression": impression,
+               "recommendation": "Follow up in three months"})
+    };
+    let (st, draft) = s
+        .api(
+            "POST",
+            &records,
+            Some(&doctor.access),
+            Some(json!({"kind": "diagnosis_report", "body": body("正常心电图")})),
+        )
+        .await;
+    assert_eq!(st, 201, "{draft}");
+    let id = RecordId::parse(draft["id"].as_str().unwrap()).unwrap();
+    let db = &s.server().db;
+    let seen = db.record(&id).await.unwrap().unwrap();
+    // The other tab saves an edit.
+    let (st, _) = s
+        .api(
+            "PUT",
+            &format!("{records}/{id}"),
+            Some(&doctor.access),
+            Some(json!({"body": body("窦性心动过缓")})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let step = RecordEvent {
+        record_id: id.clone(),
+        from_status: RecordStatus::Draft,
+        to_status: RecordStatus::Issued,
+        actor: doctor.id.clone(),
+        actor_role: "doctor".into(),
+        note: String::new(),
+        at_ms: 1,
+    };
+    let signature = Signature {
+        by: huizhen::domain::ids::UserId::parse(
+            s.api("GET", "/api/v1/me", None, None).await.1["id"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap(),
+        name: "Dr. Wang".into(),
+        title: String::new(),
+        institution: String::new(),
+        at_ms: 1,
+    };
+    let stale = db
+        .change_record_status(&step, &seen.body_sha256, Some(&signature), None)
+        .await;
+    assert!(matches!(stale, Err(StorageError::Conflict)), "{stale:?}");
+    let now = db.record(&id).await.unwrap().unwrap();
+    assert_eq!(
+        now.status,
+        RecordStatus::Draft,
+        "not issued under the old text"
+    );
+    assert_ne!(now.body_sha256, seen.body_sha256);
+    db.change_record_status(&step, &now.body_sha256, Some(&signature), None)
+        .await
+        .expect("the text as it stands is signed");
+    s.stop().await;
+}
+
 /// A pharmacy's queue comes a page at a time, oldest first, with its count in all; a page's
 /// `next` still leads on after earlier prescriptions left the queue; bad paging is refused.
 async fn the_pharmacy_queue_comes_a_page_at_a_time(s: &TestServer) {

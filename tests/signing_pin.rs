@@ -134,6 +134,22 @@ async fn pin_flow(s: &TestServer) {
     assert_eq!(st, 200, "{issued}");
     assert_eq!(issued["status"], "issued");
     assert_eq!(issued["signature"]["name"], "Dr. Wang");
+    // Made and issued in one call, with the PIN.
+    let rx = json!({"items": [{"medication": "阿司匹林肠溶片", "dose": "100 mg", "route": "oral",
+                               "frequency": "once daily", "duration": "4 weeks"}]});
+    let (st, made) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/records"),
+            Some(&doctor.access),
+            Some(json!({"kind": "prescription", "body": rx, "issue": true, "pin": PIN})),
+        )
+        .await;
+    assert_eq!(st, 201, "{made}");
+    assert_eq!(
+        (made["status"].as_str(), made["signature"]["name"].as_str()),
+        (Some("issued"), Some("Dr. Wang"))
+    );
 
     // Five wrong in a row erase it: the right PIN no longer signs, the password does.
     let second = draft(s, &room, &doctor.access).await;

@@ -164,6 +164,8 @@ pub async fn create_record(
         if let Some(e) = signed_event(who.event(Action::RecordSigned), &record) {
             state.audit.record_or_log(e).await;
         }
+        // Issuing queued a webhook event: delivered now, not at the next poll.
+        state.webhooks.wake();
         super::referrals::after_record_issued(&state, &who.room, &who.member, record.kind).await;
     } else {
         drafts_changed(&state, &who.room);

@@ -533,7 +533,7 @@ impl Records {
             )
         });
         self.db
-            .change_record_status(&event, signature, webhook)
+            .change_record_status(&event, &r.body_sha256, signature, webhook)
             .await
             .map_err(|e| match e {
                 StorageError::Conflict => {

@@ -280,31 +280,38 @@ impl Db {
 
     /// Moves a record from `event.from_status` to `event.to_status` and records the step, in
     /// one transaction, with the signature when the step is the issuing one; `Conflict` if the
-    /// record was not in `from_status` any more.
+    /// record was not in `from_status` any more, or its body is no longer the one whose digest
+    /// is `body_sha256` (a draft edited from another tab between reading and signing: what is
+    /// signed is exactly what the signer saw, and what the audit entry names).
     ///
     /// A webhook event (`webhook`: the record's room, the kind and the facts) is queued in
     /// the same transaction for the institutions taking part in the consultation.
     pub async fn change_record_status(
         &self,
         event: &RecordEvent,
+        body_sha256: &str,
         signature: Option<&Signature>,
         webhook: Option<(&RoomId, EventKind, serde_json::Value)>,
     ) -> Result<(), StorageError> {
         let mut tx = self.begin_write().await?;
         let done = match signature {
             None => {
-                sqlx::query("UPDATE records SET status = $1 WHERE id = $2 AND status = $3")
-                    .bind(event.to_status.as_str())
-                    .bind(event.record_id.as_str())
-                    .bind(event.from_status.as_str())
-                    .execute(&mut *tx)
-                    .await?
+                sqlx::query(
+                    "UPDATE records SET status = $1 \
+                     WHERE id = $2 AND status = $3 AND body_sha256 = $4",
+                )
+                .bind(event.to_status.as_str())
+                .bind(event.record_id.as_str())
+                .bind(event.from_status.as_str())
+                .bind(body_sha256)
+                .execute(&mut *tx)
+                .await?
             }
             Some(sig) => {
                 sqlx::query(
                     "UPDATE records SET status = $1, signed_by = $4, signer_name = $5, \
                      signer_title = $6, signer_institution = $7, signed_at_ms = $8 \
-                     WHERE id = $2 AND status = $3 AND signed_by IS NULL",
+                     WHERE id = $2 AND status = $3 AND signed_by IS NULL AND body_sha256 = $9",
                 )
                 .bind(event.to_status.as_str())
                 .bind(event.record_id.as_str())
@@ -314,6 +321,7 @@ impl Db {
                 .bind(&sig.title)
                 .bind(&sig.institution)
                 .bind(sig.at_ms)
+                .bind(body_sha256)
                 .execute(&mut *tx)
                 .await?
             }
