@@ -629,6 +629,95 @@ async fn li_id(s: &TestServer, li: &str) -> String {
     me["id"].as_str().unwrap().to_owned()
 }
 
+/// The console's list keeps open consultations however many newer ones ended, and a day's
+/// consultations come in full when asked for by their time.
+async fn open_consultations_first_and_a_day_in_full(s: &TestServer) {
+    let start = huizhen::domain::clock::now_unix() + 3 * 86_400;
+    let (st, booked) = s
+        .api(
+            "POST",
+            "/api/v1/rooms",
+            None,
+            Some(json!({"title": "Booked, then held", "slot": {"start": start, "minutes": 30}})),
+        )
+        .await;
+    assert_eq!(st, 201, "{booked}");
+    let booked = booked["id"].as_str().unwrap().to_owned();
+    let end = |room: String| async move {
+        let (st, b) = s
+            .api("POST", &format!("/api/v1/rooms/{room}/end"), None, None)
+            .await;
+        assert_eq!(st, 204, "{b}");
+    };
+    end(booked.clone()).await;
+    // Rooms are dated to the second: the rest come a second later, so that this one is older.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let open = s.create_room("Still open").await;
+    for n in 0..200 {
+        end(s.create_room(&format!("Ended {n}")).await).await;
+    }
+    let listed = |query: &'static str| async move {
+        let (st, b) = s
+            .api("GET", &format!("/api/v1/rooms{query}"), None, None)
+            .await;
+        (st, b)
+    };
+    let (st, all) = listed("").await;
+    assert_eq!(st, 200, "{all}");
+    let ids: Vec<&str> = all["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 200);
+    assert_eq!(
+        ids[0], open,
+        "the open one first, though 200 newer ones ended"
+    );
+    assert!(
+        !ids.contains(&booked.as_str()),
+        "the oldest ended one is past the limit"
+    );
+    let query = format!("?booked_from={}&booked_to={}", start - 3600, start + 3600);
+    let (st, day) = s
+        .api("GET", &format!("/api/v1/rooms{query}"), None, None)
+        .await;
+    assert_eq!(st, 200, "{day}");
+    let day: Vec<&str> = day["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        day,
+        [booked.as_str()],
+        "the day's consultation, held or not"
+    );
+    for bad in [
+        format!("?booked_from={start}"),
+        format!("?booked_from={start}&booked_to={start}"),
+        format!("?booked_from={start}&booked_to={}", start + 32 * 86_400),
+        "?booked_from=soon&booked_to=later".to_owned(),
+    ] {
+        let (st, b) = s
+            .api("GET", &format!("/api/v1/rooms{bad}"), None, None)
+            .await;
+        assert_eq!(
+            (st, b["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{bad}: {b}"
+        );
+    }
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    open_consultations_first_and_a_day_in_full,
+    |_| {}
+);
+
 #[tokio::test]
 async fn organisation_on_sqlite() {
     let s = TestServer::start().await;

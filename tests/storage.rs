@@ -63,7 +63,7 @@ async fn exercise(db: &Db) {
         .await
         .unwrap();
     let other = db.create_room("Second", None, &user.id).await.unwrap();
-    let listed = db.list_rooms(10).await.unwrap();
+    let listed = db.list_rooms(None, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
     let got = db.room(&room.id).await.unwrap().unwrap();
     assert_eq!(

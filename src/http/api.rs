@@ -300,11 +300,36 @@ pub async fn create_room(
     Ok((StatusCode::CREATED, Json(RoomView::from(&room))))
 }
 
+/// Most days one booked listing spans (a day view, a week ahead).
+const MAX_BOOKED_SPAN_S: i64 = 31 * 86_400;
+
+#[derive(Deserialize)]
+pub struct RoomsQuery {
+    /// With `booked_to`: only the consultations booked in `[booked_from, booked_to)`, Unix
+    /// seconds, in order of time (a day view), however many others there are.
+    #[serde(default)]
+    booked_from: Option<i64>,
+    #[serde(default)]
+    booked_to: Option<i64>,
+}
+
 pub async fn list_rooms(
     State(state): State<AppState>,
     who: Clinician,
+    ApiQuery(q): ApiQuery<RoomsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let rooms = visible_rooms(&state, &who).await?;
+    let booked = match (q.booked_from, q.booked_to) {
+        (None, None) => None,
+        (Some(from), Some(to)) if from < to && to - from <= MAX_BOOKED_SPAN_S => Some((from, to)),
+        _ => {
+            return Err(ApiError::Invalid(format!(
+                "`booked_from` and `booked_to` come together, the first before the second, at \
+                 most {} days apart",
+                MAX_BOOKED_SPAN_S / 86_400
+            )));
+        }
+    };
+    let rooms = visible_rooms(&state, &who, booked).await?;
     let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
     let roles = state.db.care_team_roles(&who.0.id, &ids).await?;
     let referred = state.db.rooms_from_referrals(&ids).await?;
@@ -346,16 +371,20 @@ fn room_json(
     v
 }
 
-async fn visible_rooms(state: &AppState, who: &Clinician) -> Result<Vec<RoomRecord>, ApiError> {
+async fn visible_rooms(
+    state: &AppState,
+    who: &Clinician,
+    booked: Option<(i64, i64)>,
+) -> Result<Vec<RoomRecord>, ApiError> {
     Ok(if who.0.role.sees_all_rooms() {
-        state.db.list_rooms(MAX_ROOMS_LISTED).await?
+        state.db.list_rooms(booked, MAX_ROOMS_LISTED).await?
     } else if who.0.role.may_see_room(RoomRelation {
         same_institution: true,
         care_team: None,
     }) {
         state
             .db
-            .list_rooms_for(&who.0.id, &who.0.institution_id, MAX_ROOMS_LISTED)
+            .list_rooms_for(&who.0.id, &who.0.institution_id, booked, MAX_ROOMS_LISTED)
             .await?
     } else {
         Vec::new()

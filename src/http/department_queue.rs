@@ -27,6 +27,7 @@ use super::api::Clinician;
 use super::care_team::seat_token;
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent, Outcome};
+use crate::domain::clock::now_unix;
 use crate::domain::ids::{DepartmentId, RoomId};
 use crate::notifications::WaitingNow;
 use crate::rooms::Problem;
@@ -34,6 +35,11 @@ use crate::storage::{ReferralRow, StorageError};
 
 /// Most consultations one queue lists (a department's live consultations of a day).
 const MAX_QUEUE: i64 = 200;
+/// The queue's window around now, in seconds: consultations booked (or, never booked, made)
+/// from two days before to one day after. Wider than anyone can wait: an invitation admits at
+/// most `MAX_INVITE_MARGIN_MINUTES` around a slot of at most four hours.
+const QUEUE_BACK_S: i64 = 2 * 86_400;
+const QUEUE_AHEAD_S: i64 = 86_400;
 
 /// One live consultation of the queue.
 struct Entry {
@@ -174,7 +180,11 @@ async fn entries(
 ) -> Result<Vec<Entry>, ApiError> {
     let rows: Vec<ReferralRow> = state
         .db
-        .department_consultations(department, MAX_QUEUE)
+        .department_consultations(
+            department,
+            (now_unix() - QUEUE_BACK_S, now_unix() + QUEUE_AHEAD_S),
+            MAX_QUEUE,
+        )
         .await?;
     let mut entries = Vec::with_capacity(rows.len());
     for r in rows {

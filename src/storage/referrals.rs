@@ -370,17 +370,24 @@ impl Db {
     }
 
     /// The live consultations a department was asked for: requests to it (the department or
-    /// one of its specialists) whose room is open, at most `limit`, in order of agreed time.
+    /// one of its specialists) whose room is open and booked in `[from, to)` (Unix seconds;
+    /// one never booked counts from when it was made), at most `limit`, in order of agreed
+    /// time. The window keeps consultations nobody ended (a patient who never came) from
+    /// crowding out the day's.
     pub async fn department_consultations(
         &self,
         department: &DepartmentId,
+        (from, to): (i64, i64),
         limit: i64,
     ) -> Result<Vec<ReferralRow>, StorageError> {
         let rows = sqlx::query(&format!(
             "{SELECT} WHERE r.target_department = $1 AND r.room_id IS NOT NULL \
-             AND m.ended_at IS NULL ORDER BY m.slot_start, r.id LIMIT $2"
+             AND m.ended_at IS NULL AND COALESCE(m.slot_start, m.created_at) >= $2 \
+             AND COALESCE(m.slot_start, m.created_at) < $3 ORDER BY m.slot_start, r.id LIMIT $4"
         ))
         .bind(department.as_str())
+        .bind(from)
+        .bind(to)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;

@@ -63,6 +63,21 @@ fn from_row(row: &AnyRow) -> Result<RoomRecord, StorageError> {
 const COLUMNS: &str = "id, title, patient_ref, created_by, institution_id, created_at, ended_at, \
      waiting_room, slot_start, slot_minutes";
 
+/// The filter and order of a room listing, the booked window's bounds being parameters `$n`
+/// and `$n+1` (bound either way, so that every listing has the same parameters, in order).
+fn listing(booked: Option<(i64, i64)>, n: usize) -> (String, &'static str) {
+    match booked {
+        Some(_) => (
+            format!("AND slot_start >= ${n} AND slot_start < ${}", n + 1),
+            "ORDER BY slot_start, id",
+        ),
+        None => (
+            format!("AND ${n} = ${}", n + 1),
+            "ORDER BY CASE WHEN ended_at IS NULL THEN 0 ELSE 1 END, created_at DESC, id",
+        ),
+    }
+}
+
 /// Inserts a new room with its creator as its care team's doctor, in the caller's transaction
 /// (a scheduled referral opens its room in the transaction that schedules it).
 pub(super) async fn insert(
@@ -259,11 +274,20 @@ impl Db {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// Newest first, at most `limit`.
-    pub async fn list_rooms(&self, limit: i64) -> Result<Vec<RoomRecord>, StorageError> {
+    /// Rooms, open ones first, each part newest first, at most `limit`; with `booked`, only
+    /// those booked in `[from, to)` (Unix seconds), by their time (a day's consultations).
+    pub async fn list_rooms(
+        &self,
+        booked: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<Vec<RoomRecord>, StorageError> {
+        let (filter, order) = listing(booked, 1);
+        let (from, to) = booked.unwrap_or_default();
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM rooms ORDER BY created_at DESC, id LIMIT $1"
+            "SELECT {COLUMNS} FROM rooms WHERE 1 = 1 {filter} {order} LIMIT $3"
         ))
+        .bind(from)
+        .bind(to)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
@@ -271,20 +295,26 @@ impl Db {
     }
 
     /// The rooms an account sees as a clinician: its institution's and those whose care team
-    /// it is on, newest first, at most `limit`.
+    /// it is on; ordered and filtered as [`Db::list_rooms`]. Open ones first: a consultation
+    /// a clinician was added to stays in their console however many newer ones there are.
     pub async fn list_rooms_for(
         &self,
         user: &UserId,
         institution: &InstitutionId,
+        booked: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<RoomRecord>, StorageError> {
+        let (filter, order) = listing(booked, 3);
+        let (from, to) = booked.unwrap_or_default();
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM rooms WHERE institution_id = $1 \
-             OR id IN (SELECT room_id FROM care_team WHERE user_id = $2) \
-             ORDER BY created_at DESC, id LIMIT $3"
+            "SELECT {COLUMNS} FROM rooms WHERE (institution_id = $1 \
+             OR id IN (SELECT room_id FROM care_team WHERE user_id = $2)) {filter} {order} \
+             LIMIT $5"
         ))
         .bind(institution.as_str())
         .bind(user.as_str())
+        .bind(from)
+        .bind(to)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;

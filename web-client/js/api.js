@@ -349,9 +349,16 @@ export async function directory(query) {
   return /** @type {{clinicians: Account[]}} */ (await call("GET", `/api/v1/directory${q ? `?${q}` : ""}`)).clinicians;
 }
 
-/** @returns {Promise<Room[]>} newest first */
-export async function listRooms() {
-  return /** @type {{rooms: Room[]}} */ (await call("GET", "/api/v1/rooms")).rooms;
+/**
+ * The consultations the clinician sees: open ones first, each part newest first (at most 200);
+ * with `booked`, only those booked in `[from, to)` (Unix seconds), in order of time, however
+ * many others there are.
+ * @param {{from: number, to: number} | null} [booked]
+ * @returns {Promise<Room[]>}
+ */
+export async function listRooms(booked = null) {
+  const query = booked ? `?${new URLSearchParams({ booked_from: String(booked.from), booked_to: String(booked.to) })}` : "";
+  return /** @type {{rooms: Room[]}} */ (await call("GET", `/api/v1/rooms${query}`)).rooms;
 }
 
 /**

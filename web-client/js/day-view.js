@@ -102,10 +102,11 @@ export class DayView {
     next.addEventListener("click", () => this.shift(1));
     today.addEventListener("click", () => {
       this.date.value = dateValue(new Date());
-      this.render();
+      void this.refresh();
     });
     reload.addEventListener("click", () => void this.refresh());
-    this.date.addEventListener("input", () => this.render());
+    // Another day: its consultations are asked for.
+    this.date.addEventListener("input", () => void this.refresh());
     this.status = el("p", { className: "hint", attrs: { role: "status" } });
     this.list = el("ol", { className: "day-list", attrs: { "aria-labelledby": titleId } });
     this.draftList = el("ul", { className: "day-list", attrs: { "aria-labelledby": "day-drafts-title" } });
@@ -168,7 +169,7 @@ export class DayView {
     const d = this.day() ?? new Date();
     d.setDate(d.getDate() + days);
     this.date.value = dateValue(d);
-    this.render();
+    void this.refresh();
   }
 
   /** @returns {Date | null} the chosen day's local midnight */
@@ -177,9 +178,20 @@ export class DayView {
     return m ? new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3])) : null;
   }
 
+  /** @returns {{from: number, to: number} | null} the chosen day, in Unix seconds */
+  window() {
+    const day = this.day();
+    if (!day) return null;
+    const end = new Date(day);
+    end.setDate(end.getDate() + 1);
+    return { from: day.getTime() / 1000, to: end.getTime() / 1000 };
+  }
+
   async refresh() {
     try {
-      const [rooms, drafts] = await Promise.all([api.listRooms(), api.pendingDrafts()]);
+      // The day's consultations asked for by their time: complete however many others there are.
+      const booked = this.window();
+      const [rooms, drafts] = await Promise.all([booked ? api.listRooms(booked) : Promise.resolve([]), api.pendingDrafts()]);
       this.rooms = rooms;
       this.opts.loaded(this.rooms);
       this.render();
