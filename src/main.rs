@@ -124,6 +124,17 @@ enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// Disable a clinician's account (a colleague who left): it cannot sign in, every session
+    /// of it ends, it leaves the directory; its records stay.
+    Disable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -534,8 +545,55 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             audit.close().await;
             println!("{revoked} session(s) of {username} ended");
         }
+        UserCommand::Disable { username } => set_disabled(&config, &db, &username, true).await?,
+        UserCommand::Enable { username } => set_disabled(&config, &db, &username, false).await?,
     }
     db.close().await;
+    Ok(())
+}
+
+/// `huizhen user disable` / `enable`: as the administrators' console does it, audited as the
+/// system.
+async fn set_disabled(
+    config: &Config,
+    db: &Db,
+    username: &str,
+    disable: bool,
+) -> anyhow::Result<()> {
+    let account = db
+        .user_by_username(username)
+        .await?
+        .with_context(|| format!("no user named {username}"))?;
+    let audit = open_audit(config, db).await?;
+    let now = now_unix();
+    db.set_disabled(&account.id, disable.then_some(now)).await?;
+    let revoked = if disable {
+        huizhen::sessions::revoke_all(db, &account.id, now).await?
+    } else {
+        0
+    };
+    let action = if disable {
+        Action::AccountDisabled
+    } else {
+        Action::AccountEnabled
+    };
+    audit
+        .record(
+            AuditEvent::new(Actor::System, action)
+                .object("user", &account.id)
+                .detail(serde_json::json!({
+                    "sessions_revoked": revoked,
+                    "via": "command_line",
+                })),
+        )
+        .await
+        .context("writing the audit trail")?;
+    audit.close().await;
+    if disable {
+        println!("{username} disabled; {revoked} session(s) ended");
+    } else {
+        println!("{username} enabled");
+    }
     Ok(())
 }
 

@@ -374,6 +374,7 @@ mod tests {
             specialty: String::new(),
             accepts_referrals: false,
             signing_pin_hash: None,
+            disabled_at: None,
         }
     }
 

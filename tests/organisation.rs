@@ -718,6 +718,140 @@ common::on_both_databases!(
     |_| {}
 );
 
+/// An administrator disables a clinician who left: signed out at once, no sign-in even with
+/// the right password, out of the directory and of care teams; enabled again, they sign in.
+/// Another institution's administrator may not; nobody disables themselves.
+async fn disabling_an_account(s: &TestServer) {
+    use common::ACCOUNT_PASSWORD;
+    let admin = s.account("netadmin", AccountRole::Admin).await;
+    let regulator = s.account("regulator", AccountRole::NetworkSupervisor).await;
+    let elsewhere = s.institution("市中心医院").await;
+    let (_, other_admin) = s
+        .placed_account(
+            "city-admin",
+            AccountRole::InstitutionAdmin,
+            Place {
+                institution: &elsewhere,
+                ..Default::default()
+            },
+        )
+        .await;
+    let (id, token) = s
+        .placed_account(
+            "leaving",
+            AccountRole::Specialist,
+            Place {
+                institution: huizhen::domain::organisation::DEFAULT_INSTITUTION,
+                name: Some("Dr. Leaving"),
+                ..Default::default()
+            },
+        )
+        .await;
+    let disable = format!("/api/v1/accounts/{id}/disable");
+    let code = |b: &Value| b["error"]["code"].as_str().unwrap_or("").to_owned();
+
+    let (st, b) = s.api("POST", &disable, Some(&other_admin), None).await;
+    assert_eq!((st, code(&b).as_str()), (403, "forbidden"), "{b}");
+    let me: Value = s.api("GET", "/api/v1/me", Some(&admin), None).await.1;
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/accounts/{}/disable", me["id"].as_str().unwrap()),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((st, code(&b).as_str()), (400, "invalid_request"), "{b}");
+    assert_eq!(s.api("GET", "/api/v1/me", Some(&token), None).await.0, 200);
+
+    let (st, b) = s.api("POST", &disable, Some(&admin), None).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["disabled"], true);
+    assert_eq!(b["sessions_revoked"], 1);
+    assert_eq!(s.api("GET", "/api/v1/me", Some(&token), None).await.0, 401);
+    let login = |password: &'static str| async move {
+        s.api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": "leaving", "password": password})),
+        )
+        .await
+    };
+    let (st, b) = login(ACCOUNT_PASSWORD).await;
+    assert_eq!((st, code(&b).as_str()), (403, "account_disabled"), "{b}");
+    let (st, b) = login("not the password").await;
+    assert_eq!(
+        (st, code(&b).as_str()),
+        (401, "invalid_credentials"),
+        "a guesser learns nothing: {b}"
+    );
+    let (_, found) = s.api("GET", "/api/v1/directory", None, None).await;
+    let listed = |v: &Value| {
+        v["clinicians"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == id.as_str())
+    };
+    assert!(!listed(&found), "out of the directory: {found}");
+    let room = s.create_room("复诊").await;
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{room}/care-team"),
+            None,
+            Some(json!({"user_id": id})),
+        )
+        .await;
+    assert_eq!((st, code(&b).as_str()), (403, "account_disabled"), "{b}");
+    let (_, accounts) = s.api("GET", "/api/v1/accounts", Some(&admin), None).await;
+    let shown = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(shown["disabled"], true, "{shown}");
+
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/accounts/{id}/enable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((st, &b["disabled"]), (200, &json!(false)), "{b}");
+    let (st, b) = login(ACCOUNT_PASSWORD).await;
+    assert_eq!(st, 200, "{b}");
+    let (_, found) = s.api("GET", "/api/v1/directory", None, None).await;
+    assert!(listed(&found), "back in the directory");
+
+    let entries = s.audit_all(&regulator).await;
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for want in ["org.account_disabled", "org.account_enabled"] {
+        assert_eq!(actions.iter().filter(|a| **a == want).count(), 1, "{want}");
+    }
+    let refused = entries
+        .iter()
+        .filter(|e| e["action"] == "auth.sign_in_failed")
+        .filter_map(|e| e["detail"].as_str())
+        .filter(|d| d.contains("account_disabled"))
+        .count();
+    assert_eq!(refused, 1);
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    disabling_an_account,
+    |_| {}
+);
+
 #[tokio::test]
 async fn organisation_on_sqlite() {
     let s = TestServer::start().await;

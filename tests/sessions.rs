@@ -454,7 +454,34 @@ async fn the_command_line_ends_sessions() {
     let out = cli(&s, &["user", "revoke-sessions", "--username", "nobody"], "");
     assert!(!out.status.success());
 
+    // Disabled from the shell: no sign-in, even with the right password; enabled, it signs in.
+    let (_, fourth) = login(&s, "doc", "changed from the shell").await;
+    let out = cli(&s, &["user", "disable", "--username", "doc"], "");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("doc disabled; 1 session(s) ended"),
+        "{out:?}"
+    );
+    assert!(refused(me(&s, token(&fourth)).await));
+    let (status, b) = login(&s, "doc", "changed from the shell").await;
+    assert_eq!(
+        (status, &b["error"]["code"]),
+        (403, &json!("account_disabled"))
+    );
+    let out = cli(&s, &["user", "enable", "--username", "doc"], "");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(login(&s, "doc", "changed from the shell").await.0, 200);
+
     let entries = audit(&s, &supervisor).await;
+    for (action, sessions) in [("org.account_disabled", 1), ("org.account_enabled", 0)] {
+        let done = with_action(&entries, action);
+        assert_eq!(done.len(), 1, "{action}");
+        assert_eq!(done[0]["actor"], "system");
+        assert_eq!(
+            detail(done[0]),
+            json!({"sessions_revoked": sessions, "via": "command_line"})
+        );
+    }
     let changed = with_action(&entries, "auth.password_changed");
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["actor"], "system");

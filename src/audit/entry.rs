@@ -79,6 +79,10 @@ pub enum Action {
     AccountCreated,
     /// An account moved to another institution or department, or its title or specialty set.
     AccountUpdated,
+    /// An administrator disabled an account (its sessions ended, how many in the detail) or
+    /// enabled it again.
+    AccountDisabled,
+    AccountEnabled,
     /// A clinician began or stopped taking referrals.
     AvailabilityChanged,
     CareTeamAdded,
@@ -191,6 +195,8 @@ impl Action {
             Action::DepartmentCreated => "org.department_created",
             Action::AccountCreated => "org.account_created",
             Action::AccountUpdated => "org.account_updated",
+            Action::AccountDisabled => "org.account_disabled",
+            Action::AccountEnabled => "org.account_enabled",
             Action::AvailabilityChanged => "org.availability_changed",
             Action::CareTeamAdded => "care_team.added",
             Action::CareTeamRemoved => "care_team.removed",

@@ -101,6 +101,19 @@ pub async fn login(
         return Err(ApiError::InvalidCredentials);
     };
     attempt.succeeded();
+    // The password was right (so nothing is revealed to a guesser): an account an
+    // administrator disabled is told so, and the refusal is on the record.
+    if user.disabled_at.is_some() {
+        state
+            .audit
+            .record_or_log(
+                AuditEvent::new(actor, Action::SignInFailed)
+                    .outcome(Outcome::Denied)
+                    .detail(json!({"reason": "account_disabled", "client": client})),
+            )
+            .await;
+        return Err(ApiError::AccountDisabled);
+    }
     // The entry comes first: a sign-in that cannot be recorded does not happen.
     let session = SessionId::generate();
     state
@@ -274,6 +287,36 @@ pub async fn change_password(
     Ok(Json(json!({"sessions_revoked": revoked})))
 }
 
+/// The account `id`, if the caller may manage it: an administrator any account, an
+/// institution's administrator their own institution's (to them an account elsewhere is refused
+/// like one they may not manage). Refusals are audited with `attempted`.
+async fn managed_account(
+    state: &AppState,
+    who: &Clinician,
+    id: &str,
+    attempted: &'static str,
+) -> Result<User, ApiError> {
+    let target = UserId::parse(id);
+    let account = match &target {
+        Some(t) => state.db.user(t).await?,
+        None => None,
+    };
+    let same = account
+        .as_ref()
+        .is_some_and(|a| a.institution_id == who.0.institution_id);
+    if !who.0.role.may_manage_accounts(same) {
+        let mut event = AuditEvent::new(who.actor(), Action::AccessDenied)
+            .outcome(Outcome::Denied)
+            .detail(json!({"attempted": attempted}));
+        if let Some(target) = &target {
+            event = event.object("user", target);
+        }
+        state.audit.record_or_log(event).await;
+        return Err(ApiError::Forbidden);
+    }
+    account.ok_or(ApiError::NotFound)
+}
+
 /// An administrator ends every session of an account (its own included, if it names itself);
 /// an institution's administrator, of its own institution's accounts.
 pub async fn revoke_sessions(
@@ -281,27 +324,7 @@ pub async fn revoke_sessions(
     who: Clinician,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let target = UserId::parse(&id);
-    let account = match &target {
-        Some(t) => state.db.user(t).await?,
-        None => None,
-    };
-    // An institution's administrator manages their own institution's accounts only; to them
-    // an account elsewhere is refused like one they may not manage.
-    let same = account
-        .as_ref()
-        .is_some_and(|a| a.institution_id == who.0.institution_id);
-    if !who.0.role.may_manage_accounts(same) {
-        let mut event = AuditEvent::new(who.actor(), Action::AccessDenied)
-            .outcome(Outcome::Denied)
-            .detail(json!({"attempted": "sessions.revoke"}));
-        if let Some(target) = &target {
-            event = event.object("user", target);
-        }
-        state.audit.record_or_log(event).await;
-        return Err(ApiError::Forbidden);
-    }
-    let account = account.ok_or(ApiError::NotFound)?;
+    let account = managed_account(&state, &who, &id, "sessions.revoke").await?;
     let revoked = state.sessions.revoke_all(&account.id, now_unix()).await?;
     state.rooms.sessions_ended();
     state
@@ -314,4 +337,53 @@ pub async fn revoke_sessions(
         .await;
     tracing::info!(user = %account.id, by = %who.0.id, sessions_revoked = revoked, "sessions revoked");
     Ok(Json(json!({"sessions_revoked": revoked})))
+}
+
+/// `POST /accounts/{id}/disable`: an administrator (or an institution's, of its own accounts)
+/// disables an account: it cannot sign in, its sessions and the care-team seats taken under
+/// them end at once, it leaves the directory and takes no referrals. Its records stay. An
+/// administrator does not disable their own account.
+pub async fn disable_account(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let account = managed_account(&state, &who, &id, "account.disable").await?;
+    if account.id == who.0.id {
+        return Err(ApiError::Invalid(
+            "you cannot disable your own account".into(),
+        ));
+    }
+    let now = now_unix();
+    state.db.set_disabled(&account.id, Some(now)).await?;
+    let revoked = state.sessions.revoke_all(&account.id, now).await?;
+    state.rooms.sessions_ended();
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::AccountDisabled)
+                .object("user", &account.id)
+                .detail(json!({"sessions_revoked": revoked})),
+        )
+        .await;
+    tracing::info!(user = %account.id, by = %who.0.id, sessions_revoked = revoked, "account disabled");
+    Ok(Json(json!({"disabled": true, "sessions_revoked": revoked})))
+}
+
+/// `POST /accounts/{id}/enable`: the account signs in again (with the password it had).
+pub async fn enable_account(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let account = managed_account(&state, &who, &id, "account.enable").await?;
+    state.db.set_disabled(&account.id, None).await?;
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::AccountEnabled).object("user", &account.id),
+        )
+        .await;
+    tracing::info!(user = %account.id, by = %who.0.id, "account enabled");
+    Ok(Json(json!({"disabled": false, "sessions_revoked": 0})))
 }

@@ -115,6 +115,10 @@ impl FromRequestParts<AppState> for Clinician {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
         match state.sessions.authenticate(token, now_unix()).await {
+            // A session opened while its account was being disabled: the account decides.
+            Ok(Authenticated { user, .. }) if user.disabled_at.is_some() => {
+                Err(ApiError::Unauthenticated)
+            }
             Ok(Authenticated { user, session }) => Ok(Clinician(user, session)),
             Err(SessionError::Refused {
                 session,

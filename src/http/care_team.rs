@@ -94,6 +94,9 @@ pub async fn add(
             "only doctors and specialists join a care team".into(),
         ));
     }
+    if account.disabled_at.is_some() {
+        return Err(ApiError::AccountDisabled);
+    }
     let role = body.role.unwrap_or_else(|| account.role.room_role());
     if !role.is_clinician() {
         return Err(ApiError::Invalid(

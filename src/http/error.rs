@@ -29,6 +29,9 @@ pub enum ApiError {
     WrongSigningPassword,
     #[error("your account may not do this")]
     Forbidden,
+    /// The account was disabled by an administrator.
+    #[error("this account is disabled; ask your administrator")]
+    AccountDisabled,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -147,6 +150,7 @@ impl ApiError {
                 (StatusCode::FORBIDDEN, "wrong_password")
             }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::RoomEnded => (StatusCode::CONFLICT, "room_ended"),

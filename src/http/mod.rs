@@ -143,6 +143,8 @@ pub fn router(state: AppState) -> Router {
             get(organisation::list_accounts).post(organisation::create_account),
         )
         .route("/accounts/{id}", patch(organisation::update_account))
+        .route("/accounts/{id}/disable", post(account::disable_account))
+        .route("/accounts/{id}/enable", post(account::enable_account))
         .route("/directory", get(organisation::directory))
         .route("/rooms", post(api::create_room).get(api::list_rooms))
         .route("/rooms/{id}", get(api::get_room))

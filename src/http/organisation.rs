@@ -55,6 +55,8 @@ pub struct AccountView<'a> {
     pub institution: PlaceView<'a>,
     pub department: Option<PlaceView<'a>>,
     pub accepts_referrals: bool,
+    /// Disabled by an administrator: cannot sign in.
+    pub disabled: bool,
 }
 
 #[derive(Serialize)]
@@ -100,6 +102,7 @@ impl Names {
                 name: self.departments.get(d).map(String::as_str).unwrap_or(""),
             }),
             accepts_referrals: u.accepts_referrals,
+            disabled: u.disabled_at.is_some(),
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct User {
     pub accepts_referrals: bool,
     /// The Argon2id hash of the account's signing PIN, if one is set (`auth::check_new_pin`).
     pub signing_pin_hash: Option<String>,
+    /// When an administrator disabled the account (Unix seconds); it signs in again once
+    /// enabled.
+    pub disabled_at: Option<i64>,
 }
 
 /// What an account becomes (`Db::update_account`).
@@ -90,16 +93,17 @@ pub(super) fn from_row(row: &AnyRow) -> Result<User, StorageError> {
         specialty: row.try_get("specialty")?,
         accepts_referrals: accepts != 0,
         signing_pin_hash: row.try_get("signing_pin_hash")?,
+        disabled_at: row.try_get("disabled_at")?,
     })
 }
 
 const COLUMNS: &str = "id, username, display_name, role, password_hash, created_at, \
      password_version, institution_id, department_id, title, specialty, accepts_referrals, \
-     signing_pin_hash";
+     signing_pin_hash, disabled_at";
 /// The same columns of `users u`, for queries that join accounts to another table.
 pub(super) const JOINED_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, \
      u.password_hash, u.created_at, u.password_version, u.institution_id, u.department_id, \
-     u.title, u.specialty, u.accepts_referrals, u.signing_pin_hash";
+     u.title, u.specialty, u.accepts_referrals, u.signing_pin_hash, u.disabled_at";
 
 impl Db {
     /// An account in the default institution, with no department or title (tests, and the
@@ -141,6 +145,7 @@ impl Db {
             specialty: new.specialty.to_owned(),
             accepts_referrals: false,
             signing_pin_hash: None,
+            disabled_at: None,
         };
         sqlx::query(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_at, \
@@ -272,6 +277,27 @@ impl Db {
         Ok(())
     }
 
+    /// Disables the account from `at` (Unix seconds), or enables it again with `None`. A
+    /// disabled account no longer takes referrals. `NotFound` for no such account.
+    pub async fn set_disabled(&self, id: &UserId, at: Option<i64>) -> Result<(), StorageError> {
+        let done = match at {
+            Some(at) => sqlx::query(
+                "UPDATE users SET disabled_at = $1, accepts_referrals = 0 WHERE id = $2",
+            )
+            .bind(at)
+            .bind(id.as_str()),
+            None => {
+                sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1").bind(id.as_str())
+            }
+        }
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
     /// Clinicians (doctors and specialists) matching the query, by institution, department
     /// and name; at most `limit`.
     pub async fn directory(&self, q: &DirectoryQuery<'_>) -> Result<Vec<User>, StorageError> {
@@ -288,7 +314,7 @@ impl Db {
         let name = q.name.map(pattern).unwrap_or_default();
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM users \
-             WHERE role IN ('doctor', 'specialist') \
+             WHERE role IN ('doctor', 'specialist') AND disabled_at IS NULL \
              AND ($1 = '' OR institution_id = $1) \
              AND ($2 = '' OR department_id = $2) \
              AND ($3 = '' OR LOWER(specialty) LIKE $3 ESCAPE '\\') \

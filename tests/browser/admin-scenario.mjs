@@ -12,7 +12,8 @@
 // password is refused by the server and said so, and the change ends their other sessions.
 // Before that, they set a signing PIN in the console (one too easy to guess is refused) and sign
 // a report with it in a consultation, after a wrong try that says how many are left; the
-// password change erases it.
+// password change erases it. Last, the network's administrator disables the colleague's account
+// (the sign-in page tells them why they cannot come in) and enables it again.
 //
 // Needs two more accounts with the run's password (scripts/test-browser.sh makes them):
 //   HUIZHEN_ADMIN              an `admin` account's username
@@ -62,6 +63,8 @@ export async function adminScenario(harness) {
   }
   const scenario = "admin";
   const newPassword = randomBytes(12).toString("base64url");
+  /** What the new colleague changes it to (the password check), and signs in with after. */
+  const changedPassword = randomBytes(12).toString("base64url");
   /** @type {Map<string, import("playwright-core").Page>} */
   const own = new Map();
 
@@ -354,7 +357,7 @@ export async function adminScenario(harness) {
 
     await check("admin console: the new specialist changes the initial password from the console (zh-CN, phone); mistakes are said, the other sessions end", { scenario }, async () => {
       if (!t.browser) throw new Error("no browser");
-      const changed = randomBytes(12).toString("base64url");
+      const changed = changedPassword;
       // Signed in elsewhere too (their phone's browser, say).
       const elsewhere = await apiLogin(NEW_USER.username, newPassword);
       const context = await t.newContext(t.browser, { width: 390, height: 844 }, "zh-CN");
@@ -407,6 +410,36 @@ export async function adminScenario(harness) {
       const old = await http.post("/api/v1/auth/login", { data: { username: NEW_USER.username, password: newPassword } });
       assert.equal(old.status(), 401, "the initial password no longer signs in");
       await apiLogin(NEW_USER.username, changed);
+    });
+    await check("admin console: the network's administrator disables the new colleague (they cannot sign in, and are told why), then enables the account again", { scenario }, async () => {
+      const p = page;
+      if (!p) throw new Error("no page");
+      await p.getByRole("button", { name: "Refresh" }).first().click().catch(() => undefined);
+      const card = p.locator(`li.account-card[data-username="${NEW_USER.username}"]`);
+      await card.waitFor({ timeout });
+      await card.getByRole("button", { name: `Disable account of ${NEW_USER.name}` }).click();
+      const dialog = p.getByRole("dialog");
+      await dialog.waitFor({ timeout });
+      await dialog.getByRole("button", { name: "Disable account" }).click();
+      await p.locator("#admin-status", { hasText: `The account of ${NEW_USER.name} is disabled.` }).waitFor({ timeout });
+      await p.locator(`li.account-card[data-username="${NEW_USER.username}"][data-disabled="true"]`).waitFor({ timeout });
+      await t.assertTextFromCatalogue(p, "the accounts list with a disabled account (en)");
+      await t.snap(p, "admin-account-disabled");
+      // Their right password no longer lets them in; the sign-in page says why.
+      if (!t.browser) throw new Error("no browser");
+      const context = await t.newContext(t.browser, { width: 390, height: 844 }, "zh-CN");
+      const login = await context.newPage();
+      t.watchPage(login, "disabled-login");
+      own.set("disabled-login", login);
+      await login.goto(`${t.base}/`, { waitUntil: "load", timeout });
+      await login.getByLabel("用户名").fill(NEW_USER.username);
+      await login.getByLabel("密码", { exact: true }).fill(changedPassword);
+      await login.getByRole("button", { name: "登录" }).click();
+      await login.locator("#login-error", { hasText: "此账号已停用" }).waitFor({ timeout });
+      await t.snap(login, "login-account-disabled-zh");
+      await p.locator(`li.account-card[data-username="${NEW_USER.username}"]`).getByRole("button", { name: `Enable account of ${NEW_USER.name}` }).click();
+      await p.locator("#admin-status", { hasText: `The account of ${NEW_USER.name} is enabled again.` }).waitFor({ timeout });
+      await apiLogin(NEW_USER.username, changedPassword);
     });
   } finally {
     for (const [who, page] of own) {

@@ -99,6 +99,19 @@ export async function revokeSessions(userId) {
 }
 
 /**
+ * Disables an account (it cannot sign in, its sessions end, it leaves the directory) or
+ * enables it again.
+ * @param {string} userId
+ * @param {boolean} disabled
+ * @returns {Promise<{disabled: boolean, sessions_revoked: number}>}
+ */
+export async function setDisabled(userId, disabled) {
+  return /** @type {{disabled: boolean, sessions_revoked: number}} */ (
+    await call("POST", `/api/v1/accounts/${encodeURIComponent(userId)}/${disabled ? "disable" : "enable"}`)
+  );
+}
+
+/**
  * What changing an account sends: only the fields that change (`department_id` null clears it).
  * @typedef {object} AccountPatch
  * @property {string} [display_name]

@@ -135,6 +135,20 @@ const TEXT = {
   endSessionsSelf: msg("admin.end_sessions_self"),
   endSessionsOther: msg("admin.end_sessions_other"),
   selfEnded: msg("admin.self_ended"),
+  disable: msg("admin.disable"),
+  enable: msg("admin.enable"),
+  disabledState: msg("admin.disabled_state"),
+  /** @param {string} name */
+  disableOf: (name) => msg("admin.disable_of", { name }),
+  /** @param {string} name */
+  enableOf: (name) => msg("admin.enable_of", { name }),
+  /** @param {string} name */
+  disableTitle: (name) => msg("admin.disable_title", { name }),
+  disableText: msg("admin.disable_text"),
+  /** @param {string} name */
+  disabledDone: (name) => msg("admin.disabled_done", { name }),
+  /** @param {string} name */
+  enabledDone: (name) => msg("admin.enabled_done", { name }),
   newAccount: msg("admin.new_account"),
   username: msg("admin.username"),
   usernameHint: msg("admin.username_hint"),
@@ -801,6 +815,15 @@ function renderAccount(a) {
     ...named(TEXT.endSessionsOf(a.display_name)), attrs: { type: "button" },
   });
   end.addEventListener("click", () => void endSessions(a, end));
+  // Disable (a colleague who left) or enable again; not one's own account.
+  const toggle = el("button", {
+    className: a.disabled ? "btn btn-small" : "btn btn-small btn-danger",
+    ...text(a.disabled ? TEXT.enable : TEXT.disable),
+    ...named(a.disabled ? TEXT.enableOf(a.display_name) : TEXT.disableOf(a.display_name)),
+    attrs: { type: "button", "data-action": a.disabled ? "enable" : "disable" },
+  });
+  toggle.hidden = a.id === state.me?.id;
+  toggle.addEventListener("click", () => void setDisabled(a, toggle));
   const error = errorLine();
   const [editButton, editForm] = accountForm(a, error);
   const place = [a.institution.name, a.department?.name ?? ""].filter((p) => p !== "").join(" · ");
@@ -813,8 +836,10 @@ function renderAccount(a) {
       { className: "account-head" },
       el("span", { className: "member-name", user: a.display_name, attrs: { id: nameId } }),
       el("span", { className: "status", ...(ROLES[a.role] ? text(ROLES[a.role]) : { user: a.role }) }),
+      ...(a.disabled ? [el("span", { className: "status status-disabled", ...text(TEXT.disabledState) })] : []),
       editButton,
       end,
+      toggle,
     ),
     el("p", { className: "account-line" }, el("span", { className: "mono", user: a.username ?? "" }), ...(profile ? [el("span", { user: ` · ${profile}` })] : [])),
     el("p", { className: "account-line hint", user: place }),
@@ -832,6 +857,7 @@ function renderAccount(a) {
   item.dataset.userId = a.id;
   item.dataset.username = a.username ?? "";
   item.dataset.role = a.role;
+  item.dataset.disabled = String(a.disabled === true);
   return item;
 }
 
@@ -941,6 +967,29 @@ async function endSessions(a, button) {
   } catch (err) {
     if (view) showFailure(view.accountsError, err, "account");
   } finally {
+    button.disabled = false;
+  }
+}
+
+/**
+ * Disables an account (after asking) or enables it again, then lists the accounts anew.
+ * @param {Account} a
+ * @param {HTMLButtonElement} button
+ */
+async function setDisabled(a, button) {
+  const tools = state.tools;
+  if (!tools || !view) return;
+  const disable = a.disabled !== true;
+  if (disable && !(await tools.confirm(TEXT.disableTitle(a.display_name), TEXT.disableText, TEXT.disable))) return;
+  if (!view) return;
+  button.disabled = true;
+  showText(view.accountsError, null);
+  try {
+    await org.setDisabled(a.id, disable);
+    if (view) showText(view.status, disable ? TEXT.disabledDone(a.display_name) : TEXT.enabledDone(a.display_name));
+    await loadAccounts();
+  } catch (err) {
+    if (view) showFailure(view.accountsError, err, "account");
     button.disabled = false;
   }
 }

@@ -34,6 +34,7 @@ const DEADLINE_KEY = "huizhen.console.session-deadline";
  * @property {{id: string, name: string} | null} department
  * @property {boolean} accepts_referrals
  * @property {boolean} [signing_pin] `/me` only: whether the account has a signing PIN
+ * @property {boolean} [disabled] disabled by an administrator (administrators' lists)
  */
 
 /**
