@@ -46,6 +46,26 @@ pub enum DepartmentCommand {
         #[arg(long)]
         name: String,
     },
+    /// Rename a department.
+    Rename {
+        /// The institution's id or name.
+        #[arg(long)]
+        institution: String,
+        /// The department's id or current name.
+        #[arg(long)]
+        department: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Remove a department nobody belongs to and no consultation request was addressed to.
+    Remove {
+        /// The institution's id or name.
+        #[arg(long)]
+        institution: String,
+        /// The department's id or name.
+        #[arg(long)]
+        department: String,
+    },
 }
 
 pub fn parse_kind(kind: &str) -> anyhow::Result<InstitutionKind> {
@@ -174,6 +194,54 @@ pub async fn department(db: &Db, audit: &AuditLog, cmd: DepartmentCommand) -> an
                 "created {} ({}) in {}",
                 created.name, created.id, found.name
             );
+        }
+        DepartmentCommand::Rename {
+            institution,
+            department,
+            name,
+        } => {
+            let found = find_institution(db, &institution).await?;
+            let dept = find_department(db, &found, &department).await?;
+            let name = org_name(&name).map_err(|e| anyhow::anyhow!("name: {e}"))?;
+            match db.rename_department(&dept.id, &name).await {
+                Err(StorageError::Conflict) => {
+                    bail!("{} has a department named {name:?}", found.name)
+                }
+                other => other?,
+            }
+            audited(
+                audit,
+                AuditEvent::new(Actor::System, Action::DepartmentRenamed)
+                    .object("department", &dept.id)
+                    .detail(json!({"institution": found.id, "via": "command_line"})),
+            )
+            .await?;
+            println!("renamed {} to {name} in {}", dept.name, found.name);
+        }
+        DepartmentCommand::Remove {
+            institution,
+            department,
+        } => {
+            let found = find_institution(db, &institution).await?;
+            let dept = find_department(db, &found, &department).await?;
+            match db.remove_department(&dept.id).await {
+                Err(StorageError::Conflict) => bail!(
+                    "{} still has accounts, or received consultation requests: move its \
+                     accounts to another department first (one that received requests stays)",
+                    dept.name
+                ),
+                other => other?,
+            }
+            audited(
+                audit,
+                AuditEvent::new(Actor::System, Action::DepartmentRemoved)
+                    .object("department", &dept.id)
+                    .detail(
+                        json!({"institution": found.id, "name": dept.name, "via": "command_line"}),
+                    ),
+            )
+            .await?;
+            println!("removed {} from {}", dept.name, found.name);
         }
     }
     Ok(())

@@ -852,6 +852,102 @@ common::on_both_databases!(
     |_| {}
 );
 
+/// A department renamed, and removed once nobody belongs to it; one with accounts stays;
+/// another institution's administrator may do neither.
+async fn departments_renamed_and_removed(s: &TestServer) {
+    let admin = s.account("netadmin", AccountRole::Admin).await;
+    let county = s.institution("县人民医院").await;
+    let city = s.institution("市中心医院").await;
+    let (_, city_admin) = s
+        .placed_account(
+            "city-admin",
+            AccountRole::InstitutionAdmin,
+            Place {
+                institution: &city,
+                ..Default::default()
+            },
+        )
+        .await;
+    let staffed = s.department(&county, "心血管内科").await;
+    let empty = s.department(&county, "临时科室").await;
+    s.placed_account(
+        "cardio",
+        AccountRole::Specialist,
+        Place {
+            institution: &county,
+            department: Some(&staffed),
+            ..Default::default()
+        },
+    )
+    .await;
+    let code = |b: &Value| b["error"]["code"].as_str().unwrap_or("").to_owned();
+    let path = |d: &str| format!("/api/v1/departments/{d}");
+
+    let (st, b) = s
+        .api(
+            "PATCH",
+            &path(&empty),
+            Some(&city_admin),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!((st, code(&b).as_str()), (403, "forbidden"), "{b}");
+    let (st, b) = s
+        .api("DELETE", &path(&empty), Some(&city_admin), None)
+        .await;
+    assert_eq!((st, code(&b).as_str()), (403, "forbidden"), "{b}");
+    let (st, b) = s
+        .api(
+            "PATCH",
+            &path(&empty),
+            Some(&admin),
+            Some(json!({"name": "心血管内科"})),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&b).as_str()),
+        (409, "conflict"),
+        "a name taken: {b}"
+    );
+    let (st, b) = s
+        .api(
+            "PATCH",
+            &path(&staffed),
+            Some(&admin),
+            Some(json!({"name": "心内科"})),
+        )
+        .await;
+    assert_eq!((st, b["name"].as_str()), (200, Some("心内科")), "{b}");
+    let (st, b) = s.api("DELETE", &path(&staffed), Some(&admin), None).await;
+    assert_eq!(
+        (st, code(&b).as_str()),
+        (409, "conflict"),
+        "someone works there: {b}"
+    );
+    let (st, _) = s.api("DELETE", &path(&empty), Some(&admin), None).await;
+    assert_eq!(st, 204);
+    let (st, b) = s.api("DELETE", &path(&empty), Some(&admin), None).await;
+    assert_eq!((st, code(&b).as_str()), (404, "not_found"), "{b}");
+    let (_, listed) = s
+        .api("GET", "/api/v1/institutions", Some(&admin), None)
+        .await;
+    let names: Vec<String> = listed["institutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["departments"].as_array().unwrap().clone())
+        .filter_map(|d| d["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(names.contains(&"心内科".to_owned()), "{names:?}");
+    assert!(!names.contains(&"临时科室".to_owned()), "{names:?}");
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    departments_renamed_and_removed,
+    |_| {}
+);
+
 #[tokio::test]
 async fn organisation_on_sqlite() {
     let s = TestServer::start().await;
@@ -981,6 +1077,45 @@ async fn the_command_line_sets_up_a_network() {
         None,
     );
     assert!(!ok && err.contains("no institution"), "{err}");
+    // A department added by mistake: renamed, then removed while nobody belongs to it.
+    let (ok, out, err) = run(
+        &[
+            "department",
+            "add",
+            "--institution",
+            "县人民医院",
+            "--name",
+            "临时",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(
+        &[
+            "department",
+            "rename",
+            "--institution",
+            "县人民医院",
+            "--department",
+            "临时",
+            "--name",
+            "临时科室",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("renamed 临时 to 临时科室"), "{out}{err}");
+    let (ok, out, err) = run(
+        &[
+            "department",
+            "remove",
+            "--institution",
+            "县人民医院",
+            "--department",
+            "临时科室",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("removed 临时科室"), "{out}{err}");
     let (ok, out, err) = run(
         &[
             "user",

@@ -76,6 +76,9 @@ pub enum Action {
     InstitutionCreated,
     InstitutionRenamed,
     DepartmentCreated,
+    DepartmentRenamed,
+    /// A department nobody belonged to, removed.
+    DepartmentRemoved,
     AccountCreated,
     /// An account moved to another institution or department, or its title or specialty set.
     AccountUpdated,
@@ -193,6 +196,8 @@ impl Action {
             Action::InstitutionCreated => "org.institution_created",
             Action::InstitutionRenamed => "org.institution_renamed",
             Action::DepartmentCreated => "org.department_created",
+            Action::DepartmentRenamed => "org.department_renamed",
+            Action::DepartmentRemoved => "org.department_removed",
             Action::AccountCreated => "org.account_created",
             Action::AccountUpdated => "org.account_updated",
             Action::AccountDisabled => "org.account_disabled",

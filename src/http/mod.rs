@@ -172,6 +172,10 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{id}/care-team/{user}", delete(care_team::remove))
         .route("/rooms/{id}/enter", post(care_team::enter))
         .route("/rooms/{id}/attendance", get(attendance::attendance))
+        .route(
+            "/departments/{id}",
+            patch(organisation::rename_department).delete(organisation::remove_department),
+        )
         .route("/departments/{id}/queue", get(department_queue::list))
         .route("/departments/{id}/queue/next", post(department_queue::next))
         .route("/rooms/{id}/uploads", post(documents::begin_upload))

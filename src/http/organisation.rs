@@ -264,6 +264,89 @@ pub async fn create_department(
     ))
 }
 
+/// The department `id`, if the caller administers its institution (refusals audited as
+/// `attempted`).
+async fn managed_department(
+    state: &AppState,
+    who: &Clinician,
+    id: &str,
+    attempted: &'static str,
+) -> Result<crate::storage::Department, ApiError> {
+    let department = match DepartmentId::parse(id) {
+        Some(d) => state.db.department(&d).await?,
+        None => None,
+    };
+    let same = department
+        .as_ref()
+        .is_some_and(|d| d.institution_id == who.0.institution_id);
+    if !who.0.role.may_manage_accounts(same) {
+        return Err(refuse(state, who, attempted).await);
+    }
+    department.ok_or(ApiError::NotFound)
+}
+
+/// `PATCH /departments/{id}`: renames a department (its administrators).
+pub async fn rename_department(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DepartmentBody>,
+) -> Result<Json<Value>, ApiError> {
+    let department = managed_department(&state, &who, &id, "department.rename").await?;
+    let name = org_name(&body.name).map_err(|e| ApiError::Invalid(format!("name: {e}")))?;
+    match state.db.rename_department(&department.id, &name).await {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "the institution has a department with this name".into(),
+            ));
+        }
+        other => other?,
+    }
+    state
+        .audit
+        .record(
+            AuditEvent::new(who.actor(), Action::DepartmentRenamed)
+                .object("department", &department.id)
+                .detail(json!({"institution": department.institution_id})),
+        )
+        .await?;
+    Ok(Json(json!({
+        "id": department.id,
+        "name": name,
+        "institution_id": department.institution_id,
+    })))
+}
+
+/// `DELETE /departments/{id}`: removes a department nobody belongs to and no request was ever
+/// addressed to (409 `conflict` otherwise: move its accounts first).
+pub async fn remove_department(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let department = managed_department(&state, &who, &id, "department.remove").await?;
+    match state.db.remove_department(&department.id).await {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "accounts belong to this department, or consultation requests were addressed to \
+                 it: move its accounts to another department first; a department that received \
+                 requests stays, for their record"
+                    .into(),
+            ));
+        }
+        other => other?,
+    }
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::DepartmentRemoved)
+                .object("department", &department.id)
+                .detail(json!({"institution": department.institution_id, "name": department.name})),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Accounts: all of them for the network's administrator, their institution's for an
 /// institution's administrator.
 pub async fn list_accounts(

@@ -178,6 +178,47 @@ impl Db {
         row.as_ref().map(department_from_row).transpose()
     }
 
+    /// Renames a department; a name its institution already has is `Conflict`, an unknown
+    /// department `NotFound`.
+    pub async fn rename_department(
+        &self,
+        id: &DepartmentId,
+        name: &str,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query("UPDATE departments SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(map_unique)?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Removes a department nobody and nothing belongs to: an account in it, or a consultation
+    /// request ever addressed to it (the record of who was asked stays whole), makes it
+    /// `Conflict`; an unknown department is `NotFound`. Checked and removed in one statement.
+    pub async fn remove_department(&self, id: &DepartmentId) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "DELETE FROM departments WHERE id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM users WHERE department_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM referrals WHERE target_department = $1)",
+        )
+        .bind(id.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(if self.department(id).await?.is_some() {
+            StorageError::Conflict
+        } else {
+            StorageError::NotFound
+        })
+    }
+
     /// Every department, or one institution's, by institution then name.
     pub async fn list_departments(
         &self,

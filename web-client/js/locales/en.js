@@ -675,6 +675,8 @@ export default {
   "audit.action.org.account_created": "Account created",
   "audit.action.org.account_disabled": "Account disabled",
   "audit.action.org.account_enabled": "Account enabled",
+  "audit.action.org.department_renamed": "Department renamed",
+  "audit.action.org.department_removed": "Department removed",
   "audit.action.org.account_updated": "Account changed",
   "audit.action.org.availability_changed": "Availability changed",
   "audit.action.org.department_created": "Department created",

@@ -676,6 +676,8 @@ const zhCN = {
   "audit.action.org.account_created": "创建账号",
   "audit.action.org.account_disabled": "停用账号",
   "audit.action.org.account_enabled": "启用账号",
+  "audit.action.org.department_renamed": "重命名科室",
+  "audit.action.org.department_removed": "删除科室",
   "audit.action.org.account_updated": "修改账号",
   "audit.action.org.availability_changed": "更改接诊状态",
   "audit.action.org.department_created": "创建科室",
