@@ -2,7 +2,8 @@
 // (consultation.test.mjs calls it near the end, before the final check of page problems).
 //
 // The network's administrator signs in on a phone-width screen, adds a department to the county
-// hospital, adds an institution and renames it (changing its kind), is shown the server's error
+// hospital, adds an institution and renames it (changing its kind), adds a department by mistake,
+// renames and removes it (one with accounts is refused), is shown the server's error
 // for a bad username, creates a specialist in the new department with a title and a specialty,
 // and sees them in the accounts list; the new account signs in. The county hospital's own administrator sees only their institution's accounts, is
 // refused (and shown the refusal) when making an account for another institution, and ends the
@@ -135,6 +136,35 @@ export async function adminScenario(harness) {
       await item(after).locator(".status", { hasText: "Hospital" }).waitFor({ timeout });
       await p.locator("#admin-status", { hasText: `${before} is now ${after}.` }).waitFor({ timeout });
       assert.equal(await p.locator("li.institution h4", { hasText: before }).count(), 0);
+    });
+
+    await check("admin console: a department added by mistake is renamed, then removed; one with accounts is refused", { scenario }, async () => {
+      const p = page;
+      if (!p) throw new Error("no page");
+      const inst = "石桥镇中心卫生院";
+      const item = () => p.locator("li.institution", { has: p.locator("h4", { hasText: inst }) });
+      await item().getByLabel(`New department in ${inst}`).fill("临时");
+      await item().getByRole("button", { name: `Add department to ${inst}` }).click();
+      await item().locator("li.department", { hasText: "临时" }).waitFor({ timeout });
+      await item().getByRole("button", { name: "Rename department 临时" }).click();
+      const form = item().locator("li.department form.rename-form");
+      await form.getByLabel("Name", { exact: true }).fill("临时科室");
+      await form.getByRole("button", { name: "Save" }).click();
+      await p.locator("#admin-status", { hasText: "Department 临时 renamed to 临时科室." }).waitFor({ timeout });
+      await item().getByRole("button", { name: "Remove department 临时科室" }).click();
+      const dialog = p.getByRole("dialog");
+      await dialog.waitFor({ timeout });
+      await dialog.getByRole("button", { name: "Remove" }).click();
+      await p.locator("#admin-status", { hasText: "Department 临时科室 removed." }).waitFor({ timeout });
+      assert.equal(await item().locator("li.department").count(), 0);
+      // The county's cardiology has accounts: refused, and said so.
+      const county = p.locator("li.institution", { has: p.locator("h4", { hasText: COUNTY }) });
+      await county.getByRole("button", { name: "Remove department 心血管内科" }).click();
+      await dialog.waitFor({ timeout });
+      await dialog.getByRole("button", { name: "Remove" }).click();
+      await county.locator(".form-error", { hasText: /./ }).first().waitFor({ timeout });
+      await county.locator("li.department", { hasText: "心血管内科" }).waitFor({ timeout });
+      await t.assertTextFromCatalogue(p, "the institutions with a department refused removal (en)");
     });
 
     await check("admin console: a bad username is refused with the server's error; the specialist is created and listed", { scenario }, async () => {

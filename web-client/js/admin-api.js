@@ -74,6 +74,26 @@ export async function createDepartment(institutionId, name) {
   );
 }
 
+/**
+ * Renames a department.
+ * @param {string} departmentId
+ * @param {string} name
+ */
+export async function renameDepartment(departmentId, name) {
+  return /** @type {{id: string, name: string, institution_id: string}} */ (
+    await call("PATCH", `/api/v1/departments/${encodeURIComponent(departmentId)}`, { name })
+  );
+}
+
+/**
+ * Removes a department nobody belongs to (409 `conflict` while accounts do, or when requests
+ * were addressed to it).
+ * @param {string} departmentId
+ */
+export async function removeDepartment(departmentId) {
+  await call("DELETE", `/api/v1/departments/${encodeURIComponent(departmentId)}`);
+}
+
 /** @returns {Promise<Account[]>} every account (network administrator) or the institution's own */
 export async function accounts() {
   return /** @type {{accounts: Account[]}} */ (await call("GET", "/api/v1/accounts")).accounts;

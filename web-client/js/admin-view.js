@@ -117,6 +117,18 @@ const TEXT = {
   /** @param {string} dept @param {string} inst */
   departmentAdded: (dept, inst) => msg("admin.department_added", { dept, inst }),
   /** @param {string} name */
+  renameDepartmentOf: (name) => msg("admin.rename_department_of", { name }),
+  removeDepartment: msg("admin.remove_department"),
+  /** @param {string} name */
+  removeDepartmentOf: (name) => msg("admin.remove_department_of", { name }),
+  /** @param {string} name */
+  removeDepartmentTitle: (name) => msg("admin.remove_department_title", { name }),
+  removeDepartmentText: msg("admin.remove_department_text"),
+  /** @param {string} before @param {string} after */
+  departmentRenamed: (before, after) => msg("admin.department_renamed", { before, after }),
+  /** @param {string} name */
+  departmentRemoved: (name) => msg("admin.department_removed", { name }),
+  /** @param {string} name */
   institutionAdded: (name) => msg("admin.institution_added", { name }),
   /** @param {string} before @param {string} after */
   institutionRenamed: (before, after) => msg("admin.institution_renamed", { before, after }),
@@ -628,11 +640,7 @@ function renderInstitution(inst) {
     ? el(
         "ul",
         { className: "departments", ...named(TEXT.departmentsOf(inst.name)) },
-        ...inst.departments.map((d) => {
-          const li = el("li", { className: "department", user: d.name });
-          li.dataset.departmentId = d.id;
-          return li;
-        }),
+        ...inst.departments.map((d) => departmentItem(inst, d, error)),
       )
     : el("p", { className: "hint", ...text(TEXT.noDepartments) });
 
@@ -669,6 +677,73 @@ function renderInstitution(inst) {
   item.append(departments, form, error);
   if (state.tools) item.append(webhookPanel(inst, state.tools));
   return item;
+}
+
+/**
+ * One department: its name, Rename (in place) and Remove (after asking; refused by the server
+ * while accounts belong to it).
+ * @param {Institution} inst
+ * @param {{id: string, name: string}} d
+ * @param {HTMLElement} error the institution's error line
+ * @returns {HTMLLIElement}
+ */
+function departmentItem(inst, d, error) {
+  const rename = el("button", {
+    className: "btn btn-small",
+    ...text(TEXT.rename),
+    ...named(TEXT.renameDepartmentOf(d.name)), attrs: { type: "button", "aria-expanded": "false" },
+  });
+  const remove = el("button", {
+    className: "btn btn-small btn-danger",
+    ...text(TEXT.removeDepartment),
+    ...named(TEXT.removeDepartmentOf(d.name)), attrs: { type: "button" },
+  });
+  const name = textInput("100", { required: "" });
+  const save = el("button", { className: "btn btn-primary btn-small", ...text(TEXT.save), attrs: { type: "submit" } });
+  const cancel = el("button", { className: "btn btn-small", ...text(TEXT.cancel), attrs: { type: "button" } });
+  const form = el(
+    "form",
+    { className: "form form-inline rename-form", ...named(TEXT.renameDepartmentOf(d.name)) },
+    field(`admin-rename-department-${d.id}`, TEXT.name, name),
+    el("div", { className: "actions" }, save, cancel),
+  );
+  inlineForm(rename, form, cancel, error, () => {
+    name.value = d.name;
+    return name;
+  }, true);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    save.disabled = true;
+    showText(error, null);
+    try {
+      const renamed = await org.renameDepartment(d.id, name.value.trim());
+      if (view) showText(view.status, TEXT.departmentRenamed(d.name, renamed.name));
+      await reload();
+      focusInstitution(inst.id);
+    } catch (err) {
+      showFailure(error, err, "department", { name });
+      save.disabled = false;
+    }
+  });
+  remove.addEventListener("click", async () => {
+    const tools = state.tools;
+    if (!tools) return;
+    if (!(await tools.confirm(TEXT.removeDepartmentTitle(d.name), TEXT.removeDepartmentText, TEXT.removeDepartment))) return;
+    remove.disabled = true;
+    showText(error, null);
+    try {
+      await org.removeDepartment(d.id);
+      if (view) showText(view.status, TEXT.departmentRemoved(d.name));
+      await reload();
+      focusInstitution(inst.id);
+    } catch (err) {
+      showFailure(error, err, "department");
+      remove.disabled = false;
+    }
+  });
+  const li = el("li", { className: "department" }, el("span", { className: "department-name", user: d.name }), rename, remove, form);
+  li.dataset.departmentId = d.id;
+  return li;
 }
 
 /**
