@@ -421,10 +421,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             title,
             specialty,
         } => {
-            let account = db
-                .user_by_username(&username)
-                .await?
-                .with_context(|| format!("no user named {username}"))?;
+            let account = account_named(&db, &username).await?;
             let place = match &institution {
                 Some(which) => cli::find_institution(&db, which).await?,
                 None => cli::find_institution(&db, account.institution_id.as_str()).await?,
@@ -501,10 +498,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             username,
             password_stdin,
         } => {
-            let account = db
-                .user_by_username(&username)
-                .await?
-                .with_context(|| format!("no user named {username}"))?;
+            let account = account_named(&db, &username).await?;
             let password = read_password(password_stdin)?;
             let hash = hash_password(&password)?;
             let audit = open_audit(&config, &db).await?;
@@ -525,10 +519,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             println!("password changed for {username}; {revoked} session(s) ended");
         }
         UserCommand::RevokeSessions { username } => {
-            let account = db
-                .user_by_username(&username)
-                .await?
-                .with_context(|| format!("no user named {username}"))?;
+            let account = account_named(&db, &username).await?;
             let audit = open_audit(&config, &db).await?;
             let revoked = huizhen::sessions::revoke_all(&db, &account.id, now_unix()).await?;
             audit
@@ -552,6 +543,13 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The account a command names by username.
+async fn account_named(db: &Db, username: &str) -> anyhow::Result<huizhen::storage::User> {
+    db.user_by_username(username)
+        .await?
+        .with_context(|| format!("no user named {username}"))
+}
+
 /// `huizhen user disable` / `enable`: as the administrators' console does it, audited as the
 /// system.
 async fn set_disabled(
@@ -560,10 +558,7 @@ async fn set_disabled(
     username: &str,
     disable: bool,
 ) -> anyhow::Result<()> {
-    let account = db
-        .user_by_username(username)
-        .await?
-        .with_context(|| format!("no user named {username}"))?;
+    let account = account_named(db, username).await?;
     let audit = open_audit(config, db).await?;
     let now = now_unix();
     db.set_disabled(&account.id, disable.then_some(now)).await?;

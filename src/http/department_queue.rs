@@ -178,11 +178,12 @@ async fn entries(
     who: &Clinician,
     department: &DepartmentId,
 ) -> Result<Vec<Entry>, ApiError> {
+    let now = now_unix();
     let rows: Vec<ReferralRow> = state
         .db
         .department_consultations(
             department,
-            (now_unix() - QUEUE_BACK_S, now_unix() + QUEUE_AHEAD_S),
+            (now - QUEUE_BACK_S, now + QUEUE_AHEAD_S),
             MAX_QUEUE,
         )
         .await?;

@@ -49,7 +49,8 @@ impl Db {
         user: &UserId,
         limit: i64,
     ) -> Result<PinAttempt, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        // A write from its first statement (SQLite: BEGIN IMMEDIATE), like the other counters.
+        let mut tx = self.begin_write().await?;
         let counted = sqlx::query(
             "UPDATE users SET signing_pin_failures = signing_pin_failures + 1 \
              WHERE id = $1 AND signing_pin_hash IS NOT NULL AND signing_pin_failures < $2",

@@ -319,6 +319,10 @@ export async function changePassword(current, next) {
   return /** @type {{sessions_revoked: number}} */ (await call("POST", "/api/v1/auth/password", { current_password: current, new_password: next }));
 }
 
+/** What can be a signing PIN: 6 to 12 digits (the server's `auth::looks_like_pin`; it also
+ * refuses the easy ones when a PIN is set). */
+export const PIN_SHAPE = /^[0-9]{6,12}$/;
+
 /**
  * Sets (or replaces) the caller's signing PIN, confirmed with their password (403
  * `wrong_password`; 400 `pin_rule` or `weak_pin` for a PIN the rules refuse).

@@ -3,7 +3,7 @@
 // their `message` texts are English and written for developers, so people only ever see the
 // catalogue's `error.<code>` texts (i18n.js), in their language.
 
-import { hasKey, t } from "./i18n.js";
+import { clearText, hasKey, t, tr } from "./i18n.js";
 
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
@@ -92,4 +92,20 @@ export function errorCodeOf(err) {
 export function errorKeyOf(err) {
   const code = errorCodeOf(err);
   return code ? errorKey(code) : "error.unknown";
+}
+
+/**
+ * Shows a form's error line in the page's language, or hides it (`key` null). Its `data-code`
+ * carries the server's error code or the client's own check (what tests read).
+ * @param {HTMLElement} line
+ * @param {MessageKey | null} key
+ * @param {string} [code]
+ * @param {import("./i18n.js").Params} [params]
+ */
+export function showFormError(line, key, code = "", params = {}) {
+  if (key) tr(line, key, params);
+  else clearText(line);
+  line.hidden = key === null;
+  if (code) line.dataset.code = code;
+  else delete line.dataset.code;
 }

@@ -13,8 +13,8 @@
 
 import * as api from "./api.js";
 import { must } from "./dom.js";
-import { errorCodeOf } from "./errors.js";
-import { clearText, tr } from "./i18n.js";
+import { errorCodeOf, showFormError } from "./errors.js";
+import { tr } from "./i18n.js";
 
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
 
@@ -46,13 +46,7 @@ export function mountPasswordDialog({ explain, changed }) {
    * @param {MessageKey | null} key
    * @param {string} [code]
    */
-  const showError = (key, code = "") => {
-    if (key) tr(ui.error, key);
-    else clearText(ui.error);
-    ui.error.hidden = key === null;
-    if (code) ui.error.dataset.code = code;
-    else delete ui.error.dataset.code;
-  };
+  const showError = (key, code = "") => showFormError(ui.error, key, code);
   const forget = () => {
     ui.current.value = "";
     ui.next.value = "";

@@ -13,13 +13,10 @@
 
 import * as api from "./api.js";
 import { must } from "./dom.js";
-import { errorCodeOf, errorKey } from "./errors.js";
-import { clearText, tr } from "./i18n.js";
+import { errorCodeOf, errorKey, showFormError } from "./errors.js";
+import { tr } from "./i18n.js";
 
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
-
-/** The server's shape of a PIN (`auth::check_new_pin`; it also refuses the easy ones). */
-const PIN_SHAPE = /^[0-9]{6,12}$/;
 
 /**
  * Wires the dialog to its button.
@@ -47,13 +44,7 @@ export function mountPinDialog({ explain, account }) {
    * @param {MessageKey | null} key
    * @param {string} [code]
    */
-  const showError = (key, code = "") => {
-    if (key) tr(ui.error, key);
-    else clearText(ui.error);
-    ui.error.hidden = key === null;
-    if (code) ui.error.dataset.code = code;
-    else delete ui.error.dataset.code;
-  };
+  const showError = (key, code = "") => showFormError(ui.error, key, code);
   const forget = () => {
     ui.password.value = "";
     ui.next.value = "";
@@ -108,7 +99,7 @@ export function mountPinDialog({ explain, account }) {
     /** @type {[MessageKey, string, HTMLInputElement] | null} */
     let wrong = null;
     if (!password) wrong = ["pin.password_required", "password_required", ui.password];
-    else if (!PIN_SHAPE.test(pin)) wrong = ["error.pin_rule", "pin_rule", ui.next];
+    else if (!api.PIN_SHAPE.test(pin)) wrong = ["error.pin_rule", "pin_rule", ui.next];
     else if (pin !== ui.repeat.value) wrong = ["pin.mismatch", "mismatch", ui.repeat];
     if (wrong) {
       showError(wrong[0], wrong[1]);

@@ -7,9 +7,9 @@
 // account's name: a modal dialog asks for their password (or their signing PIN) first. Notes
 // are issued without one.
 
-import { ApiError } from "./api.js";
+import { ApiError, PIN_SHAPE } from "./api.js";
 import { el, must, roleParam } from "./dom.js";
-import { errorKey, errorKeyOf } from "./errors.js";
+import { errorKey, errorKeyOf, showFormError } from "./errors.js";
 import { clearText, tr } from "./i18n.js";
 
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
@@ -81,9 +81,6 @@ function rememberPin(pin) {
   }
 }
 
-/** The server's rule for a PIN (`auth::looks_like_pin`): 6 to 12 digits. */
-const PIN_SHAPE = /^[0-9]{6,12}$/;
-
 /**
  * The modal dialog that asks the clinician to confirm a signature (join.html's #sign-dialog),
  * with their password or, if they set one in the console, their signing PIN. A wrong one shows
@@ -141,11 +138,7 @@ class SignDialog {
    * @param {import("./i18n.js").Params} [params]
    */
   showError(key, code = "", params = {}) {
-    if (key) tr(this.ui.error, key, params);
-    else clearText(this.ui.error);
-    this.ui.error.hidden = key === null;
-    if (code) this.ui.error.dataset.code = code;
-    else delete this.ui.error.dataset.code;
+    showFormError(this.ui.error, key, code, params);
     this.input().setAttribute("aria-invalid", key === null ? "false" : "true");
   }
 
