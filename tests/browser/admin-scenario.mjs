@@ -156,6 +156,8 @@ export async function adminScenario(harness) {
       await dialog.waitFor({ timeout });
       await dialog.getByRole("button", { name: "Remove" }).click();
       await p.locator("#admin-status", { hasText: "Department 临时科室 removed." }).waitFor({ timeout });
+      // The status is said before the list is read again: wait for the list, not the words.
+      await item().locator("li.department").first().waitFor({ state: "detached", timeout });
       assert.equal(await item().locator("li.department").count(), 0);
       // The county's cardiology has accounts: refused, and said so.
       const county = p.locator("li.institution", { has: p.locator("h4", { hasText: COUNTY }) });
