@@ -377,12 +377,15 @@ async fn consultation_flow(s: &TestServer, db_url: &str) {
     let (_, v) = s.api("GET", "/api/v1/audit/verify", Some(&sup), None).await;
     assert_eq!(v["first_broken"]["seq"].as_i64(), Some(viewed), "{v}");
     assert_eq!(v["first_broken"]["kind"], "hash_mismatch");
-    // The command line says the same, with a failing exit status.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_huizhen"))
+    // The command line says the same, with a failing exit status. (Waited for off the test's
+    // runtime, which the server runs on too: see `cli` in tests/sessions.rs.)
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_huizhen"));
+    command
         .args(["audit", "verify"])
         .env("HUIZHEN_STORAGE_DATABASE_URL", db_url)
-        .env("HUIZHEN_STORAGE_DATA_DIR", s.dir.path().join("data"))
-        .output()
+        .env("HUIZHEN_STORAGE_DATA_DIR", s.dir.path().join("data"));
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
         .unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);

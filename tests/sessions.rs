@@ -381,8 +381,11 @@ async fn an_administrator_ends_an_accounts_sessions() {
     s.stop().await;
 }
 
-/// Runs the built `huizhen` on the test server's data directory.
-fn cli(s: &TestServer, args: &[&str], stdin: &str) -> std::process::Output {
+/// Runs the built `huizhen` on the test server's data directory. The wait is off the test's
+/// runtime: the server runs on that (single) thread too, and a command that waits for the
+/// database's write lock would otherwise wait for a server transaction that cannot go on
+/// until the command ends (each gives up after SQLite's busy timeout).
+async fn cli(s: &TestServer, args: &[&str], stdin: &str) -> std::process::Output {
     let config = s.dir.path().join("cli.toml");
     std::fs::write(
         &config,
@@ -409,7 +412,9 @@ fn cli(s: &TestServer, args: &[&str], stdin: &str) -> std::process::Output {
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -423,7 +428,8 @@ async fn the_command_line_ends_sessions() {
         &s,
         &["user", "passwd", "--username", "doc", "--password-stdin"],
         "short\n",
-    );
+    )
+    .await;
     assert!(!out.status.success());
     assert_eq!(me(&s, &s.doctor_token).await, (200, None));
 
@@ -432,7 +438,8 @@ async fn the_command_line_ends_sessions() {
         &s,
         &["user", "passwd", "--username", "doc", "--password-stdin"],
         "changed from the shell\n",
-    );
+    )
+    .await;
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("2 session(s) ended"),
@@ -444,19 +451,19 @@ async fn the_command_line_ends_sessions() {
     let (status, third) = login(&s, "doc", "changed from the shell").await;
     assert_eq!(status, 200);
 
-    let out = cli(&s, &["user", "revoke-sessions", "--username", "doc"], "");
+    let out = cli(&s, &["user", "revoke-sessions", "--username", "doc"], "").await;
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("1 session(s) of doc ended"),
         "{out:?}"
     );
     assert!(refused(me(&s, token(&third)).await));
-    let out = cli(&s, &["user", "revoke-sessions", "--username", "nobody"], "");
+    let out = cli(&s, &["user", "revoke-sessions", "--username", "nobody"], "").await;
     assert!(!out.status.success());
 
     // Disabled from the shell: no sign-in, even with the right password; enabled, it signs in.
     let (_, fourth) = login(&s, "doc", "changed from the shell").await;
-    let out = cli(&s, &["user", "disable", "--username", "doc"], "");
+    let out = cli(&s, &["user", "disable", "--username", "doc"], "").await;
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("doc disabled; 1 session(s) ended"),
@@ -468,7 +475,7 @@ async fn the_command_line_ends_sessions() {
         (status, &b["error"]["code"]),
         (403, &json!("account_disabled"))
     );
-    let out = cli(&s, &["user", "enable", "--username", "doc"], "");
+    let out = cli(&s, &["user", "enable", "--username", "doc"], "").await;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(login(&s, "doc", "changed from the shell").await.0, 200);
 
@@ -608,7 +615,7 @@ async fn care_team_seats_end_with_the_sign_in_they_were_taken_under() {
     let (status, again) = login(&s, "doc", "a changed password").await;
     assert_eq!(status, 200, "{again}");
     let last = take_seat(&s, &room, token(&again)).await;
-    let out = cli(&s, &["user", "revoke-sessions", "--username", "doc"], "");
+    let out = cli(&s, &["user", "revoke-sessions", "--username", "doc"], "").await;
     assert!(out.status.success(), "{out:?}");
     seat_ended(&s, &room, &last, &patient).await;
 

@@ -811,6 +811,61 @@ async fn sqlite() {
     assert!(db.user_by_username("doc").await.unwrap().is_some());
 }
 
+/// A second pool opened on a SQLite file the server is writing to (what a `huizhen user …`
+/// command does beside the running server) connects and writes, every time: in WAL mode it
+/// waits its turn for the write lock (`busy_timeout`) however busy the server's audit writer
+/// is. (The "database is locked" CI once saw from such a command was the test's: it blocked
+/// the single thread its in-process server ran on while the command waited for that server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_writes_beside_a_busy_server_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display());
+    let server = Db::connect(&url).await.unwrap();
+    let mode: String = server.journal_mode().await.unwrap();
+    assert_eq!(mode, "wal");
+    let user = server
+        .create_user("doc", "Dr. Wang", AccountRole::Doctor, "$argon2id$fake")
+        .await
+        .unwrap();
+    let log = AuditLog::new(server.clone(), audit_key());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (log, stop) = (log.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    log.record(
+                        AuditEvent::new(Actor::System, Action::AuditRead)
+                            .object("probe", format!("{t}:{n}")),
+                    )
+                    .await
+                    .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for round in 0..30 {
+        let command = Db::connect(&url).await.unwrap();
+        command
+            .set_disabled(&user.id, (round % 2 == 0).then_some(now_unix()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        command.close().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    assert!(written > 0, "the server wrote meanwhile");
+    assert!(log.verify().await.unwrap().ok());
+    log.close().await;
+    server.close().await;
+}
+
 #[tokio::test]
 async fn postgres() {
     let Some(pg) = common::PgTestDb::create().await else {

@@ -124,6 +124,13 @@ impl Db {
         })
     }
 
+    /// SQLite's journal mode for this database (`wal` once connected); for tests and checks.
+    pub async fn journal_mode(&self) -> Result<String, StorageError> {
+        Ok(sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
