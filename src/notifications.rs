@@ -7,7 +7,9 @@
 //! publisher never waits: a subscription whose queue is full misses the event (the console
 //! refreshes its lists on the next one, and on a timer), and the room task hands its events to
 //! a small task of the hub's that looks up the care team itself. Events name ids and states,
-//! never a patient's name or reference.
+//! never a patient's name or reference. The hub also keeps who waits in each live waiting
+//! room (names included) for the HTTP API to read, which gives the names to the care team
+//! alone (`GET /rooms/{id}/attendance`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::domain::ids::{DepartmentId, ReferralId, RoomId, UserId};
+use crate::domain::role::Role;
 use crate::storage::{Db, DirectoryQuery};
 
 /// Events a subscription can hold before it misses some.
@@ -76,6 +79,18 @@ pub enum SubscribeError {
 
 type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>;
 
+/// One person in a live consultation's waiting room, as its care team's consoles list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingPerson {
+    /// The name they gave at the invitation's door.
+    pub name: String,
+    pub role: Role,
+    /// When they began to wait (Unix seconds).
+    pub since: i64,
+    /// A clinician sent them back from the room.
+    pub sent_back: bool,
+}
+
 /// How a live consultation's waiting room stands now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitingNow {
@@ -93,8 +108,9 @@ pub struct Notifications {
     next_id: Arc<std::sync::atomic::AtomicU64>,
     /// Events for a consultation's care team, waiting for the hub's task to find who that is.
     rooms: mpsc::Sender<(RoomId, Event)>,
-    /// The live waiting rooms that have someone in them, for consoles that load their lists.
-    waiting: Arc<Mutex<HashMap<RoomId, WaitingNow>>>,
+    /// The live waiting rooms that have someone in them, in queue order, for consoles that
+    /// load their lists.
+    waiting: Arc<Mutex<HashMap<RoomId, Vec<WaitingPerson>>>>,
 }
 
 /// One console's subscription; dropping it ends it.
@@ -254,34 +270,25 @@ impl Notifications {
             .clear();
     }
 
-    /// From a room's task: how many wait now (`patients` of them patients), and since when the
-    /// longest has (`since`, None when nobody waits; also at the room's end). Never waits: the
-    /// snapshot is a short lock, and the hub's task finds the care team to tell.
-    pub fn room_waiting(&self, room: &RoomId, waiting: usize, patients: usize, since: Option<i64>) {
+    /// From a room's task: who waits now, in queue order (nobody: also at the room's end).
+    /// Never waits: the snapshot is a short lock, and the hub's task finds the care team to
+    /// tell.
+    pub fn room_waiting(&self, room: &RoomId, people: Vec<WaitingPerson>) {
+        let now = summary(&people);
         {
-            let mut now = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            match since.filter(|_| waiting > 0) {
-                Some(since) => {
-                    now.insert(
-                        room.clone(),
-                        WaitingNow {
-                            count: waiting,
-                            patients,
-                            since,
-                        },
-                    );
-                }
-                None => {
-                    now.remove(room);
-                }
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            if people.is_empty() {
+                waiting.remove(room);
+            } else {
+                waiting.insert(room.clone(), people);
             }
         }
         self.tell_care_team(
             room,
             Event::PatientWaiting {
                 room_id: room.clone(),
-                waiting,
-                waiting_since: since,
+                waiting: now.map_or(0, |w| w.count),
+                waiting_since: now.map(|w| w.since),
             },
         );
     }
@@ -299,8 +306,27 @@ impl Notifications {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(room)
-            .copied()
+            .and_then(|people| summary(people))
     }
+
+    /// Who waits in a live consultation now, in queue order.
+    pub fn waiting_people(&self, room: &RoomId) -> Vec<WaitingPerson> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// How many wait, how many of them patients, and since when the longest has.
+fn summary(people: &[WaitingPerson]) -> Option<WaitingNow> {
+    Some(WaitingNow {
+        count: people.len(),
+        patients: people.iter().filter(|p| p.role == Role::Patient).count(),
+        since: people.iter().map(|p| p.since).min()?,
+    })
 }
 
 #[cfg(test)]
@@ -340,7 +366,17 @@ mod tests {
     fn the_waiting_snapshot_holds_rooms_with_someone_waiting() {
         let hub = hub();
         let room = RoomId::generate();
-        hub.room_waiting(&room, 2, 1, Some(100));
+        let person = |name: &str, role, since| WaitingPerson {
+            name: name.into(),
+            role,
+            since,
+            sent_back: false,
+        };
+        let people = vec![
+            person("Li Hua", Role::Observer, 120),
+            person("Chen Jie", Role::Patient, 100),
+        ];
+        hub.room_waiting(&room, people.clone());
         assert_eq!(
             hub.waiting_in(&room),
             Some(WaitingNow {
@@ -349,8 +385,10 @@ mod tests {
                 since: 100
             })
         );
-        hub.room_waiting(&room, 0, 0, None);
+        assert_eq!(hub.waiting_people(&room), people, "in queue order");
+        hub.room_waiting(&room, Vec::new());
         assert_eq!(hub.waiting_in(&room), None);
+        assert_eq!(hub.waiting_people(&room), []);
         assert!(
             hub.waiting.lock().unwrap().is_empty(),
             "nothing kept for empty rooms"

@@ -231,6 +231,25 @@ async fn huddle_hold_and_remove(s: &TestServer) {
     let visitor = SignalingClient::connect(&s.ws_url).await.unwrap();
     let joined = visitor.join(&link, "Visitor", false, false).await.unwrap();
     let visitor_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    // The specialist consulted may hold them, but removing revokes the doctor's link: the
+    // doctor's alone. Refused, told and on the record; the visitor stays.
+    specialist
+        .send_json(json!({"type": "remove", "participant_id": visitor_id}))
+        .await
+        .unwrap();
+    let e = specialist.next_event("error", T).await.unwrap();
+    assert_eq!(
+        (&e["code"], &e["fatal"]),
+        (&json!("forbidden"), &json!(false)),
+        "{e}"
+    );
+    assert!(
+        visitor
+            .next_event("error", Duration::from_millis(300))
+            .await
+            .is_err(),
+        "the visitor was not removed"
+    );
     doctor
         .send_json(json!({"type": "remove", "participant_id": visitor_id, "reason": "Not part of this visit"}))
         .await
@@ -292,7 +311,16 @@ async fn huddle_hold_and_remove(s: &TestServer) {
         .unwrap();
     assert!(told["by"].is_null());
 
-    let actions = common::action_outcomes(&s.audit_entries(&sup, &room).await);
+    let entries = s.audit_entries(&sup, &room).await;
+    assert!(
+        entries.iter().any(|e| e["action"] == "access.denied"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(r#""reason":"removal_forbidden""#))
+            && e["actor"] == specialist.id().as_str()),
+        "the specialist's removal refused on the record: {entries:?}"
+    );
+    let actions = common::action_outcomes(&entries);
     for want in [
         "huddle.started:ok",
         "huddle.ended:ok",

@@ -36,6 +36,28 @@ async fn waiter(s: &TestServer, room: &str, name: &str) -> (SignalingClient, Val
     (c, waiting)
 }
 
+/// A room's attendance as `token` reads it, once `ready` holds (the waiting room's snapshot
+/// is taken as the queue is told, so it may trail the clinicians' `waiting_room` a moment).
+async fn attendance_where(
+    s: &TestServer,
+    room: &str,
+    token: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let url = format!("/api/v1/rooms/{room}/attendance");
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        let (st, a) = s.api("GET", &url, Some(token), None).await;
+        assert_eq!(st, 200, "{a}");
+        if ready(&a) {
+            return a;
+        }
+        last = a;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("attendance never got there: {last}")
+}
+
 fn waiting_names(queue: &Value) -> Vec<String> {
     queue["waiting"]
         .as_array()
@@ -123,6 +145,51 @@ async fn waiting_admitting_declining_sending_back_and_locking(s: &TestServer) {
     assert_eq!(waiting_names(&q), ["Li Hua", "Wang Fang"]);
     let li_id = waiting_id(&q, "Li Hua");
     let wang_id = waiting_id(&q, "Wang Fang");
+
+    // The care team's consoles read who waits by name and since when (the day view); a
+    // colleague who may see the consultation but is not on its team reads only how many.
+    let a = attendance_where(s, &room, &s.doctor_token, |a| {
+        a["waiting_people"].as_array().map_or(0, Vec::len) == 2
+    })
+    .await;
+    let people: Vec<(&str, &str, bool)> = a["waiting_people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["role"].as_str().unwrap(),
+                p["sent_back"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        people,
+        [
+            ("Li Hua", "patient", false),
+            ("Wang Fang", "patient", false)
+        ]
+    );
+    assert!(
+        a["waiting_people"][0]["since"].as_i64() <= a["waiting_people"][1]["since"].as_i64(),
+        "{a}"
+    );
+    let colleague = s.account("colleague", AccountRole::Doctor).await;
+    let (st, seen) = s
+        .api(
+            "GET",
+            &format!("/api/v1/rooms/{room}/attendance"),
+            Some(&colleague),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{seen}");
+    assert_eq!(
+        (&seen["patients"]["waiting"], &seen["waiting_people"]),
+        (&json!(2), &json!([]))
+    );
+    assert!(!seen.to_string().contains("Li Hua"), "{seen}");
 
     // A pre-call check reaches the clinicians.
     li.send_json(
@@ -279,6 +346,10 @@ async fn waiting_admitting_declining_sending_back_and_locking(s: &TestServer) {
     assert_eq!(s.api("GET", &documents, Some(access), None).await.0, 403);
     let q = queue_where(&doctor, |q| waiting_names(q) == ["Li Hua"]).await;
     assert_eq!(q["waiting"][0]["sent_back"], true);
+    attendance_where(s, &room, &s.doctor_token, |a| {
+        a["waiting_people"][0]["sent_back"] == true
+    })
+    .await;
     // Each is told once: the queue's clinicians, and the person where they wait.
     let again = li.next_event("waiting", Duration::from_millis(500)).await;
     assert!(again.is_err(), "told twice where they wait: {again:?}");
@@ -725,6 +796,12 @@ async fn people_waiting_are_told_when_the_consultation_moves(s: &TestServer) {
         (&json!(start), &json!(20)),
         "{waiting}"
     );
+    // Early, before anyone was admitted: the wait is the time until the agreed start.
+    let estimate = |w: &serde_json::Value| w["estimated_wait_s"].as_i64().unwrap_or(-1);
+    assert!(
+        (9 * 60..=10 * 60).contains(&estimate(&waiting)),
+        "{waiting}"
+    );
 
     // Fifteen minutes later: links made now still open at once (30 minutes before).
     let later = start + 15 * 60;
@@ -745,6 +822,10 @@ async fn people_waiting_are_told_when_the_consultation_moves(s: &TestServer) {
     );
     // Still in the line, in the same place: the clinic decides what happens next.
     assert_eq!((&told["position"], &told["of"]), (&json!(1), &json!(1)));
+    assert!(
+        (24 * 60..=25 * 60).contains(&estimate(&told)),
+        "the wait follows the new time: {told}"
+    );
 
     let (_second, waiting) = waiter(s, &room, "Li Lei").await;
     assert_eq!(waiting["slot_start"], json!(later), "{waiting}");
@@ -815,11 +896,13 @@ async fn people_waiting_are_told_when_the_consultation_moves(s: &TestServer) {
         "{told}"
     );
 
-    // A room without a time says so.
+    // A room without a time says so, and guesses no wait before any admission.
     let plain = s.create_room_waiting("Walk-in").await;
     let (_c, waiting) = waiter(s, &plain, "Zhao Min").await;
     assert!(
-        waiting["slot_start"].is_null() && waiting["slot_minutes"].is_null(),
+        waiting["slot_start"].is_null()
+            && waiting["slot_minutes"].is_null()
+            && waiting["estimated_wait_s"].is_null(),
         "{waiting}"
     );
 }

@@ -66,6 +66,20 @@ impl Role {
         self.is_clinician()
     }
 
+    /// Holding someone's audio or video (the server stops forwarding it), and letting an
+    /// observer speak or making a guest only watch: the care team, so that a specialist can
+    /// silence a noisy line while the doctor's connection is down.
+    pub fn may_moderate(self) -> bool {
+        self.is_clinician()
+    }
+
+    /// Removing someone from the consultation. It revokes the link they came with, so it is
+    /// for whoever manages the links: the doctor who runs the consultation, not a specialist
+    /// consulted from another institution.
+    pub fn may_remove(self) -> bool {
+        self.may_invite()
+    }
+
     /// Doctors and specialists: the care team, as opposed to the patient and observers.
     pub fn is_clinician(self) -> bool {
         matches!(self, Role::Doctor | Role::Specialist)
@@ -360,7 +374,11 @@ mod tests {
         }
         for r in [Role::Patient, Role::Observer, Role::Guest] {
             assert!(!r.may_admit() && !r.is_clinician());
+            assert!(!r.may_moderate() && !r.may_remove());
         }
+        // Moderation: the care team holds and changes roles; the doctor alone removes.
+        assert!(Role::Doctor.may_moderate() && Role::Specialist.may_moderate());
+        assert!(Role::Doctor.may_remove() && !Role::Specialist.may_remove());
         assert!(!Role::Observer.may_publish());
         // A guest is heard and seen, and otherwise an observer.
         assert!(Role::Guest.may_publish() && Role::Guest.may_chat());

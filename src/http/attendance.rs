@@ -4,8 +4,10 @@
 //! console's day view tells from it who is late once the agreed time has passed.
 //!
 //! It reads what the room has written (participants' joins and leaves, through the batched
-//! writer) and the waiting room's snapshot, so it may trail the room by a moment; it names the
-//! care team's clinicians, never a patient.
+//! writer) and the waiting room's snapshot, so it may trail the room by a moment. It names the
+//! care team's clinicians; who waits (the names they gave at the door, how long each has
+//! waited) only to the care team, who see them in the room's queue anyway: a colleague who may
+//! see the consultation gets the counts.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -24,7 +26,7 @@ pub async fn attendance(
     who: Clinician,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (room, _) = room_for(&state, &who, &id).await?;
+    let (room, relation) = room_for(&state, &who, &id).await?;
     let team = with_accounts(&state, &room.id).await?;
     let joined = state.db.participants_of(&room.id).await?;
     // An ended consultation has nobody in it, whatever a crash left unwritten.
@@ -51,6 +53,23 @@ pub async fn attendance(
     let waiting = live
         .then(|| state.notifications.waiting_in(&room.id))
         .flatten();
+    let waiting_people: Vec<Value> = if live && relation.care_team.is_some() {
+        state
+            .notifications
+            .waiting_people(&room.id)
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "role": p.role,
+                    "since": p.since,
+                    "sent_back": p.sent_back,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Json(json!({
         "room_id": room.id,
         "slot_start": room.slot.map(|(start, _)| start),
@@ -68,5 +87,7 @@ pub async fn attendance(
             "waiting": waiting.map_or(0, |w| w.count),
             "waiting_since": waiting.map(|w| w.since),
         },
+        // In queue order; empty for those not on the care team.
+        "waiting_people": waiting_people,
     })))
 }

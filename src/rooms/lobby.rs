@@ -109,19 +109,35 @@ impl Lobby {
         Some(last.duration_since(*first) / gaps as u32)
     }
 
-    /// What the one at `position` (1 = next) is told about their wait.
-    pub fn estimate_s(&self, position: usize) -> Option<u64> {
-        self.pace()
-            .map(|pace| pace.as_secs().saturating_mul(position as u64))
+    /// What the one at `position` (1 = next) is told about their wait at `now` (Unix
+    /// seconds). Before the consultation's agreed start (`slot`), the first in line waits at
+    /// least until then, and each behind them one admission's pace more. Without a time to
+    /// come, the pace of the last admissions times their place. Nothing when neither is known:
+    /// a guess from nothing would mislead someone sitting in front of a screen.
+    pub fn estimate_s(&self, position: usize, slot: Option<(i64, i64)>, now: i64) -> Option<u64> {
+        let pace = self.pace().map(|pace| pace.as_secs());
+        let until_start = slot
+            .map(|(start, _)| start.saturating_sub(now))
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0);
+        match (until_start, pace) {
+            (Some(until), pace) => {
+                let behind = position.saturating_sub(1) as u64;
+                Some(until.saturating_add(pace.unwrap_or(0).saturating_mul(behind)))
+            }
+            (None, Some(pace)) => Some(pace.saturating_mul(position as u64)),
+            (None, None) => None,
+        }
     }
 
-    /// What `id` is told, if they wait.
+    /// What `id` is told at `now` (Unix seconds), if they wait.
     pub fn waiting(
         &self,
         room: &RoomId,
         title: &str,
         slot: Option<(i64, i64)>,
         id: &ParticipantId,
+        now: i64,
     ) -> Option<Waiting> {
         let index = self.waiters.iter().position(|w| &w.person.id == id)?;
         let position = index + 1;
@@ -130,7 +146,7 @@ impl Lobby {
             title: title.to_owned(),
             position,
             of: self.waiters.len(),
-            estimated_wait_s: self.estimate_s(position),
+            estimated_wait_s: self.estimate_s(position, slot, now),
             message: self.message.clone(),
             sent_back: self.waiters[index].sent_back.clone(),
             slot,
@@ -165,21 +181,56 @@ mod tests {
     #[test]
     fn the_estimate_follows_the_pace_of_admissions() {
         let mut lobby = Lobby::default();
-        assert_eq!(lobby.estimate_s(1), None, "no admissions yet: no guess");
+        assert_eq!(
+            lobby.estimate_s(1, None, 0),
+            None,
+            "no admissions yet: no guess"
+        );
         let start = Instant::now();
         lobby.note_admission(start);
-        assert_eq!(lobby.estimate_s(1), None, "one admission is no pace");
+        assert_eq!(
+            lobby.estimate_s(1, None, 0),
+            None,
+            "one admission is no pace"
+        );
         lobby.note_admission(start + Duration::from_secs(600));
         lobby.note_admission(start + Duration::from_secs(1200));
-        assert_eq!(lobby.estimate_s(1), Some(600));
-        assert_eq!(lobby.estimate_s(3), Some(1800));
+        assert_eq!(lobby.estimate_s(1, None, 0), Some(600));
+        assert_eq!(lobby.estimate_s(3, None, 0), Some(1800));
         for k in 3..20 {
             lobby.note_admission(start + Duration::from_secs(1200 + 60 * k));
         }
         assert_eq!(
-            lobby.estimate_s(1),
+            lobby.estimate_s(1, None, 0),
             Some(60),
             "only the latest admissions count"
         );
+    }
+
+    #[test]
+    fn before_the_agreed_time_the_estimate_counts_down_to_it() {
+        let now = 1_800_000_000;
+        let slot = Some((now + 900, 30));
+        let mut lobby = Lobby::default();
+        // An early patient, before anyone was admitted: until the agreed start.
+        assert_eq!(lobby.estimate_s(1, slot, now), Some(900));
+        assert_eq!(
+            lobby.estimate_s(2, slot, now),
+            Some(900),
+            "no pace: no more is guessed"
+        );
+        assert_eq!(lobby.estimate_s(1, slot, now + 600), Some(300));
+        // Once the time has come, only the pace tells, and there is none yet.
+        assert_eq!(lobby.estimate_s(1, slot, now + 900), None);
+        assert_eq!(lobby.estimate_s(1, slot, now + 4000), None);
+        let start = Instant::now();
+        lobby.note_admission(start);
+        lobby.note_admission(start + Duration::from_secs(240));
+        // With a pace: each one behind the first waits one admission more after the start.
+        assert_eq!(lobby.estimate_s(1, slot, now), Some(900));
+        assert_eq!(lobby.estimate_s(3, slot, now), Some(900 + 2 * 240));
+        assert_eq!(lobby.estimate_s(2, slot, now + 1000), Some(480));
+        // A consultation without a time: the pace alone.
+        assert_eq!(lobby.estimate_s(2, None, now), Some(480));
     }
 }

@@ -46,6 +46,7 @@ use crate::domain::ids::{
 use crate::domain::role::Role;
 use crate::media::WorkerHandle;
 use crate::metrics::Metrics;
+use crate::notifications::WaitingPerson;
 use crate::sfu::{
     Answer, AnswerError, FailReason, PublishKinds, QualityReason, SfuCommand, SfuEvent,
     TransportOptions,
@@ -963,7 +964,13 @@ impl Room {
             });
             let waiting = self
                 .lobby
-                .waiting(self.id(), &self.record.title, self.record.slot, &id)
+                .waiting(
+                    self.id(),
+                    &self.record.title,
+                    self.record.slot,
+                    &id,
+                    now_unix(),
+                )
                 .expect("just queued");
             tracing::info!(room = %self.record.id, participant = %id, role = role.as_str(), "waiting");
             // The others' line grew: their `of` changed.
@@ -1626,15 +1633,17 @@ impl Room {
     fn tell_queue(&self) {
         let queue = Notice::Queue(Box::new(self.lobby.queue()));
         self.broadcast_where(|p| p.role.may_admit(), queue);
-        let since = self.lobby.iter().map(|w| w.since).min();
-        let patients = self
+        let people = self
             .lobby
             .iter()
-            .filter(|w| w.person.role == Role::Patient)
-            .count();
-        self.services
-            .notifications
-            .room_waiting(self.id(), self.lobby.len(), patients, since);
+            .map(|w| WaitingPerson {
+                name: w.person.name.clone(),
+                role: w.person.role,
+                since: w.since,
+                sent_back: w.sent_back.is_some(),
+            })
+            .collect();
+        self.services.notifications.room_waiting(self.id(), people);
     }
 
     /// Tells everyone waiting where they stand.
@@ -1644,12 +1653,14 @@ impl Room {
 
     /// Tells everyone waiting, but `except` (who is told otherwise), where they stand.
     fn tell_waiting_except(&self, except: Option<&ParticipantId>) {
+        let now = now_unix();
         for w in self.lobby.iter().filter(|w| Some(&w.person.id) != except) {
             if let Some(info) = self.lobby.waiting(
                 self.id(),
                 &self.record.title,
                 self.record.slot,
                 &w.person.id,
+                now,
             ) {
                 w.person.send(Notice::Waiting(Box::new(info)));
             }
@@ -1873,6 +1884,11 @@ impl Room {
                 participant: target,
                 reason,
             } => {
+                if !self.find(&participant).is_some_and(|p| p.role.may_remove()) {
+                    self.moderation_refused(&participant, Refusal::NotHost)
+                        .await;
+                    return;
+                }
                 let Some(p) = self.find(&target).filter(|p| p.id != participant) else {
                     tell_actor(
                         self,
@@ -2013,7 +2029,7 @@ impl Room {
             // Nobody waits in an ended consultation: the consoles' counts go.
             self.services
                 .notifications
-                .room_waiting(self.id(), 0, 0, None);
+                .room_waiting(self.id(), Vec::new());
         }
         let ids: Vec<ParticipantId> = self.participants.drain(..).map(|p| p.id).collect();
         let mut changes: Vec<Change> = ids

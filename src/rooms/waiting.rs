@@ -52,7 +52,7 @@ pub enum Asker {
 impl Asker {
     /// `role` as present in the room.
     pub fn present(role: Role) -> Self {
-        if role.may_admit() {
+        if role.may_admit() && role.may_moderate() {
             Asker::CareTeam
         } else {
             Asker::InRoom
@@ -138,13 +138,17 @@ pub enum Refusal {
     AwaitsConsent,
     #[error("only a patient or an observer who is connected can be sent back to wait")]
     CannotSendBack,
+    #[error(
+        "only the doctor who runs the consultation removes someone (it revokes the link they came with)"
+    )]
+    NotHost,
 }
 
 impl Refusal {
     /// What the asker is told it was.
     pub fn problem(self) -> Problem {
         match self {
-            Refusal::StillWaiting | Refusal::NotCareTeam => Problem::Forbidden,
+            Refusal::StillWaiting | Refusal::NotCareTeam | Refusal::NotHost => Problem::Forbidden,
             Refusal::NotWaiting | Refusal::NobodyWaiting | Refusal::CannotSendBack => {
                 Problem::NotWaiting
             }
@@ -158,12 +162,14 @@ impl Refusal {
         match self {
             Refusal::StillWaiting => Some("moderation_while_waiting"),
             Refusal::NotCareTeam => Some("moderation_forbidden"),
+            Refusal::NotHost => Some("removal_forbidden"),
             _ => None,
         }
     }
 }
 
-/// Whether `asker` may moderate at all (every `Moderation`, not only the waiting room's).
+/// Whether `asker` may moderate at all (every `Moderation`, not only the waiting room's;
+/// removing someone asks the permission table more, `Role::may_remove`).
 pub fn authorize(asker: Asker) -> Result<(), Refusal> {
     match asker {
         Asker::CareTeam => Ok(()),

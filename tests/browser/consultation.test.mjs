@@ -26,7 +26,8 @@
 //                        "firefox" firefox-scenario.mjs;
 //                        "workflow" runs workflow-scenario.mjs
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
-//                        "a11y" runs a11y-scenario.mjs alone; "turn" runs turn-scenario.mjs
+//                        "a11y" runs a11y-scenario.mjs alone; "day" late-scenario.mjs then
+//                        moderation-scenario.mjs; "turn" runs turn-scenario.mjs
 //                        alone (it starts its own coturn and server: HUIZHEN_TEST_SERVER_BIN,
 //                        HUIZHEN_TEST_MEDIA_ADDR and HUIZHEN_TEST_TURN_ADDR, from the script);
 //                        "cap" runs cap-scenario.mjs alone (it puts huizhen-impair,
@@ -680,6 +681,12 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "admin") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, openJoinPage });
+      return;
+    }
+    if (process.env.HUIZHEN_BROWSER_ONLY === "day") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
+      await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "link") {

@@ -110,6 +110,11 @@ export async function lateScenario(ctx) {
       await item.locator(".waiting-count").waitFor({ timeout });
       await item.locator('li.late-item[data-who="patient"]').waitFor({ state: "detached", timeout });
       assert.equal(await item.locator(`li.late-item[data-user-id="${p.doctorId}"]`).count(), 1, "the doctor is still late");
+      // Who waits, by the name they gave, and for how long.
+      const waiter = item.locator('ul.day-waiting li.waiting-person[data-name="Zhao Min"]');
+      await waiter.waitFor({ timeout });
+      assert.match((await waiter.textContent()) ?? "", /^Zhao Min \(Patient\) · waiting \d+ min$/);
+      await snap(doc, "day-view-who-waits");
       await ctx.assertTextFromCatalogue(doc, "the doctor's day view with a patient waiting (en)");
     });
 

@@ -395,6 +395,15 @@ export async function pendingDrafts() {
  */
 
 /**
+ * One person in a consultation's waiting room, as its care team reads them.
+ * @typedef {object} WaitingPerson
+ * @property {string} name the name they gave at the door
+ * @property {string} role
+ * @property {number} since Unix seconds
+ * @property {boolean} sent_back
+ */
+
+/**
  * Who has come to a consultation (`GET /api/v1/rooms/{id}/attendance`): each care-team
  * clinician, and the patient's side. It may trail the room by a moment (the server writes joins
  * in batches).
@@ -407,6 +416,8 @@ export async function pendingDrafts() {
  * @property {{arrived_at: number | null, present: number, waiting: number, waiting_since: number | null}} patients
  *   when the first patient arrived (Unix seconds, null: none yet), how many are in, how many wait
  *   and since when
+ * @property {WaitingPerson[]} waiting_people who waits, in queue order (empty unless the reader
+ *   is on the care team)
  */
 
 /**

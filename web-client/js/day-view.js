@@ -4,18 +4,23 @@
 // notifications, how many patients wait in it and since when; who is late in each consultation
 // whose time has come and that has not ended (from its attendance: a care-team clinician not
 // yet arrived, the patient when none has arrived and none waits); and the drafts left to sign in
-// the clinician's live consultations (reports, prescriptions, notes not yet issued).
+// the clinician's live consultations (reports, prescriptions, notes not yet issued). Under a
+// consultation where someone waits, who they are (the name they gave, their role) and for how
+// long each has waited, from its attendance (the server names them to the care team only).
 //
-// Who is late is read again on the view's refresh (its button, a reload of the lists, a
-// `drafts_changed`), on a `patient_waiting` for that room, and every minute, so lateness grows.
+// Who is late and who waits are read again on the view's refresh (its button, a reload of the
+// lists, a `drafts_changed`), on a `patient_waiting` for that room, and every minute, so
+// lateness and waits grow.
 // The department's queue is read with the view and again on each `department_queue_changed`.
 //
 // DOM contract (tests/browser relies on it): #day-view-date (a date input); #day-view-refresh;
 // li.day-item (`data-room-id`) with .day-time (the slot's start and end, local time) and, while
 // someone waits, .waiting-count; in a started consultation, ul.day-late (hidden when nobody is
 // late, `data-checked` set once attendance was read) with li.late-item per late one:
-// `data-user-id` (a clinician) or `data-who="patient"`, and `data-minutes` (how late);
-// #day-drafts (hidden when empty) with li.draft-item (`data-record-id`).
+// `data-user-id` (a clinician) or `data-who="patient"`, and `data-minutes` (how late); in a
+// consultation that has not ended, ul.day-waiting (hidden when nobody waits) with
+// li.waiting-person per person in queue order: `data-name`, `data-minutes` (how long they have
+// waited) and `data-sent-back` when a clinician sent them back; #day-drafts (hidden when empty) with li.draft-item (`data-record-id`).
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
@@ -24,6 +29,15 @@ import { clearText, tr } from "./i18n.js";
 /** @typedef {import("./api.js").Room} Room */
 /** @typedef {import("./api.js").Attendance} Attendance */
 /** @typedef {import("./i18n.js").MessageKey} MessageKey */
+
+/** A waiting person's role, in words. @type {Record<string, MessageKey>} */
+const ROLE_KEYS = {
+  patient: "role.patient",
+  guest: "role.guest",
+  observer: "role.observer",
+  doctor: "role.doctor",
+  specialist: "role.specialist",
+};
 
 /** How often who is late is read again, so that lateness grows while the view is open. */
 const LATE_EVERY_MS = 60_000;
@@ -274,8 +288,14 @@ export class DayView {
    */
   async readLate(roomId) {
     const now = Date.now() / 1000;
+    // Those whose time has come (who is late), and those where someone waits, early or not
+    // (who waits).
     const started = this.rooms.filter(
-      (r) => (roomId === undefined || r.id === roomId) && r.status !== "ended" && typeof r.slot_start === "number" && r.slot_start <= now && this.lateList(r.id),
+      (r) =>
+        (roomId === undefined || r.id === roomId) &&
+        r.status !== "ended" &&
+        ((typeof r.slot_start === "number" && r.slot_start <= now) || (this.opts.waiting(r.id)?.n ?? 0) > 0) &&
+        this.lateList(r.id),
     );
     await Promise.all(
       started.map(async (r) => {
@@ -298,8 +318,36 @@ export class DayView {
     return this.list.querySelector(`li.day-item[data-room-id="${CSS.escape(roomId)}"] ul.day-late`);
   }
 
+  /**
+   * Who waits in a consultation, by name, from its attendance as last read.
+   * @param {string} roomId
+   */
+  showWaitingPeople(roomId) {
+    const list = this.list.querySelector(`li.day-item[data-room-id="${CSS.escape(roomId)}"] ul.day-waiting`);
+    if (!(list instanceof HTMLElement)) return;
+    const people = this.attendance.get(roomId)?.waiting_people ?? [];
+    const now = Date.now() / 1000;
+    list.replaceChildren(
+      ...people.map((p) => {
+        const minutes = Math.max(0, Math.floor((now - p.since) / 60));
+        const role = ROLE_KEYS[p.role];
+        const li = el("li", {
+          className: "waiting-person",
+          i18n: p.sent_back ? "day.waiting_person_sent_back" : "day.waiting_person",
+          params: { name: p.name, role: role ? { key: role } : p.role, minutes },
+        });
+        li.dataset.name = p.name;
+        li.dataset.minutes = String(minutes);
+        if (p.sent_back) li.dataset.sentBack = "";
+        return li;
+      }),
+    );
+    list.hidden = people.length === 0;
+  }
+
   /** @param {string} roomId */
   showLate(roomId) {
+    this.showWaitingPeople(roomId);
     const list = this.lateList(roomId);
     const a = this.attendance.get(roomId);
     if (!list || !a) return;
@@ -394,12 +442,14 @@ export class DayView {
     if (ended) head.append(el("span", { className: "status status-ended", i18n: "console.status.ended" }));
     const late = el("ul", { className: "day-late", label: "day.late", attrs: { role: "list" } });
     late.hidden = true;
+    const waitingPeople = el("ul", { className: "day-waiting", label: "day.waiting_people", attrs: { role: "list" } });
+    waitingPeople.hidden = true;
     const li = el(
       "li",
       { className: ended ? "day-item room-ended" : "day-item" },
       head,
       ...(room.patient_ref ? [el("p", { className: "hint", i18n: "console.patient_ref_of", params: { ref: room.patient_ref } })] : []),
-      ...(ended ? [] : [late, ...this.enterButton(room.id, headingId)]),
+      ...(ended ? [] : [waitingPeople, late, ...this.enterButton(room.id, headingId)]),
     );
     li.dataset.roomId = room.id;
     // Shown at once from the last read, then read again.
@@ -419,6 +469,13 @@ export class DayView {
     if (!head) return;
     head.querySelector(".waiting-count")?.remove();
     if (w.n > 0) head.append(waitingBadge(w));
+    else {
+      // Nobody waits: nobody to name, without asking (the attendance is read again below only
+      // for a consultation whose time has come).
+      const a = this.attendance.get(roomId);
+      if (a) this.attendance.set(roomId, { ...a, waiting_people: [] });
+      this.showWaitingPeople(roomId);
+    }
     void this.readLate(roomId);
   }
 }

@@ -176,7 +176,9 @@ export class Moderation {
     } else if (p.role === "guest") {
       items.push({ key: "moderation.make_observer", action: "make_observer", run: () => this.#hooks.send({ type: "set_role", participant_id: p.id, role: "observer" }) });
     }
-    if (!CARE_TEAM.has(p.role)) {
+    // Removing revokes the link they came with: the doctor's alone (the server's
+    // `Role::may_remove`), and never a clinician (they leave the care team).
+    if (this.#you?.role === "doctor" && !CARE_TEAM.has(p.role)) {
       items.push({ key: "moderation.remove", action: "remove", run: () => void this.#remove(p) });
     }
     return items;

@@ -1,7 +1,7 @@
 // The waiting screen: what someone who came with an invitation sees until a clinician admits
 // them (the server's `waiting`, src/signaling/protocol.rs). Many of them are elderly and on a phone, so it says only a
 // few things, in large high-contrast text: which consultation, their place in line, the wait
-// when the server can estimate it, the clinic's message, why they wait again when a clinician
+// when the server can estimate it (counted down here between its messages), the clinic's message, why they wait again when a clinician
 // sent them back, and their own camera picture with the result of the pre-call check. One
 // button: Leave.
 //
@@ -70,10 +70,18 @@ export function connectionQuality(rttMs) {
   return "poor";
 }
 
+/** How often the estimate is counted down between the server's messages. */
+const ESTIMATE_EVERY_MS = 30_000;
+
 export class WaitingView {
   /** @type {HTMLElement} */
   #root;
   ui;
+  /** The server's last estimate and when it came (ms since the epoch): counted down from. */
+  /** @type {{seconds: number, at: number} | null} */
+  #estimate = null;
+  /** @type {number | undefined} */
+  #estimateTimer;
 
   /**
    * @param {HTMLElement} root #waiting-screen
@@ -122,9 +130,11 @@ export class WaitingView {
     this.#setText(ui.position, "waiting.position", { n: msg.position, of: msg.of });
     ui.position.dataset.position = String(msg.position);
     ui.position.dataset.of = String(msg.of);
-    if (msg.estimated_wait_s === null) this.#setText(ui.estimate, null);
-    else this.#setText(ui.estimate, "waiting.estimate", { wait: waitParam(msg.estimated_wait_s) });
-    ui.estimate.hidden = msg.estimated_wait_s === null;
+    this.#estimate = msg.estimated_wait_s === null ? null : { seconds: msg.estimated_wait_s, at: Date.now() };
+    this.#showEstimate();
+    // The server speaks again only when the queue moves; until then the wait counts down here
+    // (someone early for their time sees it shrink).
+    if (this.#estimateTimer === undefined) this.#estimateTimer = window.setInterval(() => this.#showEstimate(), ESTIMATE_EVERY_MS);
     if (msg.slot_start === null || msg.slot_minutes === null) {
       this.#setText(ui.slot, null);
       delete ui.slot.dataset.slotStart;
@@ -255,9 +265,22 @@ export class WaitingView {
     this.ui.title.focus();
   }
 
-  /** Stops showing the camera (the page is leaving the waiting room for good). */
+  /** The estimate, less the time since it came; never below "about 1 min". */
+  #showEstimate() {
+    const { estimate } = this.ui;
+    if (this.#estimate === null) this.#setText(estimate, null);
+    else {
+      const left = this.#estimate.seconds - (Date.now() - this.#estimate.at) / 1000;
+      this.#setText(estimate, "waiting.estimate", { wait: waitParam(Math.max(0, left)) });
+    }
+    estimate.hidden = this.#estimate === null;
+  }
+
+  /** Stops showing the camera and counting down (the page is leaving the waiting room for good). */
   clear() {
     this.ui.preview.srcObject = null;
+    window.clearInterval(this.#estimateTimer);
+    this.#estimateTimer = undefined;
   }
 
   get root() {
