@@ -71,6 +71,7 @@ import { workflowScenario } from "./workflow-scenario.mjs";
 import { brandingScenario } from "./branding-scenario.mjs";
 import { turnScenario } from "./turn-scenario.mjs";
 import { capScenario } from "./cap-scenario.mjs";
+import { apiFrom, issuePrescriptions } from "./console-api.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.HUIZHEN_URL ?? "https://127.0.0.1:18443").replace(/\/$/, "");
@@ -78,6 +79,8 @@ const METRICS_URL = process.env.HUIZHEN_METRICS_URL ?? "http://127.0.0.1:18464/m
 const USERNAME = process.env.HUIZHEN_USER ?? "doc";
 const PASSWORD = process.env.HUIZHEN_PASSWORD ?? "";
 const PHARMACIST = process.env.HUIZHEN_PHARMACIST ?? "";
+/** How many prescriptions a page of the pharmacist's queue shows (web-client/js/api.js). */
+const PRESCRIPTIONS_PAGE = 25;
 const SUPERVISOR = process.env.HUIZHEN_SUPERVISOR ?? "";
 const SPECIALIST = process.env.HUIZHEN_SPECIALIST ?? "spec";
 const OUT = process.env.HUIZHEN_TEST_OUTPUT ?? path.resolve(HERE, "../../test-output/browser");
@@ -686,7 +689,7 @@ async function main() {
     if (process.env.HUIZHEN_BROWSER_ONLY === "day") {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
-      await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
+      await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "link") {
@@ -1565,9 +1568,38 @@ async function main() {
       watchPage(page, "pharmacist");
       pages.set("pharmacist", page);
       await page.goto(`${BASE}/`, { waitUntil: "load", timeout: JOIN_TIMEOUT });
+      // More than a page waits: the doctor issues a page's worth and one more in a
+      // consultation of their own (rejected again below, so that later scenarios find theirs on
+      // the first page).
+      const seeder = await openConsole(browser, "rx-seeder", USERNAME);
+      const extra = await apiFrom(seeder, "POST", "/api/v1/rooms", { title: `Pharmacy paging ${Date.now()}`, patient_ref: "MRN-RX-PAGE", waiting_room: false });
+      const seeded = await issuePrescriptions(seeder, extra.id, PRESCRIPTIONS_PAGE + 1, PASSWORD, "Paging test drug");
+      pages.delete("rx-seeder");
+      await seeder.context().close();
       await page.getByLabel("Username").fill(PHARMACIST);
       await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
       await page.getByRole("button", { name: "Sign in" }).click();
+      // A page at a time, oldest first, with how many there are in all; "Show more" until the
+      // last page, which hides it.
+      const toReview = page.locator('section[data-queue="issued"]');
+      await toReview.locator(".rx-item").first().waitFor({ timeout: EVENT_TIMEOUT });
+      assert.equal(await toReview.locator(".rx-item").count(), PRESCRIPTIONS_PAGE, "one page");
+      const shown = (await toReview.locator(".rx-shown").textContent()) ?? "";
+      const total = Number(new RegExp(`^Showing ${PRESCRIPTIONS_PAGE} of (\\d+)\\.$`).exec(shown)?.[1]);
+      assert.ok(total >= PRESCRIPTIONS_PAGE + 2, `the ferrous succinate and the seeded ones: ${shown}`);
+      const more = toReview.getByRole("button", { name: "Show more" });
+      for (let pageNo = 2; (await more.isVisible()); pageNo++) {
+        await more.click();
+        await toReview.locator(".rx-item").nth(Math.min(total, pageNo * PRESCRIPTIONS_PAGE) - 1).waitFor({ timeout: EVENT_TIMEOUT });
+      }
+      assert.equal(await toReview.locator(".rx-item").count(), total, "every page shown once");
+      assert.equal(await toReview.locator(".rx-shown").isVisible(), false);
+      const listed = await toReview.locator(".rx-item").evaluateAll((items) => items.map((li) => li.getAttribute("data-record-id")));
+      assert.equal(new Set(listed).size, total, "no prescription twice");
+      for (const id of seeded) assert.ok(listed.includes(id), `seeded ${id} listed`);
+      await snap(page, "pharmacist-all-pages");
+      for (const id of seeded) await apiFrom(page, "POST", `/api/v1/prescriptions/${id}/reject`, { note: "paging test" });
+      await page.reload({ waitUntil: "load" });
       const item = page.locator(".rx-item", { hasText: "ferrous succinate" });
       await item.waitFor({ timeout: EVENT_TIMEOUT });
       // The queue says who signed it.
@@ -1940,7 +1972,7 @@ async function main() {
     await referralStepsScenario({ check, snap, browser, openConsole, openJoinPage, apiSignIn, enterToken, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
     await lateScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await screenShareScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
-    await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
+    await moderationScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, base: BASE });
     await linkCheckScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT });
     await firefoxScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, out: OUT });
     await turn();

@@ -3,10 +3,12 @@
 //
 // The doctor opens a consultation (no waiting room, no patient: a teaching session, so an
 // observer needs nobody's consent) and invites an observer, a trainee in a Chinese browser. In
-// the doctor's room the trainee is a line in the audience with a Manage menu. "Let them speak":
-// the trainee's page says so, asks for the (fake) camera and microphone, shows them muted and
-// off; the trainee turns both on and the doctor's page gets a tile with the trainee's picture
-// playing. The doctor confers privately ("Confer privately"): the trainee's page says the
+// the doctor's room the trainee is a line in the audience with a Manage menu. A specialist
+// added to the care team finds the same menu without "Remove" (removal revokes the doctor's
+// link), and leaves. "Let them speak": the trainee's page says so, asks for the (fake) camera
+// and microphone, shows them muted and off; the trainee turns both on and the doctor's page
+// gets a tile with the trainee's picture playing. The doctor confers privately ("Confer
+// privately"): the trainee's page says the
 // doctors are conferring, the doctor's says the others cannot hear them; back to the patient
 // clears both. The doctor mutes the trainee's microphone on the server: the trainee's page says
 // so until the doctor unmutes it. "Make them only watch": the trainee's controls go, and the
@@ -28,6 +30,7 @@ import { apiFrom } from "./console-api.mjs";
  * @property {(browser: import("playwright-core").Browser, who: string, url: string, name: string | null, opts?: {locale?: string}) => Promise<Page>} openJoinPage
  * @property {Map<string, Page>} pages
  * @property {string} doctor the doctor's username
+ * @property {string} specialist a specialist's username (of another institution)
  * @property {number} timeout how long to wait for something to show
  * @property {(page: Page, what: string) => Promise<void>} assertTextFromCatalogue
  * @property {string} base the server's origin
@@ -57,7 +60,7 @@ export async function moderationScenario(ctx) {
   const S = "moderation";
   /** @type {{doctor?: Page, doctorRoom?: Page, trainee?: Page, roomId?: string, traineeId?: string}} */
   const p = {};
-  const own = ["mod-doctor", "mod-doctor-room", "mod-trainee"];
+  const own = ["mod-doctor", "mod-doctor-room", "mod-trainee", "mod-specialist", "mod-specialist-room"];
 
   try {
     await check("moderation: the doctor and an observer (zh-CN) are in a teaching consultation; the observer is in the audience with a Manage menu and has no microphone or camera", { scenario: S }, async () => {
@@ -78,6 +81,37 @@ export async function moderationScenario(ctx) {
       assert.equal(await p.trainee.locator("#huddle-button").isVisible(), false);
       assert.equal(await p.trainee.locator("#mic-button").isVisible(), false, "an observer sends nothing");
       assert.equal(await p.trainee.locator(".manage:visible").count(), 0, "an observer manages nobody");
+    });
+
+    await check("moderation: a specialist on the care team may let the trainee speak but not remove them (removal revokes the doctor's link)", { scenario: S }, async () => {
+      const id = /** @type {string} */ (p.traineeId);
+      const doctor = /** @type {Page} */ (p.doctor);
+      const spec = await openConsole(browser, "mod-specialist", ctx.specialist);
+      const me = await apiFrom(spec, "GET", "/api/v1/me");
+      await apiFrom(doctor, "POST", `/api/v1/rooms/${p.roomId}/care-team`, { user_id: me.id });
+      const entry = await apiFrom(spec, "POST", `/api/v1/rooms/${p.roomId}/enter`);
+      const room = await openJoinPage(browser, "mod-specialist-room", `${ctx.base}/join#${entry.token}`, null);
+      await room.waitForSelector('body[data-state="in-room"]', { timeout });
+      const button = room.locator(`[data-participant-id="${id}"] .manage`);
+      await button.waitFor({ state: "visible", timeout });
+      await button.click();
+      await room.locator('.manage-menu [data-action="make_guest"]').waitFor({ state: "visible", timeout });
+      assert.equal(await room.locator('.manage-menu [data-action="remove"]').count(), 0, "no Remove for a specialist");
+      await button.click();
+      await room.locator(".manage-menu").waitFor({ state: "detached", timeout });
+      // The doctor's own menu still has it.
+      const docButton = /** @type {Page} */ (p.doctorRoom).locator(`[data-participant-id="${id}"] .manage`);
+      await docButton.click();
+      await /** @type {Page} */ (p.doctorRoom).locator('.manage-menu [data-action="remove"]').waitFor({ state: "visible", timeout });
+      await docButton.click();
+      await /** @type {Page} */ (p.doctorRoom).locator(".manage-menu").waitFor({ state: "detached", timeout });
+      await room.locator("#leave-button").click();
+      await room.waitForSelector('body[data-state="ended"]', { timeout });
+      for (const who of ["mod-specialist-room", "mod-specialist"]) {
+        const page = pages.get(who);
+        pages.delete(who);
+        await page?.context().close();
+      }
     });
 
     await check("moderation: Let them speak; the trainee's page says so and starts muted, turns both on, and the doctor's page plays the trainee's picture", { scenario: S }, async () => {

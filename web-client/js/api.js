@@ -710,6 +710,12 @@ export async function downloadFile(path, name) {
 }
 
 /**
+ * How many prescriptions a page of the pharmacist's queue holds: a screenful or two to work
+ * through, quick to load on a weak link; "Show more" brings the next.
+ */
+export const PRESCRIPTIONS_PAGE = 25;
+
+/**
  * One page of the pharmacist's queue for `status`, oldest first: the prescriptions, how many
  * there are in all, and the `next` page's start (null: the last page).
  * @param {"issued" | "reviewed" | "dispensed" | "rejected"} status
@@ -717,7 +723,7 @@ export async function downloadFile(path, name) {
  * @returns {Promise<{prescriptions: import("./protocol.js").RecordInfo[], total: number, next: string | null}>}
  */
 export async function prescriptions(status, after = null) {
-  const query = new URLSearchParams({ status });
+  const query = new URLSearchParams({ status, limit: String(PRESCRIPTIONS_PAGE) });
   if (after) query.set("after", after);
   return /** @type {{prescriptions: import("./protocol.js").RecordInfo[], total: number, next: string | null}} */ (
     await call("GET", `/api/v1/prescriptions?${query}`)

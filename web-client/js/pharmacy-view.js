@@ -1,7 +1,9 @@
 // The pharmacist's screen in the console: issued prescriptions to review, reviewed ones to
 // dispense, and a rejection with a reason. Each step is recorded with the pharmacist's account.
-// Each queue shows how many it holds in all and its oldest first, a page at a time ("Show
-// more" while more follow: DOM contract `button[data-queue]` in `section[data-queue]`).
+// Each queue shows how many it holds in all and its oldest first, a page at a time
+// (`api.PRESCRIPTIONS_PAGE`; "Show more" while more follow). DOM contract: `section[data-queue]`
+// with li.rx-item (`data-record-id`), p.rx-shown ("Showing n of total", hidden on the last
+// page) and `button[data-queue]` ("Show more", likewise).
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
@@ -44,7 +46,7 @@ export async function showPharmacy(root, explain) {
   const section = (which, title, page, actions) => {
     const list = el("ul", { className: "summary-list" }, ...page.prescriptions.map((r) => item(r, actions)));
     const more = el("button", { className: "btn btn-small", i18n: "pharmacy.more", attrs: { type: "button", "data-queue": which } });
-    const shown = el("p", { className: "hint" });
+    const shown = el("p", { className: "hint rx-shown" });
     let next = page.next;
     const showCount = () => {
       more.hidden = next === null;
