@@ -1721,10 +1721,22 @@ impl Room {
             self.moderation_refused(&participant, refusal).await;
             return;
         }
-        let by = match self.find(&participant) {
-            Some(actor) => Actor::Participant(actor.id.clone(), actor.role),
-            None => return,
+        let Some(role) = self.find(&participant).map(|actor| actor.role) else {
+            return;
         };
+        let by = Actor::Participant(participant.clone(), role);
+        // Beyond the waiting room, the permission table's moderation rows.
+        let refusal = match &action {
+            Moderation::Huddle(_) | Moderation::Hold { .. } | Moderation::SetRole { .. } => {
+                (!role.may_moderate()).then_some(Refusal::NotCareTeam)
+            }
+            Moderation::Remove { .. } => (!role.may_remove()).then_some(Refusal::NotHost),
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            self.moderation_refused(&participant, refusal).await;
+            return;
+        }
         let tell_actor = |room: &Self, problem: Problem, text: String| {
             if let Some(a) = room.find(&participant) {
                 a.send(Notice::refused(problem, text));
@@ -1884,11 +1896,6 @@ impl Room {
                 participant: target,
                 reason,
             } => {
-                if !self.find(&participant).is_some_and(|p| p.role.may_remove()) {
-                    self.moderation_refused(&participant, Refusal::NotHost)
-                        .await;
-                    return;
-                }
                 let Some(p) = self.find(&target).filter(|p| p.id != participant) else {
                     tell_actor(
                         self,

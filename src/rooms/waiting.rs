@@ -52,7 +52,7 @@ pub enum Asker {
 impl Asker {
     /// `role` as present in the room.
     pub fn present(role: Role) -> Self {
-        if role.may_admit() && role.may_moderate() {
+        if role.may_admit() {
             Asker::CareTeam
         } else {
             Asker::InRoom
@@ -168,8 +168,9 @@ impl Refusal {
     }
 }
 
-/// Whether `asker` may moderate at all (every `Moderation`, not only the waiting room's;
-/// removing someone asks the permission table more, `Role::may_remove`).
+/// Whether `asker` may moderate at all (every `Moderation`, not only the waiting room's). The
+/// room then asks the permission table's rows for the rest: `Role::may_moderate` for the
+/// huddle, holding media and changing a role, `Role::may_remove` for removing someone.
 pub fn authorize(asker: Asker) -> Result<(), Refusal> {
     match asker {
         Asker::CareTeam => Ok(()),
