@@ -383,7 +383,7 @@ async fn organisation_flow(s: &TestServer) {
         .collect();
     assert_eq!(roles, [("li", "doctor"), ("赵敏", "specialist")]);
     // Nobody has come yet: the day view would show everyone as not arrived.
-    let before = attendance(s, &room, &zhao, |_| true).await;
+    let before = s.attendance_where(&room, &zhao, |_| true).await;
     assert_eq!(
         came(&before),
         [("li", false, false), ("赵敏", false, false)],
@@ -456,7 +456,9 @@ async fn organisation_flow(s: &TestServer) {
     let seen = patient.joined["participants"].to_string();
     assert!(seen.contains("赵敏 主任医师"), "{seen}");
     // Who has come: the specialist and a patient are in; the doctor has not arrived.
-    let now = attendance(s, &room, &li, |a| a["patients"]["present"] == 1).await;
+    let now = s
+        .attendance_where(&room, &li, |a| a["patients"]["present"] == 1)
+        .await;
     assert_eq!(
         came(&now),
         [("li", false, false), ("赵敏", true, true)],
@@ -573,28 +575,6 @@ async fn organisation_flow(s: &TestServer) {
 }
 
 /// Signs `username` in (password [`common::ACCOUNT_PASSWORD`]): the session token.
-/// A room's attendance once `ready` holds (joins are written through the batched writer, so
-/// they may trail the room by a moment).
-async fn attendance(
-    s: &TestServer,
-    room: &str,
-    token: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let url = format!("/api/v1/rooms/{room}/attendance");
-    let mut last = Value::Null;
-    for _ in 0..50 {
-        let (st, a) = s.api("GET", &url, Some(token), None).await;
-        assert_eq!(st, 200, "{a}");
-        if ready(&a) {
-            return a;
-        }
-        last = a;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("attendance never got there: {last}")
-}
-
 /// (name, arrived, in the room now) for each clinician of an attendance.
 fn came(a: &Value) -> Vec<(&str, bool, bool)> {
     a["clinicians"]

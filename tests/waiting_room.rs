@@ -36,28 +36,6 @@ async fn waiter(s: &TestServer, room: &str, name: &str) -> (SignalingClient, Val
     (c, waiting)
 }
 
-/// A room's attendance as `token` reads it, once `ready` holds (the waiting room's snapshot
-/// is taken as the queue is told, so it may trail the clinicians' `waiting_room` a moment).
-async fn attendance_where(
-    s: &TestServer,
-    room: &str,
-    token: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let url = format!("/api/v1/rooms/{room}/attendance");
-    let mut last = Value::Null;
-    for _ in 0..50 {
-        let (st, a) = s.api("GET", &url, Some(token), None).await;
-        assert_eq!(st, 200, "{a}");
-        if ready(&a) {
-            return a;
-        }
-        last = a;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("attendance never got there: {last}")
-}
-
 fn waiting_names(queue: &Value) -> Vec<String> {
     queue["waiting"]
         .as_array()
@@ -148,10 +126,11 @@ async fn waiting_admitting_declining_sending_back_and_locking(s: &TestServer) {
 
     // The care team's consoles read who waits by name and since when (the day view); a
     // colleague who may see the consultation but is not on its team reads only how many.
-    let a = attendance_where(s, &room, &s.doctor_token, |a| {
-        a["waiting_people"].as_array().map_or(0, Vec::len) == 2
-    })
-    .await;
+    let a = s
+        .attendance_where(&room, &s.doctor_token, |a| {
+            a["waiting_people"].as_array().map_or(0, Vec::len) == 2
+        })
+        .await;
     let people: Vec<(&str, &str, bool)> = a["waiting_people"]
         .as_array()
         .unwrap()
@@ -346,7 +325,7 @@ async fn waiting_admitting_declining_sending_back_and_locking(s: &TestServer) {
     assert_eq!(s.api("GET", &documents, Some(access), None).await.0, 403);
     let q = queue_where(&doctor, |q| waiting_names(q) == ["Li Hua"]).await;
     assert_eq!(q["waiting"][0]["sent_back"], true);
-    attendance_where(s, &room, &s.doctor_token, |a| {
+    s.attendance_where(&room, &s.doctor_token, |a| {
         a["waiting_people"][0]["sent_back"] == true
     })
     .await;

@@ -421,6 +421,29 @@ impl TestServer {
         b["token"].as_str().unwrap().to_owned()
     }
 
+    /// A room's attendance as `token` reads it, once `ready` holds: joins are written through
+    /// the batched writer and the waiting room's snapshot is taken as the queue is told, so
+    /// either may trail the room by a moment.
+    pub async fn attendance_where(
+        &self,
+        room: &str,
+        token: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let url = format!("/api/v1/rooms/{room}/attendance");
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            let (st, a) = self.api("GET", &url, Some(token), None).await;
+            assert_eq!(st, 200, "{a}");
+            if ready(&a) {
+                return a;
+            }
+            last = a;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("attendance never got there: {last}")
+    }
+
     /// Every audit entry of `room`, oldest first, read with a supervisor's token.
     pub async fn audit_entries(&self, supervisor: &str, room: &str) -> Vec<Value> {
         let (st, page) = self
