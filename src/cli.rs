@@ -103,7 +103,8 @@ pub fn profile(field: &str, raw: &str) -> anyhow::Result<String> {
     profile_text(raw).map_err(|e| anyhow::anyhow!("{field}: {e}"))
 }
 
-async fn audited(audit: &AuditLog, event: AuditEvent) -> anyhow::Result<()> {
+/// Appends a command's audit entry; a command whose step cannot be recorded fails.
+pub async fn audited(audit: &AuditLog, event: AuditEvent) -> anyhow::Result<()> {
     audit
         .record(event)
         .await

@@ -389,19 +389,18 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            audit
-                .record(
-                    AuditEvent::new(Actor::System, Action::AccountCreated)
-                        .object("user", &user.id)
-                        .detail(serde_json::json!({
-                            "role": role.as_str(),
-                            "institution": user.institution_id,
-                            "department": user.department_id,
-                            "via": "command_line",
-                        })),
-                )
-                .await
-                .context("writing the audit trail")?;
+            cli::audited(
+                &audit,
+                AuditEvent::new(Actor::System, Action::AccountCreated)
+                    .object("user", &user.id)
+                    .detail(serde_json::json!({
+                        "role": role.as_str(),
+                        "institution": user.institution_id,
+                        "department": user.department_id,
+                        "via": "command_line",
+                    })),
+            )
+            .await?;
             audit.close().await;
             println!(
                 "created {} ({}) as {} in {}{}",
@@ -450,18 +449,17 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 &specialty,
             )
             .await?;
-            audit
-                .record(
-                    AuditEvent::new(Actor::System, Action::AccountUpdated)
-                        .object("user", &account.id)
-                        .detail(serde_json::json!({
-                            "institution": place.id,
-                            "department": department,
-                            "via": "command_line",
-                        })),
-                )
-                .await
-                .context("writing the audit trail")?;
+            cli::audited(
+                &audit,
+                AuditEvent::new(Actor::System, Action::AccountUpdated)
+                    .object("user", &account.id)
+                    .detail(serde_json::json!({
+                        "institution": place.id,
+                        "department": department,
+                        "via": "command_line",
+                    })),
+            )
+            .await?;
             audit.close().await;
             println!("{username} is in {}", place.name);
         }
@@ -504,17 +502,16 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let audit = open_audit(&config, &db).await?;
             let revoked =
                 huizhen::sessions::reset_password(&db, &account.id, &hash, now_unix()).await?;
-            audit
-                .record(
-                    AuditEvent::new(Actor::System, Action::PasswordChanged)
-                        .object("user", &account.id)
-                        .detail(serde_json::json!({
-                            "sessions_revoked": revoked,
-                            "via": "command_line",
-                        })),
-                )
-                .await
-                .context("writing the audit trail")?;
+            cli::audited(
+                &audit,
+                AuditEvent::new(Actor::System, Action::PasswordChanged)
+                    .object("user", &account.id)
+                    .detail(serde_json::json!({
+                        "sessions_revoked": revoked,
+                        "via": "command_line",
+                    })),
+            )
+            .await?;
             audit.close().await;
             println!("password changed for {username}; {revoked} session(s) ended");
         }
@@ -522,17 +519,16 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             let account = account_named(&db, &username).await?;
             let audit = open_audit(&config, &db).await?;
             let revoked = huizhen::sessions::revoke_all(&db, &account.id, now_unix()).await?;
-            audit
-                .record(
-                    AuditEvent::new(Actor::System, Action::SessionsRevoked)
-                        .object("user", &account.id)
-                        .detail(serde_json::json!({
-                            "sessions_revoked": revoked,
-                            "via": "command_line",
-                        })),
-                )
-                .await
-                .context("writing the audit trail")?;
+            cli::audited(
+                &audit,
+                AuditEvent::new(Actor::System, Action::SessionsRevoked)
+                    .object("user", &account.id)
+                    .detail(serde_json::json!({
+                        "sessions_revoked": revoked,
+                        "via": "command_line",
+                    })),
+            )
+            .await?;
             audit.close().await;
             println!("{revoked} session(s) of {username} ended");
         }
@@ -572,17 +568,16 @@ async fn set_disabled(
     } else {
         Action::AccountEnabled
     };
-    audit
-        .record(
-            AuditEvent::new(Actor::System, action)
-                .object("user", &account.id)
-                .detail(serde_json::json!({
-                    "sessions_revoked": revoked,
-                    "via": "command_line",
-                })),
-        )
-        .await
-        .context("writing the audit trail")?;
+    cli::audited(
+        &audit,
+        AuditEvent::new(Actor::System, action)
+            .object("user", &account.id)
+            .detail(serde_json::json!({
+                "sessions_revoked": revoked,
+                "via": "command_line",
+            })),
+    )
+    .await?;
     audit.close().await;
     if disable {
         println!("{username} disabled; {revoked} session(s) ended");

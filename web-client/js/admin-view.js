@@ -688,25 +688,13 @@ function renderInstitution(inst) {
  * @returns {HTMLLIElement}
  */
 function departmentItem(inst, d, error) {
-  const rename = el("button", {
-    className: "btn btn-small",
-    ...text(TEXT.rename),
-    ...named(TEXT.renameDepartmentOf(d.name)), attrs: { type: "button", "aria-expanded": "false" },
-  });
   const remove = el("button", {
     className: "btn btn-small btn-danger",
     ...text(TEXT.removeDepartment),
     ...named(TEXT.removeDepartmentOf(d.name)), attrs: { type: "button" },
   });
   const name = textInput("100", { required: "" });
-  const save = el("button", { className: "btn btn-primary btn-small", ...text(TEXT.save), attrs: { type: "submit" } });
-  const cancel = el("button", { className: "btn btn-small", ...text(TEXT.cancel), attrs: { type: "button" } });
-  const form = el(
-    "form",
-    { className: "form form-inline rename-form", ...named(TEXT.renameDepartmentOf(d.name)) },
-    field(`admin-rename-department-${d.id}`, TEXT.name, name),
-    el("div", { className: "actions" }, save, cancel),
-  );
+  const { button: rename, form, save, cancel } = renameControls(TEXT.renameDepartmentOf(d.name), field(`admin-rename-department-${d.id}`, TEXT.name, name));
   inlineForm(rename, form, cancel, error, () => {
     name.value = d.name;
     return name;
@@ -753,21 +741,12 @@ function departmentItem(inst, d, error) {
  * @returns {[HTMLButtonElement, HTMLFormElement]}
  */
 function renameForm(inst, error) {
-  const button = el("button", {
-    className: "btn btn-small",
-    ...text(TEXT.rename),
-    ...named(TEXT.renameOf(inst.name)), attrs: { type: "button", "aria-expanded": "false" },
-  });
   const name = textInput("100", { required: "" });
   const kind = el("select");
-  const save = el("button", { className: "btn btn-primary btn-small", ...text(TEXT.save), attrs: { type: "submit" } });
-  const cancel = el("button", { className: "btn btn-small", ...text(TEXT.cancel), attrs: { type: "button" } });
-  const form = el(
-    "form",
-    { className: "form form-inline rename-form", ...named(TEXT.renameOf(inst.name)) },
+  const { button, form, save, cancel } = renameControls(
+    TEXT.renameOf(inst.name),
     field(`admin-rename-name-${inst.id}`, TEXT.name, name),
     field(`admin-rename-kind-${inst.id}`, TEXT.kind, kind),
-    el("div", { className: "actions" }, save, cancel),
   );
   inlineForm(button, form, cancel, error, () => {
     name.value = inst.name;
@@ -792,6 +771,24 @@ function renameForm(inst, error) {
     }
   });
   return [button, form];
+}
+
+/**
+ * A Rename button and the form it opens in place (`fields`, then Save and Cancel), both named
+ * `label` for screen readers; the caller wires them (`inlineForm`) and handles the submit.
+ * @param {Message} label
+ * @param {...HTMLElement} fields
+ */
+function renameControls(label, ...fields) {
+  const button = el("button", {
+    className: "btn btn-small",
+    ...text(TEXT.rename),
+    ...named(label), attrs: { type: "button", "aria-expanded": "false" },
+  });
+  const save = el("button", { className: "btn btn-primary btn-small", ...text(TEXT.save), attrs: { type: "submit" } });
+  const cancel = el("button", { className: "btn btn-small", ...text(TEXT.cancel), attrs: { type: "button" } });
+  const form = el("form", { className: "form form-inline rename-form", ...named(label) }, ...fields, el("div", { className: "actions" }, save, cancel));
+  return { button, form, save, cancel };
 }
 
 /**

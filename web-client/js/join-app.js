@@ -928,7 +928,7 @@ class JoinApp {
     // The call's own connection takes over from the network check at once.
     this.netCheck.stop();
     this.media?.setIceServers(msg.ice_servers ?? []);
-    this.waitingView.setPreview(null);
+    this.waitingView.clear();
     this.you = msg.you;
     this.seatRetried = false;
     const present = new Set(msg.participants.map((p) => p.id));

@@ -276,9 +276,9 @@ export class WaitingView {
     estimate.hidden = this.#estimate === null;
   }
 
-  /** Stops showing the camera and counting down (the page is leaving the waiting room for good). */
+  /** Stops showing the camera and counting down (the page leaves the waiting room: admitted, or gone). */
   clear() {
-    this.ui.preview.srcObject = null;
+    this.setPreview(null);
     window.clearInterval(this.#estimateTimer);
     this.#estimateTimer = undefined;
   }
