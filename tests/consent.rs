@@ -99,6 +99,9 @@ async fn consent_for_observers_and_for_sharing_with_another_hospital(s: &TestSer
         w["sent_back"].as_str().unwrap().contains("not agreed"),
         "{w}"
     );
+    // As a code too, for the client to say in the observer's language; no clinician's words.
+    assert_eq!(w["sent_back_why"], "awaits_consent", "{w}");
+    assert!(w["clinic_reason"].is_null(), "{w}");
     let left = doctor
         .next_event_where("participant_left", T, |m| {
             m["participant_id"] == observer_id.as_str()

@@ -3,14 +3,14 @@
 //! told; a participant muted by the care team is forwarded to nobody and is told; someone
 //! removed is out and their link admits nobody more; none of it is open to a patient; every
 //! step is audited. A clinician who loses their connection mid-huddle does not end it; the
-//! last clinician leaving does.
+//! last clinician leaving does. A reload does not undo a mute.
 
 mod common;
 
 use std::time::Duration;
 
 use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use common::peer::{JoinOptions, SignalingClient, TestPeer, join_message};
 use huizhen::domain::role::AccountRole;
 use serde_json::json;
 
@@ -320,12 +320,22 @@ async fn huddle_hold_and_remove(s: &TestServer) {
             && e["actor"] == specialist.id().as_str()),
         "the specialist's removal refused on the record: {entries:?}"
     );
+    // The removal revoked the visitor's link, under the invitation's own action too.
+    assert!(
+        entries.iter().any(|e| e["action"] == "invite.revoked"
+            && e["object_id"] == made["invite_id"]
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(visitor_id.as_str()))),
+        "the link revoked by the removal on the record: {entries:?}"
+    );
     let actions = common::action_outcomes(&entries);
     for want in [
         "huddle.started:ok",
         "huddle.ended:ok",
         "participant.held:ok",
         "participant.removed:ok",
+        "invite.revoked:ok",
         "access.denied:denied",
     ] {
         assert!(
@@ -339,4 +349,76 @@ common::on_both_databases!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     huddle_hold_and_remove,
     |c| c.rooms.resume_window_s = 3
+);
+
+/// Muted by the care team, a patient reloads the page (a join that replaces their earlier
+/// self with its resume token): they come back muted, told so in their welcome, and the others
+/// see them muted; only the care team releases them.
+async fn a_reload_keeps_the_care_teams_mute(s: &TestServer) {
+    let room = s.create_room("Follow-up").await;
+    let doctor = SignalingClient::connect(&s.ws_url).await.unwrap();
+    doctor
+        .join(&s.invite(&room, "doctor").await, "", false, false)
+        .await
+        .unwrap();
+    let link = s.invite(&room, "patient").await;
+    let patient = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let welcome = patient.join(&link, "Li Hua", true, true).await.unwrap();
+    let patient_id = welcome["you"]["id"].as_str().unwrap().to_owned();
+    doctor
+        .send_json(
+            &json!({"type": "hold", "participant_id": patient_id, "audio": true, "video": true}),
+        )
+        .await
+        .unwrap();
+    patient.next_event("held", T).await.unwrap();
+
+    // The page reloads.
+    let again = SignalingClient::connect(&s.ws_url).await.unwrap();
+    again
+        .send_json(&join_message(
+            &link,
+            "Li Hua",
+            true,
+            true,
+            welcome["resume_token"].as_str(),
+        ))
+        .await
+        .unwrap();
+    let rejoined = again.next_event("joined", T).await.unwrap();
+    assert_eq!(
+        rejoined["you"]["held"],
+        json!({"audio": true, "video": true}),
+        "{rejoined}"
+    );
+    let new_id = rejoined["you"]["id"].as_str().unwrap().to_owned();
+    let seen = doctor
+        .next_event_where("participant_joined", T, |m| {
+            m["participant"]["id"] == new_id.as_str()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["participant"]["held"],
+        json!({"audio": true, "video": true}),
+        "{seen}"
+    );
+    // Released by the doctor, on their new self.
+    doctor
+        .send_json(
+            &json!({"type": "hold", "participant_id": new_id, "audio": false, "video": false}),
+        )
+        .await
+        .unwrap();
+    let held = again.next_event("held", T).await.unwrap();
+    assert_eq!(
+        (held["audio"].as_bool(), held["video"].as_bool()),
+        (Some(false), Some(false))
+    );
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    a_reload_keeps_the_care_teams_mute,
+    |_| {}
 );

@@ -985,3 +985,128 @@ common::on_both_databases!(
     closing_without_a_report,
     |_| {}
 );
+
+/// A request to a department, taken on by one of its specialists: their colleagues still see
+/// it but cannot answer it for them (`taken`, audited as a refused step); once the one who took
+/// it on is disabled, a colleague may. A request is never named or forwarded to a disabled
+/// account.
+async fn taken_on_by_a_colleague(s: &TestServer) {
+    let town = s.institution("Qingshui township health centre").await;
+    let county = s.institution("County People's Hospital").await;
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (_, doc) = s
+        .placed_account("tk_doc", AccountRole::Doctor, place(&town, None, "Dr. Li"))
+        .await;
+    let (a_id, a) = s
+        .placed_account(
+            "tk_a",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Prof. Zhao"),
+        )
+        .await;
+    let (b_id, b) = s
+        .placed_account(
+            "tk_b",
+            AccountRole::Specialist,
+            place(&county, Some(cardiology.as_str()), "Dr. Qian"),
+        )
+        .await;
+    let admin = s.account("tk_admin", AccountRole::Admin).await;
+    let supervisor = s
+        .account("tk_supervisor", AccountRole::NetworkSupervisor)
+        .await;
+
+    let (st, request) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            Some(&doc),
+            Some(new_request(&cardiology, "routine", "Palpitations")),
+        )
+        .await;
+    assert_eq!(st, 201, "{request}");
+    let id = request["id"].as_str().unwrap().to_owned();
+    let steps = Step { s, referral: &id };
+    let t = request["proposed_times"][0].clone();
+    let time = json!({"start": t["start"], "minutes": t["minutes"]});
+
+    // A takes it on without a time: B, their colleague, still sees it, and can neither agree a
+    // time, propose one nor decline it.
+    let (st, accepted) = steps.post(&a, "accept", None).await;
+    assert_eq!(
+        (st, accepted["state"].as_str()),
+        (200, Some("accepted")),
+        "{accepted}"
+    );
+    assert_eq!(accepted["receiver"]["id"], a_id.as_str(), "{accepted}");
+    assert_eq!(steps.get(&b).await.0, 200);
+    for (action, body) in [
+        ("accept", Some(time.clone())),
+        ("propose", Some(time.clone())),
+        ("decline", Some(json!({"reason": "Not ours"}))),
+    ] {
+        let (st, e) = steps.post(&b, action, body).await;
+        assert_eq!((st, code(&e)), (409, "taken"), "{action}: {e}");
+    }
+    let (_, seen) = steps.get(&doc).await;
+    assert_eq!(
+        seen["state"], "accepted",
+        "nothing B tried changed it: {seen}"
+    );
+    assert_eq!(seen["receiver"]["id"], a_id.as_str(), "{seen}");
+    let trail = entries_about(s, &supervisor, &id).await;
+    assert!(
+        trail.contains(&"referral.accepted:denied".to_owned()),
+        "the colleague's try is on the trail: {trail:?}"
+    );
+
+    // A leaves the hospital: disabled, the request is the department's again, and B agrees
+    // the time.
+    let (st, off) = s
+        .api(
+            "POST",
+            &format!("/api/v1/accounts/{a_id}/disable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{off}");
+    let (st, scheduled) = steps.post(&b, "accept", Some(time.clone())).await;
+    assert_eq!(
+        (st, scheduled["state"].as_str()),
+        (200, Some("scheduled")),
+        "{scheduled}"
+    );
+    assert_eq!(scheduled["receiver"]["id"], b_id.as_str(), "{scheduled}");
+
+    // Nobody names the disabled A in a new request, nor forwards one to them.
+    let mut named = new_request(&cardiology, "routine", "Syncope");
+    named["target_specialist_id"] = json!(a_id);
+    let (st, e) = s
+        .api("POST", "/api/v1/referrals", Some(&doc), Some(named))
+        .await;
+    assert_eq!((st, code(&e)), (400, "not_in_department"), "{e}");
+    let (st, other) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            Some(&doc),
+            Some(new_request(&cardiology, "routine", "Syncope")),
+        )
+        .await;
+    assert_eq!(st, 201, "{other}");
+    let other_steps = Step {
+        s,
+        referral: other["id"].as_str().unwrap(),
+    };
+    let (st, e) = other_steps
+        .post(&b, "forward", Some(json!({"specialist_id": a_id})))
+        .await;
+    assert_eq!((st, code(&e)), (400, "not_in_department"), "{e}");
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    taken_on_by_a_colleague,
+    |_| {}
+);

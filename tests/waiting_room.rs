@@ -321,6 +321,8 @@ async fn waiting_admitting_declining_sending_back_and_locking(s: &TestServer) {
     );
     let w = li.next_event("waiting", T).await.unwrap();
     assert_eq!(w["sent_back"], "The doctors are conferring");
+    assert_eq!(w["sent_back_why"], "care_team", "{w}");
+    assert_eq!(w["clinic_reason"], "The doctors are conferring", "{w}");
     assert_eq!(w["position"], 1);
     assert_eq!(s.api("GET", &documents, Some(access), None).await.0, 403);
     let q = queue_where(&doctor, |q| waiting_names(q) == ["Li Hua"]).await;
@@ -499,7 +501,13 @@ async fn no_media_while_waiting(s: &TestServer) {
         .send_json(json!({"type": "send_back", "participant_id": patient.id()}))
         .await
         .unwrap();
-    patient.next_event("waiting", T).await.unwrap();
+    let w = patient.next_event("waiting", T).await.unwrap();
+    // No words of the doctor's: the client says why in the patient's language, from the code.
+    assert_eq!(
+        (w["sent_back_why"].as_str(), w["clinic_reason"].as_str()),
+        (Some("care_team"), None),
+        "{w}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = patient.received(&doctor.id(), "audio").packets;
     tokio::time::sleep(Duration::from_secs(2)).await;

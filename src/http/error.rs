@@ -327,7 +327,8 @@ impl From<crate::records::RecordError> for ApiError {
 }
 
 // Consultation requests (referrals): each refusal reaches the client under its own code;
-// 409 for a step the request's state refuses (`not_now`) or a concurrent step (`conflict`),
+// 409 for a step the request's state refuses (`not_now`), a concurrent step (`conflict`) or a
+// step on a request a colleague has taken on (`taken`),
 // 403 for the other side's step, 400 for bad input, 404 for a request that is not theirs.
 impl From<crate::referrals::ReferralServiceError> for ApiError {
     fn from(e: crate::referrals::ReferralServiceError) -> Self {
@@ -336,7 +337,9 @@ impl From<crate::referrals::ReferralServiceError> for ApiError {
         let status = match &e {
             E::NotFound | E::NotVisible => return ApiError::NotFound,
             E::Storage(s) => return ApiError::Internal(s.to_string()),
-            E::Refused(ReferralError::NotNow { .. }) | E::Conflict => StatusCode::CONFLICT,
+            E::Refused(ReferralError::NotNow { .. }) | E::Conflict | E::Taken => {
+                StatusCode::CONFLICT
+            }
             E::Refused(ReferralError::WrongSide { .. }) | E::NotAClinician => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };

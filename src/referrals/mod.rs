@@ -12,7 +12,10 @@
 //! Who is on which side:
 //! - the requester: the account that asked;
 //! - the receiver: the named specialist, or, for a request to a department as a whole, any
-//!   doctor or specialist of that department (the requester excepted);
+//!   doctor or specialist of that department (the requester excepted). All of them see it; once
+//!   one of them has taken it on (accepted it or proposed a time: a forward, allowed only
+//!   before, hands it on), only that one may take the receiving side's next steps
+//!   ([`ReferralServiceError::Taken`]), unless their account is disabled;
 //! - anyone else: the request does not exist for them ([`ReferralServiceError::NotVisible`]).
 //!
 //! When a request is first scheduled, its room is opened in the same transaction: held by the
@@ -68,6 +71,11 @@ pub enum ReferralServiceError {
          reload it and try again"
     )]
     Conflict,
+    /// A step of the receiving side by a clinician of the department other than the one who
+    /// took the request on: it is theirs (until their account is disabled, and the department
+    /// has it again).
+    #[error("a colleague has taken this consultation request on: only they can answer it")]
+    Taken,
     #[error(transparent)]
     Storage(StorageError),
 }
@@ -83,6 +91,7 @@ impl ReferralServiceError {
             ReferralServiceError::NotInDepartment => "not_in_department",
             ReferralServiceError::SelfReferral => "self_referral",
             ReferralServiceError::Conflict => "conflict",
+            ReferralServiceError::Taken => "taken",
             ReferralServiceError::Storage(_) => "internal",
         }
     }
@@ -299,13 +308,30 @@ impl Referrals {
         Self { db }
     }
 
-    /// A doctor or specialist of `department`, or why not.
+    /// An enabled doctor or specialist of `department`, or why not: a request named to (or
+    /// forwarded to) an account that can no longer sign in would wait where nobody reads it.
     async fn in_department(&self, user: &UserId, department: &DepartmentId) -> Result<()> {
         match self.db.user(user).await? {
-            Some(u) if u.role.is_clinician() && u.department_id.as_ref() == Some(department) => {
+            Some(u)
+                if u.role.is_clinician()
+                    && u.department_id.as_ref() == Some(department)
+                    && u.disabled_at.is_none() =>
+            {
                 Ok(())
             }
             _ => Err(ReferralServiceError::NotInDepartment),
+        }
+    }
+
+    /// Refuses a receiving-side step by `who` on a request a colleague has taken on (see the
+    /// module): a colleague whose account is disabled no longer holds it.
+    async fn taken_by_other(&self, row: &ReferralRow, who: &User) -> Result<()> {
+        let Some(holder) = row.receiver_id.as_ref().filter(|h| **h != who.id) else {
+            return Ok(());
+        };
+        match self.db.user(holder).await? {
+            Some(u) if u.disabled_at.is_none() => Err(ReferralServiceError::Taken),
+            _ => Ok(()),
         }
     }
 
@@ -511,9 +537,14 @@ impl Referrals {
         if side_of(&row, &who) != Some(Side::Receiver) {
             return Ok(None);
         }
-        self.step(row, &who, Side::Receiver, Action::IssueReport, now)
+        match self
+            .step(row, &who, Side::Receiver, Action::IssueReport, now)
             .await
-            .map(Some)
+        {
+            // A colleague's report in the room: the request is the other clinician's to close.
+            Err(ReferralServiceError::Taken) => Ok(None),
+            stepped => stepped.map(Some),
+        }
     }
 
     async fn step(
@@ -526,6 +557,9 @@ impl Referrals {
     ) -> Result<Stepped> {
         let name = action.as_str();
         let next = apply(&row.state, &row.target, side, action.clone(), now)?;
+        if side == Side::Receiver {
+            self.taken_by_other(&row, who).await?;
+        }
         // Who on the receiving side has the request: whoever took the last step there; a
         // forward hands it on (to the named specialist, or back to the department).
         let receiver = match (&action, side) {

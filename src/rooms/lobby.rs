@@ -24,9 +24,48 @@ const ADMISSIONS_KEPT: usize = 6;
 pub struct Waiter {
     pub person: Participant,
     pub since: i64,
-    /// What they were told when a clinician sent them back (they wait at the front).
-    pub sent_back: Option<String>,
+    /// Why they wait again, when they were in the room (they wait at the front).
+    pub sent_back: Option<SentBack>,
     pub precall: Option<Precall>,
+}
+
+/// Why someone who was in the room waits again. The client says it in the person's language
+/// from [`code`](Self::code); only a clinician's own words travel as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SentBack {
+    /// A clinician sent them back, with their own words when they gave some.
+    CareTeam(Option<String>),
+    /// An observer or guest, while the patient has not agreed to observers being present.
+    AwaitsConsent,
+}
+
+impl SentBack {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SentBack::CareTeam(_) => "care_team",
+            SentBack::AwaitsConsent => "awaits_consent",
+        }
+    }
+
+    /// The clinician's own words, if they gave any.
+    pub fn words(&self) -> Option<&str> {
+        match self {
+            SentBack::CareTeam(words) => words.as_deref(),
+            SentBack::AwaitsConsent => None,
+        }
+    }
+
+    /// In English, for a client that shows `sent_back` as it comes.
+    pub fn text(&self) -> String {
+        match self {
+            SentBack::CareTeam(Some(words)) => words.clone(),
+            SentBack::CareTeam(None) => "the doctors asked you to wait a moment".to_owned(),
+            SentBack::AwaitsConsent => {
+                "the patient has not agreed to observers being present; you wait until they do"
+                    .to_owned()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +92,19 @@ impl Lobby {
         } else {
             self.waiters.push_back(waiter);
         }
+    }
+
+    /// Where `id` stands in line, from 0.
+    pub fn position(&self, id: &ParticipantId) -> Option<usize> {
+        self.waiters.iter().position(|w| &w.person.id == id)
+    }
+
+    /// Puts back, where they stood (`at`, from [`position`](Self::position) before they were
+    /// taken), someone whose admission failed on the server's side: nobody loses their place
+    /// over it.
+    pub fn restore(&mut self, at: usize, waiter: Waiter) {
+        let at = at.min(self.waiters.len());
+        self.waiters.insert(at, waiter);
     }
 
     pub fn find(&self, id: &ParticipantId) -> Option<&Waiter> {
@@ -177,6 +229,64 @@ impl Lobby {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn waiter(id: &str) -> Waiter {
+        use crate::domain::ids::InviteId;
+        use crate::domain::role::Role;
+        use crate::rooms::{Publish, SessionLink};
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        Waiter {
+            person: Participant::new(
+                ParticipantId::parse(id).unwrap(),
+                id.to_owned(),
+                Role::Patient,
+                InviteId::generate(),
+                None,
+                Publish::default(),
+                SessionLink { conn: 1, tx },
+            ),
+            since: 0,
+            sent_back: None,
+            precall: None,
+        }
+    }
+
+    #[test]
+    fn someone_whose_admission_failed_keeps_their_place() {
+        let mut lobby = Lobby::default();
+        for id in [
+            "p_aaaaaaaaaaaaaaaa",
+            "p_bbbbbbbbbbbbbbbb",
+            "p_cccccccccccccccc",
+        ] {
+            lobby.push(waiter(id));
+        }
+        let order = |l: &Lobby| l.iter().map(|w| w.person.name.clone()).collect::<Vec<_>>();
+        // The first taken (admit next) and put back: first again, not last.
+        let first = lobby.take_next().unwrap();
+        lobby.restore(0, first);
+        assert_eq!(order(&lobby)[0], "p_aaaaaaaaaaaaaaaa");
+        // The second, admitted by name, and put back where they stood.
+        let id = ParticipantId::parse("p_bbbbbbbbbbbbbbbb").unwrap();
+        let at = lobby.position(&id).unwrap();
+        let second = lobby.take(&id).unwrap();
+        lobby.restore(at, second);
+        assert_eq!(
+            order(&lobby),
+            [
+                "p_aaaaaaaaaaaaaaaa",
+                "p_bbbbbbbbbbbbbbbb",
+                "p_cccccccccccccccc"
+            ]
+        );
+        // Where the line got shorter meanwhile: at its end.
+        let last = lobby
+            .take(&ParticipantId::parse("p_cccccccccccccccc").unwrap())
+            .unwrap();
+        lobby.take_next();
+        lobby.restore(2, last);
+        assert_eq!(order(&lobby), ["p_bbbbbbbbbbbbbbbb", "p_cccccccccccccccc"]);
+    }
 
     #[test]
     fn the_estimate_follows_the_pace_of_admissions() {

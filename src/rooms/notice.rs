@@ -94,8 +94,8 @@ pub struct Waiting {
     pub estimated_wait_s: Option<u64>,
     /// The clinic's message to everyone waiting.
     pub message: Option<String>,
-    /// Why this person waits again: they were sent back, with this reason.
-    pub sent_back: Option<String>,
+    /// Why this person waits again, when they were in the room.
+    pub sent_back: Option<super::lobby::SentBack>,
     /// The consultation's time (start, Unix seconds; minutes), when it has one: told again
     /// when the care team moves it.
     pub slot: Option<(i64, i64)>,

@@ -26,7 +26,7 @@ mod seats;
 mod sharing;
 
 use super::ice_restart::{IceRestartRefused, MediaLink};
-use super::lobby::{Lobby, Waiter};
+use super::lobby::{Lobby, SentBack, Waiter};
 use super::participant::{Participant, Presence};
 use super::waiting::{self, Asker, Huddle, Place, Refusal, Request, Step};
 use super::{
@@ -151,6 +151,9 @@ pub struct Room {
     /// once admitted: a reload changes nothing they agreed to.
     carried_consents:
         std::collections::HashMap<ParticipantId, std::collections::BTreeSet<ConsentPurpose>>,
+    /// What the care team stopped forwarding of someone who reloaded (or opened another tab of
+    /// their seat), for their new self once admitted: a reload does not undo a mute.
+    carried_held: std::collections::HashMap<ParticipantId, Publish>,
 }
 
 impl Room {
@@ -187,6 +190,7 @@ impl Room {
             huddle: Huddle::Off,
             screen: None,
             carried_consents: Default::default(),
+            carried_held: Default::default(),
         }
     }
 
@@ -803,6 +807,18 @@ impl Room {
 
     async fn join(&mut self, mut join: Admission, replaces: Option<ResumeRef>) {
         let mut carried = None;
+        // What the care team stopped forwarding stays stopped when the same person comes back:
+        // a reload (their resume token) or another tab of their seat must not undo a mute.
+        let mut held = join
+            .account
+            .as_ref()
+            .and_then(|account| {
+                self.participants
+                    .iter()
+                    .find(|p| p.account.as_ref() == Some(account))
+            })
+            .map(|p| p.held)
+            .unwrap_or_default();
         if let Some(old) = replaces {
             let same = self
                 .find(&old.participant)
@@ -830,6 +846,10 @@ impl Room {
                     // has no resume token to replace): a reload does not send them back to
                     // the end of the queue.
                     join.readmitted = p.invite == join.invite;
+                    if p.invite == join.invite {
+                        held.audio |= p.held.audio;
+                        held.video |= p.held.video;
+                    }
                 }
                 self.remove(&old.participant, LeaveReason::Replaced).await;
             }
@@ -891,12 +911,17 @@ impl Room {
             });
             self.carried_consents.insert(join.id.clone(), consents);
         }
+        if held != Publish::default() {
+            self.carried_held.insert(join.id.clone(), held);
+        }
         match self.services.audit.submit(append).await {
             Ok(durable) => self.awaiting.push_back(Awaiting {
                 durable,
                 then: Then::Admit(Box::new(join)),
             }),
             Err(e) => {
+                self.carried_consents.remove(&join.id);
+                self.carried_held.remove(&join.id);
                 let _ = join.reply.send(Err(RoomError::Audit(e.to_string())));
             }
         }
@@ -913,6 +938,7 @@ impl Room {
     /// Lets a participant in once their join is on the record.
     async fn admit(&mut self, join: Admission, written: Written) {
         let carried = self.carried_consents.remove(&join.id);
+        let held = self.carried_held.remove(&join.id).unwrap_or_default();
         if let Err(e) = written {
             tracing::error!(room = %self.record.id, error = %e, "join not recorded; refused");
             let _ = join.reply.send(Err(RoomError::Audit(e.to_string())));
@@ -955,6 +981,7 @@ impl Room {
         if let Some(consents) = carried {
             person.consents = consents;
         }
+        person.held = held;
         if waits {
             self.lobby.push(Waiter {
                 person,
@@ -1451,7 +1478,7 @@ impl Room {
 
     /// Takes a connected patient or observer out of the room into the waiting room, at its
     /// front, telling them why; false if `target` is not such a participant.
-    async fn send_back_person(&mut self, target: &ParticipantId, reason: String) -> bool {
+    async fn send_back_person(&mut self, target: &ParticipantId, reason: SentBack) -> bool {
         let Some(pos) = self.participants.iter().position(|p| {
             &p.id == target && !p.role.may_admit() && matches!(p.presence, Presence::Connected(_))
         }) else {
@@ -1527,10 +1554,7 @@ impl Room {
             .map(|p| (p.id.clone(), matches!(p.presence, Presence::Connected(_))))
             .collect();
         for (id, connected) in observers {
-            let reason = "the patient has not agreed to observers being present; \
-                          you wait until they do"
-                .to_owned();
-            if !connected || !self.send_back_person(&id, reason).await {
+            if !connected || !self.send_back_person(&id, SentBack::AwaitsConsent).await {
                 self.remove(&id, LeaveReason::RemovedByCareTeam).await;
             }
         }
@@ -1799,8 +1823,7 @@ impl Room {
                 participant: target,
                 reason,
             } => {
-                let reason = waiting_text(&reason)
-                    .unwrap_or_else(|| "the doctors asked you to wait a moment".into());
+                let reason = SentBack::CareTeam(waiting_text(&reason));
                 if !self.send_back_person(&target, reason).await {
                     let refusal = Refusal::CannotSendBack;
                     tell_actor(self, refusal.problem(), refusal.to_string());
@@ -1938,6 +1961,17 @@ impl Room {
                     .object("participant", &target)
                     .detail(serde_json::json!({"invite": invite, "invite_revoked": stored}));
                 self.services.audit.record_or_log(event).await;
+                // The link's revocation is an entry of its own, as when it is revoked from the
+                // console: a regulator following the invitation finds it under its action.
+                if stored {
+                    let revoked = AuditEvent::new(by.clone(), Action::InviteRevoked)
+                        .room(self.id())
+                        .object("invite", &invite)
+                        .detail(
+                            serde_json::json!({"participants_removed": 1, "by_removal": target}),
+                        );
+                    self.services.audit.record_or_log(revoked).await;
+                }
                 self.remove(&target, LeaveReason::RemovedByCareTeam).await;
                 return;
             }

@@ -285,11 +285,28 @@ pub enum ParseError {
     UnknownType(String),
 }
 
+/// The longest parser error told back to a client, in characters.
+const MAX_ECHOED_CHARS: usize = 200;
+
+/// A parser's error as a client is told it: serde quotes what it could not take (an `id` of
+/// 60 kB, say), and the answer must not be as large as the question (a client that sends such
+/// pings and reads nothing fills the server's buffers at no cost).
+fn echo(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.chars().count() <= MAX_ECHOED_CHARS {
+        return text;
+    }
+    let mut short: String = text.chars().take(MAX_ECHOED_CHARS - 1).collect();
+    short.push('…');
+    short
+}
+
 impl ClientMessage {
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             ParseError::Malformed(format!(
-                "message is not a JSON object with a string `type`: {e}"
+                "message is not a JSON object with a string `type`: {}",
+                echo(&e)
             ))
         })?;
         let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
@@ -304,7 +321,7 @@ impl ClientMessage {
             value: &serde_json::Value,
         ) -> Result<T, ParseError> {
             T::deserialize(value).map_err(|e| {
-                ParseError::Malformed(format!("bad fields in a `{kind}` message: {e}"))
+                ParseError::Malformed(format!("bad fields in a `{kind}` message: {}", echo(&e)))
             })
         }
         Ok(match kind {
@@ -866,8 +883,15 @@ pub struct WaitingView {
     pub of: usize,
     pub estimated_wait_s: Option<u64>,
     pub message: Option<String>,
-    /// Why they wait again, when a clinician sent them back.
+    /// Why they wait again, in English, when they were in the room (the clinician's words,
+    /// or the server's own); `sent_back_why` says it as a code, for the client to say in the
+    /// person's language, and `clinic_reason` carries the clinician's words alone.
     pub sent_back: Option<String>,
+    /// `care_team` (a clinician sent them back) or `awaits_consent` (an observer, until the
+    /// patient agrees to observers being present); null when not sent back.
+    pub sent_back_why: Option<&'static str>,
+    /// What the clinician who sent them back wrote, if anything.
+    pub clinic_reason: Option<String>,
     /// The consultation's time (Unix seconds; minutes), null when it has none; sent again
     /// when the care team moves it.
     pub slot_start: Option<i64>,
@@ -885,7 +909,13 @@ impl From<&rooms::Waiting> for WaitingView {
             of: w.of,
             estimated_wait_s: w.estimated_wait_s,
             message: w.message.clone(),
-            sent_back: w.sent_back.clone(),
+            sent_back: w.sent_back.as_ref().map(|s| s.text()),
+            sent_back_why: w.sent_back.as_ref().map(|s| s.code()),
+            clinic_reason: w
+                .sent_back
+                .as_ref()
+                .and_then(|s| s.words())
+                .map(str::to_owned),
             slot_start: w.slot.map(|(start, _)| start),
             slot_minutes: w.slot.map(|(_, minutes)| minutes),
         }
@@ -1509,6 +1539,21 @@ mod tests {
             ClientMessage::parse(r#"{"type":"subscribe"}"#),
             Err(ParseError::UnknownType("subscribe".into()))
         );
+    }
+
+    #[test]
+    fn what_a_client_sent_is_not_echoed_at_length() {
+        let huge = "x".repeat(60_000);
+        for bad in [
+            format!(r#"{{"type":"ping","id":{{"a":"{huge}"}}}}"#),
+            format!(r#"{{"type":"chat","text":7,"{huge}":1}}"#),
+            format!(r#"{{"type":"ping","id":"{huge}"#),
+        ] {
+            let Err(ParseError::Malformed(told)) = ClientMessage::parse(&bad) else {
+                panic!("refused as malformed");
+            };
+            assert!(told.chars().count() < 300, "{} characters told", told.len());
+        }
     }
 
     #[test]

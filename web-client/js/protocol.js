@@ -301,7 +301,9 @@ export const PROTOCOL_VERSION = 1;
  * @property {number} of how many wait
  * @property {number | null} estimated_wait_s
  * @property {string | null} message the clinic's message to everyone waiting
- * @property {string | null} sent_back why, when a clinician sent them back from the consultation
+ * @property {string | null} sent_back why, in English, when they were sent back from the consultation
+ * @property {"care_team" | "awaits_consent" | null} [sent_back_why] why, as a code (shown in the page's language)
+ * @property {string | null} [clinic_reason] the words of the clinician who sent them back, if any
  * @property {number | null} slot_start the consultation's time (Unix seconds), null when it has
  *   none; sent again when the care team moves it
  * @property {number | null} slot_minutes its length

@@ -125,7 +125,11 @@ export class WaitingView {
     tr(ui.title, msg.sent_back ? "waiting.title_sent_back" : "waiting.title");
     ui.sentBack.hidden = !msg.sent_back;
     tr(ui.sentBackText, "waiting.sent_back");
-    if (msg.sent_back) tr(ui.reason, "waiting.reason", { reason: msg.sent_back });
+    // The clinician's own words as they wrote them; otherwise why, in the page's language (the
+    // server's `sent_back` is English).
+    if (msg.clinic_reason) tr(ui.reason, "waiting.reason", { reason: msg.clinic_reason });
+    else if (msg.sent_back_why === "awaits_consent") tr(ui.reason, "waiting.reason_awaits_consent");
+    else if (msg.sent_back) tr(ui.reason, "waiting.reason_care_team");
     else clearText(ui.reason);
     this.#setText(ui.position, "waiting.position", { n: msg.position, of: msg.of });
     ui.position.dataset.position = String(msg.position);

@@ -43,6 +43,7 @@ impl Room {
             };
             return Err((refusal.problem(), text));
         }
+        let place = target.and_then(|id| self.lobby.position(id)).unwrap_or(0);
         let waiter = match target {
             Some(id) => self.lobby.take(id),
             None => self.lobby.take_next(),
@@ -54,12 +55,15 @@ impl Room {
         let role = waiter.person.role;
         let waited = now_unix() - waiter.since;
         if let Err(person) = self.seat(waiter.person).await {
-            self.lobby.push(Waiter {
-                person,
-                since: waiter.since,
-                sent_back: waiter.sent_back,
-                precall: waiter.precall,
-            });
+            self.lobby.restore(
+                place,
+                Waiter {
+                    person,
+                    since: waiter.since,
+                    sent_back: waiter.sent_back,
+                    precall: waiter.precall,
+                },
+            );
             return Err((
                 Problem::Internal,
                 "the media service could not take them; try again".to_owned(),
