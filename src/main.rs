@@ -339,13 +339,11 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 "role must be doctor, specialist, admin, institution_admin, pharmacist, supervisor or network_supervisor",
             )?;
             let username = username.trim();
-            if username.is_empty()
-                || username.len() > 64
-                || !username
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || "._-@".contains(c))
-            {
-                bail!("username must be 1 to 64 letters, digits or . _ - @");
+            if !huizhen::domain::text::is_valid_username(username) {
+                bail!(
+                    "username must be 1 to {} ASCII letters, digits or . _ - @",
+                    huizhen::domain::text::MAX_USERNAME_CHARS
+                );
             }
             // The rule the HTTP API applies: nothing that could show a different name.
             let display_name = huizhen::domain::text::display_name(

@@ -221,6 +221,7 @@ impl Server {
                 messages_per_second: config.limits.messages_per_second,
                 message_burst: config.limits.message_burst,
                 join_timeout: Duration::from_secs(config.rooms.join_timeout_s),
+                write_timeout: Duration::from_secs(config.rooms.write_timeout_s),
             }),
             metrics: metrics.clone(),
             errors: errors.clone(),

@@ -1,11 +1,13 @@
 //! A signaling session driven over a pair of channels instead of a WebSocket: `run_session`
 //! takes any stream and sink of messages, so the protocol can be tested without HTTP, TLS or a
 //! socket. The server here only provides the rooms and the database the session talks to.
+//! A client that stops reading is one whose socket takes no more writes: here a flag.
 
 mod common;
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ use tokio::sync::mpsc;
 struct ChannelSocket {
     incoming: mpsc::Receiver<Message>,
     outgoing: mpsc::UnboundedSender<Message>,
+    /// Cleared: the client reads nothing more, and every write waits, as on a full socket.
+    reading: Arc<AtomicBool>,
 }
 
 impl Stream for ChannelSocket {
@@ -37,7 +41,12 @@ impl Sink<Message> for ChannelSocket {
     type Error = std::io::Error;
 
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+        if self.reading.load(Ordering::Relaxed) {
+            Poll::Ready(Ok(()))
+        } else {
+            // Never woken: nobody will read.
+            Poll::Pending
+        }
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
@@ -59,6 +68,8 @@ impl Sink<Message> for ChannelSocket {
 struct Client {
     to_session: mpsc::Sender<Message>,
     from_session: mpsc::UnboundedReceiver<Message>,
+    reading: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Client {
@@ -93,6 +104,10 @@ impl Client {
 }
 
 fn session(s: &TestServer) -> Client {
+    session_with(s, Duration::from_secs(20))
+}
+
+fn session_with(s: &TestServer, write_timeout: Duration) -> Client {
     let server = s.server();
     let ctx = SignalingContext {
         key: SigningKey::load_or_create(&s.dir.path().join("data/signing.key")).unwrap(),
@@ -103,6 +118,7 @@ fn session(s: &TestServer) -> Client {
             messages_per_second: 20,
             message_burst: 40,
             join_timeout: Duration::from_secs(10),
+            write_timeout,
         }),
         metrics: Arc::new(Metrics::default()),
         errors: Arc::new(ErrorCounts::default()),
@@ -116,8 +132,13 @@ fn session(s: &TestServer) -> Client {
     };
     let (to_session, incoming) = mpsc::channel(16);
     let (outgoing, from_session) = mpsc::unbounded_channel();
-    tokio::spawn(run_session(
-        ChannelSocket { incoming, outgoing },
+    let reading = Arc::new(AtomicBool::new(true));
+    let task = tokio::spawn(run_session(
+        ChannelSocket {
+            incoming,
+            outgoing,
+            reading: Arc::clone(&reading),
+        },
         ctx,
         1_000_000,
         "test-client".into(),
@@ -125,6 +146,8 @@ fn session(s: &TestServer) -> Client {
     Client {
         to_session,
         from_session,
+        reading,
+        task,
     }
 }
 
@@ -160,6 +183,49 @@ async fn a_session_over_channels_joins_answers_and_closes() {
                 assert_eq!(code, Some(1000));
                 break;
             }
+        }
+    }
+    s.stop().await;
+}
+
+/// A participant whose client stops reading (issue 16: a socket nobody reads holds its
+/// connection forever): the next write to it waits at most `rooms.write_timeout_s`, then the
+/// session ends as if the connection dropped, and the others see them reconnecting.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_let_go_at_the_write_deadline() {
+    let s = TestServer::start().await;
+    let room = s.create_room("Stalled").await;
+    let mut stuck = session_with(&s, Duration::from_secs(1));
+    stuck
+        .send(
+            json!({"type": "join", "v": 1, "token": s.invite(&room, "observer").await,
+            "name": "Student Zhou", "publish": {"audio": false, "video": false}}),
+        )
+        .await;
+    let joined = stuck.next_of("joined").await;
+    let stuck_id = joined["you"]["id"].as_str().unwrap().to_owned();
+    // From now on it reads nothing; the room has something to tell it (someone arrives).
+    stuck.reading.store(false, Ordering::Relaxed);
+    let mut other = session(&s);
+    other
+        .send(
+            json!({"type": "join", "v": 1, "token": s.invite(&room, "observer").await,
+            "name": "Student Qian", "publish": {"audio": false, "video": false}}),
+        )
+        .await;
+    other.next_of("joined").await;
+    // Its session ends: it no longer waits on the write. (Generous: the deadline is 1 s.)
+    tokio::time::timeout(Duration::from_secs(30), &mut stuck.task)
+        .await
+        .expect("the stalled session ended at its write deadline")
+        .unwrap();
+    // The room heard it go, as a dropped connection (resumable for its window).
+    loop {
+        let m = other.next_of("participant_updated").await;
+        if m["participant"]["id"] == stuck_id.as_str()
+            && m["participant"]["connection"] == "reconnecting"
+        {
+            break;
         }
     }
     s.stop().await;

@@ -11,7 +11,7 @@ use huizhen::auth::{Claims, SigningKey, TokenKind};
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::ids::RoomId;
 use huizhen::domain::role::{AccountRole, Role};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -514,6 +514,16 @@ async fn api_refuses_bad_callers_and_bad_input() {
         .api("POST", "/api/v1/rooms", None, Some(json!({"title": ""})))
         .await;
     assert_eq!(status, 400);
+    // Nothing that hides or reorders what every console shows and the summary prints.
+    for bad in [
+        json!({"title": "Follow-up \u{202e}gnaW"}),
+        json!({"title": "Follow-up", "patient_ref": "P-20\u{200b}24"}),
+    ] {
+        let (status, body) = s
+            .api("POST", "/api/v1/rooms", None, Some(bad.clone()))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
     let (status, _) = s
         .api("POST", "/api/v1/rooms", None, Some(json!({"nope": 1})))
         .await;
@@ -627,6 +637,60 @@ async fn repeated_failed_sign_ins_are_throttled() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("invalid_credentials"))
+    );
+    s.stop().await;
+}
+
+/// A client that goes on trying once throttled, or tries names no account can have (64 kB
+/// each, as a memory bomb for the throttle's tables), is refused every time, but the trail
+/// records at most the refusal log's share of it, saying how many were left out.
+#[tokio::test]
+async fn a_sign_in_flood_does_not_flood_the_trail() {
+    let s = TestServer::start().await;
+    let sup = s.account("sup-flood", AccountRole::NetworkSupervisor).await;
+    let login = |username: String| {
+        let s = &s;
+        async move {
+            s.api(
+                "POST",
+                "/api/v1/auth/login",
+                Some(""),
+                Some(json!({"username": username, "password": "guess"})),
+            )
+            .await
+        }
+    };
+    let long = "d".repeat(64 * 1024 - 100);
+    for i in 0..30 {
+        let (st, b) = login(format!("{long}{i}")).await;
+        assert_eq!(
+            (st, b["error"]["code"].as_str()),
+            (401, Some("invalid_credentials")),
+            "{b}"
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(login("doc".into()).await.0, 401);
+    }
+    for _ in 0..30 {
+        assert_eq!(login("doc".into()).await.0, 429);
+    }
+    let failures: Vec<Value> = s
+        .audit_all(&sup)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "auth.sign_in_failed")
+        .map(|e| serde_json::from_str(e["detail"].as_str().unwrap_or("{}")).unwrap())
+        .collect();
+    let count = |reason: &str| failures.iter().filter(|d| d["reason"] == reason).count();
+    assert_eq!(count("invalid_credentials"), 5, "{failures:?}");
+    // The refusal log's limit per client and reason (10 a minute).
+    assert_eq!(count("username_too_long"), 10, "{failures:?}");
+    assert_eq!(count("throttled"), 10, "{failures:?}");
+    // No entry carries the name tried.
+    assert!(
+        failures.iter().all(|d| !d.to_string().contains("dddd")),
+        "{failures:?}"
     );
     s.stop().await;
 }

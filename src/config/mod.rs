@@ -280,6 +280,9 @@ pub struct RoomsConfig {
     pub resume_window_s: u64,
     /// Seconds a participant has to send `join` after opening the WebSocket.
     pub join_timeout_s: u64,
+    /// Seconds one write to a signaling client may wait for it to read: a client that stops
+    /// reading is disconnected after it (resumable, like any dropped connection).
+    pub write_timeout_s: u64,
     /// Default and maximum invite lifetime, in minutes.
     pub invite_default_minutes: u64,
     pub invite_max_minutes: u64,
@@ -300,6 +303,9 @@ pub struct RoomsConfig {
 /// The highest `limits.public_requests_per_minute` (above it, use 0: no limit).
 pub const MAX_PUBLIC_REQUESTS_PER_MINUTE: u32 = 100_000;
 
+/// The longest `rooms.write_timeout_s`: a client that reads nothing for longer is gone.
+pub const MAX_WRITE_TIMEOUT_S: u64 = 300;
+
 /// The most minutes an invitation may open before its slot, or close after it.
 pub const MAX_INVITE_MARGIN_MINUTES: u64 = 24 * 60;
 
@@ -308,6 +314,7 @@ impl Default for RoomsConfig {
         Self {
             resume_window_s: 30,
             join_timeout_s: 10,
+            write_timeout_s: 20,
             invite_default_minutes: 240,
             invite_max_minutes: 7 * 24 * 60,
             invite_open_before_minutes: 30,
@@ -936,6 +943,11 @@ impl Config {
                 "rooms.invite_open_before_minutes and invite_close_after_minutes must be at most {MAX_INVITE_MARGIN_MINUTES}"
             ));
         }
+        if r.write_timeout_s == 0 || r.write_timeout_s > MAX_WRITE_TIMEOUT_S {
+            return bad(&format!(
+                "rooms.write_timeout_s must be between 1 and {MAX_WRITE_TIMEOUT_S}"
+            ));
+        }
         if r.code_failures_per_address == 0 || r.code_failures_per_code == 0 {
             return bad(
                 "rooms.code_failures_per_address and code_failures_per_code must be positive",
@@ -1111,6 +1123,13 @@ mod tests {
         c.rooms.invite_open_before_minutes = MAX_INVITE_MARGIN_MINUTES + 1;
         assert!(matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("invite_")));
         c.rooms.invite_open_before_minutes = 30;
+        for bad in [0, MAX_WRITE_TIMEOUT_S + 1] {
+            c.rooms.write_timeout_s = bad;
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("write_timeout_s"))
+            );
+        }
+        c.rooms.write_timeout_s = 20;
         c.rooms.code_failures_per_code = 0;
         assert!(
             matches!(c.validate(), Err(ConfigError::Invalid(m)) if m.contains("code_failures"))

@@ -35,6 +35,29 @@ pub fn is_hiding_but_newline(c: char) -> bool {
     c != '\n' && is_hiding(c)
 }
 
+/// The longest username, in characters (sign-in refuses a longer one before it is looked up or
+/// counted by the throttle).
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// Whether `name` (trimmed) may be a new account's username, from the command line and over
+/// HTTP alike: 1 to [`MAX_USERNAME_CHARS`] ASCII letters, digits or `. _ - @`. ASCII only, so no
+/// two usernames look alike (a Cyrillic "а" for a Latin "a"); people's own names are the
+/// display names.
+pub fn is_valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_USERNAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+}
+
+/// Text of several lines for a clinical record (a report's findings, a prescription's
+/// directions): printable, tabs and line breaks allowed, nothing that hides or reorders what a
+/// patient, a pharmacist or a printed summary shows.
+pub fn is_hiding_in_record(c: char) -> bool {
+    c != '\t' && is_hiding_but_newline(c)
+}
+
 /// The longest name an account may carry, in characters; the same from the command line and
 /// over HTTP.
 pub const MAX_ACCOUNT_NAME_CHARS: usize = 64;

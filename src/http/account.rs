@@ -17,6 +17,7 @@ use crate::audit::{Action, Actor, AuditEvent, Outcome};
 use crate::auth::check_new_password;
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{SessionId, UserId};
+use crate::domain::text::MAX_USERNAME_CHARS;
 use crate::sessions::{Issued, SessionError};
 use crate::storage::{StorageError, User};
 
@@ -46,6 +47,20 @@ pub async fn login(
     let name = body.username.trim();
     let now = std::time::Instant::now();
     let client = client_pseudonym(&state, peer.ip());
+    // No account has a longer name: refused before the throttle keeps it (a name of 64 kB,
+    // new each time, would otherwise grow the throttle's tables by that much per try).
+    if name.chars().count() > MAX_USERNAME_CHARS {
+        state
+            .audit
+            .refused(
+                &client,
+                "username_too_long",
+                AuditEvent::new(Actor::Unknown, Action::SignInFailed)
+                    .detail(json!({"client": client})),
+            )
+            .await;
+        return Err(ApiError::InvalidCredentials);
+    }
     // Checked and counted in one step: parallel sign-ins cannot all pass before one fails.
     let attempt = match state.login_throttle.begin(name, peer.ip(), now) {
         Ok(attempt) => attempt,
@@ -54,16 +69,17 @@ pub async fn login(
                 scope = refused.scope.as_str(),
                 "sign-in refused: too many failures"
             );
+            // Rate-limited like every refusal of misuse: a throttled client trying on and on
+            // must not flood the trail (nor hold up the writer the rooms share).
             state
                 .audit
-                .record_or_log(
-                    AuditEvent::new(Actor::Unknown, Action::SignInFailed)
-                        .outcome(Outcome::Denied)
-                        .detail(json!({
-                            "reason": "throttled",
-                            "scope": refused.scope.as_str(),
-                            "client": client,
-                        })),
+                .refused(
+                    &client,
+                    "throttled",
+                    AuditEvent::new(Actor::Unknown, Action::SignInFailed).detail(json!({
+                        "scope": refused.scope.as_str(),
+                        "client": client,
+                    })),
                 )
                 .await;
             return Err(ApiError::TooManyAttempts(

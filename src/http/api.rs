@@ -266,9 +266,12 @@ pub async fn create_room(
             .await);
     }
     let title = body.title.trim();
-    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+    // Both are shown on every console and printed on the summary: nothing that hides or
+    // reorders what is shown.
+    let hides = |t: &str| t.chars().any(crate::domain::text::is_hiding);
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS || hides(title) {
         return Err(ApiError::Invalid(format!(
-            "title must be 1 to {MAX_TITLE_CHARS} characters"
+            "title must be 1 to {MAX_TITLE_CHARS} printable characters, with nothing that hides or reorders text"
         )));
     }
     let patient_ref = body
@@ -276,9 +279,9 @@ pub async fn create_room(
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    if patient_ref.is_some_and(|p| p.chars().count() > MAX_PATIENT_REF_CHARS) {
+    if patient_ref.is_some_and(|p| p.chars().count() > MAX_PATIENT_REF_CHARS || hides(p)) {
         return Err(ApiError::Invalid(format!(
-            "patient_ref must be at most {MAX_PATIENT_REF_CHARS} characters"
+            "patient_ref must be at most {MAX_PATIENT_REF_CHARS} printable characters, with nothing that hides or reorders text"
         )));
     }
     let slot = body.slot.as_ref().map(checked_slot).transpose()?;

@@ -20,14 +20,15 @@ use crate::auth::check_new_password;
 use crate::domain::ids::{DepartmentId, InstitutionId, UserId};
 use crate::domain::organisation::{InstitutionKind, org_name, profile_text};
 use crate::domain::role::AccountRole;
-use crate::domain::text::{MAX_ACCOUNT_NAME_CHARS, display_name};
+use crate::domain::text::{
+    MAX_ACCOUNT_NAME_CHARS, MAX_USERNAME_CHARS, display_name, is_valid_username,
+};
 use crate::storage::{
     AccountChange, Department, DirectoryQuery, Institution, NewAccount, StorageError, User,
 };
 
 /// The directory answers at most this many clinicians per query.
 const MAX_DIRECTORY_ROWS: i64 = 200;
-const MAX_USERNAME_CHARS: usize = 64;
 
 #[derive(Serialize)]
 pub struct DepartmentView<'a> {
@@ -414,12 +415,7 @@ pub async fn create_account(
         return Err(refuse(&state, &who, "account.create").await);
     }
     let username = body.username.trim();
-    if username.is_empty()
-        || username.chars().count() > MAX_USERNAME_CHARS
-        || !username
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
-    {
+    if !is_valid_username(username) {
         return Err(ApiError::Invalid(format!(
             "username must be 1 to {MAX_USERNAME_CHARS} letters, digits or . _ - @"
         )));

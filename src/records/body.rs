@@ -70,14 +70,15 @@ fn check_text(
     required: bool,
 ) -> Result<(), BodyError> {
     let n = value.trim().chars().count();
-    let bad_char = value
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'));
+    // Shown to the patient and the pharmacist and printed: nothing hidden or reordered (a
+    // right-to-left override could turn "5 mg" into something else on the page).
+    let bad_char = value.chars().any(crate::domain::text::is_hiding_in_record);
     if (required && n == 0) || n > max || bad_char {
         return Err(BodyError {
             kind: kind.as_str(),
             reason: format!(
-                "`{field}` must be {} to {max} printable characters",
+                "`{field}` must be {} to {max} printable characters, with nothing that hides or \
+                 reorders text",
                 usize::from(required)
             ),
         });
@@ -248,6 +249,23 @@ mod tests {
         assert!(canonical(RecordKind::DiagnosisReport, json!({"findings": "ST elevation V1-V4", "impression": "anterior STEMI", "recommendation": ""})).is_ok());
         assert!(canonical(RecordKind::DiagnosisReport, json!({"findings": "x"})).is_err());
         assert!(canonical(RecordKind::Note, json!({"text": "bell\u{7}"})).is_err());
+        // Lines and tabs are text; what hides or reorders it is not: a right-to-left override
+        // in a dose, a zero-width space in a medication's name.
+        assert!(canonical(RecordKind::Note, json!({"text": "line 1\n\tline 2"})).is_ok());
+        for (field, value) in [
+            ("dose", "\u{202e}gm 01"),
+            ("medication", "Meto\u{200b}prolol"),
+        ] {
+            let mut item = json!({"medication": "Metoprolol", "dose": "10 mg", "route": "oral",
+                                  "frequency": "qd", "duration": "7 days"});
+            item[field] = json!(value);
+            let refused = canonical(RecordKind::Prescription, json!({"items": [item]}));
+            assert!(
+                refused.as_ref().is_err_and(|e| e.reason.contains(field)),
+                "{field}: {:?}",
+                refused.map(|_| ())
+            );
+        }
     }
 
     #[test]

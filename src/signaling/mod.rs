@@ -14,6 +14,8 @@ mod limits;
 mod net_check;
 pub mod protocol;
 mod session;
+// Every write to a client has a deadline: one that stops reading cannot hold its session.
+mod write_deadline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,4 +48,6 @@ pub struct SessionSettings {
     pub messages_per_second: u32,
     pub message_burst: u32,
     pub join_timeout: Duration,
+    /// How long one write to the client may wait for it to read (`rooms.write_timeout_s`).
+    pub write_timeout: Duration,
 }

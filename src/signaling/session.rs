@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{Sink, Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +21,7 @@ use super::protocol::{
     ClientMessage, ErrorCode, Join, MAX_DOWN_ESTIMATE_KBPS, PROTOCOL_VERSION, ParseError, Resume,
     ServerMessage, Welcome, close,
 };
+use super::write_deadline::Deadlined;
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::auth::{AuthError, TokenKind};
 use crate::domain::clock::now_unix;
@@ -106,7 +107,8 @@ where
         text_frame(msg)
     };
     let notice_frame = |notice: &rooms::Notice| to_frame(&ServerMessage::from_notice(notice));
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let mut sink = Deadlined::new(sink, ctx.settings.write_timeout);
     let (link_tx, mut link_rx) = mpsc::channel(SESSION_QUEUE);
     let settings = ctx.settings.clone();
     let mut limiter = RateLimiter::new(
@@ -161,13 +163,19 @@ where
                 } else {
                     session.handle_text(&text, &mut replies).await
                 };
+                let mut written = true;
                 for msg in replies {
                     if sink.send(to_frame(&msg)).await.is_err() {
+                        written = false;
                         break;
                     }
                 }
                 if let Flow::Close { .. } = flow {
                     break flow;
+                }
+                // Gone, or not reading (the write's deadline passed): as if it dropped.
+                if !written {
+                    break Flow::Close { code: close::NORMAL, room_knows: false };
                 }
             }
             out = link_rx.recv(), if session.link_tx.is_none() => match out {
