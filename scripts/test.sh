@@ -17,7 +17,9 @@ if [ -z "${CARGO_TARGET_DIR:-}" ]; then
   fi
 fi
 export CARGO_TERM_COLOR=never
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it starts (seconds since the script began): CI's budget is kept by them.
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
+trap 'printf "\n==> finished (at %d s)\n" "$SECONDS"' EXIT
 
 step "toolchain"
 cargo --version

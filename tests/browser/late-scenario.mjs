@@ -8,7 +8,8 @@
 // patient (nobody has come and nobody waits); the specialist enters the consultation from their
 // console, and once the day view is updated they are no longer late while the others still are;
 // a patient comes and waits, and the patient is no longer late, without a click (the live
-// `patient_waiting` reads attendance again).
+// `patient_waiting` reads attendance again). The same entry, with who waits and who is late, is
+// then measured at phone size (360×640): inside the entry, nothing overlapping, buttons of 44 px.
 // The doctor's console runs in English here.
 
 import assert from "node:assert/strict";
@@ -116,6 +117,51 @@ export async function lateScenario(ctx) {
       assert.match((await waiter.textContent()) ?? "", /^Zhao Min \(Patient\) · waiting \d+ min$/);
       await snap(doc, "day-view-who-waits");
       await ctx.assertTextFromCatalogue(doc, "the doctor's day view with a patient waiting (en)");
+    });
+
+    await check("who is late on a phone: the day view's entry with who waits and who is late fits a 360×640 screen, nothing overlapping", { scenario: S }, async () => {
+      const doc = /** @type {Page} */ (p.doctor);
+      const before = doc.viewportSize();
+      await doc.setViewportSize({ width: 360, height: 640 });
+      try {
+        const item = doc.locator(`#day-view li.day-item[data-room-id="${p.roomId}"]`);
+        await item.scrollIntoViewIfNeeded();
+        const m = await item.evaluate((li) => {
+          /** @param {Element} e */
+          const box = (e) => {
+            const r = e.getBoundingClientRect();
+            return { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height };
+          };
+          const parts = [...li.querySelectorAll(".day-time, .room-head h3, .waiting-count, ul.day-late li, ul.day-waiting li, button")]
+            .filter((e) => e instanceof HTMLElement && e.offsetParent !== null)
+            .map((e) => ({ what: `${e.tagName.toLowerCase()}.${e.className} ${(e.textContent ?? "").trim().slice(0, 40)}`, ...box(e) }));
+          return {
+            width: document.documentElement.clientWidth,
+            scrollWidth: document.documentElement.scrollWidth,
+            item: box(li),
+            parts,
+            buttons: [...li.querySelectorAll("button")].filter((b) => b instanceof HTMLElement && b.offsetParent !== null).map(box),
+          };
+        });
+        assert.ok(m.scrollWidth <= m.width, `the console does not scroll sideways at 360 px: ${m.scrollWidth} > ${m.width}`);
+        assert.ok(m.parts.some((x) => x.what.startsWith("li.waiting-person")), "who waits is shown on the phone");
+        assert.ok(m.parts.some((x) => x.what.startsWith("li.late-item")), "who is late is shown on the phone");
+        for (const x of m.parts) {
+          assert.ok(x.left >= m.item.left - 0.5 && x.right <= m.item.right + 0.5, `inside its entry, not cut off: ${JSON.stringify(x)} in ${JSON.stringify(m.item)}`);
+        }
+        for (let i = 0; i < m.parts.length; i++) {
+          for (let j = i + 1; j < m.parts.length; j++) {
+            const a = m.parts[i];
+            const b = m.parts[j];
+            const over = Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5;
+            assert.ok(!over, `${a.what} and ${b.what} overlap on the phone`);
+          }
+        }
+        for (const b of m.buttons) assert.ok(b.height >= 44 && b.width >= 44, `a button large enough to hit on a phone: ${JSON.stringify(b)}`);
+        await snap(doc, "day-view-who-waits-phone");
+      } finally {
+        if (before) await doc.setViewportSize(before);
+      }
     });
 
     await check("department queue: the specialist's day view shows who waits in the department, live, and Take next patient enters", { scenario: S }, async () => {
