@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::peer::{SignalingClient, join_message};
+use common::peer::SignalingClient;
 use common::{Place, TestServer, sample_pdf};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
@@ -218,17 +218,10 @@ async fn a_reload_keeps_what_the_patient_agreed_to(s: &TestServer) {
 
     // The page reloads.
     let again = SignalingClient::connect(&s.ws_url).await.unwrap();
-    again
-        .send_json(&join_message(
-            &link,
-            "Li Hua",
-            false,
-            false,
-            welcome["resume_token"].as_str(),
-        ))
+    let rejoined = again
+        .rejoin(&link, "Li Hua", false, false, &welcome)
         .await
         .unwrap();
-    let rejoined = again.next_event("joined", T).await.unwrap();
     assert_eq!(
         purposes(&rejoined["consent"]["yours"]),
         ["observer_present", "external_sharing"],

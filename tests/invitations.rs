@@ -472,6 +472,23 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     )
     .await;
     refused_join(s, after["token"].as_str().unwrap(), None, "token_expired").await;
+    // The failed use is on the invitation's trail.
+    let sup = s
+        .account("inv_window_sup", AccountRole::NetworkSupervisor)
+        .await;
+    let failed: Vec<Value> = s
+        .audit_all(&sup)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "invite.refused" && e["object_id"] == after_id.as_str())
+        .collect();
+    assert!(
+        failed.iter().any(|e| e["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains(r#""reason":"invite_expired""#)),
+        "{failed:?}"
+    );
     let (st, b) = check(s, after["token"].as_str().unwrap()).await;
     assert_eq!((st, code(&b)), (410, "invite_expired"), "{b}");
     let (st, b) = redeem(s, after["code"].as_str().unwrap()).await;
@@ -1220,5 +1237,79 @@ async fn the_upgrade_keeps_invites_on_postgres() {
         return;
     };
     the_upgrade_keeps_invites(&pg.url).await;
+    pg.drop_db().await;
+}
+
+/// A consultation holds at most 200 invitation links (any state): the last places taken by
+/// twenty clinicians' clicks at once are counted one after the other, exactly; the refusal is
+/// `limit_reached` (`invites_per_room`), on the record.
+async fn links_per_room_are_capped(s: &TestServer) {
+    use huizhen::domain::invitation::MAX_LINK_INVITES_PER_ROOM;
+    let room = s.create_room("Teaching round").await;
+    let db = &s.server().db;
+    let room_id = huizhen::domain::ids::RoomId::parse(&room).unwrap();
+    let creator = db.user_by_username("doc").await.unwrap().unwrap();
+    // All but ten places, straight into storage (the API's own path is what is tested below).
+    for i in 0..MAX_LINK_INVITES_PER_ROOM - 10 {
+        let hash = format!("test-code-hash-{i}");
+        let made = db
+            .create_link_invite(
+                &huizhen::storage::NewInvite {
+                    room_id: &room_id,
+                    role: huizhen::domain::role::Role::Observer,
+                    created_by: &creator.id,
+                    not_before: None,
+                    expires_at: now_unix() + 3600,
+                    max_uses: None,
+                    label: None,
+                    code_hash: &hash,
+                },
+                MAX_LINK_INVITES_PER_ROOM,
+            )
+            .await
+            .unwrap();
+        assert!(made.is_some());
+    }
+    let path = format!("/api/v1/rooms/{room}/invites");
+    let tries = futures_util::future::join_all(
+        (0..20).map(|_| s.api("POST", &path, None, Some(json!({"role": "observer"})))),
+    )
+    .await;
+    let made = tries.iter().filter(|(st, _)| *st == 201).count();
+    assert_eq!(made, 10, "{tries:?}");
+    for (st, b) in tries.iter().filter(|(st, _)| *st != 201) {
+        assert_eq!(
+            (*st, code(b), b["error"]["limit"].as_str()),
+            (409, "limit_reached", Some("invites_per_room")),
+            "{b}"
+        );
+    }
+    assert_eq!(list(s, &room).await.len() as i64, MAX_LINK_INVITES_PER_ROOM);
+    let sup = s.account("cap_sup", AccountRole::NetworkSupervisor).await;
+    let refused = s
+        .audit_entries(&sup, &room)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "invite.issued" && e["outcome"] == "denied")
+        .count();
+    assert_eq!(refused, 10, "each refusal on the record");
+}
+
+#[tokio::test]
+async fn links_per_room_are_capped_on_sqlite() {
+    let s = TestServer::start().await;
+    links_per_room_are_capped(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn links_per_room_are_capped_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let url = pg.url.clone();
+    let s = TestServer::start_with(|c| c.storage.database_url = url).await;
+    links_per_room_are_capped(&s).await;
+    s.stop().await;
     pg.drop_db().await;
 }

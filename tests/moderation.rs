@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer, join_message};
+use common::peer::{JoinOptions, SignalingClient, TestPeer};
 use huizhen::domain::role::AccountRole;
 use serde_json::json;
 
@@ -375,17 +375,10 @@ async fn a_reload_keeps_the_care_teams_mute(s: &TestServer) {
 
     // The page reloads.
     let again = SignalingClient::connect(&s.ws_url).await.unwrap();
-    again
-        .send_json(&join_message(
-            &link,
-            "Li Hua",
-            true,
-            true,
-            welcome["resume_token"].as_str(),
-        ))
+    let rejoined = again
+        .rejoin(&link, "Li Hua", true, true, &welcome)
         .await
         .unwrap();
-    let rejoined = again.next_event("joined", T).await.unwrap();
     assert_eq!(
         rejoined["you"]["held"],
         json!({"audio": true, "video": true}),

@@ -128,6 +128,9 @@ pub enum Action {
     /// Accepted, or a time agreed (the detail says which state it reached).
     ReferralAccepted,
     ReferralTimeProposed,
+    /// A time agreed: the request's step into `scheduled` (an acceptance with a time, or the
+    /// requester agreeing to a proposed one), recorded after that step's own entry.
+    ReferralScheduled,
     ReferralDeclined,
     ReferralForwarded,
     ReferralStarted,
@@ -228,6 +231,7 @@ impl Action {
             Action::ReferralCreated => "referral.created",
             Action::ReferralAccepted => "referral.accepted",
             Action::ReferralTimeProposed => "referral.time_proposed",
+            Action::ReferralScheduled => "referral.scheduled",
             Action::ReferralDeclined => "referral.declined",
             Action::ReferralForwarded => "referral.forwarded",
             Action::ReferralStarted => "referral.started",

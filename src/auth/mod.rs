@@ -23,7 +23,7 @@ pub use request_rate::{RateLimited, RequestRate};
 pub use signing_pin::{
     MAX_PIN_DIGITS, MAX_PIN_FAILURES, MIN_PIN_DIGITS, check_new_pin, looks_like_pin,
 };
-pub use throttle::LoginThrottle;
+pub use throttle::{LoginThrottle, client_key};
 pub use token::{Claims, SigningKey, TokenKind};
 pub use turn::{IceServer, TurnSecret, TurnServers};
 

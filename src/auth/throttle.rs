@@ -31,7 +31,7 @@ pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 const MAX_KEYS: usize = 100_000;
 
 /// The address a limit counts: an IPv4 address, or an IPv6 address's /64.
-pub(super) fn client_key(ip: IpAddr) -> IpAddr {
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -11,6 +11,11 @@ use super::text::{NameError, display_name};
 pub const CODE_DIGITS: usize = 9;
 /// The most uses a clinician may give one invitation.
 pub const MAX_USES_LIMIT: i64 = 20;
+/// The most link invitations one consultation holds, in any state (revoked and expired ones
+/// stay listed with who used them): enough for a family, an interpreter and a class of
+/// trainees many times over, and a bound on every list of them and on the live codes a guesser
+/// could hit.
+pub const MAX_LINK_INVITES_PER_ROOM: i64 = 200;
 /// A label's length ("patient", "guardian", "interpreter", "女儿"...).
 pub const MAX_LABEL_CHARS: usize = 40;
 

@@ -153,9 +153,14 @@ impl FromRequestParts<AppState> for Clinician {
     }
 }
 
-/// A client address as the audit trail and the sessions table keep it: a keyed pseudonym.
+/// A client address as the audit trail and the sessions table keep it: a keyed pseudonym, of
+/// the address as the throttles count it (an IPv6 client by its /64). One subscriber holds a
+/// whole /64: pseudonyms of its every address would let one client pass for millions, each
+/// with its own share of the refusal log (and keep less of the address besides).
 pub fn client_pseudonym(state: &AppState, ip: IpAddr) -> String {
-    state.key.pseudonym(ip.to_string().as_bytes())
+    state
+        .key
+        .pseudonym(crate::auth::client_key(ip).to_string().as_bytes())
 }
 
 /// Records that a genuine session token was presented after its session ended.

@@ -25,8 +25,8 @@ use crate::auth::{AuthError, Claims, TokenKind};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{InviteId, RoomId};
 use crate::domain::invitation::{
-    self, CodeError, InviteCode, InviteState, check_max_uses, clock_text, default_max_uses,
-    slot_window,
+    self, CodeError, InviteCode, InviteState, MAX_LINK_INVITES_PER_ROOM, check_max_uses,
+    clock_text, default_max_uses, slot_window,
 };
 use crate::domain::role::Role;
 use crate::storage::{Invite, InviteUse, NewInvite, RoomRecord, RoomStatus, StorageError};
@@ -160,10 +160,31 @@ pub async fn create(
             label: label.as_deref(),
             code_hash: &hash,
         };
-        match state.db.create_link_invite(&new).await {
-            Ok(invite) => {
+        match state
+            .db
+            .create_link_invite(&new, MAX_LINK_INVITES_PER_ROOM)
+            .await
+        {
+            Ok(Some(invite)) => {
                 stored = Some((invite, code));
                 break;
+            }
+            Ok(None) => {
+                // Issuing hundreds of links is a script, not a clinic: on the record.
+                let event = AuditEvent::new(who.actor(), Action::InviteIssued)
+                    .room(&room.id)
+                    .detail(json!({"limit": "invites_per_room"}));
+                state
+                    .audit
+                    .refused(who.0.id.as_str(), "limit_reached", event)
+                    .await;
+                return Err(ApiError::LimitReached {
+                    limit: "invites_per_room",
+                    message: format!(
+                        "limit reached: a consultation holds at most {MAX_LINK_INVITES_PER_ROOM} \
+                         invitation links (revoked and expired ones included)"
+                    ),
+                });
             }
             Err(StorageError::Conflict) => continue,
             Err(e) => return Err(e.into()),

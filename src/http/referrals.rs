@@ -237,6 +237,20 @@ async fn audit_step(state: &AppState, actor: Actor, s: &Stepped) {
         event = event.room(room);
     }
     state.audit.record_or_log(event).await;
+    // A time agreed is a step of its own on the trail (issue 17: "scheduled"), whichever step
+    // agreed it, so a regulator following when consultations were booked finds each one.
+    if let (ReferralState::Scheduled { slot }, false) = (
+        &s.after.state,
+        matches!(s.before.state, ReferralState::Scheduled { .. }),
+    ) {
+        let mut scheduled = AuditEvent::new(actor.clone(), Action::ReferralScheduled)
+            .object("referral", id)
+            .detail(json!({"slot": slot, "by_step": s.action, "version": s.after.version}));
+        if let Some(room) = &s.after.room_id {
+            scheduled = scheduled.room(room);
+        }
+        state.audit.record_or_log(scheduled).await;
+    }
     if let Some(room) = &s.room_opened {
         state
             .audit

@@ -25,7 +25,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let client = state.key.pseudonym(peer.ip().to_string().as_bytes());
+    let client = super::api::client_pseudonym(&state, peer.ip());
     if !origin_allowed(&state, &headers) {
         tracing::info!("signaling refused: origin not allowed");
         // A page on another site trying to use a visitor's browser against this server.

@@ -185,6 +185,13 @@ impl Participant {
         self.undeliverable.get().is_some() && matches!(self.presence, Presence::Connected(_))
     }
 
+    /// Whether the session of the current connection has ended (its end of the queue is gone),
+    /// whether or not the room was told: the room's tick finds such a connection even if the
+    /// session's last word (`Disconnected`) never reached the room.
+    pub fn session_gone(&self) -> bool {
+        matches!(&self.presence, Presence::Connected(link) if link.tx.is_closed())
+    }
+
     /// Whether the connection [`overflowed`](Participant::overflowed) because its queue was full:
     /// the client did not keep up (rather than its session having ended).
     pub fn too_slow(&self) -> bool {

@@ -289,6 +289,7 @@ impl Room {
                     self.announce_arrivals();
                     self.retry_sharing();
                     self.expire_reconnecting().await;
+                    self.drop_gone_waiters().await;
                     let idle = self.empty_since.is_some_and(|t| self.settings.clock.since(t) >= self.settings.idle_stop);
                     // Nobody waiting is left alone in a room that stopped.
                     if idle && self.awaiting.is_empty() && self.lobby.is_empty() {
@@ -1722,6 +1723,18 @@ impl Room {
         }
         for w in self.lobby.take_where(|w| w.person.overflowed()) {
             w.person.close(Farewell::TooSlow);
+            self.left_waiting(w, LeaveReason::Disconnected).await;
+        }
+    }
+
+    /// Those waiting whose session ended without the room hearing of it (its `Disconnected`
+    /// found the room's queue full): someone waiting has no resume token, so nobody comes
+    /// back on that connection, and a ghost must not hold a place in the line.
+    async fn drop_gone_waiters(&mut self) {
+        if !self.lobby.iter().any(|w| w.person.session_gone()) {
+            return;
+        }
+        for w in self.lobby.take_where(|w| w.person.session_gone()) {
             self.left_waiting(w, LeaveReason::Disconnected).await;
         }
     }

@@ -887,3 +887,33 @@ async fn a_seat_ends_with_its_sign_in() {
         "the ended seat's tokens stop"
     );
 }
+
+/// Someone waiting whose session ended without the room hearing of it (its `Disconnected` met
+/// a full queue): the room's next tick finds the ended session, and the line no longer holds a
+/// ghost.
+#[tokio::test]
+async fn a_waiting_person_whose_session_ended_unheard_leaves_the_line() {
+    let mut f = fixture(4, Duration::from_secs(30)).await;
+    sqlx::query("UPDATE rooms SET waiting_room = 1")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    let mut doctor = f
+        .join_seat(Role::Doctor, &SessionId::generate())
+        .await
+        .unwrap();
+    let conn = f.next_conn;
+    f.next_conn += 1;
+    let (rx, done) = start_join(&f, Role::Patient, conn).await;
+    let joined = done.await.unwrap().unwrap();
+    assert!(
+        matches!(joined.entry, Entry::Waiting(_)),
+        "the patient waits"
+    );
+    let queued = |n: usize| move |out: Outbound| matches!(message(out), Some(Notice::Queue(q)) if q.waiting.len() == n);
+    while !queued(1)(next(&mut doctor).await) {}
+    // The patient's session ends; nothing tells the room.
+    drop(rx);
+    f.clock.advance(Duration::from_secs(1));
+    while !queued(0)(next(&mut doctor).await) {}
+}

@@ -63,6 +63,7 @@ pub(super) async fn admit(
     }
     let now = now_unix();
     if now >= invite.expires_at {
+        refused(ctx, invite, "invite_expired", client).await;
         return Err(NotAdmitted::new(
             ErrorCode::TokenExpired,
             "this link has expired; ask for a new one",
@@ -178,7 +179,12 @@ pub(super) async fn settle<R>(
 }
 
 /// A join refused for the invitation's window or uses: on the record, rate-limited per client.
-async fn refused(ctx: &SignalingContext, invite: &Invite, reason: &'static str, client: &str) {
+pub(super) async fn refused(
+    ctx: &SignalingContext,
+    invite: &Invite,
+    reason: &'static str,
+    client: &str,
+) {
     let event = AuditEvent::new(Actor::Unknown, Action::InviteRefused)
         .room(&invite.room_id)
         .object("invite", &invite.id)

@@ -38,6 +38,8 @@ use crate::storage::Invite;
 const MAX_BAD_MESSAGES: u32 = 5;
 /// Most queued messages written to the socket together before a flush.
 const WRITE_BATCH: usize = 64;
+/// How long an ending session waits for room in its room's queue to say it is gone.
+const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_NAME_CHARS: usize = 64;
 
 /// A protocol-level refusal: the code the client sees and a human text.
@@ -236,10 +238,17 @@ where
     };
     if let State::InRoom { room, participant } = &session.state {
         if !room_knows {
-            let _ = room.try_send(RoomCommand::Disconnected {
-                participant: participant.clone(),
-                conn,
-            });
+            // Waits for room in the room's queue (a state change, never dropped): a little,
+            // not forever; should the room be that far behind, its tick finds the ended
+            // session all the same.
+            let _ = tokio::time::timeout(
+                DISCONNECT_WAIT,
+                room.send(RoomCommand::Disconnected {
+                    participant: participant.clone(),
+                    conn,
+                }),
+            )
+            .await;
         } else {
             // Deliver what the room queued before its close (e.g. `room_ended`).
             while let Ok(Outbound::Message(msg)) = link_rx.try_recv() {
@@ -263,7 +272,8 @@ fn text_frame(msg: &ServerMessage) -> Message {
 impl Session {
     /// Puts a refused join or resume on the audit trail when it may be misuse: a forged token
     /// or one for another room, a revoked invitation, a role asking for what it may not have.
-    /// (Expired links and full rooms are ordinary.) Rate-limited per client by the trail.
+    /// (Full rooms are ordinary; an expired patient's link is on its invitation's trail as
+    /// `invite.refused`, from `join`.) Rate-limited per client by the trail.
     async fn audit_refusal(&self, step: &'static str, (code, _): &Refusal) {
         let reason = match code {
             ErrorCode::InvalidToken => "signaling_invalid_token",
@@ -640,7 +650,14 @@ impl Session {
         } else {
             invite.expires_at
         };
-        claims.within(until, now_unix()).map_err(token_refusal)?;
+        if let Err(e) = claims.within(until, now_unix()) {
+            // A patient's link tried after its window: on the invitation's trail (issue 17:
+            // invitations failed), rate-limited per client like every refusal.
+            if invite.account.is_none() {
+                invitation::refused(&self.ctx, &invite, "invite_expired", &self.client).await;
+            }
+            return Err(token_refusal(e));
+        }
         if invite.revoked_at.is_some() {
             let message = if invite.account.is_some() {
                 "you are no longer on this consultation's care team"

@@ -10,6 +10,9 @@ use crate::domain::clock::now_unix;
 use crate::domain::ids::{InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::role::Role;
 
+/// The most joins the console's list of a room's invitations shows (the latest).
+pub const MAX_LISTED_USES: i64 = 2000;
+
 #[derive(Debug, Clone)]
 pub struct Invite {
     pub id: InviteId,
@@ -199,7 +202,15 @@ pub struct InviteUse {
 impl Db {
     /// Stores a link invitation. [`StorageError::Conflict`] when its code's hash is taken (the
     /// caller draws another code).
-    pub async fn create_link_invite(&self, new: &NewInvite<'_>) -> Result<Invite, StorageError> {
+    /// Stores a new link invitation, unless the room has `cap` link invitations already (any
+    /// state: revoked and expired ones stay listed): `None` then. The room's row is locked
+    /// first (an update that changes nothing), so that two clinicians issuing at once are
+    /// counted one after the other, on SQLite and on PostgreSQL alike.
+    pub async fn create_link_invite(
+        &self,
+        new: &NewInvite<'_>,
+        cap: i64,
+    ) -> Result<Option<Invite>, StorageError> {
         let invite = Invite {
             id: InviteId::generate(),
             room_id: new.room_id.clone(),
@@ -216,6 +227,24 @@ impl Db {
             has_code: true,
             role_now: None,
         };
+        let mut tx = self.pool().begin().await?;
+        let locked = sqlx::query("UPDATE rooms SET title = title WHERE id = $1")
+            .bind(new.room_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM invites WHERE room_id = $1 AND account_id IS NULL",
+        )
+        .bind(new.room_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        if n >= cap {
+            return Ok(None);
+        }
         sqlx::query(
             "INSERT INTO invites (id, room_id, role, created_by, created_at, expires_at, \
              not_before, max_uses, uses, label, code_hash) \
@@ -231,10 +260,11 @@ impl Db {
         .bind(new.max_uses)
         .bind(new.label)
         .bind(new.code_hash)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(super::map_unique)?;
-        Ok(invite)
+        tx.commit().await?;
+        Ok(Some(invite))
     }
 
     /// The room's consultation slot, `(start, minutes)`, where one was agreed.
@@ -249,7 +279,8 @@ impl Db {
         Ok(start.zip(minutes))
     }
 
-    /// The link invitations of a room (never its care-team seats), newest first.
+    /// The link invitations of a room (never its care-team seats), newest first: at most
+    /// `MAX_LINK_INVITES_PER_ROOM` (`domain::invitation`), which issuing keeps to.
     pub async fn link_invites(&self, room: &RoomId) -> Result<Vec<Invite>, StorageError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM invites WHERE room_id = $1 AND account_id IS NULL \
@@ -376,15 +407,19 @@ impl Db {
         Ok(())
     }
 
-    /// Every join the room's link invitations let in, oldest first.
+    /// The joins the room's link invitations let in, oldest first: the latest
+    /// [`MAX_LISTED_USES`] (an observers' link admits without a limit, and a reload is a join).
     pub async fn invite_uses(&self, room: &RoomId) -> Result<Vec<InviteUse>, StorageError> {
         let rows = sqlx::query(
-            "SELECT u.invite_id, u.participant_id, u.used_at_ms, u.counted, p.name, p.role \
-             FROM invite_uses u JOIN invites i ON i.id = u.invite_id \
-             LEFT JOIN participants p ON p.id = u.participant_id \
-             WHERE i.room_id = $1 ORDER BY u.used_at_ms, u.participant_id",
+            "SELECT * FROM (\
+               SELECT u.invite_id, u.participant_id, u.used_at_ms, u.counted, p.name, p.role \
+               FROM invite_uses u JOIN invites i ON i.id = u.invite_id \
+               LEFT JOIN participants p ON p.id = u.participant_id \
+               WHERE i.room_id = $1 ORDER BY u.used_at_ms DESC, u.participant_id DESC LIMIT $2\
+             ) latest ORDER BY used_at_ms, participant_id",
         )
         .bind(room.as_str())
+        .bind(MAX_LISTED_USES)
         .fetch_all(self.pool())
         .await?;
         rows.iter()

@@ -164,6 +164,22 @@ impl SignalingClient {
         self.expect_reply("joined").await
     }
 
+    /// A page reload: sends `join` on this (new) socket naming `welcome`'s resume token as the
+    /// participant it `replaces`, and waits for `joined` (an `error` becomes an `Err`).
+    pub async fn rejoin(
+        &self,
+        token: &str,
+        name: &str,
+        audio: bool,
+        video: bool,
+        welcome: &Value,
+    ) -> Result<Value> {
+        let replaces = welcome["resume_token"].as_str();
+        self.send_json(&join_message(token, name, audio, video, replaces))
+            .await?;
+        self.expect_reply("joined").await
+    }
+
     /// Sends `resume` and waits for `resumed` (an `error` becomes an `Err`).
     pub async fn resume(&self, resume_token: &str) -> Result<Value> {
         self.send_json(&json!({"type": "resume", "v": 1, "resume_token": resume_token}))

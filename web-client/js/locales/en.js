@@ -709,6 +709,7 @@ export default {
   "audit.action.referral.document_removed": "Document removed from a request",
   "audit.action.referral.forwarded": "Request forwarded",
   "audit.action.referral.report_issued": "Report issued for a request",
+  "audit.action.referral.scheduled": "Time agreed",
   "audit.action.referral.started": "Consultation started",
   "audit.action.referral.time_proposed": "Time proposed",
   "audit.action.room.created": "Consultation created",

@@ -710,6 +710,7 @@ const zhCN = {
   "audit.action.referral.document_removed": "从会诊申请移除资料",
   "audit.action.referral.forwarded": "转交会诊申请",
   "audit.action.referral.report_issued": "会诊申请已出具报告",
+  "audit.action.referral.scheduled": "时间已确定",
   "audit.action.referral.started": "会诊开始",
   "audit.action.referral.time_proposed": "提议时间",
   "audit.action.room.created": "创建会诊",
