@@ -13,18 +13,8 @@ use common::{DOCTOR_PASSWORD, TestServer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
-async fn login(s: &TestServer, username: &str, password: &str) -> (u16, Value) {
-    s.api(
-        "POST",
-        "/api/v1/auth/login",
-        Some(""),
-        Some(json!({"username": username, "password": password})),
-    )
-    .await
-}
-
 async fn sign_in(s: &TestServer) -> Value {
-    let (status, body) = login(s, "doc", DOCTOR_PASSWORD).await;
+    let (status, body) = s.login("doc", DOCTOR_PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -276,12 +266,12 @@ async fn changing_the_password_ends_the_other_sessions() {
     assert!(refused(me(&s, token(&other)).await));
     assert!(refused(me(&s, &s.doctor_token).await));
     // The old password is refused, the new one signs in.
-    let (status, body) = login(&s, "doc", DOCTOR_PASSWORD).await;
+    let (status, body) = s.login("doc", DOCTOR_PASSWORD).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("invalid_credentials"))
     );
-    let (status, _) = login(&s, "doc", "a brand new password").await;
+    let (status, _) = s.login("doc", "a brand new password").await;
     assert_eq!(status, 200);
 
     let entries = audit(&s, &supervisor).await;
@@ -320,7 +310,7 @@ async fn guessing_the_current_password_is_throttled_like_signing_in() {
         (429, Some("too_many_attempts"))
     );
     // The same count as sign-in: the account cannot be guessed there either from here.
-    assert_eq!(login(&s, "doc", DOCTOR_PASSWORD).await.0, 429);
+    assert_eq!(s.login("doc", DOCTOR_PASSWORD).await.0, 429);
     // The session itself is untouched.
     assert_eq!(me(&s, token(&body)).await, (200, None));
     s.stop().await;
@@ -363,7 +353,7 @@ async fn an_administrator_ends_an_accounts_sessions() {
     // The administrator's own session is not the doctor's.
     assert_eq!(me(&s, &admin).await, (200, None));
     // The doctor signs in again as usual.
-    assert_eq!(login(&s, "doc", DOCTOR_PASSWORD).await.0, 200);
+    assert_eq!(s.login("doc", DOCTOR_PASSWORD).await.0, 200);
 
     let entries = audit(&s, &supervisor).await;
     let denied: Vec<_> = with_action(&entries, "access.denied")
@@ -447,8 +437,8 @@ async fn the_command_line_ends_sessions() {
     );
     assert!(refused(me(&s, &s.doctor_token).await));
     assert!(refused(me(&s, token(&second)).await));
-    assert_eq!(login(&s, "doc", DOCTOR_PASSWORD).await.0, 401);
-    let (status, third) = login(&s, "doc", "changed from the shell").await;
+    assert_eq!(s.login("doc", DOCTOR_PASSWORD).await.0, 401);
+    let (status, third) = s.login("doc", "changed from the shell").await;
     assert_eq!(status, 200);
 
     let out = cli(&s, &["user", "revoke-sessions", "--username", "doc"], "").await;
@@ -462,7 +452,7 @@ async fn the_command_line_ends_sessions() {
     assert!(!out.status.success());
 
     // Disabled from the shell: no sign-in, even with the right password; enabled, it signs in.
-    let (_, fourth) = login(&s, "doc", "changed from the shell").await;
+    let (_, fourth) = s.login("doc", "changed from the shell").await;
     let out = cli(&s, &["user", "disable", "--username", "doc"], "").await;
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -470,14 +460,14 @@ async fn the_command_line_ends_sessions() {
         "{out:?}"
     );
     assert!(refused(me(&s, token(&fourth)).await));
-    let (status, b) = login(&s, "doc", "changed from the shell").await;
+    let (status, b) = s.login("doc", "changed from the shell").await;
     assert_eq!(
         (status, &b["error"]["code"]),
         (403, &json!("account_disabled"))
     );
     let out = cli(&s, &["user", "enable", "--username", "doc"], "").await;
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(login(&s, "doc", "changed from the shell").await.0, 200);
+    assert_eq!(s.login("doc", "changed from the shell").await.0, 200);
 
     let entries = audit(&s, &supervisor).await;
     for (action, sessions) in [("org.account_disabled", 1), ("org.account_enabled", 0)] {
@@ -612,7 +602,7 @@ async fn care_team_seats_end_with_the_sign_in_they_were_taken_under() {
 
     // The command line writes the database from another process: the server finds the
     // ended sign-in there within a few seconds.
-    let (status, again) = login(&s, "doc", "a changed password").await;
+    let (status, again) = s.login("doc", "a changed password").await;
     assert_eq!(status, 200, "{again}");
     let last = take_seat(&s, &room, token(&again)).await;
     let out = cli(&s, &["user", "revoke-sessions", "--username", "doc"], "").await;

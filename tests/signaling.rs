@@ -587,21 +587,10 @@ async fn websocket_from_a_foreign_origin_is_refused() {
     s.stop().await;
 }
 
-/// `POST /auth/login` without a token: its status and body.
-async fn sign_in(s: &TestServer, username: String, password: &str) -> (u16, Value) {
-    s.api(
-        "POST",
-        "/api/v1/auth/login",
-        Some(""),
-        Some(json!({"username": username, "password": password})),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn repeated_failed_sign_ins_are_throttled() {
     let s = TestServer::start().await;
-    let login = |password: &'static str| sign_in(&s, "doc".into(), password);
+    let login = |password: &'static str| s.login("doc", password);
     for _ in 0..5 {
         assert_eq!(login("guess").await.0, 401);
     }
@@ -648,7 +637,10 @@ async fn repeated_failed_sign_ins_are_throttled() {
 async fn a_sign_in_flood_does_not_flood_the_trail() {
     let s = TestServer::start().await;
     let sup = s.account("sup-flood", AccountRole::NetworkSupervisor).await;
-    let login = |username: String| sign_in(&s, username, "guess");
+    let login = |username: String| {
+        let s = &s;
+        async move { s.login(&username, "guess").await }
+    };
     let long = "d".repeat(64 * 1024 - 100);
     for i in 0..30 {
         let (st, b) = login(format!("{long}{i}")).await;

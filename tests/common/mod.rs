@@ -88,14 +88,7 @@ impl TestServer {
             doctor_token: String::new(),
             database_url,
         };
-        let (status, body) = me
-            .api(
-                "POST",
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": "doc", "password": DOCTOR_PASSWORD})),
-            )
-            .await;
+        let (status, body) = me.login("doc", DOCTOR_PASSWORD).await;
         assert_eq!(status, 200, "{body}");
         me.doctor_token = body["token"].as_str().unwrap().to_owned();
         me
@@ -313,16 +306,20 @@ impl TestServer {
             .create_user(name, name, role, &hash)
             .await
             .unwrap();
-        let (st, b) = self
-            .api(
-                "POST",
-                "/api/v1/auth/login",
-                Some(""),
-                Some(json!({"username": name, "password": ACCOUNT_PASSWORD})),
-            )
-            .await;
+        let (st, b) = self.login(name, ACCOUNT_PASSWORD).await;
         assert_eq!(st, 200, "{b}");
         b["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /auth/login` without a token: its status and body.
+    pub async fn login(&self, username: &str, password: &str) -> (u16, Value) {
+        self.api(
+            "POST",
+            "/api/v1/auth/login",
+            Some(""),
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
     }
 
     /// Creates a clinician account placed in the network (institution and department ids from
@@ -356,14 +353,7 @@ impl TestServer {
             })
             .await
             .unwrap();
-        let (st, b) = self
-            .api(
-                "POST",
-                "/api/v1/auth/login",
-                Some(""),
-                Some(json!({"username": username, "password": ACCOUNT_PASSWORD})),
-            )
-            .await;
+        let (st, b) = self.login(username, ACCOUNT_PASSWORD).await;
         assert_eq!(st, 200, "{b}");
         (user.id.to_string(), b["token"].as_str().unwrap().to_owned())
     }
