@@ -47,52 +47,42 @@ where
         }
     }
 
-    fn settle(
-        &mut self,
-        outcome: Result<Result<(), K::Error>, tokio::time::error::Elapsed>,
-    ) -> Result<(), WriteError> {
-        let result = match outcome {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(_)) => WriteError::Failed,
-            Err(_) => WriteError::Stalled,
-        };
-        self.broken = true;
-        Err(result)
-    }
-
     /// Writes `item` and flushes it.
     pub async fn send(&mut self, item: M) -> Result<(), WriteError> {
-        if self.broken {
-            return Err(WriteError::Failed);
-        }
-        let outcome = tokio::time::timeout(self.limit, self.inner.send(item)).await;
-        self.settle(outcome)
+        within(self.limit, &mut self.broken, self.inner.send(item)).await
     }
 
     /// Queues `item` without flushing (a batch ends with [`flush`](Self::flush)).
     pub async fn feed(&mut self, item: M) -> Result<(), WriteError> {
-        if self.broken {
-            return Err(WriteError::Failed);
-        }
-        let outcome = tokio::time::timeout(self.limit, self.inner.feed(item)).await;
-        self.settle(outcome)
+        within(self.limit, &mut self.broken, self.inner.feed(item)).await
     }
 
     pub async fn flush(&mut self) -> Result<(), WriteError> {
-        if self.broken {
-            return Err(WriteError::Failed);
-        }
-        let outcome = tokio::time::timeout(self.limit, self.inner.flush()).await;
-        self.settle(outcome)
+        within(self.limit, &mut self.broken, self.inner.flush()).await
     }
 
     pub async fn close(&mut self) -> Result<(), WriteError> {
-        if self.broken {
-            return Err(WriteError::Failed);
-        }
-        let outcome = tokio::time::timeout(self.limit, self.inner.close()).await;
-        self.settle(outcome)
+        within(self.limit, &mut self.broken, self.inner.close()).await
     }
+}
+
+/// Runs `write` within `limit`, unless the sink is `broken` already (then `write` is dropped
+/// unpolled: nothing is written); a write that fails or stalls breaks it.
+async fn within<E>(
+    limit: Duration,
+    broken: &mut bool,
+    write: impl Future<Output = Result<(), E>>,
+) -> Result<(), WriteError> {
+    if *broken {
+        return Err(WriteError::Failed);
+    }
+    let failure = match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(_)) => WriteError::Failed,
+        Err(_) => WriteError::Stalled,
+    };
+    *broken = true;
+    Err(failure)
 }
 
 #[cfg(test)]
