@@ -143,7 +143,13 @@ export async function moderationScenario(ctx) {
       // trainee's own tile says how their link to the server is, in Chinese.
       const quality = tile.locator(".quality");
       await tile.locator('.quality[data-level="good"]').waitFor({ state: "visible", timeout });
-      assert.match((await quality.getAttribute("aria-label")) ?? "", /^Good connection: \d+\skbit\/s, [\d.]+\s% lost, \d+\sframes\/s$/);
+      // The frame rate joins the label once the first interval of decoded frames is measured,
+      // a report or two after the level: wait for the whole label rather than read it once.
+      await doc.waitForFunction(
+        (pid) => /^Good connection: \d+\skbit\/s, [\d.]+\s% lost, \d+\sframes\/s$/.test(document.querySelector(`#tiles .tile[data-participant-id="${pid}"] .quality`)?.getAttribute("aria-label") ?? ""),
+        id,
+        { timeout, polling: 200 },
+      );
       await quality.click();
       assert.equal(await quality.getAttribute("aria-expanded"), "true");
       assert.match((await tile.locator(".quality-details").textContent()) ?? "", /kbit\/s/);
