@@ -1504,3 +1504,183 @@ async fn account_changes_on_postgres() {
     s.stop().await;
     pg.drop_db().await;
 }
+
+/// The accounts list a page at a time, searched on the server: every account once over the
+/// pages, in username order; the search matches part of a username or a name in any case, and
+/// LIKE's own characters only literally; an institution's administrator lists their own
+/// institution only and is refused (and recorded) asking for another; bad paging is 400.
+async fn accounts_by_page_and_search(s: &TestServer) {
+    let admin = s.account("netadmin", AccountRole::Admin).await;
+    let sup = s.account("regulator", AccountRole::NetworkSupervisor).await;
+    let county = s.institution("县人民医院").await;
+    let city = s.institution("市中心医院").await;
+    let (_, city_admin) = s
+        .placed_account(
+            "city-admin",
+            AccountRole::InstitutionAdmin,
+            Place {
+                institution: &city,
+                ..Default::default()
+            },
+        )
+        .await;
+    let db = &s.server().db;
+    let place = |id: &str| huizhen::domain::ids::InstitutionId::parse(id).unwrap();
+    for n in 0..25 {
+        let username = format!("c{n:02}");
+        let name = format!("县医生{n:02}");
+        db.create_account(&huizhen::storage::NewAccount {
+            username: &username,
+            display_name: &name,
+            role: AccountRole::Doctor,
+            password_hash: "x",
+            institution: &place(&county),
+            department: None,
+            title: "",
+            specialty: "",
+        })
+        .await
+        .unwrap();
+    }
+    for (username, name) in [
+        ("Wang.Li", "王力"),
+        ("under_score", "Under Score"),
+        ("t1", "Ma"),
+    ] {
+        db.create_account(&huizhen::storage::NewAccount {
+            username,
+            display_name: name,
+            role: AccountRole::Specialist,
+            password_hash: "x",
+            institution: &place(&city),
+            department: None,
+            title: "",
+            specialty: "",
+        })
+        .await
+        .unwrap();
+    }
+    let list = |token: String, query: String| async move {
+        s.api(
+            "GET",
+            &format!("/api/v1/accounts{query}"),
+            Some(&token),
+            None,
+        )
+        .await
+    };
+    let usernames = |page: &Value| -> Vec<String> {
+        page["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Every account, 7 at a time (29 of them, and those the test server made).
+    let everyone = s.server().db.list_users().await.unwrap();
+    let mut expected: Vec<String> = everyone.iter().map(|u| u.username.clone()).collect();
+    expected.sort();
+    let (mut seen, mut after, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let (st, page) = list(admin.clone(), format!("?limit=7&after={after}")).await;
+        assert_eq!(st, 200, "{page}");
+        assert_eq!(page["total"], expected.len(), "{page}");
+        let names = usernames(&page);
+        assert!(names.len() <= 7);
+        seen.extend(names);
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), seen.last().map(String::as_str));
+                after = next.to_owned();
+            }
+            None => break,
+        }
+        assert!(pages < 20, "the pages never end");
+    }
+    // In the database's order of usernames (PostgreSQL's collation need not be bytewise).
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted, expected,
+        "each account once over the pages: {seen:?}"
+    );
+    // A department's name comes with each account as before.
+    let (_, page) = list(admin.clone(), "?q=WANG.L".into()).await;
+    assert_eq!(usernames(&page), ["Wang.Li"], "any case: {page}");
+    assert_eq!(page["accounts"][0]["institution"]["name"], "市中心医院");
+    assert_eq!(page["next"], Value::Null);
+    let (_, page) = list(admin.clone(), "?q=%E5%8E%BF%E5%8C%BB%E7%94%9F0".into()).await;
+    assert_eq!(
+        page["total"], 10,
+        "part of the name shown (县医生0): {page}"
+    );
+    let (_, page) = list(admin.clone(), "?q=_".into()).await;
+    assert_eq!(
+        usernames(&page),
+        ["under_score"],
+        "_ is only itself: {page}"
+    );
+    let (_, page) = list(admin.clone(), "?q=%25".into()).await;
+    assert_eq!(page["total"], 0, "% is only itself: {page}");
+    let (_, page) = list(admin.clone(), format!("?institution_id={city}")).await;
+    let mut city_names = usernames(&page);
+    city_names.sort();
+    assert_eq!(
+        city_names,
+        ["Wang.Li", "city-admin", "t1", "under_score"],
+        "{page}"
+    );
+
+    // The city's administrator: their own institution, whatever they ask for.
+    let (st, page) = list(city_admin.clone(), String::new()).await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!(page["total"], 4, "{page}");
+    assert!(
+        page["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["institution"]["id"] == city.as_str())
+    );
+    let (st, b) = list(city_admin.clone(), format!("?institution_id={county}")).await;
+    assert_eq!((st, code(&b)), (403, "forbidden"), "{b}");
+    let denied = entries_of(s, &sup, "access.denied").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["detail"].to_string().contains("account.list")),
+        "{denied:?}"
+    );
+
+    // Bad paging is a clear 400.
+    for query in ["?limit=0", "?limit=201", "?limit=x", "?sort=name"] {
+        let (st, b) = list(admin.clone(), query.into()).await;
+        assert_eq!((st, code(&b)), (400, "invalid_request"), "{query}: {b}");
+    }
+    let long = "医".repeat(65);
+    let (st, b) = list(admin.clone(), format!("?q={long}")).await;
+    assert_eq!((st, code(&b)), (400, "invalid_request"), "{b}");
+    // A doctor lists no accounts at all.
+    let (_, doctor) = s
+        .placed_account(
+            "county-doctor",
+            AccountRole::Doctor,
+            Place {
+                institution: &county,
+                ..Default::default()
+            },
+        )
+        .await;
+    let (st, b) = list(doctor, String::new()).await;
+    assert_eq!((st, code(&b)), (403, "forbidden"), "{b}");
+}
+
+common::on_both_databases!(
+    #[tokio::test]
+    accounts_by_page_and_search,
+    |_| {}
+);

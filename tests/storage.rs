@@ -1170,3 +1170,100 @@ async fn join_latency_under_audit_load() {
     db.close().await;
     pg.drop_db().await;
 }
+
+/// A department removed while an account is placed in it: either the account is created and the
+/// department stays (the removal is `Conflict`), or the department goes and the account is
+/// refused (`NoSuchDepartment`); never an account in a department that no longer exists. Each
+/// pair runs at the same time, many times over, and a move into a department (`set_user_place`)
+/// is raced the same way.
+async fn department_removal_races_account_placement(db: &Db) {
+    use huizhen::domain::organisation::InstitutionKind;
+    use huizhen::storage::NewAccount;
+    let county = db
+        .create_institution("County hospital", InstitutionKind::Hospital)
+        .await
+        .unwrap();
+    let mover = db
+        .create_user("mover", "Mover", AccountRole::Doctor, "x")
+        .await
+        .unwrap();
+    let (mut kept, mut removed) = (0, 0);
+    for round in 0..60 {
+        let department = db
+            .create_department(&county.id, &format!("Department {round}"))
+            .await
+            .unwrap();
+        let username = format!("clinician{round}");
+        let (placed, removal) = tokio::join!(
+            async {
+                if round % 2 == 0 {
+                    db.create_account(&NewAccount {
+                        username: &username,
+                        display_name: &username,
+                        role: AccountRole::Specialist,
+                        password_hash: "x",
+                        institution: &county.id,
+                        department: Some(&department.id),
+                        title: "",
+                        specialty: "",
+                    })
+                    .await
+                    .map(|_| ())
+                } else {
+                    db.set_user_place(&mover.id, &county.id, Some(&department.id), "", "")
+                        .await
+                }
+            },
+            db.remove_department(&department.id),
+        );
+        let exists = db.department(&department.id).await.unwrap().is_some();
+        match (placed, removal) {
+            (Ok(()), Err(StorageError::Conflict)) => {
+                assert!(exists, "round {round}: refused removal, department gone");
+                kept += 1;
+            }
+            (Err(StorageError::NoSuchDepartment), Ok(())) => {
+                assert!(!exists, "round {round}: removed, department still there");
+                removed += 1;
+            }
+            other => panic!("round {round}: the account and the department disagree: {other:?}"),
+        }
+        if round % 2 == 1 && exists {
+            // Free the department again for the next round's move.
+            db.set_user_place(&mover.id, &county.id, None, "", "")
+                .await
+                .unwrap();
+        }
+    }
+    // Every account that exists is in a department that exists.
+    for user in db.list_users().await.unwrap() {
+        if let Some(d) = &user.department_id {
+            assert!(
+                db.department(d).await.unwrap().is_some(),
+                "{} is in a removed department",
+                user.username
+            );
+        }
+    }
+    eprintln!("department races: {kept} placed first, {removed} removed first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn department_removal_races_account_placement_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("d.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    department_removal_races_account_placement(&db).await;
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn department_removal_races_account_placement_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let db = Db::connect(&pg.url).await.unwrap();
+    department_removal_races_account_placement(&db).await;
+    db.close().await;
+    pg.drop_db().await;
+}

@@ -255,6 +255,10 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound => ApiError::NotFound,
+            // The place was checked first; this is a department removed meanwhile.
+            StorageError::NoSuchDepartment => {
+                ApiError::Invalid("no such department in this institution".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -24,7 +24,8 @@ use crate::domain::text::{
     MAX_ACCOUNT_NAME_CHARS, MAX_USERNAME_CHARS, display_name, is_valid_username,
 };
 use crate::storage::{
-    AccountChange, Department, DirectoryQuery, Institution, NewAccount, StorageError, User,
+    AccountChange, AccountQuery, Department, DirectoryQuery, Institution, NewAccount, StorageError,
+    User,
 };
 
 /// The directory answers at most this many clinicians per query.
@@ -73,12 +74,18 @@ pub struct Names {
 }
 
 impl Names {
-    pub async fn load(state: &AppState) -> Result<Self, ApiError> {
-        let institutions = state.db.list_institutions().await?;
-        let departments = state.db.list_departments(None).await?;
+    /// The names `users` are shown with (their institutions' and departments'), read for
+    /// them alone: a network has thousands of each.
+    pub async fn of(state: &AppState, users: &[&User]) -> Result<Self, ApiError> {
+        let institutions: Vec<&InstitutionId> = users.iter().map(|u| &u.institution_id).collect();
+        let departments: Vec<&DepartmentId> = users
+            .iter()
+            .filter_map(|u| u.department_id.as_ref())
+            .collect();
+        let found = state.db.place_names(&institutions, &departments).await?;
         Ok(Self {
-            institutions: institutions.into_iter().map(|i| (i.id, i.name)).collect(),
-            departments: departments.into_iter().map(|d| (d.id, d.name)).collect(),
+            institutions: found.institutions,
+            departments: found.departments,
         })
     }
 
@@ -348,20 +355,81 @@ pub async fn remove_department(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Accounts: all of them for the network's administrator, their institution's for an
-/// institution's administrator.
+/// Most accounts one page of the list holds, and how many it holds unless asked.
+pub const MAX_ACCOUNTS_PAGE: i64 = 200;
+const DEFAULT_ACCOUNTS_PAGE: i64 = 100;
+
+/// `GET /accounts`' query: a page of the list, narrowed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountListParams {
+    /// One institution's accounts (an institution's administrator sees only their own anyway).
+    #[serde(default)]
+    institution_id: Option<InstitutionId>,
+    /// Part of the username or of the name shown, any case.
+    #[serde(default)]
+    q: Option<String>,
+    /// The `next` of the page before.
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// Accounts by username, a page at a time: the whole network's for the network's administrator,
+/// their own institution's for an institution's administrator (asking for another institution
+/// is refused and recorded). `next` is the `after` of the following page, `null` on the last;
+/// `total` counts every page of what was asked.
 pub async fn list_accounts(
     State(state): State<AppState>,
     who: Clinician,
+    ApiQuery(params): ApiQuery<AccountListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let users = match who.0.role {
-        AccountRole::Admin => state.db.list_users().await?,
-        AccountRole::InstitutionAdmin => state.db.list_users_of(&who.0.institution_id).await?,
+    let institution = match who.0.role {
+        AccountRole::Admin => params.institution_id.clone(),
+        AccountRole::InstitutionAdmin => match &params.institution_id {
+            Some(asked) if asked != &who.0.institution_id => {
+                return Err(refuse(&state, &who, "account.list").await);
+            }
+            _ => Some(who.0.institution_id.clone()),
+        },
         _ => return Err(refuse(&state, &who, "account.list").await),
     };
-    let names = Names::load(&state).await?;
+    let limit = params.limit.unwrap_or(DEFAULT_ACCOUNTS_PAGE);
+    if !(1..=MAX_ACCOUNTS_PAGE).contains(&limit) {
+        return Err(ApiError::Invalid(format!(
+            "limit: 1 to {MAX_ACCOUNTS_PAGE}"
+        )));
+    }
+    let text = params.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let after = params.after.as_deref().filter(|a| !a.is_empty());
+    if text.is_some_and(|q| q.chars().count() > MAX_ACCOUNT_NAME_CHARS)
+        || after.is_some_and(|a| a.chars().count() > MAX_USERNAME_CHARS)
+    {
+        return Err(ApiError::Invalid(format!(
+            "q: at most {MAX_ACCOUNT_NAME_CHARS} characters; after: a username"
+        )));
+    }
+    let query = AccountQuery {
+        institution: institution.as_ref(),
+        text,
+        after,
+        // One more than the page: whether another follows.
+        limit: limit + 1,
+    };
+    let mut users = state.db.account_page(&query).await?;
+    let next = if users.len() as i64 > limit {
+        users.truncate(limit as usize);
+        users.last().map(|u| u.username.clone())
+    } else {
+        None
+    };
+    let total = state.db.count_accounts(&query).await?;
+    let names = Names::of(&state, &users.iter().collect::<Vec<_>>()).await?;
     let views: Vec<_> = users.iter().map(|u| names.account(u)).collect();
-    Ok(Json(json!({"accounts": views})))
+    Ok(Json(
+        json!({"accounts": views, "next": next, "total": total}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -459,7 +527,7 @@ pub async fn create_account(
                 })),
         )
         .await?;
-    let names = Names::load(&state).await?;
+    let names = Names::of(&state, &[&user]).await?;
     Ok((StatusCode::CREATED, Json(json!(names.account(&user)))))
 }
 
@@ -610,7 +678,7 @@ pub async fn update_account(
         )
         .await?;
     let user = state.db.user(&target.id).await?.ok_or(ApiError::NotFound)?;
-    let names = Names::load(&state).await?;
+    let names = Names::of(&state, &[&user]).await?;
     Ok(Json(json!(names.account(&user))))
 }
 
@@ -667,7 +735,7 @@ pub async fn directory(
             limit: MAX_DIRECTORY_ROWS,
         })
         .await?;
-    let names = Names::load(&state).await?;
+    let names = Names::of(&state, &users.iter().collect::<Vec<_>>()).await?;
     let views: Vec<_> = users
         .iter()
         .map(|u| {

@@ -44,7 +44,7 @@ pub use documents::{
 pub use invites::Invite;
 // Invitations: windows, uses, short codes.
 pub use invites::{InviteUse, NewInvite};
-pub use organisation::{Department, Institution};
+pub use organisation::{Department, Institution, PlaceNames};
 pub use participants::ParticipantRecord;
 pub use records::{PendingDraft, RecordEvent, RecordRow, Signature};
 pub use referral_consents::ReferralConsentRecord;
@@ -58,7 +58,7 @@ pub use referrals::{
 pub use rooms::{Rescheduled, RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
 pub use signing_pins::PinAttempt;
-pub use users::{AccountChange, DirectoryQuery, NewAccount, User};
+pub use users::{AccountChange, AccountQuery, DirectoryQuery, NewAccount, User};
 pub use webhooks::{AttemptEnd, DeliveryRow, DueEvent, WebhookRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -74,6 +74,10 @@ pub enum StorageError {
     Conflict,
     #[error("not found")]
     NotFound,
+    /// An account was to be placed in a department that is not (or, removed meanwhile, no
+    /// longer) one of its institution's.
+    #[error("no such department in this institution")]
+    NoSuchDepartment,
     #[error("stored value is corrupt: {0}")]
     Corrupt(&'static str),
     #[error("cannot prepare storage: {0}")]
@@ -157,6 +161,15 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Maps foreign-key violations (a row still referred to, or referring to one that is gone) to
+/// [`StorageError::Conflict`].
+fn map_foreign_key(e: sqlx::Error) -> StorageError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StorageError::Conflict,
+        _ => StorageError::Database(e),
     }
 }
 

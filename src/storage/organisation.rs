@@ -1,9 +1,11 @@
 //! The network's institutions and their departments.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, StorageError, map_unique};
+use super::{Db, StorageError, map_foreign_key, map_unique};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{DepartmentId, InstitutionId};
 use crate::domain::organisation::InstitutionKind;
@@ -22,6 +24,45 @@ pub struct Department {
     pub institution_id: InstitutionId,
     pub name: String,
     pub created_at: i64,
+}
+
+/// The names [`Db::place_names`] found, by id.
+#[derive(Debug, Default)]
+pub struct PlaceNames {
+    pub institutions: HashMap<InstitutionId, String>,
+    pub departments: HashMap<DepartmentId, String>,
+}
+
+/// Most ids one `IN (...)` names: far below either database's limit on parameters.
+const NAMES_PER_QUERY: usize = 500;
+
+fn unique<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// `(id, name)` of the rows of `table` (a name written here, never a caller's) whose id is
+/// among `ids`.
+async fn names_of(
+    db: &Db,
+    table: &'static str,
+    ids: &[&str],
+) -> Result<Vec<(String, String)>, StorageError> {
+    let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT id, name FROM {table} WHERE id IN ({})",
+        marks.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .collect()
 }
 
 fn institution_from_row(row: &AnyRow) -> Result<Institution, StorageError> {
@@ -199,24 +240,65 @@ impl Db {
 
     /// Removes a department nobody and nothing belongs to: an account in it, or a consultation
     /// request ever addressed to it (the record of who was asked stays whole), makes it
-    /// `Conflict`; an unknown department is `NotFound`. Checked and removed in one statement.
+    /// `Conflict`; an unknown department is `NotFound`.
+    ///
+    /// The department's row is held first ([`hold_department`]), as an account placed in it
+    /// holds it: on PostgreSQL an account inserted by a transaction not yet committed is
+    /// invisible to the `NOT EXISTS` below, and nothing else (`users.department_id` has no
+    /// foreign key: SQLite cannot add one to an existing column) would stop the removal from
+    /// leaving that account in a department that no longer exists. Holding the row first makes
+    /// the removal wait for such a transaction, and the check, a statement of its own, then
+    /// sees the account.
     pub async fn remove_department(&self, id: &DepartmentId) -> Result<(), StorageError> {
+        let mut tx = self.begin_write().await?;
+        let held = sqlx::query("UPDATE departments SET name = name WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if held.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
         let done = sqlx::query(
             "DELETE FROM departments WHERE id = $1 \
              AND NOT EXISTS (SELECT 1 FROM users WHERE department_id = $1) \
              AND NOT EXISTS (SELECT 1 FROM referrals WHERE target_department = $1)",
         )
         .bind(id.as_str())
-        .execute(self.pool())
-        .await?;
-        if done.rows_affected() == 1 {
-            return Ok(());
+        .execute(&mut *tx)
+        .await
+        // A request addressed to it that was committed while this waited for the row: the
+        // foreign key refuses what the check above could not yet see.
+        .map_err(map_foreign_key)?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::Conflict);
         }
-        Err(if self.department(id).await?.is_some() {
-            StorageError::Conflict
-        } else {
-            StorageError::NotFound
-        })
+        tx.commit().await.map_err(map_foreign_key)?;
+        Ok(())
+    }
+
+    /// The names of the institutions and departments among `institutions` and `departments`
+    /// (ids that do not exist are left out): what showing a page of accounts needs, rather than
+    /// the whole network's organisation on every request.
+    pub async fn place_names(
+        &self,
+        institutions: &[&InstitutionId],
+        departments: &[&DepartmentId],
+    ) -> Result<PlaceNames, StorageError> {
+        let mut names = PlaceNames::default();
+        for chunk in unique(institutions.iter().map(|i| i.as_str())).chunks(NAMES_PER_QUERY) {
+            for (id, name) in names_of(self, "institutions", chunk).await? {
+                let id =
+                    InstitutionId::parse(&id).ok_or(StorageError::Corrupt("institution id"))?;
+                names.institutions.insert(id, name);
+            }
+        }
+        for chunk in unique(departments.iter().map(|d| d.as_str())).chunks(NAMES_PER_QUERY) {
+            for (id, name) in names_of(self, "departments", chunk).await? {
+                let id = DepartmentId::parse(&id).ok_or(StorageError::Corrupt("department id"))?;
+                names.departments.insert(id, name);
+            }
+        }
+        Ok(names)
     }
 
     /// Every department, or one institution's, by institution then name.
@@ -233,4 +315,26 @@ impl Db {
         .await?;
         rows.iter().map(department_from_row).collect()
     }
+}
+
+/// Holds `department`'s row until `tx` ends, if it is one of `institution`'s
+/// ([`StorageError::NoSuchDepartment`] otherwise): an account placed in it within `tx` cannot
+/// then lose its department to a removal running at the same time (see
+/// [`Db::remove_department`]). An update that changes nothing takes the row's write lock on
+/// both databases (SQLite's `BEGIN IMMEDIATE` already holds the whole database's).
+pub(super) async fn hold_department(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    department: &DepartmentId,
+    institution: &InstitutionId,
+) -> Result<(), StorageError> {
+    let held =
+        sqlx::query("UPDATE departments SET name = name WHERE id = $1 AND institution_id = $2")
+            .bind(department.as_str())
+            .bind(institution.as_str())
+            .execute(&mut **tx)
+            .await?;
+    if held.rows_affected() == 0 {
+        return Err(StorageError::NoSuchDepartment);
+    }
+    Ok(())
 }

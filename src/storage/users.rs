@@ -4,6 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::organisation::hold_department;
 use super::{Db, StorageError, map_unique};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{DepartmentId, InstitutionId, UserId};
@@ -70,6 +71,29 @@ pub struct DirectoryQuery<'a> {
     pub limit: i64,
 }
 
+/// What a page of the accounts list asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountQuery<'a> {
+    /// One institution's accounts, or (`None`) the whole network's.
+    pub institution: Option<&'a InstitutionId>,
+    /// Matched as a case-insensitive substring of the username or the name shown.
+    pub text: Option<&'a str>,
+    /// Only usernames that sort after this one: where the page before ended.
+    pub after: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// A case-insensitive `LIKE` pattern (with `ESCAPE '\'`) for `s` anywhere in the value; LIKE's
+/// own characters in `s` are matched literally.
+fn like_pattern(s: &str) -> String {
+    let escaped = s
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 pub(super) fn from_row(row: &AnyRow) -> Result<User, StorageError> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
@@ -129,7 +153,8 @@ impl Db {
         .await
     }
 
-    /// A new account; a username already taken is `Conflict`.
+    /// A new account; a username already taken is `Conflict`, a department that is not (or no
+    /// longer) the institution's `NoSuchDepartment`.
     pub async fn create_account(&self, new: &NewAccount<'_>) -> Result<User, StorageError> {
         let user = User {
             id: UserId::generate(),
@@ -147,6 +172,10 @@ impl Db {
             signing_pin_hash: None,
             disabled_at: None,
         };
+        let mut tx = self.begin_write().await?;
+        if let Some(department) = new.department {
+            hold_department(&mut tx, department, new.institution).await?;
+        }
         sqlx::query(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_at, \
              institution_id, department_id, title, specialty, accepts_referrals) \
@@ -162,9 +191,10 @@ impl Db {
         .bind(user.department_id.as_ref().map(DepartmentId::as_str))
         .bind(&user.title)
         .bind(&user.specialty)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(map_unique)?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -204,7 +234,8 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
-    /// Moves an account within the network and sets its profile.
+    /// Moves an account within the network and sets its profile ([`StorageError::NoSuchDepartment`]
+    /// for a department not, or no longer, in `institution`).
     pub async fn set_user_place(
         &self,
         id: &UserId,
@@ -213,6 +244,10 @@ impl Db {
         title: &str,
         specialty: &str,
     ) -> Result<(), StorageError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(department) = department {
+            hold_department(&mut tx, department, institution).await?;
+        }
         let done = sqlx::query(
             "UPDATE users SET institution_id = $1, department_id = $2, title = $3, \
              specialty = $4 WHERE id = $5",
@@ -222,23 +257,30 @@ impl Db {
         .bind(title)
         .bind(specialty)
         .bind(id.as_str())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }
+        tx.commit().await?;
         Ok(())
     }
 
     /// Replaces an account's name, role, place and profile with `to`, if it still stands
     /// where `from` says it did (institution and role): the caller decided it may make this
     /// change from those, so an account moved or given another role meanwhile is not changed
-    /// ([`StorageError::Conflict`]). [`StorageError::NotFound`] for no such account.
+    /// ([`StorageError::Conflict`]). [`StorageError::NotFound`] for no such account,
+    /// [`StorageError::NoSuchDepartment`] for a department not (or no longer) in `to`'s
+    /// institution.
     pub async fn update_account(
         &self,
         from: &User,
         to: &AccountChange,
     ) -> Result<(), StorageError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(department) = &to.department {
+            hold_department(&mut tx, department, &to.institution).await?;
+        }
         let done = sqlx::query(
             "UPDATE users SET display_name = $1, role = $2, institution_id = $3, \
              department_id = $4, title = $5, specialty = $6 \
@@ -253,11 +295,13 @@ impl Db {
         .bind(from.id.as_str())
         .bind(from.institution_id.as_str())
         .bind(from.role.as_str())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
+            tx.commit().await?;
             return Ok(());
         }
+        tx.rollback().await?;
         match self.user(&from.id).await? {
             Some(_) => Err(StorageError::Conflict),
             None => Err(StorageError::NotFound),
@@ -298,20 +342,46 @@ impl Db {
         Ok(())
     }
 
+    /// A page of accounts by username: at most `q.limit` of those matching `q`, after
+    /// `q.after`.
+    pub async fn account_page(&self, q: &AccountQuery<'_>) -> Result<Vec<User>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users \
+             WHERE ($1 = '' OR institution_id = $1) \
+             AND ($2 = '' OR LOWER(username) LIKE $2 ESCAPE '\\' \
+                  OR LOWER(display_name) LIKE $2 ESCAPE '\\') \
+             AND ($3 = '' OR username > $3) \
+             ORDER BY username LIMIT $4"
+        ))
+        .bind(q.institution.map(InstitutionId::as_str).unwrap_or(""))
+        .bind(q.text.map(like_pattern).unwrap_or_default())
+        .bind(q.after.unwrap_or(""))
+        .bind(q.limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// How many accounts match `q`'s institution and text (all pages).
+    pub async fn count_accounts(&self, q: &AccountQuery<'_>) -> Result<i64, StorageError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM users \
+             WHERE ($1 = '' OR institution_id = $1) \
+             AND ($2 = '' OR LOWER(username) LIKE $2 ESCAPE '\\' \
+                  OR LOWER(display_name) LIKE $2 ESCAPE '\\')",
+        )
+        .bind(q.institution.map(InstitutionId::as_str).unwrap_or(""))
+        .bind(q.text.map(like_pattern).unwrap_or_default())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Clinicians (doctors and specialists) matching the query, by institution, department
     /// and name; at most `limit`.
     pub async fn directory(&self, q: &DirectoryQuery<'_>) -> Result<Vec<User>, StorageError> {
-        // LIKE's own characters are matched literally.
-        let pattern = |s: &str| {
-            let escaped = s
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        };
-        let specialty = q.specialty.map(pattern).unwrap_or_default();
-        let name = q.name.map(pattern).unwrap_or_default();
+        let specialty = q.specialty.map(like_pattern).unwrap_or_default();
+        let name = q.name.map(like_pattern).unwrap_or_default();
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM users \
              WHERE role IN ('doctor', 'specialist') AND disabled_at IS NULL \

@@ -5,7 +5,8 @@
 // hospital, adds an institution and renames it (changing its kind), adds a department by mistake,
 // renames and removes it (one with accounts is refused), is shown the server's error
 // for a bad username, creates a specialist in the new department with a title and a specialty,
-// and sees them in the accounts list; the new account signs in. The county hospital's own administrator sees only their institution's accounts, is
+// and sees them in the accounts list; the new account signs in. The list is searched on the
+// server and paged (More accounts). The county hospital's own administrator sees only their institution's accounts, is
 // refused (and shown the refusal) when making an account for another institution, and ends the
 // new colleague's sessions, while the colleague is in a consultation through their care-team
 // seat: the room page says their sign-in ended and takes them out. The new colleague then changes the initial password from the console,
@@ -232,6 +233,48 @@ export async function adminScenario(harness) {
       assert.equal(me.title, "主任医师");
       assert.equal(me.department?.name, DEPARTMENT, "the rest is kept");
       await t.snap(page, "admin-account-edited");
+    });
+
+    await check("admin console: the accounts list is searched on the server and comes a page at a time; More accounts adds pages until every account is shown", { scenario }, async () => {
+      if (!page) throw new Error("no page");
+      const p = page;
+      const rows = p.locator("#admin-accounts li.account-card");
+      const status = (/** @type {string} */ said) => p.locator("#admin-accounts-status", { hasText: new RegExp(`^${said.replace(/\./g, "\\.")}$`) });
+      const search = p.getByLabel("Search by name or username");
+      // Part of the name shown finds the new colleague alone.
+      await search.fill(NEW_USER.name);
+      await status("1 account.").waitFor({ timeout });
+      assert.deepEqual(await rows.evaluateAll((r) => r.map((x) => (x instanceof HTMLElement ? x.dataset.username : ""))), [NEW_USER.username]);
+      await t.snap(p, "admin-accounts-searched");
+      await search.fill("");
+      const all = /** @type {{total: number}} */ (await (await http.get("/api/v1/accounts", { headers: await apiLogin(t.admin) })).json()).total;
+      await status(`${all} accounts.`).waitFor({ timeout });
+      // Pages of 3 (the network here is smaller than the console's 100): each More adds the
+      // next, until the last hides the button.
+      const pages = (/** @type {URL} */ url) => url.pathname === "/api/v1/accounts";
+      await p.route(pages, (route) => {
+        const url = new URL(route.request().url());
+        if (route.request().method() === "GET") url.searchParams.set("limit", "3");
+        return route.continue({ url: url.toString() });
+      });
+      try {
+        await p.locator("#admin-refresh").click();
+        await status(`3 of ${all} accounts.`).waitFor({ timeout });
+        const more = p.locator("#admin-accounts-more");
+        for (let shown = 3; shown < all; shown = Math.min(shown + 3, all)) {
+          assert.equal(await more.isVisible(), true, `More accounts is offered at ${shown} of ${all}`);
+          await more.click();
+          const next = Math.min(shown + 3, all);
+          const said = next === all ? `${all} accounts.` : `${next} of ${all} accounts.`;
+          await status(said).waitFor({ timeout });
+        }
+        await more.waitFor({ state: "hidden", timeout });
+        const listed = await rows.evaluateAll((r) => r.map((x) => (x instanceof HTMLElement ? x.dataset.username : "")));
+        assert.equal(new Set(listed).size, all, `every account once: ${listed}`);
+      } finally {
+        await p.unroute(pages);
+      }
+      await t.assertTextFromCatalogue(p, "the accounts list with its search (en)");
     });
 
     await check("admin console: the county hospital's administrator sees only its accounts, is refused another institution's, and ends a colleague's sessions", { scenario }, async () => {

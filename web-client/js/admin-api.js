@@ -94,9 +94,26 @@ export async function removeDepartment(departmentId) {
   await call("DELETE", `/api/v1/departments/${encodeURIComponent(departmentId)}`);
 }
 
-/** @returns {Promise<Account[]>} every account (network administrator) or the institution's own */
-export async function accounts() {
-  return /** @type {{accounts: Account[]}} */ (await call("GET", "/api/v1/accounts")).accounts;
+/**
+ * @typedef {object} AccountPage
+ * @property {Account[]} accounts by username
+ * @property {string | null} next `after` for the following page; null on the last
+ * @property {number} total accounts matching, over all pages
+ */
+
+/**
+ * A page of accounts: the network's (network administrator) or the institution's own.
+ * @param {{q?: string, institutionId?: string, after?: string | null}} [query] part of a
+ *   username or name; one institution; where the page before ended
+ * @returns {Promise<AccountPage>}
+ */
+export async function accounts(query = {}) {
+  const params = new URLSearchParams();
+  if (query.q) params.set("q", query.q);
+  if (query.institutionId) params.set("institution_id", query.institutionId);
+  if (query.after) params.set("after", query.after);
+  const search = params.toString();
+  return /** @type {AccountPage} */ (await call("GET", `/api/v1/accounts${search ? `?${search}` : ""}`));
 }
 
 /**

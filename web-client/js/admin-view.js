@@ -16,7 +16,8 @@
 // DOM contract (tests/browser/admin-scenario.mjs relies on it): #admin-scope; #admin-status
 // (what the last change did); li.institution[data-institution-id] with h4, its
 // li.department[data-department-id], a department form and the webhook panel (webhook-view.js); #admin-accounts with
-// li.account[data-user-id][data-username][data-role]; #admin-accounts-error; the new-account
+// li.account[data-user-id][data-username][data-role] (a page at a time: #admin-accounts-search
+// searches on the server, #admin-accounts-more adds the next page); #admin-accounts-error; the new-account
 // form #admin-account-form, its error #admin-account-error; every error element carries the
 // server's code in data-code.
 
@@ -135,6 +136,8 @@ const TEXT = {
   accounts: msg("admin.accounts"),
   refresh: msg("admin.refresh"),
   showInstitution: msg("admin.show_institution"),
+  searchAccounts: msg("admin.search_accounts"),
+  moreAccounts: msg("admin.more_accounts"),
   allInstitutions: msg("admin.all_institutions"),
   noAccounts: msg("admin.no_accounts"),
   takesReferrals: msg("admin.takes_referrals"),
@@ -224,8 +227,14 @@ const state = {
   tools: /** @type {Tools | null} */ (null),
   /** @type {Institution[]} the institutions this account administers */
   institutions: /** @type {Institution[]} */ ([]),
-  /** @type {Account[]} */
+  /** @type {Account[]} the pages of the list loaded so far */
   accounts: /** @type {Account[]} */ ([]),
+  /** @type {string | null} where the next page starts; null when the last is loaded */
+  accountsNext: /** @type {string | null} */ (null),
+  /** accounts matching the search and institution, over all pages */
+  accountsTotal: 0,
+  /** counts the lists asked for: an answer to an older search is dropped */
+  accountsAsked: 0,
 };
 
 /** The view's live parts, made by `build`. */
@@ -432,6 +441,11 @@ function build() {
   const filter = el("select");
   const filterField = field("admin-accounts-filter", TEXT.showInstitution, filter);
   filterField.hidden = !networkAdmin();
+  // The list is searched on the server (a network has thousands of accounts), a page at a time.
+  const search = el("input", { attrs: { type: "search", maxlength: "64", autocomplete: "off", spellcheck: "false" } });
+  const searchField = field("admin-accounts-search", TEXT.searchAccounts, search);
+  const more = el("button", { className: "btn btn-small", ...text(TEXT.moreAccounts), attrs: { type: "button", id: "admin-accounts-more" } });
+  more.hidden = true;
   const accountsStatus = el("p", { className: "hint", attrs: { id: "admin-accounts-status" } });
   const accountsError = errorLine("admin-accounts-error");
   const accounts = el("ul", { className: "admin-accounts", attrs: { id: "admin-accounts", "aria-labelledby": "admin-accounts-title" } });
@@ -480,9 +494,11 @@ function build() {
       { className: "admin-part", attrs: { "aria-labelledby": "admin-accounts-title" } },
       el("div", { className: "section-head" }, el("h3", { ...text(TEXT.accounts), attrs: { id: "admin-accounts-title" } }), refresh),
       filterField,
+      searchField,
       accountsStatus,
       accountsError,
       accounts,
+      more,
     ),
     el(
       "section",
@@ -507,6 +523,8 @@ function build() {
     newInstitutionError,
     refresh,
     filter,
+    search,
+    more,
     accountsStatus,
     accountsError,
     accounts,
@@ -528,7 +546,15 @@ function build() {
     void addInstitution();
   });
   refresh.addEventListener("click", () => void reload());
-  filter.addEventListener("change", () => renderAccounts());
+  filter.addEventListener("change", () => void loadAccounts());
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let typing;
+  // Asks once typing pauses, not at every key.
+  search.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => void loadAccounts(), 300);
+  });
+  more.addEventListener("click", () => void loadAccounts(true));
   institution.addEventListener("change", () => {
     department.value = "";
     fillDepartmentChoices();
@@ -571,6 +597,8 @@ export function hideAdministration() {
   state.tools = null;
   state.institutions = [];
   state.accounts = [];
+  state.accountsNext = null;
+  state.accountsTotal = 0;
 }
 
 /** Institutions and accounts again, from the server. */
@@ -847,31 +875,47 @@ async function addInstitution() {
   }
 }
 
-async function loadAccounts() {
+/**
+ * The accounts list from its first page for the search and institution chosen, or (`more`) its
+ * next page added to those shown.
+ * @param {boolean} [more]
+ */
+async function loadAccounts(more = false) {
   const me = state.me;
   if (!me || !view) return;
+  if (more && !state.accountsNext) return;
+  const asked = ++state.accountsAsked;
   view.refresh.disabled = true;
+  view.more.disabled = true;
   try {
-    const accounts = await org.accounts();
-    if (state.me !== me || !view) return;
-    state.accounts = accounts;
+    const page = await org.accounts({
+      q: view.search.value.trim(),
+      institutionId: view.filter.value,
+      after: more ? state.accountsNext : null,
+    });
+    if (state.me !== me || !view || asked !== state.accountsAsked) return;
+    state.accounts = more ? [...state.accounts, ...page.accounts] : page.accounts;
+    state.accountsNext = page.next;
+    state.accountsTotal = page.total;
     showText(view.accountsError, null);
     renderAccounts();
   } catch (err) {
-    if (view) showFailure(view.accountsError, err, "account");
+    if (view && asked === state.accountsAsked) showFailure(view.accountsError, err, "account");
   } finally {
-    if (view) view.refresh.disabled = false;
+    if (view && asked === state.accountsAsked) {
+      view.refresh.disabled = false;
+      view.more.disabled = false;
+    }
   }
 }
 
-/** The accounts list, filtered by institution (the network's administrator). */
+/** The accounts loaded, how many of how many match, and whether more can be loaded. */
 function renderAccounts() {
   if (!view) return;
-  const only = view.filter.value;
-  const shown = only ? state.accounts.filter((a) => a.institution.id === only) : state.accounts;
-  view.accounts.replaceChildren(...shown.map(renderAccount));
-  const count = state.accounts.length ? TEXT.accountCount(shown.length, state.accounts.length) : TEXT.noAccounts;
+  view.accounts.replaceChildren(...state.accounts.map(renderAccount));
+  const count = state.accountsTotal ? TEXT.accountCount(state.accounts.length, state.accountsTotal) : TEXT.noAccounts;
   tr(view.accountsStatus, count.key, count.params);
+  view.more.hidden = state.accountsNext === null;
 }
 
 /**
