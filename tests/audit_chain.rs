@@ -13,7 +13,7 @@
 //! The attacker here is test code writing SQL: it computes hashes with its own implementation of
 //! the canonical encoding, so these tests also pin the format.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,7 +30,7 @@ use huizhen::storage::Db;
 use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 
-use common::process::{PASSWORD, call, configure_on, http, huizhen, start};
+use crate::common::process::{PASSWORD, call, configure_on, http, huizhen, start};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -5,9 +5,9 @@
 //! reads everything. Rooms follow the same line. The export is scoped like the listing, and
 //! each read is recorded with its scope.
 
-mod common;
+use crate::common;
 
-use common::{Place, TestServer};
+use crate::common::{Place, TestServer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

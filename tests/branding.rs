@@ -4,9 +4,7 @@
 //! the version in its URL. A server without the section gives nulls and no logo, and a server
 //! whose logo is missing or unsafe does not start.
 
-mod common;
-
-use common::{TestServer, sample_png};
+use crate::common::{TestServer, sample_png};
 use huizhen::config::Config;
 use huizhen::server::Server;
 

@@ -7,14 +7,12 @@
 //! Other client addresses: 127.0.0.2 and 127.0.0.3 are loopback too on Linux, so a client
 //! socket bound to one of them reaches the server on 127.0.0.1 from "another address".
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::common::TestServer;
+use crate::common::peer::insecure_tls_config;
 use bytes::Bytes;
-use common::TestServer;
-use common::peer::insecure_tls_config;
 use huizhen::config::Config;
 use rustls::pki_types::ServerName;
 use serde_json::json;

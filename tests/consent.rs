@@ -3,12 +3,12 @@
 //! the moment consent is withdrawn; documents are shared with another institution's clinicians
 //! only with the patient's consent; consent is the patient's alone; every step is audited.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::peer::SignalingClient;
-use common::{Place, TestServer, sample_pdf};
+use crate::common::peer::SignalingClient;
+use crate::common::{Place, TestServer, sample_pdf};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -8,12 +8,12 @@
 //!   SQLite and PostgreSQL; after the restart the institution's receiver, on 127.0.0.1, gets
 //!   `consultation.ended` (at least once).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::process::{self, PASSWORD, Proc, begin_upload, call, configure, http, start};
-use common::sample_pdf;
+use crate::common::process::{self, PASSWORD, Proc, begin_upload, call, configure, http, start};
+use crate::common::sample_pdf;
 use futures_util::StreamExt;
 use serde_json::json;
 

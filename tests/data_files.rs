@@ -1,9 +1,9 @@
 //! Files the server keeps are private to its user. Its own test binary: the log-privacy test
 //! in tests/privacy.rs must be the first to install the process's log subscriber.
 
-mod common;
+use crate::common;
 
-use common::TestServer;
+use crate::common::TestServer;
 
 /// Everything the server keeps under its data directory (database, WAL and shared memory,
 /// signing key, stored documents, unfinished uploads, rendered previews) is private to its user;

@@ -5,13 +5,13 @@
 //! the audit trail has one admission each), the twelve calls left over are answered
 //! `nobody_waiting`, nobody outside the department gets anyone, and the queue is empty after.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use common::peer::SignalingClient;
-use common::{Place, TestServer};
+use crate::common::peer::SignalingClient;
+use crate::common::{Place, TestServer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -2,12 +2,12 @@
 //! viewing versus downloading, integrity, bad input, chat, follow mode and annotations, and the
 //! audit trail they leave. The main flow runs on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use huizhen::documents::render::pdf_of_objects as build_pdf;
 use std::time::Duration;
 
-use common::{Member, TestServer, sample_pdf, sample_png, sha256_hex};
+use crate::common::{Member, TestServer, sample_pdf, sample_png, sha256_hex};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);

@@ -5,13 +5,11 @@
 //! reconnecting, then connected, never leaving. Real server, real webrtc-rs peers over UDP on
 //! 127.0.0.1, the impairment proxy standing for each network.
 
-mod common;
-
 use std::time::Duration;
 
-use common::TestServer;
-use common::impaired::{Count, peer_via, proxy_for};
-use common::peer::TestPeer;
+use crate::common::TestServer;
+use crate::common::impaired::{Count, peer_via, proxy_for};
+use crate::common::peer::TestPeer;
 use huizhen::domain::role::AccountRole;
 use huizhen::sfu::worker_of_ufrag;
 use serde_json::{Value, json};

@@ -8,16 +8,14 @@
 //! here over a real TCP socket on 127.0.0.1. The server's UDP candidates are in its offer, but
 //! a peer without a UDP candidate can pair none of them.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer, audio_payload, find_marker};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer, audio_payload, find_marker};
 use huizhen::media::tcp::{CloseReason, MAX_EARLY_CHECKS, MAX_FRAME_BYTES, TcpStats};
 use huizhen_impair::{Profile, TcpProxy, TcpProxyConfig};
 use serde_json::{Value, json};

@@ -1,15 +1,13 @@
 //! Calls on impaired paths: one participant's media goes through huizhen-impair (seeded loss,
 //! jitter, blackouts, a rate cap), the others' straight to the server; real server, real
 //! webrtc-rs peers over UDP on 127.0.0.1. Each test prints what it measured
-//! (`cargo test --test impairment -- --nocapture`); docs/IMPAIRMENT.md reports the figures.
-
-mod common;
+//! (`cargo test --test integration impairment:: -- --nocapture`); docs/IMPAIRMENT.md reports the figures.
 
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::impaired::{Count, peer_via, proxy_for};
-use common::peer::TestPeer;
+use crate::common::TestServer;
+use crate::common::impaired::{Count, peer_via, proxy_for};
+use crate::common::peer::TestPeer;
 use huizhen_impair::{Direction, Profile};
 
 /// Packets that show a path works before it is impaired (~1 s of audio and of video).

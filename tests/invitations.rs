@@ -4,13 +4,13 @@
 //! address and per code), QR codes and the printed page, and the audit trail of each. The flow
 //! runs on SQLite and PostgreSQL; the throttle (in memory) on SQLite.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::peer::{SignalingClient, join_message};
-use common::{Place, TestServer};
+use crate::common::peer::{SignalingClient, join_message};
+use crate::common::{Place, TestServer};
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};

@@ -1,12 +1,10 @@
 //! Media end to end: headless webrtc-rs participants (a second, independent WebRTC stack)
 //! publish synthetic Opus and VP8 over real ICE/DTLS-SRTP/UDP on loopback through the SFU.
 
-mod common;
-
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, TestPeer};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, TestPeer};
 
 const CONNECT: Duration = Duration::from_secs(20);
 const MEDIA: Duration = Duration::from_secs(30);

@@ -3,13 +3,11 @@
 //! histograms cumulative, `# EOF` last), its labels from closed sets only, and values that move
 //! with what happens on the server.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer};
 
 const T: Duration = Duration::from_secs(10);
 const CONNECT: Duration = Duration::from_secs(20);

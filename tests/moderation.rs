@@ -5,12 +5,12 @@
 //! step is audited. A clinician who loses their connection mid-huddle does not end it; the
 //! last clinician leaving does. A reload does not undo a mute.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer};
 use huizhen::domain::role::AccountRole;
 use serde_json::json;
 

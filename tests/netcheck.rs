@@ -8,14 +8,12 @@
 //! audited), as many at once as the server allows; the check ends when the client stops it, on
 //! admission, at its deadline and when its connection drops, and its transport goes each time.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer, build_peer_connection};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer, build_peer_connection};
 use huizhen::domain::role::AccountRole;
 use huizhen::signaling::protocol::MAX_DOWN_ESTIMATE_KBPS;
 use serde_json::{Value, json};

@@ -4,11 +4,11 @@
 //! room reaches the care team. Nobody else is told anything, and the stream refuses those who
 //! are not clinicians, no token, and a ninth console of one account.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Place, TestServer};
+use crate::common::{Place, TestServer};
 use futures_util::StreamExt;
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};

@@ -10,11 +10,11 @@
 //! `minimum`/`maximum`, `minLength`/`maxLength`, `minItems`/`maxItems`; a keyword it does not
 //! know fails the test, so the document cannot say more than is checked.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Place, TestServer};
+use crate::common::{Place, TestServer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -3,14 +3,14 @@
 //! by institution and care team, clinicians entering a consultation as their accounts (never
 //! under a typed name), and the command line that sets a network up. On SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::peer::SignalingClient;
-use common::{PgTestDb, Place, TestServer, process};
+use crate::common::peer::SignalingClient;
+use crate::common::{PgTestDb, Place, TestServer, process};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

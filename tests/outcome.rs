@@ -6,9 +6,9 @@
 //! records; an observer's link, a clinician's seat, a forged token and a revoked link are
 //! refused with their own codes, and everything is audited. On SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
-use common::{ACCOUNT_PASSWORD, DOCTOR_PASSWORD, TestServer};
+use crate::common::{ACCOUNT_PASSWORD, DOCTOR_PASSWORD, TestServer};
 use huizhen::auth::{Claims, SigningKey, TokenKind};
 use huizhen::domain::ids::RoomId;
 use huizhen::domain::role::{AccountRole, Role};

@@ -3,11 +3,11 @@
 //! summary and its FHIR and PDF exports, and the audit entries they leave. On SQLite and
 //! PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{ACCOUNT_PASSWORD, DOCTOR_PASSWORD, TestServer, sample_pdf};
+use crate::common::{ACCOUNT_PASSWORD, DOCTOR_PASSWORD, TestServer, sample_pdf};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -11,9 +11,9 @@
 //! request within one institution needs no consent. Every change and refusal is looked for in
 //! the audit trail, with its actor and detail.
 
-mod common;
+use crate::common;
 
-use common::{Place, TestServer, action_outcomes, sample_pdf};
+use crate::common::{Place, TestServer, action_outcomes, sample_pdf};
 use huizhen::domain::consent::ConsentPurpose;
 use huizhen::domain::ids::{DocumentId, RoomId};
 use huizhen::domain::role::AccountRole;

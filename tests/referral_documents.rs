@@ -10,11 +10,11 @@
 //! before any room exists (a PDF's page, an ECG, a CT's frame and header), within the room's
 //! render limits. Each step and refusal is looked for in the audit trail.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Place, TestServer, action_outcomes, sample_pdf, sample_png};
+use crate::common::{Place, TestServer, action_outcomes, sample_pdf, sample_png};
 use huizhen::domain::consent::ConsentPurpose;
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};

@@ -6,9 +6,9 @@
 //! department or institution probing, two specialists accepting at once. Every step and
 //! refusal is looked for in the audit trail.
 
-mod common;
+use crate::common;
 
-use common::{ACCOUNT_PASSWORD, Place, TestServer, action_outcomes};
+use crate::common::{ACCOUNT_PASSWORD, Place, TestServer, action_outcomes};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -3,12 +3,12 @@
 //! opening the prescription queue, a participant's token used on another room, forged tokens
 //! over HTTP and the WebSocket, and forbidden actions over signaling.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{SignalingClient, join_message};
+use crate::common::TestServer;
+use crate::common::peer::{SignalingClient, join_message};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -6,12 +6,12 @@
 //! keeps the role they ended with, and the person's link the role it lets in next (a join from
 //! another tab or device comes in with the changed role).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer, join_message};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer, join_message};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -4,12 +4,12 @@
 //! connection that is up; stopping (by request, or by leaving) takes the track away from
 //! everyone and frees the slot. Every start and stop is on the record.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -3,16 +3,14 @@
 //! socket. The server here only provides the rooms and the database the session talks to.
 //! A client that stops reading is one whose socket takes no more writes: here a flag.
 
-mod common;
-
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::common::TestServer;
 use axum::extract::ws::Message;
-use common::TestServer;
 use futures_util::{Sink, Stream};
 use huizhen::auth::SigningKey;
 use huizhen::metrics::Metrics;

@@ -3,13 +3,13 @@
 //! absolute end is never moved, a password change or an administrator ends the other sessions,
 //! and so does the command line. Every step, and every refused token, is in the audit trail.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{DOCTOR_PASSWORD, TestServer};
+use crate::common::{DOCTOR_PASSWORD, TestServer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

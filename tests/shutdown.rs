@@ -4,13 +4,15 @@
 //! acknowledged is lost: the chunks, the finished document, the leaves, and an audit trail
 //! whose chain verifies.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::peer::{JoinOptions, TestPeer};
-use common::process::{PASSWORD, begin_upload, call, configure, http, huizhen, put_chunk, start};
-use common::sample_pdf;
+use crate::common::peer::{JoinOptions, TestPeer};
+use crate::common::process::{
+    PASSWORD, begin_upload, call, configure, http, huizhen, put_chunk, start,
+};
+use crate::common::sample_pdf;
 use futures_util::StreamExt;
 use serde_json::json;
 

@@ -1,12 +1,12 @@
 //! Signaling over the real server: tokens, bad input, limits and room life cycle, each answered
 //! with the documented error code and close code (docs/protocol.md).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{SignalingClient, join_message};
+use crate::common::TestServer;
+use crate::common::peer::{SignalingClient, join_message};
 use huizhen::auth::{Claims, SigningKey, TokenKind};
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::ids::RoomId;

@@ -3,9 +3,9 @@
 //! erases it, also when guessed in parallel; the password still signs after that; a password
 //! change erases the PIN; and the audit entries all of it leaves.
 
-mod common;
+use crate::common;
 
-use common::{ACCOUNT_PASSWORD, DOCTOR_PASSWORD, TestServer};
+use crate::common::{ACCOUNT_PASSWORD, DOCTOR_PASSWORD, TestServer};
 use huizhen::auth::MAX_PIN_FAILURES;
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};

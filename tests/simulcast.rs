@@ -3,15 +3,13 @@
 //! on 127.0.0.1, one of them behind the impairment proxy. Each subscriber asks for simulcast, so
 //! the server estimates its link and chooses the layer it is sent; which layer arrives is told
 //! by the marker byte each layer carries (`common::peer::layer_marker`). Prints what it measured
-//! (`cargo test --locked --test simulcast -- --nocapture`).
-
-mod common;
+//! (`cargo test --locked --test integration simulcast:: -- --nocapture`).
 
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::impaired::{Count, proxy_for};
-use common::peer::{JoinOptions, LAYER_RIDS, TestPeer, dedupe_simulcast_lines};
+use crate::common::TestServer;
+use crate::common::impaired::{Count, proxy_for};
+use crate::common::peer::{JoinOptions, LAYER_RIDS, TestPeer, dedupe_simulcast_lines};
 use huizhen_impair::{Direction, Profile};
 use serde_json::Value;
 
@@ -130,7 +128,7 @@ fn layer_name(marker: Option<u8>) -> &'static str {
 // Left out of the default run: on a loaded 2-core machine (the CI's, or beside a browser run)
 // the unimpaired subscriber's own estimate dips too, and a webrtc-rs audio reader sometimes ends
 // at the start (docs/SIMULCAST.md, section 8); it failed 2 runs of 3 there. Run it alone:
-// `cargo test --locked --test simulcast -- --ignored --nocapture`.
+// `cargo test --locked --test integration simulcast:: -- --ignored --nocapture`.
 #[ignore = "timing-sensitive under CPU load; run alone with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_capped_subscriber_drops_below_the_top_layer_keeps_its_audio_and_climbs_back() {

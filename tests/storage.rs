@@ -3,7 +3,7 @@
 //! HUIZHEN_REQUIRE_POSTGRES=1 to make its absence a failure, as scripts/test.sh does when
 //! `pg_isready` answers).
 
-mod common;
+use crate::common;
 
 use huizhen::audit::{Action, Actor, AuditEvent, AuditKey, AuditLog};
 use huizhen::auth::SigningKey;
@@ -995,7 +995,7 @@ async fn upload_quotas_hold_under_concurrency_on_postgres() {
 /// PostgreSQL: a benchmark, not a test (it asserts nothing about time). Run with
 ///
 /// ```sh
-/// HUIZHEN_REQUIRE_POSTGRES=1 cargo test --workspace --locked --test storage \
+/// HUIZHEN_REQUIRE_POSTGRES=1 cargo test --workspace --locked --test integration \
 ///     join_latency_under_audit_load -- --ignored --nocapture
 /// ```
 ///

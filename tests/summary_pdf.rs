@@ -7,8 +7,7 @@
 //! notice; every page renders with ink on it; times are in the configured zone with its offset;
 //! a character outside the font prints as □.
 
-#[path = "common/pdf.rs"]
-mod pdf;
+use crate::common::pdf;
 
 use huizhen::domain::document::DocumentKind;
 use huizhen::domain::ids::{

@@ -5,16 +5,14 @@
 //! only: TURN over TCP and TLS is called through by real browsers in
 //! tests/browser/turn-scenario.mjs.
 
-mod common;
-
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer};
 use huizhen::auth::TurnSecret;
 use serde_json::{Value, json};
 

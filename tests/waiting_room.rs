@@ -6,12 +6,12 @@
 //! connection drops while people wait, one clinician on two tabs, a clinician lost mid-huddle.
 //! Media is checked with webrtc-rs peers over real UDP.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, SignalingClient, TestPeer};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, SignalingClient, TestPeer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 

@@ -12,16 +12,16 @@
 //! concurrent events at the storage level: exactly the limit queued, the rest dropped with
 //! their numbers skipped.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{Place, TestServer};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use common::{Place, TestServer};
 use huizhen::config::Config;
 use huizhen::domain::role::AccountRole;
 use huizhen::server::Server;

@@ -6,12 +6,12 @@
 //! peer connections. A panic in the worker's own loop, outside the core, costs every peer
 //! connection on that worker but not the worker.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::peer::{JoinOptions, TestPeer};
+use crate::common::TestServer;
+use crate::common::peer::{JoinOptions, TestPeer};
 use huizhen::domain::ids::ParticipantId;
 use huizhen::sfu::{Fault, SfuCommand};
 

@@ -9,12 +9,12 @@
 //! step on the record. Each part is tested on its own elsewhere, with its refusals; this test
 //! shows they make one workflow.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::peer::{JoinOptions, TestPeer};
-use common::{ACCOUNT_PASSWORD, Place, TestServer, sample_pdf};
+use crate::common::peer::{JoinOptions, TestPeer};
+use crate::common::{ACCOUNT_PASSWORD, Place, TestServer, sample_pdf};
 use huizhen::domain::consent::ConsentPurpose;
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
