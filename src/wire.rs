@@ -83,6 +83,8 @@ pub struct ChatView {
     pub role: Role,
     pub text: String,
     pub at_ms: i64,
+    /// Said among the clinicians during a huddle (never sent to anyone else).
+    pub huddle: bool,
 }
 
 impl From<&ChatRecord> for ChatView {
@@ -94,6 +96,7 @@ impl From<&ChatRecord> for ChatView {
             role: c.role,
             text: c.text.clone(),
             at_ms: c.at_ms,
+            huddle: c.huddle,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use crate::common::peer::SignalingClient;
 use crate::common::{Place, TestServer};
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
@@ -121,6 +122,23 @@ async fn scopes(s: &TestServer) {
         .await;
     assert_eq!(st, 200, "{accepted}");
     let referral_room = accepted["room_id"].as_str().unwrap().to_owned();
+    // The county specialist enters the township's consultation through their seat: what they
+    // do there as a participant is their institution's too.
+    let (st, seat) = s
+        .api(
+            "POST",
+            &format!("/api/v1/rooms/{referral_room}/enter"),
+            Some(&zhao),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{seat}");
+    let zhao_in_room = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let joined = zhao_in_room
+        .join(seat["token"].as_str().unwrap(), "", false, false)
+        .await
+        .unwrap();
+    let zhao_participant = joined["you"]["id"].as_str().unwrap().to_owned();
     let (st, room) = s
         .api(
             "POST",
@@ -171,6 +189,17 @@ async fn scopes(s: &TestServer) {
             .any(|e| e["actor"] == zhao_id.as_str() && e["action"] == "access.denied")
     };
     assert!(probe(&county_view), "what its own account did");
+    let seated = |view: &[Value]| {
+        view.iter().any(|e| {
+            e["actor"] == zhao_participant.as_str() && e["room_id"] == referral_room.as_str()
+        })
+    };
+    assert!(
+        seated(&county_view),
+        "what its specialist did in the township's room"
+    );
+    assert!(seated(&town_view), "in the township's own room");
+    assert!(!seated(&city_view));
     assert!(!probe(&town_view));
     // Sign-ins are their accounts' institutions'.
     let signed_in = |view: &[Value], user: &str| {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::common::peer::SignalingClient;
 use crate::common::{Place, TestServer, sample_pdf};
+use huizhen::domain::clock::now_unix;
 use huizhen::domain::role::AccountRole;
 use serde_json::{Value, json};
 
@@ -406,6 +407,61 @@ async fn the_rooms_documents_reach_another_hospital_only_with_consent(s: &TestSe
         .filter(|e| e["action"] == "document.viewed" && e["outcome"] == "denied")
         .count();
     assert!(refused >= 2, "refused reads on the record: {refused}");
+
+    // Nor can the specialist copy it out through a request of their own (to their own
+    // hospital, where no consent is asked): the room's withheld documents are not offered
+    // from the patient's record, and attaching one is refused as if it were not there.
+    let cardiology = s.department(&county, "Cardiology").await;
+    let (st, request) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            Some(&zhao),
+            Some(json!({
+                "target_department_id": cardiology,
+                "patient_ref": "MRN-0042",
+                "reason": "Second opinion",
+                "question": "Anything missed?",
+                "urgency": "routine",
+                "proposed_times": [{"start": now_unix() + 3600, "minutes": 30}],
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{request}");
+    let r = request["id"].as_str().unwrap();
+    let candidates = format!("/api/v1/referrals/{r}/documents/candidates");
+    let offered = || async {
+        let (st, offered) = s.api("GET", &candidates, Some(&zhao), None).await;
+        assert_eq!(st, 200, "{offered}");
+        offered["documents"].clone()
+    };
+    assert_eq!(offered().await, json!([]));
+    let (st, e) = s
+        .api(
+            "POST",
+            &format!("/api/v1/referrals/{r}/documents/from-consultation"),
+            Some(&zhao),
+            Some(json!({"room_id": room, "document_id": doc})),
+        )
+        .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{e}"
+    );
+    // With the patient's consent it is theirs to read, and to attach.
+    patient
+        .ws
+        .send_json(&json!({"type": "consent", "purpose": "external_sharing", "given": true}))
+        .await
+        .unwrap();
+    specialist
+        .ws
+        .next_event("document_shared", T)
+        .await
+        .unwrap();
+    let offered = offered().await;
+    assert_eq!(offered[0]["document"]["id"], doc.as_str(), "{offered}");
 }
 
 common::on_both_databases!(

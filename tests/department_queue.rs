@@ -258,6 +258,56 @@ async fn queue_under_concurrency(s: &TestServer) {
     assert!(emptied, "the queue empties");
     let (st, e) = s.api("POST", &next, Some(&clinicians[3]), None).await;
     assert_eq!((st, code(&e)), (409, "nobody_waiting"), "{e}");
+
+    // The department's doctor (an account of role doctor) who took patients sits on those
+    // consultations as the receiving side, a specialist: it may not end the referring
+    // institution's consultation nor invite into it.
+    let taken: BTreeSet<String> = answers
+        .iter()
+        .enumerate()
+        .filter(|(i, (st, _))| i % clinicians.len() == 2 && *st == 200)
+        .map(|(_, (_, a))| a["room_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!taken.is_empty(), "the doctor took a patient: {answers:?}");
+    let (st, me) = s.api("GET", "/api/v1/me", Some(&clinicians[2]), None).await;
+    assert_eq!(st, 200, "{me}");
+    for room in &taken {
+        let (st, team) = s
+            .api(
+                "GET",
+                &format!("/api/v1/rooms/{room}/care-team"),
+                Some(&clinicians[2]),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{team}");
+        let seat = team["care_team"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["account"]["id"] == me["id"])
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(seat["role"], "specialist", "{team}");
+        let (st, b) = s
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/end"),
+                Some(&clinicians[2]),
+                None,
+            )
+            .await;
+        assert_eq!((st, code(&b)), (403, "forbidden"), "{b}");
+        let (st, b) = s
+            .api(
+                "POST",
+                &format!("/api/v1/rooms/{room}/invites"),
+                Some(&clinicians[2]),
+                Some(json!({"role": "observer"})),
+            )
+            .await;
+        assert_eq!((st, code(&b)), (403, "forbidden"), "{b}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

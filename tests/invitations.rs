@@ -314,6 +314,21 @@ async fn invitation_flow(s: &TestServer, db_url: &str) {
     assert_eq!(s.revoke_invite(&room, withdrawn_id).await, 204);
     let (st, b) = check(s, withdrawn["token"].as_str().unwrap()).await;
     assert_eq!((st, code(&b)), (410, "invite_revoked"), "{b}");
+    // The join page's first question found a dead link: on the invitation's trail, with its
+    // room, before any join would record it.
+    let sup = s
+        .account("inv_check_sup", AccountRole::NetworkSupervisor)
+        .await;
+    let refused: Vec<Value> = s
+        .audit_entries(&sup, &room)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "invite.refused" && e["object_id"] == withdrawn_id)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let said = refused[0]["detail"].as_str().unwrap_or("");
+    assert!(said.contains(r#""reason":"invite_revoked""#), "{said}");
+    assert!(said.contains(r#""via":"invitations.check""#), "{said}");
 
     // The console reloads: one GET lists every link (never a seat) with its state and uses,
     // and fresh tokens for those still usable.

@@ -121,6 +121,53 @@ async fn huddle_hold_and_remove(s: &TestServer) {
         .unwrap();
     assert_eq!(observer.received(&doctor.id(), "audio").packets, 0);
 
+    // In writing as aloud: what a clinician writes during the huddle reaches the clinicians
+    // only, marked so; the patient and the observer get nothing of it, now or on joining. The
+    // patient's own message still reaches everyone.
+    specialist
+        .send_json(json!({"type": "chat", "text": "Troponin is borderline; admit?"}))
+        .await
+        .unwrap();
+    let private = doctor.next_event("chat", T).await.unwrap();
+    assert_eq!(
+        (
+            private["message"]["text"].as_str(),
+            private["message"]["huddle"].as_bool()
+        ),
+        (Some("Troponin is borderline; admit?"), Some(true)),
+        "{private}"
+    );
+    for outside in [&patient, &observer] {
+        assert!(
+            outside
+                .next_event("chat", Duration::from_secs(1))
+                .await
+                .is_err(),
+            "a huddle's message reached someone outside the care team"
+        );
+    }
+    let late = SignalingClient::connect(&s.ws_url).await.unwrap();
+    let welcome = late
+        .join(
+            &s.invite(&room, "guest").await,
+            "Li's daughter",
+            false,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(welcome["chat"], json!([]), "{welcome}");
+    drop(late);
+    patient
+        .send_json(json!({"type": "chat", "text": "Can you hear me?"}))
+        .await
+        .unwrap();
+    let from_patient = doctor
+        .next_event_where("chat", T, |m| m["message"]["text"] == "Can you hear me?")
+        .await
+        .unwrap();
+    assert_eq!(from_patient["message"]["huddle"], false);
+
     // A clinician whose connection drops does not end the huddle. (A second specialist: the
     // doctor's own seat entering again would take over from the doctor's connection.)
     // (The seat's token first: making it signs in, which must not eat the join deadline.)

@@ -978,6 +978,76 @@ async fn concurrent_additions_to_a_care_team() {
     s.stop().await;
 }
 
+/// Two doctors of a consultation removing each other at the same moment: one removal wins,
+/// the other is refused (409), and the consultation keeps a doctor. Ten rooms, each raced.
+async fn doctors_removing_each_other(s: &TestServer) {
+    let (second_id, second) = s
+        .placed_account(
+            "second-doctor",
+            AccountRole::Doctor,
+            common::Place {
+                institution: huizhen::domain::organisation::DEFAULT_INSTITUTION,
+                ..common::Place::default()
+            },
+        )
+        .await;
+    let (_, me) = s.api("GET", "/api/v1/me", None, None).await;
+    let first_id = me["id"].as_str().unwrap().to_owned();
+    for round in 0..10 {
+        let room = s.create_room(&format!("Race {round}")).await;
+        s.add_to_care_team(&room, &second_id, None).await;
+        let path = |user: &str| format!("/api/v1/rooms/{room}/care-team/{user}");
+        let (of_second, of_first) = (path(&second_id), path(&first_id));
+        let (a, b) = tokio::join!(
+            s.api("DELETE", &of_second, None, None),
+            s.api("DELETE", &of_first, Some(&second), None),
+        );
+        // The loser is refused as the last doctor, or (removed a moment before its own
+        // request was read) as no longer on the care team.
+        let (won, lost) = if a.0 == 204 { (&a, &b) } else { (&b, &a) };
+        assert_eq!(won.0, 204, "round {round}: {a:?} {b:?}");
+        match lost.0 {
+            409 => assert!(
+                lost.1["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("last doctor"),
+                "{lost:?}"
+            ),
+            403 => {}
+            _ => panic!("round {round}: both removals went through: {a:?} {b:?}"),
+        }
+        // Whoever stayed may still see the team: one doctor in it.
+        let token = if a.0 == 204 {
+            None
+        } else {
+            Some(second.as_str())
+        };
+        let (st, team) = s
+            .api(
+                "GET",
+                &format!("/api/v1/rooms/{room}/care-team"),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{team}");
+        let doctors = team["care_team"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "doctor")
+            .count();
+        assert_eq!(doctors, 1, "round {round}: {team}");
+    }
+}
+
+common::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    doctors_removing_each_other,
+    |_| {}
+);
+
 /// The command line sets up a network: institutions, departments, accounts in them; each
 /// change is audited; mistakes are refused with a clear message.
 #[tokio::test]

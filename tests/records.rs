@@ -41,6 +41,15 @@ async fn records_flow(s: &TestServer) {
         .await
         .unwrap();
     doctor.ws.next_event("chat", T).await.unwrap();
+    // A message that reorders what the others read (a right-to-left override) is refused, and
+    // reaches nobody.
+    doctor
+        .ws
+        .send_json(&json!({"type": "chat", "text": "dose: \u{202E}gm 05 ton"}))
+        .await
+        .unwrap();
+    let refused = doctor.ws.next_event("error", T).await.unwrap();
+    assert_eq!(refused["code"], "bad_message", "{refused}");
 
     // The specialist drafts a diagnosis report; clinicians see the draft, the patient does not.
     let report = json!({"findings": "ST elevation V1-V4", "impression": "急性前壁心肌梗死",
@@ -369,6 +378,23 @@ async fn records_flow(s: &TestServer) {
         )
         .await;
     assert_eq!((st, code(&b)), (409, "conflict"));
+    // A pharmacist's note is held to the records' rule: nothing hidden or reordering.
+    let (st, b) = s
+        .api(
+            "POST",
+            &format!("/api/v1/prescriptions/{p2}/review"),
+            Some(&pharmacist),
+            Some(json!({"note": "checked\u{200B}"})),
+        )
+        .await;
+    assert_eq!((st, code(&b)), (409, "conflict"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("printable"),
+        "{b}"
+    );
 
     // After the call: the summary and its exports, for the room's doctor only.
     let (st, _) = s
@@ -485,6 +511,10 @@ async fn records_flow(s: &TestServer) {
         "{text}"
     );
     assert!(text.contains("Page 1 of "), "{text}");
+    // The care team's accounts by id (as the trail names them), never by sign-in name ("doc"):
+    // the summary goes to everyone who may see the consultation.
+    assert!(text.contains("账号 Account: u_"), "{text}");
+    assert!(!text.contains("Account: doc"), "{text}");
     // A doctor of another institution does not see this consultation; a supervisor does.
     let elsewhere = s.institution("Another county hospital").await;
     let (_, other) = s

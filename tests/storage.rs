@@ -208,6 +208,7 @@ async fn exercise_consultation_records(db: &Db) {
                 role: Role::Doctor,
                 text: format!("message {i}"),
                 at_ms: 10 + i,
+                huddle: i == 1,
             },
         )
         .await
@@ -216,6 +217,11 @@ async fn exercise_consultation_records(db: &Db) {
     let recent = db.recent_chat(&room.id, 2).await.unwrap();
     let texts: Vec<&str> = recent.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["message 1", "message 2"]);
+    // A huddle's message is kept as one.
+    assert_eq!(
+        recent.iter().map(|m| m.huddle).collect::<Vec<_>>(),
+        [true, false]
+    );
 
     let audit = AuditLog::new(db.clone(), audit_key());
     for _ in 0..3 {

@@ -99,7 +99,7 @@ fn summary(chat: usize, chat_text: &str) -> Summary {
     Summary {
         institution: "县人民医院 County Hospital".into(),
         care_team: vec![TeamMember {
-            account: "zhao".into(),
+            account: UserId::parse("u_Zhao000000000001").unwrap(),
             name: "赵教授 Prof. Zhao".into(),
             role: Role::Specialist,
             title: "主任医师".into(),
@@ -147,6 +147,7 @@ fn summary(chat: usize, chat_text: &str) -> Summary {
                 role: Role::Patient,
                 text: format!("消息{i}号 {chat_text}"),
                 at_ms: OPENED * 1000 + i as i64,
+                huddle: false,
             })
             .collect(),
         records: vec![
@@ -222,9 +223,10 @@ fn the_summary_is_a_clinical_document_in_an_embedded_subset_font() {
         "时间均为 Times are in Asia/Shanghai (UTC+08:00)",
         "开始 Opened: 2026-12-03 17:30 +08:00",
         "结束 Ended: 2026-12-03 18:15 +08:00 (45 分钟 min)",
-        // Participants: the clinician with title and institution, and the account.
+        // Participants: the clinician with title and institution, and the account (its id, as
+        // the audit trail names it; never the sign-in name).
         "赵教授 Prof. Zhao  会诊专家 Specialist  主任医师, 省人民医院",
-        "账号 Account: zhao",
+        "账号 Account: u_Zhao000000000001",
         "赵教授 Prof. Zhao, 主任医师, 省人民医院 (会诊专家 Specialist): 2026-12-03 17:31 +08:00 – 2026-12-03 18:10",
         "李女士 (患者 Patient): 2026-12-03 17:30 +08:00 – —",
         "心电图 ECG.pdf",

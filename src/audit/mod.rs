@@ -241,9 +241,11 @@ impl AuditLog {
     }
 
     /// Like [`AuditLog::entries`], and with `institution`, only the entries that concern it:
-    /// in its consultations, by its accounts, about its accounts, itself or its departments,
-    /// or about consultation requests it sent or received (an institution's supervisor reads
-    /// these; a request between two institutions is in both their trails).
+    /// in its consultations, by its accounts (signed in, or in a room through their care-team
+    /// seat: what its specialist signed in another institution's consultation), about its
+    /// accounts, itself or its departments, or about consultation requests it sent or received
+    /// (an institution's supervisor reads these; a request between two institutions is in both
+    /// their trails).
     pub async fn entries_for(
         &self,
         after: i64,
@@ -261,6 +263,8 @@ impl AuditLog {
                 "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 {room_clause} AND ( \
                  room_id IN (SELECT id FROM rooms WHERE institution_id = $3) \
                  OR actor IN (SELECT id FROM users WHERE institution_id = $3) \
+                 OR actor IN (SELECT p.id FROM participants p JOIN invites i ON i.id = p.invite_id \
+                     JOIN users u ON u.id = i.account_id WHERE u.institution_id = $3) \
                  OR (object_type = 'user' AND object_id IN \
                      (SELECT id FROM users WHERE institution_id = $3)) \
                  OR (object_type = 'institution' AND object_id = $3) \

@@ -212,7 +212,8 @@ pub struct PasswordBody {
 /// change their password, to set a signing PIN, to sign), under the sign-in throttle of the
 /// account and the address: a stolen session token must not become a way to guess the
 /// password. A throttled check is an error; a wrong password is `false`, counted as a failed
-/// sign-in. Both refusals are audited with `failed(reason)`: `throttled`, `wrong_password`.
+/// sign-in. Both refusals are audited with `failed(reason)`: `throttled` (rate-limited, as at
+/// sign-in), `wrong_password` (each counted by the throttle).
 pub(super) async fn confirm_password(
     state: &AppState,
     user: &User,
@@ -224,7 +225,12 @@ pub(super) async fn confirm_password(
     let attempt = match state.login_throttle.begin(&user.username, peer.ip(), now) {
         Ok(attempt) => attempt,
         Err(refused) => {
-            state.audit.record_or_log(failed("throttled")).await;
+            // Every further try while throttled is the same refusal: through the rate-limited
+            // refusal log, as at sign-in, not an entry each.
+            state
+                .audit
+                .refused(user.id.as_str(), "throttled", failed("throttled"))
+                .await;
             return Err(ApiError::TooManyAttempts(
                 refused.retry_after.as_secs().max(1),
             ));
@@ -304,8 +310,11 @@ pub async fn change_password(
 }
 
 /// The account `id`, if the caller may manage it: an administrator any account, an
-/// institution's administrator their own institution's (to them an account elsewhere is refused
-/// like one they may not manage). Refusals are audited with `attempted`.
+/// institution's administrator their own institution's, and only accounts of a role they may
+/// give (an institution's administrator may not disable, enable or sign out the supervisor who
+/// audits them, nor a network-wide account placed in their institution). To them an account
+/// elsewhere is refused like one they may not manage. Refusals go through the rate-limited
+/// refusal log with `attempted` (a loop of them is misuse, not a trail to fill).
 async fn managed_account(
     state: &AppState,
     who: &Clinician,
@@ -320,14 +329,23 @@ async fn managed_account(
     let same = account
         .as_ref()
         .is_some_and(|a| a.institution_id == who.0.institution_id);
-    if !who.0.role.may_manage_accounts(same) {
+    let reason = if !who.0.role.may_manage_accounts(same) {
+        Some("not_an_administrator")
+    } else if account
+        .as_ref()
+        .is_some_and(|a| !who.0.role.may_grant(a.role))
+    {
+        Some("role_not_grantable")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
         let mut event = AuditEvent::new(who.actor(), Action::AccessDenied)
-            .outcome(Outcome::Denied)
             .detail(json!({"attempted": attempted}));
         if let Some(target) = &target {
             event = event.object("user", target);
         }
-        state.audit.record_or_log(event).await;
+        state.audit.refused(who.0.id.as_str(), reason, event).await;
         return Err(ApiError::Forbidden);
     }
     account.ok_or(ApiError::NotFound)

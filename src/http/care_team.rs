@@ -153,7 +153,16 @@ pub async fn remove(
             "the consultation's last doctor cannot be removed; add another doctor first".into(),
         ));
     }
-    let seat = state.db.remove_from_care_team(&room.id, &user).await?;
+    // Checked again where it is decided, under the room's lock: another removal may have
+    // taken the other doctor since the team was read.
+    let seat = match state.db.remove_from_care_team(&room.id, &user).await {
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict(
+                "the consultation's last doctor cannot be removed; add another doctor first".into(),
+            ));
+        }
+        other => other?,
+    };
     let removed = state.rooms.invite_revoked(&room.id, &seat).await;
     state
         .audit

@@ -29,6 +29,7 @@ use super::error::ApiError;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::{DepartmentId, RoomId};
+use crate::domain::role::Role;
 use crate::notifications::WaitingNow;
 use crate::rooms::Problem;
 use crate::storage::{ReferralRow, StorageError};
@@ -107,7 +108,11 @@ pub async fn next(
     let member = match state.db.care_team_member(&room, &who.0.id).await? {
         Some(member) => member,
         None => {
-            let role = who.0.role.room_role();
+            // The receiving side's seat, as accepting the request gives it: a doctor of the
+            // department who takes a patient from the queue helps with another institution's
+            // consultation, and must not become one of its managing doctors (end it, invite,
+            // remove the referring doctor).
+            let role = Role::Specialist;
             match state
                 .db
                 .add_to_care_team(&room, &who.0.id, role, &who.0.id)

@@ -779,18 +779,23 @@ pub async fn check(
     let seat = invite.account.is_some();
     let until = if seat { claims.exp } else { invite.expires_at };
     if let Err(AuthError::Expired) = claims.within(until, now_unix()) {
+        refused_invite(&state, &invite, "invite_expired", &client).await;
         return Err(refusal(
             StatusCode::GONE,
             "invite_expired",
             "this invitation has expired; ask the clinic for a new one",
         ));
     }
+    let named = invite.clone();
     let invite = match usable(&state, invite).await {
         Ok(invite) => invite,
         Err(failure) if failure.code == "internal" => {
             return Err(ApiError::Internal(failure.message));
         }
-        Err(failure) => return Err(refusal(failure.status, failure.code, failure.message)),
+        Err(failure) => {
+            refused_invite(&state, &named, failure.code, &client).await;
+            return Err(refusal(failure.status, failure.code, failure.message));
+        }
     };
     let now = now_unix();
     let opens_in = invite.not_before.map_or(0, |nb| (nb - now).max(0));
@@ -803,6 +808,18 @@ pub async fn check(
         "expires_at": invite.expires_at,
         "opens_in": opens_in,
     })))
+}
+
+/// A real invitation that lets nobody in any more (expired, revoked, used up, its consultation
+/// ended), as the join page's first question finds it, before the join that would record it:
+/// `invite.refused` with the room and the invitation (so the institution's supervisor sees it),
+/// `reason` the code the page is answered, rate-limited per client.
+async fn refused_invite(state: &AppState, invite: &Invite, reason: &'static str, client: &str) {
+    let event = AuditEvent::new(Actor::Unknown, Action::InviteRefused)
+        .room(&invite.room_id)
+        .object("invite", &invite.id)
+        .detail(json!({"client": client, "via": "invitations.check"}));
+    state.audit.refused(client, reason, event).await;
 }
 
 /// A token that is not one of ours, or names no invitation: on the record, rate-limited.

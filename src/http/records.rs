@@ -37,27 +37,24 @@ fn record_event(e: AuditEvent, r: &RecordRow) -> AuditEvent {
         .detail(json!({"kind": r.kind, "status": r.status, "supersedes": r.supersedes}))
 }
 
-/// Audits a refusal (a role that may not write this, an issued record someone tried to change)
-/// and hands the error on.
-async fn refused(state: &AppState, event: AuditEvent, e: RecordError) -> ApiError {
-    if matches!(
-        e,
-        RecordError::Forbidden(_)
-            | RecordError::Conflict(_)
-            | RecordError::SignatureRequired(_)
-            | RecordError::UnknownPatient
-            // A record id that is not the caller's to reach (another room's, another
-            // institution's prescription): a guess, or a probe.
-            | RecordError::NotFound
-    ) {
-        state
-            .audit
-            .record_or_log(
-                event
-                    .outcome(Outcome::Denied)
-                    .detail(json!({"reason": e.to_string()})),
-            )
-            .await;
+/// Audits a refusal (a role that may not write this, an issued record someone tried to change,
+/// a record id that is not the caller's) and hands the error on. Through the rate-limited
+/// refusal log, keyed by `who` (the participant or the account): a loop of guessed record ids
+/// is a probe, and must not fill the trail the room's own steps are written to.
+async fn refused(state: &AppState, who: &str, event: AuditEvent, e: RecordError) -> ApiError {
+    let reason = match &e {
+        RecordError::Forbidden(_) => Some("record_forbidden"),
+        RecordError::Conflict(_) => Some("record_conflict"),
+        RecordError::SignatureRequired(_) => Some("signature_required"),
+        RecordError::UnknownPatient => Some("unknown_patient"),
+        // A record id that is not the caller's to reach (another room's, another
+        // institution's prescription): a guess, or a probe.
+        RecordError::NotFound => Some("record_not_found"),
+        RecordError::Invalid(_) | RecordError::PatientRequired | RecordError::Storage(_) => None,
+    };
+    if let Some(reason) = reason {
+        let event = event.detail_field("why", e.to_string().into());
+        state.audit.refused(who, reason, event).await;
     }
     e.into()
 }
@@ -149,7 +146,7 @@ pub async fn create_record(
             if let Some(old) = &b.supersedes {
                 event = event.object("record", old);
             }
-            return Err(refused(&state, event, e).await);
+            return Err(refused(&state, who.member.participant.as_str(), event, e).await);
         }
     };
     state
@@ -226,7 +223,7 @@ pub async fn update_record(
         }
         Err(e) => {
             let event = who.event(Action::RecordDraftUpdated).object("record", &id);
-            Err(refused(&state, event, e).await)
+            Err(refused(&state, who.member.participant.as_str(), event, e).await)
         }
     }
 }
@@ -271,7 +268,7 @@ pub async fn issue_record(
         }
         Err(e) => {
             let event = who.event(Action::RecordIssued).object("record", &id);
-            Err(refused(&state, event, e).await)
+            Err(refused(&state, who.member.participant.as_str(), event, e).await)
         }
     }
 }
@@ -413,7 +410,7 @@ pub async fn pharmacy_action(
             if let Some(b) = &before {
                 event = event.room(&b.record.room_id);
             }
-            Err(refused(&state, event, e).await)
+            Err(refused(&state, who.0.id.as_str(), event, e).await)
         }
     }
 }

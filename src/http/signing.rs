@@ -98,7 +98,14 @@ pub async fn sign(
     // administrator seated as the doctor of a room they made, or an account since moved to
     // another role, may not. Refused before anything is tried.
     if !user.role.is_clinician() {
-        state.audit.record_or_log(failed("not_a_clinician")).await;
+        state
+            .audit
+            .refused(
+                user.id.as_str(),
+                "not_a_clinician",
+                failed("not_a_clinician"),
+            )
+            .await;
         return Err(ApiError::Denied(
             "only a doctor's or a specialist's account signs reports and prescriptions".into(),
         ));
@@ -129,7 +136,10 @@ pub async fn sign(
             {
                 PinAttempt::Counted { hash, number } => (hash, number),
                 PinAttempt::NoPin => {
-                    state.audit.record_or_log(failed("no_pin")).await;
+                    state
+                        .audit
+                        .refused(user.id.as_str(), "no_pin", failed("no_pin"))
+                        .await;
                     return Err(pin_error(
                         StatusCode::CONFLICT,
                         "no_signing_pin",
@@ -141,7 +151,11 @@ pub async fn sign(
                 PinAttempt::Exhausted => {
                     state
                         .audit
-                        .record_or_log(failed("pin_tries_exhausted"))
+                        .refused(
+                            user.id.as_str(),
+                            "pin_tries_exhausted",
+                            failed("pin_tries_exhausted"),
+                        )
                         .await;
                     return Err(ApiError::TooManyAttempts(1));
                 }

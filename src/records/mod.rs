@@ -21,6 +21,7 @@ use crate::domain::ids::{InstitutionId, InviteId, ParticipantId, RecordId, RoomI
 use crate::domain::member::Member;
 use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::domain::role::{AccountRole, Role};
+use crate::domain::text::is_hiding_in_record;
 use crate::domain::webhook::EventKind;
 use crate::storage::{Db, RecordEvent, RecordRow, Signature, StorageError};
 
@@ -459,7 +460,9 @@ impl Records {
         if !self.db.record_concerns(id, institution).await? {
             return Err(RecordError::NotFound);
         }
-        if note.chars().count() > 1000 || note.chars().any(|c| c.is_control() && c != '\n') {
+        // As in a record's own fields: nothing that hides or reorders what is printed (a
+        // right-to-left override can turn "not 50 mg" around in the summary).
+        if note.chars().count() > 1000 || note.chars().any(is_hiding_in_record) {
             return Err(RecordError::Conflict(
                 "the note must be at most 1000 printable characters",
             ));

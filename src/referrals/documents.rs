@@ -28,6 +28,7 @@
 //!
 //! This module does not write the audit trail or tell live rooms: the HTTP edge does both.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::config::DocumentsConfig;
@@ -37,7 +38,7 @@ use crate::domain::ids::{DocumentId, ReferralDocumentId, ReferralId, RoomId};
 use crate::domain::referral::Side;
 use crate::storage::{
     AttachLimits, AttachRefusal, AttachmentSource, Db, DetachRefusal, DocumentRecord,
-    PatientDocument, ReferralDocumentRow, ReferralRow, StorageError, User,
+    PatientDocument, ReferralDocumentRow, ReferralRow, RoomRecord, StorageError, User,
 };
 
 use super::consent::{ReferralConsents, Sharing};
@@ -361,6 +362,17 @@ impl Attachments {
         if source_room.patient_ref.as_deref() != Some(referral.patient_ref.as_str()) {
             return Err(AttachmentError::OtherPatient);
         }
+        // What the room withholds from its care team's clinicians of other institutions (the
+        // patient has not agreed to share it with them) is not theirs to hand on either:
+        // attaching it to a request of their own would copy it past the consent. As in the
+        // room, it is not there for them.
+        if self
+            .withheld_from(&source_room, who)
+            .await?
+            .contains(document)
+        {
+            return Err(AttachmentError::SourceNotVisible);
+        }
         let attached = self.db.referral_documents(id).await?;
         let already = attached.iter().any(|a| {
             matches!(&a.source, AttachmentSource::Consultation { document: d, .. } if d == document)
@@ -448,19 +460,46 @@ impl Attachments {
     pub async fn candidates(&self, id: &ReferralId, who: &User) -> Result<Vec<PatientDocument>> {
         let referral = self.own(id, who).await?;
         let attached = self.db.referral_documents(id).await?;
-        let taken: std::collections::HashSet<&DocumentId> = attached
+        let taken: HashSet<&DocumentId> = attached
             .iter()
             .filter_map(|a| match &a.source {
                 AttachmentSource::Consultation { document, .. } => Some(document),
                 AttachmentSource::Upload => None,
             })
             .collect();
-        Ok(self
+        let found = self
             .db
             .patient_documents(&who.id, &referral.patient_ref, MAX_CANDIDATES)
-            .await?
-            .into_iter()
-            .filter(|p| !taken.contains(&p.document.id))
-            .collect())
+            .await?;
+        // Each room's withheld documents, once per room (see `attach_from_consultation`).
+        let mut withheld: HashMap<RoomId, HashSet<DocumentId>> = HashMap::new();
+        let mut shown = Vec::with_capacity(found.len());
+        for p in found {
+            if taken.contains(&p.document.id) {
+                continue;
+            }
+            let room = &p.document.room_id;
+            if !withheld.contains_key(room) {
+                let hidden = match self.db.room(room).await? {
+                    Some(r) => self.withheld_from(&r, who).await?,
+                    None => HashSet::new(),
+                };
+                withheld.insert(room.clone(), hidden);
+            }
+            if !withheld[room].contains(&p.document.id) {
+                shown.push(p);
+            }
+        }
+        Ok(shown)
+    }
+
+    /// The documents of `room` withheld from `who`: none for a clinician of the room's own
+    /// institution; for another's, those the patient has not agreed to share
+    /// (`Db::withheld_documents`, the room's rule).
+    async fn withheld_from(&self, room: &RoomRecord, who: &User) -> Result<HashSet<DocumentId>> {
+        if who.institution_id == room.institution_id {
+            return Ok(HashSet::new());
+        }
+        Ok(self.db.withheld_documents(&room.id).await?)
     }
 }

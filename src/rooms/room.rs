@@ -596,6 +596,15 @@ impl Room {
             ));
             return;
         }
+        // Chat is part of the consultation's record (and its summary): no character that hides
+        // or reorders what the others read, as in the records and the clinic's messages.
+        if text.chars().any(crate::domain::text::is_hiding_but_newline) {
+            p.send(Notice::refused(
+                Problem::Invalid,
+                "a chat message may not hold invisible or direction-changing characters",
+            ));
+            return;
+        }
         let message = ChatRecord {
             id: ChatMessageId::generate(),
             participant_id: p.id.clone(),
@@ -603,6 +612,10 @@ impl Room {
             role: p.role,
             text: text.to_owned(),
             at_ms: now_unix_ms(),
+            // The clinicians talk privately during a huddle, in writing as aloud: what one of
+            // them writes meanwhile reaches the clinicians only (the patient's own messages
+            // still reach everyone).
+            huddle: self.huddle.is_on() && p.role.may_admit(),
         };
         // Persisted before anyone sees it: what was said is part of the consultation record.
         // Shown when the writer says it is (`settle`); the room goes on meanwhile.
@@ -632,7 +645,8 @@ impl Room {
             self.chat.pop_front();
         }
         self.chat.push_back(message.clone());
-        self.broadcast_where(|_| true, Notice::Chat(message));
+        let private = message.huddle;
+        self.broadcast_where(|p| !private || p.role.may_admit(), Notice::Chat(message));
     }
 
     /// Acts on the oldest write the room waited for, and on every later one already written.
@@ -2164,7 +2178,12 @@ impl Room {
                 .filter(|d| me.role.may_view(d.visibility) && !self.may_see(me, d))
                 .map(|d| d.id.clone())
                 .collect(),
-            chat: self.chat.iter().cloned().collect(),
+            chat: self
+                .chat
+                .iter()
+                .filter(|m| !m.huddle || me.role.may_admit())
+                .cloned()
+                .collect(),
             presenting: self.follow.clone().filter(|_| {
                 self.presented_document()
                     .is_some_and(|d| self.may_see(me, d))

@@ -659,6 +659,8 @@ impl Session {
             return Err(token_refusal(e));
         }
         if invite.revoked_at.is_some() {
+            // On the invitation's trail too, with its room (issue 17: invitations failed).
+            invitation::refused(&self.ctx, &invite, "invite_revoked", &self.client).await;
             let message = if invite.account.is_some() {
                 "you are no longer on this consultation's care team"
             } else {

@@ -102,13 +102,21 @@ impl Db {
     }
 
     /// Takes a clinician off the care team and revokes their seat; returns the seat (the live
-    /// room removes whoever came with it). Not on it: `NotFound`.
+    /// room removes whoever came with it). Not on it: `NotFound`; the consultation's last
+    /// clinician who runs it (a doctor's seat): `Conflict`, nothing changed.
     pub async fn remove_from_care_team(
         &self,
         room: &RoomId,
         user: &UserId,
     ) -> Result<InviteId, StorageError> {
         let mut tx = self.begin_write().await?;
+        // One removal of this room's care team at a time (the room's row held, on SQLite the
+        // database): the check below that a doctor stays reads what the removal before left.
+        // Two doctors removing each other at once left the consultation with none.
+        sqlx::query("UPDATE rooms SET title = title WHERE id = $1")
+            .bind(room.as_str())
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 AND user_id = $2"
         ))
@@ -118,6 +126,22 @@ impl Db {
         .await?
         .ok_or(StorageError::NotFound)?;
         let member = from_row(&row)?;
+        if member.role.may_invite() {
+            let others = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 AND user_id <> $2"
+            ))
+            .bind(room.as_str())
+            .bind(user.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut runs = false;
+            for row in &others {
+                runs |= from_row(row)?.role.may_invite();
+            }
+            if !runs {
+                return Err(StorageError::Conflict);
+            }
+        }
         sqlx::query("DELETE FROM care_team WHERE room_id = $1 AND user_id = $2")
             .bind(room.as_str())
             .bind(user.as_str())

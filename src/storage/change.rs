@@ -262,7 +262,7 @@ impl Change {
             Change::Chat { room, message: m } => {
                 sqlx::query(
                     "INSERT INTO chat_messages (id, room_id, participant_id, name, role, body, \
-                     created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     created_at_ms, huddle) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(m.id.as_str())
                 .bind(room.as_str())
@@ -271,6 +271,7 @@ impl Change {
                 .bind(m.role.as_str())
                 .bind(m.text.as_str())
                 .bind(m.at_ms)
+                .bind(i64::from(m.huddle))
                 .execute(conn)
                 .await?
             }

@@ -15,6 +15,9 @@ pub struct ChatRecord {
     pub role: Role,
     pub text: String,
     pub at_ms: i64,
+    /// Written by a clinician while the clinicians conferred privately (a huddle): for the
+    /// clinicians only, then and afterwards.
+    pub huddle: bool,
 }
 
 fn from_row(row: &AnyRow) -> Result<ChatRecord, StorageError> {
@@ -27,6 +30,7 @@ fn from_row(row: &AnyRow) -> Result<ChatRecord, StorageError> {
         role: Role::parse(&s("role")?).ok_or(StorageError::Corrupt("chat role"))?,
         text: s("body")?,
         at_ms: row.try_get("created_at_ms")?,
+        huddle: row.try_get::<i64, _>("huddle")? != 0,
     })
 }
 
@@ -42,7 +46,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<ChatRecord>, StorageError> {
         let rows = sqlx::query(
-            "SELECT id, participant_id, name, role, body, created_at_ms FROM chat_messages \
+            "SELECT id, participant_id, name, role, body, created_at_ms, huddle FROM chat_messages \
              WHERE room_id = $1 ORDER BY created_at_ms DESC, id DESC LIMIT $2",
         )
         .bind(room.as_str())

@@ -15,7 +15,7 @@ pub mod layout;
 pub mod outcome;
 pub mod pdf;
 
-use crate::domain::ids::{InviteId, RecordId, RoomId};
+use crate::domain::ids::{InviteId, RecordId, RoomId, UserId};
 use crate::domain::record::RecordStatus;
 use crate::domain::role::Role;
 use crate::records::{RecordError, RecordView, Records};
@@ -49,8 +49,10 @@ pub struct DocumentSummary {
 /// A clinician of the room's care team, with their account as it stands now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeamMember {
-    /// The account's login name.
-    pub account: String,
+    /// The account's id, as the audit trail names it. Not its sign-in name: the summary goes
+    /// to everyone who may see the consultation, and a sign-in name is half of what it takes
+    /// to lock a clinician out (five wrong passwords).
+    pub account: UserId,
     pub name: String,
     pub role: Role,
     pub title: String,
@@ -130,7 +132,7 @@ pub async fn assemble(
                 .unwrap_or_default()
         };
         care_team.push(TeamMember {
-            account: user.username,
+            account: user.id,
             name: user.display_name,
             role: m.role,
             title: user.title,

@@ -328,9 +328,20 @@ pub fn render(s: &Summary, zone: &DisplayZone) -> Result<Vec<u8>, SummaryError> 
         f.para(BODY, "无 None");
     }
     for m in &s.chat {
+        // What the clinicians wrote among themselves during a huddle says so.
+        let private = if m.huddle {
+            " (医生间讨论 Among clinicians)"
+        } else {
+            ""
+        };
         f.para(
             BODY,
-            &format!("{} {}: {}", zone.date_time(m.at_ms), m.name, m.text),
+            &format!(
+                "{} {}{private}: {}",
+                zone.date_time(m.at_ms),
+                m.name,
+                m.text
+            ),
         );
     }
 

@@ -169,10 +169,20 @@ export async function moderationScenario(ctx) {
       await doc.locator("#moderation-banner", { hasText: "Conferring privately" }).waitFor({ state: "visible", timeout });
       await doc.waitForFunction(() => document.querySelector("#huddle-button")?.getAttribute("aria-pressed") === "true", undefined, { timeout, polling: 200 });
       assert.equal((await button.textContent())?.trim(), "Back to the patient");
+      // What the doctor writes meanwhile stays among the clinicians: their page marks it, the
+      // guest's never shows it (the server did not send it).
+      await doc.locator('.tab[data-tab="chat-panel"]').click();
+      await doc.locator(".chat-input").fill("Borderline troponin: admit for observation?");
+      await doc.locator(".chat-form button[type=submit]").click();
+      const mine = doc.locator(".chat-item.chat-huddle", { hasText: "Borderline troponin" });
+      await mine.waitFor({ state: "visible", timeout });
+      assert.equal((await mine.locator(".chat-private").textContent())?.trim(), "Among clinicians only (while conferring)");
+      await snap(doc, "moderation-huddle-chat");
       await snap(trainee, "moderation-huddle-guest-zh");
       await ctx.assertTextFromCatalogue(doc, "the doctor's page during a huddle (en)");
       await button.click();
       for (const page of [doc, trainee]) await page.locator("#moderation-banner").waitFor({ state: "hidden", timeout });
+      assert.equal(await trainee.locator(".chat-item", { hasText: "Borderline troponin" }).count(), 0, "the guest never got the huddle's message");
     });
 
     await check("moderation: the doctor mutes the trainee's microphone on the server; the trainee's page says so until the doctor unmutes it", { scenario: S }, async () => {

@@ -39,12 +39,14 @@ export class ChatPanel {
     this.ui.list.append(
       el(
         "li",
-        { className: "chat-item", attrs: { "data-message-id": m.id } },
+        { className: m.huddle ? "chat-item chat-huddle" : "chat-item", attrs: { "data-message-id": m.id } },
         el("span", {
           className: "chat-who",
           i18n: "chat.who",
           params: { name: m.name, role: roleParam(m.role), time: { at: m.at_ms, style: "time" } },
         }),
+        // Written while the clinicians conferred: the server sent it to them alone.
+        ...(m.huddle ? [el("span", { className: "chat-private", i18n: "chat.among_clinicians" })] : []),
         el("span", { className: "chat-text", user: m.text }),
       ),
     );

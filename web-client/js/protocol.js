@@ -56,6 +56,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {Role} role
  * @property {string} text
  * @property {number} at_ms
+ * @property {boolean} huddle written among the clinicians during a huddle (only they get it)
  */
 
 /**

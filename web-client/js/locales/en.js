@@ -2,6 +2,7 @@
 // the keys are the client's own names, texts use {name} for parameters.
 
 export default {
+  "chat.among_clinicians": "Among clinicians only (while conferring)",
   "chat.message": "Message",
   "chat.send": "Send",
   "chat.who": "{name} ({role}) {time}",

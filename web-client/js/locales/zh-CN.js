@@ -3,6 +3,7 @@
 
 /** @type {Record<import("../i18n.js").MessageKey, string>} */
 const zhCN = {
+  "chat.among_clinicians": "仅医生间可见（私下讨论中）",
   "chat.message": "消息",
   "chat.send": "发送",
   "chat.who": "{name}（{role}）{time}",
