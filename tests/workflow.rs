@@ -326,6 +326,10 @@ async fn the_whole_workflow(s: &TestServer) {
         "huddle.started",
         "huddle.ended",
         "record.signed",
+        // Nobody pressed Start: the report signed in the room started the request and
+        // issued its report.
+        "referral.started",
+        "referral.report_issued",
         "room.ended",
         "prescription.state_changed",
         "outcome.viewed",

@@ -662,16 +662,18 @@ pub async fn after_record_issued(
         .report_issued(room, account, now_unix())
         .await
     {
-        Ok(Some(stepped)) => {
+        Ok(steps) if steps.is_empty() => {}
+        Ok(steps) => {
             let role = match state.db.user(account).await {
                 Ok(Some(u)) => u.role,
                 _ => crate::domain::role::AccountRole::Specialist,
             };
-            audit_step(state, Actor::User(account.clone(), role), &stepped).await;
+            for stepped in &steps {
+                audit_step(state, Actor::User(account.clone(), role), stepped).await;
+                super::events::referral_step(state, &stepped.after, account, false).await;
+            }
             state.webhooks.wake();
-            super::events::referral_step(state, &stepped.after, account, false).await;
         }
-        Ok(None) => {}
         Err(e) => {
             tracing::warn!(room = %room, error = %e, "a consultation request's report could not be recorded");
         }

@@ -517,34 +517,54 @@ impl Referrals {
     }
 
     /// After a diagnosis report was issued in `room` by the account `issuer`: if the room is a
-    /// request's consultation, under way, and the issuer is on its receiving side, the
-    /// request's report is issued. `None` when that does not apply.
+    /// request's consultation and the issuer is on its receiving side, the request's report is
+    /// issued. A request still `scheduled` is started first: a report signed in its room says
+    /// the consultation took place, whether or not anyone pressed Start (otherwise the request
+    /// stayed "scheduled" after its report, and a later Start did not count the report). The
+    /// steps taken, in order (none when that does not apply).
     pub async fn report_issued(
         &self,
         room: &RoomId,
         issuer: &UserId,
         now: i64,
-    ) -> Result<Option<Stepped>> {
-        let Some(row) = self.db.referral_for_room(room).await? else {
-            return Ok(None);
+    ) -> Result<Vec<Stepped>> {
+        let Some(mut row) = self.db.referral_for_room(room).await? else {
+            return Ok(Vec::new());
         };
-        if row.state != ReferralState::InConsultation {
-            return Ok(None);
-        }
         let Some(who) = self.db.user(issuer).await? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         if side_of(&row, &who) != Some(Side::Receiver) {
-            return Ok(None);
+            return Ok(Vec::new());
+        }
+        let mut steps = Vec::new();
+        if matches!(row.state, ReferralState::Scheduled { .. }) {
+            match self
+                .step(row, &who, Side::Receiver, Action::Start, now)
+                .await
+            {
+                Ok(started) => {
+                    row = started.after.clone();
+                    steps.push(started);
+                }
+                // A colleague's request: theirs to start and close.
+                Err(ReferralServiceError::Taken) => return Ok(steps),
+                Err(e) => return Err(e),
+            }
+        }
+        if row.state != ReferralState::InConsultation {
+            return Ok(steps);
         }
         match self
             .step(row, &who, Side::Receiver, Action::IssueReport, now)
             .await
         {
+            Ok(issued) => steps.push(issued),
             // A colleague's report in the room: the request is the other clinician's to close.
-            Err(ReferralServiceError::Taken) => Ok(None),
-            stepped => stepped.map(Some),
+            Err(ReferralServiceError::Taken) => {}
+            Err(e) => return Err(e),
         }
+        Ok(steps)
     }
 
     async fn step(
@@ -946,21 +966,33 @@ mod tests {
                 (4, "accept", "scheduled"),
             ]
         );
-        // The report is the receiver's: the requester's own report does not count.
-        w.svc.act(&r.id, doc, Request::Start, now).await.unwrap();
+        // The report is the receiver's: the requester's own report does not count, and starts
+        // nothing.
+        let room = again.after.room_id.clone().unwrap();
         assert!(
             w.svc
-                .report_issued(&again.after.room_id.clone().unwrap(), &doc.id, now)
+                .report_issued(&room, &doc.id, now)
                 .await
                 .unwrap()
-                .is_none()
+                .is_empty()
         );
-        let reported = w
-            .svc
-            .report_issued(&again.after.room_id.clone().unwrap(), &winner.id, now)
-            .await
-            .unwrap()
-            .expect("issued");
-        assert_eq!(reported.after.state, ReferralState::ReportIssued);
+        assert!(matches!(
+            w.db.referral(&r.id).await.unwrap().unwrap().state,
+            ReferralState::Scheduled { .. }
+        ));
+        // Nobody pressed Start: the receiver's report starts the request, then issues it, two
+        // steps on its record.
+        let reported = w.svc.report_issued(&room, &winner.id, now).await.unwrap();
+        let taken: Vec<_> = reported.iter().map(|s| s.action).collect();
+        assert_eq!(taken, ["start", "issue_report"]);
+        assert_eq!(reported[1].after.state, ReferralState::ReportIssued);
+        // Issued again (a second report): nothing more to step.
+        assert!(
+            w.svc
+                .report_issued(&room, &winner.id, now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
