@@ -116,6 +116,28 @@ impl RefusalLimiter {
 }
 
 impl AuditLog {
+    /// An invitation that let nobody in (its window, its uses, revoked, its consultation
+    /// ended): `invite.refused` with its room and itself, so its institution's supervisor sees
+    /// it, rate-limited per client. `via` names the path that found it where it was not the
+    /// join itself.
+    pub async fn invite_refused(
+        &self,
+        invite: &crate::storage::Invite,
+        reason: &'static str,
+        client: &str,
+        via: Option<&'static str>,
+    ) {
+        let mut detail = serde_json::json!({"client": client});
+        if let Some(via) = via {
+            detail["via"] = via.into();
+        }
+        let event = AuditEvent::new(super::Actor::Unknown, super::Action::InviteRefused)
+            .room(&invite.room_id)
+            .object("invite", &invite.id)
+            .detail(detail);
+        self.refused(client, reason, event).await;
+    }
+
     /// Records a refusal that may indicate misuse, as an `access.denied` entry (or the action
     /// given in `event`) with outcome denied and `reason` in its detail, unless `who` has had
     /// too many `reason` refusals recorded recently (see the module). `who` is an account or

@@ -211,7 +211,7 @@ pub async fn me(
     State(state): State<AppState>,
     Clinician(user, _): Clinician,
 ) -> Result<Json<Value>, ApiError> {
-    let names = super::organisation::Names::of(&state, &[&user]).await?;
+    let names = super::organisation::Names::of(&state, [&user]).await?;
     let mut view = json!(names.account(&user));
     // Whether a PIN is set, for the console (never the hash); the directory does not say.
     view["signing_pin"] = json!(user.signing_pin_hash.is_some());

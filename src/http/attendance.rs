@@ -32,7 +32,7 @@ pub async fn attendance(
     // An ended consultation has nobody in it, whatever a crash left unwritten.
     let live = room.status == RoomStatus::Open;
     let in_now = |p: &ParticipantRecord| live && p.left_at.is_none();
-    let names = Names::of(&state, &team.iter().map(|(_, u)| u).collect::<Vec<_>>()).await?;
+    let names = Names::of(&state, team.iter().map(|(_, u)| u)).await?;
     let mut clinicians = Vec::with_capacity(team.len());
     for (m, user) in &team {
         let seat: Vec<&ParticipantRecord> =

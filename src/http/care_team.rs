@@ -33,7 +33,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let (room, _) = room_for(&state, &who, &id).await?;
     let team = with_accounts(&state, &room.id).await?;
-    let names = Names::of(&state, &team.iter().map(|(_, u)| u).collect::<Vec<_>>()).await?;
+    let names = Names::of(&state, team.iter().map(|(_, u)| u)).await?;
     let mut members = Vec::with_capacity(team.len());
     for (m, user) in &team {
         let mut account = json!(names.account(user));

@@ -779,21 +779,28 @@ pub async fn check(
     let seat = invite.account.is_some();
     let until = if seat { claims.exp } else { invite.expires_at };
     if let Err(AuthError::Expired) = claims.within(until, now_unix()) {
-        refused_invite(&state, &invite, "invite_expired", &client).await;
+        state
+            .audit
+            .invite_refused(&invite, "invite_expired", &client, Some(CHECKED))
+            .await;
         return Err(refusal(
             StatusCode::GONE,
             "invite_expired",
             "this invitation has expired; ask the clinic for a new one",
         ));
     }
-    let named = invite.clone();
     let invite = match usable(&state, invite).await {
         Ok(invite) => invite,
         Err(failure) if failure.code == "internal" => {
             return Err(ApiError::Internal(failure.message));
         }
         Err(failure) => {
-            refused_invite(&state, &named, failure.code, &client).await;
+            if let Some(invite) = &failure.invite {
+                state
+                    .audit
+                    .invite_refused(invite, failure.code, &client, Some(CHECKED))
+                    .await;
+            }
             return Err(refusal(failure.status, failure.code, failure.message));
         }
     };
@@ -810,17 +817,9 @@ pub async fn check(
     })))
 }
 
-/// A real invitation that lets nobody in any more (expired, revoked, used up, its consultation
-/// ended), as the join page's first question finds it, before the join that would record it:
-/// `invite.refused` with the room and the invitation (so the institution's supervisor sees it),
-/// `reason` the code the page is answered, rate-limited per client.
-async fn refused_invite(state: &AppState, invite: &Invite, reason: &'static str, client: &str) {
-    let event = AuditEvent::new(Actor::Unknown, Action::InviteRefused)
-        .room(&invite.room_id)
-        .object("invite", &invite.id)
-        .detail(json!({"client": client, "via": "invitations.check"}));
-    state.audit.refused(client, reason, event).await;
-}
+/// What a dead link's `invite.refused` says found it: the join page's first question, before
+/// the join that would record it.
+const CHECKED: &str = "invitations.check";
 
 /// A token that is not one of ours, or names no invitation: on the record, rate-limited.
 async fn bad_link(state: &AppState, client: &str) -> ApiError {

@@ -76,12 +76,15 @@ pub struct Names {
 impl Names {
     /// The names `users` are shown with (their institutions' and departments'), read for
     /// them alone: a network has thousands of each.
-    pub async fn of(state: &AppState, users: &[&User]) -> Result<Self, ApiError> {
-        let institutions: Vec<&InstitutionId> = users.iter().map(|u| &u.institution_id).collect();
-        let departments: Vec<&DepartmentId> = users
-            .iter()
-            .filter_map(|u| u.department_id.as_ref())
-            .collect();
+    pub async fn of<'a>(
+        state: &AppState,
+        users: impl IntoIterator<Item = &'a User>,
+    ) -> Result<Self, ApiError> {
+        let (mut institutions, mut departments) = (Vec::new(), Vec::new());
+        for u in users {
+            institutions.push(&u.institution_id);
+            departments.extend(u.department_id.as_ref());
+        }
         let found = state.db.place_names(&institutions, &departments).await?;
         Ok(Self {
             institutions: found.institutions,
@@ -425,7 +428,7 @@ pub async fn list_accounts(
         None
     };
     let total = state.db.count_accounts(&query).await?;
-    let names = Names::of(&state, &users.iter().collect::<Vec<_>>()).await?;
+    let names = Names::of(&state, &users).await?;
     let views: Vec<_> = users.iter().map(|u| names.account(u)).collect();
     Ok(Json(
         json!({"accounts": views, "next": next, "total": total}),
@@ -527,7 +530,7 @@ pub async fn create_account(
                 })),
         )
         .await?;
-    let names = Names::of(&state, &[&user]).await?;
+    let names = Names::of(&state, [&user]).await?;
     Ok((StatusCode::CREATED, Json(json!(names.account(&user)))))
 }
 
@@ -678,7 +681,7 @@ pub async fn update_account(
         )
         .await?;
     let user = state.db.user(&target.id).await?.ok_or(ApiError::NotFound)?;
-    let names = Names::of(&state, &[&user]).await?;
+    let names = Names::of(&state, [&user]).await?;
     Ok(Json(json!(names.account(&user))))
 }
 
@@ -735,7 +738,7 @@ pub async fn directory(
             limit: MAX_DIRECTORY_ROWS,
         })
         .await?;
-    let names = Names::of(&state, &users.iter().collect::<Vec<_>>()).await?;
+    let names = Names::of(&state, &users).await?;
     let views: Vec<_> = users
         .iter()
         .map(|u| {

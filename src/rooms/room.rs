@@ -645,8 +645,8 @@ impl Room {
             self.chat.pop_front();
         }
         self.chat.push_back(message.clone());
-        let private = message.huddle;
-        self.broadcast_where(|p| !private || p.role.may_admit(), Notice::Chat(message));
+        let huddle = message.huddle;
+        self.broadcast_where(|p| reaches(huddle, p.role), Notice::Chat(message));
     }
 
     /// Acts on the oldest write the room waited for, and on every later one already written.
@@ -2181,7 +2181,7 @@ impl Room {
             chat: self
                 .chat
                 .iter()
-                .filter(|m| !m.huddle || me.role.may_admit())
+                .filter(|m| reaches(m.huddle, me.role))
                 .cloned()
                 .collect(),
             presenting: self.follow.clone().filter(|_| {
@@ -2312,4 +2312,10 @@ fn waiting_text(raw: &str) -> Option<String> {
         && text.chars().count() <= MAX_WAITING_TEXT_CHARS
         && !text.chars().any(crate::domain::text::is_hiding_but_newline);
     ok.then(|| text.to_owned())
+}
+
+/// Whether a chat message reaches someone of `role`: a huddle's (`huddle`, written by a
+/// clinician while they conferred) only the clinicians, then and in later histories.
+fn reaches(huddle: bool, role: Role) -> bool {
+    !huddle || role.may_admit()
 }

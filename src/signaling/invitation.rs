@@ -63,14 +63,20 @@ pub(super) async fn admit(
     }
     let now = now_unix();
     if now >= invite.expires_at {
-        refused(ctx, invite, "invite_expired", client).await;
+        ctx.rooms
+            .audit()
+            .invite_refused(invite, "invite_expired", client, None)
+            .await;
         return Err(NotAdmitted::new(
             ErrorCode::TokenExpired,
             "this link has expired; ask for a new one",
         ));
     }
     if let Some(opens) = invite.not_before.filter(|nb| now < *nb) {
-        refused(ctx, invite, "invite_not_yet", client).await;
+        ctx.rooms
+            .audit()
+            .invite_refused(invite, "invite_not_yet", client, None)
+            .await;
         let minutes = (opens - now + 59) / 60;
         return Err(NotAdmitted {
             code: ErrorCode::InviteNotYet,
@@ -119,7 +125,10 @@ pub(super) async fn admit(
             "this invite link was revoked",
         ));
     }
-    refused(ctx, invite, "invite_used_up", client).await;
+    ctx.rooms
+        .audit()
+        .invite_refused(invite, "invite_used_up", client, None)
+        .await;
     Err(NotAdmitted::new(
         ErrorCode::InviteUsedUp,
         "this invitation has been used; ask the clinic for a new one",
@@ -176,18 +185,4 @@ pub(super) async fn settle<R>(
             }
         }
     }
-}
-
-/// A join refused for the invitation's window or uses: on the record, rate-limited per client.
-pub(super) async fn refused(
-    ctx: &SignalingContext,
-    invite: &Invite,
-    reason: &'static str,
-    client: &str,
-) {
-    let event = AuditEvent::new(Actor::Unknown, Action::InviteRefused)
-        .room(&invite.room_id)
-        .object("invite", &invite.id)
-        .detail(json!({"client": client}));
-    ctx.rooms.audit().refused(client, reason, event).await;
 }

@@ -654,13 +654,21 @@ impl Session {
             // A patient's link tried after its window: on the invitation's trail (issue 17:
             // invitations failed), rate-limited per client like every refusal.
             if invite.account.is_none() {
-                invitation::refused(&self.ctx, &invite, "invite_expired", &self.client).await;
+                self.ctx
+                    .rooms
+                    .audit()
+                    .invite_refused(&invite, "invite_expired", &self.client, None)
+                    .await;
             }
             return Err(token_refusal(e));
         }
         if invite.revoked_at.is_some() {
             // On the invitation's trail too, with its room (issue 17: invitations failed).
-            invitation::refused(&self.ctx, &invite, "invite_revoked", &self.client).await;
+            self.ctx
+                .rooms
+                .audit()
+                .invite_refused(&invite, "invite_revoked", &self.client, None)
+                .await;
             let message = if invite.account.is_some() {
                 "you are no longer on this consultation's care team"
             } else {

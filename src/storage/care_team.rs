@@ -110,13 +110,10 @@ impl Db {
         user: &UserId,
     ) -> Result<InviteId, StorageError> {
         let mut tx = self.begin_write().await?;
-        // One removal of this room's care team at a time (the room's row held, on SQLite the
-        // database): the check below that a doctor stays reads what the removal before left.
-        // Two doctors removing each other at once left the consultation with none.
-        sqlx::query("UPDATE rooms SET title = title WHERE id = $1")
-            .bind(room.as_str())
-            .execute(&mut *tx)
-            .await?;
+        // One removal of this room's care team at a time: the check below that a doctor stays
+        // reads what the removal before left. Two doctors removing each other at once left the
+        // consultation with none.
+        super::rooms::hold_room(&mut tx, room).await?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM care_team WHERE room_id = $1 AND user_id = $2"
         ))

@@ -227,14 +227,8 @@ impl Db {
             has_code: true,
             role_now: None,
         };
-        let mut tx = self.pool().begin().await?;
-        let locked = sqlx::query("UPDATE rooms SET title = title WHERE id = $1")
-            .bind(new.room_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if locked.rows_affected() == 0 {
-            return Err(StorageError::NotFound);
-        }
+        let mut tx = self.begin_write().await?;
+        super::rooms::hold_room(&mut tx, new.room_id).await?;
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM invites WHERE room_id = $1 AND account_id IS NULL",
         )

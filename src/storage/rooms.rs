@@ -80,6 +80,24 @@ fn listing(booked: Option<(i64, i64)>, n: usize) -> (String, &'static str) {
 
 /// Inserts a new room with its creator as its care team's doctor, in the caller's transaction
 /// (a scheduled referral opens its room in the transaction that schedules it).
+/// Holds `room`'s row until `tx` ends (`NotFound` for no such room): the steps that count
+/// what the room holds before adding or taking away (its invitation links, its care team's
+/// doctors) run one at a time, each seeing what the one before left. An update that changes
+/// nothing takes the row's write lock on both databases.
+pub(super) async fn hold_room(
+    tx: &mut Transaction<'static, Any>,
+    room: &RoomId,
+) -> Result<(), StorageError> {
+    let held = sqlx::query("UPDATE rooms SET title = title WHERE id = $1")
+        .bind(room.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if held.rows_affected() == 0 {
+        return Err(StorageError::NotFound);
+    }
+    Ok(())
+}
+
 pub(super) async fn insert(
     tx: &mut Transaction<'static, Any>,
     room: &RoomRecord,

@@ -221,19 +221,6 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
-    pub async fn list_users_of(
-        &self,
-        institution: &InstitutionId,
-    ) -> Result<Vec<User>, StorageError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM users WHERE institution_id = $1 ORDER BY username"
-        ))
-        .bind(institution.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(from_row).collect()
-    }
-
     /// Moves an account within the network and sets its profile ([`StorageError::NoSuchDepartment`]
     /// for a department not, or no longer, in `institution`).
     pub async fn set_user_place(
