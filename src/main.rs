@@ -188,9 +188,15 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
             }
         }
         AuditCommand::Export => {
+            use futures_util::StreamExt;
             use std::io::Write;
-            let out = log.export_jsonl().await?;
-            std::io::stdout().write_all(&out)?;
+            // A page at a time: the trail may be larger than memory.
+            let mut pages = std::pin::pin!(log.export(None)?);
+            let mut out = std::io::stdout().lock();
+            while let Some(page) = pages.next().await {
+                out.write_all(&page?)?;
+            }
+            out.flush()?;
             Ok(())
         }
     };

@@ -189,6 +189,7 @@ impl Server {
                 }
             })
         };
+        let (progress, progressed) = crate::rooms::ProgressSender::channel();
         let rooms = RoomManager::new(
             db.clone(),
             media.clone(),
@@ -208,6 +209,7 @@ impl Server {
                 documents: documents.clone(),
                 audit: audit.clone(),
                 notifications: notifications.clone(),
+                progress,
             },
         );
         // Care-team seats end with the sign-in they were taken under, however it ended.
@@ -288,6 +290,8 @@ impl Server {
             .await
             .context("loading the TLS certificate")?;
         let handle = Handle::new();
+        // Ends when every room's sender is gone, after the rooms at shutdown.
+        tokio::spawn(http::progress::run(state.clone(), progressed));
         let app = http::router(state);
         let settings = ConnectionSettings {
             max_connections: connection_cap(&config),

@@ -33,12 +33,22 @@ fn code(v: &Value) -> &str {
 
 /// A patient who joined `room` with a fresh invitation and waits.
 async fn waiting_patient(s: &TestServer, doctor: &str, room: &str, name: &str) -> SignalingClient {
+    waiting_as(s, doctor, room, name, "patient").await
+}
+
+async fn waiting_as(
+    s: &TestServer,
+    doctor: &str,
+    room: &str,
+    name: &str,
+    role: &str,
+) -> SignalingClient {
     let (st, link) = s
         .api(
             "POST",
             &format!("/api/v1/rooms/{room}/invites"),
             Some(doctor),
-            Some(json!({"role": "patient"})),
+            Some(json!({"role": role})),
         )
         .await;
     assert_eq!(st, 201, "{link}");
@@ -269,25 +279,38 @@ async fn queue_under_concurrency(s: &TestServer) {
         .filter(|(i, (st, _))| i % clinicians.len() == 2 && *st == 200)
         .map(|(_, (_, a))| a["room_id"].as_str().unwrap().to_owned())
         .collect();
-    let _late = waiting_patient(s, &doctor, &patients[0].0, "Patient late").await;
-    let mut shown = false;
-    for _ in 0..100 {
-        let (_, listed) = s.api("GET", &queue, Some(&clinicians[2]), None).await;
-        if listed["rooms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["waiting"] == 1)
-        {
-            shown = true;
-            break;
+    // An interpreter waits first: the queue's "next" is for patients, so nobody is admitted,
+    // and the patient who comes after them is the one taken.
+    let _interpreter = waiting_as(s, &doctor, &patients[0].0, "Interpreter", "guest").await;
+    let waits = |n: i64| {
+        let queue = queue.clone();
+        let clinician = clinicians[2].clone();
+        async move {
+            for _ in 0..100 {
+                let (_, listed) = s.api("GET", &queue, Some(&clinician), None).await;
+                if listed["rooms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["waiting"] == n)
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(shown, "the late patient waits");
+    };
+    assert!(waits(1).await, "the interpreter waits");
+    let (st, e) = s.api("POST", &next, Some(&clinicians[2]), None).await;
+    assert_eq!((st, code(&e)), (409, "nobody_waiting"), "{e}");
+    let _late = waiting_patient(s, &doctor, &patients[0].0, "Patient late").await;
+    assert!(waits(2).await, "the late patient waits behind the interpreter");
     let (st, took) = s.api("POST", &next, Some(&clinicians[2]), None).await;
     assert_eq!(st, 200, "{took}");
+    assert_eq!(took["room_id"], patients[0].0.as_str(), "{took}");
     taken.insert(took["room_id"].as_str().unwrap().to_owned());
+    assert!(waits(1).await, "the interpreter still waits");
     let (st, me) = s.api("GET", "/api/v1/me", Some(&clinicians[2]), None).await;
     assert_eq!(st, 200, "{me}");
     for room in &taken {

@@ -5,7 +5,8 @@
 
 use crate::common;
 
-use huizhen::audit::{Action, Actor, AuditEvent, AuditKey, AuditLog};
+use futures_util::StreamExt;
+use huizhen::audit::{Action, Actor, AuditError, AuditEvent, AuditKey, AuditLog};
 use huizhen::auth::SigningKey;
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::document::DocumentKind;
@@ -253,6 +254,42 @@ async fn exercise_consultation_records(db: &Db) {
             .count(),
         4
     );
+
+    // An export streams page by page, past the first page, in order.
+    let appends = (0..1200).map(|_| {
+        audit.record(
+            AuditEvent::new(Actor::User(user.id.clone(), user.role), Action::AuditRead)
+                .room(&room.id),
+        )
+    });
+    for r in futures_util::future::join_all(appends).await {
+        r.unwrap();
+    }
+    let mut lines = Vec::new();
+    let mut chunks = 0;
+    {
+        let mut pages = std::pin::pin!(audit.export(None).unwrap());
+        while let Some(page) = pages.next().await {
+            chunks += 1;
+            for line in page.unwrap().split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let e: serde_json::Value = serde_json::from_slice(line).unwrap();
+                lines.push(e["seq"].as_i64().unwrap());
+            }
+        }
+    }
+    assert_eq!(lines.len(), 1203);
+    assert!(chunks >= 2, "{chunks} chunks");
+    assert!(lines.windows(2).all(|w| w[0] < w[1]));
+
+    // Two full reads at once at most: a third export or a verification is refused while
+    // they are open, and allowed again once one is dropped.
+    let first = audit.export(None).unwrap();
+    let second = audit.export(None).unwrap();
+    assert!(matches!(audit.export(None).err(), Some(AuditError::Busy)));
+    assert!(matches!(audit.verify().await, Err(AuditError::Busy)));
+    drop(first);
+    assert!(audit.verify().await.unwrap().ok());
+    drop(second);
 }
 
 /// Quotas far from anything a test reaches.
@@ -1077,6 +1114,7 @@ async fn join_latency_under_audit_load() {
             documents: Documents::open(db.clone(), dir.path(), Default::default()).unwrap(),
             audit: audit.clone(),
             notifications: huizhen::notifications::Notifications::start(db.clone()),
+            progress: Default::default(),
         },
     );
 

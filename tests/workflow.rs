@@ -62,6 +62,24 @@ async fn issue(s: &TestServer, room: &str, access: &str, kind: &str, body: Value
     r
 }
 
+/// Waits until the doctor sees request `referral` in `state` (what a room tells a request is
+/// carried on by a task of its own).
+async fn until_state(s: &TestServer, referral: &str, state: &str) {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (st, r) = s
+            .api("GET", &format!("/api/v1/referrals/{referral}"), None, None)
+            .await;
+        assert_eq!(st, 200, "{r}");
+        if r["state"] == state {
+            return;
+        }
+        last = r;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the request never became {state}: {last}");
+}
+
 async fn the_whole_workflow(s: &TestServer) {
     // The network: the doctor's township clinic (the default institution) and the county
     // hospital's cardiology, with its specialist.
@@ -192,6 +210,8 @@ async fn the_whole_workflow(s: &TestServer) {
         .await
         .unwrap();
     patient.admitted(T).await.unwrap();
+    // The request shows the consultation under way: nobody pressed Start.
+    until_state(s, &referral, "in_consultation").await;
     patient.wait_connected(CONNECT).await.unwrap();
     patient.start_media();
     for (rx, from) in [
@@ -274,6 +294,8 @@ async fn the_whole_workflow(s: &TestServer) {
     // 8. The doctor ends the consultation.
     doctor.send_json(json!({"type": "end_room"})).await.unwrap();
     patient.next_event("room_ended", T).await.unwrap();
+    // With its report issued, ending the consultation completes the request.
+    until_state(s, &referral, "closed").await;
 
     // 9. The township's pharmacy (the consultation's institution) reviews and dispenses.
     let pharmacist = s.account("pharm", AccountRole::Pharmacist).await;
@@ -323,14 +345,15 @@ async fn the_whole_workflow(s: &TestServer) {
         "invite.issued",
         "invitation.code_redeemed",
         "waiting.admitted",
+        // Nobody pressed Start or Close: admitting the patient started the request, the
+        // report signed in the room issued its report, and ending the consultation closed it.
+        "referral.started",
         "huddle.started",
         "huddle.ended",
         "record.signed",
-        // Nobody pressed Start: the report signed in the room started the request and
-        // issued its report.
-        "referral.started",
         "referral.report_issued",
         "room.ended",
+        "referral.closed",
         "prescription.state_changed",
         "outcome.viewed",
     ];

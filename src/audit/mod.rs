@@ -24,6 +24,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -39,8 +40,12 @@ pub use writer::{Append, Durable, MAX_BATCH, WriterStats, Written};
 use crate::domain::ids::InstitutionId;
 use crate::storage::{Db, StorageError};
 
-/// Rows read per query while verifying or exporting.
+/// Rows read per query while verifying or exporting: what one of them holds in memory at a
+/// time.
 const PAGE: i64 = 1000;
+/// Verifications and exports under way at once at most (each walks the whole trail, reading
+/// the database for as long as it takes); one more is refused with [`AuditError::Busy`].
+pub const MAX_FULL_READS: usize = 2;
 /// Appends queued for the writer at most; a caller waits while the queue is full.
 pub const QUEUE: usize = 1024;
 
@@ -55,6 +60,9 @@ pub enum AuditError {
     Unwritten(String),
     #[error("the audit writer has stopped")]
     Closed,
+    /// [`MAX_FULL_READS`] verifications or exports are under way already.
+    #[error("the audit trail is being verified or exported already; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(
@@ -90,6 +98,8 @@ pub struct AuditLog {
     /// Keeps refusals from flooding the trail ([`AuditLog::refused`]).
     refusals: Arc<RefusalLimiter>,
     anchors: Option<Arc<Anchoring>>,
+    /// One permit per verification or export under way ([`MAX_FULL_READS`]).
+    full_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The anchor file and the last anchor written to it.
@@ -134,6 +144,7 @@ impl AuditLog {
             key,
             refusals: Arc::default(),
             anchors: None,
+            full_reads: Arc::new(tokio::sync::Semaphore::new(MAX_FULL_READS)),
         }
     }
 
@@ -312,7 +323,9 @@ impl AuditLog {
 
     /// Walks the whole chain from the first entry and reports the first broken link, if any,
     /// and compares every anchor of the anchor file with it.
+    /// One of [`MAX_FULL_READS`] at a time: [`AuditError::Busy`] when they are taken.
     pub async fn verify(&self) -> Result<Verification, AuditError> {
+        let _slot = self.full_read()?;
         let lines = match &self.anchors {
             Some(a) => {
                 let (path, key) = (a.path.clone(), self.key.clone());
@@ -409,28 +422,55 @@ impl AuditLog {
 
     /// Every entry as JSON Lines, oldest first.
     pub async fn export_jsonl(&self) -> Result<Vec<u8>, AuditError> {
-        self.export_jsonl_for(None).await
+        let mut out = Vec::new();
+        let mut pages = std::pin::pin!(self.export(None)?);
+        while let Some(page) = pages.next().await {
+            out.extend_from_slice(&page?);
+        }
+        Ok(out)
     }
 
     /// Every entry, or every entry that concerns `institution` (see
-    /// [`AuditLog::entries_for`]), as JSON Lines, oldest first. A partial export keeps each
-    /// entry's hashes, so the gaps are visible and the entries it has can be checked against
-    /// the network's full export.
-    pub async fn export_jsonl_for(
+    /// [`AuditLog::entries_for`]), as JSON Lines, oldest first, a page of entries per item: read
+    /// from the database as the consumer asks for them, so an export holds one page in memory
+    /// however long the trail. A partial export keeps each entry's hashes, so the gaps are
+    /// visible and the entries it has can be checked against the network's full export.
+    /// One of [`MAX_FULL_READS`] at a time, until the stream is dropped.
+    pub fn export(
         &self,
         institution: Option<&InstitutionId>,
-    ) -> Result<Vec<u8>, AuditError> {
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.entries_for(after, PAGE, None, institution).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for entry in &page {
-                export_line(&mut out, entry);
-            }
-        }
-        Ok(out)
+    ) -> Result<impl futures_util::Stream<Item = Result<Vec<u8>, AuditError>> + use<>, AuditError>
+    {
+        let slot = self.full_read()?;
+        let log = self.clone();
+        let institution = institution.cloned();
+        Ok(futures_util::stream::try_unfold(
+            (0i64, slot),
+            move |(after, slot)| {
+                let (log, institution) = (log.clone(), institution.clone());
+                async move {
+                    let page = log
+                        .entries_for(after, PAGE, None, institution.as_ref())
+                        .await?;
+                    let Some(last) = page.last() else {
+                        return Ok(None);
+                    };
+                    let next = last.seq;
+                    let mut out = Vec::new();
+                    for entry in &page {
+                        export_line(&mut out, entry);
+                    }
+                    Ok(Some((out, (next, slot))))
+                }
+            },
+        ))
+    }
+
+    fn full_read(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AuditError> {
+        self.full_reads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AuditError::Busy)
     }
 }
 

@@ -182,8 +182,8 @@ impl OutboxEvent {
 pub struct AddressPolicy {
     /// `http://` to a loopback address or `localhost` (tests, a relay on the same host).
     pub allow_http_loopback: bool,
-    /// Private networks (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): a hospital's own
-    /// systems on its intranet.
+    /// Private networks (see [`AddressClass::Private`]): a hospital's own systems on its
+    /// intranet.
     pub allow_private: bool,
 }
 
@@ -192,45 +192,106 @@ pub struct AddressPolicy {
 pub enum AddressClass {
     Public,
     Loopback,
+    /// The intranet: 10/8, 172.16/12, 192.168/16, 100.64/10 (carrier-grade NAT), 198.18/15
+    /// (used inside networks for testing), fc00::/7, and local-use NAT64 (64:ff9b:1::/48).
     Private,
-    /// Never: link-local (cloud metadata at 169.254.169.254 included), unspecified,
-    /// multicast, broadcast.
+    /// Never: link-local (cloud metadata at 169.254.169.254 included), unspecified, multicast,
+    /// broadcast, reserved (240/4, 0/8), IETF protocol assignments (192.0.0/24), documentation
+    /// ranges, discard-only (100::/64), deprecated site-local (fec0::/10), IPv4-compatible
+    /// IPv6 and Teredo (whose embedded IPv4 addresses cannot be checked reliably).
     Forbidden,
 }
 
+/// The class of an address. IPv6 forms that carry an IPv4 address (IPv4-translated, NAT64
+/// 64:ff9b::/96, 6to4 2002::/16) are judged by that IPv4 address: a gateway or relay would
+/// otherwise carry a request to 10.0.0.1 or 169.254.169.254 that the policy refuses in IPv4.
+/// Their loopback is forbidden, not loopback: it is not this host, and `http` to it would
+/// cross a network in clear.
 pub fn classify(ip: IpAddr) -> AddressClass {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            if v4.is_loopback() {
-                AddressClass::Loopback
-            } else if v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || o[0] == 0
-            {
-                AddressClass::Forbidden
-            } else if v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
-                AddressClass::Private
-            } else {
-                AddressClass::Public
-            }
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(v4: std::net::Ipv4Addr) -> AddressClass {
+    let o = v4.octets();
+    if v4.is_loopback() {
+        AddressClass::Loopback
+    } else if v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_multicast()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || o[0] == 0
+        || o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+    {
+        AddressClass::Forbidden
+    } else if v4.is_private()
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+    {
+        AddressClass::Private
+    } else {
+        AddressClass::Public
+    }
+}
+
+fn classify_v6(v6: std::net::Ipv6Addr) -> AddressClass {
+    let s = v6.segments();
+    let embedded = |hi: u16, lo: u16| {
+        match classify_v4(std::net::Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )) {
+            AddressClass::Loopback => AddressClass::Forbidden,
+            class => class,
         }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return classify(IpAddr::V4(v4));
-            }
-            if v6.is_loopback() {
-                AddressClass::Loopback
-            } else if v6.is_unspecified() || v6.is_multicast() || v6.is_unicast_link_local() {
-                AddressClass::Forbidden
-            } else if v6.is_unique_local() {
-                AddressClass::Private
-            } else {
-                AddressClass::Public
-            }
-        }
+    };
+    // ::ffff:a.b.c.d (mapped) is the IPv4 address itself to the socket layer.
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return classify_v4(v4);
+    }
+    if v6.is_loopback() {
+        return AddressClass::Loopback;
+    }
+    if v6.is_unspecified()
+        || v6.is_multicast()
+        || v6.is_unicast_link_local()
+        // ::a.b.c.d, IPv4-compatible (deprecated): nothing legitimate uses it any more.
+        || s[..6] == [0; 6]
+        // fec0::/10, site-local (deprecated).
+        || (s[0] & 0xffc0) == 0xfec0
+        // 100::/64, discard-only.
+        || s[..4] == [0x100, 0, 0, 0]
+        // 2001::/32, Teredo; 2001:db8::/32, documentation.
+        || (s[0] == 0x2001 && (s[1] == 0 || s[1] == 0xdb8))
+    {
+        return AddressClass::Forbidden;
+    }
+    // ::ffff:0:a.b.c.d, IPv4-translated (SIIT).
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return embedded(s[6], s[7]);
+    }
+    // 64:ff9b::/96, the well-known NAT64 prefix: a gateway forwards to the embedded address.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return embedded(s[6], s[7]);
+    }
+    // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): inside a network by definition.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        return AddressClass::Private;
+    }
+    // 2002::/16, 6to4: a relay forwards to the IPv4 address in bits 16 to 48.
+    if s[0] == 0x2002 {
+        return embedded(s[1], s[2]);
+    }
+    if v6.is_unique_local() {
+        AddressClass::Private
+    } else {
+        AddressClass::Public
     }
 }
 
@@ -456,7 +517,46 @@ mod tests {
         assert_eq!(c("172.32.0.1"), AddressClass::Public);
         assert_eq!(c("169.254.169.254"), AddressClass::Forbidden);
         assert_eq!(c("255.255.255.255"), AddressClass::Forbidden);
-        assert_eq!(c("2001:db8::1"), AddressClass::Public);
+        assert_eq!(c("2606:4700::1111"), AddressClass::Public);
+        // Reserved, special-purpose and documentation ranges.
+        assert_eq!(c("240.0.0.1"), AddressClass::Forbidden);
+        assert_eq!(c("250.1.2.3"), AddressClass::Forbidden);
+        assert_eq!(c("192.0.0.170"), AddressClass::Forbidden);
+        assert_eq!(c("192.0.2.1"), AddressClass::Forbidden);
+        assert_eq!(c("203.0.113.9"), AddressClass::Forbidden);
+        assert_eq!(c("198.18.0.1"), AddressClass::Private);
+        assert_eq!(c("198.19.255.254"), AddressClass::Private);
+        assert_eq!(c("198.20.0.1"), AddressClass::Public);
+        assert_eq!(c("100.64.0.1"), AddressClass::Private);
+        assert_eq!(c("2001:db8::1"), AddressClass::Forbidden);
+        assert_eq!(c("2001:0:4136:e378::1"), AddressClass::Forbidden);
+        assert_eq!(c("fec0::1"), AddressClass::Forbidden);
+        assert_eq!(c("100::1"), AddressClass::Forbidden);
+        assert_eq!(c("fd00::1"), AddressClass::Private);
+        // IPv6 that carries IPv4: judged by the IPv4 address inside.
+        assert_eq!(c("::127.0.0.1"), AddressClass::Forbidden);
+        assert_eq!(c("::8.8.8.8"), AddressClass::Forbidden);
+        assert_eq!(c("64:ff9b::127.0.0.1"), AddressClass::Forbidden);
+        assert_eq!(c("64:ff9b::a9fe:a9fe"), AddressClass::Forbidden);
+        assert_eq!(c("64:ff9b::10.0.0.1"), AddressClass::Private);
+        assert_eq!(c("64:ff9b::8.8.8.8"), AddressClass::Public);
+        assert_eq!(c("64:ff9b:1::8.8.8.8"), AddressClass::Private);
+        assert_eq!(c("2002:7f00:1::1"), AddressClass::Forbidden);
+        assert_eq!(c("2002:a9fe:a9fe::1"), AddressClass::Forbidden);
+        assert_eq!(c("2002:c0a8:101::1"), AddressClass::Private);
+        assert_eq!(c("2002:808:808::1"), AddressClass::Public);
+        assert_eq!(c("::ffff:0:169.254.169.254"), AddressClass::Forbidden);
+        assert_eq!(c("::ffff:0:10.1.1.1"), AddressClass::Private);
+        // None of these is let through by the strictest policy, and the intranet ones only
+        // with private networks allowed.
+        let strict = AddressPolicy { allow_http_loopback: false, allow_private: false };
+        let intranet = AddressPolicy { allow_http_loopback: false, allow_private: true };
+        for a in ["64:ff9b::127.0.0.1", "2002:a9fe:a9fe::1", "::10.0.0.1", "240.0.0.1"] {
+            assert!(!strict.allows(a.parse().unwrap()), "{a}");
+            assert!(!intranet.allows(a.parse().unwrap()), "{a}");
+        }
+        assert!(!strict.allows("64:ff9b::10.0.0.1".parse().unwrap()));
+        assert!(intranet.allows("64:ff9b::10.0.0.1".parse().unwrap()));
     }
 
     #[test]

@@ -516,6 +516,7 @@ pub async fn end_room(
         )
         .await;
     tracing::info!(room = %room_id, user = %who.0.id, "room ended from the API");
+    super::referrals::after_consultation_ended(&state, &room_id, &who.0.id).await;
     consultation_ended(&state);
     Ok(StatusCode::NO_CONTENT)
 }

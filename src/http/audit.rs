@@ -4,9 +4,11 @@
 //! Reading it is itself recorded.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -96,6 +98,8 @@ pub async fn verify(
 
 pub async fn export(State(state): State<AppState>, who: Clinician) -> Result<Response, ApiError> {
     let actor = supervisor(&state, &who).await?;
+    // Taken before the read is recorded, so a refused export is not recorded as a read.
+    let pages = state.audit.export(scope(&who))?;
     state
         .audit
         .record(
@@ -103,7 +107,9 @@ pub async fn export(State(state): State<AppState>, who: Clinician) -> Result<Res
                 .detail(json!({"op": "export", "scope": scope_name(&who)})),
         )
         .await?;
-    let body = state.audit.export_jsonl_for(scope(&who)).await?;
+    // Streamed a page at a time: a failure part-way ends the response without its final
+    // chunk, which a client sees as a broken download, not as a short export.
+    let body = Body::from_stream(pages.map(|page| page.map_err(std::io::Error::other)));
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -67,6 +67,9 @@ pub enum ApiError {
     /// Every password-check slot stayed taken (a burst of sign-ins); retry shortly.
     #[error("too many sign-ins at once; try again in a moment")]
     SignInBusy,
+    /// Every slot for verifying or exporting the audit trail is taken; retry shortly.
+    #[error("the audit trail is being verified or exported already; try again in a moment")]
+    AuditBusy,
     /// A quota refused the request: `limit` is its stable name (the body's `error.limit`),
     /// the message says which in words.
     #[error("{message}")]
@@ -169,6 +172,7 @@ impl ApiError {
             }
             ApiError::RenderBusy => (StatusCode::SERVICE_UNAVAILABLE, "render_busy"),
             ApiError::SignInBusy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::AuditBusy => (StatusCode::SERVICE_UNAVAILABLE, "audit_busy"),
             ApiError::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::NobodyWaiting => (StatusCode::CONFLICT, "nobody_waiting"),
@@ -213,7 +217,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let retry_after = match self {
             ApiError::TooManyAttempts(secs) | ApiError::TooManyRequests(secs) => Some(secs),
-            ApiError::RenderBusy | ApiError::SignInBusy => Some(RENDER_RETRY_AFTER_S),
+            ApiError::RenderBusy | ApiError::SignInBusy | ApiError::AuditBusy => {
+                Some(RENDER_RETRY_AFTER_S)
+            }
             ApiError::Invitation { retry_after, .. } => retry_after,
             _ => None,
         };
@@ -310,7 +316,10 @@ impl From<DocumentError> for ApiError {
 
 impl From<crate::audit::AuditError> for ApiError {
     fn from(e: crate::audit::AuditError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            crate::audit::AuditError::Busy => ApiError::AuditBusy,
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ mod openapi;
 mod organisation;
 // The patient's outcome page, opened with their invitation link.
 mod outcome;
+pub mod progress;
 // The request rate of what needs no session.
 mod public_rate;
 mod records;

@@ -662,22 +662,56 @@ pub async fn after_record_issued(
         .report_issued(room, account, now_unix())
         .await
     {
-        Ok(steps) if steps.is_empty() => {}
-        Ok(steps) => {
-            let role = match state.db.user(account).await {
-                Ok(Some(u)) => u.role,
-                _ => crate::domain::role::AccountRole::Specialist,
-            };
-            for stepped in &steps {
-                audit_step(state, Actor::User(account.clone(), role), stepped).await;
-                super::events::referral_step(state, &stepped.after, account, false).await;
-            }
-            state.webhooks.wake();
-        }
+        Ok(steps) => announce_steps(state, account, &steps).await,
         Err(e) => {
             tracing::warn!(room = %room, error = %e, "a consultation request's report could not be recorded");
         }
     }
+}
+
+/// After a patient was admitted to `room` by `account` (`http/progress.rs`): the request still
+/// scheduled starts. A failure is logged: the admission stands, and Start can still be pressed.
+pub async fn after_patient_admitted(state: &AppState, room: &RoomId, account: &UserId) {
+    match service(state)
+        .patient_admitted(room, account, now_unix())
+        .await
+    {
+        Ok(stepped) => announce_steps(state, account, stepped.as_slice()).await,
+        Err(e) => {
+            tracing::warn!(room = %room, error = %e, "a consultation request could not be started");
+        }
+    }
+}
+
+/// After `account` ended the consultation in `room`: the request whose report was issued
+/// closes. A failure is logged: the consultation has ended, and Close can still be pressed.
+pub async fn after_consultation_ended(state: &AppState, room: &RoomId, account: &UserId) {
+    match service(state)
+        .consultation_ended(room, account, now_unix())
+        .await
+    {
+        Ok(stepped) => announce_steps(state, account, stepped.as_slice()).await,
+        Err(e) => {
+            tracing::warn!(room = %room, error = %e, "a consultation request could not be closed");
+        }
+    }
+}
+
+/// Steps taken on `account`'s behalf by what happened in a room: audited, shown in the
+/// consoles and sent to webhooks like the steps taken over the API.
+async fn announce_steps(state: &AppState, account: &UserId, steps: &[Stepped]) {
+    if steps.is_empty() {
+        return;
+    }
+    let role = match state.db.user(account).await {
+        Ok(Some(u)) => u.role,
+        _ => crate::domain::role::AccountRole::Specialist,
+    };
+    for stepped in steps {
+        audit_step(state, Actor::User(account.clone(), role), stepped).await;
+        super::events::referral_step(state, &stepped.after, account, false).await;
+    }
+    state.webhooks.wake();
 }
 
 #[cfg(test)]

@@ -567,6 +567,74 @@ impl Referrals {
         Ok(steps)
     }
 
+    /// After a patient was admitted to `room` by the account `by`: a request still
+    /// `scheduled` whose consultation this is starts, by them on their side (the request
+    /// shows the consultation under way without anyone pressing Start). Nothing when the room
+    /// is no request's, the request is past that, or `by` is on neither side or is not the
+    /// receiving colleague who has it.
+    pub async fn patient_admitted(
+        &self,
+        room: &RoomId,
+        by: &UserId,
+        now: i64,
+    ) -> Result<Option<Stepped>> {
+        self.in_room_step(room, by, now, Action::Start, |state| {
+            matches!(state, ReferralState::Scheduled { .. })
+        })
+        .await
+    }
+
+    /// After the account `by` ended the consultation in `room`: a request whose report was
+    /// issued there closes, by them (it is complete). One without a report stays in
+    /// consultation: closing it says why, which only a person can.
+    pub async fn consultation_ended(
+        &self,
+        room: &RoomId,
+        by: &UserId,
+        now: i64,
+    ) -> Result<Option<Stepped>> {
+        let close = Action::Close {
+            reason: String::new(),
+        };
+        self.in_room_step(room, by, now, close, |state| {
+            *state == ReferralState::ReportIssued
+        })
+        .await
+    }
+
+    async fn in_room_step(
+        &self,
+        room: &RoomId,
+        by: &UserId,
+        now: i64,
+        action: Action,
+        applies: impl Fn(&ReferralState) -> bool,
+    ) -> Result<Option<Stepped>> {
+        let Some(row) = self.db.referral_for_room(room).await? else {
+            return Ok(None);
+        };
+        if !applies(&row.state) {
+            return Ok(None);
+        }
+        let Some(who) = self.db.user(by).await? else {
+            return Ok(None);
+        };
+        let Some(side) = side_of(&row, &who) else {
+            return Ok(None);
+        };
+        match self.step(row, &who, side, action, now).await {
+            Ok(stepped) => Ok(Some(stepped)),
+            // A colleague's request, or a step taken meanwhile (by hand, or by the other
+            // clinician's end): nothing more to do.
+            Err(
+                ReferralServiceError::Taken
+                | ReferralServiceError::Refused(_)
+                | ReferralServiceError::Conflict,
+            ) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn step(
         &self,
         row: ReferralRow,

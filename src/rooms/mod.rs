@@ -11,6 +11,7 @@ mod ice_restart;
 mod lobby;
 mod notice;
 mod participant;
+mod progress;
 mod request;
 mod room;
 pub mod seat_sessions;
@@ -37,6 +38,7 @@ use crate::records::RecordView;
 use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 
 pub use clock::{ManualClock, RoomClock};
+pub use progress::{Progress, ProgressSender};
 pub use ice_restart::{ICE_RESTART_WINDOW, MAX_ICE_RESTARTS};
 pub use notice::{
     Connection, ConsentState, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack,
@@ -338,6 +340,8 @@ pub struct RoomServices {
     pub audit: AuditLog,
     /// Tells the care team's consoles who waits.
     pub notifications: crate::notifications::Notifications,
+    /// Tells the consultation's request what happened in it.
+    pub progress: ProgressSender,
 }
 
 impl RoomManager {

@@ -427,11 +427,18 @@ impl Room {
                     let _ = reply.send(Err(RoomError::Forbidden));
                     return;
                 }
-                let ended_by = by
-                    .as_ref()
-                    .and_then(|(pid, _)| self.find(pid))
-                    .map(|p| self.audit(p, Action::RoomEnded).object("room", self.id()));
+                let ender = by.as_ref().and_then(|(pid, _)| self.find(pid));
+                let account = ender.and_then(|p| p.account.clone());
+                let ended_by =
+                    ender.map(|p| self.audit(p, Action::RoomEnded).object("room", self.id()));
                 let result = self.end(reason, ended_by).await;
+                // Ended over HTTP, the edge carries it on itself, knowing by whom.
+                if let (Ok(()), Some(by)) = (&result, account) {
+                    self.services.progress.send(super::Progress::Ended {
+                        room: self.id().clone(),
+                        by,
+                    });
+                }
                 let _ = reply.send(result);
             }
             RoomCommand::Disconnected { participant, conn } => {

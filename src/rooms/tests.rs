@@ -81,6 +81,7 @@ async fn fixture_with(
             .unwrap(),
             audit: crate::audit::AuditLog::new(db.clone(), crate::audit::AuditKey::random()),
             notifications: crate::notifications::Notifications::start(db.clone()),
+            progress: Default::default(),
         },
     );
     Fixture {

@@ -8,9 +8,10 @@ use super::Room;
 use crate::audit::{Action, Actor, AuditEvent};
 use crate::domain::clock::now_unix;
 use crate::domain::ids::ParticipantId;
+use crate::domain::role::Role;
 use crate::rooms::lobby::Waiter;
 use crate::rooms::waiting::{self, Asker, Refusal, Request};
-use crate::rooms::{Notice, Problem};
+use crate::rooms::{Notice, Problem, Progress};
 
 impl Room {
     /// Admits `target`, or whoever waits longest, on `by`'s behalf: seated, told, audited
@@ -73,21 +74,43 @@ impl Room {
         if let Some(p) = self.find(&id) {
             p.send(Notice::Admitted(Box::new(self.welcome(&id))));
         }
+        let admitter = match &by {
+            Actor::User(account, _) => Some(account.clone()),
+            Actor::Participant(pid, _) => self.find(pid).and_then(|p| p.account.clone()),
+            _ => None,
+        };
         let event = AuditEvent::new(by, Action::WaitingAdmitted)
             .room(self.id())
             .object("participant", &id)
             .detail(serde_json::json!({"role": role, "waited_s": waited}));
         self.services.audit.record_or_log(event).await;
+        // After the admission is queued for the trail, so the request's start follows it there.
+        if let (Role::Patient, Some(by)) = (role, admitter) {
+            self.services.progress.send(Progress::PatientAdmitted {
+                room: self.id().clone(),
+                by,
+            });
+        }
         tracing::info!(room = %self.record.id, participant = %id, "admitted");
         Ok(id)
     }
 
-    /// The department queue's "admit next" (`RoomCommand::AdmitNext`): whoever waits longest,
-    /// for a clinician who need not be in the room; everyone concerned is told as after any
-    /// admission.
+    /// The department queue's "admit next" (`RoomCommand::AdmitNext`): the patient who waits
+    /// longest, for a clinician who need not be in the room; everyone concerned is told as
+    /// after any admission. Only a patient: an interpreter, a relative or an observer waiting
+    /// ahead of them is the consultation's own care team's to let in, not a colleague's who
+    /// takes the department's next patient (and may not know who they are).
     pub(super) async fn admit_next_for(&mut self, by: Actor) -> Result<ParticipantId, Problem> {
+        let Some(patient) = self
+            .lobby
+            .iter()
+            .find(|w| w.person.role == Role::Patient)
+            .map(|w| w.person.id.clone())
+        else {
+            return Err(Problem::NotWaiting);
+        };
         let admitted = self
-            .admit_waiting(None, by)
+            .admit_waiting(Some(&patient), by)
             .await
             .map_err(|(problem, _)| problem)?;
         self.tell_queue();
