@@ -203,6 +203,7 @@ impl Server {
                 turn: turn.clone(),
                 clock: Default::default(),
                 simulcast: config.media.simulcast,
+                joins: Default::default(),
             },
             metrics.clone(),
             RoomServices {

@@ -1108,6 +1108,7 @@ async fn join_latency_under_audit_load() {
             turn: None,
             clock: Default::default(),
             simulcast: true,
+            joins: Default::default(),
         },
         Arc::new(Metrics::default()),
         RoomServices {

@@ -8,6 +8,7 @@
 
 mod clock;
 mod ice_restart;
+mod joins;
 mod lobby;
 mod notice;
 mod participant;
@@ -40,6 +41,7 @@ use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 pub use clock::{ManualClock, RoomClock};
 pub use progress::{Progress, ProgressSender};
 pub use ice_restart::{ICE_RESTART_WINDOW, MAX_ICE_RESTARTS};
+pub use joins::{JoinCaps, MAX_JOINS_PER_INVITE, MAX_JOINS_PER_ROOM};
 pub use notice::{
     Connection, ConsentState, EndReason, Farewell, LeaveReason, Limits, Notice, OfferedTrack,
     ParticipantInfo, Presenting, Problem, Queue, TrackKind, TrackSource, VideoLayer,
@@ -63,6 +65,12 @@ pub enum RoomError {
     Ended,
     #[error("the room is full ({0} participants)")]
     Full(usize),
+    /// The invitation has brought someone in as often as any visit needs ([`JoinCaps`]).
+    #[error("this invitation has been used to join {0} times; ask the clinic for a new one")]
+    InviteJoinsExhausted(u32),
+    /// The consultation has had as many arrivals as it may ([`JoinCaps`]).
+    #[error("this consultation has had {0} arrivals, the most it may; the clinic can open another")]
+    RoomJoinsExhausted(u32),
     #[error("the server is running its maximum number of rooms")]
     ServerFull,
     #[error("nothing to resume")]
@@ -315,6 +323,8 @@ pub struct RoomSettings {
     /// `media.simulcast`: a participant whose client asks for simulcast gets it (else nobody
     /// does).
     pub simulcast: bool,
+    /// How many joins one invitation, and one consultation, may have.
+    pub joins: JoinCaps,
 }
 
 /// Starts room tasks on demand; one per live room.

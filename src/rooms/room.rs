@@ -26,6 +26,7 @@ mod seats;
 mod sharing;
 
 use super::ice_restart::{IceRestartRefused, MediaLink};
+use super::joins::{JoinCap, Joins};
 use super::lobby::{Lobby, SentBack, Waiter};
 use super::participant::{Participant, Presence};
 use super::waiting::{self, Asker, Huddle, Place, Refusal, Request, Step};
@@ -154,6 +155,8 @@ pub struct Room {
     /// What the care team stopped forwarding of someone who reloaded (or opened another tab of
     /// their seat), for their new self once admitted: a reload does not undo a mute.
     carried_held: std::collections::HashMap<ParticipantId, Publish>,
+    /// Joins so far on each invitation, against the caps.
+    joins: Joins,
 }
 
 impl Room {
@@ -191,6 +194,7 @@ impl Room {
             screen: None,
             carried_consents: Default::default(),
             carried_held: Default::default(),
+            joins: Default::default(),
         }
     }
 
@@ -198,6 +202,7 @@ impl Room {
     async fn load(&mut self) -> Result<(), RoomError> {
         self.documents = self.db.documents_in_room(self.id()).await?;
         self.sharing.withheld = self.db.withheld_documents(self.id()).await?;
+        self.joins = Joins::from_counts(self.db.joins_by_invite(self.id()).await?);
         self.revoked = self
             .db
             .revoked_invites(self.id())
@@ -210,6 +215,29 @@ impl Room {
             .await?
             .into();
         Ok(())
+    }
+
+    /// A join over one of the join caps (`rooms/joins.rs`): refused, and on the record
+    /// (rate-limited per invitation: a reload loop is what the cap stops).
+    async fn refuse_join(&self, join: Admission, cap: JoinCap) {
+        let (error, limit) = match cap {
+            JoinCap::Invite(n) => (RoomError::InviteJoinsExhausted(n), "joins_per_invite"),
+            JoinCap::Room(n) => (RoomError::RoomJoinsExhausted(n), "joins_per_room"),
+        };
+        let event = AuditEvent::new(
+            Actor::Participant(join.id.clone(), join.role),
+            Action::AccessDenied,
+        )
+        .room(self.id())
+        .object("invite", &join.invite)
+        .outcome(Outcome::Denied)
+        .detail(serde_json::json!({"attempted": "join", "limit": limit}));
+        self.services
+            .audit
+            .refused(join.invite.as_str(), "join_cap", event)
+            .await;
+        tracing::warn!(room = %self.id(), limit, "join refused over a cap");
+        let _ = join.reply.send(Err(error));
     }
 
     /// A participant asked for what their role may not do: told so, and on the record
@@ -828,6 +856,12 @@ impl Room {
     }
 
     async fn join(&mut self, mut join: Admission, replaces: Option<ResumeRef>) {
+        // Before anything of the join is done (a reload's older connection is closed below):
+        // one over a cap changes nothing.
+        if let Err(cap) = self.joins.check(&join.invite, self.settings.joins) {
+            self.refuse_join(join, cap).await;
+            return;
+        }
         let mut carried = None;
         // What the care team stopped forwarding stays stopped when the same person comes back:
         // a reload (their resume token) or another tab of their seat must not undo a mute.
@@ -909,6 +943,8 @@ impl Room {
                 return;
             }
         };
+        // The task is the only one counting: checked above, nothing could take the place since.
+        let _ = self.joins.take(&join.invite, self.settings.joins);
         // Recorded before they are let in: whoever is in a consultation is on its record. The
         // participants row and the audit entry are one append, committed together; the room
         // admits them when the writer says so (`admit`) and goes on meanwhile.

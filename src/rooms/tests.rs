@@ -31,6 +31,16 @@ async fn fixture_with(
     resume_window: Duration,
     simulcast: bool,
 ) -> Fixture {
+    fixture_capped(max_participants, resume_window, simulcast, JoinCaps::default()).await
+}
+
+/// A fixture whose rooms cap joins at `joins`.
+async fn fixture_capped(
+    max_participants: usize,
+    resume_window: Duration,
+    simulcast: bool,
+    joins: JoinCaps,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(&format!(
         "sqlite://{}?mode=rwc",
@@ -70,6 +80,7 @@ async fn fixture_with(
             turn: None,
             clock: RoomClock::Manual(clock.clone()),
             simulcast,
+            joins,
         },
         metrics.clone(),
         super::RoomServices {
@@ -917,4 +928,88 @@ async fn a_waiting_person_whose_session_ended_unheard_leaves_the_line() {
     drop(rx);
     f.clock.advance(Duration::from_secs(1));
     while !queued(0)(next(&mut doctor).await) {}
+}
+
+/// A join on a given invitation (a reload of the same link is one).
+async fn join_on(f: &mut Fixture, invite: &InviteId) -> Result<Member, RoomError> {
+    let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+    let conn = f.next_conn;
+    f.next_conn += 1;
+    let room = f.rooms.open(&f.room).await?;
+    let (reply, done) = oneshot::channel();
+    room.send(RoomCommand::Join {
+        name: "Patient".into(),
+        role: Role::Patient,
+        role_given: false,
+        publish: Publish::default(),
+        simulcast: false,
+        invite: invite.clone(),
+        account: None,
+        institution: None,
+        session: None,
+        replaces: None,
+        link: SessionLink { conn, tx },
+        reply,
+    })
+    .await?;
+    let joined = done.await.unwrap()?;
+    Ok(Member {
+        id: joined.participant,
+        conn,
+        rx,
+        welcome: admitted(joined.entry),
+    })
+}
+
+#[tokio::test]
+async fn joins_are_capped_per_invitation_and_per_consultation() {
+    let caps = JoinCaps {
+        per_invite: 3,
+        per_room: 5,
+    };
+    let mut f = fixture_capped(32, Duration::from_secs(30), false, caps).await;
+    let (a, b, c) = (
+        InviteId::generate(),
+        InviteId::generate(),
+        InviteId::generate(),
+    );
+    let mut kept = Vec::new();
+    for _ in 0..3 {
+        kept.push(join_on(&mut f, &a).await.unwrap());
+    }
+    // A reload loop on one link stops at its cap, with what to do.
+    match join_on(&mut f, &a).await {
+        Err(RoomError::InviteJoinsExhausted(3)) => {}
+        other => panic!("{:?}", other.map(|m| m.id)),
+    }
+    // The others have their places; the consultation as a whole stops at its own.
+    for _ in 0..2 {
+        kept.push(join_on(&mut f, &b).await.unwrap());
+    }
+    match join_on(&mut f, &c).await {
+        Err(RoomError::RoomJoinsExhausted(5)) => {}
+        other => panic!("{:?}", other.map(|m| m.id)),
+    }
+    // Every join admitted is on the record, and nothing refused is.
+    let mut counts = f.db.joins_by_invite(&f.room).await.unwrap();
+    counts.sort_by_key(|(_, n)| *n);
+    assert_eq!(counts, [(b.clone(), 2), (a.clone(), 3)]);
+    assert_eq!(f.db.participants_of(&f.room).await.unwrap().len(), 5);
+    // The refusals are on the trail.
+    let audit = crate::audit::AuditLog::new(f.db.clone(), crate::audit::AuditKey::random());
+    let mut refused = 0;
+    for _ in 0..50 {
+        refused = audit
+            .entries(0, 1000, Some(f.room.as_str()))
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "access.denied" && e.detail.contains("joins_per"))
+            .count();
+        if refused == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refused, 2);
 }

@@ -896,7 +896,8 @@ fn room_refusal(e: RoomError) -> Refusal {
     let code = match &e {
         RoomError::NotFound => ErrorCode::RoomNotFound,
         RoomError::Ended => ErrorCode::RoomEnded,
-        RoomError::Full(_) => ErrorCode::RoomFull,
+        RoomError::Full(_) | RoomError::RoomJoinsExhausted(_) => ErrorCode::RoomFull,
+        RoomError::InviteJoinsExhausted(_) => ErrorCode::InviteUsedUp,
         RoomError::ServerFull => ErrorCode::ServerFull,
         RoomError::ResumeFailed => ErrorCode::ResumeFailed,
         RoomError::InviteRevoked => ErrorCode::InviteRevoked,

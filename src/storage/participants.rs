@@ -51,7 +51,29 @@ impl Db {
             .transpose()
     }
 
-    /// In order of joining.
+    /// How many times each invitation brought someone into `room` (the room's join caps start
+    /// from these: `rooms::joins`).
+    pub async fn joins_by_invite(&self, room: &RoomId) -> Result<Vec<(InviteId, u32)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT invite_id, COUNT(*) AS joins FROM participants WHERE room_id = $1 \
+             GROUP BY invite_id",
+        )
+        .bind(room.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let invite: String = row.try_get("invite_id")?;
+                let joins: i64 = row.try_get("joins")?;
+                Ok((
+                    InviteId::parse(&invite).ok_or(StorageError::Corrupt("participant invite"))?,
+                    u32::try_from(joins).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
+    }
+
+    /// In order of joining; as many as the room's join caps let in (`rooms::joins`).
     pub async fn participants_of(
         &self,
         room: &RoomId,
