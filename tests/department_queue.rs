@@ -305,7 +305,10 @@ async fn queue_under_concurrency(s: &TestServer) {
     let (st, e) = s.api("POST", &next, Some(&clinicians[2]), None).await;
     assert_eq!((st, code(&e)), (409, "nobody_waiting"), "{e}");
     let _late = waiting_patient(s, &doctor, &patients[0].0, "Patient late").await;
-    assert!(waits(2).await, "the late patient waits behind the interpreter");
+    assert!(
+        waits(2).await,
+        "the late patient waits behind the interpreter"
+    );
     let (st, took) = s.api("POST", &next, Some(&clinicians[2]), None).await;
     assert_eq!(st, 200, "{took}");
     assert_eq!(took["room_id"], patients[0].0.as_str(), "{took}");

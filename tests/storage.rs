@@ -271,7 +271,11 @@ async fn exercise_consultation_records(db: &Db) {
         let mut pages = std::pin::pin!(audit.export(None).unwrap());
         while let Some(page) = pages.next().await {
             chunks += 1;
-            for line in page.unwrap().split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            for line in page
+                .unwrap()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
                 let e: serde_json::Value = serde_json::from_slice(line).unwrap();
                 lines.push(e["seq"].as_i64().unwrap());
             }
@@ -1309,6 +1313,181 @@ async fn department_removal_races_account_placement_on_postgres() {
     };
     let db = Db::connect(&pg.url).await.unwrap();
     department_removal_races_account_placement(&db).await;
+    db.close().await;
+    pg.drop_db().await;
+}
+
+/// A clinician's caps on consultation requests hold under concurrency: requests sent at once
+/// near the daily cap take turns, so exactly the cap gets through; and requests older than a
+/// day, still open, count against the cap on open requests.
+async fn referral_caps(db: &Db) {
+    use huizhen::domain::organisation::InstitutionKind;
+    use huizhen::domain::referral::Urgency;
+    use huizhen::referrals::{NewRequest, ReferralServiceError, Referrals, Time};
+    use huizhen::storage::{
+        MAX_OPEN_REFERRALS_PER_REQUESTER as OPEN, MAX_REFERRALS_PER_REQUESTER_PER_DAY as DAY,
+        NewAccount,
+    };
+    let county = db
+        .create_institution("County hospital", InstitutionKind::Hospital)
+        .await
+        .unwrap();
+    let cardiology = db
+        .create_department(&county.id, "Cardiology")
+        .await
+        .unwrap();
+    let doctor = db
+        .create_account(&NewAccount {
+            username: "busy",
+            display_name: "Busy",
+            role: AccountRole::Doctor,
+            password_hash: "x",
+            institution: &county.id,
+            department: None,
+            title: "",
+            specialty: "",
+        })
+        .await
+        .unwrap();
+    let svc = Referrals::new(db.clone());
+    let request = |at: i64| {
+        let (svc, doctor, department) = (svc.clone(), doctor.clone(), cardiology.id.clone());
+        async move {
+            svc.create(
+                &doctor,
+                NewRequest {
+                    department,
+                    specialist: None,
+                    patient_ref: "P-1".into(),
+                    reason: "Chest pain".into(),
+                    question: "Angina?".into(),
+                    urgency: Urgency::Routine,
+                    proposed: vec![Time {
+                        start: at + 3600,
+                        minutes: 30,
+                    }],
+                    sharing_consent: None,
+                },
+                at,
+            )
+            .await
+        }
+    };
+    let now = now_unix();
+    // Sent over the last days, still open: within the daily cap each day.
+    let earlier = OPEN - DAY / 2;
+    let mut sent = 0;
+    while sent < earlier {
+        // Oldest first: a day's count looks back from each request, not forward.
+        let day = now - 10 * 86_400 + (sent / (DAY - 1)) * 86_400;
+        let batch = (earlier - sent).min(DAY - 1).min(50);
+        for r in futures_util::future::join_all((0..batch).map(|_| request(day))).await {
+            r.unwrap();
+        }
+        sent += batch;
+    }
+    // Today: the rest of the open cap, the last dozen places raced by twice as many.
+    for _ in 0..(OPEN - earlier - 12) {
+        request(now).await.unwrap();
+    }
+    let raced = futures_util::future::join_all((0..24).map(|_| request(now))).await;
+    let (ok, refused): (Vec<_>, Vec<_>) = raced.into_iter().partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 12, "exactly the cap gets through");
+    for r in refused {
+        match r {
+            Err(ReferralServiceError::Limit { limit, max }) => {
+                assert_eq!((limit, max), ("open_referrals", OPEN));
+            }
+            other => panic!("{:?}", other.map(|r| r.id)),
+        }
+    }
+
+    // A colleague sends their day's worth: the last dozen places raced, then no more today.
+    let colleague = db
+        .create_account(&NewAccount {
+            username: "prolific",
+            display_name: "Prolific",
+            role: AccountRole::Doctor,
+            password_hash: "x",
+            institution: &county.id,
+            department: None,
+            title: "",
+            specialty: "",
+        })
+        .await
+        .unwrap();
+    let theirs = |at: i64| {
+        let (svc, who, department) = (svc.clone(), colleague.clone(), cardiology.id.clone());
+        async move {
+            let made = svc
+                .create(
+                    &who,
+                    NewRequest {
+                        department,
+                        specialist: None,
+                        patient_ref: "P-2".into(),
+                        reason: "Palpitations".into(),
+                        question: "AF?".into(),
+                        urgency: Urgency::Routine,
+                        proposed: vec![Time {
+                            start: at + 3600,
+                            minutes: 30,
+                        }],
+                        sharing_consent: None,
+                    },
+                    at,
+                )
+                .await;
+            if let Ok(r) = &made {
+                // Cancelled at once: closed requests count against the day all the same.
+                svc.act(
+                    &r.id,
+                    &who,
+                    huizhen::referrals::Request::Cancel {
+                        reason: "Sent by mistake".into(),
+                    },
+                    at,
+                )
+                .await
+                .unwrap();
+            }
+            made
+        }
+    };
+    for _ in 0..(DAY - 12) {
+        theirs(now).await.unwrap();
+    }
+    let raced = futures_util::future::join_all((0..24).map(|_| theirs(now))).await;
+    let (ok, refused): (Vec<_>, Vec<_>) = raced.into_iter().partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 12, "exactly the daily cap gets through");
+    for r in refused {
+        match r {
+            Err(ReferralServiceError::Limit { limit, max }) => {
+                assert_eq!((limit, max), ("referrals_per_day", DAY));
+            }
+            other => panic!("{:?}", other.map(|r| r.id)),
+        }
+    }
+    // A day later they may send again.
+    theirs(now + 86_400).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referral_caps_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    referral_caps(&db).await;
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referral_caps_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let db = Db::connect(&pg.url).await.unwrap();
+    referral_caps(&db).await;
     db.close().await;
     pg.drop_db().await;
 }

@@ -240,16 +240,14 @@ fn classify_v4(v4: std::net::Ipv4Addr) -> AddressClass {
 
 fn classify_v6(v6: std::net::Ipv6Addr) -> AddressClass {
     let s = v6.segments();
-    let embedded = |hi: u16, lo: u16| {
-        match classify_v4(std::net::Ipv4Addr::new(
-            (hi >> 8) as u8,
-            hi as u8,
-            (lo >> 8) as u8,
-            lo as u8,
-        )) {
-            AddressClass::Loopback => AddressClass::Forbidden,
-            class => class,
-        }
+    let embedded = |hi: u16, lo: u16| match classify_v4(std::net::Ipv4Addr::new(
+        (hi >> 8) as u8,
+        hi as u8,
+        (lo >> 8) as u8,
+        lo as u8,
+    )) {
+        AddressClass::Loopback => AddressClass::Forbidden,
+        class => class,
     };
     // ::ffff:a.b.c.d (mapped) is the IPv4 address itself to the socket layer.
     if let Some(v4) = v6.to_ipv4_mapped() {
@@ -549,9 +547,20 @@ mod tests {
         assert_eq!(c("::ffff:0:10.1.1.1"), AddressClass::Private);
         // None of these is let through by the strictest policy, and the intranet ones only
         // with private networks allowed.
-        let strict = AddressPolicy { allow_http_loopback: false, allow_private: false };
-        let intranet = AddressPolicy { allow_http_loopback: false, allow_private: true };
-        for a in ["64:ff9b::127.0.0.1", "2002:a9fe:a9fe::1", "::10.0.0.1", "240.0.0.1"] {
+        let strict = AddressPolicy {
+            allow_http_loopback: false,
+            allow_private: false,
+        };
+        let intranet = AddressPolicy {
+            allow_http_loopback: false,
+            allow_private: true,
+        };
+        for a in [
+            "64:ff9b::127.0.0.1",
+            "2002:a9fe:a9fe::1",
+            "::10.0.0.1",
+            "240.0.0.1",
+        ] {
             assert!(!strict.allows(a.parse().unwrap()), "{a}");
             assert!(!intranet.allows(a.parse().unwrap()), "{a}");
         }

@@ -350,6 +350,12 @@ impl From<crate::referrals::ReferralServiceError> for ApiError {
         let status = match &e {
             E::NotFound | E::NotVisible => return ApiError::NotFound,
             E::Storage(s) => return ApiError::Internal(s.to_string()),
+            E::Limit { limit, .. } => {
+                return ApiError::LimitReached {
+                    limit,
+                    message: e.to_string(),
+                };
+            }
             E::Refused(ReferralError::NotNow { .. }) | E::Conflict | E::Taken => {
                 StatusCode::CONFLICT
             }

@@ -76,8 +76,22 @@ pub enum ReferralServiceError {
     /// has it again).
     #[error("a colleague has taken this consultation request on: only they can answer it")]
     Taken,
+    /// One of the requester's caps (`storage::referrals`): too many requests open, or sent in
+    /// the last day.
+    #[error("{}", limit_words(.limit, *.max))]
+    Limit { limit: &'static str, max: i64 },
     #[error(transparent)]
     Storage(StorageError),
+}
+
+fn limit_words(limit: &str, max: i64) -> String {
+    match limit {
+        "open_referrals" => format!(
+            "you have {max} consultation requests open, the most at once: close or cancel some \
+             first"
+        ),
+        _ => format!("you have sent {max} consultation requests in the last 24 hours, the most"),
+    }
 }
 
 impl ReferralServiceError {
@@ -92,6 +106,7 @@ impl ReferralServiceError {
             ReferralServiceError::SelfReferral => "self_referral",
             ReferralServiceError::Conflict => "conflict",
             ReferralServiceError::Taken => "taken",
+            ReferralServiceError::Limit { .. } => "limit_reached",
             ReferralServiceError::Storage(_) => "internal",
         }
     }
@@ -102,6 +117,7 @@ impl From<StorageError> for ReferralServiceError {
         match e {
             StorageError::NotFound => ReferralServiceError::NotFound,
             StorageError::Conflict => ReferralServiceError::Conflict,
+            StorageError::Limit { limit, max } => ReferralServiceError::Limit { limit, max },
             other => ReferralServiceError::Storage(other),
         }
     }

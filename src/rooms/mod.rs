@@ -39,7 +39,6 @@ use crate::records::RecordView;
 use crate::storage::{Db, DocumentRecord, RoomStatus, StorageError};
 
 pub use clock::{ManualClock, RoomClock};
-pub use progress::{Progress, ProgressSender};
 pub use ice_restart::{ICE_RESTART_WINDOW, MAX_ICE_RESTARTS};
 pub use joins::{JoinCaps, MAX_JOINS_PER_INVITE, MAX_JOINS_PER_ROOM};
 pub use notice::{
@@ -47,6 +46,7 @@ pub use notice::{
     ParticipantInfo, Presenting, Problem, Queue, TrackKind, TrackSource, VideoLayer,
     VideoQualityReason, WaiterInfo, Waiting, Welcome,
 };
+pub use progress::{Progress, ProgressSender};
 pub use request::{
     Annotate, ConnectionQuality, DeviceCheck, Follow, MAX_CHAT_CHARS, MAX_WAITING_TEXT_CHARS,
     MediaFigures, MediaPath, MediaState, Moderation, Precall, Publish, SpeakerCheck, VideoSize,

@@ -31,7 +31,13 @@ async fn fixture_with(
     resume_window: Duration,
     simulcast: bool,
 ) -> Fixture {
-    fixture_capped(max_participants, resume_window, simulcast, JoinCaps::default()).await
+    fixture_capped(
+        max_participants,
+        resume_window,
+        simulcast,
+        JoinCaps::default(),
+    )
+    .await
 }
 
 /// A fixture whose rooms cap joins at `joins`.

@@ -53,7 +53,8 @@ pub use referral_documents::{
     ReferralDocumentRow,
 };
 pub use referrals::{
-    NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep, SteppedRow,
+    MAX_OPEN_REFERRALS_PER_REQUESTER, MAX_REFERRALS_PER_REQUESTER_PER_DAY, NewReferralEvent,
+    ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep, SteppedRow,
 };
 pub use rooms::{Rescheduled, RoomRecord, RoomStatus};
 pub use sessions::{RevokeReason, Revoked, SessionRow};
@@ -78,6 +79,9 @@ pub enum StorageError {
     /// longer) one of its institution's.
     #[error("no such department in this institution")]
     NoSuchDepartment,
+    /// A count that a write would take past its cap: `limit` names it, `max` is the cap.
+    #[error("at most {max} ({limit})")]
+    Limit { limit: &'static str, max: i64 },
     #[error("stored value is corrupt: {0}")]
     Corrupt(&'static str),
     #[error("cannot prepare storage: {0}")]

@@ -53,7 +53,10 @@ impl Db {
 
     /// How many times each invitation brought someone into `room` (the room's join caps start
     /// from these: `rooms::joins`).
-    pub async fn joins_by_invite(&self, room: &RoomId) -> Result<Vec<(InviteId, u32)>, StorageError> {
+    pub async fn joins_by_invite(
+        &self,
+        room: &RoomId,
+    ) -> Result<Vec<(InviteId, u32)>, StorageError> {
         let rows = sqlx::query(
             "SELECT invite_id, COUNT(*) AS joins FROM participants WHERE room_id = $1 \
              GROUP BY invite_id",

@@ -286,6 +286,7 @@ impl Db {
         consent: Option<&super::Change>,
     ) -> Result<(), StorageError> {
         let mut tx = self.begin_write().await?;
+        hold_requester_caps(&mut tx, row).await?;
         sqlx::query(
             "INSERT INTO referrals (id, requester_id, requester_institution, target_department, \
              target_specialist, receiver_id, patient_ref, reason, question, urgency, \
@@ -570,4 +571,52 @@ impl Db {
             documents_copied,
         })
     }
+}
+
+/// Requests one clinician may have open at once.
+pub const MAX_OPEN_REFERRALS_PER_REQUESTER: i64 = 500;
+/// Requests one clinician may send in a day (24 hours), open or not: a loop that creates and
+/// cancels cannot grow the table without bound either.
+pub const MAX_REFERRALS_PER_REQUESTER_PER_DAY: i64 = 300;
+
+/// Holds the requester's account row for the rest of the transaction, then checks their caps:
+/// two requests of one clinician at once take turns, so neither can pass the last place
+/// unseen (on PostgreSQL the row lock orders them; SQLite's writes are serialised already).
+async fn hold_requester_caps(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    row: &ReferralRow,
+) -> Result<(), StorageError> {
+    let held = sqlx::query("UPDATE users SET id = id WHERE id = $1")
+        .bind(row.requester_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if held.rows_affected() == 0 {
+        return Err(StorageError::NotFound);
+    }
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM referrals WHERE requester_id = $1 AND is_open = 1",
+    )
+    .bind(row.requester_id.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    if open >= MAX_OPEN_REFERRALS_PER_REQUESTER {
+        return Err(StorageError::Limit {
+            limit: "open_referrals",
+            max: MAX_OPEN_REFERRALS_PER_REQUESTER,
+        });
+    }
+    let today: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM referrals WHERE requester_id = $1 AND created_at > $2",
+    )
+    .bind(row.requester_id.as_str())
+    .bind(row.created_at - 86_400)
+    .fetch_one(&mut **tx)
+    .await?;
+    if today >= MAX_REFERRALS_PER_REQUESTER_PER_DAY {
+        return Err(StorageError::Limit {
+            limit: "referrals_per_day",
+            max: MAX_REFERRALS_PER_REQUESTER_PER_DAY,
+        });
+    }
+    Ok(())
 }

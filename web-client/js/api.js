@@ -111,13 +111,15 @@ export class ApiError extends Error {
    * @param {string} code
    * @param {string} message
    * @param {number | null} [triesLeft] `wrong_pin`: the tries left before the signing PIN is erased
+   * @param {string | null} [limit] `limit_reached`: which limit was reached (the body's `limit`)
    */
-  constructor(status, code, message, triesLeft = null) {
+  constructor(status, code, message, triesLeft = null, limit = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.triesLeft = triesLeft;
+    this.limit = limit;
   }
 }
 
@@ -235,11 +237,13 @@ async function send(method, path, body, token) {
     // Not JSON (e.g. a proxy error page): fall through to the status-based error below.
   }
   if (!res.ok) {
-    const err = /** @type {{error?: {code?: unknown, message?: unknown}} | null} */ (json)?.error;
+    const err = /** @type {{error?: {code?: unknown, message?: unknown, limit?: unknown}} | null} */ (json)?.error;
     throw new ApiError(
       res.status,
       typeof err?.code === "string" ? err.code : `http_${res.status}`,
       typeof err?.message === "string" ? err.message : `Request failed (${res.status}).`,
+      null,
+      typeof err?.limit === "string" ? err.limit : null,
     );
   }
   return json;

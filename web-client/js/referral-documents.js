@@ -15,7 +15,7 @@
 import { ApiError } from "./api.js";
 import { el } from "./dom.js";
 import { errorKey } from "./errors.js";
-import { tr } from "./i18n.js";
+import { hasKey, tr } from "./i18n.js";
 import * as rapi from "./referral-api.js";
 import { viewAttachment } from "./referral-viewer.js";
 
@@ -63,12 +63,17 @@ export async function attachAll(id, files, progress) {
 
 /**
  * The words for a refusal on a request: a request's `consent_required` is about sharing with
- * another hospital, not a room's observers (the general text).
+ * another hospital, not a room's observers (the general text); a `limit_reached` says which
+ * limit where the catalogue has words for it.
  * @param {string} code
+ * @param {string | null} [limit] the `limit` of a `limit_reached`
  * @returns {MessageKey}
  */
-export function referralErrorKey(code) {
-  return code === "consent_required" ? "referral.consent.required_error" : errorKey(code);
+export function referralErrorKey(code, limit = null) {
+  if (code === "consent_required") return "referral.consent.required_error";
+  const which = /** @type {MessageKey} */ (`error.limit.${limit}`);
+  if (code === "limit_reached" && limit && hasKey(which)) return which;
+  return errorKey(code);
 }
 
 /**

@@ -558,7 +558,7 @@ export class ReferralView {
    */
   errorText(node, err) {
     if (err instanceof ApiError && err.status !== 401 && err.status !== 0) {
-      tr(node, "error.with_code", { text: { key: referralErrorKey(err.code) }, code: err.code });
+      tr(node, "error.with_code", { text: { key: referralErrorKey(err.code, err.limit) }, code: err.code });
     } else {
       tr(node, this.opts.explain(err));
     }
