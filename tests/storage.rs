@@ -1491,3 +1491,87 @@ async fn referral_caps_on_postgres() {
     db.close().await;
     pg.drop_db().await;
 }
+
+/// The organisation's caps hold under concurrency: departments created at once near an
+/// institution's cap take turns, so exactly the cap gets through; the network's count of
+/// institutions stops at its cap.
+async fn organisation_caps(db: &Db, url: &str) {
+    use huizhen::domain::organisation::InstitutionKind;
+    use huizhen::storage::{MAX_DEPARTMENTS_PER_INSTITUTION as PER, MAX_INSTITUTIONS};
+    let county = db
+        .create_institution("County hospital", InstitutionKind::Hospital)
+        .await
+        .unwrap();
+    for i in 0..(PER - 10) {
+        db.create_department(&county.id, &format!("Department {i}"))
+            .await
+            .unwrap();
+    }
+    let raced = futures_util::future::join_all((0..20).map(|i| {
+        let (db, county) = (db.clone(), county.id.clone());
+        async move { db.create_department(&county, &format!("Late {i}")).await }
+    }))
+    .await;
+    let (ok, refused): (Vec<_>, Vec<_>) = raced.into_iter().partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 10, "exactly the cap gets through");
+    for r in refused {
+        match r {
+            Err(StorageError::Limit { limit, max }) => {
+                assert_eq!((limit, max), ("departments_per_institution", PER));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        db.list_departments(Some(&county.id)).await.unwrap().len() as i64,
+        PER
+    );
+
+    // The network filled to one short of its cap, quickly, beside the server's code.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let have = db.list_institutions().await.unwrap().len() as i64;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO institutions (id, name, kind, created_at) \
+         SELECT 'bulk' || CAST(i AS TEXT), 'Clinic ' || CAST(i AS TEXT), 'township_clinic', 0 \
+         FROM n",
+    )
+    .bind(MAX_INSTITUTIONS - 1 - have)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    db.create_institution("The last", InstitutionKind::TownshipClinic)
+        .await
+        .unwrap();
+    match db
+        .create_institution("One too many", InstitutionKind::TownshipClinic)
+        .await
+    {
+        Err(StorageError::Limit { limit, max }) => {
+            assert_eq!((limit, max), ("institutions", MAX_INSTITUTIONS));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organisation_caps_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("o.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    organisation_caps(&db, &url).await;
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organisation_caps_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    let db = Db::connect(&pg.url).await.unwrap();
+    organisation_caps(&db, &pg.url).await;
+    db.close().await;
+    pg.drop_db().await;
+}

@@ -265,6 +265,10 @@ impl From<StorageError> for ApiError {
             StorageError::NoSuchDepartment => {
                 ApiError::Invalid("no such department in this institution".into())
             }
+            StorageError::Limit { limit, max } => ApiError::LimitReached {
+                limit,
+                message: format!("at most {max} {}", limit.replace('_', " ")),
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -6,7 +6,7 @@
 //! scheduled. A request the account is on neither side of is not found, and the attempt is
 //! recorded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -359,26 +359,34 @@ struct Directory {
 }
 
 impl Directory {
+    /// The names `rows` show, and those of the accounts `users`: only those, read a few
+    /// queries at a time (not the network's every institution and department).
     async fn load<'a>(
         state: &AppState,
+        rows: &[&'a ReferralRow],
         users: impl IntoIterator<Item = &'a UserId>,
     ) -> Result<Self, ApiError> {
-        let institutions = state.db.list_institutions().await?;
-        let departments = state.db.list_departments(None).await?;
-        let mut found = HashMap::new();
-        let wanted: HashSet<&UserId> = users.into_iter().collect();
-        for id in wanted {
-            if let Some(u) = state.db.user(id).await? {
-                found.insert(id.clone(), u);
-            }
-        }
+        let wanted: Vec<&UserId> = users
+            .into_iter()
+            .chain(rows.iter().flat_map(|r| Self::accounts(r)))
+            .collect();
+        let users = state.db.users_by_id(&wanted).await?;
+        let wanted: Vec<&DepartmentId> = rows.iter().map(|r| r.target.department()).collect();
+        let departments = state.db.departments_by_id(&wanted).await?;
+        let institutions: Vec<&InstitutionId> = users
+            .iter()
+            .map(|u| &u.institution_id)
+            .chain(departments.iter().map(|d| &d.institution_id))
+            .chain(rows.iter().map(|r| &r.requester_institution))
+            .collect();
+        let names = state.db.place_names(&institutions, &[]).await?;
         Ok(Self {
-            institutions: institutions.into_iter().map(|i| (i.id, i.name)).collect(),
+            institutions: names.institutions,
             departments: departments
                 .into_iter()
                 .map(|d| (d.id, (d.name, d.institution_id)))
                 .collect(),
-            users: found,
+            users: users.into_iter().map(|u| (u.id.clone(), u)).collect(),
         })
     }
 
@@ -473,13 +481,12 @@ async fn detail_view(state: &AppState, d: &Detail) -> Result<Value, ApiError> {
         .await?;
     // Collected first: a closure over borrowed rows held across the `await` below would make
     // the handler's future not `Send` for every lifetime.
-    let mut accounts: Vec<&UserId> = Directory::accounts(&d.referral).collect();
-    accounts.extend(d.events.iter().map(|e| &e.actor_id));
+    let mut accounts: Vec<&UserId> = d.events.iter().map(|e| &e.actor_id).collect();
     if let Some(c) = &sharing.consent {
         accounts.push(&c.attested_by);
         accounts.extend(c.withdrawn_by.as_ref());
     }
-    let names = Directory::load(state, accounts).await?;
+    let names = Directory::load(state, &[&d.referral], accounts).await?;
     let mut view = names.referral(&d.referral, d.side);
     view["proposed_times"] = d.proposed.iter().copied().map(slot_view).collect();
     view["events"] = d.events.iter().map(|e| names.event(e)).collect();
@@ -583,7 +590,8 @@ pub async fn list(
         }
     };
     let rows = service(&state).list(&who.0, mailbox).await?;
-    let names = Directory::load(&state, rows.iter().flat_map(Directory::accounts)).await?;
+    let listed: Vec<&ReferralRow> = rows.iter().collect();
+    let names = Directory::load(&state, &listed, []).await?;
     let views: Vec<Value> = rows
         .iter()
         .filter_map(|r| side_of(r, &who.0).map(|side| names.referral(r, side)))

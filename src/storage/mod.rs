@@ -44,7 +44,10 @@ pub use documents::{
 pub use invites::Invite;
 // Invitations: windows, uses, short codes.
 pub use invites::{InviteUse, NewInvite};
-pub use organisation::{Department, Institution, PlaceNames};
+pub use organisation::{
+    Department, Institution, MAX_DEPARTMENTS, MAX_DEPARTMENTS_PER_INSTITUTION, MAX_INSTITUTIONS,
+    PlaceNames,
+};
 pub use participants::ParticipantRecord;
 pub use records::{PendingDraft, RecordEvent, RecordRow, Signature};
 pub use referral_consents::ReferralConsentRecord;

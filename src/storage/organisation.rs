@@ -34,9 +34,9 @@ pub struct PlaceNames {
 }
 
 /// Most ids one `IN (...)` names: far below either database's limit on parameters.
-const NAMES_PER_QUERY: usize = 500;
+pub(super) const NAMES_PER_QUERY: usize = 500;
 
-fn unique<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub(super) fn unique<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut ids: Vec<&str> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
@@ -88,8 +88,53 @@ fn department_from_row(row: &AnyRow) -> Result<Department, StorageError> {
     })
 }
 
+/// Institutions in one network at most (Guizhou's platform, among the largest, links about
+/// 1,800): every clinician's console lists them all (`GET /institutions`), so the list is kept
+/// to what one answer carries.
+pub const MAX_INSTITUTIONS: i64 = 5_000;
+/// Departments of one institution at most (a large hospital has a few dozen).
+pub const MAX_DEPARTMENTS_PER_INSTITUTION: i64 = 200;
+/// Departments in the whole network at most, for the same reason as institutions.
+pub const MAX_DEPARTMENTS: i64 = 20_000;
+
+/// Counts `sql` (one `COUNT(*)`, bound with `bind` when given) within `tx` and refuses with
+/// [`StorageError::Limit`] at `max`.
+async fn under_cap(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    sql: &str,
+    bind: Option<&str>,
+    limit: &'static str,
+    max: i64,
+) -> Result<(), StorageError> {
+    let mut query = sqlx::query_scalar::<_, i64>(sql);
+    if let Some(b) = bind {
+        query = query.bind(b);
+    }
+    if query.fetch_one(&mut **tx).await? >= max {
+        return Err(StorageError::Limit { limit, max });
+    }
+    Ok(())
+}
+
 impl Db {
-    /// A new institution; a name already taken is `Conflict`.
+    /// Makes concurrent creations in `table` take turns for the rest of `tx`, so a count and
+    /// the insert after it are one step: on PostgreSQL a table lock that only other
+    /// creations wait for (reads go on); SQLite's write transactions are serialised already.
+    async fn creations_take_turns(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        table: &'static str,
+    ) -> Result<(), StorageError> {
+        if self.postgres {
+            sqlx::query(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A new institution; a name already taken is `Conflict`, one past [`MAX_INSTITUTIONS`]
+    /// `Limit`.
     pub async fn create_institution(
         &self,
         name: &str,
@@ -101,6 +146,16 @@ impl Db {
             kind,
             created_at: now_unix(),
         };
+        let mut tx = self.begin_write().await?;
+        self.creations_take_turns(&mut tx, "institutions").await?;
+        under_cap(
+            &mut tx,
+            "SELECT COUNT(*) FROM institutions",
+            None,
+            "institutions",
+            MAX_INSTITUTIONS,
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO institutions (id, name, kind, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -108,9 +163,10 @@ impl Db {
         .bind(&institution.name)
         .bind(kind.as_str())
         .bind(institution.created_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(map_unique)?;
+        tx.commit().await?;
         Ok(institution)
     }
 
@@ -165,7 +221,8 @@ impl Db {
     }
 
     /// A new department of an existing institution; a name the institution already has is
-    /// `Conflict`, an unknown institution `NotFound`.
+    /// `Conflict`, an unknown institution `NotFound`, one past [`MAX_DEPARTMENTS_PER_INSTITUTION`]
+    /// or [`MAX_DEPARTMENTS`] `Limit`.
     pub async fn create_department(
         &self,
         institution: &InstitutionId,
@@ -180,6 +237,24 @@ impl Db {
             name: name.to_owned(),
             created_at: now_unix(),
         };
+        let mut tx = self.begin_write().await?;
+        self.creations_take_turns(&mut tx, "departments").await?;
+        under_cap(
+            &mut tx,
+            "SELECT COUNT(*) FROM departments WHERE institution_id = $1",
+            Some(institution.as_str()),
+            "departments_per_institution",
+            MAX_DEPARTMENTS_PER_INSTITUTION,
+        )
+        .await?;
+        under_cap(
+            &mut tx,
+            "SELECT COUNT(*) FROM departments",
+            None,
+            "departments",
+            MAX_DEPARTMENTS,
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO departments (id, institution_id, name, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -187,9 +262,10 @@ impl Db {
         .bind(institution.as_str())
         .bind(&department.name)
         .bind(department.created_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(map_unique)?;
+        tx.commit().await?;
         Ok(department)
     }
 
@@ -299,6 +375,30 @@ impl Db {
             }
         }
         Ok(names)
+    }
+
+    /// The departments among `ids` that exist (in no particular order): a page of requests
+    /// reads the few it names, not the network's whole list.
+    pub async fn departments_by_id(
+        &self,
+        ids: &[&DepartmentId],
+    ) -> Result<Vec<Department>, StorageError> {
+        let mut found = Vec::new();
+        for chunk in unique(ids.iter().map(|d| d.as_str())).chunks(NAMES_PER_QUERY) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT id, institution_id, name, created_at FROM departments WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                found.push(department_from_row(&row)?);
+            }
+        }
+        Ok(found)
     }
 
     /// Every department, or one institution's, by institution then name.

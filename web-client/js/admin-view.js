@@ -23,7 +23,7 @@
 
 import { ApiError } from "./api.js";
 import * as org from "./admin-api.js";
-import { errorKey } from "./errors.js";
+import { apiErrorKey } from "./errors.js";
 import { el } from "./dom.js";
 import { clearText, tr, trAttr } from "./i18n.js";
 import { webhookPanel } from "./webhook-view.js";
@@ -329,7 +329,7 @@ function failure(err, what) {
     default:
       if (err.status === 401) return { text: msg(state.tools?.explain(err) ?? "error.unauthenticated"), code: err.code };
       // Every other code in the catalogue's words, with the code beside it.
-      return { text: msg("error.with_code", { text: { key: errorKey(err.code) }, code: err.code }), code: err.code };
+      return { text: msg("error.with_code", { text: { key: apiErrorKey(err) }, code: err.code }), code: err.code };
   }
 }
 

@@ -27,6 +27,18 @@ export function errorKey(code) {
 }
 
 /**
+ * The catalogue key of an HTTP API refusal: a `limit_reached` says which limit where the
+ * catalogue has words for it (`error.limit.<limit>`), anything else as [errorKey].
+ * @param {{code: string, limit?: string | null}} err
+ * @returns {MessageKey}
+ */
+export function apiErrorKey(err) {
+  const which = /** @type {MessageKey} */ (`error.limit.${err.limit}`);
+  if (err.code === "limit_reached" && err.limit && hasKey(which)) return which;
+  return errorKey(err.code);
+}
+
+/**
  * @param {string} code
  * @returns {MessageKey | null} a heading of its own for the error screen, or null for the usual one
  */

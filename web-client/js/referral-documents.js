@@ -14,8 +14,8 @@
 
 import { ApiError } from "./api.js";
 import { el } from "./dom.js";
-import { errorKey } from "./errors.js";
-import { hasKey, tr } from "./i18n.js";
+import { apiErrorKey } from "./errors.js";
+import { tr } from "./i18n.js";
 import * as rapi from "./referral-api.js";
 import { viewAttachment } from "./referral-viewer.js";
 
@@ -70,10 +70,7 @@ export async function attachAll(id, files, progress) {
  * @returns {MessageKey}
  */
 export function referralErrorKey(code, limit = null) {
-  if (code === "consent_required") return "referral.consent.required_error";
-  const which = /** @type {MessageKey} */ (`error.limit.${limit}`);
-  if (code === "limit_reached" && limit && hasKey(which)) return which;
-  return errorKey(code);
+  return code === "consent_required" ? "referral.consent.required_error" : apiErrorKey({ code, limit });
 }
 
 /**
