@@ -67,6 +67,28 @@ async fn consent_for_observers_and_for_sharing_with_another_hospital(s: &TestSer
         .await
         .unwrap();
     doctor.expect_error("forbidden", T).await.unwrap();
+    // Sent back to wait, the patient is still the consultation's: an observer stays out
+    // while the clinicians talk without them.
+    let patient_id = welcome["you"]["id"].as_str().unwrap().to_owned();
+    doctor
+        .send_json(&json!({"type": "send_back", "participant_id": patient_id}))
+        .await
+        .unwrap();
+    patient.next_event("waiting", T).await.unwrap();
+    let early = SignalingClient::connect(&s.ws_url).await.unwrap();
+    early
+        .send_json(
+            &json!({"type": "join", "v": 1, "token": s.invite(&room, "observer").await,
+                    "name": "Trainee", "publish": {"audio": false, "video": false}}),
+        )
+        .await
+        .unwrap();
+    early.expect_error("consent_required", T).await.unwrap();
+    doctor
+        .send_json(&json!({"type": "admit", "participant_id": patient_id}))
+        .await
+        .unwrap();
+    patient.next_event("joined", T).await.unwrap();
 
     // The patient agrees: everyone is told, and the observer comes in.
     patient
@@ -79,7 +101,10 @@ async fn consent_for_observers_and_for_sharing_with_another_hospital(s: &TestSer
         .await
         .unwrap();
     assert_eq!(purposes(&c["in_force"]), ["observer_present"]);
-    let c = patient.next_event("consent", T).await.unwrap();
+    let c = patient
+        .next_event_where("consent", T, |m| !purposes(&m["yours"]).is_empty())
+        .await
+        .unwrap();
     assert_eq!(purposes(&c["yours"]), ["observer_present"]);
     let observer = SignalingClient::connect(&s.ws_url).await.unwrap();
     let seen = observer

@@ -31,8 +31,8 @@ impl Role {
     }
 
     /// Present at the patient's consultation without being the patient or on the care team
-    /// (observers and guests): allowed only while every patient present agrees to a third
-    /// party being there (consent `observer_present`).
+    /// (observers and guests): allowed only while every patient present (or sent back to wait)
+    /// agrees to a third party being there (consent `observer_present`).
     pub fn is_third_party(self) -> bool {
         matches!(self, Role::Observer | Role::Guest)
     }

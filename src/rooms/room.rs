@@ -1593,11 +1593,21 @@ impl Room {
 
     /// Whether observers may be present: every patient present agreed (vacuously, when no
     /// patient is present: a teaching session among clinicians).
+    /// Whether observers and guests may be present: every patient of the consultation agrees,
+    /// those in the room and those the care team sent back to wait (they are still its
+    /// patients: the clinicians talking without them are talking about them). A patient who has
+    /// not come in yet has not been asked.
     fn observers_allowed(&self) -> bool {
+        let agrees = |p: &Participant| p.consents.contains(&ConsentPurpose::ObserverPresent);
         self.participants
             .iter()
             .filter(|p| p.role == Role::Patient)
-            .all(|p| p.consents.contains(&ConsentPurpose::ObserverPresent))
+            .all(agrees)
+            && self
+                .lobby
+                .iter()
+                .filter(|w| w.person.role == Role::Patient && w.sent_back.is_some())
+                .all(|w| agrees(&w.person))
     }
 
     /// Observers and guests present without the patients' consent wait until it is given.
