@@ -457,16 +457,29 @@ async fn documents_flow(s: &TestServer) {
         "{listed:?}"
     );
 
-    // Cancelled: nothing more is attached.
-    let (st, cancelled) = s
+    // Closed without a report (the patient's admission started the consultation, so it is
+    // closed, no longer cancelled): nothing more is attached.
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        let (_, r) = s
+            .api("GET", &format!("/api/v1/referrals/{r}"), Some(&doc), None)
+            .await;
+        state = r["state"].clone();
+        if state == "in_consultation" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "in_consultation");
+    let (st, closed) = s
         .api(
             "POST",
-            &format!("/api/v1/referrals/{r}/cancel"),
+            &format!("/api/v1/referrals/{r}/close"),
             Some(&doc),
             Some(json!({"reason": "Patient admitted to the county hospital"})),
         )
         .await;
-    assert_eq!(st, 200, "{cancelled}");
+    assert_eq!(st, 200, "{closed}");
     let (st, e) = attach(s, &doc, &r, "late.pdf", &pdf).await;
     assert_eq!((st, code(&e)), (409, "referral_not_open"), "{e}");
 

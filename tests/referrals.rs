@@ -275,8 +275,17 @@ async fn referral_flow(s: &TestServer) {
     let (st, e) = urgent_steps.post(&a, "dance", None).await;
     assert_eq!(st, 404, "{e}");
 
-    // Forwarded to a named specialist: it leaves the department's box for theirs, and the
-    // colleague who forwarded it no longer sees it.
+    // Forwarded to a named specialist (taking requests): it leaves the department's box for
+    // theirs, and the colleague who forwarded it no longer sees it.
+    let (st, _) = s
+        .api(
+            "PUT",
+            "/api/v1/me/availability",
+            Some(&b),
+            Some(json!({"accepts_referrals": true})),
+        )
+        .await;
+    assert_eq!(st, 204);
     let (st, e) = urgent_steps
         .post(&a, "forward", Some(json!({"specialist_id": neuro_id})))
         .await;

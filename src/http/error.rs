@@ -363,7 +363,9 @@ impl From<crate::referrals::ReferralServiceError> for ApiError {
             E::Refused(ReferralError::NotNow { .. }) | E::Conflict | E::Taken => {
                 StatusCode::CONFLICT
             }
-            E::Refused(ReferralError::WrongSide { .. }) | E::NotAClinician => StatusCode::FORBIDDEN,
+            E::Refused(ReferralError::WrongSide { .. })
+            | E::NotAClinician
+            | E::CoverForwardsOnly => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::Referral {

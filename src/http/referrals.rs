@@ -590,11 +590,15 @@ pub async fn list(
         }
     };
     let rows = service(&state).list(&who.0, mailbox).await?;
-    let listed: Vec<&ReferralRow> = rows.iter().collect();
+    let listed: Vec<&ReferralRow> = rows.iter().map(|(r, _)| r).collect();
     let names = Directory::load(&state, &listed, []).await?;
     let views: Vec<Value> = rows
         .iter()
-        .filter_map(|r| side_of(r, &who.0).map(|side| names.referral(r, side)))
+        .map(|(r, side)| {
+            let mut view = names.referral(r, *side);
+            view["covering"] = json!(side_of(r, &who.0).is_none());
+            view
+        })
         .collect();
     Ok(Json(json!({"box": name, "referrals": views})))
 }
@@ -607,7 +611,13 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let id = referral_id(&id)?;
     match service(&state).detail(&id, &who.0).await {
-        Ok(d) => Ok(Json(detail_view(&state, &d).await?)),
+        Ok(d) => {
+            let mut view = detail_view(&state, &d).await?;
+            // Seen only because its specialist is not taking requests: forwarding is all the
+            // viewer may do (`Referrals::covers`).
+            view["covering"] = json!(side_of(&d.referral, &who.0).is_none());
+            Ok(Json(view))
+        }
         Err(e) => {
             let attempted = AuditEvent::new(who.actor(), Action::AccessDenied);
             Err(refuse(&state, &who, attempted, Some(&id), e).await)

@@ -76,6 +76,13 @@ pub enum ReferralServiceError {
     /// has it again).
     #[error("a colleague has taken this consultation request on: only they can answer it")]
     Taken,
+    /// A step other than a forward by a colleague covering for the specialist the request
+    /// names ([`Referrals::covers`]).
+    #[error(
+        "the specialist this request names is not taking requests now: forward it to yourself, \
+         a colleague or the department to answer it"
+    )]
+    CoverForwardsOnly,
     /// One of the requester's caps (`storage::referrals`): too many requests open, or sent in
     /// the last day.
     #[error("{}", limit_words(.limit, *.max))]
@@ -106,6 +113,7 @@ impl ReferralServiceError {
             ReferralServiceError::SelfReferral => "self_referral",
             ReferralServiceError::Conflict => "conflict",
             ReferralServiceError::Taken => "taken",
+            ReferralServiceError::CoverForwardsOnly => "forward_first",
             ReferralServiceError::Limit { .. } => "limit_reached",
             ReferralServiceError::Storage(_) => "internal",
         }
@@ -451,8 +459,36 @@ impl Referrals {
             .referral(id)
             .await?
             .ok_or(ReferralServiceError::NotFound)?;
-        let side = side_of(&row, who).ok_or(ReferralServiceError::NotVisible)?;
+        let side = match side_of(&row, who) {
+            Some(side) => side,
+            None if self.covers(&row, who).await? => Side::Receiver,
+            None => return Err(ReferralServiceError::NotVisible),
+        };
         Ok((row, side))
+    }
+
+    /// Whether `who` covers for the specialist request `r` names: a request still waiting for
+    /// an answer, named to a specialist of `who`'s department who is not taking requests now
+    /// (away, or their account disabled), would otherwise wait unseen in their inbox. Their
+    /// department's doctors and specialists see it in the department's box and may forward
+    /// it (to themselves, a colleague, or the department as a whole), and nothing else: the
+    /// request names a person, and only a forward changes whom.
+    pub async fn covers(&self, r: &ReferralRow, who: &User) -> Result<bool> {
+        let Target::Specialist { department, user } = &r.target else {
+            return Ok(false);
+        };
+        if !who.role.is_clinician()
+            || who.department_id.as_ref() != Some(department)
+            || *user == who.id
+            || r.receiver_id.is_some()
+            || r.state != ReferralState::Requested
+        {
+            return Ok(false);
+        }
+        Ok(match self.db.user(user).await? {
+            Some(named) => !named.accepts_referrals || named.disabled_at.is_some(),
+            None => true,
+        })
     }
 
     /// The request with the times first proposed and every step, for either side.
@@ -473,9 +509,11 @@ impl Referrals {
         })
     }
 
-    /// One of `who`'s lists: open requests first, then emergencies, urgent, routine, then
-    /// the longest waiting. Accounts that are not clinicians have none.
-    pub async fn list(&self, who: &User, mailbox: Mailbox) -> Result<Vec<ReferralRow>> {
+    /// One of `who`'s lists, each request with the side they are on: open requests first, then
+    /// emergencies, urgent, routine, then the longest waiting. Accounts that are not clinicians
+    /// have none. The department's box has, besides the requests to the department, those
+    /// named to one of its specialists who is not taking requests now ([`Referrals::covers`]).
+    pub async fn list(&self, who: &User, mailbox: Mailbox) -> Result<Vec<(ReferralRow, Side)>> {
         if !who.role.is_clinician() {
             return Ok(Vec::new());
         }
@@ -492,6 +530,16 @@ impl Referrals {
         Ok(rows
             .into_iter()
             .filter(|r| mailbox == Mailbox::Outbox || r.requester_id != who.id)
+            .filter_map(|r| {
+                let side = match (side_of(&r, who), mailbox) {
+                    (Some(side), _) => side,
+                    // Listed there only while its specialist is not taking requests (the
+                    // query checks): a step still checks `covers`.
+                    (None, Mailbox::Department) => Side::Receiver,
+                    (None, _) => return None,
+                };
+                Some((r, side))
+            })
             .collect())
     }
 
@@ -504,6 +552,9 @@ impl Referrals {
         now: i64,
     ) -> Result<Stepped> {
         let (row, side) = self.visible(id, who).await?;
+        if side_of(&row, who).is_none() && !matches!(request, Request::Forward { .. }) {
+            return Err(ReferralServiceError::CoverForwardsOnly);
+        }
         let action = match request {
             Request::Accept { time } => Action::Accept {
                 slot: time.map(|t| t.slot(now)).transpose()?,
@@ -665,9 +716,10 @@ impl Referrals {
             self.taken_by_other(&row, who).await?;
         }
         // Who on the receiving side has the request: whoever took the last step there; a
-        // forward hands it on (to the named specialist, or back to the department).
+        // forward hands it on (to the named specialist, or back to the department), and one to
+        // oneself takes it on.
         let receiver = match (&action, side) {
-            (Action::Forward { .. }, _) => None,
+            (Action::Forward { to }, _) => to.specialist().filter(|s| **s == who.id).cloned(),
             (_, Side::Receiver) => Some(who.id.clone()),
             (_, Side::Requester) => row.receiver_id.clone(),
         };
@@ -860,6 +912,105 @@ mod tests {
         }
     }
 
+    /// A request named to a specialist who is not taking requests is the department's to pass
+    /// on: its colleagues see it in the department's box and may forward it (to themselves
+    /// too), and nothing else, until someone answers it; others still see nothing.
+    #[tokio::test]
+    async fn the_department_covers_for_an_away_specialist() {
+        let w = world().await;
+        let now = now_unix();
+        w.db.set_accepts_referrals(&w.cardio_b.id, true)
+            .await
+            .unwrap();
+        let to_b = w
+            .svc
+            .create(
+                &w.township_doctor,
+                request(&w, Urgency::Routine, Some(&w.cardio_b)),
+                now,
+            )
+            .await
+            .unwrap();
+        let department_box = |who: &User| {
+            let (svc, who) = (w.svc.clone(), who.clone());
+            async move { svc.list(&who, Mailbox::Department).await.unwrap() }
+        };
+        // Taking requests: theirs alone.
+        assert!(department_box(&w.cardio_a).await.is_empty());
+        assert!(matches!(
+            w.svc.visible(&to_b.id, &w.cardio_a).await,
+            Err(ReferralServiceError::NotVisible)
+        ));
+        // Away: the department sees it, as the receiving side.
+        w.db.set_accepts_referrals(&w.cardio_b.id, false)
+            .await
+            .unwrap();
+        let listed = department_box(&w.cardio_a).await;
+        assert_eq!(listed.len(), 1);
+        assert_eq!((&listed[0].0.id, listed[0].1), (&to_b.id, Side::Receiver));
+        assert_eq!(
+            w.svc.visible(&to_b.id, &w.cardio_a).await.unwrap().1,
+            Side::Receiver
+        );
+        for outsider in [&w.neuro] {
+            assert!(matches!(
+                w.svc.visible(&to_b.id, outsider).await,
+                Err(ReferralServiceError::NotVisible)
+            ));
+        }
+        // Only a forward: answering it is the named specialist's, or whoever it goes to.
+        for step in [
+            Request::Accept { time: None },
+            Request::Decline {
+                reason: "Not mine".into(),
+            },
+        ] {
+            assert!(matches!(
+                w.svc.act(&to_b.id, &w.cardio_a, step, now).await,
+                Err(ReferralServiceError::CoverForwardsOnly)
+            ));
+        }
+        let taken = w
+            .svc
+            .act(
+                &to_b.id,
+                &w.cardio_a,
+                Request::Forward {
+                    specialist: Some(w.cardio_a.id.clone()),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(taken.after.target.specialist(), Some(&w.cardio_a.id));
+        assert_eq!(side_of(&taken.after, &w.cardio_a), Some(Side::Receiver));
+        // Now it is theirs: out of the department's box, answered as any other.
+        assert!(department_box(&w.cardio_b).await.is_empty());
+        w.svc
+            .act(&to_b.id, &w.cardio_a, Request::Accept { time: None }, now)
+            .await
+            .unwrap();
+        // An account disabled counts as away too.
+        let to_a = w
+            .svc
+            .create(
+                &w.township_doctor,
+                request(&w, Urgency::Routine, Some(&w.cardio_a)),
+                now,
+            )
+            .await
+            .unwrap();
+        w.db.set_accepts_referrals(&w.cardio_a.id, true)
+            .await
+            .unwrap();
+        assert!(w.svc.visible(&to_a.id, &w.cardio_b).await.is_err());
+        w.db.set_disabled(&w.cardio_a.id, Some(now)).await.unwrap();
+        assert_eq!(
+            w.svc.visible(&to_a.id, &w.cardio_b).await.unwrap().1,
+            Side::Receiver
+        );
+    }
+
     #[tokio::test]
     async fn sides_follow_the_target() {
         let w = world().await;
@@ -875,6 +1026,9 @@ mod tests {
         assert_eq!(side(&w.cardio_a), Some(Side::Receiver));
         assert_eq!(side(&w.cardio_b), Some(Side::Receiver));
         assert_eq!(side(&w.neuro), None);
+        w.db.set_accepts_referrals(&w.cardio_b.id, true)
+            .await
+            .unwrap();
         let to_b = w
             .svc
             .create(
@@ -924,7 +1078,9 @@ mod tests {
             .create(doc, request(&w, Urgency::Emergency, None), now + 2)
             .await
             .unwrap();
-        let ids = |rows: Vec<ReferralRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let ids = |rows: Vec<(ReferralRow, Side)>| {
+            rows.into_iter().map(|(r, _)| r.id).collect::<Vec<_>>()
+        };
         let cancel = Request::Cancel {
             reason: "Patient improved".into(),
         };

@@ -439,9 +439,13 @@ impl Db {
                 "r.target_specialist = $1 OR r.receiver_id = $1",
                 user.as_str(),
             ),
+            // The department's own, and those named to one of its specialists who is not
+            // taking requests now and that nobody answered yet (`Referrals::covers`).
             ReferralBox::Department(department) => (
-                "r.target_department = $1 AND r.target_specialist IS NULL \
-                 AND r.receiver_id IS NULL",
+                "r.target_department = $1 AND r.receiver_id IS NULL \
+                 AND (r.target_specialist IS NULL OR (r.state = 'requested' AND EXISTS \
+                 (SELECT 1 FROM users u WHERE u.id = r.target_specialist \
+                  AND (u.accepts_referrals = 0 OR u.disabled_at IS NOT NULL))))",
                 department.as_str(),
             ),
             ReferralBox::Outbox(user) => ("r.requester_id = $1", user.as_str()),

@@ -76,6 +76,7 @@ import { call, downloadFile, fetchWithSession, postFile } from "./api.js";
  * @property {number} created_at
  * @property {number} updated_at
  * @property {Side} side
+ * @property {boolean} [covering] listed and shown (receiver side) only because the specialist it names is not taking requests now: forwarding is the one step the viewer may take
  * @property {Slot[]} [proposed_times] with the request's details only
  * @property {ReferralEvent[]} [events] with the request's details only
  * @property {ReferralDocument[]} [documents] with the request's details only

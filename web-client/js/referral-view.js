@@ -748,6 +748,33 @@ export class ReferralView {
   }
 
   /**
+   * Forwarding a request within its department: to a colleague, or to the department as a
+   * whole; when `covering` for an away specialist, to oneself too, and open at once.
+   * @param {Referral} r
+   * @param {boolean} covering
+   * @returns {HTMLElement}
+   */
+  forwardStep(r, covering) {
+    const who = el("select");
+    who.append(el("option", { i18n: "referral.whole_department", attrs: { value: "" } }));
+    const named = r.target.specialist?.id;
+    void rapi
+      .departmentClinicians(r.target.department.id)
+      .then((people) => {
+        for (const p of people) {
+          if (p.id === named || (p.id === this.opts.user.id && !covering)) continue;
+          who.append(el("option", { user: [p.display_name, p.title].filter((x) => x).join(" · "), attrs: { value: p.id } }));
+        }
+      })
+      .catch((err) => this.showStepError(err));
+    const send = el("button", { className: covering ? "btn btn-primary" : "btn", i18n: "referral.forward", attrs: { type: "button" } });
+    send.addEventListener("click", () => void this.step(r, "forward", () => ({ specialist_id: who.value || null }), send));
+    const details = el("details", { className: "step-more" }, el("summary", { i18n: "referral.forward_summary" }), field("referral.forward_to", who), send);
+    details.open = covering;
+    return details;
+  }
+
+  /**
    * The steps the request's state allows the viewer's side (docs/protocol.md, "States and
    * steps"); the server decides all the same.
    * @param {Referral} r
@@ -757,6 +784,12 @@ export class ReferralView {
     const mine = r.side;
     const receiver = mine === "receiver";
     const s = r.state;
+    if (r.covering) {
+      // Its specialist is away: a colleague of the department passes it on, and that is all.
+      box.append(el("p", { className: "hint covering-hint", i18n: "referral.covering", params: { who: personText(r.target.specialist) } }));
+      box.append(this.forwardStep(r, true));
+      return box;
+    }
     const theirProposal = s === "counter_proposed" && r.state_by !== mine && r.slot;
 
     if (r.room_id && (s === "scheduled" || s === "in_consultation" || s === "report_issued")) {
@@ -825,28 +858,7 @@ export class ReferralView {
     }
 
     // Forwarding: to a colleague of the department, or back to the department as a whole.
-    if (receiver && s === "requested") {
-      const who = el("select");
-      who.append(el("option", { i18n: "referral.whole_department", attrs: { value: "" } }));
-      void rapi
-        .departmentClinicians(r.target.department.id)
-        .then((people) => {
-          for (const p of people) {
-            if (p.id === this.opts.user.id) continue;
-            who.append(el("option", { user: [p.display_name, p.title].filter((x) => x).join(" · "), attrs: { value: p.id } }));
-          }
-        })
-        .catch((err) => this.showStepError(err));
-      box.append(
-        el(
-          "details",
-          { className: "step-more" },
-          el("summary", { i18n: "referral.forward_summary" }),
-          field("referral.forward_to", who),
-          stepButton("referral.forward", undefined, "forward", () => ({ specialist_id: who.value || null })),
-        ),
-      );
-    }
+    if (receiver && s === "requested") box.append(this.forwardStep(r, false));
 
     // Declining (receiver) or cancelling (requester), with a reason.
     const canDecline = receiver && (s === "requested" || s === "accepted" || s === "counter_proposed" || s === "scheduled");
