@@ -90,9 +90,28 @@ async fn consent_for_observers_and_for_sharing_with_another_hospital(s: &TestSer
         .unwrap();
     patient.next_event("joined", T).await.unwrap();
 
-    // The patient agrees: everyone is told, and the observer comes in.
+    // Agreeing to words that are not the current ones records nothing.
     patient
-        .send_json(&json!({"type": "consent", "purpose": "observer_present", "given": true}))
+        .send_json(
+            &json!({"type": "consent", "purpose": "observer_present", "given": true,
+                           "wording_version": "1999-01-01"}),
+        )
+        .await
+        .unwrap();
+    let e = patient.expect_error("wording_changed", T).await.unwrap();
+    assert_eq!(e["fatal"], false, "{e}");
+    let shown = asked
+        .iter()
+        .find(|a| a["purpose"] == "observer_present")
+        .unwrap()["version"]
+        .clone();
+
+    // The patient agrees to the words shown: everyone is told, and the observer comes in.
+    patient
+        .send_json(
+            &json!({"type": "consent", "purpose": "observer_present", "given": true,
+                           "wording_version": shown}),
+        )
         .await
         .unwrap();
     // (The doctor heard of consent when the patient came too: nothing was in force then.)

@@ -128,11 +128,14 @@ pub struct Lock {
     pub locked: bool,
 }
 
-/// `consent`: a patient gives (`true`) or withdraws consent for a purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// `consent`: a patient gives (`true`) or withdraws consent for a purpose, with the version of
+/// the words they were shown (optional for older clients: then the server's current words).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Consent {
     pub purpose: ConsentPurpose,
     pub given: bool,
+    #[serde(default)]
+    pub wording_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -1189,11 +1192,14 @@ pub enum ErrorCode {
     /// The sign-in a clinician's care-team seat was taken under ended (signed out, ended by an
     /// administrator, a password change): they are removed from the consultation.
     SessionEnded,
+    /// A consent given in words that are no longer the current ones (the server's were
+    /// revised since the page showed them): nothing was recorded; read the new words.
+    WordingChanged,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and tests.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::BadMessage,
         ErrorCode::UnknownType,
         ErrorCode::UnsupportedVersion,
@@ -1229,6 +1235,7 @@ impl ErrorCode {
         ErrorCode::IceRestartLimited,
         ErrorCode::NetCheckLimited,
         ErrorCode::SessionEnded,
+        ErrorCode::WordingChanged,
     ];
 
     pub fn is_fatal(self) -> bool {
@@ -1243,6 +1250,7 @@ impl ErrorCode {
                 | ErrorCode::NotWaiting
                 | ErrorCode::NotPresent
                 | ErrorCode::ConsentRequired
+                | ErrorCode::WordingChanged
                 | ErrorCode::ScreenShareBusy
                 | ErrorCode::MediaNotReady
                 | ErrorCode::IceRestartLimited
@@ -1335,6 +1343,7 @@ impl ErrorCode {
             ErrorCode::IceRestartLimited => "ice_restart_limited",
             ErrorCode::NetCheckLimited => "net_check_limited",
             ErrorCode::SessionEnded => "session_ended",
+            ErrorCode::WordingChanged => "wording_changed",
         }
     }
 }

@@ -531,6 +531,22 @@ impl Session {
                 conn,
                 active: s.active,
             },
+            // Agreeing to words other than the current ones is no consent to these: nothing is
+            // recorded, and the page is told to show the new ones (withdrawing needs no words).
+            ClientMessage::Consent(c)
+                if c.given
+                    && c.wording_version
+                        .as_deref()
+                        .is_some_and(|v| v != c.purpose.wording().version) =>
+            {
+                return self.refuse(
+                    replies,
+                    (
+                        ErrorCode::WordingChanged,
+                        "the words you agreed to have been revised; read them again".into(),
+                    ),
+                );
+            }
             ClientMessage::Consent(c) => RoomCommand::Consent {
                 participant,
                 conn,

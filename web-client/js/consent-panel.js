@@ -78,6 +78,12 @@ export class ConsentPanel {
     this.render();
   }
 
+  /** The server refused what was asked (`wording_changed`): nothing is pending any more. */
+  refused() {
+    this.pending.clear();
+    this.render();
+  }
+
   /** Opens the dialog (patients only). */
   open() {
     if (!this.asked) return;
@@ -170,7 +176,10 @@ export class ConsentPanel {
   change(purpose, given) {
     const item = this.item(purpose);
     if (!item) return;
-    if (!this.send({ type: "consent", purpose, given })) {
+    // The words' version they were shown: agreeing to other words than the server's current
+    // ones is refused (`wording_changed`), not recorded as consent to the new ones.
+    const version = (this.info.asked ?? []).find((a) => a.purpose === purpose)?.version;
+    if (!this.send({ type: "consent", purpose, given, ...(version ? { wording_version: version } : {}) })) {
       tr(this.ui.saving, "consent.offline");
       this.render();
       return;

@@ -1285,6 +1285,12 @@ class JoinApp {
     }
     if (code === "stale_offer") return; // an answer overtaken by a newer offer: harmless
     if (code === "screen_share_busy" || code === "media_not_ready" || code === "forbidden") this.screen.refused();
+    if (code === "wording_changed") {
+      // Agreed to words the server has since revised: nothing was recorded.
+      this.consent.refused();
+      this.notice("consent.wording_changed");
+      return;
+    }
     if (code === "consent_required") {
       // An observer's join in a room whose patient has not agreed: the socket stays open, but
       // there is nothing to do there until they do.

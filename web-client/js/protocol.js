@@ -255,7 +255,8 @@ export const PROTOCOL_VERSION = 1;
  *   "forbidden" | "invalid_name" | "resume_failed" | "stale_offer" | "bad_sdp" |
  *   "media_unreachable" | "media_lost" | "internal" | "not_waiting" | "not_present" | "room_locked" | "declined" |
  *   "consent_required" | "invite_not_yet" | "invite_used_up" | "removed" | "screen_share_busy" |
- *   "media_not_ready" | "ice_restart_limited" | "net_check_limited" | "session_ended"} ErrorCode
+ *   "media_not_ready" | "ice_restart_limited" | "net_check_limited" | "session_ended" |
+ *   "wording_changed"} ErrorCode
  */
 /**
  * @typedef {{type: "error", code: ErrorCode, message: string, fatal: boolean, clinic_reason?: string}} ErrorMessage
@@ -359,7 +360,7 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {{type: "waiting_message", text: string}} WaitingTextMessage empty text clears it */
 /** @typedef {{type: "lock", locked: boolean}} LockMessage */
 /** @typedef {PrecallInfo & {type: "precall"}} PrecallMessage */
-/** @typedef {{type: "consent", purpose: ConsentPurpose, given: boolean}} ConsentSendMessage a patient's */
+/** @typedef {{type: "consent", purpose: ConsentPurpose, given: boolean, wording_version?: string}} ConsentSendMessage a patient's, with the version of the words shown */
 /** @typedef {{type: "screen_share", active: boolean}} ScreenShareSendMessage a clinician starts or stops sharing */
 /** @typedef {{type: "huddle", active: boolean}} HuddleSendMessage */
 /** @typedef {{type: "hold", participant_id: string, audio: boolean, video: boolean}} HoldMessage */

@@ -186,6 +186,7 @@ export default {
   "error.unsupported_version": "This page is out of date. Reload it to join.",
   "error.upload_busy": "This file is already being uploaded.",
   "error.with_code": "{text} ({code})",
+  "consent.wording_changed": "The words you were shown have been revised, so nothing was recorded. Reload the page to read the new words before agreeing.",
   "error.wording_changed": "The words changed since this page showed them. Reload, and show the patient the new words.",
   "error.wrong_password": "The password is wrong.",
   "error.wrong_pin": "The PIN is wrong.",

@@ -187,6 +187,7 @@ const zhCN = {
   "error.unsupported_version": "此页面已过时。请重新加载后加入。",
   "error.upload_busy": "这个文件正在上传中。",
   "error.with_code": "{text}（{code}）",
+  "consent.wording_changed": "您看到的文本已被修订，因此未作记录。请刷新页面，阅读新的文本后再表示同意。",
   "error.wording_changed": "同意书文本已更新。请刷新页面，向患者展示新的文本。",
   "error.wrong_password": "密码错误。",
   "error.wrong_pin": "PIN 码错误。",
