@@ -256,6 +256,35 @@ async fn waiting_admitting_declining_sending_back_and_locking(s: &TestServer) {
         );
     }
 
+    // From the console, without entering: changed, then too long (refused, nothing changes).
+    let path = format!("/api/v1/rooms/{room}/waiting-message");
+    let (st, b) = s
+        .api(
+            "PUT",
+            &path,
+            None,
+            Some(json!({"text": "医生晚到20分钟 / The doctor is running 20 minutes late"})),
+        )
+        .await;
+    assert_eq!(st, 204, "{b}");
+    for c in [&li, &wang] {
+        let w = c.next_event("waiting", T).await.unwrap();
+        assert_eq!(
+            w["message"],
+            "医生晚到20分钟 / The doctor is running 20 minutes late"
+        );
+    }
+    let (st, b) = s
+        .api("PUT", &path, None, Some(json!({"text": "x".repeat(501)})))
+        .await;
+    assert_eq!(st, 400, "{b}");
+    // Not on the care team: refused.
+    let outsider = s.account("outsider", AccountRole::Doctor).await;
+    let (st, b) = s
+        .api("PUT", &path, Some(&outsider), Some(json!({"text": "hi"})))
+        .await;
+    assert!(st == 403 || st == 404, "{st} {b}");
+
     // Admit the next: Li Hua is in, with everything a join gives; Wang Fang moves up.
     doctor.send_json(&json!({"type": "admit"})).await.unwrap();
     let welcome = li.next_event("joined", T).await.unwrap();

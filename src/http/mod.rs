@@ -34,6 +34,7 @@ mod referrals;
 mod signing;
 mod summary;
 // Institutions' outgoing webhooks.
+mod waiting_message;
 mod webhooks;
 mod ws;
 
@@ -173,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{id}/care-team/{user}", delete(care_team::remove))
         .route("/rooms/{id}/enter", post(care_team::enter))
         .route("/rooms/{id}/attendance", get(attendance::attendance))
+        .route("/rooms/{id}/waiting-message", put(waiting_message::set))
         .route(
             "/departments/{id}",
             patch(organisation::rename_department).delete(organisation::remove_department),

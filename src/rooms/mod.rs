@@ -247,6 +247,14 @@ pub enum RoomCommand {
     /// department's queue (`http/department_queue.rs`, already authorised; they need not be in
     /// the room). Replies with who was admitted, or why nobody was (`NotWaiting`: nobody waits
     /// any more).
+    /// Sets (empty: clears) the clinic's message to everyone waiting, for a clinician of the
+    /// care team who need not be in the room (`http/waiting.rs`, already authorised). Replies
+    /// why not, for text that breaks the rules.
+    MessageWaiting {
+        by: crate::audit::Actor,
+        text: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     AdmitNext {
         by: crate::audit::Actor,
         reply: oneshot::Sender<Result<ParticipantId, Problem>>,
@@ -579,6 +587,33 @@ impl RoomManager {
         }
         // A room that ends meanwhile drops the reply: nobody was admitted there.
         rx.await.unwrap_or(Err(Problem::NotWaiting))
+    }
+
+    /// Sets the clinic's message to those waiting in the live room `id` on `by`'s behalf:
+    /// `Ok(false)` when the room is not live (nobody can be waiting), `Err` with why for text
+    /// that breaks the rules.
+    pub async fn message_waiting(
+        &self,
+        id: &RoomId,
+        by: crate::audit::Actor,
+        text: String,
+    ) -> Result<bool, String> {
+        let Some(h) = self.get(id) else {
+            return Ok(false);
+        };
+        let (reply, rx) = oneshot::channel();
+        if h.send(RoomCommand::MessageWaiting { by, text, reply })
+            .await
+            .is_err()
+        {
+            return Ok(false);
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(why)) => Err(why),
+            // Ended meanwhile.
+            Err(_) => Ok(false),
+        }
     }
 
     /// Ends every live room (server shutdown), all at once, and opens no more: each tells its

@@ -583,6 +583,14 @@ impl Room {
             RoomCommand::AdmitNext { by, reply } => {
                 let _ = reply.send(self.admit_next_for(by).await);
             }
+            RoomCommand::MessageWaiting { by, text, reply } => {
+                let set = self.set_waiting_message(&text, by).await;
+                if set.is_ok() {
+                    self.tell_queue();
+                    self.tell_waiting();
+                }
+                let _ = reply.send(set);
+            }
             RoomCommand::Consent {
                 participant,
                 conn,
@@ -1808,6 +1816,25 @@ impl Room {
 
     /// A clinician's action on the waiting room. Refused (told, and audited) for those who
     /// may not admit; each action is on the record.
+    /// Sets (or, empty, clears) what everyone waiting is told by the clinic, on `by`'s behalf
+    /// (audited); the caller tells the waiting room. Why not, for text that breaks the rules.
+    async fn set_waiting_message(&mut self, text: &str, by: Actor) -> Result<(), String> {
+        let text = text.trim();
+        if text.chars().count() > MAX_WAITING_TEXT_CHARS
+            || text.chars().any(crate::domain::text::is_hiding_but_newline)
+        {
+            return Err(format!(
+                "a message to the waiting room is at most {MAX_WAITING_TEXT_CHARS} printable characters"
+            ));
+        }
+        self.lobby.message = (!text.is_empty()).then(|| text.to_owned());
+        let event = AuditEvent::new(by, Action::WaitingMessage)
+            .room(self.id())
+            .detail(serde_json::json!({"cleared": text.is_empty()}));
+        self.services.audit.record_or_log(event).await;
+        Ok(())
+    }
+
     async fn moderate(&mut self, participant: ParticipantId, conn: u64, action: Moderation) {
         let asker = match self.find(&participant).filter(|p| p.is_conn(conn)) {
             Some(p) => Asker::present(p.role),
@@ -1917,24 +1944,10 @@ impl Room {
                 return;
             }
             Moderation::Message(text) => {
-                let text = text.trim();
-                if text.chars().count() > MAX_WAITING_TEXT_CHARS
-                    || text.chars().any(crate::domain::text::is_hiding_but_newline)
-                {
-                    tell_actor(
-                        self,
-                        Problem::Invalid,
-                        format!(
-                            "a message to the waiting room is at most {MAX_WAITING_TEXT_CHARS} printable characters"
-                        ),
-                    );
+                if let Err(why) = self.set_waiting_message(&text, by.clone()).await {
+                    tell_actor(self, Problem::Invalid, why);
                     return;
                 }
-                self.lobby.message = (!text.is_empty()).then(|| text.to_owned());
-                let event = AuditEvent::new(by.clone(), Action::WaitingMessage)
-                    .room(self.id())
-                    .detail(serde_json::json!({"cleared": text.is_empty()}));
-                self.services.audit.record_or_log(event).await;
             }
             Moderation::Huddle(_) => {
                 let Some(Step::Huddle(active)) = step else {
