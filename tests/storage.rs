@@ -296,6 +296,32 @@ async fn exercise_consultation_records(db: &Db) {
     drop(second);
 }
 
+/// `$check(&db, &url)` as two tests: on a fresh SQLite file and, where one is reachable, on a
+/// fresh PostgreSQL database.
+macro_rules! on_both_stores {
+    ($sqlite:ident, $postgres:ident, $check:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+            let db = Db::connect(&url).await.unwrap();
+            $check(&db, &url).await;
+            db.close().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(pg) = common::PgTestDb::create().await else {
+                return;
+            };
+            let db = Db::connect(&pg.url).await.unwrap();
+            $check(&db, &pg.url).await;
+            db.close().await;
+            pg.drop_db().await;
+        }
+    };
+}
+
 /// Quotas far from anything a test reaches.
 const ROOMY: UploadQuota = UploadQuota {
     open_uploads: 100,
@@ -367,7 +393,7 @@ async fn assert_counters_match_rows(db: &Db, room: &RoomId, invites: &[InviteId]
 /// The document quotas are taken in one atomic step on both backends: requests racing for the
 /// last places get exactly as many as there are, and uploads finished or discarded at once
 /// keep the counters equal to the rows.
-async fn exercise_upload_quotas(db: &Db) {
+async fn exercise_upload_quotas(db: &Db, _url: &str) {
     let user = db
         .create_user("quota", "Dr. Sun", AccountRole::Doctor, "x")
         .await
@@ -1018,25 +1044,11 @@ async fn quota_counters_are_backfilled_on_postgres() {
     pg.drop_db().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_quotas_hold_under_concurrency_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    exercise_upload_quotas(&db).await;
-    db.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upload_quotas_hold_under_concurrency_on_postgres() {
-    let Some(pg) = common::PgTestDb::create().await else {
-        return;
-    };
-    let db = Db::connect(&pg.url).await.unwrap();
-    exercise_upload_quotas(&db).await;
-    db.close().await;
-    pg.drop_db().await;
-}
+on_both_stores!(
+    upload_quotas_hold_under_concurrency_on_sqlite,
+    upload_quotas_hold_under_concurrency_on_postgres,
+    exercise_upload_quotas
+);
 
 /// Join latency through the real room task while other tasks hammer the audit trail, on
 /// PostgreSQL: a benchmark, not a test (it asserts nothing about time). Run with
@@ -1225,7 +1237,7 @@ async fn join_latency_under_audit_load() {
 /// refused (`NoSuchDepartment`); never an account in a department that no longer exists. Each
 /// pair runs at the same time, many times over, and a move into a department (`set_user_place`)
 /// is raced the same way.
-async fn department_removal_races_account_placement(db: &Db) {
+async fn department_removal_races_account_placement(db: &Db, _url: &str) {
     use huizhen::domain::organisation::InstitutionKind;
     use huizhen::storage::NewAccount;
     let county = db
@@ -1297,30 +1309,16 @@ async fn department_removal_races_account_placement(db: &Db) {
     eprintln!("department races: {kept} placed first, {removed} removed first");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn department_removal_races_account_placement_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("d.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    department_removal_races_account_placement(&db).await;
-    db.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn department_removal_races_account_placement_on_postgres() {
-    let Some(pg) = common::PgTestDb::create().await else {
-        return;
-    };
-    let db = Db::connect(&pg.url).await.unwrap();
-    department_removal_races_account_placement(&db).await;
-    db.close().await;
-    pg.drop_db().await;
-}
+on_both_stores!(
+    department_removal_races_account_placement_on_sqlite,
+    department_removal_races_account_placement_on_postgres,
+    department_removal_races_account_placement
+);
 
 /// A clinician's caps on consultation requests hold under concurrency: requests sent at once
 /// near the daily cap take turns, so exactly the cap gets through; and requests older than a
 /// day, still open, count against the cap on open requests.
-async fn referral_caps(db: &Db) {
+async fn referral_caps(db: &Db, _url: &str) {
     use huizhen::domain::organisation::InstitutionKind;
     use huizhen::domain::referral::Urgency;
     use huizhen::referrals::{NewRequest, ReferralServiceError, Referrals, Time};
@@ -1472,25 +1470,11 @@ async fn referral_caps(db: &Db) {
     theirs(now + 86_400).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn referral_caps_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    referral_caps(&db).await;
-    db.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn referral_caps_on_postgres() {
-    let Some(pg) = common::PgTestDb::create().await else {
-        return;
-    };
-    let db = Db::connect(&pg.url).await.unwrap();
-    referral_caps(&db).await;
-    db.close().await;
-    pg.drop_db().await;
-}
+on_both_stores!(
+    referral_caps_on_sqlite,
+    referral_caps_on_postgres,
+    referral_caps
+);
 
 /// The organisation's caps hold under concurrency: departments created at once near an
 /// institution's cap take turns, so exactly the cap gets through; the network's count of
@@ -1556,22 +1540,8 @@ async fn organisation_caps(db: &Db, url: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn organisation_caps_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("o.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    organisation_caps(&db, &url).await;
-    db.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn organisation_caps_on_postgres() {
-    let Some(pg) = common::PgTestDb::create().await else {
-        return;
-    };
-    let db = Db::connect(&pg.url).await.unwrap();
-    organisation_caps(&db, &pg.url).await;
-    db.close().await;
-    pg.drop_db().await;
-}
+on_both_stores!(
+    organisation_caps_on_sqlite,
+    organisation_caps_on_postgres,
+    organisation_caps
+);

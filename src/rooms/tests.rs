@@ -163,6 +163,21 @@ impl Fixture {
         simulcast: bool,
         seat: Option<(Option<UserId>, SessionId)>,
     ) -> Result<Member, RoomError> {
+        let invite = InviteId::generate();
+        self.join_on(role, capacity, publish, simulcast, seat, &invite)
+            .await
+    }
+
+    /// A join with `invite` (a reload of the same link is one).
+    async fn join_on(
+        &mut self,
+        role: Role,
+        capacity: usize,
+        publish: Publish,
+        simulcast: bool,
+        seat: Option<(Option<UserId>, SessionId)>,
+        invite: &InviteId,
+    ) -> Result<Member, RoomError> {
         let (account, session) = seat.unzip();
         let (tx, rx) = mpsc::channel(capacity);
         let conn = self.next_conn;
@@ -175,7 +190,7 @@ impl Fixture {
             role_given: false,
             publish,
             simulcast,
-            invite: InviteId::generate(),
+            invite: invite.clone(),
             account: account.flatten(),
             institution: None,
             session,
@@ -936,35 +951,17 @@ async fn a_waiting_person_whose_session_ended_unheard_leaves_the_line() {
     while !queued(0)(next(&mut doctor).await) {}
 }
 
-/// A join on a given invitation (a reload of the same link is one).
+/// A patient's join on `invite`.
 async fn join_on(f: &mut Fixture, invite: &InviteId) -> Result<Member, RoomError> {
-    let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-    let conn = f.next_conn;
-    f.next_conn += 1;
-    let room = f.rooms.open(&f.room).await?;
-    let (reply, done) = oneshot::channel();
-    room.send(RoomCommand::Join {
-        name: "Patient".into(),
-        role: Role::Patient,
-        role_given: false,
-        publish: Publish::default(),
-        simulcast: false,
-        invite: invite.clone(),
-        account: None,
-        institution: None,
-        session: None,
-        replaces: None,
-        link: SessionLink { conn, tx },
-        reply,
-    })
-    .await?;
-    let joined = done.await.unwrap()?;
-    Ok(Member {
-        id: joined.participant,
-        conn,
-        rx,
-        welcome: admitted(joined.entry),
-    })
+    f.join_on(
+        Role::Patient,
+        SESSION_QUEUE,
+        Publish::default(),
+        false,
+        None,
+        invite,
+    )
+    .await
 }
 
 #[tokio::test]

@@ -34,35 +34,29 @@ pub struct PlaceNames {
 }
 
 /// Most ids one `IN (...)` names: far below either database's limit on parameters.
-pub(super) const NAMES_PER_QUERY: usize = 500;
+const IDS_PER_QUERY: usize = 500;
 
-pub(super) fn unique<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+/// The rows `select` (a query written here, never a caller's, ending in `WHERE id IN`) finds
+/// for `ids`, each id once, a few queries for any number of them (in no particular order).
+pub(super) async fn rows_with_ids<'a>(
+    db: &Db,
+    select: &str,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<Vec<AnyRow>, StorageError> {
     let mut ids: Vec<&str> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
-    ids
-}
-
-/// `(id, name)` of the rows of `table` (a name written here, never a caller's) whose id is
-/// among `ids`.
-async fn names_of(
-    db: &Db,
-    table: &'static str,
-    ids: &[&str],
-) -> Result<Vec<(String, String)>, StorageError> {
-    let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-    let sql = format!(
-        "SELECT id, name FROM {table} WHERE id IN ({})",
-        marks.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for id in ids {
-        query = query.bind(*id);
+    let mut found = Vec::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("{select} ({})", marks.join(", "));
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(db.pool()).await?);
     }
-    let rows = query.fetch_all(db.pool()).await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
-        .collect()
+    Ok(found)
 }
 
 fn institution_from_row(row: &AnyRow) -> Result<Institution, StorageError> {
@@ -361,18 +355,17 @@ impl Db {
         departments: &[&DepartmentId],
     ) -> Result<PlaceNames, StorageError> {
         let mut names = PlaceNames::default();
-        for chunk in unique(institutions.iter().map(|i| i.as_str())).chunks(NAMES_PER_QUERY) {
-            for (id, name) in names_of(self, "institutions", chunk).await? {
-                let id =
-                    InstitutionId::parse(&id).ok_or(StorageError::Corrupt("institution id"))?;
-                names.institutions.insert(id, name);
-            }
+        let select = "SELECT id, name FROM institutions WHERE id IN";
+        for row in rows_with_ids(self, select, institutions.iter().map(|i| i.as_str())).await? {
+            let id: String = row.try_get("id")?;
+            let id = InstitutionId::parse(&id).ok_or(StorageError::Corrupt("institution id"))?;
+            names.institutions.insert(id, row.try_get("name")?);
         }
-        for chunk in unique(departments.iter().map(|d| d.as_str())).chunks(NAMES_PER_QUERY) {
-            for (id, name) in names_of(self, "departments", chunk).await? {
-                let id = DepartmentId::parse(&id).ok_or(StorageError::Corrupt("department id"))?;
-                names.departments.insert(id, name);
-            }
+        let select = "SELECT id, name FROM departments WHERE id IN";
+        for row in rows_with_ids(self, select, departments.iter().map(|d| d.as_str())).await? {
+            let id: String = row.try_get("id")?;
+            let id = DepartmentId::parse(&id).ok_or(StorageError::Corrupt("department id"))?;
+            names.departments.insert(id, row.try_get("name")?);
         }
         Ok(names)
     }
@@ -383,22 +376,12 @@ impl Db {
         &self,
         ids: &[&DepartmentId],
     ) -> Result<Vec<Department>, StorageError> {
-        let mut found = Vec::new();
-        for chunk in unique(ids.iter().map(|d| d.as_str())).chunks(NAMES_PER_QUERY) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT id, institution_id, name, created_at FROM departments WHERE id IN ({})",
-                marks.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(self.pool()).await? {
-                found.push(department_from_row(&row)?);
-            }
-        }
-        Ok(found)
+        let select = "SELECT id, institution_id, name, created_at FROM departments WHERE id IN";
+        rows_with_ids(self, select, ids.iter().map(|d| d.as_str()))
+            .await?
+            .iter()
+            .map(department_from_row)
+            .collect()
     }
 
     /// Every department, or one institution's, by institution then name.

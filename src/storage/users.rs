@@ -217,23 +217,12 @@ impl Db {
     /// The accounts among `ids` that exist (in no particular order), a few queries for any
     /// number of them.
     pub async fn users_by_id(&self, ids: &[&UserId]) -> Result<Vec<User>, StorageError> {
-        use super::organisation::{NAMES_PER_QUERY, unique};
-        let mut found = Vec::new();
-        for chunk in unique(ids.iter().map(|u| u.as_str())).chunks(NAMES_PER_QUERY) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT {COLUMNS} FROM users WHERE id IN ({})",
-                marks.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(self.pool()).await? {
-                found.push(from_row(&row)?);
-            }
-        }
-        Ok(found)
+        let select = format!("SELECT {COLUMNS} FROM users WHERE id IN");
+        super::organisation::rows_with_ids(self, &select, ids.iter().map(|u| u.as_str()))
+            .await?
+            .iter()
+            .map(from_row)
+            .collect()
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, StorageError> {

@@ -119,6 +119,23 @@ export async function lateScenario(ctx) {
       await ctx.assertTextFromCatalogue(doc, "the doctor's day view with a patient waiting (en)");
     });
 
+    await check("who is late: from the day view, without entering, the doctor tells the patient waiting that they run late; the patient's page shows it", { scenario: S }, async () => {
+      const doc = /** @type {Page} */ (p.doctor);
+      const patient = /** @type {Page} */ (pages.get("late-patient"));
+      const item = doc.locator(`#day-view li.day-item[data-room-id="${p.roomId}"]`);
+      const words = "医生晚到10分钟 / The doctor is running 10 minutes late";
+      await item.locator("details.day-message > summary").click();
+      await item.locator("details.day-message textarea").fill(words);
+      await item.locator("details.day-message button.day-message-send").click();
+      await item.locator('p.day-message-status[data-state="sent"]').waitFor({ timeout });
+      assert.equal(await item.locator("p.day-message-status").textContent(), "Everyone waiting now reads this message.");
+      await patient.locator("#waiting-message-text", { hasText: words }).waitFor({ timeout });
+      assert.equal(await patient.locator("#waiting-message").isVisible(), true);
+      await snap(doc, "day-view-message-sent");
+      // Closed again, so that the phone's layout below is the entry as it first shows.
+      await item.locator("details.day-message > summary").click();
+    });
+
     await check("who is late on a phone: the day view's entry with who waits and who is late fits a 360×640 screen, nothing overlapping", { scenario: S }, async () => {
       const doc = /** @type {Page} */ (p.doctor);
       const before = doc.viewportSize();

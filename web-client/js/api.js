@@ -580,6 +580,16 @@ export async function enterRoom(roomId) {
 }
 
 /**
+ * The clinic's message to everyone waiting in a live consultation (empty clears it), from the
+ * console: the care team's, without entering.
+ * @param {string} roomId
+ * @param {string} text
+ */
+export async function setWaitingMessage(roomId, text) {
+  await call("PUT", `/api/v1/rooms/${encodeURIComponent(roomId)}/waiting-message`, { text });
+}
+
+/**
  * A live consultation of a department's queue.
  * @typedef {object} QueueRoom
  * @property {string} room_id

@@ -20,7 +20,10 @@
 // `data-user-id` (a clinician) or `data-who="patient"`, and `data-minutes` (how late); in a
 // consultation that has not ended, ul.day-waiting (hidden when nobody waits) with
 // li.waiting-person per person in queue order: `data-name`, `data-minutes` (how long they have
-// waited) and `data-sent-back` when a clinician sent them back; #day-drafts (hidden when empty) with li.draft-item (`data-record-id`).
+// waited) and `data-sent-back` when a clinician sent them back; details.day-message (a message to
+// those waiting: its textarea, button.day-message-send, and p.day-message-status with
+// `data-state` `sent` or `failed`); #day-drafts (hidden when empty) with li.draft-item
+// (`data-record-id`).
 
 import * as api from "./api.js";
 import { el } from "./dom.js";
@@ -425,6 +428,42 @@ export class DayView {
     return [el("div", { className: "actions" }, enter), error];
   }
 
+  /**
+   * "Message those waiting": the clinic's words to everyone in the consultation's waiting
+   * room ("the doctor is running 10 minutes late"), sent without entering.
+   * @param {string} roomId
+   * @returns {HTMLElement}
+   */
+  messageForm(roomId) {
+    const text = el("textarea", { label: "day.message_label", attrs: { maxlength: "500", rows: "2" } });
+    const status = el("p", { className: "day-message-status", attrs: { role: "status" } });
+    const send = el("button", { className: "btn btn-small day-message-send", i18n: "day.message_send", attrs: { type: "button" } });
+    send.addEventListener("click", async () => {
+      send.disabled = true;
+      clearText(status);
+      delete status.dataset.state;
+      try {
+        await api.setWaitingMessage(roomId, text.value.trim());
+        tr(status, text.value.trim() ? "day.message_sent" : "day.message_cleared");
+        status.dataset.state = "sent";
+      } catch (err) {
+        // Not live: the department queue's words for nobody waiting do not fit here.
+        tr(status, err instanceof api.ApiError && err.code === "nobody_waiting" ? "day.message_nobody" : this.opts.explain(err));
+        status.dataset.state = "failed";
+      } finally {
+        send.disabled = false;
+      }
+    });
+    return el(
+      "details",
+      { className: "day-message" },
+      el("summary", { i18n: "day.message_waiting" }),
+      text,
+      el("div", { className: "actions" }, send),
+      status,
+    );
+  }
+
   /** @param {Room} room */
   item(room) {
     const start = room.slot_start ?? 0;
@@ -449,7 +488,7 @@ export class DayView {
       { className: ended ? "day-item room-ended" : "day-item" },
       head,
       ...(room.patient_ref ? [el("p", { className: "hint", i18n: "console.patient_ref_of", params: { ref: room.patient_ref } })] : []),
-      ...(ended ? [] : [waitingPeople, late, ...this.enterButton(room.id, headingId)]),
+      ...(ended ? [] : [waitingPeople, late, ...this.enterButton(room.id, headingId), this.messageForm(room.id)]),
     );
     li.dataset.roomId = room.id;
     // Shown at once from the last read, then read again.
