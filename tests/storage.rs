@@ -1348,28 +1348,29 @@ async fn referral_caps(db: &Db, _url: &str) {
         .await
         .unwrap();
     let svc = Referrals::new(db.clone());
-    let request = |at: i64| {
-        let (svc, doctor, department) = (svc.clone(), doctor.clone(), cardiology.id.clone());
+    let send = |who: &User, at: i64| {
+        let (svc, who, department) = (svc.clone(), who.clone(), cardiology.id.clone());
         async move {
-            svc.create(
-                &doctor,
-                NewRequest {
-                    department,
-                    specialist: None,
-                    patient_ref: "P-1".into(),
-                    reason: "Chest pain".into(),
-                    question: "Angina?".into(),
-                    urgency: Urgency::Routine,
-                    proposed: vec![Time {
-                        start: at + 3600,
-                        minutes: 30,
-                    }],
-                    sharing_consent: None,
-                },
-                at,
-            )
-            .await
+            let new = NewRequest {
+                department,
+                specialist: None,
+                patient_ref: "P-1".into(),
+                reason: "Chest pain".into(),
+                question: "Angina?".into(),
+                urgency: Urgency::Routine,
+                proposed: vec![Time {
+                    start: at + 3600,
+                    minutes: 30,
+                }],
+                sharing_consent: None,
+            };
+            let made = svc.create(&who, new, at).await;
+            (svc, who, made)
         }
+    };
+    let request = |at: i64| {
+        let sent = send(&doctor, at);
+        async move { sent.await.2 }
     };
     let now = now_unix();
     // Sent over the last days, still open: within the daily cap each day.
@@ -1415,27 +1416,9 @@ async fn referral_caps(db: &Db, _url: &str) {
         .await
         .unwrap();
     let theirs = |at: i64| {
-        let (svc, who, department) = (svc.clone(), colleague.clone(), cardiology.id.clone());
+        let sent = send(&colleague, at);
         async move {
-            let made = svc
-                .create(
-                    &who,
-                    NewRequest {
-                        department,
-                        specialist: None,
-                        patient_ref: "P-2".into(),
-                        reason: "Palpitations".into(),
-                        question: "AF?".into(),
-                        urgency: Urgency::Routine,
-                        proposed: vec![Time {
-                            start: at + 3600,
-                            minutes: 30,
-                        }],
-                        sharing_consent: None,
-                    },
-                    at,
-                )
-                .await;
+            let (svc, who, made) = sent.await;
             if let Ok(r) = &made {
                 // Cancelled at once: closed requests count against the day all the same.
                 svc.act(

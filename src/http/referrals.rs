@@ -676,56 +676,53 @@ pub async fn after_record_issued(
     let Some(account) = &member.account else {
         return;
     };
-    match service(state)
+    let steps = service(state)
         .report_issued(room, account, now_unix())
-        .await
-    {
-        Ok(steps) => announce_steps(state, account, &steps).await,
-        Err(e) => {
-            tracing::warn!(room = %room, error = %e, "a consultation request's report could not be recorded");
-        }
-    }
+        .await;
+    announce_steps(state, room, account, steps, "its report").await;
 }
 
 /// After a patient was admitted to `room` by `account` (`http/progress.rs`): the request still
 /// scheduled starts. A failure is logged: the admission stands, and Start can still be pressed.
 pub async fn after_patient_admitted(state: &AppState, room: &RoomId, account: &UserId) {
-    match service(state)
+    let step = service(state)
         .patient_admitted(room, account, now_unix())
-        .await
-    {
-        Ok(stepped) => announce_steps(state, account, stepped.as_slice()).await,
-        Err(e) => {
-            tracing::warn!(room = %room, error = %e, "a consultation request could not be started");
-        }
-    }
+        .await;
+    announce_steps(state, room, account, step.map(Vec::from_iter), "its start").await;
 }
 
 /// After `account` ended the consultation in `room`: the request whose report was issued
 /// closes. A failure is logged: the consultation has ended, and Close can still be pressed.
 pub async fn after_consultation_ended(state: &AppState, room: &RoomId, account: &UserId) {
-    match service(state)
+    let step = service(state)
         .consultation_ended(room, account, now_unix())
-        .await
-    {
-        Ok(stepped) => announce_steps(state, account, stepped.as_slice()).await,
-        Err(e) => {
-            tracing::warn!(room = %room, error = %e, "a consultation request could not be closed");
-        }
-    }
+        .await;
+    announce_steps(state, room, account, step.map(Vec::from_iter), "its close").await;
 }
 
-/// Steps taken on `account`'s behalf by what happened in a room: audited, shown in the
-/// consoles and sent to webhooks like the steps taken over the API.
-async fn announce_steps(state: &AppState, account: &UserId, steps: &[Stepped]) {
-    if steps.is_empty() {
-        return;
-    }
+/// Steps taken on `account`'s behalf by what happened in `room`: audited, shown in the
+/// consoles and sent to webhooks like the steps taken over API; a failure (`what` could not be
+/// recorded) is logged, as what happened in the room stands either way.
+async fn announce_steps(
+    state: &AppState,
+    room: &RoomId,
+    account: &UserId,
+    steps: Result<Vec<Stepped>, ReferralServiceError>,
+    what: &'static str,
+) {
+    let steps = match steps {
+        Ok(steps) if steps.is_empty() => return,
+        Ok(steps) => steps,
+        Err(e) => {
+            tracing::warn!(room = %room, error = %e, what, "a consultation request's step could not be recorded");
+            return;
+        }
+    };
     let role = match state.db.user(account).await {
         Ok(Some(u)) => u.role,
         _ => crate::domain::role::AccountRole::Specialist,
     };
-    for stepped in steps {
+    for stepped in &steps {
         audit_step(state, Actor::User(account.clone(), role), stepped).await;
         super::events::referral_step(state, &stepped.after, account, false).await;
     }
