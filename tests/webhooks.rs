@@ -519,6 +519,36 @@ async fn scenario(s: &TestServer) {
         rx.delivered("town", &second)[0].json["consultation"]["sequence"],
         2
     );
+    // The endpoint works again: the administrator sends the failed event once more. It keeps
+    // its sequence (the receiver orders by it), and only a failed event can be sent again,
+    // only by its institution's administrator.
+    let retry = format!(
+        "/api/v1/institutions/{}/webhook/deliveries/{}/retry",
+        n.town,
+        failed[0]["id"].as_str().unwrap()
+    );
+    let (st, e) = s.api("POST", &retry, Some(&n.county_admin), None).await;
+    assert_eq!(st, 404, "another institution's administrator: {e}");
+    let (st, again) = s.api("POST", &retry, Some(&n.town_admin), None).await;
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(
+        (again["state"].as_str(), again["attempts"].as_i64()),
+        (Some("pending"), Some(0))
+    );
+    rx.wait_for("the failed event, sent again", |r| {
+        types(&r.delivered("town", &second)) == ["referral.cancelled", "referral.created"]
+    })
+    .await;
+    assert_eq!(
+        rx.delivered("town", &second)[1].json["consultation"]["sequence"],
+        1
+    );
+    let (st, e) = s.api("POST", &retry, Some(&n.town_admin), None).await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "delivered: {e}"
+    );
     let county_second = rx.delivered("county", &second);
     for g in &county_second {
         assert!(signature::verify(
@@ -542,6 +572,11 @@ async fn scenario(s: &TestServer) {
         entries
             .iter()
             .any(|e| e["action"] == "webhook.delivery_failed" && e["object_id"] == failed[0]["id"])
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "webhook.retried" && e["object_id"] == failed[0]["id"])
     );
     assert!(entries.iter().any(|e| e["action"] == "webhook.secret_rotated"
         && e["object_id"] == n.county.as_str()));

@@ -161,6 +161,8 @@ pub enum Action {
     WebhookDeliveryFailed,
     /// Events not queued because the institution's outbox was full.
     WebhookOutboxFull,
+    /// An administrator sent a failed event again.
+    WebhookRetried,
 }
 
 impl Action {
@@ -255,6 +257,7 @@ impl Action {
             Action::WebhookSecretRotated => "webhook.secret_rotated",
             Action::WebhookDeliveryFailed => "webhook.delivery_failed",
             Action::WebhookOutboxFull => "webhook.outbox_full",
+            Action::WebhookRetried => "webhook.retried",
         }
     }
 }

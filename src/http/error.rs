@@ -246,7 +246,15 @@ impl From<crate::webhooks::WebhookError> for ApiError {
         use crate::webhooks::WebhookError;
         let status = match &e {
             WebhookError::Url(_) => StatusCode::BAD_REQUEST,
-            WebhookError::NotConfigured | WebhookError::UnknownInstitution => StatusCode::NOT_FOUND,
+            WebhookError::NotConfigured
+            | WebhookError::UnknownInstitution
+            | WebhookError::NoFailedEvent => StatusCode::NOT_FOUND,
+            WebhookError::OutboxFull(_) => {
+                return ApiError::LimitReached {
+                    limit: "webhook_outbox",
+                    message: e.to_string(),
+                };
+            }
             WebhookError::Storage(s) => return ApiError::Internal(s.to_string()),
         };
         ApiError::Webhook {

@@ -137,6 +137,10 @@ pub fn router(state: AppState) -> Router {
             get(webhooks::deliveries),
         )
         .route(
+            "/institutions/{id}/webhook/deliveries/{event}/retry",
+            post(webhooks::retry),
+        )
+        .route(
             "/institutions/{id}/departments",
             post(organisation::create_department),
         )

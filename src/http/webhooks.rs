@@ -16,7 +16,7 @@ use super::AppState;
 use super::api::{ApiJson, ApiQuery, Clinician};
 use super::error::ApiError;
 use crate::audit::{Action, AuditEvent, Outcome};
-use crate::domain::ids::InstitutionId;
+use crate::domain::ids::{InstitutionId, WebhookEventId};
 use crate::domain::webhook::{DeliveryState, WebhookUrl};
 use crate::storage::{DeliveryRow, WebhookRow};
 use crate::webhooks::Changed;
@@ -179,6 +179,31 @@ pub struct DeliveriesQuery {
     state: Option<String>,
     #[serde(default)]
     limit: Option<i64>,
+}
+
+/// `POST /api/v1/institutions/{id}/webhook/deliveries/{event}/retry`: a failed event sent again
+/// (audited as `webhook.retried`); the delivery as it stands now.
+pub async fn retry(
+    State(state): State<AppState>,
+    who: Clinician,
+    Path((id, event)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let institution = allowed(&state, &who, &id, "webhook.retry").await?;
+    let event = WebhookEventId::parse(&event).ok_or(ApiError::NotFound)?;
+    let row = state.webhooks.retry(&institution, &event).await?;
+    state
+        .audit
+        .record_or_log(
+            AuditEvent::new(who.actor(), Action::WebhookRetried)
+                .object("webhook_event", &event)
+                .detail(json!({
+                    "institution": institution,
+                    "consultation": row.consultation,
+                    "sequence": row.seq,
+                })),
+        )
+        .await;
+    Ok(Json(delivery_view(&row)))
 }
 
 /// `GET /api/v1/institutions/{id}/webhook/deliveries?state=pending|delivered|failed&limit=n`:

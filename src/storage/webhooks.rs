@@ -491,6 +491,62 @@ impl Db {
         Ok(())
     }
 
+    /// Puts `institution`'s failed event `id` back in its outbox for another round of
+    /// attempts, now: it keeps its sequence, so it is the head of its consultation's queue
+    /// again (later events of that consultation still pending wait behind it). It takes a
+    /// place in the outbox as a new event would ([`StorageError::Limit`] `webhook_outbox` when
+    /// full). `Ok(None)` when the institution has no failed event of that id.
+    pub async fn retry_webhook_event(
+        &self,
+        institution: &InstitutionId,
+        id: &WebhookEventId,
+        now_ms: i64,
+    ) -> Result<Option<DeliveryRow>, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let reopened = sqlx::query(
+            "UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_ms = $1, \
+             finished_at = NULL WHERE id = $2 AND institution_id = $3 AND state = 'failed'",
+        )
+        .bind(now_ms)
+        .bind(id.as_str())
+        .bind(institution.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if reopened.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let placed = sqlx::query(
+            "UPDATE webhooks SET pending = pending + 1 WHERE institution_id = $1 \
+             AND pending < max_pending",
+        )
+        .bind(institution.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if placed.rows_affected() != 1 {
+            let max: i64 =
+                sqlx::query_scalar("SELECT max_pending FROM webhooks WHERE institution_id = $1")
+                    .bind(institution.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StorageError::NotFound)?;
+            return Err(StorageError::Limit {
+                limit: "webhook_outbox",
+                max,
+            });
+        }
+        let row = sqlx::query(
+            "SELECT id, institution_id, consultation, seq, kind, state, attempts, \
+             next_attempt_ms, last_status, last_error, created_at, finished_at \
+             FROM webhook_outbox WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let row = delivery_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
     /// An institution's events, the newest first, optionally in one state; at most `limit`.
     pub async fn webhook_deliveries(
         &self,

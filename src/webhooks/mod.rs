@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::audit::AuditLog;
 use crate::config::WebhooksConfig;
 use crate::domain::clock::now_unix;
-use crate::domain::ids::InstitutionId;
+use crate::domain::ids::{InstitutionId, WebhookEventId};
 use crate::domain::webhook::{AddressPolicy, DeliveryState, UrlError, WebhookUrl};
 use crate::storage::{Db, DeliveryRow, StorageError, WebhookRow};
 
@@ -40,6 +40,12 @@ pub enum WebhookError {
     NotConfigured,
     #[error("no such institution")]
     UnknownInstitution,
+    /// A retry of an event that is not one of the institution's failed events.
+    #[error("no failed event of that id: only an event given up after its last attempt is retried")]
+    NoFailedEvent,
+    /// The institution's outbox is full: a retried event takes a place like a new one.
+    #[error("the outbox holds {0} events waiting already, the most it may; retry once it empties")]
+    OutboxFull(i64),
     #[error(transparent)]
     Storage(StorageError),
 }
@@ -49,7 +55,8 @@ impl WebhookError {
         match self {
             WebhookError::Url(e) => e.code(),
             WebhookError::NotConfigured => "no_webhook",
-            WebhookError::UnknownInstitution => "not_found",
+            WebhookError::UnknownInstitution | WebhookError::NoFailedEvent => "not_found",
+            WebhookError::OutboxFull(_) => "limit_reached",
             WebhookError::Storage(_) => "internal",
         }
     }
@@ -59,6 +66,7 @@ impl From<StorageError> for WebhookError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound => WebhookError::NotConfigured,
+            StorageError::Limit { max, .. } => WebhookError::OutboxFull(max),
             other => WebhookError::Storage(other),
         }
     }
@@ -248,6 +256,24 @@ impl Webhooks {
             .db
             .webhook_deliveries(institution, state, limit.clamp(1, MAX_LISTED))
             .await?)
+    }
+
+    /// Sends `institution`'s failed event `id` again (an endpoint fixed since, an outage
+    /// over): back in the outbox with its sequence, attempted now (the delivery task is
+    /// woken), with a fresh round of attempts.
+    pub async fn retry(
+        &self,
+        institution: &InstitutionId,
+        id: &WebhookEventId,
+    ) -> Result<DeliveryRow, WebhookError> {
+        self.institution_exists(institution).await?;
+        let row = self
+            .db
+            .retry_webhook_event(institution, id, crate::domain::clock::now_unix_ms())
+            .await?
+            .ok_or(WebhookError::NoFailedEvent)?;
+        self.wake();
+        Ok(row)
     }
 
     /// Starts the delivery task (see [`delivery`]), with the extra trust anchors of

@@ -72,6 +72,16 @@ export async function rotateSecret(institutionId) {
 }
 
 /**
+ * Sends a failed event again (it keeps its sequence): the delivery as it stands now.
+ * @param {string} institutionId
+ * @param {string} eventId
+ * @returns {Promise<Delivery>}
+ */
+export async function retryDelivery(institutionId, eventId) {
+  return /** @type {Delivery} */ (await call("POST", `${base(institutionId)}/deliveries/${encodeURIComponent(eventId)}/retry`));
+}
+
+/**
  * The most recent events, newest first.
  * @param {string} institutionId
  * @param {DeliveryState | ""} state "" for every state

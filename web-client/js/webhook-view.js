@@ -10,7 +10,8 @@
 // DOM contract (tests/browser/webhook-scenario.mjs relies on it): details.webhook-panel
 // [data-institution-id][data-webhook="none"|"on"|"off"]; .webhook-status; the form
 // .webhook-form (URL field, "Send events" checkbox, Save); .webhook-secret with the secret in
-// <code>; the Rotate button; .webhook-deliveries with li.webhook-delivery[data-type][data-state];
+// <code>; the Rotate button; .webhook-deliveries with li.webhook-delivery[data-type][data-state]
+// (a failed one with button.webhook-retry, "Send again");
 // the error line .form-error carries the server's code in data-code.
 
 import { ApiError } from "./api.js";
@@ -199,12 +200,28 @@ export function webhookPanel(inst, tools) {
     }
   }
 
+  /**
+   * Sends a failed event again, then shows the list as it stands.
+   * @param {Delivery} d
+   * @param {HTMLButtonElement} button
+   */
+  async function retry(d, button) {
+    button.disabled = true;
+    try {
+      await api.retryDelivery(inst.id, d.id);
+      await loadDeliveries();
+    } catch (err) {
+      showError(err);
+      button.disabled = false;
+    }
+  }
+
   async function loadDeliveries() {
     if (!current) return;
     refresh.disabled = true;
     try {
       const list = await api.deliveries(inst.id, /** @type {DeliveryState | ""} */ (filter.value), SHOWN_DELIVERIES);
-      deliveries.replaceChildren(...list.map(renderDelivery));
+      deliveries.replaceChildren(...list.map((d) => renderDelivery(d, retry)));
       tr(deliveriesStatus, list.length ? "webhook.events_shown" : "webhook.no_events", { n: list.length });
     } catch (err) {
       showError(err);
@@ -277,11 +294,12 @@ export function webhookPanel(inst, tools) {
 
 /**
  * One event: what it was, for which consultation (its sequence there), where it stands, the
- * attempts and the receiver's last answer.
+ * attempts and the receiver's last answer; a failed one can be sent again.
  * @param {Delivery} d
+ * @param {(d: Delivery, button: HTMLButtonElement) => Promise<void>} retry
  * @returns {HTMLLIElement}
  */
-function renderDelivery(d) {
+function renderDelivery(d, retry) {
   const what = eventKey(d.type);
   const item = el(
     "li",
@@ -306,6 +324,11 @@ function renderDelivery(d) {
   if (d.last_status !== null) item.append(el("p", { className: "account-line", i18n: "webhook.last_status", params: { status: d.last_status } }));
   // The receiver's or the network's own words: technical, not translated.
   if (d.last_error) item.append(el("p", { className: "account-line" }, el("code", { className: "mono", user: d.last_error })));
+  if (d.state === "failed") {
+    const again = el("button", { className: "btn btn-small webhook-retry", i18n: "webhook.retry", attrs: { type: "button" } });
+    again.addEventListener("click", () => void retry(d, again));
+    item.append(el("div", { className: "actions" }, again));
+  }
   item.dataset.type = d.type;
   item.dataset.state = d.state;
   item.dataset.eventId = d.id;

@@ -1187,6 +1187,7 @@ export default {
   "webhook.secret_title": "Signing secret",
   "webhook.state.delivered": "Delivered",
   "webhook.state.failed": "Given up",
+  "webhook.retry": "Send again",
   "webhook.state.pending": "Waiting",
   "webhook.title": "Webhook (events to the institution's systems)",
   "webhook.url": "Address (URL)",

@@ -1188,6 +1188,7 @@ const zhCN = {
   "webhook.secret_title": "签名密钥",
   "webhook.state.delivered": "已送达",
   "webhook.state.failed": "已放弃",
+  "webhook.retry": "重新发送",
   "webhook.state.pending": "待发送",
   "webhook.title": "Webhook（向本机构系统推送事件）",
   "webhook.url": "地址（URL）",
