@@ -191,7 +191,7 @@ async fn audit(config: Config, cmd: AuditCommand) -> anyhow::Result<()> {
             use futures_util::StreamExt;
             use std::io::Write;
             // A page at a time: the trail may be larger than memory.
-            let mut pages = std::pin::pin!(log.export(None)?);
+            let mut pages = std::pin::pin!(log.export(None));
             let mut out = std::io::stdout().lock();
             while let Some(page) = pages.next().await {
                 out.write_all(&page?)?;

@@ -47,6 +47,12 @@ pub struct Server {
     housekeeping: tokio::task::JoinHandle<()>,
     /// `rooms::seat_sessions::run`.
     seat_search: tokio::task::JoinHandle<()>,
+    /// What carries rooms' progress on to their requests (`http/progress.rs`), and what stops
+    /// it once the rooms have ended.
+    progress: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
     /// The periodic anchoring of the audit trail, and what stops it (between anchors, never
     /// in the middle of one).
     anchoring: (
@@ -291,8 +297,11 @@ impl Server {
             .await
             .context("loading the TLS certificate")?;
         let handle = Handle::new();
-        // Ends when every room's sender is gone, after the rooms at shutdown.
-        tokio::spawn(http::progress::run(state.clone(), progressed));
+        let progress = {
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(http::progress::run(state.clone(), progressed, stopped));
+            (stop, task)
+        };
         let app = http::router(state);
         let settings = ConnectionSettings {
             max_connections: connection_cap(&config),
@@ -325,6 +334,7 @@ impl Server {
             metrics_task,
             housekeeping,
             seat_search,
+            progress,
             anchoring,
             cert_source,
             db,
@@ -342,7 +352,8 @@ impl Server {
     /// every live room ends (participants get `room_ended`, their leaves are recorded and their
     /// peer connections closed) and no room opens any more; the listener stops and in-flight
     /// requests (an upload's chunk) get the grace period to finish; the media workers send
-    /// what they have pending and their threads are joined; webhook attempts under way finish
+    /// what they have pending and their threads are joined; what the rooms said of their
+    /// consultations is carried on to the requests; webhook attempts under way finish
     /// or are left pending (sent again after a restart); then the audit trail's writer is
     /// flushed and stopped, the head it leaves is anchored, and the database is closed.
     /// Everything acknowledged before was already durable (synced chunks, committed rows).
@@ -364,6 +375,20 @@ impl Server {
         }
         self.housekeeping.abort();
         self.seat_search.abort();
+        // What the rooms said before they ended is carried on to their requests (their steps
+        // queue audit entries and webhook events, written and sent below).
+        let (stop, mut progress) = self.progress;
+        let _ = stop.send(());
+        if tokio::time::timeout(self.grace, &mut progress)
+            .await
+            .is_err()
+        {
+            // Stopped, not left running while the audit trail and the database close below.
+            progress.abort();
+            tracing::warn!(
+                "consultation requests were not all moved on within the shutdown grace period"
+            );
+        }
         // Attempts under way get the grace period; the rest stay pending for the next start.
         self.webhook_delivery.stop(self.grace).await;
         let (stop, anchoring) = self.anchoring;

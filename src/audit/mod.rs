@@ -43,8 +43,9 @@ use crate::storage::{Db, StorageError};
 /// Rows read per query while verifying or exporting: what one of them holds in memory at a
 /// time.
 const PAGE: i64 = 1000;
-/// Verifications and exports under way at once at most (each walks the whole trail, reading
-/// the database for as long as it takes); one more is refused with [`AuditError::Busy`].
+/// Verifications under way at once at most (each walks the whole trail, reading the database
+/// for as long as it takes); one more is refused with [`AuditError::Busy`]. Exports take a
+/// turn among them for each page they read, waiting for one (a slow download holds none).
 pub const MAX_FULL_READS: usize = 2;
 /// Appends queued for the writer at most; a caller waits while the queue is full.
 pub const QUEUE: usize = 1024;
@@ -60,8 +61,8 @@ pub enum AuditError {
     Unwritten(String),
     #[error("the audit writer has stopped")]
     Closed,
-    /// [`MAX_FULL_READS`] verifications or exports are under way already.
-    #[error("the audit trail is being verified or exported already; try again in a moment")]
+    /// [`MAX_FULL_READS`] verifications are under way already.
+    #[error("the audit trail is being verified already; try again in a moment")]
     Busy,
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -423,7 +424,7 @@ impl AuditLog {
     /// Every entry as JSON Lines, oldest first.
     pub async fn export_jsonl(&self) -> Result<Vec<u8>, AuditError> {
         let mut out = Vec::new();
-        let mut pages = std::pin::pin!(self.export(None)?);
+        let mut pages = std::pin::pin!(self.export(None));
         while let Some(page) = pages.next().await {
             out.extend_from_slice(&page?);
         }
@@ -435,35 +436,38 @@ impl AuditLog {
     /// from the database as the consumer asks for them, so an export holds one page in memory
     /// however long the trail. A partial export keeps each entry's hashes, so the gaps are
     /// visible and the entries it has can be checked against the network's full export.
-    /// One of [`MAX_FULL_READS`] at a time, until the stream is dropped.
+    /// Each page is read in one of the [`MAX_FULL_READS`] turns, waited for: exports and
+    /// verifications together never run more than that many walks of the trail at once, and a
+    /// download that stalls holds no turn.
     pub fn export(
         &self,
         institution: Option<&InstitutionId>,
-    ) -> Result<impl futures_util::Stream<Item = Result<Vec<u8>, AuditError>> + use<>, AuditError>
-    {
-        let slot = self.full_read()?;
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, AuditError>> + use<> {
         let log = self.clone();
         let institution = institution.cloned();
-        Ok(futures_util::stream::try_unfold(
-            (0i64, slot),
-            move |(after, slot)| {
-                let (log, institution) = (log.clone(), institution.clone());
-                async move {
-                    let page = log
-                        .entries_for(after, PAGE, None, institution.as_ref())
-                        .await?;
-                    let Some(last) = page.last() else {
-                        return Ok(None);
-                    };
-                    let next = last.seq;
-                    let mut out = Vec::new();
-                    for entry in &page {
-                        export_line(&mut out, entry);
-                    }
-                    Ok(Some((out, (next, slot))))
+        futures_util::stream::try_unfold(0i64, move |after| {
+            let (log, institution) = (log.clone(), institution.clone());
+            async move {
+                let page = {
+                    let _turn = log
+                        .full_reads
+                        .acquire()
+                        .await
+                        .map_err(|_| AuditError::Closed)?;
+                    log.entries_for(after, PAGE, None, institution.as_ref())
+                        .await?
+                };
+                let Some(last) = page.last() else {
+                    return Ok(None);
+                };
+                let next = last.seq;
+                let mut out = Vec::new();
+                for entry in &page {
+                    export_line(&mut out, entry);
                 }
-            },
-        ))
+                Ok(Some((out, next)))
+            }
+        })
     }
 
     fn full_read(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AuditError> {

@@ -193,12 +193,13 @@ pub enum AddressClass {
     Public,
     Loopback,
     /// The intranet: 10/8, 172.16/12, 192.168/16, 100.64/10 (carrier-grade NAT), 198.18/15
-    /// (used inside networks for testing), fc00::/7, and local-use NAT64 (64:ff9b:1::/48).
+    /// (used inside networks for testing), fc00::/7.
     Private,
     /// Never: link-local (cloud metadata at 169.254.169.254 included), unspecified, multicast,
     /// broadcast, reserved (240/4, 0/8), IETF protocol assignments (192.0.0/24), documentation
     /// ranges, discard-only (100::/64), deprecated site-local (fec0::/10), IPv4-compatible
-    /// IPv6 and Teredo (whose embedded IPv4 addresses cannot be checked reliably).
+    /// IPv6, Teredo and local-use NAT64 64:ff9b:1::/48 (whose embedded IPv4 addresses cannot
+    /// be found reliably: a local gateway could carry a request to the metadata service).
     Forbidden,
 }
 
@@ -278,9 +279,10 @@ fn classify_v6(v6: std::net::Ipv6Addr) -> AddressClass {
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return embedded(s[6], s[7]);
     }
-    // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): inside a network by definition.
+    // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): its prefixes may be of several lengths,
+    // so where the IPv4 address sits is not known; never.
     if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
-        return AddressClass::Private;
+        return AddressClass::Forbidden;
     }
     // 2002::/16, 6to4: a relay forwards to the IPv4 address in bits 16 to 48.
     if s[0] == 0x2002 {
@@ -538,7 +540,8 @@ mod tests {
         assert_eq!(c("64:ff9b::a9fe:a9fe"), AddressClass::Forbidden);
         assert_eq!(c("64:ff9b::10.0.0.1"), AddressClass::Private);
         assert_eq!(c("64:ff9b::8.8.8.8"), AddressClass::Public);
-        assert_eq!(c("64:ff9b:1::8.8.8.8"), AddressClass::Private);
+        assert_eq!(c("64:ff9b:1::8.8.8.8"), AddressClass::Forbidden);
+        assert_eq!(c("64:ff9b:1::a9fe:a9fe"), AddressClass::Forbidden);
         assert_eq!(c("2002:7f00:1::1"), AddressClass::Forbidden);
         assert_eq!(c("2002:a9fe:a9fe::1"), AddressClass::Forbidden);
         assert_eq!(c("2002:c0a8:101::1"), AddressClass::Private);

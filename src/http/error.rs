@@ -67,8 +67,8 @@ pub enum ApiError {
     /// Every password-check slot stayed taken (a burst of sign-ins); retry shortly.
     #[error("too many sign-ins at once; try again in a moment")]
     SignInBusy,
-    /// Every slot for verifying or exporting the audit trail is taken; retry shortly.
-    #[error("the audit trail is being verified or exported already; try again in a moment")]
+    /// Every slot for verifying the audit trail is taken; retry shortly.
+    #[error("the audit trail is being verified already; try again in a moment")]
     AuditBusy,
     /// A quota refused the request: `limit` is its stable name (the body's `error.limit`),
     /// the message says which in words.

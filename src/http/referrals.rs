@@ -614,8 +614,16 @@ pub async fn get(
         Ok(d) => {
             let mut view = detail_view(&state, &d).await?;
             // Seen only because its specialist is not taking requests: forwarding is all the
-            // viewer may do (`Referrals::covers`).
-            view["covering"] = json!(side_of(&d.referral, &who.0).is_none());
+            // viewer may do (`Referrals::covers`), and the documents are for whoever takes it
+            // on (counted, not listed).
+            let covering = side_of(&d.referral, &who.0).is_none();
+            view["covering"] = json!(covering);
+            if covering {
+                let listed = view["documents"].as_array().map_or(0, Vec::len);
+                let withheld = view["documents_withheld"].as_u64().unwrap_or(0);
+                view["documents"] = json!([]);
+                view["documents_withheld"] = json!(withheld + listed as u64);
+            }
             Ok(Json(view))
         }
         Err(e) => {

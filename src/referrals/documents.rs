@@ -201,6 +201,13 @@ impl Attachments {
     /// side while the request's documents may not reach it.
     async fn visible(&self, id: &ReferralId, who: &User) -> Result<(ReferralRow, Side)> {
         let (row, side) = Referrals::new(self.db.clone()).visible(id, who).await?;
+        // A colleague covering for the specialist it names (`Referrals::covers`) sees that it
+        // waits, not what the patient's documents say: those are for whoever takes it on.
+        if super::side_of(&row, who).is_none() {
+            return Err(AttachmentError::Referral(
+                ReferralServiceError::CoverForwardsOnly,
+            ));
+        }
         if side == Side::Receiver && !self.sharing(&row).await?.readable_by(side) {
             return Err(AttachmentError::ConsentRequired(READ_NEEDS_CONSENT));
         }

@@ -485,9 +485,10 @@ impl Referrals {
         {
             return Ok(false);
         }
+        // As the department's box reads it (`ReferralBox::Department`).
         Ok(match self.db.user(user).await? {
             Some(named) => !named.accepts_referrals || named.disabled_at.is_some(),
-            None => true,
+            None => false,
         })
     }
 
@@ -616,6 +617,14 @@ impl Referrals {
                 }
                 // A colleague's request: theirs to start and close.
                 Err(ReferralServiceError::Taken) => return Ok(steps),
+                // Started meanwhile (the patient's admission, `patient_admitted`, or by hand):
+                // the report goes on the request as it is now.
+                Err(ReferralServiceError::Conflict) => {
+                    match self.db.referral_for_room(room).await? {
+                        Some(now) => row = now,
+                        None => return Ok(steps),
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -1,5 +1,6 @@
 //! How many times each invitation (a link, or a clinician's care-team seat) has brought
-//! someone into a consultation, and the caps on it. Every join is a row of the consultation's
+//! someone into a consultation, and the caps on it (a seat only counts towards the
+//! consultation's: its clinician cannot ask for another). Every join is a row of the consultation's
 //! attendance (`participants`), kept for its record, and a reload is a join: without a cap,
 //! a script reloading one link in a loop grows that table, the summary and every read of the
 //! attendance without bound. No visit needs more than a few dozen joins on one link; the caps
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 
 use crate::domain::ids::InviteId;
 
-/// Joins on one invitation, over the consultation's life.
+/// Joins on one link, over the consultation's life.
 pub const MAX_JOINS_PER_INVITE: u32 = 200;
 /// Joins in one consultation, every invitation together.
 pub const MAX_JOINS_PER_ROOM: u32 = 5_000;

@@ -243,18 +243,18 @@ pub enum RoomCommand {
         conn: u64,
         action: Moderation,
     },
-    /// Let in whoever waits longest, for a clinician taking the next patient from their
-    /// department's queue (`http/department_queue.rs`, already authorised; they need not be in
-    /// the room). Replies with who was admitted, or why nobody was (`NotWaiting`: nobody waits
-    /// any more).
     /// Sets (empty: clears) the clinic's message to everyone waiting, for a clinician of the
-    /// care team who need not be in the room (`http/waiting.rs`, already authorised). Replies
-    /// why not, for text that breaks the rules.
+    /// care team who need not be in the room (`http/waiting_message.rs`, already authorised).
+    /// Replies why not, for text that breaks the rules.
     MessageWaiting {
         by: crate::audit::Actor,
         text: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Let in the patient who waits longest, for a clinician taking the next patient from
+    /// their department's queue (`http/department_queue.rs`, already authorised; they need not
+    /// be in the room). Replies with who was admitted, or why nobody was (`NotWaiting`: no
+    /// patient waits any more).
     AdmitNext {
         by: crate::audit::Actor,
         reply: oneshot::Sender<Result<ParticipantId, Problem>>,

@@ -5,8 +5,10 @@
 //! consultation ends after the report), with the audit, consoles and webhooks that any step
 //! of a request has.
 //!
-//! The channel is unbounded: a room sends at most one of each per run of its task, and what
-//! it says changes a request's state, which a full queue must not drop.
+//! The channel is unbounded: what it carries changes a request's state, which a full queue
+//! must not drop. It is bounded all the same by what it reports: one message per patient
+//! admitted (and admissions are bounded by the joins a consultation may have,
+//! `rooms/joins.rs`) and one per consultation ended.
 
 use tokio::sync::mpsc;
 

@@ -26,7 +26,7 @@ mod seats;
 mod sharing;
 
 use super::ice_restart::{IceRestartRefused, MediaLink};
-use super::joins::{JoinCap, Joins};
+use super::joins::{JoinCap, JoinCaps, Joins};
 use super::lobby::{Lobby, SentBack, Waiter};
 use super::participant::{Participant, Presence};
 use super::waiting::{self, Asker, Huddle, Place, Refusal, Request, Step};
@@ -865,8 +865,16 @@ impl Room {
 
     async fn join(&mut self, mut join: Admission, replaces: Option<ResumeRef>) {
         // Before anything of the join is done (a reload's older connection is closed below):
-        // one over a cap changes nothing.
-        if let Err(cap) = self.joins.check(&join.invite, self.settings.joins) {
+        // one over a cap changes nothing. A clinician's seat is theirs for the consultation
+        // (they cannot ask for another), so only the consultation's cap counts it.
+        let caps = match join.account {
+            Some(_) => JoinCaps {
+                per_invite: u32::MAX,
+                ..self.settings.joins
+            },
+            None => self.settings.joins,
+        };
+        if let Err(cap) = self.joins.check(&join.invite, caps) {
             self.refuse_join(join, cap).await;
             return;
         }
@@ -952,7 +960,7 @@ impl Room {
             }
         };
         // The task is the only one counting: checked above, nothing could take the place since.
-        let _ = self.joins.take(&join.invite, self.settings.joins);
+        let _ = self.joins.take(&join.invite, caps);
         // Recorded before they are let in: whoever is in a consultation is on its record. The
         // participants row and the audit entry are one append, committed together; the room
         // admits them when the writer says so (`admit`) and goes on meanwhile.

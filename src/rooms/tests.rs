@@ -968,7 +968,7 @@ async fn join_on(f: &mut Fixture, invite: &InviteId) -> Result<Member, RoomError
 async fn joins_are_capped_per_invitation_and_per_consultation() {
     let caps = JoinCaps {
         per_invite: 3,
-        per_room: 5,
+        per_room: 9,
     };
     let mut f = fixture_capped(32, Duration::from_secs(30), false, caps).await;
     let (a, b, c) = (
@@ -985,19 +985,39 @@ async fn joins_are_capped_per_invitation_and_per_consultation() {
         Err(RoomError::InviteJoinsExhausted(3)) => {}
         other => panic!("{:?}", other.map(|m| m.id)),
     }
+    // A clinician's seat (theirs alone: they cannot ask for another) counts only towards the
+    // consultation's cap.
+    let seat = InviteId::generate();
+    let account = Some(UserId::generate());
+    for _ in 0..4 {
+        let session = SessionId::generate();
+        let s = Some((account.clone(), session));
+        kept.push(
+            f.join_on(
+                Role::Doctor,
+                SESSION_QUEUE,
+                Publish::default(),
+                false,
+                s,
+                &seat,
+            )
+            .await
+            .unwrap(),
+        );
+    }
     // The others have their places; the consultation as a whole stops at its own.
     for _ in 0..2 {
         kept.push(join_on(&mut f, &b).await.unwrap());
     }
     match join_on(&mut f, &c).await {
-        Err(RoomError::RoomJoinsExhausted(5)) => {}
+        Err(RoomError::RoomJoinsExhausted(9)) => {}
         other => panic!("{:?}", other.map(|m| m.id)),
     }
     // Every join admitted is on the record, and nothing refused is.
     let mut counts = f.db.joins_by_invite(&f.room).await.unwrap();
     counts.sort_by_key(|(_, n)| *n);
-    assert_eq!(counts, [(b.clone(), 2), (a.clone(), 3)]);
-    assert_eq!(f.db.participants_of(&f.room).await.unwrap().len(), 5);
+    assert_eq!(counts, [(b.clone(), 2), (a.clone(), 3), (seat.clone(), 4)]);
+    assert_eq!(f.db.participants_of(&f.room).await.unwrap().len(), 9);
     // The refusals are on the trail.
     let audit = crate::audit::AuditLog::new(f.db.clone(), crate::audit::AuditKey::random());
     let mut refused = 0;

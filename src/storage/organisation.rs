@@ -112,8 +112,9 @@ async fn under_cap(
 
 impl Db {
     /// Makes concurrent creations in `table` take turns for the rest of `tx`, so a count and
-    /// the insert after it are one step: on PostgreSQL a table lock that only other
-    /// creations wait for (reads go on); SQLite's write transactions are serialised already.
+    /// the insert after it are one step: on PostgreSQL a table lock that other writers of the
+    /// table (creations, renames, removals) wait for, for the few milliseconds of the insert,
+    /// while reads go on; SQLite's write transactions are serialised already.
     async fn creations_take_turns(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,

@@ -492,8 +492,9 @@ impl Db {
     }
 
     /// Puts `institution`'s failed event `id` back in its outbox for another round of
-    /// attempts, now: it keeps its sequence, so it is the head of its consultation's queue
-    /// again (later events of that consultation still pending wait behind it). It takes a
+    /// attempts, now (or once an attempt under way for its consultation has had its time): it
+    /// keeps its sequence, so it is the head of its consultation's queue again (later events of
+    /// that consultation still pending wait behind it). It takes a
     /// place in the outbox as a new event would ([`StorageError::Limit`] `webhook_outbox` when
     /// full). `Ok(None)` when the institution has no failed event of that id.
     pub async fn retry_webhook_event(
@@ -503,11 +504,24 @@ impl Db {
         now_ms: i64,
     ) -> Result<Option<DeliveryRow>, StorageError> {
         let mut tx = self.begin_write().await?;
+        // Not before the consultation's other pending events' next attempt: one of them may be
+        // claimed and under way (its lease), and only one event of a consultation is attempted
+        // at a time; once that time passes, this one is the lowest and goes first.
+        let others: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(o.next_attempt_ms) FROM webhook_outbox o \
+             JOIN webhook_outbox f ON f.id = $1 AND o.institution_id = f.institution_id \
+             AND o.consultation = f.consultation \
+             WHERE o.state = 'pending' AND o.id <> f.id",
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let at = others.map_or(now_ms, |t| t.max(now_ms));
         let reopened = sqlx::query(
             "UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_ms = $1, \
              finished_at = NULL WHERE id = $2 AND institution_id = $3 AND state = 'failed'",
         )
-        .bind(now_ms)
+        .bind(at)
         .bind(id.as_str())
         .bind(institution.as_str())
         .execute(&mut *tx)

@@ -109,6 +109,12 @@ export class DayView {
     /** Each started consultation's attendance as last read (room id → attendance). */
     /** @type {Map<string, Attendance>} */
     this.attendance = new Map();
+    /**
+     * A message to those waiting being written, per room: kept across the view's re-renders
+     * (a notification re-renders it while the clinician types).
+     * @type {Map<string, {open: boolean, text: string}>}
+     */
+    this.messageDrafts = new Map();
     const titleId = "day-view-title";
     this.date = el("input", { attrs: { id: "day-view-date", type: "date", value: dateValue(new Date()) } });
     const prev = el("button", { className: "btn btn-small", text: "‹", label: "day.previous", attrs: { type: "button" } });
@@ -435,7 +441,10 @@ export class DayView {
    * @returns {HTMLElement}
    */
   messageForm(roomId) {
+    const draft = this.messageDrafts.get(roomId) ?? { open: false, text: "" };
     const text = el("textarea", { label: "day.message_label", attrs: { maxlength: "500", rows: "2" } });
+    text.value = draft.text;
+    text.addEventListener("input", () => this.messageDrafts.set(roomId, { open: true, text: text.value }));
     const status = el("p", { className: "day-message-status", attrs: { role: "status" } });
     const send = el("button", { className: "btn btn-small day-message-send", i18n: "day.message_send", attrs: { type: "button" } });
     send.addEventListener("click", async () => {
@@ -445,6 +454,7 @@ export class DayView {
       try {
         await api.setWaitingMessage(roomId, text.value.trim());
         tr(status, text.value.trim() ? "day.message_sent" : "day.message_cleared");
+        this.messageDrafts.delete(roomId);
         status.dataset.state = "sent";
       } catch (err) {
         // Not live: the department queue's words for nobody waiting do not fit here.
@@ -454,7 +464,7 @@ export class DayView {
         send.disabled = false;
       }
     });
-    return el(
+    const details = el(
       "details",
       { className: "day-message" },
       el("summary", { i18n: "day.message_waiting" }),
@@ -462,6 +472,12 @@ export class DayView {
       el("div", { className: "actions" }, send),
       status,
     );
+    details.open = draft.open;
+    details.addEventListener("toggle", () => {
+      if (details.open || text.value) this.messageDrafts.set(roomId, { open: details.open, text: text.value });
+      else this.messageDrafts.delete(roomId);
+    });
+    return details;
   }
 
   /** @param {Room} room */

@@ -101,7 +101,10 @@ export function documentsSection(r, opts) {
   // Withheld from the receiving side without the patient's consent (said in the consent part
   // above): not "none attached".
   const withheld = r.documents_withheld ?? 0;
-  if (!docs.length) list.append(el("li", { className: "empty", i18n: withheld ? "referral.docs.withheld" : "referral.docs.none", params: { n: withheld } }));
+  // Covering for an away specialist: the documents are for whoever takes the request on.
+  /** @type {MessageKey} */
+  const emptyKey = !withheld ? "referral.docs.none" : r.covering ? "referral.docs.covering" : "referral.docs.withheld";
+  if (!docs.length) list.append(el("li", { className: "empty", i18n: emptyKey, params: { n: withheld } }));
   const section = el(
     "section",
     { className: "referral-documents", attrs: { id: "referral-documents", "aria-labelledby": "referral-documents-title" } },
