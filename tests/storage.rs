@@ -1327,13 +1327,33 @@ on_both_stores!(
     department_removal_races_account_placement
 );
 
+/// Of 24 requests raced for a cap's last 12 places: 12 made, the rest refused at that cap.
+fn twelve_through_then(
+    raced: Vec<Result<huizhen::storage::ReferralRow, huizhen::referrals::ReferralServiceError>>,
+    cap: &str,
+    cap_max: i64,
+    what: &str,
+) {
+    use huizhen::referrals::ReferralServiceError;
+    let (ok, refused): (Vec<_>, Vec<_>) = raced.into_iter().partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 12, "{what}");
+    for r in refused {
+        match r {
+            Err(ReferralServiceError::Limit { limit, max }) => {
+                assert_eq!((limit, max), (cap, cap_max));
+            }
+            other => panic!("{:?}", other.map(|r| r.id)),
+        }
+    }
+}
+
 /// A clinician's caps on consultation requests hold under concurrency: requests sent at once
 /// near the daily cap take turns, so exactly the cap gets through; and requests older than a
 /// day, still open, count against the cap on open requests.
 async fn referral_caps(db: &Db, _url: &str) {
     use huizhen::domain::organisation::InstitutionKind;
     use huizhen::domain::referral::Urgency;
-    use huizhen::referrals::{NewRequest, ReferralServiceError, Referrals, Time};
+    use huizhen::referrals::{NewRequest, Referrals, Time};
     use huizhen::storage::{
         MAX_OPEN_REFERRALS_PER_REQUESTER as OPEN, MAX_REFERRALS_PER_REQUESTER_PER_DAY as DAY,
         NewAccount,
@@ -1346,19 +1366,24 @@ async fn referral_caps(db: &Db, _url: &str) {
         .create_department(&county.id, "Cardiology")
         .await
         .unwrap();
-    let doctor = db
-        .create_account(&NewAccount {
-            username: "busy",
-            display_name: "Busy",
-            role: AccountRole::Doctor,
-            password_hash: "x",
-            institution: &county.id,
-            department: None,
-            title: "",
-            specialty: "",
-        })
-        .await
-        .unwrap();
+    let account = |username: &'static str, display_name: &'static str| {
+        let (db, county) = (db.clone(), county.id.clone());
+        async move {
+            db.create_account(&NewAccount {
+                username,
+                display_name,
+                role: AccountRole::Doctor,
+                password_hash: "x",
+                institution: &county,
+                department: None,
+                title: "",
+                specialty: "",
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let doctor = account("busy", "Busy").await;
     let svc = Referrals::new(db.clone());
     let send = |who: &User, at: i64| {
         let (svc, who, department) = (svc.clone(), who.clone(), cardiology.id.clone());
@@ -1402,31 +1427,15 @@ async fn referral_caps(db: &Db, _url: &str) {
         request(now).await.unwrap();
     }
     let raced = futures_util::future::join_all((0..24).map(|_| request(now))).await;
-    let (ok, refused): (Vec<_>, Vec<_>) = raced.into_iter().partition(|r| r.is_ok());
-    assert_eq!(ok.len(), 12, "exactly the cap gets through");
-    for r in refused {
-        match r {
-            Err(ReferralServiceError::Limit { limit, max }) => {
-                assert_eq!((limit, max), ("open_referrals", OPEN));
-            }
-            other => panic!("{:?}", other.map(|r| r.id)),
-        }
-    }
+    twelve_through_then(
+        raced,
+        "open_referrals",
+        OPEN,
+        "exactly the cap gets through",
+    );
 
     // A colleague sends their day's worth: the last dozen places raced, then no more today.
-    let colleague = db
-        .create_account(&NewAccount {
-            username: "prolific",
-            display_name: "Prolific",
-            role: AccountRole::Doctor,
-            password_hash: "x",
-            institution: &county.id,
-            department: None,
-            title: "",
-            specialty: "",
-        })
-        .await
-        .unwrap();
+    let colleague = account("prolific", "Prolific").await;
     let theirs = |at: i64| {
         let sent = send(&colleague, at);
         async move {
@@ -1451,16 +1460,12 @@ async fn referral_caps(db: &Db, _url: &str) {
         theirs(now).await.unwrap();
     }
     let raced = futures_util::future::join_all((0..24).map(|_| theirs(now))).await;
-    let (ok, refused): (Vec<_>, Vec<_>) = raced.into_iter().partition(|r| r.is_ok());
-    assert_eq!(ok.len(), 12, "exactly the daily cap gets through");
-    for r in refused {
-        match r {
-            Err(ReferralServiceError::Limit { limit, max }) => {
-                assert_eq!((limit, max), ("referrals_per_day", DAY));
-            }
-            other => panic!("{:?}", other.map(|r| r.id)),
-        }
-    }
+    twelve_through_then(
+        raced,
+        "referrals_per_day",
+        DAY,
+        "exactly the daily cap gets through",
+    );
     // A day later they may send again.
     theirs(now + 86_400).await.unwrap();
 }

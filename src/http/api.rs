@@ -90,6 +90,21 @@ impl Clinician {
         ApiError::Forbidden
     }
 
+    /// As [`Clinician::refuse`], for something in `room` (the entry names it).
+    pub async fn refuse_in_room(
+        &self,
+        state: &AppState,
+        room: &RoomId,
+        reason: &'static str,
+        attempted: &'static str,
+    ) -> ApiError {
+        let event = AuditEvent::new(self.actor(), Action::AccessDenied)
+            .room(room)
+            .detail(json!({"attempted": attempted}));
+        state.audit.refused(self.0.id.as_str(), reason, event).await;
+        ApiError::Forbidden
+    }
+
     /// How the room stands to this account: same institution, place on its care team.
     pub async fn relation(
         &self,
@@ -439,14 +454,9 @@ pub async fn managed_room(
 ) -> Result<RoomRecord, ApiError> {
     let (room, relation) = room_for(state, who, id).await?;
     if !who.0.role.may_manage_room(relation) {
-        let event = AuditEvent::new(who.actor(), Action::AccessDenied)
-            .room(&room.id)
-            .detail(json!({"attempted": attempted}));
-        state
-            .audit
-            .refused(who.0.id.as_str(), "room_not_managed", event)
-            .await;
-        return Err(ApiError::Forbidden);
+        return Err(who
+            .refuse_in_room(state, &room.id, "room_not_managed", attempted)
+            .await);
     }
     Ok(room)
 }

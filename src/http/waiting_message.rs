@@ -7,12 +7,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AppState;
 use super::api::{ApiJson, Clinician, room_for};
 use super::error::ApiError;
-use crate::audit::{Action, AuditEvent};
 
 #[derive(Deserialize)]
 pub struct MessageBody {
@@ -27,14 +25,9 @@ pub async fn set(
 ) -> Result<StatusCode, ApiError> {
     let (room, relation) = room_for(&state, &who, &id).await?;
     if !relation.care_team.is_some_and(|role| role.may_admit()) {
-        let event = AuditEvent::new(who.actor(), Action::AccessDenied)
-            .room(&room.id)
-            .detail(json!({"attempted": "waiting.message"}));
-        state
-            .audit
-            .refused(who.0.id.as_str(), "not_care_team", event)
-            .await;
-        return Err(ApiError::Forbidden);
+        return Err(who
+            .refuse_in_room(&state, &room.id, "not_care_team", "waiting.message")
+            .await);
     }
     match state
         .rooms

@@ -921,6 +921,18 @@ mod tests {
         }
     }
 
+    /// A routine request from the township's doctor, to cardiology or its `specialist`.
+    async fn routine(w: &World, specialist: Option<&User>) -> ReferralRow {
+        w.svc
+            .create(
+                &w.township_doctor,
+                request(w, Urgency::Routine, specialist),
+                now_unix(),
+            )
+            .await
+            .unwrap()
+    }
+
     /// A request named to a specialist who is not taking requests is the department's to pass
     /// on: its colleagues see it in the department's box and may forward it (to themselves
     /// too), and nothing else, until someone answers it; others still see nothing.
@@ -931,15 +943,7 @@ mod tests {
         w.db.set_accepts_referrals(&w.cardio_b.id, true)
             .await
             .unwrap();
-        let to_b = w
-            .svc
-            .create(
-                &w.township_doctor,
-                request(&w, Urgency::Routine, Some(&w.cardio_b)),
-                now,
-            )
-            .await
-            .unwrap();
+        let to_b = routine(&w, Some(&w.cardio_b)).await;
         let department_box = |who: &User| {
             let (svc, who) = (w.svc.clone(), who.clone());
             async move { svc.list(&who, Mailbox::Department).await.unwrap() }
@@ -1000,15 +1004,7 @@ mod tests {
             .await
             .unwrap();
         // An account disabled counts as away too.
-        let to_a = w
-            .svc
-            .create(
-                &w.township_doctor,
-                request(&w, Urgency::Routine, Some(&w.cardio_a)),
-                now,
-            )
-            .await
-            .unwrap();
+        let to_a = routine(&w, Some(&w.cardio_a)).await;
         w.db.set_accepts_referrals(&w.cardio_a.id, true)
             .await
             .unwrap();
@@ -1038,15 +1034,7 @@ mod tests {
         w.db.set_accepts_referrals(&w.cardio_b.id, true)
             .await
             .unwrap();
-        let to_b = w
-            .svc
-            .create(
-                &w.township_doctor,
-                request(&w, Urgency::Routine, Some(&w.cardio_b)),
-                now,
-            )
-            .await
-            .unwrap();
+        let to_b = routine(&w, Some(&w.cardio_b)).await;
         assert_eq!(side_of(&to_b, &w.cardio_a), None);
         assert_eq!(side_of(&to_b, &w.cardio_b), Some(Side::Receiver));
         assert!(matches!(

@@ -138,34 +138,24 @@ impl Fixture {
         publish: Publish,
         simulcast: bool,
     ) -> Result<Member, RoomError> {
-        self.join_as(role, capacity, publish, simulcast, None).await
+        let invite = InviteId::generate();
+        self.join_on(role, capacity, publish, simulcast, None, &invite)
+            .await
     }
 
     /// A clinician's care-team seat, taken under the sign-in `session`.
     async fn join_seat(&mut self, role: Role, session: &SessionId) -> Result<Member, RoomError> {
-        let account = Some(UserId::generate());
-        let publish = Publish::default();
-        self.join_as(
+        let seat = Some((Some(UserId::generate()), session.clone()));
+        let invite = InviteId::generate();
+        self.join_on(
             role,
             SESSION_QUEUE,
-            publish,
+            Publish::default(),
             false,
-            Some((account, session.clone())),
+            seat,
+            &invite,
         )
         .await
-    }
-
-    async fn join_as(
-        &mut self,
-        role: Role,
-        capacity: usize,
-        publish: Publish,
-        simulcast: bool,
-        seat: Option<(Option<UserId>, SessionId)>,
-    ) -> Result<Member, RoomError> {
-        let invite = InviteId::generate();
-        self.join_on(role, capacity, publish, simulcast, seat, &invite)
-            .await
     }
 
     /// A join with `invite` (a reload of the same link is one).

@@ -171,6 +171,32 @@ impl Db {
     }
 }
 
+/// Most ids one `IN (...)` names: far below either database's limit on parameters.
+const IDS_PER_QUERY: usize = 500;
+
+/// The rows `select` (a query written here, never a caller's, ending in `WHERE id IN`) finds
+/// for `ids`, each id once, a few queries for any number of them (in no particular order).
+pub(crate) async fn rows_with_ids<'a>(
+    db: &Db,
+    select: &str,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<Vec<sqlx::any::AnyRow>, StorageError> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = Vec::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("{select} ({})", marks.join(", "));
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(db.pool()).await?);
+    }
+    Ok(found)
+}
+
 /// Maps foreign-key violations (a row still referred to, or referring to one that is gone) to
 /// [`StorageError::Conflict`].
 fn map_foreign_key(e: sqlx::Error) -> StorageError {

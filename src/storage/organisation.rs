@@ -33,32 +33,6 @@ pub struct PlaceNames {
     pub departments: HashMap<DepartmentId, String>,
 }
 
-/// Most ids one `IN (...)` names: far below either database's limit on parameters.
-const IDS_PER_QUERY: usize = 500;
-
-/// The rows `select` (a query written here, never a caller's, ending in `WHERE id IN`) finds
-/// for `ids`, each id once, a few queries for any number of them (in no particular order).
-pub(super) async fn rows_with_ids<'a>(
-    db: &Db,
-    select: &str,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<Vec<AnyRow>, StorageError> {
-    let mut ids: Vec<&str> = ids.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut found = Vec::new();
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let sql = format!("{select} ({})", marks.join(", "));
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        found.extend(query.fetch_all(db.pool()).await?);
-    }
-    Ok(found)
-}
-
 fn institution_from_row(row: &AnyRow) -> Result<Institution, StorageError> {
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
@@ -357,13 +331,17 @@ impl Db {
     ) -> Result<PlaceNames, StorageError> {
         let mut names = PlaceNames::default();
         let select = "SELECT id, name FROM institutions WHERE id IN";
-        for row in rows_with_ids(self, select, institutions.iter().map(|i| i.as_str())).await? {
+        for row in
+            super::rows_with_ids(self, select, institutions.iter().map(|i| i.as_str())).await?
+        {
             let id: String = row.try_get("id")?;
             let id = InstitutionId::parse(&id).ok_or(StorageError::Corrupt("institution id"))?;
             names.institutions.insert(id, row.try_get("name")?);
         }
         let select = "SELECT id, name FROM departments WHERE id IN";
-        for row in rows_with_ids(self, select, departments.iter().map(|d| d.as_str())).await? {
+        for row in
+            super::rows_with_ids(self, select, departments.iter().map(|d| d.as_str())).await?
+        {
             let id: String = row.try_get("id")?;
             let id = DepartmentId::parse(&id).ok_or(StorageError::Corrupt("department id"))?;
             names.departments.insert(id, row.try_get("name")?);
@@ -378,7 +356,7 @@ impl Db {
         ids: &[&DepartmentId],
     ) -> Result<Vec<Department>, StorageError> {
         let select = "SELECT id, institution_id, name, created_at FROM departments WHERE id IN";
-        rows_with_ids(self, select, ids.iter().map(|d| d.as_str()))
+        super::rows_with_ids(self, select, ids.iter().map(|d| d.as_str()))
             .await?
             .iter()
             .map(department_from_row)

@@ -218,7 +218,7 @@ impl Db {
     /// number of them.
     pub async fn users_by_id(&self, ids: &[&UserId]) -> Result<Vec<User>, StorageError> {
         let select = format!("SELECT {COLUMNS} FROM users WHERE id IN");
-        super::organisation::rows_with_ids(self, &select, ids.iter().map(|u| u.as_str()))
+        super::rows_with_ids(self, &select, ids.iter().map(|u| u.as_str()))
             .await?
             .iter()
             .map(from_row)
