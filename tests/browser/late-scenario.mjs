@@ -64,7 +64,13 @@ export async function lateScenario(ctx) {
       assert.equal(typeof accepted.room_id, "string", "scheduling opened a room");
       p.roomId = accepted.room_id;
 
-      // The doctor's day view (today) is updated by the acceptance's notification.
+      // The doctor's day view (today) is updated by the acceptance's notification. Just after
+      // midnight, two minutes ago was yesterday: the view is turned to that day first.
+      const startDay = await doc.evaluate((at) => {
+        const d = new Date(at * 1000);
+        return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+      }, start);
+      if (startDay !== (await doc.inputValue("#day-view-date"))) await doc.fill("#day-view-date", startDay);
       const entry = doc.locator(`#day-view li.day-item[data-room-id="${accepted.room_id}"]`);
       await entry.waitFor({ timeout });
       const specialistLate = entry.locator(`.day-late li.late-item[data-user-id="${me.id}"]`);
