@@ -138,6 +138,9 @@ impl Server {
         )
         .await
         .context("opening the audit trail")?;
+        // Entries owed by steps committed before a crash (or a failed append) go on the trail
+        // before anything else happens.
+        append_owed(&audit, crate::domain::clock::now_unix_ms()).await;
         // The chain's head is anchored outside the database: now, then every interval when
         // it moved (and at shutdown).
         let anchoring = {
@@ -178,10 +181,13 @@ impl Server {
         let housekeeping = {
             let documents = documents.clone();
             let sessions = sessions.clone();
+            let audit = audit.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_secs(3600));
                 loop {
                     every.tick().await;
+                    // Owed entries whose append failed (not those a step is appending now).
+                    append_owed(&audit, crate::domain::clock::now_unix_ms() - 60_000).await;
                     match documents.expire_uploads().await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(count = n, "expired unfinished uploads removed"),
@@ -532,4 +538,19 @@ fn metrics_router(
             }
         }),
     )
+}
+
+/// Appends the audit entries owed by steps committed at or before `before_ms` and left behind
+/// (`AuditLog::append_pending`); a failure is logged, and they wait for the next try.
+async fn append_owed(audit: &AuditLog, before_ms: i64) {
+    match audit.append_pending(before_ms).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            count = n,
+            "audit entries owed by committed steps appended late"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "audit entries owed by committed steps could not be appended")
+        }
+    }
 }

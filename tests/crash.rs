@@ -374,3 +374,117 @@ async fn consultation_ended_survives_a_crash_on_postgres() {
     consultation_ended_survives_a_crash(Some(&pg.url)).await;
     pg.drop_db().await;
 }
+
+/// The `action` entries of the trail, through `huizhen audit export` (the server stopped).
+fn exported(cfg: &std::path::Path, action: &str) -> Vec<serde_json::Value> {
+    let out = process::huizhen(cfg)
+        .args(["audit", "export"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["action"] == action)
+        .collect()
+}
+
+/// A consultation request's audit entry survives a crash at the worst moment: the process dies
+/// right after the request was committed and before its entry was appended. The entry was
+/// queued in the request's own transaction (`audit_pending`), so the restart appends it, says
+/// it was late and when its step was, and a second restart does not append it again; the
+/// chain verifies. An entry appended after the commit alone would be lost here.
+async fn a_requests_audit_entry_survives_a_crash(database_url: Option<&str>) {
+    common::peer::ensure_rustls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = process::configure_on(dir.path(), 1, database_url);
+    let added = process::huizhen(&cfg)
+        .args(["department", "add", "--institution"])
+        .arg(huizhen::domain::organisation::DEFAULT_INSTITUTION)
+        .args(["--name", "Cardiology"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let printed = String::from_utf8(added.stdout).unwrap();
+    let department = printed
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .expect("the department's id is printed")
+        .0
+        .to_owned();
+
+    let http = http();
+    let mut server =
+        process::start_with_env(&cfg, &[("HUIZHEN_TEST_ABORT_AT", "referral_created")]);
+    let (st, login) = call(
+        &http,
+        "POST",
+        server.api("/auth/login"),
+        "",
+        Some(json!({"username": "doc", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 200, "{login}");
+    let session = login["token"].as_str().unwrap().to_owned();
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sent = http
+        .post(server.api("/referrals"))
+        .bearer_auth(&session)
+        .json(&json!({
+            "target_department_id": department,
+            "patient_ref": "MRN-0815",
+            "reason": "Palpitations",
+            "question": "AF?",
+            "urgency": "routine",
+            "proposed_times": [{"start": before_ms / 1000 + 86_400, "minutes": 30}],
+        }))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the process died before answering: {sent:?}");
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server aborted");
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        exported(&cfg, "referral.created").is_empty(),
+        "the crash came before the entry's append"
+    );
+
+    // Twice: the first start appends what was owed, the second finds nothing owed.
+    for _ in 0..2 {
+        let mut again = start(&cfg);
+        again.child.kill().unwrap();
+        again.child.wait().unwrap();
+        let created = exported(&cfg, "referral.created");
+        assert_eq!(created.len(), 1, "{created:?}");
+        let detail: serde_json::Value =
+            serde_json::from_str(created[0]["detail"].as_str().unwrap()).unwrap();
+        let step_at = detail["recorded_late"]["step_at_ms"].as_i64().unwrap();
+        assert!(step_at >= before_ms, "{detail}");
+        assert_eq!(created[0]["actor_role"], "doctor");
+        assert_eq!(created[0]["object_type"], "referral");
+    }
+    let verified = process::huizhen(&cfg)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_audit_entry_survives_a_crash_on_sqlite() {
+    a_requests_audit_entry_survives_a_crash(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_audit_entry_survives_a_crash_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    a_requests_audit_entry_survives_a_crash(Some(&pg.url)).await;
+    pg.drop_db().await;
+}

@@ -1401,7 +1401,7 @@ async fn referral_caps(db: &Db, _url: &str) {
                 }],
                 sharing_consent: None,
             };
-            let made = svc.create(&who, new, at).await;
+            let made = svc.create(&who, new, at).await.map(|c| c.row);
             (svc, who, made)
         }
     };
@@ -1544,4 +1544,113 @@ on_both_stores!(
     organisation_caps_on_sqlite,
     organisation_caps_on_postgres,
     organisation_caps
+);
+
+/// The audit entries a consultation request's step owes are queued in its transaction and
+/// reach the trail exactly once: the step's own append and the late one (after a crash, or a
+/// failed append) racing each other write one entry between them, and neither writes it again
+/// afterwards. A damaged row is left where it is without holding up the rest.
+async fn owed_audit_entries_are_written_once(db: &Db, url: &str) {
+    use huizhen::domain::organisation::InstitutionKind;
+    use huizhen::domain::referral::Urgency;
+    use huizhen::referrals::{NewRequest, Referrals, Time};
+    use huizhen::storage::NewAccount;
+    let county = db
+        .create_institution("County hospital", InstitutionKind::Hospital)
+        .await
+        .unwrap();
+    let cardiology = db
+        .create_department(&county.id, "Cardiology")
+        .await
+        .unwrap();
+    let doctor = db
+        .create_account(&NewAccount {
+            username: "owing",
+            display_name: "Owing",
+            role: AccountRole::Doctor,
+            password_hash: "x",
+            institution: &county.id,
+            department: None,
+            title: "",
+            specialty: "",
+        })
+        .await
+        .unwrap();
+    let svc = Referrals::new(db.clone());
+    let audit = AuditLog::new(db.clone(), audit_key());
+    let created_entries = || async {
+        audit.flush().await.unwrap();
+        audit
+            .entries(0, 1000, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == Action::ReferralCreated.as_str())
+            .collect::<Vec<_>>()
+    };
+    let now = now_unix();
+    let mut made = Vec::new();
+    for n in 0..5 {
+        let new = NewRequest {
+            department: cardiology.id.clone(),
+            specialist: None,
+            patient_ref: format!("P-{n}"),
+            reason: "Chest pain".into(),
+            question: "Angina?".into(),
+            urgency: Urgency::Routine,
+            proposed: vec![Time {
+                start: now + 3600,
+                minutes: 30,
+            }],
+            sharing_consent: None,
+        };
+        made.push(svc.create(&doctor, new, now).await.unwrap());
+    }
+    // Queued, not on the trail yet.
+    assert_eq!(db.pending_audit(i64::MAX, 100).await.unwrap().len(), 5);
+    assert!(created_entries().await.is_empty());
+
+    // A damaged row (not written by this code) waits beside them.
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query("INSERT INTO audit_pending (id, event, at_ms, ord) VALUES ($1, $2, $3, 0)")
+        .bind("aup_0123456789abcdef")
+        .bind("not an event")
+        .bind(0_i64)
+        .execute(&raw)
+        .await
+        .unwrap();
+
+    // The steps' own appends and a late pass, at once: each entry once.
+    let owed: Vec<_> = made.iter().flat_map(|c| c.owed.clone()).collect();
+    let (_, late) = tokio::join!(audit.record_owed(&owed), audit.append_pending(i64::MAX));
+    let late = late.unwrap();
+    let entries = created_entries().await;
+    assert_eq!(entries.len(), 5, "{entries:?}");
+    let late_ones = entries
+        .iter()
+        .filter(|e| e.detail.contains("recorded_late"))
+        .count();
+    assert_eq!(late_ones, late);
+    let mut referrals: Vec<_> = entries.iter().map(|e| e.object_id.clone()).collect();
+    referrals.sort();
+    let mut expected: Vec<_> = made.iter().map(|c| c.row.id.to_string()).collect();
+    expected.sort();
+    assert_eq!(referrals, expected);
+
+    // Nothing is written again, however often either runs; the damaged row stays.
+    assert_eq!(audit.append_pending(i64::MAX).await.unwrap(), 0);
+    audit.record_owed(&owed).await;
+    assert_eq!(created_entries().await.len(), 5);
+    let left = db.pending_audit(i64::MAX, 100).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event, "not an event");
+    assert!(audit.verify().await.unwrap().ok());
+    raw.close().await;
+}
+
+on_both_stores!(
+    owed_audit_entries_are_written_once_on_sqlite,
+    owed_audit_entries_are_written_once_on_postgres,
+    owed_audit_entries_are_written_once
 );

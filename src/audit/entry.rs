@@ -1,7 +1,7 @@
 //! What one audit entry says: who (actor and role), did what (action), where (room), to what
 //! (object and its SHA-256), with which outcome, and when.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{InviteId, ParticipantId, RoomId, UserId};
 use crate::domain::role::{AccountRole, Role};
@@ -281,31 +281,48 @@ impl Outcome {
     }
 }
 
-/// An event about to be recorded (no sequence number or hashes yet).
-#[derive(Debug, Clone)]
+/// An event about to be recorded (no sequence number or hashes yet). Held as the text its
+/// entry will store, so that an event owed by a committed step can wait as JSON in
+/// `audit_pending` ([`AuditEvent::to_json`], [`AuditEvent::from_json`]) and be sealed later
+/// exactly as it would have been at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    actor: Actor,
-    action: Action,
+    actor: String,
+    actor_role: String,
+    action: String,
     room: String,
-    object_type: &'static str,
+    object_type: String,
     object_id: String,
     object_sha256: String,
-    outcome: Outcome,
+    outcome: String,
     detail: serde_json::Value,
 }
 
 impl AuditEvent {
     pub fn new(actor: Actor, action: Action) -> Self {
+        let (actor, actor_role) = actor.parts();
         Self {
             actor,
-            action,
+            actor_role: actor_role.to_owned(),
+            action: action.as_str().to_owned(),
             room: String::new(),
-            object_type: "",
+            object_type: String::new(),
             object_id: String::new(),
             object_sha256: String::new(),
-            outcome: Outcome::Ok,
+            outcome: Outcome::Ok.as_str().to_owned(),
             detail: serde_json::Value::Object(Default::default()),
         }
+    }
+
+    /// The event as it waits in `audit_pending`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an event is plain JSON")
+    }
+
+    /// An event that waited in `audit_pending`; `None` if the row is not one (it was written
+    /// by this code only, so that is a damaged database).
+    pub fn from_json(json: &str) -> Option<Self> {
+        serde_json::from_str(json).ok()
     }
 
     pub fn room(mut self, room: &RoomId) -> Self {
@@ -314,7 +331,7 @@ impl AuditEvent {
     }
 
     pub fn object(mut self, kind: &'static str, id: impl ToString) -> Self {
-        self.object_type = kind;
+        self.object_type = kind.to_owned();
         self.object_id = id.to_string();
         self
     }
@@ -325,7 +342,7 @@ impl AuditEvent {
     }
 
     pub fn outcome(mut self, outcome: Outcome) -> Self {
-        self.outcome = outcome;
+        self.outcome = outcome.as_str().to_owned();
         self
     }
 
@@ -353,18 +370,17 @@ impl AuditEvent {
         at_ms: i64,
         key: &super::AuditKey,
     ) -> AuditEntry {
-        let (actor, actor_role) = self.actor.parts();
         let mut entry = AuditEntry {
             seq,
             at_ms,
-            actor,
-            actor_role: actor_role.to_owned(),
-            action: self.action.as_str().to_owned(),
+            actor: self.actor,
+            actor_role: self.actor_role,
+            action: self.action,
             room_id: self.room,
-            object_type: self.object_type.to_owned(),
+            object_type: self.object_type,
             object_id: self.object_id,
             object_sha256: self.object_sha256,
-            outcome: self.outcome.as_str().to_owned(),
+            outcome: self.outcome,
             detail: self.detail.to_string(),
             prev_hash,
             hash: String::new(),

@@ -38,7 +38,7 @@ pub use refusals::{PER_WINDOW as REFUSALS_PER_WINDOW, RefusalLimiter};
 pub use writer::{Append, Durable, MAX_BATCH, WriterStats, Written};
 
 use crate::domain::ids::InstitutionId;
-use crate::storage::{Db, StorageError};
+use crate::storage::{Change, Db, PendingAudit, StorageError};
 
 /// Rows read per query while verifying or exporting: what one of them holds in memory at a
 /// time.
@@ -49,6 +49,8 @@ const PAGE: i64 = 1000;
 pub const MAX_FULL_READS: usize = 2;
 /// Appends queued for the writer at most; a caller waits while the queue is full.
 pub const QUEUE: usize = 1024;
+/// Owed entries read per query by [`AuditLog::append_pending`].
+const PENDING_PAGE: u32 = 256;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -222,6 +224,68 @@ impl AuditLog {
     pub async fn submit_or_log(&self, append: Append) {
         if let Err(e) = self.writer.send(append, false).await {
             tracing::error!(error = %e, "audit entry could not be written");
+        }
+    }
+
+    /// Appends the entries a committed step owes (`storage::audit_pending`), in their order,
+    /// each removing its row in its own append's transaction; queued and not waited for. One
+    /// whose row is gone already (appended meanwhile by [`AuditLog::append_pending`]) is not
+    /// written again; one that fails stays owed, for the next [`AuditLog::append_pending`].
+    pub async fn record_owed(&self, owed: &[PendingAudit]) {
+        for pending in owed {
+            let Some(event) = AuditEvent::from_json(&pending.event) else {
+                tracing::error!(id = %pending.id, "an owed audit entry is not an event");
+                continue;
+            };
+            self.submit_or_log(
+                Append::entry(event)
+                    .with(Change::AuditPendingDone {
+                        id: pending.id.clone(),
+                    })
+                    .only_if_changed(),
+            )
+            .await;
+        }
+    }
+
+    /// Appends the entries owed by steps committed at or before `before_ms` and left behind
+    /// (a crash, or a failed append, between the step's commit and its entries' append), oldest
+    /// first, and answers how many were written. Each says it was written late, and when its
+    /// step was. Run at startup and by the server's housekeeping.
+    pub async fn append_pending(&self, before_ms: i64) -> Result<usize, AuditError> {
+        let mut written = 0;
+        loop {
+            let owed = self.db.pending_audit(before_ms, PENDING_PAGE).await?;
+            let last_page = owed.len() < PENDING_PAGE as usize;
+            let mut appends = Vec::with_capacity(owed.len());
+            for pending in &owed {
+                let Some(event) = AuditEvent::from_json(&pending.event) else {
+                    // Written by this code only: a damaged row stays for someone to look at,
+                    // and does not hold up the others.
+                    tracing::error!(id = %pending.id, "an owed audit entry is not an event");
+                    continue;
+                };
+                let event = event.detail_field(
+                    "recorded_late",
+                    serde_json::json!({"step_at_ms": pending.at_ms}),
+                );
+                let append = Append::entry(event)
+                    .with(Change::AuditPendingDone {
+                        id: pending.id.clone(),
+                    })
+                    .only_if_changed();
+                appends.push(self.submit(append).await?);
+            }
+            // Every page but the last removes rows (or holds only damaged ones: then stop).
+            let stuck = appends.is_empty();
+            for durable in appends {
+                if durable.await?.is_some() {
+                    written += 1;
+                }
+            }
+            if last_page || stuck {
+                return Ok(written);
+            }
         }
     }
 

@@ -168,6 +168,12 @@ string_id!(
     WebhookEventId,
     "whe_"
 );
+string_id!(
+    /// One audit entry owed by a committed step, until it is on the chain
+    /// (`storage::audit_pending`).
+    PendingAuditId,
+    "aup_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -612,7 +612,7 @@ pub(super) fn consultation_ended(state: &AppState) {
 
 /// Crash tests only (tests/crash.rs): with `HUIZHEN_TEST_ABORT_AT` set to `point`, the process
 /// aborts there, as a crash would (nothing flushed, nothing answered). Unset, it does nothing.
-fn abort_point(point: &str) {
+pub(super) fn abort_point(point: &str) {
     if std::env::var_os("HUIZHEN_TEST_ABORT_AT").is_some_and(|v| v == point) {
         std::process::abort();
     }

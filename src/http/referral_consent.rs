@@ -142,22 +142,7 @@ fn consent_event(
     purpose: ConsentPurpose,
     wording_version: Option<&str>,
 ) -> AuditEvent {
-    let mut detail = json!({
-        "purpose": purpose.as_str(),
-        // Given by the patient to the requesting clinician, who attests it on the request.
-        "attested": true,
-        "on": "referral",
-    });
-    if let Some(v) = wording_version {
-        detail["wording_version"] = json!(v);
-    }
-    let event = AuditEvent::new(who.actor(), action)
-        .object("referral", &referral.id)
-        .detail(detail);
-    match &referral.room_id {
-        Some(room) => event.room(room),
-        None => event,
-    }
+    crate::referrals::audit::consent_event(&who.actor(), action, referral, purpose, wording_version)
 }
 
 /// Commits what was decided with its audit entry (waiting until both are on the record) and
@@ -303,22 +288,4 @@ pub async fn check_attestation(
             Err(e.into())
         }
     }
-}
-
-/// The audit entry of the attestation a new request carried, recorded with the request: queued
-/// as the request's own entry is (`referral.created`), its row already committed with it.
-pub async fn attested_new(
-    state: &AppState,
-    who: &Clinician,
-    referral: &crate::storage::ReferralRow,
-    wording_version: &str,
-) {
-    let event = consent_event(
-        who,
-        Action::ConsentGiven,
-        referral,
-        ConsentPurpose::ExternalSharing,
-        Some(wording_version),
-    );
-    state.audit.record_or_log(event).await;
 }

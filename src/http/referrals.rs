@@ -155,23 +155,8 @@ fn parse_request(action: &str, bytes: &Bytes) -> Result<Request, ApiError> {
 }
 
 /// The audit trail's name for a step (by the state machine's name for it, or `create`).
-fn audit_action(step: &str) -> Action {
-    match step {
-        "accept" => Action::ReferralAccepted,
-        "propose_time" => Action::ReferralTimeProposed,
-        "decline" => Action::ReferralDeclined,
-        "forward" => Action::ReferralForwarded,
-        "start" => Action::ReferralStarted,
-        "issue_report" => Action::ReferralReportIssued,
-        "close" => Action::ReferralClosed,
-        "cancel" => Action::ReferralCancelled,
-        // "create": the names above are every step the state machine has.
-        _ => Action::ReferralCreated,
-    }
-}
-
 fn requested_action(r: &Request) -> Action {
-    audit_action(match r {
+    crate::referrals::audit::step_action(match r {
         Request::Accept { .. } => "accept",
         Request::ProposeTime { .. } => "propose_time",
         Request::Decline { .. } => "decline",
@@ -216,89 +201,11 @@ async fn refuse(
 }
 
 /// Audits a step that was taken, and what it did to the room.
-async fn audit_step(state: &AppState, actor: Actor, s: &Stepped) {
-    let id = &s.after.id;
-    let mut detail = json!({
-        "from": s.before.state.as_str(),
-        "to": s.after.state.as_str(),
-        "side": s.side,
-        "version": s.after.version,
-    });
-    if let Some(slot) = s.after.state.slot() {
-        detail["slot"] = json!(slot);
-    }
-    if s.before.target != s.after.target {
-        detail["target"] = json!(s.after.target);
-    }
-    let mut event = AuditEvent::new(actor.clone(), audit_action(s.action))
-        .object("referral", id)
-        .detail(detail);
-    if let Some(room) = &s.after.room_id {
-        event = event.room(room);
-    }
-    state.audit.record_or_log(event).await;
-    // A time agreed is a step of its own on the trail (issue 17: "scheduled"), whichever step
-    // agreed it, so a regulator following when consultations were booked finds each one.
-    if let (ReferralState::Scheduled { slot }, false) = (
-        &s.after.state,
-        matches!(s.before.state, ReferralState::Scheduled { .. }),
-    ) {
-        let mut scheduled = AuditEvent::new(actor.clone(), Action::ReferralScheduled)
-            .object("referral", id)
-            .detail(json!({"slot": slot, "by_step": s.action, "version": s.after.version}));
-        if let Some(room) = &s.after.room_id {
-            scheduled = scheduled.room(room);
-        }
-        state.audit.record_or_log(scheduled).await;
-    }
-    if let Some(room) = &s.room_opened {
-        state
-            .audit
-            .record_or_log(
-                AuditEvent::new(actor.clone(), Action::RoomCreated)
-                    .room(room)
-                    .object("room", room)
-                    .detail(json!({"referral": id, "documents": s.documents_copied.len()})),
-            )
-            .await;
-    }
-    // Each document the request brought into its new room, as the room's trail names shares.
-    if let Some(room) = &s.room_opened {
-        for a in &s.documents_copied {
-            let Some(doc) = &a.room_document else {
-                continue;
-            };
-            state
-                .audit
-                .record_or_log(
-                    AuditEvent::new(actor.clone(), Action::DocumentShared)
-                        .room(room)
-                        .object("document", doc)
-                        .sha256(&a.sha256)
-                        .detail(json!({
-                            "kind": a.kind,
-                            "size": a.size,
-                            "visibility": "clinicians",
-                            "referral": id,
-                            "attachment": a.id,
-                        })),
-                )
-                .await;
-        }
-    }
-    if let (Some(room), Some(user)) = (&s.after.room_id, &s.seated) {
-        state
-            .audit
-            .record_or_log(
-                AuditEvent::new(actor, Action::CareTeamAdded)
-                    .room(room)
-                    .object("user", user)
-                    .detail(json!({"role": "specialist", "referral": id})),
-            )
-            .await;
-    }
+/// Puts the entries a step owes on the trail (built and queued with it, `referrals::audit`).
+async fn audit_step(state: &AppState, s: &Stepped) {
+    state.audit.record_owed(&s.owed).await;
     tracing::info!(
-        referral = %id,
+        referral = %s.after.id,
         step = s.action,
         from = s.before.state.as_str(),
         to = s.after.state.as_str(),
@@ -544,26 +451,15 @@ pub async fn create(
     };
     let svc = service(&state);
     let row = match svc.create(&who.0, new, now_unix()).await {
-        Ok(row) => row,
+        Ok(created) => {
+            super::api::abort_point("referral_created");
+            // Its entry, and the consent attested with it: queued in its transaction.
+            state.audit.record_owed(&created.owed).await;
+            created.row
+        }
         Err(e) => return Err(refuse(&state, &who, attempted, None, e).await),
     };
-    state
-        .audit
-        .record_or_log(
-            AuditEvent::new(who.actor(), Action::ReferralCreated)
-                .object("referral", &row.id)
-                .detail(json!({
-                    "target": row.target,
-                    "urgency": row.urgency,
-                    "to": row.state.as_str(),
-                    "version": row.version,
-                })),
-        )
-        .await;
     tracing::info!(referral = %row.id, user = %who.0.id, "consultation request created");
-    if let Some(version) = sharing_consent {
-        super::referral_consent::attested_new(&state, &who, &row, version).await;
-    }
     state.webhooks.wake();
     super::events::referral_step(&state, &row, &who.0.id, true).await;
     let detail = svc.detail_of(row, Side::Requester).await?;
@@ -649,7 +545,7 @@ pub async fn act(
         Ok(s) => s,
         Err(e) => return Err(refuse(&state, &who, attempted, Some(&id), e).await),
     };
-    audit_step(&state, who.actor(), &stepped).await;
+    audit_step(&state, &stepped).await;
     state.webhooks.wake();
     end_room_if_called_off(&state, who.actor(), &stepped).await;
     // A new agreed time moved the request's consultation: those waiting in it are told.
@@ -726,12 +622,8 @@ async fn announce_steps(
             return;
         }
     };
-    let role = match state.db.user(account).await {
-        Ok(Some(u)) => u.role,
-        _ => crate::domain::role::AccountRole::Specialist,
-    };
     for stepped in &steps {
-        audit_step(state, Actor::User(account.clone(), role), stepped).await;
+        audit_step(state, stepped).await;
         super::events::referral_step(state, &stepped.after, account, false).await;
     }
     state.webhooks.wake();

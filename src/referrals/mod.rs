@@ -6,8 +6,9 @@
 //! which side); this module decides which side an account is on (or that the request is not
 //! theirs to see), checks whom a request is addressed to, and persists each step as one
 //! conditional transaction (`storage`), so that of two clinicians answering at once one wins
-//! and the other is told ([`ReferralServiceError::Conflict`]). It does not write the audit
-//! trail or end rooms: the HTTP edge does both.
+//! and the other is told ([`ReferralServiceError::Conflict`]). It writes the audit entries
+//! each step owes into the step's transaction (`audit`), for the edge to put on the chain; it
+//! does not end rooms: the HTTP edge does.
 //!
 //! Who is on which side:
 //! - the requester: the account that asked;
@@ -23,6 +24,7 @@
 //! one who took the request on, or the named specialist) on its care team as a specialist, and
 //! the agreed time as its slot. A new time agreed later moves the room's slot.
 
+pub mod audit;
 pub mod consent;
 pub mod documents;
 
@@ -35,8 +37,8 @@ use crate::domain::referral::{
 };
 use crate::domain::webhook::{EventKind, OutboxEvent};
 use crate::storage::{
-    Change, Db, NewReferralEvent, ReferralBox, ReferralEvent, ReferralRow, ReferralStep, RoomStep,
-    StorageError, User,
+    Change, Db, NewReferralEvent, PendingAudit, ReferralBox, ReferralEvent, ReferralRow,
+    ReferralStep, RoomStep, StorageError, User,
 };
 
 /// The most requests one list answers.
@@ -227,6 +229,16 @@ pub struct Stepped {
     pub seated: Option<UserId>,
     /// The request's attachments that became documents of the room this step opened.
     pub documents_copied: Vec<crate::storage::ReferralDocumentRow>,
+    /// The audit entries the step owes (`referrals::audit`), queued in its transaction: the
+    /// edge appends them (`AuditLog::record_owed`).
+    pub owed: Vec<PendingAudit>,
+}
+
+/// A new request, and the audit entries its creation owes (as [`Stepped::owed`]).
+#[derive(Debug)]
+pub struct Created {
+    pub row: ReferralRow,
+    pub owed: Vec<PendingAudit>,
 }
 
 /// What a step's webhook event says: ids, states, times and the pseudonymous patient
@@ -361,7 +373,7 @@ impl Referrals {
 
     /// A new request from `who` (a doctor or a specialist), `requested`, in the receiver's
     /// inbox.
-    pub async fn create(&self, who: &User, new: NewRequest, now: i64) -> Result<ReferralRow> {
+    pub async fn create(&self, who: &User, new: NewRequest, now: i64) -> Result<Created> {
         if !who.role.is_clinician() {
             return Err(ReferralServiceError::NotAClinician);
         }
@@ -440,16 +452,23 @@ impl Referrals {
                 by: who.id.clone(),
                 at: now,
             });
-        self.db
+        let actor = crate::audit::Actor::User(who.id.clone(), who.role);
+        let owed = audit::created(&actor, &row, new.sharing_consent)
+            .iter()
+            .map(crate::audit::AuditEvent::to_json)
+            .collect();
+        let owed = self
+            .db
             .insert_referral(
                 &row,
                 checked.proposed(),
                 &event,
                 outbox.as_ref(),
                 consent.as_ref(),
+                owed,
             )
             .await?;
-        Ok(row)
+        Ok(Created { row, owed })
     }
 
     /// The request and the side `who` is on; `NotVisible` when they are on neither.
@@ -772,6 +791,13 @@ impl Referrals {
             at: now,
         }
         .event();
+        let actor = crate::audit::Actor::User(who.id.clone(), who.role);
+        let owed = |s: &crate::storage::SteppedRow| {
+            audit::stepped(&actor, &row, s, side, name, opens)
+                .iter()
+                .map(crate::audit::AuditEvent::to_json)
+                .collect()
+        };
         let stepped = self
             .db
             .step_referral(
@@ -790,6 +816,7 @@ impl Referrals {
                     at: now,
                     outbox: outbox.as_ref(),
                 },
+                &owed,
             )
             .await?;
         Ok(Stepped {
@@ -800,6 +827,7 @@ impl Referrals {
             },
             seated: stepped.seated,
             documents_copied: stepped.documents_copied,
+            owed: stepped.owed,
             after: stepped.row,
             before: row,
             side,
@@ -931,6 +959,7 @@ mod tests {
             )
             .await
             .unwrap()
+            .row
     }
 
     /// A request named to a specialist who is not taking requests is the department's to pass
@@ -1024,7 +1053,8 @@ mod tests {
             .svc
             .create(&w.township_doctor, request(&w, Urgency::Routine, None), now)
             .await
-            .unwrap();
+            .unwrap()
+            .row;
         assert_eq!(to_department.patient_ref, "P-0042");
         let side = |u: &User| side_of(&to_department, u);
         assert_eq!(side(&w.township_doctor), Some(Side::Requester));
@@ -1064,17 +1094,20 @@ mod tests {
             .svc
             .create(doc, request(&w, Urgency::Routine, None), now)
             .await
-            .unwrap();
+            .unwrap()
+            .row;
         let urgent = w
             .svc
             .create(doc, request(&w, Urgency::Urgent, None), now + 1)
             .await
-            .unwrap();
+            .unwrap()
+            .row;
         let emergency = w
             .svc
             .create(doc, request(&w, Urgency::Emergency, None), now + 2)
             .await
-            .unwrap();
+            .unwrap()
+            .row;
         let ids = |rows: Vec<(ReferralRow, Side)>| {
             rows.into_iter().map(|(r, _)| r.id).collect::<Vec<_>>()
         };
@@ -1129,7 +1162,8 @@ mod tests {
             .svc
             .create(&w.township_doctor, request(&w, Urgency::Urgent, None), now)
             .await
-            .unwrap();
+            .unwrap()
+            .row;
         let at = |h: i64| Time {
             start: now + h * HOUR,
             minutes: 30,
@@ -1187,7 +1221,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.room_opened, None);
-        assert_eq!(again.after.room_id, Some(room));
+        assert_eq!(again.after.room_id, Some(room.clone()));
         assert_eq!(again.after.room_slot.map(Slot::start), Some(now + 5 * HOUR));
         let events = w.db.referral_events(&r.id).await.unwrap();
         let steps: Vec<_> = events
@@ -1203,6 +1237,36 @@ mod tests {
                 (4, "accept", "scheduled"),
             ]
         );
+        // Each step queued the entries it owes the trail in its own transaction, in order,
+        // and the answer that lost queued none.
+        use crate::audit::Action as A;
+        let owed = w.db.pending_audit(i64::MAX, 100).await.unwrap();
+        let owed: Vec<(String, String)> = owed
+            .iter()
+            .map(|p| {
+                let e: serde_json::Value = serde_json::from_str(&p.event).unwrap();
+                (
+                    e["action"].as_str().unwrap().to_owned(),
+                    e["actor"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let by = |a: A, u: &User| (a.as_str().to_owned(), u.id.to_string());
+        assert_eq!(
+            owed,
+            [
+                by(A::ReferralCreated, doc),
+                by(A::ReferralAccepted, winner),
+                by(A::ReferralScheduled, winner),
+                by(A::RoomCreated, winner),
+                by(A::CareTeamAdded, winner),
+                by(A::ReferralTimeProposed, doc),
+                by(A::ReferralAccepted, winner),
+                by(A::ReferralScheduled, winner),
+            ]
+        );
+        assert_eq!(won.owed.len(), 4);
+        assert!(won.owed.iter().all(|p| p.event.contains(room.as_str())));
         // The report is the receiver's: the requester's own report does not count, and starts
         // nothing.
         let room = again.after.room_id.clone().unwrap();

@@ -14,7 +14,9 @@ use sqlx::{Any, AnyConnection, Executor};
 use super::{ChatRecord, StorageError};
 use crate::domain::clock::{now_unix, now_unix_ms};
 use crate::domain::consent::ConsentPurpose;
-use crate::domain::ids::{ConsentId, InviteId, ParticipantId, ReferralId, RoomId, UserId};
+use crate::domain::ids::{
+    ConsentId, InviteId, ParticipantId, PendingAuditId, ReferralId, RoomId, UserId,
+};
 use crate::domain::role::Role;
 use crate::domain::webhook::EventKind;
 
@@ -104,6 +106,12 @@ pub enum Change {
         purpose: ConsentPurpose,
         by: UserId,
         at: i64,
+    },
+    /// The owed entry (`storage::audit_pending`) is on the chain: its row goes, in the
+    /// transaction that appends it. Nothing if it went already (appended by another process,
+    /// or by an earlier try): with `Append::only_if_changed`, the entry is then not written.
+    AuditPendingDone {
+        id: PendingAuditId,
     },
 }
 
@@ -383,6 +391,12 @@ impl Change {
                 .bind(purpose.as_str())
                 .execute(conn)
                 .await?
+            }
+            Change::AuditPendingDone { id } => {
+                sqlx::query("DELETE FROM audit_pending WHERE id = $1")
+                    .bind(id.as_str())
+                    .execute(conn)
+                    .await?
             }
             Change::ConsentCarried { from, to } => {
                 sqlx::query(

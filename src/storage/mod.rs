@@ -7,6 +7,7 @@
 //! sqlx's `Any` driver; the SQL is written to run unchanged on both (numbered `$n` parameters,
 //! BIGINT times). Live room state (who is connected) is not stored here: it lives in `rooms`.
 
+mod audit_pending;
 mod care_team;
 mod change;
 mod chat;
@@ -33,6 +34,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
+pub use audit_pending::PendingAudit;
 pub use care_team::CareTeamMember;
 pub use change::Change;
 pub use chat::ChatRecord;

@@ -103,6 +103,8 @@ pub struct SteppedRow {
     pub seated: Option<UserId>,
     /// The request's attachments the step made documents of the room it opened.
     pub documents_copied: Vec<super::ReferralDocumentRow>,
+    /// The audit entries the step owes, queued in its transaction (`audit_pending`).
+    pub owed: Vec<super::PendingAudit>,
 }
 
 /// A step to persist on `row` as it was read (its version is the one expected).
@@ -276,7 +278,8 @@ impl Db {
     /// Stores a new request (its state `requested`, version 1), the times proposed with it
     /// and its first event, in one transaction.
     /// The webhook event `outbox` is queued in the same transaction, and so is the patient's
-    /// consent the request was sent with (`consent`: a `Change::ReferralConsentGiven`).
+    /// consent the request was sent with (`consent`: a `Change::ReferralConsentGiven`), and
+    /// the audit entries it owes (`audit`, JSON); answers those as queued.
     pub async fn insert_referral(
         &self,
         row: &ReferralRow,
@@ -284,7 +287,8 @@ impl Db {
         event: &NewReferralEvent<'_>,
         outbox: Option<&OutboxEvent>,
         consent: Option<&super::Change>,
-    ) -> Result<(), StorageError> {
+        audit: Vec<String>,
+    ) -> Result<Vec<super::PendingAudit>, StorageError> {
         let mut tx = self.begin_write().await?;
         hold_requester_caps(&mut tx, row).await?;
         sqlx::query(
@@ -346,8 +350,9 @@ impl Db {
         if let Some(consent) = consent {
             consent.apply(&mut *tx).await?;
         }
+        let owed = super::audit_pending::queue(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(owed)
     }
 
     pub async fn referral(&self, id: &ReferralId) -> Result<Option<ReferralRow>, StorageError> {
@@ -466,6 +471,7 @@ impl Db {
         &self,
         before: &ReferralRow,
         step: &ReferralStep<'_>,
+        audit: &(dyn Fn(&SteppedRow) -> Vec<String> + Sync),
     ) -> Result<SteppedRow, StorageError> {
         let mut tx = self.begin_write().await?;
         let state = step.state;
@@ -564,16 +570,24 @@ impl Db {
         if let Some(e) = step.outbox {
             super::webhooks::enqueue(&mut tx, e, crate::domain::clock::now_unix_ms()).await?;
         }
-        tx.commit().await?;
-        let row = self
-            .referral(&before.id)
+        // The row as the step left it, read in its transaction: what its audit entries say.
+        let row = sqlx::query(&format!("{SELECT} WHERE r.id = $1"))
+            .bind(before.id.as_str())
+            .fetch_optional(&mut *tx)
             .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()?
             .ok_or(StorageError::NotFound)?;
-        Ok(SteppedRow {
+        let mut stepped = SteppedRow {
             row,
             seated,
             documents_copied,
-        })
+            owed: Vec::new(),
+        };
+        stepped.owed = super::audit_pending::queue(&mut tx, audit(&stepped)).await?;
+        tx.commit().await?;
+        Ok(stepped)
     }
 }
 

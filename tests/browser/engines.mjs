@@ -196,7 +196,25 @@ export class Participant {
     if (this.engine === "firefox") {
       await this.front();
       await this.waitForSelector(selector, JOIN_TIMEOUT);
-      await /** @type {FirefoxPage} */ (this.page).locator(selector).setTimeout(JOIN_TIMEOUT).setWaitForStableBoundingBox(false).fill(text);
+      // As Playwright fills in Chromium: focused, the value set, `input` and `change` fired.
+      // Puppeteer's locator types a text field's value a key at a time, one WebDriver BiDi
+      // round trip each, which made a request's reason and question take many seconds.
+      const set = await /** @type {FirefoxPage} */ (this.page).evaluate(
+        (/** @type {string} */ s, /** @type {string} */ t) => {
+          const node = document.querySelector(s);
+          const proto =
+            node instanceof HTMLTextAreaElement ? HTMLTextAreaElement.prototype : node instanceof HTMLInputElement ? HTMLInputElement.prototype : null;
+          if (!node || !proto) return false;
+          /** @type {HTMLInputElement | HTMLTextAreaElement} */ (node).focus();
+          Object.getOwnPropertyDescriptor(proto, "value")?.set?.call(node, t);
+          node.dispatchEvent(new Event("input", { bubbles: true }));
+          node.dispatchEvent(new Event("change", { bubbles: true }));
+          return true;
+        },
+        selector,
+        text,
+      );
+      if (!set) await /** @type {FirefoxPage} */ (this.page).locator(selector).setTimeout(JOIN_TIMEOUT).setWaitForStableBoundingBox(false).fill(text);
     } else {
       await /** @type {ChromiumPage} */ (this.page).locator(selector).fill(text, { timeout: JOIN_TIMEOUT });
     }
