@@ -488,3 +488,93 @@ async fn a_requests_audit_entry_survives_a_crash_on_postgres() {
     a_requests_audit_entry_survives_a_crash(Some(&pg.url)).await;
     pg.drop_db().await;
 }
+
+/// A clinical record issued as it is written owes two entries (`record.created` for its
+/// draft, `record.issued`), queued in the transactions that stored it: the process dies right
+/// after, before either is appended, and the restart appends both, once.
+async fn an_issued_records_entries_survive_a_crash(database_url: Option<&str>) {
+    common::peer::ensure_rustls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = process::configure_on(dir.path(), 1, database_url);
+    let http = http();
+    let mut server = process::start_with_env(&cfg, &[("HUIZHEN_TEST_ABORT_AT", "record_created")]);
+    let (st, login) = call(
+        &http,
+        "POST",
+        server.api("/auth/login"),
+        "",
+        Some(json!({"username": "doc", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 200, "{login}");
+    let session = login["token"].as_str().unwrap().to_owned();
+    let (st, room) = call(
+        &http,
+        "POST",
+        server.api("/rooms"),
+        &session,
+        Some(json!({"title": "Crash at a record", "waiting_room": false})),
+    )
+    .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    let (_, seat) = call(
+        &http,
+        "POST",
+        server.api(&format!("/rooms/{room}/enter")),
+        &session,
+        None,
+    )
+    .await;
+    let ws = common::peer::SignalingClient::connect(&server.ws_url())
+        .await
+        .unwrap();
+    let joined = ws
+        .join(seat["token"].as_str().unwrap(), "", false, false)
+        .await
+        .unwrap();
+    let access = joined["access_token"].as_str().unwrap().to_owned();
+    let sent = http
+        .post(server.api(&format!("/rooms/{room}/records")))
+        .bearer_auth(&access)
+        .json(&json!({"kind": "note", "issue": true, "body": {"text": "Review in two weeks"}}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the process died before answering: {sent:?}");
+    server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server aborted");
+    ws.abort();
+    assert!(exported(&cfg, "record.issued").is_empty());
+    for _ in 0..2 {
+        let mut again = start(&cfg);
+        again.child.kill().unwrap();
+        again.child.wait().unwrap();
+        for action in ["record.created", "record.issued"] {
+            let found = exported(&cfg, action);
+            assert_eq!(found.len(), 1, "{action}: {found:?}");
+            assert!(
+                found[0]["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("recorded_late"),
+                "{found:?}"
+            );
+            assert_eq!(found[0]["room_id"], room.as_str());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issued_records_entries_survive_a_crash_on_sqlite() {
+    an_issued_records_entries_survive_a_crash(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issued_records_entries_survive_a_crash_on_postgres() {
+    let Some(pg) = common::PgTestDb::create().await else {
+        return;
+    };
+    an_issued_records_entries_survive_a_crash(Some(&pg.url)).await;
+    pg.drop_db().await;
+}

@@ -935,7 +935,7 @@ async fn a_signature_covers_the_body_the_signer_saw() {
         at_ms: 1,
     };
     let stale = db
-        .change_record_status(&step, &seen.body_sha256, Some(&signature), None)
+        .change_record_status(&step, &seen.body_sha256, Some(&signature), None, Vec::new())
         .await;
     assert!(matches!(stale, Err(StorageError::Conflict)), "{stale:?}");
     let now = db.record(&id).await.unwrap().unwrap();
@@ -945,7 +945,7 @@ async fn a_signature_covers_the_body_the_signer_saw() {
         "not issued under the old text"
     );
     assert_ne!(now.body_sha256, seen.body_sha256);
-    db.change_record_status(&step, &now.body_sha256, Some(&signature), None)
+    db.change_record_status(&step, &now.body_sha256, Some(&signature), None, Vec::new())
         .await
         .expect("the text as it stands is signed");
     s.stop().await;

@@ -100,6 +100,20 @@ pub struct CreateBody {
     patient: Option<ParticipantId>,
 }
 
+/// The entries a change of `who`'s record owes, from the record as the change leaves it: a
+/// draft written (`created`: its creation or correction), or issued (and signed, when it was).
+fn owed_by(who: &RoomMember, created: Action, r: &RecordRow) -> Vec<String> {
+    let mut owed = Vec::new();
+    match r.status {
+        RecordStatus::Draft => owed.push(record_event(who.event(created), r)),
+        _ => {
+            owed.push(record_event(who.event(Action::RecordIssued), r));
+            owed.extend(signed_event(who.event(Action::RecordSigned), r));
+        }
+    }
+    owed.iter().map(AuditEvent::to_json).collect()
+}
+
 fn signed_event(e: AuditEvent, r: &RecordRow) -> Option<AuditEvent> {
     let sig = r.signature.as_ref()?;
     Some(
@@ -125,6 +139,7 @@ pub async fn create_record(
     } else {
         None
     };
+    let owes = |r: &RecordRow| owed_by(&who, action, r);
     let record = match state
         .records
         .create(
@@ -137,10 +152,15 @@ pub async fn create_record(
                 supersedes: b.supersedes.clone(),
                 patient: b.patient,
             },
+            &owes,
         )
         .await
     {
-        Ok(r) => r,
+        Ok(changed) => {
+            super::api::abort_point("record_created");
+            state.audit.record_owed(&changed.owed).await;
+            changed.record
+        }
         Err(e) => {
             let mut event = who.event(action);
             if let Some(old) = &b.supersedes {
@@ -149,18 +169,7 @@ pub async fn create_record(
             return Err(refused(&state, who.member.participant.as_str(), event, e).await);
         }
     };
-    state
-        .audit
-        .record_or_log(record_event(who.event(action), &record))
-        .await;
     if record.status == RecordStatus::Issued {
-        state
-            .audit
-            .record_or_log(record_event(who.event(Action::RecordIssued), &record))
-            .await;
-        if let Some(e) = signed_event(who.event(Action::RecordSigned), &record) {
-            state.audit.record_or_log(e).await;
-        }
         // Issuing queued a webhook event: delivered now, not at the next poll.
         state.webhooks.wake();
         super::referrals::after_record_issued(&state, &who.room, &who.member, record.kind).await;
@@ -247,17 +256,14 @@ pub async fn issue_record(
     let signature = sign(&state, &who, body, peer).await?;
     match state
         .records
-        .issue(&who.room, &who.member, &id, signature)
+        .issue(&who.room, &who.member, &id, signature, &|r: &RecordRow| {
+            owed_by(&who, Action::RecordIssued, r)
+        })
         .await
     {
-        Ok(r) => {
-            state
-                .audit
-                .record_or_log(record_event(who.event(Action::RecordIssued), &r))
-                .await;
-            if let Some(e) = signed_event(who.event(Action::RecordSigned), &r) {
-                state.audit.record_or_log(e).await;
-            }
+        Ok(changed) => {
+            state.audit.record_owed(&changed.owed).await;
+            let r = changed.record;
             state.webhooks.wake();
             super::referrals::after_record_issued(&state, &who.room, &who.member, r.kind).await;
             drafts_changed(&state, &who.room);
@@ -381,24 +387,26 @@ pub async fn pharmacy_action(
             &id,
             action,
             note,
-        )
-        .await
-    {
-        Ok(r) => {
-            state
-                .audit
-                .record_or_log(
+            &|r: &RecordRow| {
+                vec![
                     event
+                        .clone()
                         .room(&r.room_id)
                         .object("record", &r.id)
                         .sha256(&r.body_sha256)
                         .detail(json!({
-                            "from": before.map(|b| b.record.status),
+                            "from": before.as_ref().map(|b| b.record.status),
                             "to": r.status,
                             "action": action,
-                        })),
-                )
-                .await;
+                        }))
+                        .to_json(),
+                ]
+            },
+        )
+        .await
+    {
+        Ok(changed) => {
+            state.audit.record_owed(&changed.owed).await;
             state.webhooks.wake();
             announce(&state, &id).await;
             Ok(Json(ClinicalRecordView::from(

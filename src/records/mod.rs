@@ -23,7 +23,7 @@ use crate::domain::record::{PharmacyAction, RecordKind, RecordStatus};
 use crate::domain::role::{AccountRole, Role};
 use crate::domain::text::is_hiding_in_record;
 use crate::domain::webhook::EventKind;
-use crate::storage::{Db, RecordEvent, RecordRow, Signature, StorageError};
+use crate::storage::{Db, PendingAudit, RecordEvent, RecordRow, Signature, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -213,6 +213,20 @@ pub struct Pharmacist<'a> {
     pub institution: &'a InstitutionId,
 }
 
+/// What a change to a record owes the audit trail, given the record as the change leaves it:
+/// its entries as JSON. Built by the edge (which knows who acted, as the trail names them) and
+/// queued in the change's own transaction (`storage::audit_pending`), so a committed step of
+/// care is never missing from the trail.
+pub type Owes<'a> = &'a (dyn Fn(&RecordRow) -> Vec<String> + Sync);
+
+/// A record as a change left it, and the audit entries the change owes (for the edge to
+/// append: `AuditLog::record_owed`).
+#[derive(Debug)]
+pub struct Changed {
+    pub record: RecordRow,
+    pub owed: Vec<PendingAudit>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Records {
     db: Db,
@@ -230,7 +244,8 @@ impl Records {
         room: &RoomId,
         who: &Member,
         new: NewRecord,
-    ) -> Result<RecordRow, RecordError> {
+        owes: Owes<'_>,
+    ) -> Result<Changed, RecordError> {
         let NewRecord {
             kind,
             body,
@@ -284,14 +299,23 @@ impl Records {
             // Checked before the draft exists: a refused signature leaves nothing behind.
             check_signature(kind, who, signature.as_ref())?;
         }
-        self.db.insert_record(&record).await.map_err(|e| match e {
-            StorageError::Conflict => RecordError::Conflict("this record was corrected already"),
-            other => other.into(),
-        })?;
+        let mut owed = self
+            .db
+            .insert_record(&record, owes(&record))
+            .await
+            .map_err(|e| match e {
+                StorageError::Conflict => {
+                    RecordError::Conflict("this record was corrected already")
+                }
+                other => other.into(),
+            })?;
         if let Some(signature) = issue {
-            return self.issue(room, who, &record.id, signature).await;
+            let mut issued = self.issue(room, who, &record.id, signature, owes).await?;
+            owed.append(&mut issued.owed);
+            issued.owed = owed;
+            return Ok(issued);
         }
-        Ok(record)
+        Ok(Changed { record, owed })
     }
 
     /// The patient a new record is about: the one named (who must have come to this room as a
@@ -424,20 +448,22 @@ impl Records {
         who: &Member,
         id: &RecordId,
         signature: Option<Signature>,
-    ) -> Result<RecordRow, RecordError> {
+        owes: Owes<'_>,
+    ) -> Result<Changed, RecordError> {
         let mut r = self.own_draft(room, who, id).await?;
         check_signature(r.kind, who, signature.as_ref())?;
-        self.step_signed(
-            &mut r,
-            RecordStatus::Issued,
-            who.participant.to_string(),
-            who.role.as_str(),
-            String::new(),
-            signature.as_ref(),
-        )
-        .await?;
-        r.signature = signature;
-        Ok(r)
+        let owed = self
+            .step_signed(
+                &mut r,
+                RecordStatus::Issued,
+                who.participant.to_string(),
+                who.role.as_str(),
+                String::new(),
+                signature,
+                owes,
+            )
+            .await?;
+        Ok(Changed { record: r, owed })
     }
 
     /// A pharmacist's review, dispensing or rejection of a prescription.
@@ -447,7 +473,8 @@ impl Records {
         id: &RecordId,
         action: PharmacyAction,
         note: String,
-    ) -> Result<RecordRow, RecordError> {
+        owes: Owes<'_>,
+    ) -> Result<Changed, RecordError> {
         let Pharmacist {
             id: pharmacist,
             role,
@@ -476,22 +503,22 @@ impl Records {
                 "this prescription was corrected; act on the newer version",
             ));
         }
-        self.step(&mut r, to, pharmacist.to_string(), role.as_str(), note)
+        let owed = self
+            .step_signed(
+                &mut r,
+                to,
+                pharmacist.to_string(),
+                role.as_str(),
+                note,
+                None,
+                owes,
+            )
             .await?;
-        Ok(r)
+        Ok(Changed { record: r, owed })
     }
 
-    async fn step(
-        &self,
-        r: &mut RecordRow,
-        to: RecordStatus,
-        actor: String,
-        actor_role: &str,
-        note: String,
-    ) -> Result<(), RecordError> {
-        self.step_signed(r, to, actor, actor_role, note, None).await
-    }
-
+    /// Moves `r` to `to` (signed with `signature` when given) and leaves it as stored.
+    #[allow(clippy::too_many_arguments)]
     async fn step_signed(
         &self,
         r: &mut RecordRow,
@@ -499,8 +526,10 @@ impl Records {
         actor: String,
         actor_role: &str,
         note: String,
-        signature: Option<&Signature>,
-    ) -> Result<(), RecordError> {
+        signature: Option<Signature>,
+        owes: Owes<'_>,
+    ) -> Result<Vec<PendingAudit>, RecordError> {
+        let signature = signature.as_ref();
         let event = RecordEvent {
             record_id: r.id.clone(),
             from_status: r.status,
@@ -535,8 +564,14 @@ impl Records {
                 }),
             )
         });
-        self.db
-            .change_record_status(&event, &r.body_sha256, signature, webhook)
+        let mut after = r.clone();
+        after.status = to;
+        if signature.is_some() {
+            after.signature = signature.cloned();
+        }
+        let owed = self
+            .db
+            .change_record_status(&event, &r.body_sha256, signature, webhook, owes(&after))
             .await
             .map_err(|e| match e {
                 StorageError::Conflict => {
@@ -544,8 +579,8 @@ impl Records {
                 }
                 other => other.into(),
             })?;
-        r.status = to;
-        Ok(())
+        *r = after;
+        Ok(owed)
     }
 
     /// Every record of the room with its steps and successor; filtered for a reader when given

@@ -118,8 +118,14 @@ const CONCERNS: &str = "(room_id IN (SELECT id FROM rooms WHERE institution_id =
      OR signed_by IN (SELECT id FROM users WHERE institution_id = $2))";
 
 impl Db {
-    /// Inserts a record; a second correction of the same record is a [`StorageError::Conflict`].
-    pub async fn insert_record(&self, r: &RecordRow) -> Result<(), StorageError> {
+    /// Inserts a record, and queues the audit entries it owes (`audit`, JSON) in the same
+    /// transaction; a second correction of the same record is a [`StorageError::Conflict`].
+    pub async fn insert_record(
+        &self,
+        r: &RecordRow,
+        audit: Vec<String>,
+    ) -> Result<Vec<super::PendingAudit>, StorageError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO records ({INSERTED}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -136,10 +142,12 @@ impl Db {
         .bind(&r.author_role)
         .bind(r.created_at_ms)
         .bind(r.subject.as_ref().map(InviteId::as_str))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(super::map_unique)?;
-        Ok(())
+        let owed = super::audit_pending::queue(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(owed)
     }
 
     /// The patients a room has let in or kept waiting, oldest first: each participant with
@@ -285,14 +293,16 @@ impl Db {
     /// signed is exactly what the signer saw, and what the audit entry names).
     ///
     /// A webhook event (`webhook`: the record's room, the kind and the facts) is queued in
-    /// the same transaction for the institutions taking part in the consultation.
+    /// the same transaction for the institutions taking part in the consultation, and so are
+    /// the audit entries the step owes (`audit`, JSON); answers those as queued.
     pub async fn change_record_status(
         &self,
         event: &RecordEvent,
         body_sha256: &str,
         signature: Option<&Signature>,
         webhook: Option<(&RoomId, EventKind, serde_json::Value)>,
-    ) -> Result<(), StorageError> {
+        audit: Vec<String>,
+    ) -> Result<Vec<super::PendingAudit>, StorageError> {
         let mut tx = self.begin_write().await?;
         let done = match signature {
             None => {
@@ -354,8 +364,9 @@ impl Db {
             )
             .await?;
         }
+        let owed = super::audit_pending::queue(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(owed)
     }
 
     /// Every step of every record in `room`, oldest first.
