@@ -100,8 +100,13 @@ workers = 2
 [metrics]
 listen = "$METRICS"
 [webhooks]
-# tests/browser/webhook-scenario.mjs receives events on a plain HTTP server on loopback.
+# tests/browser/webhook-scenario.mjs receives events on a plain HTTP server on loopback, and
+# takes it down for a while: an event is given up after three attempts a fraction of a second
+# apart (not twelve over hours), to be sent again from the console.
 allow_http_loopback = true
+max_attempts = 3
+backoff_base_ms = 200
+backoff_max_s = 1
 # The institution's zone, named so the client is told one (timezone-scenario.mjs runs a browser
 # in another).
 [display]

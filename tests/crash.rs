@@ -242,41 +242,12 @@ async fn consultation_ended_survives_a_crash(database_url: Option<&str>) {
 
     let http = http();
     let mut server = process::start_with_env(&cfg, &[("HUIZHEN_TEST_ABORT_AT", "room_ended")]);
-    let (st, login) = call(
-        &http,
-        "POST",
-        server.api("/auth/login"),
-        "",
-        Some(json!({"username": "doc", "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(st, 200, "{login}");
-    let session = login["token"].as_str().unwrap().to_owned();
-    let (st, room) = call(
-        &http,
-        "POST",
-        server.api("/rooms"),
-        &session,
-        Some(json!({"title": "Crash at the end", "waiting_room": false})),
-    )
-    .await;
-    assert_eq!(st, 201, "{room}");
-    let room = room["id"].as_str().unwrap().to_owned();
+    let (session, room, seat) = process::room_with_seat(&http, &server, "Crash at the end").await;
     // Someone in the room: the end goes through the room's task and the audit writer.
-    let (_, seat) = call(
-        &http,
-        "POST",
-        server.api(&format!("/rooms/{room}/enter")),
-        &session,
-        None,
-    )
-    .await;
     let ws = common::peer::SignalingClient::connect(&server.ws_url())
         .await
         .unwrap();
-    ws.join(seat["token"].as_str().unwrap(), "", false, false)
-        .await
-        .unwrap();
+    ws.join(&seat, "", false, false).await.unwrap();
 
     let ended = http
         .post(server.api(&format!("/rooms/{room}/end")))
@@ -417,16 +388,7 @@ async fn a_requests_audit_entry_survives_a_crash(database_url: Option<&str>) {
     let http = http();
     let mut server =
         process::start_with_env(&cfg, &[("HUIZHEN_TEST_ABORT_AT", "referral_created")]);
-    let (st, login) = call(
-        &http,
-        "POST",
-        server.api("/auth/login"),
-        "",
-        Some(json!({"username": "doc", "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(st, 200, "{login}");
-    let session = login["token"].as_str().unwrap().to_owned();
+    let session = process::sign_in(&http, &server).await;
     let before_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -498,41 +460,11 @@ async fn an_issued_records_entries_survive_a_crash(database_url: Option<&str>) {
     let cfg = process::configure_on(dir.path(), 1, database_url);
     let http = http();
     let mut server = process::start_with_env(&cfg, &[("HUIZHEN_TEST_ABORT_AT", "record_created")]);
-    let (st, login) = call(
-        &http,
-        "POST",
-        server.api("/auth/login"),
-        "",
-        Some(json!({"username": "doc", "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(st, 200, "{login}");
-    let session = login["token"].as_str().unwrap().to_owned();
-    let (st, room) = call(
-        &http,
-        "POST",
-        server.api("/rooms"),
-        &session,
-        Some(json!({"title": "Crash at a record", "waiting_room": false})),
-    )
-    .await;
-    assert_eq!(st, 201, "{room}");
-    let room = room["id"].as_str().unwrap().to_owned();
-    let (_, seat) = call(
-        &http,
-        "POST",
-        server.api(&format!("/rooms/{room}/enter")),
-        &session,
-        None,
-    )
-    .await;
+    let (_, room, seat) = process::room_with_seat(&http, &server, "Crash at a record").await;
     let ws = common::peer::SignalingClient::connect(&server.ws_url())
         .await
         .unwrap();
-    let joined = ws
-        .join(seat["token"].as_str().unwrap(), "", false, false)
-        .await
-        .unwrap();
+    let joined = ws.join(&seat, "", false, false).await.unwrap();
     let access = joined["access_token"].as_str().unwrap().to_owned();
     let sent = http
         .post(server.api(&format!("/rooms/{room}/records")))

@@ -306,6 +306,32 @@ async fn consoles_hear_of_requests_and_waiting_patients_and_nobody_else_does(s: 
         .await;
     neuro_console.expect_quiet("neurology").await;
 
+    // A request named to Dr. Chen, who is not taking requests (accounts start that way): her
+    // department covers for her, so Prof. Zhao hears of it as of a request to the department;
+    // neurology does not.
+    let (st, named) = s
+        .api(
+            "POST",
+            "/api/v1/referrals",
+            Some(&doc),
+            Some(json!({
+                "target_department_id": cardiology,
+                "target_specialist_id": b_id,
+                "patient_ref": "P-2024-0043",
+                "reason": "Palpitations",
+                "question": "Holter?",
+                "urgency": "routine",
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{named}");
+    for console in [&mut b_console, &mut a_console] {
+        let e = console.expect("a request to an away specialist").await;
+        assert_eq!(e["type"], "referral_received", "{e}");
+        assert_eq!(e["referral_id"], named["id"]);
+    }
+    neuro_console.expect_quiet("neurology").await;
+
     // A patient waits in the signed-in doctor's consultation: the doctor's console hears how
     // many wait, on arrival and on leaving; other clinicians' consoles do not.
     let mut wang_console = Console::open(s, &s.doctor_token).await;

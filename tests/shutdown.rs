@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::common::peer::{JoinOptions, TestPeer};
 use crate::common::process::{
-    PASSWORD, begin_upload, call, configure, http, huizhen, put_chunk, start,
+    PASSWORD, begin_upload, call, configure, http, huizhen, put_chunk, room_with_seat, start,
 };
 use crate::common::sample_pdf;
 use futures_util::StreamExt;
@@ -26,33 +26,7 @@ async fn sigterm_during_a_call_and_an_upload_ends_cleanly_and_loses_nothing() {
     let cfg = configure(dir.path(), 3);
     let http = http();
     let mut server = start(&cfg);
-    let (st, login) = call(
-        &http,
-        "POST",
-        server.api("/auth/login"),
-        "",
-        Some(json!({"username": "doc", "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(st, 200, "{login}");
-    let session = login["token"].as_str().unwrap().to_owned();
-    let (_, room) = call(
-        &http,
-        "POST",
-        server.api("/rooms"),
-        &session,
-        Some(json!({"title": "Shutdown", "waiting_room": false})),
-    )
-    .await;
-    let room = room["id"].as_str().unwrap().to_owned();
-    let (_, seat) = call(
-        &http,
-        "POST",
-        server.api(&format!("/rooms/{room}/enter")),
-        &session,
-        None,
-    )
-    .await;
+    let (session, room, seat) = room_with_seat(&http, &server, "Shutdown").await;
     let (_, patient) = call(
         &http,
         "POST",
@@ -61,7 +35,7 @@ async fn sigterm_during_a_call_and_an_upload_ends_cleanly_and_loses_nothing() {
         Some(json!({"role": "patient"})),
     )
     .await;
-    let doctor_invite = seat["token"].as_str().unwrap().to_owned();
+    let doctor_invite = seat;
     let patient_invite = patient["token"].as_str().unwrap().to_owned();
 
     // A call: two WebRTC peers with media flowing.

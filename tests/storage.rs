@@ -285,15 +285,17 @@ async fn exercise_consultation_records(db: &Db) {
     assert!(chunks >= 2, "{chunks} chunks");
     assert!(lines.windows(2).all(|w| w[0] < w[1]));
 
-    // Two verifications at once at most: of three started together, one is refused (each
-    // takes its turn before its first read, so the three ask before any can finish).
+    // Two verifications at once at most: of three started together, one is refused, unless
+    // one of the first two finished within its first poll (every read answered at once, as a
+    // busy machine's scheduling can make it) and gave its turn back before the third asked.
+    // Exactly two turns is `audit::writer::tests::full_reads_take_one_of_two_turns`.
     let three = futures_util::future::join_all((0..3).map(|_| audit.verify())).await;
-    assert_eq!(
+    assert!(
         three
             .iter()
             .filter(|v| matches!(v, Err(AuditError::Busy)))
-            .count(),
-        1
+            .count()
+            <= 1
     );
     assert!(three.iter().flatten().all(|v| v.ok()));
     // Exports that stall hold no turn: a verification goes on beside three of them, each of

@@ -378,7 +378,12 @@ impl Writer {
             }
             Err(Failure::Statement(e)) => {
                 let [mut job] = jobs;
-                if job.ack.is_none() && job.append.event.is_some() && !job.append.changes.is_empty()
+                // An entry that stands only with its rows (`only_if_changed`: a consent given,
+                // an owed entry removing its row) is not written without them.
+                if job.ack.is_none()
+                    && job.append.event.is_some()
+                    && !job.append.changes.is_empty()
+                    && !job.append.conditional
                 {
                     // What it records has happened: the entry goes in even if its rows cannot.
                     tracing::error!(error = %e, "rows not stored; writing their audit entry alone");
@@ -711,17 +716,21 @@ mod tests {
         let good = log.submit(joined(&room)).await.unwrap();
         let bad = log.submit(joined(&RoomId::generate())).await.unwrap();
         log.submit_or_log(joined(&RoomId::generate())).await;
+        // One that stands only with its row (`only_if_changed`) is not written alone.
+        log.submit_or_log(joined(&RoomId::generate()).only_if_changed())
+            .await;
         let after = log.submit(joined(&room)).await.unwrap();
         assert!(good.await.unwrap().is_some());
         assert!(bad.await.is_err());
         assert!(after.await.unwrap().is_some());
         log.flush().await.unwrap();
         assert_eq!(count(&db, "participants").await, 2);
-        // The entry nobody waited for is written without its row; the refused one is not.
+        // The entry nobody waited for is written without its row; the refused one and the
+        // conditional one are not.
         assert_eq!(count(&db, "audit_log").await, 3);
         let v = log.verify().await.unwrap();
         assert!(v.ok(), "{v:?}");
-        assert_eq!(log.writer_stats().failed, 1);
+        assert_eq!(log.writer_stats().failed, 2);
         log.close().await;
     }
 
@@ -776,6 +785,21 @@ mod tests {
         assert_eq!(count(&db, "audit_log").await, 3);
         let v = log.verify().await.unwrap();
         assert!(v.ok(), "{v:?}");
+        log.close().await;
+    }
+
+    /// Two verifications or exports read the whole trail at once at most: with both turns
+    /// taken, a third is refused at once; a turn given back lets the next one in.
+    #[tokio::test]
+    async fn full_reads_take_one_of_two_turns() {
+        let (_dir, db) = db().await;
+        let log = AuditLog::new(db.clone(), AuditKey::random());
+        log.record(event(0, 0)).await.unwrap();
+        let first = log.full_read().unwrap();
+        let _second = log.full_read().unwrap();
+        assert!(matches!(log.verify().await, Err(AuditError::Busy)));
+        drop(first);
+        assert!(log.verify().await.unwrap().ok());
         log.close().await;
     }
 

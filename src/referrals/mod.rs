@@ -499,9 +499,20 @@ impl Referrals {
         if !who.role.is_clinician()
             || who.department_id.as_ref() != Some(department)
             || *user == who.id
-            || r.receiver_id.is_some()
-            || r.state != ReferralState::Requested
         {
+            return Ok(false);
+        }
+        self.covered(r).await
+    }
+
+    /// Whether `r` is one its department covers for: still waiting for an answer, named to a
+    /// specialist who is not taking requests now (away, or their account disabled). Its
+    /// department's clinicians are then told of it, as of a request to the department.
+    pub async fn covered(&self, r: &ReferralRow) -> Result<bool> {
+        let Target::Specialist { user, .. } = &r.target else {
+            return Ok(false);
+        };
+        if r.receiver_id.is_some() || r.state != ReferralState::Requested {
             return Ok(false);
         }
         // As the department's box reads it (`ReferralBox::Department`).

@@ -23,7 +23,8 @@
 //                        HUIZHEN_FIREFOX_UNAVAILABLE, set by the script, says why it cannot run
 //   HUIZHEN_BROWSER_ONLY optional, for working on one part: "link" runs link-check-scenario.mjs
 //                        alone, "referrals" referral-scenario.mjs then referral-steps-scenario.mjs,
-//                        "firefox" firefox-scenario.mjs;
+//                        "firefox" firefox-scenario.mjs; "webhook" webhook-scenario.mjs
+//                        around referral-scenario.mjs;
 //                        "workflow" runs workflow-scenario.mjs
 //                        alone (HUIZHEN_ENGINES=chromium or firefox: in that engine only);
 //                        "a11y" runs a11y-scenario.mjs alone; "day" late-scenario.mjs then
@@ -679,6 +680,14 @@ async function main() {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
       await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });
       await referralStepsScenario({ check, snap, browser, openConsole, openJoinPage, apiSignIn, enterToken, pages, http, base: BASE, password: PASSWORD, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue });
+      return;
+    }
+    if (process.env.HUIZHEN_BROWSER_ONLY === "webhook") {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+      const harness = { check, snap, browser, openConsole, pages, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, doctor: USERNAME };
+      const hooks = await webhookSetup(harness);
+      await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });
+      await webhookCheck(harness, hooks);
       return;
     }
     if (process.env.HUIZHEN_BROWSER_ONLY === "admin") {
@@ -1963,7 +1972,7 @@ async function main() {
     }
 
     await adminScenario({ check, snap, newContext, watchPage, pages, browser, http, base: BASE, password: PASSWORD, doctor: USERNAME, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, openJoinPage });
-    const webhookHarness = { check, snap, browser, openConsole, pages, timeout: EVENT_TIMEOUT, assertTextFromCatalogue };
+    const webhookHarness = { check, snap, browser, openConsole, pages, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, doctor: USERNAME };
     const hooks = await webhookSetup(webhookHarness);
     await referralScenario({ check, snap, browser, openConsole, openJoinPage, pages, doctor: USERNAME, specialist: SPECIALIST, timeout: EVENT_TIMEOUT, assertTextFromCatalogue, http, apiSignIn, ctSlice });
     // Checked before the referral steps send more: the console lists an institution's 20 most

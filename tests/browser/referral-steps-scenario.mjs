@@ -17,7 +17,9 @@
 // the patient's consent and a document, scheduled; the specialist reads it in the consultation
 // (English) when the doctor records from the console (zh-CN) that the patient withdrew: the
 // specialist's room drops it at once, says why, and names it nowhere; recorded again, it comes
-// back.
+// back. Request 6: named to 李娜, who is not taking requests: the specialist, covering for her
+// from the department's box, may only forward it, and takes it on by forwarding it to
+// themself.
 
 import assert from "node:assert/strict";
 
@@ -72,6 +74,7 @@ export async function referralStepsScenario(h) {
   const reason4 = `Shortness of breath ${stamp}`;
   const calledOff = "患者已住院，会诊取消";
   const reason5 = `Syncope on standing ${stamp}`;
+  const reason6 = `Ankle swelling ${stamp}`;
   /** @type {Record<string, import("playwright-core").Page>} */
   const p = {};
   /** @type {{doctor?: Record<string, string>, specialist?: Record<string, string>, cardiology?: string, colleague?: string, r1?: string, r2?: string, room?: string}} */
@@ -353,6 +356,51 @@ export async function referralStepsScenario(h) {
       await item.waitFor({ timeout });
       await counted.waitFor({ state: "detached", timeout });
       await doc.locator("#referral-dialog").getByRole("button", { name: "返回列表" }).click();
+    });
+
+    await check("referral steps: a request named to 李娜, who is not taking requests, waits in the department's box; the specialist covering for her is offered only a forward, and takes it on by forwarding it to themself", { scenario: S }, async () => {
+      const me = /** @type {{id: string}} */ ((await h.apiSignIn(http, h.specialist)).me);
+      const res = await http.post("/api/v1/referrals", {
+        headers: a.doctor,
+        data: { target_department_id: a.cardiology, target_specialist_id: a.colleague, patient_ref: `P-STEPS-${stamp}`, reason: reason6, question: "Next step?", urgency: "routine" },
+      });
+      const id = /** @type {{id: string}} */ (await expectStatus(res, 201, "a request to 李娜")).id;
+      const spec = p.specialist;
+      // Back from the request the last check left open.
+      const open = spec.locator("#referral-dialog[open]");
+      if (await open.count()) await open.getByRole("button", { name: "Back to the list" }).click();
+      await spec.locator("#referral-tab-department").click();
+      const item = spec.locator("#referral-panel li.referral-item", { hasText: reason6 });
+      await item.waitFor({ timeout });
+      await item.getByRole("button", { name: /Open request/ }).click();
+      const dialog = spec.locator('#referral-dialog[data-state="requested"]');
+      await dialog.waitFor({ timeout });
+      const hint = dialog.locator(".covering-hint");
+      await hint.waitFor({ timeout });
+      assert.match((await hint.textContent()) ?? "", new RegExp(`${COLLEAGUE.name}.*is not taking requests now`));
+      // Nothing but the forward, open at once: no time to accept, nothing to decline.
+      assert.equal(await dialog.locator(".referral-steps button", { hasText: /Accept|Decline|Propose/ }).count(), 0);
+      const to = dialog.getByLabel("Forward to");
+      await to.locator(`option[value="${me.id}"]`).waitFor({ state: "attached", timeout });
+      assert.equal(await to.locator(`option[value="${a.colleague}"]`).count(), 0, "not back to the colleague who is away");
+      await h.snap(spec, "referral-covering-specialist");
+      await h.assertTextFromCatalogue(spec, "a request covered for an away colleague");
+      await to.selectOption(me.id);
+      await dialog.getByRole("button", { name: "Forward", exact: true }).click();
+      await spec.locator("#referral-dialog").waitFor({ state: "hidden", timeout });
+      await spec.locator("#referral-notice", { hasText: "Forwarded" }).waitFor({ timeout });
+      // Theirs now: in their own inbox, answered as any request named to them.
+      const taken = /** @type {any} */ (await expectStatus(await http.get(`/api/v1/referrals/${id}`, { headers: a.specialist }), 200, "the request"));
+      assert.equal(taken.receiver?.id, me.id);
+      assert.equal(taken.target?.specialist?.id, me.id);
+      assert.notEqual(taken.covering, true);
+      await spec.locator("#referral-tab-inbox").click();
+      const mine = spec.locator('#referral-panel li.referral-item[data-state="requested"]', { hasText: reason6 });
+      await mine.waitFor({ timeout });
+      await mine.getByRole("button", { name: /Open request/ }).click();
+      await dialog.waitFor({ timeout });
+      assert.equal(await dialog.locator(".covering-hint").count(), 0);
+      await dialog.locator(".referral-steps button", { hasText: /Decline/ }).first().waitFor({ state: "attached", timeout });
     });
   } finally {
     for (const who of ["steps-doctor", "steps-specialist", "steps-colleague", "steps-room", "steps-patient", "steps-room-consent"]) {

@@ -12,7 +12,9 @@
 // `webhookCheck`, after it: the receiver got the referral's `referral.created` for the county
 // hospital, signed with the newest secret (HMAC-SHA256 over "<t>.<body>"), carrying ids and
 // states but none of the referral's clinical words; the console, refreshed, lists that event as
-// delivered.
+// delivered. Then the receiver goes down: a new request's event is given up after its attempts
+// (shown failed, with the receiver's 503); back up, the administrator presses "Send again" and the
+// same event is delivered.
 
 import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
@@ -29,6 +31,9 @@ const COUNTY = "县人民医院";
  * @property {Map<string, import("playwright-core").Page>} pages
  * @property {number} timeout
  * @property {(page: import("playwright-core").Page, what: string) => Promise<void>} assertTextFromCatalogue
+ * @property {import("playwright-core").APIRequestContext} http
+ * @property {(http: import("playwright-core").APIRequestContext, username: string) => Promise<{auth: Record<string, string>, me: any}>} apiSignIn
+ * @property {string} doctor the township doctor's username
  */
 
 /**
@@ -45,6 +50,7 @@ const COUNTY = "县人民医院";
  * @property {string} secret the newest signing secret shown
  * @property {import("playwright-core").Page} page the administrator's console
  * @property {() => Promise<void>} close
+ * @property {{down: boolean}} receiver while `down`, the receiver answers 503 to everything
  */
 
 const S = "webhooks";
@@ -61,11 +67,14 @@ export async function webhookSetup(h) {
   }
   /** @type {Received[]} */
   const received = [];
+  const receiver = { down: false };
   const server = createServer((req, res) => {
     /** @type {Buffer[]} */
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
+      // What it answered down is not what it got.
+      if (receiver.down) return void res.writeHead(503).end();
       received.push({ signature: String(req.headers["huizhen-signature"] ?? ""), body: Buffer.concat(chunks).toString("utf8") });
       res.writeHead(204).end();
     });
@@ -115,7 +124,7 @@ export async function webhookSetup(h) {
     const second = (await secretBox.locator("code").textContent()) ?? "";
     assert.match(second, /^whsec_/);
     assert.notEqual(second, first);
-    hooks = { received, secret: second, page, close };
+    hooks = { received, secret: second, page, close, receiver };
   });
   if (!hooks) await close();
   return hooks;
@@ -158,6 +167,54 @@ export async function webhookCheck(h, hooks) {
       assert.equal(await item.getAttribute("data-type"), "referral.created");
       await h.snap(page, "webhook-delivered-admin");
       await h.assertTextFromCatalogue(page, "the webhook's recent events (zh-CN)");
+    });
+
+    await h.check("webhooks: while the hospital's receiver is down a new request's event is given up after its attempts; the administrator sends it again from the console, and it is delivered", { scenario: S }, async () => {
+      hooks.receiver.down = true;
+      const { auth } = await h.apiSignIn(h.http, h.doctor);
+      const listed = await h.http.get("/api/v1/institutions", { headers: auth });
+      const county = /** @type {{institutions: {name: string, departments: {id: string}[]}[]}} */ (await listed.json()).institutions.find((i) => i.name === COUNTY);
+      assert.ok(county?.departments.length, "the county hospital's departments");
+      const sent = await h.http.post("/api/v1/referrals", {
+        headers: auth,
+        data: { target_department_id: county.departments[0].id, patient_ref: "P-HOOK-DOWN", reason: "Webhook receiver down", question: "Sent again?", urgency: "routine" },
+      });
+      assert.equal(sent.status(), 201, await sent.text());
+      const referral = /** @type {{id: string}} */ (await sent.json()).id;
+
+      // Given up (scripts/test-browser.sh: three attempts, a fraction of a second apart).
+      const panel = page.locator('#admin details.webhook-panel[data-webhook="on"]');
+      // This request's (the line names its consultation by the first 12 characters of its id).
+      const failed = panel.locator('li.webhook-delivery[data-type="referral.created"][data-state="failed"]', { hasText: referral.slice(0, 12) });
+      const deadline = Date.now() + h.timeout;
+      while ((await failed.count()) === 0 && Date.now() < deadline) {
+        await panel.getByRole("button", { name: "刷新" }).click();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      await failed.first().waitFor({ timeout: 1000 });
+      const eventId = (await failed.first().getAttribute("data-event-id")) ?? "";
+      assert.ok(eventId, "the failed event's id");
+      assert.match((await failed.first().textContent()) ?? "", /HTTP 503/);
+      assert.equal(received.filter((r) => JSON.parse(r.body).id === eventId).length, 0);
+      await h.snap(page, "webhook-failed-admin");
+
+      // Back up: sent again, delivered once, the same event.
+      hooks.receiver.down = false;
+      await failed.first().getByRole("button", { name: "重新发送" }).click();
+      const delivered = panel.locator(`li.webhook-delivery[data-event-id="${eventId}"][data-state="delivered"]`);
+      while ((await delivered.count()) === 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await panel.getByRole("button", { name: "刷新" }).click();
+      }
+      await delivered.waitFor({ timeout: 1000 });
+      const copies = received.map((r) => JSON.parse(r.body)).filter((e) => e.id === eventId);
+      assert.ok(copies.length >= 1, "the receiver got it");
+      assert.equal(copies[0].type, "referral.created");
+      assert.equal(copies[0].consultation.id, referral);
+      await h.snap(page, "webhook-sent-again-admin");
+      // Withdrawn, so that no later scenario finds it in the department's box.
+      const cancelled = await h.http.post(`/api/v1/referrals/${referral}/cancel`, { headers: auth, data: { reason: "Only a test of the webhook" } });
+      assert.equal(cancelled.status(), 200, await cancelled.text());
     });
   } finally {
     h.pages.delete("webhook-admin");

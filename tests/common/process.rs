@@ -147,6 +147,51 @@ pub async fn call(
     )
 }
 
+/// The doctor ("doc", made by `configure`) signs in on `p`: their session's token.
+pub async fn sign_in(http: &reqwest::Client, p: &Proc) -> String {
+    let (st, login) = call(
+        http,
+        "POST",
+        p.api("/auth/login"),
+        "",
+        Some(serde_json::json!({"username": "doc", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 200, "{login}");
+    login["token"].as_str().unwrap().to_owned()
+}
+
+/// The doctor's new consultation `title` on `p`, with no waiting room: the doctor's session
+/// token, the room's id and the token of the doctor's seat in it.
+pub async fn room_with_seat(
+    http: &reqwest::Client,
+    p: &Proc,
+    title: &str,
+) -> (String, String, String) {
+    let session = sign_in(http, p).await;
+    let (st, room) = call(
+        http,
+        "POST",
+        p.api("/rooms"),
+        &session,
+        Some(serde_json::json!({"title": title, "waiting_room": false})),
+    )
+    .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_owned();
+    let (st, seat) = call(
+        http,
+        "POST",
+        p.api(&format!("/rooms/{room}/enter")),
+        &session,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{seat}");
+    let seat = seat["token"].as_str().unwrap().to_owned();
+    (session, room, seat)
+}
+
 /// Starts an upload of `bytes` as `name` (visible to everyone) in `room`; its id.
 pub async fn begin_upload(
     http: &reqwest::Client,
