@@ -1,6 +1,7 @@
 -- Portable SQL: this file runs unchanged on SQLite and PostgreSQL.
 -- Audit entries owed by a step already committed (storage/audit_pending.rs): written in the
--- transaction of a consultation request's step, removed in the transaction that appends them
+-- transaction of a consultation request's step or a clinical record's change, removed in the
+-- transaction that appends them
 -- to the chain. A crash or a failed append between the two leaves the row here, and the server
 -- appends it at its next start (or its hourly housekeeping): a committed step always reaches
 -- the trail, and only once.

@@ -1551,7 +1551,8 @@ on_both_stores!(
 /// The audit entries a consultation request's step owes are queued in its transaction and
 /// reach the trail exactly once: the step's own append and the late one (after a crash, or a
 /// failed append) racing each other write one entry between them, and neither writes it again
-/// afterwards. A damaged row is left where it is without holding up the rest.
+/// afterwards. Damaged rows are left where they are without holding up the rest, and more
+/// than a page of rows left behind are appended in their order.
 async fn owed_audit_entries_are_written_once(db: &Db, url: &str) {
     use huizhen::domain::organisation::InstitutionKind;
     use huizhen::domain::referral::Urgency;
@@ -1609,19 +1610,40 @@ async fn owed_audit_entries_are_written_once(db: &Db, url: &str) {
         made.push(svc.create(&doctor, new, now).await.unwrap());
     }
     // Queued, not on the trail yet.
-    assert_eq!(db.pending_audit(i64::MAX, 100).await.unwrap().len(), 5);
+    assert_eq!(
+        db.pending_audit(i64::MAX, None, 100)
+            .await
+            .unwrap()
+            .owed
+            .len(),
+        5
+    );
     assert!(created_entries().await.is_empty());
 
-    // A damaged row (not written by this code) waits beside them.
+    // Damaged rows (not written by this code: an event that is not one, an id that is not
+    // one) wait beside them, and 300 entries left behind by an earlier run, more than a page.
     sqlx::any::install_default_drivers();
     let raw = sqlx::AnyPool::connect(url).await.unwrap();
-    sqlx::query("INSERT INTO audit_pending (id, event, at_ms, ord) VALUES ($1, $2, $3, 0)")
-        .bind("aup_0123456789abcdef")
-        .bind("not an event")
-        .bind(0_i64)
-        .execute(&raw)
-        .await
-        .unwrap();
+    for (id, event) in [("aup_0123456789abcdef", "not an event"), ("damaged", "{}")] {
+        sqlx::query("INSERT INTO audit_pending (id, event, at_ms, ord) VALUES ($1, $2, $3, 0)")
+            .bind(id)
+            .bind(event)
+            .bind(0_i64)
+            .execute(&raw)
+            .await
+            .unwrap();
+    }
+    for n in 0..300_i64 {
+        let event = AuditEvent::new(Actor::System, Action::RoomCreated).object("room", n);
+        sqlx::query("INSERT INTO audit_pending (id, event, at_ms, ord) VALUES ($1, $2, $3, $4)")
+            .bind(huizhen::domain::ids::PendingAuditId::generate().as_str())
+            .bind(event.to_json())
+            .bind(1 + n / 2)
+            .bind(n % 2)
+            .execute(&raw)
+            .await
+            .unwrap();
+    }
 
     // The steps' own appends and a late pass, at once: each entry once.
     let owed: Vec<_> = made.iter().flat_map(|c| c.owed.clone()).collect();
@@ -1633,7 +1655,18 @@ async fn owed_audit_entries_are_written_once(db: &Db, url: &str) {
         .iter()
         .filter(|e| e.detail.contains("recorded_late"))
         .count();
-    assert_eq!(late_ones, late);
+    assert_eq!(late_ones + 300, late);
+    // The earlier run's, each once, late, in the order they were owed.
+    let rooms: Vec<String> = audit
+        .entries(0, 2000, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == Action::RoomCreated.as_str())
+        .inspect(|e| assert!(e.detail.contains("recorded_late"), "{e:?}"))
+        .map(|e| e.object_id)
+        .collect();
+    assert_eq!(rooms, (0..300).map(|n| n.to_string()).collect::<Vec<_>>());
     let mut referrals: Vec<_> = entries.iter().map(|e| e.object_id.clone()).collect();
     referrals.sort();
     let mut expected: Vec<_> = made.iter().map(|c| c.row.id.to_string()).collect();
@@ -1644,9 +1677,19 @@ async fn owed_audit_entries_are_written_once(db: &Db, url: &str) {
     assert_eq!(audit.append_pending(i64::MAX).await.unwrap(), 0);
     audit.record_owed(&owed).await;
     assert_eq!(created_entries().await.len(), 5);
-    let left = db.pending_audit(i64::MAX, 100).await.unwrap();
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].event, "not an event");
+    let left: Vec<i64> = sqlx::query_scalar("SELECT at_ms FROM audit_pending")
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+    assert_eq!(left, [0, 0], "the damaged rows stay");
+    assert_eq!(
+        db.pending_audit(i64::MAX, None, 100)
+            .await
+            .unwrap()
+            .owed
+            .len(),
+        1
+    );
     assert!(audit.verify().await.unwrap().ok());
     raw.close().await;
 }

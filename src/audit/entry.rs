@@ -285,17 +285,33 @@ impl Outcome {
 /// entry will store, so that an event owed by a committed step can wait as JSON in
 /// `audit_pending` ([`AuditEvent::to_json`], [`AuditEvent::from_json`]) and be sealed later
 /// exactly as it would have been at once.
+///
+/// Every field has a default when read back: a row queued by an earlier release that lacks a
+/// field added since is still an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
+    #[serde(default)]
     actor: String,
+    #[serde(default)]
     actor_role: String,
+    #[serde(default)]
     action: String,
+    #[serde(default)]
     room: String,
+    #[serde(default)]
     object_type: String,
+    #[serde(default)]
     object_id: String,
+    #[serde(default)]
     object_sha256: String,
+    #[serde(default)]
     outcome: String,
+    #[serde(default = "empty_detail")]
     detail: serde_json::Value,
+}
+
+fn empty_detail() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
 }
 
 impl AuditEvent {
@@ -322,7 +338,9 @@ impl AuditEvent {
     /// An event that waited in `audit_pending`; `None` if the row is not one (it was written
     /// by this code only, so that is a damaged database).
     pub fn from_json(json: &str) -> Option<Self> {
-        serde_json::from_str(json).ok()
+        serde_json::from_str::<Self>(json)
+            .ok()
+            .filter(|e| !e.action.is_empty())
     }
 
     pub fn room(mut self, room: &RoomId) -> Self {

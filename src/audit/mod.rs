@@ -254,11 +254,14 @@ impl AuditLog {
     /// step was. Run at startup and by the server's housekeeping.
     pub async fn append_pending(&self, before_ms: i64) -> Result<usize, AuditError> {
         let mut written = 0;
+        let mut after = None;
         loop {
-            let owed = self.db.pending_audit(before_ms, PENDING_PAGE).await?;
-            let last_page = owed.len() < PENDING_PAGE as usize;
-            let mut appends = Vec::with_capacity(owed.len());
-            for pending in &owed {
+            let page = self
+                .db
+                .pending_audit(before_ms, after.as_ref(), PENDING_PAGE)
+                .await?;
+            let mut appends = Vec::with_capacity(page.owed.len());
+            for pending in &page.owed {
                 let Some(event) = AuditEvent::from_json(&pending.event) else {
                     // Written by this code only: a damaged row stays for someone to look at,
                     // and does not hold up the others.
@@ -276,15 +279,14 @@ impl AuditLog {
                     .only_if_changed();
                 appends.push(self.submit(append).await?);
             }
-            // Every page but the last removes rows (or holds only damaged ones: then stop).
-            let stuck = appends.is_empty();
             for durable in appends {
                 if durable.await?.is_some() {
                     written += 1;
                 }
             }
-            if last_page || stuck {
-                return Ok(written);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(written),
             }
         }
     }

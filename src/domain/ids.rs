@@ -3,7 +3,8 @@
 //! Each id is an opaque string with a short prefix (`r_` room, `p_` participant, `u_` user,
 //! `i_` invite, `ses_` clinician session, `doc_` document, `upl_` upload, `ann_` annotation,
 //! `msg_` chat message, `rec_` clinical record, `evt_` record event, `ins_` institution, `dep_`
-//! department, `ref_` referral, `rdc_` referral document, `cns_` consent, `whe_` webhook event)
+//! department, `ref_` referral, `rdc_` referral document, `cns_` consent, `whe_` webhook event,
+//! `aup_` audit entry owed)
 //! and 16 random base62 characters, so ids are unguessable, safe to put in URLs and easy to tell apart in logs. The
 //! prefix is part of the value; `parse` checks it.
 

@@ -34,7 +34,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
 
-pub use audit_pending::PendingAudit;
+pub use audit_pending::{PendingAfter, PendingAudit, PendingPage};
 pub use care_team::CareTeamMember;
 pub use change::Change;
 pub use chat::ChatRecord;

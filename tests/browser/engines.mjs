@@ -201,10 +201,19 @@ export class Participant {
       // round trip each, which made a request's reason and question take many seconds.
       const set = await /** @type {FirefoxPage} */ (this.page).evaluate(
         (/** @type {string} */ s, /** @type {string} */ t) => {
-          const node = document.querySelector(s);
+          /** @type {Element | null} */
+          let node = null;
+          try {
+            node = document.querySelector(s);
+          } catch {
+            return false; // not plain CSS: puppeteer's own selectors
+          }
           const proto =
             node instanceof HTMLTextAreaElement ? HTMLTextAreaElement.prototype : node instanceof HTMLInputElement ? HTMLInputElement.prototype : null;
-          if (!node || !proto) return false;
+          // A field a person could not type into (disabled, read-only) or not all of the text
+          // (maxlength): puppeteer's fill, which waits and types, as a person would.
+          const field = /** @type {HTMLInputElement | HTMLTextAreaElement} */ (node);
+          if (!node || !proto || field.disabled || field.readOnly || (field.maxLength >= 0 && t.length > field.maxLength)) return false;
           /** @type {HTMLInputElement | HTMLTextAreaElement} */ (node).focus();
           Object.getOwnPropertyDescriptor(proto, "value")?.set?.call(node, t);
           node.dispatchEvent(new Event("input", { bubbles: true }));

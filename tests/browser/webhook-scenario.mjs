@@ -181,40 +181,45 @@ export async function webhookCheck(h, hooks) {
       });
       assert.equal(sent.status(), 201, await sent.text());
       const referral = /** @type {{id: string}} */ (await sent.json()).id;
+      try {
 
-      // Given up (scripts/test-browser.sh: three attempts, a fraction of a second apart).
-      const panel = page.locator('#admin details.webhook-panel[data-webhook="on"]');
-      // This request's (the line names its consultation by the first 12 characters of its id).
-      const failed = panel.locator('li.webhook-delivery[data-type="referral.created"][data-state="failed"]', { hasText: referral.slice(0, 12) });
-      const deadline = Date.now() + h.timeout;
-      while ((await failed.count()) === 0 && Date.now() < deadline) {
-        await panel.getByRole("button", { name: "刷新" }).click();
-        await new Promise((resolve) => setTimeout(resolve, 300));
-      }
-      await failed.first().waitFor({ timeout: 1000 });
-      const eventId = (await failed.first().getAttribute("data-event-id")) ?? "";
-      assert.ok(eventId, "the failed event's id");
-      assert.match((await failed.first().textContent()) ?? "", /HTTP 503/);
-      assert.equal(received.filter((r) => JSON.parse(r.body).id === eventId).length, 0);
-      await h.snap(page, "webhook-failed-admin");
+        // Given up (scripts/test-browser.sh: three attempts, a fraction of a second apart).
+        const panel = page.locator('#admin details.webhook-panel[data-webhook="on"]');
+        // This request's (the line names its consultation by the first 12 characters of its id).
+        const failed = panel.locator('li.webhook-delivery[data-type="referral.created"][data-state="failed"]', { hasText: referral.slice(0, 12) });
+        let deadline = Date.now() + h.timeout;
+        while ((await failed.count()) === 0 && Date.now() < deadline) {
+          await panel.getByRole("button", { name: "刷新" }).click();
+          await new Promise((resolve) => setTimeout(resolve, 300));
+        }
+        await failed.first().waitFor({ timeout: 1000 });
+        const eventId = (await failed.first().getAttribute("data-event-id")) ?? "";
+        assert.ok(eventId, "the failed event's id");
+        assert.match((await failed.first().textContent()) ?? "", /HTTP 503/);
+        assert.equal(received.filter((r) => JSON.parse(r.body).id === eventId).length, 0);
+        await h.snap(page, "webhook-failed-admin");
 
-      // Back up: sent again, delivered once, the same event.
-      hooks.receiver.down = false;
-      await failed.first().getByRole("button", { name: "重新发送" }).click();
-      const delivered = panel.locator(`li.webhook-delivery[data-event-id="${eventId}"][data-state="delivered"]`);
-      while ((await delivered.count()) === 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        await panel.getByRole("button", { name: "刷新" }).click();
+        // Back up: sent again, delivered once, the same event.
+        hooks.receiver.down = false;
+        await failed.first().getByRole("button", { name: "重新发送" }).click();
+        const delivered = panel.locator(`li.webhook-delivery[data-event-id="${eventId}"][data-state="delivered"]`);
+        deadline = Date.now() + h.timeout;
+        while ((await delivered.count()) === 0 && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          await panel.getByRole("button", { name: "刷新" }).click();
+        }
+        await delivered.waitFor({ timeout: 1000 });
+        const copies = received.map((r) => JSON.parse(r.body)).filter((e) => e.id === eventId);
+        assert.ok(copies.length >= 1, "the receiver got it");
+        assert.equal(copies[0].type, "referral.created");
+        assert.equal(copies[0].consultation.id, referral);
+        await h.snap(page, "webhook-sent-again-admin");
+      } finally {
+        hooks.receiver.down = false;
+        // Withdrawn, so that no later scenario finds it in the department's box.
+        const cancelled = await h.http.post(`/api/v1/referrals/${referral}/cancel`, { headers: auth, data: { reason: "Only a test of the webhook" } });
+        assert.equal(cancelled.status(), 200, await cancelled.text());
       }
-      await delivered.waitFor({ timeout: 1000 });
-      const copies = received.map((r) => JSON.parse(r.body)).filter((e) => e.id === eventId);
-      assert.ok(copies.length >= 1, "the receiver got it");
-      assert.equal(copies[0].type, "referral.created");
-      assert.equal(copies[0].consultation.id, referral);
-      await h.snap(page, "webhook-sent-again-admin");
-      // Withdrawn, so that no later scenario finds it in the department's box.
-      const cancelled = await h.http.post(`/api/v1/referrals/${referral}/cancel`, { headers: auth, data: { reason: "Only a test of the webhook" } });
-      assert.equal(cancelled.status(), 200, await cancelled.text());
     });
   } finally {
     h.pages.delete("webhook-admin");
