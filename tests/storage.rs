@@ -11,8 +11,8 @@ use huizhen::auth::SigningKey;
 use huizhen::domain::clock::now_unix;
 use huizhen::domain::document::DocumentKind;
 use huizhen::domain::ids::{
-    AnnotationId, ChatMessageId, DocumentId, InviteId, ParticipantId, RoomId, SessionId, UploadId,
-    UserId,
+    AnnotationId, ChatMessageId, DepartmentId, DocumentId, InstitutionId, InviteId, ParticipantId,
+    RoomId, SessionId, UploadId, UserId,
 };
 use huizhen::domain::role::{AccountRole, Role, Visibility};
 use huizhen::sessions::{Issued, Policy, Refusal, SessionError, Sessions};
@@ -1349,17 +1349,29 @@ fn twelve_through_then(
     }
 }
 
-/// A clinician's caps on consultation requests hold under concurrency: requests sent at once
-/// near the daily cap take turns, so exactly the cap gets through; and requests older than a
-/// day, still open, count against the cap on open requests.
-async fn referral_caps(db: &Db, _url: &str) {
+/// A doctor of `institution`, `username`.
+async fn doctor_of(db: &Db, institution: &InstitutionId, username: &'static str) -> User {
+    db.create_account(&huizhen::storage::NewAccount {
+        username,
+        display_name: username,
+        role: AccountRole::Doctor,
+        password_hash: "x",
+        institution,
+        department: None,
+        title: "",
+        specialty: "",
+    })
+    .await
+    .unwrap()
+}
+
+/// A county hospital and its cardiology, and a doctor of the hospital, `username`, to send
+/// it consultation requests.
+async fn cardiology_and_doctor(
+    db: &Db,
+    username: &'static str,
+) -> (InstitutionId, DepartmentId, User) {
     use huizhen::domain::organisation::InstitutionKind;
-    use huizhen::domain::referral::Urgency;
-    use huizhen::referrals::{NewRequest, Referrals, Time};
-    use huizhen::storage::{
-        MAX_OPEN_REFERRALS_PER_REQUESTER as OPEN, MAX_REFERRALS_PER_REQUESTER_PER_DAY as DAY,
-        NewAccount,
-    };
     let county = db
         .create_institution("County hospital", InstitutionKind::Hospital)
         .await
@@ -1368,41 +1380,45 @@ async fn referral_caps(db: &Db, _url: &str) {
         .create_department(&county.id, "Cardiology")
         .await
         .unwrap();
-    let account = |username: &'static str, display_name: &'static str| {
-        let (db, county) = (db.clone(), county.id.clone());
-        async move {
-            db.create_account(&NewAccount {
-                username,
-                display_name,
-                role: AccountRole::Doctor,
-                password_hash: "x",
-                institution: &county,
-                department: None,
-                title: "",
-                specialty: "",
-            })
-            .await
-            .unwrap()
-        }
+    let doctor = doctor_of(db, &county.id, username).await;
+    (county.id, cardiology.id, doctor)
+}
+
+/// A routine request to `department` about `patient_ref`, sent at `at` for an hour later.
+fn routine_request(
+    department: &DepartmentId,
+    patient_ref: String,
+    at: i64,
+) -> huizhen::referrals::NewRequest {
+    huizhen::referrals::NewRequest {
+        department: department.clone(),
+        specialist: None,
+        patient_ref,
+        reason: "Chest pain".into(),
+        question: "Angina?".into(),
+        urgency: huizhen::domain::referral::Urgency::Routine,
+        proposed: vec![huizhen::referrals::Time {
+            start: at + 3600,
+            minutes: 30,
+        }],
+        sharing_consent: None,
+    }
+}
+
+/// A clinician's caps on consultation requests hold under concurrency: requests sent at once
+/// near the daily cap take turns, so exactly the cap gets through; and requests older than a
+/// day, still open, count against the cap on open requests.
+async fn referral_caps(db: &Db, _url: &str) {
+    use huizhen::referrals::Referrals;
+    use huizhen::storage::{
+        MAX_OPEN_REFERRALS_PER_REQUESTER as OPEN, MAX_REFERRALS_PER_REQUESTER_PER_DAY as DAY,
     };
-    let doctor = account("busy", "Busy").await;
+    let (county, cardiology, doctor) = cardiology_and_doctor(db, "busy").await;
     let svc = Referrals::new(db.clone());
     let send = |who: &User, at: i64| {
-        let (svc, who, department) = (svc.clone(), who.clone(), cardiology.id.clone());
+        let (svc, who) = (svc.clone(), who.clone());
+        let new = routine_request(&cardiology, "P-1".into(), at);
         async move {
-            let new = NewRequest {
-                department,
-                specialist: None,
-                patient_ref: "P-1".into(),
-                reason: "Chest pain".into(),
-                question: "Angina?".into(),
-                urgency: Urgency::Routine,
-                proposed: vec![Time {
-                    start: at + 3600,
-                    minutes: 30,
-                }],
-                sharing_consent: None,
-            };
             let made = svc.create(&who, new, at).await.map(|c| c.row);
             (svc, who, made)
         }
@@ -1437,7 +1453,7 @@ async fn referral_caps(db: &Db, _url: &str) {
     );
 
     // A colleague sends their day's worth: the last dozen places raced, then no more today.
-    let colleague = account("prolific", "Prolific").await;
+    let colleague = doctor_of(db, &county, "prolific").await;
     let theirs = |at: i64| {
         let sent = send(&colleague, at);
         async move {
@@ -1554,31 +1570,8 @@ on_both_stores!(
 /// afterwards. Damaged rows are left where they are without holding up the rest, and more
 /// than a page of rows left behind are appended in their order.
 async fn owed_audit_entries_are_written_once(db: &Db, url: &str) {
-    use huizhen::domain::organisation::InstitutionKind;
-    use huizhen::domain::referral::Urgency;
-    use huizhen::referrals::{NewRequest, Referrals, Time};
-    use huizhen::storage::NewAccount;
-    let county = db
-        .create_institution("County hospital", InstitutionKind::Hospital)
-        .await
-        .unwrap();
-    let cardiology = db
-        .create_department(&county.id, "Cardiology")
-        .await
-        .unwrap();
-    let doctor = db
-        .create_account(&NewAccount {
-            username: "owing",
-            display_name: "Owing",
-            role: AccountRole::Doctor,
-            password_hash: "x",
-            institution: &county.id,
-            department: None,
-            title: "",
-            specialty: "",
-        })
-        .await
-        .unwrap();
+    use huizhen::referrals::Referrals;
+    let (_, cardiology, doctor) = cardiology_and_doctor(db, "owing").await;
     let svc = Referrals::new(db.clone());
     let audit = AuditLog::new(db.clone(), audit_key());
     let created_entries = || async {
@@ -1594,19 +1587,7 @@ async fn owed_audit_entries_are_written_once(db: &Db, url: &str) {
     let now = now_unix();
     let mut made = Vec::new();
     for n in 0..5 {
-        let new = NewRequest {
-            department: cardiology.id.clone(),
-            specialist: None,
-            patient_ref: format!("P-{n}"),
-            reason: "Chest pain".into(),
-            question: "Angina?".into(),
-            urgency: Urgency::Routine,
-            proposed: vec![Time {
-                start: now + 3600,
-                minutes: 30,
-            }],
-            sharing_consent: None,
-        };
+        let new = routine_request(&cardiology, format!("P-{n}"), now);
         made.push(svc.create(&doctor, new, now).await.unwrap());
     }
     // Queued, not on the trail yet.

@@ -237,14 +237,7 @@ impl AuditLog {
                 tracing::error!(id = %pending.id, "an owed audit entry is not an event");
                 continue;
             };
-            self.submit_or_log(
-                Append::entry(event)
-                    .with(Change::AuditPendingDone {
-                        id: pending.id.clone(),
-                    })
-                    .only_if_changed(),
-            )
-            .await;
+            self.submit_or_log(owed_append(pending, event)).await;
         }
     }
 
@@ -272,12 +265,7 @@ impl AuditLog {
                     "recorded_late",
                     serde_json::json!({"step_at_ms": pending.at_ms}),
                 );
-                let append = Append::entry(event)
-                    .with(Change::AuditPendingDone {
-                        id: pending.id.clone(),
-                    })
-                    .only_if_changed();
-                appends.push(self.submit(append).await?);
+                appends.push(self.submit(owed_append(pending, event)).await?);
             }
             for durable in appends {
                 if durable.await?.is_some() {
@@ -542,6 +530,16 @@ impl AuditLog {
             .try_acquire_owned()
             .map_err(|_| AuditError::Busy)
     }
+}
+
+/// The append that puts an owed entry on the chain: written only by the append that removes
+/// its row, so once, whichever gets there first.
+fn owed_append(pending: &PendingAudit, event: AuditEvent) -> Append {
+    Append::entry(event)
+        .with(Change::AuditPendingDone {
+            id: pending.id.clone(),
+        })
+        .only_if_changed()
 }
 
 /// One entry as a line of the export: JSON, whose string escapes keep any newline in a field

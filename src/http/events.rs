@@ -67,10 +67,7 @@ pub async fn concerned(state: &AppState, r: &ReferralRow, actor: &UserId) -> Vec
     // A request to the department as a whole, or one it covers for an away specialist
     // (`Referrals::covered`): its clinicians see it in the department's box.
     let department_box = (r.receiver_id.is_none() && r.target.specialist().is_none())
-        || match crate::referrals::Referrals::new(state.db.clone())
-            .covered(r)
-            .await
-        {
+        || match super::referrals::service(state).covered(r).await {
             Ok(covered) => covered,
             Err(e) => {
                 tracing::warn!(error = %e, "a request's cover not read for a notification");

@@ -33,7 +33,7 @@ use crate::referrals::{
 use crate::rooms::EndReason;
 use crate::storage::{ReferralEvent, ReferralRow, RoomStatus, User};
 
-fn service(state: &AppState) -> Referrals {
+pub(super) fn service(state: &AppState) -> Referrals {
     Referrals::new(state.db.clone())
 }
 
